@@ -1,0 +1,171 @@
+/**
+ * Block maps as deltas over a snapshot tree.
+ *
+ * A snapshot stores only the entries where its content differs from its parent's view; a root
+ * snapshot stores its non-ZERO blocks. The view of snapshot S at block i is the entry of the
+ * nearest ancestor-or-self that has one, looked up only below the smallest block count met on the
+ * way up (a disk that shrank and grew again must not see blocks of an older, larger ancestor);
+ * no entry means ZERO. So an incremental snapshot writes O(changed blocks) entries, and deleting
+ * a snapshot pushes its entries down into the children that do not override them:
+ * O(entries × children), never O(disk size × snapshots).
+ *
+ * All functions here that write must run inside Catalog.txn.
+ */
+import { DIGEST_SIZE } from '../store/format';
+import type { Catalog } from './catalog';
+import type { SnapshotRecord } from './records';
+
+/** Raw length of block `index` of an image of `sizeBytes` (the last block may be short). */
+export function blockLength(sizeBytes: number, blockSize: number, index: number): number {
+  return Math.min(blockSize, sizeBytes - index * blockSize);
+}
+
+export function blockCountOf(sizeBytes: number, blockSize: number): number {
+  return Math.ceil(sizeBytes / blockSize);
+}
+
+/**
+ * The full view of a snapshot as packed digests (blockCount × 32 bytes, ZERO = 32 zero bytes),
+ * the form the native scanner and applier take.
+ */
+export function readView(catalog: Catalog, snap: SnapshotRecord): Buffer {
+  const n = snap.blockCount;
+  const out = Buffer.alloc(n * DIGEST_SIZE);
+  const filled = new Uint8Array(n);
+  let limit = n;
+  for (let cur: SnapshotRecord | undefined = snap; cur; cur = cur.parentId ? catalog.getSnapshot(cur.parentId) : undefined) {
+    limit = Math.min(limit, cur.blockCount);
+    for (const e of catalog.delta(cur.id, limit)) {
+      if (filled[e.index]) continue;
+      filled[e.index] = 1;
+      if (e.digest) e.digest.copy(out, e.index * DIGEST_SIZE);
+    }
+  }
+  return out;
+}
+
+function digestAt(view: Buffer, index: number): Buffer | null {
+  if ((index + 1) * DIGEST_SIZE > view.length) return null;
+  const d = view.subarray(index * DIGEST_SIZE, (index + 1) * DIGEST_SIZE);
+  for (let i = 0; i < DIGEST_SIZE; i++) if (d[i] !== 0) return d;
+  return null;
+}
+
+function sameDigest(a: Buffer | null, b: Buffer | null): boolean {
+  if (a === null || b === null) return a === b;
+  return a.equals(b);
+}
+
+export interface CommitStats { changedBlocks: number; newBytes: number; logicalBytes: number }
+
+/**
+ * Records a new snapshot's delta against its parent's view and takes the references. `parentView`
+ * is null for a root snapshot. Returns what the snapshot changed and added to the store.
+ */
+export function commitDelta(catalog: Catalog, snap: SnapshotRecord, digests: Buffer, parentView: Buffer | null): CommitStats {
+  let changedBlocks = 0;
+  let newBytes = 0;
+  let logicalBytes = 0;
+  for (let i = 0; i < snap.blockCount; i++) {
+    const d = digestAt(digests, i);
+    const len = blockLength(snap.sizeBytes, snap.blockSize, i);
+    if (d) logicalBytes += len;
+    const p = parentView ? digestAt(parentView, i) : null;
+    if (sameDigest(d, p)) continue;
+    changedBlocks++;
+    const copy = d ? Buffer.from(d) : null;
+    catalog.putEntry(snap.id, i, copy);
+    if (copy && catalog.addRef(copy, len)) newBytes += len;
+  }
+  return { changedBlocks, newBytes, logicalBytes };
+}
+
+/**
+ * Removes a snapshot from its chain: children inherit its entries they do not override and are
+ * re-parented to its parent, then its own references are dropped. Returns the digests whose last
+ * reference went away (now in the free list).
+ */
+export function removeFromChain(catalog: Catalog, snap: SnapshotRecord): Buffer[] {
+  const children = catalog.snapshotsOfDisk(snap.diskId).filter((s) => s.parentId === snap.id);
+  const parent = snap.parentId ? catalog.getSnapshot(snap.parentId) : undefined;
+  const entries = [...catalog.delta(snap.id)];
+  for (const child of children) {
+    for (const e of entries) {
+      if (e.index >= child.blockCount || catalog.hasEntry(child.id, e.index)) continue;
+      catalog.putEntry(child.id, e.index, e.digest);
+      if (e.digest) catalog.addRef(e.digest, blockLength(child.sizeBytes, child.blockSize, e.index));
+    }
+    if (parent) maskShrunkRange(catalog, snap, parent, child);
+    catalog.putSnapshot({ ...child, parentId: snap.parentId });
+  }
+  const freed: Buffer[] = [];
+  for (const e of entries) {
+    catalog.removeEntry(snap.id, e.index);
+    if (e.digest && catalog.dropRef(e.digest)) freed.push(e.digest);
+  }
+  catalog.deleteSnapshotRecord(snap);
+  return freed;
+}
+
+/**
+ * When the removed snapshot was smaller than both its parent and a child, the child saw ZERO in
+ * that range (the lookup stopped at the small snapshot); after re-parenting it would see the
+ * parent's blocks. Explicit ZERO entries keep the child's view. Only a disk that shrank pays this.
+ */
+function maskShrunkRange(catalog: Catalog, removed: SnapshotRecord, parent: SnapshotRecord, child: SnapshotRecord): void {
+  const end = Math.min(child.blockCount, parent.blockCount);
+  if (removed.blockCount >= end) return;
+  const parentView = readView(catalog, parent);
+  for (let i = removed.blockCount; i < end; i++) {
+    if (digestAt(parentView, i) && !catalog.hasEntry(child.id, i)) catalog.putEntry(child.id, i, null);
+  }
+}
+
+/**
+ * Bytes that only this snapshot references, i.e. what deleting it would free: its own entries
+ * whose digest is referenced by nothing else and which no child inherits.
+ */
+export function uniqueBytes(catalog: Catalog, snap: SnapshotRecord): number {
+  if (snap.status !== 'available') return 0;
+  const children = catalog.snapshotsOfDisk(snap.diskId).filter((s) => s.parentId === snap.id);
+  const own = new Map<string, { count: number; inherited: boolean; bytes: number; digest: Buffer }>();
+  for (const e of catalog.delta(snap.id)) {
+    if (!e.digest) continue;
+    const key = e.digest.toString('hex');
+    const inherited = children.some((c) => e.index < c.blockCount && !catalog.hasEntry(c.id, e.index));
+    const cur = own.get(key);
+    const bytes = blockLength(snap.sizeBytes, snap.blockSize, e.index);
+    if (cur) { cur.count++; cur.inherited ||= inherited; } else own.set(key, { count: 1, inherited, bytes, digest: e.digest });
+  }
+  let total = 0;
+  for (const v of own.values()) {
+    if (!v.inherited && catalog.refCount(v.digest) === v.count) total += v.bytes;
+  }
+  return total;
+}
+
+/** Distinct blocks referenced by a set of snapshots (a chain), with their total raw size. */
+export function distinctBlocks(catalog: Catalog, snapshots: SnapshotRecord[]): { blocks: number; bytes: number } {
+  const seen = new Set<string>();
+  let bytes = 0;
+  for (const s of snapshots) {
+    for (const e of catalog.delta(s.id)) {
+      if (!e.digest) continue;
+      const key = e.digest.toString('hex');
+      if (seen.has(key)) continue;
+      seen.add(key);
+      bytes += catalog.refBytes(e.digest);
+    }
+  }
+  return { blocks: seen.size, bytes };
+}
+
+/** Every digest a snapshot's view references, with the snapshots asking (for verify reports). */
+export function viewDigests(view: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = 0; i * DIGEST_SIZE < view.length; i++) {
+    const d = digestAt(view, i);
+    if (d) out.push(d);
+  }
+  return out;
+}

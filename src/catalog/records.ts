@@ -1,0 +1,36 @@
+import type { Disk, ImageFormat, Snapshot, SnapshotStatus, SnapshotType } from '../engine/types';
+
+/** What the catalog stores for a disk; the public Disk adds derived fields. */
+export interface DiskRecord {
+  id: string;
+  name: string;
+  path: string;
+  format: ImageFormat;
+  sizeBytes: number;
+  createdAt: string;
+  headSnapshotId: string | null;
+  pendingRollback: Disk['pendingRollback'];
+}
+
+/** What the catalog stores for a snapshot; uniqueBytes is derived on read (it changes as the chain changes). */
+export interface SnapshotRecord {
+  id: string;
+  diskId: string;
+  name: string;
+  description: string;
+  status: SnapshotStatus;
+  type: SnapshotType;
+  parentId: string | null;
+  createdAt: string;
+  completedAt: string | null;
+  sizeBytes: number;
+  blockSize: number;
+  blockCount: number;
+  logicalBytes: number;
+  changedBlocks: number;
+  newBytes: number;
+  error: Snapshot['error'];
+  jobId: string | null;
+}
+
+export interface StoreTotals { blocks: number; bytes: number }

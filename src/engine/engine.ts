@@ -1,0 +1,623 @@
+/**
+ * The engine: snapshot, rollback, clone, delete, gc and verify over the catalog (LMDB), the block
+ * store and the native scanner/applier. It is the only writer of the catalog, and it holds the
+ * data-dir lock, so its in-process locks (locks.ts) are the whole locking story; docs/design.md
+ * has the table.
+ *
+ * State held here besides the catalog: which disk runs which job (DiskLocks), which snapshots a
+ * clone is reading (pins), the store lock, and whether a sweep of freed blocks is due.
+ */
+import { EventEmitter } from 'node:events';
+import { openSync, readSync, closeSync, statSync } from 'node:fs';
+import { basename, resolve } from 'node:path';
+import { BlocksnapError, toBlocksnapError } from '../errors';
+import { Catalog } from '../catalog/catalog';
+import type { DiskRecord, SnapshotRecord } from '../catalog/records';
+import { commitDelta, distinctBlocks, readView, removeFromChain, uniqueBytes, viewDigests } from '../catalog/block-map';
+import { BlockStore } from '../store/block-store';
+import { DEFAULT_BLOCK_SIZE, isValidBlockSize } from '../store/format';
+import { applyImage, scanImage, verifyBlocks, lockDataDir, type DataDirLock } from '../native';
+import { newId, looksLikeId } from './ids';
+import { DiskLocks, StoreLock } from './locks';
+import { JobRunner, type JobControl } from './jobs';
+import { defaultSnapshotName, nameFromPath, uniqueName, validateManualSnapshotName, validateName } from './names';
+import { resolveExistingImage, resolveNewFile, resolveRoots } from './paths';
+import type {
+  ChainSummary, CloneResult, Disk, GcResult, ImageFormat, Job, RollbackResult, Snapshot, SnapshotCreateOptions,
+  StoreStats, VerifyResult,
+} from './types';
+
+export interface EngineLogger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface EngineOptions {
+  dataDir: string;
+  /** Directories images may be registered in and cloned into (resolved with realpath). */
+  imageRoots: string[];
+  /** Block size of a new store; an existing store keeps its own. */
+  blockSize?: number;
+  /** Native worker threads per job (default: all cores). */
+  threads?: number;
+  logger?: EngineLogger;
+}
+
+const QCOW2_MAGIC = Buffer.from([0x51, 0x46, 0x49, 0xfb]);
+const DESCRIPTION_MAX = 1024;
+
+const silent: EngineLogger = { debug() {}, info() {}, warn() {}, error() {} };
+
+export class Engine extends EventEmitter {
+  private readonly diskLocks = new DiskLocks();
+  private readonly storeLock = new StoreLock();
+  private readonly pins = new Map<string, number>();
+  private readonly jobs: JobRunner;
+  private sweeping: Promise<void> | null = null;
+  private closing = false;
+
+  private constructor(
+    readonly dataDir: string,
+    readonly imageRoots: string[],
+    private readonly catalog: Catalog,
+    private readonly store: BlockStore,
+    private readonly lock: DataDirLock,
+    private readonly threads: number | undefined,
+    private readonly log: EngineLogger,
+  ) {
+    super();
+    this.jobs = new JobRunner(catalog, this);
+  }
+
+  static async open(o: EngineOptions): Promise<Engine> {
+    const dataDir = resolve(o.dataDir);
+    const blockSize = o.blockSize ?? DEFAULT_BLOCK_SIZE;
+    if (!isValidBlockSize(blockSize)) throw new BlocksnapError('InvalidArgument', `block size ${blockSize} must be a power of two from 64 KiB to 64 MiB`);
+    if (!Array.isArray(o.imageRoots) || o.imageRoots.length === 0) throw new BlocksnapError('InvalidArgument', 'at least one image root is required');
+    const roots = resolveRoots(o.imageRoots);
+    const lock = lockDataDir(dataDir);
+    let catalog: Catalog | undefined;
+    try {
+      catalog = Catalog.open(dataDir, blockSize);
+      const store = new BlockStore(dataDir);
+      const engine = new Engine(dataDir, roots, catalog, store, lock, o.threads, o.logger ?? silent);
+      await engine.recover();
+      return engine;
+    } catch (err) {
+      if (catalog) await catalog.close();
+      lock.release();
+      throw err;
+    }
+  }
+
+  get blockSize(): number { return this.catalog.blockSize; }
+
+  /**
+   * Resolves what a crash left: snapshots still `creating` become `error` (they never committed a
+   * map, so they hold no references; blocks they wrote are orphans for gc), jobs still `running`
+   * become `interrupted`, freed blocks are swept and temp files removed (nothing writes yet).
+   * Interrupted rollbacks stay journaled on their disk until rerun.
+   */
+  private async recover(): Promise<void> {
+    const stale = this.catalog.allSnapshots().filter((s) => s.status === 'creating');
+    this.catalog.txn(() => {
+      for (const s of stale) {
+        this.catalog.putSnapshot({ ...s, status: 'error', error: { code: 'Interrupted', message: 'the daemon stopped while this snapshot was being created' } });
+      }
+    });
+    const jobs = this.jobs.recover();
+    const tmp = await this.store.removeTempFiles();
+    await this.sweepNow();
+    const pending = this.catalog.allDisks().filter((d) => d.pendingRollback).map((d) => d.id);
+    if (stale.length || jobs || tmp || pending.length) {
+      this.log.warn({ snapshots: stale.map((s) => s.id), interruptedJobs: jobs, tempFiles: tmp, pendingRollbacks: pending }, 'recovered from an unclean stop');
+    }
+  }
+
+  /** Cancels running jobs, waits for them to stop at a safe point, then closes the catalog. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    await this.jobs.shutdown();
+    if (this.sweeping) await this.sweeping;
+    await this.catalog.close();
+    this.lock.release();
+  }
+
+  private assertOpen(): void {
+    if (this.closing) throw new BlocksnapError('ShuttingDown', 'the engine is shutting down');
+  }
+
+  // ---------------------------------------------------------------- disks
+
+  async addDisk(p: { path: string; name?: string; format?: ImageFormat }): Promise<Disk> {
+    this.assertOpen();
+    const path = resolveExistingImage(p.path, this.imageRoots);
+    if (p.format !== undefined && p.format !== 'raw' && p.format !== 'qcow2') {
+      throw new BlocksnapError('InvalidArgument', `format must be "raw" or "qcow2", not ${JSON.stringify(p.format)}`);
+    }
+    const detected = detectFormat(path);
+    const format = p.format ?? detected;
+    if (format === 'qcow2') {
+      throw new BlocksnapError('UnsupportedFormat', `${p.path} is a qcow2 image; this build snapshots raw images only (register a qcow2 file with --format raw to snapshot its container file as is)`);
+    }
+    if (this.catalog.allDisks().some((d) => d.path === path)) {
+      throw new BlocksnapError('DiskAlreadyRegistered', `${path} is already registered`, { path });
+    }
+    const taken = (n: string): boolean => this.catalog.allDisks().some((d) => d.name === n);
+    let name: string;
+    if (p.name !== undefined) {
+      name = validateName('disk', p.name);
+      if (taken(name)) throw new BlocksnapError('NameTaken', `a disk named ${JSON.stringify(name)} exists already`);
+    } else {
+      name = uniqueName(nameFromPath(basename(path)), taken);
+    }
+    const rec: DiskRecord = {
+      id: newId('d'), name, path, format, sizeBytes: statSync(path).size, createdAt: new Date().toISOString(),
+      headSnapshotId: null, pendingRollback: null,
+    };
+    this.catalog.txn(() => this.catalog.putDisk(rec));
+    this.log.info({ diskId: rec.id, path }, 'disk registered');
+    return this.publicDisk(rec);
+  }
+
+  listDisks(): Disk[] {
+    return this.catalog.allDisks().sort((a, b) => a.createdAt.localeCompare(b.createdAt)).map((d) => this.publicDisk(d));
+  }
+
+  getDisk(ref: string): Disk {
+    return this.publicDisk(this.resolveDisk(ref));
+  }
+
+  async removeDisk(ref: string, o: { deleteSnapshots?: boolean } = {}): Promise<Disk> {
+    this.assertOpen();
+    const disk = this.resolveDisk(ref);
+    const snaps = this.catalog.snapshotsOfDisk(disk.id);
+    if (snaps.length > 0 && !o.deleteSnapshots) {
+      throw new BlocksnapError('DiskHasSnapshots', `disk ${disk.name} has ${snaps.length} snapshot(s); delete them first or ask to delete them with the disk`);
+    }
+    const pinned = snaps.find((s) => this.pins.has(s.id));
+    if (pinned) throw new BlocksnapError('SnapshotBusy', `snapshot ${pinned.id} of disk ${disk.name} is being cloned`);
+    const release = this.diskLocks.acquire(disk.id, `remove:${disk.id}`);
+    try {
+      const before = this.publicDisk(disk);
+      this.catalog.txn(() => {
+        // Leaves first: a leaf's removal pushes nothing down, so the whole chain costs O(entries).
+        for (const s of this.catalog.snapshotsOfDisk(disk.id).reverse()) {
+          removeFromChain(this.catalog, this.catalog.getSnapshot(s.id)!);
+        }
+        this.catalog.deleteDisk(disk.id);
+      });
+      this.log.info({ diskId: disk.id, snapshots: snaps.length }, 'disk removed');
+      this.scheduleSweep();
+      return before;
+    } finally {
+      release();
+    }
+  }
+
+  // ---------------------------------------------------------------- snapshots
+
+  startSnapshot(diskRef: string, o: SnapshotCreateOptions = {}): Job {
+    this.assertOpen();
+    const disk = this.resolveDisk(diskRef);
+    if (disk.pendingRollback) throw rollbackIncomplete(disk);
+    const now = new Date();
+    const taken = (n: string): boolean => this.catalog.snapshotsOfDisk(disk.id).some((s) => s.name === n);
+    let name: string;
+    if (o.name !== undefined) {
+      name = o.type === 'auto' ? validateName('snapshot', o.name) : validateManualSnapshotName(o.name);
+      if (taken(name)) throw new BlocksnapError('NameTaken', `disk ${disk.name} already has a snapshot named ${JSON.stringify(name)}`);
+    } else {
+      name = uniqueName(defaultSnapshotName(now), taken);
+    }
+    const description = o.description ?? '';
+    if (typeof description !== 'string' || description.length > DESCRIPTION_MAX) {
+      throw new BlocksnapError('InvalidArgument', `description must be a string of at most ${DESCRIPTION_MAX} characters`);
+    }
+    const jobId = newId('j');
+    const release = this.diskLocks.acquire(disk.id, jobId);
+    let snap: SnapshotRecord;
+    try {
+      snap = {
+        id: newId('s'), diskId: disk.id, name, description, status: 'creating', type: o.type ?? 'manual',
+        parentId: disk.headSnapshotId, createdAt: now.toISOString(), completedAt: null,
+        sizeBytes: 0, blockSize: this.blockSize, blockCount: 0, logicalBytes: 0, changedBlocks: 0, newBytes: 0,
+        error: null, jobId,
+      };
+      this.catalog.txn(() => this.catalog.putSnapshot(snap));
+    } catch (err) {
+      release();
+      throw err;
+    }
+    return this.jobs.start(jobId, 'snapshot', { diskId: disk.id, snapshotId: snap.id, target: null }, async (ctl) => {
+      try {
+        return await this.runSnapshot(disk, snap, ctl);
+      } finally {
+        release();
+      }
+    });
+  }
+
+  private async runSnapshot(disk: DiskRecord, snap: SnapshotRecord, ctl: JobControl): Promise<Snapshot> {
+    const releaseStore = await this.storeLock.acquireShared();
+    try {
+      const path = this.revalidateDiskPath(disk);
+      const parent = snap.parentId ? this.catalog.getSnapshot(snap.parentId) : undefined;
+      const parentView = parent ? readView(this.catalog, parent) : null;
+      const scan = await scanImage({
+        imagePath: path, storeDir: this.store.dir, blockSize: this.blockSize,
+        ...(parentView ? { parentDigests: parentView } : {}),
+        ...(this.threads ? { threads: this.threads } : {}),
+        onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
+      });
+      const done = this.catalog.txn(() => {
+        const cur = this.catalog.getSnapshot(snap.id);
+        if (cur?.status !== 'creating') throw new BlocksnapError('Internal', `snapshot ${snap.id} changed state during its job`);
+        const sized: SnapshotRecord = { ...cur, sizeBytes: scan.sizeBytes, blockCount: scan.blockCount };
+        const stats = commitDelta(this.catalog, sized, scan.digests, parentView);
+        const available: SnapshotRecord = { ...sized, ...stats, status: 'available', completedAt: new Date().toISOString() };
+        this.catalog.putSnapshot(available);
+        const d = this.catalog.getDisk(disk.id)!;
+        this.catalog.putDisk({ ...d, headSnapshotId: snap.id, sizeBytes: scan.sizeBytes });
+        return available;
+      });
+      this.log.info({ snapshotId: snap.id, diskId: disk.id, changedBlocks: done.changedBlocks, newBytes: done.newBytes, bytesRead: scan.bytesRead }, 'snapshot available');
+      return this.publicSnapshot(done);
+    } catch (err) {
+      const e = toBlocksnapError(err);
+      this.failSnapshot(snap.id, e);
+      throw e;
+    } finally {
+      releaseStore();
+      this.scheduleSweep();
+    }
+  }
+
+  /** A cancelled snapshot disappears; a failed one stays visible as `error` with the reason. */
+  private failSnapshot(id: string, e: BlocksnapError): void {
+    try {
+      this.catalog.txn(() => {
+        const cur = this.catalog.getSnapshot(id);
+        if (cur?.status !== 'creating') return;
+        if (e.code === 'Cancelled') this.catalog.deleteSnapshotRecord(cur);
+        else this.catalog.putSnapshot({ ...cur, status: 'error', error: { code: e.code, message: e.message } });
+      });
+    } catch (txnErr) {
+      // Left `creating`, the snapshot becomes `error` at the next start (recover()).
+      this.log.error({ err: txnErr, snapshotId: id }, 'could not record the snapshot failure');
+    }
+  }
+
+  listSnapshots(diskRef?: string): Snapshot[] {
+    const snaps = diskRef === undefined
+      ? this.catalog.allSnapshots().sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id))
+      : this.catalog.snapshotsOfDisk(this.resolveDisk(diskRef).id);
+    return snaps.map((s) => this.publicSnapshot(s));
+  }
+
+  getSnapshot(ref: string): Snapshot {
+    return this.publicSnapshot(this.resolveSnapshot(ref));
+  }
+
+  async deleteSnapshot(ref: string): Promise<Snapshot> {
+    this.assertOpen();
+    const snap = this.resolveSnapshot(ref);
+    if (this.pins.has(snap.id)) throw new BlocksnapError('SnapshotBusy', `snapshot ${snap.id} is being cloned; delete it when the clone has finished`);
+    const release = this.diskLocks.acquire(snap.diskId, `delete:${snap.id}`);
+    try {
+      const disk = this.catalog.getDisk(snap.diskId)!;
+      if (disk.pendingRollback?.snapshotId === snap.id) {
+        throw new BlocksnapError('SnapshotBusy', `snapshot ${snap.id} is the target of an interrupted rollback of disk ${disk.name}; rerun the rollback first`);
+      }
+      const before = this.publicSnapshot(snap);
+      const freed = this.catalog.txn(() => {
+        const f = removeFromChain(this.catalog, snap);
+        const d = this.catalog.getDisk(snap.diskId)!;
+        if (d.headSnapshotId === snap.id) this.catalog.putDisk({ ...d, headSnapshotId: snap.parentId });
+        return f;
+      });
+      this.log.info({ snapshotId: snap.id, freedBlocks: freed.length }, 'snapshot deleted');
+      this.scheduleSweep();
+      return before;
+    } finally {
+      release();
+    }
+  }
+
+  // ---------------------------------------------------------------- rollback and clone
+
+  startRollback(diskRef: string, snapRef: string): Job {
+    this.assertOpen();
+    const disk = this.resolveDisk(diskRef);
+    const snap = this.resolveSnapshot(snapRef, disk.id);
+    if (snap.diskId !== disk.id) {
+      throw new BlocksnapError('SnapshotNotFound', `snapshot ${snap.id} belongs to another disk, not to ${disk.name}; clone it instead`);
+    }
+    requireAvailable(snap);
+    const jobId = newId('j');
+    const release = this.diskLocks.acquire(disk.id, jobId);
+    return this.jobs.start(jobId, 'rollback', { diskId: disk.id, snapshotId: snap.id, target: null }, async (ctl) => {
+      try {
+        return await this.runRollback(disk, snap, ctl);
+      } finally {
+        release();
+      }
+    });
+  }
+
+  /**
+   * Journal first, then touch the image: if anything stops the apply, the disk keeps reporting
+   * the rollback, snapshots of it are refused, and rerunning it finishes the job (the apply
+   * compares every block with the target, so a rerun writes only what is still different).
+   */
+  private async runRollback(disk: DiskRecord, snap: SnapshotRecord, ctl: JobControl): Promise<RollbackResult> {
+    const path = this.revalidateDiskPath(disk);
+    const view = readView(this.catalog, snap);
+    this.catalog.txn(() => {
+      const d = this.catalog.getDisk(disk.id)!;
+      this.catalog.putDisk({ ...d, pendingRollback: { snapshotId: snap.id, startedAt: new Date().toISOString(), jobId: ctl.job.id } });
+    });
+    const r = await applyImage({
+      imagePath: path, storeDir: this.store.dir, blockSize: this.blockSize, sizeBytes: snap.sizeBytes,
+      digests: view, mode: 'update', ...(this.threads ? { threads: this.threads } : {}),
+      onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
+    });
+    this.catalog.txn(() => {
+      const d = this.catalog.getDisk(disk.id)!;
+      this.catalog.putDisk({ ...d, pendingRollback: null, headSnapshotId: snap.id, sizeBytes: snap.sizeBytes });
+    });
+    this.log.info({ diskId: disk.id, snapshotId: snap.id, blocksWritten: r.blocksWritten, holesPunched: r.holesPunched }, 'rollback finished');
+    return { diskId: disk.id, snapshotId: snap.id, sizeBytes: snap.sizeBytes, ...r };
+  }
+
+  startClone(snapRef: string, path: string, o: { format?: ImageFormat } = {}): Job {
+    this.assertOpen();
+    const snap = this.resolveSnapshot(snapRef);
+    requireAvailable(snap);
+    const format = o.format ?? 'raw';
+    if (format !== 'raw') {
+      throw new BlocksnapError(format === 'qcow2' ? 'UnsupportedFormat' : 'InvalidArgument',
+        format === 'qcow2' ? 'this build clones to raw images only' : `format must be "raw" or "qcow2", not ${JSON.stringify(format)}`);
+    }
+    const target = resolveNewFile(path, this.imageRoots);
+    this.pins.set(snap.id, (this.pins.get(snap.id) ?? 0) + 1);
+    const unpin = (): void => {
+      const n = (this.pins.get(snap.id) ?? 1) - 1;
+      if (n <= 0) this.pins.delete(snap.id); else this.pins.set(snap.id, n);
+    };
+    try {
+      return this.jobs.start(newId('j'), 'clone', { diskId: snap.diskId, snapshotId: snap.id, target }, async (ctl): Promise<CloneResult> => {
+        try {
+          const view = readView(this.catalog, snap);
+          const r = await applyImage({
+            imagePath: target, storeDir: this.store.dir, blockSize: this.blockSize, sizeBytes: snap.sizeBytes,
+            digests: view, mode: 'create', ...(this.threads ? { threads: this.threads } : {}),
+            onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
+          });
+          return { path: target, sizeBytes: snap.sizeBytes, format: 'raw', snapshotId: snap.id, bytesWritten: r.bytesWritten };
+        } finally {
+          unpin();
+        }
+      });
+    } catch (err) {
+      unpin();
+      throw err;
+    }
+  }
+
+  // ---------------------------------------------------------------- store
+
+  storeStats(): StoreStats {
+    const t = this.catalog.totals();
+    return { blocks: t.blocks, bytes: t.bytes, pendingFreeBlocks: this.catalog.freeCount(), blockSize: this.blockSize, dataDir: this.dataDir };
+  }
+
+  listChains(diskRef?: string): ChainSummary[] {
+    const disks = diskRef === undefined ? this.catalog.allDisks() : [this.resolveDisk(diskRef)];
+    return disks.map((d) => {
+      const snaps = this.catalog.snapshotsOfDisk(d.id).filter((s) => s.status === 'available');
+      const distinct = distinctBlocks(this.catalog, snaps);
+      return {
+        diskId: d.id, diskName: d.name, snapshots: snaps.length,
+        logicalBytes: snaps.reduce((a, s) => a + s.logicalBytes, 0),
+        storedBytes: distinct.bytes, storedBlocks: distinct.blocks,
+      };
+    });
+  }
+
+  /**
+   * Re-reads every referenced block and checks its header and digest. Needs no store lock:
+   * referenced blocks are never unlinked, and a block freed during the run is dropped from the
+   * report instead of being called missing.
+   */
+  startVerify(): Job {
+    this.assertOpen();
+    return this.jobs.start(newId('j'), 'verify', { diskId: null, snapshotId: null, target: null }, async (ctl): Promise<VerifyResult> => {
+      const digests = [...this.catalog.referencedDigests()];
+      const r = await verifyBlocks({
+        storeDir: this.store.dir, digests: Buffer.concat(digests), ...(this.threads ? { threads: this.threads } : {}),
+        onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
+      });
+      const problems = r.problems.filter((p) => this.catalog.isReferenced(Buffer.from(p.digest, 'hex')));
+      const owners = problems.length > 0 ? this.snapshotsReferencing(new Set(problems.map((p) => p.digest))) : new Map<string, string[]>();
+      if (problems.length > 0) this.log.error({ problems: problems.length }, 'store verify found damaged blocks');
+      return {
+        checkedBlocks: r.checked,
+        problems: problems.map((p) => ({ ...p, snapshots: owners.get(p.digest) ?? [] })),
+      };
+    });
+  }
+
+  private snapshotsReferencing(wanted: Set<string>): Map<string, string[]> {
+    const out = new Map<string, string[]>();
+    for (const s of this.catalog.allSnapshots()) {
+      if (s.status !== 'available') continue;
+      for (const d of viewDigests(readView(this.catalog, s))) {
+        const hex = d.toString('hex');
+        if (!wanted.has(hex)) continue;
+        const list = out.get(hex) ?? [];
+        if (!list.includes(s.id)) list.push(s.id);
+        out.set(hex, list);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Reclaims every block file no snapshot references (crash leftovers, cancelled snapshots) and
+   * temp files. Holds the store lock exclusively: it waits for running snapshots to commit, and
+   * snapshots started meanwhile wait for it.
+   */
+  startGc(): Job {
+    this.assertOpen();
+    return this.jobs.start(newId('j'), 'gc', { diskId: null, snapshotId: null, target: null }, async (ctl): Promise<GcResult> => {
+      const release = await this.storeLock.acquireExclusive();
+      try {
+        const removedTempFiles = await this.store.removeTempFiles();
+        let removedBlocks = 0;
+        let removedBytes = 0;
+        let keptBlocks = 0;
+        const total = this.catalog.totals().blocks + this.catalog.freeCount();
+        for await (const hex of this.store.list()) {
+          if (ctl.signal.aborted) throw new BlocksnapError('Cancelled', 'gc cancelled');
+          const digest = Buffer.from(hex, 'hex');
+          if (this.catalog.isReferenced(digest)) {
+            keptBlocks++;
+          } else {
+            const size = fileSizeOrZero(this.store.pathOf(digest));
+            if (await this.store.remove(digest)) { removedBlocks++; removedBytes += size; }
+          }
+          ctl.progress(keptBlocks + removedBlocks, Math.max(total, keptBlocks + removedBlocks));
+        }
+        const free = this.catalog.freeDigests();
+        this.catalog.txn(() => { for (const d of free) if (!this.catalog.isReferenced(d)) this.catalog.removeFree(d); });
+        this.log.info({ removedBlocks, removedBytes, removedTempFiles }, 'gc finished');
+        return { removedBlocks, removedBytes, removedTempFiles, keptBlocks };
+      } finally {
+        release();
+      }
+    });
+  }
+
+  /** Unlinks freed blocks when no snapshot is writing; otherwise the last writer to finish calls again. */
+  private scheduleSweep(): void {
+    if (this.sweeping || this.catalog.freeCount() === 0) return;
+    const release = this.storeLock.tryExclusive();
+    if (!release) return;
+    this.sweeping = this.sweepLocked()
+      .catch((err) => this.log.error({ err }, 'sweeping freed blocks failed; gc will retry'))
+      .finally(() => { release(); this.sweeping = null; });
+  }
+
+  private async sweepNow(): Promise<void> {
+    const release = await this.storeLock.acquireExclusive();
+    try {
+      await this.sweepLocked();
+    } finally {
+      release();
+    }
+  }
+
+  private async sweepLocked(): Promise<void> {
+    const free = this.catalog.freeDigests();
+    for (const d of free) {
+      if (!this.catalog.isReferenced(d)) await this.store.remove(d);
+    }
+    this.catalog.txn(() => { for (const d of free) if (!this.catalog.isReferenced(d)) this.catalog.removeFree(d); });
+  }
+
+  /** Resolves once any sweep in flight has finished (tests and shutdown). */
+  async idle(): Promise<void> {
+    while (this.sweeping) await this.sweeping;
+  }
+
+  // ---------------------------------------------------------------- jobs
+
+  listJobs(): Job[] { return this.jobs.list(); }
+  getJob(id: string): Job { return this.jobs.get(id); }
+  cancelJob(id: string): Job { return this.jobs.cancel(id); }
+  waitJob(id: string): Promise<Job> { return this.jobs.wait(id); }
+
+  // ---------------------------------------------------------------- resolution and views
+
+  private resolveDisk(ref: string): DiskRecord {
+    if (typeof ref !== 'string' || ref.length === 0) throw new BlocksnapError('InvalidArgument', 'a disk id or name is required');
+    if (looksLikeId('d', ref)) {
+      const d = this.catalog.getDisk(ref);
+      if (d) return d;
+    }
+    const byName = this.catalog.allDisks().filter((d) => d.name === ref);
+    if (byName.length === 1) return byName[0]!;
+    throw new BlocksnapError('DiskNotFound', `no disk ${JSON.stringify(ref)}`);
+  }
+
+  /** By id, or by name: within `diskId` when given, else across disks (names are unique per disk only). */
+  private resolveSnapshot(ref: string, diskId?: string): SnapshotRecord {
+    if (typeof ref !== 'string' || ref.length === 0) throw new BlocksnapError('InvalidArgument', 'a snapshot id or name is required');
+    if (looksLikeId('s', ref)) {
+      const s = this.catalog.getSnapshot(ref);
+      if (s) return s;
+    }
+    const pool = diskId ? this.catalog.snapshotsOfDisk(diskId) : this.catalog.allSnapshots();
+    const byName = pool.filter((s) => s.name === ref);
+    if (byName.length === 1) return byName[0]!;
+    if (byName.length > 1) {
+      throw new BlocksnapError('AmbiguousName', `${byName.length} snapshots are named ${JSON.stringify(ref)} (${byName.map((s) => s.id).join(', ')}); use the id`);
+    }
+    throw new BlocksnapError('SnapshotNotFound', `no snapshot ${JSON.stringify(ref)}`);
+  }
+
+  /** The registered path must still resolve to itself inside a root: a swapped symlink is refused. */
+  private revalidateDiskPath(disk: DiskRecord): string {
+    const real = resolveExistingImage(disk.path, this.imageRoots);
+    if (real !== disk.path) {
+      throw new BlocksnapError('PathNotAllowed', `${disk.path} now resolves to ${real}; re-register the disk if that is intended`);
+    }
+    return real;
+  }
+
+  private publicDisk(d: DiskRecord): Disk {
+    return { ...d, snapshotCount: this.catalog.snapshotsOfDisk(d.id).length };
+  }
+
+  private publicSnapshot(s: SnapshotRecord): Snapshot {
+    const { jobId: _jobId, ...rest } = s;
+    return { ...rest, uniqueBytes: uniqueBytes(this.catalog, s) };
+  }
+}
+
+function requireAvailable(s: SnapshotRecord): void {
+  if (s.status !== 'available') {
+    throw new BlocksnapError('SnapshotNotAvailable', `snapshot ${s.id} is ${s.status}${s.error ? ` (${s.error.code}: ${s.error.message})` : ''}`);
+  }
+}
+
+function rollbackIncomplete(d: DiskRecord): BlocksnapError {
+  const p = d.pendingRollback!;
+  return new BlocksnapError('RollbackIncomplete',
+    `a rollback of disk ${d.name} to ${p.snapshotId} (job ${p.jobId}) did not finish; run the rollback again to complete it`,
+    { diskId: d.id, snapshotId: p.snapshotId });
+}
+
+function detectFormat(path: string): ImageFormat {
+  const fd = openSync(path, 'r');
+  try {
+    const head = Buffer.alloc(4);
+    const n = readSync(fd, head, 0, 4, 0);
+    return n === 4 && head.equals(QCOW2_MAGIC) ? 'qcow2' : 'raw';
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function fileSizeOrZero(p: string): number {
+  try {
+    return statSync(p).size;
+  } catch {
+    return 0;
+  }
+}
+

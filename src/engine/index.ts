@@ -1,0 +1,2 @@
+export { Engine, type EngineOptions, type EngineLogger } from './engine';
+export * from './types';

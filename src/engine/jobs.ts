@@ -1,0 +1,117 @@
+/**
+ * Jobs: every long operation (snapshot, rollback, clone, verify, gc) runs as a job with an id,
+ * progress and a cancel switch. Records are persisted at start and at the end, so `job show`
+ * survives a restart and a job that was running when the daemon died reads `interrupted`.
+ * Progress ticks stay in memory (they change several times a second).
+ */
+import { EventEmitter } from 'node:events';
+import { BlocksnapError, toBlocksnapError } from '../errors';
+import type { Catalog } from '../catalog/catalog';
+import { JOB_HISTORY_LIMIT } from '../catalog/schema';
+import type { Job, JobKind } from './types';
+
+export interface JobControl {
+  readonly job: Job;
+  readonly signal: AbortSignal;
+  progress(doneBytes: number, totalBytes: number): void;
+}
+
+interface Running { job: Job; abort: AbortController; done: Promise<Job> }
+
+export class JobRunner {
+  private readonly running = new Map<string, Running>();
+
+  constructor(private readonly catalog: Catalog, private readonly events: EventEmitter) {}
+
+  /** Marks jobs left `running` by a crash as interrupted and trims the history. */
+  recover(): number {
+    let interrupted = 0;
+    const all = this.catalog.allJobs();
+    this.catalog.txn(() => {
+      for (const j of all) {
+        if (j.state !== 'running') continue;
+        interrupted++;
+        this.catalog.putJob({
+          ...j, state: 'interrupted', finishedAt: new Date().toISOString(),
+          error: { code: 'Interrupted', message: 'the daemon stopped while this job was running' },
+        });
+      }
+      const finished = all.filter((j) => j.state !== 'running').sort((a, b) => a.startedAt.localeCompare(b.startedAt));
+      for (const j of finished.slice(0, Math.max(0, finished.length - JOB_HISTORY_LIMIT))) this.catalog.deleteJob(j.id);
+    });
+    return interrupted;
+  }
+
+  start(id: string, kind: JobKind, refs: Pick<Job, 'diskId' | 'snapshotId' | 'target'>, run: (ctl: JobControl) => Promise<unknown>): Job {
+    const job: Job = {
+      id, kind, state: 'running', ...refs, doneBytes: 0, totalBytes: 0,
+      startedAt: new Date().toISOString(), finishedAt: null, result: null, error: null,
+    };
+    this.catalog.txn(() => this.catalog.putJob(job));
+    const abort = new AbortController();
+    const ctl: JobControl = {
+      job, signal: abort.signal,
+      progress: (done, total) => {
+        job.doneBytes = done;
+        job.totalBytes = total;
+        this.events.emit('job', { ...job });
+      },
+    };
+    const done = (async (): Promise<Job> => {
+      try {
+        job.result = await run(ctl);
+        job.state = 'succeeded';
+      } catch (err) {
+        const e = toBlocksnapError(err);
+        job.state = e.code === 'Cancelled' ? 'cancelled' : 'failed';
+        job.error = { code: e.code, message: e.message };
+      }
+      job.finishedAt = new Date().toISOString();
+      this.running.delete(id);
+      try {
+        this.catalog.txn(() => this.catalog.putJob(job));
+      } catch {
+        // The catalog may be closing under a crash-stop; the in-memory record still answers waiters.
+      }
+      this.events.emit('job', { ...job });
+      return { ...job };
+    })();
+    this.running.set(id, { job, abort, done });
+    this.events.emit('job', { ...job });
+    return { ...job };
+  }
+
+  get(id: string): Job {
+    const r = this.running.get(id);
+    if (r) return { ...r.job };
+    const j = this.catalog.getJob(id);
+    if (!j) throw new BlocksnapError('JobNotFound', `no job ${JSON.stringify(id)}`);
+    return j;
+  }
+
+  list(): Job[] {
+    const stored = this.catalog.allJobs().map((j) => this.running.get(j.id)?.job ?? j);
+    return stored.map((j) => ({ ...j })).sort((a, b) => a.startedAt.localeCompare(b.startedAt));
+  }
+
+  cancel(id: string): Job {
+    const r = this.running.get(id);
+    if (!r) return this.get(id);
+    r.abort.abort();
+    return { ...r.job };
+  }
+
+  async wait(id: string): Promise<Job> {
+    const r = this.running.get(id);
+    return r ? r.done : this.get(id);
+  }
+
+  runningCount(): number { return this.running.size; }
+
+  /** Cancels every running job and waits until each has stopped at a safe point. */
+  async shutdown(): Promise<void> {
+    const all = [...this.running.values()];
+    for (const r of all) r.abort.abort();
+    await Promise.all(all.map((r) => r.done));
+  }
+}

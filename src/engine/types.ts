@@ -1,0 +1,97 @@
+/**
+ * Public shapes of the engine: what the daemon serialises to clients. Field names are part of the
+ * outside contract (`--json` output), so they only ever grow.
+ */
+
+export type ImageFormat = 'raw' | 'qcow2';
+export type SnapshotStatus = 'creating' | 'available' | 'error';
+export type SnapshotType = 'manual' | 'auto';
+
+export interface Disk {
+  id: string;                 // d-<16 hex>
+  name: string;
+  path: string;               // realpath of the image
+  format: ImageFormat;
+  sizeBytes: number;          // size at registration or at the last snapshot/rollback
+  createdAt: string;          // ISO 8601
+  headSnapshotId: string | null; // parent of the next snapshot (last snapshot or rollback target)
+  snapshotCount: number;
+  /** Set while a rollback is journaled and not finished (crash or failure): rerun it to complete. */
+  pendingRollback: { snapshotId: string; startedAt: string; jobId: string } | null;
+}
+
+export interface Snapshot {
+  id: string;                 // s-<16 hex>
+  diskId: string;
+  name: string;
+  description: string;
+  status: SnapshotStatus;
+  type: SnapshotType;
+  parentId: string | null;
+  createdAt: string;
+  completedAt: string | null;
+  sizeBytes: number;          // virtual size of the image at snapshot time
+  blockSize: number;
+  blockCount: number;
+  logicalBytes: number;       // bytes of non-ZERO blocks (what a full copy would hold)
+  changedBlocks: number;      // blocks whose digest differs from the parent's
+  newBytes: number;           // bytes this snapshot added to the store (blocks no snapshot held before)
+  uniqueBytes: number;        // bytes only this snapshot references: freed by deleting it
+  error: { code: string; message: string } | null;
+}
+
+export type JobKind = 'snapshot' | 'rollback' | 'clone' | 'verify' | 'gc';
+export type JobState = 'running' | 'succeeded' | 'failed' | 'cancelled' | 'interrupted';
+
+export interface Job {
+  id: string;                 // j-<16 hex>
+  kind: JobKind;
+  state: JobState;
+  diskId: string | null;
+  snapshotId: string | null;
+  target: string | null;      // clone path
+  doneBytes: number;
+  totalBytes: number;
+  startedAt: string;
+  finishedAt: string | null;
+  result: unknown;            // kind-specific, set when succeeded
+  error: { code: string; message: string } | null;
+}
+
+export interface ChainSummary {
+  diskId: string;
+  diskName: string;
+  snapshots: number;
+  logicalBytes: number;       // sum of logicalBytes of the disk's available snapshots
+  storedBytes: number;        // bytes of the distinct blocks the chain references
+  storedBlocks: number;
+}
+
+export interface StoreStats {
+  blocks: number;             // distinct referenced blocks
+  bytes: number;              // their raw size
+  pendingFreeBlocks: number;  // unreferenced, waiting for the sweeper
+  blockSize: number;
+  dataDir: string;
+}
+
+export interface GcResult { removedBlocks: number; removedBytes: number; removedTempFiles: number; keptBlocks: number; }
+
+export interface VerifyResult {
+  checkedBlocks: number;
+  problems: Array<{ digest: string; reason: string; message: string; snapshots: string[] }>;
+}
+
+export interface CloneResult { path: string; sizeBytes: number; format: ImageFormat; snapshotId: string; bytesWritten: number; }
+
+export interface RollbackResult {
+  diskId: string; snapshotId: string; sizeBytes: number;
+  blocksWritten: number; bytesWritten: number; holesPunched: number; blocksUnchanged: number;
+}
+
+export interface SnapshotCreateOptions { name?: string; description?: string; type?: SnapshotType; }
+
+export interface JobEvents {
+  /** Progress of a running job; called at most every ~250 ms. */
+  onProgress?: (job: Job) => void;
+}

@@ -1,0 +1,101 @@
+/**
+ * The one registry of error codes. A code is part of the outside contract: scripts match on it,
+ * so codes are never renamed or reused. Every code here is documented in docs/errors.md, and a
+ * test fails when the two disagree.
+ */
+
+export const ERROR_CODES = {
+  // usage and validation
+  InvalidArgument: 'An argument has the wrong type or an invalid value.',
+  InvalidName: 'A name is empty, too long, uses characters outside [A-Za-z0-9._-], or a manual snapshot name starts with "auto".',
+  NameTaken: 'Another object of the same kind already has this name (disk names are global, snapshot names are per disk).',
+  // objects
+  DiskNotFound: 'No disk has this id or name.',
+  SnapshotNotFound: 'No snapshot has this id or name.',
+  JobNotFound: 'No job has this id.',
+  AmbiguousName: 'The name matches more than one object; use the id.',
+  DiskHasSnapshots: 'The disk still has snapshots; delete them first or pass --delete-snapshots.',
+  DiskAlreadyRegistered: 'This image file is already registered as a disk.',
+  SnapshotNotAvailable: 'The snapshot is not available (it is still being created or failed).',
+  SnapshotBusy: 'The snapshot is being read by a running job (a clone) and cannot be deleted now.',
+  // images and paths
+  ImageNotFound: 'The image file does not exist.',
+  NotAnImage: 'The path is not a regular file (a directory, device, socket, ...) or has an unsupported format.',
+  UnsupportedFormat: 'The image format (or a feature of it) is not supported by this build.',
+  PathNotAllowed: 'The path resolves outside every configured image root.',
+  FileExists: 'The target file already exists; blocksnap never overwrites a file when cloning.',
+  PermissionDenied: 'The operating system refused access to the file.',
+  // jobs and locking
+  DiskBusy: 'Another job is running on this disk; one job per disk at a time.',
+  RollbackIncomplete: 'An earlier rollback of this disk was interrupted; rerun the rollback to finish it first.',
+  Cancelled: 'The job was cancelled.',
+  Interrupted: 'The job was interrupted by a daemon crash or restart before it finished.',
+  ShuttingDown: 'The daemon is shutting down and accepts no new jobs.',
+  // store and data integrity
+  DigestMismatch: 'A stored block does not match its digest: the block store is corrupt. No data was written from it.',
+  BlockMissing: 'A block referenced by a snapshot is missing from the block store.',
+  BlockCorrupt: 'A block file has a bad header (wrong magic, version, flags or length).',
+  NoSpace: 'The filesystem is full (ENOSPC).',
+  IOError: 'An I/O error from the operating system (the message names the call and errno).',
+  CatalogVersion: 'The catalog was written by a different schema version that this build cannot open.',
+  DataDirLocked: 'Another blocksnap daemon already uses this data directory.',
+  // protocol and daemon
+  ProtocolError: 'A frame could not be decoded or is not a valid request; the connection may be closed.',
+  FrameTooLarge: 'A frame is larger than the configured limit; the connection is closed.',
+  UnknownMethod: 'The request names a method the daemon does not have.',
+  VersionMismatch: 'Client and daemon speak incompatible protocol versions.',
+  DaemonUnavailable: 'No daemon answers on the socket.',
+  SocketInUse: 'A live daemon already listens on this socket path.',
+  Internal: 'An unexpected internal error; the message has details. Please report it.',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.prototype.hasOwnProperty.call(ERROR_CODES, code);
+}
+
+/** The project's error class: a stable `code`, a human message, and optional structured details. */
+export class BlocksnapError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>) {
+    super(message);
+    this.name = 'BlocksnapError';
+    this.code = code;
+    this.details = details;
+  }
+
+  toJSON(): { code: ErrorCode; message: string; details?: Record<string, unknown> } {
+    return this.details === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, details: this.details };
+  }
+}
+
+/** Wraps anything thrown into a BlocksnapError, keeping a known code and the original stack. */
+export function toBlocksnapError(err: unknown): BlocksnapError {
+  if (err instanceof BlocksnapError) return err;
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    const mapped = isErrorCode(code) ? code : errnoToCode(code);
+    const wrapped = new BlocksnapError(mapped, err.message);
+    wrapped.stack = err.stack;
+    return wrapped;
+  }
+  return new BlocksnapError('Internal', String(err));
+}
+
+/** Maps a Node.js errno code ('ENOENT', ...) to the registry. */
+export function errnoToCode(code: unknown): ErrorCode {
+  switch (code) {
+    case 'ENOENT': return 'ImageNotFound';
+    case 'EEXIST': return 'FileExists';
+    case 'EACCES': case 'EPERM': return 'PermissionDenied';
+    case 'ENOSPC': case 'EDQUOT': return 'NoSpace';
+    case 'EISDIR': case 'ENOTDIR': return 'NotAnImage';
+    case 'EIO': return 'IOError';
+    default: return 'Internal';
+  }
+}
