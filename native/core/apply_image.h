@@ -1,0 +1,45 @@
+// Rollback and clone side: makes an image hold exactly the content a digest array describes.
+//
+// Every block written comes from a store file whose header and payload hash were checked first;
+// a block that fails the check is never written (invariant 5). In update mode only blocks whose
+// current content differs are written, and ZERO targets become holes, so rolling back a disk
+// costs its changed blocks, not its size.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/parallel.h"
+
+namespace blocksnap {
+
+enum class ApplyMode {
+  Create,  // new sparse file; fails FileExists; removed again if the apply fails
+  Update,  // rewrite an existing image in place
+};
+
+struct ApplyParams {
+  std::string image_path;
+  std::string store_dir;
+  uint64_t block_size = 0;
+  uint64_t size_bytes = 0;
+  std::vector<uint8_t> digests;  // ceil(size_bytes / block_size) × 32
+  ApplyMode mode = ApplyMode::Create;
+  unsigned threads = 0;
+};
+
+struct ApplyResult {
+  uint64_t blocks_written = 0;    // blocks copied from the store
+  uint64_t bytes_written = 0;     // their bytes
+  uint64_t holes_punched = 0;     // ZERO targets that held data (punched, or zero-filled where
+                                  // the filesystem cannot punch)
+  uint64_t blocks_unchanged = 0;  // blocks that already held the target content (in Create mode,
+                                  // the ZERO blocks); the three counts add up to the block count
+};
+
+// Progress is in bytes of the image. Durable (image fsynced, and for Create its directory
+// entry) when it returns. Throws Error.
+ApplyResult apply_image(const ApplyParams& params, JobControl& control, const ProgressFn& progress);
+
+}  // namespace blocksnap

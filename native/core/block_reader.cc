@@ -1,0 +1,79 @@
+#include "core/block_reader.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+
+#include "core/block_format.h"
+#include "core/error.h"
+#include "core/store_layout.h"
+#include "io/file_io.h"
+#include "io/unique_fd.h"
+
+namespace blocksnap {
+
+namespace {
+
+Error corrupt(const std::string& path, const Digest& digest, const std::string& why) {
+  Error e(ErrorCode::BlockCorrupt, "block " + to_hex(digest) + " is corrupt: " + why);
+  e.path = path;
+  e.digest = digest;
+  return e;
+}
+
+}  // namespace
+
+size_t read_block(const std::string& store_dir, const Digest& digest, AlignedBuffer& buf,
+                  const BlockReadOptions& options) {
+  const std::string path = block_file_path(store_dir, digest);
+  UniqueFd fd(open_retry(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) {
+    if (errno == ENOENT) {
+      Error e(ErrorCode::BlockMissing, "block " + to_hex(digest) + " is missing from the store");
+      e.sys_errno = ENOENT;
+      e.syscall = "open";
+      e.path = path;
+      e.digest = digest;
+      throw e;
+    }
+    throw std::move(Error::system(errno, "open", path)).with_digest(digest);
+  }
+
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) throw std::move(Error::system(errno, "fstat", path)).with_digest(digest);
+  if (!S_ISREG(st.st_mode)) throw corrupt(path, digest, "not a regular file");
+  const uint64_t file_size = static_cast<uint64_t>(st.st_size);
+
+  uint8_t raw_header[kBlockHeaderSize];
+  if (read_at(fd.get(), raw_header, sizeof raw_header, 0, path) != sizeof raw_header)
+    throw corrupt(path, digest, "file of " + std::to_string(file_size) + " bytes is shorter than the header");
+  BlockHeader header;
+  std::string why;
+  if (!decode_block_header(raw_header, header, why)) throw corrupt(path, digest, why);
+  if (header.digest != digest)
+    throw corrupt(path, digest, "header names digest " + to_hex(header.digest));
+  if (options.expected_length && header.raw_length != *options.expected_length)
+    throw corrupt(path, digest, "raw length " + std::to_string(header.raw_length) + ", expected " +
+                                    std::to_string(*options.expected_length));
+  if (file_size != kBlockHeaderSize + header.payload_length)
+    throw corrupt(path, digest, "file size " + std::to_string(file_size) + " does not match payload length " +
+                                    std::to_string(header.payload_length));
+
+  const size_t len = static_cast<size_t>(header.payload_length);
+  buf.reserve(len);
+  if (read_at(fd.get(), buf.data(), len, kBlockHeaderSize, path) != len)
+    throw corrupt(path, digest, "payload truncated while reading");
+  if (options.drop_cache) ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
+
+  if (sha256(buf.data(), len) != digest) {
+    Error e(ErrorCode::DigestMismatch,
+            "block " + to_hex(digest) + " does not match its digest: the block store is corrupt");
+    e.path = path;
+    e.digest = digest;
+    throw e;
+  }
+  return len;
+}
+
+}  // namespace blocksnap

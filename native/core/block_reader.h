@@ -1,0 +1,27 @@
+// Reads a block back from the store and proves it is the block asked for: header checked,
+// payload re-hashed against the digest (invariant 5: never silent wrong data).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "core/aligned_buffer.h"
+#include "core/digest.h"
+
+namespace blocksnap {
+
+struct BlockReadOptions {
+  // The raw length the caller needs (apply knows it from the block index); unset accepts any.
+  std::optional<uint64_t> expected_length;
+  // Verify streams the whole store once; it should not evict the page cache the VMs use.
+  bool drop_cache = false;
+};
+
+// Fills `buf` with the payload and returns its length. Throws BlockMissing (no file),
+// BlockCorrupt (header or length wrong), DigestMismatch (payload hash differs), IOError.
+// Errors carry the digest; the caller adds the block index.
+size_t read_block(const std::string& store_dir, const Digest& digest, AlignedBuffer& buf,
+                  const BlockReadOptions& options = {});
+
+}  // namespace blocksnap

@@ -1,0 +1,138 @@
+#include "core/block_writer.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cinttypes>
+
+#include "core/block_format.h"
+#include "core/error.h"
+#include "io/file_io.h"
+#include "io/unique_fd.h"
+
+namespace blocksnap {
+
+namespace {
+
+std::string random_suffix() {
+  uint64_t r = 0;
+  if (getrandom(&r, sizeof r, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof r)) {
+    // Uniqueness matters only against other writers of the same digest at the same moment, and
+    // O_EXCL catches collisions anyway; an address and a clock are plenty as a fallback.
+    r = reinterpret_cast<uintptr_t>(&r) ^ static_cast<uint64_t>(::time(nullptr)) ^ static_cast<uint64_t>(::getpid()) << 32;
+  }
+  char buf[17];
+  snprintf(buf, sizeof buf, "%016" PRIx64, r);
+  return buf;
+}
+
+}  // namespace
+
+BlockWriter::BlockWriter(std::string store_dir)
+    : store_dir_(std::move(store_dir)), tmp_dir_(tmp_dir_path(store_dir_)) {}
+
+bool BlockWriter::put(const Digest& digest, const uint8_t* data, size_t len) {
+  const std::string path = block_file_path(store_dir_, digest);
+  bool replace = false;
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0) {
+    if (S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) == kBlockHeaderSize + len) {
+      // Already stored, maybe by a concurrent job that has not fsynced the directory yet: this
+      // scan's snapshot will reference the block, so its directory entry must be durable too.
+      touched_[fanout_index(digest)].store(true, std::memory_order_relaxed);
+      return false;
+    }
+    // A wrong-sized file under a content address can only be damage; the fresh copy replaces it.
+    replace = true;
+  } else if (errno != ENOENT) {
+    throw Error::system(errno, "stat", path);
+  }
+
+  std::string tmp = write_temp(digest, data, len);
+  try {
+    return publish(tmp, digest, replace);
+  } catch (...) {
+    ::unlink(tmp.c_str());
+    throw;
+  }
+}
+
+std::string BlockWriter::write_temp(const Digest& digest, const uint8_t* data, size_t len) {
+  const std::string prefix = tmp_dir_ + "/" + to_hex(digest) + ".";
+  std::string tmp;
+  UniqueFd fd;
+  for (int attempt = 0; !fd; ++attempt) {
+    tmp = prefix + random_suffix();
+    fd.reset(open_retry(tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600));
+    if (fd) break;
+    if (errno == ENOENT && attempt < 2) {
+      make_dir(tmp_dir_);
+    } else if (!(errno == EEXIST && attempt < 8)) {
+      throw Error::system(errno, "open", tmp);
+    }
+  }
+
+  try {
+    uint8_t header[kBlockHeaderSize];
+    encode_block_header(make_block_header(digest, len), header);
+    write_at(fd.get(), header, sizeof header, 0, tmp);
+    write_at(fd.get(), data, len, kBlockHeaderSize, tmp);
+    fsync_file(fd.get(), tmp);
+    // The pages are clean now and nobody reads a block back soon: keep the page cache for the VMs.
+    ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
+  } catch (...) {
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  return tmp;
+}
+
+bool BlockWriter::publish(const std::string& tmp, const Digest& digest, bool replace) {
+  const std::string path = block_file_path(store_dir_, digest);
+  const size_t fanout = fanout_index(digest);
+  for (int attempt = 0;; ++attempt) {
+    // RENAME_NOREPLACE makes "create if absent" atomic, so when two jobs store the same new
+    // block concurrently exactly one of them counts it as written.
+    int r = ::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, path.c_str(), replace ? 0 : RENAME_NOREPLACE);
+    if (r != 0 && !replace && (errno == EINVAL || errno == ENOSYS)) {
+      r = ::rename(tmp.c_str(), path.c_str());  // filesystem without RENAME_NOREPLACE
+    }
+    if (r == 0) {
+      touched_[fanout].store(true, std::memory_order_relaxed);
+      return true;
+    }
+    if (errno == EEXIST) {
+      ::unlink(tmp.c_str());
+      touched_[fanout].store(true, std::memory_order_relaxed);
+      return false;
+    }
+    if (errno == ENOENT && attempt == 0) {
+      make_dir(fanout_dir_path(store_dir_, digest));
+      continue;
+    }
+    throw Error::system(errno, "rename", path);
+  }
+}
+
+void BlockWriter::make_dir(const std::string& dir) {
+  std::lock_guard lock(mkdir_mutex_);
+  if (::mkdir(dir.c_str(), 0700) == 0) {
+    // The new directory's own entry lives in the store directory.
+    fsync_dir(store_dir_);
+  } else if (errno != EEXIST) {
+    throw Error::system(errno, "mkdir", dir);
+  }
+}
+
+void BlockWriter::sync() {
+  for (size_t i = 0; i < touched_.size(); ++i) {
+    if (!touched_[i].exchange(false, std::memory_order_relaxed)) continue;
+    fsync_dir(fanout_dir_path(store_dir_, i));
+  }
+}
+
+}  // namespace blocksnap

@@ -1,0 +1,45 @@
+// Puts blocks into the content-addressed store durably, shared by all threads of one scan.
+//
+// A block becomes visible only complete: header+payload go to tmp/<hex>.<random>, which is
+// fsynced and then renamed to <hex[0..3]>/<hex>. What is not yet durable after put() is the
+// directory entry of that rename; sync() fsyncs every fanout directory the scan depended on,
+// once each, and must return before any snapshot referencing these blocks is committed.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+#include "core/digest.h"
+#include "core/store_layout.h"
+
+namespace blocksnap {
+
+class BlockWriter {
+ public:
+  explicit BlockWriter(std::string store_dir);
+
+  // Stores `len` bytes whose SHA-256 is `digest`, unless a block file of the right size is
+  // already there. Returns true when this call created (or repaired) the file.
+  // Throws NoSpace / PermissionDenied / IOError; a failed put leaves no temp file behind.
+  bool put(const Digest& digest, const uint8_t* data, size_t len);
+
+  // fsyncs the fanout directories touched by put(). Throws IOError.
+  void sync();
+
+  const std::string& store_dir() const noexcept { return store_dir_; }
+
+ private:
+  std::string write_temp(const Digest& digest, const uint8_t* data, size_t len);
+  bool publish(const std::string& tmp, const Digest& digest, bool replace);
+  void make_dir(const std::string& dir);
+
+  std::string store_dir_;
+  std::string tmp_dir_;
+  std::array<std::atomic<bool>, kFanoutCount> touched_{};
+  std::mutex mkdir_mutex_;
+};
+
+}  // namespace blocksnap

@@ -1,0 +1,39 @@
+// Snapshot side: turns an image into a digest per block and puts new blocks into the store.
+//
+// Cost model: allocated data is read once, holes are never read, all-zero blocks are never
+// hashed, and only blocks that differ from the parent are looked up in or written to the store.
+// Each block is read once into one buffer and hashed and stored from that same buffer, so a
+// writer racing the scan can never make a digest disagree with the stored bytes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/parallel.h"
+
+namespace blocksnap {
+
+struct ScanParams {
+  std::string image_path;
+  std::string store_dir;
+  uint64_t block_size = 0;
+  std::vector<uint8_t> parent_digests;  // parent block count × 32; may be empty
+  bool write_blocks = true;
+  unsigned threads = 0;  // 0 = one per core
+};
+
+struct ScanResult {
+  uint64_t size_bytes = 0;
+  uint64_t block_count = 0;
+  std::vector<uint8_t> digests;  // block_count × 32, ZERO as 32 zero bytes
+  uint64_t bytes_read = 0;
+  uint64_t zero_blocks = 0;
+  uint64_t blocks_written = 0;
+  uint64_t bytes_written = 0;
+};
+
+// Progress is in bytes of the image. Throws Error (see core/error.h).
+ScanResult scan_image(const ScanParams& params, JobControl& control, const ProgressFn& progress);
+
+}  // namespace blocksnap

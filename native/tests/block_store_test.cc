@@ -1,0 +1,125 @@
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <cstring>
+
+#include "core/block_format.h"
+#include "core/block_reader.h"
+#include "core/block_writer.h"
+#include "core/store_layout.h"
+#include "tests/harness.h"
+#include "tests/temp_dir.h"
+
+using namespace blocksnap;
+using namespace testing_support;
+
+namespace {
+
+size_t entries_in(const std::string& dir) {
+  size_t n = 0;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* e = ::readdir(d))
+      if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) ++n;
+    ::closedir(d);
+  }
+  return n;
+}
+
+struct StoredBlock {
+  TempDir dir;
+  std::vector<uint8_t> data = pattern(100000, 9);
+  Digest digest = sha256(data.data(), data.size());
+  std::string path = block_file_path(dir.path(), digest);
+
+  StoredBlock() {
+    BlockWriter writer(dir.path());
+    REQUIRE(writer.put(digest, data.data(), data.size()));
+    writer.sync();
+  }
+};
+
+}  // namespace
+
+TEST(block_store_writes_header_and_payload_under_the_fanout_path) {
+  StoredBlock b;
+  const std::string hex = to_hex(b.digest);
+  CHECK_EQ(b.path, b.dir.path() + "/" + hex.substr(0, 3) + "/" + hex);
+  const std::vector<uint8_t> file = read_file(b.path);
+  REQUIRE(file.size() == kBlockHeaderSize + b.data.size());
+  uint8_t raw[kBlockHeaderSize];
+  std::memcpy(raw, file.data(), sizeof raw);
+  BlockHeader h;
+  std::string why;
+  REQUIRE(decode_block_header(raw, h, why));
+  CHECK(h.raw_length == b.data.size() && h.digest == b.digest);
+  CHECK(std::memcmp(file.data() + kBlockHeaderSize, b.data.data(), b.data.size()) == 0);
+  struct stat st;
+  REQUIRE(::stat(b.path.c_str(), &st) == 0);
+  CHECK_EQ(st.st_mode & 0777, 0600u);
+  CHECK_EQ(entries_in(tmp_dir_path(b.dir.path())), 0u);
+}
+
+TEST(block_store_round_trips_through_the_reader) {
+  StoredBlock b;
+  AlignedBuffer buf;
+  REQUIRE(read_block(b.dir.path(), b.digest, buf, {.expected_length = b.data.size()}) == b.data.size());
+  CHECK(std::memcmp(buf.data(), b.data.data(), b.data.size()) == 0);
+}
+
+TEST(block_store_does_not_rewrite_an_existing_block) {
+  StoredBlock b;
+  BlockWriter writer(b.dir.path());
+  CHECK(!writer.put(b.digest, b.data.data(), b.data.size()));
+  CHECK_EQ(entries_in(tmp_dir_path(b.dir.path())), 0u);
+}
+
+TEST(block_store_repairs_a_truncated_block_file) {
+  StoredBlock b;
+  REQUIRE(::truncate(b.path.c_str(), 100) == 0);
+  BlockWriter writer(b.dir.path());
+  CHECK(writer.put(b.digest, b.data.data(), b.data.size()));
+  AlignedBuffer buf;
+  CHECK(read_block(b.dir.path(), b.digest, buf) == b.data.size());
+}
+
+TEST(block_reader_reports_a_missing_block) {
+  TempDir dir;
+  AlignedBuffer buf;
+  CHECK_THROWS_CODE(read_block(dir.path(), sha256("nope", 4), buf), ErrorCode::BlockMissing);
+}
+
+TEST(block_reader_reports_a_flipped_payload_byte_as_digest_mismatch) {
+  StoredBlock b;
+  std::vector<uint8_t> bad = b.data;
+  bad[5000] ^= 0x01;
+  write_bytes(b.path, kBlockHeaderSize, bad);
+  AlignedBuffer buf;
+  try {
+    read_block(b.dir.path(), b.digest, buf);
+    harness::fail(__FILE__, __LINE__, "no error");
+  } catch (const Error& e) {
+    CHECK(e.code() == ErrorCode::DigestMismatch);
+    CHECK(e.digest && *e.digest == b.digest);
+    CHECK(std::string(e.what()).find(to_hex(b.digest)) != std::string::npos);
+  }
+}
+
+TEST(block_reader_rejects_bad_headers_as_corrupt) {
+  StoredBlock b;
+  AlignedBuffer buf;
+  write_bytes(b.path, 32, {static_cast<uint8_t>(b.digest[0] ^ 0xff)});  // header names another digest
+  CHECK_THROWS_CODE(read_block(b.dir.path(), b.digest, buf), ErrorCode::BlockCorrupt);
+  write_bytes(b.path, 32, {b.digest[0]});
+  write_bytes(b.path, 0, {'X'});
+  CHECK_THROWS_CODE(read_block(b.dir.path(), b.digest, buf), ErrorCode::BlockCorrupt);
+}
+
+TEST(block_reader_rejects_wrong_lengths_as_corrupt) {
+  StoredBlock b;
+  AlignedBuffer buf;
+  CHECK_THROWS_CODE(read_block(b.dir.path(), b.digest, buf, {.expected_length = 65536}), ErrorCode::BlockCorrupt);
+  REQUIRE(::truncate(b.path.c_str(), kBlockHeaderSize + 10) == 0);
+  CHECK_THROWS_CODE(read_block(b.dir.path(), b.digest, buf), ErrorCode::BlockCorrupt);
+  REQUIRE(::truncate(b.path.c_str(), 10) == 0);
+  CHECK_THROWS_CODE(read_block(b.dir.path(), b.digest, buf), ErrorCode::BlockCorrupt);
+}

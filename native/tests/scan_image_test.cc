@@ -1,0 +1,84 @@
+#include <cstring>
+
+#include "core/block_format.h"
+#include "core/scan_image.h"
+#include "core/store_layout.h"
+#include "tests/harness.h"
+#include "tests/temp_dir.h"
+
+using namespace blocksnap;
+using namespace testing_support;
+
+namespace {
+
+constexpr uint64_t kBlock = 64 * 1024;
+
+Digest digest_at(const ScanResult& r, uint64_t i) {
+  Digest d;
+  std::memcpy(d.data(), r.digests.data() + i * kDigestSize, kDigestSize);
+  return d;
+}
+
+}  // namespace
+
+TEST(scan_hashes_data_skips_holes_and_stores_new_blocks) {
+  TempDir dir;
+  const std::string img = dir / "img";
+  make_sparse_file(img, 5 * kBlock + 1000);                       // short last block
+  const auto a = pattern(kBlock, 1), tail = pattern(1000, 2);
+  write_bytes(img, 1 * kBlock, a);                                // block 1: data
+  write_bytes(img, 2 * kBlock + 4096, pattern(4096, 3));          // block 2: partial
+  write_bytes(img, 3 * kBlock, std::vector<uint8_t>(kBlock, 0));  // block 3: written zeros
+  write_bytes(img, 5 * kBlock, tail);                             // block 5: short
+
+  JobControl control;
+  ScanParams p{.image_path = img, .store_dir = dir.path(), .block_size = kBlock, .threads = 2};
+  const ScanResult r = scan_image(p, control, nullptr);
+  CHECK_EQ(r.block_count, 6u);
+  CHECK(is_zero_digest(digest_at(r, 0)));
+  CHECK(digest_at(r, 1) == sha256(a.data(), a.size()));
+  std::vector<uint8_t> partial(kBlock, 0);
+  const auto p3 = pattern(4096, 3);
+  std::memcpy(partial.data() + 4096, p3.data(), p3.size());
+  CHECK(digest_at(r, 2) == sha256(partial.data(), partial.size()));
+  CHECK(is_zero_digest(digest_at(r, 3)));
+  CHECK(is_zero_digest(digest_at(r, 4)));
+  CHECK(digest_at(r, 5) == sha256(tail.data(), tail.size()));
+  CHECK_EQ(r.zero_blocks, 3u);
+  CHECK_EQ(r.blocks_written, 3u);
+  CHECK_EQ(r.bytes_written, 2 * kBlock + 1000);
+  CHECK(r.bytes_read <= 3 * kBlock + 1000 + 2 * 4096);  // holes are not read
+  CHECK(read_file(block_file_path(dir.path(), digest_at(r, 5))).size() == kBlockHeaderSize + 1000);
+  CHECK_EQ(control.done(), r.size_bytes);
+
+  ScanParams again = p;
+  again.parent_digests = r.digests;
+  CHECK_EQ(scan_image(again, control, nullptr).blocks_written, 0u);
+}
+
+TEST(scan_of_an_empty_image_has_no_blocks) {
+  TempDir dir;
+  make_sparse_file(dir / "img", 0);
+  JobControl control;
+  const ScanResult r = scan_image({.image_path = dir / "img", .store_dir = dir.path(), .block_size = kBlock}, control, nullptr);
+  CHECK_EQ(r.block_count, 0u);
+  CHECK(r.digests.empty());
+}
+
+TEST(scan_stops_with_cancelled) {
+  TempDir dir;
+  write_bytes(dir / "img", 0, pattern(16 * kBlock, 4));
+  JobControl control;
+  control.cancel();
+  CHECK_THROWS_CODE(scan_image({.image_path = dir / "img", .store_dir = dir.path(), .block_size = kBlock}, control, nullptr),
+                    ErrorCode::Cancelled);
+}
+
+TEST(scan_reports_missing_images_and_directories) {
+  TempDir dir;
+  JobControl control;
+  CHECK_THROWS_CODE(scan_image({.image_path = dir / "nope", .store_dir = dir.path(), .block_size = kBlock}, control, nullptr),
+                    ErrorCode::ImageNotFound);
+  CHECK_THROWS_CODE(scan_image({.image_path = dir.path(), .store_dir = dir.path(), .block_size = kBlock}, control, nullptr),
+                    ErrorCode::NotAnImage);
+}

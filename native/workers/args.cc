@@ -1,0 +1,79 @@
+#include "workers/args.h"
+
+#include <cmath>
+
+namespace blocksnap::js {
+
+namespace {
+
+constexpr double kMaxSafeInteger = 9007199254740991.0;
+
+[[noreturn]] void type_error(Napi::Env env, const char* name, const char* expected) {
+  throw Napi::TypeError::New(env, std::string("options.") + name + " must be " + expected);
+}
+
+}  // namespace
+
+Options::Options(const Napi::CallbackInfo& info) : env_(info.Env()) {
+  if (info.Length() < 1 || !info[0].IsObject() || info[0].IsArray() || info[0].IsFunction())
+    throw Napi::TypeError::New(env_, "the first argument must be an options object");
+  object_ = info[0].As<Napi::Object>();
+}
+
+Napi::Value Options::get(const char* name) const { return object_.Get(name); }
+
+void Options::invalid(const char* name, const std::string& what) const {
+  Napi::Error err = Napi::RangeError::New(env_, std::string("options.") + name + " " + what);
+  err.Set("code", Napi::String::New(env_, "InvalidArgument"));
+  throw err;
+}
+
+std::string Options::string(const char* name) const {
+  Napi::Value v = get(name);
+  if (!v.IsString()) type_error(env_, name, "a string");
+  std::string s = v.As<Napi::String>().Utf8Value();
+  if (s.empty()) invalid(name, "must not be empty");
+  if (s.find('\0') != std::string::npos) invalid(name, "must not contain NUL characters");
+  return s;
+}
+
+uint64_t Options::integer(const char* name) const {
+  Napi::Value v = get(name);
+  if (!v.IsNumber()) type_error(env_, name, "a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || d < 0 || d > kMaxSafeInteger || std::floor(d) != d)
+    invalid(name, "must be a non-negative safe integer");
+  return static_cast<uint64_t>(d);
+}
+
+bool Options::boolean(const char* name, bool fallback) const {
+  Napi::Value v = get(name);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsBoolean()) type_error(env_, name, "a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+unsigned Options::threads() const {
+  if (get("threads").IsUndefined()) return 0;
+  uint64_t n = integer("threads");
+  if (n < 1 || n > 1024) invalid("threads", "must be between 1 and 1024");
+  return static_cast<unsigned>(n);
+}
+
+std::vector<uint8_t> Options::bytes(const char* name, bool required) const {
+  Napi::Value v = get(name);
+  if (v.IsUndefined() && !required) return {};
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    type_error(env_, name, "a Buffer");
+  auto a = v.As<Napi::Uint8Array>();
+  return std::vector<uint8_t>(a.Data(), a.Data() + a.ByteLength());
+}
+
+Napi::Function Options::function(const char* name) const {
+  Napi::Value v = get(name);
+  if (v.IsUndefined()) return Napi::Function();
+  if (!v.IsFunction()) type_error(env_, name, "a function");
+  return v.As<Napi::Function>();
+}
+
+}  // namespace blocksnap::js

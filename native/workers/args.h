@@ -1,0 +1,41 @@
+// Reading the options object of a native call. The TypeScript wrapper validates first and gives
+// the friendly messages; this layer exists so that calling the raw binding with garbage throws
+// (TypeError for a wrong type, RangeError with code InvalidArgument for a bad value) instead of
+// crashing the process.
+#pragma once
+
+#include <napi.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace blocksnap::js {
+
+class Options {
+ public:
+  // info[0] must be an object.
+  explicit Options(const Napi::CallbackInfo& info);
+
+  std::string string(const char* name) const;
+  // A non-negative integer no larger than 2^53 - 1.
+  uint64_t integer(const char* name) const;
+  bool boolean(const char* name, bool fallback) const;
+  // 0 when absent (= one thread per core); otherwise 1..1024.
+  unsigned threads() const;
+  // A copy of a Buffer / Uint8Array: JS may change the original while the job runs.
+  // Absent (undefined) gives an empty vector when `required` is false.
+  std::vector<uint8_t> bytes(const char* name, bool required) const;
+  // Empty when absent.
+  Napi::Function function(const char* name) const;
+
+  [[noreturn]] void invalid(const char* name, const std::string& what) const;
+
+ private:
+  Napi::Value get(const char* name) const;
+
+  Napi::Env env_;
+  Napi::Object object_;
+};
+
+}  // namespace blocksnap::js

@@ -1,0 +1,46 @@
+// What every async call shares: a promise, a cancel function, progress reports, error mapping.
+//
+// A call returns { promise, cancel }. The job runs on a libuv pool thread, which starts the
+// job's own worker threads and then only waits, reporting progress every 200 ms through a
+// thread-safe function; Execute() never touches N-API. The progress function is released as
+// soon as the job ends so a finished job never keeps the event loop (and the process) alive.
+// Progress calls may arrive after the promise settles; the TypeScript wrapper drops them.
+#pragma once
+
+#include <napi.h>
+
+#include <memory>
+#include <optional>
+
+#include "core/error.h"
+#include "core/parallel.h"
+
+namespace blocksnap::js {
+
+class JobWorker : public Napi::AsyncWorker {
+ public:
+  // Queues the job and returns { promise, cancel }. The worker deletes itself when done.
+  Napi::Object start();
+
+ protected:
+  JobWorker(Napi::Env env, const char* name, Napi::Function on_progress);
+  ~JobWorker() override;
+
+  // Runs on the pool thread. Throws blocksnap::Error.
+  virtual void run(JobControl& control, const ProgressFn& progress) = 0;
+  // Runs on the JS thread after run() succeeded.
+  virtual Napi::Value result(Napi::Env env) = 0;
+
+ private:
+  void Execute() override;
+  void OnOK() override;
+  void OnError(const Napi::Error& e) override;
+  void release_progress();
+
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<JobControl> control_ = std::make_shared<JobControl>();
+  std::optional<Napi::ThreadSafeFunction> progress_;
+  std::optional<Error> error_;
+};
+
+}  // namespace blocksnap::js

@@ -1,0 +1,56 @@
+#include "workers/scan_worker.h"
+
+#include "core/block_format.h"
+#include "core/digest.h"
+#include "core/scan_image.h"
+#include "workers/args.h"
+#include "workers/job_worker.h"
+
+namespace blocksnap::js {
+
+namespace {
+
+class ScanWorker : public JobWorker {
+ public:
+  ScanWorker(Napi::Env env, ScanParams params, Napi::Function on_progress)
+      : JobWorker(env, "blocksnap.scanImage", on_progress), params_(std::move(params)) {}
+
+ private:
+  void run(JobControl& control, const ProgressFn& progress) override {
+    result_ = scan_image(params_, control, progress);
+  }
+
+  Napi::Value result(Napi::Env env) override {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("sizeBytes", static_cast<double>(result_.size_bytes));
+    o.Set("blockCount", static_cast<double>(result_.block_count));
+    o.Set("digests", Napi::Buffer<uint8_t>::Copy(env, result_.digests.data(), result_.digests.size()));
+    o.Set("bytesRead", static_cast<double>(result_.bytes_read));
+    o.Set("zeroBlocks", static_cast<double>(result_.zero_blocks));
+    o.Set("blocksWritten", static_cast<double>(result_.blocks_written));
+    o.Set("bytesWritten", static_cast<double>(result_.bytes_written));
+    return o;
+  }
+
+  ScanParams params_;
+  ScanResult result_;
+};
+
+}  // namespace
+
+Napi::Value scan_image(const Napi::CallbackInfo& info) {
+  Options o(info);
+  ScanParams p;
+  p.image_path = o.string("imagePath");
+  p.store_dir = o.string("storeDir");
+  p.block_size = o.integer("blockSize");
+  if (!is_valid_block_size(p.block_size)) o.invalid("blockSize", "must be a power of two from 64 KiB to 64 MiB");
+  p.parent_digests = o.bytes("parentDigests", false);
+  if (p.parent_digests.size() % kDigestSize != 0) o.invalid("parentDigests", "must be a multiple of 32 bytes long");
+  p.write_blocks = o.boolean("writeBlocks", true);
+  p.threads = o.threads();
+  Napi::Function on_progress = o.function("onProgress");
+  return (new ScanWorker(info.Env(), std::move(p), on_progress))->start();
+}
+
+}  // namespace blocksnap::js

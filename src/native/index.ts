@@ -1,0 +1,357 @@
+/**
+ * Typed wrappers around the native addon (native/, built by node-gyp into
+ * build/Release/blocksnap_native.node). This is the only module that loads the addon.
+ *
+ * The addon computes; this module validates arguments with one message format, turns an
+ * AbortSignal into the addon's cancel function, makes progress reports well behaved (never
+ * after the promise settles, exactly one final `done === total`), and converts native failures
+ * into BlocksnapError with the code and details (errno, syscall, path, blockIndex, digest) the
+ * addon attached.
+ *
+ * Every async call runs off the JS thread on its own worker threads (one buffer of `blockSize`
+ * bytes each), so memory does not grow with the image size beyond the digest array.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { BlocksnapError, isErrorCode } from '../errors';
+import { DIGEST_SIZE, isValidBlockSize } from '../store/format';
+
+export interface ScanOptions {
+  /** A regular file (raw image). */
+  imagePath: string;
+  /** `<data-dir>/blocks`; must exist. Fanout directories and `tmp/` are created on demand. */
+  storeDir: string;
+  /** Power of two, 64 KiB..64 MiB (isValidBlockSize). */
+  blockSize: number;
+  /**
+   * The parent snapshot's digests (parent block count × 32 bytes, ZERO as 32 zero bytes). A block
+   * whose digest equals the parent's at the same index is neither looked up in nor written to
+   * the store.
+   */
+  parentDigests?: Buffer;
+  /** Default true. false hashes only (benchmarks, rollback planning). */
+  writeBlocks?: boolean;
+  /** Worker threads; default one per core. */
+  threads?: number;
+  /** Bytes of the image processed: at least every 250 ms while running, and once at the end. */
+  onProgress?: (doneBytes: number, totalBytes: number) => void;
+  /** Abort rejects the promise with code 'Cancelled' within about one block per thread. */
+  signal?: AbortSignal;
+}
+
+export interface ScanResult {
+  sizeBytes: number;
+  blockCount: number;
+  /** blockCount × 32 bytes, ZERO blocks as 32 zero bytes. */
+  digests: Buffer;
+  /** Bytes actually read from the image (holes are not read). */
+  bytesRead: number;
+  /** Blocks that are holes or all zero. */
+  zeroBlocks: number;
+  /** Block files this scan created in the store (a block another job stored first is not counted). */
+  blocksWritten: number;
+  /** Raw bytes of those blocks. */
+  bytesWritten: number;
+}
+
+export interface ApplyOptions {
+  imagePath: string;
+  storeDir: string;
+  blockSize: number;
+  /** Exact final size of the image. */
+  sizeBytes: number;
+  /** Target content, ceil(sizeBytes / blockSize) × 32 bytes. */
+  digests: Buffer;
+  /**
+   * create: a new 0600 file (O_EXCL, never through a symlink), fails FileExists; removed again
+   * if the apply fails. update: rewrite an existing image in place (never through a symlink).
+   */
+  mode: 'create' | 'update';
+  threads?: number;
+  onProgress?: (doneBytes: number, totalBytes: number) => void;
+  signal?: AbortSignal;
+}
+
+/** Every block is counted exactly once: blocksWritten + holesPunched + blocksUnchanged = block count. */
+export interface ApplyResult {
+  /** Blocks copied from the store (each verified against its digest before writing). */
+  blocksWritten: number;
+  bytesWritten: number;
+  /** ZERO targets that held data: punched (or zero-filled where the filesystem cannot punch). */
+  holesPunched: number;
+  /** Blocks that already held the target content, so nothing was written: in update mode equal
+   * blocks and ZERO targets already zero; in create mode every ZERO block (left as a hole). */
+  blocksUnchanged: number;
+}
+
+export interface VerifyProblem {
+  digest: string;
+  reason: 'missing' | 'corrupt-header' | 'digest-mismatch' | 'io-error';
+  message: string;
+}
+
+export interface VerifyOptions {
+  storeDir: string;
+  /** Packed list (n × 32 bytes) of distinct stored digests to check. */
+  digests: Buffer;
+  threads?: number;
+  /** In blocks checked. */
+  onProgress?: (done: number, total: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface VerifyResult {
+  checked: number;
+  /** In the order of `digests`. */
+  problems: VerifyProblem[];
+}
+
+interface NativeJob<T> {
+  promise: Promise<T>;
+  cancel(): void;
+}
+
+interface NativeAddon {
+  scanImage(o: object): NativeJob<ScanResult>;
+  applyImage(o: object): NativeJob<ApplyResult>;
+  verifyBlocks(o: object): NativeJob<VerifyResult>;
+  hashBuffer(data: Buffer): Buffer;
+  lockFile(path: string): { release(): void };
+}
+
+// src/native/ and dist/native/ are both two levels below the package root.
+const ADDON_PATH = join(__dirname, '..', '..', 'build', 'Release', 'blocksnap_native.node');
+
+let addon: NativeAddon | undefined;
+
+/** The raw binding, loaded on first use. Exported for tests of the native argument checks. */
+export function nativeAddon(): NativeAddon {
+  if (addon === undefined) {
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      addon = require(ADDON_PATH) as NativeAddon;
+    } catch (err) {
+      throw new BlocksnapError(
+        'Internal',
+        `cannot load the native addon ${ADDON_PATH} (run npm install to build it): ${(err as Error).message}`,
+      );
+    }
+  }
+  return addon;
+}
+
+export async function scanImage(o: ScanOptions): Promise<ScanResult> {
+  requireObject(o, 'options');
+  requirePath(o.imagePath, 'imagePath');
+  requirePath(o.storeDir, 'storeDir');
+  requireBlockSize(o.blockSize);
+  if (o.parentDigests !== undefined) requireDigestList(o.parentDigests, 'parentDigests');
+  if (o.writeBlocks !== undefined && typeof o.writeBlocks !== 'boolean') {
+    invalid('writeBlocks', 'a boolean', o.writeBlocks);
+  }
+  return runJob(o, (onProgress) =>
+    nativeAddon().scanImage({
+      imagePath: o.imagePath,
+      storeDir: o.storeDir,
+      blockSize: o.blockSize,
+      parentDigests: o.parentDigests,
+      writeBlocks: o.writeBlocks,
+      threads: o.threads,
+      onProgress,
+    }),
+    (r) => r.sizeBytes,
+  );
+}
+
+export async function applyImage(o: ApplyOptions): Promise<ApplyResult> {
+  requireObject(o, 'options');
+  requirePath(o.imagePath, 'imagePath');
+  requirePath(o.storeDir, 'storeDir');
+  requireBlockSize(o.blockSize);
+  if (!Number.isSafeInteger(o.sizeBytes) || o.sizeBytes < 0) {
+    invalid('sizeBytes', 'a non-negative safe integer', o.sizeBytes);
+  }
+  requireDigestList(o.digests, 'digests');
+  const expected = Math.ceil(o.sizeBytes / o.blockSize) * DIGEST_SIZE;
+  if (o.digests.length !== expected) {
+    invalid('digests', `ceil(sizeBytes / blockSize) * ${DIGEST_SIZE} = ${expected} bytes long`, o.digests);
+  }
+  if (o.mode !== 'create' && o.mode !== 'update') invalid('mode', "'create' or 'update'", o.mode);
+  return runJob(o, (onProgress) =>
+    nativeAddon().applyImage({
+      imagePath: o.imagePath,
+      storeDir: o.storeDir,
+      blockSize: o.blockSize,
+      sizeBytes: o.sizeBytes,
+      digests: o.digests,
+      mode: o.mode,
+      threads: o.threads,
+      onProgress,
+    }),
+    () => o.sizeBytes,
+  );
+}
+
+export async function verifyBlocks(o: VerifyOptions): Promise<VerifyResult> {
+  requireObject(o, 'options');
+  requirePath(o.storeDir, 'storeDir');
+  requireDigestList(o.digests, 'digests');
+  return runJob(o, (onProgress) =>
+    nativeAddon().verifyBlocks({ storeDir: o.storeDir, digests: o.digests, threads: o.threads, onProgress }),
+    (r) => r.checked,
+  );
+}
+
+/** Synchronous SHA-256 (for tests and tools; jobs hash off the JS thread). */
+export function hashBuffer(data: Buffer): Buffer {
+  if (!(data instanceof Uint8Array)) invalid('data', 'a Buffer', data);
+  return nativeAddon().hashBuffer(data);
+}
+
+/** The exclusive lock on a data directory; see lockDataDir. */
+export interface DataDirLock {
+  /** The lock file, `<data-dir>/lock`. */
+  readonly path: string;
+  /** Releases the lock. Idempotent. */
+  release(): void;
+}
+
+/**
+ * Takes the data directory's lock (an OFD lock on `<data-dir>/lock`, created with the directory
+ * if missing), synchronously. Fails with DataDirLocked while another process, or another holder
+ * in this process, has it. Held until release(); dropping the object without release() frees it
+ * only whenever the garbage collector gets to it, so always release.
+ */
+export function lockDataDir(dataDir: string): DataDirLock {
+  requirePath(dataDir, 'dataDir');
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const path = join(dataDir, 'lock');
+  let handle: { release(): void };
+  try {
+    handle = nativeAddon().lockFile(path);
+  } catch (err) {
+    throw fromNative(err);
+  }
+  return { path, release: () => handle.release() };
+}
+
+interface JobOptions {
+  threads?: number;
+  onProgress?: (done: number, total: number) => void;
+  signal?: AbortSignal;
+}
+
+type Progress = (done: number, total: number) => void;
+
+/**
+ * Runs one native job: wires the signal to its cancel function, filters progress, and maps a
+ * native rejection to BlocksnapError. The error is created here, in an async function, so its
+ * stack shows the awaiting callers rather than nothing (native code has no JS frames).
+ */
+async function runJob<T>(
+  o: JobOptions,
+  start: (onProgress: Progress | undefined) => NativeJob<T>,
+  finalTotal: (result: T) => number,
+): Promise<T> {
+  if (o.threads !== undefined && (!Number.isInteger(o.threads) || o.threads < 1 || o.threads > 1024)) {
+    invalid('threads', 'an integer from 1 to 1024', o.threads);
+  }
+  if (o.onProgress !== undefined && typeof o.onProgress !== 'function') {
+    invalid('onProgress', 'a function', o.onProgress);
+  }
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) invalid('signal', 'an AbortSignal', o.signal);
+  if (o.signal?.aborted) throw new BlocksnapError('Cancelled', 'the job was cancelled before it started');
+
+  const userProgress = o.onProgress;
+  let settled = false;
+  let progressError: unknown;
+  let job: NativeJob<T> | undefined;
+  // A throwing progress callback is the caller's bug: it stops the job and becomes the rejection,
+  // instead of escaping as an uncaught exception from inside the addon's callback.
+  const report = (done: number, total: number): void => {
+    if (settled || userProgress === undefined || progressError !== undefined) return;
+    try {
+      userProgress(done, total);
+    } catch (err) {
+      progressError = err;
+      job?.cancel();
+    }
+  };
+
+  job = start(userProgress === undefined ? undefined : report);
+  const cancel = job.cancel;
+  o.signal?.addEventListener('abort', cancel, { once: true });
+  try {
+    const result = await job.promise;
+    if (progressError !== undefined) throw progressError;
+    const total = finalTotal(result);
+    report(total, total);
+    return result;
+  } catch (err) {
+    if (progressError !== undefined) throw progressError;
+    throw fromNative(err);
+  } finally {
+    settled = true;
+    o.signal?.removeEventListener('abort', cancel);
+  }
+}
+
+const DETAIL_KEYS = ['errno', 'syscall', 'path', 'blockIndex', 'digest'] as const;
+
+function fromNative(err: unknown): BlocksnapError {
+  if (err instanceof BlocksnapError) return err;
+  if (!(err instanceof Error)) return new BlocksnapError('Internal', String(err));
+  const native = err as Error & Record<string, unknown>;
+  const details: Record<string, unknown> = {};
+  for (const key of DETAIL_KEYS) if (native[key] !== undefined) details[key] = native[key];
+  const code = isErrorCode(native.code) ? native.code : 'Internal';
+  return new BlocksnapError(code, err.message, Object.keys(details).length > 0 ? details : undefined);
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Buffer.isBuffer(value)) return `a Buffer of ${value.length} bytes`;
+  if (Array.isArray(value)) return 'an array';
+  switch (typeof value) {
+    case 'string':
+      return value.length > 60 ? `a string of ${value.length} characters` : JSON.stringify(value);
+    case 'number':
+    case 'boolean':
+    case 'bigint':
+    case 'undefined':
+      return String(value);
+    case 'function':
+      return 'a function';
+    case 'symbol':
+      return 'a symbol';
+    default:
+      return 'an object';
+  }
+}
+
+/** The one message format: "<name> must be <expectation>, got <value>". */
+function invalid(name: string, expectation: string, value: unknown): never {
+  throw new BlocksnapError('InvalidArgument', `${name} must be ${expectation}, got ${describe(value)}`, {
+    argument: name,
+  });
+}
+
+function requireObject(value: unknown, name: string): void {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) invalid(name, 'an object', value);
+}
+
+function requirePath(value: unknown, name: string): void {
+  if (typeof value !== 'string' || value.length === 0 || value.includes('\0')) {
+    invalid(name, 'a non-empty path string', value);
+  }
+}
+
+function requireBlockSize(value: unknown): void {
+  if (!isValidBlockSize(value as number)) invalid('blockSize', 'a power of two from 64 KiB to 64 MiB', value);
+}
+
+function requireDigestList(value: unknown, name: string): void {
+  if (!Buffer.isBuffer(value)) invalid(name, 'a Buffer', value);
+  if (value.length % DIGEST_SIZE !== 0) invalid(name, `a multiple of ${DIGEST_SIZE} bytes long`, value);
+}

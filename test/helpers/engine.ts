@@ -1,0 +1,30 @@
+import type { Test } from 'tap';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Engine } from '../../src/engine';
+import type { Job } from '../../src/engine/types';
+
+export interface Fixture { engine: Engine; dataDir: string; images: string }
+
+/** A real engine on a temp data dir, with an image root beside it; closed at teardown. */
+export async function openEngine(t: Test, o: { blockSize?: number } = {}): Promise<Fixture> {
+  const dir = t.testdir();
+  const dataDir = join(dir, 'data');
+  const images = join(dir, 'images');
+  mkdirSync(images, { recursive: true });
+  const engine = await Engine.open({ dataDir, imageRoots: [images], ...(o.blockSize ? { blockSize: o.blockSize } : {}) });
+  t.teardown(() => engine.close());
+  return { engine, dataDir, images };
+}
+
+/** Waits for a job and fails the test with the job's error if it did not succeed. */
+export async function finished(engine: Engine, job: Job): Promise<Job> {
+  const done = await engine.waitJob(job.id);
+  if (done.state !== 'succeeded') throw new Error(`job ${job.kind} ${done.state}: ${done.error?.code} ${done.error?.message}`);
+  return done;
+}
+
+export async function snapshot(engine: Engine, disk: string, name?: string): Promise<import('../../src/engine/types').Snapshot> {
+  const job = await finished(engine, engine.startSnapshot(disk, name === undefined ? {} : { name }));
+  return job.result as import('../../src/engine/types').Snapshot;
+}
