@@ -1,0 +1,39 @@
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { LOG_LEVELS, type DaemonFlags } from '../../daemon/config';
+import { defaultDataDir, defaultSocketPath } from '../../daemon/paths';
+import { examples } from '../context';
+
+function positiveInt(value: string): number {
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value)) || Number(value) < 1) {
+    throw new InvalidArgumentError('must be a positive integer');
+  }
+  return Number(value);
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+export function registerDaemon(program: Command): void {
+  program
+    .command('daemon')
+    .description('run the daemon in the foreground until SIGTERM or SIGINT')
+    .option('--config <file>', 'JSON file with the same settings (the command line wins)')
+    .option('--data-dir <dir>', `catalog and block store (default: ${defaultDataDir()})`)
+    .option('--socket <path>', `Unix socket to listen on (default: ${defaultSocketPath()})`)
+    .option('--image-root <dir>', 'directory images may be registered in and cloned into; repeatable (default: the working directory)', collect)
+    .option('--socket-group <group>', 'group that may use the socket (mode 0660)')
+    .option('--socket-mode <mode>', 'octal mode of the socket file (default: 0660)')
+    .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(LOG_LEVELS as unknown as string[]))
+    .option('--max-frame-bytes <n>', 'largest request frame accepted (default: 1048576)', positiveInt)
+    .option('--max-connections <n>', 'most clients at once (default: 1024)', positiveInt)
+    .addHelpText('after', examples([
+      'blocksnap daemon --data-dir /var/lib/blocksnap --image-root /var/lib/libvirt/images',
+      'blocksnap daemon --config /etc/blocksnap.json --log-level debug',
+    ]) + '\nLogs are JSON lines on stderr. Only one daemon may use a data directory at a time.\n')
+    .action(async (flags: DaemonFlags) => {
+      // Loaded only here: client commands never load the engine, LMDB or the native addon.
+      const { runDaemon } = await import('../../daemon/run');
+      process.exit(await runDaemon(flags));
+    });
+}

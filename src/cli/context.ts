@@ -1,0 +1,71 @@
+/**
+ * What every client command shares: the --socket and --json options, the connection to the
+ * daemon, and the way a long command starts a job and (by default) follows it to the end.
+ */
+import { Option, type Command } from 'commander';
+import { DaemonClient } from '../daemon/client';
+import { PACKAGE_VERSION } from '../daemon/build-info';
+import { clientSocketPath, defaultSocketPath, SOCKET_ENV } from '../daemon/paths';
+import type { Job } from '../engine/types';
+import { followJob } from './follow';
+import { createOutput, type Output } from './output';
+
+export interface ClientFlags {
+  socket?: string;
+  json?: boolean;
+}
+
+export interface JobFlags extends ClientFlags {
+  wait: boolean;
+  detachOnInterrupt?: boolean;
+}
+
+/** Adds --socket and --json. */
+export function clientOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--socket <path>', `daemon socket (default: $${SOCKET_ENV}, else ${defaultSocketPath()})`))
+    .option('--json', 'print one JSON value on stdout (errors too)');
+}
+
+/** Adds --no-wait and --detach-on-interrupt to a command that runs a job. */
+export function jobOptions(cmd: Command): Command {
+  return clientOptions(cmd)
+    .option('--no-wait', 'print the started job and return at once')
+    .option('--detach-on-interrupt', 'on Ctrl-C without a terminal, leave the job running instead of cancelling it');
+}
+
+/** Connects, runs `fn`, disconnects. */
+export async function withClient<T>(flags: ClientFlags, fn: (client: DaemonClient, out: Output) => Promise<T>): Promise<T> {
+  const out = createOutput(flags.json === true);
+  const client = await DaemonClient.connect({ socketPath: clientSocketPath(flags.socket), clientName: `blocksnap-cli/${PACKAGE_VERSION}` });
+  try {
+    return await fn(client, out);
+  } finally {
+    client.close();
+  }
+}
+
+/**
+ * Starts a job with `method` and either returns it as started (--no-wait) or follows it to the
+ * end. Returns null when not waiting (the job was printed already), else the finished job.
+ */
+export async function runJob(
+  client: DaemonClient,
+  out: Output,
+  flags: JobFlags,
+  method: string,
+  params: Record<string, unknown>,
+  label: string,
+): Promise<Job | null> {
+  const job = await client.call<Job>(method, { ...params, wait: false });
+  if (!flags.wait) {
+    out.result(job, (j) => `Started job ${j.id} (${j.kind}); follow it with: blocksnap job wait ${j.id}`);
+    return null;
+  }
+  return followJob(client, job, { label, detachOnInterrupt: flags.detachOnInterrupt === true });
+}
+
+/** The text of an "Examples:" help section. */
+export function examples(lines: string[]): string {
+  return `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`;
+}

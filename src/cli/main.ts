@@ -1,0 +1,93 @@
+/**
+ * The `blocksnap` command line. Parsing is commander's; this file owns the exit status contract:
+ * 0 success, 1 an operation failed, 2 the command line is wrong, 130 a wait was interrupted. With
+ * --json even parse errors are printed as {"error":{...}} on stdout.
+ */
+import { Command, CommanderError } from 'commander';
+import { BlocksnapError } from '../errors';
+import { PACKAGE_VERSION } from '../daemon/build-info';
+import { registerChain } from './commands/chain';
+import { registerClone } from './commands/clone';
+import { registerDaemon } from './commands/daemon';
+import { registerDisk } from './commands/disk';
+import { registerJob } from './commands/job';
+import { registerRollback } from './commands/rollback';
+import { registerSnapshot } from './commands/snapshot';
+import { registerStore } from './commands/store';
+import { registerVersion } from './commands/version';
+import { EXIT } from './exit-status';
+import { InterruptedWait } from './follow';
+import { reportError } from './output';
+
+export function buildProgram(): Command {
+  const program = new Command('blocksnap')
+    .description('Incremental point-in-time snapshots of VM disk images')
+    .version(PACKAGE_VERSION, '-V, --version', 'print the client version')
+    .showHelpAfterError('(add --help for usage)')
+    .addHelpText('after', `
+Every client command takes --socket PATH (env BLOCKSNAP_SOCKET) and --json.
+A DISK or SNAPSHOT argument is an id (d-..., s-...) or a unique name.
+
+Examples:
+  $ blocksnap daemon --data-dir /var/lib/blocksnap --image-root /var/lib/libvirt/images
+  $ blocksnap disk add /var/lib/libvirt/images/web1.img --name web1
+  $ blocksnap snapshot create web1 --name before-upgrade
+  $ blocksnap rollback web1 before-upgrade
+`);
+  registerDaemon(program);
+  registerDisk(program);
+  registerSnapshot(program);
+  registerRollback(program);
+  registerClone(program);
+  registerChain(program);
+  registerStore(program);
+  registerJob(program);
+  registerVersion(program);
+  // Parse errors of every subcommand go through main()'s catch, to honour --json and exit 2.
+  const configure = (cmd: Command): void => {
+    cmd.exitOverride();
+    cmd.commands.forEach(configure);
+  };
+  configure(program);
+  return program;
+}
+
+/** Runs the CLI and resolves with the process exit status. */
+export async function main(argv: string[] = process.argv): Promise<number> {
+  const json = argv.slice(2).includes('--json');
+  const program = buildProgram();
+  if (json) {
+    // commander prints its own messages to stderr; with --json the error object replaces them.
+    const silence = (cmd: Command): void => {
+      cmd.configureOutput({ outputError: () => undefined, writeErr: () => undefined });
+      cmd.commands.forEach(silence);
+    };
+    silence(program);
+  }
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.exitCode === 0) return EXIT.ok; // --help, --version
+      if (json) reportError(new BlocksnapError('InvalidArgument', err.message.replace(/^error: /, '')), true);
+      return EXIT.usage;
+    }
+    if (err instanceof InterruptedWait) {
+      if (json) {
+        if (err.cancelled) reportError(new BlocksnapError('Cancelled', err.message), true);
+        else process.stdout.write(`${JSON.stringify(err.job, null, 2)}\n`);
+      } else {
+        process.stderr.write(`blocksnap: ${err.message}${err.cancelled ? '' : `; see: blocksnap job show ${err.job.id}`}\n`);
+      }
+      return EXIT.interrupted;
+    }
+    return reportError(err, json);
+  }
+}
+
+if (require.main === module) {
+  void main().then((status) => {
+    process.exitCode = status;
+  });
+}

@@ -1,0 +1,42 @@
+/**
+ * Where results and errors go. With --json: exactly one JSON value on stdout, errors included
+ * ({"error":{"code","message"}}), so a script reads one thing from one place. Without: human text
+ * on stdout, errors as "blocksnap: message" on stderr.
+ */
+import { BlocksnapError, toBlocksnapError } from '../errors';
+import { exitStatusFor } from './exit-status';
+
+export interface Output {
+  readonly json: boolean;
+  /** Prints a command's result: `value` as JSON, or `human(value)` as text. */
+  result<T>(value: T, human: (value: T) => string): void;
+  /** A side note for humans (stderr); silent with --json. */
+  note(text: string): void;
+}
+
+export function createOutput(json: boolean): Output {
+  return {
+    json,
+    result(value, human) {
+      if (json) process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+      else {
+        const text = human(value);
+        if (text !== '') process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+      }
+    },
+    note(text) {
+      if (!json) process.stderr.write(`${text}\n`);
+    },
+  };
+}
+
+/** Prints an error in the mode's shape and returns the exit status it maps to. */
+export function reportError(err: unknown, json: boolean): number {
+  const e = toBlocksnapError(err);
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ error: { code: e.code, message: e.message } })}\n`);
+  } else {
+    process.stderr.write(`blocksnap: ${e.message}${e.code === 'Internal' && !(err instanceof BlocksnapError) && e.stack ? `\n${e.stack}` : ''} [${e.code}]\n`);
+  }
+  return exitStatusFor(e.code);
+}

@@ -1,0 +1,82 @@
+/**
+ * A one-line progress bar on a terminal: bytes done of total, throughput over the last few
+ * seconds (a moving window, so a stall shows up as a falling rate instead of being averaged
+ * away), and the ETA that rate implies. Redraws at most ten times a second.
+ */
+import { formatBytes, formatDuration, formatRate } from './format';
+
+const REDRAW_INTERVAL_MS = 100;
+const RATE_WINDOW_MS = 5_000;
+
+interface Sample {
+  at: number;
+  done: number;
+}
+
+export interface ProgressLine {
+  label: string;
+  done: number;
+  total: number;
+  /** Bytes per second, or NaN while unknown. */
+  rate: number;
+  width: number;
+}
+
+/** The text of one progress line; separate from the drawing so it can be tested. */
+export function renderProgress(p: ProgressLine): string {
+  const pct = p.total > 0 ? Math.min(1, p.done / p.total) : 0;
+  const pctText = `${Math.floor(pct * 100)}%`.padStart(4);
+  const amounts = `${formatBytes(p.done)}/${formatBytes(p.total)}`;
+  const rate = Number.isFinite(p.rate) ? formatRate(p.rate) : '-';
+  const eta = Number.isFinite(p.rate) && p.rate > 0 && p.total > p.done ? `ETA ${formatDuration((p.total - p.done) / p.rate)}` : '';
+  const tail = ` ${pctText}  ${amounts}  ${rate}${eta ? `  ${eta}` : ''}`;
+  const barWidth = Math.max(10, Math.min(40, p.width - p.label.length - tail.length - 4));
+  const filled = Math.round(pct * barWidth);
+  const bar = `[${'#'.repeat(filled)}${'-'.repeat(barWidth - filled)}]`;
+  return `${p.label} ${bar}${tail}`.slice(0, Math.max(20, p.width - 1));
+}
+
+export class ProgressBar {
+  private readonly stream: NodeJS.WriteStream;
+  private readonly label: string;
+  private samples: Sample[] = [];
+  private lastDraw = 0;
+  private drawn = false;
+  private last: { done: number; total: number } = { done: 0, total: 0 };
+
+  constructor(stream: NodeJS.WriteStream, label: string) {
+    this.stream = stream;
+    this.label = label;
+  }
+
+  update(done: number, total: number, now: number = Date.now()): void {
+    this.last = { done, total };
+    this.samples.push({ at: now, done });
+    while (this.samples.length > 2 && now - this.samples[0]!.at > RATE_WINDOW_MS) this.samples.shift();
+    if (now - this.lastDraw < REDRAW_INTERVAL_MS) return;
+    this.lastDraw = now;
+    this.draw();
+  }
+
+  /** Removes the line, e.g. before printing a prompt or the result. */
+  clear(): void {
+    if (!this.drawn) return;
+    this.stream.write('\r\x1b[2K');
+    this.drawn = false;
+  }
+
+  /** Draws the last state again (after a prompt was answered). */
+  redraw(): void {
+    this.draw();
+  }
+
+  private draw(): void {
+    const first = this.samples[0];
+    const lastSample = this.samples[this.samples.length - 1];
+    const span = first && lastSample ? lastSample.at - first.at : 0;
+    const rate = span >= 500 && first && lastSample ? ((lastSample.done - first.done) * 1000) / span : NaN;
+    const line = renderProgress({ label: this.label, done: this.last.done, total: this.last.total, rate, width: this.stream.columns ?? 80 });
+    this.stream.write(`\r\x1b[2K${line}`);
+    this.drawn = true;
+  }
+}

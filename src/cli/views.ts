@@ -1,0 +1,161 @@
+/** Human renderings of the engine's objects, one function per shape. */
+import type { ChainSummary, CloneResult, Disk, GcResult, Job, RollbackResult, Snapshot, StoreStats, VerifyResult } from '../engine/types';
+import { details, formatBytes, formatDuration, percent, relativeTime, table } from './format';
+
+export function diskTable(disks: Disk[]): string {
+  if (disks.length === 0) return 'No disks. Register one with: blocksnap disk add PATH';
+  return table(disks, [
+    { header: 'id', value: (d) => d.id },
+    { header: 'name', value: (d) => d.name },
+    { header: 'format', value: (d) => d.format },
+    { header: 'size', value: (d) => formatBytes(d.sizeBytes), align: 'right' },
+    { header: 'snapshots', value: (d) => String(d.snapshotCount), align: 'right' },
+    { header: 'created', value: (d) => relativeTime(d.createdAt) },
+    { header: 'path', value: (d) => d.path + (d.pendingRollback ? '  (rollback interrupted)' : '') },
+  ]);
+}
+
+export function diskDetails(d: Disk): string {
+  const pairs: Array<[string, string]> = [
+    ['id', d.id],
+    ['name', d.name],
+    ['path', d.path],
+    ['format', d.format],
+    ['size', `${formatBytes(d.sizeBytes)} (${d.sizeBytes} bytes)`],
+    ['snapshots', String(d.snapshotCount)],
+    ['head', d.headSnapshotId ?? '-'],
+    ['created', `${d.createdAt} (${relativeTime(d.createdAt)})`],
+  ];
+  if (d.pendingRollback) {
+    pairs.push(['rollback', `INTERRUPTED rollback to ${d.pendingRollback.snapshotId} (job ${d.pendingRollback.jobId}); rerun it to finish`]);
+  }
+  return details(pairs);
+}
+
+export function snapshotTable(snaps: Snapshot[]): string {
+  if (snaps.length === 0) return 'No snapshots.';
+  return table(snaps, [
+    { header: 'id', value: (s) => s.id },
+    { header: 'name', value: (s) => s.name },
+    { header: 'disk', value: (s) => s.diskId },
+    { header: 'status', value: (s) => s.status },
+    { header: 'type', value: (s) => s.type },
+    { header: 'logical', value: (s) => formatBytes(s.logicalBytes), align: 'right' },
+    { header: 'new', value: (s) => formatBytes(s.newBytes), align: 'right' },
+    { header: 'unique', value: (s) => formatBytes(s.uniqueBytes), align: 'right' },
+    { header: 'created', value: (s) => relativeTime(s.createdAt) },
+  ]);
+}
+
+export function snapshotDetails(s: Snapshot): string {
+  const pairs: Array<[string, string]> = [
+    ['id', s.id],
+    ['name', s.name],
+    ['disk', s.diskId],
+    ['status', s.status],
+    ['type', s.type],
+    ['parent', s.parentId ?? '-'],
+    ['created', `${s.createdAt} (${relativeTime(s.createdAt)})`],
+    ['completed', s.completedAt ?? '-'],
+    ['size', `${formatBytes(s.sizeBytes)} (${s.blockCount} blocks of ${formatBytes(s.blockSize)})`],
+    ['logical', formatBytes(s.logicalBytes)],
+    ['changed', `${s.changedBlocks} blocks`],
+    ['new', formatBytes(s.newBytes)],
+    ['unique', formatBytes(s.uniqueBytes)],
+  ];
+  if (s.description !== '') pairs.splice(2, 0, ['description', s.description]);
+  if (s.error) pairs.push(['error', `${s.error.message} [${s.error.code}]`]);
+  return details(pairs);
+}
+
+function jobProgress(j: Job): string {
+  if (j.state === 'running') return `${percent(j.doneBytes, j.totalBytes)} of ${formatBytes(j.totalBytes)}`;
+  return j.error ? j.error.code : `done in ${elapsed(j)}`;
+}
+
+export function jobTable(jobs: Job[]): string {
+  if (jobs.length === 0) return 'No jobs.';
+  return table(jobs, [
+    { header: 'id', value: (j) => j.id },
+    { header: 'kind', value: (j) => j.kind },
+    { header: 'state', value: (j) => j.state },
+    { header: 'disk', value: (j) => j.diskId ?? '-' },
+    { header: 'snapshot', value: (j) => j.snapshotId ?? '-' },
+    { header: 'progress', value: jobProgress },
+    { header: 'started', value: (j) => relativeTime(j.startedAt) },
+  ]);
+}
+
+function elapsed(j: Job): string {
+  const end = j.finishedAt !== null ? Date.parse(j.finishedAt) : Date.now();
+  return formatDuration((end - Date.parse(j.startedAt)) / 1000);
+}
+
+export function jobDetails(j: Job): string {
+  const pairs: Array<[string, string]> = [
+    ['id', j.id],
+    ['kind', j.kind],
+    ['state', j.state],
+    ['disk', j.diskId ?? '-'],
+    ['snapshot', j.snapshotId ?? '-'],
+  ];
+  if (j.target !== null) pairs.push(['target', j.target]);
+  pairs.push(
+    ['progress', `${formatBytes(j.doneBytes)} of ${formatBytes(j.totalBytes)} (${percent(j.doneBytes, j.totalBytes)})`],
+    ['started', `${j.startedAt} (${relativeTime(j.startedAt)})`],
+    ['finished', j.finishedAt ?? '-'],
+    ['elapsed', elapsed(j)],
+  );
+  if (j.error) pairs.push(['error', `${j.error.message} [${j.error.code}]`]);
+  return details(pairs);
+}
+
+export function chainTable(chains: ChainSummary[]): string {
+  if (chains.length === 0) return 'No disks.';
+  return table(chains, [
+    { header: 'disk', value: (c) => c.diskId },
+    { header: 'name', value: (c) => c.diskName },
+    { header: 'snapshots', value: (c) => String(c.snapshots), align: 'right' },
+    { header: 'logical', value: (c) => formatBytes(c.logicalBytes), align: 'right' },
+    { header: 'stored', value: (c) => formatBytes(c.storedBytes), align: 'right' },
+    { header: 'blocks', value: (c) => String(c.storedBlocks), align: 'right' },
+  ]);
+}
+
+export function storeStatsView(s: StoreStats): string {
+  return details([
+    ['data dir', s.dataDir],
+    ['blocks', String(s.blocks)],
+    ['stored', `${formatBytes(s.bytes)} (${s.bytes} bytes)`],
+    ['block size', formatBytes(s.blockSize)],
+    ['pending free', `${s.pendingFreeBlocks} blocks`],
+  ]);
+}
+
+export function gcView(r: GcResult): string {
+  return `Removed ${r.removedBlocks} unreferenced blocks (${formatBytes(r.removedBytes)}) and ${r.removedTempFiles} temp files; kept ${r.keptBlocks} blocks.`;
+}
+
+export function verifyView(r: VerifyResult): string {
+  if (r.problems.length === 0) return `Checked ${r.checkedBlocks} blocks: all intact.`;
+  const rows = table(r.problems, [
+    { header: 'block', value: (p) => p.digest },
+    { header: 'problem', value: (p) => p.reason },
+    { header: 'snapshots', value: (p) => (p.snapshots.length > 0 ? p.snapshots.join(',') : '-') },
+    { header: 'detail', value: (p) => p.message },
+  ]);
+  return `Checked ${r.checkedBlocks} blocks: ${r.problems.length} DAMAGED.\n${rows}`;
+}
+
+export function cloneView(r: CloneResult): string {
+  return `Cloned snapshot ${r.snapshotId} to ${r.path} (${formatBytes(r.sizeBytes)} ${r.format}, ${formatBytes(r.bytesWritten)} written).`;
+}
+
+export function rollbackView(j: Job): string {
+  const r = j.result as RollbackResult | null;
+  if (r === null || typeof r !== 'object') return `Rolled back disk ${j.diskId} to snapshot ${j.snapshotId}.`;
+  return (
+    `Rolled back disk ${r.diskId} to snapshot ${r.snapshotId} in ${elapsed(j)}: ` +
+    `${r.blocksWritten} blocks written (${formatBytes(r.bytesWritten)}), ${r.holesPunched} holes punched, ${r.blocksUnchanged} unchanged.`
+  );
+}

@@ -1,0 +1,178 @@
+/**
+ * A protocol client: one connection, the hello exchange, any number of calls in flight matched by
+ * id, and the progress events of subscribed jobs. Used by the CLI; usable by any Node program.
+ */
+import { EventEmitter } from 'node:events';
+import { connect, type Socket } from 'node:net';
+import { BlocksnapError, type ErrorCode } from '../errors';
+import type { Job } from '../engine/types';
+import { FrameDecoder, frame } from './protocol/frame';
+import { decodeMessage, encodeMessage, isPlainMap, PROTOCOL_VERSION, type Params, type ProgressEvent } from './protocol/messages';
+
+export interface ClientOptions {
+  socketPath: string;
+  /** Sent in hello; shows up in the daemon's debug log. */
+  clientName?: string;
+  connectTimeoutMs?: number;
+  /** Largest response accepted; listings of big catalogs can be large. */
+  maxFrameBytes?: number;
+}
+
+export interface HelloResult {
+  protocol: number;
+  version: string;
+  pid: number;
+}
+
+interface Pending {
+  resolve(value: unknown): void;
+  reject(err: BlocksnapError): void;
+}
+
+const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+const DEFAULT_CLIENT_MAX_FRAME_BYTES = 512 * 1024 * 1024;
+
+function connectError(path: string, err: NodeJS.ErrnoException): BlocksnapError {
+  switch (err.code) {
+    case 'ENOENT':
+    case 'ECONNREFUSED':
+    case 'ENOTSOCK':
+      return new BlocksnapError('DaemonUnavailable', `no blocksnap daemon is listening on ${path} (start one with "blocksnap daemon", or pass --socket)`, { socket: path });
+    case 'EACCES':
+    case 'EPERM':
+      return new BlocksnapError('PermissionDenied', `cannot connect to ${path}: permission denied (is your user in the socket's group?)`, { socket: path });
+    default:
+      return new BlocksnapError('DaemonUnavailable', `cannot connect to ${path}: ${err.message}`, { socket: path });
+  }
+}
+
+export interface DaemonClientEvents {
+  progress: [event: ProgressEvent];
+  close: [];
+}
+
+export class DaemonClient extends EventEmitter<DaemonClientEvents> {
+  private readonly socket: Socket;
+  private readonly decoder: FrameDecoder;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private closedError: BlocksnapError | null = null;
+  private hello: HelloResult | null = null;
+
+  private constructor(socket: Socket, socketPath: string, maxFrameBytes: number) {
+    super();
+    this.socket = socket;
+    this.decoder = new FrameDecoder(maxFrameBytes);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', () => undefined); // surfaced through 'close' as a rejection of pending calls
+    socket.on('close', () => {
+      this.closedError ??= new BlocksnapError('DaemonUnavailable', `the daemon on ${socketPath} closed the connection`);
+      this.failAll(this.closedError);
+      this.emit('close');
+    });
+  }
+
+  /** Connects and completes the hello exchange. */
+  static async connect(o: ClientOptions): Promise<DaemonClient> {
+    const socket = await new Promise<Socket>((resolve, reject) => {
+      const s = connect(o.socketPath);
+      const timer = setTimeout(() => {
+        s.destroy();
+        reject(new BlocksnapError('DaemonUnavailable', `the daemon on ${o.socketPath} did not accept the connection within ${o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS} ms`));
+      }, o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
+      s.once('connect', () => {
+        clearTimeout(timer);
+        resolve(s);
+      });
+      s.once('error', (err: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        reject(connectError(o.socketPath, err));
+      });
+    });
+    const client = new DaemonClient(socket, o.socketPath, o.maxFrameBytes ?? DEFAULT_CLIENT_MAX_FRAME_BYTES);
+    try {
+      const params: Params = { protocol: PROTOCOL_VERSION };
+      if (o.clientName !== undefined) params.client = o.clientName;
+      client.hello = await client.call<HelloResult>('hello', params);
+    } catch (err) {
+      client.close();
+      throw err;
+    }
+    return client;
+  }
+
+  /** What the daemon said in hello. */
+  get daemon(): HelloResult {
+    if (this.hello === null) throw new BlocksnapError('Internal', 'hello has not completed');
+    return this.hello;
+  }
+
+  call<T = unknown>(method: string, params: Params = {}): Promise<T> {
+    if (this.closedError !== null) return Promise.reject(this.closedError);
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.socket.write(frame(encodeMessage({ id, method, params })));
+    });
+  }
+
+  /** Waits for a job to end, receiving its progress events meanwhile; resolves in any end state. */
+  waitJob(jobId: string, onProgress?: (job: Job) => void): Promise<Job> {
+    if (onProgress === undefined) return this.call<Job>('job.wait', { job: jobId });
+    const listener = (ev: ProgressEvent): void => {
+      if (ev.jobId === jobId) onProgress(ev.job);
+    };
+    this.on('progress', listener);
+    return this.call<Job>('job.wait', { job: jobId }).finally(() => this.off('progress', listener));
+  }
+
+  close(): void {
+    if (this.closedError === null) this.closedError = new BlocksnapError('DaemonUnavailable', 'the connection was closed by the client');
+    this.socket.destroy();
+  }
+
+  private onData(chunk: Buffer): void {
+    let payloads: Buffer[];
+    try {
+      payloads = this.decoder.push(chunk);
+      for (const p of payloads) this.onMessage(decodeMessage(p));
+    } catch (err) {
+      this.closedError = err instanceof BlocksnapError ? err : new BlocksnapError('ProtocolError', String(err));
+      this.socket.destroy();
+    }
+  }
+
+  private onMessage(msg: unknown): void {
+    if (!isPlainMap(msg)) throw new BlocksnapError('ProtocolError', 'the daemon sent something other than a map');
+    if (msg.event === 'progress') {
+      this.emit('progress', msg as unknown as ProgressEvent);
+      return;
+    }
+    if (msg.id === null && isPlainMap(msg.error)) {
+      // An error the daemon could not attribute to a call is about the whole connection.
+      this.closedError = remoteError(msg.error);
+      return;
+    }
+    const p = typeof msg.id === 'number' ? this.pending.get(msg.id) : undefined;
+    if (p === undefined) return; // a response to a call that already failed locally
+    this.pending.delete(msg.id as number);
+    if (isPlainMap(msg.error)) p.reject(remoteError(msg.error));
+    else p.resolve(msg.result);
+  }
+
+  private failAll(err: BlocksnapError): void {
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+}
+
+/**
+ * The daemon's error as a BlocksnapError. A code this client does not know (a newer daemon) is
+ * kept as is: scripts match on the daemon's code, not on this client's registry.
+ */
+function remoteError(e: Record<string, unknown>): BlocksnapError {
+  const code = typeof e.code === 'string' ? e.code : 'Internal';
+  const message = typeof e.message === 'string' ? e.message : 'the daemon returned an error without a message';
+  const details = isPlainMap(e.details) ? e.details : undefined;
+  return new BlocksnapError(code as ErrorCode, message, details);
+}

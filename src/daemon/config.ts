@@ -1,0 +1,124 @@
+/**
+ * Daemon settings from three sources, later ones winning: built-in defaults, a JSON config file
+ * (--config), and the command line. Relative paths in the config file are relative to the file,
+ * on the command line relative to the working directory.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { BlocksnapError } from '../errors';
+import { isPlainMap } from './protocol/messages';
+import { DEFAULT_MAX_FRAME_BYTES, ABSOLUTE_MAX_FRAME_BYTES } from './protocol/frame';
+import { integer, oneOf, optional, string, validateParams, type Field, type ParamsOf } from './params';
+import { checkSocketPath, defaultDataDir, defaultSocketPath } from './paths';
+import { DEFAULT_SOCKET_MODE } from './socket-file';
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface DaemonConfig {
+  dataDir: string;
+  socketPath: string;
+  imageRoots: string[];
+  /** True when no root was configured and the working directory became the only root. */
+  imageRootsDefaulted: boolean;
+  socketGroup: string | undefined;
+  socketMode: number;
+  logLevel: LogLevel;
+  maxFrameBytes: number;
+  maxConnections: number;
+  blockSize: number | undefined;
+  threads: number | undefined;
+}
+
+/** What the command line may set; every key is optional and overrides the config file. */
+export interface DaemonFlags {
+  config?: string;
+  dataDir?: string;
+  socket?: string;
+  imageRoot?: string[];
+  socketGroup?: string;
+  socketMode?: string;
+  logLevel?: string;
+  maxFrameBytes?: number;
+  maxConnections?: number;
+}
+
+const stringList: Field<string[]> = {
+  expected: 'an array of strings',
+  optional: false,
+  accepts: (v): v is string[] => Array.isArray(v) && v.every((s) => typeof s === 'string' && s.length > 0),
+};
+const octalMode: Field<string> = {
+  expected: 'an octal mode string such as "0660"',
+  optional: false,
+  accepts: (v): v is string => typeof v === 'string' && /^0?[0-7]{3}$/.test(v),
+};
+
+const FILE_SHAPE = {
+  dataDir: optional(string),
+  socket: optional(string),
+  imageRoots: optional(stringList),
+  socketGroup: optional(string),
+  socketMode: optional(octalMode),
+  logLevel: optional(oneOf(...LOG_LEVELS)),
+  maxFrameBytes: optional(integer(1024, ABSOLUTE_MAX_FRAME_BYTES)),
+  maxConnections: optional(integer(1, 65_536)),
+  blockSize: optional(integer(64 * 1024, 64 * 1024 * 1024)),
+  threads: optional(integer(1, 256)),
+};
+
+function readConfigFile(file: string): ParamsOf<typeof FILE_SHAPE> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new BlocksnapError('InvalidArgument', `cannot read config file ${file}: ${(err as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new BlocksnapError('InvalidArgument', `config file ${file} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (!isPlainMap(parsed)) throw new BlocksnapError('InvalidArgument', `config file ${file} must hold a JSON object`);
+  return validateParams(FILE_SHAPE, parsed, 'config');
+}
+
+/** Merges defaults, the config file and flags. `cwd` is the default image root. */
+export function resolveConfig(flags: DaemonFlags, cwd: string = process.cwd()): DaemonConfig {
+  const file = flags.config !== undefined ? readConfigFile(resolve(cwd, flags.config)) : {};
+  const fileDir = flags.config !== undefined ? dirname(resolve(cwd, flags.config)) : cwd;
+  const fromFile = (p: string | undefined): string | undefined => (p === undefined ? undefined : resolve(fileDir, p));
+  const fromFlag = (p: string | undefined): string | undefined => (p === undefined ? undefined : resolve(cwd, p));
+
+  const flagRoots = flags.imageRoot !== undefined && flags.imageRoot.length > 0 ? flags.imageRoot.map((r) => resolve(cwd, r)) : undefined;
+  const fileRoots = file.imageRoots?.map((r) => resolve(fileDir, r));
+  const roots = flagRoots ?? fileRoots;
+
+  const logLevel = flags.logLevel ?? file.logLevel ?? 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new BlocksnapError('InvalidArgument', `--log-level must be one of ${LOG_LEVELS.join(', ')}`);
+  }
+  const modeText = flags.socketMode ?? file.socketMode;
+  if (modeText !== undefined && !octalMode.accepts(modeText)) {
+    throw new BlocksnapError('InvalidArgument', `--socket-mode must be ${octalMode.expected}`);
+  }
+  const maxFrameBytes = flags.maxFrameBytes ?? file.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+  if (!Number.isSafeInteger(maxFrameBytes) || maxFrameBytes < 1024 || maxFrameBytes > ABSOLUTE_MAX_FRAME_BYTES) {
+    throw new BlocksnapError('InvalidArgument', `--max-frame-bytes must be an integer from 1024 to ${ABSOLUTE_MAX_FRAME_BYTES}`);
+  }
+
+  return {
+    dataDir: fromFlag(flags.dataDir) ?? fromFile(file.dataDir) ?? defaultDataDir(),
+    socketPath: checkSocketPath(fromFlag(flags.socket) ?? fromFile(file.socket) ?? defaultSocketPath()),
+    imageRoots: roots ?? [cwd],
+    imageRootsDefaulted: roots === undefined,
+    socketGroup: flags.socketGroup ?? file.socketGroup,
+    socketMode: modeText !== undefined ? parseInt(modeText, 8) : DEFAULT_SOCKET_MODE,
+    logLevel: logLevel as LogLevel,
+    maxFrameBytes,
+    maxConnections: flags.maxConnections ?? file.maxConnections ?? 1024,
+    blockSize: file.blockSize,
+    threads: file.threads,
+  };
+}

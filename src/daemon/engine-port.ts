@@ -1,0 +1,42 @@
+/**
+ * The part of the engine the daemon serves. Declared here, structurally, rather than imported as
+ * the Engine class, so that the protocol layer can be exercised against a stand-in and so that the
+ * daemon states exactly which engine calls the wire exposes. The real Engine satisfies it.
+ */
+import type { EventEmitter } from 'node:events';
+import type { ChainSummary, Disk, ImageFormat, Job, Snapshot, StoreStats } from '../engine/types';
+
+export interface DaemonEngine extends Pick<EventEmitter, 'on' | 'off'> {
+  readonly dataDir: string;
+  readonly imageRoots: string[];
+  close(): Promise<void>;
+
+  addDisk(p: { path: string; name?: string; format?: ImageFormat }): Promise<Disk>;
+  listDisks(): Disk[];
+  getDisk(ref: string): Disk;
+  removeDisk(ref: string, o?: { deleteSnapshots?: boolean }): Promise<Disk>;
+
+  startSnapshot(diskRef: string, o?: { name?: string; description?: string }): Job;
+  listSnapshots(diskRef?: string): Snapshot[];
+  getSnapshot(ref: string): Snapshot;
+  deleteSnapshot(ref: string): Promise<Snapshot>;
+
+  startRollback(diskRef: string, snapRef: string): Job;
+  startClone(snapRef: string, path: string, o?: { format?: ImageFormat }): Job;
+  startVerify(): Job;
+  startGc(): Job;
+
+  listChains(diskRef?: string): ChainSummary[];
+  storeStats(): StoreStats;
+
+  listJobs(): Job[];
+  getJob(id: string): Job;
+  cancelJob(id: string): Job;
+  /** Resolves with the job once it reached any end state. */
+  waitJob(id: string): Promise<Job>;
+}
+
+/** Job states after which a job never changes again. */
+export function isFinished(job: Job): boolean {
+  return job.state !== 'running';
+}

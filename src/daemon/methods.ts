@@ -1,0 +1,147 @@
+/**
+ * The method table: every request method the daemon serves, its params and what it calls. The
+ * methods map 1:1 onto the engine; the daemon adds only the wire concerns (validation, waiting
+ * for a job and streaming its progress). docs/protocol.md documents each entry and a test checks
+ * that the two list the same methods.
+ */
+import { BlocksnapError } from '../errors';
+import type { Job } from '../engine/types';
+import type { DaemonEngine } from './engine-port';
+import { absolutePath, boolean, integer, oneOf, optional, string, text, validateParams, type ParamsOf, type Shape } from './params';
+import { PROTOCOL_VERSION, type Params } from './protocol/messages';
+
+export interface DaemonInfo {
+  version: string;
+  pid: number;
+  startedAt: string;
+}
+
+/** What a method may use: the engine, and the calling connection's job subscriptions. */
+export interface CallContext {
+  readonly engine: DaemonEngine;
+  readonly info: DaemonInfo;
+  /** Streams `progress` events of the job to the caller until the job ends or unwatch is called. */
+  watch(jobId: string): void;
+  unwatch(jobId: string): void;
+}
+
+interface MethodSpec<S extends Shape> {
+  params: S;
+  run(ctx: CallContext, params: ParamsOf<S>): unknown;
+}
+
+export interface Method {
+  readonly params: Shape;
+  call(ctx: CallContext, params: Params): Promise<unknown>;
+}
+
+function method<S extends Shape>(spec: MethodSpec<S>): Method {
+  return {
+    params: spec.params,
+    // async so that an engine call that throws synchronously still becomes a rejected promise.
+    call: async (ctx, raw) => spec.run(ctx, validateParams(spec.params, raw)),
+  };
+}
+
+const format = optional(oneOf('raw', 'qcow2'));
+const wait = optional(boolean);
+
+/**
+ * A long job either returns at once (the job as started) or, with wait, once it ended in any state:
+ * the call succeeded even when the job failed, and the job's own error says why.
+ */
+async function settle(ctx: CallContext, job: Job, waitForIt: boolean | undefined): Promise<Job> {
+  if (waitForIt !== true) return job;
+  ctx.watch(job.id);
+  try {
+    return await ctx.engine.waitJob(job.id);
+  } finally {
+    ctx.unwatch(job.id);
+  }
+}
+
+export const METHODS: Readonly<Record<string, Method>> = {
+  hello: method({
+    params: { protocol: integer(0), client: optional(text) },
+    run: (ctx, p) => {
+      if (p.protocol !== PROTOCOL_VERSION) {
+        throw new BlocksnapError('VersionMismatch', `client speaks protocol ${p.protocol}, this daemon speaks protocol ${PROTOCOL_VERSION}`, {
+          daemonProtocol: PROTOCOL_VERSION,
+          clientProtocol: p.protocol,
+        });
+      }
+      return { protocol: PROTOCOL_VERSION, version: ctx.info.version, pid: ctx.info.pid };
+    },
+  }),
+  version: method({
+    params: {},
+    run: (ctx) => ({
+      version: ctx.info.version,
+      protocol: PROTOCOL_VERSION,
+      node: process.version,
+      pid: ctx.info.pid,
+      startedAt: ctx.info.startedAt,
+      dataDir: ctx.engine.dataDir,
+      imageRoots: ctx.engine.imageRoots,
+    }),
+  }),
+
+  'disk.add': method({
+    params: { path: absolutePath, name: optional(string), format },
+    run: (ctx, p) => ctx.engine.addDisk(p),
+  }),
+  'disk.list': method({ params: {}, run: (ctx) => ctx.engine.listDisks() }),
+  'disk.show': method({ params: { disk: string }, run: (ctx, p) => ctx.engine.getDisk(p.disk) }),
+  'disk.remove': method({
+    params: { disk: string, deleteSnapshots: optional(boolean) },
+    run: (ctx, p) => ctx.engine.removeDisk(p.disk, p.deleteSnapshots === undefined ? {} : { deleteSnapshots: p.deleteSnapshots }),
+  }),
+
+  'snapshot.create': method({
+    params: { disk: string, name: optional(string), description: optional(text), wait },
+    run: (ctx, p) => {
+      const o: { name?: string; description?: string } = {};
+      if (p.name !== undefined) o.name = p.name;
+      if (p.description !== undefined) o.description = p.description;
+      return settle(ctx, ctx.engine.startSnapshot(p.disk, o), p.wait);
+    },
+  }),
+  'snapshot.list': method({ params: { disk: optional(string) }, run: (ctx, p) => ctx.engine.listSnapshots(p.disk) }),
+  'snapshot.show': method({ params: { snapshot: string }, run: (ctx, p) => ctx.engine.getSnapshot(p.snapshot) }),
+  'snapshot.delete': method({ params: { snapshot: string }, run: (ctx, p) => ctx.engine.deleteSnapshot(p.snapshot) }),
+
+  rollback: method({
+    params: { disk: string, snapshot: string, wait },
+    run: (ctx, p) => settle(ctx, ctx.engine.startRollback(p.disk, p.snapshot), p.wait),
+  }),
+  clone: method({
+    params: { snapshot: string, path: absolutePath, format, wait },
+    run: (ctx, p) => settle(ctx, ctx.engine.startClone(p.snapshot, p.path, p.format === undefined ? {} : { format: p.format }), p.wait),
+  }),
+
+  'chain.list': method({ params: { disk: optional(string) }, run: (ctx, p) => ctx.engine.listChains(p.disk) }),
+  'store.stats': method({ params: {}, run: (ctx) => ctx.engine.storeStats() }),
+  'store.gc': method({ params: { wait }, run: (ctx, p) => settle(ctx, ctx.engine.startGc(), p.wait) }),
+  'store.verify': method({ params: { wait }, run: (ctx, p) => settle(ctx, ctx.engine.startVerify(), p.wait) }),
+
+  'job.list': method({ params: {}, run: (ctx) => ctx.engine.listJobs() }),
+  'job.show': method({ params: { job: string }, run: (ctx, p) => ctx.engine.getJob(p.job) }),
+  'job.cancel': method({ params: { job: string }, run: (ctx, p) => ctx.engine.cancelJob(p.job) }),
+  'job.wait': method({
+    params: { job: string },
+    run: (ctx, p) => settle(ctx, ctx.engine.getJob(p.job), true),
+  }),
+  'job.watch': method({
+    params: { job: string },
+    run: (ctx, p) => {
+      const job = ctx.engine.getJob(p.job);
+      // Subscribing to a finished job would leave a subscription no event will ever end.
+      if (job.state === 'running') ctx.watch(job.id);
+      return job;
+    },
+  }),
+};
+
+export function lookupMethod(name: string): Method | undefined {
+  return Object.prototype.hasOwnProperty.call(METHODS, name) ? METHODS[name] : undefined;
+}

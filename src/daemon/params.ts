@@ -1,0 +1,92 @@
+/**
+ * Request parameter validation. Every method declares its params as a shape of fields; one
+ * function checks a request against it so that every complaint reads the same way:
+ * `params.<name> must be <expectation>` (InvalidArgument). Unknown params are rejected too: a
+ * misspelt option silently ignored is worse than an error.
+ *
+ * Only types and syntax are checked here. Meaning (does the disk exist, is the path inside an
+ * image root, is the name free) belongs to the engine, which is the one place that can know.
+ */
+import { isAbsolute } from 'node:path';
+import { BlocksnapError } from '../errors';
+import { describeType, type Params } from './protocol/messages';
+
+export interface Field<T, Optional extends boolean = false> {
+  /** Completes "params.x must be ...". */
+  readonly expected: string;
+  readonly optional: Optional;
+  accepts(value: unknown): value is T;
+}
+
+export type Shape = Record<string, Field<unknown, boolean>>;
+
+type OptionalKeys<S extends Shape> = { [K in keyof S]: S[K] extends Field<unknown, true> ? K : never }[keyof S];
+type RequiredKeys<S extends Shape> = Exclude<keyof S, OptionalKeys<S>>;
+type ValueOf<F> = F extends Field<infer T, boolean> ? T : never;
+
+/** The validated params of a shape: optional fields are absent (never undefined) when not given. */
+export type ParamsOf<S extends Shape> = { [K in RequiredKeys<S>]: ValueOf<S[K]> } & { [K in OptionalKeys<S>]?: ValueOf<S[K]> };
+
+function field<T>(expected: string, accepts: (value: unknown) => value is T): Field<T> {
+  return { expected, optional: false, accepts };
+}
+
+export const MAX_STRING_LENGTH = 4096;
+
+export const string: Field<string> = field(
+  `a string of 1 to ${MAX_STRING_LENGTH} characters`,
+  (v): v is string => typeof v === 'string' && v.length > 0 && v.length <= MAX_STRING_LENGTH,
+);
+
+/** Free text (descriptions): may be empty. */
+export const text: Field<string> = field(
+  `a string of at most ${MAX_STRING_LENGTH} characters`,
+  (v): v is string => typeof v === 'string' && v.length <= MAX_STRING_LENGTH,
+);
+
+export const boolean: Field<boolean> = field('a boolean', (v): v is boolean => typeof v === 'boolean');
+
+/** Paths cross a process boundary: the daemon's working directory is not the client's. */
+export const absolutePath: Field<string> = field(
+  'an absolute path',
+  (v): v is string => typeof v === 'string' && v.length > 0 && v.length <= MAX_STRING_LENGTH && isAbsolute(v) && !v.includes('\0'),
+);
+
+export function integer(min: number, max: number = Number.MAX_SAFE_INTEGER): Field<number> {
+  return field(`an integer from ${min} to ${max}`, (v): v is number => Number.isSafeInteger(v) && (v as number) >= min && (v as number) <= max);
+}
+
+export function oneOf<const V extends readonly string[]>(...values: V): Field<V[number]> {
+  return field(`one of ${values.map((v) => JSON.stringify(v)).join(', ')}`, (v): v is V[number] => typeof v === 'string' && values.includes(v));
+}
+
+export function optional<T>(f: Field<T>): Field<T, true> {
+  return { expected: f.expected, optional: true, accepts: f.accepts };
+}
+
+/**
+ * Checks params against a shape and returns a fresh object holding only the declared keys. A nil
+ * value counts as absent, since many msgpack encoders cannot omit a key.
+ */
+export function validateParams<S extends Shape>(shape: S, params: Params, where = 'params'): ParamsOf<S> {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(params)) {
+    if (!Object.prototype.hasOwnProperty.call(shape, key)) {
+      const known = Object.keys(shape);
+      const hint = known.length === 0 ? 'this method takes no params' : `known: ${known.join(', ')}`;
+      throw new BlocksnapError('InvalidArgument', `${where}.${key} must be absent (${hint})`, { param: key });
+    }
+  }
+  for (const [key, f] of Object.entries(shape)) {
+    const value = Object.prototype.hasOwnProperty.call(params, key) ? params[key] : undefined;
+    if (value === undefined || value === null) {
+      if (f.optional) continue;
+      throw new BlocksnapError('InvalidArgument', `${where}.${key} must be ${f.expected}`, { param: key });
+    }
+    if (!f.accepts(value)) {
+      throw new BlocksnapError('InvalidArgument', `${where}.${key} must be ${f.expected}, got ${describeType(value)}`, { param: key });
+    }
+    out[key] = value;
+  }
+  return out as ParamsOf<S>;
+}

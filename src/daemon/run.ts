@@ -1,0 +1,131 @@
+/**
+ * `blocksnap daemon`: the process lifecycle. Start order is chosen so that failures are cheap and
+ * clear: settings, then the socket path (is another daemon there?), then the engine (which locks
+ * the data dir and recovers from a crash), and only then listen, so that no client ever reaches a
+ * daemon whose engine is not open. Stop order: refuse new work, close the engine (it cancels jobs
+ * at a safe point, which answers every waiting client), close the connections, exit 0.
+ */
+import type { Logger } from 'pino';
+import { toBlocksnapError } from '../errors';
+import { Engine } from '../engine';
+import { PACKAGE_VERSION } from './build-info';
+import { resolveConfig, type DaemonConfig, type DaemonFlags } from './config';
+import { DEFAULT_LIMITS } from './connection';
+import { createLogger } from './logger';
+import { DaemonServer } from './server';
+import { claimSocketPath, resolveGroup } from './socket-file';
+
+/** How long closing the connections may take after the engine stopped. */
+const CONNECTION_CLOSE_TIMEOUT_MS = 5_000;
+
+/** Exit statuses of the daemon process. */
+export const DAEMON_EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+
+function say(message: string): void {
+  process.stderr.write(`blocksnap daemon: ${message}\n`);
+}
+
+/** Runs the daemon in the foreground; resolves with the exit status once it stopped. */
+export async function runDaemon(flags: DaemonFlags): Promise<number> {
+  let config: DaemonConfig;
+  let gid: number | undefined;
+  try {
+    config = resolveConfig(flags);
+    gid = config.socketGroup !== undefined ? resolveGroup(config.socketGroup) : undefined;
+  } catch (err) {
+    say(toBlocksnapError(err).message);
+    return DAEMON_EXIT.usage;
+  }
+  const log = createLogger(config.logLevel);
+  installProcessGuards(log);
+
+  log.info({ version: PACKAGE_VERSION, dataDir: config.dataDir, socket: config.socketPath, imageRoots: config.imageRoots }, 'starting');
+  if (config.imageRootsDefaulted) {
+    log.warn({ imageRoot: config.imageRoots[0] }, 'no --image-root given: the working directory is the only image root');
+  }
+
+  let engine: Engine;
+  try {
+    // Checked before the engine opens: refusing here is cheaper than a crash recovery first.
+    const { removedStale } = await claimSocketPath(config.socketPath);
+    if (removedStale) log.info({ socket: config.socketPath }, 'removed a stale socket file');
+    const engineOptions: Parameters<typeof Engine.open>[0] = {
+      dataDir: config.dataDir,
+      imageRoots: config.imageRoots,
+      logger: log.child({ component: 'engine' }),
+    };
+    if (config.blockSize !== undefined) engineOptions.blockSize = config.blockSize;
+    if (config.threads !== undefined) engineOptions.threads = config.threads;
+    engine = await Engine.open(engineOptions);
+  } catch (err) {
+    return startFailed(log, err, config);
+  }
+  const info = { version: PACKAGE_VERSION, pid: process.pid, startedAt: new Date().toISOString() };
+  const server = new DaemonServer(engine, info, {
+    socketPath: config.socketPath,
+    socketMode: config.socketMode,
+    ...(gid !== undefined ? { socketGid: gid } : {}),
+    maxConnections: config.maxConnections,
+    limits: { ...DEFAULT_LIMITS, maxFrameBytes: config.maxFrameBytes },
+  }, log);
+  try {
+    await server.listen();
+  } catch (err) {
+    await engine.close().catch((e: unknown) => log.error({ err: e }, 'closing the engine failed'));
+    return startFailed(log, err, config);
+  }
+  log.info({ socket: config.socketPath, mode: config.socketMode.toString(8), group: config.socketGroup ?? null }, 'listening');
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        // Every on-disk state is crash-safe, so an impatient second signal may cut the shutdown short.
+        log.warn({ signal }, 'second signal: exiting without waiting for jobs to stop');
+        process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+      }
+      stopping = true;
+      log.info({ signal }, 'shutting down');
+      void stop(engine, server, log).then(resolve);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}
+
+async function stop(engine: Engine, server: DaemonServer, log: Logger): Promise<number> {
+  server.stopAccepting();
+  let status: number = DAEMON_EXIT.ok;
+  try {
+    await engine.close();
+  } catch (err) {
+    log.error({ err }, 'closing the engine failed');
+    status = DAEMON_EXIT.failed;
+  }
+  const timeout = new Promise<void>((r) => setTimeout(r, CONNECTION_CLOSE_TIMEOUT_MS).unref());
+  await Promise.race([server.closeConnections(), timeout]);
+  log.info({ status }, 'stopped');
+  return status;
+}
+
+function startFailed(log: Logger, err: unknown, config: DaemonConfig): number {
+  const e = toBlocksnapError(err);
+  let message = e.message;
+  if (e.code === 'DataDirLocked') message = `another blocksnap daemon is already using the data directory ${config.dataDir} (${e.message})`;
+  if (e.code === 'SocketInUse') message = `${e.message}; is another blocksnap daemon running? Use --socket to choose another path`;
+  log.fatal({ code: e.code, err: e.code === 'Internal' ? err : undefined }, message);
+  say(`${message} [${e.code}]`);
+  return DAEMON_EXIT.failed;
+}
+
+/**
+ * A bug in one request must not take the daemon down with it: every handler is already wrapped,
+ * so anything that still escapes is logged and the daemon keeps serving. The engine keeps its
+ * on-disk state crash-consistent, so continuing is no riskier than the crash would have been.
+ */
+function installProcessGuards(log: Logger): void {
+  process.on('unhandledRejection', (reason) => log.error({ err: reason }, 'unhandled promise rejection (ignored)'));
+  process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception (ignored)'));
+  // A client that vanishes mid-write must not kill the daemon with SIGPIPE; Node ignores it, say so.
+  process.on('SIGPIPE', () => undefined);
+}

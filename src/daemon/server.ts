@@ -1,0 +1,107 @@
+/**
+ * The socket server: accepts clients, fans engine job events out to the connections that
+ * subscribed, and stops in order (stop accepting → let the engine stop its jobs, which answers
+ * the waiting clients → close the connections).
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { BlocksnapError } from '../errors';
+import type { Job } from '../engine/types';
+import { Connection, type ConnectionHost, type ConnectionLimits } from './connection';
+import type { DaemonEngine } from './engine-port';
+import type { DaemonInfo } from './methods';
+import { claimSocketPath, setSocketAccess } from './socket-file';
+
+export interface ServerOptions {
+  socketPath: string;
+  socketMode: number;
+  socketGid?: number;
+  limits: ConnectionLimits;
+  /** Beyond this many clients, new connections are refused by the kernel's backlog handling. */
+  maxConnections: number;
+}
+
+export class DaemonServer implements ConnectionHost {
+  readonly engine: DaemonEngine;
+  readonly info: DaemonInfo;
+  readonly limits: ConnectionLimits;
+  private readonly options: ServerOptions;
+  private readonly log: Logger;
+  private readonly server: Server;
+  private readonly connections = new Set<Connection>();
+  private nextConnectionId = 1;
+  private shuttingDown = false;
+  private readonly onJob = (job: Job): void => {
+    for (const c of this.connections) c.onJob(job);
+  };
+
+  constructor(engine: DaemonEngine, info: DaemonInfo, options: ServerOptions, log: Logger) {
+    this.engine = engine;
+    this.info = info;
+    this.options = options;
+    this.limits = options.limits;
+    this.log = log;
+    this.server = createServer({ allowHalfOpen: false, pauseOnConnect: false }, (socket) => this.accept(socket));
+    this.server.maxConnections = options.maxConnections;
+    this.server.on('error', (err) => this.log.error({ err }, 'server socket error'));
+  }
+
+  isShuttingDown(): boolean {
+    return this.shuttingDown;
+  }
+
+  get clientCount(): number {
+    return this.connections.size;
+  }
+
+  /** Claims the socket path, listens, and opens the socket to its group. */
+  async listen(): Promise<void> {
+    const { socketPath } = this.options;
+    const { removedStale } = await claimSocketPath(socketPath);
+    if (removedStale) this.log.info({ socket: socketPath }, 'removed a stale socket file');
+    // bind() creates the file with mode 0777 & ~umask; a umask of 0177 keeps it private until
+    // chmod gives the group access, so no client can slip in between under a laxer mode.
+    const oldUmask = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const onError = (err: NodeJS.ErrnoException): void => {
+          reject(err.code === 'EADDRINUSE'
+            ? new BlocksnapError('SocketInUse', `another process bound ${socketPath} while this daemon was starting`)
+            : err);
+        };
+        this.server.once('error', onError);
+        this.server.listen(socketPath, () => {
+          this.server.off('error', onError);
+          resolve();
+        });
+      });
+    } finally {
+      process.umask(oldUmask);
+    }
+    await setSocketAccess(socketPath, this.options.socketMode, this.options.socketGid);
+    this.engine.on('job', this.onJob);
+  }
+
+  /** Refuses new connections and new requests; requests already running go on. */
+  stopAccepting(): void {
+    this.shuttingDown = true;
+    // close()'s callback fires only once every connection ended, which closeConnections() drives.
+    this.server.close();
+  }
+
+  /** Lets every connection answer its running requests, then closes them all. */
+  async closeConnections(): Promise<void> {
+    await Promise.all([...this.connections].map((c) => c.drain()));
+    this.engine.off('job', this.onJob);
+  }
+
+  private accept(socket: Socket): void {
+    if (this.shuttingDown) {
+      socket.destroy();
+      return;
+    }
+    const conn = new Connection(this.nextConnectionId++, socket, this, this.log);
+    this.connections.add(conn);
+    void conn.closed.then(() => this.connections.delete(conn));
+  }
+}

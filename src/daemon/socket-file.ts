@@ -1,0 +1,97 @@
+/**
+ * The socket's place in the filesystem. A Unix socket path outlives its daemon when the daemon
+ * dies without cleaning up, so a path that exists is probed: if something accepts a connection a
+ * daemon is alive there and we refuse to start; if the connection is refused the file is stale and
+ * is removed. A path that exists but is not a socket is never removed: it is someone's file.
+ */
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { chmod, chown, lstat, mkdir, unlink } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { dirname } from 'node:path';
+import { BlocksnapError, toBlocksnapError } from '../errors';
+
+export const DEFAULT_SOCKET_MODE = 0o660;
+const PROBE_TIMEOUT_MS = 1_000;
+
+export type ProbeResult = 'live' | 'stale';
+
+/** Connects once: 'live' if anything accepts, 'stale' if the kernel refuses (no listener). */
+export function probeSocket(path: string): Promise<ProbeResult> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(path);
+    const timer = setTimeout(() => {
+      // A listener that does not even complete connect() is wedged, but it still owns the path.
+      sock.destroy();
+      resolve('live');
+    }, PROBE_TIMEOUT_MS);
+    sock.once('connect', () => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve('live');
+    });
+    sock.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      if (err.code === 'ECONNREFUSED' || err.code === 'ENOENT') resolve('stale');
+      else reject(new BlocksnapError(err.code === 'EACCES' ? 'PermissionDenied' : 'SocketInUse', `cannot probe socket ${path}: ${err.message}`));
+    });
+  });
+}
+
+/**
+ * Makes `path` free for listen(): creates the parent directory (0755, so that group members can
+ * reach the socket) and removes a stale socket. Returns whether a stale socket was removed.
+ */
+export async function claimSocketPath(path: string): Promise<{ removedStale: boolean }> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o755 });
+  let st;
+  try {
+    st = await lstat(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { removedStale: false };
+    throw toBlocksnapError(err);
+  }
+  if (!st.isSocket()) {
+    throw new BlocksnapError('SocketInUse', `${path} exists and is not a socket; refusing to replace it`, { path });
+  }
+  if ((await probeSocket(path)) === 'live') {
+    throw new BlocksnapError('SocketInUse', `a daemon is already listening on ${path}`, { path });
+  }
+  try {
+    await unlink(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw toBlocksnapError(err);
+  }
+  return { removedStale: true };
+}
+
+/** Sets the socket's mode and, when a group is configured, its group (who may talk to the daemon). */
+export async function setSocketAccess(path: string, mode: number, gid: number | undefined): Promise<void> {
+  if (gid !== undefined) await chown(path, -1, gid);
+  await chmod(path, mode);
+}
+
+/** A group name or number to a gid, through NSS (getent) so LDAP/sssd groups work, else /etc/group. */
+export function resolveGroup(group: string): number {
+  if (/^\d+$/.test(group)) return Number(group);
+  const fromLine = (line: string): number | undefined => {
+    const fields = line.trim().split(':');
+    return fields[0] === group && fields[2] !== undefined && /^\d+$/.test(fields[2]) ? Number(fields[2]) : undefined;
+  };
+  const getent = spawnSync('getent', ['group', group], { encoding: 'utf8' });
+  if (getent.status === 0) {
+    const gid = fromLine(getent.stdout);
+    if (gid !== undefined) return gid;
+  } else if (getent.error === undefined && getent.status === 2) {
+    throw new BlocksnapError('InvalidArgument', `socket group ${JSON.stringify(group)} does not exist`);
+  }
+  try {
+    for (const line of readFileSync('/etc/group', 'utf8').split('\n')) {
+      const gid = fromLine(line);
+      if (gid !== undefined) return gid;
+    }
+  } catch {
+    // fall through to the error below
+  }
+  throw new BlocksnapError('InvalidArgument', `socket group ${JSON.stringify(group)} does not exist`);
+}

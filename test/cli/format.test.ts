@@ -1,0 +1,49 @@
+import t from 'tap';
+import { details, formatBytes, formatDuration, relativeTime, table } from '../../src/cli/format';
+import { renderProgress } from '../../src/cli/progress';
+
+t.test('sizes are IEC with three significant digits', async (t) => {
+  const cases: Array<[number, string]> = [
+    [0, '0 B'], [1, '1 B'], [1023, '1023 B'], [1024, '1 KiB'], [1536, '1.5 KiB'], [10 * 1024 * 1024, '10 MiB'],
+    [100 * 1024 * 1024, '100 MiB'], [4 * 1024 ** 3, '4 GiB'], [1.234 * 1024 ** 3, '1.23 GiB'], [15.55 * 1024 ** 4, '15.6 TiB'],
+  ];
+  for (const [n, s] of cases) t.equal(formatBytes(n), s, `${n}`);
+});
+
+t.test('relative times', async (t) => {
+  const now = Date.parse('2025-06-01T12:00:00Z');
+  const ago = (s: number): string => relativeTime(new Date(now - s * 1000).toISOString(), now);
+  t.equal(ago(2), 'just now');
+  t.equal(ago(42), '42 s ago');
+  t.equal(ago(180), '3 min ago');
+  t.equal(ago(5 * 3600), '5 h ago');
+  t.equal(ago(86400), '1 day ago');
+  t.equal(ago(3 * 86400), '3 days ago');
+  t.equal(ago(90 * 86400), '2025-03-03');
+  t.equal(relativeTime(null, now), '-');
+});
+
+t.test('durations', async (t) => {
+  t.equal(formatDuration(59), '0:59');
+  t.equal(formatDuration(3725), '1:02:05');
+  t.equal(formatDuration(NaN), '--:--');
+});
+
+t.test('tables align columns; right-aligned numbers; no trailing spaces', async (t) => {
+  const out = table([{ a: 'x', n: '5 MiB' }, { a: 'longer', n: '10 GiB' }], [
+    { header: 'name', value: (r) => r.a },
+    { header: 'size', value: (r) => r.n, align: 'right' },
+  ]);
+  t.equal(out, ['NAME      SIZE', 'x        5 MiB', 'longer  10 GiB'].join('\n'));
+});
+
+t.test('details align the values', async (t) => {
+  t.equal(details([['id', 'd-1'], ['format', 'raw']]), 'id:     d-1\nformat: raw');
+});
+
+t.test('the progress line shows bytes, rate and ETA, and fits the width', async (t) => {
+  const line = renderProgress({ label: 'snapshot vm1', done: 512 * 1024 ** 2, total: 1024 ** 3, rate: 128 * 1024 ** 2, width: 100 });
+  t.match(line, /^snapshot vm1 \[#+-+\]  50%  512 MiB\/1 GiB  128 MiB\/s  ETA 0:04$/);
+  t.ok(line.length < 100);
+  t.match(renderProgress({ label: 'x', done: 0, total: 0, rate: NaN, width: 80 }), /0%  0 B\/0 B  -$/);
+});

@@ -1,0 +1,90 @@
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { DaemonClient } from '../../src/daemon/client';
+import { frame } from '../../src/daemon/protocol/frame';
+import { RawClient } from '../daemon/fixtures/raw-client';
+import { freshDaemon, tempDir } from './fixtures/harness';
+import { MiB, makeImage } from './fixtures/images';
+
+t.test('bad input is answered with the right code while the daemon keeps serving', async (t) => {
+  const d = await freshDaemon(t);
+  const outside = tempDir(t, 'bsi-out-');
+  makeImage(join(outside, 'secret.img'), 4 * MiB, [0]);
+  makeImage(join(d.imageRoot, 'ok.img'), 8 * MiB, [0]);
+  mkdirSync(join(d.imageRoot, 'a-directory'));
+  symlinkSync(join(outside, 'secret.img'), join(d.imageRoot, 'escape.img'));
+  writeFileSync(join(d.imageRoot, 'not-used'), '');
+  await d.json('disk', 'add', 'ok.img', '--name', 'ok');
+  await d.json('snapshot', 'create', 'ok', '--name', 'base');
+
+  const cases: Array<{ args: string[]; code: string; status: number }> = [
+    { args: ['disk', 'add', 'missing.img'], code: 'ImageNotFound', status: 1 },
+    { args: ['disk', 'add', 'a-directory'], code: 'NotAnImage', status: 1 },
+    { args: ['disk', 'add', join(outside, 'secret.img')], code: 'PathNotAllowed', status: 1 },
+    { args: ['disk', 'add', 'escape.img'], code: 'PathNotAllowed', status: 1 },
+    { args: ['disk', 'add', 'ok.img'], code: 'DiskAlreadyRegistered', status: 1 },
+    { args: ['disk', 'add', 'ok.img', '--name', 'has space'], code: 'InvalidName', status: 2 },
+    { args: ['disk', 'show', 'nope'], code: 'DiskNotFound', status: 1 },
+    { args: ['disk', 'show', 'd-0000000000000000'], code: 'DiskNotFound', status: 1 },
+    { args: ['snapshot', 'show', 's-0000000000000000'], code: 'SnapshotNotFound', status: 1 },
+    { args: ['snapshot', 'create', 'nope'], code: 'DiskNotFound', status: 1 },
+    { args: ['snapshot', 'create', 'ok', '--name', 'auto-daily'], code: 'InvalidName', status: 2 },
+    { args: ['snapshot', 'create', 'ok', '--name', 'bad/name'], code: 'InvalidName', status: 2 },
+    { args: ['snapshot', 'create', 'ok', '--name', 'x'.repeat(129)], code: 'InvalidName', status: 2 },
+    { args: ['snapshot', 'create', 'ok', '--name', 'base'], code: 'NameTaken', status: 1 },
+    { args: ['snapshot', 'delete', 'nope'], code: 'SnapshotNotFound', status: 1 },
+    { args: ['rollback', 'ok', 'nope'], code: 'SnapshotNotFound', status: 1 },
+    { args: ['clone', 'base', join(outside, 'copy.img')], code: 'PathNotAllowed', status: 1 },
+    { args: ['clone', 'base', 'no-such-dir/copy.img'], code: 'ImageNotFound', status: 1 },
+    { args: ['job', 'show', 'j-0000000000000000'], code: 'JobNotFound', status: 1 },
+    { args: ['clone', 'base', 'x.img', '--format', 'vmdk'], code: 'InvalidArgument', status: 2 },
+    { args: ['disk', 'frobnicate'], code: 'InvalidArgument', status: 2 },
+  ];
+  for (const c of cases) {
+    const r = await d.cli(...c.args, '--json');
+    t.equal(r.code, c.status, `exit status of ${c.args.join(' ')}`);
+    t.match(r.json(), { error: { code: c.code, message: /./ } }, `${c.code} for ${c.args.join(' ')}`);
+  }
+
+  const human = await d.cli('disk', 'show', 'nope');
+  t.equal(human.code, 1);
+  t.equal(human.stdout, '');
+  t.match(human.stderr, /^blocksnap: no disk "nope" \[DiskNotFound\]/);
+
+  t.match(await d.json('disk', 'list'), [{ name: 'ok' }], 'the daemon still serves');
+});
+
+t.test('an oversized frame and garbage bytes close only their own connection', async (t) => {
+  const d = await freshDaemon(t);
+  const bystander = await DaemonClient.connect({ socketPath: d.socketPath });
+  t.teardown(() => bystander.close());
+
+  const big = await RawClient.ready(d.socketPath);
+  const header = Buffer.alloc(4);
+  header.writeUInt32BE(64 * MiB);
+  big.sendBytes(Buffer.concat([header, Buffer.alloc(1024)]));
+  t.match(await big.response(null), { error: { code: 'FrameTooLarge' } });
+  await big.waitClosed();
+
+  const garbage = await RawClient.ready(d.socketPath);
+  garbage.sendBytes(frame(Buffer.from([0xc1, 0xff, 0x00, 0x13])));
+  t.match(await garbage.response(null), { error: { code: 'ProtocolError' } });
+  await garbage.waitClosed();
+
+  const noHello = await RawClient.connect(d.socketPath);
+  noHello.sendBytes(Buffer.from('\x00\x00\x00\x02hi'));
+  t.match(await noHello.response(null), { error: { code: 'ProtocolError' } });
+  await noHello.waitClosed();
+
+  t.same(await bystander.call('disk.list'), [], 'a client connected before is unaffected');
+  t.same(await d.json('disk', 'list'), [], 'a new client is served');
+});
+
+t.test('a client with nothing listening gets DaemonUnavailable', async (t) => {
+  const dir = tempDir(t);
+  const { runCli } = await import('./fixtures/harness');
+  const r = await runCli(['disk', 'list', '--json', '--socket', join(dir, 'none.sock')]);
+  t.equal(r.code, 1);
+  t.match(r.json(), { error: { code: 'DaemonUnavailable' } });
+});
