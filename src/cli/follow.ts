@@ -92,7 +92,7 @@ export async function followJob(client: DaemonClient, job: Job, o: FollowOptions
     const outcome = await Promise.race([
       client.waitJob(job.id, (j) => {
         latest = j;
-        if (prompt === null) bar?.update(j.doneBytes, j.totalBytes);
+        if (prompt === null) bar?.update(j.doneBytes, j.totalBytes, Date.now(), j.progressUnit);
       }),
       detached,
     ]);

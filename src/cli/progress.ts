@@ -17,8 +17,9 @@ export interface ProgressLine {
   label: string;
   done: number;
   total: number;
-  /** Bytes per second, or NaN while unknown. */
+  /** Units per second, or NaN while unknown. */
   rate: number;
+  unit?: 'bytes' | 'blocks';
   width: number;
 }
 
@@ -26,8 +27,9 @@ export interface ProgressLine {
 export function renderProgress(p: ProgressLine): string {
   const pct = p.total > 0 ? Math.min(1, p.done / p.total) : 0;
   const pctText = `${Math.floor(pct * 100)}%`.padStart(4);
-  const amounts = `${formatBytes(p.done)}/${formatBytes(p.total)}`;
-  const rate = Number.isFinite(p.rate) ? formatRate(p.rate) : '-';
+  const blocks = p.unit === 'blocks';
+  const amounts = blocks ? `${p.done}/${p.total} blocks` : `${formatBytes(p.done)}/${formatBytes(p.total)}`;
+  const rate = !Number.isFinite(p.rate) ? '-' : blocks ? `${p.rate.toFixed(0)} blocks/s` : formatRate(p.rate);
   const eta = Number.isFinite(p.rate) && p.rate > 0 && p.total > p.done ? `ETA ${formatDuration((p.total - p.done) / p.rate)}` : '';
   const tail = ` ${pctText}  ${amounts}  ${rate}${eta ? `  ${eta}` : ''}`;
   const barWidth = Math.max(10, Math.min(40, p.width - p.label.length - tail.length - 4));
@@ -42,15 +44,15 @@ export class ProgressBar {
   private samples: Sample[] = [];
   private lastDraw = 0;
   private drawn = false;
-  private last: { done: number; total: number } = { done: 0, total: 0 };
+  private last: { done: number; total: number; unit: 'bytes' | 'blocks' } = { done: 0, total: 0, unit: 'bytes' };
 
   constructor(stream: NodeJS.WriteStream, label: string) {
     this.stream = stream;
     this.label = label;
   }
 
-  update(done: number, total: number, now: number = Date.now()): void {
-    this.last = { done, total };
+  update(done: number, total: number, now: number = Date.now(), unit: 'bytes' | 'blocks' = 'bytes'): void {
+    this.last = { done, total, unit };
     this.samples.push({ at: now, done });
     while (this.samples.length > 2 && now - this.samples[0]!.at > RATE_WINDOW_MS) this.samples.shift();
     if (now - this.lastDraw < REDRAW_INTERVAL_MS) return;
@@ -75,7 +77,7 @@ export class ProgressBar {
     const lastSample = this.samples[this.samples.length - 1];
     const span = first && lastSample ? lastSample.at - first.at : 0;
     const rate = span >= 500 && first && lastSample ? ((lastSample.done - first.done) * 1000) / span : NaN;
-    const line = renderProgress({ label: this.label, done: this.last.done, total: this.last.total, rate, width: this.stream.columns ?? 80 });
+    const line = renderProgress({ label: this.label, done: this.last.done, total: this.last.total, unit: this.last.unit, rate, width: this.stream.columns ?? 80 });
     this.stream.write(`\r\x1b[2K${line}`);
     this.drawn = true;
   }

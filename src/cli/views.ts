@@ -68,8 +68,12 @@ export function snapshotDetails(s: Snapshot): string {
   return details(pairs);
 }
 
+function amount(j: Job, n: number): string {
+  return j.progressUnit === 'blocks' ? `${n} blocks` : formatBytes(n);
+}
+
 function jobProgress(j: Job): string {
-  if (j.state === 'running') return `${percent(j.doneBytes, j.totalBytes)} of ${formatBytes(j.totalBytes)}`;
+  if (j.state === 'running') return `${percent(j.doneBytes, j.totalBytes)} of ${amount(j, j.totalBytes)}`;
   return j.error ? j.error.code : `done in ${elapsed(j)}`;
 }
 
@@ -101,7 +105,7 @@ export function jobDetails(j: Job): string {
   ];
   if (j.target !== null) pairs.push(['target', j.target]);
   pairs.push(
-    ['progress', `${formatBytes(j.doneBytes)} of ${formatBytes(j.totalBytes)} (${percent(j.doneBytes, j.totalBytes)})`],
+    ['progress', `${amount(j, j.doneBytes)} of ${amount(j, j.totalBytes)} (${percent(j.doneBytes, j.totalBytes)})`],
     ['started', `${j.startedAt} (${relativeTime(j.startedAt)})`],
     ['finished', j.finishedAt ?? '-'],
     ['elapsed', elapsed(j)],

@@ -52,6 +52,8 @@ export interface Job {
   target: string | null;      // clone path
   doneBytes: number;
   totalBytes: number;
+  /** What doneBytes/totalBytes count: bytes of image data, or blocks (verify, gc). */
+  progressUnit: 'bytes' | 'blocks';
   startedAt: string;
   finishedAt: string | null;
   result: unknown;            // kind-specific, set when succeeded
