@@ -8,8 +8,11 @@
         "native/workers/args.cc",
         "native/workers/data_dir_lock.cc",
         "native/workers/hash_buffer.cc",
+        "native/workers/image_lock.cc",
         "native/workers/job_worker.cc",
         "native/workers/js_error.cc",
+        "native/workers/qcow2_worker.cc",
+        "native/workers/read_block_worker.cc",
         "native/workers/scan_worker.cc",
         "native/workers/verify_worker.cc",
         "<!@(node -p \"require('./native/sources.json').map((f) => 'native/' + f).join(' ')\")"

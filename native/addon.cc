@@ -5,6 +5,9 @@
 #include "workers/apply_worker.h"
 #include "workers/data_dir_lock.h"
 #include "workers/hash_buffer.h"
+#include "workers/image_lock.h"
+#include "workers/qcow2_worker.h"
+#include "workers/read_block_worker.h"
 #include "workers/scan_worker.h"
 #include "workers/verify_worker.h"
 
@@ -14,6 +17,11 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("verifyBlocks", Napi::Function::New(env, blocksnap::js::verify_blocks, "verifyBlocks"));
   exports.Set("lockFile", Napi::Function::New(env, blocksnap::js::lock_file, "lockFile"));
   exports.Set("hashBuffer", Napi::Function::New(env, blocksnap::js::hash_buffer, "hashBuffer"));
+  exports.Set("writeQcow2", Napi::Function::New(env, blocksnap::js::write_qcow2, "writeQcow2"));
+  exports.Set("qcow2Info", Napi::Function::New(env, blocksnap::js::qcow2_info, "qcow2Info"));
+  exports.Set("probeImageLocks", Napi::Function::New(env, blocksnap::js::probe_image_locks, "probeImageLocks"));
+  exports.Set("readBlock", Napi::Function::New(env, blocksnap::js::read_block, "readBlock"));
+  exports.Set("holdImageLocks", Napi::Function::New(env, blocksnap::js::hold_image_locks, "holdImageLocks"));
   return exports;
 }
 

@@ -19,6 +19,8 @@ const char* error_code_name(ErrorCode code) noexcept {
     case ErrorCode::BlockCorrupt: return "BlockCorrupt";
     case ErrorCode::Cancelled: return "Cancelled";
     case ErrorCode::DataDirLocked: return "DataDirLocked";
+    case ErrorCode::UnsupportedFormat: return "UnsupportedFormat";
+    case ErrorCode::ImageCorrupt: return "ImageCorrupt";
   }
   return "Internal";
 }

@@ -26,6 +26,8 @@ enum class ErrorCode {
   BlockCorrupt,
   Cancelled,
   DataDirLocked,
+  UnsupportedFormat,
+  ImageCorrupt,
 };
 
 const char* error_code_name(ErrorCode code) noexcept;

@@ -1,9 +1,8 @@
 #include "core/scan_image.h"
 
-#include <fcntl.h>
-
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <optional>
 
 #include "core/aligned_buffer.h"
@@ -11,10 +10,8 @@
 #include "core/block_writer.h"
 #include "core/digest.h"
 #include "core/error.h"
-#include "core/image_file.h"
+#include "core/write_behind.h"
 #include "core/zero_detect.h"
-#include "io/extents.h"
-#include "io/file_io.h"
 
 namespace blocksnap {
 
@@ -27,24 +24,10 @@ struct Counters {
   std::atomic<uint64_t> bytes_written{0};
 };
 
-// Fills buf[0, len) with the image bytes at `offset`, reading only the data extents. Returns the
-// number of bytes read from disk.
-uint64_t read_block_data(int fd, const std::string& path, std::span<const Extent> pieces, uint64_t offset,
-                         size_t len, uint8_t* buf) {
-  const uint64_t end = offset + len;
-  const bool fully_data = pieces.size() == 1 && pieces[0].begin <= offset && pieces[0].end >= end;
-  if (!fully_data) std::memset(buf, 0, len);
-  uint64_t read = 0;
-  for (const Extent& e : pieces) {
-    const uint64_t b = std::max(e.begin, offset), f = std::min(e.end, end);
-    const size_t want = static_cast<size_t>(f - b);
-    const size_t got = read_at(fd, buf + (b - offset), want, b, path);
-    // The image shrank since it was measured: what is gone reads as zeros, like a hole.
-    if (got < want) std::memset(buf + (b - offset) + got, 0, want - got);
-    read += got;
-  }
-  return read;
-}
+// Writers mostly wait in fsync, so they cost little CPU; several let the filesystem commit their
+// fsyncs together. The depth bounds the blocks in flight (and the memory: depth × block size).
+constexpr unsigned kStoreWriters = 4;
+constexpr unsigned kStoreDepth = 8;
 
 }  // namespace
 
@@ -53,20 +36,21 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
   if (p.parent_digests.size() % kDigestSize != 0)
     throw Error(ErrorCode::InvalidArgument, "parent digests must be a multiple of 32 bytes");
 
-  ImageFile image = open_image_for_read(p.image_path);
-  const int fd = image.fd.get();
-  ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  const std::unique_ptr<BlockSource> source = open_block_source(p.image_path, p.format);
+  const uint64_t size = source->size();
 
   ScanResult result;
-  result.size_bytes = image.size;
-  result.block_count = (image.size + p.block_size - 1) / p.block_size;
+  result.size_bytes = size;
+  result.block_count = (size + p.block_size - 1) / p.block_size;
   result.digests.assign(result.block_count * kDigestSize, 0);
-  control.set_total(image.size);
+  control.set_total(size);
 
-  const ExtentMap extents = ExtentMap::scan(fd, image.size, p.image_path);
   const uint64_t parent_count = p.parent_digests.size() / kDigestSize;
   std::optional<BlockWriter> writer;
   if (p.write_blocks) writer.emplace(p.store_dir);
+  // Stores new blocks while the scan threads read and hash on (core/write_behind.h).
+  std::optional<WriteBehind> behind;
+  if (writer) behind.emplace(*writer, p.block_size, kStoreWriters, kStoreDepth);
 
   const unsigned threads = effective_threads(p.threads, result.block_count);
   Counters counters;
@@ -76,24 +60,17 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
     uint64_t i;
     while (job.next(i)) {
       const uint64_t offset = i * p.block_size;
-      const size_t len = static_cast<size_t>(std::min<uint64_t>(p.block_size, image.size - offset));
+      const size_t len = static_cast<size_t>(std::min<uint64_t>(p.block_size, size - offset));
       uint8_t* out = result.digests.data() + i * kDigestSize;
       try {
-        auto pieces = extents.overlapping(offset, offset + len);
-        if (pieces.empty()) {
-          counters.zero_blocks.fetch_add(1, std::memory_order_relaxed);
-          control.add_done(len);
-          continue;
-        }
         // This thread's next block is about `threads` blocks ahead: start its readahead now so
         // the disk works while this one is hashed.
         const uint64_t ahead = offset + uint64_t{threads} * p.block_size;
-        if (ahead < image.size && !extents.overlapping(ahead, ahead + p.block_size).empty())
-          ::posix_fadvise(fd, static_cast<off_t>(ahead), static_cast<off_t>(p.block_size), POSIX_FADV_WILLNEED);
+        if (ahead < size) source->will_need(ahead, static_cast<size_t>(std::min<uint64_t>(p.block_size, size - ahead)));
 
-        counters.bytes_read.fetch_add(read_block_data(fd, p.image_path, pieces, offset, len, buf.data()),
-                                      std::memory_order_relaxed);
-        if (is_all_zero(buf.data(), len)) {
+        const SourceRead got = source->read(offset, len, buf.data());
+        counters.bytes_read.fetch_add(got.bytes_read, std::memory_order_relaxed);
+        if (got.zero || is_all_zero(buf.data(), len)) {
           counters.zero_blocks.fetch_add(1, std::memory_order_relaxed);
           control.add_done(len);
           continue;
@@ -102,10 +79,7 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
         std::memcpy(out, digest.data(), kDigestSize);
         const bool same_as_parent =
             i < parent_count && std::memcmp(p.parent_digests.data() + i * kDigestSize, out, kDigestSize) == 0;
-        if (writer && !same_as_parent && writer->put(digest, buf.data(), len)) {
-          counters.blocks_written.fetch_add(1, std::memory_order_relaxed);
-          counters.bytes_written.fetch_add(len, std::memory_order_relaxed);
-        }
+        if (behind && !same_as_parent) buf = behind->submit(std::move(buf), digest, len, i);
         control.add_done(len);
       } catch (Error& e) {
         if (!e.block_index) e.block_index = i;
@@ -114,6 +88,11 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
     }
   }, progress);
 
+  if (behind) {
+    behind->drain();
+    counters.blocks_written = behind->blocks_written();
+    counters.bytes_written = behind->bytes_written();
+  }
   if (writer) writer->sync();
 
   result.bytes_read = counters.bytes_read;

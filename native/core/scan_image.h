@@ -11,11 +11,13 @@
 #include <vector>
 
 #include "core/parallel.h"
+#include "formats/block_source.h"
 
 namespace blocksnap {
 
 struct ScanParams {
   std::string image_path;
+  ImageFormat format = ImageFormat::Raw;  // how to read the guest content of image_path
   std::string store_dir;
   uint64_t block_size = 0;
   std::vector<uint8_t> parent_digests;  // parent block count × 32; may be empty

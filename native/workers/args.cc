@@ -28,6 +28,8 @@ void Options::invalid(const char* name, const std::string& what) const {
   throw err;
 }
 
+bool Options::has(const char* name) const { return !get(name).IsUndefined(); }
+
 std::string Options::string(const char* name) const {
   Napi::Value v = get(name);
   if (!v.IsString()) type_error(env_, name, "a string");

@@ -18,6 +18,8 @@ class Options {
   explicit Options(const Napi::CallbackInfo& info);
 
   std::string string(const char* name) const;
+  // True when the property is present (not undefined).
+  bool has(const char* name) const;
   // A non-negative integer no larger than 2^53 - 1.
   uint64_t integer(const char* name) const;
   bool boolean(const char* name, bool fallback) const;

@@ -42,6 +42,11 @@ Napi::Value scan_image(const Napi::CallbackInfo& info) {
   Options o(info);
   ScanParams p;
   p.image_path = o.string("imagePath");
+  if (o.has("format")) {
+    const std::string format = o.string("format");
+    if (format == "qcow2") p.format = ImageFormat::Qcow2;
+    else if (format != "raw") o.invalid("format", "must be 'raw' or 'qcow2'");
+  }
   p.store_dir = o.string("storeDir");
   p.block_size = o.integer("blockSize");
   if (!is_valid_block_size(p.block_size)) o.invalid("blockSize", "must be a power of two from 64 KiB to 64 MiB");

@@ -11,7 +11,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { open, type Database, type RootDatabase } from 'lmdb';
+import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { BlocksnapError } from '../errors';
 import type { Job } from '../engine/types';
 import {
@@ -41,11 +41,13 @@ export class Catalog {
   /**
    * Opens (or creates) the catalog in dataDir. A new catalog records blockSize; an existing one
    * keeps its own and ignores the argument, because block boundaries are frozen per store.
+   * `mapSize` is only the initial map: LMDB grows it when a transaction fills it (tests start
+   * tiny to prove that).
    */
-  static open(dataDir: string, blockSize: number): Catalog {
+  static open(dataDir: string, blockSize: number, o: { mapSize?: number } = {}): Catalog {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     const path = join(dataDir, CATALOG_FILE);
-    const root = open({ path, compression: false });
+    const root = open({ path, compression: false, ...(o.mapSize !== undefined ? { mapSize: o.mapSize } : {}) });
     const meta = root.openDB<unknown, string>({ name: 'meta' });
     const version = meta.get(META_SCHEMA_VERSION);
     if (version !== undefined && version !== SCHEMA_VERSION) {
@@ -185,6 +187,11 @@ export class Catalog {
   private adjustTotals(blocks: number, bytes: number): void {
     const t = this.totals();
     this.meta.putSync(META_STORE_TOTALS, { blocks: t.blocks + blocks, bytes: t.bytes + bytes });
+  }
+
+  /** Opens another database of this environment (listed in schema.ts), for accessors kept in their own files. */
+  database<V, K extends Key = string>(name: string, options: { keyEncoding?: 'binary' | 'ordered-binary' } = {}): Database<V, K> {
+    return this.root.openDB<V, K>({ name, ...options });
   }
 
   // ---- jobs

@@ -1,4 +1,4 @@
-import type { Disk, ImageFormat, Snapshot, SnapshotStatus, SnapshotType } from '../engine/types';
+import type { Disk, ImageFormat, Snapshot, SnapshotConsistency, SnapshotStatus, SnapshotType } from '../engine/types';
 
 /** What the catalog stores for a disk; the public Disk adds derived fields. */
 export interface DiskRecord {
@@ -31,6 +31,12 @@ export interface SnapshotRecord {
   newBytes: number;
   error: Snapshot['error'];
   jobId: string | null;
+  /** Absent in records written before tags existed: read as no tags. */
+  tags?: Record<string, string>;
+  /** Absent in records written before groups existed: read as no group. */
+  groupId?: string | null;
+  /** Absent in records written before it was recorded. */
+  consistency?: SnapshotConsistency;
 }
 
 export interface StoreTotals { blocks: number; bytes: number }

@@ -12,6 +12,16 @@
  *   refs       digest (32 bytes) -> [count, rawBytes]   count = map entries naming the digest
  *   free       digest -> unix ms             blocks whose count reached 0, awaiting the sweeper
  *   jobs       jobId -> Job
+ *   policies   policyId -> PolicyRecord      automatic snapshot schedules and retention
+ *   policyDisks  diskId -> PolicyBinding    a disk's one policy, and the last due time handled for it
+ *   groups     groupId -> GroupRecord        snapshot groups ("instance snapshots")
+ *   remotes    name -> RemoteConfig (src/remote/config.ts): endpoint, bucket, prefix and the
+ *              credentials file's path, never its secrets; key "\u0000host" -> this data dir's
+ *              host id, named in the leases it takes on shared buckets. Added like the three above.
+ *
+ * The last three databases, and the `tags`/`groupId` fields of snapshot records, were added
+ * without a version bump: they are new keys and optional fields that an older record simply
+ * lacks (read as no tags, no group), not a change of any existing shape.
  */
 export const SCHEMA_VERSION = 1;
 export const CATALOG_FILE = 'catalog.mdb';
@@ -20,6 +30,8 @@ export const META_SCHEMA_VERSION = 'schemaVersion';
 export const META_BLOCK_SIZE = 'blockSize';
 export const META_STORE_TOTALS = 'storeTotals';
 export const META_CREATED_AT = 'createdAt';
+
+export const REMOTES_DB = 'remotes';
 
 /** How many finished jobs the catalog keeps for `job list`. */
 export const JOB_HISTORY_LIMIT = 1000;

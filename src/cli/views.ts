@@ -1,6 +1,6 @@
 /** Human renderings of the engine's objects, one function per shape. */
 import type { ChainSummary, CloneResult, Disk, GcResult, Job, RollbackResult, Snapshot, StoreStats, VerifyResult } from '../engine/types';
-import { details, formatBytes, formatDuration, percent, relativeTime, table } from './format';
+import { details, formatBytes, formatDuration, formatRate, percent, relativeTime, table } from './format';
 
 export function diskTable(disks: Disk[]): string {
   if (disks.length === 0) return 'No disks. Register one with: blocksnap disk add PATH';
@@ -38,12 +38,13 @@ export function snapshotTable(snaps: Snapshot[]): string {
     { header: 'id', value: (s) => s.id },
     { header: 'name', value: (s) => s.name },
     { header: 'disk', value: (s) => s.diskId },
-    { header: 'status', value: (s) => s.status },
+    { header: 'status', value: (s) => (s.progress ? `creating ${s.progress.percent}% ${formatRate(s.progress.bytesPerSecond)}` : s.status) },
     { header: 'type', value: (s) => s.type },
     { header: 'logical', value: (s) => formatBytes(s.logicalBytes), align: 'right' },
     { header: 'new', value: (s) => formatBytes(s.newBytes), align: 'right' },
     { header: 'unique', value: (s) => formatBytes(s.uniqueBytes), align: 'right' },
     { header: 'created', value: (s) => relativeTime(s.createdAt) },
+    { header: 'consistency', value: (s) => s.consistency ?? '-' },
   ]);
 }
 
@@ -63,7 +64,15 @@ export function snapshotDetails(s: Snapshot): string {
     ['new', formatBytes(s.newBytes)],
     ['unique', formatBytes(s.uniqueBytes)],
   ];
+  if (s.consistency) pairs.push(['consistency', s.consistency === 'crash' ? 'crash-consistent (a VM was writing the image)' : 'offline (no VM was writing the image)']);
   if (s.description !== '') pairs.splice(2, 0, ['description', s.description]);
+  if (s.progress) {
+    const p = s.progress;
+    pairs.push(['progress', `${p.percent}% (${formatBytes(p.doneBytes)} of ${formatBytes(p.totalBytes)}, ${formatRate(p.bytesPerSecond)})`]);
+  }
+  const tags = Object.entries(s.tags ?? {});
+  if (tags.length > 0) pairs.push(['tags', tags.map(([k, v]) => `${k}=${v}`).join(' ')]);
+  if (s.groupId) pairs.push(['group', s.groupId]);
   if (s.error) pairs.push(['error', `${s.error.message} [${s.error.code}]`]);
   return details(pairs);
 }

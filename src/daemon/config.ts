@@ -23,11 +23,16 @@ export interface DaemonConfig {
   imageRootsDefaulted: boolean;
   socketGroup: string | undefined;
   socketMode: number;
+  /** Unix socket of the NBD server (same mode and group as the control socket); undefined: no NBD. */
+  nbdSocket: string | undefined;
   logLevel: LogLevel;
   maxFrameBytes: number;
   maxConnections: number;
   blockSize: number | undefined;
   threads: number | undefined;
+  /** Snapshots per disk; undefined keeps the engine's default (256 each). */
+  manualSnapshotQuota: number | undefined;
+  autoSnapshotQuota: number | undefined;
 }
 
 /** What the command line may set; every key is optional and overrides the config file. */
@@ -38,9 +43,12 @@ export interface DaemonFlags {
   imageRoot?: string[];
   socketGroup?: string;
   socketMode?: string;
+  nbdSocket?: string;
   logLevel?: string;
   maxFrameBytes?: number;
   maxConnections?: number;
+  manualSnapshotQuota?: number;
+  autoSnapshotQuota?: number;
 }
 
 const stringList: Field<string[]> = {
@@ -57,6 +65,7 @@ const octalMode: Field<string> = {
 const FILE_SHAPE = {
   dataDir: optional(string),
   socket: optional(string),
+  nbdSocket: optional(string),
   imageRoots: optional(stringList),
   socketGroup: optional(string),
   socketMode: optional(octalMode),
@@ -65,6 +74,8 @@ const FILE_SHAPE = {
   maxConnections: optional(integer(1, 65_536)),
   blockSize: optional(integer(64 * 1024, 64 * 1024 * 1024)),
   threads: optional(integer(1, 256)),
+  manualSnapshotQuota: optional(integer(1, 65_536)),
+  autoSnapshotQuota: optional(integer(1, 65_536)),
 };
 
 function readConfigFile(file: string): ParamsOf<typeof FILE_SHAPE> {
@@ -115,10 +126,21 @@ export function resolveConfig(flags: DaemonFlags, cwd: string = process.cwd()): 
     imageRootsDefaulted: roots === undefined,
     socketGroup: flags.socketGroup ?? file.socketGroup,
     socketMode: modeText !== undefined ? parseInt(modeText, 8) : DEFAULT_SOCKET_MODE,
+    nbdSocket: nbdSocketPath(fromFlag(flags.nbdSocket) ?? fromFile(file.nbdSocket), fromFlag(flags.socket) ?? fromFile(file.socket) ?? defaultSocketPath()),
     logLevel: logLevel as LogLevel,
     maxFrameBytes,
     maxConnections: flags.maxConnections ?? file.maxConnections ?? 1024,
     blockSize: file.blockSize,
     threads: file.threads,
+    manualSnapshotQuota: flags.manualSnapshotQuota ?? file.manualSnapshotQuota,
+    autoSnapshotQuota: flags.autoSnapshotQuota ?? file.autoSnapshotQuota,
   };
+}
+
+/** The NBD socket path, checked like the control socket's and never the same file. */
+function nbdSocketPath(p: string | undefined, controlSocket: string): string | undefined {
+  if (p === undefined) return undefined;
+  const checked = checkSocketPath(p);
+  if (checked === controlSocket) throw new BlocksnapError('InvalidArgument', '--nbd-socket must differ from --socket');
+  return checked;
 }

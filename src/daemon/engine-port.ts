@@ -5,6 +5,10 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { ChainSummary, Disk, ImageFormat, Job, Snapshot, StoreStats } from '../engine/types';
+import type { Policies } from '../engine/policies';
+import type { SnapshotGroups } from '../engine/groups';
+import type { Offsite } from '../engine/offsite';
+import type { Exports } from '../engine/exports';
 
 export interface DaemonEngine extends Pick<EventEmitter, 'on' | 'off'> {
   readonly dataDir: string;
@@ -20,8 +24,17 @@ export interface DaemonEngine extends Pick<EventEmitter, 'on' | 'off'> {
   listSnapshots(diskRef?: string): Snapshot[];
   getSnapshot(ref: string): Snapshot;
   deleteSnapshot(ref: string): Promise<Snapshot>;
+  tagSnapshot(ref: string, tags: Record<string, string>): Snapshot;
+  untagSnapshot(ref: string, keys: string[]): Snapshot;
 
-  startRollback(diskRef: string, snapRef: string): Job;
+  readonly policies: Pick<Policies, 'create' | 'list' | 'get' | 'update' | 'delete' | 'bind' | 'unbind' | 'run'>;
+  readonly groups: Pick<SnapshotGroups, 'create' | 'list' | 'get' | 'rollback' | 'delete'>;
+  /** Remotes, replication and snapshot streams. */
+  readonly offsite: Pick<Offsite, 'replication' | 'streams'>;
+  /** NBD exports of snapshots. */
+  readonly exports: Pick<Exports, 'start' | 'list' | 'get' | 'stop'>;
+
+  startRollback(diskRef: string, snapRef: string, o?: { force?: boolean }): Job;
   startClone(snapRef: string, path: string, o?: { format?: ImageFormat }): Job;
   startVerify(): Job;
   startGc(): Job;

@@ -9,6 +9,11 @@ import type { Job } from '../engine/types';
 import type { DaemonEngine } from './engine-port';
 import { absolutePath, boolean, integer, oneOf, optional, string, text, validateParams, type ParamsOf, type Shape } from './params';
 import { PROTOCOL_VERSION, type Params } from './protocol/messages';
+import { stringMap } from './model-params';
+import { modelMethods } from './model-methods';
+import { matchesTags } from '../engine/tags';
+import { offsiteMethods } from './offsite-methods';
+import { exportMethods } from './export-methods';
 
 export interface DaemonInfo {
   version: string;
@@ -106,13 +111,16 @@ export const METHODS: Readonly<Record<string, Method>> = {
       return settle(ctx, ctx.engine.startSnapshot(p.disk, o), p.wait);
     },
   }),
-  'snapshot.list': method({ params: { disk: optional(string) }, run: (ctx, p) => ctx.engine.listSnapshots(p.disk) }),
+  'snapshot.list': method({
+    params: { disk: optional(string), tags: optional(stringMap) },
+    run: (ctx, p) => ctx.engine.listSnapshots(p.disk).filter((s) => p.tags === undefined || matchesTags(s.tags, p.tags)),
+  }),
   'snapshot.show': method({ params: { snapshot: string }, run: (ctx, p) => ctx.engine.getSnapshot(p.snapshot) }),
   'snapshot.delete': method({ params: { snapshot: string }, run: (ctx, p) => ctx.engine.deleteSnapshot(p.snapshot) }),
 
   rollback: method({
-    params: { disk: string, snapshot: string, wait },
-    run: (ctx, p) => settle(ctx, ctx.engine.startRollback(p.disk, p.snapshot), p.wait),
+    params: { disk: string, snapshot: string, force: optional(boolean), wait },
+    run: (ctx, p) => settle(ctx, ctx.engine.startRollback(p.disk, p.snapshot, p.force === undefined ? {} : { force: p.force }), p.wait),
   }),
   clone: method({
     params: { snapshot: string, path: absolutePath, format, wait },
@@ -123,6 +131,10 @@ export const METHODS: Readonly<Record<string, Method>> = {
   'store.stats': method({ params: {}, run: (ctx) => ctx.engine.storeStats() }),
   'store.gc': method({ params: { wait }, run: (ctx, p) => settle(ctx, ctx.engine.startGc(), p.wait) }),
   'store.verify': method({ params: { wait }, run: (ctx, p) => settle(ctx, ctx.engine.startVerify(), p.wait) }),
+
+  ...offsiteMethods(method, settle),
+  ...modelMethods(method, settle),
+  ...exportMethods(method),
 
   'job.list': method({ params: {}, run: (ctx) => ctx.engine.listJobs() }),
   'job.show': method({ params: { job: string }, run: (ctx, p) => ctx.engine.getJob(p.job) }),

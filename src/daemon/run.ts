@@ -8,12 +8,14 @@
 import type { Logger } from 'pino';
 import { toBlocksnapError } from '../errors';
 import { Engine } from '../engine';
+import { Scheduler } from '../scheduler/scheduler';
 import { PACKAGE_VERSION } from './build-info';
 import { resolveConfig, type DaemonConfig, type DaemonFlags } from './config';
 import { DEFAULT_LIMITS } from './connection';
 import { createLogger } from './logger';
 import { DaemonServer } from './server';
 import { claimSocketPath, resolveGroup } from './socket-file';
+import { NbdServer } from '../nbd/server';
 
 /** How long closing the connections may take after the engine stopped. */
 const CONNECTION_CLOSE_TIMEOUT_MS = 5_000;
@@ -56,6 +58,10 @@ export async function runDaemon(flags: DaemonFlags): Promise<number> {
     };
     if (config.blockSize !== undefined) engineOptions.blockSize = config.blockSize;
     if (config.threads !== undefined) engineOptions.threads = config.threads;
+    const quota: { manual?: number; auto?: number } = {};
+    if (config.manualSnapshotQuota !== undefined) quota.manual = config.manualSnapshotQuota;
+    if (config.autoSnapshotQuota !== undefined) quota.auto = config.autoSnapshotQuota;
+    engineOptions.snapshotQuota = quota;
     engine = await Engine.open(engineOptions);
   } catch (err) {
     return startFailed(log, err, config);
@@ -75,6 +81,22 @@ export async function runDaemon(flags: DaemonFlags): Promise<number> {
     return startFailed(log, err, config);
   }
   log.info({ socket: config.socketPath, mode: config.socketMode.toString(8), group: config.socketGroup ?? null }, 'listening');
+  let nbd: NbdServer | null = null;
+  if (config.nbdSocket !== undefined) {
+    nbd = new NbdServer(engine.exports, { socketPath: config.nbdSocket, socketMode: config.socketMode, ...(gid !== undefined ? { socketGid: gid } : {}) },
+      log.child({ component: 'nbd' }));
+    try {
+      await nbd.listen();
+    } catch (err) {
+      server.stopAccepting();
+      await engine.close().catch((e: unknown) => log.error({ err: e }, 'closing the engine failed'));
+      return startFailed(log, err, config);
+    }
+    engine.exports.setEndpoint(config.nbdSocket);
+    log.info({ nbdSocket: config.nbdSocket }, 'serving NBD');
+  }
+  const scheduler = new Scheduler(engine.policies, { log: log.child({ component: 'scheduler' }) });
+  scheduler.start();
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -86,15 +108,17 @@ export async function runDaemon(flags: DaemonFlags): Promise<number> {
       }
       stopping = true;
       log.info({ signal }, 'shutting down');
-      void stop(engine, server, log).then(resolve);
+      void scheduler.stop().then(() => stop(engine, server, nbd, log)).then(resolve);
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
   });
 }
 
-async function stop(engine: Engine, server: DaemonServer, log: Logger): Promise<number> {
+async function stop(engine: Engine, server: DaemonServer, nbd: NbdServer | null, log: Logger): Promise<number> {
   server.stopAccepting();
+  // NBD clients are dropped first: their exports pin snapshots the engine is about to close over.
+  await nbd?.close();
   let status: number = DAEMON_EXIT.ok;
   try {
     await engine.close();

@@ -8,7 +8,7 @@
  * clone is reading (pins), the store lock, and whether a sweep of freed blocks is due.
  */
 import { EventEmitter } from 'node:events';
-import { openSync, readSync, closeSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import { Catalog } from '../catalog/catalog';
@@ -16,12 +16,24 @@ import type { DiskRecord, SnapshotRecord } from '../catalog/records';
 import { commitDelta, distinctBlocks, readView, removeFromChain, uniqueBytes, viewDigests } from '../catalog/block-map';
 import { BlockStore } from '../store/block-store';
 import { DEFAULT_BLOCK_SIZE, isValidBlockSize } from '../store/format';
-import { applyImage, scanImage, verifyBlocks, lockDataDir, type DataDirLock } from '../native';
+import { scanImage, verifyBlocks, lockDataDir, type DataDirLock } from '../native';
+import { checkNotInUse, checkQcow2RollbackFor, consistencyNow, detectFormat, inspectImage } from './image-access';
+import { changedSince, stampImage } from './image-stamp';
+import { cloneImage, rollbackImage } from './image-writes';
 import { newId, looksLikeId } from './ids';
 import { DiskLocks, StoreLock } from './locks';
 import { JobRunner, type JobControl } from './jobs';
 import { defaultSnapshotName, nameFromPath, uniqueName, validateManualSnapshotName, validateName } from './names';
 import { resolveExistingImage, resolveNewFile, resolveRoots } from './paths';
+import { ModelCatalog } from '../catalog/model-records';
+import { Policies } from './policies';
+import { SnapshotGroups } from './groups';
+import { quotaEvictions, resolveQuota, type SnapshotQuota } from './quotas';
+import { removeSnapshot } from './remove-snapshot';
+import { snapshotProgress } from './progress';
+import { withTags, withoutTags } from './tags';
+import { Offsite } from './offsite';
+import { Exports } from './exports';
 import type {
   ChainSummary, CloneResult, Disk, GcResult, ImageFormat, Job, RollbackResult, Snapshot, SnapshotCreateOptions,
   StoreStats, VerifyResult,
@@ -42,10 +54,13 @@ export interface EngineOptions {
   blockSize?: number;
   /** Native worker threads per job (default: all cores). */
   threads?: number;
+  /** Snapshots per disk and type (default 256 manual, 256 automatic). */
+  snapshotQuota?: Partial<SnapshotQuota>;
+  /** The time snapshots and policies are stamped with (tests move it; default: the system clock). */
+  now?: () => Date;
   logger?: EngineLogger;
 }
 
-const QCOW2_MAGIC = Buffer.from([0x51, 0x46, 0x49, 0xfb]);
 const DESCRIPTION_MAX = 1024;
 
 const silent: EngineLogger = { debug() {}, info() {}, warn() {}, error() {} };
@@ -57,6 +72,15 @@ export class Engine extends EventEmitter {
   private readonly jobs: JobRunner;
   private sweeping: Promise<void> | null = null;
   private closing = false;
+  private quota: SnapshotQuota = resolveQuota(undefined);
+  private clock: () => Date = () => new Date();
+  /** Automatic snapshot policies and snapshot groups (policies.ts, groups.ts). */
+  readonly policies: Policies;
+  readonly groups: SnapshotGroups;
+  /** Replication to S3-compatible remotes and host-to-host streams (offsite.ts). */
+  readonly offsite: Offsite;
+  /** NBD exports of snapshots (exports.ts); the daemon's NBD server serves them. */
+  readonly exports: Exports;
 
   private constructor(
     readonly dataDir: string,
@@ -69,6 +93,33 @@ export class Engine extends EventEmitter {
   ) {
     super();
     this.jobs = new JobRunner(catalog, this);
+    const internals = {
+      catalog, model: new ModelCatalog(catalog), diskLocks: this.diskLocks, log,
+      quota: () => this.quota, now: () => this.clock(), isPinned: (id: string) => this.pins.has(id), afterDelete: () => this.scheduleSweep(),
+    };
+    this.policies = new Policies(this, internals);
+    this.groups = new SnapshotGroups(this, internals);
+    this.offsite = new Offsite({
+      catalog, store, storeLock: this.storeLock, diskLocks: this.diskLocks, jobs: this.jobs, imageRoots, log,
+      assertOpen: () => this.assertOpen(), resolveDisk: (r) => this.resolveDisk(r), resolveSnapshot: (r, d) => this.resolveSnapshot(r, d),
+      publicSnapshot: (s) => this.publicSnapshot(s), pin: (id) => this.pinSnapshot(id),
+    });
+    this.exports = new Exports({
+      catalog, storeDir: store.dir, blockSize: catalog.blockSize, log,
+      assertOpen: () => this.assertOpen(), resolveSnapshot: (r) => this.resolveSnapshot(r), pin: (id) => this.pinSnapshot(id),
+    });
+  }
+
+  /** Keeps a snapshot from being deleted while a job reads it; returns the (idempotent) unpin. */
+  private pinSnapshot(id: string): () => void {
+    this.pins.set(id, (this.pins.get(id) ?? 0) + 1);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      const n = (this.pins.get(id) ?? 1) - 1;
+      if (n <= 0) this.pins.delete(id); else this.pins.set(id, n);
+    };
   }
 
   static async open(o: EngineOptions): Promise<Engine> {
@@ -83,7 +134,11 @@ export class Engine extends EventEmitter {
       catalog = Catalog.open(dataDir, blockSize);
       const store = new BlockStore(dataDir);
       const engine = new Engine(dataDir, roots, catalog, store, lock, o.threads, o.logger ?? silent);
+      engine.quota = resolveQuota(o.snapshotQuota);
+      if (o.now) engine.clock = o.now;
       await engine.recover();
+      const groups = engine.groups.recover();
+      if (groups.length > 0) engine.log.warn({ groups }, 'groups left half made by an unclean stop are now error; their members were removed');
       return engine;
     } catch (err) {
       if (catalog) await catalog.close();
@@ -120,6 +175,7 @@ export class Engine extends EventEmitter {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    this.exports.stopAll();
     await this.jobs.shutdown();
     if (this.sweeping) await this.sweeping;
     await this.catalog.close();
@@ -138,11 +194,8 @@ export class Engine extends EventEmitter {
     if (p.format !== undefined && p.format !== 'raw' && p.format !== 'qcow2') {
       throw new BlocksnapError('InvalidArgument', `format must be "raw" or "qcow2", not ${JSON.stringify(p.format)}`);
     }
-    const detected = detectFormat(path);
-    const format = p.format ?? detected;
-    if (format === 'qcow2') {
-      throw new BlocksnapError('UnsupportedFormat', `${p.path} is a qcow2 image; this build snapshots raw images only (register a qcow2 file with --format raw to snapshot its container file as is)`);
-    }
+    const format = p.format ?? detectFormat(path);
+    const facts = inspectImage(path, format, this.imageRoots);
     if (this.catalog.allDisks().some((d) => d.path === path)) {
       throw new BlocksnapError('DiskAlreadyRegistered', `${path} is already registered`, { path });
     }
@@ -155,7 +208,7 @@ export class Engine extends EventEmitter {
       name = uniqueName(nameFromPath(basename(path)), taken);
     }
     const rec: DiskRecord = {
-      id: newId('d'), name, path, format, sizeBytes: statSync(path).size, createdAt: new Date().toISOString(),
+      id: newId('d'), name, path, format, sizeBytes: facts.sizeBytes, createdAt: new Date().toISOString(),
       headSnapshotId: null, pendingRollback: null,
     };
     this.catalog.txn(() => this.catalog.putDisk(rec));
@@ -179,7 +232,9 @@ export class Engine extends EventEmitter {
       throw new BlocksnapError('DiskHasSnapshots', `disk ${disk.name} has ${snaps.length} snapshot(s); delete them first or ask to delete them with the disk`);
     }
     const pinned = snaps.find((s) => this.pins.has(s.id));
-    if (pinned) throw new BlocksnapError('SnapshotBusy', `snapshot ${pinned.id} of disk ${disk.name} is being cloned`);
+    if (pinned) throw new BlocksnapError('SnapshotBusy', `snapshot ${pinned.id} of disk ${disk.name} is being cloned or exported`);
+    const member = snaps.find((s) => s.groupId);
+    if (member) throw snapshotInGroup(member);
     const release = this.diskLocks.acquire(disk.id, `remove:${disk.id}`);
     try {
       const before = this.publicDisk(disk);
@@ -203,8 +258,9 @@ export class Engine extends EventEmitter {
   startSnapshot(diskRef: string, o: SnapshotCreateOptions = {}): Job {
     this.assertOpen();
     const disk = this.resolveDisk(diskRef);
-    if (disk.pendingRollback) throw rollbackIncomplete(disk);
-    const now = new Date();
+    // A running rollback keeps its journal set too: then the disk is busy (below), not left unfinished.
+    if (disk.pendingRollback && this.diskLocks.holder(disk.id) === undefined) throw rollbackIncomplete(disk);
+    const now = this.clock();
     const taken = (n: string): boolean => this.catalog.snapshotsOfDisk(disk.id).some((s) => s.name === n);
     let name: string;
     if (o.name !== undefined) {
@@ -217,17 +273,28 @@ export class Engine extends EventEmitter {
     if (typeof description !== 'string' || description.length > DESCRIPTION_MAX) {
       throw new BlocksnapError('InvalidArgument', `description must be a string of at most ${DESCRIPTION_MAX} characters`);
     }
+    const tags = withTags({}, o.tags ?? {});
+    const type = o.type ?? 'manual';
     const jobId = newId('j');
     const release = this.diskLocks.acquire(disk.id, jobId);
     let snap: SnapshotRecord;
     try {
       snap = {
-        id: newId('s'), diskId: disk.id, name, description, status: 'creating', type: o.type ?? 'manual',
+        id: newId('s'), diskId: disk.id, name, description, status: 'creating', type,
         parentId: disk.headSnapshotId, createdAt: now.toISOString(), completedAt: null,
         sizeBytes: 0, blockSize: this.blockSize, blockCount: 0, logicalBytes: 0, changedBlocks: 0, newBytes: 0,
-        error: null, jobId,
+        error: null, jobId, tags, groupId: o.groupId ?? null,
       };
-      this.catalog.txn(() => this.catalog.putSnapshot(snap));
+      // Over quota, a manual snapshot is refused and an automatic one first deletes the oldest automatic ones.
+      const evict = quotaEvictions(disk.name, this.catalog.snapshotsOfDisk(disk.id), type, this.quota,
+        (s) => !this.pins.has(s.id) && disk.pendingRollback?.snapshotId !== s.id);
+      this.catalog.txn(() => {
+        // Re-read each: removing one re-parents its children. The head may step back past an evicted one.
+        for (const s of evict) removeSnapshot(this.catalog, this.catalog.getSnapshot(s.id)!);
+        if (evict.length > 0) snap = { ...snap, parentId: this.catalog.getDisk(disk.id)!.headSnapshotId };
+        this.catalog.putSnapshot(snap);
+      });
+      if (evict.length > 0) this.log.info({ diskId: disk.id, evicted: evict.map((s) => s.id) }, 'automatic snapshot quota: deleted the oldest');
     } catch (err) {
       release();
       throw err;
@@ -245,10 +312,14 @@ export class Engine extends EventEmitter {
     const releaseStore = await this.storeLock.acquireShared();
     try {
       const path = this.revalidateDiskPath(disk);
+      inspectImage(path, disk.format, this.imageRoots);
+      // A VM writing during the scan makes the snapshot crash-consistent; asked before and after.
+      const before = consistencyNow(path);
+      const stamp = stampImage(path);
       const parent = snap.parentId ? this.catalog.getSnapshot(snap.parentId) : undefined;
       const parentView = parent ? readView(this.catalog, parent) : null;
       const scan = await scanImage({
-        imagePath: path, storeDir: this.store.dir, blockSize: this.blockSize,
+        imagePath: path, format: disk.format, storeDir: this.store.dir, blockSize: this.blockSize,
         ...(parentView ? { parentDigests: parentView } : {}),
         ...(this.threads ? { threads: this.threads } : {}),
         onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
@@ -256,7 +327,8 @@ export class Engine extends EventEmitter {
       const done = this.catalog.txn(() => {
         const cur = this.catalog.getSnapshot(snap.id);
         if (cur?.status !== 'creating') throw new BlocksnapError('Internal', `snapshot ${snap.id} changed state during its job`);
-        const sized: SnapshotRecord = { ...cur, sizeBytes: scan.sizeBytes, blockCount: scan.blockCount };
+        const consistency = before === 'crash' || changedSince(path, stamp) ? 'crash' : consistencyNow(path);
+        const sized: SnapshotRecord = { ...cur, sizeBytes: scan.sizeBytes, blockCount: scan.blockCount, consistency };
         const stats = commitDelta(this.catalog, sized, scan.digests, parentView);
         const available: SnapshotRecord = { ...sized, ...stats, status: 'available', completedAt: new Date().toISOString() };
         this.catalog.putSnapshot(available);
@@ -302,10 +374,34 @@ export class Engine extends EventEmitter {
     return this.publicSnapshot(this.resolveSnapshot(ref));
   }
 
+  /** Sets tags (key=value; an existing key takes the new value). */
+  tagSnapshot(ref: string, tags: Record<string, string>): Snapshot {
+    return this.retag(ref, (cur) => withTags(cur, tags));
+  }
+
+  /** Removes tags by key; a key the snapshot does not have is ignored. */
+  untagSnapshot(ref: string, keys: string[]): Snapshot {
+    return this.retag(ref, (cur) => withoutTags(cur, keys));
+  }
+
+  private retag(ref: string, change: (cur: Record<string, string>) => Record<string, string>): Snapshot {
+    this.assertOpen();
+    const id = this.resolveSnapshot(ref).id;
+    const next = this.catalog.txn(() => {
+      const cur = this.catalog.getSnapshot(id);
+      if (!cur) throw new BlocksnapError('SnapshotNotFound', `no snapshot ${JSON.stringify(ref)}`);
+      const rec = { ...cur, tags: change(cur.tags ?? {}) };
+      this.catalog.putSnapshot(rec);
+      return rec;
+    });
+    return this.publicSnapshot(next);
+  }
+
   async deleteSnapshot(ref: string): Promise<Snapshot> {
     this.assertOpen();
     const snap = this.resolveSnapshot(ref);
-    if (this.pins.has(snap.id)) throw new BlocksnapError('SnapshotBusy', `snapshot ${snap.id} is being cloned; delete it when the clone has finished`);
+    if (snap.groupId) throw snapshotInGroup(snap);
+    if (this.pins.has(snap.id)) throw new BlocksnapError('SnapshotBusy', `snapshot ${snap.id} is in use (${this.exports.ofSnapshot(snap.id).length > 0 ? `exported as ${this.exports.ofSnapshot(snap.id).join(', ')}` : 'being cloned'}); delete it when that has finished`);
     const release = this.diskLocks.acquire(snap.diskId, `delete:${snap.id}`);
     try {
       const disk = this.catalog.getDisk(snap.diskId)!;
@@ -313,12 +409,7 @@ export class Engine extends EventEmitter {
         throw new BlocksnapError('SnapshotBusy', `snapshot ${snap.id} is the target of an interrupted rollback of disk ${disk.name}; rerun the rollback first`);
       }
       const before = this.publicSnapshot(snap);
-      const freed = this.catalog.txn(() => {
-        const f = removeFromChain(this.catalog, snap);
-        const d = this.catalog.getDisk(snap.diskId)!;
-        if (d.headSnapshotId === snap.id) this.catalog.putDisk({ ...d, headSnapshotId: snap.parentId });
-        return f;
-      });
+      const freed = this.catalog.txn(() => removeSnapshot(this.catalog, snap));
       this.log.info({ snapshotId: snap.id, freedBlocks: freed.length }, 'snapshot deleted');
       this.scheduleSweep();
       return before;
@@ -329,7 +420,8 @@ export class Engine extends EventEmitter {
 
   // ---------------------------------------------------------------- rollback and clone
 
-  startRollback(diskRef: string, snapRef: string): Job {
+  /** `force` rolls back even while a QEMU process holds the image (DiskInUse otherwise). */
+  startRollback(diskRef: string, snapRef: string, o: { force?: boolean } = {}): Job {
     this.assertOpen();
     const disk = this.resolveDisk(diskRef);
     const snap = this.resolveSnapshot(snapRef, disk.id);
@@ -338,7 +430,18 @@ export class Engine extends EventEmitter {
     }
     requireAvailable(snap);
     const jobId = newId('j');
+    // The disk lock first: a job of this daemon on the disk holds image locks of its own, which
+    // the in-use probe would report as a QEMU process (DiskInUse) instead of DiskBusy.
     const release = this.diskLocks.acquire(disk.id, jobId);
+    try {
+      const path = this.revalidateDiskPath(disk);
+      if (disk.format === 'qcow2') checkQcow2RollbackFor(path);
+      const inUse = checkNotInUse(path, o.force === true);
+      if (inUse) this.log.warn({ diskId: disk.id, holder: inUse }, 'rolling back an image in use (forced)');
+    } catch (err) {
+      release();
+      throw err;
+    }
     return this.jobs.start(jobId, 'rollback', { diskId: disk.id, snapshotId: snap.id, target: null }, async (ctl) => {
       try {
         return await this.runRollback(disk, snap, ctl);
@@ -360,10 +463,9 @@ export class Engine extends EventEmitter {
       const d = this.catalog.getDisk(disk.id)!;
       this.catalog.putDisk({ ...d, pendingRollback: { snapshotId: snap.id, startedAt: new Date().toISOString(), jobId: ctl.job.id } });
     });
-    const r = await applyImage({
-      imagePath: path, storeDir: this.store.dir, blockSize: this.blockSize, sizeBytes: snap.sizeBytes,
-      digests: view, mode: 'update', ...(this.threads ? { threads: this.threads } : {}),
-      onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
+    const r = await rollbackImage(path, disk.format, {
+      storeDir: this.store.dir, blockSize: this.blockSize, sizeBytes: snap.sizeBytes, digests: view,
+      ...(this.threads ? { threads: this.threads } : {}), onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
     });
     this.catalog.txn(() => {
       const d = this.catalog.getDisk(disk.id)!;
@@ -378,9 +480,8 @@ export class Engine extends EventEmitter {
     const snap = this.resolveSnapshot(snapRef);
     requireAvailable(snap);
     const format = o.format ?? 'raw';
-    if (format !== 'raw') {
-      throw new BlocksnapError(format === 'qcow2' ? 'UnsupportedFormat' : 'InvalidArgument',
-        format === 'qcow2' ? 'this build clones to raw images only' : `format must be "raw" or "qcow2", not ${JSON.stringify(format)}`);
+    if (format !== 'raw' && format !== 'qcow2') {
+      throw new BlocksnapError('InvalidArgument', `format must be "raw" or "qcow2", not ${JSON.stringify(format)}`);
     }
     const target = resolveNewFile(path, this.imageRoots);
     this.pins.set(snap.id, (this.pins.get(snap.id) ?? 0) + 1);
@@ -392,12 +493,11 @@ export class Engine extends EventEmitter {
       return this.jobs.start(newId('j'), 'clone', { diskId: snap.diskId, snapshotId: snap.id, target }, async (ctl): Promise<CloneResult> => {
         try {
           const view = readView(this.catalog, snap);
-          const r = await applyImage({
-            imagePath: target, storeDir: this.store.dir, blockSize: this.blockSize, sizeBytes: snap.sizeBytes,
-            digests: view, mode: 'create', ...(this.threads ? { threads: this.threads } : {}),
-            onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
+          const r = await cloneImage(target, format, {
+            storeDir: this.store.dir, blockSize: this.blockSize, sizeBytes: snap.sizeBytes, digests: view,
+            ...(this.threads ? { threads: this.threads } : {}), onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
           });
-          return { path: target, sizeBytes: snap.sizeBytes, format: 'raw', snapshotId: snap.id, bytesWritten: r.bytesWritten };
+          return { path: target, sizeBytes: r.sizeBytes, format, snapshotId: snap.id, bytesWritten: r.bytesWritten };
         } finally {
           unpin();
         }
@@ -585,7 +685,11 @@ export class Engine extends EventEmitter {
 
   private publicSnapshot(s: SnapshotRecord): Snapshot {
     const { jobId: _jobId, ...rest } = s;
-    return { ...rest, uniqueBytes: uniqueBytes(this.catalog, s) };
+    const job = s.status === 'creating' && s.jobId ? this.jobs.ifRunning(s.jobId) : undefined;
+    return {
+      ...rest, tags: s.tags ?? {}, groupId: s.groupId ?? null, consistency: s.consistency ?? null, uniqueBytes: uniqueBytes(this.catalog, s),
+      progress: job ? snapshotProgress(job) : null,
+    };
   }
 }
 
@@ -595,22 +699,15 @@ function requireAvailable(s: SnapshotRecord): void {
   }
 }
 
+function snapshotInGroup(s: SnapshotRecord): BlocksnapError {
+  return new BlocksnapError('SnapshotInGroup', `snapshot ${s.id} belongs to group ${s.groupId}; delete the group instead`, { snapshotId: s.id, groupId: s.groupId });
+}
+
 function rollbackIncomplete(d: DiskRecord): BlocksnapError {
   const p = d.pendingRollback!;
   return new BlocksnapError('RollbackIncomplete',
     `a rollback of disk ${d.name} to ${p.snapshotId} (job ${p.jobId}) did not finish; run the rollback again to complete it`,
     { diskId: d.id, snapshotId: p.snapshotId });
-}
-
-function detectFormat(path: string): ImageFormat {
-  const fd = openSync(path, 'r');
-  try {
-    const head = Buffer.alloc(4);
-    const n = readSync(fd, head, 0, 4, 0);
-    return n === 4 && head.equals(QCOW2_MAGIC) ? 'qcow2' : 'raw';
-  } finally {
-    closeSync(fd);
-  }
 }
 
 function fileSizeOrZero(p: string): number {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 
-export type IdPrefix = 'd' | 's' | 'j';
+/** d disk, s snapshot, j job, p policy, g group. */
+export type IdPrefix = 'd' | 's' | 'j' | 'p' | 'g';
 
 /** Ids are prefix + 16 hex chars of randomness: unique without a counter in the catalog. */
 export function newId(prefix: IdPrefix): string {

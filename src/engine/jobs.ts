@@ -45,7 +45,7 @@ export class JobRunner {
   start(id: string, kind: JobKind, refs: Pick<Job, 'diskId' | 'snapshotId' | 'target'>, run: (ctl: JobControl) => Promise<unknown>): Job {
     const job: Job = {
       id, kind, state: 'running', ...refs, doneBytes: 0, totalBytes: 0,
-      progressUnit: kind === 'verify' || kind === 'gc' ? 'blocks' : 'bytes',
+      progressUnit: kind === 'verify' || kind === 'gc' || kind === 'remote-gc' ? 'blocks' : 'bytes',
       startedAt: new Date().toISOString(), finishedAt: null, result: null, error: null,
     };
     this.catalog.txn(() => this.catalog.putJob(job));
@@ -108,6 +108,12 @@ export class JobRunner {
   }
 
   runningCount(): number { return this.running.size; }
+
+  /** The job while it runs (live progress), else undefined; never reads the catalog. */
+  ifRunning(id: string): Job | undefined {
+    const r = this.running.get(id);
+    return r ? { ...r.job } : undefined;
+  }
 
   /** Cancels every running job and waits until each has stopped at a safe point. */
   async shutdown(): Promise<void> {

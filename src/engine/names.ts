@@ -4,12 +4,12 @@ export const NAME_MAX = 128;
 const NAME_RE = /^[A-Za-z0-9._-]+$/;
 
 /** Disk and snapshot names: 1-128 chars of [A-Za-z0-9._-], not starting with '-' (it would read as an option). */
-export function validateName(kind: 'disk' | 'snapshot', name: unknown): string {
+export function validateName(kind: 'disk' | 'snapshot' | 'policy' | 'group', name: unknown): string {
   if (typeof name !== 'string' || name.length === 0 || name.length > NAME_MAX || !NAME_RE.test(name) || name.startsWith('-')) {
     throw new BlocksnapError('InvalidName',
       `invalid ${kind} name ${JSON.stringify(name)}: use 1-${NAME_MAX} characters of A-Z a-z 0-9 . _ - (not starting with -)`);
   }
-  if (/^[dsj]-[0-9a-f]{16}$/.test(name)) {
+  if (/^[dsjpg]-[0-9a-f]{16}$/.test(name)) {
     throw new BlocksnapError('InvalidName', `invalid ${kind} name ${JSON.stringify(name)}: it has the form of an id`);
   }
   return name;
@@ -36,7 +36,7 @@ export function uniqueName(base: string, taken: (n: string) => boolean): string 
 /** Default disk name from a file name: unsafe characters become '_'. */
 export function nameFromPath(file: string): string {
   let n = file.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[-.]+/, '');
-  if (/^[dsj]-[0-9a-f]{16}$/.test(n)) n = `disk-${n}`;
+  if (/^[dsjpg]-[0-9a-f]{16}$/.test(n)) n = `disk-${n}`;
   return (n || 'disk').slice(0, NAME_MAX - 8);
 }
 

@@ -6,6 +6,9 @@
 export type ImageFormat = 'raw' | 'qcow2';
 export type SnapshotStatus = 'creating' | 'available' | 'error';
 export type SnapshotType = 'manual' | 'auto';
+/** offline: no QEMU process held write permission on the image during the scan; crash: one did,
+ * so the snapshot is what a power cut would have left (crash-consistent). */
+export type SnapshotConsistency = 'crash' | 'offline';
 
 export interface Disk {
   id: string;                 // d-<16 hex>
@@ -38,9 +41,23 @@ export interface Snapshot {
   newBytes: number;           // bytes this snapshot added to the store (blocks no snapshot held before)
   uniqueBytes: number;        // bytes only this snapshot references: freed by deleting it
   error: { code: string; message: string } | null;
+  /** null for snapshots recorded before this field existed. */
+  consistency: SnapshotConsistency | null;
+  tags: Record<string, string>;
+  groupId: string | null;     // g-<16 hex> when taken as a member of a snapshot group
+  /** Live progress of the scan while status is `creating`, else null. */
+  progress: SnapshotProgress | null;
 }
 
-export type JobKind = 'snapshot' | 'rollback' | 'clone' | 'verify' | 'gc';
+export interface SnapshotProgress {
+  doneBytes: number;
+  totalBytes: number;
+  percent: number;            // 0-100, one decimal
+  bytesPerSecond: number;     // average since the scan started
+}
+
+export type JobKind = 'snapshot' | 'rollback' | 'clone' | 'verify' | 'gc'
+  | 'replicate' | 'restore' | 'import' | 'remote-gc' | 'export'; // off-host copies (offsite-types.ts)
 export type JobState = 'running' | 'succeeded' | 'failed' | 'cancelled' | 'interrupted';
 
 export interface Job {
@@ -91,7 +108,14 @@ export interface RollbackResult {
   blocksWritten: number; bytesWritten: number; holesPunched: number; blocksUnchanged: number;
 }
 
-export interface SnapshotCreateOptions { name?: string; description?: string; type?: SnapshotType; }
+export interface SnapshotCreateOptions {
+  name?: string;
+  description?: string;
+  type?: SnapshotType;
+  tags?: Record<string, string>;
+  /** Set by snapshot groups for their members; such a snapshot is deleted only with its group. */
+  groupId?: string;
+}
 
 export interface JobEvents {
   /** Progress of a running job; called at most every ~250 ms. */

@@ -18,8 +18,10 @@ import { BlocksnapError, isErrorCode } from '../errors';
 import { DIGEST_SIZE, isValidBlockSize } from '../store/format';
 
 export interface ScanOptions {
-  /** A regular file (raw image). */
+  /** A regular file: a raw image, or a qcow2 image read through its tables and backing chain. */
   imagePath: string;
+  /** How to read imagePath; default 'raw'. */
+  format?: 'raw' | 'qcow2';
   /** `<data-dir>/blocks`; must exist. Fanout directories and `tmp/` are created on demand. */
   storeDir: string;
   /** Power of two, 64 KiB..64 MiB (isValidBlockSize). */
@@ -118,6 +120,10 @@ interface NativeAddon {
   verifyBlocks(o: object): NativeJob<VerifyResult>;
   hashBuffer(data: Buffer): Buffer;
   lockFile(path: string): { release(): void };
+  writeQcow2(o: object): NativeJob<Qcow2WriteResult>;
+  qcow2Info(path: string): Qcow2Info;
+  probeImageLocks(path: string): ImageLocks;
+  holdImageLocks(path: string): { release(): void };
 }
 
 // src/native/ and dist/native/ are both two levels below the package root.
@@ -150,9 +156,11 @@ export async function scanImage(o: ScanOptions): Promise<ScanResult> {
   if (o.writeBlocks !== undefined && typeof o.writeBlocks !== 'boolean') {
     invalid('writeBlocks', 'a boolean', o.writeBlocks);
   }
+  if (o.format !== undefined && o.format !== 'raw' && o.format !== 'qcow2') invalid('format', "'raw' or 'qcow2'", o.format);
   return runJob(o, (onProgress) =>
     nativeAddon().scanImage({
       imagePath: o.imagePath,
+      format: o.format,
       storeDir: o.storeDir,
       blockSize: o.blockSize,
       parentDigests: o.parentDigests,
@@ -207,6 +215,125 @@ export async function verifyBlocks(o: VerifyOptions): Promise<VerifyResult> {
 export function hashBuffer(data: Buffer): Buffer {
   if (!(data instanceof Uint8Array)) invalid('data', 'a Buffer', data);
   return nativeAddon().hashBuffer(data);
+}
+
+export interface Qcow2WriteOptions {
+  /** The file to create (0600, O_EXCL, never through a symlink); removed again if the write fails. */
+  imagePath: string;
+  storeDir: string;
+  blockSize: number;
+  /** Virtual size; the image gets it rounded up to 512 bytes (QEMU counts sectors). */
+  sizeBytes: number;
+  /** Content, ceil(sizeBytes / blockSize) × 32 bytes; ZERO blocks allocate nothing. */
+  digests: Buffer;
+  /** log2 of the cluster size, 9..21; default 16 (64 KiB). */
+  clusterBits?: number;
+  /** qcow2 version (compat 0.10 = 2, 1.1 = 3); default 3. */
+  version?: 2 | 3;
+  /** Backing file name as it should be stored (relative names stay relative), with its format. */
+  backing?: { file: string; format: 'raw' | 'qcow2' };
+  /**
+   * Rollback: once imagePath is complete and durable it is renamed over this file. Both carry
+   * QEMU's image locks meanwhile; the new file takes this file's owner, group and mode.
+   */
+  replace?: string;
+  /** Threads reading and verifying store blocks; default one per core. */
+  threads?: number;
+  onProgress?: (doneBytes: number, totalBytes: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface Qcow2WriteResult {
+  sizeBytes: number;
+  blocksWritten: number;
+  bytesWritten: number;
+  /** Size of the resulting file. */
+  fileBytes: number;
+}
+
+/** Writes a fresh qcow2 image holding `digests` (verified store blocks); see native/formats/qcow2_writer.h. */
+export async function writeQcow2(o: Qcow2WriteOptions): Promise<Qcow2WriteResult> {
+  requireObject(o, 'options');
+  requirePath(o.imagePath, 'imagePath');
+  requirePath(o.storeDir, 'storeDir');
+  requireBlockSize(o.blockSize);
+  if (!Number.isSafeInteger(o.sizeBytes) || o.sizeBytes < 0) invalid('sizeBytes', 'a non-negative safe integer', o.sizeBytes);
+  requireDigestList(o.digests, 'digests');
+  const expected = Math.ceil(o.sizeBytes / o.blockSize) * DIGEST_SIZE;
+  if (o.digests.length !== expected) invalid('digests', `ceil(sizeBytes / blockSize) * ${DIGEST_SIZE} = ${expected} bytes long`, o.digests);
+  if (o.clusterBits !== undefined && (!Number.isInteger(o.clusterBits) || o.clusterBits < 9 || o.clusterBits > 21)) {
+    invalid('clusterBits', 'an integer from 9 to 21', o.clusterBits);
+  }
+  if (o.version !== undefined && o.version !== 2 && o.version !== 3) invalid('version', '2 or 3', o.version);
+  if (o.backing !== undefined) {
+    requireObject(o.backing, 'backing');
+    requirePath(o.backing.file, 'backing.file');
+    if (o.backing.format !== 'raw' && o.backing.format !== 'qcow2') invalid('backing.format', "'raw' or 'qcow2'", o.backing.format);
+  }
+  if (o.replace !== undefined) requirePath(o.replace, 'replace');
+  return runJob(o, (onProgress) =>
+    nativeAddon().writeQcow2({
+      imagePath: o.imagePath, storeDir: o.storeDir, blockSize: o.blockSize, sizeBytes: o.sizeBytes, digests: o.digests,
+      clusterBits: o.clusterBits, version: o.version, backingFile: o.backing?.file, backingFormat: o.backing?.format,
+      replace: o.replace, threads: o.threads, onProgress,
+    }),
+    () => o.sizeBytes,
+  );
+}
+
+export interface Qcow2Info {
+  version: 2 | 3;
+  clusterBits: number;
+  /** Virtual size. */
+  sizeBytes: number;
+  /** Internal snapshots in the file (`qemu-img snapshot -l`). */
+  internalSnapshots: number;
+  extendedL2: boolean;
+  /** Not closed cleanly (lazy refcounts); reading is still exact. */
+  dirty: boolean;
+  compressionType: 'zlib' | 'zstd';
+  /** The backing file name as stored, or null. */
+  backingFile: string | null;
+  backingFormat: 'raw' | 'qcow2' | null;
+  /** The image, then each backing file as opened (relative names resolved). */
+  chain: Array<{ path: string; format: 'raw' | 'qcow2' }>;
+}
+
+/**
+ * Validates a qcow2 image's header and its whole backing chain (synchronously: a few small
+ * reads). Fails with NotAnImage, ImageCorrupt or UnsupportedFormat naming what is wrong.
+ */
+export function qcow2Info(path: string): Qcow2Info {
+  requirePath(path, 'path');
+  try {
+    return nativeAddon().qcow2Info(path);
+  } catch (err) {
+    throw fromNative(err);
+  }
+}
+
+/** QEMU permissions other open files hold on an image (bytes 100+) and refuse to share (bytes 200+). */
+export interface ImageLocks { held: string[]; notShared: string[] }
+
+/** Which QEMU image locks others hold on `path`; see native/io/qemu_lock.h. */
+export function probeImageLocks(path: string): ImageLocks {
+  requirePath(path, 'path');
+  try {
+    return nativeAddon().probeImageLocks(path);
+  } catch (err) {
+    throw fromNative(err);
+  }
+}
+
+/** Holds QEMU's locks for every permission on `path` until release(), so QEMU refuses to open it. */
+export function holdImageLocks(path: string): { release(): void } {
+  requirePath(path, 'path');
+  try {
+    const h = nativeAddon().holdImageLocks(path);
+    return { release: () => h.release() };
+  } catch (err) {
+    throw fromNative(err);
+  }
 }
 
 /** The exclusive lock on a data directory; see lockDataDir. */
@@ -299,7 +426,8 @@ async function runJob<T>(
 
 const DETAIL_KEYS = ['errno', 'syscall', 'path', 'blockIndex', 'digest'] as const;
 
-function fromNative(err: unknown): BlocksnapError {
+/** A native failure as a BlocksnapError with the code and details the addon attached. */
+export function fromNative(err: unknown): BlocksnapError {
   if (err instanceof BlocksnapError) return err;
   if (!(err instanceof Error)) return new BlocksnapError('Internal', String(err));
   const native = err as Error & Record<string, unknown>;

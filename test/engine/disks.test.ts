@@ -27,11 +27,14 @@ t.test('bad paths are refused with their codes', async (t) => {
   await t.rejects(engine.addDisk({ path: 'relative.raw' }), { code: 'InvalidArgument' });
 });
 
-t.test('qcow2 images are recognised and refused as unsupported', async (t) => {
+t.test('a file with the qcow2 magic is read as qcow2: a bad header is refused, a future version unsupported', async (t) => {
   const { engine, images } = await openEngine(t);
   const img = join(images, 'q.qcow2');
   writeFileSync(img, Buffer.concat([Buffer.from([0x51, 0x46, 0x49, 0xfb]), Buffer.alloc(508)]));
+  await t.rejects(engine.addDisk({ path: img }), { code: 'ImageCorrupt' });
+  writeFileSync(img, Buffer.concat([Buffer.from([0x51, 0x46, 0x49, 0xfb, 0, 0, 0, 4]), Buffer.alloc(504)]));
   await t.rejects(engine.addDisk({ path: img }), { code: 'UnsupportedFormat' });
+  t.match(await engine.addDisk({ path: img, format: 'raw' }), { format: 'raw', sizeBytes: 512 }, 'registered as raw when asked');
 });
 
 t.test('names are validated and unique', async (t) => {

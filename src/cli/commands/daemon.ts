@@ -22,11 +22,14 @@ export function registerDaemon(program: Command): void {
     .option('--data-dir <dir>', `catalog and block store (default: ${defaultDataDir()})`)
     .option('--socket <path>', `Unix socket to listen on (default: ${defaultSocketPath()})`)
     .option('--image-root <dir>', 'directory images may be registered in and cloned into; repeatable (default: the working directory)', collect)
+    .option('--nbd-socket <path>', 'also serve NBD exports on this Unix socket (same mode and group as --socket)')
     .option('--socket-group <group>', 'group that may use the socket (mode 0660)')
     .option('--socket-mode <mode>', 'octal mode of the socket file (default: 0660)')
     .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(LOG_LEVELS as unknown as string[]))
     .option('--max-frame-bytes <n>', 'largest request frame accepted (default: 1048576)', positiveInt)
     .option('--max-connections <n>', 'most clients at once (default: 1024)', positiveInt)
+    .option('--manual-snapshot-quota <n>', 'manual snapshots per disk (default: 256)', positiveInt)
+    .option('--auto-snapshot-quota <n>', 'automatic snapshots per disk; over it the oldest automatic one goes (default: 256)', positiveInt)
     .addHelpText('after', examples([
       'blocksnap daemon --data-dir /var/lib/blocksnap --image-root /var/lib/libvirt/images',
       'blocksnap daemon --config /etc/blocksnap.json --log-level debug',

@@ -3,6 +3,7 @@ import type { Snapshot } from '../../engine/types';
 import { validateManualSnapshotName } from '../../engine/names';
 import { clientOptions, examples, jobOptions, runJob, withClient, type ClientFlags, type JobFlags } from '../context';
 import { snapshotDetails, snapshotTable } from '../views';
+import { collect, parseTags } from '../arguments';
 
 export function registerSnapshot(program: Command): void {
   const snapshot = program.command('snapshot').description('create, list and delete snapshots');
@@ -33,10 +34,33 @@ export function registerSnapshot(program: Command): void {
   clientOptions(snapshot.command('list').argument('[disk]', 'only this disk (id or name)'))
     .alias('ls')
     .description('list snapshots, oldest first')
-    .addHelpText('after', examples(['blocksnap snapshot list', 'blocksnap snapshot list web1 --json']))
-    .action(async (disk: string | undefined, flags: ClientFlags) => {
+    .option('--tag <key=value>', 'only snapshots with this tag; repeatable (all must match)', collect)
+    .addHelpText('after', examples(['blocksnap snapshot list', 'blocksnap snapshot list web1 --json', 'blocksnap snapshot list --tag env=prod --tag keep=yes']))
+    .action(async (disk: string | undefined, flags: ClientFlags & { tag?: string[] }) => {
+      const params: Record<string, unknown> = {};
+      if (disk !== undefined) params.disk = disk;
+      if (flags.tag !== undefined) params.tags = parseTags(flags.tag);
       await withClient(flags, async (client, out) => {
-        out.result(await client.call<Snapshot[]>('snapshot.list', disk === undefined ? {} : { disk }), snapshotTable);
+        out.result(await client.call<Snapshot[]>('snapshot.list', params), snapshotTable);
+      });
+    });
+
+  clientOptions(snapshot.command('tag').argument('<snapshot>', 'snapshot id or name').argument('<tags...>', 'key=value pairs'))
+    .description('set tags on a snapshot (an existing key takes the new value)')
+    .addHelpText('after', examples(['blocksnap snapshot tag before-upgrade env=prod ticket=OPS-1234']))
+    .action(async (ref: string, pairs: string[], flags: ClientFlags) => {
+      const tags = parseTags(pairs);
+      await withClient(flags, async (client, out) => {
+        out.result(await client.call<Snapshot>('snapshot.tag', { snapshot: ref, tags }), snapshotDetails);
+      });
+    });
+
+  clientOptions(snapshot.command('untag').argument('<snapshot>', 'snapshot id or name').argument('<keys...>', 'tag keys to remove'))
+    .description('remove tags from a snapshot by key')
+    .addHelpText('after', examples(['blocksnap snapshot untag before-upgrade ticket']))
+    .action(async (ref: string, keys: string[], flags: ClientFlags) => {
+      await withClient(flags, async (client, out) => {
+        out.result(await client.call<Snapshot>('snapshot.untag', { snapshot: ref, keys }), snapshotDetails);
       });
     });
 

@@ -1,0 +1,126 @@
+/**
+ * Question 2: an incremental snapshot after a 1% change, in two patterns. Clustered: 1% of the
+ * 4 MiB blocks get a few 4 KiB writes each, plus one 64 MiB sequential write (how guests write).
+ * Scattered: ~10,000 4 KiB writes uniform over the image, which touch nearly every block (the
+ * worst case of a 4 MiB granularity). Limit: a `dd` read of the allocated data; peers: restic and
+ * borg backing up the same changes on top of the same base.
+ */
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import type { BenchContext, Question } from './lib/context';
+import { BLOCK, MiB, clusteredChange, scatteredChange, type Change } from './lib/images';
+import { repeat, type Sample } from './lib/measure';
+import { SectionBuilder } from './lib/report';
+import { RSS_LIMIT, growth, mibText, ratioText, standardImage, timedCall, tryMeasure, type StandardImage } from './lib/questions';
+
+type Pattern = 'clustered' | 'scattered';
+
+function change(pattern: Pattern, ctx: BenchContext, path: string, size: number, seed: number): Change {
+  return pattern === 'clustered'
+    ? clusteredChange(path, size, seed, Math.max(BLOCK, Math.round((64 * MiB * ctx.scale) / BLOCK) * BLOCK))
+    : scatteredChange(path, size, seed, Math.max(100, Math.round(10_000 * ctx.scale)));
+}
+
+export const incremental: Question = {
+  name: 'incremental',
+  async run(ctx: BenchContext) {
+    const img = standardImage(ctx);
+    const s = new SectionBuilder('incremental', 'Incremental snapshot after a 1% change');
+    const work = join(img.root, 'incremental.img');
+    let peak = 0;
+
+    for (const [pi, pattern] of (['clustered', 'scattered'] as const).entries()) {
+      for (const [ci, cache] of ctx.caches.entries()) {
+        const c = `${pattern}, ${cache}`;
+        await copySparse(ctx, img, work);
+        const changed: number[] = [];
+        let fullSample: Sample | undefined;
+        const ours = await ctx.withDaemon(`inc-${pattern}-${cache}`, { imageRoot: img.root }, async (d) => {
+          const disk = await d.addDisk(work);
+          ctx.prepareCache(cache, work);
+          fullSample = (await timedCall(d, () => d.snapshot(disk))).sample;
+          return repeat(ctx.runs, async (run) => {
+            const ch = change(pattern, ctx, work, img.size, seedOf(pi, run));
+            changed.push(ch.blocks.size);
+            ctx.prepareCache(cache, work);
+            const { value, bytes } = await growth(d, () => timedCall(d, () => d.snapshot(disk)));
+            return { ...value.sample, growthBytes: bytes, extra: { changedBlocks: ch.blocks.size, newBytes: value.value.newBytes } };
+          });
+        });
+        peak = Math.max(peak, ours.peakRssBytes ?? 0, fullSample?.peakRssBytes ?? 0);
+        // Scattered writes leave every block changed and the former holes holding data, so the
+        // fair "full snapshot" to compare with is one of the image as it is now, into an empty store.
+        const fullNow = pattern === 'scattered'
+          ? await ctx.withDaemon(`inc-${pattern}-${cache}-full`, { imageRoot: img.root }, async (d) => {
+            const disk = await d.addDisk(work);
+            ctx.prepareCache(cache, work);
+            return (await timedCall(d, () => d.snapshot(disk))).sample;
+          })
+          : undefined;
+        const limit = await repeat(ctx.runs, async () => { ctx.prepareCache(cache, work); return ctx.peers.ddExtents(work, img.extents); });
+        s.add(c, 'dd bs=4M (allocated data)', 'limit', limit, { logicalBytes: img.data });
+        s.add(c, 'blocksnap full snapshot (daemon), 1 run', 'ours', await repeat(1, async () => fullSample!), { logicalBytes: img.size, limit: { tool: 'dd bs=4M (allocated data)' } });
+        if (fullNow) {
+          s.add(c, 'blocksnap full snapshot of the changed image, empty store (daemon), 1 run', 'ours', await repeat(1, async () => fullNow),
+            { logicalBytes: img.size, limit: { tool: 'dd bs=4M (allocated data)' } });
+        }
+        const changedBytes = (ours.extra.changedBlocks ?? 0) * BLOCK;
+        const row = s.add(c, 'blocksnap incremental (daemon)', 'ours', ours, {
+          logicalBytes: img.size, limit: { tool: 'dd bs=4M (allocated data)' },
+          note: `${ours.extra.changedBlocks} blocks changed (${mibText(changedBytes)}); growth ${ratioText(ours.growthBytes !== null && changedBytes ? ours.growthBytes / changedBytes : null)} of them`,
+        });
+        if (pattern === 'clustered' && cache === 'cold') {
+          s.target('incremental, clustered 1%, cold', '≤ 1.15× dd of the allocated data', ratioText(row.ratio), row.ratio === null ? null : row.ratio <= 1.15);
+        }
+        if (pattern === 'clustered' && ci === 0) {
+          const g = ours.growthBytes !== null && changedBytes > 0 ? ours.growthBytes / changedBytes : null;
+          s.target('store growth, clustered 1%', '≤ 1.05× the changed 4 MiB blocks', `${mibText(ours.growthBytes)} for ${mibText(changedBytes)} (${ratioText(g)})`, g === null ? null : g <= 1.05);
+        }
+        if (pattern === 'scattered') {
+          const r = fullNow && row.seconds !== null ? row.seconds / fullNow.seconds : null;
+          s.target(`incremental, scattered, ${cache}`, 'no slower than a full snapshot', `${ratioText(r)} a full snapshot of the same image`, r === null ? null : r <= 1.0);
+        }
+        if (ci === 0) await peerIncrements(ctx, s, c, img, work, pattern, pi);
+      }
+    }
+    s.target('daemon peak RSS', '< 256 MiB', mibText(peak), peak > 0 ? peak < RSS_LIMIT : null);
+    s.note('Each run applies a new change of the same pattern and snapshots it on top of the previous one. Growth is of the whole data dir (blocks and catalog) for blocksnap, of the repository for the peers.');
+    s.note('The dd limit reads only the data extents of the generated layout (holes are free for every tool here).');
+    return s.build();
+  },
+};
+
+function seedOf(pattern: number, run: number): number {
+  return 1000 * (pattern + 1) + run;
+}
+
+async function copySparse(ctx: BenchContext, img: StandardImage, to: string): Promise<void> {
+  const r = spawnSync('cp', ['--sparse=always', img.path, to]);
+  if (r.status !== 0) throw new Error(`cp ${img.path} ${to} failed`);
+  ctx.log(`reset ${to}`);
+}
+
+/** restic and borg (default compression) backing up the same base and the same changes. */
+async function peerIncrements(ctx: BenchContext, s: SectionBuilder, c: string, img: StandardImage, work: string, pattern: Pattern, pi: number): Promise<void> {
+  const cache = c.endsWith('cold') ? 'cold' : 'warm';
+  const p = ctx.peers;
+  const tools: Array<{ tool: string; cmd: string; init: (repo: string) => Promise<void>; backup: (repo: string, run: number) => Promise<Sample> }> = [
+    { tool: 'restic backup', cmd: 'restic', init: (r) => p.resticInit(r), backup: (r) => p.resticBackup(r, work) },
+    { tool: 'borg create (default lz4)', cmd: 'borg', init: (r) => p.borgInit(r), backup: (r, run) => p.borgCreate(r, `a${run + 1}`, work, 'default') },
+  ];
+  for (const t of tools) {
+    if (!p.has(t.cmd)) { s.missing(c, t.tool, ctx.peers.absent); continue; }
+    const repo = join(ctx.scratch, `inc-${t.cmd}`);
+    const m = await tryMeasure(s, c, t.tool, async () => {
+      await copySparse(ctx, img, work);
+      await t.init(repo);
+      await t.backup(repo, -1);
+      return repeat(ctx.peerRuns, async (run) => {
+        change(pattern, ctx, work, img.size, seedOf(pi, run));
+        ctx.prepareCache(cache, work);
+        return t.backup(repo, run);
+      });
+    });
+    if (m) s.add(c, t.tool, 'peer', m, { logicalBytes: img.size, limit: { tool: 'dd bs=4M (allocated data)' } });
+  }
+}

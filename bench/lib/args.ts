@@ -1,0 +1,65 @@
+/** Command line of `npm run bench`: which questions, how big, how many runs, where to write. */
+import { join } from 'node:path';
+
+export interface BenchArgs {
+  /** Questions to run, in the order given; empty means all. */
+  names: string[];
+  /** Multiplies every image size and count (1 = the sizes the targets are stated for). */
+  scale: number;
+  /** Timed runs per figure; the table shows the median. */
+  runs: number;
+  /** Timed runs per peer figure (restic and borg take minutes at full size); default `runs`. */
+  peerRuns: number;
+  /** Where the JSON results go. */
+  outDir: string;
+  /** Parent of the scratch directory (images, stores, peer repositories). */
+  workDir: string | undefined;
+  /** Skip installing and running restic, borg and qemu-img. */
+  noPeers: boolean;
+  /** Leave the scratch directory in place (for looking at the stores afterwards). */
+  keep: boolean;
+}
+
+export const RESULTS_DIR = join(__dirname, '..', 'results');
+
+const USAGE = `usage: npm run bench -- [NAME...] [--scale F] [--runs N] [--peer-runs N] [--out DIR] [--work DIR] [--no-peers] [--keep]
+  NAME: full, incremental, sparse, rollback-clone, delete-list, hash (default: all)`;
+
+export function parseArgs(argv: string[], known: readonly string[]): BenchArgs {
+  const a: BenchArgs = { names: [], scale: 1, runs: 3, peerRuns: 0, outDir: RESULTS_DIR, workDir: undefined, noPeers: false, keep: false };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${arg} needs a value\n${USAGE}`);
+      return v;
+    };
+    switch (arg) {
+      case '--scale': {
+        a.scale = Number(value());
+        if (!(a.scale > 0 && a.scale <= 4)) throw new Error(`--scale must be a number in (0, 4]\n${USAGE}`);
+        break;
+      }
+      case '--runs': {
+        a.runs = Number(value());
+        if (!Number.isInteger(a.runs) || a.runs < 1 || a.runs > 50) throw new Error(`--runs must be an integer from 1 to 50\n${USAGE}`);
+        break;
+      }
+      case '--peer-runs': {
+        a.peerRuns = Number(value());
+        if (!Number.isInteger(a.peerRuns) || a.peerRuns < 1 || a.peerRuns > 50) throw new Error(`--peer-runs must be an integer from 1 to 50\n${USAGE}`);
+        break;
+      }
+      case '--out': a.outDir = value(); break;
+      case '--work': a.workDir = value(); break;
+      case '--no-peers': a.noPeers = true; break;
+      case '--keep': a.keep = true; break;
+      case '-h': case '--help': throw new Error(USAGE);
+      default:
+        if (arg.startsWith('-') || !known.includes(arg)) throw new Error(`unknown argument ${JSON.stringify(arg)}\n${USAGE}`);
+        if (!a.names.includes(arg)) a.names.push(arg);
+    }
+  }
+  if (a.peerRuns === 0) a.peerRuns = a.runs;
+  return a;
+}

@@ -1,0 +1,60 @@
+/** What every question gets: its arguments, a scratch directory, the peers, and cache control. */
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { BenchArgs } from './args';
+import { BenchDaemon, type DaemonOptions } from './daemon';
+import type { Peers } from './peers';
+import type { Section } from './report';
+import { canDropCaches, dropCaches, warm } from './system';
+
+export type Cache = 'cold' | 'warm';
+
+export class BenchContext {
+  constructor(readonly args: BenchArgs, readonly scratch: string, readonly peers: Peers, readonly log: (s: string) => void) {}
+
+  get scale(): number { return this.args.scale; }
+  get runs(): number { return this.args.runs; }
+  get peerRuns(): number { return this.args.peerRuns; }
+
+  /** Cache states this machine can measure: cold needs root to drop the page cache. */
+  get caches(): Cache[] {
+    return canDropCaches() ? ['cold', 'warm'] : ['warm'];
+  }
+
+  /** Puts `files` into the requested cache state right before a timed run. */
+  prepareCache(cache: Cache, ...files: string[]): void {
+    if (cache === 'cold') dropCaches();
+    else for (const f of files) warm(f);
+  }
+
+  /** prepareCache for a sparse file: warm reads only its data `ranges`. */
+  prepareSparse(cache: Cache, file: string, ranges: Array<{ offset: number; length: number }>): void {
+    if (cache === 'cold') dropCaches();
+    else warm(file, ranges);
+  }
+
+  /** A fresh empty directory under the scratch directory. */
+  dir(...parts: string[]): string {
+    const d = join(this.scratch, ...parts);
+    rmSync(d, { recursive: true, force: true });
+    mkdirSync(d, { recursive: true });
+    return d;
+  }
+
+  /** Runs `fn` against a daemon on a fresh data dir, stopping the daemon and removing its store after. */
+  async withDaemon<T>(name: string, o: Omit<DaemonOptions, 'dir'>, fn: (d: BenchDaemon) => Promise<T>): Promise<T> {
+    const dir = this.dir(name);
+    const d = await BenchDaemon.start({ ...o, dir });
+    try {
+      return await fn(d);
+    } finally {
+      await d.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+}
+
+export interface Question {
+  name: string;
+  run(ctx: BenchContext): Promise<Section>;
+}

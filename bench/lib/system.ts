@@ -1,0 +1,126 @@
+/**
+ * What the bench asks of the machine: dropping the page cache, disk usage, running a peer under
+ * `/usr/bin/time -v` for its peak RSS, installing missing peers from Debian, the SHA-256 ceiling.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, openSync, readSync, writeFileSync } from 'node:fs';
+
+export const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+
+let dropWorks: boolean | undefined;
+
+/** True when this process may drop the page cache (root, and /proc/sys writable). */
+export function canDropCaches(): boolean {
+  if (dropWorks === undefined) dropWorks = isRoot && tryDrop();
+  return dropWorks;
+}
+
+function tryDrop(): boolean {
+  spawnSync('sync');
+  try {
+    writeFileSync('/proc/sys/vm/drop_caches', '3');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Writes back dirty pages and empties the page cache, so the next read comes from the disk. */
+export function dropCaches(): void {
+  if (!canDropCaches()) throw new Error('cannot drop the page cache (needs root)');
+  tryDrop();
+}
+
+/**
+ * Reads a file once so that its pages are cached: all of it, or only `ranges` (a sparse image,
+ * whose holes would otherwise be read as gigabytes of zeros).
+ */
+export function warm(path: string, ranges?: Array<{ offset: number; length: number }>): void {
+  const fd = openSync(path, 'r');
+  const buf = Buffer.allocUnsafe(4 * 1024 * 1024);
+  try {
+    if (ranges === undefined) {
+      let pos = 0;
+      for (let n; (n = readSync(fd, buf, 0, buf.length, pos)) > 0;) pos += n;
+      return;
+    }
+    for (const r of ranges) {
+      for (let pos = r.offset, end = r.offset + r.length, n; pos < end && (n = readSync(fd, buf, 0, Math.min(buf.length, end - pos), pos)) > 0;) pos += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Allocated bytes under `path` (what a user sees grow on their disk). */
+export function diskUsage(path: string): number {
+  const r = spawnSync('du', ['-s', '-B1', path], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`du ${path} failed: ${r.stderr}`);
+  return Number(r.stdout.split('\t')[0]);
+}
+
+export function has(cmd: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+}
+
+/**
+ * Makes sure each peer command exists, installing its Debian package when root. Returns the
+ * commands that are available afterwards.
+ */
+export function ensurePeers(peers: Record<string, string>, log: (s: string) => void): Set<string> {
+  const missing = Object.entries(peers).filter(([cmd]) => !has(cmd));
+  if (missing.length > 0 && isRoot) {
+    const pkgs = [...new Set(missing.map(([, pkg]) => pkg))];
+    log(`installing ${pkgs.join(', ')}`);
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    let r = spawnSync('apt-get', ['install', '-y', '-qq', ...pkgs], { stdio: 'ignore', env });
+    if (r.status !== 0) {
+      spawnSync('apt-get', ['update', '-qq'], { stdio: 'ignore', env });
+      r = spawnSync('apt-get', ['install', '-y', '-qq', ...pkgs], { stdio: 'ignore', env });
+    }
+  }
+  return new Set(Object.keys(peers).filter(has));
+}
+
+export interface CommandRun {
+  seconds: number;
+  /** Peak RSS of the command (from /usr/bin/time -v), when time is installed. */
+  peakRssBytes: number | null;
+  stdout: string;
+}
+
+const TIME = '/usr/bin/time';
+
+/** Runs a command to completion, timing it; throws with its stderr when it fails. */
+export function runCommand(cmd: string, args: string[], o: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<CommandRun> {
+  const timed = has(TIME);
+  const argv = timed ? ['-v', cmd, ...args] : args;
+  return new Promise((resolve, reject) => {
+    const start = process.hrtime.bigint();
+    const p = spawn(timed ? TIME : cmd, argv, { env: { ...process.env, ...o.env }, cwd: o.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (c: Buffer) => { if (out.length < 1 << 20) out += c.toString(); });
+    p.stderr.on('data', (c: Buffer) => { err += c.toString(); if (err.length > 1 << 20) err = err.slice(-(1 << 19)); });
+    p.on('error', reject);
+    p.on('close', (code) => {
+      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+      if (code !== 0) {
+        reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err.slice(-2000)}`));
+        return;
+      }
+      const m = /Maximum resident set size \(kbytes\): (\d+)/.exec(err);
+      resolve({ seconds, peakRssBytes: m ? Number(m[1]) * 1024 : null, stdout: out });
+    });
+  });
+}
+
+/** SHA-256 bytes per second of OpenSSL on 4 MiB buffers, with `threads` processes. */
+export function opensslSha256(threads: number, seconds: number): number | null {
+  if (!has('openssl')) return null;
+  const args = ['speed', '-evp', 'sha256', '-bytes', String(4 * 1024 * 1024), '-seconds', String(seconds)];
+  if (threads > 1) args.push('-multi', String(threads));
+  const r = spawnSync('openssl', args, { encoding: 'utf8' });
+  const m = /^sha256\s+([\d.]+)k\s*$/m.exec(r.stdout);
+  return m ? Number(m[1]) * 1000 : null;
+}

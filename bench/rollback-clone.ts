@@ -1,0 +1,130 @@
+/**
+ * Question 4: rollback after the clustered 1% change (only the differing blocks are written), and
+ * a clone of the full snapshot into a new image. Limits: the incremental snapshot of the same
+ * change plus writing the differing blocks with dd; `cp --sparse=always` for the clone. Peers:
+ * restoring the same image with restic and borg.
+ */
+import { spawnSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { BenchContext, Question } from './lib/context';
+import { BLOCK, MiB, clusteredChange } from './lib/images';
+import { median, repeat, type Measured, type Sample } from './lib/measure';
+import { SectionBuilder } from './lib/report';
+import { RSS_LIMIT, mibText, standardImage, timedCall, tryMeasure } from './lib/questions';
+import { diskUsage } from './lib/system';
+
+export const rollbackClone: Question = {
+  name: 'rollback-clone',
+  async run(ctx: BenchContext) {
+    const img = standardImage(ctx);
+    const s = new SectionBuilder('rollback-clone', 'Rollback after the clustered 1% change, and clone of the full snapshot');
+    const work = join(img.root, 'rollback.img');
+    const cloned = join(img.root, 'clone.img');
+    const seqBytes = Math.max(BLOCK, Math.round((64 * MiB * ctx.scale) / BLOCK) * BLOCK);
+    let peak = 0;
+
+    for (const [ci, cache] of ctx.caches.entries()) {
+      const rb = `rollback, ${cache}`;
+      const cl = `clone, ${cache}`;
+      copySparse(img.path, work);
+      const incSamples: Sample[] = [];
+      const writeSamples: Sample[] = [];
+      const { rollback, clone } = await ctx.withDaemon(`rollback-${cache}`, { imageRoot: img.root }, async (d) => {
+        const disk = await d.addDisk(work);
+        const base = await d.snapshot(disk, 'base');
+        const rollback = await repeat(ctx.runs, async (run) => {
+          const ch = clusteredChange(work, img.size, 3000 + run, seqBytes);
+          ctx.prepareCache(cache, work);
+          incSamples.push((await timedCall(d, () => d.snapshot(disk))).sample);
+          writeSamples.push(await ctx.peers.ddWrite(ch.blocks.size * BLOCK));
+          ctx.prepareCache(cache, work);
+          const { sample, value } = await timedCall(d, () => d.job('rollback', { disk, snapshot: base.id }));
+          const r = value.result as { blocksWritten: number; holesPunched: number };
+          return { ...sample, extra: { changedBlocks: ch.blocks.size, blocksWritten: r.blocksWritten, holesPunched: r.holesPunched } };
+        });
+        await identical(ctx, work, img.path);
+        const clone = await repeat(ctx.runs, async () => {
+          rmSync(cloned, { force: true });
+          ctx.prepareCache(cache);
+          const { sample } = await timedCall(d, () => d.job('clone', { snapshot: base.id, path: cloned }));
+          return { ...sample, growthBytes: diskUsage(cloned) };
+        });
+        await identical(ctx, cloned, img.path);
+        rmSync(cloned, { force: true });
+        return { rollback, clone };
+      });
+      peak = Math.max(peak, rollback.peakRssBytes ?? 0, clone.peakRssBytes ?? 0);
+
+      const inc = toMeasured(incSamples);
+      const wr = toMeasured(writeSamples);
+      s.add(rb, 'blocksnap incremental of the same change (daemon)', 'limit', inc, { logicalBytes: img.size });
+      s.add(rb, 'dd bs=4M write of the differing blocks + fsync', 'limit', wr);
+      const budget = inc.seconds + 1.2 * wr.seconds;
+      const row = s.add(rb, 'blocksnap rollback (daemon)', 'ours', rollback, {
+        logicalBytes: img.size, limit: { tool: 'blocksnap incremental of the same change (daemon)' },
+        note: `${rollback.extra.blocksWritten} blocks written and ${rollback.extra.holesPunched} punched for ${rollback.extra.changedBlocks} changed; budget incremental + 1.2× write = ${budget.toFixed(2)} s`,
+      });
+      s.target(`rollback, ${cache}`, '≤ incremental + 1.2× writing the differing blocks', `${row.seconds?.toFixed(2)} s vs ${budget.toFixed(2)} s`, row.seconds === null ? null : row.seconds <= budget);
+
+      s.add(cl, 'cp --sparse=always + sync', 'limit', await repeat(ctx.runs, async () => { ctx.prepareCache(cache, img.path); return ctx.peers.cpSparse(img.path, cloned); }), { logicalBytes: img.size });
+      s.add(cl, 'blocksnap clone (daemon)', 'ours', clone, { logicalBytes: img.size, limit: { tool: 'cp --sparse=always + sync' } });
+      if (ci === 0) await restorePeers(ctx, s, cl, img.path, img.size);
+    }
+    s.target('daemon peak RSS', '< 256 MiB', mibText(peak), peak > 0 ? peak < RSS_LIMIT : null);
+    s.note('Each rollback run applies a fresh clustered change, takes the incremental snapshot of it (the first limit), then rolls back to the base snapshot; the result and every clone are checked identical to the image with qemu-img compare (or cmp).');
+    s.note('restic and borg restore the whole image: neither can rewrite only the blocks that differ, so their restore is the alternative to both rollback and clone.');
+    return s.build();
+  },
+};
+
+function toMeasured(samples: Sample[]): Measured {
+  return {
+    seconds: median(samples.map((x) => x.seconds)), samples: samples.map((x) => x.seconds),
+    peakRssBytes: null, growthBytes: samples[0]?.growthBytes ?? null, logicalBytes: null, extra: {},
+  };
+}
+
+function copySparse(from: string, to: string): void {
+  const r = spawnSync('cp', ['--sparse=always', from, to]);
+  if (r.status !== 0) throw new Error(`cp ${from} ${to} failed`);
+}
+
+/** Fails the question when blocksnap's result differs from the expected image. */
+async function identical(ctx: BenchContext, a: string, b: string): Promise<void> {
+  if (ctx.peers.has('qemu-img')) {
+    await ctx.peers.qemuCompare(a, b);
+    return;
+  }
+  const r = spawnSync('cmp', ['-s', a, b]);
+  if (r.status !== 0) throw new Error(`${a} differs from ${b}`);
+}
+
+async function restorePeers(ctx: BenchContext, s: SectionBuilder, c: string, image: string, size: number): Promise<void> {
+  const cache = c.endsWith('cold') ? 'cold' : 'warm';
+  const p = ctx.peers;
+  const limit = { tool: 'cp --sparse=always + sync' };
+  const target = join(ctx.scratch, 'restore');
+  if (p.has('restic')) {
+    const repo = join(ctx.scratch, 'restore-restic');
+    const m = await tryMeasure(s, c, 'restic restore', async () => {
+      await p.resticInit(repo);
+      await p.resticBackup(repo, image);
+      return repeat(ctx.peerRuns, async () => { ctx.prepareCache(cache); return p.resticRestore(repo, target); });
+    });
+    if (m) s.add(c, 'restic restore', 'peer', m, { logicalBytes: size, limit });
+    rmSync(repo, { recursive: true, force: true });
+  } else s.missing(c, 'restic restore', ctx.peers.absent);
+  for (const comp of ['none', 'default'] as const) {
+    const tool = `borg extract --sparse (compression ${comp === 'none' ? 'none' : 'default lz4'})`;
+    if (!p.has('borg')) { s.missing(c, tool, ctx.peers.absent); continue; }
+    const repo = join(ctx.scratch, `restore-borg-${comp}`);
+    const m = await tryMeasure(s, c, tool, async () => {
+      await p.borgInit(repo);
+      await p.borgCreate(repo, 'a0', image, comp);
+      return repeat(ctx.peerRuns, async () => { ctx.prepareCache(cache); return p.borgExtract(repo, 'a0', target); });
+    });
+    if (m) s.add(c, tool, 'peer', m, { logicalBytes: size, limit });
+    rmSync(repo, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * `npm run bench [-- NAME... --scale F --runs N]`: runs the questions in one process on files it
+ * generates, prints each table as markdown, and writes `<out>/<name>.json` plus `<out>/report.md`.
+ * Exits non-zero when a question failed (a missed target is a result, not a failure).
+ */
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, release, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from './lib/args';
+import { BenchContext, type Question } from './lib/context';
+import { Peers } from './lib/peers';
+import { machineInfo, markdown, writeJson, type Section } from './lib/report';
+import { canDropCaches } from './lib/system';
+import { full } from './full';
+import { incremental } from './incremental';
+import { sparse } from './sparse';
+import { rollbackClone } from './rollback-clone';
+import { deleteList } from './delete-list';
+import { hash } from './hash';
+
+const QUESTIONS: Question[] = [full, incremental, sparse, rollbackClone, deleteList, hash];
+
+async function main(argv: string[]): Promise<number> {
+  let args;
+  try {
+    args = parseArgs(argv, QUESTIONS.map((q) => q.name));
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
+    return 2;
+  }
+  const selected = args.names.length > 0 ? QUESTIONS.filter((q) => args.names.includes(q.name)) : QUESTIONS;
+  const base = args.workDir ?? tmpdir();
+  mkdirSync(base, { recursive: true });
+  const scratch = mkdtempSync(join(base, 'blocksnap-bench-'));
+  const log = (s: string): void => { process.stderr.write(`bench: ${s}\n`); };
+  const info = {
+    startedAt: new Date().toISOString(), scale: args.scale, runs: args.runs, peerRuns: args.peerRuns, ...machineInfo(), kernel: release(),
+    dropCaches: canDropCaches(), loadAverageAtStart: loadavg(),
+  };
+  log(`scratch ${scratch}; scale ${args.scale}; ${args.runs} runs; ${info.dropCaches ? 'cold and warm cache' : 'warm cache only (not root)'}`);
+  const peers = Peers.prepare(scratch, !args.noPeers, log);
+  const ctx = new BenchContext(args, scratch, peers, log);
+
+  let failed = 0;
+  try {
+    for (const q of selected) {
+      const t0 = Date.now();
+      log(`${q.name}: running`);
+      try {
+        const section = await q.run(ctx);
+        process.stdout.write(`\n${markdown(section)}`);
+        writeJson(args.outDir, q.name, { ...info, finishedAt: new Date().toISOString(), seconds: (Date.now() - t0) / 1000, section });
+        log(`${q.name}: ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+      } catch (err) {
+        failed++;
+        log(`${q.name} failed: ${(err as Error).stack ?? err}`);
+        writeJson(args.outDir, q.name, { ...info, finishedAt: new Date().toISOString(), error: String((err as Error).message ?? err) });
+      }
+    }
+  } finally {
+    if (!args.keep) rmSync(scratch, { recursive: true, force: true });
+  }
+  writeReport(args.outDir);
+  return failed > 0 ? 1 : 0;
+}
+
+/**
+ * report.md: every question's latest table in `outDir`, so that questions run one at a time
+ * still add up to one report.
+ */
+function writeReport(outDir: string): void {
+  const parts = ['# blocksnap bench\n'];
+  for (const q of QUESTIONS) {
+    const file = join(outDir, `${q.name}.json`);
+    if (!existsSync(file)) continue;
+    const r = JSON.parse(readFileSync(file, 'utf8')) as { section?: Section; startedAt: string; scale: number; runs: number; peerRuns?: number; cpus: number; cpuModel: string; loadAverageAtStart: number[] };
+    if (!r.section) continue;
+    parts.push(`${markdown(r.section)}\n_${r.startedAt}: scale ${r.scale}, median of ${r.runs} runs (peers ${r.peerRuns ?? r.runs}), ${r.cpus} × ${r.cpuModel}, load average at start ${r.loadAverageAtStart.map((l) => l.toFixed(2)).join(' ')}_\n`);
+  }
+  writeFileSync(join(outDir, 'report.md'), parts.join('\n'));
+}
+
+main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (err) => {
+  process.stderr.write(`${(err as Error).stack ?? err}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,92 @@
+#include "core/write_behind.h"
+
+#include "core/error.h"
+
+namespace blocksnap {
+
+WriteBehind::WriteBehind(BlockWriter& writer, size_t block_size, unsigned writers, unsigned depth) : writer_(writer) {
+  free_.reserve(depth);
+  for (unsigned i = 0; i < depth; ++i) free_.emplace_back(block_size);
+  threads_.reserve(writers);
+  try {
+    for (unsigned i = 0; i < writers; ++i) threads_.emplace_back([this] { writer_loop(); });
+  } catch (...) {
+    // Could not start a thread (EAGAIN): the ones running must be joined before unwinding.
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    work_cv_.notify_all();
+    for (std::thread& t : threads_) t.join();
+    throw;
+  }
+}
+
+WriteBehind::~WriteBehind() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+    queue_.clear();
+  }
+  work_cv_.notify_all();
+  for (std::thread& t : threads_) t.join();
+}
+
+void WriteBehind::rethrow_failure_locked() {
+  if (failure_) std::rethrow_exception(failure_);
+}
+
+AlignedBuffer WriteBehind::submit(AlignedBuffer buf, const Digest& digest, size_t len, uint64_t block_index) {
+  std::unique_lock lock(mutex_);
+  rethrow_failure_locked();
+  queue_.push_back(Item{std::move(buf), digest, len, block_index});
+  work_cv_.notify_one();
+  free_cv_.wait(lock, [this] { return !free_.empty() || failure_; });
+  rethrow_failure_locked();
+  AlignedBuffer out = std::move(free_.back());
+  free_.pop_back();
+  return out;
+}
+
+void WriteBehind::drain() {
+  std::unique_lock lock(mutex_);
+  free_cv_.wait(lock, [this] { return (queue_.empty() && busy_ == 0) || failure_; });
+  rethrow_failure_locked();
+}
+
+void WriteBehind::writer_loop() {
+  for (;;) {
+    Item item;
+    {
+      std::unique_lock lock(mutex_);
+      work_cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+      if (stop_ || failure_) return;
+      item = std::move(queue_.front());
+      queue_.pop_front();
+      ++busy_;
+    }
+    bool written = false;
+    std::exception_ptr failed;
+    try {
+      written = writer_.put(item.digest, item.buf.data(), item.len);
+    } catch (Error& e) {
+      if (!e.block_index) e.block_index = item.block_index;
+      failed = std::current_exception();
+    } catch (...) {
+      failed = std::current_exception();
+    }
+    {
+      std::lock_guard lock(mutex_);
+      --busy_;
+      if (written) {
+        ++blocks_written_;
+        bytes_written_ += item.len;
+      }
+      if (failed && !failure_) failure_ = failed;
+      free_.push_back(std::move(item.buf));
+    }
+    free_cv_.notify_all();
+  }
+}
+
+}  // namespace blocksnap

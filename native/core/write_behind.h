@@ -1,0 +1,72 @@
+// Write-behind for the blocks a scan stores. Storing a block ends in an fsync, and a scan thread
+// that waited for it would leave its core idle while the disk writes; so a scan thread hands the
+// hashed buffer over and goes on reading and hashing the next block while writer threads store
+// it (temp file, fsync, rename: BlockWriter::put).
+//
+// The buffers circulate in a fixed pool of `depth`: a submit returns a free buffer, waiting when
+// all are in flight. Memory is therefore (scan threads + depth) × block size whatever the image
+// size, and at most `depth` blocks are ever stored-but-not-yet-durable. The buffer handed over is
+// the one that was hashed, so the stored bytes are exactly the hashed bytes.
+//
+// drain() must return before BlockWriter::sync() and before the snapshot is committed. A failure
+// of any write fails the scan: submit() and drain() rethrow the first one, tagged with its block.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "core/aligned_buffer.h"
+#include "core/block_writer.h"
+#include "core/digest.h"
+
+namespace blocksnap {
+
+class WriteBehind {
+ public:
+  WriteBehind(BlockWriter& writer, size_t block_size, unsigned writers, unsigned depth);
+  // Stops the writers after the block each is storing; blocks still queued are dropped (the scan
+  // failed or was cancelled, so nothing will reference them).
+  ~WriteBehind();
+  WriteBehind(const WriteBehind&) = delete;
+  WriteBehind& operator=(const WriteBehind&) = delete;
+
+  // Queues buf[0, len) to be stored under `digest` and returns a free buffer of block size.
+  AlignedBuffer submit(AlignedBuffer buf, const Digest& digest, size_t len, uint64_t block_index);
+
+  // Waits until every queued block is stored. Throws the first failure.
+  void drain();
+
+  uint64_t blocks_written() const noexcept { return blocks_written_; }
+  uint64_t bytes_written() const noexcept { return bytes_written_; }
+
+ private:
+  struct Item {
+    AlignedBuffer buf;
+    Digest digest;
+    size_t len;
+    uint64_t block_index;
+  };
+
+  void writer_loop();
+  void rethrow_failure_locked();
+
+  BlockWriter& writer_;
+  std::mutex mutex_;
+  std::condition_variable work_cv_;  // an item was queued, or stop
+  std::condition_variable free_cv_;  // a buffer came back, or a failure
+  std::deque<Item> queue_;
+  std::vector<AlignedBuffer> free_;
+  unsigned busy_ = 0;  // items taken by writers and not yet finished
+  bool stop_ = false;
+  std::exception_ptr failure_;
+  uint64_t blocks_written_ = 0;
+  uint64_t bytes_written_ = 0;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace blocksnap

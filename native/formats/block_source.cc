@@ -1,0 +1,74 @@
+#include "formats/block_source.h"
+
+#include <fcntl.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/image_file.h"
+#include "formats/qcow2_reader.h"
+#include "io/extents.h"
+#include "io/file_io.h"
+#include "io/page_cache.h"
+
+namespace blocksnap {
+
+namespace {
+
+// A raw image: its data extents are mapped once with SEEK_DATA/SEEK_HOLE, so a block wholly in a
+// hole is ZERO without a read and a partly covered block reads only its data ranges.
+class RawSource final : public BlockSource {
+ public:
+  RawSource(const std::string& path, bool checked)
+      : path_(path), image_(checked ? open_image_checked(path) : open_image_for_read(path)), cache_(image_.fd.get()) {
+    ::posix_fadvise(image_.fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+    extents_ = ExtentMap::scan(image_.fd.get(), image_.size, path_);
+  }
+
+  uint64_t size() const override { return image_.size; }
+
+  SourceRead read(uint64_t offset, size_t len, uint8_t* buf) const override {
+    const uint64_t end = offset + len;
+    auto pieces = extents_.overlapping(offset, end);
+    if (pieces.empty()) return {0, true};
+    const std::vector<uint8_t> cached_before = cache_.before_read(offset, len);
+    const bool fully_data = pieces.size() == 1 && pieces[0].begin <= offset && pieces[0].end >= end;
+    if (!fully_data) std::memset(buf, 0, len);
+    SourceRead r;
+    for (const Extent& e : pieces) {
+      const uint64_t b = std::max(e.begin, offset), f = std::min(e.end, end);
+      const size_t want = static_cast<size_t>(f - b);
+      const size_t got = read_at(image_.fd.get(), buf + (b - offset), want, b, path_);
+      // The image shrank since it was measured: what is gone reads as zeros, like a hole.
+      if (got < want) std::memset(buf + (b - offset) + got, 0, want - got);
+      r.bytes_read += got;
+    }
+    cache_.after_read(offset, len, cached_before);
+    return r;
+  }
+
+  void will_need(uint64_t offset, size_t len) const override {
+    if (offset < image_.size && !extents_.overlapping(offset, offset + len).empty()) {
+      cache_.touch(offset, len);
+      ::posix_fadvise(image_.fd.get(), static_cast<off_t>(offset), static_cast<off_t>(len), POSIX_FADV_WILLNEED);
+    }
+  }
+
+ private:
+  std::string path_;
+  ImageFile image_;
+  ExtentMap extents_;
+  // Pages this source reads are dropped again unless they were cached before (io/page_cache.h).
+  mutable PageCacheKeeper cache_;
+};
+
+}  // namespace
+
+std::unique_ptr<BlockSource> open_raw_source(const std::string& path) { return std::make_unique<RawSource>(path, false); }
+
+std::unique_ptr<BlockSource> open_block_source(const std::string& path, ImageFormat format) {
+  if (format == ImageFormat::Qcow2) return open_qcow2_source(path);
+  return std::make_unique<RawSource>(path, true);  // the disk itself: see open_image_checked
+}
+
+}  // namespace blocksnap

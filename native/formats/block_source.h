@@ -1,0 +1,43 @@
+// The guest-visible content of a disk image, read by range: what the scanner hashes. A raw file
+// is its own content; a qcow2 file maps it through its tables and backing chain. Every source
+// answers "this range is all zero" without reading whenever its metadata says so (holes,
+// unallocated or zero clusters), which is what keeps snapshots of sparse disks cheap.
+//
+// Sources are immutable once opened and read with pread only, so one source serves all scan
+// threads at once.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace blocksnap {
+
+enum class ImageFormat { Raw, Qcow2 };
+
+struct SourceRead {
+  uint64_t bytes_read = 0;  // bytes read from files (data, compressed payload, backing files)
+  bool zero = false;        // known all-zero from metadata; the buffer was then left untouched
+};
+
+class BlockSource {
+ public:
+  virtual ~BlockSource() = default;
+  // Guest-visible size in bytes.
+  virtual uint64_t size() const = 0;
+  // Fills buf[0, len) with the content at `offset` (offset + len <= size()), unless the result
+  // says `zero`. Throws Error.
+  virtual SourceRead read(uint64_t offset, size_t len, uint8_t* buf) const = 0;
+  // A hint that [offset, offset + len) will be read soon. Default: nothing.
+  virtual void will_need(uint64_t /*offset*/, size_t /*len*/) const {}
+};
+
+// Opens `path` as `format`. A qcow2 source opens its backing chain too. Throws Error
+// (ImageNotFound, NotAnImage, ImageCorrupt, UnsupportedFormat, ...).
+std::unique_ptr<BlockSource> open_block_source(const std::string& path, ImageFormat format);
+
+// A raw file; exposed for qcow2 backing files and tests.
+std::unique_ptr<BlockSource> open_raw_source(const std::string& path);
+
+}  // namespace blocksnap

@@ -1,0 +1,312 @@
+#include "formats/qcow2_writer.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "core/aligned_buffer.h"
+#include "core/block_format.h"
+#include "core/block_reader.h"
+#include "core/digest.h"
+#include "core/error.h"
+#include "core/image_file.h"
+#include "core/zero_detect.h"
+#include "formats/qcow2_format.h"
+#include "io/file_io.h"
+#include "io/qemu_lock.h"
+
+namespace blocksnap {
+
+using namespace qcow2;
+
+namespace {
+
+uint64_t div_round_up(uint64_t a, uint64_t b) { return a / b + (a % b != 0); }
+
+// The file being written must not outlive a failed write.
+class RemoveOnFailure {
+ public:
+  explicit RemoveOnFailure(const std::string& path) : path_(path) {}
+  ~RemoveOnFailure() {
+    if (armed_) ::unlink(path_.c_str());
+  }
+  void disarm() { armed_ = false; }
+
+ private:
+  const std::string& path_;
+  bool armed_ = true;
+};
+
+// Appends clusters at the end of the image; coalesces consecutive data clusters into one write.
+class ClusterAppender {
+ public:
+  ClusterAppender(int fd, const std::string& path, uint64_t cluster, uint64_t first_free)
+      : fd_(fd), path_(path), cluster_(cluster), next_(first_free) {}
+
+  uint64_t next() const { return next_; }
+
+  // Reserves a cluster whose bytes are `src` (valid until flush()); nullptr leaves it a hole.
+  uint64_t append(const uint8_t* src) {
+    const uint64_t at = next_;
+    next_ += cluster_;
+    if (src == nullptr) {
+      flush();
+      return at;
+    }
+    if (run_len_ != 0 && run_src_ + run_len_ == src && run_host_ + run_len_ == at) {
+      run_len_ += cluster_;
+    } else {
+      flush();
+      run_src_ = src, run_host_ = at, run_len_ = cluster_;
+    }
+    return at;
+  }
+
+  void flush() {
+    if (run_len_ == 0) return;
+    write_at(fd_, run_src_, run_len_, run_host_, path_);
+    run_len_ = 0;
+  }
+
+ private:
+  int fd_;
+  const std::string& path_;
+  uint64_t cluster_;
+  uint64_t next_;
+  const uint8_t* run_src_ = nullptr;
+  uint64_t run_host_ = 0, run_len_ = 0;
+};
+
+std::vector<uint8_t> header_cluster(const Qcow2WriteParams& p, uint64_t size, uint64_t cluster, uint64_t l1_entries,
+                                    uint64_t l1_offset, uint64_t reftable_offset, uint64_t reftable_clusters) {
+  std::vector<uint8_t> h(cluster, 0);
+  put_be32(&h[kOffMagic], kMagic);
+  put_be32(&h[kOffVersion], p.version);
+  put_be32(&h[kOffClusterBits], p.cluster_bits);
+  put_be64(&h[kOffSize], size);
+  put_be32(&h[kOffL1Size], static_cast<uint32_t>(l1_entries));
+  put_be64(&h[kOffL1Offset], l1_offset);
+  put_be64(&h[kOffRefcountTableOffset], reftable_offset);
+  put_be32(&h[kOffRefcountTableClusters], static_cast<uint32_t>(reftable_clusters));
+  uint64_t off = kHeaderV2Size;
+  if (p.version == 3) {
+    put_be32(&h[kOffRefcountOrder], 4);
+    put_be32(&h[kOffHeaderLength], kHeaderV3Size);
+    off = kHeaderV3Size;
+  }
+  if (!p.backing_file.empty()) {
+    const uint64_t fmt_len = p.backing_format.size();
+    const uint64_t need = off + (fmt_len ? 8 + ((fmt_len + 7) & ~uint64_t{7}) : 0) + 8 + p.backing_file.size();
+    if (need > cluster) throw Error(ErrorCode::InvalidArgument, "the backing file name does not fit in the header cluster");
+    if (fmt_len) {
+      put_be32(&h[off], kExtBackingFormat);
+      put_be32(&h[off + 4], static_cast<uint32_t>(fmt_len));
+      std::memcpy(&h[off + 8], p.backing_format.data(), fmt_len);
+      off += 8 + ((fmt_len + 7) & ~uint64_t{7});
+    }
+    off += 8;  // the end-of-extensions marker: eight zero bytes
+    put_be64(&h[kOffBackingOffset], off);
+    put_be32(&h[kOffBackingSize], static_cast<uint32_t>(p.backing_file.size()));
+    std::memcpy(&h[off], p.backing_file.data(), p.backing_file.size());
+  }
+  return h;
+}
+
+void validate(const Qcow2WriteParams& p) {
+  if (!is_valid_block_size(p.block_size)) throw Error(ErrorCode::InvalidArgument, "invalid block size");
+  const uint64_t blocks = div_round_up(p.size_bytes, p.block_size);
+  if (p.digests.size() != blocks * kDigestSize)
+    throw Error(ErrorCode::InvalidArgument, "digests must hold ceil(sizeBytes / blockSize) × 32 bytes");
+  if (p.cluster_bits < kMinClusterBits || p.cluster_bits > kMaxClusterBits)
+    throw Error(ErrorCode::InvalidArgument, "cluster bits must be 9..21");
+  if (p.version != 2 && p.version != 3) throw Error(ErrorCode::InvalidArgument, "qcow2 version must be 2 or 3");
+  if (p.size_bytes > kMaxVirtualSize) throw Error(ErrorCode::InvalidArgument, "virtual size too large");
+  if (p.backing_file.size() > kMaxBackingNameSize || p.backing_file.find('\0') != std::string::npos)
+    throw Error(ErrorCode::InvalidArgument, "invalid backing file name");
+  if (!p.backing_file.empty() && p.backing_format != "raw" && p.backing_format != "qcow2")
+    throw Error(ErrorCode::InvalidArgument, "backing format must be raw or qcow2");
+}
+
+}  // namespace
+
+Qcow2WriteResult write_qcow2_image(const Qcow2WriteParams& p, JobControl& control, const ProgressFn& progress) {
+  validate(p);
+  const uint64_t size = (p.size_bytes + 511) & ~uint64_t{511};
+  const uint64_t cluster = uint64_t{1} << p.cluster_bits;
+  const uint64_t l2_entries = cluster / 8;
+  const uint64_t clusters = div_round_up(size, cluster);
+  const uint64_t l1_entries = div_round_up(clusters, l2_entries);
+  if (l1_entries * 8 > kMaxL1Bytes) throw Error(ErrorCode::InvalidArgument, "the image would need an L1 table over 32 MiB; use larger clusters");
+  const uint64_t l1_clusters = std::max<uint64_t>(1, div_round_up(l1_entries * 8, cluster));
+  const bool backing = !p.backing_file.empty();
+  control.set_total(p.size_bytes);
+
+  // Rollback: QEMU must not open either file while the new one is written and renamed.
+  UniqueFd replaced_lock;
+  struct stat replaced {};
+  if (!p.replace.empty()) {
+    replaced_lock = open_and_hold_qemu_locks(p.replace);
+    if (::fstat(replaced_lock.get(), &replaced) != 0) throw Error::system(errno, "fstat", p.replace);
+    if (::unlink(p.image_path.c_str()) != 0 && errno != ENOENT) throw Error::system(errno, "unlink", p.image_path);
+  }
+  ImageFile image = open_image_for_write(p.image_path, true);
+  RemoveOnFailure cleanup(p.image_path);
+  const int fd = image.fd.get();
+  const std::string& path = p.image_path;
+  if (!p.replace.empty()) hold_qemu_locks(fd, path);
+
+  const uint64_t unit = std::max(p.block_size, cluster);  // whole blocks and whole clusters
+  const uint64_t units = div_round_up(size, unit);
+  std::vector<uint64_t> l1(l1_entries, 0);
+  std::vector<uint8_t> l2(cluster, 0);
+  uint64_t l2_index = UINT64_MAX;  // which L1 entry `l2` belongs to
+  bool l2_used = false;
+  ClusterAppender out(fd, path, cluster, (1 + l1_clusters) * cluster);
+  Qcow2WriteResult result;
+  result.size_bytes = size;
+
+  auto flush_l2 = [&]() {
+    if (l2_index != UINT64_MAX && l2_used) {
+      out.flush();
+      const uint64_t at = out.append(l2.data());
+      out.flush();
+      l1[l2_index] = at | kFlagCopied;
+    }
+    std::fill(l2.begin(), l2.end(), 0);
+    l2_used = false;
+  };
+
+  // Threads read and verify units in parallel; each then waits for its turn and lays its unit
+  // out in guest order (allocation, L2 entries, writes), so the file stays strictly sequential.
+  std::mutex turn_mutex;
+  std::condition_variable turn_cv;
+  uint64_t next_turn = 0;
+  bool failed = false;
+  std::atomic<uint64_t> blocks_written{0}, bytes_written{0};
+
+  ParallelRun run(control, units);
+  run.run(effective_threads(p.threads, units), [&](ParallelRun& job) {
+    AlignedBuffer buf(unit), block(p.block_size);
+    uint64_t u;
+    while (job.next(u)) {
+      const uint64_t base = u * unit;
+      const uint64_t unit_len = std::min(unit, size - base);
+      try {
+        std::memset(buf.data(), 0, unit);
+        for (uint64_t off = 0; off < unit_len && base + off < p.size_bytes; off += p.block_size) {
+          const uint64_t i = (base + off) / p.block_size;
+          const size_t len = static_cast<size_t>(std::min<uint64_t>(p.block_size, p.size_bytes - (base + off)));
+          Digest d;
+          std::memcpy(d.data(), p.digests.data() + i * kDigestSize, kDigestSize);
+          if (is_zero_digest(d)) continue;
+          try {
+            BlockReadOptions o;
+            o.expected_length = len;
+            read_block(p.store_dir, d, block, o);
+          } catch (Error& e) {
+            if (!e.block_index) e.block_index = i;
+            if (!e.digest) e.digest = d;
+            throw;
+          }
+          std::memcpy(buf.data() + off, block.data(), len);
+          blocks_written.fetch_add(1, std::memory_order_relaxed);
+          bytes_written.fetch_add(len, std::memory_order_relaxed);
+        }
+        std::unique_lock lock(turn_mutex);
+        // Units are claimed in order, so every earlier unit is held by a running thread; only a
+        // failure (which ends the job) can keep a turn from coming.
+        turn_cv.wait(lock, [&] { return next_turn == u || failed; });
+        if (failed) return;
+        for (uint64_t off = 0; off < unit_len; off += cluster) {
+          const uint64_t c = (base + off) / cluster;
+          if (c / l2_entries != l2_index) {
+            flush_l2();
+            l2_index = c / l2_entries;
+          }
+          uint64_t entry = 0;
+          if (!is_all_zero(buf.data() + off, cluster)) {
+            entry = out.append(buf.data() + off) | kFlagCopied;
+          } else if (backing) {
+            entry = p.version >= 3 ? kFlagZero : (out.append(nullptr) | kFlagCopied);
+          }
+          if (entry != 0) {
+            put_be64(&l2[(c % l2_entries) * 8], entry);
+            l2_used = true;
+          }
+        }
+        out.flush();
+        ++next_turn;
+        lock.unlock();
+        turn_cv.notify_all();
+        control.add_done(std::min(unit_len, p.size_bytes > base ? p.size_bytes - base : 0));
+      } catch (...) {
+        {
+          std::lock_guard lock(turn_mutex);
+          failed = true;
+        }
+        turn_cv.notify_all();
+        throw;
+      }
+    }
+  }, progress);
+  flush_l2();
+  out.flush();
+  result.blocks_written = blocks_written;
+  result.bytes_written = bytes_written;
+
+  // Refcounts (16 bit): R blocks and T table clusters at the end must count themselves too.
+  const uint64_t used = out.next() / cluster;
+  const uint64_t per_block = cluster / 2, per_table = cluster / 8;
+  uint64_t blocks = div_round_up(used, per_block), table = 0;
+  for (;;) {
+    table = div_round_up(blocks, per_table);
+    const uint64_t need = div_round_up(used + blocks + table, per_block);
+    if (need <= blocks) break;
+    blocks = need;
+  }
+  const uint64_t total = used + blocks + table;
+  std::vector<uint8_t> rc(cluster);
+  std::vector<uint8_t> reftable(table * cluster, 0);
+  for (uint64_t b = 0; b < blocks; ++b) {
+    std::fill(rc.begin(), rc.end(), 0);
+    for (uint64_t k = 0; k < per_block && b * per_block + k < total; ++k) put_be16(&rc[k * 2], 1);
+    const uint64_t at = (used + b) * cluster;
+    write_at(fd, rc.data(), cluster, at, path);
+    put_be64(&reftable[b * 8], at);
+  }
+  const uint64_t reftable_offset = (used + blocks) * cluster;
+  write_at(fd, reftable.data(), reftable.size(), reftable_offset, path);
+
+  std::vector<uint8_t> l1_bytes(l1_clusters * cluster, 0);
+  for (uint64_t i = 0; i < l1_entries; ++i) put_be64(&l1_bytes[i * 8], l1[i]);
+  write_at(fd, l1_bytes.data(), l1_bytes.size(), cluster, path);
+  const std::vector<uint8_t> header = header_cluster(p, size, cluster, l1_entries, cluster, reftable_offset, table);
+  write_at(fd, header.data(), header.size(), 0, path);
+  result.file_bytes = total * cluster;
+
+  if (!p.replace.empty()) {
+    if (::fchown(fd, replaced.st_uid, replaced.st_gid) != 0 && errno != EPERM)
+      throw Error::system(errno, "fchown", path);
+    if (::fchmod(fd, replaced.st_mode & 07777) != 0) throw Error::system(errno, "fchmod", path);
+  }
+  fsync_file(fd, path);
+  if (!p.replace.empty()) {
+    if (::rename(path.c_str(), p.replace.c_str()) != 0) throw Error::system(errno, "rename", path);
+    cleanup.disarm();
+    fsync_dir(parent_dir(p.replace));
+  } else {
+    fsync_dir(parent_dir(path));
+    cleanup.disarm();
+  }
+  return result;
+}
+
+}  // namespace blocksnap

@@ -1,0 +1,71 @@
+#include "io/page_cache.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+namespace blocksnap {
+
+namespace {
+
+size_t page_size() {
+  static const size_t size = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  return size;
+}
+
+}  // namespace
+
+std::vector<uint8_t> resident_pages(int fd, uint64_t offset, size_t len) {
+  const size_t page = page_size();
+  if (len == 0 || offset % page != 0) return {};
+  void* map = ::mmap(nullptr, len, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(offset));
+  if (map == MAP_FAILED) return {};
+  std::vector<uint8_t> vec((len + page - 1) / page);
+  const bool ok = ::mincore(map, len, vec.data()) == 0;
+  ::munmap(map, len);
+  if (!ok) return {};
+  return vec;
+}
+
+void drop_pages_not_resident(int fd, uint64_t offset, size_t len, const std::vector<uint8_t>& before) {
+  const size_t page = page_size();
+  const size_t pages = (len + page - 1) / page;
+  if (before.size() != pages) return;
+  size_t i = 0;
+  while (i < pages) {
+    if (before[i] & 1) {
+      ++i;
+      continue;
+    }
+    size_t j = i;
+    while (j < pages && !(before[j] & 1)) ++j;
+    const uint64_t b = offset + uint64_t{i} * page;
+    const uint64_t n = std::min<uint64_t>(uint64_t{j} * page, len) - uint64_t{i} * page;
+    ::posix_fadvise(fd, static_cast<off_t>(b), static_cast<off_t>(n), POSIX_FADV_DONTNEED);
+    i = j;
+  }
+}
+
+void PageCacheKeeper::touch(uint64_t offset, size_t len) {
+  std::vector<uint8_t> r = resident_pages(fd_, offset, len);
+  std::lock_guard lock(mutex_);
+  if (pending_.size() >= kMaxPending) pending_.clear();
+  pending_.try_emplace(offset, std::move(r));
+}
+
+std::vector<uint8_t> PageCacheKeeper::before_read(uint64_t offset, size_t len) {
+  {
+    std::lock_guard lock(mutex_);
+    auto it = pending_.find(offset);
+    if (it != pending_.end()) {
+      std::vector<uint8_t> r = std::move(it->second);
+      pending_.erase(it);
+      if (r.size() == (len + page_size() - 1) / page_size()) return r;
+    }
+  }
+  return resident_pages(fd_, offset, len);
+}
+
+}  // namespace blocksnap

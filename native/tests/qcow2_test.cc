@@ -1,0 +1,290 @@
+// The qcow2 reader and writer against each other, and the reader against damaged and hostile
+// headers. (Images made by QEMU itself are covered by test/engine/qcow2.test.ts.)
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/block_format.h"
+#include "core/block_writer.h"
+#include "core/digest.h"
+#include "formats/block_source.h"
+#include "formats/qcow2_format.h"
+#include "formats/qcow2_reader.h"
+#include "formats/qcow2_writer.h"
+#include "io/qemu_lock.h"
+#include "tests/harness.h"
+#include "tests/temp_dir.h"
+
+using namespace blocksnap;
+using namespace testing_support;
+
+namespace {
+
+constexpr uint64_t kBlock = 64 * 1024;
+
+// A store holding `blocks` (empty = ZERO) and the digest array describing them.
+std::vector<uint8_t> store_blocks(const std::string& store, const std::vector<std::vector<uint8_t>>& blocks) {
+  BlockWriter w(store);
+  std::vector<uint8_t> digests;
+  for (const auto& b : blocks) {
+    Digest d{};
+    if (!b.empty()) {
+      d = sha256(b.data(), b.size());
+      w.put(d, b.data(), b.size());
+    }
+    digests.insert(digests.end(), d.begin(), d.end());
+  }
+  w.sync();
+  return digests;
+}
+
+std::vector<uint8_t> read_all(const BlockSource& s, bool* all_zero_known = nullptr) {
+  std::vector<uint8_t> out(s.size());
+  bool zero = true;
+  for (uint64_t off = 0; off < s.size(); off += kBlock) {
+    const size_t len = static_cast<size_t>(std::min<uint64_t>(kBlock, s.size() - off));
+    const SourceRead r = s.read(off, len, out.data() + off);
+    if (r.zero) std::memset(out.data() + off, 0, len);
+    zero = zero && r.zero;
+  }
+  if (all_zero_known) *all_zero_known = zero;
+  return out;
+}
+
+Qcow2WriteResult write_image(const std::string& path, const std::string& store, const std::vector<uint8_t>& digests,
+                             uint64_t size, uint32_t cluster_bits, uint32_t version, const std::string& backing = "",
+                             const std::string& backing_format = "") {
+  Qcow2WriteParams p;
+  p.image_path = path;
+  p.store_dir = store;
+  p.block_size = kBlock;
+  p.size_bytes = size;
+  p.digests = digests;
+  p.cluster_bits = cluster_bits;
+  p.version = version;
+  p.backing_file = backing;
+  p.backing_format = backing_format;
+  JobControl control;
+  return write_qcow2_image(p, control, nullptr);
+}
+
+void patch(const std::string& path, uint64_t offset, const std::vector<uint8_t>& bytes) { write_bytes(path, offset, bytes); }
+
+std::vector<uint8_t> be32(uint32_t v) {
+  std::vector<uint8_t> b(4);
+  qcow2::put_be32(b.data(), v);
+  return b;
+}
+std::vector<uint8_t> be64(uint64_t v) {
+  std::vector<uint8_t> b(8);
+  qcow2::put_be64(b.data(), v);
+  return b;
+}
+
+// A small valid v3 image with data in blocks 0 and 2 of 4.
+std::vector<uint8_t> expected_content(const std::vector<std::vector<uint8_t>>& blocks) {
+  std::vector<uint8_t> out;
+  for (const auto& b : blocks) {
+    if (b.empty()) out.insert(out.end(), kBlock, 0);
+    else out.insert(out.end(), b.begin(), b.end());
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(qcow2_written_image_reads_back_exactly_in_every_layout) {
+  TempDir dir;
+  const std::vector<std::vector<uint8_t>> blocks = {pattern(kBlock, 1), {}, pattern(kBlock, 2), {}};
+  const auto digests = store_blocks(dir.path(), blocks);
+  const auto want = expected_content(blocks);
+  for (uint32_t bits : {9u, 12u, 16u, 21u}) {
+    for (uint32_t version : {2u, 3u}) {
+      const std::string img = dir / ("img-" + std::to_string(bits) + "-" + std::to_string(version));
+      write_image(img, dir.path(), digests, 4 * kBlock, bits, version);
+      const Qcow2Header h = read_qcow2_header(img);
+      CHECK_EQ(h.version, version);
+      CHECK_EQ(h.cluster_bits, bits);
+      CHECK_EQ(h.size, 4 * kBlock);
+      auto src = open_qcow2_source(img);
+      CHECK(read_all(*src) == want);
+      if (bits <= 16) {
+        // Block 1 is unallocated clusters: known zero without reading or touching the buffer.
+        const SourceRead r = src->read(kBlock, kBlock, nullptr);
+        CHECK(r.zero);
+      }
+    }
+  }
+}
+
+TEST(qcow2_zero_clusters_hide_the_backing_file) {
+  TempDir dir;
+  const std::string base = dir / "base.raw";
+  make_sparse_file(base, 4 * kBlock);
+  write_bytes(base, 0, pattern(4 * kBlock, 9));
+  const std::vector<std::vector<uint8_t>> blocks = {{}, pattern(kBlock, 3), {}, {}};
+  const auto digests = store_blocks(dir.path(), blocks);
+  for (uint32_t version : {2u, 3u}) {
+    const std::string img = dir / ("over-v" + std::to_string(version));
+    write_image(img, dir.path(), digests, 4 * kBlock, 16, version, "base.raw", "raw");
+    const Qcow2Header h = read_qcow2_header(img);
+    CHECK_EQ(h.backing_file, std::string("base.raw"));
+    CHECK_EQ(h.backing_format, std::string("raw"));
+    auto src = open_qcow2_source(img);
+    CHECK(read_all(*src) == expected_content(blocks));
+  }
+}
+
+TEST(qcow2_unallocated_clusters_read_through_a_chain) {
+  TempDir dir;
+  const std::string base = dir / "base.raw";
+  make_sparse_file(base, 2 * kBlock);  // shorter than the overlay: the rest reads as zeros
+  write_bytes(base, 0, pattern(2 * kBlock, 4));
+  const auto none = store_blocks(dir.path(), {{}, {}, {}, {}});
+  // With a backing file the writer marks ZERO blocks as zero clusters; to get unallocated ones,
+  // write without a backing file and patch its name in (what qemu-img rebase -u does).
+  write_image(dir / "mid.qcow2", dir.path(), none, 4 * kBlock, 16, 3);
+  const std::string name = "base.raw";
+  patch(dir / "mid.qcow2", 512, std::vector<uint8_t>(name.begin(), name.end()));
+  patch(dir / "mid.qcow2", qcow2::kOffBackingOffset, be64(512));
+  patch(dir / "mid.qcow2", qcow2::kOffBackingSize, be32(static_cast<uint32_t>(name.size())));
+  const auto chain = qcow2_backing_chain(dir / "mid.qcow2");
+  REQUIRE(chain.size() == 2);
+  CHECK(chain[1].format == ImageFormat::Raw);  // probed: no format extension
+  auto src = open_qcow2_source(dir / "mid.qcow2");
+  auto want = pattern(2 * kBlock, 4);
+  want.resize(4 * kBlock, 0);
+  CHECK(read_all(*src) == want);
+}
+
+TEST(qcow2_backing_chain_that_loops_is_refused) {
+  TempDir dir;
+  const auto none = store_blocks(dir.path(), {{}});
+  const std::string img = dir / "self.qcow2";
+  write_image(img, dir.path(), none, kBlock, 16, 3);
+  const std::string name = "self.qcow2";
+  patch(img, 512, std::vector<uint8_t>(name.begin(), name.end()));
+  patch(img, qcow2::kOffBackingOffset, be64(512));
+  patch(img, qcow2::kOffBackingSize, be32(static_cast<uint32_t>(name.size())));
+  CHECK_THROWS_CODE(open_qcow2_source(img), ErrorCode::ImageCorrupt);
+  CHECK_THROWS_CODE(qcow2_backing_chain(img), ErrorCode::ImageCorrupt);
+  Qcow2OpenOptions no_backing;
+  no_backing.max_backing_depth = 0;
+  CHECK_THROWS_CODE(open_qcow2_source(img, no_backing), ErrorCode::UnsupportedFormat);
+}
+
+TEST(qcow2_damaged_headers_fail_with_a_code) {
+  TempDir dir;
+  const auto digests = store_blocks(dir.path(), {pattern(kBlock, 5), {}});
+  const std::string good = dir / "good.qcow2";
+  write_image(good, dir.path(), digests, 2 * kBlock, 16, 3);
+  const std::vector<uint8_t> original = read_file(good);
+
+  enum class Expect { Fails, Reads, NoCrash };
+  struct Case {
+    const char* what;
+    uint64_t offset;
+    std::vector<uint8_t> bytes;
+    ErrorCode code;
+    Expect expect = Expect::Fails;
+  };
+  std::vector<uint8_t> backing_outside = be64(65530);
+  for (uint8_t b : be32(100)) backing_outside.push_back(b);
+  const std::vector<Case> cases = {
+      {"no magic", 0, be32(0), ErrorCode::NotAnImage},
+      {"version 4", qcow2::kOffVersion, be32(4), ErrorCode::UnsupportedFormat},
+      {"cluster bits 40", qcow2::kOffClusterBits, be32(40), ErrorCode::ImageCorrupt},
+      {"cluster bits 8", qcow2::kOffClusterBits, be32(8), ErrorCode::ImageCorrupt},
+      {"encrypted", qcow2::kOffCryptMethod, be32(2), ErrorCode::UnsupportedFormat},
+      {"L1 too small", qcow2::kOffL1Size, be32(0), ErrorCode::ImageCorrupt},
+      {"L1 huge", qcow2::kOffL1Size, be32(0x10000000), ErrorCode::ImageCorrupt},
+      {"L1 past the end", qcow2::kOffL1Offset, be64(1ull << 40), ErrorCode::ImageCorrupt},
+      {"L1 unaligned", qcow2::kOffL1Offset, be64(65536 + 8), ErrorCode::ImageCorrupt},
+      {"virtual size 2^60", qcow2::kOffSize, be64(1ull << 60), ErrorCode::ImageCorrupt},
+      {"dirty is fine", qcow2::kOffIncompatible, be64(qcow2::kIncompatDirty), ErrorCode::InvalidArgument, Expect::Reads},
+      {"corrupt bit", qcow2::kOffIncompatible, be64(qcow2::kIncompatCorrupt), ErrorCode::ImageCorrupt},
+      {"external data file", qcow2::kOffIncompatible, be64(qcow2::kIncompatDataFile), ErrorCode::UnsupportedFormat},
+      {"unknown feature", qcow2::kOffIncompatible, be64(1ull << 40), ErrorCode::UnsupportedFormat},
+      {"header length 20", qcow2::kOffHeaderLength, be32(20), ErrorCode::ImageCorrupt},
+      {"header length past the cluster", qcow2::kOffHeaderLength, be32(1 << 20), ErrorCode::ImageCorrupt},
+      {"refcount order 9", qcow2::kOffRefcountOrder, be32(9), ErrorCode::ImageCorrupt},
+      {"backing name outside the cluster", qcow2::kOffBackingOffset, backing_outside, ErrorCode::ImageCorrupt},
+      // A valid header whose L2 tables hold 8-byte entries read as 16-byte ones.
+      {"extended L2 over standard tables", qcow2::kOffIncompatible, be64(qcow2::kIncompatExtendedL2), ErrorCode::ImageCorrupt, Expect::NoCrash},
+      {"zstd without the feature bit", qcow2::kOffCompressionType, {1}, ErrorCode::ImageCorrupt},
+  };
+  for (const Case& c : cases) {
+    const std::string img = dir / "bad.qcow2";
+    ::unlink(img.c_str());
+    make_sparse_file(img, 0);
+    write_bytes(img, 0, original);
+    patch(img, c.offset, c.bytes);
+    if (c.expect == Expect::Reads) {
+      try {
+        auto s = open_qcow2_source(img);
+        CHECK(read_all(*s) == expected_content({pattern(kBlock, 5), {}}));
+      } catch (const Error& e) {
+        ::harness::fail(__FILE__, __LINE__, std::string(c.what) + ": " + e.what());
+      }
+      continue;
+    }
+    if (c.expect == Expect::NoCrash) {
+      try {
+        auto s = open_qcow2_source(img);
+        read_all(*s);
+      } catch (const Error&) {
+      }
+      continue;
+    }
+    try {
+      open_qcow2_source(img);
+      ::harness::fail(__FILE__, __LINE__, std::string(c.what) + ": opened");
+    } catch (const Error& e) {
+      if (e.code() != c.code) ::harness::fail(__FILE__, __LINE__, std::string(c.what) + ": " + e.code_name() + " " + e.what());
+    }
+  }
+
+  // Truncations anywhere in the metadata: an error or a zero-filled read, never a crash.
+  for (uint64_t len : {0ull, 3ull, 50ull, 71ull, 103ull, 4096ull, 65536ull + 8, 131072ull + 100}) {
+    const std::string img = dir / "short.qcow2";
+    ::unlink(img.c_str());
+    make_sparse_file(img, 0);
+    std::vector<uint8_t> part(original.begin(), original.begin() + static_cast<long>(std::min<uint64_t>(len, original.size())));
+    if (!part.empty()) write_bytes(img, 0, part);
+    try {
+      auto s = open_qcow2_source(img);
+      read_all(*s);
+      CHECK(len > 65536);  // only truncations past the L1 table can open at all
+    } catch (const Error& e) {
+      CHECK(e.code() == ErrorCode::ImageCorrupt || e.code() == ErrorCode::NotAnImage);
+    }
+  }
+}
+
+TEST(qcow2_table_offsets_outside_the_file_fail_on_read) {
+  TempDir dir;
+  const auto digests = store_blocks(dir.path(), {pattern(kBlock, 6)});
+  const std::string img = dir / "l2.qcow2";
+  write_image(img, dir.path(), digests, kBlock, 16, 3);
+  const Qcow2Header h = read_qcow2_header(img);
+  patch(img, h.l1_offset, be64(qcow2::kFlagCopied | (1ull << 40)));  // L2 table far past the end
+  auto s = open_qcow2_source(img);
+  std::vector<uint8_t> buf(kBlock);
+  CHECK_THROWS_CODE(s->read(0, kBlock, buf.data()), ErrorCode::ImageCorrupt);
+  CHECK_THROWS_CODE(s->read(0, kBlock * 2, buf.data()), ErrorCode::InvalidArgument);
+}
+
+TEST(qemu_locks_held_are_seen_by_a_probe_and_released_with_the_descriptor) {
+  TempDir dir;
+  const std::string img = dir / "img";
+  make_sparse_file(img, kBlock);
+  CHECK(!probe_qemu_locks(img).any());
+  {
+    UniqueFd held = open_and_hold_qemu_locks(img);
+    const QemuLocks l = probe_qemu_locks(img);
+    CHECK_EQ(l.held, (1u << kQemuPermCount) - 1);
+    CHECK_EQ(l.not_shared, (1u << kQemuPermCount) - 1);
+    CHECK_EQ(describe_qemu_perms(kQemuPermWrite | 1), std::string("write, consistent read"));
+  }
+  CHECK(!probe_qemu_locks(img).any());
+}

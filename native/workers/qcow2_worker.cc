@@ -1,0 +1,103 @@
+#include "workers/qcow2_worker.h"
+
+#include "core/block_format.h"
+#include "core/digest.h"
+#include "formats/qcow2_reader.h"
+#include "formats/qcow2_writer.h"
+#include "workers/args.h"
+#include "workers/job_worker.h"
+#include "workers/js_error.h"
+
+namespace blocksnap::js {
+
+namespace {
+
+class Qcow2WriteWorker : public JobWorker {
+ public:
+  Qcow2WriteWorker(Napi::Env env, Qcow2WriteParams params, Napi::Function on_progress)
+      : JobWorker(env, "blocksnap.writeQcow2", on_progress), params_(std::move(params)) {}
+
+ private:
+  void run(JobControl& control, const ProgressFn& progress) override {
+    result_ = write_qcow2_image(params_, control, progress);
+  }
+
+  Napi::Value result(Napi::Env env) override {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("sizeBytes", static_cast<double>(result_.size_bytes));
+    o.Set("blocksWritten", static_cast<double>(result_.blocks_written));
+    o.Set("bytesWritten", static_cast<double>(result_.bytes_written));
+    o.Set("fileBytes", static_cast<double>(result_.file_bytes));
+    return o;
+  }
+
+  Qcow2WriteParams params_;
+  Qcow2WriteResult result_;
+};
+
+}  // namespace
+
+Napi::Value write_qcow2(const Napi::CallbackInfo& info) {
+  Options o(info);
+  Qcow2WriteParams p;
+  p.image_path = o.string("imagePath");
+  p.store_dir = o.string("storeDir");
+  p.block_size = o.integer("blockSize");
+  if (!is_valid_block_size(p.block_size)) o.invalid("blockSize", "must be a power of two from 64 KiB to 64 MiB");
+  p.size_bytes = o.integer("sizeBytes");
+  p.digests = o.bytes("digests", true);
+  const uint64_t blocks = (p.size_bytes + p.block_size - 1) / p.block_size;
+  if (p.digests.size() != blocks * kDigestSize) o.invalid("digests", "must be ceil(sizeBytes / blockSize) * 32 bytes long");
+  if (o.has("clusterBits")) {
+    const uint64_t bits = o.integer("clusterBits");
+    if (bits < 9 || bits > 21) o.invalid("clusterBits", "must be 9..21");
+    p.cluster_bits = static_cast<uint32_t>(bits);
+  }
+  if (o.has("version")) {
+    const uint64_t v = o.integer("version");
+    if (v != 2 && v != 3) o.invalid("version", "must be 2 or 3");
+    p.version = static_cast<uint32_t>(v);
+  }
+  if (o.has("backingFile")) {
+    p.backing_file = o.string("backingFile");
+    p.backing_format = o.string("backingFormat");
+    if (p.backing_format != "raw" && p.backing_format != "qcow2") o.invalid("backingFormat", "must be 'raw' or 'qcow2'");
+  }
+  if (o.has("replace")) p.replace = o.string("replace");
+  p.threads = o.threads();
+  Napi::Function on_progress = o.function("onProgress");
+  return (new Qcow2WriteWorker(info.Env(), std::move(p), on_progress))->start();
+}
+
+Napi::Value qcow2_info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "path must be a string");
+  const std::string path = info[0].As<Napi::String>().Utf8Value();
+  try {
+    const Qcow2Header h = read_qcow2_header(path);
+    const std::vector<ChainElement> chain = qcow2_backing_chain(path);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("version", h.version);
+    o.Set("clusterBits", h.cluster_bits);
+    o.Set("sizeBytes", static_cast<double>(h.size));
+    o.Set("internalSnapshots", h.nb_snapshots);
+    o.Set("extendedL2", h.extended_l2());
+    o.Set("dirty", (h.incompatible & 1) != 0);
+    o.Set("compressionType", h.compression_type == 0 ? "zlib" : "zstd");
+    o.Set("backingFile", h.backing_file.empty() ? env.Null() : Napi::String::New(env, h.backing_file));
+    o.Set("backingFormat", chain.size() > 1 ? Napi::String::New(env, chain[1].format == ImageFormat::Qcow2 ? "qcow2" : "raw") : env.Null());
+    Napi::Array a = Napi::Array::New(env, chain.size());
+    for (size_t i = 0; i < chain.size(); ++i) {
+      Napi::Object e = Napi::Object::New(env);
+      e.Set("path", chain[i].path);
+      e.Set("format", chain[i].format == ImageFormat::Qcow2 ? "qcow2" : "raw");
+      a.Set(static_cast<uint32_t>(i), e);
+    }
+    o.Set("chain", a);
+    return o;
+  } catch (const Error& e) {
+    throw to_js_error(env, e);
+  }
+}
+
+}  // namespace blocksnap::js

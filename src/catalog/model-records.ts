@@ -1,0 +1,109 @@
+/**
+ * Catalog records and accessors of the snapshot model above single snapshots: policies (automatic
+ * schedules with retention), their bindings to disks, and snapshot groups. Same LMDB environment
+ * as the rest of the catalog (schema.ts), so a policy run's bookkeeping or a group's status
+ * commits in the same kind of transaction as the snapshots it names. Writes run inside Catalog.txn.
+ */
+import type { Database } from 'lmdb';
+import type { Catalog } from './catalog';
+import type { Retention } from '../engine/retention';
+
+export interface PolicyEvent {
+  /** The due time handled (a scheduled time, or the request time of `policy run`). */
+  dueAt: string;
+  at: string;
+  diskId: string;
+  outcome: 'created' | 'failed' | 'skipped';
+  snapshotId: string | null;
+  /** Automatic snapshots retention deleted after this run. */
+  expired: string[];
+  error: { code: string; message: string } | null;
+}
+
+export interface PolicyRecord {
+  id: string;
+  name: string;
+  description: string;
+  /** Hours of the day (0-23) and ISO weekdays (1 Monday - 7 Sunday) it runs at, in timeZone. */
+  hours: number[];
+  weekdays: number[];
+  timeZone: string;
+  retention: Retention;
+  enabled: boolean;
+  createdAt: string;
+  updatedAt: string;
+  /** Most recent last: what the scheduler and `policy run` did, capped at POLICY_HISTORY_LIMIT. */
+  history: PolicyEvent[];
+}
+
+/** One disk's policy (a disk has at most one, so the disk id is the key). */
+export interface PolicyBinding {
+  diskId: string;
+  policyId: string;
+  boundAt: string;
+  /** The newest scheduled time the scheduler has handled for this disk (taken, failed or skipped). */
+  lastDueAt: string | null;
+}
+
+export type GroupStatus = 'creating' | 'available' | 'error';
+
+export interface GroupRecord {
+  id: string;
+  name: string;
+  description: string;
+  status: GroupStatus;
+  diskIds: string[];
+  /** Member snapshots, one per disk, in diskIds order (fewer while starting or after a failure). */
+  snapshotIds: string[];
+  createdAt: string;
+  completedAt: string | null;
+  error: { code: string; message: string } | null;
+}
+
+export const POLICY_HISTORY_LIMIT = 100;
+
+export class ModelCatalog {
+  private readonly policies: Database<PolicyRecord, string>;
+  private readonly bindings: Database<PolicyBinding, string>;
+  private readonly groups: Database<GroupRecord, string>;
+
+  constructor(readonly catalog: Catalog) {
+    this.policies = catalog.database<PolicyRecord>('policies');
+    this.bindings = catalog.database<PolicyBinding>('policyDisks');
+    this.groups = catalog.database<GroupRecord>('groups');
+  }
+
+  txn<T>(fn: () => T): T { return this.catalog.txn(fn); }
+
+  // ---- policies
+  getPolicy(id: string): PolicyRecord | undefined { return this.policies.get(id); }
+  putPolicy(p: PolicyRecord): void { this.policies.putSync(p.id, p); }
+  deletePolicy(id: string): void { this.policies.removeSync(id); }
+  allPolicies(): PolicyRecord[] {
+    return [...this.policies.getRange()].map((e) => e.value).sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+  }
+
+  appendPolicyEvent(policyId: string, e: PolicyEvent): void {
+    const p = this.policies.get(policyId);
+    if (!p) return; // deleted while it ran: nothing left to record on
+    const history = [...p.history, e].slice(-POLICY_HISTORY_LIMIT);
+    this.policies.putSync(p.id, { ...p, history });
+  }
+
+  // ---- bindings
+  getBinding(diskId: string): PolicyBinding | undefined { return this.bindings.get(diskId); }
+  putBinding(b: PolicyBinding): void { this.bindings.putSync(b.diskId, b); }
+  deleteBinding(diskId: string): void { this.bindings.removeSync(diskId); }
+  bindingsOf(policyId: string): PolicyBinding[] {
+    return [...this.bindings.getRange()].map((e) => e.value).filter((b) => b.policyId === policyId)
+      .sort((a, b) => a.boundAt.localeCompare(b.boundAt) || a.diskId.localeCompare(b.diskId));
+  }
+
+  // ---- groups
+  getGroup(id: string): GroupRecord | undefined { return this.groups.get(id); }
+  putGroup(g: GroupRecord): void { this.groups.putSync(g.id, g); }
+  deleteGroup(id: string): void { this.groups.removeSync(id); }
+  allGroups(): GroupRecord[] {
+    return [...this.groups.getRange()].map((e) => e.value).sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+  }
+}

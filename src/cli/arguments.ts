@@ -1,0 +1,40 @@
+/** Parsers of the compact argument forms of the policy, group and tag commands. */
+import { InvalidArgumentError } from 'commander';
+
+/** "2,14", "0-23", "1-5,7" → sorted distinct integers within [min, max]. */
+export function parseIntegerList(text: string, min: number, max: number): number[] {
+  const out = new Set<number>();
+  for (const part of text.split(',')) {
+    const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(part);
+    if (!m) throw new InvalidArgumentError(`use numbers and ranges such as 2,14 or ${min}-${max}`);
+    const from = Number(m[1]);
+    const to = m[2] === undefined ? from : Number(m[2]);
+    if (from < min || to > max || from > to) throw new InvalidArgumentError(`every value must be from ${min} to ${max}, ranges low-high`);
+    for (let i = from; i <= to; i++) out.add(i);
+  }
+  return [...out].sort((a, b) => a - b);
+}
+
+/** An integer option value, negative allowed where min < 0 (--retention-days -1). */
+export function integerOption(min: number, max = Number.MAX_SAFE_INTEGER): (text: string) => number {
+  return (text) => {
+    if (!/^-?\d+$/.test(text) || Number(text) < min || Number(text) > max) throw new InvalidArgumentError(`must be an integer from ${min} to ${max}`);
+    return Number(text);
+  };
+}
+
+/** "k=v" arguments → a tag map (the value may be empty and may contain "="). */
+export function parseTags(pairs: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const p of pairs) {
+    const i = p.indexOf('=');
+    if (i <= 0) throw new InvalidArgumentError(`tag ${JSON.stringify(p)} must have the form key=value`);
+    out[p.slice(0, i)] = p.slice(i + 1);
+  }
+  return out;
+}
+
+/** Collects a repeatable option. */
+export function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}

@@ -1,0 +1,55 @@
+import type { Command } from 'commander';
+import type { ExportInfo } from '../../engine/exports';
+import { clientOptions, examples, withClient, type ClientFlags } from '../context';
+import { details, formatBytes, relativeTime, table } from '../format';
+
+function exportTable(list: ExportInfo[]): string {
+  if (list.length === 0) return 'No exports. Serve a snapshot with: blocksnap export start SNAPSHOT';
+  return table(list, [
+    { header: 'name', value: (e) => e.name },
+    { header: 'snapshot', value: (e) => e.snapshotId },
+    { header: 'size', value: (e) => formatBytes(e.sizeBytes), align: 'right' },
+    { header: 'mode', value: (e) => (e.writable ? 'rw' : 'ro') },
+    { header: 'clients', value: (e) => String(e.connections), align: 'right' },
+    { header: 'started', value: (e) => relativeTime(e.startedAt) },
+    { header: 'uri', value: (e) => e.uri },
+  ]);
+}
+
+function exportDetails(e: ExportInfo): string {
+  return details([
+    ['name', e.name], ['snapshot', e.snapshotId], ['disk', e.diskId], ['size', formatBytes(e.sizeBytes)],
+    ['mode', e.writable ? 'read-write' : 'read-only'], ['clients', String(e.connections)], ['uri', e.uri],
+  ]);
+}
+
+export function registerExport(program: Command): void {
+  const exp = program.command('export').description('serve snapshots over NBD (the daemon needs --nbd-socket)');
+
+  clientOptions(exp.command('start').argument('<snapshot>', 'snapshot id or name'))
+    .description('serve a snapshot read-only under an export name')
+    .option('--name <name>', 'export name (default: the snapshot id)')
+    .addHelpText('after', examples([
+      'blocksnap export start before-upgrade --name web1-before',
+      'qemu-img info "nbd+unix:///web1-before?socket=/run/blocksnap/nbd.sock"',
+    ]) + '\nThe snapshot cannot be deleted while it is exported.\n')
+    .action(async (snapshot: string, flags: ClientFlags & { name?: string }) => {
+      await withClient(flags, async (client, out) => {
+        out.result(await client.call<ExportInfo>('export.start', { snapshot, ...(flags.name !== undefined ? { name: flags.name } : {}) }), exportDetails);
+      });
+    });
+
+  clientOptions(exp.command('list'))
+    .description('exports being served, with their clients')
+    .addHelpText('after', examples(['blocksnap export list', 'blocksnap export list --json']))
+    .action(async (flags: ClientFlags) => {
+      await withClient(flags, async (client, out) => out.result(await client.call<ExportInfo[]>('export.list'), exportTable));
+    });
+
+  clientOptions(exp.command('stop').argument('<name>', 'export name'))
+    .description('stop serving an export; its clients are disconnected')
+    .addHelpText('after', examples(['blocksnap export stop web1-before']))
+    .action(async (name: string, flags: ClientFlags) => {
+      await withClient(flags, async (client, out) => out.result(await client.call<ExportInfo>('export.stop', { name }), exportDetails));
+    });
+}

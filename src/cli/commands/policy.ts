@@ -1,0 +1,156 @@
+import { Option, type Command } from 'commander';
+import { BlocksnapError } from '../../errors';
+import type { PolicyRunResult } from '../../engine/policies';
+import { validateTimeZone } from '../../engine/time-zone';
+import { integerOption, parseIntegerList } from '../arguments';
+import { clientOptions, examples, withClient, type ClientFlags } from '../context';
+import { EXIT } from '../exit-status';
+import { policyDetails, policyRunView, policyTable, type ServedPolicy } from '../model-views';
+
+interface PolicyFlags extends ClientFlags {
+  name?: string;
+  description?: string;
+  hours?: number[];
+  weekdays?: number[];
+  timeZone?: string;
+  retentionDays?: number;
+  keepLast?: number;
+  keepHourly?: number;
+  keepDaily?: number;
+  keepWeekly?: number;
+  keepMonthly?: number;
+  keepYearly?: number;
+  enable?: boolean;
+  disable?: boolean;
+}
+
+const KEEP_FLAGS = ['keepLast', 'keepHourly', 'keepDaily', 'keepWeekly', 'keepMonthly', 'keepYearly'] as const;
+
+/** Schedule and retention options shared by create and update. */
+function policyOptions(cmd: Command): Command {
+  return clientOptions(cmd)
+    .option('--description <text>', 'free text kept with the policy')
+    .option('--hours <list>', 'hours of the day to run at, 0-23 (e.g. 2,14 or 0-23)', (v) => parseIntegerList(v, 0, 23))
+    .option('--weekdays <list>', 'ISO weekdays to run on, 1 Monday - 7 Sunday (default: 1-7)', (v) => parseIntegerList(v, 1, 7))
+    .option('--time-zone <zone>', 'IANA time zone the hours and retention periods are in (default: UTC)')
+    .option('--retention-days <days>', 'delete automatic snapshots older than this; -1 keeps them forever (the quota still applies)', integerOption(-1, 65_536))
+    .option('--keep-last <n>', 'keep the n newest automatic snapshots', integerOption(0))
+    .option('--keep-hourly <n>', 'keep the newest snapshot of each of the n newest hours', integerOption(0))
+    .option('--keep-daily <n>', 'keep the newest snapshot of each of the n newest days', integerOption(0))
+    .option('--keep-weekly <n>', 'keep the newest snapshot of each of the n newest ISO weeks', integerOption(0))
+    .option('--keep-monthly <n>', 'keep the newest snapshot of each of the n newest months', integerOption(0))
+    .option('--keep-yearly <n>', 'keep the newest snapshot of each of the n newest years', integerOption(0));
+}
+
+function policyParams(f: PolicyFlags): Record<string, unknown> {
+  if (f.timeZone !== undefined) validateTimeZone(f.timeZone);
+  const p: Record<string, unknown> = {};
+  for (const k of ['name', 'description', 'hours', 'weekdays', 'timeZone', 'retentionDays', ...KEEP_FLAGS] as const) {
+    if (f[k] !== undefined) p[k] = f[k];
+  }
+  return p;
+}
+
+const RETENTION_HELP = `
+Retention applies to the disk's automatic snapshots only, after each run; manual snapshots and
+group members are never expired by a policy. Give it in days (as the cloud services do) or as
+keep rules (as Proxmox Backup Server and restic do), not both. Without either, automatic
+snapshots are kept until the per-disk quota (256) makes room by deleting the oldest.
+`;
+
+export function registerPolicy(program: Command): void {
+  const policy = program.command('policy').description('automatic snapshot policies: schedule, retention, disks');
+
+  policyOptions(policy.command('create'))
+    .description('create an automatic snapshot policy')
+    .requiredOption('--name <name>', 'policy name: 1-100 of A-Z a-z 0-9 . _ -')
+    .addOption(new Option('--disabled', 'create it disabled (the scheduler skips it until `policy update --enable`)'))
+    .addHelpText('after', examples([
+      'blocksnap policy create --name daily --hours 2 --retention-days 7',
+      'blocksnap policy create --name office --hours 8,12,18 --weekdays 1-5 --time-zone Europe/Berlin --keep-daily 7 --keep-weekly 4',
+      'blocksnap policy create --name hourly --hours 0-23 --keep-last 24 --keep-daily 30 --json',
+    ]) + RETENTION_HELP)
+    .action(async (flags: PolicyFlags & { disabled?: boolean }) => {
+      if (flags.hours === undefined) throw new BlocksnapError('InvalidArgument', "required option '--hours <list>' not specified");
+      const params = policyParams(flags);
+      if (flags.disabled) params.enabled = false;
+      await withClient(flags, async (client, out) => {
+        out.result(await client.call<ServedPolicy>('policy.create', params), (p) => `Created policy ${p.name} (${p.id}).\n${policyDetails(p)}`);
+      });
+    });
+
+  clientOptions(policy.command('list'))
+    .alias('ls')
+    .description('list policies')
+    .addHelpText('after', examples(['blocksnap policy list', 'blocksnap policy list --json']))
+    .action(async (flags: ClientFlags) => {
+      await withClient(flags, async (client, out) => out.result(await client.call<ServedPolicy[]>('policy.list', {}), policyTable));
+    });
+
+  clientOptions(policy.command('show').argument('<policy>', 'policy id or name'))
+    .description('show a policy, its disks, next run and recent runs')
+    .addHelpText('after', examples(['blocksnap policy show daily', 'blocksnap policy show p-0123456789abcdef --json']))
+    .action(async (ref: string, flags: ClientFlags) => {
+      await withClient(flags, async (client, out) => out.result(await client.call<ServedPolicy>('policy.show', { policy: ref }), policyDetails));
+    });
+
+  policyOptions(policy.command('update').argument('<policy>', 'policy id or name'))
+    .description('change a policy; options not given keep their value')
+    .option('--name <name>', 'new name')
+    .option('--enable', 'let the scheduler run it')
+    .option('--disable', 'stop the scheduler from running it (policy run still works)')
+    .addHelpText('after', examples([
+      'blocksnap policy update daily --hours 3',
+      'blocksnap policy update daily --keep-daily 14 --keep-monthly 6',
+      'blocksnap policy update daily --disable',
+    ]) + RETENTION_HELP)
+    .action(async (ref: string, flags: PolicyFlags) => {
+      const params: Record<string, unknown> = { policy: ref, ...policyParams(flags) };
+      if (flags.enable && flags.disable) throw new BlocksnapError('InvalidArgument', '--enable and --disable exclude each other');
+      if (flags.enable) params.enabled = true;
+      else if (flags.disable) params.enabled = false;
+      await withClient(flags, async (client, out) => {
+        out.result(await client.call<ServedPolicy>('policy.update', params), (p) => `Updated policy ${p.name} (${p.id}).\n${policyDetails(p)}`);
+      });
+    });
+
+  clientOptions(policy.command('delete').argument('<policy>', 'policy id or name'))
+    .alias('rm')
+    .description('delete a policy; its disks are unbound and the automatic snapshots it made stay')
+    .addHelpText('after', examples(['blocksnap policy delete daily']))
+    .action(async (ref: string, flags: ClientFlags) => {
+      await withClient(flags, async (client, out) => {
+        out.result(await client.call<ServedPolicy>('policy.delete', { policy: ref }), (p) => `Deleted policy ${p.name} (${p.id}).`);
+      });
+    });
+
+  clientOptions(policy.command('bind').argument('<policy>', 'policy id or name').argument('<disks...>', 'disk ids or names'))
+    .description('apply a policy to disks (a disk has at most one policy)')
+    .addHelpText('after', examples(['blocksnap policy bind daily web1 db1']))
+    .action(async (ref: string, disks: string[], flags: ClientFlags) => {
+      await withClient(flags, async (client, out) => {
+        out.result(await client.call<ServedPolicy>('policy.bind', { policy: ref, disks }), (p) => `Policy ${p.name} now runs on ${p.diskIds.length} disk(s).`);
+      });
+    });
+
+  clientOptions(policy.command('unbind').argument('<policy>', 'policy id or name').argument('<disks...>', 'disk ids or names'))
+    .description('stop applying a policy to disks (their automatic snapshots stay)')
+    .addHelpText('after', examples(['blocksnap policy unbind daily web1']))
+    .action(async (ref: string, disks: string[], flags: ClientFlags) => {
+      await withClient(flags, async (client, out) => {
+        out.result(await client.call<ServedPolicy>('policy.unbind', { policy: ref, disks }), (p) => `Policy ${p.name} now runs on ${p.diskIds.length} disk(s).`);
+      });
+    });
+
+  clientOptions(policy.command('run').argument('<policy>', 'policy id or name'))
+    .description('run a policy now: snapshot every bound disk, then apply retention; waits until done')
+    .addHelpText('after', examples(['blocksnap policy run daily', 'blocksnap policy run daily --json']) +
+      '\nA busy disk is reported (DiskBusy) rather than waited for. Exits 1 when any disk failed.\n')
+    .action(async (ref: string, flags: ClientFlags) => {
+      await withClient(flags, async (client, out) => {
+        const r = await client.call<PolicyRunResult>('policy.run', { policy: ref });
+        out.result(r, policyRunView);
+        if (r.disks.some((d) => d.outcome !== 'created')) process.exitCode = EXIT.failed;
+      });
+    });
+}

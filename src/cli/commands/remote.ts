@@ -1,0 +1,103 @@
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import type { Remote, RemoteCheck, RemoteGcResult, RemoteSnapshot } from '../../engine/offsite-types';
+import { clientOptions, examples, jobOptions, runJob, withClient, type ClientFlags, type JobFlags } from '../context';
+import { remoteCheckView, remoteDetails, remoteGcView, remoteSnapshotTable, remoteTable } from '../offsite-views';
+import { parseWholeNumber } from './numbers';
+
+export function registerRemote(program: Command): void {
+  const remote = program.command('remote').description('S3-compatible object stores that hold off-host copies of snapshots');
+
+  clientOptions(remote.command('add').argument('<name>', 'name of the remote: 1-64 of A-Z a-z 0-9 . _ -'))
+    .description('configure a remote (an existing bucket on S3, Ceph radosgw, MinIO, Garage, ...)')
+    .requiredOption('--endpoint <url>', 'S3 endpoint, scheme://host[:port]')
+    .requiredOption('--bucket <bucket>', 'bucket name (it must exist)')
+    .option('--prefix <prefix>', 'key prefix inside the bucket (several stores may share a bucket)')
+    .option('--region <region>', 'signing region (default us-east-1)')
+    .requiredOption('--credentials <file>', 'file with aws_access_key_id and aws_secret_access_key, mode 0600; read by the daemon, never sent')
+    .addHelpText('after', `
+The credentials file is read by the daemon each time it connects, so the daemon's user must be able
+to read it, and it must not be readable by group or others. Syntax as ~/.aws/credentials:
+  aws_access_key_id = AKIA...
+  aws_secret_access_key = ...
+${examples([
+  'blocksnap remote add offsite --endpoint http://rgw.example:7480 --bucket vm-backups --credentials /etc/blocksnap/offsite.cred',
+  'blocksnap remote add s3 --endpoint https://s3.eu-central-1.amazonaws.com --region eu-central-1 --bucket b --prefix host1 --credentials /root/.s3cred',
+])}`)
+    .action(async (name: string, flags: ClientFlags & { endpoint: string; bucket: string; prefix?: string; region?: string; credentials: string }) => {
+      await withClient(flags, async (client, out) => {
+        const params: Record<string, unknown> = { name, endpoint: flags.endpoint, bucket: flags.bucket, credentialsFile: resolve(flags.credentials) };
+        if (flags.prefix !== undefined) params.prefix = flags.prefix;
+        if (flags.region !== undefined) params.region = flags.region;
+        out.result(await client.call<Remote>('remote.add', params), (r) => `Added remote ${r.name}.\n${remoteDetails(r)}\nCheck it with: blocksnap remote check ${r.name}`);
+      });
+    });
+
+  clientOptions(remote.command('list'))
+    .alias('ls')
+    .description('list the configured remotes')
+    .addHelpText('after', examples(['blocksnap remote list --json']))
+    .action(async (flags: ClientFlags) => {
+      await withClient(flags, async (client, out) => out.result(await client.call<Remote[]>('remote.list'), remoteTable));
+    });
+
+  clientOptions(remote.command('show').argument('<remote>', 'remote name'))
+    .description('show one remote (no secrets: only the credentials file path is stored)')
+    .addHelpText('after', examples(['blocksnap remote show offsite']))
+    .action(async (name: string, flags: ClientFlags) => {
+      await withClient(flags, async (client, out) => out.result(await client.call<Remote>('remote.show', { remote: name }), remoteDetails));
+    });
+
+  clientOptions(remote.command('remove').argument('<remote>', 'remote name'))
+    .alias('rm')
+    .description('forget a remote; the bucket and its contents are not touched')
+    .addHelpText('after', examples(['blocksnap remote remove offsite']))
+    .action(async (name: string, flags: ClientFlags) => {
+      await withClient(flags, async (client, out) => out.result(await client.call<Remote>('remote.remove', { remote: name }), (r) => `Removed remote ${r.name}.`));
+    });
+
+  clientOptions(remote.command('check').argument('<remote>', 'remote name'))
+    .description('check that the remote answers, accepts the credentials and lets us write to the bucket')
+    .addHelpText('after', examples(['blocksnap remote check offsite', 'blocksnap remote check offsite --json']))
+    .action(async (name: string, flags: ClientFlags) => {
+      await withClient(flags, async (client, out) => out.result(await client.call<RemoteCheck>('remote.check', { remote: name }), remoteCheckView));
+    });
+
+  clientOptions(remote.command('snapshots').argument('<remote>', 'remote name'))
+    .description('list the snapshots on a remote (from their manifests; no local catalog needed)')
+    .option('--disk <disk>', 'only snapshots of this disk (id or name as on the source host)')
+    .addHelpText('after', examples(['blocksnap remote snapshots offsite', 'blocksnap remote snapshots offsite --disk web1 --json']))
+    .action(async (name: string, flags: ClientFlags & { disk?: string }) => {
+      await withClient(flags, async (client, out) => {
+        const params: Record<string, unknown> = { remote: name };
+        if (flags.disk !== undefined) params.disk = flags.disk;
+        out.result(await client.call<RemoteSnapshot[]>('remote.snapshots', params), remoteSnapshotTable);
+      });
+    });
+
+  clientOptions(remote.command('delete').argument('<remote>', 'remote name').argument('<snapshot>', 'remote snapshot id or unique name'))
+    .description('delete a snapshot from a remote (its manifest); `remote gc` then frees the blocks nothing else uses')
+    .addHelpText('after', examples(['blocksnap remote delete offsite s-0123456789abcdef']))
+    .action(async (name: string, snapshot: string, flags: ClientFlags) => {
+      await withClient(flags, async (client, out) => {
+        const s = await client.call<RemoteSnapshot>('remote.delete', { remote: name, snapshot });
+        out.result(s, (v) => `Deleted ${v.id} (${v.name}) from ${name}; run "blocksnap remote gc ${name}" to free its blocks.`);
+      });
+    });
+
+  jobOptions(remote.command('gc').argument('<remote>', 'remote name'))
+    .description('delete the blocks on a remote that no manifest references (safe with several hosts sharing the bucket)')
+    .option('--grace <seconds>', 'keep unreferenced blocks younger than this (default 3600)')
+    .addHelpText('after', `
+gc takes a gc lease on the remote and waits until no host holds a replication lease; replications
+that start meanwhile wait for gc. Blocks younger than the grace period are kept in any case.
+${examples(['blocksnap remote gc offsite', 'blocksnap remote gc offsite --grace 0 --json'])}`)
+    .action(async (name: string, flags: JobFlags & { grace?: string }) => {
+      await withClient(flags, async (client, out) => {
+        const params: Record<string, unknown> = { remote: name };
+        if (flags.grace !== undefined) params.graceSeconds = parseWholeNumber('--grace', flags.grace);
+        const job = await runJob(client, out, flags, 'remote.gc', params, `remote gc ${name}`);
+        if (job !== null) out.result(job.result as RemoteGcResult, remoteGcView);
+      });
+    });
+}

@@ -1,0 +1,73 @@
+/** Human-readable output of the remote, replication and stream commands (--json prints the objects). */
+import type {
+  ExportResult, ImportResult, Remote, RemoteCheck, RemoteGcResult, RemoteSnapshot, ReplicateResult, RestoreResult,
+} from '../engine/offsite-types';
+import { details, formatBytes, table } from './format';
+
+export function remoteTable(remotes: Remote[]): string {
+  if (remotes.length === 0) return 'No remotes.';
+  return table(remotes, [
+    { header: 'name', value: (r) => r.name },
+    { header: 'endpoint', value: (r) => r.endpoint },
+    { header: 'bucket', value: (r) => r.bucket },
+    { header: 'prefix', value: (r) => r.prefix || '-' },
+  ]);
+}
+
+export function remoteDetails(r: Remote): string {
+  return details([
+    ['name', r.name], ['endpoint', r.endpoint], ['bucket', r.bucket], ['prefix', r.prefix || '-'], ['region', r.region],
+    ['credentials', `${r.credentialsFile} (read by the daemon)`], ['added', r.createdAt],
+  ]);
+}
+
+export function remoteCheckView(c: RemoteCheck): string {
+  return `Remote ${c.name} is reachable and ${c.bucket} is writable (probe round trip ${c.latencyMs} ms).`;
+}
+
+export function remoteSnapshotTable(snaps: RemoteSnapshot[]): string {
+  if (snaps.length === 0) return 'No snapshots on this remote.';
+  return table(snaps, [
+    { header: 'id', value: (s) => s.id },
+    { header: 'disk', value: (s) => s.diskName },
+    { header: 'name', value: (s) => s.name },
+    { header: 'created', value: (s) => s.createdAt },
+    { header: 'size', value: (s) => formatBytes(s.sizeBytes), align: 'right' },
+    { header: 'data', value: (s) => formatBytes(s.logicalBytes), align: 'right' },
+    { header: 'from host', value: (s) => s.host },
+  ]);
+}
+
+export function replicateView(r: ReplicateResult): string {
+  const lines = [
+    `Replicated ${r.replicated.length} snapshot(s) to ${r.remote}${r.alreadyPresent.length ? ` (${r.alreadyPresent.length} already there)` : ''}.`,
+    details([
+      ['uploaded', `${r.uploadedBlocks} blocks, ${formatBytes(r.uploadedBytes)}`],
+      ['already on remote', `${r.skippedBlocks} blocks`],
+      ['retries', String(r.retries)],
+    ]),
+  ];
+  return lines.join('\n');
+}
+
+export function restoreView(r: RestoreResult): string {
+  return `Restored ${r.snapshotId} from ${r.remote} to ${r.path} (${formatBytes(r.sizeBytes)}; downloaded ${r.downloadedBlocks} blocks, ${formatBytes(r.downloadedBytes)}).`;
+}
+
+export function importView(r: ImportResult): string {
+  return `Imported snapshot ${r.snapshotId} into disk ${r.diskId}${r.parentId ? ` on top of ${r.parentId}` : ''}: stored ${r.storedBlocks} new blocks (${formatBytes(r.storedBytes)}), ${r.presentBlocks} already here.`;
+}
+
+export function remoteGcView(r: RemoteGcResult): string {
+  return [
+    `Remote gc of ${r.remote}: deleted ${r.deletedBlocks} blocks (${formatBytes(r.deletedBytes)}).`,
+    details([
+      ['manifests', String(r.manifests)], ['referenced blocks', String(r.referencedBlocks)],
+      ['kept (too young)', String(r.youngBlocks)], ['waited for replications', `${r.waitedSeconds} s`],
+    ]),
+  ].join('\n');
+}
+
+export function exportView(r: ExportResult): string {
+  return `Exported ${r.snapshotId}${r.baseId ? ` over ${r.baseId}` : ' (full)'} to ${r.path}: ${r.blocks} blocks, ${formatBytes(r.bytes)}.`;
+}

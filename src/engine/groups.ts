@@ -1,0 +1,268 @@
+/**
+ * Snapshot groups ("instance snapshots"): one snapshot of each of several disks of a VM, taken
+ * together and handled as one. A group is created only when every disk is free at that moment:
+ * every check runs first and every member snapshot starts in the same turn of the event loop, so
+ * no other job can slip in between and no member starts while another disk would refuse. Then
+ * either every member becomes `available` (the group too), or the group ends `error` and its
+ * members are removed: a group is never left half made. A member cannot be deleted on its own
+ * (SnapshotInGroup) but can be rolled back or cloned on its own.
+ *
+ * States: creating → available | error. After a crash, a group still `creating` becomes `error`
+ * and its members are removed at the next start (recover()).
+ */
+import { BlocksnapError, toBlocksnapError } from '../errors';
+import type { GroupRecord } from '../catalog/model-records';
+import type { SnapshotRecord } from '../catalog/records';
+import type { Engine } from './engine';
+import type { EngineInternals } from './internals';
+import { looksLikeId, newId } from './ids';
+import { uniqueName, validateManualSnapshotName } from './names';
+import { resolveExistingImage } from './paths';
+import { checkNotInUse, checkQcow2RollbackFor } from './image-access';
+import { quotaEvictions } from './quotas';
+import { removeSnapshot } from './remove-snapshot';
+import type { Disk, Job } from './types';
+
+export const GROUP_DISKS_MAX = 64;
+const DESCRIPTION_MAX = 1024;
+
+export type Group = GroupRecord;
+
+export interface GroupCreateOptions {
+  disks: string[];
+  name?: string;
+  description?: string;
+}
+
+export interface GroupRollback {
+  groupId: string;
+  /** One rollback job per member, in the group's disk order. */
+  jobs: Job[];
+}
+
+function defaultGroupName(now: Date): string {
+  const iso = now.toISOString();
+  return `group-${iso.slice(0, 10).replace(/-/g, '')}-${iso.slice(11, 19).replace(/:/g, '')}`;
+}
+
+export class SnapshotGroups {
+  constructor(private readonly engine: Engine, private readonly i: EngineInternals) {}
+
+  /**
+   * Checks every disk, then starts every member snapshot. Returns the group as started and a
+   * promise of the group once it is `available` or `error`.
+   */
+  create(o: GroupCreateOptions): { group: Group; done: Promise<Group> } {
+    if (!Array.isArray(o.disks) || o.disks.length === 0 || o.disks.length > GROUP_DISKS_MAX) {
+      throw new BlocksnapError('InvalidArgument', `a group takes 1 to ${GROUP_DISKS_MAX} disks`);
+    }
+    const disks = o.disks.map((ref) => this.engine.getDisk(ref));
+    const ids = new Set(disks.map((d) => d.id));
+    if (ids.size !== disks.length) throw new BlocksnapError('InvalidArgument', 'a disk appears twice in the group');
+    const desc = o.description ?? '';
+    if (typeof desc !== 'string' || desc.length > DESCRIPTION_MAX) {
+      throw new BlocksnapError('InvalidArgument', `description must be a string of at most ${DESCRIPTION_MAX} characters`);
+    }
+    const now = this.i.now();
+    const snapsOf = new Map(disks.map((d) => [d.id, this.i.catalog.snapshotsOfDisk(d.id)]));
+    const nameTaken = (n: string): boolean => this.i.model.allGroups().some((g) => g.name === n) || disks.some((d) => snapsOf.get(d.id)!.some((s) => s.name === n));
+    let name: string;
+    if (o.name !== undefined) {
+      name = validateManualSnapshotName(o.name);
+      if (this.i.model.allGroups().some((g) => g.name === name)) throw new BlocksnapError('NameTaken', `a group named ${JSON.stringify(name)} exists already`);
+      const clash = disks.find((d) => snapsOf.get(d.id)!.some((s) => s.name === name));
+      if (clash) throw new BlocksnapError('NameTaken', `disk ${clash.name} already has a snapshot named ${JSON.stringify(name)}`);
+    } else {
+      name = uniqueName(defaultGroupName(now), nameTaken);
+    }
+    for (const d of disks) this.checkSnapshotable(d, snapsOf.get(d.id)!);
+
+    const group: GroupRecord = {
+      id: newId('g'), name, description: desc, status: 'creating', diskIds: disks.map((d) => d.id), snapshotIds: [],
+      createdAt: now.toISOString(), completedAt: null, error: null,
+    };
+    this.i.model.txn(() => this.i.model.putGroup(group));
+    const jobs: Job[] = [];
+    try {
+      for (const d of disks) jobs.push(this.engine.startSnapshot(d.id, { name, description: desc, groupId: group.id }));
+    } catch (err) {
+      // Not expected after the checks above (it would be a catalog failure): undo what started.
+      for (const j of jobs) this.engine.cancelJob(j.id);
+      this.i.model.txn(() => this.i.model.putGroup({ ...group, status: 'error', error: { code: toBlocksnapError(err).code, message: toBlocksnapError(err).message } }));
+      throw err;
+    }
+    const started: GroupRecord = { ...group, snapshotIds: jobs.map((j) => j.snapshotId!) };
+    this.i.model.txn(() => this.i.model.putGroup(started));
+    this.i.log.info({ groupId: group.id, disks: group.diskIds }, 'group snapshot started');
+    const done = this.settle(started, jobs);
+    // Nobody may wait for it (--no-wait): a failure to even record the outcome must still be seen.
+    done.catch((err: unknown) => this.i.log.error({ err, groupId: group.id }, 'could not record the outcome of a group snapshot'));
+    return { group: started, done };
+  }
+
+  list(): Group[] { return this.i.model.allGroups(); }
+
+  get(ref: string): Group { return this.resolve(ref); }
+
+  /**
+   * Rolls every member disk back to its member snapshot. Every disk must pass the rollback checks
+   * first (group available, member available, disk free, image in place, no QEMU process holding
+   * it unless forced, no qcow2 internal snapshots to lose): a rollback starts writing as soon as
+   * it starts, so a refusal after the first one would leave the VM's disks at different points.
+   * Then every rollback starts in the same turn.
+   */
+  rollback(ref: string, o: { force?: boolean } = {}): GroupRollback {
+    const g = this.resolve(ref);
+    if (g.status !== 'available') throw groupNotAvailable(g);
+    const members = g.snapshotIds.map((id) => this.member(g, id));
+    for (const s of members) {
+      const disk = this.i.catalog.getDisk(s.diskId);
+      if (!disk) throw new BlocksnapError('DiskNotFound', `disk ${s.diskId} of group ${g.name} no longer exists`);
+      const holder = this.i.diskLocks.holder(disk.id);
+      if (holder !== undefined) throw new BlocksnapError('DiskBusy', `disk ${disk.name} of group ${g.name} is busy with job ${holder}`, { diskId: disk.id, jobId: holder });
+      if (s.status !== 'available') throw new BlocksnapError('SnapshotNotAvailable', `member ${s.id} of group ${g.name} is ${s.status}`);
+      const real = resolveExistingImage(disk.path, this.engine.imageRoots);
+      if (real !== disk.path) throw new BlocksnapError('PathNotAllowed', `${disk.path} now resolves to ${real}; re-register the disk if that is intended`);
+      if (disk.format === 'qcow2') checkQcow2RollbackFor(real);
+      checkNotInUse(real, o.force === true);
+    }
+    const jobs = members.map((s) => this.engine.startRollback(s.diskId, s.id, o.force === true ? { force: true } : {}));
+    this.i.log.info({ groupId: g.id, jobs: jobs.map((j) => j.id) }, 'group rollback started');
+    return { groupId: g.id, jobs };
+  }
+
+  /** Deletes every member and the group in one transaction, holding every member disk's lock. */
+  delete(ref: string): Group {
+    const g = this.resolve(ref);
+    if (g.status === 'creating') throw groupNotAvailable(g);
+    const members = g.snapshotIds.map((id) => this.i.catalog.getSnapshot(id)).filter((s): s is SnapshotRecord => s !== undefined);
+    for (const s of members) {
+      if (this.i.isPinned(s.id)) throw new BlocksnapError('SnapshotBusy', `member ${s.id} of group ${g.name} is being cloned; delete the group when the clone has finished`);
+      if (this.i.catalog.getDisk(s.diskId)?.pendingRollback?.snapshotId === s.id) {
+        throw new BlocksnapError('SnapshotBusy', `member ${s.id} of group ${g.name} is the target of an interrupted rollback; rerun the rollback first`);
+      }
+    }
+    const releases = this.lockAll(members.map((s) => s.diskId), `delete:${g.id}`);
+    try {
+      this.i.model.txn(() => {
+        for (const s of members) removeSnapshot(this.i.catalog, this.i.catalog.getSnapshot(s.id)!);
+        this.i.model.deleteGroup(g.id);
+      });
+    } finally {
+      for (const r of releases) r();
+    }
+    this.i.log.info({ groupId: g.id, snapshots: members.length }, 'group deleted');
+    this.i.afterDelete();
+    return g;
+  }
+
+  /** At start, before any job: a group a crash left `creating` loses its members and reads `error`. */
+  recover(): string[] {
+    const stale = this.i.model.allGroups().filter((g) => g.status === 'creating');
+    if (stale.length === 0) return [];
+    this.i.model.txn(() => {
+      for (const g of stale) {
+        for (const id of g.snapshotIds) {
+          const s = this.i.catalog.getSnapshot(id);
+          if (s) removeSnapshot(this.i.catalog, s);
+        }
+        this.i.model.putGroup({ ...g, status: 'error', snapshotIds: [], completedAt: this.i.now().toISOString(), error: { code: 'Interrupted', message: 'the daemon stopped while this group was being created; its partial members were removed' } });
+      }
+    });
+    return stale.map((g) => g.id);
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  /** The start checks of a manual snapshot, for every disk before any member starts. */
+  private checkSnapshotable(d: Disk, snaps: SnapshotRecord[]): void {
+    const holder = this.i.diskLocks.holder(d.id);
+    if (holder !== undefined) throw new BlocksnapError('DiskBusy', `disk ${d.name} is busy with job ${holder}; no member of the group was started`, { diskId: d.id, jobId: holder });
+    if (d.pendingRollback) {
+      throw new BlocksnapError('RollbackIncomplete', `a rollback of disk ${d.name} did not finish; run it again before taking a group snapshot`, { diskId: d.id });
+    }
+    quotaEvictions(d.name, snaps, 'manual', this.i.quota(), () => false);
+  }
+
+  /**
+   * Waits for every member. The first member that does not succeed cancels the others; then the
+   * members that exist are removed and the group reads `error` with that member's error.
+   */
+  private async settle(g: GroupRecord, jobs: Job[]): Promise<Group> {
+    const outcome: { failure: { code: string; message: string } | null } = { failure: null };
+    await Promise.all(jobs.map(async (j) => {
+      const end = await this.engine.waitJob(j.id);
+      if (end.state === 'succeeded' || outcome.failure) return;
+      outcome.failure = { code: end.error?.code ?? 'Internal', message: `member snapshot of disk ${j.diskId}: ${end.error?.message ?? end.state}` };
+      for (const other of jobs) if (other.id !== j.id) this.engine.cancelJob(other.id);
+    }));
+    const failure = outcome.failure;
+    if (failure === null) {
+      const done: GroupRecord = { ...this.i.model.getGroup(g.id)!, status: 'available', completedAt: this.i.now().toISOString() };
+      this.i.model.txn(() => this.i.model.putGroup(done));
+      this.i.log.info({ groupId: g.id }, 'group available');
+      return done;
+    }
+    return this.fail(g.id, failure);
+  }
+
+  /** Removes whatever members exist and records the group's error. */
+  private fail(groupId: string, error: { code: string; message: string }): Group {
+    const g = this.i.model.getGroup(groupId)!;
+    const members = g.snapshotIds.map((id) => this.i.catalog.getSnapshot(id)).filter((s): s is SnapshotRecord => s !== undefined);
+    let kept: string[] = [];
+    let releases: Array<() => void> = [];
+    try {
+      releases = this.lockAll(members.map((s) => s.diskId), `group:${g.id}`);
+    } catch {
+      // A disk got busy the moment its member ended: leave the members to `group delete`.
+      kept = members.map((s) => s.id);
+    }
+    const failed: GroupRecord = { ...g, status: 'error', snapshotIds: kept, completedAt: this.i.now().toISOString(), error };
+    try {
+      this.i.model.txn(() => {
+        if (kept.length === 0) for (const s of members) removeSnapshot(this.i.catalog, this.i.catalog.getSnapshot(s.id)!);
+        this.i.model.putGroup(failed);
+      });
+    } finally {
+      for (const r of releases) r();
+    }
+    this.i.afterDelete();
+    this.i.log.warn({ groupId: g.id, code: error.code, keptMembers: kept.length }, 'group failed; its partial members were removed');
+    return failed;
+  }
+
+  /** Takes every disk's lock or none (DiskBusy names the first busy disk). */
+  private lockAll(diskIds: string[], holder: string): Array<() => void> {
+    const releases: Array<() => void> = [];
+    try {
+      for (const id of new Set(diskIds)) releases.push(this.i.diskLocks.acquire(id, holder));
+    } catch (err) {
+      for (const r of releases) r();
+      throw err;
+    }
+    return releases;
+  }
+
+  private member(g: GroupRecord, id: string): SnapshotRecord {
+    const s = this.i.catalog.getSnapshot(id);
+    if (!s) throw new BlocksnapError('SnapshotNotFound', `member ${id} of group ${g.name} no longer exists`);
+    return s;
+  }
+
+  private resolve(ref: string): GroupRecord {
+    if (typeof ref !== 'string' || ref.length === 0) throw new BlocksnapError('InvalidArgument', 'a group id or name is required');
+    if (looksLikeId('g', ref)) {
+      const g = this.i.model.getGroup(ref);
+      if (g) return g;
+    }
+    const byName = this.i.model.allGroups().filter((g) => g.name === ref);
+    if (byName.length === 1) return byName[0]!;
+    throw new BlocksnapError('GroupNotFound', `no group ${JSON.stringify(ref)}`);
+  }
+}
+
+function groupNotAvailable(g: GroupRecord): BlocksnapError {
+  return new BlocksnapError('GroupNotAvailable',
+    `group ${g.name} is ${g.status}${g.error ? ` (${g.error.code}: ${g.error.message})` : ''}`, { groupId: g.id });
+}

@@ -1,0 +1,107 @@
+/**
+ * What the engine must know about an image before it touches it: its format and virtual size,
+ * whether its qcow2 backing chain stays inside the image roots, and whether a QEMU process holds
+ * it (a running VM, qemu-nbd, qemu-img), read from QEMU's own OFD image locks. Stateless: every
+ * answer is read from the file when asked, because all of it can change between two jobs.
+ */
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { BlocksnapError } from '../errors';
+import { probeImageLocks, qcow2Info, type ImageLocks, type Qcow2Info } from '../native';
+import { resolveExistingImage } from './paths';
+import type { ImageFormat, SnapshotConsistency } from './types';
+
+const QCOW2_MAGIC = Buffer.from([0x51, 0x46, 0x49, 0xfb]);
+
+/** qcow2 when the file starts with QEMU's magic, raw otherwise. */
+export function detectFormat(path: string): ImageFormat {
+  const fd = openSync(path, 'r');
+  try {
+    const head = Buffer.alloc(4);
+    const n = readSync(fd, head, 0, 4, 0);
+    return n === 4 && head.equals(QCOW2_MAGIC) ? 'qcow2' : 'raw';
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export interface ImageFacts {
+  /** Guest-visible size: the file size of a raw image, the virtual size of a qcow2 one. */
+  sizeBytes: number;
+  qcow2: Qcow2Info | null;
+}
+
+/**
+ * Validates an image for use as `format`. A qcow2 image's header and whole backing chain are
+ * parsed (ImageCorrupt / UnsupportedFormat / NotAnImage), and every backing file must lie inside
+ * an image root like the image itself: the daemon reads backing files with its own rights, so a
+ * backing file name is as much a client-supplied path as the image's.
+ */
+export function inspectImage(path: string, format: ImageFormat, roots: string[]): ImageFacts {
+  if (format === 'raw') return { sizeBytes: statSync(path).size, qcow2: null };
+  const info = qcow2Info(path);
+  for (const link of info.chain.slice(1)) {
+    try {
+      resolveExistingImage(link.path, roots);
+    } catch (err) {
+      if (err instanceof BlocksnapError && err.code === 'PathNotAllowed') {
+        throw new BlocksnapError('PathNotAllowed', `${path} has the backing file ${link.path}, which lies outside every image root`, { path, backingFile: link.path });
+      }
+      if (err instanceof BlocksnapError && err.code === 'ImageNotFound') {
+        throw new BlocksnapError('ImageNotFound', `the backing file ${link.path} of ${path} does not exist`, { path, backingFile: link.path });
+      }
+      throw err;
+    }
+  }
+  return { sizeBytes: info.sizeBytes, qcow2: info };
+}
+
+function describeLocks(path: string, l: ImageLocks): string {
+  const parts: string[] = [];
+  if (l.held.length > 0) parts.push(`holds ${l.held.join(', ')}`);
+  if (l.notShared.length > 0) parts.push(`does not share ${l.notShared.join(', ')}`);
+  return `a QEMU process (a running VM, qemu-nbd or qemu-img) has ${path} open: it ${parts.join(' and ')}`;
+}
+
+/**
+ * Refuses (DiskInUse) to rewrite an image any QEMU process has open, whatever permissions it
+ * holds: a reader would see the disk change under it too. `force` turns the refusal into a
+ * returned description for the log.
+ */
+export function checkNotInUse(path: string, force: boolean): string | null {
+  const l = probeImageLocks(path);
+  if (l.held.length === 0 && l.notShared.length === 0) return null;
+  const what = describeLocks(path, l);
+  if (!force) {
+    throw new BlocksnapError('DiskInUse', `${what}; stop it first, or pass --force to roll back anyway`, { path, held: l.held, notShared: l.notShared });
+  }
+  return what;
+}
+
+/** `crash` while a QEMU process holds write permission on the image, `offline` otherwise. */
+export function consistencyNow(path: string): SnapshotConsistency {
+  return probeImageLocks(path).held.includes('write') ? 'crash' : 'offline';
+}
+
+/** The new image of a qcow2 rollback is written here, beside the disk, then renamed over it. */
+export function rollbackTempPath(path: string): string {
+  return join(dirname(path), `.${basename(path)}.blocksnap-rollback`);
+}
+
+/**
+ * Refuses a qcow2 rollback that would drop the file's internal snapshots: the new image is
+ * written from the snapshot's content alone, and those snapshots are not part of it.
+ */
+export function checkQcow2Rollback(path: string, info: Qcow2Info): void {
+  if (info.internalSnapshots > 0) {
+    throw new BlocksnapError('ImageHasInternalSnapshots',
+      `${path} holds ${info.internalSnapshots} internal qcow2 snapshot(s) (qemu-img snapshot -l) that rolling back would drop; ` +
+      'delete them with qemu-img snapshot -d, or clone the snapshot to a new image instead',
+      { path, internalSnapshots: info.internalSnapshots });
+  }
+}
+
+/** checkQcow2Rollback on the image at `path`, read now. */
+export function checkQcow2RollbackFor(path: string): void {
+  checkQcow2Rollback(path, qcow2Info(path));
+}

@@ -1,0 +1,65 @@
+/**
+ * Committing a snapshot that arrived from elsewhere (a remote manifest or a stream) into the local
+ * catalog, with the identity it had at its source: same id, same digests, so that a later
+ * incremental (a stream `--from` it, a replication whose parent it is) finds it by id here too.
+ *
+ * The caller holds the disk lock and the store lock shared, and has made every block the map names
+ * durable in the store first (invariant 1). The snapshot joins the disk's chain as a child of its
+ * source parent when that snapshot is here on the same disk (its delta is then small), else as a
+ * new root of the disk's tree. The disk's head does not move: an import changes no image.
+ */
+import { BlocksnapError } from '../errors';
+import { commitDelta, readView } from '../catalog/block-map';
+import type { DiskRecord, SnapshotRecord } from '../catalog/records';
+import { DIGEST_SIZE } from '../store/format';
+import { looksLikeId } from './ids';
+import { uniqueName, validateName } from './names';
+import type { OffsiteInternals } from './offsite-internals';
+import type { SnapshotType } from './types';
+
+export interface ImportedSnapshot {
+  id: string;
+  name: string;
+  description: string;
+  type: SnapshotType;
+  parentId: string | null;
+  createdAt: string;
+  sizeBytes: number;
+  blockSize: number;
+  blockCount: number;
+}
+
+/** Checks that an incoming snapshot can be committed here at all, before any block is fetched. */
+export function checkImportable(x: OffsiteInternals, s: ImportedSnapshot): void {
+  if (!looksLikeId('s', s.id)) throw new BlocksnapError('InvalidArgument', `incoming snapshot id ${JSON.stringify(s.id)} is not a snapshot id`);
+  if (x.catalog.getSnapshot(s.id)) throw new BlocksnapError('SnapshotExists', `snapshot ${s.id} is already in this catalog`, { snapshotId: s.id });
+  if (s.blockSize !== x.catalog.blockSize) {
+    throw new BlocksnapError('InvalidArgument', `snapshot ${s.id} has ${s.blockSize}-byte blocks; this store uses ${x.catalog.blockSize}-byte blocks`);
+  }
+}
+
+export function commitImported(x: OffsiteInternals, disk: DiskRecord, s: ImportedSnapshot, map: Buffer, jobId: string): SnapshotRecord {
+  if (map.length !== s.blockCount * DIGEST_SIZE) throw new BlocksnapError('Internal', `map of ${map.length} bytes for ${s.blockCount} blocks`);
+  return x.catalog.txn(() => {
+    checkImportable(x, s);
+    const parentRec = s.parentId ? x.catalog.getSnapshot(s.parentId) : undefined;
+    const parent = parentRec && parentRec.diskId === disk.id && parentRec.status === 'available' ? parentRec : undefined;
+    const taken = (n: string): boolean => x.catalog.snapshotsOfDisk(disk.id).some((o) => o.name === n);
+    let name: string;
+    try {
+      name = uniqueName(validateName('snapshot', s.name), taken);
+    } catch {
+      name = uniqueName('imported', taken);
+    }
+    const rec: SnapshotRecord = {
+      id: s.id, diskId: disk.id, name, description: s.description, status: 'available', type: s.type === 'auto' ? 'auto' : 'manual',
+      parentId: parent ? parent.id : null, createdAt: s.createdAt, completedAt: new Date().toISOString(),
+      sizeBytes: s.sizeBytes, blockSize: s.blockSize, blockCount: s.blockCount, logicalBytes: 0, changedBlocks: 0, newBytes: 0,
+      error: null, jobId, tags: {}, groupId: null,
+    };
+    const stats = commitDelta(x.catalog, rec, map, parent ? readView(x.catalog, parent) : null);
+    const done: SnapshotRecord = { ...rec, ...stats };
+    x.catalog.putSnapshot(done);
+    return done;
+  });
+}

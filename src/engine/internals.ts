@@ -1,0 +1,23 @@
+import type { Catalog } from '../catalog/catalog';
+import type { ModelCatalog } from '../catalog/model-records';
+import type { EngineLogger } from './engine';
+import type { DiskLocks } from './locks';
+import type { SnapshotQuota } from './quotas';
+
+/**
+ * What the engine hands its own model modules (policies, groups) beyond its public API: the
+ * catalog, the disk locks and pins, so that a group can take all its disks' locks at once and
+ * delete its members in one transaction. The daemon never sees this; it holds the public API.
+ */
+export interface EngineInternals {
+  readonly catalog: Catalog;
+  readonly model: ModelCatalog;
+  readonly diskLocks: DiskLocks;
+  readonly log: EngineLogger;
+  quota(): SnapshotQuota;
+  /** The engine's clock (EngineOptions.now). */
+  now(): Date;
+  isPinned(snapshotId: string): boolean;
+  /** Lets the sweeper unlink blocks that deletes just freed. */
+  afterDelete(): void;
+}

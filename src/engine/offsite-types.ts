@@ -1,0 +1,91 @@
+/**
+ * Public shapes of the off-host jobs (remotes, replication, streams): what the daemon returns.
+ * Field names are part of the outside contract and only ever grow.
+ */
+import type { RemoteConfig } from '../remote/config';
+
+export type Remote = RemoteConfig;
+
+export interface RemoteCheck {
+  name: string;
+  endpoint: string;
+  bucket: string;
+  prefix: string;
+  /** Round trip of a probe object: put, get, delete. */
+  latencyMs: number;
+}
+
+/** A snapshot as its manifest on a remote describes it. */
+export interface RemoteSnapshot {
+  id: string;
+  diskId: string;
+  diskName: string;
+  name: string;
+  description: string;
+  parentId: string | null;
+  createdAt: string;
+  sizeBytes: number;
+  blockSize: number;
+  logicalBytes: number;
+  host: string;
+  replicatedAt: string;
+  key: string;
+}
+
+export interface ReplicateResult {
+  remote: string;
+  /** Snapshots whose manifest this job wrote, oldest first. */
+  replicated: string[];
+  /** Snapshots the remote had already. */
+  alreadyPresent: string[];
+  uploadedBlocks: number;
+  uploadedBytes: number;
+  /** Blocks the remote already held (found by HEAD, or named by the parent's manifest). */
+  skippedBlocks: number;
+  manifestBytes: number;
+  retries: number;
+}
+
+export interface RestoreResult {
+  remote: string;
+  snapshotId: string;
+  path: string;
+  sizeBytes: number;
+  format: 'raw';
+  downloadedBlocks: number;
+  downloadedBytes: number;
+}
+
+export interface ImportResult {
+  /** The snapshot as committed locally (same id as on the source). */
+  snapshotId: string;
+  diskId: string;
+  parentId: string | null;
+  /** Blocks fetched (from the remote or the stream) and stored. */
+  storedBlocks: number;
+  storedBytes: number;
+  /** Blocks the local store held already. */
+  presentBlocks: number;
+}
+
+export interface RemoteGcResult {
+  remote: string;
+  manifests: number;
+  referencedBlocks: number;
+  deletedBlocks: number;
+  deletedBytes: number;
+  /** Unreferenced blocks younger than the grace period: kept this time. */
+  youngBlocks: number;
+  keptBlocks: number;
+  /** Seconds spent waiting for other hosts' replications to finish. */
+  waitedSeconds: number;
+}
+
+export interface ExportResult {
+  snapshotId: string;
+  baseId: string | null;
+  path: string;
+  blocks: number;
+  /** Size of the stream file. */
+  bytes: number;
+}

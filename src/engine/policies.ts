@@ -1,0 +1,303 @@
+/**
+ * Automatic snapshot policies: a schedule (hours of the day and weekdays in a time zone) and a
+ * retention, bound to disks (at most one policy per disk; the binding is keyed by disk id so the
+ * catalog itself enforces that). This module owns the records and what one run of a policy on
+ * one disk does: take an `auto` snapshot named `auto-<policy>-<UTC time>`, wait for it, then
+ * apply retention to that disk's automatic snapshots only. *When* to run is the scheduler's
+ * business (src/scheduler); `policy run` runs a policy now.
+ *
+ * State: PolicyRecord (with a capped history of what runs did) and PolicyBinding per disk (with
+ * the last scheduled time handled, so a restart neither repeats nor replays due times).
+ */
+import { BlocksnapError, toBlocksnapError } from '../errors';
+import type { PolicyBinding, PolicyEvent, PolicyRecord } from '../catalog/model-records';
+import type { Engine } from './engine';
+import type { EngineInternals } from './internals';
+import { looksLikeId, newId } from './ids';
+import { uniqueName, validateName } from './names';
+import { expiredSnapshots, resolveRetention, type Retention, type RetentionInput } from './retention';
+import { validateTimeZone } from './time-zone';
+import type { Job } from './types';
+
+/** Leaves room for "auto-" and "-YYYYMMDDTHHMMSSZ" within a snapshot name. */
+export const POLICY_NAME_MAX = 100;
+const DESCRIPTION_MAX = 1024;
+
+export interface Policy extends Omit<PolicyRecord, 'history'> {
+  /** Disks bound to the policy, oldest binding first. */
+  diskIds: string[];
+  history: PolicyEvent[];
+}
+
+export interface PolicySpec {
+  name: string;
+  description?: string;
+  hours: number[];
+  weekdays?: number[];
+  timeZone?: string;
+  retention?: RetentionInput;
+  enabled?: boolean;
+}
+
+export type PolicyPatch = Partial<PolicySpec>;
+
+export interface PolicyRunResult {
+  policyId: string;
+  startedAt: string;
+  /** One event per bound disk. */
+  disks: PolicyEvent[];
+}
+
+/** A started run on one disk: the snapshot job, and its end (snapshot, then retention). */
+export interface PolicyDiskRun {
+  job: Job;
+  done: Promise<PolicyEvent>;
+}
+
+function intList(what: string, v: unknown, min: number, max: number): number[] {
+  if (!Array.isArray(v) || v.length === 0 || !v.every((n) => Number.isSafeInteger(n) && n >= min && n <= max)) {
+    throw new BlocksnapError('InvalidArgument', `${what} must be a non-empty list of integers from ${min} to ${max}`);
+  }
+  return [...new Set(v as number[])].sort((a, b) => a - b);
+}
+
+function description(v: unknown): string {
+  if (typeof v !== 'string' || v.length > DESCRIPTION_MAX) {
+    throw new BlocksnapError('InvalidArgument', `description must be a string of at most ${DESCRIPTION_MAX} characters`);
+  }
+  return v;
+}
+
+/** `auto-<policy>-20261122T020000Z`: the UTC time the run started, sortable and unambiguous. */
+export function autoSnapshotName(policyName: string, at: Date): string {
+  const iso = at.toISOString();
+  return `auto-${policyName}-${iso.slice(0, 10).replace(/-/g, '')}T${iso.slice(11, 19).replace(/:/g, '')}Z`;
+}
+
+export class Policies {
+  constructor(private readonly engine: Engine, private readonly i: EngineInternals) {}
+
+  create(spec: PolicySpec): Policy {
+    const name = this.checkName(spec.name, null);
+    const now = this.i.now().toISOString();
+    const rec: PolicyRecord = {
+      id: newId('p'), name,
+      description: spec.description === undefined ? '' : description(spec.description),
+      hours: intList('hours', spec.hours, 0, 23),
+      weekdays: spec.weekdays === undefined ? [1, 2, 3, 4, 5, 6, 7] : intList('weekdays', spec.weekdays, 1, 7),
+      timeZone: spec.timeZone === undefined ? 'UTC' : validateTimeZone(spec.timeZone),
+      retention: resolveRetention(spec.retention),
+      enabled: spec.enabled ?? true,
+      createdAt: now, updatedAt: now, history: [],
+    };
+    this.i.model.txn(() => this.i.model.putPolicy(rec));
+    this.i.log.info({ policyId: rec.id, name }, 'policy created');
+    return this.view(rec);
+  }
+
+  list(): Policy[] { return this.i.model.allPolicies().map((p) => this.view(p)); }
+
+  get(ref: string): Policy { return this.view(this.resolve(ref)); }
+
+  /** Only the fields given change; retention given in the other style replaces the old one. */
+  update(ref: string, patch: PolicyPatch): Policy {
+    const cur = this.resolve(ref);
+    const next: PolicyRecord = { ...cur, updatedAt: this.i.now().toISOString() };
+    if (patch.name !== undefined) next.name = this.checkName(patch.name, cur.id);
+    if (patch.description !== undefined) next.description = description(patch.description);
+    if (patch.hours !== undefined) next.hours = intList('hours', patch.hours, 0, 23);
+    if (patch.weekdays !== undefined) next.weekdays = intList('weekdays', patch.weekdays, 1, 7);
+    if (patch.timeZone !== undefined) next.timeZone = validateTimeZone(patch.timeZone);
+    if (patch.retention !== undefined) next.retention = resolveRetention(patch.retention, cur.retention);
+    if (patch.enabled !== undefined) next.enabled = patch.enabled;
+    this.i.model.txn(() => this.i.model.putPolicy(next));
+    return this.view(next);
+  }
+
+  /** Unbinds every disk; the automatic snapshots it made stay (they are the operator's now). */
+  delete(ref: string): Policy {
+    const p = this.resolve(ref);
+    const before = this.view(p);
+    this.i.model.txn(() => {
+      for (const b of this.i.model.bindingsOf(p.id)) this.i.model.deleteBinding(b.diskId);
+      this.i.model.deletePolicy(p.id);
+    });
+    this.i.log.info({ policyId: p.id }, 'policy deleted');
+    return before;
+  }
+
+  bind(ref: string, diskRefs: string[]): Policy {
+    const p = this.resolve(ref);
+    const disks = diskRefs.map((d) => this.engine.getDisk(d));
+    const now = this.i.now().toISOString();
+    this.i.model.txn(() => {
+      for (const d of disks) {
+        const b = this.i.model.getBinding(d.id);
+        if (b && b.policyId === p.id) continue;
+        if (b && this.i.model.getPolicy(b.policyId)) {
+          const other = this.i.model.getPolicy(b.policyId)!;
+          throw new BlocksnapError('DiskHasPolicy', `disk ${d.name} is bound to policy ${other.name} (${other.id}); unbind it there first`, { diskId: d.id, policyId: other.id });
+        }
+        this.i.model.putBinding({ diskId: d.id, policyId: p.id, boundAt: now, lastDueAt: null });
+      }
+    });
+    return this.view(p);
+  }
+
+  unbind(ref: string, diskRefs: string[]): Policy {
+    const p = this.resolve(ref);
+    const disks = diskRefs.map((d) => this.engine.getDisk(d));
+    this.i.model.txn(() => {
+      for (const d of disks) {
+        if (this.i.model.getBinding(d.id)?.policyId !== p.id) {
+          throw new BlocksnapError('DiskNotBound', `disk ${d.name} is not bound to policy ${p.name}`, { diskId: d.id, policyId: p.id });
+        }
+        this.i.model.deleteBinding(d.id);
+      }
+    });
+    return this.view(p);
+  }
+
+  /**
+   * Runs the policy now on every bound disk, in parallel: a snapshot each, then retention. A busy
+   * disk is reported (DiskBusy) rather than waited for: the caller decides whether to retry.
+   */
+  async run(ref: string, now: Date = this.i.now()): Promise<PolicyRunResult> {
+    const p = this.resolve(ref);
+    const runs = this.liveBindings(p.id).map((b) => {
+      try {
+        return this.startRun(p.id, b.diskId, now, now).done;
+      } catch (err) {
+        const e = this.event(now, now, b.diskId, 'failed', null, [], err);
+        this.i.model.txn(() => this.i.model.appendPolicyEvent(p.id, e));
+        return Promise.resolve(e);
+      }
+    });
+    return { policyId: p.id, startedAt: now.toISOString(), disks: await Promise.all(runs) };
+  }
+
+  // ---------------------------------------------------------------- for the scheduler
+
+  /** Enabled policies with their bindings (bindings of removed disks are dropped on the way). */
+  scheduled(): Array<{ policy: PolicyRecord; bindings: PolicyBinding[] }> {
+    return this.i.model.allPolicies().filter((p) => p.enabled).map((policy) => ({ policy, bindings: this.liveBindings(policy.id) }));
+  }
+
+  /**
+   * Starts the snapshot of a scheduled due time and marks that due time handled for the disk, so
+   * a restart does not take it again. Throws at once when the snapshot cannot start (DiskBusy...).
+   */
+  startScheduled(policyId: string, diskId: string, dueAt: Date, now: Date): PolicyDiskRun {
+    const run = this.startRun(policyId, diskId, dueAt, now);
+    this.markHandled(diskId, policyId, dueAt);
+    return run;
+  }
+
+  /** Records a due time that was not taken (still busy at the end of its retry window, or failing to start). */
+  recordNotTaken(policyId: string, diskId: string, dueAt: Date, now: Date, outcome: 'skipped' | 'failed', err: unknown): PolicyEvent {
+    const e = this.event(dueAt, now, diskId, outcome, null, [], err);
+    this.i.model.txn(() => {
+      this.i.model.appendPolicyEvent(policyId, e);
+      const b = this.i.model.getBinding(diskId);
+      if (b && b.policyId === policyId && (b.lastDueAt === null || b.lastDueAt < e.dueAt)) this.i.model.putBinding({ ...b, lastDueAt: e.dueAt });
+    });
+    this.i.log.warn({ policyId, diskId, dueAt: e.dueAt, outcome, code: e.error?.code }, 'scheduled snapshot not taken');
+    return e;
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private markHandled(diskId: string, policyId: string, dueAt: Date): void {
+    this.i.model.txn(() => {
+      const b = this.i.model.getBinding(diskId);
+      if (b && b.policyId === policyId) this.i.model.putBinding({ ...b, lastDueAt: dueAt.toISOString() });
+    });
+  }
+
+  private startRun(policyId: string, diskId: string, dueAt: Date, now: Date): PolicyDiskRun {
+    const p = this.i.model.getPolicy(policyId);
+    if (!p) throw new BlocksnapError('PolicyNotFound', `no policy ${policyId}`);
+    const taken = new Set(this.i.catalog.snapshotsOfDisk(diskId).map((s) => s.name));
+    const name = uniqueName(autoSnapshotName(p.name, now), (n) => taken.has(n));
+    const job = this.engine.startSnapshot(diskId, { type: 'auto', name, description: `policy ${p.name}` });
+    const done = (async (): Promise<PolicyEvent> => {
+      const end = await this.engine.waitJob(job.id);
+      let e: PolicyEvent;
+      if (end.state === 'succeeded') {
+        const expired = await this.applyRetention(p.retention, p.timeZone, diskId, now.getTime(), job.snapshotId!);
+        e = this.event(dueAt, now, diskId, 'created', job.snapshotId, expired, null);
+      } else {
+        e = { ...this.event(dueAt, now, diskId, 'failed', job.snapshotId, [], null), error: end.error };
+      }
+      this.i.model.txn(() => this.i.model.appendPolicyEvent(p.id, e));
+      this.i.log.info({ policyId: p.id, diskId, snapshotId: job.snapshotId, outcome: e.outcome, expired: e.expired.length }, 'policy run');
+      return e;
+    })();
+    return { job, done };
+  }
+
+  /**
+   * Deletes the disk's automatic snapshots that retention lets go, and its failed automatic
+   * snapshots (the run that just succeeded supersedes them; their errors stay in the history).
+   * Never a manual snapshot, never a group member. A delete refused now (a clone reads it, the
+   * disk got busy) is left for the next run.
+   */
+  private async applyRetention(r: Retention, timeZone: string, diskId: string, nowMs: number, newest: string): Promise<string[]> {
+    const autos = this.i.catalog.snapshotsOfDisk(diskId).filter((s) => s.type === 'auto' && !s.groupId);
+    const available = autos.filter((s) => s.status === 'available');
+    const expired = new Set(expiredSnapshots(available, r, nowMs, timeZone));
+    expired.delete(newest); // a retention shorter than the run itself must not eat what it just made
+    for (const s of autos) if (s.status === 'error') expired.add(s.id);
+    const deleted: string[] = [];
+    for (const id of expired) {
+      try {
+        await this.engine.deleteSnapshot(id);
+        deleted.push(id);
+      } catch (err) {
+        this.i.log.warn({ snapshotId: id, code: toBlocksnapError(err).code }, 'retention could not delete a snapshot now; the next run retries');
+      }
+    }
+    return deleted;
+  }
+
+  private event(dueAt: Date, now: Date, diskId: string, outcome: PolicyEvent['outcome'], snapshotId: string | null, expired: string[], err: unknown): PolicyEvent {
+    const e = err === null ? null : toBlocksnapError(err);
+    return {
+      dueAt: dueAt.toISOString(), at: now.toISOString(), diskId, outcome, snapshotId, expired,
+      error: e ? { code: e.code, message: e.message } : null,
+    };
+  }
+
+  /** Bindings whose disk still exists; those of removed disks are deleted here. */
+  private liveBindings(policyId: string): PolicyBinding[] {
+    const all = this.i.model.bindingsOf(policyId);
+    const gone = all.filter((b) => !this.i.catalog.getDisk(b.diskId));
+    if (gone.length > 0) this.i.model.txn(() => { for (const b of gone) this.i.model.deleteBinding(b.diskId); });
+    return all.filter((b) => !gone.includes(b));
+  }
+
+  private checkName(name: unknown, selfId: string | null): string {
+    const n = validateName('policy', name);
+    if (n.length > POLICY_NAME_MAX) throw new BlocksnapError('InvalidName', `policy name ${JSON.stringify(n)} is longer than ${POLICY_NAME_MAX} characters`);
+    if (this.i.model.allPolicies().some((p) => p.name === n && p.id !== selfId)) {
+      throw new BlocksnapError('NameTaken', `a policy named ${JSON.stringify(n)} exists already`);
+    }
+    return n;
+  }
+
+  private resolve(ref: string): PolicyRecord {
+    if (typeof ref !== 'string' || ref.length === 0) throw new BlocksnapError('InvalidArgument', 'a policy id or name is required');
+    if (looksLikeId('p', ref)) {
+      const p = this.i.model.getPolicy(ref);
+      if (p) return p;
+    }
+    const byName = this.i.model.allPolicies().filter((p) => p.name === ref);
+    if (byName.length === 1) return byName[0]!;
+    throw new BlocksnapError('PolicyNotFound', `no policy ${JSON.stringify(ref)}`);
+  }
+
+  private view(p: PolicyRecord): Policy {
+    const diskIds = this.i.model.bindingsOf(p.id).filter((b) => this.i.catalog.getDisk(b.diskId)).map((b) => b.diskId);
+    return { ...p, diskIds };
+  }
+}

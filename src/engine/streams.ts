@@ -1,0 +1,170 @@
+/**
+ * Host-to-host snapshot streams (src/stream/format.ts, docs/stream-format.md): `export` writes one
+ * snapshot, full or over a base, to a new file inside an image root; `import` reads such a file and
+ * recreates the snapshot here with the same id and digests, on top of the base it names.
+ *
+ * The daemon reads and writes the stream files itself, at paths checked against the image roots
+ * like clone targets: the daemon usually runs as root and its socket users do not, so it opens
+ * only what they could name as an image, creates with O_EXCL|O_NOFOLLOW, never overwrites. The
+ * file then travels by any means (scp, rsync, a USB disk).
+ *
+ * Import refuses (BaseMissing) a stream whose base is not here with the very same content (the
+ * SHA-256 of the base's packed view), and (StreamCorrupt) any damage; nothing is committed then.
+ * Blocks stored before the damage was found are unreferenced and left to `store gc`: they cannot
+ * be unlinked safely here, since a snapshot running meanwhile may have found them and will
+ * reference them.
+ */
+import { constants, lstatSync } from 'node:fs';
+import { open, unlink } from 'node:fs/promises';
+import { BlocksnapError } from '../errors';
+import { readView } from '../catalog/block-map';
+import type { SnapshotRecord } from '../catalog/records';
+import { hasBlock, readBlock, sha256Async, writeBlock } from '../store/block-io';
+import { DIGEST_SIZE, isZeroDigest } from '../store/format';
+import { StreamReader, StreamWriter, viewSha256, type StreamHeader } from '../stream/format';
+import { newId } from './ids';
+import { checkImportable, commitImported } from './import-commit';
+import type { OffsiteInternals } from './offsite-internals';
+import type { ExportResult, ImportResult } from './offsite-types';
+import { resolveExistingImage, resolveNewFile } from './paths';
+import type { Job } from './types';
+
+export class SnapshotStreams {
+  constructor(private readonly x: OffsiteInternals) {}
+
+  startExport(snapRef: string, path: string, o: { base?: string } = {}): Job {
+    this.x.assertOpen();
+    const snap = this.x.resolveSnapshot(snapRef);
+    requireAvailable(snap);
+    const base = o.base === undefined ? null : this.x.resolveSnapshot(o.base, snap.diskId);
+    if (base) requireAvailable(base);
+    if (base?.id === snap.id) throw new BlocksnapError('InvalidArgument', 'a snapshot cannot be exported over itself');
+    const target = resolveNewFile(path, this.x.imageRoots);
+    const unpins = [this.x.pin(snap.id), ...(base ? [this.x.pin(base.id)] : [])];
+    const unpin = (): void => unpins.forEach((u) => u());
+    try {
+      return this.x.jobs.start(newId('j'), 'export', { diskId: snap.diskId, snapshotId: snap.id, target }, async (ctl): Promise<ExportResult> => {
+        try {
+          const view = readView(this.x.catalog, snap);
+          const baseView = base ? readView(this.x.catalog, base) : null;
+          const have = new Set<string>();
+          if (baseView) for (let i = 0; i * DIGEST_SIZE < baseView.length; i++) if (!isZeroDigest(baseView, i * DIGEST_SIZE)) have.add(baseView.toString('hex', i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE));
+          const send: string[] = [];
+          for (let i = 0; i < snap.blockCount; i++) {
+            if (isZeroDigest(view, i * DIGEST_SIZE)) continue;
+            const hex = view.toString('hex', i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE);
+            if (!have.has(hex)) { have.add(hex); send.push(hex); }
+          }
+          const disk = this.x.catalog.getDisk(snap.diskId);
+          const header: StreamHeader = {
+            snapshot: {
+              id: snap.id, diskId: snap.diskId, diskName: disk?.name ?? snap.diskId, name: snap.name, description: snap.description, type: snap.type,
+              parentId: snap.parentId, createdAt: snap.createdAt, sizeBytes: snap.sizeBytes, blockSize: snap.blockSize, blockCount: snap.blockCount,
+              logicalBytes: snap.logicalBytes,
+            },
+            base: base && baseView ? { id: base.id, viewSha256: viewSha256(baseView) } : null,
+            exportedAt: new Date().toISOString(),
+          };
+          const file = await open(target, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW, 0o600);
+          let ok = false;
+          try {
+            const w = new StreamWriter(file);
+            await w.preamble(header);
+            await w.map(view);
+            ctl.progress(0, send.length * snap.blockSize);
+            for (const hex of send) {
+              if (ctl.signal.aborted) throw new BlocksnapError('Cancelled', 'export cancelled');
+              await w.block(Buffer.from(hex, 'hex'), await readBlock(this.x.store.dir, hex));
+              ctl.progress(w.dataBytes, Math.max(w.dataBytes, send.length * snap.blockSize));
+            }
+            await w.end();
+            await file.sync();
+            ok = true;
+            this.x.log.info({ snapshotId: snap.id, baseId: base?.id ?? null, path: target, blocks: w.blocks, bytes: w.bytes }, 'snapshot exported');
+            return { snapshotId: snap.id, baseId: base?.id ?? null, path: target, blocks: w.blocks, bytes: w.bytes };
+          } finally {
+            await file.close();
+            if (!ok) await unlink(target).catch(() => undefined);
+          }
+        } finally {
+          unpin();
+        }
+      });
+    } catch (err) {
+      unpin();
+      throw err;
+    }
+  }
+
+  startImport(path: string, diskRef: string): Job {
+    this.x.assertOpen();
+    const source = resolveExistingImage(path, this.x.imageRoots);
+    if (!lstatSync(source).isFile()) throw new BlocksnapError('NotAnImage', `${path} is not a regular file`);
+    const disk = this.x.resolveDisk(diskRef);
+    const jobId = newId('j');
+    const release = this.x.diskLocks.acquire(disk.id, jobId);
+    try {
+      return this.x.jobs.start(jobId, 'import', { diskId: disk.id, snapshotId: null, target: source }, async (ctl): Promise<ImportResult> => {
+        const file = await open(source, constants.O_RDONLY | constants.O_NOFOLLOW);
+        try {
+          const { size } = await file.stat();
+          const r = new StreamReader(file);
+          const h = await r.preamble();
+          const s = h.snapshot;
+          checkImportable(this.x, s);
+          if (h.base) {
+            const base = this.x.catalog.getSnapshot(h.base.id);
+            if (!base || base.status !== 'available') {
+              throw new BlocksnapError('BaseMissing', `the stream is incremental over snapshot ${h.base.id}, which this host does not have; import that snapshot (or a full stream) first`, { baseId: h.base.id });
+            }
+            if (viewSha256(readView(this.x.catalog, base)) !== h.base.viewSha256) {
+              throw new BlocksnapError('BaseMissing', `snapshot ${h.base.id} exists here with different content than the stream's base`, { baseId: h.base.id });
+            }
+          }
+          const map = await r.map(s.blockCount);
+          const wanted = new Set<string>();
+          for (let i = 0; i < s.blockCount; i++) if (!isZeroDigest(map, i * DIGEST_SIZE)) wanted.add(map.toString('hex', i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE));
+          const res: ImportResult = { snapshotId: s.id, diskId: disk.id, parentId: null, storedBlocks: 0, storedBytes: 0, presentBlocks: 0 };
+          const releaseStore = await this.x.storeLock.acquireShared();
+          try {
+            const counts = { blocks: 0, bytes: 0 };
+            ctl.progress(r.bytesRead, size);
+            for (;;) {
+              if (ctl.signal.aborted) throw new BlocksnapError('Cancelled', 'import cancelled');
+              const rec = await r.next(s.blockSize, counts);
+              if (rec === null) break;
+              const hex = rec.digest.toString('hex');
+              if (!wanted.has(hex)) throw new BlocksnapError('StreamCorrupt', `the stream carries block ${hex}, which its map does not name`);
+              if (!(await sha256Async(rec.data)).equals(rec.digest)) throw new BlocksnapError('StreamCorrupt', `block ${hex} in the stream does not match its digest`, { digest: hex });
+              counts.blocks++;
+              counts.bytes += rec.data.length;
+              if (await writeBlock(this.x.store.dir, hex, rec.data)) { res.storedBlocks++; res.storedBytes += rec.data.length; } else res.presentBlocks++;
+              ctl.progress(r.bytesRead, size);
+            }
+            for (const hex of wanted) {
+              if (!(await hasBlock(this.x.store.dir, hex))) {
+                throw new BlocksnapError(h.base ? 'BaseMissing' : 'StreamCorrupt', `block ${hex} of snapshot ${s.id} is neither in the stream nor in the local store`, { digest: hex });
+              }
+            }
+            const rec = commitImported(this.x, this.x.catalog.getDisk(disk.id)!, s, map, jobId);
+            res.parentId = rec.parentId;
+            this.x.log.info({ snapshotId: s.id, diskId: disk.id, path: source, storedBytes: res.storedBytes }, 'snapshot imported from a stream');
+            return res;
+          } finally {
+            releaseStore();
+          }
+        } finally {
+          await file.close();
+          release();
+        }
+      });
+    } catch (err) {
+      release();
+      throw err;
+    }
+  }
+}
+
+function requireAvailable(s: SnapshotRecord): void {
+  if (s.status !== 'available') throw new BlocksnapError('SnapshotNotAvailable', `snapshot ${s.id} is ${s.status}`);
+}

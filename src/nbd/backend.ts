@@ -1,0 +1,54 @@
+/**
+ * What the NBD server serves: an export is a name bound to a backend. The protocol layer
+ * (handshake.ts, transmission.ts) knows nothing of snapshots or overlays; it validates every
+ * request against `size` and the backend's capabilities before calling it, so a backend sees only
+ * in-bounds, non-empty ranges.
+ *
+ * Contract (each implementation keeps it):
+ * - `read` returns pieces that tile [offset, offset + length) in order, each either bytes or a
+ *   run of zeros (`data` absent). It throws a BlocksnapError on failure (DigestMismatch,
+ *   BlockMissing, IOError...), which the client sees as EIO with the message.
+ * - `extents` describes [offset, offset + length) in order for `base:allocation`; adjacent
+ *   extents may share flags (the server merges them).
+ * - A writable backend acknowledges a write only once a later `flush` will make it durable, and
+ *   makes it durable before returning when `fua` is set.
+ */
+export interface ReadPiece {
+  offset: number;
+  length: number;
+  /** The bytes; absent for a range that reads as zeros. */
+  data?: Buffer;
+}
+
+export interface Extent {
+  length: number;
+  /** NBD_STATE_HOLE | NBD_STATE_ZERO bits of base:allocation. */
+  flags: number;
+}
+
+export interface NbdBackend {
+  readonly size: number;
+  readonly writable: boolean;
+  read(offset: number, length: number): Promise<ReadPiece[]>;
+  extents(offset: number, length: number): Promise<Extent[]>;
+  write?(offset: number, data: Buffer, fua: boolean): Promise<void>;
+  /** Zeros a range; `mayTrim` allows leaving a hole (NBD_CMD_FLAG_NO_HOLE not set). */
+  zero?(offset: number, length: number, mayTrim: boolean, fua: boolean): Promise<void>;
+  trim?(offset: number, length: number, fua: boolean): Promise<void>;
+  flush?(): Promise<void>;
+}
+
+/** A named export as the server sees it; connections register so that stopping it can drop them. */
+export interface NbdExport {
+  readonly name: string;
+  readonly description: string;
+  readonly backend: NbdBackend;
+  /** Registers a connection in transmission; returns its deregistration. */
+  attach(conn: { close(reason: string): void }): () => void;
+}
+
+/** The set of exports the server looks names up in (the engine's export table). */
+export interface ExportTable {
+  lookup(name: string): NbdExport | undefined;
+  names(): string[];
+}

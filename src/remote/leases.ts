@@ -1,0 +1,177 @@
+/**
+ * Leases on a shared bucket: how gc and the writers of several hosts stay out of each other's
+ * way without any atomic primitive beyond S3's strong read-after-write (docs/design.md "Remote
+ * gc"). A lease is a small object `leases/<kind>.<hostId>.<jobId>.json`; its holder rewrites it
+ * every TTL/5 and deletes it when done, and it counts as live for a TTL after its last write (the
+ * listing's last-modified time), so a crashed holder's lease expires.
+ *
+ * Writers (replicate) and gc each PUT their own lease first and LIST the others second. For any
+ * writer W and gc G, one of the two lists comes after both puts, so at least one side sees the
+ * other. A writer that sees a live gc lease withdraws its own and waits; gc that sees live writer
+ * leases waits for them to end (writers that arrive meanwhile see gc and wait, so gc cannot
+ * starve). Hence gc never marks or sweeps while a writer is between its first upload and its
+ * manifest. A holder that could not renew its lease in time stops before its next irreversible
+ * step (a manifest upload, a delete batch): it may have been presumed dead.
+ */
+import { BlocksnapError } from '../errors';
+import { join, LEASES } from './layout';
+import type { ObjectStore } from './object-store';
+
+export type LeaseKind = 'writer' | 'gc';
+
+export interface LeaseTiming {
+  /** Lifetime of a lease after each renewal. */
+  ttlMs: number;
+  /** Added to an expiry read from another host, for clock skew between hosts. */
+  skewMs: number;
+  /** How long to wait for the other side before giving up with RemoteBusy. */
+  waitMs: number;
+  /** Poll interval while waiting. */
+  pollMs: number;
+}
+
+export const DEFAULT_LEASE_TIMING: LeaseTiming = { ttlMs: 300_000, skewMs: 30_000, waitMs: 600_000, pollMs: 1000 };
+
+/** What a lease object holds, for people looking at the bucket; holders decide by the listing alone. */
+interface LeaseBody { kind: LeaseKind; host: string; jobId: string; startedAt: string; expiresAt: string }
+
+export interface LeaseInfo { key: string; kind: LeaseKind; host: string; jobId: string; writtenAt: string; expiresAt: string; live: boolean }
+
+const LEASE_KEY = /\/(writer|gc)\.([A-Za-z0-9-]+)\.(j-[0-9a-f]{16})\.json$/;
+
+export function leaseKey(prefix: string, kind: LeaseKind, host: string, jobId: string): string {
+  return join(prefix, LEASES, `${kind}.${host}.${jobId}.json`);
+}
+
+/**
+ * Every lease under the prefix, with whether it is still live: last written less than a TTL (plus
+ * the skew allowance) ago. The listing's last-modified times come from the storage's clock, so
+ * only the skew between this host and the storage matters; no lease body needs to be read.
+ */
+export async function listLeases(store: ObjectStore, prefix: string, timing: LeaseTiming, signal?: AbortSignal): Promise<LeaseInfo[]> {
+  const out: LeaseInfo[] = [];
+  for await (const o of store.list(`${join(prefix, LEASES)}/`, signal)) {
+    const m = LEASE_KEY.exec(o.key);
+    if (!m) continue;
+    const expires = o.lastModified.getTime() + timing.ttlMs;
+    out.push({ key: o.key, kind: m[1] as LeaseKind, host: m[2]!, jobId: m[3]!, writtenAt: o.lastModified.toISOString(), expiresAt: new Date(expires).toISOString(), live: expires + timing.skewMs > Date.now() });
+  }
+  return out;
+}
+
+export class Lease {
+  private renewedAt = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private renewError: BlocksnapError | null = null;
+  private released = false;
+  readonly key: string;
+  private readonly startedAt = new Date().toISOString();
+
+  private constructor(
+    private readonly store: ObjectStore,
+    prefix: string,
+    readonly kind: LeaseKind,
+    readonly host: string,
+    readonly jobId: string,
+    private readonly timing: LeaseTiming,
+  ) {
+    this.key = leaseKey(prefix, kind, host, jobId);
+  }
+
+  /**
+   * Takes a writer lease: put, list, and withdraw-and-wait while a live gc lease exists. Leases
+   * of this host other than `keepJobs` are stale (one daemon per data dir, and it is not running
+   * them) and are removed first, so a crashed run does not hold gc off until its lease expires.
+   */
+  static async writer(store: ObjectStore, prefix: string, host: string, jobId: string, o: { timing?: LeaseTiming; keepJobs?: Set<string>; signal?: AbortSignal } = {}): Promise<Lease> {
+    const timing = o.timing ?? DEFAULT_LEASE_TIMING;
+    const lease = new Lease(store, prefix, 'writer', host, jobId, timing);
+    const deadline = Date.now() + timing.waitMs;
+    for (;;) {
+      await lease.renew(o.signal);
+      const others = await listLeases(store, prefix, timing, o.signal);
+      const stale = others.filter((l) => l.host === host && l.key !== lease.key && !(o.keepJobs?.has(l.jobId) ?? false));
+      if (stale.length > 0) await store.deleteMany(stale.map((l) => l.key), o.signal);
+      const gc = others.find((l) => l.kind === 'gc' && l.live && !stale.includes(l));
+      if (!gc) break;
+      await store.deleteMany([lease.key], o.signal);
+      if (Date.now() > deadline) {
+        throw new BlocksnapError('RemoteBusy', `a gc of this remote (host ${gc.host}, job ${gc.jobId}) has held its lease for longer than ${timing.waitMs / 1000} s`);
+      }
+      await pause(timing.pollMs, o.signal);
+    }
+    lease.startRenewing();
+    return lease;
+  }
+
+  /** Takes a gc lease, then waits until no live writer lease remains. */
+  static async gc(store: ObjectStore, prefix: string, host: string, jobId: string, o: { timing?: LeaseTiming; signal?: AbortSignal; onWait?: (writers: LeaseInfo[]) => void } = {}): Promise<Lease> {
+    const timing = o.timing ?? DEFAULT_LEASE_TIMING;
+    const lease = new Lease(store, prefix, 'gc', host, jobId, timing);
+    await lease.renew(o.signal);
+    lease.startRenewing();
+    const deadline = Date.now() + timing.waitMs;
+    try {
+      for (;;) {
+        const writers = (await listLeases(store, prefix, timing, o.signal)).filter((l) => l.kind === 'writer' && l.live);
+        if (writers.length === 0) return lease;
+        if (Date.now() > deadline) {
+          throw new BlocksnapError('RemoteBusy', `${writers.length} replication(s) still hold writer leases after ${timing.waitMs / 1000} s (first: host ${writers[0]!.host}, job ${writers[0]!.jobId})`);
+        }
+        o.onWait?.(writers);
+        await pause(timing.pollMs, o.signal);
+      }
+    } catch (err) {
+      await lease.release();
+      throw err;
+    }
+  }
+
+  private async renew(signal?: AbortSignal): Promise<void> {
+    const at = Date.now();
+    const body: LeaseBody = { kind: this.kind, host: this.host, jobId: this.jobId, startedAt: this.startedAt, expiresAt: new Date(at + this.timing.ttlMs).toISOString() };
+    await this.store.put(this.key, Buffer.from(`${JSON.stringify(body)}\n`), signal);
+    this.renewedAt = at;
+  }
+
+  private startRenewing(): void {
+    const tick = (): void => {
+      this.timer = setTimeout(() => {
+        if (this.released) return;
+        this.renew().then(() => { this.renewError = null; }, (err: unknown) => {
+          this.renewError = err instanceof BlocksnapError ? err : new BlocksnapError('RemoteError', String(err));
+        }).finally(() => { if (!this.released) tick(); });
+      }, this.timing.ttlMs / 5);
+      this.timer.unref();
+    };
+    tick();
+  }
+
+  /**
+   * Throws RemoteBusy when the lease may have expired in the eyes of other hosts (its last renewal
+   * is older than the TTL minus the skew allowance): the caller must not take its next step.
+   */
+  assertHeld(): void {
+    const age = Date.now() - this.renewedAt;
+    if (age > this.timing.ttlMs - this.timing.skewMs) {
+      throw new BlocksnapError('RemoteBusy', `the ${this.kind} lease ${this.key} was not renewed for ${Math.round(age / 1000)} s${this.renewError ? ` (${this.renewError.message})` : ''}; rerun to continue`);
+    }
+  }
+
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    if (this.timer) clearTimeout(this.timer);
+    // A lease that cannot be deleted expires on its own; the job's outcome does not depend on it.
+    await this.store.deleteMany([this.key]).catch(() => undefined);
+  }
+}
+
+function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new BlocksnapError('Cancelled', 'cancelled'));
+    const t = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve(); }, ms);
+    const onAbort = (): void => { clearTimeout(t); reject(new BlocksnapError('Cancelled', 'cancelled')); };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

@@ -1,0 +1,92 @@
+/**
+ * A snapshot's manifest on a remote (frozen, version 1; docs/design.md "Remote layout"): the
+ * snapshot's identity and its whole block map, so that any host can restore it from the bucket
+ * alone. One JSON object:
+ *
+ *   format "blocksnap-manifest", version 1,
+ *   snapshot {id, diskId, diskName, name, description, type, parentId, createdAt, completedAt,
+ *             sizeBytes, blockSize, blockCount, logicalBytes},
+ *   host, replicatedAt,
+ *   map     base64 of blockCount × 32 bytes (SHA-256 per block, 32 zero bytes for ZERO),
+ *   sha256  hex SHA-256 of the JSON text of the object without this field, in this key order.
+ *
+ * It is uploaded only after every block it names is in the bucket, and gc never deletes a block a
+ * manifest names: a visible manifest is always restorable.
+ */
+import { createHash } from 'node:crypto';
+import { BlocksnapError } from '../errors';
+import { DIGEST_SIZE, isValidBlockSize, isZeroDigest } from '../store/format';
+
+export const MANIFEST_FORMAT = 'blocksnap-manifest';
+export const MANIFEST_VERSION = 1;
+
+export interface ManifestSnapshot {
+  id: string;
+  diskId: string;
+  diskName: string;
+  name: string;
+  description: string;
+  type: 'manual' | 'auto';
+  parentId: string | null;
+  createdAt: string;
+  completedAt: string | null;
+  sizeBytes: number;
+  blockSize: number;
+  blockCount: number;
+  logicalBytes: number;
+}
+
+export interface Manifest {
+  snapshot: ManifestSnapshot;
+  host: string;
+  replicatedAt: string;
+  /** blockCount × 32 bytes. */
+  map: Buffer;
+}
+
+function checksum(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+export function encodeManifest(m: Manifest): Buffer {
+  const body = {
+    format: MANIFEST_FORMAT, version: MANIFEST_VERSION, snapshot: m.snapshot, host: m.host, replicatedAt: m.replicatedAt,
+    map: m.map.toString('base64'),
+  };
+  const text = JSON.stringify(body);
+  return Buffer.from(`${text.slice(0, -1)},"sha256":"${checksum(text)}"}\n`);
+}
+
+/** Parses and checks a manifest; anything wrong is RemoteCorrupt naming the key. */
+export function decodeManifest(raw: Buffer, key: string): Manifest {
+  const corrupt = (why: string): BlocksnapError => new BlocksnapError('RemoteCorrupt', `manifest ${key} ${why}`, { key });
+  let obj: Record<string, unknown>;
+  try {
+    obj = JSON.parse(raw.toString('utf8')) as Record<string, unknown>;
+  } catch {
+    throw corrupt('is not valid JSON');
+  }
+  if (!obj || typeof obj !== 'object' || obj.format !== MANIFEST_FORMAT) throw corrupt('is not a blocksnap manifest');
+  if (obj.version !== MANIFEST_VERSION) throw corrupt(`has version ${String(obj.version)}; this blocksnap reads version ${MANIFEST_VERSION}`);
+  const { sha256, ...rest } = obj;
+  if (typeof sha256 !== 'string' || sha256 !== checksum(JSON.stringify(rest))) throw corrupt('fails its checksum');
+  const s = obj.snapshot as ManifestSnapshot;
+  if (!s || typeof s.id !== 'string' || typeof s.diskId !== 'string' || !Number.isSafeInteger(s.sizeBytes) || !isValidBlockSize(s.blockSize)
+    || s.blockCount !== Math.ceil(s.sizeBytes / s.blockSize)) {
+    throw corrupt('has an invalid snapshot record');
+  }
+  const map = Buffer.from(String(obj.map), 'base64');
+  if (map.length !== s.blockCount * DIGEST_SIZE) throw corrupt(`has a map of ${map.length} bytes for ${s.blockCount} blocks`);
+  return { snapshot: s, host: String(obj.host), replicatedAt: String(obj.replicatedAt), map };
+}
+
+/** Distinct non-ZERO digests of a packed map, as hex, with the raw length of their first block. */
+export function distinctDigests(map: Buffer, sizeBytes: number, blockSize: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (let i = 0; i * DIGEST_SIZE < map.length; i++) {
+    if (isZeroDigest(map, i * DIGEST_SIZE)) continue;
+    const hex = map.toString('hex', i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE);
+    if (!out.has(hex)) out.set(hex, Math.min(blockSize, sizeBytes - i * blockSize));
+  }
+  return out;
+}

@@ -1,0 +1,26 @@
+/**
+ * What replication needs from an object store: whole-object put/get, existence, listing and
+ * batched delete. S3Store implements it for every S3-compatible service; the contract below is
+ * what replication.ts and gc rely on.
+ *
+ * - put(key, body) is atomic: a reader sees the whole new object or none (S3 semantics), and a
+ *   completed put is visible to every later get, head and list (strong read-after-write, which
+ *   AWS S3 and a single-site radosgw give).
+ * - get of a missing key resolves null; head of a missing key resolves null.
+ * - list yields every key under the prefix once, with its size and last-modified time.
+ * - deleteMany of a missing key is not an error.
+ * - Failures are BlocksnapError with a Remote* code; transient ones were already retried.
+ */
+export interface ObjectInfo { key: string; size: number; lastModified: Date }
+
+export interface ObjectStore {
+  readonly description: string;
+  put(key: string, body: Buffer, signal?: AbortSignal): Promise<void>;
+  get(key: string, signal?: AbortSignal): Promise<Buffer | null>;
+  head(key: string, signal?: AbortSignal): Promise<ObjectInfo | null>;
+  list(prefix: string, signal?: AbortSignal): AsyncGenerator<ObjectInfo>;
+  deleteMany(keys: string[], signal?: AbortSignal): Promise<void>;
+  /** Writes, reads back and deletes a small probe object: proves reachability, credentials and write access. */
+  check(probeKey: string): Promise<{ latencyMs: number }>;
+  close(): void;
+}

@@ -1,0 +1,163 @@
+/**
+ * ObjectStore over the S3 API (AWS SDK v3), for every S3-compatible service. Settings that make
+ * it work beyond AWS: path-style addressing (radosgw and MinIO on a bare host name), and
+ * checksums only where an operation requires them, because Pacific-era radosgw rejects the
+ * aws-chunked trailers that the SDK's default checksum mode sends. Bodies are whole Buffers with a
+ * known length (one block at most), so no streaming upload is involved.
+ *
+ * The SDK's own retries are off (maxAttempts 1): retry.ts retries here, so every attempt and
+ * backoff is visible and counted, and the kind of failure decides whether to retry at all.
+ */
+import {
+  DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
+import { BlocksnapError } from '../errors';
+import type { Credentials, RemoteConfig } from './config';
+import type { ObjectInfo, ObjectStore } from './object-store';
+import { DEFAULT_RETRY, Transient, withRetry, type RetryPolicy } from './retry';
+
+// The daemon's stderr is its log; the SDK's notice about future Node.js versions is not a daemon event.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+const DELETE_BATCH = 1000; // the S3 API's limit per DeleteObjects request
+
+export interface S3StoreOptions {
+  retry?: RetryPolicy;
+  /** Time to establish a TCP connection. */
+  connectTimeoutMs?: number;
+  /** Time for one request, body included. */
+  requestTimeoutMs?: number;
+  /** Called on every retry (the job counts them). */
+  onRetry?: () => void;
+}
+
+const AUTH_CODES = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'InvalidToken', 'ExpiredToken', 'Forbidden']);
+
+export class S3Store implements ObjectStore {
+  readonly description: string;
+  private readonly client: S3Client;
+  private readonly retry: RetryPolicy;
+
+  constructor(private readonly remote: RemoteConfig, credentials: Credentials, private readonly o: S3StoreOptions = {}) {
+    this.description = `${remote.endpoint}/${remote.bucket}${remote.prefix ? `/${remote.prefix}` : ''}`;
+    this.retry = o.retry ?? DEFAULT_RETRY;
+    const config: S3ClientConfig = {
+      endpoint: remote.endpoint,
+      region: remote.region,
+      forcePathStyle: true,
+      credentials,
+      maxAttempts: 1,
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      requestHandler: { connectionTimeout: o.connectTimeoutMs ?? 5000, requestTimeout: o.requestTimeoutMs ?? 120_000 },
+    };
+    this.client = new S3Client(config);
+  }
+
+  close(): void {
+    this.client.destroy();
+  }
+
+  private run<T>(what: string, key: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const opts: { policy: RetryPolicy; signal?: AbortSignal; onRetry?: () => void } = { policy: this.retry };
+    if (signal) opts.signal = signal;
+    if (this.o.onRetry) opts.onRetry = this.o.onRetry;
+    return withRetry(async () => {
+      try {
+        return await fn();
+      } catch (err) {
+        throw this.classify(err, what, key, signal);
+      }
+    }, opts);
+  }
+
+  /** Maps an SDK failure to a final BlocksnapError, wrapped in Transient when a retry may cure it. */
+  private classify(err: unknown, what: string, key: string, signal?: AbortSignal): Error {
+    if (signal?.aborted) return new BlocksnapError('Cancelled', `${what} cancelled`);
+    const e = err as { name?: string; code?: string; Code?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+    const status = e.$metadata?.httpStatusCode;
+    const code = e.Code ?? e.name ?? e.code ?? 'Error';
+    const where = `${what} ${this.description}: ${key}`;
+    if (status === undefined) {
+      // No HTTP answer at all: refused, reset, DNS, timeout. Worth retrying; unreachable in the end.
+      const why = e.code ?? e.name ?? e.message ?? 'no answer';
+      return new Transient(new BlocksnapError('RemoteUnreachable', `${where}: cannot reach ${this.remote.endpoint} (${why})`, { remote: this.remote.name }));
+    }
+    if (status === 403 || AUTH_CODES.has(code)) {
+      return new BlocksnapError('RemoteAuthFailed', `${where}: the remote refused the credentials of ${this.remote.credentialsFile} (${status} ${code})`, { remote: this.remote.name });
+    }
+    if (code === 'NoSuchBucket') return new BlocksnapError('RemoteBucketMissing', `bucket ${this.remote.bucket} does not exist at ${this.remote.endpoint}`, { remote: this.remote.name });
+    const final = new BlocksnapError('RemoteError', `${where}: ${status} ${code}${e.message && e.message !== code ? `: ${e.message}` : ''}`, { remote: this.remote.name, status });
+    if (status >= 500 || status === 429 || code === 'SlowDown' || code === 'RequestTimeout') return new Transient(final);
+    return final;
+  }
+
+  async put(key: string, body: Buffer, signal?: AbortSignal): Promise<void> {
+    await this.run('PUT', key, () => this.client.send(new PutObjectCommand({
+      Bucket: this.remote.bucket, Key: key, Body: body, ContentLength: body.length,
+    }), signal ? { abortSignal: signal } : {}), signal);
+  }
+
+  async get(key: string, signal?: AbortSignal): Promise<Buffer | null> {
+    return this.run('GET', key, async () => {
+      try {
+        const res = await this.client.send(new GetObjectCommand({ Bucket: this.remote.bucket, Key: key }), signal ? { abortSignal: signal } : {});
+        const bytes = await res.Body!.transformToByteArray();
+        return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      } catch (err) {
+        if ((err as { name?: string }).name === 'NoSuchKey') return null;
+        throw err;
+      }
+    }, signal);
+  }
+
+  async head(key: string, signal?: AbortSignal): Promise<ObjectInfo | null> {
+    return this.run('HEAD', key, async () => {
+      try {
+        const res = await this.client.send(new HeadObjectCommand({ Bucket: this.remote.bucket, Key: key }), signal ? { abortSignal: signal } : {});
+        return { key, size: res.ContentLength ?? 0, lastModified: res.LastModified ?? new Date(0) };
+      } catch (err) {
+        // A HEAD answer has no body, so a missing bucket reads as a missing key here; puts say which.
+        if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return null;
+        throw err;
+      }
+    }, signal);
+  }
+
+  async *list(prefix: string, signal?: AbortSignal): AsyncGenerator<ObjectInfo> {
+    let token: string | undefined;
+    do {
+      const page = await this.run('LIST', prefix, () => this.client.send(new ListObjectsV2Command({
+        Bucket: this.remote.bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}),
+      }), signal ? { abortSignal: signal } : {}), signal);
+      for (const o of page.Contents ?? []) {
+        if (o.Key) yield { key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified ?? new Date(0) };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  async deleteMany(keys: string[], signal?: AbortSignal): Promise<void> {
+    for (let i = 0; i < keys.length; i += DELETE_BATCH) {
+      const batch = keys.slice(i, i + DELETE_BATCH);
+      const res = await this.run('DELETE', batch[0]!, () => this.client.send(new DeleteObjectsCommand({
+        Bucket: this.remote.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
+      }), signal ? { abortSignal: signal } : {}), signal);
+      const failed = (res.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey');
+      if (failed.length > 0) {
+        throw new BlocksnapError('RemoteError', `DELETE ${this.description}: ${failed.length} object(s) not deleted, first ${failed[0]!.Key}: ${failed[0]!.Code} ${failed[0]!.Message ?? ''}`, { remote: this.remote.name });
+      }
+    }
+  }
+
+  async check(probeKey: string): Promise<{ latencyMs: number }> {
+    const started = process.hrtime.bigint();
+    const body = Buffer.from(`blocksnap remote check ${new Date().toISOString()}\n`);
+    await this.put(probeKey, body);
+    const back = await this.get(probeKey);
+    await this.deleteMany([probeKey]);
+    if (!back || !back.equals(body)) throw new BlocksnapError('RemoteError', `${this.description}: a probe object read back differently from what was written`, { remote: this.remote.name });
+    return { latencyMs: Number(process.hrtime.bigint() - started) / 1e6 };
+  }
+}

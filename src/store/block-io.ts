@@ -1,0 +1,132 @@
+/**
+ * Reading and writing single block files from TypeScript, for the jobs that move blocks between
+ * the store and somewhere else one block at a time (replication, streams), where the data
+ * arrives from or leaves for the network, not an image. Same format and the same durability as
+ * the native writer (native/core/block_writer.cc): header + payload written to `tmp/`, fsynced,
+ * renamed into place without replacing an existing file, fan-out directory fsynced. Every read
+ * checks the header and the SHA-256 of the payload: a block leaves the store only if it is right.
+ */
+import { createHash, randomBytes, webcrypto } from 'node:crypto';
+import { constants } from 'node:fs';
+import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { BlocksnapError } from '../errors';
+import { BLOCK_FORMAT_VERSION, BLOCK_HEADER_SIZE, BLOCK_MAGIC, DIGEST_SIZE, TMP_DIR, blockPath } from './format';
+
+export function sha256(data: Buffer): Buffer {
+  return createHash('sha256').update(data).digest();
+}
+
+/**
+ * SHA-256 on libuv's thread pool (WebCrypto's digest is asynchronous in Node), so that verifying
+ * several 4 MiB blocks at once uses several cores and never stalls the daemon's event loop.
+ */
+export async function sha256Async(data: Buffer): Promise<Buffer> {
+  return Buffer.from(await webcrypto.subtle.digest('SHA-256', data));
+}
+
+export function encodeHeader(digest: Buffer, rawLength: number): Buffer {
+  const h = Buffer.alloc(BLOCK_HEADER_SIZE);
+  h.write(BLOCK_MAGIC, 0, 'latin1');
+  h.writeUInt16LE(BLOCK_FORMAT_VERSION, 8);
+  h.writeUInt16LE(0, 10);
+  h.writeUInt32LE(BLOCK_HEADER_SIZE, 12);
+  h.writeBigUInt64LE(BigInt(rawLength), 16);
+  h.writeBigUInt64LE(BigInt(rawLength), 24);
+  digest.copy(h, 32, 0, DIGEST_SIZE);
+  return h;
+}
+
+/** True when a block file with this digest is present (its content is checked when read). */
+export async function hasBlock(storeDir: string, digestHex: string): Promise<boolean> {
+  try {
+    return (await stat(blockPath(storeDir, digestHex))).isFile();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+/** Reads one block's raw bytes, verified: BlockMissing, BlockCorrupt or DigestMismatch otherwise. */
+export async function readBlock(storeDir: string, digestHex: string): Promise<Buffer> {
+  const path = blockPath(storeDir, digestHex);
+  let file;
+  try {
+    file = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new BlocksnapError('BlockMissing', `block ${digestHex} is missing from the store`, { digest: digestHex });
+    throw err;
+  }
+  try {
+    const { size } = await file.stat();
+    if (size < BLOCK_HEADER_SIZE) throw new BlocksnapError('BlockCorrupt', `block file ${path} is shorter than its header`, { digest: digestHex });
+    const buf = Buffer.allocUnsafe(size);
+    let got = 0;
+    while (got < size) {
+      const { bytesRead } = await file.read(buf, got, size - got, got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    const h = buf.subarray(0, BLOCK_HEADER_SIZE);
+    const payload = Number(h.readBigUInt64LE(16));
+    const raw = Number(h.readBigUInt64LE(24));
+    if (h.toString('latin1', 0, 8) !== BLOCK_MAGIC || h.readUInt16LE(8) !== BLOCK_FORMAT_VERSION || h.readUInt16LE(10) !== 0
+      || h.readUInt32LE(12) !== BLOCK_HEADER_SIZE || payload !== raw || got !== BLOCK_HEADER_SIZE + payload) {
+      throw new BlocksnapError('BlockCorrupt', `block file ${path} has a bad header or length`, { digest: digestHex });
+    }
+    const data = buf.subarray(BLOCK_HEADER_SIZE, got);
+    if ((await sha256Async(data)).toString('hex') !== digestHex) {
+      throw new BlocksnapError('DigestMismatch', `block ${digestHex} does not match its digest: the store is corrupt`, { digest: digestHex });
+    }
+    return data;
+  } finally {
+    await file.close();
+  }
+}
+
+async function fsyncDir(path: string): Promise<void> {
+  const d = await open(path, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await d.sync();
+  } finally {
+    await d.close();
+  }
+}
+
+/**
+ * Stores `data` as the block `digestHex`, durably, after checking that the digest is right. A
+ * block already present is left alone (it has the same content by construction). Returns true
+ * when this call created the file.
+ */
+export async function writeBlock(storeDir: string, digestHex: string, data: Buffer): Promise<boolean> {
+  const digest = await sha256Async(data);
+  if (digest.toString('hex') !== digestHex) throw new BlocksnapError('Internal', `refusing to store data under digest ${digestHex}: it hashes to ${digest.toString('hex')}`);
+  const final = blockPath(storeDir, digestHex);
+  if (await hasBlock(storeDir, digestHex)) return false;
+  const fanout = dirname(final);
+  try {
+    await mkdir(fanout, { mode: 0o700 });
+    await fsyncDir(storeDir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  const tmp = join(storeDir, TMP_DIR, `${digestHex}.${randomBytes(6).toString('hex')}`);
+  const file = await open(tmp, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600);
+  try {
+    const { bytesWritten } = await file.writev([encodeHeader(digest, data.length), data], 0);
+    if (bytesWritten !== BLOCK_HEADER_SIZE + data.length) throw new BlocksnapError('IOError', `short write to ${tmp}: ${bytesWritten} bytes`);
+    await file.sync();
+  } catch (err) {
+    await file.close().catch(() => undefined);
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
+  await file.close();
+  if (await hasBlock(storeDir, digestHex)) { // another writer published it meanwhile
+    await unlink(tmp);
+    return false;
+  }
+  await rename(tmp, final);
+  await fsyncDir(fanout);
+  return true;
+}

@@ -1,0 +1,93 @@
+/**
+ * The bench at scale 0.01, so its scripts cannot rot: every question runs against the real
+ * daemon and the peers, and its JSON holds every row the full run reports. Times are never
+ * asserted here; they are the bench's business.
+ */
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Row, Section } from '../../bench/lib/report';
+
+const ROOT = join(__dirname, '..', '..');
+
+/** Per question: the rows (case prefix → tools) a run must report, whatever the machine has. */
+const EXPECTED: Record<string, Array<[string, string[]]>> = {
+  full: [
+    ['full snapshot, warm', ['dd bs=4M (read)', 'cp --sparse=always + sync', 'blocksnap snapshot (daemon)']],
+    ['unchanged re-snapshot, warm', ['blocksnap snapshot (daemon)']],
+  ],
+  incremental: [
+    ['clustered, warm', ['dd bs=4M (allocated data)', 'blocksnap full snapshot (daemon), 1 run', 'blocksnap incremental (daemon)']],
+    ['scattered, warm', ['dd bs=4M (allocated data)', 'blocksnap incremental (daemon)', 'blocksnap full snapshot of the changed image, empty store (daemon), 1 run']],
+  ],
+  sparse: [['sparse snapshot, warm', ['dd bs=4M (the data extents)', 'cp --sparse=always + sync', 'blocksnap snapshot (daemon)']]],
+  'rollback-clone': [
+    ['rollback, warm', ['blocksnap incremental of the same change (daemon)', 'dd bs=4M write of the differing blocks + fsync', 'blocksnap rollback (daemon)']],
+    ['clone, warm', ['cp --sparse=always + sync', 'blocksnap clone (daemon)']],
+  ],
+  'delete-list': [
+    ['delete a middle snapshot that changed', ['blocksnap snapshot delete (socket)']],
+    ['snapshot list of the disk', ['blocksnap snapshot.list (socket), p50']],
+    ['snapshot list all disks', ['blocksnap snapshot.list (socket), p50']],
+  ],
+  hash: [
+    ['1 thread', ['blocksnap native scan, hash only (engine API)']],
+    ['2 threads', ['blocksnap native scan, hash only (engine API)']],
+  ],
+};
+
+/** Peer rows appear either measured or as "not installed", never silently absent. */
+const PEERS: Record<string, string[]> = {
+  full: ['qemu-img convert', 'restic backup', 'borg create (compression none)', 'borg create (compression default lz4)'],
+  incremental: ['restic backup', 'borg create (default lz4)'],
+  'rollback-clone': ['restic restore', 'borg extract --sparse (compression none)', 'borg extract --sparse (compression default lz4)'],
+};
+
+// The bench is a program of its own: started through env(1) without NODE_OPTIONS, it does not
+// inherit the test runner's module hooks (which would load bench/run.ts as an ES module).
+
+const out = t.testdir();
+// Under the system temp dir: the daemons' socket paths must stay under 108 bytes.
+const work = mkdtempSync(join(tmpdir(), 'bs-smoke-'));
+t.teardown(() => rmSync(work, { recursive: true, force: true }));
+const run = spawnSync('env', ['-u', 'NODE_OPTIONS', process.execPath, join(ROOT, 'node_modules', '.bin', 'ts-node'), '--transpile-only', join(ROOT, 'bench', 'run.ts'),
+  '--scale', '0.01', '--runs', '1', '--out', out, '--work', work], { cwd: ROOT, encoding: 'utf8', timeout: 540_000 });
+
+t.equal(run.status, 0, `the bench exits 0\n${run.stderr.slice(-4000)}`);
+t.match(run.stdout, /\| case \| tool \| wall s \|/, 'it prints markdown tables');
+t.ok(existsSync(join(out, 'report.md')), 'it writes report.md');
+
+for (const [name, cases] of Object.entries(EXPECTED)) {
+  t.test(`${name}: the JSON has every row`, async (t) => {
+    const file = join(out, `${name}.json`);
+    t.ok(existsSync(file), `${name}.json written`);
+    if (!existsSync(file)) return;
+    const json = JSON.parse(readFileSync(file, 'utf8')) as { error?: string; scale: number; section: Section };
+    t.equal(json.error, undefined, 'the question did not fail');
+    t.equal(json.scale, 0.01);
+    const rows = json.section.rows;
+    const find = (c: string, tool: string): Row | undefined => rows.find((r) => r.case.startsWith(c) && r.tool === tool);
+    for (const [c, tools] of cases) {
+      for (const tool of tools) {
+        const row = find(c, tool);
+        t.ok(row, `row "${c}" / "${tool}"`);
+        if (!row) continue;
+        t.equal(row.status, 'ok', `${tool} ran`);
+        t.ok(typeof row.seconds === 'number' && row.seconds > 0, `${tool} has a time`);
+        t.ok(row.samples.length >= 1, 'its samples are kept');
+      }
+    }
+    for (const r of rows.filter((r) => r.kind === 'ours' && r.limit !== null)) {
+      t.ok(typeof r.ratio === 'number' && r.ratio > 0, `"${r.case}" / "${r.tool}" has a ratio to ${r.limit}`);
+    }
+    for (const peer of PEERS[name] ?? []) {
+      const row = rows.find((r) => r.tool.startsWith(peer.replace(/ \(.*/, '')) && (r.tool.includes(peer.match(/\((.*)\)/)?.[1] ?? '')));
+      t.ok(row, `peer row ${peer}`);
+      if (row) t.match(row.status, /^(ok|not installed)$/, `${peer}: ${row.status}`);
+    }
+    t.ok(json.section.targets.length > 0, 'targets are reported');
+    t.ok(json.section.targets.every((x) => x.measured.length > 0), 'each target shows what was measured');
+  });
+}

@@ -1,0 +1,157 @@
+import t from 'tap';
+import { mkdtempSync, rmSync, unlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Catalog } from '../../src/catalog/catalog';
+import { ModelCatalog } from '../../src/catalog/model-records';
+import { finished, snapshot } from '../helpers/engine';
+import { fillBlock, sha256File } from '../helpers/images';
+import { KiB64, openSmallEngine, smallDisk, type ModelFixture } from '../helpers/model';
+import { haveQemu, holdWithNbd } from '../helpers/qemu';
+import { checkNotInUse } from '../../src/engine/image-access';
+
+function inUse(path: string): boolean {
+  try {
+    return checkNotInUse(path, false) !== null;
+  } catch {
+    return true;
+  }
+}
+
+async function threeDisks(f: ModelFixture): Promise<Array<{ id: string; path: string }>> {
+  return [await smallDisk(f, 'root', 4), await smallDisk(f, 'data', 6), await smallDisk(f, 'logs', 3)];
+}
+
+t.test('a group of three disks where one is busy starts nothing; once free, all three are taken', async (t) => {
+  const f = await openSmallEngine(t);
+  const [a, b, c] = await threeDisks(f);
+  const busy = f.engine.startSnapshot(b!.id, { name: 'solo' });
+  t.throws(() => f.engine.groups.create({ disks: ['root', 'data', 'logs'], name: 'g1' }), { code: 'DiskBusy' }, 'refused while data is busy');
+  t.same(f.engine.groups.list(), [], 'no group record');
+  t.same(f.engine.listSnapshots(a!.id), [], 'no member started on root');
+  t.same(f.engine.listSnapshots(c!.id), [], 'no member started on logs');
+  await finished(f.engine, busy);
+
+  const { group, done } = f.engine.groups.create({ disks: ['root', 'data', 'logs'], name: 'g1', description: 'release 42' });
+  t.equal(group.status, 'creating');
+  t.equal(group.snapshotIds.length, 3);
+  const g = await done;
+  t.equal(g.status, 'available');
+  t.ok(g.completedAt);
+  const members = g.snapshotIds.map((id) => f.engine.getSnapshot(id));
+  t.same(members.map((s) => s.diskId), [a!.id, b!.id, c!.id], 'one member per disk, in order');
+  t.ok(members.every((s) => s.status === 'available' && s.groupId === g.id && s.name === 'g1' && s.description === 'release 42'));
+  t.same(f.engine.groups.get('g1').id, g.id, 'found by name');
+  t.throws(() => f.engine.groups.get('nope'), { code: 'GroupNotFound' });
+  t.throws(() => f.engine.groups.create({ disks: ['root'], name: 'g1' }), { code: 'NameTaken' });
+  t.throws(() => f.engine.groups.create({ disks: ['root', 'root'] }), { code: 'InvalidArgument' });
+  t.throws(() => f.engine.groups.create({ disks: ['root'], name: 'auto-x' }), { code: 'InvalidName' });
+});
+
+t.test('group rollback restores every member disk bit-exactly, and refuses unless every disk passes', async (t) => {
+  const f = await openSmallEngine(t);
+  const disks = await threeDisks(f);
+  const before = await Promise.all(disks.map((d) => sha256File(d.path)));
+  const g = await f.engine.groups.create({ disks: disks.map((d) => d.id) }).done;
+  for (const [i, d] of disks.entries()) fillBlock(d.path, i, KiB64, `scribble-${i}`);
+  t.notSame(await Promise.all(disks.map((d) => sha256File(d.path))), before, 'the disks changed');
+
+  const busy = f.engine.startSnapshot(disks[2]!.id, { name: 'in-the-way' });
+  const jobsBefore = f.engine.listJobs().length;
+  t.throws(() => f.engine.groups.rollback(g.id), { code: 'DiskBusy' });
+  t.equal(f.engine.listJobs().length, jobsBefore, 'no rollback started on the free disks');
+  await finished(f.engine, busy);
+
+  const r = f.engine.groups.rollback(g.name);
+  t.equal(r.jobs.length, 3);
+  for (const j of r.jobs) await finished(f.engine, j);
+  t.same(await Promise.all(disks.map((d) => sha256File(d.path))), before, 'every disk is back, bit for bit');
+});
+
+t.test('members are deleted only with their group, but roll back and clone on their own', async (t) => {
+  const f = await openSmallEngine(t);
+  const [a, b] = [await smallDisk(f, 'a', 3), await smallDisk(f, 'b', 3)];
+  const base = f.engine.storeStats().blocks;
+  const g = await f.engine.groups.create({ disks: [a.id, b.id], name: 'pair' }).done;
+  const [ma] = g.snapshotIds;
+  t.equal(f.engine.storeStats().blocks, base + 6, 'six blocks stored');
+  await t.rejects(f.engine.deleteSnapshot(ma!), { code: 'SnapshotInGroup' });
+  await t.rejects(f.engine.removeDisk(a.id, { deleteSnapshots: true }), { code: 'SnapshotInGroup' });
+
+  const h = await sha256File(a.path);
+  fillBlock(a.path, 0, KiB64, 'changed');
+  await finished(f.engine, f.engine.startRollback(a.id, ma!));
+  t.equal(await sha256File(a.path), h, 'a member rolls back alone');
+  const out = join(f.images, 'clone.raw');
+  await finished(f.engine, f.engine.startClone(ma!, out));
+  t.equal(await sha256File(out), h, 'a member clones alone');
+
+  const deleted = f.engine.groups.delete('pair');
+  t.equal(deleted.id, g.id);
+  await f.engine.idle();
+  t.same(f.engine.listSnapshots(), [], 'every member went with the group');
+  t.same(f.engine.groups.list(), []);
+  t.equal(f.engine.storeStats().blocks, base, 'their blocks were freed');
+  t.equal(f.engine.getDisk(a.id).headSnapshotId, null);
+});
+
+t.test('a member that fails makes the group error and removes the partial members', async (t) => {
+  const f = await openSmallEngine(t);
+  const [a, b, c] = await threeDisks(f);
+  await snapshot(f.engine, a!.id, 'earlier');
+  const blocks = f.engine.storeStats().blocks;
+  unlinkSync(c!.path);
+  const g = await f.engine.groups.create({ disks: [a!.id, b!.id, c!.id], name: 'broken' }).done;
+  t.equal(g.status, 'error');
+  t.equal(g.error?.code, 'ImageNotFound');
+  t.same(g.snapshotIds, [], 'no member left');
+  t.same(f.engine.listSnapshots().map((s) => s.name), ['earlier'], 'only the snapshot from before remains');
+  await f.engine.idle();
+  t.equal(f.engine.storeStats().blocks, blocks, 'blocks the partial members added were released');
+  t.equal(f.engine.getDisk(a!.id).headSnapshotId, f.engine.getSnapshot('earlier').id, 'heads stepped back');
+  t.throws(() => f.engine.groups.rollback('broken'), { code: 'GroupNotAvailable' });
+  t.equal(f.engine.groups.delete('broken').status, 'error', 'a failed group can be deleted');
+});
+
+t.test('a group left creating by a crash becomes error at the next start, without its members', async (t) => {
+  const dir = t.testdir();
+  const first = await openSmallEngine(t, { dir });
+  const [a, b] = [await smallDisk(first, 'a', 2), await smallDisk(first, 'b', 2)];
+  const g = await first.engine.groups.create({ disks: [a.id, b.id], name: 'cut' }).done;
+  await first.engine.close();
+  // The crash window: members committed, the group not yet marked available.
+  const catalog = Catalog.open(first.dataDir, KiB64);
+  const model = new ModelCatalog(catalog);
+  model.txn(() => model.putGroup({ ...model.getGroup(g.id)!, status: 'creating', completedAt: null }));
+  await catalog.close();
+
+  const second = await openSmallEngine(t, { dir });
+  const after = second.engine.groups.get(g.id);
+  t.equal(after.status, 'error');
+  t.equal(after.error?.code, 'Interrupted');
+  t.same(second.engine.listSnapshots(), [], 'the members were removed');
+  t.equal(second.engine.storeStats().blocks, 0);
+});
+
+t.test('group rollback starts nothing while any member image is open in QEMU', { skip: haveQemu() }, async (t) => {
+  const f = await openSmallEngine(t);
+  const disks = await threeDisks(f);
+  const g = await f.engine.groups.create({ disks: disks.map((d) => d.id) }).done;
+  for (const [i, d] of disks.entries()) fillBlock(d.path, i, KiB64, `later-${i}`);
+  const changed = await Promise.all(disks.map((d) => sha256File(d.path)));
+  const sockets = mkdtempSync(join(tmpdir(), 'bsg-'));
+  t.teardown(() => rmSync(sockets, { recursive: true, force: true }));
+  const nbd = await holdWithNbd(disks[1]!.path, 'raw', join(sockets, 'nbd.sock'));
+  try {
+    // qemu-nbd makes its socket before it locks the image: wait until the lock is visible.
+    for (let i = 0; i < 250 && !inUse(disks[1]!.path); i++) await new Promise((r) => setTimeout(r, 20));
+    t.throws(() => f.engine.groups.rollback(g.id), { code: 'DiskInUse' });
+    t.equal(f.engine.listJobs().filter((j) => j.kind === 'rollback').length, 0, 'no member rollback started');
+    t.same(await Promise.all(disks.map((d) => sha256File(d.path))), changed, 'no image was touched');
+  } finally {
+    await nbd.stop();
+  }
+  const r = f.engine.groups.rollback(g.id);
+  for (const j of r.jobs) await finished(f.engine, j);
+  t.equal(r.jobs.length, 3, 'all three once the image is free');
+});

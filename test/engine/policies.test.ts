@@ -1,0 +1,69 @@
+import t from 'tap';
+import { finished } from '../helpers/engine';
+import { openSmallEngine, smallDisk } from '../helpers/model';
+
+t.test('policy records: create, find, update, delete, with their checks', async (t) => {
+  const f = await openSmallEngine(t);
+  const p = f.engine.policies.create({ name: 'daily', hours: [14, 2, 2], timeZone: 'Europe/Berlin', retention: { keepDaily: 7 } });
+  t.match(p.id, /^p-[0-9a-f]{16}$/);
+  t.same(p.hours, [2, 14], 'hours sorted, duplicates dropped');
+  t.same(p.weekdays, [1, 2, 3, 4, 5, 6, 7], 'every day by default');
+  t.equal(p.retention.keepDaily, 7);
+  t.equal(p.retention.days, null);
+  t.same(f.engine.policies.get(p.id).name, 'daily');
+  t.throws(() => f.engine.policies.create({ name: 'daily', hours: [1] }), { code: 'NameTaken' });
+  t.throws(() => f.engine.policies.create({ name: 'x', hours: [24] }), { code: 'InvalidArgument' });
+  t.throws(() => f.engine.policies.create({ name: 'x', hours: [] }), { code: 'InvalidArgument' });
+  t.throws(() => f.engine.policies.create({ name: 'x', hours: [1], weekdays: [0] }), { code: 'InvalidArgument' });
+  t.throws(() => f.engine.policies.create({ name: 'x', hours: [1], timeZone: 'Mars/Olympus' }), { code: 'InvalidArgument' });
+  t.throws(() => f.engine.policies.create({ name: 'bad name', hours: [1] }), { code: 'InvalidName' });
+  t.throws(() => f.engine.policies.create({ name: 'x'.repeat(101), hours: [1] }), { code: 'InvalidName' });
+  t.throws(() => f.engine.policies.get('nope'), { code: 'PolicyNotFound' });
+
+  const u = f.engine.policies.update('daily', { hours: [3], retention: { days: 30 } });
+  t.same(u.hours, [3]);
+  t.same(u.retention.days, 30, 'retention in days replaces the keep rules');
+  t.equal(u.timeZone, 'Europe/Berlin', 'what was not given stays');
+  t.equal(f.engine.policies.update('daily', { name: 'nightly' }).name, 'nightly');
+  t.equal(f.engine.policies.delete('nightly').id, p.id);
+  t.same(f.engine.policies.list(), []);
+});
+
+t.test('bindings: a disk has at most one policy; unbinding checks; removed disks drop out', async (t) => {
+  const f = await openSmallEngine(t);
+  const a = await smallDisk(f, 'a', 1);
+  const b = await smallDisk(f, 'b', 1);
+  f.engine.policies.create({ name: 'one', hours: [1] });
+  f.engine.policies.create({ name: 'two', hours: [2] });
+  t.same([...f.engine.policies.bind('one', ['a', 'b']).diskIds].sort(), [a.id, b.id].sort());
+  t.same([...f.engine.policies.bind('one', ['a']).diskIds].sort(), [a.id, b.id].sort(), 'binding again is a no-op');
+  t.throws(() => f.engine.policies.bind('two', ['b']), { code: 'DiskHasPolicy' });
+  t.same(f.engine.policies.get('two').diskIds, [], 'nothing bound by the refused call');
+  t.throws(() => f.engine.policies.unbind('two', ['a']), { code: 'DiskNotBound' });
+  t.throws(() => f.engine.policies.bind('one', ['nope']), { code: 'DiskNotFound' });
+  t.same(f.engine.policies.unbind('one', ['b']).diskIds, [a.id]);
+  t.same(f.engine.policies.bind('two', ['b']).diskIds, [b.id], 'free to bind elsewhere now');
+  await f.engine.removeDisk('b');
+  t.same(f.engine.policies.get('two').diskIds, [], 'a removed disk is no longer listed');
+  f.engine.policies.delete('one');
+  t.same(f.engine.policies.bind('two', ['a']).diskIds, [a.id], 'deleting a policy frees its disks');
+});
+
+t.test('policy run: snapshots every bound disk now, reports a busy one, then retention', async (t) => {
+  const f = await openSmallEngine(t);
+  const a = await smallDisk(f, 'a', 2);
+  const b = await smallDisk(f, 'b', 2);
+  f.engine.policies.create({ name: 'now', hours: [0], retention: { keepLast: 1 } });
+  f.engine.policies.bind('now', ['a', 'b']);
+  const first = await f.engine.policies.run('now');
+  t.same(first.disks.map((d) => d.outcome), ['created', 'created']);
+  const busy = f.engine.startSnapshot(b.id, { name: 'operator' });
+  const second = await f.engine.policies.run('now', new Date(Date.now() + 1000));
+  await finished(f.engine, busy);
+  const on = (r: typeof first, id: string) => r.disks.find((e) => e.diskId === id)!;
+  t.same([on(second, a.id).outcome, on(second, a.id).error], ['created', null]);
+  t.same([on(second, b.id).outcome, on(second, b.id).error?.code], ['failed', 'DiskBusy']);
+  t.same(on(second, a.id).expired, [on(first, a.id).snapshotId], 'keep-last 1 expired the previous automatic snapshot of a');
+  t.equal(f.engine.listSnapshots(a.id).filter((s) => s.type === 'auto').length, 1);
+  t.equal(f.engine.listSnapshots(b.id).length, 2, 'b keeps its auto and the operator\'s manual snapshot');
+});

@@ -1,0 +1,257 @@
+/**
+ * qcow2 disks through the engine, judged by QEMU's own tools: images made by qemu-img and written
+ * by qemu-io are snapshotted, cloned to raw and qcow2 (qemu-img compare identical, qemu-img check
+ * clean), changed, rolled back (check clean, compare identical to the clone).
+ */
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { finished, openEngine, snapshot } from '../helpers/engine';
+import { check, compare, haveQemu, holdWithNbd, info, qemuImg, qemuIo } from '../helpers/qemu';
+import type { CloneResult, Disk } from '../../src/engine/types';
+import type { Engine } from '../../src/engine';
+
+const missing = haveQemu();
+if (missing) t.plan(0, missing);
+
+async function cloneTo(engine: Engine, snap: string, path: string, format: 'raw' | 'qcow2'): Promise<CloneResult> {
+  return (await finished(engine, engine.startClone(snap, path, { format }))).result as CloneResult;
+}
+
+interface Variant { name: string; create: string[]; compressed?: boolean }
+
+const variants: Variant[] = [
+  { name: 'v2, 64 KiB clusters', create: ['-o', 'compat=0.10,cluster_size=65536'] },
+  { name: 'v3, 64 KiB clusters', create: ['-o', 'compat=1.1,cluster_size=65536'] },
+  { name: 'v3, 2 MiB clusters', create: ['-o', 'compat=1.1,cluster_size=2097152'] },
+  { name: 'v3, extended L2 (subclusters)', create: ['-o', 'compat=1.1,cluster_size=131072,extended_l2=on'] },
+  { name: 'v3, compressed clusters (qemu-img convert -c)', create: ['-o', 'compat=1.1,cluster_size=65536'], compressed: true },
+];
+
+for (const v of variants) {
+  t.test(`${v.name}: snapshot, clone raw and qcow2, change, rollback`, async (t) => {
+    const { engine, images } = await openEngine(t);
+    const img = join(images, 'disk.qcow2');
+    if (v.compressed) {
+      const raw = join(images, 'src.raw');
+      qemuImg('create', '-f', 'raw', raw, '24M');
+      qemuIo(raw, 'raw', 'write -P 0xab 0 3M', 'write -P 0x5c 9M 100k', 'write -P 0x01 20M 4M');
+      qemuImg('convert', '-c', '-f', 'raw', '-O', 'qcow2', ...v.create, raw, img);
+      t.match(info(img)['format-specific'], { data: { 'compression-type': 'zlib' } });
+    } else {
+      qemuImg('create', '-f', 'qcow2', ...v.create, img, '24M');
+      // Full clusters, a partial cluster, a zeroed range over data, a subcluster-sized write.
+      qemuIo(img, 'qcow2', 'write -P 0xab 0 3M', 'write -P 0x5c 9M 100k', 'write -P 0x01 20M 4M', 'write -z 21M 1M', 'write -P 0x77 13M 8k');
+    }
+    t.equal(check(img).status, 0, 'the source image is clean');
+
+    const disk = await engine.addDisk({ path: img });
+    t.equal(disk.format, 'qcow2', 'detected by its magic');
+    t.equal(disk.sizeBytes, 24 << 20, 'the virtual size, not the file size');
+    const snap = await snapshot(engine, disk.id, 'base');
+    t.equal(snap.consistency, 'offline', 'no VM held the image');
+
+    const rawClone = await cloneTo(engine, snap.id, join(images, 'clone.raw'), 'raw');
+    t.equal(compare(img, 'qcow2', rawClone.path, 'raw').status, 0, 'raw clone: qemu-img compare identical');
+    const qClone = await cloneTo(engine, snap.id, join(images, 'clone.qcow2'), 'qcow2');
+    t.equal(qClone.format, 'qcow2');
+    const c = check(qClone.path);
+    t.equal(c.status, 0, `qcow2 clone: qemu-img check clean ${c.stdout}${c.stderr}`);
+    t.equal(compare(img, 'qcow2', qClone.path, 'qcow2').status, 0, 'qcow2 clone: qemu-img compare identical');
+    t.equal(info(qClone.path)['backing-filename'], undefined, 'the clone has no backing file');
+
+    qemuIo(img, 'qcow2', 'write -P 0xee 1M 2M', 'write -z 20M 1M', 'write -P 0x42 16M 64k');
+    t.not(compare(img, 'qcow2', qClone.path, 'qcow2').status, 0, 'the change is visible');
+    const before = info(img);
+    await finished(engine, engine.startRollback(disk.id, snap.id));
+    const after = check(img);
+    t.equal(after.status, 0, `after rollback: qemu-img check clean ${after.stdout}${after.stderr}`);
+    t.equal(compare(img, 'qcow2', qClone.path, 'qcow2').status, 0, 'after rollback: identical to the clone');
+    const now = info(img);
+    t.equal(now['cluster-size'], before['cluster-size'], 'cluster size kept');
+    t.equal((now['format-specific'] as { data: { compat: string } }).data.compat, (before['format-specific'] as { data: { compat: string } }).data.compat, 'compat level kept');
+    t.same(engine.getDisk(disk.id).pendingRollback, null);
+  });
+}
+
+t.test('a three-deep backing chain with relative names reads through every level', async (t) => {
+  const { engine, images } = await openEngine(t);
+  const dir = join(images, 'chain');
+  mkdirSync(dir);
+  const base = join(dir, 'base.raw');
+  qemuImg('create', '-f', 'raw', base, '16M');
+  qemuIo(base, 'raw', 'write -P 0x10 0 8M');
+  qemuImg('create', '-f', 'qcow2', '-b', 'base.raw', '-F', 'raw', join(dir, 'mid.qcow2'));
+  qemuIo(join(dir, 'mid.qcow2'), 'qcow2', 'write -P 0x20 2M 2M', 'write -z 6M 1M');
+  qemuImg('create', '-f', 'qcow2', '-o', 'compat=1.1', '-b', 'mid.qcow2', '-F', 'qcow2', join(dir, 'top.qcow2'));
+  qemuIo(join(dir, 'top.qcow2'), 'qcow2', 'write -P 0x30 3M 64k', 'write -P 0x31 12M 1M');
+  const top = join(dir, 'top.qcow2');
+
+  const disk: Disk = await engine.addDisk({ path: top });
+  const snap = await snapshot(engine, disk.id);
+  const clone = await cloneTo(engine, snap.id, join(images, 'flat.raw'), 'raw');
+  t.equal(compare(top, 'qcow2', clone.path, 'raw').status, 0, 'the snapshot is the whole chain\'s view');
+
+  qemuIo(top, 'qcow2', 'write -P 0x99 0 1M', 'write -z 2M 1M');
+  await finished(engine, engine.startRollback(disk.id, snap.id));
+  t.equal(check(top).status, 0, 'qemu-img check clean');
+  t.equal(compare(top, 'qcow2', clone.path, 'raw').status, 0, 'rolled back');
+  const i = info(top);
+  t.equal(i['backing-filename'], 'mid.qcow2', 'the backing file name is kept as it was, relative');
+  t.equal(i['backing-filename-format'], 'qcow2');
+
+  // The new top holds the full snapshot content: it no longer depends on what the chain holds.
+  qemuIo(join(dir, 'mid.qcow2'), 'qcow2', 'write -P 0x55 0 4M');
+  t.equal(compare(top, 'qcow2', clone.path, 'raw').status, 0, 'unaffected by later writes to the backing file');
+});
+
+t.test('a backing file outside every image root is refused', async (t) => {
+  const { engine, images } = await openEngine(t);
+  const outside = join(images, '..', 'outside.raw');
+  qemuImg('create', '-f', 'raw', outside, '4M');
+  const img = join(images, 'over.qcow2');
+  qemuImg('create', '-f', 'qcow2', '-b', outside, '-F', 'raw', img);
+  await t.rejects(engine.addDisk({ path: img }), { code: 'PathNotAllowed' });
+});
+
+t.test('rollback refuses to drop internal qcow2 snapshots', async (t) => {
+  const { engine, images } = await openEngine(t);
+  const img = join(images, 'int.qcow2');
+  qemuImg('create', '-f', 'qcow2', img, '8M');
+  qemuIo(img, 'qcow2', 'write -P 0x11 0 1M');
+  const disk = await engine.addDisk({ path: img });
+  const snap = await snapshot(engine, disk.id);
+  qemuImg('snapshot', '-c', 'inside', img);
+  t.throws(() => engine.startRollback(disk.id, snap.id), { code: 'ImageHasInternalSnapshots' });
+  t.match(qemuImg('snapshot', '-l', img), /inside/, 'the internal snapshot is still there');
+});
+
+t.test('an image held by qemu-nbd: crash-consistent snapshots, rollback only with force', async (t) => {
+  const { engine, images } = await openEngine(t);
+  for (const format of ['raw', 'qcow2'] as const) {
+    const img = join(images, `held.${format}`);
+    qemuImg('create', '-f', format, img, '8M');
+    qemuIo(img, format, 'write -P 0x21 0 2M');
+    const disk = await engine.addDisk({ path: img, format });
+    const snap = await snapshot(engine, disk.id, 'clean');
+    t.equal(snap.consistency, 'offline');
+    const clone = await cloneTo(engine, snap.id, join(images, `held-${format}.raw`), 'raw');
+    qemuIo(img, format, 'write -P 0x22 0 1M');
+
+    // A Unix socket path must stay under 108 bytes: not in the test's deep fixture directory.
+    const sockets = mkdtempSync(join(tmpdir(), 'bs-nbd-'));
+    t.teardown(() => rmSync(sockets, { recursive: true, force: true }));
+    const nbd = await holdWithNbd(img, format, join(sockets, 'nbd.sock'));
+    try {
+      const live = await snapshot(engine, disk.id, 'live');
+      t.equal(live.consistency, 'crash', `${format}: a snapshot while a QEMU process may write is crash-consistent`);
+      t.throws(() => engine.startRollback(disk.id, snap.id), { code: 'DiskInUse', message: /holds .*write/ }, `${format}: refused while held`);
+      t.same(engine.getDisk(disk.id).pendingRollback, null, 'nothing was journaled');
+      await finished(engine, engine.startRollback(disk.id, snap.id, { force: true }));
+    } finally {
+      await nbd.stop();
+    }
+    t.equal(compare(img, format, clone.path, 'raw').status, 0, `${format}: forced rollback restored the snapshot`);
+  }
+});
+
+t.test('while a qcow2 rollback runs, QEMU cannot open the image', async (t) => {
+  const { engine, images } = await openEngine(t);
+  const img = join(images, 'busy.qcow2');
+  qemuImg('create', '-f', 'qcow2', img, '64M');
+  qemuIo(img, 'qcow2', 'write -P 0x33 0 64M');
+  const disk = await engine.addDisk({ path: img });
+  const snap = await snapshot(engine, disk.id);
+  const job = engine.startRollback(disk.id, snap.id);
+  const seen: string[] = [];
+  for (let i = 0; i < 200 && engine.getJob(job.id).state === 'running'; i++) {
+    const r = spawnSync('qemu-io', ['-f', 'qcow2', '-c', 'read 0 512', img], { encoding: 'utf8' });
+    if (r.status !== 0) seen.push(r.stderr);
+    await new Promise((res) => setTimeout(res, 5));
+  }
+  await finished(engine, job);
+  if (seen.length === 0) t.comment('the rollback finished before qemu-io could try; the lock is checked by the native tests');
+  for (const e of seen) t.match(e, /lock/i, 'qemu-io was refused by the lock');
+  t.equal(check(img).status, 0);
+});
+
+t.test('a header damaged after registration fails the snapshot with a code', async (t) => {
+  const { engine, images } = await openEngine(t);
+  const img = join(images, 'later.qcow2');
+  qemuImg('create', '-f', 'qcow2', img, '8M');
+  const disk = await engine.addDisk({ path: img });
+  const bytes = readFileSync(img);
+  bytes.writeUInt32BE(40, 20); // cluster bits 40
+  writeFileSync(img, bytes);
+  const done = await engine.waitJob(engine.startSnapshot(disk.id).id);
+  t.equal(done.state, 'failed');
+  t.equal(done.error?.code, 'ImageCorrupt');
+});
+
+t.test('a v2 overlay keeps its backing file and hides it where the snapshot is zero', async (t) => {
+  const { engine, images } = await openEngine(t);
+  const base = join(images, 'base.raw');
+  qemuImg('create', '-f', 'raw', base, '16M');
+  qemuIo(base, 'raw', 'write -P 0x10 0 16M');
+  const img = join(images, 'v2.qcow2');
+  qemuImg('create', '-f', 'qcow2', '-o', 'compat=0.10', '-b', 'base.raw', '-F', 'raw', img);
+  qemuIo(img, 'qcow2', 'write -z 0 4M', 'write -P 0x20 8M 1M');
+  const disk = await engine.addDisk({ path: img });
+  const snap = await snapshot(engine, disk.id);
+  const clone = await cloneTo(engine, snap.id, join(images, 'v2-flat.raw'), 'raw');
+  t.equal(compare(img, 'qcow2', clone.path, 'raw').status, 0);
+  qemuIo(img, 'qcow2', 'write -P 0x30 0 16M');
+  await finished(engine, engine.startRollback(disk.id, snap.id));
+  const c = check(img);
+  t.equal(c.status, 0, `qemu-img check clean ${c.stdout}${c.stderr}`);
+  t.equal(compare(img, 'qcow2', clone.path, 'raw').status, 0, 'zero blocks read as zero over a non-zero backing file');
+  t.match(info(img), { 'backing-filename': 'base.raw', 'format-specific': { data: { compat: '0.10' } } });
+});
+
+t.test('a cancelled qcow2 rollback leaves the image as it was and a rerun completes it', async (t) => {
+  const { engine, images } = await openEngine(t);
+  const img = join(images, 'cancel.qcow2');
+  qemuImg('create', '-f', 'qcow2', img, '64M');
+  qemuIo(img, 'qcow2', 'write -P 0x41 0 64M');
+  const disk = await engine.addDisk({ path: img });
+  const snap = await snapshot(engine, disk.id);
+  const clone = await cloneTo(engine, snap.id, join(images, 'want.raw'), 'raw');
+  qemuIo(img, 'qcow2', 'write -P 0x42 0 64M');
+  const changed = await cloneTo(engine, (await snapshot(engine, disk.id)).id, join(images, 'changed.raw'), 'raw');
+
+  const job = engine.startRollback(disk.id, snap.id);
+  await new Promise((r) => setTimeout(r, 30));
+  engine.cancelJob(job.id);
+  const done = await engine.waitJob(job.id);
+  if (done.state === 'cancelled') {
+    t.ok(engine.getDisk(disk.id).pendingRollback, 'journaled');
+    t.equal(compare(img, 'qcow2', changed.path, 'raw').status, 0, 'the image was not touched');
+    t.equal(check(img).status, 0);
+    t.throws(() => readFileSync(join(images, '.cancel.qcow2.blocksnap-rollback')), { code: 'ENOENT' }, 'no temp file left');
+  } else {
+    t.comment(`the rollback ${done.state} before the cancel arrived`);
+  }
+  await finished(engine, engine.startRollback(disk.id, snap.id));
+  t.equal(compare(img, 'qcow2', clone.path, 'raw').status, 0, 'the rerun completed it');
+  t.equal(engine.getDisk(disk.id).pendingRollback, null);
+});
+
+t.test('zstd-compressed clusters fail the snapshot with UnsupportedFormat', async (t) => {
+  const { engine, images } = await openEngine(t);
+  const raw = join(images, 'z.raw');
+  qemuImg('create', '-f', 'raw', raw, '4M');
+  qemuIo(raw, 'raw', 'write -P 5 0 1M');
+  const img = join(images, 'z.qcow2');
+  const made = spawnSync('qemu-img', ['convert', '-c', '-O', 'qcow2', '-o', 'compression_type=zstd', raw, img], { encoding: 'utf8' });
+  if (made.status !== 0) {
+    t.plan(0, `this qemu-img cannot write zstd: ${made.stderr}`);
+    return;
+  }
+  const disk = await engine.addDisk({ path: img });
+  const done = await engine.waitJob(engine.startSnapshot(disk.id).id);
+  t.equal(done.state, 'failed');
+  t.equal(done.error?.code, 'UnsupportedFormat');
+  t.match(done.error?.message, /zstd/);
+});

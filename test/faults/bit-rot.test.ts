@@ -1,0 +1,108 @@
+/**
+ * Bit rot in the block store: one flipped byte in a stored block. `store verify` names the block
+ * and every snapshot that references it; rollback and clone to such a snapshot fail with
+ * DigestMismatch instead of writing the wrong bytes. A damaged header is BlockCorrupt, a vanished
+ * file BlockMissing.
+ */
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import type { Disk, Job, Snapshot, VerifyResult } from '../../src/engine/types';
+import { DaemonProcess, connect, makeLayout } from '../crash/daemon-process';
+import { ImageWriter } from '../crash/disk-image';
+import { makeImage, pattern, writeAt } from '../helpers/images';
+
+const BLOCK = 64 * 1024;
+
+function blockPath(dataDir: string, digest: string): string {
+  return join(dataDir, 'blocks', digest.slice(0, 3), digest);
+}
+
+function flipByte(path: string, offset: number): void {
+  const fd = openSync(path, 'r+');
+  try {
+    const b = Buffer.alloc(1);
+    readSync(fd, b, 0, 1, offset);
+    b[0] ^= 0x01;
+    writeSync(fd, b, 0, 1, offset);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+t.test('a flipped byte is found by verify and refused by rollback and clone', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'bsr-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const layout = makeLayout(dir, { blockSize: BLOCK });
+  const image = join(layout.imageRoot, 'vm.img');
+  makeImage(image, 4 * BLOCK);
+  writeAt(image, 0, Buffer.concat([pattern('rot-0', BLOCK), pattern('rot-1', BLOCK), pattern('rot-2', BLOCK), pattern('rot-3', BLOCK)]));
+  const daemon = await DaemonProcess.start(layout);
+  t.teardown(() => daemon.kill());
+  const c = await connect(layout);
+  t.teardown(() => c.close());
+  await c.call('disk.add', { path: image, name: 'vm' });
+  const s1 = ((await c.call<Job>('snapshot.create', { disk: 'vm', name: 's1', wait: true })).result as Snapshot);
+  writeAt(image, 3 * BLOCK, pattern('rot-3b', BLOCK));
+  const s2 = ((await c.call<Job>('snapshot.create', { disk: 'vm', name: 's2', wait: true })).result as Snapshot);
+
+  const rotten = sha(pattern('rot-0', BLOCK));
+  flipByte(blockPath(layout.dataDir, rotten), 64 + 1000);
+
+  const verify = await c.call<Job>('store.verify', { wait: true });
+  const result = verify.result as VerifyResult;
+  t.equal(result.checkedBlocks, 5, 'every stored block was checked');
+  t.equal(result.problems.length, 1, 'exactly the damaged block is reported');
+  t.match(result.problems[0], { digest: rotten, reason: 'digest-mismatch' }, 'by digest, as a digest mismatch');
+  t.same([...result.problems[0]!.snapshots].sort(), [s1.id, s2.id].sort(), 'with both snapshots that reference it');
+
+  // The image's block 0 differs from the target, so the rollback must read the rotten block.
+  const current = pattern('guest-wrote-this', BLOCK);
+  writeAt(image, 0, current);
+  const rollback = await c.call<Job>('rollback', { disk: 'vm', snapshot: 's1', wait: true });
+  t.equal(rollback.state, 'failed', 'rollback to a snapshot with a rotten block fails');
+  t.equal(rollback.error?.code, 'DigestMismatch', 'with DigestMismatch');
+  const head = readFileSync(image).subarray(0, BLOCK);
+  t.ok(head.equals(current), 'the image block was not overwritten with the rotten bytes');
+  const disk = await c.call<Disk>('disk.show', { disk: 'vm' });
+  t.match(disk.pendingRollback, { snapshotId: s1.id }, 'the unfinished rollback stays journaled on the disk');
+
+  const target = join(layout.imageRoot, 'copy.img');
+  const clone = await c.call<Job>('clone', { snapshot: 's2', path: target, wait: true });
+  t.equal(clone.state, 'failed', 'a clone of a snapshot with a rotten block fails');
+  t.equal(clone.error?.code, 'DigestMismatch', 'with DigestMismatch');
+  t.notOk(existsSync(target), 'and leaves no partial file');
+  t.ok(daemon.alive, 'the daemon keeps serving');
+});
+
+t.test('a damaged header is BlockCorrupt and a vanished block is BlockMissing', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'bsr-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const layout = makeLayout(dir, { blockSize: BLOCK });
+  const image = join(layout.imageRoot, 'vm.img');
+  makeImage(image, 2 * BLOCK);
+  writeAt(image, 0, Buffer.concat([pattern('hdr-0', BLOCK), pattern('hdr-1', BLOCK)]));
+  const daemon = await DaemonProcess.start(layout);
+  t.teardown(() => daemon.kill());
+  const c = await connect(layout);
+  t.teardown(() => c.close());
+  await c.call('disk.add', { path: image, name: 'vm' });
+  await c.call<Job>('snapshot.create', { disk: 'vm', name: 's1', wait: true });
+  const sha0 = ImageWriter.contentSha(image);
+
+  flipByte(blockPath(layout.dataDir, sha(pattern('hdr-0', BLOCK))), 0); // the magic
+  unlinkSync(blockPath(layout.dataDir, sha(pattern('hdr-1', BLOCK))));
+  const result = (await c.call<Job>('store.verify', { wait: true })).result as VerifyResult;
+  t.same(result.problems.map((p) => p.reason).sort(), ['corrupt-header', 'missing'], 'both are reported');
+  const target = join(layout.imageRoot, 'copy.img');
+  const clone = await c.call<Job>('clone', { snapshot: 's1', path: target, wait: true });
+  t.equal(clone.state, 'failed');
+  t.ok(['BlockCorrupt', 'BlockMissing'].includes(clone.error!.code), `the clone names the damage (${clone.error!.code})`);
+  t.notOk(existsSync(target), 'and leaves no partial file');
+  t.equal(ImageWriter.contentSha(image), sha0, 'the source image was never touched');
+  t.match(await c.call<Snapshot[]>('snapshot.list'), [{ name: 's1', status: 'available' }], 'the catalog is unchanged');
+});

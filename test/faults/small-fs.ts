@@ -1,0 +1,40 @@
+/**
+ * A small, separately mounted filesystem for disk-full tests: a loop-mounted ext4 image (what a
+ * real data dir sits on), or a size-limited tmpfs where loop devices are unavailable. Needs root;
+ * returns null with the reason when the machine does not allow mounting, so the test can skip
+ * saying why instead of passing vacuously.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Test } from 'tap';
+
+export interface SmallFs {
+  /** The mount point. */
+  dir: string;
+  kind: 'ext4-loop' | 'tmpfs';
+}
+
+function run(cmd: string, args: string[]): string | null {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  return r.status === 0 ? null : `${cmd} ${args.join(' ')}: ${(r.stderr || r.error?.message || `exit ${r.status}`).trim()}`;
+}
+
+export function mountSmallFs(t: Test, parent: string, mib: number): SmallFs | { skip: string } {
+  if (process.getuid?.() !== 0) return { skip: 'mounting a small filesystem needs root' };
+  const dir = join(parent, 'smallfs');
+  mkdirSync(dir, { recursive: true });
+  const image = join(parent, 'smallfs.img');
+  let kind: SmallFs['kind'] = 'ext4-loop';
+  let why = run('truncate', ['-s', `${mib}M`, image]) ?? run('mkfs.ext4', ['-q', '-F', '-m', '0', image]) ?? run('mount', ['-o', 'loop', image, dir]);
+  if (why !== null) {
+    kind = 'tmpfs';
+    const tmpfsWhy = run('mount', ['-t', 'tmpfs', '-o', `size=${mib}m,mode=0700`, 'tmpfs', dir]);
+    if (tmpfsWhy !== null) return { skip: `cannot mount a small filesystem (${why}; ${tmpfsWhy})` };
+  }
+  t.teardown(() => {
+    run('umount', ['-l', dir]);
+    rmSync(image, { force: true });
+  });
+  return { dir, kind };
+}

@@ -1,0 +1,106 @@
+import { spawnSync } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, readdirSync, statSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import * as C from '../../src/nbd/constants';
+import { RawClient } from '../nbd/fixtures/raw-client';
+import { freshDaemon, startDaemon, tempDir, type Daemon } from './fixtures/harness';
+import { BLOCK, MiB, makeImage, scribble, sha256File } from './fixtures/images';
+
+function run(cmd: string, args: string[]): { status: number | null; out: string } {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  return { status: r.status, out: r.stdout + r.stderr };
+}
+
+async function nbdDaemon(t: Test): Promise<Daemon & { nbd: string }> {
+  const dir = tempDir(t);
+  const imageRoot = join(dir, 'images');
+  mkdirSync(imageRoot);
+  const nbd = join(dir, 'nbd.sock');
+  const d = await startDaemon(t, { dataDir: join(dir, 'data'), imageRoot, socketPath: join(dir, 'd.sock'), extraArgs: ['--nbd-socket', nbd] });
+  return Object.assign(d, { nbd });
+}
+
+/** An 18 MiB + 4 KiB image: blocks 0, 2 and 4 (short) hold data, blocks 1 and 3 are ZERO. */
+async function served(t: Test) {
+  const d = await nbdDaemon(t);
+  const img = join(d.imageRoot, 'vm.img');
+  makeImage(img, 4 * BLOCK + 2 * MiB + 4096, [0, 2]);
+  scribble(img, 4 * BLOCK + MiB, 64 * 1024);
+  await d.json('disk', 'add', 'vm.img', '--name', 'vm');
+  const snap = await d.json('snapshot', 'create', 'vm', '--name', 'one');
+  const exp = await d.json('export', 'start', 'one', '--name', 'vm-one');
+  await d.json('clone', 'one', join(d.imageRoot, 'one.raw'));
+  return { d, img, snap, exp, clone: join(d.imageRoot, 'one.raw') };
+}
+
+t.test('a snapshot served over NBD reads exactly as its clone, and ZERO blocks are holes', async (t) => {
+  const { d, exp, clone } = await served(t);
+  t.equal(statSync(d.nbd).mode & 0o777, 0o660, 'the NBD socket is mode 0660');
+  t.equal(exp.uri, `nbd+unix:///vm-one?socket=${d.nbd}`);
+  t.equal(exp.writable, false);
+  const cmp = run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', exp.uri, clone]);
+  t.equal(cmp.status, 0, cmp.out);
+  const map = run('nbdinfo', ['--map', exp.uri]);
+  t.equal(map.status, 0, map.out);
+  const lines = map.out.trim().split('\n').map((l) => l.trim().split(/\s+/).slice(0, 3).map(Number));
+  t.same(lines, [[0, BLOCK, 0], [BLOCK, BLOCK, 3], [2 * BLOCK, BLOCK, 0], [3 * BLOCK, BLOCK, 3], [4 * BLOCK, 2 * MiB + 4096, 0]],
+    'blocks 1 and 3 are hole+zero, the short last block is data');
+  const copy = join(d.imageRoot, 'copy.raw');
+  const nc = run('nbdcopy', [exp.uri, copy]);
+  t.equal(nc.status, 0, nc.out);
+  t.equal(sha256File(copy), sha256File(clone), 'nbdcopy of the export equals the clone');
+});
+
+t.test('several clients at once; an exported snapshot cannot be deleted; stopping drops its clients', async (t) => {
+  const { d, exp, clone } = await served(t);
+  const many = await Promise.all([1, 2, 3, 4].map(() => new Promise<number | null>((resolve) => {
+    const { spawn } = require('node:child_process') as typeof import('node:child_process');
+    spawn('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', exp.uri, clone], { stdio: 'ignore' }).on('exit', resolve);
+  })));
+  t.same(many, [0, 0, 0, 0], 'four concurrent qemu-img compare runs agree');
+
+  const del = await d.cli('snapshot', 'delete', 'one', '--json');
+  t.equal(del.code, 1);
+  t.match(del.json(), { error: { code: 'SnapshotBusy', message: /exported as vm-one/ } });
+
+  const c = await RawClient.open(d.nbd);
+  await c.greet();
+  const go = await c.go('vm-one');
+  t.equal(go[go.length - 1]!.type, C.NBD_REP_ACK);
+  t.match(await d.json('export', 'list'), [{ name: 'vm-one', connections: 1 }]);
+  t.match(await d.json('export', 'stop', 'vm-one'), { name: 'vm-one', connections: 0 });
+  t.ok(await c.closes(), 'the attached client was disconnected');
+  t.same(await d.json('export', 'list'), []);
+  t.match((await d.cli('export', 'start', 'one', '--name', 'a b', '--json')).json(), { error: { code: 'InvalidName' } });
+  const byId = await d.json('export', 'start', 'one');
+  t.equal(byId.name, (await d.json('snapshot', 'show', 'one')).id, 'the default name is the snapshot id');
+  t.match((await d.cli('export', 'start', 'one', '--json')).json(), { error: { code: 'NameTaken' } });
+  await d.json('export', 'stop', byId.name);
+  t.match(await d.json('snapshot', 'delete', 'one'), { name: 'one' }, 'the snapshot can go once unexported');
+  const again = await d.cli('export', 'stop', 'vm-one', '--json');
+  t.match(again.json(), { error: { code: 'ExportNotFound' } });
+});
+
+t.test('a damaged block is an I/O error to the client, never wrong data', async (t) => {
+  const { d, exp } = await served(t);
+  const blocks = join(d.dataDir, 'blocks');
+  const fan = readdirSync(blocks).filter((f) => /^[0-9a-f]{3}$/.test(f));
+  const file = join(blocks, fan[0]!, readdirSync(join(blocks, fan[0]!))[0]!);
+  const fd = openSync(file, 'r+');
+  writeSync(fd, Buffer.from('rot'), 0, 3, 1000);
+  closeSync(fd);
+  const copy = run('nbdcopy', [exp.uri, join(d.imageRoot, 'bad.raw')]);
+  t.not(copy.status, 0, 'the copy fails');
+  await d.waitForLog(/DigestMismatch/);
+});
+
+t.test('exports need --nbd-socket', async (t) => {
+  const d = await freshDaemon(t);
+  makeImage(join(d.imageRoot, 'a.img'), BLOCK, [0]);
+  await d.json('disk', 'add', 'a.img', '--name', 'a');
+  await d.json('snapshot', 'create', 'a', '--name', 's');
+  const r = await d.cli('export', 'start', 's', '--json');
+  t.equal(r.code, 1);
+  t.match(r.json(), { error: { code: 'NbdNotEnabled' } });
+});

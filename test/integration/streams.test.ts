@@ -1,0 +1,91 @@
+/** Snapshot streams between two daemons (two hosts): export, copy the file, import. */
+import { copyFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { freshDaemon, type Daemon } from './fixtures/harness';
+import { BLOCK, MiB, makeImage, scribble, sha256File } from './fixtures/images';
+
+async function twoHosts(t: Test): Promise<{ a: Daemon; b: Daemon; img: string; hashes: string[]; ids: string[] }> {
+  const a = await freshDaemon(t);
+  const b = await freshDaemon(t);
+  const img = join(a.imageRoot, 'vm.img');
+  makeImage(img, 24 * MiB + 4096, [0, 2, 3, 6]);
+  await a.json('disk', 'add', 'vm.img', '--name', 'vm');
+  const s1 = await a.json('snapshot', 'create', 'vm', '--name', 'monday');
+  const h1 = sha256File(img);
+  scribble(img, 3 * BLOCK + 7, 100);
+  scribble(img, 4 * BLOCK, BLOCK); // a hole becomes data
+  const s2 = await a.json('snapshot', 'create', 'vm', '--name', 'tuesday');
+  const h2 = sha256File(img);
+  makeImage(join(b.imageRoot, 'vm.img'), 4 * MiB, []);
+  await b.json('disk', 'add', 'vm.img', '--name', 'vm');
+  return { a, b, img, hashes: [h1, h2], ids: [s1.id, s2.id] };
+}
+
+t.test('a full then an incremental stream recreate the same snapshots on another host', async (t) => {
+  const { a, b, hashes, ids } = await twoHosts(t);
+  const full = await a.json('snapshot', 'export', 'monday', '-o', join(a.imageRoot, 'monday.bsnap'));
+  t.match(full, { snapshotId: ids[0], baseId: null, blocks: 4 });
+  const inc = await a.json('snapshot', 'export', 'tuesday', '--from', 'monday', '-o', join(a.imageRoot, 'tuesday.bsnap'));
+  t.match(inc, { snapshotId: ids[1], baseId: ids[0], blocks: 2 }, 'only the two changed blocks');
+  t.ok(statSync(join(a.imageRoot, 'tuesday.bsnap')).size < 2 * BLOCK + 64 * 1024);
+  copyFileSync(join(a.imageRoot, 'monday.bsnap'), join(b.imageRoot, 'monday.bsnap'));
+  copyFileSync(join(a.imageRoot, 'tuesday.bsnap'), join(b.imageRoot, 'tuesday.bsnap'));
+
+  const early = await b.cli('snapshot', 'import', '-i', join(b.imageRoot, 'tuesday.bsnap'), '--disk', 'vm', '--json');
+  t.equal(early.code, 1);
+  t.equal(early.json().error.code, 'BaseMissing', 'the incremental needs its base first');
+
+  t.match(await b.json('snapshot', 'import', '-i', 'monday.bsnap', '--disk', 'vm'), { snapshotId: ids[0], storedBlocks: 4, parentId: null });
+  t.match(await b.json('snapshot', 'import', '-i', 'tuesday.bsnap', '--disk', 'vm'), { snapshotId: ids[1], storedBlocks: 2, parentId: ids[0] });
+  const mine = await b.json('snapshot', 'show', ids[1]!);
+  const theirs = await a.json('snapshot', 'show', ids[1]!);
+  const identity = (s: Record<string, unknown>): Record<string, unknown> => Object.fromEntries(
+    ['id', 'name', 'description', 'type', 'status', 'parentId', 'createdAt', 'sizeBytes', 'blockSize', 'blockCount', 'logicalBytes', 'changedBlocks']
+      .map((k) => [k, s[k]]));
+  t.same(identity(mine), identity(theirs), 'the same snapshot: id, name, parent, size, statistics');
+  await b.json('clone', 'monday', join(b.imageRoot, 'monday.img'));
+  await b.json('clone', ids[1]!, join(b.imageRoot, 'tuesday.img'));
+  t.equal(sha256File(join(b.imageRoot, 'monday.img')), hashes[0]);
+  t.equal(sha256File(join(b.imageRoot, 'tuesday.img')), hashes[1]);
+  t.equal((await b.cli('snapshot', 'import', '-i', 'monday.bsnap', '--disk', 'vm', '--json')).json().error.code, 'SnapshotExists');
+});
+
+t.test('a damaged or truncated stream is refused and nothing is committed', async (t) => {
+  const { a, b, ids } = await twoHosts(t);
+  const file = join(a.imageRoot, 'monday.bsnap');
+  await a.json('snapshot', 'export', 'monday', '-o', file);
+  const good = readFileSync(file);
+  const cases: Array<[string, Buffer]> = [
+    ['a flipped byte in a block', Buffer.from(good)],
+    ['a flipped byte in the header', Buffer.from(good)],
+    ['a truncated stream', good.subarray(0, good.length - 1000)],
+    ['trailing garbage', Buffer.concat([good, Buffer.from('x')])],
+  ];
+  cases[0]![1][good.length - 2 * BLOCK] ^= 1;
+  cases[1]![1][20] ^= 1;
+  for (const [what, bytes] of cases) {
+    const path = join(b.imageRoot, `bad-${what.replace(/ /g, '-')}.bsnap`);
+    writeFileSync(path, bytes);
+    const r = await b.cli('snapshot', 'import', '-i', path, '--disk', 'vm', '--json');
+    t.equal(r.code, 1, what);
+    t.equal(r.json().error.code, 'StreamCorrupt', what);
+  }
+  t.same(await b.json('snapshot', 'list'), [], 'no snapshot was committed');
+  copyFileSync(file, join(b.imageRoot, 'monday.bsnap'));
+  t.match(await b.json('snapshot', 'import', '-i', 'monday.bsnap', '--disk', 'vm'), { snapshotId: ids[0] }, 'the intact stream still imports');
+});
+
+t.test('streams stay inside the image roots and never overwrite', async (t) => {
+  const { a } = await twoHosts(t);
+  const outside = await a.cli('snapshot', 'export', 'monday', '-o', '/tmp/escape.bsnap', '--json');
+  t.equal(outside.json().error.code, 'PathNotAllowed');
+  t.notOk(existsSync('/tmp/escape.bsnap'));
+  const stdout = await a.cli('snapshot', 'export', 'monday', '-o', '-', '--json');
+  t.equal(stdout.code, 2);
+  t.match(stdout.json().error, { code: 'InvalidArgument', message: /image root/ });
+  writeFileSync(join(a.imageRoot, 'taken.bsnap'), 'x');
+  t.equal((await a.cli('snapshot', 'export', 'monday', '-o', 'taken.bsnap', '--json')).json().error.code, 'FileExists');
+  t.equal((await a.cli('snapshot', 'import', '-i', '/etc/passwd', '--disk', 'vm', '--json')).json().error.code, 'PathNotAllowed');
+  t.equal((await a.cli('snapshot', 'export', 'tuesday', '--from', 'nope', '-o', 'x.bsnap', '--json')).json().error.code, 'SnapshotNotFound');
+});

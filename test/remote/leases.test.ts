@@ -1,0 +1,66 @@
+import t from 'tap';
+import { Lease, listLeases, type LeaseTiming } from '../../src/remote/leases';
+import { MemoryStore } from './memory-store';
+
+const timing: LeaseTiming = { ttlMs: 2000, skewMs: 200, waitMs: 1500, pollMs: 20 };
+const J = (n: number): string => `j-${n.toString(16).padStart(16, '0')}`;
+
+t.test('a writer waits while a gc holds its lease, and proceeds once it is released', async (t) => {
+  const s = new MemoryStore();
+  const gc = await Lease.gc(s, 'p', 'hosta', J(1), { timing });
+  let acquired = false;
+  const writer = Lease.writer(s, 'p', 'hostb', J(2), { timing }).then((l) => { acquired = true; return l; });
+  await new Promise((r) => setTimeout(r, 100));
+  t.notOk(acquired, 'no writer lease while gc holds the remote');
+  t.notOk([...s.objects.keys()].some((k) => k.includes('writer.')), 'the waiting writer withdrew its own lease');
+  await gc.release();
+  const w = await writer;
+  t.ok(acquired);
+  t.same((await listLeases(s, 'p', timing)).map((l) => l.kind), ['writer']);
+  await w.release();
+  t.equal(s.objects.size, 0, 'released leases are deleted');
+});
+
+t.test('gc waits for live writer leases; a writer that outlasts the wait makes gc fail RemoteBusy', async (t) => {
+  const s = new MemoryStore();
+  const w = await Lease.writer(s, 'p', 'hostb', J(2), { timing });
+  const waits: number[] = [];
+  await t.rejects(Lease.gc(s, 'p', 'hosta', J(1), { timing, onWait: (ws) => waits.push(ws.length) }), { code: 'RemoteBusy' });
+  t.ok(waits.length > 3 && waits.every((n) => n === 1), 'gc polled while the writer lived');
+  t.same((await listLeases(s, 'p', timing)).map((l) => l.kind), ['writer'], 'the failed gc removed its lease');
+  const gcLater = Lease.gc(s, 'p', 'hosta', J(3), { timing });
+  setTimeout(() => void w.release(), 100);
+  const g = await gcLater;
+  t.equal(g.kind, 'gc', 'gc proceeds once the writer is done');
+  await g.release();
+});
+
+t.test('a writer clears stale leases of its own host but keeps those of running jobs and other hosts', async (t) => {
+  const s = new MemoryStore();
+  const dead = await Lease.writer(s, 'p', 'hosta', J(1), { timing });
+  const running = await Lease.writer(s, 'p', 'hosta', J(2), { timing });
+  const other = await Lease.writer(s, 'p', 'hostb', J(3), { timing });
+  // The first "crashed": its object stays. A new writer of hosta knows J(2) is still running.
+  (dead as unknown as { released: boolean }).released = true;
+  const fresh = await Lease.writer(s, 'p', 'hosta', J(4), { timing, keepJobs: new Set([J(2), J(4)]) });
+  const jobs = (await listLeases(s, 'p', timing)).map((l) => l.jobId).sort();
+  t.same(jobs, [J(2), J(3), J(4)]);
+  for (const l of [running, other, fresh]) await l.release();
+});
+
+t.test('an expired lease no longer counts, and a holder that could not renew refuses its next step', async (t) => {
+  const s = new MemoryStore();
+  const short: LeaseTiming = { ...timing, ttlMs: 300, skewMs: 50 };
+  const w = await Lease.writer(s, 'p', 'hostb', J(2), { timing: short });
+  w.assertHeld();
+  // Stop renewals as a stalled process would: the lease object keeps its old expiry.
+  (w as unknown as { released: boolean }).released = true;
+  await new Promise((r) => setTimeout(r, 450));
+  t.throws(() => w.assertHeld(), { code: 'RemoteBusy' });
+  const leases = await listLeases(s, 'p', short);
+  t.equal(leases.length, 1);
+  t.notOk(leases[0]!.live, 'expired plus skew: dead to other hosts');
+  const g = await Lease.gc(s, 'p', 'hosta', J(1), { timing: short });
+  t.pass('gc does not wait for an expired writer');
+  await g.release();
+});

@@ -1,0 +1,47 @@
+import { randomFillSync } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { verifyBlocks } from '../../src/native';
+import { hasBlock, readBlock, sha256, writeBlock } from '../../src/store/block-io';
+import { blockPath } from '../../src/store/format';
+
+function store(t: Test): string {
+  const dir = join(t.testdir(), 'blocks');
+  mkdirSync(join(dir, 'tmp'), { recursive: true });
+  return dir;
+}
+
+t.test('a block written from TypeScript is the native format: the native verifier accepts it', async (t) => {
+  const dir = store(t);
+  const data = randomFillSync(Buffer.alloc(1024 * 1024 + 17));
+  const hex = sha256(data).toString('hex');
+  t.equal(await writeBlock(dir, hex, data), true);
+  t.equal(await writeBlock(dir, hex, data), false, 'a present block is left alone');
+  t.ok(await hasBlock(dir, hex));
+  t.same(readdirSync(join(dir, 'tmp')), [], 'no temp file left');
+  const r = await verifyBlocks({ storeDir: dir, digests: Buffer.from(hex, 'hex') });
+  t.same(r, { checked: 1, problems: [] });
+  t.ok((await readBlock(dir, hex)).equals(data));
+});
+
+t.test('reading refuses a missing, truncated or altered block with the store\'s codes', async (t) => {
+  const dir = store(t);
+  const data = randomFillSync(Buffer.alloc(65536));
+  const hex = sha256(data).toString('hex');
+  await t.rejects(readBlock(dir, hex), { code: 'BlockMissing' });
+  await writeBlock(dir, hex, data);
+  const path = blockPath(dir, hex);
+  const good = readFileSync(path);
+  const flipped = Buffer.from(good);
+  flipped[100] ^= 1;
+  writeFileSync(path, flipped);
+  await t.rejects(readBlock(dir, hex), { code: 'DigestMismatch' });
+  writeFileSync(path, good.subarray(0, good.length - 1));
+  await t.rejects(readBlock(dir, hex), { code: 'BlockCorrupt' });
+  const badMagic = Buffer.from(good);
+  badMagic[0] = 0;
+  writeFileSync(path, badMagic);
+  await t.rejects(readBlock(dir, hex), { code: 'BlockCorrupt' });
+  await t.rejects(writeBlock(dir, '00'.repeat(32), data), { code: 'Internal' }, 'data is never stored under a wrong digest');
+});
