@@ -29,7 +29,8 @@ export const deleteList: Question = {
     const deletes = new Map<number, number[]>();
     let peak = 0;
 
-    await ctx.withDaemon('catalog', { imageRoot: root, blockSize: SMALL_BLOCK }, async (d) => {
+    // 512 snapshots of one disk: above the default quota of 256 manual snapshots per disk.
+    await ctx.withDaemon('catalog', { imageRoot: root, blockSize: SMALL_BLOCK, manualSnapshotQuota: 1024 }, async (d) => {
       for (let run = 0; run < ctx.runs; run++) {
         const path = join(root, `chain-${run}.img`);
         writeImage(path, size, [{ offset: 0, length: size, kind: 'random' }], `chain-${run}`);
@@ -67,7 +68,7 @@ export const deleteList: Question = {
       const disk = await d.addDisk(tiny);
       for (let i = 0; i < count; i++) await d.snapshot(disk);
       ctx.log(`${count} snapshots of one disk`);
-      const calls = Math.max(20, Math.round(200 * Math.min(1, ctx.scale * 4)));
+      const calls = Math.max(10, Math.round(20 * Math.min(1, ctx.scale * 4)));
       for (const [label, params] of [['of the disk', { disk }], ['all disks', {}]] as const) {
         const lat: number[] = [];
         d.resetPeak();

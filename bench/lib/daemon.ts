@@ -15,6 +15,8 @@ export interface DaemonOptions {
   dir: string;
   imageRoot: string;
   blockSize?: number;
+  /** Manual snapshots allowed per disk (the daemon's default is 256). */
+  manualSnapshotQuota?: number;
 }
 
 export class BenchDaemon {
@@ -31,7 +33,10 @@ export class BenchDaemon {
     const dataDir = join(o.dir, 'data');
     const socketPath = join(o.dir, 'd.sock');
     const config = join(o.dir, 'config.json');
-    writeFileSync(config, JSON.stringify(o.blockSize ? { blockSize: o.blockSize } : {}));
+    writeFileSync(config, JSON.stringify({
+      ...(o.blockSize ? { blockSize: o.blockSize } : {}),
+      ...(o.manualSnapshotQuota ? { manualSnapshotQuota: o.manualSnapshotQuota } : {}),
+    }));
     const proc = spawn(process.execPath, [BIN, 'daemon', '--config', config, '--data-dir', dataDir, '--socket', socketPath,
       '--image-root', o.imageRoot, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
