@@ -125,9 +125,11 @@ function maskShrunkRange(catalog: Catalog, removed: SnapshotRecord, parent: Snap
  * Bytes that only this snapshot references, i.e. what deleting it would free: its own entries
  * whose digest is referenced by nothing else and which no child inherits.
  */
-export function uniqueBytes(catalog: Catalog, snap: SnapshotRecord): number {
+export function uniqueBytes(catalog: Catalog, snap: SnapshotRecord, knownChildren?: SnapshotRecord[]): number {
   if (snap.status !== 'available') return 0;
-  const children = catalog.snapshotsOfDisk(snap.diskId).filter((s) => s.parentId === snap.id);
+  // A listing passes the children it already has: reading the disk's snapshots once per listed
+  // snapshot made `snapshot list` quadratic in the chain length.
+  const children = knownChildren ?? catalog.snapshotsOfDisk(snap.diskId).filter((s) => s.parentId === snap.id);
   const own = new Map<string, { count: number; inherited: boolean; bytes: number; digest: Buffer }>();
   for (const e of catalog.delta(snap.id)) {
     if (!e.digest) continue;

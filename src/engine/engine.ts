@@ -367,7 +367,13 @@ export class Engine extends EventEmitter {
     const snaps = diskRef === undefined
       ? this.catalog.allSnapshots().sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id))
       : this.catalog.snapshotsOfDisk(this.resolveDisk(diskRef).id);
-    return snaps.map((s) => this.publicSnapshot(s));
+    const children = new Map<string, SnapshotRecord[]>();
+    for (const s of snaps) {
+      if (s.parentId === null) continue;
+      const list = children.get(s.parentId);
+      if (list) list.push(s); else children.set(s.parentId, [s]);
+    }
+    return snaps.map((s) => this.publicSnapshot(s, children.get(s.id) ?? []));
   }
 
   getSnapshot(ref: string): Snapshot {
@@ -683,11 +689,12 @@ export class Engine extends EventEmitter {
     return { ...d, snapshotCount: this.catalog.snapshotsOfDisk(d.id).length };
   }
 
-  private publicSnapshot(s: SnapshotRecord): Snapshot {
+  /** `children`: the snapshot's children when the caller has them at hand (listings). */
+  private publicSnapshot(s: SnapshotRecord, children?: SnapshotRecord[]): Snapshot {
     const { jobId: _jobId, ...rest } = s;
     const job = s.status === 'creating' && s.jobId ? this.jobs.ifRunning(s.jobId) : undefined;
     return {
-      ...rest, tags: s.tags ?? {}, groupId: s.groupId ?? null, consistency: s.consistency ?? null, uniqueBytes: uniqueBytes(this.catalog, s),
+      ...rest, tags: s.tags ?? {}, groupId: s.groupId ?? null, consistency: s.consistency ?? null, uniqueBytes: uniqueBytes(this.catalog, s, children),
       progress: job ? snapshotProgress(job) : null,
     };
   }
