@@ -21,7 +21,8 @@ t.test('policy create, bind, run, show; retention keeps the newest automatic sna
   t.same(second.disks[0].expired, [first.disks[0].snapshotId], 'keep-last 1 expired the first automatic snapshot');
   const snaps = await d.json('snapshot', 'list', 'web');
   t.same(snaps.map((s: { type: string }) => s.type), ['manual', 'auto'], 'the manual snapshot stays');
-  t.match(snaps[1].name, /^auto-daily-\d{8}T\d{6}Z$/);
+  // Two runs within one second share the timestamp; the second gets a -2 suffix (uniqueName).
+  t.match(snaps[1].name, /^auto-daily-\d{8}T\d{6}Z(-\d+)?$/);
   const shown = await d.json('policy', 'show', 'daily');
   t.equal(shown.history.length, 2);
   const human = await d.cli('policy', 'show', 'daily');
