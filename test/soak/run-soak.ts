@@ -5,19 +5,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { positiveIntFlag as flag } from '../helpers/long-run-args';
 import { seedFrom } from '../helpers/random';
 import { runSoak } from './soak';
-
-function flag(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isSafeInteger(v) || v < 1) {
-    process.stderr.write(`--${name} needs a positive integer\n`);
-    process.exit(2);
-  }
-  return v;
-}
 
 async function main(): Promise<void> {
   const seconds = flag('seconds', 600);
