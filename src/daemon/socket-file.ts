@@ -5,8 +5,8 @@
  * is removed. A path that exists but is not a socket is never removed: it is someone's file.
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { chmod, chown, lstat, mkdir, unlink } from 'node:fs/promises';
+import { chmodSync, chownSync, closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
+import { lstat, mkdir, unlink } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { BlocksnapError, toBlocksnapError } from '../errors';
@@ -65,10 +65,32 @@ export async function claimSocketPath(path: string): Promise<{ removedStale: boo
   return { removedStale: true };
 }
 
-/** Sets the socket's mode and, when a group is configured, its group (who may talk to the daemon). */
+/** Linux O_PATH: a descriptor that names an inode without opening it for I/O (works on sockets). */
+const O_PATH = 0o10000000;
+
+/**
+ * Sets the socket's mode and, when a group is configured, its group (who may talk to the daemon).
+ * chmod/chown by name would follow a symlink swapped in for the socket after bind() and change
+ * whatever it points to; so the socket is pinned with an O_PATH|O_NOFOLLOW descriptor, checked to
+ * be a socket, and changed through /proc/self/fd, which names exactly that inode.
+ */
 export async function setSocketAccess(path: string, mode: number, gid: number | undefined): Promise<void> {
-  if (gid !== undefined) await chown(path, -1, gid);
-  await chmod(path, mode);
+  let fd: number;
+  try {
+    fd = openSync(path, O_PATH | constants.O_NOFOLLOW | constants.O_CLOEXEC);
+  } catch (err) {
+    throw toBlocksnapError(err);
+  }
+  try {
+    if (!fstatSync(fd).isSocket()) {
+      throw new BlocksnapError('SocketInUse', `${path} was replaced by something that is not a socket while the daemon was starting`, { path });
+    }
+    const pinned = `/proc/self/fd/${fd}`;
+    if (gid !== undefined) chownSync(pinned, -1, gid);
+    chmodSync(pinned, mode);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** A group name or number to a gid, through NSS (getent) so LDAP/sssd groups work, else /etc/group. */

@@ -1,10 +1,10 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { claimSocketPath, probeSocket, resolveGroup } from '../../src/daemon/socket-file';
+import { claimSocketPath, probeSocket, resolveGroup, setSocketAccess } from '../../src/daemon/socket-file';
 
 function tempDir(t: Test): string {
   const dir = mkdtempSync(join(tmpdir(), 'bsnap-sock-'));
@@ -35,6 +35,29 @@ t.test('a regular file at the socket path is never removed', async (t) => {
   writeFileSync(path, 'precious');
   await t.rejects(claimSocketPath(path), { code: 'SocketInUse', message: /not a socket/ });
   t.ok(existsSync(path));
+});
+
+t.test('the socket gets the configured mode', async (t) => {
+  const path = join(tempDir(t), 's.sock');
+  const server = createServer().listen(path);
+  await new Promise((r) => server.once('listening', r));
+  t.teardown(() => server.close());
+  await setSocketAccess(path, 0o660, undefined);
+  t.equal(statSync(path).mode & 0o777, 0o660);
+});
+
+t.test('a symlink swapped in for the socket is refused and its target left alone', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 's.sock');
+  const victim = join(dir, 'victim');
+  writeFileSync(victim, 'secret', { mode: 0o600 });
+  const server = createServer().listen(path);
+  await new Promise((r) => server.once('listening', r));
+  t.teardown(() => server.close());
+  unlinkSync(path);
+  symlinkSync(victim, path);
+  await t.rejects(setSocketAccess(path, 0o666, undefined), { code: 'SocketInUse', message: /not a socket/ });
+  t.equal(statSync(victim).mode & 0o777, 0o600, 'the symlink target keeps its mode');
 });
 
 t.test('missing parent directories are created', async (t) => {
