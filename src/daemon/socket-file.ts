@@ -65,7 +65,7 @@ export async function claimSocketPath(path: string): Promise<{ removedStale: boo
   return { removedStale: true };
 }
 
-/** Linux O_PATH: a descriptor that names an inode without opening it for I/O (works on sockets). */
+/** Linux O_PATH: a descriptor that names an inode without opening it for I/O (works on sockets); libuv adds O_CLOEXEC. */
 const O_PATH = 0o10000000;
 
 /**
@@ -77,7 +77,7 @@ const O_PATH = 0o10000000;
 export async function setSocketAccess(path: string, mode: number, gid: number | undefined): Promise<void> {
   let fd: number;
   try {
-    fd = openSync(path, O_PATH | constants.O_NOFOLLOW | constants.O_CLOEXEC);
+    fd = openSync(path, O_PATH | constants.O_NOFOLLOW);
   } catch (err) {
     throw toBlocksnapError(err);
   }
