@@ -7,6 +7,7 @@
         "native/workers/apply_worker.cc",
         "native/workers/args.cc",
         "native/workers/data_dir_lock.cc",
+        "native/workers/fd_handle.cc",
         "native/workers/hash_buffer.cc",
         "native/workers/image_lock.cc",
         "native/workers/job_worker.cc",
@@ -15,6 +16,9 @@
         "native/workers/read_block_worker.cc",
         "native/workers/scan_worker.cc",
         "native/workers/verify_worker.cc",
+        "native/workers/volume_jobs.cc",
+        "native/workers/volume_task.cc",
+        "native/workers/volume_wrap.cc",
         "<!@(node -p \"require('./native/sources.json').map((f) => 'native/' + f).join(' ')\")"
       ],
       "include_dirs": [

@@ -71,14 +71,20 @@ export async function peerRows(ctx: BenchContext, s: SectionBuilder, c: string, 
   if (p.has('restic')) {
     const repo = join(ctx.scratch, 'restic-full');
     const m = await tryMeasure(s, c, 'restic backup', () => repeat(ctx.peerRuns, async () => { await p.resticInit(repo); ctx.prepareCache(cache, image); return p.resticBackup(repo, image); }));
-    if (m) s.add(c, 'restic backup', 'peer', m, { logicalBytes: statSize(image), limit });
+    if (m) {
+      s.add(c, 'restic backup', 'peer', m, { logicalBytes: statSize(image), limit });
+      ctx.peerBases.set('restic', repo);
+    }
   } else s.missing(c, 'restic backup', ctx.peers.absent);
   for (const comp of ['none', 'default'] as const) {
     const tool = `borg create (compression ${comp === 'none' ? 'none' : 'default lz4'})`;
     if (!p.has('borg')) { s.missing(c, tool, ctx.peers.absent); continue; }
     const repo = join(ctx.scratch, `borg-full-${comp}`);
     const m = await tryMeasure(s, c, tool, () => repeat(ctx.peerRuns, async () => { await p.borgInit(repo); ctx.prepareCache(cache, image); return p.borgCreate(repo, 'a0', image, comp); }));
-    if (m) s.add(c, tool, 'peer', m, { logicalBytes: statSize(image), limit });
+    if (m) {
+      s.add(c, tool, 'peer', m, { logicalBytes: statSize(image), limit });
+      ctx.peerBases.set(`borg-${comp}`, repo);
+    }
   }
 }
 

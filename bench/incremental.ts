@@ -100,25 +100,32 @@ async function copySparse(ctx: BenchContext, img: StandardImage, to: string): Pr
   ctx.log(`reset ${to}`);
 }
 
-/** restic and borg (default compression) backing up the same base and the same changes. */
+/**
+ * restic and borg (default compression) backing up the same changes on top of the same base: the
+ * full question's repositories when it ran (they already hold the base image's chunks), otherwise
+ * a fresh repository with the base backed up first.
+ */
 async function peerIncrements(ctx: BenchContext, s: SectionBuilder, c: string, img: StandardImage, work: string, pattern: Pattern, pi: number): Promise<void> {
   const cache = c.endsWith('cold') ? 'cold' : 'warm';
   const p = ctx.peers;
-  const tools: Array<{ tool: string; cmd: string; init: (repo: string) => Promise<void>; backup: (repo: string, run: number) => Promise<Sample> }> = [
-    { tool: 'restic backup', cmd: 'restic', init: (r) => p.resticInit(r), backup: (r) => p.resticBackup(r, work) },
-    { tool: 'borg create (default lz4)', cmd: 'borg', init: (r) => p.borgInit(r), backup: (r, run) => p.borgCreate(r, `a${run + 1}`, work, 'default') },
+  const tools: Array<{ tool: string; cmd: string; base: string; init: (repo: string) => Promise<void>; backup: (repo: string, name: string) => Promise<Sample> }> = [
+    { tool: 'restic backup', cmd: 'restic', base: 'restic', init: (r) => p.resticInit(r), backup: (r) => p.resticBackup(r, work) },
+    { tool: 'borg create (default lz4)', cmd: 'borg', base: 'borg-default', init: (r) => p.borgInit(r), backup: (r, name) => p.borgCreate(r, name, work, 'default') },
   ];
   for (const t of tools) {
     if (!p.has(t.cmd)) { s.missing(c, t.tool, ctx.peers.absent); continue; }
-    const repo = join(ctx.scratch, `inc-${t.cmd}`);
+    const shared = ctx.peerBases.get(t.base);
+    const repo = shared ?? join(ctx.scratch, `inc-${t.cmd}`);
     const m = await tryMeasure(s, c, t.tool, async () => {
       await copySparse(ctx, img, work);
-      await t.init(repo);
-      await t.backup(repo, -1);
+      if (shared === undefined) {
+        await t.init(repo);
+        await t.backup(repo, `${pattern}-base`);
+      }
       return repeat(ctx.peerRuns, async (run) => {
         change(pattern, ctx, work, img.size, seedOf(pi, run));
         ctx.prepareCache(cache, work);
-        return t.backup(repo, run);
+        return t.backup(repo, `${pattern}-${run}`);
       });
     });
     if (m) s.add(c, t.tool, 'peer', m, { logicalBytes: img.size, limit: { tool: 'dd bs=4M (allocated data)' } });

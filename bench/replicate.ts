@@ -58,6 +58,10 @@ async function replicate(d: BenchDaemon, source: string, remote: string): Promis
   return { sample: { seconds: since(t0), peakRssBytes: d.peakRss(), logicalBytes: result.uploadedBytes, extra: { uploadedBlocks: result.uploadedBlocks } }, result };
 }
 
+function commandExists(cmd: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+}
+
 function sh(cmd: string, args: string[], env: NodeJS.ProcessEnv): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8', env });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr || r.stdout}`);
@@ -105,6 +109,9 @@ function rbdPipe(env: NodeJS.ProcessEnv): Promise<Sample> {
 
 export const replicateQuestion: Question = {
   name: 'replicate',
+  defaultRuns: 1,
+  // A cluster comes up in about a minute where Ceph is installed; installing it takes many.
+  skipInDefaultRun: () => (commandExists('radosgw') ? null : 'Ceph (radosgw) is not installed; `npm run bench -- replicate` installs it when root'),
   async run(ctx: BenchContext): Promise<Section> {
     const s = new SectionBuilder('replicate', `Replication to Ceph radosgw (concurrency ${CONCURRENCY})`);
     const can = cephInstallable();

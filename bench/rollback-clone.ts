@@ -105,26 +105,33 @@ async function restorePeers(ctx: BenchContext, s: SectionBuilder, c: string, ima
   const p = ctx.peers;
   const limit = { tool: 'cp --sparse=always + sync' };
   const target = join(ctx.scratch, 'restore');
+  // The full question's repositories already hold this image; back it up here only without them.
   if (p.has('restic')) {
-    const repo = join(ctx.scratch, 'restore-restic');
+    const shared = ctx.peerBases.get('restic');
+    const repo = shared ?? join(ctx.scratch, 'restore-restic');
     const m = await tryMeasure(s, c, 'restic restore', async () => {
-      await p.resticInit(repo);
-      await p.resticBackup(repo, image);
-      return repeat(ctx.peerRuns, async () => { ctx.prepareCache(cache); return p.resticRestore(repo, target); });
+      if (shared === undefined) {
+        await p.resticInit(repo);
+        await p.resticBackup(repo, image);
+      }
+      return repeat(ctx.peerRuns, async () => { ctx.prepareCache(cache); return p.resticRestore(repo, image, target); });
     });
     if (m) s.add(c, 'restic restore', 'peer', m, { logicalBytes: size, limit });
-    rmSync(repo, { recursive: true, force: true });
+    if (shared === undefined) rmSync(repo, { recursive: true, force: true });
   } else s.missing(c, 'restic restore', ctx.peers.absent);
   for (const comp of ['none', 'default'] as const) {
     const tool = `borg extract --sparse (compression ${comp === 'none' ? 'none' : 'default lz4'})`;
     if (!p.has('borg')) { s.missing(c, tool, ctx.peers.absent); continue; }
-    const repo = join(ctx.scratch, `restore-borg-${comp}`);
+    const shared = ctx.peerBases.get(`borg-${comp}`);
+    const repo = shared ?? join(ctx.scratch, `restore-borg-${comp}`);
     const m = await tryMeasure(s, c, tool, async () => {
-      await p.borgInit(repo);
-      await p.borgCreate(repo, 'a0', image, comp);
+      if (shared === undefined) {
+        await p.borgInit(repo);
+        await p.borgCreate(repo, 'a0', image, comp);
+      }
       return repeat(ctx.peerRuns, async () => { ctx.prepareCache(cache); return p.borgExtract(repo, 'a0', target); });
     });
     if (m) s.add(c, tool, 'peer', m, { logicalBytes: size, limit });
-    rmSync(repo, { recursive: true, force: true });
+    if (shared === undefined) rmSync(repo, { recursive: true, force: true });
   }
 }

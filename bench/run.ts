@@ -17,8 +17,11 @@ import { sparse } from './sparse';
 import { rollbackClone } from './rollback-clone';
 import { deleteList } from './delete-list';
 import { hash } from './hash';
+import { served } from './served';
+import { nbd } from './nbd';
+import { replicateQuestion } from './replicate';
 
-const QUESTIONS: Question[] = [full, incremental, sparse, rollbackClone, deleteList, hash];
+const QUESTIONS: Question[] = [full, incremental, sparse, rollbackClone, deleteList, hash, served, nbd, replicateQuestion];
 
 async function main(argv: string[]): Promise<number> {
   let args;
@@ -41,13 +44,21 @@ async function main(argv: string[]): Promise<number> {
   const peers = Peers.prepare(scratch, !args.noPeers, log);
   const ctx = new BenchContext(args, scratch, peers, log);
 
+  const all = args.names.length === 0;
+  const started = Date.now();
   let failed = 0;
   try {
     for (const q of selected) {
       const t0 = Date.now();
+      const skip = all ? q.skipInDefaultRun?.() ?? null : null;
+      if (skip !== null) {
+        log(`${q.name}: skipped: ${skip}`);
+        process.stdout.write(`\n${q.name}: skipped: ${skip}\n`);
+        continue;
+      }
       log(`${q.name}: running`);
       try {
-        const section = await q.run(ctx);
+        const section = await q.run(all && q.defaultRuns !== undefined && q.defaultRuns < ctx.runs ? ctx.withRuns(q.defaultRuns) : ctx);
         process.stdout.write(`\n${markdown(section)}`);
         writeJson(args.outDir, q.name, { ...info, finishedAt: new Date().toISOString(), seconds: (Date.now() - t0) / 1000, section });
         log(`${q.name}: ${((Date.now() - t0) / 1000).toFixed(0)} s`);
@@ -61,6 +72,8 @@ async function main(argv: string[]): Promise<number> {
     if (!args.keep) rmSync(scratch, { recursive: true, force: true });
   }
   writeReport(args.outDir);
+  const total = (Date.now() - started) / 1000;
+  log(`total wall time ${Math.floor(total / 60)} min ${Math.round(total % 60)} s (${selected.map((q) => q.name).join(', ')}; load average now ${loadavg().map((l) => l.toFixed(2)).join(' ')})`);
   return failed > 0 ? 1 : 0;
 }
 

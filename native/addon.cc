@@ -10,6 +10,7 @@
 #include "workers/read_block_worker.h"
 #include "workers/scan_worker.h"
 #include "workers/verify_worker.h"
+#include "workers/volume_wrap.h"
 
 static Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("scanImage", Napi::Function::New(env, blocksnap::js::scan_image, "scanImage"));
@@ -22,6 +23,8 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("probeImageLocks", Napi::Function::New(env, blocksnap::js::probe_image_locks, "probeImageLocks"));
   exports.Set("readBlock", Napi::Function::New(env, blocksnap::js::read_block, "readBlock"));
   exports.Set("holdImageLocks", Napi::Function::New(env, blocksnap::js::hold_image_locks, "holdImageLocks"));
+  exports.Set("Volume", blocksnap::js::volume_class(env));
+  exports.Set("createVolumeLayer", Napi::Function::New(env, blocksnap::js::create_volume_layer, "createVolumeLayer"));
   return exports;
 }
 

@@ -20,6 +20,8 @@ export const ERROR_CODES = {
   SnapshotBusy: 'The snapshot is being read by a running job (a clone) or served as an NBD export and cannot be deleted now.',
   SnapshotQuotaExceeded: 'The disk already has as many manual snapshots as its quota allows; delete one first.',
   SnapshotInGroup: 'The snapshot belongs to a snapshot group and is deleted only with its group.',
+  SnapshotHasClones: 'The snapshot is the base of a copy-on-write disk (clone --cow) and cannot be deleted while that disk exists.',
+  NotCowDisk: 'The operation needs a copy-on-write disk (made by clone --cow), and this disk is an image file.',
   PolicyNotFound: 'No snapshot policy has this id or name.',
   GroupNotFound: 'No snapshot group has this id or name.',
   DiskHasPolicy: 'The disk is already bound to another snapshot policy; a disk has at most one.',
@@ -34,7 +36,7 @@ export const ERROR_CODES = {
   PermissionDenied: 'The operating system refused access to the file.',
   ImageCorrupt: 'The image metadata is malformed (a qcow2 header, table or cluster offset outside the file or the format), or QEMU marked the image corrupt.',
   ImageHasInternalSnapshots: 'The qcow2 image holds internal snapshots (qemu-img snapshot -l) that a rollback would drop; it is refused.',
-  DiskInUse: 'A QEMU process (a running VM, qemu-nbd, qemu-img) holds the image open; stop it, or pass --force.',
+  DiskInUse: 'A QEMU process (a running VM, qemu-nbd, qemu-img) holds the image open, or NBD clients are connected to a copy-on-write disk; stop them, or pass --force.',
   // jobs and locking
   DiskBusy: 'Another job is running on this disk; one job per disk at a time.',
   RollbackIncomplete: 'An earlier rollback of this disk was interrupted; rerun the rollback to finish it first.',
@@ -63,9 +65,11 @@ export const ERROR_CODES = {
   SnapshotExists: 'A snapshot with this id already exists in the local catalog (it was imported or created here before).',
   StreamCorrupt: 'A snapshot stream is damaged or truncated: a checksum, a block digest or the framing does not match. Nothing was committed.',
   BaseMissing: 'The stream or remote snapshot is incremental and its base snapshot is not in the local catalog (or has different content).',
+  StreamClosed: 'A snapshot stream through the socket ended early: the client disconnected, or the job writing or reading it ended. Nothing was committed.',
   // NBD exports
   NbdNotEnabled: 'The daemon serves no NBD socket (it was started without --nbd-socket), so nothing can be exported.',
   ExportNotFound: 'No NBD export has this name.',
+  DiskExported: 'The disk is served by a writable NBD export; stop the export first (a disk has at most one writable export).',
   // protocol and daemon
   ProtocolError: 'A frame could not be decoded or is not a valid request; the connection may be closed.',
   FrameTooLarge: 'A frame is larger than the configured limit; the connection is closed.',

@@ -10,7 +10,23 @@ import { canDropCaches, dropCaches, warm } from './system';
 export type Cache = 'cold' | 'warm';
 
 export class BenchContext {
-  constructor(readonly args: BenchArgs, readonly scratch: string, readonly peers: Peers, readonly log: (s: string) => void) {}
+  /**
+   * Peer repositories holding one backup of the standard image (restic: its only snapshot of that
+   * path; borg: archive a0), keyed 'restic', 'borg-none' and 'borg-default'. The full question
+   * makes them; the incremental and restore questions use them instead of backing the same 3 GiB
+   * up again (minutes per peer at full size).
+   */
+  readonly peerBases: Map<string, string>;
+
+  constructor(readonly args: BenchArgs, readonly scratch: string, readonly peers: Peers, readonly log: (s: string) => void,
+    peerBases?: Map<string, string>) {
+    this.peerBases = peerBases ?? new Map();
+  }
+
+  /** The same context with `runs` timed runs per figure (the peer bases stay shared). */
+  withRuns(runs: number): BenchContext {
+    return new BenchContext({ ...this.args, runs, peerRuns: Math.min(this.args.peerRuns, runs) }, this.scratch, this.peers, this.log, this.peerBases);
+  }
 
   get scale(): number { return this.args.scale; }
   get runs(): number { return this.args.runs; }
@@ -57,4 +73,8 @@ export class BenchContext {
 export interface Question {
   name: string;
   run(ctx: BenchContext): Promise<Section>;
+  /** Timed runs in the default run (every question), where fewer than --runs keep it short. */
+  defaultRuns?: number;
+  /** Why the default run leaves this question out on this machine (it still runs when named). */
+  skipInDefaultRun?(): string | null;
 }

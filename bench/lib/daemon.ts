@@ -17,6 +17,8 @@ export interface DaemonOptions {
   blockSize?: number;
   /** Manual snapshots allowed per disk (the daemon's default is 256). */
   manualSnapshotQuota?: number;
+  /** Serve NBD on `<dir>/n.sock` (exports, copy-on-write disks). */
+  nbd?: boolean;
 }
 
 export class BenchDaemon {
@@ -38,7 +40,8 @@ export class BenchDaemon {
       ...(o.manualSnapshotQuota ? { manualSnapshotQuota: o.manualSnapshotQuota } : {}),
     }));
     const proc = spawn(process.execPath, [BIN, 'daemon', '--config', config, '--data-dir', dataDir, '--socket', socketPath,
-      '--image-root', o.imageRoot, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      '--image-root', o.imageRoot, '--log-level', 'warn', ...(o.nbd ? ['--nbd-socket', join(o.dir, 'n.sock')] : [])],
+    { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     proc.stderr!.on('data', (c: Buffer) => { err = (err + c.toString()).slice(-20000); });
     const deadline = Date.now() + 30_000;

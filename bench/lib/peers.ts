@@ -100,11 +100,14 @@ export class Peers {
     return { seconds: r.seconds, peakRssBytes: r.peakRssBytes, growthBytes: diskUsage(repo) - before };
   }
 
-  /** `restic restore latest --target DIR` (this restic has no sparse restore: holes are written). */
-  async resticRestore(repo: string, target: string): Promise<Sample> {
+  /**
+   * `restic restore latest --path FILE --target DIR`: the latest backup of `file` (this restic has
+   * no sparse restore: holes are written).
+   */
+  async resticRestore(repo: string, file: string, target: string): Promise<Sample> {
     rmSync(target, { recursive: true, force: true });
     try {
-      const r = await runCommand('sh', ['-c', `restic restore latest --quiet --target '${target}' && sync -f '${target}'`], { env: this.resticEnv(repo) });
+      const r = await runCommand('sh', ['-c', `restic restore latest --quiet --path '${file}' --target '${target}' && sync -f '${target}'`], { env: this.resticEnv(repo) });
       return { seconds: r.seconds, peakRssBytes: r.peakRssBytes, growthBytes: diskUsage(target) };
     } finally {
       rmSync(target, { recursive: true, force: true });

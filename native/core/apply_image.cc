@@ -1,21 +1,27 @@
 #include "core/apply_image.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <optional>
+#include <span>
 
 #include "core/aligned_buffer.h"
 #include "core/block_format.h"
 #include "core/block_reader.h"
 #include "core/digest.h"
 #include "core/error.h"
+#include "core/hash_in_place.h"
 #include "core/image_file.h"
 #include "core/zero_detect.h"
 #include "io/extents.h"
 #include "io/file_io.h"
+#include "io/page_cache.h"
 #include "io/punch_hole.h"
 
 namespace blocksnap {
@@ -44,6 +50,29 @@ class RemoveOnFailure {
   bool armed_;
 };
 
+// The blocks the apply wrote, with which of their pages were cached before it touched them. The
+// written pages are dirty until the final fsync and the kernel drops only clean pages, so the
+// ones that were not cached before are dropped after it.
+class WrittenPages {
+ public:
+  void add(uint64_t offset, size_t len, std::vector<uint8_t> before) {
+    std::lock_guard lock(mutex_);
+    ranges_.push_back({offset, len, std::move(before)});
+  }
+  void drop(int fd) const {
+    for (const Range& r : ranges_) drop_pages_not_resident(fd, r.offset, r.len, r.before);
+  }
+
+ private:
+  struct Range {
+    uint64_t offset;
+    size_t len;
+    std::vector<uint8_t> before;
+  };
+  std::mutex mutex_;
+  std::vector<Range> ranges_;
+};
+
 void set_size(int fd, uint64_t size, const std::string& path) {
   int r;
   do r = ::ftruncate(fd, static_cast<off_t>(size));
@@ -70,7 +99,28 @@ ApplyResult apply_image(const ApplyParams& p, JobControl& control, const Progres
   // left to the end, where the new tail becomes a hole.
   if (update && image.size > p.size_bytes) set_size(fd, p.size_bytes, path);
 
+  // An update reads every data block of the image to compare it, like a scan does: the same
+  // read-ahead (each thread's next block) and the same care for the host's page cache
+  // (io/page_cache.h). The extent map is taken once; this apply is the image's only writer, and
+  // it reads each block before it writes or punches that block.
+  const ExtentMap extents = update ? ExtentMap::scan(fd, std::min(image.size, p.size_bytes), path) : ExtentMap();
+  if (update) ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  PageCacheKeeper keeper(fd);
+  WrittenPages written;
+
   const unsigned threads = effective_threads(p.threads, block_count);
+  // Each thread prefetches its next block; the first block of each is prefetched here, so that
+  // every block's residency is recorded before anything (a read-ahead, the kernel's own
+  // read-ahead past a neighbour's read) brings it in.
+  const auto prefetch = [&](uint64_t offset) {
+    if (!update || offset >= p.size_bytes) return;
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(p.block_size, p.size_bytes - offset));
+    if (extents.overlapping(offset, offset + n).empty()) return;
+    keeper.touch(offset, n);
+    ::posix_fadvise(fd, static_cast<off_t>(offset), static_cast<off_t>(n), POSIX_FADV_WILLNEED);
+  };
+  for (unsigned t = 0; t < threads; ++t) prefetch(uint64_t{t} * p.block_size);
+
   Counters counters;
   ParallelRun run(control, block_count);
   run.run(threads, [&](ParallelRun& job) {
@@ -82,12 +132,31 @@ ApplyResult apply_image(const ApplyParams& p, JobControl& control, const Progres
       Digest target;
       std::memcpy(target.data(), p.digests.data() + i * kDigestSize, kDigestSize);
       try {
+        // This thread's next block is about `threads` blocks ahead: start reading it now so the
+        // disk works while this one is hashed and written.
+        prefetch(offset + uint64_t{threads} * p.block_size);
+
         // What the image holds there now, if it may matter: a hole needs no read.
-        const bool has_data = update && range_has_data(fd, offset, len, path);
+        const auto pieces = update ? extents.overlapping(offset, offset + len) : std::span<const Extent>();
+        const bool has_data = !pieces.empty();
+        // A wholly cached block that already holds its target is recognised without a copy
+        // (core/hash_in_place.h); anything else is read into `buf` below.
+        if (pieces.size() == 1 && pieces[0].begin <= offset && pieces[0].end >= offset + len &&
+            keeper.wholly_resident(offset, len)) {
+          const std::optional<InPlaceHash> h = hash_in_place(fd, offset, len);
+          if (h && (h->zero ? is_zero_digest(target) : h->digest == target)) {
+            counters.blocks_unchanged.fetch_add(1, std::memory_order_relaxed);
+            control.add_done(len);
+            continue;
+          }
+        }
         bool current_zero = true;
+        std::vector<uint8_t> cached_before;
         if (has_data) {
+          cached_before = keeper.before_read(offset, len);
           const size_t got = read_at(fd, buf.data(), len, offset, path);
           std::memset(buf.data() + got, 0, len - got);
+          keeper.after_read(offset, len, cached_before);
           current_zero = is_all_zero(buf.data(), len);
         }
 
@@ -106,8 +175,14 @@ ApplyResult apply_image(const ApplyParams& p, JobControl& control, const Progres
         } else {
           BlockReadOptions read_options;
           read_options.expected_length = len;
+          read_options.keep_page_cache = true;
           read_block(p.store_dir, target, buf, read_options);
+          if (update && !has_data) cached_before = resident_pages(fd, offset, len);
           write_at(fd, buf.data(), len, offset, path);
+          // Start the writeback now, so that the disk writes while the next blocks are read
+          // and the final fsync finds little left to do.
+          ::sync_file_range(fd, static_cast<off_t>(offset), static_cast<off_t>(len), SYNC_FILE_RANGE_WRITE);
+          if (update) written.add(offset, len, std::move(cached_before));
           counters.blocks_written.fetch_add(1, std::memory_order_relaxed);
           counters.bytes_written.fetch_add(len, std::memory_order_relaxed);
         }
@@ -126,6 +201,9 @@ ApplyResult apply_image(const ApplyParams& p, JobControl& control, const Progres
   fsync_file(fd, path);
   if (!update) fsync_dir(parent_dir(path));
   cleanup.disarm();
+  // Clean now: leave the page cache as it was. A new image had nothing cached.
+  if (update) written.drop(fd);
+  else ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
 
   ApplyResult result;
   result.blocks_written = counters.blocks_written;

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/store_layout.h"
 #include "io/file_io.h"
+#include "io/page_cache.h"
 #include "io/unique_fd.h"
 
 namespace blocksnap {
@@ -62,9 +63,14 @@ size_t read_block(const std::string& store_dir, const Digest& digest, AlignedBuf
 
   const size_t len = static_cast<size_t>(header.payload_length);
   buf.reserve(len);
+  // The header read above cached at most the file's first pages; residency is taken over the
+  // whole file before the payload read, which is what brings the block in.
+  std::vector<uint8_t> cached_before;
+  if (options.keep_page_cache) cached_before = resident_pages(fd.get(), 0, static_cast<size_t>(file_size));
   if (read_at(fd.get(), buf.data(), len, kBlockHeaderSize, path) != len)
     throw corrupt(path, digest, "payload truncated while reading");
   if (options.drop_cache) ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
+  else if (options.keep_page_cache) drop_pages_not_resident(fd.get(), 0, static_cast<size_t>(file_size), cached_before);
 
   if (sha256(buf.data(), len) != digest) {
     Error e(ErrorCode::DigestMismatch,

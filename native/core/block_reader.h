@@ -16,6 +16,9 @@ struct BlockReadOptions {
   std::optional<uint64_t> expected_length;
   // Verify streams the whole store once; it should not evict the page cache the VMs use.
   bool drop_cache = false;
+  // Apply reads each block once: drop the pages this read brought into the cache, keep the ones
+  // that were cached before it (io/page_cache.h).
+  bool keep_page_cache = false;
 };
 
 // Fills `buf` with the payload and returns its length. Throws BlockMissing (no file),

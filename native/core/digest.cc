@@ -29,6 +29,27 @@ Digest sha256(const void* data, size_t len) {
   return out;
 }
 
+Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
+  if (ctx_ == nullptr || EVP_DigestInit_ex(ctx_, sha256_md(), nullptr) != 1) {
+    EVP_MD_CTX_free(ctx_);
+    throw std::runtime_error("EVP_DigestInit_ex(SHA-256) failed");
+  }
+}
+
+Sha256::~Sha256() { EVP_MD_CTX_free(ctx_); }
+
+void Sha256::update(const void* data, size_t len) {
+  if (EVP_DigestUpdate(ctx_, data, len) != 1) throw std::runtime_error("EVP_DigestUpdate(SHA-256) failed");
+}
+
+Digest Sha256::finish() {
+  Digest out;
+  unsigned int out_len = 0;
+  if (EVP_DigestFinal_ex(ctx_, out.data(), &out_len) != 1 || out_len != out.size())
+    throw std::runtime_error("EVP_DigestFinal_ex(SHA-256) failed");
+  return out;
+}
+
 std::string to_hex(const Digest& d) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string s(d.size() * 2, '\0');

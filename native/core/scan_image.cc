@@ -53,6 +53,10 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
   if (writer) behind.emplace(*writer, p.block_size, kStoreWriters, kStoreDepth);
 
   const unsigned threads = effective_threads(p.threads, result.block_count);
+  // Each thread starts the read-ahead of its next block; the first block of each starts here, so
+  // that the page-cache keeper records every block's residency before anything brings it in.
+  for (uint64_t k = 0; k < threads && k < result.block_count; ++k)
+    source->will_need(k * p.block_size, static_cast<size_t>(std::min<uint64_t>(p.block_size, size - k * p.block_size)));
   Counters counters;
   ParallelRun run(control, result.block_count);
   run.run(threads, [&](ParallelRun& job) {
@@ -67,6 +71,25 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
         // the disk works while this one is hashed.
         const uint64_t ahead = offset + uint64_t{threads} * p.block_size;
         if (ahead < size) source->will_need(ahead, static_cast<size_t>(std::min<uint64_t>(p.block_size, size - ahead)));
+
+        // A block that is wholly cached and probably unchanged (or that nothing will store) is
+        // hashed where it lies, without the copy into `buf`. Its digest may only confirm the
+        // parent's: a block that differs is read and hashed again below, and that copy is what
+        // gets stored (core/hash_in_place.h).
+        const uint8_t* parent = i < parent_count ? p.parent_digests.data() + i * kDigestSize : nullptr;
+        const bool parent_has_data = parent != nullptr && std::any_of(parent, parent + kDigestSize, [](uint8_t b) { return b != 0; });
+        if (!behind || parent_has_data) {
+          if (const std::optional<InPlaceHash> h = source->hash_cached(offset, len)) {
+            const bool final_digest = !behind || (!h->zero && std::memcmp(parent, h->digest.data(), kDigestSize) == 0);
+            if (final_digest) {
+              counters.bytes_read.fetch_add(len, std::memory_order_relaxed);
+              if (h->zero) counters.zero_blocks.fetch_add(1, std::memory_order_relaxed);
+              else std::memcpy(out, h->digest.data(), kDigestSize);
+              control.add_done(len);
+              continue;
+            }
+          }
+        }
 
         const SourceRead got = source->read(offset, len, buf.data());
         counters.bytes_read.fetch_add(got.bytes_read, std::memory_order_relaxed);

@@ -4,6 +4,8 @@
 // hashed, and only blocks that differ from the parent are looked up in or written to the store.
 // Each block is read once into one buffer and hashed and stored from that same buffer, so a
 // writer racing the scan can never make a digest disagree with the stored bytes.
+// A block wholly in the page cache that turns out equal to its parent's is hashed where it lies
+// instead (core/hash_in_place.h): nothing of it is stored, so there is nothing to disagree with.
 #pragma once
 
 #include <cstdint>

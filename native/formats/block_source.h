@@ -10,7 +10,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+
+#include "core/hash_in_place.h"
 
 namespace blocksnap {
 
@@ -31,6 +34,10 @@ class BlockSource {
   virtual SourceRead read(uint64_t offset, size_t len, uint8_t* buf) const = 0;
   // A hint that [offset, offset + len) will be read soon. Default: nothing.
   virtual void will_need(uint64_t /*offset*/, size_t /*len*/) const {}
+  // The content at `offset` hashed where it lies when it is wholly in the page cache and the
+  // source can do so without a copy (core/hash_in_place.h: such a digest only recognises content,
+  // it never names a block to store). nullopt otherwise, and read() must be used. Default: nullopt.
+  virtual std::optional<InPlaceHash> hash_cached(uint64_t /*offset*/, size_t /*len*/) const { return std::nullopt; }
 };
 
 // Opens `path` as `format`. A qcow2 source opens its backing chain too. Throws Error

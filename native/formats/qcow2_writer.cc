@@ -13,13 +13,12 @@
 #include <cstring>
 
 #include "core/aligned_buffer.h"
-#include "core/block_format.h"
-#include "core/block_reader.h"
-#include "core/digest.h"
 #include "core/error.h"
 #include "core/image_file.h"
+#include "core/remove_on_failure.h"
 #include "core/zero_detect.h"
 #include "formats/qcow2_format.h"
+#include "formats/store_source.h"
 #include "io/file_io.h"
 #include "io/qemu_lock.h"
 
@@ -30,20 +29,6 @@ using namespace qcow2;
 namespace {
 
 uint64_t div_round_up(uint64_t a, uint64_t b) { return a / b + (a % b != 0); }
-
-// The file being written must not outlive a failed write.
-class RemoveOnFailure {
- public:
-  explicit RemoveOnFailure(const std::string& path) : path_(path) {}
-  ~RemoveOnFailure() {
-    if (armed_) ::unlink(path_.c_str());
-  }
-  void disarm() { armed_ = false; }
-
- private:
-  const std::string& path_;
-  bool armed_ = true;
-};
 
 // Appends clusters at the end of the image; coalesces consecutive data clusters into one write.
 class ClusterAppender {
@@ -85,7 +70,7 @@ class ClusterAppender {
   uint64_t run_host_ = 0, run_len_ = 0;
 };
 
-std::vector<uint8_t> header_cluster(const Qcow2WriteParams& p, uint64_t size, uint64_t cluster, uint64_t l1_entries,
+std::vector<uint8_t> header_cluster(const Qcow2ImageOptions& p, uint64_t size, uint64_t cluster, uint64_t l1_entries,
                                     uint64_t l1_offset, uint64_t reftable_offset, uint64_t reftable_clusters) {
   std::vector<uint8_t> h(cluster, 0);
   put_be32(&h[kOffMagic], kMagic);
@@ -120,15 +105,13 @@ std::vector<uint8_t> header_cluster(const Qcow2WriteParams& p, uint64_t size, ui
   return h;
 }
 
-void validate(const Qcow2WriteParams& p) {
-  if (!is_valid_block_size(p.block_size)) throw Error(ErrorCode::InvalidArgument, "invalid block size");
-  const uint64_t blocks = div_round_up(p.size_bytes, p.block_size);
-  if (p.digests.size() != blocks * kDigestSize)
-    throw Error(ErrorCode::InvalidArgument, "digests must hold ceil(sizeBytes / blockSize) × 32 bytes");
+void validate(const Qcow2ImageOptions& p, uint64_t size_bytes) {
   if (p.cluster_bits < kMinClusterBits || p.cluster_bits > kMaxClusterBits)
     throw Error(ErrorCode::InvalidArgument, "cluster bits must be 9..21");
   if (p.version != 2 && p.version != 3) throw Error(ErrorCode::InvalidArgument, "qcow2 version must be 2 or 3");
-  if (p.size_bytes > kMaxVirtualSize) throw Error(ErrorCode::InvalidArgument, "virtual size too large");
+  if (p.chunk_size < 4096 || p.chunk_size > (uint64_t{64} << 20) || (p.chunk_size & (p.chunk_size - 1)) != 0)
+    throw Error(ErrorCode::InvalidArgument, "the read size must be a power of two from 4 KiB to 64 MiB");
+  if (size_bytes > kMaxVirtualSize) throw Error(ErrorCode::InvalidArgument, "virtual size too large");
   if (p.backing_file.size() > kMaxBackingNameSize || p.backing_file.find('\0') != std::string::npos)
     throw Error(ErrorCode::InvalidArgument, "invalid backing file name");
   if (!p.backing_file.empty() && p.backing_format != "raw" && p.backing_format != "qcow2")
@@ -137,17 +120,30 @@ void validate(const Qcow2WriteParams& p) {
 
 }  // namespace
 
-Qcow2WriteResult write_qcow2_image(const Qcow2WriteParams& p, JobControl& control, const ProgressFn& progress) {
-  validate(p);
-  const uint64_t size = (p.size_bytes + 511) & ~uint64_t{511};
+Qcow2WriteResult write_qcow2_image(const Qcow2WriteParams& params, JobControl& control, const ProgressFn& progress) {
+  const StoreSource source(params.store_dir, params.block_size, params.size_bytes, params.digests);
+  Qcow2ImageOptions options = params;
+  options.chunk_size = params.block_size;  // whole blocks: each is read and verified once
+  Qcow2WriteResult result = write_qcow2_from_source(source, options, control, progress);
+  result.blocks_written = source.blocks_read();
+  result.bytes_written = source.bytes_read();
+  return result;
+}
+
+Qcow2WriteResult write_qcow2_from_source(const BlockSource& source, const Qcow2ImageOptions& p, JobControl& control,
+                                         const ProgressFn& progress) {
+  const uint64_t size_bytes = source.size();
+  validate(p, size_bytes);
+  const uint64_t size = (size_bytes + 511) & ~uint64_t{511};
   const uint64_t cluster = uint64_t{1} << p.cluster_bits;
   const uint64_t l2_entries = cluster / 8;
   const uint64_t clusters = div_round_up(size, cluster);
   const uint64_t l1_entries = div_round_up(clusters, l2_entries);
   if (l1_entries * 8 > kMaxL1Bytes) throw Error(ErrorCode::InvalidArgument, "the image would need an L1 table over 32 MiB; use larger clusters");
-  const uint64_t l1_clusters = std::max<uint64_t>(1, div_round_up(l1_entries * 8, cluster));
+  // An empty image has no L1 table: a cluster reserved for one would be leaked (qemu-img check).
+  const uint64_t l1_clusters = div_round_up(l1_entries * 8, cluster);
   const bool backing = !p.backing_file.empty();
-  control.set_total(p.size_bytes);
+  control.set_total(size_bytes);
 
   // Rollback: QEMU must not open either file while the new one is written and renamed.
   UniqueFd replaced_lock;
@@ -163,7 +159,7 @@ Qcow2WriteResult write_qcow2_image(const Qcow2WriteParams& p, JobControl& contro
   const std::string& path = p.image_path;
   if (!p.replace.empty()) hold_qemu_locks(fd, path);
 
-  const uint64_t unit = std::max(p.block_size, cluster);  // whole blocks and whole clusters
+  const uint64_t unit = std::max(p.chunk_size, cluster);  // whole chunks and whole clusters
   const uint64_t units = div_round_up(size, unit);
   std::vector<uint64_t> l1(l1_entries, 0);
   std::vector<uint8_t> l2(cluster, 0);
@@ -184,42 +180,28 @@ Qcow2WriteResult write_qcow2_image(const Qcow2WriteParams& p, JobControl& contro
     l2_used = false;
   };
 
-  // Threads read and verify units in parallel; each then waits for its turn and lays its unit
+  // Threads read (and for the store, verify) units in parallel; each then waits for its turn and lays its unit
   // out in guest order (allocation, L2 entries, writes), so the file stays strictly sequential.
   std::mutex turn_mutex;
   std::condition_variable turn_cv;
   uint64_t next_turn = 0;
   bool failed = false;
-  std::atomic<uint64_t> blocks_written{0}, bytes_written{0};
+  std::atomic<uint64_t> chunks_written{0}, bytes_written{0};
 
   ParallelRun run(control, units);
   run.run(effective_threads(p.threads, units), [&](ParallelRun& job) {
-    AlignedBuffer buf(unit), block(p.block_size);
+    AlignedBuffer buf(unit);
     uint64_t u;
     while (job.next(u)) {
       const uint64_t base = u * unit;
       const uint64_t unit_len = std::min(unit, size - base);
       try {
-        std::memset(buf.data(), 0, unit);
-        for (uint64_t off = 0; off < unit_len && base + off < p.size_bytes; off += p.block_size) {
-          const uint64_t i = (base + off) / p.block_size;
-          const size_t len = static_cast<size_t>(std::min<uint64_t>(p.block_size, p.size_bytes - (base + off)));
-          Digest d;
-          std::memcpy(d.data(), p.digests.data() + i * kDigestSize, kDigestSize);
-          if (is_zero_digest(d)) continue;
-          try {
-            BlockReadOptions o;
-            o.expected_length = len;
-            read_block(p.store_dir, d, block, o);
-          } catch (Error& e) {
-            if (!e.block_index) e.block_index = i;
-            if (!e.digest) e.digest = d;
-            throw;
-          }
-          std::memcpy(buf.data() + off, block.data(), len);
-          blocks_written.fetch_add(1, std::memory_order_relaxed);
-          bytes_written.fetch_add(len, std::memory_order_relaxed);
-        }
+        // The tail past the source's end (up to the sector, or the last cluster) reads as zeros.
+        const size_t want = static_cast<size_t>(std::min(unit_len, size_bytes - base));
+        const SourceRead r = source.read(base, want, buf.data());
+        const bool unit_zero = r.zero;
+        if (!unit_zero) std::memset(buf.data() + want, 0, unit - want);
+        uint64_t data_bytes = 0;
         std::unique_lock lock(turn_mutex);
         // Units are claimed in order, so every earlier unit is held by a running thread; only a
         // failure (which ends the job) can keep a turn from coming.
@@ -232,8 +214,9 @@ Qcow2WriteResult write_qcow2_image(const Qcow2WriteParams& p, JobControl& contro
             l2_index = c / l2_entries;
           }
           uint64_t entry = 0;
-          if (!is_all_zero(buf.data() + off, cluster)) {
+          if (!unit_zero && !is_all_zero(buf.data() + off, cluster)) {
             entry = out.append(buf.data() + off) | kFlagCopied;
+            data_bytes += std::min(cluster, size_bytes - (base + off));
           } else if (backing) {
             entry = p.version >= 3 ? kFlagZero : (out.append(nullptr) | kFlagCopied);
           }
@@ -246,7 +229,11 @@ Qcow2WriteResult write_qcow2_image(const Qcow2WriteParams& p, JobControl& contro
         ++next_turn;
         lock.unlock();
         turn_cv.notify_all();
-        control.add_done(std::min(unit_len, p.size_bytes > base ? p.size_bytes - base : 0));
+        if (data_bytes != 0) {
+          chunks_written.fetch_add(1, std::memory_order_relaxed);
+          bytes_written.fetch_add(data_bytes, std::memory_order_relaxed);
+        }
+        control.add_done(want);
       } catch (...) {
         {
           std::lock_guard lock(turn_mutex);
@@ -259,7 +246,7 @@ Qcow2WriteResult write_qcow2_image(const Qcow2WriteParams& p, JobControl& contro
   }, progress);
   flush_l2();
   out.flush();
-  result.blocks_written = blocks_written;
+  result.blocks_written = chunks_written;
   result.bytes_written = bytes_written;
 
   // Refcounts (16 bit): R blocks and T table clusters at the end must count themselves too.

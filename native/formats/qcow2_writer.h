@@ -1,5 +1,5 @@
-// Writing a snapshot's content as a fresh qcow2 image (clone --format qcow2, rollback of a qcow2
-// disk).
+// Writing content as a fresh qcow2 image: a snapshot's (clone --format qcow2, rollback of a qcow2
+// disk) or a copy-on-write disk's (disk flatten).
 //
 // Layout, in clusters: the header, the L1 table, then data clusters and L2 tables in guest order
 // as they fill, then the refcount blocks and the refcount table. Every cluster in the file is
@@ -9,9 +9,11 @@
 // clusters in v3 and, in v2 (which has no zero flag), allocated clusters left as holes in the
 // file (they read as zeros and take no space).
 //
-// Every block comes from the store verified against its digest (invariant 6). Threads read and
-// verify blocks in parallel and take turns laying them out, so the file is written strictly in
-// guest order: the disk sees one sequential stream.
+// The content comes from a BlockSource: a snapshot in the store (StoreSource: every block verified
+// against its digest, invariant 6) or any other source, such as an image or a copy-on-write volume
+// being flattened. Threads read units in parallel and take turns laying them out, so the file is
+// written strictly in guest order: the disk sees one sequential stream. Zero detection is per
+// cluster, whatever the source says, so data clusters that happen to be zero take no space.
 #pragma once
 
 #include <cstdint>
@@ -19,17 +21,15 @@
 #include <vector>
 
 #include "core/parallel.h"
+#include "formats/block_source.h"
 
 namespace blocksnap {
 
-struct Qcow2WriteParams {
+// The file-side options, shared by both entry points.
+struct Qcow2ImageOptions {
   // The file to create (O_EXCL, 0600, never through a symlink). With `replace` set, a stale file
   // of that name from an interrupted run is removed first.
   std::string image_path;
-  std::string store_dir;
-  uint64_t block_size = 0;
-  uint64_t size_bytes = 0;       // virtual size; rounded up to 512 bytes, as QEMU counts sectors
-  std::vector<uint8_t> digests;  // ceil(size_bytes / block_size) × 32
   uint32_t cluster_bits = 16;
   uint32_t version = 3;
   std::string backing_file;      // stored as given; empty for none
@@ -37,18 +37,35 @@ struct Qcow2WriteParams {
   // Rollback: once complete, image_path is renamed over this path. Both files carry QEMU's locks
   // meanwhile, and the new file takes the replaced file's owner, group and mode.
   std::string replace;
-  unsigned threads = 0;  // readers of the store; 0 = one per core
+  // Bytes a thread reads from a source at a time (a power of two, 4 KiB to 64 MiB; raised to the
+  // cluster size when smaller). write_qcow2_image reads whole store blocks instead.
+  uint64_t chunk_size = 4 * 1024 * 1024;
+  unsigned threads = 0;  // readers of the content; 0 = one per core
+};
+
+// A snapshot's content, from the store.
+struct Qcow2WriteParams : Qcow2ImageOptions {
+  std::string store_dir;
+  uint64_t block_size = 0;
+  uint64_t size_bytes = 0;       // virtual size; rounded up to 512 bytes, as QEMU counts sectors
+  std::vector<uint8_t> digests;  // ceil(size_bytes / block_size) × 32
 };
 
 struct Qcow2WriteResult {
   uint64_t size_bytes = 0;      // virtual size written
-  uint64_t blocks_written = 0;  // non-ZERO blocks copied from the store
-  uint64_t bytes_written = 0;   // their bytes
+  uint64_t blocks_written = 0;  // store: non-ZERO blocks copied; source: chunks that held data
+  uint64_t bytes_written = 0;   // store: their bytes; source: bytes of data clusters (within the size)
   uint64_t file_bytes = 0;      // size of the resulting file
 };
 
-// Progress in bytes of the virtual size. Durable (file and directory fsynced) when it returns; a
-// failure removes the new file. Throws Error.
+// Both: progress in bytes of the virtual size. Durable (file and directory fsynced) when it
+// returns; a failure or cancellation removes the new file. Throws Error.
 Qcow2WriteResult write_qcow2_image(const Qcow2WriteParams& params, JobControl& control, const ProgressFn& progress);
+
+// Any content (a raw or qcow2 image, a copy-on-write volume): the virtual size is source.size()
+// rounded up to 512 bytes. The source is read from `threads` threads at once, at offsets that are
+// multiples of the read unit (max(chunk_size, cluster)), each read a whole unit except at the end.
+Qcow2WriteResult write_qcow2_from_source(const BlockSource& source, const Qcow2ImageOptions& options,
+                                         JobControl& control, const ProgressFn& progress);
 
 }  // namespace blocksnap

@@ -52,6 +52,13 @@ void fsync_file(int fd, const std::string& path) {
   if (::fsync(fd) != 0) throw Error::system(errno, "fsync", path);
 }
 
+void set_file_size(int fd, uint64_t size, const std::string& path) {
+  int r;
+  do r = ::ftruncate(fd, static_cast<off_t>(size));
+  while (r != 0 && errno == EINTR);
+  if (r != 0) throw Error::system(errno, "ftruncate", path);
+}
+
 void fsync_dir(const std::string& dir) {
   UniqueFd fd(open_retry(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd) throw Error::system(errno, "open", dir);

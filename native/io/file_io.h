@@ -23,6 +23,9 @@ void write_at(int fd, const void* buf, size_t len, uint64_t offset, const std::s
 
 void fsync_file(int fd, const std::string& path);
 
+// ftruncate(2) retried on EINTR. Throws NoSpace / IOError.
+void set_file_size(int fd, uint64_t size, const std::string& path);
+
 // Makes entries created, renamed or removed in `dir` durable.
 void fsync_dir(const std::string& dir);
 

@@ -68,4 +68,26 @@ std::vector<uint8_t> PageCacheKeeper::before_read(uint64_t offset, size_t len) {
   return resident_pages(fd_, offset, len);
 }
 
+bool PageCacheKeeper::wholly_resident(uint64_t offset, size_t len) {
+  const size_t pages = (len + page_size() - 1) / page_size();
+  const auto all = [pages](const std::vector<uint8_t>& r) {
+    return r.size() == pages && std::all_of(r.begin(), r.end(), [](uint8_t b) { return (b & 1) != 0; });
+  };
+  {
+    std::lock_guard lock(mutex_);
+    auto it = pending_.find(offset);
+    if (it != pending_.end()) {
+      if (!all(it->second)) return false;
+      pending_.erase(it);
+      return true;
+    }
+  }
+  std::vector<uint8_t> r = resident_pages(fd_, offset, len);
+  if (all(r)) return true;
+  std::lock_guard lock(mutex_);
+  if (pending_.size() >= kMaxPending) pending_.clear();
+  pending_.try_emplace(offset, std::move(r));
+  return false;
+}
+
 }  // namespace blocksnap

@@ -37,6 +37,11 @@ class PageCacheKeeper {
 
   // Around a read: returns the residency recorded at the first touch (or now, if none was).
   std::vector<uint8_t> before_read(uint64_t offset, size_t len);
+  // True when every page of the range was resident at its first touch (or now, if it was not
+  // touched): nothing of it was brought in by the scan, so it can be hashed in place and needs no
+  // dropping. The record is then consumed; otherwise it stays for before_read().
+  bool wholly_resident(uint64_t offset, size_t len);
+
   // After the data was read: drops the pages of the range the scan brought in.
   void after_read(uint64_t offset, size_t len, const std::vector<uint8_t>& before) const {
     drop_pages_not_resident(fd_, offset, len, before);

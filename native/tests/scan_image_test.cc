@@ -1,6 +1,8 @@
 #include <cstring>
 
+#include "core/aligned_buffer.h"
 #include "core/block_format.h"
+#include "core/block_reader.h"
 #include "core/scan_image.h"
 #include "core/store_layout.h"
 #include "tests/harness.h"
@@ -81,4 +83,45 @@ TEST(scan_reports_missing_images_and_directories) {
                     ErrorCode::ImageNotFound);
   CHECK_THROWS_CODE(scan_image({.image_path = dir.path(), .store_dir = dir.path(), .block_size = kBlock}, control, nullptr),
                     ErrorCode::NotAnImage);
+}
+
+// Unchanged cached blocks are hashed in place; a changed one must still be stored under the
+// digest of the bytes stored, which the store's own check proves on reading it back.
+TEST(scan_of_a_cached_image_stores_a_changed_block_under_the_digest_of_its_bytes) {
+  TempDir dir;
+  const std::string img = dir / "img";
+  for (uint8_t b = 0; b < 8; ++b) write_bytes(img, b * kBlock, pattern(kBlock, static_cast<uint8_t>(10 + b)));
+  JobControl control;
+  ScanParams p{.image_path = img, .store_dir = dir.path(), .block_size = kBlock, .threads = 2};
+  const ScanResult base = scan_image(p, control, nullptr);
+  const auto changed = pattern(kBlock, 99);
+  write_bytes(img, 3 * kBlock, changed);
+  (void)read_file(img);  // every page cached
+
+  p.parent_digests = base.digests;
+  const ScanResult r = scan_image(p, control, nullptr);
+  CHECK_EQ(r.blocks_written, 1u);
+  CHECK(digest_at(r, 3) == sha256(changed.data(), changed.size()));
+  for (uint64_t i = 0; i < 8; ++i)
+    if (i != 3) CHECK(digest_at(r, i) == digest_at(base, i));
+  AlignedBuffer buf(kBlock);
+  CHECK_EQ(read_block(dir.path(), digest_at(r, 3), buf), kBlock);
+  CHECK(std::memcmp(buf.data(), changed.data(), kBlock) == 0);
+}
+
+TEST(scan_hash_only_of_a_cached_image_gives_the_digests_of_a_storing_scan) {
+  TempDir dir;
+  const std::string img = dir / "img";
+  make_sparse_file(img, 6 * kBlock);
+  write_bytes(img, 0, pattern(2 * kBlock, 20));
+  write_bytes(img, 3 * kBlock, std::vector<uint8_t>(kBlock, 0));  // written zeros: ZERO
+  write_bytes(img, 4 * kBlock + 4096, pattern(4096, 21));         // partly hole
+  JobControl control;
+  ScanParams p{.image_path = img, .store_dir = dir.path(), .block_size = kBlock, .threads = 2};
+  const ScanResult stored = scan_image(p, control, nullptr);
+  (void)read_file(img);
+  p.write_blocks = false;
+  const ScanResult hashed = scan_image(p, control, nullptr);
+  CHECK(hashed.digests == stored.digests);
+  CHECK_EQ(hashed.zero_blocks, stored.zero_blocks);
 }

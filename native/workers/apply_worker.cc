@@ -1,8 +1,6 @@
 #include "workers/apply_worker.h"
 
 #include "core/apply_image.h"
-#include "core/block_format.h"
-#include "core/digest.h"
 #include "workers/args.h"
 #include "workers/job_worker.h"
 
@@ -38,16 +36,7 @@ class ApplyWorker : public JobWorker {
 Napi::Value apply_image(const Napi::CallbackInfo& info) {
   Options o(info);
   ApplyParams p;
-  p.image_path = o.string("imagePath");
-  p.store_dir = o.string("storeDir");
-  p.block_size = o.integer("blockSize");
-  if (!is_valid_block_size(p.block_size)) o.invalid("blockSize", "must be a power of two from 64 KiB to 64 MiB");
-  p.size_bytes = o.integer("sizeBytes");
-  p.digests = o.bytes("digests", true);
-  const uint64_t blocks = (p.size_bytes + p.block_size - 1) / p.block_size;
-  if (p.digests.size() != blocks * kDigestSize)
-    o.invalid("digests", "must be ceil(sizeBytes / blockSize) * 32 = " + std::to_string(blocks * kDigestSize) +
-                             " bytes long, got " + std::to_string(p.digests.size()));
+  read_snapshot_content(o, p);
   const std::string mode = o.string("mode");
   if (mode == "create") p.mode = ApplyMode::Create;
   else if (mode == "update") p.mode = ApplyMode::Update;

@@ -71,6 +71,11 @@ std::vector<uint8_t> Options::bytes(const char* name, bool required) const {
   return std::vector<uint8_t>(a.Data(), a.Data() + a.ByteLength());
 }
 
+std::string path_argument(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "path must be a string");
+  return info[0].As<Napi::String>().Utf8Value();
+}
+
 Napi::Function Options::function(const char* name) const {
   Napi::Value v = get(name);
   if (v.IsUndefined()) return Napi::Function();

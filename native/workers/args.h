@@ -10,6 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "core/block_format.h"
+#include "core/digest.h"
+
 namespace blocksnap::js {
 
 class Options {
@@ -39,5 +42,24 @@ class Options {
   Napi::Env env_;
   Napi::Object object_;
 };
+
+// info[0] as a path (TypeError unless it is a string): the calls that take only a path.
+std::string path_argument(const Napi::CallbackInfo& info);
+
+// The options of a job that makes an image hold a snapshot's content (applyImage, writeQcow2):
+// imagePath, storeDir, blockSize, sizeBytes and digests, checked against each other.
+template <typename Params>
+void read_snapshot_content(const Options& o, Params& p) {
+  p.image_path = o.string("imagePath");
+  p.store_dir = o.string("storeDir");
+  p.block_size = o.integer("blockSize");
+  if (!is_valid_block_size(p.block_size)) o.invalid("blockSize", "must be a power of two from 64 KiB to 64 MiB");
+  p.size_bytes = o.integer("sizeBytes");
+  p.digests = o.bytes("digests", true);
+  const uint64_t blocks = (p.size_bytes + p.block_size - 1) / p.block_size;
+  if (p.digests.size() != blocks * kDigestSize)
+    o.invalid("digests", "must be ceil(sizeBytes / blockSize) * 32 = " + std::to_string(blocks * kDigestSize) +
+                             " bytes long, got " + std::to_string(p.digests.size()));
+}
 
 }  // namespace blocksnap::js

@@ -1,19 +1,14 @@
 #include "workers/image_lock.h"
 
-#include <memory>
-
 #include "core/error.h"
 #include "io/qemu_lock.h"
+#include "workers/args.h"
+#include "workers/fd_handle.h"
 #include "workers/js_error.h"
 
 namespace blocksnap::js {
 
 namespace {
-
-std::string path_argument(const Napi::CallbackInfo& info) {
-  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "path must be a string");
-  return info[0].As<Napi::String>().Utf8Value();
-}
 
 Napi::Array perm_names(Napi::Env env, uint32_t mask) {
   Napi::Array a = Napi::Array::New(env);
@@ -40,17 +35,12 @@ Napi::Value probe_image_locks(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value hold_image_locks(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   const std::string path = path_argument(info);
-  std::shared_ptr<UniqueFd> fd;
   try {
-    fd = std::make_shared<UniqueFd>(open_and_hold_qemu_locks(path));
+    return fd_handle(info.Env(), open_and_hold_qemu_locks(path));
   } catch (const Error& e) {
-    throw to_js_error(env, e);
+    throw to_js_error(info.Env(), e);
   }
-  Napi::Object handle = Napi::Object::New(env);
-  handle.Set("release", Napi::Function::New(env, [fd](const Napi::CallbackInfo&) { fd->reset(); }, "release"));
-  return handle;
 }
 
 }  // namespace blocksnap::js

@@ -1,7 +1,5 @@
 #include "workers/qcow2_worker.h"
 
-#include "core/block_format.h"
-#include "core/digest.h"
 #include "formats/qcow2_reader.h"
 #include "formats/qcow2_writer.h"
 #include "workers/args.h"
@@ -40,14 +38,7 @@ class Qcow2WriteWorker : public JobWorker {
 Napi::Value write_qcow2(const Napi::CallbackInfo& info) {
   Options o(info);
   Qcow2WriteParams p;
-  p.image_path = o.string("imagePath");
-  p.store_dir = o.string("storeDir");
-  p.block_size = o.integer("blockSize");
-  if (!is_valid_block_size(p.block_size)) o.invalid("blockSize", "must be a power of two from 64 KiB to 64 MiB");
-  p.size_bytes = o.integer("sizeBytes");
-  p.digests = o.bytes("digests", true);
-  const uint64_t blocks = (p.size_bytes + p.block_size - 1) / p.block_size;
-  if (p.digests.size() != blocks * kDigestSize) o.invalid("digests", "must be ceil(sizeBytes / blockSize) * 32 bytes long");
+  read_snapshot_content(o, p);
   if (o.has("clusterBits")) {
     const uint64_t bits = o.integer("clusterBits");
     if (bits < 9 || bits > 21) o.invalid("clusterBits", "must be 9..21");
@@ -71,8 +62,7 @@ Napi::Value write_qcow2(const Napi::CallbackInfo& info) {
 
 Napi::Value qcow2_info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "path must be a string");
-  const std::string path = info[0].As<Napi::String>().Utf8Value();
+  const std::string path = path_argument(info);
   try {
     const Qcow2Header h = read_qcow2_header(path);
     const std::vector<ChainElement> chain = qcow2_backing_chain(path);

@@ -50,7 +50,8 @@ export class Catalog {
     const root = open({ path, compression: false, ...(o.mapSize !== undefined ? { mapSize: o.mapSize } : {}) });
     const meta = root.openDB<unknown, string>({ name: 'meta' });
     const version = meta.get(META_SCHEMA_VERSION);
-    if (version !== undefined && version !== SCHEMA_VERSION) {
+    if (version === 1) migrateFrom1(root, meta);
+    else if (version !== undefined && version !== SCHEMA_VERSION) {
       void root.close();
       throw new BlocksnapError('CatalogVersion',
         `catalog ${path} has schema version ${String(version)}; this blocksnap reads version ${SCHEMA_VERSION}` +
@@ -181,6 +182,8 @@ export class Catalog {
   freeDigests(): Buffer[] { return [...this.free.getKeys()].map((k) => Buffer.from(k)); }
   freeCount(): number { return this.free.getCount(); }
   removeFree(digest: Buffer): void { this.free.removeSync(digest); }
+  /** Puts an unreferenced digest on the free list (a block stored by an import that then failed), for the sweeper. */
+  markFree(digest: Buffer): void { if (!this.refs.doesExist(digest)) this.free.putSync(digest, Date.now()); }
 
   totals(): StoreTotals { return this.meta.get(META_STORE_TOTALS) as StoreTotals; }
 
@@ -199,4 +202,13 @@ export class Catalog {
   putJob(job: Job): void { this.jobs.putSync(job.id, job); }
   allJobs(): Job[] { return [...this.jobs.getRange()].map((e) => e.value); }
   deleteJob(id: string): void { this.jobs.removeSync(id); }
+}
+
+/** Schema 1 → 2: disk records gain `cow` (null: every disk of a version 1 catalog is an image file). */
+function migrateFrom1(root: RootDatabase, meta: Database<unknown, string>): void {
+  const disks = root.openDB<DiskRecord, string>({ name: 'disks' });
+  root.transactionSync(() => {
+    for (const { key, value } of disks.getRange()) disks.putSync(key, { ...value, cow: value.cow ?? null });
+    meta.putSync(META_SCHEMA_VERSION, SCHEMA_VERSION);
+  });
 }

@@ -18,6 +18,19 @@ export interface PolicyEvent {
   /** Automatic snapshots retention deleted after this run. */
   expired: string[];
   error: { code: string; message: string } | null;
+  /** The replication this run started (policies with replicateTo); absent in older records. */
+  replication?: PolicyReplication | null;
+}
+
+/**
+ * A policy run's replication job: `running` when the event is recorded, updated in place when the
+ * job ends; `skipped` when the previous one was still running (the next run covers this snapshot).
+ */
+export interface PolicyReplication {
+  remote: string;
+  jobId: string | null;
+  state: 'running' | 'succeeded' | 'failed' | 'skipped';
+  error: { code: string; message: string } | null;
 }
 
 export interface PolicyRecord {
@@ -30,6 +43,8 @@ export interface PolicyRecord {
   timeZone: string;
   retention: Retention;
   enabled: boolean;
+  /** Remote each run replicates the disk's automatic snapshots to; absent in older records. */
+  replicateTo?: string | null;
   createdAt: string;
   updatedAt: string;
   /** Most recent last: what the scheduler and `policy run` did, capped at POLICY_HISTORY_LIMIT. */
@@ -81,6 +96,14 @@ export class ModelCatalog {
   deletePolicy(id: string): void { this.policies.removeSync(id); }
   allPolicies(): PolicyRecord[] {
     return [...this.policies.getRange()].map((e) => e.value).sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+  }
+
+  /** Sets the outcome of a run's replication job, found by its job id in the policy's history. */
+  endPolicyReplication(policyId: string, jobId: string, r: PolicyReplication): void {
+    const p = this.policies.get(policyId);
+    if (!p) return;
+    const history = p.history.map((e) => (e.replication?.jobId === jobId ? { ...e, replication: r } : e));
+    this.policies.putSync(p.id, { ...p, history });
   }
 
   appendPolicyEvent(policyId: string, e: PolicyEvent): void {

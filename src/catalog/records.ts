@@ -1,15 +1,29 @@
-import type { Disk, ImageFormat, Snapshot, SnapshotConsistency, SnapshotStatus, SnapshotType } from '../engine/types';
+import type { Disk, DiskFormat, Snapshot, SnapshotConsistency, SnapshotStatus, SnapshotType } from '../engine/types';
 
 /** What the catalog stores for a disk; the public Disk adds derived fields. */
 export interface DiskRecord {
   id: string;
   name: string;
   path: string;
-  format: ImageFormat;
+  format: DiskFormat;
   sizeBytes: number;
   createdAt: string;
   headSnapshotId: string | null;
   pendingRollback: Disk['pendingRollback'];
+  /** Set for a copy-on-write disk (clone --cow); null for an image file (schema 2). */
+  cow: CowRecord | null;
+}
+
+/**
+ * What a copy-on-write disk reads through: its overlay layers (bottom → top, the top takes
+ * writes; files `<data-dir>/cow/<diskId>/<layerId>.data|.map`) over the view of baseSnapshotId.
+ */
+export interface CowRecord {
+  /** The snapshot the disk was cloned from (kept for display; it may belong to another disk). */
+  originSnapshotId: string;
+  /** The snapshot whose view is under the layers: the origin, then the disk's latest snapshot or rollback target. */
+  baseSnapshotId: string;
+  layers: string[];
 }
 
 /** What the catalog stores for a snapshot; uniqueBytes is derived on read (it changes as the chain changes). */

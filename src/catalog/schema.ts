@@ -19,11 +19,14 @@
  *              credentials file's path, never its secrets; key "\u0000host" -> this data dir's
  *              host id, named in the leases it takes on shared buckets. Added like the three above.
  *
+ * Version 2 added `cow` to disk records (copy-on-write disks); a version 1 catalog is migrated
+ * when opened, in one transaction: every disk gets `cow: null`.
+ *
  * The last three databases, and the `tags`/`groupId` fields of snapshot records, were added
  * without a version bump: they are new keys and optional fields that an older record simply
  * lacks (read as no tags, no group), not a change of any existing shape.
  */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 export const CATALOG_FILE = 'catalog.mdb';
 
 export const META_SCHEMA_VERSION = 'schemaVersion';

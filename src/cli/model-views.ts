@@ -47,7 +47,9 @@ export function policyTable(policies: ServedPolicy[]): string {
 
 function eventText(e: PolicyEvent): string {
   const what = e.outcome === 'created' ? `created ${e.snapshotId}${e.expired.length ? `, expired ${e.expired.length}` : ''}` : `${e.outcome}${e.error ? `: ${e.error.message} [${e.error.code}]` : ''}`;
-  return `${e.at} ${e.diskId} ${what}`;
+  const r = e.replication;
+  const replicated = r ? `; replication to ${r.remote} ${r.state}${r.error ? `: ${r.error.message} [${r.error.code}]` : ''}` : '';
+  return `${e.at} ${e.diskId} ${what}${replicated}`;
 }
 
 export function policyDetails(p: ServedPolicy): string {
@@ -57,6 +59,7 @@ export function policyDetails(p: ServedPolicy): string {
     ['schedule', scheduleText(p)],
     ['retention', retentionText(p.retention)],
     ['enabled', p.enabled ? 'yes' : 'no'],
+    ['replicate', p.replicateTo ? `to ${p.replicateTo} after each run` : '-'],
     ['disks', p.diskIds.length > 0 ? p.diskIds.join(', ') : '-'],
     ['next run', p.nextRunAt ?? '-'],
     ['created', `${p.createdAt} (${relativeTime(p.createdAt)})`],

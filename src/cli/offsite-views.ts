@@ -69,5 +69,5 @@ export function remoteGcView(r: RemoteGcResult): string {
 }
 
 export function exportView(r: ExportResult): string {
-  return `Exported ${r.snapshotId}${r.baseId ? ` over ${r.baseId}` : ' (full)'} to ${r.path}: ${r.blocks} blocks, ${formatBytes(r.bytes)}.`;
+  return `Exported ${r.snapshotId}${r.baseId ? ` over ${r.baseId}` : ' (full)'} to ${r.path ?? 'stdout'}: ${r.blocks} blocks, ${formatBytes(r.bytes)}.`;
 }

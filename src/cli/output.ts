@@ -14,14 +14,15 @@ export interface Output {
   note(text: string): void;
 }
 
-export function createOutput(json: boolean): Output {
+/** `to` is stdout, except for a command whose stdout carries data (`snapshot export -o -`). */
+export function createOutput(json: boolean, to: NodeJS.WritableStream = process.stdout): Output {
   return {
     json,
     result(value, human) {
-      if (json) process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+      if (json) to.write(`${JSON.stringify(value, null, 2)}\n`);
       else {
         const text = human(value);
-        if (text !== '') process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+        if (text !== '') to.write(text.endsWith('\n') ? text : `${text}\n`);
       }
     },
     note(text) {
@@ -31,10 +32,10 @@ export function createOutput(json: boolean): Output {
 }
 
 /** Prints an error in the mode's shape and returns the exit status it maps to. */
-export function reportError(err: unknown, json: boolean): number {
+export function reportError(err: unknown, json: boolean, to: NodeJS.WritableStream = process.stdout): number {
   const e = toBlocksnapError(err);
   if (json) {
-    process.stdout.write(`${JSON.stringify({ error: { code: e.code, message: e.message } })}\n`);
+    to.write(`${JSON.stringify({ error: { code: e.code, message: e.message } })}\n`);
   } else {
     process.stderr.write(`blocksnap: ${e.message}${e.code === 'Internal' && !(err instanceof BlocksnapError) && e.stack ? `\n${e.stack}` : ''} [${e.code}]\n`);
   }

@@ -1,5 +1,5 @@
 /** Human renderings of the engine's objects, one function per shape. */
-import type { ChainSummary, CloneResult, Disk, GcResult, Job, RollbackResult, Snapshot, StoreStats, VerifyResult } from '../engine/types';
+import type { ChainSummary, CloneResult, Disk, FlattenResult, GcResult, Job, RollbackResult, Snapshot, StoreStats, VerifyResult } from '../engine/types';
 import { details, formatBytes, formatDuration, formatRate, percent, relativeTime, table } from './format';
 
 export function diskTable(disks: Disk[]): string {
@@ -26,6 +26,10 @@ export function diskDetails(d: Disk): string {
     ['head', d.headSnapshotId ?? '-'],
     ['created', `${d.createdAt} (${relativeTime(d.createdAt)})`],
   ];
+  if (d.cow) {
+    pairs.push(['origin', d.cow.originSnapshotId], ['base', d.cow.baseSnapshotId],
+      ['overlay', `${formatBytes(d.cow.overlayBytes)} in ${d.cow.layers.length} layer(s)`]);
+  }
   if (d.pendingRollback) {
     pairs.push(['rollback', `INTERRUPTED rollback to ${d.pendingRollback.snapshotId} (job ${d.pendingRollback.jobId}); rerun it to finish`]);
   }
@@ -162,6 +166,10 @@ export function verifyView(r: VerifyResult): string {
 
 export function cloneView(r: CloneResult): string {
   return `Cloned snapshot ${r.snapshotId} to ${r.path} (${formatBytes(r.sizeBytes)} ${r.format}, ${formatBytes(r.bytesWritten)} written).`;
+}
+
+export function flattenView(r: FlattenResult): string {
+  return `Flattened disk ${r.diskId} to ${r.path} (${formatBytes(r.sizeBytes)} ${r.format}, ${formatBytes(r.bytesWritten)} written).`;
 }
 
 export function rollbackView(j: Job): string {

@@ -7,7 +7,7 @@ import { connect, type Socket } from 'node:net';
 import { BlocksnapError, type ErrorCode } from '../errors';
 import type { Job } from '../engine/types';
 import { FrameDecoder, frame } from './protocol/frame';
-import { decodeMessage, encodeMessage, isPlainMap, PROTOCOL_VERSION, type Params, type ProgressEvent } from './protocol/messages';
+import { decodeMessage, encodeMessage, isPlainMap, PROTOCOL_VERSION, type DataEvent, type Params, type ProgressEvent } from './protocol/messages';
 
 export interface ClientOptions {
   socketPath: string;
@@ -48,6 +48,8 @@ function connectError(path: string, err: NodeJS.ErrnoException): BlocksnapError 
 
 export interface DaemonClientEvents {
   progress: [event: ProgressEvent];
+  /** A chunk of a snapshot stream the daemon sends (snapshot.export with a stream id). */
+  data: [event: DataEvent];
   close: [];
 }
 
@@ -146,6 +148,13 @@ export class DaemonClient extends EventEmitter<DaemonClientEvents> {
     if (!isPlainMap(msg)) throw new BlocksnapError('ProtocolError', 'the daemon sent something other than a map');
     if (msg.event === 'progress') {
       this.emit('progress', msg as unknown as ProgressEvent);
+      return;
+    }
+    if (msg.event === 'data') {
+      if (typeof msg.stream !== 'string' || typeof msg.seq !== 'number' || !(msg.data instanceof Uint8Array)) {
+        throw new BlocksnapError('ProtocolError', 'the daemon sent a malformed data event');
+      }
+      this.emit('data', { event: 'data', stream: msg.stream, seq: msg.seq, data: Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength) });
       return;
     }
     if (msg.id === null && isPlainMap(msg.error)) {

@@ -19,6 +19,7 @@ import type { Job } from '../engine/types';
 import { isFinished, type DaemonEngine } from './engine-port';
 import { lookupMethod, type CallContext, type DaemonInfo } from './methods';
 import { FrameDecoder, frame } from './protocol/frame';
+import { StreamChannels } from './stream-channels';
 import { decodeMessage, encodeMessage, parseRequest, type ErrorBody, type RequestId, type ServerMessage } from './protocol/messages';
 
 export interface ConnectionLimits {
@@ -64,6 +65,7 @@ export class Connection {
   private readonly log: Logger;
   private readonly decoder: FrameDecoder;
   private readonly ctx: CallContext;
+  private readonly channels: StreamChannels;
   private state: ConnState = 'hello';
   private inFlight = 0;
   private paused = false;
@@ -82,7 +84,10 @@ export class Connection {
     this.host = host;
     this.log = log.child({ conn: id });
     this.decoder = new FrameDecoder(host.limits.maxFrameBytes);
+    // Stream data is never dropped: the channel's credit window bounds it instead.
+    this.channels = new StreamChannels((e) => this.send(e, false));
     this.ctx = {
+      channels: this.channels,
       engine: host.engine,
       info: host.info,
       watch: (jobId) => this.watched.set(jobId, (this.watched.get(jobId) ?? 0) + 1),
@@ -301,6 +306,7 @@ export class Connection {
     this.clearHelloTimer();
     this.clearStallTimer();
     this.watched.clear();
+    this.channels.closeAll(new BlocksnapError('StreamClosed', 'the client disconnected before its stream ended'));
     this.log.debug('client disconnected');
   }
 }

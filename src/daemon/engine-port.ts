@@ -32,10 +32,12 @@ export interface DaemonEngine extends Pick<EventEmitter, 'on' | 'off'> {
   /** Remotes, replication and snapshot streams. */
   readonly offsite: Pick<Offsite, 'replication' | 'streams'>;
   /** NBD exports of snapshots. */
-  readonly exports: Pick<Exports, 'start' | 'list' | 'get' | 'stop'>;
+  readonly exports: Pick<Exports, 'start' | 'startDisk' | 'list' | 'get' | 'stop'>;
 
   startRollback(diskRef: string, snapRef: string, o?: { force?: boolean }): Job;
   startClone(snapRef: string, path: string, o?: { format?: ImageFormat }): Job;
+  cloneCow(snapRef: string, name: string): Promise<Disk>;
+  startFlatten(diskRef: string, path: string, o?: { format?: ImageFormat }): Job;
   startVerify(): Job;
   startGc(): Job;
 

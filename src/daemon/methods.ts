@@ -14,6 +14,7 @@ import { modelMethods } from './model-methods';
 import { matchesTags } from '../engine/tags';
 import { offsiteMethods } from './offsite-methods';
 import { exportMethods } from './export-methods';
+import type { StreamChannels } from './stream-channels';
 
 export interface DaemonInfo {
   version: string;
@@ -28,6 +29,8 @@ export interface CallContext {
   /** Streams `progress` events of the job to the caller until the job ends or unwatch is called. */
   watch(jobId: string): void;
   unwatch(jobId: string): void;
+  /** The connection's stream channels (snapshot export/import through the socket). */
+  readonly channels: StreamChannels;
 }
 
 interface MethodSpec<S extends Shape> {
@@ -125,6 +128,15 @@ export const METHODS: Readonly<Record<string, Method>> = {
   clone: method({
     params: { snapshot: string, path: absolutePath, format, wait },
     run: (ctx, p) => settle(ctx, ctx.engine.startClone(p.snapshot, p.path, p.format === undefined ? {} : { format: p.format }), p.wait),
+  }),
+
+  'clone.cow': method({
+    params: { snapshot: string, name: string },
+    run: (ctx, p) => ctx.engine.cloneCow(p.snapshot, p.name),
+  }),
+  'disk.flatten': method({
+    params: { disk: string, path: absolutePath, format, wait },
+    run: (ctx, p) => settle(ctx, ctx.engine.startFlatten(p.disk, p.path, p.format === undefined ? {} : { format: p.format }), p.wait),
   }),
 
   'chain.list': method({ params: { disk: optional(string) }, run: (ctx, p) => ctx.engine.listChains(p.disk) }),

@@ -18,6 +18,7 @@ const wait = optional(boolean);
 /** Policy fields shared by create and update (all optional here; create requires name and hours). */
 const policyFields = {
   description: optional(text), weekdays: optional(integerList(1, 7)), timeZone: optional(string), enabled: optional(boolean),
+  replicateTo: optional(text),
   retentionDays: optional(integer(-1, 65_536)), keepLast: optional(integer(0)), keepHourly: optional(integer(0)),
   keepDaily: optional(integer(0)), keepWeekly: optional(integer(0)), keepMonthly: optional(integer(0)), keepYearly: optional(integer(0)),
 };
@@ -33,6 +34,7 @@ function policySpec(p: PolicyParams): Partial<PolicySpec> {
   if (p.weekdays !== undefined) spec.weekdays = p.weekdays;
   if (p.timeZone !== undefined) spec.timeZone = p.timeZone;
   if (p.enabled !== undefined) spec.enabled = p.enabled;
+  if (p.replicateTo !== undefined) spec.replicateTo = p.replicateTo === '' ? null : p.replicateTo;
   const r: RetentionInput = {};
   if (p.retentionDays !== undefined) r.days = p.retentionDays;
   for (const k of ['keepLast', 'keepHourly', 'keepDaily', 'keepWeekly', 'keepMonthly', 'keepYearly'] as const) if (p[k] !== undefined) r[k] = p[k];

@@ -3,15 +3,45 @@
  * that receives methods.ts's `method` and `settle`, so the table reads like the rest and the two
  * modules do not import each other at run time.
  */
+import { BlocksnapError } from '../errors';
 import type { Job } from '../engine/types';
 import type { CallContext, Method } from './methods';
-import { absolutePath, boolean, integer, oneOf, optional, string, text, type ParamsOf, type Shape } from './params';
+import { absolutePath, boolean, integer, oneOf, optional, string, text, type Field, type ParamsOf, type Shape } from './params';
+import { STREAM_CHUNK_BYTES, STREAM_WINDOW_BYTES } from './stream-channels';
 
 type MethodFactory = <S extends Shape>(spec: { params: S; run(ctx: CallContext, params: ParamsOf<S>): unknown }) => Method;
 type Settle = (ctx: CallContext, job: Job, wait: boolean | undefined) => Promise<Job>;
 
 const wait = optional(boolean);
 const concurrency = optional(integer(1, 64));
+const streamId = field('a string of 1 to 128 characters', (v): v is string => typeof v === 'string' && v.length > 0 && v.length <= 128);
+const binary = field(`binary data of 1 to ${STREAM_CHUNK_BYTES} bytes`, (v): v is Buffer => Buffer.isBuffer(v) && v.length > 0 && v.length <= STREAM_CHUNK_BYTES);
+
+function field<T>(expected: string, accepts: (value: unknown) => value is T): Field<T> {
+  return { expected, optional: false, accepts };
+}
+
+/** A stream goes to (or comes from) a file or a socket channel: exactly one of path and stream. */
+function onePlace(given: string | undefined, other: string | undefined, name: 'path' | 'stream' = 'path'): string {
+  if (given === undefined || other !== undefined) {
+    throw new BlocksnapError('InvalidArgument', 'params.path must be given, or params.stream, and not both', { param: name });
+  }
+  return given;
+}
+
+/** Opens a channel, starts its job, and ties the channel's life to the job's. */
+function throughChannel<C>(ctx: CallContext, id: string, open: () => C, start: (ch: C) => Job): Job {
+  const ch = open();
+  let job: Job;
+  try {
+    job = start(ch);
+  } catch (err) {
+    ctx.channels.drop(id, new BlocksnapError('StreamClosed', `stream ${id} is closed: its job did not start`));
+    throw err;
+  }
+  ctx.channels.bind(id, ctx.engine.waitJob(job.id));
+  return job;
+}
 
 /** Copies the keys whose value is defined: engine options take absent keys, never undefined. */
 function defined<T extends Record<string, unknown>>(o: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
@@ -57,12 +87,40 @@ export function offsiteMethods(method: MethodFactory, settle: Settle): Record<st
       run: (ctx, p) => settle(ctx, ctx.engine.offsite.replication.startImport(p.remote, p.snapshot, p.disk, defined({ concurrency: p.concurrency })), p.wait),
     }),
     'snapshot.export': method({
-      params: { snapshot: string, path: absolutePath, base: optional(string), wait },
-      run: (ctx, p) => settle(ctx, ctx.engine.offsite.streams.startExport(p.snapshot, p.path, defined({ base: p.base })), p.wait),
+      params: { snapshot: string, path: optional(absolutePath), stream: optional(streamId), base: optional(string), wait },
+      run: (ctx, p) => {
+        const streams = ctx.engine.offsite.streams;
+        const o = defined({ base: p.base });
+        const job = p.stream === undefined
+          ? streams.startExport(p.snapshot, onePlace(p.path, p.stream), o)
+          : throughChannel(ctx, onePlace(p.stream, p.path, 'stream'), () => ctx.channels.openOut(p.stream!), (ch) => streams.startExport(p.snapshot, ch, o));
+        return settle(ctx, job, p.wait);
+      },
     }),
     'snapshot.import': method({
-      params: { path: absolutePath, disk: string, wait },
-      run: (ctx, p) => settle(ctx, ctx.engine.offsite.streams.startImport(p.path, p.disk), p.wait),
+      params: { path: optional(absolutePath), stream: optional(streamId), disk: string, wait },
+      run: (ctx, p) => {
+        const streams = ctx.engine.offsite.streams;
+        const job = p.stream === undefined
+          ? streams.startImport(onePlace(p.path, p.stream), p.disk)
+          : throughChannel(ctx, onePlace(p.stream, p.path, 'stream'), () => ctx.channels.openIn(p.stream!), (ch) => streams.startImport(ch, p.disk));
+        return settle(ctx, job, p.wait);
+      },
+    }),
+    'stream.ack': method({
+      params: { stream: streamId, bytes: integer(1, STREAM_WINDOW_BYTES) },
+      run: (ctx, p) => {
+        ctx.channels.ack(p.stream, p.bytes);
+        return {};
+      },
+    }),
+    'stream.data': method({
+      params: { stream: streamId, data: optional(binary), end: optional(boolean) },
+      run: async (ctx, p) => {
+        if (p.data === undefined && p.end !== true) throw new BlocksnapError('InvalidArgument', `params.data must be binary data of 1 to ${STREAM_CHUNK_BYTES} bytes unless params.end is true`, { param: 'data' });
+        await ctx.channels.data(p.stream, p.data, p.end === true);
+        return {};
+      },
     }),
   };
 }

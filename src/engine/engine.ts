@@ -34,8 +34,10 @@ import { snapshotProgress } from './progress';
 import { withTags, withoutTags } from './tags';
 import { Offsite } from './offsite';
 import { Exports } from './exports';
+import { CowVolumes } from './cow-volumes';
+import { CowDisks } from './cow-disks';
 import type {
-  ChainSummary, CloneResult, Disk, GcResult, ImageFormat, Job, RollbackResult, Snapshot, SnapshotCreateOptions,
+  ChainSummary, CloneResult, Disk, FlattenResult, GcResult, ImageFormat, Job, RollbackResult, Snapshot, SnapshotCreateOptions,
   StoreStats, VerifyResult,
 } from './types';
 
@@ -81,6 +83,9 @@ export class Engine extends EventEmitter {
   readonly offsite: Offsite;
   /** NBD exports of snapshots (exports.ts); the daemon's NBD server serves them. */
   readonly exports: Exports;
+  /** Open volumes of copy-on-write disks (cow-volumes.ts) and the operations on such disks. */
+  private readonly volumes: CowVolumes;
+  private readonly cow: CowDisks;
 
   private constructor(
     readonly dataDir: string,
@@ -96,6 +101,7 @@ export class Engine extends EventEmitter {
     const internals = {
       catalog, model: new ModelCatalog(catalog), diskLocks: this.diskLocks, log,
       quota: () => this.quota, now: () => this.clock(), isPinned: (id: string) => this.pins.has(id), afterDelete: () => this.scheduleSweep(),
+      isCloneBase: (id: string) => this.isCloneBase(id),
     };
     this.policies = new Policies(this, internals);
     this.groups = new SnapshotGroups(this, internals);
@@ -103,11 +109,34 @@ export class Engine extends EventEmitter {
       catalog, store, storeLock: this.storeLock, diskLocks: this.diskLocks, jobs: this.jobs, imageRoots, log,
       assertOpen: () => this.assertOpen(), resolveDisk: (r) => this.resolveDisk(r), resolveSnapshot: (r, d) => this.resolveSnapshot(r, d),
       publicSnapshot: (s) => this.publicSnapshot(s), pin: (id) => this.pinSnapshot(id),
+      quota: () => this.quota, now: () => this.clock(),
+      releaseOrphans: (digests) => {
+        if (digests.length === 0) return;
+        this.catalog.txn(() => { for (const d of digests) this.catalog.markFree(d); });
+        this.scheduleSweep();
+      },
     });
+    this.volumes = new CowVolumes({ catalog, dataDir, storeDir: store.dir, blockSize: catalog.blockSize, log });
     this.exports = new Exports({
-      catalog, storeDir: store.dir, blockSize: catalog.blockSize, log,
-      assertOpen: () => this.assertOpen(), resolveSnapshot: (r) => this.resolveSnapshot(r), pin: (id) => this.pinSnapshot(id),
+      catalog, storeDir: store.dir, blockSize: catalog.blockSize, log, volumes: this.volumes,
+      assertOpen: () => this.assertOpen(), resolveSnapshot: (r) => this.resolveSnapshot(r), resolveDisk: (r) => this.resolveDisk(r),
+      pin: (id) => this.pinSnapshot(id),
     });
+    this.cow = new CowDisks({ catalog, volumes: this.volumes, exports: this.exports, storeLock: this.storeLock, log, threads, blockSize: catalog.blockSize });
+  }
+
+  /** The base of a copy-on-write disk: its blocks are what the disk reads wherever it was not written. */
+  private isCloneBase(snapshotId: string): boolean {
+    return this.catalog.allDisks().some((d) => d.cow?.baseSnapshotId === snapshotId);
+  }
+
+  private refuseCloneBase(s: SnapshotRecord): void {
+    const clone = this.catalog.allDisks().find((d) => d.cow?.baseSnapshotId === s.id);
+    if (clone) {
+      throw new BlocksnapError('SnapshotHasClones',
+        `snapshot ${s.id} is the base of copy-on-write disk ${clone.name}; remove that disk (or snapshot it, which moves its base) first`,
+        { snapshotId: s.id, diskId: clone.id });
+    }
   }
 
   /** Keeps a snapshot from being deleted while a job reads it; returns the (idempotent) unpin. */
@@ -163,11 +192,12 @@ export class Engine extends EventEmitter {
       }
     });
     const jobs = this.jobs.recover();
+    const layers = this.volumes.removeUnlisted();
     const tmp = await this.store.removeTempFiles();
     await this.sweepNow();
     const pending = this.catalog.allDisks().filter((d) => d.pendingRollback).map((d) => d.id);
-    if (stale.length || jobs || tmp || pending.length) {
-      this.log.warn({ snapshots: stale.map((s) => s.id), interruptedJobs: jobs, tempFiles: tmp, pendingRollbacks: pending }, 'recovered from an unclean stop');
+    if (stale.length || jobs || tmp || pending.length || layers) {
+      this.log.warn({ snapshots: stale.map((s) => s.id), interruptedJobs: jobs, tempFiles: tmp, pendingRollbacks: pending, unlistedLayerFiles: layers }, 'recovered from an unclean stop');
     }
   }
 
@@ -177,6 +207,7 @@ export class Engine extends EventEmitter {
     this.closing = true;
     this.exports.stopAll();
     await this.jobs.shutdown();
+    await this.volumes.closeAll();
     if (this.sweeping) await this.sweeping;
     await this.catalog.close();
     this.lock.release();
@@ -209,7 +240,7 @@ export class Engine extends EventEmitter {
     }
     const rec: DiskRecord = {
       id: newId('d'), name, path, format, sizeBytes: facts.sizeBytes, createdAt: new Date().toISOString(),
-      headSnapshotId: null, pendingRollback: null,
+      headSnapshotId: null, pendingRollback: null, cow: null,
     };
     this.catalog.txn(() => this.catalog.putDisk(rec));
     this.log.info({ diskId: rec.id, path }, 'disk registered');
@@ -235,6 +266,10 @@ export class Engine extends EventEmitter {
     if (pinned) throw new BlocksnapError('SnapshotBusy', `snapshot ${pinned.id} of disk ${disk.name} is being cloned or exported`);
     const member = snaps.find((s) => s.groupId);
     if (member) throw snapshotInGroup(member);
+    const served = this.exports.ofDisk(disk.id);
+    if (served.length > 0) throw new BlocksnapError('DiskExported', `disk ${disk.name} is exported as ${served[0]!.name}; stop the export first`, { export: served[0]!.name });
+    // Its own base goes with the disk; a base of another COW disk stays.
+    for (const s of snaps) if (s.id !== disk.cow?.baseSnapshotId) this.refuseCloneBase(s);
     const release = this.diskLocks.acquire(disk.id, `remove:${disk.id}`);
     try {
       const before = this.publicDisk(disk);
@@ -245,6 +280,7 @@ export class Engine extends EventEmitter {
         }
         this.catalog.deleteDisk(disk.id);
       });
+      if (disk.cow) this.volumes.removeDisk(disk.id);
       this.log.info({ diskId: disk.id, snapshots: snaps.length }, 'disk removed');
       this.scheduleSweep();
       return before;
@@ -287,7 +323,7 @@ export class Engine extends EventEmitter {
       };
       // Over quota, a manual snapshot is refused and an automatic one first deletes the oldest automatic ones.
       const evict = quotaEvictions(disk.name, this.catalog.snapshotsOfDisk(disk.id), type, this.quota,
-        (s) => !this.pins.has(s.id) && disk.pendingRollback?.snapshotId !== s.id);
+        (s) => !this.pins.has(s.id) && disk.pendingRollback?.snapshotId !== s.id && !this.isCloneBase(s.id));
       this.catalog.txn(() => {
         // Re-read each: removing one re-parents its children. The head may step back past an evicted one.
         for (const s of evict) removeSnapshot(this.catalog, this.catalog.getSnapshot(s.id)!);
@@ -309,17 +345,19 @@ export class Engine extends EventEmitter {
   }
 
   private async runSnapshot(disk: DiskRecord, snap: SnapshotRecord, ctl: JobControl): Promise<Snapshot> {
+    if (disk.cow) return this.runCowSnapshot(disk, snap, ctl);
     const releaseStore = await this.storeLock.acquireShared();
     try {
       const path = this.revalidateDiskPath(disk);
-      inspectImage(path, disk.format, this.imageRoots);
+      const format = imageFormatOf(disk);
+      inspectImage(path, format, this.imageRoots);
       // A VM writing during the scan makes the snapshot crash-consistent; asked before and after.
       const before = consistencyNow(path);
       const stamp = stampImage(path);
       const parent = snap.parentId ? this.catalog.getSnapshot(snap.parentId) : undefined;
       const parentView = parent ? readView(this.catalog, parent) : null;
       const scan = await scanImage({
-        imagePath: path, format: disk.format, storeDir: this.store.dir, blockSize: this.blockSize,
+        imagePath: path, format, storeDir: this.store.dir, blockSize: this.blockSize,
         ...(parentView ? { parentDigests: parentView } : {}),
         ...(this.threads ? { threads: this.threads } : {}),
         onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
@@ -344,6 +382,18 @@ export class Engine extends EventEmitter {
       throw e;
     } finally {
       releaseStore();
+      this.scheduleSweep();
+    }
+  }
+
+  private async runCowSnapshot(disk: DiskRecord, snap: SnapshotRecord, ctl: JobControl): Promise<Snapshot> {
+    try {
+      return this.publicSnapshot(await this.cow.snapshot(disk, snap, ctl));
+    } catch (err) {
+      const e = toBlocksnapError(err);
+      this.failSnapshot(snap.id, e);
+      throw e;
+    } finally {
       this.scheduleSweep();
     }
   }
@@ -407,6 +457,7 @@ export class Engine extends EventEmitter {
     this.assertOpen();
     const snap = this.resolveSnapshot(ref);
     if (snap.groupId) throw snapshotInGroup(snap);
+    this.refuseCloneBase(snap);
     if (this.pins.has(snap.id)) throw new BlocksnapError('SnapshotBusy', `snapshot ${snap.id} is in use (${this.exports.ofSnapshot(snap.id).length > 0 ? `exported as ${this.exports.ofSnapshot(snap.id).join(', ')}` : 'being cloned'}); delete it when that has finished`);
     const release = this.diskLocks.acquire(snap.diskId, `delete:${snap.id}`);
     try {
@@ -439,6 +490,21 @@ export class Engine extends EventEmitter {
     // The disk lock first: a job of this daemon on the disk holds image locks of its own, which
     // the in-use probe would report as a QEMU process (DiskInUse) instead of DiskBusy.
     const release = this.diskLocks.acquire(disk.id, jobId);
+    if (disk.cow) {
+      try {
+        this.cow.checkRollback(disk, o.force === true);
+      } catch (err) {
+        release();
+        throw err;
+      }
+      return this.jobs.start(jobId, 'rollback', { diskId: disk.id, snapshotId: snap.id, target: null }, async () => {
+        try {
+          return await this.cow.rollback(disk, snap);
+        } finally {
+          release();
+        }
+      });
+    }
     try {
       const path = this.revalidateDiskPath(disk);
       if (disk.format === 'qcow2') checkQcow2RollbackFor(path);
@@ -469,7 +535,7 @@ export class Engine extends EventEmitter {
       const d = this.catalog.getDisk(disk.id)!;
       this.catalog.putDisk({ ...d, pendingRollback: { snapshotId: snap.id, startedAt: new Date().toISOString(), jobId: ctl.job.id } });
     });
-    const r = await rollbackImage(path, disk.format, {
+    const r = await rollbackImage(path, imageFormatOf(disk), {
       storeDir: this.store.dir, blockSize: this.blockSize, sizeBytes: snap.sizeBytes, digests: view,
       ...(this.threads ? { threads: this.threads } : {}), onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
     });
@@ -512,6 +578,37 @@ export class Engine extends EventEmitter {
       unpin();
       throw err;
     }
+  }
+
+  /** An instant copy-on-write disk over the snapshot (clone --cow): no data is copied. */
+  async cloneCow(snapRef: string, name: string): Promise<Disk> {
+    this.assertOpen();
+    const snap = this.resolveSnapshot(snapRef);
+    requireAvailable(snap);
+    const valid = validateName('disk', name);
+    if (this.catalog.allDisks().some((d) => d.name === valid)) throw new BlocksnapError('NameTaken', `a disk named ${JSON.stringify(valid)} exists already`);
+    return this.publicDisk(await this.cow.clone(snap, valid));
+  }
+
+  /** Writes a copy-on-write disk, as of the moment the job starts, to a new raw or qcow2 image. */
+  startFlatten(diskRef: string, path: string, o: { format?: ImageFormat } = {}): Job {
+    this.assertOpen();
+    const disk = this.resolveDisk(diskRef);
+    if (!disk.cow) throw new BlocksnapError('NotCowDisk', `disk ${disk.name} is an image file already; clone one of its snapshots instead`);
+    const format = o.format ?? 'raw';
+    if (format !== 'raw' && format !== 'qcow2') {
+      throw new BlocksnapError('InvalidArgument', `format must be "raw" or "qcow2", not ${JSON.stringify(format)}`);
+    }
+    const target = resolveNewFile(path, this.imageRoots);
+    const jobId = newId('j');
+    const release = this.diskLocks.acquire(disk.id, jobId);
+    return this.jobs.start(jobId, 'flatten', { diskId: disk.id, snapshotId: null, target }, async (ctl): Promise<FlattenResult> => {
+      try {
+        return await this.cow.flatten(disk, target, format, ctl);
+      } finally {
+        release();
+      }
+    });
   }
 
   // ---------------------------------------------------------------- store
@@ -686,7 +783,8 @@ export class Engine extends EventEmitter {
   }
 
   private publicDisk(d: DiskRecord): Disk {
-    return { ...d, snapshotCount: this.catalog.snapshotsOfDisk(d.id).length };
+    const cow = d.cow ? { ...d.cow, overlayBytes: this.volumes.overlayBytes(d.id, d.cow.layers) } : null;
+    return { ...d, cow, snapshotCount: this.catalog.snapshotsOfDisk(d.id).length };
   }
 
   /** `children`: the snapshot's children when the caller has them at hand (listings). */
@@ -715,6 +813,12 @@ function rollbackIncomplete(d: DiskRecord): BlocksnapError {
   return new BlocksnapError('RollbackIncomplete',
     `a rollback of disk ${d.name} to ${p.snapshotId} (job ${p.jobId}) did not finish; run the rollback again to complete it`,
     { diskId: d.id, snapshotId: p.snapshotId });
+}
+
+/** The format of a disk that is an image file (the callers handled copy-on-write disks before). */
+function imageFormatOf(d: DiskRecord): ImageFormat {
+  if (d.format === 'cow') throw new BlocksnapError('Internal', `disk ${d.name} is a copy-on-write disk, not an image file`);
+  return d.format;
 }
 
 function fileSizeOrZero(p: string): number {

@@ -1,27 +1,32 @@
 /**
- * NBD exports of snapshots: the engine's table of what the NBD server may serve, by name.
+ * NBD exports: the engine's table of what the NBD server may serve, by name.
  *
  * State (in memory only: a daemon restart ends every export, as it ends every connection):
- * name → export (the snapshot, its backend, its pin, the connections attached to it). An export
- * pins its snapshot for its whole life, so the snapshot cannot be deleted under a client
- * (SnapshotBusy) and deleting other snapshots keeps the blocks of its view referenced. Stopping
- * an export drops its connections first, then unpins.
+ * name → export (a snapshot or a copy-on-write disk, its backend, what it holds, the connections
+ * attached to it). A snapshot export pins its snapshot for its whole life, so the snapshot cannot
+ * be deleted under a client (SnapshotBusy) and deleting other snapshots keeps the blocks of its
+ * view referenced. A writable export of a COW disk holds a lease on the disk's shared volume (at
+ * most one such export per disk). Stopping an export drops its connections first, then lets go
+ * of what it holds.
  *
  * The table serves the NBD server (ExportTable) without knowing it: the daemon attaches a server
  * and tells the table its socket path, which is also what makes `start` possible at all.
  */
 import { BlocksnapError } from '../errors';
-import type { SnapshotRecord } from '../catalog/records';
+import type { DiskRecord, SnapshotRecord } from '../catalog/records';
 import { readView } from '../catalog/block-map';
 import type { Catalog } from '../catalog/catalog';
 import type { ExportTable, NbdExport } from '../nbd/backend';
 import { NAME_MAX } from './names';
-import { SnapshotBackend } from './snapshot-backend';
 import type { EngineLogger } from './engine';
+import type { CowVolumes } from './cow-volumes';
+import { SnapshotVolumeBackend, VolumeBackend } from './volume-backend';
+import { Volume } from '../native/volume';
 
 export interface ExportInfo {
   name: string;
-  snapshotId: string;
+  /** The exported snapshot; null for a writable export of a copy-on-write disk. */
+  snapshotId: string | null;
   diskId: string;
   sizeBytes: number;
   writable: boolean;
@@ -39,13 +44,17 @@ export interface ExportsInternals {
   readonly log: EngineLogger;
   assertOpen(): void;
   resolveSnapshot(ref: string): SnapshotRecord;
+  resolveDisk(ref: string): DiskRecord;
   pin(snapshotId: string): () => void;
+  readonly volumes: CowVolumes;
 }
 
 interface Entry extends NbdExport {
-  readonly snapshot: SnapshotRecord;
+  readonly snapshotId: string | null;
+  readonly diskId: string;
   readonly startedAt: string;
   readonly conns: Set<{ close(reason: string): void }>;
+  /** Lets go of the pin or the volume lease. */
   readonly unpin: () => void;
 }
 
@@ -72,30 +81,69 @@ export class Exports implements ExportTable {
 
   /** A read-only export of an available snapshot; the default name is the snapshot id. */
   start(snapshotRef: string, o: { name?: string } = {}): ExportInfo {
-    this.x.assertOpen();
-    if (this.socketPath === null) {
-      throw new BlocksnapError('NbdNotEnabled', 'the daemon serves no NBD socket; start it with --nbd-socket PATH to export snapshots');
-    }
+    this.assertCanStart();
     const snap = this.x.resolveSnapshot(snapshotRef);
     if (snap.status !== 'available') {
       throw new BlocksnapError('SnapshotNotAvailable', `snapshot ${snap.id} is ${snap.status}`);
     }
     const name = validateExportName(o.name ?? snap.id);
     if (this.entries.has(name)) throw new BlocksnapError('NameTaken', `an export named ${JSON.stringify(name)} is already served`);
-    const backend = new SnapshotBackend(this.x.storeDir, this.x.blockSize, snap.sizeBytes, readView(this.x.catalog, snap));
+    const view = readView(this.x.catalog, snap);
+    const volume = Volume.open({ storeDir: this.x.storeDir, blockSize: this.x.blockSize, sizeBytes: snap.sizeBytes, baseDigests: view, layers: [], writable: false });
+    const backend = new SnapshotVolumeBackend(volume, this.x.blockSize, snap.sizeBytes, view);
     const unpin = this.x.pin(snap.id);
+    const release = (): void => {
+      unpin();
+      backend.close().catch((err: unknown) => this.x.log.error({ err, snapshotId: snap.id }, 'closing the volume of a stopped export failed'));
+    };
+    const entry = this.add(name, `snapshot ${snap.name} (${snap.id}), read-only`, backend, snap.id, snap.diskId, release);
+    this.x.log.info({ export: name, snapshotId: snap.id }, 'export started');
+    return this.info(entry);
+  }
+
+  /** A writable export of a copy-on-write disk; the default name is the disk's name. */
+  async startDisk(diskRef: string, o: { name?: string } = {}): Promise<ExportInfo> {
+    this.assertCanStart();
+    const disk = this.x.resolveDisk(diskRef);
+    if (!disk.cow) {
+      throw new BlocksnapError('NotCowDisk', `disk ${disk.name} is an image file; only copy-on-write disks (clone --cow) can be exported writable`);
+    }
+    const name = validateExportName(o.name ?? disk.name);
+    if (this.entries.has(name)) throw new BlocksnapError('NameTaken', `an export named ${JSON.stringify(name)} is already served`);
+    const other = this.ofDisk(disk.id);
+    if (other.length > 0) throw new BlocksnapError('DiskExported', `disk ${disk.name} is already exported as ${other[0]!.name}`, { export: other[0]!.name });
+    const { open, release } = await this.x.volumes.acquire(disk.id);
+    // Checked again: the open yielded, and another start of the same name or disk may have won.
+    if (this.entries.has(name) || this.ofDisk(disk.id).length > 0) {
+      await release();
+      throw new BlocksnapError('DiskExported', `disk ${disk.name} or the name ${JSON.stringify(name)} was exported meanwhile`);
+    }
+    const unpin = (): void => {
+      release().catch((err: unknown) => this.x.log.error({ err, diskId: disk.id }, 'closing the volume of a stopped export failed'));
+    };
+    const entry = this.add(name, `copy-on-write disk ${disk.name} (${disk.id}), writable`, new VolumeBackend(open, disk.sizeBytes), null, disk.id, unpin);
+    this.x.log.info({ export: name, diskId: disk.id }, 'writable export started');
+    return this.info(entry);
+  }
+
+  private assertCanStart(): void {
+    this.x.assertOpen();
+    if (this.socketPath === null) {
+      throw new BlocksnapError('NbdNotEnabled', 'the daemon serves no NBD socket; start it with --nbd-socket PATH to export snapshots');
+    }
+  }
+
+  private add(name: string, description: string, backend: Entry['backend'], snapshotId: string | null, diskId: string, unpin: () => void): Entry {
     const conns = new Set<{ close(reason: string): void }>();
     const entry: Entry = {
-      name, description: `snapshot ${snap.name} (${snap.id}), read-only`, backend, snapshot: snap,
-      startedAt: new Date().toISOString(), conns, unpin,
+      name, description, backend, snapshotId, diskId, startedAt: new Date().toISOString(), conns, unpin,
       attach: (c) => {
         conns.add(c);
         return () => { conns.delete(c); };
       },
     };
     this.entries.set(name, entry);
-    this.x.log.info({ export: name, snapshotId: snap.id }, 'export started');
-    return this.info(entry);
+    return entry;
   }
 
   list(): ExportInfo[] {
@@ -124,7 +172,17 @@ export class Exports implements ExportTable {
 
   /** Exports of a snapshot (delete refusals name them). */
   ofSnapshot(snapshotId: string): string[] {
-    return [...this.entries.values()].filter((e) => e.snapshot.id === snapshotId).map((e) => e.name);
+    return [...this.entries.values()].filter((e) => e.snapshotId === snapshotId).map((e) => e.name);
+  }
+
+  /** Writable exports of a copy-on-write disk (at most one). */
+  ofDisk(diskId: string): ExportInfo[] {
+    return [...this.entries.values()].filter((e) => e.snapshotId === null && e.diskId === diskId).map((e) => this.info(e));
+  }
+
+  /** Drops the export's clients and keeps serving it (a forced rollback). */
+  dropClients(name: string, reason: string): void {
+    for (const c of [...this.entry(name).conns]) c.close(reason);
   }
 
   // ExportTable, for the NBD server
@@ -145,7 +203,7 @@ export class Exports implements ExportTable {
 
   private info(e: Entry): ExportInfo {
     return {
-      name: e.name, snapshotId: e.snapshot.id, diskId: e.snapshot.diskId, sizeBytes: e.backend.size, writable: e.backend.writable,
+      name: e.name, snapshotId: e.snapshotId, diskId: e.diskId, sizeBytes: e.backend.size, writable: e.backend.writable,
       connections: e.conns.size, startedAt: e.startedAt,
       uri: `nbd+unix:///${encodeURIComponent(e.name)}?socket=${this.socketPath ?? ''}`,
     };

@@ -138,6 +138,7 @@ export class SnapshotGroups {
     const members = g.snapshotIds.map((id) => this.i.catalog.getSnapshot(id)).filter((s): s is SnapshotRecord => s !== undefined);
     for (const s of members) {
       if (this.i.isPinned(s.id)) throw new BlocksnapError('SnapshotBusy', `member ${s.id} of group ${g.name} is being cloned; delete the group when the clone has finished`);
+      if (this.i.isCloneBase(s.id)) throw new BlocksnapError('SnapshotHasClones', `member ${s.id} of group ${g.name} is the base of a copy-on-write disk; remove that disk first`, { snapshotId: s.id });
       if (this.i.catalog.getDisk(s.diskId)?.pendingRollback?.snapshotId === s.id) {
         throw new BlocksnapError('SnapshotBusy', `member ${s.id} of group ${g.name} is the target of an interrupted rollback; rerun the rollback first`);
       }

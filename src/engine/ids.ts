@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 
-/** d disk, s snapshot, j job, p policy, g group. */
-export type IdPrefix = 'd' | 's' | 'j' | 'p' | 'g';
+/** d disk, s snapshot, j job, p policy, g group, l copy-on-write layer. */
+export type IdPrefix = 'd' | 's' | 'j' | 'p' | 'g' | 'l';
 
 /** Ids are prefix + 16 hex chars of randomness: unique without a counter in the catalog. */
 export function newId(prefix: IdPrefix): string {

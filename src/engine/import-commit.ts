@@ -29,19 +29,36 @@ export interface ImportedSnapshot {
   blockCount: number;
 }
 
-/** Checks that an incoming snapshot can be committed here at all, before any block is fetched. */
-export function checkImportable(x: OffsiteInternals, s: ImportedSnapshot): void {
+/**
+ * Checks that an incoming snapshot can be committed under `disk` at all, before any block is
+ * fetched (and again in the commit transaction). An import counts against the disk's quota for
+ * its type like a snapshot taken here; being no policy run, it never deletes a local snapshot to
+ * make room, whatever its type: over quota it is refused.
+ */
+export function checkImportable(x: OffsiteInternals, s: ImportedSnapshot, disk: DiskRecord): void {
   if (!looksLikeId('s', s.id)) throw new BlocksnapError('InvalidArgument', `incoming snapshot id ${JSON.stringify(s.id)} is not a snapshot id`);
   if (x.catalog.getSnapshot(s.id)) throw new BlocksnapError('SnapshotExists', `snapshot ${s.id} is already in this catalog`, { snapshotId: s.id });
   if (s.blockSize !== x.catalog.blockSize) {
     throw new BlocksnapError('InvalidArgument', `snapshot ${s.id} has ${s.blockSize}-byte blocks; this store uses ${x.catalog.blockSize}-byte blocks`);
   }
+  const type = importedType(s);
+  const limit = x.quota()[type];
+  const count = x.catalog.snapshotsOfDisk(disk.id).filter((o) => o.type === type).length;
+  if (count >= limit) {
+    throw new BlocksnapError('SnapshotQuotaExceeded',
+      `disk ${disk.name} has ${count} ${type === 'auto' ? 'automatic' : 'manual'} snapshots, its quota is ${limit}; delete one before importing another`,
+      { quota: limit, count });
+  }
+}
+
+function importedType(s: ImportedSnapshot): SnapshotType {
+  return s.type === 'auto' ? 'auto' : 'manual';
 }
 
 export function commitImported(x: OffsiteInternals, disk: DiskRecord, s: ImportedSnapshot, map: Buffer, jobId: string): SnapshotRecord {
   if (map.length !== s.blockCount * DIGEST_SIZE) throw new BlocksnapError('Internal', `map of ${map.length} bytes for ${s.blockCount} blocks`);
   return x.catalog.txn(() => {
-    checkImportable(x, s);
+    checkImportable(x, s, disk);
     const parentRec = s.parentId ? x.catalog.getSnapshot(s.parentId) : undefined;
     const parent = parentRec && parentRec.diskId === disk.id && parentRec.status === 'available' ? parentRec : undefined;
     const taken = (n: string): boolean => x.catalog.snapshotsOfDisk(disk.id).some((o) => o.name === n);
@@ -52,7 +69,7 @@ export function commitImported(x: OffsiteInternals, disk: DiskRecord, s: Importe
       name = uniqueName('imported', taken);
     }
     const rec: SnapshotRecord = {
-      id: s.id, diskId: disk.id, name, description: s.description, status: 'available', type: s.type === 'auto' ? 'auto' : 'manual',
+      id: s.id, diskId: disk.id, name, description: s.description, status: 'available', type: importedType(s),
       parentId: parent ? parent.id : null, createdAt: s.createdAt, completedAt: new Date().toISOString(),
       sizeBytes: s.sizeBytes, blockSize: s.blockSize, blockCount: s.blockCount, logicalBytes: 0, changedBlocks: 0, newBytes: 0,
       error: null, jobId, tags: {}, groupId: null,

@@ -18,6 +18,8 @@ export interface EngineInternals {
   /** The engine's clock (EngineOptions.now). */
   now(): Date;
   isPinned(snapshotId: string): boolean;
+  /** The snapshot is the base of a copy-on-write disk (SnapshotHasClones: never deleted). */
+  isCloneBase(snapshotId: string): boolean;
   /** Lets the sweeper unlink blocks that deletes just freed. */
   afterDelete(): void;
 }

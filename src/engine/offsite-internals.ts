@@ -4,6 +4,7 @@ import type { BlockStore } from '../store/block-store';
 import type { EngineLogger } from './engine';
 import type { JobRunner } from './jobs';
 import type { DiskLocks, StoreLock } from './locks';
+import type { SnapshotQuota } from './quotas';
 import type { Snapshot } from './types';
 
 /**
@@ -25,4 +26,13 @@ export interface OffsiteInternals {
   publicSnapshot(s: SnapshotRecord): Snapshot;
   /** Keeps a snapshot from being deleted while a job reads it (as clone does); returns the unpin. */
   pin(snapshotId: string): () => void;
+  /** Per-disk snapshot quotas (quotas.ts): an import counts like a snapshot of its type. */
+  quota(): SnapshotQuota;
+  /** The engine's clock (tests fix it). */
+  now(): Date;
+  /**
+   * Hands blocks a failed import stored to the sweeper: those still unreferenced go on the free
+   * list and are unlinked once no snapshot is writing (call without holding the store lock).
+   */
+  releaseOrphans(digests: Buffer[]): void;
 }

@@ -51,7 +51,7 @@ export interface RestoreResult {
   snapshotId: string;
   path: string;
   sizeBytes: number;
-  format: 'raw';
+  format: 'raw' | 'qcow2';
   downloadedBlocks: number;
   downloadedBytes: number;
 }
@@ -84,8 +84,9 @@ export interface RemoteGcResult {
 export interface ExportResult {
   snapshotId: string;
   baseId: string | null;
-  path: string;
+  /** The stream file; null when the stream went through the socket (`-o -`). */
+  path: string | null;
   blocks: number;
-  /** Size of the stream file. */
+  /** Size of the stream. */
   bytes: number;
 }

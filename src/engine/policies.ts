@@ -8,9 +8,15 @@
  *
  * State: PolicyRecord (with a capped history of what runs did) and PolicyBinding per disk (with
  * the last scheduled time handled, so a restart neither repeats nor replays due times).
+ *
+ * A policy with `replicateTo` starts, after each successful run on a disk, a replication job of
+ * the disk's automatic snapshots to that remote: the new one, and any an earlier failed
+ * replication left behind (those already on the remote cost one HEAD each). Its outcome is written
+ * into the run's event when the job ends; one replication per policy and disk runs at a time (in
+ * memory: `replicating`), a run meanwhile records `skipped` and the next run catches up.
  */
 import { BlocksnapError, toBlocksnapError } from '../errors';
-import type { PolicyBinding, PolicyEvent, PolicyRecord } from '../catalog/model-records';
+import type { PolicyBinding, PolicyEvent, PolicyRecord, PolicyReplication } from '../catalog/model-records';
 import type { Engine } from './engine';
 import type { EngineInternals } from './internals';
 import { looksLikeId, newId } from './ids';
@@ -37,6 +43,8 @@ export interface PolicySpec {
   timeZone?: string;
   retention?: RetentionInput;
   enabled?: boolean;
+  /** A remote's name; null (or "" in an update) replicates nothing. */
+  replicateTo?: string | null;
 }
 
 export type PolicyPatch = Partial<PolicySpec>;
@@ -75,6 +83,9 @@ export function autoSnapshotName(policyName: string, at: Date): string {
 }
 
 export class Policies {
+  /** `policyId/diskId` → the replication job running for it. */
+  private readonly replicating = new Map<string, string>();
+
   constructor(private readonly engine: Engine, private readonly i: EngineInternals) {}
 
   create(spec: PolicySpec): Policy {
@@ -88,6 +99,7 @@ export class Policies {
       timeZone: spec.timeZone === undefined ? 'UTC' : validateTimeZone(spec.timeZone),
       retention: resolveRetention(spec.retention),
       enabled: spec.enabled ?? true,
+      replicateTo: this.checkRemote(spec.replicateTo),
       createdAt: now, updatedAt: now, history: [],
     };
     this.i.model.txn(() => this.i.model.putPolicy(rec));
@@ -110,6 +122,7 @@ export class Policies {
     if (patch.timeZone !== undefined) next.timeZone = validateTimeZone(patch.timeZone);
     if (patch.retention !== undefined) next.retention = resolveRetention(patch.retention, cur.retention);
     if (patch.enabled !== undefined) next.enabled = patch.enabled;
+    if (patch.replicateTo !== undefined) next.replicateTo = this.checkRemote(patch.replicateTo);
     this.i.model.txn(() => this.i.model.putPolicy(next));
     return this.view(next);
   }
@@ -226,6 +239,7 @@ export class Policies {
       if (end.state === 'succeeded') {
         const expired = await this.applyRetention(p.retention, p.timeZone, diskId, now.getTime(), job.snapshotId!);
         e = this.event(dueAt, now, diskId, 'created', job.snapshotId, expired, null);
+        if (p.replicateTo) e.replication = this.startReplication(p.id, p.replicateTo, diskId);
       } else {
         e = { ...this.event(dueAt, now, diskId, 'failed', job.snapshotId, [], null), error: end.error };
       }
@@ -237,13 +251,48 @@ export class Policies {
   }
 
   /**
+   * Starts replicating the disk's automatic snapshots; failures to start and the job's own end
+   * are recorded on the run's event and logged, never thrown: the snapshot itself succeeded.
+   */
+  private startReplication(policyId: string, remote: string, diskId: string): PolicyReplication {
+    const key = `${policyId}/${diskId}`;
+    const running = this.replicating.get(key);
+    if (running !== undefined) {
+      this.i.log.info({ policyId, diskId, jobId: running }, 'the previous replication is still running; the next run replicates this snapshot');
+      return { remote, jobId: null, state: 'skipped', error: null };
+    }
+    let job: Job;
+    try {
+      job = this.engine.offsite.replication.startReplicate(diskId, remote, { only: (s) => s.type === 'auto' });
+    } catch (err) {
+      const e = toBlocksnapError(err);
+      this.i.log.warn({ policyId, diskId, remote, code: e.code, msg: e.message }, 'policy replication could not start; the next run retries');
+      return { remote, jobId: null, state: 'failed', error: { code: e.code, message: e.message } };
+    }
+    this.replicating.set(key, job.id);
+    void this.engine.waitJob(job.id).then((end) => {
+      this.replicating.delete(key);
+      const ok = end.state === 'succeeded';
+      const r: PolicyReplication = { remote, jobId: job.id, state: ok ? 'succeeded' : 'failed', error: ok ? null : end.error };
+      try {
+        this.i.model.txn(() => this.i.model.endPolicyReplication(policyId, job.id, r));
+      } catch {
+        // The catalog is closing (daemon stop): the job's own record still tells its end.
+      }
+      if (ok) this.i.log.info({ policyId, diskId, remote, jobId: job.id }, 'policy replication finished');
+      else this.i.log.warn({ policyId, diskId, remote, jobId: job.id, code: end.error?.code, msg: end.error?.message }, 'policy replication failed; the next run retries');
+    });
+    return { remote, jobId: job.id, state: 'running', error: null };
+  }
+
+  /**
    * Deletes the disk's automatic snapshots that retention lets go, and its failed automatic
    * snapshots (the run that just succeeded supersedes them; their errors stay in the history).
-   * Never a manual snapshot, never a group member. A delete refused now (a clone reads it, the
+   * Never a manual snapshot, never a group member, never the base of a COW disk. A delete refused now (a clone reads it, the
    * disk got busy) is left for the next run.
    */
   private async applyRetention(r: Retention, timeZone: string, diskId: string, nowMs: number, newest: string): Promise<string[]> {
-    const autos = this.i.catalog.snapshotsOfDisk(diskId).filter((s) => s.type === 'auto' && !s.groupId);
+    const autos = this.i.catalog.snapshotsOfDisk(diskId).filter((s) => s.type === 'auto' && !s.groupId && !this.i.isCloneBase(s.id));
     const available = autos.filter((s) => s.status === 'available');
     const expired = new Set(expiredSnapshots(available, r, nowMs, timeZone));
     expired.delete(newest); // a retention shorter than the run itself must not eat what it just made
@@ -276,6 +325,12 @@ export class Policies {
     return all.filter((b) => !gone.includes(b));
   }
 
+  /** The remote must exist when it is named (RemoteNotFound); null or "" names none. */
+  private checkRemote(name: string | null | undefined): string | null {
+    if (name === undefined || name === null || name === '') return null;
+    return this.engine.offsite.replication.getRemote(name).name;
+  }
+
   private checkName(name: unknown, selfId: string | null): string {
     const n = validateName('policy', name);
     if (n.length > POLICY_NAME_MAX) throw new BlocksnapError('InvalidName', `policy name ${JSON.stringify(n)} is longer than ${POLICY_NAME_MAX} characters`);
@@ -298,6 +353,6 @@ export class Policies {
 
   private view(p: PolicyRecord): Policy {
     const diskIds = this.i.model.bindingsOf(p.id).filter((b) => this.i.catalog.getDisk(b.diskId)).map((b) => b.diskId);
-    return { ...p, diskIds };
+    return { ...p, replicateTo: p.replicateTo ?? null, diskIds };
   }
 }

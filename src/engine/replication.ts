@@ -9,11 +9,13 @@
  *   gc cannot run while our writer lease lives) or when a HEAD finds it; so an incremental
  *   snapshot costs HEADs and PUTs for its changed blocks only, and a rerun after a crash skips
  *   what the first run uploaded (content addressing makes every upload idempotent).
- * restore: manifest → a new raw file; every block verified against its digest before writing.
+ * restore: manifest → a new raw file, every block verified against its digest before writing; or
+ *   a new qcow2 file, written by the native writer from blocks staged (verified) in the store.
  * import: manifest → the local store (missing blocks only) and catalog (import-commit.ts).
  * gc: mark-and-sweep under a gc lease (leases.ts), never deleting a block younger than the grace.
  *
- * Memory: `concurrency` blocks in flight at most, plus one packed map per snapshot.
+ * Memory: 2 × `concurrency` blocks at most (each upload slot reads its next block while it sends
+ * one), plus one packed map per snapshot.
  */
 import { constants } from 'node:fs';
 import { open, unlink } from 'node:fs/promises';
@@ -38,7 +40,8 @@ import type { OffsiteInternals } from './offsite-internals';
 import type {
   ImportResult, Remote, RemoteCheck, RemoteGcResult, RemoteSnapshot, ReplicateResult, RestoreResult,
 } from './offsite-types';
-import { runPool } from './pool';
+import { cloneImage } from './image-writes';
+import { runPipelined, runPool } from './pool';
 import { resolveNewFile } from './paths';
 import type { Job } from './types';
 
@@ -148,12 +151,15 @@ export class Replication {
 
   // ------------------------------------------------------------ replicate
 
-  /** SNAP replicates one snapshot; DISK every available snapshot of the disk, oldest first. */
-  startReplicate(ref: string, remoteName: string, o: { concurrency?: number } = {}): Job {
+  /**
+   * SNAP replicates one snapshot; DISK every available snapshot of the disk, oldest first (only
+   * those `only` accepts: a policy replicates the automatic ones).
+   */
+  startReplicate(ref: string, remoteName: string, o: { concurrency?: number; only?: (s: SnapshotRecord) => boolean } = {}): Job {
     this.x.assertOpen();
     const remote = this.remotes.get(remoteName);
     const concurrency = checkConcurrency(o.concurrency);
-    const { snaps, diskId } = this.resolveSource(ref);
+    const { snaps, diskId } = this.resolveSource(ref, o.only ?? (() => true));
     const unpins = snaps.map((s) => this.x.pin(s.id));
     const unpinAll = (): void => unpins.forEach((u) => u());
     try {
@@ -170,7 +176,7 @@ export class Replication {
     }
   }
 
-  private resolveSource(ref: string): { snaps: SnapshotRecord[]; diskId: string } {
+  private resolveSource(ref: string, only: (s: SnapshotRecord) => boolean): { snaps: SnapshotRecord[]; diskId: string } {
     let disk;
     if (!looksLikeId('s', ref)) {
       try {
@@ -180,7 +186,7 @@ export class Replication {
       }
     }
     if (disk) {
-      const snaps = this.x.catalog.snapshotsOfDisk(disk.id).filter((s) => s.status === 'available');
+      const snaps = this.x.catalog.snapshotsOfDisk(disk.id).filter((s) => s.status === 'available' && only(s));
       if (snaps.length === 0) throw new BlocksnapError('SnapshotNotFound', `disk ${disk.name} has no available snapshot to replicate`);
       return { snaps, diskId: disk.id };
     }
@@ -245,9 +251,8 @@ export class Replication {
             missing.push([hex, len]);
           }
         }, ctl.signal);
-        await runPool(missing, concurrency, async ([hex, len]) => {
-          const data = await readBlock(this.x.store.dir, hex);
-          await store.put(blockKey(remote.prefix, hex), data, ctl.signal);
+        await runPipelined(missing, concurrency, ([hex]) => readBlock(this.x.store.dir, hex), async ([hex, len], data) => {
+          await store.put(blockKey(remote.prefix, hex), data, ctl.signal, { sha256: hex });
           res.uploadedBlocks++;
           res.uploadedBytes += data.length;
           present.add(hex);
@@ -302,20 +307,59 @@ export class Replication {
     const remote = this.remotes.get(remoteName);
     const concurrency = checkConcurrency(o.concurrency);
     const format = o.format ?? 'raw';
-    if (format !== 'raw') {
-      throw new BlocksnapError(format === 'qcow2' ? 'UnsupportedFormat' : 'InvalidArgument',
-        format === 'qcow2' ? 'restore writes raw images only' : `format must be "raw" or "qcow2", not ${JSON.stringify(format)}`);
-    }
+    if (format !== 'raw' && format !== 'qcow2') throw new BlocksnapError('InvalidArgument', `format must be "raw" or "qcow2", not ${JSON.stringify(format)}`);
     const target = resolveNewFile(path, this.x.imageRoots);
     return this.x.jobs.start(newId('j'), 'restore', { diskId: null, snapshotId: null, target }, async (ctl) => {
       const store = this.open(remote);
       try {
         const { manifest } = await this.locate(remote, store, snapRef, ctl.signal);
-        return await this.runRestore(remote, store, manifest, target, concurrency, ctl);
+        return format === 'raw'
+          ? await this.runRestore(remote, store, manifest, target, concurrency, ctl)
+          : await this.runRestoreQcow2(remote, store, manifest, target, concurrency, ctl);
       } finally {
         store.close();
       }
     });
+  }
+
+  /**
+   * qcow2: the native writer lays the image out in one sequential pass from verified store
+   * blocks, so the blocks the local store lacks are first downloaded (verified) into it, under the
+   * shared store lock so that no sweep removes them meanwhile; afterwards those still unreferenced
+   * go to the sweeper. Costs their size in the store until the end; downloads nothing the store has.
+   */
+  private async runRestoreQcow2(remote: RemoteConfig, store: ObjectStore, m: Manifest, target: string, concurrency: number, ctl: JobControl): Promise<RestoreResult> {
+    const s = m.snapshot;
+    const digests = distinctDigests(m.map, s.sizeBytes, s.blockSize);
+    const fetchTotal = [...digests.values()].reduce((a, b) => a + b, 0);
+    const total = fetchTotal + s.sizeBytes;
+    const res: RestoreResult = { remote: remote.name, snapshotId: s.id, path: target, sizeBytes: s.sizeBytes, format: 'qcow2', downloadedBlocks: 0, downloadedBytes: 0 };
+    const staged: Buffer[] = [];
+    const releaseStore = await this.x.storeLock.acquireShared();
+    try {
+      let done = 0;
+      ctl.progress(0, total);
+      await runPool(digests.entries(), concurrency, async ([hex, len]) => {
+        if (!(await hasBlock(this.x.store.dir, hex))) {
+          const data = await fetchBlock(store, remote.prefix, hex, len, ctl.signal);
+          res.downloadedBlocks++;
+          res.downloadedBytes += data.length;
+          if (await writeBlock(this.x.store.dir, hex, data)) staged.push(Buffer.from(hex, 'hex'));
+        }
+        done += len;
+        ctl.progress(done, total);
+      }, ctl.signal);
+      const w = await cloneImage(target, 'qcow2', {
+        storeDir: this.x.store.dir, blockSize: s.blockSize, sizeBytes: s.sizeBytes, digests: m.map, signal: ctl.signal,
+        onProgress: (d) => ctl.progress(fetchTotal + Math.min(d, s.sizeBytes), total),
+      });
+      res.sizeBytes = w.sizeBytes;
+      this.x.log.info({ remote: remote.name, snapshotId: s.id, path: target, format: 'qcow2', downloadedBytes: res.downloadedBytes }, 'restore finished');
+      return res;
+    } finally {
+      releaseStore();
+      this.x.releaseOrphans(staged);
+    }
   }
 
   private async runRestore(remote: RemoteConfig, store: ObjectStore, m: Manifest, target: string, concurrency: number, ctl: JobControl): Promise<RestoreResult> {
@@ -362,10 +406,13 @@ export class Replication {
         const store = this.open(remote);
         try {
           const { manifest: m } = await this.locate(remote, store, snapRef, ctl.signal);
-          checkImportable(this.x, m.snapshot);
+          checkImportable(this.x, m.snapshot, this.x.catalog.getDisk(disk.id)!);
           // Shared store lock from the first block written to the commit: the sweeper and gc must not
           // unlink a block this import found present and will reference.
           const releaseStore = await this.x.storeLock.acquireShared();
+          /** Blocks this import added to the store: handed to the sweeper if it fails. */
+          const stored: Buffer[] = [];
+          let committed = false;
           try {
             const digests = distinctDigests(m.map, m.snapshot.sizeBytes, m.snapshot.blockSize);
             const total = [...digests.values()].reduce((a, b) => a + b, 0);
@@ -377,17 +424,23 @@ export class Replication {
                 res.presentBlocks++;
               } else {
                 const data = await fetchBlock(store, remote.prefix, hex, len, ctl.signal);
-                if (await writeBlock(this.x.store.dir, hex, data)) { res.storedBlocks++; res.storedBytes += data.length; } else res.presentBlocks++;
+                if (await writeBlock(this.x.store.dir, hex, data)) {
+                  stored.push(Buffer.from(hex, 'hex'));
+                  res.storedBlocks++;
+                  res.storedBytes += data.length;
+                } else res.presentBlocks++;
               }
               done += len;
               ctl.progress(done, total);
             }, ctl.signal);
             const rec = commitImported(this.x, this.x.catalog.getDisk(disk.id)!, m.snapshot, m.map, jobId);
+            committed = true;
             res.parentId = rec.parentId;
             this.x.log.info({ remote: remote.name, snapshotId: rec.id, diskId: disk.id, storedBytes: res.storedBytes }, 'snapshot imported from remote');
             return res;
           } finally {
             releaseStore();
+            if (!committed) this.x.releaseOrphans(stored);
           }
         } finally {
           store.close();

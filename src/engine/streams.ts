@@ -8,11 +8,14 @@
  * only what they could name as an image, creates with O_EXCL|O_NOFOLLOW, never overwrites. The
  * file then travels by any means (scp, rsync, a USB disk).
  *
+ * Either end may instead be a channel through the daemon's socket to the client's stdin or stdout
+ * (src/daemon/stream-channels.ts): the same bytes, written and read by the same code.
+ *
  * Import refuses (BaseMissing) a stream whose base is not here with the very same content (the
  * SHA-256 of the base's packed view), and (StreamCorrupt) any damage; nothing is committed then.
- * Blocks stored before the damage was found are unreferenced and left to `store gc`: they cannot
- * be unlinked safely here, since a snapshot running meanwhile may have found them and will
- * reference them.
+ * Blocks stored before the damage was found are unreferenced: they cannot be unlinked here, since
+ * a snapshot running meanwhile may have found them and will reference them, so they go on the
+ * free list and the sweeper unlinks them once no snapshot is writing.
  */
 import { constants, lstatSync } from 'node:fs';
 import { open, unlink } from 'node:fs/promises';
@@ -21,6 +24,7 @@ import { readView } from '../catalog/block-map';
 import type { SnapshotRecord } from '../catalog/records';
 import { hasBlock, readBlock, sha256Async, writeBlock } from '../store/block-io';
 import { DIGEST_SIZE, isZeroDigest } from '../store/format';
+import { fileSink, fileSource, type ByteSink, type ByteSource } from '../stream/byte-io';
 import { StreamReader, StreamWriter, viewSha256, type StreamHeader } from '../stream/format';
 import { newId } from './ids';
 import { checkImportable, commitImported } from './import-commit';
@@ -29,17 +33,28 @@ import type { ExportResult, ImportResult } from './offsite-types';
 import { resolveExistingImage, resolveNewFile } from './paths';
 import type { Job } from './types';
 
+/**
+ * The other end of a stream that is not a file: the daemon's socket channel to a client's stdin
+ * or stdout. `close` stops a pending read or write with the given error (the job was cancelled).
+ */
+export interface StreamChannel {
+  close(err: Error): void;
+}
+export type OutChannel = ByteSink & StreamChannel;
+export type InChannel = ByteSource & StreamChannel;
+
 export class SnapshotStreams {
   constructor(private readonly x: OffsiteInternals) {}
 
-  startExport(snapRef: string, path: string, o: { base?: string } = {}): Job {
+  /** Exports to a new file at `to` (a path inside an image root), or through a channel. */
+  startExport(snapRef: string, to: string | OutChannel, o: { base?: string } = {}): Job {
     this.x.assertOpen();
     const snap = this.x.resolveSnapshot(snapRef);
     requireAvailable(snap);
     const base = o.base === undefined ? null : this.x.resolveSnapshot(o.base, snap.diskId);
     if (base) requireAvailable(base);
     if (base?.id === snap.id) throw new BlocksnapError('InvalidArgument', 'a snapshot cannot be exported over itself');
-    const target = resolveNewFile(path, this.x.imageRoots);
+    const target = typeof to === 'string' ? resolveNewFile(to, this.x.imageRoots) : null;
     const unpins = [this.x.pin(snap.id), ...(base ? [this.x.pin(base.id)] : [])];
     const unpin = (): void => unpins.forEach((u) => u());
     try {
@@ -63,12 +78,16 @@ export class SnapshotStreams {
               logicalBytes: snap.logicalBytes,
             },
             base: base && baseView ? { id: base.id, viewSha256: viewSha256(baseView) } : null,
-            exportedAt: new Date().toISOString(),
+            exportedAt: this.x.now().toISOString(),
           };
-          const file = await open(target, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW, 0o600);
+          const file = target === null ? null
+            : await open(target, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW, 0o600);
+          const sink: ByteSink = file ? fileSink(file) : (to as OutChannel);
+          const stopOnCancel = (): void => { if (typeof to !== 'string') to.close(new BlocksnapError('Cancelled', 'export cancelled')); };
+          ctl.signal.addEventListener('abort', stopOnCancel);
           let ok = false;
           try {
-            const w = new StreamWriter(file);
+            const w = new StreamWriter(sink);
             await w.preamble(header);
             await w.map(view);
             ctl.progress(0, send.length * snap.blockSize);
@@ -78,13 +97,14 @@ export class SnapshotStreams {
               ctl.progress(w.dataBytes, Math.max(w.dataBytes, send.length * snap.blockSize));
             }
             await w.end();
-            await file.sync();
+            await file?.sync();
             ok = true;
             this.x.log.info({ snapshotId: snap.id, baseId: base?.id ?? null, path: target, blocks: w.blocks, bytes: w.bytes }, 'snapshot exported');
             return { snapshotId: snap.id, baseId: base?.id ?? null, path: target, blocks: w.blocks, bytes: w.bytes };
           } finally {
-            await file.close();
-            if (!ok) await unlink(target).catch(() => undefined);
+            ctl.signal.removeEventListener('abort', stopOnCancel);
+            await file?.close();
+            if (!ok && target !== null) await unlink(target).catch(() => undefined);
           }
         } finally {
           unpin();
@@ -96,22 +116,26 @@ export class SnapshotStreams {
     }
   }
 
-  startImport(path: string, diskRef: string): Job {
+  /** Imports from a stream file at `from` (inside an image root), or from a channel. */
+  startImport(from: string | InChannel, diskRef: string): Job {
     this.x.assertOpen();
-    const source = resolveExistingImage(path, this.x.imageRoots);
-    if (!lstatSync(source).isFile()) throw new BlocksnapError('NotAnImage', `${path} is not a regular file`);
+    const source = typeof from === 'string' ? resolveExistingImage(from, this.x.imageRoots) : null;
+    if (source !== null && !lstatSync(source).isFile()) throw new BlocksnapError('NotAnImage', `${source} is not a regular file`);
     const disk = this.x.resolveDisk(diskRef);
     const jobId = newId('j');
     const release = this.x.diskLocks.acquire(disk.id, jobId);
     try {
       return this.x.jobs.start(jobId, 'import', { diskId: disk.id, snapshotId: null, target: source }, async (ctl): Promise<ImportResult> => {
-        const file = await open(source, constants.O_RDONLY | constants.O_NOFOLLOW);
+        const file = source === null ? null : await open(source, constants.O_RDONLY | constants.O_NOFOLLOW);
+        const stopOnCancel = (): void => { if (typeof from !== 'string') from.close(new BlocksnapError('Cancelled', 'import cancelled')); };
+        ctl.signal.addEventListener('abort', stopOnCancel);
         try {
-          const { size } = await file.stat();
-          const r = new StreamReader(file);
+          const size = file ? (await file.stat()).size : null;
+          const r = new StreamReader(file ? fileSource(file) : (from as InChannel));
+          const progress = (): void => ctl.progress(r.bytesRead, size ?? r.bytesRead);
           const h = await r.preamble();
           const s = h.snapshot;
-          checkImportable(this.x, s);
+          checkImportable(this.x, s, this.x.catalog.getDisk(disk.id)!);
           if (h.base) {
             const base = this.x.catalog.getSnapshot(h.base.id);
             if (!base || base.status !== 'available') {
@@ -126,9 +150,12 @@ export class SnapshotStreams {
           for (let i = 0; i < s.blockCount; i++) if (!isZeroDigest(map, i * DIGEST_SIZE)) wanted.add(map.toString('hex', i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE));
           const res: ImportResult = { snapshotId: s.id, diskId: disk.id, parentId: null, storedBlocks: 0, storedBytes: 0, presentBlocks: 0 };
           const releaseStore = await this.x.storeLock.acquireShared();
+          /** Blocks this import added to the store: handed to the sweeper if the stream is refused. */
+          const stored: Buffer[] = [];
+          let committed = false;
           try {
             const counts = { blocks: 0, bytes: 0 };
-            ctl.progress(r.bytesRead, size);
+            progress();
             for (;;) {
               if (ctl.signal.aborted) throw new BlocksnapError('Cancelled', 'import cancelled');
               const rec = await r.next(s.blockSize, counts);
@@ -138,8 +165,12 @@ export class SnapshotStreams {
               if (!(await sha256Async(rec.data)).equals(rec.digest)) throw new BlocksnapError('StreamCorrupt', `block ${hex} in the stream does not match its digest`, { digest: hex });
               counts.blocks++;
               counts.bytes += rec.data.length;
-              if (await writeBlock(this.x.store.dir, hex, rec.data)) { res.storedBlocks++; res.storedBytes += rec.data.length; } else res.presentBlocks++;
-              ctl.progress(r.bytesRead, size);
+              if (await writeBlock(this.x.store.dir, hex, rec.data)) {
+                stored.push(Buffer.from(rec.digest));
+                res.storedBlocks++;
+                res.storedBytes += rec.data.length;
+              } else res.presentBlocks++;
+              progress();
             }
             for (const hex of wanted) {
               if (!(await hasBlock(this.x.store.dir, hex))) {
@@ -147,14 +178,17 @@ export class SnapshotStreams {
               }
             }
             const rec = commitImported(this.x, this.x.catalog.getDisk(disk.id)!, s, map, jobId);
+            committed = true;
             res.parentId = rec.parentId;
             this.x.log.info({ snapshotId: s.id, diskId: disk.id, path: source, storedBytes: res.storedBytes }, 'snapshot imported from a stream');
             return res;
           } finally {
             releaseStore();
+            if (!committed) this.x.releaseOrphans(stored);
           }
         } finally {
-          await file.close();
+          ctl.signal.removeEventListener('abort', stopOnCancel);
+          await file?.close();
           release();
         }
       });

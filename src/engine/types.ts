@@ -4,23 +4,35 @@
  */
 
 export type ImageFormat = 'raw' | 'qcow2';
+/** How a disk is stored: an image file, or a copy-on-write disk of blocksnap's own (clone --cow). */
+export type DiskFormat = ImageFormat | 'cow';
 export type SnapshotStatus = 'creating' | 'available' | 'error';
 export type SnapshotType = 'manual' | 'auto';
 /** offline: no QEMU process held write permission on the image during the scan; crash: one did,
- * so the snapshot is what a power cut would have left (crash-consistent). */
-export type SnapshotConsistency = 'crash' | 'offline';
+ * so the snapshot is what a power cut would have left (crash-consistent);
+ * point-in-time: taken by blocksnap between two writes of a copy-on-write disk it serves. */
+export type SnapshotConsistency = 'crash' | 'offline' | 'point-in-time';
 
 export interface Disk {
   id: string;                 // d-<16 hex>
   name: string;
-  path: string;               // realpath of the image
-  format: ImageFormat;
+  path: string;               // realpath of the image; a COW disk: its overlay directory
+  format: DiskFormat;
   sizeBytes: number;          // size at registration or at the last snapshot/rollback
   createdAt: string;          // ISO 8601
   headSnapshotId: string | null; // parent of the next snapshot (last snapshot or rollback target)
   snapshotCount: number;
   /** Set while a rollback is journaled and not finished (crash or failure): rerun it to complete. */
   pendingRollback: { snapshotId: string; startedAt: string; jobId: string } | null;
+  /** A copy-on-write disk's stack; null for an image file. */
+  cow: CowInfo | null;
+}
+
+export interface CowInfo {
+  originSnapshotId: string;   // the snapshot `clone --cow` was made from
+  baseSnapshotId: string;     // the snapshot the overlays sit on (the latest snapshot or rollback target)
+  overlayBytes: number;       // bytes allocated by the overlay layers' data files
+  layers: string[];           // overlay layer ids, bottom → top (the top takes writes)
 }
 
 export interface Snapshot {
@@ -57,7 +69,8 @@ export interface SnapshotProgress {
 }
 
 export type JobKind = 'snapshot' | 'rollback' | 'clone' | 'verify' | 'gc'
-  | 'replicate' | 'restore' | 'import' | 'remote-gc' | 'export'; // off-host copies (offsite-types.ts)
+  | 'replicate' | 'restore' | 'import' | 'remote-gc' | 'export' // off-host copies (offsite-types.ts)
+  | 'flatten';
 export type JobState = 'running' | 'succeeded' | 'failed' | 'cancelled' | 'interrupted';
 
 export interface Job {
@@ -102,6 +115,8 @@ export interface VerifyResult {
 }
 
 export interface CloneResult { path: string; sizeBytes: number; format: ImageFormat; snapshotId: string; bytesWritten: number; }
+
+export interface FlattenResult { diskId: string; path: string; format: ImageFormat; sizeBytes: number; bytesWritten: number; }
 
 export interface RollbackResult {
   diskId: string; snapshotId: string; sizeBytes: number;

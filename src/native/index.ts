@@ -109,7 +109,7 @@ export interface VerifyResult {
   problems: VerifyProblem[];
 }
 
-interface NativeJob<T> {
+export interface NativeJob<T> {
   promise: Promise<T>;
   cancel(): void;
 }
@@ -363,7 +363,7 @@ export function lockDataDir(dataDir: string): DataDirLock {
   return { path, release: () => handle.release() };
 }
 
-interface JobOptions {
+export interface JobOptions {
   threads?: number;
   onProgress?: (done: number, total: number) => void;
   signal?: AbortSignal;
@@ -376,7 +376,7 @@ type Progress = (done: number, total: number) => void;
  * native rejection to BlocksnapError. The error is created here, in an async function, so its
  * stack shows the awaiting callers rather than nothing (native code has no JS frames).
  */
-async function runJob<T>(
+export async function runJob<T>(
   o: JobOptions,
   start: (onProgress: Progress | undefined) => NativeJob<T>,
   finalTotal: (result: T) => number,
@@ -459,17 +459,17 @@ function describe(value: unknown): string {
 }
 
 /** The one message format: "<name> must be <expectation>, got <value>". */
-function invalid(name: string, expectation: string, value: unknown): never {
+export function invalid(name: string, expectation: string, value: unknown): never {
   throw new BlocksnapError('InvalidArgument', `${name} must be ${expectation}, got ${describe(value)}`, {
     argument: name,
   });
 }
 
-function requireObject(value: unknown, name: string): void {
+export function requireObject(value: unknown, name: string): void {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) invalid(name, 'an object', value);
 }
 
-function requirePath(value: unknown, name: string): void {
+export function requirePath(value: unknown, name: string): void {
   if (typeof value !== 'string' || value.length === 0 || value.includes('\0')) {
     invalid(name, 'a non-empty path string', value);
   }
@@ -479,7 +479,7 @@ function requireBlockSize(value: unknown): void {
   if (!isValidBlockSize(value as number)) invalid('blockSize', 'a power of two from 64 KiB to 64 MiB', value);
 }
 
-function requireDigestList(value: unknown, name: string): void {
+export function requireDigestList(value: unknown, name: string): void {
   if (!Buffer.isBuffer(value)) invalid(name, 'a Buffer', value);
   if (value.length % DIGEST_SIZE !== 0) invalid(name, `a multiple of ${DIGEST_SIZE} bytes long`, value);
 }

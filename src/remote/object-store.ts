@@ -13,9 +13,17 @@
  */
 export interface ObjectInfo { key: string; size: number; lastModified: Date }
 
+export interface PutOptions {
+  /**
+   * The body's SHA-256 in hex, when the caller knows it (a block's digest is its key): the store
+   * then checks the body against it on arrival, and the client need not hash the body again.
+   */
+  sha256?: string;
+}
+
 export interface ObjectStore {
   readonly description: string;
-  put(key: string, body: Buffer, signal?: AbortSignal): Promise<void>;
+  put(key: string, body: Buffer, signal?: AbortSignal, o?: PutOptions): Promise<void>;
   get(key: string, signal?: AbortSignal): Promise<Buffer | null>;
   head(key: string, signal?: AbortSignal): Promise<ObjectInfo | null>;
   list(prefix: string, signal?: AbortSignal): AsyncGenerator<ObjectInfo>;

@@ -14,7 +14,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { BlocksnapError } from '../errors';
 import type { Credentials, RemoteConfig } from './config';
-import type { ObjectInfo, ObjectStore } from './object-store';
+import type { ObjectInfo, ObjectStore, PutOptions } from './object-store';
 import { DEFAULT_RETRY, Transient, withRetry, type RetryPolicy } from './retry';
 
 // The daemon's stderr is its log; the SDK's notice about future Node.js versions is not a daemon event.
@@ -93,10 +93,20 @@ export class S3Store implements ObjectStore {
     return final;
   }
 
-  async put(key: string, body: Buffer, signal?: AbortSignal): Promise<void> {
-    await this.run('PUT', key, () => this.client.send(new PutObjectCommand({
-      Bucket: this.remote.bucket, Key: key, Body: body, ContentLength: body.length,
-    }), signal ? { abortSignal: signal } : {}), signal);
+  async put(key: string, body: Buffer, signal?: AbortSignal, o: PutOptions = {}): Promise<void> {
+    await this.run('PUT', key, () => {
+      const cmd = new PutObjectCommand({ Bucket: this.remote.bucket, Key: key, Body: body, ContentLength: body.length });
+      const sha256 = o.sha256;
+      if (sha256 !== undefined) {
+        // SigV4 signs the payload hash given in this header instead of hashing the body itself (on
+        // the event loop), and the store checks the body against it.
+        cmd.middlewareStack.add((next) => async (args) => {
+          (args.request as { headers: Record<string, string> }).headers['x-amz-content-sha256'] = sha256;
+          return next(args);
+        }, { step: 'build', name: 'blocksnapPayloadSha256' });
+      }
+      return this.client.send(cmd, signal ? { abortSignal: signal } : {});
+    }, signal);
   }
 
   async get(key: string, signal?: AbortSignal): Promise<Buffer | null> {

@@ -14,9 +14,9 @@
  * (truncation, reordering, a dropped record) before anything is committed.
  */
 import { createHash, type Hash } from 'node:crypto';
-import type { FileHandle } from 'node:fs/promises';
 import { BlocksnapError } from '../errors';
 import { DIGEST_SIZE } from '../store/format';
+import type { ByteSink, ByteSource } from './byte-io';
 
 export const STREAM_MAGIC = 'BSNAPSTR';
 export const STREAM_VERSION = 1;
@@ -39,23 +39,21 @@ export function viewSha256(view: Buffer): string {
   return createHash('sha256').update(view).digest('hex');
 }
 
-/** Writes a stream sequentially to a file, hashing every byte for the trailer. */
+/** Writes a stream sequentially to a sink (a file, a socket channel), hashing every byte for the trailer. */
 export class StreamWriter {
   private readonly hash: Hash = createHash('sha256');
   private offset = 0;
   blocks = 0;
   dataBytes = 0;
 
-  constructor(private readonly file: FileHandle) {}
+  constructor(private readonly sink: ByteSink) {}
 
   get bytes(): number { return this.offset; }
 
   private async write(...parts: Buffer[]): Promise<void> {
     for (const p of parts) this.hash.update(p);
-    const total = parts.reduce((a, p) => a + p.length, 0);
-    const { bytesWritten } = await this.file.writev(parts, this.offset);
-    if (bytesWritten !== total) throw new BlocksnapError('IOError', `short write of a stream (${bytesWritten} of ${total} bytes)`);
-    this.offset += total;
+    await this.sink.write(parts);
+    this.offset += parts.reduce((a, p) => a + p.length, 0);
   }
 
   async preamble(header: StreamHeader): Promise<void> {
@@ -90,35 +88,32 @@ export class StreamWriter {
     rec.writeBigUInt64LE(BigInt(this.dataBytes), 9);
     this.hash.update(rec);
     const sum = this.hash.digest();
-    const { bytesWritten } = await this.file.writev([rec, sum], this.offset);
-    if (bytesWritten !== rec.length + sum.length) throw new BlocksnapError('IOError', 'short write of a stream trailer');
+    await this.sink.write([rec, sum]);
     this.offset += rec.length + sum.length;
   }
 }
 
 const corrupt = (why: string): BlocksnapError => new BlocksnapError('StreamCorrupt', `the stream ${why}`);
 
-/** Reads a stream sequentially from a file through a buffer, hashing every byte read. */
+/** Reads a stream sequentially from a source (a file, a socket channel) through a buffer, hashing every byte read. */
 export class StreamReader {
   private readonly hash: Hash = createHash('sha256');
-  private buf = Buffer.alloc(0);
+  private buf: Buffer = Buffer.alloc(0);
   private pos = 0;
-  private fileOffset = 0;
+  private received = 0;
   private eof = false;
 
-  constructor(private readonly file: FileHandle, private readonly chunk = 8 * 1024 * 1024) {}
+  constructor(private readonly source: ByteSource, private readonly chunk = 8 * 1024 * 1024) {}
 
-  get bytesRead(): number { return this.fileOffset - (this.buf.length - this.pos); }
+  get bytesRead(): number { return this.received - (this.buf.length - this.pos); }
 
   /** Exactly n bytes, hashed; StreamCorrupt on a truncated stream. */
   async read(n: number, hashIt = true): Promise<Buffer> {
     while (this.buf.length - this.pos < n && !this.eof) {
-      const want = Math.max(this.chunk, n - (this.buf.length - this.pos));
-      const more = Buffer.allocUnsafe(want);
-      const { bytesRead } = await this.file.read(more, 0, want, this.fileOffset);
-      if (bytesRead === 0) this.eof = true;
-      this.fileOffset += bytesRead;
-      this.buf = Buffer.concat([this.buf.subarray(this.pos), more.subarray(0, bytesRead)]);
+      const more = await this.source.read(Math.max(this.chunk, n - (this.buf.length - this.pos)));
+      if (more.length === 0) this.eof = true;
+      this.received += more.length;
+      this.buf = Buffer.concat([this.buf.subarray(this.pos), more]);
       this.pos = 0;
     }
     if (this.buf.length - this.pos < n) throw corrupt(`is truncated after ${this.bytesRead + (this.buf.length - this.pos)} bytes`);
@@ -130,9 +125,13 @@ export class StreamReader {
 
   async atEnd(): Promise<boolean> {
     if (this.buf.length - this.pos > 0) return false;
-    const probe = Buffer.alloc(1);
-    const { bytesRead } = await this.file.read(probe, 0, 1, this.fileOffset);
-    return bytesRead === 0;
+    if (this.eof) return true;
+    const more = await this.source.read(1);
+    this.received += more.length;
+    this.buf = more;
+    this.pos = 0;
+    if (more.length === 0) this.eof = true;
+    return more.length === 0;
   }
 
   digestSoFar(): Buffer {

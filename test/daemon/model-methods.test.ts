@@ -1,6 +1,7 @@
 /** The policy, group and tag methods of the wire, in process against a real engine (params included). */
 import t from 'tap';
 import { lookupMethod, type CallContext } from '../../src/daemon/methods';
+import { StreamChannels } from '../../src/daemon/stream-channels';
 import { finished } from '../helpers/engine';
 import { fillBlock, sha256File } from '../helpers/images';
 import { KiB64, openSmallEngine, smallDisk } from '../helpers/model';
@@ -9,7 +10,9 @@ t.test('policy, group and tag methods validate their params and reach the engine
   const f = await openSmallEngine(t);
   const a = await smallDisk(f, 'a', 2);
   const b = await smallDisk(f, 'b', 2);
-  const ctx: CallContext = { engine: f.engine, info: { version: 'test', pid: process.pid, startedAt: '' }, watch() {}, unwatch() {} };
+  const ctx: CallContext = {
+    engine: f.engine, info: { version: 'test', pid: process.pid, startedAt: '' }, watch() {}, unwatch() {}, channels: new StreamChannels(() => undefined),
+  };
   const call = (name: string, params: Record<string, unknown> = {}): Promise<any> => lookupMethod(name)!.call(ctx, params);
 
   const p = await call('policy.create', { name: 'daily', hours: [2, 14], weekdays: [1, 2, 3, 4, 5], timeZone: 'Asia/Tokyo', keepLast: 3, keepDaily: 7, description: 'd' });

@@ -30,14 +30,16 @@ t.test('an export reads the snapshot from the store: data where stored, holes wh
   t.same(engine.exports.names(), ['vm-one']);
   const backend = engine.exports.lookup('vm-one')!.backend;
   const pieces = await backend.read(BLOCK - 4096, 2 * BLOCK + 8192);
+  // Adjacent stored blocks may come as one piece: the pieces tile the range, ZERO blocks are holes.
   t.same(pieces.map((p) => [p.offset, p.length, p.data !== undefined]),
-    [[BLOCK - 4096, 4096, true], [BLOCK, BLOCK, false], [2 * BLOCK, BLOCK, true], [3 * BLOCK, 4096, true]]);
+    [[BLOCK - 4096, 4096, true], [BLOCK, BLOCK, false], [2 * BLOCK, BLOCK + 4096, true]]);
   t.ok(pieces[0]!.data!.equals(b0.subarray(BLOCK - 4096)));
-  t.ok(pieces[2]!.data!.equals(b2));
-  t.ok(pieces[3]!.data!.equals(last.subarray(0, 4096)), 'the short last block');
+  t.ok(pieces[2]!.data!.subarray(0, BLOCK).equals(b2));
+  t.ok(pieces[2]!.data!.subarray(BLOCK).equals(last.subarray(0, 4096)), 'the short last block');
   const again = await Promise.all([backend.read(0, 4096), backend.read(4096, 4096)]);
-  t.ok(again[1][0]!.data!.equals(b0.subarray(4096, 8192)), 'concurrent reads of one block share its read');
-  t.same((await backend.extents(0, 3 * BLOCK + 8192)).map((e) => e.flags), [0, NBD_STATE_HOLE | NBD_STATE_ZERO, 0, 0]);
+  t.ok(again[1][0]!.data!.equals(b0.subarray(4096, 8192)), 'concurrent reads of one block');
+  t.same((await backend.extents(0, 3 * BLOCK + 8192)).map((e) => [e.length, e.flags]),
+    [[BLOCK, 0], [BLOCK, NBD_STATE_HOLE | NBD_STATE_ZERO], [BLOCK + 8192, 0]]);
 });
 
 t.test('an exported snapshot is pinned until the export stops, and stop drops its clients', async (t) => {

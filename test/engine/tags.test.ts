@@ -45,7 +45,7 @@ t.test('records written before tags and groups existed read as no tags and no gr
     blockCount: 0, logicalBytes: 0, changedBlocks: 0, newBytes: 0, error: null, jobId: null,
   };
   catalog.txn(() => {
-    catalog.putDisk({ id: 'd-00000000000000aa', name: 'old-disk', path: '/nonexistent', format: 'raw', sizeBytes: 0, createdAt: old.createdAt, headSnapshotId: old.id, pendingRollback: null });
+    catalog.putDisk({ id: 'd-00000000000000aa', name: 'old-disk', path: '/nonexistent', format: 'raw', sizeBytes: 0, createdAt: old.createdAt, headSnapshotId: old.id, pendingRollback: null, cow: null });
     catalog.putSnapshot(old);
   });
   await catalog.close();

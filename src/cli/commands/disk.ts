@@ -1,9 +1,9 @@
 import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
-import type { Disk } from '../../engine/types';
+import type { Disk, FlattenResult } from '../../engine/types';
 import { validateName } from '../../engine/names';
-import { clientOptions, examples, withClient, type ClientFlags } from '../context';
-import { diskDetails, diskTable } from '../views';
+import { clientOptions, examples, jobOptions, runJob, withClient, type ClientFlags, type JobFlags } from '../context';
+import { diskDetails, diskTable, flattenView } from '../views';
 
 export function registerDisk(program: Command): void {
   const disk = program.command('disk').description('register, list and remove disk images');
@@ -50,7 +50,23 @@ export function registerDisk(program: Command): void {
     .action(async (ref: string, flags: ClientFlags & { deleteSnapshots?: boolean }) => {
       await withClient(flags, async (client, out) => {
         const d = await client.call<Disk>('disk.remove', { disk: ref, deleteSnapshots: flags.deleteSnapshots === true });
-        out.result(d, (v) => `Removed disk ${v.name} (${v.id}); the image file ${v.path} was not touched.`);
+        out.result(d, (v) => (v.cow
+          ? `Removed copy-on-write disk ${v.name} (${v.id}) and its overlay files.`
+          : `Removed disk ${v.name} (${v.id}); the image file ${v.path} was not touched.`));
+      });
+    });
+
+  jobOptions(disk.command('flatten').argument('<disk>', 'copy-on-write disk id or name').argument('<path>', 'new image file (must not exist)'))
+    .description('write a copy-on-write disk, as of now, out as a standalone image file')
+    .addOption(new Option('--format <format>', 'format of the new image').choices(['raw', 'qcow2']).default('raw'))
+    .addHelpText('after', examples([
+      'blocksnap disk flatten web1-test /var/lib/libvirt/images/web1-test.img',
+      'blocksnap disk flatten web1-test ./web1-test.qcow2 --format qcow2',
+    ]) + '\nThe disk may be exported and written meanwhile: the image holds what it read at the start.\n')
+    .action(async (ref: string, path: string, flags: JobFlags & { format: 'raw' | 'qcow2' }) => {
+      await withClient(flags, async (client, out) => {
+        const job = await runJob(client, out, flags, 'disk.flatten', { disk: ref, path: resolve(path), format: flags.format }, `flatten ${ref}`);
+        if (job !== null) out.result(job.result as FlattenResult, flattenView);
       });
     });
 }

@@ -7,7 +7,7 @@ function exportTable(list: ExportInfo[]): string {
   if (list.length === 0) return 'No exports. Serve a snapshot with: blocksnap export start SNAPSHOT';
   return table(list, [
     { header: 'name', value: (e) => e.name },
-    { header: 'snapshot', value: (e) => e.snapshotId },
+    { header: 'snapshot', value: (e) => e.snapshotId ?? '(disk)' },
     { header: 'size', value: (e) => formatBytes(e.sizeBytes), align: 'right' },
     { header: 'mode', value: (e) => (e.writable ? 'rw' : 'ro') },
     { header: 'clients', value: (e) => String(e.connections), align: 'right' },
@@ -18,24 +18,28 @@ function exportTable(list: ExportInfo[]): string {
 
 function exportDetails(e: ExportInfo): string {
   return details([
-    ['name', e.name], ['snapshot', e.snapshotId], ['disk', e.diskId], ['size', formatBytes(e.sizeBytes)],
+    ['name', e.name], ['snapshot', e.snapshotId ?? '(none: the disk itself)'], ['disk', e.diskId], ['size', formatBytes(e.sizeBytes)],
     ['mode', e.writable ? 'read-write' : 'read-only'], ['clients', String(e.connections)], ['uri', e.uri],
   ]);
 }
 
 export function registerExport(program: Command): void {
-  const exp = program.command('export').description('serve snapshots over NBD (the daemon needs --nbd-socket)');
+  const exp = program.command('export').description('serve snapshots and copy-on-write disks over NBD (the daemon needs --nbd-socket)');
 
-  clientOptions(exp.command('start').argument('<snapshot>', 'snapshot id or name'))
-    .description('serve a snapshot read-only under an export name')
-    .option('--name <name>', 'export name (default: the snapshot id)')
+  clientOptions(exp.command('start').argument('<snapshot>', 'snapshot id or name; with --writable, a copy-on-write disk'))
+    .description('serve a snapshot read-only, or a copy-on-write disk read-write (--writable), under an export name')
+    .option('--name <name>', 'export name (default: the snapshot id, or the disk name)')
+    .option('--writable', 'serve a copy-on-write disk (clone --cow) read-write')
     .addHelpText('after', examples([
       'blocksnap export start before-upgrade --name web1-before',
       'qemu-img info "nbd+unix:///web1-before?socket=/run/blocksnap/nbd.sock"',
-    ]) + '\nThe snapshot cannot be deleted while it is exported.\n')
-    .action(async (snapshot: string, flags: ClientFlags & { name?: string }) => {
+      'blocksnap export start web1-test --writable',
+    ]) + '\nThe snapshot cannot be deleted while it is exported. A disk has at most one writable export;\n' +
+      '`snapshot create DISK` takes a point-in-time snapshot of it while it is served.\n')
+    .action(async (ref: string, flags: ClientFlags & { name?: string; writable?: boolean }) => {
       await withClient(flags, async (client, out) => {
-        out.result(await client.call<ExportInfo>('export.start', { snapshot, ...(flags.name !== undefined ? { name: flags.name } : {}) }), exportDetails);
+        const params = flags.writable === true ? { disk: ref, writable: true } : { snapshot: ref };
+        out.result(await client.call<ExportInfo>('export.start', { ...params, ...(flags.name !== undefined ? { name: flags.name } : {}) }), exportDetails);
       });
     });
 

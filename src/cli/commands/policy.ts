@@ -22,6 +22,8 @@ interface PolicyFlags extends ClientFlags {
   keepYearly?: number;
   enable?: boolean;
   disable?: boolean;
+  /** false: --no-replicate-to (update). */
+  replicateTo?: string | false;
 }
 
 const KEEP_FLAGS = ['keepLast', 'keepHourly', 'keepDaily', 'keepWeekly', 'keepMonthly', 'keepYearly'] as const;
@@ -39,7 +41,8 @@ function policyOptions(cmd: Command): Command {
     .option('--keep-daily <n>', 'keep the newest snapshot of each of the n newest days', integerOption(0))
     .option('--keep-weekly <n>', 'keep the newest snapshot of each of the n newest ISO weeks', integerOption(0))
     .option('--keep-monthly <n>', 'keep the newest snapshot of each of the n newest months', integerOption(0))
-    .option('--keep-yearly <n>', 'keep the newest snapshot of each of the n newest years', integerOption(0));
+    .option('--keep-yearly <n>', 'keep the newest snapshot of each of the n newest years', integerOption(0))
+    .option('--replicate-to <remote>', 'after each run, replicate the disk\'s automatic snapshots to this remote (a job)');
 }
 
 function policyParams(f: PolicyFlags): Record<string, unknown> {
@@ -48,6 +51,7 @@ function policyParams(f: PolicyFlags): Record<string, unknown> {
   for (const k of ['name', 'description', 'hours', 'weekdays', 'timeZone', 'retentionDays', ...KEEP_FLAGS] as const) {
     if (f[k] !== undefined) p[k] = f[k];
   }
+  if (f.replicateTo !== undefined) p.replicateTo = f.replicateTo === false ? '' : f.replicateTo;
   return p;
 }
 
@@ -56,6 +60,13 @@ Retention applies to the disk's automatic snapshots only, after each run; manual
 group members are never expired by a policy. Give it in days (as the cloud services do) or as
 keep rules (as Proxmox Backup Server and restic do), not both. Without either, automatic
 snapshots are kept until the per-disk quota (256) makes room by deleting the oldest.
+`;
+
+const REPLICATE_HELP = `
+With --replicate-to, each successful run on a disk then starts a replication job of the disk's
+automatic snapshots to the remote (the new one, and any an earlier failed replication left). Its
+outcome shows in the run's history entry; a failure is retried by the next run. The remote must
+exist (blocksnap remote add).
 `;
 
 export function registerPolicy(program: Command): void {
@@ -69,7 +80,8 @@ export function registerPolicy(program: Command): void {
       'blocksnap policy create --name daily --hours 2 --retention-days 7',
       'blocksnap policy create --name office --hours 8,12,18 --weekdays 1-5 --time-zone Europe/Berlin --keep-daily 7 --keep-weekly 4',
       'blocksnap policy create --name hourly --hours 0-23 --keep-last 24 --keep-daily 30 --json',
-    ]) + RETENTION_HELP)
+      'blocksnap policy create --name nightly --hours 1 --keep-daily 14 --replicate-to offsite',
+    ]) + RETENTION_HELP + REPLICATE_HELP)
     .action(async (flags: PolicyFlags & { disabled?: boolean }) => {
       if (flags.hours === undefined) throw new BlocksnapError('InvalidArgument', "required option '--hours <list>' not specified");
       const params = policyParams(flags);
@@ -99,11 +111,13 @@ export function registerPolicy(program: Command): void {
     .option('--name <name>', 'new name')
     .option('--enable', 'let the scheduler run it')
     .option('--disable', 'stop the scheduler from running it (policy run still works)')
+    .option('--no-replicate-to', 'stop replicating after runs')
     .addHelpText('after', examples([
       'blocksnap policy update daily --hours 3',
       'blocksnap policy update daily --keep-daily 14 --keep-monthly 6',
       'blocksnap policy update daily --disable',
-    ]) + RETENTION_HELP)
+      'blocksnap policy update daily --replicate-to offsite',
+    ]) + RETENTION_HELP + REPLICATE_HELP)
     .action(async (ref: string, flags: PolicyFlags) => {
       const params: Record<string, unknown> = { policy: ref, ...policyParams(flags) };
       if (flags.enable && flags.disable) throw new BlocksnapError('InvalidArgument', '--enable and --disable exclude each other');

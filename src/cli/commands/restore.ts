@@ -16,6 +16,7 @@ export function registerRestore(program: Command): void {
     .addHelpText('after', examples([
       'blocksnap restore offsite s-0123456789abcdef /var/lib/libvirt/images/web1-restored.img',
       'blocksnap restore offsite before-upgrade ./web1.img --json',
+      'blocksnap restore offsite before-upgrade ./web1.qcow2 --format qcow2',
     ]))
     .action(async (remote: string, snapshot: string, path: string, flags: JobFlags & { format: string; concurrency?: string }) => {
       await withClient(flags, async (client, out) => {

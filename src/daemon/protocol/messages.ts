@@ -49,7 +49,15 @@ export interface ProgressEvent {
   job: Job;
 }
 
-export type ServerMessage = Response | ProgressEvent;
+/** A chunk of a snapshot stream going to the client (docs/protocol.md, *Streams*). */
+export interface DataEvent {
+  event: 'data';
+  stream: string;
+  seq: number;
+  data: Buffer;
+}
+
+export type ServerMessage = Response | ProgressEvent | DataEvent;
 
 const packr = new Packr({ useRecords: false, variableMapSize: true });
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });

@@ -1,0 +1,39 @@
+// A snapshot's content as a BlockSource: its digest array, read from the block store. Every block
+// is verified against its digest before a byte of it is used (invariant 6), so whatever consumes
+// this source (the qcow2 writer) never sees wrong data; ZERO blocks are known zero without a read.
+//
+// Immutable apart from its counters, so one source serves all writer threads at once.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "formats/block_source.h"
+
+namespace blocksnap {
+
+class StoreSource final : public BlockSource {
+ public:
+  // Throws InvalidArgument for a bad block size or a digest array of the wrong length.
+  StoreSource(std::string store_dir, uint64_t block_size, uint64_t size_bytes, std::vector<uint8_t> digests);
+
+  uint64_t size() const override { return size_bytes_; }
+  // Any range; blocks it overlaps are read whole. Errors carry the block index and digest.
+  SourceRead read(uint64_t offset, size_t len, uint8_t* buf) const override;
+
+  uint64_t block_size() const { return block_size_; }
+  // Non-ZERO blocks read so far and their bytes (a block read twice counts twice).
+  uint64_t blocks_read() const { return blocks_read_.load(std::memory_order_relaxed); }
+  uint64_t bytes_read() const { return bytes_read_.load(std::memory_order_relaxed); }
+
+ private:
+  std::string store_dir_;
+  uint64_t block_size_;
+  uint64_t size_bytes_;
+  std::vector<uint8_t> digests_;
+  mutable std::atomic<uint64_t> blocks_read_{0}, bytes_read_{0};
+};
+
+}  // namespace blocksnap

@@ -1,0 +1,147 @@
+#include "volume/cow_layer.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "core/error.h"
+#include "io/file_io.h"
+#include "volume/cow_format.h"
+
+namespace blocksnap {
+
+namespace {
+
+UniqueFd open_data(const std::string& path, uint64_t size, bool writable) {
+  UniqueFd fd(open_retry(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) throw Error::image(errno, "open", path);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) throw Error::system(errno, "fstat", path);
+  if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != size) {
+    Error e(ErrorCode::ImageCorrupt, "layer data " + path + " is corrupt: " +
+                                         (S_ISREG(st.st_mode) ? "size " + std::to_string(st.st_size) + ", expected " + std::to_string(size)
+                                                              : std::string("not a regular file")));
+    e.path = path;
+    throw e;
+  }
+  return fd;
+}
+
+// Where the next data / hole at or after `offset` is, clipped to `end`; a filesystem without
+// SEEK_DATA reports all data.
+uint64_t seek_clipped(int fd, uint64_t offset, uint64_t end, int whence, const std::string& path) {
+  const off_t r = ::lseek(fd, static_cast<off_t>(offset), whence);
+  if (r >= 0) return std::min<uint64_t>(static_cast<uint64_t>(r), end);
+  if (errno == ENXIO) return end;
+  if (errno == EINVAL || errno == EOPNOTSUPP) return whence == SEEK_DATA ? offset : end;
+  throw Error::system(errno, whence == SEEK_DATA ? "lseek(SEEK_DATA)" : "lseek(SEEK_HOLE)", path);
+}
+
+// Where the run of granules from `pos` whose content comes from `source` ends (at most `end`).
+uint64_t same_source_end(LayerStack layers, int source, uint64_t pos, uint64_t end) {
+  uint64_t run_end = std::min(end, (pos / kCowGranuleSize + 1) * kCowGranuleSize);
+  while (run_end < end && layer_of(layers, run_end / kCowGranuleSize) == source) run_end = std::min(end, run_end + kCowGranuleSize);
+  return run_end;
+}
+
+void append(std::vector<VolumeExtent>& out, uint64_t length, uint32_t flags) {
+  if (length == 0) return;
+  if (!out.empty() && out.back().flags == flags) out.back().length += length;
+  else out.push_back({length, flags});
+}
+
+}  // namespace
+
+void create_cow_layer(const LayerFiles& files, uint64_t size, const std::string& layer_id) {
+  if (!is_valid_layer_id(layer_id))
+    throw Error(ErrorCode::InvalidArgument, "layer id must be 1 to 32 characters of [A-Za-z0-9._-]");
+  {
+    UniqueFd fd(open_retry(files.data_path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!fd) throw Error::image(errno, "open", files.data_path);
+    try {
+      if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) throw Error::system(errno, "ftruncate", files.data_path);
+      fsync_file(fd.get(), files.data_path);
+    } catch (...) {
+      ::unlink(files.data_path.c_str());
+      throw;
+    }
+  }
+  try {
+    CowMap::create(files.map_path, size, layer_id);
+    fsync_dir(parent_dir(files.data_path));
+    if (parent_dir(files.map_path) != parent_dir(files.data_path)) fsync_dir(parent_dir(files.map_path));
+  } catch (...) {
+    ::unlink(files.data_path.c_str());
+    ::unlink(files.map_path.c_str());
+    throw;
+  }
+}
+
+CowLayer::CowLayer(const LayerFiles& f, uint64_t size, bool writable)
+    : files(f), data(open_data(f.data_path, size, writable)), map(f.map_path, size, writable) {}
+
+bool stack_known_zero(LayerStack layers, const BaseView& base, uint64_t offset, uint64_t len) {
+  if (len == 0) return true;
+  if (!base.all_zero(offset, len)) return false;
+  for (uint64_t g = offset / kCowGranuleSize, last = (offset + len - 1) / kCowGranuleSize; g <= last; ++g)
+    if (layer_of(layers, g) >= 0) return false;
+  return true;
+}
+
+uint64_t read_through(LayerStack layers, const BaseView& base, uint64_t offset, size_t len, uint8_t* out) {
+  uint64_t bytes_read = 0;
+  const uint64_t end = offset + len;
+  for (uint64_t pos = offset; pos < end;) {
+    // One run of consecutive granules with the same source: one pread (or one base read).
+    const int source = layer_of(layers, pos / kCowGranuleSize);
+    const uint64_t run_end = same_source_end(layers, source, pos, end);
+    const size_t n = static_cast<size_t>(run_end - pos);
+    uint8_t* dst = out + (pos - offset);
+    if (source < 0) {
+      bytes_read += base.read(pos, n, dst);
+    } else {
+      const CowLayer& layer = *layers[static_cast<size_t>(source)];
+      const size_t got = read_at(layer.data.get(), dst, n, pos, layer.files.data_path);
+      if (got < n) std::memset(dst + got, 0, n - got);  // cannot happen: the size was checked at open
+      bytes_read += got;
+    }
+    pos = run_end;
+  }
+  return bytes_read;
+}
+
+std::vector<VolumeExtent> stack_extents(LayerStack layers, const BaseView& base, uint64_t offset, uint64_t len) {
+  std::vector<VolumeExtent> out;
+  const uint64_t end = offset + len;
+  for (uint64_t pos = offset; pos < end;) {
+    const int source = layer_of(layers, pos / kCowGranuleSize);
+    const uint64_t run_end = same_source_end(layers, source, pos, end);
+    if (source < 0) {
+      for (uint64_t p = pos; p < run_end;) {
+        const uint64_t i = p / base.block_size();
+        const uint64_t e = std::min(run_end, (i + 1) * base.block_size());
+        append(out, e - p, base.zero_block(i) ? kExtentHoleZero : 0);
+        p = e;
+      }
+    } else {
+      const CowLayer& layer = *layers[static_cast<size_t>(source)];
+      for (uint64_t p = pos; p < run_end;) {
+        const uint64_t data = seek_clipped(layer.data.get(), p, run_end, SEEK_DATA, layer.files.data_path);
+        append(out, data - p, kExtentHoleZero);
+        if (data >= run_end) break;
+        uint64_t hole = seek_clipped(layer.data.get(), data, run_end, SEEK_HOLE, layer.files.data_path);
+        if (hole <= data) hole = run_end;  // the file changed under us: call the rest data
+        append(out, hole - data, 0);
+        p = hole;
+      }
+    }
+    pos = run_end;
+  }
+  return out;
+}
+
+}  // namespace blocksnap

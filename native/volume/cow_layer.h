@@ -1,0 +1,63 @@
+// One overlay layer (its .data and .map files, volume/cow_format.h) and reading through a stack
+// of them down to the base: the topmost layer whose bit is set for a granule holds its content,
+// a granule set in no layer comes from the base view.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "io/unique_fd.h"
+#include "volume/base_view.h"
+#include "volume/cow_map.h"
+
+namespace blocksnap {
+
+struct LayerFiles {
+  std::string data_path;
+  std::string map_path;
+};
+
+// Creates both files of an empty layer: .data sparse of `size` bytes, .map with a clear bitmap;
+// O_EXCL, never through a symlink, 0600, both fsynced and then their directories. A failure
+// removes what it created. Throws FileExists, InvalidArgument, NoSpace, IOError.
+void create_cow_layer(const LayerFiles& files, uint64_t size, const std::string& layer_id);
+
+struct CowLayer {
+  // Opens and validates both files (ImageCorrupt naming the file). Only the top is `writable`.
+  CowLayer(const LayerFiles& files, uint64_t size, bool writable);
+
+  LayerFiles files;
+  UniqueFd data;
+  CowMap map;
+};
+
+using LayerStack = std::span<const std::shared_ptr<CowLayer>>;  // bottom → top
+
+// Index in `layers` of the topmost layer holding granule g, or -1 for the base.
+inline int layer_of(LayerStack layers, uint64_t g) noexcept {
+  for (size_t i = layers.size(); i-- > 0;)
+    if (layers[i]->map.test(g)) return static_cast<int>(i);
+  return -1;
+}
+
+// True when [offset, offset + len) is set in no layer and ZERO in the base: known zero unread.
+bool stack_known_zero(LayerStack layers, const BaseView& base, uint64_t offset, uint64_t len);
+
+// Fills out[0, len) with the content at `offset` seen through `layers` and the base. Returns the
+// bytes read from files. Throws Error.
+uint64_t read_through(LayerStack layers, const BaseView& base, uint64_t offset, size_t len, uint8_t* out);
+
+struct VolumeExtent {
+  uint64_t length;
+  uint32_t flags;  // NBD_STATE_HOLE | NBD_STATE_ZERO (3) or 0
+};
+inline constexpr uint32_t kExtentHoleZero = 3;
+
+// NBD base:allocation of [offset, offset + len): base ZERO blocks and holes in a layer's .data
+// are 3, everything else 0; adjacent runs with the same flags are merged.
+std::vector<VolumeExtent> stack_extents(LayerStack layers, const BaseView& base, uint64_t offset, uint64_t len);
+
+}  // namespace blocksnap

@@ -1,0 +1,157 @@
+#include "volume/cow_map.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstring>
+
+#include "core/error.h"
+#include "io/file_io.h"
+#include "volume/cow_format.h"
+
+namespace blocksnap {
+
+static_assert(std::endian::native == std::endian::little, "bitmap words are stored as little-endian bytes");
+
+namespace {
+
+template <typename T>
+void put_le(uint8_t* p, T v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+template <typename T>
+T get_le(const uint8_t* p) {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+[[noreturn]] void corrupt(const std::string& path, const std::string& why) {
+  Error e(ErrorCode::ImageCorrupt, "layer map " + path + " is corrupt: " + why);
+  e.path = path;
+  throw e;
+}
+
+void check_field(const std::string& path, const char* field, uint64_t got, uint64_t want) {
+  if (got != want)
+    corrupt(path, std::string("field '") + field + "' is " + std::to_string(got) + ", expected " + std::to_string(want));
+}
+
+}  // namespace
+
+bool is_valid_layer_id(const std::string& id) {
+  if (id.empty() || id.size() > kCowLayerIdSize) return false;
+  for (char c : id) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+void CowMap::create(const std::string& path, uint64_t virtual_size, const std::string& layer_id) {
+  if (!is_valid_layer_id(layer_id))
+    throw Error(ErrorCode::InvalidArgument, "layer id must be 1 to 32 characters of [A-Za-z0-9._-]");
+  UniqueFd fd(open_retry(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd) throw Error::image(errno, "open", path);
+  try {
+    const uint64_t granules = cow_granule_count(virtual_size);
+    uint8_t header[kCowMapHeaderSize] = {};
+    std::memcpy(header + kCowMagicOffset, kCowMapMagic, sizeof kCowMapMagic);
+    put_le<uint16_t>(header + kCowVersionOffset, kCowMapVersion);
+    put_le<uint32_t>(header + kCowHeaderSizeOffset, kCowMapHeaderSize);
+    put_le<uint32_t>(header + kCowGranuleSizeOffset, kCowGranuleSize);
+    put_le<uint64_t>(header + kCowVirtualSizeOffset, virtual_size);
+    put_le<uint64_t>(header + kCowGranuleCountOffset, granules);
+    std::memcpy(header + kCowLayerIdOffset, layer_id.data(), layer_id.size());
+    write_at(fd.get(), header, sizeof header, 0, path);
+    // The clear bitmap is a hole: it reads as zeros and costs no space until bits are written.
+    if (::ftruncate(fd.get(), static_cast<off_t>(kCowMapHeaderSize + cow_bitmap_bytes(granules))) != 0)
+      throw Error::system(errno, "ftruncate", path);
+    fsync_file(fd.get(), path);
+  } catch (...) {
+    ::unlink(path.c_str());
+    throw;
+  }
+}
+
+CowMap::CowMap(const std::string& path, uint64_t virtual_size, bool writable) : path_(path) {
+  fd_.reset(open_retry(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd_) throw Error::image(errno, "open", path);
+  struct stat st;
+  if (::fstat(fd_.get(), &st) != 0) throw Error::system(errno, "fstat", path);
+  if (!S_ISREG(st.st_mode)) corrupt(path, "not a regular file");
+
+  uint8_t header[kCowMapHeaderSize];
+  if (read_at(fd_.get(), header, sizeof header, 0, path) != sizeof header)
+    corrupt(path, "file of " + std::to_string(st.st_size) + " bytes is shorter than the header");
+  if (std::memcmp(header + kCowMagicOffset, kCowMapMagic, sizeof kCowMapMagic) != 0) corrupt(path, "field 'magic' is not BSCOWMAP");
+  check_field(path, "version", get_le<uint16_t>(header + kCowVersionOffset), kCowMapVersion);
+  check_field(path, "flags", get_le<uint16_t>(header + kCowFlagsOffset), 0);
+  check_field(path, "header size", get_le<uint32_t>(header + kCowHeaderSizeOffset), kCowMapHeaderSize);
+  check_field(path, "granule size", get_le<uint32_t>(header + kCowGranuleSizeOffset), kCowGranuleSize);
+  check_field(path, "reserved", get_le<uint32_t>(header + kCowReservedOffset), 0);
+  check_field(path, "virtual size", get_le<uint64_t>(header + kCowVirtualSizeOffset), virtual_size);
+  granules_ = cow_granule_count(virtual_size);
+  check_field(path, "granule count", get_le<uint64_t>(header + kCowGranuleCountOffset), granules_);
+  const char* id = reinterpret_cast<const char*>(header + kCowLayerIdOffset);
+  layer_id_.assign(id, strnlen(id, kCowLayerIdSize));
+  for (size_t i = kCowLayerIdOffset + layer_id_.size(); i < kCowMapHeaderSize; ++i)
+    if (header[i] != 0) corrupt(path, "byte " + std::to_string(i) + " of the header is not zero");
+  if (!is_valid_layer_id(layer_id_)) corrupt(path, "field 'layer id' is not 1 to 32 characters of [A-Za-z0-9._-]");
+
+  bitmap_bytes_ = cow_bitmap_bytes(granules_);
+  check_field(path, "file size", static_cast<uint64_t>(st.st_size), kCowMapHeaderSize + bitmap_bytes_);
+  words_ = std::vector<std::atomic<uint64_t>>((bitmap_bytes_ + 7) / 8);
+  dirty_ = std::vector<std::atomic<bool>>((bitmap_bytes_ + kCowMapPageSize - 1) / kCowMapPageSize);
+  std::vector<uint8_t> bytes(words_.size() * 8, 0);
+  if (read_at(fd_.get(), bytes.data(), bitmap_bytes_, kCowMapHeaderSize, path) != bitmap_bytes_)
+    corrupt(path, "bitmap truncated while reading");
+  for (size_t w = 0; w < words_.size(); ++w) words_[w].store(get_le<uint64_t>(bytes.data() + w * 8), std::memory_order_relaxed);
+  if (granules_ % 64 != 0 && !words_.empty() && (words_.back().load() >> (granules_ % 64)) != 0)
+    corrupt(path, "bits are set past the last granule");
+}
+
+void CowMap::set(uint64_t g) noexcept {
+  const uint64_t bit = uint64_t{1} << (g % 64);
+  if (words_[g / 64].load(std::memory_order_relaxed) & bit) return;
+  words_[g / 64].fetch_or(bit, std::memory_order_acq_rel);
+  // After the bit: a flush that clears the flag before this store copies the page after it too.
+  dirty_[(g / 8) / kCowMapPageSize].store(true, std::memory_order_release);
+}
+
+void CowMap::for_each_set(const std::function<void(uint64_t)>& fn) const {
+  for (size_t w = 0; w < words_.size(); ++w) {
+    uint64_t v = words_[w].load(std::memory_order_acquire);
+    while (v != 0) {
+      fn(w * 64 + static_cast<uint64_t>(std::countr_zero(v)));
+      v &= v - 1;
+    }
+  }
+}
+
+std::vector<CowMap::PageCopy> CowMap::take_dirty_pages() {
+  std::vector<PageCopy> pages;
+  for (size_t p = 0; p < dirty_.size(); ++p) {
+    if (!dirty_[p].exchange(false, std::memory_order_acq_rel)) continue;
+    const uint64_t begin = p * kCowMapPageSize;
+    const uint64_t len = std::min<uint64_t>(kCowMapPageSize, bitmap_bytes_ - begin);
+    PageCopy copy{p, std::vector<uint8_t>(kCowMapPageSize / 8 * 8, 0)};
+    for (uint64_t w = 0; w * 8 < len; ++w) put_le<uint64_t>(copy.bytes.data() + w * 8, words_[begin / 8 + w].load(std::memory_order_acquire));
+    copy.bytes.resize(len);
+    pages.push_back(std::move(copy));
+  }
+  return pages;
+}
+
+void CowMap::write_pages(const std::vector<PageCopy>& pages) {
+  if (pages.empty()) return;
+  for (const PageCopy& p : pages) write_at(fd_.get(), p.bytes.data(), p.bytes.size(), kCowMapHeaderSize + p.page * kCowMapPageSize, path_);
+  if (::fdatasync(fd_.get()) != 0) throw Error::system(errno, "fdatasync", path_);
+}
+
+}  // namespace blocksnap

@@ -1,0 +1,67 @@
+// One layer's granule bitmap (.map file, volume/cow_format.h), held in memory while the volume is
+// open and written back page by page at flush.
+//
+// State: one atomic bit per 64 KiB granule (set = the granule's content is in the layer's .data)
+// and one dirty flag per 4 KiB bitmap page. A bit only ever goes 0 -> 1 during a layer's life, so
+// readers need no lock: seeing a stale 0 means reading the layer below, which is what the
+// not-yet-acknowledged write would have replaced anyway.
+//
+// Durability is the volume's job (cow_volume.h): it copies the dirty pages, makes the .data file
+// durable, and only then writes the copies here, so a bit on disk never points at data that is not.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "io/unique_fd.h"
+
+namespace blocksnap {
+
+class CowMap {
+ public:
+  // Creates `path` (O_EXCL, never through a symlink, 0600) with the header and an all-clear
+  // bitmap, fsynced. Throws FileExists, InvalidArgument (bad layer id), NoSpace, IOError.
+  static void create(const std::string& path, uint64_t virtual_size, const std::string& layer_id);
+
+  // Opens and validates the header and the file size against `virtual_size`. A malformed map is
+  // ImageCorrupt naming the file and the field. `writable` opens it for write-back.
+  CowMap(const std::string& path, uint64_t virtual_size, bool writable);
+
+  const std::string& path() const noexcept { return path_; }
+  const std::string& layer_id() const noexcept { return layer_id_; }
+  uint64_t granules() const noexcept { return granules_; }
+
+  bool test(uint64_t g) const noexcept {
+    return (words_[g / 64].load(std::memory_order_acquire) >> (g % 64)) & 1;
+  }
+  // Sets the bit of granule g (whose data the caller has already written) and marks its page dirty.
+  void set(uint64_t g) noexcept;
+  // Calls fn(g) for every set granule, in increasing order.
+  void for_each_set(const std::function<void(uint64_t)>& fn) const;
+
+  struct PageCopy {
+    uint64_t page;
+    std::vector<uint8_t> bytes;
+  };
+  // Flush step 1: copies of the dirty bitmap pages, their dirty flags cleared.
+  std::vector<PageCopy> take_dirty_pages();
+  // Flush step 3: writes the copies in place and fdatasyncs the map. Throws IOError / NoSpace.
+  void write_pages(const std::vector<PageCopy>& pages);
+
+ private:
+  std::string path_;
+  std::string layer_id_;
+  UniqueFd fd_;
+  uint64_t granules_ = 0;
+  uint64_t bitmap_bytes_ = 0;
+  std::vector<std::atomic<uint64_t>> words_;
+  std::vector<std::atomic<bool>> dirty_;
+};
+
+// 1..32 characters of [A-Za-z0-9._-]: what the engine's ids are, and safe as a file name.
+bool is_valid_layer_id(const std::string& id);
+
+}  // namespace blocksnap

@@ -1,0 +1,241 @@
+#include "volume/cow_volume.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include "core/aligned_buffer.h"
+#include "core/block_format.h"
+#include "core/digest.h"
+#include "core/error.h"
+#include "io/file_io.h"
+#include "io/punch_hole.h"
+#include "volume/cow_format.h"
+#include "volume/volume_source.h"
+
+namespace blocksnap {
+
+namespace {
+
+const uint8_t kZeros[kCowGranuleSize] = {};
+
+[[noreturn]] void invalid(const std::string& what) { throw Error(ErrorCode::InvalidArgument, what); }
+
+void check_range(uint64_t offset, uint64_t len, uint64_t size) {
+  if (offset > size || len > size - offset)
+    invalid("range " + std::to_string(offset) + "+" + std::to_string(len) + " is past the end of the volume (" +
+            std::to_string(size) + " bytes)");
+}
+
+}  // namespace
+
+CowVolume::CowVolume(const VolumeSpec& spec)
+    : store_dir_(spec.store_dir),
+      block_size_(spec.block_size),
+      size_(spec.size_bytes),
+      writable_(spec.writable),
+      cache_(std::make_shared<BlockFileCache>(spec.store_dir)) {
+  if (!is_valid_block_size(block_size_)) invalid("invalid block size");
+  if (writable_ && spec.layers.empty()) invalid("a writable volume needs at least one layer");
+  base_ = std::make_shared<const BaseView>(cache_, block_size_, size_, spec.base_digests, nullptr);
+  for (size_t i = 0; i < spec.layers.size(); ++i)
+    layers_.push_back(std::make_shared<CowLayer>(spec.layers[i], size_, writable_ && i + 1 == spec.layers.size()));
+}
+
+void CowVolume::check_open() const {
+  if (closed_) throw std::logic_error("the volume is closed");
+}
+
+void CowVolume::check_writes_allowed() const {
+  check_open();
+  if (!writable_) invalid("the volume is read-only");
+  if (failed_.load(std::memory_order_acquire))
+    throw Error(ErrorCode::IOError, "an earlier flush of this volume failed; it takes no more writes until reopened");
+}
+
+size_t CowVolume::layer_count() const {
+  std::shared_lock lock(stack_mutex_);
+  return layers_.size();
+}
+
+void CowVolume::read(uint64_t offset, size_t len, uint8_t* out) const {
+  std::shared_lock lock(stack_mutex_);
+  check_open();
+  check_range(offset, len, size_);
+  read_through(layers_, *base_, offset, len, out);
+}
+
+template <typename F>
+void CowVolume::modify(uint64_t offset, uint64_t len, bool fua, F&& apply) {
+  {
+    std::shared_lock lock(stack_mutex_);
+    check_writes_allowed();
+    check_range(offset, len, size_);
+    apply(*layers_.back(), LayerStack(layers_.data(), layers_.size() - 1));
+  }
+  if (fua) flush();
+}
+
+void CowVolume::write(uint64_t offset, const uint8_t* data, size_t len, bool fua) {
+  modify(offset, len, fua, [&](CowLayer& top, LayerStack below) {
+    const uint64_t end = offset + len;
+    for (uint64_t pos = offset; pos < end;) {
+      const uint64_t g = pos / kCowGranuleSize;
+      if (top.map.test(g)) {
+        // Already in the top layer: one pwrite for the whole run of such granules.
+        uint64_t run_end = std::min(end, (g + 1) * kCowGranuleSize);
+        while (run_end < end && top.map.test(run_end / kCowGranuleSize)) run_end = std::min(end, run_end + kCowGranuleSize);
+        write_at(top.data.get(), data + (pos - offset), run_end - pos, pos, top.files.data_path);
+        pos = run_end;
+      } else {
+        const uint64_t piece_end = std::min(end, (g + 1) * kCowGranuleSize);
+        write_granule(top, below, g, pos, piece_end, data + (pos - offset));
+        pos = piece_end;
+      }
+    }
+  });
+}
+
+void CowVolume::write_granule(CowLayer& top, LayerStack below, uint64_t g, uint64_t from, uint64_t to, const uint8_t* bytes) {
+  std::lock_guard lock(granule_lock(g));
+  if (top.map.test(g)) {  // another write copied it up while this one waited
+    write_at(top.data.get(), bytes, to - from, from, top.files.data_path);
+    return;
+  }
+  const uint64_t begin = g * kCowGranuleSize;
+  const uint64_t end = std::min(size_, begin + kCowGranuleSize);
+  if (from == begin && to == end) {
+    write_at(top.data.get(), bytes, to - from, from, top.files.data_path);
+  } else {
+    // Copy-up: the whole granule goes to the top, since the bit will claim all of it.
+    thread_local AlignedBuffer buf(kCowGranuleSize);
+    read_through(below, *base_, begin, end - begin, buf.data());
+    std::memcpy(buf.data() + (from - begin), bytes, to - from);
+    write_at(top.data.get(), buf.data(), end - begin, begin, top.files.data_path);
+  }
+  top.map.set(g);
+}
+
+void CowVolume::zero_granule(CowLayer& top, uint64_t g, bool may_punch) {
+  std::lock_guard lock(granule_lock(g));
+  const uint64_t begin = g * kCowGranuleSize;
+  const uint64_t len = std::min(size_, begin + kCowGranuleSize) - begin;
+  if (!may_punch || !punch_hole(top.data.get(), begin, len, top.files.data_path))
+    write_at(top.data.get(), kZeros, len, begin, top.files.data_path);
+  top.map.set(g);
+}
+
+void CowVolume::zero(uint64_t offset, uint64_t len, bool may_punch, bool fua) {
+  modify(offset, len, fua, [&](CowLayer& top, LayerStack below) {
+    const uint64_t end = offset + len;
+    for (uint64_t pos = offset; pos < end;) {
+      const uint64_t g = pos / kCowGranuleSize;
+      const uint64_t g_begin = g * kCowGranuleSize;
+      const uint64_t g_end = std::min(size_, g_begin + kCowGranuleSize);
+      const uint64_t piece_end = std::min(end, g_end);
+      if (pos == g_begin && piece_end == g_end) zero_granule(top, g, may_punch);
+      else if (top.map.test(g)) write_at(top.data.get(), kZeros, piece_end - pos, pos, top.files.data_path);
+      else write_granule(top, below, g, pos, piece_end, kZeros);
+      pos = piece_end;
+    }
+  });
+}
+
+void CowVolume::flush() {
+  std::shared_lock lock(stack_mutex_);
+  check_open();
+  if (!writable_) return;
+  flush_locked();
+}
+
+void CowVolume::flush_locked() {
+  std::lock_guard flush_lock(flush_mutex_);
+  if (failed_.load(std::memory_order_acquire))
+    throw Error(ErrorCode::IOError, "an earlier flush of this volume failed; it takes no more writes until reopened");
+  CowLayer& top = *layers_.back();
+  try {
+    // Copies first: a bit set after this point may belong to data the fdatasync below misses.
+    const std::vector<CowMap::PageCopy> pages = top.map.take_dirty_pages();
+    if (::fdatasync(top.data.get()) != 0) throw Error::system(errno, "fdatasync", top.files.data_path);
+    top.map.write_pages(pages);
+  } catch (...) {
+    failed_.store(true, std::memory_order_release);
+    throw;
+  }
+}
+
+std::vector<VolumeExtent> CowVolume::extents(uint64_t offset, uint64_t len) const {
+  std::shared_lock lock(stack_mutex_);
+  check_open();
+  check_range(offset, len, size_);
+  return stack_extents(layers_, *base_, offset, len);
+}
+
+void CowVolume::push_layer(const LayerFiles& files) {
+  std::unique_lock lock(stack_mutex_);
+  check_writes_allowed();
+  // Open the new top first: if it is unusable, the volume goes on as it was.
+  auto next = std::make_shared<CowLayer>(files, size_, true);
+  flush_locked();
+  layers_.push_back(std::move(next));
+}
+
+std::vector<uint32_t> CowVolume::dirty_blocks(size_t layer_count) const {
+  std::shared_lock lock(stack_mutex_);
+  check_open();
+  if (layer_count > layers_.size()) invalid("layer count " + std::to_string(layer_count) + " is more than the volume's " + std::to_string(layers_.size()) + " layers");
+  const uint64_t per_block = block_size_ / kCowGranuleSize;
+  std::vector<bool> dirty(base_->block_count(), false);
+  for (size_t l = 0; l < layer_count; ++l) layers_[l]->map.for_each_set([&](uint64_t g) { dirty[g / per_block] = true; });
+  std::vector<uint32_t> out;
+  for (size_t i = 0; i < dirty.size(); ++i)
+    if (dirty[i]) out.push_back(static_cast<uint32_t>(i));
+  return out;
+}
+
+std::unique_ptr<VolumeSource> CowVolume::source(size_t layer_count) const {
+  std::shared_lock lock(stack_mutex_);
+  check_open();
+  if (layer_count > layers_.size()) invalid("layer count " + std::to_string(layer_count) + " is more than the volume's " + std::to_string(layers_.size()) + " layers");
+  std::vector<std::shared_ptr<CowLayer>> layers(layers_.begin(), layers_.begin() + static_cast<ptrdiff_t>(layer_count));
+  return std::make_unique<VolumeSource>(std::move(layers), base_, size_);
+}
+
+std::vector<uint8_t> CowVolume::base_digests() const {
+  std::shared_lock lock(stack_mutex_);
+  check_open();
+  return base_->digests();
+}
+
+void CowVolume::rebase(std::vector<uint8_t> base_digests, size_t drop_layers) {
+  std::unique_lock lock(stack_mutex_);
+  check_open();
+  if (drop_layers > layers_.size() || (writable_ && drop_layers == layers_.size()))
+    invalid("cannot drop " + std::to_string(drop_layers) + " of " + std::to_string(layers_.size()) + " layers" +
+            (writable_ ? " (the writable top stays)" : ""));
+  auto next = std::make_shared<const BaseView>(cache_, block_size_, size_, std::move(base_digests), base_.get());
+  base_ = std::move(next);
+  layers_.erase(layers_.begin(), layers_.begin() + static_cast<ptrdiff_t>(drop_layers));
+}
+
+void CowVolume::close() {
+  std::unique_lock lock(stack_mutex_);
+  if (closed_) return;
+  std::exception_ptr flush_error;
+  if (writable_ && !failed_.load()) {
+    try {
+      flush_locked();
+    } catch (...) {
+      flush_error = std::current_exception();
+    }
+  }
+  layers_.clear();
+  base_.reset();
+  closed_ = true;
+  if (flush_error) std::rethrow_exception(flush_error);
+}
+
+}  // namespace blocksnap

@@ -1,0 +1,104 @@
+// A copy-on-write disk: a writable top layer over frozen layers over a snapshot's blocks
+// (docs/design.md, "Copy-on-write disks"; files in volume/cow_format.h).
+//
+// State: the layer stack (bottom → top) and the base view, swapped only by push_layer and rebase
+// under the stack lock held exclusively; every I/O holds it shared, so I/O never sees a half-made
+// stack and rebase waits for reads in flight. Jobs reading a frozen prefix (scan, flatten) take
+// shared pointers to the layers they need and drop the lock, so the top keeps taking writes.
+//
+// Writes: a granule whose bit is clear in the top is copied up whole (the content below merged
+// with the new bytes) before its bit is set in memory; copy-ups of one granule are serialised by
+// a striped lock and recheck the bit under it. A whole granule zeroed with may_punch becomes a
+// hole in .data plus the bit. Flush order makes the map never point at data that is not durable:
+// copy the dirty map pages, fdatasync .data, write the copies, fdatasync .map. After a failed
+// fdatasync the kernel may have dropped dirty pages, so the volume refuses further writes and
+// flushes rather than ever persist a bit for data that may be gone.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "formats/block_source.h"
+#include "volume/base_view.h"
+#include "volume/cow_layer.h"
+#include "volume/volume_source.h"
+
+namespace blocksnap {
+
+struct VolumeSpec {
+  std::string store_dir;
+  uint64_t block_size = 0;
+  uint64_t size_bytes = 0;
+  std::vector<uint8_t> base_digests;  // ceil(size_bytes / block_size) × 32
+  std::vector<LayerFiles> layers;     // bottom → top
+  bool writable = false;              // the top layer takes writes (needs a layer)
+};
+
+class CowVolume {
+ public:
+  // Opens and validates every layer. Throws InvalidArgument, ImageCorrupt, ImageNotFound, IOError.
+  explicit CowVolume(const VolumeSpec& spec);
+
+  uint64_t size() const noexcept { return size_; }
+  bool writable() const noexcept { return writable_; }
+  size_t layer_count() const;
+
+  void read(uint64_t offset, size_t len, uint8_t* out) const;
+  void write(uint64_t offset, const uint8_t* data, size_t len, bool fua);
+  void zero(uint64_t offset, uint64_t len, bool may_punch, bool fua);
+  void flush();
+  std::vector<VolumeExtent> extents(uint64_t offset, uint64_t len) const;
+
+  // Flushes the top, freezes it and opens `files` as the new writable top. The caller keeps
+  // writes, zeros and flushes out meanwhile.
+  void push_layer(const LayerFiles& files);
+  // Sorted block indexes with any granule set in the bottom `layer_count` layers.
+  std::vector<uint32_t> dirty_blocks(size_t layer_count) const;
+  // The content through the bottom `layer_count` layers and the base, as a BlockSource that
+  // stays valid (and unchanged) whatever happens to the volume afterwards.
+  std::unique_ptr<VolumeSource> source(size_t layer_count) const;
+  // The current base digests (for callers comparing against the base).
+  std::vector<uint8_t> base_digests() const;
+  // Replaces the base and closes the bottom `drop_layers` layers.
+  void rebase(std::vector<uint8_t> base_digests, size_t drop_layers);
+  // Flushes if writable and closes every file; later calls throw.
+  void close();
+
+  const std::string& store_dir() const noexcept { return store_dir_; }
+  uint64_t block_size() const noexcept { return block_size_; }
+
+ private:
+  void check_open() const;
+  void check_writes_allowed() const;
+  // Runs apply(top, layers below it) under the stack lock after the checks every change needs,
+  // then flushes when `fua`.
+  template <typename F>
+  void modify(uint64_t offset, uint64_t len, bool fua, F&& apply);
+  void write_granule(CowLayer& top, LayerStack below, uint64_t g, uint64_t from, uint64_t to, const uint8_t* bytes);
+  void zero_granule(CowLayer& top, uint64_t g, bool may_punch);
+  void flush_locked();
+  std::mutex& granule_lock(uint64_t g) { return granule_locks_[g % granule_locks_.size()]; }
+
+  const std::string store_dir_;
+  const uint64_t block_size_;
+  const uint64_t size_;
+  const bool writable_;
+  std::shared_ptr<BlockFileCache> cache_;
+
+  mutable std::shared_mutex stack_mutex_;
+  std::vector<std::shared_ptr<CowLayer>> layers_;
+  std::shared_ptr<const BaseView> base_;
+  bool closed_ = false;
+
+  std::mutex flush_mutex_;  // one flush at a time; taken after stack_mutex_
+  std::atomic<bool> failed_{false};
+  std::array<std::mutex, 256> granule_locks_;
+};
+
+}  // namespace blocksnap

@@ -1,0 +1,74 @@
+#include "volume/scan_blocks.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+
+#include "core/aligned_buffer.h"
+#include "core/block_writer.h"
+#include "core/digest.h"
+#include "core/error.h"
+#include "core/write_behind.h"
+#include "core/zero_detect.h"
+
+namespace blocksnap {
+
+namespace {
+
+// As in scan_image: writers mostly wait in fsync; the depth bounds the blocks in flight.
+constexpr unsigned kStoreWriters = 4;
+constexpr unsigned kStoreDepth = 8;
+
+}  // namespace
+
+ScanBlocksResult scan_volume_blocks(const VolumeSource& source, const ScanBlocksParams& p, JobControl& control,
+                                    const ProgressFn& progress) {
+  const BaseView& base = source.base();
+  if (p.block_size != base.block_size()) throw Error(ErrorCode::InvalidArgument, "block size differs from the volume's");
+  for (uint32_t b : p.blocks)
+    if (b >= base.block_count())
+      throw Error(ErrorCode::InvalidArgument, "block index " + std::to_string(b) + " is past the end of the volume");
+
+  ScanBlocksResult result;
+  result.digests.assign(p.blocks.size() * kDigestSize, 0);
+  control.set_total(p.blocks.size());
+  BlockWriter writer(p.store_dir);
+  WriteBehind behind(writer, p.block_size, kStoreWriters, kStoreDepth);
+  std::atomic<uint64_t> bytes_read{0}, zero_blocks{0};
+
+  ParallelRun run(control, p.blocks.size());
+  run.run(effective_threads(p.threads, p.blocks.size()), [&](ParallelRun& job) {
+    AlignedBuffer buf(p.block_size);
+    uint64_t k;
+    while (job.next(k)) {
+      const uint64_t i = p.blocks[k];
+      const uint64_t offset = i * p.block_size;
+      const size_t len = static_cast<size_t>(std::min<uint64_t>(p.block_size, source.size() - offset));
+      try {
+        const SourceRead got = source.read(offset, len, buf.data());
+        bytes_read.fetch_add(got.bytes_read, std::memory_order_relaxed);
+        if (got.zero || is_all_zero(buf.data(), len)) {
+          zero_blocks.fetch_add(1, std::memory_order_relaxed);
+        } else {
+          const Digest digest = sha256(buf.data(), len);
+          std::memcpy(result.digests.data() + k * kDigestSize, digest.data(), kDigestSize);
+          if (digest != base.digest(i)) buf = behind.submit(std::move(buf), digest, len, i);
+        }
+        control.add_done(1);
+      } catch (Error& e) {
+        if (!e.block_index) e.block_index = i;
+        throw;
+      }
+    }
+  }, progress);
+
+  behind.drain();
+  result.blocks_written = behind.blocks_written();
+  result.bytes_written = behind.bytes_written();
+  writer.sync();
+  result.bytes_read = bytes_read;
+  result.zero_blocks = zero_blocks;
+  return result;
+}
+
+}  // namespace blocksnap

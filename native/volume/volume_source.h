@@ -1,0 +1,31 @@
+// The content of a copy-on-write volume through its bottom k layers and the base, as a
+// BlockSource (formats/block_source.h) for scanning and flattening. It holds its own references
+// to those layers and to the base view, so a push_layer or rebase of the volume, or writes to
+// layers above k, never change what it reads.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "formats/block_source.h"
+#include "volume/base_view.h"
+#include "volume/cow_layer.h"
+
+namespace blocksnap {
+
+class VolumeSource final : public BlockSource {
+ public:
+  VolumeSource(std::vector<std::shared_ptr<CowLayer>> layers, std::shared_ptr<const BaseView> base, uint64_t size)
+      : layers_(std::move(layers)), base_(std::move(base)), size_(size) {}
+
+  uint64_t size() const override { return size_; }
+  SourceRead read(uint64_t offset, size_t len, uint8_t* buf) const override;
+  const BaseView& base() const noexcept { return *base_; }
+
+ private:
+  std::vector<std::shared_ptr<CowLayer>> layers_;
+  std::shared_ptr<const BaseView> base_;
+  uint64_t size_;
+};
+
+}  // namespace blocksnap

@@ -1,0 +1,231 @@
+#include "workers/volume_wrap.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <utility>
+
+#include "core/digest.h"
+#include "core/error.h"
+#include "volume/cow_volume.h"
+#include "workers/args.h"
+#include "workers/js_error.h"
+#include "workers/volume_jobs.h"
+#include "workers/volume_task.h"
+
+namespace blocksnap::js {
+
+namespace {
+
+// The largest read or write one call may ask for: what an NBD request can carry.
+constexpr uint64_t kMaxIo = 32ull << 20;
+
+uint64_t arg_integer(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Env env = info.Env();
+  if (info.Length() <= i || !info[i].IsNumber()) throw Napi::TypeError::New(env, std::string(name) + " must be a number");
+  const double d = info[i].As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || d < 0 || d > 9007199254740991.0 || std::floor(d) != d) {
+    Napi::Error err = Napi::RangeError::New(env, std::string(name) + " must be a non-negative safe integer");
+    err.Set("code", Napi::String::New(env, "InvalidArgument"));
+    throw err;
+  }
+  return static_cast<uint64_t>(d);
+}
+
+bool arg_boolean(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (info.Length() <= i || !info[i].IsBoolean()) throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a boolean");
+  return info[i].As<Napi::Boolean>().Value();
+}
+
+LayerFiles layer_files(Napi::Env env, Napi::Value v) {
+  if (!v.IsObject()) throw Napi::TypeError::New(env, "a layer must be an object { dataPath, mapPath }");
+  Napi::Object o = v.As<Napi::Object>();
+  auto path = [&](const char* name) {
+    Napi::Value p = o.Get(name);
+    if (!p.IsString()) throw Napi::TypeError::New(env, std::string("layer.") + name + " must be a string");
+    std::string s = p.As<Napi::String>().Utf8Value();
+    if (s.empty() || s.find('\0') != std::string::npos) throw Napi::TypeError::New(env, std::string("layer.") + name + " must be a non-empty path");
+    return s;
+  };
+  return LayerFiles{path("dataPath"), path("mapPath")};
+}
+
+// malloc'd memory handed over to a JS Buffer on success, freed here otherwise.
+struct OwnedBytes {
+  explicit OwnedBytes(size_t len) : data(static_cast<uint8_t*>(std::malloc(len == 0 ? 1 : len))) {
+    if (data == nullptr) throw std::bad_alloc();
+  }
+  ~OwnedBytes() { std::free(data); }
+  OwnedBytes(const OwnedBytes&) = delete;
+  OwnedBytes& operator=(const OwnedBytes&) = delete;
+  uint8_t* data;
+};
+
+template <typename F>
+auto or_js_error(Napi::Env env, F&& f) {
+  try {
+    return f();
+  } catch (const Error& e) {
+    throw to_js_error(env, e);
+  } catch (const std::logic_error& e) {
+    throw internal_error(env, e.what());
+  }
+}
+
+class VolumeWrap : public Napi::ObjectWrap<VolumeWrap> {
+ public:
+  static Napi::Function define(Napi::Env env) {
+    return DefineClass(env, "Volume",
+                       {InstanceMethod<&VolumeWrap::size_bytes>("sizeBytes"),
+                        InstanceMethod<&VolumeWrap::layer_count>("layerCount"),
+                        InstanceMethod<&VolumeWrap::read>("read"),
+                        InstanceMethod<&VolumeWrap::write>("write"),
+                        InstanceMethod<&VolumeWrap::zero>("zero"),
+                        InstanceMethod<&VolumeWrap::flush>("flush"),
+                        InstanceMethod<&VolumeWrap::extents>("extents"),
+                        InstanceMethod<&VolumeWrap::push_layer>("pushLayer"),
+                        InstanceMethod<&VolumeWrap::dirty_blocks>("dirtyBlocks"),
+                        InstanceMethod<&VolumeWrap::scan_blocks>("scanBlocks"),
+                        InstanceMethod<&VolumeWrap::flatten_to>("flattenTo"),
+                        InstanceMethod<&VolumeWrap::rebase>("rebase"),
+                        InstanceMethod<&VolumeWrap::close>("close")});
+  }
+
+  explicit VolumeWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<VolumeWrap>(info) {
+    Napi::Env env = info.Env();
+    Options o(info);
+    VolumeSpec spec;
+    spec.store_dir = o.string("storeDir");
+    spec.block_size = o.integer("blockSize");
+    spec.size_bytes = o.integer("sizeBytes");
+    spec.base_digests = o.bytes("baseDigests", true);
+    spec.writable = o.boolean("writable", false);
+    Napi::Value layers = info[0].As<Napi::Object>().Get("layers");
+    if (!layers.IsArray()) throw Napi::TypeError::New(env, "options.layers must be an array");
+    Napi::Array a = layers.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) spec.layers.push_back(layer_files(env, a.Get(i)));
+    volume_ = or_js_error(env, [&] { return std::make_shared<CowVolume>(spec); });
+  }
+
+ private:
+  Napi::Value size_bytes(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(volume_->size())); }
+
+  Napi::Value layer_count(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(or_js_error(info.Env(), [&] { return volume_->layer_count(); })));
+  }
+
+  Napi::Value read(const Napi::CallbackInfo& info) {
+    const uint64_t offset = arg_integer(info, 0, "offset");
+    const uint64_t len = arg_integer(info, 1, "length");
+    if (len > kMaxIo) throw Napi::RangeError::New(info.Env(), "length must be at most 32 MiB");
+    auto buf = std::make_shared<OwnedBytes>(len);
+    auto volume = volume_;
+    return queue_volume_task(
+        info.Env(), "blocksnap.volume.read", [volume, buf, offset, len] { volume->read(offset, len, buf->data); },
+        [buf, len](Napi::Env env) -> Napi::Value {
+          // The bytes become the Buffer's own memory: no copy of up to 32 MiB on the JS thread.
+          return Napi::Buffer<uint8_t>::New(env, std::exchange(buf->data, nullptr), len, [](Napi::Env, uint8_t* p) { std::free(p); });
+        });
+  }
+
+  Napi::Value write(const Napi::CallbackInfo& info) {
+    const uint64_t offset = arg_integer(info, 0, "offset");
+    if (info.Length() < 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+      throw Napi::TypeError::New(info.Env(), "data must be a Buffer");
+    auto a = info[1].As<Napi::Uint8Array>();
+    if (a.ByteLength() > kMaxIo) throw Napi::RangeError::New(info.Env(), "data must be at most 32 MiB");
+    const bool fua = arg_boolean(info, 2, "fua");
+    // A copy: JS may reuse the buffer as soon as this call returns.
+    auto data = std::make_shared<std::vector<uint8_t>>(a.Data(), a.Data() + a.ByteLength());
+    auto volume = volume_;
+    return queue_volume_task(info.Env(), "blocksnap.volume.write",
+                             [volume, data, offset, fua] { volume->write(offset, data->data(), data->size(), fua); });
+  }
+
+  Napi::Value zero(const Napi::CallbackInfo& info) {
+    const uint64_t offset = arg_integer(info, 0, "offset");
+    const uint64_t len = arg_integer(info, 1, "length");
+    const bool may_punch = arg_boolean(info, 2, "mayPunch");
+    const bool fua = arg_boolean(info, 3, "fua");
+    auto volume = volume_;
+    return queue_volume_task(info.Env(), "blocksnap.volume.zero",
+                             [volume, offset, len, may_punch, fua] { volume->zero(offset, len, may_punch, fua); });
+  }
+
+  Napi::Value flush(const Napi::CallbackInfo& info) {
+    auto volume = volume_;
+    return queue_volume_task(info.Env(), "blocksnap.volume.flush", [volume] { volume->flush(); });
+  }
+
+  Napi::Value extents(const Napi::CallbackInfo& info) {
+    const uint64_t offset = arg_integer(info, 0, "offset");
+    const uint64_t len = arg_integer(info, 1, "length");
+    auto volume = volume_;
+    auto out = std::make_shared<std::vector<VolumeExtent>>();
+    return queue_volume_task(
+        info.Env(), "blocksnap.volume.extents", [volume, out, offset, len] { *out = volume->extents(offset, len); },
+        [out](Napi::Env env) -> Napi::Value {
+          Napi::Array a = Napi::Array::New(env, out->size());
+          for (size_t i = 0; i < out->size(); ++i) {
+            Napi::Object e = Napi::Object::New(env);
+            e.Set("length", static_cast<double>((*out)[i].length));
+            e.Set("flags", (*out)[i].flags);
+            a.Set(static_cast<uint32_t>(i), e);
+          }
+          return a;
+        });
+  }
+
+  Napi::Value push_layer(const Napi::CallbackInfo& info) {
+    if (info.Length() < 1) throw Napi::TypeError::New(info.Env(), "files must be an object { dataPath, mapPath }");
+    LayerFiles files = layer_files(info.Env(), info[0]);
+    auto volume = volume_;
+    return queue_volume_task(info.Env(), "blocksnap.volume.pushLayer", [volume, files] { volume->push_layer(files); });
+  }
+
+  Napi::Value dirty_blocks(const Napi::CallbackInfo& info) {
+    const uint64_t k = arg_integer(info, 0, "layerCount");
+    const std::vector<uint32_t> blocks = or_js_error(info.Env(), [&] { return volume_->dirty_blocks(k); });
+    Napi::Uint32Array out = Napi::Uint32Array::New(info.Env(), blocks.size());
+    if (!blocks.empty()) std::memcpy(out.Data(), blocks.data(), blocks.size() * sizeof(uint32_t));
+    return out;
+  }
+
+  Napi::Value scan_blocks(const Napi::CallbackInfo& info) { return start_scan_blocks(info, volume_); }
+
+  Napi::Value flatten_to(const Napi::CallbackInfo& info) { return start_flatten(info, volume_); }
+
+  Napi::Value rebase(const Napi::CallbackInfo& info) {
+    if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+      throw Napi::TypeError::New(info.Env(), "baseDigests must be a Buffer");
+    auto a = info[0].As<Napi::Uint8Array>();
+    std::vector<uint8_t> digests(a.Data(), a.Data() + a.ByteLength());
+    const uint64_t drop = arg_integer(info, 1, "dropLayers");
+    or_js_error(info.Env(), [&] { volume_->rebase(std::move(digests), drop); });
+    return info.Env().Undefined();
+  }
+
+  Napi::Value close(const Napi::CallbackInfo& info) {
+    auto volume = volume_;
+    return queue_volume_task(info.Env(), "blocksnap.volume.close", [volume] { volume->close(); });
+  }
+
+  // Shared with the tasks in flight, so the volume outlives a JS object collected meanwhile.
+  std::shared_ptr<CowVolume> volume_;
+};
+
+}  // namespace
+
+Napi::Function volume_class(Napi::Env env) { return VolumeWrap::define(env); }
+
+Napi::Value create_volume_layer(const Napi::CallbackInfo& info) {
+  Options o(info);
+  LayerFiles files{o.string("dataPath"), o.string("mapPath")};
+  const uint64_t size = o.integer("sizeBytes");
+  const std::string id = o.string("layerId");
+  return queue_volume_task(info.Env(), "blocksnap.createVolumeLayer", [files, size, id] { create_cow_layer(files, size, id); });
+}
+
+}  // namespace blocksnap::js

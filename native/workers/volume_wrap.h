@@ -1,0 +1,15 @@
+// The JS class `Volume` over volume/cow_volume.h, and createVolumeLayer. src/native/volume.ts
+// wraps both with validation and documentation; this layer only rejects garbage safely.
+#pragma once
+
+#include <napi.h>
+
+namespace blocksnap::js {
+
+// The constructor, for exports.Volume.
+Napi::Function volume_class(Napi::Env env);
+
+// createVolumeLayer({ dataPath, mapPath, sizeBytes, layerId }) → Promise<void>
+Napi::Value create_volume_layer(const Napi::CallbackInfo& info);
+
+}  // namespace blocksnap::js

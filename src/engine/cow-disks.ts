@@ -1,0 +1,174 @@
+/**
+ * Operations on copy-on-write disks (docs/design.md "Copy-on-write disks"): the instant clone,
+ * point-in-time snapshots of a disk that may be served at the same moment, the instant rollback
+ * and flatten. The engine calls these with the disk lock held (except `clone`, which creates the
+ * disk); the layer stack itself lives in CowVolumes.
+ *
+ * A snapshot: (1) the instant (CowVolumes.freeze): new writes go to a fresh top layer, the ones
+ * below are frozen and recorded; (2) only blocks with a granule in a frozen layer are read,
+ * hashed and stored (scanBlocks), every other block keeps the base view's digest; (3) one
+ * transaction commits the snapshot and makes it the disk's base with only the top layer above,
+ * then the volume drops the frozen layers and their files are unlinked. A failure after (1)
+ * leaves the frozen layers recorded: reads stay right and the next snapshot freezes them all.
+ */
+import { BlocksnapError, toBlocksnapError } from '../errors';
+import type { Catalog } from '../catalog/catalog';
+import type { DiskRecord, SnapshotRecord } from '../catalog/records';
+import { commitDelta, readView } from '../catalog/block-map';
+import { DIGEST_SIZE } from '../store/format';
+import type { CowVolumes } from './cow-volumes';
+import type { Exports } from './exports';
+import type { JobControl } from './jobs';
+import type { StoreLock } from './locks';
+import { newId } from './ids';
+import type { EngineLogger } from './engine';
+import type { FlattenResult, ImageFormat, RollbackResult } from './types';
+
+export interface CowDisksInternals {
+  readonly catalog: Catalog;
+  readonly volumes: CowVolumes;
+  readonly exports: Exports;
+  readonly storeLock: StoreLock;
+  readonly log: EngineLogger;
+  readonly threads: number | undefined;
+  readonly blockSize: number;
+}
+
+export class CowDisks {
+  constructor(private readonly x: CowDisksInternals) {}
+
+  /** A new COW disk over `snap`: one empty layer, nothing copied. */
+  async clone(snap: SnapshotRecord, name: string): Promise<DiskRecord> {
+    const id = newId('d');
+    const layer = await this.x.volumes.newLayer(id, snap.sizeBytes);
+    const rec: DiskRecord = {
+      id, name, path: this.x.volumes.dirOf(id), format: 'cow', sizeBytes: snap.sizeBytes, createdAt: new Date().toISOString(),
+      headSnapshotId: null, pendingRollback: null,
+      cow: { originSnapshotId: snap.id, baseSnapshotId: snap.id, layers: [layer] },
+    };
+    try {
+      this.x.catalog.txn(() => {
+        // The snapshot may have gone while the layer was created (the caller checked it before).
+        if (this.x.catalog.getSnapshot(snap.id)?.status !== 'available') {
+          throw new BlocksnapError('SnapshotNotFound', `snapshot ${snap.id} was deleted meanwhile`);
+        }
+        this.x.catalog.putDisk(rec);
+      });
+    } catch (err) {
+      this.x.volumes.removeDisk(id);
+      throw err;
+    }
+    this.x.log.info({ diskId: id, snapshotId: snap.id }, 'copy-on-write disk created');
+    return rec;
+  }
+
+  /** Steps (1) to (3) above; returns the committed snapshot record. */
+  async snapshot(disk: DiskRecord, snap: SnapshotRecord, ctl: JobControl): Promise<SnapshotRecord> {
+    const { open, release } = await this.x.volumes.acquire(disk.id);
+    try {
+      const { frozen, at } = await this.x.volumes.freeze(open, disk.id);
+      const releaseStore = await this.x.storeLock.acquireShared();
+      try {
+        const cow = this.x.catalog.getDisk(disk.id)!.cow!;
+        const base = this.x.catalog.getSnapshot(cow.baseSnapshotId)!;
+        const digests = readView(this.x.catalog, base);
+        const blocks = open.volume.dirtyBlocks(frozen);
+        const scan = await open.volume.scanBlocks({
+          blocks, layerCount: frozen, ...(this.x.threads ? { threads: this.x.threads } : {}),
+          // Progress in bytes, as every snapshot job reports it (the volume counts blocks).
+          onProgress: (d, t) => ctl.progress(d * this.x.blockSize, t * this.x.blockSize), signal: ctl.signal,
+        });
+        blocks.forEach((b, i) => scan.digests.copy(digests, b * DIGEST_SIZE, i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE));
+        const dropped = cow.layers.slice(0, frozen);
+        const done = this.x.catalog.txn(() => {
+          const cur = this.x.catalog.getSnapshot(snap.id);
+          if (cur?.status !== 'creating') throw new BlocksnapError('Internal', `snapshot ${snap.id} changed state during its job`);
+          const d = this.x.catalog.getDisk(disk.id)!;
+          const parent = d.headSnapshotId ? this.x.catalog.getSnapshot(d.headSnapshotId) : undefined;
+          const sized: SnapshotRecord = {
+            ...cur, parentId: parent?.id ?? null, createdAt: at.toISOString(), sizeBytes: d.sizeBytes,
+            blockCount: digests.length / DIGEST_SIZE, consistency: 'point-in-time',
+          };
+          // The first snapshot of a clone is a root holding the full map: no data is copied, and
+          // the clone no longer needs its origin's snapshot afterwards.
+          const stats = commitDelta(this.x.catalog, sized, digests, parent ? readView(this.x.catalog, parent) : null);
+          const available: SnapshotRecord = { ...sized, ...stats, status: 'available', completedAt: new Date().toISOString() };
+          this.x.catalog.putSnapshot(available);
+          this.x.catalog.putDisk({
+            ...d, headSnapshotId: snap.id,
+            cow: { ...d.cow!, baseSnapshotId: snap.id, layers: d.cow!.layers.slice(frozen) },
+          });
+          return available;
+        });
+        open.volume.rebase(digests, frozen);
+        this.x.volumes.unlinkLayers(disk.id, dropped);
+        this.x.log.info({ snapshotId: snap.id, diskId: disk.id, dirtyBlocks: blocks.length, bytesRead: scan.bytesRead, newBytes: done.newBytes }, 'point-in-time snapshot available');
+        return done;
+      } finally {
+        releaseStore();
+      }
+    } finally {
+      await release();
+    }
+  }
+
+  /**
+   * Refused while a writable export has clients, unless forced (then they are dropped first):
+   * a client would see its disk change under it.
+   */
+  checkRollback(disk: DiskRecord, force: boolean): void {
+    const busy = this.x.exports.ofDisk(disk.id).filter((e) => e.connections > 0);
+    if (busy.length === 0) return;
+    if (!force) {
+      throw new BlocksnapError('DiskInUse',
+        `disk ${disk.name} is served by export ${busy[0]!.name} with ${busy[0]!.connections} client(s); disconnect them, or pass --force to drop them`,
+        { diskId: disk.id, export: busy[0]!.name });
+    }
+    for (const e of busy) this.x.exports.dropClients(e.name, 'the disk was rolled back (forced)');
+    this.x.log.warn({ diskId: disk.id, exports: busy.map((e) => e.name) }, 'rolling back a served disk: its clients were dropped (forced)');
+  }
+
+  /** The instant rollback: a fresh empty layer over the target's view; the old layers go. */
+  async rollback(disk: DiskRecord, target: SnapshotRecord): Promise<RollbackResult> {
+    const { open, release } = await this.x.volumes.acquire(disk.id);
+    try {
+      // The gate stays closed until the stack is the target's: no write may land in between.
+      const reopen = await open.gate.close();
+      try {
+        const { frozen } = await this.x.volumes.pushFresh(open, disk.id);
+        const d = this.x.catalog.getDisk(disk.id)!;
+        const old = d.cow!.layers.slice(0, frozen);
+        const view = readView(this.x.catalog, target);
+        this.x.catalog.txn(() => {
+          const cur = this.x.catalog.getDisk(disk.id)!;
+          this.x.catalog.putDisk({ ...cur, headSnapshotId: target.id, cow: { ...cur.cow!, baseSnapshotId: target.id, layers: cur.cow!.layers.slice(frozen) } });
+        });
+        open.volume.rebase(view, frozen);
+        this.x.volumes.unlinkLayers(disk.id, old);
+      } finally {
+        reopen();
+      }
+    } finally {
+      await release();
+    }
+    this.x.log.info({ diskId: disk.id, snapshotId: target.id }, 'copy-on-write disk rolled back');
+    return { diskId: disk.id, snapshotId: target.id, sizeBytes: disk.sizeBytes, blocksWritten: 0, bytesWritten: 0, holesPunched: 0, blocksUnchanged: 0 };
+  }
+
+  /** Writes the disk as of now (an instant, as for a snapshot) to a new image file. */
+  async flatten(disk: DiskRecord, path: string, format: ImageFormat, ctl: JobControl): Promise<FlattenResult> {
+    const { open, release } = await this.x.volumes.acquire(disk.id);
+    try {
+      const { frozen } = await this.x.volumes.freeze(open, disk.id);
+      const r = await open.volume.flattenTo({
+        layerCount: frozen, imagePath: path, format, signal: ctl.signal, onProgress: (d, t) => ctl.progress(d, t),
+      });
+      this.x.log.info({ diskId: disk.id, path, format, bytesWritten: r.bytesWritten }, 'copy-on-write disk flattened');
+      return { diskId: disk.id, path, format, sizeBytes: r.sizeBytes, bytesWritten: r.bytesWritten };
+    } catch (err) {
+      throw toBlocksnapError(err);
+    } finally {
+      await release();
+    }
+  }
+}

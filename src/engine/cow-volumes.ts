@@ -1,0 +1,274 @@
+/**
+ * The open volumes of copy-on-write disks: at most one native Volume per disk, shared by the
+ * disk's writable export and the jobs that run on it (snapshot, rollback, flatten), so that all
+ * of them see one layer stack and one set of in-memory dirty bits.
+ *
+ * State (in memory): diskId → { volume, gate, users }. A volume opens on its first lease and is
+ * closed (flushed) when its last lease ends; layer files are the durable state, the catalog's
+ * disk.cow lists them. Every I/O of an export passes through the disk's IoGate; a job that must
+ * change the layer stack between two requests (the instant of a snapshot, a rollback) closes the
+ * gate, waits for the requests in flight, changes the stack, and opens it again, so a request is
+ * wholly before or wholly after the instant. Only the holder of the disk lock closes the gate,
+ * so there is one closer at a time.
+ */
+import { mkdirSync, readdirSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { BlocksnapError } from '../errors';
+import type { Catalog } from '../catalog/catalog';
+import type { CowRecord, DiskRecord } from '../catalog/records';
+import { readView } from '../catalog/block-map';
+import { createLayer, Volume, type LayerFiles } from '../native/volume';
+import { newId } from './ids';
+import type { EngineLogger } from './engine';
+
+export const COW_DIR = 'cow';
+
+/** Admits I/O while open; `close` waits for the I/O in flight and holds new I/O until reopened. */
+export class IoGate {
+  private active = 0;
+  private held: Promise<void> | null = null;
+  private reopen: (() => void) | null = null;
+  private drained: (() => void) | null = null;
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.held) await this.held;
+    this.active++;
+    try {
+      return await fn();
+    } finally {
+      this.active--;
+      if (this.active === 0) this.drained?.();
+    }
+  }
+
+  /** Resolves once no I/O is in flight; returns the function that lets I/O through again. */
+  async close(): Promise<() => void> {
+    if (this.held) throw new BlocksnapError('Internal', 'the I/O gate of a volume is already closed');
+    this.held = new Promise<void>((r) => { this.reopen = r; });
+    if (this.active > 0) await new Promise<void>((r) => { this.drained = r; });
+    this.drained = null;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      const r = this.reopen;
+      this.held = null;
+      this.reopen = null;
+      r?.();
+    };
+  }
+}
+
+export interface OpenVolume {
+  readonly diskId: string;
+  readonly volume: Volume;
+  readonly gate: IoGate;
+}
+
+interface Slot { opening: Promise<OpenVolume>; users: number }
+
+export interface CowVolumesInternals {
+  readonly catalog: Catalog;
+  readonly dataDir: string;
+  readonly storeDir: string;
+  readonly blockSize: number;
+  readonly log: EngineLogger;
+}
+
+export class CowVolumes {
+  private readonly slots = new Map<string, Slot>();
+
+  constructor(private readonly x: CowVolumesInternals) {}
+
+  dirOf(diskId: string): string {
+    return join(this.x.dataDir, COW_DIR, diskId);
+  }
+
+  files(diskId: string, layerId: string): LayerFiles {
+    const dir = this.dirOf(diskId);
+    return { dataPath: join(dir, `${layerId}.data`), mapPath: join(dir, `${layerId}.map`) };
+  }
+
+  /** Creates a fresh empty layer of the disk; returns its id. */
+  async newLayer(diskId: string, sizeBytes: number): Promise<string> {
+    mkdirSync(this.dirOf(diskId), { recursive: true, mode: 0o700 });
+    const id = newId('l');
+    await createLayer(this.files(diskId, id), sizeBytes, id);
+    return id;
+  }
+
+  /** The disk's volume, opened on first use; `release` closes it after its last user. */
+  async acquire(diskId: string): Promise<{ open: OpenVolume; release: () => Promise<void> }> {
+    let slot = this.slots.get(diskId);
+    if (!slot) {
+      slot = { opening: this.openNow(diskId), users: 0 };
+      this.slots.set(diskId, slot);
+      const s = slot;
+      s.opening.catch(() => { if (this.slots.get(diskId) === s) this.slots.delete(diskId); });
+    }
+    slot.users++;
+    const s = slot;
+    let open: OpenVolume;
+    try {
+      open = await s.opening;
+    } catch (err) {
+      s.users--;
+      throw err;
+    }
+    let released = false;
+    return {
+      open,
+      release: async () => {
+        if (released) return;
+        released = true;
+        if (--s.users > 0) return;
+        if (this.slots.get(diskId) === s) this.slots.delete(diskId);
+        await open.volume.close();
+      },
+    };
+  }
+
+  isOpen(diskId: string): boolean {
+    return this.slots.has(diskId);
+  }
+
+  private async openNow(diskId: string): Promise<OpenVolume> {
+    const disk = this.x.catalog.getDisk(diskId);
+    if (!disk?.cow) throw new BlocksnapError('NotCowDisk', `disk ${diskId} is not a copy-on-write disk`);
+    const volume = Volume.open(this.spec(disk, disk.cow));
+    return { diskId, volume, gate: new IoGate() };
+  }
+
+  private spec(disk: DiskRecord, cow: CowRecord): Parameters<typeof Volume.open>[0] {
+    const base = this.x.catalog.getSnapshot(cow.baseSnapshotId);
+    if (!base) throw new BlocksnapError('Internal', `the base snapshot ${cow.baseSnapshotId} of disk ${disk.name} is missing from the catalog`);
+    return {
+      storeDir: this.x.storeDir, blockSize: this.x.blockSize, sizeBytes: disk.sizeBytes, baseDigests: readView(this.x.catalog, base),
+      layers: cow.layers.map((l) => this.files(disk.id, l)), writable: true,
+    };
+  }
+
+  /**
+   * The instant: between two requests, freezes the top layer under a fresh one and records it.
+   * Returns how many layers are now frozen (everything below the new top) and the instant.
+   */
+  async freeze(open: OpenVolume, diskId: string): Promise<{ frozen: number; at: Date }> {
+    const start = performance.now();
+    const reopen = await open.gate.close();
+    try {
+      return await this.pushFresh(open, diskId);
+    } finally {
+      reopen();
+      this.x.log.debug({ diskId, pauseMs: Math.round((performance.now() - start) * 100) / 100 }, 'copy-on-write instant: I/O was held');
+    }
+  }
+
+  /**
+   * Puts a fresh empty layer on top; the caller has closed the gate. The catalog lists the layer
+   * before the volume writes to it: if the push then fails, an empty top layer changes nothing
+   * a reader sees, whereas a layer taking writes that the catalog does not list would be
+   * removed, with its writes, at the next start.
+   */
+  async pushFresh(open: OpenVolume, diskId: string): Promise<{ frozen: number; at: Date }> {
+    const disk = this.x.catalog.getDisk(diskId)!;
+    const layerId = await this.newLayer(diskId, disk.sizeBytes);
+    const setLayers = (change: (layers: string[]) => string[]): void => this.x.catalog.txn(() => {
+      const d = this.x.catalog.getDisk(diskId)!;
+      this.x.catalog.putDisk({ ...d, cow: { ...d.cow!, layers: change(d.cow!.layers) } });
+    });
+    try {
+      setLayers((l) => [...l, layerId]);
+    } catch (err) {
+      this.unlinkLayers(diskId, [layerId]);
+      throw err;
+    }
+    try {
+      await open.volume.pushLayer(this.files(diskId, layerId));
+    } catch (err) {
+      try {
+        setLayers((l) => l.filter((id) => id !== layerId));
+        this.unlinkLayers(diskId, [layerId]);
+      } catch (undo) {
+        this.x.log.warn({ err: undo, diskId, layerId }, 'an empty layer stays listed after a failed push; the next snapshot folds it in');
+      }
+      throw err;
+    }
+    return { frozen: open.volume.layerCount() - 1, at: new Date() };
+  }
+
+  unlinkLayers(diskId: string, layerIds: string[]): void {
+    for (const id of layerIds) {
+      const f = this.files(diskId, id);
+      for (const p of [f.dataPath, f.mapPath]) {
+        try {
+          unlinkSync(p);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.x.log.warn({ err, path: p }, 'could not remove a layer file; the next start removes it');
+        }
+      }
+    }
+  }
+
+  /** Bytes the disk's layer data files occupy on disk (sparse: only what was written). */
+  overlayBytes(diskId: string, layerIds: string[]): number {
+    let total = 0;
+    for (const id of layerIds) {
+      try {
+        total += statSync(this.files(diskId, id).dataPath).blocks * 512;
+      } catch {
+        // a layer being removed right now
+      }
+    }
+    return total;
+  }
+
+  removeDisk(diskId: string): void {
+    rmSync(this.dirOf(diskId), { recursive: true, force: true });
+  }
+
+  /**
+   * At start, before anything opens a volume: removes layer files and disk directories the
+   * catalog does not list (a snapshot or rollback that stopped between creating a layer and
+   * recording it, or between committing and unlinking the old ones). Returns how many went.
+   */
+  removeUnlisted(): number {
+    const root = join(this.x.dataDir, COW_DIR);
+    let entries: string[];
+    try {
+      entries = readdirSync(root);
+    } catch {
+      return 0;
+    }
+    let removed = 0;
+    for (const diskId of entries) {
+      const disk = this.x.catalog.getDisk(diskId);
+      if (!disk?.cow) {
+        rmSync(join(root, diskId), { recursive: true, force: true });
+        removed++;
+        continue;
+      }
+      const keep = new Set(disk.cow.layers.flatMap((l) => [`${l}.data`, `${l}.map`]));
+      for (const f of readdirSync(join(root, diskId))) {
+        if (keep.has(f)) continue;
+        rmSync(join(root, diskId, f), { force: true, recursive: true });
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  /** Closes (flushes) every open volume: the daemon's shutdown, after exports and jobs stopped. */
+  async closeAll(): Promise<void> {
+    const slots = [...this.slots.values()];
+    this.slots.clear();
+    for (const s of slots) {
+      try {
+        const open = await s.opening;
+        await open.gate.close(); // requests of dropped clients still in flight finish first; none start
+        await open.volume.close();
+      } catch (err) {
+        this.x.log.error({ err }, 'closing a copy-on-write volume failed');
+      }
+    }
+  }
+}

@@ -1,0 +1,300 @@
+/**
+ * Copy-on-write volumes (native/volume/, docs/design.md "Copy-on-write disks"): a writable top
+ * layer over frozen layers over a snapshot's blocks, read and written on the libuv pool.
+ *
+ * This module validates arguments with the project's one message format and turns native
+ * failures into BlocksnapError; the addon itself only rejects garbage safely. A Volume keeps its
+ * files open until close(); after close every call fails with code Internal.
+ */
+import { BlocksnapError } from '../errors';
+import { LAYER_ID_PATTERN } from '../store/cow-format';
+import { DIGEST_SIZE, isValidBlockSize } from '../store/format';
+import {
+  fromNative, invalid, nativeAddon, requireDigestList, requireObject, requirePath, runJob,
+  type JobOptions, type NativeJob,
+} from './index';
+
+/** The two files of one overlay layer. */
+export interface LayerFiles { dataPath: string; mapPath: string }
+
+export interface VolumeSpec {
+  /** `<data-dir>/blocks`. */
+  storeDir: string;
+  blockSize: number;
+  sizeBytes: number;
+  /** The base view: ceil(sizeBytes / blockSize) × 32 bytes, ZERO as 32 zero bytes. */
+  baseDigests: Buffer;
+  /** Bottom → top; may be empty (a read-only view of the base). */
+  layers: LayerFiles[];
+  /** The top layer takes writes (requires at least one layer). */
+  writable: boolean;
+}
+
+/** One run of NBD base:allocation: flags NBD_STATE_HOLE (1) | NBD_STATE_ZERO (2), or 0 for data. */
+export interface VolumeExtent { length: number; flags: number }
+
+export interface ScanBlocksOptions extends JobOptions {
+  /** Block indexes to read (dirtyBlocks gives them). */
+  blocks: Uint32Array;
+  /** Read through only the bottom `layerCount` layers and the base. */
+  layerCount: number;
+  /** In blocks. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface ScanBlocksResult {
+  /** blocks.length × 32 in the order of `blocks`, ZERO as 32 zero bytes. */
+  digests: Buffer;
+  bytesRead: number;
+  zeroBlocks: number;
+  /** Block files this scan created in the store. */
+  blocksWritten: number;
+  bytesWritten: number;
+}
+
+export interface FlattenOptions extends JobOptions {
+  layerCount: number;
+  /** Created O_EXCL, 0600, never through a symlink; removed again if the job fails. */
+  imagePath: string;
+  format: 'raw' | 'qcow2';
+  /** In bytes of the volume. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface FlattenResult { sizeBytes: number; bytesWritten: number }
+
+/** The largest read or write one call takes (an NBD request's limit). */
+export const MAX_VOLUME_IO = 32 * 1024 * 1024;
+
+interface NativeVolume {
+  layerCount(): number;
+  read(offset: number, length: number): Promise<Buffer>;
+  write(offset: number, data: Buffer, fua: boolean): Promise<void>;
+  zero(offset: number, length: number, mayPunch: boolean, fua: boolean): Promise<void>;
+  flush(): Promise<void>;
+  extents(offset: number, length: number): Promise<VolumeExtent[]>;
+  pushLayer(files: LayerFiles): Promise<void>;
+  dirtyBlocks(layerCount: number): Uint32Array;
+  scanBlocks(o: object): NativeJob<ScanBlocksResult>;
+  flattenTo(o: object): NativeJob<FlattenResult>;
+  rebase(baseDigests: Buffer, dropLayers: number): void;
+  close(): Promise<void>;
+}
+
+interface VolumeAddon {
+  Volume: new (spec: object) => NativeVolume;
+  createVolumeLayer(o: object): Promise<void>;
+}
+
+function addon(): VolumeAddon {
+  return nativeAddon() as unknown as VolumeAddon;
+}
+
+/**
+ * Creates an empty layer: .data sparse of `sizeBytes`, .map with its header and a clear bitmap;
+ * O_EXCL, never through a symlink, 0600, both fsynced and the directory fsynced. FileExists if
+ * either file exists.
+ */
+export async function createLayer(files: LayerFiles, sizeBytes: number, layerId: string): Promise<void> {
+  requireLayerFiles(files, 'files');
+  requireSize(sizeBytes, 'sizeBytes');
+  if (typeof layerId !== 'string' || !LAYER_ID_PATTERN.test(layerId)) invalid('layerId', '1 to 32 characters of [A-Za-z0-9._-]', layerId);
+  try {
+    await addon().createVolumeLayer({ dataPath: files.dataPath, mapPath: files.mapPath, sizeBytes, layerId });
+  } catch (err) {
+    throw fromNative(err);
+  }
+}
+
+export class Volume {
+  private closed = false;
+
+  private constructor(
+    private readonly native: NativeVolume,
+    readonly sizeBytes: number,
+    readonly writable: boolean,
+  ) {}
+
+  /** Opens every layer and validates its map header (ImageCorrupt naming the file and field). */
+  static open(spec: VolumeSpec): Volume {
+    requireObject(spec, 'spec');
+    requirePath(spec.storeDir, 'storeDir');
+    if (!isValidBlockSize(spec.blockSize)) invalid('blockSize', 'a power of two from 64 KiB to 64 MiB', spec.blockSize);
+    requireSize(spec.sizeBytes, 'sizeBytes');
+    requireDigestList(spec.baseDigests, 'baseDigests');
+    const expected = Math.ceil(spec.sizeBytes / spec.blockSize) * DIGEST_SIZE;
+    if (spec.baseDigests.length !== expected) invalid('baseDigests', `ceil(sizeBytes / blockSize) * ${DIGEST_SIZE} = ${expected} bytes long`, spec.baseDigests);
+    if (!Array.isArray(spec.layers)) invalid('layers', 'an array', spec.layers);
+    spec.layers.forEach((l, i) => requireLayerFiles(l, `layers[${i}]`));
+    if (typeof spec.writable !== 'boolean') invalid('writable', 'a boolean', spec.writable);
+    if (spec.writable && spec.layers.length === 0) invalid('layers', 'at least one layer for a writable volume', spec.layers);
+    try {
+      const native = new (addon().Volume)({
+        storeDir: spec.storeDir, blockSize: spec.blockSize, sizeBytes: spec.sizeBytes, baseDigests: spec.baseDigests,
+        layers: spec.layers.map((l) => ({ dataPath: l.dataPath, mapPath: l.mapPath })), writable: spec.writable,
+      });
+      return new Volume(native, spec.sizeBytes, spec.writable);
+    } catch (err) {
+      throw fromNative(err);
+    }
+  }
+
+  layerCount(): number {
+    this.checkOpen();
+    return this.native.layerCount();
+  }
+
+  /** The content of [offset, offset + length), at most 32 MiB; zeros where nothing was written. */
+  async read(offset: number, length: number): Promise<Buffer> {
+    this.checkRange(offset, length);
+    if (length > MAX_VOLUME_IO) invalid('length', `at most ${MAX_VOLUME_IO}`, length);
+    return call(() => this.native.read(offset, length));
+  }
+
+  /** Writes `data` (at most 32 MiB) at `offset`; `fua` makes it durable before resolving. */
+  async write(offset: number, data: Buffer, fua: boolean): Promise<void> {
+    if (!Buffer.isBuffer(data)) invalid('data', 'a Buffer', data);
+    this.checkRange(offset, data.length);
+    if (data.length > MAX_VOLUME_IO) invalid('data', `at most ${MAX_VOLUME_IO} bytes long`, data);
+    if (typeof fua !== 'boolean') invalid('fua', 'a boolean', fua);
+    this.checkWritable();
+    return call(() => this.native.write(offset, data, fua));
+  }
+
+  /**
+   * Makes [offset, offset + length) read as zeros. With `mayPunch`, whole 64 KiB granules become
+   * holes in the top layer; without it, zeros are written (NBD_CMD_FLAG_NO_HOLE).
+   */
+  async zero(offset: number, length: number, mayPunch: boolean, fua: boolean): Promise<void> {
+    this.checkRange(offset, length);
+    if (typeof mayPunch !== 'boolean') invalid('mayPunch', 'a boolean', mayPunch);
+    if (typeof fua !== 'boolean') invalid('fua', 'a boolean', fua);
+    this.checkWritable();
+    return call(() => this.native.zero(offset, length, mayPunch, fua));
+  }
+
+  /**
+   * Makes every write that resolved before this call durable: copies the dirty map pages,
+   * fdatasyncs the top .data, writes the pages, fdatasyncs the .map. A read-only volume resolves.
+   */
+  async flush(): Promise<void> {
+    this.checkOpen();
+    return call(() => this.native.flush());
+  }
+
+  /** NBD base:allocation of [offset, offset + length): base ZERO blocks and layer holes are 3, the rest 0. */
+  async extents(offset: number, length: number): Promise<VolumeExtent[]> {
+    this.checkRange(offset, length);
+    return call(() => this.native.extents(offset, length));
+  }
+
+  /**
+   * Flushes the top, freezes it and opens `files` (made by createLayer) as the new writable top.
+   * The caller keeps writes, zeros and flushes out until this resolves.
+   */
+  async pushLayer(files: LayerFiles): Promise<void> {
+    requireLayerFiles(files, 'files');
+    this.checkWritable();
+    return call(() => this.native.pushLayer({ dataPath: files.dataPath, mapPath: files.mapPath }));
+  }
+
+  /** Sorted indexes of the blocks with any granule set in the bottom `layerCount` layers. */
+  dirtyBlocks(layerCount: number): Uint32Array {
+    this.checkLayerCount(layerCount);
+    try {
+      return this.native.dirtyBlocks(layerCount);
+    } catch (err) {
+      throw fromNative(err);
+    }
+  }
+
+  /**
+   * Reads `blocks` through only the bottom `layerCount` layers and the base (the layers above
+   * keep taking writes), hashes them and stores new ones durably like scanImage.
+   */
+  async scanBlocks(o: ScanBlocksOptions): Promise<ScanBlocksResult> {
+    requireObject(o, 'options');
+    if (!(o.blocks instanceof Uint32Array)) invalid('blocks', 'a Uint32Array', o.blocks);
+    this.checkLayerCount(o.layerCount);
+    return runJob(o, (onProgress) =>
+      this.native.scanBlocks({ blocks: o.blocks, layerCount: o.layerCount, threads: o.threads, onProgress }),
+    () => o.blocks.length);
+  }
+
+  /** Writes the content seen through the bottom `layerCount` layers and the base to a new image. */
+  async flattenTo(o: FlattenOptions): Promise<FlattenResult> {
+    requireObject(o, 'options');
+    this.checkLayerCount(o.layerCount);
+    requirePath(o.imagePath, 'imagePath');
+    if (o.format !== 'raw' && o.format !== 'qcow2') invalid('format', "'raw' or 'qcow2'", o.format);
+    return runJob(o, (onProgress) =>
+      this.native.flattenTo({ layerCount: o.layerCount, imagePath: o.imagePath, format: o.format, threads: o.threads, onProgress }),
+    () => this.sizeBytes);
+  }
+
+  /**
+   * Replaces the base view and closes the bottom `dropLayers` layers, whose content the new base
+   * now holds. Waits for reads in flight; a writable volume keeps its top.
+   */
+  rebase(baseDigests: Buffer, dropLayers: number): void {
+    requireDigestList(baseDigests, 'baseDigests');
+    this.checkLayerCount(dropLayers, 'dropLayers');
+    try {
+      this.native.rebase(baseDigests, dropLayers);
+    } catch (err) {
+      throw fromNative(err);
+    }
+  }
+
+  /** Flushes if writable and closes every file. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    return call(() => this.native.close());
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new BlocksnapError('Internal', 'the volume is closed');
+  }
+
+  private checkWritable(): void {
+    this.checkOpen();
+    if (!this.writable) throw new BlocksnapError('InvalidArgument', 'the volume is read-only');
+  }
+
+  private checkRange(offset: number, length: number): void {
+    this.checkOpen();
+    requireSize(offset, 'offset');
+    requireSize(length, 'length');
+    if (offset + length > this.sizeBytes) {
+      throw new BlocksnapError('InvalidArgument', `range ${offset}+${length} is past the end of the volume (${this.sizeBytes} bytes)`, {
+        argument: 'offset',
+      });
+    }
+  }
+
+  private checkLayerCount(value: number, name = 'layerCount'): void {
+    this.checkOpen();
+    const layers = this.native.layerCount();
+    if (!Number.isInteger(value) || value < 0 || value > layers) invalid(name, `an integer from 0 to ${layers}`, value);
+  }
+}
+
+async function call<T>(op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (err) {
+    throw fromNative(err);
+  }
+}
+
+function requireSize(value: unknown, name: string): void {
+  if (!Number.isSafeInteger(value) || (value as number) < 0) invalid(name, 'a non-negative safe integer', value);
+}
+
+function requireLayerFiles(value: unknown, name: string): void {
+  requireObject(value, name);
+  const files = value as LayerFiles;
+  requirePath(files.dataPath, `${name}.dataPath`);
+  requirePath(files.mapPath, `${name}.mapPath`);
+}

@@ -1,0 +1,86 @@
+/**
+ * Stream channels (src/daemon/stream-channels.ts) against a real engine: what a snapshot stream
+ * through the socket carries, and the bounds its flow control holds on either side.
+ */
+import { readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { Engine } from '../../src/engine';
+import type { DataEvent } from '../../src/daemon/protocol/messages';
+import { STREAM_CHUNK_BYTES, STREAM_WINDOW_BYTES, StreamChannels } from '../../src/daemon/stream-channels';
+import { BlocksnapError } from '../../src/errors';
+import { finished, snapshot } from '../helpers/engine';
+import { fillBlock, makeImage, MiB } from '../helpers/images';
+
+const FIXED_NOW = new Date('2026-03-01T12:00:00.000Z');
+
+async function withSnapshot(t: Test): Promise<{ engine: Engine; images: string; snapId: string }> {
+  const dir = t.testdir();
+  const images = join(dir, 'images');
+  mkdirSync(images);
+  const engine = await Engine.open({ dataDir: join(dir, 'data'), imageRoots: [images], now: () => FIXED_NOW });
+  t.teardown(() => engine.close());
+  const img = makeImage(join(images, 'vm.img'), 24 * MiB);
+  for (const i of [0, 1, 2, 4, 5]) fillBlock(img, i, 4 * MiB, `b${i}`);
+  await engine.addDisk({ path: img, name: 'vm' });
+  const s = await snapshot(engine, 'vm', 'one');
+  return { engine, images, snapId: s.id };
+}
+
+t.test('a stream through a channel is byte for byte the file form', async (t) => {
+  const { engine, images, snapId } = await withSnapshot(t);
+  await finished(engine, engine.offsite.streams.startExport(snapId, join(images, 'one.bsnap')));
+  const chunks: Buffer[] = [];
+  const channels = new StreamChannels((e: DataEvent) => {
+    chunks.push(Buffer.from(e.data));
+    queueMicrotask(() => channels.ack('s', e.data.length));
+  });
+  const job = await finished(engine, engine.offsite.streams.startExport(snapId, channels.openOut('s')));
+  t.ok(chunks.every((c) => c.length <= STREAM_CHUNK_BYTES), 'no chunk above the chunk size');
+  t.ok(Buffer.concat(chunks).equals(readFileSync(join(images, 'one.bsnap'))), 'identical bytes');
+  t.match(job.result, { path: null, blocks: 5 });
+});
+
+t.test('an export never has more than the window unacknowledged', async (t) => {
+  const { engine, snapId } = await withSnapshot(t);
+  const unacked: number[] = [];
+  const channels = new StreamChannels((e) => { unacked.push(e.data.length); });
+  const job = engine.offsite.streams.startExport(snapId, channels.openOut('s'));
+  let most = 0;
+  let total = 0;
+  while (engine.getJob(job.id).state === 'running') {
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r)); // let the job run until it blocks
+    const outstanding = unacked.reduce((a, b) => a + b, 0);
+    most = Math.max(most, outstanding);
+    const oldest = unacked.shift();
+    if (oldest !== undefined) { channels.ack('s', oldest); total += oldest; }
+  }
+  t.equal((await engine.waitJob(job.id)).state, 'succeeded');
+  t.equal(most, STREAM_WINDOW_BYTES, 'the job filled the window, and went no further');
+  t.ok(total > 4 * STREAM_WINDOW_BYTES, 'the stream is several windows long');
+});
+
+t.test('an import channel fails a client that ignores the window', async (t) => {
+  const channels = new StreamChannels(() => undefined);
+  const ch = channels.openIn('s');
+  const chunk = Buffer.alloc(STREAM_CHUNK_BYTES, 1);
+  const answers = Array.from({ length: STREAM_WINDOW_BYTES / STREAM_CHUNK_BYTES }, () => channels.data('s', chunk, false));
+  answers.forEach((a) => a.catch(() => undefined));
+  await t.rejects(channels.data('s', chunk, false), { code: 'InvalidArgument' }, 'one chunk beyond the window');
+  await t.rejects(ch.read(1), { code: 'InvalidArgument' }, 'the channel is closed for the reader too');
+  await t.rejects(answers[0]!, { code: 'InvalidArgument' }, 'queued chunks are dropped');
+});
+
+t.test('a connection that goes away ends the jobs of its channels', async (t) => {
+  const { engine, snapId } = await withSnapshot(t);
+  const channels = new StreamChannels(() => undefined); // never acknowledges
+  const exp = engine.offsite.streams.startExport(snapId, channels.openOut('out'));
+  const imp = engine.offsite.streams.startImport(channels.openIn('in'), 'vm');
+  await new Promise((r) => setImmediate(r));
+  channels.closeAll(new BlocksnapError('StreamClosed', 'the client disconnected'));
+  t.match(await engine.waitJob(exp.id), { state: 'failed', error: { code: 'StreamClosed' } });
+  t.match(await engine.waitJob(imp.id), { state: 'failed', error: { code: 'StreamClosed' } });
+  t.match(await engine.deleteSnapshot(snapId), { id: snapId }, 'the export no longer pins the snapshot');
+  t.throws(() => channels.openOut('later'), { code: 'StreamClosed' }, 'no channel opens on a closed connection');
+});

@@ -1,0 +1,83 @@
+/**
+ * Restore as qcow2 and the snapshot quota of a remote import, against a real Ceph radosgw
+ * (test/infra/ceph) with two daemons standing for two hosts. QEMU's tools judge the qcow2 file.
+ */
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { haveQemu, must, run } from '../helpers/qemu';
+import { useCeph, type Ceph } from '../infra/ceph/fixture';
+import { credentialsFile, listKeys, newBucket, putObject } from '../infra/ceph/s3';
+import { freshDaemon, type Daemon } from './fixtures/harness';
+import { BLOCK, MiB, makeImage, scribble } from './fixtures/images';
+
+const ceph = useCeph(t);
+const noQemu = haveQemu();
+
+/** Two daemons (hosts) sharing a new bucket as remote `off`; host a has disk `vm` with `blocks` of data, snapshot s1, replicated. */
+async function replicatedSnapshot(t: Test, c: Ceph, label: string, image: { size: number; blocks: number[] }, bOptions: string[] = []) {
+  const bucket = await newBucket(c, label);
+  const a = await freshDaemon(t);
+  const b = await freshDaemon(t, bOptions);
+  for (const d of [a, b]) {
+    await d.json('remote', 'add', 'off', '--endpoint', c.endpoint, '--bucket', bucket, '--credentials', credentialsFile(d.imageRoot, c, { name: 'off.cred' }));
+  }
+  const img = join(a.imageRoot, 'vm.img');
+  makeImage(img, image.size, image.blocks);
+  scribble(img, 5 * BLOCK, 4096);
+  await a.json('disk', 'add', 'vm.img', '--name', 'vm');
+  const s = await a.json('snapshot', 'create', 'vm', '--name', 's1');
+  await a.json('replicate', 'vm', '--to', 'off');
+  return { bucket, a, b, s };
+}
+
+function blockFiles(d: Daemon): number {
+  const dir = join(d.dataDir, 'blocks');
+  return readdirSync(dir).filter((n) => n !== 'tmp').reduce((a, sub) => a + readdirSync(join(dir, sub)).length, 0);
+}
+
+if (ceph) {
+  t.test('restore --format qcow2 writes an image QEMU checks clean and reads as the raw restore', { skip: noQemu }, async (t) => {
+    // A short last block, holes between the data blocks.
+    const { b, s } = await replicatedSnapshot(t, ceph, 'qcow2', { size: 40 * MiB + 12288, blocks: [0, 1, 4, 9] });
+
+    const raw = join(b.imageRoot, 'r.raw');
+    const qcow = join(b.imageRoot, 'r.qcow2');
+    await b.json('restore', 'off', 's1', raw);
+    const r = await b.json('restore', 'off', s.id, qcow, '--format', 'qcow2');
+    t.match(r, { format: 'qcow2', downloadedBlocks: 5, path: qcow });
+    t.match(JSON.parse(must('qemu-img', ['info', '--output=json', qcow])), { format: 'qcow2', 'virtual-size': s.sizeBytes });
+    t.equal(s.sizeBytes, 40 * MiB + 12288);
+    const check = run('qemu-img', ['check', qcow]);
+    t.equal(check.status, 0, `qemu-img check: ${check.stdout}${check.stderr}`);
+    const cmp = run('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', raw, qcow]);
+    t.equal(cmp.status, 0, `qemu-img compare: ${cmp.stdout}${cmp.stderr}`);
+    t.same(await b.json('snapshot', 'list'), [], 'no local catalog involved');
+    for (let i = 0; i < 100 && (await b.json('store', 'stats')).pendingFreeBlocks > 0; i++) await new Promise((res) => setTimeout(res, 100));
+    t.equal(blockFiles(b), 0, 'the blocks staged for the writer are swept afterwards');
+    const again = await b.cli('restore', 'off', 's1', qcow, '--format', 'qcow2', '--json');
+    t.equal(again.json().error.code, 'FileExists');
+  });
+
+  t.test('a restore that finds a damaged block leaves no qcow2 file behind', { skip: noQemu }, async (t) => {
+    const { bucket, b } = await replicatedSnapshot(t, ceph, 'qcow2bad', { size: 24 * MiB, blocks: [0, 2] });
+    const key = (await listKeys(ceph, bucket, 'blocks/'))[0]!.key;
+    await putObject(ceph, bucket, key, Buffer.alloc(BLOCK, 7));
+    const r = await b.cli('restore', 'off', 's1', join(b.imageRoot, 'bad.qcow2'), '--format', 'qcow2', '--json');
+    t.equal(r.json().error.code, 'RemoteCorrupt');
+    t.notOk(existsSync(join(b.imageRoot, 'bad.qcow2')));
+  });
+
+  t.test('a remote import counts against the disk snapshot quota', async (t) => {
+    const { b, s } = await replicatedSnapshot(t, ceph, 'quota', { size: 24 * MiB, blocks: [0] }, ['--manual-snapshot-quota', '1']);
+    makeImage(join(b.imageRoot, 'vm.img'), 8 * MiB, []);
+    await b.json('disk', 'add', 'vm.img', '--name', 'vm');
+    await b.json('snapshot', 'create', 'vm', '--name', 'local');
+    const r = await b.cli('import', 'off', s.id, '--disk', 'vm', '--json');
+    t.equal(r.code, 1);
+    t.equal(r.json().error.code, 'SnapshotQuotaExceeded');
+    t.same((await b.json('snapshot', 'list')).map((x: { name: string }) => x.name), ['local']);
+    await b.json('snapshot', 'delete', 'local');
+    t.match(await b.json('import', 'off', s.id, '--disk', 'vm'), { snapshotId: s.id });
+  });
+}

@@ -1,0 +1,276 @@
+/**
+ * Copy-on-write volumes (src/native/volume.ts) over a real snapshot in a real block store: every
+ * result is compared with an in-memory model of the disk's content.
+ */
+import t from 'tap';
+import type { Test } from 'tap';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { BlocksnapError } from '../../src/errors';
+import { nativeAddon, scanImage } from '../../src/native/index';
+import { Volume, createLayer, type LayerFiles } from '../../src/native/volume';
+import { COW_GRANULE_SIZE, COW_VERSION_OFFSET } from '../../src/store/cow-format';
+import { BLOCK_HEADER_SIZE, DIGEST_SIZE, blockPath } from '../../src/store/format';
+import { Random, seedFrom } from '../helpers/random';
+import { KiB, allocatedBytes, expectedDigests, makeImage, makeStore, noise } from './fixtures/images';
+
+const BLOCK = 256 * KiB;
+// Not a multiple of the granule: the last granule and the last block are short.
+const SIZE = 24 * BLOCK + 5000;
+const G = COW_GRANULE_SIZE;
+
+interface Disk {
+  dir: string;
+  store: string;
+  base: Buffer;
+  digests: Buffer;
+  model: Buffer;
+  layer(name: string): LayerFiles;
+}
+
+/** A base snapshot with data, a hole block and written zeros, scanned into a fresh store. */
+async function makeDisk(t: Test): Promise<Disk> {
+  const dir = t.testdir();
+  const store = makeStore(dir);
+  const base = Buffer.alloc(SIZE);
+  noise(SIZE).copy(base);
+  base.fill(0, 3 * BLOCK, 5 * BLOCK); // two ZERO blocks
+  base.fill(0, 10 * BLOCK + 100, 10 * BLOCK + 9000);
+  const img = join(dir, 'base.img');
+  makeImage(img, SIZE, [[0, base.subarray(0, 3 * BLOCK)], [5 * BLOCK, base.subarray(5 * BLOCK)]]);
+  const scan = await scanImage({ imagePath: img, storeDir: store, blockSize: BLOCK });
+  t.same(scan.digests, expectedDigests(base, BLOCK), 'the base snapshot holds the base content');
+  return {
+    dir, store, base, digests: scan.digests, model: Buffer.from(base),
+    layer: (name) => ({ dataPath: join(dir, `${name}.data`), mapPath: join(dir, `${name}.map`) }),
+  };
+}
+
+function openVolume(d: Disk, layers: LayerFiles[], writable: boolean, digests = d.digests): Volume {
+  return Volume.open({ storeDir: d.store, blockSize: BLOCK, sizeBytes: SIZE, baseDigests: digests, layers, writable });
+}
+
+/** A disk with one fresh writable layer "a" over its base. */
+async function writableDisk(t: Test): Promise<{ d: Disk; v: Volume }> {
+  const d = await makeDisk(t);
+  await createLayer(d.layer('a'), SIZE, 'a');
+  return { d, v: openVolume(d, [d.layer('a')], true) };
+}
+
+/** Random writes, zeros, reads and flushes, mirrored into d.model; reads are checked against it. */
+async function randomOps(t: Test, v: Volume, d: Disk, rnd: Random, count: number): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    const offset = rnd.int(0, SIZE - 1);
+    const length = Math.min(SIZE - offset, rnd.chance(0.2) ? rnd.int(1, 4 * G) : rnd.int(1, 16 * KiB));
+    const op = rnd.int(0, 9);
+    if (op < 5) {
+      const data = rnd.bytes(length);
+      await v.write(offset, data, rnd.chance(0.1));
+      data.copy(d.model, offset);
+    } else if (op < 7) {
+      await v.zero(offset, length, rnd.chance(0.5), false);
+      d.model.fill(0, offset, offset + length);
+    } else if (op < 9) {
+      const got = await v.read(offset, length);
+      if (!got.equals(d.model.subarray(offset, offset + length))) {
+        t.fail(`read ${offset}+${length} differs from the model (seed ${rnd.seed}, op ${i})`);
+        return;
+      }
+    } else {
+      await v.flush();
+    }
+  }
+}
+
+async function readAll(v: Volume): Promise<Buffer> {
+  return v.read(0, v.sizeBytes);
+}
+
+t.test('random writes, zeros and reads agree with a model of the disk', async (t) => {
+  const { d, v } = await writableDisk(t);
+  const rnd = new Random(seedFrom('VOLUME_SEED'));
+  await randomOps(t, v, d, rnd, 400);
+  t.ok((await readAll(v)).equals(d.model), `the whole volume equals the model (seed ${rnd.seed})`);
+  await v.close();
+});
+
+t.test('pushLayer, dirtyBlocks and scanBlocks give the digests of the content at the push', async (t) => {
+  const { d, v } = await writableDisk(t);
+  const rnd = new Random(seedFrom('VOLUME_SEED'));
+  await randomOps(t, v, d, rnd, 150);
+  const atPush = Buffer.from(d.model);
+
+  await createLayer(d.layer('b'), SIZE, 'b');
+  await v.pushLayer(d.layer('b'));
+  t.equal(v.layerCount(), 2);
+  // Writes after the push go to the new top and must not reach the scan of the frozen layer.
+  await randomOps(t, v, d, rnd, 100);
+
+  const dirty = v.dirtyBlocks(1);
+  t.ok(dirty.length > 0 && dirty.length <= Math.ceil(SIZE / BLOCK), `${dirty.length} dirty blocks`);
+  const scan = await v.scanBlocks({ blocks: dirty, layerCount: 1, threads: 2 });
+  const digests = Buffer.from(d.digests);
+  dirty.forEach((b, k) => scan.digests.copy(digests, b * DIGEST_SIZE, k * DIGEST_SIZE, (k + 1) * DIGEST_SIZE));
+  t.same(digests, expectedDigests(atPush, BLOCK), 'base digests with the dirty ones replaced = digests of the content');
+  const undirtied = [...Array(Math.ceil(SIZE / BLOCK)).keys()].filter((b) => !dirty.includes(b));
+  t.ok(undirtied.every((b) => digests.subarray(b * 32, b * 32 + 32).equals(d.digests.subarray(b * 32, b * 32 + 32))),
+    'blocks not reported dirty kept their base digest');
+
+  // The engine commits that snapshot, then rebases: the frozen layer is gone, reads do not change.
+  v.rebase(digests, 1);
+  t.equal(v.layerCount(), 1);
+  t.ok((await readAll(v)).equals(d.model), 'after the rebase the volume reads the same (from the new base)');
+  await v.close();
+
+  // The new base alone (no layers) is the content at the push: its blocks are in the store.
+  const snapshot = openVolume(d, [], false, digests);
+  t.ok((await readAll(snapshot)).equals(atPush), 'the scanned blocks were stored');
+  await snapshot.close();
+});
+
+t.test('reopening after a flush keeps the flushed data', async (t) => {
+  const { d, v } = await writableDisk(t);
+  await randomOps(t, v, d, new Random(seedFrom('VOLUME_SEED')), 100);
+  await v.flush();
+  const reopened = openVolume(d, [d.layer('a')], false);
+  t.ok((await readAll(reopened)).equals(d.model));
+  await reopened.close();
+  await v.close();
+});
+
+t.test('a whole-granule zero with mayPunch leaves a hole reported as hole+zero', async (t) => {
+  const { d, v } = await writableDisk(t);
+  await v.write(0, noise(8 * G), false);
+  const before = allocatedBytes(d.layer('a').dataPath);
+  await v.zero(2 * G, 4 * G, true, false);
+  t.ok(allocatedBytes(d.layer('a').dataPath) <= before - 4 * G, 'the space was released');
+  t.same(await v.extents(0, 8 * G), [{ length: 2 * G, flags: 0 }, { length: 4 * G, flags: 3 }, { length: 2 * G, flags: 0 }]);
+  t.ok((await v.read(2 * G, 4 * G)).equals(Buffer.alloc(4 * G)));
+  await v.close();
+});
+
+t.test('extents report base ZERO blocks as hole+zero', async (t) => {
+  const d = await makeDisk(t);
+  const v = openVolume(d, [], false);
+  t.same(await v.extents(2 * BLOCK, 4 * BLOCK), [
+    { length: BLOCK, flags: 0 }, { length: 2 * BLOCK, flags: 3 }, { length: BLOCK, flags: 0 },
+  ]);
+  await v.close();
+});
+
+t.test('concurrent writes into one granule all land', async (t) => {
+  const { v } = await writableDisk(t);
+  const pieces = Array.from({ length: 16 }, () => noise(4 * KiB));
+  await Promise.all(pieces.map((p, i) => v.write(G + i * 4 * KiB, p, false)));
+  t.ok((await v.read(G, G)).equals(Buffer.concat(pieces)));
+  await v.close();
+});
+
+t.test('a map with a bad header is ImageCorrupt naming the file', async (t) => {
+  const d = await makeDisk(t);
+  const files = d.layer('a');
+  await createLayer(files, SIZE, 'a');
+  const map = readFileSync(files.mapPath);
+  map.writeUInt16LE(7, COW_VERSION_OFFSET);
+  writeFileSync(files.mapPath, map);
+  const err = (() => {
+    try {
+      openVolume(d, [files], true);
+    } catch (e) {
+      return e;
+    }
+    return undefined;
+  })();
+  t.ok(err instanceof BlocksnapError, 'a BlocksnapError');
+  t.match(err, { code: 'ImageCorrupt', message: /version/, details: { path: files.mapPath } });
+});
+
+t.test('a map made for another size is ImageCorrupt', async (t) => {
+  const d = await makeDisk(t);
+  await createLayer(d.layer('a'), SIZE - 1, 'a');
+  t.throws(() => openVolume(d, [d.layer('a')], true), { code: 'ImageCorrupt' });
+});
+
+t.test('createLayer refuses to overwrite a layer', async (t) => {
+  const d = await makeDisk(t);
+  await createLayer(d.layer('a'), SIZE, 'a');
+  await t.rejects(createLayer(d.layer('a'), SIZE, 'a'), { code: 'FileExists' });
+});
+
+t.test('I/O past the end, on a read-only volume or after close is refused', async (t) => {
+  const d = await makeDisk(t);
+  await createLayer(d.layer('a'), SIZE, 'a');
+  const ro = openVolume(d, [d.layer('a')], false);
+  await t.rejects(ro.read(SIZE - 10, 11), { code: 'InvalidArgument' });
+  await t.rejects(ro.write(0, Buffer.alloc(1), false), { code: 'InvalidArgument' });
+  await ro.close();
+  await t.rejects(ro.read(0, 1), { code: 'Internal' });
+});
+
+t.test('flattenTo raw writes the content at the push as a sparse file', async (t) => {
+  const { d, v } = await writableDisk(t);
+  await randomOps(t, v, d, new Random(seedFrom('VOLUME_SEED')), 100);
+  const out = join(d.dir, 'flat.raw');
+  const r = await v.flattenTo({ layerCount: 1, imagePath: out, format: 'raw' });
+  t.equal(r.sizeBytes, SIZE);
+  t.ok(readFileSync(out).equals(d.model));
+  t.ok(allocatedBytes(out) < SIZE, 'the ZERO blocks stayed holes');
+  await v.close();
+});
+
+t.test('flattenTo qcow2 writes an image whose content is the volume', async (t) => {
+  const { d, v } = await writableDisk(t);
+  await randomOps(t, v, d, new Random(seedFrom('VOLUME_SEED')), 100);
+  const out = join(d.dir, 'flat.qcow2');
+  await v.flattenTo({ layerCount: 1, imagePath: out, format: 'qcow2' });
+  const scan = await scanImage({ imagePath: out, format: 'qcow2', storeDir: d.store, blockSize: BLOCK, writeBlocks: false });
+  t.same(scan.digests, expectedDigests(Buffer.concat([d.model, Buffer.alloc(scan.sizeBytes - SIZE)]), BLOCK));
+  await v.close();
+});
+
+t.test('the raw binding throws or rejects on hostile arguments, never crashes', async (t) => {
+  const { d, v } = await writableDisk(t);
+  await v.close();
+  const addon = nativeAddon() as unknown as { Volume: new (spec: unknown) => Record<string, (...a: unknown[]) => unknown> };
+  const hostile: unknown[] = [undefined, null, -1, 0.5, NaN, 2 ** 53 + 2, '', 'x', {}, [], Buffer.alloc(3), new Uint16Array(2), () => 1];
+  const spec = { storeDir: d.store, blockSize: BLOCK, sizeBytes: SIZE, baseDigests: d.digests, layers: [d.layer('a')], writable: true };
+  const outcomes = new Set<string>();
+  const record = async (fn: () => unknown): Promise<void> => {
+    try {
+      const r = fn() as { promise?: Promise<unknown> } | Promise<unknown> | undefined;
+      const p = r instanceof Promise ? r : r?.promise;
+      if (p instanceof Promise) await p.then(() => outcomes.add('resolved'), (e: { code?: string }) => outcomes.add(`rejected ${e.code}`));
+      else outcomes.add('returned');
+    } catch (e) {
+      outcomes.add(`threw ${(e as { code?: string }).code ?? (e as Error).name}`);
+    }
+  };
+  for (const field of Object.keys(spec)) {
+    for (const value of hostile) await record(() => new addon.Volume({ ...spec, [field]: value }));
+  }
+  await record(() => (addon.Volume as unknown as () => unknown)());
+  const raw = new addon.Volume(spec);
+  for (const method of ['read', 'write', 'zero', 'extents', 'pushLayer', 'dirtyBlocks', 'scanBlocks', 'flattenTo', 'rebase']) {
+    for (const a of hostile) {
+      for (const b of hostile) await record(() => raw[method]!(a, b, a, b));
+    }
+  }
+  await record(() => raw.read!.call({}, 0, 1));
+  await record(() => raw.close!());
+  for (const a of hostile) await record(() => raw.read!(0, a));
+  t.ok(outcomes.has('threw TypeError'), `outcomes: ${[...outcomes].sort().join(', ')}`);
+});
+
+t.test('a damaged base block fails the read that first touches it with DigestMismatch and its index', async (t) => {
+  const d = await makeDisk(t);
+  const digest = d.digests.subarray(1 * DIGEST_SIZE, 2 * DIGEST_SIZE).toString('hex');
+  const path = blockPath(d.store, digest);
+  const file = readFileSync(path);
+  file[BLOCK_HEADER_SIZE + 10] ^= 0xff;
+  writeFileSync(path, file);
+  const v = openVolume(d, [], false);
+  await t.rejects(v.read(BLOCK + 4096, 4096), { code: 'DigestMismatch', details: { blockIndex: 1, digest } });
+  t.ok((await v.read(0, BLOCK)).equals(d.base.subarray(0, BLOCK)), 'other blocks still read');
+  await v.close();
+});
