@@ -13,7 +13,6 @@
         "native/workers/job_worker.cc",
         "native/workers/js_error.cc",
         "native/workers/qcow2_worker.cc",
-        "native/workers/read_block_worker.cc",
         "native/workers/scan_worker.cc",
         "native/workers/verify_worker.cc",
         "native/workers/volume_jobs.cc",

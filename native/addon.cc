@@ -7,7 +7,6 @@
 #include "workers/hash_buffer.h"
 #include "workers/image_lock.h"
 #include "workers/qcow2_worker.h"
-#include "workers/read_block_worker.h"
 #include "workers/scan_worker.h"
 #include "workers/verify_worker.h"
 #include "workers/volume_wrap.h"
@@ -21,7 +20,6 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("writeQcow2", Napi::Function::New(env, blocksnap::js::write_qcow2, "writeQcow2"));
   exports.Set("qcow2Info", Napi::Function::New(env, blocksnap::js::qcow2_info, "qcow2Info"));
   exports.Set("probeImageLocks", Napi::Function::New(env, blocksnap::js::probe_image_locks, "probeImageLocks"));
-  exports.Set("readBlock", Napi::Function::New(env, blocksnap::js::read_block, "readBlock"));
   exports.Set("holdImageLocks", Napi::Function::New(env, blocksnap::js::hold_image_locks, "holdImageLocks"));
   exports.Set("Volume", blocksnap::js::volume_class(env));
   exports.Set("createVolumeLayer", Napi::Function::New(env, blocksnap::js::create_volume_layer, "createVolumeLayer"));

@@ -6,8 +6,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cinttypes>
+#include <exception>
+#include <mutex>
+#include <system_error>
+#include <thread>
+#include <vector>
 
 #include "core/block_format.h"
 #include "core/error.h"
@@ -17,6 +23,8 @@
 namespace blocksnap {
 
 namespace {
+
+constexpr size_t kSyncThreads = 8;
 
 std::string random_suffix() {
   uint64_t r = 0;
@@ -119,20 +127,44 @@ bool BlockWriter::publish(const std::string& tmp, const Digest& digest, bool rep
 }
 
 void BlockWriter::make_dir(const std::string& dir) {
-  std::lock_guard lock(mkdir_mutex_);
   if (::mkdir(dir.c_str(), 0700) == 0) {
-    // The new directory's own entry lives in the store directory.
-    fsync_dir(store_dir_);
+    // The new directory's own entry lives in the store directory: made durable by sync().
+    store_dir_touched_.store(true, std::memory_order_relaxed);
   } else if (errno != EEXIST) {
     throw Error::system(errno, "mkdir", dir);
   }
 }
 
 void BlockWriter::sync() {
-  for (size_t i = 0; i < touched_.size(); ++i) {
-    if (!touched_[i].exchange(false, std::memory_order_relaxed)) continue;
-    fsync_dir(fanout_dir_path(store_dir_, i));
+  std::vector<std::string> dirs;
+  for (size_t i = 0; i < touched_.size(); ++i)
+    if (touched_[i].exchange(false, std::memory_order_relaxed)) dirs.push_back(fanout_dir_path(store_dir_, i));
+  if (store_dir_touched_.exchange(false, std::memory_order_relaxed)) dirs.push_back(store_dir_);
+  // One at a time, each directory fsync waits for its own journal commit; several in flight
+  // share commits.
+  const unsigned workers = static_cast<unsigned>(std::min<size_t>(kSyncThreads, dirs.size()));
+  std::atomic<size_t> next{0};
+  std::mutex failure_mutex;
+  std::exception_ptr failure;
+  const auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < dirs.size();) {
+      try {
+        fsync_dir(dirs[i]);
+      } catch (...) {
+        std::lock_guard lock(failure_mutex);
+        if (!failure) failure = std::current_exception();
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  try {
+    for (unsigned t = 1; t < workers; ++t) threads.emplace_back(work);
+  } catch (const std::system_error&) {
+    // No thread to be had: this one does the rest alone.
   }
+  work();
+  for (std::thread& t : threads) t.join();
+  if (failure) std::rethrow_exception(failure);
 }
 
 }  // namespace blocksnap

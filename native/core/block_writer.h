@@ -2,14 +2,16 @@
 //
 // A block becomes visible only complete: header+payload go to tmp/<hex>.<random>, which is
 // fsynced and then renamed to <hex[0..3]>/<hex>. What is not yet durable after put() is the
-// directory entry of that rename; sync() fsyncs every fanout directory the scan depended on,
-// once each, and must return before any snapshot referencing these blocks is committed.
+// directory entry of that rename (and, for a fanout directory put() had to create, the store
+// directory's entry for it); sync() fsyncs every directory the scan depended on, once each and
+// several at a time, and must return before any snapshot referencing these blocks is committed.
+// Deferring the directory fsyncs to sync() keeps them off the path of each block: a first
+// snapshot into an empty store creates a fanout directory for nearly every block.
 #pragma once
 
 #include <array>
 #include <atomic>
 #include <cstdint>
-#include <mutex>
 #include <string>
 
 #include "core/digest.h"
@@ -26,7 +28,7 @@ class BlockWriter {
   // Throws NoSpace / PermissionDenied / IOError; a failed put leaves no temp file behind.
   bool put(const Digest& digest, const uint8_t* data, size_t len);
 
-  // fsyncs the fanout directories touched by put(). Throws IOError.
+  // fsyncs the directories touched by put(). Throws IOError.
   void sync();
 
   const std::string& store_dir() const noexcept { return store_dir_; }
@@ -39,7 +41,7 @@ class BlockWriter {
   std::string store_dir_;
   std::string tmp_dir_;
   std::array<std::atomic<bool>, kFanoutCount> touched_{};
-  std::mutex mkdir_mutex_;
+  std::atomic<bool> store_dir_touched_{false};  // a fanout or the tmp directory was created
 };
 
 }  // namespace blocksnap

@@ -123,3 +123,36 @@ TEST(block_reader_rejects_wrong_lengths_as_corrupt) {
   REQUIRE(::truncate(b.path.c_str(), 10) == 0);
   CHECK_THROWS_CODE(read_block(b.dir.path(), b.digest, buf), ErrorCode::BlockCorrupt);
 }
+
+// sync() fsyncs the touched directories several at a time; a directory it cannot sync (removed
+// behind the writer's back) still fails it.
+TEST(block_writer_sync_fails_when_a_touched_directory_is_gone) {
+  TempDir dir;
+  BlockWriter writer(dir.path());
+  std::vector<Digest> digests;
+  for (uint8_t i = 0; i < 24; ++i) {
+    const std::vector<uint8_t> data = pattern(4096, i);
+    digests.push_back(sha256(data.data(), data.size()));
+    REQUIRE(writer.put(digests.back(), data.data(), data.size()));
+  }
+  const std::string gone = fanout_dir_path(dir.path(), digests[7]);
+  for (const Digest& d : digests)
+    if (fanout_dir_path(dir.path(), d) == gone) ::unlink(block_file_path(dir.path(), d).c_str());
+  REQUIRE(::rmdir(gone.c_str()) == 0);
+  CHECK_THROWS_CODE(writer.sync(), ErrorCode::IOError);
+}
+
+TEST(block_writer_sync_after_many_new_fanout_directories_leaves_every_block_readable) {
+  TempDir dir;
+  BlockWriter writer(dir.path());
+  std::vector<std::vector<uint8_t>> blocks;
+  for (uint8_t i = 0; i < 40; ++i) {
+    blocks.push_back(pattern(8192, static_cast<uint8_t>(100 + i)));
+    REQUIRE(writer.put(sha256(blocks.back().data(), 8192), blocks.back().data(), 8192));
+  }
+  writer.sync();
+  for (const auto& b : blocks) {
+    AlignedBuffer buf;
+    CHECK_EQ(read_block(dir.path(), sha256(b.data(), b.size()), buf), b.size());
+  }
+}

@@ -48,14 +48,15 @@ export class CowDisks {
     };
     try {
       this.x.catalog.txn(() => {
-        // The snapshot may have gone while the layer was created (the caller checked it before).
+        // The snapshot or the name may have gone while the layer was created (the caller checked both before).
         if (this.x.catalog.getSnapshot(snap.id)?.status !== 'available') {
           throw new BlocksnapError('SnapshotNotFound', `snapshot ${snap.id} was deleted meanwhile`);
         }
+        if (this.x.catalog.allDisks().some((d) => d.name === name)) throw new BlocksnapError('NameTaken', `a disk named ${JSON.stringify(name)} exists already`);
         this.x.catalog.putDisk(rec);
       });
     } catch (err) {
-      this.x.volumes.removeDisk(id);
+      await this.x.volumes.removeDisk(id);
       throw err;
     }
     this.x.log.info({ diskId: id, snapshotId: snap.id }, 'copy-on-write disk created');

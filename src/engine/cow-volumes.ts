@@ -77,6 +77,8 @@ export interface CowVolumesInternals {
 
 export class CowVolumes {
   private readonly slots = new Map<string, Slot>();
+  /** Volumes whose last lease ended and that are still flushing: a reopen waits for them. */
+  private readonly closing = new Map<string, Promise<void>>();
 
   constructor(private readonly x: CowVolumesInternals) {}
 
@@ -101,7 +103,9 @@ export class CowVolumes {
   async acquire(diskId: string): Promise<{ open: OpenVolume; release: () => Promise<void> }> {
     let slot = this.slots.get(diskId);
     if (!slot) {
-      slot = { opening: this.openNow(diskId), users: 0 };
+      // Opening while the previous volume still flushes would read a bitmap missing its last bits.
+      const previous = this.closing.get(diskId)?.catch(() => undefined) ?? Promise.resolve();
+      slot = { opening: previous.then(() => this.openNow(diskId)), users: 0 };
       this.slots.set(diskId, slot);
       const s = slot;
       s.opening.catch(() => { if (this.slots.get(diskId) === s) this.slots.delete(diskId); });
@@ -123,7 +127,13 @@ export class CowVolumes {
         released = true;
         if (--s.users > 0) return;
         if (this.slots.get(diskId) === s) this.slots.delete(diskId);
-        await open.volume.close();
+        const closed = open.volume.close();
+        this.closing.set(diskId, closed);
+        try {
+          await closed;
+        } finally {
+          if (this.closing.get(diskId) === closed) this.closing.delete(diskId);
+        }
       },
     };
   }
@@ -222,7 +232,9 @@ export class CowVolumes {
     return total;
   }
 
-  removeDisk(diskId: string): void {
+  /** Deletes the disk's layer files, once a volume of it that is still flushing has closed. */
+  async removeDisk(diskId: string): Promise<void> {
+    await this.closing.get(diskId)?.catch(() => undefined);
     rmSync(this.dirOf(diskId), { recursive: true, force: true });
   }
 
@@ -261,6 +273,7 @@ export class CowVolumes {
   async closeAll(): Promise<void> {
     const slots = [...this.slots.values()];
     this.slots.clear();
+    await Promise.all([...this.closing.values()].map((p) => p.catch(() => undefined)));
     for (const s of slots) {
       try {
         const open = await s.opening;

@@ -5,7 +5,8 @@
  * has the table.
  *
  * State held here besides the catalog: which disk runs which job (DiskLocks), which snapshots a
- * clone is reading (pins), the store lock, and whether a sweep of freed blocks is due.
+ * clone is reading (pins), the store lock, and whether a sweep of freed blocks is due. The open
+ * volumes of copy-on-write disks live in CowVolumes (cow-volumes.ts).
  */
 import { EventEmitter } from 'node:events';
 import { statSync } from 'node:fs';
@@ -280,7 +281,7 @@ export class Engine extends EventEmitter {
         }
         this.catalog.deleteDisk(disk.id);
       });
-      if (disk.cow) this.volumes.removeDisk(disk.id);
+      if (disk.cow) await this.volumes.removeDisk(disk.id);
       this.log.info({ diskId: disk.id, snapshots: snaps.length }, 'disk removed');
       this.scheduleSweep();
       return before;

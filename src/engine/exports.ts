@@ -113,9 +113,10 @@ export class Exports implements ExportTable {
     const other = this.ofDisk(disk.id);
     if (other.length > 0) throw new BlocksnapError('DiskExported', `disk ${disk.name} is already exported as ${other[0]!.name}`, { export: other[0]!.name });
     const { open, release } = await this.x.volumes.acquire(disk.id);
-    // Checked again: the open yielded, and another start of the same name or disk may have won.
-    if (this.entries.has(name) || this.ofDisk(disk.id).length > 0) {
+    // Checked again: the open yielded, and another start of the same name or disk, or a remove, may have won.
+    if (this.entries.has(name) || this.ofDisk(disk.id).length > 0 || !this.x.catalog.getDisk(disk.id)) {
       await release();
+      if (!this.x.catalog.getDisk(disk.id)) throw new BlocksnapError('DiskNotFound', `disk ${disk.name} was removed meanwhile`);
       throw new BlocksnapError('DiskExported', `disk ${disk.name} or the name ${JSON.stringify(name)} was exported meanwhile`);
     }
     const unpin = (): void => {

@@ -79,6 +79,21 @@ t.test('a snapshot of a written COW disk holds the writes, is point-in-time, and
   t.ok((await readAll(b)).equals(expected), 'the served disk reads the same after the rebase');
 });
 
+t.test('a snapshot right after the export stops sees its unflushed writes (the volume reopens after it closed)', async (t) => {
+  const { engine, images, content } = await origin(t);
+  await engine.cloneCow('base', 'c');
+  const b = await served(engine, 'c');
+  const expected = Buffer.from(content);
+  for (let i = 0; i < 32; i++) {
+    const w = pattern(`u${i}`, 4096);
+    await b.write!(i * 3 * 4096, w, false);
+    w.copy(expected, i * 3 * 4096);
+  }
+  engine.exports.stop('c');
+  const s = await snapshot(engine, 'c', 'after-stop');
+  t.ok((await cloned(engine, images, s, 'after.raw')).equals(expected));
+});
+
 t.test('the base of a COW disk cannot be deleted (SnapshotHasClones); its first snapshot frees the origin', async (t) => {
   const { engine } = await origin(t);
   await engine.cloneCow('base', 'c');
@@ -97,6 +112,17 @@ t.test('a group whose member is the base of a COW disk cannot be deleted', async
   t.throws(() => engine.groups.delete('g'), { code: 'SnapshotHasClones' });
   await engine.removeDisk('c');
   t.match(engine.groups.delete('g'), { name: 'g' });
+});
+
+t.test('retention skips the base of a COW disk', async (t) => {
+  const { engine } = await origin(t);
+  engine.policies.create({ name: 'now', hours: [0], retention: { keepLast: 1 } });
+  engine.policies.bind('now', ['a']);
+  const first = await engine.policies.run('now');
+  await engine.cloneCow(first.disks[0]!.snapshotId!, 'c');
+  const second = await engine.policies.run('now', new Date(Date.now() + 1000));
+  t.same(second.disks[0]!.expired, [], 'the older automatic snapshot is kept: it is a base');
+  t.equal(engine.listSnapshots('a').filter((s) => s.type === 'auto').length, 2);
 });
 
 t.test('quota eviction skips the base of a COW disk', async (t) => {
