@@ -44,7 +44,8 @@ export const rollbackClone: Question = {
           return { ...sample, extra: { changedBlocks: ch.blocks.size, blocksWritten: r.blocksWritten, holesPunched: r.holesPunched } };
         });
         await identical(ctx, work, img.path);
-        const clone = await repeat(ctx.runs, async () => {
+        // No target reads the clone: --side-runs.
+        const clone = await repeat(ctx.sideRuns, async () => {
           rmSync(cloned, { force: true });
           ctx.prepareCache(cache);
           const { sample } = await timedCall(d, () => d.job('clone', { snapshot: base.id, path: cloned }));
@@ -67,7 +68,7 @@ export const rollbackClone: Question = {
       });
       s.target(`rollback, ${cache}`, '≤ incremental + 1.2× writing the differing blocks', `${row.seconds?.toFixed(2)} s vs ${budget.toFixed(2)} s`, row.seconds === null ? null : row.seconds <= budget);
 
-      s.add(cl, 'cp --sparse=always + sync', 'limit', await repeat(ctx.runs, async () => { ctx.prepareCache(cache, img.path); return ctx.peers.cpSparse(img.path, cloned); }), { logicalBytes: img.size });
+      s.add(cl, 'cp --sparse=always + sync', 'limit', await repeat(ctx.sideRuns, async () => { ctx.prepareCache(cache, img.path); return ctx.peers.cpSparse(img.path, cloned); }), { logicalBytes: img.size });
       s.add(cl, 'blocksnap clone (daemon)', 'ours', clone, { logicalBytes: img.size, limit: { tool: 'cp --sparse=always + sync' } });
       if (ci === 0) await restorePeers(ctx, s, cl, img.path, img.size);
     }
@@ -134,4 +135,7 @@ async function restorePeers(ctx: BenchContext, s: SectionBuilder, c: string, ima
     if (m) s.add(c, tool, 'peer', m, { logicalBytes: size, limit });
     if (shared === undefined) rmSync(repo, { recursive: true, force: true });
   }
+  // The restores are the shared repositories' last users: free their gigabytes for what follows.
+  for (const repo of ctx.peerBases.values()) rmSync(repo, { recursive: true, force: true });
+  ctx.peerBases.clear();
 }

@@ -37,7 +37,7 @@ async function main(argv: string[]): Promise<number> {
   const scratch = mkdtempSync(join(base, 'blocksnap-bench-'));
   const log = (s: string): void => { process.stderr.write(`bench: ${s}\n`); };
   const info = {
-    startedAt: new Date().toISOString(), scale: args.scale, runs: args.runs, peerRuns: args.peerRuns, ...machineInfo(), kernel: release(),
+    startedAt: new Date().toISOString(), scale: args.scale, runs: args.runs, peerRuns: args.peerRuns, sideRuns: args.sideRuns, ...machineInfo(), kernel: release(),
     dropCaches: canDropCaches(), loadAverageAtStart: loadavg(),
   };
   log(`scratch ${scratch}; scale ${args.scale}; ${args.runs} runs; ${info.dropCaches ? 'cold and warm cache' : 'warm cache only (not root)'}`);
@@ -86,9 +86,9 @@ function writeReport(outDir: string): void {
   for (const q of QUESTIONS) {
     const file = join(outDir, `${q.name}.json`);
     if (!existsSync(file)) continue;
-    const r = JSON.parse(readFileSync(file, 'utf8')) as { section?: Section; startedAt: string; scale: number; runs: number; peerRuns?: number; cpus: number; cpuModel: string; loadAverageAtStart: number[] };
+    const r = JSON.parse(readFileSync(file, 'utf8')) as { section?: Section; startedAt: string; scale: number; runs: number; peerRuns?: number; sideRuns?: number; cpus: number; cpuModel: string; loadAverageAtStart: number[] };
     if (!r.section) continue;
-    parts.push(`${markdown(r.section)}\n_${r.startedAt}: scale ${r.scale}, median of ${r.runs} runs (peers ${r.peerRuns ?? r.runs}), ${r.cpus} × ${r.cpuModel}, load average at start ${r.loadAverageAtStart.map((l) => l.toFixed(2)).join(' ')}_\n`);
+    parts.push(`${markdown(r.section)}\n_${r.startedAt}: scale ${r.scale}, median of ${r.runs} runs (peers ${r.peerRuns ?? r.runs}${r.sideRuns !== undefined ? `, figures no target reads ${r.sideRuns}` : ''}), ${r.cpus} × ${r.cpuModel}, load average at start ${r.loadAverageAtStart.map((l) => l.toFixed(2)).join(' ')}_\n`);
   }
   writeFileSync(join(outDir, 'report.md'), parts.join('\n'));
 }

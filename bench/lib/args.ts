@@ -10,6 +10,8 @@ export interface BenchArgs {
   runs: number;
   /** Timed runs per peer figure (restic and borg take minutes at full size); default 1. */
   peerRuns: number;
+  /** Timed runs of the figures no target reads (warm limits, clone); default 1. */
+  sideRuns: number;
   /** Where the JSON results go. */
   outDir: string;
   /** Parent of the scratch directory (images, stores, peer repositories). */
@@ -22,13 +24,15 @@ export interface BenchArgs {
 
 export const RESULTS_DIR = join(__dirname, '..', 'results');
 
-const USAGE = `usage: npm run bench -- [NAME...] [--scale F] [--runs N] [--peer-runs N] [--out DIR] [--work DIR] [--no-peers] [--keep]
+const USAGE = `usage: npm run bench -- [NAME...] [--scale F] [--runs N] [--peer-runs N] [--side-runs N] [--out DIR] [--work DIR] [--no-peers] [--keep]
   NAME: full, incremental, sparse, rollback-clone, delete-list, hash, served, nbd, replicate (default: all;
         replicate only where Ceph is installed, and nbd and replicate with one run)
-  --peer-runs N: timed runs of restic, borg and qemu-img (default 1: minutes each at full size)`;
+  --peer-runs N: timed runs of restic, borg and qemu-img (default 1: minutes each at full size)
+  --side-runs N: timed runs of figures no target reads: the limits of warm full snapshots and of
+                 clones, and clones themselves (default 1)`;
 
 export function parseArgs(argv: string[], known: readonly string[]): BenchArgs {
-  const a: BenchArgs = { names: [], scale: 1, runs: 3, peerRuns: 0, outDir: RESULTS_DIR, workDir: undefined, noPeers: false, keep: false };
+  const a: BenchArgs = { names: [], scale: 1, runs: 3, peerRuns: 0, sideRuns: 0, outDir: RESULTS_DIR, workDir: undefined, noPeers: false, keep: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const value = (): string => {
@@ -52,6 +56,11 @@ export function parseArgs(argv: string[], known: readonly string[]): BenchArgs {
         if (!Number.isInteger(a.peerRuns) || a.peerRuns < 1 || a.peerRuns > 50) throw new Error(`--peer-runs must be an integer from 1 to 50\n${USAGE}`);
         break;
       }
+      case '--side-runs': {
+        a.sideRuns = Number(value());
+        if (!Number.isInteger(a.sideRuns) || a.sideRuns < 1 || a.sideRuns > 50) throw new Error(`--side-runs must be an integer from 1 to 50\n${USAGE}`);
+        break;
+      }
       case '--out': a.outDir = value(); break;
       case '--work': a.workDir = value(); break;
       case '--no-peers': a.noPeers = true; break;
@@ -63,5 +72,6 @@ export function parseArgs(argv: string[], known: readonly string[]): BenchArgs {
     }
   }
   if (a.peerRuns === 0) a.peerRuns = 1;
+  if (a.sideRuns === 0) a.sideRuns = Math.min(1, a.runs);
   return a;
 }

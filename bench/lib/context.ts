@@ -25,12 +25,14 @@ export class BenchContext {
 
   /** The same context with `runs` timed runs per figure (the peer bases stay shared). */
   withRuns(runs: number): BenchContext {
-    return new BenchContext({ ...this.args, runs, peerRuns: Math.min(this.args.peerRuns, runs) }, this.scratch, this.peers, this.log, this.peerBases);
+    return new BenchContext({ ...this.args, runs, peerRuns: Math.min(this.args.peerRuns, runs), sideRuns: Math.min(this.args.sideRuns, runs) },
+      this.scratch, this.peers, this.log, this.peerBases);
   }
 
   get scale(): number { return this.args.scale; }
   get runs(): number { return this.args.runs; }
   get peerRuns(): number { return this.args.peerRuns; }
+  get sideRuns(): number { return this.args.sideRuns; }
 
   /** Cache states this machine can measure: cold needs root to drop the page cache. */
   get caches(): Cache[] {

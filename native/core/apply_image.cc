@@ -122,6 +122,7 @@ ApplyResult apply_image(const ApplyParams& p, JobControl& control, const Progres
   for (unsigned t = 0; t < threads; ++t) prefetch(uint64_t{t} * p.block_size);
 
   Counters counters;
+  InPlaceOdds odds;
   ParallelRun run(control, block_count);
   run.run(threads, [&](ParallelRun& job) {
     AlignedBuffer buf(p.block_size);
@@ -141,10 +142,12 @@ ApplyResult apply_image(const ApplyParams& p, JobControl& control, const Progres
         const bool has_data = !pieces.empty();
         // A wholly cached block that already holds its target is recognised without a copy
         // (core/hash_in_place.h); anything else is read into `buf` below.
-        if (pieces.size() == 1 && pieces[0].begin <= offset && pieces[0].end >= offset + len &&
+        if (pieces.size() == 1 && pieces[0].begin <= offset && pieces[0].end >= offset + len && odds.worth_trying(i) &&
             keeper.wholly_resident(offset, len)) {
           const std::optional<InPlaceHash> h = hash_in_place(fd, offset, len);
-          if (h && (h->zero ? is_zero_digest(target) : h->digest == target)) {
+          const bool same = h && (h->zero ? is_zero_digest(target) : h->digest == target);
+          if (h) odds.record(same);
+          if (same) {
             counters.blocks_unchanged.fetch_add(1, std::memory_order_relaxed);
             control.add_done(len);
             continue;

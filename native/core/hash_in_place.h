@@ -14,6 +14,7 @@
 // not hashable, so the caller falls back to reading it.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -30,5 +31,27 @@ struct InPlaceHash {
 // The content of [offset, offset + len) of `fd`, hashed in place. nullopt when the range cannot
 // be mapped (offset not page aligned, mmap refused) or the file shrank while it was hashed.
 std::optional<InPlaceHash> hash_in_place(int fd, uint64_t offset, size_t len);
+
+// Whether hashing in place is paying off in this job. A block hashed in place that turns out to
+// differ is read and hashed a second time, so where most blocks differ (4 KiB writes scattered
+// over the whole image) hashing in place would double the work. After 8 attempts, it is tried
+// only while fewer than 1 in 8 attempts missed, and on every 32nd block otherwise, so that a run
+// of changed blocks early in the image does not switch it off for good.
+class InPlaceOdds {
+ public:
+  bool worth_trying(uint64_t block_index) const noexcept {
+    const uint64_t tries = tries_.load(std::memory_order_relaxed);
+    const uint64_t misses = misses_.load(std::memory_order_relaxed);
+    return tries < 8 || misses * 8 < tries || block_index % 32 == 0;
+  }
+  void record(bool hit) noexcept {
+    tries_.fetch_add(1, std::memory_order_relaxed);
+    if (!hit) misses_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+ private:
+  std::atomic<uint64_t> tries_{0};
+  std::atomic<uint64_t> misses_{0};
+};
 
 }  // namespace blocksnap

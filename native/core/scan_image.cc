@@ -10,6 +10,7 @@
 #include "core/block_writer.h"
 #include "core/digest.h"
 #include "core/error.h"
+#include "core/hash_in_place.h"
 #include "core/write_behind.h"
 #include "core/zero_detect.h"
 
@@ -58,6 +59,7 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
   for (uint64_t k = 0; k < threads && k < result.block_count; ++k)
     source->will_need(k * p.block_size, static_cast<size_t>(std::min<uint64_t>(p.block_size, size - k * p.block_size)));
   Counters counters;
+  InPlaceOdds odds;
   ParallelRun run(control, result.block_count);
   run.run(threads, [&](ParallelRun& job) {
     AlignedBuffer buf(p.block_size);
@@ -78,9 +80,10 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
         // gets stored (core/hash_in_place.h).
         const uint8_t* parent = i < parent_count ? p.parent_digests.data() + i * kDigestSize : nullptr;
         const bool parent_has_data = parent != nullptr && std::any_of(parent, parent + kDigestSize, [](uint8_t b) { return b != 0; });
-        if (!behind || parent_has_data) {
+        if (!behind || (parent_has_data && odds.worth_trying(i))) {
           if (const std::optional<InPlaceHash> h = source->hash_cached(offset, len)) {
             const bool final_digest = !behind || (!h->zero && std::memcmp(parent, h->digest.data(), kDigestSize) == 0);
+            if (behind) odds.record(final_digest);
             if (final_digest) {
               counters.bytes_read.fetch_add(len, std::memory_order_relaxed);
               if (h->zero) counters.zero_blocks.fetch_add(1, std::memory_order_relaxed);

@@ -61,3 +61,21 @@ TEST(hash_in_place_survives_a_file_shorter_than_the_range) {
   CHECK(h->digest == sha256(pattern(8192, 6).data(), 8192));
   ::close(fd);
 }
+
+TEST(in_place_odds_stop_trying_where_most_blocks_differ_but_keep_probing) {
+  InPlaceOdds odds;
+  for (uint64_t i = 1; i <= 8; ++i) {
+    CHECK(odds.worth_trying(i));
+    odds.record(false);
+  }
+  CHECK(!odds.worth_trying(9));
+  CHECK(odds.worth_trying(64));  // a probe
+}
+
+TEST(in_place_odds_keep_trying_while_most_blocks_are_unchanged) {
+  InPlaceOdds odds;
+  for (uint64_t i = 1; i <= 100; ++i) {
+    CHECK(odds.worth_trying(i));
+    odds.record(i % 20 != 0);  // 1 in 20 changed
+  }
+}

@@ -52,17 +52,6 @@ LayerFiles layer_files(Napi::Env env, Napi::Value v) {
   return LayerFiles{path("dataPath"), path("mapPath")};
 }
 
-// malloc'd memory handed over to a JS Buffer on success, freed here otherwise.
-struct OwnedBytes {
-  explicit OwnedBytes(size_t len) : data(static_cast<uint8_t*>(std::malloc(len == 0 ? 1 : len))) {
-    if (data == nullptr) throw std::bad_alloc();
-  }
-  ~OwnedBytes() { std::free(data); }
-  OwnedBytes(const OwnedBytes&) = delete;
-  OwnedBytes& operator=(const OwnedBytes&) = delete;
-  uint8_t* data;
-};
-
 template <typename F>
 auto or_js_error(Napi::Env env, F&& f) {
   try {
@@ -120,14 +109,16 @@ class VolumeWrap : public Napi::ObjectWrap<VolumeWrap> {
     const uint64_t offset = arg_integer(info, 0, "offset");
     const uint64_t len = arg_integer(info, 1, "length");
     if (len > kMaxIo) throw Napi::RangeError::New(info.Env(), "length must be at most 32 MiB");
-    auto buf = std::make_shared<OwnedBytes>(len);
+    // The Buffer is made here, owned by V8, and filled on the pool thread (the task holds a
+    // reference until it resolves, so its memory stays put). Handing V8 malloc'd memory with a
+    // finalizer instead cost a third of the daemon's time in GC when serving NBD reads.
+    Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(info.Env(), len);
+    auto ref = std::make_shared<Napi::Reference<Napi::Buffer<uint8_t>>>(Napi::Persistent(out));
+    uint8_t* dst = out.Data();
     auto volume = volume_;
     return queue_volume_task(
-        info.Env(), "blocksnap.volume.read", [volume, buf, offset, len] { volume->read(offset, len, buf->data); },
-        [buf, len](Napi::Env env) -> Napi::Value {
-          // The bytes become the Buffer's own memory: no copy of up to 32 MiB on the JS thread.
-          return Napi::Buffer<uint8_t>::New(env, std::exchange(buf->data, nullptr), len, [](Napi::Env, uint8_t* p) { std::free(p); });
-        });
+        info.Env(), "blocksnap.volume.read", [volume, dst, offset, len] { volume->read(offset, len, dst); },
+        [ref](Napi::Env) -> Napi::Value { return ref->Value(); });
   }
 
   Napi::Value write(const Napi::CallbackInfo& info) {

@@ -13,6 +13,7 @@ import { BlocksnapError } from '../errors';
 import type { ExportTable } from './backend';
 import { ByteReader, ConnectionClosed } from './byte-reader';
 import { Handshake, ProtocolViolation } from './handshake';
+import { ByteBudget } from './byte-budget';
 import { Transmission } from './transmission';
 
 export interface NbdLog {
@@ -29,9 +30,14 @@ export interface NbdServerOptions {
   maxConnections?: number;
 }
 
+/** 64 MiB: two maximum-size requests, or many small ones, across every client at once. */
+export const NBD_BYTES_IN_FLIGHT = 64 * 1024 * 1024;
+
 export class NbdServer {
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
+  /** Request data in flight over all connections: the daemon's NBD memory stays near this. */
+  private readonly budget = new ByteBudget(NBD_BYTES_IN_FLIGHT);
   private nextId = 1;
   private stopping = false;
 
@@ -98,7 +104,7 @@ export class NbdServer {
         socket.destroy();
       } });
       this.log.debug({ connection: id, export: n.export.name, structured: n.structured }, 'NBD client attached');
-      await new Transmission(socket, reader, n, this.log).run();
+      await new Transmission(socket, reader, n, this.log, this.budget).run();
     } catch (err) {
       if (err instanceof ProtocolViolation) this.log.warn({ connection: id, reason: err.message }, 'NBD protocol violation: closing the connection');
       else if (!(err instanceof ConnectionClosed)) this.log.warn({ connection: id, err }, 'NBD connection failed');

@@ -13,6 +13,7 @@
  */
 import type { Socket } from 'node:net';
 import { BlocksnapError } from '../errors';
+import type { ByteBudget } from './byte-budget';
 import type { ByteReader } from './byte-reader';
 import type { Extent, NbdExport } from './backend';
 import * as C from './constants';
@@ -53,6 +54,8 @@ export class Transmission {
     private readonly reader: ByteReader,
     private readonly n: Negotiated,
     private readonly log: TransmissionLog,
+    /** Shared by the server's connections: request data in flight (memory). */
+    private readonly budget: ByteBudget,
   ) {
     this.exp = n.export;
   }
@@ -63,13 +66,18 @@ export class Transmission {
       if (this.inFlight >= MAX_IN_FLIGHT) await new Promise<void>((r) => { this.slot = r; });
       // Replies the client is slow to read stay bounded too: stop reading requests meanwhile.
       if (this.socket.writableNeedDrain) await drained(this.socket);
+      await this.budget.room();
       const req = await this.readRequest();
       if (req.type === C.NBD_CMD_DISC) {
         if (this.inFlight > 0) await new Promise<void>((r) => { this.idle = r; });
         return;
       }
+      // A write's payload is already in memory; a read's reply is about to be.
+      const bytes = req.type === C.NBD_CMD_WRITE || req.type === C.NBD_CMD_READ ? Math.min(req.length, MAX_REQUEST_LENGTH) : 0;
+      this.budget.take(bytes);
       this.inFlight++;
       void this.serve(req).finally(() => {
+        this.budget.give(bytes);
         this.inFlight--;
         const s = this.slot;
         this.slot = null;
