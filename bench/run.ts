@@ -3,7 +3,7 @@
  * generates, prints each table as markdown, and writes `<out>/<name>.json` plus `<out>/report.md`.
  * Exits non-zero when a question failed (a missed target is a result, not a failure).
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { loadavg, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from './lib/args';
@@ -20,6 +20,9 @@ import { hash } from './hash';
 import { served } from './served';
 import { nbd } from './nbd';
 import { replicateQuestion } from './replicate';
+
+/** What the scratch directory peaked at in a default run (bench/README.md, run time). */
+const SCRATCH_BYTES_AT_SCALE_1 = 45e9;
 
 const QUESTIONS: Question[] = [full, incremental, sparse, rollbackClone, deleteList, hash, served, nbd, replicateQuestion];
 
@@ -41,6 +44,12 @@ async function main(argv: string[]): Promise<number> {
     dropCaches: canDropCaches(), loadAverageAtStart: loadavg(),
   };
   log(`scratch ${scratch}; scale ${args.scale}; ${args.runs} runs; ${info.dropCaches ? 'cold and warm cache' : 'warm cache only (not root)'}`);
+  // At scale 1 the scratch directory peaks near 40 GB (images, stores, peer repositories); a full
+  // disk would fail the questions that follow and anything else writing to it.
+  const fs = statfsSync(scratch);
+  const free = fs.bavail * fs.bsize;
+  const needed = SCRATCH_BYTES_AT_SCALE_1 * args.scale;
+  if (free < needed) log(`warning: ${(free / 1e9).toFixed(0)} GB free under ${base}, the run may need ~${(needed / 1e9).toFixed(0)} GB (use --work DIR or a smaller --scale)`);
   const peers = Peers.prepare(scratch, !args.noPeers, log);
   const ctx = new BenchContext(args, scratch, peers, log);
 

@@ -49,6 +49,12 @@ export function resolveExistingImage(p: unknown, roots: string[]): string {
       if (parentReal !== null && !insideRoots(parentReal, roots)) throw notAllowed(path, parentReal, roots);
       throw new BlocksnapError('ImageNotFound', `image ${path} does not exist`, { path });
     }
+    const errno = (err as NodeJS.ErrnoException).code;
+    if (errno === 'EINVAL' || errno === 'ELOOP') {
+      // realpath saw a symlink and then readlink found none (or links kept leading on): the path
+      // is being swapped while it is resolved, the race the root check exists for.
+      throw new BlocksnapError('PathNotAllowed', `image ${path} changed while it was being resolved (a symlink swapped in or out, or a symlink loop); refused`, { path });
+    }
     throw new BlocksnapError(code, `image ${path}: ${(err as Error).message}`, { path });
   }
   if (!insideRoots(real, roots)) throw notAllowed(path, real, roots);
