@@ -5,6 +5,7 @@
 #include "core/scan_image.h"
 #include "workers/args.h"
 #include "workers/job_worker.h"
+#include "workers/scan_counts.h"
 
 namespace blocksnap::js {
 
@@ -24,11 +25,7 @@ class ScanWorker : public JobWorker {
     Napi::Object o = Napi::Object::New(env);
     o.Set("sizeBytes", static_cast<double>(result_.size_bytes));
     o.Set("blockCount", static_cast<double>(result_.block_count));
-    o.Set("digests", Napi::Buffer<uint8_t>::Copy(env, result_.digests.data(), result_.digests.size()));
-    o.Set("bytesRead", static_cast<double>(result_.bytes_read));
-    o.Set("zeroBlocks", static_cast<double>(result_.zero_blocks));
-    o.Set("blocksWritten", static_cast<double>(result_.blocks_written));
-    o.Set("bytesWritten", static_cast<double>(result_.bytes_written));
+    set_scan_counts(env, o, result_);
     return o;
   }
 

@@ -9,6 +9,7 @@
 #include "workers/args.h"
 #include "workers/job_worker.h"
 #include "workers/js_error.h"
+#include "workers/scan_counts.h"
 
 namespace blocksnap::js {
 
@@ -39,11 +40,7 @@ class ScanBlocksWorker : public JobWorker {
 
   Napi::Value result(Napi::Env env) override {
     Napi::Object o = Napi::Object::New(env);
-    o.Set("digests", Napi::Buffer<uint8_t>::Copy(env, result_.digests.data(), result_.digests.size()));
-    o.Set("bytesRead", static_cast<double>(result_.bytes_read));
-    o.Set("zeroBlocks", static_cast<double>(result_.zero_blocks));
-    o.Set("blocksWritten", static_cast<double>(result_.blocks_written));
-    o.Set("bytesWritten", static_cast<double>(result_.bytes_written));
+    set_scan_counts(env, o, result_);
     return o;
   }
 
