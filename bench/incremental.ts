@@ -8,7 +8,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import type { BenchContext, Question } from './lib/context';
-import { BLOCK, MiB, clusteredChange, scatteredChange, type Change } from './lib/images';
+import { BLOCK, clusteredChange, scatteredChange, sequentialChangeBytes, type Change } from './lib/images';
 import { repeat, type Sample } from './lib/measure';
 import { SectionBuilder } from './lib/report';
 import { RSS_LIMIT, growth, mibText, ratioText, standardImage, timedCall, tryMeasure, type StandardImage } from './lib/questions';
@@ -17,7 +17,7 @@ type Pattern = 'clustered' | 'scattered';
 
 function change(pattern: Pattern, ctx: BenchContext, path: string, size: number, seed: number): Change {
   return pattern === 'clustered'
-    ? clusteredChange(path, size, seed, Math.max(BLOCK, Math.round((64 * MiB * ctx.scale) / BLOCK) * BLOCK))
+    ? clusteredChange(path, size, seed, sequentialChangeBytes(ctx.scale))
     : scatteredChange(path, size, seed, Math.max(100, Math.round(10_000 * ctx.scale)));
 }
 

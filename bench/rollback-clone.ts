@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BenchContext, Question } from './lib/context';
-import { BLOCK, MiB, clusteredChange } from './lib/images';
+import { BLOCK, clusteredChange, sequentialChangeBytes } from './lib/images';
 import { median, repeat, type Measured, type Sample } from './lib/measure';
 import { SectionBuilder } from './lib/report';
 import { RSS_LIMIT, mibText, standardImage, timedCall, tryMeasure } from './lib/questions';
@@ -21,7 +21,7 @@ export const rollbackClone: Question = {
     const s = new SectionBuilder('rollback-clone', 'Rollback after the clustered 1% change, and clone of the full snapshot');
     const work = join(img.root, 'rollback.img');
     const cloned = join(img.root, 'clone.img');
-    const seqBytes = Math.max(BLOCK, Math.round((64 * MiB * ctx.scale) / BLOCK) * BLOCK);
+    const seqBytes = sequentialChangeBytes(ctx.scale);
     let peak = 0;
 
     for (const [ci, cache] of ctx.caches.entries()) {

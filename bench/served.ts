@@ -16,30 +16,17 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BenchContext, Question } from './lib/context';
-import { BLOCK, GiB, KiB, MiB, blocks, dataBytes, rng, stripedLayout, writeImage } from './lib/images';
+import { GiB, MiB, blocks, clusteredWrites, dataBytes, sequentialChangeBytes, stripedLayout, writeImage, type PlannedWrite } from './lib/images';
 import { repeat } from './lib/measure';
 import { SectionBuilder } from './lib/report';
 import { ratioText, timedCall } from './lib/questions';
 import type { Snapshot } from '../src/engine/types';
 
-interface Write { offset: number; length: number; pattern: number }
+interface Write extends PlannedWrite { pattern: number }
 
-/** The 1% change as a list of writes; the same list is applied to the file and through NBD. */
+/** The clustered 1% change of the other questions, each write a byte pattern qemu-io can also write. */
 function changeWrites(size: number, seed: number, sequentialBytes: number): Write[] {
-  const r = rng(seed);
-  const nblocks = Math.ceil(size / BLOCK);
-  const picked = new Set<number>();
-  while (picked.size < Math.max(1, Math.round(nblocks * 0.01))) picked.add(Math.floor(r() * nblocks));
-  const out: Write[] = [];
-  for (const b of picked) {
-    for (let w = 0; w < 4; w++) {
-      const offset = b * BLOCK + Math.floor(r() * (BLOCK / (4 * KiB))) * 4 * KiB;
-      if (offset + 4 * KiB <= size) out.push({ offset, length: 4 * KiB, pattern: 1 + Math.floor(r() * 254) });
-    }
-  }
-  const seq = Math.min(sequentialBytes, size);
-  out.push({ offset: Math.floor(r() * ((size - seq) / BLOCK + 1)) * BLOCK, length: seq, pattern: 1 + (seed % 254) });
-  return out;
+  return clusteredWrites(size, seed, sequentialBytes).map((w, i) => ({ ...w, pattern: 1 + ((seed * 31 + i) % 254) }));
 }
 
 function writeFile(path: string, writes: Write[]): void {
@@ -72,7 +59,7 @@ export const served: Question = {
     const img = join(root, 'served.img');
     ctx.log(`served: generating ${(size / GiB).toFixed(2)} GiB, ${(dataBytes(extents) / GiB).toFixed(2)} GiB data`);
     writeImage(img, size, extents, 'served');
-    const seqBytes = Math.max(BLOCK, Math.round((64 * MiB * ctx.scale) / BLOCK) * BLOCK);
+    const seqBytes = sequentialChangeBytes(ctx.scale);
     const label = `${(size / GiB).toFixed(size < GiB ? 2 : 0)} GiB disk, 1% change`;
     let seed = 1;
 

@@ -119,34 +119,47 @@ export interface Change {
   bytesWritten: number;
 }
 
+/** The sequential run of a clustered change: 64 MiB at full size, whole blocks, at least one. */
+export function sequentialChangeBytes(scale: number): number {
+  return Math.max(BLOCK, Math.round((64 * MiB * scale) / BLOCK) * BLOCK);
+}
+
+export interface PlannedWrite { offset: number; length: number }
+
 /**
  * How guests write: 1% of the blocks get a few 4 KiB writes each, plus one sequential run
- * (64 MiB at full size) somewhere in the image.
+ * (sequentialChangeBytes) somewhere in the image. The plan alone, so that the same change can be
+ * written to a file or through an NBD export.
  */
-export function clusteredChange(path: string, size: number, seed: number, sequentialBytes: number): Change {
+export function clusteredWrites(size: number, seed: number, sequentialBytes: number): PlannedWrite[] {
   const r = rng(seed);
   const nblocks = Math.ceil(size / BLOCK);
   const touched = Math.max(1, Math.round(nblocks * 0.01));
+  const out: PlannedWrite[] = [];
+  const picked = new Set<number>();
+  while (picked.size < Math.min(touched, nblocks)) picked.add(Math.floor(r() * nblocks));
+  for (const b of picked) {
+    for (let w = 0; w < 4; w++) {
+      const offset = b * BLOCK + Math.floor(r() * (BLOCK / PAGE)) * PAGE;
+      if (offset + PAGE <= size) out.push({ offset, length: PAGE });
+    }
+  }
+  const seq = Math.min(sequentialBytes, size);
+  out.push({ offset: Math.floor(r() * ((size - seq) / BLOCK + 1)) * BLOCK, length: seq });
+  return out;
+}
+
+/** clusteredWrites applied to a file with random data. */
+export function clusteredChange(path: string, size: number, seed: number, sequentialBytes: number): Change {
   const src = new DataSource(`clustered-${seed}`);
   const change: Change = { blocks: new Set(), bytesWritten: 0 };
   const fd = openSync(path, 'r+');
   try {
-    const picked = new Set<number>();
-    while (picked.size < Math.min(touched, nblocks)) picked.add(Math.floor(r() * nblocks));
-    for (const b of picked) {
-      for (let w = 0; w < 4; w++) {
-        const off = b * BLOCK + Math.floor(r() * (BLOCK / PAGE)) * PAGE;
-        if (off + PAGE > size) continue;
-        writeAll(fd, src.next(PAGE, 'random'), off);
-        change.bytesWritten += PAGE;
-        change.blocks.add(b);
-      }
+    for (const w of clusteredWrites(size, seed, sequentialBytes)) {
+      writeAll(fd, src.next(w.length, 'random'), w.offset);
+      change.bytesWritten += w.length;
+      for (let b = Math.floor(w.offset / BLOCK); b * BLOCK < w.offset + w.length; b++) change.blocks.add(b);
     }
-    const seq = Math.min(sequentialBytes, size);
-    const start = Math.floor(r() * ((size - seq) / BLOCK + 1)) * BLOCK;
-    writeAll(fd, src.next(seq, 'random'), start);
-    change.bytesWritten += seq;
-    for (let b = start / BLOCK; b < (start + seq) / BLOCK; b++) change.blocks.add(b);
     fsyncSync(fd);
   } finally {
     closeSync(fd);
