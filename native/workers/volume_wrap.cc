@@ -69,7 +69,7 @@ class VolumeWrap : public Napi::ObjectWrap<VolumeWrap> {
     return DefineClass(env, "Volume",
                        {InstanceMethod<&VolumeWrap::size_bytes>("sizeBytes"),
                         InstanceMethod<&VolumeWrap::layer_count>("layerCount"),
-                        InstanceMethod<&VolumeWrap::read>("read"),
+                        InstanceMethod<&VolumeWrap::read_into>("readInto"),
                         InstanceMethod<&VolumeWrap::write>("write"),
                         InstanceMethod<&VolumeWrap::zero>("zero"),
                         InstanceMethod<&VolumeWrap::flush>("flush"),
@@ -105,20 +105,26 @@ class VolumeWrap : public Napi::ObjectWrap<VolumeWrap> {
     return Napi::Number::New(info.Env(), static_cast<double>(or_js_error(info.Env(), [&] { return volume_->layer_count(); })));
   }
 
-  Napi::Value read(const Napi::CallbackInfo& info) {
+  // readInto(offset, length, target, at): fills target[at, at + length) on the pool thread. The
+  // caller owns the Buffer (the NBD server reuses a pool of them: a fresh Buffer per reply made GC
+  // a third of the daemon's time); the task holds a reference until it resolves, so the memory
+  // stays put, and JS must not touch that range before the promise settles.
+  Napi::Value read_into(const Napi::CallbackInfo& info) {
     const uint64_t offset = arg_integer(info, 0, "offset");
     const uint64_t len = arg_integer(info, 1, "length");
     if (len > kMaxIo) throw Napi::RangeError::New(info.Env(), "length must be at most 32 MiB");
-    // The Buffer is made here, owned by V8, and filled on the pool thread (the task holds a
-    // reference until it resolves, so its memory stays put). Handing V8 malloc'd memory with a
-    // finalizer instead cost a third of the daemon's time in GC when serving NBD reads.
-    Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(info.Env(), len);
-    auto ref = std::make_shared<Napi::Reference<Napi::Buffer<uint8_t>>>(Napi::Persistent(out));
-    uint8_t* dst = out.Data();
+    if (info.Length() < 3 || !info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+      throw Napi::TypeError::New(info.Env(), "target must be a Buffer");
+    auto target = info[2].As<Napi::Uint8Array>();
+    const uint64_t at = arg_integer(info, 3, "at");
+    if (at > target.ByteLength() || len > target.ByteLength() - at)
+      throw Napi::RangeError::New(info.Env(), "target[at, at + length) must lie inside the Buffer");
+    auto ref = std::make_shared<Napi::Reference<Napi::Uint8Array>>(Napi::Persistent(target));
+    uint8_t* dst = target.Data() + at;
     auto volume = volume_;
     return queue_volume_task(
         info.Env(), "blocksnap.volume.read", [volume, dst, offset, len] { volume->read(offset, len, dst); },
-        [ref](Napi::Env) -> Napi::Value { return ref->Value(); });
+        [ref](Napi::Env env) -> Napi::Value { return env.Undefined(); });
   }
 
   Napi::Value write(const Napi::CallbackInfo& info) {

@@ -23,9 +23,13 @@ export class VolumeBackend implements NbdBackend {
 
   constructor(private readonly v: OpenVolume, readonly size: number) {}
 
-  async read(offset: number, length: number): Promise<ReadPiece[]> {
-    const data = await this.v.gate.run(() => this.v.volume.read(offset, length));
-    return [{ offset, length, data }];
+  /** The volume reads zeros where nothing was written: one data piece. */
+  layout(offset: number, length: number): ReadPiece[] {
+    return [{ offset, length, zero: false }];
+  }
+
+  readInto(offset: number, length: number, target: Buffer, at: number): Promise<void> {
+    return this.v.gate.run(() => this.v.volume.readInto(offset, length, target, at));
   }
 
   extents(offset: number, length: number): Promise<Extent[]> {
@@ -65,21 +69,22 @@ export class SnapshotVolumeBackend implements NbdBackend {
     return true;
   }
 
-  /** Runs of ZERO blocks become holes, runs of stored blocks one Volume read each. */
-  async read(offset: number, length: number): Promise<ReadPiece[]> {
+  /** Runs of ZERO blocks become holes, runs of stored blocks data pieces. */
+  layout(offset: number, length: number): ReadPiece[] {
     const pieces: ReadPiece[] = [];
     const end = offset + length;
     for (let at = offset; at < end;) {
       const zero = this.isZero(Math.floor(at / this.blockSize));
       let stop = Math.min(end, (Math.floor(at / this.blockSize) + 1) * this.blockSize);
       while (stop < end && this.isZero(Math.floor(stop / this.blockSize)) === zero) stop = Math.min(end, stop + this.blockSize);
-      pieces.push({ offset: at, length: stop - at });
+      pieces.push({ offset: at, length: stop - at, zero });
       at = stop;
     }
-    await Promise.all(pieces.map(async (p) => {
-      if (!this.isZero(Math.floor(p.offset / this.blockSize))) p.data = await this.volume.read(p.offset, p.length);
-    }));
     return pieces;
+  }
+
+  readInto(offset: number, length: number, target: Buffer, at: number): Promise<void> {
+    return this.volume.readInto(offset, length, target, at);
   }
 
   extents(offset: number, length: number): Promise<Extent[]> {

@@ -68,7 +68,7 @@ export const MAX_VOLUME_IO = 32 * 1024 * 1024;
 
 interface NativeVolume {
   layerCount(): number;
-  read(offset: number, length: number): Promise<Buffer>;
+  readInto(offset: number, length: number, target: Buffer, at: number): Promise<void>;
   write(offset: number, data: Buffer, fua: boolean): Promise<void>;
   zero(offset: number, length: number, mayPunch: boolean, fua: boolean): Promise<void>;
   flush(): Promise<void>;
@@ -146,9 +146,23 @@ export class Volume {
 
   /** The content of [offset, offset + length), at most 32 MiB; zeros where nothing was written. */
   async read(offset: number, length: number): Promise<Buffer> {
+    const out = Buffer.allocUnsafe(length);
+    await this.readInto(offset, length, out, 0);
+    return out;
+  }
+
+  /**
+   * Fills target[at, at + length) with the content of [offset, offset + length), at most 32 MiB.
+   * The caller keeps the Buffer (the NBD server reuses them) and must leave that range alone
+   * until the promise settles.
+   */
+  async readInto(offset: number, length: number, target: Buffer, at: number): Promise<void> {
     this.checkRange(offset, length);
     if (length > MAX_VOLUME_IO) invalid('length', `at most ${MAX_VOLUME_IO}`, length);
-    return call(() => this.native.read(offset, length));
+    if (!Buffer.isBuffer(target)) invalid('target', 'a Buffer', target);
+    requireSize(at, 'at');
+    if (at + length > target.length) invalid('at', `at most target.length - length = ${target.length - length}`, at);
+    return call(() => this.native.readInto(offset, length, target, at));
   }
 
   /** Writes `data` (at most 32 MiB) at `offset`; `fua` makes it durable before resolving. */

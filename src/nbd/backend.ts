@@ -5,9 +5,11 @@
  * in-bounds, non-empty ranges.
  *
  * Contract (each implementation keeps it):
- * - `read` returns pieces that tile [offset, offset + length) in order, each either bytes or a
- *   run of zeros (`data` absent). It throws a BlocksnapError on failure (DigestMismatch,
- *   BlockMissing, IOError...), which the client sees as EIO with the message.
+ * - `layout` says, without I/O, how [offset, offset + length) reads: pieces that tile it in
+ *   order, each a run of zeros (`zero`, a hole in a structured reply) or data. `readInto` then
+ *   reads a range lying inside one data piece into the caller's Buffer; it throws a
+ *   BlocksnapError on failure (DigestMismatch, BlockMissing, IOError...), which the client sees
+ *   as EIO with the message.
  * - `extents` describes [offset, offset + length) in order for `base:allocation`; adjacent
  *   extents may share flags (the server merges them).
  * - A writable backend acknowledges a write only once a later `flush` will make it durable, and
@@ -16,8 +18,8 @@
 export interface ReadPiece {
   offset: number;
   length: number;
-  /** The bytes; absent for a range that reads as zeros. */
-  data?: Buffer;
+  /** Reads as zeros, with no I/O. */
+  zero: boolean;
 }
 
 export interface Extent {
@@ -29,7 +31,9 @@ export interface Extent {
 export interface NbdBackend {
   readonly size: number;
   readonly writable: boolean;
-  read(offset: number, length: number): Promise<ReadPiece[]>;
+  layout(offset: number, length: number): ReadPiece[];
+  /** Fills target[at, at + length) with [offset, offset + length); the caller owns the Buffer. */
+  readInto(offset: number, length: number, target: Buffer, at: number): Promise<void>;
   extents(offset: number, length: number): Promise<Extent[]>;
   write?(offset: number, data: Buffer, fua: boolean): Promise<void>;
   /** Zeros a range; `mayTrim` allows leaving a hole (NBD_CMD_FLAG_NO_HOLE not set). */

@@ -14,6 +14,7 @@ import type { ExportTable } from './backend';
 import { ByteReader, ConnectionClosed } from './byte-reader';
 import { Handshake, ProtocolViolation } from './handshake';
 import { ByteBudget } from './byte-budget';
+import { ReplyBuffers } from './reply-buffers';
 import { Transmission } from './transmission';
 
 export interface NbdLog {
@@ -38,6 +39,8 @@ export class NbdServer {
   private readonly sockets = new Set<Socket>();
   /** Request data in flight over all connections: the daemon's NBD memory stays near this. */
   private readonly budget = new ByteBudget(NBD_BYTES_IN_FLIGHT);
+  /** Idle reply Buffers kept for reuse: at most half the bytes that may be in flight. */
+  private readonly buffers = new ReplyBuffers(NBD_BYTES_IN_FLIGHT / 2);
   private nextId = 1;
   private stopping = false;
 
@@ -104,7 +107,7 @@ export class NbdServer {
         socket.destroy();
       } });
       this.log.debug({ connection: id, export: n.export.name, structured: n.structured }, 'NBD client attached');
-      await new Transmission(socket, reader, n, this.log, this.budget).run();
+      await new Transmission(socket, reader, n, this.log, this.budget, this.buffers).run();
     } catch (err) {
       if (err instanceof ProtocolViolation) this.log.warn({ connection: id, reason: err.message }, 'NBD protocol violation: closing the connection');
       else if (!(err instanceof ConnectionClosed)) this.log.warn({ connection: id, err }, 'NBD connection failed');

@@ -15,11 +15,14 @@ import type { Socket } from 'node:net';
 import { BlocksnapError } from '../errors';
 import type { ByteBudget } from './byte-budget';
 import type { ByteReader } from './byte-reader';
-import type { Extent, NbdExport } from './backend';
+import type { ReplyBuffers } from './reply-buffers';
+import type { Extent, NbdExport, ReadPiece } from './backend';
 import * as C from './constants';
 import { BASE_ALLOCATION_ID, MAX_REQUEST_LENGTH, ProtocolViolation, type Negotiated } from './handshake';
 
 const MAX_IN_FLIGHT = 16;
+const SIMPLE_HEADER_SIZE = 16;
+const STRUCTURED_HEADER_SIZE = 20;
 /** Most descriptors in one BLOCK_STATUS reply; the client asks again for the rest. */
 const MAX_EXTENTS = 1024;
 
@@ -56,6 +59,8 @@ export class Transmission {
     private readonly log: TransmissionLog,
     /** Shared by the server's connections: request data in flight (memory). */
     private readonly budget: ByteBudget,
+    /** Shared by the server's connections: the Buffers read replies are built in. */
+    private readonly buffers: ReplyBuffers,
   ) {
     this.exp = n.export;
   }
@@ -146,37 +151,63 @@ export class Transmission {
     this.inBounds(req, C.NBD_ENOSPC);
   }
 
+  /**
+   * A read reply is built in pooled Buffers the backend reads straight into: one Buffer (header
+   * and data) for a simple reply or a DF read, one per data chunk otherwise, holes as small chunks.
+   */
   private async read(req: Request): Promise<void> {
     if (req.length > MAX_REQUEST_LENGTH) throw new RequestError(C.NBD_EINVAL, `a read of ${req.length} bytes exceeds the ${MAX_REQUEST_LENGTH}-byte maximum`);
     this.inBounds(req, C.NBD_EINVAL);
-    const pieces = req.length === 0 ? [] : await this.exp.backend.read(req.offset, req.length);
-    if (!this.n.structured) {
-      const out = Buffer.alloc(16 + req.length);
-      simpleHeader(out, 0, req.handle);
-      for (const p of pieces) if (p.data) p.data.copy(out, 16 + p.offset - req.offset);
-      this.send(out);
-      return;
-    }
-    if (pieces.length === 0) return this.ok(req);
-    if (req.flags & C.NBD_CMD_FLAG_DF) {
-      const data = Buffer.alloc(req.length);
-      for (const p of pieces) if (p.data) p.data.copy(data, p.offset - req.offset);
-      this.send(structuredHeader(C.NBD_REPLY_FLAG_DONE, C.NBD_REPLY_TYPE_OFFSET_DATA, req.handle, 8 + data.length), u64(req.offset), data);
-      return;
-    }
-    const parts: Buffer[] = [];
-    pieces.forEach((p, i) => {
-      const flags = i === pieces.length - 1 ? C.NBD_REPLY_FLAG_DONE : 0;
-      if (p.data) {
-        parts.push(structuredHeader(flags, C.NBD_REPLY_TYPE_OFFSET_DATA, req.handle, 8 + p.length), u64(p.offset), p.data);
+    if (req.length === 0) return this.ok(req);
+    const pieces = this.exp.backend.layout(req.offset, req.length);
+    if (!this.n.structured || (req.flags & C.NBD_CMD_FLAG_DF)) {
+      const head = this.n.structured ? STRUCTURED_HEADER_SIZE + 8 : SIMPLE_HEADER_SIZE;
+      const out = this.buffers.take(head + req.length);
+      await this.fill([out], pieces.map((p) => ({ p, target: out, at: head + p.offset - req.offset })));
+      if (this.n.structured) {
+        writeStructuredHeader(out, 0, C.NBD_REPLY_FLAG_DONE, C.NBD_REPLY_TYPE_OFFSET_DATA, req.handle, 8 + req.length);
+        out.writeBigUInt64BE(BigInt(req.offset), STRUCTURED_HEADER_SIZE);
       } else {
-        const hole = Buffer.alloc(12);
-        hole.writeBigUInt64BE(BigInt(p.offset), 0);
-        hole.writeUInt32BE(p.length, 8);
-        parts.push(structuredHeader(flags, C.NBD_REPLY_TYPE_OFFSET_HOLE, req.handle, 12), hole);
+        simpleHeader(out, 0, req.handle);
       }
+      this.sendPooled([out]);
+      return;
+    }
+    const chunks = pieces.map((p, i) => {
+      const flags = i === pieces.length - 1 ? C.NBD_REPLY_FLAG_DONE : 0;
+      if (p.zero) {
+        const hole = Buffer.allocUnsafe(STRUCTURED_HEADER_SIZE + 12);
+        writeStructuredHeader(hole, 0, flags, C.NBD_REPLY_TYPE_OFFSET_HOLE, req.handle, 12);
+        hole.writeBigUInt64BE(BigInt(p.offset), STRUCTURED_HEADER_SIZE);
+        hole.writeUInt32BE(p.length, STRUCTURED_HEADER_SIZE + 8);
+        return hole;
+      }
+      const chunk = this.buffers.take(STRUCTURED_HEADER_SIZE + 8 + p.length);
+      writeStructuredHeader(chunk, 0, flags, C.NBD_REPLY_TYPE_OFFSET_DATA, req.handle, 8 + p.length);
+      chunk.writeBigUInt64BE(BigInt(p.offset), STRUCTURED_HEADER_SIZE);
+      return chunk;
     });
-    this.send(...parts);
+    const pooled = chunks.filter((_, i) => !pieces[i]!.zero);
+    await this.fill(pooled, pieces.flatMap((p, i) => (p.zero ? [] : [{ p, target: chunks[i]!, at: STRUCTURED_HEADER_SIZE + 8 }])));
+    this.sendPooled(chunks);
+  }
+
+  /**
+   * Reads every data piece into its place and zero-fills the rest. Waits for every read to settle
+   * before failing: a read still running writes into a Buffer, which must not go back to the pool
+   * (and to another reply) before it stops.
+   */
+  private async fill(pooled: Buffer[], places: Array<{ p: ReadPiece; target: Buffer; at: number }>): Promise<void> {
+    const settled = await Promise.allSettled(places.map(({ p, target, at }) => {
+      if (!p.zero) return this.exp.backend.readInto(p.offset, p.length, target, at);
+      target.fill(0, at, at + p.length);
+      return undefined;
+    }));
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      for (const b of pooled) this.buffers.give(b);
+      throw failed.reason;
+    }
   }
 
   private async write(req: Request): Promise<void> {
@@ -258,6 +289,18 @@ export class Transmission {
     this.send(out);
   }
 
+  /** Like send(); Buffers of the reply pool among the parts go back to it once written. */
+  private sendPooled(parts: Buffer[]): void {
+    if (this.socket.destroyed) {
+      for (const p of parts) this.buffers.give(p);
+      return;
+    }
+    this.socket.cork();
+    // The callback runs once the socket is done with the Buffer, written or failed.
+    for (const p of parts) this.socket.write(p, () => this.buffers.give(p));
+    this.socket.uncork();
+  }
+
   /** One reply: its parts go out in one writev (corked), never interleaved with another reply's. */
   private send(...parts: Buffer[]): void {
     if (this.socket.destroyed) return;
@@ -283,11 +326,6 @@ function drained(socket: Socket): Promise<void> {
   });
 }
 
-function u64(n: number): Buffer {
-  const b = Buffer.alloc(8);
-  b.writeBigUInt64BE(BigInt(n), 0);
-  return b;
-}
 
 function simpleHeader(out: Buffer, errno: number, handle: Buffer): void {
   out.writeUInt32BE(C.NBD_SIMPLE_REPLY_MAGIC, 0);
@@ -296,11 +334,15 @@ function simpleHeader(out: Buffer, errno: number, handle: Buffer): void {
 }
 
 function structuredHeader(flags: number, type: number, handle: Buffer, length: number): Buffer {
-  const h = Buffer.alloc(20);
-  h.writeUInt32BE(C.NBD_STRUCTURED_REPLY_MAGIC, 0);
-  h.writeUInt16BE(flags, 4);
-  h.writeUInt16BE(type, 6);
-  handle.copy(h, 8);
-  h.writeUInt32BE(length, 16);
+  const h = Buffer.alloc(STRUCTURED_HEADER_SIZE);
+  writeStructuredHeader(h, 0, flags, type, handle, length);
   return h;
+}
+
+function writeStructuredHeader(out: Buffer, at: number, flags: number, type: number, handle: Buffer, length: number): void {
+  out.writeUInt32BE(C.NBD_STRUCTURED_REPLY_MAGIC, at);
+  out.writeUInt16BE(flags, at + 4);
+  out.writeUInt16BE(type, at + 6);
+  handle.copy(out, at + 8);
+  out.writeUInt32BE(length, at + 16);
 }

@@ -29,7 +29,7 @@ async function served(engine: Engine, disk: string): Promise<NbdBackend> {
 
 async function readAll(b: NbdBackend): Promise<Buffer> {
   const out = Buffer.alloc(b.size);
-  for (const p of await b.read(0, b.size)) if (p.data) p.data.copy(out, p.offset);
+  for (const p of b.layout(0, b.size)) if (!p.zero) await b.readInto(p.offset, p.length, out, p.offset);
   return out;
 }
 
