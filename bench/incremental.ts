@@ -7,11 +7,11 @@
  */
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import type { BenchContext, Question } from './lib/context';
+import type { BenchContext, Cache, Question } from './lib/context';
 import { BLOCK, clusteredChange, scatteredChange, sequentialChangeBytes, type Change } from './lib/images';
 import { repeat, type Sample } from './lib/measure';
 import { SectionBuilder } from './lib/report';
-import { RSS_LIMIT, growth, mibText, ratioText, standardImage, timedCall, tryMeasure, type StandardImage } from './lib/questions';
+import { RSS_LIMIT, growth, mibText, ratioText, standardImage, timedCall, type StandardImage } from './lib/questions';
 
 type Pattern = 'clustered' | 'scattered';
 
@@ -23,6 +23,8 @@ function change(pattern: Pattern, ctx: BenchContext, path: string, size: number,
 
 export const incremental: Question = {
   name: 'incremental',
+  // Both targets read the cold figures (the scattered one against a cold full snapshot).
+  defaultCaches: ['cold'],
   async run(ctx: BenchContext) {
     const img = standardImage(ctx);
     const s = new SectionBuilder('incremental', 'Incremental snapshot after a 1% change');
@@ -32,18 +34,21 @@ export const incremental: Question = {
     for (const [pi, pattern] of (['clustered', 'scattered'] as const).entries()) {
       for (const [ci, cache] of ctx.caches.entries()) {
         const c = `${pattern}, ${cache}`;
+        ctx.log(`incremental: ${c}`);
         await copySparse(ctx, img, work);
-        const changed: number[] = [];
         let fullSample: Sample | undefined;
+        // The peers back up the very states blocksnap snapshots (after its run k, peer run k), on
+        // top of the same base, instead of each resetting the image and replaying the changes.
+        const peers = ci === 0 ? await PeerIncrements.start(ctx, s, c, work, pattern) : null;
         const ours = await ctx.withDaemon(`inc-${pattern}-${cache}`, { imageRoot: img.root }, async (d) => {
           const disk = await d.addDisk(work);
           ctx.prepareCache(cache, work);
           fullSample = (await timedCall(d, () => d.snapshot(disk))).sample;
           return repeat(ctx.runs, async (run) => {
             const ch = change(pattern, ctx, work, img.size, seedOf(pi, run));
-            changed.push(ch.blocks.size);
             ctx.prepareCache(cache, work);
             const { value, bytes } = await growth(d, () => timedCall(d, () => d.snapshot(disk)));
+            if (peers && run < ctx.peerRuns) await peers.backup(cache, run);
             return { ...value.sample, growthBytes: bytes, extra: { changedBlocks: ch.blocks.size, newBytes: value.value.newBytes } };
           });
         });
@@ -80,7 +85,7 @@ export const incremental: Question = {
           const r = fullNow && row.seconds !== null ? row.seconds / fullNow.seconds : null;
           s.target(`incremental, scattered, ${cache}`, 'no slower than a full snapshot', `${ratioText(r)} a full snapshot of the same image`, r === null ? null : r <= 1.0);
         }
-        if (ci === 0) await peerIncrements(ctx, s, c, img, work, pattern, pi);
+        await peers?.report(img.size);
       }
     }
     s.target('daemon peak RSS', '< 256 MiB', mibText(peak), peak > 0 ? peak < RSS_LIMIT : null);
@@ -103,31 +108,65 @@ async function copySparse(ctx: BenchContext, img: StandardImage, to: string): Pr
 /**
  * restic and borg (default compression) backing up the same changes on top of the same base: the
  * full question's repositories when it ran (they already hold the base image's chunks), otherwise
- * a fresh repository with the base backed up first.
+ * a fresh repository with the unchanged image backed up first. A peer that fails is reported as
+ * such and skipped for the rest of the case; it never ends the run.
  */
-async function peerIncrements(ctx: BenchContext, s: SectionBuilder, c: string, img: StandardImage, work: string, pattern: Pattern, pi: number): Promise<void> {
-  const cache = c.endsWith('cold') ? 'cold' : 'warm';
-  const p = ctx.peers;
-  const tools: Array<{ tool: string; cmd: string; base: string; init: (repo: string) => Promise<void>; backup: (repo: string, name: string) => Promise<Sample> }> = [
-    { tool: 'restic backup', cmd: 'restic', base: 'restic', init: (r) => p.resticInit(r), backup: (r) => p.resticBackup(r, work) },
-    { tool: 'borg create (default lz4)', cmd: 'borg', base: 'borg-default', init: (r) => p.borgInit(r), backup: (r, name) => p.borgCreate(r, name, work, 'default') },
-  ];
-  for (const t of tools) {
-    if (!p.has(t.cmd)) { s.missing(c, t.tool, ctx.peers.absent); continue; }
-    const shared = ctx.peerBases.get(t.base);
-    const repo = shared ?? join(ctx.scratch, `inc-${t.cmd}`);
-    const m = await tryMeasure(s, c, t.tool, async () => {
-      await copySparse(ctx, img, work);
+class PeerIncrements {
+  private readonly tools: Array<{ tool: string; repo: string; backup: (name: string) => Promise<Sample>; samples: Sample[]; error?: Error }> = [];
+
+  private constructor(private readonly ctx: BenchContext, private readonly s: SectionBuilder, private readonly c: string,
+    private readonly work: string, private readonly pattern: Pattern) {}
+
+  /** Call with `work` still unchanged: a fresh repository backs it up as the base. */
+  static async start(ctx: BenchContext, s: SectionBuilder, c: string, work: string, pattern: Pattern): Promise<PeerIncrements> {
+    const me = new PeerIncrements(ctx, s, c, work, pattern);
+    const p = ctx.peers;
+    const defs = [
+      { tool: 'restic backup', cmd: 'restic', base: 'restic', init: (r: string) => p.resticInit(r), backup: (r: string) => p.resticBackup(r, work) },
+      { tool: 'borg create (default lz4)', cmd: 'borg', base: 'borg-default', init: (r: string) => p.borgInit(r),
+        backup: (r: string, name: string) => p.borgCreate(r, name, work, 'default') },
+    ];
+    for (const t of defs) {
+      if (!p.has(t.cmd)) { s.missing(c, t.tool, p.absent); continue; }
+      const shared = ctx.peerBases.get(t.base);
+      const repo = shared ?? join(ctx.scratch, `inc-${t.cmd}`);
+      const entry = { tool: t.tool, repo, backup: (name: string) => t.backup(repo, name), samples: [] as Sample[], error: undefined as Error | undefined };
       if (shared === undefined) {
-        await t.init(repo);
-        await t.backup(repo, `${pattern}-base`);
+        ctx.log(`incremental: ${c}: ${t.cmd} backs up the base`);
+        try {
+          await t.init(repo);
+          await t.backup(repo, `${pattern}-base`);
+        } catch (err) {
+          entry.error = err as Error;
+        }
       }
-      return repeat(ctx.peerRuns, async (run) => {
-        change(pattern, ctx, work, img.size, seedOf(pi, run));
-        ctx.prepareCache(cache, work);
-        return t.backup(repo, `${pattern}-${run}`);
-      });
-    });
-    if (m) s.add(c, t.tool, 'peer', m, { logicalBytes: img.size, limit: { tool: 'dd bs=4M (allocated data)' } });
+      me.tools.push(entry);
+    }
+    return me;
+  }
+
+  /** Backs the image up as it is now, with every peer still working. */
+  async backup(cache: Cache, run: number): Promise<void> {
+    for (const t of this.tools) {
+      if (t.error) continue;
+      this.ctx.log(`incremental: ${this.c}: ${t.tool}`);
+      this.ctx.prepareCache(cache, this.work);
+      try {
+        t.samples.push(await t.backup(`${this.pattern}-${run}`));
+      } catch (err) {
+        t.error = err as Error;
+      }
+    }
+  }
+
+  async report(logicalBytes: number): Promise<void> {
+    for (const t of this.tools) {
+      if (t.error || t.samples.length === 0) {
+        this.s.missing(this.c, t.tool, `failed: ${(t.error?.message ?? 'no run').split('\n')[0]!.slice(0, 160)}`);
+        continue;
+      }
+      const m = await repeat(t.samples.length, async (i) => t.samples[i]!);
+      this.s.add(this.c, t.tool, 'peer', m, { logicalBytes, limit: { tool: 'dd bs=4M (allocated data)' } });
+    }
   }
 }

@@ -143,8 +143,9 @@ export const replicateQuestion: Question = {
           return r.sample;
         });
         const rawFull = await repeat(ctx.runs, async (run) => rawFullSamples[run]!);
-        s.add('full, 4 GiB image', `raw PUT of ${fullBlocks} × 4 MiB`, 'limit', rawFull);
-        const fr = s.add('full, 4 GiB image', 'blocksnap replicate', 'ours', full, { limit: { tool: `raw PUT of ${fullBlocks} × 4 MiB` }, note: `${fullBlocks} blocks uploaded` });
+        const fullCase = `full, ${+(img.size / 2 ** 30).toFixed(2)} GiB image`;
+        s.add(fullCase, `raw PUT of ${fullBlocks} × 4 MiB`, 'limit', rawFull);
+        const fr = s.add(fullCase, 'blocksnap replicate', 'ours', full, { limit: { tool: `raw PUT of ${fullBlocks} × 4 MiB` }, note: `${fullBlocks} blocks uploaded` });
         s.target('full replication', '≥ 0.8× raw PUT throughput', fr.ratio === null ? '–' : `${(1 / fr.ratio).toFixed(2)}× raw PUT`, fr.ratio === null ? null : 1 / fr.ratio >= 0.8);
 
         // Incremental: one remote; each run changes 1% of the blocks and replicates the new snapshot.

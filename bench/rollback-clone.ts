@@ -16,6 +16,8 @@ import { diskUsage } from './lib/system';
 
 export const rollbackClone: Question = {
   name: 'rollback-clone',
+  // The rollback target reads the cold figure; no target reads the clone.
+  defaultCaches: ['cold'],
   async run(ctx: BenchContext) {
     const img = standardImage(ctx);
     const s = new SectionBuilder('rollback-clone', 'Rollback after the clustered 1% change, and clone of the full snapshot');
@@ -27,6 +29,7 @@ export const rollbackClone: Question = {
     for (const [ci, cache] of ctx.caches.entries()) {
       const rb = `rollback, ${cache}`;
       const cl = `clone, ${cache}`;
+      ctx.log(`rollback-clone: ${cache}`);
       copySparse(img.path, work);
       const incSamples: Sample[] = [];
       const writeSamples: Sample[] = [];
@@ -70,7 +73,10 @@ export const rollbackClone: Question = {
 
       s.add(cl, 'cp --sparse=always + sync', 'limit', await repeat(ctx.sideRuns, async () => { ctx.prepareCache(cache, img.path); return ctx.peers.cpSparse(img.path, cloned); }), { logicalBytes: img.size });
       s.add(cl, 'blocksnap clone (daemon)', 'ours', clone, { logicalBytes: img.size, limit: { tool: 'cp --sparse=always + sync' } });
-      if (ci === 0) await restorePeers(ctx, s, cl, img.path, img.size);
+      if (ci === 0) {
+        ctx.log(`rollback-clone: ${cache}: restores by the peers`);
+        await restorePeers(ctx, s, cl, img.path, img.size);
+      }
     }
     s.target('daemon peak RSS', '< 256 MiB', mibText(peak), peak > 0 ? peak < RSS_LIMIT : null);
     s.note('Each rollback run applies a fresh clustered change, takes the incremental snapshot of it (the first limit), then rolls back to the base snapshot; the result and every clone are checked identical to the image with qemu-img compare (or cmp).');

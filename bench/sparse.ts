@@ -12,6 +12,7 @@ import { RSS_LIMIT, growth, mibText, ratioText, timedCall, tryMeasure } from './
 
 export const sparse: Question = {
   name: 'sparse',
+  fullSizeInDefaultRun: 'holes must cost nothing: the point is 256 GiB of address space, and the question takes seconds',
   async run(ctx: BenchContext) {
     const root = join(ctx.scratch, 'images');
     mkdirSync(root, { recursive: true });

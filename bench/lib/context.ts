@@ -34,9 +34,28 @@ export class BenchContext {
   get peerRuns(): number { return this.args.peerRuns; }
   get sideRuns(): number { return this.args.sideRuns; }
 
-  /** Cache states this machine can measure: cold needs root to drop the page cache. */
+  /** The same context at another scale (the default run's choice, unless --scale chose). */
+  withScale(scale: number): BenchContext {
+    if (this.args.scaleGiven || scale === this.args.scale) return this;
+    return new BenchContext({ ...this.args, scale }, this.scratch, this.peers, this.log, this.peerBases);
+  }
+
+  /** The same context measuring `caches` unless --cache chose (the default run's choice per question). */
+  withDefaultCaches(caches: Cache[]): BenchContext {
+    if (this.args.caches !== undefined) return this;
+    return new BenchContext({ ...this.args, caches }, this.scratch, this.peers, this.log, this.peerBases);
+  }
+
+  /**
+   * Cache states to measure: those asked for that this machine can measure (cold needs root to
+   * drop the page cache); warm when none of them can be.
+   */
   get caches(): Cache[] {
-    return canDropCaches() ? ['cold', 'warm'] : ['warm'];
+    const possible: Cache[] = canDropCaches() ? ['cold', 'warm'] : ['warm'];
+    const wanted = this.args.caches;
+    if (wanted === undefined) return possible;
+    const both = possible.filter((c) => wanted.includes(c));
+    return both.length > 0 ? both : ['warm'];
   }
 
   /** Puts `files` into the requested cache state right before a timed run. */
@@ -77,6 +96,13 @@ export interface Question {
   run(ctx: BenchContext): Promise<Section>;
   /** Timed runs in the default run (every question), where fewer than --runs keep it short. */
   defaultRuns?: number;
+  /** Cache states of the default run (every question) when not all: those its targets read. */
+  defaultCaches?: Cache[];
+  /**
+   * Why the default run keeps this question at the stated size (scale 1) instead of
+   * DEFAULT_RUN_SCALE: its target depends on the size itself.
+   */
+  fullSizeInDefaultRun?: string;
   /** Why the default run leaves this question out on this machine (it still runs when named). */
   skipInDefaultRun?(): string | null;
 }
