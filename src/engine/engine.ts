@@ -26,6 +26,7 @@ import { DiskLocks, StoreLock } from './locks';
 import { JobRunner, type JobControl } from './jobs';
 import { defaultSnapshotName, nameFromPath, uniqueName, validateManualSnapshotName, validateName } from './names';
 import { resolveExistingImage, resolveNewFile, resolveRoots } from './paths';
+import { removeInterruptedPartials, writePartial } from './partial-files';
 import { ModelCatalog } from '../catalog/model-records';
 import { Policies } from './policies';
 import { SnapshotGroups } from './groups';
@@ -192,13 +193,16 @@ export class Engine extends EventEmitter {
         this.catalog.putSnapshot({ ...s, status: 'error', error: { code: 'Interrupted', message: 'the daemon stopped while this snapshot was being created' } });
       }
     });
-    const jobs = this.jobs.recover();
+    // Partial files first: once a job is marked interrupted, a crash right after must not strand them.
+    const partialFiles = await removeInterruptedPartials(this.catalog.allJobs().filter((j) => j.state === 'running'));
+    const jobs = this.jobs.recover().length;
     const layers = this.volumes.removeUnlisted();
     const tmp = await this.store.removeTempFiles();
     await this.sweepNow();
     const pending = this.catalog.allDisks().filter((d) => d.pendingRollback).map((d) => d.id);
-    if (stale.length || jobs || tmp || pending.length || layers) {
-      this.log.warn({ snapshots: stale.map((s) => s.id), interruptedJobs: jobs, tempFiles: tmp, pendingRollbacks: pending, unlistedLayerFiles: layers }, 'recovered from an unclean stop');
+    if (stale.length || jobs || tmp || pending.length || layers || partialFiles) {
+      this.log.warn({ snapshots: stale.map((s) => s.id), interruptedJobs: jobs, tempFiles: tmp, pendingRollbacks: pending, unlistedLayerFiles: layers, partialFiles },
+        'recovered from an unclean stop');
     }
   }
 
@@ -563,13 +567,14 @@ export class Engine extends EventEmitter {
       if (n <= 0) this.pins.delete(snap.id); else this.pins.set(snap.id, n);
     };
     try {
-      return this.jobs.start(newId('j'), 'clone', { diskId: snap.diskId, snapshotId: snap.id, target }, async (ctl): Promise<CloneResult> => {
+      const jobId = newId('j');
+      return this.jobs.start(jobId, 'clone', { diskId: snap.diskId, snapshotId: snap.id, target }, async (ctl): Promise<CloneResult> => {
         try {
           const view = readView(this.catalog, snap);
-          const r = await cloneImage(target, format, {
+          const r = await writePartial(target, jobId, (partial) => cloneImage(partial, format, {
             storeDir: this.store.dir, blockSize: this.blockSize, sizeBytes: snap.sizeBytes, digests: view,
             ...(this.threads ? { threads: this.threads } : {}), onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
-          });
+          }));
           return { path: target, sizeBytes: r.sizeBytes, format, snapshotId: snap.id, bytesWritten: r.bytesWritten };
         } finally {
           unpin();
@@ -605,7 +610,8 @@ export class Engine extends EventEmitter {
     const release = this.diskLocks.acquire(disk.id, jobId);
     return this.jobs.start(jobId, 'flatten', { diskId: disk.id, snapshotId: null, target }, async (ctl): Promise<FlattenResult> => {
       try {
-        return await this.cow.flatten(disk, target, format, ctl);
+        const r = await writePartial(target, jobId, (partial) => this.cow.flatten(disk, partial, format, ctl));
+        return { ...r, path: target };
       } finally {
         release();
       }

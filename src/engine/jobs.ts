@@ -24,13 +24,14 @@ export class JobRunner {
   constructor(private readonly catalog: Catalog, private readonly events: EventEmitter) {}
 
   /** Marks jobs left `running` by a crash as interrupted and trims the history. */
-  recover(): number {
-    let interrupted = 0;
+  /** Marks the jobs a crash left `running` as interrupted, and returns them. */
+  recover(): Job[] {
+    const interrupted: Job[] = [];
     const all = this.catalog.allJobs();
     this.catalog.txn(() => {
       for (const j of all) {
         if (j.state !== 'running') continue;
-        interrupted++;
+        interrupted.push(j);
         this.catalog.putJob({
           ...j, state: 'interrupted', finishedAt: new Date().toISOString(),
           error: { code: 'Interrupted', message: 'the daemon stopped while this job was running' },

@@ -84,7 +84,8 @@ export async function readBlock(storeDir: string, digestHex: string): Promise<Bu
   }
 }
 
-async function fsyncDir(path: string): Promise<void> {
+/** fsync(2) of a directory: makes the names created or removed in it durable. */
+export async function fsyncDir(path: string): Promise<void> {
   const d = await open(path, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
     await d.sync();

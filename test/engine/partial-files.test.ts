@@ -1,0 +1,69 @@
+import t from 'tap';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { partialPath, removeInterruptedPartials, writePartial } from '../../src/engine/partial-files';
+import { finished, openEngine, snapshot } from '../helpers/engine';
+import { makeImage, MiB, writeAt, pattern } from '../helpers/images';
+
+t.test('the target name appears only once the write is complete', async (t) => {
+  const dir = t.testdir();
+  const target = join(dir, 'clone.img');
+  await writePartial(target, 'j_one', async (partial) => {
+    writeFileSync(partial, 'all of it');
+    t.notOk(existsSync(target), 'not under its name while being written');
+    t.equal(partial, partialPath(target, 'j_one'));
+  });
+  t.equal(readFileSync(target, 'utf8'), 'all of it');
+  t.same(readdirSync(dir), ['clone.img'], 'the partial name is gone');
+});
+
+t.test('a file that appears under the name meanwhile is kept, and the job fails with FileExists', async (t) => {
+  const dir = t.testdir();
+  const target = join(dir, 'clone.img');
+  await t.rejects(writePartial(target, 'j_two', async (partial) => {
+    writeFileSync(partial, 'ours');
+    writeFileSync(target, 'someone else\'s');
+  }), { code: 'FileExists' });
+  t.equal(readFileSync(target, 'utf8'), 'someone else\'s');
+  t.same(readdirSync(dir), ['clone.img']);
+});
+
+t.test('a failed write leaves neither name', async (t) => {
+  const dir = t.testdir();
+  const target = join(dir, 'clone.img');
+  await t.rejects(writePartial(target, 'j_three', async (partial) => {
+    writeFileSync(partial, 'half');
+    throw new Error('disk on fire');
+  }), /disk on fire/);
+  t.same(readdirSync(dir), []);
+});
+
+t.test('recovery removes the partial files of interrupted clone and flatten jobs, and nothing else', async (t) => {
+  const dir = t.testdir();
+  const target = join(dir, 'vm.img');
+  writeFileSync(partialPath(target, 'j_clone'), 'x');
+  writeFileSync(partialPath(target, 'j_flat'), 'x');
+  writeFileSync(partialPath(target, 'j_other'), 'x');
+  writeFileSync(target, 'a finished image of the same name');
+  const removed = await removeInterruptedPartials([
+    { id: 'j_clone', kind: 'clone', target },
+    { id: 'j_flat', kind: 'flatten', target },
+    { id: 'j_other', kind: 'replicate', target },
+    { id: 'j_none', kind: 'clone', target: null },
+  ]);
+  t.equal(removed, 2);
+  t.same(readdirSync(dir).sort(), [`.blocksnap-j_other.partial`, 'vm.img']);
+});
+
+t.test('a clone leaves only its target in the directory', async (t) => {
+  const { engine, images } = await openEngine(t);
+  const img = makeImage(join(images, 'vm.img'), 12 * MiB);
+  writeAt(img, 0, pattern('vm', 9 * MiB));
+  await engine.addDisk({ path: img, name: 'vm' });
+  const snap = await snapshot(engine, 'vm');
+  const out = join(images, 'copy.img');
+  const job = await finished(engine, engine.startClone(snap.id, out));
+  t.match(job.result, { path: out });
+  t.ok(readFileSync(out).equals(readFileSync(img)));
+  t.same(readdirSync(images).sort(), ['copy.img', 'vm.img']);
+});
