@@ -18,7 +18,7 @@
  * free list and the sweeper unlinks them once no snapshot is writing.
  */
 import { constants, lstatSync } from 'node:fs';
-import { open, unlink } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { BlocksnapError } from '../errors';
 import { readView } from '../catalog/block-map';
 import type { SnapshotRecord } from '../catalog/records';
@@ -31,6 +31,7 @@ import { checkImportable, commitImported } from './import-commit';
 import type { OffsiteInternals } from './offsite-internals';
 import type { ExportResult, ImportResult } from './offsite-types';
 import { resolveExistingImage, resolveNewFile } from './paths';
+import { partialPath, publishPartial, removePartial } from './partial-files';
 import type { Job } from './types';
 
 /**
@@ -58,7 +59,8 @@ export class SnapshotStreams {
     const unpins = [this.x.pin(snap.id), ...(base ? [this.x.pin(base.id)] : [])];
     const unpin = (): void => unpins.forEach((u) => u());
     try {
-      return this.x.jobs.start(newId('j'), 'export', { diskId: snap.diskId, snapshotId: snap.id, target }, async (ctl): Promise<ExportResult> => {
+      const jobId = newId('j');
+      return this.x.jobs.start(jobId, 'export', { diskId: snap.diskId, snapshotId: snap.id, target }, async (ctl): Promise<ExportResult> => {
         try {
           const view = readView(this.x.catalog, snap);
           const baseView = base ? readView(this.x.catalog, base) : null;
@@ -80,8 +82,10 @@ export class SnapshotStreams {
             base: base && baseView ? { id: base.id, viewSha256: viewSha256(baseView) } : null,
             exportedAt: this.x.now().toISOString(),
           };
-          const file = target === null ? null
-            : await open(target, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW, 0o600);
+          // A stream file, like a clone, has its name only once complete (partial-files.ts).
+          const partial = target === null ? null : partialPath(target, jobId);
+          const file = partial === null ? null
+            : await open(partial, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW, 0o600);
           const sink: ByteSink = file ? fileSink(file) : (to as OutChannel);
           const stopOnCancel = (): void => { if (typeof to !== 'string') to.close(new BlocksnapError('Cancelled', 'export cancelled')); };
           ctl.signal.addEventListener('abort', stopOnCancel);
@@ -98,13 +102,17 @@ export class SnapshotStreams {
             }
             await w.end();
             await file?.sync();
+            await file?.close();
+            if (partial !== null && target !== null) await publishPartial(partial, target);
             ok = true;
             this.x.log.info({ snapshotId: snap.id, baseId: base?.id ?? null, path: target, blocks: w.blocks, bytes: w.bytes }, 'snapshot exported');
             return { snapshotId: snap.id, baseId: base?.id ?? null, path: target, blocks: w.blocks, bytes: w.bytes };
           } finally {
             ctl.signal.removeEventListener('abort', stopOnCancel);
-            await file?.close();
-            if (!ok && target !== null) await unlink(target).catch(() => undefined);
+            if (!ok) {
+              await file?.close().catch(() => undefined);
+              if (partial !== null) await removePartial(partial).catch(() => false);
+            }
           }
         } finally {
           unpin();
