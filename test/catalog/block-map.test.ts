@@ -59,6 +59,19 @@ t.test('a block that became zero is recorded as an explicit ZERO entry', async (
   t.same(decode(readView(c, c.getSnapshot('s-1')!)), [1, 2, 3]);
 });
 
+t.test('a mostly ZERO map records exactly its data blocks, and the ones it zeroed, across long ZERO runs', async (t) => {
+  const c = open(t);
+  const base = new Array<number>(3000).fill(0);
+  base[1023] = 1; base[1024] = 2; base[2999] = 3;
+  const st = take(c, snap('s-1', null, 3000), base);
+  t.same(st, { changedBlocks: 3, newBytes: 3 * BS, logicalBytes: 3 * BS });
+  const next = [...base];
+  next[1024] = 0; next[2500] = 4;
+  const st2 = take(c, snap('s-2', 's-1', 3000), next);
+  t.same(st2, { changedBlocks: 2, newBytes: BS, logicalBytes: 3 * BS });
+  t.same(decode(readView(c, c.getSnapshot('s-2')!)), next);
+});
+
 t.test('deleting a middle snapshot pushes its entries into the child and keeps every view', async (t) => {
   const c = open(t);
   take(c, snap('s-1', null, 4), [1, 2, 3, 4]);
