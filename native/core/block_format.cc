@@ -2,23 +2,9 @@
 
 #include <cstring>
 
+#include "core/little_endian.h"
+
 namespace blocksnap {
-
-namespace {
-
-template <typename T>
-void put_le(uint8_t* p, T v) {
-  for (size_t i = 0; i < sizeof(T); ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-
-template <typename T>
-T get_le(const uint8_t* p) {
-  T v = 0;
-  for (size_t i = 0; i < sizeof(T); ++i) v |= static_cast<T>(p[i]) << (8 * i);
-  return v;
-}
-
-}  // namespace
 
 BlockHeader make_block_header(const Digest& digest, uint64_t len) {
   BlockHeader h;

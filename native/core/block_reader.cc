@@ -25,6 +25,29 @@ Error corrupt(const std::string& path, const Digest& digest, const std::string& 
 
 }  // namespace
 
+BlockHeader check_block_header(int fd, const std::string& path, const Digest& digest, std::optional<uint64_t> expected_length) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) throw std::move(Error::system(errno, "fstat", path)).with_digest(digest);
+  if (!S_ISREG(st.st_mode)) throw corrupt(path, digest, "not a regular file");
+  const uint64_t file_size = static_cast<uint64_t>(st.st_size);
+
+  uint8_t raw_header[kBlockHeaderSize];
+  if (read_at(fd, raw_header, sizeof raw_header, 0, path) != sizeof raw_header)
+    throw corrupt(path, digest, "file of " + std::to_string(file_size) + " bytes is shorter than the header");
+  BlockHeader header;
+  std::string why;
+  if (!decode_block_header(raw_header, header, why)) throw corrupt(path, digest, why);
+  if (header.digest != digest)
+    throw corrupt(path, digest, "header names digest " + to_hex(header.digest));
+  if (expected_length && header.raw_length != *expected_length)
+    throw corrupt(path, digest, "raw length " + std::to_string(header.raw_length) + ", expected " +
+                                    std::to_string(*expected_length));
+  if (file_size != kBlockHeaderSize + header.payload_length)
+    throw corrupt(path, digest, "file size " + std::to_string(file_size) + " does not match payload length " +
+                                    std::to_string(header.payload_length));
+  return header;
+}
+
 size_t read_block(const std::string& store_dir, const Digest& digest, AlignedBuffer& buf,
                   const BlockReadOptions& options) {
   const std::string path = block_file_path(store_dir, digest);
@@ -41,25 +64,8 @@ size_t read_block(const std::string& store_dir, const Digest& digest, AlignedBuf
     throw std::move(Error::system(errno, "open", path)).with_digest(digest);
   }
 
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) throw std::move(Error::system(errno, "fstat", path)).with_digest(digest);
-  if (!S_ISREG(st.st_mode)) throw corrupt(path, digest, "not a regular file");
-  const uint64_t file_size = static_cast<uint64_t>(st.st_size);
-
-  uint8_t raw_header[kBlockHeaderSize];
-  if (read_at(fd.get(), raw_header, sizeof raw_header, 0, path) != sizeof raw_header)
-    throw corrupt(path, digest, "file of " + std::to_string(file_size) + " bytes is shorter than the header");
-  BlockHeader header;
-  std::string why;
-  if (!decode_block_header(raw_header, header, why)) throw corrupt(path, digest, why);
-  if (header.digest != digest)
-    throw corrupt(path, digest, "header names digest " + to_hex(header.digest));
-  if (options.expected_length && header.raw_length != *options.expected_length)
-    throw corrupt(path, digest, "raw length " + std::to_string(header.raw_length) + ", expected " +
-                                    std::to_string(*options.expected_length));
-  if (file_size != kBlockHeaderSize + header.payload_length)
-    throw corrupt(path, digest, "file size " + std::to_string(file_size) + " does not match payload length " +
-                                    std::to_string(header.payload_length));
+  const BlockHeader header = check_block_header(fd.get(), path, digest, options.expected_length);
+  const uint64_t file_size = kBlockHeaderSize + header.payload_length;
 
   const size_t len = static_cast<size_t>(header.payload_length);
   buf.reserve(len);

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/aligned_buffer.h"
+#include "core/block_format.h"
 #include "core/digest.h"
 
 namespace blocksnap {
@@ -20,6 +21,11 @@ struct BlockReadOptions {
   // that were cached before it (io/page_cache.h).
   bool keep_page_cache = false;
 };
+
+// Checks an open block file against what version 1 fixes (decode_block_header), the digest it
+// should hold, the raw length the caller expects (when set) and its size. Returns the header.
+// Throws BlockCorrupt (with the digest and path) / IOError.
+BlockHeader check_block_header(int fd, const std::string& path, const Digest& digest, std::optional<uint64_t> expected_length);
 
 // Fills `buf` with the payload and returns its length. Throws BlockMissing (no file),
 // BlockCorrupt (header or length wrong), DigestMismatch (payload hash differs), IOError.

@@ -7,7 +7,7 @@
 #include <thread>
 
 #include "core/block_format.h"
-#include "core/scan_image.h"
+#include "tests/base_snapshot.h"
 #include "tests/harness.h"
 #include "tests/temp_dir.h"
 #include "volume/cow_format.h"
@@ -23,15 +23,7 @@ constexpr uint64_t kSize = 4 * kBlock;
 constexpr uint64_t kG = kCowGranuleSize;
 
 // A snapshot of `content` in the store under dir/blocks: its digests.
-std::vector<uint8_t> make_base(const TempDir& dir, const std::vector<uint8_t>& content) {
-  const std::string img = dir / "base.img";
-  make_sparse_file(img, content.size());
-  write_bytes(img, 0, content);
-  ::mkdir((dir / "blocks").c_str(), 0700);
-  JobControl control;
-  ScanParams p{.image_path = img, .store_dir = dir / "blocks", .block_size = kBlock, .threads = 1};
-  return scan_image(p, control, nullptr).digests;
-}
+std::vector<uint8_t> make_base(const TempDir& dir, const std::vector<uint8_t>& content) { return scan_base(dir, content, kBlock); }
 
 struct Fixture {
   TempDir dir;

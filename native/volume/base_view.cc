@@ -69,6 +69,28 @@ std::shared_ptr<const BlockFileCache::OpenBlock> BlockFileCache::file(const Dige
   return block;
 }
 
+std::shared_ptr<const GranuleDigests> BlockFileCache::granules(const Digest& d, uint64_t raw_length) {
+  if (granule_dir_.empty()) return nullptr;
+  {
+    std::lock_guard lock(mutex_);
+    if (auto* hit = touch(granules_, d); hit && hit->value->raw_length == raw_length) return hit->value;
+  }
+  auto loaded = load_granule_file(granule_dir_, d, raw_length);
+  if (!loaded) return nullptr;
+  auto g = std::make_shared<const GranuleDigests>(std::move(*loaded));
+  std::lock_guard lock(mutex_);
+  insert(granules_, d, g, kMaxFiles);
+  return g;
+}
+
+void BlockFileCache::record_granules(const Digest& d, const uint8_t* payload, uint64_t raw_length) {
+  if (granule_dir_.empty() || !record_granules_) return;
+  auto g = std::make_shared<const GranuleDigests>(compute_granule_digests(d, payload, raw_length));
+  store_granule_file(granule_dir_, *g);
+  std::lock_guard lock(mutex_);
+  insert(granules_, d, std::move(g), kMaxFiles);
+}
+
 BaseView::BaseView(std::shared_ptr<BlockFileCache> cache, uint64_t block_size, uint64_t size, std::vector<uint8_t> digests,
                    const BaseView* previous)
     : cache_(std::move(cache)),
@@ -76,14 +98,23 @@ BaseView::BaseView(std::shared_ptr<BlockFileCache> cache, uint64_t block_size, u
       size_(size),
       block_count_((size + block_size - 1) / block_size),
       digests_(std::move(digests)),
-      verified_((block_count_ + 63) / 64) {
+      verified_((block_count_ + 63) / 64),
+      // A block of one granule has its content digest: granule files would add nothing.
+      granule_words_(cache_->uses_granules() && block_size > kGranuleSize ? (granule_count(block_size) + 63) / 64 : 0),
+      granule_bits_(block_count_ * granule_words_) {
   if (digests_.size() != block_count_ * kDigestSize)
     throw Error(ErrorCode::InvalidArgument, "base digests must be ceil(size / block size) × 32 bytes");
   if (previous == nullptr || previous->block_size_ != block_size_) return;
+  const bool granules = granule_words_ != 0 && previous->granule_words_ == granule_words_;
   const uint64_t common = std::min(block_count_, previous->block_count_);
   for (uint64_t i = 0; i < common; ++i) {
-    if (previous->verified(i) && std::memcmp(&digests_[i * kDigestSize], &previous->digests_[i * kDigestSize], kDigestSize) == 0)
-      verified_[i / 64].fetch_or(uint64_t{1} << (i % 64), std::memory_order_relaxed);
+    if (std::memcmp(&digests_[i * kDigestSize], &previous->digests_[i * kDigestSize], kDigestSize) != 0) continue;
+    if (previous->verified(i)) verified_[i / 64].fetch_or(uint64_t{1} << (i % 64), std::memory_order_relaxed);
+    // The last block may have grown or shrunk with the size: its granules then mean other bytes.
+    if (granules && block_length(i) == previous->block_length(i))
+      for (uint64_t w = 0; w < granule_words_; ++w)
+        granule_bits_[i * granule_words_ + w].store(previous->granule_bits_[i * granule_words_ + w].load(std::memory_order_acquire),
+                                                    std::memory_order_relaxed);
   }
 }
 
@@ -122,7 +153,22 @@ uint64_t BaseView::read(uint64_t offset, size_t len, uint8_t* out) const {
     }
     pos += n;
   }
+  cache_->count_read(bytes_read);
   return bytes_read;
+}
+
+bool BaseView::granules_verified(uint64_t i, uint64_t x, size_t len) const noexcept {
+  if (granule_words_ == 0 || len == 0) return false;
+  for (uint64_t k = x / kGranuleSize, last = (x + len - 1) / kGranuleSize; k <= last; ++k)
+    if (!granule_verified(i, k)) return false;
+  return true;
+}
+
+void BaseView::set_granule_verified(uint64_t i, uint64_t k) const noexcept {
+  granule_bits_[i * granule_words_ + k / 64].fetch_or(uint64_t{1} << (k % 64), std::memory_order_acq_rel);
+  for (uint64_t g = 0, count = granule_count(block_length(i)); g < count; ++g)
+    if (!granule_verified(i, g)) return;
+  set_verified(i);
 }
 
 uint64_t BaseView::read_in_block(uint64_t i, uint64_t x, size_t len, uint8_t* out) const {
@@ -137,22 +183,37 @@ uint64_t BaseView::read_in_block(uint64_t i, uint64_t x, size_t len, uint8_t* ou
     return payload != nullptr;
   };
   if (from_cache()) return 0;
-  if (!verified(i)) {
-    // One verification per block even when several readers arrive at once (a 4 MiB block read
-    // as four 1 MiB requests): the others wait and then find the payload in the cache.
-    std::lock_guard lock(verify_locks_[i % verify_locks_.size()]);
-    if (from_cache()) return 0;
-    if (!verified(i)) {
-      auto payload = std::make_shared<AlignedBuffer>();
-      const uint64_t block_len = std::min(block_size_, size_ - i * block_size_);
-      BlockReadOptions options;
-      options.expected_length = block_len;
-      read_block(cache_->store_dir(), d, *payload, options);
-      verified_[i / 64].fetch_or(uint64_t{1} << (i % 64), std::memory_order_acq_rel);
-      std::memcpy(out, payload->data() + x, len);
-      cache_->put_payload(d, std::move(payload));
-      return block_len;
+  if (!verified(i) && !granules_verified(i, x, len)) {
+    std::shared_ptr<const GranuleDigests> granules;
+    std::shared_ptr<const AlignedBuffer> verified_whole;
+    {
+      // One verification (or granule file load) per block even when several readers arrive at
+      // once (a 4 MiB block read as four 1 MiB requests): the others wait and then find the
+      // payload or the granule digests in the cache.
+      std::lock_guard lock(verify_locks_[i % verify_locks_.size()]);
+      if (from_cache()) return 0;
+      if (!verified(i) && !granules_verified(i, x, len)) {
+        const uint64_t block_len = block_length(i);
+        if (granule_words_ != 0) granules = cache_->granules(d, block_len);
+        if (!granules) {
+          auto payload = std::make_shared<AlignedBuffer>();
+          BlockReadOptions options;
+          options.expected_length = block_len;
+          read_block(cache_->store_dir(), d, *payload, options);
+          std::memcpy(out, payload->data() + x, len);
+          cache_->put_payload(d, payload);
+          set_verified(i);
+          verified_whole = std::move(payload);
+        }
+      }
     }
+    // Outside the lock, so that readers waiting for this block go on meanwhile: recording the
+    // granules, and hashing granules (two readers hashing the same one both get it right).
+    if (verified_whole) {
+      if (granule_words_ != 0) cache_->record_granules(d, verified_whole->data(), block_length(i));
+      return block_length(i);
+    }
+    if (granules) return read_granules(i, d, *granules, x, len, out);
   }
   auto block = cache_->file(d);
   if (read_at(block->fd.get(), out, len, kBlockHeaderSize + x, block->path) != len) {
@@ -161,6 +222,56 @@ uint64_t BaseView::read_in_block(uint64_t i, uint64_t x, size_t len, uint8_t* ou
     throw std::move(e).with_digest(d);
   }
   return len;
+}
+
+uint64_t BaseView::read_granules(uint64_t i, const Digest& d, const GranuleDigests& g, uint64_t x, size_t len, uint8_t* out) const {
+  auto block = cache_->file(d);
+  const auto read_exact = [&](uint8_t* dst, size_t n, uint64_t at) {
+    if (read_at(block->fd.get(), dst, n, kBlockHeaderSize + at, block->path) != n) {
+      Error e(ErrorCode::BlockCorrupt, "block " + to_hex(d) + " is corrupt: payload truncated while reading");
+      e.path = block->path;
+      throw std::move(e).with_digest(d);
+    }
+  };
+  bool header_checked = false;
+  uint64_t bytes_read = 0;
+  const uint64_t end = x + len;
+  for (uint64_t pos = x; pos < end;) {
+    const uint64_t k = pos / kGranuleSize;
+    const uint64_t g_begin = k * kGranuleSize;
+    const uint64_t g_end = std::min(g.raw_length, g_begin + kGranuleSize);
+    const uint64_t piece_end = std::min(end, g_end);
+    uint8_t* dst = out + (pos - x);
+    if (granule_verified(i, k)) {
+      // A run of verified granules: one pread.
+      uint64_t run_end = piece_end;
+      while (run_end < end && granule_verified(i, run_end / kGranuleSize)) run_end = std::min(end, run_end + kGranuleSize);
+      read_exact(dst, run_end - pos, pos);
+      bytes_read += run_end - pos;
+      pos = run_end;
+      continue;
+    }
+    // The header is what makes "payload byte x is at 64 + x" true (uncompressed, this block).
+    if (!header_checked) check_block_header(block->fd.get(), block->path, d, g.raw_length);
+    header_checked = true;
+    const size_t g_len = static_cast<size_t>(g_end - g_begin);
+    const bool whole = pos == g_begin && piece_end == g_end;
+    thread_local AlignedBuffer bounce(kGranuleSize);
+    uint8_t* buf = whole ? dst : bounce.data();
+    read_exact(buf, g_len, g_begin);
+    if (sha256(buf, g_len) != g.granules[k]) {
+      Error e(ErrorCode::DigestMismatch, "block " + to_hex(d) + " does not match its digest: granule " + std::to_string(k) +
+                                             " (bytes " + std::to_string(g_begin) + "+" + std::to_string(g_len) +
+                                             ") differs from when the block was verified; the block store is corrupt");
+      e.path = block->path;
+      throw std::move(e).with_digest(d);
+    }
+    if (!whole) std::memcpy(dst, buf + (pos - g_begin), piece_end - pos);
+    set_granule_verified(i, k);
+    bytes_read += g_len;
+    pos = piece_end;
+  }
+  return bytes_read;
 }
 
 }  // namespace blocksnap

@@ -9,11 +9,21 @@
 // hashing every time. A small cache of verified payloads (BlockFileCache) means the read or
 // copy-up that triggered a verification does not read the block a second time.
 //
-// State: the digests (immutable), the verified bits (atomics, only ever set), a striped lock so
-// that concurrent readers of one unverified block verify it once, and the shared cache.
+// Granules: where the store has a valid granule file for a block (volume/granule_file.h: the
+// SHA-256 of each 64 KiB, recorded from a payload that had just been verified whole), a first
+// touch reads and hashes only the granules it covers and compares each with its recorded digest;
+// a mismatch is DigestMismatch as for a whole block. Verified granules are remembered like
+// verified blocks (a block whose granules are all verified counts as verified). Without a valid
+// file the whole block is verified as above and, when the cache records granules, the file is
+// written from that verified payload, so the next volume over the same block pays 64 KiB.
+//
+// State: the digests (immutable), the verified bits per block and per granule (atomics, only
+// ever set), a striped lock so that concurrent readers of one unverified block verify it (or load
+// its granule digests) once, and the shared cache.
 // A rebase makes a new view; the cache outlives it because it is keyed by digest.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -25,14 +35,30 @@
 #include "core/aligned_buffer.h"
 #include "core/digest.h"
 #include "io/unique_fd.h"
+#include "volume/granule_file.h"
 
 namespace blocksnap {
 
-// Open block files and verified payloads, by digest, least recently used first out.
+// Open block files, verified payloads and granule digests, by digest, least recently used first
+// out; and the count of bytes read from block files.
 class BlockFileCache {
  public:
-  explicit BlockFileCache(std::string store_dir) : store_dir_(std::move(store_dir)) {}
+  // `granule_dir` empty: no granule files are read or written. `record_granules`: write the
+  // granule file of every block this cache's views verify whole.
+  explicit BlockFileCache(std::string store_dir, std::string granule_dir = {}, bool record_granules = false)
+      : store_dir_(std::move(store_dir)), granule_dir_(std::move(granule_dir)), record_granules_(record_granules) {}
   const std::string& store_dir() const noexcept { return store_dir_; }
+  bool uses_granules() const noexcept { return !granule_dir_.empty(); }
+
+  // The granule digests of block `d` of `raw_length` bytes, from memory or from a valid granule
+  // file; null when there is none (or no granule dir).
+  std::shared_ptr<const GranuleDigests> granules(const Digest& d, uint64_t raw_length);
+  // After a whole-block verification of `payload`: keeps its granule digests and writes their
+  // file, when this cache records granules.
+  void record_granules(const Digest& d, const uint8_t* payload, uint64_t raw_length);
+
+  void count_read(uint64_t bytes) noexcept { bytes_read_.fetch_add(bytes, std::memory_order_relaxed); }
+  uint64_t bytes_read() const noexcept { return bytes_read_.load(std::memory_order_relaxed); }
 
   std::shared_ptr<const AlignedBuffer> payload(const Digest& d);
   void put_payload(const Digest& d, std::shared_ptr<const AlignedBuffer> payload);
@@ -53,9 +79,13 @@ class BlockFileCache {
     T value;
   };
   std::string store_dir_;
+  std::string granule_dir_;
+  bool record_granules_;
+  std::atomic<uint64_t> bytes_read_{0};
   std::mutex mutex_;
   std::vector<Entry<std::shared_ptr<const AlignedBuffer>>> payloads_;  // most recent last
   std::vector<Entry<std::shared_ptr<const OpenBlock>>> files_;         // most recent last
+  std::vector<Entry<std::shared_ptr<const GranuleDigests>>> granules_;  // most recent last
 };
 
 class BaseView {
@@ -79,9 +109,20 @@ class BaseView {
 
  private:
   uint64_t read_in_block(uint64_t i, uint64_t x, size_t len, uint8_t* out) const;
+  // Fills out[0, len) from block i at x, verifying each granule not verified yet against `g`.
+  uint64_t read_granules(uint64_t i, const Digest& d, const GranuleDigests& g, uint64_t x, size_t len, uint8_t* out) const;
+  uint64_t block_length(uint64_t i) const noexcept { return std::min(block_size_, size_ - i * block_size_); }
   bool verified(uint64_t i) const noexcept {
     return (verified_[i / 64].load(std::memory_order_acquire) >> (i % 64)) & 1;
   }
+  void set_verified(uint64_t i) const noexcept { verified_[i / 64].fetch_or(uint64_t{1} << (i % 64), std::memory_order_acq_rel); }
+  bool granule_verified(uint64_t i, uint64_t k) const noexcept {
+    return (granule_bits_[i * granule_words_ + k / 64].load(std::memory_order_acquire) >> (k % 64)) & 1;
+  }
+  // True when every granule of block i that [x, x + len) touches is verified.
+  bool granules_verified(uint64_t i, uint64_t x, size_t len) const noexcept;
+  // Sets granule k of block i; when that completes the block, sets the block's bit too.
+  void set_granule_verified(uint64_t i, uint64_t k) const noexcept;
 
   std::shared_ptr<BlockFileCache> cache_;
   uint64_t block_size_;
@@ -89,6 +130,8 @@ class BaseView {
   uint64_t block_count_;
   std::vector<uint8_t> digests_;
   mutable std::vector<std::atomic<uint64_t>> verified_;
+  uint64_t granule_words_;  // per block; 0 when granules are not used
+  mutable std::vector<std::atomic<uint64_t>> granule_bits_;
   mutable std::array<std::mutex, 16> verify_locks_;
 };
 

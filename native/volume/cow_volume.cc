@@ -37,7 +37,10 @@ CowVolume::CowVolume(const VolumeSpec& spec)
       block_size_(spec.block_size),
       size_(spec.size_bytes),
       writable_(spec.writable),
-      cache_(std::make_shared<BlockFileCache>(spec.store_dir)) {
+      // Only volumes that take writes record granule files: recording hashes a verified block a
+      // second time, which a read-only export, read once front to back, would pay for nothing
+      // (docs/design.md, "Copy-on-write disks"); every volume uses the files it finds.
+      cache_(std::make_shared<BlockFileCache>(spec.store_dir, spec.granule_dir, spec.writable)) {
   if (!is_valid_block_size(block_size_)) invalid("invalid block size");
   if (writable_ && spec.layers.empty()) invalid("a writable volume needs at least one layer");
   base_ = std::make_shared<const BaseView>(cache_, block_size_, size_, spec.base_digests, nullptr);

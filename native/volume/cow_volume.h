@@ -33,6 +33,8 @@ namespace blocksnap {
 
 struct VolumeSpec {
   std::string store_dir;
+  // <data-dir>/granules (volume/granule_file.h); empty: every first touch verifies a whole block.
+  std::string granule_dir;
   uint64_t block_size = 0;
   uint64_t size_bytes = 0;
   std::vector<uint8_t> base_digests;  // ceil(size_bytes / block_size) × 32
@@ -72,6 +74,9 @@ class CowVolume {
 
   const std::string& store_dir() const noexcept { return store_dir_; }
   uint64_t block_size() const noexcept { return block_size_; }
+  // Bytes read from block files since the volume opened (whole blocks verified, granules
+  // verified, in-place reads), whoever read them: reads, copy-ups, scans, flattens.
+  uint64_t store_bytes_read() const noexcept { return cache_->bytes_read(); }
 
  private:
   void check_open() const;

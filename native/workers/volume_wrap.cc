@@ -79,6 +79,7 @@ class VolumeWrap : public Napi::ObjectWrap<VolumeWrap> {
                         InstanceMethod<&VolumeWrap::scan_blocks>("scanBlocks"),
                         InstanceMethod<&VolumeWrap::flatten_to>("flattenTo"),
                         InstanceMethod<&VolumeWrap::rebase>("rebase"),
+                        InstanceMethod<&VolumeWrap::store_bytes_read>("storeBytesRead"),
                         InstanceMethod<&VolumeWrap::close>("close")});
   }
 
@@ -87,6 +88,7 @@ class VolumeWrap : public Napi::ObjectWrap<VolumeWrap> {
     Options o(info);
     VolumeSpec spec;
     spec.store_dir = o.string("storeDir");
+    if (o.has("granuleDir")) spec.granule_dir = o.string("granuleDir");
     spec.block_size = o.integer("blockSize");
     spec.size_bytes = o.integer("sizeBytes");
     spec.base_digests = o.bytes("baseDigests", true);
@@ -202,6 +204,10 @@ class VolumeWrap : public Napi::ObjectWrap<VolumeWrap> {
     const uint64_t drop = arg_integer(info, 1, "dropLayers");
     or_js_error(info.Env(), [&] { volume_->rebase(std::move(digests), drop); });
     return info.Env().Undefined();
+  }
+
+  Napi::Value store_bytes_read(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(volume_->store_bytes_read()));
   }
 
   Napi::Value close(const Napi::CallbackInfo& info) {

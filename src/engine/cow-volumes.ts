@@ -71,6 +71,7 @@ export interface CowVolumesInternals {
   readonly catalog: Catalog;
   readonly dataDir: string;
   readonly storeDir: string;
+  readonly granuleDir: string;
   readonly blockSize: number;
   readonly log: EngineLogger;
 }
@@ -153,7 +154,7 @@ export class CowVolumes {
     const base = this.x.catalog.getSnapshot(cow.baseSnapshotId);
     if (!base) throw new BlocksnapError('Internal', `the base snapshot ${cow.baseSnapshotId} of disk ${disk.name} is missing from the catalog`);
     return {
-      storeDir: this.x.storeDir, blockSize: this.x.blockSize, sizeBytes: disk.sizeBytes, baseDigests: readView(this.x.catalog, base),
+      storeDir: this.x.storeDir, granuleDir: this.x.granuleDir, blockSize: this.x.blockSize, sizeBytes: disk.sizeBytes, baseDigests: readView(this.x.catalog, base),
       layers: cow.layers.map((l) => this.files(disk.id, l)), writable: true,
     };
   }

@@ -118,9 +118,9 @@ export class Engine extends EventEmitter {
         this.scheduleSweep();
       },
     });
-    this.volumes = new CowVolumes({ catalog, dataDir, storeDir: store.dir, blockSize: catalog.blockSize, log });
+    this.volumes = new CowVolumes({ catalog, dataDir, storeDir: store.dir, granuleDir: store.granuleDir, blockSize: catalog.blockSize, log });
     this.exports = new Exports({
-      catalog, storeDir: store.dir, blockSize: catalog.blockSize, log, volumes: this.volumes,
+      catalog, storeDir: store.dir, granuleDir: store.granuleDir, blockSize: catalog.blockSize, log, volumes: this.volumes,
       assertOpen: () => this.assertOpen(), resolveSnapshot: (r) => this.resolveSnapshot(r), resolveDisk: (r) => this.resolveDisk(r),
       pin: (id) => this.pinSnapshot(id),
     });

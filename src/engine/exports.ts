@@ -40,6 +40,7 @@ export interface ExportInfo {
 export interface ExportsInternals {
   readonly catalog: Catalog;
   readonly storeDir: string;
+  readonly granuleDir: string;
   readonly blockSize: number;
   readonly log: EngineLogger;
   assertOpen(): void;
@@ -89,7 +90,10 @@ export class Exports implements ExportTable {
     const name = validateExportName(o.name ?? snap.id);
     if (this.entries.has(name)) throw new BlocksnapError('NameTaken', `an export named ${JSON.stringify(name)} is already served`);
     const view = readView(this.x.catalog, snap);
-    const volume = Volume.open({ storeDir: this.x.storeDir, blockSize: this.x.blockSize, sizeBytes: snap.sizeBytes, baseDigests: view, layers: [], writable: false });
+    const volume = Volume.open({
+      storeDir: this.x.storeDir, granuleDir: this.x.granuleDir, blockSize: this.x.blockSize, sizeBytes: snap.sizeBytes, baseDigests: view,
+      layers: [], writable: false,
+    });
     const backend = new SnapshotVolumeBackend(volume, this.x.blockSize, snap.sizeBytes, view);
     const unpin = this.x.pin(snap.id);
     const release = (): void => {

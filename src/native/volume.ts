@@ -20,6 +20,12 @@ export interface LayerFiles { dataPath: string; mapPath: string }
 export interface VolumeSpec {
   /** `<data-dir>/blocks`. */
   storeDir: string;
+  /**
+   * `<data-dir>/granules`: per-64 KiB digests of blocks verified before, so that a first touch
+   * verifies only the granules it needs (docs/design.md, "Copy-on-write disks"). Absent: every
+   * first touch of a block verifies the whole block.
+   */
+  granuleDir?: string;
   blockSize: number;
   sizeBytes: number;
   /** The base view: ceil(sizeBytes / blockSize) × 32 bytes, ZERO as 32 zero bytes. */
@@ -78,6 +84,7 @@ interface NativeVolume {
   scanBlocks(o: object): NativeJob<ScanBlocksResult>;
   flattenTo(o: object): NativeJob<FlattenResult>;
   rebase(baseDigests: Buffer, dropLayers: number): void;
+  storeBytesRead(): number;
   close(): Promise<void>;
 }
 
@@ -119,6 +126,7 @@ export class Volume {
   static open(spec: VolumeSpec): Volume {
     requireObject(spec, 'spec');
     requirePath(spec.storeDir, 'storeDir');
+    if (spec.granuleDir !== undefined) requirePath(spec.granuleDir, 'granuleDir');
     if (!isValidBlockSize(spec.blockSize)) invalid('blockSize', 'a power of two from 64 KiB to 64 MiB', spec.blockSize);
     requireSize(spec.sizeBytes, 'sizeBytes');
     requireDigestList(spec.baseDigests, 'baseDigests');
@@ -130,7 +138,7 @@ export class Volume {
     if (spec.writable && spec.layers.length === 0) invalid('layers', 'at least one layer for a writable volume', spec.layers);
     try {
       const native = new (addon().Volume)({
-        storeDir: spec.storeDir, blockSize: spec.blockSize, sizeBytes: spec.sizeBytes, baseDigests: spec.baseDigests,
+        storeDir: spec.storeDir, granuleDir: spec.granuleDir, blockSize: spec.blockSize, sizeBytes: spec.sizeBytes, baseDigests: spec.baseDigests,
         layers: spec.layers.map((l) => ({ dataPath: l.dataPath, mapPath: l.mapPath })), writable: spec.writable,
       });
       return new Volume(native, spec.sizeBytes, spec.writable);
@@ -258,6 +266,15 @@ export class Volume {
     } catch (err) {
       throw fromNative(err);
     }
+  }
+
+  /**
+   * Bytes read from block files since the volume opened: whole blocks verified, granules
+   * verified, and in-place reads of verified ones.
+   */
+  storeBytesRead(): number {
+    this.checkOpen();
+    return this.native.storeBytesRead();
   }
 
   /** Flushes if writable and closes every file. Idempotent. */

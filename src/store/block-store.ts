@@ -1,21 +1,29 @@
 /**
  * The block store's filesystem side: `<data-dir>/blocks/`, one file per block named by digest
  * (format.ts). Writing blocks is the native scanner's job; this class owns the layout, the
- * sweeping of freed blocks and the listing gc needs. It holds no state besides the directory.
+ * sweeping of freed blocks and the listing gc needs. It holds no state besides the directories.
+ *
+ * Beside it, `<data-dir>/granules/` caches per-64 KiB digests of blocks that copy-on-write
+ * volumes verified (granule-format.ts); they are written natively. A block's granule file goes
+ * with the block, unlinked first, so an interrupted sweep never leaves one without its block.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { readdir, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BLOCKS_DIR, FANOUT_HEX_CHARS, TMP_DIR, blockPath } from './format';
+import { GRANULES_DIR, granulePath, granuleTmpDir } from './granule-format';
 
 const DIGEST_HEX = /^[0-9a-f]{64}$/;
 const FANOUT = new RegExp(`^[0-9a-f]{${FANOUT_HEX_CHARS}}$`);
 
 export class BlockStore {
   readonly dir: string;
+  /** `<data-dir>/granules`, created by the first granule file written. */
+  readonly granuleDir: string;
 
   constructor(dataDir: string) {
     this.dir = join(dataDir, BLOCKS_DIR);
+    this.granuleDir = join(dataDir, GRANULES_DIR);
     mkdirSync(join(this.dir, TMP_DIR), { recursive: true, mode: 0o700 });
   }
 
@@ -23,15 +31,14 @@ export class BlockStore {
     return blockPath(this.dir, digest.toString('hex'));
   }
 
-  /** Unlinks one block file; a file already gone counts as removed (a sweep may be repeated after a crash). */
+  /**
+   * Unlinks one block file and, first, its granule file; a file already gone counts as removed (a
+   * sweep may be repeated after a crash). True when the block file was there.
+   */
   async remove(digest: Buffer): Promise<boolean> {
-    try {
-      await unlink(this.pathOf(digest));
-      return true;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-      throw err;
-    }
+    const hex = digest.toString('hex');
+    await unlinkIfPresent(granulePath(this.granuleDir, hex));
+    return unlinkIfPresent(this.pathOf(digest));
   }
 
   /** Every block file present, as hex digests. Files that do not follow the naming are skipped. */
@@ -50,11 +57,29 @@ export class BlockStore {
     }
   }
 
-  /** Removes leftovers of interrupted writes. Only safe while no snapshot is writing (StoreLock exclusive). */
+  /**
+   * Removes leftovers of interrupted writes, of blocks and of granule files. Only safe while no
+   * snapshot is writing (StoreLock exclusive); a granule file being written meanwhile is lost,
+   * which costs its volume nothing (it is a cache).
+   */
   async removeTempFiles(): Promise<number> {
-    const tmp = join(this.dir, TMP_DIR);
-    const names = await readdir(tmp);
-    for (const n of names) await rm(join(tmp, n), { force: true });
-    return names.length;
+    const granuleTmp = granuleTmpDir(this.granuleDir);
+    return (await emptyDir(join(this.dir, TMP_DIR))) + (existsSync(granuleTmp) ? await emptyDir(granuleTmp) : 0);
+  }
+}
+
+async function emptyDir(dir: string): Promise<number> {
+  const names = await readdir(dir);
+  for (const n of names) await rm(join(dir, n), { force: true });
+  return names.length;
+}
+
+async function unlinkIfPresent(path: string): Promise<boolean> {
+  try {
+    await unlink(path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
   }
 }

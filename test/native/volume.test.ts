@@ -4,7 +4,7 @@
  */
 import t from 'tap';
 import type { Test } from 'tap';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { BlocksnapError } from '../../src/errors';
@@ -12,6 +12,7 @@ import { nativeAddon, scanImage } from '../../src/native/index';
 import { Volume, createLayer, type LayerFiles } from '../../src/native/volume';
 import { COW_GRANULE_SIZE, COW_VERSION_OFFSET } from '../../src/store/cow-format';
 import { BLOCK_HEADER_SIZE, DIGEST_SIZE, blockPath } from '../../src/store/format';
+import { granulePath } from '../../src/store/granule-format';
 import { Random, seedFrom } from '../helpers/random';
 import { KiB, allocatedBytes, expectedDigests, makeImage, makeStore, noise } from './fixtures/images';
 
@@ -234,7 +235,9 @@ t.test('the raw binding throws or rejects on hostile arguments, never crashes', 
   await v.close();
   const addon = nativeAddon() as unknown as { Volume: new (spec: unknown) => Record<string, (...a: unknown[]) => unknown> };
   const hostile: unknown[] = [undefined, null, -1, 0.5, NaN, 2 ** 53 + 2, '', 'x', {}, [], Buffer.alloc(3), new Uint16Array(2), () => 1];
-  const spec = { storeDir: d.store, blockSize: BLOCK, sizeBytes: SIZE, baseDigests: d.digests, layers: [d.layer('a')], writable: true };
+  const spec = {
+    storeDir: d.store, granuleDir: join(d.dir, 'granules'), blockSize: BLOCK, sizeBytes: SIZE, baseDigests: d.digests, layers: [d.layer('a')], writable: true,
+  };
   const outcomes = new Set<string>();
   const record = async (fn: () => unknown): Promise<void> => {
     try {
@@ -272,5 +275,79 @@ t.test('a damaged base block fails the read that first touches it with DigestMis
   const v = openVolume(d, [], false);
   await t.rejects(v.read(BLOCK + 4096, 4096), { code: 'DigestMismatch', details: { blockIndex: 1, digest } });
   t.ok((await v.read(0, BLOCK)).equals(d.base.subarray(0, BLOCK)), 'other blocks still read');
+  await v.close();
+});
+
+/** A fresh writable volume over d's base, as a new clone is, using the granule files in d.dir/granules. */
+async function clone(d: Disk, name: string): Promise<Volume> {
+  await createLayer(d.layer(name), SIZE, name);
+  return Volume.open({
+    storeDir: d.store, granuleDir: join(d.dir, 'granules'), blockSize: BLOCK, sizeBytes: SIZE, baseDigests: d.digests,
+    layers: [d.layer(name)], writable: true,
+  });
+}
+
+/** One byte read at `offset`, then closed: what writes the granule file of that block. */
+async function readOnce(v: Volume, offset: number): Promise<void> {
+  await v.read(offset, 1);
+  await v.close();
+}
+
+function granuleFile(d: Disk, block: number): string {
+  return granulePath(join(d.dir, 'granules'), d.digests.subarray(block * DIGEST_SIZE, (block + 1) * DIGEST_SIZE).toString('hex'));
+}
+
+t.test('a copy-up verifies its whole base block once; the granule file then spares the next clone', async (t) => {
+  const d = await makeDisk(t);
+  const first = await clone(d, 'a');
+  await first.write(6 * BLOCK + G + 512, noise(4 * KiB), false);
+  t.equal(first.storeBytesRead(), BLOCK, 'the first clone read the whole block to verify it');
+  t.ok(existsSync(granuleFile(d, 6)), 'and recorded its granule digests');
+  await first.close();
+
+  const second = await clone(d, 'b');
+  const bytes = noise(4 * KiB);
+  await second.write(6 * BLOCK + G + 512, bytes, false);
+  t.equal(second.storeBytesRead(), G, 'the second clone read and hashed one granule');
+  const expected = Buffer.from(d.base.subarray(6 * BLOCK, 7 * BLOCK));
+  bytes.copy(expected, G + 512);
+  t.ok((await second.read(6 * BLOCK, BLOCK)).equals(expected), 'and reads the write over the base');
+  await second.close();
+});
+
+t.test('a damaged granule file is ignored and rewritten', async (t) => {
+  const d = await makeDisk(t);
+  await readOnce(await clone(d, 'a'), 7 * BLOCK);
+  const good = readFileSync(granuleFile(d, 7));
+  const bad = Buffer.from(good);
+  bad[100] ^= 1;
+  writeFileSync(granuleFile(d, 7), bad);
+  const v = await clone(d, 'b');
+  t.ok((await v.read(7 * BLOCK + 2 * G, 4 * KiB)).equals(d.base.subarray(7 * BLOCK + 2 * G, 7 * BLOCK + 2 * G + 4 * KiB)));
+  t.equal(v.storeBytesRead(), BLOCK, 'the whole block was verified instead');
+  t.same(readFileSync(granuleFile(d, 7)), good, 'and the file written again from it');
+  truncateSync(granuleFile(d, 7), 50);
+  const w = await clone(d, 'c');
+  await w.read(7 * BLOCK, 1);
+  t.equal(w.storeBytesRead(), BLOCK, 'a torn file is ignored too');
+  t.same(readFileSync(granuleFile(d, 7)), good);
+  await v.close();
+  await w.close();
+});
+
+t.test('a damaged block with a valid granule file is DigestMismatch for the damaged granule', async (t) => {
+  const d = await makeDisk(t);
+  await readOnce(await clone(d, 'a'), 1 * BLOCK);
+  t.ok(existsSync(granuleFile(d, 1)));
+  const digest = d.digests.subarray(1 * DIGEST_SIZE, 2 * DIGEST_SIZE).toString('hex');
+  const path = blockPath(d.store, digest);
+  const file = readFileSync(path);
+  file[BLOCK_HEADER_SIZE + 2 * G + 10] ^= 0xff;
+  writeFileSync(path, file);
+  const v = await clone(d, 'b');
+  await t.rejects(v.read(BLOCK + 2 * G + 4096, 4096), { code: 'DigestMismatch', message: /granule 2/, details: { blockIndex: 1, digest } });
+  await t.rejects(v.write(BLOCK + 2 * G, noise(4 * KiB), false), { code: 'DigestMismatch', details: { blockIndex: 1, digest } },
+    'no copy-up of the damaged granule either');
+  t.ok((await v.read(BLOCK, G)).equals(d.base.subarray(BLOCK, BLOCK + G)), 'granules that match their digests still read');
   await v.close();
 });

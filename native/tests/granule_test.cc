@@ -1,0 +1,274 @@
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "core/block_format.h"
+#include "core/store_layout.h"
+#include "tests/base_snapshot.h"
+#include "tests/harness.h"
+#include "tests/temp_dir.h"
+#include "volume/cow_volume.h"
+#include "volume/granule_file.h"
+
+using namespace blocksnap;
+using namespace testing_support;
+
+namespace {
+
+constexpr uint64_t kBlock = 1024 * 1024;  // sixteen granules per block
+constexpr uint64_t kSize = 3 * kBlock + 5000;  // the last block (and its last granule) is short
+constexpr uint64_t kG = kGranuleSize;
+
+Digest digest_at(const std::vector<uint8_t>& digests, uint64_t i) {
+  Digest d;
+  std::memcpy(d.data(), &digests[i * kDigestSize], kDigestSize);
+  return d;
+}
+
+bool exists(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+struct Store {
+  TempDir dir;
+  std::vector<uint8_t> content = pattern(kSize, 21);
+  std::vector<uint8_t> digests;
+  std::string blocks = dir / "blocks";
+  std::string granules = dir / "granules";
+
+  Store() : digests(scan_base(dir, content, kBlock)) {}
+
+  // A fresh volume over the base with one writable layer, as a new clone of it is.
+  std::unique_ptr<CowVolume> clone(const std::string& name) const {
+    const LayerFiles top{dir / (name + ".data"), dir / (name + ".map")};
+    create_cow_layer(top, kSize, name);
+    return std::make_unique<CowVolume>(VolumeSpec{.store_dir = blocks, .granule_dir = granules, .block_size = kBlock,
+                                                  .size_bytes = kSize, .base_digests = digests, .layers = {top}, .writable = true});
+  }
+
+  std::string granule_path(uint64_t i) const { return granule_file_path(granules, digest_at(digests, i)); }
+  std::string block_path(uint64_t i) const { return block_file_path(blocks, digest_at(digests, i)); }
+
+  std::vector<uint8_t> expected_with(uint64_t offset, const std::vector<uint8_t>& bytes) const {
+    auto out = content;
+    std::memcpy(out.data() + offset, bytes.data(), bytes.size());
+    return out;
+  }
+};
+
+std::vector<uint8_t> read_all(const CowVolume& v) {
+  std::vector<uint8_t> out(v.size());
+  v.read(0, out.size(), out.data());
+  return out;
+}
+
+}  // namespace
+
+TEST(granule_file_round_trips_and_rejects_any_damage) {
+  const auto payload = pattern(3 * kG + 100, 5);
+  const Digest block = sha256(payload.data(), payload.size());
+  const GranuleDigests g = compute_granule_digests(block, payload.data(), payload.size());
+  REQUIRE(g.granules.size() == 4);
+  CHECK(g.granules[3] == sha256(payload.data() + 3 * kG, 100));
+  const auto bytes = encode_granule_file(g);
+  CHECK_EQ(bytes.size(), granule_file_size(4));
+
+  GranuleDigests out;
+  std::string why;
+  CHECK(decode_granule_file(bytes.data(), bytes.size(), block, payload.size(), out, why));
+  CHECK(out.granules == g.granules);
+  // Every single flipped byte, anywhere in the file, is caught.
+  for (size_t at = 0; at < bytes.size(); ++at) {
+    auto bad = bytes;
+    bad[at] ^= 0x40;
+    why.clear();
+    if (decode_granule_file(bad.data(), bad.size(), block, payload.size(), out, why)) {
+      CHECK(!"a flipped byte was accepted");
+      break;
+    }
+  }
+  why.clear();
+  CHECK(!decode_granule_file(bytes.data(), bytes.size() - 1, block, payload.size(), out, why));  // torn
+  why.clear();
+  CHECK(!decode_granule_file(bytes.data(), bytes.size(), block, payload.size() + 1, out, why));  // another length
+  Digest other = block;
+  other[0] ^= 1;
+  why.clear();
+  CHECK(!decode_granule_file(bytes.data(), bytes.size(), other, payload.size(), out, why));
+  CHECK_EQ(why, std::string("describes another block"));
+}
+
+TEST(granule_file_is_written_after_a_whole_block_verification_and_spares_the_next_clone) {
+  Store s;
+  const auto bytes = pattern(4096, 9);
+  {
+    auto first = s.clone("first");
+    CHECK(!exists(s.granule_path(1)));
+    first->write(kBlock + 5 * kG + 8192, bytes.data(), bytes.size(), false);  // a copy-up
+    CHECK_EQ(first->store_bytes_read(), kBlock);  // the whole block, verified
+    CHECK(exists(s.granule_path(1)));
+  }
+  auto second = s.clone("second");
+  second->write(kBlock + 5 * kG + 8192, bytes.data(), bytes.size(), false);
+  CHECK_EQ(second->store_bytes_read(), kG);  // only the granule the copy-up needed
+  second->write(kBlock + 9 * kG, bytes.data(), bytes.size(), false);
+  CHECK_EQ(second->store_bytes_read(), 2 * kG);
+  auto expected = s.expected_with(kBlock + 9 * kG, bytes);
+  std::memcpy(expected.data() + kBlock + 5 * kG + 8192, bytes.data(), bytes.size());
+  CHECK(read_all(*second) == expected);
+}
+
+TEST(granule_verified_once_is_read_in_place_afterwards) {
+  Store s;
+  std::vector<uint8_t> buf(4096);
+  s.clone("warm")->read(0, 1, buf.data());  // writes block 0's granule file
+  auto v = s.clone("v");
+  v->read(3 * kG + 10, 4096, buf.data());
+  CHECK_EQ(v->store_bytes_read(), kG);
+  v->read(3 * kG + 100, 4096, buf.data());
+  CHECK_EQ(v->store_bytes_read(), kG + 4096);  // a pread of the 4 KiB, no second hash
+  CHECK(std::memcmp(buf.data(), s.content.data() + 3 * kG + 100, 4096) == 0);
+}
+
+TEST(granule_damaged_block_payload_is_a_digest_mismatch_despite_a_valid_granule_file) {
+  Store s;
+  std::vector<uint8_t> buf(4096);
+  s.clone("warm")->read(2 * kBlock, 1, buf.data());
+  REQUIRE(exists(s.granule_path(2)));
+  // Flip one byte of granule 7 of block 2.
+  const uint64_t at = kBlockHeaderSize + 7 * kG + 123;
+  auto flipped = read_file(s.block_path(2));
+  ::chmod(s.block_path(2).c_str(), 0600);
+  write_bytes(s.block_path(2), at, {static_cast<uint8_t>(flipped[at] ^ 1)});
+
+  auto v = s.clone("v");
+  try {
+    v->read(2 * kBlock + 7 * kG + 4096, 4096, buf.data());
+    CHECK(!"the damaged granule was served");
+  } catch (const Error& e) {
+    CHECK(e.code() == ErrorCode::DigestMismatch);
+    CHECK(e.block_index == std::optional<uint64_t>(2));
+    CHECK(e.digest == std::optional<Digest>(digest_at(s.digests, 2)));
+    CHECK(std::string(e.what()).find("granule 7") != std::string::npos);
+  }
+  const auto bytes = pattern(4096, 1);
+  CHECK_THROWS_CODE(v->write(2 * kBlock + 7 * kG, bytes.data(), bytes.size(), false), ErrorCode::DigestMismatch);
+  // The other granules still check out against their own digests.
+  v->read(2 * kBlock + 6 * kG, 4096, buf.data());
+  CHECK(std::memcmp(buf.data(), s.content.data() + 2 * kBlock + 6 * kG, 4096) == 0);
+}
+
+TEST(granule_damaged_file_is_ignored_and_rewritten) {
+  Store s;
+  std::vector<uint8_t> buf(4096);
+  s.clone("warm")->read(0, 1, buf.data());
+  const auto good = read_file(s.granule_path(0));
+  write_bytes(s.granule_path(0), kGranuleHeaderSize + 3 * kDigestSize, {0xde, 0xad});
+  {
+    auto v = s.clone("v");
+    v->read(3 * kG, 4096, buf.data());
+    CHECK_EQ(v->store_bytes_read(), kBlock);  // back to a whole-block verification
+    CHECK(std::memcmp(buf.data(), s.content.data() + 3 * kG, 4096) == 0);
+  }
+  CHECK(read_file(s.granule_path(0)) == good);
+  // A torn (truncated) file too.
+  CHECK(::truncate(s.granule_path(0).c_str(), 100) == 0);
+  auto v = s.clone("w");
+  v->read(3 * kG, 4096, buf.data());
+  CHECK_EQ(v->store_bytes_read(), kBlock);
+  CHECK(read_file(s.granule_path(0)) == good);
+}
+
+TEST(granule_short_last_block_verifies_its_short_last_granule) {
+  Store s;
+  std::vector<uint8_t> buf(5000);
+  s.clone("warm")->read(3 * kBlock, 1, buf.data());
+  auto v = s.clone("v");
+  v->read(3 * kBlock, 5000, buf.data());
+  CHECK_EQ(v->store_bytes_read(), uint64_t{5000});
+  CHECK(std::memcmp(buf.data(), s.content.data() + 3 * kBlock, 5000) == 0);
+  const auto bytes = pattern(100, 2);
+  v->write(kSize - 100, bytes.data(), bytes.size(), false);
+  CHECK(read_all(*v) == s.expected_with(kSize - 100, bytes));
+}
+
+TEST(granule_whole_block_read_through_granules_marks_the_block_verified) {
+  Store s;
+  std::vector<uint8_t> buf(kBlock);
+  s.clone("warm")->read(kBlock, 1, buf.data());
+  auto v = s.clone("v");
+  v->read(kBlock, kBlock, buf.data());
+  CHECK_EQ(v->store_bytes_read(), kBlock);
+  CHECK(std::memcmp(buf.data(), s.content.data() + kBlock, kBlock) == 0);
+  // Verified granule by granule, the block now reads in place even if its granule file goes.
+  CHECK(::unlink(s.granule_path(1).c_str()) == 0);
+  v->read(kBlock + 100, 4096, buf.data());
+  CHECK_EQ(v->store_bytes_read(), kBlock + 4096);
+  CHECK(!exists(s.granule_path(1)));
+}
+
+TEST(granule_cache_off_without_a_granule_dir) {
+  Store s;
+  const LayerFiles top{s.dir / "t.data", s.dir / "t.map"};
+  create_cow_layer(top, kSize, "t");
+  CowVolume v(VolumeSpec{.store_dir = s.blocks, .block_size = kBlock, .size_bytes = kSize, .base_digests = s.digests,
+                         .layers = {top}, .writable = true});
+  std::vector<uint8_t> buf(4096);
+  v.read(kG, 4096, buf.data());
+  CHECK_EQ(v.store_bytes_read(), kBlock);
+  CHECK(!exists(s.granules));
+}
+
+TEST(granule_tmp_files_do_not_stay_behind) {
+  Store s;
+  std::vector<uint8_t> buf(1);
+  auto v = s.clone("v");
+  for (uint64_t i = 0; i < 4; ++i) v->read(i * kBlock, 1, buf.data());
+  for (uint64_t i = 0; i < 4; ++i) CHECK(exists(s.granule_path(i)));
+  CHECK(::rmdir((s.granules + "/tmp").c_str()) == 0);  // empty
+}
+
+TEST(granule_files_are_not_written_for_blocks_of_one_granule) {
+  TempDir dir;
+  const auto content = pattern(4 * kG, 3);
+  const auto digests = scan_base(dir, content, kG);
+  const LayerFiles top{dir / "t.data", dir / "t.map"};
+  create_cow_layer(top, content.size(), "t");
+  CowVolume v(VolumeSpec{.store_dir = dir / "blocks", .granule_dir = dir / "granules", .block_size = kG,
+                         .size_bytes = content.size(), .base_digests = digests, .layers = {top}, .writable = true});
+  std::vector<uint8_t> buf(content.size());
+  v.read(0, buf.size(), buf.data());
+  CHECK(buf == content);
+  CHECK(!exists(dir / "granules"));
+}
+
+TEST(granule_bits_survive_a_rebase_for_unchanged_blocks) {
+  Store s;
+  std::vector<uint8_t> buf(4096);
+  s.clone("warm")->read(0, 1, buf.data());
+  auto v = s.clone("v");
+  v->read(2 * kG, 4096, buf.data());
+  CHECK_EQ(v->store_bytes_read(), kG);
+  v->rebase(s.digests, 0);
+  v->read(2 * kG + 4096, 4096, buf.data());
+  CHECK_EQ(v->store_bytes_read(), kG + 4096);  // still verified: a pread, no hash
+}
+
+TEST(granule_files_are_used_but_not_written_by_read_only_volumes) {
+  Store s;
+  const VolumeSpec read_only{.store_dir = s.blocks, .granule_dir = s.granules, .block_size = kBlock, .size_bytes = kSize,
+                             .base_digests = s.digests};
+  std::vector<uint8_t> buf(4096);
+  {
+    CowVolume v(read_only);
+    v.read(kG, 4096, buf.data());
+    CHECK_EQ(v.store_bytes_read(), kBlock);
+    CHECK(!exists(s.granule_path(0)));
+  }
+  s.clone("warm")->read(0, 1, buf.data());
+  CowVolume v(read_only);
+  v.read(kG, 4096, buf.data());
+  CHECK_EQ(v.store_bytes_read(), kG);
+}
