@@ -156,7 +156,7 @@ export class CowDisks {
     return { diskId: disk.id, snapshotId: target.id, sizeBytes: disk.sizeBytes, blocksWritten: 0, bytesWritten: 0, holesPunched: 0, blocksUnchanged: 0 };
   }
 
-  /** Writes the disk as of now (an instant, as for a snapshot) to a new image file. */
+  /** Writes the disk as of now (an instant, as for a snapshot) to a new image file (the engine names it). */
   async flatten(disk: DiskRecord, path: string, format: ImageFormat, ctl: JobControl): Promise<FlattenResult> {
     const { open, release } = await this.x.volumes.acquire(disk.id);
     try {
@@ -164,7 +164,6 @@ export class CowDisks {
       const r = await open.volume.flattenTo({
         layerCount: frozen, imagePath: path, format, signal: ctl.signal, onProgress: (d, t) => ctl.progress(d, t),
       });
-      this.x.log.info({ diskId: disk.id, path, format, bytesWritten: r.bytesWritten }, 'copy-on-write disk flattened');
       return { diskId: disk.id, path, format, sizeBytes: r.sizeBytes, bytesWritten: r.bytesWritten };
     } catch (err) {
       throw toBlocksnapError(err);

@@ -611,6 +611,7 @@ export class Engine extends EventEmitter {
     return this.jobs.start(jobId, 'flatten', { diskId: disk.id, snapshotId: null, target }, async (ctl): Promise<FlattenResult> => {
       try {
         const r = await writePartial(target, jobId, (partial) => this.cow.flatten(disk, partial, format, ctl));
+        this.log.info({ diskId: disk.id, path: target, format, bytesWritten: r.bytesWritten }, 'copy-on-write disk flattened');
         return { ...r, path: target };
       } finally {
         release();
