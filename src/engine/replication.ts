@@ -5,10 +5,13 @@
  *
  * replicate: for each snapshot, oldest first, skip it when its manifest exists; otherwise upload
  *   the blocks of its view the remote lacks, then the manifest, last. A block is known present
- *   when the remote manifest of the snapshot's parent names it (a manifest implies its blocks, and
- *   gc cannot run while our writer lease lives) or when a HEAD finds it; so an incremental
- *   snapshot costs HEADs and PUTs for its changed blocks only, and a rerun after a crash skips
- *   what the first run uploaded (content addressing makes every upload idempotent).
+ *   when the snapshot's parent has a manifest there (a manifest implies its blocks, and gc cannot
+ *   run while our writer lease lives) or when a listing of the remote's blocks (many blocks in
+ *   question: block-presence.ts) or a HEAD finds it; so an incremental snapshot costs HEADs and
+ *   PUTs for its changed blocks only, and a rerun after a crash skips what the first run uploaded
+ *   (content addressing makes every upload idempotent). Blocks leave the store unhashed: each PUT
+ *   is signed with the block's digest as its payload hash, and the storage refuses a body that
+ *   does not match it (putBlock).
  * restore: manifest → a new raw file, every block verified against its digest before writing; or
  *   a new qcow2 file, written by the native writer from blocks staged (verified) in the store.
  * import: manifest → the local store (missing blocks only) and catalog (import-commit.ts).
@@ -17,16 +20,18 @@
  * Memory: 2 × `concurrency` blocks at most (each upload slot reads its next block while it sends
  * one), plus one packed map per snapshot.
  */
+import { setMaxListeners } from 'node:events';
 import { constants } from 'node:fs';
 import { open, unlink } from 'node:fs/promises';
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import { readView } from '../catalog/block-map';
 import type { SnapshotRecord } from '../catalog/records';
-import { hasBlock, readBlock, sha256Async, writeBlock } from '../store/block-io';
-import { DIGEST_SIZE, isZeroDigest } from '../store/format';
+import { hasBlock, readBlockUnhashed, sha256Async, writeBlock } from '../store/block-io';
+import { BLOCK_HEADER_SIZE, DIGEST_SIZE, isZeroDigest } from '../store/format';
 import {
   readCredentials, validateBucket, validateEndpoint, validatePrefix, validateRegion, validateRemoteName, type RemoteConfig,
 } from '../remote/config';
+import { listBlockPresence, LIST_MIN_BLOCKS } from '../remote/block-presence';
 import { blockKey, digestOfKey, idsOfManifestKey, join, manifestKey, BLOCKS, MANIFESTS } from '../remote/layout';
 import { DEFAULT_LEASE_TIMING, Lease, type LeaseTiming } from '../remote/leases';
 import { decodeManifest, distinctDigests, encodeManifest, type Manifest } from '../remote/manifest';
@@ -47,8 +52,6 @@ import type { Job } from './types';
 
 export const DEFAULT_CONCURRENCY = 4;
 export const MAX_CONCURRENCY = 64;
-/** HEADs in flight per upload slot while looking for the blocks a remote lacks. */
-const HEAD_FANOUT = 4;
 /** Unreferenced remote blocks younger than this survive a gc (clock skew, writers that predate leases). */
 export const DEFAULT_GC_GRACE_SECONDS = 3600;
 
@@ -69,6 +72,37 @@ export interface ReplicationOptions {
 }
 
 interface Located { key: string; manifest: Manifest }
+
+/** A block read from the store for upload: `data` is a view of `buf` (header included). */
+interface LoadedBlock { buf: Buffer; data: Buffer }
+
+/** What one replicate job shares between its snapshots and upload rounds. */
+interface UploadRun {
+  store: ObjectStore;
+  remote: RemoteConfig;
+  concurrency: number;
+  ctl: JobControl;
+  res: ReplicateResult;
+  /** Digests known to be on the remote: named by a manifest there, or uploaded/found by this job. */
+  present: Set<string>;
+  /** Counts a block's bytes as done (once per digest). */
+  credit: (hex: string, len: number) => void;
+  /** The store's block size: every snapshot's. */
+  blockSize: number;
+  /** Block buffers whose upload has finished, for the next reads. */
+  buffers: Buffer[];
+  /** Reads started while the lease was being taken, by digest. */
+  prefetched: Map<string, Promise<LoadedBlock>>;
+}
+
+interface SnapshotPlan {
+  digests: Map<string, number>;
+  askParent: boolean;
+  /** The parent's distinct digests, read locally; null when unknown here. */
+  parent: Set<string> | null;
+  unsure: Array<[string, number]>;
+  unsureSet: Set<string>;
+}
 
 export class Replication {
   readonly remotes: RemoteRegistry;
@@ -200,11 +234,18 @@ export class Replication {
       remote: remote.name, replicated: [], alreadyPresent: [], uploadedBlocks: 0, uploadedBytes: 0, skippedBlocks: 0, manifestBytes: 0, retries: 0,
     };
     const store = this.open(remote, () => { res.retries++; });
+    // Every request in flight listens on the job's signal: up to 2 × concurrency HEADs, reads and
+    // uploads, or LIST_MIN_BLOCKS HEADs at once (Node warns past 10 listeners).
+    setMaxListeners(2 * concurrency + LIST_MIN_BLOCKS, ctl.signal);
+    const run: UploadRun = {
+      store, remote, concurrency, ctl, res, present: new Set(), credit: () => undefined, blockSize: this.x.catalog.blockSize, buffers: [], prefetched: new Map(),
+    };
     let lease: Lease | null = null;
     try {
-      lease = await Lease.writer(store, remote.prefix, this.remotes.hostId, ctl.job.id, {
+      const leasing = Lease.writer(store, remote.prefix, this.remotes.hostId, ctl.job.id, {
         timing: this.leaseTiming, keepJobs: this.runningJobIds(), signal: ctl.signal,
       });
+      leasing.catch(() => undefined); // awaited below, after the local work
       // Progress counts the distinct block bytes of every view to replicate.
       const views = new Map<string, Buffer>();
       let total = 0;
@@ -216,48 +257,57 @@ export class Replication {
       }
       let done = 0;
       ctl.progress(0, total);
-      /** Digests known to be on the remote: named by a manifest there, or uploaded/found by this job. */
-      const present = new Set<string>();
       const credited = new Set<string>();
-      const credit = (hex: string, len: number): void => {
+      run.credit = (hex, len) => {
         if (credited.has(hex)) return;
         credited.add(hex);
         done += len;
         ctl.progress(done, total);
       };
+      // One snapshot (the usual manual run): while the lease is being taken (two round trips), its
+      // first blocks likely to go up are read; reading is local, only asking the remote must wait.
+      const plans = new Map<string, SnapshotPlan>();
+      if (snaps.length === 1) {
+        const plan = this.plan(snaps[0]!, views.get(snaps[0]!.id)!, res, run.present);
+        plans.set(snaps[0]!.id, plan);
+        for (const [hex] of plan.unsure.slice(0, 2 * concurrency)) {
+          const p = loadBlock(run, this.x.store.dir, hex);
+          p.catch(() => undefined); // used, or dropped, by uploadBlocks
+          run.prefetched.set(hex, p);
+        }
+      }
+      lease = await leasing;
+      // Several snapshots (a disk, a policy run): most of the older ones are usually there
+      // already, so all but the newest are asked about first, at once, one HEAD each.
+      const there = new Map<string, boolean>();
+      await runPool(snaps.slice(0, -1), LIST_MIN_BLOCKS, async (s) => {
+        there.set(s.id, (await store.head(manifestKey(remote.prefix, s.diskId, s.id), ctl.signal)) !== null);
+      }, ctl.signal);
       for (const s of snaps) {
         const key = manifestKey(remote.prefix, s.diskId, s.id);
         const view = views.get(s.id)!;
-        const digests = distinctDigests(view, s.sizeBytes, s.blockSize);
-        if (await store.head(key, ctl.signal)) {
+        const plan = plans.get(s.id) ?? this.plan(s, view, res, run.present);
+        // One round: is the snapshot there already (unless asked above), is its parent (whose
+        // manifest implies its blocks), and, without waiting for those answers, the blocks the
+        // parent lacks go up (whatever the answers, those are needed; a HEAD skips any already there).
+        const [mine, parentDigests] = there.get(s.id) === true ? [true, null] : await settleAll([
+          there.has(s.id) ? Promise.resolve(false) : store.head(key, ctl.signal).then((o) => o !== null),
+          plan.askParent ? this.parentOnRemote(store, remote, s, plan.parent, ctl.signal) : Promise.resolve(null),
+          this.uploadBlocks(run, plan.unsure),
+        ] as const);
+        if (mine) {
           res.alreadyPresent.push(s.id);
-          for (const [hex, len] of digests) { present.add(hex); credit(hex, len); }
+          for (const [hex, len] of plan.digests) { run.present.add(hex); run.credit(hex, len); }
           continue;
         }
-        if (s.parentId) await this.learnFromManifest(store, manifestKey(remote.prefix, s.diskId, s.parentId), present, ctl.signal);
-        const todo: Array<[string, number]> = [];
-        for (const [hex, len] of digests) {
-          if (present.has(hex)) { res.skippedBlocks++; credit(hex, len); } else todo.push([hex, len]);
+        for (const hex of parentDigests ?? []) run.present.add(hex);
+        // What is still in doubt: blocks shared with a parent whose manifest is not there.
+        const rest: Array<[string, number]> = [];
+        for (const [hex, len] of plan.digests) {
+          if (plan.unsureSet.has(hex)) continue; // counted by uploadBlocks
+          if (run.present.has(hex)) { res.skippedBlocks++; run.credit(hex, len); } else rest.push([hex, len]);
         }
-        // HEADs first, wider (they carry no body, so memory stays bounded by the PUT phase), so
-        // that the uploads then run back to back like plain PUTs.
-        const missing: Array<[string, number]> = [];
-        await runPool(todo, Math.min(MAX_CONCURRENCY, concurrency * HEAD_FANOUT), async ([hex, len]) => {
-          if (await store.head(blockKey(remote.prefix, hex), ctl.signal)) {
-            res.skippedBlocks++;
-            present.add(hex);
-            credit(hex, len);
-          } else {
-            missing.push([hex, len]);
-          }
-        }, ctl.signal);
-        await runPipelined(missing, concurrency, ([hex]) => readBlock(this.x.store.dir, hex), async ([hex, len], data) => {
-          await store.put(blockKey(remote.prefix, hex), data, ctl.signal, { sha256: hex });
-          res.uploadedBlocks++;
-          res.uploadedBytes += data.length;
-          present.add(hex);
-          credit(hex, len);
-        }, ctl.signal);
+        await this.uploadBlocks(run, rest);
         // The manifest is the commit point: only now, and only while our lease is certainly live.
         lease.assertHeld();
         const disk = this.x.catalog.getDisk(s.diskId);
@@ -282,18 +332,91 @@ export class Replication {
     }
   }
 
-  /** Adds the digests of a remote manifest to `present`; a missing or unreadable one teaches nothing. */
-  private async learnFromManifest(store: ObjectStore, key: string, present: Set<string>, signal: AbortSignal): Promise<void> {
+  /**
+   * What replicating `s` starts from: its distinct digests, and those in doubt before the remote
+   * is asked anything: not known present, and not in the parent's view (while the parent is still
+   * here and this job has not handled it, its manifest on the remote would vouch for the rest).
+   */
+  private plan(s: SnapshotRecord, view: Buffer, res: ReplicateResult, present: Set<string>): SnapshotPlan {
+    const digests = distinctDigests(view, s.sizeBytes, s.blockSize);
+    const askParent = s.parentId !== null && !res.replicated.includes(s.parentId) && !res.alreadyPresent.includes(s.parentId);
+    const parent = askParent ? this.localParentDigests(s) : null;
+    const unsure = [...digests].filter(([hex]) => !present.has(hex) && !(parent?.has(hex) ?? false));
+    return { digests, askParent, parent, unsure, unsureSet: new Set(unsure.map(([hex]) => hex)) };
+  }
+
+  /**
+   * Uploads those of `blocks` the remote lacks. Many in question: one listing settles most of them
+   * first (block-presence.ts); otherwise, and for what the listing did not reach, a HEAD per block.
+   * Each slot finds out about and reads its next block while its current one uploads, so the
+   * PUTs run back to back.
+   */
+  private async uploadBlocks(run: UploadRun, blocks: Array<[string, number]>): Promise<void> {
+    const { store, remote, ctl, res } = run;
+    if (blocks.length === 0) return;
+    const listed = blocks.length >= LIST_MIN_BLOCKS ? await listBlockPresence(store, remote.prefix, blocks.map(([hex]) => hex), ctl.signal) : null;
+    await runPipelined(blocks, run.concurrency, async ([hex]): Promise<LoadedBlock | null> => {
+      const early = run.prefetched.get(hex);
+      run.prefetched.delete(hex);
+      const there = listed?.present.has(hex) === true
+        || (!(listed?.absent.has(hex) ?? false) && (await store.head(blockKey(remote.prefix, hex), ctl.signal)) !== null);
+      if (!there) return early ?? loadBlock(run, this.x.store.dir, hex);
+      const unused = early ? await early.catch(() => null) : null;
+      if (unused) run.buffers.push(unused.buf);
+      return null;
+    }, async ([hex, len], block) => {
+      if (block !== null) {
+        await this.putBlock(store, remote, hex, block.data, ctl.signal);
+        res.uploadedBlocks++;
+        res.uploadedBytes += block.data.length;
+        run.buffers.push(block.buf); // the PUT has returned, so its body was sent
+      } else {
+        res.skippedBlocks++;
+      }
+      run.present.add(hex);
+      run.credit(hex, len);
+    }, ctl.signal);
+  }
+
+  /** The distinct digests of `s`'s parent's view, or null when the parent is gone or unusable here. */
+  private localParentDigests(s: SnapshotRecord): Set<string> | null {
+    const parent = this.x.catalog.getSnapshot(s.parentId!);
+    if (parent?.status !== 'available') return null;
+    return new Set(distinctDigests(readView(this.x.catalog, parent), parent.sizeBytes, parent.blockSize).keys());
+  }
+
+  /**
+   * The digests of `s`'s parent when the remote holds the parent's manifest (which implies its
+   * blocks), else null. A manifest's map is its snapshot's view, so with the parent's view read
+   * locally (`local`) a HEAD asks only whether the manifest exists; otherwise the manifest is
+   * fetched. A damaged one teaches nothing.
+   */
+  private async parentOnRemote(store: ObjectStore, remote: RemoteConfig, s: SnapshotRecord, local: Set<string> | null, signal: AbortSignal): Promise<Iterable<string> | null> {
+    const key = manifestKey(remote.prefix, s.diskId, s.parentId!);
+    if (local !== null) return (await store.head(key, signal)) ? local : null;
     const raw = await store.get(key, signal);
-    if (!raw) return;
-    let m: Manifest;
+    if (!raw) return null;
     try {
-      m = decodeManifest(raw, key);
+      const m = decodeManifest(raw, key);
+      return distinctDigests(m.map, m.snapshot.sizeBytes, m.snapshot.blockSize).keys();
     } catch (err) {
       this.x.log.warn({ key, err: toBlocksnapError(err).message }, 'ignoring a damaged parent manifest; checking blocks one by one');
-      return;
+      return null;
     }
-    for (const hex of distinctDigests(m.map, m.snapshot.sizeBytes, m.snapshot.blockSize).keys()) present.add(hex);
+  }
+
+  /**
+   * PUTs one block signed with its digest as the payload hash: the storage hashes the body and
+   * refuses it if it differs, which is where a block read from the store without hashing
+   * (readBlockUnhashed) is verified. A refusal means the local block file is damaged.
+   */
+  private async putBlock(store: ObjectStore, remote: RemoteConfig, hex: string, data: Buffer, signal: AbortSignal): Promise<void> {
+    try {
+      await store.put(blockKey(remote.prefix, hex), data, signal, { sha256: hex });
+    } catch (err) {
+      if (toBlocksnapError(err).code !== 'DigestMismatch') throw err;
+      throw new BlocksnapError('DigestMismatch', `block ${hex} does not match its digest: the store is corrupt (remote ${remote.name} refused its upload); nothing references it there`, { digest: hex, remote: remote.name });
+    }
   }
 
   private runningJobIds(): Set<string> {
@@ -589,4 +712,21 @@ async function fetchBlock(store: ObjectStore, prefix: string, hex: string, lengt
     throw new BlocksnapError('RemoteCorrupt', `block ${key} does not match its digest (${data.length} bytes): nothing was written from it`, { key, digest: hex });
   }
   return data;
+}
+
+/** Reads one block for upload into a spare buffer of the run (header checked, not hashed: see putBlock). */
+async function loadBlock(run: UploadRun, storeDir: string, hex: string): Promise<LoadedBlock> {
+  const buf = run.buffers.pop() ?? Buffer.allocUnsafeSlow(BLOCK_HEADER_SIZE + run.blockSize);
+  return { buf, data: await readBlockUnhashed(storeDir, hex, buf) };
+}
+
+/**
+ * Promise.all that lets every promise settle before throwing the first failure, so that nothing
+ * started here is still running when the job reports its end.
+ */
+async function settleAll<T extends readonly unknown[]>(promises: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const settled = await Promise.allSettled(promises);
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }

@@ -16,7 +16,8 @@ export interface ObjectInfo { key: string; size: number; lastModified: Date }
 export interface PutOptions {
   /**
    * The body's SHA-256 in hex, when the caller knows it (a block's digest is its key): the store
-   * then checks the body against it on arrival, and the client need not hash the body again.
+   * then checks the body against it on arrival, and the client need not hash the body again. A
+   * body that does not match is refused with DigestMismatch (details.digest).
    */
   sha256?: string;
 }
@@ -27,6 +28,8 @@ export interface ObjectStore {
   get(key: string, signal?: AbortSignal): Promise<Buffer | null>;
   head(key: string, signal?: AbortSignal): Promise<ObjectInfo | null>;
   list(prefix: string, signal?: AbortSignal): AsyncGenerator<ObjectInfo>;
+  /** One page of `list` in key order, starting after `startAfter` (exclusive); `more` when the listing goes on. */
+  listPage(prefix: string, startAfter: string, signal?: AbortSignal): Promise<{ objects: ObjectInfo[]; more: boolean }>;
   deleteMany(keys: string[], signal?: AbortSignal): Promise<void>;
   /** Writes, reads back and deletes a small probe object: proves reachability, credentials and write access. */
   check(probeKey: string): Promise<{ latencyMs: number }>;

@@ -9,7 +9,7 @@
  * backoff is visible and counted, and the kind of failure decides whether to retry at all.
  */
 import {
-  DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client,
+  DeleteObjectCommand, DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { BlocksnapError } from '../errors';
@@ -33,6 +33,8 @@ export interface S3StoreOptions {
 }
 
 const AUTH_CODES = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'InvalidToken', 'ExpiredToken', 'Forbidden']);
+/** Refusals of a body that does not hash to its signed payload hash (AWS S3, radosgw, MinIO). */
+const PAYLOAD_MISMATCH_CODES = new Set(['XAmzContentSHA256Mismatch', 'BadDigest']);
 
 export class S3Store implements ObjectStore {
   readonly description: string;
@@ -59,7 +61,7 @@ export class S3Store implements ObjectStore {
     this.client.destroy();
   }
 
-  private run<T>(what: string, key: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  private run<T>(what: string, key: string, fn: () => Promise<T>, signal?: AbortSignal, sha256?: string): Promise<T> {
     const opts: { policy: RetryPolicy; signal?: AbortSignal; onRetry?: () => void } = { policy: this.retry };
     if (signal) opts.signal = signal;
     if (this.o.onRetry) opts.onRetry = this.o.onRetry;
@@ -67,13 +69,16 @@ export class S3Store implements ObjectStore {
       try {
         return await fn();
       } catch (err) {
-        throw this.classify(err, what, key, signal);
+        throw this.classify(err, what, key, signal, sha256);
       }
     }, opts);
   }
 
-  /** Maps an SDK failure to a final BlocksnapError, wrapped in Transient when a retry may cure it. */
-  private classify(err: unknown, what: string, key: string, signal?: AbortSignal): Error {
+  /**
+   * Maps an SDK failure to a final BlocksnapError, wrapped in Transient when a retry may cure it.
+   * `sha256`: the payload hash a PUT was signed with, so that a refused body is a DigestMismatch.
+   */
+  private classify(err: unknown, what: string, key: string, signal?: AbortSignal, sha256?: string): Error {
     if (signal?.aborted) return new BlocksnapError('Cancelled', `${what} cancelled`);
     const e = err as { name?: string; code?: string; Code?: string; message?: string; $metadata?: { httpStatusCode?: number } };
     const status = e.$metadata?.httpStatusCode;
@@ -86,6 +91,9 @@ export class S3Store implements ObjectStore {
     }
     if (status === 403 || AUTH_CODES.has(code)) {
       return new BlocksnapError('RemoteAuthFailed', `${where}: the remote refused the credentials of ${this.remote.credentialsFile} (${status} ${code})`, { remote: this.remote.name });
+    }
+    if (sha256 !== undefined && status === 400 && PAYLOAD_MISMATCH_CODES.has(code)) {
+      return new BlocksnapError('DigestMismatch', `${where}: the remote refused the body: it does not hash to ${sha256} (${status} ${code})`, { remote: this.remote.name, digest: sha256 });
     }
     if (code === 'NoSuchBucket') return new BlocksnapError('RemoteBucketMissing', `bucket ${this.remote.bucket} does not exist at ${this.remote.endpoint}`, { remote: this.remote.name });
     const final = new BlocksnapError('RemoteError', `${where}: ${status} ${code}${e.message && e.message !== code ? `: ${e.message}` : ''}`, { remote: this.remote.name, status });
@@ -106,7 +114,7 @@ export class S3Store implements ObjectStore {
         }, { step: 'build', name: 'blocksnapPayloadSha256' });
       }
       return this.client.send(cmd, signal ? { abortSignal: signal } : {});
-    }, signal);
+    }, signal, o.sha256);
   }
 
   async get(key: string, signal?: AbortSignal): Promise<Buffer | null> {
@@ -148,7 +156,21 @@ export class S3Store implements ObjectStore {
     } while (token);
   }
 
+  async listPage(prefix: string, startAfter: string, signal?: AbortSignal): Promise<{ objects: ObjectInfo[]; more: boolean }> {
+    const page = await this.run('LIST', prefix, () => this.client.send(new ListObjectsV2Command({
+      Bucket: this.remote.bucket, Prefix: prefix, StartAfter: startAfter,
+    }), signal ? { abortSignal: signal } : {}), signal);
+    const objects = (page.Contents ?? []).filter((o) => o.Key).map((o) => ({ key: o.Key!, size: o.Size ?? 0, lastModified: o.LastModified ?? new Date(0) }));
+    return { objects, more: page.IsTruncated === true };
+  }
+
   async deleteMany(keys: string[], signal?: AbortSignal): Promise<void> {
+    if (keys.length === 1) {
+      // One key (a lease): DeleteObject answers 204 without a body, where DeleteObjects answers
+      // with XML, which a radosgw without tcp_nodelay holds back ~40 ms behind its headers.
+      await this.run('DELETE', keys[0]!, () => this.client.send(new DeleteObjectCommand({ Bucket: this.remote.bucket, Key: keys[0]! }), signal ? { abortSignal: signal } : {}), signal);
+      return;
+    }
     for (let i = 0; i < keys.length; i += DELETE_BATCH) {
       const batch = keys.slice(i, i + DELETE_BATCH);
       const res = await this.run('DELETE', batch[0]!, () => this.client.send(new DeleteObjectsCommand({

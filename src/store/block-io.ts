@@ -4,7 +4,9 @@
  * arrives from or leaves for the network, not an image. Same format and the same durability as
  * the native writer (native/core/block_writer.cc): header + payload written to `tmp/`, fsynced,
  * renamed into place without replacing an existing file, fan-out directory fsynced. Every read
- * checks the header and the SHA-256 of the payload: a block leaves the store only if it is right.
+ * checks the header; readBlock also checks the SHA-256 of the payload, so a block leaves the store
+ * only if it is right. readBlockUnhashed leaves that check to a receiver that makes it anyway (an
+ * S3 PUT signed with the digest as its payload hash: see replication.ts).
  */
 import { createHash, randomBytes, webcrypto } from 'node:crypto';
 import { constants } from 'node:fs';
@@ -49,6 +51,20 @@ export async function hasBlock(storeDir: string, digestHex: string): Promise<boo
 
 /** Reads one block's raw bytes, verified: BlockMissing, BlockCorrupt or DigestMismatch otherwise. */
 export async function readBlock(storeDir: string, digestHex: string): Promise<Buffer> {
+  const data = await readBlockUnhashed(storeDir, digestHex);
+  if ((await sha256Async(data)).toString('hex') !== digestHex) {
+    throw new BlocksnapError('DigestMismatch', `block ${digestHex} does not match its digest: the store is corrupt`, { digest: digestHex });
+  }
+  return data;
+}
+
+/**
+ * Reads one block's raw bytes with its header and length checked (BlockMissing, BlockCorrupt) but
+ * not its SHA-256: only for a caller whose receiver checks the bytes against the digest itself.
+ * The file is read into `into` when it is large enough (the result is a view of it), so that a
+ * job moving many blocks reuses a few buffers instead of leaving 4 MiB per block to the GC.
+ */
+export async function readBlockUnhashed(storeDir: string, digestHex: string, into?: Buffer): Promise<Buffer> {
   const path = blockPath(storeDir, digestHex);
   let file;
   try {
@@ -60,7 +76,7 @@ export async function readBlock(storeDir: string, digestHex: string): Promise<Bu
   try {
     const { size } = await file.stat();
     if (size < BLOCK_HEADER_SIZE) throw new BlocksnapError('BlockCorrupt', `block file ${path} is shorter than its header`, { digest: digestHex });
-    const buf = Buffer.allocUnsafe(size);
+    const buf = into !== undefined && into.length >= size ? into : Buffer.allocUnsafe(size);
     let got = 0;
     while (got < size) {
       const { bytesRead } = await file.read(buf, got, size - got, got);
@@ -74,11 +90,7 @@ export async function readBlock(storeDir: string, digestHex: string): Promise<Bu
       || h.readUInt32LE(12) !== BLOCK_HEADER_SIZE || payload !== raw || got !== BLOCK_HEADER_SIZE + payload) {
       throw new BlocksnapError('BlockCorrupt', `block file ${path} has a bad header or length`, { digest: digestHex });
     }
-    const data = buf.subarray(BLOCK_HEADER_SIZE, got);
-    if ((await sha256Async(data)).toString('hex') !== digestHex) {
-      throw new BlocksnapError('DigestMismatch', `block ${digestHex} does not match its digest: the store is corrupt`, { digest: digestHex });
-    }
-    return data;
+    return buf.subarray(BLOCK_HEADER_SIZE, got);
   } finally {
     await file.close();
   }

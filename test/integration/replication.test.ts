@@ -2,7 +2,8 @@
  * Replication against a real Ceph radosgw (test/infra/ceph): two daemons stand for two hosts
  * sharing a bucket. One Ceph for the whole file; each test has its own bucket.
  */
-import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { useCeph, type Ceph } from '../infra/ceph/fixture';
@@ -168,13 +169,18 @@ if (ceph) {
     t.equal(blockKeys(await listKeys(ceph, bucket)).length, 24);
   });
 
-  t.test('a corrupted block on the remote is refused on restore', async (t) => {
-    const bucket = await newBucket(ceph, 'rot');
+  /** A daemon with remote `off` on a fresh bucket and one snapshot of a two-block disk `vm`. */
+  async function twoBlocks(t: Parameters<typeof freshDaemon>[0], label: string) {
+    const bucket = await newBucket(ceph!, label);
     const a = await freshDaemon(t);
-    await addRemote(a, ceph, bucket);
+    await addRemote(a, ceph!, bucket);
     makeImage(join(a.imageRoot, 'vm.img'), 8 * MiB, [0, 1]);
     await a.json('disk', 'add', 'vm.img', '--name', 'vm');
-    const s = await a.json('snapshot', 'create', 'vm');
+    return { bucket, a, s: await a.json('snapshot', 'create', 'vm') };
+  }
+
+  t.test('a corrupted block on the remote is refused on restore', async (t) => {
+    const { bucket, a, s } = await twoBlocks(t, 'rot');
     await a.json('replicate', s.id, '--to', 'off');
     const key = blockKeys(await listKeys(ceph, bucket))[0]!;
     await putObject(ceph, bucket, key, Buffer.alloc(BLOCK, 7));
@@ -183,6 +189,21 @@ if (ceph) {
     t.match(r.json().error, { code: 'RemoteCorrupt', message: new RegExp(key) }, 'the damaged block is named');
     const { existsSync } = await import('node:fs');
     t.notOk(existsSync(join(a.imageRoot, 'bad.img')), 'the partial image is removed');
+  });
+
+  t.test('a block damaged in the local store fails the replication with DigestMismatch naming it; the remote refuses it', async (t) => {
+    const { bucket, a, s } = await twoBlocks(t, 'localrot');
+    const hex = createHash('sha256').update(readFileSync(join(a.imageRoot, 'vm.img')).subarray(BLOCK, 2 * BLOCK)).digest('hex');
+    const file = join(a.dataDir, 'blocks', hex.slice(0, 3), hex);
+    const damaged = readFileSync(file);
+    damaged[64 + 1000] ^= 0x40; // one bit of the payload; the header stays valid
+    writeFileSync(file, damaged);
+    const r = await a.cli('replicate', s.id, '--to', 'off', '--json');
+    t.equal(r.code, 1);
+    t.match(r.json().error, { code: 'DigestMismatch', message: new RegExp(hex) }, 'the damaged block is named');
+    const keys = await listKeys(ceph, bucket);
+    t.same(manifestKeys(keys), [], 'no manifest names the damaged block');
+    t.notOk(blockKeys(keys).some((k) => k.endsWith(hex)), 'the damaged bytes are not on the remote');
   });
 
   t.test('wrong credentials, an insecure credentials file and an unreachable endpoint give clear codes', async (t) => {

@@ -20,6 +20,14 @@ export class MemoryStore implements ObjectStore {
       if (key.startsWith(prefix)) yield (await this.head(key))!;
     }
   }
+  /** Keys per listPage answer (S3: 1000). */
+  pageSize = 1000;
+  listPages = 0;
+  async listPage(prefix: string, startAfter: string): Promise<{ objects: ObjectInfo[]; more: boolean }> {
+    this.listPages++;
+    const keys = [...this.objects.keys()].sort().filter((k) => k.startsWith(prefix) && k > startAfter);
+    return { objects: await Promise.all(keys.slice(0, this.pageSize).map(async (k) => (await this.head(k))!)), more: keys.length > this.pageSize };
+  }
   async deleteMany(keys: string[]): Promise<void> { for (const k of keys) this.objects.delete(k); }
   async check(): Promise<{ latencyMs: number }> { return { latencyMs: 0 }; }
   close(): void {}

@@ -23,7 +23,7 @@ if (ceph) {
     await store.put('right', body, undefined, { sha256: digest });
     t.ok((await store.get('right'))?.equals(body), 'stored as sent');
     const wrong = createHash('sha256').update('something else').digest('hex');
-    await t.rejects(store.put('wrong', body, undefined, { sha256: wrong }), { code: 'RemoteError', message: /XAmzContentSHA256Mismatch/ });
+    await t.rejects(store.put('wrong', body, undefined, { sha256: wrong }), { code: 'DigestMismatch', message: /XAmzContentSHA256Mismatch/, details: { digest: wrong } });
     t.equal(await store.head('wrong'), null, 'nothing was stored under the key');
   });
 }

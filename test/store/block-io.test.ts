@@ -3,7 +3,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { verifyBlocks } from '../../src/native';
-import { hasBlock, readBlock, sha256, writeBlock } from '../../src/store/block-io';
+import { hasBlock, readBlock, readBlockUnhashed, sha256, writeBlock } from '../../src/store/block-io';
 import { blockPath } from '../../src/store/format';
 
 function store(t: Test): string {
@@ -44,4 +44,19 @@ t.test('reading refuses a missing, truncated or altered block with the store\'s 
   writeFileSync(path, badMagic);
   await t.rejects(readBlock(dir, hex), { code: 'BlockCorrupt' });
   await t.rejects(writeBlock(dir, '00'.repeat(32), data), { code: 'Internal' }, 'data is never stored under a wrong digest');
+});
+
+t.test('an unhashed read checks the header but leaves the digest to the receiver', async (t) => {
+  const dir = store(t);
+  const data = randomFillSync(Buffer.alloc(65536));
+  const hex = sha256(data).toString('hex');
+  await writeBlock(dir, hex, data);
+  const path = blockPath(dir, hex);
+  const flipped = readFileSync(path);
+  flipped[100] ^= 1;
+  writeFileSync(path, flipped);
+  t.ok((await readBlockUnhashed(dir, hex)).equals(flipped.subarray(64)), 'the payload as stored, unhashed');
+  writeFileSync(path, flipped.subarray(0, flipped.length - 1));
+  await t.rejects(readBlockUnhashed(dir, hex), { code: 'BlockCorrupt' });
+  await t.rejects(readBlockUnhashed(dir, '00'.repeat(32)), { code: 'BlockMissing' });
 });
