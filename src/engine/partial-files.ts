@@ -1,5 +1,6 @@
 /**
- * Files a job creates (a clone, a flattened disk, a stream file) appear under their name only once complete.
+ * Files a job creates (a clone, a flattened disk, a restored image, a stream file) appear under their name only once
+ * complete.
  *
  * The job writes `.blocksnap-<jobId>.partial` in the target's directory (same directory: same
  * filesystem and same image root, so publishing is a link, never a copy), then links it to the
@@ -44,7 +45,7 @@ export async function removeInterruptedPartials(jobs: Array<{ id: string; kind: 
   return removed;
 }
 
-const FILE_JOB_KINDS = new Set(['clone', 'flatten', 'export']);
+const FILE_JOB_KINDS = new Set(['clone', 'flatten', 'export', 'restore']);
 
 /** Gives the finished `partial` its `target` name, durably; FileExists when the name is taken. */
 export async function publishPartial(partial: string, target: string): Promise<void> {

@@ -48,6 +48,7 @@ import type {
 import { cloneImage } from './image-writes';
 import { runPipelined, runPool } from './pool';
 import { resolveNewFile } from './paths';
+import { writePartial } from './partial-files';
 import type { Job } from './types';
 
 export const DEFAULT_CONCURRENCY = 4;
@@ -432,13 +433,16 @@ export class Replication {
     const format = o.format ?? 'raw';
     if (format !== 'raw' && format !== 'qcow2') throw new BlocksnapError('InvalidArgument', `format must be "raw" or "qcow2", not ${JSON.stringify(format)}`);
     const target = resolveNewFile(path, this.x.imageRoots);
-    return this.x.jobs.start(newId('j'), 'restore', { diskId: null, snapshotId: null, target }, async (ctl) => {
+    const jobId = newId('j');
+    return this.x.jobs.start(jobId, 'restore', { diskId: null, snapshotId: null, target }, async (ctl) => {
       const store = this.open(remote);
       try {
         const { manifest } = await this.locate(remote, store, snapRef, ctl.signal);
-        return format === 'raw'
-          ? await this.runRestore(remote, store, manifest, target, concurrency, ctl)
-          : await this.runRestoreQcow2(remote, store, manifest, target, concurrency, ctl);
+        // Written under a partial name, given `target` once complete (partial-files.ts).
+        const r = await writePartial(target, jobId, (partial) => (format === 'raw'
+          ? this.runRestore(remote, store, manifest, partial, concurrency, ctl)
+          : this.runRestoreQcow2(remote, store, manifest, partial, concurrency, ctl)));
+        return { ...r, path: target };
       } finally {
         store.close();
       }
