@@ -49,7 +49,7 @@ async function main(argv: string[]): Promise<number> {
     startedAt: new Date().toISOString(), scale: args.scale, runs: args.runs, peerRuns: args.peerRuns, sideRuns: args.sideRuns, ...machineInfo(), kernel: release(),
     dropCaches: canDropCaches(), loadAverageAtStart: loadavg(),
   };
-  const scaleText = defaultRun && !args.scaleGiven ? `scale ${DEFAULT_RUN_SCALE} (the default run; served and sparse at 1)` : `scale ${args.scale}`;
+  const scaleText = defaultRun && !args.scaleGiven ? `scale ${DEFAULT_RUN_SCALE} (the default run; served and sparse at 1, replicate at 0.25)` : `scale ${args.scale}`;
   log(`scratch ${scratch}; ${scaleText}; ${args.runs} runs; ${info.dropCaches ? 'cold and warm cache' : 'warm cache only (not root)'}`);
   // At scale 1 the scratch directory peaks near 40 GB (images, stores, peer repositories); a full
   // disk would fail the questions that follow and anything else writing to it.
@@ -100,7 +100,7 @@ async function main(argv: string[]): Promise<number> {
  * --runs and --cache given on the command line win.
  */
 function defaultRunContext(ctx: BenchContext, q: Question): BenchContext {
-  let c = q.fullSizeInDefaultRun === undefined ? ctx.withScale(DEFAULT_RUN_SCALE) : ctx;
+  let c = ctx.withScale(q.defaultRunScale ?? DEFAULT_RUN_SCALE);
   if (q.defaultRuns !== undefined && q.defaultRuns < c.runs) c = c.withRuns(q.defaultRuns);
   if (q.defaultCaches !== undefined) c = c.withDefaultCaches(q.defaultCaches);
   return c;

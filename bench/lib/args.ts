@@ -30,8 +30,9 @@ export const RESULTS_DIR = join(__dirname, '..', 'results');
 
 const USAGE = `usage: npm run bench -- [NAME...] [--scale F] [--runs N] [--peer-runs N] [--side-runs N] [--cache cold|warm|both] [--out DIR] [--work DIR] [--no-peers] [--keep]
   NAME: full, incremental, sparse, rollback-clone, delete-list, hash, served, nbd, replicate (default: all,
-        in under 10 minutes on 2 cores: at --scale 0.5 except served and sparse, whose targets
-        are about size; replicate only where Ceph is installed, with one run;
+        in under 10 minutes on 2 cores: at --scale 0.5 except served and sparse (1: their targets
+        are about size) and replicate (0.25: its time is Ceph's); replicate only where Ceph is
+        installed, with one run;
         incremental and rollback-clone with a cold cache only: the states their targets read)
   --scale F: image sizes and counts (default 1 for named questions; 1 is the sizes the targets
              are stated for)

@@ -99,10 +99,10 @@ export interface Question {
   /** Cache states of the default run (every question) when not all: those its targets read. */
   defaultCaches?: Cache[];
   /**
-   * Why the default run keeps this question at the stated size (scale 1) instead of
-   * DEFAULT_RUN_SCALE: its target depends on the size itself.
+   * The scale of this question in the default run, when not DEFAULT_RUN_SCALE: 1 where the target
+   * depends on the size itself, less where the time is someone else's (Ceph) and the ratio holds.
    */
-  fullSizeInDefaultRun?: string;
+  defaultRunScale?: number;
   /** Why the default run leaves this question out on this machine (it still runs when named). */
   skipInDefaultRun?(): string | null;
 }
