@@ -31,7 +31,7 @@ export function registerSnapshotStreams(program: Command): void {
 
   jobOptions(snapshot.command('export').argument('<snapshot>', 'snapshot id or name'))
     .description('write a snapshot as a stream file: its block map and the blocks BASE lacks (all blocks without --from)')
-    .requiredOption('-o, --output <file>', 'new stream file inside an image root (must not exist), or - for stdout')
+    .requiredOption('-o, --output <file>', 'new stream file inside an image root (must not exist; named only once complete), or - for stdout')
     .option('--from <base>', 'a snapshot of the same disk that the receiving host has: an incremental stream')
     .addHelpText('after', examples([
       'blocksnap snapshot export monday -o /var/lib/libvirt/images/web1-monday.bsnap',
