@@ -14,6 +14,7 @@ import { link, rename, lstat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { BlocksnapError } from '../errors';
 import { fsyncDir } from '../store/block-io';
+import { unlinkIfPresent } from '../store/block-store';
 
 export function partialPath(target: string, jobId: string): string {
   return join(dirname(target), `.blocksnap-${jobId}.partial`);
@@ -73,15 +74,7 @@ export async function publishPartial(partial: string, target: string): Promise<v
 }
 
 /** Removes a partial file; one that is already gone is fine. */
-export async function removePartial(partial: string): Promise<boolean> {
-  try {
-    await unlink(partial);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw err;
-  }
-}
+export const removePartial = unlinkIfPresent;
 
 async function exists(path: string): Promise<boolean> {
   try {

@@ -74,7 +74,8 @@ async function emptyDir(dir: string): Promise<number> {
   return names.length;
 }
 
-async function unlinkIfPresent(path: string): Promise<boolean> {
+/** Unlinks a file; true when it was there, false when it was already gone. */
+export async function unlinkIfPresent(path: string): Promise<boolean> {
   try {
     await unlink(path);
     return true;
