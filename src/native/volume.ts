@@ -154,6 +154,8 @@ export class Volume {
 
   /** The content of [offset, offset + length), at most 32 MiB; zeros where nothing was written. */
   async read(offset: number, length: number): Promise<Buffer> {
+    // Checked before allocating: a bad or huge length is InvalidArgument, never an allocation.
+    this.checkRead(offset, length);
     const out = Buffer.allocUnsafe(length);
     await this.readInto(offset, length, out, 0);
     return out;
@@ -165,8 +167,7 @@ export class Volume {
    * until the promise settles.
    */
   async readInto(offset: number, length: number, target: Buffer, at: number): Promise<void> {
-    this.checkRange(offset, length);
-    if (length > MAX_VOLUME_IO) invalid('length', `at most ${MAX_VOLUME_IO}`, length);
+    this.checkRead(offset, length);
     if (!Buffer.isBuffer(target)) invalid('target', 'a Buffer', target);
     requireSize(at, 'at');
     if (at + length > target.length) invalid('at', `at most target.length - length = ${target.length - length}`, at);
@@ -291,6 +292,11 @@ export class Volume {
   private checkWritable(): void {
     this.checkOpen();
     if (!this.writable) throw new BlocksnapError('InvalidArgument', 'the volume is read-only');
+  }
+
+  private checkRead(offset: number, length: number): void {
+    this.checkRange(offset, length);
+    if (length > MAX_VOLUME_IO) invalid('length', `at most ${MAX_VOLUME_IO}`, length);
   }
 
   private checkRange(offset: number, length: number): void {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 
 import { BlocksnapError } from '../../src/errors';
 import { nativeAddon, scanImage } from '../../src/native/index';
-import { Volume, createLayer, type LayerFiles } from '../../src/native/volume';
+import { MAX_VOLUME_IO, Volume, createLayer, type LayerFiles } from '../../src/native/volume';
 import { COW_GRANULE_SIZE, COW_VERSION_OFFSET } from '../../src/store/cow-format';
 import { BLOCK_HEADER_SIZE, DIGEST_SIZE, blockPath } from '../../src/store/format';
 import { granulePath } from '../../src/store/granule-format';
@@ -207,6 +207,16 @@ t.test('I/O past the end, on a read-only volume or after close is refused', asyn
   await t.rejects(ro.write(0, Buffer.alloc(1), false), { code: 'InvalidArgument' });
   await ro.close();
   await t.rejects(ro.read(0, 1), { code: 'Internal' });
+});
+
+t.test('a read with a bad length or target range is InvalidArgument, before anything is allocated', async (t) => {
+  const d = await makeDisk(t);
+  await createLayer(d.layer('a'), SIZE, 'a');
+  const ro = openVolume(d, [d.layer('a')], false);
+  t.teardown(() => ro.close());
+  await t.rejects(ro.read(0, -1), { code: 'InvalidArgument' });
+  await t.rejects(ro.read(0, MAX_VOLUME_IO + 1), { code: 'InvalidArgument' });
+  await t.rejects(ro.readInto(0, 8, Buffer.alloc(8), 1), { code: 'InvalidArgument' });
 });
 
 t.test('flattenTo raw writes the content at the push as a sparse file', async (t) => {
