@@ -78,7 +78,9 @@ size_t read_block(const std::string& store_dir, const Digest& digest, AlignedBuf
   if (options.drop_cache) ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
   else if (options.keep_page_cache) drop_pages_not_resident(fd.get(), 0, static_cast<size_t>(file_size), cached_before);
 
-  if (sha256(buf.data(), len) != digest) {
+  const Digest actual = options.marks != nullptr ? sha256_marked(buf.data(), len, options.mark_piece, *options.marks)
+                                                 : sha256(buf.data(), len);
+  if (actual != digest) {
     Error e(ErrorCode::DigestMismatch,
             "block " + to_hex(digest) + " does not match its digest: the block store is corrupt");
     e.path = path;

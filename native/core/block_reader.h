@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/aligned_buffer.h"
 #include "core/block_format.h"
@@ -20,6 +21,10 @@ struct BlockReadOptions {
   // Apply reads each block once: drop the pages this read brought into the cache, keep the ones
   // that were cached before it (io/page_cache.h).
   bool keep_page_cache = false;
+  // When set, the verification also fills it with the hash's marks every `mark_piece` bytes
+  // (sha256_marked in core/digest.h): a granule file for free.
+  std::vector<Digest>* marks = nullptr;
+  size_t mark_piece = 0;
 };
 
 // Checks an open block file against what version 1 fixes (decode_block_header), the digest it

@@ -1,7 +1,12 @@
 #include "core/digest.h"
 
+// The marks need SHA-256's running state, which only the SHA256_CTX interface shows; OpenSSL 3
+// deprecates it but keeps it, with the same block function (SHA-NI) behind it as EVP's.
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/evp.h>
+#include <openssl/sha.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace blocksnap {
@@ -19,7 +24,60 @@ const EVP_MD* sha256_md() {
   return md;
 }
 
+void put_state(const SHA256_CTX& c, Digest& out) {
+  for (size_t w = 0; w < 8; ++w) {
+    out[4 * w] = static_cast<uint8_t>(c.h[w] >> 24);
+    out[4 * w + 1] = static_cast<uint8_t>(c.h[w] >> 16);
+    out[4 * w + 2] = static_cast<uint8_t>(c.h[w] >> 8);
+    out[4 * w + 3] = static_cast<uint8_t>(c.h[w]);
+  }
+}
+
+void check(int ok, const char* what) {
+  if (ok != 1) throw std::runtime_error(std::string(what) + "(SHA-256) failed");
+}
+
 }  // namespace
+
+Digest sha256_marked(const uint8_t* data, size_t len, size_t piece, std::vector<Digest>& marks) {
+  if (piece == 0 || piece % SHA256_CBLOCK != 0) throw std::invalid_argument("sha256_marked: piece must be a multiple of 64");
+  marks.clear();
+  marks.reserve((len + piece - 1) / piece);
+  SHA256_CTX c;
+  check(SHA256_Init(&c), "SHA256_Init");
+  for (size_t at = 0; at < len; at += piece) {
+    const size_t n = std::min(piece, len - at);
+    check(SHA256_Update(&c, data + at, n), "SHA256_Update");
+    marks.emplace_back();
+    if (at + n < len) put_state(c, marks.back());
+  }
+  Digest out;
+  check(SHA256_Final(out.data(), &c), "SHA256_Final");
+  if (marks.empty()) marks.emplace_back();
+  marks.back() = out;
+  return out;
+}
+
+bool sha256_piece_matches(const Digest* from, uint64_t offset, const uint8_t* data, size_t len, const Digest& to, bool last) {
+  if (offset % SHA256_CBLOCK != 0 || (offset == 0) != (from == nullptr)) return false;
+  SHA256_CTX c;
+  check(SHA256_Init(&c), "SHA256_Init");
+  if (from != nullptr) {
+    for (size_t w = 0; w < 8; ++w)
+      c.h[w] = static_cast<SHA_LONG>((*from)[4 * w]) << 24 | static_cast<SHA_LONG>((*from)[4 * w + 1]) << 16 |
+               static_cast<SHA_LONG>((*from)[4 * w + 2]) << 8 | static_cast<SHA_LONG>((*from)[4 * w + 3]);
+    // The message length in bits so far, which the final padding encodes.
+    const uint64_t bits = offset * 8;
+    c.Nl = static_cast<SHA_LONG>(bits);
+    c.Nh = static_cast<SHA_LONG>(bits >> 32);
+  }
+  check(SHA256_Update(&c, data, len), "SHA256_Update");
+  Digest reached;
+  if (last) check(SHA256_Final(reached.data(), &c), "SHA256_Final");
+  else if (len % SHA256_CBLOCK != 0) return false;  // a piece before the last is whole 64-byte blocks
+  else put_state(c, reached);
+  return reached == to;
+}
 
 Digest sha256(const void* data, size_t len) {
   Digest out;

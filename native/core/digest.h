@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 struct evp_md_ctx_st;  // OpenSSL's EVP_MD_CTX
 
@@ -33,6 +34,20 @@ class Sha256 {
  private:
   ::evp_md_ctx_st* ctx_;
 };
+
+// SHA-256 of data[0, len) that also reports how far the hash had got after each `piece` bytes
+// (a multiple of 64, SHA-256's block): `marks` gets one entry per piece (the last may be short),
+// the running state after that piece (eight big-endian 32-bit words, before any padding) and, for
+// the last piece, the digest itself, which is also returned. What a granule file stores
+// (core/granule_file.h): any one piece can then be checked without hashing the others. Costs the
+// same as sha256(): the states are the values the hash computes anyway.
+Digest sha256_marked(const uint8_t* data, size_t len, size_t piece, std::vector<Digest>& marks);
+
+// Checks one piece against the marks above: whether data[0, len), found at `offset` (a multiple
+// of 64) of the message, hashes from the mark before it (`from`; null for the first piece) to
+// `to`, the running state after it, or, when `last`, the message's digest. A SHA-256 compression
+// from a known state: as hard to fool as the digest itself.
+bool sha256_piece_matches(const Digest* from, uint64_t offset, const uint8_t* data, size_t len, const Digest& to, bool last);
 
 // Stands for ZERO in digest arrays; SHA-256 never yields it in practice.
 inline bool is_zero_digest(const Digest& d) noexcept {

@@ -10,6 +10,7 @@
 #include "core/block_writer.h"
 #include "core/digest.h"
 #include "core/error.h"
+#include "core/granule_file.h"
 #include "core/hash_in_place.h"
 #include "core/write_behind.h"
 #include "core/zero_detect.h"
@@ -51,7 +52,7 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
   if (p.write_blocks) writer.emplace(p.store_dir);
   // Stores new blocks while the scan threads read and hash on (core/write_behind.h).
   std::optional<WriteBehind> behind;
-  if (writer) behind.emplace(*writer, p.block_size, kStoreWriters, kStoreDepth);
+  if (writer) behind.emplace(*writer, p.block_size, kStoreWriters, kStoreDepth, p.granule_dir);
 
   const unsigned threads = effective_threads(p.threads, result.block_count);
   // Each thread starts the read-ahead of its next block; the first block of each starts here, so
@@ -63,6 +64,7 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
   ParallelRun run(control, result.block_count);
   run.run(threads, [&](ParallelRun& job) {
     AlignedBuffer buf(p.block_size);
+    std::vector<Digest> marks;
     uint64_t i;
     while (job.next(i)) {
       const uint64_t offset = i * p.block_size;
@@ -101,11 +103,12 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
           control.add_done(len);
           continue;
         }
-        const Digest digest = sha256(buf.data(), len);
+        const Digest digest = behind && behind->wants_marks() ? sha256_marked(buf.data(), len, kGranuleSize, marks)
+                                                              : sha256(buf.data(), len);
         std::memcpy(out, digest.data(), kDigestSize);
         const bool same_as_parent =
             i < parent_count && std::memcmp(p.parent_digests.data() + i * kDigestSize, out, kDigestSize) == 0;
-        if (behind && !same_as_parent) buf = behind->submit(std::move(buf), digest, len, i);
+        if (behind && !same_as_parent) buf = behind->submit(std::move(buf), digest, len, i, std::move(marks));
         control.add_done(len);
       } catch (Error& e) {
         if (!e.block_index) e.block_index = i;

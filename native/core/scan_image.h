@@ -21,6 +21,7 @@ struct ScanParams {
   std::string image_path;
   ImageFormat format = ImageFormat::Raw;  // how to read the guest content of image_path
   std::string store_dir;
+  std::string granule_dir;  // where to write the granule file of each block stored; empty: none
   uint64_t block_size = 0;
   std::vector<uint8_t> parent_digests;  // parent block count × 32; may be empty
   bool write_blocks = true;

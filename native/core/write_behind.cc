@@ -1,10 +1,12 @@
 #include "core/write_behind.h"
 
 #include "core/error.h"
+#include "core/granule_file.h"
 
 namespace blocksnap {
 
-WriteBehind::WriteBehind(BlockWriter& writer, size_t block_size, unsigned writers, unsigned depth) : writer_(writer) {
+WriteBehind::WriteBehind(BlockWriter& writer, size_t block_size, unsigned writers, unsigned depth, std::string granule_dir)
+    : writer_(writer), granule_dir_(std::move(granule_dir)), wants_marks_(!granule_dir_.empty() && block_size > kGranuleSize) {
   free_.reserve(depth);
   for (unsigned i = 0; i < depth; ++i) free_.emplace_back(block_size);
   threads_.reserve(writers);
@@ -36,10 +38,11 @@ void WriteBehind::rethrow_failure_locked() {
   if (failure_) std::rethrow_exception(failure_);
 }
 
-AlignedBuffer WriteBehind::submit(AlignedBuffer buf, const Digest& digest, size_t len, uint64_t block_index) {
+AlignedBuffer WriteBehind::submit(AlignedBuffer buf, const Digest& digest, size_t len, uint64_t block_index,
+                                  std::vector<Digest> marks) {
   std::unique_lock lock(mutex_);
   rethrow_failure_locked();
-  queue_.push_back(Item{std::move(buf), digest, len, block_index});
+  queue_.push_back(Item{std::move(buf), digest, len, block_index, std::move(marks)});
   work_cv_.notify_one();
   free_cv_.wait(lock, [this] { return !free_.empty() || failure_; });
   rethrow_failure_locked();
@@ -69,6 +72,8 @@ void WriteBehind::writer_loop() {
     std::exception_ptr failed;
     try {
       written = writer_.put(item.digest, item.buf.data(), item.len);
+      if (written && !item.marks.empty())
+        store_granule_file(granule_dir_, GranuleDigests{item.digest, item.len, std::move(item.marks)});
     } catch (Error& e) {
       if (!e.block_index) e.block_index = item.block_index;
       failed = std::current_exception();

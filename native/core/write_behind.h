@@ -8,6 +8,11 @@
 // size, and at most `depth` blocks are ever stored-but-not-yet-durable. The buffer handed over is
 // the one that was hashed, so the stored bytes are exactly the hashed bytes.
 //
+// With a granule dir, a block that put() created also gets its granule file from the marks its
+// hash left (core/granule_file.h), best effort and without fsync like every granule file: the scan
+// pays one small file per new block and no extra hashing, and the first copy-on-write clone of
+// the snapshot then verifies 64 KiB per first touch instead of 4 MiB.
+//
 // drain() must return before BlockWriter::sync() and before the snapshot is committed. A failure
 // of any write fails the scan: submit() and drain() rethrow the first one, tagged with its block.
 #pragma once
@@ -17,6 +22,7 @@
 #include <deque>
 #include <exception>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -28,15 +34,19 @@ namespace blocksnap {
 
 class WriteBehind {
  public:
-  WriteBehind(BlockWriter& writer, size_t block_size, unsigned writers, unsigned depth);
+  WriteBehind(BlockWriter& writer, size_t block_size, unsigned writers, unsigned depth, std::string granule_dir = {});
   // Stops the writers after the block each is storing; blocks still queued are dropped (the scan
   // failed or was cancelled, so nothing will reference them).
   ~WriteBehind();
   WriteBehind(const WriteBehind&) = delete;
   WriteBehind& operator=(const WriteBehind&) = delete;
 
+  // Whether submit() wants the marks of each block (a granule dir, and blocks of more than one granule).
+  bool wants_marks() const noexcept { return wants_marks_; }
+
   // Queues buf[0, len) to be stored under `digest` and returns a free buffer of block size.
-  AlignedBuffer submit(AlignedBuffer buf, const Digest& digest, size_t len, uint64_t block_index);
+  // `marks`: sha256_marked's, by granule, when wants_marks(); otherwise empty.
+  AlignedBuffer submit(AlignedBuffer buf, const Digest& digest, size_t len, uint64_t block_index, std::vector<Digest> marks = {});
 
   // Waits until every queued block is stored. Throws the first failure.
   void drain();
@@ -50,12 +60,15 @@ class WriteBehind {
     Digest digest;
     size_t len;
     uint64_t block_index;
+    std::vector<Digest> marks;
   };
 
   void writer_loop();
   void rethrow_failure_locked();
 
   BlockWriter& writer_;
+  const std::string granule_dir_;
+  const bool wants_marks_;
   std::mutex mutex_;
   std::condition_variable work_cv_;  // an item was queued, or stop
   std::condition_variable free_cv_;  // a buffer came back, or a failure

@@ -1,4 +1,7 @@
+#include <algorithm>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "core/digest.h"
 #include "tests/harness.h"
@@ -34,4 +37,49 @@ TEST(zero_digest_is_recognised) {
   Digest d{};
   d[31] = 1;
   CHECK(!is_zero_digest(d));
+}
+
+TEST(digest_marked_equals_the_plain_digest_for_any_length) {
+  std::vector<uint8_t> data(5 * 128 + 77);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i * 131 + 7);
+  std::vector<Digest> marks;
+  for (size_t len : {size_t{1}, size_t{64}, size_t{128}, size_t{129}, data.size()}) {
+    const Digest d = sha256_marked(data.data(), len, 128, marks);
+    CHECK(d == sha256(data.data(), len));
+    CHECK_EQ(marks.size(), (len + 127) / 128);
+    CHECK(marks.back() == d);
+  }
+}
+
+TEST(digest_each_piece_checks_against_its_marks_alone) {
+  std::vector<uint8_t> data(4 * 192 + 10);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i ^ (i >> 3));
+  std::vector<Digest> marks;
+  sha256_marked(data.data(), data.size(), 192, marks);
+  REQUIRE(marks.size() == 5);
+  for (size_t k = 0; k < marks.size(); ++k) {
+    const size_t len = std::min<size_t>(192, data.size() - k * 192);
+    const bool last = k + 1 == marks.size();
+    CHECK(sha256_piece_matches(k == 0 ? nullptr : &marks[k - 1], k * 192, data.data() + k * 192, len, marks[k], last));
+    // One flipped bit, the piece checked from the wrong mark, or the last piece at the wrong
+    // offset (which changes the length its padding encodes): refused.
+    auto bad = std::vector<uint8_t>(data.begin() + k * 192, data.begin() + k * 192 + len);
+    bad[len / 2] ^= 0x10;
+    CHECK(!sha256_piece_matches(k == 0 ? nullptr : &marks[k - 1], k * 192, bad.data(), len, marks[k], last));
+    if (k > 0) CHECK(!sha256_piece_matches(nullptr, k * 192, data.data() + k * 192, len, marks[k], last));
+    if (k > 1) CHECK(!sha256_piece_matches(&marks[k - 2], k * 192, data.data() + k * 192, len, marks[k], last));
+    if (last) CHECK(!sha256_piece_matches(&marks[k - 1], k * 192 + 64, data.data() + k * 192, len, marks[k], last));
+  }
+}
+
+TEST(digest_marked_refuses_a_piece_that_is_not_whole_hash_blocks) {
+  std::vector<Digest> marks;
+  const uint8_t byte = 1;
+  bool threw = false;
+  try {
+    sha256_marked(&byte, 1, 100, marks);
+  } catch (const std::invalid_argument&) {
+    threw = true;
+  }
+  CHECK(threw);
 }

@@ -8,8 +8,8 @@
 #include "tests/base_snapshot.h"
 #include "tests/harness.h"
 #include "tests/temp_dir.h"
+#include "core/granule_file.h"
 #include "volume/cow_volume.h"
-#include "volume/granule_file.h"
 
 using namespace blocksnap;
 using namespace testing_support;
@@ -38,7 +38,8 @@ struct Store {
   std::string blocks = dir / "blocks";
   std::string granules = dir / "granules";
 
-  Store() : digests(scan_base(dir, content, kBlock)) {}
+  explicit Store(bool scan_writes_granules = false)
+      : digests(scan_base(dir, content, kBlock, scan_writes_granules ? dir / "granules" : std::string())) {}
 
   // A fresh volume over the base with one writable layer, as a new clone of it is.
   std::unique_ptr<CowVolume> clone(const std::string& name) const {
@@ -68,17 +69,20 @@ std::vector<uint8_t> read_all(const CowVolume& v) {
 
 TEST(granule_file_round_trips_and_rejects_any_damage) {
   const auto payload = pattern(3 * kG + 100, 5);
-  const Digest block = sha256(payload.data(), payload.size());
-  const GranuleDigests g = compute_granule_digests(block, payload.data(), payload.size());
-  REQUIRE(g.granules.size() == 4);
-  CHECK(g.granules[3] == sha256(payload.data() + 3 * kG, 100));
+  GranuleDigests g;
+  const Digest block = sha256_marked(payload.data(), payload.size(), kG, g.marks);
+  g.block = block;
+  g.raw_length = payload.size();
+  REQUIRE(g.marks.size() == 4);
+  CHECK(g.marks[3] == block);
+  for (uint64_t k = 0; k < 4; ++k) CHECK(granule_matches(g, k, payload.data() + k * kG, k == 3 ? 100 : kG));
   const auto bytes = encode_granule_file(g);
   CHECK_EQ(bytes.size(), granule_file_size(4));
 
   GranuleDigests out;
   std::string why;
   CHECK(decode_granule_file(bytes.data(), bytes.size(), block, payload.size(), out, why));
-  CHECK(out.granules == g.granules);
+  CHECK(out.marks == g.marks);
   // Every single flipped byte, anywhere in the file, is caught.
   for (size_t at = 0; at < bytes.size(); ++at) {
     auto bad = bytes;
@@ -98,6 +102,44 @@ TEST(granule_file_round_trips_and_rejects_any_damage) {
   why.clear();
   CHECK(!decode_granule_file(bytes.data(), bytes.size(), other, payload.size(), out, why));
   CHECK_EQ(why, std::string("describes another block"));
+}
+
+TEST(granule_file_whose_marks_end_in_another_digest_is_refused) {
+  const auto payload = pattern(2 * kG, 6);
+  GranuleDigests g;
+  g.block = sha256_marked(payload.data(), payload.size(), kG, g.marks);
+  g.raw_length = payload.size();
+  g.marks.back()[5] ^= 1;  // a file that names the block but whose chain ends elsewhere
+  const auto bytes = encode_granule_file(g);
+  GranuleDigests out;
+  std::string why;
+  CHECK(!decode_granule_file(bytes.data(), bytes.size(), g.block, payload.size(), out, why));
+  CHECK_EQ(why, std::string("marks end elsewhere"));
+}
+
+TEST(granule_files_are_written_by_the_scan_that_stores_the_blocks) {
+  Store s(true);
+  for (uint64_t i = 0; i < 4; ++i) CHECK(exists(s.granule_path(i)));
+  // So the very first clone of the snapshot copies up 64 KiB per first touch, not 4 MiB.
+  auto first = s.clone("first");
+  const auto bytes = pattern(4096, 9);
+  first->write(kBlock + 5 * kG + 8192, bytes.data(), bytes.size(), false);
+  CHECK_EQ(first->store_bytes_read(), kG);
+  CHECK(read_all(*first) == s.expected_with(kBlock + 5 * kG + 8192, bytes));
+}
+
+TEST(granule_files_are_not_written_for_blocks_a_scan_does_not_store) {
+  TempDir dir;
+  const auto content = pattern(2 * kBlock, 4);
+  const auto parent = scan_base(dir, content, kBlock);  // stored, without granule files
+  const std::string img = dir / "base.img";
+  JobControl control;
+  ScanParams p{.image_path = img, .store_dir = dir / "blocks", .granule_dir = dir / "granules", .block_size = kBlock,
+               .parent_digests = parent, .threads = 1};
+  const ScanResult again = scan_image(p, control, nullptr);
+  CHECK(again.digests == parent);
+  CHECK_EQ(again.blocks_written, uint64_t{0});
+  CHECK(!exists(dir / "granules"));
 }
 
 TEST(granule_file_is_written_after_a_whole_block_verification_and_spares_the_next_clone) {

@@ -83,9 +83,9 @@ std::shared_ptr<const GranuleDigests> BlockFileCache::granules(const Digest& d, 
   return g;
 }
 
-void BlockFileCache::record_granules(const Digest& d, const uint8_t* payload, uint64_t raw_length) {
+void BlockFileCache::record_granules(const Digest& d, uint64_t raw_length, std::vector<Digest> marks) {
   if (granule_dir_.empty() || !record_granules_) return;
-  auto g = std::make_shared<const GranuleDigests>(compute_granule_digests(d, payload, raw_length));
+  auto g = std::make_shared<const GranuleDigests>(GranuleDigests{d, raw_length, std::move(marks)});
   store_granule_file(granule_dir_, *g);
   std::lock_guard lock(mutex_);
   insert(granules_, d, std::move(g), kMaxFiles);
@@ -186,6 +186,7 @@ uint64_t BaseView::read_in_block(uint64_t i, uint64_t x, size_t len, uint8_t* ou
   if (!verified(i) && !granules_verified(i, x, len)) {
     std::shared_ptr<const GranuleDigests> granules;
     std::shared_ptr<const AlignedBuffer> verified_whole;
+    std::vector<Digest> marks;
     {
       // One verification (or granule file load) per block even when several readers arrive at
       // once (a 4 MiB block read as four 1 MiB requests): the others wait and then find the
@@ -199,6 +200,10 @@ uint64_t BaseView::read_in_block(uint64_t i, uint64_t x, size_t len, uint8_t* ou
           auto payload = std::make_shared<AlignedBuffer>();
           BlockReadOptions options;
           options.expected_length = block_len;
+          if (granule_words_ != 0 && cache_->records_granules()) {
+            options.marks = &marks;
+            options.mark_piece = kGranuleSize;
+          }
           read_block(cache_->store_dir(), d, *payload, options);
           std::memcpy(out, payload->data() + x, len);
           cache_->put_payload(d, payload);
@@ -207,10 +212,10 @@ uint64_t BaseView::read_in_block(uint64_t i, uint64_t x, size_t len, uint8_t* ou
         }
       }
     }
-    // Outside the lock, so that readers waiting for this block go on meanwhile: recording the
-    // granules, and hashing granules (two readers hashing the same one both get it right).
+    // Outside the lock, so that readers waiting for this block go on meanwhile: writing the
+    // granule file (its marks came with the verification), and hashing granules (two readers hashing the same one both get it right).
     if (verified_whole) {
-      if (granule_words_ != 0) cache_->record_granules(d, verified_whole->data(), block_length(i));
+      if (!marks.empty()) cache_->record_granules(d, block_length(i), std::move(marks));
       return block_length(i);
     }
     if (granules) return read_granules(i, d, *granules, x, len, out);
@@ -259,7 +264,7 @@ uint64_t BaseView::read_granules(uint64_t i, const Digest& d, const GranuleDiges
     thread_local AlignedBuffer bounce(kGranuleSize);
     uint8_t* buf = whole ? dst : bounce.data();
     read_exact(buf, g_len, g_begin);
-    if (sha256(buf, g_len) != g.granules[k]) {
+    if (!granule_matches(g, k, buf, g_len)) {
       Error e(ErrorCode::DigestMismatch, "block " + to_hex(d) + " does not match its digest: granule " + std::to_string(k) +
                                              " (bytes " + std::to_string(g_begin) + "+" + std::to_string(g_len) +
                                              ") differs from when the block was verified; the block store is corrupt");

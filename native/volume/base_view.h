@@ -9,13 +9,14 @@
 // hashing every time. A small cache of verified payloads (BlockFileCache) means the read or
 // copy-up that triggered a verification does not read the block a second time.
 //
-// Granules: where the store has a valid granule file for a block (volume/granule_file.h: the
-// SHA-256 of each 64 KiB, recorded from a payload that had just been verified whole), a first
-// touch reads and hashes only the granules it covers and compares each with its recorded digest;
-// a mismatch is DigestMismatch as for a whole block. Verified granules are remembered like
-// verified blocks (a block whose granules are all verified counts as verified). Without a valid
-// file the whole block is verified as above and, when the cache records granules, the file is
-// written from that verified payload, so the next volume over the same block pays 64 KiB.
+// Granules: where the store has a valid granule file for a block (core/granule_file.h: the marks
+// of the block's SHA-256 after each 64 KiB, written by the snapshot scan that stored the block or
+// by an earlier whole-block verification), a first touch reads and hashes only the granules it
+// covers and checks each against its marks; a mismatch is DigestMismatch as for a whole block.
+// Verified granules are remembered like verified blocks (a block whose granules are all verified
+// counts as verified). Without a valid file the whole block is verified as above and, when the
+// cache records granules, that same hash yields the marks and the file is written, so the next
+// volume over the same block pays 64 KiB.
 //
 // State: the digests (immutable), the verified bits per block and per granule (atomics, only
 // ever set), a striped lock so that concurrent readers of one unverified block verify it (or load
@@ -34,8 +35,8 @@
 
 #include "core/aligned_buffer.h"
 #include "core/digest.h"
+#include "core/granule_file.h"
 #include "io/unique_fd.h"
-#include "volume/granule_file.h"
 
 namespace blocksnap {
 
@@ -53,9 +54,10 @@ class BlockFileCache {
   // The granule digests of block `d` of `raw_length` bytes, from memory or from a valid granule
   // file; null when there is none (or no granule dir).
   std::shared_ptr<const GranuleDigests> granules(const Digest& d, uint64_t raw_length);
-  // After a whole-block verification of `payload`: keeps its granule digests and writes their
-  // file, when this cache records granules.
-  void record_granules(const Digest& d, const uint8_t* payload, uint64_t raw_length);
+  bool records_granules() const noexcept { return !granule_dir_.empty() && record_granules_; }
+  // After a whole-block verification that yielded `marks`: keeps them and writes their file,
+  // when this cache records granules.
+  void record_granules(const Digest& d, uint64_t raw_length, std::vector<Digest> marks);
 
   void count_read(uint64_t bytes) noexcept { bytes_read_.fetch_add(bytes, std::memory_order_relaxed); }
   uint64_t bytes_read() const noexcept { return bytes_read_.load(std::memory_order_relaxed); }

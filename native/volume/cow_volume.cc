@@ -34,12 +34,13 @@ void check_range(uint64_t offset, uint64_t len, uint64_t size) {
 
 CowVolume::CowVolume(const VolumeSpec& spec)
     : store_dir_(spec.store_dir),
+      granule_dir_(spec.granule_dir),
       block_size_(spec.block_size),
       size_(spec.size_bytes),
       writable_(spec.writable),
-      // Only volumes that take writes record granule files: recording hashes a verified block a
-      // second time, which a read-only export, read once front to back, would pay for nothing
-      // (docs/design.md, "Copy-on-write disks"); every volume uses the files it finds.
+      // Only volumes that take writes record granule files (a read-only export leaves the store
+      // as it found it); every volume uses the files it finds, which snapshot scans write for
+      // the blocks they store (docs/design.md, "Copy-on-write disks").
       cache_(std::make_shared<BlockFileCache>(spec.store_dir, spec.granule_dir, spec.writable)) {
   if (!is_valid_block_size(block_size_)) invalid("invalid block size");
   if (writable_ && spec.layers.empty()) invalid("a writable volume needs at least one layer");

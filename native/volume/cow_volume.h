@@ -33,7 +33,7 @@ namespace blocksnap {
 
 struct VolumeSpec {
   std::string store_dir;
-  // <data-dir>/granules (volume/granule_file.h); empty: every first touch verifies a whole block.
+  // <data-dir>/granules (core/granule_file.h); empty: every first touch verifies a whole block.
   std::string granule_dir;
   uint64_t block_size = 0;
   uint64_t size_bytes = 0;
@@ -73,6 +73,7 @@ class CowVolume {
   void close();
 
   const std::string& store_dir() const noexcept { return store_dir_; }
+  const std::string& granule_dir() const noexcept { return granule_dir_; }
   uint64_t block_size() const noexcept { return block_size_; }
   // Bytes read from block files since the volume opened (whole blocks verified, granules
   // verified, in-place reads), whoever read them: reads, copy-ups, scans, flattens.
@@ -91,6 +92,7 @@ class CowVolume {
   std::mutex& granule_lock(uint64_t g) { return granule_locks_[g % granule_locks_.size()]; }
 
   const std::string store_dir_;
+  const std::string granule_dir_;
   const uint64_t block_size_;
   const uint64_t size_;
   const bool writable_;

@@ -8,6 +8,7 @@
 #include "core/block_writer.h"
 #include "core/digest.h"
 #include "core/error.h"
+#include "core/granule_file.h"
 #include "core/write_behind.h"
 #include "core/zero_detect.h"
 
@@ -33,12 +34,13 @@ ScanBlocksResult scan_volume_blocks(const VolumeSource& source, const ScanBlocks
   result.digests.assign(p.blocks.size() * kDigestSize, 0);
   control.set_total(p.blocks.size());
   BlockWriter writer(p.store_dir);
-  WriteBehind behind(writer, p.block_size, kStoreWriters, kStoreDepth);
+  WriteBehind behind(writer, p.block_size, kStoreWriters, kStoreDepth, p.granule_dir);
   std::atomic<uint64_t> bytes_read{0}, zero_blocks{0};
 
   ParallelRun run(control, p.blocks.size());
   run.run(effective_threads(p.threads, p.blocks.size()), [&](ParallelRun& job) {
     AlignedBuffer buf(p.block_size);
+    std::vector<Digest> marks;
     uint64_t k;
     while (job.next(k)) {
       const uint64_t i = p.blocks[k];
@@ -50,9 +52,10 @@ ScanBlocksResult scan_volume_blocks(const VolumeSource& source, const ScanBlocks
         if (got.zero || is_all_zero(buf.data(), len)) {
           zero_blocks.fetch_add(1, std::memory_order_relaxed);
         } else {
-          const Digest digest = sha256(buf.data(), len);
+          const Digest digest =
+              behind.wants_marks() ? sha256_marked(buf.data(), len, kGranuleSize, marks) : sha256(buf.data(), len);
           std::memcpy(result.digests.data() + k * kDigestSize, digest.data(), kDigestSize);
-          if (digest != base.digest(i)) buf = behind.submit(std::move(buf), digest, len, i);
+          if (digest != base.digest(i)) buf = behind.submit(std::move(buf), digest, len, i, std::move(marks));
         }
         control.add_done(1);
       } catch (Error& e) {

@@ -13,6 +13,7 @@ namespace blocksnap {
 
 struct ScanBlocksParams {
   std::string store_dir;
+  std::string granule_dir;  // where to write the granule file of each block stored; empty: none
   uint64_t block_size = 0;
   std::vector<uint32_t> blocks;  // block indexes to read
   unsigned threads = 0;          // 0 = one per core

@@ -45,6 +45,7 @@ Napi::Value scan_image(const Napi::CallbackInfo& info) {
     else if (format != "raw") o.invalid("format", "must be 'raw' or 'qcow2'");
   }
   p.store_dir = o.string("storeDir");
+  if (o.has("granuleDir")) p.granule_dir = o.string("granuleDir");
   p.block_size = o.integer("blockSize");
   if (!is_valid_block_size(p.block_size)) o.invalid("blockSize", "must be a power of two from 64 KiB to 64 MiB");
   p.parent_digests = o.bytes("parentDigests", false);

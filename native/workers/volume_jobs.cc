@@ -98,6 +98,7 @@ Napi::Value start_scan_blocks(const Napi::CallbackInfo& info, const std::shared_
   auto a = blocks.As<Napi::Uint32Array>();
   ScanBlocksParams p;
   p.store_dir = volume->store_dir();
+  p.granule_dir = volume->granule_dir();
   p.block_size = volume->block_size();
   p.blocks.assign(a.Data(), a.Data() + a.ElementLength());
   p.threads = o.threads();

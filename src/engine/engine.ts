@@ -212,6 +212,7 @@ export class Engine extends EventEmitter {
     this.closing = true;
     this.exports.stopAll();
     await this.jobs.shutdown();
+    await this.offsite.replication.settleReleases(); // ended replications' leases, deleted after their result
     await this.volumes.closeAll();
     if (this.sweeping) await this.sweeping;
     await this.catalog.close();
@@ -362,7 +363,7 @@ export class Engine extends EventEmitter {
       const parent = snap.parentId ? this.catalog.getSnapshot(snap.parentId) : undefined;
       const parentView = parent ? readView(this.catalog, parent) : null;
       const scan = await scanImage({
-        imagePath: path, format, storeDir: this.store.dir, blockSize: this.blockSize,
+        imagePath: path, format, storeDir: this.store.dir, granuleDir: this.store.granuleDir, blockSize: this.blockSize,
         ...(parentView ? { parentDigests: parentView } : {}),
         ...(this.threads ? { threads: this.threads } : {}),
         onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,

@@ -24,6 +24,11 @@ export interface ScanOptions {
   format?: 'raw' | 'qcow2';
   /** `<data-dir>/blocks`; must exist. Fanout directories and `tmp/` are created on demand. */
   storeDir: string;
+  /**
+   * `<data-dir>/granules`: each block this scan stores also gets its granule file there (from the
+   * same hash, best effort, no fsync; store/granule-format.ts). Absent: no granule files.
+   */
+  granuleDir?: string;
   /** Power of two, 64 KiB..64 MiB (isValidBlockSize). */
   blockSize: number;
   /**
@@ -151,6 +156,7 @@ export async function scanImage(o: ScanOptions): Promise<ScanResult> {
   requireObject(o, 'options');
   requirePath(o.imagePath, 'imagePath');
   requirePath(o.storeDir, 'storeDir');
+  if (o.granuleDir !== undefined) requirePath(o.granuleDir, 'granuleDir');
   requireBlockSize(o.blockSize);
   if (o.parentDigests !== undefined) requireDigestList(o.parentDigests, 'parentDigests');
   if (o.writeBlocks !== undefined && typeof o.writeBlocks !== 'boolean') {
@@ -162,6 +168,7 @@ export async function scanImage(o: ScanOptions): Promise<ScanResult> {
       imagePath: o.imagePath,
       format: o.format,
       storeDir: o.storeDir,
+      granuleDir: o.granuleDir,
       blockSize: o.blockSize,
       parentDigests: o.parentDigests,
       writeBlocks: o.writeBlocks,

@@ -3,8 +3,9 @@
  * (format.ts). Writing blocks is the native scanner's job; this class owns the layout, the
  * sweeping of freed blocks and the listing gc needs. It holds no state besides the directories.
  *
- * Beside it, `<data-dir>/granules/` caches per-64 KiB digests of blocks that copy-on-write
- * volumes verified (granule-format.ts); they are written natively. A block's granule file goes
+ * Beside it, `<data-dir>/granules/` caches the per-64 KiB hash marks of stored blocks, which
+ * copy-on-write volumes check small reads against (granule-format.ts); they are written natively,
+ * by the scan that stores a block or by a volume that verified a block whole. A block's granule file goes
  * with the block, unlinked first, so an interrupted sweep never leaves one without its block.
  */
 import { existsSync, mkdirSync } from 'node:fs';

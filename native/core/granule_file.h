@@ -1,23 +1,33 @@
-// Granule digests: the SHA-256 of each 64 KiB granule of a stored block, kept beside the store in
-// <data-dir>/granules/<hex[0..3]>/<hex> so that a copy-on-write volume can verify the few
-// granules a small read or copy-up touches instead of the whole block (volume/base_view.h).
+// Granule marks: how far the SHA-256 of a stored block had got after each 64 KiB granule, kept
+// beside the store in <data-dir>/granules/<hex[0..3]>/<hex> so that a copy-on-write volume can
+// verify the few granules a small read or copy-up touches instead of the whole block
+// (volume/base_view.h). Granule k is checked by hashing it from mark k-1 (the initial state for
+// k = 0) and comparing with mark k; the last mark is the block's digest itself, so the chain ends
+// in the name (sha256_piece_matches in core/digest.h).
 //
-// A cache, never a source of truth: a file is written only from a payload that had just been
-// verified against the block's content digest, and only ever describes that content (the name is
-// the content digest, so a block stored again later has the same granules). Written to tmp/ and
-// renamed, without fsync: a lost file costs one more whole-block verification, and a torn or
-// damaged one fails its trailing checksum and is ignored and rewritten.
+// The marks are the states the block's own hash passes through, so whoever hashes a block gets
+// them for nothing: a snapshot scan writes the file of every block it stores, and a writable
+// volume writes it when it verifies a whole block that has none.
 //
-// Format (frozen, version 1; src/store/granule-format.ts knows only where the files are), little-endian:
+// A cache, never a source of truth: a file is written only from a payload whose digest was just
+// computed or verified, and only ever describes that content (the name is the content digest, so
+// a block stored again later has the same marks). Written to tmp/ and renamed, without fsync: a
+// lost file costs one more whole-block verification, and a torn or damaged one fails its trailing
+// checksum and is ignored and rewritten.
+//
+// Format (frozen, version 2; version 1 stored independent per-granule SHA-256s and is ignored;
+// src/store/granule-format.ts knows only where the files are), little-endian:
 //   0   8  magic "BSNAPGRN"
-//   8   2  format version (1)
+//   8   2  format version (2)
 //   10  2  flags (0)
 //   12  4  header size (64)
 //   16  4  granule size (65536)
 //   20  4  granule count (ceil(raw length / granule size))
 //   24  8  raw length of the block
 //   32  32 the block's content digest (SHA-256 of the whole block, as its file name)
-//   64  count × 32  SHA-256 of each granule, in order (the last granule may be short)
+//   64  count × 32  the mark after each granule, in order: SHA-256's running state (eight
+//                   big-endian words, no padding) and, for the last granule (which may be
+//                   short), the block's digest
 //   ..  32 SHA-256 of every byte before it
 #pragma once
 
@@ -33,7 +43,7 @@
 namespace blocksnap {
 
 inline constexpr char kGranuleMagic[8] = {'B', 'S', 'N', 'A', 'P', 'G', 'R', 'N'};
-inline constexpr uint16_t kGranuleFileVersion = 1;
+inline constexpr uint16_t kGranuleFileVersion = 2;
 inline constexpr uint32_t kGranuleHeaderSize = 64;
 inline constexpr uint32_t kGranuleSize = 64 * 1024;
 inline constexpr char kGranuleDirName[] = "granules";
@@ -53,16 +63,16 @@ inline constexpr size_t granule_file_size(uint64_t count) { return kGranuleHeade
 struct GranuleDigests {
   Digest block{};
   uint64_t raw_length = 0;
-  std::vector<Digest> granules;  // granule_count(raw_length)
+  std::vector<Digest> marks;  // granule_count(raw_length); the last is `block`
 };
 
-// The granule digests of a payload that was verified against `block`.
-GranuleDigests compute_granule_digests(const Digest& block, const uint8_t* payload, uint64_t raw_length);
+// Whether bytes [k × granule size, + len) of the block, granule k whole, are what `g` describes.
+bool granule_matches(const GranuleDigests& g, uint64_t k, const uint8_t* data, size_t len);
 
 std::vector<uint8_t> encode_granule_file(const GranuleDigests& g);
 
 // Checks everything: sizes, magic, version, flags, granule size, that it describes `block` of
-// `raw_length` bytes, and the trailing checksum. On failure returns false and says why.
+// `raw_length` bytes (its last mark included), and the trailing checksum. On failure returns false and says why.
 bool decode_granule_file(const uint8_t* data, size_t len, const Digest& block, uint64_t raw_length, GranuleDigests& out,
                          std::string& why);
 

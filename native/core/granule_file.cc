@@ -1,4 +1,4 @@
-#include "volume/granule_file.h"
+#include "core/granule_file.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -27,28 +27,24 @@ bool make_dir(const std::string& path) { return ::mkdir(path.c_str(), 0700) == 0
 
 }  // namespace
 
-GranuleDigests compute_granule_digests(const Digest& block, const uint8_t* payload, uint64_t raw_length) {
-  GranuleDigests g;
-  g.block = block;
-  g.raw_length = raw_length;
-  g.granules.reserve(granule_count(raw_length));
-  for (uint64_t at = 0; at < raw_length; at += kGranuleSize)
-    g.granules.push_back(sha256(payload + at, static_cast<size_t>(std::min<uint64_t>(kGranuleSize, raw_length - at))));
-  return g;
+bool granule_matches(const GranuleDigests& g, uint64_t k, const uint8_t* data, size_t len) {
+  const uint64_t count = g.marks.size();
+  if (k >= count) return false;
+  return sha256_piece_matches(k == 0 ? nullptr : &g.marks[k - 1], k * kGranuleSize, data, len, g.marks[k], k + 1 == count);
 }
 
 std::vector<uint8_t> encode_granule_file(const GranuleDigests& g) {
-  std::vector<uint8_t> out(granule_file_size(g.granules.size()));
+  std::vector<uint8_t> out(granule_file_size(g.marks.size()));
   uint8_t* p = out.data();
   std::memcpy(p, kGranuleMagic, sizeof kGranuleMagic);
   put_le<uint16_t>(p + kGranuleVersionOffset, kGranuleFileVersion);
   put_le<uint16_t>(p + kGranuleFlagsOffset, 0);
   put_le<uint32_t>(p + kGranuleHeaderSizeOffset, kGranuleHeaderSize);
   put_le<uint32_t>(p + kGranuleSizeOffset, kGranuleSize);
-  put_le<uint32_t>(p + kGranuleCountOffset, static_cast<uint32_t>(g.granules.size()));
+  put_le<uint32_t>(p + kGranuleCountOffset, static_cast<uint32_t>(g.marks.size()));
   put_le<uint64_t>(p + kGranuleRawLengthOffset, g.raw_length);
   std::memcpy(p + kGranuleBlockDigestOffset, g.block.data(), kDigestSize);
-  for (size_t k = 0; k < g.granules.size(); ++k) std::memcpy(p + kGranuleHeaderSize + k * kDigestSize, g.granules[k].data(), kDigestSize);
+  for (size_t k = 0; k < g.marks.size(); ++k) std::memcpy(p + kGranuleHeaderSize + k * kDigestSize, g.marks[k].data(), kDigestSize);
   const size_t body = out.size() - kDigestSize;
   const Digest sum = sha256(p, body);
   std::memcpy(p + body, sum.data(), kDigestSize);
@@ -58,6 +54,10 @@ std::vector<uint8_t> encode_granule_file(const GranuleDigests& g) {
 bool decode_granule_file(const uint8_t* p, size_t len, const Digest& block, uint64_t raw_length, GranuleDigests& out,
                          std::string& why) {
   const uint64_t count = granule_count(raw_length);
+  if (count == 0) {
+    why = "no block is empty";
+    return false;
+  }
   if (len != granule_file_size(count)) {
     why = "size " + std::to_string(len) + ", expected " + std::to_string(granule_file_size(count));
     return false;
@@ -76,11 +76,12 @@ bool decode_granule_file(const uint8_t* p, size_t len, const Digest& block, uint
   else if (get_le<uint32_t>(p + kGranuleCountOffset) != count) why = "wrong granule count";
   else if (get_le<uint64_t>(p + kGranuleRawLengthOffset) != raw_length) why = "wrong raw length";
   else if (std::memcmp(p + kGranuleBlockDigestOffset, block.data(), kDigestSize) != 0) why = "describes another block";
+  else if (std::memcmp(p + kGranuleHeaderSize + (count - 1) * kDigestSize, block.data(), kDigestSize) != 0) why = "marks end elsewhere";
   if (!why.empty()) return false;
   out.block = block;
   out.raw_length = raw_length;
-  out.granules.resize(count);
-  for (size_t k = 0; k < count; ++k) std::memcpy(out.granules[k].data(), p + kGranuleHeaderSize + k * kDigestSize, kDigestSize);
+  out.marks.resize(count);
+  for (size_t k = 0; k < count; ++k) std::memcpy(out.marks[k].data(), p + kGranuleHeaderSize + k * kDigestSize, kDigestSize);
   return true;
 }
 
