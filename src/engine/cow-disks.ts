@@ -65,9 +65,11 @@ export class CowDisks {
 
   /** Steps (1) to (3) above; returns the committed snapshot record. */
   async snapshot(disk: DiskRecord, snap: SnapshotRecord, ctl: JobControl): Promise<SnapshotRecord> {
+    const t0 = performance.now();
     const { open, release } = await this.x.volumes.acquire(disk.id);
     try {
       const { frozen, at } = await this.x.volumes.freeze(open, disk.id);
+      const tFrozen = performance.now();
       const releaseStore = await this.x.storeLock.acquireShared();
       try {
         const cow = this.x.catalog.getDisk(disk.id)!.cow!;
@@ -79,6 +81,7 @@ export class CowDisks {
           // Progress in bytes, as every snapshot job reports it (the volume counts blocks).
           onProgress: (d, t) => ctl.progress(d * this.x.blockSize, t * this.x.blockSize), signal: ctl.signal,
         });
+        const tScanned = performance.now();
         blocks.forEach((b, i) => scan.digests.copy(digests, b * DIGEST_SIZE, i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE));
         const dropped = cow.layers.slice(0, frozen);
         const done = this.x.catalog.txn(() => {
@@ -103,7 +106,11 @@ export class CowDisks {
         });
         open.volume.rebase(digests, frozen);
         this.x.volumes.unlinkLayers(disk.id, dropped);
-        this.x.log.info({ snapshotId: snap.id, diskId: disk.id, dirtyBlocks: blocks.length, bytesRead: scan.bytesRead, newBytes: done.newBytes }, 'point-in-time snapshot available');
+        const ms = (a: number, b: number): number => Math.round(b - a);
+        this.x.log.info({
+          snapshotId: snap.id, diskId: disk.id, dirtyBlocks: blocks.length, bytesRead: scan.bytesRead, newBytes: done.newBytes,
+          instantMs: ms(t0, tFrozen), scanMs: ms(tFrozen, tScanned), commitMs: ms(tScanned, performance.now()),
+        }, 'point-in-time snapshot available');
         return done;
       } finally {
         releaseStore();
