@@ -105,7 +105,7 @@ export class CowDisks {
           return available;
         });
         open.volume.rebase(digests, frozen);
-        this.x.volumes.unlinkLayers(disk.id, dropped);
+        this.x.volumes.dropLayers(disk.id, dropped);
         const ms = (a: number, b: number): number => Math.round(b - a);
         this.x.log.info({
           snapshotId: snap.id, diskId: disk.id, dirtyBlocks: blocks.length, bytesRead: scan.bytesRead, newBytes: done.newBytes,
@@ -152,7 +152,7 @@ export class CowDisks {
           this.x.catalog.putDisk({ ...cur, headSnapshotId: target.id, cow: { ...cur.cow!, baseSnapshotId: target.id, layers: cur.cow!.layers.slice(frozen) } });
         });
         open.volume.rebase(view, frozen);
-        this.x.volumes.unlinkLayers(disk.id, old);
+        this.x.volumes.dropLayers(disk.id, old);
       } finally {
         reopen();
       }

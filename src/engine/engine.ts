@@ -744,6 +744,7 @@ export class Engine extends EventEmitter {
   /** Resolves once any sweep in flight has finished (tests and shutdown). */
   async idle(): Promise<void> {
     while (this.sweeping) await this.sweeping;
+    await this.volumes.idle();
   }
 
   // ---------------------------------------------------------------- jobs

@@ -52,6 +52,22 @@ t.test('clone --cow is a new disk of format cow over the snapshot, reading exact
   await t.rejects(engine.cloneCow('base', 'c'), { code: 'NameTaken' });
 });
 
+t.test('the layers a snapshot or rollback of a COW disk folds in are removed once the engine is idle', async (t) => {
+  const { engine } = await origin(t);
+  const d = await engine.cloneCow('base', 'c');
+  const b = await served(engine, 'c');
+  await b.write!(BS, pattern('w', 4096), true);
+  const files = (): string[] => readdirSync(d.path).sort();
+  const layerFiles = (): string[] => engine.getDisk('c').cow!.layers.flatMap((l) => [`${l}.data`, `${l}.map`]).sort();
+  const s1 = await snapshot(engine, 'c', 'one');
+  await engine.idle();
+  t.same(files(), layerFiles(), 'after the snapshot: only the listed layer');
+  await b.write!(2 * BS, pattern('x', 4096), true);
+  await finished(engine, engine.startRollback('c', s1.id, { force: true }));
+  await engine.idle();
+  t.same(files(), layerFiles(), 'after the rollback: only the listed layer');
+});
+
 t.test('a snapshot of a written COW disk holds the writes, is point-in-time, and becomes the base', async (t) => {
   const { engine, images, base, content } = await origin(t);
   await engine.cloneCow('base', 'c');
