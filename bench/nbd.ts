@@ -76,7 +76,7 @@ export async function runNbd(scale: number, runs: number, log: (s: string) => vo
     // The first pass over a fresh export verifies every block (read + SHA-256 of 4 MiB each):
     // shown apart, so that one run (the default run's) does not report it as the steady state.
     s.add(seq, 'blocksnap export, first pass, 1 run', 'ours', await repeat(1, async () => ({ seconds: timed('nbdcopy', [exp.uri, 'null:']) })),
-      { logicalBytes: size, limit: { tool: 'qemu-nbd (raw file)' }, note: 'a fresh export: each 4 MiB block verified (SHA-256) on first touch' });
+      { logicalBytes: size, limit: { tool: 'qemu-nbd (raw file)' }, note: 'a fresh export: each granule checked against its block\'s granule file on first touch' });
     const ours = s.add(seq, 'blocksnap export', 'ours', await repeat(runs, async () => ({ seconds: timed('nbdcopy', [exp.uri, 'null:']) })),
       { logicalBytes: size, limit: { tool: 'qemu-nbd (raw file)' }, note: 'later passes on the same export: verified blocks read in place' });
     const count = Math.max(1, Math.floor(size / STRIDE));
