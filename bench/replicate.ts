@@ -198,7 +198,7 @@ export const replicateQuestion: Question = {
         } catch (err) {
           s.missing('1% incremental', 'rbd export-diff \\| rbd import-diff', `failed: ${(err as Error).message.split('\n')[0]}`);
         }
-        s.note(`Throughput counts the bytes uploaded. Raw PUT uses the same SDK settings (path style, checksums when required) and ${CONCURRENCY} requests in flight; the SDK hashes each of its bodies for the signature and it reads nothing. blocksnap reads each block from the store, finds out what the remote has (a listing, or HEADs) and hashes nothing: each PUT is signed with the block's digest and radosgw checks the body against it. The incremental adds the writer lease (PUT, LIST, DELETE), a HEAD of the snapshot's and its parent's manifests and the manifest PUT.`);
+        s.note(`Throughput counts the bytes uploaded. Raw PUT uses the same SDK settings (path style, checksums when required) and ${CONCURRENCY} requests in flight; the SDK hashes each of its bodies for the signature and it reads nothing. blocksnap reads each block from the store, finds out what the remote has (a listing, or HEADs) and hashes nothing: each PUT is signed with the block's digest and radosgw checks the body against it. The incremental adds the writer lease (its PUT and LIST run beside the block uploads, its DELETE after the result), a HEAD of each changed block before and again under the lease, HEADs of the snapshot's and its parent's manifests, and the manifest PUT.`);
         s.note(`Ratios: ${ratioText(fr.ratio)} (full) and ${ratioText(ir.ratio)} (incremental) of the raw PUT time.`);
       });
     } finally {

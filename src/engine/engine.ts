@@ -35,6 +35,7 @@ import { removeSnapshot } from './remove-snapshot';
 import { snapshotProgress } from './progress';
 import { withTags, withoutTags } from './tags';
 import { Offsite } from './offsite';
+import type { ReplicationOptions } from './replication';
 import { Exports } from './exports';
 import { CowVolumes } from './cow-volumes';
 import { CowDisks } from './cow-disks';
@@ -63,6 +64,8 @@ export interface EngineOptions {
   /** The time snapshots and policies are stamped with (tests move it; default: the system clock). */
   now?: () => Date;
   logger?: EngineLogger;
+  /** How remotes' object stores are opened and lease timing (tests observe and hold back requests; default: S3). */
+  replication?: ReplicationOptions;
 }
 
 const DESCRIPTION_MAX = 1024;
@@ -97,6 +100,7 @@ export class Engine extends EventEmitter {
     private readonly lock: DataDirLock,
     private readonly threads: number | undefined,
     private readonly log: EngineLogger,
+    replication: ReplicationOptions = {},
   ) {
     super();
     this.jobs = new JobRunner(catalog, this);
@@ -117,7 +121,7 @@ export class Engine extends EventEmitter {
         this.catalog.txn(() => { for (const d of digests) this.catalog.markFree(d); });
         this.scheduleSweep();
       },
-    });
+    }, replication);
     this.volumes = new CowVolumes({ catalog, dataDir, storeDir: store.dir, granuleDir: store.granuleDir, blockSize: catalog.blockSize, log });
     this.exports = new Exports({
       catalog, storeDir: store.dir, granuleDir: store.granuleDir, blockSize: catalog.blockSize, log, volumes: this.volumes,
@@ -164,7 +168,7 @@ export class Engine extends EventEmitter {
     try {
       catalog = Catalog.open(dataDir, blockSize);
       const store = new BlockStore(dataDir);
-      const engine = new Engine(dataDir, roots, catalog, store, lock, o.threads, o.logger ?? silent);
+      const engine = new Engine(dataDir, roots, catalog, store, lock, o.threads, o.logger ?? silent, o.replication);
       engine.quota = resolveQuota(o.snapshotQuota);
       if (o.now) engine.clock = o.now;
       await engine.recover();

@@ -11,7 +11,10 @@
  *   PUTs for its changed blocks only, and a rerun after a crash skips what the first run uploaded
  *   (content addressing makes every upload idempotent). Blocks leave the store unhashed: each PUT
  *   is signed with the block's digest as its payload hash, and the storage refuses a body that
- *   does not match it (putBlock).
+ *   does not match it (putBlock). An incremental's few changed blocks go up while the writer
+ *   lease is being taken and are asked about again once it is held (uploadBlocks); the lease is
+ *   deleted after the job's result, in the background (releaseLater: the state this object
+ *   holds, awaited by gc and close()).
  * restore: manifest → a new raw file, every block verified against its digest before writing; or
  *   a new qcow2 file, written by the native writer from blocks staged (verified) in the store.
  * import: manifest → the local store (missing blocks only) and catalog (import-commit.ts).
@@ -53,6 +56,8 @@ import type { Job } from './types';
 
 export const DEFAULT_CONCURRENCY = 4;
 export const MAX_CONCURRENCY = 64;
+/** Block reads from the store at once during an upload (loadBlock). */
+const READS_AT_ONCE = 2;
 /** Unreferenced remote blocks younger than this survive a gc (clock skew, writers that predate leases). */
 export const DEFAULT_GC_GRACE_SECONDS = 3600;
 
@@ -86,14 +91,16 @@ interface UploadRun {
   res: ReplicateResult;
   /** Digests known to be on the remote: named by a manifest there, or uploaded/found by this job. */
   present: Set<string>;
-  /** Counts a block's bytes as done (once per digest). */
-  credit: (hex: string, len: number) => void;
+  /** Counts blocks' bytes as done (once per digest), in one progress report. */
+  credit: (blocks: Iterable<readonly [string, number]>) => void;
   /** The store's block size: every snapshot's. */
   blockSize: number;
   /** Block buffers whose upload has finished, for the next reads. */
   buffers: Buffer[];
   /** Reads started while the lease was being taken, by digest. */
   prefetched: Map<string, Promise<LoadedBlock>>;
+  /** Block reads in progress, and those waiting for their turn (loadBlock). */
+  reads: { active: number; waiting: Array<() => void> };
 }
 
 interface SnapshotPlan {
@@ -109,6 +116,8 @@ export class Replication {
   readonly remotes: RemoteRegistry;
   private readonly leaseTiming: LeaseTiming;
   private readonly openStoreFn: (remote: RemoteConfig, onRetry: () => void) => ObjectStore;
+  /** Deletions of the writer leases of ended replications (releaseLater). */
+  private readonly releasing = new Set<Promise<void>>();
 
   constructor(private readonly x: OffsiteInternals, o: ReplicationOptions = {}) {
     this.remotes = new RemoteRegistry(x.catalog);
@@ -240,13 +249,15 @@ export class Replication {
     setMaxListeners(2 * concurrency + LIST_MIN_BLOCKS, ctl.signal);
     const run: UploadRun = {
       store, remote, concurrency, ctl, res, present: new Set(), credit: () => undefined, blockSize: this.x.catalog.blockSize, buffers: [], prefetched: new Map(),
+      reads: { active: 0, waiting: [] },
     };
-    let lease: Lease | null = null;
+    // Taking the lease stops with the job: a lease that is only half taken when the job fails
+    // is deleted in the background like any other (releaseLater).
+    const leaseAbort = new AbortController();
+    let leasing: Promise<Lease> | null = null;
+    /** The uploads of a small incremental started before the lease is held (uploadBlocks). */
+    let early: Promise<void> | null = null;
     try {
-      const leasing = Lease.writer(store, remote.prefix, this.remotes.hostId, ctl.job.id, {
-        timing: this.leaseTiming, keepJobs: this.runningJobIds(), signal: ctl.signal,
-      });
-      leasing.catch(() => undefined); // awaited below, after the local work
       // Progress counts the distinct block bytes of every view to replicate.
       const views = new Map<string, Buffer>();
       let total = 0;
@@ -259,25 +270,42 @@ export class Replication {
       let done = 0;
       ctl.progress(0, total);
       const credited = new Set<string>();
-      run.credit = (hex, len) => {
-        if (credited.has(hex)) return;
-        credited.add(hex);
-        done += len;
-        ctl.progress(done, total);
+      // A progress report reaches every client connection: one per round, not one per block.
+      run.credit = (blocks) => {
+        const before = done;
+        for (const [hex, len] of blocks) {
+          if (credited.has(hex)) continue;
+          credited.add(hex);
+          done += len;
+        }
+        if (done !== before) ctl.progress(done, total);
       };
-      // One snapshot (the usual manual run): while the lease is being taken (two round trips), its
-      // first blocks likely to go up are read; reading is local, only asking the remote must wait.
+      // One snapshot (the usual manual run): the lease costs two round trips, PUT then LIST, and
+      // the first blocks likely to go up are read meanwhile (reading is local; started first, as
+      // the store's blocks are usually not cached). An incremental's few changed blocks even go
+      // up meanwhile, each asked about again once the lease is held (docs/design.md "Remote gc",
+      // rule 2); otherwise the remote is asked only under the lease.
       const plans = new Map<string, SnapshotPlan>();
-      if (snaps.length === 1) {
-        const plan = this.plan(snaps[0]!, views.get(snaps[0]!.id)!, res, run.present);
-        plans.set(snaps[0]!.id, plan);
-        for (const [hex] of plan.unsure.slice(0, 2 * concurrency)) {
+      const single = snaps.length === 1 ? this.plan(snaps[0]!, views.get(snaps[0]!.id)!, res, run.present) : null;
+      if (single) {
+        plans.set(snaps[0]!.id, single);
+        for (const [hex] of single.unsure.slice(0, 2 * concurrency)) {
           const p = loadBlock(run, this.x.store.dir, hex);
           p.catch(() => undefined); // used, or dropped, by uploadBlocks
           run.prefetched.set(hex, p);
         }
       }
-      lease = await leasing;
+      const taking = Lease.writer(store, remote.prefix, this.remotes.hostId, ctl.job.id, {
+        timing: this.leaseTiming, keepJobs: this.runningJobIds(), signal: AbortSignal.any([ctl.signal, leaseAbort.signal]),
+      });
+      leasing = taking;
+      taking.catch(() => undefined); // awaited below
+      if (single?.askParent && single.unsure.length < LIST_MIN_BLOCKS) {
+        early = this.uploadBlocks(run, single.unsure, taking);
+        early.catch(() => undefined); // awaited below with the manifest questions
+      }
+      // A failed early upload (a damaged block) ends the job without waiting for the lease.
+      const lease = await (early ? Promise.race([taking, early.then(() => taking)]) : taking);
       // Several snapshots (a disk, a policy run): most of the older ones are usually there
       // already, so all but the newest are asked about first, at once, one HEAD each.
       const there = new Map<string, boolean>();
@@ -294,20 +322,24 @@ export class Replication {
         const [mine, parentDigests] = there.get(s.id) === true ? [true, null] : await settleAll([
           there.has(s.id) ? Promise.resolve(false) : store.head(key, ctl.signal).then((o) => o !== null),
           plan.askParent ? this.parentOnRemote(store, remote, s, plan.parent, ctl.signal) : Promise.resolve(null),
-          this.uploadBlocks(run, plan.unsure),
+          early ?? this.uploadBlocks(run, plan.unsure),
         ] as const);
         if (mine) {
           res.alreadyPresent.push(s.id);
-          for (const [hex, len] of plan.digests) { run.present.add(hex); run.credit(hex, len); }
+          for (const hex of plan.digests.keys()) run.present.add(hex);
+          run.credit(plan.digests);
           continue;
         }
         for (const hex of parentDigests ?? []) run.present.add(hex);
         // What is still in doubt: blocks shared with a parent whose manifest is not there.
         const rest: Array<[string, number]> = [];
+        const known: Array<[string, number]> = [];
         for (const [hex, len] of plan.digests) {
           if (plan.unsureSet.has(hex)) continue; // counted by uploadBlocks
-          if (run.present.has(hex)) { res.skippedBlocks++; run.credit(hex, len); } else rest.push([hex, len]);
+          (run.present.has(hex) ? known : rest).push([hex, len]);
         }
+        res.skippedBlocks += known.length;
+        run.credit(known);
         await this.uploadBlocks(run, rest);
         // The manifest is the commit point: only now, and only while our lease is certainly live.
         lease.assertHeld();
@@ -328,9 +360,33 @@ export class Replication {
       ctl.progress(total, total);
       return res;
     } finally {
-      await lease?.release();
-      store.close();
+      leaseAbort.abort();
+      await early?.catch(() => undefined); // nothing of the job keeps running after its end
+      this.releaseLater(leasing, store);
     }
+  }
+
+  /**
+   * Deletes a replication's writer lease after its job has ended, without holding up the job's
+   * result: once the manifest is written the lease protects nothing, and a lease that is never
+   * deleted expires on its own (docs/design.md "Remote gc"). A gc of this daemon and close() wait
+   * for these deletions (settleReleases), so that neither finds a lease about to disappear.
+   */
+  private releaseLater(leasing: Promise<Lease> | null, store: ObjectStore): void {
+    if (leasing === null) {
+      store.close();
+      return;
+    }
+    const p: Promise<void> = leasing.then((l) => l.release(), () => undefined).finally(() => {
+      store.close();
+      this.releasing.delete(p);
+    });
+    this.releasing.add(p);
+  }
+
+  /** Resolves once the writer leases of every ended replication are deleted (or given up on: they expire). */
+  async settleReleases(): Promise<void> {
+    while (this.releasing.size > 0) await Promise.all([...this.releasing]);
   }
 
   /**
@@ -351,32 +407,53 @@ export class Replication {
    * first (block-presence.ts); otherwise, and for what the listing did not reach, a HEAD per block.
    * Each slot finds out about and reads its next block while its current one uploads, so the
    * PUTs run back to back.
+   *
+   * `leasing`: the writer lease is still being taken. What a HEAD says now may be undone by a gc
+   * that was sweeping before our lease existed, even for a block just uploaded (a gc that listed
+   * it earlier, old, may delete it after our PUT); so once the lease is held each block is asked
+   * about again and sent again if it is gone. From then on no gc sweeps until the lease is gone.
    */
-  private async uploadBlocks(run: UploadRun, blocks: Array<[string, number]>): Promise<void> {
+  private async uploadBlocks(run: UploadRun, blocks: Array<[string, number]>, leasing?: Promise<Lease>): Promise<void> {
     const { store, remote, ctl, res } = run;
     if (blocks.length === 0) return;
+    let held = leasing === undefined;
+    leasing?.then(() => { held = true; }, () => undefined);
     const listed = blocks.length >= LIST_MIN_BLOCKS ? await listBlockPresence(store, remote.prefix, blocks.map(([hex]) => hex), ctl.signal) : null;
-    await runPipelined(blocks, run.concurrency, async ([hex]): Promise<LoadedBlock | null> => {
+    await runPipelined(blocks, run.concurrency, async ([hex]): Promise<{ block: LoadedBlock | null; underLease: boolean }> => {
+      const underLease = held;
       const early = run.prefetched.get(hex);
       run.prefetched.delete(hex);
       const there = listed?.present.has(hex) === true
         || (!(listed?.absent.has(hex) ?? false) && (await store.head(blockKey(remote.prefix, hex), ctl.signal)) !== null);
-      if (!there) return early ?? loadBlock(run, this.x.store.dir, hex);
+      if (!there) return { block: await (early ?? loadBlock(run, this.x.store.dir, hex)), underLease };
       const unused = early ? await early.catch(() => null) : null;
       if (unused) run.buffers.push(unused.buf);
-      return null;
-    }, async ([hex, len], block) => {
+      return { block: null, underLease };
+    }, async ([hex, len], { block, underLease }) => {
+      let sent = false;
       if (block !== null) {
-        await this.putBlock(store, remote, hex, block.data, ctl.signal);
-        res.uploadedBlocks++;
-        res.uploadedBytes += block.data.length;
-        run.buffers.push(block.buf); // the PUT has returned, so its body was sent
-      } else {
-        res.skippedBlocks++;
+        await this.sendBlock(run, hex, block);
+        sent = true;
       }
+      if (!underLease) {
+        await leasing;
+        if ((await store.head(blockKey(remote.prefix, hex), ctl.signal)) === null) {
+          await this.sendBlock(run, hex, await loadBlock(run, this.x.store.dir, hex));
+          sent = true;
+        }
+      }
+      if (!sent) res.skippedBlocks++;
       run.present.add(hex);
-      run.credit(hex, len);
+      run.credit([[hex, len]]);
     }, ctl.signal);
+  }
+
+  /** PUTs one block read for upload and gives its buffer back to the run (the PUT has returned, so its body was sent). */
+  private async sendBlock(run: UploadRun, hex: string, block: LoadedBlock): Promise<void> {
+    await this.putBlock(run.store, run.remote, hex, block.data, run.ctl.signal);
+    run.res.uploadedBlocks++;
+    run.res.uploadedBytes += block.data.length;
+    run.buffers.push(block.buf);
   }
 
   /** The distinct digests of `s`'s parent's view, or null when the parent is gone or unusable here. */
@@ -595,6 +672,9 @@ export class Replication {
     const started = Date.now();
     let lease: Lease | null = null;
     try {
+      // A replication of this daemon that has just ended may still be deleting its lease: gc
+      // would find it live and wait a poll period for it.
+      await this.settleReleases();
       lease = await Lease.gc(store, remote.prefix, this.remotes.hostId, ctl.job.id, {
         timing: this.leaseTiming, signal: ctl.signal,
         onWait: (w) => this.x.log.info({ remote: remote.name, writers: w.map((l) => `${l.host}/${l.jobId}`) }, 'remote gc waits for replications to finish'),
@@ -718,10 +798,24 @@ async function fetchBlock(store: ObjectStore, prefix: string, hex: string, lengt
   return data;
 }
 
-/** Reads one block for upload into a spare buffer of the run (header checked, not hashed: see putBlock). */
+/**
+ * Reads one block for upload into a spare buffer of the run (header checked, not hashed: see
+ * putBlock). At most READS_AT_ONCE reads run, the others wait in order: the store's blocks are
+ * rarely cached, and many reads at once from one disk make the first block wait for all of them,
+ * where a few deliver it sooner and its upload starts that much earlier (a disk reads faster than
+ * the uploads go, so later blocks are still read ahead of their turn).
+ */
 async function loadBlock(run: UploadRun, storeDir: string, hex: string): Promise<LoadedBlock> {
-  const buf = run.buffers.pop() ?? Buffer.allocUnsafeSlow(BLOCK_HEADER_SIZE + run.blockSize);
-  return { buf, data: await readBlockUnhashed(storeDir, hex, buf) };
+  const { reads } = run;
+  if (reads.active < READS_AT_ONCE) reads.active++;
+  else await new Promise<void>((resolve) => reads.waiting.push(resolve)); // the ending read hands its turn on
+  try {
+    const buf = run.buffers.pop() ?? Buffer.allocUnsafeSlow(BLOCK_HEADER_SIZE + run.blockSize);
+    return { buf, data: await readBlockUnhashed(storeDir, hex, buf) };
+  } finally {
+    const next = reads.waiting.shift();
+    if (next) next(); else reads.active--;
+  }
 }
 
 /**
