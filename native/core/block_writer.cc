@@ -40,8 +40,8 @@ std::string random_suffix() {
 
 }  // namespace
 
-BlockWriter::BlockWriter(std::string store_dir)
-    : store_dir_(std::move(store_dir)), tmp_dir_(tmp_dir_path(store_dir_)) {}
+BlockWriter::BlockWriter(std::string store_dir, uint64_t keep_cached_bytes)
+    : store_dir_(std::move(store_dir)), keep_cached_bytes_(keep_cached_bytes), tmp_dir_(tmp_dir_path(store_dir_)) {}
 
 bool BlockWriter::put(const Digest& digest, const uint8_t* data, size_t len) {
   const std::string path = block_file_path(store_dir_, digest);
@@ -90,8 +90,10 @@ std::string BlockWriter::write_temp(const Digest& digest, const uint8_t* data, s
     write_at(fd.get(), header, sizeof header, 0, tmp);
     write_at(fd.get(), data, len, kBlockHeaderSize, tmp);
     fsync_file(fd.get(), tmp);
-    // The pages are clean now and nobody reads a block back soon: keep the page cache for the VMs.
-    ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
+    // The pages are clean now: past the first few blocks, keep the page cache for the VMs.
+    const uint64_t size = kBlockHeaderSize + len;
+    if (kept_cached_bytes_.fetch_add(size, std::memory_order_relaxed) + size > keep_cached_bytes_)
+      ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
   } catch (...) {
     ::unlink(tmp.c_str());
     throw;

@@ -7,6 +7,11 @@
 // several at a time, and must return before any snapshot referencing these blocks is committed.
 // Deferring the directory fsyncs to sync() keeps them off the path of each block: a first
 // snapshot into an empty store creates a fanout directory for nearly every block.
+//
+// Page cache: the first `keep_cached_bytes` a writer stores stay cached, every later block is
+// dropped once durable. A small incremental's few new blocks are what a replication started right
+// after it reads (a policy with --replicate-to); a big snapshot still leaves the host's page
+// cache to the VMs, but for those first bytes.
 #pragma once
 
 #include <array>
@@ -21,7 +26,8 @@ namespace blocksnap {
 
 class BlockWriter {
  public:
-  explicit BlockWriter(std::string store_dir);
+  static constexpr uint64_t kDefaultKeepCachedBytes = 64ull << 20;
+  explicit BlockWriter(std::string store_dir, uint64_t keep_cached_bytes = kDefaultKeepCachedBytes);
 
   // Stores `len` bytes whose SHA-256 is `digest`, unless a block file of the right size is
   // already there. Returns true when this call created (or repaired) the file.
@@ -39,6 +45,8 @@ class BlockWriter {
   void make_dir(const std::string& dir);
 
   std::string store_dir_;
+  const uint64_t keep_cached_bytes_;
+  std::atomic<uint64_t> kept_cached_bytes_{0};
   std::string tmp_dir_;
   std::array<std::atomic<bool>, kFanoutCount> touched_{};
   std::atomic<bool> store_dir_touched_{false};  // a fanout or the tmp directory was created

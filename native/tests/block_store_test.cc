@@ -1,5 +1,7 @@
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstring>
 
@@ -7,6 +9,7 @@
 #include "core/block_reader.h"
 #include "core/block_writer.h"
 #include "core/store_layout.h"
+#include "io/page_cache.h"
 #include "tests/harness.h"
 #include "tests/temp_dir.h"
 
@@ -155,4 +158,26 @@ TEST(block_writer_sync_after_many_new_fanout_directories_leaves_every_block_read
     AlignedBuffer buf;
     CHECK_EQ(read_block(dir.path(), sha256(b.data(), b.size()), buf), b.size());
   }
+}
+
+TEST(block_writer_keeps_the_first_bytes_it_stores_cached_and_drops_the_rest) {
+  TempDir dir;
+  constexpr size_t kLen = 1024 * 1024;
+  BlockWriter writer(dir.path(), kLen + kLen / 2);  // room for the first block only
+  const auto resident = [&](const Digest& d) {
+    const int fd = ::open(block_file_path(dir.path(), d).c_str(), O_RDONLY | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    const auto pages = resident_pages(fd, 0, kBlockHeaderSize + kLen);
+    ::close(fd);
+    size_t n = 0;
+    for (uint8_t b : pages) n += b & 1;
+    return std::make_pair(n, pages.size());
+  };
+  const auto first = pattern(kLen, 1), second = pattern(kLen, 2);
+  const Digest d1 = sha256(first.data(), kLen), d2 = sha256(second.data(), kLen);
+  REQUIRE(writer.put(d1, first.data(), kLen));
+  REQUIRE(writer.put(d2, second.data(), kLen));
+  const auto [kept, pages] = resident(d1);
+  CHECK_EQ(kept, pages);  // what a replication right after reads
+  CHECK_EQ(resident(d2).first, size_t{0});
 }
