@@ -104,6 +104,10 @@ class BaseView {
   bool zero_block(uint64_t i) const noexcept;
   // True when [offset, offset + len) lies in ZERO blocks only.
   bool all_zero(uint64_t offset, uint64_t len) const noexcept;
+  // Block i wholly verified in this view (or carried over from the previous one).
+  bool block_verified(uint64_t i) const noexcept { return verified(i); }
+  // Whether first touches check granules (a granule dir, blocks of more than one granule).
+  bool uses_granules() const noexcept { return granule_words_ != 0; }
 
   // Fills out[0, len) with the base content at `offset`. Returns the bytes read from the store.
   // Throws BlockMissing / BlockCorrupt / DigestMismatch (with the block index) / IOError.

@@ -1,11 +1,14 @@
 #include "volume/cow_volume.h"
 
+#include <pthread.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
+#include <system_error>
 
 #include "core/aligned_buffer.h"
 #include "core/block_format.h"
@@ -47,6 +50,14 @@ CowVolume::CowVolume(const VolumeSpec& spec)
   base_ = std::make_shared<const BaseView>(cache_, block_size_, size_, spec.base_digests, nullptr);
   for (size_t i = 0; i < spec.layers.size(); ++i)
     layers_.push_back(std::make_shared<CowLayer>(spec.layers[i], size_, writable_ && i + 1 == spec.layers.size()));
+  if (writable_ && spec.background_verify && base_->uses_granules()) {
+    verify_queued_.assign(base_->block_count(), false);
+    try {
+      verifier_ = std::thread([this] { verify_loop(); });
+    } catch (const std::system_error&) {
+      // No thread to be had: snapshots verify what copy-ups left, as without granule files.
+    }
+  }
 }
 
 void CowVolume::check_open() const {
@@ -104,6 +115,7 @@ void CowVolume::write(uint64_t offset, const uint8_t* data, size_t len, bool fua
 }
 
 void CowVolume::write_granule(CowLayer& top, LayerStack below, uint64_t g, uint64_t from, uint64_t to, const uint8_t* bytes) {
+  if (verifier_.joinable()) queue_verify(*base_, g * kCowGranuleSize / block_size_);
   std::lock_guard lock(granule_lock(g));
   if (top.map.test(g)) {  // another write copied it up while this one waited
     write_at(top.data.get(), bytes, to - from, from, top.files.data_path);
@@ -225,7 +237,61 @@ void CowVolume::rebase(std::vector<uint8_t> base_digests, size_t drop_layers) {
   layers_.erase(layers_.begin(), layers_.begin() + static_cast<ptrdiff_t>(drop_layers));
 }
 
+void CowVolume::queue_verify(const BaseView& base, uint64_t i) {
+  if (base.block_verified(i) || base.zero_block(i)) return;
+  {
+    std::lock_guard lock(verify_mutex_);
+    if (verify_stop_ || verify_queued_[i]) return;
+    verify_queued_[i] = true;
+    verify_queue_.push_back(i);
+  }
+  verify_cv_.notify_one();
+}
+
+void CowVolume::verify_loop() {
+  sched_param idle{};
+  ::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &idle);  // best effort
+  AlignedBuffer buf(block_size_);
+  for (;;) {
+    uint64_t i;
+    {
+      std::unique_lock lock(verify_mutex_);
+      verify_cv_.wait(lock, [this] { return verify_stop_ || !verify_queue_.empty(); });
+      if (verify_stop_) return;
+      i = verify_queue_.front();
+      verify_queue_.pop_front();
+      verify_queued_[i] = false;
+    }
+    std::shared_ptr<const BaseView> base;
+    {
+      std::shared_lock lock(stack_mutex_);
+      if (closed_) return;
+      base = base_;
+    }
+    if (i >= base->block_count() || base->block_verified(i) || base->zero_block(i)) continue;
+    try {
+      const uint64_t offset = i * block_size_;
+      base->read(offset, static_cast<size_t>(std::min(block_size_, size_ - offset)), buf.data());
+    } catch (...) {
+      // A damaged or missing block: whoever reads it next gets the error.
+    }
+  }
+}
+
+void CowVolume::stop_verifier() {
+  if (!verifier_.joinable()) return;
+  {
+    std::lock_guard lock(verify_mutex_);
+    verify_stop_ = true;
+  }
+  verify_cv_.notify_all();
+  verifier_.join();
+}
+
+CowVolume::~CowVolume() { stop_verifier(); }
+
 void CowVolume::close() {
+  stop_verifier();
   std::unique_lock lock(stack_mutex_);
   if (closed_) return;
   std::exception_ptr flush_error;

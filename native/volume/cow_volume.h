@@ -13,15 +13,26 @@
 // copy the dirty map pages, fdatasync .data, write the copies, fdatasync .map. After a failed
 // fdatasync the kernel may have dropped dirty pages, so the volume refuses further writes and
 // flushes rather than ever persist a bit for data that may be gone.
+//
+// Background verification: where granule files let a copy-up check only the 64 KiB it reads,
+// the rest of that base block stays unverified, and the next snapshot, which reads every dirty
+// block whole through the base, would verify it then, on its own time. A writable volume with
+// granule files therefore queues each base block a write lands in, and one thread at the idle
+// scheduling class (SCHED_IDLE: only CPU nobody else wants) verifies the queued blocks whole.
+// It holds no lock across a block, takes the base view as it is at each block, swallows errors
+// (the read or scan that needs the block meets them again) and is stopped and joined by close().
 #pragma once
 
 #include <array>
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "formats/block_source.h"
@@ -40,12 +51,18 @@ struct VolumeSpec {
   std::vector<uint8_t> base_digests;  // ceil(size_bytes / block_size) × 32
   std::vector<LayerFiles> layers;     // bottom → top
   bool writable = false;              // the top layer takes writes (needs a layer)
+  // Writable volumes with granule files: verify the blocks writes land in on an idle thread
+  // (see above). Off, the next read or scan of such a block verifies the rest.
+  bool background_verify = false;
 };
 
 class CowVolume {
  public:
   // Opens and validates every layer. Throws InvalidArgument, ImageCorrupt, ImageNotFound, IOError.
   explicit CowVolume(const VolumeSpec& spec);
+  ~CowVolume();
+  CowVolume(const CowVolume&) = delete;
+  CowVolume& operator=(const CowVolume&) = delete;
 
   uint64_t size() const noexcept { return size_; }
   bool writable() const noexcept { return writable_; }
@@ -89,6 +106,11 @@ class CowVolume {
   void write_granule(CowLayer& top, LayerStack below, uint64_t g, uint64_t from, uint64_t to, const uint8_t* bytes);
   void zero_granule(CowLayer& top, uint64_t g, bool may_punch);
   void flush_locked();
+  // Background verification (see the class comment): queues block i of the base when it is
+  // not verified whole yet; the thread verifies what is queued.
+  void queue_verify(const BaseView& base, uint64_t i);
+  void verify_loop();
+  void stop_verifier();
   std::mutex& granule_lock(uint64_t g) { return granule_locks_[g % granule_locks_.size()]; }
 
   const std::string store_dir_;
@@ -106,6 +128,13 @@ class CowVolume {
   std::mutex flush_mutex_;  // one flush at a time; taken after stack_mutex_
   std::atomic<bool> failed_{false};
   std::array<std::mutex, 256> granule_locks_;
+
+  std::mutex verify_mutex_;
+  std::condition_variable verify_cv_;
+  std::deque<uint64_t> verify_queue_;
+  std::vector<bool> verify_queued_;  // by block index, under verify_mutex_
+  bool verify_stop_ = false;
+  std::thread verifier_;  // writable volumes using granule files only
 };
 
 }  // namespace blocksnap

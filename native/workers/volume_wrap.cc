@@ -93,6 +93,7 @@ class VolumeWrap : public Napi::ObjectWrap<VolumeWrap> {
     spec.size_bytes = o.integer("sizeBytes");
     spec.base_digests = o.bytes("baseDigests", true);
     spec.writable = o.boolean("writable", false);
+    spec.background_verify = o.boolean("backgroundVerify", false);
     Napi::Value layers = info[0].As<Napi::Object>().Get("layers");
     if (!layers.IsArray()) throw Napi::TypeError::New(env, "options.layers must be an array");
     Napi::Array a = layers.As<Napi::Array>();

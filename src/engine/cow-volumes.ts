@@ -158,7 +158,7 @@ export class CowVolumes {
     if (!base) throw new BlocksnapError('Internal', `the base snapshot ${cow.baseSnapshotId} of disk ${disk.name} is missing from the catalog`);
     return {
       storeDir: this.x.storeDir, granuleDir: this.x.granuleDir, blockSize: this.x.blockSize, sizeBytes: disk.sizeBytes, baseDigests: readView(this.x.catalog, base),
-      layers: cow.layers.map((l) => this.files(disk.id, l)), writable: true,
+      layers: cow.layers.map((l) => this.files(disk.id, l)), writable: true, backgroundVerify: true,
     };
   }
 

@@ -21,11 +21,17 @@ export interface VolumeSpec {
   /** `<data-dir>/blocks`. */
   storeDir: string;
   /**
-   * `<data-dir>/granules`: per-64 KiB digests of blocks verified before, so that a first touch
+   * `<data-dir>/granules`: the hash marks every 64 KiB of stored blocks, so that a first touch
    * verifies only the granules it needs (docs/design.md, "Copy-on-write disks"). Absent: every
    * first touch of a block verifies the whole block.
    */
   granuleDir?: string;
+  /**
+   * A writable volume with a granule dir verifies the base blocks its writes land in whole, on a
+   * thread at idle priority, so that the next snapshot, which reads them whole, need not.
+   * Default false.
+   */
+  backgroundVerify?: boolean;
   blockSize: number;
   sizeBytes: number;
   /** The base view: ceil(sizeBytes / blockSize) × 32 bytes, ZERO as 32 zero bytes. */
@@ -136,10 +142,12 @@ export class Volume {
     spec.layers.forEach((l, i) => requireLayerFiles(l, `layers[${i}]`));
     if (typeof spec.writable !== 'boolean') invalid('writable', 'a boolean', spec.writable);
     if (spec.writable && spec.layers.length === 0) invalid('layers', 'at least one layer for a writable volume', spec.layers);
+    if (spec.backgroundVerify !== undefined && typeof spec.backgroundVerify !== 'boolean') invalid('backgroundVerify', 'a boolean', spec.backgroundVerify);
     try {
       const native = new (addon().Volume)({
         storeDir: spec.storeDir, granuleDir: spec.granuleDir, blockSize: spec.blockSize, sizeBytes: spec.sizeBytes, baseDigests: spec.baseDigests,
         layers: spec.layers.map((l) => ({ dataPath: l.dataPath, mapPath: l.mapPath })), writable: spec.writable,
+        backgroundVerify: spec.backgroundVerify,
       });
       return new Volume(native, spec.sizeBytes, spec.writable);
     } catch (err) {
