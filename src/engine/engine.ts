@@ -356,6 +356,7 @@ export class Engine extends EventEmitter {
 
   private async runSnapshot(disk: DiskRecord, snap: SnapshotRecord, ctl: JobControl): Promise<Snapshot> {
     if (disk.cow) return this.runCowSnapshot(disk, snap, ctl);
+    const t0 = performance.now();
     const releaseStore = await this.storeLock.acquireShared();
     try {
       const path = this.revalidateDiskPath(disk);
@@ -366,12 +367,14 @@ export class Engine extends EventEmitter {
       const stamp = stampImage(path);
       const parent = snap.parentId ? this.catalog.getSnapshot(snap.parentId) : undefined;
       const parentView = parent ? readView(this.catalog, parent) : null;
+      const tScan = performance.now();
       const scan = await scanImage({
         imagePath: path, format, storeDir: this.store.dir, granuleDir: this.store.granuleDir, blockSize: this.blockSize,
         ...(parentView ? { parentDigests: parentView } : {}),
         ...(this.threads ? { threads: this.threads } : {}),
         onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
       });
+      const tScanned = performance.now();
       const done = this.catalog.txn(() => {
         const cur = this.catalog.getSnapshot(snap.id);
         if (cur?.status !== 'creating') throw new BlocksnapError('Internal', `snapshot ${snap.id} changed state during its job`);
@@ -384,7 +387,11 @@ export class Engine extends EventEmitter {
         this.catalog.putDisk({ ...d, headSnapshotId: snap.id, sizeBytes: scan.sizeBytes });
         return available;
       });
-      this.log.info({ snapshotId: snap.id, diskId: disk.id, changedBlocks: done.changedBlocks, newBytes: done.newBytes, bytesRead: scan.bytesRead }, 'snapshot available');
+      const ms = (a: number, b: number): number => Math.round(b - a);
+      this.log.info({
+        snapshotId: snap.id, diskId: disk.id, changedBlocks: done.changedBlocks, newBytes: done.newBytes, bytesRead: scan.bytesRead,
+        prepareMs: ms(t0, tScan), scanMs: ms(tScan, tScanned), commitMs: ms(tScanned, performance.now()),
+      }, 'snapshot available');
       return this.publicSnapshot(done);
     } catch (err) {
       const e = toBlocksnapError(err);
