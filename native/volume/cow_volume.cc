@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
+#include <chrono>
 #include <system_error>
 
 #include "core/aligned_buffer.h"
@@ -115,7 +116,10 @@ void CowVolume::write(uint64_t offset, const uint8_t* data, size_t len, bool fua
 }
 
 void CowVolume::write_granule(CowLayer& top, LayerStack below, uint64_t g, uint64_t from, uint64_t to, const uint8_t* bytes) {
-  if (verifier_.joinable()) queue_verify(*base_, g * kCowGranuleSize / block_size_);
+  if (verifier_.joinable()) {
+    last_write_ns_.store(std::chrono::steady_clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+    queue_verify(*base_, g * kCowGranuleSize / block_size_);
+  }
   std::lock_guard lock(granule_lock(g));
   if (top.map.test(g)) {  // another write copied it up while this one waited
     write_at(top.data.get(), bytes, to - from, from, top.files.data_path);
@@ -257,6 +261,14 @@ void CowVolume::verify_loop() {
     {
       std::unique_lock lock(verify_mutex_);
       verify_cv_.wait(lock, [this] { return verify_stop_ || !verify_queue_.empty(); });
+      // Only once the writes have paused: a verification reads a whole block from the store,
+      // and the disk is not scheduled by CPU priority.
+      for (;;) {
+        using std::chrono::steady_clock;
+        const auto quiet = steady_clock::now() - steady_clock::time_point(steady_clock::duration(last_write_ns_.load(std::memory_order_relaxed)));
+        if (verify_stop_ || quiet >= kVerifyAfterQuiet) break;
+        verify_cv_.wait_for(lock, kVerifyAfterQuiet - quiet);
+      }
       if (verify_stop_) return;
       i = verify_queue_.front();
       verify_queue_.pop_front();
