@@ -90,12 +90,16 @@ if (ceph) {
   t.test('a replication\'s result comes before its lease is deleted; a gc of the same daemon right after waits for that deletion, not for a poll', async (t) => {
     const { engine, observer, bucket, disk, replicate } = await setup(t, ceph, 'release');
     const s = await snapshot(engine, disk.id);
-    observer.holdLeaseDeletes = gate(1000);
+    // Held until released below, however long the replication itself takes on a loaded machine.
+    let release!: () => void;
+    observer.holdLeaseDeletes = new Promise<void>((resolve) => { release = resolve; });
     await replicate(s.id);
     const leases = (await listKeys(ceph, bucket)).filter((k) => isWriterLease(k.key));
     t.equal(leases.length, 1, 'the result is there while the lease is still being deleted');
 
-    const gc = await finished(engine, engine.offsite.replication.startRemoteGc('off', { graceSeconds: 0 }));
+    const gcJob = engine.offsite.replication.startRemoteGc('off', { graceSeconds: 0 });
+    setTimeout(release, 300); // the gc is waiting for the deletion meanwhile
+    const gc = await finished(engine, gcJob);
     const deleted = observer.events.findIndex((e) => e.startsWith('delete ') && isWriterLease(e.slice('delete '.length)));
     const gcLease = observer.events.findIndex((e) => /^put (.*\/)?leases\/gc\./.test(e));
     t.ok(deleted >= 0 && gcLease > deleted, 'gc took its lease only once the writer lease was gone');
