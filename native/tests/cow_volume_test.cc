@@ -3,10 +3,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <thread>
 
 #include "core/block_format.h"
+#include "core/store_layout.h"
+#include "io/page_cache.h"
 #include "tests/base_snapshot.h"
 #include "tests/harness.h"
 #include "tests/temp_dir.h"
@@ -171,6 +174,59 @@ TEST(cow_concurrent_partial_writes_to_shared_granules_all_land) {
     std::memcpy(expected.data() + p * kPiece, bytes.data(), kPiece);
   }
   CHECK(f.read_all(v) == expected);
+}
+
+namespace {
+
+// Pages of block i's store file in the page cache, and how many it has.
+std::pair<size_t, size_t> cached_pages(const Fixture& f, uint64_t i) {
+  Digest d;
+  std::memcpy(d.data(), &f.digests[i * kDigestSize], kDigestSize);
+  const int fd = ::open(block_file_path(f.dir / "blocks", d).c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  struct stat st{};
+  REQUIRE(::fstat(fd, &st) == 0);
+  const auto pages = resident_pages(fd, 0, static_cast<size_t>(st.st_size));
+  ::close(fd);
+  size_t n = 0;
+  for (uint8_t b : pages) n += b & 1;
+  return {n, pages.size()};
+}
+
+void drop_cached(const Fixture& f, uint64_t i) {
+  Digest d;
+  std::memcpy(d.data(), &f.digests[i * kDigestSize], kDigestSize);
+  const int fd = ::open(block_file_path(f.dir / "blocks", d).c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);  // clean pages: the store fsynced them
+  ::close(fd);
+}
+
+}  // namespace
+
+// A snapshot's scan asks for the base blocks it will read ahead of reading them; blocks the
+// layers cover whole need none.
+TEST(cow_source_prefetches_only_base_blocks_a_read_will_need) {
+  Fixture f;
+  CowVolume v(f.spec(true));
+  const auto whole = pattern(kBlock, 21), small = pattern(4096, 22);
+  v.write(0, whole.data(), whole.size(), false);           // block 0: every granule in the top
+  v.write(kBlock + kG, small.data(), small.size(), false);  // block 1: one granule copied up
+  v.flush();
+  drop_cached(f, 0);
+  drop_cached(f, 1);
+  REQUIRE(cached_pages(f, 1).first < cached_pages(f, 1).second);
+
+  const auto source = v.source(1);
+  source->prefetch_base(0);
+  source->prefetch_base(1);
+  source->prefetch_base(2);  // ZERO in the base: no file
+  // WILLNEED only queues the reads.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (cached_pages(f, 1).first < cached_pages(f, 1).second && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  CHECK_EQ(cached_pages(f, 1).first, cached_pages(f, 1).second);
+  CHECK_EQ(cached_pages(f, 0).first, size_t{0});
 }
 
 TEST(cow_pushed_layer_freezes_what_a_source_reads) {

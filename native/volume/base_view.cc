@@ -157,6 +157,16 @@ uint64_t BaseView::read(uint64_t offset, size_t len, uint8_t* out) const {
   return bytes_read;
 }
 
+void BaseView::prefetch(uint64_t i) const noexcept {
+  if (i >= block_count_ || zero_block(i)) return;
+  try {
+    const auto block = cache_->file(digest(i));
+    ::posix_fadvise(block->fd.get(), 0, 0, POSIX_FADV_WILLNEED);
+  } catch (...) {
+    // A missing or unopenable block: the read that needs it reports it.
+  }
+}
+
 bool BaseView::granules_verified(uint64_t i, uint64_t x, size_t len) const noexcept {
   if (granule_words_ == 0 || len == 0) return false;
   for (uint64_t k = x / kGranuleSize, last = (x + len - 1) / kGranuleSize; k <= last; ++k)

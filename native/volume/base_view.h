@@ -112,6 +112,9 @@ class BaseView {
   // Fills out[0, len) with the base content at `offset`. Returns the bytes read from the store.
   // Throws BlockMissing / BlockCorrupt / DigestMismatch (with the block index) / IOError.
   uint64_t read(uint64_t offset, size_t len, uint8_t* out) const;
+  // Asks the kernel to start reading block i's file into the page cache (POSIX_FADV_WILLNEED,
+  // which returns once the reads are queued). A hint only: errors are left to the read.
+  void prefetch(uint64_t i) const noexcept;
 
  private:
   uint64_t read_in_block(uint64_t i, uint64_t x, size_t len, uint8_t* out) const;

@@ -1,10 +1,27 @@
 #include "volume/volume_source.h"
 
+#include <algorithm>
+
+#include "volume/cow_format.h"
+
 namespace blocksnap {
 
 SourceRead VolumeSource::read(uint64_t offset, size_t len, uint8_t* buf) const {
   if (stack_known_zero(layers_, *base_, offset, len)) return {0, true};
   return {read_through(layers_, *base_, offset, len, buf), false};
+}
+
+void VolumeSource::prefetch_base(uint64_t i) const noexcept {
+  const uint64_t block_size = base_->block_size();
+  if (i * block_size >= size_) return;
+  const uint64_t first = i * block_size / kCowGranuleSize;
+  const uint64_t last = (std::min(size_, (i + 1) * block_size) - 1) / kCowGranuleSize;
+  for (uint64_t g = first; g <= last; ++g) {
+    if (layer_of(layers_, g) < 0) {
+      base_->prefetch(i);
+      return;
+    }
+  }
 }
 
 }  // namespace blocksnap

@@ -21,6 +21,9 @@ class VolumeSource final : public BlockSource {
   uint64_t size() const override { return size_; }
   SourceRead read(uint64_t offset, size_t len, uint8_t* buf) const override;
   const BaseView& base() const noexcept { return *base_; }
+  // Prefetches the base block of block i when some of its granules are in no layer, so that a
+  // read of it will need the base (BaseView::prefetch).
+  void prefetch_base(uint64_t i) const noexcept;
 
  private:
   std::vector<std::shared_ptr<CowLayer>> layers_;
