@@ -7,6 +7,7 @@
 
 #include "core/image_file.h"
 #include "formats/qcow2_reader.h"
+#include "io/direct_read.h"
 #include "io/extents.h"
 #include "io/file_io.h"
 #include "io/page_cache.h"
@@ -20,7 +21,8 @@ namespace {
 class RawSource final : public BlockSource {
  public:
   RawSource(const std::string& path, bool checked)
-      : path_(path), image_(checked ? open_image_checked(path) : open_image_for_read(path)), cache_(image_.fd.get()) {
+      : path_(path), image_(checked ? open_image_checked(path) : open_image_for_read(path)), cache_(image_.fd.get()),
+        direct_(open_direct_twin(image_.fd.get())) {
     ::posix_fadvise(image_.fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
     extents_ = ExtentMap::scan(image_.fd.get(), image_.size, path_);
   }
@@ -34,11 +36,17 @@ class RawSource final : public BlockSource {
     const std::vector<uint8_t> cached_before = cache_.before_read(offset, len);
     const bool fully_data = pieces.size() == 1 && pieces[0].begin <= offset && pieces[0].end >= end;
     if (!fully_data) std::memset(buf, 0, len);
+    // A range of which nothing is cached is read past the cache (io/direct_read.h); one partly
+    // cached reads through it, where those pages cost nothing.
+    const bool direct = direct_ && !cached_before.empty() &&
+                        std::none_of(cached_before.begin(), cached_before.end(), [](uint8_t c) { return (c & 1) != 0; });
     SourceRead r;
     for (const Extent& e : pieces) {
       const uint64_t b = std::max(e.begin, offset), f = std::min(e.end, end);
       const size_t want = static_cast<size_t>(f - b);
-      const size_t got = read_at(image_.fd.get(), buf + (b - offset), want, b, path_);
+      size_t got = 0;
+      if (!direct || !read_direct(direct_.get(), buf + (b - offset), want, b, path_, got))
+        got = read_at(image_.fd.get(), buf + (b - offset), want, b, path_);
       // The image shrank since it was measured: what is gone reads as zeros, like a hole.
       if (got < want) std::memset(buf + (b - offset) + got, 0, want - got);
       r.bytes_read += got;
@@ -56,7 +64,12 @@ class RawSource final : public BlockSource {
     return hash_in_place(image_.fd.get(), offset, len);
   }
 
+  bool reads_direct() const override { return static_cast<bool>(direct_); }
+
   void will_need(uint64_t offset, size_t len) const override {
+    // Direct reads want nothing brought into the cache ahead of them: the disk is kept busy by
+    // the scan threads' own reads instead.
+    if (direct_) return;
     if (offset < image_.size && !extents_.overlapping(offset, offset + len).empty()) {
       cache_.touch(offset, len);
       ::posix_fadvise(image_.fd.get(), static_cast<off_t>(offset), static_cast<off_t>(len), POSIX_FADV_WILLNEED);
@@ -69,6 +82,7 @@ class RawSource final : public BlockSource {
   ExtentMap extents_;
   // Pages this source reads are dropped again unless they were cached before (io/page_cache.h).
   mutable PageCacheKeeper cache_;
+  UniqueFd direct_;  // empty when direct reads are not possible here
 };
 
 }  // namespace

@@ -1,0 +1,83 @@
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "core/aligned_buffer.h"
+#include "io/direct_read.h"
+#include "io/page_cache.h"
+#include "tests/harness.h"
+#include "tests/temp_dir.h"
+
+using namespace blocksnap;
+using namespace testing_support;
+
+namespace {
+
+constexpr size_t kLen = 4 * 1024 * 1024;
+
+// A file holding `data` on disk with none of it in the page cache, and its direct twin (empty
+// when this filesystem or kernel has no direct reads: the tests then have nothing to check).
+struct UncachedFile {
+  UniqueFd fd;
+  UniqueFd direct;
+  AlignedBuffer buf{kLen};
+  size_t got = 0;
+
+  UncachedFile(const TempDir& dir, const std::vector<uint8_t>& data) {
+    const std::string path = dir / "f";
+    write_bytes(path, 0, data);
+    fd = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    ::fdatasync(fd.get());
+    ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
+    direct = open_direct_twin(fd.get());
+  }
+
+  bool read(size_t len, uint64_t offset, size_t buf_offset = 0) {
+    return read_direct(direct.get(), buf.data() + buf_offset, len, offset, "f", got);
+  }
+};
+
+size_t resident_count(const std::vector<uint8_t>& v) {
+  size_t n = 0;
+  for (uint8_t b : v) n += b & 1;
+  return n;
+}
+
+}  // namespace
+
+TEST(direct_read_returns_the_bytes_of_the_file) {
+  TempDir dir;
+  const auto data = pattern(kLen, 5);
+  UncachedFile f(dir, data);
+  if (!f.direct) return;
+  REQUIRE(f.read(kLen, 0));
+  CHECK_EQ(f.got, kLen);
+  CHECK(std::equal(data.begin(), data.end(), f.buf.data()));
+}
+
+TEST(direct_read_brings_nothing_into_the_page_cache) {
+  TempDir dir;
+  UncachedFile f(dir, pattern(kLen, 6));
+  if (!f.direct) return;
+  REQUIRE(f.read(kLen, 0));
+  CHECK_EQ(resident_count(resident_pages(f.fd.get(), 0, kLen)), size_t{0});
+}
+
+TEST(direct_read_declines_an_unaligned_range_for_a_buffered_read) {
+  TempDir dir;
+  UncachedFile f(dir, pattern(kLen, 7));
+  if (!f.direct) return;
+  CHECK(!f.read(4096, 100));
+  CHECK(!f.read(4096, 0, 1));
+}
+
+TEST(direct_read_stops_short_at_the_end_of_the_file) {
+  TempDir dir;
+  const auto data = pattern(kLen - 100, 8);
+  UncachedFile f(dir, data);
+  if (!f.direct) return;
+  REQUIRE(f.read(kLen, 0));
+  CHECK_EQ(f.got, kLen - 100);
+  CHECK(std::equal(data.begin(), data.end(), f.buf.data()));
+}
