@@ -8,8 +8,10 @@
 
 namespace blocksnap {
 
+unsigned core_count() { return std::max(1u, std::thread::hardware_concurrency()); }
+
 unsigned effective_threads(unsigned requested, uint64_t items) {
-  unsigned n = requested != 0 ? requested : std::max(1u, std::thread::hardware_concurrency());
+  unsigned n = requested != 0 ? requested : core_count();
   return static_cast<unsigned>(std::min<uint64_t>(n, items));
 }
 

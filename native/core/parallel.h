@@ -39,6 +39,9 @@ using ProgressFn = std::function<void(uint64_t done, uint64_t total)>;
 
 inline constexpr std::chrono::milliseconds kProgressInterval{200};
 
+// The cores this process may run on (at least 1).
+unsigned core_count();
+
 // Threads for `items` work items when the caller asked for `requested` (0 = one per core).
 unsigned effective_threads(unsigned requested, uint64_t items);
 

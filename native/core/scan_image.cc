@@ -4,7 +4,6 @@
 #include <cstring>
 #include <memory>
 #include <optional>
-#include <thread>
 
 #include "core/aligned_buffer.h"
 #include "core/block_format.h"
@@ -57,7 +56,7 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
 
   // Direct reads have no read-ahead behind them: with twice as many threads as cores, some read
   // while the others hash, and the disk always has a request (measured in bench/README.md).
-  const unsigned requested = p.threads != 0 || !source->reads_direct() ? p.threads : 2 * std::max(1u, std::thread::hardware_concurrency());
+  const unsigned requested = p.threads != 0 || !source->reads_direct() ? p.threads : 2 * core_count();
   const unsigned threads = effective_threads(requested, result.block_count);
   // Each thread starts the read-ahead of its next block; the first block of each starts here, so
   // that the page-cache keeper records every block's residency before anything brings it in.

@@ -6,9 +6,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <stdexcept>
-#include <chrono>
 #include <system_error>
 
 #include "core/aligned_buffer.h"
