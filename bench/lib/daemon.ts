@@ -4,7 +4,7 @@
  * daemon process, reset before each timed operation through /proc/PID/clear_refs.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DaemonClient } from '../../src/daemon/client';
 import type { Job, Snapshot } from '../../src/engine/types';
@@ -40,10 +40,15 @@ export class BenchDaemon {
       ...(o.manualSnapshotQuota ? { manualSnapshotQuota: o.manualSnapshotQuota } : {}),
     }));
     const proc = spawn(process.execPath, [BIN, 'daemon', '--config', config, '--data-dir', dataDir, '--socket', socketPath,
-      '--image-root', o.imageRoot, '--log-level', 'warn', ...(o.nbd ? ['--nbd-socket', join(o.dir, 'n.sock')] : [])],
+      '--image-root', o.imageRoot, '--log-level', process.env.BLOCKSNAP_BENCH_DAEMON_LOG ? 'info' : 'warn', ...(o.nbd ? ['--nbd-socket', join(o.dir, 'n.sock')] : [])],
     { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
-    proc.stderr!.on('data', (c: Buffer) => { err = (err + c.toString()).slice(-20000); });
+    // BLOCKSNAP_BENCH_DAEMON_LOG=FILE: the daemon's log at level info, appended to FILE (phase timings of each job).
+    const logFile = process.env.BLOCKSNAP_BENCH_DAEMON_LOG;
+    proc.stderr!.on('data', (c: Buffer) => {
+      err = (err + c.toString()).slice(-20000);
+      if (logFile) appendFileSync(logFile, c);
+    });
     const deadline = Date.now() + 30_000;
     for (;;) {
       if (proc.exitCode !== null) throw new Error(`the daemon exited ${proc.exitCode} at start: ${err.split('\n').find((l) => l.startsWith('blocksnap daemon:')) ?? err.slice(-600)}`);

@@ -3,8 +3,10 @@
 #include <sys/mman.h>
 
 #include <cstdlib>
+#include <mutex>
 #include <new>
 #include <utility>
+#include <vector>
 
 namespace blocksnap {
 
@@ -12,35 +14,94 @@ namespace {
 
 constexpr size_t kHugePage = size_t{2} << 20;
 
+// Freed huge buffers by capacity, most recently freed last.
+class HugeBufferPool {
+ public:
+  void* take(size_t capacity) noexcept {
+    std::lock_guard lock(mutex_);
+    for (size_t i = free_.size(); i-- > 0;) {
+      if (free_[i].second != capacity) continue;
+      void* p = free_[i].first;
+      free_.erase(free_.begin() + static_cast<ptrdiff_t>(i));
+      bytes_ -= capacity;
+      return p;
+    }
+    return nullptr;
+  }
+  bool give(void* p, size_t capacity) noexcept {
+    std::lock_guard lock(mutex_);
+    if (bytes_ + capacity > AlignedBuffer::kMaxPooledBytes) return false;
+    try {
+      free_.emplace_back(p, capacity);
+    } catch (const std::bad_alloc&) {
+      return false;
+    }
+    bytes_ += capacity;
+    return true;
+  }
+  size_t bytes() noexcept {
+    std::lock_guard lock(mutex_);
+    return bytes_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::pair<void*, size_t>> free_;
+  size_t bytes_ = 0;
+};
+
+// Never destroyed: buffers may be freed by threads still running while the process exits.
+HugeBufferPool& pool() {
+  static auto* p = new HugeBufferPool;
+  return *p;
+}
+
 }  // namespace
 
 AlignedBuffer::AlignedBuffer(size_t size) { reserve(size); }
 
-AlignedBuffer::~AlignedBuffer() { std::free(data_); }
+AlignedBuffer::~AlignedBuffer() { release(); }
 
 AlignedBuffer::AlignedBuffer(AlignedBuffer&& other) noexcept
-    : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+    : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)), capacity_(std::exchange(other.capacity_, 0)) {}
 
 AlignedBuffer& AlignedBuffer::operator=(AlignedBuffer&& other) noexcept {
   if (this != &other) {
-    std::free(data_);
+    release();
     data_ = std::exchange(other.data_, nullptr);
     size_ = std::exchange(other.size_, 0);
+    capacity_ = std::exchange(other.capacity_, 0);
   }
   return *this;
 }
 
+void AlignedBuffer::release() noexcept {
+  if (data_ != nullptr && !(capacity_ >= kHugePage && pool().give(data_, capacity_))) std::free(data_);
+  data_ = nullptr;
+  size_ = capacity_ = 0;
+}
+
+size_t AlignedBuffer::pooled_bytes() noexcept { return pool().bytes(); }
+
 void AlignedBuffer::reserve(size_t size) {
   if (size <= size_) return;
-  void* p = nullptr;
+  if (size <= capacity_) {
+    size_ = size;
+    return;
+  }
   // A block of 2 MiB or more is backed by huge pages where the kernel allows: physically
-  // contiguous, a direct read into it reaches the disk as a few large requests (io/direct_read.h).
-  const size_t align = size >= kHugePage ? kHugePage : kAlignment;
-  if (posix_memalign(&p, align, size == 0 ? kAlignment : size) != 0) throw std::bad_alloc();
-  if (align == kHugePage) ::madvise(p, size, MADV_HUGEPAGE);
-  std::free(data_);
+  // contiguous, a direct read into it reaches the disk as a few large requests (io/direct_io.h).
+  const bool huge = size >= kHugePage;
+  const size_t capacity = huge ? (size + kHugePage - 1) / kHugePage * kHugePage : size == 0 ? kAlignment : size;
+  void* p = huge ? pool().take(capacity) : nullptr;
+  if (p == nullptr) {
+    if (posix_memalign(&p, huge ? kHugePage : kAlignment, capacity) != 0) throw std::bad_alloc();
+    if (huge) ::madvise(p, capacity, MADV_HUGEPAGE);
+  }
+  release();
   data_ = static_cast<uint8_t*>(p);
   size_ = size;
+  capacity_ = capacity;
 }
 
 }  // namespace blocksnap

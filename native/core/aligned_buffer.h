@@ -1,6 +1,14 @@
 // A page-aligned, block-sized buffer. Each worker thread owns exactly one for the whole job, so
-// memory is threads × block size whatever the image size. Page alignment keeps the door open for
-// O_DIRECT and lets the kernel copy whole pages.
+// memory is threads × block size whatever the image size. Page alignment lets the kernel copy
+// whole pages and allows O_DIRECT.
+//
+// Buffers of 2 MiB or more are backed by transparent huge pages where the kernel allows and are
+// recycled: a freed one goes to a process-wide pool (at most kMaxPooledBytes) and the next buffer
+// of the same rounded size takes it back. Fresh memory is dear on a virtual machine that returns
+// freed pages to its host (virtio-balloon free page reporting, as on Firecracker): each page is
+// faulted in and zeroed again, and a copy into fresh pages ran at 1.4 GB/s here against 8.7 GB/s
+// into pages already in use. A daemon that takes a snapshot every few seconds would otherwise pay
+// that for every buffer of every job; the price is that the pool's bytes stay resident while idle.
 #pragma once
 
 #include <cstddef>
@@ -11,6 +19,9 @@ namespace blocksnap {
 class AlignedBuffer {
  public:
   static constexpr size_t kAlignment = 4096;
+  // 16 blocks of 4 MiB: the buffers of one scan (its threads, the write-behind depth and the
+  // writers' staging buffers).
+  static constexpr size_t kMaxPooledBytes = size_t{64} << 20;
 
   AlignedBuffer() = default;
   explicit AlignedBuffer(size_t size);  // throws std::bad_alloc
@@ -27,9 +38,15 @@ class AlignedBuffer {
   const uint8_t* data() const noexcept { return data_; }
   size_t size() const noexcept { return size_; }
 
+  // Bytes of freed huge buffers the process holds for reuse.
+  static size_t pooled_bytes() noexcept;
+
  private:
+  void release() noexcept;
+
   uint8_t* data_ = nullptr;
   size_t size_ = 0;
+  size_t capacity_ = 0;
 };
 
 }  // namespace blocksnap

@@ -30,10 +30,14 @@ BlockHeader check_block_header(int fd, const std::string& path, const Digest& di
   if (::fstat(fd, &st) != 0) throw std::move(Error::system(errno, "fstat", path)).with_digest(digest);
   if (!S_ISREG(st.st_mode)) throw corrupt(path, digest, "not a regular file");
   const uint64_t file_size = static_cast<uint64_t>(st.st_size);
-
   uint8_t raw_header[kBlockHeaderSize];
   if (read_at(fd, raw_header, sizeof raw_header, 0, path) != sizeof raw_header)
     throw corrupt(path, digest, "file of " + std::to_string(file_size) + " bytes is shorter than the header");
+  return check_block_header(raw_header, file_size, path, digest, expected_length);
+}
+
+BlockHeader check_block_header(const uint8_t (&raw_header)[kBlockHeaderSize], uint64_t file_size, const std::string& path, const Digest& digest,
+                               std::optional<uint64_t> expected_length) {
   BlockHeader header;
   std::string why;
   if (!decode_block_header(raw_header, header, why)) throw corrupt(path, digest, why);

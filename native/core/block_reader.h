@@ -31,6 +31,9 @@ struct BlockReadOptions {
 // should hold, the raw length the caller expects (when set) and its size. Returns the header.
 // Throws BlockCorrupt (with the digest and path) / IOError.
 BlockHeader check_block_header(int fd, const std::string& path, const Digest& digest, std::optional<uint64_t> expected_length);
+// The same for a header already read of a file of `file_size` bytes.
+BlockHeader check_block_header(const uint8_t (&raw_header)[kBlockHeaderSize], uint64_t file_size, const std::string& path, const Digest& digest,
+                               std::optional<uint64_t> expected_length);
 
 // Fills `buf` with the payload and returns its length. Throws BlockMissing (no file),
 // BlockCorrupt (header or length wrong), DigestMismatch (payload hash differs), IOError.

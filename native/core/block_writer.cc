@@ -9,14 +9,17 @@
 #include <algorithm>
 #include <cerrno>
 #include <cinttypes>
+#include <cstring>
 #include <exception>
 #include <mutex>
 #include <system_error>
 #include <thread>
 #include <vector>
 
+#include "core/aligned_buffer.h"
 #include "core/block_format.h"
 #include "core/error.h"
+#include "io/direct_io.h"
 #include "io/file_io.h"
 #include "io/unique_fd.h"
 
@@ -87,18 +90,39 @@ std::string BlockWriter::write_temp(const Digest& digest, const uint8_t* data, s
   try {
     uint8_t header[kBlockHeaderSize];
     encode_block_header(make_block_header(digest, len), header);
-    write_at(fd.get(), header, sizeof header, 0, tmp);
-    write_at(fd.get(), data, len, kBlockHeaderSize, tmp);
-    fsync_file(fd.get(), tmp);
-    // The pages are clean now: past the first few blocks, keep the page cache for the VMs.
     const uint64_t size = kBlockHeaderSize + len;
-    if (kept_cached_bytes_.fetch_add(size, std::memory_order_relaxed) + size > keep_cached_bytes_)
-      ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
+    // Past the first few blocks, keep the page cache for the VMs: not even passing through it.
+    const bool keep_cached = kept_cached_bytes_.fetch_add(size, std::memory_order_relaxed) + size <= keep_cached_bytes_;
+    if (keep_cached || !write_direct_front(fd.get(), tmp, header, data, len)) {
+      write_at(fd.get(), header, sizeof header, 0, tmp);
+      write_at(fd.get(), data, len, kBlockHeaderSize, tmp);
+    }
+    fsync_file(fd.get(), tmp);
+    // Clean now: what went through the cache (the tail of a direct write, a refused one) goes.
+    if (!keep_cached) ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
   } catch (...) {
     ::unlink(tmp.c_str());
     throw;
   }
   return tmp;
+}
+
+bool BlockWriter::write_direct_front(int fd, const std::string& tmp, const uint8_t* header, const uint8_t* data, size_t len) {
+  const size_t front = (kBlockHeaderSize + len) / kDirectAlignment * kDirectAlignment;
+  if (front == 0 || !direct_ok_.load(std::memory_order_relaxed)) return false;
+  // The header puts the payload 64 bytes off alignment: the aligned front is staged in a
+  // recycled buffer (a user-space copy into memory in use, far cheaper than the kernel's copy
+  // into fresh page-cache pages), the bytes past it follow through the cache.
+  AlignedBuffer staging(front);
+  std::memcpy(staging.data(), header, kBlockHeaderSize);
+  std::memcpy(staging.data() + kBlockHeaderSize, data, front - kBlockHeaderSize);
+  if (!write_direct(fd, staging.data(), front, 0, tmp)) {
+    direct_ok_.store(false, std::memory_order_relaxed);  // this filesystem refuses O_DIRECT
+    return false;
+  }
+  const size_t done = front - kBlockHeaderSize;
+  write_at(fd, data + done, len - done, front, tmp);
+  return true;
 }
 
 bool BlockWriter::publish(const std::string& tmp, const Digest& digest, bool replace) {

@@ -9,9 +9,11 @@
 // snapshot into an empty store creates a fanout directory for nearly every block.
 //
 // Page cache: the first `keep_cached_bytes` a writer stores stay cached, every later block is
-// dropped once durable. A small incremental's few new blocks are what a replication started right
-// after it reads (a policy with --replicate-to); a big snapshot still leaves the host's page
-// cache to the VMs, but for those first bytes.
+// written past the cache with O_DIRECT (io/direct_io.h: no copy into fresh page-cache pages),
+// or, where the filesystem refuses that, through it and dropped once durable. A small
+// incremental's few new blocks are what a replication started right after it reads (a policy
+// with --replicate-to); a big snapshot still leaves the host's page cache to the VMs, but for
+// those first bytes.
 #pragma once
 
 #include <array>
@@ -41,12 +43,16 @@ class BlockWriter {
 
  private:
   std::string write_temp(const Digest& digest, const uint8_t* data, size_t len);
+  // Writes header+payload's 4 KiB-aligned front to the new file `fd` with O_DIRECT and the rest
+  // through the cache; false when nothing was written (too short, or O_DIRECT refused).
+  bool write_direct_front(int fd, const std::string& tmp, const uint8_t* header, const uint8_t* data, size_t len);
   bool publish(const std::string& tmp, const Digest& digest, bool replace);
   void make_dir(const std::string& dir);
 
   std::string store_dir_;
   const uint64_t keep_cached_bytes_;
   std::atomic<uint64_t> kept_cached_bytes_{0};
+  std::atomic<bool> direct_ok_{true};  // cleared when the filesystem refuses O_DIRECT
   std::string tmp_dir_;
   std::array<std::atomic<bool>, kFanoutCount> touched_{};
   std::atomic<bool> store_dir_touched_{false};  // a fanout or the tmp directory was created

@@ -7,7 +7,7 @@
 
 #include "core/image_file.h"
 #include "formats/qcow2_reader.h"
-#include "io/direct_read.h"
+#include "io/direct_io.h"
 #include "io/extents.h"
 #include "io/file_io.h"
 #include "io/page_cache.h"
@@ -36,7 +36,7 @@ class RawSource final : public BlockSource {
     const std::vector<uint8_t> cached_before = cache_.before_read(offset, len);
     const bool fully_data = pieces.size() == 1 && pieces[0].begin <= offset && pieces[0].end >= end;
     if (!fully_data) std::memset(buf, 0, len);
-    // A range of which nothing is cached is read past the cache (io/direct_read.h); one partly
+    // A range of which nothing is cached is read past the cache (io/direct_io.h); one partly
     // cached reads through it, where those pages cost nothing.
     const bool direct = direct_ && !cached_before.empty() &&
                         std::none_of(cached_before.begin(), cached_before.end(), [](uint8_t c) { return (c & 1) != 0; });

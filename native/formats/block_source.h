@@ -34,7 +34,7 @@ class BlockSource {
   virtual SourceRead read(uint64_t offset, size_t len, uint8_t* buf) const = 0;
   // A hint that [offset, offset + len) will be read soon. Default: nothing.
   virtual void will_need(uint64_t /*offset*/, size_t /*len*/) const {}
-  // True when uncached ranges are read past the page cache (io/direct_read.h): no read-ahead
+  // True when uncached ranges are read past the page cache (io/direct_io.h): no read-ahead
   // then works for the reader, which must keep the disk busy with its own reads. Default: false.
   virtual bool reads_direct() const { return false; }
   // The content at `offset` hashed where it lies when it is wholly in the page cache and the

@@ -181,3 +181,19 @@ TEST(block_writer_keeps_the_first_bytes_it_stores_cached_and_drops_the_rest) {
   CHECK_EQ(kept, pages);  // what a replication right after reads
   CHECK_EQ(resident(d2).first, size_t{0});
 }
+
+// Past the cache, the 4 KiB-aligned front goes with O_DIRECT and the rest through the cache.
+TEST(block_writer_stores_a_block_of_unaligned_length_past_the_cache_whole) {
+  TempDir dir;
+  BlockWriter writer(dir.path(), 0);
+  const auto data = pattern(100000, 5);
+  const Digest d = sha256(data.data(), data.size());
+  REQUIRE(writer.put(d, data.data(), data.size()));
+  writer.sync();
+  AlignedBuffer buf;
+  REQUIRE(read_block(dir.path(), d, buf) == data.size());
+  CHECK(std::memcmp(buf.data(), data.data(), data.size()) == 0);
+  struct stat st{};
+  REQUIRE(::stat(block_file_path(dir.path(), d).c_str(), &st) == 0);
+  CHECK_EQ(static_cast<uint64_t>(st.st_size), kBlockHeaderSize + data.size());
+}

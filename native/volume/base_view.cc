@@ -1,6 +1,7 @@
 #include "volume/base_view.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -10,7 +11,9 @@
 #include "core/block_reader.h"
 #include "core/error.h"
 #include "core/store_layout.h"
+#include "io/direct_io.h"
 #include "io/file_io.h"
+#include "io/page_cache.h"
 
 namespace blocksnap {
 
@@ -39,13 +42,13 @@ void insert(Vec& entries, const Digest& d, T value, size_t max) {
 
 }  // namespace
 
-std::shared_ptr<const AlignedBuffer> BlockFileCache::payload(const Digest& d) {
+std::shared_ptr<const uint8_t> BlockFileCache::payload(const Digest& d) {
   std::lock_guard lock(mutex_);
   auto* hit = touch(payloads_, d);
   return hit ? hit->value : nullptr;
 }
 
-void BlockFileCache::put_payload(const Digest& d, std::shared_ptr<const AlignedBuffer> payload) {
+void BlockFileCache::put_payload(const Digest& d, std::shared_ptr<const uint8_t> payload) {
   std::lock_guard lock(mutex_);
   insert(payloads_, d, std::move(payload), kMaxPayloads);
 }
@@ -167,6 +170,55 @@ void BaseView::prefetch(uint64_t i) const noexcept {
   }
 }
 
+bool BaseView::load_whole(uint64_t i) const {
+  if (i >= block_count_ || zero_block(i)) return false;
+  const Digest d = digest(i);
+  if (cache_->payload(d)) return false;
+  const auto block = cache_->file(d);
+  const uint64_t len = block_length(i);
+  const uint64_t file_size = kBlockHeaderSize + len;
+  const std::vector<uint8_t> resident = resident_pages(block->fd.get(), 0, static_cast<size_t>(file_size));
+  size_t cached = 0;
+  for (uint8_t r : resident) cached += r & 1;
+  if (resident.empty() || cached * 2 >= resident.size()) return false;
+  const UniqueFd direct = open_direct_twin(block->fd.get());
+  if (!direct) return false;
+
+  std::lock_guard lock(verify_locks_[i % verify_locks_.size()]);
+  if (cache_->payload(d)) return false;
+  struct stat st;
+  if (::fstat(block->fd.get(), &st) != 0) throw std::move(Error::system(errno, "fstat", block->path)).with_digest(d);
+  // One page more than the file should have: a longer file reads long, and its header says so.
+  auto buf = std::make_shared<AlignedBuffer>((file_size / kDirectAlignment + 1) * kDirectAlignment);
+  size_t got = 0;
+  if (!read_direct(direct.get(), buf->data(), buf->size(), 0, block->path, got)) return false;
+  if (got < kBlockHeaderSize) {
+    Error e(ErrorCode::BlockCorrupt, "block " + to_hex(d) + " is corrupt: shorter than its header");
+    e.path = block->path;
+    throw std::move(e).with_digest(d);
+  }
+  // The header, from the bytes read (a buffered read of it would pull read-ahead into the cache):
+  // it is what makes "payload byte x is at 64 + x" true.
+  check_block_header(*reinterpret_cast<const uint8_t(*)[kBlockHeaderSize]>(buf->data()), std::max<uint64_t>(got, static_cast<uint64_t>(st.st_size)), block->path, d, len);
+  if (got != file_size) {
+    Error e(ErrorCode::BlockCorrupt, "block " + to_hex(d) + " is corrupt: payload truncated while reading");
+    e.path = block->path;
+    throw std::move(e).with_digest(d);
+  }
+  const uint8_t* payload = buf->data() + kBlockHeaderSize;
+  if (!verified(i)) {
+    if (sha256(payload, len) != d) {
+      Error e(ErrorCode::DigestMismatch, "block " + to_hex(d) + " does not match its digest: the block store is corrupt");
+      e.path = block->path;
+      throw std::move(e).with_digest(d);
+    }
+    set_verified(i);
+  }
+  cache_->count_read(len);
+  cache_->put_payload(d, std::shared_ptr<const uint8_t>(buf, payload));
+  return true;
+}
+
 bool BaseView::granules_verified(uint64_t i, uint64_t x, size_t len) const noexcept {
   if (granule_words_ == 0 || len == 0) return false;
   for (uint64_t k = x / kGranuleSize, last = (x + len - 1) / kGranuleSize; k <= last; ++k)
@@ -189,7 +241,7 @@ uint64_t BaseView::read_in_block(uint64_t i, uint64_t x, size_t len, uint8_t* ou
   const Digest d = digest(i);
   const auto from_cache = [&] {
     auto payload = cache_->payload(d);
-    if (payload) std::memcpy(out, payload->data() + x, len);
+    if (payload) std::memcpy(out, payload.get() + x, len);
     return payload != nullptr;
   };
   if (from_cache()) return 0;
@@ -216,7 +268,7 @@ uint64_t BaseView::read_in_block(uint64_t i, uint64_t x, size_t len, uint8_t* ou
           }
           read_block(cache_->store_dir(), d, *payload, options);
           std::memcpy(out, payload->data() + x, len);
-          cache_->put_payload(d, payload);
+          cache_->put_payload(d, std::shared_ptr<const uint8_t>(payload, payload->data()));
           set_verified(i);
           verified_whole = std::move(payload);
         }

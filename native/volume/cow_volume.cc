@@ -282,8 +282,13 @@ void CowVolume::verify_loop() {
     }
     if (i >= base->block_count() || base->block_verified(i) || base->zero_block(i)) continue;
     try {
-      const uint64_t offset = i * block_size_;
-      base->read(offset, static_cast<size_t>(std::min(block_size_, size_ - offset)), buf.data());
+      // One direct read and one hash of the whole block where that can be had: reading its
+      // granules one by one through the cache costs a copy into fresh page-cache pages, and ran
+      // alongside the snapshot that followed the writes.
+      if (!base->load_whole(i)) {
+        const uint64_t offset = i * block_size_;
+        base->read(offset, static_cast<size_t>(std::min(block_size_, size_ - offset)), buf.data());
+      }
     } catch (...) {
       // A damaged or missing block: whoever reads it next gets the error.
     }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "io/direct_io.h"
 #include "volume/cow_format.h"
 
 namespace blocksnap {
@@ -11,17 +12,22 @@ SourceRead VolumeSource::read(uint64_t offset, size_t len, uint8_t* buf) const {
   return {read_through(layers_, *base_, offset, len, buf), false};
 }
 
-void VolumeSource::prefetch_base(uint64_t i) const noexcept {
+bool VolumeSource::needs_base(uint64_t i) const noexcept {
   const uint64_t block_size = base_->block_size();
-  if (i * block_size >= size_) return;
+  if (i * block_size >= size_) return false;
   const uint64_t first = i * block_size / kCowGranuleSize;
   const uint64_t last = (std::min(size_, (i + 1) * block_size) - 1) / kCowGranuleSize;
-  for (uint64_t g = first; g <= last; ++g) {
-    if (layer_of(layers_, g) < 0) {
-      base_->prefetch(i);
-      return;
-    }
-  }
+  for (uint64_t g = first; g <= last; ++g)
+    if (layer_of(layers_, g) < 0) return true;
+  return false;
 }
+
+void VolumeSource::prefetch_base(uint64_t i) const noexcept {
+  if (needs_base(i)) base_->prefetch(i);
+}
+
+bool VolumeSource::reads_direct() const { return direct_reads_available(); }
+
+bool VolumeSource::load_base(uint64_t i) const { return needs_base(i) && base_->load_whole(i); }
 
 }  // namespace blocksnap

@@ -20,12 +20,20 @@ class VolumeSource final : public BlockSource {
 
   uint64_t size() const override { return size_; }
   SourceRead read(uint64_t offset, size_t len, uint8_t* buf) const override;
+  // Whether cold base blocks can be read past the page cache (io/direct_io.h).
+  bool reads_direct() const override;
   const BaseView& base() const noexcept { return *base_; }
   // Prefetches the base block of block i when some of its granules are in no layer, so that a
   // read of it will need the base (BaseView::prefetch).
   void prefetch_base(uint64_t i) const noexcept;
+  // Brings block i's base block whole into memory with a direct read (BaseView::load_whole) when
+  // some of its granules are in no layer; false when it did not.
+  bool load_base(uint64_t i) const;
 
  private:
+  // True when a read of block i needs the base: some granule of it is in no layer.
+  bool needs_base(uint64_t i) const noexcept;
+
   std::vector<std::shared_ptr<CowLayer>> layers_;
   std::shared_ptr<const BaseView> base_;
   uint64_t size_;

@@ -1,10 +1,12 @@
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 
 #include "core/aligned_buffer.h"
-#include "io/direct_read.h"
+#include "io/direct_io.h"
+#include "io/file_io.h"
 #include "io/page_cache.h"
 #include "tests/harness.h"
 #include "tests/temp_dir.h"
@@ -80,4 +82,43 @@ TEST(direct_read_stops_short_at_the_end_of_the_file) {
   REQUIRE(f.read(kLen, 0));
   CHECK_EQ(f.got, kLen - 100);
   CHECK(std::equal(data.begin(), data.end(), f.buf.data()));
+}
+
+namespace {
+
+// A new empty file and a block-sized aligned buffer to write into it.
+struct NewFile {
+  TempDir dir;
+  std::string path = dir / "w";
+  UniqueFd fd{::open(path.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600)};
+  AlignedBuffer buf{kLen};
+};
+
+}  // namespace
+
+TEST(direct_write_puts_the_bytes_in_the_file_and_leaves_later_writes_buffered) {
+  NewFile f;
+  REQUIRE(f.fd);
+  const auto data = pattern(kLen, 41);
+  std::copy(data.begin(), data.end(), f.buf.data());
+  if (!write_direct(f.fd.get(), f.buf.data(), kLen, 0, f.path)) return;  // no O_DIRECT on this filesystem: nothing to check
+  CHECK_EQ(resident_count(resident_pages(f.fd.get(), 0, kLen)), size_t{0});
+  CHECK((::fcntl(f.fd.get(), F_GETFL) & O_DIRECT) == 0);
+  const std::vector<uint8_t> tail = pattern(100, 42);
+  write_at(f.fd.get(), tail.data(), tail.size(), kLen + 3, f.path);  // unaligned: would fail with O_DIRECT left on
+  std::vector<uint8_t> got(kLen + 103);
+  REQUIRE(read_at(f.fd.get(), got.data(), got.size(), 0, f.path) == got.size());
+  CHECK(std::equal(data.begin(), data.end(), got.begin()));
+  CHECK(std::equal(tail.begin(), tail.end(), got.begin() + kLen + 3));
+}
+
+TEST(direct_write_declines_an_unaligned_request_and_writes_nothing) {
+  NewFile f;
+  REQUIRE(f.fd);
+  CHECK(!write_direct(f.fd.get(), f.buf.data(), kLen - 64, 0, f.path));
+  CHECK(!write_direct(f.fd.get(), f.buf.data() + 64, 4096, 0, f.path));
+  CHECK(!write_direct(f.fd.get(), f.buf.data(), 4096, 64, f.path));
+  struct stat st{};
+  REQUIRE(::fstat(f.fd.get(), &st) == 0);
+  CHECK_EQ(st.st_size, off_t{0});
 }

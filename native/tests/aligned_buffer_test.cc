@@ -1,0 +1,49 @@
+#include <vector>
+
+#include "core/aligned_buffer.h"
+#include "tests/harness.h"
+
+using namespace blocksnap;
+
+namespace {
+
+constexpr size_t kBlock = 4 * 1024 * 1024;
+
+}  // namespace
+
+TEST(aligned_buffer_takes_back_a_freed_huge_buffer) {
+  const uint8_t* first;
+  {
+    AlignedBuffer a(kBlock);
+    first = a.data();
+  }
+  const size_t pooled = AlignedBuffer::pooled_bytes();
+  CHECK(pooled >= kBlock);
+  AlignedBuffer b(kBlock);
+  CHECK(b.data() == first);  // the most recently freed of its size
+  CHECK_EQ(AlignedBuffer::pooled_bytes(), pooled - kBlock);
+}
+
+TEST(aligned_buffer_pool_keeps_no_more_than_its_cap) {
+  {
+    std::vector<AlignedBuffer> many;
+    for (size_t i = 0; i < AlignedBuffer::kMaxPooledBytes / kBlock + 4; ++i) many.emplace_back(kBlock);
+  }
+  // Full, give or take one buffer of another size held from before.
+  CHECK(AlignedBuffer::pooled_bytes() <= AlignedBuffer::kMaxPooledBytes);
+  CHECK(AlignedBuffer::pooled_bytes() > AlignedBuffer::kMaxPooledBytes - 2 * kBlock);
+}
+
+TEST(aligned_buffer_small_buffers_are_not_pooled) {
+  const size_t pooled = AlignedBuffer::pooled_bytes();
+  { AlignedBuffer small(64 * 1024); }
+  CHECK_EQ(AlignedBuffer::pooled_bytes(), pooled);
+}
+
+TEST(aligned_buffer_reserve_within_its_rounded_capacity_keeps_the_memory) {
+  AlignedBuffer a(kBlock + 64);  // rounded up to 6 MiB of huge pages
+  const uint8_t* p = a.data();
+  a.reserve(kBlock + 4096);
+  CHECK(a.data() == p);
+  CHECK_EQ(a.size(), kBlock + 4096);
+}
