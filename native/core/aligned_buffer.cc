@@ -56,6 +56,23 @@ HugeBufferPool& pool() {
   return *p;
 }
 
+// Huge buffers are mapped, not malloc'd: glibc would serve them from per-thread arenas once its
+// dynamic mmap threshold rose past them, where freed ones stay resident (the daemon's RSS grew by
+// a buffer or two per job that way), and it cannot put a 4 MiB + 4 KiB buffer on huge pages
+// without rounding it up to 6 MiB. The mapping starts on a 2 MiB boundary; a tail shorter than a
+// huge page gets ordinary pages.
+void* map_huge(size_t capacity) {
+  const size_t span = capacity + kHugePage;
+  void* raw = ::mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) throw std::bad_alloc();
+  const auto begin = reinterpret_cast<uintptr_t>(raw);
+  const uintptr_t start = (begin + kHugePage - 1) / kHugePage * kHugePage;
+  if (start > begin) ::munmap(raw, start - begin);
+  if (begin + span > start + capacity) ::munmap(reinterpret_cast<void*>(start + capacity), begin + span - (start + capacity));
+  ::madvise(reinterpret_cast<void*>(start), capacity, MADV_HUGEPAGE);
+  return reinterpret_cast<void*>(start);
+}
+
 }  // namespace
 
 AlignedBuffer::AlignedBuffer(size_t size) { reserve(size); }
@@ -76,7 +93,10 @@ AlignedBuffer& AlignedBuffer::operator=(AlignedBuffer&& other) noexcept {
 }
 
 void AlignedBuffer::release() noexcept {
-  if (data_ != nullptr && !(capacity_ >= kHugePage && pool().give(data_, capacity_))) std::free(data_);
+  if (data_ != nullptr) {
+    if (capacity_ < kHugePage) std::free(data_);
+    else if (!pool().give(data_, capacity_)) ::munmap(data_, capacity_);
+  }
   data_ = nullptr;
   size_ = capacity_ = 0;
 }
@@ -92,11 +112,13 @@ void AlignedBuffer::reserve(size_t size) {
   // A block of 2 MiB or more is backed by huge pages where the kernel allows: physically
   // contiguous, a direct read into it reaches the disk as a few large requests (io/direct_io.h).
   const bool huge = size >= kHugePage;
-  const size_t capacity = huge ? (size + kHugePage - 1) / kHugePage * kHugePage : size == 0 ? kAlignment : size;
-  void* p = huge ? pool().take(capacity) : nullptr;
-  if (p == nullptr) {
-    if (posix_memalign(&p, huge ? kHugePage : kAlignment, capacity) != 0) throw std::bad_alloc();
-    if (huge) ::madvise(p, capacity, MADV_HUGEPAGE);
+  const size_t capacity = huge ? (size + kAlignment - 1) / kAlignment * kAlignment : size == 0 ? kAlignment : size;
+  void* p = nullptr;
+  if (huge) {
+    p = pool().take(capacity);
+    if (p == nullptr) p = map_huge(capacity);
+  } else if (posix_memalign(&p, kAlignment, capacity) != 0) {
+    throw std::bad_alloc();
   }
   release();
   data_ = static_cast<uint8_t*>(p);

@@ -46,7 +46,13 @@ std::string random_suffix() {
 BlockWriter::BlockWriter(std::string store_dir, uint64_t keep_cached_bytes)
     : store_dir_(std::move(store_dir)), keep_cached_bytes_(keep_cached_bytes), tmp_dir_(tmp_dir_path(store_dir_)) {}
 
-bool BlockWriter::put(const Digest& digest, const uint8_t* data, size_t len) {
+bool BlockWriter::put(const Digest& digest, const uint8_t* data, size_t len) { return put_block(digest, data, len, nullptr); }
+
+bool BlockWriter::put_framed(const Digest& digest, uint8_t* frame, size_t len) {
+  return put_block(digest, frame + kBlockHeaderSize, len, frame);
+}
+
+bool BlockWriter::put_block(const Digest& digest, const uint8_t* data, size_t len, uint8_t* frame) {
   const std::string path = block_file_path(store_dir_, digest);
   bool replace = false;
   struct stat st;
@@ -63,7 +69,7 @@ bool BlockWriter::put(const Digest& digest, const uint8_t* data, size_t len) {
     throw Error::system(errno, "stat", path);
   }
 
-  std::string tmp = write_temp(digest, data, len);
+  std::string tmp = write_temp(digest, data, len, frame);
   try {
     return publish(tmp, digest, replace);
   } catch (...) {
@@ -72,7 +78,7 @@ bool BlockWriter::put(const Digest& digest, const uint8_t* data, size_t len) {
   }
 }
 
-std::string BlockWriter::write_temp(const Digest& digest, const uint8_t* data, size_t len) {
+std::string BlockWriter::write_temp(const Digest& digest, const uint8_t* data, size_t len, uint8_t* frame) {
   const std::string prefix = tmp_dir_ + "/" + to_hex(digest) + ".";
   std::string tmp;
   UniqueFd fd;
@@ -89,11 +95,13 @@ std::string BlockWriter::write_temp(const Digest& digest, const uint8_t* data, s
 
   try {
     uint8_t header[kBlockHeaderSize];
-    encode_block_header(make_block_header(digest, len), header);
+    encode_block_header(make_block_header(digest, len), frame != nullptr ? *reinterpret_cast<uint8_t(*)[kBlockHeaderSize]>(frame) : header);
     const uint64_t size = kBlockHeaderSize + len;
     // Past the first few blocks, keep the page cache for the VMs: not even passing through it.
     const bool keep_cached = kept_cached_bytes_.fetch_add(size, std::memory_order_relaxed) + size <= keep_cached_bytes_;
-    if (keep_cached || !write_direct_front(fd.get(), tmp, header, data, len)) {
+    if (frame != nullptr) {
+      if (keep_cached || !write_direct_front(fd.get(), tmp, frame, size)) write_at(fd.get(), frame, size, 0, tmp);
+    } else if (keep_cached || !write_staged_front(fd.get(), tmp, header, data, len)) {
       write_at(fd.get(), header, sizeof header, 0, tmp);
       write_at(fd.get(), data, len, kBlockHeaderSize, tmp);
     }
@@ -107,7 +115,18 @@ std::string BlockWriter::write_temp(const Digest& digest, const uint8_t* data, s
   return tmp;
 }
 
-bool BlockWriter::write_direct_front(int fd, const std::string& tmp, const uint8_t* header, const uint8_t* data, size_t len) {
+bool BlockWriter::write_direct_front(int fd, const std::string& tmp, const uint8_t* file, size_t size) {
+  const size_t front = size / kDirectAlignment * kDirectAlignment;
+  if (front == 0 || !direct_ok_.load(std::memory_order_relaxed)) return false;
+  if (!write_direct(fd, file, front, 0, tmp)) {
+    direct_ok_.store(false, std::memory_order_relaxed);  // this filesystem refuses O_DIRECT
+    return false;
+  }
+  write_at(fd, file + front, size - front, front, tmp);
+  return true;
+}
+
+bool BlockWriter::write_staged_front(int fd, const std::string& tmp, const uint8_t* header, const uint8_t* data, size_t len) {
   const size_t front = (kBlockHeaderSize + len) / kDirectAlignment * kDirectAlignment;
   if (front == 0 || !direct_ok_.load(std::memory_order_relaxed)) return false;
   // The header puts the payload 64 bytes off alignment: the aligned front is staged in a
@@ -116,10 +135,7 @@ bool BlockWriter::write_direct_front(int fd, const std::string& tmp, const uint8
   AlignedBuffer staging(front);
   std::memcpy(staging.data(), header, kBlockHeaderSize);
   std::memcpy(staging.data() + kBlockHeaderSize, data, front - kBlockHeaderSize);
-  if (!write_direct(fd, staging.data(), front, 0, tmp)) {
-    direct_ok_.store(false, std::memory_order_relaxed);  // this filesystem refuses O_DIRECT
-    return false;
-  }
+  if (!write_direct_front(fd, tmp, staging.data(), front)) return false;
   const size_t done = front - kBlockHeaderSize;
   write_at(fd, data + done, len - done, front, tmp);
   return true;

@@ -35,6 +35,9 @@ class BlockWriter {
   // already there. Returns true when this call created (or repaired) the file.
   // Throws NoSpace / PermissionDenied / IOError; a failed put leaves no temp file behind.
   bool put(const Digest& digest, const uint8_t* data, size_t len);
+  // The same for a block laid out as its file: the payload at frame + 64, `frame` 4 KiB-aligned.
+  // The header is written into frame[0, 64), and the file goes from the frame without a copy.
+  bool put_framed(const Digest& digest, uint8_t* frame, size_t len);
 
   // fsyncs the directories touched by put(). Throws IOError.
   void sync();
@@ -42,10 +45,13 @@ class BlockWriter {
   const std::string& store_dir() const noexcept { return store_dir_; }
 
  private:
-  std::string write_temp(const Digest& digest, const uint8_t* data, size_t len);
-  // Writes header+payload's 4 KiB-aligned front to the new file `fd` with O_DIRECT and the rest
+  bool put_block(const Digest& digest, const uint8_t* data, size_t len, uint8_t* frame);
+  std::string write_temp(const Digest& digest, const uint8_t* data, size_t len, uint8_t* frame);
+  // Writes file[0, size)'s 4 KiB-aligned front to the new file `fd` with O_DIRECT and the rest
   // through the cache; false when nothing was written (too short, or O_DIRECT refused).
-  bool write_direct_front(int fd, const std::string& tmp, const uint8_t* header, const uint8_t* data, size_t len);
+  bool write_direct_front(int fd, const std::string& tmp, const uint8_t* file, size_t size);
+  // The same for a header and a payload apart, staged into one aligned buffer.
+  bool write_staged_front(int fd, const std::string& tmp, const uint8_t* header, const uint8_t* data, size_t len);
   bool publish(const std::string& tmp, const Digest& digest, bool replace);
   void make_dir(const std::string& dir);
 

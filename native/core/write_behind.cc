@@ -1,14 +1,24 @@
 #include "core/write_behind.h"
 
+#include "core/block_format.h"
 #include "core/error.h"
 #include "core/granule_file.h"
+#include "io/direct_io.h"
 
 namespace blocksnap {
 
-WriteBehind::WriteBehind(BlockWriter& writer, size_t block_size, unsigned writers, unsigned depth, std::string granule_dir)
-    : writer_(writer), granule_dir_(std::move(granule_dir)), wants_marks_(!granule_dir_.empty() && block_size > kGranuleSize) {
+size_t WriteBehind::frame_size(size_t block_size) noexcept {
+  return (kBlockHeaderSize + block_size + kDirectAlignment - 1) / kDirectAlignment * kDirectAlignment;
+}
+
+WriteBehind::WriteBehind(BlockWriter& writer, size_t block_size, unsigned writers, unsigned depth, std::string granule_dir,
+                         bool framed)
+    : writer_(writer),
+      granule_dir_(std::move(granule_dir)),
+      wants_marks_(!granule_dir_.empty() && block_size > kGranuleSize),
+      framed_(framed) {
   free_.reserve(depth);
-  for (unsigned i = 0; i < depth; ++i) free_.emplace_back(block_size);
+  for (unsigned i = 0; i < depth; ++i) free_.emplace_back(framed ? frame_size(block_size) : block_size);
   threads_.reserve(writers);
   try {
     for (unsigned i = 0; i < writers; ++i) threads_.emplace_back([this] { writer_loop(); });
@@ -71,7 +81,8 @@ void WriteBehind::writer_loop() {
     bool written = false;
     std::exception_ptr failed;
     try {
-      written = writer_.put(item.digest, item.buf.data(), item.len);
+      written = framed_ ? writer_.put_framed(item.digest, item.buf.data(), item.len)
+                        : writer_.put(item.digest, item.buf.data(), item.len);
       if (written && !item.marks.empty())
         store_granule_file(granule_dir_, GranuleDigests{item.digest, item.len, std::move(item.marks)});
     } catch (Error& e) {

@@ -13,6 +13,9 @@
 // pays one small file per new block and no extra hashing, and the first copy-on-write clone of
 // the snapshot then verifies 64 KiB per first touch instead of 4 MiB.
 //
+// Framed: the buffers are laid out as block files (BlockWriter::put_framed), the payload at
+// buffer + 64 with room for the header before it, so a block goes to its file without a copy.
+//
 // drain() must return before BlockWriter::sync() and before the snapshot is committed. A failure
 // of any write fails the scan: submit() and drain() rethrow the first one, tagged with its block.
 #pragma once
@@ -34,7 +37,11 @@ namespace blocksnap {
 
 class WriteBehind {
  public:
-  WriteBehind(BlockWriter& writer, size_t block_size, unsigned writers, unsigned depth, std::string granule_dir = {});
+  WriteBehind(BlockWriter& writer, size_t block_size, unsigned writers, unsigned depth, std::string granule_dir = {},
+              bool framed = false);
+  // The buffer size for a framed write-behind of `block_size` blocks: a block file, rounded up to
+  // the direct-write alignment.
+  static size_t frame_size(size_t block_size) noexcept;
   // Stops the writers after the block each is storing; blocks still queued are dropped (the scan
   // failed or was cancelled, so nothing will reference them).
   ~WriteBehind();
@@ -44,7 +51,8 @@ class WriteBehind {
   // Whether submit() wants the marks of each block (a granule dir, and blocks of more than one granule).
   bool wants_marks() const noexcept { return wants_marks_; }
 
-  // Queues buf[0, len) to be stored under `digest` and returns a free buffer of block size.
+  // Queues buf[0, len) (framed: buf[64, 64 + len)) to be stored under `digest` and returns a free
+  // buffer of the same size.
   // `marks`: sha256_marked's, by granule, when wants_marks(); otherwise empty.
   AlignedBuffer submit(AlignedBuffer buf, const Digest& digest, size_t len, uint64_t block_index, std::vector<Digest> marks = {});
 
@@ -69,6 +77,7 @@ class WriteBehind {
   BlockWriter& writer_;
   const std::string granule_dir_;
   const bool wants_marks_;
+  const bool framed_;
   std::mutex mutex_;
   std::condition_variable work_cv_;  // an item was queued, or stop
   std::condition_variable free_cv_;  // a buffer came back, or a failure

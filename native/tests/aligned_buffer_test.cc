@@ -40,10 +40,18 @@ TEST(aligned_buffer_small_buffers_are_not_pooled) {
   CHECK_EQ(AlignedBuffer::pooled_bytes(), pooled);
 }
 
-TEST(aligned_buffer_reserve_within_its_rounded_capacity_keeps_the_memory) {
-  AlignedBuffer a(kBlock + 64);  // rounded up to 6 MiB of huge pages
+TEST(aligned_buffer_reserve_within_its_page_rounded_capacity_keeps_the_memory) {
+  AlignedBuffer a(kBlock + 64);  // a capacity of kBlock + 4 KiB
   const uint8_t* p = a.data();
   a.reserve(kBlock + 4096);
   CHECK(a.data() == p);
   CHECK_EQ(a.size(), kBlock + 4096);
+  a.reserve(kBlock + 4097);
+  CHECK_EQ(a.size(), kBlock + 4097);
+}
+
+TEST(aligned_buffer_huge_buffers_start_on_a_huge_page_boundary) {
+  AlignedBuffer a(kBlock + 4096);
+  CHECK_EQ(reinterpret_cast<uintptr_t>(a.data()) % (2 * 1024 * 1024), uintptr_t{0});
+  a.data()[kBlock + 4095] = 1;  // the whole size is mapped
 }

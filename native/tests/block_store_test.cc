@@ -197,3 +197,18 @@ TEST(block_writer_stores_a_block_of_unaligned_length_past_the_cache_whole) {
   REQUIRE(::stat(block_file_path(dir.path(), d).c_str(), &st) == 0);
   CHECK_EQ(static_cast<uint64_t>(st.st_size), kBlockHeaderSize + data.size());
 }
+
+// A framed block (laid out as its file) gets its header written in front of it and goes whole.
+TEST(block_writer_stores_a_framed_block_from_its_frame) {
+  TempDir dir;
+  BlockWriter writer(dir.path(), 0);
+  const auto data = pattern(100000, 6);
+  const Digest d = sha256(data.data(), data.size());
+  AlignedBuffer frame(kBlockHeaderSize + data.size());
+  std::memcpy(frame.data() + kBlockHeaderSize, data.data(), data.size());
+  REQUIRE(writer.put_framed(d, frame.data(), data.size()));
+  writer.sync();
+  AlignedBuffer buf;
+  REQUIRE(read_block(dir.path(), d, buf) == data.size());
+  CHECK(std::memcmp(buf.data(), data.data(), data.size()) == 0);
+}

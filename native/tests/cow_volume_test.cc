@@ -7,8 +7,10 @@
 #include <cstring>
 #include <thread>
 
+#include "core/aligned_buffer.h"
 #include "core/block_format.h"
 #include "core/store_layout.h"
+#include "io/direct_io.h"
 #include "io/page_cache.h"
 #include "tests/base_snapshot.h"
 #include "tests/harness.h"
@@ -243,15 +245,16 @@ TEST(cow_source_loads_a_cold_base_block_whole_past_the_page_cache) {
   drop_cached(f, 1);
   CowVolume v(f.spec(false));  // its own cache: the copy-up's verified payload is not in it
   const auto source = v.source(1);
-  CHECK(!source->load_base(0));  // the layer covers it whole
-  CHECK(!source->load_base(2));  // ZERO in the base
-  if (!source->reads_direct() || !source->load_base(1)) return;  // no direct reads here: nothing to check
+  AlignedBuffer frame(kBlockHeaderSize + kBlock + kDirectAlignment);
+  uint64_t bytes = 0;
+  CHECK(!source->read_framed_direct(0, frame.data(), bytes));  // the layer covers it whole
+  CHECK(!source->read_framed_direct(2, frame.data(), bytes));  // ZERO in the base
+  if (!source->reads_direct() || !source->read_framed_direct(1, frame.data(), bytes)) return;  // no direct reads here
   CHECK_EQ(cached_pages(f, 1).first, size_t{0});
-  CHECK(!source->load_base(1));          // already in memory
-  std::vector<uint8_t> got(kBlock), want(f.content.begin() + kBlock, f.content.begin() + 2 * kBlock);
+  std::vector<uint8_t> want(f.content.begin() + kBlock, f.content.begin() + 2 * kBlock);
   std::memcpy(want.data() + kG, small.data(), small.size());
-  CHECK(!source->read(kBlock, kBlock, got.data()).zero);
-  CHECK(got == want);
+  CHECK(std::memcmp(frame.data() + kBlockHeaderSize, want.data(), kBlock) == 0);
+  CHECK(source->base().block_verified(1));
 }
 
 TEST(cow_source_load_of_a_damaged_base_block_is_a_digest_mismatch) {
@@ -269,7 +272,9 @@ TEST(cow_source_load_of_a_damaged_base_block_is_a_digest_mismatch) {
   CowVolume v(f.spec(false));
   const auto source = v.source(1);
   if (!source->reads_direct()) return;  // no direct reads here: nothing to check
-  CHECK_THROWS_CODE(source->load_base(1), ErrorCode::DigestMismatch);
+  AlignedBuffer frame(kBlockHeaderSize + kBlock + kDirectAlignment);
+  uint64_t bytes = 0;
+  CHECK_THROWS_CODE(source->read_framed_direct(1, frame.data(), bytes), ErrorCode::DigestMismatch);
 }
 
 TEST(cow_pushed_layer_freezes_what_a_source_reads) {

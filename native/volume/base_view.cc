@@ -42,13 +42,13 @@ void insert(Vec& entries, const Digest& d, T value, size_t max) {
 
 }  // namespace
 
-std::shared_ptr<const uint8_t> BlockFileCache::payload(const Digest& d) {
+std::shared_ptr<const AlignedBuffer> BlockFileCache::payload(const Digest& d) {
   std::lock_guard lock(mutex_);
   auto* hit = touch(payloads_, d);
   return hit ? hit->value : nullptr;
 }
 
-void BlockFileCache::put_payload(const Digest& d, std::shared_ptr<const uint8_t> payload) {
+void BlockFileCache::put_payload(const Digest& d, std::shared_ptr<const AlignedBuffer> payload) {
   std::lock_guard lock(mutex_);
   insert(payloads_, d, std::move(payload), kMaxPayloads);
 }
@@ -170,10 +170,13 @@ void BaseView::prefetch(uint64_t i) const noexcept {
   }
 }
 
-bool BaseView::load_whole(uint64_t i) const {
+uint64_t BaseView::frame_size(uint64_t i) const noexcept {
+  return (kBlockHeaderSize + block_length(i) + kDirectAlignment - 1) / kDirectAlignment * kDirectAlignment;
+}
+
+bool BaseView::read_whole_direct(uint64_t i, uint8_t* frame) const {
   if (i >= block_count_ || zero_block(i)) return false;
   const Digest d = digest(i);
-  if (cache_->payload(d)) return false;
   const auto block = cache_->file(d);
   const uint64_t len = block_length(i);
   const uint64_t file_size = kBlockHeaderSize + len;
@@ -184,30 +187,25 @@ bool BaseView::load_whole(uint64_t i) const {
   const UniqueFd direct = open_direct_twin(block->fd.get());
   if (!direct) return false;
 
-  std::lock_guard lock(verify_locks_[i % verify_locks_.size()]);
-  if (cache_->payload(d)) return false;
   struct stat st;
   if (::fstat(block->fd.get(), &st) != 0) throw std::move(Error::system(errno, "fstat", block->path)).with_digest(d);
-  // One page more than the file should have: a longer file reads long, and its header says so.
-  auto buf = std::make_shared<AlignedBuffer>((file_size / kDirectAlignment + 1) * kDirectAlignment);
   size_t got = 0;
-  if (!read_direct(direct.get(), buf->data(), buf->size(), 0, block->path, got)) return false;
+  if (!read_direct(direct.get(), frame, static_cast<size_t>(frame_size(i)), 0, block->path, got)) return false;
   if (got < kBlockHeaderSize) {
     Error e(ErrorCode::BlockCorrupt, "block " + to_hex(d) + " is corrupt: shorter than its header");
     e.path = block->path;
     throw std::move(e).with_digest(d);
   }
   // The header, from the bytes read (a buffered read of it would pull read-ahead into the cache):
-  // it is what makes "payload byte x is at 64 + x" true.
-  check_block_header(*reinterpret_cast<const uint8_t(*)[kBlockHeaderSize]>(buf->data()), std::max<uint64_t>(got, static_cast<uint64_t>(st.st_size)), block->path, d, len);
+  // it is what makes "payload byte x is at 64 + x" true, and it checks the file's size.
+  check_block_header(*reinterpret_cast<const uint8_t(*)[kBlockHeaderSize]>(frame), static_cast<uint64_t>(st.st_size), block->path, d, len);
   if (got != file_size) {
     Error e(ErrorCode::BlockCorrupt, "block " + to_hex(d) + " is corrupt: payload truncated while reading");
     e.path = block->path;
     throw std::move(e).with_digest(d);
   }
-  const uint8_t* payload = buf->data() + kBlockHeaderSize;
   if (!verified(i)) {
-    if (sha256(payload, len) != d) {
+    if (sha256(frame + kBlockHeaderSize, len) != d) {
       Error e(ErrorCode::DigestMismatch, "block " + to_hex(d) + " does not match its digest: the block store is corrupt");
       e.path = block->path;
       throw std::move(e).with_digest(d);
@@ -215,7 +213,6 @@ bool BaseView::load_whole(uint64_t i) const {
     set_verified(i);
   }
   cache_->count_read(len);
-  cache_->put_payload(d, std::shared_ptr<const uint8_t>(buf, payload));
   return true;
 }
 
@@ -241,7 +238,7 @@ uint64_t BaseView::read_in_block(uint64_t i, uint64_t x, size_t len, uint8_t* ou
   const Digest d = digest(i);
   const auto from_cache = [&] {
     auto payload = cache_->payload(d);
-    if (payload) std::memcpy(out, payload.get() + x, len);
+    if (payload) std::memcpy(out, payload->data() + x, len);
     return payload != nullptr;
   };
   if (from_cache()) return 0;
@@ -268,7 +265,7 @@ uint64_t BaseView::read_in_block(uint64_t i, uint64_t x, size_t len, uint8_t* ou
           }
           read_block(cache_->store_dir(), d, *payload, options);
           std::memcpy(out, payload->data() + x, len);
-          cache_->put_payload(d, std::shared_ptr<const uint8_t>(payload, payload->data()));
+          cache_->put_payload(d, payload);
           set_verified(i);
           verified_whole = std::move(payload);
         }

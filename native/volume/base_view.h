@@ -62,9 +62,8 @@ class BlockFileCache {
   void count_read(uint64_t bytes) noexcept { bytes_read_.fetch_add(bytes, std::memory_order_relaxed); }
   uint64_t bytes_read() const noexcept { return bytes_read_.load(std::memory_order_relaxed); }
 
-  // A verified payload's bytes; the pointer owns the buffer that holds them.
-  std::shared_ptr<const uint8_t> payload(const Digest& d);
-  void put_payload(const Digest& d, std::shared_ptr<const uint8_t> payload);
+  std::shared_ptr<const AlignedBuffer> payload(const Digest& d);
+  void put_payload(const Digest& d, std::shared_ptr<const AlignedBuffer> payload);
   struct OpenBlock {
     UniqueFd fd;
     std::string path;
@@ -86,7 +85,7 @@ class BlockFileCache {
   bool record_granules_;
   std::atomic<uint64_t> bytes_read_{0};
   std::mutex mutex_;
-  std::vector<Entry<std::shared_ptr<const uint8_t>>> payloads_;  // most recent last
+  std::vector<Entry<std::shared_ptr<const AlignedBuffer>>> payloads_;  // most recent last
   std::vector<Entry<std::shared_ptr<const OpenBlock>>> files_;         // most recent last
   std::vector<Entry<std::shared_ptr<const GranuleDigests>>> granules_;  // most recent last
 };
@@ -116,14 +115,17 @@ class BaseView {
   // Asks the kernel to start reading block i's file into the page cache (POSIX_FADV_WILLNEED,
   // which returns once the reads are queued). A hint only: errors are left to the read.
   void prefetch(uint64_t i) const noexcept;
-  // Brings block i whole into the payload cache with one O_DIRECT read, when less than half of its
-  // file is in the page cache and direct reads can be had (io/direct_io.h), verifying it unless
-  // it was verified before; false when it did nothing (a ZERO block, already there, cached, no
-  // direct reads), and the reads go through the page cache as before. For a scan about to read
-  // most of the block: a cold block through the cache costs a page-cache fill and copy, in fresh
-  // pages that a virtual machine pays for twice (core/aligned_buffer.h), and requests of ~1 MiB.
-  // Throws like read().
-  bool load_whole(uint64_t i) const;
+  // Reads block i's file whole into `frame` with one O_DIRECT read, header and payload in place
+  // (the payload at frame + 64, as a block file holds it), when less than half of the file is in
+  // the page cache and direct reads can be had (io/direct_io.h); verifies the payload unless the
+  // block was verified before. `frame` is 4 KiB-aligned, of at least frame_size(i) bytes. False
+  // when it did nothing (a ZERO block, mostly cached, no direct reads): the block is then read
+  // through the cache as before. A cold block read through the cache costs a page-cache fill and
+  // a copy in fresh pages, which a virtual machine pays for twice (core/aligned_buffer.h), and
+  // reaches the disk as requests of ~1 MiB. Throws like read().
+  bool read_whole_direct(uint64_t i, uint8_t* frame) const;
+  // Bytes a frame for block i needs: its file, rounded up to the direct-read alignment.
+  uint64_t frame_size(uint64_t i) const noexcept;
 
  private:
   uint64_t read_in_block(uint64_t i, uint64_t x, size_t len, uint8_t* out) const;

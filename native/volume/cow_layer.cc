@@ -92,17 +92,20 @@ bool stack_known_zero(LayerStack layers, const BaseView& base, uint64_t offset, 
   return true;
 }
 
-uint64_t read_through(LayerStack layers, const BaseView& base, uint64_t offset, size_t len, uint8_t* out) {
+namespace {
+
+// One pass over [offset, offset + len) by runs of granules with the same source: one pread per
+// layer run, one base read per base run unless `base` is null (those bytes are left as they are).
+uint64_t read_runs(LayerStack layers, const BaseView* base, uint64_t offset, size_t len, uint8_t* out) {
   uint64_t bytes_read = 0;
   const uint64_t end = offset + len;
   for (uint64_t pos = offset; pos < end;) {
-    // One run of consecutive granules with the same source: one pread (or one base read).
     const int source = layer_of(layers, pos / kCowGranuleSize);
     const uint64_t run_end = same_source_end(layers, source, pos, end);
     const size_t n = static_cast<size_t>(run_end - pos);
     uint8_t* dst = out + (pos - offset);
     if (source < 0) {
-      bytes_read += base.read(pos, n, dst);
+      if (base != nullptr) bytes_read += base->read(pos, n, dst);
     } else {
       const CowLayer& layer = *layers[static_cast<size_t>(source)];
       const size_t got = read_at(layer.data.get(), dst, n, pos, layer.files.data_path);
@@ -112,6 +115,16 @@ uint64_t read_through(LayerStack layers, const BaseView& base, uint64_t offset, 
     pos = run_end;
   }
   return bytes_read;
+}
+
+}  // namespace
+
+uint64_t read_through(LayerStack layers, const BaseView& base, uint64_t offset, size_t len, uint8_t* out) {
+  return read_runs(layers, &base, offset, len, out);
+}
+
+uint64_t read_layers(LayerStack layers, uint64_t offset, size_t len, uint8_t* out) {
+  return read_runs(layers, nullptr, offset, len, out);
 }
 
 std::vector<VolumeExtent> stack_extents(LayerStack layers, const BaseView& base, uint64_t offset, uint64_t len) {

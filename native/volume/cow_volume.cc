@@ -15,6 +15,7 @@
 #include "core/block_format.h"
 #include "core/digest.h"
 #include "core/error.h"
+#include "io/direct_io.h"
 #include "io/file_io.h"
 #include "io/punch_hole.h"
 #include "volume/cow_format.h"
@@ -255,7 +256,7 @@ void CowVolume::queue_verify(const BaseView& base, uint64_t i) {
 void CowVolume::verify_loop() {
   sched_param idle{};
   ::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &idle);  // best effort
-  AlignedBuffer buf(block_size_);
+  AlignedBuffer buf(block_size_ + kDirectAlignment);  // a block file whole (BaseView::frame_size)
   for (;;) {
     uint64_t i;
     {
@@ -266,8 +267,9 @@ void CowVolume::verify_loop() {
       for (;;) {
         using std::chrono::steady_clock;
         const auto quiet = steady_clock::now() - steady_clock::time_point(steady_clock::duration(last_write_ns_.load(std::memory_order_relaxed)));
-        if (verify_stop_ || quiet >= kVerifyAfterQuiet) break;
-        verify_cv_.wait_for(lock, kVerifyAfterQuiet - quiet);
+        const bool reading = reads_running_.load(std::memory_order_relaxed) > 0;
+        if (verify_stop_ || (quiet >= kVerifyAfterQuiet && !reading)) break;
+        verify_cv_.wait_for(lock, reading ? kVerifyAfterQuiet : kVerifyAfterQuiet - quiet);
       }
       if (verify_stop_) return;
       i = verify_queue_.front();
@@ -285,7 +287,7 @@ void CowVolume::verify_loop() {
       // One direct read and one hash of the whole block where that can be had: reading its
       // granules one by one through the cache costs a copy into fresh page-cache pages, and ran
       // alongside the snapshot that followed the writes.
-      if (!base->load_whole(i)) {
+      if (!base->read_whole_direct(i, buf.data())) {
         const uint64_t offset = i * block_size_;
         base->read(offset, static_cast<size_t>(std::min(block_size_, size_ - offset)), buf.data());
       }

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/aligned_buffer.h"
+#include "core/block_format.h"
 #include "core/block_writer.h"
 #include "core/digest.h"
 #include "core/error.h"
@@ -41,20 +42,21 @@ ScanBlocksResult scan_volume_blocks(const VolumeSource& source, const ScanBlocks
   // Every new block is stored past the page cache (core/block_writer.h): this snapshot's wall
   // time is what a served disk offers, and copying its first blocks into the cache took a fifth
   // of its CPU here (io/direct_io.h), against a later replication reading them from the disk.
+  // The buffers are framed, laid out as block files: a cold base block is read into one whole and
+  // directly (VolumeSource::read_framed_direct), and a new block leaves from it without a copy.
   BlockWriter writer(p.store_dir, 0);
-  WriteBehind behind(writer, p.block_size, kStoreWriters, kStoreDepth, p.granule_dir);
+  WriteBehind behind(writer, p.block_size, kStoreWriters, kStoreDepth, p.granule_dir, true);
   std::atomic<uint64_t> bytes_read{0}, zero_blocks{0};
 
-  // Cold base blocks are read whole and directly where that can be had (BaseView::load_whole),
-  // by twice as many threads as cores so that some read while the others hash; otherwise the
-  // kernel is asked for them ahead.
+  // Where cold base blocks are read directly, twice as many threads as cores, so that some read
+  // while the others hash; otherwise the kernel is asked for the base blocks ahead.
   const bool direct = source.reads_direct();
   if (!direct)
     for (uint64_t k = 0; k < std::min<uint64_t>(kBasePrefetchAhead, p.blocks.size()); ++k) source.prefetch_base(p.blocks[k]);
   ParallelRun run(control, p.blocks.size());
   const unsigned requested = p.threads != 0 || !direct ? p.threads : 2 * core_count();
   run.run(effective_threads(requested, p.blocks.size()), [&](ParallelRun& job) {
-    AlignedBuffer buf(p.block_size);
+    AlignedBuffer buf(WriteBehind::frame_size(p.block_size));
     std::vector<Digest> marks;
     uint64_t k;
     while (job.next(k)) {
@@ -63,14 +65,19 @@ ScanBlocksResult scan_volume_blocks(const VolumeSource& source, const ScanBlocks
       const uint64_t offset = i * p.block_size;
       const size_t len = static_cast<size_t>(std::min<uint64_t>(p.block_size, source.size() - offset));
       try {
-        if (direct) source.load_base(i);
-        const SourceRead got = source.read(offset, len, buf.data());
-        bytes_read.fetch_add(got.bytes_read, std::memory_order_relaxed);
-        if (got.zero || is_all_zero(buf.data(), len)) {
+        uint8_t* const payload = buf.data() + kBlockHeaderSize;
+        uint64_t got_bytes = 0;
+        bool zero = false;
+        if (!direct || !source.read_framed_direct(i, buf.data(), got_bytes)) {
+          const SourceRead got = source.read(offset, len, payload);
+          got_bytes = got.bytes_read;
+          zero = got.zero;
+        }
+        bytes_read.fetch_add(got_bytes, std::memory_order_relaxed);
+        if (zero || is_all_zero(payload, len)) {
           zero_blocks.fetch_add(1, std::memory_order_relaxed);
         } else {
-          const Digest digest =
-              behind.wants_marks() ? sha256_marked(buf.data(), len, kGranuleSize, marks) : sha256(buf.data(), len);
+          const Digest digest = behind.wants_marks() ? sha256_marked(payload, len, kGranuleSize, marks) : sha256(payload, len);
           std::memcpy(result.digests.data() + k * kDigestSize, digest.data(), kDigestSize);
           if (digest != base.digest(i)) buf = behind.submit(std::move(buf), digest, len, i, std::move(marks));
         }

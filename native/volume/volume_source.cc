@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/block_format.h"
 #include "io/direct_io.h"
 #include "volume/cow_format.h"
 
@@ -28,6 +29,13 @@ void VolumeSource::prefetch_base(uint64_t i) const noexcept {
 
 bool VolumeSource::reads_direct() const { return direct_reads_available(); }
 
-bool VolumeSource::load_base(uint64_t i) const { return needs_base(i) && base_->load_whole(i); }
+bool VolumeSource::read_framed_direct(uint64_t i, uint8_t* frame, uint64_t& bytes_read) const {
+  if (!needs_base(i) || !base_->read_whole_direct(i, frame)) return false;
+  const uint64_t block_size = base_->block_size();
+  const uint64_t offset = i * block_size;
+  const size_t len = static_cast<size_t>(std::min(block_size, size_ - offset));
+  bytes_read = len + read_layers(layers_, offset, len, frame + kBlockHeaderSize);
+  return true;
+}
 
 }  // namespace blocksnap

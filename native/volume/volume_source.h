@@ -26,9 +26,11 @@ class VolumeSource final : public BlockSource {
   // Prefetches the base block of block i when some of its granules are in no layer, so that a
   // read of it will need the base (BaseView::prefetch).
   void prefetch_base(uint64_t i) const noexcept;
-  // Brings block i's base block whole into memory with a direct read (BaseView::load_whole) when
-  // some of its granules are in no layer; false when it did not.
-  bool load_base(uint64_t i) const;
+  // Block i's content into frame + 64 (a block file's layout, for BlockWriter::put_framed) with
+  // its base block read whole and directly (BaseView::read_whole_direct) and the layers' granules
+  // over it, when some granule of it is in no layer; false when it did not, and read() must be
+  // used. `frame` as for read_whole_direct. Returns the bytes read through `read`.
+  bool read_framed_direct(uint64_t i, uint8_t* frame, uint64_t& bytes_read) const;
 
  private:
   // True when a read of block i needs the base: some granule of it is in no layer.

@@ -35,6 +35,7 @@ class ScanBlocksWorker : public JobWorker {
 
  private:
   void run(JobControl& control, const ProgressFn& progress) override {
+    CowVolume::VerifierPause pause;
     result_ = scan_volume_blocks(*source_, params_, control, progress);
   }
 
@@ -61,6 +62,7 @@ class FlattenWorker : public JobWorker {
 
  private:
   void run(JobControl& control, const ProgressFn& progress) override {
+    CowVolume::VerifierPause pause;
     // Both writers take the same two settings and report the same two numbers we return.
     const auto write = [&](auto options, auto writer) {
       options.image_path = image_path_;
