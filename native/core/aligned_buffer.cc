@@ -28,15 +28,23 @@ class HugeBufferPool {
     }
     return nullptr;
   }
+  // Keeps the buffer, unmapping the least recently freed ones beyond the cap: the sizes the
+  // next jobs want are those the last ones used (an image scan's blocks, a served disk's frames).
   bool give(void* p, size_t capacity) noexcept {
+    if (capacity > AlignedBuffer::kMaxPooledBytes) return false;
     std::lock_guard lock(mutex_);
-    if (bytes_ + capacity > AlignedBuffer::kMaxPooledBytes) return false;
     try {
       free_.emplace_back(p, capacity);
     } catch (const std::bad_alloc&) {
       return false;
     }
     bytes_ += capacity;
+    size_t n = 0;
+    for (; bytes_ > AlignedBuffer::kMaxPooledBytes; ++n) {
+      ::munmap(free_[n].first, free_[n].second);
+      bytes_ -= free_[n].second;
+    }
+    free_.erase(free_.begin(), free_.begin() + static_cast<ptrdiff_t>(n));
     return true;
   }
   size_t bytes() noexcept {

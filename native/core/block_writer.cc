@@ -95,7 +95,8 @@ std::string BlockWriter::write_temp(const Digest& digest, const uint8_t* data, s
 
   try {
     uint8_t header[kBlockHeaderSize];
-    encode_block_header(make_block_header(digest, len), frame != nullptr ? *reinterpret_cast<uint8_t(*)[kBlockHeaderSize]>(frame) : header);
+    auto& header_out = frame != nullptr ? *reinterpret_cast<uint8_t(*)[kBlockHeaderSize]>(frame) : header;
+    encode_block_header(make_block_header(digest, len), header_out);
     const uint64_t size = kBlockHeaderSize + len;
     // Past the first few blocks, keep the page cache for the VMs: not even passing through it.
     const bool keep_cached = kept_cached_bytes_.fetch_add(size, std::memory_order_relaxed) + size <= keep_cached_bytes_;

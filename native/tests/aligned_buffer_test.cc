@@ -34,6 +34,21 @@ TEST(aligned_buffer_pool_keeps_no_more_than_its_cap) {
   CHECK(AlignedBuffer::pooled_bytes() > AlignedBuffer::kMaxPooledBytes - 2 * kBlock);
 }
 
+TEST(aligned_buffer_pool_keeps_the_most_recently_freed_sizes) {
+  {
+    std::vector<AlignedBuffer> old;
+    for (size_t i = 0; i < AlignedBuffer::kMaxPooledBytes / kBlock; ++i) old.emplace_back(kBlock);
+  }
+  const uint8_t* newest;
+  {
+    AlignedBuffer frame(kBlock + 4096);  // another size, freed last
+    newest = frame.data();
+  }
+  CHECK(AlignedBuffer::pooled_bytes() <= AlignedBuffer::kMaxPooledBytes);
+  AlignedBuffer again(kBlock + 4096);
+  CHECK(again.data() == newest);
+}
+
 TEST(aligned_buffer_small_buffers_are_not_pooled) {
   const size_t pooled = AlignedBuffer::pooled_bytes();
   { AlignedBuffer small(64 * 1024); }

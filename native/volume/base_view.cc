@@ -30,6 +30,13 @@ auto* touch(Vec& entries, const Digest& d) {
   return static_cast<decltype(&entries.back())>(nullptr);
 }
 
+// An error about block file `path` holding digest `d`: "block <hex> <what>".
+[[noreturn]] void throw_block_error(ErrorCode code, const Digest& d, const std::string& path, const std::string& what) {
+  Error e(code, "block " + to_hex(d) + " " + what);
+  e.path = path;
+  throw std::move(e).with_digest(d);
+}
+
 template <typename Vec, typename T>
 void insert(Vec& entries, const Digest& d, T value, size_t max) {
   if (auto* hit = touch(entries, d)) {
@@ -192,23 +199,17 @@ bool BaseView::read_whole_direct(uint64_t i, uint8_t* frame) const {
   size_t got = 0;
   if (!read_direct(direct.get(), frame, static_cast<size_t>(frame_size(i)), 0, block->path, got)) return false;
   if (got < kBlockHeaderSize) {
-    Error e(ErrorCode::BlockCorrupt, "block " + to_hex(d) + " is corrupt: shorter than its header");
-    e.path = block->path;
-    throw std::move(e).with_digest(d);
+    throw_block_error(ErrorCode::BlockCorrupt, d, block->path, "is corrupt: shorter than its header");
   }
   // The header, from the bytes read (a buffered read of it would pull read-ahead into the cache):
   // it is what makes "payload byte x is at 64 + x" true, and it checks the file's size.
   check_block_header(*reinterpret_cast<const uint8_t(*)[kBlockHeaderSize]>(frame), static_cast<uint64_t>(st.st_size), block->path, d, len);
   if (got != file_size) {
-    Error e(ErrorCode::BlockCorrupt, "block " + to_hex(d) + " is corrupt: payload truncated while reading");
-    e.path = block->path;
-    throw std::move(e).with_digest(d);
+    throw_block_error(ErrorCode::BlockCorrupt, d, block->path, "is corrupt: payload truncated while reading");
   }
   if (!verified(i)) {
     if (sha256(frame + kBlockHeaderSize, len) != d) {
-      Error e(ErrorCode::DigestMismatch, "block " + to_hex(d) + " does not match its digest: the block store is corrupt");
-      e.path = block->path;
-      throw std::move(e).with_digest(d);
+      throw_block_error(ErrorCode::DigestMismatch, d, block->path, "does not match its digest: the block store is corrupt");
     }
     set_verified(i);
   }
@@ -281,9 +282,7 @@ uint64_t BaseView::read_in_block(uint64_t i, uint64_t x, size_t len, uint8_t* ou
   }
   auto block = cache_->file(d);
   if (read_at(block->fd.get(), out, len, kBlockHeaderSize + x, block->path) != len) {
-    Error e(ErrorCode::BlockCorrupt, "block " + to_hex(d) + " is corrupt: shorter than when it was verified");
-    e.path = block->path;
-    throw std::move(e).with_digest(d);
+    throw_block_error(ErrorCode::BlockCorrupt, d, block->path, "is corrupt: shorter than when it was verified");
   }
   return len;
 }
@@ -292,9 +291,7 @@ uint64_t BaseView::read_granules(uint64_t i, const Digest& d, const GranuleDiges
   auto block = cache_->file(d);
   const auto read_exact = [&](uint8_t* dst, size_t n, uint64_t at) {
     if (read_at(block->fd.get(), dst, n, kBlockHeaderSize + at, block->path) != n) {
-      Error e(ErrorCode::BlockCorrupt, "block " + to_hex(d) + " is corrupt: payload truncated while reading");
-      e.path = block->path;
-      throw std::move(e).with_digest(d);
+      throw_block_error(ErrorCode::BlockCorrupt, d, block->path, "is corrupt: payload truncated while reading");
     }
   };
   bool header_checked = false;
@@ -324,11 +321,9 @@ uint64_t BaseView::read_granules(uint64_t i, const Digest& d, const GranuleDiges
     uint8_t* buf = whole ? dst : bounce.data();
     read_exact(buf, g_len, g_begin);
     if (!granule_matches(g, k, buf, g_len)) {
-      Error e(ErrorCode::DigestMismatch, "block " + to_hex(d) + " does not match its digest: granule " + std::to_string(k) +
-                                             " (bytes " + std::to_string(g_begin) + "+" + std::to_string(g_len) +
-                                             ") differs from when the block was verified; the block store is corrupt");
-      e.path = block->path;
-      throw std::move(e).with_digest(d);
+      throw_block_error(ErrorCode::DigestMismatch, d, block->path,
+                        "does not match its digest: granule " + std::to_string(k) + " (bytes " + std::to_string(g_begin) + "+" +
+                            std::to_string(g_len) + ") differs from when the block was verified; the block store is corrupt");
     }
     if (!whole) std::memcpy(dst, buf + (pos - g_begin), piece_end - pos);
     set_granule_verified(i, k);
