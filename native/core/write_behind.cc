@@ -8,7 +8,7 @@
 namespace blocksnap {
 
 size_t WriteBehind::frame_size(size_t block_size) noexcept {
-  return (kBlockHeaderSize + block_size + kDirectAlignment - 1) / kDirectAlignment * kDirectAlignment;
+  return static_cast<size_t>(round_up_direct(kBlockHeaderSize + block_size));
 }
 
 WriteBehind::WriteBehind(BlockWriter& writer, size_t block_size, unsigned writers, unsigned depth, std::string granule_dir,

@@ -54,7 +54,7 @@ UniqueFd open_direct_twin(int fd) {
 }
 
 bool read_direct(int fd, uint8_t* buf, size_t len, uint64_t offset, const std::string& path, size_t& got) {
-  if (offset % kDirectAlignment != 0 || len % kDirectAlignment != 0 || reinterpret_cast<uintptr_t>(buf) % kDirectAlignment != 0) return false;
+  if (!aligned_for_direct(buf, len, offset)) return false;
   got = 0;
   while (got < len) {
     const ssize_t n = ::pread(fd, buf + got, len - got, static_cast<off_t>(offset + got));
@@ -72,8 +72,7 @@ bool read_direct(int fd, uint8_t* buf, size_t len, uint64_t offset, const std::s
 }
 
 bool write_direct(int fd, const uint8_t* buf, size_t len, uint64_t offset, const std::string& path) {
-  if (offset % kDirectAlignment != 0 || len % kDirectAlignment != 0 || reinterpret_cast<uintptr_t>(buf) % kDirectAlignment != 0)
-    return false;
+  if (!aligned_for_direct(buf, len, offset)) return false;
   size_t done = 0;
   {
     DirectFlag direct(fd);

@@ -29,6 +29,14 @@ namespace blocksnap {
 // Both the file offset and the buffer: 4 KiB satisfies every filesystem's O_DIRECT alignment.
 constexpr size_t kDirectAlignment = 4096;
 
+// Whether a buffer, length and file offset all meet that alignment.
+inline bool aligned_for_direct(const void* buf, size_t len, uint64_t offset) noexcept {
+  return offset % kDirectAlignment == 0 && len % kDirectAlignment == 0 && reinterpret_cast<uintptr_t>(buf) % kDirectAlignment == 0;
+}
+
+// `n` rounded up to that alignment: the bytes a direct read of an n-byte file asks for.
+constexpr uint64_t round_up_direct(uint64_t n) noexcept { return (n + kDirectAlignment - 1) / kDirectAlignment * kDirectAlignment; }
+
 // A second open file of what `fd` has open, for O_DIRECT reads (reopened through /proc/self/fd,
 // never by path, so it is the very inode that was checked). Empty when the filesystem refuses
 // O_DIRECT, /proc is missing, or huge pages are off.

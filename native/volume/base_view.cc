@@ -178,7 +178,7 @@ void BaseView::prefetch(uint64_t i) const noexcept {
 }
 
 uint64_t BaseView::frame_size(uint64_t i) const noexcept {
-  return (kBlockHeaderSize + block_length(i) + kDirectAlignment - 1) / kDirectAlignment * kDirectAlignment;
+  return round_up_direct(kBlockHeaderSize + block_length(i));
 }
 
 bool BaseView::read_whole_direct(uint64_t i, uint8_t* frame) const {
