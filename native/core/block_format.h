@@ -17,12 +17,18 @@
 #include <string>
 
 #include "core/digest.h"
+#include "io/direct_io.h"
 
 namespace blocksnap {
 
 inline constexpr char kBlockMagic[8] = {'B', 'S', 'N', 'A', 'P', 'B', 'L', 'K'};
 inline constexpr uint16_t kBlockFormatVersion = 1;
 inline constexpr uint32_t kBlockHeaderSize = 64;
+
+// A frame: a buffer laid out as the file of a block of `raw_length` bytes (header, then payload),
+// rounded up to the direct-I/O alignment, so the file can be read into it or written from it with
+// O_DIRECT (BaseView::read_whole_direct, BlockWriter::put_framed).
+inline constexpr uint64_t block_frame_size(uint64_t raw_length) noexcept { return round_up_direct(kBlockHeaderSize + raw_length); }
 inline constexpr uint16_t kBlockFlagsCompressionMask = 0x000f;
 inline constexpr uint64_t kDefaultBlockSize = 4ull * 1024 * 1024;
 inline constexpr uint64_t kMinBlockSize = 64ull * 1024;

@@ -35,7 +35,7 @@ class BlockWriter {
   // already there. Returns true when this call created (or repaired) the file.
   // Throws NoSpace / PermissionDenied / IOError; a failed put leaves no temp file behind.
   bool put(const Digest& digest, const uint8_t* data, size_t len);
-  // The same for a block laid out as its file: the payload at frame + 64, `frame` 4 KiB-aligned.
+  // The same for a block in a frame (core/block_format.h): the payload at frame + 64.
   // The header is written into frame[0, 64), and the file goes from the frame without a copy.
   bool put_framed(const Digest& digest, uint8_t* frame, size_t len);
 

@@ -3,13 +3,8 @@
 #include "core/block_format.h"
 #include "core/error.h"
 #include "core/granule_file.h"
-#include "io/direct_io.h"
 
 namespace blocksnap {
-
-size_t WriteBehind::frame_size(size_t block_size) noexcept {
-  return static_cast<size_t>(round_up_direct(kBlockHeaderSize + block_size));
-}
 
 WriteBehind::WriteBehind(BlockWriter& writer, size_t block_size, unsigned writers, unsigned depth, std::string granule_dir,
                          bool framed)
@@ -18,7 +13,7 @@ WriteBehind::WriteBehind(BlockWriter& writer, size_t block_size, unsigned writer
       wants_marks_(!granule_dir_.empty() && block_size > kGranuleSize),
       framed_(framed) {
   free_.reserve(depth);
-  for (unsigned i = 0; i < depth; ++i) free_.emplace_back(framed ? frame_size(block_size) : block_size);
+  for (unsigned i = 0; i < depth; ++i) free_.emplace_back(framed ? block_frame_size(block_size) : block_size);
   threads_.reserve(writers);
   try {
     for (unsigned i = 0; i < writers; ++i) threads_.emplace_back([this] { writer_loop(); });

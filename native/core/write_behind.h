@@ -13,8 +13,8 @@
 // pays one small file per new block and no extra hashing, and the first copy-on-write clone of
 // the snapshot then verifies 64 KiB per first touch instead of 4 MiB.
 //
-// Framed: the buffers are laid out as block files (BlockWriter::put_framed), the payload at
-// buffer + 64 with room for the header before it, so a block goes to its file without a copy.
+// Framed: the buffers are frames (core/block_format.h), the payload at buffer + 64 with room for
+// the header before it, so a block goes to its file without a copy (BlockWriter::put_framed).
 //
 // drain() must return before BlockWriter::sync() and before the snapshot is committed. A failure
 // of any write fails the scan: submit() and drain() rethrow the first one, tagged with its block.
@@ -39,9 +39,6 @@ class WriteBehind {
  public:
   WriteBehind(BlockWriter& writer, size_t block_size, unsigned writers, unsigned depth, std::string granule_dir = {},
               bool framed = false);
-  // The buffer size for a framed write-behind of `block_size` blocks: a block file, rounded up to
-  // the direct-write alignment.
-  static size_t frame_size(size_t block_size) noexcept;
   // Stops the writers after the block each is storing; blocks still queued are dropped (the scan
   // failed or was cancelled, so nothing will reference them).
   ~WriteBehind();

@@ -38,8 +38,7 @@ class RawSource final : public BlockSource {
     if (!fully_data) std::memset(buf, 0, len);
     // A range of which nothing is cached is read past the cache (io/direct_io.h); one partly
     // cached reads through it, where those pages cost nothing.
-    const bool direct = direct_ && !cached_before.empty() &&
-                        std::none_of(cached_before.begin(), cached_before.end(), [](uint8_t c) { return (c & 1) != 0; });
+    const bool direct = direct_ && !cached_before.empty() && resident_count(cached_before) == 0;
     SourceRead r;
     for (const Extent& e : pieces) {
       const uint64_t b = std::max(e.begin, offset), f = std::min(e.end, end);

@@ -29,6 +29,12 @@ std::vector<uint8_t> resident_pages(int fd, uint64_t offset, size_t len) {
   return vec;
 }
 
+size_t resident_count(const std::vector<uint8_t>& pages) noexcept {
+  size_t n = 0;
+  for (uint8_t b : pages) n += b & 1;
+  return n;
+}
+
 void drop_pages_not_resident(int fd, uint64_t offset, size_t len, const std::vector<uint8_t>& before) {
   const size_t page = page_size();
   const size_t pages = (len + page - 1) / page;

@@ -23,6 +23,9 @@ namespace blocksnap {
 // `offset` must be page aligned.
 std::vector<uint8_t> resident_pages(int fd, uint64_t offset, size_t len);
 
+// How many pages `pages` (from resident_pages) marks resident.
+size_t resident_count(const std::vector<uint8_t>& pages) noexcept;
+
 // posix_fadvise(DONTNEED) on each run of pages of [offset, offset + len) that `before` does not
 // mark resident. Does nothing when `before` is empty (unknown).
 void drop_pages_not_resident(int fd, uint64_t offset, size_t len, const std::vector<uint8_t>& before);

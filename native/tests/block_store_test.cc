@@ -169,9 +169,7 @@ TEST(block_writer_keeps_the_first_bytes_it_stores_cached_and_drops_the_rest) {
     REQUIRE(fd >= 0);
     const auto pages = resident_pages(fd, 0, kBlockHeaderSize + kLen);
     ::close(fd);
-    size_t n = 0;
-    for (uint8_t b : pages) n += b & 1;
-    return std::make_pair(n, pages.size());
+    return std::make_pair(resident_count(pages), pages.size());
   };
   const auto first = pattern(kLen, 1), second = pattern(kLen, 2);
   const Digest d1 = sha256(first.data(), kLen), d2 = sha256(second.data(), kLen);

@@ -10,7 +10,6 @@
 #include "core/aligned_buffer.h"
 #include "core/block_format.h"
 #include "core/store_layout.h"
-#include "io/direct_io.h"
 #include "io/page_cache.h"
 #include "tests/base_snapshot.h"
 #include "tests/harness.h"
@@ -190,9 +189,7 @@ std::pair<size_t, size_t> cached_pages(const Fixture& f, uint64_t i) {
   REQUIRE(::fstat(fd, &st) == 0);
   const auto pages = resident_pages(fd, 0, static_cast<size_t>(st.st_size));
   ::close(fd);
-  size_t n = 0;
-  for (uint8_t b : pages) n += b & 1;
-  return {n, pages.size()};
+  return {resident_count(pages), pages.size()};
 }
 
 void drop_cached(const Fixture& f, uint64_t i) {
@@ -245,7 +242,7 @@ TEST(cow_source_loads_a_cold_base_block_whole_past_the_page_cache) {
   drop_cached(f, 1);
   CowVolume v(f.spec(false));  // its own cache: the copy-up's verified payload is not in it
   const auto source = v.source(1);
-  AlignedBuffer frame(kBlockHeaderSize + kBlock + kDirectAlignment);
+  AlignedBuffer frame(block_frame_size(kBlock));
   uint64_t bytes = 0;
   CHECK(!source->read_framed_direct(0, frame.data(), bytes));  // the layer covers it whole
   CHECK(!source->read_framed_direct(2, frame.data(), bytes));  // ZERO in the base
@@ -272,7 +269,7 @@ TEST(cow_source_load_of_a_damaged_base_block_is_a_digest_mismatch) {
   CowVolume v(f.spec(false));
   const auto source = v.source(1);
   if (!source->reads_direct()) return;  // no direct reads here: nothing to check
-  AlignedBuffer frame(kBlockHeaderSize + kBlock + kDirectAlignment);
+  AlignedBuffer frame(block_frame_size(kBlock));
   uint64_t bytes = 0;
   CHECK_THROWS_CODE(source->read_framed_direct(1, frame.data(), bytes), ErrorCode::DigestMismatch);
 }

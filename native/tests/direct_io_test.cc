@@ -40,11 +40,6 @@ struct UncachedFile {
   }
 };
 
-size_t resident_count(const std::vector<uint8_t>& v) {
-  size_t n = 0;
-  for (uint8_t b : v) n += b & 1;
-  return n;
-}
 
 }  // namespace
 

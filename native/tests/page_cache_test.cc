@@ -14,11 +14,6 @@ namespace {
 // 2 MiB and drops only folios a range covers entirely.
 constexpr size_t kLen = 8 * 1024 * 1024;
 
-size_t resident_count(const std::vector<uint8_t>& v) {
-  size_t n = 0;
-  for (uint8_t b : v) n += b & 1;
-  return n;
-}
 
 // A file of kLen bytes, written back to disk (only clean pages can be dropped) and read once so
 // every page is cached.

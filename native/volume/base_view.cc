@@ -177,10 +177,6 @@ void BaseView::prefetch(uint64_t i) const noexcept {
   }
 }
 
-uint64_t BaseView::frame_size(uint64_t i) const noexcept {
-  return round_up_direct(kBlockHeaderSize + block_length(i));
-}
-
 bool BaseView::read_whole_direct(uint64_t i, uint8_t* frame) const {
   if (i >= block_count_ || zero_block(i)) return false;
   const Digest d = digest(i);
@@ -188,16 +184,14 @@ bool BaseView::read_whole_direct(uint64_t i, uint8_t* frame) const {
   const uint64_t len = block_length(i);
   const uint64_t file_size = kBlockHeaderSize + len;
   const std::vector<uint8_t> resident = resident_pages(block->fd.get(), 0, static_cast<size_t>(file_size));
-  size_t cached = 0;
-  for (uint8_t r : resident) cached += r & 1;
-  if (resident.empty() || cached * 2 >= resident.size()) return false;
+  if (resident.empty() || resident_count(resident) * 2 >= resident.size()) return false;
   const UniqueFd direct = open_direct_twin(block->fd.get());
   if (!direct) return false;
 
   struct stat st;
   if (::fstat(block->fd.get(), &st) != 0) throw std::move(Error::system(errno, "fstat", block->path)).with_digest(d);
   size_t got = 0;
-  if (!read_direct(direct.get(), frame, static_cast<size_t>(frame_size(i)), 0, block->path, got)) return false;
+  if (!read_direct(direct.get(), frame, static_cast<size_t>(block_frame_size(len)), 0, block->path, got)) return false;
   if (got < kBlockHeaderSize) {
     throw_block_error(ErrorCode::BlockCorrupt, d, block->path, "is corrupt: shorter than its header");
   }

@@ -118,14 +118,12 @@ class BaseView {
   // Reads block i's file whole into `frame` with one O_DIRECT read, header and payload in place
   // (the payload at frame + 64, as a block file holds it), when less than half of the file is in
   // the page cache and direct reads can be had (io/direct_io.h); verifies the payload unless the
-  // block was verified before. `frame` is 4 KiB-aligned, of at least frame_size(i) bytes. False
+  // block was verified before. `frame` is a frame for the block (core/block_format.h). False
   // when it did nothing (a ZERO block, mostly cached, no direct reads): the block is then read
   // through the cache as before. A cold block read through the cache costs a page-cache fill and
   // a copy in fresh pages, which a virtual machine pays for twice (core/aligned_buffer.h), and
   // reaches the disk as requests of ~1 MiB. Throws like read().
   bool read_whole_direct(uint64_t i, uint8_t* frame) const;
-  // Bytes a frame for block i needs: its file, rounded up to the direct-read alignment.
-  uint64_t frame_size(uint64_t i) const noexcept;
 
  private:
   uint64_t read_in_block(uint64_t i, uint64_t x, size_t len, uint8_t* out) const;

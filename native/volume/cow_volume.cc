@@ -256,7 +256,7 @@ void CowVolume::queue_verify(const BaseView& base, uint64_t i) {
 void CowVolume::verify_loop() {
   sched_param idle{};
   ::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &idle);  // best effort
-  AlignedBuffer buf(block_size_ + kDirectAlignment);  // a block file whole (BaseView::frame_size)
+  AlignedBuffer buf(block_frame_size(block_size_));  // for BaseView::read_whole_direct
   for (;;) {
     uint64_t i;
     {

@@ -56,7 +56,7 @@ ScanBlocksResult scan_volume_blocks(const VolumeSource& source, const ScanBlocks
   ParallelRun run(control, p.blocks.size());
   const unsigned requested = p.threads != 0 || !direct ? p.threads : 2 * core_count();
   run.run(effective_threads(requested, p.blocks.size()), [&](ParallelRun& job) {
-    AlignedBuffer buf(WriteBehind::frame_size(p.block_size));
+    AlignedBuffer buf(block_frame_size(p.block_size));
     std::vector<Digest> marks;
     uint64_t k;
     while (job.next(k)) {
