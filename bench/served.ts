@@ -12,7 +12,7 @@
  * it is shown apart from the steady state that follows. Target: the served incremental ≥ 20×
  * faster than the scanning one.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BenchContext, Question } from './lib/context';
@@ -51,6 +51,29 @@ function writeNbd(uri: string, writes: Write[]): void {
   if (r.status !== 0 || /error|failed/i.test(r.stdout + r.stderr)) throw new Error(`qemu-io: ${(r.stdout + r.stderr).slice(0, 600)}`);
 }
 
+/**
+ * A guest that wrote and has not flushed yet: qemu-io stays connected (the export flushes when a
+ * client leaves) with QEMU's cache mode `unsafe`, which sends no flush. Resolves once the write is
+ * acknowledged; the returned function disconnects.
+ */
+async function writeNbdUnflushed(uri: string, w: Write): Promise<() => Promise<void>> {
+  const q = spawn('qemu-io', ['-f', 'raw', '-t', 'unsafe', uri], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  const exited = new Promise<void>((resolve) => q.on('exit', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    const check = (c: Buffer): void => {
+      out += c.toString();
+      if (/wrote \d+\/\d+ bytes/.test(out)) resolve();
+      else if (/error|failed/i.test(out)) reject(new Error(`qemu-io: ${out.slice(0, 600)}`));
+    };
+    q.stdout!.on('data', check);
+    q.stderr!.on('data', check);
+    q.on('exit', () => reject(new Error(`qemu-io exited before the write: ${out.slice(0, 600)}`)));
+    q.stdin!.write(`write -P ${w.pattern} ${w.offset} ${w.length}\n`);
+  });
+  return async () => { q.stdin!.end('quit\n'); await exited; };
+}
+
 export const served: Question = {
   name: 'served',
   // The speed-up of a served snapshot over a scan grows with the disk: the target is stated for 16 GiB.
@@ -67,7 +90,7 @@ export const served: Question = {
     const label = `${(size / GiB).toFixed(size < GiB ? 2 : 0)} GiB disk, 1% change`;
     let seed = 1;
 
-    await ctx.withDaemon('served', { imageRoot: root, nbd: true }, async (d) => {
+    await ctx.withDaemon('served', { imageRoot: root, nbd: true, infoLog: true }, async (d) => {
       const disk = await d.addDisk(img, 'scanned');
       const base = await timedCall(d, () => d.snapshot(disk, 'base'));
       s.add(`${label}: first snapshot`, 'full scan of the image (disk add + snapshot)', 'ours', await repeat(1, async () => base.sample),
@@ -116,6 +139,28 @@ export const served: Question = {
             `at that floor it would be ${scanRow.seconds ? (scanRow.seconds / floor.seconds).toFixed(1) : '–'}× faster than scanning.`);
         }
       }
+
+      // The instant after writes the guest never flushed: the snapshot must make them durable
+      // before it freezes the layer. That flush runs before the pause, with I/O flowing, so the
+      // pause flushes only what arrives meanwhile. Both from the daemon's log of each snapshot.
+      const unflushedBytes = blocks(512 * MiB * ctx.scale, 4 * MiB);
+      const phases: { pause: number; flushed: number }[] = [];
+      for (let i = 0; i < ctx.runs; i++) {
+        const disconnect = await writeNbdUnflushed(exp.uri, { offset: 0, length: unflushedBytes, pattern: 1 + (seed++ % 254) });
+        try {
+          await d.snapshot('served');
+        } finally {
+          await disconnect();
+        }
+        const rec = d.lastLog('point-in-time snapshot available');
+        if (typeof rec?.pauseMs !== 'number' || typeof rec.flushMs !== 'number') throw new Error('the daemon logged no pause for the snapshot');
+        phases.push({ pause: rec.pauseMs / 1000, flushed: rec.flushMs / 1000 });
+      }
+      const instant = `${label}: the instant after ${(unflushedBytes / MiB).toFixed(0)} MiB written, not flushed`;
+      s.add(instant, 'flushing them before the pause (I/O flowing)', 'limit', await repeat(phases.length, async (i) => ({ seconds: phases[i].flushed })),
+        { logicalBytes: unflushedBytes, note: 'what the pause would be if the instant flushed them with I/O held' });
+      s.add(instant, 'served disk: I/O held', 'ours', await repeat(phases.length, async (i) => ({ seconds: phases[i].pause })),
+        { logicalBytes: unflushedBytes, limit: { tool: 'flushing them before the pause (I/O flowing)' }, note: 'gate closed to reopened: drain, catalog commit, flush of what came meanwhile, new layer' });
     });
     return s.build();
   },

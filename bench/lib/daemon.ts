@@ -19,6 +19,8 @@ export interface DaemonOptions {
   manualSnapshotQuota?: number;
   /** Serve NBD on `<dir>/n.sock` (exports, copy-on-write disks). */
   nbd?: boolean;
+  /** Log at level info (phase timings of each job, read back with `lastLog`); otherwise warn. */
+  infoLog?: boolean;
 }
 
 export class BenchDaemon {
@@ -40,7 +42,7 @@ export class BenchDaemon {
       ...(o.manualSnapshotQuota ? { manualSnapshotQuota: o.manualSnapshotQuota } : {}),
     }));
     const proc = spawn(process.execPath, [BIN, 'daemon', '--config', config, '--data-dir', dataDir, '--socket', socketPath,
-      '--image-root', o.imageRoot, '--log-level', process.env.BLOCKSNAP_BENCH_DAEMON_LOG ? 'info' : 'warn', ...(o.nbd ? ['--nbd-socket', join(o.dir, 'n.sock')] : [])],
+      '--image-root', o.imageRoot, '--log-level', o.infoLog || process.env.BLOCKSNAP_BENCH_DAEMON_LOG ? 'info' : 'warn', ...(o.nbd ? ['--nbd-socket', join(o.dir, 'n.sock')] : [])],
     { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     // BLOCKSNAP_BENCH_DAEMON_LOG=FILE: the daemon's log at level info, appended to FILE (phase timings of each job).
@@ -63,6 +65,21 @@ export class BenchDaemon {
         await new Promise((r) => setTimeout(r, 50));
       }
     }
+  }
+
+  /** The last log record (the daemon logs one JSON object per line) whose msg is `msg`, if any. */
+  lastLog(msg: string): Record<string, unknown> | undefined {
+    const lines = this.stderr().split('\n').reverse();
+    for (const line of lines) {
+      if (!line.includes(msg)) continue;
+      try {
+        const rec = JSON.parse(line) as Record<string, unknown>;
+        if (rec.msg === msg) return rec;
+      } catch {
+        // the first line of the kept tail may be cut
+      }
+    }
+    return undefined;
   }
 
   get pid(): number {

@@ -68,7 +68,7 @@ export class CowDisks {
     const t0 = performance.now();
     const { open, release } = await this.x.volumes.acquire(disk.id);
     try {
-      const { frozen, at } = await this.x.volumes.freeze(open, disk.id);
+      const { frozen, at, flushMs, pauseMs } = await this.x.volumes.freeze(open, disk.id);
       const tFrozen = performance.now();
       const releaseStore = await this.x.storeLock.acquireShared();
       try {
@@ -109,7 +109,7 @@ export class CowDisks {
         const ms = (a: number, b: number): number => Math.round(b - a);
         this.x.log.info({
           snapshotId: snap.id, diskId: disk.id, dirtyBlocks: blocks.length, bytesRead: scan.bytesRead, newBytes: done.newBytes,
-          instantMs: ms(t0, tFrozen), scanMs: ms(tFrozen, tScanned), commitMs: ms(tScanned, performance.now()),
+          instantMs: ms(t0, tFrozen), flushMs, pauseMs, scanMs: ms(tFrozen, tScanned), commitMs: ms(tScanned, performance.now()),
         }, 'point-in-time snapshot available');
         return done;
       } finally {

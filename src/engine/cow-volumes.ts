@@ -24,6 +24,8 @@ import type { EngineLogger } from './engine';
 
 export const COW_DIR = 'cow';
 
+const roundMs = (ms: number): number => Math.round(ms * 100) / 100;
+
 /** Admits I/O while open; `close` waits for the I/O in flight and holds new I/O until reopened. */
 export class IoGate {
   private active = 0;
@@ -164,28 +166,49 @@ export class CowVolumes {
 
   /**
    * The instant: between two requests, freezes the top layer under a fresh one and records it.
-   * Returns how many layers are now frozen (everything below the new top) and the instant.
+   * Returns how many layers are now frozen (everything below the new top), the instant, and how
+   * long I/O was held. What does not need the pause is done before it, with I/O flowing: the new
+   * layer's files are made and the top is flushed, so the flush inside the pause covers only what
+   * was written since (otherwise a guest that wrote a GiB it never flushed would have every request
+   * held until all of it reached the disk).
    */
-  async freeze(open: OpenVolume, diskId: string): Promise<{ frozen: number; at: Date }> {
-    const start = performance.now();
-    const reopen = await open.gate.close();
+  async freeze(open: OpenVolume, diskId: string): Promise<{ frozen: number; at: Date; flushMs: number; pauseMs: number }> {
+    const layerId = await this.newLayer(diskId, this.x.catalog.getDisk(diskId)!.sizeBytes);
+    const flushStart = performance.now();
     try {
-      return await this.pushFresh(open, diskId);
+      await open.volume.flush();
+    } catch (err) {
+      this.unlinkLayers(diskId, [layerId]);
+      throw err;
+    }
+    const start = performance.now();
+    const flushMs = roundMs(start - flushStart);
+    let reopen: () => void;
+    try {
+      reopen = await open.gate.close();
+    } catch (err) {
+      this.unlinkLayers(diskId, [layerId]);
+      throw err;
+    }
+    let pushed: { frozen: number; at: Date };
+    try {
+      pushed = await this.pushFresh(open, diskId, layerId);
     } finally {
       reopen();
-      this.x.log.debug({ diskId, pauseMs: Math.round((performance.now() - start) * 100) / 100 }, 'copy-on-write instant: I/O was held');
     }
+    const pauseMs = roundMs(performance.now() - start);
+    this.x.log.debug({ diskId, flushMs, pauseMs }, 'copy-on-write instant: I/O was held');
+    return { ...pushed, flushMs, pauseMs };
   }
 
   /**
    * Puts a fresh empty layer on top; the caller has closed the gate. The catalog lists the layer
    * before the volume writes to it: if the push then fails, an empty top layer changes nothing
    * a reader sees, whereas a layer taking writes that the catalog does not list would be
-   * removed, with its writes, at the next start.
+   * removed, with its writes, at the next start. `made` is a layer newLayer already created.
    */
-  async pushFresh(open: OpenVolume, diskId: string): Promise<{ frozen: number; at: Date }> {
-    const disk = this.x.catalog.getDisk(diskId)!;
-    const layerId = await this.newLayer(diskId, disk.sizeBytes);
+  async pushFresh(open: OpenVolume, diskId: string, made?: string): Promise<{ frozen: number; at: Date }> {
+    const layerId = made ?? await this.newLayer(diskId, this.x.catalog.getDisk(diskId)!.sizeBytes);
     const setLayers = (change: (layers: string[]) => string[]): void => this.x.catalog.txn(() => {
       const d = this.x.catalog.getDisk(diskId)!;
       this.x.catalog.putDisk({ ...d, cow: { ...d.cow!, layers: change(d.cow!.layers) } });

@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import { Engine } from '../../src/engine';
 import type { NbdBackend } from '../../src/nbd/backend';
+import { Volume } from '../../src/native/volume';
 import type { Snapshot } from '../../src/engine/types';
 import { finished, openEngine, snapshot } from '../helpers/engine';
 import { fillBlock, makeImage, pattern } from '../helpers/images';
@@ -108,6 +109,39 @@ t.test('a snapshot right after the export stops sees its unflushed writes (the v
   engine.exports.stop('c');
   const s = await snapshot(engine, 'c', 'after-stop');
   t.ok((await cloned(engine, images, s, 'after.raw')).equals(expected));
+});
+
+t.test('requests go on while the instant flushes what came before it; what they wrote is in the snapshot', async (t) => {
+  const { engine, images, content } = await origin(t);
+  await engine.cloneCow('base', 'c');
+  const b = await served(engine, 'c');
+  const expected = Buffer.from(content);
+  const before = pattern('before', 4096);
+  await b.write!(BS, before, false);
+  before.copy(expected, BS);
+  // The first flush of the snapshot is the one before the pause: a write issued from inside it
+  // would never finish if the flush held the I/O gate (the gate waits for the flush).
+  const during = pattern('during', 4096);
+  const flush = Volume.prototype.flush;
+  t.teardown(() => { Volume.prototype.flush = flush; });
+  let written = false;
+  Volume.prototype.flush = async function (this: Volume) {
+    if (!written) {
+      written = true;
+      let timer: NodeJS.Timeout | undefined;
+      const held = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error('a write was held by the flush before the instant')), 10_000); });
+      try {
+        await Promise.race([b.write!(3 * BS + 512, during, false), held]);
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+    return flush.call(this);
+  };
+  const s = await snapshot(engine, 'c', 'one');
+  t.ok(written, 'the snapshot flushed before its pause');
+  during.copy(expected, 3 * BS + 512);
+  t.ok((await cloned(engine, images, s, 'one.raw')).equals(expected), 'writes acknowledged before the instant are in the snapshot');
 });
 
 t.test('the base of a COW disk cannot be deleted (SnapshotHasClones); its first snapshot frees the origin', async (t) => {
