@@ -19,10 +19,13 @@
 #include "core/hash_in_place.h"
 #include "core/image_file.h"
 #include "core/zero_detect.h"
+#include "io/data_read.h"
+#include "io/direct_io.h"
 #include "io/extents.h"
 #include "io/file_io.h"
 #include "io/page_cache.h"
 #include "io/punch_hole.h"
+#include "io/unique_fd.h"
 
 namespace blocksnap {
 
@@ -107,13 +110,16 @@ ApplyResult apply_image(const ApplyParams& p, JobControl& control, const Progres
   if (update) ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   PageCacheKeeper keeper(fd);
   WrittenPages written;
+  // Cold blocks are read past the cache where that can be had (io/data_read.h), with two threads
+  // per core as a scan does, some reading while the others hash and write.
+  const UniqueFd direct = update ? open_direct_twin(fd) : UniqueFd();
 
-  const unsigned threads = effective_threads(p.threads, block_count);
+  const unsigned threads = effective_threads(p.threads != 0 || !direct ? p.threads : 2 * core_count(), block_count);
   // Each thread prefetches its next block; the first block of each is prefetched here, so that
   // every block's residency is recorded before anything (a read-ahead, the kernel's own
-  // read-ahead past a neighbour's read) brings it in.
+  // read-ahead past a neighbour's read) brings it in. Direct reads want nothing brought in ahead.
   const auto prefetch = [&](uint64_t offset) {
-    if (!update || offset >= p.size_bytes) return;
+    if (!update || direct || offset >= p.size_bytes) return;
     const size_t n = static_cast<size_t>(std::min<uint64_t>(p.block_size, p.size_bytes - offset));
     if (extents.overlapping(offset, offset + n).empty()) return;
     keeper.touch(offset, n);
@@ -157,8 +163,7 @@ ApplyResult apply_image(const ApplyParams& p, JobControl& control, const Progres
         std::vector<uint8_t> cached_before;
         if (has_data) {
           cached_before = keeper.before_read(offset, len);
-          const size_t got = read_at(fd, buf.data(), len, offset, path);
-          std::memset(buf.data() + got, 0, len - got);
+          read_data_range(fd, direct ? direct.get() : -1, pieces, offset, len, buf.data(), cached_before, path);
           keeper.after_read(offset, len, cached_before);
           current_zero = is_all_zero(buf.data(), len);
         }

@@ -7,6 +7,7 @@
 
 #include "core/image_file.h"
 #include "formats/qcow2_reader.h"
+#include "io/data_read.h"
 #include "io/direct_io.h"
 #include "io/extents.h"
 #include "io/file_io.h"
@@ -34,22 +35,8 @@ class RawSource final : public BlockSource {
     auto pieces = extents_.overlapping(offset, end);
     if (pieces.empty()) return {0, true};
     const std::vector<uint8_t> cached_before = cache_.before_read(offset, len);
-    const bool fully_data = pieces.size() == 1 && pieces[0].begin <= offset && pieces[0].end >= end;
-    if (!fully_data) std::memset(buf, 0, len);
-    // A range of which nothing is cached is read past the cache (io/direct_io.h); one partly
-    // cached reads through it, where those pages cost nothing.
-    const bool direct = direct_ && !cached_before.empty() && resident_count(cached_before) == 0;
     SourceRead r;
-    for (const Extent& e : pieces) {
-      const uint64_t b = std::max(e.begin, offset), f = std::min(e.end, end);
-      const size_t want = static_cast<size_t>(f - b);
-      size_t got = 0;
-      if (!direct || !read_direct(direct_.get(), buf + (b - offset), want, b, path_, got))
-        got = read_at(image_.fd.get(), buf + (b - offset), want, b, path_);
-      // The image shrank since it was measured: what is gone reads as zeros, like a hole.
-      if (got < want) std::memset(buf + (b - offset) + got, 0, want - got);
-      r.bytes_read += got;
-    }
+    r.bytes_read = read_data_range(image_.fd.get(), direct_ ? direct_.get() : -1, pieces, offset, len, buf, cached_before, path_);
     cache_.after_read(offset, len, cached_before);
     return r;
   }
