@@ -113,6 +113,10 @@ ApplyResult apply_image(const ApplyParams& p, JobControl& control, const Progres
   // Cold blocks are read past the cache where that can be had (io/data_read.h), with two threads
   // per core as a scan does, some reading while the others hash and write.
   const UniqueFd direct = update ? open_direct_twin(fd) : UniqueFd();
+  // A clone's blocks go to its new file past the cache too: a buffered write fills fresh
+  // page-cache pages only for them to be written back and dropped after the fsync. A rollback
+  // writes few blocks, over pages that may have been cached before, and keeps the cache path.
+  const UniqueFd direct_out = update ? UniqueFd() : open_direct_twin(fd, true);
 
   const unsigned threads = effective_threads(p.threads != 0 || !direct ? p.threads : 2 * core_count(), block_count);
   // Each thread prefetches its next block; the first block of each is prefetched here, so that
@@ -186,10 +190,12 @@ ApplyResult apply_image(const ApplyParams& p, JobControl& control, const Progres
           read_options.keep_page_cache = true;
           read_block(p.store_dir, target, buf, read_options);
           if (update && !has_data) cached_before = resident_pages(fd, offset, len);
-          write_at(fd, buf.data(), len, offset, path);
-          // Start the writeback now, so that the disk writes while the next blocks are read
-          // and the final fsync finds little left to do.
-          ::sync_file_range(fd, static_cast<off_t>(offset), static_cast<off_t>(len), SYNC_FILE_RANGE_WRITE);
+          if (!direct_out || !write_direct(fd, buf.data(), len, offset, path, direct_out.get())) {
+            write_at(fd, buf.data(), len, offset, path);
+            // Start the writeback now, so that the disk writes while the next blocks are read
+            // and the final fsync finds little left to do.
+            ::sync_file_range(fd, static_cast<off_t>(offset), static_cast<off_t>(len), SYNC_FILE_RANGE_WRITE);
+          }
           if (update) written.add(offset, len, std::move(cached_before));
           counters.blocks_written.fetch_add(1, std::memory_order_relaxed);
           counters.bytes_written.fetch_add(len, std::memory_order_relaxed);

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <fstream>
+#include <optional>
 #include <string>
 
 #include "core/error.h"
@@ -46,11 +47,11 @@ bool direct_reads_available() {
   return available;
 }
 
-UniqueFd open_direct_twin(int fd) {
+UniqueFd open_direct_twin(int fd, bool writable) {
   if (!direct_reads_available()) return UniqueFd(-1);
   char link[64];
   snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-  return UniqueFd(open_retry(link, O_RDONLY | O_DIRECT | O_CLOEXEC));
+  return UniqueFd(open_retry(link, (writable ? O_WRONLY : O_RDONLY) | O_DIRECT | O_CLOEXEC));
 }
 
 bool read_direct(int fd, uint8_t* buf, size_t len, uint64_t offset, const std::string& path, size_t& got) {
@@ -71,14 +72,15 @@ bool read_direct(int fd, uint8_t* buf, size_t len, uint64_t offset, const std::s
   return true;
 }
 
-bool write_direct(int fd, const uint8_t* buf, size_t len, uint64_t offset, const std::string& path) {
+bool write_direct(int fd, const uint8_t* buf, size_t len, uint64_t offset, const std::string& path, int twin) {
   if (!aligned_for_direct(buf, len, offset)) return false;
   size_t done = 0;
   {
-    DirectFlag direct(fd);
-    if (!direct.on()) return false;
+    std::optional<DirectFlag> flag;
+    if (twin < 0 && !flag.emplace(fd).on()) return false;
+    const int out = twin < 0 ? fd : twin;
     while (done < len) {
-      const ssize_t n = ::pwrite(fd, buf + done, len - done, static_cast<off_t>(offset + done));
+      const ssize_t n = ::pwrite(out, buf + done, len - done, static_cast<off_t>(offset + done));
       if (n < 0) {
         if (errno == EINTR) continue;
         if (errno == EINVAL && done == 0) return false;

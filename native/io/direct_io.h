@@ -37,10 +37,10 @@ inline bool aligned_for_direct(const void* buf, size_t len, uint64_t offset) noe
 // `n` rounded up to that alignment: the bytes a direct read of an n-byte file asks for.
 constexpr uint64_t round_up_direct(uint64_t n) noexcept { return (n + kDirectAlignment - 1) / kDirectAlignment * kDirectAlignment; }
 
-// A second open file of what `fd` has open, for O_DIRECT reads (reopened through /proc/self/fd,
-// never by path, so it is the very inode that was checked). Empty when the filesystem refuses
-// O_DIRECT, /proc is missing, or huge pages are off.
-UniqueFd open_direct_twin(int fd);
+// A second open file of what `fd` has open, for O_DIRECT reads, or writes when `writable`
+// (reopened through /proc/self/fd, never by path, so it is the very inode that was checked).
+// Empty when the filesystem refuses O_DIRECT, /proc is missing, or huge pages are off.
+UniqueFd open_direct_twin(int fd, bool writable = false);
 
 // Whether direct reads are worth trying on this host: transparent huge pages are not off.
 bool direct_reads_available();
@@ -51,10 +51,12 @@ bool direct_reads_available();
 // file). Other errors throw like read_at.
 bool read_direct(int fd, uint8_t* buf, size_t len, uint64_t offset, const std::string& path, size_t& got);
 
-// Writes buf[0, len) at `offset` of `fd` with O_DIRECT set for this write only (the flag is
-// cleared again before returning, so later writes to `fd` go through the cache). False, with
-// nothing written, when the request is not aligned or the filesystem refuses O_DIRECT (EINVAL):
-// the caller then writes through the cache. Other errors throw like write_at.
-bool write_direct(int fd, const uint8_t* buf, size_t len, uint64_t offset, const std::string& path);
+// Writes buf[0, len) at `offset` of `fd` with O_DIRECT: through `twin` (a writable
+// open_direct_twin of fd) when given, else with the flag set on `fd` for this write only (cleared
+// again before returning, so later writes to `fd` go through the cache; not for an fd other
+// threads write through meanwhile). False, with nothing written, when the request is not aligned
+// or the filesystem refuses O_DIRECT (EINVAL): the caller then writes through the cache. Other
+// errors throw like write_at.
+bool write_direct(int fd, const uint8_t* buf, size_t len, uint64_t offset, const std::string& path, int twin = -1);
 
 }  // namespace blocksnap

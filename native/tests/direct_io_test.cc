@@ -117,3 +117,18 @@ TEST(direct_write_declines_an_unaligned_request_and_writes_nothing) {
   REQUIRE(::fstat(f.fd.get(), &st) == 0);
   CHECK_EQ(st.st_size, off_t{0});
 }
+
+TEST(direct_write_through_a_writable_twin_puts_the_bytes_in_the_file_past_the_cache) {
+  NewFile f;
+  REQUIRE(f.fd);
+  const UniqueFd twin = open_direct_twin(f.fd.get(), true);
+  if (!twin) return;  // no direct I/O on this filesystem or host: nothing to check
+  const auto data = pattern(kLen, 43);
+  std::copy(data.begin(), data.end(), f.buf.data());
+  REQUIRE(write_direct(f.fd.get(), f.buf.data(), kLen, kLen, f.path, twin.get()));
+  CHECK_EQ(resident_count(resident_pages(f.fd.get(), kLen, kLen)), size_t{0});
+  CHECK((::fcntl(f.fd.get(), F_GETFL) & O_DIRECT) == 0);  // the caller's own fd is left alone
+  std::vector<uint8_t> got(kLen);
+  REQUIRE(read_at(f.fd.get(), got.data(), got.size(), kLen, f.path) == got.size());
+  CHECK(got == data);
+}
