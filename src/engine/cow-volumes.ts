@@ -175,21 +175,17 @@ export class CowVolumes {
   async freeze(open: OpenVolume, diskId: string): Promise<{ frozen: number; at: Date; flushMs: number; pauseMs: number }> {
     const layerId = await this.newLayer(diskId, this.x.catalog.getDisk(diskId)!.sizeBytes);
     const flushStart = performance.now();
-    try {
-      await open.volume.flush();
-    } catch (err) {
-      this.unlinkLayers(diskId, [layerId]);
-      throw err;
-    }
-    const start = performance.now();
-    const flushMs = roundMs(start - flushStart);
+    let start: number;
     let reopen: () => void;
     try {
+      await open.volume.flush();
+      start = performance.now();
       reopen = await open.gate.close();
     } catch (err) {
       this.unlinkLayers(diskId, [layerId]);
       throw err;
     }
+    const flushMs = roundMs(start - flushStart);
     let pushed: { frozen: number; at: Date };
     try {
       pushed = await this.pushFresh(open, diskId, layerId);
