@@ -10,6 +10,7 @@
 #include "core/aligned_buffer.h"
 #include "core/block_format.h"
 #include "core/store_layout.h"
+#include "io/file_io.h"
 #include "io/page_cache.h"
 #include "tests/base_snapshot.h"
 #include "tests/harness.h"
@@ -292,4 +293,53 @@ TEST(cow_pushed_layer_freezes_what_a_source_reads) {
   CHECK(frozen->read(2 * kBlock, kBlock, got.data()).zero);  // a base ZERO block untouched above
   v.read(kBlock, kG, got.data());
   CHECK(std::memcmp(got.data(), second.data(), kG) == 0);
+}
+
+// A read on the JS thread serves only verified bytes the page cache holds: a base block's first
+// touch (which verifies) and cold bytes are left to a pool thread.
+TEST(cow_cached_read_serves_only_verified_cached_bytes) {
+  Fixture f;
+  CowVolume v(f.spec(false));
+  std::vector<uint8_t> out(8192);
+  CHECK(!v.read_cached(kBlock + 4096, out.size(), out.data()));  // block 1 not verified yet
+  v.read(kBlock + 4096, out.size(), out.data());
+  std::fill(out.begin(), out.end(), 0);
+  if (cachestat_works()) {
+    CHECK(v.read_cached(kBlock + 4096, out.size(), out.data()));
+    CHECK(std::memcmp(out.data(), f.content.data() + kBlock + 4096, out.size()) == 0);
+  }
+  CHECK(!v.read_cached(kSize - 10, 20, out.data()));  // out of range: the waiting read reports it
+}
+
+TEST(cow_cached_read_refuses_layer_bytes_the_page_cache_lost) {
+  Fixture f;
+  CowVolume v(f.spec(true));
+  const auto bytes = pattern(kG, 8);
+  v.write(0, bytes.data(), bytes.size(), false);
+  v.flush();
+  const int fd = ::open(f.top.data_path.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);  // clean: the flush wrote them
+  ::close(fd);
+  std::vector<uint8_t> out(4096);
+  CHECK(!v.read_cached(4096, out.size(), out.data()));
+  v.read(4096, out.size(), out.data());
+  if (cachestat_works()) {
+    std::fill(out.begin(), out.end(), 0);
+    CHECK(v.read_cached(4096, out.size(), out.data()));
+    CHECK(std::memcmp(out.data(), bytes.data() + 4096, out.size()) == 0);
+  }
+}
+
+TEST(cow_write_copies_up_only_into_granules_it_covers_in_part) {
+  Fixture f;
+  CowVolume v(f.spec(true));
+  CHECK(v.write_copies_up(kG + 4096, 4096));  // part of a granule the top lacks
+  CHECK(!v.write_copies_up(kG, kG));          // the whole granule: no read below
+  CHECK(!v.write_copies_up(kSize - kG, kG));
+  const auto bytes = pattern(4096, 5);
+  v.write(kG + 4096, bytes.data(), bytes.size(), false);
+  CHECK(!v.write_copies_up(kG + 8192, 4096));  // now in the top
+  CHECK(v.write_copies_up(kG + 8192, kG));     // runs into the next granule, in part
+  CHECK(v.write_copies_up(kSize, 1));          // out of range: not a batchable write
 }

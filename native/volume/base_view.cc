@@ -67,8 +67,11 @@ std::shared_ptr<const BlockFileCache::OpenBlock> BlockFileCache::file(const Dige
   }
   auto block = std::make_shared<OpenBlock>();
   block->path = block_file_path(store_dir_, d);
-  block->fd.reset(open_retry(block->path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  const bool no_wait = NoWaitReads::active();
+  const int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW;
+  block->fd.reset(no_wait ? open_cached(block->path.c_str(), flags) : open_retry(block->path.c_str(), flags));
   if (!block->fd) {
+    if (no_wait) throw WouldBlock{};  // a lookup that reads the disk, or a failure the retry reports
     Error e = errno == ENOENT ? Error(ErrorCode::BlockMissing, "block " + to_hex(d) + " is missing from the store")
                               : Error::system(errno, "open", block->path);
     e.path = block->path;
@@ -238,6 +241,8 @@ uint64_t BaseView::read_in_block(uint64_t i, uint64_t x, size_t len, uint8_t* ou
   };
   if (from_cache()) return 0;
   if (!verified(i) && !granules_verified(i, x, len)) {
+    // A check reads more than asked and hashes it: work for a pool thread.
+    if (NoWaitReads::active()) throw WouldBlock{};
     std::shared_ptr<const GranuleDigests> granules;
     std::shared_ptr<const AlignedBuffer> verified_whole;
     std::vector<Digest> marks;

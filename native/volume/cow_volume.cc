@@ -85,6 +85,21 @@ void CowVolume::read(uint64_t offset, size_t len, uint8_t* out) const {
   read_through(layers_, *base_, offset, len, out);
 }
 
+bool CowVolume::read_cached(uint64_t offset, size_t len, uint8_t* out) const noexcept {
+  NoWaitReads no_wait;
+  try {
+    // Not even a lock is waited for: the stack's writers (a new layer, a rebase, close) flush.
+    std::shared_lock lock(stack_mutex_, std::try_to_lock);
+    if (!lock.owns_lock()) return false;
+    check_open();
+    check_range(offset, len, size_);
+    read_through(layers_, *base_, offset, len, out);
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
 template <typename F>
 void CowVolume::modify(uint64_t offset, uint64_t len, bool fua, F&& apply) {
   {
@@ -114,6 +129,19 @@ void CowVolume::write(uint64_t offset, const uint8_t* data, size_t len, bool fua
       }
     }
   });
+}
+
+bool CowVolume::write_copies_up(uint64_t offset, size_t len) const noexcept {
+  std::shared_lock lock(stack_mutex_, std::try_to_lock);
+  if (!lock.owns_lock() || closed_ || !writable_ || layers_.empty() || len == 0 || offset > size_ || len > size_ - offset) return true;
+  const CowLayer& top = *layers_.back();
+  const uint64_t end = offset + len;
+  for (uint64_t g = offset / kCowGranuleSize; g * kCowGranuleSize < end; ++g) {
+    const uint64_t g_begin = g * kCowGranuleSize;
+    const uint64_t g_end = std::min(size_, g_begin + kCowGranuleSize);
+    if (!top.map.test(g) && (offset > g_begin || end < g_end)) return true;
+  }
+  return false;
 }
 
 void CowVolume::write_granule(CowLayer& top, LayerStack below, uint64_t g, uint64_t from, uint64_t to, const uint8_t* bytes) {

@@ -75,7 +75,15 @@ class CowVolume {
   size_t layer_count() const;
 
   void read(uint64_t offset, size_t len, uint8_t* out) const;
+  // read() without waiting for a disk (io/file_io.h NoWaitReads): true when it filled `out` from
+  // the page cache and blocks already verified. False when it would wait, or failed: the caller
+  // reads again with read() on a thread that may wait, which reports any error.
+  bool read_cached(uint64_t offset, size_t len, uint8_t* out) const noexcept;
   void write(uint64_t offset, const uint8_t* data, size_t len, bool fua);
+  // Whether a write of [offset, offset + len) would copy up, that is read the layers below or
+  // the base for a granule it covers only in part; true too when that cannot be told without
+  // waiting. A hint for scheduling (a copy-up may wait for a disk): writes change it.
+  bool write_copies_up(uint64_t offset, size_t len) const noexcept;
   void zero(uint64_t offset, uint64_t len, bool may_punch, bool fua);
   void flush();
   std::vector<VolumeExtent> extents(uint64_t offset, uint64_t len) const;

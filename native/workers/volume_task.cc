@@ -2,6 +2,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "workers/js_error.h"
@@ -57,6 +58,45 @@ Napi::Promise queue_volume_task(Napi::Env env, const char* name, VolumeWork work
   Napi::Promise p = task->promise();
   task->Queue();
   return p;
+}
+
+Napi::Promise queue_volume_batch(Napi::Env env, const char* name, size_t count, VolumeItem item, std::shared_ptr<void> keep) {
+  struct Outcomes {
+    std::vector<std::optional<Error>> errors;
+    std::vector<std::string> internal;
+    bool failed = false;
+  };
+  auto out = std::make_shared<Outcomes>();
+  out->errors.resize(count);
+  out->internal.resize(count);
+  return queue_volume_task(
+      env, name,
+      [out, count, item = std::move(item)] {
+        for (size_t i = 0; i < count; ++i) {
+          try {
+            item(i);
+          } catch (const Error& e) {
+            out->errors[i].emplace(e);
+            out->failed = true;
+          } catch (const std::bad_alloc&) {
+            out->internal[i] = "out of memory";
+            out->failed = true;
+          } catch (const std::exception& e) {
+            out->internal[i] = e.what();
+            out->failed = true;
+          }
+        }
+      },
+      [out, keep = std::move(keep)](Napi::Env env) -> Napi::Value {
+        if (!out->failed) return env.Undefined();
+        Napi::Array a = Napi::Array::New(env, out->errors.size());
+        for (size_t i = 0; i < out->errors.size(); ++i) {
+          if (out->errors[i]) a.Set(static_cast<uint32_t>(i), to_js_error(env, *out->errors[i]).Value());
+          else if (!out->internal[i].empty()) a.Set(static_cast<uint32_t>(i), internal_error(env, out->internal[i]).Value());
+          else a.Set(static_cast<uint32_t>(i), env.Undefined());
+        }
+        return a;
+      });
 }
 
 }  // namespace blocksnap::js

@@ -13,6 +13,7 @@ import {
   fromNative, invalid, nativeAddon, requireDigestList, requireObject, requirePath, runJob,
   type JobOptions, type NativeJob,
 } from './index';
+import { IoBatches } from './io-batches';
 
 /** The two files of one overlay layer. */
 export interface LayerFiles { dataPath: string; mapPath: string }
@@ -82,6 +83,9 @@ interface NativeVolume {
   layerCount(): number;
   readInto(offset: number, length: number, target: Buffer, at: number): Promise<void>;
   write(offset: number, data: Buffer, fua: boolean): Promise<void>;
+  writeBatch(offsets: number[], buffers: Buffer[]): Promise<Array<unknown> | undefined>;
+  readCached(offset: number, length: number, target: Buffer, at: number): boolean;
+  writeCopiesUp(offset: number, length: number): boolean;
   zero(offset: number, length: number, mayPunch: boolean, fua: boolean): Promise<void>;
   flush(): Promise<void>;
   extents(offset: number, length: number): Promise<VolumeExtent[]>;
@@ -119,14 +123,28 @@ export async function createLayer(files: LayerFiles, sizeBytes: number, layerId:
   }
 }
 
+/** Writes up to this size are gathered into batches (src/native/io-batches.ts). */
+const BATCHED_WRITE_MAX = 64 * 1024;
+/**
+ * Reads up to this size are first tried on the JS thread from the page cache (readCached); a
+ * larger copy would hold the event loop longer than a hand-off to the pool costs.
+ */
+const CACHED_READ_MAX = 256 * 1024;
+const BATCH_ITEMS = 64;
+/** Batches running at once per volume. */
+const BATCHES_IN_FLIGHT = 2;
+
 export class Volume {
   private closed = false;
+  private readonly writes: IoBatches<{ offset: number; data: Buffer }>;
 
   private constructor(
     private readonly native: NativeVolume,
     readonly sizeBytes: number,
     readonly writable: boolean,
-  ) {}
+  ) {
+    this.writes = new IoBatches((w) => this.native.writeBatch(w.map((x) => x.offset), w.map((x) => x.data)), BATCHES_IN_FLIGHT, BATCH_ITEMS);
+  }
 
   /** Opens every layer and validates its map header (ImageCorrupt naming the file and field). */
   static open(spec: VolumeSpec): Volume {
@@ -179,16 +197,26 @@ export class Volume {
     if (!Buffer.isBuffer(target)) invalid('target', 'a Buffer', target);
     requireSize(at, 'at');
     if (at + length > target.length) invalid('at', `at most target.length - length = ${target.length - length}`, at);
+    if (length <= CACHED_READ_MAX && this.native.readCached(offset, length, target, at)) return;
     return call(() => this.native.readInto(offset, length, target, at));
   }
 
-  /** Writes `data` (at most 32 MiB) at `offset`; `fua` makes it durable before resolving. */
+  /**
+   * Writes `data` (at most 32 MiB) at `offset`; `fua` makes it durable before resolving. `data`
+   * must stay unchanged until the promise settles: small writes wait in a batch before the
+   * native side copies them.
+   */
   async write(offset: number, data: Buffer, fua: boolean): Promise<void> {
     if (!Buffer.isBuffer(data)) invalid('data', 'a Buffer', data);
     this.checkRange(offset, data.length);
     if (data.length > MAX_VOLUME_IO) invalid('data', `at most ${MAX_VOLUME_IO} bytes long`, data);
     if (typeof fua !== 'boolean') invalid('fua', 'a boolean', fua);
     this.checkWritable();
+    // A copy-up may wait for a disk: in a batch it would hold up the writes behind it, alone it
+    // waits beside the others (several disk reads at once).
+    if (!fua && data.length <= BATCHED_WRITE_MAX && !this.native.writeCopiesUp(offset, data.length)) {
+      return call(() => this.writes.run({ offset, data }));
+    }
     return call(() => this.native.write(offset, data, fua));
   }
 

@@ -168,6 +168,47 @@ t.test('concurrent writes into one granule all land', async (t) => {
   await v.close();
 });
 
+t.test('many small writes at once into granules the top holds all land', async (t) => {
+  const { v } = await writableDisk(t);
+  await v.write(0, noise(4 * G), false); // whole granules: these small writes copy nothing up
+  const pieces = Array.from({ length: 64 }, () => noise(4 * KiB));
+  await Promise.all(pieces.map((p, i) => v.write(i * 4 * KiB, p, false)));
+  t.ok((await v.read(0, 4 * G)).equals(Buffer.concat(pieces)));
+  await v.close();
+});
+
+t.test('one failed write of a native batch fails alone', async (t) => {
+  const { d, v } = await writableDisk(t);
+  await v.close();
+  const addon = nativeAddon() as unknown as { Volume: new (spec: unknown) => Record<string, (...a: unknown[]) => Promise<unknown>> };
+  const raw = new addon.Volume({ storeDir: d.store, blockSize: BLOCK, sizeBytes: SIZE, baseDigests: d.digests, layers: [d.layer('a')], writable: true });
+  const a = noise(4 * KiB), b = noise(4 * KiB);
+  const outcomes = await raw.writeBatch!([0, SIZE, 4 * KiB], [a, b, b]) as Array<{ code?: string } | undefined>;
+  t.equal(outcomes.length, 3);
+  t.equal(outcomes[0], undefined);
+  t.equal(outcomes[1]?.code, 'InvalidArgument', 'the write past the end');
+  t.equal(outcomes[2], undefined);
+  t.equal(await raw.writeBatch!([0], [a]), undefined, 'a batch that all succeeds resolves undefined');
+  const out = Buffer.alloc(8 * KiB);
+  await raw.readInto!(0, 8 * KiB, out, 0);
+  t.ok(out.equals(Buffer.concat([a, b])));
+  await raw.close!();
+});
+
+t.test('a read on the calling thread refuses a block not verified yet and serves it once verified', async (t) => {
+  const d = await makeDisk(t);
+  const addon = nativeAddon() as unknown as { Volume: new (spec: unknown) => Record<string, (...a: unknown[]) => unknown> };
+  const raw = new addon.Volume({ storeDir: d.store, blockSize: BLOCK, sizeBytes: SIZE, baseDigests: d.digests, layers: [], writable: false });
+  const out = Buffer.alloc(4 * KiB);
+  t.equal(raw.readCached!(BLOCK + 100, 4 * KiB, out, 0), false, 'a first touch verifies: pool work');
+  await raw.readInto!(BLOCK + 100, 4 * KiB, out, 0);
+  out.fill(0);
+  // Served only where the kernel can say what it caches (cachestat, Linux 6.5).
+  if (raw.readCached!(BLOCK + 100, 4 * KiB, out, 0)) t.ok(out.equals(d.base.subarray(BLOCK + 100, BLOCK + 100 + 4 * KiB)));
+  t.equal(raw.readCached!(SIZE - 10, 20, out, 0), false, 'out of range: left to the read that reports it');
+  await (raw.close!() as Promise<void>);
+});
+
 t.test('a map with a bad header is ImageCorrupt naming the file', async (t) => {
   const d = await makeDisk(t);
   const files = d.layer('a');
@@ -264,7 +305,7 @@ t.test('the raw binding throws or rejects on hostile arguments, never crashes', 
   }
   await record(() => (addon.Volume as unknown as () => unknown)());
   const raw = new addon.Volume(spec);
-  for (const method of ['read', 'write', 'zero', 'extents', 'pushLayer', 'dirtyBlocks', 'scanBlocks', 'flattenTo', 'rebase']) {
+  for (const method of ['read', 'write', 'writeBatch', 'readCached', 'writeCopiesUp', 'zero', 'extents', 'pushLayer', 'dirtyBlocks', 'scanBlocks', 'flattenTo', 'rebase']) {
     for (const a of hostile) {
       for (const b of hostile) await record(() => raw[method]!(a, b, a, b));
     }
