@@ -8,7 +8,10 @@
  * ≥ 0.8× qemu-nbd. The strided writes are reported twice: the first clone of the snapshot and
  * later clones. Both copy up from 64 KiB granules checked against the granule files the snapshot's
  * scan wrote; the first clone's row is there so that a regression of that (every first touch
- * verifying a whole 4 MiB block) cannot hide in a median.
+ * verifying a whole 4 MiB block) cannot hide in a median. For random reads and writes the two
+ * servers' runs alternate (bench/lib/measure.ts `alternate`), and each write run's server is
+ * stopped once timed: a clone left exported verifies base blocks on its idle thread, which ran
+ * into later runs and made copy-ups look half as fast as qemu-nbd's.
  *
  * Standalone (`ts-node --transpile-only bench/nbd.ts [--scale F] [--runs N]`) because it needs a
  * daemon with `--nbd-socket`; it also exports a Question for bench/run.ts.
@@ -22,11 +25,18 @@ import type { Job } from '../src/engine/types';
 import { BIN, ensureBuilt } from '../test/integration/fixtures/harness';
 import type { BenchContext, Question } from './lib/context';
 import { MiB, writeImage } from './lib/images';
-import { repeat, since } from './lib/measure';
+import { alternate, repeat, since, type Measured } from './lib/measure';
 import { canDropCaches, dropCaches } from './lib/system';
 import { markdown, SectionBuilder, type Section } from './lib/report';
 
 const STRIDE = 4 * MiB + 4096;
+/**
+ * Copy-up writes step a granule further per block: qemu-img bench wraps at the end of the export,
+ * and with this step every write of 16 passes lands in a granule (qcow2 cluster) of its own, so
+ * each is a copy-up on both sides (checked with `qemu-img map` of the overlay).
+ */
+const COPY_UP_STRIDE = 4 * MiB + 64 * 1024;
+const COPY_UP_PASSES = 16;
 
 async function waitFor(path: string, proc: ChildProcess): Promise<void> {
   const until = Date.now() + 30_000;
@@ -80,7 +90,6 @@ export async function runNbd(scale: number, runs: number, log: (s: string) => vo
       { logicalBytes: size, limit: { tool: 'qemu-nbd (raw file)' }, note: 'a fresh export: each granule checked against its block\'s granule file on first touch' });
     const ours = s.add(seq, 'blocksnap export', 'ours', await repeat(runs, async () => ({ seconds: timed('nbdcopy', [exp.uri, 'null:']) })),
       { logicalBytes: size, limit: { tool: 'qemu-nbd (raw file)' }, note: 'later passes on the same export: verified blocks read in place' });
-    const count = Math.max(1, Math.floor(size / STRIDE));
     // Random 4 KiB reads: qemu-img bench steps by STRIDE and wraps at the end of the export, so
     // every read lands in another store block and the passes cover different offsets of each.
     const reads = Math.max(1024, Math.round(32768 * Math.min(1, scale * 4)));
@@ -93,8 +102,10 @@ export async function runNbd(scale: number, runs: number, log: (s: string) => vo
     for (const cache of caches) {
       const c = `${reads} random 4 KiB reads, ${cache} cache (each in another store block)`;
       const prepare = cache === 'cold' ? dropCaches : (): void => {};
-      s.add(c, 'qemu-nbd (raw file)', 'limit', await repeat(runs, async () => { prepare(); return { seconds: randomRead(peer) }; }), { logicalBytes: reads * 4096 });
-      const row = s.add(c, 'blocksnap export', 'ours', await repeat(runs, async () => { prepare(); return { seconds: randomRead(exp.uri) }; }), {
+      const [theirs, mine] = await alternate(runs, async () => { prepare(); return { seconds: randomRead(peer) }; },
+        async () => { prepare(); return { seconds: randomRead(exp.uri) }; });
+      s.add(c, 'qemu-nbd (raw file)', 'limit', theirs!, { logicalBytes: reads * 4096 });
+      const row = s.add(c, 'blocksnap export', 'ours', mine!, {
         logicalBytes: reads * 4096, limit: { tool: 'qemu-nbd (raw file)' },
         note: cache === 'warm' ? 'blocks verified by the sequential runs: served from the page cache on the daemon\'s JS thread' : 'verified blocks, pages dropped: each read a pool thread\'s pread',
       });
@@ -107,13 +118,16 @@ export async function runNbd(scale: number, runs: number, log: (s: string) => vo
     // qcow2 overlay backed by the raw file (both copy up what a write does not cover: 64 KiB
     // granules here, 64 KiB clusters there). Each run gets a fresh clone / overlay, so every run
     // pays the copy-ups.
-    const writes = `${count} strided 4 KiB writes (one per 4 MiB, each a copy-up)`;
-    const writeBench = (uri: string): number => timed('qemu-img', ['bench', '-w', '-f', 'raw', '-c', String(count), '-s', '4k', '-S', String(STRIDE), '-d', '16', uri]);
+    const copyUps = Math.max(1, Math.floor(size / COPY_UP_STRIDE)) * COPY_UP_PASSES;
+    const writes = `${copyUps} strided 4 KiB writes (each a copy-up of its own 64 KiB granule)`;
+    const writeBench = (uri: string): number => timed('qemu-img', ['bench', '-w', '-f', 'raw', '-c', String(copyUps), '-s', '4k', '-S', String(COPY_UP_STRIDE), '-d', '16', uri]);
     const seqWrite = `sequential 4 KiB writes over ${Math.min(size, 256 * MiB) / MiB} MiB`;
     const seqCount = Math.min(size, 256 * MiB) / 4096;
     const seqWriteBench = (uri: string): number => timed('qemu-img', ['bench', '-w', '-f', 'raw', '-c', String(seqCount), '-s', '4k', '-d', '16', uri]);
     let run = 0;
-    const overlay = async (): Promise<string> => {
+    // Each run's server is stopped once its run is timed: a clone left exported would verify, on
+    // its idle thread, the base blocks its writes landed in, during the next run of either tool.
+    const overlay = async (): Promise<{ uri: string; stop: () => Promise<void> }> => {
       const ov = join(dir, `ov${run}.qcow2`);
       const qs = join(dir, `w${run}.sock`);
       run++;
@@ -122,32 +136,59 @@ export async function runNbd(scale: number, runs: number, log: (s: string) => vo
       const q = spawn('qemu-nbd', ['-f', 'qcow2', '-x', 'vm', '-k', qs, '--persistent', '--shared', '8', '--cache', 'writeback', ov], { stdio: 'ignore' });
       procs.push(q);
       await waitFor(qs, q);
-      return `nbd+unix:///vm?socket=${qs}`;
+      return {
+        uri: `nbd+unix:///vm?socket=${qs}`,
+        stop: async () => {
+          q.kill('SIGTERM');
+          if (q.exitCode === null) await new Promise((r) => q.once('exit', r));
+          rmSync(ov, { force: true });
+        },
+      };
     };
-    const cowClone = async (): Promise<string> => {
+    const cowClone = async (): Promise<{ uri: string; stop: () => Promise<void> }> => {
       const name = `cow${run++}`;
-      const c = await DaemonClient.connect({ socketPath: sock, clientName: 'bench' });
+      const call = async <T>(method: string, params: Record<string, unknown>): Promise<T> => {
+        const c = await DaemonClient.connect({ socketPath: sock, clientName: 'bench' });
+        try {
+          return await c.call<T>(method, params);
+        } finally {
+          c.close();
+        }
+      };
+      await call('clone.cow', { snapshot: 'base', name });
+      const { uri } = await call<{ uri: string }>('export.start', { disk: name, writable: true, name });
+      return { uri, stop: () => call('export.stop', { name }) };
+    };
+    const timedOn = async (server: Promise<{ uri: string; stop: () => Promise<void> }>, fn: (uri: string) => number): Promise<{ seconds: number }> => {
+      const { uri, stop } = await server;
       try {
-        await c.call('clone.cow', { snapshot: 'base', name });
-        return (await c.call<{ uri: string }>('export.start', { disk: name, writable: true, name })).uri;
+        return { seconds: fn(uri) };
       } finally {
-        c.close();
+        await stop();
       }
     };
     for (const [c, fn] of [[writes, writeBench], [seqWrite, seqWriteBench]] as const) {
-      const n = c === writes ? count : seqCount;
+      const n = c === writes ? copyUps : seqCount;
       const limit = { tool: 'qemu-nbd (qcow2 overlay)' };
-      s.add(c, limit.tool, 'limit', await repeat(runs, async () => ({ seconds: fn(await overlay()) })), { logicalBytes: n * 4096 });
+      let first: Measured | null = null;
       if (c === writes) {
-        // The first writable volume over the base. Measured once, on its own row, so that no
+        // The first writable volume over the base, measured once on its own row, so that no
         // median hides it.
-        const first = s.add(c, 'blocksnap copy-on-write export, first clone', 'ours', await repeat(1, async () => ({ seconds: fn(await cowClone()) })),
-          { logicalBytes: n * 4096, limit, note: 'first touch of each base block by any clone: one 64 KiB granule read and checked against the granule file the snapshot wrote' });
-        vsQemu(`${c}, first clone`, first);
+        first = await repeat(1, () => timedOn(cowClone(), fn));
       }
-      const w = s.add(c, 'blocksnap copy-on-write export', 'ours', await repeat(runs, async () => ({ seconds: fn(await cowClone()) })),
-        { logicalBytes: n * 4096, limit,
-          note: c === writes ? 'a fresh clone each run, after the first: each copy-up reads and checks one 64 KiB granule, as the first clone does' : '' });
+      const [theirs, ours] = await alternate(runs, () => timedOn(overlay(), fn), () => timedOn(cowClone(), fn));
+      s.add(c, limit.tool, 'limit', theirs!, { logicalBytes: n * 4096 });
+      if (first) {
+        const row = s.add(c, 'blocksnap copy-on-write export, first clone', 'ours', first, {
+          logicalBytes: n * 4096, limit,
+          note: 'first touch of each base block by any clone: one 64 KiB granule read and checked against the granule file the snapshot wrote',
+        });
+        vsQemu(`${c}, first clone`, row);
+      }
+      const w = s.add(c, 'blocksnap copy-on-write export', 'ours', ours!, {
+        logicalBytes: n * 4096, limit,
+        note: c === writes ? 'a fresh clone each run, after the first, runs alternating with qemu-nbd\'s: each copy-up reads and checks one 64 KiB granule, as the first clone does' : 'runs alternating with qemu-nbd\'s',
+      });
       vsQemu(c, w);
     }
     return s.build();

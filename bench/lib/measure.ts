@@ -45,6 +45,24 @@ export function since(start: bigint): number {
 export async function repeat(runs: number, once: (run: number) => Promise<Sample>): Promise<Measured> {
   const samples: Sample[] = [];
   for (let i = 0; i < runs; i++) samples.push(await once(i));
+  return reduce(samples);
+}
+
+/**
+ * Like repeat, for several tools at once, their runs taken in turn (a, b, a, b, ...): on a
+ * machine whose speed drifts from minute to minute (page-cache state, a neighbour, the host
+ * giving memory back) each tool then sees the same drift, where all of one tool's runs and then
+ * all of the other's would put the drift into the ratio.
+ */
+export async function alternate(runs: number, ...onces: Array<(run: number) => Promise<Sample>>): Promise<Measured[]> {
+  const samples: Sample[][] = onces.map(() => []);
+  for (let i = 0; i < runs; i++) {
+    for (const [k, once] of onces.entries()) samples[k]!.push(await once(i));
+  }
+  return samples.map(reduce);
+}
+
+function reduce(samples: Sample[]): Measured {
   const pick = (f: (s: Sample) => number | null | undefined): number[] =>
     samples.map(f).filter((v): v is number => typeof v === 'number' && Number.isFinite(v));
   const rss = pick((s) => s.peakRssBytes);
