@@ -1,6 +1,7 @@
 #include "core/scan_image.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -18,6 +19,10 @@
 namespace blocksnap {
 
 namespace {
+
+uint64_t elapsed_ns(std::chrono::steady_clock::time_point since) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - since).count());
+}
 
 struct Counters {
   std::atomic<uint64_t> bytes_read{0};
@@ -64,6 +69,7 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
     source->will_need(k * p.block_size, static_cast<size_t>(std::min<uint64_t>(p.block_size, size - k * p.block_size)));
   Counters counters;
   InPlaceOdds odds;
+  InPlaceSpeed speed;
   ParallelRun run(control, result.block_count);
   run.run(threads, [&](ParallelRun& job) {
     AlignedBuffer buf(p.block_size);
@@ -85,8 +91,13 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
         // gets stored (core/hash_in_place.h).
         const uint8_t* parent = i < parent_count ? p.parent_digests.data() + i * kDigestSize : nullptr;
         const bool parent_has_data = parent != nullptr && std::any_of(parent, parent + kDigestSize, [](uint8_t b) { return b != 0; });
-        if (!behind || (parent_has_data && odds.worth_trying(i))) {
+        const bool in_place_eligible = !behind || (parent_has_data && odds.worth_trying(i));
+        // A cached block copied instead, because copying is faster here or to time it: timed.
+        const bool time_copy = in_place_eligible && !speed.use_in_place(i) && source->can_hash_cached(offset, len);
+        if (in_place_eligible && !time_copy) {
+          const auto t0 = std::chrono::steady_clock::now();
           if (const std::optional<InPlaceHash> h = source->hash_cached(offset, len)) {
+            speed.record(true, elapsed_ns(t0), len);
             const bool final_digest = !behind || (!h->zero && std::memcmp(parent, h->digest.data(), kDigestSize) == 0);
             if (behind) odds.record(final_digest);
             if (final_digest) {
@@ -99,6 +110,7 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
           }
         }
 
+        const auto copy_start = std::chrono::steady_clock::now();
         const SourceRead got = source->read(offset, len, buf.data());
         counters.bytes_read.fetch_add(got.bytes_read, std::memory_order_relaxed);
         if (got.zero || is_all_zero(buf.data(), len)) {
@@ -109,6 +121,7 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
         const Digest digest = behind && behind->wants_marks() ? sha256_marked(buf.data(), len, kGranuleSize, marks)
                                                               : sha256(buf.data(), len);
         std::memcpy(out, digest.data(), kDigestSize);
+        if (time_copy) speed.record(false, elapsed_ns(copy_start), len);
         const bool same_as_parent =
             i < parent_count && std::memcmp(p.parent_digests.data() + i * kDigestSize, out, kDigestSize) == 0;
         if (behind && !same_as_parent) buf = behind->submit(std::move(buf), digest, len, i, std::move(marks));

@@ -42,12 +42,16 @@ class RawSource final : public BlockSource {
   }
 
   std::optional<InPlaceHash> hash_cached(uint64_t offset, size_t len) const override {
+    if (!can_hash_cached(offset, len)) return std::nullopt;
+    return hash_in_place(image_.fd.get(), offset, len);
+  }
+
+  bool can_hash_cached(uint64_t offset, size_t len) const override {
     // Only a block wholly inside one data extent: a mapping reads holes too, and would have to
     // fault their zero pages in.
     const auto pieces = extents_.overlapping(offset, offset + len);
-    if (pieces.size() != 1 || pieces[0].begin > offset || pieces[0].end < offset + len) return std::nullopt;
-    if (!cache_.wholly_resident(offset, len)) return std::nullopt;
-    return hash_in_place(image_.fd.get(), offset, len);
+    if (pieces.size() != 1 || pieces[0].begin > offset || pieces[0].end < offset + len) return false;
+    return cache_.wholly_resident(offset, len);
   }
 
   bool reads_direct() const override { return static_cast<bool>(direct_); }

@@ -41,6 +41,9 @@ class BlockSource {
   // source can do so without a copy (core/hash_in_place.h: such a digest only recognises content,
   // it never names a block to store). nullopt otherwise, and read() must be used. Default: nullopt.
   virtual std::optional<InPlaceHash> hash_cached(uint64_t /*offset*/, size_t /*len*/) const { return std::nullopt; }
+  // Whether hash_cached would hash [offset, offset + len) now (without hashing it): a read of it
+  // then comes from the page cache too, so the two paths can be timed against each other.
+  virtual bool can_hash_cached(uint64_t /*offset*/, size_t /*len*/) const { return false; }
 };
 
 // Opens `path` as `format`. A qcow2 source opens its backing chain too. Throws Error

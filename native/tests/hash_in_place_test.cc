@@ -79,3 +79,25 @@ TEST(in_place_odds_keep_trying_while_most_blocks_are_unchanged) {
     odds.record(i % 20 != 0);  // 1 in 20 changed
   }
 }
+
+TEST(in_place_speed_prefers_in_place_until_both_paths_are_timed) {
+  InPlaceSpeed s;
+  CHECK(s.prefer_in_place());
+  s.record(true, 9'000'000, 4 << 20);  // in place timed, copy not yet
+  CHECK(s.prefer_in_place());
+}
+
+TEST(in_place_speed_takes_the_faster_path_and_probes_the_other) {
+  InPlaceSpeed s;
+  s.record(true, 3'000'000, 4 << 20);
+  s.record(false, 2'000'000, 4 << 20);  // copying is faster per byte
+  CHECK(!s.prefer_in_place());
+  int in_place = 0;
+  for (uint64_t i = 0; i < 64; ++i) in_place += s.use_in_place(i) ? 1 : 0;
+  CHECK_EQ(in_place, 4);  // every 16th block still tries in place
+  s.record(true, 1'000'000, 12 << 20);  // in place got cheaper: 4 ms for 16 MiB against 2 ms for 4 MiB
+  CHECK(s.prefer_in_place());
+  in_place = 0;
+  for (uint64_t i = 0; i < 64; ++i) in_place += s.use_in_place(i) ? 1 : 0;
+  CHECK_EQ(in_place, 60);  // and every 16th block is copied, to keep timing the copy
+}
