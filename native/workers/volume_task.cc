@@ -1,5 +1,6 @@
 #include "workers/volume_task.h"
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <vector>
@@ -11,6 +12,33 @@ namespace blocksnap::js {
 
 namespace {
 
+// How a call that may throw ended: nothing, an Error for the caller, or an internal failure.
+struct Outcome {
+  std::optional<Error> error;
+  std::optional<std::string> internal;  // what() of anything else thrown, which may be empty
+  bool failed() const noexcept { return error.has_value() || internal.has_value(); }
+  Napi::Value to_js(Napi::Env env) const {
+    if (error) return to_js_error(env, *error).Value();
+    if (internal) return internal_error(env, *internal).Value();
+    return env.Undefined();
+  }
+};
+
+template <typename F>
+Outcome run_caught(F&& f) {
+  Outcome o;
+  try {
+    f();
+  } catch (const Error& e) {
+    o.error.emplace(e);
+  } catch (const std::bad_alloc&) {
+    o.internal.emplace("out of memory");
+  } catch (const std::exception& e) {
+    o.internal.emplace(e.what());
+  }
+  return o;
+}
+
 class VolumeTask : public Napi::AsyncWorker {
  public:
   VolumeTask(Napi::Env env, const char* name, VolumeWork work, VolumeResult result)
@@ -19,22 +47,11 @@ class VolumeTask : public Napi::AsyncWorker {
   Napi::Promise promise() { return deferred_.Promise(); }
 
  private:
-  void Execute() override {
-    try {
-      work_();
-    } catch (const Error& e) {
-      error_.emplace(e);
-    } catch (const std::bad_alloc&) {
-      internal_ = "out of memory";
-    } catch (const std::exception& e) {
-      internal_ = e.what();
-    }
-  }
+  void Execute() override { outcome_ = run_caught(work_); }
 
   void OnOK() override {
     Napi::Env env = Env();
-    if (error_) return deferred_.Reject(to_js_error(env, *error_).Value());
-    if (!internal_.empty()) return deferred_.Reject(internal_error(env, internal_).Value());
+    if (outcome_.failed()) return deferred_.Reject(outcome_.to_js(env));
     try {
       deferred_.Resolve(result_ ? result_(env) : env.Undefined());
     } catch (const Napi::Error& e) {
@@ -47,8 +64,7 @@ class VolumeTask : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   VolumeWork work_;
   VolumeResult result_;
-  std::optional<Error> error_;
-  std::string internal_;
+  Outcome outcome_;
 };
 
 }  // namespace
@@ -61,40 +77,16 @@ Napi::Promise queue_volume_task(Napi::Env env, const char* name, VolumeWork work
 }
 
 Napi::Promise queue_volume_batch(Napi::Env env, const char* name, size_t count, VolumeItem item, std::shared_ptr<void> keep) {
-  struct Outcomes {
-    std::vector<std::optional<Error>> errors;
-    std::vector<std::string> internal;
-    bool failed = false;
-  };
-  auto out = std::make_shared<Outcomes>();
-  out->errors.resize(count);
-  out->internal.resize(count);
+  auto outcomes = std::make_shared<std::vector<Outcome>>(count);
   return queue_volume_task(
       env, name,
-      [out, count, item = std::move(item)] {
-        for (size_t i = 0; i < count; ++i) {
-          try {
-            item(i);
-          } catch (const Error& e) {
-            out->errors[i].emplace(e);
-            out->failed = true;
-          } catch (const std::bad_alloc&) {
-            out->internal[i] = "out of memory";
-            out->failed = true;
-          } catch (const std::exception& e) {
-            out->internal[i] = e.what();
-            out->failed = true;
-          }
-        }
+      [outcomes, count, item = std::move(item)] {
+        for (size_t i = 0; i < count; ++i) (*outcomes)[i] = run_caught([&] { item(i); });
       },
-      [out, keep = std::move(keep)](Napi::Env env) -> Napi::Value {
-        if (!out->failed) return env.Undefined();
-        Napi::Array a = Napi::Array::New(env, out->errors.size());
-        for (size_t i = 0; i < out->errors.size(); ++i) {
-          if (out->errors[i]) a.Set(static_cast<uint32_t>(i), to_js_error(env, *out->errors[i]).Value());
-          else if (!out->internal[i].empty()) a.Set(static_cast<uint32_t>(i), internal_error(env, out->internal[i]).Value());
-          else a.Set(static_cast<uint32_t>(i), env.Undefined());
-        }
+      [outcomes, keep = std::move(keep)](Napi::Env env) -> Napi::Value {
+        if (std::none_of(outcomes->begin(), outcomes->end(), [](const Outcome& o) { return o.failed(); })) return env.Undefined();
+        Napi::Array a = Napi::Array::New(env, outcomes->size());
+        for (size_t i = 0; i < outcomes->size(); ++i) a.Set(static_cast<uint32_t>(i), (*outcomes)[i].to_js(env));
         return a;
       });
 }
