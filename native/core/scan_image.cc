@@ -93,8 +93,10 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
         const bool parent_has_data = parent != nullptr && std::any_of(parent, parent + kDigestSize, [](uint8_t b) { return b != 0; });
         const bool in_place_eligible = !behind || (parent_has_data && odds.worth_trying(i));
         // A cached block copied instead, because copying is faster here or to time it: timed.
-        const bool time_copy = in_place_eligible && !speed.use_in_place(i) && source->can_hash_cached(offset, len);
-        if (in_place_eligible && !time_copy) {
+        // hash_cached checks residency itself; asked here, it is asked once either way.
+        const bool try_in_place = in_place_eligible && speed.use_in_place(i);
+        const bool time_copy = in_place_eligible && !try_in_place && source->can_hash_cached(offset, len);
+        if (try_in_place) {
           const auto t0 = std::chrono::steady_clock::now();
           if (const std::optional<InPlaceHash> h = source->hash_cached(offset, len)) {
             speed.record(true, elapsed_ns(t0), len);
