@@ -32,8 +32,6 @@ int open_cached(const char* path, int flags) {
 
 namespace {
 
-thread_local bool t_no_wait = false;
-
 // cachestat(2), Linux 6.5: how many pages of a range the page cache holds, without reading any.
 // Declared here because older kernel headers lack it; the number is the same on every
 // architecture.
@@ -70,24 +68,11 @@ bool pages_cached(int fd, uint64_t offset, size_t len) noexcept {
   return cs.nr_cache >= last - first + 1;
 }
 
-NoWaitReads::NoWaitReads() noexcept : outer_(t_no_wait) { t_no_wait = true; }
-NoWaitReads::~NoWaitReads() { t_no_wait = outer_; }
-bool NoWaitReads::active() noexcept { return t_no_wait; }
-
 size_t read_at(int fd, void* buf, size_t len, uint64_t offset, const std::string& path) {
   auto* p = static_cast<uint8_t*>(buf);
   size_t done = 0;
   while (done < len) {
-    ssize_t n;
-    if (t_no_wait) {
-      if (!pages_cached(fd, offset + done, len - done)) throw WouldBlock{};
-      iovec v{p + done, len - done};
-      n = ::preadv2(fd, &v, 1, static_cast<off_t>(offset + done), RWF_NOWAIT);
-      // EAGAIN: not all cached. EOPNOTSUPP: the file system cannot tell without waiting.
-      if (n < 0 && (errno == EAGAIN || errno == EOPNOTSUPP)) throw WouldBlock{};
-    } else {
-      n = ::pread(fd, p + done, len - done, static_cast<off_t>(offset + done));
-    }
+    const ssize_t n = ::pread(fd, p + done, len - done, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
       throw Error::system(errno, "pread", path);
@@ -96,6 +81,21 @@ size_t read_at(int fd, void* buf, size_t len, uint64_t offset, const std::string
     done += static_cast<size_t>(n);
   }
   return done;
+}
+
+bool read_cached_at(int fd, void* buf, size_t len, uint64_t offset) noexcept {
+  auto* p = static_cast<uint8_t*>(buf);
+  size_t done = 0;
+  while (done < len) {
+    if (!pages_cached(fd, offset + done, len - done)) return false;
+    iovec v{p + done, len - done};
+    // RWF_NOWAIT still, for the pages evicted between the two calls: EAGAIN then.
+    const ssize_t n = ::preadv2(fd, &v, 1, static_cast<off_t>(offset + done), RWF_NOWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
 }
 
 void write_at(int fd, const void* buf, size_t len, uint64_t offset, const std::string& path) {

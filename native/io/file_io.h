@@ -20,36 +20,22 @@ int open_retry(const char* path, int flags, mode_t mode = 0);
 // ENOSYS where the kernel has no openat2.
 int open_cached(const char* path, int flags);
 
-// Reads up to `len` bytes at `offset`. Returns fewer only at end of file. Throws IOError, or
-// WouldBlock inside a NoWaitReads scope.
+// Reads up to `len` bytes at `offset`. Returns fewer only at end of file. Throws IOError.
 size_t read_at(int fd, void* buf, size_t len, uint64_t offset, const std::string& path);
 
+// Reads all `len` bytes at `offset` only if the page cache holds them, never waiting for a disk:
+// for a thread that must stay responsive (the JS thread), which serves what the cache holds and
+// hands the rest to a pool thread. False when it would wait, on a short read and on any error:
+// the caller does the same read again with read_at where it may wait, which reports the error.
+// It asks cachestat(2) first because a RWF_NOWAIT read that misses has already started the disk
+// read on the calling thread, which costs that thread about as much as the read it avoided.
+bool read_cached_at(int fd, void* buf, size_t len, uint64_t offset) noexcept;
+
 // Whether every page of [offset, offset + len) of `fd` is in the page cache (cachestat(2), Linux
-// 6.5), found without reading any. A NoWaitReads read asks first because a RWF_NOWAIT read that
-// misses has already started the disk read on the calling thread, which costs that thread about
-// as much as the read it avoided. False where cachestat is missing (older kernels, a seccomp
-// filter; cachestat_works() then turns false): there no read is served without waiting.
+// 6.5), found without reading any. False where cachestat is missing (older kernels, a seccomp
+// filter; cachestat_works() then turns false): there read_cached_at serves nothing.
 bool pages_cached(int fd, uint64_t offset, size_t len) noexcept;
 bool cachestat_works() noexcept;
-
-// Thrown by read_at inside a NoWaitReads scope when bytes are not in the page cache. Not an
-// Error: it never reaches a user, the caller does the same read again where it may wait.
-struct WouldBlock {};
-
-// While one is alive on a thread, read_at on that thread never waits for a disk: it reads with
-// RWF_NOWAIT and throws WouldBlock instead. For reads on a thread that must stay responsive
-// (the JS thread), which serve what the page cache holds and hand the rest to a pool thread.
-class NoWaitReads {
- public:
-  NoWaitReads() noexcept;
-  ~NoWaitReads();
-  NoWaitReads(const NoWaitReads&) = delete;
-  NoWaitReads& operator=(const NoWaitReads&) = delete;
-  static bool active() noexcept;
-
- private:
-  bool outer_;
-};
 
 // Writes all `len` bytes at `offset`. Throws NoSpace / IOError.
 void write_at(int fd, const void* buf, size_t len, uint64_t offset, const std::string& path);

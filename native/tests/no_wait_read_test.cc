@@ -1,4 +1,4 @@
-// Reads that must not wait for a disk (io/file_io.h NoWaitReads): served from the page cache,
+// Reads that must not wait for a disk (io/file_io.h read_cached_at): served from the page cache,
 // refused otherwise, and a refusal must not have started a disk read on the calling thread.
 #include <fcntl.h>
 #include <unistd.h>
@@ -31,15 +31,7 @@ std::string cold_file(const TempDir& dir, const std::vector<uint8_t>& bytes) {
 
 size_t cached(int fd) { return resident_count(resident_pages(fd, 0, kLen)); }
 
-bool refused(int fd, uint8_t* out, size_t len, uint64_t offset, const std::string& path) {
-  NoWaitReads no_wait;
-  try {
-    read_at(fd, out, len, offset, path);
-    return false;
-  } catch (const WouldBlock&) {
-    return true;
-  }
-}
+bool refused(int fd, uint8_t* out, size_t len, uint64_t offset) { return !read_cached_at(fd, out, len, offset); }
 
 }  // namespace
 
@@ -51,10 +43,10 @@ TEST(no_wait_read_of_uncached_pages_is_refused_without_reading_them) {
   REQUIRE(fd >= 0);
   REQUIRE(cached(fd) == 0);
   std::vector<uint8_t> out(kLen);
-  CHECK(refused(fd, out.data(), 4096, 8192, path));
+  CHECK(refused(fd, out.data(), 4096, 8192));
   // No read-ahead either: the refusal asked the cache before reading.
   if (cachestat_works()) CHECK_EQ(cached(fd), size_t{0});
-  // Outside the scope the same read waits and succeeds.
+  // read_at, which may wait, reads the same bytes.
   CHECK_EQ(read_at(fd, out.data(), 4096, 8192, path), size_t{4096});
   CHECK(std::memcmp(out.data(), bytes.data() + 8192, 4096) == 0);
   ::close(fd);
@@ -71,10 +63,10 @@ TEST(no_wait_read_of_cached_pages_returns_them) {
   std::memset(out.data(), 0, kLen);
   // Unaligned on purpose: a block file's payload starts 64 bytes into the file.
   if (cachestat_works()) {
-    CHECK(!refused(fd, out.data(), 10000, 64, path));
+    CHECK(!refused(fd, out.data(), 10000, 64));
     CHECK(std::memcmp(out.data(), bytes.data() + 64, 10000) == 0);
   } else {
-    CHECK(refused(fd, out.data(), 10000, 64, path));  // without cachestat nothing is served unwaited
+    CHECK(refused(fd, out.data(), 10000, 64));  // without cachestat nothing is served unwaited
   }
   ::close(fd);
 }
@@ -88,21 +80,21 @@ TEST(no_wait_read_of_partly_cached_range_is_refused) {
   ::posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);  // only what is read comes in
   std::vector<uint8_t> out(kLen);
   REQUIRE(read_at(fd, out.data(), 4096, 0, path) == 4096);
-  CHECK(refused(fd, out.data(), 3 * 4096, 0, path));
+  CHECK(refused(fd, out.data(), 3 * 4096, 0));
   ::close(fd);
 }
 
-TEST(no_wait_scopes_nest_and_end) {
-  CHECK(!NoWaitReads::active());
-  {
-    NoWaitReads a;
-    {
-      NoWaitReads b;
-      CHECK(NoWaitReads::active());
-    }
-    CHECK(NoWaitReads::active());
-  }
-  CHECK(!NoWaitReads::active());
+TEST(no_wait_read_past_the_end_is_refused) {
+  TempDir dir;
+  const auto bytes = pattern(kLen, 6);
+  const std::string path = cold_file(dir, bytes);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  std::vector<uint8_t> out(kLen);
+  REQUIRE(read_at(fd, out.data(), kLen, 0, path) == kLen);
+  // All it holds is cached, but fewer bytes than asked: left to read_at, which reports short reads.
+  CHECK(refused(fd, out.data(), 8192, kLen - 4096));
+  ::close(fd);
 }
 
 TEST(open_cached_opens_a_path_the_kernel_has_resolved) {

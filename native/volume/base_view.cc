@@ -19,6 +19,8 @@ namespace blocksnap {
 
 namespace {
 
+constexpr int kBlockOpenFlags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW;
+
 // Moves a hit to the back (most recent) and returns it; null when absent.
 template <typename Vec>
 auto* touch(Vec& entries, const Digest& d) {
@@ -47,6 +49,20 @@ void insert(Vec& entries, const Digest& d, T value, size_t max) {
   entries.push_back({d, std::move(value)});
 }
 
+// Calls f(i, x, n, done) for each piece of [offset, offset + len) within one block: block i,
+// bytes [x, x + n) of it, `done` bytes of the range before it. Stops early when f returns false.
+template <typename F>
+bool each_block_piece(uint64_t block_size, uint64_t offset, size_t len, F&& f) {
+  const uint64_t end = offset + len;
+  for (uint64_t pos = offset; pos < end;) {
+    const uint64_t i = pos / block_size;
+    const size_t n = static_cast<size_t>(std::min(end, (i + 1) * block_size) - pos);
+    if (!f(i, pos - i * block_size, n, static_cast<size_t>(pos - offset))) return false;
+    pos += n;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::shared_ptr<const AlignedBuffer> BlockFileCache::payload(const Digest& d) {
@@ -60,26 +76,42 @@ void BlockFileCache::put_payload(const Digest& d, std::shared_ptr<const AlignedB
   insert(payloads_, d, std::move(payload), kMaxPayloads);
 }
 
-std::shared_ptr<const BlockFileCache::OpenBlock> BlockFileCache::file(const Digest& d) {
-  {
-    std::lock_guard lock(mutex_);
-    if (auto* hit = touch(files_, d)) return hit->value;
-  }
-  auto block = std::make_shared<OpenBlock>();
-  block->path = block_file_path(store_dir_, d);
-  const bool no_wait = NoWaitReads::active();
-  const int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW;
-  block->fd.reset(no_wait ? open_cached(block->path.c_str(), flags) : open_retry(block->path.c_str(), flags));
-  if (!block->fd) {
-    if (no_wait) throw WouldBlock{};  // a lookup that reads the disk, or a failure the retry reports
-    Error e = errno == ENOENT ? Error(ErrorCode::BlockMissing, "block " + to_hex(d) + " is missing from the store")
-                              : Error::system(errno, "open", block->path);
-    e.path = block->path;
-    throw std::move(e).with_digest(d);
-  }
+std::shared_ptr<const BlockFileCache::OpenBlock> BlockFileCache::kept_file(const Digest& d) {
+  std::lock_guard lock(mutex_);
+  auto* hit = touch(files_, d);
+  return hit ? hit->value : nullptr;
+}
+
+std::shared_ptr<const BlockFileCache::OpenBlock> BlockFileCache::keep_file(const Digest& d, UniqueFd fd, std::string path) {
+  auto block = std::make_shared<OpenBlock>(OpenBlock{std::move(fd), std::move(path)});
   std::lock_guard lock(mutex_);
   insert(files_, d, block, kMaxFiles);
   return block;
+}
+
+std::shared_ptr<const BlockFileCache::OpenBlock> BlockFileCache::file(const Digest& d) {
+  if (auto kept = kept_file(d)) return kept;
+  std::string path = block_file_path(store_dir_, d);
+  UniqueFd fd(open_retry(path.c_str(), kBlockOpenFlags));
+  if (!fd) {
+    Error e = errno == ENOENT ? Error(ErrorCode::BlockMissing, "block " + to_hex(d) + " is missing from the store")
+                              : Error::system(errno, "open", path);
+    e.path = path;
+    throw std::move(e).with_digest(d);
+  }
+  return keep_file(d, std::move(fd), std::move(path));
+}
+
+std::shared_ptr<const BlockFileCache::OpenBlock> BlockFileCache::cached_file(const Digest& d) noexcept {
+  try {
+    if (auto kept = kept_file(d)) return kept;
+    std::string path = block_file_path(store_dir_, d);
+    UniqueFd fd(open_cached(path.c_str(), kBlockOpenFlags));
+    if (!fd) return nullptr;  // a lookup that would read the disk, or a failure file() reports
+    return keep_file(d, std::move(fd), std::move(path));
+  } catch (...) {
+    return nullptr;
+  }
 }
 
 std::shared_ptr<const GranuleDigests> BlockFileCache::granules(const Digest& d, uint64_t raw_length) {
@@ -153,21 +185,42 @@ bool BaseView::all_zero(uint64_t offset, uint64_t len) const noexcept {
 
 uint64_t BaseView::read(uint64_t offset, size_t len, uint8_t* out) const {
   uint64_t bytes_read = 0;
-  const uint64_t end = offset + len;
-  for (uint64_t pos = offset; pos < end;) {
-    const uint64_t i = pos / block_size_;
-    const uint64_t x = pos - i * block_size_;
-    const size_t n = static_cast<size_t>(std::min(end, (i + 1) * block_size_) - pos);
+  each_block_piece(block_size_, offset, len, [&](uint64_t i, uint64_t x, size_t n, size_t done) {
     try {
-      bytes_read += read_in_block(i, x, n, out + (pos - offset));
+      bytes_read += read_in_block(i, x, n, out + done);
     } catch (Error& e) {
       if (!e.block_index) e.block_index = i;
       throw;
     }
-    pos += n;
-  }
+    return true;
+  });
   cache_->count_read(bytes_read);
   return bytes_read;
+}
+
+bool BaseView::read_cached(uint64_t offset, size_t len, uint8_t* out) const noexcept {
+  try {
+    uint64_t bytes_read = 0;
+    const bool filled = each_block_piece(block_size_, offset, len, [&](uint64_t i, uint64_t x, size_t n, size_t done) {
+      uint8_t* dst = out + done;
+      if (zero_block(i)) {
+        std::memset(dst, 0, n);
+        return true;
+      }
+      const Digest d = digest(i);
+      if (copy_kept_payload(d, x, n, dst)) return true;
+      // A check reads more than asked and hashes it: work for a pool thread.
+      if (!verified(i) && !granules_verified(i, x, n)) return false;
+      const auto block = cache_->cached_file(d);
+      if (!block || !read_cached_at(block->fd.get(), dst, n, kBlockHeaderSize + x)) return false;
+      bytes_read += n;
+      return true;
+    });
+    cache_->count_read(bytes_read);
+    return filled;
+  } catch (...) {
+    return false;  // a lock that failed: read() meets whatever it was
+  }
 }
 
 void BaseView::prefetch(uint64_t i) const noexcept {
@@ -228,21 +281,20 @@ void BaseView::set_granule_verified(uint64_t i, uint64_t k) const noexcept {
   set_verified(i);
 }
 
+bool BaseView::copy_kept_payload(const Digest& d, uint64_t x, size_t len, uint8_t* out) const {
+  const auto payload = cache_->payload(d);
+  if (payload) std::memcpy(out, payload->data() + x, len);
+  return payload != nullptr;
+}
+
 uint64_t BaseView::read_in_block(uint64_t i, uint64_t x, size_t len, uint8_t* out) const {
   if (zero_block(i)) {
     std::memset(out, 0, len);
     return 0;
   }
   const Digest d = digest(i);
-  const auto from_cache = [&] {
-    auto payload = cache_->payload(d);
-    if (payload) std::memcpy(out, payload->data() + x, len);
-    return payload != nullptr;
-  };
-  if (from_cache()) return 0;
+  if (copy_kept_payload(d, x, len, out)) return 0;
   if (!verified(i) && !granules_verified(i, x, len)) {
-    // A check reads more than asked and hashes it: work for a pool thread.
-    if (NoWaitReads::active()) throw WouldBlock{};
     std::shared_ptr<const GranuleDigests> granules;
     std::shared_ptr<const AlignedBuffer> verified_whole;
     std::vector<Digest> marks;
@@ -251,7 +303,7 @@ uint64_t BaseView::read_in_block(uint64_t i, uint64_t x, size_t len, uint8_t* ou
       // once (a 4 MiB block read as four 1 MiB requests): the others wait and then find the
       // payload or the granule digests in the cache.
       std::lock_guard lock(verify_locks_[i % verify_locks_.size()]);
-      if (from_cache()) return 0;
+      if (copy_kept_payload(d, x, len, out)) return 0;
       if (!verified(i) && !granules_verified(i, x, len)) {
         const uint64_t block_len = block_length(i);
         if (granule_words_ != 0) granules = cache_->granules(d, block_len);

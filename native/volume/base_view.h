@@ -70,20 +70,27 @@ class BlockFileCache {
   };
   // The open block file (read-only, never through a symlink). Throws BlockMissing / IOError.
   std::shared_ptr<const OpenBlock> file(const Digest& d);
+  // file() for a thread that must not wait for a disk: kept open, or opened only if its path
+  // resolves from the kernel's caches (io/file_io.h open_cached); null otherwise, whatever the
+  // reason (the waiting file() reports errors).
+  std::shared_ptr<const OpenBlock> cached_file(const Digest& d) noexcept;
 
   static constexpr size_t kMaxPayloads = 4;
   static constexpr size_t kMaxFiles = 64;
 
  private:
+  std::shared_ptr<const OpenBlock> kept_file(const Digest& d);
+  std::shared_ptr<const OpenBlock> keep_file(const Digest& d, UniqueFd fd, std::string path);
+
+  std::string store_dir_;
+  std::string granule_dir_;
+  bool record_granules_;
+  std::atomic<uint64_t> bytes_read_{0};
   template <typename T>
   struct Entry {
     Digest digest;
     T value;
   };
-  std::string store_dir_;
-  std::string granule_dir_;
-  bool record_granules_;
-  std::atomic<uint64_t> bytes_read_{0};
   std::mutex mutex_;
   std::vector<Entry<std::shared_ptr<const AlignedBuffer>>> payloads_;  // most recent last
   std::vector<Entry<std::shared_ptr<const OpenBlock>>> files_;         // most recent last
@@ -112,6 +119,10 @@ class BaseView {
   // Fills out[0, len) with the base content at `offset`. Returns the bytes read from the store.
   // Throws BlockMissing / BlockCorrupt / DigestMismatch (with the block index) / IOError.
   uint64_t read(uint64_t offset, size_t len, uint8_t* out) const;
+  // read() for a thread that must not wait for a disk: true when it filled out[0, len) from
+  // memory and the page cache (io/file_io.h read_cached_at), from blocks or granules verified
+  // already; false when it would wait, verify or fail, leaving the read to read().
+  bool read_cached(uint64_t offset, size_t len, uint8_t* out) const noexcept;
   // Asks the kernel to start reading block i's file into the page cache (POSIX_FADV_WILLNEED,
   // which returns once the reads are queued). A hint only: errors are left to the read.
   void prefetch(uint64_t i) const noexcept;
@@ -127,6 +138,8 @@ class BaseView {
 
  private:
   uint64_t read_in_block(uint64_t i, uint64_t x, size_t len, uint8_t* out) const;
+  // Copies payload bytes [x, x + len) of block `d` from the payloads kept in memory, if there.
+  bool copy_kept_payload(const Digest& d, uint64_t x, size_t len, uint8_t* out) const;
   // Fills out[0, len) from block i at x, verifying each granule not verified yet against `g`.
   uint64_t read_granules(uint64_t i, const Digest& d, const GranuleDigests& g, uint64_t x, size_t len, uint8_t* out) const;
   uint64_t block_length(uint64_t i) const noexcept { return std::min(block_size_, size_ - i * block_size_); }

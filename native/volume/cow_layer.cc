@@ -94,15 +94,26 @@ bool stack_known_zero(LayerStack layers, const BaseView& base, uint64_t offset, 
 
 namespace {
 
-// One pass over [offset, offset + len) by runs of granules with the same source: one pread per
-// layer run, one base read per base run unless `base` is null (those bytes are left as they are).
-uint64_t read_runs(LayerStack layers, const BaseView* base, uint64_t offset, size_t len, uint8_t* out) {
-  uint64_t bytes_read = 0;
+// Calls f(source, pos, n) for each run of granules of [offset, offset + len) with the same
+// source (a layer index, or -1 for the base): bytes [pos, pos + n). Stops early when f returns
+// false.
+template <typename F>
+bool each_run(LayerStack layers, uint64_t offset, size_t len, F&& f) {
   const uint64_t end = offset + len;
   for (uint64_t pos = offset; pos < end;) {
     const int source = layer_of(layers, pos / kCowGranuleSize);
     const uint64_t run_end = same_source_end(layers, source, pos, end);
-    const size_t n = static_cast<size_t>(run_end - pos);
+    if (!f(source, pos, static_cast<size_t>(run_end - pos))) return false;
+    pos = run_end;
+  }
+  return true;
+}
+
+// One pass over [offset, offset + len): one pread per layer run, one base read per base run
+// unless `base` is null (those bytes are left as they are).
+uint64_t read_runs(LayerStack layers, const BaseView* base, uint64_t offset, size_t len, uint8_t* out) {
+  uint64_t bytes_read = 0;
+  each_run(layers, offset, len, [&](int source, uint64_t pos, size_t n) {
     uint8_t* dst = out + (pos - offset);
     if (source < 0) {
       if (base != nullptr) bytes_read += base->read(pos, n, dst);
@@ -112,8 +123,8 @@ uint64_t read_runs(LayerStack layers, const BaseView* base, uint64_t offset, siz
       if (got < n) std::memset(dst + got, 0, n - got);  // cannot happen: the size was checked at open
       bytes_read += got;
     }
-    pos = run_end;
-  }
+    return true;
+  });
   return bytes_read;
 }
 
@@ -121,6 +132,14 @@ uint64_t read_runs(LayerStack layers, const BaseView* base, uint64_t offset, siz
 
 uint64_t read_through(LayerStack layers, const BaseView& base, uint64_t offset, size_t len, uint8_t* out) {
   return read_runs(layers, &base, offset, len, out);
+}
+
+bool read_through_cached(LayerStack layers, const BaseView& base, uint64_t offset, size_t len, uint8_t* out) noexcept {
+  return each_run(layers, offset, len, [&](int source, uint64_t pos, size_t n) {
+    uint8_t* dst = out + (pos - offset);
+    if (source < 0) return base.read_cached(pos, n, dst);
+    return read_cached_at(layers[static_cast<size_t>(source)]->data.get(), dst, n, pos);
+  });
 }
 
 uint64_t read_layers(LayerStack layers, uint64_t offset, size_t len, uint8_t* out) {

@@ -49,6 +49,9 @@ bool stack_known_zero(LayerStack layers, const BaseView& base, uint64_t offset, 
 // Fills out[0, len) with the content at `offset` seen through `layers` and the base. Returns the
 // bytes read from files. Throws Error.
 uint64_t read_through(LayerStack layers, const BaseView& base, uint64_t offset, size_t len, uint8_t* out);
+// read_through for a thread that must not wait for a disk: true when it filled out[0, len) from
+// memory and the page cache (BaseView::read_cached); false when it would wait or fail.
+bool read_through_cached(LayerStack layers, const BaseView& base, uint64_t offset, size_t len, uint8_t* out) noexcept;
 // The same for the granules some layer holds only; the bytes of the others are left as they are
 // (out already holds the base there). Returns the bytes read.
 uint64_t read_layers(LayerStack layers, uint64_t offset, size_t len, uint8_t* out);

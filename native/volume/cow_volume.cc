@@ -86,18 +86,10 @@ void CowVolume::read(uint64_t offset, size_t len, uint8_t* out) const {
 }
 
 bool CowVolume::read_cached(uint64_t offset, size_t len, uint8_t* out) const noexcept {
-  NoWaitReads no_wait;
-  try {
-    // Not even a lock is waited for: the stack's writers (a new layer, a rebase, close) flush.
-    std::shared_lock lock(stack_mutex_, std::try_to_lock);
-    if (!lock.owns_lock()) return false;
-    check_open();
-    check_range(offset, len, size_);
-    read_through(layers_, *base_, offset, len, out);
-    return true;
-  } catch (...) {
-    return false;
-  }
+  // Not even a lock is waited for: the stack's writers (a new layer, a rebase, close) flush.
+  std::shared_lock lock(stack_mutex_, std::try_to_lock);
+  if (!lock.owns_lock() || closed_ || offset > size_ || len > size_ - offset) return false;
+  return read_through_cached(layers_, *base_, offset, len, out);
 }
 
 template <typename F>

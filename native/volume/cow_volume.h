@@ -75,7 +75,7 @@ class CowVolume {
   size_t layer_count() const;
 
   void read(uint64_t offset, size_t len, uint8_t* out) const;
-  // read() without waiting for a disk (io/file_io.h NoWaitReads): true when it filled `out` from
+  // read() without waiting for a disk (io/file_io.h read_cached_at): true when it filled `out` from
   // the page cache and blocks already verified. False when it would wait, or failed: the caller
   // reads again with read() on a thread that may wait, which reports any error.
   bool read_cached(uint64_t offset, size_t len, uint8_t* out) const noexcept;

@@ -330,8 +330,8 @@ export class Volume {
   }
 
   /**
-   * A try that misses still costs the JS thread a few microseconds (locks, lookups, an unwound
-   * exception), in series with every other request; under cold random reads, mostly misses, that
+   * A try that misses still costs the JS thread a few microseconds (system calls, locks,
+   * lookups), in series with every other request; under cold random reads, mostly misses, that
    * made them 20-30% slower than without tries. So misses in a row thin the tries out.
    */
   private readCached(offset: number, length: number, target: Buffer, at: number): boolean {
