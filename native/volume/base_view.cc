@@ -1,6 +1,7 @@
 #include "volume/base_view.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -21,15 +22,13 @@ namespace {
 
 constexpr int kBlockOpenFlags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW;
 
-// Moves a hit to the back (most recent) and returns it; null when absent.
-template <typename Vec>
-auto* touch(Vec& entries, const Digest& d) {
-  for (size_t i = 0; i < entries.size(); ++i) {
-    if (entries[i].digest != d) continue;
-    if (i + 1 < entries.size()) std::rotate(entries.begin() + static_cast<ptrdiff_t>(i), entries.begin() + static_cast<ptrdiff_t>(i) + 1, entries.end());
-    return &entries.back();
-  }
-  return static_cast<decltype(&entries.back())>(nullptr);
+// Open block files kept by all volumes of the process together (kept_files_budget()).
+std::atomic<size_t> g_kept_files{0};
+
+template <typename T>
+void put_bounded(DigestLru<T>& lru, const Digest& d, T value, size_t max) {
+  lru.put(d, std::move(value));
+  while (lru.size() > max) lru.evict_oldest();
 }
 
 // An error about block file `path` holding digest `d`: "block <hex> <what>".
@@ -37,16 +36,6 @@ auto* touch(Vec& entries, const Digest& d) {
   Error e(code, "block " + to_hex(d) + " " + what);
   e.path = path;
   throw std::move(e).with_digest(d);
-}
-
-template <typename Vec, typename T>
-void insert(Vec& entries, const Digest& d, T value, size_t max) {
-  if (auto* hit = touch(entries, d)) {
-    hit->value = std::move(value);
-    return;
-  }
-  if (entries.size() >= max) entries.erase(entries.begin());
-  entries.push_back({d, std::move(value)});
 }
 
 // Calls f(i, x, n, done) for each piece of [offset, offset + len) within one block: block i,
@@ -65,27 +54,46 @@ bool each_block_piece(uint64_t block_size, uint64_t offset, size_t len, F&& f) {
 
 }  // namespace
 
+// A quarter of RLIMIT_NOFILE as it was at the first call: the daemon's sockets, images and store
+// writers need the rest.
+size_t BlockFileCache::kept_files_budget() noexcept {
+  static const size_t budget = [] {
+    rlimit r{};
+    if (getrlimit(RLIMIT_NOFILE, &r) != 0 || r.rlim_cur == RLIM_INFINITY) return size_t{4096};
+    return std::max<size_t>(kMinFiles, static_cast<size_t>(r.rlim_cur / 4));
+  }();
+  return budget;
+}
+
+BlockFileCache::~BlockFileCache() { g_kept_files.fetch_sub(files_.size(), std::memory_order_relaxed); }
+
 std::shared_ptr<const AlignedBuffer> BlockFileCache::payload(const Digest& d) {
   std::lock_guard lock(mutex_);
-  auto* hit = touch(payloads_, d);
-  return hit ? hit->value : nullptr;
+  auto* hit = payloads_.find(d);
+  return hit ? *hit : nullptr;
 }
 
 void BlockFileCache::put_payload(const Digest& d, std::shared_ptr<const AlignedBuffer> payload) {
   std::lock_guard lock(mutex_);
-  insert(payloads_, d, std::move(payload), kMaxPayloads);
+  put_bounded(payloads_, d, std::move(payload), kMaxPayloads);
 }
 
 std::shared_ptr<const BlockFileCache::OpenBlock> BlockFileCache::kept_file(const Digest& d) {
   std::lock_guard lock(mutex_);
-  auto* hit = touch(files_, d);
-  return hit ? hit->value : nullptr;
+  auto* hit = files_.find(d);
+  return hit ? *hit : nullptr;
 }
 
 std::shared_ptr<const BlockFileCache::OpenBlock> BlockFileCache::keep_file(const Digest& d, UniqueFd fd, std::string path) {
   auto block = std::make_shared<OpenBlock>(OpenBlock{std::move(fd), std::move(path)});
   std::lock_guard lock(mutex_);
-  insert(files_, d, block, kMaxFiles);
+  if (!files_.put(d, block)) return block;
+  g_kept_files.fetch_add(1, std::memory_order_relaxed);
+  while (files_.size() > kMinFiles &&
+         (files_.size() > kMaxFiles || g_kept_files.load(std::memory_order_relaxed) > kept_files_budget())) {
+    files_.evict_oldest();
+    g_kept_files.fetch_sub(1, std::memory_order_relaxed);
+  }
   return block;
 }
 
@@ -118,13 +126,13 @@ std::shared_ptr<const GranuleDigests> BlockFileCache::granules(const Digest& d, 
   if (granule_dir_.empty()) return nullptr;
   {
     std::lock_guard lock(mutex_);
-    if (auto* hit = touch(granules_, d); hit && hit->value->raw_length == raw_length) return hit->value;
+    if (auto* hit = granules_.find(d); hit && (*hit)->raw_length == raw_length) return *hit;
   }
   auto loaded = load_granule_file(granule_dir_, d, raw_length);
   if (!loaded) return nullptr;
   auto g = std::make_shared<const GranuleDigests>(std::move(*loaded));
   std::lock_guard lock(mutex_);
-  insert(granules_, d, g, kMaxFiles);
+  put_bounded(granules_, d, g, kMaxGranuleSets);
   return g;
 }
 
@@ -133,7 +141,7 @@ void BlockFileCache::record_granules(const Digest& d, uint64_t raw_length, std::
   auto g = std::make_shared<const GranuleDigests>(GranuleDigests{d, raw_length, std::move(marks)});
   store_granule_file(granule_dir_, *g);
   std::lock_guard lock(mutex_);
-  insert(granules_, d, std::move(g), kMaxFiles);
+  put_bounded(granules_, d, std::move(g), kMaxGranuleSets);
 }
 
 BaseView::BaseView(std::shared_ptr<BlockFileCache> cache, uint64_t block_size, uint64_t size, std::vector<uint8_t> digests,

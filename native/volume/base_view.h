@@ -37,6 +37,7 @@
 #include "core/digest.h"
 #include "core/granule_file.h"
 #include "io/unique_fd.h"
+#include "volume/digest_lru.h"
 
 namespace blocksnap {
 
@@ -76,7 +77,18 @@ class BlockFileCache {
   std::shared_ptr<const OpenBlock> cached_file(const Digest& d) noexcept;
 
   static constexpr size_t kMaxPayloads = 4;
-  static constexpr size_t kMaxFiles = 64;
+  // Open block files: up to kMaxFiles per volume (4 GiB of 4 MiB blocks served without an open
+  // per read), fewer once all volumes together hold a quarter of RLIMIT_NOFILE, never fewer
+  // than kMinFiles.
+  static constexpr size_t kMinFiles = 64;
+  static constexpr size_t kMaxFiles = 1024;
+  static constexpr size_t kMaxGranuleSets = 64;
+  // How many open block files all volumes of the process keep together.
+  static size_t kept_files_budget() noexcept;
+
+  ~BlockFileCache();
+  BlockFileCache(const BlockFileCache&) = delete;
+  BlockFileCache& operator=(const BlockFileCache&) = delete;
 
  private:
   std::shared_ptr<const OpenBlock> kept_file(const Digest& d);
@@ -86,15 +98,10 @@ class BlockFileCache {
   std::string granule_dir_;
   bool record_granules_;
   std::atomic<uint64_t> bytes_read_{0};
-  template <typename T>
-  struct Entry {
-    Digest digest;
-    T value;
-  };
   std::mutex mutex_;
-  std::vector<Entry<std::shared_ptr<const AlignedBuffer>>> payloads_;  // most recent last
-  std::vector<Entry<std::shared_ptr<const OpenBlock>>> files_;         // most recent last
-  std::vector<Entry<std::shared_ptr<const GranuleDigests>>> granules_;  // most recent last
+  DigestLru<std::shared_ptr<const AlignedBuffer>> payloads_;
+  DigestLru<std::shared_ptr<const OpenBlock>> files_;
+  DigestLru<std::shared_ptr<const GranuleDigests>> granules_;
 };
 
 class BaseView {

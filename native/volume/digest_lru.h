@@ -1,0 +1,67 @@
+// A least-recently-used map keyed by block digest, O(1) per lookup, for the per-volume caches of
+// open block files, verified payloads and granule marks (volume/base_view.h). Not thread-safe:
+// its owner holds a lock around every call.
+//
+// O(1) matters for the open files: a random read spread over more blocks than the cache holds
+// used to scan the whole list and shift it on every miss.
+#pragma once
+
+#include <cstddef>
+#include <cstring>
+#include <list>
+#include <unordered_map>
+#include <utility>
+
+#include "core/digest.h"
+
+namespace blocksnap {
+
+// The digest is already uniform: its first word is as good a hash as any.
+struct DigestWordHash {
+  size_t operator()(const Digest& d) const noexcept {
+    size_t h;
+    std::memcpy(&h, d.data(), sizeof h);
+    return h;
+  }
+};
+
+template <typename T>
+class DigestLru {
+ public:
+  size_t size() const noexcept { return order_.size(); }
+
+  // The value for `d`, now the most recent; null when absent.
+  T* find(const Digest& d) {
+    auto it = index_.find(d);
+    if (it == index_.end()) return nullptr;
+    order_.splice(order_.end(), order_, it->second);
+    return &it->second->second;
+  }
+
+  // Sets `d` to `value`, now the most recent. Returns true when `d` is new.
+  bool put(const Digest& d, T value) {
+    if (T* hit = find(d)) {
+      *hit = std::move(value);
+      return false;
+    }
+    order_.emplace_back(d, std::move(value));
+    index_.emplace(d, std::prev(order_.end()));
+    return true;
+  }
+
+  // Drops the least recent entry; false when empty. The value is destroyed here, under the
+  // owner's lock: a shared_ptr value whose last reference this was closes its file here.
+  bool evict_oldest() {
+    if (order_.empty()) return false;
+    index_.erase(order_.front().first);
+    order_.pop_front();
+    return true;
+  }
+
+ private:
+  using Order = std::list<std::pair<Digest, T>>;
+  Order order_;  // least recent first
+  std::unordered_map<Digest, typename Order::iterator, DigestWordHash> index_;
+};
+
+}  // namespace blocksnap
