@@ -83,19 +83,26 @@ size_t read_at(int fd, void* buf, size_t len, uint64_t offset, const std::string
   return done;
 }
 
+namespace {
+// Whether this thread's last read_cached_at was served: in a run of hits the cachestat is
+// skipped (one system call of two), and the first miss after it, which pays for starting its
+// disk read, turns it back on.
+thread_local bool t_last_read_cached = false;
+}  // namespace
+
 bool read_cached_at(int fd, void* buf, size_t len, uint64_t offset) noexcept {
   auto* p = static_cast<uint8_t*>(buf);
   size_t done = 0;
   while (done < len) {
-    if (!pages_cached(fd, offset + done, len - done)) return false;
+    if (!t_last_read_cached && !pages_cached(fd, offset + done, len - done)) return false;
     iovec v{p + done, len - done};
-    // RWF_NOWAIT still, for the pages evicted between the two calls: EAGAIN then.
+    // RWF_NOWAIT always: for pages evicted since the cachestat, or not asked about (EAGAIN then).
     const ssize_t n = ::preadv2(fd, &v, 1, static_cast<off_t>(offset + done), RWF_NOWAIT);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
+    if (n <= 0) return t_last_read_cached = false;
     done += static_cast<size_t>(n);
   }
-  return true;
+  return t_last_read_cached = true;
 }
 
 void write_at(int fd, const void* buf, size_t len, uint64_t offset, const std::string& path) {

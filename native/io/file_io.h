@@ -28,7 +28,9 @@ size_t read_at(int fd, void* buf, size_t len, uint64_t offset, const std::string
 // hands the rest to a pool thread. False when it would wait, on a short read and on any error:
 // the caller does the same read again with read_at where it may wait, which reports the error.
 // It asks cachestat(2) first because a RWF_NOWAIT read that misses has already started the disk
-// read on the calling thread, which costs that thread about as much as the read it avoided.
+// read on the calling thread, which costs that thread about as much as the read it avoided;
+// except right after a read of this thread's was served, when the odds favour one system call
+// instead of two (its first miss then turns the question back on).
 bool read_cached_at(int fd, void* buf, size_t len, uint64_t offset) noexcept;
 
 // Whether every page of [offset, offset + len) of `fd` is in the page cache (cachestat(2), Linux
