@@ -6,6 +6,8 @@
 
 #include <algorithm>
 
+#include "io/file_io.h"
+
 namespace blocksnap {
 
 namespace {
@@ -20,9 +22,14 @@ size_t page_size() {
 std::vector<uint8_t> resident_pages(int fd, uint64_t offset, size_t len) {
   const size_t page = page_size();
   if (len == 0 || offset % page != 0) return {};
+  const size_t pages = (len + page - 1) / page;
+  // A range cached whole, a warm scan's every block, is known from one cachestat(2) call; mapping
+  // the range for mincore() and unmapping it is page-table work that costs more on a guest whose
+  // page tables the host shadows.
+  if (pages_cached(fd, offset, len)) return std::vector<uint8_t>(pages, 1);
   void* map = ::mmap(nullptr, len, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(offset));
   if (map == MAP_FAILED) return {};
-  std::vector<uint8_t> vec((len + page - 1) / page);
+  std::vector<uint8_t> vec(pages);
   const bool ok = ::mincore(map, len, vec.data()) == 0;
   ::munmap(map, len);
   if (!ok) return {};
