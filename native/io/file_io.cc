@@ -53,9 +53,9 @@ std::atomic<bool> g_cachestat_works{true};
 
 bool cachestat_works() noexcept { return g_cachestat_works.load(std::memory_order_relaxed); }
 
-bool pages_cached(int fd, uint64_t offset, size_t len) noexcept {
-  if (len == 0) return true;
-  if (!g_cachestat_works.load(std::memory_order_relaxed)) return false;
+std::optional<CachedPages> cached_pages(int fd, uint64_t offset, size_t len) noexcept {
+  if (len == 0) return CachedPages{0, 0};
+  if (!g_cachestat_works.load(std::memory_order_relaxed)) return std::nullopt;
   static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
   const uint64_t first = offset / page;
   const uint64_t last = (offset + len - 1) / page;
@@ -63,9 +63,14 @@ bool pages_cached(int fd, uint64_t offset, size_t len) noexcept {
   Cachestat cs{};
   if (::syscall(kSysCachestat, fd, &range, &cs, 0) != 0) {
     if (errno == ENOSYS || errno == EPERM) g_cachestat_works.store(false, std::memory_order_relaxed);
-    return false;
+    return std::nullopt;
   }
-  return cs.nr_cache >= last - first + 1;
+  return CachedPages{cs.nr_cache, last - first + 1};
+}
+
+bool pages_cached(int fd, uint64_t offset, size_t len) noexcept {
+  const std::optional<CachedPages> c = cached_pages(fd, offset, len);
+  return c && c->cached >= c->pages;
 }
 
 size_t read_at(int fd, void* buf, size_t len, uint64_t offset, const std::string& path) {

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "io/unique_fd.h"
@@ -38,6 +39,14 @@ bool read_cached_at(int fd, void* buf, size_t len, uint64_t offset) noexcept;
 // filter; cachestat_works() then turns false): there read_cached_at serves nothing.
 bool pages_cached(int fd, uint64_t offset, size_t len) noexcept;
 bool cachestat_works() noexcept;
+
+// How many pages of [offset, offset + len) (widened to whole pages) the page cache holds, and how
+// many the range spans; nullopt where cachestat is missing or failed.
+struct CachedPages {
+  uint64_t cached;
+  uint64_t pages;
+};
+std::optional<CachedPages> cached_pages(int fd, uint64_t offset, size_t len) noexcept;
 
 // Writes all `len` bytes at `offset`. Throws NoSpace / IOError.
 void write_at(int fd, const void* buf, size_t len, uint64_t offset, const std::string& path);

@@ -23,10 +23,13 @@ std::vector<uint8_t> resident_pages(int fd, uint64_t offset, size_t len) {
   const size_t page = page_size();
   if (len == 0 || offset % page != 0) return {};
   const size_t pages = (len + page - 1) / page;
-  // A range cached whole, a warm scan's every block, is known from one cachestat(2) call; mapping
-  // the range for mincore() and unmapping it is page-table work that costs more on a guest whose
-  // page tables the host shadows.
-  if (pages_cached(fd, offset, len)) return std::vector<uint8_t>(pages, 1);
+  // A range cached whole (a warm scan's every block) or not at all (a cold one's) is known from
+  // one cachestat(2) call; mapping the range for mincore() and unmapping it is page-table work
+  // that costs more on a guest whose page tables the host shadows.
+  if (const std::optional<CachedPages> c = cached_pages(fd, offset, len)) {
+    if (c->cached >= pages) return std::vector<uint8_t>(pages, 1);
+    if (c->cached == 0) return std::vector<uint8_t>(pages, 0);
+  }
   void* map = ::mmap(nullptr, len, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(offset));
   if (map == MAP_FAILED) return {};
   std::vector<uint8_t> vec(pages);

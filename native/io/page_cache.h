@@ -5,8 +5,8 @@
 // records which pages of a range were resident when it first touched the range (read-ahead or
 // read), and after reading drops only the pages it brought in itself.
 //
-// Residency comes from cachestat(2) when the range is cached whole, else from mincore() over a
-// read-only mapping of the range (no page is faulted in).
+// Residency comes from cachestat(2) when the range is cached whole or not at all, else from
+// mincore() over a read-only mapping of the range (no page is faulted in).
 // Where that is not possible the scan drops nothing: the cache is then merely not protected.
 // The kernel drops whole folios only (up to 2 MiB), so a folio that was partly cached before
 // stays cached: the error is always on the side of keeping a page.
