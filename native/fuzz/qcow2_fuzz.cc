@@ -1,17 +1,19 @@
 // libFuzzer target for the qcow2 reader: any input must open and read without a crash, a hang,
 // an unbounded allocation or a sanitizer report; the only acceptable failure is blocksnap::Error.
 //
-// The input becomes the content of an in-memory file (memfd) that the reader opens by path, so
-// the real open/pread code runs. Backing files are disabled: an input must not be able to make
-// the fuzzer open arbitrary paths. Reads cover the first 8 MiB and the last MiB of the virtual
-// size, enough to reach every table a small input can describe.
+// The input becomes the content of a file on tmpfs that the reader opens by its path, so the real
+// open/pread code runs. Not a memfd through /proc/self/fd: image files are opened O_NOFOLLOW, so
+// that path, a symlink, fails every input before the reader sees it; the count of inputs that
+// opened, printed at exit, is what shows a run reached the reader. Backing files are disabled: an
+// input must not be able to make the fuzzer open arbitrary paths. Reads cover the first 8 MiB and
+// the last MiB of the virtual size, enough to reach every table a small input can describe.
 //
 //   npm run fuzz:qcow2 -- -max_total_time=60 CORPUS_DIR
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -21,31 +23,55 @@
 
 namespace {
 
-int memfd() {
-  static int fd = [] {
-    int f = ::memfd_create("qcow2-fuzz", MFD_CLOEXEC);
-    if (f < 0) std::abort();
-    return f;
+struct InputFile {
+  std::string path;
+  int fd = -1;
+};
+
+uint64_t g_inputs = 0;
+uint64_t g_opened = 0;
+InputFile* g_file = nullptr;
+
+void at_exit() {
+  std::fprintf(stderr, "qcow2_fuzz: %llu of %llu inputs opened as qcow2\n", static_cast<unsigned long long>(g_opened),
+               static_cast<unsigned long long>(g_inputs));
+  if (g_file) ::unlink(g_file->path.c_str());
+}
+
+const InputFile& input_file() {
+  static InputFile file = [] {
+    const char* dir = ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : (std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp");
+    std::string tmpl = std::string(dir) + "/qcow2-fuzz-XXXXXX";
+    const int fd = ::mkstemp(tmpl.data());
+    if (fd < 0) std::abort();
+    return InputFile{tmpl, fd};
   }();
-  return fd;
+  if (!g_file) {
+    g_file = &file;
+    std::atexit(at_exit);
+  }
+  return file;
 }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const int fd = memfd();
+  const InputFile& file = input_file();
+  const int fd = file.fd;
+  ++g_inputs;
   if (::ftruncate(fd, 0) != 0) std::abort();
   for (size_t done = 0; done < size;) {
     const ssize_t n = ::pwrite(fd, data + done, size - done, static_cast<off_t>(done));
     if (n <= 0) std::abort();
     done += static_cast<size_t>(n);
   }
-  const std::string path = "/proc/self/fd/" + std::to_string(fd);
+  const std::string& path = file.path;
   static std::vector<uint8_t> buf(1 << 20);
   try {
     blocksnap::Qcow2OpenOptions options;
     options.max_backing_depth = 0;
     auto source = blocksnap::open_qcow2_source(path, options);
+    ++g_opened;
     const uint64_t vsize = source->size();
     auto read = [&](uint64_t offset) {
       const size_t len = static_cast<size_t>(std::min<uint64_t>(buf.size(), vsize - offset));

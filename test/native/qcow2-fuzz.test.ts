@@ -51,6 +51,10 @@ t.test(`the qcow2 reader survives ${SECONDS} s of libFuzzer`, async (t) => {
   const runs = /Done (\d+) runs/.exec(out);
   t.ok(runs, 'the fuzzer finished its time');
   if (runs) t.ok(Number(runs[1]) > 1000, `${runs[1]} inputs from ${seeds} seeds`);
+  // A run in which every input fails before the reader (a path the opener refuses) is no test:
+  // at the least each valid seed must open.
+  const opened = /qcow2_fuzz: (\d+) of (\d+) inputs opened as qcow2/.exec(out);
+  t.ok(opened && Number(opened[1]) >= seeds, `inputs that reached the reader: ${opened ? `${opened[1]} of ${opened[2]}` : 'not reported'}`);
   t.notMatch(out, /ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error:/, 'no sanitizer or fuzzer report');
   t.same(readdirSync(dir).filter((f) => /^(crash|timeout|oom|leak)-/.test(f)), [], 'no crash artifacts');
   t.equal(r.status, 0);
