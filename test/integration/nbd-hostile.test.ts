@@ -8,10 +8,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import * as C from '../../src/nbd/constants';
 import { Random, seedFrom } from '../helpers/random';
-import { hostileSession } from '../nbd/fixtures/hostile-sessions';
-import { RawClient } from '../nbd/fixtures/raw-client';
+import { bystander, runHostileSessions } from '../nbd/fixtures/hostile-sessions';
 import { startDaemon, tempDir } from './fixtures/harness';
 import { BLOCK, makeImage } from './fixtures/images';
 
@@ -37,34 +35,9 @@ t.test('hostile NBD sessions end only themselves; the served disk stays consiste
   await d.json('clone', 'base', '--cow', '--name', 'c');
   const served = await d.json('export', 'start', 'c', '--writable');
 
-  const bystander = await RawClient.open(nbd);
-  await bystander.greet();
-  const go = await bystander.go('ro');
-  t.equal(go[go.length - 1]!.type, C.NBD_REP_ACK, 'the bystander attaches');
-  let handle = 1n;
-  const check = async (): Promise<void> => {
-    const offset = r.int(0, content.length - 64 * 1024);
-    const length = r.int(1, 64 * 1024);
-    bystander.request(C.NBD_CMD_READ, offset, length, 0, ++handle);
-    const reply = await bystander.simpleReply();
-    if (reply.error !== 0 || reply.handle !== handle) throw new Error(`seed ${seed}: bystander read failed with error ${reply.error}`);
-    if (!(await bystander.read(length)).equals(content.subarray(offset, offset + length))) throw new Error(`seed ${seed}: bystander read wrong bytes at ${offset}`);
-  };
-
-  const one = async (bytes: Buffer, linger: boolean): Promise<void> => {
-    const c = await RawClient.open(nbd);
-    try {
-      await c.read(18);
-      c.write(bytes);
-      if (linger) await c.closes(300);
-    } finally {
-      c.close();
-    }
-  };
-  for (let done = 0; done < SESSIONS; done += AT_ONCE) {
-    await Promise.all(Array.from({ length: AT_ONCE }, () => one(hostileSession(r, ['ro', 'c'], content.length), r.chance(0.5))));
-    await check();
-  }
+  const reader = await bystander(nbd, 'ro', content, r, 64 * 1024);
+  t.ok(reader.attached, 'the bystander attaches');
+  await runHostileSessions(nbd, r, { names: ['ro', 'c'], exportSize: content.length, sessions: SESSIONS, atOnce: AT_ONCE }, () => reader.check());
 
   // Every fuzzing client has gone: only the bystander may still hold a connection.
   const until = Date.now() + 10_000;
@@ -75,8 +48,8 @@ t.test('hostile NBD sessions end only themselves; the served disk stays consiste
     await new Promise((res) => setTimeout(res, 100));
   } while (Date.now() < until);
   t.same(exports.map((e) => [e.name, e.connections]).sort(), [['c', 0], ['ro', 1]], 'only the bystander is still connected');
-  await check();
-  bystander.close();
+  await reader.check();
+  reader.close();
 
   // Whatever the sessions managed to write, the disk and a snapshot taken now must agree.
   const after = await d.json('snapshot', 'create', 'c', '--name', 'after');

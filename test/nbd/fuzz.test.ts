@@ -12,11 +12,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { NbdServer } from '../../src/nbd/server';
-import * as C from '../../src/nbd/constants';
 import { Random, seedFrom } from '../helpers/random';
 import { MemoryBackend, table } from './fixtures/memory-backend';
-import { hostileSession } from './fixtures/hostile-sessions';
-import { RawClient } from './fixtures/raw-client';
+import { bystander, runHostileSessions } from './fixtures/hostile-sessions';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -40,36 +38,9 @@ t.test('malformed NBD sessions end only themselves: a bystander is served throug
   await server.listen();
   t.teardown(() => server.close());
 
-  const bystander = await RawClient.open(socketPath);
-  await bystander.greet();
-  const go = await bystander.go('ro');
-  t.equal(go[go.length - 1]!.type, C.NBD_REP_ACK, 'the bystander attaches');
-  let handle = 1n;
-  const check = async (): Promise<void> => {
-    const offset = r.int(0, content.length - 4 * KiB);
-    const length = r.int(1, 4 * KiB);
-    bystander.request(C.NBD_CMD_READ, offset, length, 0, ++handle);
-    const reply = await bystander.simpleReply();
-    if (reply.error !== 0 || reply.handle !== handle) throw new Error(`seed ${seed}: bystander read failed: ${JSON.stringify({ ...reply, handle: String(reply.handle) })}`);
-    if (!(await bystander.read(length)).equals(content.subarray(offset, offset + length))) throw new Error(`seed ${seed}: bystander read wrong bytes at ${offset}`);
-  };
-
-  let closedByServer = 0;
-  const one = async (bytes: Buffer, linger: boolean): Promise<void> => {
-    const c = await RawClient.open(socketPath);
-    try {
-      await c.read(18);
-      c.write(bytes);
-      if (linger && (await c.closes(300))) closedByServer++;
-    } finally {
-      c.close();
-    }
-  };
-  for (let done = 0; done < SESSIONS; done += AT_ONCE) {
-    const batch = Array.from({ length: AT_ONCE }, () => one(hostileSession(r, ['ro', 'rw'], rw.size), r.chance(0.5)));
-    await Promise.all(batch);
-    await check();
-  }
+  const reader = await bystander(socketPath, 'ro', content, r, 4 * KiB);
+  t.ok(reader.attached, 'the bystander attaches');
+  const closedByServer = await runHostileSessions(socketPath, r, { names: ['ro', 'rw'], exportSize: rw.size, sessions: SESSIONS, atOnce: AT_ONCE }, () => reader.check());
   t.ok(closedByServer > 0, `the server closed ${closedByServer} sessions it could not go on with`);
   t.ok(rw.data.some((b) => b !== 0), 'fuzzed sessions got as far as writing to the read-write export');
   t.ok(ro.data.subarray(0, content.length).equals(content) && ro.data.subarray(content.length).equals(Buffer.alloc(ro.size - content.length)),
@@ -78,6 +49,6 @@ t.test('malformed NBD sessions end only themselves: a bystander is served throug
   const until = Date.now() + 10_000;
   while (server.connectionCount > 1 && Date.now() < until) await new Promise((res) => setTimeout(res, 50));
   t.equal(server.connectionCount, 1, 'only the bystander is still connected');
-  await check();
-  bystander.close();
+  await reader.check();
+  reader.close();
 });
