@@ -47,6 +47,15 @@ struct Fixture {
             .layers = {top}, .writable = writable};
   }
 
+  // A writable spec over one version 1 layer (64 KiB granules), as a disk cloned before map
+  // version 2 has.
+  VolumeSpec v1_spec(const LayerFiles& old) const {
+    create_cow_layer(old, kSize, "old", kCowMapVersion1);
+    VolumeSpec s = spec(true);
+    s.layers = {old};
+    return s;
+  }
+
   std::vector<uint8_t> read_all(const CowVolume& v) const {
     std::vector<uint8_t> out(kSize);
     v.read(0, kSize, out.data());
@@ -56,20 +65,85 @@ struct Fixture {
 
 }  // namespace
 
-TEST(cow_copy_up_of_a_4k_write_fills_the_whole_granule) {
+TEST(cow_copy_up_of_a_sector_write_fills_the_whole_granule) {
+  Fixture f;
+  CowVolume v(f.spec(true));
+  const auto bytes = pattern(512, 9);
+  v.write(kBlock + 8192 + 1024, bytes.data(), bytes.size(), false);
+
+  CHECK_EQ(v.store_bytes_read(), kBlock);  // the base block, verified for the copy-up
+
+  auto expected = f.content;
+  std::memcpy(expected.data() + kBlock + 8192 + 1024, bytes.data(), bytes.size());
+  CHECK(f.read_all(v) == expected);
+  // The top layer holds exactly the one granule: the base bytes around the write plus the write.
+  const auto data = read_file(f.top.data_path);
+  CHECK(std::memcmp(data.data() + kBlock + 8192, expected.data() + kBlock + 8192, kG) == 0);
+  CHECK(allocated_bytes(f.top.data_path) <= 2 * kG);
+  CHECK(v.dirty_blocks(1) == std::vector<uint32_t>{1});
+}
+
+TEST(cow_aligned_4k_write_reads_nothing_below) {
   Fixture f;
   CowVolume v(f.spec(true));
   const auto bytes = pattern(4096, 9);
   v.write(kBlock + 8192, bytes.data(), bytes.size(), false);
-
+  CHECK_EQ(v.store_bytes_read(), uint64_t{0});
+  CHECK(allocated_bytes(f.top.data_path) <= kG);
   auto expected = f.content;
   std::memcpy(expected.data() + kBlock + 8192, bytes.data(), bytes.size());
   CHECK(f.read_all(v) == expected);
-  // The top layer holds exactly the one granule: the base bytes around the write plus the write.
-  const auto data = read_file(f.top.data_path);
-  CHECK(std::memcmp(data.data() + kBlock, expected.data() + kBlock, kG) == 0);
-  CHECK(allocated_bytes(f.top.data_path) <= 2 * kG);
   CHECK(v.dirty_blocks(1) == std::vector<uint32_t>{1});
+}
+
+// Disks cloned before map version 2 keep 64 KiB layers until their next snapshot or rollback.
+TEST(cow_version_1_layer_copies_up_its_64k_granule_and_persists_it) {
+  Fixture f;
+  const LayerFiles old{f.dir / "old.data", f.dir / "old.map"};
+  VolumeSpec spec = f.v1_spec(old);
+  const auto bytes = pattern(4096, 6);
+  {
+    CowVolume v(spec);
+    CHECK(v.write_copies_up(kBlock + kCowGranuleSizeV1 + 8192, 4096));
+    v.write(kBlock + kCowGranuleSizeV1 + 8192, bytes.data(), bytes.size(), false);
+    CHECK_EQ(v.store_bytes_read(), kBlock);
+    CHECK(allocated_bytes(old.data_path) >= kCowGranuleSizeV1);
+    v.flush();
+  }
+  spec.writable = false;
+  CowVolume v(spec);
+  auto expected = f.content;
+  std::memcpy(expected.data() + kBlock + kCowGranuleSizeV1 + 8192, bytes.data(), bytes.size());
+  CHECK(f.read_all(v) == expected);
+  const auto data = read_file(old.data_path);
+  CHECK(std::memcmp(data.data() + kBlock + kCowGranuleSizeV1, expected.data() + kBlock + kCowGranuleSizeV1, kCowGranuleSizeV1) == 0);
+  CHECK(v.dirty_blocks(1) == std::vector<uint32_t>{1});
+}
+
+TEST(cow_stack_of_a_version_1_layer_under_a_version_2_top_reads_each_byte_from_the_topmost_holder) {
+  Fixture f;
+  CowVolume v(f.v1_spec({f.dir / "old.data", f.dir / "old.map"}));
+  const auto under = pattern(4096, 1);  // copies up 64 KiB of block 0 into the old layer
+  v.write(4096, under.data(), under.size(), false);
+  v.push_layer(f.top);  // version 2 on top
+  const auto over = pattern(4096, 2);
+  v.write(8192, over.data(), over.size(), false);  // inside the old layer's granule
+  const auto alone = pattern(4096, 3);
+  v.write(3 * kBlock + 4096, alone.data(), alone.size(), false);  // over the base only
+
+  auto expected = f.content;
+  std::memcpy(expected.data() + 4096, under.data(), under.size());
+  std::memcpy(expected.data() + 8192, over.data(), over.size());
+  std::memcpy(expected.data() + 3 * kBlock + 4096, alone.data(), alone.size());
+  CHECK(f.read_all(v) == expected);
+  CHECK(v.dirty_blocks(1) == std::vector<uint32_t>{0});
+  CHECK((v.dirty_blocks(2) == std::vector<uint32_t>{0, 3}));
+  // The frozen prefix alone: the old layer's write, not the top's.
+  auto frozen = f.content;
+  std::memcpy(frozen.data() + 4096, under.data(), under.size());
+  std::vector<uint8_t> got(kBlock);
+  v.source(1)->read(0, kBlock, got.data());
+  CHECK(std::memcmp(got.data(), frozen.data(), kBlock) == 0);
 }
 
 TEST(cow_bits_reach_the_map_only_at_flush) {
@@ -107,7 +181,10 @@ TEST(cow_torn_map_header_or_size_is_image_corrupt) {
   Fixture f;
   write_bytes(f.top.map_path, kCowVersionOffset, {9, 0});
   CHECK_THROWS_CODE(CowVolume(f.spec(false)), ErrorCode::ImageCorrupt);
-  write_bytes(f.top.map_path, kCowVersionOffset, {1, 0});
+  // Version 1 with this layer's 4 KiB granule: the header contradicts itself.
+  write_bytes(f.top.map_path, kCowVersionOffset, {kCowMapVersion1, 0});
+  CHECK_THROWS_CODE(CowVolume(f.spec(false)), ErrorCode::ImageCorrupt);
+  write_bytes(f.top.map_path, kCowVersionOffset, {kCowMapVersion, 0});
   CowVolume ok(f.spec(false));
   CHECK(::truncate(f.top.map_path.c_str(), kCowMapHeaderSize) == 0);
   CHECK_THROWS_CODE(CowVolume(f.spec(false)), ErrorCode::ImageCorrupt);
@@ -130,7 +207,7 @@ TEST(cow_trim_of_whole_granules_leaves_a_hole) {
   REQUIRE(extents.size() == 3);
   CHECK(extents[0].length == kG && extents[0].flags == 0);
   CHECK(extents[1].length == 2 * kG && extents[1].flags == kExtentHoleZero);
-  CHECK(extents[2].length == kG && extents[2].flags == 0);
+  CHECK(extents[2].length == kBlock - 3 * kG && extents[2].flags == 0);  // the write's last granule, then the base
 }
 
 TEST(cow_base_zero_blocks_are_holes_in_extents) {
@@ -314,7 +391,7 @@ TEST(cow_cached_read_serves_only_verified_cached_bytes) {
 TEST(cow_cached_read_refuses_layer_bytes_the_page_cache_lost) {
   Fixture f;
   CowVolume v(f.spec(true));
-  const auto bytes = pattern(kG, 8);
+  const auto bytes = pattern(2 * kG, 8);
   v.write(0, bytes.data(), bytes.size(), false);
   v.flush();
   const int fd = ::open(f.top.data_path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -334,12 +411,31 @@ TEST(cow_cached_read_refuses_layer_bytes_the_page_cache_lost) {
 TEST(cow_write_copies_up_only_into_granules_it_covers_in_part) {
   Fixture f;
   CowVolume v(f.spec(true));
-  CHECK(v.write_copies_up(kG + 4096, 4096));  // part of a granule the top lacks
-  CHECK(!v.write_copies_up(kG, kG));          // the whole granule: no read below
+  CHECK(v.write_copies_up(kG + 512, 512));  // part of a granule the top lacks
+  CHECK(!v.write_copies_up(kG, kG));        // the whole granule: no read below
   CHECK(!v.write_copies_up(kSize - kG, kG));
-  const auto bytes = pattern(4096, 5);
-  v.write(kG + 4096, bytes.data(), bytes.size(), false);
-  CHECK(!v.write_copies_up(kG + 8192, 4096));  // now in the top
-  CHECK(v.write_copies_up(kG + 8192, kG));     // runs into the next granule, in part
+  const auto bytes = pattern(512, 5);
+  v.write(kG + 512, bytes.data(), bytes.size(), false);
+  CHECK(!v.write_copies_up(kG + 1024, 512));  // now in the top
+  CHECK(v.write_copies_up(kG + 1024, kG));    // runs into the next granule, in part
   CHECK(v.write_copies_up(kSize, 1));          // out of range: not a batchable write
+}
+
+TEST(cow_map_any_set_sees_exactly_the_bits_inside_the_range) {
+  TempDir dir;
+  const std::string path = dir / "m.map";
+  const uint64_t size = 200 * kCowGranuleSize + 100;  // 201 granules: the last word is partial
+  CowMap::create(path, size, "m");
+  CowMap map(path, size, true);
+  CHECK(!map.any_set(0, map.granules()));
+  for (uint64_t g : {uint64_t{63}, uint64_t{64}, uint64_t{200}}) map.set(g);
+  CHECK(!map.any_set(0, 63));
+  CHECK(map.any_set(0, 64));
+  CHECK(map.any_set(63, 64));
+  CHECK(map.any_set(64, 65));
+  CHECK(!map.any_set(65, 200));
+  CHECK(map.any_set(65, 201));
+  CHECK(map.any_set(200, 1000));  // clipped to the map
+  CHECK(!map.any_set(201, 1000));
+  CHECK(!map.any_set(70, 70));
 }

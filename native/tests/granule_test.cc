@@ -121,9 +121,10 @@ TEST(granule_file_whose_marks_end_in_another_digest_is_refused) {
 TEST(granule_files_are_written_by_the_scan_that_stores_the_blocks) {
   Store s(true);
   for (uint64_t i = 0; i < 4; ++i) CHECK(exists(s.granule_path(i)));
-  // So the very first clone of the snapshot copies up 64 KiB per first touch, not 4 MiB.
+  // So a copy-up in the very first clone of the snapshot (here a 512-byte write, which covers
+  // its 4 KiB granule in part) reads and checks one 64 KiB base granule, not the 4 MiB block.
   auto first = s.clone("first");
-  const auto bytes = pattern(4096, 9);
+  const auto bytes = pattern(512, 9);
   first->write(kBlock + 5 * kG + 8192, bytes.data(), bytes.size(), false);
   CHECK_EQ(first->store_bytes_read(), kG);
   CHECK(read_all(*first) == s.expected_with(kBlock + 5 * kG + 8192, bytes));
@@ -145,7 +146,7 @@ TEST(granule_files_are_not_written_for_blocks_a_scan_does_not_store) {
 
 TEST(granule_file_is_written_after_a_whole_block_verification_and_spares_the_next_clone) {
   Store s;
-  const auto bytes = pattern(4096, 9);
+  const auto bytes = pattern(512, 9);
   {
     auto first = s.clone("first");
     CHECK(!exists(s.granule_path(1)));
@@ -196,7 +197,7 @@ TEST(granule_damaged_block_payload_is_a_digest_mismatch_despite_a_valid_granule_
     CHECK(e.digest == std::optional<Digest>(digest_at(s.digests, 2)));
     CHECK(std::string(e.what()).find("granule 7") != std::string::npos);
   }
-  const auto bytes = pattern(4096, 1);
+  const auto bytes = pattern(512, 1);
   CHECK_THROWS_CODE(v->write(2 * kBlock + 7 * kG, bytes.data(), bytes.size(), false), ErrorCode::DigestMismatch);
   // The other granules still check out against their own digests.
   v->read(2 * kBlock + 6 * kG, 4096, buf.data());
@@ -319,7 +320,7 @@ TEST(granule_files_are_used_but_not_written_by_read_only_volumes) {
 TEST(granule_copy_up_leaves_its_block_to_be_verified_whole_in_the_background) {
   Store s(true);
   auto v = s.clone("v", true);
-  const auto bytes = pattern(4096, 3);
+  const auto bytes = pattern(512, 3);  // in one 4 KiB granule, in part: a copy-up
   v->write(kBlock + 2 * kG + 100, bytes.data(), bytes.size(), false);
   // The copy-up checked one granule; the idle-priority thread then reads the rest of the block.
   // (The whole block is read again, the granule already checked included.)

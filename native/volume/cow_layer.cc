@@ -41,10 +41,13 @@ uint64_t seek_clipped(int fd, uint64_t offset, uint64_t end, int whence, const s
   throw Error::system(errno, whence == SEEK_DATA ? "lseek(SEEK_DATA)" : "lseek(SEEK_HOLE)", path);
 }
 
-// Where the run of granules from `pos` whose content comes from `source` ends (at most `end`).
+// Where the run of bytes from `pos` whose content comes from `source` ends (at most `end`),
+// tested granule by granule of the finest layer.
 uint64_t same_source_end(LayerStack layers, int source, uint64_t pos, uint64_t end) {
-  uint64_t run_end = std::min(end, (pos / kCowGranuleSize + 1) * kCowGranuleSize);
-  while (run_end < end && layer_of(layers, run_end / kCowGranuleSize) == source) run_end = std::min(end, run_end + kCowGranuleSize);
+  if (layers.empty()) return end;
+  const uint64_t step = stack_step(layers);
+  uint64_t run_end = std::min(end, (pos / step + 1) * step);
+  while (run_end < end && layer_at(layers, run_end) == source) run_end = std::min(end, run_end + step);
   return run_end;
 }
 
@@ -56,7 +59,7 @@ void append(std::vector<VolumeExtent>& out, uint64_t length, uint32_t flags) {
 
 }  // namespace
 
-void create_cow_layer(const LayerFiles& files, uint64_t size, const std::string& layer_id) {
+void create_cow_layer(const LayerFiles& files, uint64_t size, const std::string& layer_id, uint16_t map_version) {
   if (!is_valid_layer_id(layer_id))
     throw Error(ErrorCode::InvalidArgument, "layer id must be 1 to 32 characters of [A-Za-z0-9._-]");
   {
@@ -71,7 +74,7 @@ void create_cow_layer(const LayerFiles& files, uint64_t size, const std::string&
     }
   }
   try {
-    CowMap::create(files.map_path, size, layer_id);
+    CowMap::create(files.map_path, size, layer_id, map_version);
     fsync_dir(parent_dir(files.data_path));
     if (parent_dir(files.map_path) != parent_dir(files.data_path)) fsync_dir(parent_dir(files.map_path));
   } catch (...) {
@@ -87,9 +90,7 @@ CowLayer::CowLayer(const LayerFiles& f, uint64_t size, bool writable)
 bool stack_known_zero(LayerStack layers, const BaseView& base, uint64_t offset, uint64_t len) {
   if (len == 0) return true;
   if (!base.all_zero(offset, len)) return false;
-  for (uint64_t g = offset / kCowGranuleSize, last = (offset + len - 1) / kCowGranuleSize; g <= last; ++g)
-    if (layer_of(layers, g) >= 0) return false;
-  return true;
+  return same_source_end(layers, -1, offset, offset + len) == offset + len && layer_at(layers, offset) < 0;
 }
 
 namespace {
@@ -101,7 +102,7 @@ template <typename F>
 bool each_run(LayerStack layers, uint64_t offset, size_t len, F&& f) {
   const uint64_t end = offset + len;
   for (uint64_t pos = offset; pos < end;) {
-    const int source = layer_of(layers, pos / kCowGranuleSize);
+    const int source = layer_at(layers, pos);
     const uint64_t run_end = same_source_end(layers, source, pos, end);
     if (!f(source, pos, static_cast<size_t>(run_end - pos))) return false;
     pos = run_end;
@@ -150,7 +151,7 @@ std::vector<VolumeExtent> stack_extents(LayerStack layers, const BaseView& base,
   std::vector<VolumeExtent> out;
   const uint64_t end = offset + len;
   for (uint64_t pos = offset; pos < end;) {
-    const int source = layer_of(layers, pos / kCowGranuleSize);
+    const int source = layer_at(layers, pos);
     const uint64_t run_end = same_source_end(layers, source, pos, end);
     if (source < 0) {
       for (uint64_t p = pos; p < run_end;) {

@@ -1,8 +1,10 @@
 // One overlay layer (its .data and .map files, volume/cow_format.h) and reading through a stack
-// of them down to the base: the topmost layer whose bit is set for a granule holds its content,
-// a granule set in no layer comes from the base view.
+// of them down to the base: the topmost layer whose bit is set for the granule holding a byte
+// holds that byte, a byte set in no layer comes from the base view. Layers of one stack may have
+// different granules (4 KiB, and 64 KiB in layers made before map version 2).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -22,8 +24,9 @@ struct LayerFiles {
 
 // Creates both files of an empty layer: .data sparse of `size` bytes, .map with a clear bitmap;
 // O_EXCL, never through a symlink, 0600, both fsynced and then their directories. A failure
-// removes what it created. Throws FileExists, InvalidArgument, NoSpace, IOError.
-void create_cow_layer(const LayerFiles& files, uint64_t size, const std::string& layer_id);
+// removes what it created. `map_version` is the current one except in tests of older layers.
+// Throws FileExists, InvalidArgument, NoSpace, IOError.
+void create_cow_layer(const LayerFiles& files, uint64_t size, const std::string& layer_id, uint16_t map_version = kCowMapVersion);
 
 struct CowLayer {
   // Opens and validates both files (ImageCorrupt naming the file). Only the top is `writable`.
@@ -36,11 +39,19 @@ struct CowLayer {
 
 using LayerStack = std::span<const std::shared_ptr<CowLayer>>;  // bottom → top
 
-// Index in `layers` of the topmost layer holding granule g, or -1 for the base.
-inline int layer_of(LayerStack layers, uint64_t g) noexcept {
+// Index in `layers` of the topmost layer holding byte `pos`, or -1 for the base.
+inline int layer_at(LayerStack layers, uint64_t pos) noexcept {
   for (size_t i = layers.size(); i-- > 0;)
-    if (layers[i]->map.test(g)) return static_cast<int>(i);
+    if (layers[i]->map.test_at(pos)) return static_cast<int>(i);
   return -1;
+}
+
+// The finest granule of the stack: where the source of a byte can change. A stack without
+// layers never changes source; any step will do.
+inline uint64_t stack_step(LayerStack layers) noexcept {
+  uint64_t step = kCowMaxGranuleSize;
+  for (const auto& l : layers) step = std::min<uint64_t>(step, l->map.granule_size());
+  return step;
 }
 
 // True when [offset, offset + len) is set in no layer and ZERO in the base: known zero unread.

@@ -53,18 +53,20 @@ bool is_valid_layer_id(const std::string& id) {
   return true;
 }
 
-void CowMap::create(const std::string& path, uint64_t virtual_size, const std::string& layer_id) {
+void CowMap::create(const std::string& path, uint64_t virtual_size, const std::string& layer_id, uint16_t version) {
   if (!is_valid_layer_id(layer_id))
     throw Error(ErrorCode::InvalidArgument, "layer id must be 1 to 32 characters of [A-Za-z0-9._-]");
+  const uint32_t granule_size = cow_granule_size_of(version);
+  if (granule_size == 0) throw Error(ErrorCode::InvalidArgument, "unknown layer map version " + std::to_string(version));
   UniqueFd fd(open_retry(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd) throw Error::image(errno, "open", path);
   try {
-    const uint64_t granules = cow_granule_count(virtual_size);
+    const uint64_t granules = cow_granule_count(virtual_size, granule_size);
     uint8_t header[kCowMapHeaderSize] = {};
     std::memcpy(header + kCowMagicOffset, kCowMapMagic, sizeof kCowMapMagic);
-    put_le<uint16_t>(header + kCowVersionOffset, kCowMapVersion);
+    put_le<uint16_t>(header + kCowVersionOffset, version);
     put_le<uint32_t>(header + kCowHeaderSizeOffset, kCowMapHeaderSize);
-    put_le<uint32_t>(header + kCowGranuleSizeOffset, kCowGranuleSize);
+    put_le<uint32_t>(header + kCowGranuleSizeOffset, granule_size);
     put_le<uint64_t>(header + kCowVirtualSizeOffset, virtual_size);
     put_le<uint64_t>(header + kCowGranuleCountOffset, granules);
     std::memcpy(header + kCowLayerIdOffset, layer_id.data(), layer_id.size());
@@ -90,13 +92,17 @@ CowMap::CowMap(const std::string& path, uint64_t virtual_size, bool writable) : 
   if (read_at(fd_.get(), header, sizeof header, 0, path) != sizeof header)
     corrupt(path, "file of " + std::to_string(st.st_size) + " bytes is shorter than the header");
   if (std::memcmp(header + kCowMagicOffset, kCowMapMagic, sizeof kCowMapMagic) != 0) corrupt(path, "field 'magic' is not BSCOWMAP");
-  check_field(path, "version", get_le<uint16_t>(header + kCowVersionOffset), kCowMapVersion);
+  const uint16_t version = get_le<uint16_t>(header + kCowVersionOffset);
+  granule_size_ = cow_granule_size_of(version);
+  if (granule_size_ == 0)
+    corrupt(path, "field 'version' is " + std::to_string(version) + ", expected " + std::to_string(kCowMapVersion1) + " or " + std::to_string(kCowMapVersion));
+  granule_shift_ = static_cast<unsigned>(std::countr_zero(granule_size_));
   check_field(path, "flags", get_le<uint16_t>(header + kCowFlagsOffset), 0);
   check_field(path, "header size", get_le<uint32_t>(header + kCowHeaderSizeOffset), kCowMapHeaderSize);
-  check_field(path, "granule size", get_le<uint32_t>(header + kCowGranuleSizeOffset), kCowGranuleSize);
+  check_field(path, "granule size", get_le<uint32_t>(header + kCowGranuleSizeOffset), granule_size_);
   check_field(path, "reserved", get_le<uint32_t>(header + kCowReservedOffset), 0);
   check_field(path, "virtual size", get_le<uint64_t>(header + kCowVirtualSizeOffset), virtual_size);
-  granules_ = cow_granule_count(virtual_size);
+  granules_ = cow_granule_count(virtual_size, granule_size_);
   check_field(path, "granule count", get_le<uint64_t>(header + kCowGranuleCountOffset), granules_);
   const char* id = reinterpret_cast<const char*>(header + kCowLayerIdOffset);
   layer_id_.assign(id, strnlen(id, kCowLayerIdSize));
@@ -124,14 +130,17 @@ void CowMap::set(uint64_t g) noexcept {
   dirty_[(g / 8) / kCowMapPageSize].store(true, std::memory_order_release);
 }
 
-void CowMap::for_each_set(const std::function<void(uint64_t)>& fn) const {
-  for (size_t w = 0; w < words_.size(); ++w) {
-    uint64_t v = words_[w].load(std::memory_order_acquire);
-    while (v != 0) {
-      fn(w * 64 + static_cast<uint64_t>(std::countr_zero(v)));
-      v &= v - 1;
-    }
+bool CowMap::any_set(uint64_t first, uint64_t end) const noexcept {
+  end = std::min(end, granules_);
+  while (first < end) {
+    const uint64_t w = first / 64;
+    const uint64_t lo = first % 64;
+    const uint64_t hi = std::min<uint64_t>(64, end - w * 64);
+    const uint64_t mask = (hi == 64 ? ~uint64_t{0} : (uint64_t{1} << hi) - 1) & (~uint64_t{0} << lo);
+    if (words_[w].load(std::memory_order_acquire) & mask) return true;
+    first = (w + 1) * 64;
   }
+  return false;
 }
 
 std::vector<CowMap::PageCopy> CowMap::take_dirty_pages() {

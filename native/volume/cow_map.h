@@ -1,8 +1,8 @@
 // One layer's granule bitmap (.map file, volume/cow_format.h), held in memory while the volume is
 // open and written back page by page at flush.
 //
-// State: one atomic bit per 64 KiB granule (set = the granule's content is in the layer's .data)
-// and one dirty flag per 4 KiB bitmap page. A bit only ever goes 0 -> 1 during a layer's life, so
+// State: one atomic bit per granule (4 KiB; 64 KiB in a version 1 map), set = the granule's
+// content is in the layer's .data, and one dirty flag per 4 KiB bitmap page. A bit only ever goes 0 -> 1 during a layer's life, so
 // readers need no lock: seeing a stale 0 means reading the layer below, which is what the
 // not-yet-acknowledged write would have replaced anyway.
 //
@@ -12,19 +12,20 @@
 
 #include <atomic>
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <vector>
 
 #include "io/unique_fd.h"
+#include "volume/cow_format.h"
 
 namespace blocksnap {
 
 class CowMap {
  public:
   // Creates `path` (O_EXCL, never through a symlink, 0600) with the header and an all-clear
-  // bitmap, fsynced. Throws FileExists, InvalidArgument (bad layer id), NoSpace, IOError.
-  static void create(const std::string& path, uint64_t virtual_size, const std::string& layer_id);
+  // bitmap, fsynced, in map `version` (the current one; version 1 only to test reading disks
+  // made before). Throws FileExists, InvalidArgument (bad layer id or version), NoSpace, IOError.
+  static void create(const std::string& path, uint64_t virtual_size, const std::string& layer_id, uint16_t version = kCowMapVersion);
 
   // Opens and validates the header and the file size against `virtual_size`. A malformed map is
   // ImageCorrupt naming the file and the field. `writable` opens it for write-back.
@@ -33,14 +34,19 @@ class CowMap {
   const std::string& path() const noexcept { return path_; }
   const std::string& layer_id() const noexcept { return layer_id_; }
   uint64_t granules() const noexcept { return granules_; }
+  uint32_t granule_size() const noexcept { return granule_size_; }
+  // The granule holding byte `pos` of the disk.
+  uint64_t granule_of(uint64_t pos) const noexcept { return pos >> granule_shift_; }
 
   bool test(uint64_t g) const noexcept {
     return (words_[g / 64].load(std::memory_order_acquire) >> (g % 64)) & 1;
   }
+  // Whether the granule holding byte `pos` is set.
+  bool test_at(uint64_t pos) const noexcept { return test(granule_of(pos)); }
   // Sets the bit of granule g (whose data the caller has already written) and marks its page dirty.
   void set(uint64_t g) noexcept;
-  // Calls fn(g) for every set granule, in increasing order.
-  void for_each_set(const std::function<void(uint64_t)>& fn) const;
+  // Whether any granule of [first, end) is set (a word at a time).
+  bool any_set(uint64_t first, uint64_t end) const noexcept;
 
   struct PageCopy {
     uint64_t page;
@@ -56,6 +62,8 @@ class CowMap {
   std::string layer_id_;
   UniqueFd fd_;
   uint64_t granules_ = 0;
+  uint32_t granule_size_ = 0;
+  unsigned granule_shift_ = 0;
   uint64_t bitmap_bytes_ = 0;
   std::vector<std::atomic<uint64_t>> words_;
   std::vector<std::atomic<bool>> dirty_;

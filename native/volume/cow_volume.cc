@@ -25,7 +25,16 @@ namespace blocksnap {
 
 namespace {
 
-const uint8_t kZeros[kCowGranuleSize] = {};
+const uint8_t kZeros[kCowMaxGranuleSize] = {};
+
+// Writes zeros over [offset, offset + len) of `fd`.
+void write_zeros(int fd, uint64_t offset, uint64_t len, const std::string& path) {
+  for (uint64_t done = 0; done < len;) {
+    const uint64_t n = std::min<uint64_t>(len - done, sizeof kZeros);
+    write_at(fd, kZeros, static_cast<size_t>(n), offset + done, path);
+    done += n;
+  }
+}
 
 [[noreturn]] void invalid(const std::string& what) { throw Error(ErrorCode::InvalidArgument, what); }
 
@@ -105,17 +114,18 @@ void CowVolume::modify(uint64_t offset, uint64_t len, bool fua, F&& apply) {
 
 void CowVolume::write(uint64_t offset, const uint8_t* data, size_t len, bool fua) {
   modify(offset, len, fua, [&](CowLayer& top, LayerStack below) {
+    const uint64_t gs = top.map.granule_size();
     const uint64_t end = offset + len;
     for (uint64_t pos = offset; pos < end;) {
-      const uint64_t g = pos / kCowGranuleSize;
+      const uint64_t g = pos / gs;
       if (top.map.test(g)) {
         // Already in the top layer: one pwrite for the whole run of such granules.
-        uint64_t run_end = std::min(end, (g + 1) * kCowGranuleSize);
-        while (run_end < end && top.map.test(run_end / kCowGranuleSize)) run_end = std::min(end, run_end + kCowGranuleSize);
+        uint64_t run_end = std::min(end, (g + 1) * gs);
+        while (run_end < end && top.map.test(run_end / gs)) run_end = std::min(end, run_end + gs);
         write_at(top.data.get(), data + (pos - offset), run_end - pos, pos, top.files.data_path);
         pos = run_end;
       } else {
-        const uint64_t piece_end = std::min(end, (g + 1) * kCowGranuleSize);
+        const uint64_t piece_end = std::min(end, (g + 1) * gs);
         write_granule(top, below, g, pos, piece_end, data + (pos - offset));
         pos = piece_end;
       }
@@ -127,10 +137,11 @@ bool CowVolume::write_copies_up(uint64_t offset, size_t len) const noexcept {
   std::shared_lock lock(stack_mutex_, std::try_to_lock);
   if (!lock.owns_lock() || closed_ || !writable_ || layers_.empty() || len == 0 || offset > size_ || len > size_ - offset) return true;
   const CowLayer& top = *layers_.back();
+  const uint64_t gs = top.map.granule_size();
   const uint64_t end = offset + len;
-  for (uint64_t g = offset / kCowGranuleSize; g * kCowGranuleSize < end; ++g) {
-    const uint64_t g_begin = g * kCowGranuleSize;
-    const uint64_t g_end = std::min(size_, g_begin + kCowGranuleSize);
+  for (uint64_t g = offset / gs; g * gs < end; ++g) {
+    const uint64_t g_begin = g * gs;
+    const uint64_t g_end = std::min(size_, g_begin + gs);
     if (!top.map.test(g) && (offset > g_begin || end < g_end)) return true;
   }
   return false;
@@ -139,20 +150,20 @@ bool CowVolume::write_copies_up(uint64_t offset, size_t len) const noexcept {
 void CowVolume::write_granule(CowLayer& top, LayerStack below, uint64_t g, uint64_t from, uint64_t to, const uint8_t* bytes) {
   if (verifier_.joinable()) {
     last_write_ns_.store(std::chrono::steady_clock::now().time_since_epoch().count(), std::memory_order_relaxed);
-    queue_verify(*base_, g * kCowGranuleSize / block_size_);
+    queue_verify(*base_, g * top.map.granule_size() / block_size_);
   }
   std::lock_guard lock(granule_lock(g));
   if (top.map.test(g)) {  // another write copied it up while this one waited
     write_at(top.data.get(), bytes, to - from, from, top.files.data_path);
     return;
   }
-  const uint64_t begin = g * kCowGranuleSize;
-  const uint64_t end = std::min(size_, begin + kCowGranuleSize);
+  const uint64_t begin = g * top.map.granule_size();
+  const uint64_t end = std::min(size_, begin + top.map.granule_size());
   if (from == begin && to == end) {
     write_at(top.data.get(), bytes, to - from, from, top.files.data_path);
   } else {
     // Copy-up: the whole granule goes to the top, since the bit will claim all of it.
-    thread_local AlignedBuffer buf(kCowGranuleSize);
+    thread_local AlignedBuffer buf(kCowMaxGranuleSize);
     read_through(below, *base_, begin, end - begin, buf.data());
     std::memcpy(buf.data() + (from - begin), bytes, to - from);
     write_at(top.data.get(), buf.data(), end - begin, begin, top.files.data_path);
@@ -160,25 +171,34 @@ void CowVolume::write_granule(CowLayer& top, LayerStack below, uint64_t g, uint6
   top.map.set(g);
 }
 
-void CowVolume::zero_granule(CowLayer& top, uint64_t g, bool may_punch) {
-  std::lock_guard lock(granule_lock(g));
-  const uint64_t begin = g * kCowGranuleSize;
-  const uint64_t len = std::min(size_, begin + kCowGranuleSize) - begin;
+void CowVolume::zero_granules(CowLayer& top, uint64_t first, uint64_t last, bool may_punch) {
+  // One punch (or one run of zero writes) for the whole run, then the bits: a copy-up racing it
+  // in one of these granules lands before or after it, as concurrent NBD requests may.
+  const uint64_t gs = top.map.granule_size();
+  const uint64_t begin = first * gs;
+  const uint64_t len = std::min(size_, (last + 1) * gs) - begin;
   if (!may_punch || !punch_hole(top.data.get(), begin, len, top.files.data_path))
-    write_at(top.data.get(), kZeros, len, begin, top.files.data_path);
-  top.map.set(g);
+    write_zeros(top.data.get(), begin, len, top.files.data_path);
+  for (uint64_t g = first; g <= last; ++g) top.map.set(g);
 }
 
 void CowVolume::zero(uint64_t offset, uint64_t len, bool may_punch, bool fua) {
   modify(offset, len, fua, [&](CowLayer& top, LayerStack below) {
+    const uint64_t gs = top.map.granule_size();
     const uint64_t end = offset + len;
     for (uint64_t pos = offset; pos < end;) {
-      const uint64_t g = pos / kCowGranuleSize;
-      const uint64_t g_begin = g * kCowGranuleSize;
-      const uint64_t g_end = std::min(size_, g_begin + kCowGranuleSize);
+      const uint64_t g = pos / gs;
+      const uint64_t g_begin = g * gs;
+      const uint64_t g_end = std::min(size_, g_begin + gs);
+      if (pos == g_begin && g_end <= end) {
+        // Whole granules, as many as the range covers.
+        const uint64_t whole_end = end == size_ ? end : end / gs * gs;
+        zero_granules(top, g, (whole_end - 1) / gs, may_punch);
+        pos = whole_end;
+        continue;
+      }
       const uint64_t piece_end = std::min(end, g_end);
-      if (pos == g_begin && piece_end == g_end) zero_granule(top, g, may_punch);
-      else if (top.map.test(g)) write_at(top.data.get(), kZeros, piece_end - pos, pos, top.files.data_path);
+      if (top.map.test(g)) write_at(top.data.get(), kZeros, piece_end - pos, pos, top.files.data_path);
       else write_granule(top, below, g, pos, piece_end, kZeros);
       pos = piece_end;
     }
@@ -228,12 +248,19 @@ std::vector<uint32_t> CowVolume::dirty_blocks(size_t layer_count) const {
   std::shared_lock lock(stack_mutex_);
   check_open();
   if (layer_count > layers_.size()) invalid("layer count " + std::to_string(layer_count) + " is more than the volume's " + std::to_string(layers_.size()) + " layers");
-  const uint64_t per_block = block_size_ / kCowGranuleSize;
-  std::vector<bool> dirty(base_->block_count(), false);
-  for (size_t l = 0; l < layer_count; ++l) layers_[l]->map.for_each_set([&](uint64_t g) { dirty[g / per_block] = true; });
+  // Block by block, a bitmap word at a time: a 4 KiB-granule layer of a 1 TiB disk written all
+  // over has 2^28 bits, too many to visit one by one.
   std::vector<uint32_t> out;
-  for (size_t i = 0; i < dirty.size(); ++i)
-    if (dirty[i]) out.push_back(static_cast<uint32_t>(i));
+  for (uint64_t i = 0; i < base_->block_count(); ++i) {
+    for (size_t l = 0; l < layer_count; ++l) {
+      const CowMap& map = layers_[l]->map;
+      const uint64_t per_block = block_size_ / map.granule_size();
+      if (map.any_set(i * per_block, (i + 1) * per_block)) {
+        out.push_back(static_cast<uint32_t>(i));
+        break;
+      }
+    }
+  }
   return out;
 }
 

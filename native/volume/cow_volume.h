@@ -6,10 +6,11 @@
 // stack and rebase waits for reads in flight. Jobs reading a frozen prefix (scan, flatten) take
 // shared pointers to the layers they need and drop the lock, so the top keeps taking writes.
 //
-// Writes: a granule whose bit is clear in the top is copied up whole (the content below merged
+// Writes: a granule (4 KiB; 64 KiB in a layer made before map version 2) whose bit is clear in
+// the top and which a write covers only in part is copied up whole (the content below merged
 // with the new bytes) before its bit is set in memory; copy-ups of one granule are serialised by
-// a striped lock and recheck the bit under it. A whole granule zeroed with may_punch becomes a
-// hole in .data plus the bit. Flush order makes the map never point at data that is not durable:
+// a striped lock and recheck the bit under it. A run of whole granules zeroed with may_punch
+// becomes one hole in .data plus their bits. Flush order makes the map never point at data that is not durable:
 // copy the dirty map pages, fdatasync .data, write the copies, fdatasync .map. After a failed
 // fdatasync the kernel may have dropped dirty pages, so the volume refuses further writes and
 // flushes rather than ever persist a bit for data that may be gone.
@@ -129,7 +130,8 @@ class CowVolume {
   template <typename F>
   void modify(uint64_t offset, uint64_t len, bool fua, F&& apply);
   void write_granule(CowLayer& top, LayerStack below, uint64_t g, uint64_t from, uint64_t to, const uint8_t* bytes);
-  void zero_granule(CowLayer& top, uint64_t g, bool may_punch);
+  // Granules first..last of the top, whole, made to read as zeros (a hole where may_punch allows).
+  void zero_granules(CowLayer& top, uint64_t first, uint64_t last, bool may_punch);
   void flush_locked();
   // Background verification (see the class comment): queues block i of the base when it is
   // not verified whole yet; the thread verifies what is queued.

@@ -4,7 +4,6 @@
 
 #include "core/block_format.h"
 #include "io/direct_io.h"
-#include "volume/cow_format.h"
 
 namespace blocksnap {
 
@@ -16,10 +15,10 @@ SourceRead VolumeSource::read(uint64_t offset, size_t len, uint8_t* buf) const {
 bool VolumeSource::needs_base(uint64_t i) const noexcept {
   const uint64_t block_size = base_->block_size();
   if (i * block_size >= size_) return false;
-  const uint64_t first = i * block_size / kCowGranuleSize;
-  const uint64_t last = (std::min(size_, (i + 1) * block_size) - 1) / kCowGranuleSize;
-  for (uint64_t g = first; g <= last; ++g)
-    if (layer_of(layers_, g) < 0) return true;
+  const uint64_t end = std::min(size_, (i + 1) * block_size);
+  const uint64_t step = stack_step(layers_);
+  for (uint64_t pos = i * block_size; pos < end; pos += step)
+    if (layer_at(layers_, pos) < 0) return true;
   return false;
 }
 

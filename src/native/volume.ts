@@ -225,8 +225,8 @@ export class Volume {
   }
 
   /**
-   * Makes [offset, offset + length) read as zeros. With `mayPunch`, whole 64 KiB granules become
-   * holes in the top layer; without it, zeros are written (NBD_CMD_FLAG_NO_HOLE).
+   * Makes [offset, offset + length) read as zeros. With `mayPunch`, the whole granules it covers (4 KiB) become
+   * one hole in the top layer; without it, zeros are written (NBD_CMD_FLAG_NO_HOLE).
    */
   async zero(offset: number, length: number, mayPunch: boolean, fua: boolean): Promise<void> {
     this.checkRange(offset, length);

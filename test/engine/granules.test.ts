@@ -26,12 +26,12 @@ async function based(t: Parameters<typeof openEngine>[0]) {
   return { ...f, img, disk, block: blockPath(join(f.dataDir, 'blocks'), hex), granules: granulePath(join(f.dataDir, 'granules'), hex) };
 }
 
-/** Writes 4 KiB into block 2 of a fresh COW clone through its writable export. */
+/** Writes 512 bytes into block 2 of a fresh COW clone through its writable export: a copy-up of its 4 KiB granule. */
 async function writeIntoClone(engine: Engine, name: string): Promise<void> {
   await engine.cloneCow('base', name);
   engine.exports.setEndpoint('/nonexistent/nbd.sock');
   const e = await engine.exports.startDisk(name);
-  await engine.exports.lookup(e.name)!.backend.write!(2 * BS + 8192, pattern('w', 4096), true);
+  await engine.exports.lookup(e.name)!.backend.write!(2 * BS + 8192 + 512, pattern('w', 512), true);
   engine.exports.stop(e.name);
 }
 
@@ -62,7 +62,7 @@ t.test('a snapshot of a copy-on-write disk leaves the granule file of each block
   await writeIntoClone(engine, 'c');
   await snapshot(engine, 'c', 'after');
   const changed = Buffer.from(readFileSync(img).subarray(2 * BS, 3 * BS));
-  pattern('w', 4096).copy(changed, 8192);
+  pattern('w', 512).copy(changed, 8192 + 512);
   const hex = createHash('sha256').update(changed).digest('hex');
   t.ok(existsSync(blockPath(join(dataDir, 'blocks'), hex)), 'the changed block was stored');
   t.ok(existsSync(granulePath(join(dataDir, 'granules'), hex)), 'with its granule file');

@@ -20,6 +20,8 @@ const BLOCK = 256 * KiB;
 // Not a multiple of the granule: the last granule and the last block are short.
 const SIZE = 24 * BLOCK + 5000;
 const G = COW_GRANULE_SIZE;
+/** A granule file's granule (core/granule_file.h): what the base is verified by. */
+const BASE_G = 64 * KiB;
 
 interface Disk {
   dir: string;
@@ -162,8 +164,8 @@ t.test('extents report base ZERO blocks as hole+zero', async (t) => {
 
 t.test('concurrent writes into one granule all land', async (t) => {
   const { v } = await writableDisk(t);
-  const pieces = Array.from({ length: 16 }, () => noise(4 * KiB));
-  await Promise.all(pieces.map((p, i) => v.write(G + i * 4 * KiB, p, false)));
+  const pieces = Array.from({ length: 8 }, () => noise(G / 8));
+  await Promise.all(pieces.map((p, i) => v.write(G + i * (G / 8), p, false)));
   t.ok((await v.read(G, G)).equals(Buffer.concat(pieces)));
   await v.close();
 });
@@ -171,8 +173,8 @@ t.test('concurrent writes into one granule all land', async (t) => {
 t.test('many small writes at once into granules the top holds all land', async (t) => {
   const { v } = await writableDisk(t);
   await v.write(0, noise(4 * G), false); // whole granules: these small writes copy nothing up
-  const pieces = Array.from({ length: 64 }, () => noise(4 * KiB));
-  await Promise.all(pieces.map((p, i) => v.write(i * 4 * KiB, p, false)));
+  const pieces = Array.from({ length: 64 }, () => noise(4 * G / 64));
+  await Promise.all(pieces.map((p, i) => v.write(i * (4 * G / 64), p, false)));
   t.ok((await v.read(0, 4 * G)).equals(Buffer.concat(pieces)));
   await v.close();
 });
@@ -351,17 +353,17 @@ function granuleFile(d: Disk, block: number): string {
 t.test('a copy-up verifies its whole base block once; the granule file then spares the next clone', async (t) => {
   const d = await makeDisk(t);
   const first = await clone(d, 'a');
-  await first.write(6 * BLOCK + G + 512, noise(4 * KiB), false);
+  await first.write(6 * BLOCK + BASE_G + 512, noise(512), false); // a 4 KiB granule in part: a copy-up
   t.equal(first.storeBytesRead(), BLOCK, 'the first clone read the whole block to verify it');
   t.ok(existsSync(granuleFile(d, 6)), 'and recorded its granule digests');
   await first.close();
 
   const second = await clone(d, 'b');
-  const bytes = noise(4 * KiB);
-  await second.write(6 * BLOCK + G + 512, bytes, false);
-  t.equal(second.storeBytesRead(), G, 'the second clone read and hashed one granule');
+  const bytes = noise(512);
+  await second.write(6 * BLOCK + BASE_G + 512, bytes, false);
+  t.equal(second.storeBytesRead(), BASE_G, 'the second clone read and hashed one granule');
   const expected = Buffer.from(d.base.subarray(6 * BLOCK, 7 * BLOCK));
-  bytes.copy(expected, G + 512);
+  bytes.copy(expected, BASE_G + 512);
   t.ok((await second.read(6 * BLOCK, BLOCK)).equals(expected), 'and reads the write over the base');
   await second.close();
 });
@@ -374,7 +376,7 @@ t.test('a damaged granule file is ignored and rewritten', async (t) => {
   bad[100] ^= 1;
   writeFileSync(granuleFile(d, 7), bad);
   const v = await clone(d, 'b');
-  t.ok((await v.read(7 * BLOCK + 2 * G, 4 * KiB)).equals(d.base.subarray(7 * BLOCK + 2 * G, 7 * BLOCK + 2 * G + 4 * KiB)));
+  t.ok((await v.read(7 * BLOCK + 2 * BASE_G, 4 * KiB)).equals(d.base.subarray(7 * BLOCK + 2 * BASE_G, 7 * BLOCK + 2 * BASE_G + 4 * KiB)));
   t.equal(v.storeBytesRead(), BLOCK, 'the whole block was verified instead');
   t.same(readFileSync(granuleFile(d, 7)), good, 'and the file written again from it');
   truncateSync(granuleFile(d, 7), 50);
@@ -393,12 +395,12 @@ t.test('a damaged block with a valid granule file is DigestMismatch for the dama
   const digest = d.digests.subarray(1 * DIGEST_SIZE, 2 * DIGEST_SIZE).toString('hex');
   const path = blockPath(d.store, digest);
   const file = readFileSync(path);
-  file[BLOCK_HEADER_SIZE + 2 * G + 10] ^= 0xff;
+  file[BLOCK_HEADER_SIZE + 2 * BASE_G + 10] ^= 0xff;
   writeFileSync(path, file);
   const v = await clone(d, 'b');
-  await t.rejects(v.read(BLOCK + 2 * G + 4096, 4096), { code: 'DigestMismatch', message: /granule 2/, details: { blockIndex: 1, digest } });
-  await t.rejects(v.write(BLOCK + 2 * G, noise(4 * KiB), false), { code: 'DigestMismatch', details: { blockIndex: 1, digest } },
+  await t.rejects(v.read(BLOCK + 2 * BASE_G + 4096, 4096), { code: 'DigestMismatch', message: /granule 2/, details: { blockIndex: 1, digest } });
+  await t.rejects(v.write(BLOCK + 2 * BASE_G, noise(512), false), { code: 'DigestMismatch', details: { blockIndex: 1, digest } },
     'no copy-up of the damaged granule either');
-  t.ok((await v.read(BLOCK, G)).equals(d.base.subarray(BLOCK, BLOCK + G)), 'granules that match their digests still read');
+  t.ok((await v.read(BLOCK, BASE_G)).equals(d.base.subarray(BLOCK, BLOCK + BASE_G)), 'granules that match their digests still read');
   await v.close();
 });
