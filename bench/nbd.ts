@@ -3,12 +3,15 @@
  * content from a raw file? Sequential read (`nbdcopy EXPORT null:`, multi-connection and
  * parallel requests as nbdcopy chooses) and random 4 KiB reads, warm and cold cache (`qemu-img
  * bench` at queue depth 16, one read every 4 MiB + 4 KiB, wrapping: every read lands in another
- * store block, the worst case of a 4 MiB verification granularity); 4 KiB writes, strided (every write a copy-up) and sequential, through
- * a writable copy-on-write clone against qemu-nbd serving a qcow2 overlay of the raw file. Target:
- * ≥ 0.8× qemu-nbd. The strided writes are reported twice: the first clone of the snapshot and
- * later clones. Both copy up from 64 KiB granules checked against the granule files the snapshot's
- * scan wrote; the first clone's row is there so that a regression of that (every first touch
- * verifying a whole 4 MiB block) cannot hide in a median. For random reads and writes the two
+ * store block, the worst case of a 4 MiB verification granularity); writes through a writable
+ * copy-on-write clone against qemu-nbd serving a qcow2 overlay of the raw file: strided 4 KiB
+ * writes (each in a qcow2 cluster of its own: a copy-up for qemu-nbd, a whole 4 KiB granule for
+ * blocksnap), strided 512-byte writes (a copy-up on both sides) and sequential 4 KiB writes.
+ * Target: ≥ 0.8× qemu-nbd. The 512-byte writes are reported twice: the first clone of the
+ * snapshot and later clones. Both check the base bytes they copy up against the granule files
+ * the snapshot's scan wrote (64 KiB at a time); the first clone's row is there so that a
+ * regression of that (every first touch verifying a whole 4 MiB block) cannot hide in a median.
+ * For random reads and writes the two
  * servers' runs alternate (bench/lib/measure.ts `alternate`), and each write run's server is
  * stopped once timed: a clone left exported verifies base blocks on its idle thread, which ran
  * into later runs and made copy-ups look half as fast as qemu-nbd's.
@@ -31,9 +34,9 @@ import { markdown, SectionBuilder, type Section } from './lib/report';
 
 const STRIDE = 4 * MiB + 4096;
 /**
- * Copy-up writes step a granule further per block: qemu-img bench wraps at the end of the export,
- * and with this step every write of 16 passes lands in a granule (qcow2 cluster) of its own, so
- * each is a copy-up on both sides (checked with `qemu-img map` of the overlay).
+ * Strided writes step 64 KiB further per block: qemu-img bench wraps at the end of the export,
+ * and with this step every write of 16 passes lands in a qcow2 cluster (and a blocksnap granule)
+ * of its own, so each is a first write there (checked with `qemu-img map` of the overlay).
  */
 const COPY_UP_STRIDE = 4 * MiB + 64 * 1024;
 const COPY_UP_PASSES = 16;
@@ -119,8 +122,13 @@ export async function runNbd(scale: number, runs: number, log: (s: string) => vo
     // granules here, 64 KiB clusters there). Each run gets a fresh clone / overlay, so every run
     // pays the copy-ups.
     const copyUps = Math.max(1, Math.floor(size / COPY_UP_STRIDE)) * COPY_UP_PASSES;
-    const writes = `${copyUps} strided 4 KiB writes (each a copy-up of its own 64 KiB granule)`;
-    const writeBench = (uri: string): number => timed('qemu-img', ['bench', '-w', '-f', 'raw', '-c', String(copyUps), '-s', '4k', '-S', String(COPY_UP_STRIDE), '-d', '16', uri]);
+    const strided = (bytes: string) => (uri: string): number =>
+      timed('qemu-img', ['bench', '-w', '-f', 'raw', '-c', String(copyUps), '-s', bytes, '-S', String(COPY_UP_STRIDE), '-d', '16', uri]);
+    // 4 KiB writes fill blocksnap's 4 KiB granules whole: only qemu-nbd copies up (the rest of
+    // its 64 KiB cluster). 512-byte writes, as a guest with 512-byte sectors may send, copy up on
+    // both sides: blocksnap reads the rest of the 4 KiB granule from the base, checked.
+    const writes = `${copyUps} strided 4 KiB writes (each in a 64 KiB qcow2 cluster of its own)`;
+    const sectorWrites = `${copyUps} strided 512-byte writes (each a copy-up on both sides)`;
     const seqWrite = `sequential 4 KiB writes over ${Math.min(size, 256 * MiB) / MiB} MiB`;
     const seqCount = Math.min(size, 256 * MiB) / 4096;
     const seqWriteBench = (uri: string): number => timed('qemu-img', ['bench', '-w', '-f', 'raw', '-c', String(seqCount), '-s', '4k', '-d', '16', uri]);
@@ -167,13 +175,20 @@ export async function runNbd(scale: number, runs: number, log: (s: string) => vo
         await stop();
       }
     };
-    for (const [c, fn] of [[writes, writeBench], [seqWrite, seqWriteBench]] as const) {
-      const n = c === writes ? copyUps : seqCount;
+    const notes: Record<string, string> = {
+      [writes]: 'a fresh clone each run, runs alternating with qemu-nbd\'s: each write fills a 4 KiB granule whole and reads nothing below it',
+      [sectorWrites]: 'a fresh clone each run, after the first, runs alternating with qemu-nbd\'s: each copy-up reads the rest of its 4 KiB granule and checks the 64 KiB base granule under it, as the first clone does',
+      [seqWrite]: 'runs alternating with qemu-nbd\'s',
+    };
+    const cases: Array<[string, (uri: string) => number, number, number]> = [
+      [writes, strided('4k'), copyUps, 4096], [sectorWrites, strided('512'), copyUps, 512], [seqWrite, seqWriteBench, seqCount, 4096],
+    ];
+    for (const [c, fn, n, bytes] of cases) {
       const limit = { tool: 'qemu-nbd (qcow2 overlay)' };
       let first: Measured | null = null;
       let theirFirst: Measured | null = null;
       const firstLimit = { tool: 'qemu-nbd (qcow2 overlay), first run, cache dropped' };
-      if (c === writes) {
+      if (c === sectorWrites) {
         // The first writable volume over the base, measured once on its own row, so that no
         // median hides it. Its copy-ups are the first reads of the base's granules and granule
         // files since the snapshot's scan, which leaves no page of them cached: the disk serves
@@ -184,19 +199,16 @@ export async function runNbd(scale: number, runs: number, log: (s: string) => vo
         first = await repeat(1, () => { cold(); return timedOn(cowClone(), fn); });
       }
       const [theirs, ours] = await alternate(runs, () => timedOn(overlay(), fn), () => timedOn(cowClone(), fn));
-      s.add(c, limit.tool, 'limit', theirs!, { logicalBytes: n * 4096 });
+      s.add(c, limit.tool, 'limit', theirs!, { logicalBytes: n * bytes });
       if (first && theirFirst) {
-        s.add(c, firstLimit.tool, 'limit', theirFirst, { logicalBytes: n * 4096 });
+        s.add(c, firstLimit.tool, 'limit', theirFirst, { logicalBytes: n * bytes });
         const row = s.add(c, 'blocksnap copy-on-write export, first clone', 'ours', first, {
-          logicalBytes: n * 4096, limit: firstLimit,
+          logicalBytes: n * bytes, limit: firstLimit,
           note: 'first touch of each base block by any clone, cache dropped: one 64 KiB granule read from the disk and checked against the granule file the snapshot wrote',
         });
         vsQemu(`${c}, first clone`, row);
       }
-      const w = s.add(c, 'blocksnap copy-on-write export', 'ours', ours!, {
-        logicalBytes: n * 4096, limit,
-        note: c === writes ? 'a fresh clone each run, after the first, runs alternating with qemu-nbd\'s: each copy-up reads and checks one 64 KiB granule, as the first clone does' : 'runs alternating with qemu-nbd\'s',
-      });
+      const w = s.add(c, 'blocksnap copy-on-write export', 'ours', ours!, { logicalBytes: n * bytes, limit, note: notes[c] });
       vsQemu(c, w);
     }
     return s.build();
