@@ -2,9 +2,9 @@ import t from 'tap';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Engine } from '../../src/engine';
-import type { NbdBackend } from '../../src/nbd/backend';
 import { Volume } from '../../src/native/volume';
 import type { Snapshot } from '../../src/engine/types';
+import { cloned, readAll, served } from '../helpers/cow';
 import { finished, openEngine, snapshot } from '../helpers/engine';
 import { fillBlock, makeImage, pattern } from '../helpers/images';
 
@@ -19,26 +19,6 @@ async function origin(t: Parameters<typeof openEngine>[0]) {
   const disk = await f.engine.addDisk({ path: img, name: 'a' });
   const base = await snapshot(f.engine, disk.id, 'base');
   return { ...f, img, disk, base, content: readFileSync(img) };
-}
-
-/** The writable export's backend: the same path NBD requests take. */
-async function served(engine: Engine, disk: string): Promise<NbdBackend> {
-  engine.exports.setEndpoint('/nonexistent/nbd.sock');
-  const e = await engine.exports.startDisk(disk);
-  return engine.exports.lookup(e.name)!.backend;
-}
-
-async function readAll(b: NbdBackend): Promise<Buffer> {
-  const out = Buffer.alloc(b.size);
-  for (const p of b.layout(0, b.size)) if (!p.zero) await b.readInto(p.offset, p.length, out, p.offset);
-  return out;
-}
-
-/** A full clone of a snapshot, read back. */
-async function cloned(engine: Engine, images: string, snap: Snapshot, name: string): Promise<Buffer> {
-  const path = join(images, name);
-  await finished(engine, engine.startClone(snap.id, path));
-  return readFileSync(path);
 }
 
 t.test('clone --cow is a new disk of format cow over the snapshot, reading exactly as the snapshot', async (t) => {
