@@ -2,9 +2,9 @@
 // open and written back page by page at flush.
 //
 // State: one atomic bit per granule (4 KiB; 64 KiB in a version 1 map), set = the granule's
-// content is in the layer's .data, and one dirty flag per 4 KiB bitmap page. A bit only ever goes 0 -> 1 during a layer's life, so
-// readers need no lock: seeing a stale 0 means reading the layer below, which is what the
-// not-yet-acknowledged write would have replaced anyway.
+// content is in the layer's .data, and one dirty flag per 4 KiB bitmap page. A bit only ever
+// goes 0 -> 1 during a layer's life, so readers need no lock: seeing a stale 0 means reading the
+// layer below, which is what the not-yet-acknowledged write would have replaced anyway.
 //
 // Durability is the volume's job (cow_volume.h): it copies the dirty pages, makes the .data file
 // durable, and only then writes the copies here, so a bit on disk never points at data that is not.
