@@ -65,7 +65,7 @@ async function writableDisk(t: Test): Promise<{ d: Disk; v: Volume }> {
 async function randomOps(t: Test, v: Volume, d: Disk, rnd: Random, count: number): Promise<void> {
   for (let i = 0; i < count; i++) {
     const offset = rnd.int(0, SIZE - 1);
-    const length = Math.min(SIZE - offset, rnd.chance(0.2) ? rnd.int(1, 4 * G) : rnd.int(1, 16 * KiB));
+    const length = Math.min(SIZE - offset, rnd.chance(0.2) ? rnd.int(1, 64 * G) : rnd.int(1, 16 * KiB));
     const op = rnd.int(0, 9);
     if (op < 5) {
       const data = rnd.bytes(length);
