@@ -23,41 +23,34 @@
 
 namespace {
 
-struct InputFile {
-  std::string path;
-  int fd = -1;
-};
-
 uint64_t g_inputs = 0;
 uint64_t g_opened = 0;
-InputFile* g_file = nullptr;
+std::string g_path;  // the input file, removed at exit
 
 void at_exit() {
   std::fprintf(stderr, "qcow2_fuzz: %llu of %llu inputs opened as qcow2\n", static_cast<unsigned long long>(g_opened),
                static_cast<unsigned long long>(g_inputs));
-  if (g_file) ::unlink(g_file->path.c_str());
+  ::unlink(g_path.c_str());
 }
 
-const InputFile& input_file() {
-  static InputFile file = [] {
+// The descriptor of the input file, made (and its removal at exit arranged) on first use.
+int input_fd() {
+  static const int fd = [] {
     const char* dir = ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : (std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp");
     std::string tmpl = std::string(dir) + "/qcow2-fuzz-XXXXXX";
-    const int fd = ::mkstemp(tmpl.data());
-    if (fd < 0) std::abort();
-    return InputFile{tmpl, fd};
-  }();
-  if (!g_file) {
-    g_file = &file;
+    const int f = ::mkstemp(tmpl.data());
+    if (f < 0) std::abort();
+    g_path = tmpl;
     std::atexit(at_exit);
-  }
-  return file;
+    return f;
+  }();
+  return fd;
 }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const InputFile& file = input_file();
-  const int fd = file.fd;
+  const int fd = input_fd();
   ++g_inputs;
   if (::ftruncate(fd, 0) != 0) std::abort();
   for (size_t done = 0; done < size;) {
@@ -65,7 +58,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (n <= 0) std::abort();
     done += static_cast<size_t>(n);
   }
-  const std::string& path = file.path;
+  const std::string& path = g_path;
   static std::vector<uint8_t> buf(1 << 20);
   try {
     blocksnap::Qcow2OpenOptions options;
