@@ -114,6 +114,7 @@ CowMap::CowMap(const std::string& path, uint64_t virtual_size, bool writable) : 
   check_field(path, "file size", static_cast<uint64_t>(st.st_size), kCowMapHeaderSize + bitmap_bytes_);
   words_ = std::vector<std::atomic<uint64_t>>((bitmap_bytes_ + 7) / 8);
   dirty_ = std::vector<std::atomic<bool>>((bitmap_bytes_ + kCowMapPageSize - 1) / kCowMapPageSize);
+  setting_ = std::vector<std::atomic<uint32_t>>(dirty_.size());
   std::vector<uint8_t> bytes(words_.size() * 8, 0);
   if (read_at(fd_.get(), bytes.data(), bitmap_bytes_, kCowMapHeaderSize, path) != bitmap_bytes_)
     corrupt(path, "bitmap truncated while reading");
@@ -124,10 +125,15 @@ CowMap::CowMap(const std::string& path, uint64_t virtual_size, bool writable) : 
 
 void CowMap::set(uint64_t g) noexcept {
   const uint64_t bit = uint64_t{1} << (g % 64);
-  if (words_[g / 64].load(std::memory_order_relaxed) & bit) return;
+  // Already set: whoever set it counted itself in before the bit could be seen (below), so a
+  // flush after this caller's acknowledgement writes the bit even if that set() is not done.
+  if (words_[g / 64].load(std::memory_order_acquire) & bit) return;
+  const size_t page = (g / 8) / kCowMapPageSize;
+  setting_[page].fetch_add(1, std::memory_order_acq_rel);
   words_[g / 64].fetch_or(bit, std::memory_order_acq_rel);
   // After the bit: a flush that clears the flag before this store copies the page after it too.
-  dirty_[(g / 8) / kCowMapPageSize].store(true, std::memory_order_release);
+  dirty_[page].store(true, std::memory_order_release);
+  setting_[page].fetch_sub(1, std::memory_order_release);
 }
 
 bool CowMap::any_set(uint64_t first, uint64_t end) const noexcept {
@@ -146,7 +152,11 @@ bool CowMap::any_set(uint64_t first, uint64_t end) const noexcept {
 std::vector<CowMap::PageCopy> CowMap::take_dirty_pages() {
   std::vector<PageCopy> pages;
   for (size_t p = 0; p < dirty_.size(); ++p) {
-    if (!dirty_[p].exchange(false, std::memory_order_acq_rel)) continue;
+    // The count first: a set() seen finished here has already marked its page dirty. One still
+    // under way may have made its bit visible to an acknowledged write, so its page is copied
+    // now (with whatever bits it has) and again at the next flush.
+    const bool setting = setting_[p].load(std::memory_order_acquire) != 0;
+    if (!dirty_[p].exchange(false, std::memory_order_acq_rel) && !setting) continue;
     const uint64_t begin = p * kCowMapPageSize;
     const uint64_t len = std::min<uint64_t>(kCowMapPageSize, bitmap_bytes_ - begin);
     PageCopy copy{p, std::vector<uint8_t>(kCowMapPageSize / 8 * 8, 0)};

@@ -2,9 +2,15 @@
 // open and written back page by page at flush.
 //
 // State: one atomic bit per granule (4 KiB; 64 KiB in a version 1 map), set = the granule's
-// content is in the layer's .data, and one dirty flag per 4 KiB bitmap page. A bit only ever
-// goes 0 -> 1 during a layer's life, so readers need no lock: seeing a stale 0 means reading the
-// layer below, which is what the not-yet-acknowledged write would have replaced anyway.
+// content is in the layer's .data, and per 4 KiB bitmap page a dirty flag and a count of set()
+// calls under way. A bit only ever goes 0 -> 1 during a layer's life, so readers need no lock:
+// seeing a stale 0 means reading the layer below, which is what the not-yet-acknowledged write
+// would have replaced anyway.
+//
+// A writer that finds a granule's bit set writes its data there and is acknowledged without
+// touching the map, even while the set() that made the bit is still under way. A flush after that
+// acknowledgement must still write the bit: the count makes take_dirty_pages() copy a page whose
+// set() has made its bit visible but not yet marked the page dirty.
 //
 // Durability is the volume's job (cow_volume.h): it copies the dirty pages, makes the .data file
 // durable, and only then writes the copies here, so a bit on disk never points at data that is not.
@@ -58,6 +64,8 @@ class CowMap {
   void write_pages(const std::vector<PageCopy>& pages);
 
  private:
+  friend struct CowMapTestAccess;  // puts a map in the state between a set()'s two steps
+
   std::string path_;
   std::string layer_id_;
   UniqueFd fd_;
@@ -67,6 +75,7 @@ class CowMap {
   uint64_t bitmap_bytes_ = 0;
   std::vector<std::atomic<uint64_t>> words_;
   std::vector<std::atomic<bool>> dirty_;
+  std::vector<std::atomic<uint32_t>> setting_;
 };
 
 // 1..32 characters of [A-Za-z0-9._-]: what the engine's ids are, and safe as a file name.

@@ -171,9 +171,27 @@ void CowVolume::write_granule(CowLayer& top, LayerStack below, uint64_t g, uint6
   top.map.set(g);
 }
 
+CowVolume::GranuleRunLock::GranuleRunLock(CowVolume& v, uint64_t first, uint64_t last) : v_(v) {
+  const size_t stripes = v.granule_locks_.size();
+  count_ = last - first + 1 >= stripes ? stripes : static_cast<size_t>(last - first + 1);
+  begin_ = count_ == stripes ? 0 : static_cast<size_t>(first % stripes);
+  // Ascending stripe order whatever the run: the part of a run that wraps past the last stripe
+  // (stripes 0, 1, ...) is taken first.
+  const size_t wrapped = begin_ + count_ > stripes ? begin_ + count_ - stripes : 0;
+  for (size_t i = 0; i < wrapped; ++i) v.granule_locks_[i].lock();
+  for (size_t i = begin_; i < begin_ + count_ - wrapped; ++i) v.granule_locks_[i].lock();
+}
+
+CowVolume::GranuleRunLock::~GranuleRunLock() {
+  const size_t stripes = v_.granule_locks_.size();
+  for (size_t k = 0; k < count_; ++k) v_.granule_locks_[(begin_ + k) % stripes].unlock();
+}
+
 void CowVolume::zero_granules(CowLayer& top, uint64_t first, uint64_t last, bool may_punch) {
-  // One punch (or one run of zero writes) for the whole run, then the bits: a copy-up racing it
-  // in one of these granules lands before or after it, as concurrent NBD requests may.
+  // One punch (or one run of zero writes) for the whole run, then the bits, under the run's
+  // granule locks: a copy-up in one of these granules rewrites the whole granule with what it
+  // read below, so it must land wholly before the zeros or see their bits and write only its part.
+  GranuleRunLock lock(*this, first, last);
   const uint64_t gs = top.map.granule_size();
   const uint64_t begin = first * gs;
   const uint64_t len = std::min(size_, (last + 1) * gs) - begin;

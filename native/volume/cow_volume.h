@@ -139,6 +139,20 @@ class CowVolume {
   void verify_loop();
   void stop_verifier();
   std::mutex& granule_lock(uint64_t g) { return granule_locks_[g % granule_locks_.size()]; }
+  // The locks of granules first..last, taken in stripe order (all of them for a long run), so
+  // that two runs never wait for each other in a cycle; released in the destructor.
+  class GranuleRunLock {
+   public:
+    GranuleRunLock(CowVolume& v, uint64_t first, uint64_t last);
+    ~GranuleRunLock();
+    GranuleRunLock(const GranuleRunLock&) = delete;
+    GranuleRunLock& operator=(const GranuleRunLock&) = delete;
+
+   private:
+    CowVolume& v_;
+    size_t begin_;  // stripes [begin_, begin_ + count_) modulo the stripe count
+    size_t count_;
+  };
 
   const std::string store_dir_;
   const std::string granule_dir_;

@@ -66,6 +66,19 @@ export async function runDaemon(flags: DaemonFlags): Promise<number> {
   } catch (err) {
     return startFailed(log, err, config);
   }
+  // NBD first: once the control socket answers, `export start` must find the NBD server there.
+  let nbd: NbdServer | null = null;
+  if (config.nbdSocket !== undefined) {
+    nbd = new NbdServer(engine.exports, { socketPath: config.nbdSocket, socketMode: config.socketMode, ...(gid !== undefined ? { socketGid: gid } : {}) },
+      log.child({ component: 'nbd' }));
+    try {
+      await nbd.listen();
+    } catch (err) {
+      await engine.close().catch((e: unknown) => log.error({ err: e }, 'closing the engine failed'));
+      return startFailed(log, err, config);
+    }
+    engine.exports.setEndpoint(config.nbdSocket);
+  }
   const info = { version: PACKAGE_VERSION, pid: process.pid, startedAt: new Date().toISOString() };
   const server = new DaemonServer(engine, info, {
     socketPath: config.socketPath,
@@ -77,24 +90,12 @@ export async function runDaemon(flags: DaemonFlags): Promise<number> {
   try {
     await server.listen();
   } catch (err) {
+    await nbd?.close();
     await engine.close().catch((e: unknown) => log.error({ err: e }, 'closing the engine failed'));
     return startFailed(log, err, config);
   }
+  if (nbd) log.info({ nbdSocket: config.nbdSocket }, 'serving NBD');
   log.info({ socket: config.socketPath, mode: config.socketMode.toString(8), group: config.socketGroup ?? null }, 'listening');
-  let nbd: NbdServer | null = null;
-  if (config.nbdSocket !== undefined) {
-    nbd = new NbdServer(engine.exports, { socketPath: config.nbdSocket, socketMode: config.socketMode, ...(gid !== undefined ? { socketGid: gid } : {}) },
-      log.child({ component: 'nbd' }));
-    try {
-      await nbd.listen();
-    } catch (err) {
-      server.stopAccepting();
-      await engine.close().catch((e: unknown) => log.error({ err: e }, 'closing the engine failed'));
-      return startFailed(log, err, config);
-    }
-    engine.exports.setEndpoint(config.nbdSocket);
-    log.info({ nbdSocket: config.nbdSocket }, 'serving NBD');
-  }
   const scheduler = new Scheduler(engine.policies, { log: log.child({ component: 'scheduler' }) });
   scheduler.start();
 

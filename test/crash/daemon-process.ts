@@ -148,3 +148,32 @@ export function sleep(ms: number): Promise<void> {
 export function connect(layout: Layout): Promise<DaemonClient> {
   return DaemonClient.connect({ socketPath: layout.socketPath, connectTimeoutMs: 5000 });
 }
+
+/**
+ * Spawns the daemon and SIGKILLs it `delayMs` after it logs "starting" (engine open, crash
+ * recovery); resolves whether it had got as far as listening.
+ */
+export async function killDuringStartup(layout: Layout, delayMs: number, extraArgs: string[] = []): Promise<{ listening: boolean }> {
+  const d = DaemonProcess.spawn(layout, extraArgs);
+  try {
+    await d.waitForLog(/"msg":"starting"/, 15_000);
+  } catch {
+    // it may already have exited or be slow; the kill below still lands somewhere in start-up
+  }
+  await sleep(delayMs);
+  const listening = /"msg":"listening"/.test(d.stderr());
+  await d.kill();
+  return { listening };
+}
+
+/** A run of crash rounds: set up, every round, an orderly stop; the daemon is killed whatever happens. */
+export async function runRounds<S>(t: { stats: S; daemon: DaemonProcess | undefined; setUp(): Promise<void>; round(r: number): Promise<void>; tearDown(): Promise<void> }, rounds: number): Promise<S> {
+  try {
+    await t.setUp();
+    for (let r = 1; r <= rounds; r++) await t.round(r);
+    await t.tearDown();
+  } finally {
+    await t.daemon?.kill();
+  }
+  return t.stats;
+}

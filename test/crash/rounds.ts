@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import type { DaemonClient } from '../../src/daemon/client';
 import type { Disk, Job, Snapshot, StoreStats, VerifyResult } from '../../src/engine/types';
 import { Random } from '../helpers/random';
-import { DaemonProcess, connect, makeLayout, sleep, type Layout } from './daemon-process';
+import { DaemonProcess, connect, killDuringStartup, makeLayout, runRounds, sleep, type Layout } from './daemon-process';
 import { ImageWriter } from './disk-image';
 
 export interface TortureOptions {
@@ -88,14 +88,7 @@ const MAX_SNAPSHOTS_PER_DISK = 5;
 
 export async function runTorture(o: TortureOptions): Promise<TortureStats> {
   const t = new Torture(o);
-  try {
-    await t.setUp();
-    for (let r = 1; r <= o.rounds; r++) await t.round(r);
-    await t.tearDown();
-  } finally {
-    await t.daemon?.kill();
-  }
-  return t.stats;
+  return runRounds(t, o.rounds);
 }
 
 class Torture {
@@ -262,18 +255,11 @@ class Torture {
   }
 
   private async killDuringStartup(): Promise<void> {
-    const d = DaemonProcess.spawn(this.layout);
-    try {
-      await d.waitForLog(/"msg":"starting"/, 15_000);
-    } catch {
-      // it may already have exited or be slow; the kill below still lands somewhere in start-up
-    }
-    await sleep(this.rng.int(0, 60));
-    const listening = /"msg":"listening"/.test(d.stderr());
-    await d.kill();
+    const { listening } = await killDuringStartup(this.layout, this.rng.int(0, 60));
     this.stats.kills++;
     if (!listening) this.stats.startupKills++;
   }
+
 
   // ------------------------------------------------------------------ the checks
 

@@ -104,3 +104,11 @@ t.test('exports need --nbd-socket', async (t) => {
   t.equal(r.code, 1);
   t.match(r.json(), { error: { code: 'NbdNotEnabled' } });
 });
+
+t.test('the NBD socket takes connections as soon as the control socket answers', async (t) => {
+  // An operator's script exports right after the daemon is up; the NBD server must be there then.
+  const d = await nbdDaemon(t);
+  const c = await RawClient.open(d.nbd);
+  t.equal((await c.greet()).readBigUInt64BE(0), C.NBDMAGIC, 'the NBD greeting');
+  c.close();
+});
