@@ -1,32 +1,76 @@
 /**
- * Bytes of request data in flight across every connection of an NBD server: write payloads read
- * and not yet written, and read replies being assembled. Request counts alone do not bound memory
- * (16 requests of 4 MiB on each of many connections adds up), so a connection about to
- * read its next request waits while the server is over budget. The budget is soft: every
- * connection waiting when bytes come back reads one more request, so the overshoot is at most one
- * request per connection, and a single request larger than the budget can never deadlock.
+ * Bytes of request data held across every connection of an NBD server: write payloads read and
+ * not yet written to the backend, and read replies from the moment their Buffers are taken until
+ * the socket has written them (a reply the client does not read still holds its bytes). Request
+ * counts alone do not bound memory (16 requests of 4 MiB on each of many connections adds up), so
+ * a connection that has read a request header waits here, before it reads a payload or starts a
+ * read, until the request's bytes fit under the limit.
  *
- * State: the bytes taken and a FIFO of waiting connections, woken as bytes are given back.
+ * The limit is hard: bytes are granted first come, first served, and only while the total stays
+ * within it. A single request larger than the whole limit is granted once nothing else is held,
+ * so it cannot wait forever.
+ *
+ * State: the bytes held and a FIFO of waiting requests, granted as bytes are given back.
  */
+interface Waiter {
+  bytes: number;
+  grant(ok: boolean): void;
+}
+
 export class ByteBudget {
   private used = 0;
-  private readonly waiters: Array<() => void> = [];
+  private readonly waiters: Waiter[] = [];
 
   constructor(readonly limit: number) {}
 
   get inFlight(): number { return this.used; }
+  get waiting(): number { return this.waiters.length; }
 
-  /** Resolves once the server is under its limit (at once if it is). */
-  async room(): Promise<void> {
-    while (this.used >= this.limit) await new Promise<void>((r) => this.waiters.push(r));
+  /**
+   * Takes `bytes` once they fit; resolves true then, or false (nothing taken) when `signal`
+   * aborts first.
+   */
+  acquire(bytes: number, signal?: AbortSignal): Promise<boolean> {
+    if (signal?.aborted) return Promise.resolve(false);
+    if (this.waiters.length === 0 && this.fits(bytes)) {
+      this.used += bytes;
+      return Promise.resolve(true);
+    }
+    return new Promise<boolean>((resolve) => {
+      const w: Waiter = {
+        bytes,
+        grant: (ok) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(ok);
+        },
+      };
+      const onAbort = (): void => {
+        const i = this.waiters.indexOf(w);
+        if (i < 0) return;
+        this.waiters.splice(i, 1);
+        w.grant(false);
+        // The head may have been what kept smaller requests behind it waiting.
+        this.wake();
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.waiters.push(w);
+    });
   }
 
-  take(bytes: number): void {
-    this.used += bytes;
-  }
-
-  give(bytes: number): void {
+  release(bytes: number): void {
     this.used -= bytes;
-    while (this.used < this.limit && this.waiters.length > 0) this.waiters.shift()!();
+    this.wake();
+  }
+
+  private fits(bytes: number): boolean {
+    return this.used + bytes <= this.limit || this.used === 0;
+  }
+
+  private wake(): void {
+    while (this.waiters.length > 0 && this.fits(this.waiters[0]!.bytes)) {
+      const w = this.waiters.shift()!;
+      this.used += w.bytes;
+      w.grant(true);
+    }
   }
 }

@@ -10,6 +10,8 @@ import type { Socket } from 'node:net';
 import type { ByteReader } from './byte-reader';
 import type { ExportTable, NbdExport } from './backend';
 import * as C from './constants';
+import { drained } from './drained';
+import { quoteName, wireString } from './strings';
 
 /** The peer broke a MUST of the protocol: the connection is closed, nothing else is affected. */
 export class ProtocolViolation extends Error {}
@@ -17,11 +19,18 @@ export class ProtocolViolation extends Error {}
 /** Largest option payload accepted (names and queries are at most 4 KiB strings each). */
 export const MAX_OPTION_LENGTH = 64 * 1024;
 /**
- * Largest READ/WRITE payload served; advertised as the maximum block size, so clients split larger
- * requests. One store block: bigger payloads bought no throughput and, arriving as whole buffers,
- * held the daemon's RSS well above its 256 MiB target (a 64 MiB guest write: 331 MiB vs 174 MiB).
+ * The maximum block size advertised, so clients that honour it split larger requests; also the
+ * piece larger READs and WRITEs are served in. One store block: bigger payloads bought no
+ * throughput and, held as whole buffers, kept the daemon's RSS well above its 256 MiB target (a
+ * 64 MiB guest write: 331 MiB vs 174 MiB).
  */
 export const MAX_REQUEST_LENGTH = 4 * 1024 * 1024;
+/**
+ * Largest READ/WRITE payload served at all (2^25). A client that did not negotiate block sizes
+ * (the Linux kernel's sends NBD_OPT_GO with no information requests) may send up to this much,
+ * and the protocol says such a payload SHOULD NOT be taken for a denial of service.
+ */
+export const MAX_PAYLOAD = 32 * 1024 * 1024;
 export const PREFERRED_BLOCK_SIZE = 4096;
 /** The id of base:allocation in this server's replies (any non-zero id would do). */
 export const BASE_ALLOCATION_ID = 1;
@@ -97,6 +106,8 @@ export class Handshake {
     }
     this.noZeroes = (clientFlags & C.NBD_FLAG_C_NO_ZEROES) !== 0;
     for (;;) {
+      // A client that sends options without reading the replies would otherwise grow them here.
+      if (this.socket.writableNeedDrain) await drained(this.socket);
       const head = await this.reader.take(16);
       if (head.readBigUInt64BE(0) !== C.IHAVEOPT) throw new ProtocolViolation('an option does not start with IHAVEOPT');
       const option = head.readUInt32BE(8);
@@ -153,7 +164,7 @@ export class Handshake {
     const name = data.toString('utf8');
     const exp = this.exports.lookup(name);
     // This option cannot be answered with an error: the spec says to end the session.
-    if (!exp) throw new ProtocolViolation(`NBD_OPT_EXPORT_NAME asked for the unknown export ${JSON.stringify(name)}`);
+    if (!exp) throw new ProtocolViolation(`NBD_OPT_EXPORT_NAME asked for the unknown export ${quoteName(name)}`);
     const flags = transmissionFlags(exp, this.structured);
     const out = Buffer.alloc(this.noZeroes ? 10 : 134);
     out.writeBigUInt64BE(BigInt(exp.backend.size), 0);
@@ -173,7 +184,7 @@ export class Handshake {
     const wanted = new Set<number>();
     for (let i = 0; i < count; i++) wanted.add(d.u16()!);
     const exp = this.exports.lookup(name);
-    if (!exp) return this.error(option, C.NBD_REP_ERR_UNKNOWN, `no export named ${JSON.stringify(name)}`);
+    if (!exp) return this.error(option, C.NBD_REP_ERR_UNKNOWN, `no export named ${quoteName(name)}`);
     const flags = transmissionFlags(exp, this.structured);
     const info = Buffer.alloc(12);
     info.writeUInt16BE(C.NBD_INFO_EXPORT, 0);
@@ -182,7 +193,8 @@ export class Handshake {
     this.reply(option, C.NBD_REP_INFO, info);
     if (wanted.has(C.NBD_INFO_NAME)) this.reply(option, C.NBD_REP_INFO, infoString(C.NBD_INFO_NAME, exp.name));
     if (wanted.has(C.NBD_INFO_DESCRIPTION) && exp.description) this.reply(option, C.NBD_REP_INFO, infoString(C.NBD_INFO_DESCRIPTION, exp.description));
-    // Sent unasked too: a 4 MiB maximum is stricter than the protocol's default (unlimited).
+    // Sent unasked too: clients that honour it split requests at 4 MiB; larger ones up to
+    // MAX_PAYLOAD are still served, for clients that go by the protocol's default (2^25).
     const bs = Buffer.alloc(14);
     bs.writeUInt16BE(C.NBD_INFO_BLOCK_SIZE, 0);
     bs.writeUInt32BE(1, 2);
@@ -212,7 +224,7 @@ export class Handshake {
       queries.push(q);
     }
     if (d.remaining !== 0) return this.error(option, C.NBD_REP_ERR_INVALID, 'trailing bytes after the metadata context queries');
-    if (!this.exports.lookup(name)) return this.error(option, C.NBD_REP_ERR_UNKNOWN, `no export named ${JSON.stringify(name)}`);
+    if (!this.exports.lookup(name)) return this.error(option, C.NBD_REP_ERR_UNKNOWN, `no export named ${quoteName(name)}`);
     // base:allocation is the only context; "base:" is a wildcard when listing, ignored when setting.
     const selected = set
       ? queries.includes(C.BASE_ALLOCATION)
@@ -239,13 +251,13 @@ export class Handshake {
   }
 
   private error(option: number, type: number, message: string): undefined {
-    this.reply(option, type, Buffer.from(message, 'utf8'));
+    this.reply(option, type, wireString(message));
     return undefined;
   }
 }
 
 function infoString(type: number, s: string): Buffer {
-  const v = Buffer.from(s, 'utf8').subarray(0, C.NBD_MAX_STRING);
+  const v = wireString(s);
   const b = Buffer.alloc(2 + v.length);
   b.writeUInt16BE(type, 0);
   v.copy(b, 2);

@@ -4,9 +4,14 @@
  * protocol allows) up to MAX_IN_FLIGHT per connection; past that the reader waits, so a client
  * cannot queue unbounded work. Each reply is written from a single synchronous stretch of code
  * (corked writes, sent as one writev without copying the data), so chunks of different replies
- * never interleave mid-message.
+ * never interleave mid-message; the one reply written over several stretches (a simple read
+ * longer than a piece) holds the others back until it is out.
  *
- * A malformed request header (bad magic, a write payload over the maximum) closes the
+ * Memory: a READ or WRITE holds up to one piece (MAX_REQUEST_LENGTH) of the server's ByteBudget
+ * from its header until its payload is written to the backend, or its reply to the socket.
+ * Longer ones, up to MAX_PAYLOAD, are served a piece at a time within that one piece of budget.
+ *
+ * A malformed request header (bad magic, a write payload over MAX_PAYLOAD) closes the
  * connection: the byte stream cannot be resynchronised. A well-formed request that is invalid
  * (out of bounds, unknown command or flag, a write to a read-only export) gets an error reply
  * and the connection goes on.
@@ -14,17 +19,26 @@
 import type { Socket } from 'node:net';
 import { BlocksnapError } from '../errors';
 import type { ByteBudget } from './byte-budget';
-import type { ByteReader } from './byte-reader';
+import { ConnectionClosed, type ByteReader } from './byte-reader';
 import type { ReplyBuffers } from './reply-buffers';
 import type { Extent, NbdExport, ReadPiece } from './backend';
 import * as C from './constants';
-import { BASE_ALLOCATION_ID, MAX_REQUEST_LENGTH, ProtocolViolation, type Negotiated } from './handshake';
+import { drained } from './drained';
+import { BASE_ALLOCATION_ID, MAX_PAYLOAD, MAX_REQUEST_LENGTH, ProtocolViolation, type Negotiated } from './handshake';
+import { wireString } from './strings';
 
 const MAX_IN_FLIGHT = 16;
+/**
+ * Budget bytes one connection may hold before it stops reading requests: four pieces, so that a
+ * client that never reads its replies cannot take the whole server's budget on its own.
+ */
+export const CONNECTION_BYTES = 4 * MAX_REQUEST_LENGTH;
 const SIMPLE_HEADER_SIZE = 16;
 const STRUCTURED_HEADER_SIZE = 20;
 /** Most descriptors in one BLOCK_STATUS reply; the client asks again for the rest. */
 const MAX_EXTENTS = 1024;
+/** Pieces a refused write payload is read and dropped in: no large Buffer for bytes thrown away. */
+const DISCARD_PIECE = 64 * 1024;
 
 /** Error value a request fails with, and the message for a structured error chunk. */
 class RequestError extends Error {
@@ -32,6 +46,8 @@ class RequestError extends Error {
     super(message);
   }
 }
+
+const shuttingDown = (): RequestError => new RequestError(C.NBD_ESHUTDOWN, 'the export is going away: the server is ending this connection');
 
 export interface Request {
   flags: number;
@@ -46,10 +62,35 @@ export interface TransmissionLog {
   warn(obj: object, msg?: string): void;
 }
 
+/**
+ * The budget bytes of one request, given back exactly once: when the request ends, or, for a
+ * reply that carries them (`handedOff`), once the socket has written it.
+ */
+class Hold {
+  handedOff = false;
+  private given = false;
+  constructor(private readonly give: () => void) {}
+  release(): void {
+    if (this.given) return;
+    this.given = true;
+    this.give();
+  }
+}
+
 export class Transmission {
   private inFlight = 0;
-  private slot: (() => void) | null = null;
-  private idle: (() => void) | null = null;
+  /** Budget bytes this connection's requests hold. */
+  private held = 0;
+  /** The read loop, waiting for a request slot or for held bytes to come back. */
+  private loopWaiter: (() => void) | null = null;
+  private idleWaiters: Array<() => void> = [];
+  private closing = false;
+  /** Aborted on shutdown or close: a request waiting for budget stops waiting. */
+  private readonly abort = new AbortController();
+  /** Replies held back while a simple read reply longer than one piece is being written. */
+  private heldBack: Array<() => void> | null = null;
+  /** Settles when the last such reply has been written: they go out one at a time. */
+  private exclusive: Promise<void> = Promise.resolve();
   private readonly exp: NbdExport;
 
   constructor(
@@ -61,38 +102,115 @@ export class Transmission {
     private readonly budget: ByteBudget,
     /** Shared by the server's connections: the Buffers read replies are built in. */
     private readonly buffers: ReplyBuffers,
+    /** How long shutdown() lets running requests finish before the socket is destroyed. */
+    private readonly graceMs: number,
   ) {
     this.exp = n.export;
+    socket.once('close', () => {
+      this.abort.abort();
+      this.wakeLoop();
+    });
   }
 
   /** Serves requests until NBD_CMD_DISC (then waits for the running ones) or the peer goes away. */
   async run(): Promise<void> {
     for (;;) {
-      if (this.inFlight >= MAX_IN_FLIGHT) await new Promise<void>((r) => { this.slot = r; });
+      while (this.inFlight >= MAX_IN_FLIGHT || this.held >= CONNECTION_BYTES) {
+        if (this.socket.destroyed) throw new ConnectionClosed();
+        await new Promise<void>((r) => { this.loopWaiter = r; });
+      }
       // Replies the client is slow to read stay bounded too: stop reading requests meanwhile.
       if (this.socket.writableNeedDrain) await drained(this.socket);
-      await this.budget.room();
-      const req = await this.readRequest();
+      const req = await this.readHeader();
       if (req.type === C.NBD_CMD_DISC) {
-        if (this.inFlight > 0) await new Promise<void>((r) => { this.idle = r; });
+        await this.idle();
         return;
       }
-      // A write's payload is already in memory; a read's reply is about to be.
-      const bytes = req.type === C.NBD_CMD_WRITE || req.type === C.NBD_CMD_READ ? Math.min(req.length, MAX_REQUEST_LENGTH) : 0;
-      this.budget.take(bytes);
+      const bytes = budgetBytes(req);
+      const granted = !this.closing && (bytes === 0 || await this.budget.acquire(bytes, this.abort.signal));
+      if (!granted && this.socket.destroyed) throw new ConnectionClosed();
+      // Granted as the shutdown began: not run either, so nothing reaches the backend after it.
+      if (!granted || this.closing) {
+        if (granted) this.budget.release(bytes);
+        await this.refuse(req);
+        continue;
+      }
+      this.held += bytes;
       this.inFlight++;
-      void this.serve(req).finally(() => {
-        this.budget.give(bytes);
-        this.inFlight--;
-        const s = this.slot;
-        this.slot = null;
-        s?.();
-        if (this.inFlight === 0 && this.idle) this.idle();
+      const hold = new Hold(() => {
+        this.budget.release(bytes);
+        this.held -= bytes;
+        this.wakeLoop();
       });
+      if (req.type === C.NBD_CMD_WRITE && req.length > MAX_REQUEST_LENGTH) {
+        // Its payload comes off the socket a piece at a time, and only this loop reads the socket.
+        try {
+          await this.streamedWrite(req);
+        } finally {
+          this.finished(hold);
+        }
+        continue;
+      }
+      if (req.type === C.NBD_CMD_WRITE) {
+        try {
+          req.payload = await this.reader.take(req.length);
+        } catch (err) {
+          this.finished(hold);
+          throw err;
+        }
+        if (this.closing) {
+          this.fail(req, shuttingDown());
+          this.finished(hold);
+          continue;
+        }
+      }
+      void this.serve(req, hold).finally(() => this.finished(hold));
     }
   }
 
-  private async readRequest(): Promise<Request> {
+  /**
+   * Ends the connection from the server's side (its export stopped, the server is closing), as
+   * the protocol asks: requests read from now on are not run but answered NBD_ESHUTDOWN, those
+   * running finish and are answered, then the socket is closed. Bounded: after graceMs the socket
+   * is destroyed whatever still runs. Resolves once the socket has closed.
+   */
+  shutdown(): Promise<void> {
+    if (!this.closing) {
+      this.closing = true;
+      this.abort.abort();
+      this.wakeLoop();
+      const timer = setTimeout(() => this.socket.destroy(), this.graceMs);
+      this.socket.once('close', () => clearTimeout(timer));
+      void this.idle().then(() => this.socket.destroySoon());
+    }
+    return new Promise((resolve) => {
+      if (this.socket.closed) resolve();
+      else this.socket.once('close', () => resolve());
+    });
+  }
+
+  private finished(hold: Hold): void {
+    this.inFlight--;
+    if (!hold.handedOff) hold.release();
+    this.wakeLoop();
+    if (this.inFlight === 0) {
+      const w = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const f of w) f();
+    }
+  }
+
+  private wakeLoop(): void {
+    const w = this.loopWaiter;
+    this.loopWaiter = null;
+    w?.();
+  }
+
+  private async idle(): Promise<void> {
+    while (this.inFlight > 0) await new Promise<void>((r) => this.idleWaiters.push(r));
+  }
+
+  private async readHeader(): Promise<Request> {
     const h = await this.reader.take(C.REQUEST_HEADER_SIZE);
     if (h.readUInt32BE(0) !== C.NBD_REQUEST_MAGIC) throw new ProtocolViolation('a request does not start with NBD_REQUEST_MAGIC');
     const flags = h.readUInt16BE(4);
@@ -100,22 +218,69 @@ export class Transmission {
     const handle = Buffer.from(h.subarray(8, 16));
     const offset64 = h.readBigUInt64BE(16);
     const length = h.readUInt32BE(24);
-    let payload: Buffer | null = null;
-    if (type === C.NBD_CMD_WRITE) {
-      // The payload must be consumed to stay in step; one over the maximum is a denial of service.
-      if (length > MAX_REQUEST_LENGTH) throw new ProtocolViolation(`a write of ${length} bytes exceeds the ${MAX_REQUEST_LENGTH}-byte maximum`);
-      payload = await this.reader.take(length);
-    }
+    // The payload must be consumed to stay in step; one over 2^25 may be taken for a denial of service.
+    if (type === C.NBD_CMD_WRITE && length > MAX_PAYLOAD) throw new ProtocolViolation(`a write of ${length} bytes exceeds the ${MAX_PAYLOAD}-byte maximum`);
     // Offsets past 2^53 cannot be in bounds of any export; keep them out of float arithmetic.
     const offset = offset64 > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(offset64);
-    return { flags, type, handle, offset, length, payload };
+    return { flags, type, handle, offset, length, payload: null };
   }
 
-  private async serve(req: Request): Promise<void> {
+  /** Answers a request read while the connection shuts down, without running it. */
+  private async refuse(req: Request): Promise<void> {
+    if (req.type === C.NBD_CMD_WRITE) await this.discard(req.length);
+    this.fail(req, shuttingDown());
+  }
+
+  private async discard(length: number): Promise<void> {
+    for (let left = length; left > 0;) {
+      const n = Math.min(left, DISCARD_PIECE);
+      await this.reader.take(n);
+      left -= n;
+    }
+  }
+
+  /**
+   * A write longer than one piece. Each piece of its payload is written to the backend before the
+   * next is taken off the socket, so it holds one piece of memory whatever its length. A client
+   * gone mid-payload may leave the pieces before the cut written: the write was never
+   * acknowledged. Once the connection shuts down the rest of the payload is dropped.
+   */
+  private async streamedWrite(req: Request): Promise<void> {
+    let error: unknown = null;
+    try {
+      this.checkFlags(req);
+      this.writable(req);
+    } catch (err) {
+      error = err;
+    }
+    const fua = (req.flags & C.NBD_CMD_FLAG_FUA) !== 0;
+    for (let done = 0; done < req.length;) {
+      const n = Math.min(MAX_REQUEST_LENGTH, req.length - done);
+      if (error !== null) {
+        await this.discard(n);
+      } else {
+        const piece = await this.reader.take(n);
+        if (this.closing) {
+          error = shuttingDown();
+        } else {
+          try {
+            await this.exp.backend.write!(req.offset + done, piece, fua);
+          } catch (err) {
+            error = err;
+          }
+        }
+      }
+      done += n;
+    }
+    if (error !== null) this.fail(req, error);
+    else this.ok(req);
+  }
+
+  private async serve(req: Request, hold: Hold): Promise<void> {
     try {
       this.checkFlags(req);
       switch (req.type) {
-        case C.NBD_CMD_READ: return await this.read(req);
+        case C.NBD_CMD_READ: return await this.read(req, hold);
         case C.NBD_CMD_WRITE: return await this.write(req);
         case C.NBD_CMD_FLUSH:
           await this.exp.backend.flush?.();
@@ -146,35 +311,116 @@ export class Transmission {
     }
   }
 
-  private writable(req: Request): void {
+  /** A request that changes the export: EPERM on a read-only one, `outOfBounds` past its end. */
+  private writable(req: Request, outOfBounds = C.NBD_ENOSPC): void {
     if (!this.exp.backend.writable) throw new RequestError(C.NBD_EPERM, 'the export is read-only');
-    this.inBounds(req, C.NBD_ENOSPC);
+    this.inBounds(req, outOfBounds);
   }
 
   /**
    * A read reply is built in pooled Buffers the backend reads straight into: one Buffer (header
-   * and data) for a simple reply or a DF read, one per data chunk otherwise, holes as small chunks.
+   * and data) for a simple reply or a DF read, one per data chunk otherwise, holes as small
+   * chunks. Its budget goes back once the socket has written it.
    */
-  private async read(req: Request): Promise<void> {
-    if (req.length > MAX_REQUEST_LENGTH) throw new RequestError(C.NBD_EINVAL, `a read of ${req.length} bytes exceeds the ${MAX_REQUEST_LENGTH}-byte maximum`);
+  private async read(req: Request, hold: Hold): Promise<void> {
+    if (req.length > MAX_PAYLOAD) {
+      // A simple reply cannot be split, and EOVERFLOW is only for structured replies.
+      throw new RequestError(this.n.structured ? C.NBD_EOVERFLOW : C.NBD_EINVAL, `a read of ${req.length} bytes exceeds the ${MAX_PAYLOAD}-byte maximum`);
+    }
+    const df = this.n.structured && (req.flags & C.NBD_CMD_FLAG_DF) !== 0;
+    if (df && req.length > MAX_REQUEST_LENGTH) {
+      throw new RequestError(C.NBD_EOVERFLOW, `a read of ${req.length} bytes cannot be sent unfragmented (at most ${MAX_REQUEST_LENGTH})`);
+    }
     this.inBounds(req, C.NBD_EINVAL);
     if (req.length === 0) return this.ok(req);
-    const pieces = this.exp.backend.layout(req.offset, req.length);
-    if (!this.n.structured || (req.flags & C.NBD_CMD_FLAG_DF)) {
+    if (req.length > MAX_REQUEST_LENGTH) return this.n.structured ? this.readChunked(req) : this.readStreamed(req);
+    if (!this.n.structured || df) {
       const head = this.n.structured ? STRUCTURED_HEADER_SIZE + 8 : SIMPLE_HEADER_SIZE;
-      const out = this.buffers.take(head + req.length);
-      await this.fill([out], pieces.map((p) => ({ p, target: out, at: head + p.offset - req.offset })));
+      const out = await this.filled(head, req.offset, req.length);
       if (this.n.structured) {
         writeStructuredHeader(out, 0, C.NBD_REPLY_FLAG_DONE, C.NBD_REPLY_TYPE_OFFSET_DATA, req.handle, 8 + req.length);
         out.writeBigUInt64BE(BigInt(req.offset), STRUCTURED_HEADER_SIZE);
       } else {
         simpleHeader(out, 0, req.handle);
       }
-      this.sendPooled([out]);
+      this.sendPooled([out], hold);
       return;
     }
+    this.sendPooled(await this.chunks(req, req.offset, req.length, true), hold);
+  }
+
+  /**
+   * A structured read longer than one piece, a piece at a time: each piece's chunks are written
+   * before the next piece is read, so the read holds one piece of memory (its budget).
+   */
+  private async readChunked(req: Request): Promise<void> {
+    for (let at = 0; at < req.length; at += MAX_REQUEST_LENGTH) {
+      if (this.socket.destroyed) return;
+      const n = Math.min(MAX_REQUEST_LENGTH, req.length - at);
+      const chunks = await this.chunks(req, req.offset + at, n, at + n === req.length);
+      await new Promise<void>((resolve) => this.sendPooled(chunks, null, resolve));
+    }
+  }
+
+  /**
+   * A simple read longer than one piece. Its reply is one message (header, then every byte), so
+   * other replies are held back until it is written, and it is filled and written a piece at a
+   * time. The first piece is read before the header goes out, so a failure there is an ordinary
+   * error reply; after the header has said success, a failure can only be a hard disconnect, as
+   * the protocol requires.
+   */
+  private async readStreamed(req: Request): Promise<void> {
+    const first = await this.filled(SIMPLE_HEADER_SIZE, req.offset, MAX_REQUEST_LENGTH);
+    simpleHeader(first, 0, req.handle);
+    const done = await this.exclusiveTurn();
+    try {
+      await this.written([first]);
+      for (let at = MAX_REQUEST_LENGTH; at < req.length; at += MAX_REQUEST_LENGTH) {
+        if (this.socket.destroyed) return;
+        const n = Math.min(MAX_REQUEST_LENGTH, req.length - at);
+        let piece: Buffer;
+        try {
+          piece = await this.filled(0, req.offset + at, n);
+        } catch (err) {
+          this.log.warn({ err, export: this.exp.name, offset: req.offset, length: req.length },
+            'an NBD read failed after its reply header was sent: closing the connection');
+          this.socket.destroy();
+          return;
+        }
+        await this.written([piece]);
+      }
+    } finally {
+      done();
+    }
+  }
+
+  /** Waits for the previous long simple reply to be out; holds other replies back until the returned function runs. */
+  private async exclusiveTurn(): Promise<() => void> {
+    const before = this.exclusive;
+    let settle!: () => void;
+    this.exclusive = new Promise<void>((r) => { settle = r; });
+    await before;
+    this.heldBack = [];
+    return () => {
+      const q = this.heldBack ?? [];
+      this.heldBack = null;
+      for (const f of q) f();
+      settle();
+    };
+  }
+
+  /** A pooled Buffer: `head` bytes left to the caller, then [offset, offset + length) of the export. */
+  private async filled(head: number, offset: number, length: number): Promise<Buffer> {
+    const out = this.buffers.take(head + length);
+    await this.fill([out], this.exp.backend.layout(offset, length).map((p) => ({ p, target: out, at: head + p.offset - offset })));
+    return out;
+  }
+
+  /** Data and hole chunks of [offset, offset + length) of a structured read; the last is DONE if `last`. */
+  private async chunks(req: Request, offset: number, length: number, last: boolean): Promise<Buffer[]> {
+    const pieces = this.exp.backend.layout(offset, length);
     const chunks = pieces.map((p, i) => {
-      const flags = i === pieces.length - 1 ? C.NBD_REPLY_FLAG_DONE : 0;
+      const flags = last && i === pieces.length - 1 ? C.NBD_REPLY_FLAG_DONE : 0;
       if (p.zero) {
         const hole = Buffer.allocUnsafe(STRUCTURED_HEADER_SIZE + 12);
         writeStructuredHeader(hole, 0, flags, C.NBD_REPLY_TYPE_OFFSET_HOLE, req.handle, 12);
@@ -189,7 +435,7 @@ export class Transmission {
     });
     const pooled = chunks.filter((_, i) => !pieces[i]!.zero);
     await this.fill(pooled, pieces.flatMap((p, i) => (p.zero ? [] : [{ p, target: chunks[i]!, at: STRUCTURED_HEADER_SIZE + 8 }])));
-    this.sendPooled(chunks);
+    return chunks;
   }
 
   /**
@@ -217,7 +463,8 @@ export class Transmission {
   }
 
   private async trim(req: Request): Promise<void> {
-    this.writable(req);
+    // Past the end a trim is EINVAL, like a read (the protocol's SHOULD); ENOSPC is for writes.
+    this.writable(req, C.NBD_EINVAL);
     if (!this.exp.backend.trim) throw new RequestError(C.NBD_EINVAL, 'trim is not supported by this export');
     if (req.length > 0) await this.exp.backend.trim(req.offset, req.length, (req.flags & C.NBD_CMD_FLAG_FUA) !== 0);
     this.ok(req);
@@ -272,11 +519,13 @@ export class Transmission {
     } else {
       const e = err instanceof Error ? err : new Error(String(err));
       if (e instanceof BlocksnapError && e.code === 'NoSpace') errno = C.NBD_ENOSPC;
+      // The backend may be closing under it (a stopped export): the protocol's answer is ESHUTDOWN.
+      if (this.closing) errno = C.NBD_ESHUTDOWN;
       message = e instanceof BlocksnapError ? `${e.code}: ${e.message}` : e.message;
       this.log.warn({ err: e, export: this.exp.name, type: req.type, offset: req.offset, length: req.length }, 'an NBD request failed');
     }
     if (this.n.structured) {
-      const m = Buffer.from(message, 'utf8').subarray(0, C.NBD_MAX_STRING);
+      const m = wireString(message);
       const p = Buffer.alloc(6 + m.length);
       p.writeUInt32BE(errno, 0);
       p.writeUInt16BE(m.length, 4);
@@ -289,43 +538,68 @@ export class Transmission {
     this.send(out);
   }
 
-  /** Like send(); Buffers of the reply pool among the parts go back to it once written. */
-  private sendPooled(parts: Buffer[]): void {
-    if (this.socket.destroyed) {
-      for (const p of parts) this.buffers.give(p);
-      return;
+  /**
+   * Like send(); Buffers of the reply pool among the parts go back to it once written, and so do
+   * the request's budget bytes (`hold`) and `onWritten`, once the last part is.
+   */
+  private sendPooled(parts: Buffer[], hold: Hold | null, onWritten?: () => void): void {
+    if (hold) hold.handedOff = true;
+    const emit = (): void => {
+      if (this.socket.destroyed) {
+        for (const p of parts) this.buffers.give(p);
+        hold?.release();
+        onWritten?.();
+        return;
+      }
+      this.socket.cork();
+      // The callback runs once the socket is done with the Buffer, written or failed.
+      parts.forEach((p, i) => this.socket.write(p, () => {
+        this.buffers.give(p);
+        if (i === parts.length - 1) {
+          hold?.release();
+          onWritten?.();
+        }
+      }));
+      this.socket.uncork();
+    };
+    if (this.heldBack) this.heldBack.push(emit);
+    else emit();
+  }
+
+  /** Writes pooled Buffers ahead of held-back replies (the long simple reply's own pieces); resolves once written. */
+  private written(parts: Buffer[]): Promise<void> {
+    const held = this.heldBack;
+    this.heldBack = null;
+    try {
+      return new Promise<void>((resolve) => this.sendPooled(parts, null, resolve));
+    } finally {
+      this.heldBack = held;
     }
-    this.socket.cork();
-    // The callback runs once the socket is done with the Buffer, written or failed.
-    for (const p of parts) this.socket.write(p, () => this.buffers.give(p));
-    this.socket.uncork();
   }
 
   /** One reply: its parts go out in one writev (corked), never interleaved with another reply's. */
   private send(...parts: Buffer[]): void {
-    if (this.socket.destroyed) return;
-    if (parts.length === 1) {
-      this.socket.write(parts[0]!);
-      return;
-    }
-    this.socket.cork();
-    for (const p of parts) this.socket.write(p);
-    this.socket.uncork();
+    const emit = (): void => {
+      if (this.socket.destroyed) return;
+      if (parts.length === 1) {
+        this.socket.write(parts[0]!);
+        return;
+      }
+      this.socket.cork();
+      for (const p of parts) this.socket.write(p);
+      this.socket.uncork();
+    };
+    if (this.heldBack) this.heldBack.push(emit);
+    else emit();
   }
 }
 
-function drained(socket: Socket): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      socket.off('drain', done);
-      socket.off('close', done);
-      resolve();
-    };
-    socket.on('drain', done);
-    socket.on('close', done);
-  });
+/** Budget bytes a request holds: its payload in memory, or its reply's, at most one piece. */
+function budgetBytes(req: Request): number {
+  if (req.type === C.NBD_CMD_WRITE) return Math.min(req.length, MAX_REQUEST_LENGTH);
+  if (req.type === C.NBD_CMD_READ && req.length <= MAX_PAYLOAD) return Math.min(req.length, MAX_REQUEST_LENGTH);
+  return 0;
 }
-
 
 function simpleHeader(out: Buffer, errno: number, handle: Buffer): void {
   out.writeUInt32BE(C.NBD_SIMPLE_REPLY_MAGIC, 0);

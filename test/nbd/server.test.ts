@@ -7,6 +7,7 @@ import { NbdServer } from '../../src/nbd/server';
 import * as C from '../../src/nbd/constants';
 import { MemoryBackend, table } from './fixtures/memory-backend';
 import { RawClient } from './fixtures/raw-client';
+import { attached } from './fixtures/serve';
 
 const silent = { debug() {}, info() {}, warn() {} };
 const KiB = 1024;
@@ -35,19 +36,6 @@ function tool(cmd: string, args: string[]): Promise<{ status: number | null; out
       resolve({ status: err ? (typeof err.code === 'number' ? err.code : null) : 0, out: stdout + stderr });
     });
   });
-}
-
-/** A client in transmission on `name` (structured replies off unless asked). */
-async function attached(socketPath: string, name: string, structured = false): Promise<RawClient> {
-  const c = await RawClient.open(socketPath);
-  await c.greet();
-  if (structured) {
-    c.option(C.NBD_OPT_STRUCTURED_REPLY);
-    await c.reply();
-  }
-  const replies = await c.go(name);
-  if (replies[replies.length - 1]!.type !== C.NBD_REP_ACK) throw new Error('GO failed');
-  return c;
 }
 
 t.test('the greeting is fixed newstyle, and unknown client flags close only that connection', async (t) => {
@@ -150,6 +138,18 @@ t.test('invalid requests get error replies; a bad request magic or a half-sent w
   t.same(await c.simpleReply(), { error: 0, handle: 9n });
   t.ok((await c.read(16)).equals(Buffer.alloc(16, 0xab)));
   t.ok(s.rw.data.subarray(0, MiB).equals(Buffer.alloc(MiB)), 'the half-sent write was never applied');
+  c.close();
+});
+
+t.test('past the end of the export a trim is EINVAL, like a read; writes and write zeroes are ENOSPC', async (t) => {
+  const s = await serve(t);
+  const c = await attached(s.socketPath, 'rw');
+  c.request(C.NBD_CMD_TRIM, 4 * MiB - 4096, 8192, 0, 1n);
+  t.same(await c.simpleReply(), { error: C.NBD_EINVAL, handle: 1n }, 'trim');
+  c.request(C.NBD_CMD_WRITE, 4 * MiB - 4096, 8192, 0, 2n, Buffer.alloc(8192, 1));
+  t.same(await c.simpleReply(), { error: C.NBD_ENOSPC, handle: 2n }, 'write');
+  c.request(C.NBD_CMD_WRITE_ZEROES, 4 * MiB - 4096, 8192, 0, 3n);
+  t.same(await c.simpleReply(), { error: C.NBD_ENOSPC, handle: 3n }, 'write zeroes');
   c.close();
 });
 

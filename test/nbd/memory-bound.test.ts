@@ -1,0 +1,48 @@
+/**
+ * Read replies a client does not read stay inside the server's byte budget: a reply holds its
+ * bytes until the socket has written it, not just until it was queued.
+ */
+import t from 'tap';
+import * as C from '../../src/nbd/constants';
+import { NBD_BYTES_IN_FLIGHT } from '../../src/nbd/server';
+import { CONNECTION_BYTES } from '../../src/nbd/transmission';
+import { MemoryBackend } from './fixtures/memory-backend';
+import type { RawClient } from './fixtures/raw-client';
+import { attached, settled, startServer } from './fixtures/serve';
+
+const MiB = 1024 * 1024;
+
+/** `count` pipelined 4 MiB reads from a client that then reads nothing. */
+function flood(c: RawClient, count: number): void {
+  c.socket.pause();
+  for (let i = 0; i < count; i++) c.request(C.NBD_CMD_READ, 0, 4 * MiB, 0, BigInt(i));
+}
+
+t.test('replies that clients never read are held within the server\'s budget', async (t) => {
+  const { socketPath, server } = await startServer(t, { rw: new MemoryBackend(4 * MiB) });
+  const clients: RawClient[] = [];
+  for (let i = 0; i < 8; i++) {
+    const c = await attached(socketPath, 'rw');
+    flood(c, 32);
+    clients.push(c);
+  }
+  const unsent = await settled(() => server.unsentBytes + server.bytesInFlight);
+  t.ok(server.unsentBytes <= NBD_BYTES_IN_FLIGHT + 64 * 1024, `${server.unsentBytes} bytes queued unsent`);
+  t.ok(server.bytesInFlight <= NBD_BYTES_IN_FLIGHT, `${server.bytesInFlight} bytes held`);
+  t.ok(unsent > 0, 'the clients did leave replies unread');
+  for (const c of clients) c.close();
+});
+
+t.test('one client that never reads holds at most its share, and others are still served', async (t) => {
+  const { socketPath, server } = await startServer(t, { rw: new MemoryBackend(4 * MiB) });
+  const hog = await attached(socketPath, 'rw');
+  flood(hog, 32);
+  const held = await settled(() => server.bytesInFlight);
+  t.ok(held <= CONNECTION_BYTES, `${held} bytes held for it`);
+  const other = await attached(socketPath, 'rw');
+  other.request(C.NBD_CMD_READ, 0, 4 * MiB, 0, 9n);
+  t.same(await other.simpleReply(), { error: 0, handle: 9n });
+  t.equal((await other.read(4 * MiB)).length, 4 * MiB);
+  hog.close();
+  other.close();
+});
