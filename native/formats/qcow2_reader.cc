@@ -71,7 +71,8 @@ Qcow2Header parse_qcow2_header(std::span<const uint8_t> head, uint64_t file_size
   if (q.cluster_bits < kMinClusterBits || q.cluster_bits > kMaxClusterBits)
     corrupt(path, "cluster bits " + std::to_string(q.cluster_bits) + " outside 9..21");
   const uint64_t cluster = q.cluster_size();
-  q.size = get_be64(h + kOffSize);
+  // Whole 512-byte sectors, as QEMU reads it: a guest never sees the bytes of a partial last one.
+  q.size = get_be64(h + kOffSize) & ~uint64_t{511};
   if (q.size > kMaxVirtualSize) corrupt(path, "virtual size " + std::to_string(q.size) + " is too large");
   q.crypt_method = get_be32(h + kOffCryptMethod);
   q.l1_size = get_be32(h + kOffL1Size);
@@ -186,6 +187,13 @@ namespace {
 
 ImageFormat backing_format_of(const std::string& image, const Qcow2Header& h, const std::string& backing) {
   if (h.backing_file.rfind("json:", 0) == 0) unsupported(image, "json: backing file specifications are not supported");
+  // Opening it would only say ENOENT of a path the user never typed: name the image that refers to it.
+  struct stat st;
+  if (::stat(backing.c_str(), &st) != 0 && errno == ENOENT) {
+    Error e(ErrorCode::ImageNotFound, "the backing file \"" + h.backing_file + "\" of " + image + " does not exist (" + backing + ")");
+    e.path = backing;
+    throw e;
+  }
   if (h.backing_format == "qcow2") return ImageFormat::Qcow2;
   if (h.backing_format == "raw" || h.backing_format == "file") return ImageFormat::Raw;
   if (!h.backing_format.empty()) unsupported(image, "backing format \"" + h.backing_format + "\" is not supported (raw and qcow2 are)");

@@ -173,6 +173,43 @@ TEST(qcow2_backing_chain_that_loops_is_refused) {
   CHECK_THROWS_CODE(open_qcow2_source(img, no_backing), ErrorCode::UnsupportedFormat);
 }
 
+// A missing backing file is named by what the image calls it and the image that refers to it:
+// an ENOENT of a resolved path the user never typed says neither.
+TEST(qcow2_missing_backing_file_names_the_image_that_refers_to_it) {
+  TempDir dir;
+  const auto none = store_blocks(dir.path(), {{}});
+  const std::string img = dir / "over.qcow2";
+  write_image(img, dir.path(), none, kBlock, 16, 3);
+  const std::string name = "gone.raw";
+  patch(img, 512, std::vector<uint8_t>(name.begin(), name.end()));
+  patch(img, qcow2::kOffBackingOffset, be64(512));
+  patch(img, qcow2::kOffBackingSize, be32(static_cast<uint32_t>(name.size())));
+  for (int way = 0; way < 2; ++way) {
+    try {
+      if (way == 0) qcow2_backing_chain(img);
+      else open_qcow2_source(img);
+      CHECK(false);
+    } catch (const Error& e) {
+      CHECK(e.code() == ErrorCode::ImageNotFound);
+      const std::string what = e.what();
+      CHECK(what.find("\"gone.raw\"") != std::string::npos);
+      CHECK(what.find(img) != std::string::npos);
+    }
+  }
+}
+
+// QEMU reads the virtual size in whole 512-byte sectors; so does the reader, or a snapshot and
+// its clone would be longer than the disk the guest sees.
+TEST(qcow2_virtual_size_is_whole_sectors_as_qemu_reads_it) {
+  TempDir dir;
+  const auto digests = store_blocks(dir.path(), {pattern(kBlock, 3)});
+  const std::string img = dir / "odd.qcow2";
+  write_image(img, dir.path(), digests, kBlock, 16, 3);
+  patch(img, qcow2::kOffSize, be64(kBlock - 100));
+  CHECK_EQ(read_qcow2_header(img).size, kBlock - 512);
+  CHECK_EQ(open_qcow2_source(img)->size(), kBlock - 512);
+}
+
 TEST(qcow2_damaged_headers_fail_with_a_code) {
   TempDir dir;
   const auto digests = store_blocks(dir.path(), {pattern(kBlock, 5), {}});
