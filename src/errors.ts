@@ -126,6 +126,8 @@ export function errnoToCode(code: unknown): ErrorCode {
     case 'EACCES': case 'EPERM': return 'PermissionDenied';
     case 'ENOSPC': case 'EDQUOT': return 'NoSpace';
     case 'EISDIR': case 'ENOTDIR': return 'NotAnImage';
+    case 'ENAMETOOLONG': return 'InvalidArgument'; // a client named a path the filesystem cannot hold
+    case 'ELOOP': return 'PathNotAllowed'; // a symlink loop cannot be resolved, so it cannot be checked against the roots
     case 'EIO': return 'IOError';
     default: return 'Internal';
   }

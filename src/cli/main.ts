@@ -72,21 +72,27 @@ Examples:
 export async function main(argv: string[] = process.argv): Promise<number> {
   const json = argv.slice(2).includes('--json');
   const program = buildProgram();
-  if (json) {
-    // commander prints its own messages to stderr; with --json the error object replaces them.
-    const silence = (cmd: Command): void => {
-      cmd.configureOutput({ outputError: () => undefined, writeErr: () => undefined });
-      cmd.commands.forEach(silence);
-    };
-    silence(program);
-  }
+  // commander prints its own parse errors to stderr; with --json the error object replaces them.
+  // A parser called inside an action throws the same error class unprinted, so remember which it was.
+  let commanderPrinted = false;
+  const watch = (cmd: Command): void => {
+    cmd.configureOutput({
+      outputError: (text, write) => {
+        commanderPrinted = true;
+        if (!json) write(text);
+      },
+      ...(json ? { writeErr: () => undefined } : {}),
+    });
+    cmd.commands.forEach(watch);
+  };
+  watch(program);
   try {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.exitCode === 0) return EXIT.ok; // --help, --version
-      if (json) reportError(new BlocksnapError('InvalidArgument', err.message.replace(/^error: /, '')), true);
+      if (json || !commanderPrinted) reportError(new BlocksnapError('InvalidArgument', err.message.replace(/^error: /, '')), json);
       return EXIT.usage;
     }
     if (err instanceof InterruptedWait) {

@@ -67,6 +67,8 @@ export class Connection {
   private readonly ctx: CallContext;
   private readonly channels: StreamChannels;
   private state: ConnState = 'hello';
+  /** Hello requests not yet answered: a request behind one is early, not missing its hello. */
+  private helloInFlight = 0;
   private inFlight = 0;
   private paused = false;
   /** jobId → number of active subscriptions (a wait and a watch may overlap). */
@@ -192,7 +194,10 @@ export class Connection {
     }
     const { id, method, params } = request;
     if (this.state === 'hello' && method !== 'hello') {
-      this.reply(id, new BlocksnapError('ProtocolError', `the first request must be hello, got ${method}`));
+      const message = this.helloInFlight > 0
+        ? `${method} was sent before hello was answered; send other requests once hello has succeeded`
+        : `the first request must be hello, got ${method}`;
+      this.reply(id, new BlocksnapError('ProtocolError', message));
       return;
     }
     const spec = lookupMethod(method);
@@ -205,6 +210,8 @@ export class Connection {
       return;
     }
     const started = Date.now();
+    const isHello = method === 'hello';
+    if (isHello) this.helloInFlight++;
     this.inFlight++;
     if (this.inFlight >= this.host.limits.maxInFlight && !this.paused) {
       this.paused = true;
@@ -212,7 +219,7 @@ export class Connection {
     }
     spec.call(this.ctx, params).then(
       (result) => {
-        if (method === 'hello') {
+        if (isHello) {
           this.state = 'ready';
           this.clearHelloTimer();
         }
@@ -227,6 +234,7 @@ export class Connection {
         else this.reply(id, e);
       },
     ).finally(() => {
+      if (isHello) this.helloInFlight--;
       this.inFlight--;
       if (this.inFlight === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
       if (this.paused && this.inFlight < this.host.limits.maxInFlight && this.state !== 'closing') {

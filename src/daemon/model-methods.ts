@@ -7,7 +7,7 @@ import type { Policy, PolicySpec } from '../engine/policies';
 import type { RetentionInput } from '../engine/retention';
 import { nextDue } from '../scheduler/due-times';
 import type { CallContext, Method } from './methods';
-import { integerList, stringList, stringMap } from './model-params';
+import { groupDiskList, integerList, stringList, stringMap } from './model-params';
 import { boolean, integer, optional, string, text, type ParamsOf, type Shape } from './params';
 
 type MethodFactory = <S extends Shape>(spec: { params: S; run(ctx: CallContext, params: ParamsOf<S>): unknown }) => Method;
@@ -68,7 +68,7 @@ export function modelMethods(method: MethodFactory, settle: Settle): Record<stri
     'policy.run': method({ params: { policy: string }, run: (ctx, p) => ctx.engine.policies.run(p.policy) }),
 
     'group.create': method({
-      params: { disks: stringList, name: optional(string), description: optional(text), wait },
+      params: { disks: groupDiskList, name: optional(string), description: optional(text), wait },
       run: (ctx, p) => {
         const o: { disks: string[]; name?: string; description?: string } = { disks: p.disks };
         if (p.name !== undefined) o.name = p.name;

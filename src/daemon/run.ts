@@ -7,6 +7,7 @@
  */
 import type { Logger } from 'pino';
 import { toBlocksnapError } from '../errors';
+import { EXIT, exitStatusFor } from '../cli/exit-status';
 import { Engine } from '../engine';
 import { Scheduler } from '../scheduler/scheduler';
 import { PACKAGE_VERSION } from './build-info';
@@ -140,7 +141,8 @@ function startFailed(log: Logger, err: unknown, config: DaemonConfig): number {
   if (e.code === 'SocketInUse') message = `${e.message}; is another blocksnap daemon running? Use --socket to choose another path`;
   log.fatal({ code: e.code, err: e.code === 'Internal' ? err : undefined }, message);
   say(`${message} [${e.code}]`);
-  return DAEMON_EXIT.failed;
+  // A bad --image-root or --data-dir is a usage error like any other the CLI reports (exit 2).
+  return exitStatusFor(e.code) === EXIT.usage ? DAEMON_EXIT.usage : DAEMON_EXIT.failed;
 }
 
 /**

@@ -25,7 +25,7 @@ import { newId, looksLikeId } from './ids';
 import { DiskLocks, StoreLock } from './locks';
 import { JobRunner, type JobControl } from './jobs';
 import { defaultSnapshotName, nameFromPath, uniqueName, validateManualSnapshotName, validateName } from './names';
-import { resolveExistingImage, resolveNewFile, resolveRoots } from './paths';
+import { checkDataDir, resolveExistingImage, resolveNewFile, resolveRoots } from './paths';
 import { removeInterruptedPartials, writePartial } from './partial-files';
 import { ModelCatalog } from '../catalog/model-records';
 import { Policies } from './policies';
@@ -163,6 +163,7 @@ export class Engine extends EventEmitter {
     if (!isValidBlockSize(blockSize)) throw new BlocksnapError('InvalidArgument', `block size ${blockSize} must be a power of two from 64 KiB to 64 MiB`);
     if (!Array.isArray(o.imageRoots) || o.imageRoots.length === 0) throw new BlocksnapError('InvalidArgument', 'at least one image root is required');
     const roots = resolveRoots(o.imageRoots);
+    checkDataDir(dataDir);
     const lock = lockDataDir(dataDir);
     let catalog: Catalog | undefined;
     try {
@@ -237,8 +238,10 @@ export class Engine extends EventEmitter {
     }
     const format = p.format ?? detectFormat(path);
     const facts = inspectImage(path, format, this.imageRoots);
-    if (this.catalog.allDisks().some((d) => d.path === path)) {
-      throw new BlocksnapError('DiskAlreadyRegistered', `${path} is already registered`, { path });
+    const same = this.registeredAs(path);
+    if (same !== undefined) {
+      const through = same.path === path ? '' : ` (${same.path} is the same file)`;
+      throw new BlocksnapError('DiskAlreadyRegistered', `${path} is already registered as disk ${same.name}${through}`, { path, diskId: same.id });
     }
     const taken = (n: string): boolean => this.catalog.allDisks().some((d) => d.name === n);
     let name: string;
@@ -255,6 +258,23 @@ export class Engine extends EventEmitter {
     this.catalog.txn(() => this.catalog.putDisk(rec));
     this.log.info({ diskId: rec.id, path }, 'disk registered');
     return this.publicDisk(rec);
+  }
+
+  /**
+   * The disk whose image is this file. Real paths miss hard links, and two disk ids on one file
+   * would let the per-disk lock run a snapshot and a rollback of that file at once, so the
+   * (device, inode) of every registered image counts too.
+   */
+  private registeredAs(realPath: string): DiskRecord | undefined {
+    const disks = this.catalog.allDisks().filter((d) => d.cow === null);
+    const byPath = disks.find((d) => d.path === realPath);
+    if (byPath !== undefined) return byPath;
+    const id = fileIdentity(realPath);
+    if (id === null) return undefined;
+    return disks.find((d) => {
+      const other = fileIdentity(d.path);
+      return other !== null && other.dev === id.dev && other.ino === id.ino;
+    });
   }
 
   listDisks(): Disk[] {
@@ -850,3 +870,13 @@ function fileSizeOrZero(p: string): number {
   }
 }
 
+
+/** (device, inode) of a file, or null when it cannot be read now (a moved image matches nothing). */
+function fileIdentity(p: string): { dev: bigint; ino: bigint } | null {
+  try {
+    const st = statSync(p, { bigint: true });
+    return { dev: st.dev, ino: st.ino };
+  } catch {
+    return null;
+  }
+}

@@ -3,11 +3,14 @@ import { BlocksnapError } from '../errors';
 export const NAME_MAX = 128;
 const NAME_RE = /^[A-Za-z0-9._-]+$/;
 
-/** Disk and snapshot names: 1-128 chars of [A-Za-z0-9._-], not starting with '-' (it would read as an option). */
-export function validateName(kind: 'disk' | 'snapshot' | 'policy' | 'group', name: unknown): string {
-  if (typeof name !== 'string' || name.length === 0 || name.length > NAME_MAX || !NAME_RE.test(name) || name.startsWith('-')) {
+/**
+ * Names: 1-max chars of [A-Za-z0-9._-], not starting with '-' (it would read as an option). The
+ * max is NAME_MAX unless the kind keeps a shorter limit, so the message states the real one.
+ */
+export function validateName(kind: 'disk' | 'snapshot' | 'policy' | 'group', name: unknown, max: number = NAME_MAX): string {
+  if (typeof name !== 'string' || name.length === 0 || name.length > max || !NAME_RE.test(name) || name.startsWith('-')) {
     throw new BlocksnapError('InvalidName',
-      `invalid ${kind} name ${JSON.stringify(name)}: use 1-${NAME_MAX} characters of A-Z a-z 0-9 . _ - (not starting with -)`);
+      `invalid ${kind} name ${JSON.stringify(name)}: use 1-${max} characters of A-Z a-z 0-9 . _ - (not starting with -)`);
   }
   if (/^[dsjpg]-[0-9a-f]{16}$/.test(name)) {
     throw new BlocksnapError('InvalidName', `invalid ${kind} name ${JSON.stringify(name)}: it has the form of an id`);

@@ -4,19 +4,43 @@
  * root. New files are created by the native writer with O_EXCL|O_NOFOLLOW, so a symlink planted
  * at the target between this check and the create cannot redirect the write.
  */
-import { lstatSync, realpathSync } from 'node:fs';
+import { lstatSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, sep } from 'node:path';
 import { BlocksnapError, errnoToCode } from '../errors';
 
 export function resolveRoots(roots: string[]): string[] {
   return roots.map((r) => {
     if (!isAbsolute(r)) throw new BlocksnapError('InvalidArgument', `image root ${JSON.stringify(r)} must be an absolute path`);
+    let real: string;
     try {
-      return realpathSync(r);
+      real = realpathSync(r);
     } catch (err) {
-      throw new BlocksnapError('InvalidArgument', `image root ${r}: ${(err as Error).message}`);
+      const errno = (err as NodeJS.ErrnoException).code;
+      const why = errno === 'ENOENT' ? 'does not exist' : errno === 'ENOTDIR' ? 'is not a directory' : (err as Error).message;
+      throw new BlocksnapError('InvalidArgument', `image root ${r} ${why}`);
     }
+    if (!statSync(real).isDirectory()) throw new BlocksnapError('InvalidArgument', `image root ${r} is not a directory`);
+    return real;
   });
+}
+
+/**
+ * The data directory may not exist yet (it is created), but what exists of it must be
+ * directories: a file there would otherwise surface as EEXIST or ENOTDIR from mkdir.
+ */
+export function checkDataDir(dataDir: string): void {
+  for (let p = dataDir; ; p = dirname(p)) {
+    let isDir: boolean;
+    try {
+      isDir = statSync(p).isDirectory();
+    } catch {
+      if (p === dirname(p)) return;
+      continue; // missing (or unreadable: creating it will say why)
+    }
+    if (isDir) return;
+    throw new BlocksnapError('InvalidArgument',
+      p === dataDir ? `data directory ${dataDir} is not a directory` : `data directory ${dataDir}: ${p} is not a directory`);
+  }
 }
 
 function insideRoots(real: string, roots: string[]): boolean {
@@ -55,7 +79,8 @@ export function resolveExistingImage(p: unknown, roots: string[]): string {
       // is being swapped while it is resolved, the race the root check exists for.
       throw new BlocksnapError('PathNotAllowed', `image ${path} changed while it was being resolved (a symlink swapped in or out, or a symlink loop); refused`, { path });
     }
-    throw new BlocksnapError(code, `image ${path}: ${(err as Error).message}`, { path });
+    if (errno === 'ENOTDIR') throw notADirectoryOnTheWay(path, roots);
+    throw pathError(`image ${path}`, path, err);
   }
   if (!insideRoots(real, roots)) throw notAllowed(path, real, roots);
   const st = lstatSync(real);
@@ -70,15 +95,25 @@ export function resolveNewFile(p: unknown, roots: string[]): string {
   if (base === '' || base === '.' || base === '..' || path.endsWith(sep)) {
     throw new BlocksnapError('InvalidArgument', `${path} does not name a file`);
   }
-  const parentReal = realParentOrNull(path);
-  if (parentReal === null) throw new BlocksnapError('ImageNotFound', `directory ${dirname(path)} does not exist`, { path });
+  let parentReal: string;
+  try {
+    parentReal = realpathSync(dirname(path));
+  } catch (err) {
+    const errno = (err as NodeJS.ErrnoException).code;
+    if (errno === 'ENOENT') throw new BlocksnapError('ImageNotFound', `directory ${dirname(path)} does not exist`, { path });
+    if (errno === 'ENOTDIR') throw notADirectoryOnTheWay(path, roots);
+    throw pathError(`directory ${dirname(path)}`, path, err);
+  }
   const target = join(parentReal, base);
   if (!insideRoots(target, roots)) throw notAllowed(path, target, roots);
+  if (!statSync(parentReal).isDirectory()) {
+    throw new BlocksnapError('ImageNotFound', `cannot create ${path}: ${dirname(path)} is not a directory`, { path });
+  }
   try {
     lstatSync(target);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return target;
-    throw err;
+    throw pathError(path, path, err);
   }
   throw new BlocksnapError('FileExists', `${path} already exists; blocksnap never overwrites a file`, { path });
 }
@@ -89,4 +124,33 @@ function realParentOrNull(path: string): string | null {
   } catch {
     return null;
   }
+}
+
+/** An errno met while resolving a client's path, worded for the path rather than the syscall. */
+function pathError(what: string, path: string, err: unknown): BlocksnapError {
+  const errno = (err as NodeJS.ErrnoException).code;
+  if (errno === 'ENAMETOOLONG') {
+    return new BlocksnapError('InvalidArgument', `${what}: the path is too long (a name over 255 bytes, or over 4096 bytes in all)`, { path });
+  }
+  if (errno === 'ELOOP') return new BlocksnapError('PathNotAllowed', `${what}: too many levels of symlinks (a symlink loop); refused`, { path });
+  return new BlocksnapError(errnoToCode(errno), `${what}: ${(err as Error).message}`, { path });
+}
+
+/**
+ * ENOTDIR: some directory of the path is a file. Names it when it lies inside a root; outside
+ * them, as for a missing file, existence is not reported.
+ */
+function notADirectoryOnTheWay(path: string, roots: string[]): BlocksnapError {
+  for (let d = dirname(path); d !== dirname(d); d = dirname(d)) {
+    let real: string;
+    try {
+      if (statSync(d).isDirectory()) break;
+      real = realpathSync(d);
+    } catch {
+      continue;
+    }
+    if (!insideRoots(real, roots)) return notAllowed(path, real, roots);
+    return new BlocksnapError('ImageNotFound', `${path} does not exist: ${d} is not a directory`, { path });
+  }
+  return new BlocksnapError('ImageNotFound', `${path} does not exist: part of it is not a directory`, { path });
 }

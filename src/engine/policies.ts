@@ -332,8 +332,7 @@ export class Policies {
   }
 
   private checkName(name: unknown, selfId: string | null): string {
-    const n = validateName('policy', name);
-    if (n.length > POLICY_NAME_MAX) throw new BlocksnapError('InvalidName', `policy name ${JSON.stringify(n)} is longer than ${POLICY_NAME_MAX} characters`);
+    const n = validateName('policy', name, POLICY_NAME_MAX);
     if (this.i.model.allPolicies().some((p) => p.name === n && p.id !== selfId)) {
       throw new BlocksnapError('NameTaken', `a policy named ${JSON.stringify(n)} exists already`);
     }

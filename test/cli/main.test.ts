@@ -49,3 +49,34 @@ t.test('usage errors exit 2, with the error object on stdout under --json', asyn
   t.equal(help.code, 0);
   t.match(help.stdout, /Examples:/);
 });
+
+t.test('a malformed tag is reported with InvalidArgument and exit 2, with or without --json', async (t) => {
+  ensureBuilt();
+  for (const args of [['snapshot', 'tag', 's1', 'foo'], ['snapshot', 'list', '--tag', 'foo']]) {
+    const human = await runCli(args);
+    t.equal(human.code, 2, `${args.join(' ')} exits 2`);
+    t.equal(human.stderr, 'blocksnap: tag "foo" must have the form key=value [InvalidArgument]\n', `${args.join(' ')} says why`);
+    const json = await runCli([...args, '--json']);
+    t.equal(json.code, 2);
+    t.match(json.json(), { error: { code: 'InvalidArgument', message: /tag "foo" must have the form key=value/ } });
+  }
+});
+
+t.test('clone refuses options that would not act instead of ignoring them', async (t) => {
+  ensureBuilt();
+  // Refused before connecting: with no daemon behind the socket, anything else would be DaemonUnavailable.
+  const socket = ['--socket', '/nonexistent/blocksnap.sock', '--json'];
+  const cases: Array<{ args: string[]; message: RegExp }> = [
+    { args: ['clone', 'base', '/tmp/x.raw', '--name', 'foo'], message: /--name .* needs --cow/ },
+    { args: ['clone', 'base', '--cow', '--name', 'foo', '--format', 'qcow2'], message: /takes no --format/ },
+    { args: ['clone', 'base', '--cow', '--name', 'foo', '--format', 'raw'], message: /takes no --format/ },
+    { args: ['clone', 'base', '--cow', '--name', 'foo', '--no-wait'], message: /takes no --no-wait/ },
+  ];
+  for (const c of cases) {
+    const r = await runCli([...c.args, ...socket]);
+    t.equal(r.code, 2, `${c.args.join(' ')} exits 2`);
+    t.match(r.json(), { error: { code: 'InvalidArgument', message: c.message } }, c.args.join(' '));
+  }
+  const accepted = await runCli(['clone', 'base', '--cow', '--name', 'foo', ...socket]);
+  t.match(accepted.json(), { error: { code: 'DaemonUnavailable' } }, 'the valid --cow form goes on to the daemon');
+});

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Engine } from '../../src/engine';
 import { openEngine, snapshot } from '../helpers/engine';
@@ -27,6 +27,37 @@ t.test('bad paths are refused with their codes', async (t) => {
   await t.rejects(engine.addDisk({ path: 'relative.raw' }), { code: 'InvalidArgument' });
 });
 
+t.test('a path with a name over the filesystem limit is an invalid argument, not an internal error', async (t) => {
+  const { engine, images } = await openEngine(t);
+  const long = join(images, `${'n'.repeat(300)}.raw`);
+  await t.rejects(engine.addDisk({ path: long }), { code: 'InvalidArgument', message: /path is too long/ });
+  const disk = await engine.addDisk({ path: makeImage(join(images, 'a.raw'), 65536) });
+  await snapshot(engine, disk.id, 'base');
+  t.throws(() => engine.startClone('base', long), { code: 'InvalidArgument', message: /path is too long/ });
+});
+
+t.test('a path through a regular file says which part is not a directory', async (t) => {
+  const { engine, images } = await openEngine(t);
+  const disk = await engine.addDisk({ path: makeImage(join(images, 'vm1.raw'), 65536) });
+  await snapshot(engine, disk.id, 'base');
+  const through = join(images, 'vm1.raw', 'x.raw');
+  t.throws(() => engine.startClone('base', through), { code: 'ImageNotFound', message: /vm1\.raw is not a directory/ });
+  await t.rejects(engine.addDisk({ path: through }), { code: 'ImageNotFound', message: /vm1\.raw is not a directory/ });
+});
+
+t.test('an image root or data dir that is not a directory is refused at open', async (t) => {
+  const dir = t.testdir({ afile: '', images: {} });
+  const images = join(dir, 'images');
+  await t.rejects(Engine.open({ dataDir: join(dir, 'data'), imageRoots: [join(dir, 'afile')] }),
+    { code: 'InvalidArgument', message: /image root .*afile is not a directory/ });
+  await t.rejects(Engine.open({ dataDir: join(dir, 'data'), imageRoots: [join(dir, 'missing')] }),
+    { code: 'InvalidArgument', message: /image root .*missing does not exist/ });
+  await t.rejects(Engine.open({ dataDir: join(dir, 'afile'), imageRoots: [images] }),
+    { code: 'InvalidArgument', message: /data directory .*afile is not a directory/ });
+  await t.rejects(Engine.open({ dataDir: join(dir, 'afile', 'data'), imageRoots: [images] }),
+    { code: 'InvalidArgument', message: /afile is not a directory/ });
+});
+
 t.test('a file with the qcow2 magic is read as qcow2: a bad header is refused, a future version unsupported', async (t) => {
   const { engine, images } = await openEngine(t);
   const img = join(images, 'q.qcow2');
@@ -47,6 +78,15 @@ t.test('names are validated and unique', async (t) => {
   t.throws(() => engine.startSnapshot(a.id, { name: 'x'.repeat(129) }), { code: 'InvalidName' });
   await snapshot(engine, a.id, 'first');
   t.throws(() => engine.startSnapshot(a.id, { name: 'first' }), { code: 'NameTaken' });
+});
+
+t.test('a hard link to a registered image is the same disk, not a new one', async (t) => {
+  const { engine, images } = await openEngine(t);
+  const a = await engine.addDisk({ path: makeImage(join(images, 'a.raw'), 65536), name: 'vm1' });
+  linkSync(join(images, 'a.raw'), join(images, 'a-link.raw'));
+  await t.rejects(engine.addDisk({ path: join(images, 'a-link.raw') }),
+    { code: 'DiskAlreadyRegistered', details: { diskId: a.id }, message: /disk vm1 \(.*a\.raw is the same file\)/ });
+  t.equal(engine.listDisks().length, 1, 'no second disk on the file');
 });
 
 t.test('a second engine on the same data dir is refused', async (t) => {

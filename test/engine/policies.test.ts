@@ -29,6 +29,14 @@ t.test('policy records: create, find, update, delete, with their checks', async 
   t.same(f.engine.policies.list(), []);
 });
 
+t.test('a refused policy name is told the policy limit of 100, not the 128 of other names', async (t) => {
+  const f = await openSmallEngine(t);
+  for (const name of ['x'.repeat(129), 'x'.repeat(101), 'bad/name']) {
+    t.throws(() => f.engine.policies.create({ name, hours: [1] }), { code: 'InvalidName', message: /use 1-100 characters/ }, `${name.slice(0, 12)}…`);
+  }
+  t.equal(f.engine.policies.create({ name: 'x'.repeat(100), hours: [1] }).name.length, 100, 'the limit itself is accepted');
+});
+
 t.test('bindings: a disk has at most one policy; unbinding checks; removed disks drop out', async (t) => {
   const f = await openSmallEngine(t);
   const a = await smallDisk(f, 'a', 1);

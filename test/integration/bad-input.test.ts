@@ -3,8 +3,9 @@ import { join } from 'node:path';
 import t from 'tap';
 import { DaemonClient } from '../../src/daemon/client';
 import { frame } from '../../src/daemon/protocol/frame';
+import { encodeMessage, PROTOCOL_VERSION } from '../../src/daemon/protocol/messages';
 import { RawClient } from '../daemon/fixtures/raw-client';
-import { freshDaemon, tempDir } from './fixtures/harness';
+import { freshDaemon, runCli, tempDir } from './fixtures/harness';
 import { MiB, makeImage } from './fixtures/images';
 
 t.test('bad input is answered with the right code while the daemon keeps serving', async (t) => {
@@ -15,6 +16,7 @@ t.test('bad input is answered with the right code while the daemon keeps serving
   mkdirSync(join(d.imageRoot, 'a-directory'));
   symlinkSync(join(outside, 'secret.img'), join(d.imageRoot, 'escape.img'));
   writeFileSync(join(d.imageRoot, 'not-used'), '');
+  symlinkSync('loop', join(d.imageRoot, 'loop'));
   await d.json('disk', 'add', 'ok.img', '--name', 'ok');
   await d.json('snapshot', 'create', 'ok', '--name', 'base');
 
@@ -37,6 +39,10 @@ t.test('bad input is answered with the right code while the daemon keeps serving
     { args: ['rollback', 'ok', 'nope'], code: 'SnapshotNotFound', status: 1 },
     { args: ['clone', 'base', join(outside, 'copy.img')], code: 'PathNotAllowed', status: 1 },
     { args: ['clone', 'base', 'no-such-dir/copy.img'], code: 'ImageNotFound', status: 1 },
+    { args: ['clone', 'base', 'ok.img/copy.img'], code: 'ImageNotFound', status: 1 },
+    { args: ['clone', 'base', 'loop/copy.img'], code: 'PathNotAllowed', status: 1 },
+    { args: ['clone', 'base', `${'n'.repeat(300)}.img`], code: 'InvalidArgument', status: 2 },
+    { args: ['disk', 'add', `${'n'.repeat(300)}.img`], code: 'InvalidArgument', status: 2 },
     { args: ['job', 'show', 'j-0000000000000000'], code: 'JobNotFound', status: 1 },
     { args: ['clone', 'base', 'x.img', '--format', 'vmdk'], code: 'InvalidArgument', status: 2 },
     { args: ['disk', 'frobnicate'], code: 'InvalidArgument', status: 2 },
@@ -83,8 +89,48 @@ t.test('an oversized frame and garbage bytes close only their own connection', a
 
 t.test('a client with nothing listening gets DaemonUnavailable', async (t) => {
   const dir = tempDir(t);
-  const { runCli } = await import('./fixtures/harness');
   const r = await runCli(['disk', 'list', '--json', '--socket', join(dir, 'none.sock')]);
   t.equal(r.code, 1);
   t.match(r.json(), { error: { code: 'DaemonUnavailable' } });
+});
+
+t.test('a request pipelined behind hello is told it came before hello was answered', async (t) => {
+  const d = await freshDaemon(t);
+  const c = await RawClient.connect(d.socketPath);
+  t.teardown(() => c.close());
+  // One write, so the daemon reads both frames before hello has been answered.
+  c.sendBytes(Buffer.concat([
+    frame(encodeMessage({ id: 1, method: 'hello', params: { protocol: PROTOCOL_VERSION } })),
+    frame(encodeMessage({ id: 2, method: 'disk.list', params: {} })),
+  ]));
+  t.match(await c.response(1), { result: { protocol: PROTOCOL_VERSION } });
+  const early = await c.response(2);
+  t.match(early, { error: { code: 'ProtocolError', message: /disk\.list was sent before hello was answered/ } });
+  t.notMatch(early, { error: { message: /first request must be hello/ } });
+});
+
+t.test('group.create over the group limit is refused naming that limit', async (t) => {
+  const d = await freshDaemon(t);
+  const client = await DaemonClient.connect({ socketPath: d.socketPath });
+  t.teardown(() => client.close());
+  const disks = Array.from({ length: 65 }, (_, i) => `d${i}`);
+  await t.rejects(client.call('group.create', { disks }), { code: 'InvalidArgument', message: /params\.disks must be a non-empty array of at most 64 / });
+});
+
+t.test('a daemon given a data dir or image root that is not a directory exits 2 saying so', async (t) => {
+  const dir = tempDir(t);
+  const afile = join(dir, 'afile');
+  writeFileSync(afile, '');
+  mkdirSync(join(dir, 'images'));
+  const start = (dataDir: string, root: string): ReturnType<typeof runCli> =>
+    runCli(['daemon', '--data-dir', dataDir, '--socket', join(dir, 'd.sock'), '--image-root', root]);
+  const badRoot = await start(join(dir, 'data'), afile);
+  t.equal(badRoot.code, 2, 'an image root that is a file');
+  t.match(badRoot.stderr, /image root .*afile is not a directory \[InvalidArgument\]/);
+  const missingRoot = await start(join(dir, 'data'), join(dir, 'nonexistent'));
+  t.equal(missingRoot.code, 2, 'an image root that does not exist');
+  t.match(missingRoot.stderr, /image root .*nonexistent does not exist \[InvalidArgument\]/);
+  const badData = await start(afile, join(dir, 'images'));
+  t.equal(badData.code, 2, 'a data dir that is a file');
+  t.match(badData.stderr, /data directory .*afile is not a directory \[InvalidArgument\]/);
 });

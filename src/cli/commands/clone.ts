@@ -19,10 +19,19 @@ export function registerClone(program: Command): void {
       'a daemon killed meanwhile removes the partial file when it starts again.\n' +
       'A copy-on-write disk is served with: blocksnap export start DISK --writable.\n' +
       'Its base snapshot cannot be deleted while it exists (SnapshotHasClones).\n')
-    .action(async (snapshot: string, path: string | undefined, flags: JobFlags & { format: 'raw' | 'qcow2'; cow?: boolean; name?: string }) => {
+    .action(async (snapshot: string, path: string | undefined, flags: JobFlags & { format: 'raw' | 'qcow2'; cow?: boolean; name?: string }, cmd: Command) => {
+      // An option that would not act is refused rather than dropped: the user meant something by it.
       if (flags.cow === true) {
         if (path !== undefined || flags.name === undefined) {
           throw new BlocksnapError('InvalidArgument', 'clone --cow takes --name NAME and no path');
+        }
+        const unused = [
+          cmd.getOptionValueSource('format') === 'cli' ? '--format' : null,
+          flags.wait === false ? '--no-wait' : null,
+          flags.detachOnInterrupt === true ? '--detach-on-interrupt' : null,
+        ].filter((o) => o !== null);
+        if (unused.length > 0) {
+          throw new BlocksnapError('InvalidArgument', `clone --cow makes the disk at once and writes no image, so it takes no ${unused.join(', ')}`);
         }
         const name = flags.name;
         await withClient(flags, async (client, out) => {
@@ -32,6 +41,9 @@ export function registerClone(program: Command): void {
         return;
       }
       if (path === undefined) throw new BlocksnapError('InvalidArgument', 'clone needs a PATH (or --cow --name NAME)');
+      if (flags.name !== undefined) {
+        throw new BlocksnapError('InvalidArgument', 'clone --name names a copy-on-write disk and needs --cow; an image file is named by its PATH');
+      }
       await withClient(flags, async (client, out) => {
         const target = resolve(path);
         const job = await runJob(client, out, flags, 'clone', { snapshot, path: target, format: flags.format }, `clone ${snapshot}`);
