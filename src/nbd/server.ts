@@ -20,7 +20,7 @@ import { ByteReader, ConnectionClosed } from './byte-reader';
 import { Handshake, ProtocolViolation } from './handshake';
 import { ByteBudget } from './byte-budget';
 import { ReplyBuffers } from './reply-buffers';
-import { Transmission } from './transmission';
+import { REPLY_STALL_MS, Transmission } from './transmission';
 
 export interface NbdLog {
   debug(obj: object, msg?: string): void;
@@ -40,6 +40,8 @@ export interface NbdServerOptions {
   maxHandshakes?: number;
   /** How long connections ended from this side may take to finish their running requests. */
   shutdownGraceMs?: number;
+  /** How long a client may leave its replies untaken, while some are queued, before it is dropped. */
+  replyStallMs?: number;
 }
 
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -157,7 +159,8 @@ export class NbdServer {
       });
       // NBD_OPT_EXPORT_NAME has no error reply, so a client that used it as the server began to close just goes.
       if (n === null || this.stopping) return;
-      const t = new Transmission(socket, reader, n, this.log, this.budget, this.buffers, this.o.shutdownGraceMs ?? SHUTDOWN_GRACE_MS);
+      const t = new Transmission(socket, reader, n, this.log, this.budget, this.buffers, this.o.shutdownGraceMs ?? SHUTDOWN_GRACE_MS,
+        this.o.replyStallMs ?? REPLY_STALL_MS);
       transmission = t;
       this.transmissions.add(t);
       detach = n.export.attach({ close: (reason) => {

@@ -33,6 +33,8 @@ const MAX_IN_FLIGHT = 16;
  * client that never reads its replies cannot take the whole server's budget on its own.
  */
 export const CONNECTION_BYTES = 4 * MAX_REQUEST_LENGTH;
+/** 30 s: far longer than any client that reads at all takes to take a reply. */
+export const REPLY_STALL_MS = 30_000;
 const SIMPLE_HEADER_SIZE = 16;
 const STRUCTURED_HEADER_SIZE = 20;
 /** Most descriptors in one BLOCK_STATUS reply; the client asks again for the rest. */
@@ -79,6 +81,8 @@ class Hold {
 
 export class Transmission {
   private inFlight = 0;
+  /** Replies the socket has finished writing: progress, for the stall watch. */
+  private repliesWritten = 0;
   /** Budget bytes this connection's requests hold. */
   private held = 0;
   /** The read loop, waiting for a request slot or for held bytes to come back. */
@@ -104,6 +108,8 @@ export class Transmission {
     private readonly buffers: ReplyBuffers,
     /** How long shutdown() lets running requests finish before the socket is destroyed. */
     private readonly graceMs: number,
+    /** How long replies may sit unsent with nothing of them taken before the client is dropped. */
+    private readonly stallMs: number = REPLY_STALL_MS,
   ) {
     this.exp = n.export;
     socket.once('close', () => {
@@ -114,6 +120,37 @@ export class Transmission {
 
   /** Serves requests until NBD_CMD_DISC (then waits for the running ones) or the peer goes away. */
   async run(): Promise<void> {
+    const unwatch = this.watchForStall();
+    try {
+      await this.serveRequests();
+    } finally {
+      unwatch();
+    }
+  }
+
+  /**
+   * A client that stops taking its replies keeps their budget bytes (up to CONNECTION_BYTES), and
+   * a few such clients would leave nothing for the others: one whose replies have sat unsent for
+   * stallMs with none of them written meanwhile is dropped, which gives its bytes back.
+   */
+  private watchForStall(): () => void {
+    let seen = this.repliesWritten;
+    let since = Date.now();
+    const timer = setInterval(() => {
+      if (this.repliesWritten !== seen || this.socket.writableLength === 0) {
+        seen = this.repliesWritten;
+        since = Date.now();
+      } else if (Date.now() - since >= this.stallMs) {
+        this.log.warn({ export: this.exp.name, unsentBytes: this.socket.writableLength, heldBytes: this.held },
+          'an NBD client has taken none of its replies for too long: closing the connection');
+        this.socket.destroy();
+      }
+    }, Math.max(10, Math.min(5_000, this.stallMs / 4)));
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+
+  private async serveRequests(): Promise<void> {
     for (;;) {
       while (this.inFlight >= MAX_IN_FLIGHT || this.held >= CONNECTION_BYTES) {
         if (this.socket.destroyed) throw new ConnectionClosed();
@@ -555,6 +592,7 @@ export class Transmission {
       // The callback runs once the socket is done with the Buffer, written or failed.
       parts.forEach((p, i) => this.socket.write(p, () => {
         this.buffers.give(p);
+        this.repliesWritten++;
         if (i === parts.length - 1) {
           hold?.release();
           onWritten?.();
@@ -579,14 +617,15 @@ export class Transmission {
 
   /** One reply: its parts go out in one writev (corked), never interleaved with another reply's. */
   private send(...parts: Buffer[]): void {
+    const written = (): void => { this.repliesWritten++; };
     const emit = (): void => {
       if (this.socket.destroyed) return;
       if (parts.length === 1) {
-        this.socket.write(parts[0]!);
+        this.socket.write(parts[0]!, written);
         return;
       }
       this.socket.cork();
-      for (const p of parts) this.socket.write(p);
+      for (const p of parts) this.socket.write(p, written);
       this.socket.uncork();
     };
     if (this.heldBack) this.heldBack.push(emit);

@@ -46,3 +46,29 @@ t.test('one client that never reads holds at most its share, and others are stil
   hog.close();
   other.close();
 });
+
+t.test('a client that takes none of its replies for too long is dropped, and its bytes come back', async (t) => {
+  const { socketPath, server } = await startServer(t, { rw: new MemoryBackend(4 * MiB) }, { replyStallMs: 300 });
+  const hog = await attached(socketPath, 'rw');
+  flood(hog, 32);
+  // The client's socket is paused, so it would not see the close: ask the server.
+  const until = Date.now() + 10_000;
+  while (server.connectionCount > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+  t.equal(server.connectionCount, 0, 'the server closed the connection');
+  t.equal(await settled(() => server.bytesInFlight), 0, 'nothing is held for it any more');
+  hog.close();
+});
+
+t.test('a client that reads slowly but steadily is not taken for a stalled one', async (t) => {
+  const { socketPath } = await startServer(t, { rw: new MemoryBackend(4 * MiB) }, { replyStallMs: 300 });
+  const slow = await attached(socketPath, 'rw');
+  for (let i = 0; i < 8; i++) slow.request(C.NBD_CMD_READ, 0, 4 * MiB, 0, BigInt(i));
+  // A reply at a time, each well inside the stall limit of the one before.
+  for (let i = 0; i < 8; i++) {
+    await new Promise((r) => setTimeout(r, 150));
+    t.equal((await slow.simpleReply()).error, 0);
+    await slow.read(4 * MiB);
+  }
+  t.notOk(slow.closed, 'still connected');
+  slow.close();
+});
