@@ -17,7 +17,7 @@ import type { DiskRecord, SnapshotRecord } from '../catalog/records';
 import { commitDelta, readView } from '../catalog/block-map';
 import { DIGEST_SIZE } from '../store/format';
 import type { CowVolumes } from './cow-volumes';
-import type { Exports } from './exports';
+import type { ExportInfo, Exports } from './exports';
 import type { JobControl } from './jobs';
 import type { StoreLock } from './locks';
 import { newId } from './ids';
@@ -125,13 +125,8 @@ export class CowDisks {
    * a client would see its disk change under it.
    */
   checkRollback(disk: DiskRecord, force: boolean): void {
-    const busy = this.x.exports.ofDisk(disk.id).filter((e) => e.connections > 0);
+    const busy = servedWithClients(this.x.exports, disk, force);
     if (busy.length === 0) return;
-    if (!force) {
-      throw new BlocksnapError('DiskInUse',
-        `disk ${disk.name} is served by export ${busy[0]!.name} with ${busy[0]!.connections} client(s); disconnect them, or pass --force to drop them`,
-        { diskId: disk.id, export: busy[0]!.name });
-    }
     for (const e of busy) this.x.exports.dropClients(e.name, 'the disk was rolled back (forced)');
     this.x.log.warn({ diskId: disk.id, exports: busy.map((e) => e.name) }, 'rolling back a served disk: its clients were dropped (forced)');
   }
@@ -178,4 +173,19 @@ export class CowDisks {
       await release();
     }
   }
+}
+
+/**
+ * The exports of a copy-on-write disk that have clients a rollback would drop: refused with
+ * DiskInUse unless forced. Nothing is dropped here, so a group rollback can ask every member
+ * before it starts any.
+ */
+export function servedWithClients(exports: Exports, disk: DiskRecord, force: boolean): ExportInfo[] {
+  const busy = exports.ofDisk(disk.id).filter((e) => e.connections > 0);
+  if (busy.length > 0 && !force) {
+    throw new BlocksnapError('DiskInUse',
+      `disk ${disk.name} is served by export ${busy[0]!.name} with ${busy[0]!.connections} client(s); disconnect them, or pass --force to drop them`,
+      { diskId: disk.id, export: busy[0]!.name });
+  }
+  return busy;
 }

@@ -18,6 +18,7 @@ import type { EngineInternals } from './internals';
 import { looksLikeId, newId } from './ids';
 import { uniqueName, validateManualSnapshotName } from './names';
 import { resolveExistingImage } from './paths';
+import { servedWithClients } from './cow-disks';
 import { checkNotInUse, checkQcow2RollbackFor } from './image-access';
 import { quotaEvictions } from './quotas';
 import { removeSnapshot } from './remove-snapshot';
@@ -121,6 +122,12 @@ export class SnapshotGroups {
       const holder = this.i.diskLocks.holder(disk.id);
       if (holder !== undefined) throw new BlocksnapError('DiskBusy', `disk ${disk.name} of group ${g.name} is busy with job ${holder}`, { diskId: disk.id, jobId: holder });
       if (s.status !== 'available') throw new BlocksnapError('SnapshotNotAvailable', `member ${s.id} of group ${g.name} is ${s.status}`);
+      if (disk.cow) {
+        // Its rollback changes only its layers (under the data dir, not an image root); what
+        // can refuse it is clients on its writable export.
+        servedWithClients(this.engine.exports, disk, o.force === true);
+        continue;
+      }
       const real = resolveExistingImage(disk.path, this.engine.imageRoots);
       if (real !== disk.path) throw new BlocksnapError('PathNotAllowed', `${disk.path} now resolves to ${real}; re-register the disk if that is intended`);
       if (disk.format === 'qcow2') checkQcow2RollbackFor(real);
@@ -138,7 +145,14 @@ export class SnapshotGroups {
     const members = g.snapshotIds.map((id) => this.i.catalog.getSnapshot(id)).filter((s): s is SnapshotRecord => s !== undefined);
     for (const s of members) {
       if (this.i.isPinned(s.id)) throw new BlocksnapError('SnapshotBusy', `member ${s.id} of group ${g.name} is being cloned; delete the group when the clone has finished`);
-      if (this.i.isCloneBase(s.id)) throw new BlocksnapError('SnapshotHasClones', `member ${s.id} of group ${g.name} is the base of a copy-on-write disk; remove that disk first`, { snapshotId: s.id });
+      if (this.i.isCloneBase(s.id)) {
+        // Snapshotting the clone moves its base off the member; removing it may itself be refused
+        // (its own snapshots may be members of this group).
+        const clone = this.i.catalog.allDisks().find((d) => d.cow?.baseSnapshotId === s.id);
+        throw new BlocksnapError('SnapshotHasClones',
+          `member ${s.id} of group ${g.name} is the base of copy-on-write disk ${clone?.name ?? '?'}; snapshot that disk (which moves its base to the new snapshot), then delete the group`,
+          { snapshotId: s.id, ...(clone ? { diskId: clone.id } : {}) });
+      }
       if (this.i.catalog.getDisk(s.diskId)?.pendingRollback?.snapshotId === s.id) {
         throw new BlocksnapError('SnapshotBusy', `member ${s.id} of group ${g.name} is the target of an interrupted rollback; rerun the rollback first`);
       }

@@ -229,3 +229,30 @@ t.test('at start, layer files the catalog does not list are removed', async (t) 
   t.same(readdirSync(d.path).sort(), [`${d.cow!.layers[0]}.data`, `${d.cow!.layers[0]}.map`]);
   t.notOk(existsSync(join(dir, 'data', 'cow', 'd-00000000000000ff')));
 });
+
+t.test('a group of a file disk and a copy-on-write disk rolls both back', async (t) => {
+  const { engine, img } = await origin(t);
+  await engine.cloneCow('base', 'c');
+  const b = await served(engine, 'c');
+  await b.write!(0, pattern('c-before', 4096), true);
+  const fileBefore = readFileSync(img);
+  const cowBefore = await readAll(b);
+  const g = await engine.groups.create({ disks: ['a', 'c'], name: 'g1' }).done;
+  t.equal(g.status, 'available');
+  fillBlock(img, 1, BS, 'a-after');
+  await b.write!(2 * BS, pattern('c-after', 4096), true);
+  const { jobs } = engine.groups.rollback('g1');
+  for (const j of jobs) t.equal((await finished(engine, j)).state, 'succeeded');
+  t.ok(readFileSync(img).equals(fileBefore), 'the file disk holds its member again');
+  const again = engine.exports.lookup('c')!.backend;
+  t.ok((await readAll(again)).equals(cowBefore), 'the copy-on-write disk reads as its member again');
+});
+
+t.test('deleting a group whose member a copy-on-write disk rests on says how to free it', async (t) => {
+  const { engine } = await origin(t);
+  await engine.cloneCow('base', 'c');
+  await engine.groups.create({ disks: ['c'], name: 'g1' }).done;
+  t.throws(() => engine.groups.delete('g1'), { code: 'SnapshotHasClones', message: /copy-on-write disk c; snapshot that disk/ });
+  await snapshot(engine, 'c', 'moves-the-base');
+  t.match(engine.groups.delete('g1'), { name: 'g1' }, 'deleted once the disk rests on another snapshot');
+});
