@@ -296,7 +296,7 @@ export class Replication {
         }
       }
       const taking = Lease.writer(store, remote.prefix, this.remotes.hostId, ctl.job.id, {
-        timing: this.leaseTiming, keepJobs: this.runningJobIds(), signal: AbortSignal.any([ctl.signal, leaseAbort.signal]),
+        timing: this.leaseTiming, isRunning: (id) => this.isRunning(id), signal: AbortSignal.any([ctl.signal, leaseAbort.signal]),
       });
       leasing = taking;
       taking.catch(() => undefined); // awaited below
@@ -497,8 +497,8 @@ export class Replication {
     }
   }
 
-  private runningJobIds(): Set<string> {
-    return new Set(this.x.jobs.list().filter((j) => j.state === 'running').map((j) => j.id));
+  private isRunning(jobId: string): boolean {
+    return this.x.jobs.list().some((j) => j.id === jobId && j.state === 'running');
   }
 
   // ------------------------------------------------------------ restore and import

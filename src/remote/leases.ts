@@ -80,17 +80,19 @@ export class Lease {
 
   /**
    * Takes a writer lease: put, list, and withdraw-and-wait while a live gc lease exists. Leases
-   * of this host other than `keepJobs` are stale (one daemon per data dir, and it is not running
-   * them) and are removed first, so a crashed run does not hold gc off until its lease expires.
+   * of this host whose job is not running (`isRunning`, asked again on every pass: a gc this
+   * daemon starts while the writer waits is running, and its lease is live) are stale (one daemon
+   * per data dir) and are removed first, so a crashed run does not hold gc off until its lease
+   * expires.
    */
-  static async writer(store: ObjectStore, prefix: string, host: string, jobId: string, o: { timing?: LeaseTiming; keepJobs?: Set<string>; signal?: AbortSignal } = {}): Promise<Lease> {
+  static async writer(store: ObjectStore, prefix: string, host: string, jobId: string, o: { timing?: LeaseTiming; isRunning?: (jobId: string) => boolean; signal?: AbortSignal } = {}): Promise<Lease> {
     const timing = o.timing ?? DEFAULT_LEASE_TIMING;
     const lease = new Lease(store, prefix, 'writer', host, jobId, timing);
     const deadline = Date.now() + timing.waitMs;
     for (;;) {
       await lease.renew(o.signal);
       const others = await listLeases(store, prefix, timing, o.signal);
-      const stale = others.filter((l) => l.host === host && l.key !== lease.key && !(o.keepJobs?.has(l.jobId) ?? false));
+      const stale = others.filter((l) => l.host === host && l.key !== lease.key && !(o.isRunning?.(l.jobId) ?? false));
       if (stale.length > 0) await store.deleteMany(stale.map((l) => l.key), o.signal);
       const gc = others.find((l) => l.kind === 'gc' && l.live && !stale.includes(l));
       if (!gc) break;

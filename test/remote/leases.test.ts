@@ -42,7 +42,7 @@ t.test('a writer clears stale leases of its own host but keeps those of running 
   const other = await Lease.writer(s, 'p', 'hostb', J(3), { timing });
   // The first "crashed": its object stays. A new writer of hosta knows J(2) is still running.
   (dead as unknown as { released: boolean }).released = true;
-  const fresh = await Lease.writer(s, 'p', 'hosta', J(4), { timing, keepJobs: new Set([J(2), J(4)]) });
+  const fresh = await Lease.writer(s, 'p', 'hosta', J(4), { timing, isRunning: (id) => id === J(2) || id === J(4) });
   const jobs = (await listLeases(s, 'p', timing)).map((l) => l.jobId).sort();
   t.same(jobs, [J(2), J(3), J(4)]);
   for (const l of [running, other, fresh]) await l.release();
@@ -63,4 +63,25 @@ t.test('an expired lease no longer counts, and a holder that could not renew ref
   const g = await Lease.gc(s, 'p', 'hosta', J(1), { timing: short });
   t.pass('gc does not wait for an expired writer');
   await g.release();
+});
+
+t.test('a writer waiting on a gc its own daemon started meanwhile leaves that gc\'s lease alone', async (t) => {
+  const s = new MemoryStore();
+  const running = new Set<string>();
+  const other = await Lease.gc(s, 'p', 'hostb', J(1), { timing });
+  const writer = Lease.writer(s, 'p', 'hosta', J(2), { timing, isRunning: (id) => running.has(id) });
+  await new Promise((r) => setTimeout(r, 60));
+  // This host's gc starts while the writer waits for the other host's gc.
+  running.add(J(3));
+  const mine = Lease.gc(s, 'p', 'hosta', J(3), { timing });
+  await new Promise((r) => setTimeout(r, 60));
+  await other.release();
+  await new Promise((r) => setTimeout(r, 100));
+  t.ok([...s.objects.keys()].some((k) => k.includes(J(3))), 'the running gc keeps its lease');
+  const g = await mine;
+  await g.release();
+  running.delete(J(3));
+  const w = await writer;
+  t.equal(w.kind, 'writer', 'the writer goes on once that gc is done');
+  await w.release();
 });
