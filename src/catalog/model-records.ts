@@ -47,6 +47,11 @@ export interface PolicyRecord {
   replicateTo?: string | null;
   createdAt: string;
   updatedAt: string;
+  /**
+   * When the schedule (hours, weekdays, time zone, enabled) last changed: due times at or before
+   * it are not owed. Other updates leave it. Absent in older records, which read updatedAt.
+   */
+  scheduleChangedAt?: string;
   /** Most recent last: what the scheduler and `policy run` did, capped at POLICY_HISTORY_LIMIT. */
   history: PolicyEvent[];
 }
@@ -56,7 +61,11 @@ export interface PolicyBinding {
   diskId: string;
   policyId: string;
   boundAt: string;
-  /** The newest scheduled time the scheduler has handled for this disk (taken, failed or skipped). */
+  /**
+   * The newest scheduled time the scheduler has handled for this disk (taken, failed or skipped):
+   * due times at or before it are not owed. Moved back to just before a due time whose run the
+   * daemon died in (owed again), or to the present when a wall clock that was ahead is corrected.
+   */
   lastDueAt: string | null;
 }
 

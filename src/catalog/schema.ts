@@ -22,9 +22,10 @@
  * Version 2 added `cow` to disk records (copy-on-write disks); a version 1 catalog is migrated
  * when opened, in one transaction: every disk gets `cow: null`.
  *
- * The last three databases, and the `tags`/`groupId` fields of snapshot records, were added
- * without a version bump: they are new keys and optional fields that an older record simply
- * lacks (read as no tags, no group), not a change of any existing shape.
+ * The last three databases, the `tags`/`groupId` fields of snapshot records and the
+ * `scheduleChangedAt` field of policy records were added without a version bump: they are new
+ * keys and optional fields that an older record simply lacks (read as no tags, no group, a
+ * schedule last changed at the policy's updatedAt), not a change of any existing shape.
  */
 export const SCHEMA_VERSION = 2;
 export const CATALOG_FILE = 'catalog.mdb';

@@ -6,8 +6,10 @@
  * apply retention to that disk's automatic snapshots only. *When* to run is the scheduler's
  * business (src/scheduler); `policy run` runs a policy now.
  *
- * State: PolicyRecord (with a capped history of what runs did) and PolicyBinding per disk (with
- * the last scheduled time handled, so a restart neither repeats nor replays due times).
+ * State: PolicyRecord (with a capped history of what runs did, and when its schedule last
+ * changed) and PolicyBinding per disk (with the last scheduled time handled, so a restart neither
+ * repeats nor replays due times). A scheduled run the daemon died in is found again from the
+ * records it left (recoverInterrupted): no separate journal.
  *
  * A policy with `replicateTo` starts, after each successful run on a disk, a replication job of
  * the disk's automatic snapshots to that remote: the new one, and any an earlier failed
@@ -17,10 +19,12 @@
  */
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import type { PolicyBinding, PolicyEvent, PolicyRecord, PolicyReplication } from '../catalog/model-records';
+import type { SnapshotRecord } from '../catalog/records';
 import type { Engine } from './engine';
 import type { EngineInternals } from './internals';
 import { looksLikeId, newId } from './ids';
 import { uniqueName, validateName } from './names';
+import { quotaEvictions } from './quotas';
 import { expiredSnapshots, resolveRetention, type Retention, type RetentionInput } from './retention';
 import { validateTimeZone } from './time-zone';
 import type { Job } from './types';
@@ -29,10 +33,21 @@ import type { Job } from './types';
 export const POLICY_NAME_MAX = 100;
 const DESCRIPTION_MAX = 1024;
 
-export interface Policy extends Omit<PolicyRecord, 'history'> {
+export interface Policy extends Omit<PolicyRecord, 'history' | 'scheduleChangedAt'> {
+  /** When hours, weekdays, time zone or enabled last changed (updatedAt for older records). */
+  scheduleChangedAt: string;
   /** Disks bound to the policy, oldest binding first. */
   diskIds: string[];
   history: PolicyEvent[];
+}
+
+/** Due times at or before this are not owed: a new or changed schedule starts fresh. */
+export function scheduleChangedAt(p: PolicyRecord): string {
+  return p.scheduleChangedAt ?? p.updatedAt;
+}
+
+function sameList(a: number[], b: number[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 export interface PolicySpec {
@@ -100,7 +115,7 @@ export class Policies {
       retention: resolveRetention(spec.retention),
       enabled: spec.enabled ?? true,
       replicateTo: this.checkRemote(spec.replicateTo),
-      createdAt: now, updatedAt: now, history: [],
+      createdAt: now, updatedAt: now, scheduleChangedAt: now, history: [],
     };
     this.i.model.txn(() => this.i.model.putPolicy(rec));
     this.i.log.info({ policyId: rec.id, name }, 'policy created');
@@ -111,7 +126,12 @@ export class Policies {
 
   get(ref: string): Policy { return this.view(this.resolve(ref)); }
 
-  /** Only the fields given change; retention given in the other style replaces the old one. */
+  /**
+   * Only the fields given change; retention, given in either style, replaces the whole old one.
+   * A change of the schedule itself (hours, weekdays, time zone, enabled) starts it fresh: due
+   * times before the change are not owed. Any other change (name, description, retention,
+   * replication) leaves the schedule's state alone, so a due time waiting for a busy disk still runs.
+   */
   update(ref: string, patch: PolicyPatch): Policy {
     const cur = this.resolve(ref);
     const next: PolicyRecord = { ...cur, updatedAt: this.i.now().toISOString() };
@@ -123,11 +143,18 @@ export class Policies {
     if (patch.retention !== undefined) next.retention = resolveRetention(patch.retention, cur.retention);
     if (patch.enabled !== undefined) next.enabled = patch.enabled;
     if (patch.replicateTo !== undefined) next.replicateTo = this.checkRemote(patch.replicateTo);
+    const rescheduled = !sameList(next.hours, cur.hours) || !sameList(next.weekdays, cur.weekdays)
+      || next.timeZone !== cur.timeZone || next.enabled !== cur.enabled;
+    next.scheduleChangedAt = rescheduled ? next.updatedAt : scheduleChangedAt(cur);
     this.i.model.txn(() => this.i.model.putPolicy(next));
     return this.view(next);
   }
 
-  /** Unbinds every disk; the automatic snapshots it made stay (they are the operator's now). */
+  /**
+   * Unbinds every disk; the automatic snapshots it made stay. They are still automatic snapshots
+   * of their disk: a policy bound to the disk later applies its retention (and the quota its
+   * evictions) to all of them, not only to those it made itself.
+   */
   delete(ref: string): Policy {
     const p = this.resolve(ref);
     const before = this.view(p);
@@ -206,6 +233,64 @@ export class Policies {
     return run;
   }
 
+  /**
+   * The runs on this disk the daemon died in, found from what they left: an automatic snapshot
+   * of the disk in `error` with code Interrupted (the engine's recovery marks a snapshot still
+   * `creating` so), created at or after the binding's last handled due time, that no history
+   * event names (a run's event is written when its snapshot job ends, which a killed daemon never
+   * reached). Each gets a `failed` event. If the oldest of them is the first automatic snapshot
+   * made since that due time, it was the scheduled run for it: unless the schedule changed since,
+   * the due time is owed again (lastDueAt moves to just before it) and the scheduler takes one
+   * catch-up snapshot, as after any downtime. Event and lastDueAt change in one transaction, so a crash right after still
+   * leaves the catch-up owed and the event written once. Called once per binding by a starting
+   * scheduler, after the engine's recovery.
+   */
+  recoverInterrupted(policyId: string, diskId: string): PolicyEvent[] {
+    return this.i.model.txn(() => {
+      const p = this.i.model.getPolicy(policyId);
+      const b = this.i.model.getBinding(diskId);
+      if (!p || !b || b.policyId !== policyId) return [];
+      const since = b.lastDueAt ?? b.boundAt;
+      const named = new Set(p.history.map((e) => e.snapshotId));
+      const autos = this.i.catalog.snapshotsOfDisk(diskId)
+        .filter((s) => s.type === 'auto' && s.createdAt >= since)
+        .sort((x, y) => x.createdAt.localeCompare(y.createdAt) || x.id.localeCompare(y.id));
+      const lost = autos.filter((s) => s.status === 'error' && s.error?.code === 'Interrupted' && !named.has(s.id));
+      if (lost.length === 0) return [];
+      const scheduledRun = b.lastDueAt !== null && autos[0] === lost[0];
+      const owed = scheduledRun && b.lastDueAt! > scheduleChangedAt(p);
+      const events = lost.map((s, i): PolicyEvent => ({
+        // A scheduled run's due time; for a `policy run`, its own start, as that run would have recorded.
+        dueAt: scheduledRun && i === 0 ? b.lastDueAt! : s.createdAt, at: s.createdAt, diskId, outcome: 'failed', snapshotId: s.id, expired: [],
+        error: { code: 'Interrupted', message: `${s.error?.message ?? 'the daemon stopped while this snapshot was being created'}${owed && i === 0 ? '; the due time is taken again' : ''}` },
+      }));
+      for (const e of events) this.i.model.appendPolicyEvent(policyId, e);
+      if (owed) this.i.model.putBinding({ ...b, lastDueAt: new Date(Date.parse(b.lastDueAt!) - 1).toISOString() });
+      return events;
+    });
+  }
+
+  /**
+   * Brings the times this binding's due times are counted from back to `now`, when they lie in the
+   * future: stamped while the wall clock was ahead, and the clock has since been set back. Due
+   * times up to now count as handled; the next one by the corrected clock runs.
+   */
+  clampFuture(policyId: string, diskId: string, now: Date): void {
+    const at = now.toISOString();
+    this.i.model.txn(() => {
+      const b = this.i.model.getBinding(diskId);
+      if (b && b.policyId === policyId) {
+        this.i.model.putBinding({
+          ...b,
+          boundAt: b.boundAt > at ? at : b.boundAt,
+          lastDueAt: b.lastDueAt !== null && b.lastDueAt > at ? at : b.lastDueAt,
+        });
+      }
+      const p = this.i.model.getPolicy(policyId);
+      if (p && scheduleChangedAt(p) > at) this.i.model.putPolicy({ ...p, scheduleChangedAt: at });
+    });
+  }
+
   /** Records a due time that was not taken (still busy at the end of its retry window, or failing to start). */
   recordNotTaken(policyId: string, diskId: string, dueAt: Date, now: Date, outcome: 'skipped' | 'failed', err: unknown): PolicyEvent {
     const e = this.event(dueAt, now, diskId, outcome, null, [], err);
@@ -230,24 +315,62 @@ export class Policies {
   private startRun(policyId: string, diskId: string, dueAt: Date, now: Date): PolicyDiskRun {
     const p = this.i.model.getPolicy(policyId);
     if (!p) throw new BlocksnapError('PolicyNotFound', `no policy ${policyId}`);
-    const taken = new Set(this.i.catalog.snapshotsOfDisk(diskId).map((s) => s.name));
+    const before = this.i.catalog.snapshotsOfDisk(diskId);
+    const taken = new Set(before.map((s) => s.name));
     const name = uniqueName(autoSnapshotName(p.name, now), (n) => taken.has(n));
-    const job = this.engine.startSnapshot(diskId, { type: 'auto', name, description: `policy ${p.name}` });
+    let job: Job;
+    try {
+      job = this.engine.startSnapshot(diskId, { type: 'auto', name, description: `policy ${p.name}` });
+    } catch (err) {
+      throw this.explainQuota(err, diskId);
+    }
+    // startSnapshot makes room under the automatic quota in the transaction that records the new
+    // snapshot, before it returns: what is gone now is what the quota deleted for this run.
+    const left = new Set(this.i.catalog.snapshotsOfDisk(diskId).map((s) => s.id));
+    const evicted = before.filter((s) => s.type === 'auto' && !left.has(s.id)).map((s) => s.id);
     const done = (async (): Promise<PolicyEvent> => {
       const end = await this.engine.waitJob(job.id);
       let e: PolicyEvent;
       if (end.state === 'succeeded') {
         const expired = await this.applyRetention(p.retention, p.timeZone, diskId, now.getTime(), job.snapshotId!);
-        e = this.event(dueAt, now, diskId, 'created', job.snapshotId, expired, null);
+        e = this.event(dueAt, now, diskId, 'created', job.snapshotId, [...evicted, ...expired], null);
         if (p.replicateTo) e.replication = this.startReplication(p.id, p.replicateTo, diskId);
       } else {
-        e = { ...this.event(dueAt, now, diskId, 'failed', job.snapshotId, [], null), error: end.error };
+        e = { ...this.event(dueAt, now, diskId, 'failed', job.snapshotId, evicted, null), error: end.error };
       }
       this.i.model.txn(() => this.i.model.appendPolicyEvent(p.id, e));
       this.i.log.info({ policyId: p.id, diskId, snapshotId: job.snapshotId, outcome: e.outcome, expired: e.expired.length }, 'policy run');
       return e;
     })();
     return { job, done };
+  }
+
+  /**
+   * The engine's refusal of a full automatic quota counts the snapshots it could not delete; this
+   * names them and why (clone base, export, unfinished rollback, ...) from what the policy module
+   * can see, so the run's history says what to remove. Anything else passes through unchanged.
+   */
+  private explainQuota(err: unknown, diskId: string): unknown {
+    if (toBlocksnapError(err).code !== 'SnapshotQuotaExceeded') return err;
+    const disk = this.i.catalog.getDisk(diskId);
+    if (!disk) return err;
+    const disks = this.i.catalog.allDisks();
+    const why = (s: SnapshotRecord): true | string => {
+      const clone = disks.find((d) => d.cow?.baseSnapshotId === s.id);
+      if (clone) return `is the base of copy-on-write disk ${clone.name}`;
+      if (disk.pendingRollback?.snapshotId === s.id) return `is the target of the disk's unfinished rollback (rerun it to finish)`;
+      if (this.i.isPinned(s.id)) {
+        const exported = this.engine.exports.ofSnapshot(s.id);
+        return exported.length > 0 ? `is exported as ${exported.join(', ')}` : 'is being read by a running job (a clone or a replication)';
+      }
+      return true;
+    };
+    try {
+      quotaEvictions(disk.name, this.i.catalog.snapshotsOfDisk(diskId), 'auto', this.i.quota(), why);
+    } catch (detailed) {
+      return detailed;
+    }
+    return err; // room was made meanwhile: the engine's own refusal stands for this attempt
   }
 
   /**
@@ -352,6 +475,6 @@ export class Policies {
 
   private view(p: PolicyRecord): Policy {
     const diskIds = this.i.model.bindingsOf(p.id).filter((b) => this.i.catalog.getDisk(b.diskId)).map((b) => b.diskId);
-    return { ...p, replicateTo: p.replicateTo ?? null, diskIds };
+    return { ...p, replicateTo: p.replicateTo ?? null, scheduleChangedAt: scheduleChangedAt(p), diskIds };
   }
 }

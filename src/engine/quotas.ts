@@ -24,17 +24,26 @@ export function resolveQuota(q: Partial<SnapshotQuota> | undefined): SnapshotQuo
   return out;
 }
 
+/** How many undeletable snapshots a refusal names (the message stays readable on a full disk). */
+export const QUOTA_BLOCKERS_NAMED = 5;
+
+/** An automatic snapshot a full quota could not delete, and why. */
+export interface QuotaBlocker { snapshotId: string; reason: string }
+
 /**
  * What a new snapshot of `type` needs deleted first, given the disk's snapshots. Manual: nothing,
  * or SnapshotQuotaExceeded. Auto: the oldest automatic snapshots that `evictable` allows (never a
- * group member, never one still being created), enough to leave room for one more.
+ * group member, never one still being created), enough to leave room for one more. `evictable`
+ * answers true, or false or the reason it cannot be deleted now ("is exported as web1-base"):
+ * when too few can go, the refusal names the oldest of those that cannot and why, so the
+ * operator knows what to stop or remove.
  */
 export function quotaEvictions(
   diskName: string,
   snaps: SnapshotRecord[],
   type: SnapshotType,
   quota: SnapshotQuota,
-  evictable: (s: SnapshotRecord) => boolean,
+  evictable: (s: SnapshotRecord) => boolean | string,
 ): SnapshotRecord[] {
   const limit = quota[type];
   const same = snaps.filter((s) => s.type === type);
@@ -45,13 +54,30 @@ export function quotaEvictions(
       `disk ${diskName} has ${same.length} manual snapshots, its quota is ${limit}; delete one before taking another`,
       { quota: limit, count: same.length });
   }
-  const candidates = same
-    .filter((s) => s.status !== 'creating' && !s.groupId && evictable(s))
-    .sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+  const oldestFirst = [...same].sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+  const blocked: QuotaBlocker[] = [];
+  const candidates: SnapshotRecord[] = [];
+  for (const s of oldestFirst) {
+    const why = whyNotEvictable(s, evictable);
+    if (why === null) candidates.push(s);
+    else blocked.push({ snapshotId: s.id, reason: why });
+  }
   if (candidates.length < excess) {
+    const named = blocked.slice(0, QUOTA_BLOCKERS_NAMED);
+    const more = blocked.length - named.length;
     throw new BlocksnapError('SnapshotQuotaExceeded',
-      `disk ${diskName} has ${same.length} automatic snapshots (quota ${limit}) and not enough of them can be deleted now to make room`,
-      { quota: limit, count: same.length });
+      `disk ${diskName} has ${same.length} automatic snapshots (quota ${limit}) and not enough of them can be deleted now to make room: ` +
+      named.map((b) => `${b.snapshotId} ${b.reason}`).join('; ') + (more > 0 ? `; and ${more} more` : ''),
+      { quota: limit, count: same.length, blocked: named });
   }
   return candidates.slice(0, excess);
+}
+
+/** null when the snapshot may be evicted, else why not (worded to follow its id). */
+function whyNotEvictable(s: SnapshotRecord, evictable: (s: SnapshotRecord) => boolean | string): string | null {
+  if (s.status === 'creating') return 'is still being created';
+  if (s.groupId) return `is a member of group ${s.groupId}`;
+  const ok = evictable(s);
+  if (ok === true) return null;
+  return typeof ok === 'string' ? ok : 'is in use (exported, read by a running job, the target of an unfinished rollback or the base of a copy-on-write disk)';
 }

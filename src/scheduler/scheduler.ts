@@ -12,18 +12,36 @@
  *   the older one, which is recorded as skipped at once.
  * - Any other refusal (RollbackIncomplete, an image that disappeared, ...) is recorded as failed
  *   at once; retrying would not change it.
+ * - Due times before the binding or the last change of the schedule (hours, weekdays, time zone,
+ *   enabled) are not owed. Other policy updates change nothing here: a due time waiting for a busy
+ *   disk still runs. One waiting across a schedule change is recorded as skipped, saying so.
+ * - A run the daemon died in (SIGKILL, power loss) is found on the first pass for its binding:
+ *   recorded as failed (Interrupted) and its due time taken again (Policies.recoverInterrupted).
+ * - The wall clock stepped back (a clock that ran ahead corrected by NTP) leaves the handled due
+ *   times in the future, which would hold the policy back until the clock caught up. Beyond
+ *   CLOCK_STEP_TOLERANCE_MS that is logged as a warning and brought back to now, so the next due
+ *   time by the corrected clock runs. A step forward looks like time passing and is not guessed at.
  *
  * State: which due time each disk is waiting to retry (in memory only: after a restart the newest
- * due time simply gets its catch-up attempt), and the runs in flight. Everything else, including
- * the last due time handled per disk, is in the catalog.
+ * due time simply gets its catch-up attempt), the bindings checked for interrupted runs, and the
+ * runs in flight. Everything else, including the last due time handled per disk, is in the catalog.
  */
 import { BlocksnapError, toBlocksnapError } from '../errors';
+import type { PolicyBinding, PolicyRecord } from '../catalog/model-records';
 import type { EngineLogger } from '../engine/engine';
-import type { Policies } from '../engine/policies';
+import { scheduleChangedAt, type Policies } from '../engine/policies';
 import { systemClock, type Clock, type Timer } from './clock';
 import { nextDue, previousDue } from './due-times';
 
-export type SchedulerPolicies = Pick<Policies, 'scheduled' | 'startScheduled' | 'recordNotTaken'>;
+export type SchedulerPolicies = Pick<Policies, 'scheduled' | 'startScheduled' | 'recordNotTaken' | 'recoverInterrupted' | 'clampFuture'>;
+
+/**
+ * How far in the future a handled time may lie before the wall clock is taken to have been set
+ * back. A due time handled is never later than the clock that handled it, so anything beyond this
+ * was stamped by a clock that ran ahead; a few minutes absorb small corrections without retaking a
+ * due time that just ran.
+ */
+export const CLOCK_STEP_TOLERANCE_MS = 5 * 60_000;
 
 export interface SchedulerOptions {
   clock?: Clock;
@@ -44,6 +62,8 @@ export class Scheduler {
   private readonly tickMs: number;
   private readonly retryWindowMs: number;
   private readonly waiting = new Map<string, Waiting>();
+  /** `policyId/diskId` of the bindings already checked for runs the daemon died in. */
+  private readonly recovered = new Set<string>();
   private readonly inFlight = new Set<Promise<void>>();
   private timer: Timer | null = null;
   private ticking: Promise<void> | null = null;
@@ -114,6 +134,8 @@ export class Scheduler {
     let scheduled;
     try {
       scheduled = this.policies.scheduled();
+      // Recovery may move a binding's lastDueAt back: read the bindings again after it.
+      if (this.recoverInterrupted(scheduled)) scheduled = this.policies.scheduled();
     } catch (err) {
       this.log.error({ err }, 'scheduler could not read the policies');
       return;
@@ -122,8 +144,7 @@ export class Scheduler {
       for (const b of bindings) {
         seen.add(b.diskId);
         try {
-          // A due time before the binding or the policy's last change is not owed: a new schedule starts fresh.
-          this.consider(policy.id, policy, b.diskId, b.lastDueAt, [b.boundAt, policy.updatedAt], now, t);
+          this.consider(policy, b, now, t);
         } catch (err) {
           this.log.error({ err, policyId: policy.id, diskId: b.diskId }, 'scheduler pass failed for a disk');
         }
@@ -132,13 +153,62 @@ export class Scheduler {
     for (const disk of [...this.waiting.keys()]) if (!seen.has(disk)) this.waiting.delete(disk);
   }
 
-  private consider(
-    policyId: string, schedule: Parameters<typeof previousDue>[0], diskId: string,
-    lastDueAt: string | null, notBefore: string[], now: Date, t: number,
-  ): void {
-    const due = previousDue(schedule, now).getTime();
-    const handled = Math.max(...notBefore.map((x) => Date.parse(x)), lastDueAt === null ? 0 : Date.parse(lastDueAt));
+  /** Once per binding: records the runs the daemon died in and makes their due time owed again. */
+  private recoverInterrupted(scheduled: ReturnType<SchedulerPolicies['scheduled']>): boolean {
+    let any = false;
+    for (const { policy, bindings } of scheduled) {
+      for (const b of bindings) {
+        const key = `${policy.id}/${b.diskId}`;
+        if (this.recovered.has(key)) continue;
+        let events;
+        try {
+          events = this.policies.recoverInterrupted(policy.id, b.diskId);
+        } catch (err) {
+          // Left unchecked: the next pass tries again; the disk's schedule goes on meanwhile.
+          this.log.error({ err, policyId: policy.id, diskId: b.diskId }, 'scheduler could not check a disk for interrupted policy runs');
+          continue;
+        }
+        this.recovered.add(key);
+        for (const e of events) {
+          any = true;
+          this.log.warn({ policyId: policy.id, policy: policy.name, diskId: b.diskId, snapshotId: e.snapshotId, dueAt: e.dueAt },
+            'a policy run was interrupted by a daemon stop; recorded as failed (Interrupted)');
+        }
+      }
+    }
+    return any;
+  }
+
+  private consider(policy: PolicyRecord, b: PolicyBinding, now: Date, t: number): void {
+    const policyId = policy.id;
+    const diskId = b.diskId;
+    const due = previousDue(policy, now).getTime();
+    // A due time before the binding or the schedule's last change is not owed: a new schedule starts fresh.
+    let fresh = Math.max(Date.parse(b.boundAt), Date.parse(scheduleChangedAt(policy)));
+    let handled = Math.max(fresh, b.lastDueAt === null ? 0 : Date.parse(b.lastDueAt));
+    if (handled > t + CLOCK_STEP_TOLERANCE_MS) {
+      this.log.warn({ policyId, policy: policy.name, diskId, handledUpTo: new Date(handled).toISOString(), now: now.toISOString() },
+        'the wall clock was set back: this disk\'s schedule was handled up to a time still ahead; counting from now, the next due time runs');
+      this.policies.clampFuture(policyId, diskId, now);
+      handled = Math.min(handled, t);
+      fresh = Math.min(fresh, t);
+    }
     let w = this.waiting.get(diskId);
+    if (w && w.dueAt > t + CLOCK_STEP_TOLERANCE_MS) {
+      // Waiting for a due time the set-back clock has not reached yet: that is the clock, not the disk.
+      this.waiting.delete(diskId);
+      w = undefined;
+    }
+    if (w && w.policyId === policyId && w.dueAt <= fresh) {
+      // The schedule changed (or the disk was bound anew) while this due time waited: not owed any more.
+      const why = Date.parse(b.boundAt) >= w.dueAt
+        ? `the disk was bound to the policy anew at ${b.boundAt}`
+        : `the policy's schedule changed at ${scheduleChangedAt(policy)}`;
+      this.policies.recordNotTaken(policyId, diskId, new Date(w.dueAt), now, 'skipped',
+        new BlocksnapError('DiskBusy', `the disk was busy at this due time and ${why} before it was free; the schedule runs from its next due time`));
+      this.waiting.delete(diskId);
+      w = undefined;
+    }
     if (w && (w.policyId !== policyId || w.dueAt < due)) {
       if (w.policyId === policyId) {
         this.policies.recordNotTaken(policyId, diskId, new Date(w.dueAt), now, 'skipped',

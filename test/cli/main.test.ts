@@ -80,3 +80,23 @@ t.test('clone refuses options that would not act instead of ignoring them', asyn
   const accepted = await runCli(['clone', 'base', '--cow', '--name', 'foo', ...socket]);
   t.match(accepted.json(), { error: { code: 'DaemonUnavailable' } }, 'the valid --cow form goes on to the daemon');
 });
+
+/** The help of one command, as `blocksnap ... --help` prints it. */
+function helpOf(name: string): string {
+  const found = commands.find((c) => c.name === name);
+  if (!found) throw new Error(`no command ${name}`);
+  let help = '';
+  found.cmd.configureOutput({ writeOut: (s) => (help += s) });
+  found.cmd.outputHelp();
+  return help.replace(/\s+/g, ' ');
+}
+
+t.test('policy update help says a retention option replaces the whole retention', async (t) => {
+  t.match(helpOf('policy update'), /replaces the whole old retention/);
+});
+
+t.test('policy delete and unbind help say a later policy on the disk expires the snapshots left', async (t) => {
+  for (const name of ['policy delete', 'policy unbind']) {
+    t.match(helpOf(name), /a policy bound to the disk later applies its retention .* to all of them/, name);
+  }
+});

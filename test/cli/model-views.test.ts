@@ -25,7 +25,7 @@ t.test('integer options and tags', async (t) => {
 
 const policy: ServedPolicy = {
   id: 'p-0123456789abcdef', name: 'daily', description: 'nightly', hours: [2, 3, 4, 14], weekdays: [1, 2, 3, 4, 5], timeZone: 'Europe/Berlin',
-  retention: resolveRetention({ keepDaily: 7, keepWeekly: 4 }), enabled: true, createdAt: '2027-01-01T00:00:00.000Z', updatedAt: '2027-01-01T00:00:00.000Z',
+  retention: resolveRetention({ keepDaily: 7, keepWeekly: 4 }), enabled: true, createdAt: '2027-01-01T00:00:00.000Z', updatedAt: '2027-01-01T00:00:00.000Z', scheduleChangedAt: '2027-01-01T00:00:00.000Z',
   diskIds: ['d-0123456789abcdef'], nextRunAt: '2027-01-02T01:00:00.000Z',
   history: [
     { dueAt: '2027-01-01T01:00:00.000Z', at: '2027-01-01T01:00:00.000Z', diskId: 'd-0123456789abcdef', outcome: 'created', snapshotId: 's-0123456789abcdef', expired: ['s-1'], error: null },

@@ -1,6 +1,8 @@
 import t from 'tap';
+import { Catalog } from '../../src/catalog/catalog';
+import { ModelCatalog } from '../../src/catalog/model-records';
 import { finished } from '../helpers/engine';
-import { openSmallEngine, smallDisk } from '../helpers/model';
+import { KiB64, openSmallEngine, smallDisk } from '../helpers/model';
 
 t.test('policy records: create, find, update, delete, with their checks', async (t) => {
   const f = await openSmallEngine(t);
@@ -74,4 +76,63 @@ t.test('policy run: snapshots every bound disk now, reports a busy one, then ret
   t.same(on(second, a.id).expired, [on(first, a.id).snapshotId], 'keep-last 1 expired the previous automatic snapshot of a');
   t.equal(f.engine.listSnapshots(a.id).filter((s) => s.type === 'auto').length, 1);
   t.equal(f.engine.listSnapshots(b.id).length, 2, 'b keeps its auto and the operator\'s manual snapshot');
+});
+
+t.test('only a change of the schedule moves scheduleChangedAt; other updates leave it', async (t) => {
+  let now = Date.parse('2027-01-04T00:00:00Z');
+  const f = await openSmallEngine(t, { now: () => new Date(now) });
+  const at = (iso: string): void => { now = Date.parse(iso); };
+  t.equal(f.engine.policies.create({ name: 'p', hours: [2] }).scheduleChangedAt, '2027-01-04T00:00:00.000Z', 'created: counts from then');
+  at('2027-01-04T01:00:00Z');
+  const u = f.engine.policies.update('p', { name: 'q', description: 'd', retention: { keepLast: 2 }, hours: [2] });
+  t.equal(u.updatedAt, '2027-01-04T01:00:00.000Z');
+  t.equal(u.scheduleChangedAt, '2027-01-04T00:00:00.000Z', 'name, description, retention and the same hours again: unchanged');
+  for (const [i, patch] of [{ hours: [3] }, { weekdays: [1, 2] }, { timeZone: 'Asia/Tokyo' }, { enabled: false }].entries()) {
+    at(`2027-01-04T0${2 + i}:00:00Z`);
+    t.equal(f.engine.policies.update('q', patch).scheduleChangedAt, new Date(now).toISOString(), `${Object.keys(patch)[0]} changes the schedule`);
+  }
+});
+
+t.test('a policy record from before scheduleChangedAt existed counts its schedule from updatedAt', async (t) => {
+  const dir = t.testdir();
+  const f = await openSmallEngine(t, { dir });
+  const p = f.engine.policies.create({ name: 'old', hours: [2] });
+  await f.engine.close();
+  const c = Catalog.open(f.dataDir, KiB64);
+  const m = new ModelCatalog(c);
+  const older = { ...m.getPolicy(p.id)!, updatedAt: '2026-12-31T00:00:00.000Z' };
+  delete older.scheduleChangedAt;
+  c.txn(() => m.putPolicy(older));
+  await c.close();
+  const g = await openSmallEngine(t, { dir });
+  t.equal(g.engine.policies.get('old').scheduleChangedAt, '2026-12-31T00:00:00.000Z');
+});
+
+t.test('a policy run over a full automatic quota of snapshots it cannot delete names each and why', async (t) => {
+  const f = await openSmallEngine(t, { snapshotQuota: { auto: 2 } });
+  await smallDisk(f, 'vm', 2);
+  f.engine.policies.create({ name: 'p', hours: [1] });
+  f.engine.policies.bind('p', ['vm']);
+  const first = (await f.engine.policies.run('p', new Date(Date.now() - 2000))).disks[0]!.snapshotId!;
+  const second = (await f.engine.policies.run('p', new Date(Date.now() - 1000))).disks[0]!.snapshotId!;
+  await f.engine.cloneCow(first, 'clone');
+  f.engine.exports.setEndpoint('/run/test/nbd.sock');
+  f.engine.exports.start(second, { name: 'vm-second' });
+  const [e] = (await f.engine.policies.run('p')).disks;
+  t.equal(e?.outcome, 'failed');
+  t.equal(e?.error?.code, 'SnapshotQuotaExceeded');
+  t.match(e?.error?.message, `${first} is the base of copy-on-write disk clone; ${second} is exported as vm-second`);
+});
+
+t.test('automatic snapshots the quota deleted to make room are in the run\'s expired list', async (t) => {
+  const f = await openSmallEngine(t, { snapshotQuota: { auto: 2 } });
+  await smallDisk(f, 'vm', 2);
+  f.engine.policies.create({ name: 'p', hours: [1] }); // no retention: only the quota deletes
+  f.engine.policies.bind('p', ['vm']);
+  const first = (await f.engine.policies.run('p', new Date(Date.now() - 2000))).disks[0]!;
+  await f.engine.policies.run('p', new Date(Date.now() - 1000));
+  const third = (await f.engine.policies.run('p')).disks[0]!;
+  t.equal(third.outcome, 'created');
+  t.same(third.expired, [first.snapshotId], 'the oldest went to make room, and the run says so');
+  t.same(f.engine.policies.get('p').history.at(-1)?.expired, [first.snapshotId], 'so does its history entry');
 });

@@ -1,5 +1,7 @@
 import t from 'tap';
 import { join } from 'node:path';
+import type { SnapshotRecord } from '../../src/catalog/records';
+import { quotaEvictions } from '../../src/engine/quotas';
 import { snapshot, finished } from '../helpers/engine';
 import { fillBlock, sha256File } from '../helpers/images';
 import { KiB64, openSmallEngine, smallDisk } from '../helpers/model';
@@ -67,4 +69,25 @@ t.test('evicting the head and its children keeps the chain whole', async (t) => 
   await finished(g.engine, g.engine.startClone(a3, out));
   t.equal(await sha256File(out), await sha256File(d.path), 'and it restores the image as it is now');
   t.not(await sha256File(out), h2);
+});
+
+t.test('a full automatic quota names the oldest snapshots it cannot delete and why, five at most', async (t) => {
+  const snap = (i: number, o: Partial<SnapshotRecord> = {}): SnapshotRecord => ({
+    id: `s-${i}`, diskId: 'd-1', name: `auto-${i}`, description: '', status: 'available', type: 'auto', parentId: null,
+    createdAt: new Date(Date.UTC(2027, 0, 1, i)).toISOString(), completedAt: null, sizeBytes: 0, blockSize: KiB64, blockCount: 0,
+    logicalBytes: 0, changedBlocks: 0, newBytes: 0, error: null, jobId: null, ...o,
+  });
+  const snaps = [snap(7), snap(1, { groupId: 'g-1' }), snap(2, { status: 'creating' }), snap(3), snap(4), snap(5), snap(6)];
+  const err = (() => {
+    try {
+      quotaEvictions('vm', snaps, 'auto', { manual: 10, auto: 7 }, (s) => (s.id === 's-3' ? 'is exported as vm-3' : false));
+    } catch (e) {
+      return e as { code: string; message: string; details: { blocked: Array<{ snapshotId: string; reason: string }> } };
+    }
+    return null;
+  })();
+  t.equal(err?.code, 'SnapshotQuotaExceeded');
+  t.same(err?.details.blocked.map((b) => b.snapshotId), ['s-1', 's-2', 's-3', 's-4', 's-5'], 'oldest first, five of seven');
+  t.match(err?.message, 's-1 is a member of group g-1; s-2 is still being created; s-3 is exported as vm-3; s-4 is in use');
+  t.match(err?.message, /; and 2 more$/);
 });

@@ -3,10 +3,13 @@
  * sleeps. Due times, catch-up after downtime, busy retries and skips, retention after each run.
  */
 import t, { type Test } from 'tap';
+import { Catalog } from '../../src/catalog/catalog';
+import { ModelCatalog } from '../../src/catalog/model-records';
+import type { EngineLogger } from '../../src/engine/engine';
 import { Scheduler } from '../../src/scheduler/scheduler';
 import { finished, snapshot } from '../helpers/engine';
 import { ManualClock } from '../helpers/clock';
-import { openSmallEngine, smallDisk } from '../helpers/model';
+import { KiB64, openSmallEngine, smallDisk, type ModelFixture } from '../helpers/model';
 
 async function setup(t: Test, startIso: string) {
   const clock = new ManualClock(startIso);
@@ -182,4 +185,151 @@ t.test('a changed schedule starts fresh: no catch-up for due times before the ch
   t.equal(autos().length, 1, 'not owed: 03:00 came before the change');
   await pass('2027-01-04T04:00:00Z');
   t.equal(autos().length, 2, 'the new schedule runs from its next due time');
+});
+
+/** A logger that keeps the scheduler's warnings, to check what an operator is told. */
+function warnings(): { log: EngineLogger; warned: Array<{ obj: Record<string, unknown>; msg: string }> } {
+  const warned: Array<{ obj: Record<string, unknown>; msg: string }> = [];
+  const none = (): void => {};
+  return { warned, log: { debug: none, info: none, error: none, warn: (obj, msg) => { warned.push({ obj: obj as Record<string, unknown>, msg: msg ?? '' }); } } };
+}
+
+t.test('a wall clock set back after running ahead: warned, brought back, the next due time by the corrected clock runs', async (t) => {
+  const { clock, f, disk, autos } = await setup(t, '2027-01-04T00:30:00Z');
+  const { log, warned } = warnings();
+  const scheduler = new Scheduler(f.engine.policies, { clock, log });
+  t.teardown(() => scheduler.stop());
+  const at = async (iso: string): Promise<void> => { clock.set(iso); await scheduler.tick(); await scheduler.idle(); };
+  f.engine.policies.create({ name: 'daily', hours: [1] });
+  f.engine.policies.bind('daily', [disk.id]);
+  await at('2027-01-04T01:00:00Z');
+  // The clock runs a year ahead for one pass: indistinguishable from time passing, so that due time is taken.
+  await at('2028-01-04T01:00:10Z');
+  t.equal(autos().length, 2);
+  // NTP corrects it. Without the correction nothing would run until 2028.
+  await at('2027-01-04T09:00:00Z');
+  t.equal(autos().length, 2, 'nothing is owed at the moment of the correction');
+  t.equal(warned.length, 1, 'one warning');
+  t.match(warned[0], { obj: { policy: 'daily', diskId: disk.id, handledUpTo: '2028-01-04T01:00:00.000Z' }, msg: /wall clock was set back/ });
+  await at('2027-01-04T12:00:00Z');
+  t.equal(warned.length, 1, 'the correction is stored: not warned again at every pass');
+  await at('2027-01-05T01:00:00Z');
+  t.equal(autos().length, 3, 'the next due time by the corrected clock runs');
+  t.equal(f.engine.policies.get('daily').history.at(-1)?.dueAt, '2027-01-05T01:00:00.000Z');
+});
+
+t.test('a clock set back by less than the tolerance does not retake the due time that just ran', async (t) => {
+  const { clock, f, disk, autos, pass } = await setup(t, '2027-01-04T00:30:00Z');
+  f.engine.policies.create({ name: 'daily', hours: [2] });
+  f.engine.policies.bind('daily', [disk.id]);
+  await pass('2027-01-04T02:00:30Z');
+  clock.set('2027-01-04T01:58:00Z'); // stepped back 2.5 minutes, within CLOCK_STEP_TOLERANCE_MS
+  await pass('2027-01-04T01:58:00Z');
+  await pass('2027-01-04T02:00:00Z');
+  await pass('2027-01-04T02:10:00Z');
+  t.equal(autos().length, 1, '02:00 was taken once');
+});
+
+t.test('a description-only update does not cancel a due time waiting for a busy disk', async (t) => {
+  const { f, disk, autos, scheduler, clock } = await setup(t, '2027-01-04T01:00:00Z');
+  f.engine.policies.create({ name: 'p', hours: [2] });
+  f.engine.policies.bind('p', [disk.id]);
+  clock.set('2027-01-04T02:00:00Z');
+  const busy = f.engine.startSnapshot(disk.id, { name: 'operator' });
+  await scheduler.tick();
+  clock.set('2027-01-04T02:05:00Z');
+  f.engine.policies.update('p', { description: 'nightly', retention: { keepLast: 3 } });
+  await finished(f.engine, busy);
+  clock.set('2027-01-04T02:05:30Z');
+  await scheduler.tick();
+  await scheduler.idle();
+  t.same(autos(), ['auto-p-20270104T020530Z'], 'taken once the disk was free');
+  t.same(f.engine.policies.get('p').history.map((e) => [e.outcome, e.dueAt]), [['created', '2027-01-04T02:00:00.000Z']]);
+});
+
+t.test('a schedule change while a due time waits for a busy disk: recorded as skipped, saying why', async (t) => {
+  const { f, disk, autos, scheduler, clock } = await setup(t, '2027-01-04T01:00:00Z');
+  f.engine.policies.create({ name: 'p', hours: [2] });
+  f.engine.policies.bind('p', [disk.id]);
+  clock.set('2027-01-04T02:00:00Z');
+  const busy = f.engine.startSnapshot(disk.id, { name: 'operator' });
+  await scheduler.tick();
+  clock.set('2027-01-04T02:05:00Z');
+  f.engine.policies.update('p', { hours: [2, 6] });
+  await finished(f.engine, busy);
+  clock.set('2027-01-04T02:05:30Z');
+  await scheduler.tick();
+  await scheduler.idle();
+  t.same(autos(), [], 'not owed under the new schedule');
+  t.equal(scheduler.pending().size, 0, 'no longer waiting');
+  const [skip] = f.engine.policies.get('p').history;
+  t.match(skip, { outcome: 'skipped', dueAt: '2027-01-04T02:00:00.000Z', error: { code: 'DiskBusy', message: /schedule changed at 2027-01-04T02:05:00.000Z/ } });
+  clock.set('2027-01-04T06:00:00Z');
+  await scheduler.tick();
+  await scheduler.idle();
+  t.equal(autos().length, 1, 'the new schedule runs from its next due time');
+});
+
+/**
+ * What a daemon killed during a scheduled snapshot leaves in the catalog: the binding's lastDueAt
+ * written when the run started, and the snapshot still `creating` (the engine's recovery turns it
+ * into error/Interrupted when it opens).
+ */
+async function killedDuringRun(t: Test, startIso: string, dueIso: string): Promise<{ clock: ManualClock; f: ModelFixture; disk: { id: string }; snapId: string }> {
+  const clock = new ManualClock(startIso);
+  const dir = t.testdir();
+  const f0 = await openSmallEngine(t, { dir, now: () => clock.now() });
+  const disk = await smallDisk(f0, 'vm', 2);
+  f0.engine.policies.create({ name: 'nightly', hours: [Number(dueIso.slice(11, 13))] });
+  f0.engine.policies.bind('nightly', [disk.id]);
+  await f0.engine.close();
+  const c = Catalog.open(f0.dataDir, KiB64);
+  const m = new ModelCatalog(c);
+  const snapId = 's-00000000000000aa';
+  c.txn(() => {
+    m.putBinding({ ...m.getBinding(disk.id)!, lastDueAt: new Date(dueIso).toISOString() });
+    c.putSnapshot({
+      id: snapId, diskId: disk.id, name: 'auto-nightly-x', description: 'policy nightly', status: 'creating', type: 'auto', parentId: null,
+      createdAt: new Date(Date.parse(dueIso) + 5000).toISOString(), completedAt: null, sizeBytes: 0, blockSize: KiB64, blockCount: 0,
+      logicalBytes: 0, changedBlocks: 0, newBytes: 0, error: null, jobId: null,
+    });
+  });
+  await c.close();
+  const f = await openSmallEngine(t, { dir, now: () => clock.now() });
+  return { clock, f, disk, snapId };
+}
+
+t.test('a scheduled run the daemon died in is recorded as failed (Interrupted) and its due time taken again', async (t) => {
+  const { clock, f, disk, snapId } = await killedDuringRun(t, '2027-01-04T00:30:00Z', '2027-01-04T01:00:00Z');
+  const { log, warned } = warnings();
+  const scheduler = new Scheduler(f.engine.policies, { clock, log });
+  t.teardown(() => scheduler.stop());
+  clock.set('2027-01-04T01:10:00Z'); // restarted ten minutes later, before the next due time
+  await scheduler.tick();
+  await scheduler.idle();
+  const history = f.engine.policies.get('nightly').history;
+  t.match(history[0], { outcome: 'failed', dueAt: '2027-01-04T01:00:00.000Z', snapshotId: snapId, error: { code: 'Interrupted' } });
+  t.match(history[1], { outcome: 'created', dueAt: '2027-01-04T01:00:00.000Z' }, 'one catch-up snapshot for the lost due time');
+  t.equal(history.length, 2);
+  t.match(warned, [{ obj: { policy: 'nightly', snapshotId: snapId } }], 'the operator is told');
+  t.same(f.engine.listSnapshots(disk.id).map((s) => s.status), ['available'], 'the interrupted one went with the successful run');
+  await scheduler.tick();
+  await scheduler.idle();
+  t.equal(f.engine.policies.get('nightly').history.length, 2, 'the due time is handled now: not taken a third time');
+});
+
+t.test('an interrupted run is recorded once, and owes nothing a newer schedule change replaced', async (t) => {
+  const { clock, f, disk, snapId } = await killedDuringRun(t, '2027-01-04T00:30:00Z', '2027-01-04T01:00:00Z');
+  clock.set('2027-01-04T01:10:00Z');
+  f.engine.policies.update('nightly', { hours: [1, 3] }); // changed after the crash: 01:00 is not owed
+  for (let i = 0; i < 2; i++) {
+    // Two schedulers, as after two restarts: the second finds the event already written.
+    const scheduler = new Scheduler(f.engine.policies, { clock });
+    await scheduler.tick();
+    await scheduler.idle();
+  }
+  const history = f.engine.policies.get('nightly').history;
+  t.same(history.map((e) => [e.outcome, e.snapshotId, e.error?.code]), [['failed', snapId, 'Interrupted']]);
+  t.notMatch(history[0]?.error?.message, /taken again/, 'the event does not promise a catch-up');
+  t.equal(f.engine.listSnapshots(disk.id).filter((s) => s.status === 'available').length, 0, 'no catch-up');
 });

@@ -62,6 +62,20 @@ keep rules (as Proxmox Backup Server and restic do), not both. Without either, a
 snapshots are kept until the per-disk quota (256) makes room by deleting the oldest.
 `;
 
+const UPDATE_HELP = `
+Options not given keep their value, except retention: --retention-days or any --keep-* option
+replaces the whole old retention (days or keep rules alike), so give every keep rule you want to
+keep. Changing --hours, --weekdays, --time-zone or --enable/--disable starts the schedule fresh
+(no catch-up for due times before the change); other changes leave a pending run alone.
+`;
+
+const LEFT_SNAPSHOTS_HELP = `
+The automatic snapshots stay: they are not deleted, and no policy expires them while none is
+bound to the disk. They are still the disk's automatic snapshots, though: a policy bound to the
+disk later applies its retention (and the automatic quota its evictions) to all of them, not only
+to those it made itself.
+`;
+
 const REPLICATE_HELP = `
 With --replicate-to, each successful run on a disk then starts a replication job of the disk's
 automatic snapshots to the remote (the new one, and any an earlier failed replication left). Its
@@ -107,7 +121,7 @@ export function registerPolicy(program: Command): void {
     });
 
   policyOptions(policy.command('update').argument('<policy>', 'policy id or name'))
-    .description('change a policy; options not given keep their value')
+    .description('change a policy; options not given keep their value, but any retention option replaces the whole retention')
     .option('--name <name>', 'new name')
     .option('--enable', 'let the scheduler run it')
     .option('--disable', 'stop the scheduler from running it (policy run still works)')
@@ -117,7 +131,7 @@ export function registerPolicy(program: Command): void {
       'blocksnap policy update daily --keep-daily 14 --keep-monthly 6',
       'blocksnap policy update daily --disable',
       'blocksnap policy update daily --replicate-to offsite',
-    ]) + RETENTION_HELP + REPLICATE_HELP)
+    ]) + UPDATE_HELP + RETENTION_HELP + REPLICATE_HELP)
     .action(async (ref: string, flags: PolicyFlags) => {
       const params: Record<string, unknown> = { policy: ref, ...policyParams(flags) };
       if (flags.enable && flags.disable) throw new BlocksnapError('InvalidArgument', '--enable and --disable exclude each other');
@@ -131,7 +145,7 @@ export function registerPolicy(program: Command): void {
   clientOptions(policy.command('delete').argument('<policy>', 'policy id or name'))
     .alias('rm')
     .description('delete a policy; its disks are unbound and the automatic snapshots it made stay')
-    .addHelpText('after', examples(['blocksnap policy delete daily']))
+    .addHelpText('after', examples(['blocksnap policy delete daily']) + LEFT_SNAPSHOTS_HELP)
     .action(async (ref: string, flags: ClientFlags) => {
       await withClient(flags, async (client, out) => {
         out.result(await client.call<ServedPolicy>('policy.delete', { policy: ref }), (p) => `Deleted policy ${p.name} (${p.id}).`);
@@ -149,7 +163,7 @@ export function registerPolicy(program: Command): void {
 
   clientOptions(policy.command('unbind').argument('<policy>', 'policy id or name').argument('<disks...>', 'disk ids or names'))
     .description('stop applying a policy to disks (their automatic snapshots stay)')
-    .addHelpText('after', examples(['blocksnap policy unbind daily web1']))
+    .addHelpText('after', examples(['blocksnap policy unbind daily web1']) + LEFT_SNAPSHOTS_HELP)
     .action(async (ref: string, disks: string[], flags: ClientFlags) => {
       await withClient(flags, async (client, out) => {
         out.result(await client.call<ServedPolicy>('policy.unbind', { policy: ref, disks }), (p) => `Policy ${p.name} now runs on ${p.diskIds.length} disk(s).`);
