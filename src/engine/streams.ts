@@ -26,6 +26,7 @@ import { hasBlock, readBlock, sha256Async, writeBlock } from '../store/block-io'
 import { DIGEST_SIZE, isZeroDigest } from '../store/format';
 import { fileSink, fileSource, type ByteSink, type ByteSource } from '../stream/byte-io';
 import { StreamReader, StreamWriter, viewSha256, type StreamHeader } from '../stream/format';
+import { blockLengthAt } from '../stream/snapshot-fields';
 import { newId } from './ids';
 import { checkImportable, commitImported } from './import-commit';
 import type { OffsiteInternals } from './offsite-internals';
@@ -154,8 +155,17 @@ export class SnapshotStreams {
             }
           }
           const map = await r.map(s.blockCount);
-          const wanted = new Set<string>();
-          for (let i = 0; i < s.blockCount; i++) if (!isZeroDigest(map, i * DIGEST_SIZE)) wanted.add(map.toString('hex', i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE));
+          // Each named digest with the length its position requires (blockSize, or the shorter last
+          // block); a digest named both at the last position and at another one whose lengths differ
+          // can match no block, so it gets -1 and any record of it is refused.
+          const wanted = new Map<string, number>();
+          for (let i = 0; i < s.blockCount; i++) {
+            if (isZeroDigest(map, i * DIGEST_SIZE)) continue;
+            const hex = map.toString('hex', i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE);
+            const len = blockLengthAt(i, s.sizeBytes, s.blockSize);
+            const prev = wanted.get(hex);
+            wanted.set(hex, prev === undefined || prev === len ? len : -1);
+          }
           const res: ImportResult = { snapshotId: s.id, diskId: disk.id, parentId: null, storedBlocks: 0, storedBytes: 0, presentBlocks: 0 };
           const releaseStore = await this.x.storeLock.acquireShared();
           /** Blocks this import added to the store: handed to the sweeper if the stream is refused. */
@@ -169,7 +179,15 @@ export class SnapshotStreams {
               const rec = await r.next(s.blockSize, counts);
               if (rec === null) break;
               const hex = rec.digest.toString('hex');
-              if (!wanted.has(hex)) throw new BlocksnapError('StreamCorrupt', `the stream carries block ${hex}, which its map does not name`);
+              const length = wanted.get(hex);
+              if (length === undefined) throw new BlocksnapError('StreamCorrupt', `the stream carries block ${hex}, which its map does not name`);
+              // The digest proves the bytes, not that they fit where the map puts them: a block of the
+              // wrong length would be stored and fail every later read of the snapshot.
+              if (rec.data.length !== length) {
+                throw new BlocksnapError('StreamCorrupt', length < 0
+                  ? `the stream's map names block ${hex} at positions that need different lengths`
+                  : `block ${hex} in the stream has ${rec.data.length} bytes; its position in the map needs ${length}`, { digest: hex });
+              }
               if (!(await sha256Async(rec.data)).equals(rec.digest)) throw new BlocksnapError('StreamCorrupt', `block ${hex} in the stream does not match its digest`, { digest: hex });
               counts.blocks++;
               counts.bytes += rec.data.length;
@@ -180,7 +198,7 @@ export class SnapshotStreams {
               } else res.presentBlocks++;
               progress();
             }
-            for (const hex of wanted) {
+            for (const hex of wanted.keys()) {
               if (!(await hasBlock(this.x.store.dir, hex))) {
                 throw new BlocksnapError(h.base ? 'BaseMissing' : 'StreamCorrupt', `block ${hex} of snapshot ${s.id} is neither in the stream nor in the local store`, { digest: hex });
               }

@@ -15,10 +15,13 @@
  */
 import { createHash } from 'node:crypto';
 import { BlocksnapError } from '../errors';
-import { DIGEST_SIZE, isValidBlockSize, isZeroDigest } from '../store/format';
+import { DIGEST_SIZE, isZeroDigest } from '../store/format';
+import { checkIncomingSnapshot, checkTimestamp, isIsoTimestamp } from '../stream/snapshot-fields';
 
 export const MANIFEST_FORMAT = 'blocksnap-manifest';
 export const MANIFEST_VERSION = 1;
+/** The longest host name a manifest may carry (a DNS name is at most 253 characters). */
+const HOST_MAX = 255;
 
 export interface ManifestSnapshot {
   id: string;
@@ -70,14 +73,17 @@ export function decodeManifest(raw: Buffer, key: string): Manifest {
   if (obj.version !== MANIFEST_VERSION) throw corrupt(`has version ${String(obj.version)}; this blocksnap reads version ${MANIFEST_VERSION}`);
   const { sha256, ...rest } = obj;
   if (typeof sha256 !== 'string' || sha256 !== checksum(JSON.stringify(rest))) throw corrupt('fails its checksum');
-  const s = obj.snapshot as ManifestSnapshot;
-  if (!s || typeof s.id !== 'string' || typeof s.diskId !== 'string' || !Number.isSafeInteger(s.sizeBytes) || !isValidBlockSize(s.blockSize)
-    || s.blockCount !== Math.ceil(s.sizeBytes / s.blockSize)) {
-    throw corrupt('has an invalid snapshot record');
-  }
-  const map = Buffer.from(String(obj.map), 'base64');
+  // The checksum proves only that the text is whole, not who wrote it: every field is checked
+  // before anything of it reaches the catalog (src/stream/snapshot-fields.ts, shared with streams).
+  const badField = (field: string, why: string): BlocksnapError => corrupt(`field ${field} ${why}`);
+  const s = checkIncomingSnapshot(obj.snapshot, badField) as ManifestSnapshot;
+  if (s.completedAt !== null && !isIsoTimestamp(s.completedAt)) throw badField('snapshot.completedAt', 'is neither null nor an ISO-8601 timestamp');
+  if (typeof obj.host !== 'string' || obj.host.length > HOST_MAX) throw badField('host', `is not a string of at most ${HOST_MAX} characters`);
+  checkTimestamp(obj.replicatedAt, 'replicatedAt', badField);
+  if (typeof obj.map !== 'string') throw badField('map', 'is not a base64 string');
+  const map = Buffer.from(obj.map, 'base64');
   if (map.length !== s.blockCount * DIGEST_SIZE) throw corrupt(`has a map of ${map.length} bytes for ${s.blockCount} blocks`);
-  return { snapshot: s, host: String(obj.host), replicatedAt: String(obj.replicatedAt), map };
+  return { snapshot: s, host: obj.host, replicatedAt: obj.replicatedAt as string, map };
 }
 
 /** Distinct non-ZERO digests of a packed map, as hex, with the raw length of their first block. */

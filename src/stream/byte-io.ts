@@ -29,13 +29,21 @@ export function fileSink(file: FileHandle): ByteSink {
   };
 }
 
-/** Reads sequentially from a file from offset 0. */
+/**
+ * Reads sequentially from a file from offset 0. A read asks for no more than the file has left
+ * (its size taken once, at the first read), so a stream header claiming a huge map or block
+ * cannot make the reader allocate beyond the file's own size.
+ */
 export function fileSource(file: FileHandle): ByteSource {
   let offset = 0;
+  let size: number | null = null;
   return {
     async read(max) {
-      const buf = Buffer.allocUnsafe(max);
-      const { bytesRead } = await file.read(buf, 0, max, offset);
+      size ??= (await file.stat()).size;
+      const want = Math.max(0, Math.min(max, size - offset));
+      if (want === 0) return Buffer.alloc(0);
+      const buf = Buffer.allocUnsafe(want);
+      const { bytesRead } = await file.read(buf, 0, want, offset);
       offset += bytesRead;
       return buf.subarray(0, bytesRead);
     },

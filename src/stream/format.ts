@@ -17,6 +17,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { BlocksnapError } from '../errors';
 import { DIGEST_SIZE } from '../store/format';
 import type { ByteSink, ByteSource } from './byte-io';
+import { checkIncomingSnapshot, checkTimestamp, isIdOf, type IncomingSnapshot } from './snapshot-fields';
 
 export const STREAM_MAGIC = 'BSNAPSTR';
 export const STREAM_VERSION = 1;
@@ -26,10 +27,7 @@ export const RECORD_BLOCK = 0x01;
 export const RECORD_END = 0xff;
 
 export interface StreamHeader {
-  snapshot: {
-    id: string; diskId: string; diskName: string; name: string; description: string; type: 'manual' | 'auto';
-    parentId: string | null; createdAt: string; sizeBytes: number; blockSize: number; blockCount: number; logicalBytes: number;
-  };
+  snapshot: IncomingSnapshot;
   /** null for a full stream; else the snapshot the receiver must have, and the SHA-256 of its packed view. */
   base: { id: string; viewSha256: string } | null;
   exportedAt: string;
@@ -94,44 +92,89 @@ export class StreamWriter {
 }
 
 const corrupt = (why: string): BlocksnapError => new BlocksnapError('StreamCorrupt', `the stream ${why}`);
+const badField = (field: string, why: string): BlocksnapError => corrupt(`header field ${field} ${why}`);
 
-/** Reads a stream sequentially from a source (a file, a socket channel) through a buffer, hashing every byte read. */
+/**
+ * Checks every field of a parsed header (snapshot-fields.ts): the header is sealed by a checksum
+ * anyone can compute, so its content is as untrusted as the rest of the stream. The block count is
+ * bounded before the map is read, so a header cannot make the reader allocate more than a map the
+ * daemon could hold.
+ */
+export function checkHeader(v: unknown): StreamHeader {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw corrupt('header is not a JSON object');
+  const h = v as Record<string, unknown>;
+  checkIncomingSnapshot(h.snapshot, badField);
+  const b = h.base as Record<string, unknown> | null;
+  if (b !== null) {
+    if (typeof b !== 'object' || Array.isArray(b)) throw badField('base', 'is neither null nor an object');
+    if (!isIdOf('s', b.id)) throw badField('base.id', 'is not a snapshot id');
+    if (typeof b.viewSha256 !== 'string' || !/^[0-9a-f]{64}$/.test(b.viewSha256)) throw badField('base.viewSha256', 'is not a hex SHA-256');
+  }
+  checkTimestamp(h.exportedAt, 'exportedAt', badField);
+  return h as unknown as StreamHeader;
+}
+
+/**
+ * Reads a stream sequentially from a source (a file, a socket channel), hashing every byte read.
+ * Bytes received are kept as the list of chunks the source gave; a read of n bytes joins chunks
+ * only once n bytes are there, so a large map arriving in small chunks is copied once, not once
+ * per chunk, and a block lying inside one chunk is returned without a copy.
+ */
 export class StreamReader {
   private readonly hash: Hash = createHash('sha256');
-  private buf: Buffer = Buffer.alloc(0);
+  /** Unconsumed chunks; the first starts `pos` bytes in. */
+  private chunks: Buffer[] = [];
   private pos = 0;
+  private buffered = 0;
   private received = 0;
   private eof = false;
 
   constructor(private readonly source: ByteSource, private readonly chunk = 8 * 1024 * 1024) {}
 
-  get bytesRead(): number { return this.received - (this.buf.length - this.pos); }
+  get bytesRead(): number { return this.received - this.buffered; }
 
-  /** Exactly n bytes, hashed; StreamCorrupt on a truncated stream. */
-  async read(n: number, hashIt = true): Promise<Buffer> {
-    while (this.buf.length - this.pos < n && !this.eof) {
-      const more = await this.source.read(Math.max(this.chunk, n - (this.buf.length - this.pos)));
-      if (more.length === 0) this.eof = true;
+  private async fill(n: number): Promise<void> {
+    while (this.buffered < n && !this.eof) {
+      const more = await this.source.read(Math.max(this.chunk, n - this.buffered));
+      if (more.length === 0) { this.eof = true; break; }
       this.received += more.length;
-      this.buf = Buffer.concat([this.buf.subarray(this.pos), more]);
-      this.pos = 0;
+      this.buffered += more.length;
+      this.chunks.push(more);
     }
-    if (this.buf.length - this.pos < n) throw corrupt(`is truncated after ${this.bytesRead + (this.buf.length - this.pos)} bytes`);
-    const out = Buffer.from(this.buf.subarray(this.pos, this.pos + n));
-    this.pos += n;
+  }
+
+  /** Exactly n bytes, hashed; StreamCorrupt on a truncated stream. The buffer may share memory with the source's. */
+  async read(n: number, hashIt = true): Promise<Buffer> {
+    await this.fill(n);
+    if (this.buffered < n) throw corrupt(`is truncated after ${this.received} bytes`);
+    let out: Buffer;
+    const first = this.chunks[0];
+    if (n === 0) out = Buffer.alloc(0);
+    else if (first.length - this.pos >= n) {
+      out = first.subarray(this.pos, this.pos + n);
+      this.pos += n;
+      if (this.pos === first.length) { this.chunks.shift(); this.pos = 0; }
+    } else {
+      out = Buffer.allocUnsafe(n);
+      let filled = 0;
+      while (filled < n) {
+        const c = this.chunks[0];
+        const take = Math.min(n - filled, c.length - this.pos);
+        c.copy(out, filled, this.pos, this.pos + take);
+        filled += take;
+        this.pos += take;
+        if (this.pos === c.length) { this.chunks.shift(); this.pos = 0; }
+      }
+    }
+    this.buffered -= n;
     if (hashIt) this.hash.update(out);
     return out;
   }
 
   async atEnd(): Promise<boolean> {
-    if (this.buf.length - this.pos > 0) return false;
-    if (this.eof) return true;
-    const more = await this.source.read(1);
-    this.received += more.length;
-    this.buf = more;
-    this.pos = 0;
-    if (more.length === 0) this.eof = true;
-    return more.length === 0;
+    if (this.buffered > 0) return false;
+    await this.fill(1);
+    return this.buffered === 0;
   }
 
   digestSoFar(): Buffer {
@@ -149,18 +192,13 @@ export class StreamReader {
     const json = await this.read(len);
     const sum = await this.read(DIGEST_SIZE);
     if (!createHash('sha256').update(fixed).update(json).digest().equals(sum)) throw corrupt('header fails its checksum');
-    let h: StreamHeader;
+    let h: unknown;
     try {
-      h = JSON.parse(json.toString('utf8')) as StreamHeader;
+      h = JSON.parse(json.toString('utf8'));
     } catch {
       throw corrupt('header is not valid JSON');
     }
-    const s = h?.snapshot;
-    if (!s || typeof s.id !== 'string' || !Number.isSafeInteger(s.sizeBytes) || !Number.isSafeInteger(s.blockSize) || s.blockSize <= 0
-      || s.blockCount !== Math.ceil(s.sizeBytes / s.blockSize)) {
-      throw corrupt('header has an invalid snapshot record');
-    }
-    return h;
+    return checkHeader(h);
   }
 
   async map(blockCount: number): Promise<Buffer> {

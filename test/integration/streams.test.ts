@@ -1,8 +1,9 @@
 /** Snapshot streams between two daemons (two hosts): export, copy the file, import. */
+import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { BLOCK, sha256File } from './fixtures/images';
+import { BLOCK, makeImage, scribble, sha256File } from './fixtures/images';
 import { twoHosts } from './fixtures/two-hosts';
 
 t.test('a full then an incremental stream recreate the same snapshots on another host', async (t) => {
@@ -81,4 +82,56 @@ t.test('an import counts against the disk snapshot quota like a snapshot taken t
   t.same((await b.json('snapshot', 'list')).map((s: { name: string }) => s.name), ['local'], 'nothing imported, nothing evicted');
   await b.json('snapshot', 'delete', 'local');
   t.match(await b.json('snapshot', 'import', '-i', 'monday.bsnap', '--disk', 'vm'), { storedBlocks: 4 }, 'with room it imports');
+});
+
+/**
+ * Re-seals a stream after editing its header or map, as anyone can: the checksums prove the bytes
+ * whole, not that blocksnap wrote them.
+ */
+function reseal(good: Buffer, edit: { header?: (h: any) => void; map?: (m: Buffer) => void }): Buffer {
+  const hlen = good.readUInt32LE(12);
+  const header = JSON.parse(good.subarray(16, 16 + hlen).toString());
+  const map = Buffer.from(good.subarray(16 + hlen + 32, 16 + hlen + 32 + header.snapshot.blockCount * 32));
+  const rest = good.subarray(16 + hlen + 32 + map.length + 32, good.length - 32);
+  edit.header?.(header);
+  edit.map?.(map);
+  const json = Buffer.from(JSON.stringify(header));
+  const fixed = Buffer.from(good.subarray(0, 16));
+  fixed.writeUInt32LE(json.length, 12);
+  const sha = (...b: Buffer[]): Buffer => b.reduce((h, x) => h.update(x), createHash('sha256')).digest();
+  const body = Buffer.concat([fixed, json, sha(fixed, json), map, sha(map), rest]);
+  return Buffer.concat([body, sha(body)]);
+}
+
+t.test('a re-sealed stream whose header fields have the wrong types is refused, and the catalog stays listable', async (t) => {
+  const { a, b } = await twoHosts(t);
+  await a.json('snapshot', 'export', 'monday', '-o', join(a.imageRoot, 'monday.bsnap'));
+  const bad = reseal(readFileSync(join(a.imageRoot, 'monday.bsnap')), {
+    header: (h) => { h.snapshot.createdAt = 12345; },
+  });
+  writeFileSync(join(b.imageRoot, 'typed.bsnap'), bad);
+  const r = await b.cli('snapshot', 'import', '-i', 'typed.bsnap', '--disk', 'vm', '--json');
+  t.equal(r.code, 1);
+  t.match(r.json().error, { code: 'StreamCorrupt', message: /snapshot\.createdAt/ });
+  t.same(await b.json('snapshot', 'list'), [], 'nothing stored, and listing still works');
+});
+
+t.test('a stream whose map puts the short last block at another position is refused', async (t) => {
+  const { a, b } = await twoHosts(t);
+  // Two blocks: a full one and a 4 KiB tail, both with data so both travel in the stream.
+  makeImage(join(a.imageRoot, 'odd.img'), BLOCK + 4096, []);
+  scribble(join(a.imageRoot, 'odd.img'), 0, 100);
+  scribble(join(a.imageRoot, 'odd.img'), BLOCK, 4096);
+  await a.json('disk', 'add', 'odd.img', '--name', 'odd');
+  const snap = await a.json('snapshot', 'create', 'odd', '--name', 'tail');
+  await a.json('snapshot', 'export', snap.id, '-o', join(a.imageRoot, 'tail.bsnap'));
+  const swapped = reseal(readFileSync(join(a.imageRoot, 'tail.bsnap')), {
+    map: (m) => { const first = Buffer.from(m.subarray(0, 32)); m.copy(m, 0, 32, 64); first.copy(m, 32); },
+  });
+  writeFileSync(join(b.imageRoot, 'swapped.bsnap'), swapped);
+  const r = await b.cli('snapshot', 'import', '-i', 'swapped.bsnap', '--disk', 'vm', '--json');
+  t.equal(r.code, 1);
+  // Whichever of the two swapped blocks comes first is refused: each is at a position of the other's length.
+  t.match(r.json().error, { code: 'StreamCorrupt', message: /in the stream has (4194304 bytes; its position in the map needs 4096|4096 bytes; its position in the map needs 4194304)$/ });
+  t.same(await b.json('snapshot', 'list'), [], 'nothing was committed');
 });

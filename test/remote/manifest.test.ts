@@ -51,3 +51,21 @@ t.test('keys: blocks fan out by the first three hex digits; only well-formed key
   t.same(idsOfManifestKey(manifestKey('p', 'd-0123456789abcdef', 's-0123456789abcdef')), { diskId: 'd-0123456789abcdef', snapshotId: 's-0123456789abcdef' });
   t.equal(idsOfManifestKey('p/manifests/d-1/s-2.json'), null);
 });
+
+t.test('a manifest whose checksum holds but whose fields are of the wrong type is RemoteCorrupt naming the field', async (t) => {
+  // The checksum anyone can recompute proves the text whole, not well-formed.
+  const cases: Array<[string, (m: any) => void]> = [
+    ['snapshot.createdAt', (m) => { m.snapshot.createdAt = 12345; }],
+    ['snapshot.completedAt', (m) => { m.snapshot.completedAt = 'later'; }],
+    ['snapshot.description', (m) => { m.snapshot.description = { x: [1, 2] }; }],
+    ['snapshot.parentId', (m) => { m.snapshot.parentId = 42; }],
+    ['snapshot.sizeBytes', (m) => { Object.assign(m.snapshot, { sizeBytes: -5, blockCount: 0, logicalBytes: 0 }); m.map = Buffer.alloc(0); }],
+    ['host', (m) => { m.host = ['h']; }],
+    ['replicatedAt', (m) => { m.replicatedAt = null; }],
+  ];
+  for (const [field, edit] of cases) {
+    const m = sample();
+    edit(m);
+    t.throws(() => decodeManifest(encodeManifest(m), 'k'), { code: 'RemoteCorrupt', message: new RegExp(`field ${field.replace('.', '\\.')} `) }, field);
+  }
+});
