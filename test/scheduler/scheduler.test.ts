@@ -26,6 +26,17 @@ async function setup(t: Test, startIso: string) {
   return { clock, f, disk, scheduler, autos, pass };
 }
 
+/** Policy p due at 02:00 on a disk that an operator's snapshot keeps busy then; the scheduler has tried once. */
+async function busyAtItsDueTime(t: Parameters<typeof setup>[0]) {
+  const s = await setup(t, '2027-01-04T01:00:00Z');
+  s.f.engine.policies.create({ name: 'p', hours: [2] });
+  s.f.engine.policies.bind('p', [s.disk.id]);
+  s.clock.set('2027-01-04T02:00:00Z');
+  const busy = s.f.engine.startSnapshot(s.disk.id, { name: 'operator' });
+  await s.scheduler.tick();
+  return { ...s, busy };
+}
+
 t.test('an auto snapshot at every due time, named auto-<policy>-<UTC time>; retention by days after each run', async (t) => {
   const { f, disk, autos, pass } = await setup(t, '2027-01-04T01:00:00Z'); // a Monday
   const manual = await snapshot(f.engine, disk.id, 'keep-me');
@@ -78,12 +89,7 @@ t.test('due times missed while down are not replayed in a burst: one catch-up pe
 });
 
 t.test('a busy disk is retried until it is free within the hour', async (t) => {
-  const { f, disk, autos, scheduler, clock } = await setup(t, '2027-01-04T01:00:00Z');
-  f.engine.policies.create({ name: 'p', hours: [2] });
-  f.engine.policies.bind('p', [disk.id]);
-  clock.set('2027-01-04T02:00:00Z');
-  const busy = f.engine.startSnapshot(disk.id, { name: 'operator' });
-  await scheduler.tick();
+  const { f, autos, scheduler, clock, busy } = await busyAtItsDueTime(t);
   t.same(autos(), [], 'busy at its due time');
   t.same([...scheduler.pending().values()].map((d) => d.toISOString()), ['2027-01-04T02:00:00.000Z'], 'waiting to retry');
   await finished(f.engine, busy);
@@ -231,12 +237,7 @@ t.test('a clock set back by less than the tolerance does not retake the due time
 });
 
 t.test('a description-only update does not cancel a due time waiting for a busy disk', async (t) => {
-  const { f, disk, autos, scheduler, clock } = await setup(t, '2027-01-04T01:00:00Z');
-  f.engine.policies.create({ name: 'p', hours: [2] });
-  f.engine.policies.bind('p', [disk.id]);
-  clock.set('2027-01-04T02:00:00Z');
-  const busy = f.engine.startSnapshot(disk.id, { name: 'operator' });
-  await scheduler.tick();
+  const { f, autos, scheduler, clock, busy } = await busyAtItsDueTime(t);
   clock.set('2027-01-04T02:05:00Z');
   f.engine.policies.update('p', { description: 'nightly', retention: { keepLast: 3 } });
   await finished(f.engine, busy);
@@ -248,12 +249,7 @@ t.test('a description-only update does not cancel a due time waiting for a busy 
 });
 
 t.test('a schedule change while a due time waits for a busy disk: recorded as skipped, saying why', async (t) => {
-  const { f, disk, autos, scheduler, clock } = await setup(t, '2027-01-04T01:00:00Z');
-  f.engine.policies.create({ name: 'p', hours: [2] });
-  f.engine.policies.bind('p', [disk.id]);
-  clock.set('2027-01-04T02:00:00Z');
-  const busy = f.engine.startSnapshot(disk.id, { name: 'operator' });
-  await scheduler.tick();
+  const { f, autos, scheduler, clock, busy } = await busyAtItsDueTime(t);
   clock.set('2027-01-04T02:05:00Z');
   f.engine.policies.update('p', { hours: [2, 6] });
   await finished(f.engine, busy);
