@@ -21,13 +21,19 @@ async function gated(t: Test, shutdownGraceMs = 5_000) {
   return { ...s, backend };
 }
 
-t.test('dropping an export\'s clients lets a request in flight finish and be answered, then closes', async (t) => {
+/** A client whose 4 KiB read (handle 1) the backend holds when the export drops its clients. */
+async function droppedWithAReadInFlight(t: Test) {
   const { socketPath, exports, backend } = await gated(t);
   const c = await attached(socketPath, 'disk');
   backend.hold();
   c.request(C.NBD_CMD_READ, 0, 4096, 0, 1n);
   await backend.arrived(1);
   exports.drop('disk');
+  return { c, backend };
+}
+
+t.test('dropping an export\'s clients lets a request in flight finish and be answered, then closes', async (t) => {
+  const { c, backend } = await droppedWithAReadInFlight(t);
   backend.release();
   t.same(await c.simpleReply(), { error: 0, handle: 1n });
   t.ok((await c.read(4096)).equals(Buffer.alloc(4096, 0x5c)), 'with its data');
@@ -35,12 +41,7 @@ t.test('dropping an export\'s clients lets a request in flight finish and be ans
 });
 
 t.test('a request read after the drop is answered NBD_ESHUTDOWN and never reaches the backend', async (t) => {
-  const { socketPath, exports, backend } = await gated(t);
-  const c = await attached(socketPath, 'disk');
-  backend.hold();
-  c.request(C.NBD_CMD_READ, 0, 4096, 0, 1n);
-  await backend.arrived(1);
-  exports.drop('disk');
+  const { c, backend } = await droppedWithAReadInFlight(t);
   c.request(C.NBD_CMD_WRITE, 0, 4096, 0, 2n, Buffer.alloc(4096, 0xee));
   t.same(await c.simpleReply(), { error: C.NBD_ESHUTDOWN, handle: 2n });
   backend.release();
