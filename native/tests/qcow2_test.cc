@@ -117,6 +117,14 @@ TEST(qcow2_written_image_reads_back_exactly_in_every_layout) {
   }
 }
 
+// Names a backing file in the header of an image written without one, as `qemu-img rebase -u`
+// does: the name goes after the header, in the first cluster.
+static void set_backing_name(const std::string& img, const std::string& name) {
+  patch(img, 512, std::vector<uint8_t>(name.begin(), name.end()));
+  patch(img, qcow2::kOffBackingOffset, be64(512));
+  patch(img, qcow2::kOffBackingSize, be32(static_cast<uint32_t>(name.size())));
+}
+
 TEST(qcow2_zero_clusters_hide_the_backing_file) {
   TempDir dir;
   const std::string base = dir / "base.raw";
@@ -144,10 +152,7 @@ TEST(qcow2_unallocated_clusters_read_through_a_chain) {
   // With a backing file the writer marks ZERO blocks as zero clusters; to get unallocated ones,
   // write without a backing file and patch its name in (what qemu-img rebase -u does).
   write_image(dir / "mid.qcow2", dir.path(), none, 4 * kBlock, 16, 3);
-  const std::string name = "base.raw";
-  patch(dir / "mid.qcow2", 512, std::vector<uint8_t>(name.begin(), name.end()));
-  patch(dir / "mid.qcow2", qcow2::kOffBackingOffset, be64(512));
-  patch(dir / "mid.qcow2", qcow2::kOffBackingSize, be32(static_cast<uint32_t>(name.size())));
+  set_backing_name(dir / "mid.qcow2", "base.raw");
   const auto chain = qcow2_backing_chain(dir / "mid.qcow2");
   REQUIRE(chain.size() == 2);
   CHECK(chain[1].format == ImageFormat::Raw);  // probed: no format extension
@@ -162,10 +167,7 @@ TEST(qcow2_backing_chain_that_loops_is_refused) {
   const auto none = store_blocks(dir.path(), {{}});
   const std::string img = dir / "self.qcow2";
   write_image(img, dir.path(), none, kBlock, 16, 3);
-  const std::string name = "self.qcow2";
-  patch(img, 512, std::vector<uint8_t>(name.begin(), name.end()));
-  patch(img, qcow2::kOffBackingOffset, be64(512));
-  patch(img, qcow2::kOffBackingSize, be32(static_cast<uint32_t>(name.size())));
+  set_backing_name(img, "self.qcow2");
   CHECK_THROWS_CODE(open_qcow2_source(img), ErrorCode::ImageCorrupt);
   CHECK_THROWS_CODE(qcow2_backing_chain(img), ErrorCode::ImageCorrupt);
   Qcow2OpenOptions no_backing;
@@ -180,10 +182,7 @@ TEST(qcow2_missing_backing_file_names_the_image_that_refers_to_it) {
   const auto none = store_blocks(dir.path(), {{}});
   const std::string img = dir / "over.qcow2";
   write_image(img, dir.path(), none, kBlock, 16, 3);
-  const std::string name = "gone.raw";
-  patch(img, 512, std::vector<uint8_t>(name.begin(), name.end()));
-  patch(img, qcow2::kOffBackingOffset, be64(512));
-  patch(img, qcow2::kOffBackingSize, be32(static_cast<uint32_t>(name.size())));
+  set_backing_name(img, "gone.raw");
   for (int way = 0; way < 2; ++way) {
     try {
       if (way == 0) qcow2_backing_chain(img);
