@@ -73,7 +73,11 @@ const DESCRIPTION_MAX = 1024;
 const silent: EngineLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
 export class Engine extends EventEmitter {
-  private readonly diskLocks = new DiskLocks();
+  private readonly diskLocks = new DiskLocks((diskId) => {
+    const d = this.catalog.getDisk(diskId);
+    const id = d === undefined || d.cow !== null ? null : fileIdentity(d.path);
+    return id === null ? null : `${id.dev}:${id.ino}`;
+  });
   private readonly storeLock = new StoreLock();
   private readonly pins = new Map<string, number>();
   private readonly jobs: JobRunner;

@@ -2,7 +2,9 @@
  * In-process locks of the engine (one daemon per data dir makes them sufficient; the data-dir
  * lock enforces that). See the locking table in docs/design.md.
  *
- * DiskLocks: one job per disk. A second job on a busy disk fails at once with DiskBusy rather
+ * DiskLocks: one job per disk, and one per image file: two disk ids on one file (a hard link
+ *   put in place of an image after it was registered) must not run a snapshot and a rollback of
+ *   that file at once. A second job on a busy disk or file fails at once with DiskBusy rather
  *   than queueing: an operator (or a scheduler) decides whether to retry.
  * StoreLock: a readers-writer lock over block *deletion*. Snapshot jobs hold it shared from
  *   before their scan until their commit, because a scan that finds a block file already present
@@ -14,19 +16,36 @@ import { BlocksnapError } from '../errors';
 
 export class DiskLocks {
   private readonly holders = new Map<string, string>();
+  /** Image file (its identity) → the disk whose job holds it. */
+  private readonly files = new Map<string, string>();
 
-  /** Takes the disk for jobId, or throws DiskBusy naming the job that holds it. */
+  /**
+   * `fileOf` names a disk's image file by an identity two paths of one file share (device and
+   * inode), or null for a disk whose file is its own by construction or cannot be read now.
+   */
+  constructor(private readonly fileOf: (diskId: string) => string | null = () => null) {}
+
+  /** Takes the disk and its image file for jobId, or throws DiskBusy naming the job that holds either. */
   acquire(diskId: string, jobId: string): () => void {
     const holder = this.holders.get(diskId);
     if (holder !== undefined) {
       throw new BlocksnapError('DiskBusy', `disk ${diskId} is busy with job ${holder}`, { diskId, jobId: holder });
     }
+    const file = this.fileOf(diskId);
+    const fileHolder = file === null ? undefined : this.files.get(file);
+    if (fileHolder !== undefined) {
+      const job = this.holders.get(fileHolder)!;
+      throw new BlocksnapError('DiskBusy', `disk ${diskId} has the same image file as disk ${fileHolder}, which is busy with job ${job}`,
+        { diskId, jobId: job, sameFileAs: fileHolder });
+    }
     this.holders.set(diskId, jobId);
+    if (file !== null) this.files.set(file, diskId);
     let released = false;
     return () => {
       if (released) return;
       released = true;
       this.holders.delete(diskId);
+      if (file !== null) this.files.delete(file);
     };
   }
 

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { linkSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Engine } from '../../src/engine';
 import { openEngine, snapshot } from '../helpers/engine';
@@ -87,6 +87,20 @@ t.test('a hard link to a registered image is the same disk, not a new one', asyn
   await t.rejects(engine.addDisk({ path: join(images, 'a-link.raw') }),
     { code: 'DiskAlreadyRegistered', details: { diskId: a.id }, message: /disk vm1 \(.*a\.raw is the same file\)/ });
   t.equal(engine.listDisks().length, 1, 'no second disk on the file');
+});
+
+t.test('two disks whose images became one file by a later hard link never run jobs on it at once', async (t) => {
+  const { engine, images } = await openEngine(t);
+  const a = await engine.addDisk({ path: makeImage(join(images, 'a.raw'), 4 << 20), name: 'vm1' });
+  const b = await engine.addDisk({ path: makeImage(join(images, 'b.raw'), 4 << 20), name: 'vm2' });
+  // Registration refuses a link; one put in place of an image afterwards is only seen at job start.
+  unlinkSync(join(images, 'b.raw'));
+  linkSync(join(images, 'a.raw'), join(images, 'b.raw'));
+  const job = engine.startSnapshot(a.id);
+  t.throws(() => engine.startSnapshot(b.id), { code: 'DiskBusy', details: { diskId: b.id, jobId: job.id, sameFileAs: a.id } });
+  await engine.waitJob(job.id);
+  const second = engine.startSnapshot(b.id);
+  t.equal((await engine.waitJob(second.id)).state, 'succeeded', 'once the first job ends the file is free');
 });
 
 t.test('a second engine on the same data dir is refused', async (t) => {
