@@ -29,7 +29,7 @@ import { open, unlink } from 'node:fs/promises';
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import { readView } from '../catalog/block-map';
 import type { SnapshotRecord } from '../catalog/records';
-import { hasBlock, readBlockUnhashed, sha256Async, writeBlock } from '../store/block-io';
+import { hasBlockOfLength, readBlockUnhashed, sha256Async, writeBlock } from '../store/block-io';
 import { BLOCK_HEADER_SIZE, DIGEST_SIZE, isZeroDigest } from '../store/format';
 import {
   readCredentials, validateBucket, validateEndpoint, validatePrefix, validateRegion, validateRemoteName, type RemoteConfig,
@@ -37,10 +37,11 @@ import {
 import { listBlockPresence, LIST_MIN_BLOCKS } from '../remote/block-presence';
 import { blockKey, digestOfKey, idsOfManifestKey, join, manifestKey, BLOCKS, MANIFESTS } from '../remote/layout';
 import { DEFAULT_LEASE_TIMING, Lease, type LeaseTiming } from '../remote/leases';
-import { decodeManifest, distinctDigests, encodeManifest, type Manifest } from '../remote/manifest';
+import { decodeManifest, encodeManifest, type Manifest } from '../remote/manifest';
 import type { ObjectStore } from '../remote/object-store';
 import { RemoteRegistry } from '../remote/registry';
 import { S3Store } from '../remote/s3-store';
+import { distinctDigests } from '../stream/snapshot-fields';
 import { looksLikeId, newId } from './ids';
 import { checkImportable, commitImported } from './import-commit';
 import type { JobControl } from './jobs';
@@ -544,7 +545,7 @@ export class Replication {
       let done = 0;
       ctl.progress(0, total);
       await runPool(digests.entries(), concurrency, async ([hex, len]) => {
-        if (!(await hasBlock(this.x.store.dir, hex))) {
+        if (!(await hasBlockOfLength(this.x.store.dir, hex, len, wrongLength(hex, len)))) {
           const data = await fetchBlock(store, remote.prefix, hex, len, ctl.signal);
           res.downloadedBlocks++;
           res.downloadedBytes += data.length;
@@ -624,7 +625,7 @@ export class Replication {
             let done = 0;
             ctl.progress(0, total);
             await runPool(digests.entries(), concurrency, async ([hex, len]) => {
-              if (await hasBlock(this.x.store.dir, hex)) {
+              if (await hasBlockOfLength(this.x.store.dir, hex, len, wrongLength(hex, len))) {
                 res.presentBlocks++;
               } else {
                 const data = await fetchBlock(store, remote.prefix, hex, len, ctl.signal);
@@ -788,6 +789,11 @@ function groupByDigest(map: Buffer): Map<string, number[]> {
 }
 
 /** Downloads one block and checks it against its digest and expected length before anyone uses it. */
+/** A manifest that puts a block this host has where its length cannot fit: forged, or corrupt past its checksum. */
+function wrongLength(hex: string, len: number): (have: number) => Error {
+  return (have) => new BlocksnapError('RemoteCorrupt', `the manifest puts block ${hex} at a position of ${len} bytes; the block this host has under that digest has ${have}`, { digest: hex });
+}
+
 async function fetchBlock(store: ObjectStore, prefix: string, hex: string, length: number, signal?: AbortSignal): Promise<Buffer> {
   const key = blockKey(prefix, hex);
   const data = await store.get(key, signal);

@@ -22,11 +22,11 @@ import { open } from 'node:fs/promises';
 import { BlocksnapError } from '../errors';
 import { readView } from '../catalog/block-map';
 import type { SnapshotRecord } from '../catalog/records';
-import { hasBlock, readBlock, sha256Async, writeBlock } from '../store/block-io';
+import { hasBlockOfLength, readBlock, sha256Async, writeBlock } from '../store/block-io';
 import { DIGEST_SIZE, isZeroDigest } from '../store/format';
 import { fileSink, fileSource, type ByteSink, type ByteSource } from '../stream/byte-io';
 import { StreamReader, StreamWriter, viewSha256, type StreamHeader } from '../stream/format';
-import { blockLengthAt } from '../stream/snapshot-fields';
+import { distinctDigests } from '../stream/snapshot-fields';
 import { newId } from './ids';
 import { checkImportable, commitImported } from './import-commit';
 import type { OffsiteInternals } from './offsite-internals';
@@ -155,17 +155,10 @@ export class SnapshotStreams {
             }
           }
           const map = await r.map(s.blockCount);
-          // Each named digest with the length its position requires (blockSize, or the shorter last
-          // block); a digest named both at the last position and at another one whose lengths differ
-          // can match no block, so it gets -1 and any record of it is refused.
-          const wanted = new Map<string, number>();
-          for (let i = 0; i < s.blockCount; i++) {
-            if (isZeroDigest(map, i * DIGEST_SIZE)) continue;
-            const hex = map.toString('hex', i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE);
-            const len = blockLengthAt(i, s.sizeBytes, s.blockSize);
-            const prev = wanted.get(hex);
-            wanted.set(hex, prev === undefined || prev === len ? len : -1);
-          }
+          // Each named digest with the length its positions require (blockSize, or the shorter last block).
+          const wanted = distinctDigests(map, s.sizeBytes, s.blockSize,
+            (hex) => new BlocksnapError('StreamCorrupt', `the stream's map names block ${hex} at positions that need different lengths`, { digest: hex }));
+          const carried = new Set<string>();
           const res: ImportResult = { snapshotId: s.id, diskId: disk.id, parentId: null, storedBlocks: 0, storedBytes: 0, presentBlocks: 0 };
           const releaseStore = await this.x.storeLock.acquireShared();
           /** Blocks this import added to the store: handed to the sweeper if the stream is refused. */
@@ -184,11 +177,10 @@ export class SnapshotStreams {
               // The digest proves the bytes, not that they fit where the map puts them: a block of the
               // wrong length would be stored and fail every later read of the snapshot.
               if (rec.data.length !== length) {
-                throw new BlocksnapError('StreamCorrupt', length < 0
-                  ? `the stream's map names block ${hex} at positions that need different lengths`
-                  : `block ${hex} in the stream has ${rec.data.length} bytes; its position in the map needs ${length}`, { digest: hex });
+                throw new BlocksnapError('StreamCorrupt', `block ${hex} in the stream has ${rec.data.length} bytes; its position in the map needs ${length}`, { digest: hex });
               }
               if (!(await sha256Async(rec.data)).equals(rec.digest)) throw new BlocksnapError('StreamCorrupt', `block ${hex} in the stream does not match its digest`, { digest: hex });
+              carried.add(hex);
               counts.blocks++;
               counts.bytes += rec.data.length;
               if (await writeBlock(this.x.store.dir, hex, rec.data)) {
@@ -198,8 +190,12 @@ export class SnapshotStreams {
               } else res.presentBlocks++;
               progress();
             }
-            for (const hex of wanted.keys()) {
-              if (!(await hasBlock(this.x.store.dir, hex))) {
+            for (const [hex, length] of wanted) {
+              // A block the stream left out because this host has it: the map may still put it where its length cannot fit.
+              if (carried.has(hex)) continue;
+              const wrongLength = (have: number): Error => new BlocksnapError('StreamCorrupt',
+                `the stream's map puts block ${hex} at a position of ${length} bytes; the block this host has under that digest has ${have}`, { digest: hex });
+              if (!(await hasBlockOfLength(this.x.store.dir, hex, length, wrongLength))) {
                 throw new BlocksnapError(h.base ? 'BaseMissing' : 'StreamCorrupt', `block ${hex} of snapshot ${s.id} is neither in the stream nor in the local store`, { digest: hex });
               }
             }

@@ -15,8 +15,8 @@
  */
 import { createHash } from 'node:crypto';
 import { BlocksnapError } from '../errors';
-import { DIGEST_SIZE, isZeroDigest } from '../store/format';
-import { checkIncomingSnapshot, checkTimestamp, isIsoTimestamp } from '../stream/snapshot-fields';
+import { DIGEST_SIZE } from '../store/format';
+import { checkIncomingSnapshot, checkTimestamp, distinctDigests, isIsoTimestamp } from '../stream/snapshot-fields';
 
 export const MANIFEST_FORMAT = 'blocksnap-manifest';
 export const MANIFEST_VERSION = 1;
@@ -83,16 +83,6 @@ export function decodeManifest(raw: Buffer, key: string): Manifest {
   if (typeof obj.map !== 'string') throw badField('map', 'is not a base64 string');
   const map = Buffer.from(obj.map, 'base64');
   if (map.length !== s.blockCount * DIGEST_SIZE) throw corrupt(`has a map of ${map.length} bytes for ${s.blockCount} blocks`);
+  distinctDigests(map, s.sizeBytes, s.blockSize, (hex) => corrupt(`names block ${hex} at positions that need different lengths`));
   return { snapshot: s, host: obj.host, replicatedAt: obj.replicatedAt as string, map };
-}
-
-/** Distinct non-ZERO digests of a packed map, as hex, with the raw length of their first block. */
-export function distinctDigests(map: Buffer, sizeBytes: number, blockSize: number): Map<string, number> {
-  const out = new Map<string, number>();
-  for (let i = 0; i * DIGEST_SIZE < map.length; i++) {
-    if (isZeroDigest(map, i * DIGEST_SIZE)) continue;
-    const hex = map.toString('hex', i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE);
-    if (!out.has(hex)) out.set(hex, Math.min(blockSize, sizeBytes - i * blockSize));
-  }
-  return out;
 }

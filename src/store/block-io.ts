@@ -39,14 +39,34 @@ export function encodeHeader(digest: Buffer, rawLength: number): Buffer {
   return h;
 }
 
-/** True when a block file with this digest is present (its content is checked when read). */
-export async function hasBlock(storeDir: string, digestHex: string): Promise<boolean> {
+/**
+ * The raw length of the block file with this digest, or null when there is none. A block coming
+ * from elsewhere is checked against its position's length before it is written; one already here
+ * is checked with this, since the map that names it may be forged.
+ */
+export async function presentBlockLength(storeDir: string, digestHex: string): Promise<number | null> {
   try {
-    return (await stat(blockPath(storeDir, digestHex))).isFile();
+    const st = await stat(blockPath(storeDir, digestHex));
+    return st.isFile() ? st.size - BLOCK_HEADER_SIZE : null;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw err;
   }
+}
+
+/** True when a block file with this digest is present (its content is checked when read). */
+export async function hasBlock(storeDir: string, digestHex: string): Promise<boolean> {
+  return (await presentBlockLength(storeDir, digestHex)) !== null;
+}
+
+/**
+ * True when the block is present with `length` bytes, false when absent; `mismatch` makes the
+ * error for one present with another length (a map from elsewhere that puts it where it cannot fit).
+ */
+export async function hasBlockOfLength(storeDir: string, digestHex: string, length: number, mismatch: (have: number) => Error): Promise<boolean> {
+  const have = await presentBlockLength(storeDir, digestHex);
+  if (have !== null && have !== length) throw mismatch(have);
+  return have !== null;
 }
 
 /** Reads one block's raw bytes, verified: BlockMissing, BlockCorrupt or DigestMismatch otherwise. */

@@ -6,7 +6,8 @@
  * in one place, and the first wrong one is named.
  */
 import { NAME_MAX } from '../engine/names';
-import { isValidBlockSize } from '../store/format';
+import { BlocksnapError } from '../errors';
+import { DIGEST_SIZE, isValidBlockSize, isZeroDigest } from '../store/format';
 
 /** The longest description `snapshot create` accepts. */
 export const DESCRIPTION_MAX = 1024;
@@ -79,4 +80,24 @@ export function checkIncomingSnapshot(v: unknown, fail: FieldError, prefix = 'sn
 /** The length block `index` of a snapshot must have: blockSize, except a shorter last block. */
 export function blockLengthAt(index: number, sizeBytes: number, blockSize: number): number {
   return Math.min(blockSize, sizeBytes - index * blockSize);
+}
+
+/**
+ * The distinct non-ZERO digests of a packed map, as hex, each with the length its positions need.
+ * A map that names one digest both at the short last position and at a whole one can match no
+ * block (a SHA-256 names bytes of one length): `conflict` makes the error for it. Maps this host
+ * built never do that, hence Internal by default.
+ */
+export function distinctDigests(map: Buffer, sizeBytes: number, blockSize: number,
+  conflict: (hex: string) => Error = (hex) => new BlocksnapError('Internal', `a block map names block ${hex} at positions that need different lengths`)): Map<string, number> {
+  const out = new Map<string, number>();
+  for (let i = 0; i * DIGEST_SIZE < map.length; i++) {
+    if (isZeroDigest(map, i * DIGEST_SIZE)) continue;
+    const hex = map.toString('hex', i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE);
+    const len = blockLengthAt(i, sizeBytes, blockSize);
+    const prev = out.get(hex);
+    if (prev === undefined) out.set(hex, len);
+    else if (prev !== len) throw conflict(hex);
+  }
+  return out;
 }

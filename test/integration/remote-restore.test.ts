@@ -2,9 +2,12 @@
  * Restore as qcow2 and the snapshot quota of a remote import, against a real Ceph radosgw
  * (test/infra/ceph) with two daemons standing for two hosts. QEMU's tools judge the qcow2 file.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
+import { encodeManifest } from '../../src/remote/manifest';
+import { manifestKey } from '../../src/remote/layout';
 import { haveQemu, must, run } from '../helpers/qemu';
 import { useCeph, type Ceph } from '../infra/ceph/fixture';
 import { credentialsFile, listKeys, newBucket, putObject } from '../infra/ceph/s3';
@@ -79,5 +82,28 @@ if (ceph) {
     t.same((await b.json('snapshot', 'list')).map((x: { name: string }) => x.name), ['local']);
     await b.json('snapshot', 'delete', 'local');
     t.match(await b.json('import', 'off', s.id, '--disk', 'vm'), { snapshotId: s.id });
+  });
+
+  t.test('an import whose manifest puts a block this host has where its length cannot fit is refused', async (t) => {
+    const { bucket, a, b, s } = await replicatedSnapshot(t, ceph, 'wronglen', { size: 24 * MiB, blocks: [0] });
+    makeImage(join(b.imageRoot, 'vm.img'), 8 * MiB, []);
+    await b.json('disk', 'add', 'vm.img', '--name', 'vm');
+    await b.json('import', 'off', s.id, '--disk', 'vm');
+    // A forged manifest (its checksum recomputed, as anyone can) names the whole block b now
+    // holds at the 4 KiB tail of a snapshot, where no block of that digest can fit.
+    const held = createHash('sha256').update(readFileSync(join(a.imageRoot, 'vm.img')).subarray(0, BLOCK)).digest();
+    const now = new Date().toISOString();
+    const forged = {
+      snapshot: {
+        id: 's-00000000000000f1', diskId: s.diskId, diskName: 'vm', name: 'forged', description: '', type: 'manual' as const, parentId: null,
+        createdAt: now, completedAt: now, sizeBytes: BLOCK + 4096, blockSize: BLOCK, blockCount: 2, logicalBytes: 4096,
+      },
+      host: 'h00000000000000f1', replicatedAt: now, map: Buffer.concat([Buffer.alloc(32), held]),
+    };
+    await putObject(ceph, bucket, manifestKey('', s.diskId, forged.snapshot.id), encodeManifest(forged));
+    const r = await b.cli('import', 'off', forged.snapshot.id, '--disk', 'vm', '--json');
+    t.equal(r.code, 1);
+    t.match(r.json().error, { code: 'RemoteCorrupt', message: `puts block ${held.toString('hex')} at a position of 4096 bytes; the block this host has under that digest has ${BLOCK}` });
+    t.same((await b.json('snapshot', 'list')).map((x: { name: string }) => x.name), ['s1'], 'only the snapshot imported before');
   });
 }

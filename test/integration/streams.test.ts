@@ -84,17 +84,53 @@ t.test('an import counts against the disk snapshot quota like a snapshot taken t
   t.match(await b.json('snapshot', 'import', '-i', 'monday.bsnap', '--disk', 'vm'), { storedBlocks: 4 }, 'with room it imports');
 });
 
+interface StreamRecord { digest: Buffer; data: Buffer }
+
+/** The block records of a stream's body (after the map), and the end record rebuilt for a list of them. */
+function parseRecords(body: Buffer): StreamRecord[] {
+  const out: StreamRecord[] = [];
+  for (let at = 0; body[at] === 0x01;) {
+    const len = body.readUInt32LE(at + 33);
+    out.push({ digest: body.subarray(at + 1, at + 33), data: body.subarray(at + 37, at + 37 + len) });
+    at += 37 + len;
+  }
+  return out;
+}
+
+function encodeRecords(recs: StreamRecord[]): Buffer {
+  const end = Buffer.alloc(17);
+  end.writeUInt8(0xff, 0);
+  end.writeBigUInt64LE(BigInt(recs.length), 1);
+  end.writeBigUInt64LE(BigInt(recs.reduce((a, r) => a + r.data.length, 0)), 9);
+  const parts = recs.flatMap((r) => {
+    const head = Buffer.alloc(37);
+    head.writeUInt8(0x01, 0);
+    r.digest.copy(head, 1);
+    head.writeUInt32LE(r.data.length, 33);
+    return [head, r.data];
+  });
+  return Buffer.concat([...parts, end]);
+}
+
+/** A stream's packed map. */
+function streamMap(stream: Buffer): Buffer {
+  const hlen = stream.readUInt32LE(12);
+  const header = JSON.parse(stream.subarray(16, 16 + hlen).toString());
+  return stream.subarray(16 + hlen + 32, 16 + hlen + 32 + header.snapshot.blockCount * 32);
+}
+
 /**
- * Re-seals a stream after editing its header or map, as anyone can: the checksums prove the bytes
- * whole, not that blocksnap wrote them.
+ * Re-seals a stream after editing its header, map or block records, as anyone can: the checksums
+ * prove the bytes whole, not that blocksnap wrote them.
  */
-function reseal(good: Buffer, edit: { header?: (h: any) => void; map?: (m: Buffer) => void }): Buffer {
+function reseal(good: Buffer, edit: { header?: (h: any) => void; map?: (m: Buffer) => void; records?: (r: StreamRecord[]) => StreamRecord[] }): Buffer {
   const hlen = good.readUInt32LE(12);
   const header = JSON.parse(good.subarray(16, 16 + hlen).toString());
-  const map = Buffer.from(good.subarray(16 + hlen + 32, 16 + hlen + 32 + header.snapshot.blockCount * 32));
-  const rest = good.subarray(16 + hlen + 32 + map.length + 32, good.length - 32);
+  const map = Buffer.from(streamMap(good));
+  let rest = good.subarray(16 + hlen + 32 + map.length + 32, good.length - 32);
   edit.header?.(header);
   edit.map?.(map);
+  if (edit.records) rest = encodeRecords(edit.records(parseRecords(rest)));
   const json = Buffer.from(JSON.stringify(header));
   const fixed = Buffer.from(good.subarray(0, 16));
   fixed.writeUInt32LE(json.length, 12);
@@ -116,16 +152,20 @@ t.test('a re-sealed stream whose header fields have the wrong types is refused, 
   t.same(await b.json('snapshot', 'list'), [], 'nothing stored, and listing still works');
 });
 
-t.test('a stream whose map puts the short last block at another position is refused', async (t) => {
-  const { a, b } = await twoHosts(t);
-  // Two blocks: a full one and a 4 KiB tail, both with data so both travel in the stream.
+/** A stream of a two-block snapshot on `a`: a full block and a 4 KiB tail, both with data so both travel. */
+async function tailStream(a: Awaited<ReturnType<typeof twoHosts>>['a']): Promise<Buffer> {
   makeImage(join(a.imageRoot, 'odd.img'), BLOCK + 4096, []);
   scribble(join(a.imageRoot, 'odd.img'), 0, 100);
   scribble(join(a.imageRoot, 'odd.img'), BLOCK, 4096);
   await a.json('disk', 'add', 'odd.img', '--name', 'odd');
   const snap = await a.json('snapshot', 'create', 'odd', '--name', 'tail');
   await a.json('snapshot', 'export', snap.id, '-o', join(a.imageRoot, 'tail.bsnap'));
-  const swapped = reseal(readFileSync(join(a.imageRoot, 'tail.bsnap')), {
+  return readFileSync(join(a.imageRoot, 'tail.bsnap'));
+}
+
+t.test('a stream whose map puts the short last block at another position is refused', async (t) => {
+  const { a, b } = await twoHosts(t);
+  const swapped = reseal(await tailStream(a), {
     map: (m) => { const first = Buffer.from(m.subarray(0, 32)); m.copy(m, 0, 32, 64); first.copy(m, 32); },
   });
   writeFileSync(join(b.imageRoot, 'swapped.bsnap'), swapped);
@@ -134,4 +174,34 @@ t.test('a stream whose map puts the short last block at another position is refu
   // Whichever of the two swapped blocks comes first is refused: each is at a position of the other's length.
   t.match(r.json().error, { code: 'StreamCorrupt', message: /in the stream has (4194304 bytes; its position in the map needs 4096|4096 bytes; its position in the map needs 4194304)$/ });
   t.same(await b.json('snapshot', 'list'), [], 'nothing was committed');
+});
+
+t.test('a stream whose map names one block at a whole and at the short last position is refused before any block is read', async (t) => {
+  const { a, b } = await twoHosts(t);
+  const doubled = reseal(await tailStream(a), { map: (m) => { m.copy(m, 32, 0, 32); } });
+  writeFileSync(join(b.imageRoot, 'doubled.bsnap'), doubled);
+  const r = await b.cli('snapshot', 'import', '-i', 'doubled.bsnap', '--disk', 'vm', '--json');
+  t.equal(r.code, 1);
+  t.match(r.json().error, { code: 'StreamCorrupt', message: /map names block [0-9a-f]{64} at positions that need different lengths$/ });
+  t.same(await b.json('snapshot', 'list'), [], 'nothing was committed');
+});
+
+t.test('a stream whose map puts a block this host already has where its length cannot fit is refused', async (t) => {
+  const { a, b } = await twoHosts(t);
+  const monday = join(a.imageRoot, 'monday.bsnap');
+  await a.json('snapshot', 'export', 'monday', '-o', monday);
+  copyFileSync(monday, join(b.imageRoot, 'monday.bsnap'));
+  await b.json('snapshot', 'import', '-i', 'monday.bsnap', '--disk', 'vm');
+  // A whole block b holds now, named at the 4 KiB tail position and left out of the stream as
+  // a sender leaves out what the receiver has.
+  const held = Buffer.from(streamMap(readFileSync(monday)).subarray(0, 32));
+  const tail = await tailStream(a);
+  const tailDigest = Buffer.from(streamMap(tail).subarray(32, 64));
+  const forged = reseal(tail, { map: (m) => { held.copy(m, 32); }, records: (recs) => recs.filter((r) => !r.digest.equals(tailDigest)) });
+  writeFileSync(join(b.imageRoot, 'forged.bsnap'), forged);
+  const r = await b.cli('snapshot', 'import', '-i', 'forged.bsnap', '--disk', 'vm', '--json');
+  t.equal(r.code, 1);
+  t.match(r.json().error, { code: 'StreamCorrupt', message: `puts block ${held.toString('hex')} at a position of 4096 bytes; the block this host has under that digest has ${BLOCK}` });
+  t.same((await b.json('snapshot', 'list')).map((s: { name: string }) => s.name), ['monday'], 'only the snapshot imported before');
+  t.match(await b.json('store', 'verify'), { problems: [] }, 'the store is whole');
 });

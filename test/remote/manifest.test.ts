@@ -1,13 +1,14 @@
 import { createHash } from 'node:crypto';
 import t from 'tap';
-import { decodeManifest, distinctDigests, encodeManifest, type Manifest } from '../../src/remote/manifest';
+import { decodeManifest, encodeManifest, type Manifest } from '../../src/remote/manifest';
+import { distinctDigests } from '../../src/stream/snapshot-fields';
 import { blockKey, digestOfKey, idsOfManifestKey, manifestKey } from '../../src/remote/layout';
 
 const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
 const B = 4 * 1024 * 1024;
 
 function sample(): Manifest {
-  const map = Buffer.concat([digest('a'), Buffer.alloc(32), digest('b'), digest('a')]);
+  const map = Buffer.concat([digest('a'), Buffer.alloc(32), digest('a'), digest('b')]);
   return {
     snapshot: {
       id: 's-0123456789abcdef', diskId: 'd-0123456789abcdef', diskName: 'vm', name: 'one', description: 'x', type: 'manual',
@@ -24,7 +25,7 @@ t.test('a manifest round-trips and names its distinct blocks with their lengths'
   t.same(back.snapshot, m.snapshot);
   t.ok(back.map.equals(m.map));
   const d = distinctDigests(back.map, m.snapshot.sizeBytes, B);
-  t.same([...d.entries()], [[digest('a').toString('hex'), B], [digest('b').toString('hex'), B]]);
+  t.same([...d.entries()], [[digest('a').toString('hex'), B], [digest('b').toString('hex'), 100]], 'the last block is the short one');
 });
 
 t.test('any change to a manifest is RemoteCorrupt', async (t) => {
@@ -39,6 +40,13 @@ t.test('any change to a manifest is RemoteCorrupt', async (t) => {
   for (const c of cases) t.throws(() => decodeManifest(Buffer.from(c), 'k'), { code: 'RemoteCorrupt' });
   const shortMap = { ...sample(), map: Buffer.alloc(64) };
   t.throws(() => decodeManifest(encodeManifest(shortMap), 'k'), { code: 'RemoteCorrupt', message: /map of 64 bytes for 4 blocks/ });
+});
+
+t.test('a manifest naming one block at a whole and at the short last position is RemoteCorrupt', async (t) => {
+  // Its checksum holds (anyone can recompute it), but no block can be both 4 MiB and 100 bytes long.
+  const m = sample();
+  digest('a').copy(m.map, 3 * 32);
+  t.throws(() => decodeManifest(encodeManifest(m), 'k'), { code: 'RemoteCorrupt', message: `manifest k names block ${digest('a').toString('hex')} at positions that need different lengths` });
 });
 
 t.test('keys: blocks fan out by the first three hex digits; only well-formed keys are recognised', async (t) => {
