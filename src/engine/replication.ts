@@ -343,7 +343,6 @@ export class Replication {
         run.credit(known);
         await this.uploadBlocks(run, rest);
         // The manifest is the commit point: only now, and only while our lease is certainly live.
-        lease.assertHeld();
         const disk = this.x.catalog.getDisk(s.diskId);
         const body = encodeManifest({
           snapshot: {
@@ -353,7 +352,7 @@ export class Replication {
           },
           host: this.remotes.hostId, replicatedAt: new Date().toISOString(), map: view,
         });
-        await store.put(key, body, ctl.signal);
+        await lease.whileHeld(ctl.signal, (signal) => store.put(key, body, signal));
         res.manifestBytes += body.length;
         res.replicated.push(s.id);
         this.x.log.info({ remote: remote.name, snapshotId: s.id, uploadedBlocks: res.uploadedBlocks, uploadedBytes: res.uploadedBytes }, 'snapshot replicated');
@@ -697,8 +696,7 @@ export class Replication {
       let seen = 0;
       const flush = async (): Promise<void> => {
         if (batch.length === 0) return;
-        lease!.assertHeld();
-        await store.deleteMany(batch, ctl.signal);
+        await lease!.whileHeld(ctl.signal, (signal) => store.deleteMany(batch, signal));
         res.deletedBlocks += batch.length;
         res.deletedBytes += batchBytes;
         batch = [];

@@ -149,14 +149,55 @@ export class Lease {
     tick();
   }
 
+  /** How long the lease has not been renewed, when other hosts may already count it expired; else null. */
+  private overdue(): number | null {
+    const age = Date.now() - this.renewedAt;
+    return age > this.timing.ttlMs - this.timing.skewMs ? age : null;
+  }
+
+  private expired(age: number): BlocksnapError {
+    return new BlocksnapError('RemoteBusy', `the ${this.kind} lease ${this.key} was not renewed for ${Math.round(age / 1000)} s${this.renewError ? ` (${this.renewError.message})` : ''}; rerun to continue`);
+  }
+
   /**
    * Throws RemoteBusy when the lease may have expired in the eyes of other hosts (its last renewal
    * is older than the TTL minus the skew allowance): the caller must not take its next step.
    */
   assertHeld(): void {
-    const age = Date.now() - this.renewedAt;
-    if (age > this.timing.ttlMs - this.timing.skewMs) {
-      throw new BlocksnapError('RemoteBusy', `the ${this.kind} lease ${this.key} was not renewed for ${Math.round(age / 1000)} s${this.renewError ? ` (${this.renewError.message})` : ''}; rerun to continue`);
+    const age = this.overdue();
+    if (age !== null) throw this.expired(age);
+  }
+
+  /**
+   * Runs one irreversible step (a manifest upload, a delete batch) with a signal that aborts it,
+   * retries included, once the lease may have expired: checking only before the step would let
+   * retries land minutes later, after a gc of another host took the lease for dead. A request
+   * the store received before the abort may still be applied a little later; the skew allowance
+   * other hosts add covers that. Throws RemoteBusy when the lease ran out, else fn's outcome.
+   */
+  async whileHeld<T>(signal: AbortSignal | undefined, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    this.assertHeld();
+    const ac = new AbortController();
+    let lapsed: number | null = null;
+    let timer: NodeJS.Timeout | null = null;
+    const watch = (): void => {
+      timer = setTimeout(() => {
+        lapsed = this.overdue();
+        if (lapsed !== null) ac.abort(); else watch();
+      }, Math.max(1, this.renewedAt + this.timing.ttlMs - this.timing.skewMs - Date.now() + 1));
+    };
+    const onAbort = (): void => ac.abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (signal?.aborted) ac.abort();
+    watch();
+    try {
+      return await fn(ac.signal);
+    } catch (err) {
+      if (lapsed !== null) throw this.expired(lapsed);
+      throw err;
+    } finally {
+      if (timer) clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
     }
   }
 

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { BlocksnapError } from '../../src/errors';
 import { Lease, listLeases, type LeaseTiming } from '../../src/remote/leases';
 import { MemoryStore } from './memory-store';
 
@@ -85,3 +86,42 @@ t.test('a writer waiting on a gc its own daemon started meanwhile leaves that gc
   t.equal(w.kind, 'writer', 'the writer goes on once that gc is done');
   await w.release();
 });
+
+/** A step that runs until its signal aborts it, as a request with retries does against a store that does not answer. */
+function stalledStep(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => signal.addEventListener('abort', () => reject(new BlocksnapError('Cancelled', 'request aborted')), { once: true }));
+}
+
+t.test('a step under way when the lease can no longer be renewed is aborted with RemoteBusy', async (t) => {
+  const s = new MemoryStore();
+  const short: LeaseTiming = { ...timing, ttlMs: 300, skewMs: 50 };
+  const w = await Lease.writer(s, 'p', 'hostb', J(2), { timing: short });
+  // From now on every renewal fails, as in a partition from the store.
+  s.put = async () => { throw new BlocksnapError('RemoteUnreachable', 'no route to the store'); };
+  await t.rejects(w.whileHeld(undefined, stalledStep), { code: 'RemoteBusy', message: /was not renewed for .* \(no route to the store\); rerun to continue/ });
+  await w.release();
+});
+
+t.test('renewals keep a step going past the lease lifetime', async (t) => {
+  const s = new MemoryStore();
+  // Renewals every 200 ms against a 900 ms limit: slack for a loaded machine's late timers.
+  const short: LeaseTiming = { ...timing, ttlMs: 1000, skewMs: 100 };
+  const w = await Lease.writer(s, 'p', 'hostb', J(2), { timing: short });
+  const slow = (signal: AbortSignal): Promise<string> => new Promise((resolve, reject) => {
+    const done = setTimeout(() => resolve('landed'), 2.5 * short.ttlMs);
+    signal.addEventListener('abort', () => { clearTimeout(done); reject(new Error('aborted')); }, { once: true });
+  });
+  t.equal(await w.whileHeld(undefined, slow), 'landed');
+  await w.release();
+});
+
+t.test('a step cancelled by its job fails with its own error, not the lease\'s', async (t) => {
+  const s = new MemoryStore();
+  const w = await Lease.writer(s, 'p', 'hostb', J(2), { timing });
+  const job = new AbortController();
+  const step = w.whileHeld(job.signal, stalledStep);
+  job.abort();
+  await t.rejects(step, { code: 'Cancelled' });
+  await w.release();
+});
+
