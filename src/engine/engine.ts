@@ -219,7 +219,7 @@ export class Engine extends EventEmitter {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    this.exports.stopAll();
+    await this.exports.stopAll();
     await this.jobs.shutdown();
     await this.offsite.replication.settleReleases(); // ended replications' leases, deleted after their result
     await this.volumes.closeAll();

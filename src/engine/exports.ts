@@ -16,7 +16,7 @@ import { BlocksnapError } from '../errors';
 import type { DiskRecord, SnapshotRecord } from '../catalog/records';
 import { readView } from '../catalog/block-map';
 import type { Catalog } from '../catalog/catalog';
-import type { ExportTable, NbdExport } from '../nbd/backend';
+import type { ExportConnection, ExportTable, NbdExport } from '../nbd/backend';
 import { NAME_MAX } from './names';
 import type { EngineLogger } from './engine';
 import type { CowVolumes } from './cow-volumes';
@@ -54,7 +54,7 @@ interface Entry extends NbdExport {
   readonly snapshotId: string | null;
   readonly diskId: string;
   readonly startedAt: string;
-  readonly conns: Set<{ close(reason: string): void }>;
+  readonly conns: Set<ExportConnection>;
   /** Lets go of the pin or the volume lease. */
   readonly unpin: () => void;
 }
@@ -139,7 +139,7 @@ export class Exports implements ExportTable {
   }
 
   private add(name: string, description: string, backend: Entry['backend'], snapshotId: string | null, diskId: string, unpin: () => void): Entry {
-    const conns = new Set<{ close(reason: string): void }>();
+    const conns = new Set<ExportConnection>();
     const entry: Entry = {
       name, description, backend, snapshotId, diskId, startedAt: new Date().toISOString(), conns, unpin,
       attach: (c) => {
@@ -159,20 +159,27 @@ export class Exports implements ExportTable {
     return this.info(this.entry(name));
   }
 
-  /** Drops the export's clients, removes it and unpins its snapshot. */
-  stop(name: string): ExportInfo {
+  /**
+   * Removes the export at once (no new client can attach) and drops its clients; once they have
+   * answered the requests they were running (bounded by the server's shutdown grace), closes its
+   * volume and unpins its snapshot. Closing the volume first would fail those reads.
+   */
+  async stop(name: string): Promise<ExportInfo> {
     const e = this.entry(name);
     const before = this.info(e);
     this.entries.delete(name);
-    for (const c of [...e.conns]) c.close('the export was stopped');
-    e.unpin();
+    try {
+      await Promise.all([...e.conns].map((c) => c.close('the export was stopped')));
+    } finally {
+      e.unpin();
+    }
     this.x.log.info({ export: name, droppedConnections: before.connections }, 'export stopped');
     return { ...before, connections: 0 };
   }
 
   /** Stops every export (engine shutdown). */
-  stopAll(): void {
-    for (const name of [...this.entries.keys()]) this.stop(name);
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.entries.keys()].map((name) => this.stop(name)));
   }
 
   /** Exports of a snapshot (delete refusals name them). */
@@ -187,7 +194,7 @@ export class Exports implements ExportTable {
 
   /** Drops the export's clients and keeps serving it (a forced rollback). */
   dropClients(name: string, reason: string): void {
-    for (const c of [...this.entry(name).conns]) c.close(reason);
+    for (const c of [...this.entry(name).conns]) void c.close(reason);
   }
 
   // ExportTable, for the NBD server

@@ -42,13 +42,19 @@ export interface NbdBackend {
   flush?(): Promise<void>;
 }
 
+/** A connection as its export sees it. */
+export interface ExportConnection {
+  /** Ends it gracefully; resolves once its running requests are answered and it has closed. */
+  close(reason: string): Promise<void>;
+}
+
 /** A named export as the server sees it; connections register so that stopping it can drop them. */
 export interface NbdExport {
   readonly name: string;
   readonly description: string;
   readonly backend: NbdBackend;
   /** Registers a connection in transmission; returns its deregistration. */
-  attach(conn: { close(reason: string): void }): () => void;
+  attach(conn: ExportConnection): () => void;
 }
 
 /** The set of exports the server looks names up in (the engine's export table). */

@@ -165,7 +165,7 @@ export class NbdServer {
       this.transmissions.add(t);
       detach = n.export.attach({ close: (reason) => {
         this.log.info({ connection: id, export: n.export.name, reason }, 'NBD connection dropped');
-        void t.shutdown();
+        return t.shutdown();
       } });
       this.log.debug({ connection: id, export: n.export.name, structured: n.structured }, 'NBD client attached');
       await t.run();

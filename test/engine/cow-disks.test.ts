@@ -86,7 +86,7 @@ t.test('a snapshot right after the export stops sees its unflushed writes (the v
     await b.write!(i * 3 * 4096, w, false);
     w.copy(expected, i * 3 * 4096);
   }
-  engine.exports.stop('c');
+  await engine.exports.stop('c');
   const s = await snapshot(engine, 'c', 'after-stop');
   t.ok((await cloned(engine, images, s, 'after.raw')).equals(expected));
 });
@@ -174,7 +174,7 @@ t.test('disk remove of a COW disk: refused while exported, then deletes its over
   const d = await engine.cloneCow('base', 'c');
   await served(engine, 'c');
   await t.rejects(engine.removeDisk('c'), { code: 'DiskExported' });
-  engine.exports.stop('c');
+  await engine.exports.stop('c');
   await engine.removeDisk('c');
   t.notOk(existsSync(d.path), 'the overlay directory is gone');
   t.match(await engine.deleteSnapshot('base'), { name: 'base' }, 'the base is free again');

@@ -62,15 +62,35 @@ t.test('an exported snapshot is pinned until the export stops, and stop drops it
   await t.rejects(engine.deleteSnapshot('one'), { code: 'SnapshotBusy', message: /exported as vm-one/ });
   await t.rejects(engine.removeDisk('vm', { deleteSnapshots: true }), { code: 'SnapshotBusy' });
   const closed: string[] = [];
-  const detach = engine.exports.lookup('vm-one')!.attach({ close: (why) => closed.push(why) });
+  const detach = engine.exports.lookup('vm-one')!.attach({ close: async (why) => { closed.push(why); } });
   t.equal(engine.exports.get('vm-one').connections, 1);
   t.equal(engine.exports.list().length, 1);
-  t.match(engine.exports.stop('vm-one'), { name: 'vm-one', connections: 0 });
+  t.match(await engine.exports.stop('vm-one'), { name: 'vm-one', connections: 0 });
   t.same(closed, ['the export was stopped']);
   detach();
   t.throws(() => engine.exports.get('vm-one'), { code: 'ExportNotFound' });
-  t.throws(() => engine.exports.stop(''), { code: 'InvalidArgument' });
+  await t.rejects(engine.exports.stop(''), { code: 'InvalidArgument' });
   t.match(await engine.deleteSnapshot('one'), { name: 'one' }, 'deletable once unexported');
+});
+
+t.test('a stopped export serves the requests its clients were running before its volume closes', async (t) => {
+  const { engine, b0 } = await exported(t);
+  engine.exports.setEndpoint('/run/test/nbd.sock');
+  engine.exports.start('one', { name: 'vm-one' });
+  const backend = engine.exports.lookup('vm-one')!.backend;
+  let answered!: () => void;
+  engine.exports.lookup('vm-one')!.attach({ close: () => new Promise<void>((resolve) => { answered = resolve; }) });
+  let stopped = false;
+  const stopping = engine.exports.stop('vm-one').then(() => { stopped = true; });
+  t.throws(() => engine.exports.get('vm-one'), { code: 'ExportNotFound' }, 'gone for new clients at once');
+  // A read the dropped connection is still running gets its bytes.
+  t.ok((await readPieces(backend, 4096, 4096))[0]!.data!.equals(b0.subarray(4096, 8192)));
+  t.notOk(stopped, 'stop waits for the connection to finish');
+  await t.rejects(engine.deleteSnapshot('one'), { code: 'SnapshotBusy' }, 'still pinned meanwhile');
+  answered();
+  await stopping;
+  await t.rejects(backend.readInto(0, 4096, Buffer.alloc(4096), 0), 'the volume is closed once the connection has gone');
+  t.match(await engine.deleteSnapshot('one'), { name: 'one' });
 });
 
 t.test('a damaged block fails the read with DigestMismatch and a retry reads again', async (t) => {

@@ -32,7 +32,7 @@ async function writeIntoClone(engine: Engine, name: string): Promise<void> {
   engine.exports.setEndpoint('/nonexistent/nbd.sock');
   const e = await engine.exports.startDisk(name);
   await engine.exports.lookup(e.name)!.backend.write!(2 * BS + 8192 + 512, pattern('w', 512), true);
-  engine.exports.stop(e.name);
+  await engine.exports.stop(e.name);
 }
 
 /** writeIntoClone, then drops the clone. */
