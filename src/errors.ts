@@ -36,9 +36,10 @@ export const ERROR_CODES = {
   PermissionDenied: 'The operating system refused access to the file.',
   ImageCorrupt: 'The image metadata is malformed (a qcow2 header, table or cluster offset outside the file or the format), or QEMU marked the image corrupt.',
   ImageHasInternalSnapshots: 'The qcow2 image holds internal snapshots (qemu-img snapshot -l) that a rollback would drop; it is refused.',
+  BackingFileAmbiguous: 'The qcow2 image, given through a symlink in another directory, has a relative backing file name that names another file from there than from the real path (QEMU resolves it from the path it opens); register the image by its real path or give it an absolute backing name.',
   DiskInUse: 'A QEMU process (a running VM, qemu-nbd, qemu-img) holds the image open, or NBD clients are connected to a copy-on-write disk; stop them, or pass --force.',
   // jobs and locking
-  DiskBusy: 'Another job is running on this disk; one job per disk at a time.',
+  DiskBusy: 'Another job is running on this disk, or on another disk whose image is the same file (`details.sameFileAs`); one job per disk and per file at a time.',
   RollbackIncomplete: 'An earlier rollback of this disk was interrupted; rerun the rollback to finish it first.',
   Cancelled: 'The job was cancelled.',
   Interrupted: 'The job was interrupted by a daemon crash or restart before it finished.',

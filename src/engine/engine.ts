@@ -18,7 +18,7 @@ import { commitDelta, distinctBlocks, readView, removeFromChain, uniqueBytes, vi
 import { BlockStore } from '../store/block-store';
 import { DEFAULT_BLOCK_SIZE, isValidBlockSize } from '../store/format';
 import { scanImage, verifyBlocks, lockDataDir, type DataDirLock } from '../native';
-import { checkNotInUse, checkQcow2RollbackFor, consistencyNow, detectFormat, inspectImage } from './image-access';
+import { checkBackingAsGiven, checkNotInUse, checkQcow2RollbackFor, consistencyNow, detectFormat, inspectImage } from './image-access';
 import { changedSince, stampImage } from './image-stamp';
 import { cloneImage, rollbackImage } from './image-writes';
 import { newId, looksLikeId } from './ids';
@@ -242,6 +242,7 @@ export class Engine extends EventEmitter {
     }
     const format = p.format ?? detectFormat(path);
     const facts = inspectImage(path, format, this.imageRoots);
+    if (facts.qcow2 !== null) checkBackingAsGiven(p.path, path, facts.qcow2);
     const same = this.registeredAs(path);
     if (same !== undefined) {
       const through = same.path === path ? '' : ` (${same.path} is the same file)`;

@@ -56,6 +56,43 @@ export function inspectImage(path: string, format: ImageFormat, roots: string[])
   return { sizeBytes: info.sizeBytes, qcow2: info };
 }
 
+/**
+ * QEMU resolves a relative backing file name from the directory of the path it opened; the
+ * engine keeps an image's real path and resolves from there. For an image given through a symlink
+ * in another directory the two can be different files, and a snapshot would then read another
+ * disk than the VM's: refused (BackingFileAmbiguous) unless every link of the chain, as QEMU would
+ * open it from `given`, is the same file as the engine's.
+ */
+export function checkBackingAsGiven(given: string, real: string, facts: Qcow2Info): void {
+  if (facts.chain.length < 2 || given === real) return;
+  let seen: Qcow2Info | null = null;
+  try {
+    seen = qcow2Info(given);
+  } catch {
+    // A chain that cannot be opened from the given path differs from one that can.
+  }
+  const differs = seen === null || seen.chain.length !== facts.chain.length
+    || seen.chain.some((l, i) => !sameFile(l.path, facts.chain[i]!.path));
+  if (!differs) return;
+  const first = seen === null ? -1 : seen.chain.findIndex((l, i) => i >= facts.chain.length || !sameFile(l.path, facts.chain[i]!.path));
+  const at = seen === null ? 1 : first < 0 ? seen.chain.length : first;
+  const fromGiven = seen?.chain[at]?.path ?? (seen === null ? `a backing file that cannot be opened (${JSON.stringify(facts.backingFile)} next to ${given})` : 'no backing file');
+  const fromReal = facts.chain[at]?.path ?? 'no backing file';
+  throw new BlocksnapError('BackingFileAmbiguous',
+    `${given} links to ${real}; QEMU opening ${given} reads ${fromGiven}, but from the real path it is ${fromReal}. Register the image by its real path (and point the VM at it), or give it an absolute backing name (qemu-img rebase -u -b ABSOLUTE)`,
+    { path: given, realPath: real, backingFile: facts.backingFile });
+}
+
+function sameFile(a: string, b: string): boolean {
+  try {
+    const x = statSync(a, { bigint: true });
+    const y = statSync(b, { bigint: true });
+    return x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
+}
+
 function describeLocks(path: string, l: ImageLocks): string {
   const parts: string[] = [];
   if (l.held.length > 0) parts.push(`holds ${l.held.join(', ')}`);

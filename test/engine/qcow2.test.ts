@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { finished, openEngine, snapshot } from '../helpers/engine';
@@ -114,6 +114,34 @@ t.test('a backing file outside every image root is refused', async (t) => {
   const img = join(images, 'over.qcow2');
   qemuImg('create', '-f', 'qcow2', '-b', outside, '-F', 'raw', img);
   await t.rejects(engine.addDisk({ path: img }), { code: 'PathNotAllowed' });
+});
+
+t.test('an overlay given through a symlink whose relative backing name QEMU would resolve to another file is refused', async (t) => {
+  const { engine, images } = await openEngine(t);
+  mkdirSync(join(images, 'real'));
+  mkdirSync(join(images, 'vms'));
+  qemuImg('create', '-f', 'raw', join(images, 'real', 'base.raw'), '4M');
+  qemuImg('create', '-f', 'raw', join(images, 'vms', 'base.raw'), '4M');
+  qemuImg('create', '-f', 'qcow2', '-b', 'base.raw', '-F', 'raw', join(images, 'real', 'vm.qcow2'));
+  symlinkSync(join('..', 'real', 'vm.qcow2'), join(images, 'vms', 'vm.qcow2'));
+  // QEMU opening vms/vm.qcow2 reads vms/base.raw; the real path's directory has another base.raw.
+  await t.rejects(engine.addDisk({ path: join(images, 'vms', 'vm.qcow2') }), {
+    code: 'BackingFileAmbiguous',
+    message: `${join(images, 'vms', 'vm.qcow2')} links to ${join(images, 'real', 'vm.qcow2')}; QEMU opening ${join(images, 'vms', 'vm.qcow2')} reads ${join(images, 'vms', 'base.raw')}, but from the real path it is ${join(images, 'real', 'base.raw')}`,
+  });
+  t.same(engine.listDisks(), [], 'nothing registered');
+  t.match(await engine.addDisk({ path: join(images, 'real', 'vm.qcow2') }), { format: 'qcow2' }, 'by its real path it registers');
+});
+
+t.test('an overlay given through a symlink whose backing name resolves to the same file either way registers', async (t) => {
+  const { engine, images } = await openEngine(t);
+  mkdirSync(join(images, 'real'));
+  mkdirSync(join(images, 'vms'));
+  qemuImg('create', '-f', 'raw', join(images, 'real', 'base.raw'), '4M');
+  symlinkSync(join('..', 'real', 'base.raw'), join(images, 'vms', 'base.raw'));
+  qemuImg('create', '-f', 'qcow2', '-b', 'base.raw', '-F', 'raw', join(images, 'real', 'vm.qcow2'));
+  symlinkSync(join('..', 'real', 'vm.qcow2'), join(images, 'vms', 'vm.qcow2'));
+  t.match(await engine.addDisk({ path: join(images, 'vms', 'vm.qcow2') }), { format: 'qcow2', path: join(images, 'real', 'vm.qcow2') });
 });
 
 t.test('rollback refuses to drop internal qcow2 snapshots', async (t) => {
