@@ -48,6 +48,15 @@ export class NbdSession {
     return this.send(C.NBD_CMD_WRITE, offset, data.length, fua ? C.NBD_CMD_FLAG_FUA : 0, data).then((r) => r.error);
   }
 
+  /**
+   * A WRITE of `data` of which only the first `sent` bytes go out: the server waits for the rest,
+   * so it cannot answer before the connection ends. Whatever is sent on this session after it is
+   * taken for the rest of its payload.
+   */
+  writeCutShort(offset: number, data: Buffer, sent: number): Promise<number> {
+    return this.send(C.NBD_CMD_WRITE, offset, data.length, 0, data.subarray(0, sent)).then((r) => r.error);
+  }
+
   writeZeroes(offset: number, length: number, flags = 0): Promise<number> {
     return this.send(C.NBD_CMD_WRITE_ZEROES, offset, length, flags).then((r) => r.error);
   }

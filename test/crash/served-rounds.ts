@@ -164,8 +164,12 @@ class ServedTorture {
       const target = this.pickTarget();
       let kill = this.rng.pick<Kill>(['writes', 'writes', 'writes', 'writes', 'writes', 'writes', 'snapshot', 'snapshot', 'rollback', 'idle']);
       if (kill === 'rollback' && target === null) kill = 'snapshot';
+      // Whether a kill finds a write unanswered is up to the draws and the daemon's speed: a run
+      // that has not had one by its last round gets one for certain.
+      const cutShort = r === this.o.rounds && this.stats.writesAcked === this.stats.writesSent;
+      if (cutShort) kill = 'writes';
       if (kill === 'writes') {
-        await this.writeBatch(sessions, { kill: true });
+        await this.writeBatch(sessions, { kill: true, cutShort });
         this.stats.killsMidWrite++;
       } else if (kill === 'snapshot') {
         inFlight = { snapshot: { name: `r${r}`, versions: this.model.latest.slice() } };
@@ -215,9 +219,10 @@ class ServedTorture {
   /**
    * Up to 24 writes at once over the sessions, no two touching the same sector (their order is
    * the client's to choose, not the server's). Without a kill: all acknowledged, then maybe a
-   * flush. With one: the daemon is killed after a random number of acknowledgements.
+   * flush. With one: the daemon is killed after a random number of acknowledgements, and with
+   * `cutShort` one more write is sent only in part, so that it cannot have been answered.
    */
-  private async writeBatch(sessions: NbdSession[], o: { kill: boolean }): Promise<void> {
+  private async writeBatch(sessions: NbdSession[], o: { kill: boolean; cutShort?: boolean }): Promise<void> {
     const used = new Uint8Array(SECTORS);
     const writes: Array<Promise<void>> = [];
     const n = this.rng.int(1, 24);
@@ -248,6 +253,17 @@ class ServedTorture {
       }, (e: Error) => {
         if (!o.kill) throw e;
       }));
+    }
+    if (o.kill && o.cutShort) {
+      // A free page is left: the writes above cover at most 24 * 64 of the disk's 2048 pages.
+      let first = 0;
+      while (used.subarray(first, first + PAGE_SECTORS).some((x) => x !== 0)) first += PAGE_SECTORS;
+      const v = this.nextVersion++;
+      this.model.sent(first, PAGE_SECTORS, v);
+      this.stats.writesSent++;
+      const sent = this.rng.int(0, PAGE_SECTORS - 1) * SECTOR;
+      void this.rng.pick(sessions).writeCutShort(first * SECTOR, stamped(v, first, PAGE_SECTORS), sent).catch(() => undefined);
+      this.ops.push(`a write of ${PAGE_SECTORS * SECTOR} bytes cut off after ${sent}`);
     }
     if (o.kill) {
       this.ops.push(`${writes.length} writes (killed after ${killAfter} acks)`);

@@ -5,7 +5,17 @@ import { frame } from '../../src/daemon/protocol/frame';
 import { PROTOCOL_VERSION } from '../../src/daemon/protocol/messages';
 import type { Job } from '../../src/engine/types';
 import { startFakeDaemon } from './fixtures/fake-daemon';
+import type { FakeEngine } from './fixtures/fake-engine';
 import { RawClient } from './fixtures/raw-client';
+
+/**
+ * The id of the first job, once a request sent for it has started it. The request gets there
+ * through the socket and the event loop, which no fixed wait outlasts on a loaded machine.
+ */
+async function firstJob(engine: FakeEngine): Promise<string> {
+  while (engine.listJobs().length === 0) await new Promise((r) => setTimeout(r, 5));
+  return engine.listJobs()[0]!.id;
+}
 
 t.test('the socket file is created with the configured mode', async (t) => {
   const d = await startFakeDaemon();
@@ -119,8 +129,7 @@ t.test('wait streams progress events and answers with the finished job', async (
   const seen: Job[] = [];
   client.on('progress', (ev) => seen.push(ev.job));
   const pending = client.call<Job>('snapshot.create', { disk: 'a', wait: true });
-  await new Promise((r) => setTimeout(r, 50));
-  const id = d.engine.lastJobId;
+  const id = await firstJob(d.engine);
   d.engine.progress(id, 10, 100);
   d.engine.progress(id, 60, 100);
   d.engine.finish(id, 'succeeded', { id: 's-1' });
@@ -183,8 +192,7 @@ t.test('progress events are dropped for a slow reader but its final answer arriv
   const c = await RawClient.ready(d.socketPath);
   t.teardown(() => c.close());
   c.send({ id: 1, method: 'snapshot.create', params: { disk: 'a', wait: true } });
-  await new Promise((r) => setTimeout(r, 50));
-  const id = d.engine.lastJobId;
+  const id = await firstJob(d.engine);
   c.socket.pause();
   // With a 1-byte high-water mark every event after the first unsent byte is dropped.
   for (let i = 0; i < 2000; i++) d.engine.progress(id, i, 2000);
@@ -201,7 +209,7 @@ t.test('shutting down answers waiting clients and refuses new work', async (t) =
   await d.engine.addDisk({ path: '/fake/images/a.img', name: 'a' });
   const client = await DaemonClient.connect({ socketPath: d.socketPath });
   const waiting = client.call<Job>('snapshot.create', { disk: 'a', wait: true });
-  await new Promise((r) => setTimeout(r, 50));
+  await firstJob(d.engine);
   d.server.stopAccepting();
   await t.rejects(client.call('disk.list'), { code: 'ShuttingDown' });
   await d.engine.close();

@@ -37,7 +37,7 @@ t.test('hostile NBD sessions end only themselves; the served disk stays consiste
 
   const reader = await bystander(nbd, 'ro', content, r, 64 * 1024);
   t.ok(reader.attached, 'the bystander attaches');
-  await runHostileSessions(nbd, r, { names: ['ro', 'c'], exportSize: content.length, sessions: SESSIONS, atOnce: AT_ONCE }, () => reader.check());
+  await runHostileSessions(nbd, r, { names: ['ro', 'c'], writable: 'c', exportSize: content.length, sessions: SESSIONS, atOnce: AT_ONCE }, () => reader.check());
 
   // Every fuzzing client has gone: only the bystander may still hold a connection.
   const until = Date.now() + 10_000;

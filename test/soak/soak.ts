@@ -55,6 +55,12 @@ const EXPECTED_REFUSALS = new Set(['DiskBusy', 'SnapshotBusy', 'SnapshotNotFound
  * and a failure dumps the daemon's thread stacks to tell a wait on I/O from a wait on a lock.
  */
 const CALL_DEADLINE_MS = 180_000;
+/**
+ * How long a run may go on past its time while some kind of operation has not run yet or no two
+ * clients have collided on a busy disk: a stalled fsync holds every call, and can take most of a
+ * short run before any of it has happened.
+ */
+const OVERTIME_MS = 300_000;
 const BLOCK = 64 * 1024;
 
 export async function runSoak(o: SoakOptions): Promise<SoakStats> {
@@ -121,12 +127,15 @@ export async function runSoak(o: SoakOptions): Promise<SoakStats> {
       ((await call<Snapshot[]>(c, 'snapshot.list', disk ? { disk } : {})) ?? []).filter((s) => s.status === 'available');
 
     const until = Date.now() + o.seconds * 1000;
+    const everyKindRan = (): boolean => stats.snapshotsCreated > 0 && stats.rollbacks > 0 && stats.clones > 0 && stats.deletes > 0
+      && (stats.refusals.DiskBusy ?? 0) > 0;
+    const going = (): boolean => failure === null && (Date.now() < until || (!everyKindRan() && Date.now() < until + OVERTIME_MS));
     let serial = 0;
     const worker = async (id: number): Promise<void> => {
       const c = await connect(layout);
       clients.push(c);
       const r = new Random(o.seed + id * 7919);
-      while (Date.now() < until && failure === null) {
+      while (going()) {
         const disk = r.pick(disks);
         const roll = r.next();
         if (roll < 0.3) {
@@ -157,13 +166,13 @@ export async function runSoak(o: SoakOptions): Promise<SoakStats> {
     };
     const sampler = (async () => {
       let last = 0;
-      while (Date.now() < until && failure === null) {
+      while (going()) {
         const rss = daemon.rssBytes();
         stats.rssMaxBytes = Math.max(stats.rssMaxBytes, rss);
         if (rss > maxRss) fail(`daemon RSS ${rss} exceeds ${maxRss}`);
         if (o.log && Date.now() - last > 10_000) {
           last = Date.now();
-          o.log(`${Math.round((until - Date.now()) / 1000)} s left: ${stats.calls} calls, ${stats.jobs} jobs, rss ${(rss / 1048576).toFixed(0)} MiB`);
+          o.log(`${Math.max(0, Math.round((until - Date.now()) / 1000))} s left: ${stats.calls} calls, ${stats.jobs} jobs, rss ${(rss / 1048576).toFixed(0)} MiB`);
         }
         await sleep(500);
       }
