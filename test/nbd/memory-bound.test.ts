@@ -60,15 +60,28 @@ t.test('a client that takes none of its replies for too long is dropped, and its
 });
 
 t.test('a client that reads slowly but steadily is not taken for a stalled one', async (t) => {
-  const { socketPath } = await startServer(t, { rw: new MemoryBackend(4 * MiB) }, { replyStallMs: 300 });
+  const { socketPath, server } = await startServer(t, { rw: new MemoryBackend(4 * MiB) }, { replyStallMs: 1000 });
   const slow = await attached(socketPath, 'rw');
+  slow.socket.pause();
   for (let i = 0; i < 8; i++) slow.request(C.NBD_CMD_READ, 0, 4 * MiB, 0, BigInt(i));
-  // A reply at a time, each well inside the stall limit of the one before.
+  // About 1 MiB taken off the socket every 100 ms: the server's writes keep stalling on a full
+  // socket, yet each one moves well inside the stall limit, and 32 MiB take seconds.
+  const total = slow.socket.bytesRead + 8 * (16 + 4 * MiB);
+  let backedUp = 0;
+  while (slow.socket.bytesRead < total && !slow.closed) {
+    await new Promise((r) => setTimeout(r, 100));
+    backedUp = Math.max(backedUp, server.unsentBytes);
+    const target = slow.socket.bytesRead + MiB;
+    slow.socket.resume();
+    const until = Date.now() + 50;
+    while (slow.socket.bytesRead < target && Date.now() < until) await new Promise((r) => setImmediate(r));
+    slow.socket.pause();
+  }
+  t.ok(backedUp > 0, `replies waited for the slow reader (${backedUp} bytes unsent at most)`);
+  t.notOk(slow.closed, 'still connected');
   for (let i = 0; i < 8; i++) {
-    await new Promise((r) => setTimeout(r, 150));
-    t.equal((await slow.simpleReply()).error, 0);
+    t.same(await slow.simpleReply(), { error: 0, handle: BigInt(i) });
     await slow.read(4 * MiB);
   }
-  t.notOk(slow.closed, 'still connected');
   slow.close();
 });
