@@ -20,7 +20,7 @@ import { DEFAULT_BLOCK_SIZE, isValidBlockSize } from '../store/format';
 import { scanImage, verifyBlocks, lockDataDir, type DataDirLock } from '../native';
 import { checkBackingAsGiven, checkNotInUse, checkQcow2RollbackFor, consistencyNow, detectFormat, inspectImage } from './image-access';
 import { changedSince, stampImage } from './image-stamp';
-import { cloneImage, rollbackImage } from './image-writes';
+import { cloneImage, removeRollbackTemp, rollbackImage } from './image-writes';
 import { newId, looksLikeId } from './ids';
 import { DiskLocks, StoreLock } from './locks';
 import { JobRunner, type JobControl } from './jobs';
@@ -78,10 +78,20 @@ export class Engine extends EventEmitter {
     const id = d === undefined || d.cow !== null ? null : fileIdentity(d.path);
     return id === null ? null : `${id.dev}:${id.ino}`;
   });
-  private readonly storeLock = new StoreLock();
+  // Deletes while the store lock is held cannot sweep; they leave that to its release.
+  private readonly storeLock = new StoreLock(() => {
+    if (!this.sweepWanted) return;
+    try {
+      this.scheduleSweep();
+    } catch (err) {
+      this.log.error({ err }, 'could not start sweeping freed blocks; the next delete or gc will');
+    }
+  });
   private readonly pins = new Map<string, number>();
   private readonly jobs: JobRunner;
   private sweeping: Promise<void> | null = null;
+  /** Blocks were freed while a sweep could not start (or had already read the free list). */
+  private sweepWanted = false;
   private closing = false;
   private quota: SnapshotQuota = resolveQuota(undefined);
   private clock: () => Date = () => new Date();
@@ -193,7 +203,8 @@ export class Engine extends EventEmitter {
    * Resolves what a crash left: snapshots still `creating` become `error` (they never committed a
    * map, so they hold no references; blocks they wrote are orphans for gc), jobs still `running`
    * become `interrupted`, freed blocks are swept and temp files removed (nothing writes yet).
-   * Interrupted rollbacks stay journaled on their disk until rerun.
+   * Interrupted rollbacks stay journaled on their disk until rerun; the new image an interrupted
+   * qcow2 rollback was writing beside its disk is removed (a rerun writes it afresh anyway).
    */
   private async recover(): Promise<void> {
     const stale = this.catalog.allSnapshots().filter((s) => s.status === 'creating');
@@ -208,10 +219,21 @@ export class Engine extends EventEmitter {
     const layers = this.volumes.removeUnlisted();
     const tmp = await this.store.removeTempFiles();
     await this.sweepNow();
-    const pending = this.catalog.allDisks().filter((d) => d.pendingRollback).map((d) => d.id);
+    const pending = this.catalog.allDisks().filter((d) => d.pendingRollback);
+    let rollbackTempFiles = 0;
+    for (const d of pending) {
+      if (d.format !== 'qcow2') continue;
+      try {
+        if (await removeRollbackTemp(d.path, this.imageRoots)) rollbackTempFiles++;
+      } catch (err) {
+        this.log.warn({ err, diskId: d.id }, 'could not remove the new image of an interrupted rollback; a rerun of the rollback removes it');
+      }
+    }
     if (stale.length || jobs || tmp || pending.length || layers || partialFiles) {
-      this.log.warn({ snapshots: stale.map((s) => s.id), interruptedJobs: jobs, tempFiles: tmp, pendingRollbacks: pending, unlistedLayerFiles: layers, partialFiles },
-        'recovered from an unclean stop');
+      this.log.warn({
+        snapshots: stale.map((s) => s.id), interruptedJobs: jobs, tempFiles: tmp, pendingRollbacks: pending.map((d) => d.id), rollbackTempFiles,
+        unlistedLayerFiles: layers, partialFiles,
+      }, 'recovered from an unclean stop');
     }
   }
 
@@ -223,7 +245,7 @@ export class Engine extends EventEmitter {
     await this.jobs.shutdown();
     await this.offsite.replication.settleReleases(); // ended replications' leases, deleted after their result
     await this.volumes.closeAll();
-    if (this.sweeping) await this.sweeping;
+    while (this.sweeping) await this.sweeping;
     await this.catalog.close();
     this.lock.release();
   }
@@ -677,19 +699,32 @@ export class Engine extends EventEmitter {
   }
 
   /**
-   * Re-reads every referenced block and checks its header and digest. Needs no store lock:
-   * referenced blocks are never unlinked, and a block freed during the run is dropped from the
-   * report instead of being called missing.
+   * Re-reads every referenced block and checks its header and digest. Runs without the store
+   * lock, so a block may be freed, swept and even stored again (by a new snapshot) while it runs:
+   * the blocks it found wrong are read once more under the shared store lock (nothing is
+   * unlinked meanwhile), and only those still referenced and still wrong are reported.
    */
   startVerify(): Job {
     this.assertOpen();
     return this.jobs.start(newId('j'), 'verify', { diskId: null, snapshotId: null, target: null }, async (ctl): Promise<VerifyResult> => {
       const digests = [...this.catalog.referencedDigests()];
+      const threads = this.threads ? { threads: this.threads } : {};
       const r = await verifyBlocks({
-        storeDir: this.store.dir, digests: Buffer.concat(digests), ...(this.threads ? { threads: this.threads } : {}),
+        storeDir: this.store.dir, digests: Buffer.concat(digests), ...threads,
         onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
       });
-      const problems = r.problems.filter((p) => this.catalog.isReferenced(Buffer.from(p.digest, 'hex')));
+      let problems = r.problems;
+      if (problems.length > 0) {
+        const releaseStore = await this.storeLock.acquireShared();
+        try {
+          const suspects = problems.filter((p) => this.catalog.isReferenced(Buffer.from(p.digest, 'hex')));
+          problems = suspects.length === 0 ? [] : (await verifyBlocks({
+            storeDir: this.store.dir, digests: Buffer.concat(suspects.map((p) => Buffer.from(p.digest, 'hex'))), ...threads, signal: ctl.signal,
+          })).problems;
+        } finally {
+          releaseStore();
+        }
+      }
       const owners = problems.length > 0 ? this.snapshotsReferencing(new Set(problems.map((p) => p.digest))) : new Map<string, string[]>();
       if (problems.length > 0) this.log.error({ problems: problems.length }, 'store verify found damaged blocks');
       return {
@@ -725,6 +760,9 @@ export class Engine extends EventEmitter {
       const release = await this.storeLock.acquireExclusive();
       try {
         const removedTempFiles = await this.store.removeTempFiles();
+        // Only what was free before the listing: a digest freed while it runs may name a file the
+        // listing had already passed (referenced then), which only the sweeper will unlink now.
+        const free = this.catalog.freeDigests();
         let removedBlocks = 0;
         let removedBytes = 0;
         let keptBlocks = 0;
@@ -740,7 +778,6 @@ export class Engine extends EventEmitter {
           }
           ctl.progress(keptBlocks + removedBlocks, Math.max(total, keptBlocks + removedBlocks));
         }
-        const free = this.catalog.freeDigests();
         this.catalog.txn(() => { for (const d of free) if (!this.catalog.isReferenced(d)) this.catalog.removeFree(d); });
         this.log.info({ removedBlocks, removedBytes, removedTempFiles }, 'gc finished');
         return { removedBlocks, removedBytes, removedTempFiles, keptBlocks };
@@ -750,14 +787,19 @@ export class Engine extends EventEmitter {
     });
   }
 
-  /** Unlinks freed blocks when no snapshot is writing; otherwise the last writer to finish calls again. */
+  /**
+   * Unlinks freed blocks when no snapshot is writing. Otherwise, or while a sweep that has read
+   * the free list already runs, the sweep is wanted: the store lock's release starts it.
+   */
   private scheduleSweep(): void {
-    if (this.sweeping || this.catalog.freeCount() === 0) return;
+    if (this.catalog.freeCount() === 0) return;
+    if (this.sweeping) { this.sweepWanted = true; return; }
     const release = this.storeLock.tryExclusive();
-    if (!release) return;
+    if (!release) { this.sweepWanted = true; return; }
+    this.sweepWanted = false;
     this.sweeping = this.sweepLocked()
       .catch((err) => this.log.error({ err }, 'sweeping freed blocks failed; gc will retry'))
-      .finally(() => { release(); this.sweeping = null; });
+      .finally(() => { this.sweeping = null; release(); });
   }
 
   private async sweepNow(): Promise<void> {

@@ -4,7 +4,8 @@
  * every check runs first and every member snapshot starts in the same turn of the event loop, so
  * no other job can slip in between and no member starts while another disk would refuse. Then
  * either every member becomes `available` (the group too), or the group ends `error` and its
- * members are removed: a group is never left half made. A member cannot be deleted on its own
+ * members are removed (except those already in use, see mustStay, which stay in the error group
+ * until `group delete`): a group is never left half made. A member cannot be deleted on its own
  * (SnapshotInGroup) but can be rolled back or cloned on its own.
  *
  * States: creating → available | error. After a crash, a group still `creating` becomes `error`
@@ -171,20 +172,40 @@ export class SnapshotGroups {
     return g;
   }
 
-  /** At start, before any job: a group a crash left `creating` loses its members and reads `error`. */
+  /**
+   * At start, before any job: a group a crash left `creating` loses its members and reads `error`
+   * (members that must stay, see mustStay, stay in it).
+   */
   recover(): string[] {
     const stale = this.i.model.allGroups().filter((g) => g.status === 'creating');
     if (stale.length === 0) return [];
     this.i.model.txn(() => {
       for (const g of stale) {
+        const kept: string[] = [];
         for (const id of g.snapshotIds) {
           const s = this.i.catalog.getSnapshot(id);
-          if (s) removeSnapshot(this.i.catalog, s);
+          if (!s) continue;
+          if (this.mustStay(s)) kept.push(s.id); else removeSnapshot(this.i.catalog, s);
         }
-        this.i.model.putGroup({ ...g, status: 'error', snapshotIds: [], completedAt: this.i.now().toISOString(), error: { code: 'Interrupted', message: 'the daemon stopped while this group was being created; its partial members were removed' } });
+        const message = 'the daemon stopped while this group was being created; its partial members were removed' +
+          (kept.length > 0 ? ` except ${kept.join(', ')}, still in use (delete the group once they are free)` : '');
+        this.i.model.putGroup({ ...g, status: 'error', snapshotIds: kept, completedAt: this.i.now().toISOString(), error: { code: 'Interrupted', message } });
       }
     });
+    this.i.afterDelete();
     return stale.map((g) => g.id);
+  }
+
+  /**
+   * A member that finished while the group was still being created can be put to work before
+   * the group fails: read by a clone or an export (pinned), made the base of a copy-on-write
+   * disk, or made the target of a rollback that was then interrupted. Removing it with the
+   * failed group would let the sweeper unlink blocks those still read, or leave the disk's
+   * rollback journal naming a snapshot that no longer exists; it stays in the error group
+   * instead, for `group delete` (which refuses while it is in use).
+   */
+  private mustStay(s: SnapshotRecord): boolean {
+    return this.i.isPinned(s.id) || this.i.isCloneBase(s.id) || this.i.catalog.getDisk(s.diskId)?.pendingRollback?.snapshotId === s.id;
   }
 
   // ---------------------------------------------------------------- internals
@@ -221,14 +242,15 @@ export class SnapshotGroups {
     return this.fail(g.id, failure);
   }
 
-  /** Removes whatever members exist and records the group's error. */
+  /** Removes whatever members exist (but those that must stay) and records the group's error. */
   private fail(groupId: string, error: { code: string; message: string }): Group {
     const g = this.i.model.getGroup(groupId)!;
     const members = g.snapshotIds.map((id) => this.i.catalog.getSnapshot(id)).filter((s): s is SnapshotRecord => s !== undefined);
-    let kept: string[] = [];
+    let kept: string[];
     let releases: Array<() => void> = [];
     try {
       releases = this.lockAll(members.map((s) => s.diskId), `group:${g.id}`);
+      kept = members.filter((s) => this.mustStay(s)).map((s) => s.id);
     } catch {
       // A disk got busy the moment its member ended: leave the members to `group delete`.
       kept = members.map((s) => s.id);
@@ -236,7 +258,7 @@ export class SnapshotGroups {
     const failed: GroupRecord = { ...g, status: 'error', snapshotIds: kept, completedAt: this.i.now().toISOString(), error };
     try {
       this.i.model.txn(() => {
-        if (kept.length === 0) for (const s of members) removeSnapshot(this.i.catalog, this.i.catalog.getSnapshot(s.id)!);
+        for (const s of members) if (!kept.includes(s.id)) removeSnapshot(this.i.catalog, this.i.catalog.getSnapshot(s.id)!);
         this.i.model.putGroup(failed);
       });
     } finally {

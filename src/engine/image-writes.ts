@@ -11,9 +11,17 @@
  *   whatever the backing file holds now. Space: up to the snapshot's allocated bytes beside the
  *   old image until the rename. QEMU's locks are held on both files throughout.
  * - qcow2 clone: a fresh v3 image with 64 KiB clusters and no backing file.
+ *
+ * A daemon killed while a qcow2 rollback writes leaves the new image under its temp name, as
+ * large as the disk; the next start removes it (removeRollbackTemp), since a rerun is not bound
+ * to come (the disk may be removed instead).
  */
+import { realpathSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { applyImage, holdImageLocks, qcow2Info, writeQcow2 } from '../native';
+import { unlinkIfPresent } from '../store/block-store';
 import { checkQcow2Rollback, rollbackTempPath } from './image-access';
+import { insideRoots } from './paths';
 import type { ImageFormat } from './types';
 
 export interface ContentWrite {
@@ -74,4 +82,21 @@ export async function cloneImage(target: string, format: ImageFormat, w: Content
   }
   const r = await writeQcow2({ ...common, imagePath: target, ...(w.threads ? { threads: w.threads } : {}) });
   return { sizeBytes: r.sizeBytes, bytesWritten: r.bytesWritten };
+}
+
+/**
+ * Removes what an interrupted qcow2 rollback of the image at `path` left under its temp name;
+ * true when there was a file. Only while the image's directory still resolves to itself inside a
+ * root: a symlink swapped in for a directory must not send the unlink elsewhere.
+ */
+export async function removeRollbackTemp(path: string, roots: string[]): Promise<boolean> {
+  const dir = dirname(path);
+  let real: string;
+  try {
+    real = realpathSync(dir);
+  } catch {
+    return false;
+  }
+  if (real !== dir || !insideRoots(real, roots)) return false;
+  return unlinkIfPresent(rollbackTempPath(path));
 }

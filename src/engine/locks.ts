@@ -61,6 +61,12 @@ export class StoreLock {
   private exclusive = false;
   private readonly queue: Waiter[] = [];
 
+  /**
+   * `onFree` runs (synchronously) each time a release leaves the lock with no holder and no
+   * waiter: the engine sweeps then what deletes freed while the lock was held, whoever held it.
+   */
+  constructor(private readonly onFree: () => void = () => {}) {}
+
   get sharedHolders(): number { return this.shared; }
 
   acquireShared(): Promise<() => void> {
@@ -92,6 +98,7 @@ export class StoreLock {
       released = true;
       if (exclusive) this.exclusive = false; else this.shared--;
       this.drain();
+      if (!this.exclusive && this.shared === 0 && this.queue.length === 0) this.onFree();
     };
   }
 

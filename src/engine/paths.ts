@@ -43,7 +43,7 @@ export function checkDataDir(dataDir: string): void {
   }
 }
 
-function insideRoots(real: string, roots: string[]): boolean {
+export function insideRoots(real: string, roots: string[]): boolean {
   return roots.some((r) => real === r || real.startsWith(r.endsWith(sep) ? r : r + sep));
 }
 

@@ -1,14 +1,17 @@
 import t from 'tap';
-import { mkdtempSync, rmSync, unlinkSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Catalog } from '../../src/catalog/catalog';
 import { ModelCatalog } from '../../src/catalog/model-records';
 import { finished, snapshot } from '../helpers/engine';
-import { fillBlock, sha256File } from '../helpers/images';
+import { fillBlock, makeImage, randomData, sha256File, writeAt } from '../helpers/images';
+import { readAll, served } from '../helpers/cow';
 import { KiB64, openSmallEngine, smallDisk, type ModelFixture } from '../helpers/model';
 import { haveQemu, holdWithNbd } from '../helpers/qemu';
 import { checkNotInUse } from '../../src/engine/image-access';
+import { BlocksnapError } from '../../src/errors';
+import type { applyImage } from '../../src/native';
 
 function inUse(path: string): boolean {
   try {
@@ -20,6 +23,20 @@ function inUse(path: string): boolean {
 
 async function threeDisks(f: ModelFixture): Promise<Array<{ id: string; path: string }>> {
   return [await smallDisk(f, 'root', 4), await smallDisk(f, 'data', 6), await smallDisk(f, 'logs', 3)];
+}
+
+/**
+ * Puts a closed engine's catalog in the state a crash leaves while group `groupId` is created:
+ * the group `creating` again, plus whatever `more` writes in the same transaction.
+ */
+async function crashWindow(dataDir: string, groupId: string, more: (catalog: Catalog) => void = () => {}): Promise<void> {
+  const catalog = Catalog.open(dataDir, KiB64);
+  const model = new ModelCatalog(catalog);
+  catalog.txn(() => {
+    model.putGroup({ ...model.getGroup(groupId)!, status: 'creating', completedAt: null });
+    more(catalog);
+  });
+  await catalog.close();
 }
 
 t.test('a group of three disks where one is busy starts nothing; once free, all three are taken', async (t) => {
@@ -120,10 +137,7 @@ t.test('a group left creating by a crash becomes error at the next start, withou
   const g = await first.engine.groups.create({ disks: [a.id, b.id], name: 'cut' }).done;
   await first.engine.close();
   // The crash window: members committed, the group not yet marked available.
-  const catalog = Catalog.open(first.dataDir, KiB64);
-  const model = new ModelCatalog(catalog);
-  model.txn(() => model.putGroup({ ...model.getGroup(g.id)!, status: 'creating', completedAt: null }));
-  await catalog.close();
+  await crashWindow(first.dataDir, g.id);
 
   const second = await openSmallEngine(t, { dir });
   const after = second.engine.groups.get(g.id);
@@ -154,4 +168,122 @@ t.test('group rollback starts nothing while any member image is open in QEMU', {
   const r = f.engine.groups.rollback(g.id);
   for (const j of r.jobs) await finished(f.engine, j);
   t.equal(r.jobs.length, 3, 'all three once the image is free');
+});
+
+/**
+ * A group whose first member is done while another still scans: the running member is cancelled
+ * once `use` has put the finished member to work. Returns the finished member's id and the group.
+ */
+async function failAfterFirstMember(f: ModelFixture, use: (memberId: string, small: { id: string; path: string }) => Promise<void>) {
+  const small = await smallDisk(f, 'small', 2);
+  // Slow on purpose: 64 MiB of new blocks, each fsynced, scanned on one thread.
+  const bigPath = makeImage(join(f.images, 'big.raw'), 1024 * KiB64);
+  writeAt(bigPath, 0, randomData(1024 * KiB64));
+  const big = await f.engine.addDisk({ path: bigPath, name: 'big' });
+  const { group, done } = f.engine.groups.create({ disks: [small.id, big.id], name: 'g' });
+  const memberId = group.snapshotIds[0]!;
+  while (f.engine.getSnapshot(memberId).status !== 'available') await new Promise((r) => setImmediate(r));
+  await use(memberId, small);
+  const bigJob = f.engine.listJobs().find((j) => j.kind === 'snapshot' && j.diskId === big.id && j.state === 'running');
+  if (!bigJob) throw new Error('the big member finished before the test could cancel it: make it slower');
+  f.engine.cancelJob(bigJob.id);
+  const g = await done;
+  return { memberId, small, g };
+}
+
+t.test('a failed group keeps a member that a copy-on-write disk was cloned from meanwhile', async (t) => {
+  const f = await openSmallEngine(t);
+  let content = Buffer.alloc(0);
+  const { memberId, g } = await failAfterFirstMember(f, async (id, small) => {
+    content = readFileSync(small.path);
+    await f.engine.cloneCow(id, 'c');
+  });
+  t.equal(g.status, 'error');
+  await f.engine.idle();
+  const read = await served(f.engine, 'c').then(readAll).catch((err: Error) => err.message);
+  t.same(read, content, 'the clone still reads its base: its blocks were not swept');
+  t.same(g.snapshotIds, [memberId], 'the base of the clone stays in the error group');
+});
+
+t.test('a failed group keeps a member that an export serves meanwhile', async (t) => {
+  const f = await openSmallEngine(t);
+  let content = Buffer.alloc(0);
+  const { memberId, g } = await failAfterFirstMember(f, async (id, small) => {
+    content = readFileSync(small.path);
+    f.engine.exports.setEndpoint('/nonexistent/nbd.sock');
+    f.engine.exports.start(id, { name: 'member' });
+  });
+  t.equal(g.status, 'error');
+  await f.engine.idle();
+  const read = await readAll(f.engine.exports.lookup('member')!.backend).catch((err: Error) => err.message);
+  t.same(read, content, 'the export still reads the member: its blocks were not swept');
+  t.same(g.snapshotIds, [memberId], 'the served member stays in the error group');
+});
+
+t.test('a failed group keeps a member that an interrupted rollback targets, so the rollback can be rerun', async (t) => {
+  const f = await openSmallEngine(t);
+  let want = '';
+  const { memberId, small, g } = await failAfterFirstMember(f, async (id, disk) => {
+    want = await sha256File(disk.path);
+    fillBlock(disk.path, 0, KiB64, 'changed');
+    // Test hook: the rollback's write fails once it is journaled (as an I/O error would), which
+    // leaves the journal set; a cancel cannot be relied on to land in a two-block rollback.
+    const native = require('../../src/native') as { applyImage: typeof applyImage };
+    const real = native.applyImage;
+    native.applyImage = async () => {
+      native.applyImage = real;
+      throw new BlocksnapError('IOError', 'injected write failure');
+    };
+    const job = await f.engine.waitJob(f.engine.startRollback(disk.id, id).id);
+    native.applyImage = real;
+    if (job.error?.code !== 'IOError' || !f.engine.getDisk(disk.id).pendingRollback) throw new Error(`the rollback ended ${job.state} without its journal`);
+  });
+  t.equal(g.status, 'error');
+  t.same(g.snapshotIds, [memberId], 'the rollback target stays in the error group');
+  await finished(f.engine, f.engine.startRollback(small.id, memberId));
+  t.equal(await sha256File(small.path), want, 'the rerun completed the rollback');
+});
+
+t.test('a group left creating by a crash keeps a member that a copy-on-write disk rests on', async (t) => {
+  const dir = t.testdir();
+  const first = await openSmallEngine(t, { dir });
+  const [a, b] = [await smallDisk(first, 'a', 2), await smallDisk(first, 'b', 2)];
+  const content = readFileSync(a.path);
+  const g = await first.engine.groups.create({ disks: [a.id, b.id], name: 'cut' }).done;
+  const [ma, mb] = g.snapshotIds;
+  await first.engine.cloneCow(ma!, 'c');
+  await first.engine.close();
+  // The crash window: a member done and cloned, the group not yet settled.
+  await crashWindow(first.dataDir, g.id);
+
+  const second = await openSmallEngine(t, { dir });
+  const after = second.engine.groups.get(g.id);
+  t.equal(after.status, 'error');
+  t.same(after.snapshotIds, [ma], 'the base of the clone stays in the error group');
+  t.throws(() => second.engine.getSnapshot(mb!), { code: 'SnapshotNotFound' }, 'the other member was removed');
+  await second.engine.close();
+  // A third start sweeps whatever the second one freed.
+  const third = await openSmallEngine(t, { dir });
+  const read = await served(third.engine, 'c').then(readAll).catch((err: Error) => err.message);
+  t.same(read, content, 'the clone reads its base');
+});
+
+t.test('a group left creating by a crash keeps a member that an interrupted rollback targets', async (t) => {
+  const dir = t.testdir();
+  const first = await openSmallEngine(t, { dir });
+  const [a, b] = [await smallDisk(first, 'a', 2), await smallDisk(first, 'b', 2)];
+  const want = await sha256File(a.path);
+  const g = await first.engine.groups.create({ disks: [a.id, b.id], name: 'cut' }).done;
+  const [ma] = g.snapshotIds;
+  fillBlock(a.path, 0, KiB64, 'changed');
+  await first.engine.close();
+  // The crash window: a rollback of disk a to its member journaled and cut off, the group not yet settled.
+  await crashWindow(first.dataDir, g.id, (catalog) => {
+    catalog.putDisk({ ...catalog.getDisk(a.id)!, pendingRollback: { snapshotId: ma!, startedAt: new Date().toISOString(), jobId: 'j-0000000000000000' } });
+  });
+
+  const second = await openSmallEngine(t, { dir });
+  t.same(second.engine.groups.get(g.id).snapshotIds, [ma], 'the rollback target stays in the error group');
+  await finished(second.engine, second.engine.startRollback(a.id, ma!));
+  t.equal(await sha256File(a.path), want, 'the rerun completed the rollback');
 });
