@@ -29,7 +29,7 @@ import { open, unlink } from 'node:fs/promises';
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import { readView } from '../catalog/block-map';
 import type { SnapshotRecord } from '../catalog/records';
-import { hasBlockOfLength, readBlockUnhashed, sha256Async, writeBlock } from '../store/block-io';
+import { hasBlockOfLength, readBlockUnhashed, sha256Async, syncPresent, writeBlock } from '../store/block-io';
 import { BLOCK_HEADER_SIZE, DIGEST_SIZE, isZeroDigest } from '../store/format';
 import {
   readCredentials, validateBucket, validateEndpoint, validatePrefix, validateRegion, validateRemoteName, type RemoteConfig,
@@ -616,6 +616,8 @@ export class Replication {
           const releaseStore = await this.x.storeLock.acquireShared();
           /** Blocks this import added to the store: handed to the sweeper if it fails. */
           const stored: Buffer[] = [];
+          /** Blocks the snapshot will reference that this import found in the store already. */
+          const present: string[] = [];
           let committed = false;
           try {
             const digests = distinctDigests(m.map, m.snapshot.sizeBytes, m.snapshot.blockSize);
@@ -626,17 +628,22 @@ export class Replication {
             await runPool(digests.entries(), concurrency, async ([hex, len]) => {
               if (await hasBlockOfLength(this.x.store.dir, hex, len, wrongLength(hex, len))) {
                 res.presentBlocks++;
+                present.push(hex);
               } else {
                 const data = await fetchBlock(store, remote.prefix, hex, len, ctl.signal);
                 if (await writeBlock(this.x.store.dir, hex, data)) {
                   stored.push(Buffer.from(hex, 'hex'));
                   res.storedBlocks++;
                   res.storedBytes += data.length;
-                } else res.presentBlocks++;
+                } else {
+                  res.presentBlocks++;
+                  present.push(hex);
+                }
               }
               done += len;
               ctl.progress(done, total);
             }, ctl.signal);
+            await syncPresent(this.x.store.dir, present.filter((hex) => !this.x.catalog.isReferenced(Buffer.from(hex, 'hex'))));
             const rec = commitImported(this.x, this.x.catalog.getDisk(disk.id)!, m.snapshot, m.map, jobId);
             committed = true;
             res.parentId = rec.parentId;

@@ -22,7 +22,7 @@ import { open } from 'node:fs/promises';
 import { BlocksnapError } from '../errors';
 import { readView } from '../catalog/block-map';
 import type { SnapshotRecord } from '../catalog/records';
-import { hasBlockOfLength, readBlock, sha256Async, writeBlock } from '../store/block-io';
+import { hasBlockOfLength, readBlock, sha256Async, syncPresent, writeBlock } from '../store/block-io';
 import { DIGEST_SIZE, isZeroDigest } from '../store/format';
 import { fileSink, fileSource, type ByteSink, type ByteSource } from '../stream/byte-io';
 import { StreamReader, StreamWriter, viewSha256, type StreamHeader } from '../stream/format';
@@ -159,6 +159,8 @@ export class SnapshotStreams {
           const wanted = distinctDigests(map, s.sizeBytes, s.blockSize,
             (hex) => new BlocksnapError('StreamCorrupt', `the stream's map names block ${hex} at positions that need different lengths`, { digest: hex }));
           const carried = new Set<string>();
+          /** Blocks the snapshot will reference that this import found in the store already. */
+          const present: string[] = [];
           const res: ImportResult = { snapshotId: s.id, diskId: disk.id, parentId: null, storedBlocks: 0, storedBytes: 0, presentBlocks: 0 };
           const releaseStore = await this.x.storeLock.acquireShared();
           /** Blocks this import added to the store: handed to the sweeper if the stream is refused. */
@@ -187,7 +189,10 @@ export class SnapshotStreams {
                 stored.push(Buffer.from(rec.digest));
                 res.storedBlocks++;
                 res.storedBytes += rec.data.length;
-              } else res.presentBlocks++;
+              } else {
+                res.presentBlocks++;
+                present.push(hex);
+              }
               progress();
             }
             for (const [hex, length] of wanted) {
@@ -198,7 +203,9 @@ export class SnapshotStreams {
               if (!(await hasBlockOfLength(this.x.store.dir, hex, length, wrongLength))) {
                 throw new BlocksnapError(h.base ? 'BaseMissing' : 'StreamCorrupt', `block ${hex} of snapshot ${s.id} is neither in the stream nor in the local store`, { digest: hex });
               }
+              present.push(hex);
             }
+            await syncPresent(this.x.store.dir, present.filter((hex) => !this.x.catalog.isReferenced(Buffer.from(hex, 'hex'))));
             const rec = commitImported(this.x, this.x.catalog.getDisk(disk.id)!, s, map, jobId);
             committed = true;
             res.parentId = rec.parentId;

@@ -127,6 +127,22 @@ export async function fsyncDir(path: string): Promise<void> {
 }
 
 /**
+ * Makes the directory entries of blocks found already present durable: another job may have just
+ * renamed one into place and not yet fsynced its fan-out directory, and a snapshot about to
+ * reference it must not lose it to a power cut. Each fan-out directory once, a few at a time.
+ * Blocks a committed snapshot references are durable already (their writer synced before that
+ * commit); callers pass only the others.
+ */
+export async function syncPresent(storeDir: string, digestsHex: Iterable<string>): Promise<void> {
+  const dirs = [...new Set([...digestsHex].map((hex) => dirname(blockPath(storeDir, hex))))];
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < dirs.length) await fsyncDir(dirs[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(8, dirs.length) }, worker));
+}
+
+/**
  * Stores `data` as the block `digestHex`, durably, after checking that the digest is right. A
  * block already present is left alone (it has the same content by construction). Returns true
  * when this call created the file.
