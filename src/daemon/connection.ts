@@ -6,11 +6,23 @@
  *  - every request runs in its own promise whose failure becomes an error response;
  *  - a stream that cannot be trusted any more (bad length prefix, undecodable frame) gets one
  *    error and is closed, because there is no way to find the next frame boundary;
+ *  - requests are plain msgpack, checked before msgpackr decodes them (messages.ts), so no frame can
+ *    make the daemon build msgpackr's extension objects or recurse without bound;
+ *  - requests are taken from the decoder one at a time, and only while fewer than maxInFlight are
+ *    running and the client has read its answers down to the high-water mark: a client that floods
+ *    or stops reading is pushed back through the socket instead of being queued for in memory;
+ *  - a frame must arrive whole within frameTimeoutMs of its first byte, so a client cannot pin a
+ *    part of a frame (up to maxFrameBytes) in the daemon's memory for ever;
  *  - outgoing data is bounded: progress events are dropped for a client whose socket buffer is
  *    above a high-water mark (the final response still carries the end state), and a client that
  *    stops reading altogether is disconnected rather than buffered for without limit;
- *  - reading pauses while too many requests are in flight, pushing back on a flooding client
- *    through the socket instead of queueing its requests in memory.
+ *  - while the daemon does not read a client (pushing back), it still looks at the socket every
+ *    pausedProbeMs: a socket nobody reads never reports its peer's hang-up, and the requests in
+ *    flight of a client that is gone may wait for that very client (its stream's job) for ever.
+ *    What arrives meanwhile is queued up to maxQueuedBytes beyond one frame, then the client is
+ *    disconnected;
+ *  - a client that shuts down its sending side (half-close) still gets the answer to every
+ *    request it sent; the connection closes once they are answered.
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
@@ -18,14 +30,17 @@ import { BlocksnapError, toBlocksnapError } from '../errors';
 import type { Job } from '../engine/types';
 import { isFinished, type DaemonEngine } from './engine-port';
 import { lookupMethod, type CallContext, type DaemonInfo } from './methods';
-import { FrameDecoder, frame } from './protocol/frame';
+import { FRAME_HEADER_BYTES, FrameDecoder, frame } from './protocol/frame';
 import { StreamChannels } from './stream-channels';
-import { decodeMessage, encodeMessage, parseRequest, type ErrorBody, type RequestId, type ServerMessage } from './protocol/messages';
+import { decodeRequestPayload, encodeMessage, parseRequest, type ErrorBody, type RequestId, type ServerMessage } from './protocol/messages';
 
 export interface ConnectionLimits {
   /** Largest request frame accepted. */
   maxFrameBytes: number;
-  /** Above this many unsent bytes, progress events for the client are dropped. */
+  /**
+   * Above this many unsent bytes, progress events for the client are dropped and no further
+   * request of it is taken until it has read its answers.
+   */
   eventHighWaterBytes: number;
   /** Above this many unsent bytes, the client is disconnected: it is not reading. */
   maxBufferedBytes: number;
@@ -33,8 +48,14 @@ export interface ConnectionLimits {
   stallTimeoutMs: number;
   /** A client that sends no successful hello within this time is disconnected. */
   helloTimeoutMs: number;
+  /** A frame must arrive whole within this time of its first byte (while the daemon reads the client). */
+  frameTimeoutMs: number;
   /** Reading from the client pauses while this many of its requests are running. */
   maxInFlight: number;
+  /** While reading is paused, the socket is looked at this often (to notice a client that hung up). */
+  pausedProbeMs: number;
+  /** Bytes a paused client may queue beyond one frame of maxFrameBytes before it is disconnected. */
+  maxQueuedBytes: number;
   /** Time allowed to flush the last bytes when closing before the socket is destroyed. */
   closeGraceMs: number;
 }
@@ -44,7 +65,10 @@ export const DEFAULT_LIMITS: Omit<ConnectionLimits, 'maxFrameBytes'> = {
   maxBufferedBytes: 16 * 1024 * 1024,
   stallTimeoutMs: 30_000,
   helloTimeoutMs: 10_000,
+  frameTimeoutMs: 30_000,
   maxInFlight: 64,
+  pausedProbeMs: 1_000,
+  maxQueuedBytes: 64 * 1024,
   closeGraceMs: 2_000,
 };
 
@@ -70,7 +94,16 @@ export class Connection {
   /** Hello requests not yet answered: a request behind one is early, not missing its hello. */
   private helloInFlight = 0;
   private inFlight = 0;
-  private paused = false;
+  /** False while the socket is paused: the client is pushed back. */
+  private reading = true;
+  /** The client shut down its sending side: no more bytes will come. */
+  private peerEnded = false;
+  /** Its stream channels were told that no more input will come. */
+  private inputEnded = false;
+  /** Frames taken from the decoder so far; tells the frame timer whether its frame has arrived. */
+  private framesTaken = 0;
+  /** framesTaken when the frame timer was armed: the frame it times is the one after those. */
+  private frameTimerFor = -1;
   /** jobId → number of active subscriptions (a wait and a watch may overlap). */
   private readonly watched = new Map<string, number>();
   private droppedEvents = 0;
@@ -78,6 +111,8 @@ export class Connection {
   private idleWaiters: Array<() => void> = [];
   private helloTimer: NodeJS.Timeout | undefined;
   private stallTimer: NodeJS.Timeout | undefined;
+  private frameTimer: NodeJS.Timeout | undefined;
+  private probeTimer: NodeJS.Timeout | undefined;
   private readonly closedPromise: Promise<void>;
 
   constructor(id: number, socket: Socket, host: ConnectionHost, log: Logger) {
@@ -103,7 +138,12 @@ export class Connection {
     this.closedPromise = new Promise((resolve) => socket.once('close', () => resolve()));
 
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('drain', () => this.clearStallTimer());
+    socket.on('end', () => this.onEnd());
+    socket.on('drain', () => {
+      this.clearStallTimer();
+      // The client read its answers: requests held back for it may run now.
+      this.pump();
+    });
     socket.on('error', (err) => this.log.debug({ err: err.message }, 'socket error'));
     socket.once('close', () => this.onClose());
     this.helloTimer = setTimeout(() => {
@@ -124,7 +164,10 @@ export class Connection {
     const done = isFinished(job);
     // A watcher learns that a job ended only from its last event, so that one is never dropped.
     this.send({ event: 'progress', jobId: job.id, job }, !done);
-    if (done) this.watched.delete(job.id);
+    if (done) {
+      this.watched.delete(job.id);
+      if (this.peerEnded) this.pump(); // that may have been all a half-closed client waited for
+    }
   }
 
   /**
@@ -146,11 +189,12 @@ export class Connection {
   close(): void {
     if (this.state === 'closing') return;
     this.state = 'closing';
-    this.clearHelloTimer();
+    this.clearTimers();
     this.socket.end();
     // Keep reading (and discarding, see onData) so that the peer's end of stream is seen and the
     // socket closes; a paused socket would wait for the grace timer.
     this.socket.resume();
+    this.reading = true;
     setTimeout(() => this.socket.destroy(), this.host.limits.closeGraceMs).unref();
   }
 
@@ -160,24 +204,150 @@ export class Connection {
 
   private onData(chunk: Buffer): void {
     if (this.isClosing()) return; // the stream is no longer interpreted
-    let payloads: Buffer[];
     try {
-      payloads = this.decoder.push(chunk);
+      this.decoder.append(chunk);
     } catch (err) {
       this.fail(null, toBlocksnapError(err));
       return;
     }
-    for (const payload of payloads) {
-      this.onFrame(payload);
+    this.pump();
+  }
+
+  /** The client will send nothing more; what it sent is still answered. */
+  private onEnd(): void {
+    if (this.isClosing()) return;
+    this.peerEnded = true;
+    this.pump();
+  }
+
+  /** True while a further request of this client may start. */
+  private canDispatch(): boolean {
+    return !this.isClosing()
+      && this.inFlight < this.host.limits.maxInFlight
+      && this.socket.writableLength <= this.host.limits.eventHighWaterBytes;
+  }
+
+  /**
+   * Takes frames from the decoder and starts their requests while the limits allow, then decides
+   * whether to read on: the single place where reading is paused or resumed. Frames the limits
+   * hold back stay in the decoder, and reading pauses, so they never pile up here.
+   */
+  private pump(): void {
+    if (this.isClosing() || this.socket.destroyed) return;
+    /** Every complete frame was taken: what is buffered is at most the start of the next. */
+    let drained = false;
+    while (this.canDispatch()) {
+      let payload: Buffer | undefined;
+      try {
+        payload = this.decoder.next();
+      } catch (err) {
+        this.fail(null, toBlocksnapError(err));
+        return;
+      }
+      if (payload === undefined) {
+        drained = true;
+        break;
+      }
+      this.framesTaken++;
       // A frame can close the connection (undecodable, version mismatch); the rest is not read.
+      this.onFrame(payload);
       if (this.isClosing()) return;
     }
+    const limits = this.host.limits;
+    const blocked = !this.canDispatch();
+    if (blocked && this.socket.writableLength > limits.maxBufferedBytes && this.decoder.pendingBytes > 0) {
+      // It sends more while more than the most it may leave unread waits for it: it is not reading.
+      this.log.warn({ buffered: this.socket.writableLength }, 'client does not read its responses: disconnecting');
+      this.socket.destroy();
+      return;
+    }
+    if (blocked && this.decoder.pendingBytes > limits.maxFrameBytes + FRAME_HEADER_BYTES + limits.maxQueuedBytes) {
+      this.fail(null, new BlocksnapError('ProtocolError',
+        `more than ${limits.maxQueuedBytes} bytes of requests queued while ${this.inFlight} requests run and ${this.socket.writableLength} bytes of answers are unread`));
+      return;
+    }
+    if (this.peerEnded && (drained || blocked)) {
+      if (!this.inputEnded) {
+        // Nothing the client sent can feed or acknowledge a stream any more (everything is taken, or
+        // what is left waits behind requests that may be waiting for that very stream): a stream
+        // still needing the client fails now instead of holding its job and whoever waits for it.
+        this.inputEnded = true;
+        this.channels.inputEnded(new BlocksnapError('StreamClosed', 'the client closed its side of the connection before its stream ended'));
+      }
+      if (drained) {
+        if (this.decoder.midFrame) {
+          this.fail(null, new BlocksnapError('ProtocolError', 'the client closed its side of the connection in the middle of a frame'));
+          return;
+        }
+        if (this.inFlight === 0 && this.watched.size === 0) {
+          this.close();
+          return;
+        }
+      }
+    }
+    this.setReading(!blocked);
+    this.updateFrameTimer(blocked);
+  }
+
+  private setReading(on: boolean): void {
+    if (on) {
+      this.clearProbeTimer();
+      if (!this.reading) {
+        this.reading = true;
+        this.socket.resume();
+      }
+      return;
+    }
+    if (this.reading) {
+      this.reading = false;
+      this.socket.pause();
+    }
+    if (this.probeTimer === undefined && !this.peerEnded) this.armProbe();
+  }
+
+  /**
+   * While the client is paused, reads one more chunk (or the end of stream) now and then; onData
+   * then pumps, which pauses again. Skipped while answers are unsent: a write to a client that
+   * hung up fails by itself, and reading more would only queue more.
+   */
+  private armProbe(): void {
+    this.probeTimer = setTimeout(() => {
+      this.probeTimer = undefined;
+      if (this.isClosing() || this.reading || this.peerEnded) return;
+      if (this.socket.writableLength > 0) {
+        this.armProbe();
+        return;
+      }
+      this.reading = true;
+      this.socket.resume();
+    }, this.host.limits.pausedProbeMs);
+    this.probeTimer.unref();
+  }
+
+  /**
+   * A frame that has begun must arrive whole in time. Only while the client is read: a paused
+   * client may be stuck writing the rest because the daemon does not read it.
+   */
+  private updateFrameTimer(blocked: boolean): void {
+    if (blocked || !this.decoder.midFrame) {
+      this.clearFrameTimer();
+      return;
+    }
+    if (this.frameTimer !== undefined && this.frameTimerFor === this.framesTaken) return; // same frame, same deadline
+    this.clearFrameTimer();
+    this.frameTimerFor = this.framesTaken;
+    const ms = this.host.limits.frameTimeoutMs;
+    this.frameTimer = setTimeout(() => {
+      this.frameTimer = undefined;
+      this.fail(null, new BlocksnapError('ProtocolError', `a frame did not arrive whole within ${ms} ms of its first byte`));
+    }, ms);
+    this.frameTimer.unref();
   }
 
   private onFrame(payload: Buffer): void {
     let message: unknown;
     try {
-      message = decodeMessage(payload);
+      message = decodeRequestPayload(payload);
     } catch (err) {
       // Bytes that are not msgpack mean the peer does not speak this protocol: stop listening to it.
       this.fail(null, toBlocksnapError(err));
@@ -213,13 +383,9 @@ export class Connection {
     const isHello = method === 'hello';
     if (isHello) this.helloInFlight++;
     this.inFlight++;
-    if (this.inFlight >= this.host.limits.maxInFlight && !this.paused) {
-      this.paused = true;
-      this.socket.pause();
-    }
     spec.call(this.ctx, params).then(
       (result) => {
-        if (isHello) {
+        if (isHello && this.state === 'hello') {
           this.state = 'ready';
           this.clearHelloTimer();
         }
@@ -237,10 +403,7 @@ export class Connection {
       if (isHello) this.helloInFlight--;
       this.inFlight--;
       if (this.inFlight === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
-      if (this.paused && this.inFlight < this.host.limits.maxInFlight && this.state !== 'closing') {
-        this.paused = false;
-        this.socket.resume();
-      }
+      this.pump();
     });
   }
 
@@ -309,9 +472,25 @@ export class Connection {
     this.helloTimer = undefined;
   }
 
+  private clearFrameTimer(): void {
+    if (this.frameTimer !== undefined) clearTimeout(this.frameTimer);
+    this.frameTimer = undefined;
+  }
+
+  private clearProbeTimer(): void {
+    if (this.probeTimer !== undefined) clearTimeout(this.probeTimer);
+    this.probeTimer = undefined;
+  }
+
+  private clearTimers(): void {
+    this.clearHelloTimer();
+    this.clearFrameTimer();
+    this.clearProbeTimer();
+  }
+
   private onClose(): void {
     this.state = 'closing';
-    this.clearHelloTimer();
+    this.clearTimers();
     this.clearStallTimer();
     this.watched.clear();
     this.channels.closeAll(new BlocksnapError('StreamClosed', 'the client disconnected before its stream ended'));

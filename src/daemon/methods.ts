@@ -7,7 +7,7 @@
 import { BlocksnapError } from '../errors';
 import type { Job } from '../engine/types';
 import type { DaemonEngine } from './engine-port';
-import { absolutePath, boolean, integer, oneOf, optional, string, text, validateParams, type ParamsOf, type Shape } from './params';
+import { absolutePath, boolean, integer, key, oneOf, optional, string, text, validateParams, type ParamsOf, type Shape } from './params';
 import { PROTOCOL_VERSION, type Params } from './protocol/messages';
 import { stringMap } from './model-params';
 import { modelMethods } from './model-methods';
@@ -149,14 +149,14 @@ export const METHODS: Readonly<Record<string, Method>> = {
   ...exportMethods(method),
 
   'job.list': method({ params: {}, run: (ctx) => ctx.engine.listJobs() }),
-  'job.show': method({ params: { job: string }, run: (ctx, p) => ctx.engine.getJob(p.job) }),
-  'job.cancel': method({ params: { job: string }, run: (ctx, p) => ctx.engine.cancelJob(p.job) }),
+  'job.show': method({ params: { job: key }, run: (ctx, p) => ctx.engine.getJob(p.job) }),
+  'job.cancel': method({ params: { job: key }, run: (ctx, p) => ctx.engine.cancelJob(p.job) }),
   'job.wait': method({
-    params: { job: string },
+    params: { job: key },
     run: (ctx, p) => settle(ctx, ctx.engine.getJob(p.job), true),
   }),
   'job.watch': method({
-    params: { job: string },
+    params: { job: key },
     run: (ctx, p) => {
       const job = ctx.engine.getJob(p.job);
       // Subscribing to a finished job would leave a subscription no event will ever end.

@@ -6,7 +6,7 @@
 import { BlocksnapError } from '../errors';
 import type { Job } from '../engine/types';
 import type { CallContext, Method } from './methods';
-import { absolutePath, boolean, integer, oneOf, optional, string, text, type Field, type ParamsOf, type Shape } from './params';
+import { absolutePath, boolean, integer, key, oneOf, optional, string, text, type Field, type ParamsOf, type Shape } from './params';
 import { STREAM_CHUNK_BYTES, STREAM_WINDOW_BYTES } from './stream-channels';
 
 type MethodFactory = <S extends Shape>(spec: { params: S; run(ctx: CallContext, params: ParamsOf<S>): unknown }) => Method;
@@ -59,31 +59,31 @@ export function offsiteMethods(method: MethodFactory, settle: Settle): Record<st
       }),
     }),
     'remote.list': method({ params: {}, run: (ctx) => ctx.engine.offsite.replication.listRemotes() }),
-    'remote.show': method({ params: { remote: string }, run: (ctx, p) => ctx.engine.offsite.replication.getRemote(p.remote) }),
-    'remote.remove': method({ params: { remote: string }, run: (ctx, p) => ctx.engine.offsite.replication.removeRemote(p.remote) }),
-    'remote.check': method({ params: { remote: string }, run: (ctx, p) => ctx.engine.offsite.replication.checkRemote(p.remote) }),
+    'remote.show': method({ params: { remote: key }, run: (ctx, p) => ctx.engine.offsite.replication.getRemote(p.remote) }),
+    'remote.remove': method({ params: { remote: key }, run: (ctx, p) => ctx.engine.offsite.replication.removeRemote(p.remote) }),
+    'remote.check': method({ params: { remote: key }, run: (ctx, p) => ctx.engine.offsite.replication.checkRemote(p.remote) }),
     'remote.snapshots': method({
-      params: { remote: string, disk: optional(string) },
+      params: { remote: key, disk: optional(string) },
       run: (ctx, p) => ctx.engine.offsite.replication.remoteSnapshots(p.remote, p.disk),
     }),
     'remote.delete': method({
-      params: { remote: string, snapshot: string },
+      params: { remote: key, snapshot: string },
       run: (ctx, p) => ctx.engine.offsite.replication.deleteRemoteSnapshot(p.remote, p.snapshot),
     }),
     'remote.gc': method({
-      params: { remote: string, graceSeconds: optional(integer(0, 10 * 365 * 86_400)), wait },
+      params: { remote: key, graceSeconds: optional(integer(0, 10 * 365 * 86_400)), wait },
       run: (ctx, p) => settle(ctx, ctx.engine.offsite.replication.startRemoteGc(p.remote, defined({ graceSeconds: p.graceSeconds })), p.wait),
     }),
     replicate: method({
-      params: { source: string, remote: string, concurrency, wait },
+      params: { source: string, remote: key, concurrency, wait },
       run: (ctx, p) => settle(ctx, ctx.engine.offsite.replication.startReplicate(p.source, p.remote, defined({ concurrency: p.concurrency })), p.wait),
     }),
     restore: method({
-      params: { remote: string, snapshot: string, path: absolutePath, format: optional(oneOf('raw', 'qcow2')), concurrency, wait },
+      params: { remote: key, snapshot: string, path: absolutePath, format: optional(oneOf('raw', 'qcow2')), concurrency, wait },
       run: (ctx, p) => settle(ctx, ctx.engine.offsite.replication.startRestore(p.remote, p.snapshot, p.path, defined({ format: p.format, concurrency: p.concurrency })), p.wait),
     }),
     import: method({
-      params: { remote: string, snapshot: string, disk: string, concurrency, wait },
+      params: { remote: key, snapshot: string, disk: string, concurrency, wait },
       run: (ctx, p) => settle(ctx, ctx.engine.offsite.replication.startImport(p.remote, p.snapshot, p.disk, defined({ concurrency: p.concurrency })), p.wait),
     }),
     'snapshot.export': method({

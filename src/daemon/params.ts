@@ -38,6 +38,17 @@ export const string: Field<string> = field(
   (v): v is string => typeof v === 'string' && v.length > 0 && v.length <= MAX_STRING_LENGTH,
 );
 
+export const MAX_KEY_LENGTH = 128;
+
+/**
+ * A job id or a remote's name: looked up as a catalog key, which may not exceed about 2000 bytes.
+ * Every id and such name is far shorter, so a longer one is refused here rather than by the catalog.
+ */
+export const key: Field<string> = field(
+  `a string of 1 to ${MAX_KEY_LENGTH} characters`,
+  (v): v is string => typeof v === 'string' && v.length > 0 && v.length <= MAX_KEY_LENGTH,
+);
+
 /** Free text (descriptions): may be empty. */
 export const text: Field<string> = field(
   `a string of at most ${MAX_STRING_LENGTH} characters`,

@@ -11,15 +11,26 @@ import { Connection, type ConnectionHost, type ConnectionLimits } from './connec
 import type { DaemonEngine } from './engine-port';
 import type { DaemonInfo } from './methods';
 import { claimSocketPath, setSocketAccess } from './socket-file';
+import { frame } from './protocol/frame';
+import { encodeMessage } from './protocol/messages';
 
 export interface ServerOptions {
   socketPath: string;
   socketMode: number;
   socketGid?: number;
   limits: ConnectionLimits;
-  /** Beyond this many clients, new connections are refused by the kernel's backlog handling. */
+  /** Beyond this many clients, a new connection gets one DaemonUnavailable error and is closed. */
   maxConnections: number;
 }
+
+/**
+ * Connections past maxConnections that may be open at once while they are told why they are
+ * refused; past those, new connections are dropped without a word (Node's server limit), so a
+ * connection flood cannot pile refusals up.
+ */
+const REFUSING_MAX = 16;
+/** At most one log line per this many ms about refused connections. */
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
 
 export class DaemonServer implements ConnectionHost {
   readonly engine: DaemonEngine;
@@ -31,6 +42,8 @@ export class DaemonServer implements ConnectionHost {
   private readonly connections = new Set<Connection>();
   private nextConnectionId = 1;
   private shuttingDown = false;
+  private refusedSinceLog = 0;
+  private lastRefusalLog = 0;
   private readonly onJob = (job: Job): void => {
     for (const c of this.connections) c.onJob(job);
   };
@@ -41,8 +54,10 @@ export class DaemonServer implements ConnectionHost {
     this.options = options;
     this.limits = options.limits;
     this.log = log;
-    this.server = createServer({ allowHalfOpen: false, pauseOnConnect: false }, (socket) => this.accept(socket));
-    this.server.maxConnections = options.maxConnections;
+    // Half-open: a client may shut down its sending side and still read the answers to what it sent.
+    this.server = createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) => this.accept(socket));
+    this.server.maxConnections = options.maxConnections + REFUSING_MAX;
+    this.server.on('drop', () => this.noteRefusal());
     this.server.on('error', (err) => this.log.error({ err }, 'server socket error'));
   }
 
@@ -100,8 +115,34 @@ export class DaemonServer implements ConnectionHost {
       socket.destroy();
       return;
     }
+    if (this.connections.size >= this.options.maxConnections) {
+      this.refuse(socket);
+      return;
+    }
     const conn = new Connection(this.nextConnectionId++, socket, this, this.log);
     this.connections.add(conn);
     void conn.closed.then(() => this.connections.delete(conn));
+  }
+
+  /** Tells a client past the connection limit why it is turned away, then closes its socket. */
+  private refuse(socket: Socket): void {
+    this.noteRefusal();
+    const message = `the daemon serves at most ${this.options.maxConnections} clients at once and all are connected; try again later`;
+    socket.on('error', () => socket.destroy());
+    // Whatever the client sent is read and dropped: closing a Unix socket with unread input would
+    // turn the client's read of the answer into a reset.
+    socket.resume();
+    socket.end(frame(encodeMessage({ id: null, error: { code: 'DaemonUnavailable', message } })));
+    setTimeout(() => socket.destroy(), this.limits.closeGraceMs).unref();
+  }
+
+  private noteRefusal(): void {
+    this.refusedSinceLog++;
+    const now = Date.now();
+    if (now - this.lastRefusalLog < REFUSAL_LOG_INTERVAL_MS) return;
+    this.log.warn({ refused: this.refusedSinceLog, maxConnections: this.options.maxConnections },
+      'refusing connections: the client limit is reached (--max-connections)');
+    this.lastRefusalLog = now;
+    this.refusedSinceLog = 0;
   }
 }

@@ -16,7 +16,9 @@
  * States of a channel: open → ended (import: the client sent `end`) → closed. Closed is final: by
  * the job ending (the registry forgets the channel), by the connection closing, or by a cancel;
  * a closed channel fails the pending read or write with its error, so the job never waits forever
- * for a client that is gone.
+ * for a client that is gone. A client that shuts down its sending side can neither feed an import
+ * nor acknowledge an export any more: an import it has not ended fails then, an export once it
+ * runs out of credit.
  */
 import { BlocksnapError } from '../errors';
 import type { InChannel, OutChannel } from '../engine/streams';
@@ -36,6 +38,8 @@ class OutgoingChannel implements OutChannel {
   private credit = STREAM_WINDOW_BYTES;
   private seq = 0;
   private closed: Error | null = null;
+  /** Set once the client can send nothing more (it shut down its side of the connection). */
+  private noMoreCredit: Error | null = null;
   private waiter: Waiter | null = null;
 
   constructor(private readonly id: string, private readonly send: (e: DataEvent) => void) {}
@@ -45,6 +49,8 @@ class OutgoingChannel implements OutChannel {
     for (let off = 0; off < bytes.length; off += STREAM_CHUNK_BYTES) {
       const chunk = bytes.subarray(off, Math.min(bytes.length, off + STREAM_CHUNK_BYTES));
       while (this.credit < chunk.length && this.closed === null) {
+        // No acknowledgement can come any more: waiting for credit would wait for ever.
+        if (this.noMoreCredit) throw this.noMoreCredit;
         await new Promise<void>((resolve, reject) => { this.waiter = { resolve, reject }; });
       }
       if (this.closed) throw this.closed;
@@ -66,6 +72,15 @@ class OutgoingChannel implements OutChannel {
     if (this.closed) return;
     this.closed = err;
     this.wake();
+  }
+
+  /** The client sends nothing more: the stream goes on while its credit lasts, then fails. */
+  inputEnded(err: Error): void {
+    if (this.closed || this.noMoreCredit) return;
+    this.noMoreCredit = err;
+    const w = this.waiter;
+    this.waiter = null;
+    w?.reject(err);
   }
 
   private wake(): void {
@@ -107,6 +122,11 @@ class IncomingChannel implements InChannel {
     if (end) this.ended = true;
     this.feed();
     return Promise.all(pending).then(() => undefined);
+  }
+
+  /** The client sends nothing more: a stream it has not ended can never end. */
+  inputEnded(err: Error): void {
+    if (!this.ended) this.close(err);
   }
 
   read(_max: number): Promise<Buffer> {
@@ -181,6 +201,11 @@ export class StreamChannels {
     const ch = this.channels.get(id);
     if (!(ch instanceof IncomingChannel)) return Promise.reject(closedError(`no import stream ${JSON.stringify(id)} is open on this connection`));
     return ch.push(data, end);
+  }
+
+  /** The client shut down its sending side: channels that still need its input fail. */
+  inputEnded(err: Error): void {
+    for (const ch of this.channels.values()) ch.inputEnded(err);
   }
 
   /** The connection is gone: every channel fails, so its job ends instead of waiting. */

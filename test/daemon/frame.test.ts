@@ -66,3 +66,29 @@ t.test('the limit must be a sane integer', async (t) => {
   t.throws(() => new FrameDecoder(2 ** 32));
   t.throws(() => new FrameDecoder(1.5));
 });
+
+t.test('next takes one frame at a time and leaves the rest buffered', async (t) => {
+  // The daemon takes a client's frames only while it may start their requests; the rest wait here.
+  const d = new FrameDecoder();
+  d.append(stream);
+  t.same(d.next()?.toString('hex'), payloads[0]!.toString('hex'));
+  t.equal(d.pendingBytes, stream.length - FRAME_HEADER_BYTES - payloads[0]!.length);
+  t.same([d.next(), d.next()].map((b) => b?.toString('hex')), payloads.slice(1).map((p) => p.toString('hex')));
+  t.equal(d.next(), undefined);
+});
+
+t.test('midFrame holds from the first byte of a frame to its last, header included', async (t) => {
+  // The daemon times a frame from its first byte: a bare length prefix counts as a begun frame.
+  const d = new FrameDecoder();
+  const f = frame(Buffer.from('xyz'));
+  t.notOk(d.midFrame, 'nothing buffered');
+  d.append(f.subarray(0, 1));
+  t.equal(d.next(), undefined);
+  t.ok(d.midFrame, 'part of a header');
+  d.append(f.subarray(1, 4));
+  t.equal(d.next(), undefined);
+  t.ok(d.midFrame, 'a header and no payload yet');
+  d.append(f.subarray(4));
+  t.same(d.next()?.toString(), 'xyz');
+  t.notOk(d.midFrame, 'the frame was taken');
+});

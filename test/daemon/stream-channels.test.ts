@@ -84,3 +84,34 @@ t.test('a connection that goes away ends the jobs of its channels', async (t) =>
   t.match(await engine.deleteSnapshot(snapId), { id: snapId }, 'the export no longer pins the snapshot');
   t.throws(() => channels.openOut('later'), { code: 'StreamClosed' }, 'no channel opens on a closed connection');
 });
+
+t.test('an export whose client can send nothing more fails once it needs an acknowledgement', async (t) => {
+  // A client that shut down its sending side can never acknowledge: the job would wait for ever.
+  const { engine, snapId } = await withSnapshot(t);
+  let sent = 0;
+  const channels = new StreamChannels((e) => { sent += e.data.length; });
+  const job = engine.offsite.streams.startExport(snapId, channels.openOut('s'));
+  // Let the job run until it waits for credit: the window is (all but one chunk) full.
+  while (sent <= STREAM_WINDOW_BYTES - STREAM_CHUNK_BYTES && engine.getJob(job.id).state === 'running') await new Promise((r) => setTimeout(r, 5));
+  channels.inputEnded(new BlocksnapError('StreamClosed', 'the client shut down its side'));
+  t.match(await engine.waitJob(job.id), { state: 'failed', error: { code: 'StreamClosed' } });
+  t.ok(sent <= STREAM_WINDOW_BYTES, 'it sent what its credit allowed, no more');
+});
+
+t.test('a half-close fails an import the client has not ended, and spares one it has', async (t) => {
+  const { engine, images, snapId } = await withSnapshot(t);
+  await finished(engine, engine.offsite.streams.startExport(snapId, join(images, 'one.bsnap')));
+  const bytes = readFileSync(join(images, 'one.bsnap'));
+  await engine.deleteSnapshot(snapId);
+  const cut = new StreamChannels(() => undefined);
+  const unended = engine.offsite.streams.startImport(cut.openIn('s'), 'vm');
+  void cut.data('s', bytes.subarray(0, STREAM_CHUNK_BYTES), false).catch(() => undefined);
+  cut.inputEnded(new BlocksnapError('StreamClosed', 'the client shut down its side'));
+  t.match(await engine.waitJob(unended.id), { state: 'failed', error: { code: 'StreamClosed' } }, 'no end will come');
+  const whole = new StreamChannels(() => undefined);
+  const ended = engine.offsite.streams.startImport(whole.openIn('s'), 'vm');
+  for (let off = 0; off < bytes.length; off += STREAM_CHUNK_BYTES) await whole.data('s', bytes.subarray(off, off + STREAM_CHUNK_BYTES), false);
+  void whole.data('s', undefined, true);
+  whole.inputEnded(new BlocksnapError('StreamClosed', 'the client shut down its side'));
+  t.match(await engine.waitJob(ended.id), { state: 'succeeded', result: { snapshotId: snapId } }, 'its end came before the half-close');
+});

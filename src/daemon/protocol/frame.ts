@@ -52,34 +52,52 @@ export class FrameDecoder {
     return this.buffered;
   }
 
+  /** True while part of a frame is buffered or its header was read: a frame not yet returned has begun. */
+  get midFrame(): boolean {
+    return this.expected >= 0 || this.buffered > 0;
+  }
+
   /** Feeds a chunk; returns the payloads of every frame it completed, in order. */
   push(chunk: Buffer): Buffer[] {
+    this.append(chunk);
+    const frames: Buffer[] = [];
+    for (let f = this.next(); f !== undefined; f = this.next()) frames.push(f);
+    return frames;
+  }
+
+  /**
+   * Buffers a chunk without taking frames out of it, so that a reader can take them one at a time
+   * (next) and leave the rest buffered while it cannot serve more.
+   */
+  append(chunk: Buffer): void {
     if (this.failed) throw new BlocksnapError('ProtocolError', 'the frame decoder already failed; the stream cannot be resynchronised');
     if (chunk.length > 0) {
       this.chunks.push(chunk);
       this.buffered += chunk.length;
     }
-    const frames: Buffer[] = [];
-    for (;;) {
-      if (this.expected < 0) {
-        if (this.buffered < FRAME_HEADER_BYTES) break;
-        const length = this.take(FRAME_HEADER_BYTES).readUInt32BE(0);
-        if (length > this.maxFrameBytes) {
-          this.failed = true;
-          this.chunks = [];
-          this.buffered = 0;
-          throw new BlocksnapError('FrameTooLarge', `frame of ${length} bytes exceeds the limit of ${this.maxFrameBytes} bytes`, {
-            length,
-            limit: this.maxFrameBytes,
-          });
-        }
-        this.expected = length;
+  }
+
+  /** The payload of the next complete frame, or undefined while none is complete. */
+  next(): Buffer | undefined {
+    if (this.failed) throw new BlocksnapError('ProtocolError', 'the frame decoder already failed; the stream cannot be resynchronised');
+    if (this.expected < 0) {
+      if (this.buffered < FRAME_HEADER_BYTES) return undefined;
+      const length = this.take(FRAME_HEADER_BYTES).readUInt32BE(0);
+      if (length > this.maxFrameBytes) {
+        this.failed = true;
+        this.chunks = [];
+        this.buffered = 0;
+        throw new BlocksnapError('FrameTooLarge', `frame of ${length} bytes exceeds the limit of ${this.maxFrameBytes} bytes`, {
+          length,
+          limit: this.maxFrameBytes,
+        });
       }
-      if (this.buffered < this.expected) break;
-      frames.push(this.take(this.expected));
-      this.expected = -1;
+      this.expected = length;
     }
-    return frames;
+    if (this.buffered < this.expected) return undefined;
+    const payload = this.take(this.expected);
+    this.expected = -1;
+    return payload;
   }
 
   /** Removes n buffered bytes (n <= buffered), copying only when they span chunks. */

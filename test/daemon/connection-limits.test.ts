@@ -1,0 +1,165 @@
+/**
+ * How a connection holds a hostile or broken client to its limits (connection.ts): requests in
+ * flight, answers it does not read, frames that never finish, bytes it sends while pushed back,
+ * half-closes, and clients past the connection limit. Against the server with a stand-in engine,
+ * with the limits made small so that each case runs in milliseconds.
+ */
+import t from 'tap';
+import { DaemonClient } from '../../src/daemon/client';
+import { frame } from '../../src/daemon/protocol/frame';
+import { encodeMessage } from '../../src/daemon/protocol/messages';
+import { startFakeDaemon } from './fixtures/fake-daemon';
+import { RawClient } from './fixtures/raw-client';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Polls a condition on the daemon's side, where no client socket event says it changed. */
+async function waitFor(what: string, cond: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+function frames(n: number, make: (i: number) => object): Buffer {
+  return Buffer.concat(Array.from({ length: n }, (_, i) => frame(encodeMessage(make(i)))));
+}
+
+t.test('no more than maxInFlight requests of a client run at once, however many one write holds', async (t) => {
+  const d = await startFakeDaemon({ maxInFlight: 8 });
+  t.teardown(() => d.stop());
+  const job = d.engine.startVerify();
+  let running = 0;
+  const waitJob = d.engine.waitJob.bind(d.engine);
+  d.engine.waitJob = (id) => {
+    running++;
+    return waitJob(id);
+  };
+  const c = await RawClient.ready(d.socketPath);
+  t.teardown(() => c.close());
+  // One write, so the daemon reads all 200 frames at once: the limit must hold within a chunk.
+  c.sendBytes(frames(200, (i) => ({ id: 100 + i, method: 'job.wait', params: { job: job.id } })));
+  await waitFor('the first requests to start', () => running >= 8);
+  await sleep(200);
+  t.equal(running, 8, 'only maxInFlight job.wait calls reached the engine');
+  d.engine.finish(job.id);
+  await c.until(() => (c.messages.filter((m) => typeof m.id === 'number' && m.id >= 100).length === 200 ? true : undefined), 5000, 'every answer');
+  t.equal(running, 200, 'the rest ran as the first ones finished');
+});
+
+t.test('a client that does not read its answers gets no further request run until it reads', async (t) => {
+  // maxBufferedBytes is out of the way: the answers, once read, are 21 MB together.
+  const d = await startFakeDaemon({ eventHighWaterBytes: 16 * 1024, maxBufferedBytes: 256 * 1024 * 1024 });
+  t.teardown(() => d.stop());
+  // Each listing is about 1 MB: far more than the kernel's socket buffer takes.
+  for (let i = 0; i < 2000; i++) await d.engine.addDisk({ path: `/fake/images/disk-${i}-${'p'.repeat(400)}.img`, name: `disk-${i}` });
+  let listings = 0;
+  const listDisks = d.engine.listDisks.bind(d.engine);
+  d.engine.listDisks = () => {
+    listings++;
+    return listDisks();
+  };
+  const c = await RawClient.ready(d.socketPath);
+  t.teardown(() => c.close());
+  c.socket.pause();
+  c.send({ id: 1, method: 'disk.list' });
+  await waitFor('the first listing', () => listings === 1);
+  await sleep(100);
+  c.sendBytes(frames(20, (i) => ({ id: 2 + i, method: 'disk.list' })));
+  await sleep(300);
+  t.equal(listings, 1, 'nothing more runs while the first answer is unread');
+  c.socket.resume();
+  await c.until(() => (c.messages.filter((m) => typeof m.id === 'number' && m.id >= 1).length === 21 ? true : undefined), 10_000, 'every answer');
+  t.equal(listings, 21, 'the held requests ran once the client read');
+});
+
+for (const [what, bytes] of [
+  ['a length prefix and nothing more', frame(encodeMessage({ id: 1, method: 'version' })).subarray(0, 4)],
+  ['a frame cut off in its payload', frame(encodeMessage({ id: 1, method: 'version' })).subarray(0, 10)],
+  ['a frame cut off in its length prefix', Buffer.from([0, 0])],
+] as const) {
+  t.test(`${what} ends the connection once frameTimeoutMs has passed`, async (t) => {
+    const d = await startFakeDaemon({ frameTimeoutMs: 200 });
+    t.teardown(() => d.stop());
+    const c = await RawClient.ready(d.socketPath);
+    t.teardown(() => c.close());
+    c.sendBytes(bytes);
+    t.match(await c.response(null, 3000), { id: null, error: { code: 'ProtocolError', message: /did not arrive whole within 200 ms/ } });
+    await c.waitClosed();
+  });
+}
+
+t.test('the frame deadline is per frame: a client whose writes always end inside a frame is served', async (t) => {
+  const d = await startFakeDaemon({ frameTimeoutMs: 300 });
+  t.teardown(() => d.stop());
+  const c = await RawClient.ready(d.socketPath);
+  t.teardown(() => c.close());
+  const bytes = frames(40, (i) => ({ id: 100 + i, method: 'version' }));
+  // 40 pieces over 2 s, each ending inside a frame: some frame is always incomplete.
+  const piece = Math.ceil(bytes.length / 40) + 1;
+  for (let off = 0; off < bytes.length; off += piece) {
+    c.sendBytes(bytes.subarray(off, off + piece));
+    await sleep(50);
+  }
+  await c.until(() => (c.messages.filter((m) => typeof m.id === 'number' && m.id >= 100).length === 40 ? true : undefined), 5000, 'every answer');
+  t.notOk(c.closed, 'still connected');
+});
+
+t.test('a client that sends more than a frame and maxQueuedBytes while it is pushed back is disconnected', async (t) => {
+  const d = await startFakeDaemon({ maxInFlight: 4, pausedProbeMs: 20, maxFrameBytes: 4096, maxQueuedBytes: 4096 });
+  t.teardown(() => d.stop());
+  const job = d.engine.startVerify();
+  const c = await RawClient.ready(d.socketPath);
+  t.teardown(() => c.close());
+  c.sendBytes(frames(4, (i) => ({ id: 10 + i, method: 'job.wait', params: { job: job.id } })));
+  // The four waits never end: reading stays paused, and what follows can only queue.
+  c.sendBytes(frames(5000, (i) => ({ id: 100 + i, method: 'version' })));
+  t.match(await c.response(null, 5000), { id: null, error: { code: 'ProtocolError', message: /queued/ } });
+  await c.waitClosed();
+});
+
+t.test('a client that shuts down its sending side still gets the answer to every request it sent', async (t) => {
+  const d = await startFakeDaemon();
+  t.teardown(() => d.stop());
+  await d.engine.addDisk({ path: '/fake/images/a.img', name: 'a' });
+  const c = await RawClient.ready(d.socketPath);
+  t.teardown(() => c.close());
+  c.send({ id: 1, method: 'snapshot.create', params: { disk: 'a', wait: true } });
+  c.send({ id: 2, method: 'version' });
+  await waitFor('the job to start', () => d.engine.listJobs().length > 0);
+  c.socket.end();
+  t.match(await c.response(2), { result: { protocol: 1 } });
+  await sleep(100);
+  t.notOk(c.closed, 'the connection stays open while the wait runs');
+  d.engine.finish(d.engine.lastJobId);
+  t.match(await c.response(1), { result: { state: 'succeeded' } }, 'the wait is answered after the half-close');
+  await c.waitClosed();
+});
+
+t.test('a client that shuts down its sending side inside a frame is told so', async (t) => {
+  const d = await startFakeDaemon();
+  t.teardown(() => d.stop());
+  const c = await RawClient.ready(d.socketPath);
+  t.teardown(() => c.close());
+  c.sendBytes(frame(encodeMessage({ id: 1, method: 'version' })).subarray(0, 7));
+  c.socket.end();
+  t.match(await c.response(null), { id: null, error: { code: 'ProtocolError', message: /middle of a frame/ } });
+  await c.waitClosed();
+});
+
+t.test('a client past maxConnections is told why and closed; a slot that frees is taken again', async (t) => {
+  const d = await startFakeDaemon({}, { maxConnections: 2 });
+  t.teardown(() => d.stop());
+  const held = [await RawClient.ready(d.socketPath), await RawClient.ready(d.socketPath)];
+  t.teardown(() => held.forEach((h) => h.close()));
+  const c = await RawClient.connect(d.socketPath);
+  t.teardown(() => c.close());
+  t.match(await c.response(null), { id: null, error: { code: 'DaemonUnavailable', message: /at most 2 clients/ } });
+  await c.waitClosed();
+  held[0]!.close();
+  await waitFor('the slot to free', () => d.server.clientCount === 1);
+  const fresh = await DaemonClient.connect({ socketPath: d.socketPath });
+  t.same(await fresh.call('disk.list'), []);
+  fresh.close();
+});
