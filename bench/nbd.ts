@@ -71,7 +71,8 @@ export async function runNbd(scale: number, runs: number, log: (s: string) => vo
     const daemon = spawn(process.execPath, [BIN, 'daemon', '--data-dir', join(dir, 'data'), '--socket', sock, '--nbd-socket', nbdSock,
       '--image-root', dir, '--log-level', 'warn'], { stdio: 'ignore' });
     procs.push(daemon);
-    await waitFor(nbdSock, daemon);
+    // The control socket is the daemon's last to open (the NBD socket listens before it).
+    await waitFor(sock, daemon);
     const client = await DaemonClient.connect({ socketPath: sock, clientName: 'bench' });
     const disk = await client.call<{ id: string }>('disk.add', { path: img, name: 'vm' });
     const job = await client.call<Job>('snapshot.create', { disk: disk.id, name: 'base', wait: true });
