@@ -18,7 +18,7 @@ import { commitDelta, distinctBlocks, readView, removeFromChain, uniqueBytes, vi
 import { BlockStore } from '../store/block-store';
 import { DEFAULT_BLOCK_SIZE, isValidBlockSize } from '../store/format';
 import { scanImage, verifyBlocks, lockDataDir, type DataDirLock } from '../native';
-import { checkBackingAsGiven, checkNotInUse, checkQcow2RollbackFor, consistencyNow, detectFormat, inspectImage } from './image-access';
+import { checkBackingAsGiven, checkNotInUse, checkQcow2RollbackFor, consistencyNow, detectFormat, fileIdentity, inspectImage } from './image-access';
 import { changedSince, stampImage } from './image-stamp';
 import { cloneImage, removeRollbackTemp, rollbackImage } from './image-writes';
 import { newId, looksLikeId } from './ids';
@@ -914,16 +914,5 @@ function fileSizeOrZero(p: string): number {
     return statSync(p).size;
   } catch {
     return 0;
-  }
-}
-
-
-/** (device, inode) of a file, or null when it cannot be read now (a moved image matches nothing). */
-function fileIdentity(p: string): { dev: bigint; ino: bigint } | null {
-  try {
-    const st = statSync(p, { bigint: true });
-    return { dev: st.dev, ino: st.ino };
-  } catch {
-    return null;
   }
 }

@@ -71,11 +71,8 @@ export function checkBackingAsGiven(given: string, real: string, facts: Qcow2Inf
   } catch {
     // A chain that cannot be opened from the given path differs from one that can.
   }
-  const differs = seen === null || seen.chain.length !== facts.chain.length
-    || seen.chain.some((l, i) => !sameFile(l.path, facts.chain[i]!.path));
-  if (!differs) return;
-  const first = seen === null ? -1 : seen.chain.findIndex((l, i) => i >= facts.chain.length || !sameFile(l.path, facts.chain[i]!.path));
-  const at = seen === null ? 1 : first < 0 ? seen.chain.length : first;
+  const at = seen === null ? 1 : firstDifference(seen.chain, facts.chain);
+  if (at < 0) return;
   const fromGiven = seen?.chain[at]?.path ?? (seen === null ? `a backing file that cannot be opened (${JSON.stringify(facts.backingFile)} next to ${given})` : 'no backing file');
   const fromReal = facts.chain[at]?.path ?? 'no backing file';
   throw new BlocksnapError('BackingFileAmbiguous',
@@ -83,13 +80,23 @@ export function checkBackingAsGiven(given: string, real: string, facts: Qcow2Inf
     { path: given, realPath: real, backingFile: facts.backingFile });
 }
 
-function sameFile(a: string, b: string): boolean {
+/** The first link where two chains name different files (or one has ended), -1 when none does. */
+function firstDifference(a: Array<{ path: string }>, b: Array<{ path: string }>): number {
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    const x = i < a.length ? fileIdentity(a[i]!.path) : null;
+    const y = i < b.length ? fileIdentity(b[i]!.path) : null;
+    if (x === null || y === null || x.dev !== y.dev || x.ino !== y.ino) return i;
+  }
+  return -1;
+}
+
+/** (device, inode) of a file, or null when it cannot be read now (a moved image matches nothing). */
+export function fileIdentity(p: string): { dev: bigint; ino: bigint } | null {
   try {
-    const x = statSync(a, { bigint: true });
-    const y = statSync(b, { bigint: true });
-    return x.dev === y.dev && x.ino === y.ino;
+    const st = statSync(p, { bigint: true });
+    return { dev: st.dev, ino: st.ino };
   } catch {
-    return false;
+    return null;
   }
 }
 

@@ -11,6 +11,7 @@
 import { BlocksnapError } from '../errors';
 import { commitDelta, readView } from '../catalog/block-map';
 import type { DiskRecord, SnapshotRecord } from '../catalog/records';
+import { syncPresent } from '../store/block-io';
 import { DIGEST_SIZE } from '../store/format';
 import { looksLikeId } from './ids';
 import { uniqueName, validateName } from './names';
@@ -53,6 +54,14 @@ export function checkImportable(x: OffsiteInternals, s: ImportedSnapshot, disk: 
 
 function importedType(s: ImportedSnapshot): SnapshotType {
   return s.type === 'auto' ? 'auto' : 'manual';
+}
+
+/**
+ * Before commitImported: makes durable the directory entries of the blocks an import found in the
+ * store already and no committed snapshot references (see syncPresent); the others are durable.
+ */
+export async function syncFoundBlocks(x: OffsiteInternals, found: string[]): Promise<void> {
+  await syncPresent(x.store.dir, found.filter((hex) => !x.catalog.isReferenced(Buffer.from(hex, 'hex'))));
 }
 
 export function commitImported(x: OffsiteInternals, disk: DiskRecord, s: ImportedSnapshot, map: Buffer, jobId: string): SnapshotRecord {

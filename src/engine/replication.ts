@@ -29,7 +29,7 @@ import { open, unlink } from 'node:fs/promises';
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import { readView } from '../catalog/block-map';
 import type { SnapshotRecord } from '../catalog/records';
-import { hasBlockOfLength, readBlockUnhashed, sha256Async, syncPresent, writeBlock } from '../store/block-io';
+import { hasBlockOfLength, readBlockUnhashed, sha256Async, writeBlock } from '../store/block-io';
 import { BLOCK_HEADER_SIZE, DIGEST_SIZE, isZeroDigest } from '../store/format';
 import {
   readCredentials, validateBucket, validateEndpoint, validatePrefix, validateRegion, validateRemoteName, type RemoteConfig,
@@ -43,7 +43,7 @@ import { RemoteRegistry } from '../remote/registry';
 import { S3Store } from '../remote/s3-store';
 import { distinctDigests } from '../stream/snapshot-fields';
 import { looksLikeId, newId } from './ids';
-import { checkImportable, commitImported } from './import-commit';
+import { checkImportable, commitImported, syncFoundBlocks } from './import-commit';
 import type { JobControl } from './jobs';
 import type { OffsiteInternals } from './offsite-internals';
 import type {
@@ -643,7 +643,7 @@ export class Replication {
               done += len;
               ctl.progress(done, total);
             }, ctl.signal);
-            await syncPresent(this.x.store.dir, present.filter((hex) => !this.x.catalog.isReferenced(Buffer.from(hex, 'hex'))));
+            await syncFoundBlocks(this.x, present);
             const rec = commitImported(this.x, this.x.catalog.getDisk(disk.id)!, m.snapshot, m.map, jobId);
             committed = true;
             res.parentId = rec.parentId;

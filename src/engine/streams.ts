@@ -22,13 +22,13 @@ import { open } from 'node:fs/promises';
 import { BlocksnapError } from '../errors';
 import { readView } from '../catalog/block-map';
 import type { SnapshotRecord } from '../catalog/records';
-import { hasBlockOfLength, readBlock, sha256Async, syncPresent, writeBlock } from '../store/block-io';
+import { hasBlockOfLength, readBlock, sha256Async, writeBlock } from '../store/block-io';
 import { DIGEST_SIZE, isZeroDigest } from '../store/format';
 import { fileSink, fileSource, type ByteSink, type ByteSource } from '../stream/byte-io';
 import { StreamReader, StreamWriter, viewSha256, type StreamHeader } from '../stream/format';
 import { distinctDigests } from '../stream/snapshot-fields';
 import { newId } from './ids';
-import { checkImportable, commitImported } from './import-commit';
+import { checkImportable, commitImported, syncFoundBlocks } from './import-commit';
 import type { OffsiteInternals } from './offsite-internals';
 import type { ExportResult, ImportResult } from './offsite-types';
 import { resolveExistingImage, resolveNewFile } from './paths';
@@ -205,7 +205,7 @@ export class SnapshotStreams {
               }
               present.push(hex);
             }
-            await syncPresent(this.x.store.dir, present.filter((hex) => !this.x.catalog.isReferenced(Buffer.from(hex, 'hex'))));
+            await syncFoundBlocks(this.x, present);
             const rec = commitImported(this.x, this.x.catalog.getDisk(disk.id)!, s, map, jobId);
             committed = true;
             res.parentId = rec.parentId;
