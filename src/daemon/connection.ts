@@ -13,6 +13,10 @@
  *    or stops reading is pushed back through the socket instead of being queued for in memory;
  *  - a frame must arrive whole within frameTimeoutMs of its first byte, so a client cannot pin a
  *    part of a frame (up to maxFrameBytes) in the daemon's memory for ever;
+ *  - a frame longer than one socket read (UNBUDGETED_FRAME_BYTES) is read only once its length is
+ *    granted by the daemon-wide frameBudget: many clients each sending part of a large frame
+ *    cannot add up to clients × maxFrameBytes. A client waits for the budget with its socket
+ *    paused; holders are being read under the frame deadline, so the wait is bounded;
  *  - outgoing data is bounded: progress events are dropped for a client whose socket buffer is
  *    above a high-water mark (the final response still carries the end state), and a client that
  *    stops reading altogether is disconnected rather than buffered for without limit;
@@ -26,6 +30,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
+import type { ByteBudget } from '../byte-budget';
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import type { Job } from '../engine/types';
 import { isFinished, type DaemonEngine } from './engine-port';
@@ -58,7 +63,15 @@ export interface ConnectionLimits {
   maxQueuedBytes: number;
   /** Time allowed to flush the last bytes when closing before the socket is destroyed. */
   closeGraceMs: number;
+  /** Bytes of frames longer than UNBUDGETED_FRAME_BYTES that all clients together may be sending at once. */
+  frameBudgetBytes: number;
 }
+
+/**
+ * Frames up to this length arrive in one socket read (Node reads 64 KiB at a time): what waiting
+ * for budget could save is already in memory, so they are read without it.
+ */
+export const UNBUDGETED_FRAME_BYTES = 64 * 1024;
 
 export const DEFAULT_LIMITS: Omit<ConnectionLimits, 'maxFrameBytes'> = {
   eventHighWaterBytes: 256 * 1024,
@@ -70,12 +83,15 @@ export const DEFAULT_LIMITS: Omit<ConnectionLimits, 'maxFrameBytes'> = {
   pausedProbeMs: 1_000,
   maxQueuedBytes: 64 * 1024,
   closeGraceMs: 2_000,
+  frameBudgetBytes: 64 * 1024 * 1024,
 };
 
 export interface ConnectionHost {
   readonly engine: DaemonEngine;
   readonly info: DaemonInfo;
   readonly limits: ConnectionLimits;
+  /** Shared by every connection of the daemon; frameBudgetBytes large. */
+  readonly frameBudget: ByteBudget;
   /** True once the daemon stopped accepting work. */
   isShuttingDown(): boolean;
 }
@@ -104,6 +120,10 @@ export class Connection {
   private framesTaken = 0;
   /** framesTaken when the frame timer was armed: the frame it times is the one after those. */
   private frameTimerFor = -1;
+  /** Budget bytes granted to the frame being received (0: none held). */
+  private frameGrant = 0;
+  /** Set while this connection waits for budget for the frame being received; aborts the wait. */
+  private budgetWait: AbortController | undefined;
   /** jobId → number of active subscriptions (a wait and a watch may overlap). */
   private readonly watched = new Map<string, number>();
   private droppedEvents = 0;
@@ -190,6 +210,7 @@ export class Connection {
     if (this.state === 'closing') return;
     this.state = 'closing';
     this.clearTimers();
+    this.releaseFrameBudget();
     this.socket.end();
     // Keep reading (and discarding, see onData) so that the peer's end of stream is seen and the
     // socket closes; a paused socket would wait for the grace timer.
@@ -249,12 +270,13 @@ export class Connection {
         break;
       }
       this.framesTaken++;
+      this.releaseFrameBudget();
       // A frame can close the connection (undecodable, version mismatch); the rest is not read.
       this.onFrame(payload);
       if (this.isClosing()) return;
     }
     const limits = this.host.limits;
-    const blocked = !this.canDispatch();
+    const blocked = !this.canDispatch() || !this.frameAdmitted();
     if (blocked && this.socket.writableLength > limits.maxBufferedBytes && this.decoder.pendingBytes > 0) {
       // It sends more while more than the most it may leave unread waits for it: it is not reading.
       this.log.warn({ buffered: this.socket.writableLength }, 'client does not read its responses: disconnecting');
@@ -302,7 +324,45 @@ export class Connection {
       this.reading = false;
       this.socket.pause();
     }
-    if (this.probeTimer === undefined && !this.peerEnded) this.armProbe();
+    // Not while waiting for budget: the wait is bounded, and a probe would read on into the frame.
+    if (this.probeTimer === undefined && !this.peerEnded && this.budgetWait === undefined) this.armProbe();
+  }
+
+  /**
+   * True when the frame being received may be read on: no header taken yet, short, or granted its
+   * bytes. (Called only once next() found no whole frame.) Otherwise asks the budget for them; the grant pumps again.
+   */
+  private frameAdmitted(): boolean {
+    const length = this.decoder.expectedLength;
+    if (length <= UNBUDGETED_FRAME_BYTES || this.frameGrant > 0) return true;
+    if (this.budgetWait !== undefined) return false;
+    const budget = this.host.frameBudget;
+    if (budget.tryAcquire(length)) {
+      this.frameGrant = length;
+      return true;
+    }
+    const wait = new AbortController();
+    this.budgetWait = wait;
+    this.clearProbeTimer();
+    void budget.acquire(length, wait.signal).then((granted) => {
+      if (this.budgetWait === wait) this.budgetWait = undefined;
+      if (!granted) return;
+      if (this.isClosing() || this.socket.destroyed) {
+        budget.release(length);
+        return;
+      }
+      this.frameGrant = length;
+      this.pump();
+    });
+    return false;
+  }
+
+  /** Gives back the frame's budget bytes, or stops waiting for them. */
+  private releaseFrameBudget(): void {
+    if (this.frameGrant > 0) this.host.frameBudget.release(this.frameGrant);
+    this.frameGrant = 0;
+    this.budgetWait?.abort();
+    this.budgetWait = undefined;
   }
 
   /**
@@ -313,7 +373,7 @@ export class Connection {
   private armProbe(): void {
     this.probeTimer = setTimeout(() => {
       this.probeTimer = undefined;
-      if (this.isClosing() || this.reading || this.peerEnded) return;
+      if (this.isClosing() || this.reading || this.peerEnded || this.budgetWait !== undefined) return;
       if (this.socket.writableLength > 0) {
         this.armProbe();
         return;
@@ -491,6 +551,7 @@ export class Connection {
   private onClose(): void {
     this.state = 'closing';
     this.clearTimers();
+    this.releaseFrameBudget();
     this.clearStallTimer();
     this.watched.clear();
     this.channels.closeAll(new BlocksnapError('StreamClosed', 'the client disconnected before its stream ended'));

@@ -5,6 +5,7 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
+import { ByteBudget } from '../byte-budget';
 import { BlocksnapError } from '../errors';
 import type { Job } from '../engine/types';
 import { Connection, type ConnectionHost, type ConnectionLimits } from './connection';
@@ -36,6 +37,7 @@ export class DaemonServer implements ConnectionHost {
   readonly engine: DaemonEngine;
   readonly info: DaemonInfo;
   readonly limits: ConnectionLimits;
+  readonly frameBudget: ByteBudget;
   private readonly options: ServerOptions;
   private readonly log: Logger;
   private readonly server: Server;
@@ -53,6 +55,7 @@ export class DaemonServer implements ConnectionHost {
     this.info = info;
     this.options = options;
     this.limits = options.limits;
+    this.frameBudget = new ByteBudget(options.limits.frameBudgetBytes);
     this.log = log;
     // Half-open: a client may shut down its sending side and still read the answers to what it sent.
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) => this.accept(socket));

@@ -18,7 +18,7 @@ import { BlocksnapError } from '../errors';
 import type { ExportTable } from './backend';
 import { ByteReader, ConnectionClosed } from './byte-reader';
 import { Handshake, ProtocolViolation } from './handshake';
-import { ByteBudget } from './byte-budget';
+import { ByteBudget } from '../byte-budget';
 import { ReplyBuffers } from './reply-buffers';
 import { REPLY_STALL_MS, Transmission } from './transmission';
 

@@ -18,7 +18,7 @@
  */
 import type { Socket } from 'node:net';
 import { BlocksnapError } from '../errors';
-import type { ByteBudget } from './byte-budget';
+import type { ByteBudget } from '../byte-budget';
 import { ConnectionClosed, type ByteReader } from './byte-reader';
 import type { ReplyBuffers } from './reply-buffers';
 import type { Extent, NbdExport, ReadPiece } from './backend';

@@ -95,6 +95,25 @@ t.test('clients that do not read their answers cost the daemon little memory', a
   t.same(await d.json('disk', 'list'), [], 'and serves others meanwhile');
 });
 
+t.test('many clients each sending part of a large frame hold the daemon to its frame budget', async (t) => {
+  // Each started frame of 1 MiB was read as far as the client sent it: 200 such clients held about
+  // 205 MiB for the 30 s frame deadline. Frames over 64 KiB now share one 64 MiB budget.
+  const d = await freshDaemon(t);
+  const clients = await Promise.all(Array.from({ length: 200 }, () => RawClient.ready(d.socketPath)));
+  t.teardown(() => clients.forEach((c) => c.close()));
+  const before = rssBytes(d.proc.pid!);
+  const started = frame(encodeMessage({ id: 1, method: 'version', params: { pad: 'x'.repeat(1000 * 1000) } })).subarray(0, 990 * 1000);
+  for (const c of clients) c.sendBytes(started);
+  let peak = before;
+  const until = Date.now() + 5000;
+  while (Date.now() < until) {
+    await sleep(100);
+    peak = Math.max(peak, rssBytes(d.proc.pid!));
+  }
+  t.ok(peak - before < 120 * MiB, `the daemon grew by ${((peak - before) / MiB).toFixed(0)} MiB for 200 started frames of 1 MB`);
+  t.same(await d.json('disk', 'list'), [], 'and serves others meanwhile');
+});
+
 t.test('a client past --max-connections is told why', async (t) => {
   const d = await freshDaemon(t, ['--max-connections', '2']);
   const held = [await RawClient.ready(d.socketPath), await RawClient.ready(d.socketPath)];

@@ -52,6 +52,14 @@ export class FrameDecoder {
     return this.buffered;
   }
 
+  /**
+   * Payload length of the frame being assembled once its header has been taken by next(), else
+   * -1: a reader can account for the whole frame before it reads the rest.
+   */
+  get expectedLength(): number {
+    return this.expected;
+  }
+
   /** True while part of a frame is buffered or its header was read: a frame not yet returned has begun. */
   get midFrame(): boolean {
     return this.expected >= 0 || this.buffered > 0;

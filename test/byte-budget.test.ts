@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ByteBudget } from '../../src/nbd/byte-budget';
+import { ByteBudget } from '../src/byte-budget';
 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 

@@ -1,10 +1,10 @@
 /**
- * Bytes of request data held across every connection of an NBD server: write payloads read and
- * not yet written to the backend, and read replies from the moment their Buffers are taken until
- * the socket has written them (a reply the client does not read still holds its bytes). Request
- * counts alone do not bound memory (16 requests of 4 MiB on each of many connections adds up), so
- * a connection that has read a request header waits here, before it reads a payload or starts a
- * read, until the request's bytes fit under the limit.
+ * Bytes of request data held across every connection of a server. Request counts alone do not
+ * bound memory (16 requests of 4 MiB on each of many connections adds up), so a connection that
+ * has read a request's length waits here, before it reads the rest, until the bytes fit under
+ * the limit. The NBD server holds write payloads and read replies with it (a reply the client
+ * does not read still holds its bytes); the control socket holds large request frames while they
+ * arrive.
  *
  * The limit is hard: bytes are granted first come, first served, and only while the total stays
  * within it. A single request larger than the whole limit is granted once nothing else is held,
@@ -32,10 +32,7 @@ export class ByteBudget {
    */
   acquire(bytes: number, signal?: AbortSignal): Promise<boolean> {
     if (signal?.aborted) return Promise.resolve(false);
-    if (this.waiters.length === 0 && this.fits(bytes)) {
-      this.used += bytes;
-      return Promise.resolve(true);
-    }
+    if (this.tryAcquire(bytes)) return Promise.resolve(true);
     return new Promise<boolean>((resolve) => {
       const w: Waiter = {
         bytes,
@@ -55,6 +52,13 @@ export class ByteBudget {
       signal?.addEventListener('abort', onAbort, { once: true });
       this.waiters.push(w);
     });
+  }
+
+  /** Takes `bytes` now if they fit and nobody waits before them; false (nothing taken) otherwise. */
+  tryAcquire(bytes: number): boolean {
+    if (this.waiters.length > 0 || !this.fits(bytes)) return false;
+    this.used += bytes;
+    return true;
   }
 
   release(bytes: number): void {
