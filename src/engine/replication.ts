@@ -711,7 +711,9 @@ export class Replication {
       };
       for await (const o of store.list(`${join(remote.prefix, BLOCKS)}/`, ctl.signal)) {
         const hex = digestOfKey(o.key);
-        if (hex === null) continue;
+        // Only a key this remote would write: another remote's prefix may lie under blocks/
+        // (prefix P/blocks beside P), and its blocks are not this remote's garbage.
+        if (hex === null || o.key !== blockKey(remote.prefix, hex)) continue;
         seen++;
         if (referenced.has(hex)) res.keptBlocks++;
         else if (o.lastModified.getTime() > cutoff) res.youngBlocks++;
@@ -736,7 +738,7 @@ export class Replication {
   private async readManifests(remote: RemoteConfig, store: ObjectStore, signal?: AbortSignal): Promise<Located[]> {
     const out: Located[] = [];
     for await (const o of store.list(`${join(remote.prefix, MANIFESTS)}/`, signal)) {
-      if (!idsOfManifestKey(o.key)) continue;
+      if (!isManifestKey(remote.prefix, o.key)) continue;
       const raw = await store.get(o.key, signal);
       if (raw) out.push({ key: o.key, manifest: decodeManifest(raw, o.key) });
     }
@@ -748,19 +750,39 @@ export class Replication {
     if (typeof ref !== 'string' || ref.length === 0) throw new BlocksnapError('InvalidArgument', 'a snapshot id or name is required');
     if (looksLikeId('s', ref)) {
       for await (const o of store.list(`${join(remote.prefix, MANIFESTS)}/`, signal)) {
-        if (idsOfManifestKey(o.key)?.snapshotId !== ref) continue;
+        if (!isManifestKey(remote.prefix, o.key) || idsOfManifestKey(o.key)?.snapshotId !== ref) continue;
         const raw = await store.get(o.key, signal);
-        if (raw) return { key: o.key, manifest: decodeManifest(raw, o.key) };
+        if (raw) return atItsKey({ key: o.key, manifest: decodeManifest(raw, o.key) });
       }
     } else {
       const byName = (await this.readManifests(remote, store, signal)).filter((l) => l.manifest.snapshot.name === ref);
-      if (byName.length === 1) return byName[0]!;
+      if (byName.length === 1) return atItsKey(byName[0]!);
       if (byName.length > 1) {
         throw new BlocksnapError('AmbiguousName', `${byName.length} snapshots on remote ${remote.name} are named ${JSON.stringify(ref)} (${byName.map((l) => l.manifest.snapshot.id).join(', ')}); use the id`);
       }
     }
     throw new BlocksnapError('SnapshotNotFound', `remote ${remote.name} has no snapshot ${JSON.stringify(ref)}`);
   }
+}
+
+/**
+ * A manifest names the snapshot its key names. The checksum covers the text, not the key: a
+ * manifest copied or renamed to another snapshot's key would restore, or import under the id
+ * asked for, a different snapshot's data.
+ */
+function atItsKey(l: Located): Located {
+  const ids = idsOfManifestKey(l.key);
+  const s = l.manifest.snapshot;
+  if (ids === null || ids.snapshotId !== s.id || ids.diskId !== s.diskId) {
+    throw new BlocksnapError('RemoteCorrupt', `manifest ${l.key} holds snapshot ${s.id} of disk ${s.diskId}, not the one its key names`, { key: l.key });
+  }
+  return l;
+}
+
+/** A manifest of this remote, not of one whose prefix lies under its manifests/. */
+function isManifestKey(prefix: string, key: string): boolean {
+  const ids = idsOfManifestKey(key);
+  return ids !== null && key === manifestKey(prefix, ids.diskId, ids.snapshotId);
 }
 
 function describe(key: string, m: Manifest): RemoteSnapshot {

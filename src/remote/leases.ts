@@ -52,7 +52,8 @@ export async function listLeases(store: ObjectStore, prefix: string, timing: Lea
   const out: LeaseInfo[] = [];
   for await (const o of store.list(`${join(prefix, LEASES)}/`, signal)) {
     const m = LEASE_KEY.exec(o.key);
-    if (!m) continue;
+    // Not another remote's lease, whose prefix lies under leases/.
+    if (!m || o.key !== leaseKey(prefix, m[1] as LeaseKind, m[2]!, m[3]!)) continue;
     const expires = o.lastModified.getTime() + timing.ttlMs;
     out.push({ key: o.key, kind: m[1] as LeaseKind, host: m[2]!, jobId: m[3]!, writtenAt: o.lastModified.toISOString(), expiresAt: new Date(expires).toISOString(), live: expires + timing.skewMs > Date.now() });
   }
@@ -60,9 +61,23 @@ export async function listLeases(store: ObjectStore, prefix: string, timing: Lea
 }
 
 export class Lease {
-  private renewedAt = 0;
+  /**
+   * When the last renewal was sent, on the monotonic clock (null: no live lease object). Elapsed
+   * time is what the holder's checks measure; a wall clock stepped back (NTP, a resumed VM) would
+   * stretch it past what other hosts, reading the storage's clock, allow.
+   */
+  private renewedAt: number | null = null;
   private timer: NodeJS.Timeout | null = null;
   private renewError: BlocksnapError | null = null;
+  /**
+   * Set once a renewal came later than TTL − skew after the one before: other hosts may have
+   * taken the lease for dead meanwhile and acted on it (a gc marked without this writer's
+   * manifest, a writer relied on blocks this gc had marked as garbage), and a later renewal does
+   * not undo that. The lease stays lost: its holder stops at its next step.
+   */
+  private lapsedMs: number | null = null;
+  /** The background renewal in flight, if any. */
+  private renewing: { abort: AbortController; done: Promise<void> } | null = null;
   private released = false;
   readonly key: string;
   private readonly startedAt = new Date().toISOString();
@@ -89,18 +104,26 @@ export class Lease {
     const timing = o.timing ?? DEFAULT_LEASE_TIMING;
     const lease = new Lease(store, prefix, 'writer', host, jobId, timing);
     const deadline = Date.now() + timing.waitMs;
-    for (;;) {
-      await lease.renew(o.signal);
-      const others = await listLeases(store, prefix, timing, o.signal);
-      const stale = others.filter((l) => l.host === host && l.key !== lease.key && !(o.isRunning?.(l.jobId) ?? false));
-      if (stale.length > 0) await store.deleteMany(stale.map((l) => l.key), o.signal);
-      const gc = others.find((l) => l.kind === 'gc' && l.live && !stale.includes(l));
-      if (!gc) break;
-      await store.deleteMany([lease.key], o.signal);
-      if (Date.now() > deadline) {
-        throw new BlocksnapError('RemoteBusy', `a gc of this remote (host ${gc.host}, job ${gc.jobId}) has held its lease for longer than ${timing.waitMs / 1000} s`);
+    try {
+      for (;;) {
+        await lease.renew(o.signal);
+        const others = await listLeases(store, prefix, timing, o.signal);
+        const stale = others.filter((l) => l.host === host && l.key !== lease.key && !(o.isRunning?.(l.jobId) ?? false));
+        if (stale.length > 0) await store.deleteMany(stale.map((l) => l.key), o.signal);
+        const gc = others.find((l) => l.kind === 'gc' && l.live && !stale.includes(l));
+        if (!gc) break;
+        await store.deleteMany([lease.key], o.signal);
+        lease.renewedAt = null; // withdrawn: the next put starts a new lease, not a late renewal
+        if (Date.now() > deadline) {
+          throw new BlocksnapError('RemoteBusy', `a gc of this remote (host ${gc.host}, job ${gc.jobId}) has held its lease for longer than ${timing.waitMs / 1000} s`);
+        }
+        await pause(timing.pollMs, o.signal);
       }
-      await pause(timing.pollMs, o.signal);
+    } catch (err) {
+      // A lease put before the failure (a listing that failed, a job cancelled meanwhile) would
+      // hold every gc off until it expires; nobody else deletes it.
+      await lease.release();
+      throw err;
     }
     lease.startRenewing();
     return lease;
@@ -130,9 +153,13 @@ export class Lease {
   }
 
   private async renew(signal?: AbortSignal): Promise<void> {
-    const at = Date.now();
-    const body: LeaseBody = { kind: this.kind, host: this.host, jobId: this.jobId, startedAt: this.startedAt, expiresAt: new Date(at + this.timing.ttlMs).toISOString() };
+    const at = monotonicMs();
+    const body: LeaseBody = { kind: this.kind, host: this.host, jobId: this.jobId, startedAt: this.startedAt, expiresAt: new Date(Date.now() + this.timing.ttlMs).toISOString() };
     await this.store.put(this.key, Buffer.from(`${JSON.stringify(body)}\n`), signal);
+    if (this.renewedAt !== null) {
+      const gap = monotonicMs() - this.renewedAt;
+      if (gap > this.timing.ttlMs - this.timing.skewMs) this.lapsedMs ??= gap;
+    }
     this.renewedAt = at;
   }
 
@@ -140,18 +167,27 @@ export class Lease {
     const tick = (): void => {
       this.timer = setTimeout(() => {
         if (this.released) return;
-        this.renew().then(() => { this.renewError = null; }, (err: unknown) => {
-          this.renewError = err instanceof BlocksnapError ? err : new BlocksnapError('RemoteError', String(err));
-        }).finally(() => { if (!this.released) tick(); });
+        const ac = new AbortController();
+        this.renewing = {
+          abort: ac,
+          done: this.renew(ac.signal).then(() => { this.renewError = null; }, (err: unknown) => {
+            this.renewError = err instanceof BlocksnapError ? err : new BlocksnapError('RemoteError', String(err));
+          }).finally(() => {
+            this.renewing = null;
+            if (!this.released) tick();
+          }),
+        };
       }, this.timing.ttlMs / 5);
       this.timer.unref();
     };
     tick();
   }
 
-  /** How long the lease has not been renewed, when other hosts may already count it expired; else null. */
+  /** How long the lease went unrenewed, when other hosts may count (or have counted) it expired; else null. */
   private overdue(): number | null {
-    const age = Date.now() - this.renewedAt;
+    if (this.lapsedMs !== null) return this.lapsedMs;
+    if (this.renewedAt === null) return Infinity;
+    const age = monotonicMs() - this.renewedAt;
     return age > this.timing.ttlMs - this.timing.skewMs ? age : null;
   }
 
@@ -161,7 +197,8 @@ export class Lease {
 
   /**
    * Throws RemoteBusy when the lease may have expired in the eyes of other hosts (its last renewal
-   * is older than the TTL minus the skew allowance): the caller must not take its next step.
+   * is older than the TTL minus the skew allowance), now or at any time since it was taken: the
+   * caller must not take its next step.
    */
   assertHeld(): void {
     const age = this.overdue();
@@ -184,7 +221,7 @@ export class Lease {
       timer = setTimeout(() => {
         lapsed = this.overdue();
         if (lapsed !== null) ac.abort(); else watch();
-      }, Math.max(1, this.renewedAt + this.timing.ttlMs - this.timing.skewMs - Date.now() + 1));
+      }, Math.max(1, (this.renewedAt ?? 0) + this.timing.ttlMs - this.timing.skewMs - monotonicMs() + 1));
     };
     const onAbort = (): void => ac.abort();
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -205,9 +242,18 @@ export class Lease {
     if (this.released) return;
     this.released = true;
     if (this.timer) clearTimeout(this.timer);
+    // A renewal still under way would write the lease again after its deletion, alive for a TTL.
+    if (this.renewing) {
+      this.renewing.abort.abort();
+      await this.renewing.done;
+    }
     // A lease that cannot be deleted expires on its own; the job's outcome does not depend on it.
     await this.store.deleteMany([this.key]).catch(() => undefined);
   }
+}
+
+function monotonicMs(): number {
+  return performance.now();
 }
 
 function pause(ms: number, signal?: AbortSignal): Promise<void> {

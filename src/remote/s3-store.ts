@@ -152,6 +152,10 @@ export class S3Store implements ObjectStore {
       for (const o of page.Contents ?? []) {
         if (o.Key) yield { key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified ?? new Date(0) };
       }
+      if (page.IsTruncated && !page.NextContinuationToken) {
+        // Ending here would pass a partial listing off as whole: gc would mark from it.
+        throw new BlocksnapError('RemoteError', `LIST ${this.description}: ${prefix}: the remote says the listing is truncated but gives no continuation token`, { remote: this.remote.name });
+      }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
   }

@@ -125,3 +125,56 @@ t.test('a step cancelled by its job fails with its own error, not the lease\'s',
   await w.release();
 });
 
+
+t.test('a lease that went unrenewed past its lifetime stays lost when renewals succeed again', async (t) => {
+  const s = new MemoryStore();
+  const short: LeaseTiming = { ...timing, ttlMs: 300, skewMs: 50 };
+  const w = await Lease.writer(s, 'p', 'hostb', J(2), { timing: short });
+  const put = s.put.bind(s);
+  s.put = async () => { throw new BlocksnapError('RemoteUnreachable', 'no route to the store'); };
+  await new Promise((r) => setTimeout(r, 450));
+  t.throws(() => w.assertHeld(), { code: 'RemoteBusy' });
+  // The store answers again and the lease is rewritten, but a gc of another host may have found
+  // it dead meanwhile and be sweeping now.
+  s.put = put;
+  await new Promise((r) => setTimeout(r, 200));
+  t.ok((await listLeases(s, 'p', short))[0]!.live, 'the lease object is live again');
+  t.throws(() => w.assertHeld(), { code: 'RemoteBusy' }, 'but its holder may not go on');
+  await t.rejects(w.whileHeld(undefined, async () => 'landed'), { code: 'RemoteBusy' });
+  await w.release();
+});
+
+t.test('a lease released while a renewal is under way is not written again by that renewal', async (t) => {
+  const s = new MemoryStore();
+  const short: LeaseTiming = { ...timing, ttlMs: 500, skewMs: 50 };
+  const w = await Lease.writer(s, 'p', 'hostb', J(2), { timing: short });
+  const put = s.put.bind(s);
+  let inFlight!: () => void;
+  const renewing = new Promise<void>((r) => { inFlight = r; });
+  // A slow store: the renewal's request arrives, and is applied, after the deletion was sent.
+  s.put = async (key, body) => {
+    inFlight();
+    await new Promise((r) => setTimeout(r, 150));
+    await put(key, body);
+  };
+  const alive = setInterval(() => undefined, 50); // renewals run on unref'd timers
+  await renewing;
+  await w.release();
+  clearInterval(alive);
+  await new Promise((r) => setTimeout(r, 200));
+  t.same(await listLeases(s, 'p', short), [], 'no lease object left to hold other hosts off');
+});
+
+t.test('a wall clock stepped back does not stretch a lease its holder could not renew', async (t) => {
+  const s = new MemoryStore();
+  const short: LeaseTiming = { ...timing, ttlMs: 300, skewMs: 50 };
+  const w = await Lease.writer(s, 'p', 'hostb', J(2), { timing: short });
+  s.put = async () => { throw new BlocksnapError('RemoteUnreachable', 'no route to the store'); };
+  const now = Date.now;
+  Date.now = () => now() - 60_000; // NTP steps the clock back a minute
+  t.teardown(() => { Date.now = now; });
+  await new Promise((r) => setTimeout(r, 450));
+  t.throws(() => w.assertHeld(), { code: 'RemoteBusy' }, 'the lease ran out all the same');
+  Date.now = now;
+  await w.release();
+});
