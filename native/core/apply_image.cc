@@ -76,6 +76,53 @@ class WrittenPages {
   std::vector<Range> ranges_;
 };
 
+// The unit of hole detection within a block, as for a flattened disk (formats/raw_writer.cc): the
+// page size, the smallest hole a filesystem keeps. A block is 4 MiB, and a guest that wrote a
+// page of it would otherwise get the whole block allocated back on every rollback and clone.
+constexpr size_t kZeroGrain = 4096;
+
+bool overlaps(std::span<const Extent> extents, uint64_t begin, uint64_t end) {
+  for (const Extent& e : extents)
+    if (e.begin < end && e.end > begin) return true;
+  return false;
+}
+
+// Calls fn(begin, end, zero) for each run of whole pages of buf[0, len) that are all zero or
+// all hold data, in order.
+template <typename Fn>
+void for_each_run(const uint8_t* buf, size_t len, Fn&& fn) {
+  const auto grain_zero = [&](size_t at) { return is_all_zero(buf + at, std::min(kZeroGrain, len - at)); };
+  size_t at = 0;
+  while (at < len) {
+    const bool zero = grain_zero(at);
+    size_t end = std::min(at + kZeroGrain, len);
+    while (end < len && grain_zero(end) == zero) end = std::min(end + kZeroGrain, len);
+    fn(at, end, zero);
+    at = end;
+  }
+}
+
+// Writes a block's bytes, buf[0, len), at `offset`: each run of non-zero pages in one write (past
+// the page cache through `direct_out` where it can), each run of zero pages left a hole. `current`
+// is where the image held data there before (empty for a new file, which is all hole): zero
+// pages over data are punched, or written as zeros where the filesystem cannot punch. Punches
+// go first, so that a block whose data moved within it fits where it was on a full filesystem.
+void write_block_sparse(int fd, int direct_out, const uint8_t* buf, size_t len, uint64_t offset,
+                        std::span<const Extent> current, const std::string& path) {
+  for_each_run(buf, len, [&](size_t b, size_t f, bool zero) {
+    if (zero && overlaps(current, offset + b, offset + f) && !punch_hole(fd, offset + b, f - b, path))
+      write_at(fd, buf + b, f - b, offset + b, path);
+  });
+  for_each_run(buf, len, [&](size_t b, size_t f, bool zero) {
+    if (zero) return;
+    if (direct_out >= 0 && write_direct(fd, buf + b, f - b, offset + b, path, direct_out)) return;
+    write_at(fd, buf + b, f - b, offset + b, path);
+    // Start the writeback now, so that the disk writes while the next blocks are read and the
+    // final fsync finds little left to do.
+    ::sync_file_range(fd, static_cast<off_t>(offset + b), static_cast<off_t>(f - b), SYNC_FILE_RANGE_WRITE);
+  });
+}
+
 void set_size(int fd, uint64_t size, const std::string& path) {
   int r;
   do r = ::ftruncate(fd, static_cast<off_t>(size));
@@ -119,95 +166,112 @@ ApplyResult apply_image(const ApplyParams& p, JobControl& control, const Progres
   const UniqueFd direct_out = update ? UniqueFd() : open_direct_twin(fd, true);
 
   const unsigned threads = effective_threads(p.threads != 0 || !direct ? p.threads : 2 * core_count(), block_count);
-  // Each thread prefetches its next block; the first block of each is prefetched here, so that
-  // every block's residency is recorded before anything (a read-ahead, the kernel's own
+  const auto block_len = [&](uint64_t i) {
+    return static_cast<size_t>(std::min<uint64_t>(p.block_size, p.size_bytes - i * p.block_size));
+  };
+  const auto target_of = [&](uint64_t i) {
+    Digest d;
+    std::memcpy(d.data(), p.digests.data() + i * kDigestSize, kDigestSize);
+    return d;
+  };
+  // An update runs in two passes: first the blocks that may give space back (ZERO targets over
+  // data), then the rest. On a full filesystem a rollback that fits must not fail with NoSpace
+  // because it wrote before it punched; and it would fail the same way on every rerun, the
+  // blocks it must write coming first again, so the disk could never be rolled back.
+  const auto frees_space = [&](uint64_t i) {
+    return is_zero_digest(target_of(i)) && !extents.overlapping(i * p.block_size, i * p.block_size + block_len(i)).empty();
+  };
+  bool any_frees = false;
+  for (uint64_t i = 0; update && i < block_count && !any_frees; ++i) any_frees = frees_space(i);
+  int pass = any_frees ? 0 : 1;
+  const auto in_pass = [&](uint64_t i) { return !any_frees || frees_space(i) == (pass == 0); };
+
+  // Each thread prefetches its next block; the first block of each is prefetched before a pass,
+  // so that every block's residency is recorded before anything (a read-ahead, the kernel's own
   // read-ahead past a neighbour's read) brings it in. Direct reads want nothing brought in ahead.
   const auto prefetch = [&](uint64_t offset) {
-    if (!update || direct || offset >= p.size_bytes) return;
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(p.block_size, p.size_bytes - offset));
+    if (!update || direct || offset >= p.size_bytes || !in_pass(offset / p.block_size)) return;
+    const size_t n = block_len(offset / p.block_size);
     if (extents.overlapping(offset, offset + n).empty()) return;
     keeper.touch(offset, n);
     ::posix_fadvise(fd, static_cast<off_t>(offset), static_cast<off_t>(n), POSIX_FADV_WILLNEED);
   };
-  for (unsigned t = 0; t < threads; ++t) prefetch(uint64_t{t} * p.block_size);
 
   Counters counters;
   InPlaceOdds odds;
-  ParallelRun run(control, block_count);
-  run.run(threads, [&](ParallelRun& job) {
-    AlignedBuffer buf(p.block_size);
-    uint64_t i;
-    while (job.next(i)) {
-      const uint64_t offset = i * p.block_size;
-      const size_t len = static_cast<size_t>(std::min<uint64_t>(p.block_size, p.size_bytes - offset));
-      Digest target;
-      std::memcpy(target.data(), p.digests.data() + i * kDigestSize, kDigestSize);
-      try {
-        // This thread's next block is about `threads` blocks ahead: start reading it now so the
-        // disk works while this one is hashed and written.
-        prefetch(offset + uint64_t{threads} * p.block_size);
+  for (; pass < 2; ++pass) {
+    for (unsigned t = 0; t < threads; ++t) prefetch(uint64_t{t} * p.block_size);
+    ParallelRun run(control, block_count);
+    run.run(threads, [&](ParallelRun& job) {
+      AlignedBuffer buf(p.block_size);
+      uint64_t i;
+      while (job.next(i)) {
+        if (!in_pass(i)) continue;
+        const uint64_t offset = i * p.block_size;
+        const size_t len = block_len(i);
+        const Digest target = target_of(i);
+        try {
+          // This thread's next block is about `threads` blocks ahead: start reading it now so the
+          // disk works while this one is hashed and written.
+          prefetch(offset + uint64_t{threads} * p.block_size);
 
-        // What the image holds there now, if it may matter: a hole needs no read.
-        const auto pieces = update ? extents.overlapping(offset, offset + len) : std::span<const Extent>();
-        const bool has_data = !pieces.empty();
-        // A wholly cached block that already holds its target is recognised without a copy
-        // (core/hash_in_place.h); anything else is read into `buf` below.
-        if (pieces.size() == 1 && pieces[0].begin <= offset && pieces[0].end >= offset + len && odds.worth_trying(i) &&
-            keeper.wholly_resident(offset, len)) {
-          const std::optional<InPlaceHash> h = hash_in_place(fd, offset, len);
-          const bool same = h && (h->zero ? is_zero_digest(target) : h->digest == target);
-          if (h) odds.record(same);
-          if (same) {
-            counters.blocks_unchanged.fetch_add(1, std::memory_order_relaxed);
-            control.add_done(len);
-            continue;
+          // What the image holds there now, if it may matter: a hole needs no read.
+          const auto pieces = update ? extents.overlapping(offset, offset + len) : std::span<const Extent>();
+          const bool has_data = !pieces.empty();
+          // A wholly cached block that already holds its target is recognised without a copy
+          // (core/hash_in_place.h); anything else is read into `buf` below.
+          if (pieces.size() == 1 && pieces[0].begin <= offset && pieces[0].end >= offset + len && odds.worth_trying(i) &&
+              keeper.wholly_resident(offset, len)) {
+            const std::optional<InPlaceHash> h = hash_in_place(fd, offset, len);
+            const bool same = h && (h->zero ? is_zero_digest(target) : h->digest == target);
+            if (h) odds.record(same);
+            if (same) {
+              counters.blocks_unchanged.fetch_add(1, std::memory_order_relaxed);
+              control.add_done(len);
+              continue;
+            }
           }
-        }
-        bool current_zero = true;
-        std::vector<uint8_t> cached_before;
-        if (has_data) {
-          cached_before = keeper.before_read(offset, len);
-          read_data_range(fd, direct ? direct.get() : -1, pieces, offset, len, buf.data(), cached_before, path);
-          keeper.after_read(offset, len, cached_before);
-          current_zero = is_all_zero(buf.data(), len);
-        }
+          bool current_zero = true;
+          std::vector<uint8_t> cached_before;
+          if (has_data) {
+            cached_before = keeper.before_read(offset, len);
+            read_data_range(fd, direct ? direct.get() : -1, pieces, offset, len, buf.data(), cached_before, path);
+            keeper.after_read(offset, len, cached_before);
+            current_zero = is_all_zero(buf.data(), len);
+          }
 
-        if (is_zero_digest(target)) {
-          if (current_zero) {
+          if (is_zero_digest(target)) {
+            if (current_zero) {
+              counters.blocks_unchanged.fetch_add(1, std::memory_order_relaxed);
+            } else {
+              if (!punch_hole(fd, offset, len, path)) {
+                std::memset(buf.data(), 0, len);
+                write_at(fd, buf.data(), len, offset, path);
+              }
+              counters.holes_punched.fetch_add(1, std::memory_order_relaxed);
+            }
+          } else if (!current_zero && sha256(buf.data(), len) == target) {
             counters.blocks_unchanged.fetch_add(1, std::memory_order_relaxed);
           } else {
-            if (!punch_hole(fd, offset, len, path)) {
-              std::memset(buf.data(), 0, len);
-              write_at(fd, buf.data(), len, offset, path);
-            }
-            counters.holes_punched.fetch_add(1, std::memory_order_relaxed);
+            BlockReadOptions read_options;
+            read_options.expected_length = len;
+            read_options.keep_page_cache = true;
+            read_block(p.store_dir, target, buf, read_options);
+            if (update && !has_data) cached_before = resident_pages(fd, offset, len);
+            write_block_sparse(fd, direct_out ? direct_out.get() : -1, buf.data(), len, offset, pieces, path);
+            if (update) written.add(offset, len, std::move(cached_before));
+            counters.blocks_written.fetch_add(1, std::memory_order_relaxed);
+            counters.bytes_written.fetch_add(len, std::memory_order_relaxed);
           }
-        } else if (!current_zero && sha256(buf.data(), len) == target) {
-          counters.blocks_unchanged.fetch_add(1, std::memory_order_relaxed);
-        } else {
-          BlockReadOptions read_options;
-          read_options.expected_length = len;
-          read_options.keep_page_cache = true;
-          read_block(p.store_dir, target, buf, read_options);
-          if (update && !has_data) cached_before = resident_pages(fd, offset, len);
-          if (!direct_out || !write_direct(fd, buf.data(), len, offset, path, direct_out.get())) {
-            write_at(fd, buf.data(), len, offset, path);
-            // Start the writeback now, so that the disk writes while the next blocks are read
-            // and the final fsync finds little left to do.
-            ::sync_file_range(fd, static_cast<off_t>(offset), static_cast<off_t>(len), SYNC_FILE_RANGE_WRITE);
-          }
-          if (update) written.add(offset, len, std::move(cached_before));
-          counters.blocks_written.fetch_add(1, std::memory_order_relaxed);
-          counters.bytes_written.fetch_add(len, std::memory_order_relaxed);
+          control.add_done(len);
+        } catch (Error& e) {
+          if (!e.block_index) e.block_index = i;
+          if (!e.digest && !is_zero_digest(target)) e.digest = target;
+          throw;
         }
-        control.add_done(len);
-      } catch (Error& e) {
-        if (!e.block_index) e.block_index = i;
-        if (!e.digest && !is_zero_digest(target)) e.digest = target;
-        throw;
       }
-    }
-  }, progress);
+    }, progress);
+  }
 
   struct stat st;
   if (::fstat(fd, &st) != 0) throw Error::system(errno, "fstat", path);

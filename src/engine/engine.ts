@@ -18,7 +18,7 @@ import { commitDelta, distinctBlocks, readView, removeFromChain, uniqueBytes, vi
 import { BlockStore } from '../store/block-store';
 import { DEFAULT_BLOCK_SIZE, isValidBlockSize } from '../store/format';
 import { scanImage, verifyBlocks, lockDataDir, type DataDirLock } from '../native';
-import { checkBackingAsGiven, checkNotInUse, checkQcow2RollbackFor, consistencyNow, detectFormat, fileIdentity, inspectImage } from './image-access';
+import { checkBackingAsGiven, checkNotInUse, checkRollbackTarget, consistencyNow, detectFormat, fileIdentity, inspectImage } from './image-access';
 import { changedSince, stampImage } from './image-stamp';
 import { cloneImage, removeRollbackTemp, rollbackImage } from './image-writes';
 import { newId, looksLikeId } from './ids';
@@ -571,7 +571,7 @@ export class Engine extends EventEmitter {
     }
     try {
       const path = this.revalidateDiskPath(disk);
-      if (disk.format === 'qcow2') checkQcow2RollbackFor(path);
+      checkRollbackTarget(path, disk.format);
       const inUse = checkNotInUse(path, o.force === true);
       if (inUse) this.log.warn({ diskId: disk.id, holder: inUse }, 'rolling back an image in use (forced)');
     } catch (err) {

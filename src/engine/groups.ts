@@ -20,7 +20,7 @@ import { looksLikeId, newId } from './ids';
 import { uniqueName, validateManualSnapshotName } from './names';
 import { resolveExistingImage } from './paths';
 import { servedWithClients } from './cow-disks';
-import { checkNotInUse, checkQcow2RollbackFor } from './image-access';
+import { checkNotInUse, checkRollbackTarget } from './image-access';
 import { quotaEvictions } from './quotas';
 import { removeSnapshot } from './remove-snapshot';
 import type { Disk, Job } from './types';
@@ -131,7 +131,7 @@ export class SnapshotGroups {
       }
       const real = resolveExistingImage(disk.path, this.engine.imageRoots);
       if (real !== disk.path) throw new BlocksnapError('PathNotAllowed', `${disk.path} now resolves to ${real}; re-register the disk if that is intended`);
-      if (disk.format === 'qcow2') checkQcow2RollbackFor(real);
+      checkRollbackTarget(real, disk.format);
       checkNotInUse(real, o.force === true);
     }
     const jobs = members.map((s) => this.engine.startRollback(s.diskId, s.id, o.force === true ? { force: true } : {}));

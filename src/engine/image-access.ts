@@ -4,12 +4,13 @@
  * it (a running VM, qemu-nbd, qemu-img), read from QEMU's own OFD image locks. Stateless: every
  * answer is read from the file when asked, because all of it can change between two jobs.
  */
-import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { accessSync, closeSync, constants, openSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { BlocksnapError } from '../errors';
+import { BlocksnapError, toBlocksnapError } from '../errors';
 import { probeImageLocks, qcow2Info, type ImageLocks, type Qcow2Info } from '../native';
 import { resolveExistingImage } from './paths';
-import type { ImageFormat, SnapshotConsistency } from './types';
+import type { DiskFormat, ImageFormat, SnapshotConsistency } from './types';
 
 const QCOW2_MAGIC = Buffer.from([0x51, 0x46, 0x49, 0xfb]);
 
@@ -127,9 +128,20 @@ export function consistencyNow(path: string): SnapshotConsistency {
   return probeImageLocks(path).held.includes('write') ? 'crash' : 'offline';
 }
 
-/** The new image of a qcow2 rollback is written here, beside the disk, then renamed over it. */
+/** The longest file name Linux filesystems take (NAME_MAX), in bytes. */
+const NAME_MAX = 255;
+
+/**
+ * The new image of a qcow2 rollback is written here, beside the disk, then renamed over it. An
+ * image whose name leaves no room for the suffix gets a digest of its name instead: with the
+ * suffixed name the rollback failed (ENAMETOOLONG) after it was journaled, every rerun failed
+ * the same way, and the disk could be neither rolled back nor snapshotted again.
+ */
 export function rollbackTempPath(path: string): string {
-  return join(dirname(path), `.${basename(path)}.blocksnap-rollback`);
+  const base = basename(path);
+  const name = `.${base}.blocksnap-rollback`;
+  if (Buffer.byteLength(name) <= NAME_MAX) return join(dirname(path), name);
+  return join(dirname(path), `.blocksnap-rollback-${createHash('sha256').update(base).digest('hex').slice(0, 32)}`);
 }
 
 /**
@@ -145,7 +157,22 @@ export function checkQcow2Rollback(path: string, info: Qcow2Info): void {
   }
 }
 
-/** checkQcow2Rollback on the image at `path`, read now. */
-export function checkQcow2RollbackFor(path: string): void {
-  checkQcow2Rollback(path, qcow2Info(path));
+/**
+ * What a rollback of the image at `path` needs, checked before it is journaled: a rollback that
+ * fails after that leaves the disk refusing snapshots until it is rerun, and a rerun would fail
+ * the same way. The daemon must be allowed to write the image: a raw rollback writes it in place,
+ * and a qcow2 rollback, which renames a new image over it, must not replace a file its owner
+ * made read-only. A qcow2 image must hold no internal snapshots.
+ */
+export function checkRollbackTarget(path: string, format: DiskFormat): void {
+  try {
+    accessSync(path, constants.W_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+      throw new BlocksnapError('PermissionDenied', `the daemon may not write ${path} (${code}), and a rollback rewrites it`, { path });
+    }
+    throw toBlocksnapError(err);
+  }
+  if (format === 'qcow2') checkQcow2Rollback(path, qcow2Info(path));
 }

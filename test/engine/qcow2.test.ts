@@ -283,3 +283,19 @@ t.test('zstd-compressed clusters fail the snapshot with UnsupportedFormat', asyn
   t.equal(done.error?.code, 'UnsupportedFormat');
   t.match(done.error?.message, /zstd/);
 });
+
+t.test('an image whose name leaves no room for the temp suffix is rolled back', async (t) => {
+  const { engine, images } = await openEngine(t);
+  const img = join(images, `${'v'.repeat(240)}.qcow2`); // 246 bytes: with the suffix, over 255
+  qemuImg('create', '-f', 'qcow2', img, '8M');
+  qemuIo(img, 'qcow2', 'write -P 0x31 0 1M');
+  const disk = await engine.addDisk({ path: img });
+  const snap = await snapshot(engine, disk.id);
+  const want = await cloneTo(engine, snap.id, join(images, 'want.raw'), 'raw');
+  qemuIo(img, 'qcow2', 'write -P 0x32 0 2M');
+  await finished(engine, engine.startRollback(disk.id, snap.id));
+  t.equal(check(img).status, 0, 'qemu-img check clean');
+  t.equal(compare(img, 'qcow2', want.path, 'raw').status, 0, 'identical to the snapshot');
+  t.equal(engine.getDisk(disk.id).pendingRollback, null);
+  await snapshot(engine, disk.id);
+});

@@ -4,52 +4,23 @@
  * block of the failed one is referenced, the daemon keeps serving, and once the ballast is gone
  * a retry succeeds.
  */
-import { closeSync, mkdtempSync, openSync, rmSync, statfsSync, unlinkSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import type { Job, Snapshot, StoreStats, VerifyResult } from '../../src/engine/types';
 import { DaemonProcess, connect, makeLayout } from '../crash/daemon-process';
 import { ImageWriter } from '../crash/disk-image';
 import { Random } from '../helpers/random';
-import { mountSmallFs } from './small-fs';
+import { ballast, smallFsOrSkip } from './small-fs';
 
 const BLOCK = 64 * 1024;
-
-/** Fills the filesystem of `dir` until only `leave` bytes are free. */
-function ballast(dir: string, leave: number): string {
-  const path = join(dir, 'ballast');
-  const fd = openSync(path, 'w');
-  const chunk = Buffer.alloc(1024 * 1024, 0xab);
-  try {
-    for (;;) {
-      const s = statfsSync(dir);
-      const free = s.bavail * s.bsize;
-      if (free <= leave) break;
-      const n = Math.min(chunk.length, free - leave);
-      try {
-        writeSync(fd, chunk, 0, n);
-      } catch {
-        break;
-      }
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return path;
-}
 
 // With half a MiB left the snapshot writes some blocks before it fails; with nothing left even
 // the catalog has to commit the failure without growing.
 for (const leave of [512 * 1024, 0]) t.test(`a snapshot that runs out of space (${leave} bytes left) fails with NoSpace and loses nothing`, async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'bsf-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const fs = mountSmallFs(t, dir, 24);
-  if ('skip' in fs) {
-    t.comment(`skipped: ${fs.skip}`);
-    t.pass('nothing to check without a small filesystem', { skip: fs.skip });
-    return;
-  }
+  const mounted = smallFsOrSkip(t, 'bsf-', 24);
+  if (mounted === null) return;
+  const { fs, tempDir: dir } = mounted;
   t.comment(`data dir on a ${fs.kind}`);
   const layout = makeLayout(dir, { blockSize: BLOCK, dataDir: join(fs.dir, 'data') });
   const rng = new Random(7);

@@ -5,7 +5,8 @@
  * saying why instead of passing vacuously.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, statfsSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
 
@@ -37,4 +38,43 @@ export function mountSmallFs(t: Test, parent: string, mib: number): SmallFs | { 
     rmSync(image, { force: true });
   });
   return { dir, kind };
+}
+
+/**
+ * A small filesystem under a fresh temp dir, or null after recording why the test cannot run
+ * here (skipped, not passed vacuously). Returns the temp dir too: what the test keeps off the
+ * small filesystem goes there.
+ */
+export function smallFsOrSkip(t: Test, prefix: string, mib: number): { fs: SmallFs; tempDir: string } | null {
+  const tempDir = mkdtempSync(join(tmpdir(), prefix));
+  t.teardown(() => rmSync(tempDir, { recursive: true, force: true }));
+  const fs = mountSmallFs(t, tempDir, mib);
+  if ('skip' in fs) {
+    t.comment(`skipped: ${fs.skip}`);
+    t.pass('nothing to check without a small filesystem', { skip: fs.skip });
+    return null;
+  }
+  return { fs, tempDir };
+}
+
+/** Fills the filesystem of `dir` with a file `ballast` until at most `leave` bytes are free; returns its path. */
+export function ballast(dir: string, leave: number): string {
+  const path = join(dir, 'ballast');
+  const fd = openSync(path, 'w');
+  const chunk = Buffer.alloc(1024 * 1024, 0xab);
+  try {
+    for (;;) {
+      const s = statfsSync(dir);
+      const free = s.bavail * s.bsize;
+      if (free <= leave) break;
+      try {
+        writeSync(fd, chunk, 0, Math.min(chunk.length, free - leave));
+      } catch {
+        break;
+      }
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return path;
 }

@@ -1,0 +1,96 @@
+/**
+ * Rollbacks where the image's filesystem is in the way. On a full filesystem, one that needs no
+ * more space than the image holds now must succeed: it punches before it writes (writing first,
+ * it failed with NoSpace, and so did every rerun, the blocks it had to write coming first again,
+ * leaving the disk unable to be rolled back or snapshotted until someone freed space by hand).
+ * One that cannot write the image at all must fail before it is journaled.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { Engine } from '../../src/engine';
+import { finished, snapshot } from '../helpers/engine';
+import { MiB, makeImage, pattern, sha256File, writeAt } from '../helpers/images';
+import { ballast, smallFsOrSkip } from './small-fs';
+
+/** Punches [offset, offset + length) of the file at `path`, as a guest's discard would. */
+function punch(path: string, offset: number, length: number): void {
+  const r = spawnSync('fallocate', ['--punch-hole', '--offset', String(offset), '--length', String(length), path], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`fallocate: ${r.stderr || r.error?.message}`);
+}
+
+async function onSmallFs(t: Test, blockSize: number): Promise<{ engine: Engine; images: string } | null> {
+  const small = smallFsOrSkip(t, 'bsr-', 32);
+  if (small === null) return null;
+  const { fs, tempDir: dir } = small;
+  t.comment(`image root on a ${fs.kind}`);
+  const images = join(fs.dir, 'images');
+  mkdirSync(images);
+  const engine = await Engine.open({ dataDir: join(dir, 'data'), imageRoots: [images], blockSize });
+  t.teardown(() => engine.close());
+  return { engine, images };
+}
+
+t.test('a rollback that frees as much as it writes succeeds on a full filesystem', async (t) => {
+  const BS = 64 * 1024;
+  const fx = await onSmallFs(t, BS);
+  if (fx === null) return;
+  const { engine, images } = fx;
+  const img = makeImage(join(images, 'a.raw'), 8 * MiB);
+  writeAt(img, 0, pattern('front', 4 * MiB));
+  const disk = await engine.addDisk({ path: img });
+  const snap = await snapshot(engine, disk.id);
+  const want = await sha256File(img);
+  // The guest trims the front half and fills the back half: the image takes the same space.
+  punch(img, 0, 4 * MiB);
+  writeAt(img, 4 * MiB, pattern('back', 4 * MiB));
+  ballast(images, 256 * 1024);
+  const job = await engine.waitJob(engine.startRollback(disk.id, snap.id).id);
+  t.equal(job.state, 'succeeded', `rolled back (${job.error?.code ?? ''} ${job.error?.message ?? ''})`);
+  t.equal(await sha256File(img), want, 'bit-exact');
+  t.equal(engine.getDisk(disk.id).pendingRollback, null, 'nothing left to rerun');
+});
+
+t.test('a block whose data moved within it is rolled back on a full filesystem', async (t) => {
+  const fx = await onSmallFs(t, 4 * MiB);
+  if (fx === null) return;
+  const { engine, images } = fx;
+  const img = makeImage(join(images, 'b.raw'), 8 * MiB);
+  writeAt(img, 0, pattern('first half', 2 * MiB));
+  const disk = await engine.addDisk({ path: img });
+  const snap = await snapshot(engine, disk.id);
+  const want = await sha256File(img);
+  punch(img, 0, 2 * MiB);
+  writeAt(img, 2 * MiB, pattern('second half', 2 * MiB));
+  ballast(images, 256 * 1024);
+  await finished(engine, engine.startRollback(disk.id, snap.id));
+  t.equal(await sha256File(img), want, 'bit-exact');
+});
+
+t.test('a rollback the daemon may not write is refused before it is journaled', async (t) => {
+  // Failing after the journal, it left the disk refusing snapshots (RollbackIncomplete) until
+  // someone made the image writable and reran it.
+  const fx = await onSmallFs(t, 64 * 1024);
+  if (fx === null) return;
+  const { engine, images } = fx;
+  const raw = makeImage(join(images, 'ro.raw'), 1 * MiB);
+  writeAt(raw, 0, pattern('raw', 64 * 1024));
+  const qcow = join(images, 'ro.qcow2');
+  spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', qcow, '1M']);
+  const mountPoint = join(images, '..');
+  t.teardown(() => spawnSync('mount', ['-o', 'remount,rw', mountPoint]));
+  for (const path of [raw, qcow]) {
+    const disk = await engine.addDisk({ path });
+    const snap = await snapshot(engine, disk.id);
+    const r = spawnSync('mount', ['-o', 'remount,ro', mountPoint], { encoding: 'utf8' });
+    if (r.status !== 0) {
+      t.pass('cannot remount read-only here', { skip: r.stderr });
+      return;
+    }
+    t.throws(() => engine.startRollback(disk.id, snap.id), { code: 'PermissionDenied', message: /may not write .*EROFS/ }, disk.format);
+    t.equal(engine.getDisk(disk.id).pendingRollback, null, `${disk.format}: nothing journaled`);
+    spawnSync('mount', ['-o', 'remount,rw', mountPoint]);
+    await snapshot(engine, disk.id);
+  }
+});
