@@ -18,7 +18,9 @@ export function parseIntegerList(text: string, min: number, max: number): number
 /** An integer option value, negative allowed where min < 0 (--retention-days -1). */
 export function integerOption(min: number, max = Number.MAX_SAFE_INTEGER): (text: string) => number {
   return (text) => {
-    if (!/^-?\d+$/.test(text) || Number(text) < min || Number(text) > max) throw new InvalidArgumentError(`must be an integer from ${min} to ${max}`);
+    if (!/^-?\d+$/.test(text) || Number(text) < min || Number(text) > max) {
+      throw new InvalidArgumentError(max === Number.MAX_SAFE_INTEGER ? `must be an integer of ${min} or more` : `must be an integer from ${min} to ${max}`);
+    }
     return Number(text);
   };
 }

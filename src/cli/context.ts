@@ -5,9 +5,9 @@
 import { Option, type Command } from 'commander';
 import { DaemonClient } from '../daemon/client';
 import { PACKAGE_VERSION } from '../daemon/build-info';
-import { clientSocketPath, defaultSocketPath, SOCKET_ENV } from '../daemon/paths';
+import { checkSocketPath, clientSocketPath, defaultSocketPath, SOCKET_ENV } from '../daemon/paths';
 import type { Job } from '../engine/types';
-import { followJob } from './follow';
+import { followJob, noteEarlyInterrupt } from './follow';
 import { createOutput, type Output } from './output';
 
 export interface ClientFlags {
@@ -37,7 +37,9 @@ export function jobOptions(cmd: Command): Command {
 /** Connects, runs `fn`, disconnects. */
 export async function withClient<T>(flags: ClientFlags, fn: (client: DaemonClient, out: Output) => Promise<T>): Promise<T> {
   const out = createOutput(flags.json === true);
-  const client = await DaemonClient.connect({ socketPath: clientSocketPath(flags.socket), clientName: `blocksnap-cli/${PACKAGE_VERSION}` });
+  // A path past the sun_path limit would be cut short by connect() and reported as no daemon there.
+  const socketPath = checkSocketPath(clientSocketPath(flags.socket));
+  const client = await DaemonClient.connect({ socketPath, clientName: `blocksnap-cli/${PACKAGE_VERSION}` });
   try {
     return await fn(client, out);
   } finally {
@@ -57,12 +59,17 @@ export async function runJob(
   params: Record<string, unknown>,
   label: string,
 ): Promise<Job | null> {
-  const job = await client.call<Job>(method, { ...params, wait: false });
-  if (!flags.wait) {
-    out.result(job, (j) => `Started job ${j.id} (${j.kind}); follow it with: blocksnap job wait ${j.id}`);
-    return null;
+  const early = flags.wait ? noteEarlyInterrupt() : null;
+  try {
+    const job = await client.call<Job>(method, { ...params, wait: false });
+    if (!flags.wait) {
+      out.result(job, (j) => `Started job ${j.id} (${j.kind}); follow it with: blocksnap job wait ${j.id}`);
+      return null;
+    }
+    return await followJob(client, job, { label, detachOnInterrupt: flags.detachOnInterrupt === true, interruptedBefore: early!.interrupted });
+  } finally {
+    early?.dispose();
   }
-  return followJob(client, job, { label, detachOnInterrupt: flags.detachOnInterrupt === true });
 }
 
 /** The text of an "Examples:" help section. */

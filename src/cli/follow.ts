@@ -10,6 +10,8 @@ import { createInterface, type Interface } from 'node:readline';
 import { BlocksnapError, type ErrorCode } from '../errors';
 import type { DaemonClient } from '../daemon/client';
 import type { Job } from '../engine/types';
+import { EXIT } from './exit-status';
+import { reportError } from './output';
 import { ProgressBar } from './progress';
 
 export interface FollowOptions {
@@ -20,6 +22,20 @@ export interface FollowOptions {
   showProgress?: boolean;
   /** Whether Ctrl-C may ask a question; needs a terminal on both stdin and stderr. */
   interactive?: boolean;
+  /** Ctrl-C came after the job was asked for and before this wait (see noteEarlyInterrupt). */
+  interruptedBefore?: () => boolean;
+}
+
+/**
+ * Notes Ctrl-C from now until a wait takes over. Between asking for a job and following it no
+ * SIGINT listener is installed, and the signal's default action would end the command without
+ * cancelling the job or saying so; a stream's first bytes can already be out by then.
+ */
+export function noteEarlyInterrupt(): { interrupted: () => boolean; dispose: () => void } {
+  let seen = false;
+  const onInterrupt = (): void => { seen = true; };
+  process.on('SIGINT', onInterrupt);
+  return { interrupted: () => seen, dispose: () => { process.off('SIGINT', onInterrupt); } };
 }
 
 /** The wait ended because of Ctrl-C: the job was cancelled, or left running (detached). */
@@ -33,6 +49,20 @@ export class InterruptedWait extends Error {
     this.job = job;
     this.cancelled = cancelled;
   }
+}
+
+/**
+ * Prints how a wait interrupted by Ctrl-C ended, in the mode's shape, and returns the exit status
+ * (130). `to` takes the JSON, as reportError's does; human text goes to stderr.
+ */
+export function reportInterrupted(err: InterruptedWait, json: boolean, to: NodeJS.WritableStream = process.stdout): number {
+  if (json) {
+    if (err.cancelled) reportError(new BlocksnapError('Cancelled', err.message), true, to);
+    else to.write(`${JSON.stringify(err.job, null, 2)}\n`);
+  } else {
+    process.stderr.write(`blocksnap: ${err.message}${err.cancelled ? '' : `; see: blocksnap job show ${err.job.id}`}\n`);
+  }
+  return EXIT.interrupted;
 }
 
 /** The error a job that did not succeed ended with. */
@@ -88,6 +118,7 @@ export async function followJob(client: DaemonClient, job: Job, o: FollowOptions
   };
 
   process.on('SIGINT', onInterrupt);
+  if (o.interruptedBefore?.() === true) onInterrupt();
   try {
     const outcome = await Promise.race([
       client.waitJob(job.id, (j) => {

@@ -22,6 +22,11 @@ export function formatBytes(bytes: number): string {
   return `${sign}${text} ${IEC_UNITS[unit]}`;
 }
 
+/** "1 block", "0 blocks", "64 blocks". */
+export function count(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+}
+
 /** A rate in IEC units per second. */
 export function formatRate(bytesPerSecond: number): string {
   return `${formatBytes(bytesPerSecond)}/s`;

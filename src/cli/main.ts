@@ -24,7 +24,7 @@ import { registerSnapshotStreams } from './commands/snapshot-stream';
 import { registerVersion } from './commands/version';
 import { registerExport } from './commands/export';
 import { EXIT } from './exit-status';
-import { InterruptedWait } from './follow';
+import { InterruptedWait, reportInterrupted } from './follow';
 import { reportError } from './output';
 
 export function buildProgram(): Command {
@@ -68,18 +68,26 @@ Examples:
   return program;
 }
 
+/** commander's "error: message\n(hint)" as "blocksnap: message [InvalidArgument]\n(hint)". */
+function usageText(text: string): string {
+  const [first = '', ...rest] = text.replace(/^error: /, '').replace(/\n$/, '').split('\n');
+  return [`blocksnap: ${first} [InvalidArgument]`, ...rest].join('\n') + '\n';
+}
+
 /** Runs the CLI and resolves with the process exit status. */
 export async function main(argv: string[] = process.argv): Promise<number> {
   const json = argv.slice(2).includes('--json');
   const program = buildProgram();
-  // commander prints its own parse errors to stderr; with --json the error object replaces them.
-  // A parser called inside an action throws the same error class unprinted, so remember which it was.
+  // commander prints its own parse errors to stderr, here in the shape of every other error
+  // (docs/errors.md), so a script matching "[Code]" on stderr sees usage errors too; with --json
+  // the error object replaces them. A parser called inside an action throws the same error class
+  // unprinted, so remember which it was.
   let commanderPrinted = false;
   const watch = (cmd: Command): void => {
     cmd.configureOutput({
       outputError: (text, write) => {
         commanderPrinted = true;
-        if (!json) write(text);
+        if (!json) write(usageText(text));
       },
       ...(json ? { writeErr: () => undefined } : {}),
     });
@@ -92,18 +100,15 @@ export async function main(argv: string[] = process.argv): Promise<number> {
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.exitCode === 0) return EXIT.ok; // --help, --version
+      if (err.code === 'commander.help') {
+        // A command group given no command: its usage went to stderr, and is the whole message.
+        if (json) reportError(new BlocksnapError('InvalidArgument', 'a command is missing (see blocksnap --help)'), true);
+        return EXIT.usage;
+      }
       if (json || !commanderPrinted) reportError(new BlocksnapError('InvalidArgument', err.message.replace(/^error: /, '')), json);
       return EXIT.usage;
     }
-    if (err instanceof InterruptedWait) {
-      if (json) {
-        if (err.cancelled) reportError(new BlocksnapError('Cancelled', err.message), true);
-        else process.stdout.write(`${JSON.stringify(err.job, null, 2)}\n`);
-      } else {
-        process.stderr.write(`blocksnap: ${err.message}${err.cancelled ? '' : `; see: blocksnap job show ${err.job.id}`}\n`);
-      }
-      return EXIT.interrupted;
-    }
+    if (err instanceof InterruptedWait) return reportInterrupted(err, json);
     return reportError(err, json);
   }
 }

@@ -2,7 +2,7 @@
 import type {
   ExportResult, ImportResult, Remote, RemoteCheck, RemoteGcResult, RemoteSnapshot, ReplicateResult, RestoreResult,
 } from '../engine/offsite-types';
-import { details, formatBytes, table } from './format';
+import { count, details, formatBytes, table } from './format';
 
 export function remoteTable(remotes: Remote[]): string {
   if (remotes.length === 0) return 'No remotes.';
@@ -42,8 +42,8 @@ export function replicateView(r: ReplicateResult): string {
   const lines = [
     `Replicated ${r.replicated.length} snapshot(s) to ${r.remote}${r.alreadyPresent.length ? ` (${r.alreadyPresent.length} already there)` : ''}.`,
     details([
-      ['uploaded', `${r.uploadedBlocks} blocks, ${formatBytes(r.uploadedBytes)}`],
-      ['already on remote', `${r.skippedBlocks} blocks`],
+      ['uploaded', `${count(r.uploadedBlocks, 'block')}, ${formatBytes(r.uploadedBytes)}`],
+      ['already on remote', count(r.skippedBlocks, 'block')],
       ['retries', String(r.retries)],
     ]),
   ];
@@ -51,16 +51,16 @@ export function replicateView(r: ReplicateResult): string {
 }
 
 export function restoreView(r: RestoreResult): string {
-  return `Restored ${r.snapshotId} from ${r.remote} to ${r.path} (${formatBytes(r.sizeBytes)}; downloaded ${r.downloadedBlocks} blocks, ${formatBytes(r.downloadedBytes)}).`;
+  return `Restored ${r.snapshotId} from ${r.remote} to ${r.path} (${formatBytes(r.sizeBytes)}; downloaded ${count(r.downloadedBlocks, 'block')}, ${formatBytes(r.downloadedBytes)}).`;
 }
 
 export function importView(r: ImportResult): string {
-  return `Imported snapshot ${r.snapshotId} into disk ${r.diskId}${r.parentId ? ` on top of ${r.parentId}` : ''}: stored ${r.storedBlocks} new blocks (${formatBytes(r.storedBytes)}), ${r.presentBlocks} already here.`;
+  return `Imported snapshot ${r.snapshotId} into disk ${r.diskId}${r.parentId ? ` on top of ${r.parentId}` : ''}: stored ${count(r.storedBlocks, 'new block')} (${formatBytes(r.storedBytes)}), ${r.presentBlocks} already here.`;
 }
 
 export function remoteGcView(r: RemoteGcResult): string {
   return [
-    `Remote gc of ${r.remote}: deleted ${r.deletedBlocks} blocks (${formatBytes(r.deletedBytes)}).`,
+    `Remote gc of ${r.remote}: deleted ${count(r.deletedBlocks, 'block')} (${formatBytes(r.deletedBytes)}).`,
     details([
       ['manifests', String(r.manifests)], ['referenced blocks', String(r.referencedBlocks)],
       ['kept (too young)', String(r.youngBlocks)], ['waited for replications', `${r.waitedSeconds} s`],
@@ -69,5 +69,5 @@ export function remoteGcView(r: RemoteGcResult): string {
 }
 
 export function exportView(r: ExportResult): string {
-  return `Exported ${r.snapshotId}${r.baseId ? ` over ${r.baseId}` : ' (full)'} to ${r.path ?? 'stdout'}: ${r.blocks} blocks, ${formatBytes(r.bytes)}.`;
+  return `Exported ${r.snapshotId}${r.baseId ? ` over ${r.baseId}` : ' (full)'} to ${r.path ?? 'stdout'}: ${count(r.blocks, 'block')}, ${formatBytes(r.bytes)}.`;
 }

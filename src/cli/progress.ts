@@ -77,7 +77,8 @@ export class ProgressBar {
     const lastSample = this.samples[this.samples.length - 1];
     const span = first && lastSample ? lastSample.at - first.at : 0;
     const rate = span >= 500 && first && lastSample ? ((lastSample.done - first.done) * 1000) / span : NaN;
-    const line = renderProgress({ label: this.label, done: this.last.done, total: this.last.total, unit: this.last.unit, rate, width: this.stream.columns ?? 80 });
+    // A terminal that reports no size (a serial console, `script`) has 0 columns: use 80.
+    const line = renderProgress({ label: this.label, done: this.last.done, total: this.last.total, unit: this.last.unit, rate, width: this.stream.columns || 80 });
     this.stream.write(`\r\x1b[2K${line}`);
     this.drawn = true;
   }

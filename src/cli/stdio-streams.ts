@@ -9,7 +9,7 @@ import type { DaemonClient } from '../daemon/client';
 import type { DataEvent } from '../daemon/protocol/messages';
 import { STREAM_CHUNK_BYTES, STREAM_WINDOW_BYTES } from '../daemon/stream-channels';
 import type { Job } from '../engine/types';
-import { followJob } from './follow';
+import { followJob, noteEarlyInterrupt } from './follow';
 
 const STREAM_ID = 'stdio';
 
@@ -41,12 +41,13 @@ export async function exportToStream(
     });
   };
   client.on('data', onData);
+  const early = noteEarlyInterrupt();
   try {
     const job = await client.call<Job>('snapshot.export', { ...params, stream: STREAM_ID, wait: false });
     let done: Job;
     try {
       // A stream has no one to hand over to: Ctrl-C cancels the job, with no question asked.
-      done = await followJob(client, job, { label, detachOnInterrupt: false, interactive: false });
+      done = await followJob(client, job, { label, detachOnInterrupt: false, interactive: false, interruptedBefore: early.interrupted });
     } catch (err) {
       throw broken ?? err;
     }
@@ -55,6 +56,7 @@ export async function exportToStream(
     await new Promise<void>((resolve) => out.write('', () => resolve()));
     return done;
   } finally {
+    early.dispose();
     client.off('data', onData);
   }
 }
@@ -64,9 +66,16 @@ export async function exportToStream(
  * window unanswered. Resolves with the finished job.
  */
 export async function importFromStream(
-  client: DaemonClient, input: NodeJS.ReadableStream & { destroy(): void }, params: Record<string, unknown>, label: string, detachOnInterrupt: boolean,
+  client: DaemonClient, input: NodeJS.ReadableStream & { destroy(): void }, params: Record<string, unknown>, label: string,
 ): Promise<Job> {
-  const job = await client.call<Job>('snapshot.import', { ...params, stream: STREAM_ID, wait: false });
+  const early = noteEarlyInterrupt();
+  let job: Job;
+  try {
+    job = await client.call<Job>('snapshot.import', { ...params, stream: STREAM_ID, wait: false });
+  } catch (err) {
+    early.dispose();
+    throw err;
+  }
   const pump = (async (): Promise<void> => {
     const inFlight: Array<{ answered: Promise<unknown>; bytes: number }> = [];
     let unanswered = 0;
@@ -101,8 +110,10 @@ export async function importFromStream(
   // A failed pump means the job has ended (or the connection has): the job's own error says why.
   const pumped = pump.catch(() => input.destroy());
   try {
-    return await followJob(client, job, { label, detachOnInterrupt });
+    // As for an export: the stream ends with this connection, so Ctrl-C cancels, asking nothing.
+    return await followJob(client, job, { label, detachOnInterrupt: false, interactive: false, interruptedBefore: early.interrupted });
   } finally {
+    early.dispose();
     input.destroy();
     await pumped;
   }

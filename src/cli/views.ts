@@ -1,6 +1,6 @@
 /** Human renderings of the engine's objects, one function per shape. */
 import type { ChainSummary, CloneResult, Disk, FlattenResult, GcResult, Job, RollbackResult, Snapshot, StoreStats, VerifyResult } from '../engine/types';
-import { details, formatBytes, formatDuration, formatRate, percent, relativeTime, table } from './format';
+import { count, details, formatBytes, formatDuration, formatRate, percent, relativeTime, table } from './format';
 
 export function diskTable(disks: Disk[]): string {
   if (disks.length === 0) return 'No disks. Register one with: blocksnap disk add PATH';
@@ -62,9 +62,9 @@ export function snapshotDetails(s: Snapshot): string {
     ['parent', s.parentId ?? '-'],
     ['created', `${s.createdAt} (${relativeTime(s.createdAt)})`],
     ['completed', s.completedAt ?? '-'],
-    ['size', `${formatBytes(s.sizeBytes)} (${s.blockCount} blocks of ${formatBytes(s.blockSize)})`],
+    ['size', `${formatBytes(s.sizeBytes)} (${count(s.blockCount, 'block')} of ${formatBytes(s.blockSize)})`],
     ['logical', formatBytes(s.logicalBytes)],
-    ['changed', `${s.changedBlocks} blocks`],
+    ['changed', count(s.changedBlocks, 'block')],
     ['new', formatBytes(s.newBytes)],
     ['unique', formatBytes(s.uniqueBytes)],
   ];
@@ -82,7 +82,7 @@ export function snapshotDetails(s: Snapshot): string {
 }
 
 function amount(j: Job, n: number): string {
-  return j.progressUnit === 'blocks' ? `${n} blocks` : formatBytes(n);
+  return j.progressUnit === 'blocks' ? count(n, 'block') : formatBytes(n);
 }
 
 function jobProgress(j: Job): string {
@@ -145,23 +145,23 @@ export function storeStatsView(s: StoreStats): string {
     ['blocks', String(s.blocks)],
     ['stored', `${formatBytes(s.bytes)} (${s.bytes} bytes)`],
     ['block size', formatBytes(s.blockSize)],
-    ['pending free', `${s.pendingFreeBlocks} blocks`],
+    ['pending free', count(s.pendingFreeBlocks, 'block')],
   ]);
 }
 
 export function gcView(r: GcResult): string {
-  return `Removed ${r.removedBlocks} unreferenced blocks (${formatBytes(r.removedBytes)}) and ${r.removedTempFiles} temp files; kept ${r.keptBlocks} blocks.`;
+  return `Removed ${count(r.removedBlocks, 'unreferenced block')} (${formatBytes(r.removedBytes)}) and ${count(r.removedTempFiles, 'temp file')}; kept ${count(r.keptBlocks, 'block')}.`;
 }
 
 export function verifyView(r: VerifyResult): string {
-  if (r.problems.length === 0) return `Checked ${r.checkedBlocks} blocks: all intact.`;
+  if (r.problems.length === 0) return `Checked ${count(r.checkedBlocks, 'block')}: all intact.`;
   const rows = table(r.problems, [
     { header: 'block', value: (p) => p.digest },
     { header: 'problem', value: (p) => p.reason },
     { header: 'snapshots', value: (p) => (p.snapshots.length > 0 ? p.snapshots.join(',') : '-') },
     { header: 'detail', value: (p) => p.message },
   ]);
-  return `Checked ${r.checkedBlocks} blocks: ${r.problems.length} DAMAGED.\n${rows}`;
+  return `Checked ${count(r.checkedBlocks, 'block')}: ${r.problems.length} DAMAGED.\n${rows}`;
 }
 
 export function cloneView(r: CloneResult): string {
@@ -177,6 +177,6 @@ export function rollbackView(j: Job): string {
   if (r === null || typeof r !== 'object') return `Rolled back disk ${j.diskId} to snapshot ${j.snapshotId}.`;
   return (
     `Rolled back disk ${r.diskId} to snapshot ${r.snapshotId} in ${elapsed(j)}: ` +
-    `${r.blocksWritten} blocks written (${formatBytes(r.bytesWritten)}), ${r.holesPunched} holes punched, ${r.blocksUnchanged} unchanged.`
+    `${count(r.blocksWritten, 'block')} written (${formatBytes(r.bytesWritten)}), ${count(r.holesPunched, 'hole')} punched, ${r.blocksUnchanged} unchanged.`
   );
 }

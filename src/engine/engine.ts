@@ -317,7 +317,7 @@ export class Engine extends EventEmitter {
     const disk = this.resolveDisk(ref);
     const snaps = this.catalog.snapshotsOfDisk(disk.id);
     if (snaps.length > 0 && !o.deleteSnapshots) {
-      throw new BlocksnapError('DiskHasSnapshots', `disk ${disk.name} has ${snaps.length} snapshot(s); delete them first or ask to delete them with the disk`);
+      throw new BlocksnapError('DiskHasSnapshots', `disk ${disk.name} has ${snaps.length} snapshot(s); delete them first, or remove the disk with its snapshots (disk remove --delete-snapshots)`);
     }
     const pinned = snaps.find((s) => this.pins.has(s.id));
     if (pinned) throw new BlocksnapError('SnapshotBusy', `snapshot ${pinned.id} of disk ${disk.name} is being cloned or exported`);

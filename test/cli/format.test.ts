@@ -1,6 +1,7 @@
 import t from 'tap';
-import { details, formatBytes, formatDuration, relativeTime, table } from '../../src/cli/format';
-import { renderProgress } from '../../src/cli/progress';
+import { count, details, formatBytes, formatDuration, relativeTime, table } from '../../src/cli/format';
+import { ProgressBar, renderProgress } from '../../src/cli/progress';
+import { gcView, verifyView } from '../../src/cli/views';
 
 t.test('sizes are IEC with three significant digits', async (t) => {
   const cases: Array<[number, string]> = [
@@ -46,4 +47,22 @@ t.test('the progress line shows bytes, rate and ETA, and fits the width', async 
   t.match(line, /^snapshot vm1 \[#+-+\]  50%  512 MiB\/1 GiB  128 MiB\/s  ETA 0:04$/);
   t.ok(line.length < 100);
   t.match(renderProgress({ label: 'x', done: 0, total: 0, rate: NaN, width: 80 }), /0%  0 B\/0 B  -$/);
+});
+
+t.test('counts of one are singular in human output', async (t) => {
+  t.equal(count(1, 'block'), '1 block');
+  t.equal(count(0, 'block'), '0 blocks');
+  t.equal(verifyView({ checkedBlocks: 1, problems: [] }), 'Checked 1 block: all intact.');
+  t.equal(gcView({ removedBlocks: 1, removedBytes: 4096, removedTempFiles: 1, keptBlocks: 2 }),
+    'Removed 1 unreferenced block (4 KiB) and 1 temp file; kept 2 blocks.');
+});
+
+t.test('a progress bar on a terminal that reports 0 columns is drawn 80 wide, not cut to 20', async (t) => {
+  let written = '';
+  const stream = { columns: 0, write: (s: string) => { written += s; return true; } } as unknown as NodeJS.WriteStream;
+  const bar = new ProgressBar(stream, 'snapshot vm1');
+  bar.update(512 * 1024 * 1024, 1024 * 1024 * 1024, 1_000);
+  const line = written.slice(written.lastIndexOf('\x1b[2K') + 4);
+  t.match(line, /^snapshot vm1 \[#+-+\]  50%  512 MiB\/1 GiB/);
+  t.ok(line.length > 40 && line.length < 80, `${line.length} columns`);
 });

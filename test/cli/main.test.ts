@@ -100,3 +100,66 @@ t.test('policy delete and unbind help say a later policy on the disk expires the
     t.match(helpOf(name), /a policy bound to the disk later applies its retention .* to all of them/, name);
   }
 });
+
+t.test('a usage error the parser finds is printed like every other error, with its code', async (t) => {
+  ensureBuilt();
+  const unknown = await runCli(['disk', 'list', '--bogus']);
+  t.equal(unknown.code, 2);
+  t.equal(unknown.stderr, "blocksnap: unknown option '--bogus' [InvalidArgument]\n(add --help for usage)\n");
+  const badValue = await runCli(['policy', 'create', '--name', 'p', '--hours', '25']);
+  t.equal(badValue.code, 2);
+  t.match(badValue.stderr, /^blocksnap: option '--hours <list>' argument '25' is invalid\. .* \[InvalidArgument\]\n/);
+  const typo = await runCli(['disk', 'lst']);
+  t.match(typo.stderr, /^blocksnap: unknown command 'lst' \[InvalidArgument\]\n\(Did you mean one of list, ls\?\)\n/);
+});
+
+t.test('no command, or a group without its command, prints the usage and exits 2', async (t) => {
+  ensureBuilt();
+  for (const args of [[], ['disk'], ['snapshot']]) {
+    const r = await runCli(args);
+    t.equal(r.code, 2, `blocksnap ${args.join(' ')} exits 2`);
+    t.equal(r.stdout, '');
+    t.match(r.stderr, /^Usage: blocksnap /, 'the usage is the message');
+    t.notMatch(r.stderr, /outputHelp/, 'and nothing else follows it');
+  }
+});
+
+t.test('out-of-range numbers are refused naming the option, before connecting', async (t) => {
+  ensureBuilt();
+  const socket = ['--socket', '/nonexistent/blocksnap.sock', '--json'];
+  const cases: Array<{ args: string[]; message: RegExp }> = [
+    { args: ['replicate', 'web1', '--to', 'offsite', '--concurrency', '0'], message: /^--concurrency must be a whole number from 1 to 64, not "0"$/ },
+    { args: ['replicate', 'web1', '--to', 'offsite', '--concurrency', '65'], message: /^--concurrency must be a whole number from 1 to 64/ },
+    { args: ['restore', 'offsite', 's1', '/tmp/x.img', '--concurrency', '100'], message: /^--concurrency must be a whole number from 1 to 64/ },
+    { args: ['import', 'offsite', 's1', '--disk', 'web1', '--concurrency', 'abc'], message: /^--concurrency must be a whole number from 1 to 64/ },
+    { args: ['remote', 'gc', 'offsite', '--grace', '1h'], message: /^--grace must be a whole number from 0 to 315360000/ },
+    { args: ['remote', 'gc', 'offsite', '--grace', '999999999999'], message: /^--grace must be a whole number from 0 to 315360000/ },
+  ];
+  for (const c of cases) {
+    const r = await runCli([...c.args, ...socket]);
+    t.equal(r.code, 2, `${c.args.join(' ')} exits 2`);
+    t.match(r.json(), { error: { code: 'InvalidArgument', message: c.message } }, c.args.join(' '));
+  }
+});
+
+t.test('a socket path longer than a Unix socket can have is a usage error, not "no daemon"', async (t) => {
+  ensureBuilt();
+  const long = `/tmp/${'x'.repeat(120)}.sock`;
+  const r = await runCli(['disk', 'list', '--socket', long, '--json']);
+  t.equal(r.code, 2);
+  t.match(r.json(), { error: { code: 'InvalidArgument', message: /longer than 107 bytes/ } });
+  const env = await runCli(['disk', 'list'], { BLOCKSNAP_SOCKET: long });
+  t.equal(env.code, 2, 'from BLOCKSNAP_SOCKET too');
+  t.match(env.stderr, /longer than 107 bytes .*\[InvalidArgument\]/);
+});
+
+t.test('a stream through stdin or stdout cannot be left running on Ctrl-C', async (t) => {
+  ensureBuilt();
+  const socket = ['--socket', '/nonexistent/blocksnap.sock', '--json'];
+  for (const args of [['snapshot', 'export', 'base', '-o', '-'], ['snapshot', 'import', '-i', '-', '--disk', 'web1']]) {
+    const r = await runCli([...args, '--detach-on-interrupt', ...socket]);
+    t.equal(r.code, 2, `${args.join(' ')} --detach-on-interrupt exits 2`);
+    const json = (args[1] === 'export' ? JSON.parse(r.stderr) : r.json()) as unknown;
+    t.match(json, { error: { code: 'InvalidArgument', message: /--detach-on-interrupt cannot be used with -[oi] -: .* ends with it/ } });
+  }
+});

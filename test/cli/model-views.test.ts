@@ -18,6 +18,7 @@ t.test('integer options and tags', async (t) => {
   t.equal(integerOption(-1, 10)('-1'), -1);
   t.throws(() => integerOption(-1, 10)('-2'), InvalidArgumentError);
   t.throws(() => integerOption(0)('1.5'), InvalidArgumentError);
+  t.throws(() => integerOption(0)('x'), { message: 'must be an integer of 0 or more' }, 'no upper bound is named when there is none');
   t.same(parseTags(['env=prod', 'empty=', 'expr=a=b']), { env: 'prod', empty: '', expr: 'a=b' });
   t.throws(() => parseTags(['novalue']), InvalidArgumentError);
   t.throws(() => parseTags(['=v']), InvalidArgumentError);

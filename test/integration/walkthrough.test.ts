@@ -69,4 +69,8 @@ t.test('--no-wait returns the running job; job wait follows it', async (t) => {
   t.ok((await d.json('job', 'list')).some((j: { id: string }) => j.id === job.id));
   const v = await d.json('version');
   t.match(v, { client: { protocol: 1 }, daemon: { protocol: 1, dataDir: d.dataDir } });
+  const human = await d.cli('version');
+  t.equal(human.code, 0);
+  const valueColumns = new Set(human.stdout.trimEnd().split('\n').map((l) => /^[a-z ]+: +/.exec(l)?.[0].length));
+  t.same([...valueColumns], [13], 'the client line is aligned with the daemon lines');
 });

@@ -54,6 +54,7 @@ export function registerExport(program: Command): void {
     .description('stop serving an export; its clients are disconnected')
     .addHelpText('after', examples(['blocksnap export stop web1-before']))
     .action(async (name: string, flags: ClientFlags) => {
-      await withClient(flags, async (client, out) => out.result(await client.call<ExportInfo>('export.stop', { name }), exportDetails));
+      await withClient(flags, async (client, out) => out.result(await client.call<ExportInfo>('export.stop', { name }),
+        (e) => `Stopped export ${e.name} (${e.snapshotId ?? e.diskId}).`));
     });
 }

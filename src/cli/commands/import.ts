@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { ImportResult } from '../../engine/offsite-types';
 import { examples, jobOptions, runJob, withClient, type JobFlags } from '../context';
 import { importView } from '../offsite-views';
-import { parseWholeNumber } from './numbers';
+import { parseConcurrency } from './numbers';
 
 export function registerImport(program: Command): void {
   jobOptions(program.command('import').argument('<remote>', 'remote name').argument('<snapshot>', 'remote snapshot id or unique name'))
@@ -14,9 +14,9 @@ export function registerImport(program: Command): void {
       'blocksnap import offsite before-upgrade --disk web1 --json',
     ]))
     .action(async (remote: string, snapshot: string, flags: JobFlags & { disk: string; concurrency?: string }) => {
+      const params: Record<string, unknown> = { remote, snapshot, disk: flags.disk };
+      if (flags.concurrency !== undefined) params.concurrency = parseConcurrency(flags.concurrency);
       await withClient(flags, async (client, out) => {
-        const params: Record<string, unknown> = { remote, snapshot, disk: flags.disk };
-        if (flags.concurrency !== undefined) params.concurrency = parseWholeNumber('--concurrency', flags.concurrency);
         const job = await runJob(client, out, flags, 'import', params, `import ${snapshot}`);
         if (job !== null) out.result(job.result as ImportResult, importView);
       });

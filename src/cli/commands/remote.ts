@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import type { Remote, RemoteCheck, RemoteGcResult, RemoteSnapshot } from '../../engine/offsite-types';
 import { clientOptions, examples, jobOptions, runJob, withClient, type ClientFlags, type JobFlags } from '../context';
 import { remoteCheckView, remoteDetails, remoteGcView, remoteSnapshotTable, remoteTable } from '../offsite-views';
-import { parseWholeNumber } from './numbers';
+import { parseGraceSeconds } from './numbers';
 
 export function registerRemote(program: Command): void {
   const remote = program.command('remote').description('S3-compatible object stores that hold off-host copies of snapshots');
@@ -93,9 +93,9 @@ gc takes a gc lease on the remote and waits until no host holds a replication le
 that start meanwhile wait for gc. Blocks younger than the grace period are kept in any case.
 ${examples(['blocksnap remote gc offsite', 'blocksnap remote gc offsite --grace 0 --json'])}`)
     .action(async (name: string, flags: JobFlags & { grace?: string }) => {
+      const params: Record<string, unknown> = { remote: name };
+      if (flags.grace !== undefined) params.graceSeconds = parseGraceSeconds(flags.grace);
       await withClient(flags, async (client, out) => {
-        const params: Record<string, unknown> = { remote: name };
-        if (flags.grace !== undefined) params.graceSeconds = parseWholeNumber('--grace', flags.grace);
         const job = await runJob(client, out, flags, 'remote.gc', params, `remote gc ${name}`);
         if (job !== null) out.result(job.result as RemoteGcResult, remoteGcView);
       });

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { ReplicateResult } from '../../engine/offsite-types';
 import { examples, jobOptions, runJob, withClient, type JobFlags } from '../context';
 import { replicateView } from '../offsite-views';
-import { parseWholeNumber } from './numbers';
+import { parseConcurrency } from './numbers';
 
 export function registerReplicate(program: Command): void {
   jobOptions(program.command('replicate').argument('<source>', 'a snapshot (id or name), or a disk: all its available snapshots, oldest first'))
@@ -18,9 +18,9 @@ ${examples([
   'blocksnap replicate before-upgrade --to offsite --concurrency 8 --json',
 ])}`)
     .action(async (source: string, flags: JobFlags & { to: string; concurrency?: string }) => {
+      const params: Record<string, unknown> = { source, remote: flags.to };
+      if (flags.concurrency !== undefined) params.concurrency = parseConcurrency(flags.concurrency);
       await withClient(flags, async (client, out) => {
-        const params: Record<string, unknown> = { source, remote: flags.to };
-        if (flags.concurrency !== undefined) params.concurrency = parseWholeNumber('--concurrency', flags.concurrency);
         const job = await runJob(client, out, flags, 'replicate', params, `replicate ${source}`);
         if (job !== null) out.result(job.result as ReplicateResult, replicateView);
       });

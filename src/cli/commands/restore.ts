@@ -3,7 +3,7 @@ import { Option, type Command } from 'commander';
 import type { RestoreResult } from '../../engine/offsite-types';
 import { examples, jobOptions, runJob, withClient, type JobFlags } from '../context';
 import { restoreView } from '../offsite-views';
-import { parseWholeNumber } from './numbers';
+import { parseConcurrency } from './numbers';
 
 export function registerRestore(program: Command): void {
   jobOptions(program.command('restore')
@@ -19,9 +19,9 @@ export function registerRestore(program: Command): void {
       'blocksnap restore offsite before-upgrade ./web1.qcow2 --format qcow2',
     ]) + '\nThe image is written as .blocksnap-JOBID.partial beside PATH and takes the name PATH only once complete.\n')
     .action(async (remote: string, snapshot: string, path: string, flags: JobFlags & { format: string; concurrency?: string }) => {
+      const params: Record<string, unknown> = { remote, snapshot, path: resolve(path), format: flags.format };
+      if (flags.concurrency !== undefined) params.concurrency = parseConcurrency(flags.concurrency);
       await withClient(flags, async (client, out) => {
-        const params: Record<string, unknown> = { remote, snapshot, path: resolve(path), format: flags.format };
-        if (flags.concurrency !== undefined) params.concurrency = parseWholeNumber('--concurrency', flags.concurrency);
         const job = await runJob(client, out, flags, 'restore', params, `restore ${snapshot}`);
         if (job !== null) out.result(job.result as RestoreResult, restoreView);
       });

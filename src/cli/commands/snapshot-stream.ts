@@ -3,8 +3,7 @@ import type { Command } from 'commander';
 import { BlocksnapError } from '../../errors';
 import type { ExportResult, ImportResult } from '../../engine/offsite-types';
 import { examples, jobOptions, runJob, withClient, type JobFlags } from '../context';
-import { EXIT } from '../exit-status';
-import { InterruptedWait } from '../follow';
+import { InterruptedWait, reportInterrupted } from '../follow';
 import { exportView, importView } from '../offsite-views';
 import { createOutput, reportError } from '../output';
 import { exportToStream, importFromStream } from '../stdio-streams';
@@ -20,6 +19,10 @@ function streamPath(value: string): string | null {
 
 function checkStdio(flags: JobFlags, option: '-o' | '-i'): void {
   if (!flags.wait) throw new BlocksnapError('InvalidArgument', `--no-wait cannot be used with ${option} -: the stream passes through this command`);
+  // The stream ends with this command's connection, so a job left behind would only fail.
+  if (flags.detachOnInterrupt === true) {
+    throw new BlocksnapError('InvalidArgument', `--detach-on-interrupt cannot be used with ${option} -: the stream passes through this command, and ends with it`);
+  }
   if ((option === '-o' ? process.stdout : process.stdin).isTTY) {
     throw new BlocksnapError('InvalidArgument', `${option} - needs ${option === '-o' ? 'stdout redirected to a file or a pipe' : 'stdin from a file or a pipe'}, not a terminal`);
   }
@@ -59,7 +62,8 @@ export function registerSnapshotStreams(program: Command): void {
           createOutput(json, process.stderr).result(job.result as ExportResult, exportView);
         });
       } catch (err) {
-        process.exitCode = err instanceof InterruptedWait ? EXIT.interrupted : reportError(err, json, process.stderr);
+        // stdout carries the stream: whatever ended it is reported on stderr.
+        process.exitCode = err instanceof InterruptedWait ? reportInterrupted(err, json, process.stderr) : reportError(err, json, process.stderr);
       }
     });
 
@@ -77,7 +81,7 @@ export function registerSnapshotStreams(program: Command): void {
       if (path === null) checkStdio(flags, '-i');
       await withClient(flags, async (client, out) => {
         const job = path === null
-          ? await importFromStream(client, process.stdin, { disk: flags.disk }, 'import from stdin', flags.detachOnInterrupt === true)
+          ? await importFromStream(client, process.stdin, { disk: flags.disk }, 'import from stdin')
           : await runJob(client, out, flags, 'snapshot.import', { path, disk: flags.disk }, `import ${flags.input}`);
         if (job !== null) out.result(job.result as ImportResult, importView);
       });

@@ -20,7 +20,9 @@ export function registerVersion(program: Command): void {
     .addHelpText('after', examples(['blocksnap version', 'blocksnap version --json']))
     .action(async (flags: ClientFlags) => {
       const client = { version: PACKAGE_VERSION, protocol: PROTOCOL_VERSION, node: process.version };
-      if (flags.json !== true) process.stdout.write(`client: blocksnap ${client.version} (protocol ${client.protocol}, node ${client.node})\n`);
+      // Printed before connecting, so it shows even when no daemon answers; aligned with the
+      // daemon's lines that follow.
+      if (flags.json !== true) process.stdout.write(`${'client:'.padEnd('image roots:'.length)} blocksnap ${client.version} (protocol ${client.protocol}, node ${client.node})\n`);
       await withClient(flags, async (c, out) => {
         const daemon = await c.call<DaemonVersion>('version');
         out.result({ client, daemon }, ({ daemon: d }) => details([
