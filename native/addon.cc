@@ -21,6 +21,7 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("qcow2Info", Napi::Function::New(env, blocksnap::js::qcow2_info, "qcow2Info"));
   exports.Set("probeImageLocks", Napi::Function::New(env, blocksnap::js::probe_image_locks, "probeImageLocks"));
   exports.Set("holdImageLocks", Napi::Function::New(env, blocksnap::js::hold_image_locks, "holdImageLocks"));
+  exports.Set("openImageDir", Napi::Function::New(env, blocksnap::js::open_image_dir, "openImageDir"));
   exports.Set("Volume", blocksnap::js::volume_class(env));
   exports.Set("createVolumeLayer", Napi::Function::New(env, blocksnap::js::create_volume_layer, "createVolumeLayer"));
   return exports;

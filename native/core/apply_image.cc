@@ -38,21 +38,6 @@ struct Counters {
   std::atomic<uint64_t> blocks_unchanged{0};
 };
 
-// A file this apply created must not outlive a failed apply: a half-written clone that looks
-// like a finished one is worse than none.
-class RemoveOnFailure {
- public:
-  RemoveOnFailure(const std::string& path, bool armed) : path_(path), armed_(armed) {}
-  ~RemoveOnFailure() {
-    if (armed_) ::unlink(path_.c_str());
-  }
-  void disarm() { armed_ = false; }
-
- private:
-  const std::string& path_;
-  bool armed_;
-};
-
 // The blocks the apply wrote, with which of their pages were cached before it touched them. The
 // written pages are dirty until the final fsync and the kernel drops only clean pages, so the
 // ones that were not cached before are dropped after it.
@@ -140,8 +125,8 @@ ApplyResult apply_image(const ApplyParams& p, JobControl& control, const Progres
 
   const bool update = p.mode == ApplyMode::Update;
   control.set_total(p.size_bytes);
-  ImageFile image = open_image_for_write(p.image_path, !update);
-  RemoveOnFailure cleanup(p.image_path, !update);
+  ImageFile image = open_image_for_write(p.image_path, !update, p.dir ? p.dir->get() : -1);
+  RemoveCreatedOnFailure cleanup(image, !update);
   const int fd = image.fd.get();
   const std::string& path = p.image_path;
 
@@ -277,7 +262,7 @@ ApplyResult apply_image(const ApplyParams& p, JobControl& control, const Progres
   if (::fstat(fd, &st) != 0) throw Error::system(errno, "fstat", path);
   if (static_cast<uint64_t>(st.st_size) != p.size_bytes) set_size(fd, p.size_bytes, path);
   fsync_file(fd, path);
-  if (!update) fsync_dir(parent_dir(path));
+  if (!update) sync_created_entry(image, path);
   cleanup.disarm();
   // Clean now: leave the page cache as it was. A new image had nothing cached.
   if (update) written.drop(fd);

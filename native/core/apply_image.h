@@ -9,10 +9,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/parallel.h"
+#include "io/unique_fd.h"
 
 namespace blocksnap {
 
@@ -23,6 +25,9 @@ enum class ApplyMode {
 
 struct ApplyParams {
   std::string image_path;
+  // Create: the directory to create image_path's last component in, held by the caller since it
+  // checked it (see image_file.h); absent, the directory is opened from the path.
+  std::shared_ptr<const UniqueFd> dir;
   std::string store_dir;
   uint64_t block_size = 0;
   uint64_t size_bytes = 0;

@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -27,22 +29,10 @@ ImageFile finish_open(UniqueFd fd, const std::string& path) {
   // but clear it so nothing downstream ever sees EAGAIN semantics.
   int flags = ::fcntl(fd.get(), F_GETFL);
   if (flags >= 0) ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
-  return ImageFile{std::move(fd), static_cast<uint64_t>(st.st_size)};
-}
-
-// A file this open created where it was not meant to be is removed again, but only if the
-// directory entry still names that very inode: whoever controls that directory may have put
-// something else there by now, and that is not ours to delete.
-void remove_created(int fd, const std::string& real) {
-  const size_t slash = real.rfind('/');
-  if (slash == std::string::npos) return;
-  UniqueFd dir(open_retry(slash == 0 ? "/" : real.substr(0, slash).c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (!dir) return;
-  struct stat mine, entry;
-  if (::fstat(fd, &mine) != 0) return;
-  const std::string base = real.substr(slash + 1);
-  if (::fstatat(dir.get(), base.c_str(), &entry, AT_SYMLINK_NOFOLLOW) != 0) return;
-  if (entry.st_dev == mine.st_dev && entry.st_ino == mine.st_ino) ::unlinkat(dir.get(), base.c_str(), 0);
+  ImageFile image;
+  image.fd = std::move(fd);
+  image.size = static_cast<uint64_t>(st.st_size);
+  return image;
 }
 
 // The engine hands native code real paths, checked to lie inside an image root. A directory of
@@ -50,7 +40,7 @@ void remove_created(int fd, const std::string& real) {
 // outside every root (a snapshot of a file the client may not read, a rollback onto one it may
 // not write), and O_NOFOLLOW guards the last component only. So compare what the kernel opened
 // with the path that was checked. Relative paths (tools, tests) have no checked form to compare.
-void require_checked_path(int fd, const std::string& path, bool created) {
+void require_checked_path(int fd, const std::string& path) {
   if (path.empty() || path[0] != '/') return;
   char link[64];
   snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
@@ -58,7 +48,6 @@ void require_checked_path(int fd, const std::string& path, bool created) {
   const ssize_t n = ::readlink(link, real, PATH_MAX);
   if (n < 0) return;  // no /proc: nothing to compare with
   if (static_cast<size_t>(n) == path.size() && path.compare(0, path.size(), real, static_cast<size_t>(n)) == 0) return;
-  if (created) remove_created(fd, std::string(real, static_cast<size_t>(n)));
   Error e(ErrorCode::NotAnImage, path + " led to " + std::string(real, static_cast<size_t>(n)) +
                                      " when opened (a symlink was swapped into the path after it was checked); refusing it");
   e.path = path;
@@ -70,7 +59,7 @@ void require_checked_path(int fd, const std::string& path, bool created) {
 ImageFile open_image_checked(const std::string& path) {
   UniqueFd fd(open_retry(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
   if (!fd) throw Error::image(errno, "open", path);
-  require_checked_path(fd.get(), path, false);
+  require_checked_path(fd.get(), path);
   return finish_open(std::move(fd), path);
 }
 
@@ -80,13 +69,75 @@ ImageFile open_image_for_read(const std::string& path) {
   return finish_open(std::move(fd), path);
 }
 
-ImageFile open_image_for_write(const std::string& path, bool create) {
+UniqueFd open_image_dir(const std::string& dir) {
+  const int flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+  if (dir.empty() || dir[0] != '/') {
+    UniqueFd fd(open_retry(dir.empty() ? "." : dir.c_str(), flags));
+    if (!fd) throw Error::image(errno, "open", dir);
+    return fd;
+  }
+  open_how how{};
+  how.flags = static_cast<uint64_t>(flags);
+  how.resolve = RESOLVE_NO_SYMLINKS;
+  long r;
+  do r = ::syscall(SYS_openat2, AT_FDCWD, dir.c_str(), &how, sizeof how);
+  while (r < 0 && errno == EINTR);
+  UniqueFd fd(static_cast<int>(r));
+  if (!fd && (errno == ENOSYS || errno == EPERM)) {  // no openat2, or a seccomp filter refusing it
+    fd.reset(open_retry(dir.c_str(), flags | O_NOFOLLOW));
+    if (fd) require_checked_path(fd.get(), dir);
+  }
+  if (!fd) {
+    if (errno != ELOOP) throw Error::image(errno, "open", dir);
+    Error e(ErrorCode::NotAnImage, dir + " leads through a symlink (a symlink was swapped into the path after it was checked); refusing it");
+    e.path = dir;
+    e.sys_errno = ELOOP;
+    e.syscall = "openat2";
+    throw e;
+  }
+  return fd;
+}
+
+ImageFile open_image_for_write(const std::string& path, bool create, int dir_fd) {
   int flags = O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
-  if (create) flags |= O_CREAT | O_EXCL;
-  UniqueFd fd(open_retry(path.c_str(), flags, 0600));
+  if (!create) {
+    UniqueFd fd(open_retry(path.c_str(), flags, 0600));
+    if (!fd) throw Error::image(errno, "open", path);
+    require_checked_path(fd.get(), path);
+    return finish_open(std::move(fd), path);
+  }
+  flags |= O_CREAT | O_EXCL;
+  const size_t slash = path.rfind('/');
+  std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+  if (name.empty() || name == "." || name == "..") throw Error(ErrorCode::InvalidArgument, path + " does not name a file");
+  UniqueFd dir;
+  if (dir_fd >= 0) {
+    dir.reset(::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0));
+    if (!dir) throw Error::system(errno, "fcntl", path);
+  } else {
+    dir = open_image_dir(slash == std::string::npos ? "." : parent_dir(path));
+  }
+  int raw;
+  do raw = ::openat(dir.get(), name.c_str(), flags, 0600);
+  while (raw < 0 && errno == EINTR);
+  UniqueFd fd(raw);
   if (!fd) throw Error::image(errno, "open", path);
-  require_checked_path(fd.get(), path, create);
-  return finish_open(std::move(fd), path);
+  ImageFile image = finish_open(std::move(fd), path);
+  image.dir = std::move(dir);
+  image.name = std::move(name);
+  return image;
+}
+
+void sync_created_entry(const ImageFile& image, const std::string& path) {
+  fsync_file(image.dir.get(), parent_dir(path));
+}
+
+void remove_created(const ImageFile& image) noexcept {
+  if (!image.dir || !image.fd) return;
+  struct stat mine, entry;
+  if (::fstat(image.fd.get(), &mine) != 0) return;
+  if (::fstatat(image.dir.get(), image.name.c_str(), &entry, AT_SYMLINK_NOFOLLOW) != 0) return;
+  if (entry.st_dev == mine.st_dev && entry.st_ino == mine.st_ino) ::unlinkat(image.dir.get(), image.name.c_str(), 0);
 }
 
 }  // namespace blocksnap

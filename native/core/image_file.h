@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "io/unique_fd.h"
@@ -11,7 +12,19 @@ namespace blocksnap {
 struct ImageFile {
   UniqueFd fd;
   uint64_t size = 0;
+  // A file open_image_for_write created: the directory it was created in and its name there.
+  // Its directory entry is synced, renamed and removed through this descriptor, never by path:
+  // the path may lead somewhere else by then.
+  UniqueFd dir;
+  std::string name;
 };
+
+// The directory of a file to be created, opened without following a symlink in any component of
+// an absolute path (openat2 RESOLVE_NO_SYMLINKS; where the kernel lacks it, O_NOFOLLOW and a
+// comparison of what was opened with the path). The engine passes real paths it checked against
+// the image roots, so a symlink met here was swapped in after that check: NotAnImage. A missing
+// directory is ImageNotFound. Relative paths (tools, tests) are opened as given.
+UniqueFd open_image_dir(const std::string& dir);
 
 // Read-only. Follows symlinks, as a qcow2 backing file name may; a disk image itself is opened
 // with open_image_checked.
@@ -26,6 +39,34 @@ ImageFile open_image_checked(const std::string& path);
 // otherwise the file must already exist. Never goes through a symlink (the last component by
 // O_NOFOLLOW, the directories of an absolute path by comparing what was opened with the path),
 // so a link planted where an image is expected cannot redirect the write.
-ImageFile open_image_for_write(const std::string& path, bool create);
+//
+// A created file is made in a directory opened once (open_image_dir of the path's directory, or
+// a duplicate of `dir_fd` when the caller holds it already) by openat(2), so nothing is ever
+// created outside that directory, even for an instant.
+ImageFile open_image_for_write(const std::string& path, bool create, int dir_fd = -1);
+
+// Makes a created file's directory entry durable (fsync of its held directory).
+void sync_created_entry(const ImageFile& image, const std::string& path);
+
+// Removes a created file from its held directory, if that name still is that very file (whoever
+// can write the directory may have put something else there, which is not ours to delete).
+void remove_created(const ImageFile& image) noexcept;
+
+// A created file must not outlive a failed write: a half-written image that looks like a
+// finished one is worse than none.
+class RemoveCreatedOnFailure {
+ public:
+  explicit RemoveCreatedOnFailure(const ImageFile& image, bool armed = true) : image_(image), armed_(armed) {}
+  ~RemoveCreatedOnFailure() {
+    if (armed_) remove_created(image_);
+  }
+  RemoveCreatedOnFailure(const RemoveCreatedOnFailure&) = delete;
+  RemoveCreatedOnFailure& operator=(const RemoveCreatedOnFailure&) = delete;
+  void disarm() { armed_ = false; }
+
+ private:
+  const ImageFile& image_;
+  bool armed_;
+};
 
 }  // namespace blocksnap

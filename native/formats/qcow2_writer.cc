@@ -15,7 +15,6 @@
 #include "core/aligned_buffer.h"
 #include "core/error.h"
 #include "core/image_file.h"
-#include "core/remove_on_failure.h"
 #include "core/zero_detect.h"
 #include "formats/qcow2_format.h"
 #include "formats/store_source.h"
@@ -27,6 +26,23 @@ namespace blocksnap {
 using namespace qcow2;
 
 namespace {
+
+std::string base_name(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+// The name a rollback renames over must still be the image whose locks it holds: otherwise the
+// image was moved or replaced meanwhile, and what the name is now is not ours to replace.
+void require_entry(int dir, const std::string& name, const struct stat& locked, const std::string& path) {
+  struct stat entry;
+  if (::fstatat(dir, name.c_str(), &entry, AT_SYMLINK_NOFOLLOW) == 0 && entry.st_dev == locked.st_dev &&
+      entry.st_ino == locked.st_ino)
+    return;
+  Error e(ErrorCode::NotAnImage, path + " is no longer the image this rollback locked (moved, replaced, or a symlink swapped into its path); refusing to replace it");
+  e.path = path;
+  throw e;
+}
 
 uint64_t div_round_up(uint64_t a, uint64_t b) { return a / b + (a % b != 0); }
 
@@ -145,16 +161,27 @@ Qcow2WriteResult write_qcow2_from_source(const BlockSource& source, const Qcow2I
   const bool backing = !p.backing_file.empty();
   control.set_total(size_bytes);
 
-  // Rollback: QEMU must not open either file while the new one is written and renamed.
+  // Rollback: QEMU must not open either file while the new one is written and renamed. Both
+  // names are in one directory, opened once: the stale file is removed, the new one created and
+  // renamed over the old one through it, and the old name must still be the file locked here,
+  // so a directory of the path swapped for a symlink meanwhile sends none of the three elsewhere.
   UniqueFd replaced_lock;
   struct stat replaced {};
+  UniqueFd held_dir;
+  std::string replace_name;
   if (!p.replace.empty()) {
+    if (parent_dir(p.replace) != parent_dir(p.image_path))
+      throw Error(ErrorCode::InvalidArgument, "the new image must be written in the directory of the one it replaces");
+    held_dir = open_image_dir(parent_dir(p.replace));
+    replace_name = base_name(p.replace);
     replaced_lock = open_and_hold_qemu_locks(p.replace);
     if (::fstat(replaced_lock.get(), &replaced) != 0) throw Error::system(errno, "fstat", p.replace);
-    if (::unlink(p.image_path.c_str()) != 0 && errno != ENOENT) throw Error::system(errno, "unlink", p.image_path);
+    require_entry(held_dir.get(), replace_name, replaced, p.replace);
+    if (::unlinkat(held_dir.get(), base_name(p.image_path).c_str(), 0) != 0 && errno != ENOENT)
+      throw Error::system(errno, "unlink", p.image_path);
   }
-  ImageFile image = open_image_for_write(p.image_path, true);
-  RemoveOnFailure cleanup(p.image_path);
+  ImageFile image = open_image_for_write(p.image_path, true, held_dir ? held_dir.get() : p.dir ? p.dir->get() : -1);
+  RemoveCreatedOnFailure cleanup(image);
   const int fd = image.fd.get();
   const std::string& path = p.image_path;
   if (!p.replace.empty()) hold_qemu_locks(fd, path);
@@ -286,11 +313,13 @@ Qcow2WriteResult write_qcow2_from_source(const BlockSource& source, const Qcow2I
   }
   fsync_file(fd, path);
   if (!p.replace.empty()) {
-    if (::rename(path.c_str(), p.replace.c_str()) != 0) throw Error::system(errno, "rename", path);
+    require_entry(image.dir.get(), replace_name, replaced, p.replace);
+    if (::renameat(image.dir.get(), image.name.c_str(), image.dir.get(), replace_name.c_str()) != 0)
+      throw Error::system(errno, "rename", path);
     cleanup.disarm();
-    fsync_dir(parent_dir(p.replace));
+    sync_created_entry(image, p.replace);
   } else {
-    fsync_dir(parent_dir(path));
+    sync_created_entry(image, path);
     cleanup.disarm();
   }
   return result;

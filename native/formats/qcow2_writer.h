@@ -17,11 +17,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/parallel.h"
 #include "formats/block_source.h"
+#include "io/unique_fd.h"
 
 namespace blocksnap {
 
@@ -30,6 +32,9 @@ struct Qcow2ImageOptions {
   // The file to create (O_EXCL, 0600, never through a symlink). With `replace` set, a stale file
   // of that name from an interrupted run is removed first.
   std::string image_path;
+  // The held directory to create image_path in (see image_file.h); absent, it is opened from the
+  // path. With `replace`, the directory is always opened here, once, for both names.
+  std::shared_ptr<const UniqueFd> dir;
   uint32_t cluster_bits = 16;
   uint32_t version = 3;
   std::string backing_file;      // stored as given; empty for none

@@ -6,7 +6,6 @@
 #include "core/aligned_buffer.h"
 #include "core/error.h"
 #include "core/image_file.h"
-#include "core/remove_on_failure.h"
 #include "core/zero_detect.h"
 #include "io/file_io.h"
 
@@ -44,8 +43,8 @@ RawWriteResult write_raw_from_source(const BlockSource& source, const RawWritePa
     throw Error(ErrorCode::InvalidArgument, "the read size must be a power of two from 4 KiB to 64 MiB");
   const uint64_t size = source.size();
   control.set_total(size);
-  ImageFile image = open_image_for_write(p.image_path, true);
-  RemoveOnFailure cleanup(p.image_path);
+  ImageFile image = open_image_for_write(p.image_path, true, p.dir ? p.dir->get() : -1);
+  RemoveCreatedOnFailure cleanup(image);
   const int fd = image.fd.get();
   const std::string& path = p.image_path;
   set_file_size(fd, size, path);  // all hole; only data is written into it
@@ -66,7 +65,7 @@ RawWriteResult write_raw_from_source(const BlockSource& source, const RawWritePa
   }, progress);
 
   fsync_file(fd, path);
-  fsync_dir(parent_dir(path));
+  sync_created_entry(image, path);
   cleanup.disarm();
   RawWriteResult result;
   result.size_bytes = size;

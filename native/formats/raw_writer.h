@@ -6,15 +6,18 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "core/parallel.h"
 #include "formats/block_source.h"
+#include "io/unique_fd.h"
 
 namespace blocksnap {
 
 struct RawWriteParams {
   std::string image_path;                 // created O_EXCL, 0600, never through a symlink
+  std::shared_ptr<const UniqueFd> dir;    // held directory to create it in (see image_file.h); absent: opened from the path
   uint64_t chunk_size = 4 * 1024 * 1024;  // bytes a thread reads at a time: a power of two, 4 KiB to 64 MiB
   unsigned threads = 0;                   // 0 = one per core
 };

@@ -1,5 +1,9 @@
 #include "workers/args.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <climits>
 #include <cmath>
 
 namespace blocksnap::js {
@@ -46,6 +50,16 @@ uint64_t Options::integer(const char* name) const {
   if (!std::isfinite(d) || d < 0 || d > kMaxSafeInteger || std::floor(d) != d)
     invalid(name, "must be a non-negative safe integer");
   return static_cast<uint64_t>(d);
+}
+
+std::shared_ptr<const UniqueFd> Options::directory(const char* name) const {
+  if (!has(name)) return nullptr;
+  const uint64_t n = integer(name);
+  if (n > static_cast<uint64_t>(INT32_MAX)) invalid(name, "must be a file descriptor");
+  UniqueFd fd(::fcntl(static_cast<int>(n), F_DUPFD_CLOEXEC, 0));
+  struct stat st;
+  if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISDIR(st.st_mode)) invalid(name, "must be an open directory descriptor");
+  return std::make_shared<const UniqueFd>(std::move(fd));
 }
 
 bool Options::boolean(const char* name, bool fallback) const {

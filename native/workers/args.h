@@ -7,11 +7,13 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/block_format.h"
 #include "core/digest.h"
+#include "io/unique_fd.h"
 
 namespace blocksnap::js {
 
@@ -33,6 +35,9 @@ class Options {
   std::vector<uint8_t> bytes(const char* name, bool required) const;
   // Empty when absent.
   Napi::Function function(const char* name) const;
+  // A directory descriptor lent by JS (openImageDir's fd), duplicated here so that the job owns
+  // its copy whatever JS does with the original meanwhile. Null when absent.
+  std::shared_ptr<const UniqueFd> directory(const char* name) const;
 
   [[noreturn]] void invalid(const char* name, const std::string& what) const;
 
@@ -51,6 +56,7 @@ std::string path_argument(const Napi::CallbackInfo& info);
 template <typename Params>
 void read_snapshot_content(const Options& o, Params& p) {
   p.image_path = o.string("imagePath");
+  if (o.has("dirFd")) p.dir = o.directory("dirFd");
   p.store_dir = o.string("storeDir");
   p.block_size = o.integer("blockSize");
   if (!is_valid_block_size(p.block_size)) o.invalid("blockSize", "must be a power of two from 64 KiB to 64 MiB");

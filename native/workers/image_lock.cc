@@ -1,6 +1,15 @@
 #include "workers/image_lock.h"
 
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <memory>
+
 #include "core/error.h"
+#include "core/image_file.h"
 #include "io/qemu_lock.h"
 #include "workers/args.h"
 #include "workers/fd_handle.h"
@@ -18,7 +27,69 @@ Napi::Array perm_names(Napi::Env env, uint32_t mask) {
   return a;
 }
 
+// A name inside the held directory: one component, so that nothing is resolved beyond it.
+std::string entry_name(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || !info[i].IsString()) throw Napi::TypeError::New(info.Env(), "a name must be a string");
+  std::string name = info[i].As<Napi::String>().Utf8Value();
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos || name.find('\0') != std::string::npos) {
+    Napi::Error err = Napi::RangeError::New(info.Env(), "a name must be one path component, got " + name);
+    err.Set("code", Napi::String::New(info.Env(), "InvalidArgument"));
+    throw err;
+  }
+  return name;
+}
+
 }  // namespace
+
+Napi::Value open_image_dir(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string path = path_argument(info);
+  std::shared_ptr<UniqueFd> dir;
+  try {
+    dir = std::make_shared<UniqueFd>(blocksnap::open_image_dir(path));
+  } catch (const Error& e) {
+    throw to_js_error(env, e);
+  }
+  const auto where = [path](const std::string& name) { return path == "/" ? "/" + name : path + "/" + name; };
+  Napi::Object h = Napi::Object::New(env);
+  h.Set("fd", Napi::Number::New(env, dir->get()));
+  h.Set("link", Napi::Function::New(env, [dir, where](const Napi::CallbackInfo& info) {
+    const std::string from = entry_name(info, 0), to = entry_name(info, 1);
+    if (::linkat(dir->get(), from.c_str(), dir->get(), to.c_str(), 0) != 0) throw to_js_error(info.Env(), Error::image(errno, "link", where(to)));
+  }, "link"));
+  h.Set("rename", Napi::Function::New(env, [dir, where](const Napi::CallbackInfo& info) {
+    const std::string from = entry_name(info, 0), to = entry_name(info, 1);
+    const bool replace = info.Length() > 2 && info[2].ToBoolean();
+    int r = ::renameat2(dir->get(), from.c_str(), dir->get(), to.c_str(), replace ? 0 : RENAME_NOREPLACE);
+    if (r != 0 && errno == EINVAL && !replace) {
+      // A filesystem without RENAME_NOREPLACE: check the name, then rename (a race with another
+      // writer of this directory remains possible there, and only there).
+      struct stat st;
+      if (::fstatat(dir->get(), to.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) errno = EEXIST;
+      else if (errno == ENOENT) r = ::renameat(dir->get(), from.c_str(), dir->get(), to.c_str());
+    }
+    if (r != 0) throw to_js_error(info.Env(), Error::image(errno, "rename", where(to)));
+  }, "rename"));
+  h.Set("unlink", Napi::Function::New(env, [dir, where](const Napi::CallbackInfo& info) -> Napi::Value {
+    const std::string name = entry_name(info, 0);
+    if (::unlinkat(dir->get(), name.c_str(), 0) == 0) return Napi::Boolean::New(info.Env(), true);
+    if (errno == ENOENT) return Napi::Boolean::New(info.Env(), false);
+    throw to_js_error(info.Env(), Error::system(errno, "unlink", where(name)));
+  }, "unlink"));
+  h.Set("createFile", Napi::Function::New(env, [dir, where](const Napi::CallbackInfo& info) -> Napi::Value {
+    const std::string name = entry_name(info, 0);
+    int fd;
+    do fd = ::openat(dir->get(), name.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) throw to_js_error(info.Env(), Error::image(errno, "open", where(name)));
+    return Napi::Number::New(info.Env(), fd);
+  }, "createFile"));
+  h.Set("sync", Napi::Function::New(env, [dir, path](const Napi::CallbackInfo& info) {
+    if (::fsync(dir->get()) != 0) throw to_js_error(info.Env(), Error::system(errno, "fsync", path));
+  }, "sync"));
+  h.Set("release", Napi::Function::New(env, [dir](const Napi::CallbackInfo&) { dir->reset(); }, "release"));
+  return h;
+}
 
 Napi::Value probe_image_locks(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

@@ -52,11 +52,12 @@ class ScanBlocksWorker : public JobWorker {
 
 class FlattenWorker : public JobWorker {
  public:
-  FlattenWorker(Napi::Env env, std::unique_ptr<BlockSource> source, std::string image_path, bool qcow2, unsigned threads,
-                Napi::Function on_progress)
+  FlattenWorker(Napi::Env env, std::unique_ptr<BlockSource> source, std::string image_path,
+                std::shared_ptr<const UniqueFd> dir, bool qcow2, unsigned threads, Napi::Function on_progress)
       : JobWorker(env, "blocksnap.volume.flattenTo", on_progress),
         source_(std::move(source)),
         image_path_(std::move(image_path)),
+        dir_(std::move(dir)),
         qcow2_(qcow2),
         threads_(threads) {}
 
@@ -66,6 +67,7 @@ class FlattenWorker : public JobWorker {
     // Both writers take the same two settings and report the same two numbers we return.
     const auto write = [&](auto options, auto writer) {
       options.image_path = image_path_;
+      options.dir = dir_;
       options.threads = threads_;
       const auto r = writer(*source_, options, control, progress);
       size_bytes_ = r.size_bytes;
@@ -84,6 +86,7 @@ class FlattenWorker : public JobWorker {
 
   std::unique_ptr<BlockSource> source_;
   std::string image_path_;
+  std::shared_ptr<const UniqueFd> dir_;
   bool qcow2_;
   unsigned threads_;
   uint64_t size_bytes_ = 0;
@@ -112,12 +115,13 @@ Napi::Value start_scan_blocks(const Napi::CallbackInfo& info, const std::shared_
 Napi::Value start_flatten(const Napi::CallbackInfo& info, const std::shared_ptr<CowVolume>& volume) {
   Options o(info);
   std::string image_path = o.string("imagePath");
+  std::shared_ptr<const UniqueFd> dir = o.directory("dirFd");
   const std::string format = o.string("format");
   if (format != "raw" && format != "qcow2") o.invalid("format", "must be 'raw' or 'qcow2'");
   const unsigned threads = o.threads();
   Napi::Function on_progress = o.function("onProgress");
   std::unique_ptr<VolumeSource> source = frozen_source(info.Env(), o, *volume);
-  return (new FlattenWorker(info.Env(), std::move(source), std::move(image_path), format == "qcow2", threads, on_progress))->start();
+  return (new FlattenWorker(info.Env(), std::move(source), std::move(image_path), std::move(dir), format == "qcow2", threads, on_progress))->start();
 }
 
 }  // namespace blocksnap::js

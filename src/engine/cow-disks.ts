@@ -159,12 +159,12 @@ export class CowDisks {
   }
 
   /** Writes the disk as of now (an instant, as for a snapshot) to a new image file (the engine names it). */
-  async flatten(disk: DiskRecord, path: string, format: ImageFormat, ctl: JobControl): Promise<FlattenResult> {
+  async flatten(disk: DiskRecord, path: string, format: ImageFormat, ctl: JobControl, dirFd?: number): Promise<FlattenResult> {
     const { open, release } = await this.x.volumes.acquire(disk.id);
     try {
       const { frozen } = await this.x.volumes.freeze(open, disk.id);
       const r = await open.volume.flattenTo({
-        layerCount: frozen, imagePath: path, format, signal: ctl.signal, onProgress: (d, t) => ctl.progress(d, t),
+        layerCount: frozen, imagePath: path, ...(dirFd !== undefined ? { dirFd } : {}), format, signal: ctl.signal, onProgress: (d, t) => ctl.progress(d, t),
       });
       return { diskId: disk.id, path, format, sizeBytes: r.sizeBytes, bytesWritten: r.bytesWritten };
     } catch (err) {

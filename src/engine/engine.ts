@@ -630,10 +630,10 @@ export class Engine extends EventEmitter {
       return this.jobs.start(jobId, 'clone', { diskId: snap.diskId, snapshotId: snap.id, target }, async (ctl): Promise<CloneResult> => {
         try {
           const view = readView(this.catalog, snap);
-          const r = await writePartial(target, jobId, (partial) => cloneImage(partial, format, {
+          const r = await writePartial(target, jobId, (partial, at) => cloneImage(partial, format, {
             storeDir: this.store.dir, blockSize: this.blockSize, sizeBytes: snap.sizeBytes, digests: view,
             ...(this.threads ? { threads: this.threads } : {}), onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
-          }));
+          }, at.dirFd));
           return { path: target, sizeBytes: r.sizeBytes, format, snapshotId: snap.id, bytesWritten: r.bytesWritten };
         } finally {
           unpin();
@@ -669,7 +669,7 @@ export class Engine extends EventEmitter {
     const release = this.diskLocks.acquire(disk.id, jobId);
     return this.jobs.start(jobId, 'flatten', { diskId: disk.id, snapshotId: null, target }, async (ctl): Promise<FlattenResult> => {
       try {
-        const r = await writePartial(target, jobId, (partial) => this.cow.flatten(disk, partial, format, ctl));
+        const r = await writePartial(target, jobId, (partial, at) => this.cow.flatten(disk, partial, format, ctl, at.dirFd));
         this.log.info({ diskId: disk.id, path: target, format, bytesWritten: r.bytesWritten }, 'copy-on-write disk flattened');
         return { ...r, path: target };
       } finally {

@@ -16,10 +16,8 @@
  * large as the disk; the next start removes it (removeRollbackTemp), since a rerun is not bound
  * to come (the disk may be removed instead).
  */
-import { realpathSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { applyImage, holdImageLocks, qcow2Info, writeQcow2 } from '../native';
-import { unlinkIfPresent } from '../store/block-store';
+import { basename, dirname } from 'node:path';
+import { applyImage, holdImageLocks, openImageDir, qcow2Info, writeQcow2, type ImageDir } from '../native';
 import { checkQcow2Rollback, rollbackTempPath } from './image-access';
 import { insideRoots } from './paths';
 import type { ImageFormat } from './types';
@@ -74,8 +72,12 @@ export async function rollbackImage(path: string, format: ImageFormat, w: Conten
   return { blocksWritten: r.blocksWritten, bytesWritten: r.bytesWritten, holesPunched: 0, blocksUnchanged: zeroBlocks(w.digests) };
 }
 
-export async function cloneImage(target: string, format: ImageFormat, w: ContentWrite): Promise<CloneWrite> {
-  const common = { storeDir: w.storeDir, blockSize: w.blockSize, sizeBytes: w.sizeBytes, digests: w.digests, onProgress: w.onProgress, signal: w.signal };
+/** `dirFd`: the held directory of `target` (partial-files.ts) to create it in. */
+export async function cloneImage(target: string, format: ImageFormat, w: ContentWrite, dirFd?: number): Promise<CloneWrite> {
+  const common = {
+    storeDir: w.storeDir, blockSize: w.blockSize, sizeBytes: w.sizeBytes, digests: w.digests, onProgress: w.onProgress, signal: w.signal,
+    ...(dirFd !== undefined ? { dirFd } : {}),
+  };
   if (format === 'raw') {
     const r = await applyImage({ ...common, imagePath: target, mode: 'create', ...(w.threads ? { threads: w.threads } : {}) });
     return { sizeBytes: w.sizeBytes, bytesWritten: r.bytesWritten };
@@ -86,17 +88,22 @@ export async function cloneImage(target: string, format: ImageFormat, w: Content
 
 /**
  * Removes what an interrupted qcow2 rollback of the image at `path` left under its temp name;
- * true when there was a file. Only while the image's directory still resolves to itself inside a
- * root: a symlink swapped in for a directory must not send the unlink elsewhere.
+ * true when there was a file. Only in the image's directory opened without following a symlink
+ * (a directory of the path swapped for one must not send the unlink elsewhere), and the unlink
+ * goes through that descriptor, so a swap after the check cannot either.
  */
 export async function removeRollbackTemp(path: string, roots: string[]): Promise<boolean> {
   const dir = dirname(path);
-  let real: string;
+  if (!insideRoots(dir, roots)) return false;
+  let held: ImageDir;
   try {
-    real = realpathSync(dir);
+    held = openImageDir(dir);
   } catch {
     return false;
   }
-  if (real !== dir || !insideRoots(real, roots)) return false;
-  return unlinkIfPresent(rollbackTempPath(path));
+  try {
+    return held.unlink(basename(rollbackTempPath(path)));
+  } finally {
+    held.release();
+  }
 }

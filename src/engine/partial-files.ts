@@ -9,27 +9,57 @@
  * leaves only the partial name, which the next start removes (it is derived from the job id and
  * the target kept in the job record, so recovery never has to guess what is ours). Without
  * this, a half-written clone under the name an operator asked for looks like a finished one.
+ *
+ * The directory is opened once, when the job starts, without following a symlink anywhere in its
+ * (checked, real) path, and held: the partial file is created in it, published in it and removed
+ * from it through that descriptor. Whoever can write inside an image root may swap a directory
+ * of the path for a symlink, rename it or delete it while the job runs; by path, the link, the
+ * unlink or the cleanup would then act on another directory (outside the roots, or leaving an
+ * image-sized partial file in the moved one forever). Before publishing, the path must still
+ * lead to the held directory, so the result is never given a name where the client will not
+ * find it.
  */
-import { link, rename, lstat, unlink } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { BlocksnapError } from '../errors';
-import { fsyncDir } from '../store/block-io';
-import { unlinkIfPresent } from '../store/block-store';
+import { fstatSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { BlocksnapError, toBlocksnapError } from '../errors';
+import { openImageDir, type ImageDir } from '../native';
 
 export function partialPath(target: string, jobId: string): string {
-  return join(dirname(target), `.blocksnap-${jobId}.partial`);
+  return join(dirname(target), partialName(jobId));
 }
 
-/** Runs `write` against the partial name of `target`, then publishes it; a failure leaves neither name. */
-export async function writePartial<T>(target: string, jobId: string, write: (partial: string) => Promise<T>): Promise<T> {
-  const partial = partialPath(target, jobId);
+function partialName(jobId: string): string {
+  return `.blocksnap-${jobId}.partial`;
+}
+
+/** Where a job writes its partial file: a held directory and the name in it. */
+export interface PartialAt {
+  dir: ImageDir;
+  /** For the native writers (`dirFd`): they create the partial file in this directory. */
+  dirFd: number;
+  name: string;
+}
+
+/**
+ * Runs `write` against the partial name of `target`, then publishes it; a failure leaves neither
+ * name. `write` must create the file in `at.dir` (the native writers' `dirFd`, or
+ * `at.dir.createFile`), never by the path, which is for messages.
+ */
+export async function writePartial<T>(target: string, jobId: string, write: (partial: string, at: PartialAt) => Promise<T>): Promise<T> {
+  const dirPath = dirname(target);
+  const dir = openTargetDir(dirPath, target);
+  const name = partialName(jobId);
   try {
-    const r = await write(partial);
-    await publishPartial(partial, target);
+    const r = await write(join(dirPath, name), { dir, dirFd: dir.fd, name });
+    publishIn(dir, name, target);
     return r;
   } catch (err) {
-    await removePartial(partial).catch(() => false);
+    try {
+      dir.unlink(name);
+    } catch { /* the error that stopped the job says more */ }
     throw err;
+  } finally {
+    dir.release();
   }
 }
 
@@ -48,40 +78,98 @@ export async function removeInterruptedPartials(jobs: Array<{ id: string; kind: 
 
 const FILE_JOB_KINDS = new Set(['clone', 'flatten', 'export', 'restore']);
 
-/** Gives the finished `partial` its `target` name, durably; FileExists when the name is taken. */
+/**
+ * Gives the finished `partial` its `target` name, durably; FileExists when the name is taken.
+ * For a writer that did not hold the directory: it is opened now (no symlink on the way).
+ */
 export async function publishPartial(partial: string, target: string): Promise<void> {
+  const dir = openTargetDir(dirname(target), target);
   try {
-    await link(partial, target);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') {
-      await removePartial(partial);
-      throw new BlocksnapError('FileExists', `${target} appeared while the job ran; blocksnap never overwrites a file (the result was discarded)`, { path: target });
-    }
-    // Filesystems without hard links: rename, after checking the name is still free (a race
-    // with another writer remains possible there, and only there).
-    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw err;
-    if (await exists(target)) {
-      await removePartial(partial);
-      throw new BlocksnapError('FileExists', `${target} appeared while the job ran; blocksnap never overwrites a file (the result was discarded)`, { path: target });
-    }
-    await rename(partial, target);
-    await fsyncDir(dirname(target));
-    return;
+    publishIn(dir, basename(partial), target);
+  } finally {
+    dir.release();
   }
-  await unlink(partial);
-  await fsyncDir(dirname(target));
 }
 
-/** Removes a partial file; one that is already gone is fine. */
-export const removePartial = unlinkIfPresent;
-
-async function exists(path: string): Promise<boolean> {
+/** Removes a partial file, never through a symlink in its path; one that is already gone is fine. */
+export async function removePartial(partial: string): Promise<boolean> {
+  let dir: ImageDir;
   try {
-    await lstat(path);
-    return true;
+    dir = openImageDir(dirname(partial));
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    if (toBlocksnapError(err).code === 'ImageNotFound') return false;
     throw err;
+  }
+  try {
+    return dir.unlink(basename(partial));
+  } finally {
+    dir.release();
+  }
+}
+
+function openTargetDir(dirPath: string, target: string): ImageDir {
+  try {
+    return openImageDir(dirPath);
+  } catch (err) {
+    const e = toBlocksnapError(err);
+    if (e.code === 'ImageNotFound') throw new BlocksnapError('ImageNotFound', `directory ${dirPath} does not exist`, { path: target });
+    throw e;
+  }
+}
+
+function publishIn(dir: ImageDir, name: string, target: string): void {
+  const gone = directoryGone(dir, target);
+  if (gone) throw gone;
+  const base = basename(target);
+  try {
+    dir.link(name, base);
+  } catch (err) {
+    const e = toBlocksnapError(err);
+    if (e.code === 'FileExists') throw fileExists(target);
+    // Filesystems without hard links: a rename that refuses to replace an existing name.
+    const errno = e.details?.errno;
+    if (errno !== 1 /* EPERM */ && errno !== 95 /* EOPNOTSUPP */) throw e;
+    try {
+      dir.rename(name, base);
+    } catch (err2) {
+      throw toBlocksnapError(err2).code === 'FileExists' ? fileExists(target) : err2;
+    }
+    dir.sync();
+    return;
+  }
+  dir.unlink(name);
+  dir.sync();
+}
+
+function fileExists(target: string): BlocksnapError {
+  return new BlocksnapError('FileExists', `${target} appeared while the job ran; blocksnap never overwrites a file (the result was discarded)`, { path: target });
+}
+
+/**
+ * Null while the target's directory path still leads, without a symlink, to the held directory;
+ * otherwise why the result cannot be given its name there.
+ */
+function directoryGone(dir: ImageDir, target: string): BlocksnapError | null {
+  const dirPath = dir.path;
+  let now: ImageDir;
+  try {
+    now = openImageDir(dirPath);
+  } catch (err) {
+    const e = toBlocksnapError(err);
+    if (e.code === 'ImageNotFound') {
+      return new BlocksnapError('ImageNotFound', `directory ${dirPath} was removed or moved while the job ran; the result was discarded`, { path: target });
+    }
+    if (e.code === 'NotAnImage') {
+      return new BlocksnapError('NotAnImage', `directory ${dirPath} was replaced by a symlink while the job ran (a symlink was swapped into the path after it was checked); the result was discarded`, { path: target });
+    }
+    return e;
+  }
+  try {
+    const held = fstatSync(dir.fd);
+    const current = fstatSync(now.fd);
+    if (held.dev === current.dev && held.ino === current.ino && held.nlink > 0) return null;
+    return new BlocksnapError('ImageNotFound', `directory ${dirPath} was replaced while the job ran; the result was discarded`, { path: target });
+  } finally {
+    now.release();
   }
 }

@@ -1,8 +1,9 @@
 /**
  * Image roots: the daemon usually runs as root while its socket users do not, so every path a
  * client names is resolved (realpath: symlinks and '..' gone) and must lie inside a configured
- * root. New files are created by the native writer with O_EXCL|O_NOFOLLOW, so a symlink planted
- * at the target between this check and the create cannot redirect the write.
+ * root. New files are created with O_EXCL|O_NOFOLLOW in their directory opened without following
+ * any symlink (partial-files.ts), so a symlink planted at the target, or swapped in for one of its
+ * directories, between this check and the create cannot redirect the write.
  */
 import { lstatSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, sep } from 'node:path';

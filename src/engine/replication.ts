@@ -24,8 +24,8 @@
  * one), plus one packed map per snapshot.
  */
 import { setMaxListeners } from 'node:events';
-import { constants } from 'node:fs';
-import { open, unlink } from 'node:fs/promises';
+import { close, fsync, ftruncate, write } from 'node:fs';
+import { promisify } from 'node:util';
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import { readView } from '../catalog/block-map';
 import type { SnapshotRecord } from '../catalog/records';
@@ -52,7 +52,7 @@ import type {
 import { cloneImage } from './image-writes';
 import { runPipelined, runPool } from './pool';
 import { resolveNewFile } from './paths';
-import { writePartial } from './partial-files';
+import { writePartial, type PartialAt } from './partial-files';
 import type { Job } from './types';
 
 export const DEFAULT_CONCURRENCY = 4;
@@ -516,9 +516,9 @@ export class Replication {
       try {
         const { manifest } = await this.locate(remote, store, snapRef, ctl.signal);
         // Written under a partial name, given `target` once complete (partial-files.ts).
-        const r = await writePartial(target, jobId, (partial) => (format === 'raw'
-          ? this.runRestore(remote, store, manifest, partial, concurrency, ctl)
-          : this.runRestoreQcow2(remote, store, manifest, partial, concurrency, ctl)));
+        const r = await writePartial(target, jobId, (partial, at) => (format === 'raw'
+          ? this.runRestore(remote, store, manifest, partial, at, concurrency, ctl)
+          : this.runRestoreQcow2(remote, store, manifest, partial, at, concurrency, ctl)));
         return { ...r, path: target };
       } finally {
         store.close();
@@ -532,7 +532,7 @@ export class Replication {
    * shared store lock so that no sweep removes them meanwhile; afterwards those still unreferenced
    * go to the sweeper. Costs their size in the store until the end; downloads nothing the store has.
    */
-  private async runRestoreQcow2(remote: RemoteConfig, store: ObjectStore, m: Manifest, target: string, concurrency: number, ctl: JobControl): Promise<RestoreResult> {
+  private async runRestoreQcow2(remote: RemoteConfig, store: ObjectStore, m: Manifest, target: string, at: PartialAt, concurrency: number, ctl: JobControl): Promise<RestoreResult> {
     const s = m.snapshot;
     const digests = distinctDigests(m.map, s.sizeBytes, s.blockSize);
     const fetchTotal = [...digests.values()].reduce((a, b) => a + b, 0);
@@ -556,7 +556,7 @@ export class Replication {
       const w = await cloneImage(target, 'qcow2', {
         storeDir: this.x.store.dir, blockSize: s.blockSize, sizeBytes: s.sizeBytes, digests: m.map, signal: ctl.signal,
         onProgress: (d) => ctl.progress(fetchTotal + Math.min(d, s.sizeBytes), total),
-      });
+      }, at.dirFd);
       res.sizeBytes = w.sizeBytes;
       this.x.log.info({ remote: remote.name, snapshotId: s.id, path: target, format: 'qcow2', downloadedBytes: res.downloadedBytes }, 'restore finished');
       return res;
@@ -566,12 +566,18 @@ export class Replication {
     }
   }
 
-  private async runRestore(remote: RemoteConfig, store: ObjectStore, m: Manifest, target: string, concurrency: number, ctl: JobControl): Promise<RestoreResult> {
+  /** raw: `target` is created in the held directory `at` (never by its path); writePartial removes it on failure. */
+  private async runRestore(remote: RemoteConfig, store: ObjectStore, m: Manifest, target: string, at: PartialAt, concurrency: number, ctl: JobControl): Promise<RestoreResult> {
     const s = m.snapshot;
     const where = groupByDigest(m.map);
     const total = s.logicalBytes || [...where.values()].reduce((a, idx) => a + idx.length * s.blockSize, 0);
-    const file = await open(target, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW, 0o600);
-    let ok = false;
+    const fd = at.dir.createFile(at.name);
+    const file = {
+      truncate: (len: number) => promisify(ftruncate)(fd, len),
+      write: (data: Buffer, offset: number, length: number, position: number) => promisify(write)(fd, data, offset, length, position),
+      sync: () => promisify(fsync)(fd),
+      close: () => promisify(close)(fd),
+    };
     const res: RestoreResult = { remote: remote.name, snapshotId: s.id, path: target, sizeBytes: s.sizeBytes, format: 'raw', downloadedBlocks: 0, downloadedBytes: 0 };
     try {
       await file.truncate(s.sizeBytes); // ZERO blocks stay holes
@@ -589,12 +595,10 @@ export class Replication {
         ctl.progress(Math.min(done, total), total);
       }, ctl.signal);
       await file.sync();
-      ok = true;
       this.x.log.info({ remote: remote.name, snapshotId: s.id, path: target, downloadedBytes: res.downloadedBytes }, 'restore finished');
       return res;
     } finally {
       await file.close();
-      if (!ok) await unlink(target).catch(() => undefined);
     }
   }
 

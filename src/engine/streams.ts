@@ -24,7 +24,7 @@ import { readView } from '../catalog/block-map';
 import type { SnapshotRecord } from '../catalog/records';
 import { hasBlockOfLength, readBlock, sha256Async, writeBlock } from '../store/block-io';
 import { DIGEST_SIZE, isZeroDigest } from '../store/format';
-import { fileSink, fileSource, type ByteSink, type ByteSource } from '../stream/byte-io';
+import { fdFile, fileSink, fileSource, type ByteSink, type ByteSource } from '../stream/byte-io';
 import { StreamReader, StreamWriter, viewSha256, type StreamHeader } from '../stream/format';
 import { distinctDigests } from '../stream/snapshot-fields';
 import { newId } from './ids';
@@ -32,7 +32,7 @@ import { checkImportable, commitImported, syncFoundBlocks } from './import-commi
 import type { OffsiteInternals } from './offsite-internals';
 import type { ExportResult, ImportResult } from './offsite-types';
 import { resolveExistingImage, resolveNewFile } from './paths';
-import { partialPath, publishPartial, removePartial } from './partial-files';
+import { writePartial } from './partial-files';
 import type { Job } from './types';
 
 /**
@@ -83,15 +83,9 @@ export class SnapshotStreams {
             base: base && baseView ? { id: base.id, viewSha256: viewSha256(baseView) } : null,
             exportedAt: this.x.now().toISOString(),
           };
-          // A stream file, like a clone, has its name only once complete (partial-files.ts).
-          const partial = target === null ? null : partialPath(target, jobId);
-          const file = partial === null ? null
-            : await open(partial, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW, 0o600);
-          const sink: ByteSink = file ? fileSink(file) : (to as OutChannel);
           const stopOnCancel = (): void => { if (typeof to !== 'string') to.close(new BlocksnapError('Cancelled', 'export cancelled')); };
           ctl.signal.addEventListener('abort', stopOnCancel);
-          let ok = false;
-          try {
+          const emit = async (sink: ByteSink): Promise<StreamWriter> => {
             const w = new StreamWriter(sink);
             await w.preamble(header);
             await w.map(view);
@@ -102,18 +96,25 @@ export class SnapshotStreams {
               ctl.progress(w.dataBytes, Math.max(w.dataBytes, send.length * snap.blockSize));
             }
             await w.end();
-            await file?.sync();
-            await file?.close();
-            if (partial !== null && target !== null) await publishPartial(partial, target);
-            ok = true;
+            return w;
+          };
+          try {
+            // A stream file, like a clone, has its name only once complete, and is created in its
+            // directory held open, never by path (partial-files.ts).
+            const w = target === null ? await emit(to as OutChannel) : await writePartial(target, jobId, async (_partial, at) => {
+              const file = fdFile(at.dir.createFile(at.name));
+              try {
+                const written = await emit(fileSink(file));
+                await file.sync();
+                return written;
+              } finally {
+                await file.close();
+              }
+            });
             this.x.log.info({ snapshotId: snap.id, baseId: base?.id ?? null, path: target, blocks: w.blocks, bytes: w.bytes }, 'snapshot exported');
             return { snapshotId: snap.id, baseId: base?.id ?? null, path: target, blocks: w.blocks, bytes: w.bytes };
           } finally {
             ctl.signal.removeEventListener('abort', stopOnCancel);
-            if (!ok) {
-              await file?.close().catch(() => undefined);
-              if (partial !== null) await removePartial(partial).catch(() => false);
-            }
           }
         } finally {
           unpin();

@@ -75,6 +75,8 @@ export interface ApplyOptions {
    * if the apply fails. update: rewrite an existing image in place (never through a symlink).
    */
   mode: 'create' | 'update';
+  /** create: the held directory (ImageDir.fd) to create the file in, by the last component of imagePath. */
+  dirFd?: number;
   threads?: number;
   onProgress?: (doneBytes: number, totalBytes: number) => void;
   signal?: AbortSignal;
@@ -129,6 +131,17 @@ interface NativeAddon {
   qcow2Info(path: string): Qcow2Info;
   probeImageLocks(path: string): ImageLocks;
   holdImageLocks(path: string): { release(): void };
+  openImageDir(path: string): NativeImageDir;
+}
+
+interface NativeImageDir {
+  fd: number;
+  link(from: string, to: string): void;
+  rename(from: string, to: string, replace: boolean): void;
+  unlink(name: string): boolean;
+  createFile(name: string): number;
+  sync(): void;
+  release(): void;
 }
 
 // src/native/ and dist/native/ are both two levels below the package root.
@@ -201,6 +214,7 @@ export async function applyImage(o: ApplyOptions): Promise<ApplyResult> {
       sizeBytes: o.sizeBytes,
       digests: o.digests,
       mode: o.mode,
+      dirFd: o.dirFd,
       threads: o.threads,
       onProgress,
     }),
@@ -244,6 +258,8 @@ export interface Qcow2WriteOptions {
    * QEMU's image locks meanwhile; the new file takes this file's owner, group and mode.
    */
   replace?: string;
+  /** The held directory (ImageDir.fd) to create the file in, by the last component of imagePath (not with replace). */
+  dirFd?: number;
   /** Threads reading and verifying store blocks; default one per core. */
   threads?: number;
   onProgress?: (doneBytes: number, totalBytes: number) => void;
@@ -282,7 +298,7 @@ export async function writeQcow2(o: Qcow2WriteOptions): Promise<Qcow2WriteResult
     nativeAddon().writeQcow2({
       imagePath: o.imagePath, storeDir: o.storeDir, blockSize: o.blockSize, sizeBytes: o.sizeBytes, digests: o.digests,
       clusterBits: o.clusterBits, version: o.version, backingFile: o.backing?.file, backingFormat: o.backing?.format,
-      replace: o.replace, threads: o.threads, onProgress,
+      replace: o.replace, dirFd: o.dirFd, threads: o.threads, onProgress,
     }),
     () => o.sizeBytes,
   );
@@ -341,6 +357,55 @@ export function holdImageLocks(path: string): { release(): void } {
   } catch (err) {
     throw fromNative(err);
   }
+}
+
+/**
+ * A directory a job creates a file in, opened once without following a symlink anywhere in its
+ * path: every later step (create, link, rename, unlink, fsync) goes through this descriptor, so a
+ * component of the path swapped for a symlink, or the directory renamed, while the job runs cannot
+ * send any of them to another directory.
+ */
+export interface ImageDir {
+  readonly path: string;
+  /** Lent to the native writers (dirFd), which duplicate it; valid until release(). */
+  readonly fd: number;
+  /** link(2) within the directory: FileExists if `to` exists. */
+  link(from: string, to: string): void;
+  /** rename(2) within the directory; without `replace`, FileExists if `to` exists. */
+  rename(from: string, to: string, replace?: boolean): void;
+  /** True if there was such a name. */
+  unlink(name: string): boolean;
+  /** A new 0600 file (O_EXCL, O_NOFOLLOW), open for writing; the caller closes the descriptor. */
+  createFile(name: string): number;
+  /** Makes the directory's entries durable. */
+  sync(): void;
+  release(): void;
+}
+
+/**
+ * Opens `path` (a real path, checked against the image roots) as an ImageDir. A symlink on the
+ * way was swapped in after the check (NotAnImage); a missing directory is ImageNotFound.
+ */
+export function openImageDir(path: string): ImageDir {
+  requirePath(path, 'path');
+  const wrap = <A extends unknown[], R>(f: (...a: A) => R) => (...a: A): R => {
+    try {
+      return f(...a);
+    } catch (err) {
+      throw fromNative(err);
+    }
+  };
+  const d = wrap(() => nativeAddon().openImageDir(path))();
+  return {
+    path,
+    fd: d.fd,
+    link: wrap((from: string, to: string) => d.link(from, to)),
+    rename: wrap((from: string, to: string, replace = false) => d.rename(from, to, replace)),
+    unlink: wrap((name: string) => d.unlink(name)),
+    createFile: wrap((name: string) => d.createFile(name)),
+    sync: wrap(() => d.sync()),
+    release: () => d.release(),
+  };
 }
 
 /** The exclusive lock on a data directory; see lockDataDir. */

@@ -70,6 +70,8 @@ export interface FlattenOptions extends JobOptions {
   layerCount: number;
   /** Created O_EXCL, 0600, never through a symlink; removed again if the job fails. */
   imagePath: string;
+  /** The held directory (ImageDir.fd) to create the file in, by the last component of imagePath. */
+  dirFd?: number;
   format: 'raw' | 'qcow2';
   /** In bytes of the volume. */
   onProgress?: (done: number, total: number) => void;
@@ -291,7 +293,7 @@ export class Volume {
     requirePath(o.imagePath, 'imagePath');
     if (o.format !== 'raw' && o.format !== 'qcow2') invalid('format', "'raw' or 'qcow2'", o.format);
     return runJob(o, (onProgress) =>
-      this.native.flattenTo({ layerCount: o.layerCount, imagePath: o.imagePath, format: o.format, threads: o.threads, onProgress }),
+      this.native.flattenTo({ layerCount: o.layerCount, imagePath: o.imagePath, dirFd: o.dirFd, format: o.format, threads: o.threads, onProgress }),
     () => this.sizeBytes);
   }
 
