@@ -10,17 +10,9 @@ import { frame } from '../../src/daemon/protocol/frame';
 import { encodeMessage } from '../../src/daemon/protocol/messages';
 import { startFakeDaemon } from './fixtures/fake-daemon';
 import { RawClient } from './fixtures/raw-client';
+import { waitFor } from './fixtures/wait-for';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Polls a condition on the daemon's side, where no client socket event says it changed. */
-async function waitFor(what: string, cond: () => boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
 
 function frames(n: number, make: (i: number) => object): Buffer {
   return Buffer.concat(Array.from({ length: n }, (_, i) => frame(encodeMessage(make(i)))));

@@ -8,17 +8,10 @@ import { frame } from '../../src/daemon/protocol/frame';
 import { encodeMessage } from '../../src/daemon/protocol/messages';
 import { startFakeDaemon, type FakeDaemon } from './fixtures/fake-daemon';
 import { RawClient } from './fixtures/raw-client';
+import { waitFor } from './fixtures/wait-for';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const LARGE = 500 * 1024;
-
-async function waitFor(what: string, cond: () => boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
 
 /** A request frame of about LARGE bytes (the padding makes it an InvalidArgument: any answer will do). */
 function largeFrame(id: number): Buffer {
