@@ -19,8 +19,9 @@
  * lead to the held directory, so the result is never given a name where the client will not
  * find it.
  */
-import { fstatSync } from 'node:fs';
+import { close, fstatSync, fsync, ftruncate, write, writev } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { promisify } from 'node:util';
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import { openImageDir, type ImageDir } from '../native';
 
@@ -38,19 +39,42 @@ export interface PartialAt {
   /** For the native writers (`dirFd`): they create the partial file in this directory. */
   dirFd: number;
   name: string;
+  /** For writers in TypeScript: creates the partial file in the held directory. */
+  create(): PartialFile;
+}
+
+/** A partial file created in its held directory, for positioned writes; its owner closes it. */
+export interface PartialFile {
+  truncate(length: number): Promise<void>;
+  write(data: Buffer, position: number): Promise<number>;
+  writev(buffers: Buffer[], position: number): Promise<{ bytesWritten: number }>;
+  sync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+function partialFile(fd: number): PartialFile {
+  return {
+    truncate: (length) => promisify(ftruncate)(fd, length),
+    write: async (data, position) => (await promisify(write)(fd, data, 0, data.length, position)).bytesWritten,
+    writev: (buffers, position) => new Promise((resolve, reject) => {
+      writev(fd, buffers, position, (err, bytesWritten) => (err ? reject(err) : resolve({ bytesWritten })));
+    }),
+    sync: () => promisify(fsync)(fd),
+    close: () => promisify(close)(fd),
+  };
 }
 
 /**
  * Runs `write` against the partial name of `target`, then publishes it; a failure leaves neither
- * name. `write` must create the file in `at.dir` (the native writers' `dirFd`, or
- * `at.dir.createFile`), never by the path, which is for messages.
+ * name. `write` must create the file in `at.dir` (the native writers' `dirFd`, or `at.create`),
+ * never by the path, which is for messages.
  */
 export async function writePartial<T>(target: string, jobId: string, write: (partial: string, at: PartialAt) => Promise<T>): Promise<T> {
   const dirPath = dirname(target);
   const dir = openTargetDir(dirPath, target);
   const name = partialName(jobId);
   try {
-    const r = await write(join(dirPath, name), { dir, dirFd: dir.fd, name });
+    const r = await write(join(dirPath, name), { dir, dirFd: dir.fd, name, create: () => partialFile(dir.createFile(name)) });
     publishIn(dir, name, target);
     return r;
   } catch (err) {

@@ -24,8 +24,6 @@
  * one), plus one packed map per snapshot.
  */
 import { setMaxListeners } from 'node:events';
-import { close, fsync, ftruncate, write } from 'node:fs';
-import { promisify } from 'node:util';
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import { readView } from '../catalog/block-map';
 import type { SnapshotRecord } from '../catalog/records';
@@ -571,13 +569,7 @@ export class Replication {
     const s = m.snapshot;
     const where = groupByDigest(m.map);
     const total = s.logicalBytes || [...where.values()].reduce((a, idx) => a + idx.length * s.blockSize, 0);
-    const fd = at.dir.createFile(at.name);
-    const file = {
-      truncate: (len: number) => promisify(ftruncate)(fd, len),
-      write: (data: Buffer, offset: number, length: number, position: number) => promisify(write)(fd, data, offset, length, position),
-      sync: () => promisify(fsync)(fd),
-      close: () => promisify(close)(fd),
-    };
+    const file = at.create();
     const res: RestoreResult = { remote: remote.name, snapshotId: s.id, path: target, sizeBytes: s.sizeBytes, format: 'raw', downloadedBlocks: 0, downloadedBytes: 0 };
     try {
       await file.truncate(s.sizeBytes); // ZERO blocks stay holes
@@ -588,7 +580,7 @@ export class Replication {
         res.downloadedBlocks++;
         res.downloadedBytes += data.length;
         for (const i of indexes) {
-          const { bytesWritten } = await file.write(data, 0, data.length, i * s.blockSize);
+          const bytesWritten = await file.write(data, i * s.blockSize);
           if (bytesWritten !== data.length) throw new BlocksnapError('IOError', `short write to ${target}`);
           done += data.length;
         }

@@ -24,7 +24,7 @@ import { readView } from '../catalog/block-map';
 import type { SnapshotRecord } from '../catalog/records';
 import { hasBlockOfLength, readBlock, sha256Async, writeBlock } from '../store/block-io';
 import { DIGEST_SIZE, isZeroDigest } from '../store/format';
-import { fdFile, fileSink, fileSource, type ByteSink, type ByteSource } from '../stream/byte-io';
+import { fileSink, fileSource, type ByteSink, type ByteSource } from '../stream/byte-io';
 import { StreamReader, StreamWriter, viewSha256, type StreamHeader } from '../stream/format';
 import { distinctDigests } from '../stream/snapshot-fields';
 import { newId } from './ids';
@@ -102,7 +102,7 @@ export class SnapshotStreams {
             // A stream file, like a clone, has its name only once complete, and is created in its
             // directory held open, never by path (partial-files.ts).
             const w = target === null ? await emit(to as OutChannel) : await writePartial(target, jobId, async (_partial, at) => {
-              const file = fdFile(at.dir.createFile(at.name));
+              const file = at.create();
               try {
                 const written = await emit(fileSink(file));
                 await file.sync();

@@ -3,9 +3,7 @@
  * and read through these two interfaces only, so a stream file and a stream piped through the
  * daemon's socket (src/daemon/stream-channels.ts) are the same bytes by construction.
  */
-import { close, fsync, writev } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { promisify } from 'node:util';
 import { BlocksnapError } from '../errors';
 
 /** Takes bytes in order; `write` resolves once the bytes are handed on (and may wait for room). */
@@ -21,17 +19,6 @@ export interface ByteSource {
 /** What fileSink needs of a file: positioned gathered writes (a FileHandle has them). */
 export interface WritableFile {
   writev(buffers: Buffer[], position: number): Promise<{ bytesWritten: number }>;
-}
-
-/** A file descriptor the caller created (in a held directory) as a WritableFile that syncs and closes. */
-export function fdFile(fd: number): WritableFile & { sync(): Promise<void>; close(): Promise<void> } {
-  return {
-    writev: (buffers, position) => new Promise((resolve, reject) => {
-      writev(fd, buffers, position, (err, bytesWritten) => (err ? reject(err) : resolve({ bytesWritten })));
-    }),
-    sync: () => promisify(fsync)(fd),
-    close: () => promisify(close)(fd),
-  };
 }
 
 /** Writes sequentially into a file from offset 0. */
