@@ -12,6 +12,7 @@
         "native/workers/image_lock.cc",
         "native/workers/job_worker.cc",
         "native/workers/js_error.cc",
+        "native/workers/peer_socket.cc",
         "native/workers/qcow2_worker.cc",
         "native/workers/scan_worker.cc",
         "native/workers/verify_worker.cc",

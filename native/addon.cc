@@ -6,6 +6,7 @@
 #include "workers/data_dir_lock.h"
 #include "workers/hash_buffer.h"
 #include "workers/image_lock.h"
+#include "workers/peer_socket.h"
 #include "workers/qcow2_worker.h"
 #include "workers/scan_worker.h"
 #include "workers/verify_worker.h"
@@ -24,6 +25,7 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("openImageDir", Napi::Function::New(env, blocksnap::js::open_image_dir, "openImageDir"));
   exports.Set("Volume", blocksnap::js::volume_class(env));
   exports.Set("createVolumeLayer", Napi::Function::New(env, blocksnap::js::create_volume_layer, "createVolumeLayer"));
+  exports.Set("socketPeer", Napi::Function::New(env, blocksnap::js::socket_peer, "socketPeer"));
   return exports;
 }
 

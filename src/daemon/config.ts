@@ -28,6 +28,10 @@ export interface DaemonConfig {
   logLevel: LogLevel;
   maxFrameBytes: number;
   maxConnections: number;
+  /** At most maxConnections. */
+  maxConnectionsPerUser: number;
+  /** 0: idle clients are never disconnected. */
+  idleTimeoutSeconds: number;
   blockSize: number | undefined;
   threads: number | undefined;
   /** Snapshots per disk; undefined keeps the engine's default (256 each). */
@@ -47,6 +51,8 @@ export interface DaemonFlags {
   logLevel?: string;
   maxFrameBytes?: number;
   maxConnections?: number;
+  maxConnectionsPerUser?: number;
+  idleTimeout?: number;
   manualSnapshotQuota?: number;
   autoSnapshotQuota?: number;
 }
@@ -72,6 +78,8 @@ const FILE_SHAPE = {
   logLevel: optional(oneOf(...LOG_LEVELS)),
   maxFrameBytes: optional(integer(1024, ABSOLUTE_MAX_FRAME_BYTES)),
   maxConnections: optional(integer(1, 65_536)),
+  maxConnectionsPerUser: optional(integer(1, 65_536)),
+  idleTimeout: optional(integer(0, 7 * 24 * 3600)),
   blockSize: optional(integer(64 * 1024, 64 * 1024 * 1024)),
   threads: optional(integer(1, 256)),
   manualSnapshotQuota: optional(integer(1, 65_536)),
@@ -119,6 +127,12 @@ export function resolveConfig(flags: DaemonFlags, cwd: string = process.cwd()): 
     throw new BlocksnapError('InvalidArgument', `--max-frame-bytes must be an integer from 1024 to ${ABSOLUTE_MAX_FRAME_BYTES}`);
   }
 
+  const maxConnections = flags.maxConnections ?? file.maxConnections ?? 1024;
+  const idleTimeoutSeconds = flags.idleTimeout ?? file.idleTimeout ?? 900;
+  if (!Number.isSafeInteger(idleTimeoutSeconds) || idleTimeoutSeconds < 0 || idleTimeoutSeconds > 7 * 24 * 3600) {
+    throw new BlocksnapError('InvalidArgument', `--idle-timeout must be a whole number of seconds from 0 to ${7 * 24 * 3600}`);
+  }
+
   return {
     dataDir: fromFlag(flags.dataDir) ?? fromFile(file.dataDir) ?? defaultDataDir(),
     socketPath: checkSocketPath(fromFlag(flags.socket) ?? fromFile(file.socket) ?? defaultSocketPath()),
@@ -129,7 +143,9 @@ export function resolveConfig(flags: DaemonFlags, cwd: string = process.cwd()): 
     nbdSocket: nbdSocketPath(fromFlag(flags.nbdSocket) ?? fromFile(file.nbdSocket), fromFlag(flags.socket) ?? fromFile(file.socket) ?? defaultSocketPath()),
     logLevel: logLevel as LogLevel,
     maxFrameBytes,
-    maxConnections: flags.maxConnections ?? file.maxConnections ?? 1024,
+    maxConnections,
+    maxConnectionsPerUser: Math.min(maxConnections, flags.maxConnectionsPerUser ?? file.maxConnectionsPerUser ?? 256),
+    idleTimeoutSeconds,
     blockSize: file.blockSize,
     threads: file.threads,
     manualSnapshotQuota: flags.manualSnapshotQuota ?? file.manualSnapshotQuota,

@@ -26,7 +26,12 @@
  *    What arrives meanwhile is queued up to maxQueuedBytes beyond one frame, then the client is
  *    disconnected;
  *  - a client that shuts down its sending side (half-close) still gets the answer to every
- *    request it sent; the connection closes once they are answered.
+ *    request it sent; the connection closes once they are answered. A client that closed its
+ *    socket for good looks the same to a reader, so after an end of stream the socket's state is
+ *    looked at every pausedProbeMs: one that is gone is dropped at once, rather than when an
+ *    answer or a progress event (which a quiet job.wait may not send for hours) fails to reach it;
+ *  - a client with nothing running and nothing watched for idleTimeoutMs is disconnected, so
+ *    clients that leak connections give their slots back.
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
@@ -35,6 +40,7 @@ import { BlocksnapError, toBlocksnapError } from '../errors';
 import type { Job } from '../engine/types';
 import { isFinished, type DaemonEngine } from './engine-port';
 import { lookupMethod, type CallContext, type DaemonInfo } from './methods';
+import { peerOf } from './socket-peer';
 import { FRAME_HEADER_BYTES, FrameDecoder, frame } from './protocol/frame';
 import { StreamChannels } from './stream-channels';
 import { decodeRequestPayload, encodeMessage, parseRequest, type ErrorBody, type RequestId, type ServerMessage } from './protocol/messages';
@@ -63,6 +69,8 @@ export interface ConnectionLimits {
   maxQueuedBytes: number;
   /** Time allowed to flush the last bytes when closing before the socket is destroyed. */
   closeGraceMs: number;
+  /** A client with no request running and no job watched this long is disconnected; 0: never. */
+  idleTimeoutMs: number;
   /** Bytes of frames longer than UNBUDGETED_FRAME_BYTES that all clients together may be sending at once. */
   frameBudgetBytes: number;
 }
@@ -83,6 +91,7 @@ export const DEFAULT_LIMITS: Omit<ConnectionLimits, 'maxFrameBytes'> = {
   pausedProbeMs: 1_000,
   maxQueuedBytes: 64 * 1024,
   closeGraceMs: 2_000,
+  idleTimeoutMs: 900_000,
   frameBudgetBytes: 64 * 1024 * 1024,
 };
 
@@ -133,6 +142,9 @@ export class Connection {
   private stallTimer: NodeJS.Timeout | undefined;
   private frameTimer: NodeJS.Timeout | undefined;
   private probeTimer: NodeJS.Timeout | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  /** Looks, after the client's end of stream, whether it closed its socket for good. */
+  private hangUpTimer: NodeJS.Timeout | undefined;
   private readonly closedPromise: Promise<void>;
 
   constructor(id: number, socket: Socket, host: ConnectionHost, log: Logger) {
@@ -187,6 +199,7 @@ export class Connection {
     if (done) {
       this.watched.delete(job.id);
       if (this.peerEnded) this.pump(); // that may have been all a half-closed client waited for
+      else this.updateIdleTimer();
     }
   }
 
@@ -239,6 +252,44 @@ export class Connection {
     if (this.isClosing()) return;
     this.peerEnded = true;
     this.pump();
+    if (!this.isClosing() && !this.socket.destroyed) this.checkHangUp();
+  }
+
+  /**
+   * Drops the client if it closed its socket for good; otherwise it only half-closed and waits for
+   * its answers, and the check is repeated while any are due.
+   */
+  private checkHangUp(): void {
+    this.hangUpTimer = undefined;
+    if (this.isClosing() || this.socket.destroyed) return;
+    if (peerOf(this.socket)?.hungUp === true) {
+      this.log.debug({ inFlight: this.inFlight, watched: this.watched.size }, 'client hung up with answers due: disconnecting');
+      this.socket.destroy();
+      return;
+    }
+    this.hangUpTimer = setTimeout(() => this.checkHangUp(), this.host.limits.pausedProbeMs);
+    this.hangUpTimer.unref();
+  }
+
+  /** Runs the idle clock while the client has nothing running, nothing watched and nothing half-sent. */
+  private updateIdleTimer(): void {
+    const ms = this.host.limits.idleTimeoutMs;
+    const idle = ms > 0 && this.state === 'ready' && !this.peerEnded && this.inFlight === 0
+      && this.watched.size === 0 && !this.decoder.midFrame;
+    if (!idle) {
+      this.clearIdleTimer();
+      return;
+    }
+    if (this.idleTimer !== undefined) return;
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined;
+      if (this.isClosing()) return;
+      this.log.info({ ms }, 'closing an idle connection');
+      this.reply(null, new BlocksnapError('DaemonUnavailable',
+        `the daemon closed this connection after ${Math.round(ms / 1000)} s without a request; connect again`));
+      this.close();
+    }, ms);
+    this.idleTimer.unref();
   }
 
   /** True while a further request of this client may start. */
@@ -309,6 +360,7 @@ export class Connection {
     }
     this.setReading(!blocked);
     this.updateFrameTimer(blocked);
+    this.updateIdleTimer();
   }
 
   private setReading(on: boolean): void {
@@ -542,10 +594,18 @@ export class Connection {
     this.probeTimer = undefined;
   }
 
+  private clearIdleTimer(): void {
+    if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+  }
+
   private clearTimers(): void {
     this.clearHelloTimer();
     this.clearFrameTimer();
     this.clearProbeTimer();
+    this.clearIdleTimer();
+    if (this.hangUpTimer !== undefined) clearTimeout(this.hangUpTimer);
+    this.hangUpTimer = undefined;
   }
 
   private onClose(): void {

@@ -86,7 +86,8 @@ export async function runDaemon(flags: DaemonFlags): Promise<number> {
     socketMode: config.socketMode,
     ...(gid !== undefined ? { socketGid: gid } : {}),
     maxConnections: config.maxConnections,
-    limits: { ...DEFAULT_LIMITS, maxFrameBytes: config.maxFrameBytes },
+    maxConnectionsPerUser: config.maxConnectionsPerUser,
+    limits: { ...DEFAULT_LIMITS, maxFrameBytes: config.maxFrameBytes, idleTimeoutMs: config.idleTimeoutSeconds * 1000 },
   }, log);
   try {
     await server.listen();

@@ -12,6 +12,7 @@ import { Connection, type ConnectionHost, type ConnectionLimits } from './connec
 import type { DaemonEngine } from './engine-port';
 import type { DaemonInfo } from './methods';
 import { claimSocketPath, setSocketAccess } from './socket-file';
+import { peerOf } from './socket-peer';
 import { frame } from './protocol/frame';
 import { encodeMessage } from './protocol/messages';
 
@@ -22,6 +23,11 @@ export interface ServerOptions {
   limits: ConnectionLimits;
   /** Beyond this many clients, a new connection gets one DaemonUnavailable error and is closed. */
   maxConnections: number;
+  /**
+   * The same for the clients of one user (the peer's uid): a client of one user that leaks
+   * connections cannot lock every other user out.
+   */
+  maxConnectionsPerUser: number;
 }
 
 /**
@@ -42,6 +48,8 @@ export class DaemonServer implements ConnectionHost {
   private readonly log: Logger;
   private readonly server: Server;
   private readonly connections = new Set<Connection>();
+  /** uid → its open connections. */
+  private readonly perUser = new Map<number, number>();
   private nextConnectionId = 1;
   private shuttingDown = false;
   private refusedSinceLog = 0;
@@ -60,7 +68,7 @@ export class DaemonServer implements ConnectionHost {
     // Half-open: a client may shut down its sending side and still read the answers to what it sent.
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) => this.accept(socket));
     this.server.maxConnections = options.maxConnections + REFUSING_MAX;
-    this.server.on('drop', () => this.noteRefusal());
+    this.server.on('drop', () => this.noteRefusal('--max-connections'));
     this.server.on('error', (err) => this.log.error({ err }, 'server socket error'));
   }
 
@@ -119,18 +127,31 @@ export class DaemonServer implements ConnectionHost {
       return;
     }
     if (this.connections.size >= this.options.maxConnections) {
-      this.refuse(socket);
+      this.refuse(socket, `the daemon serves at most ${this.options.maxConnections} clients at once and all are connected; try again later`, '--max-connections');
+      return;
+    }
+    // Read once at accept: SO_PEERCRED is fixed when the client connects.
+    const uid = peerOf(socket)?.uid;
+    const ofUser = uid === undefined ? 0 : this.perUser.get(uid) ?? 0;
+    if (uid !== undefined && ofUser >= this.options.maxConnectionsPerUser) {
+      this.refuse(socket, `the daemon serves at most ${this.options.maxConnectionsPerUser} clients of one user at once and uid ${uid} has that many connected; close some (or raise --max-connections-per-user)`, '--max-connections-per-user');
       return;
     }
     const conn = new Connection(this.nextConnectionId++, socket, this, this.log);
     this.connections.add(conn);
-    void conn.closed.then(() => this.connections.delete(conn));
+    if (uid !== undefined) this.perUser.set(uid, ofUser + 1);
+    void conn.closed.then(() => {
+      this.connections.delete(conn);
+      if (uid === undefined) return;
+      const n = (this.perUser.get(uid) ?? 1) - 1;
+      if (n === 0) this.perUser.delete(uid);
+      else this.perUser.set(uid, n);
+    });
   }
 
-  /** Tells a client past the connection limit why it is turned away, then closes its socket. */
-  private refuse(socket: Socket): void {
-    this.noteRefusal();
-    const message = `the daemon serves at most ${this.options.maxConnections} clients at once and all are connected; try again later`;
+  /** Tells a client past a connection limit why it is turned away, then closes its socket. */
+  private refuse(socket: Socket, message: string, limit: string): void {
+    this.noteRefusal(limit);
     socket.on('error', () => socket.destroy());
     // Whatever the client sent is read and dropped: closing a Unix socket with unread input would
     // turn the client's read of the answer into a reset.
@@ -139,12 +160,12 @@ export class DaemonServer implements ConnectionHost {
     setTimeout(() => socket.destroy(), this.limits.closeGraceMs).unref();
   }
 
-  private noteRefusal(): void {
+  private noteRefusal(limit: string): void {
     this.refusedSinceLog++;
     const now = Date.now();
     if (now - this.lastRefusalLog < REFUSAL_LOG_INTERVAL_MS) return;
     this.log.warn({ refused: this.refusedSinceLog, maxConnections: this.options.maxConnections },
-      'refusing connections: the client limit is reached (--max-connections)');
+      `refusing connections: the client limit is reached (${limit})`);
     this.lastRefusalLog = now;
     this.refusedSinceLog = 0;
   }

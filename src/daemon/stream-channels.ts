@@ -14,7 +14,8 @@
  *    that fails the channel (a client that ignores the window cannot make the daemon buffer).
  *
  * States of a channel: open → ended (import: the client sent `end`) → closed. Closed is final: by
- * the job ending (the registry forgets the channel), by the connection closing, or by a cancel;
+ * the job ending (the registry forgets the channel), by the connection closing (except an import
+ * that has ended: all it needs has arrived, so its job reads on and commits), or by a cancel;
  * a closed channel fails the pending read or write with its error, so the job never waits forever
  * for a client that is gone. A client that shuts down its sending side can neither feed an import
  * nor acknowledge an export any more: an import it has not ended fails then, an export once it
@@ -129,6 +130,11 @@ class IncomingChannel implements InChannel {
     if (!this.ended) this.close(err);
   }
 
+  /** Everything the client will send has arrived; the job may not have read it all yet. */
+  get complete(): boolean {
+    return this.ended && this.closed === null;
+  }
+
   read(_max: number): Promise<Buffer> {
     if (this.closed) return Promise.reject(this.closed);
     return new Promise<Buffer>((resolve, reject) => {
@@ -208,10 +214,17 @@ export class StreamChannels {
     for (const ch of this.channels.values()) ch.inputEnded(err);
   }
 
-  /** The connection is gone: every channel fails, so its job ends instead of waiting. */
+  /**
+   * The connection is gone: every channel that still needs the client fails, so its job ends
+   * instead of waiting. A whole import does not need it: whether the client stayed to hear the
+   * answer or not, the same bytes arrived, and they are committed the same way.
+   */
   closeAll(err: Error): void {
     this.closedWith = err;
-    for (const id of [...this.channels.keys()]) this.drop(id, err);
+    for (const [id, ch] of [...this.channels]) {
+      if (ch instanceof IncomingChannel && ch.complete) continue;
+      this.drop(id, err);
+    }
   }
 
   private add<T extends OutgoingChannel | IncomingChannel>(id: string, ch: T): T {

@@ -132,6 +132,7 @@ interface NativeAddon {
   probeImageLocks(path: string): ImageLocks;
   holdImageLocks(path: string): { release(): void };
   openImageDir(path: string): NativeImageDir;
+  socketPeer(fd: number): SocketPeer;
 }
 
 interface NativeImageDir {
@@ -360,6 +361,24 @@ export function holdImageLocks(path: string): { release(): void } {
 }
 
 /**
+/** The other end of a connected Unix socket; see native/workers/peer_socket.h. */
+export interface SocketPeer {
+  uid: number;
+  gid: number;
+  pid: number;
+  /** It closed its end for good (as opposed to shutting down only its sending side). */
+  hungUp: boolean;
+}
+
+/** Who is at the other end of the Unix socket `fd`, and whether it is still there. */
+export function socketPeer(fd: number): SocketPeer {
+  try {
+    return nativeAddon().socketPeer(fd);
+  } catch (err) {
+    throw fromNative(err);
+  }
+}
+
  * A directory a job creates a file in, opened once without following a symlink anywhere in its
  * path: every later step (create, link, rename, unlink, fsync) goes through this descriptor, so a
  * component of the path swapped for a symlink, or the directory renamed, while the job runs cannot

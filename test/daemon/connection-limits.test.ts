@@ -8,7 +8,7 @@ import t from 'tap';
 import { DaemonClient } from '../../src/daemon/client';
 import { frame } from '../../src/daemon/protocol/frame';
 import { encodeMessage } from '../../src/daemon/protocol/messages';
-import { startFakeDaemon } from './fixtures/fake-daemon';
+import { startFakeDaemon, type FakeDaemon } from './fixtures/fake-daemon';
 import { RawClient } from './fixtures/raw-client';
 import { waitFor } from './fixtures/wait-for';
 
@@ -16,6 +16,15 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 function frames(n: number, make: (i: number) => object): Buffer {
   return Buffer.concat(Array.from({ length: n }, (_, i) => frame(encodeMessage(make(i)))));
+}
+
+/** A ready client whose request 1 (snapshot.create with wait) runs until the test finishes the job. */
+async function clientWaitingForJob(d: FakeDaemon): Promise<RawClient> {
+  await d.engine.addDisk({ path: '/fake/images/a.img', name: 'a' });
+  const c = await RawClient.ready(d.socketPath);
+  c.send({ id: 1, method: 'snapshot.create', params: { disk: 'a', wait: true } });
+  await waitFor('the job to start', () => d.engine.listJobs().length > 0);
+  return c;
 }
 
 t.test('no more than maxInFlight requests of a client run at once, however many one write holds', async (t) => {
@@ -140,18 +149,82 @@ t.test('a client that shuts down its sending side inside a frame is told so', as
   await c.waitClosed();
 });
 
-t.test('a client past maxConnections is told why and closed; a slot that frees is taken again', async (t) => {
-  const d = await startFakeDaemon({}, { maxConnections: 2 });
+const connectionLimits = [
+  { what: 'a client past maxConnections', o: { maxConnections: 2 }, message: /at most 2 clients at once/ },
+  { what: 'a user past maxConnectionsPerUser (the daemon has room for others)', o: { maxConnections: 10, maxConnectionsPerUser: 2 },
+    message: new RegExp(`at most 2 clients of one user at once and uid ${process.getuid!()} has`) },
+];
+for (const { what, o, message } of connectionLimits) {
+  t.test(`${what} is told why and closed; a slot that frees is taken again`, async (t) => {
+    const d = await startFakeDaemon({}, o);
+    t.teardown(() => d.stop());
+    const held = [await RawClient.ready(d.socketPath), await RawClient.ready(d.socketPath)];
+    t.teardown(() => held.forEach((h) => h.close()));
+    const c = await RawClient.connect(d.socketPath);
+    t.teardown(() => c.close());
+    t.match(await c.response(null), { id: null, error: { code: 'DaemonUnavailable', message } });
+    await c.waitClosed();
+    held[0]!.close();
+    await waitFor('the slot to free', () => d.server.clientCount === 1);
+    const fresh = await DaemonClient.connect({ socketPath: d.socketPath });
+    t.same(await fresh.call('disk.list'), []);
+    fresh.close();
+  });
+}
+
+t.test('a client that hangs up while its job.wait runs is dropped at once, not when the job ends', async (t) => {
+  const d = await startFakeDaemon({ pausedProbeMs: 50 });
   t.teardown(() => d.stop());
-  const held = [await RawClient.ready(d.socketPath), await RawClient.ready(d.socketPath)];
-  t.teardown(() => held.forEach((h) => h.close()));
-  const c = await RawClient.connect(d.socketPath);
+  const c = await clientWaitingForJob(d);
+  c.close();
+  await waitFor('the slot to free', () => d.server.clientCount === 0, 2000);
+  t.equal(d.engine.getJob(d.engine.lastJobId).state, 'running', 'the job the client waited for still runs');
+});
+
+t.test('a client that only shuts down its sending side is not taken for one that hung up', async (t) => {
+  const d = await startFakeDaemon({ pausedProbeMs: 20 });
+  t.teardown(() => d.stop());
+  const c = await clientWaitingForJob(d);
   t.teardown(() => c.close());
-  t.match(await c.response(null), { id: null, error: { code: 'DaemonUnavailable', message: /at most 2 clients/ } });
+  c.socket.end();
+  await sleep(300); // fifteen looks at the socket
+  t.notOk(c.closed, 'still connected');
+  d.engine.finish(d.engine.lastJobId);
+  t.match(await c.response(1), { result: { state: 'succeeded' } });
+});
+
+t.test('a client with nothing running for idleTimeoutMs is told why and disconnected', async (t) => {
+  const d = await startFakeDaemon({ idleTimeoutMs: 200 });
+  t.teardown(() => d.stop());
+  const c = await RawClient.ready(d.socketPath);
+  t.teardown(() => c.close());
+  t.match(await c.response(null, 5000), { id: null, error: { code: 'DaemonUnavailable', message: /without a request/ } });
   await c.waitClosed();
-  held[0]!.close();
-  await waitFor('the slot to free', () => d.server.clientCount === 1);
-  const fresh = await DaemonClient.connect({ socketPath: d.socketPath });
-  t.same(await fresh.call('disk.list'), []);
-  fresh.close();
+  await waitFor('the slot to free', () => d.server.clientCount === 0);
+});
+
+t.test('a client whose request runs longer than idleTimeoutMs is not idle, and is once it is answered', async (t) => {
+  const d = await startFakeDaemon({ idleTimeoutMs: 200 });
+  t.teardown(() => d.stop());
+  const c = await clientWaitingForJob(d);
+  t.teardown(() => c.close());
+  await sleep(600);
+  t.notOk(c.closed, 'still connected while the wait runs');
+  d.engine.finish(d.engine.lastJobId);
+  t.match(await c.response(1), { result: { state: 'succeeded' } });
+  t.match(await c.response(null, 5000), { error: { code: 'DaemonUnavailable' } }, 'idle from the answer on');
+});
+
+t.test('a client watching a job is not idle', async (t) => {
+  const d = await startFakeDaemon({ idleTimeoutMs: 200 });
+  t.teardown(() => d.stop());
+  const job = d.engine.startVerify();
+  const c = await RawClient.ready(d.socketPath);
+  t.teardown(() => c.close());
+  c.send({ id: 1, method: 'job.watch', params: { job: job.id } });
+  await c.response(1);
+  await sleep(600);
+  t.notOk(c.closed, 'still connected while the job it watches runs');
+  d.engine.finish(job.id);
+  t.match(await c.response(null, 5000), { error: { code: 'DaemonUnavailable' } }, 'idle once the job ended');
 });

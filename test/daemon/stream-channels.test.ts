@@ -115,3 +115,22 @@ t.test('a half-close fails an import the client has not ended, and spares one it
   whole.inputEnded(new BlocksnapError('StreamClosed', 'the client shut down its side'));
   t.match(await engine.waitJob(ended.id), { state: 'succeeded', result: { snapshotId: snapId } }, 'its end came before the half-close');
 });
+
+t.test('a connection that goes away spares an import whose end has arrived', async (t) => {
+  // A client may send a whole stream and die before it reads the answer: the bytes that arrived
+  // are the same as if it had stayed, so they are committed the same way.
+  const { engine, images, snapId } = await withSnapshot(t);
+  await finished(engine, engine.offsite.streams.startExport(snapId, join(images, 'one.bsnap')));
+  const bytes = readFileSync(join(images, 'one.bsnap'));
+  await engine.deleteSnapshot(snapId);
+  const channels = new StreamChannels(() => undefined);
+  const job = engine.offsite.streams.startImport(channels.openIn('s'), 'vm');
+  const last = Math.floor((bytes.length - 1) / STREAM_CHUNK_BYTES) * STREAM_CHUNK_BYTES;
+  for (let off = 0; off < last; off += STREAM_CHUNK_BYTES) await channels.data('s', bytes.subarray(off, off + STREAM_CHUNK_BYTES), false);
+  // The last chunk and the end are queued, not yet taken by the job, when the connection goes.
+  const queued = channels.data('s', bytes.subarray(last), true);
+  channels.closeAll(new BlocksnapError('StreamClosed', 'the client disconnected'));
+  t.match(await engine.waitJob(job.id), { state: 'succeeded', result: { snapshotId: snapId } });
+  await queued;
+  t.throws(() => channels.openIn('later'), { code: 'StreamClosed' }, 'no channel opens on a closed connection');
+});

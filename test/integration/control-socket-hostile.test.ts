@@ -123,3 +123,16 @@ t.test('a client past --max-connections is told why', async (t) => {
   t.match(r.stderr, /the daemon serves at most 2 clients at once and all are connected; try again later \[DaemonUnavailable\]/);
   await d.waitForLog(/refusing connections: the client limit is reached/);
 });
+
+t.test('a user past --max-connections-per-user is told why, and an idle client is closed after --idle-timeout', async (t) => {
+  const d = await freshDaemon(t, ['--max-connections-per-user', '2', '--idle-timeout', '1']);
+  const held = [await RawClient.ready(d.socketPath), await RawClient.ready(d.socketPath)];
+  t.teardown(() => held.forEach((c) => c.close()));
+  const r = await d.cli('disk', 'list');
+  t.equal(r.code, 1);
+  t.match(r.stderr, /at most 2 clients of one user at once and uid \d+ has that many connected.*\[DaemonUnavailable\]/);
+  await d.waitForLog(/refusing connections: the client limit is reached \(--max-connections-per-user\)/);
+  // Both held clients do nothing: the idle timeout gives their slots back.
+  for (const c of held) await c.waitClosed(5000);
+  t.same(await d.json('disk', 'list'), [], 'served once the idle clients are gone');
+});

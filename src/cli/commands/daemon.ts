@@ -10,6 +10,11 @@ function positiveInt(value: string): number {
   return Number(value);
 }
 
+function nonNegativeInt(value: string): number {
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) throw new InvalidArgumentError('must be a whole number');
+  return Number(value);
+}
+
 function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
@@ -28,6 +33,8 @@ export function registerDaemon(program: Command): void {
     .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(LOG_LEVELS as unknown as string[]))
     .option('--max-frame-bytes <n>', 'largest request frame accepted (default: 1048576)', positiveInt)
     .option('--max-connections <n>', 'most clients at once (default: 1024)', positiveInt)
+    .option('--max-connections-per-user <n>', 'most clients of one user (peer uid) at once (default: 256, at most --max-connections)', positiveInt)
+    .option('--idle-timeout <seconds>', 'disconnect a client with no request running and no job watched for this long; 0: never (default: 900)', nonNegativeInt)
     .option('--manual-snapshot-quota <n>', 'manual snapshots per disk (default: 256)', positiveInt)
     .option('--auto-snapshot-quota <n>', 'automatic snapshots per disk; over it the oldest automatic one goes (default: 256)', positiveInt)
     .addHelpText('after', examples([
