@@ -69,6 +69,25 @@ ImageFile open_image_for_read(const std::string& path) {
   return finish_open(std::move(fd), path);
 }
 
+ImageFile open_image_in(int dir_fd, const std::string& name, const std::string& path) {
+  int raw;
+  do raw = ::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+  while (raw < 0 && errno == EINTR);
+  UniqueFd fd(raw);
+  if (!fd) {
+    const int err = errno;
+    if (err != ELOOP && err != ENXIO) throw Error::image(err, "open", path);
+    // ENXIO: a socket, which cannot be opened at all.
+    Error e(ErrorCode::NotAnImage, err == ELOOP ? path + " is a symlink (a symlink was swapped into the path after it was checked); refusing it"
+                                                : path + " is not a regular file");
+    e.path = path;
+    e.sys_errno = err;
+    e.syscall = "openat";
+    throw e;
+  }
+  return finish_open(std::move(fd), path);
+}
+
 UniqueFd open_image_dir(const std::string& dir) {
   const int flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
   if (dir.empty() || dir[0] != '/') {

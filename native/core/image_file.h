@@ -35,6 +35,13 @@ ImageFile open_image_for_read(const std::string& path);
 // symlink swapped in after that check is refused (NotAnImage) instead of read.
 ImageFile open_image_checked(const std::string& path);
 
+// Read-only, for a file a client named that the daemon reads (a stream to import): `name`, one
+// component, in `dir_fd`, a directory opened by open_image_dir, so that no symlink anywhere on the
+// checked path is followed. O_NONBLOCK, because a FIFO swapped in after the check would otherwise
+// block the open until some writer came. Anything but a regular file is NotAnImage; `path` is for
+// messages only.
+ImageFile open_image_in(int dir_fd, const std::string& name, const std::string& path);
+
 // Read-write, for apply. `create` makes a new 0600 file and fails FileExists if the path exists;
 // otherwise the file must already exist. Never goes through a symlink (the last component by
 // O_NOFOLLOW, the directories of an absolute path by comparing what was opened with the path),

@@ -22,6 +22,8 @@ class UniqueFd {
   UniqueFd& operator=(const UniqueFd&) = delete;
 
   int get() const noexcept { return fd_; }
+  // Hands the descriptor to an owner outside C++ (JS closes it).
+  [[nodiscard]] int release() noexcept { return std::exchange(fd_, -1); }
   explicit operator bool() const noexcept { return fd_ >= 0; }
   void reset(int fd = -1) noexcept {
     if (fd_ >= 0) ::close(fd_);

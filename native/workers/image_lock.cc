@@ -84,6 +84,15 @@ Napi::Value open_image_dir(const Napi::CallbackInfo& info) {
     if (fd < 0) throw to_js_error(info.Env(), Error::image(errno, "open", where(name)));
     return Napi::Number::New(info.Env(), fd);
   }, "createFile"));
+  h.Set("openFile", Napi::Function::New(env, [dir, where](const Napi::CallbackInfo& info) -> Napi::Value {
+    const std::string name = entry_name(info, 0);
+    try {
+      ImageFile f = open_image_in(dir->get(), name, where(name));
+      return Napi::Number::New(info.Env(), f.fd.release());
+    } catch (const Error& e) {
+      throw to_js_error(info.Env(), e);
+    }
+  }, "openFile"));
   h.Set("sync", Napi::Function::New(env, [dir, path](const Napi::CallbackInfo& info) {
     if (::fsync(dir->get()) != 0) throw to_js_error(info.Env(), Error::system(errno, "fsync", path));
   }, "sync"));

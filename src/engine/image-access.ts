@@ -5,22 +5,36 @@
  * answer is read from the file when asked, because all of it can change between two jobs.
  */
 import { createHash } from 'node:crypto';
-import { accessSync, closeSync, constants, openSync, readSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, fstatSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import { probeImageLocks, qcow2Info, type ImageLocks, type Qcow2Info } from '../native';
-import { resolveExistingImage } from './paths';
+import { openCheckedFile, resolveExistingImage } from './paths';
 import type { DiskFormat, ImageFormat, SnapshotConsistency } from './types';
 
 const QCOW2_MAGIC = Buffer.from([0x51, 0x46, 0x49, 0xfb]);
 
-/** qcow2 when the file starts with QEMU's magic, raw otherwise. */
+/**
+ * qcow2 when the file starts with QEMU's magic, raw otherwise. `path` is a checked real path,
+ * opened without following a symlink (openCheckedFile): this runs on the daemon's only thread,
+ * where a FIFO swapped in after the check would have blocked the open, and every client, forever.
+ */
 export function detectFormat(path: string): ImageFormat {
-  const fd = openSync(path, 'r');
+  const { fd } = openCheckedFile(path);
   try {
     const head = Buffer.alloc(4);
     const n = readSync(fd, head, 0, 4, 0);
     return n === 4 && head.equals(QCOW2_MAGIC) ? 'qcow2' : 'raw';
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The size of the regular file at the checked real path `path`, never through a symlink. */
+function rawSize(path: string): number {
+  const { fd } = openCheckedFile(path);
+  try {
+    return fstatSync(fd).size;
   } finally {
     closeSync(fd);
   }
@@ -39,7 +53,7 @@ export interface ImageFacts {
  * backing file name is as much a client-supplied path as the image's.
  */
 export function inspectImage(path: string, format: ImageFormat, roots: string[]): ImageFacts {
-  if (format === 'raw') return { sizeBytes: statSync(path).size, qcow2: null };
+  if (format === 'raw') return { sizeBytes: rawSize(path), qcow2: null };
   const info = qcow2Info(path);
   for (const link of info.chain.slice(1)) {
     try {

@@ -3,11 +3,18 @@
  * client names is resolved (realpath: symlinks and '..' gone) and must lie inside a configured
  * root. New files are created with O_EXCL|O_NOFOLLOW in their directory opened without following
  * any symlink (partial-files.ts), so a symlink planted at the target, or swapped in for one of its
- * directories, between this check and the create cannot redirect the write.
+ * directories, between this check and the create cannot redirect the write. Files the daemon
+ * reads itself for a client (a stream to import, an image's format and size when it is
+ * registered) are opened the same way (openCheckedFile): by path, even with O_NOFOLLOW, a
+ * directory swapped for a symlink after the check would have the daemon read, with its own
+ * rights, a file the client may not.
  */
-import { lstatSync, realpathSync, statSync } from 'node:fs';
+import { close, fstat, lstatSync, read, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, sep } from 'node:path';
-import { BlocksnapError, errnoToCode } from '../errors';
+import { promisify } from 'node:util';
+import { BlocksnapError, errnoToCode, toBlocksnapError } from '../errors';
+import { openImageDir } from '../native';
+import type { ReadableFile } from '../stream/byte-io';
 
 export function resolveRoots(roots: string[]): string[] {
   return roots.map((r) => {
@@ -87,6 +94,41 @@ export function resolveExistingImage(p: unknown, roots: string[]): string {
   const st = lstatSync(real);
   if (!st.isFile()) throw new BlocksnapError('NotAnImage', `${path} is not a regular file`, { path });
   return real;
+}
+
+/** A client's file open read-only; its owner closes it. */
+export interface CheckedFile extends ReadableFile {
+  readonly fd: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens `real` (what resolveExistingImage returned) for reading without following a symlink in
+ * any component, and only if it is a regular file, without blocking on a FIFO: the path was
+ * checked earlier, and whoever can write inside a root can change what it leads to since.
+ * NotAnImage when it now leads through a symlink or to something else than a regular file,
+ * ImageNotFound when it is gone; `path`, as the client gave it, is for messages.
+ */
+export function openCheckedFile(real: string, path: string = real): CheckedFile {
+  let fd: number;
+  try {
+    const dir = openImageDir(dirname(real));
+    try {
+      fd = dir.openFile(basename(real));
+    } finally {
+      dir.release();
+    }
+  } catch (err) {
+    const e = toBlocksnapError(err);
+    if (e.code === 'ImageNotFound') throw new BlocksnapError('ImageNotFound', `${path} was removed or moved after it was checked`, { path });
+    throw e;
+  }
+  return {
+    fd,
+    stat: async () => ({ size: (await promisify(fstat)(fd)).size }),
+    read: async (buffer, offset, length, position) => ({ bytesRead: (await promisify(read)(fd, buffer, offset, length, position)).bytesRead }),
+    close: () => promisify(close)(fd),
+  };
 }
 
 /** A file to be created inside a root: its parent must exist; the file must not. Returns the real target path. */

@@ -5,8 +5,9 @@
  *
  * The daemon reads and writes the stream files itself, at paths checked against the image roots
  * like clone targets: the daemon usually runs as root and its socket users do not, so it opens
- * only what they could name as an image, creates with O_EXCL|O_NOFOLLOW, never overwrites. The
- * file then travels by any means (scp, rsync, a USB disk).
+ * only what they could name as an image, and never through a symlink (openCheckedFile to read,
+ * partial-files.ts to write), creates with O_EXCL, never overwrites. The file then travels by any
+ * means (scp, rsync, a USB disk).
  *
  * Either end may instead be a channel through the daemon's socket to the client's stdin or stdout
  * (src/daemon/stream-channels.ts): the same bytes, written and read by the same code.
@@ -17,8 +18,6 @@
  * a snapshot running meanwhile may have found them and will reference them, so they go on the
  * free list and the sweeper unlinks them once no snapshot is writing.
  */
-import { constants, lstatSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { BlocksnapError } from '../errors';
 import { readView } from '../catalog/block-map';
 import type { SnapshotRecord } from '../catalog/records';
@@ -31,7 +30,7 @@ import { newId } from './ids';
 import { checkImportable, commitImported, syncFoundBlocks } from './import-commit';
 import type { OffsiteInternals } from './offsite-internals';
 import type { ExportResult, ImportResult } from './offsite-types';
-import { resolveExistingImage, resolveNewFile } from './paths';
+import { openCheckedFile, resolveExistingImage, resolveNewFile, type CheckedFile } from './paths';
 import { writePartial } from './partial-files';
 import type { Job } from './types';
 
@@ -129,17 +128,20 @@ export class SnapshotStreams {
   /** Imports from a stream file at `from` (inside an image root), or from a channel. */
   startImport(from: string | InChannel, diskRef: string): Job {
     this.x.assertOpen();
+    // Checked (inside a root, a regular file) here, opened in the job: see openCheckedFile for
+    // what may have changed in between.
     const source = typeof from === 'string' ? resolveExistingImage(from, this.x.imageRoots) : null;
-    if (source !== null && !lstatSync(source).isFile()) throw new BlocksnapError('NotAnImage', `${source} is not a regular file`);
     const disk = this.x.resolveDisk(diskRef);
     const jobId = newId('j');
     const release = this.x.diskLocks.acquire(disk.id, jobId);
     try {
       return this.x.jobs.start(jobId, 'import', { diskId: disk.id, snapshotId: null, target: source }, async (ctl): Promise<ImportResult> => {
-        const file = source === null ? null : await open(source, constants.O_RDONLY | constants.O_NOFOLLOW);
+        let file: CheckedFile | null = null;
         const stopOnCancel = (): void => { if (typeof from !== 'string') from.close(new BlocksnapError('Cancelled', 'import cancelled')); };
         ctl.signal.addEventListener('abort', stopOnCancel);
         try {
+          // Inside the try: a failed open must release the disk lock too.
+          file = source === null ? null : openCheckedFile(source, from as string);
           const size = file ? (await file.stat()).size : null;
           const r = new StreamReader(file ? fileSource(file) : (from as InChannel));
           const progress = (): void => ctl.progress(r.bytesRead, size ?? r.bytesRead);

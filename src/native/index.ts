@@ -141,6 +141,7 @@ interface NativeImageDir {
   rename(from: string, to: string, replace: boolean): void;
   unlink(name: string): boolean;
   createFile(name: string): number;
+  openFile(name: string): number;
   sync(): void;
   release(): void;
 }
@@ -360,7 +361,6 @@ export function holdImageLocks(path: string): { release(): void } {
   }
 }
 
-/**
 /** The other end of a connected Unix socket; see native/workers/peer_socket.h. */
 export interface SocketPeer {
   uid: number;
@@ -379,6 +379,7 @@ export function socketPeer(fd: number): SocketPeer {
   }
 }
 
+/**
  * A directory a job creates a file in, opened once without following a symlink anywhere in its
  * path: every later step (create, link, rename, unlink, fsync) goes through this descriptor, so a
  * component of the path swapped for a symlink, or the directory renamed, while the job runs cannot
@@ -396,6 +397,11 @@ export interface ImageDir {
   unlink(name: string): boolean;
   /** A new 0600 file (O_EXCL, O_NOFOLLOW), open for writing; the caller closes the descriptor. */
   createFile(name: string): number;
+  /**
+   * An existing regular file, open read-only (O_NOFOLLOW; a FIFO does not block the open, it is
+   * refused like any other non-regular file: NotAnImage); the caller closes the descriptor.
+   */
+  openFile(name: string): number;
   /** Makes the directory's entries durable. */
   sync(): void;
   release(): void;
@@ -422,6 +428,7 @@ export function openImageDir(path: string): ImageDir {
     rename: wrap((from: string, to: string, replace = false) => d.rename(from, to, replace)),
     unlink: wrap((name: string) => d.unlink(name)),
     createFile: wrap((name: string) => d.createFile(name)),
+    openFile: wrap((name: string) => d.openFile(name)),
     sync: wrap(() => d.sync()),
     release: () => d.release(),
   };

@@ -3,7 +3,6 @@
  * and read through these two interfaces only, so a stream file and a stream piped through the
  * daemon's socket (src/daemon/stream-channels.ts) are the same bytes by construction.
  */
-import type { FileHandle } from 'node:fs/promises';
 import { BlocksnapError } from '../errors';
 
 /** Takes bytes in order; `write` resolves once the bytes are handed on (and may wait for room). */
@@ -34,12 +33,18 @@ export function fileSink(file: WritableFile): ByteSink {
   };
 }
 
+/** What fileSource needs of a file: its size and positioned reads (a FileHandle has them). */
+export interface ReadableFile {
+  stat(): Promise<{ size: number }>;
+  read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+}
+
 /**
  * Reads sequentially from a file from offset 0. A read asks for no more than the file has left
  * (its size taken once, at the first read), so a stream header claiming a huge map or block
  * cannot make the reader allocate beyond the file's own size.
  */
-export function fileSource(file: FileHandle): ByteSource {
+export function fileSource(file: ReadableFile): ByteSource {
   let offset = 0;
   let size: number | null = null;
   return {
