@@ -40,7 +40,8 @@ struct Qcow2ImageOptions {
   std::string backing_file;      // stored as given; empty for none
   std::string backing_format;    // "raw" or "qcow2" (written as the backing format extension)
   // Rollback: once complete, image_path is renamed over this path. Both files carry QEMU's locks
-  // meanwhile, and the new file takes the replaced file's owner, group and mode.
+  // meanwhile, and the new file takes the replaced file's owner, group, mode and extended
+  // attributes (one it cannot set refuses the rollback; see qcow2_writer.cc).
   std::string replace;
   // Bytes a thread reads from a source at a time (a power of two, 4 KiB to 64 MiB; raised to the
   // cluster size when smaller). write_qcow2_image reads whole store blocks instead.

@@ -13,6 +13,7 @@
 #include "formats/qcow2_writer.h"
 #include "io/qemu_lock.h"
 #include "tests/harness.h"
+#include "tests/stored_blocks.h"
 #include "tests/temp_dir.h"
 
 using namespace blocksnap;
@@ -25,15 +26,7 @@ constexpr uint64_t kBlock = 64 * 1024;
 // A store holding `blocks` (empty = ZERO) and the digest array describing them.
 std::vector<uint8_t> store_blocks(const std::string& store, const std::vector<std::vector<uint8_t>>& blocks) {
   BlockWriter w(store);
-  std::vector<uint8_t> digests;
-  for (const auto& b : blocks) {
-    Digest d{};
-    if (!b.empty()) {
-      d = sha256(b.data(), b.size());
-      w.put(d, b.data(), b.size());
-    }
-    digests.insert(digests.end(), d.begin(), d.end());
-  }
+  std::vector<uint8_t> digests = put_blocks(w, blocks);
   w.sync();
   return digests;
 }

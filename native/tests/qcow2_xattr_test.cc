@@ -1,0 +1,378 @@
+// A qcow2 rollback renames a new image over the disk: the extended attributes of the old one
+// (labels, ACLs, trusted.* and user.*) must be on the new one, or the rollback must be refused
+// with the old image left in place. Real files, real attributes.
+#include <linux/capability.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <filesystem>
+#include <initializer_list>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "core/block_writer.h"
+#include "core/digest.h"
+#include "formats/block_source.h"
+#include "formats/qcow2_reader.h"
+#include "formats/qcow2_writer.h"
+#include "tests/harness.h"
+#include "tests/stored_blocks.h"
+#include "tests/temp_dir.h"
+
+using namespace blocksnap;
+using namespace testing_support;
+
+namespace {
+
+constexpr uint64_t kBlock = 64 * 1024;
+
+// A scratch directory under `base`, removed with everything in it. (TempDir always uses TMPDIR;
+// these tests may need a filesystem that holds larger attributes.)
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& base) {
+    std::string tmpl = base + "/blocksnap-xattr-test-XXXXXX";
+    if (::mkdtemp(tmpl.data())) path_ = tmpl;
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  bool ok() const { return !path_.empty(); }
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+std::string tmp_base() {
+  const char* base = std::getenv("TMPDIR");
+  return base && *base ? base : "/tmp";
+}
+
+// Two snapshots' worth of blocks in a store under `dir`: the disk's content now, and the one the
+// rollback goes back to.
+struct Store {
+  std::string dir;
+  std::vector<uint8_t> now, then;
+};
+
+Store make_store(const std::string& dir) {
+  std::filesystem::create_directory(dir);
+  BlockWriter w(dir);
+  Store s{dir, put_blocks(w, {pattern(kBlock, 1), pattern(kBlock, 2), {}}), put_blocks(w, {{}, pattern(kBlock, 3), pattern(kBlock, 4)})};
+  w.sync();
+  return s;
+}
+
+void write_image(const Store& store, const std::string& path, const std::vector<uint8_t>& digests,
+                 const std::string& replace = "") {
+  Qcow2WriteParams p;
+  p.image_path = path;
+  p.replace = replace;
+  p.store_dir = store.dir;
+  p.block_size = kBlock;
+  p.size_bytes = 3 * kBlock;
+  p.digests = digests;
+  JobControl control;
+  write_qcow2_image(p, control, nullptr);
+}
+
+// The rollback of `image` to the store's `then` content, through the writer that replaces it.
+void roll_back(const Store& store, const std::string& dir, const std::string& name) {
+  write_image(store, dir + "/." + name + ".blocksnap-rollback", store.then, dir + "/" + name);
+}
+
+std::vector<uint8_t> content(const std::string& image) {
+  auto src = open_qcow2_source(image);
+  std::vector<uint8_t> out(src->size());
+  const SourceRead r = src->read(0, out.size(), out.data());
+  if (r.zero) std::fill(out.begin(), out.end(), 0);
+  return out;
+}
+
+std::vector<uint8_t> expected_then() {
+  std::vector<uint8_t> out(kBlock, 0);
+  for (uint8_t seed : {3, 4}) {
+    const auto b = pattern(kBlock, seed);
+    out.insert(out.end(), b.begin(), b.end());
+  }
+  return out;
+}
+
+struct stat stat_of(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) throw std::runtime_error("lstat " + path);
+  return st;
+}
+
+// 0, or the errno of the failed setxattr.
+int set_attr(const std::string& path, const std::string& name, const std::string& value) {
+  return ::lsetxattr(path.c_str(), name.c_str(), value.data(), value.size(), 0) == 0 ? 0 : errno;
+}
+
+std::optional<std::string> get_attr(const std::string& path, const std::string& name) {
+  const ssize_t n = ::lgetxattr(path.c_str(), name.c_str(), nullptr, 0);
+  if (n < 0) return std::nullopt;
+  std::string v(static_cast<size_t>(n), '\0');
+  const ssize_t m = ::lgetxattr(path.c_str(), name.c_str(), v.data(), v.size());
+  if (m < 0) return std::nullopt;
+  v.resize(static_cast<size_t>(m));
+  return v;
+}
+
+std::map<std::string, std::string> all_attrs(const std::string& path) {
+  std::map<std::string, std::string> out;
+  const ssize_t n = ::llistxattr(path.c_str(), nullptr, 0);
+  if (n <= 0) return out;
+  std::string names(static_cast<size_t>(n), '\0');
+  const ssize_t m = ::llistxattr(path.c_str(), names.data(), names.size());
+  for (size_t at = 0; m > 0 && at < static_cast<size_t>(m);) {
+    const std::string name(names.c_str() + at);
+    at += name.size() + 1;
+    if (auto v = get_attr(path, name)) out[name] = *v;
+  }
+  return out;
+}
+
+// The binary form the kernel takes for system.posix_acl_access/default: version 2, then
+// {tag, perm, id} little endian, sorted by tag.
+std::string acl(std::initializer_list<std::tuple<uint16_t, uint16_t, uint32_t>> entries) {
+  std::string out;
+  auto le = [&](uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  };
+  le(2, 4);
+  for (const auto& [tag, perm, id] : entries) le(tag, 2), le(perm, 2), le(id, 4);
+  return out;
+}
+constexpr uint16_t kUserObj = 0x01, kUser = 0x02, kGroupObj = 0x04, kMask = 0x10, kOther = 0x20;
+constexpr uint32_t kNoId = 0xffffffff, kNobody = 65534;
+
+// Runs fn on a thread of its own without the capabilities `drop` in its effective set: capset(2)
+// changes the calling thread only (the writer's threads inherit it), so the rest of the test
+// process keeps them. A daemon not running as root lacks all of them.
+template <typename Fn>
+void without_capabilities(std::initializer_list<int> drop, Fn fn) {
+  std::exception_ptr err;
+  std::thread t([&] {
+    try {
+      __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+      __user_cap_data_struct data[2]{};
+      if (::syscall(SYS_capget, &hdr, data) != 0) throw std::runtime_error("capget failed");
+      for (int c : drop) data[c / 32].effective &= ~(1u << (c % 32));
+      if (::syscall(SYS_capset, &hdr, data) != 0) throw std::runtime_error("capset failed");
+      fn();
+    } catch (...) {
+      err = std::current_exception();
+    }
+  });
+  t.join();
+  if (err) std::rethrow_exception(err);
+}
+
+void note(const char* test, const std::string& what) { std::printf("  note (%s): %s\n", test, what.c_str()); }
+
+}  // namespace
+
+// The writer reads names and values into a 256-byte buffer first and grows it on ERANGE: here
+// the name list is several KiB and one value over 4 KiB (with NUL bytes in it), so both grow.
+TEST(qcow2_rollback_carries_every_extended_attribute_to_the_new_image) {
+  struct Plan {
+    size_t large, count;
+  };
+  // ext4 without ea_inode keeps at most one 4 KiB block of attributes per file, tmpfs none
+  // before Linux 6.6: the first plan that some filesystem here holds is used.
+  const Plan plans[] = {{16384, 150}, {2048, 20}, {1024, 12}};
+  const std::vector<std::string> bases = {tmp_base(), "/dev/shm"};
+  std::string large_value;
+  for (size_t i = 0; i < plans[0].large; ++i) large_value.push_back(static_cast<char>(i * 7 % 251));
+  auto name_of = [](size_t i) {
+    char name[96];
+    std::snprintf(name, sizeof name, "user.blocksnap-test.attribute-with-a-long-name-%03zu", i);
+    return std::string(name);
+  };
+
+  for (const Plan& plan : plans) {
+    for (const std::string& base : bases) {
+      ScratchDir dir(base);
+      if (!dir.ok()) continue;
+      const Store store = make_store(dir / "store");
+      const std::string img = dir / "disk.qcow2";
+      write_image(store, img, store.now);
+      const std::string large = large_value.substr(0, plan.large);
+      bool fits = set_attr(img, "user.blocksnap-test.large", large) == 0;
+      for (size_t i = 0; fits && i < plan.count; ++i) fits = set_attr(img, name_of(i), "value " + std::to_string(i)) == 0;
+      if (!fits) continue;
+      if (&plan != &plans[0])
+        note("carries_every_extended_attribute", "no filesystem here holds " + std::to_string(plans[0].large) +
+                                                     "-byte attribute values; checked " + std::to_string(plan.large) +
+                                                     " bytes and " + std::to_string(plan.count) + " names in " + base);
+      // An ACL admitting one more user, set on a mode it then changes (0640 → 0660: the mask).
+      REQUIRE(::chmod(img.c_str(), 0640) == 0);
+      const std::string access = acl({{kUserObj, 6, kNoId}, {kUser, 4, kNobody}, {kGroupObj, 4, kNoId}, {kMask, 6, kNoId}, {kOther, 0, kNoId}});
+      const int acl_err = set_attr(img, "system.posix_acl_access", access);
+      if (acl_err != 0) note("carries_every_extended_attribute", base + " takes no POSIX ACL: " + describe_errno(acl_err));
+      // trusted.* only as root (CAP_SYS_ADMIN); a daemon not running as root never sees them.
+      const int trusted_err = set_attr(img, "trusted.blocksnap-test", std::string("t\0rusted", 8));
+      if (trusted_err != 0) note("carries_every_extended_attribute", "trusted.* not checked: " + describe_errno(trusted_err));
+
+      const struct stat before = stat_of(img);
+      const auto attrs_before = all_attrs(img);
+      REQUIRE(attrs_before.size() >= plan.count + 1);
+      size_t list_bytes = 0;
+      for (const auto& [name, value] : attrs_before) list_bytes += name.size() + 1;
+      CHECK(list_bytes > 256);
+
+      roll_back(store, dir.path(), "disk.qcow2");
+
+      const struct stat after = stat_of(img);
+      CHECK(after.st_ino != before.st_ino);  // a new file was renamed over the image
+      CHECK(content(img) == expected_then());
+      const auto attrs_after = all_attrs(img);
+      CHECK_EQ(attrs_after.size(), attrs_before.size());
+      std::string lacking, differing;
+      for (const auto& [name, value] : attrs_before) {
+        const auto it = attrs_after.find(name);
+        if (it == attrs_after.end()) lacking += " " + name;
+        else if (it->second != value) differing += " " + name;
+      }
+      if (!lacking.empty()) ::harness::fail(__FILE__, __LINE__, "the new image lacks" + lacking.substr(0, 300));
+      if (!differing.empty()) ::harness::fail(__FILE__, __LINE__, "the new image has other values of" + differing.substr(0, 300));
+      CHECK_EQ(get_attr(img, "user.blocksnap-test.large").value_or("").size(), plan.large);
+      if (acl_err == 0) CHECK_EQ(before.st_mode & 07777, 0660u);
+      CHECK_EQ(after.st_mode & 07777, before.st_mode & 07777);
+      CHECK_EQ(after.st_uid, before.st_uid);
+      CHECK_EQ(after.st_gid, before.st_gid);
+      CHECK(!std::filesystem::exists(dir / ".disk.qcow2.blocksnap-rollback"));
+      return;
+    }
+  }
+  ::harness::fail(__FILE__, __LINE__, "no filesystem under TMPDIR or /dev/shm holds user.* extended attributes");
+}
+
+// A default ACL on the directory gives every file created there an access ACL; the old image,
+// made before it, has none, and neither may the image that replaces it.
+TEST(qcow2_rollback_drops_the_acl_a_default_acl_gave_the_new_image) {
+  TempDir dir;
+  const Store store = make_store(dir / "store");
+  const std::string img = dir / "disk.qcow2";
+  write_image(store, img, store.now);
+  REQUIRE(::chmod(img.c_str(), 0640) == 0);
+  const std::string def = acl({{kUserObj, 7, kNoId}, {kUser, 6, kNobody}, {kGroupObj, 4, kNoId}, {kMask, 6, kNoId}, {kOther, 0, kNoId}});
+  const int err = set_attr(dir.path(), "system.posix_acl_default", def);
+  if (err != 0) {
+    note("drops_the_acl_a_default_acl_gave", "skipped: " + dir.path() + " takes no default ACL: " + describe_errno(err));
+    return;
+  }
+  CHECK(!get_attr(img, "system.posix_acl_access"));
+
+  roll_back(store, dir.path(), "disk.qcow2");
+
+  CHECK(content(img) == expected_then());
+  const auto inherited = get_attr(img, "system.posix_acl_access");
+  CHECK(!inherited);
+  CHECK_EQ(stat_of(img).st_mode & 07777, 0640u);
+}
+
+// What the rollback cannot give the new image, it refuses before the rename: the old image stays
+// as it was, attributes and all, and the new file is gone. security.* other than an LSM's own
+// label need CAP_SYS_ADMIN to set, which a daemon not running as root lacks.
+TEST(qcow2_rollback_refuses_when_an_attribute_cannot_be_set_and_leaves_the_image) {
+  TempDir dir;
+  const Store store = make_store(dir / "store");
+  const std::string img = dir / "disk.qcow2";
+  write_image(store, img, store.now);
+  const int err = set_attr(img, "security.blocksnap-test", "label");
+  if (err != 0) {
+    note("refuses_when_an_attribute_cannot_be_set", "skipped: setting a security.* attribute needs root: " + describe_errno(err));
+    return;
+  }
+  REQUIRE(set_attr(img, "user.blocksnap-test", "kept") == 0);
+  const struct stat before = stat_of(img);
+  const std::vector<uint8_t> bytes = read_file(img);
+
+  without_capabilities({CAP_SYS_ADMIN}, [&] {
+    try {
+      roll_back(store, dir.path(), "disk.qcow2");
+      ::harness::fail(__FILE__, __LINE__, "the rollback succeeded without the security.* attribute");
+    } catch (const Error& e) {
+      CHECK(e.code() == ErrorCode::PermissionDenied);
+      CHECK(std::string(e.what()).find("security.blocksnap-test") != std::string::npos);
+      CHECK_EQ(e.path, img);
+    }
+  });
+
+  const struct stat after = stat_of(img);
+  CHECK_EQ(after.st_ino, before.st_ino);
+  CHECK(read_file(img) == bytes);
+  CHECK(get_attr(img, "security.blocksnap-test") == std::optional<std::string>("label"));
+  CHECK(get_attr(img, "user.blocksnap-test") == std::optional<std::string>("kept"));
+  CHECK(!std::filesystem::exists(dir / ".disk.qcow2.blocksnap-rollback"));
+}
+
+// A daemon not running as root owns the new file (it may not give it away) and needs write
+// permission on it to set user.* attributes; the old image's mode (0440 here: the daemon wrote
+// it through its group, say) may not grant it, so those attributes go on before the mode.
+TEST(qcow2_rollback_sets_user_attributes_before_a_mode_that_forbids_them) {
+  TempDir dir;
+  const Store store = make_store(dir / "store");
+  const std::string img = dir / "disk.qcow2";
+  write_image(store, img, store.now);
+  const int err = set_attr(img, "user.blocksnap-test", "kept");
+  if (err != 0) {
+    note("sets_user_attributes_before_a_mode", "skipped: " + dir.path() + " takes no user.* attributes: " + describe_errno(err));
+    return;
+  }
+  REQUIRE(::chmod(img.c_str(), 0440) == 0);
+
+  without_capabilities({CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER}, [&] { roll_back(store, dir.path(), "disk.qcow2"); });
+
+  CHECK(content(img) == expected_then());
+  CHECK(get_attr(img, "user.blocksnap-test") == std::optional<std::string>("kept"));
+  CHECK_EQ(stat_of(img).st_mode & 07777, 0440u);
+}
+
+// A daemon not running as root cannot give the new file the old one's owner, but keeps its group
+// when it is a member: how such a daemon usually shares images with QEMU. Here the thread is a
+// member of group 4242 only through its own supplementary list and lacks CAP_CHOWN.
+TEST(qcow2_rollback_keeps_the_group_when_the_owner_cannot_be_kept) {
+  if (::geteuid() != 0) {
+    note("keeps_the_group", "skipped: making the image another user's needs root");
+    return;
+  }
+  constexpr gid_t kGroup = 4242;
+  TempDir dir;
+  const Store store = make_store(dir / "store");
+  const std::string img = dir / "disk.qcow2";
+  write_image(store, img, store.now);
+  REQUIRE(::chown(img.c_str(), 65534, kGroup) == 0);
+  REQUIRE(::chmod(img.c_str(), 0660) == 0);
+
+  without_capabilities({CAP_CHOWN}, [&] {
+    // The raw call changes this thread's groups only (glibc's wrapper would change every thread's).
+    const gid_t groups[] = {kGroup};
+    REQUIRE(::syscall(SYS_setgroups, 1, groups) == 0);
+    roll_back(store, dir.path(), "disk.qcow2");
+  });
+
+  const struct stat st = stat_of(img);
+  CHECK(content(img) == expected_then());
+  CHECK_EQ(st.st_gid, kGroup);
+  CHECK_EQ(st.st_uid, 0u);
+  CHECK_EQ(st.st_mode & 07777, 0660u);
+}
