@@ -1,6 +1,6 @@
 /** Human-readable output of the remote, replication and stream commands (--json prints the objects). */
 import type {
-  ExportResult, ImportResult, Remote, RemoteCheck, RemoteGcResult, RemoteSnapshot, ReplicateResult, RestoreResult,
+  ExportResult, ImportResult, Remote, RemoteCheck, RemoteGcResult, RemoteSnapshotEntry, ReplicateResult, RestoreResult,
 } from '../engine/offsite-types';
 import { count, details, formatBytes, table } from './format';
 
@@ -25,17 +25,27 @@ export function remoteCheckView(c: RemoteCheck): string {
   return `Remote ${c.name} is reachable and ${c.bucket} is writable (probe round trip ${c.latencyMs} ms).`;
 }
 
-export function remoteSnapshotTable(snaps: RemoteSnapshot[]): string {
+/** The snapshots on `remote`; damaged manifests as rows of their own, explained below the table. */
+export function remoteSnapshotTable(snaps: RemoteSnapshotEntry[], remote: string): string {
   if (snaps.length === 0) return 'No snapshots on this remote.';
-  return table(snaps, [
+  const rows = table(snaps, [
     { header: 'id', value: (s) => s.id },
-    { header: 'disk', value: (s) => s.diskName },
-    { header: 'name', value: (s) => s.name },
-    { header: 'created', value: (s) => s.createdAt },
-    { header: 'size', value: (s) => formatBytes(s.sizeBytes), align: 'right' },
-    { header: 'data', value: (s) => formatBytes(s.logicalBytes), align: 'right' },
-    { header: 'from host', value: (s) => s.host },
+    { header: 'disk', value: (s) => s.diskName ?? s.diskId },
+    { header: 'name', value: (s) => (s.damaged === null ? s.name : `DAMAGED (${s.damaged.code})`) },
+    { header: 'created', value: (s) => s.createdAt ?? '-' },
+    { header: 'size', value: (s) => (s.sizeBytes === null ? '-' : formatBytes(s.sizeBytes)), align: 'right' },
+    { header: 'data', value: (s) => (s.logicalBytes === null ? '-' : formatBytes(s.logicalBytes)), align: 'right' },
+    { header: 'from host', value: (s) => s.host ?? '-' },
   ]);
+  const damaged = snaps.filter((s) => s.damaged !== null);
+  if (damaged.length === 0) return rows;
+  return [
+    rows,
+    '',
+    `${count(damaged.length, 'manifest')} cannot be read: ${damaged.length === 1 ? 'that snapshot' : 'those snapshots'} cannot be restored, and remote gc deletes nothing while any is there.`,
+    ...damaged.map((s) => `  ${s.id}: ${s.damaged!.message}`),
+    `Delete a damaged one with: blocksnap remote delete ${remote} ${damaged[0]!.id} --force`,
+  ].join('\n');
 }
 
 export function replicateView(r: ReplicateResult): string {

@@ -67,8 +67,8 @@ export function offsiteMethods(method: MethodFactory, settle: Settle): Record<st
       run: (ctx, p) => ctx.engine.offsite.replication.remoteSnapshots(p.remote, p.disk),
     }),
     'remote.delete': method({
-      params: { remote: key, snapshot: string },
-      run: (ctx, p) => ctx.engine.offsite.replication.deleteRemoteSnapshot(p.remote, p.snapshot),
+      params: { remote: key, snapshot: string, force: optional(boolean) },
+      run: (ctx, p) => ctx.engine.offsite.replication.deleteRemoteSnapshot(p.remote, p.snapshot, defined({ force: p.force })),
     }),
     'remote.gc': method({
       params: { remote: key, graceSeconds: optional(integer(0, 10 * 365 * 86_400)), wait },

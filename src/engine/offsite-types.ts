@@ -30,7 +30,26 @@ export interface RemoteSnapshot {
   host: string;
   replicatedAt: string;
   key: string;
+  /** Null: the manifest was read and checked. */
+  damaged: null;
 }
+
+/** Why a manifest cannot be used: a stable error code (`RemoteCorrupt`) and what is wrong with it. */
+export interface RemoteDamage { code: string; message: string }
+
+/**
+ * A snapshot whose manifest is on the remote but does not decode, or holds another snapshot than
+ * its key names: only what its key says (`id`, `diskId`) is known, every other field is null. It
+ * cannot be restored or imported, and remote gc refuses to run while it is there (what it
+ * references is unknown); `remote delete --force` removes it.
+ */
+export type DamagedRemoteSnapshot =
+  & Pick<RemoteSnapshot, 'id' | 'diskId' | 'key'>
+  & { [K in Exclude<keyof RemoteSnapshot, 'id' | 'diskId' | 'key' | 'damaged'>]: null }
+  & { damaged: RemoteDamage };
+
+/** An entry of a remote's snapshot listing. */
+export type RemoteSnapshotEntry = RemoteSnapshot | DamagedRemoteSnapshot;
 
 export interface ReplicateResult {
   remote: string;

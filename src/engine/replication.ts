@@ -45,7 +45,7 @@ import { checkImportable, commitImported, syncFoundBlocks } from './import-commi
 import type { JobControl } from './jobs';
 import type { OffsiteInternals } from './offsite-internals';
 import type {
-  ImportResult, Remote, RemoteCheck, RemoteGcResult, RemoteSnapshot, ReplicateResult, RestoreResult,
+  DamagedRemoteSnapshot, ImportResult, Remote, RemoteCheck, RemoteGcResult, RemoteSnapshot, RemoteSnapshotEntry, ReplicateResult, RestoreResult,
 } from './offsite-types';
 import { cloneImage } from './image-writes';
 import { runPipelined, runPool } from './pool';
@@ -77,6 +77,13 @@ export interface ReplicationOptions {
 }
 
 interface Located { key: string; manifest: Manifest }
+
+/**
+ * A manifest object of this remote as read. `manifest` when it decodes; `damage` when it does not,
+ * or when it holds another snapshot than its key names (then `manifest` is still what it holds:
+ * gc counts its blocks as referenced). `diskId` and `snapshotId` are what the key names.
+ */
+interface ManifestRead { key: string; diskId: string; snapshotId: string; manifest: Manifest | null; damage: BlocksnapError | null }
 
 /** A block read from the store for upload: `data` is a view of `buf` (header included). */
 interface LoadedBlock { buf: Buffer; data: Buffer }
@@ -165,28 +172,58 @@ export class Replication {
     }
   }
 
-  async remoteSnapshots(name: string, diskRef?: string): Promise<RemoteSnapshot[]> {
+  /**
+   * The snapshots on a remote, oldest first, then those whose manifest is damaged (by key): a
+   * damaged manifest is listed, not hidden (gc refuses to run while it is there) and does not
+   * fail the listing. Its disk is known only by the id in its key, so asked by a disk's name, the
+   * damaged manifests under the ids that name has in readable manifests are listed too.
+   */
+  async remoteSnapshots(name: string, diskRef?: string): Promise<RemoteSnapshotEntry[]> {
     const r = this.remotes.get(name);
     const store = this.open(r);
     try {
       const all = await this.readManifests(r, store);
-      const out = all.map(({ key, manifest: m }) => describe(key, m))
-        .filter((s) => diskRef === undefined || s.diskId === diskRef || s.diskName === diskRef);
-      return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+      const good: RemoteSnapshot[] = [];
+      const damaged: DamagedRemoteSnapshot[] = [];
+      for (const m of all) {
+        if (m.damage === null) good.push(describe(m.key, m.manifest!));
+        else damaged.push(describeDamaged(m));
+      }
+      const ofDisk = (s: RemoteSnapshot): boolean => diskRef === undefined || s.diskId === diskRef || s.diskName === diskRef;
+      const diskIds = new Set([diskRef, ...good.filter(ofDisk).map((s) => s.diskId)]);
+      return [
+        ...good.filter(ofDisk).sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id)),
+        ...damaged.filter((s) => diskRef === undefined || diskIds.has(s.diskId)).sort((a, b) => a.key.localeCompare(b.key)),
+      ];
     } finally {
       store.close();
     }
   }
 
-  async deleteRemoteSnapshot(name: string, snapRef: string): Promise<RemoteSnapshot> {
+  /**
+   * Deletes a snapshot's manifest; its blocks become garbage for remote gc unless other manifests
+   * name them. A manifest that cannot be used (damaged, or holding another snapshot than its key
+   * names) is deleted only with `force`: it can be found by id only (its name is unknown), and
+   * deleting it loses nothing another snapshot needs, since every manifest names all of its
+   * blocks and only gc deletes blocks; but a manifest this version cannot read may be one a newer
+   * version wrote, so the operator says so.
+   */
+  async deleteRemoteSnapshot(name: string, snapRef: string, o: { force?: boolean } = {}): Promise<RemoteSnapshotEntry> {
     this.x.assertOpen();
     const r = this.remotes.get(name);
     const store = this.open(r);
     try {
       const found = await this.locate(r, store, snapRef);
+      if (found.damage !== null && o.force !== true) {
+        throw new BlocksnapError('RemoteCorrupt', `${found.damage.message}; \`blocksnap remote delete ${r.name} ${found.snapshotId} --force\` deletes it`, { key: found.key });
+      }
       await store.deleteMany([found.key]);
-      this.x.log.info({ remote: r.name, snapshotId: found.manifest.snapshot.id }, 'remote snapshot deleted; remote gc frees its blocks');
-      return describe(found.key, found.manifest);
+      if (found.damage !== null) {
+        this.x.log.warn({ remote: r.name, snapshotId: found.snapshotId, key: found.key, damage: found.damage.message }, 'damaged remote manifest deleted; remote gc frees the blocks only it named');
+        return describeDamaged(found);
+      }
+      this.x.log.info({ remote: r.name, snapshotId: found.snapshotId }, 'remote snapshot deleted; remote gc frees its blocks');
+      return describe(found.key, found.manifest!);
     } finally {
       store.close();
     }
@@ -295,7 +332,7 @@ export class Replication {
         }
       }
       const taking = Lease.writer(store, remote.prefix, this.remotes.hostId, ctl.job.id, {
-        timing: this.leaseTiming, isRunning: (id) => this.isRunning(id), signal: AbortSignal.any([ctl.signal, leaseAbort.signal]),
+        timing: this.leaseTiming, isStale: (id) => this.isStaleJob(id), signal: AbortSignal.any([ctl.signal, leaseAbort.signal]),
       });
       leasing = taking;
       taking.catch(() => undefined); // awaited below
@@ -495,8 +532,15 @@ export class Replication {
     }
   }
 
-  private isRunning(jobId: string): boolean {
-    return this.x.jobs.list().some((j) => j.id === jobId && j.state === 'running');
+  /**
+   * Whether a lease of this host id belongs to no live process (docs/design.md "Remote gc", rule
+   * 6): its job is recorded in this data dir's catalog, so a daemon holding this data dir's lock
+   * started it, and it is not running in this daemon, which holds that lock now. The job record
+   * is what ties the lease to this data dir rather than to its host id alone: a copy of the data
+   * dir has the same host id, and the jobs its daemon starts are not in this catalog.
+   */
+  private isStaleJob(jobId: string): boolean {
+    return this.x.jobs.ifRunning(jobId) === undefined && this.x.catalog.getJob(jobId) !== undefined;
   }
 
   // ------------------------------------------------------------ restore and import
@@ -512,7 +556,7 @@ export class Replication {
     return this.x.jobs.start(jobId, 'restore', { diskId: null, snapshotId: null, target }, async (ctl) => {
       const store = this.open(remote);
       try {
-        const { manifest } = await this.locate(remote, store, snapRef, ctl.signal);
+        const { manifest } = usable(await this.locate(remote, store, snapRef, ctl.signal));
         // Written under a partial name, given `target` once complete (partial-files.ts).
         const r = await writePartial(target, jobId, (partial, at) => (format === 'raw'
           ? this.runRestore(remote, store, manifest, partial, at, concurrency, ctl)
@@ -605,7 +649,7 @@ export class Replication {
       return this.x.jobs.start(jobId, 'import', { diskId: disk.id, snapshotId: null, target: remote.name }, async (ctl): Promise<ImportResult> => {
         const store = this.open(remote);
         try {
-          const { manifest: m } = await this.locate(remote, store, snapRef, ctl.signal);
+          const { manifest: m } = usable(await this.locate(remote, store, snapRef, ctl.signal));
           checkImportable(this.x, m.snapshot, this.x.catalog.getDisk(disk.id)!);
           // Shared store lock from the first block written to the commit: the sweeper and gc must not
           // unlink a block this import found present and will reference.
@@ -679,15 +723,17 @@ export class Replication {
       // would find it live and wait a poll period for it.
       await this.settleReleases();
       lease = await Lease.gc(store, remote.prefix, this.remotes.hostId, ctl.job.id, {
-        timing: this.leaseTiming, signal: ctl.signal,
+        timing: this.leaseTiming, signal: ctl.signal, isStale: (id) => this.isStaleJob(id),
         onWait: (w) => this.x.log.info({ remote: remote.name, writers: w.map((l) => `${l.host}/${l.jobId}`) }, 'remote gc waits for replications to finish'),
       });
       const waitedSeconds = Math.round((Date.now() - started) / 100) / 10;
       // Mark. A manifest that cannot be read makes the whole gc fail: what it references is unknown.
       const manifests = await this.readManifests(remote, store, ctl.signal);
+      const unreadable = manifests.filter((m) => m.manifest === null);
+      if (unreadable.length > 0) throw gcBlockedBy(remote.name, unreadable);
       const referenced = new Set<string>();
       for (const { manifest: m } of manifests) {
-        for (const hex of distinctDigests(m.map, m.snapshot.sizeBytes, m.snapshot.blockSize).keys()) referenced.add(hex);
+        for (const hex of distinctDigests(m!.map, m!.snapshot.sizeBytes, m!.snapshot.blockSize).keys()) referenced.add(hex);
       }
       // Sweep: only blocks no manifest names and older than the grace period.
       const cutoff = Date.now() - graceSeconds * 1000;
@@ -731,48 +777,95 @@ export class Replication {
 
   // ------------------------------------------------------------ manifests
 
-  private async readManifests(remote: RemoteConfig, store: ObjectStore, signal?: AbortSignal): Promise<Located[]> {
-    const out: Located[] = [];
+  /** Every manifest of this remote, each decoded or with its damage: one damaged manifest fails none of the others. */
+  private async readManifests(remote: RemoteConfig, store: ObjectStore, signal?: AbortSignal): Promise<ManifestRead[]> {
+    const out: ManifestRead[] = [];
     for await (const o of store.list(`${join(remote.prefix, MANIFESTS)}/`, signal)) {
       if (!isManifestKey(remote.prefix, o.key)) continue;
       const raw = await store.get(o.key, signal);
-      if (raw) out.push({ key: o.key, manifest: decodeManifest(raw, o.key) });
+      if (raw) out.push(readManifest(raw, o.key));
     }
     return out;
   }
 
-  /** A remote snapshot by id (one LIST) or by unique name (reads the manifests). */
-  private async locate(remote: RemoteConfig, store: ObjectStore, ref: string, signal?: AbortSignal): Promise<Located> {
+  /**
+   * A remote snapshot by id (one LIST) or by unique name (reads the manifests), damaged or not. A
+   * name is not resolved while some manifest cannot be used: that one may carry the name too.
+   */
+  private async locate(remote: RemoteConfig, store: ObjectStore, ref: string, signal?: AbortSignal): Promise<ManifestRead> {
     if (typeof ref !== 'string' || ref.length === 0) throw new BlocksnapError('InvalidArgument', 'a snapshot id or name is required');
     if (looksLikeId('s', ref)) {
       for await (const o of store.list(`${join(remote.prefix, MANIFESTS)}/`, signal)) {
         if (!isManifestKey(remote.prefix, o.key) || idsOfManifestKey(o.key)?.snapshotId !== ref) continue;
         const raw = await store.get(o.key, signal);
-        if (raw) return atItsKey({ key: o.key, manifest: decodeManifest(raw, o.key) });
+        if (raw) return readManifest(raw, o.key);
       }
     } else {
-      const byName = (await this.readManifests(remote, store, signal)).filter((l) => l.manifest.snapshot.name === ref);
-      if (byName.length === 1) return atItsKey(byName[0]!);
+      const all = await this.readManifests(remote, store, signal);
+      const byName = all.filter((m) => m.damage === null && m.manifest!.snapshot.name === ref);
       if (byName.length > 1) {
-        throw new BlocksnapError('AmbiguousName', `${byName.length} snapshots on remote ${remote.name} are named ${JSON.stringify(ref)} (${byName.map((l) => l.manifest.snapshot.id).join(', ')}); use the id`);
+        throw new BlocksnapError('AmbiguousName', `${byName.length} snapshots on remote ${remote.name} are named ${JSON.stringify(ref)} (${byName.map((m) => m.snapshotId).join(', ')}); use the id`);
       }
+      const damaged = all.filter((m) => m.damage !== null);
+      if (damaged.length > 0) {
+        throw new BlocksnapError('RemoteCorrupt', `remote ${remote.name} has ${damaged.length} manifest(s) that cannot be read (${listIds(damaged)}), which may be named ${JSON.stringify(ref)} too; use the snapshot's id`, { snapshots: damaged.map((m) => m.snapshotId) });
+      }
+      if (byName.length === 1) return byName[0]!;
     }
     throw new BlocksnapError('SnapshotNotFound', `remote ${remote.name} has no snapshot ${JSON.stringify(ref)}`);
   }
 }
 
 /**
- * A manifest names the snapshot its key names. The checksum covers the text, not the key: a
+ * Decodes a manifest read from `key`, keeping what is wrong with it rather than throwing. A
+ * manifest must name the snapshot its key names: the checksum covers the text, not the key, and a
  * manifest copied or renamed to another snapshot's key would restore, or import under the id
  * asked for, a different snapshot's data.
  */
-function atItsKey(l: Located): Located {
-  const ids = idsOfManifestKey(l.key);
-  const s = l.manifest.snapshot;
-  if (ids === null || ids.snapshotId !== s.id || ids.diskId !== s.diskId) {
-    throw new BlocksnapError('RemoteCorrupt', `manifest ${l.key} holds snapshot ${s.id} of disk ${s.diskId}, not the one its key names`, { key: l.key });
+function readManifest(raw: Buffer, key: string): ManifestRead {
+  const ids = idsOfManifestKey(key)!;
+  let manifest: Manifest;
+  try {
+    manifest = decodeManifest(raw, key);
+  } catch (err) {
+    const e = toBlocksnapError(err);
+    if (e.code !== 'RemoteCorrupt') throw e;
+    return { key, ...ids, manifest: null, damage: e };
   }
-  return l;
+  const s = manifest.snapshot;
+  const damage = ids.snapshotId !== s.id || ids.diskId !== s.diskId
+    ? new BlocksnapError('RemoteCorrupt', `manifest ${key} holds snapshot ${s.id} of disk ${s.diskId}, not the one its key names`, { key })
+    : null;
+  return { key, ...ids, manifest, damage };
+}
+
+/** The manifest of a snapshot to restore or import from: one with any damage is refused. */
+function usable(m: ManifestRead): Located {
+  if (m.damage !== null) throw m.damage;
+  return { key: m.key, manifest: m.manifest! };
+}
+
+/** Up to five snapshot ids, and how many more. */
+function listIds(ms: ManifestRead[]): string {
+  const shown = ms.slice(0, 5).map((m) => m.snapshotId).join(', ');
+  return ms.length > 5 ? `${shown} and ${ms.length - 5} more` : shown;
+}
+
+/**
+ * Why gc cannot mark: manifests whose blocks are unknown. Names each (up to ten) with its damage
+ * and the command that removes it; the operator decides, as a manifest this version cannot read
+ * may come from a newer one.
+ */
+function gcBlockedBy(remote: string, unreadable: ManifestRead[]): BlocksnapError {
+  const n = unreadable.length;
+  const shown = unreadable.slice(0, 10).map((m) => `${m.snapshotId} of disk ${m.diskId} (${m.damage!.message})`);
+  const more = n > 10 ? `, and ${n - 10} more (blocksnap remote snapshots ${remote} lists them)` : '';
+  const first = unreadable[0]!.snapshotId;
+  return new BlocksnapError('RemoteCorrupt',
+    `remote gc of ${remote} deleted nothing: ${n === 1 ? 'a manifest cannot be read, so the blocks it names are' : `${n} manifests cannot be read, so the blocks they name are`} unknown: `
+    + `${shown.join('; ')}${more}. Delete a damaged one with \`blocksnap remote delete ${remote} ${first} --force\``
+    + `${n > 1 ? ' (and likewise the others)' : ''}, then run gc again; its snapshot cannot be restored from it, and the blocks only it named become garbage`,
+    { snapshots: unreadable.map((m) => m.snapshotId), keys: unreadable.map((m) => m.key) });
 }
 
 /** A manifest of this remote, not of one whose prefix lies under its manifests/. */
@@ -785,7 +878,14 @@ function describe(key: string, m: Manifest): RemoteSnapshot {
   const s = m.snapshot;
   return {
     id: s.id, diskId: s.diskId, diskName: s.diskName, name: s.name, description: s.description, parentId: s.parentId, createdAt: s.createdAt,
-    sizeBytes: s.sizeBytes, blockSize: s.blockSize, logicalBytes: s.logicalBytes, host: m.host, replicatedAt: m.replicatedAt, key,
+    sizeBytes: s.sizeBytes, blockSize: s.blockSize, logicalBytes: s.logicalBytes, host: m.host, replicatedAt: m.replicatedAt, key, damaged: null,
+  };
+}
+
+function describeDamaged(m: ManifestRead): DamagedRemoteSnapshot {
+  return {
+    id: m.snapshotId, diskId: m.diskId, diskName: null, name: null, description: null, parentId: null, createdAt: null, sizeBytes: null,
+    blockSize: null, logicalBytes: null, host: null, replicatedAt: null, key: m.key, damaged: { code: m.damage!.code, message: m.damage!.message },
   };
 }
 

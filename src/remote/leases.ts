@@ -12,6 +12,10 @@
  * starve). Hence gc never marks or sweeps while a writer is between its first upload and its
  * manifest. A holder that could not renew its lease in time stops before its next irreversible
  * step (a manifest upload, a delete batch): it may have been presumed dead.
+ *
+ * A crashed holder's lease is live until it expires. Its own data dir's next daemon need not
+ * wait that long: the caller tells (`isStale`) which of its host's job ids certainly no longer run
+ * (docs/design.md "Remote gc", rule 6), and writers and gcs delete those leases as they find them.
  */
 import { BlocksnapError } from '../errors';
 import { join, LEASES } from './layout';
@@ -60,6 +64,17 @@ export async function listLeases(store: ObjectStore, prefix: string, timing: Lea
   return out;
 }
 
+export interface LeaseOptions {
+  timing?: LeaseTiming;
+  signal?: AbortSignal;
+  /**
+   * Whether a lease of this host, by its job id, is certainly not held by a live process: the job
+   * ran on this data dir (one daemon per data dir, under its lock) and is not running now. Only
+   * ever asked about leases that carry this host's id. Without it, no lease counts as stale.
+   */
+  isStale?: (jobId: string) => boolean;
+}
+
 export class Lease {
   /**
    * When the last renewal was sent, on the monotonic clock (null: no live lease object). Elapsed
@@ -94,13 +109,10 @@ export class Lease {
   }
 
   /**
-   * Takes a writer lease: put, list, and withdraw-and-wait while a live gc lease exists. Leases
-   * of this host whose job is not running (`isRunning`, asked again on every pass: a gc this
-   * daemon starts while the writer waits is running, and its lease is live) are stale (one daemon
-   * per data dir) and are removed first, so a crashed run does not hold gc off until its lease
-   * expires.
+   * Takes a writer lease: put, list, and withdraw-and-wait while a live gc lease exists. Stale
+   * leases of this host (`isStale`) are removed first, so that a crashed run holds no gc off.
    */
-  static async writer(store: ObjectStore, prefix: string, host: string, jobId: string, o: { timing?: LeaseTiming; isRunning?: (jobId: string) => boolean; signal?: AbortSignal } = {}): Promise<Lease> {
+  static async writer(store: ObjectStore, prefix: string, host: string, jobId: string, o: LeaseOptions = {}): Promise<Lease> {
     const timing = o.timing ?? DEFAULT_LEASE_TIMING;
     const lease = new Lease(store, prefix, 'writer', host, jobId, timing);
     const deadline = Date.now() + timing.waitMs;
@@ -108,9 +120,8 @@ export class Lease {
       for (;;) {
         await lease.renew(o.signal);
         const others = await listLeases(store, prefix, timing, o.signal);
-        const stale = others.filter((l) => l.host === host && l.key !== lease.key && !(o.isRunning?.(l.jobId) ?? false));
-        if (stale.length > 0) await store.deleteMany(stale.map((l) => l.key), o.signal);
-        const gc = others.find((l) => l.kind === 'gc' && l.live && !stale.includes(l));
+        const stale = await lease.clearStale(others, o);
+        const gc = others.find((l) => l.kind === 'gc' && l.live && !stale.has(l));
         if (!gc) break;
         await store.deleteMany([lease.key], o.signal);
         lease.renewedAt = null; // withdrawn: the next put starts a new lease, not a late renewal
@@ -129,8 +140,12 @@ export class Lease {
     return lease;
   }
 
-  /** Takes a gc lease, then waits until no live writer lease remains. */
-  static async gc(store: ObjectStore, prefix: string, host: string, jobId: string, o: { timing?: LeaseTiming; signal?: AbortSignal; onWait?: (writers: LeaseInfo[]) => void } = {}): Promise<Lease> {
+  /**
+   * Takes a gc lease, then waits until no live writer lease remains. Stale leases of this host
+   * (`isStale`) are deleted, not waited for: a replication of a daemon that crashed would
+   * otherwise hold this gc off until its lease expired.
+   */
+  static async gc(store: ObjectStore, prefix: string, host: string, jobId: string, o: LeaseOptions & { onWait?: (writers: LeaseInfo[]) => void } = {}): Promise<Lease> {
     const timing = o.timing ?? DEFAULT_LEASE_TIMING;
     const lease = new Lease(store, prefix, 'gc', host, jobId, timing);
     await lease.renew(o.signal);
@@ -138,7 +153,9 @@ export class Lease {
     const deadline = Date.now() + timing.waitMs;
     try {
       for (;;) {
-        const writers = (await listLeases(store, prefix, timing, o.signal)).filter((l) => l.kind === 'writer' && l.live);
+        const all = await listLeases(store, prefix, timing, o.signal);
+        const stale = await lease.clearStale(all, o);
+        const writers = all.filter((l) => l.kind === 'writer' && l.live && !stale.has(l));
         if (writers.length === 0) return lease;
         if (Date.now() > deadline) {
           throw new BlocksnapError('RemoteBusy', `${writers.length} replication(s) still hold writer leases after ${timing.waitMs / 1000} s (first: host ${writers[0]!.host}, job ${writers[0]!.jobId})`);
@@ -150,6 +167,17 @@ export class Lease {
       await lease.release();
       throw err;
     }
+  }
+
+  /**
+   * Deletes the leases among `all` that this host's daemon knows to be stale, and returns them.
+   * `isStale` is asked on every pass, never remembered: a job of this daemon that starts while
+   * the holder waits is running, and its lease must stay.
+   */
+  private async clearStale(all: LeaseInfo[], o: LeaseOptions): Promise<Set<LeaseInfo>> {
+    const stale = new Set(all.filter((l) => l.host === this.host && l.key !== this.key && (o.isStale?.(l.jobId) ?? false)));
+    if (stale.size > 0) await this.store.deleteMany([...stale].map((l) => l.key), o.signal);
+    return stale;
   }
 
   private async renew(signal?: AbortSignal): Promise<void> {

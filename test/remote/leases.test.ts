@@ -1,6 +1,6 @@
 import t from 'tap';
 import { BlocksnapError } from '../../src/errors';
-import { Lease, listLeases, type LeaseTiming } from '../../src/remote/leases';
+import { Lease, leaseKey, listLeases, type LeaseTiming } from '../../src/remote/leases';
 import { MemoryStore } from './memory-store';
 
 const timing: LeaseTiming = { ttlMs: 2000, skewMs: 200, waitMs: 1500, pollMs: 20 };
@@ -43,10 +43,31 @@ t.test('a writer clears stale leases of its own host but keeps those of running 
   const other = await Lease.writer(s, 'p', 'hostb', J(3), { timing });
   // The first "crashed": its object stays. A new writer of hosta knows J(2) is still running.
   (dead as unknown as { released: boolean }).released = true;
-  const fresh = await Lease.writer(s, 'p', 'hosta', J(4), { timing, isRunning: (id) => id === J(2) || id === J(4) });
+  const fresh = await Lease.writer(s, 'p', 'hosta', J(4), { timing, isStale: (id) => id !== J(2) && id !== J(4) });
   const jobs = (await listLeases(s, 'p', timing)).map((l) => l.jobId).sort();
   t.same(jobs, [J(2), J(3), J(4)]);
   for (const l of [running, other, fresh]) await l.release();
+});
+
+t.test('a gc deletes stale leases of its own host instead of waiting for them, and waits for the others', async (t) => {
+  const s = new MemoryStore();
+  const other = await Lease.writer(s, 'p', 'hostb', J(3), { timing });
+  // Left by a crashed daemon of hosta: a replication and a gc.
+  await s.put(leaseKey('p', 'writer', 'hosta', J(1)), Buffer.from('{}\n'));
+  await s.put(leaseKey('p', 'gc', 'hosta', J(2)), Buffer.from('{}\n'));
+  const asked: string[] = [];
+  const isStale = (id: string): boolean => { asked.push(id); return id !== J(5); };
+  await t.rejects(Lease.gc(s, 'p', 'hosta', J(4), { timing: { ...timing, waitMs: 100 }, isStale }), { code: 'RemoteBusy', message: /host hostb/ },
+    'another host\'s writer is waited for, whatever its job id');
+  t.same((await listLeases(s, 'p', timing)).map((l) => l.jobId), [J(3)], 'the stale leases are gone');
+  t.notOk(asked.includes(J(3)), 'only this host\'s leases are asked about');
+  await other.release();
+  const running = await Lease.writer(s, 'p', 'hosta', J(5), { timing });
+  const gc = Lease.gc(s, 'p', 'hosta', J(6), { timing, isStale });
+  await new Promise((r) => setTimeout(r, 100));
+  t.ok([...s.objects.keys()].some((k) => k.includes(J(5))), 'a running job of this host keeps its lease, and gc waits for it');
+  await running.release();
+  await (await gc).release();
 });
 
 t.test('an expired lease no longer counts, and a holder that could not renew refuses its next step', async (t) => {
@@ -70,7 +91,7 @@ t.test('a writer waiting on a gc its own daemon started meanwhile leaves that gc
   const s = new MemoryStore();
   const running = new Set<string>();
   const other = await Lease.gc(s, 'p', 'hostb', J(1), { timing });
-  const writer = Lease.writer(s, 'p', 'hosta', J(2), { timing, isRunning: (id) => running.has(id) });
+  const writer = Lease.writer(s, 'p', 'hosta', J(2), { timing, isStale: (id) => !running.has(id) });
   await new Promise((r) => setTimeout(r, 60));
   // This host's gc starts while the writer waits for the other host's gc.
   running.add(J(3));

@@ -79,7 +79,10 @@ export interface Host {
   disk(name: string, blocks: number): Promise<{ id: string; path: string }>;
 }
 
-/** A host with remote `off` (prefix `site` unless told) on `shared`; removed at teardown. */
+/**
+ * A host with remote `off` (prefix `site` unless told) on `shared`; removed at teardown unless `dir`
+ * is given (then its data dir is `dir`/data, opened again if it exists).
+ */
 export async function openHost(t: Test, shared: MemoryStore, o: { leaseTiming?: LeaseTiming; dir?: string; prefix?: string } = {}): Promise<Host> {
   // Each host its own data dir, hence its own host id.
   const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'blocksnap-host-'));
@@ -96,8 +99,11 @@ export async function openHost(t: Test, shared: MemoryStore, o: { leaseTiming?: 
     if (o.dir === undefined) rmSync(dir, { recursive: true, force: true });
   });
   const credentialsFile = join(dir, 'credentials');
-  writeFileSync(credentialsFile, 'aws_access_key_id = a\naws_secret_access_key = b\n', { mode: 0o600 });
-  engine.offsite.replication.addRemote({ name: 'off', endpoint: 'http://127.0.0.1:1', bucket: 'shared', prefix: o.prefix ?? 'site', credentialsFile });
+  // A data dir opened again (or copied) has its remote already.
+  if (!engine.offsite.replication.listRemotes().some((r) => r.name === 'off')) {
+    writeFileSync(credentialsFile, 'aws_access_key_id = a\naws_secret_access_key = b\n', { mode: 0o600 });
+    engine.offsite.replication.addRemote({ name: 'off', endpoint: 'http://127.0.0.1:1', bucket: 'shared', prefix: o.prefix ?? 'site', credentialsFile });
+  }
   return {
     engine, store, images, dataDir,
     async disk(name, blocks) {

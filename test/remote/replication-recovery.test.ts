@@ -178,3 +178,43 @@ t.test('two hosts replicating, one of them the same snapshot twice, beside a gc 
     t.equal(await sha256File(out), await sha256File(d.path));
   }
 });
+
+t.test('a manifest overwritten with garbage is listed as damaged, stops gc naming it and the command that removes it, and remote delete --force removes it', async (t) => {
+  const shared = new MemoryStore();
+  const a = await openHost(t, shared, { leaseTiming: timing });
+  const d = await a.disk('vm', 4);
+  const s1 = await snapshot(a.engine, d.id, 'one');
+  fillBlock(d.path, 2, KiB64, 'changed-2');
+  const s2 = await snapshot(a.engine, d.id, 'two');
+  await replicate(a, d.id);
+  const k1 = `site/manifests/${d.id}/${s1.id}.json`;
+  shared.objects.get(k1)!.body = Buffer.from('\u0000garbage, not a manifest');
+  for (const [k, o] of shared.objects) if (isBlockKey(k)) o.lastModified = new Date(Date.now() - 7_200_000);
+  const rep = a.engine.offsite.replication;
+
+  const listed = await rep.remoteSnapshots('off');
+  t.match(listed, [
+    { id: s2.id, name: 'two', damaged: null },
+    { id: s1.id, diskId: d.id, key: k1, name: null, createdAt: null, damaged: { code: 'RemoteCorrupt', message: /is not valid JSON/ } },
+  ], 'the listing shows the damaged one by what its key says, after the others');
+  t.same((await rep.remoteSnapshots('off', 'vm')).map((s) => s.id), [s2.id, s1.id], 'also when asked by the disk\'s name');
+
+  const gc = await a.engine.waitJob(rep.startRemoteGc('off', { graceSeconds: 0 }).id);
+  t.match(gc, { state: 'failed', error: { code: 'RemoteCorrupt' } });
+  t.match(gc.error!.message, s1.id, 'gc names the damaged snapshot');
+  t.match(gc.error!.message, `blocksnap remote delete off ${s1.id} --force`, 'and the command that removes it');
+  t.equal([...shared.objects.keys()].filter(isBlockKey).length, 5, 'gc deleted nothing');
+
+  await t.rejects(rep.deleteRemoteSnapshot('off', s1.id), { code: 'RemoteCorrupt', message: /--force/ }, 'without --force the damaged manifest stays');
+  t.ok(shared.objects.has(k1));
+  await t.rejects(rep.deleteRemoteSnapshot('off', 'one', { force: true }), { code: 'RemoteCorrupt', message: new RegExp(s1.id) },
+    'a name cannot be resolved past a damaged manifest, which may carry it');
+  const deleted = await rep.deleteRemoteSnapshot('off', s1.id, { force: true });
+  t.match(deleted, { id: s1.id, diskId: d.id, key: k1, damaged: { code: 'RemoteCorrupt' } });
+  t.notOk(shared.objects.has(k1), 'the manifest object is gone');
+  t.same((await rep.remoteSnapshots('off')).map((s) => s.id), [s2.id]);
+
+  const after = await finished(a.engine, rep.startRemoteGc('off', { graceSeconds: 0 }));
+  t.match(after.result, { manifests: 1, deletedBlocks: 1, keptBlocks: 4 }, 'only the block no other manifest names is freed');
+  t.equal(await restoredDigest(a, s2.id), await sha256File(d.path), 'the other snapshot restores');
+});

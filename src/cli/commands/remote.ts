@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import type { Remote, RemoteCheck, RemoteGcResult, RemoteSnapshot } from '../../engine/offsite-types';
+import type { Remote, RemoteCheck, RemoteGcResult, RemoteSnapshotEntry } from '../../engine/offsite-types';
 import { clientOptions, examples, jobOptions, runJob, withClient, type ClientFlags, type JobFlags } from '../context';
 import { remoteCheckView, remoteDetails, remoteGcView, remoteSnapshotTable, remoteTable } from '../offsite-views';
 import { parseGraceSeconds } from './numbers';
@@ -66,22 +66,36 @@ ${examples([
   clientOptions(remote.command('snapshots').argument('<remote>', 'remote name'))
     .description('list the snapshots on a remote (from their manifests; no local catalog needed)')
     .option('--disk <disk>', 'only snapshots of this disk (id or name as on the source host)')
-    .addHelpText('after', examples(['blocksnap remote snapshots offsite', 'blocksnap remote snapshots offsite --disk web1 --json']))
+    .addHelpText('after', `
+A snapshot whose manifest cannot be read (damaged, or from a newer blocksnap) is listed last as
+damaged, with only the ids its object key names (--json: "damaged": {"code", "message"}, the
+other fields null). It cannot be restored, and remote gc refuses to run while it is there;
+"blocksnap remote delete REMOTE SNAPSHOT-ID --force" removes it.
+${examples(['blocksnap remote snapshots offsite', 'blocksnap remote snapshots offsite --disk web1 --json'])}`)
     .action(async (name: string, flags: ClientFlags & { disk?: string }) => {
       await withClient(flags, async (client, out) => {
         const params: Record<string, unknown> = { remote: name };
         if (flags.disk !== undefined) params.disk = flags.disk;
-        out.result(await client.call<RemoteSnapshot[]>('remote.snapshots', params), remoteSnapshotTable);
+        out.result(await client.call<RemoteSnapshotEntry[]>('remote.snapshots', params), (v) => remoteSnapshotTable(v, name));
       });
     });
 
   clientOptions(remote.command('delete').argument('<remote>', 'remote name').argument('<snapshot>', 'remote snapshot id or unique name'))
     .description('delete a snapshot from a remote (its manifest); `remote gc` then frees the blocks nothing else uses')
-    .addHelpText('after', examples(['blocksnap remote delete offsite s-0123456789abcdef']))
-    .action(async (name: string, snapshot: string, flags: ClientFlags) => {
+    .option('--force', 'also delete a manifest that cannot be read (damaged, or from a newer blocksnap); give the snapshot id')
+    .addHelpText('after', `
+A damaged manifest is deleted only with --force, and found only by its snapshot id (its name is
+unknown). Deleting it costs no other snapshot anything: every manifest names all of its own
+blocks, and only remote gc deletes blocks.
+${examples(['blocksnap remote delete offsite s-0123456789abcdef', 'blocksnap remote delete offsite s-0123456789abcdef --force'])}`)
+    .action(async (name: string, snapshot: string, flags: ClientFlags & { force?: boolean }) => {
       await withClient(flags, async (client, out) => {
-        const s = await client.call<RemoteSnapshot>('remote.delete', { remote: name, snapshot });
-        out.result(s, (v) => `Deleted ${v.id} (${v.name}) from ${name}; run "blocksnap remote gc ${name}" to free its blocks.`);
+        const params: Record<string, unknown> = { remote: name, snapshot };
+        if (flags.force === true) params.force = true;
+        const s = await client.call<RemoteSnapshotEntry>('remote.delete', params);
+        out.result(s, (v) => (v.damaged === null
+          ? `Deleted ${v.id} (${v.name}) from ${name}; run "blocksnap remote gc ${name}" to free its blocks.`
+          : `Deleted the damaged manifest of ${v.id} (${v.key}) from ${name}; run "blocksnap remote gc ${name}" to free the blocks only it named.`));
       });
     });
 
@@ -91,6 +105,9 @@ ${examples([
     .addHelpText('after', `
 gc takes a gc lease on the remote and waits until no host holds a replication lease; replications
 that start meanwhile wait for gc. Blocks younger than the grace period are kept in any case.
+Leases that jobs of this data dir left when its daemon died (a crash, a kill) are deleted at once,
+not waited for. gc deletes nothing while a manifest cannot be read (RemoteCorrupt, naming each
+one): delete a damaged one with "blocksnap remote delete REMOTE SNAPSHOT-ID --force".
 ${examples(['blocksnap remote gc offsite', 'blocksnap remote gc offsite --grace 0 --json'])}`)
     .action(async (name: string, flags: JobFlags & { grace?: string }) => {
       const params: Record<string, unknown> = { remote: name };
