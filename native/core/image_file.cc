@@ -56,22 +56,11 @@ void require_checked_path(int fd, const std::string& path) {
 
 }  // namespace
 
-ImageFile open_image_checked(const std::string& path) {
-  UniqueFd fd(open_retry(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
-  if (!fd) throw Error::image(errno, "open", path);
-  require_checked_path(fd.get(), path);
-  return finish_open(std::move(fd), path);
-}
+namespace {
 
-ImageFile open_image_for_read(const std::string& path) {
-  UniqueFd fd(open_retry(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
-  if (!fd) throw Error::image(errno, "open", path);
-  return finish_open(std::move(fd), path);
-}
-
-ImageFile open_image_in(int dir_fd, const std::string& name, const std::string& path) {
+ImageFile open_in(int dir_fd, const std::string& name, const std::string& path, int access) {
   int raw;
-  do raw = ::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+  do raw = ::openat(dir_fd, name.c_str(), access | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
   while (raw < 0 && errno == EINTR);
   UniqueFd fd(raw);
   if (!fd) {
@@ -86,6 +75,31 @@ ImageFile open_image_in(int dir_fd, const std::string& name, const std::string& 
     throw e;
   }
   return finish_open(std::move(fd), path);
+}
+
+// An existing file at a checked path, through its directory opened without following a symlink:
+// O_NOFOLLOW alone guards the last component, and the comparison with /proc/self/fd that would
+// guard the others is impossible where /proc is not mounted.
+ImageFile open_existing_checked(const std::string& path, int access) {
+  const size_t slash = path.rfind('/');
+  const std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+  if (name.empty() || name == "." || name == "..") throw Error(ErrorCode::InvalidArgument, path + " does not name a file");
+  const UniqueFd dir = open_image_dir(parent_dir(path));
+  return open_in(dir.get(), name, path, access);
+}
+
+}  // namespace
+
+ImageFile open_image_checked(const std::string& path) { return open_existing_checked(path, O_RDONLY); }
+
+ImageFile open_image_for_read(const std::string& path) {
+  UniqueFd fd(open_retry(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (!fd) throw Error::image(errno, "open", path);
+  return finish_open(std::move(fd), path);
+}
+
+ImageFile open_image_in(int dir_fd, const std::string& name, const std::string& path) {
+  return open_in(dir_fd, name, path, O_RDONLY);
 }
 
 UniqueFd open_image_dir(const std::string& dir) {
@@ -119,12 +133,7 @@ UniqueFd open_image_dir(const std::string& dir) {
 
 ImageFile open_image_for_write(const std::string& path, bool create, int dir_fd) {
   int flags = O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
-  if (!create) {
-    UniqueFd fd(open_retry(path.c_str(), flags, 0600));
-    if (!fd) throw Error::image(errno, "open", path);
-    require_checked_path(fd.get(), path);
-    return finish_open(std::move(fd), path);
-  }
+  if (!create) return open_existing_checked(path, O_RDWR);
   flags |= O_CREAT | O_EXCL;
   const size_t slash = path.rfind('/');
   std::string name = slash == std::string::npos ? path : path.substr(slash + 1);

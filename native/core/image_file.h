@@ -32,7 +32,8 @@ ImageFile open_image_for_read(const std::string& path);
 
 // Read-only, for the disk image a job scans: never through a symlink in any component of an
 // absolute path (the engine passes the real path it checked against the image roots), so a
-// symlink swapped in after that check is refused (NotAnImage) instead of read.
+// symlink swapped in after that check is refused (NotAnImage) instead of read. The file is opened
+// like open_image_in, in its directory opened by open_image_dir, so this holds without /proc too.
 ImageFile open_image_checked(const std::string& path);
 
 // Read-only, for a file a client named that the daemon reads (a stream to import): `name`, one
@@ -43,9 +44,9 @@ ImageFile open_image_checked(const std::string& path);
 ImageFile open_image_in(int dir_fd, const std::string& name, const std::string& path);
 
 // Read-write, for apply. `create` makes a new 0600 file and fails FileExists if the path exists;
-// otherwise the file must already exist. Never goes through a symlink (the last component by
-// O_NOFOLLOW, the directories of an absolute path by comparing what was opened with the path),
-// so a link planted where an image is expected cannot redirect the write.
+// otherwise the file must already exist. Never goes through a symlink (an existing file is opened
+// in its directory opened by open_image_dir, like open_image_checked), so a link planted where an
+// image is expected cannot redirect the write.
 //
 // A created file is made in a directory opened once (open_image_dir of the path's directory, or
 // a duplicate of `dir_fd` when the caller holds it already) by openat(2), so nothing is ever

@@ -9,17 +9,22 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/parallel.h"
 #include "formats/block_source.h"
+#include "formats/qcow2_reader.h"
 
 namespace blocksnap {
 
 struct ScanParams {
   std::string image_path;
   ImageFormat format = ImageFormat::Raw;  // how to read the guest content of image_path
+  // qcow2: the backing files the engine checked, nearest first, and all that is read besides the
+  // image (Qcow2OpenOptions::checked_backing). Unset: the headers' names are followed (tools, tests).
+  std::optional<std::vector<CheckedBacking>> checked_backing;
   std::string store_dir;
   std::string granule_dir;  // where to write the granule file of each block stored; empty: none
   uint64_t block_size = 0;

@@ -21,9 +21,8 @@ namespace {
 // hole is ZERO without a read and a partly covered block reads only its data ranges.
 class RawSource final : public BlockSource {
  public:
-  RawSource(const std::string& path, bool checked)
-      : path_(path), image_(checked ? open_image_checked(path) : open_image_for_read(path)), cache_(image_.fd.get()),
-        direct_(open_direct_twin(image_.fd.get())) {
+  RawSource(const std::string& path, ImageFile image)
+      : path_(path), image_(std::move(image)), cache_(image_.fd.get()), direct_(open_direct_twin(image_.fd.get())) {
     ::posix_fadvise(image_.fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
     extents_ = ExtentMap::scan(image_.fd.get(), image_.size, path_);
   }
@@ -77,11 +76,19 @@ class RawSource final : public BlockSource {
 
 }  // namespace
 
-std::unique_ptr<BlockSource> open_raw_source(const std::string& path) { return std::make_unique<RawSource>(path, false); }
+std::unique_ptr<BlockSource> open_raw_source(const std::string& path) { return std::make_unique<RawSource>(path, open_image_for_read(path)); }
 
-std::unique_ptr<BlockSource> open_block_source(const std::string& path, ImageFormat format) {
-  if (format == ImageFormat::Qcow2) return open_qcow2_source(path);
-  return std::make_unique<RawSource>(path, true);  // the disk itself: see open_image_checked
+std::unique_ptr<BlockSource> open_raw_source(ImageFile image, const std::string& path) {
+  return std::make_unique<RawSource>(path, std::move(image));
+}
+
+std::unique_ptr<BlockSource> open_block_source(const std::string& path, ImageFormat format, const std::vector<CheckedBacking>* checked_backing) {
+  if (format == ImageFormat::Qcow2) {
+    Qcow2OpenOptions options;
+    options.checked_backing = checked_backing;
+    return open_qcow2_source(path, options);
+  }
+  return std::make_unique<RawSource>(path, open_image_checked(path));  // the disk itself: see open_image_checked
 }
 
 }  // namespace blocksnap

@@ -12,8 +12,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/hash_in_place.h"
+#include "core/image_file.h"
 
 namespace blocksnap {
 
@@ -46,11 +48,17 @@ class BlockSource {
   virtual bool can_hash_cached(uint64_t /*offset*/, size_t /*len*/) const { return false; }
 };
 
-// Opens `path` as `format`. A qcow2 source opens its backing chain too. Throws Error
+struct CheckedBacking;
+
+// Opens `path` as `format`. A qcow2 source opens its backing chain too: exactly `checked_backing`
+// when given (see Qcow2OpenOptions), else by the names in the headers. Throws Error
 // (ImageNotFound, NotAnImage, ImageCorrupt, UnsupportedFormat, ...).
-std::unique_ptr<BlockSource> open_block_source(const std::string& path, ImageFormat format);
+std::unique_ptr<BlockSource> open_block_source(const std::string& path, ImageFormat format,
+                                               const std::vector<CheckedBacking>* checked_backing = nullptr);
 
 // A raw file; exposed for qcow2 backing files and tests.
 std::unique_ptr<BlockSource> open_raw_source(const std::string& path);
+// A raw file already open (`path` is for messages).
+std::unique_ptr<BlockSource> open_raw_source(ImageFile image, const std::string& path);
 
 }  // namespace blocksnap

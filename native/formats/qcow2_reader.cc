@@ -185,8 +185,12 @@ std::string resolve_backing_path(const std::string& image_path, const std::strin
 
 namespace {
 
-ImageFormat backing_format_of(const std::string& image, const Qcow2Header& h, const std::string& backing) {
+void refuse_json_backing(const std::string& image, const Qcow2Header& h) {
   if (h.backing_file.rfind("json:", 0) == 0) unsupported(image, "json: backing file specifications are not supported");
+}
+
+ImageFormat backing_format_of(const std::string& image, const Qcow2Header& h, const std::string& backing) {
+  refuse_json_backing(image, h);
   // Opening it would only say ENOENT of a path the user never typed: name the image that refers to it.
   struct stat st;
   if (::stat(backing.c_str(), &st) != 0 && errno == ENOENT) {
@@ -215,6 +219,45 @@ FileId file_id(int fd, const std::string& path) {
   return {st.st_dev, st.st_ino};
 }
 
+[[noreturn]] void backing_changed(const std::string& image, const std::string& what) {
+  Error e(ErrorCode::NotAnImage, "the backing file of " + image + " changed after it was checked (" + what + "); refusing it");
+  e.path = image;
+  throw e;
+}
+
+// The checked backing file `c`, named by `h` (the header of `image`, read now): opened by its
+// real path without following a symlink, and only if the header still names it the way it did
+// when it was checked (see Qcow2OpenOptions::checked_backing).
+ImageFile open_checked_backing(const std::string& image, const Qcow2Header& h, const CheckedBacking& c) {
+  refuse_json_backing(image, h);
+  const std::string named = resolve_backing_path(image, h.backing_file);
+  if (named != c.path) backing_changed(image, "its header names \"" + h.backing_file + "\", which is " + named + ", not " + c.path);
+  const size_t slash = c.real.rfind('/');
+  if (c.real.empty() || c.real[0] != '/' || slash == std::string::npos || slash + 1 == c.real.size())
+    throw Error(ErrorCode::InvalidArgument, "the checked real path of a backing file must be an absolute file path, not \"" + c.real + "\"");
+  const UniqueFd dir = open_image_dir(slash == 0 ? "/" : c.real.substr(0, slash));
+  ImageFile f = open_image_in(dir.get(), c.real.substr(slash + 1), c.real);
+  // The name QEMU opens may lead elsewhere by now (a symlink on it repointed): the file opened is
+  // still the checked one, but no longer the VM's. Only compared, never read through the name.
+  struct stat named_st;
+  const FileId opened = file_id(f.fd.get(), c.real);
+  if (::stat(c.path.c_str(), &named_st) != 0 || FileId{named_st.st_dev, named_st.st_ino} != opened)
+    backing_changed(image, c.path + " no longer leads to " + c.real);
+  ImageFormat format;
+  if (h.backing_format == "qcow2") {
+    format = ImageFormat::Qcow2;
+  } else if (h.backing_format == "raw" || h.backing_format == "file") {
+    format = ImageFormat::Raw;
+  } else if (!h.backing_format.empty()) {
+    unsupported(image, "backing format \"" + h.backing_format + "\" is not supported (raw and qcow2 are)");
+  } else {
+    uint8_t magic[4] = {};
+    format = read_at(f.fd.get(), magic, 4, 0, c.real) == 4 && get_be32(magic) == kMagic ? ImageFormat::Qcow2 : ImageFormat::Raw;
+  }
+  if (format != c.format) backing_changed(image, c.path + " is now read as " + (format == ImageFormat::Qcow2 ? "qcow2" : "raw"));
+  return f;
+}
+
 // Per-thread scratch for compressed clusters: the payload and the inflated cluster, which stays
 // cached for the next piece of the same cluster.
 struct Scratch {
@@ -229,11 +272,11 @@ std::atomic<uint64_t> next_source_id{1};
 
 class Qcow2Source final : public BlockSource {
  public:
-  // The top image is the disk the engine checked against the image roots: open it so that a
-  // symlink swapped in after the check is refused (open_image_checked). Backing files are named by
-  // the image itself and checked against the roots when the disk is registered.
-  Qcow2Source(const std::string& path, unsigned depth_left, std::set<FileId>& seen, bool top)
-      : path_(path), file_(top ? open_image_checked(path) : open_image_for_read(path)) {
+  // `file` is `path` already opened: the top image by open_image_checked (it is the disk the engine
+  // checked against the image roots), a backing file by open_checked_backing, or by name where no
+  // checked chain was given (tools, tests). `level` is 0 for the top image.
+  Qcow2Source(const std::string& path, ImageFile file, const Qcow2OpenOptions& options, unsigned level, std::set<FileId>& seen)
+      : path_(path), file_(std::move(file)) {
     if (!seen.insert(file_id(file_.fd.get(), path_)).second) corrupt(path_, "the backing chain refers back to an image already in it");
     h_ = read_header(file_, path_);
     cluster_ = h_.cluster_size();
@@ -248,15 +291,30 @@ class Qcow2Source final : public BlockSource {
       for (size_t i = 0; i < l1_.size(); ++i) l1_[i] = get_be64(raw.data() + i * 8) & kOffsetMask;
     }
 
-    if (!h_.backing_file.empty()) {
-      if (depth_left == 0)
-        unsupported(path_, "the backing chain is deeper than " + std::to_string(kMaxBackingDepth) + " images (or backing files are not allowed here)");
-      const std::string bpath = resolve_backing_path(path_, h_.backing_file);
-      if (backing_format_of(path_, h_, bpath) == ImageFormat::Qcow2)
-        backing_ = std::make_unique<Qcow2Source>(bpath, depth_left - 1, seen, false);
-      else
-        backing_ = open_raw_source(bpath);
+    const std::vector<CheckedBacking>* checked = options.checked_backing;
+    if (h_.backing_file.empty()) {
+      if (checked && checked->size() > level) backing_changed(path_, "its header names no backing file now, but " + (*checked)[level].path + " was checked");
+      return;
     }
+    if (level >= options.max_backing_depth)
+      unsupported(path_, "the backing chain is deeper than " + std::to_string(kMaxBackingDepth) + " images (or backing files are not allowed here)");
+    if (checked) {
+      if (checked->size() <= level) backing_changed(path_, "its header names \"" + h_.backing_file + "\" now, and no backing file was checked");
+      const CheckedBacking& c = (*checked)[level];
+      ImageFile f = open_checked_backing(path_, h_, c);
+      if (c.format == ImageFormat::Qcow2) {
+        backing_ = std::make_unique<Qcow2Source>(c.path, std::move(f), options, level + 1, seen);
+      } else {
+        if (checked->size() > level + 1) backing_changed(path_, c.path + " is a raw image, which names no backing file");
+        backing_ = open_raw_source(std::move(f), c.path);
+      }
+      return;
+    }
+    const std::string bpath = resolve_backing_path(path_, h_.backing_file);
+    if (backing_format_of(path_, h_, bpath) == ImageFormat::Qcow2)
+      backing_ = std::make_unique<Qcow2Source>(bpath, open_image_for_read(bpath), options, level + 1, seen);
+    else
+      backing_ = open_raw_source(bpath);
   }
 
   uint64_t size() const override { return h_.size; }
@@ -467,18 +525,20 @@ class Qcow2Source final : public BlockSource {
 
 std::unique_ptr<BlockSource> open_qcow2_source(const std::string& path, const Qcow2OpenOptions& options) {
   std::set<FileId> seen;
-  return std::make_unique<Qcow2Source>(path, options.max_backing_depth, seen, true);
+  return std::make_unique<Qcow2Source>(path, open_image_checked(path), options, 0, seen);
 }
 
-std::vector<ChainElement> qcow2_backing_chain(const std::string& path, const Qcow2OpenOptions& options) {
+std::vector<ChainElement> qcow2_backing_chain(const std::string& path, const Qcow2OpenOptions& options, Qcow2Header* top_header) {
   std::vector<ChainElement> chain{{path, ImageFormat::Qcow2}};
   std::set<FileId> seen;
   for (unsigned depth = 0;; ++depth) {
     const ChainElement cur = chain.back();
-    ImageFile f = open_image_for_read(cur.path);
+    ImageFile f = depth == 0 && !options.top_as_given ? open_image_checked(cur.path) : open_image_for_read(cur.path);
     if (!seen.insert(file_id(f.fd.get(), cur.path)).second) corrupt(path, "the backing chain refers back to an image already in it");
     if (cur.format != ImageFormat::Qcow2) break;
-    const Qcow2Header h = read_qcow2_header(cur.path);
+    // From the file just opened: by name again, it could be another file.
+    const Qcow2Header h = read_header(f, cur.path);
+    if (depth == 0 && top_header) *top_header = h;
     if (h.backing_file.empty()) break;
     if (depth >= options.max_backing_depth)
       unsupported(path, "the backing chain is deeper than " + std::to_string(options.max_backing_depth) + " images");

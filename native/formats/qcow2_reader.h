@@ -59,10 +59,31 @@ Qcow2Header read_qcow2_header(const std::string& path);
 // files until descriptors ran out.
 inline constexpr unsigned kMaxBackingDepth = 64;
 
+// A backing file as the engine found it and checked it against the image roots.
+struct CheckedBacking {
+  std::string path;  // the name QEMU opens: the referring image's backing name, resolved (resolve_backing_path)
+  std::string real;  // the real path `path` led to when it was checked, and the only file read for it
+  ImageFormat format;
+};
+
 struct Qcow2OpenOptions {
   // 0 refuses any backing file (UnsupportedFormat); the fuzzer uses it so that an input cannot
   // make it open arbitrary paths.
   unsigned max_backing_depth = kMaxBackingDepth;
+  // The backing files the engine checked, nearest first. When set, the chain is not followed by
+  // name: whoever can write inside an image root can, after the check, swap a directory on the
+  // way for a symlink or rewrite the backing name in a header, and the daemon would then read,
+  // with its own rights, a file the client may not. Instead exactly these files are read, each
+  // opened by its checked real path without following a symlink (NotAnImage when one was swapped
+  // in), and the source is refused (NotAnImage, "changed after it was checked") unless the
+  // headers read now name this same chain: every backing name resolving to `path`, `path` still
+  // leading to the file opened, the formats as checked, the chain no longer and no shorter.
+  const std::vector<CheckedBacking>* checked_backing = nullptr;
+  // qcow2_backing_chain only: open the image itself by name, following symlinks as QEMU does (a
+  // path a client gave, compared with its real path). Otherwise it is opened as a checked real
+  // path (open_image_checked), so that nothing of a file a symlink swapped in leads to (its size,
+  // its backing names) reaches a client.
+  bool top_as_given = false;
 };
 
 // One element of a backing chain, image first.
@@ -71,8 +92,10 @@ struct ChainElement {
   ImageFormat format;
 };
 
-// The image and its backing files, image first. Validates every qcow2 header on the way.
-std::vector<ChainElement> qcow2_backing_chain(const std::string& path, const Qcow2OpenOptions& options = {});
+// The image and its backing files, image first. Validates every qcow2 header on the way, and
+// gives the image's own in `top_header` when asked.
+std::vector<ChainElement> qcow2_backing_chain(const std::string& path, const Qcow2OpenOptions& options = {},
+                                              Qcow2Header* top_header = nullptr);
 
 // Opens a qcow2 image and its backing chain as a BlockSource.
 std::unique_ptr<BlockSource> open_qcow2_source(const std::string& path, const Qcow2OpenOptions& options = {});

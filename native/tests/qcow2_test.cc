@@ -1,5 +1,8 @@
 // The qcow2 reader and writer against each other, and the reader against damaged and hostile
 // headers. (Images made by QEMU itself are covered by test/engine/qcow2.test.ts.)
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <string>
 #include <vector>
@@ -166,6 +169,37 @@ TEST(qcow2_backing_chain_that_loops_is_refused) {
   Qcow2OpenOptions no_backing;
   no_backing.max_backing_depth = 0;
   CHECK_THROWS_CODE(open_qcow2_source(img, no_backing), ErrorCode::UnsupportedFormat);
+}
+
+TEST(qcow2_checked_backing_chain_is_read_exactly_or_refused) {
+  TempDir dir;
+  const std::string base = dir / "base.raw";
+  make_sparse_file(base, 2 * kBlock);
+  write_bytes(base, 0, pattern(2 * kBlock, 4));
+  const auto none = store_blocks(dir.path(), {{}, {}});
+  const std::string img = dir / "top.qcow2";
+  write_image(img, dir.path(), none, 2 * kBlock, 16, 3);
+  set_backing_name(img, "base.raw");
+  auto open_with = [&](std::vector<CheckedBacking> chain) {
+    Qcow2OpenOptions o;
+    o.checked_backing = &chain;
+    return open_qcow2_source(img, o);
+  };
+  CHECK(read_all(*open_with({{base, base, ImageFormat::Raw}})) == pattern(2 * kBlock, 4));
+
+  // The header names another file than was checked, or none was checked at all.
+  CHECK_THROWS_CODE(open_with({{dir / "other.raw", base, ImageFormat::Raw}}), ErrorCode::NotAnImage);
+  CHECK_THROWS_CODE(open_with({}), ErrorCode::NotAnImage);
+  // Read as another format than checked, or a chain that goes on past a raw file.
+  CHECK_THROWS_CODE(open_with({{base, base, ImageFormat::Qcow2}}), ErrorCode::NotAnImage);
+  CHECK_THROWS_CODE(open_with({{base, base, ImageFormat::Raw}, {base, base, ImageFormat::Raw}}), ErrorCode::NotAnImage);
+  // The checked real path leads through a symlink now: never followed.
+  ::mkdir((dir / "real").c_str(), 0700);
+  ::symlink((dir / "real").c_str(), (dir / "link").c_str());
+  make_sparse_file(dir / "real/base.raw", 2 * kBlock);
+  CHECK_THROWS_CODE(open_with({{base, dir / "link/base.raw", ImageFormat::Raw}}), ErrorCode::NotAnImage);
+  // The name still leads to a file, but not to the checked one.
+  CHECK_THROWS_CODE(open_with({{base, dir / "real/base.raw", ImageFormat::Raw}}), ErrorCode::NotAnImage);
 }
 
 // A missing backing file is named by what the image calls it and the image that refers to it:

@@ -26,6 +26,22 @@ Options::Options(const Napi::CallbackInfo& info) : env_(info.Env()) {
 
 Napi::Value Options::get(const char* name) const { return object_.Get(name); }
 
+std::vector<Options> Options::objects(const char* name) const {
+  Napi::Value v = get(name);
+  std::vector<Options> out;
+  if (v.IsUndefined()) return out;
+  if (!v.IsArray()) type_error(env_, name, "an array of objects");
+  Napi::Array a = v.As<Napi::Array>();
+  const uint32_t n = a.Length();
+  out.reserve(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    Napi::Value e = a.Get(i);
+    if (!e.IsObject() || e.IsArray() || e.IsFunction()) type_error(env_, name, "an array of objects");
+    out.push_back(Options(env_, e.As<Napi::Object>()));
+  }
+  return out;
+}
+
 void Options::invalid(const char* name, const std::string& what) const {
   Napi::Error err = Napi::RangeError::New(env_, std::string("options.") + name + " " + what);
   err.Set("code", Napi::String::New(env_, "InvalidArgument"));

@@ -22,6 +22,10 @@ class Options {
   // info[0] must be an object.
   explicit Options(const Napi::CallbackInfo& info);
 
+  // Each element of the array `name` (TypeError unless it is an array of plain objects), read
+  // with the same checks; empty when absent.
+  std::vector<Options> objects(const char* name) const;
+
   std::string string(const char* name) const;
   // True when the property is present (not undefined).
   bool has(const char* name) const;
@@ -42,6 +46,7 @@ class Options {
   [[noreturn]] void invalid(const char* name, const std::string& what) const;
 
  private:
+  Options(Napi::Env env, Napi::Object object) : env_(env), object_(object) {}
   Napi::Value get(const char* name) const;
 
   Napi::Env env_;

@@ -63,9 +63,14 @@ Napi::Value write_qcow2(const Napi::CallbackInfo& info) {
 Napi::Value qcow2_info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string path = path_argument(info);
+  Qcow2OpenOptions options;
+  if (info.Length() > 1 && !info[1].IsUndefined()) {
+    if (!info[1].IsBoolean()) throw Napi::TypeError::New(env, "the second argument (asGiven) must be a boolean");
+    options.top_as_given = info[1].As<Napi::Boolean>().Value();
+  }
   try {
-    const Qcow2Header h = read_qcow2_header(path);
-    const std::vector<ChainElement> chain = qcow2_backing_chain(path);
+    Qcow2Header h;
+    const std::vector<ChainElement> chain = qcow2_backing_chain(path, options, &h);
     Napi::Object o = Napi::Object::New(env);
     o.Set("version", h.version);
     o.Set("clusterBits", h.cluster_bits);

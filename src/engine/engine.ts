@@ -408,7 +408,7 @@ export class Engine extends EventEmitter {
     try {
       const path = this.revalidateDiskPath(disk);
       const format = imageFormatOf(disk);
-      inspectImage(path, format, this.imageRoots);
+      const { backingChain } = inspectImage(path, format, this.imageRoots);
       // A VM writing during the scan makes the snapshot crash-consistent; asked before and after.
       const before = consistencyNow(path);
       const stamp = stampImage(path);
@@ -416,7 +416,7 @@ export class Engine extends EventEmitter {
       const parentView = parent ? readView(this.catalog, parent) : null;
       const tScan = performance.now();
       const scan = await scanImage({
-        imagePath: path, format, storeDir: this.store.dir, granuleDir: this.store.granuleDir, blockSize: this.blockSize,
+        imagePath: path, format, ...(format === 'qcow2' ? { backingChain } : {}), storeDir: this.store.dir, granuleDir: this.store.granuleDir, blockSize: this.blockSize,
         ...(parentView ? { parentDigests: parentView } : {}),
         ...(this.threads ? { threads: this.threads } : {}),
         onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { accessSync, closeSync, constants, fstatSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { BlocksnapError, toBlocksnapError } from '../errors';
-import { probeImageLocks, qcow2Info, type ImageLocks, type Qcow2Info } from '../native';
+import { probeImageLocks, qcow2Info, type CheckedBacking, type ImageLocks, type Qcow2Info } from '../native';
 import { openCheckedFile, resolveExistingImage } from './paths';
 import type { DiskFormat, ImageFormat, SnapshotConsistency } from './types';
 
@@ -44,20 +44,28 @@ export interface ImageFacts {
   /** Guest-visible size: the file size of a raw image, the virtual size of a qcow2 one. */
   sizeBytes: number;
   qcow2: Qcow2Info | null;
+  /**
+   * The backing files as checked, nearest first: what a scan of this image may read, and all it
+   * may (scanImage's backingChain). Empty for a raw image.
+   */
+  backingChain: CheckedBacking[];
 }
 
 /**
  * Validates an image for use as `format`. A qcow2 image's header and whole backing chain are
  * parsed (ImageCorrupt / UnsupportedFormat / NotAnImage), and every backing file must lie inside
  * an image root like the image itself: the daemon reads backing files with its own rights, so a
- * backing file name is as much a client-supplied path as the image's.
+ * backing file name is as much a client-supplied path as the image's. Whoever can write inside a
+ * root can change the chain after this check, so a scan is handed the checked chain and reads
+ * exactly that (`backingChain`), never the names it finds in the headers then.
  */
 export function inspectImage(path: string, format: ImageFormat, roots: string[]): ImageFacts {
-  if (format === 'raw') return { sizeBytes: rawSize(path), qcow2: null };
+  if (format === 'raw') return { sizeBytes: rawSize(path), qcow2: null, backingChain: [] };
   const info = qcow2Info(path);
+  const backingChain: CheckedBacking[] = [];
   for (const link of info.chain.slice(1)) {
     try {
-      resolveExistingImage(link.path, roots);
+      backingChain.push({ path: link.path, realPath: resolveExistingImage(link.path, roots), format: link.format });
     } catch (err) {
       if (err instanceof BlocksnapError && err.code === 'PathNotAllowed') {
         throw new BlocksnapError('PathNotAllowed', `${path} has the backing file ${link.path}, which lies outside every image root`, { path, backingFile: link.path });
@@ -68,7 +76,7 @@ export function inspectImage(path: string, format: ImageFormat, roots: string[])
       throw err;
     }
   }
-  return { sizeBytes: info.sizeBytes, qcow2: info };
+  return { sizeBytes: info.sizeBytes, qcow2: info, backingChain };
 }
 
 /**
@@ -82,7 +90,7 @@ export function checkBackingAsGiven(given: string, real: string, facts: Qcow2Inf
   if (facts.chain.length < 2 || given === real) return;
   let seen: Qcow2Info | null = null;
   try {
-    seen = qcow2Info(given);
+    seen = qcow2Info(given, { asGiven: true });
   } catch {
     // A chain that cannot be opened from the given path differs from one that can.
   }

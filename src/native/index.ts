@@ -17,11 +17,28 @@ import { join } from 'node:path';
 import { BlocksnapError, isErrorCode } from '../errors';
 import { DIGEST_SIZE, isValidBlockSize } from '../store/format';
 
+/** A backing file of a qcow2 image as it was checked against the image roots. */
+export interface CheckedBacking {
+  /** The name QEMU opens: the referring image's backing name resolved (Qcow2Info chain path). */
+  path: string;
+  /** The real path `path` led to when it was checked: what a scan reads. */
+  realPath: string;
+  format: 'raw' | 'qcow2';
+}
+
 export interface ScanOptions {
   /** A regular file: a raw image, or a qcow2 image read through its tables and backing chain. */
   imagePath: string;
   /** How to read imagePath; default 'raw'. */
   format?: 'raw' | 'qcow2';
+  /**
+   * qcow2 only: the backing files checked against the image roots, nearest first
+   * (CheckedBacking, from inspectImage), and the only files read besides the image. Each is
+   * opened by its real path without following a symlink, and the scan fails with NotAnImage when
+   * one was swapped in or the headers now name another chain. Absent: an image that names a
+   * backing file is refused.
+   */
+  backingChain?: CheckedBacking[];
   /** `<data-dir>/blocks`; must exist. Fanout directories and `tmp/` are created on demand. */
   storeDir: string;
   /**
@@ -128,7 +145,7 @@ interface NativeAddon {
   hashBuffer(data: Buffer): Buffer;
   lockFile(path: string): { release(): void };
   writeQcow2(o: object): NativeJob<Qcow2WriteResult>;
-  qcow2Info(path: string): Qcow2Info;
+  qcow2Info(path: string, asGiven?: boolean): Qcow2Info;
   probeImageLocks(path: string): ImageLocks;
   holdImageLocks(path: string): { release(): void };
   openImageDir(path: string): NativeImageDir;
@@ -178,10 +195,20 @@ export async function scanImage(o: ScanOptions): Promise<ScanResult> {
     invalid('writeBlocks', 'a boolean', o.writeBlocks);
   }
   if (o.format !== undefined && o.format !== 'raw' && o.format !== 'qcow2') invalid('format', "'raw' or 'qcow2'", o.format);
+  if (o.backingChain !== undefined) {
+    if (o.format !== 'qcow2') invalid('backingChain', 'absent for a raw image', o.backingChain);
+    if (!Array.isArray(o.backingChain)) invalid('backingChain', 'an array', o.backingChain);
+    for (const l of o.backingChain) {
+      requirePath(l?.path, 'backingChain[].path');
+      requirePath(l?.realPath, 'backingChain[].realPath');
+      if (l.format !== 'raw' && l.format !== 'qcow2') invalid('backingChain[].format', "'raw' or 'qcow2'", l.format);
+    }
+  }
   return runJob(o, (onProgress) =>
     nativeAddon().scanImage({
       imagePath: o.imagePath,
       format: o.format,
+      backingChain: o.backingChain?.map((l) => ({ path: l.path, realPath: l.realPath, format: l.format })),
       storeDir: o.storeDir,
       granuleDir: o.granuleDir,
       blockSize: o.blockSize,
@@ -326,12 +353,14 @@ export interface Qcow2Info {
 
 /**
  * Validates a qcow2 image's header and its whole backing chain (synchronously: a few small
- * reads). Fails with NotAnImage, ImageCorrupt or UnsupportedFormat naming what is wrong.
+ * reads). Fails with NotAnImage, ImageCorrupt or UnsupportedFormat naming what is wrong. `path`
+ * is a checked real path, opened without following a symlink (NotAnImage when one was swapped
+ * in), unless `asGiven`: then it is followed as QEMU follows it (a path as a client gave it).
  */
-export function qcow2Info(path: string): Qcow2Info {
+export function qcow2Info(path: string, o: { asGiven?: boolean } = {}): Qcow2Info {
   requirePath(path, 'path');
   try {
-    return nativeAddon().qcow2Info(path);
+    return nativeAddon().qcow2Info(path, o.asGiven === true);
   } catch (err) {
     throw fromNative(err);
   }
