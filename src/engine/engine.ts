@@ -215,7 +215,9 @@ export class Engine extends EventEmitter {
     });
     // Partial files first: once a job is marked interrupted, a crash right after must not strand them.
     const partialFiles = await removeInterruptedPartials(this.catalog.allJobs().filter((j) => j.state === 'running'));
-    const jobs = this.jobs.recover().length;
+    const interrupted = this.jobs.recover();
+    const jobs = interrupted.length;
+    this.offsite.replication.releaseInterrupted(interrupted);
     const layers = this.volumes.removeUnlisted();
     const tmp = await this.store.removeTempFiles();
     await this.sweepNow();

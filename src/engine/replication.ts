@@ -34,7 +34,7 @@ import {
 } from '../remote/config';
 import { listBlockPresence, LIST_MIN_BLOCKS } from '../remote/block-presence';
 import { blockKey, digestOfKey, idsOfManifestKey, join, manifestKey, BLOCKS, MANIFESTS } from '../remote/layout';
-import { DEFAULT_LEASE_TIMING, Lease, type LeaseTiming } from '../remote/leases';
+import { DEFAULT_LEASE_TIMING, Lease, leaseKey, type LeaseTiming } from '../remote/leases';
 import { decodeManifest, encodeManifest, type Manifest } from '../remote/manifest';
 import type { ObjectStore } from '../remote/object-store';
 import { RemoteRegistry } from '../remote/registry';
@@ -117,6 +117,9 @@ interface SnapshotPlan {
   unsure: Array<[string, number]>;
   unsureSet: Set<string>;
 }
+
+/** How long a start-up deletion of an interrupted job's lease may take (close() waits for it). */
+const INTERRUPTED_LEASE_TIMEOUT_MS = 30_000;
 
 export class Replication {
   readonly remotes: RemoteRegistry;
@@ -417,6 +420,43 @@ export class Replication {
       this.releasing.delete(p);
     });
     this.releasing.add(p);
+  }
+
+  /**
+   * After a crash: deletes, in the background, the leases the interrupted replications and
+   * remote gcs of this data dir left. Other hosts cannot tell them from live ones and would wait
+   * them out (TTL + skew; a dead gc's lease holds every other host's replications off that long).
+   * They are certainly stale: this daemon holds the data dir's lock, so the one that started
+   * those jobs is gone (rule 6 of "Remote gc" in docs/design.md). Best effort: a remote that
+   * cannot be reached, or was removed, keeps them until they expire, as before.
+   */
+  releaseInterrupted(jobs: Job[]): void {
+    for (const job of jobs) {
+      const kind = job.kind === 'replicate' ? 'writer' : job.kind === 'remote-gc' ? 'gc' : null;
+      if (kind === null || job.target === null) continue;
+      let remote: RemoteConfig;
+      try {
+        remote = this.remotes.get(job.target);
+      } catch {
+        continue;
+      }
+      let store: ObjectStore;
+      try {
+        store = this.open(remote);
+      } catch (err) {
+        this.x.log.warn({ err, remote: remote.name, jobId: job.id }, 'cannot reach the remote to delete the lease of an interrupted job; it expires on its own');
+        continue;
+      }
+      const key = leaseKey(remote.prefix, kind, this.remotes.hostId, job.id);
+      const p: Promise<void> = store.deleteMany([key], AbortSignal.timeout(INTERRUPTED_LEASE_TIMEOUT_MS)).then(
+        () => this.x.log.info({ remote: remote.name, jobId: job.id, key }, 'deleted the lease of an interrupted job'),
+        (err: unknown) => this.x.log.warn({ err, remote: remote.name, jobId: job.id, key }, 'could not delete the lease of an interrupted job; it expires on its own'),
+      ).finally(() => {
+        store.close();
+        this.releasing.delete(p);
+      });
+      this.releasing.add(p);
+    }
   }
 
   /** Resolves once the writer leases of every ended replication are deleted (or given up on: they expire). */

@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { Engine } from '../../src/engine';
-import type { LeaseTiming } from '../../src/remote/leases';
+import { Catalog } from '../../src/catalog/catalog';
+import { leaseKey, type LeaseTiming } from '../../src/remote/leases';
 import { finished, snapshot } from '../helpers/engine';
 import { fillBlock, makeImage, sha256File } from '../helpers/images';
 import { KiB64 } from '../helpers/model';
@@ -19,7 +20,7 @@ import { isLeaseKey, openHost, replicate, sleep } from './memory-engine';
 
 const TS_NODE = '@isaacs/ts-node-temp-fork-for-pr-2009/register/transpile-only';
 
-t.test('a remote gc after the daemon was killed mid-replication deletes the dead job\'s writer lease instead of waiting for it to expire', async (t) => {
+t.test('a daemon killed mid-replication: the next one deletes the dead job\'s writer lease as it starts, and its gc does not wait', async (t) => {
   const dir = t.testdir();
   const dataDir = join(dir, 'data');
   const images = join(dir, 'images');
@@ -70,6 +71,8 @@ t.test('a remote gc after the daemon was killed mid-replication deletes the dead
   engine = await open();
   t.teardown(() => engine.close());
   t.match(engine.getJob(jobId), { kind: 'replicate', state: 'interrupted' }, 'this data dir ran the job, and it is dead');
+  await engine.offsite.replication.settleReleases();
+  t.same(bucket.keys('site/leases/'), [], 'deleted at start-up: other hosts need not wait it out');
   const started = Date.now();
   const gc = await engine.waitJob(engine.offsite.replication.startRemoteGc('off', { graceSeconds: 0 }).id);
   t.match(gc, { state: 'succeeded', result: { manifests: 0, deletedBlocks: 4 } }, 'gc ran, and freed the blocks the dead job uploaded');
@@ -117,4 +120,36 @@ t.test('a daemon of a copied data dir, which has the same host id, leaves the le
   const out = join(a.images, 'restored.raw');
   await finished(a.engine, a.engine.offsite.replication.startRestore('off', s.id, out));
   t.equal(await sha256File(out), await sha256File(d.path));
+});
+
+t.test('the gc lease of a remote gc a crash interrupted is deleted as the next daemon starts, so other hosts replicate at once', async (t) => {
+  const shared = new MemoryStore();
+  // Other hosts would wait out a live gc lease (a minute here) and give up after 2 s.
+  const timing: LeaseTiming = { ttlMs: 60_000, skewMs: 1000, waitMs: 2000, pollMs: 20 };
+  const dir = t.testdir();
+  const first = await openHost(t, shared, { leaseTiming: timing, dir });
+  const hostId = first.engine.offsite.replication.remotes.hostId;
+  await first.engine.close();
+  // What a SIGKILL during a remote gc leaves: the job recorded running, its lease on the bucket.
+  const jobId = 'j-00000000000000aa';
+  const catalog = Catalog.open(join(dir, 'data'), KiB64);
+  catalog.putJob({
+    id: jobId, kind: 'remote-gc', state: 'running', diskId: null, snapshotId: null, target: 'off', doneBytes: 0, totalBytes: 0,
+    progressUnit: 'blocks', startedAt: new Date().toISOString(), finishedAt: null, result: null, error: null,
+  });
+  await catalog.close();
+  const lease = leaseKey('site', 'gc', hostId, jobId);
+  await shared.put(lease, Buffer.from('{}'));
+
+  const other = await openHost(t, shared, { leaseTiming: timing });
+  const o = await other.disk('vm', 2);
+  const s = await snapshot(other.engine, o.id);
+  const held = await other.engine.waitJob(other.engine.offsite.replication.startReplicate(s.id, 'off').id);
+  t.match(held, { state: 'failed', error: { code: 'RemoteBusy' } }, 'while the dead gc\'s lease is there, another host cannot replicate');
+
+  const again = await openHost(t, shared, { leaseTiming: timing, dir });
+  t.match(again.engine.getJob(jobId), { state: 'interrupted' });
+  await again.engine.offsite.replication.settleReleases();
+  t.notOk(shared.objects.has(lease), 'the restarted daemon deleted it');
+  t.match(await replicate(other, s.id), { replicated: [s.id] }, 'and the other host replicates');
 });
