@@ -30,8 +30,8 @@
  *    socket for good looks the same to a reader, so after an end of stream the socket's state is
  *    looked at every pausedProbeMs: one that is gone is dropped at once, rather than when an
  *    answer or a progress event (which a quiet job.wait may not send for hours) fails to reach it;
- *  - a client with nothing running and nothing watched for idleTimeoutMs is disconnected, so
- *    clients that leak connections give their slots back.
+ *  - a client with nothing running, nothing watched and no stream open for idleTimeoutMs is
+ *    disconnected, so clients that leak connections give their slots back.
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
@@ -69,7 +69,7 @@ export interface ConnectionLimits {
   maxQueuedBytes: number;
   /** Time allowed to flush the last bytes when closing before the socket is destroyed. */
   closeGraceMs: number;
-  /** A client with no request running and no job watched this long is disconnected; 0: never. */
+  /** A client with no request running, no job watched and no stream open this long is disconnected; 0: never. */
   idleTimeoutMs: number;
   /** Bytes of frames longer than UNBUDGETED_FRAME_BYTES that all clients together may be sending at once. */
   frameBudgetBytes: number;
@@ -154,7 +154,7 @@ export class Connection {
     this.log = log.child({ conn: id });
     this.decoder = new FrameDecoder(host.limits.maxFrameBytes);
     // Stream data is never dropped: the channel's credit window bounds it instead.
-    this.channels = new StreamChannels((e) => this.send(e, false));
+    this.channels = new StreamChannels((e) => this.send(e, false), () => this.updateIdleTimer());
     this.ctx = {
       channels: this.channels,
       engine: host.engine,
@@ -271,11 +271,15 @@ export class Connection {
     this.hangUpTimer.unref();
   }
 
-  /** Runs the idle clock while the client has nothing running, nothing watched and nothing half-sent. */
+  /**
+   * Runs the idle clock while the client has nothing running, nothing watched, no stream open and
+   * nothing half-sent. An open stream counts: its job reads or writes through this connection
+   * even while no request runs (an export whose reader is slow to acknowledge).
+   */
   private updateIdleTimer(): void {
     const ms = this.host.limits.idleTimeoutMs;
     const idle = ms > 0 && this.state === 'ready' && !this.peerEnded && this.inFlight === 0
-      && this.watched.size === 0 && !this.decoder.midFrame;
+      && this.watched.size === 0 && this.channels.size === 0 && !this.decoder.midFrame;
     if (!idle) {
       this.clearIdleTimer();
       return;

@@ -63,8 +63,19 @@ export function offsiteMethods(method: MethodFactory, settle: Settle): Record<st
     'remote.remove': method({ params: { remote: key }, run: (ctx, p) => ctx.engine.offsite.replication.removeRemote(p.remote) }),
     'remote.check': method({ params: { remote: key }, run: (ctx, p) => ctx.engine.offsite.replication.checkRemote(p.remote) }),
     'remote.snapshots': method({
-      params: { remote: key, disk: optional(string) },
-      run: (ctx, p) => ctx.engine.offsite.replication.remoteSnapshots(p.remote, p.disk),
+      params: { remote: key, disk: optional(string), damaged: optional(boolean) },
+      run: async (ctx, p) => {
+        const entries = await ctx.engine.offsite.replication.remoteSnapshots(p.remote, p.disk);
+        if (p.damaged === true) return entries;
+        // Entries with null fields are new to protocol 1: only a client that asks for them gets
+        // them; others get the error this call has always given for a damaged manifest.
+        const bad = entries.filter((e) => e.damaged !== null);
+        if (bad.length === 0) return entries;
+        throw new BlocksnapError('RemoteCorrupt',
+          `remote ${p.remote} holds ${bad.length === 1 ? 'a manifest' : `${bad.length} manifests`} that cannot be read (${bad.slice(0, 10).map((e) => e.id).join(', ')}); ` +
+          'list them with damaged: true (blocksnap remote snapshots), remove them with remote delete --force',
+          { snapshots: bad.map((e) => e.id) });
+      },
     }),
     'remote.delete': method({
       params: { remote: key, snapshot: string, force: optional(boolean) },

@@ -31,9 +31,10 @@ export interface ServerOptions {
 }
 
 /**
- * Connections past maxConnections that may be open at once while they are told why they are
- * refused; past those, new connections are dropped without a word (Node's server limit), so a
- * connection flood cannot pile refusals up.
+ * Connections past a limit that may be open at once while they are told why they are refused;
+ * past those, new connections are dropped without a word (Node's server limit past
+ * maxConnections; a count here for the per-user limit, whose refusals Node's limit does not
+ * bound before they fill every slot), so a connection flood cannot pile refusals up.
  */
 const REFUSING_MAX = 16;
 /** At most one log line per this many ms about refused connections. */
@@ -53,6 +54,8 @@ export class DaemonServer implements ConnectionHost {
   private nextConnectionId = 1;
   private shuttingDown = false;
   private refusedSinceLog = 0;
+  /** Refused connections still open (being told why). */
+  private refusing = 0;
   private lastRefusalLog = 0;
   private readonly onJob = (job: Job): void => {
     for (const c of this.connections) c.onJob(job);
@@ -152,6 +155,12 @@ export class DaemonServer implements ConnectionHost {
   /** Tells a client past a connection limit why it is turned away, then closes its socket. */
   private refuse(socket: Socket, message: string, limit: string): void {
     this.noteRefusal(limit);
+    if (this.refusing >= REFUSING_MAX) {
+      socket.destroy();
+      return;
+    }
+    this.refusing++;
+    socket.once('close', () => this.refusing--);
     socket.on('error', () => socket.destroy());
     // Whatever the client sent is read and dropped: closing a Unix socket with unread input would
     // turn the client's read of the answer into a reset.
@@ -164,7 +173,7 @@ export class DaemonServer implements ConnectionHost {
     this.refusedSinceLog++;
     const now = Date.now();
     if (now - this.lastRefusalLog < REFUSAL_LOG_INTERVAL_MS) return;
-    this.log.warn({ refused: this.refusedSinceLog, maxConnections: this.options.maxConnections },
+    this.log.warn({ refused: this.refusedSinceLog, maxConnections: this.options.maxConnections, maxConnectionsPerUser: this.options.maxConnectionsPerUser },
       `refusing connections: the client limit is reached (${limit})`);
     this.lastRefusalLog = now;
     this.refusedSinceLog = 0;

@@ -173,7 +173,13 @@ export class StreamChannels {
   private readonly channels = new Map<string, OutgoingChannel | IncomingChannel>();
   private closedWith: Error | null = null;
 
-  constructor(private readonly send: (e: DataEvent) => void) {}
+  /** `dropped` is told when a channel goes: the connection may have become idle. */
+  constructor(private readonly send: (e: DataEvent) => void, private readonly dropped: () => void = () => undefined) {}
+
+  /** Channels open: each one's job still needs this connection. */
+  get size(): number {
+    return this.channels.size;
+  }
 
   openOut(id: string): OutChannel {
     return this.add(id, new OutgoingChannel(id, this.send));
@@ -195,6 +201,7 @@ export class StreamChannels {
     if (!ch) return;
     this.channels.delete(id);
     ch.close(err);
+    this.dropped();
   }
 
   ack(id: string, bytes: number): void {

@@ -220,8 +220,11 @@ export class SnapshotStreams {
           }
         } finally {
           ctl.signal.removeEventListener('abort', stopOnCancel);
-          await file?.close();
-          release();
+          try {
+            await file?.close();
+          } finally {
+            release();
+          }
         }
       });
     } catch (err) {

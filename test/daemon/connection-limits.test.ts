@@ -4,6 +4,9 @@
  * half-closes, and clients past the connection limit. Against the server with a stand-in engine,
  * with the limits made small so that each case runs in milliseconds.
  */
+import { spawn } from 'node:child_process';
+import { chmodSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
 import t from 'tap';
 import { DaemonClient } from '../../src/daemon/client';
 import { frame } from '../../src/daemon/protocol/frame';
@@ -227,4 +230,52 @@ t.test('a client watching a job is not idle', async (t) => {
   t.notOk(c.closed, 'still connected while the job it watches runs');
   d.engine.finish(job.id);
   t.match(await c.response(null, 5000), { error: { code: 'DaemonUnavailable' } }, 'idle once the job ended');
+});
+
+t.test('a client whose export stream is open is not idle, and is once the stream\'s job has ended', async (t) => {
+  // A raw client may start an export without waiting for its job and only acknowledge data: while
+  // its reader is slow, no request runs, yet its job still needs this connection.
+  const d = await startFakeDaemon({ idleTimeoutMs: 200 });
+  t.teardown(() => d.stop());
+  Object.assign(d.engine.offsite, { streams: { startExport: () => d.engine.startVerify() } });
+  const c = await RawClient.ready(d.socketPath);
+  t.teardown(() => c.close());
+  c.send({ id: 1, method: 'snapshot.export', params: { snapshot: 's', stream: 'out' } });
+  t.match(await c.response(1), { result: { state: 'running' } });
+  await sleep(600);
+  t.notOk(c.closed, 'still connected while its stream is open');
+  d.engine.finish(d.engine.lastJobId);
+  t.match(await c.response(null, 5000), { error: { code: 'DaemonUnavailable' } }, 'idle once the stream closed with its job');
+});
+
+t.test('refusals of one user past its limit cannot pile up and lock another user out', { skip: process.getuid!() !== 0 && 'needs root to connect as a second user' }, async (t) => {
+  const d = await startFakeDaemon({ closeGraceMs: 10_000 }, { maxConnections: 20, maxConnectionsPerUser: 2 });
+  t.teardown(() => d.stop());
+  chmodSync(d.dir, 0o755);
+  chmodSync(d.socketPath, 0o666);
+  const held = [await RawClient.ready(d.socketPath), await RawClient.ready(d.socketPath)];
+  t.teardown(() => held.forEach((h) => h.close()));
+  // A tool that leaks connections and retries at once when refused, never closing its end.
+  const flood: Socket[] = [];
+  t.teardown(() => flood.forEach((s) => s.destroy()));
+  for (let i = 0; i < 40; i++) {
+    const s = connect({ path: d.socketPath, allowHalfOpen: true });
+    s.on('error', () => undefined);
+    flood.push(s);
+    await new Promise<void>((resolve) => { s.once('data', () => resolve()); s.once('end', () => resolve()); s.once('close', () => resolve()); });
+  }
+  // Another user connects: it must be served (the daemon waits for its hello), not dropped.
+  // Spawned, not run synchronously: the daemon under test shares this process's event loop.
+  const child = spawn(process.execPath, ['-e', `
+    const s = require('node:net').connect(${JSON.stringify(d.socketPath)});
+    let got = 'accepted';
+    s.on('data', () => { got = 'refused'; });
+    s.on('error', () => { got = 'refused'; });
+    s.on('close', () => { got = 'refused'; });
+    setTimeout(() => { process.stdout.write(got); process.exit(0); }, 500);
+  `], { uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (b: Buffer) => { out += b.toString(); });
+  await new Promise((resolve) => child.once('close', resolve));
+  t.equal(out, 'accepted', 'another user is served while one user floods past its limit');
 });

@@ -6,6 +6,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
+import { lookupMethod, type CallContext } from '../../src/daemon/methods';
+import { StreamChannels } from '../../src/daemon/stream-channels';
 import { BlocksnapError } from '../../src/errors';
 import type { LeaseTiming } from '../../src/remote/leases';
 import { decodeManifest, encodeManifest } from '../../src/remote/manifest';
@@ -198,6 +200,13 @@ t.test('a manifest overwritten with garbage is listed as damaged, stops gc namin
     { id: s1.id, diskId: d.id, key: k1, name: null, createdAt: null, damaged: { code: 'RemoteCorrupt', message: /is not valid JSON/ } },
   ], 'the listing shows the damaged one by what its key says, after the others');
   t.same((await rep.remoteSnapshots('off', 'vm')).map((s) => s.id), [s2.id, s1.id], 'also when asked by the disk\'s name');
+  const ctx: CallContext = {
+    engine: a.engine, info: { version: 'test', pid: process.pid, startedAt: '' }, watch() {}, unwatch() {}, channels: new StreamChannels(() => undefined),
+  };
+  const listOnWire = (params: Record<string, unknown>): Promise<unknown> => lookupMethod('remote.snapshots')!.call(ctx, { remote: 'off', ...params });
+  t.match(await listOnWire({ damaged: true }), [{ id: s2.id }, { id: s1.id, damaged: { code: 'RemoteCorrupt' } }], 'on the wire, to a client that asks for damaged entries');
+  await t.rejects(listOnWire({}), { code: 'RemoteCorrupt', message: new RegExp(s1.id), details: { snapshots: [s1.id] } },
+    'a client that does not ask gets no entry with null fields, but the error it always got');
 
   const gc = await a.engine.waitJob(rep.startRemoteGc('off', { graceSeconds: 0 }).id);
   t.match(gc, { state: 'failed', error: { code: 'RemoteCorrupt' } });

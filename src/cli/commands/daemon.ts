@@ -34,7 +34,7 @@ export function registerDaemon(program: Command): void {
     .option('--max-frame-bytes <n>', 'largest request frame accepted (default: 1048576)', positiveInt)
     .option('--max-connections <n>', 'most clients at once (default: 1024)', positiveInt)
     .option('--max-connections-per-user <n>', 'most clients of one user (peer uid) at once (default: 256, at most --max-connections)', positiveInt)
-    .option('--idle-timeout <seconds>', 'disconnect a client with no request running and no job watched for this long; 0: never (default: 900)', nonNegativeInt)
+    .option('--idle-timeout <seconds>', 'disconnect a client with no request running, no job watched and no stream open for this long; 0: never (default: 900)', nonNegativeInt)
     .option('--manual-snapshot-quota <n>', 'manual snapshots per disk (default: 256)', positiveInt)
     .option('--auto-snapshot-quota <n>', 'automatic snapshots per disk; over it the oldest automatic one goes (default: 256)', positiveInt)
     .addHelpText('after', examples([

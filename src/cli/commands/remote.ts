@@ -74,7 +74,7 @@ other fields null). It cannot be restored, and remote gc refuses to run while it
 ${examples(['blocksnap remote snapshots offsite', 'blocksnap remote snapshots offsite --disk web1 --json'])}`)
     .action(async (name: string, flags: ClientFlags & { disk?: string }) => {
       await withClient(flags, async (client, out) => {
-        const params: Record<string, unknown> = { remote: name };
+        const params: Record<string, unknown> = { remote: name, damaged: true };
         if (flags.disk !== undefined) params.disk = flags.disk;
         out.result(await client.call<RemoteSnapshotEntry[]>('remote.snapshots', params), (v) => remoteSnapshotTable(v, name));
       });
