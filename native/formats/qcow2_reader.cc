@@ -232,11 +232,7 @@ ImageFile open_checked_backing(const std::string& image, const Qcow2Header& h, c
   refuse_json_backing(image, h);
   const std::string named = resolve_backing_path(image, h.backing_file);
   if (named != c.path) backing_changed(image, "its header names \"" + h.backing_file + "\", which is " + named + ", not " + c.path);
-  const size_t slash = c.real.rfind('/');
-  if (c.real.empty() || c.real[0] != '/' || slash == std::string::npos || slash + 1 == c.real.size())
-    throw Error(ErrorCode::InvalidArgument, "the checked real path of a backing file must be an absolute file path, not \"" + c.real + "\"");
-  const UniqueFd dir = open_image_dir(slash == 0 ? "/" : c.real.substr(0, slash));
-  ImageFile f = open_image_in(dir.get(), c.real.substr(slash + 1), c.real);
+  ImageFile f = open_image_checked(c.real);
   // The name QEMU opens may lead elsewhere by now (a symlink on it repointed): the file opened is
   // still the checked one, but no longer the VM's. Only compared, never read through the name.
   struct stat named_st;
