@@ -17,6 +17,7 @@ import { createLogger } from './logger';
 import { DaemonServer } from './server';
 import { claimSocketPath, resolveGroup } from './socket-file';
 import { NbdServer } from '../nbd/server';
+import { hardLinkWarning } from './hard-link-guard';
 
 /** How long closing the connections may take after the engine stopped. */
 const CONNECTION_CLOSE_TIMEOUT_MS = 5_000;
@@ -46,6 +47,8 @@ export async function runDaemon(flags: DaemonFlags): Promise<number> {
   if (config.imageRootsDefaulted) {
     log.warn({ imageRoot: config.imageRoots[0] }, 'no --image-root given: the working directory is the only image root');
   }
+  const hardLinks = hardLinkWarning();
+  if (hardLinks !== null) log.warn(hardLinks);
 
   let engine: Engine;
   try {
