@@ -6,6 +6,7 @@
         "native/addon.cc",
         "native/workers/apply_worker.cc",
         "native/workers/args.cc",
+        "native/workers/attributes_check.cc",
         "native/workers/data_dir_lock.cc",
         "native/workers/fd_handle.cc",
         "native/workers/hash_buffer.cc",

@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include "workers/apply_worker.h"
+#include "workers/attributes_check.h"
 #include "workers/data_dir_lock.h"
 #include "workers/hash_buffer.h"
 #include "workers/image_lock.h"
@@ -19,10 +20,11 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("lockFile", Napi::Function::New(env, blocksnap::js::lock_file, "lockFile"));
   exports.Set("hashBuffer", Napi::Function::New(env, blocksnap::js::hash_buffer, "hashBuffer"));
   exports.Set("writeQcow2", Napi::Function::New(env, blocksnap::js::write_qcow2, "writeQcow2"));
-  exports.Set("qcow2Info", Napi::Function::New(env, blocksnap::js::qcow2_info, "qcow2Info"));
+  exports.Set("qcow2Header", Napi::Function::New(env, blocksnap::js::qcow2_header, "qcow2Header"));
   exports.Set("probeImageLocks", Napi::Function::New(env, blocksnap::js::probe_image_locks, "probeImageLocks"));
   exports.Set("holdImageLocks", Napi::Function::New(env, blocksnap::js::hold_image_locks, "holdImageLocks"));
   exports.Set("openImageDir", Napi::Function::New(env, blocksnap::js::open_image_dir, "openImageDir"));
+  exports.Set("checkAttributesCopyable", Napi::Function::New(env, blocksnap::js::check_attributes_copyable, "checkAttributesCopyable"));
   exports.Set("Volume", blocksnap::js::volume_class(env));
   exports.Set("createVolumeLayer", Napi::Function::New(env, blocksnap::js::create_volume_layer, "createVolumeLayer"));
   exports.Set("socketPeer", Napi::Function::New(env, blocksnap::js::socket_peer, "socketPeer"));

@@ -262,7 +262,10 @@ ApplyResult apply_image(const ApplyParams& p, JobControl& control, const Progres
   if (::fstat(fd, &st) != 0) throw Error::system(errno, "fstat", path);
   if (static_cast<uint64_t>(st.st_size) != p.size_bytes) set_size(fd, p.size_bytes, path);
   fsync_file(fd, path);
-  if (!update) sync_created_entry(image, path);
+  if (!update) {
+    name_created(image, path);
+    sync_created_entry(image, path);
+  }
   cleanup.disarm();
   // Clean now: leave the page cache as it was. A new image had nothing cached.
   if (update) written.drop(fd);

@@ -19,7 +19,7 @@
 namespace blocksnap {
 
 enum class ApplyMode {
-  Create,  // new sparse file; fails FileExists; removed again if the apply fails
+  Create,  // new sparse file, named only once complete (image_file.h); fails FileExists; nothing left if the apply fails
   Update,  // rewrite an existing image in place
 };
 

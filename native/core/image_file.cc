@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
+#include <cstring>
 
 #include "core/error.h"
 #include "io/file_io.h"
@@ -131,10 +133,87 @@ UniqueFd open_image_dir(const std::string& dir) {
   return fd;
 }
 
+namespace {
+
+// O_TMPFILE unless the environment asks for named partial files (tests of the fallback).
+bool tmpfile_wanted() {
+  const char* v = std::getenv("BLOCKSNAP_NO_TMPFILE");
+  return v == nullptr || *v == '\0' || std::strcmp(v, "0") == 0;
+}
+
+// Whether link_nameless can give `fd` a name later: better known before an image is written into
+// it than after. Linking by descriptor (AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH, or on newer
+// kernels the credentials that opened the file; the kernel checks that before it looks at the
+// new name, so a link to "." (which exists, and never can be made) answers EEXIST exactly when
+// linking by descriptor is allowed, and creates nothing. Otherwise the file is linked through
+// /proc/self/fd, which must then lead to it.
+bool linkable(int fd, int dir_fd) {
+  if (::linkat(fd, "", dir_fd, ".", AT_EMPTY_PATH) != 0 && errno == EEXIST) return true;
+  char link[64];
+  snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  struct stat mine, seen;
+  return ::fstat(fd, &mine) == 0 && ::stat(link, &seen) == 0 && mine.st_dev == seen.st_dev && mine.st_ino == seen.st_ino;
+}
+
+}  // namespace
+
+UniqueFd create_in(int dir_fd, const std::string& name, const std::string& path, bool& nameless) {
+  nameless = false;
+  if (tmpfile_wanted()) {
+    // A name already taken fails now, as the named create below would, rather than at the link
+    // after the whole image was written.
+    struct stat st;
+    if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) throw Error::image(EEXIST, "open", path);
+    int raw;
+    do raw = ::openat(dir_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    while (raw < 0 && errno == EINTR);
+    UniqueFd fd(raw);
+    if (fd && linkable(fd.get(), dir_fd)) {
+      nameless = true;
+      return fd;
+    }
+    // The filesystem has no O_TMPFILE (EOPNOTSUPP; EISDIR or EINVAL from kernels or filesystems
+    // that do not know the flag), or the file could not be named later: a named file, as before.
+    if (!fd && errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) throw Error::image(errno, "open", path);
+  }
+  int raw;
+  do raw = ::openat(dir_fd, name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  while (raw < 0 && errno == EINTR);
+  if (raw < 0) throw Error::image(errno, "open", path);
+  return UniqueFd(raw);
+}
+
+void link_nameless(int fd, int dir_fd, const std::string& name, const std::string& path) {
+  if (::linkat(fd, "", dir_fd, name.c_str(), AT_EMPTY_PATH) == 0) return;
+  int err = errno;
+  // ENOENT: not allowed to link by descriptor (or the directory is gone, which /proc then says
+  // again). /proc/self/fd leads to the open file itself, nameless or not.
+  if (err == ENOENT) {
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    if (::linkat(AT_FDCWD, link, dir_fd, name.c_str(), AT_SYMLINK_FOLLOW) == 0) return;
+    err = errno;
+  }
+  struct stat dir;
+  if (err == ENOENT && ::fstat(dir_fd, &dir) == 0 && dir.st_nlink == 0) {
+    const std::string where = parent_dir(path);
+    Error e(ErrorCode::ImageNotFound, "directory " + where + " was removed while the job ran; the result was discarded");
+    e.path = path;
+    e.sys_errno = err;
+    e.syscall = "linkat";
+    throw e;
+  }
+  throw Error::image(err, "link", path);
+}
+
+void name_created(ImageFile& image, const std::string& path) {
+  if (!image.nameless) return;
+  link_nameless(image.fd.get(), image.dir.get(), image.name, path);
+  image.nameless = false;
+}
+
 ImageFile open_image_for_write(const std::string& path, bool create, int dir_fd) {
-  int flags = O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
   if (!create) return open_existing_checked(path, O_RDWR);
-  flags |= O_CREAT | O_EXCL;
   const size_t slash = path.rfind('/');
   std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
   if (name.empty() || name == "." || name == "..") throw Error(ErrorCode::InvalidArgument, path + " does not name a file");
@@ -145,14 +224,12 @@ ImageFile open_image_for_write(const std::string& path, bool create, int dir_fd)
   } else {
     dir = open_image_dir(slash == std::string::npos ? "." : parent_dir(path));
   }
-  int raw;
-  do raw = ::openat(dir.get(), name.c_str(), flags, 0600);
-  while (raw < 0 && errno == EINTR);
-  UniqueFd fd(raw);
-  if (!fd) throw Error::image(errno, "open", path);
+  bool nameless = false;
+  UniqueFd fd = create_in(dir.get(), name, path, nameless);
   ImageFile image = finish_open(std::move(fd), path);
   image.dir = std::move(dir);
   image.name = std::move(name);
+  image.nameless = nameless;
   return image;
 }
 
@@ -161,7 +238,7 @@ void sync_created_entry(const ImageFile& image, const std::string& path) {
 }
 
 void remove_created(const ImageFile& image) noexcept {
-  if (!image.dir || !image.fd) return;
+  if (image.nameless || !image.dir || !image.fd) return;
   struct stat mine, entry;
   if (::fstat(image.fd.get(), &mine) != 0) return;
   if (::fstatat(image.dir.get(), image.name.c_str(), &entry, AT_SYMLINK_NOFOLLOW) != 0) return;

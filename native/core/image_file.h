@@ -17,6 +17,8 @@ struct ImageFile {
   // the path may lead somewhere else by then.
   UniqueFd dir;
   std::string name;
+  // Created without a name (O_TMPFILE) and not given `name` yet: a crash now leaves nothing.
+  bool nameless = false;
 };
 
 // The directory of a file to be created, opened without following a symlink in any component of
@@ -49,15 +51,32 @@ ImageFile open_image_in(int dir_fd, const std::string& name, const std::string& 
 // image is expected cannot redirect the write.
 //
 // A created file is made in a directory opened once (open_image_dir of the path's directory, or
-// a duplicate of `dir_fd` when the caller holds it already) by openat(2), so nothing is ever
-// created outside that directory, even for an instant.
+// a duplicate of `dir_fd` when the caller holds it already) by create_in, so nothing is ever
+// created outside that directory, even for an instant. It has no name until name_created.
 ImageFile open_image_for_write(const std::string& path, bool create, int dir_fd = -1);
+
+// A new 0600 file in `dir_fd` that is to be called `name` once complete: nameless (O_TMPFILE),
+// so that a process killed while writing it leaves nothing anywhere (the kernel frees the inode;
+// a partial file with a name outlives the crash, and where its directory was moved meanwhile
+// no start-up finds it again). It is created under `name` (O_EXCL, O_NOFOLLOW), as before
+// O_TMPFILE, where the filesystem has no O_TMPFILE (some FUSE and NFS), where the file could
+// not be linked later (no /proc and no right to link by descriptor), and when the environment
+// sets BLOCKSNAP_NO_TMPFILE (tests of that path). `nameless` tells which; `path` is for messages.
+UniqueFd create_in(int dir_fd, const std::string& name, const std::string& path, bool& nameless);
+
+// Gives a nameless file create_in made the name `name` in `dir_fd` (link(2): FileExists when the
+// name is taken). The caller fsyncs the file first: once named, it is what a crash leaves.
+void link_nameless(int fd, int dir_fd, const std::string& name, const std::string& path);
+
+// link_nameless for a created image, once it is complete; nothing for one that has its name.
+void name_created(ImageFile& image, const std::string& path);
 
 // Makes a created file's directory entry durable (fsync of its held directory).
 void sync_created_entry(const ImageFile& image, const std::string& path);
 
 // Removes a created file from its held directory, if that name still is that very file (whoever
 // can write the directory may have put something else there, which is not ours to delete).
+// A nameless file needs nothing: closing it frees it.
 void remove_created(const ImageFile& image) noexcept;
 
 // A created file must not outlive a failed write: a half-written image that looks like a

@@ -189,6 +189,16 @@ void refuse_json_backing(const std::string& image, const Qcow2Header& h) {
   if (h.backing_file.rfind("json:", 0) == 0) unsupported(image, "json: backing file specifications are not supported");
 }
 
+// The backing format `h` records; none when it records none (QEMU then probes the file).
+std::optional<ImageFormat> declared_backing_format(const std::string& image, const Qcow2Header& h) {
+  if (h.backing_format == "qcow2") return ImageFormat::Qcow2;
+  if (h.backing_format == "raw" || h.backing_format == "file") return ImageFormat::Raw;
+  if (!h.backing_format.empty()) unsupported(image, "backing format \"" + h.backing_format + "\" is not supported (raw and qcow2 are)");
+  return std::nullopt;
+}
+
+// Only where no checked chain was given (tools, tests): the engine never has a backing file
+// opened before it checked its path (read_qcow2_link).
 ImageFormat backing_format_of(const std::string& image, const Qcow2Header& h, const std::string& backing) {
   refuse_json_backing(image, h);
   // Opening it would only say ENOENT of a path the user never typed: name the image that refers to it.
@@ -198,9 +208,7 @@ ImageFormat backing_format_of(const std::string& image, const Qcow2Header& h, co
     e.path = backing;
     throw e;
   }
-  if (h.backing_format == "qcow2") return ImageFormat::Qcow2;
-  if (h.backing_format == "raw" || h.backing_format == "file") return ImageFormat::Raw;
-  if (!h.backing_format.empty()) unsupported(image, "backing format \"" + h.backing_format + "\" is not supported (raw and qcow2 are)");
+  if (const auto declared = declared_backing_format(image, h)) return *declared;
   // No format recorded: probe, as QEMU does.
   ImageFile f = open_image_for_read(backing);
   uint8_t magic[4] = {};
@@ -240,12 +248,8 @@ ImageFile open_checked_backing(const std::string& image, const Qcow2Header& h, c
   if (::stat(c.path.c_str(), &named_st) != 0 || FileId{named_st.st_dev, named_st.st_ino} != opened)
     backing_changed(image, c.path + " no longer leads to " + c.real);
   ImageFormat format;
-  if (h.backing_format == "qcow2") {
-    format = ImageFormat::Qcow2;
-  } else if (h.backing_format == "raw" || h.backing_format == "file") {
-    format = ImageFormat::Raw;
-  } else if (!h.backing_format.empty()) {
-    unsupported(image, "backing format \"" + h.backing_format + "\" is not supported (raw and qcow2 are)");
+  if (const auto declared = declared_backing_format(image, h)) {
+    format = *declared;
   } else {
     uint8_t magic[4] = {};
     format = read_at(f.fd.get(), magic, 4, 0, c.real) == 4 && get_be32(magic) == kMagic ? ImageFormat::Qcow2 : ImageFormat::Raw;
@@ -524,24 +528,18 @@ std::unique_ptr<BlockSource> open_qcow2_source(const std::string& path, const Qc
   return std::make_unique<Qcow2Source>(path, open_image_checked(path), options, 0, seen);
 }
 
-std::vector<ChainElement> qcow2_backing_chain(const std::string& path, const Qcow2OpenOptions& options, Qcow2Header* top_header) {
-  std::vector<ChainElement> chain{{path, ImageFormat::Qcow2}};
-  std::set<FileId> seen;
-  for (unsigned depth = 0;; ++depth) {
-    const ChainElement cur = chain.back();
-    ImageFile f = depth == 0 && !options.top_as_given ? open_image_checked(cur.path) : open_image_for_read(cur.path);
-    if (!seen.insert(file_id(f.fd.get(), cur.path)).second) corrupt(path, "the backing chain refers back to an image already in it");
-    if (cur.format != ImageFormat::Qcow2) break;
-    // From the file just opened: by name again, it could be another file.
-    const Qcow2Header h = read_header(f, cur.path);
-    if (depth == 0 && top_header) *top_header = h;
-    if (h.backing_file.empty()) break;
-    if (depth >= options.max_backing_depth)
-      unsupported(path, "the backing chain is deeper than " + std::to_string(options.max_backing_depth) + " images");
-    const std::string b = resolve_backing_path(cur.path, h.backing_file);
-    chain.push_back({b, backing_format_of(cur.path, h, b)});
-  }
-  return chain;
+Qcow2Link read_qcow2_link(const std::string& path, const std::string& named_as) {
+  const ImageFile f = open_image_checked(path);
+  Qcow2Link link;
+  link.header = read_header(f, path);
+  const FileId id = file_id(f.fd.get(), path);
+  link.dev = id.dev;
+  link.ino = id.ino;
+  if (link.header.backing_file.empty()) return link;
+  refuse_json_backing(path, link.header);
+  link.backing_format = declared_backing_format(path, link.header);
+  link.backing_path = resolve_backing_path(named_as, link.header.backing_file);
+  return link;
 }
 
 }  // namespace blocksnap

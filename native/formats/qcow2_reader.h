@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
@@ -79,23 +80,31 @@ struct Qcow2OpenOptions {
   // headers read now name this same chain: every backing name resolving to `path`, `path` still
   // leading to the file opened, the formats as checked, the chain no longer and no shorter.
   const std::vector<CheckedBacking>* checked_backing = nullptr;
-  // qcow2_backing_chain only: open the image itself by name, following symlinks as QEMU does (a
-  // path a client gave, compared with its real path). Otherwise it is opened as a checked real
-  // path (open_image_checked), so that nothing of a file a symlink swapped in leads to (its size,
-  // its backing names) reaches a client.
-  bool top_as_given = false;
 };
 
-// One element of a backing chain, image first.
-struct ChainElement {
-  std::string path;  // as opened (relative names resolved against the referring image's directory)
-  ImageFormat format;
+// One qcow2 file of a backing chain, read on its own. The engine follows a chain one file at a
+// time (inspectImage) and checks each backing name against the image roots before the file is
+// opened: opening it first would read, with the daemon's rights, a file the client may not (and
+// an error would describe it), and opening a FIFO or a device can block or have side effects. So
+// nothing here opens, stats or probes the backing file.
+struct Qcow2Link {
+  Qcow2Header header;
+  // The header's backing name resolved as QEMU resolves it (resolve_backing_path) from the name
+  // the image is known by; empty when it names none.
+  std::string backing_path;
+  // The backing format the header records. Empty when it records none: the format is then
+  // probed from the file's first bytes, which only the engine may do, once it checked the file.
+  std::optional<ImageFormat> backing_format;
+  dev_t dev = 0;  // the file read, for the engine to find a chain that refers back into itself
+  ino_t ino = 0;
 };
 
-// The image and its backing files, image first. Validates every qcow2 header on the way, and
-// gives the image's own in `top_header` when asked.
-std::vector<ChainElement> qcow2_backing_chain(const std::string& path, const Qcow2OpenOptions& options = {},
-                                              Qcow2Header* top_header = nullptr);
+// Reads the header of the qcow2 image at the checked real path `path` (open_image_checked: never
+// through a symlink, only a regular file), which QEMU knows as `named_as`: the path a client gave
+// for the disk image, the resolved backing name for a backing file. Throws NotAnImage,
+// ImageCorrupt, or UnsupportedFormat (also for a json: backing name and a backing format other
+// than raw and qcow2).
+Qcow2Link read_qcow2_link(const std::string& path, const std::string& named_as);
 
 // Opens a qcow2 image and its backing chain as a BlockSource.
 std::unique_ptr<BlockSource> open_qcow2_source(const std::string& path, const Qcow2OpenOptions& options = {});

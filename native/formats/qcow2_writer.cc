@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,7 +11,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <optional>
 
 #include "core/aligned_buffer.h"
 #include "core/error.h"
@@ -20,6 +18,7 @@
 #include "core/zero_detect.h"
 #include "formats/qcow2_format.h"
 #include "formats/store_source.h"
+#include "io/file_attributes.h"
 #include "io/file_io.h"
 #include "io/qemu_lock.h"
 
@@ -47,139 +46,6 @@ void require_entry(int dir, const std::string& name, const struct stat& locked, 
 }
 
 uint64_t div_round_up(uint64_t a, uint64_t b) { return a / b + (a % b != 0); }
-
-// ---- Extended attributes of the replaced image
-//
-// The file a rollback renames over the disk must be the disk to everyone who uses it, and much of
-// that lives in extended attributes: libvirt's svirt label (security.selinux, with the VM's MCS
-// categories), POSIX ACLs (system.posix_acl_access), trusted.* and user.* of tools and users. So
-// the new image gets every attribute the old one has, or the rollback is refused before the
-// rename. A refusal throws while RemoveCreatedOnFailure is armed, so the new file is removed; the
-// old image was only read and is the disk's content as before; the engine's journal stays set,
-// and a rerun once the cause is fixed completes the rollback. A rollback that silently changed
-// who may access the disk (a VM whose label no longer admits it, or one another VM's label
-// admits; an ACL entry gone) would be worse than a refused one. The cases:
-//
-// - Listing fails with ENOTSUP: the filesystem keeps no extended attributes, so neither file has
-//   any (the new one is in the same directory); nothing to copy. Any other listing or reading
-//   error refuses: what would be dropped is unknown.
-// - An attribute listed is gone when read (ENODATA): it was removed meanwhile; nothing to carry.
-// - trusted.*: the kernel lists and reads them only for CAP_SYS_ADMIN, so a daemon not running as
-//   root never sees them and cannot keep them (docs/design.md says so). One that sees them may
-//   also write them: a failure then refuses like any other.
-// - Writing one fails (EPERM/EACCES for a daemon not running as root: relabelling needs the
-//   policy's relabelfrom/relabelto, other security.* names CAP_SYS_ADMIN, CAP_MAC_ADMIN or
-//   CAP_SETFCAP; ENOSPC; anything else): refused, whatever the namespace. For security.* and
-//   ACLs that is the point above; for the rest, once the daemon can read an attribute the only
-//   failures left are a full filesystem or a filesystem's quirk, and the rule stays one rule:
-//   every attribute the daemon sees, or the old image.
-// - The new file already holds an equal value (the label the policy gave it at creation, say):
-//   nothing is written, because relabelling to the very same label still needs relabel
-//   permission, which a daemon not running as root may lack although nothing would change.
-// - security.ima and security.evm are not copied: they are a hash or signature of the old
-//   content and an HMAC over the old inode, kept by the kernel; a stale one would make IMA
-//   appraisal refuse the new image, and an HMAC cannot be written from user space at all.
-// - An access ACL the new file has and the old one lacks is removed: the directory's default ACL
-//   gives every file created in it one, which would admit whoever it names to the disk.
-
-constexpr size_t kXattrFirstBuffer = 256;  // a label or a small ACL; lists and values grow past it
-
-// flistxattr/fgetxattr into `buf`. Asking the size and then reading is racy (another process may
-// add an attribute or lengthen a value in between, and the read fails with ERANGE), so every
-// ERANGE asks again and retries with at least twice the room. Returns the length, or -1 (errno).
-template <typename Call>
-ssize_t read_growing(std::vector<char>& buf, const Call& call) {
-  for (;;) {
-    const ssize_t n = call(buf.data(), buf.size());
-    if (n >= 0 || errno != ERANGE) return n;
-    const ssize_t need = call(nullptr, 0);
-    if (need < 0) return -1;
-    buf.resize(std::max(static_cast<size_t>(need), buf.size() * 2));
-  }
-}
-
-// Names; none where the filesystem keeps no extended attributes.
-std::vector<std::string> list_xattrs(int fd, const std::string& path) {
-  std::vector<char> buf(kXattrFirstBuffer);
-  const ssize_t n = read_growing(buf, [fd](char* b, size_t size) { return ::flistxattr(fd, b, size); });
-  if (n < 0) {
-    if (errno == ENOTSUP || errno == EOPNOTSUPP) return {};
-    throw Error::system(errno, "flistxattr", path);
-  }
-  std::vector<std::string> names;
-  for (size_t at = 0; at < static_cast<size_t>(n);) {
-    const size_t len = ::strnlen(buf.data() + at, static_cast<size_t>(n) - at);
-    if (len != 0) names.emplace_back(buf.data() + at, len);
-    at += len + 1;
-  }
-  return names;
-}
-
-// The value, or nullopt with errno set (ENODATA: no such attribute).
-std::optional<std::string> get_xattr(int fd, const std::string& name) {
-  std::vector<char> buf(kXattrFirstBuffer);
-  const ssize_t n = read_growing(buf, [&](char* b, size_t size) { return ::fgetxattr(fd, name.c_str(), b, size); });
-  if (n < 0) return std::nullopt;
-  return std::string(buf.data(), static_cast<size_t>(n));
-}
-
-struct Xattr {
-  std::string name, value;
-};
-
-// Grouped by when they are set (see the end of write_qcow2_from_source).
-struct ImageXattrs {
-  std::vector<Xattr> plain;   // user.*, trusted.*, any other namespace
-  std::vector<Xattr> access;  // system.*: POSIX ACLs (NFS lists system.nfs4_acl)
-  std::vector<Xattr> labels;  // security.*
-  bool has_access_acl = false;
-};
-
-constexpr const char* kAccessAcl = "system.posix_acl_access";
-
-bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
-
-[[noreturn]] void refuse_xattr(int err, const char* syscall, const std::string& name, const std::string& new_path,
-                               const std::string& replaced) {
-  const bool access = starts_with(name, "security.") || starts_with(name, "system.");
-  Error e(Error::system(err, syscall, replaced).code(),
-          "cannot give the new image " + new_path + " the extended attribute " + name + " of " + replaced + " (" +
-              syscall + ": " + describe_errno(err) + "); the rollback is refused and " + replaced +
-              " left as it was, rather than " +
-              (access ? "changing who may access the disk" : "dropping the attribute") +
-              (err == EPERM || err == EACCES ? " (a daemon not running as root may lack the right to set it)" : ""));
-  e.sys_errno = err;
-  e.syscall = syscall;
-  e.path = replaced;
-  throw e;
-}
-
-ImageXattrs read_xattrs(int fd, const std::string& path) {
-  ImageXattrs out;
-  for (const std::string& name : list_xattrs(fd, path)) {
-    if (name == "security.ima" || name == "security.evm") continue;
-    std::optional<std::string> value = get_xattr(fd, name);
-    if (!value) {
-      if (errno == ENODATA) continue;
-      throw Error::system(errno, "fgetxattr", path);
-    }
-    Xattr x{name, std::move(*value)};
-    if (starts_with(name, "security.")) out.labels.push_back(std::move(x));
-    else if (starts_with(name, "system.")) out.access.push_back(std::move(x));
-    else out.plain.push_back(std::move(x));
-    if (name == kAccessAcl) out.has_access_acl = true;
-  }
-  return out;
-}
-
-void set_xattrs(int fd, const std::vector<Xattr>& attrs, const std::string& path, const std::string& replaced) {
-  for (const Xattr& x : attrs) {
-    const std::optional<std::string> now = get_xattr(fd, x.name);
-    if (now && *now == x.value) continue;
-    if (::fsetxattr(fd, x.name.c_str(), x.value.data(), x.value.size(), 0) != 0)
-      refuse_xattr(errno, "fsetxattr", x.name, path, replaced);
-  }
-}
 
 // Appends clusters at the end of the image; coalesces consecutive data clusters into one write.
 class ClusterAppender {
@@ -297,8 +163,8 @@ Qcow2WriteResult write_qcow2_from_source(const BlockSource& source, const Qcow2I
   control.set_total(size_bytes);
 
   // Rollback: QEMU must not open either file while the new one is written and renamed. Both
-  // names are in one directory, opened once: the stale file is removed, the new one created and
-  // renamed over the old one through it, and the old name must still be the file locked here,
+  // names are in one directory, opened once: the stale file is removed, the new one created, named
+  // and renamed over the old one through it, and the old name must still be the file locked here,
   // so a directory of the path swapped for a symlink meanwhile sends none of the three elsewhere.
   UniqueFd replaced_lock;
   struct stat replaced {};
@@ -441,30 +307,16 @@ Qcow2WriteResult write_qcow2_from_source(const BlockSource& source, const Qcow2I
   write_at(fd, header.data(), header.size(), 0, path);
   result.file_bytes = total * cluster;
 
-  if (!p.replace.empty()) {
-    // The order matters. The owner first: changing it drops security.capability and the set-id
-    // bits. Plain attributes before the mode: user.* need write permission on the file, which the
-    // daemon has on its 0600 file but, not running as root, may lose with the old mode (0460,
-    // say, where it wrote the old image through its group). ACLs after the mode: setting one sets
-    // the mode's permission bits from it, fchmod rewrites its mask entry; the old mode was set
-    // from the old ACL the same way, so setting the ACL last leaves both as they were. Labels
-    // last: once relabelled (to a VM's svirt category), the policy may no longer let the daemon
-    // change the file's mode or ACL. All before the fsync, which makes them durable with the rest.
-    const ImageXattrs attrs = read_xattrs(replaced_lock.get(), p.replace);
-    // A daemon not running as root cannot give the file away, but may keep its group (one it is a
-    // member of), which is how such a daemon usually shares images with QEMU.
-    if (::fchown(fd, replaced.st_uid, replaced.st_gid) != 0) {
-      if (errno != EPERM) throw Error::system(errno, "fchown", path);
-      if (::fchown(fd, static_cast<uid_t>(-1), replaced.st_gid) != 0 && errno != EPERM) throw Error::system(errno, "fchown", path);
-    }
-    set_xattrs(fd, attrs.plain, path, p.replace);
-    if (::fchmod(fd, replaced.st_mode & 07777) != 0) throw Error::system(errno, "fchmod", path);
-    if (!attrs.has_access_acl && get_xattr(fd, kAccessAcl) && ::fremovexattr(fd, kAccessAcl) != 0 && errno != ENODATA)
-      refuse_xattr(errno, "fremovexattr", kAccessAcl, path, p.replace);
-    set_xattrs(fd, attrs.access, path, p.replace);
-    set_xattrs(fd, attrs.labels, path, p.replace);
-  }
+  // Before the fsync, which makes them durable with the rest. The engine asked the same of a
+  // scratch file before it journaled the rollback (check_attributes_copyable); the disk's
+  // attributes may have changed since, so this may still refuse.
+  if (!p.replace.empty()) copy_file_attributes(replaced_lock.get(), fd, p.replace, path);
   fsync_file(fd, path);
+  // Named only now (image_file.h): a kill while it was written left nothing beside the disk. A
+  // rollback's new image gets its temp name and is renamed over the disk at once (rename(2) can
+  // replace a name, link(2) cannot); a crash in between leaves the temp name, which the start
+  // removes for a journaled rollback.
+  name_created(image, path);
   if (!p.replace.empty()) {
     require_entry(image.dir.get(), replace_name, replaced, p.replace);
     if (::renameat(image.dir.get(), image.name.c_str(), image.dir.get(), replace_name.c_str()) != 0)

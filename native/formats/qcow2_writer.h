@@ -29,8 +29,8 @@ namespace blocksnap {
 
 // The file-side options, shared by both entry points.
 struct Qcow2ImageOptions {
-  // The file to create (O_EXCL, 0600, never through a symlink). With `replace` set, a stale file
-  // of that name from an interrupted run is removed first.
+  // The file to create (0600, never through a symlink, named only once complete: image_file.h).
+  // With `replace` set, a stale file of that name from an interrupted run is removed first.
   std::string image_path;
   // The held directory to create image_path in (see image_file.h); absent, it is opened from the
   // path. With `replace`, the directory is always opened here, once, for both names.
@@ -65,7 +65,7 @@ struct Qcow2WriteResult {
 };
 
 // Both: progress in bytes of the virtual size. Durable (file and directory fsynced) when it
-// returns; a failure or cancellation removes the new file. Throws Error.
+// returns; a failure or cancellation leaves no new file. Throws Error.
 Qcow2WriteResult write_qcow2_image(const Qcow2WriteParams& params, JobControl& control, const ProgressFn& progress);
 
 // Any content (a raw or qcow2 image, a copy-on-write volume): the virtual size is source.size()

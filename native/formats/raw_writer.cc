@@ -65,6 +65,7 @@ RawWriteResult write_raw_from_source(const BlockSource& source, const RawWritePa
   }, progress);
 
   fsync_file(fd, path);
+  name_created(image, path);
   sync_created_entry(image, path);
   cleanup.disarm();
   RawWriteResult result;

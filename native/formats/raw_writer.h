@@ -16,7 +16,7 @@
 namespace blocksnap {
 
 struct RawWriteParams {
-  std::string image_path;                 // created O_EXCL, 0600, never through a symlink
+  std::string image_path;                 // created 0600, named only once complete (image_file.h), never through a symlink
   std::shared_ptr<const UniqueFd> dir;    // held directory to create it in (see image_file.h); absent: opened from the path
   uint64_t chunk_size = 4 * 1024 * 1024;  // bytes a thread reads at a time: a power of two, 4 KiB to 64 MiB
   unsigned threads = 0;                   // 0 = one per core
@@ -30,7 +30,7 @@ struct RawWriteResult {
 
 // The source is read from `threads` threads at once, at offsets that are multiples of
 // chunk_size, each read a whole chunk except at the end. Progress in bytes of the source.
-// Durable (file and directory fsynced) when it returns; a failure or cancellation removes the
+// Durable (file and directory fsynced) when it returns; a failure or cancellation leaves no
 // new file. Throws Error (FileExists if image_path exists).
 RawWriteResult write_raw_from_source(const BlockSource& source, const RawWriteParams& params, JobControl& control,
                                      const ProgressFn& progress);

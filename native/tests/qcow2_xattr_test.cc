@@ -7,6 +7,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -26,7 +27,9 @@
 #include "formats/block_source.h"
 #include "formats/qcow2_reader.h"
 #include "formats/qcow2_writer.h"
+#include "io/file_attributes.h"
 #include "tests/harness.h"
+#include "tests/no_tmpfile.h"
 #include "tests/stored_blocks.h"
 #include "tests/temp_dir.h"
 
@@ -289,6 +292,24 @@ TEST(qcow2_rollback_drops_the_acl_a_default_acl_gave_the_new_image) {
   CHECK_EQ(stat_of(img).st_mode & 07777, 0640u);
 }
 
+namespace {
+
+// An image at `img` with a user.* attribute and a security.* one other than an LSM's own label,
+// which only a process with CAP_SYS_ADMIN may set; false (noted as `test`'s skip) where this
+// process may not set it either.
+bool image_with_a_guarded_label(const Store& store, const std::string& img, const char* test) {
+  write_image(store, img, store.now);
+  const int err = set_attr(img, "security.blocksnap-test", "label");
+  if (err != 0) {
+    note(test, "skipped: setting a security.* attribute needs root: " + describe_errno(err));
+    return false;
+  }
+  REQUIRE(set_attr(img, "user.blocksnap-test", "kept") == 0);
+  return true;
+}
+
+}  // namespace
+
 // What the rollback cannot give the new image, it refuses before the rename: the old image stays
 // as it was, attributes and all, and the new file is gone. security.* other than an LSM's own
 // label need CAP_SYS_ADMIN to set, which a daemon not running as root lacks.
@@ -296,13 +317,7 @@ TEST(qcow2_rollback_refuses_when_an_attribute_cannot_be_set_and_leaves_the_image
   TempDir dir;
   const Store store = make_store(dir / "store");
   const std::string img = dir / "disk.qcow2";
-  write_image(store, img, store.now);
-  const int err = set_attr(img, "security.blocksnap-test", "label");
-  if (err != 0) {
-    note("refuses_when_an_attribute_cannot_be_set", "skipped: setting a security.* attribute needs root: " + describe_errno(err));
-    return;
-  }
-  REQUIRE(set_attr(img, "user.blocksnap-test", "kept") == 0);
+  if (!image_with_a_guarded_label(store, img, "refuses_when_an_attribute_cannot_be_set")) return;
   const struct stat before = stat_of(img);
   const std::vector<uint8_t> bytes = read_file(img);
 
@@ -375,4 +390,195 @@ TEST(qcow2_rollback_keeps_the_group_when_the_owner_cannot_be_kept) {
   CHECK_EQ(st.st_gid, kGroup);
   CHECK_EQ(st.st_uid, 0u);
   CHECK_EQ(st.st_mode & 07777, 0660u);
+}
+
+// ---- check_attributes_copyable: what the engine asks before it journals a qcow2 rollback
+
+namespace {
+
+std::string new_image_of(const std::string& dir, const std::string& name) { return dir + "/." + name + ".blocksnap-rollback"; }
+
+std::vector<std::string> entries(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// What a check must leave as it was: the image file (inode, bytes, change and modification
+// times, owner, mode, every attribute) and the names in its directory.
+struct Observed {
+  struct stat st;
+  std::vector<uint8_t> bytes;
+  std::map<std::string, std::string> attrs;
+  std::vector<std::string> names;
+};
+
+Observed observe(const std::string& dir, const std::string& img) {
+  return {stat_of(img), read_file(img), all_attrs(img), entries(dir)};
+}
+
+#define CHECK_UNTOUCHED(before, after)                                    \
+  do {                                                                    \
+    CHECK_EQ((after).st.st_ino, (before).st.st_ino);                      \
+    CHECK_EQ((after).st.st_ctim.tv_sec, (before).st.st_ctim.tv_sec);      \
+    CHECK_EQ((after).st.st_ctim.tv_nsec, (before).st.st_ctim.tv_nsec);    \
+    CHECK_EQ((after).st.st_mtim.tv_sec, (before).st.st_mtim.tv_sec);      \
+    CHECK_EQ((after).st.st_mtim.tv_nsec, (before).st.st_mtim.tv_nsec);    \
+    CHECK_EQ((after).st.st_mode, (before).st.st_mode);                    \
+    CHECK_EQ((after).st.st_uid, (before).st.st_uid);                      \
+    CHECK_EQ((after).st.st_gid, (before).st.st_gid);                      \
+    CHECK((after).bytes == (before).bytes);                               \
+    CHECK((after).attrs == (before).attrs);                               \
+    CHECK((after).names == (before).names);                               \
+  } while (0)
+
+// The Error `fn` throws; nullopt when it throws none.
+template <typename Fn>
+std::optional<Error> error_of(Fn fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e;
+  }
+  return std::nullopt;
+}
+
+// The check where the filesystem makes unnamed files (`unnamed`) and where it has no O_TMPFILE.
+void check_in_mode(const std::string& img, const std::string& new_image, bool unnamed) {
+  std::optional<NoTmpfile> named;
+  if (!unnamed) named.emplace();
+  check_attributes_copyable(img, new_image);
+}
+
+// The check must refuse exactly as the rollback then does: same code, message, errno, syscall
+// and path, so that the client reads the same reason, only before anything was journaled. The
+// message must name `what` (the attribute, or the call that failed).
+void check_refuses_like_the_rollback(const Store& store, const TempDir& dir, const std::string& syscall,
+                                     const std::string& what) {
+  const std::string img = dir / "disk.qcow2";
+  const Observed before = observe(dir.path(), img);
+  for (const bool unnamed : {true, false}) {
+    const std::optional<Error> check = error_of([&] { check_in_mode(img, new_image_of(dir.path(), "disk.qcow2"), unnamed); });
+    REQUIRE(check.has_value());
+    CHECK(check->code() == ErrorCode::PermissionDenied);
+    CHECK_EQ(check->syscall, syscall);
+    CHECK(std::string(check->what()).find(what) != std::string::npos);
+    CHECK_UNTOUCHED(before, observe(dir.path(), img));
+    const std::optional<Error> rollback = error_of([&] { roll_back(store, dir.path(), "disk.qcow2"); });
+    REQUIRE(rollback.has_value());
+    CHECK_EQ(std::string(check->what()), std::string(rollback->what()));
+    CHECK(check->code() == rollback->code());
+    CHECK_EQ(check->sys_errno, rollback->sys_errno);
+    CHECK_EQ(check->syscall, rollback->syscall);
+    CHECK_EQ(check->path, rollback->path);
+  }
+}
+
+}  // namespace
+
+// A security.* attribute other than an LSM's own label needs CAP_SYS_ADMIN to set: the check
+// refuses it, without the image or its directory changing, with the rollback's very error, both
+// on an unnamed scratch file and on the named one of filesystems without O_TMPFILE.
+TEST(attributes_check_refuses_a_label_the_rollback_could_not_set) {
+  TempDir dir;
+  const Store store = make_store(dir / "store");
+  const std::string img = dir / "disk.qcow2";
+  if (!image_with_a_guarded_label(store, img, "attributes_check_refuses_a_label")) return;
+  without_capabilities({CAP_SYS_ADMIN}, [&] { check_refuses_like_the_rollback(store, dir, "fsetxattr", "security.blocksnap-test"); });
+  // With the capability the same image passes.
+  const Observed before = observe(dir.path(), img);
+  check_attributes_copyable(img, new_image_of(dir.path(), "disk.qcow2"));
+  CHECK_UNTOUCHED(before, observe(dir.path(), img));
+}
+
+// A daemon that may give a file away (CAP_CHOWN) but not change a file it does not own
+// (CAP_FOWNER) cannot set the mode of the new image once it belongs to the disk's owner: the
+// rollback refuses at fchmod, and so does the check.
+TEST(attributes_check_refuses_a_mode_the_rollback_could_not_set) {
+  if (::geteuid() != 0) {
+    note("attributes_check_refuses_a_mode", "skipped: making the image another user's needs root");
+    return;
+  }
+  TempDir dir;
+  const Store store = make_store(dir / "store");
+  const std::string img = dir / "disk.qcow2";
+  write_image(store, img, store.now);
+  REQUIRE(::chown(img.c_str(), kNobody, kNobody) == 0);
+  REQUIRE(::chmod(img.c_str(), 0640) == 0);
+  without_capabilities({CAP_FOWNER}, [&] { check_refuses_like_the_rollback(store, dir, "fchmod", "fchmod"); });
+}
+
+// What the rollback can copy, the check lets through, leaving the image and its directory as
+// they were: an owner it gives the scratch file away to, a mode, user.* and an ACL; and a
+// directory whose default ACL gives the scratch file an access ACL the image lacks.
+TEST(attributes_check_passes_what_the_rollback_can_copy_and_leaves_nothing) {
+  TempDir dir;
+  const Store store = make_store(dir / "store");
+  const std::string img = dir / "disk.qcow2";
+  write_image(store, img, store.now);
+  const int err = set_attr(img, "user.blocksnap-test", "kept");
+  if (err != 0) {
+    note("attributes_check_passes", "skipped: " + dir.path() + " takes no user.* attributes: " + describe_errno(err));
+    return;
+  }
+  if (::geteuid() == 0) REQUIRE(::chown(img.c_str(), kNobody, 4242) == 0);
+  REQUIRE(::chmod(img.c_str(), 0640) == 0);
+  const std::string access = acl({{kUserObj, 6, kNoId}, {kUser, 4, 4243}, {kGroupObj, 4, kNoId}, {kMask, 4, kNoId}, {kOther, 0, kNoId}});
+  if (const int e = set_attr(img, "system.posix_acl_access", access); e != 0)
+    note("attributes_check_passes", dir.path() + " takes no POSIX ACL: " + describe_errno(e));
+  const Observed before = observe(dir.path(), img);
+  for (const bool unnamed : {true, false}) {
+    check_in_mode(img, new_image_of(dir.path(), "disk.qcow2"), unnamed);
+    CHECK_UNTOUCHED(before, observe(dir.path(), img));
+  }
+
+  const std::string plain = dir / "plain.qcow2";
+  write_image(store, plain, store.now);
+  const std::string def = acl({{kUserObj, 7, kNoId}, {kUser, 6, kNobody}, {kGroupObj, 4, kNoId}, {kMask, 6, kNoId}, {kOther, 0, kNoId}});
+  if (const int e = set_attr(dir.path(), "system.posix_acl_default", def); e != 0) {
+    note("attributes_check_passes", dir.path() + " takes no default ACL: " + describe_errno(e));
+    return;
+  }
+  const Observed plain_before = observe(dir.path(), plain);
+  for (const bool unnamed : {true, false}) {
+    check_in_mode(plain, new_image_of(dir.path(), "plain.qcow2"), unnamed);
+    CHECK_UNTOUCHED(plain_before, observe(dir.path(), plain));
+  }
+}
+
+// The image and its directory are opened as every checked path is: a symlink as the image, or
+// on the way to it, was swapped in after the engine resolved the path (NotAnImage); nothing is
+// created then, nor for an image that is gone.
+TEST(attributes_check_follows_no_symlink) {
+  TempDir dir;
+  const Store store = make_store(dir / "store");
+  const std::string img = dir / "disk.qcow2";
+  write_image(store, img, store.now);
+  REQUIRE(::symlink(img.c_str(), (dir / "link.qcow2").c_str()) == 0);
+  REQUIRE(::symlink(dir.path().c_str(), (dir / "via").c_str()) == 0);
+  const std::vector<std::string> names = entries(dir.path());
+  CHECK_THROWS_CODE(check_attributes_copyable(dir / "link.qcow2", new_image_of(dir.path(), "link.qcow2")), ErrorCode::NotAnImage);
+  CHECK_THROWS_CODE(check_attributes_copyable(dir / "via/disk.qcow2", dir / "via/.disk.qcow2.blocksnap-rollback"), ErrorCode::NotAnImage);
+  CHECK_THROWS_CODE(check_attributes_copyable(dir / "gone.qcow2", new_image_of(dir.path(), "gone.qcow2")), ErrorCode::ImageNotFound);
+  CHECK(entries(dir.path()) == names);
+}
+
+// Where the daemon may not create the new image, the rollback fails at that create, after it
+// was journaled; the check's scratch file is created in the same directory and fails first.
+TEST(attributes_check_refuses_a_directory_the_new_image_cannot_be_created_in) {
+  TempDir dir;
+  const Store store = make_store(dir / "store");
+  const std::string img = dir / "disk.qcow2";
+  write_image(store, img, store.now);
+  REQUIRE(::chmod(dir.path().c_str(), 0555) == 0);
+  without_capabilities({CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER}, [&] {
+    for (const bool unnamed : {true, false}) {
+      const std::optional<Error> e = error_of([&] { check_in_mode(img, new_image_of(dir.path(), "disk.qcow2"), unnamed); });
+      REQUIRE(e.has_value());
+      CHECK(e->code() == ErrorCode::PermissionDenied);
+      CHECK_EQ(e->path, new_image_of(dir.path(), "disk.qcow2"));
+    }
+  });
+  REQUIRE(::chmod(dir.path().c_str(), 0700) == 0);
 }

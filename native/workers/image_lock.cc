@@ -78,12 +78,26 @@ Napi::Value open_image_dir(const Napi::CallbackInfo& info) {
   }, "unlink"));
   h.Set("createFile", Napi::Function::New(env, [dir, where](const Napi::CallbackInfo& info) -> Napi::Value {
     const std::string name = entry_name(info, 0);
-    int fd;
-    do fd = ::openat(dir->get(), name.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
-    while (fd < 0 && errno == EINTR);
-    if (fd < 0) throw to_js_error(info.Env(), Error::image(errno, "open", where(name)));
-    return Napi::Number::New(info.Env(), fd);
+    try {
+      bool nameless = false;
+      return Napi::Number::New(info.Env(), create_in(dir->get(), name, where(name), nameless).release());
+    } catch (const Error& e) {
+      throw to_js_error(info.Env(), e);
+    }
   }, "createFile"));
+  h.Set("linkFile", Napi::Function::New(env, [dir, where](const Napi::CallbackInfo& info) {
+    if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "fd must be a number");
+    const int fd = info[0].As<Napi::Number>().Int32Value();
+    const std::string name = entry_name(info, 1);
+    struct stat st;
+    try {
+      if (::fstat(fd, &st) != 0) throw Error::system(errno, "fstat", where(name));
+      // A file with a link count was created under its name (no O_TMPFILE there).
+      if (st.st_nlink == 0) link_nameless(fd, dir->get(), name, where(name));
+    } catch (const Error& e) {
+      throw to_js_error(info.Env(), e);
+    }
+  }, "linkFile"));
   h.Set("openFile", Napi::Function::New(env, [dir, where](const Napi::CallbackInfo& info) -> Napi::Value {
     const std::string name = entry_name(info, 0);
     try {

@@ -60,17 +60,17 @@ Napi::Value write_qcow2(const Napi::CallbackInfo& info) {
   return (new Qcow2WriteWorker(info.Env(), std::move(p), on_progress))->start();
 }
 
-Napi::Value qcow2_info(const Napi::CallbackInfo& info) {
+Napi::Value qcow2_header(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string path = path_argument(info);
-  Qcow2OpenOptions options;
+  std::string named_as = path;
   if (info.Length() > 1 && !info[1].IsUndefined()) {
-    if (!info[1].IsBoolean()) throw Napi::TypeError::New(env, "the second argument (asGiven) must be a boolean");
-    options.top_as_given = info[1].As<Napi::Boolean>().Value();
+    if (!info[1].IsString()) throw Napi::TypeError::New(env, "the second argument (namedAs) must be a string");
+    named_as = info[1].As<Napi::String>().Utf8Value();
   }
   try {
-    Qcow2Header h;
-    const std::vector<ChainElement> chain = qcow2_backing_chain(path, options, &h);
+    const Qcow2Link l = read_qcow2_link(path, named_as);
+    const Qcow2Header& h = l.header;
     Napi::Object o = Napi::Object::New(env);
     o.Set("version", h.version);
     o.Set("clusterBits", h.cluster_bits);
@@ -80,15 +80,10 @@ Napi::Value qcow2_info(const Napi::CallbackInfo& info) {
     o.Set("dirty", (h.incompatible & 1) != 0);
     o.Set("compressionType", h.compression_type == 0 ? "zlib" : "zstd");
     o.Set("backingFile", h.backing_file.empty() ? env.Null() : Napi::String::New(env, h.backing_file));
-    o.Set("backingFormat", chain.size() > 1 ? Napi::String::New(env, chain[1].format == ImageFormat::Qcow2 ? "qcow2" : "raw") : env.Null());
-    Napi::Array a = Napi::Array::New(env, chain.size());
-    for (size_t i = 0; i < chain.size(); ++i) {
-      Napi::Object e = Napi::Object::New(env);
-      e.Set("path", chain[i].path);
-      e.Set("format", chain[i].format == ImageFormat::Qcow2 ? "qcow2" : "raw");
-      a.Set(static_cast<uint32_t>(i), e);
-    }
-    o.Set("chain", a);
+    o.Set("backingPath", l.backing_path.empty() ? env.Null() : Napi::String::New(env, l.backing_path));
+    o.Set("backingFormat", !l.backing_format ? env.Null() : Napi::String::New(env, *l.backing_format == ImageFormat::Qcow2 ? "qcow2" : "raw"));
+    o.Set("dev", Napi::BigInt::New(env, static_cast<uint64_t>(l.dev)));
+    o.Set("ino", Napi::BigInt::New(env, static_cast<uint64_t>(l.ino)));
     return o;
   } catch (const Error& e) {
     throw to_js_error(env, e);

@@ -574,6 +574,9 @@ export class Engine extends EventEmitter {
     try {
       const path = this.revalidateDiskPath(disk);
       checkRollbackTarget(path, disk.format);
+      // The new image names the same backing file: a chain a snapshot would refuse is refused
+      // here too, before the job starts (runRollback checks it again before the journal).
+      if (disk.format === 'qcow2') inspectImage(path, disk.format, this.imageRoots);
       const inUse = checkNotInUse(path, o.force === true);
       if (inUse) this.log.warn({ diskId: disk.id, holder: inUse }, 'rolling back an image in use (forced)');
     } catch (err) {
@@ -596,15 +599,19 @@ export class Engine extends EventEmitter {
    */
   private async runRollback(disk: DiskRecord, snap: SnapshotRecord, ctl: JobControl): Promise<RollbackResult> {
     const path = this.revalidateDiskPath(disk);
+    const format = imageFormatOf(disk);
+    // A qcow2 rollback's new image keeps the backing name and format: a format the header does
+    // not record is probed, and only from a backing file checked against the roots.
+    const { qcow2 } = inspectImage(path, format, this.imageRoots);
     const view = readView(this.catalog, snap);
     this.catalog.txn(() => {
       const d = this.catalog.getDisk(disk.id)!;
       this.catalog.putDisk({ ...d, pendingRollback: { snapshotId: snap.id, startedAt: new Date().toISOString(), jobId: ctl.job.id } });
     });
-    const r = await rollbackImage(path, imageFormatOf(disk), {
+    const r = await rollbackImage(path, format, {
       storeDir: this.store.dir, blockSize: this.blockSize, sizeBytes: snap.sizeBytes, digests: view,
       ...(this.threads ? { threads: this.threads } : {}), onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
-    });
+    }, qcow2);
     this.catalog.txn(() => {
       const d = this.catalog.getDisk(disk.id)!;
       this.catalog.putDisk({ ...d, pendingRollback: null, headSnapshotId: snap.id, sizeBytes: snap.sizeBytes });

@@ -20,7 +20,7 @@ import { looksLikeId, newId } from './ids';
 import { uniqueName, validateManualSnapshotName } from './names';
 import { resolveExistingImage } from './paths';
 import { servedWithClients } from './cow-disks';
-import { checkNotInUse, checkRollbackTarget } from './image-access';
+import { checkNotInUse, checkRollbackTarget, inspectImage } from './image-access';
 import { quotaEvictions } from './quotas';
 import { removeSnapshot } from './remove-snapshot';
 import type { Disk, Job } from './types';
@@ -109,8 +109,9 @@ export class SnapshotGroups {
   /**
    * Rolls every member disk back to its member snapshot. Every disk must pass the rollback checks
    * first (group available, member available, disk free, image in place, no QEMU process holding
-   * it unless forced, no qcow2 internal snapshots to lose): a rollback starts writing as soon as
-   * it starts, so a refusal after the first one would leave the VM's disks at different points.
+   * it unless forced, no qcow2 internal snapshots to lose nor attributes its new image could not
+   * take): a rollback starts writing as soon as it starts, so a refusal after the first one would
+   * leave the VM's disks at different points.
    * Then every rollback starts in the same turn.
    */
   rollback(ref: string, o: { force?: boolean } = {}): GroupRollback {
@@ -132,6 +133,8 @@ export class SnapshotGroups {
       const real = resolveExistingImage(disk.path, this.engine.imageRoots);
       if (real !== disk.path) throw new BlocksnapError('PathNotAllowed', `${disk.path} now resolves to ${real}; re-register the disk if that is intended`);
       checkRollbackTarget(real, disk.format);
+      // As startRollback checks it, but before any member's rollback starts.
+      if (disk.format === 'qcow2') inspectImage(real, disk.format, this.engine.imageRoots);
       checkNotInUse(real, o.force === true);
     }
     const jobs = members.map((s) => this.engine.startRollback(s.diskId, s.id, o.force === true ? { force: true } : {}));

@@ -5,10 +5,10 @@
  * answer is read from the file when asked, because all of it can change between two jobs.
  */
 import { createHash } from 'node:crypto';
-import { accessSync, closeSync, constants, fstatSync, readSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, fstatSync, lstatSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { BlocksnapError, toBlocksnapError } from '../errors';
-import { probeImageLocks, qcow2Info, type CheckedBacking, type ImageLocks, type Qcow2Info } from '../native';
+import { checkAttributesCopyable, probeImageLocks, qcow2Header, type CheckedBacking, type ImageLocks, type Qcow2Header } from '../native';
 import { openCheckedFile, resolveExistingImage } from './paths';
 import type { DiskFormat, ImageFormat, SnapshotConsistency } from './types';
 
@@ -40,6 +40,17 @@ function rawSize(path: string): number {
   }
 }
 
+/** A qcow2 image and its backing chain, every backing file checked against the image roots (inspectImage). */
+export interface Qcow2Info extends Omit<Qcow2Header, 'backingPath' | 'backingFormat' | 'dev' | 'ino'> {
+  /** The format of the first backing file: as the header records it, else probed; null without one. */
+  backingFormat: 'raw' | 'qcow2' | null;
+  /**
+   * The image, then each backing file as QEMU opens it (relative names resolved), each with the
+   * backing name its header stores (null for a raw file and the end of the chain).
+   */
+  chain: Array<{ path: string; format: 'raw' | 'qcow2'; backingFile: string | null }>;
+}
+
 export interface ImageFacts {
   /** Guest-visible size: the file size of a raw image, the virtual size of a qcow2 one. */
   sizeBytes: number;
@@ -51,32 +62,63 @@ export interface ImageFacts {
   backingChain: CheckedBacking[];
 }
 
+/** Deeper chains are refused, as the scan refuses them (kMaxBackingDepth in native/formats/qcow2_reader.h). */
+const MAX_BACKING_DEPTH = 64;
+
 /**
  * Validates an image for use as `format`. A qcow2 image's header and whole backing chain are
  * parsed (ImageCorrupt / UnsupportedFormat / NotAnImage), and every backing file must lie inside
  * an image root like the image itself: the daemon reads backing files with its own rights, so a
- * backing file name is as much a client-supplied path as the image's. Whoever can write inside a
- * root can change the chain after this check, so a scan is handed the checked chain and reads
- * exactly that (`backingChain`), never the names it finds in the headers then.
+ * backing file name is as much a client-supplied path as the image's. So the chain is followed
+ * one file at a time, and each backing name is checked before anything opens the file it names,
+ * even to probe its format: opened first, a file outside the roots would be read with the
+ * daemon's rights, an error would describe it ("not a qcow2 image", "does not exist"), and a FIFO
+ * or a device could block the open or act on it. Whoever can write inside a root can change the
+ * chain after this check, so a scan is handed the checked chain and reads exactly that
+ * (`backingChain`), never the names it finds in the headers then.
  */
 export function inspectImage(path: string, format: ImageFormat, roots: string[]): ImageFacts {
   if (format === 'raw') return { sizeBytes: rawSize(path), qcow2: null, backingChain: [] };
-  const info = qcow2Info(path);
+  const top = qcow2Header(path);
+  const chain: Qcow2Info['chain'] = [{ path, format: 'qcow2', backingFile: top.backingFile }];
   const backingChain: CheckedBacking[] = [];
-  for (const link of info.chain.slice(1)) {
-    try {
-      backingChain.push({ path: link.path, realPath: resolveExistingImage(link.path, roots), format: link.format });
-    } catch (err) {
-      if (err instanceof BlocksnapError && err.code === 'PathNotAllowed') {
-        throw new BlocksnapError('PathNotAllowed', `${path} has the backing file ${link.path}, which lies outside every image root`, { path, backingFile: link.path });
-      }
-      if (err instanceof BlocksnapError && err.code === 'ImageNotFound') {
-        throw new BlocksnapError('ImageNotFound', `the backing file ${link.path} of ${path} does not exist`, { path, backingFile: link.path });
-      }
-      throw err;
+  const seen = new Set([`${top.dev}:${top.ino}`]);
+  for (let image = top; image.backingPath !== null;) {
+    if (backingChain.length >= MAX_BACKING_DEPTH) {
+      throw new BlocksnapError('UnsupportedFormat', `${path}: the backing chain is deeper than ${MAX_BACKING_DEPTH} images`, { path });
     }
+    const name = image.backingPath;
+    const realPath = checkedBackingFile(path, name, roots);
+    const linkFormat = image.backingFormat ?? detectFormat(realPath);
+    // The name a backing file is reached by is where QEMU resolves its own backing name from, as the scan does.
+    const next = linkFormat === 'qcow2' ? qcow2Header(realPath, { namedAs: name }) : null;
+    const id = next === null ? lstatSync(realPath, { bigint: true }) : next;
+    if (seen.has(`${id.dev}:${id.ino}`)) {
+      throw new BlocksnapError('ImageCorrupt', `${path}: malformed qcow2 image: the backing chain refers back to an image already in it`, { path });
+    }
+    seen.add(`${id.dev}:${id.ino}`);
+    chain.push({ path: name, format: linkFormat, backingFile: next?.backingFile ?? null });
+    backingChain.push({ path: name, realPath, format: linkFormat });
+    if (next === null) break;
+    image = next;
   }
-  return { sizeBytes: info.sizeBytes, qcow2: info, backingChain };
+  const { backingPath: _name, backingFormat: _declared, dev: _dev, ino: _ino, ...header } = top;
+  return { sizeBytes: top.sizeBytes, qcow2: { ...header, backingFormat: chain[1]?.format ?? null, chain }, backingChain };
+}
+
+/** The real path of the backing file `name` of `image`, if it is an image file inside a root. */
+function checkedBackingFile(image: string, name: string, roots: string[]): string {
+  try {
+    return resolveExistingImage(name, roots);
+  } catch (err) {
+    if (err instanceof BlocksnapError && err.code === 'PathNotAllowed') {
+      throw new BlocksnapError('PathNotAllowed', `${image} has the backing file ${name}, which lies outside every image root`, { path: image, backingFile: name });
+    }
+    if (err instanceof BlocksnapError && err.code === 'ImageNotFound') {
+      throw new BlocksnapError('ImageNotFound', `the backing file ${name} of ${image} does not exist`, { path: image, backingFile: name });
+    }
+    throw err;
+  }
 }
 
 /**
@@ -84,23 +126,27 @@ export function inspectImage(path: string, format: ImageFormat, roots: string[])
  * engine keeps an image's real path and resolves from there. For an image given through a symlink
  * in another directory the two can be different files, and a snapshot would then read another
  * disk than the VM's: refused (BackingFileAmbiguous) unless every link of the chain, as QEMU would
- * open it from `given`, is the same file as the engine's.
+ * open it from `given`, is the same file as the engine's. Up to the first link that differs, the
+ * two chains are the same files, so the backing names QEMU would read are the checked ones, and
+ * the links are compared by (device, inode) only: nothing QEMU would open from `given` is opened,
+ * since those names were never checked against the image roots.
  */
 export function checkBackingAsGiven(given: string, real: string, facts: Qcow2Info): void {
   if (facts.chain.length < 2 || given === real) return;
-  let seen: Qcow2Info | null = null;
-  try {
-    seen = qcow2Info(given, { asGiven: true });
-  } catch {
-    // A chain that cannot be opened from the given path differs from one that can.
-  }
-  const at = seen === null ? 1 : firstDifference(seen.chain, facts.chain);
+  const fromGiven = [given];
+  for (let i = 1; i < facts.chain.length; i++) fromGiven.push(resolveBackingName(fromGiven[i - 1]!, facts.chain[i - 1]!.backingFile!));
+  const at = firstDifference(fromGiven.map((path) => ({ path })), facts.chain);
   if (at < 0) return;
-  const fromGiven = seen?.chain[at]?.path ?? (seen === null ? `a backing file that cannot be opened (${JSON.stringify(facts.backingFile)} next to ${given})` : 'no backing file');
-  const fromReal = facts.chain[at]?.path ?? 'no backing file';
   throw new BlocksnapError('BackingFileAmbiguous',
-    `${given} links to ${real}; QEMU opening ${given} reads ${fromGiven}, but from the real path it is ${fromReal}. Register the image by its real path (and point the VM at it), or give it an absolute backing name (qemu-img rebase -u -b ABSOLUTE)`,
+    `${given} links to ${real}; QEMU opening ${given} reads ${fromGiven[at]!}, but from the real path it is ${facts.chain[at]!.path}. Register the image by its real path (and point the VM at it), or give it an absolute backing name (qemu-img rebase -u -b ABSOLUTE)`,
     { path: given, realPath: real, backingFile: facts.backingFile });
+}
+
+/** Where QEMU looks for the backing file `name` of the image it opened as `image` (resolve_backing_path in native/formats/qcow2_reader.cc). */
+function resolveBackingName(image: string, name: string): string {
+  if (name.startsWith('/')) return name;
+  const slash = image.lastIndexOf('/');
+  return `${slash < 0 ? '.' : slash === 0 ? '/' : image.slice(0, slash)}/${name}`;
 }
 
 /** The first link where two chains name different files (or one has ended), -1 when none does. */
@@ -170,7 +216,7 @@ export function rollbackTempPath(path: string): string {
  * Refuses a qcow2 rollback that would drop the file's internal snapshots: the new image is
  * written from the snapshot's content alone, and those snapshots are not part of it.
  */
-export function checkQcow2Rollback(path: string, info: Qcow2Info): void {
+export function checkQcow2Rollback(path: string, info: Pick<Qcow2Header, 'internalSnapshots'>): void {
   if (info.internalSnapshots > 0) {
     throw new BlocksnapError('ImageHasInternalSnapshots',
       `${path} holds ${info.internalSnapshots} internal qcow2 snapshot(s) (qemu-img snapshot -l) that rolling back would drop; ` +
@@ -184,7 +230,10 @@ export function checkQcow2Rollback(path: string, info: Qcow2Info): void {
  * fails after that leaves the disk refusing snapshots until it is rerun, and a rerun would fail
  * the same way. The daemon must be allowed to write the image: a raw rollback writes it in place,
  * and a qcow2 rollback, which renames a new image over it, must not replace a file its owner
- * made read-only. A qcow2 image must hold no internal snapshots.
+ * made read-only. A qcow2 image must hold no internal snapshots, and its new image must be able
+ * to take the disk file's owner, mode and extended attributes (tried on a scratch file): the
+ * rollback copies them only once the whole image is written, and refuses then if one cannot be
+ * set, so that a rollback never changes who may access the disk.
  */
 export function checkRollbackTarget(path: string, format: DiskFormat): void {
   try {
@@ -196,5 +245,8 @@ export function checkRollbackTarget(path: string, format: DiskFormat): void {
     }
     throw toBlocksnapError(err);
   }
-  if (format === 'qcow2') checkQcow2Rollback(path, qcow2Info(path));
+  if (format === 'qcow2') {
+    checkQcow2Rollback(path, qcow2Header(path));
+    checkAttributesCopyable(path, rollbackTempPath(path));
+  }
 }

@@ -12,13 +12,18 @@
  *   old image until the rename. QEMU's locks are held on both files throughout.
  * - qcow2 clone: a fresh v3 image with 64 KiB clusters and no backing file.
  *
- * A daemon killed while a qcow2 rollback writes leaves the new image under its temp name, as
+ * The new image of a qcow2 rollback has no name while it is written (O_TMPFILE, like every file
+ * a job creates: partial-files.ts), so a daemon killed meanwhile leaves nothing beside the disk,
+ * wherever the disk's directory went. It gets its temp name once complete and fsynced, and is
+ * renamed over the disk at once. A kill in between, or while it is written on a filesystem
+ * without O_TMPFILE (where it is created under its temp name), leaves it under that name, as
  * large as the disk; the next start removes it (removeRollbackTemp), since a rerun is not bound
  * to come (the disk may be removed instead).
  */
 import { basename, dirname } from 'node:path';
-import { applyImage, holdImageLocks, openImageDir, qcow2Info, writeQcow2, type ImageDir } from '../native';
-import { checkQcow2Rollback, rollbackTempPath } from './image-access';
+import { BlocksnapError } from '../errors';
+import { applyImage, holdImageLocks, openImageDir, writeQcow2, type ImageDir } from '../native';
+import { checkQcow2Rollback, rollbackTempPath, type Qcow2Info } from './image-access';
 import { insideRoots } from './paths';
 import type { ImageFormat } from './types';
 
@@ -53,7 +58,11 @@ function zeroBlocks(digests: Buffer): number {
   return n;
 }
 
-export async function rollbackImage(path: string, format: ImageFormat, w: ContentWrite): Promise<RollbackWrite> {
+/**
+ * `qcow2`: a qcow2 image as inspectImage read it, just before the rollback was journaled: the
+ * new image takes its cluster size, version, backing name and backing format.
+ */
+export async function rollbackImage(path: string, format: ImageFormat, w: ContentWrite, qcow2: Qcow2Info | null = null): Promise<RollbackWrite> {
   const common = { storeDir: w.storeDir, blockSize: w.blockSize, sizeBytes: w.sizeBytes, digests: w.digests, onProgress: w.onProgress, signal: w.signal };
   if (format === 'raw') {
     const lock = holdImageLocks(path);
@@ -63,7 +72,8 @@ export async function rollbackImage(path: string, format: ImageFormat, w: Conten
       lock.release();
     }
   }
-  const info = qcow2Info(path);
+  const info = qcow2;
+  if (info === null) throw new BlocksnapError('Internal', `a rollback of the qcow2 image ${path} was started without its inspected header`);
   checkQcow2Rollback(path, info);
   const r = await writeQcow2({
     ...common, imagePath: rollbackTempPath(path), ...(w.threads ? { threads: w.threads } : {}), replace: path, clusterBits: info.clusterBits, version: info.version,

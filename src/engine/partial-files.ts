@@ -2,22 +2,30 @@
  * Files a job creates (a clone, a flattened disk, a restored image, a stream file) appear under their name only once
  * complete.
  *
- * The job writes `.blocksnap-<jobId>.partial` in the target's directory (same directory: same
- * filesystem and same image root, so publishing is a link, never a copy), then links it to the
- * target name and unlinks the partial name. link(2) fails when the target exists, so a file that
- * appeared meanwhile is never overwritten, which rename(2) would do. A daemon killed mid-job
- * leaves only the partial name, which the next start removes (it is derived from the job id and
- * the target kept in the job record, so recovery never has to guess what is ours). Without
- * this, a half-written clone under the name an operator asked for looks like a finished one.
+ * The job creates its file in the target's directory (same directory: same filesystem and same
+ * image root, so publishing is a link, never a copy) without a name (O_TMPFILE), writes it and
+ * fsyncs it, then links it as `.blocksnap-<jobId>.partial`; publishing links that to the target
+ * name and unlinks the partial name. A daemon killed while the file has no name leaves nothing
+ * anywhere: the kernel frees a nameless file with its last descriptor. A named partial file
+ * would outlive the crash, and where its directory was moved or renamed meanwhile, no start-up
+ * would find it again: an image-sized file lost for good. So the partial name exists only for
+ * the moment between the writer's link and the publish. link(2) fails when the target exists, so
+ * a file that appeared meanwhile is never overwritten, which rename(2) would do.
+ *
+ * Where the filesystem has no O_TMPFILE (some FUSE and NFS), the file is created under the
+ * partial name from the start (native `create_in`). For both, a daemon killed while a partial
+ * name exists leaves it, and the next start removes it (the name is derived from the job id and
+ * the target kept in the job record, so recovery never has to guess what is ours). Without this,
+ * a half-written clone under the name an operator asked for looks like a finished one.
  *
  * The directory is opened once, when the job starts, without following a symlink anywhere in its
- * (checked, real) path, and held: the partial file is created in it, published in it and removed
- * from it through that descriptor. Whoever can write inside an image root may swap a directory
- * of the path for a symlink, rename it or delete it while the job runs; by path, the link, the
- * unlink or the cleanup would then act on another directory (outside the roots, or leaving an
- * image-sized partial file in the moved one forever). Before publishing, the path must still
- * lead to the held directory, so the result is never given a name where the client will not
- * find it.
+ * (checked, real) path, and held: the partial file is created in it, named, published in it and
+ * removed from it through that descriptor. Whoever can write inside an image root may swap a
+ * directory of the path for a symlink, rename it or delete it while the job runs; by path, the
+ * link, the unlink or the cleanup would then act on another directory (outside the roots, or
+ * leaving an image-sized partial file in the moved one forever). Before publishing, the path must
+ * still lead to the held directory, so the result is never given a name where the client will
+ * not find it.
  */
 import { close, fstatSync, fsync, ftruncate, write, writev } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
@@ -36,30 +44,35 @@ function partialName(jobId: string): string {
 /** Where a job writes its partial file: a held directory and the name in it. */
 export interface PartialAt {
   dir: ImageDir;
-  /** For the native writers (`dirFd`): they create the partial file in this directory. */
+  /** For the native writers (`dirFd`): they create the file in this directory and name it once complete. */
   dirFd: number;
   name: string;
-  /** For writers in TypeScript: creates the partial file in the held directory. */
+  /** For writers in TypeScript: creates the file in the held directory, nameless until `complete()`. */
   create(): PartialFile;
 }
 
-/** A partial file created in its held directory, for positioned writes; its owner closes it. */
+/** A file created in its held directory for a partial name, for positioned writes; its owner closes it. */
 export interface PartialFile {
   truncate(length: number): Promise<void>;
   write(data: Buffer, position: number): Promise<number>;
   writev(buffers: Buffer[], position: number): Promise<{ bytesWritten: number }>;
-  sync(): Promise<void>;
+  /** Once all is written: fsyncs the file, then gives it the partial name (before close: a nameless file closed is gone). */
+  complete(): Promise<void>;
   close(): Promise<void>;
 }
 
-function partialFile(fd: number): PartialFile {
+function partialFile(dir: ImageDir, name: string): PartialFile {
+  const fd = dir.createFile(name);
   return {
     truncate: (length) => promisify(ftruncate)(fd, length),
     write: async (data, position) => (await promisify(write)(fd, data, 0, data.length, position)).bytesWritten,
     writev: (buffers, position) => new Promise((resolve, reject) => {
       writev(fd, buffers, position, (err, bytesWritten) => (err ? reject(err) : resolve({ bytesWritten })));
     }),
-    sync: () => promisify(fsync)(fd),
+    complete: async () => {
+      await promisify(fsync)(fd);
+      dir.linkFile(fd, name);
+    },
     close: () => promisify(close)(fd),
   };
 }
@@ -67,14 +80,14 @@ function partialFile(fd: number): PartialFile {
 /**
  * Runs `write` against the partial name of `target`, then publishes it; a failure leaves neither
  * name. `write` must create the file in `at.dir` (the native writers' `dirFd`, or `at.create`),
- * never by the path, which is for messages.
+ * never by the path, which is for messages, and give it the partial name once complete.
  */
 export async function writePartial<T>(target: string, jobId: string, write: (partial: string, at: PartialAt) => Promise<T>): Promise<T> {
   const dirPath = dirname(target);
   const dir = openTargetDir(dirPath, target);
   const name = partialName(jobId);
   try {
-    const r = await write(join(dirPath, name), { dir, dirFd: dir.fd, name, create: () => partialFile(dir.createFile(name)) });
+    const r = await write(join(dirPath, name), { dir, dirFd: dir.fd, name, create: () => partialFile(dir, name) });
     publishIn(dir, name, target);
     return r;
   } catch (err) {

@@ -1,9 +1,9 @@
 /**
  * Image roots: the daemon usually runs as root while its socket users do not, so every path a
  * client names is resolved (realpath: symlinks and '..' gone) and must lie inside a configured
- * root. New files are created with O_EXCL|O_NOFOLLOW in their directory opened without following
- * any symlink (partial-files.ts), so a symlink planted at the target, or swapped in for one of its
- * directories, between this check and the create cannot redirect the write. Files the daemon
+ * root. New files are created in their directory opened without following any symlink and named
+ * there by link(2) (partial-files.ts), so a symlink planted at the target, or swapped in for one
+ * of its directories, between this check and the create cannot redirect the write. Files the daemon
  * reads itself for a client (a stream to import, an image's format and size when it is
  * registered) are opened the same way (openCheckedFile): by path, even with O_NOFOLLOW, a
  * directory swapped for a symlink after the check would have the daemon read, with its own

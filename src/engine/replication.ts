@@ -670,7 +670,7 @@ export class Replication {
         }
         ctl.progress(Math.min(done, total), total);
       }, ctl.signal);
-      await file.sync();
+      await file.complete();
       this.x.log.info({ remote: remote.name, snapshotId: s.id, path: target, downloadedBytes: res.downloadedBytes }, 'restore finished');
       return res;
     } finally {

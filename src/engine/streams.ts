@@ -6,7 +6,7 @@
  * The daemon reads and writes the stream files itself, at paths checked against the image roots
  * like clone targets: the daemon usually runs as root and its socket users do not, so it opens
  * only what they could name as an image, and never through a symlink (openCheckedFile to read,
- * partial-files.ts to write), creates with O_EXCL, never overwrites. The file then travels by any
+ * partial-files.ts to write), gives a new file its name only once complete, never overwrites. The file then travels by any
  * means (scp, rsync, a USB disk).
  *
  * Either end may instead be a channel through the daemon's socket to the client's stdin or stdout
@@ -104,7 +104,7 @@ export class SnapshotStreams {
               const file = at.create();
               try {
                 const written = await emit(fileSink(file));
-                await file.sync();
+                await file.complete();
                 return written;
               } finally {
                 await file.close();

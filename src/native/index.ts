@@ -19,7 +19,7 @@ import { DIGEST_SIZE, isValidBlockSize } from '../store/format';
 
 /** A backing file of a qcow2 image as it was checked against the image roots. */
 export interface CheckedBacking {
-  /** The name QEMU opens: the referring image's backing name resolved (Qcow2Info chain path). */
+  /** The name QEMU opens: the referring image's backing name resolved (Qcow2Header backingPath). */
   path: string;
   /** The real path `path` led to when it was checked: what a scan reads. */
   realPath: string;
@@ -88,8 +88,8 @@ export interface ApplyOptions {
   /** Target content, ceil(sizeBytes / blockSize) × 32 bytes. */
   digests: Buffer;
   /**
-   * create: a new 0600 file (O_EXCL, never through a symlink), fails FileExists; removed again
-   * if the apply fails. update: rewrite an existing image in place (never through a symlink).
+   * create: a new 0600 file (never through a symlink, nameless until complete: partial-files.ts),
+   * fails FileExists; nothing is left if the apply fails. update: rewrite an existing image in place (never through a symlink).
    */
   mode: 'create' | 'update';
   /** create: the held directory (ImageDir.fd) to create the file in, by the last component of imagePath. */
@@ -145,10 +145,11 @@ interface NativeAddon {
   hashBuffer(data: Buffer): Buffer;
   lockFile(path: string): { release(): void };
   writeQcow2(o: object): NativeJob<Qcow2WriteResult>;
-  qcow2Info(path: string, asGiven?: boolean): Qcow2Info;
+  qcow2Header(path: string, namedAs?: string): Qcow2Header;
   probeImageLocks(path: string): ImageLocks;
   holdImageLocks(path: string): { release(): void };
   openImageDir(path: string): NativeImageDir;
+  checkAttributesCopyable(path: string, newImagePath: string): void;
   socketPeer(fd: number): SocketPeer;
 }
 
@@ -158,6 +159,7 @@ interface NativeImageDir {
   rename(from: string, to: string, replace: boolean): void;
   unlink(name: string): boolean;
   createFile(name: string): number;
+  linkFile(fd: number, name: string): void;
   openFile(name: string): number;
   sync(): void;
   release(): void;
@@ -268,7 +270,7 @@ export function hashBuffer(data: Buffer): Buffer {
 }
 
 export interface Qcow2WriteOptions {
-  /** The file to create (0600, O_EXCL, never through a symlink); removed again if the write fails. */
+  /** The file to create (0600, never through a symlink, nameless until complete); nothing is left if the write fails. */
   imagePath: string;
   storeDir: string;
   blockSize: number;
@@ -333,7 +335,8 @@ export async function writeQcow2(o: Qcow2WriteOptions): Promise<Qcow2WriteResult
   );
 }
 
-export interface Qcow2Info {
+/** One qcow2 file's header (qcow2Header). */
+export interface Qcow2Header {
   version: 2 | 3;
   clusterBits: number;
   /** Virtual size. */
@@ -346,21 +349,33 @@ export interface Qcow2Info {
   compressionType: 'zlib' | 'zstd';
   /** The backing file name as stored, or null. */
   backingFile: string | null;
+  /** backingFile resolved as QEMU resolves it, from the name the image is known by (`namedAs`); null without one. */
+  backingPath: string | null;
+  /**
+   * The backing format the header records. Null without a backing file, and when the header
+   * records none: QEMU then probes the file, which the engine may do only once it checked it.
+   */
   backingFormat: 'raw' | 'qcow2' | null;
-  /** The image, then each backing file as opened (relative names resolved). */
-  chain: Array<{ path: string; format: 'raw' | 'qcow2' }>;
+  /** The file read: a chain that comes back to it refers back into itself. */
+  dev: bigint;
+  ino: bigint;
 }
 
 /**
- * Validates a qcow2 image's header and its whole backing chain (synchronously: a few small
- * reads). Fails with NotAnImage, ImageCorrupt or UnsupportedFormat naming what is wrong. `path`
- * is a checked real path, opened without following a symlink (NotAnImage when one was swapped
- * in), unless `asGiven`: then it is followed as QEMU follows it (a path as a client gave it).
+ * The header of the qcow2 image at the checked real path `path`, opened without following a
+ * symlink (NotAnImage when one was swapped in, or when it is no regular file), and where its
+ * backing file is as QEMU would look for it from `namedAs` (default `path`): the name a backing
+ * file was reached by, whose directory a relative name is resolved from. Opens no other file:
+ * every backing file is checked against the image roots before anything opens it, even to probe
+ * its format (inspectImage). Synchronous, a few small reads; NotAnImage, ImageCorrupt or
+ * UnsupportedFormat (also for a json: backing name or a backing format but raw and qcow2) naming
+ * what is wrong.
  */
-export function qcow2Info(path: string, o: { asGiven?: boolean } = {}): Qcow2Info {
+export function qcow2Header(path: string, o: { namedAs?: string } = {}): Qcow2Header {
   requirePath(path, 'path');
+  if (o.namedAs !== undefined) requirePath(o.namedAs, 'namedAs');
   try {
-    return nativeAddon().qcow2Info(path, o.asGiven === true);
+    return nativeAddon().qcow2Header(path, o.namedAs);
   } catch (err) {
     throw fromNative(err);
   }
@@ -385,6 +400,24 @@ export function holdImageLocks(path: string): { release(): void } {
   try {
     const h = nativeAddon().holdImageLocks(path);
     return { release: () => h.release() };
+  } catch (err) {
+    throw fromNative(err);
+  }
+}
+
+/**
+ * Refuses, with the error a qcow2 rollback of `path` would end in after writing its whole new
+ * image, a rollback that could not give that image the disk's owner, mode or an extended attribute
+ * (a label or ACL the daemon may not set: PermissionDenied naming it), or could not create it in
+ * the disk's directory at all. The same copy is tried on a scratch file there that no name leads
+ * to once this returns; the disk is only read. `newImagePath` (rollbackTempPath) names the new
+ * image in the message. See native/io/file_attributes.h.
+ */
+export function checkAttributesCopyable(path: string, newImagePath: string): void {
+  requirePath(path, 'path');
+  requirePath(newImagePath, 'newImagePath');
+  try {
+    nativeAddon().checkAttributesCopyable(path, newImagePath);
   } catch (err) {
     throw fromNative(err);
   }
@@ -424,8 +457,15 @@ export interface ImageDir {
   rename(from: string, to: string, replace?: boolean): void;
   /** True if there was such a name. */
   unlink(name: string): boolean;
-  /** A new 0600 file (O_EXCL, O_NOFOLLOW), open for writing; the caller closes the descriptor. */
+  /**
+   * A new 0600 file, open for reading and writing, that is to be called `name`: it has no name
+   * (O_TMPFILE) until linkFile gives it one, so a daemon killed while writing it leaves nothing.
+   * Where the filesystem cannot, it is created under `name` (O_EXCL, O_NOFOLLOW) at once. FileExists
+   * if `name` is taken. The caller closes the descriptor.
+   */
   createFile(name: string): number;
+  /** Gives a complete (fsynced) file from createFile its name: FileExists if taken; nothing if it has it. */
+  linkFile(fd: number, name: string): void;
   /**
    * An existing regular file, open read-only (O_NOFOLLOW; a FIFO does not block the open, it is
    * refused like any other non-regular file: NotAnImage); the caller closes the descriptor.
@@ -457,6 +497,7 @@ export function openImageDir(path: string): ImageDir {
     rename: wrap((from: string, to: string, replace = false) => d.rename(from, to, replace)),
     unlink: wrap((name: string) => d.unlink(name)),
     createFile: wrap((name: string) => d.createFile(name)),
+    linkFile: wrap((fd: number, name: string) => d.linkFile(fd, name)),
     openFile: wrap((name: string) => d.openFile(name)),
     sync: wrap(() => d.sync()),
     release: () => d.release(),

@@ -68,7 +68,7 @@ export interface ScanBlocksResult {
 
 export interface FlattenOptions extends JobOptions {
   layerCount: number;
-  /** Created O_EXCL, 0600, never through a symlink; removed again if the job fails. */
+  /** Created 0600, never through a symlink, nameless until complete (partial-files.ts); nothing is left if the job fails. */
   imagePath: string;
   /** The held directory (ImageDir.fd) to create the file in, by the last component of imagePath. */
   dirFd?: number;

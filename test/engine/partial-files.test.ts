@@ -1,6 +1,6 @@
 import t from 'tap';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { partialPath, removeInterruptedPartials, writePartial } from '../../src/engine/partial-files';
 import { finished, openEngine, snapshot } from '../helpers/engine';
 import { makeImage, MiB, writeAt, pattern } from '../helpers/images';
@@ -67,3 +67,94 @@ t.test('a clone leaves only its target in the directory', async (t) => {
   t.ok(readFileSync(out).equals(readFileSync(img)));
   t.same(readdirSync(images).sort(), ['copy.img', 'vm.img']);
 });
+
+t.test('a file a writer creates has no name until it is complete', async (t) => {
+  const dir = t.testdir();
+  const target = join(dir, 'export.stream');
+  await writePartial(target, 'j_nameless', async (partial, at) => {
+    const file = at.create();
+    try {
+      await file.write(Buffer.from('all of it'), 0);
+      t.same(readdirSync(dir), [], 'written without a name');
+      await file.complete();
+      t.same(readdirSync(dir), [basename(partial)], 'then given the partial name, before close');
+    } finally {
+      await file.close();
+    }
+  });
+  t.equal(readFileSync(target, 'utf8'), 'all of it');
+  t.same(readdirSync(dir), ['export.stream']);
+});
+
+t.test('a writer that fails before its file is complete leaves nothing, with nothing to remove', async (t) => {
+  const dir = t.testdir();
+  await t.rejects(writePartial(join(dir, 'export.stream'), 'j_fails', async (_partial, at) => {
+    const file = at.create();
+    try {
+      await file.write(Buffer.alloc(1 << 20, 1), 0);
+      throw new Error('disk on fire');
+    } finally {
+      await file.close();
+    }
+  }), /disk on fire/);
+  t.same(readdirSync(dir), []);
+});
+
+t.test('a partial name taken before the file is complete fails the job with FileExists', async (t) => {
+  const dir = t.testdir();
+  const target = join(dir, 'export.stream');
+  await t.rejects(writePartial(target, 'j_taken', async (partial, at) => {
+    const file = at.create();
+    try {
+      writeFileSync(partial, 'someone else\'s');
+      await file.complete();
+    } finally {
+      await file.close();
+    }
+  }), { code: 'FileExists' });
+  t.same(readdirSync(dir), [], 'the partial name is removed on failure, as before, and the target never appeared');
+});
+
+t.test('where O_TMPFILE is not to be had, the file is created under its partial name', async (t) => {
+  const before = process.env.BLOCKSNAP_NO_TMPFILE;
+  process.env.BLOCKSNAP_NO_TMPFILE = '1';
+  t.teardown(() => {
+    if (before === undefined) delete process.env.BLOCKSNAP_NO_TMPFILE;
+    else process.env.BLOCKSNAP_NO_TMPFILE = before;
+  });
+  const dir = t.testdir();
+  const target = join(dir, 'export.stream');
+  await writePartial(target, 'j_named', async (partial, at) => {
+    const file = at.create();
+    try {
+      t.same(readdirSync(dir), [basename(partial)], 'named from the start');
+      await file.write(Buffer.from('all of it'), 0);
+      await file.complete();
+    } finally {
+      await file.close();
+    }
+  });
+  t.equal(readFileSync(target, 'utf8'), 'all of it');
+  t.same(readdirSync(dir), ['export.stream']);
+
+  await t.rejects(writePartial(target.replace('export', 'failed'), 'j_named_fails', async (_partial, at) => {
+    const file = at.create();
+    await file.close();
+    throw new Error('disk on fire');
+  }), /disk on fire/);
+  t.same(readdirSync(dir), ['export.stream'], 'a failed job removes its partial file');
+
+  // The native writers too.
+  const { engine, images } = await openEngine(t);
+  const img = makeImage(join(images, 'vm.img'), 12 * MiB);
+  writeAt(img, 0, pattern('vm', 9 * MiB));
+  await engine.addDisk({ path: img, name: 'vm' });
+  const snap = await snapshot(engine, 'vm');
+  for (const format of ['raw', 'qcow2'] as const) {
+    const job = await finished(engine, engine.startClone(snap.id, join(images, `copy.${format}`), { format }));
+    t.match(job, { state: 'succeeded' }, `${format}: cloned`);
+  }
+  t.ok(readFileSync(join(images, 'copy.raw')).equals(readFileSync(img)));
+  t.same(readdirSync(images).sort(), ['copy.qcow2', 'copy.raw', 'vm.img']);
+});
+

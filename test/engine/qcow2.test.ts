@@ -116,6 +116,47 @@ t.test('a backing file outside every image root is refused', async (t) => {
   await t.rejects(engine.addDisk({ path: img }), { code: 'PathNotAllowed' });
 });
 
+t.test('a rollback keeps a backing file whose format the header does not record, with the format probed', async (t) => {
+  const { engine, images } = await openEngine(t);
+  const base = join(images, 'probed-base.raw');
+  qemuImg('create', '-q', '-f', 'raw', base, '4M');
+  qemuIo(base, 'raw', 'write -P 0x10 0 4M');
+  const img = join(images, 'probed.qcow2');
+  qemuImg('create', '-q', '-f', 'qcow2', '-b', 'probed-base.raw', '-F', 'raw', img);
+  // The backing format extension becomes one of an unknown type, which QEMU skips.
+  const bytes = readFileSync(img);
+  const at = bytes.subarray(0, 65536).indexOf(Buffer.from([0xe2, 0x79, 0x2a, 0xca]));
+  t.ok(at > 0 && at % 8 === 0, 'the header has a backing format extension');
+  bytes.writeUInt32BE(0x6e6f6e65, at);
+  writeFileSync(img, bytes);
+  t.equal(info(img)['backing-filename-format'], undefined, 'the header records no backing format');
+  qemuIo(img, 'qcow2', 'write -P 0x20 1M 1M');
+  const disk = await engine.addDisk({ path: img });
+  const snap = await snapshot(engine, disk.id);
+  const want = await cloneTo(engine, snap.id, join(images, 'probed-want.raw'), 'raw');
+  qemuIo(img, 'qcow2', 'write -P 0x30 0 4M');
+  await finished(engine, engine.startRollback(disk.id, snap.id));
+  t.equal(check(img).status, 0, 'qemu-img check clean');
+  t.equal(compare(img, 'qcow2', want.path, 'raw').status, 0, 'rolled back');
+  t.match(info(img), { 'backing-filename': 'probed-base.raw', 'backing-filename-format': 'raw' }, 'the backing file is kept, its format as probed');
+});
+
+t.test('a backing chain that refers back into itself, or is deeper than 64 images, is refused', async (t) => {
+  const { engine, images } = await openEngine(t);
+  const loop = join(images, 'loop.qcow2');
+  qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', 'loop.qcow2', '-F', 'qcow2', loop, '1M');
+  await t.rejects(engine.addDisk({ path: loop }), { code: 'ImageCorrupt', message: /refers back to an image already in it/ });
+  const deep = join(images, 'deep');
+  mkdirSync(deep);
+  qemuImg('create', '-q', '-f', 'raw', join(deep, 'l65.raw'), '1M');
+  for (let i = 64; i >= 0; i--) {
+    qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', i === 64 ? 'l65.raw' : `l${i + 1}.qcow2`, '-F', i === 64 ? 'raw' : 'qcow2', join(deep, `l${i}.qcow2`), '1M');
+  }
+  await t.rejects(engine.addDisk({ path: join(deep, 'l0.qcow2') }), { code: 'UnsupportedFormat', message: /deeper than 64/ });
+  t.match(await engine.addDisk({ path: join(deep, 'l1.qcow2') }), { format: 'qcow2' }, '64 backing files are allowed');
+  t.same(engine.listDisks().length, 1);
+});
+
 t.test('an overlay given through a symlink whose relative backing name QEMU would resolve to another file is refused', async (t) => {
   const { engine, images } = await openEngine(t);
   mkdirSync(join(images, 'real'));

@@ -143,7 +143,7 @@ t.test('an overlay left alone is snapshotted through its checked chain, symlinke
 });
 
 t.test('the header of a qcow2 image is never read through a directory swapped for a symlink after the check', { skip }, async (t) => {
-  // qcow2Info runs at disk add, before every snapshot and at rollback, and its answer (virtual
+  // qcow2Header runs at disk add, before every snapshot and at rollback, and its answer (virtual
   // size, backing names) or its error would describe the file outside.
   const root = t.testdir();
   const vms = join(root, 'images', 'vms');
@@ -153,9 +153,8 @@ t.test('the header of a qcow2 image is never read through a directory swapped fo
   qemuImg('create', '-q', '-f', 'qcow2', join(vms, 'disk.qcow2'), '1M');
   qemuImg('create', '-q', '-f', 'qcow2', join(outside, 'disk.qcow2'), '7M');
   const checked = join(vms, 'disk.qcow2');
-  t.equal(native.qcow2Info(checked).sizeBytes, SIZE);
+  t.equal(native.qcow2Header(checked).sizeBytes, SIZE);
   swapForSymlink(vms, outside);
-  t.throws(() => native.qcow2Info(checked), { code: 'NotAnImage', message: /symlink was swapped/ }, 'the outside image is not read');
+  t.throws(() => native.qcow2Header(checked), { code: 'NotAnImage', message: /symlink was swapped/ }, 'the outside image is not read');
   t.throws(() => inspectImage(checked, 'qcow2', [join(root, 'images')]), { code: 'NotAnImage' });
-  t.equal(native.qcow2Info(checked, { asGiven: true }).sizeBytes, 7 * SIZE, 'a path as given is followed, as QEMU follows it');
 });

@@ -75,7 +75,7 @@ t.test('hostile values in every field of every entry point throw or reject, neve
       calls++;
     }
   }
-  for (const name of ['hashBuffer', 'lockFile', 'qcow2Info', 'probeImageLocks', 'holdImageLocks']) {
+  for (const name of ['hashBuffer', 'lockFile', 'qcow2Header', 'probeImageLocks', 'holdImageLocks']) {
     if (typeof addon[name] !== 'function') continue;
     for (const value of [...HOSTILE, detached(16), join(dir, 'no-such-file'), dir, '/dev/null', `${dir}/${'n'.repeat(5000)}`]) {
       seen.add(await outcome(() => {
@@ -84,6 +84,13 @@ t.test('hostile values in every field of every entry point throw or reject, neve
         r?.release?.(); // twice: idempotent, not a double free
         return r;
       }));
+      calls++;
+    }
+  }
+  // Two paths: the image, and the new image a rollback would write (named in messages only).
+  for (const value of [...HOSTILE, detached(16), join(dir, 'no-such-file'), dir, '/dev/null', `${dir}/${'n'.repeat(5000)}`]) {
+    for (const args of [[value, join(dir, '.img.raw.new')], [image, value], [value]]) {
+      seen.add(await outcome(() => addon.checkAttributesCopyable!(...args)));
       calls++;
     }
   }

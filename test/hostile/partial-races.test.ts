@@ -4,7 +4,7 @@
  * the job runs. Nothing may be created, renamed over or unlinked outside the roots, and no
  * image-sized partial file may be left behind anywhere.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmdirSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { writePartial } from '../../src/engine/partial-files';
@@ -88,24 +88,44 @@ t.test('a clone whose target directory is swapped for a symlink, or renamed, bef
   }
 });
 
+/** Whether this process holds a file open that has no name yet in `dir` (O_TMPFILE: "<dir>/#<inode> (deleted)"). */
+function writingNameless(dir: string): boolean {
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`).startsWith(`${dir}/#`)) return true;
+    } catch { /* closed meanwhile */ }
+  }
+  return false;
+}
+
 t.test('a clone whose target directory is deleted while it writes fails with ImageNotFound and leaves nothing', async (t) => {
   const { engine, images } = await openEngine(t);
   const img = makeImage(join(images, 'vm.img'), 192 * MiB);
   writeAt(img, 0, randomData(192 * MiB));
   await engine.addDisk({ path: img, name: 'vm' });
   const snap = await snapshot(engine, 'vm');
-  const sub = join(images, 'clones');
-  mkdirSync(sub);
-  const job = engine.startClone(snap.id, join(sub, 'copy.img'));
-  // Once the clone is writing, its directory goes: the partial file first, then the directory.
-  const partial = join(sub, `.blocksnap-${job.id}.partial`);
-  while (!existsSync(partial) && engine.getJob(job.id).state === 'running') await new Promise((r) => setImmediate(r));
-  t.equal(engine.getJob(job.id).state, 'running', 'the clone was still writing');
-  unlinkSync(partial);
-  rmdirSync(sub);
-  const done = await engine.waitJob(job.id);
-  t.match(done, { state: 'failed', error: { code: 'ImageNotFound', message: /removed or moved while the job ran/ } });
-  t.same(readdirSync(images).sort(), ['vm.img']);
+  for (const named of [false, true]) {
+    // named: a filesystem without O_TMPFILE, where the file being written has its partial name.
+    if (named) process.env.BLOCKSNAP_NO_TMPFILE = '1';
+    try {
+      const sub = join(images, 'clones');
+      mkdirSync(sub);
+      const job = engine.startClone(snap.id, join(sub, 'copy.img'));
+      const partial = join(sub, `.blocksnap-${job.id}.partial`);
+      const writing = (): boolean => (named ? existsSync(partial) : writingNameless(sub));
+      while (!writing() && engine.getJob(job.id).state === 'running') await new Promise((r) => setImmediate(r));
+      t.equal(engine.getJob(job.id).state, 'running', `${named ? 'named' : 'nameless'}: the clone was still writing`);
+      // Once the clone is writing, its directory goes (the partial file first, where it has a name).
+      if (named) unlinkSync(partial);
+      else t.same(readdirSync(sub), [], 'nameless: the directory is empty, and may be removed');
+      rmdirSync(sub);
+      const done = await engine.waitJob(job.id);
+      t.match(done, { state: 'failed', error: { code: 'ImageNotFound', message: /was removed (or moved )?while the job ran/ } });
+      t.same(readdirSync(images).sort(), ['vm.img']);
+    } finally {
+      delete process.env.BLOCKSNAP_NO_TMPFILE;
+    }
+  }
 });
 
 t.test('a qcow2 rollback never unlinks or renames over files in a directory swapped in for the disk\'s', async (t) => {

@@ -5,15 +5,14 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import type { DaemonClient } from '../../src/daemon/client';
 import type { Job, Snapshot } from '../../src/engine/types';
-import { DaemonProcess, connect, makeLayout, sleep } from '../crash/daemon-process';
+import { sleep } from '../crash/daemon-process';
 import { ImageWriter } from '../crash/disk-image';
 import { makeImage, pattern, writeAt } from '../helpers/images';
+import { daemonWithOutside, type DaemonWithOutside } from './daemon-with-outside';
 
 const BLOCK = 64 * 1024;
 
@@ -21,17 +20,8 @@ async function code(p: Promise<unknown>): Promise<string> {
   return p.then(() => 'ok', (e: { code: string }) => e.code);
 }
 
-async function setUp(t: Test): Promise<{ c: DaemonClient; root: string; outside: string; daemon: DaemonProcess; dataDir: string }> {
-  const dir = mkdtempSync(join(tmpdir(), 'bsp-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const outside = join(dir, 'outside');
-  mkdirSync(outside);
-  const layout = makeLayout(dir, { blockSize: BLOCK });
-  const daemon = await DaemonProcess.start(layout);
-  t.teardown(() => daemon.kill());
-  const c = await connect(layout);
-  t.teardown(() => c.close());
-  return { c, root: layout.imageRoot, outside, daemon, dataDir: layout.dataDir };
+function setUp(t: Test): Promise<DaemonWithOutside> {
+  return daemonWithOutside(t, BLOCK);
 }
 
 t.test('every path trick is refused with its code', async (t) => {

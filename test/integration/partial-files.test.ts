@@ -1,8 +1,9 @@
 /**
  * A clone the daemon was killed in the middle of must not be left under the name the operator
- * asked for: it would look like a finished image.
+ * asked for: it would look like a finished image. Nor under any other: its file has no name
+ * until it is complete, except on filesystems without O_TMPFILE, where the start removes it.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -12,10 +13,11 @@ const MiB = 1024 * 1024;
 
 interface JobLike { id: string; kind: string; state: string; doneBytes: number; target: string | null }
 
-t.test('a clone cut short by SIGKILL leaves no file under its name, and the next start removes the partial one', async (t) => {
+/** A daemon, a 1 GiB disk with a snapshot, and its clone to `copy.img` under way (data being written). */
+async function cloneUnderWay(t: Test, env: NodeJS.ProcessEnv) {
   const dir = tempDir(t);
   const imageRoot = join(dir, 'images');
-  const o = { dataDir: join(dir, 'data'), imageRoot, socketPath: join(dir, 'd.sock') };
+  const o = { dataDir: join(dir, 'data'), imageRoot, socketPath: join(dir, 'd.sock'), env };
   mkdirSync(imageRoot);
   // Big enough that the clone is still writing when it is killed: 1 GiB of data.
   const img = join(imageRoot, 'vm.img');
@@ -35,16 +37,38 @@ t.test('a clone cut short by SIGKILL leaves no file under its name, and the next
     await new Promise((r) => setTimeout(r, 5));
   }
   t.equal(job?.state, 'running', 'the clone was under way when the daemon was killed');
+  return { d, o, imageRoot, target, jobId: started.id };
+}
+
+t.test('a clone cut short by SIGKILL leaves nothing: its file had no name yet', async (t) => {
+  const { d, o, imageRoot, target, jobId } = await cloneUnderWay(t, {});
+  t.same(readdirSync(imageRoot), ['vm.img'], 'while the clone writes, its directory lists nothing new');
   d.proc.kill('SIGKILL');
   await d.exited;
   t.notOk(existsSync(target), 'nothing under the name asked for');
-  t.ok(existsSync(join(imageRoot, `.blocksnap-${started.id}.partial`)), 'the partial file is what the crash left');
+  t.same(readdirSync(imageRoot), ['vm.img'], 'nor under any other');
+
+  const again = await startDaemon(t, o);
+  await again.waitForLog(/recovered from an unclean stop/);
+  t.match(again.stderr(), /"partialFiles":0/, 'no partial file for the start to remove');
+  t.match((await again.json<JobLike[]>('job', 'list')).find((j) => j.id === jobId), { state: 'interrupted' });
+  t.match(await again.json('clone', 'base', target), { path: target }, 'the same clone runs again');
+  t.same(readdirSync(imageRoot).sort(), ['copy.img', 'vm.img']);
+});
+
+t.test('without O_TMPFILE, a clone cut short by SIGKILL leaves its partial file, and the next start removes it', async (t) => {
+  const env = { BLOCKSNAP_NO_TMPFILE: '1' };
+  const { d, o, imageRoot, target, jobId } = await cloneUnderWay(t, env);
+  d.proc.kill('SIGKILL');
+  await d.exited;
+  t.notOk(existsSync(target), 'nothing under the name asked for');
+  t.ok(existsSync(join(imageRoot, `.blocksnap-${jobId}.partial`)), 'the partial file is what the crash left');
 
   const again = await startDaemon(t, o);
   await again.waitForLog(/recovered from an unclean stop/);
   t.match(again.stderr(), /"partialFiles":1/);
   t.same(readdirSync(imageRoot), ['vm.img'], 'the partial file is gone');
-  t.match((await again.json<JobLike[]>('job', 'list')).find((j) => j.id === started.id), { state: 'interrupted' });
+  t.match((await again.json<JobLike[]>('job', 'list')).find((j) => j.id === jobId), { state: 'interrupted' });
   t.match(await again.json('clone', 'base', target), { path: target }, 'the same clone runs again');
   t.same(readdirSync(imageRoot).sort(), ['copy.img', 'vm.img']);
 });

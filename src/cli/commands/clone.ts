@@ -15,8 +15,9 @@ export function registerClone(program: Command): void {
       'blocksnap clone before-upgrade /var/lib/libvirt/images/web1-copy.img',
       'blocksnap clone s-0123456789abcdef ./restore.img --json',
       'blocksnap clone before-upgrade --cow --name web1-test',
-    ]) + '\nThe image is written as .blocksnap-JOBID.partial beside PATH and takes the name PATH only once complete;\n' +
-      'a daemon killed meanwhile removes the partial file when it starts again.\n' +
+    ]) + '\nThe image is written beside PATH without a name and takes the name PATH only once complete;\n' +
+      'a daemon killed meanwhile leaves nothing (where the filesystem cannot write a file without a name,\n' +
+      'it is written as .blocksnap-JOBID.partial, which the daemon removes when it starts again).\n' +
       'A copy-on-write disk is served with: blocksnap export start DISK --writable.\n' +
       'Its base snapshot cannot be deleted while it exists (SnapshotHasClones).\n')
     .action(async (snapshot: string, path: string | undefined, flags: JobFlags & { format: 'raw' | 'qcow2'; cow?: boolean; name?: string }, cmd: Command) => {

@@ -17,7 +17,7 @@ export function registerRestore(program: Command): void {
       'blocksnap restore offsite s-0123456789abcdef /var/lib/libvirt/images/web1-restored.img',
       'blocksnap restore offsite before-upgrade ./web1.img --json',
       'blocksnap restore offsite before-upgrade ./web1.qcow2 --format qcow2',
-    ]) + '\nThe image is written as .blocksnap-JOBID.partial beside PATH and takes the name PATH only once complete.\n')
+    ]) + '\nThe image is written beside PATH without a name and takes the name PATH only once complete.\n')
     .action(async (remote: string, snapshot: string, path: string, flags: JobFlags & { format: string; concurrency?: string }) => {
       const params: Record<string, unknown> = { remote, snapshot, path: resolve(path), format: flags.format };
       if (flags.concurrency !== undefined) params.concurrency = parseConcurrency(flags.concurrency);

@@ -1,0 +1,22 @@
+#include "workers/attributes_check.h"
+
+#include "io/file_attributes.h"
+#include "workers/args.h"
+#include "workers/js_error.h"
+
+namespace blocksnap::js {
+
+Napi::Value check_attributes_copyable(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string path = path_argument(info);
+  if (info.Length() < 2 || !info[1].IsString()) throw Napi::TypeError::New(env, "the second argument (newImagePath) must be a string");
+  const std::string new_image_path = info[1].As<Napi::String>().Utf8Value();
+  try {
+    blocksnap::check_attributes_copyable(path, new_image_path);
+    return env.Undefined();
+  } catch (const Error& e) {
+    throw to_js_error(env, e);
+  }
+}
+
+}  // namespace blocksnap::js

@@ -1,0 +1,13 @@
+#pragma once
+
+#include <napi.h>
+
+namespace blocksnap::js {
+
+// checkAttributesCopyable(path, newImagePath) → undefined, or throws what a qcow2 rollback of the
+// image at `path` would refuse with when giving its new image the image's owner, mode and
+// extended attributes (io/file_attributes.h: check_attributes_copyable). Synchronous: an open, a
+// scratch file and a few attribute calls, all in the image's directory.
+Napi::Value check_attributes_copyable(const Napi::CallbackInfo& info);
+
+}  // namespace blocksnap::js
