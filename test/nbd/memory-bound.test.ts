@@ -60,12 +60,16 @@ t.test('a client that takes none of its replies for too long is dropped, and its
 });
 
 t.test('a client that reads slowly but steadily is not taken for a stalled one', async (t) => {
-  const { socketPath, server } = await startServer(t, { rw: new MemoryBackend(4 * MiB) }, { replyStallMs: 1000 });
+  // The limit is far above a step (~150 ms) so that a loaded machine, where this process may not
+  // run for a while, does not pass for a stalled reader; the whole read still lasts longer.
+  const replyStallMs = 2000;
+  const { socketPath, server } = await startServer(t, { rw: new MemoryBackend(4 * MiB) }, { replyStallMs });
   const slow = await attached(socketPath, 'rw');
   slow.socket.pause();
   for (let i = 0; i < 8; i++) slow.request(C.NBD_CMD_READ, 0, 4 * MiB, 0, BigInt(i));
   // About 1 MiB taken off the socket every 100 ms: the server's writes keep stalling on a full
   // socket, yet each one moves well inside the stall limit, and 32 MiB take seconds.
+  const started = Date.now();
   const total = slow.socket.bytesRead + 8 * (16 + 4 * MiB);
   let backedUp = 0;
   while (slow.socket.bytesRead < total && !slow.closed) {
@@ -77,6 +81,7 @@ t.test('a client that reads slowly but steadily is not taken for a stalled one',
     while (slow.socket.bytesRead < target && Date.now() < until) await new Promise((r) => setImmediate(r));
     slow.socket.pause();
   }
+  t.ok(Date.now() - started > replyStallMs, 'the whole read outlasted the stall limit');
   t.ok(backedUp > 0, `replies waited for the slow reader (${backedUp} bytes unsent at most)`);
   t.notOk(slow.closed, 'still connected');
   for (let i = 0; i < 8; i++) {
