@@ -40,12 +40,13 @@ export const ERROR_CODES = {
   DiskInUse: 'A QEMU process (a running VM, qemu-nbd, qemu-img) holds the image open, or NBD clients are connected to a copy-on-write disk; stop them, or pass --force.',
   // jobs and locking
   DiskBusy: 'Another job is running on this disk, or on another disk whose image is the same file (`details.sameFileAs`); one job per disk and per file at a time.',
-  RollbackIncomplete: 'An earlier rollback of this disk was interrupted; rerun the rollback to finish it first.',
+  RollbackIncomplete: 'An earlier rollback of this disk did not finish; rerun the rollback to finish it first, or abandon it (rollback --abandon).',
+  RollbackNotPending: 'The disk has no unfinished rollback (to that snapshot) to abandon.',
   Cancelled: 'The job was cancelled.',
   Interrupted: 'The job was interrupted by a daemon crash or restart before it finished.',
   ShuttingDown: 'The daemon is shutting down and accepts no new jobs.',
   // store and data integrity
-  DigestMismatch: 'A stored block does not match its digest: the block store is corrupt. No data was written from it.',
+  DigestMismatch: 'A stored block does not match its digest: the block store is corrupt. The damaged block was not written anywhere.',
   BlockMissing: 'A block referenced by a snapshot is missing from the block store.',
   BlockCorrupt: 'A block file has a bad header (wrong magic, version, flags or length).',
   NoSpace: 'The filesystem is full (ENOSPC).',

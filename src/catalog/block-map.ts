@@ -105,9 +105,11 @@ export function commitDelta(catalog: Catalog, snap: SnapshotRecord, digests: Buf
 /**
  * Removes a snapshot from its chain: children inherit its entries they do not override and are
  * re-parented to its parent, then its own references are dropped. Returns the digests whose last
- * reference went away (now in the free list).
+ * reference went away (now in the free list). On a full filesystem the transaction may use the
+ * room the catalog keeps for deletions (Catalog.txn): deleting snapshots is how space is freed.
  */
 export function removeFromChain(catalog: Catalog, snap: SnapshotRecord): Buffer[] {
+  catalog.freesSpace();
   const children = catalog.snapshotsOfDisk(snap.diskId).filter((s) => s.parentId === snap.id);
   const parent = snap.parentId ? catalog.getSnapshot(snap.parentId) : undefined;
   const entries = [...catalog.delta(snap.id)];

@@ -8,11 +8,18 @@
  * When a count drops to 0 the digest moves to `free` in the same transaction; the sweeper unlinks
  * free blocks only while no snapshot is writing (StoreLock), and a snapshot that commits a digest
  * found in `free` takes it back (resurrects it) in its own commit transaction.
+ *
+ * Writes on a full filesystem (see txn): catalog.mdb keeps real blocks past LMDB's last page
+ * (space-reserve.ts), part of them for deletions only; a transaction that may need more than it
+ * may have is refused whole with NoSpace before LMDB writes; what LMDB still fails is NoSpace or
+ * IOError (write-errors.ts).
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { BlocksnapError } from '../errors';
+import { lengthen, reserveTarget, spareTarget } from './space-reserve';
+import { catalogWriteError, classifyCatalogWrite, fsSpace, type FsSpace } from './write-errors';
 import type { Job } from '../engine/types';
 import {
   CATALOG_FILE, META_BLOCK_SIZE, META_CREATED_AT, META_SCHEMA_VERSION, META_STORE_TOTALS, SCHEMA_VERSION,
@@ -23,9 +30,55 @@ export type MapKey = [string, number];
 
 export interface MapEntry { index: number; digest: Buffer | null }
 
+export interface CatalogLog {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+}
+
+const silent: CatalogLog = { info() {}, warn() {} };
+
+const KiB = 1024;
+/** What any transaction that writes may need besides its own pages: branch pages, the free list. */
+const TXN_BASE_BYTES = 64 * KiB;
+/** New bytes per written entry at worst (a map entry is ~70 bytes, pages split half full). */
+const ENTRY_BYTES = 256;
+
+const NO_SPACE_ADVICE = 'Free space on that filesystem; deleting snapshots frees space (the catalog keeps room to delete them)';
+const ROOM_USED_UP = 'The room the catalog keeps for deletions is used up and comes back once the filesystem has space: ' +
+  'free space on that filesystem by other means, then retry';
+
+/** The room past LMDB's last page of catalog.mdb (space-reserve.ts). */
+export interface CatalogRoom {
+  /** Bytes of catalog.mdb LMDB does not use yet. */
+  tailBytes: number;
+  /** What the tail should hold: the reserve (for deletions only) and the spare (for any change). */
+  reserveBytes: number;
+  spareBytes: number;
+  /** LMDB's bytes (its last page included). */
+  usedBytes: number;
+}
+
 export class Catalog {
+  private depth = 0;
+  /** The running transaction deletes snapshots, which is how space is freed: it may use the reserve. */
+  private frees = false;
+  /**
+   * The running transaction starts a snapshot (an automatic one evicting older ones over its
+   * quota): no reserve, since the snapshot's blocks and commit would take that room.
+   */
+  private starts = false;
+  /** Entries the running transaction put or removed. */
+  private writes = 0;
+  private readonly pageSize: number;
+  /** The room was short at the last look (for the log: it says when it is whole again). */
+  private short = false;
+  /** Warned once already that lengthening the file failed (other than for lack of space). */
+  private lengthenFailed = false;
+
   private constructor(
     readonly path: string,
+    readonly dataDir: string,
+    private readonly log: CatalogLog,
     private readonly root: RootDatabase,
     private readonly meta: Database<unknown, string>,
     private readonly disks: Database<DiskRecord, string>,
@@ -36,38 +89,63 @@ export class Catalog {
     private readonly free: Database<number, Buffer>,
     private readonly jobs: Database<Job, string>,
     readonly blockSize: number,
-  ) {}
+  ) {
+    this.pageSize = (root.getStats() as { pageSize?: number }).pageSize ?? 4096;
+    for (const db of [meta, disks, snapshots, diskSnaps, maps, refs, free, jobs]) this.countWrites(db);
+  }
 
   /**
    * Opens (or creates) the catalog in dataDir. A new catalog records blockSize; an existing one
    * keeps its own and ignores the argument, because block boundaries are frozen per store.
    * `mapSize` is only the initial map: LMDB grows it when a transaction fills it (tests start
-   * tiny to prove that).
+   * tiny to prove that). Also lengthens catalog.mdb by its room (space-reserve.ts), as far as
+   * the filesystem has space.
    */
-  static open(dataDir: string, blockSize: number, o: { mapSize?: number } = {}): Catalog {
+  static open(dataDir: string, blockSize: number, o: { mapSize?: number; log?: CatalogLog } = {}): Catalog {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     const path = join(dataDir, CATALOG_FILE);
-    const root = open({ path, compression: false, ...(o.mapSize !== undefined ? { mapSize: o.mapSize } : {}) });
+    const noSpaceAtOpen = (err: unknown): unknown => {
+      const f = classifyCatalogWrite(err, dataDir, fsSpace(dataDir));
+      return f === null ? err : catalogWriteError(f, 'Free space on that filesystem, then start the daemon again');
+    };
+    let root: RootDatabase;
+    try {
+      root = open({ path, compression: false, ...(o.mapSize !== undefined ? { mapSize: o.mapSize } : {}) });
+    } catch (err) {
+      throw noSpaceAtOpen(err);
+    }
     const meta = root.openDB<unknown, string>({ name: 'meta' });
     const version = meta.get(META_SCHEMA_VERSION);
-    if (version === 1) migrateFrom1(root, meta);
-    else if (version !== undefined && version !== SCHEMA_VERSION) {
+    try {
+      if (version === 1) migrateFrom1(root, meta);
+      else if (version !== undefined && version !== SCHEMA_VERSION) {
+        throw new BlocksnapError('CatalogVersion',
+          `catalog ${path} has schema version ${String(version)}; this blocksnap reads version ${SCHEMA_VERSION}` +
+          (typeof version === 'number' && version > SCHEMA_VERSION ? ' (it was written by a newer blocksnap: upgrade)' : ''));
+      }
+      if (version !== SCHEMA_VERSION) {
+        // Refused before LMDB writes: it must not meet a full filesystem (see admit).
+        const space = fsSpace(dataDir);
+        if (space !== null && space.availableBytes < 16 * TXN_BASE_BYTES) {
+          throw new BlocksnapError('NoSpace', `the catalog could not be written: the filesystem of the data dir ${dataDir} is full (${space.availableBytes} bytes free). Free space on that filesystem, then start the daemon again`,
+            { dataDir, availableBytes: space.availableBytes });
+        }
+      }
+      if (version === undefined) {
+        root.transactionSync(() => {
+          meta.putSync(META_SCHEMA_VERSION, SCHEMA_VERSION);
+          meta.putSync(META_BLOCK_SIZE, blockSize);
+          meta.putSync(META_CREATED_AT, new Date().toISOString());
+          meta.putSync(META_STORE_TOTALS, { blocks: 0, bytes: 0 } satisfies StoreTotals);
+        });
+      }
+    } catch (err) {
       void root.close();
-      throw new BlocksnapError('CatalogVersion',
-        `catalog ${path} has schema version ${String(version)}; this blocksnap reads version ${SCHEMA_VERSION}` +
-        (typeof version === 'number' && version > SCHEMA_VERSION ? ' (it was written by a newer blocksnap: upgrade)' : ''));
-    }
-    if (version === undefined) {
-      root.transactionSync(() => {
-        meta.putSync(META_SCHEMA_VERSION, SCHEMA_VERSION);
-        meta.putSync(META_BLOCK_SIZE, blockSize);
-        meta.putSync(META_CREATED_AT, new Date().toISOString());
-        meta.putSync(META_STORE_TOTALS, { blocks: 0, bytes: 0 } satisfies StoreTotals);
-      });
+      throw noSpaceAtOpen(err);
     }
     const storedBlockSize = meta.get(META_BLOCK_SIZE) as number;
-    return new Catalog(
-      path, root, meta,
+    const catalog = new Catalog(
+      path, dataDir, o.log ?? silent, root, meta,
       root.openDB<DiskRecord, string>({ name: 'disks' }),
       root.openDB<SnapshotRecord, string>({ name: 'snapshots' }),
       root.openDB<number, [string, string]>({ name: 'diskSnaps' }),
@@ -77,15 +155,140 @@ export class Catalog {
       root.openDB<Job, string>({ name: 'jobs' }),
       storedBlockSize,
     );
+    catalog.lengthenTail(true);
+    return catalog;
   }
 
   async close(): Promise<void> {
     await this.root.close();
   }
 
-  /** Runs fn in one synchronous, durable LMDB write transaction; a throw aborts all of it. */
+  /**
+   * Runs fn in one synchronous, durable LMDB write transaction; a throw aborts all of it. Before
+   * LMDB writes, a transaction that may need more than the filesystem's free space and the room
+   * past LMDB's pages of catalog.mdb it may use is refused with NoSpace (admit); a failed write
+   * throws NoSpace or IOError naming the data dir. Either way nothing of it is committed.
+   */
   txn<T>(fn: () => T): T {
-    return this.root.transactionSync(fn);
+    if (this.depth > 0) return this.root.transactionSync(fn); // a child transaction: the outermost one decides
+    let value: T;
+    this.depth++;
+    this.frees = false;
+    this.starts = false;
+    this.writes = 0;
+    try {
+      value = this.root.transactionSync(() => {
+        const v = fn();
+        this.admit();
+        return v;
+      });
+    } catch (err) {
+      const f = classifyCatalogWrite(err, this.dataDir, fsSpace(this.dataDir));
+      if (f === null) throw err;
+      throw catalogWriteError(f, f.code === 'NoSpace' ? NO_SPACE_ADVICE : '');
+    } finally {
+      this.depth--;
+    }
+    this.afterCommit();
+    return value;
+  }
+
+  /**
+   * Marks the running transaction as one that deletes snapshots, which is how an operator frees
+   * space: on a full filesystem it may use the reserve.
+   */
+  freesSpace(): void {
+    if (this.depth > 0) this.frees = true;
+  }
+
+  /**
+   * Decides, after fn and before LMDB writes anything, whether the commit may run out of space.
+   * LMDB must not: lmdb-js formats a failed page write's message into a 100-byte buffer that its
+   * numbers can overrun, and the daemon then dies of a corrupted heap (seen with lmdb 3.5.6 on a
+   * full tmpfs and ext4). The bound is generous on purpose: every page the transaction can touch,
+   * plus its new entries.
+   */
+  private admit(): void {
+    if (this.writes === 0) return;
+    const space = fsSpace(this.dataDir);
+    if (space === null) return;
+    if (this.mayNeed(this.fileBytes()) <= space.availableBytes) return;
+    const room = this.room(space);
+    const need = this.mayNeed(room.usedBytes);
+    const forAny = space.availableBytes + Math.max(0, room.tailBytes - room.reserveBytes);
+    if (need <= forAny) return;
+    // The reserve is sized for the largest deletion: whole, it takes any, beyond the bound.
+    const deletion = this.frees && !this.starts;
+    if (deletion && space.availableBytes + room.tailBytes >= Math.min(need, room.reserveBytes)) {
+      this.log.warn({ dataDir: this.dataDir, availableBytes: space.availableBytes, roomBytes: room.tailBytes, mayNeedBytes: need },
+        'the data dir\'s filesystem is full: a deletion uses the room the catalog keeps for deletions; it grows back once there is space');
+      return;
+    }
+    throw new BlocksnapError('NoSpace',
+      `the catalog could not be written: the filesystem of the data dir ${this.dataDir} is full ` +
+      `(${space.availableBytes} bytes free; this change may need up to ${need} bytes). ${deletion ? ROOM_USED_UP : NO_SPACE_ADVICE}`,
+      { dataDir: this.dataDir, errno: 'ENOSPC', availableBytes: space.availableBytes, mayNeedBytes: need });
+  }
+
+  private mayNeed(usedBytes: number): number {
+    return TXN_BASE_BYTES + Math.min(this.writes * this.pageSize, usedBytes + this.writes * ENTRY_BYTES);
+  }
+
+  private fileBytes(): number {
+    try {
+      return statSync(this.path).size;
+    } catch {
+      return 0;
+    }
+  }
+
+  /** The room past LMDB's pages of catalog.mdb, and what it should be for the filesystem `space` is of. */
+  room(space: FsSpace | null = fsSpace(this.dataDir)): CatalogRoom {
+    const usedBytes = ((this.root.getStats() as { lastPageNumber: number }).lastPageNumber + 1) * this.pageSize;
+    const fsBytes = space?.totalBytes ?? 0;
+    return {
+      tailBytes: Math.max(0, this.fileBytes() - usedBytes), usedBytes,
+      reserveBytes: reserveTarget(usedBytes, fsBytes), spareBytes: spareTarget(fsBytes),
+    };
+  }
+
+  /** Counts the entries a transaction writes (admit's bound), whoever writes them. */
+  private countWrites(db: object): void {
+    const d = db as unknown as { putSync: (...a: unknown[]) => unknown; removeSync: (...a: unknown[]) => unknown };
+    const put = d.putSync.bind(d);
+    const remove = d.removeSync.bind(d);
+    d.putSync = (...a) => { this.writes++; return put(...a); };
+    d.removeSync = (...a) => { this.writes++; return remove(...a); };
+  }
+
+  /**
+   * LMDB's new pages take the room from its start, so after every commit it is measured (LMDB's
+   * last page, a stat, a statfs) and lengthened again as far as the filesystem has space.
+   */
+  private afterCommit(): void {
+    this.lengthenTail(false);
+  }
+
+  private lengthenTail(atOpen: boolean): void {
+    const wasShort = this.short;
+    try {
+      const space = fsSpace(this.dataDir);
+      if (space === null) return;
+      const room = this.room(space);
+      const target = room.reserveBytes + room.spareBytes;
+      let tail = room.tailBytes;
+      if (tail < target) tail += lengthen(this.path, target - tail, space.availableBytes, target);
+      this.short = tail < target;
+      if (atOpen && this.short) {
+        this.log.warn({ dataDir: this.dataDir, roomBytes: tail, targetBytes: target, availableBytes: space.availableBytes },
+          'the data dir\'s filesystem has too little free space for the room the catalog keeps; deleting snapshots on a full filesystem may fail until there is space');
+      } else if (!atOpen && wasShort && !this.short) {
+        this.log.info({ dataDir: this.dataDir, roomBytes: tail }, 'the room the catalog keeps for a full filesystem is whole again');
+      }
+    } catch (err) {
+      if (!this.lengthenFailed) this.log.warn({ err, path: this.path }, 'could not lengthen the catalog file by its room');
+      this.lengthenFailed = true;
+    }
   }
 
   // ---- disks
@@ -98,6 +301,7 @@ export class Catalog {
   getSnapshot(id: string): SnapshotRecord | undefined { return this.snapshots.get(id); }
 
   putSnapshot(s: SnapshotRecord): void {
+    if (s.status === 'creating' && this.depth > 0) this.starts = true;
     this.snapshots.putSync(s.id, s);
     this.diskSnaps.putSync([s.diskId, s.id], 1);
   }
@@ -194,7 +398,9 @@ export class Catalog {
 
   /** Opens another database of this environment (listed in schema.ts), for accessors kept in their own files. */
   database<V, K extends Key = string>(name: string, options: { keyEncoding?: 'binary' | 'ordered-binary' } = {}): Database<V, K> {
-    return this.root.openDB<V, K>({ name, ...options });
+    const db = this.root.openDB<V, K>({ name, ...options });
+    this.countWrites(db);
+    return db;
   }
 
   // ---- jobs

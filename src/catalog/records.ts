@@ -9,10 +9,25 @@ export interface DiskRecord {
   sizeBytes: number;
   createdAt: string;
   headSnapshotId: string | null;
-  pendingRollback: Disk['pendingRollback'];
+  pendingRollback: PendingRollbackRecord | null;
   /** Set for a copy-on-write disk (clone --cow); null for an image file (schema 2). */
   cow: CowRecord | null;
 }
+
+/** A rollback's journal (docs/design.md, invariant 4); the public Disk shows it without `imageBefore`. */
+export interface PendingRollbackRecord extends NonNullable<Disk['pendingRollback']> {
+  /**
+   * The disk file as it was before the unfinished rollback began, for a qcow2 disk: a qcow2
+   * rollback changes the disk only by renaming its new image over it, so while the disk's path
+   * is still this file, the image was never touched and the journal can go. Absent in journals
+   * of raw disks (written in place, the file stays the same) and in those written before it
+   * was recorded, whose rollbacks must be rerun (or abandoned) as before.
+   */
+  imageBefore?: JournaledFile;
+}
+
+/** A file by device and inode, and its birth time where the filesystem keeps one (an inode number can be reused). */
+export interface JournaledFile { dev: string; ino: string; birthtimeNs: string | null }
 
 /**
  * What a copy-on-write disk reads through: its overlay layers (bottom → top, the top takes

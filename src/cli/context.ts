@@ -50,6 +50,7 @@ export async function withClient<T>(flags: ClientFlags, fn: (client: DaemonClien
 /**
  * Starts a job with `method` and either returns it as started (--no-wait) or follows it to the
  * end. Returns null when not waiting (the job was printed already), else the finished job.
+ * `cancelNote` says what cancelling this job would leave, for the Ctrl-C prompt.
  */
 export async function runJob(
   client: DaemonClient,
@@ -58,6 +59,7 @@ export async function runJob(
   method: string,
   params: Record<string, unknown>,
   label: string,
+  o: { cancelNote?: (job: Job) => Promise<string | null> } = {},
 ): Promise<Job | null> {
   const early = flags.wait ? noteEarlyInterrupt() : null;
   try {
@@ -66,7 +68,10 @@ export async function runJob(
       out.result(job, (j) => `Started job ${j.id} (${j.kind}); follow it with: blocksnap job wait ${j.id}`);
       return null;
     }
-    return await followJob(client, job, { label, detachOnInterrupt: flags.detachOnInterrupt === true, interruptedBefore: early!.interrupted });
+    const cancelNote = o.cancelNote ? await o.cancelNote(job) : null;
+    return await followJob(client, job, {
+      label, detachOnInterrupt: flags.detachOnInterrupt === true, interruptedBefore: early!.interrupted, ...(cancelNote !== null ? { cancelNote } : {}),
+    });
   } finally {
     early?.dispose();
   }

@@ -24,6 +24,8 @@ export interface FollowOptions {
   interactive?: boolean;
   /** Ctrl-C came after the job was asked for and before this wait (see noteEarlyInterrupt). */
   interruptedBefore?: () => boolean;
+  /** What cancelling leaves behind, where that is more than nothing (a raw rollback): said before the choice. */
+  cancelNote?: string;
 }
 
 /**
@@ -74,6 +76,12 @@ export function jobError(job: Job): BlocksnapError {
 
 type Answer = 'cancel' | 'detach' | 'wait';
 
+/** The question Ctrl-C asks on a terminal. */
+export function interruptQuestion(jobId: string, cancelNote?: string): string {
+  const note = cancelNote === undefined ? '' : `\n${cancelNote}\n`;
+  return `\nJob ${jobId} is still running.${note ? note : ' '}[c]ancel it, [d]etach and leave it running, or keep [w]aiting? [w] `;
+}
+
 /** Waits for `job` to end; returns it when it succeeded, throws its error otherwise. */
 export async function followJob(client: DaemonClient, job: Job, o: FollowOptions): Promise<Job> {
   const showProgress = o.showProgress ?? process.stderr.isTTY === true;
@@ -89,6 +97,8 @@ export async function followJob(client: DaemonClient, job: Job, o: FollowOptions
 
   const cancel = (): void => {
     cancelRequested = true;
+    // Asked, the note was in the question; cancelled without asking, it is said now.
+    if (!interactive && o.cancelNote !== undefined) process.stderr.write(`${o.cancelNote}\n`);
     process.stderr.write(`Cancelling job ${job.id}; press Ctrl-C again to stop waiting for it.\n`);
     client.call('job.cancel', { job: job.id }).catch(() => undefined);
   };
@@ -104,7 +114,7 @@ export async function followJob(client: DaemonClient, job: Job, o: FollowOptions
     };
     // Ctrl-C at the prompt means "let me go": detach, which loses no work.
     prompt.on('SIGINT', () => done('detach'));
-    prompt.question(`\nJob ${job.id} is still running. [c]ancel it, [d]etach and leave it running, or keep [w]aiting? [w] `, (a) => {
+    prompt.question(interruptQuestion(job.id, o.cancelNote), (a) => {
       const t = a.trim().toLowerCase();
       done(t.startsWith('c') ? 'cancel' : t.startsWith('d') ? 'detach' : 'wait');
     });

@@ -1,5 +1,5 @@
 /** Human renderings of the engine's objects, one function per shape. */
-import type { ChainSummary, CloneResult, Disk, FlattenResult, GcResult, Job, RollbackResult, Snapshot, StoreStats, VerifyResult } from '../engine/types';
+import type { ChainSummary, CloneResult, Disk, FlattenResult, GcResult, Job, RollbackResult, Snapshot, SnapshotConsistency, StoreStats, VerifyResult } from '../engine/types';
 import { count, details, formatBytes, formatDuration, formatRate, percent, relativeTime, table } from './format';
 
 export function diskTable(disks: Disk[]): string {
@@ -31,7 +31,7 @@ export function diskDetails(d: Disk): string {
       ['overlay', `${formatBytes(d.cow.overlayBytes)} in ${d.cow.layers.length} layer(s)`]);
   }
   if (d.pendingRollback) {
-    pairs.push(['rollback', `INTERRUPTED rollback to ${d.pendingRollback.snapshotId} (job ${d.pendingRollback.jobId}); rerun it to finish`]);
+    pairs.push(['rollback', `INTERRUPTED rollback to ${d.pendingRollback.snapshotId} (job ${d.pendingRollback.jobId}); rerun it to finish (blocksnap rollback ${d.name} ${d.pendingRollback.snapshotId}), or leave the image as it is now (blocksnap rollback ${d.name} --abandon)`]);
   }
   return details(pairs);
 }
@@ -52,6 +52,18 @@ export function snapshotTable(snaps: Snapshot[]): string {
   ]);
 }
 
+// A Record, so that a consistency the engine gains cannot go without its own explanation here.
+const CONSISTENCY_TEXT: Record<SnapshotConsistency, string> = {
+  offline: 'offline (no VM was writing the image)',
+  crash: 'crash-consistent (a VM was writing the image)',
+  'point-in-time': 'point-in-time (a copy-on-write disk, taken between two of its writes)',
+};
+
+/** A value from a newer daemon than this client is shown as it came. */
+export function consistencyText(c: SnapshotConsistency): string {
+  return Object.prototype.hasOwnProperty.call(CONSISTENCY_TEXT, c) ? CONSISTENCY_TEXT[c] : c;
+}
+
 export function snapshotDetails(s: Snapshot): string {
   const pairs: Array<[string, string]> = [
     ['id', s.id],
@@ -68,7 +80,7 @@ export function snapshotDetails(s: Snapshot): string {
     ['new', formatBytes(s.newBytes)],
     ['unique', formatBytes(s.uniqueBytes)],
   ];
-  if (s.consistency) pairs.push(['consistency', s.consistency === 'crash' ? 'crash-consistent (a VM was writing the image)' : 'offline (no VM was writing the image)']);
+  if (s.consistency) pairs.push(['consistency', consistencyText(s.consistency)]);
   if (s.description !== '') pairs.splice(2, 0, ['description', s.description]);
   if (s.progress) {
     const p = s.progress;

@@ -86,6 +86,9 @@ const FILE_SHAPE = {
   autoSnapshotQuota: optional(integer(1, 65_536)),
 };
 
+/** The keys a config file may hold; `daemon --help` lists them from here. */
+export const CONFIG_FILE_KEYS = Object.keys(FILE_SHAPE) as ReadonlyArray<keyof typeof FILE_SHAPE>;
+
 function readConfigFile(file: string): ParamsOf<typeof FILE_SHAPE> {
   let text: string;
   try {

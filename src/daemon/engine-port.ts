@@ -4,7 +4,7 @@
  * daemon states exactly which engine calls the wire exposes. The real Engine satisfies it.
  */
 import type { EventEmitter } from 'node:events';
-import type { ChainSummary, Disk, ImageFormat, Job, Snapshot, StoreStats } from '../engine/types';
+import type { ChainSummary, Disk, ImageFormat, Job, RollbackAbandoned, Snapshot, StoreStats } from '../engine/types';
 import type { Policies } from '../engine/policies';
 import type { SnapshotGroups } from '../engine/groups';
 import type { Offsite } from '../engine/offsite';
@@ -35,6 +35,7 @@ export interface DaemonEngine extends Pick<EventEmitter, 'on' | 'off'> {
   readonly exports: Pick<Exports, 'start' | 'startDisk' | 'list' | 'get' | 'stop'>;
 
   startRollback(diskRef: string, snapRef: string, o?: { force?: boolean }): Job;
+  abandonRollback(diskRef: string, snapRef?: string): RollbackAbandoned;
   startClone(snapRef: string, path: string, o?: { format?: ImageFormat }): Job;
   cloneCow(snapRef: string, name: string): Promise<Disk>;
   startFlatten(diskRef: string, path: string, o?: { format?: ImageFormat }): Job;

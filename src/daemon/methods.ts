@@ -122,8 +122,16 @@ export const METHODS: Readonly<Record<string, Method>> = {
   'snapshot.delete': method({ params: { snapshot: string }, run: (ctx, p) => ctx.engine.deleteSnapshot(p.snapshot) }),
 
   rollback: method({
-    params: { disk: string, snapshot: string, force: optional(boolean), wait },
-    run: (ctx, p) => settle(ctx, ctx.engine.startRollback(p.disk, p.snapshot, p.force === undefined ? {} : { force: p.force }), p.wait),
+    params: { disk: string, snapshot: optional(string), force: optional(boolean), abandon: optional(boolean), wait },
+    run: (ctx, p) => {
+      // Abandoning starts no job: it clears the journal of one that did not finish.
+      if (p.abandon === true) {
+        if (p.force !== undefined) throw new BlocksnapError('InvalidArgument', 'params.force does not go with params.abandon, which writes nothing', { param: 'force' });
+        return ctx.engine.abandonRollback(p.disk, p.snapshot);
+      }
+      if (p.snapshot === undefined) throw new BlocksnapError('InvalidArgument', 'params.snapshot must be a string (it may be left out only with abandon)', { param: 'snapshot' });
+      return settle(ctx, ctx.engine.startRollback(p.disk, p.snapshot, p.force === undefined ? {} : { force: p.force }), p.wait);
+    },
   }),
   clone: method({
     params: { snapshot: string, path: absolutePath, format, wait },

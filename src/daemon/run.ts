@@ -79,7 +79,7 @@ export async function runDaemon(flags: DaemonFlags): Promise<number> {
       await nbd.listen();
     } catch (err) {
       await engine.close().catch((e: unknown) => log.error({ err: e }, 'closing the engine failed'));
-      return startFailed(log, err, config);
+      return startFailed(log, err, config, '--nbd-socket');
     }
     engine.exports.setEndpoint(config.nbdSocket);
   }
@@ -138,11 +138,12 @@ async function stop(engine: Engine, server: DaemonServer, nbd: NbdServer | null,
   return status;
 }
 
-function startFailed(log: Logger, err: unknown, config: DaemonConfig): number {
+/** `socketOption`: the option that names the socket whose claim failed, for a SocketInUse. */
+function startFailed(log: Logger, err: unknown, config: DaemonConfig, socketOption: '--socket' | '--nbd-socket' = '--socket'): number {
   const e = toBlocksnapError(err);
   let message = e.message;
   if (e.code === 'DataDirLocked') message = `another blocksnap daemon is already using the data directory ${config.dataDir} (${e.message})`;
-  if (e.code === 'SocketInUse') message = `${e.message}; is another blocksnap daemon running? Use --socket to choose another path`;
+  if (e.code === 'SocketInUse') message = `${e.message}; is another blocksnap daemon running? Use ${socketOption} to choose another path`;
   log.fatal({ code: e.code, err: e.code === 'Internal' ? err : undefined }, message);
   say(`${message} [${e.code}]`);
   // A bad --image-root or --data-dir is a usage error like any other the CLI reports (exit 2).

@@ -13,12 +13,14 @@ import { statSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import { Catalog } from '../catalog/catalog';
-import type { DiskRecord, SnapshotRecord } from '../catalog/records';
+import type { DiskRecord, PendingRollbackRecord, SnapshotRecord } from '../catalog/records';
 import { commitDelta, distinctBlocks, readView, removeFromChain, uniqueBytes, viewDigests } from '../catalog/block-map';
 import { BlockStore } from '../store/block-store';
 import { DEFAULT_BLOCK_SIZE, isValidBlockSize } from '../store/format';
 import { scanImage, verifyBlocks, lockDataDir, type DataDirLock } from '../native';
-import { checkBackingAsGiven, checkNotInUse, checkRollbackTarget, consistencyNow, detectFormat, fileIdentity, inspectImage } from './image-access';
+import {
+  checkBackingAsGiven, checkNotInUse, checkRollbackTarget, consistencyNow, detectFormat, fileIdentity, inspectImage, journaledFile, stillSameFile,
+} from './image-access';
 import { changedSince, stampImage } from './image-stamp';
 import { cloneImage, removeRollbackTemp, rollbackImage } from './image-writes';
 import { newId, looksLikeId } from './ids';
@@ -40,8 +42,8 @@ import { Exports } from './exports';
 import { CowVolumes } from './cow-volumes';
 import { CowDisks } from './cow-disks';
 import type {
-  ChainSummary, CloneResult, Disk, FlattenResult, GcResult, ImageFormat, Job, RollbackResult, Snapshot, SnapshotCreateOptions,
-  StoreStats, VerifyResult,
+  AbandonedImage, ChainSummary, CloneResult, Disk, FlattenResult, GcResult, ImageFormat, Job, RollbackAbandoned, RollbackResult, Snapshot,
+  SnapshotCreateOptions, StoreStats, VerifyResult,
 } from './types';
 
 export interface EngineLogger {
@@ -181,7 +183,7 @@ export class Engine extends EventEmitter {
     const lock = lockDataDir(dataDir);
     let catalog: Catalog | undefined;
     try {
-      catalog = Catalog.open(dataDir, blockSize);
+      catalog = Catalog.open(dataDir, blockSize, { log: o.logger ?? silent });
       const store = new BlockStore(dataDir);
       const engine = new Engine(dataDir, roots, catalog, store, lock, o.threads, o.logger ?? silent, o.replication);
       engine.quota = resolveQuota(o.snapshotQuota);
@@ -204,7 +206,9 @@ export class Engine extends EventEmitter {
    * map, so they hold no references; blocks they wrote are orphans for gc), jobs still `running`
    * become `interrupted`, freed blocks are swept and temp files removed (nothing writes yet).
    * Interrupted rollbacks stay journaled on their disk until rerun; the new image an interrupted
-   * qcow2 rollback was writing beside its disk is removed (a rerun writes it afresh anyway).
+   * qcow2 rollback was writing beside its disk is removed (a rerun writes it afresh anyway), and
+   * the journal of one whose disk file is still the one journaled goes too: it was cut off before
+   * its rename, so the disk is as it was.
    */
   private async recover(): Promise<void> {
     const stale = this.catalog.allSnapshots().filter((s) => s.status === 'creating');
@@ -231,10 +235,12 @@ export class Engine extends EventEmitter {
         this.log.warn({ err, diskId: d.id }, 'could not remove the new image of an interrupted rollback; a rerun of the rollback removes it');
       }
     }
+    const untouched = pending.filter((d) => this.clearUntouchedRollback(d, d.pendingRollback!.jobId, 'interrupted by an unclean stop'));
+    const stillPending = pending.filter((d) => !untouched.includes(d));
     if (stale.length || jobs || tmp || pending.length || layers || partialFiles) {
       this.log.warn({
-        snapshots: stale.map((s) => s.id), interruptedJobs: jobs, tempFiles: tmp, pendingRollbacks: pending.map((d) => d.id), rollbackTempFiles,
-        unlistedLayerFiles: layers, partialFiles,
+        snapshots: stale.map((s) => s.id), interruptedJobs: jobs, tempFiles: tmp, pendingRollbacks: stillPending.map((d) => d.id), rollbackTempFiles,
+        rollbacksCleared: untouched.map((d) => d.id), unlistedLayerFiles: layers, partialFiles,
       }, 'recovered from an unclean stop');
     }
   }
@@ -529,7 +535,7 @@ export class Engine extends EventEmitter {
     try {
       const disk = this.catalog.getDisk(snap.diskId)!;
       if (disk.pendingRollback?.snapshotId === snap.id) {
-        throw new BlocksnapError('SnapshotBusy', `snapshot ${snap.id} is the target of an interrupted rollback of disk ${disk.name}; rerun the rollback first`);
+        throw new BlocksnapError('SnapshotBusy', `snapshot ${snap.id} is the target of an interrupted rollback of disk ${disk.name}; rerun the rollback (or abandon it: blocksnap rollback ${disk.name} --abandon) first`);
       }
       const before = this.publicSnapshot(snap);
       const freed = this.catalog.txn(() => removeSnapshot(this.catalog, snap));
@@ -573,7 +579,7 @@ export class Engine extends EventEmitter {
     }
     try {
       const path = this.revalidateDiskPath(disk);
-      checkRollbackTarget(path, disk.format);
+      checkRollbackTarget(path, disk.format, { snapshot: snap });
       // The new image names the same backing file: a chain a snapshot would refuse is refused
       // here too, before the job starts (runRollback checks it again before the journal).
       if (disk.format === 'qcow2') inspectImage(path, disk.format, this.imageRoots);
@@ -596,6 +602,9 @@ export class Engine extends EventEmitter {
    * Journal first, then touch the image: if anything stops the apply, the disk keeps reporting
    * the rollback, snapshots of it are refused, and rerunning it finishes the job (the apply
    * compares every block with the target, so a rerun writes only what is still different).
+   * A qcow2 rollback touches the disk only with the rename of its new image over it, so its
+   * journal also names the disk file as it was; one that stops while the disk's path still names
+   * that file clears the journal again (clearUntouchedRollback).
    */
   private async runRollback(disk: DiskRecord, snap: SnapshotRecord, ctl: JobControl): Promise<RollbackResult> {
     const path = this.revalidateDiskPath(disk);
@@ -604,20 +613,109 @@ export class Engine extends EventEmitter {
     // not record is probed, and only from a backing file checked against the roots.
     const { qcow2 } = inspectImage(path, format, this.imageRoots);
     const view = readView(this.catalog, snap);
-    this.catalog.txn(() => {
+    const journal = this.catalog.txn(() => {
       const d = this.catalog.getDisk(disk.id)!;
-      this.catalog.putDisk({ ...d, pendingRollback: { snapshotId: snap.id, startedAt: new Date().toISOString(), jobId: ctl.job.id } });
+      const j: PendingRollbackRecord = { snapshotId: snap.id, startedAt: new Date().toISOString(), jobId: ctl.job.id };
+      // A rerun keeps the file from before the first attempt: one that was renamed over must not
+      // count as "as it was". A journal without one (raw, or written by an older version) stays so.
+      const before = d.pendingRollback ? d.pendingRollback.imageBefore : format === 'qcow2' ? journaledFile(path) ?? undefined : undefined;
+      if (before !== undefined) j.imageBefore = before;
+      this.catalog.putDisk({ ...d, pendingRollback: j });
+      return j;
     });
-    const r = await rollbackImage(path, format, {
-      storeDir: this.store.dir, blockSize: this.blockSize, sizeBytes: snap.sizeBytes, digests: view,
-      ...(this.threads ? { threads: this.threads } : {}), onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
-    }, qcow2);
+    let r: Awaited<ReturnType<typeof rollbackImage>>;
+    try {
+      r = await rollbackImage(path, format, {
+        storeDir: this.store.dir, blockSize: this.blockSize, sizeBytes: snap.sizeBytes, digests: view,
+        ...(this.threads ? { threads: this.threads } : {}), onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
+      }, qcow2);
+    } catch (err) {
+      throw this.rollbackStopped(disk, snap, journal, toBlocksnapError(err));
+    }
     this.catalog.txn(() => {
       const d = this.catalog.getDisk(disk.id)!;
       this.catalog.putDisk({ ...d, pendingRollback: null, headSnapshotId: snap.id, sizeBytes: snap.sizeBytes });
     });
     this.log.info({ diskId: disk.id, snapshotId: snap.id, blocksWritten: r.blocksWritten, holesPunched: r.holesPunched }, 'rollback finished');
     return { diskId: disk.id, snapshotId: snap.id, sizeBytes: snap.sizeBytes, ...r };
+  }
+
+  /**
+   * The error a rollback that did not finish ends with, once its journal is settled: cleared
+   * when the disk file is still the one journaled, and the message says what the image holds
+   * and the way out where the journal stays.
+   */
+  private rollbackStopped(disk: DiskRecord, snap: SnapshotRecord, journal: PendingRollbackRecord, e: BlocksnapError): BlocksnapError {
+    if (this.clearUntouchedRollback(disk, journal.jobId, e.code === 'Cancelled' ? 'cancelled' : `failed (${e.code})`)) {
+      return new BlocksnapError(e.code, `${e.message}; disk ${disk.name} is as it was (the rollback's new image never replaced it) and takes snapshots as before`, e.details);
+    }
+    if (disk.format === 'raw' && (e.code === 'DigestMismatch' || e.code === 'BlockCorrupt' || e.code === 'BlockMissing')) {
+      return new BlocksnapError(e.code,
+        `${e.message}. The rollback of disk ${disk.name} to ${snap.name} stopped there and its image is partly rolled back: ` +
+        `the blocks it wrote before it stopped hold the snapshot's content, the others what the disk held. The disk refuses snapshots until ` +
+        `a rollback completes. Ways out: \`blocksnap store verify\` names the damaged block and every snapshot that shares it; rerun this rollback ` +
+        `once the block file is restored; roll back to another snapshot that does not share it; or \`blocksnap rollback ${disk.name} --abandon\` ` +
+        'to keep the image as it is now and take snapshots again',
+        { ...e.details, diskId: disk.id, snapshotId: snap.id, partlyRolledBack: true });
+    }
+    return e;
+  }
+
+  /**
+   * Clears the journal `jobId` wrote on `disk` when its image is a qcow2 file the rollback never
+   * touched: the disk's path still names the file journaled. True when it did.
+   */
+  private clearUntouchedRollback(disk: DiskRecord, jobId: string, why: string): boolean {
+    if (disk.format !== 'qcow2') return false;
+    try {
+      return this.catalog.txn(() => {
+        const d = this.catalog.getDisk(disk.id);
+        const p = d?.pendingRollback;
+        if (!d || !p || p.jobId !== jobId || p.imageBefore === undefined || !stillSameFile(d.path, p.imageBefore)) return false;
+        this.catalog.putDisk({ ...d, pendingRollback: null });
+        this.log.warn({ diskId: d.id, snapshotId: p.snapshotId, jobId }, `qcow2 rollback ${why} before its new image replaced the disk file; the disk is unchanged and its rollback journal was cleared`);
+        return true;
+      });
+    } catch (err) {
+      // The journal stays: the disk refuses snapshots until a rerun, as before, and the next start looks again.
+      this.log.error({ err, diskId: disk.id }, 'could not clear the journal of a qcow2 rollback that left its disk unchanged');
+      return false;
+    }
+  }
+
+  /**
+   * `rollback --abandon`: clears an unfinished rollback's journal without finishing it, so that
+   * the disk takes snapshots again and the target can be deleted. The image keeps whatever the
+   * rollback left. Only while no job runs on the disk (a running rollback's journal is its own),
+   * and `snapRef`, when given, must be the journaled target.
+   */
+  abandonRollback(diskRef: string, snapRef?: string): RollbackAbandoned {
+    this.assertOpen();
+    const disk = this.resolveDisk(diskRef);
+    const p = disk.pendingRollback;
+    const snap = snapRef === undefined ? undefined : this.resolveSnapshot(snapRef, disk.id);
+    if (!p) {
+      throw new BlocksnapError('RollbackNotPending', `disk ${disk.name} has no unfinished rollback to abandon`, { diskId: disk.id });
+    }
+    if (snap !== undefined && snap.id !== p.snapshotId) {
+      throw new BlocksnapError('RollbackNotPending',
+        `disk ${disk.name} has no unfinished rollback to ${snap.id}; its unfinished rollback is to ${p.snapshotId} (job ${p.jobId})`,
+        { diskId: disk.id, snapshotId: p.snapshotId });
+    }
+    const release = this.diskLocks.acquire(disk.id, `abandon:${p.jobId}`);
+    try {
+      const d = this.catalog.getDisk(disk.id)!;
+      const cur = d.pendingRollback;
+      if (!cur || cur.jobId !== p.jobId) throw new BlocksnapError('RollbackNotPending', `disk ${disk.name} has no unfinished rollback to abandon`, { diskId: disk.id });
+      const target = this.catalog.getSnapshot(cur.snapshotId);
+      const image = abandonedImage(d, cur);
+      this.catalog.txn(() => this.catalog.putDisk({ ...this.catalog.getDisk(disk.id)!, pendingRollback: null }));
+      const abandoned = { snapshotId: cur.snapshotId, startedAt: cur.startedAt, jobId: cur.jobId };
+      this.log.warn({ diskId: d.id, ...abandoned, image }, 'unfinished rollback abandoned: the image keeps what it left, and the disk takes snapshots again');
+      return { diskId: d.id, abandoned, image, message: abandonedMessage(d, image, target?.name ?? cur.snapshotId) };
+    } finally {
+      release();
+    }
   }
 
   startClone(snapRef: string, path: string, o: { format?: ImageFormat } = {}): Job {
@@ -854,7 +952,12 @@ export class Engine extends EventEmitter {
     throw new BlocksnapError('DiskNotFound', `no disk ${JSON.stringify(ref)}`);
   }
 
-  /** By id, or by name: within `diskId` when given, else across disks (names are unique per disk only). */
+  /**
+   * By id, or by name: within `diskId` when given, else across disks (names are unique per disk
+   * only). A name none of `diskId`'s snapshots has but one snapshot of another disk has resolves
+   * to that one, as its id would: the caller's check of the disk then says whose it is, where "no
+   * snapshot" sent the user looking for a typo in a name `snapshot show` finds.
+   */
   private resolveSnapshot(ref: string, diskId?: string): SnapshotRecord {
     if (typeof ref !== 'string' || ref.length === 0) throw new BlocksnapError('InvalidArgument', 'a snapshot id or name is required');
     if (looksLikeId('s', ref)) {
@@ -866,6 +969,15 @@ export class Engine extends EventEmitter {
     if (byName.length === 1) return byName[0]!;
     if (byName.length > 1) {
       throw new BlocksnapError('AmbiguousName', `${byName.length} snapshots are named ${JSON.stringify(ref)} (${byName.map((s) => s.id).join(', ')}); use the id`);
+    }
+    if (diskId) {
+      const elsewhere = this.catalog.allSnapshots().filter((s) => s.name === ref);
+      if (elsewhere.length === 1) return elsewhere[0]!;
+      if (elsewhere.length > 1) {
+        throw new BlocksnapError('SnapshotNotFound',
+          `disk ${this.catalog.getDisk(diskId)?.name ?? diskId} has no snapshot ${JSON.stringify(ref)}; ` +
+          `${elsewhere.length} snapshots of other disks have that name (${elsewhere.map((s) => s.id).join(', ')})`);
+      }
     }
     throw new BlocksnapError('SnapshotNotFound', `no snapshot ${JSON.stringify(ref)}`);
   }
@@ -881,7 +993,9 @@ export class Engine extends EventEmitter {
 
   private publicDisk(d: DiskRecord): Disk {
     const cow = d.cow ? { ...d.cow, overlayBytes: this.volumes.overlayBytes(d.id, d.cow.layers) } : null;
-    return { ...d, cow, snapshotCount: this.catalog.snapshotsOfDisk(d.id).length };
+    const p = d.pendingRollback;
+    const pendingRollback = p ? { snapshotId: p.snapshotId, startedAt: p.startedAt, jobId: p.jobId } : null;
+    return { ...d, pendingRollback, cow, snapshotCount: this.catalog.snapshotsOfDisk(d.id).length };
   }
 
   /** `children`: the snapshot's children when the caller has them at hand (listings). */
@@ -908,8 +1022,33 @@ function snapshotInGroup(s: SnapshotRecord): BlocksnapError {
 function rollbackIncomplete(d: DiskRecord): BlocksnapError {
   const p = d.pendingRollback!;
   return new BlocksnapError('RollbackIncomplete',
-    `a rollback of disk ${d.name} to ${p.snapshotId} (job ${p.jobId}) did not finish; run the rollback again to complete it`,
+    `a rollback of disk ${d.name} to ${p.snapshotId} (job ${p.jobId}) did not finish; run the rollback again to complete it, ` +
+    `or abandon it (blocksnap rollback ${d.name} --abandon) to keep the image as it is now`,
     { diskId: d.id, snapshotId: p.snapshotId });
+}
+
+/** What the image holds once the unfinished rollback `p` of `d` is abandoned (RollbackAbandoned). */
+function abandonedImage(d: DiskRecord, p: PendingRollbackRecord): AbandonedImage {
+  if (d.format !== 'qcow2') return 'partial';
+  if (p.imageBefore === undefined) return 'unknown';
+  return stillSameFile(d.path, p.imageBefore) ? 'unchanged' : 'replaced';
+}
+
+function abandonedMessage(d: DiskRecord, image: AbandonedImage, target: string): string {
+  const rest = 'The disk takes snapshots again; its head snapshot (the parent of the next one) is as before the rollback.';
+  switch (image) {
+    case 'partial':
+      return `The rollback of ${d.name} to ${target} was abandoned. The image keeps what it left: blocks the rollback had written hold ` +
+        `${target}'s content, the others what the disk held before, possibly a mix of the two. ${rest}`;
+    case 'unchanged':
+      return `The rollback of ${d.name} to ${target} was abandoned. The image is the one from before it: its new image never replaced the disk file. ${rest}`;
+    case 'replaced':
+      return `The rollback of ${d.name} to ${target} was abandoned. The disk file is no longer the one from before it: the rollback's new image ` +
+        `(${target}'s content) was renamed over it, unless something else replaced the file. ${rest}`;
+    case 'unknown':
+      return `The rollback of ${d.name} to ${target} was abandoned. The image is the one from before it, unless the rollback's new image ` +
+        `(${target}'s content) had already been renamed over the disk file (the journal, written by an older version, does not tell). ${rest}`;
+  }
 }
 
 /** The format of a disk that is an image file (the callers handled copy-on-write disks before). */

@@ -83,7 +83,7 @@ export class Exports implements ExportTable {
   /** A read-only export of an available snapshot; the default name is the snapshot id. */
   start(snapshotRef: string, o: { name?: string } = {}): ExportInfo {
     this.assertCanStart();
-    const snap = this.x.resolveSnapshot(snapshotRef);
+    const snap = this.snapshotToServe(snapshotRef);
     if (snap.status !== 'available') {
       throw new BlocksnapError('SnapshotNotAvailable', `snapshot ${snap.id} is ${snap.status}`);
     }
@@ -129,6 +129,25 @@ export class Exports implements ExportTable {
     const entry = this.add(name, `copy-on-write disk ${disk.name} (${disk.id}), writable`, new VolumeBackend(open, disk.sizeBytes), null, disk.id, unpin);
     this.x.log.info({ export: name, diskId: disk.id }, 'writable export started');
     return this.info(entry);
+  }
+
+  /** A ref that names no snapshot but a disk was most likely meant as one: the error says how to serve it. */
+  private snapshotToServe(ref: string): SnapshotRecord {
+    try {
+      return this.x.resolveSnapshot(ref);
+    } catch (err) {
+      if (!(err instanceof BlocksnapError) || err.code !== 'SnapshotNotFound') throw err;
+      let disk: DiskRecord;
+      try {
+        disk = this.x.resolveDisk(ref);
+      } catch {
+        throw err;
+      }
+      throw new BlocksnapError('SnapshotNotFound', disk.cow
+        ? `no snapshot ${JSON.stringify(ref)}; copy-on-write disk ${disk.name} is served read-write, with --writable`
+        : `no snapshot ${JSON.stringify(ref)}; disk ${disk.name} is an image file: an export serves one of its snapshots, or a copy-on-write disk (clone --cow) with --writable`,
+      { diskId: disk.id });
+    }
   }
 
   private assertCanStart(): void {

@@ -111,13 +111,15 @@ export class SnapshotGroups {
    * first (group available, member available, disk free, image in place, no QEMU process holding
    * it unless forced, no qcow2 internal snapshots to lose nor attributes its new image could not
    * take): a rollback starts writing as soon as it starts, so a refusal after the first one would
-   * leave the VM's disks at different points.
+   * leave the VM's disks at different points. The qcow2 members' new images must fit beside
+   * their disks all at once: they are written side by side.
    * Then every rollback starts in the same turn.
    */
   rollback(ref: string, o: { force?: boolean } = {}): GroupRollback {
     const g = this.resolve(ref);
     if (g.status !== 'available') throw groupNotAvailable(g);
     const members = g.snapshotIds.map((id) => this.member(g, id));
+    const reserved = new Map<string, number>();
     for (const s of members) {
       const disk = this.i.catalog.getDisk(s.diskId);
       if (!disk) throw new BlocksnapError('DiskNotFound', `disk ${s.diskId} of group ${g.name} no longer exists`);
@@ -132,7 +134,7 @@ export class SnapshotGroups {
       }
       const real = resolveExistingImage(disk.path, this.engine.imageRoots);
       if (real !== disk.path) throw new BlocksnapError('PathNotAllowed', `${disk.path} now resolves to ${real}; re-register the disk if that is intended`);
-      checkRollbackTarget(real, disk.format);
+      checkRollbackTarget(real, disk.format, { snapshot: s, reserved });
       // As startRollback checks it, but before any member's rollback starts.
       if (disk.format === 'qcow2') inspectImage(real, disk.format, this.engine.imageRoots);
       checkNotInUse(real, o.force === true);
@@ -158,7 +160,7 @@ export class SnapshotGroups {
           { snapshotId: s.id, ...(clone ? { diskId: clone.id } : {}) });
       }
       if (this.i.catalog.getDisk(s.diskId)?.pendingRollback?.snapshotId === s.id) {
-        throw new BlocksnapError('SnapshotBusy', `member ${s.id} of group ${g.name} is the target of an interrupted rollback; rerun the rollback first`);
+        throw new BlocksnapError('SnapshotBusy', `member ${s.id} of group ${g.name} is the target of an interrupted rollback; rerun the rollback (or abandon it with rollback --abandon) first`);
       }
     }
     const releases = this.lockAll(members.map((s) => s.diskId), `delete:${g.id}`);
@@ -218,7 +220,7 @@ export class SnapshotGroups {
     const holder = this.i.diskLocks.holder(d.id);
     if (holder !== undefined) throw new BlocksnapError('DiskBusy', `disk ${d.name} is busy with job ${holder}; no member of the group was started`, { diskId: d.id, jobId: holder });
     if (d.pendingRollback) {
-      throw new BlocksnapError('RollbackIncomplete', `a rollback of disk ${d.name} did not finish; run it again before taking a group snapshot`, { diskId: d.id });
+      throw new BlocksnapError('RollbackIncomplete', `a rollback of disk ${d.name} did not finish; run it again (or abandon it: blocksnap rollback ${d.name} --abandon) before taking a group snapshot`, { diskId: d.id });
     }
     quotaEvictions(d.name, snaps, 'manual', this.i.quota(), () => false);
   }

@@ -5,10 +5,11 @@
  * answer is read from the file when asked, because all of it can change between two jobs.
  */
 import { createHash } from 'node:crypto';
-import { accessSync, closeSync, constants, fstatSync, lstatSync, readSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, fstatSync, lstatSync, readSync, statfsSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import { checkAttributesCopyable, probeImageLocks, qcow2Header, type CheckedBacking, type ImageLocks, type Qcow2Header } from '../native';
+import type { JournaledFile } from '../catalog/records';
 import { openCheckedFile, resolveExistingImage } from './paths';
 import type { DiskFormat, ImageFormat, SnapshotConsistency } from './types';
 
@@ -169,6 +170,26 @@ export function fileIdentity(p: string): { dev: bigint; ino: bigint } | null {
   }
 }
 
+/** The file at `path` itself (a symlink is not followed) for a rollback's journal, or null when it cannot be read. */
+export function journaledFile(path: string): JournaledFile | null {
+  try {
+    const st = lstatSync(path, { bigint: true });
+    return { dev: String(st.dev), ino: String(st.ino), birthtimeNs: st.birthtimeNs > 0n ? String(st.birthtimeNs) : null };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Whether `path` still names the file journaled as `was`. The birth time, where both have one,
+ * tells a reused inode number from the same file.
+ */
+export function stillSameFile(path: string, was: JournaledFile): boolean {
+  const now = journaledFile(path);
+  if (now === null || now.dev !== was.dev || now.ino !== was.ino) return false;
+  return now.birthtimeNs === null || was.birthtimeNs === null || now.birthtimeNs === was.birthtimeNs;
+}
+
 function describeLocks(path: string, l: ImageLocks): string {
   const parts: string[] = [];
   if (l.held.length > 0) parts.push(`holds ${l.held.join(', ')}`);
@@ -233,9 +254,10 @@ export function checkQcow2Rollback(path: string, info: Pick<Qcow2Header, 'intern
  * made read-only. A qcow2 image must hold no internal snapshots, and its new image must be able
  * to take the disk file's owner, mode and extended attributes (tried on a scratch file): the
  * rollback copies them only once the whole image is written, and refuses then if one cannot be
- * set, so that a rollback never changes who may access the disk.
+ * set, so that a rollback never changes who may access the disk. Given `space`, the new image
+ * must fit beside the disk (checkRollbackSpace).
  */
-export function checkRollbackTarget(path: string, format: DiskFormat): void {
+export function checkRollbackTarget(path: string, format: DiskFormat, space?: RollbackSpace): void {
   try {
     accessSync(path, constants.W_OK);
   } catch (err) {
@@ -246,7 +268,96 @@ export function checkRollbackTarget(path: string, format: DiskFormat): void {
     throw toBlocksnapError(err);
   }
   if (format === 'qcow2') {
-    checkQcow2Rollback(path, qcow2Header(path));
+    const header = qcow2Header(path);
+    checkQcow2Rollback(path, header);
     checkAttributesCopyable(path, rollbackTempPath(path));
+    if (space !== undefined) checkRollbackSpace(path, header, space);
   }
+}
+
+/** The snapshot a qcow2 rollback would write, for its space check (checkRollbackSpace). */
+export interface RollbackSpace {
+  snapshot: { sizeBytes: number; logicalBytes: number; blockSize: number };
+  /**
+   * Bytes the new images of the rollbacks starting together with this one (a group's) need, by
+   * filesystem; this one's is added. Each fitting alone, together they may not.
+   */
+  reserved?: Map<string, number>;
+}
+
+/**
+ * Refuses (NoSpace) a qcow2 rollback whose new image cannot fit beside the disk: it is written
+ * whole before it replaces the old one, whose space comes back only then. Run out of space, the
+ * rollback leaves the disk as it was, but only after writing all it could, and its error does not
+ * say how much it wanted; this refuses before anything starts and says so.
+ */
+export function checkRollbackSpace(path: string, header: Pick<Qcow2Header, 'clusterBits' | 'backingFile'>, space: RollbackSpace): void {
+  const dir = dirname(path);
+  const image = qcow2ImageBytes({ ...space.snapshot, clusterBits: header.clusterBits, backing: header.backingFile !== null });
+  // Filesystem metadata of the new file (extent blocks), generously.
+  const needed = image + MiB + Math.ceil(image / 1024);
+  const fs = statfsSync(dir);
+  // Blocks reserved for root are the daemon's too when it runs as root.
+  const free = (process.geteuid?.() === 0 ? fs.bfree : fs.bavail) * fs.bsize + staleRollbackBytes(path);
+  const key = String(statSync(dir).dev);
+  const others = space.reserved?.get(key) ?? 0;
+  space.reserved?.set(key, others + needed);
+  if (others + needed <= free) return;
+  const together = others > 0 ? ` (${sizeText(others + needed)} with the other rollbacks of the group on that filesystem)` : '';
+  throw new BlocksnapError('NoSpace',
+    `rolling back ${path} needs about ${sizeText(needed)}${together} free in ${dir}, where its new image is written whole ` +
+    `(the snapshot's ${sizeText(space.snapshot.logicalBytes)} of data plus qcow2 metadata) before it replaces the disk file; ` +
+    `${sizeText(free)} is free there. Free some space, or clone the snapshot to another filesystem instead`,
+    { path, neededBytes: others + needed, freeBytes: free });
+}
+
+const MiB = 1024 * 1024;
+
+/**
+ * The most a qcow2 image the writer (native/formats/qcow2_writer.cc) makes of a snapshot can
+ * allocate: header, L1 table, a cluster for every cluster a non-ZERO block touches (all-zero
+ * clusters inside them are not written, so this may count more), the L2 tables over them (all
+ * of them with a backing file, where ZERO clusters get entries that hide it), and the refcount
+ * blocks and table. A v2 image's clusters that hide a backing file are holes, not allocated.
+ */
+export function qcow2ImageBytes(o: { sizeBytes: number; logicalBytes: number; blockSize: number; clusterBits: number; backing: boolean }): number {
+  const cluster = 2 ** o.clusterBits;
+  const clusters = Math.ceil(Math.ceil(o.sizeBytes / 512) * 512 / cluster);
+  const l2Entries = cluster / 8;
+  const l2Tables = Math.ceil(clusters / l2Entries);
+  const l1Clusters = Math.ceil((l2Tables * 8) / cluster);
+  // Only the last block may be short, so this counts the non-ZERO blocks.
+  const dataBlocks = Math.ceil(o.logicalBytes / o.blockSize);
+  const dataClusters = Math.min(clusters, dataBlocks * Math.ceil(o.blockSize / cluster));
+  const l2Used = o.backing ? l2Tables : Math.min(l2Tables, dataBlocks * (Math.ceil(o.blockSize / (cluster * l2Entries)) + 1));
+  const used = 1 + l1Clusters + l2Used + dataClusters;
+  // The refcount blocks and table count themselves too (as the writer sizes them).
+  const perBlock = cluster / 2;
+  const perTable = cluster / 8;
+  let blocks = Math.ceil(used / perBlock);
+  let table = 0;
+  for (;;) {
+    table = Math.ceil(blocks / perTable);
+    const need = Math.ceil((used + blocks + table) / perBlock);
+    if (need <= blocks) break;
+    blocks = need;
+  }
+  return (used + blocks + table) * cluster;
+}
+
+/** Space a new image an earlier rollback left under the temp name holds: the writer removes it first. */
+function staleRollbackBytes(path: string): number {
+  try {
+    const st = lstatSync(rollbackTempPath(path));
+    return st.isFile() ? st.blocks * 512 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+function sizeText(n: number): string {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let i = 0;
+  while (n >= 1024 * 1024 ** i && i < units.length - 1) i++;
+  return i === 0 ? `${n} bytes` : `${(n / 1024 ** i).toFixed(1)} ${units[i]}`;
 }

@@ -1,5 +1,5 @@
 /**
- * Jobs: every long operation (snapshot, rollback, clone, verify, gc) runs as a job with an id,
+ * Jobs: every long operation (JOB_KINDS in types.ts) runs as a job with an id,
  * progress and a cancel switch. Records are persisted at start and at the end, so `job show`
  * survives a restart and a job that was running when the daemon died reads `interrupted`.
  * Progress ticks stay in memory (they change several times a second).
@@ -49,7 +49,16 @@ export class JobRunner {
       progressUnit: kind === 'verify' || kind === 'gc' || kind === 'remote-gc' ? 'blocks' : 'bytes',
       startedAt: new Date().toISOString(), finishedAt: null, result: null, error: null,
     };
-    this.catalog.txn(() => this.catalog.putJob(job));
+    try {
+      this.catalog.txn(() => this.catalog.putJob(job));
+    } catch (err) {
+      // The caller holds locks (and may have written records) that only `run` gives back: refused
+      // here, a snapshot's disk would stay busy until a restart. So on a full data dir the job
+      // runs unrecorded (its own catalog writes fail the same way), and its end is recorded when
+      // that can be written.
+      const code = toBlocksnapError(err).code;
+      if (code !== 'NoSpace' && code !== 'IOError') throw err;
+    }
     const abort = new AbortController();
     const ctl: JobControl = {
       job, signal: abort.signal,
@@ -92,8 +101,11 @@ export class JobRunner {
   }
 
   list(): Job[] {
-    const stored = this.catalog.allJobs().map((j) => this.running.get(j.id)?.job ?? j);
-    return stored.map((j) => ({ ...j })).sort((a, b) => a.startedAt.localeCompare(b.startedAt));
+    const stored = this.catalog.allJobs();
+    const ids = new Set(stored.map((j) => j.id));
+    const unrecorded = [...this.running.values()].map((r) => r.job).filter((j) => !ids.has(j.id)); // see start()
+    return [...stored.map((j) => this.running.get(j.id)?.job ?? j), ...unrecorded]
+      .map((j) => ({ ...j })).sort((a, b) => a.startedAt.localeCompare(b.startedAt));
   }
 
   cancel(id: string): Job {

@@ -358,7 +358,7 @@ export class Policies {
     const why = (s: SnapshotRecord): true | string => {
       const clone = disks.find((d) => d.cow?.baseSnapshotId === s.id);
       if (clone) return `is the base of copy-on-write disk ${clone.name}`;
-      if (disk.pendingRollback?.snapshotId === s.id) return `is the target of the disk's unfinished rollback (rerun it to finish)`;
+      if (disk.pendingRollback?.snapshotId === s.id) return `is the target of the disk's unfinished rollback (rerun it to finish, or abandon it)`;
       if (this.i.isPinned(s.id)) {
         const exported = this.engine.exports.ofSnapshot(s.id);
         return exported.length > 0 ? `is exported as ${exported.join(', ')}` : 'is being read by a running job (a clone or a replication)';

@@ -22,7 +22,7 @@ export interface Disk {
   createdAt: string;          // ISO 8601
   headSnapshotId: string | null; // parent of the next snapshot (last snapshot or rollback target)
   snapshotCount: number;
-  /** Set while a rollback is journaled and not finished (crash or failure): rerun it to complete. */
+  /** Set while a rollback is journaled and not finished (crash or failure): rerun it to complete, or abandon it (`rollback --abandon`). */
   pendingRollback: { snapshotId: string; startedAt: string; jobId: string } | null;
   /** A copy-on-write disk's stack; null for an image file. */
   cow: CowInfo | null;
@@ -68,9 +68,13 @@ export interface SnapshotProgress {
   bytesPerSecond: number;     // average since the scan started
 }
 
-export type JobKind = 'snapshot' | 'rollback' | 'clone' | 'verify' | 'gc'
-  | 'replicate' | 'restore' | 'import' | 'remote-gc' | 'export' // off-host copies (offsite-types.ts)
-  | 'flatten';
+/** Every kind of job; help texts and docs name them from this list. */
+export const JOB_KINDS = [
+  'snapshot', 'rollback', 'clone', 'verify', 'gc',
+  'replicate', 'restore', 'import', 'remote-gc', 'export', // off-host copies (offsite-types.ts)
+  'flatten',
+] as const;
+export type JobKind = (typeof JOB_KINDS)[number];
 export type JobState = 'running' | 'succeeded' | 'failed' | 'cancelled' | 'interrupted';
 
 export interface Job {
@@ -82,7 +86,7 @@ export interface Job {
   target: string | null;      // clone path
   doneBytes: number;
   totalBytes: number;
-  /** What doneBytes/totalBytes count: bytes of image data, or blocks (verify, gc). */
+  /** What doneBytes/totalBytes count: bytes of image data, or blocks (verify, gc, remote-gc). */
   progressUnit: 'bytes' | 'blocks';
   startedAt: string;
   finishedAt: string | null;
@@ -121,6 +125,27 @@ export interface FlattenResult { diskId: string; path: string; format: ImageForm
 export interface RollbackResult {
   diskId: string; snapshotId: string; sizeBytes: number;
   blocksWritten: number; bytesWritten: number; holesPunched: number; blocksUnchanged: number;
+}
+
+/**
+ * What the image of a disk holds once its unfinished rollback was abandoned (`rollback --abandon`):
+ * partial: a raw image, rewritten in place up to where the rollback stopped (some blocks the
+ *   snapshot's, the others as before);
+ * unchanged: a qcow2 disk file that is still the one from before the rollback;
+ * replaced: a qcow2 disk file that is no longer that one (the rollback's new image, holding the
+ *   snapshot's content, was renamed over it, or someone else replaced it);
+ * unknown: a qcow2 rollback journaled by a version that did not record the disk file: the old
+ *   image, unless the new one had been renamed over it.
+ */
+export type AbandonedImage = 'partial' | 'unchanged' | 'replaced' | 'unknown';
+
+export interface RollbackAbandoned {
+  diskId: string;
+  /** The journal that was cleared: the rollback that will not be finished. */
+  abandoned: { snapshotId: string; startedAt: string; jobId: string };
+  image: AbandonedImage;
+  /** `image` in words, for the operator. */
+  message: string;
 }
 
 export interface SnapshotCreateOptions {

@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import t from 'tap';
 import { buildProgram } from '../../src/cli/main';
+import { CONFIG_FILE_KEYS } from '../../src/daemon/config';
+import { JOB_KINDS } from '../../src/engine/types';
 import { runCli, ensureBuilt } from '../integration/fixtures/harness';
 
 function leaves(cmd: Command, path: string[] = []): Array<{ name: string; cmd: Command }> {
@@ -162,4 +164,23 @@ t.test('a stream through stdin or stdout cannot be left running on Ctrl-C', asyn
     const json = (args[1] === 'export' ? JSON.parse(r.stderr) : r.json()) as unknown;
     t.match(json, { error: { code: 'InvalidArgument', message: /--detach-on-interrupt cannot be used with -[oi] -: .* ends with it/ } });
   }
+});
+
+t.test('job help names every kind of job', async (t) => {
+  let help = '';
+  const job = buildProgram().commands.find((c) => c.name() === 'job')!;
+  job.configureOutput({ writeOut: (s) => (help += s) });
+  job.outputHelp();
+  help = help.replace(/\s+/g, ' ');
+  for (const kind of ['snapshot', 'rollback', 'clone', 'verify', 'gc', 'flatten', 'export', 'import', 'replicate', 'restore', 'remote-gc']) {
+    t.ok((JOB_KINDS as readonly string[]).includes(kind), `${kind} is a job kind`);
+  }
+  for (const kind of JOB_KINDS) t.match(help, new RegExp(`[(, ]${kind}[,)]`), kind);
+});
+
+t.test('daemon help names every key of the config file, and explains those no option sets', async (t) => {
+  const help = helpOf('daemon');
+  for (const key of CONFIG_FILE_KEYS) t.match(help, new RegExp(`\\b${key}\\b`), key);
+  t.match(help, /blockSize bytes per block of a new data directory/);
+  t.match(help, /threads native worker threads per job/);
 });

@@ -2,7 +2,9 @@
  * Bit rot in the block store: one flipped byte in a stored block. `store verify` names the block
  * and every snapshot that references it; rollback and clone to such a snapshot fail with
  * DigestMismatch instead of writing the wrong bytes. A damaged header is BlockCorrupt, a vanished
- * file BlockMissing.
+ * file BlockMissing. A raw rollback, written in place, has written the blocks before the damaged
+ * one: it stays journaled, its error says so and names the ways out, and `rollback --abandon`
+ * gives it up when no snapshot without the block is left to roll back to.
  */
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, unlinkSync, writeSync } from 'node:fs';
@@ -13,6 +15,7 @@ import type { Disk, Job, Snapshot, VerifyResult } from '../../src/engine/types';
 import { DaemonProcess, connect, makeLayout } from '../crash/daemon-process';
 import { ImageWriter } from '../crash/disk-image';
 import { makeImage, pattern, writeAt } from '../helpers/images';
+import { runCli } from '../integration/fixtures/harness';
 
 const BLOCK = 64 * 1024;
 
@@ -66,6 +69,7 @@ t.test('a flipped byte is found by verify and refused by rollback and clone', as
   const rollback = await c.call<Job>('rollback', { disk: 'vm', snapshot: 's1', wait: true });
   t.equal(rollback.state, 'failed', 'rollback to a snapshot with a rotten block fails');
   t.equal(rollback.error?.code, 'DigestMismatch', 'with DigestMismatch');
+  t.match(rollback.error?.message, /image is partly rolled back/, 'which says what the image holds');
   const head = readFileSync(image).subarray(0, BLOCK);
   t.ok(head.equals(current), 'the image block was not overwritten with the rotten bytes');
   const disk = await c.call<Disk>('disk.show', { disk: 'vm' });
@@ -105,4 +109,67 @@ t.test('a damaged header is BlockCorrupt and a vanished block is BlockMissing', 
   t.notOk(existsSync(target), 'and leaves no partial file');
   t.equal(ImageWriter.contentSha(image), sha0, 'the source image was never touched');
   t.match(await c.call<Snapshot[]>('snapshot.list'), [{ name: 's1', status: 'available' }], 'the catalog is unchanged');
+});
+
+t.test('a raw rollback stopped by a rotten block mid-way: partly rolled back, its error names the ways out, --abandon clears it', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'bsr-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const layout = makeLayout(dir, { blockSize: BLOCK });
+  const image = join(layout.imageRoot, 'vm.img');
+  const BLOCKS = 64;
+  makeImage(image, BLOCKS * BLOCK);
+  for (let i = 0; i < BLOCKS; i++) writeAt(image, i * BLOCK, pattern(`mid-${i}`, BLOCK));
+  const daemon = await DaemonProcess.start(layout);
+  t.teardown(() => daemon.kill());
+  const c = await connect(layout);
+  t.teardown(() => c.close());
+  const env = { BLOCKSNAP_SOCKET: layout.socketPath };
+  await c.call('disk.add', { path: image, name: 'vm' });
+  const s1 = ((await c.call<Job>('snapshot.create', { disk: 'vm', name: 's1', wait: true })).result as Snapshot);
+  // Every snapshot shares the block in the middle: no rollback to any of them can finish.
+  for (let i = 0; i < BLOCKS; i++) if (i !== 32) writeAt(image, i * BLOCK, pattern(`now-${i}`, BLOCK));
+  await c.call<Job>('snapshot.create', { disk: 'vm', name: 's2', wait: true });
+  for (let i = 0; i < BLOCKS; i++) writeAt(image, i * BLOCK, pattern(`guest-${i}`, BLOCK));
+  flipByte(blockPath(layout.dataDir, sha(pattern('mid-32', BLOCK))), 64 + 7);
+
+  const rollback = await c.call<Job>('rollback', { disk: 'vm', snapshot: 's1', wait: true });
+  t.equal(rollback.state, 'failed');
+  t.equal(rollback.error?.code, 'DigestMismatch');
+  const message = rollback.error?.message ?? '';
+  t.match(message, /image is partly rolled back/, 'the error says the image is partly rolled back');
+  t.match(message, /blocksnap store verify/, 'and names store verify');
+  t.match(message, /rerun this rollback once the block file is restored/, 'a rerun once repaired');
+  t.match(message, /roll back to another snapshot/, 'another snapshot');
+  t.match(message, /blocksnap rollback vm --abandon/, 'and --abandon');
+  const now = readFileSync(image);
+  t.ok(now.subarray(0, BLOCK).equals(pattern('mid-0', BLOCK)), 'blocks before the rotten one were written');
+  t.ok(now.subarray(32 * BLOCK, 33 * BLOCK).equals(pattern('guest-32', BLOCK)), 'the rotten one was not');
+  t.match((await c.call<Disk>('disk.show', { disk: 'vm' })).pendingRollback, { snapshotId: s1.id }, 'the rollback stays journaled');
+  await t.rejects(c.call('snapshot.create', { disk: 'vm', wait: true }), { code: 'RollbackIncomplete', message: /--abandon/ }, 'snapshots are refused, naming --abandon');
+  const s2Rollback = await c.call<Job>('rollback', { disk: 'vm', snapshot: 's2', wait: true });
+  t.equal(s2Rollback.error?.code, 'DigestMismatch', 'every snapshot shares the block: no rollback can finish');
+
+  const usage = await runCli(['rollback', 'vm'], env);
+  t.equal(usage.code, 2, 'a rollback without SNAPSHOT nor --abandon is a usage error');
+  t.match(usage.stderr, /rollback needs a SNAPSHOT \(or --abandon/);
+  const wrong = await runCli(['rollback', 'vm', 's1', '--abandon', '--json'], env);
+  t.equal(wrong.code, 1, 'abandoning another snapshot\'s rollback is refused');
+  t.match(wrong.json(), { error: { code: 'RollbackNotPending', message: /its unfinished rollback is to s-[0-9a-f]{16}/ } });
+  const image0 = ImageWriter.contentSha(image);
+  const abandoned = await runCli(['rollback', 'vm', '--abandon', '--json'], env);
+  t.equal(abandoned.code, 0, abandoned.stderr);
+  t.match(abandoned.json(), { abandoned: { snapshotId: /^s-/ }, image: 'partial', message: /mix of the two/ });
+  t.equal(ImageWriter.contentSha(image), image0, 'abandoning writes nothing');
+  t.equal((await c.call<Disk>('disk.show', { disk: 'vm' })).pendingRollback, null, 'the journal is gone');
+  await daemon.waitForLog(/unfinished rollback abandoned/);
+  const again = await c.call<Job>('snapshot.create', { disk: 'vm', name: 'kept', wait: true });
+  t.equal(again.state, 'succeeded', 'snapshots work again');
+
+  const none = await runCli(['rollback', 'vm', '--abandon'], env);
+  t.equal(none.code, 1, '--abandon with nothing pending fails');
+  t.match(none.stderr, /blocksnap: disk vm has no unfinished rollback to abandon \[RollbackNotPending\]/);
+  const noneJson = await runCli(['rollback', 'vm', '--abandon', '--json'], env);
+  t.match(noneJson.json(), { error: { code: 'RollbackNotPending' } });
+  const forced = await runCli(['rollback', 'vm', '--abandon', '--force'], env);
+  t.equal(forced.code, 2, '--force makes no sense with --abandon');
 });

@@ -3,15 +3,18 @@
  * more space than the image holds now must succeed: it punches before it writes (writing first,
  * it failed with NoSpace, and so did every rerun, the blocks it had to write coming first again,
  * leaving the disk unable to be rolled back or snapshotted until someone freed space by hand).
- * One that cannot write the image at all must fail before it is journaled.
+ * One that cannot write the image at all must fail before it is journaled, and so must a qcow2
+ * one whose new image, written beside the disk before it replaces it, cannot fit there.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { Engine } from '../../src/engine';
+import type { BlocksnapError } from '../../src/errors';
 import { finished, snapshot } from '../helpers/engine';
 import { MiB, makeImage, pattern, sha256File, writeAt } from '../helpers/images';
+import { check, haveQemu, qemuImg, qemuIo } from '../helpers/qemu';
 import { ballast, smallFsOrSkip } from './small-fs';
 
 /** Punches [offset, offset + length) of the file at `path`, as a guest's discard would. */
@@ -93,4 +96,66 @@ t.test('a rollback the daemon may not write is refused before it is journaled', 
     spawnSync('mount', ['-o', 'remount,rw', mountPoint]);
     await snapshot(engine, disk.id);
   }
+});
+
+/** `size` of 0x41 through qemu-io, so that the file holds that much data. */
+function qcow2Disk(path: string, virtual: string, data: string): string {
+  qemuImg('create', '-f', 'qcow2', path, virtual);
+  qemuIo(path, 'qcow2', `write -P 0x41 0 ${data}`);
+  return path;
+}
+
+t.test('a qcow2 rollback whose new image cannot fit beside the disk is refused before it starts', { skip: haveQemu() }, async (t) => {
+  // Started, it wrote until the filesystem was full, failed with NoSpace, and left the disk
+  // refusing every snapshot (RollbackIncomplete) though the image was never touched.
+  const fx = await onSmallFs(t, 64 * 1024);
+  if (fx === null) return;
+  const { engine, images } = fx;
+  const img = qcow2Disk(join(images, 'vm.qcow2'), '16M', '8M');
+  const disk = await engine.addDisk({ path: img });
+  const snap = await snapshot(engine, disk.id);
+  qemuIo(img, 'qcow2', 'write -P 0x42 0 8M');
+  const changed = await sha256File(img);
+  const ball = ballast(images, 4 * MiB);
+  const refusal = (() => {
+    try {
+      engine.startRollback(disk.id, snap.id);
+      return null;
+    } catch (err) {
+      return err as BlocksnapError;
+    }
+  })();
+  t.match(refusal, {
+    code: 'NoSpace',
+    message: /needs about 9\.\d MiB free in .*images, where its new image is written whole .*; [34]\.\d MiB is free there/,
+  }, 'refused, saying how much it needs and how much is free');
+  // 8 MiB of data in 64 KiB clusters, a few metadata clusters, and room for the filesystem's own.
+  const needed = refusal?.details?.neededBytes as number;
+  t.ok(needed > 8 * MiB && needed < 10 * MiB, `an honest estimate (${needed} bytes)`);
+  t.equal(engine.getDisk(disk.id).pendingRollback, null, 'nothing journaled');
+  t.equal(await sha256File(img), changed, 'the disk is untouched');
+  t.equal((await snapshot(engine, disk.id)).status, 'available', 'and takes snapshots');
+
+  // With the room back, the rollback runs.
+  truncateSync(ball, 0);
+  await finished(engine, engine.startRollback(disk.id, snap.id));
+  t.equal(check(img).status, 0, 'the rolled-back image is clean');
+  t.equal(engine.getDisk(disk.id).pendingRollback, null);
+});
+
+t.test('a group rollback counts its qcow2 members\' new images together', { skip: haveQemu() }, async (t) => {
+  const fx = await onSmallFs(t, 64 * 1024);
+  if (fx === null) return;
+  const { engine, images } = fx;
+  const a = await engine.addDisk({ path: qcow2Disk(join(images, 'a.qcow2'), '8M', '6M') });
+  const b = await engine.addDisk({ path: qcow2Disk(join(images, 'b.qcow2'), '8M', '6M') });
+  const g = await engine.groups.create({ disks: [a.id, b.id], name: 'both' }).done;
+  ballast(images, 10 * MiB);
+  for (const d of [a, b]) {
+    const member = engine.listSnapshots(d.id)[0]!;
+    t.equal(member.groupId, g.id);
+  }
+  t.throws(() => engine.groups.rollback(g.id), { code: 'NoSpace', message: /with the other rollbacks of the group on that filesystem/ },
+    'each would fit alone, both do not: refused before either starts');
+  t.same([a, b].map((d) => engine.getDisk(d.id).pendingRollback), [null, null], 'nothing journaled');
 });

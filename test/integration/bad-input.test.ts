@@ -134,3 +134,22 @@ t.test('a daemon given a data dir or image root that is not a directory exits 2 
   t.equal(badData.code, 2, 'a data dir that is a file');
   t.match(badData.stderr, /data directory .*afile is not a directory \[InvalidArgument\]/);
 });
+
+t.test('rollback to another disk\'s snapshot says whose it is, by name as by id', async (t) => {
+  const d = await freshDaemon(t);
+  makeImage(join(d.imageRoot, 'vm1.img'), 4 * MiB, [0]);
+  makeImage(join(d.imageRoot, 'ch.img'), 4 * MiB, [0]);
+  await d.json('disk', 'add', 'vm1.img', '--name', 'vm1');
+  await d.json('disk', 'add', 'ch.img', '--name', 'ch');
+  const ch3 = await d.json('snapshot', 'create', 'ch', '--name', 'ch3');
+  t.match(await d.json('snapshot', 'show', 'ch3'), { id: ch3.id }, 'the name alone finds it');
+  for (const ref of ['ch3', ch3.id as string]) {
+    const r = await d.cli('rollback', 'vm1', ref, '--json');
+    t.equal(r.code, 1, `rollback vm1 ${ref} fails`);
+    t.match(r.json(), { error: { code: 'SnapshotNotFound', message: `snapshot ${ch3.id} belongs to another disk, not to vm1; clone it instead` } }, ref);
+  }
+  const human = await d.cli('rollback', 'vm1', 'ch3');
+  t.match(human.stderr, /belongs to another disk, not to vm1; clone it instead \[SnapshotNotFound\]/);
+  const typo = await d.cli('rollback', 'vm1', 'ch4', '--json');
+  t.match(typo.json(), { error: { code: 'SnapshotNotFound', message: 'no snapshot "ch4"' } }, 'a name no disk has is still not found');
+});

@@ -236,3 +236,26 @@ t.test('the base of a COW disk cannot be deleted; an exported COW disk cannot be
   await d.json('disk', 'remove', 'c');
   t.match(await d.json('snapshot', 'delete', 'base'), { name: 'base' });
 });
+
+t.test('export start of a disk without --writable says what it names and how a disk is served', async (t) => {
+  const { d } = await cow(t);
+  const cowDisk = await d.cli('export', 'start', 'c', '--json');
+  t.equal(cowDisk.code, 1);
+  t.match(cowDisk.json(), { error: { code: 'SnapshotNotFound', message: 'no snapshot "c"; copy-on-write disk c is served read-write, with --writable' } });
+  const byId = await d.cli('export', 'start', (await d.json('disk', 'show', 'c')).id, '--json');
+  t.match(byId.json(), { error: { code: 'SnapshotNotFound', message: /copy-on-write disk c is served read-write, with --writable/ } }, 'by id too');
+  const image = await d.cli('export', 'start', 'vm');
+  t.equal(image.code, 1);
+  t.match(image.stderr, /^blocksnap: no snapshot "vm"; disk vm is an image file: an export serves one of its snapshots, or a copy-on-write disk \(clone --cow\) with --writable \[SnapshotNotFound\]/);
+  const neither = await d.cli('export', 'start', 'nothing', '--json');
+  t.match(neither.json(), { error: { code: 'SnapshotNotFound', message: 'no snapshot "nothing"' } }, 'a ref that names nothing is plainly not found');
+});
+
+t.test('a COW disk\'s snapshot is shown as point-in-time, not offline', async (t) => {
+  const { d } = await cow(t);
+  const r = await d.cli('snapshot', 'create', 'c', '--name', 'pit');
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, /^consistency: +point-in-time \(a copy-on-write disk, taken between two of its writes\)$/m);
+  t.notMatch(r.stdout, /offline/);
+  t.match(await d.json('snapshot', 'show', 'pit'), { consistency: 'point-in-time' });
+});

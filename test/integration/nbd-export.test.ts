@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import * as C from '../../src/nbd/constants';
 import { RawClient } from '../nbd/fixtures/raw-client';
-import { freshDaemon, startDaemon, tempDir, type Daemon } from './fixtures/harness';
+import { freshDaemon, runCli, startDaemon, tempDir, type Daemon } from './fixtures/harness';
 import { BLOCK, MiB, makeImage, scribble, sha256File } from './fixtures/images';
 
 function run(cmd: string, args: string[]): { status: number | null; out: string } {
@@ -110,5 +110,17 @@ t.test('the NBD socket takes connections as soon as the control socket answers',
   const d = await nbdDaemon(t);
   const c = await RawClient.open(d.nbd);
   t.equal((await c.greet()).readBigUInt64BE(0), C.NBDMAGIC, 'the NBD greeting');
+  c.close();
+});
+
+t.test('a second daemon on a busy NBD socket exits 1 naming --nbd-socket, and the first keeps serving', async (t) => {
+  const d = await nbdDaemon(t);
+  const other = tempDir(t);
+  const r = await runCli(['daemon', '--data-dir', join(other, 'data'), '--socket', join(other, 'd.sock'), '--image-root', d.imageRoot, '--nbd-socket', d.nbd]);
+  t.equal(r.code, 1);
+  t.match(r.stderr, /blocksnap daemon: a daemon is already listening on .*nbd\.sock; .* Use --nbd-socket to choose another path \[SocketInUse\]/);
+  t.notMatch(r.stderr, /Use --socket /);
+  const c = await RawClient.open(d.nbd);
+  t.equal((await c.greet()).readBigUInt64BE(0), C.NBDMAGIC, 'the first daemon\'s NBD socket still answers');
   c.close();
 });

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { LOG_LEVELS, type DaemonFlags } from '../../daemon/config';
+import { CONFIG_FILE_KEYS, LOG_LEVELS, type DaemonFlags } from '../../daemon/config';
 import { defaultDataDir, defaultSocketPath } from '../../daemon/paths';
 import { examples } from '../context';
 
@@ -17,6 +17,34 @@ function nonNegativeInt(value: string): number {
 
 function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
+}
+
+type ConfigKey = (typeof CONFIG_FILE_KEYS)[number];
+
+/** Keys no option sets: no option help explains them, so this does. */
+const FILE_ONLY: Partial<Record<ConfigKey, string[]>> = {
+  blockSize: ['bytes per block of a new data directory: a power of two from 65536 to 67108864',
+    '(default 4194304, 4 MiB); a data directory keeps the block size it was created with'],
+  threads: ['native worker threads per job, 1 to 256 (default: one per core)'],
+};
+
+/** Lists every key of the config file, so that a key added there cannot go unmentioned here. */
+function configHelp(): string {
+  const lines: string[] = [];
+  let line = ' ';
+  for (const k of CONFIG_FILE_KEYS.filter((key) => FILE_ONLY[key] === undefined)) {
+    if (line.length + k.length > 94) {
+      lines.push(`${line},`);
+      line = ' ';
+    }
+    line += `${line === ' ' ? ' ' : ', '}${k}`;
+  }
+  lines.push(line);
+  const only = Object.entries(FILE_ONLY).flatMap(([k, text]) => text!.map((t, i) => `  ${(i === 0 ? k : '').padEnd(10)} ${t}`));
+  return '\nThe --config file is one JSON object; relative paths in it are relative to the file. These keys\n' +
+    'set what the option of the same name does (imageRoots: an array of directories):\n' +
+    `${lines.join('\n')}\nand these only the file sets:\n${only.join('\n')}\n` +
+    'For example: {"dataDir": "/var/lib/blocksnap", "imageRoots": ["/var/lib/libvirt/images"], "threads": 4}\n';
 }
 
 export function registerDaemon(program: Command): void {
@@ -40,7 +68,7 @@ export function registerDaemon(program: Command): void {
     .addHelpText('after', examples([
       'blocksnap daemon --data-dir /var/lib/blocksnap --image-root /var/lib/libvirt/images',
       'blocksnap daemon --config /etc/blocksnap.json --log-level debug',
-    ]) + '\nLogs are JSON lines on stderr. Only one daemon may use a data directory at a time.\n')
+    ]) + '\nLogs are JSON lines on stderr. Only one daemon may use a data directory at a time.\n' + configHelp())
     .action(async (flags: DaemonFlags) => {
       // Loaded only here: client commands never load the engine, LMDB or the native addon.
       const { runDaemon } = await import('../../daemon/run');

@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
-import type { Job } from '../../engine/types';
+import { JOB_KINDS, type Job } from '../../engine/types';
 import { clientOptions, examples, withClient, type ClientFlags } from '../context';
 import { followJob } from '../follow';
 import { jobDetails, jobTable } from '../views';
 
 export function registerJob(program: Command): void {
-  const job = program.command('job').description('running and recent jobs (snapshot, rollback, clone, verify, gc)');
+  const job = program.command('job').description(`running and recent jobs (${JOB_KINDS.join(', ')})`);
 
   clientOptions(job.command('list'))
     .alias('ls')

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import type { Remote, RemoteCheck, RemoteGcResult, RemoteSnapshotEntry } from '../../engine/offsite-types';
 import { clientOptions, examples, jobOptions, runJob, withClient, type ClientFlags, type JobFlags } from '../context';
 import { remoteCheckView, remoteDetails, remoteGcView, remoteSnapshotTable, remoteTable } from '../offsite-views';
+import { validateBucket, validateEndpoint, validatePrefix, validateRegion, validateRemoteName } from '../../remote/config';
 import { parseGraceSeconds } from './numbers';
 
 export function registerRemote(program: Command): void {
@@ -22,9 +23,16 @@ to read it, and it must not be readable by group or others. Syntax as ~/.aws/cre
   aws_secret_access_key = ...
 ${examples([
   'blocksnap remote add offsite --endpoint http://rgw.example:7480 --bucket vm-backups --credentials /etc/blocksnap/offsite.cred',
-  'blocksnap remote add s3 --endpoint https://s3.eu-central-1.amazonaws.com --region eu-central-1 --bucket b --prefix host1 --credentials /root/.s3cred',
+  'blocksnap remote add s3 --endpoint https://s3.eu-central-1.amazonaws.com --region eu-central-1 --bucket example-vm-backups --prefix host1 --credentials /root/.s3cred',
 ])}`)
     .action(async (name: string, flags: ClientFlags & { endpoint: string; bucket: string; prefix?: string; region?: string; credentials: string }) => {
+      // The daemon's own rules, checked before connecting: a mistyped setting is reported as a
+      // usage error even where no daemon answers.
+      validateRemoteName(name);
+      validateEndpoint(flags.endpoint);
+      validateBucket(flags.bucket);
+      validatePrefix(flags.prefix);
+      validateRegion(flags.region);
       await withClient(flags, async (client, out) => {
         const params: Record<string, unknown> = { name, endpoint: flags.endpoint, bucket: flags.bucket, credentialsFile: resolve(flags.credentials) };
         if (flags.prefix !== undefined) params.prefix = flags.prefix;

@@ -1,21 +1,65 @@
 import type { Command } from 'commander';
+import type { Disk, Job, RollbackAbandoned } from '../../engine/types';
+import { BlocksnapError } from '../../errors';
+import type { DaemonClient } from '../../daemon/client';
 import { examples, jobOptions, runJob, withClient, type JobFlags } from '../context';
 import { rollbackView } from '../views';
 
+type RollbackFlags = JobFlags & { force?: boolean; abandon?: boolean };
+
 export function registerRollback(program: Command): void {
-  jobOptions(program.command('rollback').argument('<disk>', 'disk id or name').argument('<snapshot>', 'snapshot id or name (of that disk)'))
+  jobOptions(program.command('rollback').argument('<disk>', 'disk id or name')
+    .argument('[snapshot]', 'snapshot id or name (of that disk); with --abandon it may be left out, and must be the unfinished rollback\'s if given'))
     .description('restore a disk image to a snapshot in place (stop the VM first)')
     .option('--force', 'roll back even while a QEMU process (a running VM, qemu-nbd) holds the image')
+    .option('--abandon', 'clear the journal of an unfinished rollback without finishing it; the image keeps what that rollback left')
     .addHelpText('after', examples([
       'blocksnap rollback web1 before-upgrade',
       'blocksnap rollback web1 s-0123456789abcdef --json',
-    ]) + '\nOnly blocks that differ from the snapshot are written (a qcow2 disk is rewritten as a fresh\nimage beside it and renamed over it). An interrupted rollback is reported by `disk show`; run\nthe same rollback again to finish it. A rollback is refused (DiskInUse) while QEMU holds the\nimage open, unless --force is given.\n')
-    .action(async (disk: string, snapshot: string, flags: JobFlags & { force?: boolean }) => {
+      'blocksnap rollback web1 --abandon',
+    ]) + '\nOnly blocks that differ from the snapshot are written (a qcow2 disk is rewritten as a fresh\nimage beside it and renamed over it, so it needs room for that image beside the disk: a\nrollback that would not fit is refused with NoSpace before it starts). An interrupted rollback\nis reported by `disk show`; run the same rollback again to finish it. A rollback is refused\n(DiskInUse) while QEMU holds the image open, unless --force is given.\n' +
+      '\nA raw disk is rewritten in place: a rollback cut off (a crash, a cancel, a damaged block in\nthe store) leaves it partly rolled back, and the disk refuses snapshots (RollbackIncomplete)\nuntil a rollback of it completes. A qcow2 rollback cut off before its new image replaced the\ndisk file leaves the disk as it was, and it takes snapshots as before.\n' +
+      '\n--abandon gives up an unfinished rollback instead: the disk takes snapshots again and the\nimage keeps whatever the rollback left (raw: possibly a mix of blocks from before and from the\nsnapshot; qcow2: the image from before, unless the new one had already replaced it). Refused\nwhile a job runs on the disk, and when no rollback is unfinished (RollbackNotPending).\n')
+    .action(async (disk: string, snapshot: string | undefined, flags: RollbackFlags) => {
+      if (flags.abandon === true) {
+        // An option that would not act is refused rather than dropped: the user meant something by it.
+        const unused = [
+          flags.force === true ? '--force' : null,
+          flags.wait === false ? '--no-wait' : null,
+          flags.detachOnInterrupt === true ? '--detach-on-interrupt' : null,
+        ].filter((o) => o !== null);
+        if (unused.length > 0) {
+          throw new BlocksnapError('InvalidArgument', `rollback --abandon writes nothing and starts no job, so it takes no ${unused.join(', ')}`);
+        }
+        await withClient(flags, async (client, out) => {
+          const r = await client.call<RollbackAbandoned>('rollback', { disk, abandon: true, ...(snapshot !== undefined ? { snapshot } : {}) });
+          out.result(r, (v) => v.message);
+        });
+        return;
+      }
+      if (snapshot === undefined) throw new BlocksnapError('InvalidArgument', 'rollback needs a SNAPSHOT (or --abandon, to give up an unfinished rollback)');
       await withClient(flags, async (client, out) => {
         const params: Record<string, unknown> = { disk, snapshot };
         if (flags.force) params.force = true;
-        const job = await runJob(client, out, flags, 'rollback', params, `rollback ${disk}`);
+        const job = await runJob(client, out, flags, 'rollback', params, `rollback ${disk}`, { cancelNote: (j) => cancelNote(client, j) });
         if (job !== null) out.result(job, rollbackView);
       });
     });
+}
+
+/** What cancelling the rollback `job` leaves, for the Ctrl-C prompt; null when there is nothing to warn of. */
+async function cancelNote(client: DaemonClient, job: Job): Promise<string | null> {
+  if (job.diskId === null) return null;
+  const disk = await client.call<Disk>('disk.show', { disk: job.diskId }).catch(() => null);
+  if (disk === null) return null;
+  return rollbackCancelNote(disk);
+}
+
+export function rollbackCancelNote(disk: Pick<Disk, 'name' | 'format'>): string | null {
+  if (disk.format === 'raw') {
+    return `Cancelling leaves the image of ${disk.name} partly rolled back (the blocks written so far from the snapshot, the others as they are now), ` +
+      `and the disk refusing snapshots until a rollback of it completes or is abandoned (blocksnap rollback ${disk.name} --abandon).`;
+  }
+  if (disk.format === 'qcow2') return `Cancelling leaves ${disk.name} as it was: the new image is discarded before it replaces the disk file.`;
+  return null;
 }

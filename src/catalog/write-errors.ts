@@ -1,0 +1,97 @@
+/**
+ * What a failed catalog write means. lmdb-js throws a plain Error whose `code` is the errno as a
+ * number and whose message is strerror, sometimes followed by LMDB's own detail, e.g.
+ * `No space left on device: Attempting to write page at position 86016, size 4096, …` (code 28).
+ * A full filesystem shows up in two ways: ENOSPC when not one byte of a write fit, and a bare
+ * `Input/output error` (code 5) when only part of a multi-page write fit: LMDB turns a short
+ * write into EIO. So an EIO on a (nearly) full filesystem is taken for what it most likely is,
+ * and only an EIO with space free is reported as an I/O error.
+ */
+import { statfsSync } from 'node:fs';
+import { constants } from 'node:os';
+import { BlocksnapError } from '../errors';
+
+export interface FsSpace { availableBytes: number; totalBytes: number }
+
+export type CatalogErrno = 'ENOSPC' | 'EDQUOT' | 'EIO';
+
+const BY_NUMBER = new Map<number, CatalogErrno>([
+  [constants.errno.ENOSPC, 'ENOSPC'],
+  [constants.errno.EDQUOT, 'EDQUOT'],
+  [constants.errno.EIO, 'EIO'],
+]);
+
+// strerror's text, for an error that lost its code on the way (the message is what LMDB keeps).
+const BY_TEXT: Array<[RegExp, CatalogErrno]> = [
+  [/^No space left on device\b/, 'ENOSPC'],
+  [/^Disk quota exceeded\b/, 'EDQUOT'],
+  [/^Input\/output error\b/, 'EIO'],
+];
+
+/** The errno of a storage failure as lmdb-js (or Node's fs) reports it, or null for anything else. */
+export function storageErrno(err: unknown): CatalogErrno | null {
+  if (!(err instanceof Error) || err instanceof BlocksnapError) return null;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'number') return BY_NUMBER.get(code) ?? null;
+  if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EIO') return code;
+  if (code !== undefined) return null;
+  for (const [re, errno] of BY_TEXT) if (re.test(err.message)) return errno;
+  return null;
+}
+
+/**
+ * Below this much free space an EIO from a catalog write is taken for a write that ran out of
+ * space: a transaction can need megabytes, and by the time we look, the part of the write that
+ * fit, or another writer, may have moved the figure a little either way.
+ */
+export function nearlyFullBytes(totalBytes: number): number {
+  return Math.min(64 * 1024 * 1024, Math.max(1024 * 1024, Math.floor(totalBytes / 20)));
+}
+
+export function fsSpace(dir: string): FsSpace | null {
+  try {
+    const s = statfsSync(dir);
+    return { availableBytes: s.bavail * s.bsize, totalBytes: s.blocks * s.bsize };
+  } catch {
+    return null;
+  }
+}
+
+export interface CatalogWriteFailure {
+  code: 'NoSpace' | 'IOError';
+  errno: CatalogErrno;
+  /** The first sentence of the message: what happened, without the advice. */
+  what: string;
+  details: Record<string, unknown>;
+}
+
+/**
+ * Classifies an error from a catalog write; null when it is not a storage failure (an error the
+ * transaction's own code threw, an LMDB error of another kind), which the caller rethrows as is.
+ */
+export function classifyCatalogWrite(err: unknown, dataDir: string, space: FsSpace | null): CatalogWriteFailure | null {
+  const errno = storageErrno(err);
+  if (errno === null) return null;
+  const lmdb = (err as Error).message;
+  const details: Record<string, unknown> = { dataDir, errno, cause: lmdb, ...(space ? { availableBytes: space.availableBytes } : {}) };
+  if (errno === 'ENOSPC' || errno === 'EDQUOT') {
+    const full = errno === 'ENOSPC' ? 'is full' : 'is over the disk quota of the daemon\'s user';
+    return { code: 'NoSpace', errno, details, what: `the catalog could not be written: the filesystem of the data dir ${dataDir} ${full} (${errno})` };
+  }
+  if (space !== null && space.availableBytes < nearlyFullBytes(space.totalBytes)) {
+    return {
+      code: 'NoSpace', errno, details,
+      what: `the catalog could not be written: the filesystem of the data dir ${dataDir} is full (${space.availableBytes} bytes free), ` +
+        'and LMDB reports a write that only partly fit as an I/O error (EIO), so this is lack of space, most likely not a failing disk',
+    };
+  }
+  const free = space === null ? 'its free space could not be read' : `it has ${space.availableBytes} bytes free, so this is not lack of space`;
+  return {
+    code: 'IOError', errno, details,
+    what: `the catalog could not be written: I/O error (EIO) on the filesystem of the data dir ${dataDir} (${lmdb}); ${free}: check that disk (kernel log, SMART)`,
+  };
+}
+
+export function catalogWriteError(f: CatalogWriteFailure, advice: string): BlocksnapError {
+  return new BlocksnapError(f.code, advice === '' ? f.what : `${f.what}. ${advice}`, f.details);
+}

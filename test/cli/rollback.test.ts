@@ -1,0 +1,116 @@
+/**
+ * The rollback command's own CLI: `--abandon` and what Ctrl-C warns of. Cancelling a raw
+ * rollback leaves the image partly rolled back and the disk refusing snapshots, and the question
+ * Ctrl-C asks on a terminal must say so before the operator answers; cancelling a qcow2 one
+ * leaves the disk as it was.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import t from 'tap';
+import { buildProgram } from '../../src/cli/main';
+import { interruptQuestion } from '../../src/cli/follow';
+import { rollbackCancelNote } from '../../src/cli/commands/rollback';
+import { diskDetails } from '../../src/cli/views';
+import type { Disk, Job } from '../../src/engine/types';
+import { DaemonProcess, connect, makeLayout, sleep } from '../crash/daemon-process';
+import { BIN, ensureBuilt, runCli } from '../integration/fixtures/harness';
+import { makeImage, randomData, writeAt } from '../helpers/images';
+
+function helpOf(name: string): string {
+  const cmd = buildProgram().commands.find((c: Command) => c.name() === name)!;
+  let help = '';
+  cmd.configureOutput({ writeOut: (s) => (help += s) });
+  cmd.outputHelp();
+  return help.replace(/\s+/g, ' ');
+}
+
+t.test('rollback help explains --abandon and what an unfinished rollback leaves', async (t) => {
+  const help = helpOf('rollback');
+  t.match(help, /--abandon clear the journal of an unfinished rollback without finishing it/);
+  t.match(help, /\[snapshot\]/, 'the snapshot may be left out (with --abandon)');
+  t.match(help, /leaves it partly rolled back, and the disk refuses snapshots/);
+  t.match(help, /possibly a mix of blocks from before and from the snapshot/);
+  t.match(help, /refused with NoSpace before it starts/);
+});
+
+t.test('disk show names both ways out of an unfinished rollback', async (t) => {
+  const disk: Disk = {
+    id: 'd-0123456789abcdef', name: 'vm', path: '/images/vm.img', format: 'raw', sizeBytes: 1 << 20, createdAt: '2026-01-01T00:00:00.000Z',
+    headSnapshotId: null, snapshotCount: 1, pendingRollback: { snapshotId: 's-0123456789abcdef', startedAt: '2026-01-01T00:00:00.000Z', jobId: 'j-1' }, cow: null,
+  };
+  const shown = diskDetails(disk).replace(/\s+/g, ' ');
+  t.match(shown, 'blocksnap rollback vm s-0123456789abcdef');
+  t.match(shown, 'blocksnap rollback vm --abandon');
+});
+
+t.test('rollback --abandon refuses options that would not act, before connecting', async (t) => {
+  ensureBuilt();
+  const socket = ['--socket', '/nonexistent/blocksnap.sock', '--json'];
+  for (const extra of [['--force'], ['--no-wait'], ['--detach-on-interrupt']]) {
+    const r = await runCli(['rollback', 'vm', '--abandon', ...extra, ...socket]);
+    t.equal(r.code, 2, `--abandon ${extra.join(' ')} exits 2`);
+    t.match(r.json(), { error: { code: 'InvalidArgument', message: new RegExp(`takes no ${extra[0]}`) } });
+  }
+  const missing = await runCli(['rollback', 'vm', ...socket]);
+  t.match(missing.json(), { error: { code: 'InvalidArgument', message: /needs a SNAPSHOT/ } }, 'without --abandon the snapshot is required');
+  const accepted = await runCli(['rollback', 'vm', '--abandon', ...socket]);
+  t.match(accepted.json(), { error: { code: 'DaemonUnavailable' } }, 'the valid form goes on to the daemon');
+});
+
+t.test('the Ctrl-C question carries what cancelling leaves', async (t) => {
+  const raw = rollbackCancelNote({ name: 'web1', format: 'raw' })!;
+  t.match(raw, /partly rolled back/);
+  t.match(raw, /refusing snapshots until a rollback of it completes or is abandoned \(blocksnap rollback web1 --abandon\)/);
+  t.match(rollbackCancelNote({ name: 'web1', format: 'qcow2' }), /leaves web1 as it was/);
+  t.equal(rollbackCancelNote({ name: 'web1', format: 'cow' }), null, 'a copy-on-write rollback is instant: nothing to warn of');
+  const q = interruptQuestion('j-0000000000000001', raw);
+  t.match(q, /Job j-0000000000000001 is still running\.\n.*partly rolled back.*\n\[c\]ancel it/s);
+  t.equal(interruptQuestion('j-0000000000000001'), '\nJob j-0000000000000001 is still running. [c]ancel it, [d]etach and leave it running, or keep [w]aiting? [w] ');
+});
+
+t.test('Ctrl-C on a raw rollback at a terminal warns before cancelling', { skip: spawnSync('script', ['--version']).status === 0 ? false : 'needs script(1) for a terminal' }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'bsc-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  // One thread: the rollback runs long enough to be interrupted.
+  const layout = makeLayout(dir, { threads: 1 });
+  const image = join(layout.imageRoot, 'vm.img');
+  const size = 512 * 1024 * 1024;
+  makeImage(image, size);
+  const chunk = 8 * 1024 * 1024;
+  for (let off = 0; off < size; off += chunk) writeAt(image, off, randomData(chunk));
+  const daemon = await DaemonProcess.start(layout);
+  t.teardown(() => daemon.kill());
+  const c = await connect(layout);
+  t.teardown(() => c.close());
+  await c.call('disk.add', { path: image, name: 'vm' });
+  t.equal((await c.call<Job>('snapshot.create', { disk: 'vm', name: 'base', wait: true })).state, 'succeeded');
+  for (let off = 0; off < size; off += chunk) writeAt(image, off, randomData(chunk));
+
+  ensureBuilt();
+  const command = `${process.execPath} ${BIN} rollback vm base --socket ${layout.socketPath}`;
+  const p = spawn('script', ['-qfec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, COLUMNS: '120' } });
+  let out = '';
+  p.stdout.on('data', (b: Buffer) => { out += b.toString(); });
+  const exited = new Promise<number | null>((resolve) => p.on('close', (code) => resolve(code)));
+  const waitFor = async (re: RegExp, what: string): Promise<boolean> => {
+    for (let i = 0; i < 3000 && !re.test(out); i++) await sleep(10);
+    if (!re.test(out)) t.fail(`never saw ${what}: ${JSON.stringify(out.slice(-2000))}`);
+    return re.test(out);
+  };
+  if (!(await waitFor(/rollback vm \[/, 'the progress bar'))) return;
+  // Frozen, the daemon cannot finish the rollback while the question is asked.
+  process.kill(daemon.pid, 'SIGSTOP');
+  p.stdin.write('\x03');
+  const asked = await waitFor(/\[c\]ancel it/, 'the question');
+  process.kill(daemon.pid, 'SIGCONT');
+  if (!asked) return;
+  const question = out.slice(out.lastIndexOf('is still running')).replace(/\r/g, '');
+  t.match(question, /Cancelling leaves the image of vm partly rolled back/, 'the question warns of a partly rolled back image');
+  t.match(question, /blocksnap rollback vm --abandon/, 'and names --abandon');
+  p.stdin.write('c\r');
+  t.equal(await exited, 130, 'cancelled: exit 130');
+  t.match((await c.call<Disk>('disk.show', { disk: 'vm' })).pendingRollback, { snapshotId: /^s-/ }, 'the raw rollback stays journaled, as warned');
+});
