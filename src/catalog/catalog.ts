@@ -38,6 +38,8 @@ export interface CatalogLog {
 const silent: CatalogLog = { info() {}, warn() {} };
 
 const KiB = 1024;
+/** The most afterCommit adds to the room at once (about 20 ms of the daemon's thread). */
+const LENGTHEN_STEP_BYTES = 16 * 1024 * KiB;
 /** What any transaction that writes may need besides its own pages: branch pages, the free list. */
 const TXN_BASE_BYTES = 64 * KiB;
 /** New bytes per written entry at worst (a map entry is ~70 bytes, pages split half full). */
@@ -117,20 +119,21 @@ export class Catalog {
     const meta = root.openDB<unknown, string>({ name: 'meta' });
     const version = meta.get(META_SCHEMA_VERSION);
     try {
-      if (version === 1) migrateFrom1(root, meta);
-      else if (version !== undefined && version !== SCHEMA_VERSION) {
+      if (version !== undefined && version !== 1 && version !== SCHEMA_VERSION) {
         throw new BlocksnapError('CatalogVersion',
           `catalog ${path} has schema version ${String(version)}; this blocksnap reads version ${SCHEMA_VERSION}` +
           (typeof version === 'number' && version > SCHEMA_VERSION ? ' (it was written by a newer blocksnap: upgrade)' : ''));
       }
       if (version !== SCHEMA_VERSION) {
-        // Refused before LMDB writes: it must not meet a full filesystem (see admit).
+        // Refused before LMDB writes (creating the catalog, or migrating it): it must not meet a
+        // full filesystem (see admit).
         const space = fsSpace(dataDir);
         if (space !== null && space.availableBytes < 16 * TXN_BASE_BYTES) {
           throw new BlocksnapError('NoSpace', `the catalog could not be written: the filesystem of the data dir ${dataDir} is full (${space.availableBytes} bytes free). Free space on that filesystem, then start the daemon again`,
             { dataDir, availableBytes: space.availableBytes });
         }
       }
+      if (version === 1) migrateFrom1(root, meta);
       if (version === undefined) {
         root.transactionSync(() => {
           meta.putSync(META_SCHEMA_VERSION, SCHEMA_VERSION);
@@ -189,7 +192,7 @@ export class Catalog {
     } finally {
       this.depth--;
     }
-    this.afterCommit();
+    if (this.writes > 0) this.afterCommit();
     return value;
   }
 
@@ -277,7 +280,11 @@ export class Catalog {
       const room = this.room(space);
       const target = room.reserveBytes + room.spareBytes;
       let tail = room.tailBytes;
-      if (tail < target) tail += lengthen(this.path, target - tail, space.availableBytes, target);
+      // After a commit at most LENGTHEN_STEP_BYTES: this runs on the daemon's only thread, and a
+      // large snapshot can grow the catalog (and so its room) by hundreds of MiB; the following
+      // commits refill the rest, and admit() counts only the room there is meanwhile.
+      const step = atOpen ? target - tail : Math.min(target - tail, LENGTHEN_STEP_BYTES);
+      if (tail < target) tail += lengthen(this.path, step, space.availableBytes, target);
       this.short = tail < target;
       if (atOpen && this.short) {
         this.log.warn({ dataDir: this.dataDir, roomBytes: tail, targetBytes: target, availableBytes: space.availableBytes },

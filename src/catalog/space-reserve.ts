@@ -58,12 +58,12 @@ export function lengthen(path: string, bytes: number, availableBytes: number, ke
   const fd = openSync(path, constants.O_WRONLY);
   try {
     const from = fstatSync(fd).size;
-    const chunk = Buffer.allocUnsafe(Math.min(CHUNK, add));
+    // One random chunk, written again and again: a compressing filesystem cannot shrink it either.
+    const chunk = randomFillSync(Buffer.allocUnsafe(Math.min(CHUNK, add)));
     let at = from;
     try {
       while (at < from + add) {
         const n = Math.min(chunk.length, from + add - at);
-        randomFillSync(chunk, 0, n);
         at += writeSync(fd, chunk, 0, n, at);
       }
     } catch (err) {

@@ -553,7 +553,7 @@ export class Engine extends EventEmitter {
   startRollback(diskRef: string, snapRef: string, o: { force?: boolean } = {}): Job {
     this.assertOpen();
     const disk = this.resolveDisk(diskRef);
-    const snap = this.resolveSnapshot(snapRef, disk.id);
+    const snap = this.resolveSnapshot(snapRef, disk.id, true);
     if (snap.diskId !== disk.id) {
       throw new BlocksnapError('SnapshotNotFound', `snapshot ${snap.id} belongs to another disk, not to ${disk.name}; clone it instead`);
     }
@@ -693,7 +693,7 @@ export class Engine extends EventEmitter {
     this.assertOpen();
     const disk = this.resolveDisk(diskRef);
     const p = disk.pendingRollback;
-    const snap = snapRef === undefined ? undefined : this.resolveSnapshot(snapRef, disk.id);
+    const snap = snapRef === undefined ? undefined : this.resolveSnapshot(snapRef, disk.id, true);
     if (!p) {
       throw new BlocksnapError('RollbackNotPending', `disk ${disk.name} has no unfinished rollback to abandon`, { diskId: disk.id });
     }
@@ -954,11 +954,12 @@ export class Engine extends EventEmitter {
 
   /**
    * By id, or by name: within `diskId` when given, else across disks (names are unique per disk
-   * only). A name none of `diskId`'s snapshots has but one snapshot of another disk has resolves
-   * to that one, as its id would: the caller's check of the disk then says whose it is, where "no
-   * snapshot" sent the user looking for a typo in a name `snapshot show` finds.
+   * only). With `otherDisks`, for a caller that then checks the disk itself (rollback), a name
+   * none of `diskId`'s snapshots has but one snapshot of another disk has resolves to that one,
+   * as its id would: that check then says whose it is, where "no snapshot" sent the user looking
+   * for a typo in a name `snapshot show` finds.
    */
-  private resolveSnapshot(ref: string, diskId?: string): SnapshotRecord {
+  private resolveSnapshot(ref: string, diskId?: string, otherDisks = false): SnapshotRecord {
     if (typeof ref !== 'string' || ref.length === 0) throw new BlocksnapError('InvalidArgument', 'a snapshot id or name is required');
     if (looksLikeId('s', ref)) {
       const s = this.catalog.getSnapshot(ref);
@@ -970,7 +971,7 @@ export class Engine extends EventEmitter {
     if (byName.length > 1) {
       throw new BlocksnapError('AmbiguousName', `${byName.length} snapshots are named ${JSON.stringify(ref)} (${byName.map((s) => s.id).join(', ')}); use the id`);
     }
-    if (diskId) {
+    if (diskId && otherDisks) {
       const elsewhere = this.catalog.allSnapshots().filter((s) => s.name === ref);
       if (elsewhere.length === 1) return elsewhere[0]!;
       if (elsewhere.length > 1) {

@@ -11,10 +11,11 @@ import { EventEmitter } from 'node:events';
 import { closeSync, openSync, truncateSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
+import { open } from 'lmdb';
 import { Catalog } from '../../src/catalog/catalog';
 import { commitDelta, readView } from '../../src/catalog/block-map';
 import type { SnapshotRecord } from '../../src/catalog/records';
-import { CATALOG_FILE } from '../../src/catalog/schema';
+import { CATALOG_FILE, META_SCHEMA_VERSION } from '../../src/catalog/schema';
 import { removeSnapshot } from '../../src/engine/remove-snapshot';
 import { JobRunner } from '../../src/engine/jobs';
 import { BlocksnapError } from '../../src/errors';
@@ -168,4 +169,24 @@ t.test('a job whose start cannot be recorded on a full data dir still runs, and 
   const broken = { txn: () => { throw new BlocksnapError('Internal', 'a bug'); } } as unknown as Catalog;
   t.throws(() => new JobRunner(broken, new EventEmitter()).start('j-0000000000000002', 'gc', { diskId: null, snapshotId: null, target: null }, async () => 0),
     { code: 'Internal' }, 'any other failure to record the start still refuses the job');
+});
+
+t.test('a catalog to migrate on a full filesystem is refused before the migration writes', async (t) => {
+  const small = smallFsOrSkip(t, 'bscm-', 32);
+  if (small === null) return;
+  const dataDir = join(small.fs.dir, 'data');
+  await Catalog.open(dataDir, BS).close();
+  // What blocksnap before copy-on-write disks wrote: schema version 1, disks without `cow`.
+  const raw = open({ path: join(dataDir, CATALOG_FILE), compression: false });
+  await raw.openDB<Record<string, unknown>, string>({ name: 'disks' }).put('d-1', {
+    id: 'd-1', name: 'd-1', path: '/x/d-1', format: 'raw', sizeBytes: BS, createdAt: '', headSnapshotId: null, pendingRollback: null,
+  });
+  await raw.openDB<unknown, string>({ name: 'meta' }).put(META_SCHEMA_VERSION, 1);
+  await raw.close();
+  fill(small.fs.dir, 'ballast');
+
+  t.throws(() => Catalog.open(dataDir, BS), { code: 'NoSpace', message: /is full/ });
+  const check = open({ path: join(dataDir, CATALOG_FILE), compression: false, readOnly: true });
+  t.equal(check.openDB<unknown, string>({ name: 'meta' }).get(META_SCHEMA_VERSION), 1, 'the catalog was not migrated: nothing was written');
+  await check.close();
 });

@@ -1,4 +1,4 @@
-import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { DaemonClient } from '../../src/daemon/client';
@@ -152,4 +152,18 @@ t.test('rollback to another disk\'s snapshot says whose it is, by name as by id'
   t.match(human.stderr, /belongs to another disk, not to vm1; clone it instead \[SnapshotNotFound\]/);
   const typo = await d.cli('rollback', 'vm1', 'ch4', '--json');
   t.match(typo.json(), { error: { code: 'SnapshotNotFound', message: 'no snapshot "ch4"' } }, 'a name no disk has is still not found');
+});
+
+t.test('an export\'s base given by name is looked for on the exported snapshot\'s disk only', async (t) => {
+  const d = await freshDaemon(t);
+  makeImage(join(d.imageRoot, 'vm1.img'), 4 * MiB, [0]);
+  makeImage(join(d.imageRoot, 'ch.img'), 4 * MiB, [0]);
+  await d.json('disk', 'add', 'vm1.img', '--name', 'vm1');
+  await d.json('disk', 'add', 'ch.img', '--name', 'ch');
+  await d.json('snapshot', 'create', 'ch', '--name', 'ch3');
+  await d.json('snapshot', 'create', 'vm1', '--name', 'v1');
+  const r = await d.cli('snapshot', 'export', 'v1', '--from', 'ch3', '-o', join(d.imageRoot, 'v1.bsnap'), '--json');
+  t.equal(r.code, 1);
+  t.match(r.json(), { error: { code: 'SnapshotNotFound', message: 'no snapshot "ch3"' } }, 'another disk\'s snapshot of that name is not taken for the base');
+  t.notOk(existsSync(join(d.imageRoot, 'v1.bsnap')), 'nothing was written');
 });
