@@ -29,6 +29,7 @@
 #include "io/qemu_lock.h"
 #include "tests/harness.h"
 #include "tests/no_tmpfile.h"
+#include "tests/source_writes.h"
 #include "tests/temp_dir.h"
 
 using namespace blocksnap;
@@ -95,25 +96,6 @@ struct DirWatch {
     };
   }
 };
-
-RawWriteResult write_raw(const BlockSource& source, const std::string& path) {
-  RawWriteParams p;
-  p.image_path = path;
-  p.chunk_size = kMiB;
-  p.threads = 2;
-  JobControl control;
-  return write_raw_from_source(source, p, control, nullptr);
-}
-
-Qcow2WriteResult write_qcow2(const BlockSource& source, const std::string& path, const std::string& replace = "") {
-  Qcow2ImageOptions o;
-  o.image_path = path;
-  o.replace = replace;
-  o.chunk_size = kMiB;
-  o.threads = 2;
-  JobControl control;
-  return write_qcow2_from_source(source, o, control, nullptr);
-}
 
 // Runs `child` in a forked process (its own exit status: 0 passed, 77 could not run here, other
 // values name the step that failed). Returns that status.
@@ -265,7 +247,7 @@ TEST(a_qcow2_rollback_writes_its_new_image_nameless_under_qemu_locks) {
     }
     ::closedir(fds);
   });
-  write_qcow2(source, temp, disk);
+  write_qcow2(source, temp, 16, disk);
   CHECK(watch.looks > 4);
   CHECK(watch.seen.empty());
   CHECK_EQ(locked, (1u << kQemuPermCount) - 1);
@@ -277,7 +259,7 @@ TEST(a_qcow2_rollback_writes_its_new_image_nameless_under_qemu_locks) {
 
   // A stale temp file (a crash between its naming and the rename) is removed first, as before.
   write_bytes(temp, 0, pattern(10, 3));
-  write_qcow2(old_content, temp, disk);
+  write_qcow2(old_content, temp, 16, disk);
   CHECK(listing(dir.path()) == std::vector<std::string>{"disk.qcow2"});
 }
 

@@ -18,6 +18,7 @@
 #include "formats/raw_writer.h"
 #include "formats/store_source.h"
 #include "tests/harness.h"
+#include "tests/source_writes.h"
 #include "tests/temp_dir.h"
 
 using namespace blocksnap;
@@ -94,25 +95,6 @@ std::vector<uint8_t> read_source(const BlockSource& s) {
   const SourceRead r = s.read(0, out.size(), out.data());
   if (r.zero) std::fill(out.begin(), out.end(), 0);
   return out;
-}
-
-RawWriteResult write_raw(const BlockSource& source, const std::string& path, uint64_t chunk = kMiB) {
-  RawWriteParams p;
-  p.image_path = path;
-  p.chunk_size = chunk;
-  p.threads = 2;
-  JobControl control;
-  return write_raw_from_source(source, p, control, nullptr);
-}
-
-Qcow2WriteResult write_qcow2(const BlockSource& source, const std::string& path, uint32_t cluster_bits = 16) {
-  Qcow2ImageOptions o;
-  o.image_path = path;
-  o.cluster_bits = cluster_bits;
-  o.chunk_size = kMiB;
-  o.threads = 2;
-  JobControl control;
-  return write_qcow2_from_source(source, o, control, nullptr);
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { DaemonClient } from '../../src/daemon/client';
 import { frame } from '../../src/daemon/protocol/frame';
 import { encodeMessage, PROTOCOL_VERSION } from '../../src/daemon/protocol/messages';
@@ -135,12 +135,18 @@ t.test('a daemon given a data dir or image root that is not a directory exits 2 
   t.match(badData.stderr, /data directory .*afile is not a directory \[InvalidArgument\]/);
 });
 
-t.test('rollback to another disk\'s snapshot says whose it is, by name as by id', async (t) => {
+/** A daemon with two disks, vm1 and ch. */
+async function twoDisks(t: Test): Promise<Awaited<ReturnType<typeof freshDaemon>>> {
   const d = await freshDaemon(t);
   makeImage(join(d.imageRoot, 'vm1.img'), 4 * MiB, [0]);
   makeImage(join(d.imageRoot, 'ch.img'), 4 * MiB, [0]);
   await d.json('disk', 'add', 'vm1.img', '--name', 'vm1');
   await d.json('disk', 'add', 'ch.img', '--name', 'ch');
+  return d;
+}
+
+t.test('rollback to another disk\'s snapshot says whose it is, by name as by id', async (t) => {
+  const d = await twoDisks(t);
   const ch3 = await d.json('snapshot', 'create', 'ch', '--name', 'ch3');
   t.match(await d.json('snapshot', 'show', 'ch3'), { id: ch3.id }, 'the name alone finds it');
   for (const ref of ['ch3', ch3.id as string]) {
@@ -155,11 +161,7 @@ t.test('rollback to another disk\'s snapshot says whose it is, by name as by id'
 });
 
 t.test('an export\'s base given by name is looked for on the exported snapshot\'s disk only', async (t) => {
-  const d = await freshDaemon(t);
-  makeImage(join(d.imageRoot, 'vm1.img'), 4 * MiB, [0]);
-  makeImage(join(d.imageRoot, 'ch.img'), 4 * MiB, [0]);
-  await d.json('disk', 'add', 'vm1.img', '--name', 'vm1');
-  await d.json('disk', 'add', 'ch.img', '--name', 'ch');
+  const d = await twoDisks(t);
   await d.json('snapshot', 'create', 'ch', '--name', 'ch3');
   await d.json('snapshot', 'create', 'vm1', '--name', 'v1');
   const r = await d.cli('snapshot', 'export', 'v1', '--from', 'ch3', '-o', join(d.imageRoot, 'v1.bsnap'), '--json');
