@@ -123,7 +123,9 @@ t.test('qcow2', { skip: haveQemu() }, async (t) => {
   t.test('once the disk file was replaced, a rollback that stops keeps the journal, and so does a rerun', async (t) => {
     const { dataDir, images } = dirs(t);
     const { engine } = await open(t, dataDir, images);
-    const { img, disk, base } = await changedQcow2(engine, images);
+    // Large enough that the rerun, reading blocks the first attempt left cached, is still writing
+    // when it is cancelled on its first progress.
+    const { img, disk, base } = await changedQcow2(engine, images, '1G');
     const first = engine.startRollback(disk.id, base.id);
     await progressed(engine, first.id);
     // The state a rename over the disk leaves: the disk's path names another file than the one journaled.
