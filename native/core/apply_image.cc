@@ -108,6 +108,46 @@ void write_block_sparse(int fd, int direct_out, const uint8_t* buf, size_t len, 
   });
 }
 
+// What a rollback found a block to need by comparing the image with its target.
+enum class Need : uint8_t { Nothing, Punch, Write };
+
+// A stored block a rollback writes somewhere, checked before the first write.
+struct Needed {
+  Digest digest;
+  size_t len = 0;
+  uint64_t first_block = 0;  // for the error, should the block be damaged
+  uint64_t uses = 0;         // blocks of the image it is written to
+  bool kept = false;         // left cached by its check, `cached_before` what was cached before
+  std::vector<uint8_t> cached_before;
+};
+
+// Store bytes a rollback's check leaves cached for its write pass to read again. Past this the
+// check drops what it brought in, as a clone's reads do, and the write pass reads those blocks
+// from the disk again: a rollback that differs in every block must not flush the host's page
+// cache. 256 MiB holds the blocks of a typical rollback (a 1% change of a 16 GiB disk).
+constexpr uint64_t kVerifiedCacheBudget = uint64_t{256} << 20;
+
+// The distinct blocks `writes` need, sorted by digest.
+template <typename TargetOf, typename LenOf>
+std::vector<Needed> needed_blocks(const std::vector<uint64_t>& writes, TargetOf&& target_of, LenOf&& block_len) {
+  std::vector<Needed> all;
+  all.reserve(writes.size());
+  for (uint64_t i : writes) all.push_back({target_of(i), block_len(i), i, 1, false, {}});
+  std::sort(all.begin(), all.end(), [](const Needed& a, const Needed& b) { return a.digest < b.digest; });
+  std::vector<Needed> distinct;
+  for (Needed& n : all) {
+    if (!distinct.empty() && distinct.back().digest == n.digest) ++distinct.back().uses;
+    else distinct.push_back(std::move(n));
+  }
+  return distinct;
+}
+
+const Needed& find_needed(const std::vector<Needed>& needed, const Digest& digest) {
+  const auto it = std::lower_bound(needed.begin(), needed.end(), digest,
+                                   [](const Needed& n, const Digest& d) { return n.digest < d; });
+  return *it;  // every written block's digest is there by construction
+}
+
 void set_size(int fd, uint64_t size, const std::string& path) {
   int r;
   do r = ::ftruncate(fd, static_cast<off_t>(size));
@@ -115,9 +155,8 @@ void set_size(int fd, uint64_t size, const std::string& path) {
   if (r != 0) throw Error::system(errno, "ftruncate", path);
 }
 
-}  // namespace
-
-ApplyResult apply_image(const ApplyParams& p, JobControl& control, const ProgressFn& progress) {
+// apply_image, with `touched` set once an update is about to change the image.
+ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& progress, bool& touched) {
   if (!is_valid_block_size(p.block_size)) throw Error(ErrorCode::InvalidArgument, "invalid block size");
   const uint64_t block_count = (p.size_bytes + p.block_size - 1) / p.block_size;
   if (p.digests.size() != block_count * kDigestSize)
@@ -130,27 +169,6 @@ ApplyResult apply_image(const ApplyParams& p, JobControl& control, const Progres
   const int fd = image.fd.get();
   const std::string& path = p.image_path;
 
-  // Shrink before writing so that no block is written into a tail about to be cut; growing is
-  // left to the end, where the new tail becomes a hole.
-  if (update && image.size > p.size_bytes) set_size(fd, p.size_bytes, path);
-
-  // An update reads every data block of the image to compare it, like a scan does: the same
-  // read-ahead (each thread's next block) and the same care for the host's page cache
-  // (io/page_cache.h). The extent map is taken once; this apply is the image's only writer, and
-  // it reads each block before it writes or punches that block.
-  const ExtentMap extents = update ? ExtentMap::scan(fd, std::min(image.size, p.size_bytes), path) : ExtentMap();
-  if (update) ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-  PageCacheKeeper keeper(fd);
-  WrittenPages written;
-  // Cold blocks are read past the cache where that can be had (io/data_read.h), with two threads
-  // per core as a scan does, some reading while the others hash and write.
-  const UniqueFd direct = update ? open_direct_twin(fd) : UniqueFd();
-  // A clone's blocks go to its new file past the cache too: a buffered write fills fresh
-  // page-cache pages only for them to be written back and dropped after the fsync. A rollback
-  // writes few blocks, over pages that may have been cached before, and keeps the cache path.
-  const UniqueFd direct_out = update ? UniqueFd() : open_direct_twin(fd, true);
-
-  const unsigned threads = effective_threads(p.threads != 0 || !direct ? p.threads : 2 * core_count(), block_count);
   const auto block_len = [&](uint64_t i) {
     return static_cast<size_t>(std::min<uint64_t>(p.block_size, p.size_bytes - i * p.block_size));
   };
@@ -159,50 +177,119 @@ ApplyResult apply_image(const ApplyParams& p, JobControl& control, const Progres
     std::memcpy(d.data(), p.digests.data() + i * kDigestSize, kDigestSize);
     return d;
   };
-  // An update runs in two passes: first the blocks that may give space back (ZERO targets over
-  // data), then the rest. On a full filesystem a rollback that fits must not fail with NoSpace
-  // because it wrote before it punched; and it would fail the same way on every rerun, the
-  // blocks it must write coming first again, so the disk could never be rolled back.
-  const auto frees_space = [&](uint64_t i) {
-    return is_zero_digest(target_of(i)) && !extents.overlapping(i * p.block_size, i * p.block_size + block_len(i)).empty();
-  };
-  bool any_frees = false;
-  for (uint64_t i = 0; update && i < block_count && !any_frees; ++i) any_frees = frees_space(i);
-  int pass = any_frees ? 0 : 1;
-  const auto in_pass = [&](uint64_t i) { return !any_frees || frees_space(i) == (pass == 0); };
-
-  // Each thread prefetches its next block; the first block of each is prefetched before a pass,
-  // so that every block's residency is recorded before anything (a read-ahead, the kernel's own
-  // read-ahead past a neighbour's read) brings it in. Direct reads want nothing brought in ahead.
-  const auto prefetch = [&](uint64_t offset) {
-    if (!update || direct || offset >= p.size_bytes || !in_pass(offset / p.block_size)) return;
-    const size_t n = block_len(offset / p.block_size);
-    if (extents.overlapping(offset, offset + n).empty()) return;
-    keeper.touch(offset, n);
-    ::posix_fadvise(fd, static_cast<off_t>(offset), static_cast<off_t>(n), POSIX_FADV_WILLNEED);
-  };
-
   Counters counters;
-  InPlaceOdds odds;
-  for (; pass < 2; ++pass) {
-    for (unsigned t = 0; t < threads; ++t) prefetch(uint64_t{t} * p.block_size);
+  const auto count_written = [&](size_t len) {
+    counters.blocks_written.fetch_add(1, std::memory_order_relaxed);
+    counters.bytes_written.fetch_add(len, std::memory_order_relaxed);
+  };
+  const auto tag_block = [&](Error& e, uint64_t i, const Digest& target) {
+    if (!e.block_index) e.block_index = i;
+    if (!e.digest && !is_zero_digest(target)) e.digest = target;
+  };
+
+  if (!update) {
+    // A clone's blocks go to its new file past the cache: a buffered write fills fresh page-cache
+    // pages only for them to be written back and dropped after the fsync. Each block is checked
+    // as it is read; a damaged one fails the clone, whose file then never gets a name.
+    const UniqueFd direct_out = open_direct_twin(fd, true);
+    const unsigned threads = effective_threads(p.threads, block_count);
     ParallelRun run(control, block_count);
     run.run(threads, [&](ParallelRun& job) {
       AlignedBuffer buf(p.block_size);
       uint64_t i;
       while (job.next(i)) {
-        if (!in_pass(i)) continue;
+        const size_t len = block_len(i);
+        const Digest target = target_of(i);
+        try {
+          if (is_zero_digest(target)) {
+            counters.blocks_unchanged.fetch_add(1, std::memory_order_relaxed);
+          } else {
+            BlockReadOptions read_options;
+            read_options.expected_length = len;
+            read_options.keep_page_cache = true;
+            read_block(p.store_dir, target, buf, read_options);
+            write_block_sparse(fd, direct_out ? direct_out.get() : -1, buf.data(), len, i * p.block_size, {}, path);
+            count_written(len);
+          }
+          control.add_done(len);
+        } catch (Error& e) {
+          tag_block(e, i, target);
+          throw;
+        }
+      }
+    }, progress);
+    set_size(fd, p.size_bytes, path);
+    fsync_file(fd, path);
+    name_created(image, path);
+    sync_created_entry(image, path);
+    cleanup.disarm();
+    ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    return {counters.blocks_written, counters.bytes_written, 0, counters.blocks_unchanged};
+  }
+
+  // An update (a rollback) runs in three passes, and the image is touched only by the last:
+  //  1. compare every block of the image with its target, as a scan reads it;
+  //  2. read and check every stored block the image needs: a damaged or missing one fails the
+  //     rollback here, the image as it was (Error::image_unchanged);
+  //  3. punch the ZERO targets that hold data, then write the blocks that differ.
+  // Punches come first so that on a full filesystem a rollback that fits does not fail with
+  // NoSpace because it wrote before it punched, and again on every rerun.
+  // Progress: a block that needs writing counts a third in each pass, any other block in full in
+  // the first.
+
+  // The extent map is taken once: this apply is the image's only writer, and the write pass
+  // touches only blocks whose extents it does not change for another.
+  const ExtentMap extents = ExtentMap::scan(fd, std::min(image.size, p.size_bytes), path);
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  PageCacheKeeper keeper(fd);
+  // Cold blocks are read past the cache where that can be had (io/data_read.h), with two threads
+  // per core as a scan does, some reading while the others hash.
+  const UniqueFd direct = open_direct_twin(fd);
+  const unsigned threads = effective_threads(p.threads != 0 || !direct ? p.threads : 2 * core_count(), block_count);
+  const auto third = [](size_t len) { return len / 3; };
+
+  // Pass 1. Each thread prefetches its next block; the first block of each is prefetched before
+  // the pass, so that every block's residency is recorded before anything (a read-ahead, the
+  // kernel's own read-ahead past a neighbour's read) brings it in. Direct reads want nothing
+  // brought in ahead.
+  const auto prefetch = [&](uint64_t offset) {
+    if (direct || offset >= p.size_bytes) return;
+    const size_t n = block_len(offset / p.block_size);
+    if (extents.overlapping(offset, offset + n).empty()) return;
+    keeper.touch(offset, n);
+    ::posix_fadvise(fd, static_cast<off_t>(offset), static_cast<off_t>(n), POSIX_FADV_WILLNEED);
+  };
+  // One element per block, each written by the one thread that claimed the block.
+  std::vector<Need> needs(block_count, Need::Nothing);
+  const auto unchanged = [&](size_t len) {
+    counters.blocks_unchanged.fetch_add(1, std::memory_order_relaxed);
+    control.add_done(len);
+  };
+  InPlaceOdds odds;
+  {
+    for (unsigned t = 0; t < threads; ++t) prefetch(uint64_t{t} * p.block_size);
+    ParallelRun compare(control, block_count);
+    compare.run(threads, [&](ParallelRun& job) {
+      AlignedBuffer buf(p.block_size);
+      uint64_t i;
+      while (job.next(i)) {
         const uint64_t offset = i * p.block_size;
         const size_t len = block_len(i);
         const Digest target = target_of(i);
         try {
           // This thread's next block is about `threads` blocks ahead: start reading it now so the
-          // disk works while this one is hashed and written.
+          // disk works while this one is hashed.
           prefetch(offset + uint64_t{threads} * p.block_size);
-
-          // What the image holds there now, if it may matter: a hole needs no read.
-          const auto pieces = update ? extents.overlapping(offset, offset + len) : std::span<const Extent>();
-          const bool has_data = !pieces.empty();
+          const auto pieces = extents.overlapping(offset, offset + len);
+          if (pieces.empty()) {  // a hole: nothing to read
+            if (is_zero_digest(target)) {
+              unchanged(len);
+            } else {
+              needs[i] = Need::Write;
+              control.add_done(third(len));
+            }
+            continue;
+          }
           // A wholly cached block that already holds its target is recognised without a copy
           // (core/hash_in_place.h); anything else is read into `buf` below.
           if (pieces.size() == 1 && pieces[0].begin <= offset && pieces[0].end >= offset + len && odds.worth_trying(i) &&
@@ -211,72 +298,137 @@ ApplyResult apply_image(const ApplyParams& p, JobControl& control, const Progres
             const bool same = h && (h->zero ? is_zero_digest(target) : h->digest == target);
             if (h) odds.record(same);
             if (same) {
-              counters.blocks_unchanged.fetch_add(1, std::memory_order_relaxed);
-              control.add_done(len);
+              unchanged(len);
               continue;
             }
           }
-          bool current_zero = true;
-          std::vector<uint8_t> cached_before;
-          if (has_data) {
-            cached_before = keeper.before_read(offset, len);
-            read_data_range(fd, direct ? direct.get() : -1, pieces, offset, len, buf.data(), cached_before, path);
-            keeper.after_read(offset, len, cached_before);
-            current_zero = is_all_zero(buf.data(), len);
-          }
-
-          if (is_zero_digest(target)) {
-            if (current_zero) {
-              counters.blocks_unchanged.fetch_add(1, std::memory_order_relaxed);
-            } else {
-              if (!punch_hole(fd, offset, len, path)) {
-                std::memset(buf.data(), 0, len);
-                write_at(fd, buf.data(), len, offset, path);
-              }
-              counters.holes_punched.fetch_add(1, std::memory_order_relaxed);
-            }
-          } else if (!current_zero && sha256(buf.data(), len) == target) {
-            counters.blocks_unchanged.fetch_add(1, std::memory_order_relaxed);
+          const std::vector<uint8_t> cached_before = keeper.before_read(offset, len);
+          read_data_range(fd, direct ? direct.get() : -1, pieces, offset, len, buf.data(), cached_before, path);
+          keeper.after_read(offset, len, cached_before);
+          const bool current_zero = is_all_zero(buf.data(), len);
+          if (is_zero_digest(target) ? current_zero : !current_zero && sha256(buf.data(), len) == target) {
+            unchanged(len);
+          } else if (is_zero_digest(target)) {
+            needs[i] = Need::Punch;
+            control.add_done(len);
           } else {
-            BlockReadOptions read_options;
-            read_options.expected_length = len;
-            read_options.keep_page_cache = true;
-            read_block(p.store_dir, target, buf, read_options);
-            if (update && !has_data) cached_before = resident_pages(fd, offset, len);
-            write_block_sparse(fd, direct_out ? direct_out.get() : -1, buf.data(), len, offset, pieces, path);
-            if (update) written.add(offset, len, std::move(cached_before));
-            counters.blocks_written.fetch_add(1, std::memory_order_relaxed);
-            counters.bytes_written.fetch_add(len, std::memory_order_relaxed);
+            needs[i] = Need::Write;
+            control.add_done(third(len));
           }
-          control.add_done(len);
         } catch (Error& e) {
-          if (!e.block_index) e.block_index = i;
-          if (!e.digest && !is_zero_digest(target)) e.digest = target;
+          tag_block(e, i, target);
           throw;
         }
       }
     }, progress);
   }
 
+  std::vector<uint64_t> punches;
+  std::vector<uint64_t> writes;
+  for (uint64_t i = 0; i < block_count; ++i) {
+    if (needs[i] == Need::Punch) punches.push_back(i);
+    else if (needs[i] == Need::Write) writes.push_back(i);
+  }
+  std::vector<Needed> needed = needed_blocks(writes, target_of, block_len);
+
+  // Pass 2. Up to kVerifiedCacheBudget of the checked blocks stay cached for pass 3 to read
+  // again; the rest is dropped after the check, as a clone's reads are, and read again cold.
+  std::atomic<uint64_t> kept_bytes{0};
+  {
+    ParallelRun verify(control, needed.size());
+    verify.run(effective_threads(p.threads, needed.size()), [&](ParallelRun& job) {
+      AlignedBuffer buf(p.block_size);
+      uint64_t k;
+      while (job.next(k)) {
+        Needed& n = needed[k];
+        try {
+          BlockReadOptions read_options;
+          read_options.expected_length = n.len;
+          n.kept = kept_bytes.fetch_add(n.len, std::memory_order_relaxed) + n.len <= kVerifiedCacheBudget;
+          if (n.kept) read_options.cached_before_out = &n.cached_before;
+          else read_options.keep_page_cache = true;
+          read_block(p.store_dir, n.digest, buf, read_options);
+          control.add_done(third(n.len) * n.uses);
+        } catch (Error& e) {
+          tag_block(e, n.first_block, n.digest);
+          throw;
+        }
+      }
+    }, progress);
+  }
+
+  if (control.cancelled()) throw Error(ErrorCode::Cancelled, "the job was cancelled");
+  touched = true;
+
+  // Pass 3. Shrink before writing so that no block is written into a tail about to be cut;
+  // growing is left to the end, where the new tail becomes a hole.
+  if (image.size > p.size_bytes) set_size(fd, p.size_bytes, path);
+  ParallelRun punch(control, punches.size());
+  punch.run(effective_threads(p.threads, punches.size()), [&](ParallelRun& job) {
+    std::vector<uint8_t> zeros;
+    uint64_t k;
+    while (job.next(k)) {
+      const uint64_t i = punches[k];
+      const size_t len = block_len(i);
+      if (!punch_hole(fd, i * p.block_size, len, path)) {
+        zeros.resize(len);
+        write_at(fd, zeros.data(), len, i * p.block_size, path);
+      }
+      counters.holes_punched.fetch_add(1, std::memory_order_relaxed);
+    }
+  }, progress);
+
+  // The written pages are dirty until the final fsync and the kernel drops only clean pages, so
+  // the ones that were not cached before are dropped after it.
+  WrittenPages written;
+  ParallelRun write(control, writes.size());
+  write.run(effective_threads(p.threads, writes.size()), [&](ParallelRun& job) {
+    AlignedBuffer buf(p.block_size);
+    uint64_t k;
+    while (job.next(k)) {
+      const uint64_t i = writes[k];
+      const uint64_t offset = i * p.block_size;
+      const size_t len = block_len(i);
+      const Digest target = target_of(i);
+      try {
+        const Needed& n = find_needed(needed, target);
+        // Checked again: the write pass writes only what it has itself just checked.
+        BlockReadOptions read_options;
+        read_options.expected_length = len;
+        if (n.kept) read_options.cached_before_in = &n.cached_before;
+        else read_options.keep_page_cache = true;
+        read_block(p.store_dir, target, buf, read_options);
+        std::vector<uint8_t> cached_before = resident_pages(fd, offset, len);
+        write_block_sparse(fd, -1, buf.data(), len, offset, extents.overlapping(offset, offset + len), path);
+        written.add(offset, len, std::move(cached_before));
+        count_written(len);
+        control.add_done(len - 2 * third(len));
+      } catch (Error& e) {
+        tag_block(e, i, target);
+        throw;
+      }
+    }
+  }, progress);
+
   struct stat st;
   if (::fstat(fd, &st) != 0) throw Error::system(errno, "fstat", path);
   if (static_cast<uint64_t>(st.st_size) != p.size_bytes) set_size(fd, p.size_bytes, path);
   fsync_file(fd, path);
-  if (!update) {
-    name_created(image, path);
-    sync_created_entry(image, path);
-  }
-  cleanup.disarm();
-  // Clean now: leave the page cache as it was. A new image had nothing cached.
-  if (update) written.drop(fd);
-  else ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+  // Clean now: leave the page cache as it was.
+  written.drop(fd);
+  return {counters.blocks_written, counters.bytes_written, counters.holes_punched, counters.blocks_unchanged};
+}
 
-  ApplyResult result;
-  result.blocks_written = counters.blocks_written;
-  result.bytes_written = counters.bytes_written;
-  result.holes_punched = counters.holes_punched;
-  result.blocks_unchanged = counters.blocks_unchanged;
-  return result;
+}  // namespace
+
+ApplyResult apply_image(const ApplyParams& p, JobControl& control, const ProgressFn& progress) {
+  bool touched = false;
+  try {
+    return apply(p, control, progress, touched);
+  } catch (Error& e) {
+    if (p.mode == ApplyMode::Update && !touched) e.image_unchanged = true;
+    throw;
+  }
 }
 
 }  // namespace blocksnap

@@ -3,7 +3,9 @@
 // Every block written comes from a store file whose header and payload hash were checked first;
 // a block that fails the check is never written (invariant 5). In update mode only blocks whose
 // current content differs are written, and ZERO targets become holes, so rolling back a disk
-// costs its changed blocks, not its size. Within a written block only its non-zero pages are
+// costs its changed blocks, not its size; and every stored block the update needs is checked
+// before it writes or punches anything, so a damaged store fails a rollback with the image as it
+// was (Error::image_unchanged). Within a written block only its non-zero pages are
 // written; its zero pages stay or become holes, so the image takes the space of its data. An
 // update punches before it writes, so a rollback that fits also fits on a full filesystem.
 #pragma once

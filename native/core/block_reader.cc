@@ -76,11 +76,16 @@ size_t read_block(const std::string& store_dir, const Digest& digest, AlignedBuf
   // The header read above cached at most the file's first pages; residency is taken over the
   // whole file before the payload read, which is what brings the block in.
   std::vector<uint8_t> cached_before;
-  if (options.keep_page_cache) cached_before = resident_pages(fd.get(), 0, static_cast<size_t>(file_size));
+  if (options.keep_page_cache || options.cached_before_out != nullptr)
+    cached_before = resident_pages(fd.get(), 0, static_cast<size_t>(file_size));
   if (read_at(fd.get(), buf.data(), len, kBlockHeaderSize, path) != len)
     throw corrupt(path, digest, "payload truncated while reading");
   if (options.drop_cache) ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
-  else if (options.keep_page_cache) drop_pages_not_resident(fd.get(), 0, static_cast<size_t>(file_size), cached_before);
+  else if (options.cached_before_in != nullptr)
+    drop_pages_not_resident(fd.get(), 0, static_cast<size_t>(file_size), *options.cached_before_in);
+  else if (options.keep_page_cache && options.cached_before_out == nullptr)
+    drop_pages_not_resident(fd.get(), 0, static_cast<size_t>(file_size), cached_before);
+  if (options.cached_before_out != nullptr) *options.cached_before_out = std::move(cached_before);
 
   const Digest actual = options.marks != nullptr ? sha256_marked(buf.data(), len, options.mark_piece, *options.marks)
                                                  : sha256(buf.data(), len);

@@ -21,6 +21,12 @@ struct BlockReadOptions {
   // Apply reads each block once: drop the pages this read brought into the cache, keep the ones
   // that were cached before it (io/page_cache.h).
   bool keep_page_cache = false;
+  // A first read that must leave the block cached for a second read soon after (a rollback
+  // verifies every block it will write before it writes any): receives the residency of the
+  // file's pages before this read, and leaves them all cached.
+  std::vector<uint8_t>* cached_before_out = nullptr;
+  // That second read: afterwards drops the pages `*cached_before_in` does not mark resident.
+  const std::vector<uint8_t>* cached_before_in = nullptr;
   // When set, the verification also fills it with the hash's marks every `mark_piece` bytes
   // (sha256_marked in core/digest.h): a granule file for free.
   std::vector<Digest>* marks = nullptr;

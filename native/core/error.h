@@ -51,6 +51,8 @@ class Error : public std::runtime_error {
   std::string path;
   std::optional<uint64_t> block_index;
   std::optional<Digest> digest;
+  // Set by a rollback that failed before it wrote anything: the image is as it was.
+  bool image_unchanged = false;
 
   Error&& with_block(uint64_t index) && {
     block_index = index;

@@ -10,6 +10,7 @@ Napi::Error to_js_error(Napi::Env env, const Error& e) {
   if (!e.path.empty()) err.Set("path", Napi::String::New(env, e.path));
   if (e.block_index) err.Set("blockIndex", Napi::Number::New(env, static_cast<double>(*e.block_index)));
   if (e.digest) err.Set("digest", Napi::String::New(env, to_hex(*e.digest)));
+  if (e.image_unchanged) err.Set("imageUnchanged", Napi::Boolean::New(env, true));
   return err;
 }
 

@@ -604,7 +604,9 @@ export class Engine extends EventEmitter {
    * compares every block with the target, so a rerun writes only what is still different).
    * A qcow2 rollback touches the disk only with the rename of its new image over it, so its
    * journal also names the disk file as it was; one that stops while the disk's path still names
-   * that file clears the journal again (clearUntouchedRollback).
+   * that file clears the journal again (clearUntouchedRollback). A raw rollback checks every
+   * stored block it needs before it writes any, and one that fails before its first write
+   * (`imageUnchanged`) clears a journal it wrote itself.
    */
   private async runRollback(disk: DiskRecord, snap: SnapshotRecord, ctl: JobControl): Promise<RollbackResult> {
     const path = this.revalidateDiskPath(disk);
@@ -613,8 +615,10 @@ export class Engine extends EventEmitter {
     // not record is probed, and only from a backing file checked against the roots.
     const { qcow2 } = inspectImage(path, format, this.imageRoots);
     const view = readView(this.catalog, snap);
+    let previous: PendingRollbackRecord | null = null;
     const journal = this.catalog.txn(() => {
       const d = this.catalog.getDisk(disk.id)!;
+      previous = d.pendingRollback ?? null;
       const j: PendingRollbackRecord = { snapshotId: snap.id, startedAt: new Date().toISOString(), jobId: ctl.job.id };
       // A rerun keeps the file from before the first attempt: one that was renamed over must not
       // count as "as it was". A journal without one (raw, or written by an older version) stays so.
@@ -630,7 +634,7 @@ export class Engine extends EventEmitter {
         ...(this.threads ? { threads: this.threads } : {}), onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
       }, qcow2);
     } catch (err) {
-      throw this.rollbackStopped(disk, snap, journal, toBlocksnapError(err));
+      throw this.rollbackStopped(disk, snap, journal, toBlocksnapError(err), previous);
     }
     this.catalog.txn(() => {
       const d = this.catalog.getDisk(disk.id)!;
@@ -642,14 +646,37 @@ export class Engine extends EventEmitter {
 
   /**
    * The error a rollback that did not finish ends with, once its journal is settled: cleared
-   * when the disk file is still the one journaled, and the message says what the image holds
-   * and the way out where the journal stays.
+   * when the disk file is still the one journaled (qcow2) or when this attempt journaled it and
+   * wrote nothing (raw), and the message says what the image holds and the way out where the
+   * journal stays.
    */
-  private rollbackStopped(disk: DiskRecord, snap: SnapshotRecord, journal: PendingRollbackRecord, e: BlocksnapError): BlocksnapError {
-    if (this.clearUntouchedRollback(disk, journal.jobId, e.code === 'Cancelled' ? 'cancelled' : `failed (${e.code})`)) {
+  private rollbackStopped(disk: DiskRecord, snap: SnapshotRecord, journal: PendingRollbackRecord, e: BlocksnapError,
+    previous: PendingRollbackRecord | null): BlocksnapError {
+    const why = e.code === 'Cancelled' ? 'cancelled' : `failed (${e.code})`;
+    if (this.clearUntouchedRollback(disk, journal.jobId, why)) {
       return new BlocksnapError(e.code, `${e.message}; disk ${disk.name} is as it was (the rollback's new image never replaced it) and takes snapshots as before`, e.details);
     }
-    if (disk.format === 'raw' && (e.code === 'DigestMismatch' || e.code === 'BlockCorrupt' || e.code === 'BlockMissing')) {
+    const damaged = e.code === 'DigestMismatch' || e.code === 'BlockCorrupt' || e.code === 'BlockMissing';
+    if (disk.format === 'raw' && e.details?.imageUnchanged === true) {
+      const { imageUnchanged: _, ...details } = e.details;
+      const check = damaged
+        ? ` \`blocksnap store verify\` names the damaged block and every snapshot that shares it; restore the block file and rerun, or roll back to a snapshot that does not share it.`
+        : '';
+      const restored = this.restoreRawJournal(disk, journal.jobId, previous, why);
+      if (previous === null) {
+        const kept = restored
+          ? 'takes snapshots as before'
+          : `its rollback journal could not be cleared (see the daemon's log): \`blocksnap rollback ${disk.name} --abandon\` clears it`;
+        return new BlocksnapError(e.code, `${e.message}. The rollback of disk ${disk.name} to ${snap.name} stopped before it wrote anything: ` +
+          `the disk is as it was and ${kept}.${check}`, { ...details, diskId: disk.id, snapshotId: snap.id });
+      }
+      const earlier = this.catalog.getSnapshot((previous as PendingRollbackRecord).snapshotId)?.name ?? (previous as PendingRollbackRecord).snapshotId;
+      return new BlocksnapError(e.code, `${e.message}. This rollback of disk ${disk.name} to ${snap.name} stopped before it wrote anything, but an earlier ` +
+        `rollback to ${earlier} had left the image partly rolled back, and the disk refuses snapshots until a rollback completes or is abandoned ` +
+        `(\`blocksnap rollback ${disk.name} --abandon\` keeps the image as it is now).${check}`,
+        { ...details, diskId: disk.id, snapshotId: snap.id, partlyRolledBack: true });
+    }
+    if (disk.format === 'raw' && damaged) {
       return new BlocksnapError(e.code,
         `${e.message}. The rollback of disk ${disk.name} to ${snap.name} stopped there and its image is partly rolled back: ` +
         `the blocks it wrote before it stopped hold the snapshot's content, the others what the disk held. The disk refuses snapshots until ` +
@@ -659,6 +686,29 @@ export class Engine extends EventEmitter {
         { ...e.details, diskId: disk.id, snapshotId: snap.id, partlyRolledBack: true });
     }
     return e;
+  }
+
+  /**
+   * Puts back the journal the raw `disk` had before job `jobId`, whose rollback wrote nothing:
+   * none (the disk is as it was), or an earlier unfinished rollback's, whose target the blocks
+   * it wrote still hold. True when it did.
+   */
+  private restoreRawJournal(disk: DiskRecord, jobId: string, previous: PendingRollbackRecord | null, why: string): boolean {
+    try {
+      return this.catalog.txn(() => {
+        const d = this.catalog.getDisk(disk.id);
+        const p = d?.pendingRollback;
+        if (!d || !p || p.jobId !== jobId) return false;
+        this.catalog.putDisk({ ...d, pendingRollback: previous });
+        this.log.warn({ diskId: d.id, snapshotId: p.snapshotId, jobId }, previous === null
+          ? `raw rollback ${why} before it wrote anything; the disk is unchanged and its rollback journal was cleared`
+          : `raw rollback ${why} before it wrote anything; the journal of the earlier unfinished rollback is kept`);
+        return true;
+      });
+    } catch (err) {
+      this.log.error({ err, diskId: disk.id }, 'could not restore the journal of a raw rollback that left its disk unchanged');
+      return false;
+    }
   }
 
   /**

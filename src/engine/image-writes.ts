@@ -21,7 +21,7 @@
  * to come (the disk may be removed instead).
  */
 import { basename, dirname } from 'node:path';
-import { BlocksnapError } from '../errors';
+import { BlocksnapError, toBlocksnapError } from '../errors';
 import { applyImage, holdImageLocks, openImageDir, writeQcow2, type ImageDir } from '../native';
 import { checkQcow2Rollback, rollbackTempPath, type Qcow2Info } from './image-access';
 import { insideRoots } from './paths';
@@ -65,7 +65,15 @@ function zeroBlocks(digests: Buffer): number {
 export async function rollbackImage(path: string, format: ImageFormat, w: ContentWrite, qcow2: Qcow2Info | null = null): Promise<RollbackWrite> {
   const common = { storeDir: w.storeDir, blockSize: w.blockSize, sizeBytes: w.sizeBytes, digests: w.digests, onProgress: w.onProgress, signal: w.signal };
   if (format === 'raw') {
-    const lock = holdImageLocks(path);
+    let lock: ReturnType<typeof holdImageLocks>;
+    try {
+      if (w.signal?.aborted) throw new BlocksnapError('Cancelled', 'the job was cancelled before it started');
+      lock = holdImageLocks(path);
+    } catch (err) {
+      // Nothing was written: the apply below marks its own failures before its first write the same way.
+      const e = toBlocksnapError(err);
+      throw new BlocksnapError(e.code, e.message, { ...e.details, imageUnchanged: true });
+    }
     try {
       return await applyImage({ ...common, imagePath: path, mode: 'update', ...(w.threads ? { threads: w.threads } : {}) });
     } finally {

@@ -592,7 +592,7 @@ export async function runJob<T>(
   }
 }
 
-const DETAIL_KEYS = ['errno', 'syscall', 'path', 'blockIndex', 'digest'] as const;
+const DETAIL_KEYS = ['errno', 'syscall', 'path', 'blockIndex', 'digest', 'imageUnchanged'] as const;
 
 /** A native failure as a BlocksnapError with the code and details the addon attached. */
 export function fromNative(err: unknown): BlocksnapError {

@@ -1,6 +1,7 @@
 /**
  * The rollback command's own CLI: `--abandon` and what Ctrl-C warns of. Cancelling a raw
- * rollback leaves the image partly rolled back and the disk refusing snapshots, and the question
+ * rollback once it writes leaves the image partly rolled back and the disk refusing snapshots
+ * (before, the disk as it was), and the question
  * Ctrl-C asks on a terminal must say so before the operator answers; cancelling a qcow2 one
  * leaves the disk as it was.
  */
@@ -31,7 +32,8 @@ t.test('rollback help explains --abandon and what an unfinished rollback leaves'
   const help = helpOf('rollback');
   t.match(help, /--abandon clear the journal of an unfinished rollback without finishing it/);
   t.match(help, /\[snapshot\]/, 'the snapshot may be left out (with --abandon)');
-  t.match(help, /leaves it partly rolled back, and the disk refuses snapshots/);
+  t.match(help, /leaves it partly\s+rolled back, and the disk refuses snapshots/);
+  t.match(help, /a damaged or missing block in the store, or a cancel before the writing began, leaves the disk\s+as it was/);
   t.match(help, /possibly a mix of blocks from before and from the snapshot/);
   t.match(help, /refused with NoSpace before it starts/);
 });
@@ -63,6 +65,7 @@ t.test('rollback --abandon refuses options that would not act, before connecting
 t.test('the Ctrl-C question carries what cancelling leaves', async (t) => {
   const raw = rollbackCancelNote({ name: 'web1', format: 'raw' })!;
   t.match(raw, /partly rolled back/);
+  t.match(raw, /before that, while it compares the image and checks the stored blocks, the disk is left as it was/);
   t.match(raw, /refusing snapshots until a rollback of it completes or is abandoned \(blocksnap rollback web1 --abandon\)/);
   t.match(rollbackCancelNote({ name: 'web1', format: 'qcow2' }), /leaves web1 as it was/);
   t.equal(rollbackCancelNote({ name: 'web1', format: 'cow' }), null, 'a copy-on-write rollback is instant: nothing to warn of');
@@ -108,9 +111,14 @@ t.test('Ctrl-C on a raw rollback at a terminal warns before cancelling', { skip:
   process.kill(daemon.pid, 'SIGCONT');
   if (!asked) return;
   const question = out.slice(out.lastIndexOf('is still running')).replace(/\r/g, '');
-  t.match(question, /Cancelling leaves the image of vm partly rolled back/, 'the question warns of a partly rolled back image');
+  t.match(question, /cancelling leaves the image of vm partly rolled back/, 'the question warns of a partly rolled back image');
   t.match(question, /blocksnap rollback vm --abandon/, 'and names --abandon');
   p.stdin.write('c\r');
   t.equal(await exited, 130, 'cancelled: exit 130');
-  t.match((await c.call<Disk>('disk.show', { disk: 'vm' })).pendingRollback, { snapshotId: /^s-/ }, 'the raw rollback stays journaled, as warned');
+  // Where the cancel landed decides what is left, and the job's error says which.
+  const pending = (await c.call<Disk>('disk.show', { disk: 'vm' })).pendingRollback;
+  const job = (await c.call<Job[]>('job.list')).find((j) => j.kind === 'rollback')!;
+  t.equal(job.state, 'cancelled');
+  if (/stopped before it wrote anything/.test(job.error?.message ?? '')) t.equal(pending, null, 'cancelled before it wrote: nothing journaled, as warned');
+  else t.match(pending, { snapshotId: /^s-/ }, 'cancelled while it wrote: the raw rollback stays journaled, as warned');
 });

@@ -170,7 +170,7 @@ t.test('qcow2', { skip: haveQemu() }, async (t) => {
 
 t.test('abandonRollback', async (t) => {
   const { dataDir, images } = dirs(t);
-  const { engine, logs } = await open(t, dataDir, images, { blockSize: BS });
+  let { engine, logs } = await open(t, dataDir, images, { blockSize: BS });
   const img = makeImage(join(images, 'd.raw'), 256 * BS);
   for (let i = 0; i < 256; i++) fillBlock(img, i, BS, `d${i}`);
   const disk = await engine.addDisk({ path: img });
@@ -180,11 +180,18 @@ t.test('abandonRollback', async (t) => {
   t.throws(() => engine.abandonRollback(disk.id), { code: 'RollbackNotPending', message: /has no unfinished rollback to abandon/ }, 'nothing pending: refused');
 
   for (let i = 0; i < 256; i++) fillBlock(img, i, BS, `x${i}`);
-  const job = engine.startRollback(disk.id, snap.id);
+  const running = engine.startRollback(disk.id, snap.id);
   t.throws(() => engine.abandonRollback(disk.id), { code: 'DiskBusy' }, 'a running rollback cannot be abandoned');
-  engine.cancelJob(job.id);
-  t.equal((await engine.waitJob(job.id)).state, 'cancelled');
-  t.match(engine.getDisk(disk.id).pendingRollback, { snapshotId: snap.id }, 'a raw rollback stays journaled when cancelled');
+  engine.cancelJob(running.id);
+  t.equal((await engine.waitJob(running.id)).state, 'cancelled');
+  // What a daemon killed while a raw rollback wrote leaves: its journal, the image part written.
+  const job = { id: 'j-00000000000000ab' };
+  for (let i = 0; i < 100; i++) fillBlock(img, i, BS, `d${i}`);
+  await engine.close();
+  const catalog = Catalog.open(dataDir, BS);
+  catalog.txn(() => catalog.putDisk({ ...catalog.getDisk(disk.id)!, pendingRollback: { snapshotId: snap.id, startedAt: new Date().toISOString(), jobId: job.id } }));
+  await catalog.close();
+  ({ engine, logs } = await open(t, dataDir, images, { blockSize: BS }));
   const image = await sha256File(img);
 
   t.throws(() => engine.abandonRollback(disk.id, other.id), { code: 'RollbackNotPending', message: new RegExp(`its unfinished rollback is to ${snap.id}`) },
@@ -203,9 +210,28 @@ t.test('abandonRollback', async (t) => {
   await engine.deleteSnapshot(snap.id);
 });
 
-t.test('a raw rollback stopped by a damaged block says the image is partly rolled back and names the ways out', async (t) => {
+t.test('a raw rollback cancelled before it writes clears its journal: the disk is as it was', async (t) => {
   const { dataDir, images } = dirs(t);
-  const { engine } = await open(t, dataDir, images, { blockSize: BS });
+  const { engine, logs } = await open(t, dataDir, images, { blockSize: BS });
+  const img = makeImage(join(images, 'c.raw'), 256 * BS);
+  for (let i = 0; i < 256; i++) fillBlock(img, i, BS, `c${i}`);
+  const disk = await engine.addDisk({ path: img });
+  const snap = await snapshot(engine, disk.id, 'base');
+  for (let i = 0; i < 256; i++) fillBlock(img, i, BS, `now${i}`);
+  const before = await sha256File(img);
+  const job = engine.startRollback(disk.id, snap.id);
+  engine.cancelJob(job.id);
+  const done = await engine.waitJob(job.id);
+  t.equal(done.state, 'cancelled');
+  t.match(done.error?.message, /stopped before it wrote anything: the disk is as it was and takes snapshots as before/);
+  t.equal(engine.getDisk(disk.id).pendingRollback, null, 'no journal is left');
+  t.equal(await sha256File(img), before, 'the image is untouched');
+  t.ok(logs.some((l) => /raw rollback cancelled before it wrote anything/.test(l)), 'logged');
+  await snapshot(engine, disk.id);
+});
+
+/** A raw disk of 64 blocks snapshotted as `base`, every block changed since, and base's block 32 gone from the store. */
+async function rawWithMissingBlock(engine: Engine, dataDir: string, images: string) {
   const img = makeImage(join(images, 'rot.raw'), 64 * BS);
   for (let i = 0; i < 64; i++) fillBlock(img, i, BS, `r${i}`);
   const disk = await engine.addDisk({ path: img });
@@ -213,12 +239,41 @@ t.test('a raw rollback stopped by a damaged block says the image is partly rolle
   for (let i = 0; i < 64; i++) fillBlock(img, i, BS, `changed${i}`);
   const digest = createHash('sha256').update(pattern('r32', BS)).digest('hex');
   unlinkSync(join(dataDir, 'blocks', digest.slice(0, 3), digest));
+  return { img, disk, snap };
+}
+
+t.test('a raw rollback that needs a damaged block fails before it writes anything, and names the ways out', async (t) => {
+  const { dataDir, images } = dirs(t);
+  const { engine } = await open(t, dataDir, images, { blockSize: BS });
+  const { img, disk, snap } = await rawWithMissingBlock(engine, dataDir, images);
+  const before = await sha256File(img);
   const done = await engine.waitJob(engine.startRollback(disk.id, snap.id).id);
   t.equal(done.state, 'failed');
   t.equal(done.error?.code, 'BlockMissing');
-  t.match(done.error?.message, /image is partly rolled back/);
+  t.match(done.error?.message, /stopped before it wrote anything: the disk is as it was and takes snapshots as before/);
   t.match(done.error?.message, /store verify/);
-  t.match(done.error?.message, /roll back to another snapshot/);
+  t.match(done.error?.message, /roll back to a snapshot that does not share it/);
+  t.equal(await sha256File(img), before, 'not one block was written');
+  t.equal(engine.getDisk(disk.id).pendingRollback, null, 'no journal is left');
+  await snapshot(engine, disk.id);
+});
+
+t.test('a rerun of a raw rollback an earlier attempt left partly done keeps its journal when a block is damaged', async (t) => {
+  const { dataDir, images } = dirs(t);
+  let { engine } = await open(t, dataDir, images, { blockSize: BS });
+  const { img, disk, snap } = await rawWithMissingBlock(engine, dataDir, images);
+  for (let i = 0; i < 10; i++) fillBlock(img, i, BS, `r${i}`);
+  await engine.close();
+  const catalog = Catalog.open(dataDir, BS);
+  catalog.txn(() => catalog.putDisk({ ...catalog.getDisk(disk.id)!, pendingRollback: { snapshotId: snap.id, startedAt: new Date().toISOString(), jobId: 'j-00000000000000ac' } }));
+  await catalog.close();
+  ({ engine } = await open(t, dataDir, images, { blockSize: BS }));
+  const before = await sha256File(img);
+  const done = await engine.waitJob(engine.startRollback(disk.id, snap.id).id);
+  t.equal(done.error?.code, 'BlockMissing');
+  t.match(done.error?.message, /stopped before it wrote anything, but an earlier attempt had left the image partly rolled back/);
   t.match(done.error?.message, /blocksnap rollback rot\.raw --abandon/);
-  t.ok(engine.getDisk(disk.id).pendingRollback, 'the journal stays');
+  t.equal(await sha256File(img), before, 'this attempt wrote nothing');
+  t.match(engine.getDisk(disk.id).pendingRollback, { snapshotId: snap.id }, 'the journal stays');
+  t.throws(() => engine.startSnapshot(disk.id), { code: 'RollbackIncomplete' });
 });

@@ -2,9 +2,10 @@
  * Bit rot in the block store: one flipped byte in a stored block. `store verify` names the block
  * and every snapshot that references it; rollback and clone to such a snapshot fail with
  * DigestMismatch instead of writing the wrong bytes. A damaged header is BlockCorrupt, a vanished
- * file BlockMissing. A raw rollback, written in place, has written the blocks before the damaged
- * one: it stays journaled, its error says so and names the ways out, and `rollback --abandon`
- * gives it up when no snapshot without the block is left to roll back to.
+ * file BlockMissing. A raw rollback, written in place, checks every block it needs before it
+ * writes any, so it fails with the disk as it was. One that an earlier attempt left partly done
+ * stays journaled, its error says so and names the ways out, and `rollback --abandon` gives it up
+ * when no snapshot without the block is left to roll back to.
  */
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, unlinkSync, writeSync } from 'node:fs';
@@ -14,6 +15,7 @@ import t from 'tap';
 import type { Disk, Job, Snapshot, VerifyResult } from '../../src/engine/types';
 import { DaemonProcess, connect, makeLayout } from '../crash/daemon-process';
 import { ImageWriter } from '../crash/disk-image';
+import { Catalog } from '../../src/catalog/catalog';
 import { makeImage, pattern, writeAt } from '../helpers/images';
 import { runCli } from '../integration/fixtures/harness';
 
@@ -69,11 +71,11 @@ t.test('a flipped byte is found by verify and refused by rollback and clone', as
   const rollback = await c.call<Job>('rollback', { disk: 'vm', snapshot: 's1', wait: true });
   t.equal(rollback.state, 'failed', 'rollback to a snapshot with a rotten block fails');
   t.equal(rollback.error?.code, 'DigestMismatch', 'with DigestMismatch');
-  t.match(rollback.error?.message, /image is partly rolled back/, 'which says what the image holds');
+  t.match(rollback.error?.message, /stopped before it wrote anything: the disk is as it was/, 'which says what the image holds');
   const head = readFileSync(image).subarray(0, BLOCK);
   t.ok(head.equals(current), 'the image block was not overwritten with the rotten bytes');
   const disk = await c.call<Disk>('disk.show', { disk: 'vm' });
-  t.match(disk.pendingRollback, { snapshotId: s1.id }, 'the unfinished rollback stays journaled on the disk');
+  t.equal(disk.pendingRollback, null, 'nothing is journaled: the disk takes snapshots as before');
 
   const target = join(layout.imageRoot, 'copy.img');
   const clone = await c.call<Job>('clone', { snapshot: 's2', path: target, wait: true });
@@ -111,7 +113,32 @@ t.test('a damaged header is BlockCorrupt and a vanished block is BlockMissing', 
   t.match(await c.call<Snapshot[]>('snapshot.list'), [{ name: 's1', status: 'available' }], 'the catalog is unchanged');
 });
 
-t.test('a raw rollback stopped by a rotten block mid-way: partly rolled back, its error names the ways out, --abandon clears it', async (t) => {
+t.test('a raw rollback whose target has a rotten block writes nothing, however late the block comes', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'bsr-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const layout = makeLayout(dir, { blockSize: BLOCK });
+  const image = join(layout.imageRoot, 'vm.img');
+  const BLOCKS = 64;
+  makeImage(image, BLOCKS * BLOCK);
+  for (let i = 0; i < BLOCKS; i++) writeAt(image, i * BLOCK, pattern(`late-${i}`, BLOCK));
+  const daemon = await DaemonProcess.start(layout);
+  t.teardown(() => daemon.kill());
+  const c = await connect(layout);
+  t.teardown(() => c.close());
+  await c.call('disk.add', { path: image, name: 'vm' });
+  await c.call<Job>('snapshot.create', { disk: 'vm', name: 's1', wait: true });
+  for (let i = 0; i < BLOCKS; i++) writeAt(image, i * BLOCK, pattern(`guest-${i}`, BLOCK));
+  flipByte(blockPath(layout.dataDir, sha(pattern(`late-${BLOCKS - 1}`, BLOCK))), 64 + 7);
+  const before = ImageWriter.contentSha(image);
+  const rollback = await c.call<Job>('rollback', { disk: 'vm', snapshot: 's1', wait: true });
+  t.equal(rollback.error?.code, 'DigestMismatch');
+  t.match(rollback.error?.message, /store verify/, 'the error names store verify');
+  t.equal(ImageWriter.contentSha(image), before, 'not one of the 63 good blocks before it was written');
+  const again = await c.call<Job>('snapshot.create', { disk: 'vm', name: 'after', wait: true });
+  t.equal(again.state, 'succeeded', 'the disk takes snapshots as before');
+});
+
+t.test('a raw rollback an earlier attempt left partly done, stopped again by a rotten block: its error names the ways out, --abandon clears it', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'bsr-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const layout = makeLayout(dir, { blockSize: BLOCK });
@@ -119,9 +146,9 @@ t.test('a raw rollback stopped by a rotten block mid-way: partly rolled back, it
   const BLOCKS = 64;
   makeImage(image, BLOCKS * BLOCK);
   for (let i = 0; i < BLOCKS; i++) writeAt(image, i * BLOCK, pattern(`mid-${i}`, BLOCK));
-  const daemon = await DaemonProcess.start(layout);
+  let daemon = await DaemonProcess.start(layout);
   t.teardown(() => daemon.kill());
-  const c = await connect(layout);
+  let c = await connect(layout);
   t.teardown(() => c.close());
   const env = { BLOCKSNAP_SOCKET: layout.socketPath };
   await c.call('disk.add', { path: image, name: 'vm' });
@@ -130,29 +157,42 @@ t.test('a raw rollback stopped by a rotten block mid-way: partly rolled back, it
   for (let i = 0; i < BLOCKS; i++) if (i !== 32) writeAt(image, i * BLOCK, pattern(`now-${i}`, BLOCK));
   await c.call<Job>('snapshot.create', { disk: 'vm', name: 's2', wait: true });
   for (let i = 0; i < BLOCKS; i++) writeAt(image, i * BLOCK, pattern(`guest-${i}`, BLOCK));
+  // What a daemon killed while the rollback to s1 wrote leaves: its journal, and the first blocks written.
+  c.close();
+  await daemon.stop();
+  for (let i = 0; i < 10; i++) writeAt(image, i * BLOCK, pattern(`mid-${i}`, BLOCK));
+  const catalog = Catalog.open(layout.dataDir, BLOCK);
+  catalog.txn(() => {
+    const d = catalog.allDisks().find((x) => x.name === 'vm')!;
+    catalog.putDisk({ ...d, pendingRollback: { snapshotId: s1.id, startedAt: new Date().toISOString(), jobId: 'j-00000000000000ad' } });
+  });
+  await catalog.close();
+  daemon = await DaemonProcess.start(layout);
+  c = await connect(layout);
   flipByte(blockPath(layout.dataDir, sha(pattern('mid-32', BLOCK))), 64 + 7);
 
+  const image1 = ImageWriter.contentSha(image);
   const rollback = await c.call<Job>('rollback', { disk: 'vm', snapshot: 's1', wait: true });
   t.equal(rollback.state, 'failed');
   t.equal(rollback.error?.code, 'DigestMismatch');
   const message = rollback.error?.message ?? '';
-  t.match(message, /image is partly rolled back/, 'the error says the image is partly rolled back');
+  t.match(message, /an earlier rollback to s1 had left the image partly rolled back/, 'the error says the image is partly rolled back');
   t.match(message, /blocksnap store verify/, 'and names store verify');
-  t.match(message, /rerun this rollback once the block file is restored/, 'a rerun once repaired');
-  t.match(message, /roll back to another snapshot/, 'another snapshot');
+  t.match(message, /restore the block file and rerun/, 'a rerun once repaired');
+  t.match(message, /roll back to a snapshot that does not share it/, 'another snapshot');
   t.match(message, /blocksnap rollback vm --abandon/, 'and --abandon');
-  const now = readFileSync(image);
-  t.ok(now.subarray(0, BLOCK).equals(pattern('mid-0', BLOCK)), 'blocks before the rotten one were written');
-  t.ok(now.subarray(32 * BLOCK, 33 * BLOCK).equals(pattern('guest-32', BLOCK)), 'the rotten one was not');
+  t.equal(ImageWriter.contentSha(image), image1, 'this attempt wrote nothing');
   t.match((await c.call<Disk>('disk.show', { disk: 'vm' })).pendingRollback, { snapshotId: s1.id }, 'the rollback stays journaled');
   await t.rejects(c.call('snapshot.create', { disk: 'vm', wait: true }), { code: 'RollbackIncomplete', message: /--abandon/ }, 'snapshots are refused, naming --abandon');
   const s2Rollback = await c.call<Job>('rollback', { disk: 'vm', snapshot: 's2', wait: true });
   t.equal(s2Rollback.error?.code, 'DigestMismatch', 'every snapshot shares the block: no rollback can finish');
+  t.match((await c.call<Disk>('disk.show', { disk: 'vm' })).pendingRollback, { snapshotId: s1.id },
+    'the journal still names s1, whose blocks the image partly holds');
 
   const usage = await runCli(['rollback', 'vm'], env);
   t.equal(usage.code, 2, 'a rollback without SNAPSHOT nor --abandon is a usage error');
   t.match(usage.stderr, /rollback needs a SNAPSHOT \(or --abandon/);
-  const wrong = await runCli(['rollback', 'vm', 's1', '--abandon', '--json'], env);
+  const wrong = await runCli(['rollback', 'vm', 's2', '--abandon', '--json'], env);
   t.equal(wrong.code, 1, 'abandoning another snapshot\'s rollback is refused');
   t.match(wrong.json(), { error: { code: 'RollbackNotPending', message: /its unfinished rollback is to s-[0-9a-f]{16}/ } });
   const image0 = ImageWriter.contentSha(image);

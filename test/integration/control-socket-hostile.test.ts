@@ -118,7 +118,11 @@ t.test('a client past --max-connections is told why', async (t) => {
   const d = await freshDaemon(t, ['--max-connections', '2']);
   const held = [await RawClient.ready(d.socketPath), await RawClient.ready(d.socketPath)];
   t.teardown(() => held.forEach((c) => c.close()));
-  const r = await d.cli('disk', 'list');
+  // Busy until the CLI was refused: a loaded machine can take longer than the idle timeout to
+  // start the CLI, and the held clients must still hold their slots when it connects.
+  let id = 1;
+  const busy = setInterval(() => held.forEach((c) => c.send({ id: id++, method: 'disk.list', params: {} })), 200);
+  const r = await d.cli('disk', 'list').finally(() => clearInterval(busy));
   t.equal(r.code, 1);
   t.match(r.stderr, /the daemon serves at most 2 clients at once and all are connected; try again later \[DaemonUnavailable\]/);
   await d.waitForLog(/refusing connections: the client limit is reached/);

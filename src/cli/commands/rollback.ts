@@ -11,14 +11,14 @@ export function registerRollback(program: Command): void {
   jobOptions(program.command('rollback').argument('<disk>', 'disk id or name')
     .argument('[snapshot]', 'snapshot id or name (of that disk); with --abandon it may be left out, and must be the unfinished rollback\'s if given'))
     .description('restore a disk image to a snapshot in place (stop the VM first)')
-    .option('--force', 'roll back even while a QEMU process (a running VM, qemu-nbd) holds the image')
+    .option('--force', 'roll back even while a QEMU process (a running VM, qemu-nbd) holds the image; for a copy-on-write disk, even while its writable export has NBD clients, which are disconnected')
     .option('--abandon', 'clear the journal of an unfinished rollback without finishing it; the image keeps what that rollback left')
     .addHelpText('after', examples([
       'blocksnap rollback web1 before-upgrade',
       'blocksnap rollback web1 s-0123456789abcdef --json',
       'blocksnap rollback web1 --abandon',
     ]) + '\nOnly blocks that differ from the snapshot are written (a qcow2 disk is rewritten as a fresh\nimage beside it and renamed over it, so it needs room for that image beside the disk: a\nrollback that would not fit is refused with NoSpace before it starts). An interrupted rollback\nis reported by `disk show`; run the same rollback again to finish it. A rollback is refused\n(DiskInUse) while QEMU holds the image open, unless --force is given.\n' +
-      '\nA raw disk is rewritten in place: a rollback cut off (a crash, a cancel, a damaged block in\nthe store) leaves it partly rolled back, and the disk refuses snapshots (RollbackIncomplete)\nuntil a rollback of it completes. A qcow2 rollback cut off before its new image replaced the\ndisk file leaves the disk as it was, and it takes snapshots as before.\n' +
+      '\nA raw disk is rewritten in place, once every stored block it needs has been read and checked:\na damaged or missing block in the store, or a cancel before the writing began, leaves the disk\nas it was. A rollback cut off while it writes (a crash, a cancel, a write error) leaves it partly\nrolled back, and the disk refuses snapshots (RollbackIncomplete) until a rollback of it\ncompletes. A qcow2 rollback cut off before its new image replaced the disk file leaves the disk\nas it was, and it takes snapshots as before.\n' +
       '\n--abandon gives up an unfinished rollback instead: the disk takes snapshots again and the\nimage keeps whatever the rollback left (raw: possibly a mix of blocks from before and from the\nsnapshot; qcow2: the image from before, unless the new one had already replaced it). Refused\nwhile a job runs on the disk, and when no rollback is unfinished (RollbackNotPending).\n')
     .action(async (disk: string, snapshot: string | undefined, flags: RollbackFlags) => {
       if (flags.abandon === true) {
@@ -57,8 +57,9 @@ async function cancelNote(client: DaemonClient, job: Job): Promise<string | null
 
 export function rollbackCancelNote(disk: Pick<Disk, 'name' | 'format'>): string | null {
   if (disk.format === 'raw') {
-    return `Cancelling leaves the image of ${disk.name} partly rolled back (the blocks written so far from the snapshot, the others as they are now), ` +
-      `and the disk refusing snapshots until a rollback of it completes or is abandoned (blocksnap rollback ${disk.name} --abandon).`;
+    return `Once the rollback writes, cancelling leaves the image of ${disk.name} partly rolled back (the blocks written so far from the snapshot, ` +
+      `the others as they are now), and the disk refusing snapshots until a rollback of it completes or is abandoned (blocksnap rollback ${disk.name} --abandon); ` +
+      'before that, while it compares the image and checks the stored blocks, the disk is left as it was.';
   }
   if (disk.format === 'qcow2') return `Cancelling leaves ${disk.name} as it was: the new image is discarded before it replaces the disk file.`;
   return null;
