@@ -111,42 +111,57 @@ void write_block_sparse(int fd, int direct_out, const uint8_t* buf, size_t len, 
 // What a rollback found a block to need by comparing the image with its target.
 enum class Need : uint8_t { Nothing, Punch, Write };
 
-// A stored block a rollback writes somewhere, checked before the first write.
-struct Needed {
-  Digest digest;
-  size_t len = 0;
-  uint64_t first_block = 0;  // for the error, should the block be damaged
-  uint64_t uses = 0;         // blocks of the image it is written to
-  bool kept = false;         // left cached by its check, `cached_before` what was cached before
-  std::vector<uint8_t> cached_before;
-};
-
 // Store bytes a rollback's check leaves cached for its write pass to read again. Past this the
 // check drops what it brought in, as a clone's reads do, and the write pass reads those blocks
 // from the disk again: a rollback that differs in every block must not flush the host's page
 // cache. 256 MiB holds the blocks of a typical rollback (a 1% change of a 16 GiB disk).
 constexpr uint64_t kVerifiedCacheBudget = uint64_t{256} << 20;
 
-// The distinct blocks `writes` need, sorted by digest.
-template <typename TargetOf, typename LenOf>
-std::vector<Needed> needed_blocks(const std::vector<uint64_t>& writes, TargetOf&& target_of, LenOf&& block_len) {
-  std::vector<Needed> all;
-  all.reserve(writes.size());
-  for (uint64_t i : writes) all.push_back({target_of(i), block_len(i), i, 1, false, {}});
-  std::sort(all.begin(), all.end(), [](const Needed& a, const Needed& b) { return a.digest < b.digest; });
-  std::vector<Needed> distinct;
-  for (Needed& n : all) {
-    if (!distinct.empty() && distinct.back().digest == n.digest) ++distinct.back().uses;
-    else distinct.push_back(std::move(n));
-  }
-  return distinct;
-}
+// The stored blocks a rollback will write, each read and checked once before its first write.
+class CheckedBlocks {
+ public:
+  explicit CheckedBlocks(const std::string& store_dir) : store_dir_(store_dir) {}
 
-const Needed& find_needed(const std::vector<Needed>& needed, const Digest& digest) {
-  const auto it = std::lower_bound(needed.begin(), needed.end(), digest,
-                                   [](const Needed& n, const Digest& d) { return n.digest < d; });
-  return *it;  // every written block's digest is there by construction
-}
+  // Reads and checks the block `digest` of `len` raw bytes into `buf`, unless another block of
+  // the image needing it already did. Throws what read_block throws.
+  void check(const Digest& digest, size_t len, AlignedBuffer& buf) {
+    Entry* e;
+    {
+      std::lock_guard lock(mutex_);
+      const auto [it, fresh] = entries_.try_emplace(digest);
+      if (!fresh) return;
+      e = &it->second;  // stays valid: an unordered_map never moves its elements
+      e->kept = kept_bytes_ + len <= kVerifiedCacheBudget;
+      if (e->kept) kept_bytes_ += len;
+    }
+    BlockReadOptions options;
+    options.expected_length = len;
+    if (e->kept) options.cached_before_out = &e->cached_before;
+    else options.keep_page_cache = true;
+    read_block(store_dir_, digest, buf, options);
+  }
+
+  // The write pass's read of a checked block: checked again, and leaving the page cache as the
+  // first read found it. Only once every check() has returned.
+  size_t read_again(const Digest& digest, size_t len, AlignedBuffer& buf) const {
+    const Entry& e = entries_.at(digest);
+    BlockReadOptions options;
+    options.expected_length = len;
+    if (e.kept) options.cached_before_in = &e.cached_before;
+    else options.keep_page_cache = true;
+    return read_block(store_dir_, digest, buf, options);
+  }
+
+ private:
+  struct Entry {
+    bool kept = false;  // left cached by its check; `cached_before` is what was cached before
+    std::vector<uint8_t> cached_before;
+  };
+  const std::string& store_dir_;
+  std::mutex mutex_;
+  uint64_t kept_bytes_ = 0;
+  std::unordered_map<Digest, Entry, DigestWordHash> entries_;
+};
 
 void set_size(int fd, uint64_t size, const std::string& path) {
   int r;
@@ -227,15 +242,16 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
     return {counters.blocks_written, counters.bytes_written, 0, counters.blocks_unchanged};
   }
 
-  // An update (a rollback) runs in three passes, and the image is touched only by the last:
-  //  1. compare every block of the image with its target, as a scan reads it;
-  //  2. read and check every stored block the image needs: a damaged or missing one fails the
+  // An update (a rollback) runs in two passes, and the image is touched only by the second:
+  //  1. compare every block of the image with its target, as a scan reads it, and read and
+  //     check the stored block of every one that differs: a damaged or missing block fails the
   //     rollback here, the image as it was (Error::image_unchanged);
-  //  3. punch the ZERO targets that hold data, then write the blocks that differ.
+  //  2. punch the ZERO targets that hold data, then write the blocks that differ, reading them
+  //     again (from the page cache, mostly: CheckedBlocks).
   // Punches come first so that on a full filesystem a rollback that fits does not fail with
   // NoSpace because it wrote before it punched, and again on every rerun.
-  // Progress: a block that needs writing counts a third in each pass, any other block in full in
-  // the first.
+  // Progress: a block that needs writing counts two thirds in the first pass and a third in the
+  // second, any other block in full in the first.
 
   // The extent map is taken once: this apply is the image's only writer, and the write pass
   // touches only blocks whose extents it does not change for another.
@@ -261,67 +277,66 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
   };
   // One element per block, each written by the one thread that claimed the block.
   std::vector<Need> needs(block_count, Need::Nothing);
+  CheckedBlocks checked(p.store_dir);
   const auto unchanged = [&](size_t len) {
     counters.blocks_unchanged.fetch_add(1, std::memory_order_relaxed);
     control.add_done(len);
   };
   InPlaceOdds odds;
-  {
-    for (unsigned t = 0; t < threads; ++t) prefetch(uint64_t{t} * p.block_size);
-    ParallelRun compare(control, block_count);
-    compare.run(threads, [&](ParallelRun& job) {
-      AlignedBuffer buf(p.block_size);
-      uint64_t i;
-      while (job.next(i)) {
-        const uint64_t offset = i * p.block_size;
-        const size_t len = block_len(i);
-        const Digest target = target_of(i);
-        try {
-          // This thread's next block is about `threads` blocks ahead: start reading it now so the
-          // disk works while this one is hashed.
-          prefetch(offset + uint64_t{threads} * p.block_size);
-          const auto pieces = extents.overlapping(offset, offset + len);
-          if (pieces.empty()) {  // a hole: nothing to read
-            if (is_zero_digest(target)) {
-              unchanged(len);
-            } else {
-              needs[i] = Need::Write;
-              control.add_done(third(len));
-            }
-            continue;
+  for (unsigned t = 0; t < threads; ++t) prefetch(uint64_t{t} * p.block_size);
+  ParallelRun compare(control, block_count);
+  compare.run(threads, [&](ParallelRun& job) {
+    AlignedBuffer buf(p.block_size);
+    uint64_t i;
+    while (job.next(i)) {
+      const uint64_t offset = i * p.block_size;
+      const size_t len = block_len(i);
+      const Digest target = target_of(i);
+      try {
+        // This thread's next block is about `threads` blocks ahead: start reading it now so the
+        // disk works while this one is hashed.
+        prefetch(offset + uint64_t{threads} * p.block_size);
+        const auto pieces = extents.overlapping(offset, offset + len);
+        // Whether the image already holds the target there, once known: a hole needs no read,
+        // and a wholly cached block that already holds its target is recognised without a copy
+        // (core/hash_in_place.h); anything else is read into `buf`.
+        std::optional<bool> same;
+        if (pieces.empty()) {
+          same = is_zero_digest(target);
+        } else if (pieces.size() == 1 && pieces[0].begin <= offset && pieces[0].end >= offset + len &&
+                   odds.worth_trying(i) && keeper.wholly_resident(offset, len)) {
+          if (const std::optional<InPlaceHash> h = hash_in_place(fd, offset, len)) {
+            same = h->zero ? is_zero_digest(target) : h->digest == target;
+            odds.record(*same);
           }
-          // A wholly cached block that already holds its target is recognised without a copy
-          // (core/hash_in_place.h); anything else is read into `buf` below.
-          if (pieces.size() == 1 && pieces[0].begin <= offset && pieces[0].end >= offset + len && odds.worth_trying(i) &&
-              keeper.wholly_resident(offset, len)) {
-            const std::optional<InPlaceHash> h = hash_in_place(fd, offset, len);
-            const bool same = h && (h->zero ? is_zero_digest(target) : h->digest == target);
-            if (h) odds.record(same);
-            if (same) {
-              unchanged(len);
-              continue;
-            }
-          }
+        }
+        if (!same) {
           const std::vector<uint8_t> cached_before = keeper.before_read(offset, len);
           read_data_range(fd, direct ? direct.get() : -1, pieces, offset, len, buf.data(), cached_before, path);
           keeper.after_read(offset, len, cached_before);
           const bool current_zero = is_all_zero(buf.data(), len);
-          if (is_zero_digest(target) ? current_zero : !current_zero && sha256(buf.data(), len) == target) {
-            unchanged(len);
-          } else if (is_zero_digest(target)) {
-            needs[i] = Need::Punch;
-            control.add_done(len);
-          } else {
-            needs[i] = Need::Write;
-            control.add_done(third(len));
-          }
-        } catch (Error& e) {
-          tag_block(e, i, target);
-          throw;
+          same = is_zero_digest(target) ? current_zero : !current_zero && sha256(buf.data(), len) == target;
         }
+        if (*same) {
+          unchanged(len);
+        } else if (is_zero_digest(target)) {
+          needs[i] = Need::Punch;
+          control.add_done(len);
+        } else {
+          needs[i] = Need::Write;
+          control.add_done(third(len));
+          checked.check(target, len, buf);
+          control.add_done(third(len));
+        }
+      } catch (Error& e) {
+        tag_block(e, i, target);
+        throw;
       }
-    }, progress);
-  }
+    }
+  }, progress);
+  // Cancelled between the passes: nothing was written yet.
+  if (control.cancelled()) throw Error(ErrorCode::Cancelled, "the job was cancelled");
+  touched = true;
 
   std::vector<uint64_t> punches;
   std::vector<uint64_t> writes;
@@ -329,38 +344,8 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
     if (needs[i] == Need::Punch) punches.push_back(i);
     else if (needs[i] == Need::Write) writes.push_back(i);
   }
-  std::vector<Needed> needed = needed_blocks(writes, target_of, block_len);
 
-  // Pass 2. Up to kVerifiedCacheBudget of the checked blocks stay cached for pass 3 to read
-  // again; the rest is dropped after the check, as a clone's reads are, and read again cold.
-  std::atomic<uint64_t> kept_bytes{0};
-  {
-    ParallelRun verify(control, needed.size());
-    verify.run(effective_threads(p.threads, needed.size()), [&](ParallelRun& job) {
-      AlignedBuffer buf(p.block_size);
-      uint64_t k;
-      while (job.next(k)) {
-        Needed& n = needed[k];
-        try {
-          BlockReadOptions read_options;
-          read_options.expected_length = n.len;
-          n.kept = kept_bytes.fetch_add(n.len, std::memory_order_relaxed) + n.len <= kVerifiedCacheBudget;
-          if (n.kept) read_options.cached_before_out = &n.cached_before;
-          else read_options.keep_page_cache = true;
-          read_block(p.store_dir, n.digest, buf, read_options);
-          control.add_done(third(n.len) * n.uses);
-        } catch (Error& e) {
-          tag_block(e, n.first_block, n.digest);
-          throw;
-        }
-      }
-    }, progress);
-  }
-
-  if (control.cancelled()) throw Error(ErrorCode::Cancelled, "the job was cancelled");
-  touched = true;
-
-  // Pass 3. Shrink before writing so that no block is written into a tail about to be cut;
+  // Pass 2. Shrink before writing so that no block is written into a tail about to be cut;
   // growing is left to the end, where the new tail becomes a hole.
   if (image.size > p.size_bytes) set_size(fd, p.size_bytes, path);
   ParallelRun punch(control, punches.size());
@@ -391,13 +376,7 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
       const size_t len = block_len(i);
       const Digest target = target_of(i);
       try {
-        const Needed& n = find_needed(needed, target);
-        // Checked again: the write pass writes only what it has itself just checked.
-        BlockReadOptions read_options;
-        read_options.expected_length = len;
-        if (n.kept) read_options.cached_before_in = &n.cached_before;
-        else read_options.keep_page_cache = true;
-        read_block(p.store_dir, target, buf, read_options);
+        checked.read_again(target, len, buf);
         std::vector<uint8_t> cached_before = resident_pages(fd, offset, len);
         write_block_sparse(fd, -1, buf.data(), len, offset, extents.overlapping(offset, offset + len), path);
         written.add(offset, len, std::move(cached_before));

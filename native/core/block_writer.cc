@@ -52,8 +52,60 @@ bool BlockWriter::put_framed(const Digest& digest, uint8_t* frame, size_t len) {
   return put_block(digest, frame + kBlockHeaderSize, len, frame);
 }
 
+void BlockWriter::set_damaged(const std::vector<uint8_t>& packed) {
+  damaged_.clear();
+  for (size_t off = 0; off + kDigestSize <= packed.size(); off += kDigestSize) {
+    Digest d;
+    std::memcpy(d.data(), packed.data() + off, kDigestSize);
+    damaged_.push_back(d);
+  }
+  std::sort(damaged_.begin(), damaged_.end());
+  damaged_.erase(std::unique(damaged_.begin(), damaged_.end()), damaged_.end());
+  repair_state_ = std::make_unique<std::atomic<uint8_t>[]>(damaged_.size());
+  for (size_t i = 0; i < damaged_.size(); ++i) repair_state_[i].store(0, std::memory_order_relaxed);
+}
+
+long BlockWriter::damaged_index(const Digest& digest) const noexcept {
+  if (damaged_.empty()) return -1;
+  const auto it = std::lower_bound(damaged_.begin(), damaged_.end(), digest);
+  return it != damaged_.end() && *it == digest ? static_cast<long>(it - damaged_.begin()) : -1;
+}
+
+bool BlockWriter::needs_repair(const Digest& digest) const noexcept {
+  const long i = damaged_index(digest);
+  return i >= 0 && repair_state_[i].load(std::memory_order_acquire) != 2;
+}
+
+std::vector<uint8_t> BlockWriter::repaired() const {
+  std::vector<uint8_t> out;
+  for (size_t i = 0; i < damaged_.size(); ++i)
+    if (repair_state_[i].load(std::memory_order_acquire) == 2) out.insert(out.end(), damaged_[i].begin(), damaged_[i].end());
+  return out;
+}
+
 bool BlockWriter::put_block(const Digest& digest, const uint8_t* data, size_t len, uint8_t* frame) {
   const std::string path = block_file_path(store_dir_, digest);
+  // A damaged file has the right size: the first put of its digest rewrites it whatever is there
+  // (a concurrent put of the same digest meanwhile finds the old file, which this one replaces
+  // before the scan's drain returns, or fails the scan).
+  const long damaged = damaged_index(digest);
+  uint8_t expected = 0;
+  if (damaged >= 0 && repair_state_[damaged].compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+    try {
+      std::string tmp = write_temp(digest, data, len, frame);
+      try {
+        publish(tmp, digest, true);
+      } catch (...) {
+        ::unlink(tmp.c_str());
+        throw;
+      }
+    } catch (...) {
+      repair_state_[damaged].store(0, std::memory_order_release);
+      throw;
+    }
+    repair_state_[damaged].store(2, std::memory_order_release);
+    return true;
+  }
   bool replace = false;
   struct stat st;
   if (::stat(path.c_str(), &st) == 0) {

@@ -14,12 +14,21 @@
 // incremental's few new blocks are what a replication started right after it reads (a policy
 // with --replicate-to); a big snapshot still leaves the host's page cache to the VMs, but for
 // those first bytes.
+//
+// Repair: a writer may be given the digests of blocks known to be damaged (a flipped payload or
+// header byte found by `store verify` or by a reader; the catalog's `damaged` table). Such a
+// file has the right size, so "present" would reuse it. Instead the first put of each of those
+// digests writes a fresh file to tmp/ exactly like a new block (fsync) and renames it over the
+// damaged one: the name always holds a whole file, the damaged one until the rename, the fresh
+// one after. Later puts of the digest find the repaired file.
 #pragma once
 
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "core/digest.h"
 #include "core/store_layout.h"
@@ -32,7 +41,8 @@ class BlockWriter {
   explicit BlockWriter(std::string store_dir, uint64_t keep_cached_bytes = kDefaultKeepCachedBytes);
 
   // Stores `len` bytes whose SHA-256 is `digest`, unless a block file of the right size is
-  // already there. Returns true when this call created (or repaired) the file.
+  // already there and the digest is not damaged (set_damaged). Returns true when this call
+  // created (or repaired: a wrong-sized or damaged file) the file.
   // Throws NoSpace / PermissionDenied / IOError; a failed put leaves no temp file behind.
   bool put(const Digest& digest, const uint8_t* data, size_t len);
   // The same for a block in a frame (core/block_format.h): the payload at frame + 64.
@@ -41,6 +51,15 @@ class BlockWriter {
 
   // fsyncs the directories touched by put(). Throws IOError.
   void sync();
+
+  // The damaged digests (n × 32 bytes, any order, duplicates allowed). Call before the first put.
+  void set_damaged(const std::vector<uint8_t>& packed);
+  // Whether `digest` is one of them and this writer has not rewritten it yet: a scan stores such
+  // a block even where it would skip it otherwise (equal to the parent's). Cheap: a binary search
+  // of a list that is empty but for a damaged store.
+  bool needs_repair(const Digest& digest) const noexcept;
+  // The damaged digests this writer has rewritten, packed (n × 32), each once.
+  std::vector<uint8_t> repaired() const;
 
   const std::string& store_dir() const noexcept { return store_dir_; }
 
@@ -55,7 +74,13 @@ class BlockWriter {
   bool publish(const std::string& tmp, const Digest& digest, bool replace);
   void make_dir(const std::string& dir);
 
+  // Index of `digest` in damaged_, or -1.
+  long damaged_index(const Digest& digest) const noexcept;
+
   std::string store_dir_;
+  // Sorted damaged digests and, per digest, 0 = to repair, 1 = being repaired, 2 = repaired.
+  std::vector<Digest> damaged_;
+  std::unique_ptr<std::atomic<uint8_t>[]> repair_state_;
   const uint64_t keep_cached_bytes_;
   std::atomic<uint64_t> kept_cached_bytes_{0};
   std::atomic<bool> direct_ok_{true};  // cleared when the filesystem refuses O_DIRECT

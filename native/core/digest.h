@@ -6,6 +6,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -16,6 +17,16 @@ namespace blocksnap {
 
 inline constexpr size_t kDigestSize = 32;
 using Digest = std::array<uint8_t, kDigestSize>;
+
+// For unordered containers keyed by digest: the digest is already uniform, so its first word is
+// as good a hash as any.
+struct DigestWordHash {
+  size_t operator()(const Digest& d) const noexcept {
+    size_t h;
+    std::memcpy(&h, d.data(), sizeof h);
+    return h;
+  }
+};
 
 // Thread-safe; throws std::runtime_error only if libcrypto itself fails (no SHA-256 provider).
 Digest sha256(const void* data, size_t len);

@@ -54,7 +54,10 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
 
   const uint64_t parent_count = p.parent_digests.size() / kDigestSize;
   std::optional<BlockWriter> writer;
-  if (p.write_blocks) writer.emplace(p.store_dir);
+  if (p.write_blocks) {
+    writer.emplace(p.store_dir);
+    writer->set_damaged(p.damaged_digests);
+  }
   // Stores new blocks while the scan threads read and hash on (core/write_behind.h).
   std::optional<WriteBehind> behind;
   if (writer) behind.emplace(*writer, p.block_size, kStoreWriters, kStoreDepth, p.granule_dir);
@@ -100,7 +103,9 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
           const auto t0 = std::chrono::steady_clock::now();
           if (const std::optional<InPlaceHash> h = source->hash_cached(offset, len)) {
             speed.record(true, elapsed_ns(t0), len);
-            const bool final_digest = !behind || (!h->zero && std::memcmp(parent, h->digest.data(), kDigestSize) == 0);
+            // Equal to the parent's, but damaged in the store: read below and stored again.
+            const bool final_digest = !behind || (!h->zero && std::memcmp(parent, h->digest.data(), kDigestSize) == 0 &&
+                                                  !writer->needs_repair(h->digest));
             if (behind) odds.record(final_digest);
             if (final_digest) {
               counters.bytes_read.fetch_add(len, std::memory_order_relaxed);
@@ -126,7 +131,7 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
         if (time_copy) speed.record(false, elapsed_ns(copy_start), len);
         const bool same_as_parent =
             i < parent_count && std::memcmp(p.parent_digests.data() + i * kDigestSize, out, kDigestSize) == 0;
-        if (behind && !same_as_parent) buf = behind->submit(std::move(buf), digest, len, i, std::move(marks));
+        if (behind && (!same_as_parent || writer->needs_repair(digest))) buf = behind->submit(std::move(buf), digest, len, i, std::move(marks));
         control.add_done(len);
       } catch (Error& e) {
         if (!e.block_index) e.block_index = i;
@@ -140,7 +145,10 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
     counters.blocks_written = behind->blocks_written();
     counters.bytes_written = behind->bytes_written();
   }
-  if (writer) writer->sync();
+  if (writer) {
+    writer->sync();
+    result.repaired_digests = writer->repaired();
+  }
 
   result.bytes_read = counters.bytes_read;
   result.zero_blocks = counters.zero_blocks;

@@ -4,6 +4,8 @@
 // hashed, and only blocks that differ from the parent are looked up in or written to the store.
 // Each block is read once into one buffer and hashed and stored from that same buffer, so a
 // writer racing the scan can never make a digest disagree with the stored bytes.
+// A block whose digest is known to be damaged in the store (ScanParams::damaged_digests) is the
+// exception to "equal to the parent: not looked up": it is stored again, over the damaged file.
 // A block wholly in the page cache that turns out equal to its parent's is hashed where it lies
 // instead (core/hash_in_place.h): nothing of it is stored, so there is nothing to disagree with.
 #pragma once
@@ -29,6 +31,9 @@ struct ScanParams {
   std::string granule_dir;  // where to write the granule file of each block stored; empty: none
   uint64_t block_size = 0;
   std::vector<uint8_t> parent_digests;  // parent block count × 32; may be empty
+  // Digests of blocks known to be damaged in the store (n × 32, BlockWriter::set_damaged): a block
+  // that hashes to one is stored again over the damaged file, even where it equals the parent's.
+  std::vector<uint8_t> damaged_digests;
   bool write_blocks = true;
   unsigned threads = 0;  // 0 = one per core
 };
@@ -41,6 +46,7 @@ struct ScanResult {
   uint64_t zero_blocks = 0;
   uint64_t blocks_written = 0;
   uint64_t bytes_written = 0;
+  std::vector<uint8_t> repaired_digests;  // damaged digests this scan rewrote, n × 32
 };
 
 // Progress is in bytes of the image. Throws Error (see core/error.h).

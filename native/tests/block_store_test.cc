@@ -85,6 +85,77 @@ TEST(block_store_repairs_a_truncated_block_file) {
   CHECK(read_block(b.dir.path(), b.digest, buf) == b.data.size());
 }
 
+TEST(block_store_reuses_a_damaged_file_of_the_right_size_unless_told_it_is_damaged) {
+  StoredBlock b;
+  std::vector<uint8_t> bad = b.data;
+  bad[5000] ^= 0x01;
+  write_bytes(b.path, kBlockHeaderSize, bad);
+  BlockWriter plain(b.dir.path());
+  CHECK(!plain.needs_repair(b.digest));
+  CHECK(!plain.put(b.digest, b.data.data(), b.data.size()));  // right size: "present"
+  AlignedBuffer buf;
+  CHECK_THROWS_CODE(read_block(b.dir.path(), b.digest, buf), ErrorCode::DigestMismatch);
+  CHECK(plain.repaired().empty());
+}
+
+TEST(block_store_rewrites_a_damaged_block_by_renaming_a_fresh_file_over_it) {
+  StoredBlock b;
+  std::vector<uint8_t> bad = b.data;
+  bad[5000] ^= 0x01;
+  write_bytes(b.path, kBlockHeaderSize, bad);
+  struct stat before;
+  REQUIRE(::stat(b.path.c_str(), &before) == 0);
+
+  BlockWriter writer(b.dir.path());
+  const Digest other = sha256("other", 5);
+  std::vector<uint8_t> packed(b.digest.begin(), b.digest.end());
+  packed.insert(packed.end(), other.begin(), other.end());
+  packed.insert(packed.end(), b.digest.begin(), b.digest.end());  // duplicates are fine
+  writer.set_damaged(packed);
+  CHECK(writer.needs_repair(b.digest));
+  CHECK(writer.needs_repair(other));
+  CHECK(!writer.needs_repair(sha256("unrelated", 9)));
+  CHECK(writer.put(b.digest, b.data.data(), b.data.size()));
+  writer.sync();
+  CHECK(!writer.needs_repair(b.digest));
+  CHECK(writer.needs_repair(other));
+  CHECK(writer.repaired() == std::vector<uint8_t>(b.digest.begin(), b.digest.end()));
+
+  AlignedBuffer buf;
+  REQUIRE(read_block(b.dir.path(), b.digest, buf, {.expected_length = b.data.size()}) == b.data.size());
+  CHECK(std::memcmp(buf.data(), b.data.data(), b.data.size()) == 0);
+  struct stat after;
+  REQUIRE(::stat(b.path.c_str(), &after) == 0);
+  CHECK(after.st_ino != before.st_ino);  // a new file renamed over it, never written in place
+  CHECK_EQ(after.st_mode & 0777, 0600u);
+  CHECK_EQ(entries_in(tmp_dir_path(b.dir.path())), 0u);
+  // Once repaired, the block is present as any other.
+  CHECK(!writer.put(b.digest, b.data.data(), b.data.size()));
+  CHECK_EQ(writer.repaired().size(), kDigestSize);
+}
+
+TEST(block_store_repairs_a_damaged_header_and_stores_a_damaged_digest_that_is_gone) {
+  StoredBlock b;
+  write_bytes(b.path, 0, {'X'});  // the magic
+  BlockWriter writer(b.dir.path());
+  std::vector<uint8_t> framed(kBlockHeaderSize + b.data.size());
+  std::memcpy(framed.data() + kBlockHeaderSize, b.data.data(), b.data.size());
+  writer.set_damaged(std::vector<uint8_t>(b.digest.begin(), b.digest.end()));
+  CHECK(writer.put_framed(b.digest, framed.data(), b.data.size()));
+  AlignedBuffer buf;
+  CHECK(read_block(b.dir.path(), b.digest, buf) == b.data.size());
+
+  // A digest marked damaged whose file was swept meanwhile is simply stored.
+  const std::vector<uint8_t> data = pattern(3000, 4);
+  const Digest d = sha256(data.data(), data.size());
+  BlockWriter again(b.dir.path());
+  again.set_damaged(std::vector<uint8_t>(d.begin(), d.end()));
+  CHECK(again.put(d, data.data(), data.size()));
+  again.sync();
+  CHECK(read_block(b.dir.path(), d, buf) == data.size());
+  CHECK(!again.needs_repair(d));
+}
+
 TEST(block_reader_reports_a_missing_block) {
   TempDir dir;
   AlignedBuffer buf;

@@ -9,6 +9,7 @@
 
 #include "core/aligned_buffer.h"
 #include "core/block_format.h"
+#include "core/block_reader.h"
 #include "core/store_layout.h"
 #include "io/file_io.h"
 #include "io/page_cache.h"
@@ -17,6 +18,7 @@
 #include "tests/temp_dir.h"
 #include "volume/cow_format.h"
 #include "volume/cow_volume.h"
+#include "volume/scan_blocks.h"
 
 using namespace blocksnap;
 using namespace testing_support;
@@ -350,6 +352,35 @@ TEST(cow_source_load_of_a_damaged_base_block_is_a_digest_mismatch) {
   AlignedBuffer frame(block_frame_size(kBlock));
   uint64_t bytes = 0;
   CHECK_THROWS_CODE(source->read_framed_direct(1, frame.data(), bytes), ErrorCode::DigestMismatch);
+}
+
+TEST(cow_snapshot_scan_rewrites_a_damaged_base_block_it_reads_good_bytes_of) {
+  Fixture f;
+  Digest d;
+  std::memcpy(d.data(), &f.digests[1 * kDigestSize], kDigestSize);
+  const std::string path = block_file_path(f.dir / "blocks", d);
+  write_bytes(path, kBlockHeaderSize + 5000, std::vector<uint8_t>{static_cast<uint8_t>(f.content[kBlock + 5000] ^ 0xff)});
+  const std::vector<uint8_t> good(f.content.begin() + kBlock, f.content.begin() + 2 * kBlock);
+  {
+    CowVolume writer(f.spec(true));
+    writer.write(kBlock, good.data(), good.size(), false);  // block 1 rewritten whole with the same bytes
+    writer.close();
+  }
+  CowVolume v(f.spec(false));
+  JobControl control;
+  ScanBlocksParams p{.store_dir = f.dir / "blocks", .block_size = kBlock, .blocks = {1}, .threads = 1};
+  const ScanBlocksResult unmarked = scan_volume_blocks(*v.source(1), p, control, nullptr);
+  CHECK(std::memcmp(unmarked.digests.data(), d.data(), kDigestSize) == 0);
+  CHECK_EQ(unmarked.blocks_written, 0u);  // equal to the base's: not stored again
+  AlignedBuffer buf;
+  CHECK_THROWS_CODE(read_block(f.dir / "blocks", d, buf), ErrorCode::DigestMismatch);
+
+  p.damaged_digests.assign(d.begin(), d.end());
+  const ScanBlocksResult marked = scan_volume_blocks(*v.source(1), p, control, nullptr);
+  CHECK_EQ(marked.blocks_written, 1u);
+  CHECK(marked.repaired_digests == std::vector<uint8_t>(d.begin(), d.end()));
+  REQUIRE(read_block(f.dir / "blocks", d, buf, {.expected_length = kBlock}) == kBlock);
+  CHECK(std::memcmp(buf.data(), good.data(), kBlock) == 0);
 }
 
 TEST(cow_pushed_layer_freezes_what_a_source_reads) {

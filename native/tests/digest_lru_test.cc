@@ -82,3 +82,16 @@ TEST(block_file_cache_keeps_at_most_its_share_of_open_files) {
   }
   CHECK_EQ(open_fds(), before);
 }
+
+TEST(digest_lru_erases_one_entry_and_keeps_the_order_of_the_others) {
+  DigestLru<int> lru;
+  for (uint32_t n = 0; n < 3; ++n) CHECK(lru.put(numbered(n), static_cast<int>(n)));
+  CHECK(lru.erase(numbered(1)));
+  CHECK(!lru.erase(numbered(1)));
+  CHECK_EQ(lru.size(), size_t{2});
+  CHECK(lru.find(numbered(1)) == nullptr);
+  CHECK(lru.evict_oldest());  // 0, the least recent left
+  CHECK(lru.find(numbered(0)) == nullptr);
+  REQUIRE(lru.find(numbered(2)) != nullptr);
+  CHECK_EQ(*lru.find(numbered(2)), 2);
+}

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/block_format.h"
+#include "core/block_writer.h"
 #include "core/store_layout.h"
 #include "tests/base_snapshot.h"
 #include "tests/harness.h"
@@ -176,16 +177,21 @@ TEST(granule_verified_once_is_read_in_place_afterwards) {
   CHECK(std::memcmp(buf.data(), s.content.data() + 3 * kG + 100, 4096) == 0);
 }
 
-TEST(granule_damaged_block_payload_is_a_digest_mismatch_despite_a_valid_granule_file) {
-  Store s;
-  std::vector<uint8_t> buf(4096);
+// Block 2's granule file is written by a first read, then one byte of its granule 7 is flipped in
+// the block file: the payload no longer matches while the granule file still looks valid.
+void damage_granule_7_of_block_2(Store& s, std::vector<uint8_t>& buf) {
   s.clone("warm")->read(2 * kBlock, 1, buf.data());
   REQUIRE(exists(s.granule_path(2)));
-  // Flip one byte of granule 7 of block 2.
   const uint64_t at = kBlockHeaderSize + 7 * kG + 123;
   auto flipped = read_file(s.block_path(2));
   ::chmod(s.block_path(2).c_str(), 0600);
   write_bytes(s.block_path(2), at, {static_cast<uint8_t>(flipped[at] ^ 1)});
+}
+
+TEST(granule_damaged_block_payload_is_a_digest_mismatch_despite_a_valid_granule_file) {
+  Store s;
+  std::vector<uint8_t> buf(4096);
+  damage_granule_7_of_block_2(s, buf);
 
   auto v = s.clone("v");
   try {
@@ -202,6 +208,25 @@ TEST(granule_damaged_block_payload_is_a_digest_mismatch_despite_a_valid_granule_
   // The other granules still check out against their own digests.
   v->read(2 * kBlock + 6 * kG, 4096, buf.data());
   CHECK(std::memcmp(buf.data(), s.content.data() + 2 * kBlock + 6 * kG, 4096) == 0);
+}
+
+TEST(granule_volume_reads_a_damaged_base_block_again_once_a_fresh_file_replaced_it) {
+  Store s;
+  std::vector<uint8_t> buf(4096);
+  damage_granule_7_of_block_2(s, buf);
+
+  auto v = s.clone("v");
+  const uint64_t off = 2 * kBlock + 7 * kG + 4096;
+  CHECK_THROWS_CODE(v->read(off, 4096, buf.data()), ErrorCode::DigestMismatch);
+  // A snapshot of a disk holding the good bytes renames a fresh file over the damaged one.
+  const Digest d = digest_at(s.digests, 2);
+  BlockWriter writer(s.blocks);
+  writer.set_damaged(std::vector<uint8_t>(d.begin(), d.end()));
+  REQUIRE(writer.put(d, s.content.data() + 2 * kBlock, kBlock));
+  writer.sync();
+  // The volume, still open, let go of the damaged file it had open: it reads the new one.
+  v->read(off, 4096, buf.data());
+  CHECK(std::memcmp(buf.data(), s.content.data() + off, 4096) == 0);
 }
 
 TEST(granule_damaged_file_is_ignored_and_rewritten) {

@@ -125,3 +125,51 @@ TEST(scan_hash_only_of_a_cached_image_gives_the_digests_of_a_storing_scan) {
   CHECK(hashed.digests == stored.digests);
   CHECK_EQ(hashed.zero_blocks, stored.zero_blocks);
 }
+
+TEST(scan_rewrites_a_damaged_block_even_where_it_equals_the_parent) {
+  TempDir dir;
+  const std::string img = dir / "img";
+  make_sparse_file(img, 3 * kBlock);
+  const auto a = pattern(kBlock, 11), b = pattern(kBlock, 12);
+  write_bytes(img, 0, a);
+  write_bytes(img, 1 * kBlock, b);
+  write_bytes(img, 2 * kBlock, a);  // the same block twice: repaired once
+
+  JobControl control;
+  ScanParams p{.image_path = img, .store_dir = dir.path(), .block_size = kBlock, .threads = 2};
+  const ScanResult first = scan_image(p, control, nullptr);
+  const Digest da = digest_at(first, 0);
+  const std::string path = block_file_path(dir.path(), da);
+  std::vector<uint8_t> bad = a;
+  bad[100] ^= 0x80;
+  write_bytes(path, kBlockHeaderSize, bad);
+  AlignedBuffer buf;
+  CHECK_THROWS_CODE(read_block(dir.path(), da, buf), ErrorCode::DigestMismatch);
+
+  // Unchanged since the parent: without the mark nothing is looked up, and the damage stays.
+  ScanParams incremental = p;
+  incremental.parent_digests = first.digests;
+  const ScanResult unmarked = scan_image(incremental, control, nullptr);
+  CHECK_EQ(unmarked.blocks_written, 0u);
+  CHECK(unmarked.repaired_digests.empty());
+  CHECK_THROWS_CODE(read_block(dir.path(), da, buf), ErrorCode::DigestMismatch);
+
+  // Marked damaged: stored again from the image's good bytes, once.
+  incremental.damaged_digests.assign(da.begin(), da.end());
+  const ScanResult marked = scan_image(incremental, control, nullptr);
+  CHECK_EQ(marked.blocks_written, 1u);
+  CHECK(marked.repaired_digests == std::vector<uint8_t>(da.begin(), da.end()));
+  CHECK(marked.digests == first.digests);
+  REQUIRE(read_block(dir.path(), da, buf, {.expected_length = kBlock}) == kBlock);
+  CHECK(std::memcmp(buf.data(), a.data(), kBlock) == 0);
+
+  // A hash-only scan writes nothing, marked or not.
+  std::vector<uint8_t> again = a;
+  again[7] ^= 0x01;
+  write_bytes(path, kBlockHeaderSize, again);
+  ScanParams hash_only = incremental;
+  hash_only.write_blocks = false;
+  const ScanResult hashed = scan_image(hash_only, control, nullptr);
+  CHECK(hashed.repaired_digests.empty());
+  CHECK_THROWS_CODE(read_block(dir.path(), da, buf), ErrorCode::DigestMismatch);
+}

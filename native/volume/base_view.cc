@@ -110,6 +110,11 @@ std::shared_ptr<const BlockFileCache::OpenBlock> BlockFileCache::file(const Dige
   return keep_file(d, std::move(fd), std::move(path));
 }
 
+void BlockFileCache::forget_file(const Digest& d) noexcept {
+  std::lock_guard lock(mutex_);
+  if (files_.erase(d)) g_kept_files.fetch_sub(1, std::memory_order_relaxed);
+}
+
 std::shared_ptr<const BlockFileCache::OpenBlock> BlockFileCache::cached_file(const Digest& d) noexcept {
   try {
     if (auto kept = kept_file(d)) return kept;
@@ -257,16 +262,24 @@ bool BaseView::read_whole_direct(uint64_t i, uint8_t* frame) const {
   size_t got = 0;
   if (!read_direct(direct.get(), frame, static_cast<size_t>(block_frame_size(len)), 0, block->path, got)) return false;
   if (got < kBlockHeaderSize) {
+    cache_->forget_file(d);
     throw_block_error(ErrorCode::BlockCorrupt, d, block->path, "is corrupt: shorter than its header");
   }
   // The header, from the bytes read (a buffered read of it would pull read-ahead into the cache):
   // it is what makes "payload byte x is at 64 + x" true, and it checks the file's size.
-  check_block_header(*reinterpret_cast<const uint8_t(*)[kBlockHeaderSize]>(frame), static_cast<uint64_t>(st.st_size), block->path, d, len);
+  try {
+    check_block_header(*reinterpret_cast<const uint8_t(*)[kBlockHeaderSize]>(frame), static_cast<uint64_t>(st.st_size), block->path, d, len);
+  } catch (const Error&) {
+    cache_->forget_file(d);
+    throw;
+  }
   if (got != file_size) {
+    cache_->forget_file(d);
     throw_block_error(ErrorCode::BlockCorrupt, d, block->path, "is corrupt: payload truncated while reading");
   }
   if (!verified(i)) {
     if (sha256(frame + kBlockHeaderSize, len) != d) {
+      cache_->forget_file(d);
       throw_block_error(ErrorCode::DigestMismatch, d, block->path, "does not match its digest: the block store is corrupt");
     }
     set_verified(i);
@@ -341,6 +354,7 @@ uint64_t BaseView::read_in_block(uint64_t i, uint64_t x, size_t len, uint8_t* ou
   }
   auto block = cache_->file(d);
   if (read_at(block->fd.get(), out, len, kBlockHeaderSize + x, block->path) != len) {
+    cache_->forget_file(d);
     throw_block_error(ErrorCode::BlockCorrupt, d, block->path, "is corrupt: shorter than when it was verified");
   }
   return len;
@@ -350,6 +364,7 @@ uint64_t BaseView::read_granules(uint64_t i, const Digest& d, const GranuleDiges
   auto block = cache_->file(d);
   const auto read_exact = [&](uint8_t* dst, size_t n, uint64_t at) {
     if (read_at(block->fd.get(), dst, n, kBlockHeaderSize + at, block->path) != n) {
+      cache_->forget_file(d);
       throw_block_error(ErrorCode::BlockCorrupt, d, block->path, "is corrupt: payload truncated while reading");
     }
   };
@@ -372,7 +387,14 @@ uint64_t BaseView::read_granules(uint64_t i, const Digest& d, const GranuleDiges
       continue;
     }
     // The header is what makes "payload byte x is at 64 + x" true (uncompressed, this block).
-    if (!header_checked) check_block_header(block->fd.get(), block->path, d, g.raw_length);
+    if (!header_checked) {
+      try {
+        check_block_header(block->fd.get(), block->path, d, g.raw_length);
+      } catch (const Error&) {
+        cache_->forget_file(d);
+        throw;
+      }
+    }
     header_checked = true;
     const size_t g_len = static_cast<size_t>(g_end - g_begin);
     const bool whole = pos == g_begin && piece_end == g_end;
@@ -380,6 +402,7 @@ uint64_t BaseView::read_granules(uint64_t i, const Digest& d, const GranuleDiges
     uint8_t* buf = whole ? dst : bounce.data();
     read_exact(buf, g_len, g_begin);
     if (!granule_matches(g, k, buf, g_len)) {
+      cache_->forget_file(d);
       throw_block_error(ErrorCode::DigestMismatch, d, block->path,
                         "does not match its digest: granule " + std::to_string(k) + " (bytes " + std::to_string(g_begin) + "+" +
                             std::to_string(g_len) + ") differs from when the block was verified; the block store is corrupt");

@@ -75,6 +75,9 @@ class BlockFileCache {
   // resolves from the kernel's caches (io/file_io.h open_cached); null otherwise, whatever the
   // reason (the waiting file() reports errors).
   std::shared_ptr<const OpenBlock> cached_file(const Digest& d) noexcept;
+  // Closes the kept file of `d`, found damaged: the next file() opens the name again, which a
+  // snapshot may have repaired meanwhile (a fresh file renamed over it, core/block_writer.h).
+  void forget_file(const Digest& d) noexcept;
 
   static constexpr size_t kMaxPayloads = 4;
   // Open block files: up to kMaxFiles per volume (4 GiB of 4 MiB blocks served without an open

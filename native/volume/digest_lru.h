@@ -16,15 +16,6 @@
 
 namespace blocksnap {
 
-// The digest is already uniform: its first word is as good a hash as any.
-struct DigestWordHash {
-  size_t operator()(const Digest& d) const noexcept {
-    size_t h;
-    std::memcpy(&h, d.data(), sizeof h);
-    return h;
-  }
-};
-
 template <typename T>
 class DigestLru {
  public:
@@ -46,6 +37,15 @@ class DigestLru {
     }
     order_.emplace_back(d, std::move(value));
     index_.emplace(d, std::prev(order_.end()));
+    return true;
+  }
+
+  // Drops the entry of `d`; false when absent. As evict_oldest, the value is destroyed here.
+  bool erase(const Digest& d) {
+    auto it = index_.find(d);
+    if (it == index_.end()) return false;
+    order_.erase(it->second);
+    index_.erase(it);
     return true;
   }
 

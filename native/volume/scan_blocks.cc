@@ -45,6 +45,7 @@ ScanBlocksResult scan_volume_blocks(const VolumeSource& source, const ScanBlocks
   // The buffers are framed, laid out as block files: a cold base block is read into one whole and
   // directly (VolumeSource::read_framed_direct), and a new block leaves from it without a copy.
   BlockWriter writer(p.store_dir, 0);
+  writer.set_damaged(p.damaged_digests);
   WriteBehind behind(writer, p.block_size, kStoreWriters, kStoreDepth, p.granule_dir, true);
   std::atomic<uint64_t> bytes_read{0}, zero_blocks{0};
 
@@ -79,7 +80,7 @@ ScanBlocksResult scan_volume_blocks(const VolumeSource& source, const ScanBlocks
         } else {
           const Digest digest = behind.wants_marks() ? sha256_marked(payload, len, kGranuleSize, marks) : sha256(payload, len);
           std::memcpy(result.digests.data() + k * kDigestSize, digest.data(), kDigestSize);
-          if (digest != base.digest(i)) buf = behind.submit(std::move(buf), digest, len, i, std::move(marks));
+          if (digest != base.digest(i) || writer.needs_repair(digest)) buf = behind.submit(std::move(buf), digest, len, i, std::move(marks));
         }
         control.add_done(1);
       } catch (Error& e) {
@@ -93,6 +94,7 @@ ScanBlocksResult scan_volume_blocks(const VolumeSource& source, const ScanBlocks
   result.blocks_written = behind.blocks_written();
   result.bytes_written = behind.bytes_written();
   writer.sync();
+  result.repaired_digests = writer.repaired();
   result.bytes_read = bytes_read;
   result.zero_blocks = zero_blocks;
   return result;

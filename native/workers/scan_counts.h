@@ -13,6 +13,7 @@ void set_scan_counts(Napi::Env env, Napi::Object o, const Result& r) {
   o.Set("zeroBlocks", static_cast<double>(r.zero_blocks));
   o.Set("blocksWritten", static_cast<double>(r.blocks_written));
   o.Set("bytesWritten", static_cast<double>(r.bytes_written));
+  o.Set("repairedDigests", Napi::Buffer<uint8_t>::Copy(env, r.repaired_digests.data(), r.repaired_digests.size()));
 }
 
 }  // namespace blocksnap::js

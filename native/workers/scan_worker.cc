@@ -67,6 +67,8 @@ Napi::Value scan_image(const Napi::CallbackInfo& info) {
   if (!is_valid_block_size(p.block_size)) o.invalid("blockSize", "must be a power of two from 64 KiB to 64 MiB");
   p.parent_digests = o.bytes("parentDigests", false);
   if (p.parent_digests.size() % kDigestSize != 0) o.invalid("parentDigests", "must be a multiple of 32 bytes long");
+  p.damaged_digests = o.bytes("damagedDigests", false);
+  if (p.damaged_digests.size() % kDigestSize != 0) o.invalid("damagedDigests", "must be a multiple of 32 bytes long");
   p.write_blocks = o.boolean("writeBlocks", true);
   p.threads = o.threads();
   Napi::Function on_progress = o.function("onProgress");

@@ -106,6 +106,8 @@ Napi::Value start_scan_blocks(const Napi::CallbackInfo& info, const std::shared_
   p.granule_dir = volume->granule_dir();
   p.block_size = volume->block_size();
   p.blocks.assign(a.Data(), a.Data() + a.ElementLength());
+  p.damaged_digests = o.bytes("damagedDigests", false);
+  if (p.damaged_digests.size() % kDigestSize != 0) o.invalid("damagedDigests", "must be a multiple of 32 bytes long");
   p.threads = o.threads();
   Napi::Function on_progress = o.function("onProgress");
   std::unique_ptr<VolumeSource> source = frozen_source(info.Env(), o, *volume);

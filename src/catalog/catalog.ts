@@ -45,6 +45,9 @@ const TXN_BASE_BYTES = 64 * KiB;
 /** New bytes per written entry at worst (a map entry is ~70 bytes, pages split half full). */
 const ENTRY_BYTES = 256;
 
+/** Named databases the environment may hold (schema.ts lists 13; room for more). */
+const MAX_DBS = 32;
+
 const NO_SPACE_ADVICE = 'Free space on that filesystem; deleting snapshots frees space (the catalog keeps room to delete them)';
 const ROOM_USED_UP = 'The room the catalog keeps for deletions is used up and comes back once the filesystem has space: ' +
   'free space on that filesystem by other means, then retry';
@@ -65,8 +68,8 @@ export class Catalog {
   /** The running transaction deletes snapshots, which is how space is freed: it may use the reserve. */
   private frees = false;
   /**
-   * The running transaction starts a snapshot (an automatic one evicting older ones over its
-   * quota): no reserve, since the snapshot's blocks and commit would take that room.
+   * The running transaction starts a snapshot: no reserve even if it also deletes snapshots,
+   * since the snapshot's blocks and commit would take that room.
    */
   private starts = false;
   /** Entries the running transaction put or removed. */
@@ -112,7 +115,9 @@ export class Catalog {
     };
     let root: RootDatabase;
     try {
-      root = open({ path, compression: false, ...(o.mapSize !== undefined ? { mapSize: o.mapSize } : {}) });
+      // maxDbs: lmdb-js opens 12 named databases by default, and schema.ts lists more (an open
+      // setting, not stored in the file: a catalog opened with fewer still reads its own).
+      root = open({ path, compression: false, maxDbs: MAX_DBS, ...(o.mapSize !== undefined ? { mapSize: o.mapSize } : {}) });
     } catch (err) {
       throw noSpaceAtOpen(err);
     }

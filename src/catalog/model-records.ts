@@ -15,7 +15,10 @@ export interface PolicyEvent {
   diskId: string;
   outcome: 'created' | 'failed' | 'skipped';
   snapshotId: string | null;
-  /** Automatic snapshots retention deleted after this run. */
+  /**
+   * Automatic snapshots this run deleted: those the quota evicted once its snapshot was available,
+   * then those retention deleted. Empty when its snapshot did not become available.
+   */
   expired: string[];
   error: { code: string; message: string } | null;
   /** The replication this run started (policies with replicateTo); absent in older records. */

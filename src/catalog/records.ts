@@ -12,7 +12,16 @@ export interface DiskRecord {
   pendingRollback: PendingRollbackRecord | null;
   /** Set for a copy-on-write disk (clone --cow); null for an image file (schema 2). */
   cow: CowRecord | null;
+  /**
+   * How an image file's format was chosen at `disk add`: `given` with --format, `detected` from
+   * the file's first bytes. Only a detected raw disk is refused once its image starts with the
+   * qcow2 magic (checkStillRaw). Absent for a copy-on-write disk, and in records written before
+   * it was recorded, which read as `detected`, the default.
+   */
+  formatSource?: FormatSource;
 }
+
+export type FormatSource = 'detected' | 'given';
 
 /** A rollback's journal (docs/design.md, invariant 4); the public Disk shows it without `imageBefore`. */
 export interface PendingRollbackRecord extends NonNullable<Disk['pendingRollback']> {

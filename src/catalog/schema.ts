@@ -18,14 +18,19 @@
  *   remotes    name -> RemoteConfig (src/remote/config.ts): endpoint, bucket, prefix and the
  *              credentials file's path, never its secrets; key "\u0000host" -> this data dir's
  *              host id, named in the leases it takes on shared buckets. Added like the three above.
+ *   damaged    digest (32 bytes) -> DamagedBlockRecord (damaged-blocks.ts): stored blocks found
+ *              damaged (store verify, or a reader's DigestMismatch / BlockCorrupt), which the next
+ *              snapshot or import that produces the block writes again. Added like `remotes`: a
+ *              new database an older version never opens (it would only miss the repairs).
  *
  * Version 2 added `cow` to disk records (copy-on-write disks); a version 1 catalog is migrated
  * when opened, in one transaction: every disk gets `cow: null`.
  *
- * The last three databases, the `tags`/`groupId` fields of snapshot records and the
- * `scheduleChangedAt` field of policy records were added without a version bump: they are new
- * keys and optional fields that an older record simply lacks (read as no tags, no group, a
- * schedule last changed at the policy's updatedAt), not a change of any existing shape.
+ * The last three databases, the `tags`/`groupId` fields of snapshot records, the
+ * `scheduleChangedAt` field of policy records and the `formatSource` field of disk records were
+ * added without a version bump: they are new keys and optional fields that an older record
+ * simply lacks (read as no tags, no group, a schedule last changed at the policy's updatedAt, a
+ * format detected at `disk add`), not a change of any existing shape.
  */
 export const SCHEMA_VERSION = 2;
 export const CATALOG_FILE = 'catalog.mdb';
@@ -36,6 +41,7 @@ export const META_STORE_TOTALS = 'storeTotals';
 export const META_CREATED_AT = 'createdAt';
 
 export const REMOTES_DB = 'remotes';
+export const DAMAGED_DB = 'damaged';
 
 /** How many finished jobs the catalog keeps for `job list`. */
 export const JOB_HISTORY_LIMIT = 1000;

@@ -1,5 +1,6 @@
-/** Parsers of the compact argument forms of the policy, group and tag commands. */
-import { InvalidArgumentError } from 'commander';
+/** Parsers of the compact argument forms of the policy, group and tag commands, and checks of option pairs. */
+import { InvalidArgumentError, type Command } from 'commander';
+import { BlocksnapError } from '../errors';
 
 /** "2,14", "0-23", "1-5,7" → sorted distinct integers within [min, max]. */
 export function parseIntegerList(text: string, min: number, max: number): number[] {
@@ -39,4 +40,37 @@ export function parseTags(pairs: string[]): Record<string, string> {
 /** Collects a repeatable option. */
 export function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
+}
+
+/** Options that switch one thing on and off under two names (a --x / --no-x pair is found by its names). */
+const ON_OFF: ReadonlyArray<readonly [string, string]> = [['--enable', '--disable']];
+
+/**
+ * The pairs of options of `cmd` that contradict each other: every --x with its --no-x, and the
+ * on/off pairs of ON_OFF it has.
+ */
+export function contradictingPairs(cmd: Command): Array<[string, string]> {
+  const longs = new Set(cmd.options.map((o) => o.long).filter((l): l is string => l !== undefined));
+  const pairs: Array<[string, string]> = [];
+  for (const long of longs) {
+    if (long.startsWith('--no-') && longs.has(`--${long.slice(5)}`)) pairs.push([`--${long.slice(5)}`, long]);
+  }
+  for (const [on, off] of ON_OFF) if (longs.has(on) && longs.has(off)) pairs.push([on, off]);
+  return pairs;
+}
+
+/**
+ * Refuses (InvalidArgument, before connecting) a command line that gives both options of a pair
+ * that contradict each other (contradictingPairs): left to commander, the last one would win and
+ * the other be dropped without a word, and with it what it asked for (a remote that must exist).
+ */
+export function refuseContradictions(cmd: Command): void {
+  const pairs = contradictingPairs(cmd);
+  if (pairs.length === 0) return;
+  const given = new Set<string>();
+  for (const flag of new Set(pairs.flat())) cmd.on(`option:${flag.slice(2)}`, () => given.add(flag));
+  cmd.hook('preAction', () => {
+    const both = pairs.find(([a, b]) => given.has(a) && given.has(b));
+    if (both) throw new BlocksnapError('InvalidArgument', `${both[0]} and ${both[1]} exclude each other`);
+  });
 }

@@ -7,6 +7,7 @@ import { DaemonClient } from '../daemon/client';
 import { PACKAGE_VERSION } from '../daemon/build-info';
 import { checkSocketPath, clientSocketPath, defaultSocketPath, SOCKET_ENV } from '../daemon/paths';
 import type { Job } from '../engine/types';
+import { BlocksnapError } from '../errors';
 import { followJob, noteEarlyInterrupt } from './follow';
 import { createOutput, type Output } from './output';
 
@@ -25,6 +26,42 @@ export function clientOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--socket <path>', `daemon socket (default: $${SOCKET_ENV}, else ${defaultSocketPath()})`))
     .option('--json', 'print one JSON value on stdout (errors too)');
+}
+
+/** The options every client command takes (clientOptions), which may also come before the command. */
+const COMMON_OPTIONS = ['socket', 'json'] as const;
+
+/**
+ * Lets `program` take --socket and --json before the command too (`blocksnap --json disk list`),
+ * and hands them to the command that runs: set once, say in a shell alias, they work for every
+ * command. The program reads its options only before the command's name (positional options),
+ * so that what follows the name stays the command's own: given both before and after it, the
+ * one after wins, as when an option is given twice. `daemon`, the one command without --json,
+ * refuses it there too; a --socket before it is the socket it listens on. Call before any
+ * command is added: the commands inherit positional options when they are made.
+ */
+export function commonOptions(program: Command): Command {
+  return program
+    .enablePositionalOptions()
+    .addOption(new Option('--socket <path>', `daemon socket, for the command that follows (a client's default: $${SOCKET_ENV}, else ${defaultSocketPath()})`))
+    .option('--json', 'print one JSON value on stdout (errors too), for the client command that follows')
+    .hook('preAction', (_program, command) => {
+      for (const key of COMMON_OPTIONS) {
+        if (program.getOptionValueSource(key) !== 'cli') continue;
+        if (!command.options.some((o) => o.attributeName() === key)) {
+          throw new BlocksnapError('InvalidArgument', `blocksnap ${commandPath(command)} takes no --${key}`);
+        }
+        if (command.getOptionValueSource(key) === 'cli') continue;
+        command.setOptionValueWithSource(key, program.getOptionValue(key), 'cli');
+      }
+    });
+}
+
+/** "disk add" for the command `add` of `disk`. */
+function commandPath(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c?.parent; c = c.parent) names.unshift(c.name());
+  return names.join(' ');
 }
 
 /** Adds --no-wait and --detach-on-interrupt to a command that runs a job. */

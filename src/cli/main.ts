@@ -23,6 +23,8 @@ import { registerImport } from './commands/import';
 import { registerSnapshotStreams } from './commands/snapshot-stream';
 import { registerVersion } from './commands/version';
 import { registerExport } from './commands/export';
+import { refuseContradictions } from './arguments';
+import { commonOptions } from './context';
 import { EXIT } from './exit-status';
 import { InterruptedWait, reportInterrupted } from './follow';
 import { reportError } from './output';
@@ -33,7 +35,8 @@ export function buildProgram(): Command {
     .version(PACKAGE_VERSION, '-V, --version', 'print the client version')
     .showHelpAfterError('(add --help for usage)')
     .addHelpText('after', `
-Every client command takes --socket PATH (env BLOCKSNAP_SOCKET) and --json.
+Every client command takes --socket PATH (env BLOCKSNAP_SOCKET) and --json, after the command
+or before it (given both ways, the one after the command wins).
 A DISK or SNAPSHOT argument is an id (d-..., s-...) or a unique name.
 
 Examples:
@@ -41,7 +44,10 @@ Examples:
   $ blocksnap disk add /var/lib/libvirt/images/web1.img --name web1
   $ blocksnap snapshot create web1 --name before-upgrade
   $ blocksnap rollback web1 before-upgrade
+  $ blocksnap --json disk list
 `);
+  // Before any command is added: they inherit its positional options.
+  commonOptions(program);
   registerDaemon(program);
   registerDisk(program);
   registerSnapshot(program);
@@ -59,9 +65,11 @@ Examples:
   registerExport(program);
   registerJob(program);
   registerVersion(program);
-  // Parse errors of every subcommand go through main()'s catch, to honour --json and exit 2.
+  // Parse errors of every subcommand go through main()'s catch, to honour --json and exit 2,
+  // and so do options that contradict each other.
   const configure = (cmd: Command): void => {
     cmd.exitOverride();
+    refuseContradictions(cmd);
     cmd.commands.forEach(configure);
   };
   configure(program);

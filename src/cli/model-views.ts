@@ -46,7 +46,9 @@ export function policyTable(policies: ServedPolicy[]): string {
 }
 
 function eventText(e: PolicyEvent): string {
-  const what = e.outcome === 'created' ? `created ${e.snapshotId}${e.expired.length ? `, expired ${e.expired.length}` : ''}` : `${e.outcome}${e.error ? `: ${e.error.message} [${e.error.code}]` : ''}`;
+  // Whatever the outcome: a run that deleted snapshots says so.
+  const expired = e.expired.length > 0 ? `, expired ${e.expired.length}` : '';
+  const what = e.outcome === 'created' ? `created ${e.snapshotId}${expired}` : `${e.outcome}${e.error ? `: ${e.error.message} [${e.error.code}]` : ''}${expired}`;
   const r = e.replication;
   const replicated = r ? `; replication to ${r.remote} ${r.state}${r.error ? `: ${r.error.message} [${r.error.code}]` : ''}` : '';
   return `${e.at} ${e.diskId} ${what}${replicated}`;

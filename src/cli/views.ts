@@ -15,12 +15,19 @@ export function diskTable(disks: Disk[]): string {
   ]);
 }
 
+/** "raw (detected)" or "raw (--format)": a disk detected as raw refuses an image that turned qcow2, one given as raw does not. */
+function formatText(d: Disk): string {
+  if (d.formatSource === 'detected') return `${d.format} (detected)`;
+  if (d.formatSource === 'given') return `${d.format} (--format)`;
+  return d.format;
+}
+
 export function diskDetails(d: Disk): string {
   const pairs: Array<[string, string]> = [
     ['id', d.id],
     ['name', d.name],
     ['path', d.path],
-    ['format', d.format],
+    ['format', formatText(d)],
     ['size', `${formatBytes(d.sizeBytes)} (${d.sizeBytes} bytes)`],
     ['snapshots', String(d.snapshotCount)],
     ['head', d.headSnapshotId ?? '-'],
@@ -171,9 +178,15 @@ export function verifyView(r: VerifyResult): string {
     { header: 'block', value: (p) => p.digest },
     { header: 'problem', value: (p) => p.reason },
     { header: 'snapshots', value: (p) => (p.snapshots.length > 0 ? p.snapshots.join(',') : '-') },
+    { header: 'disks', value: (p) => (p.disks?.length ? p.disks.join(',') : '-') },
     { header: 'detail', value: (p) => p.message },
   ]);
-  return `Checked ${count(r.checkedBlocks, 'block')}: ${r.problems.length} DAMAGED.\n${rows}`;
+  const repair = r.problems.some((p) => p.repairable !== false)
+    ? '\nTo repair: snapshot a disk whose image still holds the block\'s content (the disks above, if that part of the image has not changed ' +
+      'since), or import a snapshot that carries it; that snapshot writes the block again, and the snapshots above restore again. ' +
+      'Then run store verify again to confirm.'
+    : '';
+  return `Checked ${count(r.checkedBlocks, 'block')}: ${r.problems.length} DAMAGED.\n${rows}${repair}`;
 }
 
 export function cloneView(r: CloneResult): string {

@@ -4,14 +4,14 @@
  */
 import { BlocksnapError } from '../errors';
 import type { CallContext, Method } from './methods';
-import { boolean, optional, string, type ParamsOf, type Shape } from './params';
+import { boolean, objectName, optional, string, type ParamsOf, type Shape } from './params';
 
 type MethodFactory = <S extends Shape>(spec: { params: S; run(ctx: CallContext, params: ParamsOf<S>): unknown }) => Method;
 
 export function exportMethods(method: MethodFactory): Record<string, Method> {
   return {
     'export.start': method({
-      params: { snapshot: optional(string), disk: optional(string), writable: optional(boolean), name: optional(string) },
+      params: { snapshot: optional(string), disk: optional(string), writable: optional(boolean), name: optional(objectName) },
       run: (ctx, p) => {
         const o = p.name !== undefined ? { name: p.name } : {};
         // A snapshot is served read-only; a copy-on-write disk, writable.

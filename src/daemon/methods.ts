@@ -7,7 +7,7 @@
 import { BlocksnapError } from '../errors';
 import type { Job } from '../engine/types';
 import type { DaemonEngine } from './engine-port';
-import { absolutePath, boolean, integer, key, oneOf, optional, string, text, validateParams, type ParamsOf, type Shape } from './params';
+import { absolutePath, boolean, integer, key, objectName, oneOf, optional, string, text, validateParams, type ParamsOf, type Shape } from './params';
 import { PROTOCOL_VERSION, type Params } from './protocol/messages';
 import { stringMap } from './model-params';
 import { modelMethods } from './model-methods';
@@ -95,7 +95,7 @@ export const METHODS: Readonly<Record<string, Method>> = {
   }),
 
   'disk.add': method({
-    params: { path: absolutePath, name: optional(string), format },
+    params: { path: absolutePath, name: optional(objectName), format },
     run: (ctx, p) => ctx.engine.addDisk(p),
   }),
   'disk.list': method({ params: {}, run: (ctx) => ctx.engine.listDisks() }),
@@ -106,7 +106,7 @@ export const METHODS: Readonly<Record<string, Method>> = {
   }),
 
   'snapshot.create': method({
-    params: { disk: string, name: optional(string), description: optional(text), wait },
+    params: { disk: string, name: optional(objectName), description: optional(text), wait },
     run: (ctx, p) => {
       const o: { name?: string; description?: string } = {};
       if (p.name !== undefined) o.name = p.name;
@@ -139,7 +139,7 @@ export const METHODS: Readonly<Record<string, Method>> = {
   }),
 
   'clone.cow': method({
-    params: { snapshot: string, name: string },
+    params: { snapshot: string, name: objectName },
     run: (ctx, p) => ctx.engine.cloneCow(p.snapshot, p.name),
   }),
   'disk.flatten': method({

@@ -8,7 +8,7 @@ import type { RetentionInput } from '../engine/retention';
 import { nextDue } from '../scheduler/due-times';
 import type { CallContext, Method } from './methods';
 import { groupDiskList, integerList, stringList, stringMap } from './model-params';
-import { boolean, integer, optional, string, text, type ParamsOf, type Shape } from './params';
+import { boolean, integer, objectName, optional, string, text, type ParamsOf, type Shape } from './params';
 
 type MethodFactory = <S extends Shape>(spec: { params: S; run(ctx: CallContext, params: ParamsOf<S>): unknown }) => Method;
 type Settle = (ctx: CallContext, job: Job, wait: boolean | undefined) => Promise<Job>;
@@ -53,13 +53,13 @@ export function modelMethods(method: MethodFactory, settle: Settle): Record<stri
     'snapshot.untag': method({ params: { snapshot: string, keys: stringList }, run: (ctx, p) => ctx.engine.untagSnapshot(p.snapshot, p.keys) }),
 
     'policy.create': method({
-      params: { name: string, hours: integerList(0, 23), ...policyFields },
+      params: { name: objectName, hours: integerList(0, 23), ...policyFields },
       run: (ctx, p) => servedPolicy(ctx.engine.policies.create(policySpec(p) as PolicySpec)),
     }),
     'policy.list': method({ params: {}, run: (ctx) => ctx.engine.policies.list().map(servedPolicy) }),
     'policy.show': method({ params: { policy: string }, run: (ctx, p) => servedPolicy(ctx.engine.policies.get(p.policy)) }),
     'policy.update': method({
-      params: { policy: string, name: optional(string), hours: optional(integerList(0, 23)), ...policyFields },
+      params: { policy: string, name: optional(objectName), hours: optional(integerList(0, 23)), ...policyFields },
       run: (ctx, p) => servedPolicy(ctx.engine.policies.update(p.policy, policySpec(p))),
     }),
     'policy.delete': method({ params: { policy: string }, run: (ctx, p) => ctx.engine.policies.delete(p.policy) }),
@@ -68,7 +68,7 @@ export function modelMethods(method: MethodFactory, settle: Settle): Record<stri
     'policy.run': method({ params: { policy: string }, run: (ctx, p) => ctx.engine.policies.run(p.policy) }),
 
     'group.create': method({
-      params: { disks: groupDiskList, name: optional(string), description: optional(text), wait },
+      params: { disks: groupDiskList, name: optional(objectName), description: optional(text), wait },
       run: (ctx, p) => {
         const o: { disks: string[]; name?: string; description?: string } = { disks: p.disks };
         if (p.name !== undefined) o.name = p.name;

@@ -6,7 +6,7 @@
 import { BlocksnapError } from '../errors';
 import type { Job } from '../engine/types';
 import type { CallContext, Method } from './methods';
-import { absolutePath, boolean, integer, key, oneOf, optional, string, text, type Field, type ParamsOf, type Shape } from './params';
+import { absolutePath, boolean, integer, key, objectName, oneOf, optional, string, text, type Field, type ParamsOf, type Shape } from './params';
 import { STREAM_CHUNK_BYTES, STREAM_WINDOW_BYTES } from './stream-channels';
 
 type MethodFactory = <S extends Shape>(spec: { params: S; run(ctx: CallContext, params: ParamsOf<S>): unknown }) => Method;
@@ -53,7 +53,7 @@ function defined<T extends Record<string, unknown>>(o: T): { [K in keyof T]?: Ex
 export function offsiteMethods(method: MethodFactory, settle: Settle): Record<string, Method> {
   return {
     'remote.add': method({
-      params: { name: string, endpoint: string, bucket: string, prefix: optional(text), region: optional(string), credentialsFile: absolutePath },
+      params: { name: objectName, endpoint: string, bucket: string, prefix: optional(text), region: optional(string), credentialsFile: absolutePath },
       run: (ctx, p) => ctx.engine.offsite.replication.addRemote({
         name: p.name, endpoint: p.endpoint, bucket: p.bucket, credentialsFile: p.credentialsFile, ...defined({ prefix: p.prefix, region: p.region }),
       }),

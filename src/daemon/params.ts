@@ -38,6 +38,13 @@ export const string: Field<string> = field(
   (v): v is string => typeof v === 'string' && v.length > 0 && v.length <= MAX_STRING_LENGTH,
 );
 
+/**
+ * The name of an object a method creates or renames: any string passes here, so that an empty,
+ * long or malformed name is refused by the engine, which knows each kind's rules, with
+ * InvalidName, as on every other path (a frame's size bounds it).
+ */
+export const objectName: Field<string> = field('a string', (v): v is string => typeof v === 'string');
+
 export const MAX_KEY_LENGTH = 128;
 
 /**

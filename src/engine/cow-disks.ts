@@ -20,6 +20,7 @@ import type { CowVolumes } from './cow-volumes';
 import type { ExportInfo, Exports } from './exports';
 import type { JobControl } from './jobs';
 import type { StoreLock } from './locks';
+import { hexDigests, type BlockRepair } from './block-repair';
 import { newId } from './ids';
 import type { EngineLogger } from './engine';
 import type { FlattenResult, ImageFormat, RollbackResult } from './types';
@@ -32,6 +33,7 @@ export interface CowDisksInternals {
   readonly log: EngineLogger;
   readonly threads: number | undefined;
   readonly blockSize: number;
+  readonly repair: BlockRepair;
 }
 
 export class CowDisks {
@@ -77,14 +79,21 @@ export class CowDisks {
         const digests = readView(this.x.catalog, base);
         const blocks = open.volume.dirtyBlocks(frozen);
         const scan = await open.volume.scanBlocks({
-          blocks, layerCount: frozen, ...(this.x.threads ? { threads: this.x.threads } : {}),
+          blocks, layerCount: frozen, damagedDigests: this.x.repair.forScan(), ...(this.x.threads ? { threads: this.x.threads } : {}),
           // Progress in bytes, as every snapshot job reports it (the volume counts blocks).
           onProgress: (d, t) => ctl.progress(d * this.x.blockSize, t * this.x.blockSize), signal: ctl.signal,
         });
         const tScanned = performance.now();
         blocks.forEach((b, i) => scan.digests.copy(digests, b * DIGEST_SIZE, i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE));
+        // The blocks not written since the base keep its digests unread: one listed as damaged
+        // there is checked again, and fails the snapshot if it still is (block-repair.ts).
+        const repaired = hexDigests(scan.repairedDigests);
+        const hint = `copy-on-write disk ${disk.name} reads that block from its base wherever it was not written, so its content there is ` +
+          'damaged too; snapshot a disk whose image holds the block\'s good content (or import a snapshot that carries it), which writes it again, then retry';
+        await this.x.repair.checkBeforeCommit(digests, repaired, hint, ctl.signal);
         const dropped = cow.layers.slice(0, frozen);
         const done = this.x.catalog.txn(() => {
+          this.x.repair.settle(digests, repaired, hint);
           const cur = this.x.catalog.getSnapshot(snap.id);
           if (cur?.status !== 'creating') throw new BlocksnapError('Internal', `snapshot ${snap.id} changed state during its job`);
           const d = this.x.catalog.getDisk(disk.id)!;
@@ -131,8 +140,14 @@ export class CowDisks {
     this.x.log.warn({ diskId: disk.id, exports: busy.map((e) => e.name) }, 'rolling back a served disk: its clients were dropped (forced)');
   }
 
-  /** The instant rollback: a fresh empty layer over the target's view; the old layers go. */
-  async rollback(disk: DiskRecord, target: SnapshotRecord): Promise<RollbackResult> {
+  /**
+   * The instant rollback: a fresh empty layer over the target's view; the old layers go. The new
+   * head and the job's success commit together (JobControl.succeededWith).
+   */
+  async rollback(disk: DiskRecord, target: SnapshotRecord, ctl: JobControl): Promise<RollbackResult> {
+    const result: RollbackResult = {
+      diskId: disk.id, snapshotId: target.id, sizeBytes: disk.sizeBytes, blocksWritten: 0, bytesWritten: 0, holesPunched: 0, blocksUnchanged: 0,
+    };
     const { open, release } = await this.x.volumes.acquire(disk.id);
     try {
       // The gate stays closed until the stack is the target's: no write may land in between.
@@ -145,6 +160,7 @@ export class CowDisks {
         this.x.catalog.txn(() => {
           const cur = this.x.catalog.getDisk(disk.id)!;
           this.x.catalog.putDisk({ ...cur, headSnapshotId: target.id, cow: { ...cur.cow!, baseSnapshotId: target.id, layers: cur.cow!.layers.slice(frozen) } });
+          ctl.succeededWith(result);
         });
         open.volume.rebase(view, frozen);
         this.x.volumes.dropLayers(disk.id, old);
@@ -155,7 +171,7 @@ export class CowDisks {
       await release();
     }
     this.x.log.info({ diskId: disk.id, snapshotId: target.id }, 'copy-on-write disk rolled back');
-    return { diskId: disk.id, snapshotId: target.id, sizeBytes: disk.sizeBytes, blocksWritten: 0, bytesWritten: 0, holesPunched: 0, blocksUnchanged: 0 };
+    return result;
   }
 
   /** Writes the disk as of now (an instant, as for a snapshot) to a new image file (the engine names it). */

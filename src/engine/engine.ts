@@ -19,7 +19,7 @@ import { BlockStore } from '../store/block-store';
 import { DEFAULT_BLOCK_SIZE, isValidBlockSize } from '../store/format';
 import { scanImage, verifyBlocks, lockDataDir, type DataDirLock } from '../native';
 import {
-  checkBackingAsGiven, checkNotInUse, checkRollbackTarget, consistencyNow, detectFormat, fileIdentity, inspectImage, journaledFile, stillSameFile,
+  checkBackingAsGiven, checkNotInUse, checkRollbackTarget, checkStillRaw, consistencyNow, detectFormat, fileIdentity, inspectImage, journaledFile, stillSameFile,
 } from './image-access';
 import { changedSince, stampImage } from './image-stamp';
 import { cloneImage, removeRollbackTemp, rollbackImage } from './image-writes';
@@ -32,7 +32,7 @@ import { removeInterruptedPartials, writePartial } from './partial-files';
 import { ModelCatalog } from '../catalog/model-records';
 import { Policies } from './policies';
 import { SnapshotGroups } from './groups';
-import { quotaEvictions, resolveQuota, type SnapshotQuota } from './quotas';
+import { quotaEvictions, quotaExcess, resolveQuota, type SnapshotQuota } from './quotas';
 import { removeSnapshot } from './remove-snapshot';
 import { snapshotProgress } from './progress';
 import { withTags, withoutTags } from './tags';
@@ -41,6 +41,7 @@ import type { ReplicationOptions } from './replication';
 import { Exports } from './exports';
 import { CowVolumes } from './cow-volumes';
 import { CowDisks } from './cow-disks';
+import { BlockRepair, hexDigests } from './block-repair';
 import type {
   AbandonedImage, ChainSummary, CloneResult, Disk, FlattenResult, GcResult, ImageFormat, Job, RollbackAbandoned, RollbackResult, Snapshot,
   SnapshotCreateOptions, StoreStats, VerifyResult,
@@ -107,6 +108,8 @@ export class Engine extends EventEmitter {
   /** Open volumes of copy-on-write disks (cow-volumes.ts) and the operations on such disks. */
   private readonly volumes: CowVolumes;
   private readonly cow: CowDisks;
+  /** Blocks found damaged, and their repair by the next snapshot or import that produces them (block-repair.ts). */
+  private readonly repair: BlockRepair;
 
   private constructor(
     readonly dataDir: string,
@@ -120,6 +123,7 @@ export class Engine extends EventEmitter {
   ) {
     super();
     this.jobs = new JobRunner(catalog, this);
+    this.repair = new BlockRepair({ catalog, storeDir: store.dir, log, threads });
     const internals = {
       catalog, model: new ModelCatalog(catalog), diskLocks: this.diskLocks, log,
       quota: () => this.quota, now: () => this.clock(), isPinned: (id: string) => this.pins.has(id), afterDelete: () => this.scheduleSweep(),
@@ -131,7 +135,7 @@ export class Engine extends EventEmitter {
       catalog, store, storeLock: this.storeLock, diskLocks: this.diskLocks, jobs: this.jobs, imageRoots, log,
       assertOpen: () => this.assertOpen(), resolveDisk: (r) => this.resolveDisk(r), resolveSnapshot: (r, d) => this.resolveSnapshot(r, d),
       publicSnapshot: (s) => this.publicSnapshot(s), pin: (id) => this.pinSnapshot(id),
-      quota: () => this.quota, now: () => this.clock(),
+      quota: () => this.quota, now: () => this.clock(), repair: this.repair,
       releaseOrphans: (digests) => {
         if (digests.length === 0) return;
         this.catalog.txn(() => { for (const d of digests) this.catalog.markFree(d); });
@@ -144,7 +148,7 @@ export class Engine extends EventEmitter {
       assertOpen: () => this.assertOpen(), resolveSnapshot: (r) => this.resolveSnapshot(r), resolveDisk: (r) => this.resolveDisk(r),
       pin: (id) => this.pinSnapshot(id),
     });
-    this.cow = new CowDisks({ catalog, volumes: this.volumes, exports: this.exports, storeLock: this.storeLock, log, threads, blockSize: catalog.blockSize });
+    this.cow = new CowDisks({ catalog, volumes: this.volumes, exports: this.exports, storeLock: this.storeLock, log, threads, blockSize: catalog.blockSize, repair: this.repair });
   }
 
   /** The base of a copy-on-write disk: its blocks are what the disk reads wherever it was not written. */
@@ -152,8 +156,13 @@ export class Engine extends EventEmitter {
     return this.catalog.allDisks().some((d) => d.cow?.baseSnapshotId === snapshotId);
   }
 
-  private refuseCloneBase(s: SnapshotRecord): void {
-    const clone = this.catalog.allDisks().find((d) => d.cow?.baseSnapshotId === s.id);
+  /**
+   * SnapshotHasClones when a copy-on-write disk rests on `s`. `removing`: a disk being removed
+   * with its snapshots, whose own base goes with it; it is still refused when another disk rests
+   * on that snapshot too (a clone --cow of the disk's latest snapshot).
+   */
+  private refuseCloneBase(s: SnapshotRecord, removing?: string): void {
+    const clone = this.catalog.allDisks().find((d) => d.cow?.baseSnapshotId === s.id && d.id !== removing);
     if (clone) {
       throw new BlocksnapError('SnapshotHasClones',
         `snapshot ${s.id} is the base of copy-on-write disk ${clone.name}; remove that disk (or snapshot it, which moves its base) first`,
@@ -254,6 +263,7 @@ export class Engine extends EventEmitter {
     await this.offsite.replication.settleReleases(); // ended replications' leases, deleted after their result
     await this.volumes.closeAll();
     while (this.sweeping) await this.sweeping;
+    this.repair.close();
     await this.catalog.close();
     this.lock.release();
   }
@@ -288,7 +298,7 @@ export class Engine extends EventEmitter {
     }
     const rec: DiskRecord = {
       id: newId('d'), name, path, format, sizeBytes: facts.sizeBytes, createdAt: new Date().toISOString(),
-      headSnapshotId: null, pendingRollback: null, cow: null,
+      headSnapshotId: null, pendingRollback: null, cow: null, formatSource: p.format !== undefined ? 'given' : 'detected',
     };
     this.catalog.txn(() => this.catalog.putDisk(rec));
     this.log.info({ diskId: rec.id, path }, 'disk registered');
@@ -333,8 +343,8 @@ export class Engine extends EventEmitter {
     if (member) throw snapshotInGroup(member);
     const served = this.exports.ofDisk(disk.id);
     if (served.length > 0) throw new BlocksnapError('DiskExported', `disk ${disk.name} is exported as ${served[0]!.name}; stop the export first`, { export: served[0]!.name });
-    // Its own base goes with the disk; a base of another COW disk stays.
-    for (const s of snaps) if (s.id !== disk.cow?.baseSnapshotId) this.refuseCloneBase(s);
+    // Its own base goes with the disk; a base of another COW disk stays (which may be its own base too).
+    for (const s of snaps) this.refuseCloneBase(s, disk.id);
     const release = this.diskLocks.acquire(disk.id, `remove:${disk.id}`);
     try {
       const before = this.publicDisk(disk);
@@ -386,27 +396,62 @@ export class Engine extends EventEmitter {
         sizeBytes: 0, blockSize: this.blockSize, blockCount: 0, logicalBytes: 0, changedBlocks: 0, newBytes: 0,
         error: null, jobId, tags, groupId: o.groupId ?? null,
       };
-      // Over quota, a manual snapshot is refused and an automatic one first deletes the oldest automatic ones.
-      const evict = quotaEvictions(disk.name, this.catalog.snapshotsOfDisk(disk.id), type, this.quota,
-        (s) => !this.pins.has(s.id) && disk.pendingRollback?.snapshotId !== s.id && !this.isCloneBase(s.id));
-      this.catalog.txn(() => {
-        // Re-read each: removing one re-parents its children. The head may step back past an evicted one.
-        for (const s of evict) removeSnapshot(this.catalog, this.catalog.getSnapshot(s.id)!);
-        if (evict.length > 0) snap = { ...snap, parentId: this.catalog.getDisk(disk.id)!.headSnapshotId };
-        this.catalog.putSnapshot(snap);
-      });
-      if (evict.length > 0) this.log.info({ diskId: disk.id, evicted: evict.map((s) => s.id) }, 'automatic snapshot quota: deleted the oldest');
+      // Over quota, a manual snapshot is refused, and so is an automatic one for which too few
+      // older ones could make room. That room is made only once it is available (evictOverQuota):
+      // a snapshot that fails, is cancelled or is cut off by a crash must not cost a good one.
+      quotaEvictions(disk.name, this.catalog.snapshotsOfDisk(disk.id), type, this.quota, (s) => this.quotaEvictable(disk, s));
+      this.catalog.txn(() => this.catalog.putSnapshot(snap));
     } catch (err) {
       release();
       throw err;
     }
     return this.jobs.start(jobId, 'snapshot', { diskId: disk.id, snapshotId: snap.id, target: null }, async (ctl) => {
       try {
-        return await this.runSnapshot(disk, snap, ctl);
+        const done = await this.runSnapshot(disk, snap, ctl);
+        if (type === 'auto') {
+          const evicted = this.evictOverQuota(disk.id, snap.id);
+          o.quotaEvicted?.(evicted);
+        }
+        return done;
       } finally {
         release();
       }
     });
+  }
+
+  /** Whether the automatic quota may delete `s` now, as far as the engine knows (quotas.ts adds: not being created, not a group member). */
+  private quotaEvictable(disk: DiskRecord, s: SnapshotRecord): boolean {
+    return !this.pins.has(s.id) && disk.pendingRollback?.snapshotId !== s.id && !this.isCloneBase(s.id);
+  }
+
+  /**
+   * Brings the disk back within its automatic quota once automatic snapshot `committed` is
+   * available, under the disk lock its job holds: failed automatic snapshots first, then the
+   * oldest available ones. A transaction of its own after the snapshot's commit, so a pure
+   * deletion (it may use the catalog's reserve on a full data dir); a crash between the two
+   * leaves the disk one over quota, which the next automatic snapshot's commit deletes with its
+   * own excess. Never throws: the snapshot is committed whatever happens here, and what could not
+   * go now is left to that next commit. Returns the ids deleted.
+   */
+  private evictOverQuota(diskId: string, committed: string): string[] {
+    try {
+      const ids = this.catalog.txn(() => {
+        const disk = this.catalog.getDisk(diskId);
+        if (!disk) return [];
+        const evict = quotaExcess(this.catalog.snapshotsOfDisk(diskId), this.quota, committed, (s) => this.quotaEvictable(disk, s));
+        // Re-read each: removing one re-parents its children.
+        for (const s of evict) removeSnapshot(this.catalog, this.catalog.getSnapshot(s.id)!);
+        return evict.map((s) => s.id);
+      });
+      if (ids.length > 0) {
+        this.log.info({ diskId, snapshotId: committed, evicted: ids }, 'automatic snapshot quota: deleted failed and oldest automatic snapshots');
+        this.scheduleSweep();
+      }
+      return ids;
+    } catch (err) {
+      this.log.warn({ err, diskId, snapshotId: committed }, 'automatic snapshot quota: could not delete the excess now; the next automatic snapshot does');
+      return [];
+    }
   }
 
   private async runSnapshot(disk: DiskRecord, snap: SnapshotRecord, ctl: JobControl): Promise<Snapshot> {
@@ -425,12 +470,18 @@ export class Engine extends EventEmitter {
       const tScan = performance.now();
       const scan = await scanImage({
         imagePath: path, format, ...(format === 'qcow2' ? { backingChain } : {}), storeDir: this.store.dir, granuleDir: this.store.granuleDir, blockSize: this.blockSize,
-        ...(parentView ? { parentDigests: parentView } : {}),
+        ...(parentView ? { parentDigests: parentView } : {}), damagedDigests: this.repair.forScan(),
         ...(this.threads ? { threads: this.threads } : {}),
         onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
       });
       const tScanned = performance.now();
+      // Every block of the image was hashed, and each listed as damaged was written again: only
+      // one found damaged while the scan ran can be left (block-repair.ts).
+      const repaired = hexDigests(scan.repairedDigests);
+      const retry = 'take the snapshot again, which writes it again from the image';
+      await this.repair.checkBeforeCommit(scan.digests, repaired, retry, ctl.signal);
       const done = this.catalog.txn(() => {
+        this.repair.settle(scan.digests, repaired, retry);
         const cur = this.catalog.getSnapshot(snap.id);
         if (cur?.status !== 'creating') throw new BlocksnapError('Internal', `snapshot ${snap.id} changed state during its job`);
         const consistency = before === 'crash' || changedSince(path, stamp) ? 'crash' : consistencyNow(path);
@@ -445,6 +496,7 @@ export class Engine extends EventEmitter {
       const ms = (a: number, b: number): number => Math.round(b - a);
       this.log.info({
         snapshotId: snap.id, diskId: disk.id, changedBlocks: done.changedBlocks, newBytes: done.newBytes, bytesRead: scan.bytesRead,
+        ...(repaired.length > 0 ? { repairedBlocks: repaired } : {}),
         prepareMs: ms(t0, tScan), scanMs: ms(tScan, tScanned), commitMs: ms(tScanned, performance.now()),
       }, 'snapshot available');
       return this.publicSnapshot(done);
@@ -549,7 +601,10 @@ export class Engine extends EventEmitter {
 
   // ---------------------------------------------------------------- rollback and clone
 
-  /** `force` rolls back even while a QEMU process holds the image (DiskInUse otherwise). */
+  /**
+   * `force` rolls back even while a QEMU process holds the image, or, for a copy-on-write disk,
+   * while its writable export has NBD clients, which are dropped (DiskInUse otherwise).
+   */
   startRollback(diskRef: string, snapRef: string, o: { force?: boolean } = {}): Job {
     this.assertOpen();
     const disk = this.resolveDisk(diskRef);
@@ -569,9 +624,9 @@ export class Engine extends EventEmitter {
         release();
         throw err;
       }
-      return this.jobs.start(jobId, 'rollback', { diskId: disk.id, snapshotId: snap.id, target: null }, async () => {
+      return this.jobs.start(jobId, 'rollback', { diskId: disk.id, snapshotId: snap.id, target: null }, async (ctl) => {
         try {
-          return await this.cow.rollback(disk, snap);
+          return await this.cow.rollback(disk, snap, ctl);
         } finally {
           release();
         }
@@ -636,12 +691,16 @@ export class Engine extends EventEmitter {
     } catch (err) {
       throw this.rollbackStopped(disk, snap, journal, toBlocksnapError(err), previous);
     }
+    const result: RollbackResult = { diskId: disk.id, snapshotId: snap.id, sizeBytes: snap.sizeBytes, ...r };
+    // The job's success commits with the journal's end: a crash after it must not leave the job
+    // `interrupted`, which would invite a rerun over what the VM wrote since.
     this.catalog.txn(() => {
       const d = this.catalog.getDisk(disk.id)!;
       this.catalog.putDisk({ ...d, pendingRollback: null, headSnapshotId: snap.id, sizeBytes: snap.sizeBytes });
+      ctl.succeededWith(result);
     });
     this.log.info({ diskId: disk.id, snapshotId: snap.id, blocksWritten: r.blocksWritten, holesPunched: r.holesPunched }, 'rollback finished');
-    return { diskId: disk.id, snapshotId: snap.id, sizeBytes: snap.sizeBytes, ...r };
+    return result;
   }
 
   /**
@@ -660,7 +719,8 @@ export class Engine extends EventEmitter {
     if (disk.format === 'raw' && e.details?.imageUnchanged === true) {
       const { imageUnchanged: _, ...details } = e.details;
       const check = damaged
-        ? ` \`blocksnap store verify\` names the damaged block and every snapshot that shares it; restore the block file and rerun, or roll back to a snapshot that does not share it.`
+        ? ` \`blocksnap store verify\` names the damaged block and every snapshot that shares it; repair the block and rerun (a snapshot ` +
+          'of any disk whose image still holds its content writes it again: docs/errors.md), or roll back to a snapshot that does not share it.'
         : '';
       const restored = this.restoreRawJournal(disk, journal.jobId, previous, why);
       if (previous === null) {
@@ -681,7 +741,7 @@ export class Engine extends EventEmitter {
         `${e.message}. The rollback of disk ${disk.name} to ${snap.name} stopped there and its image is partly rolled back: ` +
         `the blocks it wrote before it stopped hold the snapshot's content, the others what the disk held. The disk refuses snapshots until ` +
         `a rollback completes. Ways out: \`blocksnap store verify\` names the damaged block and every snapshot that shares it; rerun this rollback ` +
-        `once the block file is restored; roll back to another snapshot that does not share it; or \`blocksnap rollback ${disk.name} --abandon\` ` +
+        `once the block is repaired (a snapshot of another disk whose image holds its content writes it again: docs/errors.md); roll back to another snapshot that does not share it; or \`blocksnap rollback ${disk.name} --abandon\` ` +
         'to keep the image as it is now and take snapshots again',
         { ...e.details, diskId: disk.id, snapshotId: snap.id, partlyRolledBack: true });
     }
@@ -864,10 +924,11 @@ export class Engine extends EventEmitter {
   startVerify(): Job {
     this.assertOpen();
     return this.jobs.start(newId('j'), 'verify', { diskId: null, snapshotId: null, target: null }, async (ctl): Promise<VerifyResult> => {
-      const digests = [...this.catalog.referencedDigests()];
+      const startedAt = Date.now();
+      const checked = Buffer.concat([...this.catalog.referencedDigests()]);
       const threads = this.threads ? { threads: this.threads } : {};
       const r = await verifyBlocks({
-        storeDir: this.store.dir, digests: Buffer.concat(digests), ...threads,
+        storeDir: this.store.dir, digests: checked, ...threads,
         onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
       });
       let problems = r.problems;
@@ -883,10 +944,19 @@ export class Engine extends EventEmitter {
         }
       }
       const owners = problems.length > 0 ? this.snapshotsReferencing(new Set(problems.map((p) => p.digest))) : new Map<string, string[]>();
+      // Damaged blocks are listed for repair by the next snapshot or import that produces them;
+      // listed ones found intact (repaired meanwhile) are forgotten (block-repair.ts).
+      const awaitingRepair = this.repair.afterVerify(problems, checked, startedAt);
       if (problems.length > 0) this.log.error({ problems: problems.length }, 'store verify found damaged blocks');
+      const disksOf = (snapshots: string[]): string[] =>
+        [...new Set(snapshots.map((id) => this.catalog.getSnapshot(id)?.diskId).filter((d): d is string => d !== undefined))];
       return {
         checkedBlocks: r.checked,
-        problems: problems.map((p) => ({ ...p, snapshots: owners.get(p.digest) ?? [] })),
+        problems: problems.map((p) => {
+          const snapshots = owners.get(p.digest) ?? [];
+          return { ...p, snapshots, disks: disksOf(snapshots), repairable: p.reason !== 'io-error' };
+        }),
+        awaitingRepair,
       };
     });
   }
@@ -920,6 +990,7 @@ export class Engine extends EventEmitter {
         // Only what was free before the listing: a digest freed while it runs may name a file the
         // listing had already passed (referenced then), which only the sweeper will unlink now.
         const free = this.catalog.freeDigests();
+        const removed: Buffer[] = [];
         let removedBlocks = 0;
         let removedBytes = 0;
         let keptBlocks = 0;
@@ -932,10 +1003,14 @@ export class Engine extends EventEmitter {
           } else {
             const size = fileSizeOrZero(this.store.pathOf(digest));
             if (await this.store.remove(digest)) { removedBlocks++; removedBytes += size; }
+            removed.push(digest);
           }
           ctl.progress(keptBlocks + removedBlocks, Math.max(total, keptBlocks + removedBlocks));
         }
-        this.catalog.txn(() => { for (const d of free) if (!this.catalog.isReferenced(d)) this.catalog.removeFree(d); });
+        this.catalog.txn(() => {
+          for (const d of free) if (!this.catalog.isReferenced(d)) this.catalog.removeFree(d);
+          this.repair.forget(removed);
+        });
         this.log.info({ removedBlocks, removedBytes, removedTempFiles }, 'gc finished');
         return { removedBlocks, removedBytes, removedTempFiles, keptBlocks };
       } finally {
@@ -973,7 +1048,11 @@ export class Engine extends EventEmitter {
     for (const d of free) {
       if (!this.catalog.isReferenced(d)) await this.store.remove(d);
     }
-    this.catalog.txn(() => { for (const d of free) if (!this.catalog.isReferenced(d)) this.catalog.removeFree(d); });
+    this.catalog.txn(() => {
+      const gone = free.filter((d) => !this.catalog.isReferenced(d));
+      for (const d of gone) this.catalog.removeFree(d);
+      this.repair.forget(gone); // an unlinked damaged block is damaged no more
+    });
   }
 
   /** Resolves once any sweep in flight has finished (tests and shutdown). */
@@ -1033,12 +1112,16 @@ export class Engine extends EventEmitter {
     throw new BlocksnapError('SnapshotNotFound', `no snapshot ${JSON.stringify(ref)}`);
   }
 
-  /** The registered path must still resolve to itself inside a root: a swapped symlink is refused. */
+  /**
+   * The registered path must still resolve to itself inside a root: a swapped symlink is refused.
+   * A disk detected as raw must not have become a qcow2 image since (checkStillRaw).
+   */
   private revalidateDiskPath(disk: DiskRecord): string {
     const real = resolveExistingImage(disk.path, this.imageRoots);
     if (real !== disk.path) {
       throw new BlocksnapError('PathNotAllowed', `${disk.path} now resolves to ${real}; re-register the disk if that is intended`);
     }
+    checkStillRaw(disk, real);
     return real;
   }
 
@@ -1046,7 +1129,8 @@ export class Engine extends EventEmitter {
     const cow = d.cow ? { ...d.cow, overlayBytes: this.volumes.overlayBytes(d.id, d.cow.layers) } : null;
     const p = d.pendingRollback;
     const pendingRollback = p ? { snapshotId: p.snapshotId, startedAt: p.startedAt, jobId: p.jobId } : null;
-    return { ...d, pendingRollback, cow, snapshotCount: this.catalog.snapshotsOfDisk(d.id).length };
+    const formatSource = d.cow ? null : d.formatSource ?? 'detected';
+    return { ...d, pendingRollback, cow, formatSource, snapshotCount: this.catalog.snapshotsOfDisk(d.id).length };
   }
 
   /** `children`: the snapshot's children when the caller has them at hand (listings). */

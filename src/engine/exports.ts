@@ -17,7 +17,7 @@ import type { DiskRecord, SnapshotRecord } from '../catalog/records';
 import { readView } from '../catalog/block-map';
 import type { Catalog } from '../catalog/catalog';
 import type { ExportConnection, ExportTable, NbdExport } from '../nbd/backend';
-import { NAME_MAX } from './names';
+import { validateExportName } from './names';
 import type { EngineLogger } from './engine';
 import type { CowVolumes } from './cow-volumes';
 import { SnapshotVolumeBackend, VolumeBackend } from './volume-backend';
@@ -59,16 +59,6 @@ interface Entry extends NbdExport {
   readonly unpin: () => void;
 }
 
-const EXPORT_NAME_RE = /^[A-Za-z0-9._@-]+$/;
-
-/** Export names: 1-128 characters of [A-Za-z0-9._@-], not starting with '-'. */
-export function validateExportName(name: unknown): string {
-  if (typeof name !== 'string' || name.length === 0 || name.length > NAME_MAX || !EXPORT_NAME_RE.test(name) || name.startsWith('-')) {
-    throw new BlocksnapError('InvalidName', `invalid export name ${JSON.stringify(name)}: use 1-${NAME_MAX} characters of A-Z a-z 0-9 . _ @ - (not starting with -)`);
-  }
-  return name;
-}
-
 export class Exports implements ExportTable {
   private readonly entries = new Map<string, Entry>();
   private socketPath: string | null = null;
@@ -108,20 +98,24 @@ export class Exports implements ExportTable {
   /** A writable export of a copy-on-write disk; the default name is the disk's name. */
   async startDisk(diskRef: string, o: { name?: string } = {}): Promise<ExportInfo> {
     this.assertCanStart();
-    const disk = this.x.resolveDisk(diskRef);
+    const disk = this.diskToServe(diskRef);
     if (!disk.cow) {
       throw new BlocksnapError('NotCowDisk', `disk ${disk.name} is an image file; only copy-on-write disks (clone --cow) can be exported writable`);
     }
-    const name = validateExportName(o.name ?? disk.name);
-    if (this.entries.has(name)) throw new BlocksnapError('NameTaken', `an export named ${JSON.stringify(name)} is already served`);
+    // The disk before the name: a second start of a served disk takes the name the first one has
+    // (the disk's), and what refuses it is the disk's one writable export.
     const other = this.ofDisk(disk.id);
     if (other.length > 0) throw new BlocksnapError('DiskExported', `disk ${disk.name} is already exported as ${other[0]!.name}`, { export: other[0]!.name });
+    const name = validateExportName(o.name ?? disk.name);
+    if (this.entries.has(name)) throw new BlocksnapError('NameTaken', `an export named ${JSON.stringify(name)} is already served`);
     const { open, release } = await this.x.volumes.acquire(disk.id);
     // Checked again: the open yielded, and another start of the same name or disk, or a remove, may have won.
     if (this.entries.has(name) || this.ofDisk(disk.id).length > 0 || !this.x.catalog.getDisk(disk.id)) {
       await release();
       if (!this.x.catalog.getDisk(disk.id)) throw new BlocksnapError('DiskNotFound', `disk ${disk.name} was removed meanwhile`);
-      throw new BlocksnapError('DiskExported', `disk ${disk.name} or the name ${JSON.stringify(name)} was exported meanwhile`);
+      const won = this.ofDisk(disk.id)[0];
+      if (won) throw new BlocksnapError('DiskExported', `disk ${disk.name} was exported meanwhile, as ${won.name}`, { export: won.name });
+      throw new BlocksnapError('NameTaken', `an export named ${JSON.stringify(name)} was started meanwhile`);
     }
     const unpin = (): void => {
       release().catch((err: unknown) => this.x.log.error({ err, diskId: disk.id }, 'closing the volume of a stopped export failed'));
@@ -129,6 +123,29 @@ export class Exports implements ExportTable {
     const entry = this.add(name, `copy-on-write disk ${disk.name} (${disk.id}), writable`, new VolumeBackend(open, disk.sizeBytes), null, disk.id, unpin);
     this.x.log.info({ export: name, diskId: disk.id }, 'writable export started');
     return this.info(entry);
+  }
+
+  /**
+   * A ref that names no disk but a snapshot (`export start SNAP --writable`): a snapshot is served
+   * read-only, or writable through a copy-on-write disk made from it; the error says so.
+   */
+  private diskToServe(ref: string): DiskRecord {
+    try {
+      return this.x.resolveDisk(ref);
+    } catch (err) {
+      if (!(err instanceof BlocksnapError) || err.code !== 'DiskNotFound') throw err;
+      let snap: SnapshotRecord;
+      try {
+        snap = this.x.resolveSnapshot(ref);
+      } catch {
+        throw err;
+      }
+      const of = this.x.catalog.getDisk(snap.diskId)?.name ?? snap.diskId;
+      throw new BlocksnapError('DiskNotFound',
+        `no disk ${JSON.stringify(ref)}; ${ref} is a snapshot of disk ${of}: without --writable it is served read-only, and to serve it ` +
+        `writable, make a copy-on-write disk of it first (blocksnap clone ${ref} --cow --name NAME) and export that disk with --writable`,
+        { snapshotId: snap.id });
+    }
   }
 
   /** A ref that names no snapshot but a disk was most likely meant as one: the error says how to serve it. */

@@ -20,7 +20,7 @@ import { looksLikeId, newId } from './ids';
 import { uniqueName, validateManualSnapshotName } from './names';
 import { resolveExistingImage } from './paths';
 import { servedWithClients } from './cow-disks';
-import { checkNotInUse, checkRollbackTarget, inspectImage } from './image-access';
+import { checkNotInUse, checkRollbackTarget, checkStillRaw, inspectImage } from './image-access';
 import { quotaEvictions } from './quotas';
 import { removeSnapshot } from './remove-snapshot';
 import type { Disk, Job } from './types';
@@ -70,7 +70,7 @@ export class SnapshotGroups {
     const nameTaken = (n: string): boolean => this.i.model.allGroups().some((g) => g.name === n) || disks.some((d) => snapsOf.get(d.id)!.some((s) => s.name === n));
     let name: string;
     if (o.name !== undefined) {
-      name = validateManualSnapshotName(o.name);
+      name = validateManualSnapshotName(o.name, 'group');
       if (this.i.model.allGroups().some((g) => g.name === name)) throw new BlocksnapError('NameTaken', `a group named ${JSON.stringify(name)} exists already`);
       const clash = disks.find((d) => snapsOf.get(d.id)!.some((s) => s.name === name));
       if (clash) throw new BlocksnapError('NameTaken', `disk ${clash.name} already has a snapshot named ${JSON.stringify(name)}`);
@@ -134,6 +134,7 @@ export class SnapshotGroups {
       }
       const real = resolveExistingImage(disk.path, this.engine.imageRoots);
       if (real !== disk.path) throw new BlocksnapError('PathNotAllowed', `${disk.path} now resolves to ${real}; re-register the disk if that is intended`);
+      checkStillRaw(disk, real);
       checkRollbackTarget(real, disk.format, { snapshot: s, reserved });
       // As startRollback checks it, but before any member's rollback starts.
       if (disk.format === 'qcow2') inspectImage(real, disk.format, this.engine.imageRoots);

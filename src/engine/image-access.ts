@@ -31,6 +31,28 @@ export function detectFormat(path: string): ImageFormat {
   }
 }
 
+/**
+ * Refuses (NotAnImage) to read or write as raw the image of a disk whose format was detected as
+ * raw at `disk add` and which now starts with the qcow2 magic: it was converted to qcow2 under
+ * the same name (qemu-img convert, then mv) or replaced by a qcow2 image, and read as raw, a
+ * snapshot would hold the qcow2 file's bytes instead of the guest's disk and a rollback would
+ * write raw blocks into it. A qcow2 disk whose image is no longer qcow2 is refused the same way,
+ * by its header check. A disk registered with --format raw stays raw whatever its first bytes:
+ * a guest may itself write a qcow2 header at the start of its raw disk (a nested VM's image on a
+ * whole disk), which only the operator can tell. A record from before the choice was recorded
+ * counts as detected (formatSource). `path` is the disk's checked real path.
+ */
+export function checkStillRaw(disk: { id: string; name: string; format: DiskFormat; formatSource?: 'detected' | 'given' }, path: string): void {
+  if (disk.format !== 'raw' || disk.formatSource === 'given' || detectFormat(path) !== 'qcow2') return;
+  throw new BlocksnapError('NotAnImage',
+    `${path} now starts with the qcow2 magic (QFI\\xfb), but disk ${disk.name} was registered as raw (detected): the image was ` +
+    'converted to qcow2 or replaced by a qcow2 image, and it is not read or written as raw (a snapshot would hold the qcow2 file\'s bytes ' +
+    'instead of the disk\'s, a rollback would write raw blocks into it). Convert it back to raw (qemu-img convert -f qcow2 -O raw), ' +
+    `or register it again as qcow2 (blocksnap disk remove ${disk.name} [--delete-snapshots], then blocksnap disk add ${path} --format qcow2); ` +
+    'if the guest itself wrote these bytes at the start of its raw disk, register it again with --format raw',
+    { path, diskId: disk.id, format: 'raw', found: 'qcow2' });
+}
+
 /** The size of the regular file at the checked real path `path`, never through a symlink. */
 function rawSize(path: string): number {
   const { fd } = openCheckedFile(path);

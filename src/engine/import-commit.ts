@@ -56,6 +56,19 @@ function importedType(s: ImportedSnapshot): SnapshotType {
   return s.type === 'auto' ? 'auto' : 'manual';
 }
 
+/** What an import that would reference a damaged block it did not carry tells the operator. */
+const IMPORT_REPAIR_HINT = 'the import did not carry it (this host had it); import a full snapshot that carries it, or snapshot a disk ' +
+  'whose image holds its good content, which writes it again, then retry';
+
+/**
+ * Before commitImported, under the shared store lock: a block of `map` listed as damaged in the
+ * store that the import did not write again (`repaired`, hex) is read again, and fails the import
+ * if it still is damaged (block-repair.ts).
+ */
+export async function checkImportDamage(x: OffsiteInternals, map: Buffer, repaired: string[], signal?: AbortSignal): Promise<void> {
+  await x.repair.checkBeforeCommit(map, repaired, IMPORT_REPAIR_HINT, signal);
+}
+
 /**
  * Before commitImported: makes durable the directory entries of the blocks an import found in the
  * store already and no committed snapshot references (see syncPresent); the others are durable.
@@ -64,10 +77,12 @@ export async function syncFoundBlocks(x: OffsiteInternals, found: string[]): Pro
   await syncPresent(x.store.dir, found.filter((hex) => !x.catalog.isReferenced(Buffer.from(hex, 'hex'))));
 }
 
-export function commitImported(x: OffsiteInternals, disk: DiskRecord, s: ImportedSnapshot, map: Buffer, jobId: string): SnapshotRecord {
+/** `repaired`: the blocks listed as damaged that the import wrote again (hex); their marks go in the commit. */
+export function commitImported(x: OffsiteInternals, disk: DiskRecord, s: ImportedSnapshot, map: Buffer, jobId: string, repaired: string[] = []): SnapshotRecord {
   if (map.length !== s.blockCount * DIGEST_SIZE) throw new BlocksnapError('Internal', `map of ${map.length} bytes for ${s.blockCount} blocks`);
   return x.catalog.txn(() => {
     checkImportable(x, s, disk);
+    x.repair.settle(map, repaired, IMPORT_REPAIR_HINT);
     const parentRec = s.parentId ? x.catalog.getSnapshot(s.parentId) : undefined;
     const parent = parentRec && parentRec.diskId === disk.id && parentRec.status === 'available' ? parentRec : undefined;
     const taken = (n: string): boolean => x.catalog.snapshotsOfDisk(disk.id).some((o) => o.name === n);

@@ -2,7 +2,9 @@
  * Jobs: every long operation (JOB_KINDS in types.ts) runs as a job with an id,
  * progress and a cancel switch. Records are persisted at start and at the end, so `job show`
  * survives a restart and a job that was running when the daemon died reads `interrupted`.
- * Progress ticks stay in memory (they change several times a second).
+ * A job whose whole effect is one catalog transaction may record its success in that same
+ * transaction (JobControl.succeededWith), so that no crash can leave the effect committed and the
+ * job `interrupted`. Progress ticks stay in memory (they change several times a second).
  */
 import { EventEmitter } from 'node:events';
 import { BlocksnapError, toBlocksnapError } from '../errors';
@@ -14,6 +16,14 @@ export interface JobControl {
   readonly job: Job;
   readonly signal: AbortSignal;
   progress(doneBytes: number, totalBytes: number): void;
+  /**
+   * Call inside the catalog transaction that commits the job's effect: records in it that the
+   * job succeeded with `result`, which the job then returns (its end is recorded again, as for
+   * every job, once it returns). A crash after that commit leaves the job `succeeded`: read as
+   * `interrupted`, it would invite a rerun, and a rerun of a rollback throws away what was
+   * written since.
+   */
+  succeededWith(result: unknown): void;
 }
 
 interface Running { job: Job; abort: AbortController; done: Promise<Job> }
@@ -23,8 +33,7 @@ export class JobRunner {
 
   constructor(private readonly catalog: Catalog, private readonly events: EventEmitter) {}
 
-  /** Marks jobs left `running` by a crash as interrupted and trims the history. */
-  /** Marks the jobs a crash left `running` as interrupted, and returns them. */
+  /** Marks the jobs a crash left `running` as interrupted, trims the history, and returns them. */
   recover(): Job[] {
     const interrupted: Job[] = [];
     const all = this.catalog.allJobs();
@@ -66,6 +75,9 @@ export class JobRunner {
         job.doneBytes = done;
         job.totalBytes = total;
         this.events.emit('job', { ...job });
+      },
+      succeededWith: (result) => {
+        this.catalog.putJob({ ...job, state: 'succeeded', result, error: null, finishedAt: new Date().toISOString() });
       },
     };
     const done = (async (): Promise<Job> => {

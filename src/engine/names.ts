@@ -1,16 +1,23 @@
 import { BlocksnapError } from '../errors';
 
 export const NAME_MAX = 128;
+/** Leaves room for "auto-" and "-YYYYMMDDTHHMMSSZ" within a snapshot name. */
+export const POLICY_NAME_MAX = 100;
 const NAME_RE = /^[A-Za-z0-9._-]+$/;
+const EXPORT_NAME_RE = /^[A-Za-z0-9._@-]+$/;
 
 /**
+ * Every name a user gives is checked here, by the engine whoever sent it (the daemon passes any
+ * string on, the CLI checks the same way before it connects), so that an empty, long or
+ * malformed name is InvalidName on every path.
+ *
  * Names: 1-max chars of [A-Za-z0-9._-], not starting with '-' (it would read as an option). The
  * max is NAME_MAX unless the kind keeps a shorter limit, so the message states the real one.
  */
 export function validateName(kind: 'disk' | 'snapshot' | 'policy' | 'group', name: unknown, max: number = NAME_MAX): string {
   if (typeof name !== 'string' || name.length === 0 || name.length > max || !NAME_RE.test(name) || name.startsWith('-')) {
     throw new BlocksnapError('InvalidName',
-      `invalid ${kind} name ${JSON.stringify(name)}: use 1-${max} characters of A-Z a-z 0-9 . _ - (not starting with -)`);
+      `invalid ${kind} name ${quotedName(name, max)}: use 1-${max} characters of A-Z a-z 0-9 . _ - (not starting with -)`);
   }
   if (/^[dsjpg]-[0-9a-f]{16}$/.test(name)) {
     throw new BlocksnapError('InvalidName', `invalid ${kind} name ${JSON.stringify(name)}: it has the form of an id`);
@@ -18,11 +25,31 @@ export function validateName(kind: 'disk' | 'snapshot' | 'policy' | 'group', nam
   return name;
 }
 
-/** Manual snapshot names must not start with "auto": that prefix belongs to policy snapshots. */
-export function validateManualSnapshotName(name: unknown): string {
-  const n = validateName('snapshot', name);
+/** Export names: 1-128 characters of [A-Za-z0-9._@-], not starting with '-'. */
+export function validateExportName(name: unknown): string {
+  if (typeof name !== 'string' || name.length === 0 || name.length > NAME_MAX || !EXPORT_NAME_RE.test(name) || name.startsWith('-')) {
+    throw new BlocksnapError('InvalidName',
+      `invalid export name ${quotedName(name, NAME_MAX)}: use 1-${NAME_MAX} characters of A-Z a-z 0-9 . _ @ - (not starting with -)`);
+  }
+  return name;
+}
+
+/** A refused name as its message shows it: one far over the limit is cut, with its length (a request may carry a megabyte). */
+export function quotedName(name: unknown, max: number): string {
+  if (typeof name !== 'string' || name.length <= max) return JSON.stringify(name) ?? String(name);
+  return `${JSON.stringify(`${name.slice(0, 32)}…`)} (${name.length} characters)`;
+}
+
+/**
+ * Manual snapshot names must not start with "auto": that prefix belongs to policy snapshots. A
+ * group's name is also the name of each of its member snapshots, so it is checked the same way,
+ * as `kind` 'group': the message then names a group name, the one the user gave.
+ */
+export function validateManualSnapshotName(name: unknown, kind: 'snapshot' | 'group' = 'snapshot'): string {
+  const n = validateName(kind, name);
   if (n.toLowerCase().startsWith('auto')) {
-    throw new BlocksnapError('InvalidName', `invalid snapshot name ${JSON.stringify(n)}: names starting with "auto" are reserved for automatic snapshots`);
+    const also = kind === 'group' ? ' (a group\'s name is also the name of its member snapshots)' : '';
+    throw new BlocksnapError('InvalidName', `invalid ${kind} name ${JSON.stringify(n)}: names starting with "auto" are reserved for automatic snapshots${also}`);
   }
   return n;
 }

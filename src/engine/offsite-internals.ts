@@ -3,6 +3,7 @@ import type { DiskRecord, SnapshotRecord } from '../catalog/records';
 import type { BlockStore } from '../store/block-store';
 import type { EngineLogger } from './engine';
 import type { JobRunner } from './jobs';
+import type { BlockRepair } from './block-repair';
 import type { DiskLocks, StoreLock } from './locks';
 import type { SnapshotQuota } from './quotas';
 import type { Snapshot } from './types';
@@ -30,6 +31,8 @@ export interface OffsiteInternals {
   quota(): SnapshotQuota;
   /** The engine's clock (tests fix it). */
   now(): Date;
+  /** Blocks listed as damaged: an import writes a listed block it downloads again (block-repair.ts). */
+  readonly repair: BlockRepair;
   /**
    * Hands blocks a failed import stored to the sweeper: those still unreferenced go on the free
    * list and are unlinked once no snapshot is writing (call without holding the store lock).

@@ -23,14 +23,12 @@ import type { SnapshotRecord } from '../catalog/records';
 import type { Engine } from './engine';
 import type { EngineInternals } from './internals';
 import { looksLikeId, newId } from './ids';
-import { uniqueName, validateName } from './names';
+import { POLICY_NAME_MAX, uniqueName, validateName } from './names';
 import { quotaEvictions } from './quotas';
 import { expiredSnapshots, resolveRetention, type Retention, type RetentionInput } from './retention';
 import { validateTimeZone } from './time-zone';
 import type { Job } from './types';
 
-/** Leaves room for "auto-" and "-YYYYMMDDTHHMMSSZ" within a snapshot name. */
-export const POLICY_NAME_MAX = 100;
 const DESCRIPTION_MAX = 1024;
 
 export interface Policy extends Omit<PolicyRecord, 'history' | 'scheduleChangedAt'> {
@@ -319,15 +317,14 @@ export class Policies {
     const taken = new Set(before.map((s) => s.name));
     const name = uniqueName(autoSnapshotName(p.name, now), (n) => taken.has(n));
     let job: Job;
+    // The quota makes room only once the snapshot is available, before its job ends: a run that
+    // does not produce one deletes nothing, and its event's `expired` stays empty.
+    let evicted: string[] = [];
     try {
-      job = this.engine.startSnapshot(diskId, { type: 'auto', name, description: `policy ${p.name}` });
+      job = this.engine.startSnapshot(diskId, { type: 'auto', name, description: `policy ${p.name}`, quotaEvicted: (ids) => { evicted = ids; } });
     } catch (err) {
       throw this.explainQuota(err, diskId);
     }
-    // startSnapshot makes room under the automatic quota in the transaction that records the new
-    // snapshot, before it returns: what is gone now is what the quota deleted for this run.
-    const left = new Set(this.i.catalog.snapshotsOfDisk(diskId).map((s) => s.id));
-    const evicted = before.filter((s) => s.type === 'auto' && !left.has(s.id)).map((s) => s.id);
     const done = (async (): Promise<PolicyEvent> => {
       const end = await this.engine.waitJob(job.id);
       let e: PolicyEvent;

@@ -1,8 +1,11 @@
 /**
  * Per-disk snapshot quotas, as the cloud services have them: at most N manual and N automatic
  * snapshots per disk (256 each by default). A manual snapshot over quota is refused; an automatic
- * one makes room by deleting the disk's oldest automatic snapshots first, so a policy keeps
- * running on a full disk and an operator's manual snapshots are never touched by it.
+ * one makes room by deleting the disk's failed automatic snapshots, then its oldest available
+ * ones, so a policy keeps running on a full disk and an operator's manual snapshots are never
+ * touched by it. The room is made only once the new snapshot is committed `available`: a run
+ * that fails, is cancelled or is cut off costs no snapshot, and while one is being created a
+ * disk at its quota holds one automatic snapshot more (docs/design.md, Quotas).
  */
 import { BlocksnapError } from '../errors';
 import type { SnapshotRecord } from '../catalog/records';
@@ -31,12 +34,12 @@ export const QUOTA_BLOCKERS_NAMED = 5;
 export interface QuotaBlocker { snapshotId: string; reason: string }
 
 /**
- * What a new snapshot of `type` needs deleted first, given the disk's snapshots. Manual: nothing,
- * or SnapshotQuotaExceeded. Auto: the oldest automatic snapshots that `evictable` allows (never a
- * group member, never one still being created), enough to leave room for one more. `evictable`
- * answers true, or false or the reason it cannot be deleted now ("is exported as web1-base"):
- * when too few can go, the refusal names the oldest of those that cannot and why, so the
- * operator knows what to stop or remove.
+ * Whether a new snapshot of `type` may start, given the disk's snapshots; returns the automatic
+ * snapshots that its commit would delete to bring the disk back within its quota (quotaExcess),
+ * in the order they would go. Manual: nothing, or SnapshotQuotaExceeded. Auto: refused with
+ * SnapshotQuotaExceeded when too few of them could go. `evictable` answers true, or false or the
+ * reason one cannot be deleted now ("is exported as web1-base"): the refusal names the oldest of
+ * those that cannot and why, so the operator knows what to stop or remove.
  */
 export function quotaEvictions(
   diskName: string,
@@ -47,6 +50,7 @@ export function quotaEvictions(
 ): SnapshotRecord[] {
   const limit = quota[type];
   const same = snaps.filter((s) => s.type === type);
+  // The new snapshot counts too: once it commits, the disk must be back within its quota.
   const excess = same.length - limit + 1;
   if (excess <= 0) return [];
   if (type === 'manual') {
@@ -54,14 +58,7 @@ export function quotaEvictions(
       `disk ${diskName} has ${same.length} manual snapshots, its quota is ${limit}; delete one before taking another`,
       { quota: limit, count: same.length });
   }
-  const oldestFirst = [...same].sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
-  const blocked: QuotaBlocker[] = [];
-  const candidates: SnapshotRecord[] = [];
-  for (const s of oldestFirst) {
-    const why = whyNotEvictable(s, evictable);
-    if (why === null) candidates.push(s);
-    else blocked.push({ snapshotId: s.id, reason: why });
-  }
+  const { candidates, blocked } = evictionOrder(same, evictable);
   if (candidates.length < excess) {
     const named = blocked.slice(0, QUOTA_BLOCKERS_NAMED);
     const more = blocked.length - named.length;
@@ -71,6 +68,46 @@ export function quotaEvictions(
       { quota: limit, count: same.length, blocked: named });
   }
   return candidates.slice(0, excess);
+}
+
+/**
+ * What to delete, now that automatic snapshot `committed` is `available`, to bring the disk back
+ * within its automatic quota: failed ones first, then the oldest available ones, never
+ * `committed` itself. Fewer than the excess when too few can go now (one became exported or
+ * cloned from while the snapshot was taken): the disk then stays over quota until a later
+ * snapshot's commit deletes them, as it does the excess a crash between a commit and its
+ * evictions left.
+ */
+export function quotaExcess(
+  snaps: SnapshotRecord[],
+  quota: SnapshotQuota,
+  committed: string,
+  evictable: (s: SnapshotRecord) => boolean | string,
+): SnapshotRecord[] {
+  const autos = snaps.filter((s) => s.type === 'auto');
+  const excess = autos.length - quota.auto;
+  if (excess <= 0) return [];
+  return evictionOrder(autos.filter((s) => s.id !== committed), evictable).candidates.slice(0, excess);
+}
+
+/**
+ * The snapshots that may be evicted, failed ones first (they hold nothing to restore), each part
+ * oldest first; and those that may not, oldest first, with the reason.
+ */
+function evictionOrder(
+  same: SnapshotRecord[],
+  evictable: (s: SnapshotRecord) => boolean | string,
+): { candidates: SnapshotRecord[]; blocked: QuotaBlocker[] } {
+  const oldestFirst = [...same].sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+  const blocked: QuotaBlocker[] = [];
+  const candidates: SnapshotRecord[] = [];
+  for (const s of oldestFirst) {
+    const why = whyNotEvictable(s, evictable);
+    if (why === null) candidates.push(s);
+    else blocked.push({ snapshotId: s.id, reason: why });
+  }
+  const failed = candidates.filter((s) => s.status === 'error');
+  return { candidates: [...failed, ...candidates.filter((s) => s.status !== 'error')], blocked };
 }
 
 /** null when the snapshot may be evicted, else why not (worded to follow its id). */

@@ -41,7 +41,7 @@ import { RemoteRegistry } from '../remote/registry';
 import { S3Store } from '../remote/s3-store';
 import { distinctDigests } from '../stream/snapshot-fields';
 import { looksLikeId, newId } from './ids';
-import { checkImportable, commitImported, syncFoundBlocks } from './import-commit';
+import { checkImportDamage, checkImportable, commitImported, syncFoundBlocks } from './import-commit';
 import type { JobControl } from './jobs';
 import type { OffsiteInternals } from './offsite-internals';
 import type {
@@ -568,6 +568,8 @@ export class Replication {
       await store.put(blockKey(remote.prefix, hex), data, signal, { sha256: hex });
     } catch (err) {
       if (toBlocksnapError(err).code !== 'DigestMismatch') throw err;
+      // The local file is damaged: listed for repair like any damage a reader finds (block-repair.ts).
+      this.x.repair.reportFound(hex, 'digest-mismatch');
       throw new BlocksnapError('DigestMismatch', `block ${hex} does not match its digest: the store is corrupt (remote ${remote.name} refused its upload); nothing references it there`, { digest: hex, remote: remote.name });
     }
   }
@@ -625,16 +627,23 @@ export class Replication {
     try {
       let done = 0;
       ctl.progress(0, total);
+      const repaired: string[] = [];
       await runPool(digests.entries(), concurrency, async ([hex, len]) => {
-        if (!(await hasBlockOfLength(this.x.store.dir, hex, len, wrongLength(hex, len)))) {
+        // A block listed as damaged here is downloaded too, and written over the damaged file (block-repair.ts).
+        const repair = this.x.repair.damaged.has(Buffer.from(hex, 'hex'));
+        if (!(await hasBlockOfLength(this.x.store.dir, hex, len, wrongLength(hex, len))) || repair) {
           const data = await fetchBlock(store, remote.prefix, hex, len, ctl.signal);
           res.downloadedBlocks++;
           res.downloadedBytes += data.length;
-          if (await writeBlock(this.x.store.dir, hex, data)) staged.push(Buffer.from(hex, 'hex'));
+          if (await writeBlock(this.x.store.dir, hex, data, { repair })) {
+            if (repair) repaired.push(hex);
+            else staged.push(Buffer.from(hex, 'hex'));
+          }
         }
         done += len;
         ctl.progress(done, total);
       }, ctl.signal);
+      this.x.repair.forgetRepaired(repaired);
       const w = await cloneImage(target, 'qcow2', {
         storeDir: this.x.store.dir, blockSize: s.blockSize, sizeBytes: s.sizeBytes, digests: m.map, signal: ctl.signal,
         onProgress: (d) => ctl.progress(fetchTotal + Math.min(d, s.sizeBytes), total),
@@ -698,6 +707,8 @@ export class Replication {
           const stored: Buffer[] = [];
           /** Blocks the snapshot will reference that this import found in the store already. */
           const present: string[] = [];
+          /** Blocks listed as damaged that this import downloaded and wrote again (block-repair.ts). */
+          const repaired: string[] = [];
           let committed = false;
           try {
             const digests = distinctDigests(m.map, m.snapshot.sizeBytes, m.snapshot.blockSize);
@@ -706,12 +717,15 @@ export class Replication {
             let done = 0;
             ctl.progress(0, total);
             await runPool(digests.entries(), concurrency, async ([hex, len]) => {
-              if (await hasBlockOfLength(this.x.store.dir, hex, len, wrongLength(hex, len))) {
+              // A block listed as damaged here is downloaded all the same, and written over the damaged file.
+              const repair = this.x.repair.damaged.has(Buffer.from(hex, 'hex'));
+              if (await hasBlockOfLength(this.x.store.dir, hex, len, wrongLength(hex, len)) && !repair) {
                 res.presentBlocks++;
                 present.push(hex);
               } else {
                 const data = await fetchBlock(store, remote.prefix, hex, len, ctl.signal);
-                if (await writeBlock(this.x.store.dir, hex, data)) {
+                if (await writeBlock(this.x.store.dir, hex, data, { repair })) {
+                  if (repair) repaired.push(hex);
                   stored.push(Buffer.from(hex, 'hex'));
                   res.storedBlocks++;
                   res.storedBytes += data.length;
@@ -724,7 +738,8 @@ export class Replication {
               ctl.progress(done, total);
             }, ctl.signal);
             await syncFoundBlocks(this.x, present);
-            const rec = commitImported(this.x, this.x.catalog.getDisk(disk.id)!, m.snapshot, m.map, jobId);
+            await checkImportDamage(this.x, m.map, repaired, ctl.signal);
+            const rec = commitImported(this.x, this.x.catalog.getDisk(disk.id)!, m.snapshot, m.map, jobId, repaired);
             committed = true;
             res.parentId = rec.parentId;
             this.x.log.info({ remote: remote.name, snapshotId: rec.id, diskId: disk.id, storedBytes: res.storedBytes }, 'snapshot imported from remote');

@@ -27,7 +27,7 @@ import { fileSink, fileSource, type ByteSink, type ByteSource } from '../stream/
 import { StreamReader, StreamWriter, viewSha256, type StreamHeader } from '../stream/format';
 import { distinctDigests } from '../stream/snapshot-fields';
 import { newId } from './ids';
-import { checkImportable, commitImported, syncFoundBlocks } from './import-commit';
+import { checkImportDamage, checkImportable, commitImported, syncFoundBlocks } from './import-commit';
 import type { OffsiteInternals } from './offsite-internals';
 import type { ExportResult, ImportResult } from './offsite-types';
 import { openCheckedFile, resolveExistingImage, resolveNewFile, type CheckedFile } from './paths';
@@ -168,6 +168,8 @@ export class SnapshotStreams {
           const releaseStore = await this.x.storeLock.acquireShared();
           /** Blocks this import added to the store: handed to the sweeper if the stream is refused. */
           const stored: Buffer[] = [];
+          /** Blocks listed as damaged that this import wrote again (block-repair.ts). */
+          const repaired: string[] = [];
           let committed = false;
           try {
             const counts = { blocks: 0, bytes: 0 };
@@ -188,7 +190,9 @@ export class SnapshotStreams {
               carried.add(hex);
               counts.blocks++;
               counts.bytes += rec.data.length;
-              if (await writeBlock(this.x.store.dir, hex, rec.data)) {
+              const repair = this.x.repair.damaged.has(rec.digest);
+              if (await writeBlock(this.x.store.dir, hex, rec.data, { repair })) {
+                if (repair) repaired.push(hex);
                 stored.push(Buffer.from(rec.digest));
                 res.storedBlocks++;
                 res.storedBytes += rec.data.length;
@@ -209,7 +213,8 @@ export class SnapshotStreams {
               present.push(hex);
             }
             await syncFoundBlocks(this.x, present);
-            const rec = commitImported(this.x, this.x.catalog.getDisk(disk.id)!, s, map, jobId);
+            await checkImportDamage(this.x, map, repaired, ctl.signal);
+            const rec = commitImported(this.x, this.x.catalog.getDisk(disk.id)!, s, map, jobId, repaired);
             committed = true;
             res.parentId = rec.parentId;
             this.x.log.info({ snapshotId: s.id, diskId: disk.id, path: source, storedBytes: res.storedBytes }, 'snapshot imported from a stream');

@@ -26,6 +26,12 @@ export interface Disk {
   pendingRollback: { snapshotId: string; startedAt: string; jobId: string } | null;
   /** A copy-on-write disk's stack; null for an image file. */
   cow: CowInfo | null;
+  /**
+   * An image file's format: `given` at `disk add --format`, or `detected` from its first bytes
+   * (a raw disk detected so is refused once its image starts with the qcow2 magic); null for a
+   * copy-on-write disk.
+   */
+  formatSource: 'detected' | 'given' | null;
 }
 
 export interface CowInfo {
@@ -115,7 +121,14 @@ export interface GcResult { removedBlocks: number; removedBytes: number; removed
 
 export interface VerifyResult {
   checkedBlocks: number;
-  problems: Array<{ digest: string; reason: string; message: string; snapshots: string[] }>;
+  /**
+   * Each damaged or missing block: the snapshots whose views reference it and their disks.
+   * `repairable`: the next snapshot of a disk whose image holds the block's content (or an import
+   * that carries it) writes it again (every reason but `io-error`).
+   */
+  problems: Array<{ digest: string; reason: string; message: string; snapshots: string[]; disks: string[]; repairable: boolean }>;
+  /** Blocks listed as damaged once this run ended, each written again by the next snapshot or import that produces it. */
+  awaitingRepair: number;
 }
 
 export interface CloneResult { path: string; sizeBytes: number; format: ImageFormat; snapshotId: string; bytesWritten: number; }
@@ -155,6 +168,11 @@ export interface SnapshotCreateOptions {
   tags?: Record<string, string>;
   /** Set by snapshot groups for their members; such a snapshot is deleted only with its group. */
   groupId?: string;
+  /**
+   * For an automatic snapshot: called, before its job ends, with the ids of the automatic
+   * snapshots the quota deleted once it was available (none when it did not become available).
+   */
+  quotaEvicted?: (snapshotIds: string[]) => void;
 }
 
 export interface JobEvents {

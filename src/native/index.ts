@@ -16,6 +16,7 @@ import { join } from 'node:path';
 
 import { BlocksnapError, isErrorCode } from '../errors';
 import { DIGEST_SIZE, isValidBlockSize } from '../store/format';
+import { reportStoreDamage } from '../store/damage-reports';
 
 /** A backing file of a qcow2 image as it was checked against the image roots. */
 export interface CheckedBacking {
@@ -54,6 +55,12 @@ export interface ScanOptions {
    * the store.
    */
   parentDigests?: Buffer;
+  /**
+   * Digests of blocks known to be damaged in the store (n × 32 bytes; catalog/damaged-blocks.ts).
+   * A block that hashes to one is written again over the damaged file (a fresh file renamed over
+   * it), even where it equals the parent's; `repairedDigests` lists those rewritten.
+   */
+  damagedDigests?: Buffer;
   /** Default true. false hashes only (benchmarks, rollback planning). */
   writeBlocks?: boolean;
   /** Worker threads; default one per core. */
@@ -77,6 +84,8 @@ export interface ScanResult {
   blocksWritten: number;
   /** Raw bytes of those blocks. */
   bytesWritten: number;
+  /** The damagedDigests this scan wrote again from good bytes (n × 32, each once). */
+  repairedDigests: Buffer;
 }
 
 export interface ApplyOptions {
@@ -193,6 +202,7 @@ export async function scanImage(o: ScanOptions): Promise<ScanResult> {
   if (o.granuleDir !== undefined) requirePath(o.granuleDir, 'granuleDir');
   requireBlockSize(o.blockSize);
   if (o.parentDigests !== undefined) requireDigestList(o.parentDigests, 'parentDigests');
+  if (o.damagedDigests !== undefined) requireDigestList(o.damagedDigests, 'damagedDigests');
   if (o.writeBlocks !== undefined && typeof o.writeBlocks !== 'boolean') {
     invalid('writeBlocks', 'a boolean', o.writeBlocks);
   }
@@ -215,6 +225,7 @@ export async function scanImage(o: ScanOptions): Promise<ScanResult> {
       granuleDir: o.granuleDir,
       blockSize: o.blockSize,
       parentDigests: o.parentDigests,
+      damagedDigests: o.damagedDigests,
       writeBlocks: o.writeBlocks,
       threads: o.threads,
       onProgress,
@@ -602,7 +613,10 @@ export function fromNative(err: unknown): BlocksnapError {
   const details: Record<string, unknown> = {};
   for (const key of DETAIL_KEYS) if (native[key] !== undefined) details[key] = native[key];
   const code = isErrorCode(native.code) ? native.code : 'Internal';
-  return new BlocksnapError(code, err.message, Object.keys(details).length > 0 ? details : undefined);
+  const e = new BlocksnapError(code, err.message, Object.keys(details).length > 0 ? details : undefined);
+  // A damaged block file found by any native reader is recorded for repair (store/damage-reports.ts).
+  reportStoreDamage(e);
+  return e;
 }
 
 function describe(value: unknown): string {

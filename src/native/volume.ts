@@ -52,6 +52,11 @@ export interface ScanBlocksOptions extends JobOptions {
   blocks: Uint32Array;
   /** Read through only the bottom `layerCount` layers and the base. */
   layerCount: number;
+  /**
+   * Digests of blocks known to be damaged in the store (n × 32): a block read that hashes to one
+   * is written again over the damaged file, even where it equals the base's (ScanOptions.damagedDigests).
+   */
+  damagedDigests?: Buffer;
   /** In blocks. */
   onProgress?: (done: number, total: number) => void;
 }
@@ -64,6 +69,8 @@ export interface ScanBlocksResult {
   /** Block files this scan created in the store. */
   blocksWritten: number;
   bytesWritten: number;
+  /** The damagedDigests this scan wrote again from good bytes (n × 32, each once). */
+  repairedDigests: Buffer;
 }
 
 export interface FlattenOptions extends JobOptions {
@@ -281,8 +288,9 @@ export class Volume {
     requireObject(o, 'options');
     if (!(o.blocks instanceof Uint32Array)) invalid('blocks', 'a Uint32Array', o.blocks);
     this.checkLayerCount(o.layerCount);
+    if (o.damagedDigests !== undefined) requireDigestList(o.damagedDigests, 'damagedDigests');
     return runJob(o, (onProgress) =>
-      this.native.scanBlocks({ blocks: o.blocks, layerCount: o.layerCount, threads: o.threads, onProgress }),
+      this.native.scanBlocks({ blocks: o.blocks, layerCount: o.layerCount, damagedDigests: o.damagedDigests, threads: o.threads, onProgress }),
     () => o.blocks.length);
   }
 

@@ -7,6 +7,7 @@
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { BlocksnapError } from '../errors';
+import { quotedName } from '../engine/names';
 
 export interface RemoteConfig {
   name: string;
@@ -33,7 +34,7 @@ const CREDENTIALS_MAX_BYTES = 64 * 1024;
 
 export function validateRemoteName(name: unknown): string {
   if (typeof name !== 'string' || !NAME.test(name)) {
-    throw new BlocksnapError('InvalidName', `remote name ${JSON.stringify(name)} must be 1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit`);
+    throw new BlocksnapError('InvalidName', `remote name ${quotedName(name, 64)} must be 1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit`);
   }
   return name;
 }

@@ -14,6 +14,7 @@ import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { BlocksnapError } from '../errors';
 import { BLOCK_FORMAT_VERSION, BLOCK_HEADER_SIZE, BLOCK_MAGIC, DIGEST_SIZE, TMP_DIR, blockPath } from './format';
+import { reportStoreDamage } from './damage-reports';
 
 export function sha256(data: Buffer): Buffer {
   return createHash('sha256').update(data).digest();
@@ -73,7 +74,8 @@ export async function hasBlockOfLength(storeDir: string, digestHex: string, leng
 export async function readBlock(storeDir: string, digestHex: string): Promise<Buffer> {
   const data = await readBlockUnhashed(storeDir, digestHex);
   if ((await sha256Async(data)).toString('hex') !== digestHex) {
-    throw new BlocksnapError('DigestMismatch', `block ${digestHex} does not match its digest: the store is corrupt`, { digest: digestHex });
+    throw damaged(new BlocksnapError('DigestMismatch', `block ${digestHex} does not match its digest: the store is corrupt`,
+      { digest: digestHex, path: blockPath(storeDir, digestHex) }));
   }
   return data;
 }
@@ -95,7 +97,7 @@ export async function readBlockUnhashed(storeDir: string, digestHex: string, int
   }
   try {
     const { size } = await file.stat();
-    if (size < BLOCK_HEADER_SIZE) throw new BlocksnapError('BlockCorrupt', `block file ${path} is shorter than its header`, { digest: digestHex });
+    if (size < BLOCK_HEADER_SIZE) throw damaged(new BlocksnapError('BlockCorrupt', `block file ${path} is shorter than its header`, { digest: digestHex, path }));
     const buf = into !== undefined && into.length >= size ? into : Buffer.allocUnsafe(size);
     let got = 0;
     while (got < size) {
@@ -108,12 +110,18 @@ export async function readBlockUnhashed(storeDir: string, digestHex: string, int
     const raw = Number(h.readBigUInt64LE(24));
     if (h.toString('latin1', 0, 8) !== BLOCK_MAGIC || h.readUInt16LE(8) !== BLOCK_FORMAT_VERSION || h.readUInt16LE(10) !== 0
       || h.readUInt32LE(12) !== BLOCK_HEADER_SIZE || payload !== raw || got !== BLOCK_HEADER_SIZE + payload) {
-      throw new BlocksnapError('BlockCorrupt', `block file ${path} has a bad header or length`, { digest: digestHex });
+      throw damaged(new BlocksnapError('BlockCorrupt', `block file ${path} has a bad header or length`, { digest: digestHex, path }));
     }
     return buf.subarray(BLOCK_HEADER_SIZE, got);
   } finally {
     await file.close();
   }
+}
+
+/** A damaged block file found here is recorded for repair too (damage-reports.ts). */
+function damaged(e: BlocksnapError): BlocksnapError {
+  reportStoreDamage(e);
+  return e;
 }
 
 /** fsync(2) of a directory: makes the names created or removed in it durable. */
@@ -144,14 +152,17 @@ export async function syncPresent(storeDir: string, digestsHex: Iterable<string>
 
 /**
  * Stores `data` as the block `digestHex`, durably, after checking that the digest is right. A
- * block already present is left alone (it has the same content by construction). Returns true
- * when this call created the file.
+ * block already present is left alone (it has the same content by construction), unless
+ * `repair`: the digest is known to be damaged in the store (catalog/damaged-blocks.ts), and the
+ * fresh file is renamed over the damaged one, which keeps its name until then. Returns true when
+ * this call created (or repaired) the file.
  */
-export async function writeBlock(storeDir: string, digestHex: string, data: Buffer): Promise<boolean> {
+export async function writeBlock(storeDir: string, digestHex: string, data: Buffer, o: { repair?: boolean } = {}): Promise<boolean> {
   const digest = await sha256Async(data);
   if (digest.toString('hex') !== digestHex) throw new BlocksnapError('Internal', `refusing to store data under digest ${digestHex}: it hashes to ${digest.toString('hex')}`);
   const final = blockPath(storeDir, digestHex);
-  if (await hasBlock(storeDir, digestHex)) return false;
+  const repair = o.repair === true;
+  if (!repair && await hasBlock(storeDir, digestHex)) return false;
   const fanout = dirname(final);
   try {
     await mkdir(fanout, { mode: 0o700 });
@@ -171,11 +182,11 @@ export async function writeBlock(storeDir: string, digestHex: string, data: Buff
     throw err;
   }
   await file.close();
-  if (await hasBlock(storeDir, digestHex)) { // another writer published it meanwhile
+  if (!repair && await hasBlock(storeDir, digestHex)) { // another writer published it meanwhile
     await unlink(tmp);
     return false;
   }
-  await rename(tmp, final);
+  await rename(tmp, final); // atomic: a repair replaces the damaged file whole
   await fsyncDir(fanout);
   return true;
 }

@@ -52,9 +52,20 @@ t.test('the progress line shows bytes, rate and ETA, and fits the width', async 
 t.test('counts of one are singular in human output', async (t) => {
   t.equal(count(1, 'block'), '1 block');
   t.equal(count(0, 'block'), '0 blocks');
-  t.equal(verifyView({ checkedBlocks: 1, problems: [] }), 'Checked 1 block: all intact.');
+  t.equal(verifyView({ checkedBlocks: 1, problems: [], awaitingRepair: 0 }), 'Checked 1 block: all intact.');
   t.equal(gcView({ removedBlocks: 1, removedBytes: 4096, removedTempFiles: 1, keptBlocks: 2 }),
     'Removed 1 unreferenced block (4 KiB) and 1 temp file; kept 2 blocks.');
+});
+
+t.test('verify names the disks of a damaged block and says how to repair it', async (t) => {
+  const out = verifyView({
+    checkedBlocks: 3, awaitingRepair: 1,
+    problems: [{ digest: 'ab'.repeat(32), reason: 'digest-mismatch', message: 'bad', snapshots: ['s-1'], disks: ['d-1'], repairable: true }],
+  });
+  t.match(out, /1 DAMAGED/);
+  t.match(out, /d-1/, 'the disk whose snapshots reference the block');
+  t.match(out, /To repair: snapshot a disk whose image still holds the block's content/);
+  t.match(out, /run store verify again/);
 });
 
 t.test('a progress bar on a terminal that reports 0 columns is drawn 80 wide, not cut to 20', async (t) => {

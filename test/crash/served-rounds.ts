@@ -202,7 +202,7 @@ class ServedTorture {
   /** Exports live as long as the daemon: started after each restart, already there otherwise. */
   private async exportDisk(c: DaemonClient): Promise<void> {
     await c.call('export.start', { disk: 'c', writable: true }).catch((e: { code?: string }) => {
-      if (e.code !== 'NameTaken') throw e;
+      if (e.code !== 'DiskExported') throw e;
     });
   }
 

@@ -271,9 +271,9 @@ t.test('a rerun of a raw rollback an earlier attempt left partly done keeps its 
   const before = await sha256File(img);
   const done = await engine.waitJob(engine.startRollback(disk.id, snap.id).id);
   t.equal(done.error?.code, 'BlockMissing');
-  t.match(done.error?.message, /stopped before it wrote anything, but an earlier attempt had left the image partly rolled back/);
+  t.match(done.error?.message, /stopped before it wrote anything, but an earlier rollback to base had left the image partly rolled back/);
   t.match(done.error?.message, /blocksnap rollback rot\.raw --abandon/);
   t.equal(await sha256File(img), before, 'this attempt wrote nothing');
-  t.match(engine.getDisk(disk.id).pendingRollback, { snapshotId: snap.id }, 'the journal stays');
+  t.match(engine.getDisk(disk.id).pendingRollback, { snapshotId: snap.id, jobId: 'j-00000000000000ac' }, 'the earlier attempt\'s journal stays');
   t.throws(() => engine.startSnapshot(disk.id), { code: 'RollbackIncomplete' });
 });

@@ -7,8 +7,7 @@
  * stays journaled, its error says so and names the ways out, and `rollback --abandon` gives it up
  * when no snapshot without the block is left to roll back to.
  */
-import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -17,27 +16,13 @@ import { DaemonProcess, connect, makeLayout } from '../crash/daemon-process';
 import { ImageWriter } from '../crash/disk-image';
 import { Catalog } from '../../src/catalog/catalog';
 import { makeImage, pattern, writeAt } from '../helpers/images';
+import { blockPath, flipByte, sha } from '../helpers/store-damage';
 import { runCli } from '../integration/fixtures/harness';
 
 const BLOCK = 64 * 1024;
 
-function blockPath(dataDir: string, digest: string): string {
-  return join(dataDir, 'blocks', digest.slice(0, 3), digest);
-}
 
-function flipByte(path: string, offset: number): void {
-  const fd = openSync(path, 'r+');
-  try {
-    const b = Buffer.alloc(1);
-    readSync(fd, b, 0, 1, offset);
-    b[0] ^= 0x01;
-    writeSync(fd, b, 0, 1, offset);
-  } finally {
-    closeSync(fd);
-  }
-}
 
-const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 t.test('a flipped byte is found by verify and refused by rollback and clone', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'bsr-'));
@@ -178,7 +163,7 @@ t.test('a raw rollback an earlier attempt left partly done, stopped again by a r
   const message = rollback.error?.message ?? '';
   t.match(message, /an earlier rollback to s1 had left the image partly rolled back/, 'the error says the image is partly rolled back');
   t.match(message, /blocksnap store verify/, 'and names store verify');
-  t.match(message, /restore the block file and rerun/, 'a rerun once repaired');
+  t.match(message, /repair the block and rerun \(a snapshot of any disk whose image still holds its content writes it again/, 'a rerun once repaired');
   t.match(message, /roll back to a snapshot that does not share it/, 'another snapshot');
   t.match(message, /blocksnap rollback vm --abandon/, 'and --abandon');
   t.equal(ImageWriter.contentSha(image), image1, 'this attempt wrote nothing');

@@ -97,8 +97,8 @@ t.test('catalog writes on a full filesystem: NoSpace, nothing half-committed, de
 
   const evicting = { ...record('s-5', 'd-1', 's-2', N, 5), status: 'creating' as const };
   t.throws(() => c.txn(() => { removeSnapshot(c, c.getSnapshot('s-1')!); c.putSnapshot(evicting); }), { code: 'NoSpace' },
-    'an automatic snapshot that evicts older ones over its quota gets no reserve: its blocks and commit would take that room');
-  t.ok(c.getSnapshot('s-1'), 'nothing was evicted');
+    'a transaction that deletes a snapshot and starts one gets no reserve: the new one\'s blocks and commit would take that room');
+  t.ok(c.getSnapshot('s-1'), 'nothing was deleted');
 
   c.txn(() => c.putDisk({ ...c.getDisk('d-2')!, name: 'renamed' }));
   t.equal(c.getDisk('d-2')!.name, 'renamed', 'a small change still commits on the full filesystem (the spare, or pages LMDB freed)');

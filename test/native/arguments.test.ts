@@ -22,6 +22,7 @@ t.test('the raw binding throws TypeError for fields of the wrong type', async (t
   t.throws(() => addon.scanImage({ ...scan, blockSize: '65536' }), TypeError);
   t.throws(() => addon.scanImage({ ...scan, parentDigests: 'aa' }), TypeError);
   t.throws(() => addon.scanImage({ ...scan, parentDigests: new Uint16Array(16) }), TypeError);
+  t.throws(() => addon.scanImage({ ...scan, damagedDigests: 'aa' }), TypeError);
   t.throws(() => addon.scanImage({ ...scan, writeBlocks: 1 }), TypeError);
   t.throws(() => addon.scanImage({ ...scan, threads: 'many' }), TypeError);
   t.throws(() => addon.scanImage({ ...scan, onProgress: 1 }), TypeError);
@@ -44,6 +45,7 @@ t.test('the raw binding rejects bad values with code InvalidArgument', async (t)
     { ...scan, imagePath: '' },
     { ...scan, imagePath: 'a\0b' },
     { ...scan, parentDigests: Buffer.alloc(31) },
+    { ...scan, damagedDigests: Buffer.alloc(33) },
     { ...scan, threads: 0 },
   ]) {
     t.throws(() => addon.scanImage(bad), { code: 'InvalidArgument' });
@@ -59,6 +61,7 @@ t.test('the wrappers reject wrong arguments with InvalidArgument in one message 
     [scanImage({ ...base, imagePath: 3 as never }), /^imagePath must be a non-empty path string, got 3$/],
     [scanImage({ ...base, blockSize: 1000 }), /^blockSize must be a power of two from 64 KiB to 64 MiB, got 1000$/],
     [scanImage({ ...base, parentDigests: Buffer.alloc(33) }), /^parentDigests must be a multiple of 32 bytes long, got a Buffer of 33 bytes$/],
+    [scanImage({ ...base, damagedDigests: Buffer.alloc(31) }), /^damagedDigests must be a multiple of 32 bytes long, got a Buffer of 31 bytes$/],
     [scanImage({ ...base, threads: 0 }), /^threads must be an integer from 1 to 1024, got 0$/],
     [scanImage({ ...base, onProgress: 'x' as never }), /^onProgress must be a function, got "x"$/],
     [scanImage({ ...base, signal: {} as never }), /^signal must be an AbortSignal, got an object$/],

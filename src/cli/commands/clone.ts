@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import type { CloneResult, Disk } from '../../engine/types';
 import { BlocksnapError } from '../../errors';
+import { validateName } from '../../engine/names';
 import { examples, jobOptions, runJob, withClient, type JobFlags } from '../context';
 import { cloneView, diskDetails } from '../views';
 
@@ -34,7 +35,7 @@ export function registerClone(program: Command): void {
         if (unused.length > 0) {
           throw new BlocksnapError('InvalidArgument', `clone --cow makes the disk at once and writes no image, so it takes no ${unused.join(', ')}`);
         }
-        const name = flags.name;
+        const name = validateName('disk', flags.name);
         await withClient(flags, async (client, out) => {
           const d = await client.call<Disk>('clone.cow', { snapshot, name });
           out.result(d, (v) => `Created copy-on-write disk ${v.name} (${v.id}).\n${diskDetails(v)}`);

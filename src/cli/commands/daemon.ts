@@ -64,7 +64,7 @@ export function registerDaemon(program: Command): void {
     .option('--max-connections-per-user <n>', 'most clients of one user (peer uid) at once (default: 256, at most --max-connections)', positiveInt)
     .option('--idle-timeout <seconds>', 'disconnect a client with no request running, no job watched and no stream open for this long; 0: never (default: 900)', nonNegativeInt)
     .option('--manual-snapshot-quota <n>', 'manual snapshots per disk (default: 256)', positiveInt)
-    .option('--auto-snapshot-quota <n>', 'automatic snapshots per disk; over it the oldest automatic one goes (default: 256)', positiveInt)
+    .option('--auto-snapshot-quota <n>', 'automatic snapshots per disk; over it, once a new one is available, failed then oldest automatic ones go (default: 256)', positiveInt)
     .addHelpText('after', examples([
       'blocksnap daemon --data-dir /var/lib/blocksnap --image-root /var/lib/libvirt/images',
       'blocksnap daemon --config /etc/blocksnap.json --log-level debug',

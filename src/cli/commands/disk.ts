@@ -15,7 +15,11 @@ export function registerDisk(program: Command): void {
     .addHelpText('after', examples([
       'blocksnap disk add /var/lib/libvirt/images/web1.img --name web1',
       'blocksnap disk add ./db.qcow2 --format qcow2 --json',
-    ]))
+    ]) + '\nWithout --format, an image that starts with QEMU\'s qcow2 magic (QFI\\xfb) is qcow2, any other\n' +
+      'raw. A disk detected as raw whose image later starts with that magic (converted to qcow2 under\n' +
+      'the same name) is refused by snapshot and rollback (NotAnImage) rather than read as raw bytes.\n' +
+      'Give --format raw for a raw disk whose guest may write a qcow2 header at its very start (a\n' +
+      'nested VM\'s image on a whole disk): it stays raw whatever it starts with.\n')
     .action(async (path: string, flags: ClientFlags & { name?: string; format?: 'raw' | 'qcow2' }) => {
       if (flags.name !== undefined) validateName('disk', flags.name);
       await withClient(flags, async (client, out) => {

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { ExportInfo } from '../../engine/exports';
+import { validateExportName } from '../../engine/names';
 import { clientOptions, examples, withClient, type ClientFlags } from '../context';
 import { details, formatBytes, relativeTime, table } from '../format';
 
@@ -37,6 +38,7 @@ export function registerExport(program: Command): void {
     ]) + '\nThe snapshot cannot be deleted while it is exported. A disk has at most one writable export;\n' +
       '`snapshot create DISK` takes a point-in-time snapshot of it while it is served.\n')
     .action(async (ref: string, flags: ClientFlags & { name?: string; writable?: boolean }) => {
+      if (flags.name !== undefined) validateExportName(flags.name);
       await withClient(flags, async (client, out) => {
         const params = flags.writable === true ? { disk: ref, writable: true } : { snapshot: ref };
         out.result(await client.call<ExportInfo>('export.start', { ...params, ...(flags.name !== undefined ? { name: flags.name } : {}) }), exportDetails);

@@ -21,7 +21,7 @@ export function registerGroup(program: Command): void {
       'blocksnap group create web1-root web1-data web1-logs --description "release 42" --json',
     ]) + '\nEither every member becomes available, or the group ends in status error and its\npartial members are removed. Fails with DiskBusy, starting nothing, if any disk is busy.\n')
     .action(async (disks: string[], flags: WaitFlags & { name?: string; description?: string }) => {
-      if (flags.name !== undefined) validateManualSnapshotName(flags.name);
+      if (flags.name !== undefined) validateManualSnapshotName(flags.name, 'group');
       await withClient(flags, async (client, out) => {
         const params: Record<string, unknown> = { disks, wait: flags.wait };
         if (flags.name !== undefined) params.name = flags.name;

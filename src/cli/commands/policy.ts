@@ -2,6 +2,7 @@ import { Option, type Command } from 'commander';
 import { BlocksnapError } from '../../errors';
 import type { PolicyRunResult } from '../../engine/policies';
 import { validateTimeZone } from '../../engine/time-zone';
+import { POLICY_NAME_MAX, validateName } from '../../engine/names';
 import { integerOption, parseIntegerList } from '../arguments';
 import { clientOptions, examples, withClient, type ClientFlags } from '../context';
 import { EXIT } from '../exit-status';
@@ -47,6 +48,7 @@ function policyOptions(cmd: Command): Command {
 
 function policyParams(f: PolicyFlags): Record<string, unknown> {
   if (f.timeZone !== undefined) validateTimeZone(f.timeZone);
+  if (f.name !== undefined) validateName('policy', f.name, POLICY_NAME_MAX);
   const p: Record<string, unknown> = {};
   for (const k of ['name', 'description', 'hours', 'weekdays', 'timeZone', 'retentionDays', ...KEEP_FLAGS] as const) {
     if (f[k] !== undefined) p[k] = f[k];
@@ -67,6 +69,7 @@ Options not given keep their value, except retention: --retention-days or any --
 replaces the whole old retention (days or keep rules alike), so give every keep rule you want to
 keep. Changing --hours, --weekdays, --time-zone or --enable/--disable starts the schedule fresh
 (no catch-up for due times before the change); other changes leave a pending run alone.
+--enable with --disable, or --replicate-to with --no-replicate-to, is refused (InvalidArgument).
 `;
 
 const LEFT_SNAPSHOTS_HELP = `
@@ -134,7 +137,6 @@ export function registerPolicy(program: Command): void {
     ]) + UPDATE_HELP + RETENTION_HELP + REPLICATE_HELP)
     .action(async (ref: string, flags: PolicyFlags) => {
       const params: Record<string, unknown> = { policy: ref, ...policyParams(flags) };
-      if (flags.enable && flags.disable) throw new BlocksnapError('InvalidArgument', '--enable and --disable exclude each other');
       if (flags.enable) params.enabled = true;
       else if (flags.disable) params.enabled = false;
       await withClient(flags, async (client, out) => {

@@ -1,0 +1,186 @@
+/**
+ * Repairing damaged blocks (docs/design.md, "Damaged blocks"). A stored block whose file was
+ * damaged in place (a flipped payload or header byte) keeps its size, so a scan that produces the
+ * block finds it "present" and would reference it as it is: the new snapshot would be committed
+ * `available` and be as unrestorable as the old ones. Hashing every present block on every scan
+ * to catch this would double the I/O of dedup, so damage is recorded where it is found instead:
+ *
+ * - `store verify` lists the damaged blocks it reports (and forgets listed ones it found intact);
+ *   any reader that meets a damaged block file (rollback, clone, NBD reads of a snapshot, a
+ *   copy-on-write disk's base reads, stream exports, replication) reports it through
+ *   store/damage-reports.ts, and it is listed in the catalog (catalog/damaged-blocks.ts).
+ * - A snapshot scan is handed the list: a block that hashes to a listed digest is written again
+ *   from the bytes just read, even where it equals the parent's, to tmp/ and renamed over the
+ *   damaged file (the native block writer's temp + fsync + rename, the directory fsynced before
+ *   the commit). An import does the same for a listed block it downloads.
+ * - The commit clears the marks of the blocks rewritten. A listed digest the new snapshot would
+ *   reference without having rewritten it (a copy-on-write disk's unwritten block that reads its
+ *   base; an incremental import that did not carry it; one found damaged while the scan ran) is
+ *   read and checked once more: intact, its mark goes; still damaged, the snapshot fails with the
+ *   block's error instead of being committed `available`.
+ */
+import { BlocksnapError, type ErrorCode } from '../errors';
+import type { Catalog } from '../catalog/catalog';
+import { DamagedBlocks, hexDigests, viewHolds, type DamageReason } from '../catalog/damaged-blocks';
+import { verifyBlocks, type VerifyProblem } from '../native';
+import { watchStoreDamage, type DamageCode } from '../store/damage-reports';
+import type { EngineLogger } from './engine';
+
+export interface BlockRepairInternals {
+  readonly catalog: Catalog;
+  readonly storeDir: string;
+  readonly log: EngineLogger;
+  readonly threads: number | undefined;
+}
+
+const REASON_OF: Record<DamageCode, DamageReason> = { DigestMismatch: 'digest-mismatch', BlockCorrupt: 'corrupt-header' };
+
+const CODE_OF: Record<VerifyProblem['reason'], ErrorCode> = {
+  'digest-mismatch': 'DigestMismatch', 'corrupt-header': 'BlockCorrupt', missing: 'BlockMissing', 'io-error': 'IOError',
+};
+
+export class BlockRepair {
+  readonly damaged: DamagedBlocks;
+  private readonly unwatch: () => void;
+  /** Found by readers, not yet recorded: digest hex → reason. */
+  private readonly found = new Map<string, DamageReason>();
+  private recordQueued = false;
+  private closed = false;
+
+  constructor(private readonly x: BlockRepairInternals) {
+    this.damaged = new DamagedBlocks(x.catalog);
+    this.unwatch = watchStoreDamage(x.storeDir, (hex, code) => this.reportFound(hex, REASON_OF[code]));
+  }
+
+  close(): void {
+    this.closed = true;
+    this.unwatch();
+  }
+
+  /**
+   * A reader found the block `hex` damaged. Recorded in a microtask: the report comes from inside
+   * an error's construction, possibly during a catalog transaction, and before the reader's
+   * caller sees the error (so a snapshot started right after the failed job sees the mark).
+   */
+  reportFound(hex: string, reason: DamageReason): void {
+    if (this.closed) return;
+    this.found.set(hex, reason);
+    if (this.recordQueued) return;
+    this.recordQueued = true;
+    queueMicrotask(() => this.recordFound());
+  }
+
+  private recordFound(): void {
+    this.recordQueued = false;
+    if (this.closed || this.found.size === 0) return;
+    const list = [...this.found];
+    this.found.clear();
+    try {
+      const at = Date.now();
+      this.x.catalog.txn(() => { for (const [hex, reason] of list) this.damaged.mark(Buffer.from(hex, 'hex'), reason, 'read', at); });
+      this.x.log.warn({ digests: list.map(([hex]) => hex) },
+        'damaged block found by a read: recorded; the next snapshot or import that produces the block writes it again');
+    } catch (err) {
+      this.x.log.error({ err, digests: list.map(([hex]) => hex) }, 'could not record a damaged block; store verify records it');
+    }
+  }
+
+  /** The listed digests, packed, for a scan (ScanOptions.damagedDigests); undefined when none. */
+  forScan(): Buffer | undefined {
+    return this.damaged.packed();
+  }
+
+  /**
+   * Before the commit of a snapshot or import whose view is `view` (n × 32) and which rewrote
+   * `repaired` (hex): the listed digests it references and did not rewrite are read and checked
+   * again. Those intact are forgotten (a stale mark: a repair whose commit a crash cut off, an
+   * error that was not the file's); a damaged one fails with its error, whose message ends with
+   * `hint` (what the operator can do). The caller holds the store lock shared, so nothing it
+   * references is unlinked meanwhile.
+   */
+  async checkBeforeCommit(view: Buffer, repaired: Iterable<string>, hint: string, signal?: AbortSignal): Promise<void> {
+    const suspects = this.damaged.inView(view, new Set(repaired));
+    if (suspects.length === 0) return;
+    const startedAt = Date.now();
+    const r = await verifyBlocks({
+      storeDir: this.x.storeDir, digests: Buffer.concat(suspects), ...(this.x.threads ? { threads: this.x.threads } : {}), ...(signal ? { signal } : {}),
+    });
+    const bad = new Set(r.problems.map((p) => p.digest));
+    const intact = suspects.filter((d) => !bad.has(d.toString('hex')));
+    if (intact.length > 0) this.forgetIntact(intact, startedAt);
+    const p = r.problems[0];
+    if (p === undefined) return;
+    const more = r.problems.length > 1 ? ` (and ${r.problems.length - 1} more damaged block${r.problems.length > 2 ? 's' : ''})` : '';
+    throw new BlocksnapError(CODE_OF[p.reason],
+      `block ${p.digest} is damaged in the store (${p.message})${more} and this snapshot would reference it without having written it again: ${hint}`,
+      { digest: p.digest, damagedBlocks: r.problems.map((q) => q.digest) });
+  }
+
+  /**
+   * In the commit transaction: forgets the marks of the blocks the scan rewrote, and refuses the
+   * commit when the view references a listed digest it neither rewrote nor checked (found
+   * damaged after checkBeforeCommit).
+   */
+  settle(view: Buffer, repaired: Iterable<string>, hint: string): void {
+    const done = new Set(repaired);
+    for (const hex of done) this.damaged.clear(Buffer.from(hex, 'hex'));
+    const late = this.damaged.inView(view, done);
+    if (late.length === 0) return;
+    const hex = late[0]!.toString('hex');
+    throw new BlocksnapError('DigestMismatch',
+      `block ${hex} was found damaged in the store while this snapshot ran, and the snapshot would reference it without having written it again: ${hint}`,
+      { digest: hex, damagedBlocks: late.map((d) => d.toString('hex')) });
+  }
+
+  /**
+   * After `store verify` (started at `startedAt`, having checked `checked`, n × 32): lists what it
+   * found damaged, and forgets listed digests it checked and found intact, unless they were
+   * found damaged again since it started. Returns how many blocks are listed afterwards.
+   */
+  afterVerify(problems: VerifyProblem[], checked: Buffer, startedAt: number): number {
+    return this.x.catalog.txn(() => {
+      const now = Date.now();
+      const wrong = new Set<string>();
+      for (const p of problems) {
+        wrong.add(p.digest);
+        if (p.reason === 'digest-mismatch' || p.reason === 'corrupt-header') this.damaged.mark(Buffer.from(p.digest, 'hex'), p.reason, 'verify', now);
+      }
+      for (const { digest, record } of this.damaged.all()) {
+        if (record.at < startedAt && !wrong.has(digest.toString('hex')) && viewHolds(checked, digest)) this.damaged.clear(digest);
+      }
+      return this.damaged.count();
+    });
+  }
+
+  /**
+   * Forgets the marks of blocks written again, durably, outside a snapshot (a restore that
+   * downloads a listed block to write its image from the store).
+   */
+  forgetRepaired(hexes: string[]): void {
+    if (hexes.length === 0) return;
+    try {
+      this.x.catalog.txn(() => { for (const hex of hexes) this.damaged.clear(Buffer.from(hex, 'hex')); });
+      this.x.log.info({ digests: hexes }, 'damaged blocks written again from a remote');
+    } catch (err) {
+      this.x.log.warn({ err }, 'could not forget repaired blocks; the next snapshot or store verify does');
+    }
+  }
+
+  /** In a transaction that unlinks block files (sweep, gc): their marks go with them. */
+  forget(digests: Iterable<Buffer>): void {
+    for (const d of digests) this.damaged.clear(d);
+  }
+
+  private forgetIntact(digests: Buffer[], startedAt: number): void {
+    try {
+      this.x.catalog.txn(() => {
+        for (const d of digests) if ((this.damaged.get(d)?.at ?? Infinity) < startedAt) this.damaged.clear(d);
+      });
+      this.x.log.info({ digests: digests.map((d) => d.toString('hex')) }, 'blocks listed as damaged read intact: no longer listed');
+    } catch (err) {
+      this.x.log.warn({ err }, 'could not forget blocks listed as damaged that read intact; store verify does');
+    }
+  }
+}
+
+export { hexDigests };
