@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "core/hash_in_place.h"
 #include "core/image_file.h"
+#include "core/store_layout.h"
 #include "core/zero_detect.h"
 #include "io/data_read.h"
 #include "io/direct_io.h"
@@ -121,6 +122,19 @@ constexpr uint64_t kVerifiedCacheBudget = uint64_t{256} << 20;
 class CheckedBlocks {
  public:
   explicit CheckedBlocks(const std::string& store_dir) : store_dir_(store_dir) {}
+  CheckedBlocks(const CheckedBlocks&) = delete;
+  CheckedBlocks& operator=(const CheckedBlocks&) = delete;
+
+  // A rollback that stopped before reading a kept block again (a damaged block, a cancel, a
+  // failed write) leaves the page cache as it found it all the same.
+  ~CheckedBlocks() {
+    for (const auto& [digest, e] : entries_) {
+      if (!e.kept || e.read_again.load(std::memory_order_relaxed) || e.cached_before.empty()) continue;
+      const std::string path = block_file_path(store_dir_, digest);
+      UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+      if (fd) drop_pages_not_resident(fd.get(), 0, e.cached_before.size() * static_cast<size_t>(::sysconf(_SC_PAGESIZE)), e.cached_before);
+    }
+  }
 
   // Reads and checks the block `digest` of `len` raw bytes into `buf`, unless another block of
   // the image needing it already did. Throws what read_block throws.
@@ -145,6 +159,7 @@ class CheckedBlocks {
   // first read found it. Only once every check() has returned.
   size_t read_again(const Digest& digest, size_t len, AlignedBuffer& buf) const {
     const Entry& e = entries_.at(digest);
+    e.read_again.store(true, std::memory_order_relaxed);
     BlockReadOptions options;
     options.expected_length = len;
     if (e.kept) options.cached_before_in = &e.cached_before;
@@ -156,6 +171,7 @@ class CheckedBlocks {
   struct Entry {
     bool kept = false;  // left cached by its check; `cached_before` is what was cached before
     std::vector<uint8_t> cached_before;
+    mutable std::atomic<bool> read_again{false};
   };
   const std::string& store_dir_;
   std::mutex mutex_;

@@ -135,12 +135,14 @@ export class BlockRepair {
   /**
    * After `store verify` (started at `startedAt`, having checked `checked`, n × 32): lists what it
    * found damaged, and forgets listed digests it checked and found intact, unless they were
-   * found damaged again since it started. Returns how many blocks are listed afterwards.
+   * found damaged again since it started. `seenDamaged`: what its first pass found wrong, checked
+   * again only while still referenced; one no longer referenced by then is still damaged on
+   * disk (the sweep may not have run) and keeps its mark. Returns how many blocks are listed.
    */
-  afterVerify(problems: VerifyProblem[], checked: Buffer, startedAt: number): number {
+  afterVerify(problems: VerifyProblem[], checked: Buffer, startedAt: number, seenDamaged: Iterable<string>): number {
     return this.x.catalog.txn(() => {
       const now = Date.now();
-      const wrong = new Set<string>();
+      const wrong = new Set<string>(seenDamaged);
       for (const p of problems) {
         wrong.add(p.digest);
         if (p.reason === 'digest-mismatch' || p.reason === 'corrupt-header') this.damaged.mark(Buffer.from(p.digest, 'hex'), p.reason, 'verify', now);

@@ -284,6 +284,9 @@ export class Engine extends EventEmitter {
     const facts = inspectImage(path, format, this.imageRoots);
     if (facts.qcow2 !== null) checkBackingAsGiven(p.path, path, facts.qcow2);
     const same = this.registeredAs(path);
+    if (same !== undefined && p.format === 'raw' && same.format === 'raw' && same.path === path && (p.name === undefined || p.name === same.name)) {
+      return this.confirmRaw(same);
+    }
     if (same !== undefined) {
       const through = same.path === path ? '' : ` (${same.path} is the same file)`;
       throw new BlocksnapError('DiskAlreadyRegistered', `${path} is already registered as disk ${same.name}${through}`, { path, diskId: same.id });
@@ -303,6 +306,19 @@ export class Engine extends EventEmitter {
     this.catalog.txn(() => this.catalog.putDisk(rec));
     this.log.info({ diskId: rec.id, path }, 'disk registered');
     return this.publicDisk(rec);
+  }
+
+  /**
+   * `disk add PATH --format raw` of a disk registered as raw: records that raw is the operator's
+   * choice, so that an image whose guest wrote the qcow2 magic at its start keeps being read as
+   * raw (checkStillRaw), with its snapshots. Nothing else changes.
+   */
+  private confirmRaw(disk: DiskRecord): Disk {
+    if (disk.formatSource !== 'given') {
+      this.catalog.txn(() => this.catalog.putDisk({ ...this.catalog.getDisk(disk.id)!, formatSource: 'given' }));
+      this.log.info({ diskId: disk.id }, 'disk format confirmed as raw by the operator');
+    }
+    return this.publicDisk(this.catalog.getDisk(disk.id)!);
   }
 
   /**
@@ -946,7 +962,7 @@ export class Engine extends EventEmitter {
       const owners = problems.length > 0 ? this.snapshotsReferencing(new Set(problems.map((p) => p.digest))) : new Map<string, string[]>();
       // Damaged blocks are listed for repair by the next snapshot or import that produces them;
       // listed ones found intact (repaired meanwhile) are forgotten (block-repair.ts).
-      const awaitingRepair = this.repair.afterVerify(problems, checked, startedAt);
+      const awaitingRepair = this.repair.afterVerify(problems, checked, startedAt, r.problems.map((p) => p.digest));
       if (problems.length > 0) this.log.error({ problems: problems.length }, 'store verify found damaged blocks');
       const disksOf = (snapshots: string[]): string[] =>
         [...new Set(snapshots.map((id) => this.catalog.getSnapshot(id)?.diskId).filter((d): d is string => d !== undefined))];

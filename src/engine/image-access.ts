@@ -39,7 +39,8 @@ export function detectFormat(path: string): ImageFormat {
  * write raw blocks into it. A qcow2 disk whose image is no longer qcow2 is refused the same way,
  * by its header check. A disk registered with --format raw stays raw whatever its first bytes:
  * a guest may itself write a qcow2 header at the start of its raw disk (a nested VM's image on a
- * whole disk), which only the operator can tell. A record from before the choice was recorded
+ * whole disk), which only the operator can tell (`disk add PATH --format raw` of the registered
+ * disk records that choice, Engine.confirmRaw). A record from before the choice was recorded
  * counts as detected (formatSource). `path` is the disk's checked real path.
  */
 export function checkStillRaw(disk: { id: string; name: string; format: DiskFormat; formatSource?: 'detected' | 'given' }, path: string): void {
@@ -49,7 +50,8 @@ export function checkStillRaw(disk: { id: string; name: string; format: DiskForm
     'converted to qcow2 or replaced by a qcow2 image, and it is not read or written as raw (a snapshot would hold the qcow2 file\'s bytes ' +
     'instead of the disk\'s, a rollback would write raw blocks into it). Convert it back to raw (qemu-img convert -f qcow2 -O raw), ' +
     `or register it again as qcow2 (blocksnap disk remove ${disk.name} [--delete-snapshots], then blocksnap disk add ${path} --format qcow2); ` +
-    'if the guest itself wrote these bytes at the start of its raw disk, register it again with --format raw',
+    `if the guest itself wrote these bytes at the start of its raw disk, confirm its format with blocksnap disk add ${path} --format raw ` +
+    '(the disk and its snapshots stay)',
     { path, diskId: disk.id, format: 'raw', found: 'qcow2' });
 }
 

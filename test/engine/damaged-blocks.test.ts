@@ -126,3 +126,19 @@ t.test('a clone that meets a damaged block lists it before its job is seen to en
   await finished(engine, engine.startClone(s1.id, join(images, 'copy2.raw')));
   t.ok(readFileSync(join(images, 'copy2.raw')).equals(b0), 'the old snapshot clones bit-exact');
 });
+
+t.test('store verify keeps the mark of a block its first pass found damaged, though no snapshot references it by its second', async (t) => {
+  const { engine, images } = await openEngine(t, { blockSize: BS });
+  const img = makeImage(join(images, 'k.raw'), BS);
+  const b0 = fillBlock(img, 0, BS, 'k0');
+  await snapshot(engine, (await engine.addDisk({ path: img })).id);
+  const { damaged, catalog } = internals(engine);
+  const repair = (engine as unknown as { repair: { afterVerify: (p: unknown[], c: Buffer, at: number, seen: string[]) => number } }).repair;
+  const d0 = Buffer.from(sha(b0), 'hex');
+  catalog.txn(() => damaged.mark(d0, 'digest-mismatch', 'verify', Date.now() - 1000));
+  // Its last snapshot was deleted while verify ran, so the second pass dropped it; the file is
+  // still there, damaged, until a sweep: a snapshot of those bytes must still write it again.
+  t.equal(repair.afterVerify([], d0, Date.now() - 500, [sha(b0)]), 1, 'still listed');
+  t.ok(damaged.get(d0), 'the mark stays');
+  t.equal(repair.afterVerify([], d0, Date.now() - 500, []), 0, 'read intact by both passes, it goes');
+});

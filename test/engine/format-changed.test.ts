@@ -49,7 +49,8 @@ t.test('a detected raw disk converted to qcow2 is refused by snapshot and rollba
   t.match(err.message, REFUSAL, 'saying what happened');
   t.match(err.message, /qemu-img convert -f qcow2 -O raw/, 'and naming the ways out: convert it back');
   t.match(err.message, new RegExp(`blocksnap disk remove vm \\[--delete-snapshots\\], then blocksnap disk add ${vm.path} --format qcow2`), 'or register it again as qcow2');
-  t.match(err.message, /register it again with --format raw/, 'or, for a guest\'s own bytes, as raw');
+  t.match(err.message, new RegExp(`confirm its format with blocksnap disk add ${vm.path} --format raw \\(the disk and its snapshots stay\\)`),
+    'or, for a guest\'s own bytes, confirm raw');
   const after = f.engine.getDisk('vm');
   t.equal(after.sizeBytes, before.sizeBytes, 'the disk keeps its size (not the qcow2 file\'s)');
   t.equal(after.headSnapshotId, base.id, 'and its head');
@@ -126,6 +127,22 @@ t.test('a disk record from before the choice was recorded counts as detected', a
   const err = await snapshotFails(second.engine, 'vm', 'after');
   t.equal(err.code, 'NotAnImage');
   t.match(err.message, REFUSAL);
+});
+
+t.test('disk add --format raw of a registered detected raw disk confirms raw: its guest\'s magic is then read as raw, snapshots kept', async (t) => {
+  const f = await openSmallEngine(t);
+  const vm = await smallDisk(f, 'vm', 4);
+  const base = await snapshot(f.engine, 'vm', 'base');
+  // A guest that put a nested VM's qcow2 image on its whole raw disk.
+  writeFileSync(vm.path, Buffer.from('QFI\xfb', 'latin1'), { flag: 'r+' });
+  t.equal((await snapshotFails(f.engine, 'vm', 'refused')).code, 'NotAnImage');
+  await t.rejects(f.engine.addDisk({ path: vm.path, name: 'other', format: 'raw' }), { code: 'DiskAlreadyRegistered' }, 'nor is another name');
+  const d = await f.engine.addDisk({ path: vm.path, format: 'raw' });
+  t.match(d, { id: vm.id, name: 'vm', formatSource: 'given', headSnapshotId: base.id }, 'the same disk, its format now given');
+  const s = await snapshot(f.engine, 'vm', 'kept');
+  t.equal(s.parentId, base.id, 'snapshots go on from the same chain');
+  await finished(f.engine, f.engine.startRollback('vm', 'base'));
+  t.same((await f.engine.addDisk({ path: vm.path, format: 'raw' })).id, vm.id, 'confirming again changes nothing');
 });
 
 t.test('a copy-on-write disk has no format source', async (t) => {

@@ -19,7 +19,9 @@ export function registerDisk(program: Command): void {
       'raw. A disk detected as raw whose image later starts with that magic (converted to qcow2 under\n' +
       'the same name) is refused by snapshot and rollback (NotAnImage) rather than read as raw bytes.\n' +
       'Give --format raw for a raw disk whose guest may write a qcow2 header at its very start (a\n' +
-      'nested VM\'s image on a whole disk): it stays raw whatever it starts with.\n')
+      'nested VM\'s image on a whole disk): it stays raw whatever it starts with. Given for the image\n' +
+      'of a disk already registered as raw, --format raw confirms that choice in place (the disk and\n' +
+      'its snapshots stay).\n')
     .action(async (path: string, flags: ClientFlags & { name?: string; format?: 'raw' | 'qcow2' }) => {
       if (flags.name !== undefined) validateName('disk', flags.name);
       await withClient(flags, async (client, out) => {
