@@ -221,8 +221,10 @@ TEST(apply_update_of_an_uncached_image_is_bit_exact_and_leaves_nothing_cached) {
   CHECK(read_file(c.target) == read_file(c.source));
 }
 
-TEST(apply_update_leaves_the_store_blocks_it_checked_and_wrote_uncached) {
-  ChangedImage c;
+namespace {
+
+// The store files of the blocks a rollback of `c` writes (2, 5 and 9), evicted from the cache.
+std::vector<std::string> evicted_changed_blocks(const ChangedImage& c) {
   std::vector<std::string> used;
   for (uint64_t b : {2, 5, 9}) {
     Digest d;
@@ -230,33 +232,36 @@ TEST(apply_update_leaves_the_store_blocks_it_checked_and_wrote_uncached) {
     used.push_back(block_file_path(c.dir / "store", d));
     evict(used.back());
   }
+  return used;
+}
+
+// The header is read before residency is taken (block_reader.cc), and its read may bring in the
+// first folio (4 pages here); the rest of a block file's 257 pages must not stay cached.
+bool mostly_uncached(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return false;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const std::vector<uint8_t> pages = resident_pages(fd, 0, static_cast<size_t>(st.st_size));
+  ::close(fd);
+  return !pages.empty() && blocksnap::resident_count(pages) <= 16u;
+}
+
+}  // namespace
+
+TEST(apply_update_leaves_the_store_blocks_it_checked_and_wrote_uncached) {
+  ChangedImage c;
+  const std::vector<std::string> used = evicted_changed_blocks(c);
   const ApplyResult r = c.rollback();
   CHECK_EQ(r.blocks_written, 3u);
   // Each was read twice, checked and then written: the second read must drop what the first
   // left cached for it.
-  for (const std::string& f : used) {
-    struct stat st;
-    CHECK(::stat(f.c_str(), &st) == 0);
-    const int fd = ::open(f.c_str(), O_RDONLY | O_CLOEXEC);
-    const std::vector<uint8_t> pages = resident_pages(fd, 0, static_cast<size_t>(st.st_size));
-    ::close(fd);
-    CHECK(!pages.empty());
-    // The header is read before residency is taken (block_reader.cc), and its read may bring
-    // in the first folio (4 pages here); the rest of the 257 pages must go.
-    CHECK(blocksnap::resident_count(pages) <= 16u);
-  }
+  for (const std::string& f : used) CHECK(mostly_uncached(f));
   CHECK(read_file(c.target) == read_file(c.source));
 }
 
 TEST(apply_update_stopped_by_a_damaged_block_leaves_the_blocks_it_checked_uncached) {
   ChangedImage c;
-  std::vector<std::string> used;
-  for (uint64_t b : {2, 5, 9}) {
-    Digest d;
-    std::memcpy(d.data(), c.scan.digests.data() + b * kDigestSize, kDigestSize);
-    used.push_back(block_file_path(c.dir / "store", d));
-    evict(used.back());
-  }
+  const std::vector<std::string> used = evicted_changed_blocks(c);
   const std::vector<uint8_t> before = read_file(c.target);
   ::chmod(used.back().c_str(), 0600);
   write_bytes(used.back(), kBlockHeaderSize + 99, {0x5a});
@@ -264,14 +269,7 @@ TEST(apply_update_stopped_by_a_damaged_block_leaves_the_blocks_it_checked_uncach
   CHECK_THROWS_CODE(c.rollback(), ErrorCode::DigestMismatch);
   CHECK(read_file(c.target) == before);
   // Blocks 2 and 5 were checked (and kept for a write pass that never came) before block 9 failed.
-  for (size_t k = 0; k < 2; ++k) {
-    struct stat st;
-    CHECK(::stat(used[k].c_str(), &st) == 0);
-    const int fd = ::open(used[k].c_str(), O_RDONLY | O_CLOEXEC);
-    const std::vector<uint8_t> pages = resident_pages(fd, 0, static_cast<size_t>(st.st_size));
-    ::close(fd);
-    CHECK(blocksnap::resident_count(pages) <= 16u);
-  }
+  for (size_t k = 0; k < 2; ++k) CHECK(mostly_uncached(used[k]));
 }
 
 TEST(apply_update_of_a_cached_image_is_bit_exact_and_keeps_it_cached) {
