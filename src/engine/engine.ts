@@ -151,9 +151,12 @@ export class Engine extends EventEmitter {
     this.cow = new CowDisks({ catalog, volumes: this.volumes, exports: this.exports, storeLock: this.storeLock, log, threads, blockSize: catalog.blockSize, repair: this.repair });
   }
 
-  /** The base of a copy-on-write disk: its blocks are what the disk reads wherever it was not written. */
-  private isCloneBase(snapshotId: string): boolean {
-    return this.catalog.allDisks().some((d) => d.cow?.baseSnapshotId === snapshotId);
+  /**
+   * The base of a copy-on-write disk: its blocks are what the disk reads wherever it was not
+   * written. `except`: a disk not counted as a holder.
+   */
+  private isCloneBase(snapshotId: string, except?: string): boolean {
+    return this.catalog.allDisks().some((d) => d.cow?.baseSnapshotId === snapshotId && d.id !== except);
   }
 
   /**
@@ -415,7 +418,9 @@ export class Engine extends EventEmitter {
       // Over quota, a manual snapshot is refused, and so is an automatic one for which too few
       // older ones could make room. That room is made only once it is available (evictOverQuota):
       // a snapshot that fails, is cancelled or is cut off by a crash must not cost a good one.
-      quotaEvictions(disk.name, this.catalog.snapshotsOfDisk(disk.id), type, this.quota, (s) => this.quotaEvictable(disk, s));
+      // A copy-on-write disk's own base moves to the new snapshot in the same commit, so by the
+      // time the room is made it holds nothing: only other disks resting on it keep it.
+      quotaEvictions(disk.name, this.catalog.snapshotsOfDisk(disk.id), type, this.quota, (s) => this.quotaEvictable(disk, s, disk.id));
       this.catalog.txn(() => this.catalog.putSnapshot(snap));
     } catch (err) {
       release();
@@ -435,9 +440,13 @@ export class Engine extends EventEmitter {
     });
   }
 
-  /** Whether the automatic quota may delete `s` now, as far as the engine knows (quotas.ts adds: not being created, not a group member). */
-  private quotaEvictable(disk: DiskRecord, s: SnapshotRecord): boolean {
-    return !this.pins.has(s.id) && disk.pendingRollback?.snapshotId !== s.id && !this.isCloneBase(s.id);
+  /**
+   * Whether the automatic quota may delete `s` now, as far as the engine knows (quotas.ts adds:
+   * not being created, not a group member). `baseMoving`: the disk whose base the snapshot being
+   * started replaces.
+   */
+  private quotaEvictable(disk: DiskRecord, s: SnapshotRecord, baseMoving?: string): boolean {
+    return !this.pins.has(s.id) && disk.pendingRollback?.snapshotId !== s.id && !this.isCloneBase(s.id, baseMoving);
   }
 
   /**

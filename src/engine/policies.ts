@@ -353,7 +353,8 @@ export class Policies {
     if (!disk) return err;
     const disks = this.i.catalog.allDisks();
     const why = (s: SnapshotRecord): true | string => {
-      const clone = disks.find((d) => d.cow?.baseSnapshotId === s.id);
+      // The disk's own base moves to the snapshot the run takes (engine.ts, startSnapshot).
+      const clone = disks.find((d) => d.cow?.baseSnapshotId === s.id && d.id !== diskId);
       if (clone) return `is the base of copy-on-write disk ${clone.name}`;
       if (disk.pendingRollback?.snapshotId === s.id) return `is the target of the disk's unfinished rollback (rerun it to finish, or abandon it)`;
       if (this.i.isPinned(s.id)) {

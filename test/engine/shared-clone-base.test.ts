@@ -91,10 +91,12 @@ t.test('quota eviction on a COW disk keeps an automatic snapshot another COW dis
   const { engine } = await sharedBase(t, { snapshotQuota: { auto: 2 } });
   const a1 = (await finished(engine, engine.startSnapshot('p3', { type: 'auto' }))).result as Snapshot;
   await engine.cloneCow(a1.id, 'r');
-  await finished(engine, engine.startSnapshot('p3', { type: 'auto' }));
-  // The oldest is r's base, the newest p3's own: neither may go to make room.
-  t.throws(() => engine.startSnapshot('p3', { type: 'auto' }), { code: 'SnapshotQuotaExceeded' });
-  t.equal(engine.getSnapshot(a1.id).status, 'available');
+  const a2 = (await finished(engine, engine.startSnapshot('p3', { type: 'auto' }))).result as Snapshot;
+  // The oldest is r's base; the newest is only p3's own, which the third replaces as its base.
+  const a3 = (await finished(engine, engine.startSnapshot('p3', { type: 'auto' }))).result as Snapshot;
+  t.equal(engine.getSnapshot(a1.id).status, 'available', 'r\'s base is kept');
+  t.throws(() => engine.getSnapshot(a2.id), { code: 'SnapshotNotFound' }, 'p3\'s previous base made the room');
+  t.same(engine.listSnapshots('p3').filter((s) => s.type === 'auto').map((s) => s.id).sort(), [a1.id, a3.id].sort());
 });
 
 t.test('group delete is refused while another COW disk rests on a member that is also its own disk\'s base', async (t) => {
