@@ -9,7 +9,7 @@ import { accessSync, closeSync, constants, fstatSync, lstatSync, readSync, statf
 import { basename, dirname, join } from 'node:path';
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import { checkAttributesCopyable, probeImageLocks, qcow2Header, type CheckedBacking, type ImageLocks, type Qcow2Header } from '../native';
-import type { JournaledFile } from '../catalog/records';
+import type { DiskRecord, JournaledFile } from '../catalog/records';
 import { openCheckedFile, resolveExistingImage } from './paths';
 import type { DiskFormat, ImageFormat, SnapshotConsistency } from './types';
 
@@ -63,6 +63,12 @@ function rawSize(path: string): number {
   } finally {
     closeSync(fd);
   }
+}
+
+/** The format of a disk that is an image file (the callers handled copy-on-write disks before). */
+export function imageFormatOf(d: DiskRecord): ImageFormat {
+  if (d.format === 'cow') throw new BlocksnapError('Internal', `disk ${d.name} is a copy-on-write disk, not an image file`);
+  return d.format;
 }
 
 /** A qcow2 image and its backing chain, every backing file checked against the image roots (inspectImage). */

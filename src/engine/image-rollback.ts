@@ -1,0 +1,192 @@
+/**
+ * The rollback of a raw or qcow2 disk's image to a snapshot, under its journal (docs/design.md,
+ * "Rollback" and invariant 4). The engine checks the request and holds the disk lock; this runs
+ * the job: journal, native apply or new qcow2 image, and the commit that ends the journal with
+ * the job's success, or, when it stops, the journal settled and an error saying what the image
+ * holds. Copy-on-write disks roll back in cow-disks.ts.
+ */
+import { BlocksnapError, toBlocksnapError } from '../errors';
+import type { Catalog } from '../catalog/catalog';
+import type { DiskRecord, PendingRollbackRecord, SnapshotRecord } from '../catalog/records';
+import { readView } from '../catalog/block-map';
+import { imageFormatOf, inspectImage, journaledFile, stillSameFile } from './image-access';
+import { rollbackImage } from './image-writes';
+import type { JobControl } from './jobs';
+import type { EngineLogger } from './engine';
+import type { AbandonedImage, RollbackResult } from './types';
+
+export interface ImageRollbackInternals {
+  readonly catalog: Catalog;
+  readonly storeDir: string;
+  readonly blockSize: number;
+  readonly threads: number | undefined;
+  readonly log: EngineLogger;
+  readonly imageRoots: string[];
+}
+
+export class ImageRollbacks {
+  constructor(private readonly x: ImageRollbackInternals) {}
+
+  /**
+   * Journal first, then touch the image: if anything stops the apply, the disk keeps reporting
+   * the rollback, snapshots of it are refused, and rerunning it finishes the job (the apply
+   * compares every block with the target, so a rerun writes only what is still different).
+   * A qcow2 rollback touches the disk only with the rename of its new image over it, so its
+   * journal also names the disk file as it was; one that stops while the disk's path still names
+   * that file clears the journal again (clearUntouchedRollback). A raw rollback checks every
+   * stored block it needs before it writes any, and one that fails before its first write
+   * (`imageUnchanged`) clears a journal it wrote itself.
+   */
+  async run(disk: DiskRecord, snap: SnapshotRecord, ctl: JobControl, path: string): Promise<RollbackResult> {
+    const format = imageFormatOf(disk);
+    // A qcow2 rollback's new image keeps the backing name and format: a format the header does
+    // not record is probed, and only from a backing file checked against the roots.
+    const { qcow2 } = inspectImage(path, format, this.x.imageRoots);
+    const view = readView(this.x.catalog, snap);
+    let previous: PendingRollbackRecord | null = null;
+    const journal = this.x.catalog.txn(() => {
+      const d = this.x.catalog.getDisk(disk.id)!;
+      previous = d.pendingRollback ?? null;
+      const j: PendingRollbackRecord = { snapshotId: snap.id, startedAt: new Date().toISOString(), jobId: ctl.job.id };
+      // A rerun keeps the file from before the first attempt: one that was renamed over must not
+      // count as "as it was". A journal without one (raw, or written by an older version) stays so.
+      const before = d.pendingRollback ? d.pendingRollback.imageBefore : format === 'qcow2' ? journaledFile(path) ?? undefined : undefined;
+      if (before !== undefined) j.imageBefore = before;
+      this.x.catalog.putDisk({ ...d, pendingRollback: j });
+      return j;
+    });
+    let r: Awaited<ReturnType<typeof rollbackImage>>;
+    try {
+      r = await rollbackImage(path, format, {
+        storeDir: this.x.storeDir, blockSize: this.x.blockSize, sizeBytes: snap.sizeBytes, digests: view,
+        ...(this.x.threads ? { threads: this.x.threads } : {}), onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
+      }, qcow2);
+    } catch (err) {
+      throw this.rollbackStopped(disk, snap, journal, toBlocksnapError(err), previous);
+    }
+    const result: RollbackResult = { diskId: disk.id, snapshotId: snap.id, sizeBytes: snap.sizeBytes, ...r };
+    // The job's success commits with the journal's end: a crash after it must not leave the job
+    // `interrupted`, which would invite a rerun over what the VM wrote since.
+    this.x.catalog.txn(() => {
+      const d = this.x.catalog.getDisk(disk.id)!;
+      this.x.catalog.putDisk({ ...d, pendingRollback: null, headSnapshotId: snap.id, sizeBytes: snap.sizeBytes });
+      ctl.succeededWith(result);
+    });
+    this.x.log.info({ diskId: disk.id, snapshotId: snap.id, blocksWritten: r.blocksWritten, holesPunched: r.holesPunched }, 'rollback finished');
+    return result;
+  }
+
+  /**
+   * The error a rollback that did not finish ends with, once its journal is settled: cleared
+   * when the disk file is still the one journaled (qcow2) or when this attempt journaled it and
+   * wrote nothing (raw), and the message says what the image holds and the way out where the
+   * journal stays.
+   */
+  private rollbackStopped(disk: DiskRecord, snap: SnapshotRecord, journal: PendingRollbackRecord, e: BlocksnapError,
+    previous: PendingRollbackRecord | null): BlocksnapError {
+    const why = e.code === 'Cancelled' ? 'cancelled' : `failed (${e.code})`;
+    if (this.clearUntouchedRollback(disk, journal.jobId, why)) {
+      return new BlocksnapError(e.code, `${e.message}; disk ${disk.name} is as it was (the rollback's new image never replaced it) and takes snapshots as before`, e.details);
+    }
+    const damaged = e.code === 'DigestMismatch' || e.code === 'BlockCorrupt' || e.code === 'BlockMissing';
+    if (disk.format === 'raw' && e.details?.imageUnchanged === true) {
+      const { imageUnchanged: _, ...details } = e.details;
+      const check = damaged
+        ? ` \`blocksnap store verify\` names the damaged block and every snapshot that shares it; repair the block and rerun (a snapshot ` +
+          'of any disk whose image still holds its content writes it again: docs/errors.md), or roll back to a snapshot that does not share it.'
+        : '';
+      const restored = this.restoreRawJournal(disk, journal.jobId, previous, why);
+      if (previous === null) {
+        const kept = restored
+          ? 'takes snapshots as before'
+          : `its rollback journal could not be cleared (see the daemon's log): \`blocksnap rollback ${disk.name} --abandon\` clears it`;
+        return new BlocksnapError(e.code, `${e.message}. The rollback of disk ${disk.name} to ${snap.name} stopped before it wrote anything: ` +
+          `the disk is as it was and ${kept}.${check}`, { ...details, diskId: disk.id, snapshotId: snap.id });
+      }
+      const earlier = this.x.catalog.getSnapshot((previous as PendingRollbackRecord).snapshotId)?.name ?? (previous as PendingRollbackRecord).snapshotId;
+      return new BlocksnapError(e.code, `${e.message}. This rollback of disk ${disk.name} to ${snap.name} stopped before it wrote anything, but an earlier ` +
+        `rollback to ${earlier} had left the image partly rolled back, and the disk refuses snapshots until a rollback completes or is abandoned ` +
+        `(\`blocksnap rollback ${disk.name} --abandon\` keeps the image as it is now).${check}`,
+        { ...details, diskId: disk.id, snapshotId: snap.id, partlyRolledBack: true });
+    }
+    if (disk.format === 'raw' && damaged) {
+      return new BlocksnapError(e.code,
+        `${e.message}. The rollback of disk ${disk.name} to ${snap.name} stopped there and its image is partly rolled back: ` +
+        `the blocks it wrote before it stopped hold the snapshot's content, the others what the disk held. The disk refuses snapshots until ` +
+        `a rollback completes. Ways out: \`blocksnap store verify\` names the damaged block and every snapshot that shares it; rerun this rollback ` +
+        `once the block is repaired (a snapshot of another disk whose image holds its content writes it again: docs/errors.md); roll back to another snapshot that does not share it; or \`blocksnap rollback ${disk.name} --abandon\` ` +
+        'to keep the image as it is now and take snapshots again',
+        { ...e.details, diskId: disk.id, snapshotId: snap.id, partlyRolledBack: true });
+    }
+    return e;
+  }
+
+  /**
+   * Puts back the journal the raw `disk` had before job `jobId`, whose rollback wrote nothing:
+   * none (the disk is as it was), or an earlier unfinished rollback's, whose target the blocks
+   * it wrote still hold. True when it did.
+   */
+  private restoreRawJournal(disk: DiskRecord, jobId: string, previous: PendingRollbackRecord | null, why: string): boolean {
+    try {
+      return this.x.catalog.txn(() => {
+        const d = this.x.catalog.getDisk(disk.id);
+        const p = d?.pendingRollback;
+        if (!d || !p || p.jobId !== jobId) return false;
+        this.x.catalog.putDisk({ ...d, pendingRollback: previous });
+        this.x.log.warn({ diskId: d.id, snapshotId: p.snapshotId, jobId }, previous === null
+          ? `raw rollback ${why} before it wrote anything; the disk is unchanged and its rollback journal was cleared`
+          : `raw rollback ${why} before it wrote anything; the journal of the earlier unfinished rollback is kept`);
+        return true;
+      });
+    } catch (err) {
+      this.x.log.error({ err, diskId: disk.id }, 'could not restore the journal of a raw rollback that left its disk unchanged');
+      return false;
+    }
+  }
+
+  /**
+   * Clears the journal `jobId` wrote on `disk` when its image is a qcow2 file the rollback never
+   * touched: the disk's path still names the file journaled. True when it did.
+   */
+  clearUntouchedRollback(disk: DiskRecord, jobId: string, why: string): boolean {
+    if (disk.format !== 'qcow2') return false;
+    try {
+      return this.x.catalog.txn(() => {
+        const d = this.x.catalog.getDisk(disk.id);
+        const p = d?.pendingRollback;
+        if (!d || !p || p.jobId !== jobId || p.imageBefore === undefined || !stillSameFile(d.path, p.imageBefore)) return false;
+        this.x.catalog.putDisk({ ...d, pendingRollback: null });
+        this.x.log.warn({ diskId: d.id, snapshotId: p.snapshotId, jobId }, `qcow2 rollback ${why} before its new image replaced the disk file; the disk is unchanged and its rollback journal was cleared`);
+        return true;
+      });
+    } catch (err) {
+      // The journal stays: the disk refuses snapshots until a rerun, as before, and the next start looks again.
+      this.x.log.error({ err, diskId: disk.id }, 'could not clear the journal of a qcow2 rollback that left its disk unchanged');
+      return false;
+    }
+  }
+}
+
+/** What the image holds once the unfinished rollback `p` of `d` is abandoned (RollbackAbandoned). */
+export function abandonedImage(d: DiskRecord, p: PendingRollbackRecord): AbandonedImage {
+  if (d.format !== 'qcow2') return 'partial';
+  if (p.imageBefore === undefined) return 'unknown';
+  return stillSameFile(d.path, p.imageBefore) ? 'unchanged' : 'replaced';
+}
+
+export function abandonedMessage(d: DiskRecord, image: AbandonedImage, target: string): string {
+  const rest = 'The disk takes snapshots again; its head snapshot (the parent of the next one) is as before the rollback.';
+  switch (image) {
+    case 'partial':
+      return `The rollback of ${d.name} to ${target} was abandoned. The image keeps what it left: blocks the rollback had written hold ` +
+        `${target}'s content, the others what the disk held before, possibly a mix of the two. ${rest}`;
+    case 'unchanged':
+      return `The rollback of ${d.name} to ${target} was abandoned. The image is the one from before it: its new image never replaced the disk file. ${rest}`;
+    case 'replaced':
+      return `The rollback of ${d.name} to ${target} was abandoned. The disk file is no longer the one from before it: the rollback's new image ` +
+        `(${target}'s content) was renamed over it, unless something else replaced the file. ${rest}`;
+    case 'unknown':
+      return `The rollback of ${d.name} to ${target} was abandoned. The image is the one from before it, unless the rollback's new image ` +
+        `(${target}'s content) had already been renamed over the disk file (the journal, written by an older version, does not tell). ${rest}`;
+  }
+}
