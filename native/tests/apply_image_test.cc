@@ -20,6 +20,23 @@ namespace {
 
 constexpr uint64_t kBlock = 64 * 1024;
 
+Digest digest_at(const ScanResult& scan, uint64_t block) {
+  Digest d;
+  std::memcpy(d.data(), scan.digests.data() + block * kDigestSize, kDigestSize);
+  return d;
+}
+
+std::string stored_block(const std::string& store, const ScanResult& scan, uint64_t block) {
+  return block_file_path(store, digest_at(scan, block));
+}
+
+// Bit rot: the file keeps its name and size. Store files are read-only, and the tests need not
+// run as root.
+void damage_payload(const std::string& block_file, uint64_t offset, uint8_t byte) {
+  ::chmod(block_file.c_str(), 0600);
+  write_bytes(block_file, kBlockHeaderSize + offset, {byte});
+}
+
 struct Snapshot {
   TempDir dir;
   std::string source = dir / "source";
@@ -38,6 +55,27 @@ struct Snapshot {
   ApplyParams params(const std::string& target, ApplyMode mode) const {
     return {.image_path = target, .store_dir = dir / "store", .block_size = kBlock,
             .size_bytes = scan.size_bytes, .digests = scan.digests, .mode = mode, .threads = 2};
+  }
+
+  std::string stored(uint64_t block) const { return stored_block(dir / "store", scan, block); }
+
+  // An image of the snapshot's size that holds nothing yet, to update.
+  std::string blank_target() const {
+    const std::string target = dir / "target";
+    make_sparse_file(target, scan.size_bytes);
+    return target;
+  }
+
+  // What an update of `target` throws; a test that calls this needs it to fail, so one that
+  // succeeds ends the test.
+  Error failed_update(const std::string& target, JobControl& control) const {
+    try {
+      apply_image(params(target, ApplyMode::Update), control, nullptr);
+    } catch (const Error& e) {
+      return e;
+    }
+    harness::fail(__FILE__, __LINE__, "no error");
+    throw harness::Abort{};
   }
 };
 
@@ -75,20 +113,13 @@ TEST(apply_update_writes_only_changed_blocks_and_punches_zero_targets) {
 
 TEST(apply_never_writes_a_block_that_fails_its_digest) {
   Snapshot s;
-  Digest d;
-  std::memcpy(d.data(), s.scan.digests.data() + 3 * kDigestSize, kDigestSize);
-  write_bytes(block_file_path(s.dir / "store", d), kBlockHeaderSize + 77, {0});
-  const std::string target = s.dir / "target";
-  make_sparse_file(target, s.scan.size_bytes);
+  damage_payload(s.stored(3), 77, 0);
+  const std::string target = s.blank_target();
   JobControl control;
-  try {
-    apply_image(s.params(target, ApplyMode::Update), control, nullptr);
-    harness::fail(__FILE__, __LINE__, "no error");
-  } catch (const Error& e) {
-    CHECK(e.code() == ErrorCode::DigestMismatch);
-    CHECK(e.block_index && *e.block_index == 3u);
-    CHECK(e.digest && *e.digest == d);
-  }
+  const Error e = s.failed_update(target, control);
+  CHECK(e.code() == ErrorCode::DigestMismatch);
+  CHECK(e.block_index && *e.block_index == 3u);
+  CHECK(e.digest && *e.digest == digest_at(s.scan, 3));
   const auto bytes = read_file(target);
   CHECK(std::all_of(bytes.begin() + 3 * kBlock, bytes.begin() + 4 * kBlock, [](uint8_t b) { return b == 0; }));
 }
@@ -97,50 +128,36 @@ TEST(apply_update_checks_every_needed_block_before_it_touches_the_image) {
   Snapshot s;
   // The damaged block is the last one the image needs, and a ZERO target over data would be
   // punched: neither the blocks before it nor the punch may reach the image.
-  Digest d;
-  std::memcpy(d.data(), s.scan.digests.data() + 8 * kDigestSize, kDigestSize);
-  write_bytes(block_file_path(s.dir / "store", d), kBlockHeaderSize + 5, {0xff});
-  const std::string target = s.dir / "target";
-  make_sparse_file(target, s.scan.size_bytes);
+  damage_payload(s.stored(8), 5, 0xff);
+  const std::string target = s.blank_target();
   write_bytes(target, 6 * kBlock, pattern(kBlock, 8));
   write_bytes(target, 8 * kBlock, pattern(123, 4));
   const std::vector<uint8_t> before = read_file(target);
   const uint64_t allocated_before = allocated_bytes(target);
   JobControl control;
-  try {
-    apply_image(s.params(target, ApplyMode::Update), control, nullptr);
-    harness::fail(__FILE__, __LINE__, "no error");
-  } catch (const Error& e) {
-    CHECK(e.code() == ErrorCode::DigestMismatch);
-    CHECK(e.block_index && *e.block_index == 8u);
-    CHECK(e.image_unchanged);
-  }
+  const Error e = s.failed_update(target, control);
+  CHECK(e.code() == ErrorCode::DigestMismatch);
+  CHECK(e.block_index && *e.block_index == 8u);
+  CHECK(e.image_unchanged);
   CHECK(read_file(target) == before);
   CHECK_EQ(allocated_bytes(target), allocated_before);
 }
 
 TEST(apply_update_cancelled_before_it_writes_leaves_the_image_unchanged) {
   Snapshot s;
-  const std::string target = s.dir / "target";
-  make_sparse_file(target, s.scan.size_bytes);
+  const std::string target = s.blank_target();
   const std::vector<uint8_t> before = read_file(target);
   JobControl control;
   control.cancel();
-  try {
-    apply_image(s.params(target, ApplyMode::Update), control, nullptr);
-    harness::fail(__FILE__, __LINE__, "no error");
-  } catch (const Error& e) {
-    CHECK(e.code() == ErrorCode::Cancelled);
-    CHECK(e.image_unchanged);
-  }
+  const Error e = s.failed_update(target, control);
+  CHECK(e.code() == ErrorCode::Cancelled);
+  CHECK(e.image_unchanged);
   CHECK(read_file(target) == before);
 }
 
 TEST(apply_create_removes_the_file_when_it_fails) {
   Snapshot s;
-  Digest d;
-  std::memcpy(d.data(), s.scan.digests.data(), kDigestSize);
-  ::unlink(block_file_path(s.dir / "store", d).c_str());
+  ::unlink(s.stored(0).c_str());
   JobControl control;
   CHECK_THROWS_CODE(apply_image(s.params(s.dir / "copy", ApplyMode::Create), control, nullptr), ErrorCode::BlockMissing);
   CHECK(::access((s.dir / "copy").c_str(), F_OK) != 0);
@@ -227,9 +244,7 @@ namespace {
 std::vector<std::string> evicted_changed_blocks(const ChangedImage& c) {
   std::vector<std::string> used;
   for (uint64_t b : {2, 5, 9}) {
-    Digest d;
-    std::memcpy(d.data(), c.scan.digests.data() + b * kDigestSize, kDigestSize);
-    used.push_back(block_file_path(c.dir / "store", d));
+    used.push_back(stored_block(c.dir / "store", c.scan, b));
     evict(used.back());
   }
   return used;
@@ -263,8 +278,7 @@ TEST(apply_update_stopped_by_a_damaged_block_leaves_the_blocks_it_checked_uncach
   ChangedImage c;
   const std::vector<std::string> used = evicted_changed_blocks(c);
   const std::vector<uint8_t> before = read_file(c.target);
-  ::chmod(used.back().c_str(), 0600);
-  write_bytes(used.back(), kBlockHeaderSize + 99, {0x5a});
+  damage_payload(used.back(), 99, 0x5a);
   evict(used.back());
   CHECK_THROWS_CODE(c.rollback(), ErrorCode::DigestMismatch);
   CHECK(read_file(c.target) == before);

@@ -7,36 +7,21 @@
  * stays journaled, its error says so and names the ways out, and `rollback --abandon` gives it up
  * when no snapshot without the block is left to roll back to.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import type { Disk, Job, Snapshot, VerifyResult } from '../../src/engine/types';
-import { DaemonProcess, connect, makeLayout } from '../crash/daemon-process';
 import { ImageWriter } from '../crash/disk-image';
 import { Catalog } from '../../src/catalog/catalog';
-import { makeImage, pattern, writeAt } from '../helpers/images';
+import { pattern, writeAt } from '../helpers/images';
+import { snapshottedDisk, start } from '../helpers/snapshotted-disk';
 import { blockPath, flipByte, sha } from '../helpers/store-damage';
 import { runCli } from '../integration/fixtures/harness';
 
 const BLOCK = 64 * 1024;
 
-
-
-
 t.test('a flipped byte is found by verify and refused by rollback and clone', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'bsr-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const layout = makeLayout(dir, { blockSize: BLOCK });
-  const image = join(layout.imageRoot, 'vm.img');
-  makeImage(image, 4 * BLOCK);
-  writeAt(image, 0, Buffer.concat([pattern('rot-0', BLOCK), pattern('rot-1', BLOCK), pattern('rot-2', BLOCK), pattern('rot-3', BLOCK)]));
-  const daemon = await DaemonProcess.start(layout);
-  t.teardown(() => daemon.kill());
-  const c = await connect(layout);
-  t.teardown(() => c.close());
-  await c.call('disk.add', { path: image, name: 'vm' });
-  const s1 = ((await c.call<Job>('snapshot.create', { disk: 'vm', name: 's1', wait: true })).result as Snapshot);
+  const { layout, image, daemon, c, s1 } = await snapshottedDisk(t, { label: 'rot', blocks: 4 });
   writeAt(image, 3 * BLOCK, pattern('rot-3b', BLOCK));
   const s2 = ((await c.call<Job>('snapshot.create', { disk: 'vm', name: 's2', wait: true })).result as Snapshot);
 
@@ -71,18 +56,7 @@ t.test('a flipped byte is found by verify and refused by rollback and clone', as
 });
 
 t.test('a damaged header is BlockCorrupt and a vanished block is BlockMissing', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'bsr-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const layout = makeLayout(dir, { blockSize: BLOCK });
-  const image = join(layout.imageRoot, 'vm.img');
-  makeImage(image, 2 * BLOCK);
-  writeAt(image, 0, Buffer.concat([pattern('hdr-0', BLOCK), pattern('hdr-1', BLOCK)]));
-  const daemon = await DaemonProcess.start(layout);
-  t.teardown(() => daemon.kill());
-  const c = await connect(layout);
-  t.teardown(() => c.close());
-  await c.call('disk.add', { path: image, name: 'vm' });
-  await c.call<Job>('snapshot.create', { disk: 'vm', name: 's1', wait: true });
+  const { layout, image, c } = await snapshottedDisk(t, { label: 'hdr', blocks: 2 });
   const sha0 = ImageWriter.contentSha(image);
 
   flipByte(blockPath(layout.dataDir, sha(pattern('hdr-0', BLOCK))), 0); // the magic
@@ -99,19 +73,8 @@ t.test('a damaged header is BlockCorrupt and a vanished block is BlockMissing', 
 });
 
 t.test('a raw rollback whose target has a rotten block writes nothing, however late the block comes', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'bsr-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const layout = makeLayout(dir, { blockSize: BLOCK });
-  const image = join(layout.imageRoot, 'vm.img');
   const BLOCKS = 64;
-  makeImage(image, BLOCKS * BLOCK);
-  for (let i = 0; i < BLOCKS; i++) writeAt(image, i * BLOCK, pattern(`late-${i}`, BLOCK));
-  const daemon = await DaemonProcess.start(layout);
-  t.teardown(() => daemon.kill());
-  const c = await connect(layout);
-  t.teardown(() => c.close());
-  await c.call('disk.add', { path: image, name: 'vm' });
-  await c.call<Job>('snapshot.create', { disk: 'vm', name: 's1', wait: true });
+  const { layout, image, c } = await snapshottedDisk(t, { label: 'late', blocks: BLOCKS });
   for (let i = 0; i < BLOCKS; i++) writeAt(image, i * BLOCK, pattern(`guest-${i}`, BLOCK));
   flipByte(blockPath(layout.dataDir, sha(pattern(`late-${BLOCKS - 1}`, BLOCK))), 64 + 7);
   const before = ImageWriter.contentSha(image);
@@ -124,27 +87,17 @@ t.test('a raw rollback whose target has a rotten block writes nothing, however l
 });
 
 t.test('a raw rollback an earlier attempt left partly done, stopped again by a rotten block: its error names the ways out, --abandon clears it', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'bsr-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const layout = makeLayout(dir, { blockSize: BLOCK });
-  const image = join(layout.imageRoot, 'vm.img');
   const BLOCKS = 64;
-  makeImage(image, BLOCKS * BLOCK);
-  for (let i = 0; i < BLOCKS; i++) writeAt(image, i * BLOCK, pattern(`mid-${i}`, BLOCK));
-  let daemon = await DaemonProcess.start(layout);
-  t.teardown(() => daemon.kill());
-  let c = await connect(layout);
-  t.teardown(() => c.close());
+  const first = await snapshottedDisk(t, { label: 'mid', blocks: BLOCKS });
+  const { layout, image, s1 } = first;
   const env = { BLOCKSNAP_SOCKET: layout.socketPath };
-  await c.call('disk.add', { path: image, name: 'vm' });
-  const s1 = ((await c.call<Job>('snapshot.create', { disk: 'vm', name: 's1', wait: true })).result as Snapshot);
   // Every snapshot shares the block in the middle: no rollback to any of them can finish.
   for (let i = 0; i < BLOCKS; i++) if (i !== 32) writeAt(image, i * BLOCK, pattern(`now-${i}`, BLOCK));
-  await c.call<Job>('snapshot.create', { disk: 'vm', name: 's2', wait: true });
+  await first.c.call<Job>('snapshot.create', { disk: 'vm', name: 's2', wait: true });
   for (let i = 0; i < BLOCKS; i++) writeAt(image, i * BLOCK, pattern(`guest-${i}`, BLOCK));
   // What a daemon killed while the rollback to s1 wrote leaves: its journal, and the first blocks written.
-  c.close();
-  await daemon.stop();
+  first.c.close();
+  await first.daemon.stop();
   for (let i = 0; i < 10; i++) writeAt(image, i * BLOCK, pattern(`mid-${i}`, BLOCK));
   const catalog = Catalog.open(layout.dataDir, BLOCK);
   catalog.txn(() => {
@@ -152,8 +105,7 @@ t.test('a raw rollback an earlier attempt left partly done, stopped again by a r
     catalog.putDisk({ ...d, pendingRollback: { snapshotId: s1.id, startedAt: new Date().toISOString(), jobId: 'j-00000000000000ad' } });
   });
   await catalog.close();
-  daemon = await DaemonProcess.start(layout);
-  c = await connect(layout);
+  const { daemon, c } = await start(t, layout);
   flipByte(blockPath(layout.dataDir, sha(pattern('mid-32', BLOCK))), 64 + 7);
 
   const image1 = ImageWriter.contentSha(image);

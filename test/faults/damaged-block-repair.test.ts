@@ -8,46 +8,21 @@
  * snapshot that would reference a known-damaged block without writing it (a copy-on-write disk
  * whose unwritten block reads its base) fails instead of being committed `available`.
  */
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import type { Job, Snapshot, VerifyResult } from '../../src/engine/types';
-import { DaemonProcess, connect, makeLayout, sleep, type Layout } from '../crash/daemon-process';
+import { sleep } from '../crash/daemon-process';
 import { ImageWriter } from '../crash/disk-image';
 import { makeImage, pattern, writeAt } from '../helpers/images';
+import { snapshottedDisk, start } from '../helpers/snapshotted-disk';
 import { blockPath, flipByte, sha } from '../helpers/store-damage';
 
 const BLOCK = 64 * 1024;
 const HEADER = 64;
 
-
-
-
-interface Scope { teardown(fn: () => unknown): void }
-
-async function start(t: Scope, layout: Layout): Promise<{ daemon: DaemonProcess; c: Awaited<ReturnType<typeof connect>> }> {
-  const daemon = await DaemonProcess.start(layout);
-  t.teardown(() => daemon.kill());
-  const c = await connect(layout);
-  t.teardown(() => c.close());
-  return { daemon, c };
-}
-
-function fresh(t: Scope, blockSize = BLOCK): Layout {
-  const dir = mkdtempSync(join(tmpdir(), 'bsdr-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return makeLayout(dir, { blockSize });
-}
-
 t.test('found by verify: the next snapshot of the disk, its block unchanged, writes it again', async (t) => {
-  const layout = fresh(t);
-  const image = join(layout.imageRoot, 'vm.img');
-  makeImage(image, 4 * BLOCK);
-  for (let i = 0; i < 4; i++) writeAt(image, i * BLOCK, pattern(`v-${i}`, BLOCK));
-  const { c } = await start(t, layout);
-  await c.call('disk.add', { path: image, name: 'vm' });
-  const s1 = (await c.call<Job>('snapshot.create', { disk: 'vm', name: 's1', wait: true })).result as Snapshot;
+  const { layout, image, c, s1 } = await snapshottedDisk(t, { label: 'v', blocks: 4 });
   const sha1 = ImageWriter.contentSha(image);
 
   const rotten = sha(pattern('v-1', BLOCK));
@@ -71,13 +46,7 @@ t.test('found by verify: the next snapshot of the disk, its block unchanged, wri
 });
 
 t.test('found by a rollback, no verify: a snapshot of another disk holding the bytes writes it again', async (t) => {
-  const layout = fresh(t);
-  const image = join(layout.imageRoot, 'vm.img');
-  makeImage(image, 3 * BLOCK);
-  for (let i = 0; i < 3; i++) writeAt(image, i * BLOCK, pattern(`r-${i}`, BLOCK));
-  const { c } = await start(t, layout);
-  await c.call('disk.add', { path: image, name: 'vm' });
-  await c.call<Job>('snapshot.create', { disk: 'vm', name: 's1', wait: true });
+  const { layout, image, c } = await snapshottedDisk(t, { label: 'r', blocks: 3 });
   const sha1 = ImageWriter.contentSha(image);
 
   const rotten = sha(pattern('r-0', BLOCK));
@@ -103,14 +72,7 @@ t.test('found by a rollback, no verify: a snapshot of another disk holding the b
 });
 
 t.test('found by a clone (a damaged header), no verify: the next snapshot of the disk writes it again', async (t) => {
-  const layout = fresh(t);
-  const image = join(layout.imageRoot, 'vm.img');
-  makeImage(image, 2 * BLOCK);
-  writeAt(image, 0, pattern('h-0', BLOCK));
-  writeAt(image, BLOCK, pattern('h-1', BLOCK));
-  const { c } = await start(t, layout);
-  await c.call('disk.add', { path: image, name: 'vm' });
-  await c.call<Job>('snapshot.create', { disk: 'vm', name: 's1', wait: true });
+  const { layout, image, c } = await snapshottedDisk(t, { label: 'h', blocks: 2 });
   const sha1 = ImageWriter.contentSha(image);
 
   const rotten = sha(pattern('h-1', BLOCK));
@@ -127,14 +89,7 @@ t.test('found by a clone (a damaged header), no verify: the next snapshot of the
 });
 
 t.test('a copy-on-write disk whose unwritten block reads a damaged base is not snapshotted until the block is repaired', async (t) => {
-  const layout = fresh(t);
-  const image = join(layout.imageRoot, 'vm.img');
-  makeImage(image, 2 * BLOCK);
-  writeAt(image, 0, pattern('c-0', BLOCK));
-  writeAt(image, BLOCK, pattern('c-1', BLOCK));
-  const { c } = await start(t, layout);
-  await c.call('disk.add', { path: image, name: 'vm' });
-  await c.call<Job>('snapshot.create', { disk: 'vm', name: 's1', wait: true });
+  const { layout, c } = await snapshottedDisk(t, { label: 'c', blocks: 2 });
   await c.call('clone.cow', { snapshot: 's1', name: 'cow' });
 
   const rotten = sha(pattern('c-1', BLOCK));
@@ -154,14 +109,9 @@ t.test('a copy-on-write disk whose unwritten block reads a damaged base is not s
 t.test('a daemon killed while a snapshot repairs blocks leaves each file damaged or whole, never partial', async (t) => {
   const BIG = 1024 * 1024;
   const BLOCKS = 24;
-  const layout = fresh(t, BIG);
-  const image = join(layout.imageRoot, 'vm.img');
-  makeImage(image, BLOCKS * BIG);
-  for (let i = 0; i < BLOCKS; i++) writeAt(image, i * BIG, pattern(`k-${i}`, BIG));
+  const { layout, image, ...served } = await snapshottedDisk(t, { label: 'k', blocks: BLOCKS, blockSize: BIG });
+  let { daemon, c } = served;
   const digests = Array.from({ length: BLOCKS }, (_, i) => sha(pattern(`k-${i}`, BIG)));
-  let { daemon, c } = await start(t, layout);
-  await c.call('disk.add', { path: image, name: 'vm' });
-  await c.call<Job>('snapshot.create', { disk: 'vm', name: 's1', wait: true });
   const sha1 = ImageWriter.contentSha(image);
   const damagedBytes = new Map<string, Buffer>();
   for (const d of digests) {
