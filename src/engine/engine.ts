@@ -9,15 +9,14 @@
  * volumes of copy-on-write disks live in CowVolumes (cow-volumes.ts).
  */
 import { EventEmitter } from 'node:events';
-import { statSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import { Catalog } from '../catalog/catalog';
 import type { DiskRecord, SnapshotRecord } from '../catalog/records';
-import { commitDelta, distinctBlocks, readView, removeFromChain, uniqueBytes, viewDigests } from '../catalog/block-map';
+import { commitDelta, distinctBlocks, readView, removeFromChain, uniqueBytes } from '../catalog/block-map';
 import { BlockStore } from '../store/block-store';
 import { DEFAULT_BLOCK_SIZE, isValidBlockSize } from '../store/format';
-import { scanImage, verifyBlocks, lockDataDir, type DataDirLock } from '../native';
+import { scanImage, lockDataDir, type DataDirLock } from '../native';
 import {
   checkBackingAsGiven, checkNotInUse, checkRollbackTarget, checkStillRaw, consistencyNow, detectFormat, fileIdentity, imageFormatOf, inspectImage,
 } from './image-access';
@@ -43,9 +42,10 @@ import { CowVolumes } from './cow-volumes';
 import { CowDisks } from './cow-disks';
 import { BlockRepair, hexDigests } from './block-repair';
 import { abandonedImage, abandonedMessage, ImageRollbacks } from './image-rollback';
+import { collectGarbage, verifyStore, type StoreMaintenanceInternals } from './store-maintenance';
 import type {
-  ChainSummary, CloneResult, Disk, FlattenResult, GcResult, ImageFormat, Job, RollbackAbandoned, Snapshot,
-  SnapshotCreateOptions, StoreStats, VerifyResult,
+  ChainSummary, CloneResult, Disk, FlattenResult, ImageFormat, Job, RollbackAbandoned, Snapshot,
+  SnapshotCreateOptions, StoreStats,
 } from './types';
 
 export interface EngineLogger {
@@ -110,6 +110,7 @@ export class Engine extends EventEmitter {
   private readonly volumes: CowVolumes;
   private readonly cow: CowDisks;
   private readonly rollbacks: ImageRollbacks;
+  private readonly maintenance: StoreMaintenanceInternals;
   /** Blocks found damaged, and their repair by the next snapshot or import that produces them (block-repair.ts). */
   private readonly repair: BlockRepair;
 
@@ -151,6 +152,7 @@ export class Engine extends EventEmitter {
       pin: (id) => this.pinSnapshot(id),
     });
     this.cow = new CowDisks({ catalog, volumes: this.volumes, exports: this.exports, storeLock: this.storeLock, log, threads, blockSize: catalog.blockSize, repair: this.repair });
+    this.maintenance = { catalog, store, storeLock: this.storeLock, repair: this.repair, log, threads };
     this.rollbacks = new ImageRollbacks({ catalog, storeDir: store.dir, blockSize: catalog.blockSize, threads, log, imageRoots });
   }
 
@@ -811,57 +813,7 @@ export class Engine extends EventEmitter {
    */
   startVerify(): Job {
     this.assertOpen();
-    return this.jobs.start(newId('j'), 'verify', { diskId: null, snapshotId: null, target: null }, async (ctl): Promise<VerifyResult> => {
-      const startedAt = Date.now();
-      const checked = Buffer.concat([...this.catalog.referencedDigests()]);
-      const threads = this.threads ? { threads: this.threads } : {};
-      const r = await verifyBlocks({
-        storeDir: this.store.dir, digests: checked, ...threads,
-        onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
-      });
-      let problems = r.problems;
-      if (problems.length > 0) {
-        const releaseStore = await this.storeLock.acquireShared();
-        try {
-          const suspects = problems.filter((p) => this.catalog.isReferenced(Buffer.from(p.digest, 'hex')));
-          problems = suspects.length === 0 ? [] : (await verifyBlocks({
-            storeDir: this.store.dir, digests: Buffer.concat(suspects.map((p) => Buffer.from(p.digest, 'hex'))), ...threads, signal: ctl.signal,
-          })).problems;
-        } finally {
-          releaseStore();
-        }
-      }
-      const owners = problems.length > 0 ? this.snapshotsReferencing(new Set(problems.map((p) => p.digest))) : new Map<string, string[]>();
-      // Damaged blocks are listed for repair by the next snapshot or import that produces them;
-      // listed ones found intact (repaired meanwhile) are forgotten (block-repair.ts).
-      const awaitingRepair = this.repair.afterVerify(problems, checked, startedAt, r.problems.map((p) => p.digest));
-      if (problems.length > 0) this.log.error({ problems: problems.length }, 'store verify found damaged blocks');
-      const disksOf = (snapshots: string[]): string[] =>
-        [...new Set(snapshots.map((id) => this.catalog.getSnapshot(id)?.diskId).filter((d): d is string => d !== undefined))];
-      return {
-        checkedBlocks: r.checked,
-        problems: problems.map((p) => {
-          const snapshots = owners.get(p.digest) ?? [];
-          return { ...p, snapshots, disks: disksOf(snapshots), repairable: p.reason !== 'io-error' };
-        }),
-        awaitingRepair,
-      };
-    });
-  }
-
-  private snapshotsReferencing(wanted: Set<string>): Map<string, string[]> {
-    const out = new Map<string, string[]>();
-    for (const s of this.catalog.allSnapshots()) {
-      if (s.status !== 'available') continue;
-      for (const d of viewDigests(readView(this.catalog, s))) {
-        const hex = d.toString('hex');
-        if (!wanted.has(hex)) continue;
-        const list = out.get(hex) ?? [];
-        if (!list.includes(s.id)) list.push(s.id);
-        out.set(hex, list);
-      }
-    }
-    return out;
+    return this.jobs.start(newId('j'), 'verify', { diskId: null, snapshotId: null, target: null }, (ctl) => verifyStore(this.maintenance, ctl));
   }
 
   /**
@@ -871,40 +823,7 @@ export class Engine extends EventEmitter {
    */
   startGc(): Job {
     this.assertOpen();
-    return this.jobs.start(newId('j'), 'gc', { diskId: null, snapshotId: null, target: null }, async (ctl): Promise<GcResult> => {
-      const release = await this.storeLock.acquireExclusive();
-      try {
-        const removedTempFiles = await this.store.removeTempFiles();
-        // Only what was free before the listing: a digest freed while it runs may name a file the
-        // listing had already passed (referenced then), which only the sweeper will unlink now.
-        const free = this.catalog.freeDigests();
-        const removed: Buffer[] = [];
-        let removedBlocks = 0;
-        let removedBytes = 0;
-        let keptBlocks = 0;
-        const total = this.catalog.totals().blocks + this.catalog.freeCount();
-        for await (const hex of this.store.list()) {
-          if (ctl.signal.aborted) throw new BlocksnapError('Cancelled', 'gc cancelled');
-          const digest = Buffer.from(hex, 'hex');
-          if (this.catalog.isReferenced(digest)) {
-            keptBlocks++;
-          } else {
-            const size = fileSizeOrZero(this.store.pathOf(digest));
-            if (await this.store.remove(digest)) { removedBlocks++; removedBytes += size; }
-            removed.push(digest);
-          }
-          ctl.progress(keptBlocks + removedBlocks, Math.max(total, keptBlocks + removedBlocks));
-        }
-        this.catalog.txn(() => {
-          for (const d of free) if (!this.catalog.isReferenced(d)) this.catalog.removeFree(d);
-          this.repair.forget(removed);
-        });
-        this.log.info({ removedBlocks, removedBytes, removedTempFiles }, 'gc finished');
-        return { removedBlocks, removedBytes, removedTempFiles, keptBlocks };
-      } finally {
-        release();
-      }
-    });
+    return this.jobs.start(newId('j'), 'gc', { diskId: null, snapshotId: null, target: null }, (ctl) => collectGarbage(this.maintenance, ctl));
   }
 
   /**
@@ -1048,12 +967,4 @@ function rollbackIncomplete(d: DiskRecord): BlocksnapError {
     `a rollback of disk ${d.name} to ${p.snapshotId} (job ${p.jobId}) did not finish; run the rollback again to complete it, ` +
     `or abandon it (blocksnap rollback ${d.name} --abandon) to keep the image as it is now`,
     { diskId: d.id, snapshotId: p.snapshotId });
-}
-
-function fileSizeOrZero(p: string): number {
-  try {
-    return statSync(p).size;
-  } catch {
-    return 0;
-  }
 }
