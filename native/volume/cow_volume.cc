@@ -63,6 +63,7 @@ CowVolume::CowVolume(const VolumeSpec& spec)
     layers_.push_back(std::make_shared<CowLayer>(spec.layers[i], size_, writable_ && i + 1 == spec.layers.size()));
   if (writable_ && spec.background_verify && base_->uses_granules()) {
     verify_queued_.assign(base_->block_count(), false);
+    on_verify_damage_ = spec.on_verify_damage;
     try {
       verifier_ = std::thread([this] { verify_loop(); });
     } catch (const std::system_error&) {
@@ -356,8 +357,16 @@ void CowVolume::verify_loop() {
         const uint64_t offset = i * block_size_;
         base->read(offset, static_cast<size_t>(std::min(block_size_, size_ - offset)), buf.data());
       }
+    } catch (const Error& e) {
+      if (on_verify_damage_ && e.digest && (e.code() == ErrorCode::DigestMismatch || e.code() == ErrorCode::BlockCorrupt)) {
+        try {
+          on_verify_damage_(e);
+        } catch (...) {
+          // Recording is best effort: the read that needs the block meets the damage anyway.
+        }
+      }
     } catch (...) {
-      // A damaged or missing block: whoever reads it next gets the error.
+      // A missing block, an I/O error: whoever reads it next gets the error.
     }
   }
 }
@@ -376,6 +385,8 @@ CowVolume::~CowVolume() { stop_verifier(); }
 
 void CowVolume::close() {
   stop_verifier();
+  // What it holds (the addon's thread-safe function) is let go now, not when JS collects the volume.
+  on_verify_damage_ = nullptr;
   std::unique_lock lock(stack_mutex_);
   if (closed_) return;
   std::exception_ptr flush_error;

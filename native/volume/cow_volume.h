@@ -25,8 +25,11 @@
 // speed against 1.06x without it, and at 0.72x while another disk's verifier ran).
 // It also waits while a snapshot's scan or a flatten runs in the process (VerifierPause), and
 // reads a cold block whole with one O_DIRECT read where it can (BaseView::read_whole_direct).
-// It holds no lock across a block, takes the base view as it is at each block, swallows errors
-// (the read or scan that needs the block meets them again) and is stopped and joined by close().
+// It holds no lock across a block, takes the base view as it is at each block, and is stopped and
+// joined by close(). A damaged block it finds (DigestMismatch, BlockCorrupt) goes to
+// VolumeSpec::on_verify_damage, so that it is recorded for repair now: a read may never need the
+// damaged part, or need it only after the disk that held the good content has changed. Other
+// errors it swallows (the read or scan that needs the block meets them again).
 #pragma once
 
 #include <array>
@@ -35,6 +38,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -42,6 +46,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/error.h"
 #include "formats/block_source.h"
 #include "volume/base_view.h"
 #include "volume/cow_layer.h"
@@ -61,6 +66,9 @@ struct VolumeSpec {
   // Writable volumes with granule files: verify the blocks writes land in on an idle thread
   // (see above). Off, the next read or scan of such a block verifies the rest.
   bool background_verify = false;
+  // Called on the verifier thread with the error a read of each damaged block it finds would
+  // throw (with the digest and path). Dropped by close(), once that thread is joined.
+  std::function<void(const Error&)> on_verify_damage;
 };
 
 class CowVolume {
@@ -175,6 +183,7 @@ class CowVolume {
   std::deque<uint64_t> verify_queue_;
   std::vector<bool> verify_queued_;  // by block index, under verify_mutex_
   bool verify_stop_ = false;
+  std::function<void(const Error&)> on_verify_damage_;  // used by the verifier thread only
   // steady_clock of the last write into any verifying volume of the process: the volumes of one
   // host share its disks, so a verifier waits for all of them to pause.
   static inline std::atomic<int64_t> last_write_ns_{0};

@@ -3,7 +3,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <string>
 #include <utility>
@@ -54,6 +56,51 @@ LayerFiles layer_files(Napi::Env env, Napi::Value v) {
   return LayerFiles{path("dataPath"), path("mapPath")};
 }
 
+// Hands what a volume's verifier thread finds damaged to a JS function (onVerifyDamage) on the JS
+// thread, as the error a read would have thrown. The thread-safe function is released when the
+// volume lets go of the returned callback (CowVolume::close, or its end); Node may finalize it
+// first, at the environment's teardown, after which nothing may touch it: `alive` says which.
+std::function<void(const Error&)> verify_damage_sink(Napi::Env env, Napi::Function fn) {
+  struct State {
+    std::mutex mutex;
+    bool alive = true;
+    Napi::ThreadSafeFunction tsfn;
+  };
+  struct Sink {
+    explicit Sink(std::shared_ptr<State> state) : s(std::move(state)) {}
+    Sink(const Sink&) = delete;  // one release per function
+    Sink& operator=(const Sink&) = delete;
+    std::shared_ptr<State> s;
+    ~Sink() {
+      std::lock_guard lock(s->mutex);
+      if (s->alive) s->tsfn.Release();
+    }
+    void report(const Error& e) const {
+      auto copy = std::make_unique<Error>(e);
+      std::lock_guard lock(s->mutex);
+      if (!s->alive) return;
+      const auto deliver = [](Napi::Env env, Napi::Function fn, Error* found) {
+        std::unique_ptr<Error> owned(found);
+        if (env == nullptr || fn.IsEmpty()) return;  // torn down with reports queued
+        try {
+          fn.Call({to_js_error(env, *owned).Value()});
+        } catch (const Napi::Error&) {
+          // The wrapper's function does not throw; a report is best effort anyway.
+        }
+      };
+      if (s->tsfn.NonBlockingCall(copy.get(), deliver) == napi_ok) copy.release();
+    }
+  };
+  auto state = std::make_shared<State>();
+  state->tsfn = Napi::ThreadSafeFunction::New(env, fn, "blocksnap.volume.verifyDamage", 0, 1, [state](Napi::Env) {
+    std::lock_guard lock(state->mutex);
+    state->alive = false;
+  });
+  state->tsfn.Unref(env);  // an open volume does not keep the process alive
+  auto sink = std::make_shared<Sink>(state);
+  return [sink](const Error& e) { sink->report(e); };
+}
+
 template <typename F>
 auto or_js_error(Napi::Env env, F&& f) {
   try {
@@ -99,6 +146,8 @@ class VolumeWrap : public Napi::ObjectWrap<VolumeWrap> {
     spec.base_digests = o.bytes("baseDigests", true);
     spec.writable = o.boolean("writable", false);
     spec.background_verify = o.boolean("backgroundVerify", false);
+    if (Napi::Function on_damage = o.function("onVerifyDamage"); !on_damage.IsEmpty() && spec.background_verify)
+      spec.on_verify_damage = verify_damage_sink(env, on_damage);
     Napi::Value layers = info[0].As<Napi::Object>().Get("layers");
     if (!layers.IsArray()) throw Napi::TypeError::New(env, "options.layers must be an array");
     Napi::Array a = layers.As<Napi::Array>();

@@ -7,8 +7,9 @@
  *
  * - `store verify` lists the damaged blocks it reports (and forgets listed ones it found intact);
  *   any reader that meets a damaged block file (rollback, clone, NBD reads of a snapshot, a
- *   copy-on-write disk's base reads, stream exports, replication) reports it through
- *   store/damage-reports.ts, and it is listed in the catalog (catalog/damaged-blocks.ts).
+ *   copy-on-write disk's base reads and its volume's background verifier, stream exports,
+ *   replication) reports it through store/damage-reports.ts, and it is listed in the catalog
+ *   (catalog/damaged-blocks.ts).
  * - A snapshot scan is handed the list: a block that hashes to a listed digest is written again
  *   from the bytes just read, even where it equals the parent's, to tmp/ and renamed over the
  *   damaged file (the native block writer's temp + fsync + rename, the directory fsynced before

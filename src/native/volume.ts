@@ -30,8 +30,8 @@ export interface VolumeSpec {
   granuleDir?: string;
   /**
    * A writable volume with a granule dir verifies the base blocks its writes land in whole, on a
-   * thread at idle priority, so that the next snapshot, which reads them whole, need not.
-   * Default false.
+   * thread at idle priority, so that the next snapshot, which reads them whole, need not. A
+   * damaged block it finds is reported for repair (store/damage-reports.ts). Default false.
    */
   backgroundVerify?: boolean;
   blockSize: number;
@@ -178,7 +178,7 @@ export class Volume {
       const native = new (addon().Volume)({
         storeDir: spec.storeDir, granuleDir: spec.granuleDir, blockSize: spec.blockSize, sizeBytes: spec.sizeBytes, baseDigests: spec.baseDigests,
         layers: spec.layers.map((l) => ({ dataPath: l.dataPath, mapPath: l.mapPath })), writable: spec.writable,
-        backgroundVerify: spec.backgroundVerify,
+        backgroundVerify: spec.backgroundVerify, onVerifyDamage: verifierFoundDamage,
       });
       return new Volume(native, spec.sizeBytes, spec.writable);
     } catch (err) {
@@ -377,6 +377,15 @@ export class Volume {
     const layers = this.native.layerCount();
     if (!Number.isInteger(value) || value < 0 || value > layers) invalid(name, `an integer from 0 to ${layers}`, value);
   }
+}
+
+/**
+ * A damaged base block found by a volume's background verifier, which no request waits for:
+ * reported as a reader's finding (fromNative → store/damage-reports.ts), so the engine records it
+ * for repair now rather than when some later read needs the damaged part of the block.
+ */
+function verifierFoundDamage(err: unknown): void {
+  fromNative(err);
 }
 
 async function call<T>(op: () => Promise<T>): Promise<T> {

@@ -2,7 +2,8 @@
  * Where a reader that found a stored block damaged says so. Every read of a block file checks it
  * (invariant 6: header, length, SHA-256), and a reader that meets a flipped byte fails with
  * DigestMismatch or BlockCorrupt naming the digest and the file: rollback, clone, the qcow2
- * writer, NBD reads of a snapshot, a copy-on-write disk's base reads, stream exports. Those
+ * writer, NBD reads of a snapshot, a copy-on-write disk's base reads (and its volume's
+ * background verifier, through the addon's onVerifyDamage), stream exports. Those
  * errors pass through one place on their way to the engine (fromNative for the addon's, the
  * throws in block-io.ts for TypeScript's), which reports them here; the engine of the store the
  * file belongs to records the digest in the catalog (catalog/damaged-blocks.ts), so that the next
