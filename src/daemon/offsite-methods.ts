@@ -83,7 +83,7 @@ export function offsiteMethods(method: MethodFactory, settle: Settle): Record<st
     }),
     'remote.gc': method({
       params: { remote: key, graceSeconds: optional(integer(0, 10 * 365 * 86_400)), wait },
-      run: (ctx, p) => settle(ctx, ctx.engine.offsite.replication.startRemoteGc(p.remote, defined({ graceSeconds: p.graceSeconds })), p.wait),
+      run: (ctx, p) => settle(ctx, ctx.engine.offsite.remoteGc.startRemoteGc(p.remote, defined({ graceSeconds: p.graceSeconds })), p.wait),
     }),
     replicate: method({
       params: { source: string, remote: key, concurrency, wait },
@@ -91,11 +91,11 @@ export function offsiteMethods(method: MethodFactory, settle: Settle): Record<st
     }),
     restore: method({
       params: { remote: key, snapshot: string, path: absolutePath, format: optional(oneOf('raw', 'qcow2')), concurrency, wait },
-      run: (ctx, p) => settle(ctx, ctx.engine.offsite.replication.startRestore(p.remote, p.snapshot, p.path, defined({ format: p.format, concurrency: p.concurrency })), p.wait),
+      run: (ctx, p) => settle(ctx, ctx.engine.offsite.remoteRestore.startRestore(p.remote, p.snapshot, p.path, defined({ format: p.format, concurrency: p.concurrency })), p.wait),
     }),
     import: method({
       params: { remote: key, snapshot: string, disk: string, concurrency, wait },
-      run: (ctx, p) => settle(ctx, ctx.engine.offsite.replication.startImport(p.remote, p.snapshot, p.disk, defined({ concurrency: p.concurrency })), p.wait),
+      run: (ctx, p) => settle(ctx, ctx.engine.offsite.remoteRestore.startImport(p.remote, p.snapshot, p.disk, defined({ concurrency: p.concurrency })), p.wait),
     }),
     'snapshot.export': method({
       params: { snapshot: string, path: optional(absolutePath), stream: optional(streamId), base: optional(string), wait },

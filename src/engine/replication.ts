@@ -1,7 +1,8 @@
 /**
- * Replication of snapshot chains to an S3-compatible remote, and the way back (restore, import),
- * plus remote deletion and gc. Layout and manifest: src/remote/layout.ts and manifest.ts; the
- * rules that keep a shared bucket safe: docs/design.md "Remotes".
+ * Replication of snapshot chains to an S3-compatible remote, and the remotes themselves (their
+ * registry, the snapshots on one and their deletion). Layout and manifest: src/remote/layout.ts
+ * and manifest.ts; the rules that keep a shared bucket safe: docs/design.md "Remotes". The way
+ * back is remote-restore.ts, remote gc remote-gc.ts; both reach the remotes through this object.
  *
  * replicate: for each snapshot, oldest first, skip it when its manifest exists; otherwise upload
  *   the blocks of its view the remote lacks, then the manifest, last. A block is known present
@@ -15,10 +16,6 @@
  *   lease is being taken and are asked about again once it is held (uploadBlocks); the lease is
  *   deleted after the job's result, in the background (releaseLater: the state this object
  *   holds, awaited by gc and close()).
- * restore: manifest → a new raw file, every block verified against its digest before writing; or
- *   a new qcow2 file, written by the native writer from blocks staged (verified) in the store.
- * import: manifest → the local store (missing blocks only) and catalog (import-commit.ts).
- * gc: mark-and-sweep under a gc lease (leases.ts), never deleting a block younger than the grace.
  *
  * Memory: 2 × `concurrency` blocks at most (each upload slot reads its next block while it sends
  * one), plus one packed map per snapshot.
@@ -27,38 +24,33 @@ import { setMaxListeners } from 'node:events';
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import { readView } from '../catalog/block-map';
 import type { SnapshotRecord } from '../catalog/records';
-import { hasBlockOfLength, readBlockUnhashed, sha256Async, writeBlock } from '../store/block-io';
-import { BLOCK_HEADER_SIZE, DIGEST_SIZE, isZeroDigest } from '../store/format';
+import { readBlockUnhashed } from '../store/block-io';
+import { BLOCK_HEADER_SIZE } from '../store/format';
 import {
   readCredentials, validateBucket, validateEndpoint, validatePrefix, validateRegion, validateRemoteName, type RemoteConfig,
 } from '../remote/config';
 import { listBlockPresence, LIST_MIN_BLOCKS } from '../remote/block-presence';
-import { blockKey, digestOfKey, idsOfManifestKey, join, manifestKey, BLOCKS, MANIFESTS } from '../remote/layout';
+import { blockKey, join, manifestKey } from '../remote/layout';
 import { DEFAULT_LEASE_TIMING, Lease, leaseKey, type LeaseTiming } from '../remote/leases';
-import { decodeManifest, encodeManifest, type Manifest } from '../remote/manifest';
+import { decodeManifest, encodeManifest } from '../remote/manifest';
 import type { ObjectStore } from '../remote/object-store';
 import { RemoteRegistry } from '../remote/registry';
 import { S3Store } from '../remote/s3-store';
 import { distinctDigests } from '../stream/snapshot-fields';
 import { looksLikeId, newId } from './ids';
-import { checkImportDamage, checkImportable, commitImported, syncFoundBlocks } from './import-commit';
 import type { JobControl } from './jobs';
 import type { OffsiteInternals } from './offsite-internals';
 import type {
-  DamagedRemoteSnapshot, ImportResult, Remote, RemoteCheck, RemoteGcResult, RemoteSnapshot, RemoteSnapshotEntry, ReplicateResult, RestoreResult,
+  DamagedRemoteSnapshot, Remote, RemoteCheck, RemoteSnapshot, RemoteSnapshotEntry, ReplicateResult,
 } from './offsite-types';
-import { cloneImage } from './image-writes';
 import { runPipelined, runPool } from './pool';
-import { resolveNewFile } from './paths';
-import { writePartial, type PartialAt } from './partial-files';
+import { describe, describeDamaged, locate, readManifests } from './remote-manifests';
 import type { Job } from './types';
 
 export const DEFAULT_CONCURRENCY = 4;
 export const MAX_CONCURRENCY = 64;
 /** Block reads from the store at once during an upload (loadBlock). */
 const READS_AT_ONCE = 2;
-/** Unreferenced remote blocks younger than this survive a gc (clock skew, writers that predate leases). */
-export const DEFAULT_GC_GRACE_SECONDS = 3600;
 
 export interface RemoteAddOptions {
   name: string;
@@ -75,15 +67,6 @@ export interface ReplicationOptions {
   /** Opens the object store of a remote; S3 by default. */
   openStore?: (remote: RemoteConfig, onRetry: () => void) => ObjectStore;
 }
-
-interface Located { key: string; manifest: Manifest }
-
-/**
- * A manifest object of this remote as read. `manifest` when it decodes; `damage` when it does not,
- * or when it holds another snapshot than its key names (then `manifest` is still what it holds:
- * gc counts its blocks as referenced). `diskId` and `snapshotId` are what the key names.
- */
-interface ManifestRead { key: string; diskId: string; snapshotId: string; manifest: Manifest | null; damage: BlocksnapError | null }
 
 /** A block read from the store for upload: `data` is a view of `buf` (header included). */
 interface LoadedBlock { buf: Buffer; data: Buffer }
@@ -123,7 +106,7 @@ const INTERRUPTED_LEASE_TIMEOUT_MS = 30_000;
 
 export class Replication {
   readonly remotes: RemoteRegistry;
-  private readonly leaseTiming: LeaseTiming;
+  readonly leaseTiming: LeaseTiming;
   private readonly openStoreFn: (remote: RemoteConfig, onRetry: () => void) => ObjectStore;
   /** Deletions of the writer leases of ended replications (releaseLater). */
   private readonly releasing = new Set<Promise<void>>();
@@ -134,7 +117,7 @@ export class Replication {
     this.openStoreFn = o.openStore ?? ((remote, onRetry) => new S3Store(remote, readCredentials(remote.credentialsFile), { onRetry }));
   }
 
-  private open(remote: RemoteConfig, onRetry: () => void = () => undefined): ObjectStore {
+  open(remote: RemoteConfig, onRetry: () => void = () => undefined): ObjectStore {
     return this.openStoreFn(remote, onRetry);
   }
 
@@ -185,7 +168,7 @@ export class Replication {
     const r = this.remotes.get(name);
     const store = this.open(r);
     try {
-      const all = await this.readManifests(r, store);
+      const all = await readManifests(r, store);
       const good: RemoteSnapshot[] = [];
       const damaged: DamagedRemoteSnapshot[] = [];
       for (const m of all) {
@@ -216,7 +199,7 @@ export class Replication {
     const r = this.remotes.get(name);
     const store = this.open(r);
     try {
-      const found = await this.locate(r, store, snapRef);
+      const found = await locate(r, store, snapRef);
       if (found.damage !== null && o.force !== true) {
         throw new BlocksnapError('RemoteCorrupt', `${found.damage.message}; \`blocksnap remote delete ${r.name} ${found.snapshotId} --force\` deletes it`, { key: found.key });
       }
@@ -581,405 +564,15 @@ export class Replication {
    * is what ties the lease to this data dir rather than to its host id alone: a copy of the data
    * dir has the same host id, and the jobs its daemon starts are not in this catalog.
    */
-  private isStaleJob(jobId: string): boolean {
+  isStaleJob(jobId: string): boolean {
     return this.x.jobs.ifRunning(jobId) === undefined && this.x.catalog.getJob(jobId) !== undefined;
   }
-
-  // ------------------------------------------------------------ restore and import
-
-  startRestore(remoteName: string, snapRef: string, path: string, o: { format?: string; concurrency?: number } = {}): Job {
-    this.x.assertOpen();
-    const remote = this.remotes.get(remoteName);
-    const concurrency = checkConcurrency(o.concurrency);
-    const format = o.format ?? 'raw';
-    if (format !== 'raw' && format !== 'qcow2') throw new BlocksnapError('InvalidArgument', `format must be "raw" or "qcow2", not ${JSON.stringify(format)}`);
-    const target = resolveNewFile(path, this.x.imageRoots);
-    const jobId = newId('j');
-    return this.x.jobs.start(jobId, 'restore', { diskId: null, snapshotId: null, target }, async (ctl) => {
-      const store = this.open(remote);
-      try {
-        const { manifest } = usable(await this.locate(remote, store, snapRef, ctl.signal));
-        // Written under a partial name, given `target` once complete (partial-files.ts).
-        const r = await writePartial(target, jobId, (partial, at) => (format === 'raw'
-          ? this.runRestore(remote, store, manifest, partial, at, concurrency, ctl)
-          : this.runRestoreQcow2(remote, store, manifest, partial, at, concurrency, ctl)));
-        return { ...r, path: target };
-      } finally {
-        store.close();
-      }
-    });
-  }
-
-  /**
-   * qcow2: the native writer lays the image out in one sequential pass from verified store
-   * blocks, so the blocks the local store lacks are first downloaded (verified) into it, under the
-   * shared store lock so that no sweep removes them meanwhile; afterwards those still unreferenced
-   * go to the sweeper. Costs their size in the store until the end; downloads nothing the store has.
-   */
-  private async runRestoreQcow2(remote: RemoteConfig, store: ObjectStore, m: Manifest, target: string, at: PartialAt, concurrency: number, ctl: JobControl): Promise<RestoreResult> {
-    const s = m.snapshot;
-    const digests = distinctDigests(m.map, s.sizeBytes, s.blockSize);
-    const fetchTotal = [...digests.values()].reduce((a, b) => a + b, 0);
-    const total = fetchTotal + s.sizeBytes;
-    const res: RestoreResult = { remote: remote.name, snapshotId: s.id, path: target, sizeBytes: s.sizeBytes, format: 'qcow2', downloadedBlocks: 0, downloadedBytes: 0 };
-    const staged: Buffer[] = [];
-    const releaseStore = await this.x.storeLock.acquireShared();
-    try {
-      let done = 0;
-      ctl.progress(0, total);
-      const repaired: string[] = [];
-      await runPool(digests.entries(), concurrency, async ([hex, len]) => {
-        // A block listed as damaged here is downloaded too, and written over the damaged file (block-repair.ts).
-        const repair = this.x.repair.damaged.has(Buffer.from(hex, 'hex'));
-        if (!(await hasBlockOfLength(this.x.store.dir, hex, len, wrongLength(hex, len))) || repair) {
-          const data = await fetchBlock(store, remote.prefix, hex, len, ctl.signal);
-          res.downloadedBlocks++;
-          res.downloadedBytes += data.length;
-          if (await writeBlock(this.x.store.dir, hex, data, { repair })) {
-            if (repair) repaired.push(hex);
-            else staged.push(Buffer.from(hex, 'hex'));
-          }
-        }
-        done += len;
-        ctl.progress(done, total);
-      }, ctl.signal);
-      this.x.repair.forgetRepaired(repaired);
-      const w = await cloneImage(target, 'qcow2', {
-        storeDir: this.x.store.dir, blockSize: s.blockSize, sizeBytes: s.sizeBytes, digests: m.map, signal: ctl.signal,
-        onProgress: (d) => ctl.progress(fetchTotal + Math.min(d, s.sizeBytes), total),
-      }, at.dirFd);
-      res.sizeBytes = w.sizeBytes;
-      this.x.log.info({ remote: remote.name, snapshotId: s.id, path: target, format: 'qcow2', downloadedBytes: res.downloadedBytes }, 'restore finished');
-      return res;
-    } finally {
-      releaseStore();
-      this.x.releaseOrphans(staged);
-    }
-  }
-
-  /** raw: `target` is created in the held directory `at` (never by its path); writePartial removes it on failure. */
-  private async runRestore(remote: RemoteConfig, store: ObjectStore, m: Manifest, target: string, at: PartialAt, concurrency: number, ctl: JobControl): Promise<RestoreResult> {
-    const s = m.snapshot;
-    const where = groupByDigest(m.map);
-    const total = s.logicalBytes || [...where.values()].reduce((a, idx) => a + idx.length * s.blockSize, 0);
-    const file = at.create();
-    const res: RestoreResult = { remote: remote.name, snapshotId: s.id, path: target, sizeBytes: s.sizeBytes, format: 'raw', downloadedBlocks: 0, downloadedBytes: 0 };
-    try {
-      await file.truncate(s.sizeBytes); // ZERO blocks stay holes
-      let done = 0;
-      ctl.progress(0, total);
-      await runPool(where.entries(), concurrency, async ([hex, indexes]) => {
-        const data = await fetchBlock(store, remote.prefix, hex, blockLen(s.sizeBytes, s.blockSize, indexes[0]!), ctl.signal);
-        res.downloadedBlocks++;
-        res.downloadedBytes += data.length;
-        for (const i of indexes) {
-          const bytesWritten = await file.write(data, i * s.blockSize);
-          if (bytesWritten !== data.length) throw new BlocksnapError('IOError', `short write to ${target}`);
-          done += data.length;
-        }
-        ctl.progress(Math.min(done, total), total);
-      }, ctl.signal);
-      await file.complete();
-      this.x.log.info({ remote: remote.name, snapshotId: s.id, path: target, downloadedBytes: res.downloadedBytes }, 'restore finished');
-      return res;
-    } finally {
-      await file.close();
-    }
-  }
-
-  startImport(remoteName: string, snapRef: string, diskRef: string, o: { concurrency?: number } = {}): Job {
-    this.x.assertOpen();
-    const remote = this.remotes.get(remoteName);
-    const concurrency = checkConcurrency(o.concurrency);
-    const disk = this.x.resolveDisk(diskRef);
-    const jobId = newId('j');
-    const release = this.x.diskLocks.acquire(disk.id, jobId);
-    try {
-      return this.x.jobs.start(jobId, 'import', { diskId: disk.id, snapshotId: null, target: remote.name }, async (ctl): Promise<ImportResult> => {
-        const store = this.open(remote);
-        try {
-          const { manifest: m } = usable(await this.locate(remote, store, snapRef, ctl.signal));
-          checkImportable(this.x, m.snapshot, this.x.catalog.getDisk(disk.id)!);
-          // Shared store lock from the first block written to the commit: the sweeper and gc must not
-          // unlink a block this import found present and will reference.
-          const releaseStore = await this.x.storeLock.acquireShared();
-          /** Blocks this import added to the store: handed to the sweeper if it fails. */
-          const stored: Buffer[] = [];
-          /** Blocks the snapshot will reference that this import found in the store already. */
-          const present: string[] = [];
-          /** Blocks listed as damaged that this import downloaded and wrote again (block-repair.ts). */
-          const repaired: string[] = [];
-          let committed = false;
-          try {
-            const digests = distinctDigests(m.map, m.snapshot.sizeBytes, m.snapshot.blockSize);
-            const total = [...digests.values()].reduce((a, b) => a + b, 0);
-            const res: ImportResult = { snapshotId: m.snapshot.id, diskId: disk.id, parentId: null, storedBlocks: 0, storedBytes: 0, presentBlocks: 0 };
-            let done = 0;
-            ctl.progress(0, total);
-            await runPool(digests.entries(), concurrency, async ([hex, len]) => {
-              // A block listed as damaged here is downloaded all the same, and written over the damaged file.
-              const repair = this.x.repair.damaged.has(Buffer.from(hex, 'hex'));
-              if (await hasBlockOfLength(this.x.store.dir, hex, len, wrongLength(hex, len)) && !repair) {
-                res.presentBlocks++;
-                present.push(hex);
-              } else {
-                const data = await fetchBlock(store, remote.prefix, hex, len, ctl.signal);
-                if (await writeBlock(this.x.store.dir, hex, data, { repair })) {
-                  if (repair) repaired.push(hex);
-                  stored.push(Buffer.from(hex, 'hex'));
-                  res.storedBlocks++;
-                  res.storedBytes += data.length;
-                } else {
-                  res.presentBlocks++;
-                  present.push(hex);
-                }
-              }
-              done += len;
-              ctl.progress(done, total);
-            }, ctl.signal);
-            await syncFoundBlocks(this.x, present);
-            await checkImportDamage(this.x, m.map, repaired, ctl.signal);
-            const rec = commitImported(this.x, this.x.catalog.getDisk(disk.id)!, m.snapshot, m.map, jobId, repaired);
-            committed = true;
-            res.parentId = rec.parentId;
-            this.x.log.info({ remote: remote.name, snapshotId: rec.id, diskId: disk.id, storedBytes: res.storedBytes }, 'snapshot imported from remote');
-            return res;
-          } finally {
-            releaseStore();
-            if (!committed) this.x.releaseOrphans(stored);
-          }
-        } finally {
-          store.close();
-          release();
-        }
-      });
-    } catch (err) {
-      release();
-      throw err;
-    }
-  }
-
-  // ------------------------------------------------------------ gc
-
-  startRemoteGc(remoteName: string, o: { graceSeconds?: number } = {}): Job {
-    this.x.assertOpen();
-    const remote = this.remotes.get(remoteName);
-    const grace = o.graceSeconds ?? DEFAULT_GC_GRACE_SECONDS;
-    if (!Number.isSafeInteger(grace) || grace < 0) throw new BlocksnapError('InvalidArgument', 'grace must be a whole number of seconds ≥ 0');
-    return this.x.jobs.start(newId('j'), 'remote-gc', { diskId: null, snapshotId: null, target: remote.name }, (ctl) => this.runRemoteGc(remote, grace, ctl));
-  }
-
-  private async runRemoteGc(remote: RemoteConfig, graceSeconds: number, ctl: JobControl): Promise<RemoteGcResult> {
-    const store = this.open(remote);
-    const started = Date.now();
-    let lease: Lease | null = null;
-    try {
-      // A replication of this daemon that has just ended may still be deleting its lease: gc
-      // would find it live and wait a poll period for it.
-      await this.settleReleases();
-      lease = await Lease.gc(store, remote.prefix, this.remotes.hostId, ctl.job.id, {
-        timing: this.leaseTiming, signal: ctl.signal, isStale: (id) => this.isStaleJob(id),
-        onWait: (w) => this.x.log.info({ remote: remote.name, writers: w.map((l) => `${l.host}/${l.jobId}`) }, 'remote gc waits for replications to finish'),
-      });
-      const waitedSeconds = Math.round((Date.now() - started) / 100) / 10;
-      // Mark. A manifest that cannot be read makes the whole gc fail: what it references is unknown.
-      const manifests = await this.readManifests(remote, store, ctl.signal);
-      const unreadable = manifests.filter((m) => m.manifest === null);
-      if (unreadable.length > 0) throw gcBlockedBy(remote.name, unreadable);
-      const referenced = new Set<string>();
-      for (const { manifest: m } of manifests) {
-        for (const hex of distinctDigests(m!.map, m!.snapshot.sizeBytes, m!.snapshot.blockSize).keys()) referenced.add(hex);
-      }
-      // Sweep: only blocks no manifest names and older than the grace period.
-      const cutoff = Date.now() - graceSeconds * 1000;
-      const res: RemoteGcResult = {
-        remote: remote.name, manifests: manifests.length, referencedBlocks: referenced.size, deletedBlocks: 0, deletedBytes: 0, youngBlocks: 0, keptBlocks: 0, waitedSeconds,
-      };
-      let batch: string[] = [];
-      let batchBytes = 0;
-      let seen = 0;
-      const flush = async (): Promise<void> => {
-        if (batch.length === 0) return;
-        await lease!.whileHeld(ctl.signal, (signal) => store.deleteMany(batch, signal));
-        res.deletedBlocks += batch.length;
-        res.deletedBytes += batchBytes;
-        batch = [];
-        batchBytes = 0;
-      };
-      for await (const o of store.list(`${join(remote.prefix, BLOCKS)}/`, ctl.signal)) {
-        const hex = digestOfKey(o.key);
-        // Only a key this remote would write: another remote's prefix may lie under blocks/
-        // (prefix P/blocks beside P), and its blocks are not this remote's garbage.
-        if (hex === null || o.key !== blockKey(remote.prefix, hex)) continue;
-        seen++;
-        if (referenced.has(hex)) res.keptBlocks++;
-        else if (o.lastModified.getTime() > cutoff) res.youngBlocks++;
-        else {
-          batch.push(o.key);
-          batchBytes += o.size;
-          if (batch.length >= 1000) await flush();
-        }
-        ctl.progress(seen, Math.max(seen, referenced.size));
-      }
-      await flush();
-      this.x.log.info({ ...res }, 'remote gc finished');
-      return res;
-    } finally {
-      await lease?.release();
-      store.close();
-    }
-  }
-
-  // ------------------------------------------------------------ manifests
-
-  /** Every manifest of this remote, each decoded or with its damage: one damaged manifest fails none of the others. */
-  private async readManifests(remote: RemoteConfig, store: ObjectStore, signal?: AbortSignal): Promise<ManifestRead[]> {
-    const out: ManifestRead[] = [];
-    for await (const o of store.list(`${join(remote.prefix, MANIFESTS)}/`, signal)) {
-      if (!isManifestKey(remote.prefix, o.key)) continue;
-      const raw = await store.get(o.key, signal);
-      if (raw) out.push(readManifest(raw, o.key));
-    }
-    return out;
-  }
-
-  /**
-   * A remote snapshot by id (one LIST) or by unique name (reads the manifests), damaged or not. A
-   * name is not resolved while some manifest cannot be used: that one may carry the name too.
-   */
-  private async locate(remote: RemoteConfig, store: ObjectStore, ref: string, signal?: AbortSignal): Promise<ManifestRead> {
-    if (typeof ref !== 'string' || ref.length === 0) throw new BlocksnapError('InvalidArgument', 'a snapshot id or name is required');
-    if (looksLikeId('s', ref)) {
-      for await (const o of store.list(`${join(remote.prefix, MANIFESTS)}/`, signal)) {
-        if (!isManifestKey(remote.prefix, o.key) || idsOfManifestKey(o.key)?.snapshotId !== ref) continue;
-        const raw = await store.get(o.key, signal);
-        if (raw) return readManifest(raw, o.key);
-      }
-    } else {
-      const all = await this.readManifests(remote, store, signal);
-      const byName = all.filter((m) => m.damage === null && m.manifest!.snapshot.name === ref);
-      if (byName.length > 1) {
-        throw new BlocksnapError('AmbiguousName', `${byName.length} snapshots on remote ${remote.name} are named ${JSON.stringify(ref)} (${byName.map((m) => m.snapshotId).join(', ')}); use the id`);
-      }
-      const damaged = all.filter((m) => m.damage !== null);
-      if (damaged.length > 0) {
-        throw new BlocksnapError('RemoteCorrupt', `remote ${remote.name} has ${damaged.length} manifest(s) that cannot be read (${listIds(damaged)}), which may be named ${JSON.stringify(ref)} too; use the snapshot's id`, { snapshots: damaged.map((m) => m.snapshotId) });
-      }
-      if (byName.length === 1) return byName[0]!;
-    }
-    throw new BlocksnapError('SnapshotNotFound', `remote ${remote.name} has no snapshot ${JSON.stringify(ref)}`);
-  }
 }
 
-/**
- * Decodes a manifest read from `key`, keeping what is wrong with it rather than throwing. A
- * manifest must name the snapshot its key names: the checksum covers the text, not the key, and a
- * manifest copied or renamed to another snapshot's key would restore, or import under the id
- * asked for, a different snapshot's data.
- */
-function readManifest(raw: Buffer, key: string): ManifestRead {
-  const ids = idsOfManifestKey(key)!;
-  let manifest: Manifest;
-  try {
-    manifest = decodeManifest(raw, key);
-  } catch (err) {
-    const e = toBlocksnapError(err);
-    if (e.code !== 'RemoteCorrupt') throw e;
-    return { key, ...ids, manifest: null, damage: e };
-  }
-  const s = manifest.snapshot;
-  const damage = ids.snapshotId !== s.id || ids.diskId !== s.diskId
-    ? new BlocksnapError('RemoteCorrupt', `manifest ${key} holds snapshot ${s.id} of disk ${s.diskId}, not the one its key names`, { key })
-    : null;
-  return { key, ...ids, manifest, damage };
-}
-
-/** The manifest of a snapshot to restore or import from: one with any damage is refused. */
-function usable(m: ManifestRead): Located {
-  if (m.damage !== null) throw m.damage;
-  return { key: m.key, manifest: m.manifest! };
-}
-
-/** Up to five snapshot ids, and how many more. */
-function listIds(ms: ManifestRead[]): string {
-  const shown = ms.slice(0, 5).map((m) => m.snapshotId).join(', ');
-  return ms.length > 5 ? `${shown} and ${ms.length - 5} more` : shown;
-}
-
-/**
- * Why gc cannot mark: manifests whose blocks are unknown. Names each (up to ten) with its damage
- * and the command that removes it; the operator decides, as a manifest this version cannot read
- * may come from a newer one.
- */
-function gcBlockedBy(remote: string, unreadable: ManifestRead[]): BlocksnapError {
-  const n = unreadable.length;
-  const shown = unreadable.slice(0, 10).map((m) => `${m.snapshotId} of disk ${m.diskId} (${m.damage!.message})`);
-  const more = n > 10 ? `, and ${n - 10} more (blocksnap remote snapshots ${remote} lists them)` : '';
-  const first = unreadable[0]!.snapshotId;
-  return new BlocksnapError('RemoteCorrupt',
-    `remote gc of ${remote} deleted nothing: ${n === 1 ? 'a manifest cannot be read, so the blocks it names are' : `${n} manifests cannot be read, so the blocks they name are`} unknown: `
-    + `${shown.join('; ')}${more}. Delete a damaged one with \`blocksnap remote delete ${remote} ${first} --force\``
-    + `${n > 1 ? ' (and likewise the others)' : ''}, then run gc again; its snapshot cannot be restored from it, and the blocks only it named become garbage`,
-    { snapshots: unreadable.map((m) => m.snapshotId), keys: unreadable.map((m) => m.key) });
-}
-
-/** A manifest of this remote, not of one whose prefix lies under its manifests/. */
-function isManifestKey(prefix: string, key: string): boolean {
-  const ids = idsOfManifestKey(key);
-  return ids !== null && key === manifestKey(prefix, ids.diskId, ids.snapshotId);
-}
-
-function describe(key: string, m: Manifest): RemoteSnapshot {
-  const s = m.snapshot;
-  return {
-    id: s.id, diskId: s.diskId, diskName: s.diskName, name: s.name, description: s.description, parentId: s.parentId, createdAt: s.createdAt,
-    sizeBytes: s.sizeBytes, blockSize: s.blockSize, logicalBytes: s.logicalBytes, host: m.host, replicatedAt: m.replicatedAt, key, damaged: null,
-  };
-}
-
-function describeDamaged(m: ManifestRead): DamagedRemoteSnapshot {
-  return {
-    id: m.snapshotId, diskId: m.diskId, diskName: null, name: null, description: null, parentId: null, createdAt: null, sizeBytes: null,
-    blockSize: null, logicalBytes: null, host: null, replicatedAt: null, key: m.key, damaged: { code: m.damage!.code, message: m.damage!.message },
-  };
-}
-
-function checkConcurrency(c: number | undefined): number {
+export function checkConcurrency(c: number | undefined): number {
   if (c === undefined) return DEFAULT_CONCURRENCY;
   if (!Number.isSafeInteger(c) || c < 1 || c > MAX_CONCURRENCY) throw new BlocksnapError('InvalidArgument', `concurrency must be an integer from 1 to ${MAX_CONCURRENCY}`);
   return c;
-}
-
-function blockLen(sizeBytes: number, blockSize: number, index: number): number {
-  return Math.min(blockSize, sizeBytes - index * blockSize);
-}
-
-/** Block indexes per distinct non-ZERO digest: each block is downloaded once however often it repeats. */
-function groupByDigest(map: Buffer): Map<string, number[]> {
-  const out = new Map<string, number[]>();
-  for (let i = 0; i * DIGEST_SIZE < map.length; i++) {
-    if (isZeroDigest(map, i * DIGEST_SIZE)) continue;
-    const hex = map.toString('hex', i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE);
-    const list = out.get(hex);
-    if (list) list.push(i); else out.set(hex, [i]);
-  }
-  return out;
-}
-
-/** Downloads one block and checks it against its digest and expected length before anyone uses it. */
-/** A manifest that puts a block this host has where its length cannot fit: forged, or corrupt past its checksum. */
-function wrongLength(hex: string, len: number): (have: number) => Error {
-  return (have) => new BlocksnapError('RemoteCorrupt', `the manifest puts block ${hex} at a position of ${len} bytes; the block this host has under that digest has ${have}`, { digest: hex });
-}
-
-async function fetchBlock(store: ObjectStore, prefix: string, hex: string, length: number, signal?: AbortSignal): Promise<Buffer> {
-  const key = blockKey(prefix, hex);
-  const data = await store.get(key, signal);
-  if (!data) throw new BlocksnapError('RemoteCorrupt', `block ${key} named by a manifest is missing from the remote`, { key, digest: hex });
-  if (data.length !== length || (await sha256Async(data)).toString('hex') !== hex) {
-    throw new BlocksnapError('RemoteCorrupt', `block ${key} does not match its digest (${data.length} bytes): nothing was written from it`, { key, digest: hex });
-  }
-  return data;
 }
 
 /**

@@ -1,7 +1,7 @@
 /**
  * What replication needs from an object store: whole-object put/get, existence, listing and
  * batched delete. S3Store implements it for every S3-compatible service; the contract below is
- * what replication.ts and gc rely on.
+ * what replication.ts and remote-gc.ts rely on.
  *
  * - put(key, body) is atomic: a reader sees the whole new object or none (S3 semantics), and a
  *   completed put is visible to every later get, head and list (strong read-after-write, which

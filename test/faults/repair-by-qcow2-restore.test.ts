@@ -18,7 +18,7 @@ t.test('a qcow2 restore writes a block listed as damaged again from the remote, 
   t.ok(markOf(b.engine, hex), 'listed as damaged');
 
   const out = join(b.images, 'vm.qcow2');
-  const job = await finished(b.engine, b.engine.offsite.replication.startRestore('off', sA.id, out, { format: 'qcow2' }));
+  const job = await finished(b.engine, b.engine.offsite.remoteRestore.startRestore('off', sA.id, out, { format: 'qcow2' }));
   t.match(job.result, { format: 'qcow2', path: out });
   const cmp = run('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', vm.path, out]);
   t.equal(cmp.status, 0, `the image reads as the replicated disk: ${cmp.stdout}${cmp.stderr}`);

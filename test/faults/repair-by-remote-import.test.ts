@@ -19,7 +19,7 @@ t.test('an import from a remote writes a block listed as damaged again, and its 
   t.ok(markOf(b.engine, hex), 'listed as damaged');
 
   const target = await b.disk('t', 4);
-  const job = await finished(b.engine, b.engine.offsite.replication.startImport('off', sA.id, target.id));
+  const job = await finished(b.engine, b.engine.offsite.remoteRestore.startImport('off', sA.id, target.id));
   t.match(job.result, { snapshotId: sA.id });
   t.equal(payloadDigest(b.dataDir, hex), hex, 'the block file holds the good bytes again');
   t.equal(markOf(b.engine, hex), undefined, 'and is no longer listed');

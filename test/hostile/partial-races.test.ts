@@ -47,7 +47,7 @@ t.test('a restore whose target directory becomes a symlink before the file is cr
       swapForSymlink(sub, outside);
     }
   };
-  const job = await h.engine.waitJob(h.engine.offsite.replication.startRestore('off', s.id, join(sub, 'restored.raw')).id);
+  const job = await h.engine.waitJob(h.engine.offsite.remoteRestore.startRestore('off', s.id, join(sub, 'restored.raw')).id);
   t.ok(swapped, 'the directory was swapped mid-job');
   t.match(job, { state: 'failed', error: { code: 'NotAnImage', message: /symlink was swapped/ } });
   t.same(readdirSync(outside), [], 'no file was created outside the roots, not even for a moment');
@@ -63,7 +63,7 @@ t.test('a restore whose target directory is swapped for a symlink while blocks a
       swapForSymlink(sub, outside);
     }
   };
-  const job = await h.engine.waitJob(h.engine.offsite.replication.startRestore('off', s.id, join(sub, 'restored.raw')).id);
+  const job = await h.engine.waitJob(h.engine.offsite.remoteRestore.startRestore('off', s.id, join(sub, 'restored.raw')).id);
   t.ok(swapped, 'the directory was swapped mid-job');
   t.match(job, { state: 'failed', error: { code: 'NotAnImage' } });
   t.same(readdirSync(outside), [], 'nothing was published outside the roots');

@@ -41,10 +41,10 @@ t.test('a gc whose lease lapsed and was renewed again stops before sweeping: a w
       await sleep(timing.ttlMs / 2); // the gc's lease is renewed again
     }
   };
-  const gc = await a.engine.waitJob(a.engine.offsite.replication.startRemoteGc('off', { graceSeconds: 60 }).id);
+  const gc = await a.engine.waitJob(a.engine.offsite.remoteGc.startRemoteGc('off', { graceSeconds: 60 }).id);
   t.match(gc, { state: 'failed', error: { code: 'RemoteBusy' } }, 'the gc stops: its mark may miss manifests written meanwhile');
   const out = join(b.images, 'restored.raw');
-  await finished(b.engine, b.engine.offsite.replication.startRestore('off', s.id, out));
+  await finished(b.engine, b.engine.offsite.remoteRestore.startRestore('off', s.id, out));
   t.equal(await sha256File(out), await sha256File(d.path), 'the manifest written meanwhile restores');
 });
 
@@ -85,10 +85,10 @@ t.test('a manifest under another snapshot\'s key is RemoteCorrupt to restore and
   const b = await openHost(t, shared);
   const target = await b.disk('target', 4);
   const out = join(b.images, 'restored.raw');
-  t.match(await b.engine.waitJob(b.engine.offsite.replication.startRestore('off', s1.id, out).id),
+  t.match(await b.engine.waitJob(b.engine.offsite.remoteRestore.startRestore('off', s1.id, out).id),
     { state: 'failed', error: { code: 'RemoteCorrupt', message: /not the one its key names/ } }, 'restore');
   t.notOk(existsSync(out), 'no file');
-  t.match(await b.engine.waitJob(b.engine.offsite.replication.startImport('off', s1.id, target.id).id),
+  t.match(await b.engine.waitJob(b.engine.offsite.remoteRestore.startImport('off', s1.id, target.id).id),
     { state: 'failed', error: { code: 'RemoteCorrupt', message: /not the one its key names/ } }, 'import');
   t.same(b.engine.listSnapshots(target.id), [], 'no snapshot');
 });
@@ -101,9 +101,9 @@ t.test('a gc sweeps only its own prefix\'s blocks, not those of a remote whose p
   const s = await snapshot(inner.engine, d.id);
   await replicate(inner, s.id);
   for (const o of shared.objects.values()) o.lastModified = new Date(Date.now() - 7_200_000);
-  const gc = await finished(outer.engine, outer.engine.offsite.replication.startRemoteGc('off'));
+  const gc = await finished(outer.engine, outer.engine.offsite.remoteGc.startRemoteGc('off'));
   t.match(gc.result, { deletedBlocks: 0 });
   const out = join(inner.images, 'restored.raw');
-  await finished(inner.engine, inner.engine.offsite.replication.startRestore('off', s.id, out));
+  await finished(inner.engine, inner.engine.offsite.remoteRestore.startRestore('off', s.id, out));
   t.equal(await sha256File(out), await sha256File(d.path), 'the other remote\'s snapshot still restores');
 });

@@ -30,7 +30,7 @@ function countBlocks(dataDir: string): number {
 /** Restores a remote snapshot to a new raw file on the host and returns the file's SHA-256. */
 async function restoredDigest(h: Host, snapshotId: string): Promise<string> {
   const out = join(h.images, `r-${snapshotId}.raw`);
-  await finished(h.engine, h.engine.offsite.replication.startRestore('off', snapshotId, out));
+  await finished(h.engine, h.engine.offsite.remoteRestore.startRestore('off', snapshotId, out));
   return sha256File(out);
 }
 
@@ -49,11 +49,11 @@ t.test('a damaged, truncated or missing block or manifest, or one of another ver
   const out = join(b.images, 'r.raw');
   const outq = join(b.images, 'r.qcow2');
   const check = async (what: string, code: string) => {
-    t.match(await b.engine.waitJob(b.engine.offsite.replication.startImport('off', s.id, target.id).id), { state: 'failed', error: { code } }, `${what}: import`);
+    t.match(await b.engine.waitJob(b.engine.offsite.remoteRestore.startImport('off', s.id, target.id).id), { state: 'failed', error: { code } }, `${what}: import`);
     t.same(b.engine.listSnapshots(target.id), []);
-    t.match(await b.engine.waitJob(b.engine.offsite.replication.startRestore('off', s.id, out).id), { state: 'failed', error: { code } }, `${what}: restore`);
+    t.match(await b.engine.waitJob(b.engine.offsite.remoteRestore.startRestore('off', s.id, out).id), { state: 'failed', error: { code } }, `${what}: restore`);
     t.notOk(existsSync(out));
-    t.match(await b.engine.waitJob(b.engine.offsite.replication.startRestore('off', s.id, outq, { format: 'qcow2' }).id), { state: 'failed', error: { code } }, `${what}: restore qcow2`);
+    t.match(await b.engine.waitJob(b.engine.offsite.remoteRestore.startRestore('off', s.id, outq, { format: 'qcow2' }).id), { state: 'failed', error: { code } }, `${what}: restore qcow2`);
     t.notOk(existsSync(outq));
     for (let i = 0; i < 100 && countBlocks(b.dataDir) !== before; i++) await sleep(20);
     t.equal(countBlocks(b.dataDir), before, `${what}: no blocks left`);
@@ -78,8 +78,8 @@ t.test('a damaged, truncated or missing block or manifest, or one of another ver
   shared.objects.get(mkey)!.body = Buffer.from(JSON.stringify(v2));
   await check('v2 manifest', 'RemoteCorrupt');
   shared.objects.get(mkey)!.body = good;
-  await finished(b.engine, b.engine.offsite.replication.startImport('off', s.id, target.id));
-  await finished(b.engine, b.engine.offsite.replication.startRestore('off', s.id, out));
+  await finished(b.engine, b.engine.offsite.remoteRestore.startImport('off', s.id, target.id));
+  await finished(b.engine, b.engine.offsite.remoteRestore.startRestore('off', s.id, out));
   t.equal(await sha256File(out), await sha256File(d.path));
 });
 
@@ -92,7 +92,7 @@ t.test('an incremental whose base was deleted and collected on the remote upload
   fillBlock(d.path, 2, KiB64, 'x');
   const s2 = await snapshot(a.engine, d.id);
   await a.engine.offsite.replication.deleteRemoteSnapshot('off', s1.id);
-  await finished(a.engine, a.engine.offsite.replication.startRemoteGc('off', { graceSeconds: 0 }));
+  await finished(a.engine, a.engine.offsite.remoteGc.startRemoteGc('off', { graceSeconds: 0 }));
   t.equal([...shared.objects.keys()].filter(isBlockKey).length, 0);
   const r = await replicate(a, s2.id);
   t.match(r, { uploadedBlocks: 8 });
@@ -149,7 +149,7 @@ t.test('gc deletes thousands of orphan blocks in batches of at most 1000 and kee
   let maxBatch = 0;
   const del = shared.deleteMany.bind(shared);
   shared.deleteMany = async (keys) => { maxBatch = Math.max(maxBatch, keys.length); await del(keys); };
-  const gc = await finished(a.engine, a.engine.offsite.replication.startRemoteGc('off'));
+  const gc = await finished(a.engine, a.engine.offsite.remoteGc.startRemoteGc('off'));
   t.match(gc.result, { deletedBlocks: 2500, keptBlocks: 4 });
   t.ok(maxBatch <= 1000);
   t.equal(await restoredDigest(a, s1.id), await sha256File(d.path));
@@ -169,14 +169,14 @@ t.test('two hosts replicating, one of them the same snapshot twice, beside a gc 
     a.engine.waitJob(a.engine.offsite.replication.startReplicate(sa.id, 'off').id),
     b.engine.waitJob(b.engine.offsite.replication.startReplicate(sb.id, 'off').id),
     a.engine.waitJob(a.engine.offsite.replication.startReplicate(sa.id, 'off').id),
-    c.engine.waitJob(c.engine.offsite.replication.startRemoteGc('off', { graceSeconds: 0 }).id),
+    c.engine.waitJob(c.engine.offsite.remoteGc.startRemoteGc('off', { graceSeconds: 0 }).id),
   ];
   const res = await Promise.all(jobs);
   t.same(res.map((j) => j.state), ['succeeded', 'succeeded', 'succeeded', 'succeeded']);
-  await finished(c.engine, c.engine.offsite.replication.startRemoteGc('off', { graceSeconds: 0 }));
+  await finished(c.engine, c.engine.offsite.remoteGc.startRemoteGc('off', { graceSeconds: 0 }));
   for (const [h, s, d] of [[a, sa, da], [b, sb, db]] as const) {
     const out = join(h.images, 'r.raw');
-    await finished(h.engine, h.engine.offsite.replication.startRestore('off', s.id, out));
+    await finished(h.engine, h.engine.offsite.remoteRestore.startRestore('off', s.id, out));
     t.equal(await sha256File(out), await sha256File(d.path));
   }
 });
@@ -208,7 +208,7 @@ t.test('a manifest overwritten with garbage is listed as damaged, stops gc namin
   await t.rejects(listOnWire({}), { code: 'RemoteCorrupt', message: new RegExp(s1.id), details: { snapshots: [s1.id] } },
     'a client that does not ask gets no entry with null fields, but the error it always got');
 
-  const gc = await a.engine.waitJob(rep.startRemoteGc('off', { graceSeconds: 0 }).id);
+  const gc = await a.engine.waitJob(a.engine.offsite.remoteGc.startRemoteGc('off', { graceSeconds: 0 }).id);
   t.match(gc, { state: 'failed', error: { code: 'RemoteCorrupt' } });
   t.match(gc.error!.message, s1.id, 'gc names the damaged snapshot');
   t.match(gc.error!.message, `blocksnap remote delete off ${s1.id} --force`, 'and the command that removes it');
@@ -223,7 +223,7 @@ t.test('a manifest overwritten with garbage is listed as damaged, stops gc namin
   t.notOk(shared.objects.has(k1), 'the manifest object is gone');
   t.same((await rep.remoteSnapshots('off')).map((s) => s.id), [s2.id]);
 
-  const after = await finished(a.engine, rep.startRemoteGc('off', { graceSeconds: 0 }));
+  const after = await finished(a.engine, a.engine.offsite.remoteGc.startRemoteGc('off', { graceSeconds: 0 }));
   t.match(after.result, { manifests: 1, deletedBlocks: 1, keptBlocks: 4 }, 'only the block no other manifest names is freed');
   t.equal(await restoredDigest(a, s2.id), await sha256File(d.path), 'the other snapshot restores');
 });

@@ -74,7 +74,7 @@ t.test('a daemon killed mid-replication: the next one deletes the dead job\'s wr
   await engine.offsite.replication.settleReleases();
   t.same(bucket.keys('site/leases/'), [], 'deleted at start-up: other hosts need not wait it out');
   const started = Date.now();
-  const gc = await engine.waitJob(engine.offsite.replication.startRemoteGc('off', { graceSeconds: 0 }).id);
+  const gc = await engine.waitJob(engine.offsite.remoteGc.startRemoteGc('off', { graceSeconds: 0 }).id);
   t.match(gc, { state: 'succeeded', result: { manifests: 0, deletedBlocks: 4 } }, 'gc ran, and freed the blocks the dead job uploaded');
   t.ok(Date.now() - started < 2000, `without waiting for the lease (${Date.now() - started} ms)`);
   t.same(bucket.keys('site/leases/'), [], 'no lease is left');
@@ -82,7 +82,7 @@ t.test('a daemon killed mid-replication: the next one deletes the dead job\'s wr
   const again = await finished(engine, engine.offsite.replication.startReplicate(s.id, 'off'));
   t.match(again.result, { replicated: [s.id], uploadedBlocks: 4 });
   const out = join(images, 'restored.raw');
-  await finished(engine, engine.offsite.replication.startRestore('off', s.id, out));
+  await finished(engine, engine.offsite.remoteRestore.startRestore('off', s.id, out));
   t.equal(await sha256File(out), await sha256File(path));
 });
 
@@ -109,7 +109,7 @@ t.test('a daemon of a copied data dir, which has the same host id, leaves the le
   while (![...shared.objects.keys()].some((k) => k.includes('/leases/writer.') && k.includes(aJob.id))) await sleep(10);
   const aLease = [...shared.objects.keys()].find((k) => isLeaseKey(k) && k.includes(aJob.id))!;
 
-  const gc = await b.engine.waitJob(b.engine.offsite.replication.startRemoteGc('off', { graceSeconds: 0 }).id);
+  const gc = await b.engine.waitJob(b.engine.offsite.remoteGc.startRemoteGc('off', { graceSeconds: 0 }).id);
   t.match(gc, { state: 'failed', error: { code: 'RemoteBusy' } }, 'the copy\'s gc waits for the original\'s replication');
   t.ok(shared.objects.has(aLease), 'and left its lease');
   t.match(await replicate(b, s.id), { replicated: [s.id] }, 'the copy replicates the same snapshot meanwhile');
@@ -118,7 +118,7 @@ t.test('a daemon of a copied data dir, which has the same host id, leaves the le
   release();
   t.match(await a.engine.waitJob(aJob.id), { state: 'succeeded' });
   const out = join(a.images, 'restored.raw');
-  await finished(a.engine, a.engine.offsite.replication.startRestore('off', s.id, out));
+  await finished(a.engine, a.engine.offsite.remoteRestore.startRestore('off', s.id, out));
   t.equal(await sha256File(out), await sha256File(d.path));
 });
 

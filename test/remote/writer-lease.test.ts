@@ -97,7 +97,7 @@ if (ceph) {
     const leases = (await listKeys(ceph, bucket)).filter((k) => isWriterLease(k.key));
     t.equal(leases.length, 1, 'the result is there while the lease is still being deleted');
 
-    const gcJob = engine.offsite.replication.startRemoteGc('off', { graceSeconds: 0 });
+    const gcJob = engine.offsite.remoteGc.startRemoteGc('off', { graceSeconds: 0 });
     setTimeout(release, 300); // the gc is waiting for the deletion meanwhile
     const gc = await finished(engine, gcJob);
     const deleted = observer.events.findIndex((e) => e.startsWith('delete ') && isWriterLease(e.slice('delete '.length)));
@@ -144,7 +144,7 @@ if (ceph) {
     const blocks = (await listKeys(ceph, bucket)).filter((k) => isBlock(k.key));
     t.equal(blocks.length, 10, 'the manifest\'s blocks are all there');
     const restored = join(images, 'restored.raw');
-    await finished(engine, engine.offsite.replication.startRestore('off', s2.id, restored));
+    await finished(engine, engine.offsite.remoteRestore.startRestore('off', s2.id, restored));
     t.equal(await sha256File(restored), await sha256File(path), 'the snapshot restores bit for bit');
   });
 

@@ -1,0 +1,236 @@
+/**
+ * The way back from a remote: restore and import, each from one manifest (remote-manifests.ts).
+ *
+ * restore: manifest → a new raw file, every block verified against its digest before writing; or
+ *   a new qcow2 file, written by the native writer from blocks staged (verified) in the store.
+ * import: manifest → the local store (missing blocks only) and catalog (import-commit.ts).
+ */
+import { BlocksnapError } from '../errors';
+import type { RemoteConfig } from '../remote/config';
+import { hasBlockOfLength, sha256Async, writeBlock } from '../store/block-io';
+import { DIGEST_SIZE, isZeroDigest } from '../store/format';
+import { blockKey } from '../remote/layout';
+import type { Manifest } from '../remote/manifest';
+import type { ObjectStore } from '../remote/object-store';
+import { distinctDigests } from '../stream/snapshot-fields';
+import { newId } from './ids';
+import { checkImportDamage, checkImportable, commitImported, syncFoundBlocks } from './import-commit';
+import type { JobControl } from './jobs';
+import type { OffsiteInternals } from './offsite-internals';
+import type { ImportResult, RestoreResult } from './offsite-types';
+import { cloneImage } from './image-writes';
+import { runPool } from './pool';
+import { resolveNewFile } from './paths';
+import { writePartial, type PartialAt } from './partial-files';
+import { locate, usable } from './remote-manifests';
+import { checkConcurrency, type Replication } from './replication';
+import type { Job } from './types';
+
+export class RemoteRestore {
+  /** `replication`: the remotes and their object stores. */
+  constructor(private readonly x: OffsiteInternals, private readonly replication: Replication) {}
+
+  startRestore(remoteName: string, snapRef: string, path: string, o: { format?: string; concurrency?: number } = {}): Job {
+    this.x.assertOpen();
+    const remote = this.replication.remotes.get(remoteName);
+    const concurrency = checkConcurrency(o.concurrency);
+    const format = o.format ?? 'raw';
+    if (format !== 'raw' && format !== 'qcow2') throw new BlocksnapError('InvalidArgument', `format must be "raw" or "qcow2", not ${JSON.stringify(format)}`);
+    const target = resolveNewFile(path, this.x.imageRoots);
+    const jobId = newId('j');
+    return this.x.jobs.start(jobId, 'restore', { diskId: null, snapshotId: null, target }, async (ctl) => {
+      const store = this.replication.open(remote);
+      try {
+        const { manifest } = usable(await locate(remote, store, snapRef, ctl.signal));
+        // Written under a partial name, given `target` once complete (partial-files.ts).
+        const r = await writePartial(target, jobId, (partial, at) => (format === 'raw'
+          ? this.runRestore(remote, store, manifest, partial, at, concurrency, ctl)
+          : this.runRestoreQcow2(remote, store, manifest, partial, at, concurrency, ctl)));
+        return { ...r, path: target };
+      } finally {
+        store.close();
+      }
+    });
+  }
+
+  /**
+   * qcow2: the native writer lays the image out in one sequential pass from verified store
+   * blocks, so the blocks the local store lacks are first downloaded (verified) into it, under the
+   * shared store lock so that no sweep removes them meanwhile; afterwards those still unreferenced
+   * go to the sweeper. Costs their size in the store until the end; downloads nothing the store has.
+   */
+  private async runRestoreQcow2(remote: RemoteConfig, store: ObjectStore, m: Manifest, target: string, at: PartialAt, concurrency: number, ctl: JobControl): Promise<RestoreResult> {
+    const s = m.snapshot;
+    const digests = distinctDigests(m.map, s.sizeBytes, s.blockSize);
+    const fetchTotal = [...digests.values()].reduce((a, b) => a + b, 0);
+    const total = fetchTotal + s.sizeBytes;
+    const res: RestoreResult = { remote: remote.name, snapshotId: s.id, path: target, sizeBytes: s.sizeBytes, format: 'qcow2', downloadedBlocks: 0, downloadedBytes: 0 };
+    const staged: Buffer[] = [];
+    const releaseStore = await this.x.storeLock.acquireShared();
+    try {
+      let done = 0;
+      ctl.progress(0, total);
+      const repaired: string[] = [];
+      await runPool(digests.entries(), concurrency, async ([hex, len]) => {
+        // A block listed as damaged here is downloaded too, and written over the damaged file (block-repair.ts).
+        const repair = this.x.repair.damaged.has(Buffer.from(hex, 'hex'));
+        if (!(await hasBlockOfLength(this.x.store.dir, hex, len, wrongLength(hex, len))) || repair) {
+          const data = await fetchBlock(store, remote.prefix, hex, len, ctl.signal);
+          res.downloadedBlocks++;
+          res.downloadedBytes += data.length;
+          if (await writeBlock(this.x.store.dir, hex, data, { repair })) {
+            if (repair) repaired.push(hex);
+            else staged.push(Buffer.from(hex, 'hex'));
+          }
+        }
+        done += len;
+        ctl.progress(done, total);
+      }, ctl.signal);
+      this.x.repair.forgetRepaired(repaired);
+      const w = await cloneImage(target, 'qcow2', {
+        storeDir: this.x.store.dir, blockSize: s.blockSize, sizeBytes: s.sizeBytes, digests: m.map, signal: ctl.signal,
+        onProgress: (d) => ctl.progress(fetchTotal + Math.min(d, s.sizeBytes), total),
+      }, at.dirFd);
+      res.sizeBytes = w.sizeBytes;
+      this.x.log.info({ remote: remote.name, snapshotId: s.id, path: target, format: 'qcow2', downloadedBytes: res.downloadedBytes }, 'restore finished');
+      return res;
+    } finally {
+      releaseStore();
+      this.x.releaseOrphans(staged);
+    }
+  }
+
+  /** raw: `target` is created in the held directory `at` (never by its path); writePartial removes it on failure. */
+  private async runRestore(remote: RemoteConfig, store: ObjectStore, m: Manifest, target: string, at: PartialAt, concurrency: number, ctl: JobControl): Promise<RestoreResult> {
+    const s = m.snapshot;
+    const where = groupByDigest(m.map);
+    const total = s.logicalBytes || [...where.values()].reduce((a, idx) => a + idx.length * s.blockSize, 0);
+    const file = at.create();
+    const res: RestoreResult = { remote: remote.name, snapshotId: s.id, path: target, sizeBytes: s.sizeBytes, format: 'raw', downloadedBlocks: 0, downloadedBytes: 0 };
+    try {
+      await file.truncate(s.sizeBytes); // ZERO blocks stay holes
+      let done = 0;
+      ctl.progress(0, total);
+      await runPool(where.entries(), concurrency, async ([hex, indexes]) => {
+        const data = await fetchBlock(store, remote.prefix, hex, blockLen(s.sizeBytes, s.blockSize, indexes[0]!), ctl.signal);
+        res.downloadedBlocks++;
+        res.downloadedBytes += data.length;
+        for (const i of indexes) {
+          const bytesWritten = await file.write(data, i * s.blockSize);
+          if (bytesWritten !== data.length) throw new BlocksnapError('IOError', `short write to ${target}`);
+          done += data.length;
+        }
+        ctl.progress(Math.min(done, total), total);
+      }, ctl.signal);
+      await file.complete();
+      this.x.log.info({ remote: remote.name, snapshotId: s.id, path: target, downloadedBytes: res.downloadedBytes }, 'restore finished');
+      return res;
+    } finally {
+      await file.close();
+    }
+  }
+
+  startImport(remoteName: string, snapRef: string, diskRef: string, o: { concurrency?: number } = {}): Job {
+    this.x.assertOpen();
+    const remote = this.replication.remotes.get(remoteName);
+    const concurrency = checkConcurrency(o.concurrency);
+    const disk = this.x.resolveDisk(diskRef);
+    const jobId = newId('j');
+    const release = this.x.diskLocks.acquire(disk.id, jobId);
+    try {
+      return this.x.jobs.start(jobId, 'import', { diskId: disk.id, snapshotId: null, target: remote.name }, async (ctl): Promise<ImportResult> => {
+        const store = this.replication.open(remote);
+        try {
+          const { manifest: m } = usable(await locate(remote, store, snapRef, ctl.signal));
+          checkImportable(this.x, m.snapshot, this.x.catalog.getDisk(disk.id)!);
+          // Shared store lock from the first block written to the commit: the sweeper and gc must not
+          // unlink a block this import found present and will reference.
+          const releaseStore = await this.x.storeLock.acquireShared();
+          /** Blocks this import added to the store: handed to the sweeper if it fails. */
+          const stored: Buffer[] = [];
+          /** Blocks the snapshot will reference that this import found in the store already. */
+          const present: string[] = [];
+          /** Blocks listed as damaged that this import downloaded and wrote again (block-repair.ts). */
+          const repaired: string[] = [];
+          let committed = false;
+          try {
+            const digests = distinctDigests(m.map, m.snapshot.sizeBytes, m.snapshot.blockSize);
+            const total = [...digests.values()].reduce((a, b) => a + b, 0);
+            const res: ImportResult = { snapshotId: m.snapshot.id, diskId: disk.id, parentId: null, storedBlocks: 0, storedBytes: 0, presentBlocks: 0 };
+            let done = 0;
+            ctl.progress(0, total);
+            await runPool(digests.entries(), concurrency, async ([hex, len]) => {
+              // A block listed as damaged here is downloaded all the same, and written over the damaged file.
+              const repair = this.x.repair.damaged.has(Buffer.from(hex, 'hex'));
+              if (await hasBlockOfLength(this.x.store.dir, hex, len, wrongLength(hex, len)) && !repair) {
+                res.presentBlocks++;
+                present.push(hex);
+              } else {
+                const data = await fetchBlock(store, remote.prefix, hex, len, ctl.signal);
+                if (await writeBlock(this.x.store.dir, hex, data, { repair })) {
+                  if (repair) repaired.push(hex);
+                  stored.push(Buffer.from(hex, 'hex'));
+                  res.storedBlocks++;
+                  res.storedBytes += data.length;
+                } else {
+                  res.presentBlocks++;
+                  present.push(hex);
+                }
+              }
+              done += len;
+              ctl.progress(done, total);
+            }, ctl.signal);
+            await syncFoundBlocks(this.x, present);
+            await checkImportDamage(this.x, m.map, repaired, ctl.signal);
+            const rec = commitImported(this.x, this.x.catalog.getDisk(disk.id)!, m.snapshot, m.map, jobId, repaired);
+            committed = true;
+            res.parentId = rec.parentId;
+            this.x.log.info({ remote: remote.name, snapshotId: rec.id, diskId: disk.id, storedBytes: res.storedBytes }, 'snapshot imported from remote');
+            return res;
+          } finally {
+            releaseStore();
+            if (!committed) this.x.releaseOrphans(stored);
+          }
+        } finally {
+          store.close();
+          release();
+        }
+      });
+    } catch (err) {
+      release();
+      throw err;
+    }
+  }
+}
+
+function blockLen(sizeBytes: number, blockSize: number, index: number): number {
+  return Math.min(blockSize, sizeBytes - index * blockSize);
+}
+
+/** Block indexes per distinct non-ZERO digest: each block is downloaded once however often it repeats. */
+function groupByDigest(map: Buffer): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  for (let i = 0; i * DIGEST_SIZE < map.length; i++) {
+    if (isZeroDigest(map, i * DIGEST_SIZE)) continue;
+    const hex = map.toString('hex', i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE);
+    const list = out.get(hex);
+    if (list) list.push(i); else out.set(hex, [i]);
+  }
+  return out;
+}
+
+/** A manifest that puts a block this host has where its length cannot fit: forged, or corrupt past its checksum. */
+function wrongLength(hex: string, len: number): (have: number) => Error {
+  return (have) => new BlocksnapError('RemoteCorrupt', `the manifest puts block ${hex} at a position of ${len} bytes; the block this host has under that digest has ${have}`, { digest: hex });
+}
+
+/** Downloads one block and checks it against its digest and expected length before anyone uses it. */
+async function fetchBlock(store: ObjectStore, prefix: string, hex: string, length: number, signal?: AbortSignal): Promise<Buffer> {
+  const key = blockKey(prefix, hex);
+  const data = await store.get(key, signal);
+  if (!data) throw new BlocksnapError('RemoteCorrupt', `block ${key} named by a manifest is missing from the remote`, { key, digest: hex });
+  if (data.length !== length || (await sha256Async(data)).toString('hex') !== hex) {
+    throw new BlocksnapError('RemoteCorrupt', `block ${key} does not match its digest (${data.length} bytes): nothing was written from it`, { key, digest: hex });
+  }
+  return data;
+}
