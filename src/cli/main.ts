@@ -85,6 +85,7 @@ function usageText(text: string): string {
 /** Runs the CLI and resolves with the process exit status. */
 export async function main(argv: string[] = process.argv): Promise<number> {
   const json = argv.slice(2).includes('--json');
+  quietOnClosedStdout();
   const program = buildProgram();
   // commander prints its own parse errors to stderr, here in the shape of every other error
   // (docs/errors.md), so a script matching "[Code]" on stderr sees usage errors too; with --json
@@ -119,6 +120,21 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     if (err instanceof InterruptedWait) return reportInterrupted(err, json);
     return reportError(err, json);
   }
+}
+
+/**
+ * A reader that stops early (`blocksnap job list | head -1`) closes the pipe: what is left to
+ * print goes nowhere, as with any other command-line tool, and the exit status stays the
+ * command's (the request was made; only its output was cut). Without a listener, EPIPE is an
+ * unhandled 'error' event and a stack trace.
+ */
+let stdoutWatched = false;
+function quietOnClosedStdout(): void {
+  if (stdoutWatched) return;
+  stdoutWatched = true;
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+  });
 }
 
 if (require.main === module) {
