@@ -131,6 +131,7 @@ export class Engine extends EventEmitter {
       catalog, model: new ModelCatalog(catalog), diskLocks: this.diskLocks, log,
       quota: () => this.quota, now: () => this.clock(), isPinned: (id: string) => this.pins.has(id), afterDelete: () => this.scheduleSweep(),
       isCloneBase: (id: string) => this.isCloneBase(id),
+      snapshotBusy: (snap: SnapshotRecord, subject: string, then: string) => this.snapshotBusy(snap, subject, then),
     };
     this.policies = new Policies(this, internals);
     this.groups = new SnapshotGroups(this, internals);
@@ -176,6 +177,23 @@ export class Engine extends EventEmitter {
         `snapshot ${s.id} is the base of copy-on-write disk ${clone.name}; remove that disk (or snapshot it, which moves its base) first`,
         { snapshotId: s.id, diskId: clone.id });
     }
+  }
+
+  /**
+   * SnapshotBusy for a pinned snapshot, saying who holds it and how to let go: an export is
+   * stopped by the operator (it never ends by itself); a job reading it (a clone, a stream
+   * export, a replication) ends, or is cancelled.
+   */
+  private snapshotBusy(s: SnapshotRecord, subject: string, then: string): BlocksnapError {
+    const exported = this.exports.ofSnapshot(s.id);
+    if (exported.length > 0) {
+      return new BlocksnapError('SnapshotBusy',
+        `${subject} is exported as ${exported.join(', ')}; stop the export first (${exported.map((e) => `blocksnap export stop ${e}`).join('; ')}), then ${then}`,
+        { snapshotId: s.id, exports: exported });
+    }
+    return new BlocksnapError('SnapshotBusy',
+      `${subject} is being read by a running job (a clone, a stream export or a replication); ${then} once it has ended ` +
+      '(`blocksnap job list` shows it; `blocksnap job cancel JOB` stops it)', { snapshotId: s.id });
   }
 
   /** Keeps a snapshot from being deleted while a job reads it; returns the (idempotent) unpin. */
@@ -362,7 +380,7 @@ export class Engine extends EventEmitter {
       throw new BlocksnapError('DiskHasSnapshots', `disk ${disk.name} has ${snaps.length} snapshot(s); delete them first, or remove the disk with its snapshots (disk remove --delete-snapshots)`);
     }
     const pinned = snaps.find((s) => this.pins.has(s.id));
-    if (pinned) throw new BlocksnapError('SnapshotBusy', `snapshot ${pinned.id} of disk ${disk.name} is being cloned or exported`);
+    if (pinned) throw this.snapshotBusy(pinned, `snapshot ${pinned.id} (${pinned.name}) of disk ${disk.name}`, 'remove the disk');
     const member = snaps.find((s) => s.groupId);
     if (member) throw snapshotInGroup(member);
     const served = this.exports.ofDisk(disk.id);
@@ -612,7 +630,7 @@ export class Engine extends EventEmitter {
     const snap = this.resolveSnapshot(ref);
     if (snap.groupId) throw snapshotInGroup(snap);
     this.refuseCloneBase(snap);
-    if (this.pins.has(snap.id)) throw new BlocksnapError('SnapshotBusy', `snapshot ${snap.id} is in use (${this.exports.ofSnapshot(snap.id).length > 0 ? `exported as ${this.exports.ofSnapshot(snap.id).join(', ')}` : 'being cloned'}); delete it when that has finished`);
+    if (this.pins.has(snap.id)) throw this.snapshotBusy(snap, `snapshot ${snap.id} (${snap.name})`, 'delete it');
     const release = this.diskLocks.acquire(snap.diskId, `delete:${snap.id}`);
     try {
       const disk = this.catalog.getDisk(snap.diskId)!;
@@ -727,11 +745,7 @@ export class Engine extends EventEmitter {
       throw new BlocksnapError('InvalidArgument', `format must be "raw" or "qcow2", not ${JSON.stringify(format)}`);
     }
     const target = resolveNewFile(path, this.imageRoots);
-    this.pins.set(snap.id, (this.pins.get(snap.id) ?? 0) + 1);
-    const unpin = (): void => {
-      const n = (this.pins.get(snap.id) ?? 1) - 1;
-      if (n <= 0) this.pins.delete(snap.id); else this.pins.set(snap.id, n);
-    };
+    const unpin = this.pinSnapshot(snap.id);
     try {
       const jobId = newId('j');
       return this.jobs.start(jobId, 'clone', { diskId: snap.diskId, snapshotId: snap.id, target }, async (ctl): Promise<CloneResult> => {

@@ -151,7 +151,7 @@ export class SnapshotGroups {
     if (g.status === 'creating') throw groupNotAvailable(g);
     const members = g.snapshotIds.map((id) => this.i.catalog.getSnapshot(id)).filter((s): s is SnapshotRecord => s !== undefined);
     for (const s of members) {
-      if (this.i.isPinned(s.id)) throw new BlocksnapError('SnapshotBusy', `member ${s.id} of group ${g.name} is being cloned; delete the group when the clone has finished`);
+      if (this.i.isPinned(s.id)) throw this.i.snapshotBusy(s, `member ${s.id} (${s.name}) of group ${g.name}`, 'delete the group');
       if (this.i.isCloneBase(s.id)) {
         // Snapshotting the clone moves its base off the member; removing it may itself be refused
         // (its own snapshots may be members of this group).

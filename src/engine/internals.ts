@@ -1,4 +1,6 @@
+import type { BlocksnapError } from '../errors';
 import type { Catalog } from '../catalog/catalog';
+import type { SnapshotRecord } from '../catalog/records';
 import type { ModelCatalog } from '../catalog/model-records';
 import type { EngineLogger } from './engine';
 import type { DiskLocks } from './locks';
@@ -18,6 +20,8 @@ export interface EngineInternals {
   /** The engine's clock (EngineOptions.now). */
   now(): Date;
   isPinned(snapshotId: string): boolean;
+  /** SnapshotBusy for a pinned snapshot: who holds it, and how to let go before `then`. */
+  snapshotBusy(s: SnapshotRecord, subject: string, then: string): BlocksnapError;
   /** The snapshot is the base of a copy-on-write disk (SnapshotHasClones: never deleted). */
   isCloneBase(snapshotId: string): boolean;
   /** Lets the sweeper unlink blocks that deletes just freed. */

@@ -1,0 +1,58 @@
+/**
+ * A snapshot held by an export or a running job cannot be deleted (SnapshotBusy). An export
+ * never ends by itself, so the refusal names it and the command that stops it; a job is named
+ * for what it is and how to see or stop it.
+ */
+import t from 'tap';
+import { join } from 'node:path';
+import { finished, openEngine, snapshot } from '../helpers/engine';
+import { fillBlock, makeImage } from '../helpers/images';
+
+const BLOCK = 64 * 1024;
+
+async function exportedSnapshot(t: Parameters<typeof openEngine>[0]) {
+  const f = await openEngine(t, { blockSize: BLOCK });
+  const img = makeImage(join(f.images, 'vm.img'), 2 * BLOCK);
+  fillBlock(img, 0, BLOCK, 'zero');
+  await f.engine.addDisk({ path: img, name: 'vm' });
+  const snap = await snapshot(f.engine, 'vm', 'one');
+  f.engine.exports.setEndpoint('/run/test/nbd.sock');
+  f.engine.exports.start('one', { name: 'vm-one' });
+  return { ...f, snap };
+}
+
+t.test('snapshot delete of an exported snapshot names the export and how to stop it', async (t) => {
+  const { engine, snap } = await exportedSnapshot(t);
+  await t.rejects(engine.deleteSnapshot('one'), {
+    code: 'SnapshotBusy',
+    message: `snapshot ${snap.id} (one) is exported as vm-one; stop the export first (blocksnap export stop vm-one), then delete it`,
+    details: { snapshotId: snap.id, exports: ['vm-one'] },
+  });
+});
+
+t.test('disk remove --delete-snapshots with an exported snapshot names the export and how to stop it', async (t) => {
+  const { engine } = await exportedSnapshot(t);
+  await t.rejects(engine.removeDisk('vm', { deleteSnapshots: true }), {
+    code: 'SnapshotBusy', message: /of disk vm is exported as vm-one; stop the export first \(blocksnap export stop vm-one\), then remove the disk$/,
+  });
+});
+
+t.test('group delete with an exported member names the export and how to stop it', async (t) => {
+  const { engine } = await exportedSnapshot(t);
+  const g = await engine.groups.create({ disks: ['vm'], name: 'g' }).done;
+  engine.exports.start(g.snapshotIds[0]!, { name: 'g-vm' });
+  t.throws(() => engine.groups.delete('g'), {
+    code: 'SnapshotBusy', message: /of group g is exported as g-vm; stop the export first \(blocksnap export stop g-vm\), then delete the group$/,
+  });
+});
+
+t.test('snapshot delete of a snapshot a running clone reads says a job holds it and how to find it', async (t) => {
+  const { engine, images } = await exportedSnapshot(t);
+  await engine.exports.stop('vm-one');
+  const clone = engine.startClone('one', join(images, 'copy.raw'));
+  await t.rejects(engine.deleteSnapshot('one'), {
+    code: 'SnapshotBusy', message: /is being read by a running job .*; delete it once it has ended \(`blocksnap job list` shows it/,
+  });
+  await finished(engine, clone);
+  t.match(await engine.deleteSnapshot('one'), { name: 'one' }, 'deletable once the clone has ended');
+});
