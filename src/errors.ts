@@ -15,6 +15,7 @@ export const ERROR_CODES = {
   JobNotFound: 'No job has this id.',
   AmbiguousName: 'The name matches more than one object; use the id.',
   DiskHasSnapshots: 'The disk still has snapshots; delete them first or pass --delete-snapshots.',
+  DiskHasWrites: 'The copy-on-write disk holds writes no snapshot has; snapshot it first, or pass --discard-writes to remove it with them.',
   DiskAlreadyRegistered: 'This image file is already registered as a disk.',
   SnapshotNotAvailable: 'The snapshot is not available (it is still being created or failed).',
   SnapshotBusy: 'The snapshot is being read by a running job (a clone) or served as an NBD export and cannot be deleted now.',

@@ -18,7 +18,7 @@ export interface DaemonEngine extends Pick<EventEmitter, 'on' | 'off'> {
   addDisk(p: { path: string; name?: string; format?: ImageFormat }): Promise<Disk>;
   listDisks(): Disk[];
   getDisk(ref: string): Disk;
-  removeDisk(ref: string, o?: { deleteSnapshots?: boolean }): Promise<Disk>;
+  removeDisk(ref: string, o?: { deleteSnapshots?: boolean; discardWrites?: boolean }): Promise<Disk>;
 
   startSnapshot(diskRef: string, o?: { name?: string; description?: string }): Job;
   listSnapshots(diskRef?: string): Snapshot[];

@@ -101,8 +101,11 @@ export const METHODS: Readonly<Record<string, Method>> = {
   'disk.list': method({ params: {}, run: (ctx) => ctx.engine.listDisks() }),
   'disk.show': method({ params: { disk: string }, run: (ctx, p) => ctx.engine.getDisk(p.disk) }),
   'disk.remove': method({
-    params: { disk: string, deleteSnapshots: optional(boolean) },
-    run: (ctx, p) => ctx.engine.removeDisk(p.disk, p.deleteSnapshots === undefined ? {} : { deleteSnapshots: p.deleteSnapshots }),
+    params: { disk: string, deleteSnapshots: optional(boolean), discardWrites: optional(boolean) },
+    run: (ctx, p) => ctx.engine.removeDisk(p.disk, {
+      ...(p.deleteSnapshots === undefined ? {} : { deleteSnapshots: p.deleteSnapshots }),
+      ...(p.discardWrites === undefined ? {} : { discardWrites: p.discardWrites }),
+    }),
   }),
 
   'snapshot.create': method({

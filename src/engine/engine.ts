@@ -372,7 +372,12 @@ export class Engine extends EventEmitter {
     return this.publicDisk(this.resolveDisk(ref));
   }
 
-  async removeDisk(ref: string, o: { deleteSnapshots?: boolean } = {}): Promise<Disk> {
+  /**
+   * Unregisters a disk. An image file stays; a copy-on-write disk's overlay files go, so one
+   * holding writes no snapshot has is refused unless `discardWrites` (for an image disk the
+   * command loses nothing, and the same command must not lose a COW disk's data silently).
+   */
+  async removeDisk(ref: string, o: { deleteSnapshots?: boolean; discardWrites?: boolean } = {}): Promise<Disk> {
     this.assertOpen();
     const disk = this.resolveDisk(ref);
     const snaps = this.catalog.snapshotsOfDisk(disk.id);
@@ -385,6 +390,13 @@ export class Engine extends EventEmitter {
     if (member) throw snapshotInGroup(member);
     const served = this.exports.ofDisk(disk.id);
     if (served.length > 0) throw new BlocksnapError('DiskExported', `disk ${disk.name} is exported as ${served[0]!.name}; stop the export first`, { export: served[0]!.name });
+    const written = disk.cow ? this.volumes.overlayBytes(disk.id, disk.cow.layers) : 0;
+    if (written > 0 && !o.discardWrites) {
+      throw new BlocksnapError('DiskHasWrites',
+        `copy-on-write disk ${disk.name} holds ${written} bytes written since ${disk.headSnapshotId ? 'its last snapshot' : 'it was cloned'}, which removing it deletes; ` +
+        `snapshot it first (blocksnap snapshot create ${disk.name}), or remove it with them (disk remove --discard-writes)`,
+        { diskId: disk.id, overlayBytes: written });
+    }
     // Its own base goes with the disk; a base of another COW disk stays (which may be its own base too).
     for (const s of snaps) this.refuseCloneBase(s, disk.id);
     const release = this.diskLocks.acquire(disk.id, `remove:${disk.id}`);

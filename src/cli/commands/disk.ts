@@ -50,12 +50,15 @@ export function registerDisk(program: Command): void {
 
   clientOptions(disk.command('remove').argument('<disk>', 'disk id or name'))
     .alias('rm')
-    .description('unregister a disk (the image file is left alone)')
+    .description('unregister a disk (an image file is left alone; a copy-on-write disk\'s overlay files are deleted)')
     .option('--delete-snapshots', 'also delete every snapshot of the disk')
-    .addHelpText('after', examples(['blocksnap disk remove web1', 'blocksnap disk remove web1 --delete-snapshots']))
-    .action(async (ref: string, flags: ClientFlags & { deleteSnapshots?: boolean }) => {
+    .option('--discard-writes', 'remove a copy-on-write disk even though it holds writes no snapshot has (they are deleted)')
+    .addHelpText('after', examples(['blocksnap disk remove web1', 'blocksnap disk remove web1 --delete-snapshots', 'blocksnap disk remove web1-test --discard-writes']) +
+      '\nA copy-on-write disk (clone --cow) is its overlay files: what was written to it since its last snapshot\n' +
+      'exists nowhere else, so removing one that holds such writes is refused without --discard-writes.\n')
+    .action(async (ref: string, flags: ClientFlags & { deleteSnapshots?: boolean; discardWrites?: boolean }) => {
       await withClient(flags, async (client, out) => {
-        const d = await client.call<Disk>('disk.remove', { disk: ref, deleteSnapshots: flags.deleteSnapshots === true });
+        const d = await client.call<Disk>('disk.remove', { disk: ref, deleteSnapshots: flags.deleteSnapshots === true, discardWrites: flags.discardWrites === true });
         out.result(d, (v) => (v.cow
           ? `Removed copy-on-write disk ${v.name} (${v.id}) and its overlay files.`
           : `Removed disk ${v.name} (${v.id}); the image file ${v.path} was not touched.`));

@@ -1,0 +1,48 @@
+/**
+ * Removing a copy-on-write disk deletes its overlay files, the only copy of what was written to
+ * it since its last snapshot; the same command leaves an image disk's file alone. So a COW disk
+ * holding such writes is removed only when the operator says to discard them.
+ */
+import t from 'tap';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { served } from '../helpers/cow';
+import { openEngine, snapshot } from '../helpers/engine';
+import { fillBlock, makeImage, pattern } from '../helpers/images';
+
+const BS = 64 * 1024;
+
+async function writtenClone(t: Parameters<typeof openEngine>[0]) {
+  const f = await openEngine(t, { blockSize: BS });
+  const img = makeImage(join(f.images, 'a.raw'), 4 * BS);
+  fillBlock(img, 0, BS, 'base');
+  await f.engine.addDisk({ path: img, name: 'a' });
+  await snapshot(f.engine, 'a', 'base');
+  const d = await f.engine.cloneCow('base', 'c');
+  const b = await served(f.engine, 'c');
+  await b.write!(BS, pattern('unsaved', 4096), true);
+  await f.engine.exports.stop('c');
+  return { ...f, d };
+}
+
+t.test('disk remove of a COW disk holding writes no snapshot has is refused, and keeps the disk and its overlay', async (t) => {
+  const { engine, d } = await writtenClone(t);
+  await t.rejects(engine.removeDisk('c'), {
+    code: 'DiskHasWrites', message: /holds 4096 bytes written since it was cloned.*disk remove --discard-writes/, details: { diskId: d.id, overlayBytes: 4096 },
+  });
+  t.match(engine.getDisk('c'), { cow: { overlayBytes: 4096 } });
+  t.ok(existsSync(d.path), 'the overlay directory is still there');
+});
+
+t.test('disk remove --discard-writes removes a COW disk with its unsnapshotted writes', async (t) => {
+  const { engine, d } = await writtenClone(t);
+  t.match(await engine.removeDisk('c', { discardWrites: true }), { name: 'c' });
+  t.notOk(existsSync(d.path), 'the overlay directory is gone');
+});
+
+t.test('a COW disk whose writes are all in a snapshot is removed without --discard-writes', async (t) => {
+  const { engine } = await writtenClone(t);
+  await snapshot(engine, 'c', 'saved');
+  await t.rejects(engine.removeDisk('c'), { code: 'DiskHasSnapshots' }, 'its snapshot still guards it');
+  t.match(await engine.removeDisk('c', { deleteSnapshots: true }), { name: 'c' });
+});
