@@ -9,6 +9,7 @@
  * volumes of copy-on-write disks live in CowVolumes (cow-volumes.ts).
  */
 import { EventEmitter } from 'node:events';
+import { realpathSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import { Catalog } from '../catalog/catalog';
@@ -26,7 +27,7 @@ import { newId, looksLikeId } from './ids';
 import { DiskLocks, StoreLock } from './locks';
 import { JobRunner, type JobControl } from './jobs';
 import { defaultSnapshotName, nameFromPath, uniqueName, validateManualSnapshotName, validateName } from './names';
-import { checkDataDir, resolveExistingImage, resolveNewFile, resolveRoots } from './paths';
+import { checkDataDir, fenceDataDir, resolveExistingImage, resolveNewFile, resolveRoots } from './paths';
 import { removeInterruptedPartials, writePartial } from './partial-files';
 import { ModelCatalog } from '../catalog/model-records';
 import { Policies } from './policies';
@@ -99,6 +100,8 @@ export class Engine extends EventEmitter {
   private closing = false;
   private quota: SnapshotQuota = resolveQuota(undefined);
   private clock: () => Date = () => new Date();
+  /** Lets clients name paths in the data dir again, once it is closed (paths.ts, fenceDataDir). */
+  private unfence: () => void = () => undefined;
   /** Automatic snapshot policies and snapshot groups (policies.ts, groups.ts). */
   readonly policies: Policies;
   readonly groups: SnapshotGroups;
@@ -216,11 +219,13 @@ export class Engine extends EventEmitter {
     const roots = resolveRoots(o.imageRoots);
     checkDataDir(dataDir);
     const lock = lockDataDir(dataDir);
+    const unfence = fenceDataDir(realpathSync(dataDir));
     let catalog: Catalog | undefined;
     try {
       catalog = Catalog.open(dataDir, blockSize, { log: o.logger ?? silent });
       const store = new BlockStore(dataDir);
       const engine = new Engine(dataDir, roots, catalog, store, lock, o.threads, o.logger ?? silent, o.replication);
+      engine.unfence = unfence;
       engine.quota = resolveQuota(o.snapshotQuota);
       if (o.now) engine.clock = o.now;
       await engine.recover();
@@ -229,6 +234,7 @@ export class Engine extends EventEmitter {
       return engine;
     } catch (err) {
       if (catalog) await catalog.close();
+      unfence();
       lock.release();
       throw err;
     }
@@ -291,6 +297,7 @@ export class Engine extends EventEmitter {
     while (this.sweeping) await this.sweeping;
     this.repair.close();
     await this.catalog.close();
+    this.unfence();
     this.lock.release();
   }
 

@@ -51,8 +51,31 @@ export function checkDataDir(dataDir: string): void {
   }
 }
 
+/**
+ * The real paths of the data directories open in this process. Whatever the roots say, nothing
+ * in one is a client's to name: an image root that holds the data dir (the README's quick start
+ * runs the daemon with both in one directory) would otherwise let a socket user register the
+ * catalog or a block file as a disk and roll it back, or clone over the store.
+ */
+const dataDirs = new Set<string>();
+
+/** Keeps clients out of `realDataDir` until the returned function is called. */
+export function fenceDataDir(realDataDir: string): () => void {
+  dataDirs.add(realDataDir);
+  return () => { dataDirs.delete(realDataDir); };
+}
+
+function under(real: string, dir: string): boolean {
+  return real === dir || real.startsWith(dir.endsWith(sep) ? dir : dir + sep);
+}
+
+function dataDirOf(real: string): string | undefined {
+  for (const d of dataDirs) if (under(real, d)) return d;
+  return undefined;
+}
+
 export function insideRoots(real: string, roots: string[]): boolean {
-  return roots.some((r) => real === r || real.startsWith(r.endsWith(sep) ? r : r + sep));
+  return dataDirOf(real) === undefined && roots.some((r) => under(real, r));
 }
 
 function requireAbsolute(p: unknown): string {
@@ -64,6 +87,10 @@ function requireAbsolute(p: unknown): string {
 
 function notAllowed(p: string, real: string, roots: string[]): BlocksnapError {
   const shown = real === p ? p : `${p} (resolves to ${real})`;
+  const dataDir = dataDirOf(real);
+  if (dataDir !== undefined) {
+    return new BlocksnapError('PathNotAllowed', `${shown} is inside the daemon's data directory ${dataDir}, which holds its catalog and block store; no image may be read or written there`, { path: p });
+  }
   return new BlocksnapError('PathNotAllowed', `${shown} is outside the image roots: ${roots.join(', ')}`, { path: p });
 }
 
