@@ -37,6 +37,7 @@ export const ERROR_CODES = {
   PermissionDenied: 'The operating system refused access to the file.',
   ImageCorrupt: 'The image metadata is malformed (a qcow2 header, table or cluster offset outside the file or the format), or QEMU marked the image corrupt.',
   ImageHasInternalSnapshots: 'The qcow2 image holds internal snapshots (qemu-img snapshot -l) that a rollback would drop; it is refused.',
+  ImageHasBitmaps: 'The qcow2 image holds persistent dirty bitmaps (qemu-img info lists them) that a rollback would drop; it is refused.',
   BackingFileAmbiguous: 'The qcow2 image, given through a symlink in another directory, has a relative backing file name that names another file from there than from the real path (QEMU resolves it from the path it opens); register the image by its real path or give it an absolute backing name.',
   DiskInUse: 'A QEMU process (a running VM, qemu-nbd, qemu-img) holds the image open, or NBD clients are connected to a copy-on-write disk; stop them, or pass --force.',
   // jobs and locking
@@ -68,6 +69,7 @@ export const ERROR_CODES = {
   SnapshotExists: 'A snapshot with this id already exists in the local catalog (it was imported or created here before).',
   StreamCorrupt: 'A snapshot stream is damaged or truncated: a checksum, a block digest or the framing does not match. Nothing was committed.',
   BaseMissing: 'The stream or remote snapshot is incremental and its base snapshot is not in the local catalog (or has different content).',
+  BlockSizeMismatch: 'The stream or remote snapshot has blocks of another size than this store; only a store created with that block size can import it.',
   StreamClosed: 'A snapshot stream through the socket ended early: the client disconnected, or the job writing or reading it ended. Nothing was committed.',
   // NBD exports
   NbdNotEnabled: 'The daemon serves no NBD socket (it was started without --nbd-socket), so nothing can be exported.',

@@ -7,6 +7,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "core/digest.h"
 
@@ -53,6 +54,9 @@ class Error : public std::runtime_error {
   std::optional<Digest> digest;
   // Set by a rollback that failed before it wrote anything: the image is as it was.
   bool image_unchanged = false;
+  // Set by a scan that failed or was cancelled: the block files it created (n × 32), which no
+  // snapshot may reference yet; the engine frees them rather than leave them to `store gc`.
+  std::vector<uint8_t> written_digests;
 
   Error&& with_block(uint64_t index) && {
     block_index = index;

@@ -74,81 +74,90 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
   InPlaceOdds odds;
   InPlaceSpeed speed;
   ParallelRun run(control, result.block_count);
-  run.run(threads, [&](ParallelRun& job) {
-    AlignedBuffer buf(p.block_size);
-    std::vector<Digest> marks;
-    uint64_t i;
-    while (job.next(i)) {
-      const uint64_t offset = i * p.block_size;
-      const size_t len = static_cast<size_t>(std::min<uint64_t>(p.block_size, size - offset));
-      uint8_t* out = result.digests.data() + i * kDigestSize;
-      try {
-        // This thread's next block is about `threads` blocks ahead: start its readahead now so
-        // the disk works while this one is hashed.
-        const uint64_t ahead = offset + uint64_t{threads} * p.block_size;
-        if (ahead < size) source->will_need(ahead, static_cast<size_t>(std::min<uint64_t>(p.block_size, size - ahead)));
+  try {
+    run.run(threads, [&](ParallelRun& job) {
+      AlignedBuffer buf(p.block_size);
+      std::vector<Digest> marks;
+      uint64_t i;
+      while (job.next(i)) {
+        const uint64_t offset = i * p.block_size;
+        const size_t len = static_cast<size_t>(std::min<uint64_t>(p.block_size, size - offset));
+        uint8_t* out = result.digests.data() + i * kDigestSize;
+        try {
+          // This thread's next block is about `threads` blocks ahead: start its readahead now so
+          // the disk works while this one is hashed.
+          const uint64_t ahead = offset + uint64_t{threads} * p.block_size;
+          if (ahead < size) source->will_need(ahead, static_cast<size_t>(std::min<uint64_t>(p.block_size, size - ahead)));
 
-        // A block that is wholly cached and probably unchanged (or that nothing will store) is
-        // hashed where it lies, without the copy into `buf`. Its digest may only confirm the
-        // parent's: a block that differs is read and hashed again below, and that copy is what
-        // gets stored (core/hash_in_place.h).
-        const uint8_t* parent = i < parent_count ? p.parent_digests.data() + i * kDigestSize : nullptr;
-        const bool parent_has_data = parent != nullptr && std::any_of(parent, parent + kDigestSize, [](uint8_t b) { return b != 0; });
-        const bool in_place_eligible = !behind || (parent_has_data && odds.worth_trying(i));
-        // A cached block copied instead, because copying is faster here or to time it: timed.
-        // hash_cached checks residency itself; asked here, it is asked once either way.
-        const bool try_in_place = in_place_eligible && speed.use_in_place(i);
-        const bool time_copy = in_place_eligible && !try_in_place && source->can_hash_cached(offset, len);
-        if (try_in_place) {
-          const auto t0 = std::chrono::steady_clock::now();
-          if (const std::optional<InPlaceHash> h = source->hash_cached(offset, len)) {
-            speed.record(true, elapsed_ns(t0), len);
-            // Equal to the parent's, but damaged in the store: read below and stored again.
-            const bool final_digest = !behind || (!h->zero && std::memcmp(parent, h->digest.data(), kDigestSize) == 0 &&
-                                                  !writer->needs_repair(h->digest));
-            if (behind) odds.record(final_digest);
-            if (final_digest) {
-              counters.bytes_read.fetch_add(len, std::memory_order_relaxed);
-              if (h->zero) counters.zero_blocks.fetch_add(1, std::memory_order_relaxed);
-              else std::memcpy(out, h->digest.data(), kDigestSize);
-              control.add_done(len);
-              continue;
+          // A block that is wholly cached and probably unchanged (or that nothing will store) is
+          // hashed where it lies, without the copy into `buf`. Its digest may only confirm the
+          // parent's: a block that differs is read and hashed again below, and that copy is what
+          // gets stored (core/hash_in_place.h).
+          const uint8_t* parent = i < parent_count ? p.parent_digests.data() + i * kDigestSize : nullptr;
+          const bool parent_has_data = parent != nullptr && std::any_of(parent, parent + kDigestSize, [](uint8_t b) { return b != 0; });
+          const bool in_place_eligible = !behind || (parent_has_data && odds.worth_trying(i));
+          // A cached block copied instead, because copying is faster here or to time it: timed.
+          // hash_cached checks residency itself; asked here, it is asked once either way.
+          const bool try_in_place = in_place_eligible && speed.use_in_place(i);
+          const bool time_copy = in_place_eligible && !try_in_place && source->can_hash_cached(offset, len);
+          if (try_in_place) {
+            const auto t0 = std::chrono::steady_clock::now();
+            if (const std::optional<InPlaceHash> h = source->hash_cached(offset, len)) {
+              speed.record(true, elapsed_ns(t0), len);
+              // Equal to the parent's, but damaged in the store: read below and stored again.
+              const bool final_digest = !behind || (!h->zero && std::memcmp(parent, h->digest.data(), kDigestSize) == 0 &&
+                                                    !writer->needs_repair(h->digest));
+              if (behind) odds.record(final_digest);
+              if (final_digest) {
+                counters.bytes_read.fetch_add(len, std::memory_order_relaxed);
+                if (h->zero) counters.zero_blocks.fetch_add(1, std::memory_order_relaxed);
+                else std::memcpy(out, h->digest.data(), kDigestSize);
+                control.add_done(len);
+                continue;
+              }
             }
           }
-        }
 
-        const auto copy_start = std::chrono::steady_clock::now();
-        const SourceRead got = source->read(offset, len, buf.data());
-        counters.bytes_read.fetch_add(got.bytes_read, std::memory_order_relaxed);
-        if (got.zero || is_all_zero(buf.data(), len)) {
-          counters.zero_blocks.fetch_add(1, std::memory_order_relaxed);
+          const auto copy_start = std::chrono::steady_clock::now();
+          const SourceRead got = source->read(offset, len, buf.data());
+          counters.bytes_read.fetch_add(got.bytes_read, std::memory_order_relaxed);
+          if (got.zero || is_all_zero(buf.data(), len)) {
+            counters.zero_blocks.fetch_add(1, std::memory_order_relaxed);
+            control.add_done(len);
+            continue;
+          }
+          const Digest digest = behind && behind->wants_marks() ? sha256_marked(buf.data(), len, kGranuleSize, marks)
+                                                                : sha256(buf.data(), len);
+          std::memcpy(out, digest.data(), kDigestSize);
+          if (time_copy) speed.record(false, elapsed_ns(copy_start), len);
+          const bool same_as_parent =
+              i < parent_count && std::memcmp(p.parent_digests.data() + i * kDigestSize, out, kDigestSize) == 0;
+          if (behind && (!same_as_parent || writer->needs_repair(digest))) buf = behind->submit(std::move(buf), digest, len, i, std::move(marks));
           control.add_done(len);
-          continue;
-        }
-        const Digest digest = behind && behind->wants_marks() ? sha256_marked(buf.data(), len, kGranuleSize, marks)
-                                                              : sha256(buf.data(), len);
-        std::memcpy(out, digest.data(), kDigestSize);
-        if (time_copy) speed.record(false, elapsed_ns(copy_start), len);
-        const bool same_as_parent =
-            i < parent_count && std::memcmp(p.parent_digests.data() + i * kDigestSize, out, kDigestSize) == 0;
-        if (behind && (!same_as_parent || writer->needs_repair(digest))) buf = behind->submit(std::move(buf), digest, len, i, std::move(marks));
-        control.add_done(len);
       } catch (Error& e) {
-        if (!e.block_index) e.block_index = i;
-        throw;
+          if (!e.block_index) e.block_index = i;
+          throw;
+        }
       }
-    }
-  }, progress);
+    }, progress);
 
-  if (behind) {
-    behind->drain();
-    counters.blocks_written = behind->blocks_written();
-    counters.bytes_written = behind->bytes_written();
+    if (behind) {
+      behind->drain();
+      counters.blocks_written = behind->blocks_written();
+      counters.bytes_written = behind->bytes_written();
+    }
+    if (writer) {
+      writer->sync();
+      result.repaired_digests = writer->repaired();
+    }
+  } catch (Error& e) {
+    if (behind) {
+      behind->stop();
+      e.written_digests = behind->written();
+    }
+    throw;
   }
-  if (writer) {
-    writer->sync();
-    result.repaired_digests = writer->repaired();
-  }
+  if (behind) result.written_digests = behind->written();
 
   result.bytes_read = counters.bytes_read;
   result.zero_blocks = counters.zero_blocks;

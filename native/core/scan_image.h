@@ -47,6 +47,9 @@ struct ScanResult {
   uint64_t blocks_written = 0;
   uint64_t bytes_written = 0;
   std::vector<uint8_t> repaired_digests;  // damaged digests this scan rewrote, n × 32
+  // Block files this scan created, n × 32: what the engine frees again if the snapshot is not
+  // committed after all. A failed scan puts them on its Error (Error::written_digests).
+  std::vector<uint8_t> written_digests;
 };
 
 // Progress is in bytes of the image. Throws Error (see core/error.h).

@@ -1,5 +1,7 @@
 #include "core/write_behind.h"
 
+#include <new>
+
 #include "core/block_format.h"
 #include "core/error.h"
 #include "core/granule_file.h"
@@ -29,14 +31,22 @@ WriteBehind::WriteBehind(BlockWriter& writer, size_t block_size, unsigned writer
   }
 }
 
-WriteBehind::~WriteBehind() {
+WriteBehind::~WriteBehind() { stop(); }
+
+void WriteBehind::stop() noexcept {
   {
     std::lock_guard lock(mutex_);
     stop_ = true;
     queue_.clear();
   }
   work_cv_.notify_all();
-  for (std::thread& t : threads_) t.join();
+  for (std::thread& t : threads_)
+    if (t.joinable()) t.join();
+}
+
+std::vector<uint8_t> WriteBehind::written() const {
+  std::lock_guard lock(mutex_);
+  return written_;
 }
 
 void WriteBehind::rethrow_failure_locked() {
@@ -92,6 +102,11 @@ void WriteBehind::writer_loop() {
       if (written) {
         ++blocks_written_;
         bytes_written_ += item.len;
+        // Out of memory, the block stays unlisted and only gc removes it: better than terminating.
+        try {
+          written_.insert(written_.end(), item.digest.begin(), item.digest.end());
+        } catch (const std::bad_alloc&) {
+        }
       }
       if (failed && !failure_) failure_ = failed;
       free_.push_back(std::move(item.buf));

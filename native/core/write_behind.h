@@ -42,6 +42,8 @@ class WriteBehind {
   // Stops the writers after the block each is storing; blocks still queued are dropped (the scan
   // failed or was cancelled, so nothing will reference them).
   ~WriteBehind();
+  // What the destructor does, early: after it, written() is final. Idempotent.
+  void stop() noexcept;
   WriteBehind(const WriteBehind&) = delete;
   WriteBehind& operator=(const WriteBehind&) = delete;
 
@@ -57,6 +59,10 @@ class WriteBehind {
   void drain();
 
   uint64_t blocks_written() const noexcept { return blocks_written_; }
+  // The digests of the block files put() created (n × 32): a scan that fails or is cancelled, or
+  // whose snapshot is not committed, hands them to the engine, which frees those nothing
+  // references instead of leaving them for `store gc`. Final only after drain() or stop().
+  std::vector<uint8_t> written() const;
   uint64_t bytes_written() const noexcept { return bytes_written_; }
 
  private:
@@ -75,7 +81,7 @@ class WriteBehind {
   const std::string granule_dir_;
   const bool wants_marks_;
   const bool framed_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::condition_variable work_cv_;  // an item was queued, or stop
   std::condition_variable free_cv_;  // a buffer came back, or a failure
   std::deque<Item> queue_;
@@ -85,6 +91,7 @@ class WriteBehind {
   std::exception_ptr failure_;
   uint64_t blocks_written_ = 0;
   uint64_t bytes_written_ = 0;
+  std::vector<uint8_t> written_;
   std::vector<std::thread> threads_;
 };
 

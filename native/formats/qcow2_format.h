@@ -45,6 +45,8 @@ inline constexpr uint64_t kIncompatKnown = kIncompatDirty | kIncompatCorrupt | k
                                            kIncompatCompressionType | kIncompatExtendedL2;
 // Compatible feature bits.
 inline constexpr uint64_t kCompatLazyRefcounts = 1ull << 0;
+// Autoclear feature bits: a program that does not know one clears it when it writes the image.
+inline constexpr uint64_t kAutoclearBitmaps = 1ull << 0;  // the bitmaps extension is consistent
 
 inline constexpr uint8_t kCompressionZlib = 0;
 inline constexpr uint8_t kCompressionZstd = 1;
@@ -54,6 +56,9 @@ inline constexpr uint32_t kExtEnd = 0x00000000;
 inline constexpr uint32_t kExtBackingFormat = 0xe2792aca;
 inline constexpr uint32_t kExtFeatureNames = 0x6803f857;
 inline constexpr uint32_t kExtDataFile = 0x44415441;
+inline constexpr uint32_t kExtBitmaps = 0x23852875;
+// nb_bitmaps (4), reserved (4), bitmap directory size (8) and offset (8).
+inline constexpr uint32_t kBitmapsExtSize = 24;
 
 // L1 and standard L2 entries.
 inline constexpr uint64_t kOffsetMask = 0x00fffffffffffe00ull;  // bits 9-55

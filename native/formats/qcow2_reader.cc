@@ -50,6 +50,22 @@ std::string feature_names(std::span<const uint8_t> table, uint64_t bits) {
 
 uint64_t div_round_up(uint64_t a, uint64_t b) { return a / b + (a % b != 0); }
 
+// The checks are QEMU's (qcow2_read_extensions): an image failing one is one QEMU refuses to
+// open. The size is checked whatever the autoclear bit says, as QEMU does; the rest only when the
+// bit is set, since QEMU ignores the data otherwise. The bitmap directory itself is not read:
+// only how many bitmaps there are matters here.
+void read_bitmaps_extension(Qcow2Header& q, std::span<const uint8_t> ext, uint64_t cluster, const std::string& path) {
+  if (ext.size() != kBitmapsExtSize)
+    corrupt(path, "the bitmaps extension is " + std::to_string(ext.size()) + " bytes long, not " + std::to_string(kBitmapsExtSize));
+  if (!(q.autoclear & kAutoclearBitmaps)) return;
+  if (get_be32(ext.data() + 4) != 0) corrupt(path, "the reserved field of the bitmaps extension is not zero");
+  const uint32_t n = get_be32(ext.data());
+  if (n == 0) corrupt(path, "the bitmaps extension counts no bitmap");
+  const uint64_t directory = get_be64(ext.data() + 16);
+  if (directory % cluster != 0) corrupt(path, "the bitmap directory offset " + hex(directory) + " is not cluster aligned");
+  q.nb_bitmaps = n;
+}
+
 }  // namespace
 
 bool Qcow2Header::extended_l2() const { return (incompatible & kIncompatExtendedL2) != 0; }
@@ -110,6 +126,8 @@ Qcow2Header parse_qcow2_header(std::span<const uint8_t> head, uint64_t file_size
       q.backing_format.assign(reinterpret_cast<const char*>(data), strnlen(reinterpret_cast<const char*>(data), len));
     } else if (type == kExtFeatureNames) {
       names = std::span<const uint8_t>(data, len);
+    } else if (type == kExtBitmaps) {
+      read_bitmaps_extension(q, std::span<const uint8_t>(data, len), cluster, path);
     }
     off += 8 + ((uint64_t{len} + 7) & ~uint64_t{7});
   }

@@ -37,6 +37,9 @@ struct Qcow2Header {
   uint32_t l1_size = 0;
   uint64_t l1_offset = 0;
   uint32_t nb_snapshots = 0;
+  // Persistent dirty bitmaps as QEMU would load them: 0 without the bitmaps extension, and with
+  // one whose autoclear bit is clear (QEMU then holds them inconsistent and drops them).
+  uint32_t nb_bitmaps = 0;
   uint64_t incompatible = 0, compatible = 0, autoclear = 0;
   uint32_t refcount_order = 4;
   uint32_t header_length = 0;

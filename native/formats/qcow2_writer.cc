@@ -102,6 +102,10 @@ std::vector<uint8_t> header_cluster(const Qcow2ImageOptions& p, uint64_t size, u
   if (p.version == 3) {
     put_be32(&h[kOffRefcountOrder], 4);
     put_be32(&h[kOffHeaderLength], kHeaderV3Size);
+    if (p.compression_type != kCompressionZlib) {
+      put_be64(&h[kOffIncompatible], kIncompatCompressionType);
+      h[kOffCompressionType] = p.compression_type;
+    }
     off = kHeaderV3Size;
   }
   if (!p.backing_file.empty()) {
@@ -126,6 +130,10 @@ void validate(const Qcow2ImageOptions& p, uint64_t size_bytes) {
   if (p.cluster_bits < kMinClusterBits || p.cluster_bits > kMaxClusterBits)
     throw Error(ErrorCode::InvalidArgument, "cluster bits must be 9..21");
   if (p.version != 2 && p.version != 3) throw Error(ErrorCode::InvalidArgument, "qcow2 version must be 2 or 3");
+  if (p.compression_type != kCompressionZlib && p.compression_type != kCompressionZstd)
+    throw Error(ErrorCode::InvalidArgument, "the compression type must be zlib or zstd");
+  if (p.compression_type != kCompressionZlib && p.version < 3)
+    throw Error(ErrorCode::InvalidArgument, "a qcow2 version 2 image has no compression type but zlib");
   if (p.chunk_size < 4096 || p.chunk_size > (uint64_t{64} << 20) || (p.chunk_size & (p.chunk_size - 1)) != 0)
     throw Error(ErrorCode::InvalidArgument, "the read size must be a power of two from 4 KiB to 64 MiB");
   if (size_bytes > kMaxVirtualSize) throw Error(ErrorCode::InvalidArgument, "virtual size too large");

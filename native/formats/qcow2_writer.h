@@ -23,6 +23,7 @@
 
 #include "core/parallel.h"
 #include "formats/block_source.h"
+#include "formats/qcow2_format.h"
 #include "io/unique_fd.h"
 
 namespace blocksnap {
@@ -39,6 +40,9 @@ struct Qcow2ImageOptions {
   uint32_t version = 3;
   std::string backing_file;      // stored as given; empty for none
   std::string backing_format;    // "raw" or "qcow2" (written as the backing format extension)
+  // What QEMU compresses clusters written compressed later with (v3 only). Nothing is written
+  // compressed here, so this only carries over what the image was created with.
+  uint8_t compression_type = qcow2::kCompressionZlib;
   // Rollback: once complete, image_path is renamed over this path. Both files carry QEMU's locks
   // meanwhile, and the new file takes the replaced file's owner, group, mode and extended
   // attributes (one it cannot set refuses the rollback; see qcow2_writer.cc).

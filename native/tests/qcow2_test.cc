@@ -3,7 +3,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <memory>
+#include <span>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -363,6 +367,165 @@ TEST(qcow2_table_offsets_outside_the_file_fail_on_read) {
   std::vector<uint8_t> buf(kBlock);
   CHECK_THROWS_CODE(s->read(0, kBlock, buf.data()), ErrorCode::ImageCorrupt);
   CHECK_THROWS_CODE(s->read(0, kBlock * 2, buf.data()), ErrorCode::InvalidArgument);
+}
+
+namespace {
+
+// An image QEMU made, with persistent dirty bitmaps added by qemu-img (none for an empty list).
+std::string qemu_image_with_bitmaps(const TempDir& dir, const std::string& name, const std::vector<std::string>& bitmaps) {
+  const std::string img = dir / name;
+  std::string out;
+  if (run_command("qemu-img create -q -f qcow2 '" + img + "' 4M", out) != 0) throw std::runtime_error("qemu-img create: " + out);
+  for (const std::string& b : bitmaps)
+    if (run_command("qemu-img bitmap --add '" + img + "' " + b, out) != 0) throw std::runtime_error("qemu-img bitmap: " + out);
+  return img;
+}
+
+// The first cluster of a v3 image written without a backing file (so its extension area is
+// empty), with a bitmaps extension of `len` bytes holding `data` put where extensions start and
+// the autoclear bit set or not. Only the header is parsed (parse_qcow2_header), so a span cut
+// short anywhere shows whether the parser stays inside it.
+std::vector<uint8_t> header_with_bitmaps_extension(uint32_t len, const std::vector<uint8_t>& data, bool autoclear) {
+  TempDir dir;
+  const auto digests = store_blocks(dir.path(), {pattern(kBlock, 7)});
+  write_image(dir / "h.qcow2", dir.path(), digests, kBlock, 16, 3);
+  std::vector<uint8_t> head = read_file(dir / "h.qcow2");
+  head.resize(kBlock);
+  qcow2::put_be64(&head[qcow2::kOffAutoclear], autoclear ? qcow2::kAutoclearBitmaps : 0);
+  qcow2::put_be32(&head[qcow2::kHeaderV3Size], qcow2::kExtBitmaps);
+  qcow2::put_be32(&head[qcow2::kHeaderV3Size + 4], len);
+  std::copy(data.begin(), data.end(), head.begin() + qcow2::kHeaderV3Size + 8);
+  return head;
+}
+
+// nb_bitmaps, reserved, directory size and offset, as qemu-img writes them.
+std::vector<uint8_t> bitmaps_extension_data(uint32_t count, uint32_t reserved = 0, uint64_t directory = 3 * kBlock) {
+  std::vector<uint8_t> d = be32(count);
+  for (const auto& part : {be32(reserved), be64(40), be64(directory)}) d.insert(d.end(), part.begin(), part.end());
+  return d;
+}
+
+Qcow2Header parse_head(const std::vector<uint8_t>& head) {
+  // Copied into a buffer of exactly its size, so that a read past the span is one past the heap
+  // block too (the ASan build reports it).
+  const std::unique_ptr<uint8_t[]> exact(new uint8_t[head.size()]);
+  std::copy(head.begin(), head.end(), exact.get());
+  return parse_qcow2_header(std::span<const uint8_t>(exact.get(), head.size()), uint64_t{1} << 30, "img");
+}
+
+}  // namespace
+
+// A rollback must know about the bitmaps (it would drop them); QEMU's own images are the judge.
+TEST(qcow2_header_counts_the_persistent_bitmaps_qemu_img_added) {
+  TempDir dir;
+  CHECK_EQ(read_qcow2_header(qemu_image_with_bitmaps(dir, "none.qcow2", {})).nb_bitmaps, 0u);
+  CHECK_EQ(read_qcow2_header(qemu_image_with_bitmaps(dir, "two.qcow2", {"backup-inc0", "backup-inc1"})).nb_bitmaps, 2u);
+}
+
+// A program without bitmap support that writes an image clears autoclear bit 0; QEMU then holds
+// the bitmaps inconsistent, ignores them and drops the extension, so there is nothing to keep.
+// A v2 image has no autoclear field at all.
+TEST(qcow2_bitmaps_qemu_ignores_are_not_counted) {
+  TempDir dir;
+  const std::string img = qemu_image_with_bitmaps(dir, "stale.qcow2", {"stale"});
+  patch(img, qcow2::kOffAutoclear, be64(0));
+  std::string out;
+  CHECK_EQ(run_command("qemu-img info --output=json '" + img + "'", out), 0);
+  CHECK(out.find("considered inconsistent") != std::string::npos);
+  CHECK(out.find("\"bitmaps\"") == std::string::npos);  // QEMU lists none
+  CHECK_EQ(read_qcow2_header(img).nb_bitmaps, 0u);
+  std::vector<uint8_t> v2 = header_with_bitmaps_extension(qcow2::kBitmapsExtSize, bitmaps_extension_data(1), true);
+  qcow2::put_be32(&v2[qcow2::kOffVersion], 2);
+  // Version 2 extensions start right after its 72-byte header: move the extension there.
+  std::copy(v2.begin() + qcow2::kHeaderV3Size, v2.begin() + qcow2::kHeaderV3Size + 32, v2.begin() + qcow2::kHeaderV2Size);
+  std::fill(v2.begin() + qcow2::kHeaderV2Size + 32, v2.begin() + qcow2::kHeaderV3Size + 32, 0);
+  CHECK_EQ(parse_head(v2).nb_bitmaps, 0u);
+}
+
+// What QEMU refuses to open is refused (ImageCorrupt), and no length or truncation makes the
+// parser read outside the header it was given.
+TEST(qcow2_hostile_bitmaps_extensions_fail_with_image_corrupt) {
+  const uint32_t size = qcow2::kBitmapsExtSize;
+  CHECK_EQ(parse_head(header_with_bitmaps_extension(size, bitmaps_extension_data(3), true)).nb_bitmaps, 3u);
+  struct Case {
+    const char* what;
+    uint32_t len;
+    std::vector<uint8_t> data;
+    bool autoclear;
+  };
+  const std::vector<Case> cases = {
+      {"length 0", 0, {}, true},
+      {"length 4: nb_bitmaps alone", 4, be32(1), true},
+      {"length 23", 23, bitmaps_extension_data(1), true},
+      {"length 25", 25, bitmaps_extension_data(1), true},
+      // QEMU checks the size before it looks at the autoclear bit.
+      {"length 4, autoclear bit clear", 4, be32(1), false},
+      {"length past the header cluster", 0xffffffffu, bitmaps_extension_data(1), true},
+      {"length just past the header cluster", static_cast<uint32_t>(kBlock - qcow2::kHeaderV3Size - 7), {}, true},
+      {"no bitmap", size, bitmaps_extension_data(0), true},
+      {"reserved field set", size, bitmaps_extension_data(1, 1), true},
+      {"directory not cluster aligned", size, bitmaps_extension_data(1, 0, 3 * kBlock + 8), true},
+  };
+  for (const Case& c : cases) {
+    try {
+      parse_head(header_with_bitmaps_extension(c.len, c.data, c.autoclear));
+      ::harness::fail(__FILE__, __LINE__, std::string(c.what) + ": parsed");
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::ImageCorrupt) ::harness::fail(__FILE__, __LINE__, std::string(c.what) + ": " + e.code_name() + " " + e.what());
+    }
+  }
+  // A file that ends inside the extension (read_qcow2_header hands over what it could read).
+  // Cut before its type and length there is no extension; after them, its data is short.
+  const std::vector<uint8_t> whole = header_with_bitmaps_extension(size, bitmaps_extension_data(2), true);
+  const uint32_t data_at = qcow2::kHeaderV3Size + 8, data_end = data_at + size;
+  for (uint32_t end = qcow2::kHeaderV3Size; end <= data_end; ++end) {
+    const std::vector<uint8_t> cut(whole.begin(), whole.begin() + end);
+    try {
+      const Qcow2Header h = parse_head(cut);
+      CHECK(end < data_at || end == data_end);
+      CHECK_EQ(h.nb_bitmaps, (end == data_end ? 2u : 0u));
+    } catch (const Error& e) {
+      CHECK(end >= data_at && end < data_end);
+      if (e.code() != ErrorCode::ImageCorrupt) ::harness::fail(__FILE__, __LINE__, "cut at " + std::to_string(end) + ": " + e.what());
+    }
+  }
+}
+
+// A rollback's new image keeps the compression type its disk was created with. Nothing is
+// written compressed, so only the header says it; QEMU must accept it.
+TEST(qcow2_written_image_keeps_a_zstd_compression_type) {
+  TempDir dir;
+  const auto digests = store_blocks(dir.path(), {pattern(kBlock, 8), {}});
+  Qcow2WriteParams p;
+  p.image_path = dir / "z.qcow2";
+  p.store_dir = dir.path();
+  p.block_size = kBlock;
+  p.size_bytes = 2 * kBlock;
+  p.digests = digests;
+  p.compression_type = qcow2::kCompressionZstd;
+  JobControl control;
+  write_qcow2_image(p, control, nullptr);
+  CHECK_EQ(read_qcow2_header(p.image_path).compression_type, qcow2::kCompressionZstd);
+  CHECK(read_all(*open_qcow2_source(p.image_path)) == expected_content({pattern(kBlock, 8), {}}));
+  std::string out;
+  if (run_command("qemu-img check -q '" + p.image_path + "'", out) != 0) ::harness::fail(__FILE__, __LINE__, "qemu-img check: " + out);
+  CHECK_EQ(run_command("qemu-img info --output=json '" + p.image_path + "'", out), 0);
+  CHECK(out.find("\"compression-type\": \"zstd\"") != std::string::npos);
+}
+
+// Version 2 has no compression type field: zstd cannot be said there.
+TEST(qcow2_writer_refuses_zstd_for_version_2) {
+  TempDir dir;
+  Qcow2WriteParams p;
+  p.image_path = dir / "z2.qcow2";
+  p.store_dir = dir.path();
+  p.block_size = kBlock;
+  p.size_bytes = kBlock;
+  p.digests = std::vector<uint8_t>(32, 0);
+  p.version = 2;
+  p.compression_type = qcow2::kCompressionZstd;
+  JobControl control;
+  CHECK_THROWS_CODE(write_qcow2_image(p, control, nullptr), ErrorCode::InvalidArgument);
 }
 
 TEST(qemu_locks_held_are_seen_by_a_probe_and_released_with_the_descriptor) {

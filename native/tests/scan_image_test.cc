@@ -1,4 +1,8 @@
+#include <atomic>
+#include <chrono>
 #include <cstring>
+#include <filesystem>
+#include <thread>
 
 #include "core/aligned_buffer.h"
 #include "core/block_format.h"
@@ -49,6 +53,7 @@ TEST(scan_hashes_data_skips_holes_and_stores_new_blocks) {
   CHECK_EQ(r.zero_blocks, 3u);
   CHECK_EQ(r.blocks_written, 3u);
   CHECK_EQ(r.bytes_written, 2 * kBlock + 1000);
+  CHECK_EQ(r.written_digests.size(), 3 * kDigestSize);
   CHECK(r.bytes_read <= 3 * kBlock + 1000 + 2 * 4096);  // holes are not read
   CHECK(read_file(block_file_path(dir.path(), digest_at(r, 5))).size() == kBlockHeaderSize + 1000);
   CHECK_EQ(control.done(), r.size_bytes);
@@ -74,6 +79,45 @@ TEST(scan_stops_with_cancelled) {
   control.cancel();
   CHECK_THROWS_CODE(scan_image({.image_path = dir / "img", .store_dir = dir.path(), .block_size = kBlock}, control, nullptr),
                     ErrorCode::Cancelled);
+}
+
+// The engine frees the blocks of a snapshot that is not committed: a cancelled scan must name
+// every block file it created, including those still being stored when it stopped.
+TEST(scan_cancelled_midway_names_the_block_files_it_created) {
+  TempDir dir;
+  write_bytes(dir / "img", 0, pattern(512 * kBlock, 5));
+  const auto block_files = [&] {
+    uint64_t n = 0;
+    for (const auto& fanout : std::filesystem::directory_iterator(dir.path()))
+      if (fanout.is_directory() && fanout.path().filename() != "tmp")
+        for (const auto& f : std::filesystem::directory_iterator(fanout.path())) n += f.is_regular_file() ? 1 : 0;
+    return n;
+  };
+  JobControl control;
+  std::atomic<bool> finished{false};
+  std::thread canceller([&] {
+    while (!finished && block_files() < 8) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    control.cancel();
+  });
+  std::vector<uint8_t> written;
+  bool cancelled = false;
+  try {
+    (void)scan_image({.image_path = dir / "img", .store_dir = dir.path(), .block_size = kBlock, .threads = 1}, control, nullptr);
+  } catch (const Error& e) {
+    cancelled = e.code() == ErrorCode::Cancelled;
+    written = e.written_digests;
+  }
+  finished = true;
+  canceller.join();
+  CHECK(cancelled);
+  CHECK(written.size() >= 8 * kDigestSize);
+  CHECK_EQ(written.size() % kDigestSize, 0u);
+  CHECK_EQ(block_files(), written.size() / kDigestSize);
+  for (size_t o = 0; o < written.size(); o += kDigestSize) {
+    Digest d;
+    std::memcpy(d.data(), written.data() + o, kDigestSize);
+    CHECK(std::filesystem::exists(block_file_path(dir.path(), d)));
+  }
 }
 
 TEST(scan_reports_missing_images_and_directories) {

@@ -48,23 +48,11 @@ SparseImage make_sparse_image(const TempDir& dir) {
   return s;
 }
 
-// Runs a shell command; returns its exit status and puts stdout + stderr in `out`.
-int run(const std::string& cmd, std::string& out) {
-  out.clear();
-  FILE* f = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (!f) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-  const int status = ::pclose(f);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 void check_qemu_img(const std::string& image, const std::string& reference, const std::string& reference_format) {
   std::string out;
-  const int check = run("qemu-img check -f qcow2 '" + image + "'", out);
+  const int check = run_command("qemu-img check -f qcow2 '" + image + "'", out);
   if (check != 0) ::harness::fail(__FILE__, __LINE__, "qemu-img check: " + out);
-  const int compare = run("qemu-img compare -f qcow2 -F " + reference_format + " '" + image + "' '" + reference + "'", out);
+  const int compare = run_command("qemu-img compare -f qcow2 -F " + reference_format + " '" + image + "' '" + reference + "'", out);
   if (compare != 0) ::harness::fail(__FILE__, __LINE__, "qemu-img compare: " + out);
 }
 
@@ -78,8 +66,8 @@ struct Overlay {
   explicit Overlay(const std::string& qemu_io_commands) {
     make_sparse_image(dir);
     std::string out;
-    if (run("qemu-img create -q -f qcow2 -b source.raw -F raw '" + path + "'", out) != 0 ||
-        run("qemu-io -f qcow2 " + qemu_io_commands + " '" + path + "'", out) != 0)
+    if (run_command("qemu-img create -q -f qcow2 -b source.raw -F raw '" + path + "'", out) != 0 ||
+        run_command("qemu-io -f qcow2 " + qemu_io_commands + " '" + path + "'", out) != 0)
       throw std::runtime_error("making the overlay: " + out);
     source = open_block_source(path, ImageFormat::Qcow2);
   }
@@ -122,7 +110,7 @@ TEST(raw_from_a_qcow2_source_with_a_backing_chain_is_flat) {
   write_raw(*overlay.source, flat);
   CHECK(read_file(flat) == read_source(*overlay.source));
   std::string out;
-  CHECK(run("qemu-img compare -f raw -F qcow2 '" + flat + "' '" + overlay.path + "'", out) == 0);
+  CHECK(run_command("qemu-img compare -f raw -F qcow2 '" + flat + "' '" + overlay.path + "'", out) == 0);
 }
 
 TEST(raw_writer_refuses_an_existing_file_and_leaves_it_alone) {

@@ -2,8 +2,10 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
@@ -68,6 +70,17 @@ uint64_t allocated_bytes(const std::string& path) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) throw std::runtime_error("stat " + path);
   return static_cast<uint64_t>(st.st_blocks) * 512;
+}
+
+int run_command(const std::string& cmd, std::string& out) {
+  out.clear();
+  FILE* f = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (!f) return -1;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  const int status = ::pclose(f);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 }  // namespace testing_support

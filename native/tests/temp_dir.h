@@ -29,5 +29,8 @@ std::vector<uint8_t> read_file(const std::string& path);
 std::vector<uint8_t> pattern(size_t len, uint8_t seed);
 // 512-byte sectors allocated, from st_blocks.
 uint64_t allocated_bytes(const std::string& path);
+// Runs a shell command (QEMU's tools as the judge); returns its exit status and puts stdout +
+// stderr in `out`.
+int run_command(const std::string& cmd, std::string& out);
 
 }  // namespace testing_support

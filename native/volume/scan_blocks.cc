@@ -56,44 +56,51 @@ ScanBlocksResult scan_volume_blocks(const VolumeSource& source, const ScanBlocks
     for (uint64_t k = 0; k < std::min<uint64_t>(kBasePrefetchAhead, p.blocks.size()); ++k) source.prefetch_base(p.blocks[k]);
   ParallelRun run(control, p.blocks.size());
   const unsigned requested = p.threads != 0 || !direct ? p.threads : 2 * core_count();
-  run.run(effective_threads(requested, p.blocks.size()), [&](ParallelRun& job) {
-    AlignedBuffer buf(block_frame_size(p.block_size));
-    std::vector<Digest> marks;
-    uint64_t k;
-    while (job.next(k)) {
-      if (!direct && k + kBasePrefetchAhead < p.blocks.size()) source.prefetch_base(p.blocks[k + kBasePrefetchAhead]);
-      const uint64_t i = p.blocks[k];
-      const uint64_t offset = i * p.block_size;
-      const size_t len = static_cast<size_t>(std::min<uint64_t>(p.block_size, source.size() - offset));
-      try {
-        uint8_t* const payload = buf.data() + kBlockHeaderSize;
-        uint64_t got_bytes = 0;
-        bool zero = false;
-        if (!direct || !source.read_framed_direct(i, buf.data(), got_bytes)) {
-          const SourceRead got = source.read(offset, len, payload);
-          got_bytes = got.bytes_read;
-          zero = got.zero;
+  try {
+    run.run(effective_threads(requested, p.blocks.size()), [&](ParallelRun& job) {
+      AlignedBuffer buf(block_frame_size(p.block_size));
+      std::vector<Digest> marks;
+      uint64_t k;
+      while (job.next(k)) {
+        if (!direct && k + kBasePrefetchAhead < p.blocks.size()) source.prefetch_base(p.blocks[k + kBasePrefetchAhead]);
+        const uint64_t i = p.blocks[k];
+        const uint64_t offset = i * p.block_size;
+        const size_t len = static_cast<size_t>(std::min<uint64_t>(p.block_size, source.size() - offset));
+        try {
+          uint8_t* const payload = buf.data() + kBlockHeaderSize;
+          uint64_t got_bytes = 0;
+          bool zero = false;
+          if (!direct || !source.read_framed_direct(i, buf.data(), got_bytes)) {
+            const SourceRead got = source.read(offset, len, payload);
+            got_bytes = got.bytes_read;
+            zero = got.zero;
+          }
+          bytes_read.fetch_add(got_bytes, std::memory_order_relaxed);
+          if (zero || is_all_zero(payload, len)) {
+            zero_blocks.fetch_add(1, std::memory_order_relaxed);
+          } else {
+            const Digest digest = behind.wants_marks() ? sha256_marked(payload, len, kGranuleSize, marks) : sha256(payload, len);
+            std::memcpy(result.digests.data() + k * kDigestSize, digest.data(), kDigestSize);
+            if (digest != base.digest(i) || writer.needs_repair(digest)) buf = behind.submit(std::move(buf), digest, len, i, std::move(marks));
+          }
+          control.add_done(1);
+        } catch (Error& e) {
+          if (!e.block_index) e.block_index = i;
+          throw;
         }
-        bytes_read.fetch_add(got_bytes, std::memory_order_relaxed);
-        if (zero || is_all_zero(payload, len)) {
-          zero_blocks.fetch_add(1, std::memory_order_relaxed);
-        } else {
-          const Digest digest = behind.wants_marks() ? sha256_marked(payload, len, kGranuleSize, marks) : sha256(payload, len);
-          std::memcpy(result.digests.data() + k * kDigestSize, digest.data(), kDigestSize);
-          if (digest != base.digest(i) || writer.needs_repair(digest)) buf = behind.submit(std::move(buf), digest, len, i, std::move(marks));
-        }
-        control.add_done(1);
-      } catch (Error& e) {
-        if (!e.block_index) e.block_index = i;
-        throw;
       }
-    }
-  }, progress);
+    }, progress);
 
-  behind.drain();
-  result.blocks_written = behind.blocks_written();
-  result.bytes_written = behind.bytes_written();
-  writer.sync();
+    behind.drain();
+    result.blocks_written = behind.blocks_written();
+    result.bytes_written = behind.bytes_written();
+    writer.sync();
+  } catch (Error& e) {
+    behind.stop();
+    e.written_digests = behind.written();
+    throw;
+  }
+  result.written_digests = behind.written();
   result.repaired_digests = writer.repaired();
   result.bytes_read = bytes_read;
   result.zero_blocks = zero_blocks;

@@ -29,6 +29,7 @@ struct ScanBlocksResult {
   uint64_t blocks_written = 0;
   uint64_t bytes_written = 0;
   std::vector<uint8_t> repaired_digests;  // damaged digests this scan rewrote, n × 32
+  std::vector<uint8_t> written_digests;   // as ScanResult's (core/scan_image.h)
 };
 
 // Progress is in blocks. A block whose digest equals the base's at its index is already stored

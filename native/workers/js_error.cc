@@ -11,6 +11,8 @@ Napi::Error to_js_error(Napi::Env env, const Error& e) {
   if (e.block_index) err.Set("blockIndex", Napi::Number::New(env, static_cast<double>(*e.block_index)));
   if (e.digest) err.Set("digest", Napi::String::New(env, to_hex(*e.digest)));
   if (e.image_unchanged) err.Set("imageUnchanged", Napi::Boolean::New(env, true));
+  if (!e.written_digests.empty())
+    err.Set("writtenDigests", Napi::Buffer<uint8_t>::Copy(env, e.written_digests.data(), e.written_digests.size()));
   return err;
 }
 

@@ -1,5 +1,6 @@
 // The only place a native error becomes a JS one: message plus the properties src/native/index.ts
-// turns into BlocksnapError details (code, errno, syscall, path, blockIndex, digest).
+// turns into BlocksnapError details (code, errno, syscall, path, blockIndex, digest), and a failed
+// scan's writtenDigests, which it keeps off the details (writtenDigestsOf).
 #pragma once
 
 #include <napi.h>

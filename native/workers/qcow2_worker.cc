@@ -54,6 +54,12 @@ Napi::Value write_qcow2(const Napi::CallbackInfo& info) {
     p.backing_format = o.string("backingFormat");
     if (p.backing_format != "raw" && p.backing_format != "qcow2") o.invalid("backingFormat", "must be 'raw' or 'qcow2'");
   }
+  if (o.has("compressionType")) {
+    const std::string c = o.string("compressionType");
+    if (c != "zlib" && c != "zstd") o.invalid("compressionType", "must be 'zlib' or 'zstd'");
+    if (c == "zstd" && p.version < 3) o.invalid("compressionType", "zstd needs version 3");
+    p.compression_type = c == "zstd" ? qcow2::kCompressionZstd : qcow2::kCompressionZlib;
+  }
   if (o.has("replace")) p.replace = o.string("replace");
   p.threads = o.threads();
   Napi::Function on_progress = o.function("onProgress");
@@ -76,6 +82,7 @@ Napi::Value qcow2_header(const Napi::CallbackInfo& info) {
     o.Set("clusterBits", h.cluster_bits);
     o.Set("sizeBytes", static_cast<double>(h.size));
     o.Set("internalSnapshots", h.nb_snapshots);
+    o.Set("bitmaps", h.nb_bitmaps);
     o.Set("extendedL2", h.extended_l2());
     o.Set("dirty", (h.incompatible & 1) != 0);
     o.Set("compressionType", h.compression_type == 0 ? "zlib" : "zstd");

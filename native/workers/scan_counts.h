@@ -14,6 +14,7 @@ void set_scan_counts(Napi::Env env, Napi::Object o, const Result& r) {
   o.Set("blocksWritten", static_cast<double>(r.blocks_written));
   o.Set("bytesWritten", static_cast<double>(r.bytes_written));
   o.Set("repairedDigests", Napi::Buffer<uint8_t>::Copy(env, r.repaired_digests.data(), r.repaired_digests.size()));
+  o.Set("writtenDigests", Napi::Buffer<uint8_t>::Copy(env, r.written_digests.data(), r.written_digests.size()));
 }
 
 }  // namespace blocksnap::js

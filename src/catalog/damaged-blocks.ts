@@ -1,7 +1,9 @@
 /**
  * Stored blocks known to be damaged (database `damaged`, schema.ts): a block file whose payload or
- * header was found wrong by `store verify` or by a reader (DigestMismatch, BlockCorrupt). Such a
- * file has the right size, so a scan would take it for present and reuse it; the digests listed
+ * header was found wrong, or that is missing, by `store verify` or by a reader (DigestMismatch,
+ * BlockCorrupt, BlockMissing). A damaged file has the right size, so a scan would take it for
+ * present and reuse it; a scan does not look up a block equal to the parent's at all, so it would
+ * reference a missing one as it is. The digests listed
  * here are instead written again by the next snapshot or import that produces the block from good
  * bytes (native BlockWriter::set_damaged, store/block-io.ts writeBlock `repair`), and the commit
  * of that snapshot removes them. A digest also leaves the list when `store verify` finds its file
@@ -13,7 +15,11 @@ import type { Catalog } from './catalog';
 import { DAMAGED_DB } from './schema';
 import { DIGEST_SIZE } from '../store/format';
 
-export type DamageReason = 'digest-mismatch' | 'corrupt-header';
+/**
+ * `missing` came later than the others: a version that does not know it still rewrites the block
+ * (it uses only the key), so the table needs no new schema version.
+ */
+export type DamageReason = 'digest-mismatch' | 'corrupt-header' | 'missing';
 
 export interface DamagedBlockRecord {
   reason: DamageReason;

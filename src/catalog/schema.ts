@@ -19,7 +19,8 @@
  *              credentials file's path, never its secrets; key "\u0000host" -> this data dir's
  *              host id, named in the leases it takes on shared buckets. Added like the three above.
  *   damaged    digest (32 bytes) -> DamagedBlockRecord (damaged-blocks.ts): stored blocks found
- *              damaged (store verify, or a reader's DigestMismatch / BlockCorrupt), which the next
+ *              damaged or missing (store verify, or a reader's DigestMismatch / BlockCorrupt /
+ *              BlockMissing), which the next
  *              snapshot or import that produces the block writes again. Added like `remotes`: a
  *              new database an older version never opens (it would only miss the repairs).
  *

@@ -1,6 +1,7 @@
 /** Parsers of the compact argument forms of the policy, group and tag commands, and checks of option pairs. */
 import { InvalidArgumentError, type Command } from 'commander';
 import { BlocksnapError } from '../errors';
+import { validateTagKey } from '../engine/tags';
 
 /** "2,14", "0-23", "1-5,7" → sorted distinct integers within [min, max]. */
 export function parseIntegerList(text: string, min: number, max: number): number[] {
@@ -26,13 +27,21 @@ export function integerOption(min: number, max = Number.MAX_SAFE_INTEGER): (text
   };
 }
 
-/** "k=v" arguments → a tag map (the value may be empty and may contain "="). */
+/**
+ * "k=v" arguments → a tag map (the value may be empty and may contain "="). Keys are checked here,
+ * before connecting: on a plain object `__proto__=x` would vanish without a word, and the wire
+ * codec renames that key, so the daemon could not name it in its refusal. A key given twice is
+ * refused too: keeping only the last would drop the other without a word (for `list --tag`, one
+ * of two conditions that were both to hold).
+ */
 export function parseTags(pairs: string[]): Record<string, string> {
-  const out: Record<string, string> = {};
+  const out: Record<string, string> = Object.create(null) as Record<string, string>;
   for (const p of pairs) {
     const i = p.indexOf('=');
     if (i <= 0) throw new InvalidArgumentError(`tag ${JSON.stringify(p)} must have the form key=value`);
-    out[p.slice(0, i)] = p.slice(i + 1);
+    const key = validateTagKey(p.slice(0, i));
+    if (Object.hasOwn(out, key)) throw new BlocksnapError('InvalidArgument', `tag key ${key} is given more than once`);
+    out[key] = p.slice(i + 1);
   }
   return out;
 }

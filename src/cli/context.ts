@@ -66,9 +66,12 @@ function commandPath(cmd: Command): string {
 
 /** Adds --no-wait and --detach-on-interrupt to a command that runs a job. */
 export function jobOptions(cmd: Command): Command {
-  return clientOptions(cmd)
-    .option('--no-wait', 'print the started job and return at once')
-    .option('--detach-on-interrupt', 'on Ctrl-C without a terminal, leave the job running instead of cancelling it');
+  return detachOption(clientOptions(cmd).option('--no-wait', 'print the started job and return at once'));
+}
+
+/** Adds --detach-on-interrupt to a command that waits for the job(s) it starts. */
+export function detachOption(cmd: Command, what = 'the job'): Command {
+  return cmd.option('--detach-on-interrupt', `on Ctrl-C without a terminal, leave ${what} running instead of cancelling ${what === 'the job' ? 'it' : 'them'}`);
 }
 
 /** Connects, runs `fn`, disconnects. */

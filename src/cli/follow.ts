@@ -9,6 +9,7 @@
 import { createInterface, type Interface } from 'node:readline';
 import { BlocksnapError, type ErrorCode } from '../errors';
 import type { DaemonClient } from '../daemon/client';
+import type { ProgressEvent } from '../daemon/protocol/messages';
 import type { Job } from '../engine/types';
 import { EXIT } from './exit-status';
 import { reportError } from './output';
@@ -40,15 +41,20 @@ export function noteEarlyInterrupt(): { interrupted: () => boolean; dispose: () 
   return { interrupted: () => seen, dispose: () => { process.off('SIGINT', onInterrupt); } };
 }
 
-/** The wait ended because of Ctrl-C: the job was cancelled, or left running (detached). */
+/** The wait ended because of Ctrl-C: the job(s) were cancelled, or left running (detached). */
 export class InterruptedWait extends Error {
-  readonly job: Job;
+  readonly jobs: Job[];
   readonly cancelled: boolean;
 
-  constructor(job: Job, cancelled: boolean) {
-    super(cancelled ? `job ${job.id} was cancelled` : `detached from job ${job.id}; it keeps running in the daemon`);
+  /** `message` replaces the default one, which names the jobs only. */
+  constructor(jobs: Job | Job[], cancelled: boolean, message?: string) {
+    const list = Array.isArray(jobs) ? jobs : [jobs];
+    const ids = list.map((j) => j.id).join(', ');
+    super(message ?? (list.length === 1
+      ? (cancelled ? `job ${ids} was cancelled` : `detached from job ${ids}; it keeps running in the daemon`)
+      : (cancelled ? `jobs ${ids} were cancelled` : `detached from jobs ${ids || '(none started yet)'}; they keep running in the daemon`)));
     this.name = 'InterruptedWait';
-    this.job = job;
+    this.jobs = list;
     this.cancelled = cancelled;
   }
 }
@@ -58,11 +64,13 @@ export class InterruptedWait extends Error {
  * (130). `to` takes the JSON, as reportError's does; human text goes to stderr.
  */
 export function reportInterrupted(err: InterruptedWait, json: boolean, to: NodeJS.WritableStream = process.stdout): number {
+  const one = err.jobs.length === 1 ? err.jobs[0]! : null;
   if (json) {
     if (err.cancelled) reportError(new BlocksnapError('Cancelled', err.message), true, to);
-    else to.write(`${JSON.stringify(err.job, null, 2)}\n`);
+    else to.write(`${JSON.stringify(one ?? err.jobs, null, 2)}\n`);
   } else {
-    process.stderr.write(`blocksnap: ${err.message}${err.cancelled ? '' : `; see: blocksnap job show ${err.job.id}`}\n`);
+    const see = one !== null ? `blocksnap job show ${one.id}` : 'blocksnap job list';
+    process.stderr.write(`blocksnap: ${err.message}${err.cancelled ? '' : `; see: ${see}`}\n`);
   }
   return EXIT.interrupted;
 }
@@ -78,8 +86,96 @@ type Answer = 'cancel' | 'detach' | 'wait';
 
 /** The question Ctrl-C asks on a terminal. */
 export function interruptQuestion(jobId: string, cancelNote?: string): string {
+  return question(`Job ${jobId} is`, cancelNote);
+}
+
+function question(subject: string, cancelNote?: string): string {
   const note = cancelNote === undefined ? '' : `\n${cancelNote}\n`;
-  return `\nJob ${jobId} is still running.${note ? note : ' '}[c]ancel it, [d]etach and leave it running, or keep [w]aiting? [w] `;
+  return `\n${subject} still running.${note ? note : ' '}[c]ancel it, [d]etach and leave it running, or keep [w]aiting? [w] `;
+}
+
+interface InterruptOptions {
+  interactive: boolean;
+  detachOnInterrupt: boolean;
+  cancelNote?: string | undefined;
+  bar: ProgressBar | null;
+  /** The question's subject ("Job j-… is"). */
+  subject: string;
+  /** Said when cancelling ("job j-…"). */
+  cancelling: () => string;
+  /** The jobs to cancel: those known to be running. */
+  running: () => Job[];
+}
+
+/**
+ * The answer to Ctrl-C while jobs run, for one job (followJob) or the jobs a call starts
+ * (followCall): ask on a terminal, else cancel or, with --detach-on-interrupt, detach; a second
+ * Ctrl-C while a cancel is pending stops waiting.
+ */
+class InterruptWatch {
+  cancelRequested = false;
+  readonly detached: Promise<'detached'>;
+  private prompt: Interface | null = null;
+  private stopWaiting!: () => void;
+
+  constructor(private readonly client: DaemonClient, private readonly o: InterruptOptions) {
+    this.detached = new Promise<'detached'>((resolve) => {
+      this.stopWaiting = () => resolve('detached');
+    });
+    process.on('SIGINT', this.onInterrupt);
+  }
+
+  get prompting(): boolean { return this.prompt !== null; }
+
+  readonly onInterrupt = (): void => {
+    if (this.prompt !== null) return;
+    if (this.cancelRequested) this.stopWaiting();
+    else if (this.o.interactive) this.ask();
+    else if (this.o.detachOnInterrupt) this.stopWaiting();
+    else this.cancel();
+  };
+
+  /** A job that starts after the cancel was asked for is cancelled as it shows up. */
+  joined(job: Job): void {
+    if (this.cancelRequested && job.state === 'running') this.cancelJob(job);
+  }
+
+  dispose(): void {
+    process.off('SIGINT', this.onInterrupt);
+    this.prompt?.close();
+    this.prompt = null;
+  }
+
+  private cancel(): void {
+    this.cancelRequested = true;
+    // Asked, the note was in the question; cancelled without asking, it is said now.
+    if (!this.o.interactive && this.o.cancelNote !== undefined) process.stderr.write(`${this.o.cancelNote}\n`);
+    process.stderr.write(`Cancelling ${this.o.cancelling()}; press Ctrl-C again to stop waiting for it.\n`);
+    for (const j of this.o.running()) this.cancelJob(j);
+  }
+
+  private cancelJob(job: Job): void {
+    this.client.call('job.cancel', { job: job.id }).catch(() => undefined);
+  }
+
+  private ask(): void {
+    this.o.bar?.clear();
+    const prompt = createInterface({ input: process.stdin, output: process.stderr });
+    this.prompt = prompt;
+    const done = (answer: Answer): void => {
+      prompt.close();
+      this.prompt = null;
+      if (answer === 'cancel') this.cancel();
+      else if (answer === 'detach') this.stopWaiting();
+      else this.o.bar?.redraw();
+    };
+    // Ctrl-C at the prompt means "let me go": detach, which loses no work.
+    prompt.on('SIGINT', () => done('detach'));
+    prompt.question(question(this.o.subject, this.o.cancelNote), (a) => {
+      const t = a.trim().toLowerCase();
+      done(t.startsWith('c') ? 'cancel' : t.startsWith('d') ? 'detach' : 'wait');
+    });
+  }
 }
 
 /** Waits for `job` to end; returns it when it succeeded, throws its error otherwise. */
@@ -88,62 +184,76 @@ export async function followJob(client: DaemonClient, job: Job, o: FollowOptions
   const interactive = o.interactive ?? (process.stdin.isTTY === true && process.stderr.isTTY === true);
   const bar = showProgress ? new ProgressBar(process.stderr, o.label) : null;
   let latest = job;
-  let prompt: Interface | null = null;
-  let cancelRequested = false;
-  let stopWaiting!: () => void;
-  const detached = new Promise<'detached'>((resolve) => {
-    stopWaiting = () => resolve('detached');
+  const watch = new InterruptWatch(client, {
+    interactive, detachOnInterrupt: o.detachOnInterrupt, cancelNote: o.cancelNote, bar,
+    subject: `Job ${job.id} is`, cancelling: () => `job ${job.id}`, running: () => [job],
   });
-
-  const cancel = (): void => {
-    cancelRequested = true;
-    // Asked, the note was in the question; cancelled without asking, it is said now.
-    if (!interactive && o.cancelNote !== undefined) process.stderr.write(`${o.cancelNote}\n`);
-    process.stderr.write(`Cancelling job ${job.id}; press Ctrl-C again to stop waiting for it.\n`);
-    client.call('job.cancel', { job: job.id }).catch(() => undefined);
-  };
-  const ask = (): void => {
-    bar?.clear();
-    prompt = createInterface({ input: process.stdin, output: process.stderr });
-    const done = (answer: Answer): void => {
-      prompt?.close();
-      prompt = null;
-      if (answer === 'cancel') cancel();
-      else if (answer === 'detach') stopWaiting();
-      else bar?.redraw();
-    };
-    // Ctrl-C at the prompt means "let me go": detach, which loses no work.
-    prompt.on('SIGINT', () => done('detach'));
-    prompt.question(interruptQuestion(job.id, o.cancelNote), (a) => {
-      const t = a.trim().toLowerCase();
-      done(t.startsWith('c') ? 'cancel' : t.startsWith('d') ? 'detach' : 'wait');
-    });
-  };
-  const onInterrupt = (): void => {
-    if (prompt !== null) return;
-    if (cancelRequested) stopWaiting();
-    else if (interactive) ask();
-    else if (o.detachOnInterrupt) stopWaiting();
-    else cancel();
-  };
-
-  process.on('SIGINT', onInterrupt);
-  if (o.interruptedBefore?.() === true) onInterrupt();
+  if (o.interruptedBefore?.() === true) watch.onInterrupt();
   try {
     const outcome = await Promise.race([
       client.waitJob(job.id, (j) => {
         latest = j;
-        if (prompt === null) bar?.update(j.doneBytes, j.totalBytes, Date.now(), j.progressUnit);
+        if (!watch.prompting) bar?.update(j.doneBytes, j.totalBytes, Date.now(), j.progressUnit);
       }),
-      detached,
+      watch.detached,
     ]);
     if (outcome === 'detached') throw new InterruptedWait(latest, false);
     if (outcome.state === 'succeeded') return outcome;
-    if (cancelRequested && outcome.state === 'cancelled') throw new InterruptedWait(outcome, true);
+    if (watch.cancelRequested && outcome.state === 'cancelled') throw new InterruptedWait(outcome, true);
     throw jobError(outcome);
   } finally {
-    process.off('SIGINT', onInterrupt);
-    (prompt as Interface | null)?.close();
+    watch.dispose();
+    bar?.clear();
+  }
+}
+
+/** How a call followed by followCall ended. */
+export interface FollowedCall<T> {
+  result: T;
+  /** Every job the call started, as it ended. */
+  jobs: Job[];
+  /** Ctrl-C asked for its jobs to be cancelled (some may have ended before the cancel landed). */
+  cancelRequested: boolean;
+}
+
+/**
+ * Makes a call that starts several jobs and answers once they all ended (group.create and
+ * group.rollback with wait, policy.run), answering Ctrl-C as followJob does for all of them. The
+ * daemon sends each job as it starts (CallContext.announce): that is how their ids are known
+ * before the answer. Throws InterruptedWait when detached; a cancel is left to the caller to
+ * report, as only it knows what the cancelled jobs left behind.
+ */
+export async function followCall<T>(client: DaemonClient, method: string, params: Record<string, unknown>, o: FollowOptions): Promise<FollowedCall<T>> {
+  const showProgress = o.showProgress ?? process.stderr.isTTY === true;
+  const interactive = o.interactive ?? (process.stdin.isTTY === true && process.stderr.isTTY === true);
+  const bar = showProgress ? new ProgressBar(process.stderr, o.label) : null;
+  const jobs = new Map<string, Job>();
+  const ids = (): string => [...jobs.keys()].join(', ');
+  const watch = new InterruptWatch(client, {
+    interactive, detachOnInterrupt: o.detachOnInterrupt, cancelNote: o.cancelNote, bar,
+    subject: `${o.label} is`,
+    cancelling: () => `${o.label} (${jobs.size === 0 ? 'its jobs as they start' : `job${jobs.size === 1 ? '' : 's'} ${ids()}`})`,
+    running: () => [...jobs.values()].filter((j) => j.state === 'running'),
+  });
+  const onProgress = (ev: ProgressEvent): void => {
+    const known = jobs.has(ev.jobId);
+    jobs.set(ev.jobId, ev.job);
+    if (!known) watch.joined(ev.job);
+    if (watch.prompting || bar === null) return;
+    let done = 0;
+    let total = 0;
+    for (const j of jobs.values()) { done += j.doneBytes; total += j.totalBytes; }
+    bar.update(done, total, Date.now(), ev.job.progressUnit);
+  };
+  client.on('progress', onProgress);
+  if (o.interruptedBefore?.() === true) watch.onInterrupt();
+  try {
+    const outcome = await Promise.race([client.call<T>(method, params), watch.detached]);
+    if (outcome === 'detached') throw new InterruptedWait([...jobs.values()], false, `detached from ${o.label}; ${jobs.size === 0 ? 'the jobs it started keep' : `job${jobs.size === 1 ? '' : 's'} ${ids()} keep${jobs.size === 1 ? 's' : ''}`} running in the daemon`);
+    return { result: outcome, jobs: [...jobs.values()], cancelRequested: watch.cancelRequested };
+  } finally {
+    client.off('progress', onProgress);
+    watch.dispose();
     bar?.clear();
   }
 }

@@ -43,9 +43,12 @@ export async function exportToStream(
   client.on('data', onData);
   const early = noteEarlyInterrupt();
   try {
-    const job = await client.call<Job>('snapshot.export', { ...params, stream: STREAM_ID, wait: false });
     let done: Job;
     try {
+      // stdout can fail before the daemon has answered (a full disk takes the first chunk's
+      // write): fail() then closes the connection under this call, and what the operator must
+      // see is the write's error, not the closed connection it caused.
+      const job = await client.call<Job>('snapshot.export', { ...params, stream: STREAM_ID, wait: false });
       // A stream has no one to hand over to: Ctrl-C cancels the job, with no question asked.
       done = await followJob(client, job, { label, detachOnInterrupt: false, interactive: false, interruptedBefore: early.interrupted });
     } catch (err) {

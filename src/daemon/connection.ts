@@ -166,6 +166,10 @@ export class Connection {
         if (n <= 1) this.watched.delete(jobId);
         else this.watched.set(jobId, n - 1);
       },
+      announce: (job) => {
+        this.watched.set(job.id, (this.watched.get(job.id) ?? 0) + 1);
+        this.send({ event: 'progress', jobId: job.id, job }, false);
+      },
     };
     this.closedPromise = new Promise((resolve) => socket.once('close', () => resolve()));
 

@@ -29,6 +29,13 @@ export interface CallContext {
   /** Streams `progress` events of the job to the caller until the job ends or unwatch is called. */
   watch(jobId: string): void;
   unwatch(jobId: string): void;
+  /**
+   * Subscribes the caller to a job a waiting call started and sends the job at once, never
+   * dropped: a call that answers only when its jobs ended (policy.run, group.create, group.rollback
+   * with wait) names them no other way, and its caller needs their ids to cancel them on Ctrl-C.
+   * Absent where no connection stands behind the context (tests of the method table).
+   */
+  announce?(job: Job): void;
   /** The connection's stream channels (snapshot export/import through the socket). */
   readonly channels: StreamChannels;
 }

@@ -65,7 +65,7 @@ export function modelMethods(method: MethodFactory, settle: Settle): Record<stri
     'policy.delete': method({ params: { policy: string }, run: (ctx, p) => ctx.engine.policies.delete(p.policy) }),
     'policy.bind': method({ params: { policy: string, disks: stringList }, run: (ctx, p) => servedPolicy(ctx.engine.policies.bind(p.policy, p.disks)) }),
     'policy.unbind': method({ params: { policy: string, disks: stringList }, run: (ctx, p) => servedPolicy(ctx.engine.policies.unbind(p.policy, p.disks)) }),
-    'policy.run': method({ params: { policy: string }, run: (ctx, p) => ctx.engine.policies.run(p.policy) }),
+    'policy.run': method({ params: { policy: string }, run: (ctx, p) => ctx.engine.policies.run(p.policy, undefined, { started: (j) => ctx.announce?.(j) }) }),
 
     'group.create': method({
       params: { disks: groupDiskList, name: optional(objectName), description: optional(text), wait },
@@ -73,8 +73,10 @@ export function modelMethods(method: MethodFactory, settle: Settle): Record<stri
         const o: { disks: string[]; name?: string; description?: string } = { disks: p.disks };
         if (p.name !== undefined) o.name = p.name;
         if (p.description !== undefined) o.description = p.description;
-        const { group, done } = ctx.engine.groups.create(o);
-        return p.wait === true ? done : group;
+        const { group, jobs, done } = ctx.engine.groups.create(o);
+        if (p.wait !== true) return group;
+        for (const j of jobs) ctx.announce?.(j);
+        return done;
       },
     }),
     'group.list': method({ params: {}, run: (ctx) => ctx.engine.groups.list() }),
@@ -83,6 +85,7 @@ export function modelMethods(method: MethodFactory, settle: Settle): Record<stri
       params: { group: string, force: optional(boolean), wait },
       run: async (ctx, p) => {
         const r = ctx.engine.groups.rollback(p.group, p.force === true ? { force: true } : {});
+        if (p.wait === true) for (const j of r.jobs) ctx.announce?.(j);
         return { ...r, jobs: await Promise.all(r.jobs.map((j) => settle(ctx, j, p.wait))) };
       },
     }),

@@ -2,23 +2,26 @@
  * Repairing damaged blocks (docs/design.md, "Damaged blocks"). A stored block whose file was
  * damaged in place (a flipped payload or header byte) keeps its size, so a scan that produces the
  * block finds it "present" and would reference it as it is: the new snapshot would be committed
- * `available` and be as unrestorable as the old ones. Hashing every present block on every scan
- * to catch this would double the I/O of dedup, so damage is recorded where it is found instead:
+ * `available` and be as unrestorable as the old ones. A block file that is missing fares the same
+ * where the scan finds the block equal to the parent's: that block is never looked up in the
+ * store. Hashing (or even looking up) every such block on every scan to catch this would cost
+ * dedup its point, so damage is recorded where it is found instead:
  *
- * - `store verify` lists the damaged blocks it reports (and forgets listed ones it found intact);
- *   any reader that meets a damaged block file (rollback, clone, NBD reads of a snapshot, a
+ * - `store verify` lists the damaged and missing blocks it reports (and forgets listed ones it
+ *   found intact); any reader that meets a damaged or missing block file (rollback, clone, NBD reads of a snapshot, a
  *   copy-on-write disk's base reads and its volume's background verifier, stream exports,
  *   replication) reports it through store/damage-reports.ts, and it is listed in the catalog
  *   (catalog/damaged-blocks.ts).
  * - A snapshot scan is handed the list: a block that hashes to a listed digest is written again
  *   from the bytes just read, even where it equals the parent's, to tmp/ and renamed over the
- *   damaged file (the native block writer's temp + fsync + rename, the directory fsynced before
- *   the commit). An import does the same for a listed block it downloads.
+ *   damaged file, or into the missing file's place (the native block writer's temp + fsync +
+ *   rename, the directory fsynced before the commit). An import does the same for a listed block
+ *   it downloads.
  * - The commit clears the marks of the blocks rewritten. A listed digest the new snapshot would
  *   reference without having rewritten it (a copy-on-write disk's unwritten block that reads its
  *   base; an incremental import that did not carry it; one found damaged while the scan ran) is
- *   read and checked once more: intact, its mark goes; still damaged, the snapshot fails with the
- *   block's error instead of being committed `available`.
+ *   read and checked once more: intact, its mark goes; still damaged or still missing, the
+ *   snapshot fails with the block's error instead of being committed `available`.
  */
 import { BlocksnapError, type ErrorCode } from '../errors';
 import type { Catalog } from '../catalog/catalog';
@@ -34,7 +37,10 @@ export interface BlockRepairInternals {
   readonly threads: number | undefined;
 }
 
-const REASON_OF: Record<DamageCode, DamageReason> = { DigestMismatch: 'digest-mismatch', BlockCorrupt: 'corrupt-header' };
+const REASON_OF: Record<DamageCode, DamageReason> = { DigestMismatch: 'digest-mismatch', BlockCorrupt: 'corrupt-header', BlockMissing: 'missing' };
+
+/** An io-error says nothing about the file's content: a block is listed for what can be repaired. */
+const REPAIRABLE: ReadonlySet<VerifyProblem['reason']> = new Set<DamageReason>(['digest-mismatch', 'corrupt-header', 'missing']);
 
 const CODE_OF: Record<VerifyProblem['reason'], ErrorCode> = {
   'digest-mismatch': 'DigestMismatch', 'corrupt-header': 'BlockCorrupt', missing: 'BlockMissing', 'io-error': 'IOError',
@@ -79,10 +85,10 @@ export class BlockRepair {
     try {
       const at = Date.now();
       this.x.catalog.txn(() => { for (const [hex, reason] of list) this.damaged.mark(Buffer.from(hex, 'hex'), reason, 'read', at); });
-      this.x.log.warn({ digests: list.map(([hex]) => hex) },
-        'damaged block found by a read: recorded; the next snapshot or import that produces the block writes it again');
+      this.x.log.warn({ blocks: list.map(([hex, reason]) => ({ digest: hex, reason })) },
+        'damaged or missing block found by a read: recorded; the next snapshot or import that produces the block writes it again');
     } catch (err) {
-      this.x.log.error({ err, digests: list.map(([hex]) => hex) }, 'could not record a damaged block; store verify records it');
+      this.x.log.error({ err, digests: list.map(([hex]) => hex) }, 'could not record a damaged or missing block; store verify records it');
     }
   }
 
@@ -111,9 +117,9 @@ export class BlockRepair {
     if (intact.length > 0) this.forgetIntact(intact, startedAt);
     const p = r.problems[0];
     if (p === undefined) return;
-    const more = r.problems.length > 1 ? ` (and ${r.problems.length - 1} more damaged block${r.problems.length > 2 ? 's' : ''})` : '';
+    const more = r.problems.length > 1 ? ` (and ${r.problems.length - 1} more damaged or missing block${r.problems.length > 2 ? 's' : ''})` : '';
     throw new BlocksnapError(CODE_OF[p.reason],
-      `block ${p.digest} is damaged in the store (${p.message})${more} and this snapshot would reference it without having written it again: ${hint}`,
+      `block ${p.digest} is ${p.reason === 'missing' ? 'missing from' : 'damaged in'} the store (${p.message})${more} and this snapshot would reference it without having written it again: ${hint}`,
       { digest: p.digest, damagedBlocks: r.problems.map((q) => q.digest) });
   }
 
@@ -128,8 +134,9 @@ export class BlockRepair {
     const late = this.damaged.inView(view, done);
     if (late.length === 0) return;
     const hex = late[0]!.toString('hex');
-    throw new BlocksnapError('DigestMismatch',
-      `block ${hex} was found damaged in the store while this snapshot ran, and the snapshot would reference it without having written it again: ${hint}`,
+    const reason = this.damaged.get(late[0]!)?.reason ?? 'digest-mismatch';
+    throw new BlocksnapError(CODE_OF[reason],
+      `block ${hex} was found ${reason === 'missing' ? 'missing from' : 'damaged in'} the store while this snapshot ran, and the snapshot would reference it without having written it again: ${hint}`,
       { digest: hex, damagedBlocks: late.map((d) => d.toString('hex')) });
   }
 
@@ -138,7 +145,9 @@ export class BlockRepair {
    * found damaged, and forgets listed digests it checked and found intact, unless they were
    * found damaged again since it started. `seenDamaged`: what its first pass found wrong, checked
    * again only while still referenced; one no longer referenced by then is still damaged on
-   * disk (the sweep may not have run) and keeps its mark. Returns how many blocks are listed.
+   * disk (the sweep may not have run) and keeps its mark. A missing one that nothing references
+   * any more goes: no snapshot needs it, and a scan that produces it finds no file and writes it
+   * anyway. Returns how many blocks are listed.
    */
   afterVerify(problems: VerifyProblem[], checked: Buffer, startedAt: number, seenDamaged: Iterable<string>): number {
     return this.x.catalog.txn(() => {
@@ -146,10 +155,11 @@ export class BlockRepair {
       const wrong = new Set<string>(seenDamaged);
       for (const p of problems) {
         wrong.add(p.digest);
-        if (p.reason === 'digest-mismatch' || p.reason === 'corrupt-header') this.damaged.mark(Buffer.from(p.digest, 'hex'), p.reason, 'verify', now);
+        if (REPAIRABLE.has(p.reason)) this.damaged.mark(Buffer.from(p.digest, 'hex'), p.reason as DamageReason, 'verify', now);
       }
       for (const { digest, record } of this.damaged.all()) {
-        if (record.at < startedAt && !wrong.has(digest.toString('hex')) && viewHolds(checked, digest)) this.damaged.clear(digest);
+        if (record.at >= startedAt || wrong.has(digest.toString('hex'))) continue;
+        if (viewHolds(checked, digest) || (record.reason === 'missing' && !this.x.catalog.isReferenced(digest))) this.damaged.clear(digest);
       }
       return this.damaged.count();
     });

@@ -16,6 +16,7 @@ import type { Catalog } from '../catalog/catalog';
 import type { DiskRecord, SnapshotRecord } from '../catalog/records';
 import { commitDelta, readView } from '../catalog/block-map';
 import { DIGEST_SIZE } from '../store/format';
+import { withWrittenDigests } from '../native';
 import type { CowVolumes } from './cow-volumes';
 import type { ExportInfo, Exports } from './exports';
 import type { JobControl } from './jobs';
@@ -73,6 +74,7 @@ export class CowDisks {
       const { frozen, at, flushMs, pauseMs } = await this.x.volumes.freeze(open, disk.id);
       const tFrozen = performance.now();
       const releaseStore = await this.x.storeLock.acquireShared();
+      let written: Buffer | undefined;
       try {
         const cow = this.x.catalog.getDisk(disk.id)!.cow!;
         const base = this.x.catalog.getSnapshot(cow.baseSnapshotId)!;
@@ -83,13 +85,14 @@ export class CowDisks {
           // Progress in bytes, as every snapshot job reports it (the volume counts blocks).
           onProgress: (d, t) => ctl.progress(d * this.x.blockSize, t * this.x.blockSize), signal: ctl.signal,
         });
+        written = scan.writtenDigests;
         const tScanned = performance.now();
         blocks.forEach((b, i) => scan.digests.copy(digests, b * DIGEST_SIZE, i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE));
         // The blocks not written since the base keep its digests unread: one listed as damaged
         // there is checked again, and fails the snapshot if it still is (block-repair.ts).
         const repaired = hexDigests(scan.repairedDigests);
         const hint = `copy-on-write disk ${disk.name} reads that block from its base wherever it was not written, so its content there is ` +
-          'damaged too; snapshot a disk whose image holds the block\'s good content (or import a snapshot that carries it), which writes it again, then retry';
+          'damaged or missing too; snapshot a disk whose image holds the block\'s good content (or import a snapshot that carries it), which writes it again, then retry';
         await this.x.repair.checkBeforeCommit(digests, repaired, hint, ctl.signal);
         const dropped = cow.layers.slice(0, frozen);
         const done = this.x.catalog.txn(() => {
@@ -121,6 +124,9 @@ export class CowDisks {
           instantMs: ms(t0, tFrozen), flushMs, pauseMs, scanMs: ms(tFrozen, tScanned), commitMs: ms(tScanned, performance.now()),
         }, 'point-in-time snapshot available');
         return done;
+      } catch (err) {
+        // The engine frees the blocks the scan stored, as after a failed scan (failSnapshot).
+        throw written ? withWrittenDigests(err, written) : err;
       } finally {
         releaseStore();
       }

@@ -16,8 +16,8 @@ import { Catalog } from '../catalog/catalog';
 import type { DiskRecord, SnapshotRecord } from '../catalog/records';
 import { commitDelta, distinctBlocks, readView, removeFromChain, uniqueBytes } from '../catalog/block-map';
 import { BlockStore } from '../store/block-store';
-import { DEFAULT_BLOCK_SIZE, isValidBlockSize } from '../store/format';
-import { scanImage, lockDataDir, type DataDirLock } from '../native';
+import { DEFAULT_BLOCK_SIZE, DIGEST_SIZE, isValidBlockSize } from '../store/format';
+import { scanImage, lockDataDir, writtenDigestsOf, type DataDirLock } from '../native';
 import {
   checkBackingAsGiven, checkNotInUse, checkRollbackTarget, checkStillRaw, consistencyNow, detectFormat, fileIdentity, imageFormatOf, inspectImage,
 } from './image-access';
@@ -525,6 +525,7 @@ export class Engine extends EventEmitter {
     if (disk.cow) return this.runCowSnapshot(disk, snap, ctl);
     const t0 = performance.now();
     const releaseStore = await this.storeLock.acquireShared();
+    let written: Buffer | undefined;
     try {
       const path = this.revalidateDiskPath(disk);
       const format = imageFormatOf(disk);
@@ -541,6 +542,7 @@ export class Engine extends EventEmitter {
         ...(this.threads ? { threads: this.threads } : {}),
         onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
       });
+      written = scan.writtenDigests;
       const tScanned = performance.now();
       // Every block of the image was hashed, and each listed as damaged was written again: only
       // one found damaged while the scan ran can be left (block-repair.ts).
@@ -568,9 +570,7 @@ export class Engine extends EventEmitter {
       }, 'snapshot available');
       return this.publicSnapshot(done);
     } catch (err) {
-      const e = toBlocksnapError(err);
-      this.failSnapshot(snap.id, e);
-      throw e;
+      throw this.failSnapshot(snap.id, toBlocksnapError(err), written ?? writtenDigestsOf(err));
     } finally {
       releaseStore();
       this.scheduleSweep();
@@ -581,27 +581,53 @@ export class Engine extends EventEmitter {
     try {
       return this.publicSnapshot(await this.cow.snapshot(disk, snap, ctl));
     } catch (err) {
-      const e = toBlocksnapError(err);
-      this.failSnapshot(snap.id, e);
-      throw e;
+      throw this.failSnapshot(snap.id, toBlocksnapError(err), writtenDigestsOf(err));
     } finally {
       this.scheduleSweep();
     }
   }
 
-  /** A cancelled snapshot disappears; a failed one stays visible as `error` with the reason. */
-  private failSnapshot(id: string, e: BlocksnapError): void {
+  /**
+   * A cancelled snapshot disappears; a failed one stays visible as `error` with the reason. The
+   * blocks its scan stored (`written`) that nothing references go on the free list in the same
+   * transaction, for the sweep its job's end starts: they are invisible to `store stats`, and on
+   * a filesystem a NoSpace filled, they are the space the operator needs back. One another
+   * snapshot committed meanwhile stays (markFree and the sweep both check). Returns the error to
+   * throw: a NoSpace one says what became of that space.
+   */
+  private failSnapshot(id: string, e: BlocksnapError, written?: Buffer): BlocksnapError {
+    const digests: Buffer[] = [];
+    for (let o = 0; written && o < written.length; o += DIGEST_SIZE) digests.push(written.subarray(o, o + DIGEST_SIZE));
+    let freed = 0;
+    let told = e;
     try {
       this.catalog.txn(() => {
+        freed = 0;
+        if (digests.length > 0) this.catalog.freesSpace(); // may use the catalog's reserve on a full filesystem
+        for (const d of digests) {
+          if (this.catalog.isReferenced(d)) continue;
+          this.catalog.markFree(d);
+          freed++;
+        }
+        told = e.code === 'NoSpace' && freed > 0
+          ? new BlocksnapError(e.code, `${e.message}; the ${freed} block(s) this snapshot had stored are freed again and unlinked shortly`, e.details)
+          : e;
         const cur = this.catalog.getSnapshot(id);
         if (cur?.status !== 'creating') return;
         if (e.code === 'Cancelled') this.catalog.deleteSnapshotRecord(cur);
-        else this.catalog.putSnapshot({ ...cur, status: 'error', error: { code: e.code, message: e.message } });
+        else this.catalog.putSnapshot({ ...cur, status: 'error', error: { code: told.code, message: told.message } });
       });
     } catch (txnErr) {
-      // Left `creating`, the snapshot becomes `error` at the next start (recover()).
-      this.log.error({ err: txnErr, snapshotId: id }, 'could not record the snapshot failure');
+      // Left `creating`, the snapshot becomes `error` at the next start (recover()); its blocks
+      // stay in the store, unreferenced, until `store gc`.
+      this.log.error({ err: txnErr, snapshotId: id, orphanedBlocks: digests.length }, 'could not record the snapshot failure');
+      if (digests.length === 0) return e;
+      return e.code === 'NoSpace'
+        ? new BlocksnapError(e.code, `${e.message}; the ${digests.length} block(s) this snapshot had stored could not be freed: run blocksnap store gc to give their space back`, e.details)
+        : e;
     }
+    if (freed > 0) this.log.info({ snapshotId: id, freedBlocks: freed }, 'blocks of the failed or cancelled snapshot freed');
+    return told;
   }
 
   listSnapshots(diskRef?: string): Snapshot[] {
@@ -850,8 +876,8 @@ export class Engine extends EventEmitter {
   }
 
   /**
-   * Reclaims every block file no snapshot references (crash leftovers, cancelled snapshots) and
-   * temp files. Holds the store lock exclusively: it waits for running snapshots to commit, and
+   * Reclaims every block file no snapshot references (what a crash mid-snapshot or mid-import
+   * left: a failed or cancelled one frees its own blocks) and temp files. Holds the store lock exclusively: it waits for running snapshots to commit, and
    * snapshots started meanwhile wait for it.
    */
   startGc(): Job {

@@ -51,10 +51,10 @@ export class SnapshotGroups {
   constructor(private readonly engine: Engine, private readonly i: EngineInternals) {}
 
   /**
-   * Checks every disk, then starts every member snapshot. Returns the group as started and a
-   * promise of the group once it is `available` or `error`.
+   * Checks every disk, then starts every member snapshot. Returns the group as started, its
+   * member snapshot jobs, and a promise of the group once it is `available` or `error`.
    */
-  create(o: GroupCreateOptions): { group: Group; done: Promise<Group> } {
+  create(o: GroupCreateOptions): { group: Group; jobs: Job[]; done: Promise<Group> } {
     if (!Array.isArray(o.disks) || o.disks.length === 0 || o.disks.length > GROUP_DISKS_MAX) {
       throw new BlocksnapError('InvalidArgument', `a group takes 1 to ${GROUP_DISKS_MAX} disks`);
     }
@@ -99,7 +99,7 @@ export class SnapshotGroups {
     const done = this.settle(started, jobs);
     // Nobody may wait for it (--no-wait): a failure to even record the outcome must still be seen.
     done.catch((err: unknown) => this.i.log.error({ err, groupId: group.id }, 'could not record the outcome of a group snapshot'));
-    return { group: started, done };
+    return { group: started, jobs, done };
   }
 
   list(): Group[] { return this.i.model.allGroups(); }

@@ -264,15 +264,24 @@ export function rollbackTempPath(path: string): string {
 }
 
 /**
- * Refuses a qcow2 rollback that would drop the file's internal snapshots: the new image is
- * written from the snapshot's content alone, and those snapshots are not part of it.
+ * Refuses a qcow2 rollback that would drop what the file holds besides the guest's content: the
+ * new image is written from the snapshot's content alone. Internal snapshots are not part of it,
+ * nor are persistent dirty bitmaps, whose loss would break without a word the chain of
+ * incremental backups (libvirt's, QEMU's) that starts from them.
  */
-export function checkQcow2Rollback(path: string, info: Pick<Qcow2Header, 'internalSnapshots'>): void {
+export function checkQcow2Rollback(path: string, info: Pick<Qcow2Header, 'internalSnapshots' | 'bitmaps'>): void {
   if (info.internalSnapshots > 0) {
     throw new BlocksnapError('ImageHasInternalSnapshots',
       `${path} holds ${info.internalSnapshots} internal qcow2 snapshot(s) (qemu-img snapshot -l) that rolling back would drop; ` +
       'delete them with qemu-img snapshot -d, or clone the snapshot to a new image instead',
       { path, internalSnapshots: info.internalSnapshots });
+  }
+  if (info.bitmaps > 0) {
+    throw new BlocksnapError('ImageHasBitmaps',
+      `${path} holds ${info.bitmaps} persistent dirty bitmap(s) (qemu-img info lists them) that rolling back would drop, ` +
+      'breaking the incremental backups that rely on them; remove each with ' +
+      `qemu-img bitmap --remove ${path} NAME (the next backup must then be a full one), or clone the snapshot to a new image instead`,
+      { path, bitmaps: info.bitmaps });
   }
 }
 
@@ -281,7 +290,7 @@ export function checkQcow2Rollback(path: string, info: Pick<Qcow2Header, 'intern
  * fails after that leaves the disk refusing snapshots until it is rerun, and a rerun would fail
  * the same way. The daemon must be allowed to write the image: a raw rollback writes it in place,
  * and a qcow2 rollback, which renames a new image over it, must not replace a file its owner
- * made read-only. A qcow2 image must hold no internal snapshots, and its new image must be able
+ * made read-only. A qcow2 image must hold no internal snapshots nor persistent bitmaps, and its new image must be able
  * to take the disk file's owner, mode and extended attributes (tried on a scratch file): the
  * rollback copies them only once the whole image is written, and refuses then if one cannot be
  * set, so that a rollback never changes who may access the disk. Given `space`, the new image

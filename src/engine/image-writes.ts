@@ -6,10 +6,10 @@
  * - qcow2 rollback: a fresh qcow2 beside the image, renamed over it once complete and durable.
  *   The image is never half old, half new, whatever the crash point: before the rename it is
  *   the old image, after it the new one, and the engine's journal (pendingRollback) makes a
- *   rerun write it again. The new image keeps the old one's cluster size, compat level (v2/v3)
- *   and backing file name and format; it holds the snapshot's full content, so it reads the same
- *   whatever the backing file holds now. Space: up to the snapshot's allocated bytes beside the
- *   old image until the rename. QEMU's locks are held on both files throughout.
+ *   rerun write it again. The new image keeps the old one's cluster size, compat level (v2/v3),
+ *   compression type and backing file name and format; it holds the snapshot's full content, so
+ *   it reads the same whatever the backing file holds now. Space: up to the snapshot's allocated
+ *   bytes beside the old image until the rename. QEMU's locks are held on both files throughout.
  * - qcow2 clone: a fresh v3 image with 64 KiB clusters and no backing file.
  *
  * The new image of a qcow2 rollback has no name while it is written (O_TMPFILE, like every file
@@ -60,7 +60,7 @@ function zeroBlocks(digests: Buffer): number {
 
 /**
  * `qcow2`: a qcow2 image as inspectImage read it, just before the rollback was journaled: the
- * new image takes its cluster size, version, backing name and backing format.
+ * new image takes its cluster size, version, compression type, backing name and backing format.
  */
 export async function rollbackImage(path: string, format: ImageFormat, w: ContentWrite, qcow2: Qcow2Info | null = null): Promise<RollbackWrite> {
   const common = { storeDir: w.storeDir, blockSize: w.blockSize, sizeBytes: w.sizeBytes, digests: w.digests, onProgress: w.onProgress, signal: w.signal };
@@ -85,6 +85,7 @@ export async function rollbackImage(path: string, format: ImageFormat, w: Conten
   checkQcow2Rollback(path, info);
   const r = await writeQcow2({
     ...common, imagePath: rollbackTempPath(path), ...(w.threads ? { threads: w.threads } : {}), replace: path, clusterBits: info.clusterBits, version: info.version,
+    compressionType: info.compressionType,
     ...(info.backingFile !== null && info.backingFormat !== null ? { backing: { file: info.backingFile, format: info.backingFormat } } : {}),
   });
   return { blocksWritten: r.blocksWritten, bytesWritten: r.bytesWritten, holesPunched: 0, blocksUnchanged: zeroBlocks(w.digests) };

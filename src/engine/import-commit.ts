@@ -40,7 +40,12 @@ export function checkImportable(x: OffsiteInternals, s: ImportedSnapshot, disk: 
   if (!looksLikeId('s', s.id)) throw new BlocksnapError('InvalidArgument', `incoming snapshot id ${JSON.stringify(s.id)} is not a snapshot id`);
   if (x.catalog.getSnapshot(s.id)) throw new BlocksnapError('SnapshotExists', `snapshot ${s.id} is already in this catalog`, { snapshotId: s.id });
   if (s.blockSize !== x.catalog.blockSize) {
-    throw new BlocksnapError('InvalidArgument', `snapshot ${s.id} has ${s.blockSize}-byte blocks; this store uses ${x.catalog.blockSize}-byte blocks`);
+    // Not a usage error: no command line imports it here. A store keeps the block size it was
+    // created with, and digests of blocks of another size name nothing this store could hold.
+    throw new BlocksnapError('BlockSizeMismatch',
+      `snapshot ${s.id} has ${s.blockSize}-byte blocks; this store uses ${x.catalog.blockSize}-byte blocks and keeps them for good: ` +
+      `only a store created with ${s.blockSize}-byte blocks (config file blockSize ${s.blockSize}, in a new data directory) can import it`,
+      { blockSize: s.blockSize, storeBlockSize: x.catalog.blockSize });
   }
   const type = importedType(s);
   const limit = x.quota()[type];

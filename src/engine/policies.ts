@@ -199,12 +199,15 @@ export class Policies {
   /**
    * Runs the policy now on every bound disk, in parallel: a snapshot each, then retention. A busy
    * disk is reported (DiskBusy) rather than waited for: the caller decides whether to retry.
+   * `started` is told each snapshot job as it starts, before any ends.
    */
-  async run(ref: string, now: Date = this.i.now()): Promise<PolicyRunResult> {
+  async run(ref: string, now: Date = this.i.now(), o: { started?: (job: Job) => void } = {}): Promise<PolicyRunResult> {
     const p = this.resolve(ref);
     const runs = this.liveBindings(p.id).map((b) => {
       try {
-        return this.startRun(p.id, b.diskId, now, now).done;
+        const r = this.startRun(p.id, b.diskId, now, now);
+        o.started?.(r.job);
+        return r.done;
       } catch (err) {
         const e = this.event(now, now, b.diskId, 'failed', null, [], err);
         this.i.model.txn(() => this.i.model.appendPolicyEvent(p.id, e));

@@ -67,7 +67,7 @@ export async function verifyStore(x: StoreMaintenanceInternals, ctl: JobControl)
 }
 
 /**
- * Reclaims every block file no snapshot references (crash leftovers, cancelled snapshots) and
+ * Reclaims every block file no snapshot references (crash leftovers: a failed or cancelled snapshot frees its own) and
  * temp files. Holds the store lock exclusively: it waits for running snapshots to commit, and
  * snapshots started meanwhile wait for it.
  */

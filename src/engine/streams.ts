@@ -47,12 +47,39 @@ export type InChannel = ByteSource & StreamChannel;
 export class SnapshotStreams {
   constructor(private readonly x: OffsiteInternals) {}
 
+  /**
+   * The base of an incremental export: a snapshot of the same disk, whether named or given by id.
+   * A name only another disk's snapshots have resolves to that snapshot as its id would, so that
+   * both are refused alike, saying whose it is, where "no snapshot" sent the user looking for a
+   * typo in a name `snapshot show` finds.
+   */
+  private resolveBase(ref: string, snap: SnapshotRecord): SnapshotRecord {
+    let base: SnapshotRecord;
+    try {
+      base = this.x.resolveSnapshot(ref, snap.diskId);
+    } catch (err) {
+      if (!(err instanceof BlocksnapError) || err.code !== 'SnapshotNotFound') throw err;
+      try {
+        base = this.x.resolveSnapshot(ref);
+      } catch {
+        throw err; // no such name anywhere, or one several other disks share: "no snapshot" holds
+      }
+    }
+    if (base.diskId !== snap.diskId) {
+      const diskName = (id: string): string => this.x.catalog.getDisk(id)?.name ?? id;
+      throw new BlocksnapError('SnapshotNotFound',
+        `base ${base.id} (${base.name}) is a snapshot of disk ${diskName(base.diskId)}, not of ${diskName(snap.diskId)}: ` +
+        'the base of an incremental export must be a snapshot of the same disk');
+    }
+    return base;
+  }
+
   /** Exports to a new file at `to` (a path inside an image root), or through a channel. */
   startExport(snapRef: string, to: string | OutChannel, o: { base?: string } = {}): Job {
     this.x.assertOpen();
     const snap = this.x.resolveSnapshot(snapRef);
     requireAvailable(snap);
-    const base = o.base === undefined ? null : this.x.resolveSnapshot(o.base, snap.diskId);
+    const base = o.base === undefined ? null : this.resolveBase(o.base, snap);
     if (base) requireAvailable(base);
     if (base?.id === snap.id) throw new BlocksnapError('InvalidArgument', 'a snapshot cannot be exported over itself');
     const target = typeof to === 'string' ? resolveNewFile(to, this.x.imageRoots) : null;

@@ -31,16 +31,24 @@ function formatter(timeZone: string): Intl.DateTimeFormat {
 
 const WEEKDAYS: Record<string, number> = { Mon: 1, Tue: 2, Wed: 3, Thu: 4, Fri: 5, Sat: 6, Sun: 7 };
 
-/** Accepts `UTC` and IANA names (`Europe/Berlin`); returns the canonical spelling. */
+/**
+ * Accepts `UTC` and IANA names (`Europe/Berlin`); returns the name as given, in its canonical case
+ * where ICU knows that name itself. ICU resolves some current names to older ones
+ * (`Asia/Kolkata` → `Asia/Calcutta`, `Europe/Kyiv` → `Europe/Kiev`): storing what it resolves to
+ * would show the operator a zone they did not type. Intl accepts the given name for the same
+ * zone, so it keeps working as given.
+ */
 export function validateTimeZone(tz: unknown): string {
   if (typeof tz !== 'string' || tz.length === 0 || tz.length > 64) {
     throw new BlocksnapError('InvalidArgument', `time zone must be an IANA name such as "UTC" or "Europe/Berlin", not ${JSON.stringify(tz)}`);
   }
+  let resolved: string;
   try {
-    return new Intl.DateTimeFormat('en-US', { timeZone: tz }).resolvedOptions().timeZone;
+    resolved = new Intl.DateTimeFormat('en-US', { timeZone: tz }).resolvedOptions().timeZone;
   } catch {
     throw new BlocksnapError('InvalidArgument', `unknown time zone ${JSON.stringify(tz)}: use an IANA name such as "UTC" or "Europe/Berlin"`);
   }
+  return resolved.toLowerCase() === tz.toLowerCase() ? resolved : tz;
 }
 
 /** The zone's wall clock at an instant. */

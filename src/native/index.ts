@@ -86,6 +86,11 @@ export interface ScanResult {
   bytesWritten: number;
   /** The damagedDigests this scan wrote again from good bytes (n × 32, each once). */
   repairedDigests: Buffer;
+  /**
+   * The block files this scan created (n × 32): a snapshot that is not committed after all hands
+   * them back (markFree). A failed scan's error carries them instead (writtenDigestsOf).
+   */
+  writtenDigests: Buffer;
 }
 
 export interface ApplyOptions {
@@ -296,6 +301,11 @@ export interface Qcow2WriteOptions {
   /** Backing file name as it should be stored (relative names stay relative), with its format. */
   backing?: { file: string; format: 'raw' | 'qcow2' };
   /**
+   * What QEMU compresses clusters written compressed later with; default zlib, zstd only for
+   * version 3. Nothing is written compressed here.
+   */
+  compressionType?: 'zlib' | 'zstd';
+  /**
    * Rollback: once imagePath is complete and durable it is renamed over this file. Both carry
    * QEMU's image locks meanwhile; the new file takes this file's owner, group and mode.
    */
@@ -335,12 +345,15 @@ export async function writeQcow2(o: Qcow2WriteOptions): Promise<Qcow2WriteResult
     requirePath(o.backing.file, 'backing.file');
     if (o.backing.format !== 'raw' && o.backing.format !== 'qcow2') invalid('backing.format', "'raw' or 'qcow2'", o.backing.format);
   }
+  if (o.compressionType !== undefined && o.compressionType !== 'zlib' && o.compressionType !== 'zstd') {
+    invalid('compressionType', "'zlib' or 'zstd'", o.compressionType);
+  }
   if (o.replace !== undefined) requirePath(o.replace, 'replace');
   return runJob(o, (onProgress) =>
     nativeAddon().writeQcow2({
       imagePath: o.imagePath, storeDir: o.storeDir, blockSize: o.blockSize, sizeBytes: o.sizeBytes, digests: o.digests,
       clusterBits: o.clusterBits, version: o.version, backingFile: o.backing?.file, backingFormat: o.backing?.format,
-      replace: o.replace, dirFd: o.dirFd, threads: o.threads, onProgress,
+      compressionType: o.compressionType, replace: o.replace, dirFd: o.dirFd, threads: o.threads, onProgress,
     }),
     () => o.sizeBytes,
   );
@@ -354,6 +367,11 @@ export interface Qcow2Header {
   sizeBytes: number;
   /** Internal snapshots in the file (`qemu-img snapshot -l`). */
   internalSnapshots: number;
+  /**
+   * Persistent dirty bitmaps in the file (`qemu-img info` lists them): 0 also when a program
+   * without bitmap support wrote it since (autoclear bit 0 clear), as QEMU then ignores them.
+   */
+  bitmaps: number;
   extendedL2: boolean;
   /** Not closed cleanly (lazy refcounts); reading is still exact. */
   dirty: boolean;
@@ -614,9 +632,30 @@ export function fromNative(err: unknown): BlocksnapError {
   for (const key of DETAIL_KEYS) if (native[key] !== undefined) details[key] = native[key];
   const code = isErrorCode(native.code) ? native.code : 'Internal';
   const e = new BlocksnapError(code, err.message, Object.keys(details).length > 0 ? details : undefined);
+  if (Buffer.isBuffer(native.writtenDigests)) withWrittenDigests(e, native.writtenDigests);
   // A damaged block file found by any native reader is recorded for repair (store/damage-reports.ts).
   reportStoreDamage(e);
   return e;
+}
+
+// Kept off the details: those go to clients, and this can be megabytes of digests.
+const WRITTEN = Symbol('writtenDigests');
+
+/**
+ * The block files a failed or cancelled scan created (n × 32), which its snapshot was to
+ * reference: the engine frees those nothing else references rather than leave them to `store gc`.
+ */
+export function writtenDigestsOf(err: unknown): Buffer | undefined {
+  const d = (err as { [WRITTEN]?: unknown } | null)?.[WRITTEN];
+  return Buffer.isBuffer(d) ? d : undefined;
+}
+
+/** Attaches `digests` to `err` for writtenDigestsOf (a commit failing after its scan succeeded); returns err. */
+export function withWrittenDigests<E>(err: E, digests: Buffer): E {
+  if (typeof err === 'object' && err !== null && digests.length > 0 && writtenDigestsOf(err) === undefined) {
+    Object.defineProperty(err, WRITTEN, { value: digests, enumerable: false, configurable: true });
+  }
+  return err;
 }
 
 function describe(value: unknown): string {

@@ -71,6 +71,8 @@ export interface ScanBlocksResult {
   bytesWritten: number;
   /** The damagedDigests this scan wrote again from good bytes (n × 32, each once). */
   repairedDigests: Buffer;
+  /** As ScanResult's: the block files this scan created, which an uncommitted snapshot hands back. */
+  writtenDigests: Buffer;
 }
 
 export interface FlattenOptions extends JobOptions {

@@ -92,7 +92,7 @@ export async function readBlockUnhashed(storeDir: string, digestHex: string, int
   try {
     file = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new BlocksnapError('BlockMissing', `block ${digestHex} is missing from the store`, { digest: digestHex });
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw damaged(new BlocksnapError('BlockMissing', `block ${digestHex} is missing from the store`, { digest: digestHex, path }));
     throw err;
   }
   try {
@@ -118,7 +118,7 @@ export async function readBlockUnhashed(storeDir: string, digestHex: string, int
   }
 }
 
-/** A damaged block file found here is recorded for repair too (damage-reports.ts). */
+/** A damaged or missing block file found here is recorded for repair too (damage-reports.ts). */
 function damaged(e: BlocksnapError): BlocksnapError {
   reportStoreDamage(e);
   return e;

@@ -7,6 +7,7 @@ import t, { type Test } from 'tap';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { DaemonClient } from '../../src/daemon/client';
 import { startDaemon, tempDir } from './fixtures/harness';
 
 const MiB = 1024 * 1024;
@@ -30,13 +31,22 @@ async function cloneUnderWay(t: Test, env: NodeJS.ProcessEnv) {
   await d.json('snapshot', 'create', 'vm', '--name', 'base');
   const target = join(imageRoot, 'copy.img');
   const started = await d.json<JobLike>('clone', 'base', target, '--no-wait');
+  // Asked over a connection of the test's own, and the daemon stopped (SIGSTOP) the moment it
+  // answers "running": a CLI process per question left time for the clone to finish on a loaded
+  // machine, and its renamed file to be taken for a partial one.
+  const client = await DaemonClient.connect({ socketPath: o.socketPath });
   let job: JobLike | undefined;
-  for (let i = 0; i < 2000; i++) {
-    job = (await d.json<JobLike[]>('job', 'list')).find((j) => j.id === started.id);
-    if (job && (job.doneBytes > 0 || job.state !== 'running')) break;
-    await new Promise((r) => setTimeout(r, 5));
+  try {
+    for (let i = 0; i < 20_000; i++) {
+      job = await client.call<JobLike>('job.show', { job: started.id });
+      if (job.doneBytes > 0 || job.state !== 'running') break;
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    if (job?.state === 'running') d.proc.kill('SIGSTOP');
+  } finally {
+    client.close();
   }
-  t.equal(job?.state, 'running', 'the clone was under way when the daemon was killed');
+  t.equal(job?.state, 'running', 'the clone was under way when the daemon was stopped, then killed');
   return { d, o, imageRoot, target, jobId: started.id };
 }
 

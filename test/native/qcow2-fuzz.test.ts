@@ -1,7 +1,8 @@
 /**
  * A short libFuzzer run of the qcow2 reader (native/fuzz/qcow2_fuzz.cc, built with clang and
  * AddressSanitizer) from a seed corpus of small real images made by qemu-img and qemu-io: v2 and
- * v3, tiny clusters, zero clusters, extended L2, compressed clusters, a backing file reference.
+ * v3, tiny clusters, zero clusters, extended L2, compressed clusters, a backing file reference, a
+ * persistent dirty bitmap (the bitmaps header extension).
  * Any crash, hang, leak or sanitizer report fails the test. Longer runs: npm run fuzz:qcow2.
  */
 import t from 'tap';
@@ -31,6 +32,8 @@ function seedCorpus(dir: string): void {
   qemuIo(raw, 'raw', 'write -P 4 0 8k');
   qemuImg('convert', '-c', '-O', 'qcow2', '-o', 'cluster_size=4096', raw, img('compressed.qcow2'));
   qemuImg('create', '-q', '-f', 'qcow2', '-o', 'cluster_size=512', '-b', 'v3-512.qcow2', '-F', 'qcow2', img('backing.qcow2'));
+  qemuImg('create', '-q', '-f', 'qcow2', '-o', 'cluster_size=512', img('bitmaps.qcow2'), '1M');
+  qemuImg('bitmap', '--add', img('bitmaps.qcow2'), 'b0');
 }
 
 t.test(`the qcow2 reader survives ${SECONDS} s of libFuzzer`, async (t) => {

@@ -24,6 +24,8 @@ t.test('the raw binding throws TypeError for garbage', async (t) => {
   t.throws(() => addon.writeQcow2!({ ...w, clusterBits: 30 }), { code: 'InvalidArgument' });
   t.throws(() => addon.writeQcow2!({ ...w, version: 4 }), { code: 'InvalidArgument' });
   t.throws(() => addon.writeQcow2!({ ...w, backingFile: 'b', backingFormat: 'vmdk' }), { code: 'InvalidArgument' });
+  t.throws(() => addon.writeQcow2!({ ...w, compressionType: 'lz4' }), { code: 'InvalidArgument' });
+  t.throws(() => addon.writeQcow2!({ ...w, version: 2, compressionType: 'zstd' }), { code: 'InvalidArgument' });
 });
 
 t.test('the typed wrapper names the bad argument', async (t) => {
@@ -32,6 +34,7 @@ t.test('the typed wrapper names the bad argument', async (t) => {
   await t.rejects(writeQcow2({ ...ok, clusterBits: 8 }), { code: 'InvalidArgument', message: /^clusterBits must be/ });
   await t.rejects(writeQcow2({ ...ok, version: 1 as 2 }), { code: 'InvalidArgument', message: /^version must be/ });
   await t.rejects(writeQcow2({ ...ok, backing: { file: '', format: 'raw' } }), { code: 'InvalidArgument', message: /^backing\.file must be/ });
+  await t.rejects(writeQcow2({ ...ok, compressionType: 'lz4' as 'zstd' }), { code: 'InvalidArgument', message: /^compressionType must be/ });
   await t.rejects(scanImage({ imagePath: '/x', storeDir: '/y', blockSize: BS, format: 'vmdk' as 'raw' }), { code: 'InvalidArgument', message: /^format must be/ });
   t.throws(() => qcow2Header(''), { code: 'InvalidArgument' });
   t.throws(() => qcow2Header('/x', { namedAs: '' }), { code: 'InvalidArgument', message: /^namedAs must be/ });
@@ -77,7 +80,7 @@ t.test('scan of a written qcow2 gives back the same digests', async (t) => {
   t.equal(w.sizeBytes, Math.ceil(content.length / 512) * 512, 'the virtual size is rounded up to whole sectors');
   t.equal(w.blocksWritten, 2, 'ZERO blocks are not written');
   const info = qcow2Header(img);
-  t.match(info, { version: 3, clusterBits: 12, internalSnapshots: 0, backingFile: null, backingPath: null, backingFormat: null });
+  t.match(info, { version: 3, clusterBits: 12, internalSnapshots: 0, bitmaps: 0, compressionType: 'zlib', backingFile: null, backingPath: null, backingFormat: null });
   const again = await scanImage({ imagePath: img, format: 'qcow2', storeDir: store, blockSize: BS, writeBlocks: false });
   t.same(again.digests.subarray(0, 3 * 32), first.digests.subarray(0, 3 * 32), 'full blocks identical');
   t.equal(again.zeroBlocks, 2, 'ZERO blocks stay ZERO');

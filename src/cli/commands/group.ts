@@ -1,17 +1,39 @@
 import type { Command } from 'commander';
 import { BlocksnapError, isErrorCode } from '../../errors';
 import type { Group, GroupRollback } from '../../engine/groups';
+import type { Disk, Job } from '../../engine/types';
 import { validateManualSnapshotName } from '../../engine/names';
-import { clientOptions, examples, withClient, type ClientFlags } from '../context';
+import type { DaemonClient } from '../../daemon/client';
+import { clientOptions, detachOption, examples, withClient, type ClientFlags, type JobFlags } from '../context';
 import { EXIT } from '../exit-status';
+import { followCall, InterruptedWait } from '../follow';
 import { groupDetails, groupRollbackView, groupTable } from '../model-views';
 
-interface WaitFlags extends ClientFlags { wait: boolean }
+const CREATE_CANCEL_NOTE = 'Cancelling stops every member snapshot: the group ends in status error and its partial members are removed; the disks are not touched.';
+
+const ROLLBACK_CANCEL_NOTE = 'Cancelling stops every member rollback: a disk whose rollback finished stays rolled back; a raw disk whose rollback ' +
+  'is writing is left partly rolled back and refuses snapshots until a rollback of it completes or is abandoned; the others are left as they were.';
+
+const CREATE_INTERRUPT_HELP = `
+Ctrl-C asks, on a terminal, whether to cancel the member snapshots, detach (leave them
+running) or keep waiting; without a terminal it cancels them, unless --detach-on-interrupt is
+given. A cancelled group ends in status error with its partial members removed, as a failed
+one. Either way it exits 130.
+`;
+
+const ROLLBACK_INTERRUPT_HELP = `
+Ctrl-C asks, on a terminal, whether to cancel every member rollback, detach (leave them
+running) or keep waiting; without a terminal it cancels them, unless --detach-on-interrupt is
+given. A cancel says what each disk was left in: rolled back (its rollback had finished), as
+it was, or partly rolled back (a raw disk whose rollback was writing), which refuses snapshots
+until a rollback of it completes or is abandoned (blocksnap rollback DISK --abandon). Either
+way it exits 130.
+`;
 
 export function registerGroup(program: Command): void {
   const group = program.command('group').description('snapshot groups: several disks of one VM snapshotted, rolled back and deleted together');
 
-  clientOptions(group.command('create').argument('<disks...>', 'disk ids or names (all disks of the VM)'))
+  detachOption(clientOptions(group.command('create').argument('<disks...>', 'disk ids or names (all disks of the VM)')), 'the member snapshot jobs')
     .description('snapshot several disks together; all member snapshots start only when every disk is free')
     .option('--name <name>', 'group name, also the name of each member snapshot (default: group-<UTC time>)')
     .option('--description <text>', 'free text kept with the group and its snapshots')
@@ -19,14 +41,27 @@ export function registerGroup(program: Command): void {
     .addHelpText('after', examples([
       'blocksnap group create web1-root web1-data --name before-upgrade',
       'blocksnap group create web1-root web1-data web1-logs --description "release 42" --json',
-    ]) + '\nEither every member becomes available, or the group ends in status error and its\npartial members are removed. Fails with DiskBusy, starting nothing, if any disk is busy.\n')
-    .action(async (disks: string[], flags: WaitFlags & { name?: string; description?: string }) => {
+    ]) + '\nEither every member becomes available, or the group ends in status error and its\npartial members are removed. Fails with DiskBusy, starting nothing, if any disk is busy.\n' + CREATE_INTERRUPT_HELP)
+    .action(async (disks: string[], flags: JobFlags & { name?: string; description?: string }) => {
       if (flags.name !== undefined) validateManualSnapshotName(flags.name, 'group');
       await withClient(flags, async (client, out) => {
         const params: Record<string, unknown> = { disks, wait: flags.wait };
         if (flags.name !== undefined) params.name = flags.name;
         if (flags.description !== undefined) params.description = flags.description;
-        const g = await client.call<Group>('group.create', params);
+        let g: Group;
+        if (!flags.wait) {
+          g = await client.call<Group>('group.create', params);
+        } else {
+          const r = await followCall<Group>(client, 'group.create', params, {
+            label: `group snapshot of ${disks.join(', ')}`, detachOnInterrupt: flags.detachOnInterrupt === true, cancelNote: CREATE_CANCEL_NOTE,
+          });
+          g = r.result;
+          if (r.cancelRequested && g.status === 'error' && g.error?.code === 'Cancelled') {
+            const kept = g.snapshotIds.length === 0 ? 'its partial members were removed'
+              : `its partial members were removed but ${g.snapshotIds.length} in use, which stay until: blocksnap group delete ${g.id}`;
+            throw new InterruptedWait(r.jobs, true, `group ${g.name} (${g.id}) was cancelled (jobs ${r.jobs.map((j) => j.id).join(', ')}): it reads error and ${kept}; the disks were not touched`);
+          }
+        }
         if (g.status === 'error' && g.error) {
           throw new BlocksnapError(isErrorCode(g.error.code) ? g.error.code : 'Internal', `group ${g.name} (${g.id}) failed: ${g.error.message}`, { groupId: g.id });
         }
@@ -49,15 +84,27 @@ export function registerGroup(program: Command): void {
       await withClient(flags, async (client, out) => out.result(await client.call<Group>('group.show', { group: ref }), groupDetails));
     });
 
-  clientOptions(group.command('rollback').argument('<group>', 'group id or name'))
+  detachOption(clientOptions(group.command('rollback').argument('<group>', 'group id or name')), 'the member rollback jobs')
     .description('roll every member disk back to its member snapshot (stop the VM first)')
     .option('--no-wait', 'print the started rollback jobs and return at once')
     .option('--force', 'roll back even while a QEMU process holds an image')
     .addHelpText('after', examples(['blocksnap group rollback before-upgrade', 'blocksnap group rollback before-upgrade --json']) +
-      '\nRefuses, starting nothing, unless every disk passes the rollback checks (free, image in\nplace, not open in QEMU, member available). Exits 1 when any member rollback failed.\n')
-    .action(async (ref: string, flags: WaitFlags & { force?: boolean }) => {
+      '\nRefuses, starting nothing, unless every disk passes the rollback checks (free, image in\nplace, not open in QEMU, member available). Exits 1 when any member rollback failed.\n' + ROLLBACK_INTERRUPT_HELP)
+    .action(async (ref: string, flags: JobFlags & { force?: boolean }) => {
       await withClient(flags, async (client, out) => {
-        const r = await client.call<GroupRollback>('group.rollback', { group: ref, wait: flags.wait, ...(flags.force ? { force: true } : {}) });
+        const params = { group: ref, wait: flags.wait, ...(flags.force ? { force: true } : {}) };
+        let r: GroupRollback;
+        if (!flags.wait) {
+          r = await client.call<GroupRollback>('group.rollback', params);
+        } else {
+          const f = await followCall<GroupRollback>(client, 'group.rollback', params, {
+            label: `group rollback ${ref}`, detachOnInterrupt: flags.detachOnInterrupt === true, cancelNote: ROLLBACK_CANCEL_NOTE,
+          });
+          r = f.result;
+          if (f.cancelRequested && r.jobs.some((j) => j.state === 'cancelled')) {
+            throw new InterruptedWait(r.jobs, true, `group rollback ${ref} was cancelled:\n${await disksLeft(client, r.jobs)}`);
+          }
+        }
         out.result(r, groupRollbackView);
         if (flags.wait && r.jobs.some((j) => j.state !== 'succeeded')) process.exitCode = EXIT.failed;
       });
@@ -72,4 +119,24 @@ export function registerGroup(program: Command): void {
         out.result(await client.call<Group>('group.delete', { group: ref }), (g) => `Deleted group ${g.name} (${g.id}) and its ${g.snapshotIds.length} snapshot(s).`);
       });
     });
+}
+
+/**
+ * What each member disk of a cancelled group rollback was left in, read back from the daemon
+ * rather than guessed from the job: whether a cancelled rollback had begun writing shows only in
+ * the disk's journal (pendingRollback).
+ */
+async function disksLeft(client: DaemonClient, jobs: Job[]): Promise<string> {
+  const lines = await Promise.all(jobs.map(async (j) => {
+    const disk = await client.call<Disk>('disk.show', { disk: j.diskId }).catch(() => null);
+    const name = disk?.name ?? j.diskId ?? '?';
+    const head = `  ${name}: rollback ${j.state} (job ${j.id})`;
+    if (j.state === 'succeeded') return `${head}; rolled back to its member snapshot`;
+    if (disk === null) return `${head}; its state could not be read (blocksnap disk show ${name})`;
+    const p = disk.pendingRollback;
+    if (p === null) return `${head}; left as it was`;
+    return `${head}; partly rolled back: it refuses snapshots until a rollback of it completes ` +
+      `(blocksnap rollback ${name} ${p.snapshotId}) or is abandoned (blocksnap rollback ${name} --abandon)`;
+  }));
+  return lines.join('\n');
 }

@@ -4,7 +4,8 @@ import type { PolicyRunResult } from '../../engine/policies';
 import { validateTimeZone } from '../../engine/time-zone';
 import { POLICY_NAME_MAX, validateName } from '../../engine/names';
 import { integerOption, parseIntegerList } from '../arguments';
-import { clientOptions, examples, withClient, type ClientFlags } from '../context';
+import { clientOptions, detachOption, examples, withClient, type ClientFlags } from '../context';
+import { followCall, InterruptedWait } from '../follow';
 import { EXIT } from '../exit-status';
 import { policyDetails, policyRunView, policyTable, type ServedPolicy } from '../model-views';
 
@@ -172,13 +173,24 @@ export function registerPolicy(program: Command): void {
       });
     });
 
-  clientOptions(policy.command('run').argument('<policy>', 'policy id or name'))
+  detachOption(clientOptions(policy.command('run').argument('<policy>', 'policy id or name')), 'the snapshot jobs')
     .description('run a policy now: snapshot every bound disk, then apply retention; waits until done')
     .addHelpText('after', examples(['blocksnap policy run daily', 'blocksnap policy run daily --json']) +
-      '\nA busy disk is reported (DiskBusy) rather than waited for. Exits 1 when any disk failed.\n')
-    .action(async (ref: string, flags: ClientFlags) => {
+      '\nA busy disk is reported (DiskBusy) rather than waited for. Exits 1 when any disk failed.\n' +
+      '\nCtrl-C asks, on a terminal, whether to cancel the run\'s snapshots, detach (leave them running)\n' +
+      'or keep waiting; without a terminal it cancels them, unless --detach-on-interrupt is given.\n' +
+      'A cancelled snapshot is removed and its disk\'s run recorded as failed (Cancelled); retention\n' +
+      'runs only after a snapshot that completed. Either way it exits 130.\n')
+    .action(async (ref: string, flags: ClientFlags & { detachOnInterrupt?: boolean }) => {
       await withClient(flags, async (client, out) => {
-        const r = await client.call<PolicyRunResult>('policy.run', { policy: ref });
+        const f = await followCall<PolicyRunResult>(client, 'policy.run', { policy: ref }, {
+          label: `policy run ${ref}`, detachOnInterrupt: flags.detachOnInterrupt === true,
+        });
+        const r = f.result;
+        const cancelled = r.disks.filter((d) => d.error?.code === 'Cancelled');
+        if (f.cancelRequested && cancelled.length > 0) {
+          throw new InterruptedWait(f.jobs, true, `policy run ${ref} was cancelled (jobs ${f.jobs.map((j) => j.id).join(', ')}):\n${policyRunView(r)}`);
+        }
         out.result(r, policyRunView);
         if (r.disks.some((d) => d.outcome !== 'created')) process.exitCode = EXIT.failed;
       });

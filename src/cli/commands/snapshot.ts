@@ -34,7 +34,7 @@ export function registerSnapshot(program: Command): void {
   clientOptions(snapshot.command('list').argument('[disk]', 'only this disk (id or name)'))
     .alias('ls')
     .description('list snapshots, oldest first')
-    .option('--tag <key=value>', 'only snapshots with this tag; repeatable (all must match)', collect)
+    .option('--tag <key=value>', 'only snapshots with this tag; repeatable with different keys (all must match)', collect)
     .addHelpText('after', examples(['blocksnap snapshot list', 'blocksnap snapshot list web1 --json', 'blocksnap snapshot list --tag env=prod --tag keep=yes']))
     .action(async (disk: string | undefined, flags: ClientFlags & { tag?: string[] }) => {
       const params: Record<string, unknown> = {};
