@@ -72,7 +72,10 @@ export function registerDisk(program: Command): void {
       'blocksnap disk flatten web1-test /var/lib/libvirt/images/web1-test.img',
       'blocksnap disk flatten web1-test ./web1-test.qcow2 --format qcow2',
     ]) + '\nThe disk may be exported and written meanwhile: the image holds what it read at the start.\n' +
-      'The image is written beside PATH without a name and takes the name PATH only once complete.\n')
+      'The image is written beside PATH without a name and takes the name PATH only once complete.\n' +
+      'While it runs, the disk takes no snapshot and no rollback (DiskBusy). Its start freezes the\n' +
+      'disk\'s overlay as a snapshot does, so each flatten leaves one more overlay layer, until the\n' +
+      'next snapshot or rollback of the disk folds them.\n')
     .action(async (ref: string, path: string, flags: JobFlags & { format: 'raw' | 'qcow2' }) => {
       await withClient(flags, async (client, out) => {
         const job = await runJob(client, out, flags, 'disk.flatten', { disk: ref, path: resolve(path), format: flags.format }, `flatten ${ref}`);
