@@ -65,7 +65,8 @@ export function restoreView(r: RestoreResult): string {
 }
 
 export function importView(r: ImportResult): string {
-  return `Imported snapshot ${r.snapshotId} into disk ${r.diskId}${r.parentId ? ` on top of ${r.parentId}` : ''}: stored ${count(r.storedBlocks, 'new block')} (${formatBytes(r.storedBytes)}), ${r.presentBlocks} already here.`;
+  const named = r.renamedFrom === null ? r.name : `${r.name} (the disk already had a snapshot named ${r.renamedFrom})`;
+  return `Imported snapshot ${r.snapshotId} as ${named} into disk ${r.diskId}${r.parentId ? ` on top of ${r.parentId}` : ''}: stored ${count(r.storedBlocks, 'new block')} (${formatBytes(r.storedBytes)}), ${r.presentBlocks} already here.`;
 }
 
 export function remoteGcView(r: RemoteGcResult): string {

@@ -80,6 +80,10 @@ export interface ImportResult {
   snapshotId: string;
   diskId: string;
   parentId: string | null;
+  /** Its name here: the source's, unless the disk already had a snapshot of that name (then with a suffix, -2, -3, ...). */
+  name: string;
+  /** The source's name when `name` differs from it; null otherwise. */
+  renamedFrom: string | null;
   /** Blocks fetched (from the remote or the stream) and stored. */
   storedBlocks: number;
   storedBytes: number;

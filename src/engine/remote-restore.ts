@@ -156,7 +156,7 @@ export class RemoteRestore {
           try {
             const digests = distinctDigests(m.map, m.snapshot.sizeBytes, m.snapshot.blockSize);
             const total = [...digests.values()].reduce((a, b) => a + b, 0);
-            const res: ImportResult = { snapshotId: m.snapshot.id, diskId: disk.id, parentId: null, storedBlocks: 0, storedBytes: 0, presentBlocks: 0 };
+            const res: ImportResult = { snapshotId: m.snapshot.id, diskId: disk.id, parentId: null, name: m.snapshot.name, renamedFrom: null, storedBlocks: 0, storedBytes: 0, presentBlocks: 0 };
             let done = 0;
             ctl.progress(0, total);
             await runPool(digests.entries(), concurrency, async ([hex, len]) => {
@@ -185,6 +185,8 @@ export class RemoteRestore {
             const rec = commitImported(this.x, this.x.catalog.getDisk(disk.id)!, m.snapshot, m.map, jobId, repaired);
             committed = true;
             res.parentId = rec.parentId;
+            res.name = rec.name;
+            res.renamedFrom = rec.name === m.snapshot.name ? null : m.snapshot.name;
             this.x.log.info({ remote: remote.name, snapshotId: rec.id, diskId: disk.id, storedBytes: res.storedBytes }, 'snapshot imported from remote');
             return res;
           } finally {

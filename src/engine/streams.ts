@@ -191,7 +191,7 @@ export class SnapshotStreams {
           const carried = new Set<string>();
           /** Blocks the snapshot will reference that this import found in the store already. */
           const present: string[] = [];
-          const res: ImportResult = { snapshotId: s.id, diskId: disk.id, parentId: null, storedBlocks: 0, storedBytes: 0, presentBlocks: 0 };
+          const res: ImportResult = { snapshotId: s.id, diskId: disk.id, parentId: null, name: s.name, renamedFrom: null, storedBlocks: 0, storedBytes: 0, presentBlocks: 0 };
           const releaseStore = await this.x.storeLock.acquireShared();
           /** Blocks this import added to the store: handed to the sweeper if the stream is refused. */
           const stored: Buffer[] = [];
@@ -244,6 +244,8 @@ export class SnapshotStreams {
             const rec = commitImported(this.x, this.x.catalog.getDisk(disk.id)!, s, map, jobId, repaired);
             committed = true;
             res.parentId = rec.parentId;
+            res.name = rec.name;
+            res.renamedFrom = rec.name === s.name ? null : s.name;
             this.x.log.info({ snapshotId: s.id, diskId: disk.id, path: source, storedBytes: res.storedBytes }, 'snapshot imported from a stream');
             return res;
           } finally {

@@ -5,11 +5,11 @@
  * the catalog before its job's end is seen.
  */
 import t from 'tap';
-import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
-import { Engine } from '../../src/engine';
-import { finished, openEngine, snapshot } from '../helpers/engine';
+import type { Engine } from '../../src/engine';
+import { finished, openEngine, secondEngine, snapshot } from '../helpers/engine';
 import { fillBlock, makeImage, readAt, writeAt } from '../helpers/images';
 import { BLOCK_HEADER_SIZE, blockPath } from '../../src/store/format';
 import type { DamagedBlocks } from '../../src/catalog/damaged-blocks';
@@ -49,10 +49,9 @@ t.test('a stream import that carries a block listed as damaged writes it again',
   await finished(a.engine, a.engine.offsite.streams.startExport(sA.id, stream));
 
   // A second host holds the same block, damaged.
-  const dirB = join(dirname(a.dataDir), 'b');
-  mkdirSync(join(dirB, 'images'), { recursive: true });
-  const b = await Engine.open({ dataDir: join(dirB, 'data'), imageRoots: [join(dirB, 'images')], blockSize: BS });
-  t.teardown(() => b.close());
+  const hostB = await secondEngine(t, a, BS);
+  const b = hostB.engine;
+  const dirB = dirname(hostB.dataDir);
   const imgB = makeImage(join(dirB, 'images', 'b.raw'), BS);
   writeAt(imgB, 0, p);
   const diskB = await b.addDisk({ path: imgB });

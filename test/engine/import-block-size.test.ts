@@ -4,11 +4,10 @@
  * saying that only a store with the stream's block size can take it.
  */
 import t from 'tap';
-import { copyFileSync, mkdirSync } from 'node:fs';
+import { copyFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { Engine } from '../../src/engine';
 import { exitStatusFor } from '../../src/cli/exit-status';
-import { finished, openEngine, snapshot } from '../helpers/engine';
+import { finished, openEngine, secondEngine, snapshot } from '../helpers/engine';
 import { fillBlock, makeImage } from '../helpers/images';
 
 const KiB = 1024;
@@ -22,10 +21,9 @@ t.test('importing a stream of 128 KiB blocks into a store of 64 KiB blocks fails
   const stream = join(a.images, 's.bsnap');
   await finished(a.engine, a.engine.offsite.streams.startExport(sA.id, stream));
 
-  const dirB = join(dirname(a.dataDir), 'b');
-  mkdirSync(join(dirB, 'images'), { recursive: true });
-  const b = await Engine.open({ dataDir: join(dirB, 'data'), imageRoots: [join(dirB, 'images')], blockSize: 64 * KiB });
-  t.teardown(() => b.close());
+  const hostB = await secondEngine(t, a, 64 * KiB);
+  const b = hostB.engine;
+  const dirB = dirname(hostB.dataDir);
   const diskB = await b.addDisk({ path: makeImage(join(dirB, 'images', 'b.raw'), 64 * KiB) });
   copyFileSync(stream, join(dirB, 'images', 's.bsnap'));
   const done = await b.waitJob(b.offsite.streams.startImport(join(dirB, 'images', 's.bsnap'), diskB.id).id);

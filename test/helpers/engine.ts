@@ -1,6 +1,6 @@
 import type { Test } from 'tap';
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Engine } from '../../src/engine';
 import type { Job } from '../../src/engine/types';
 
@@ -13,6 +13,17 @@ export async function openEngine(t: Test, o: { blockSize?: number } = {}): Promi
   const images = join(dir, 'images');
   mkdirSync(images, { recursive: true });
   const engine = await Engine.open({ dataDir, imageRoots: [images], ...(o.blockSize ? { blockSize: o.blockSize } : {}) });
+  t.teardown(() => engine.close());
+  return { engine, dataDir, images };
+}
+
+/** A second engine beside `a`'s, in `b/` (a data dir and an image root of its own): another host. */
+export async function secondEngine(t: Test, a: Fixture, blockSize: number): Promise<Fixture> {
+  const dir = join(dirname(a.dataDir), 'b');
+  const images = join(dir, 'images');
+  mkdirSync(images, { recursive: true });
+  const dataDir = join(dir, 'data');
+  const engine = await Engine.open({ dataDir, imageRoots: [images], blockSize });
   t.teardown(() => engine.close());
   return { engine, dataDir, images };
 }
