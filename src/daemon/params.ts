@@ -102,9 +102,14 @@ export function validateParams<S extends Shape>(shape: S, params: Params, where 
       throw new BlocksnapError('InvalidArgument', `${where}.${key} must be ${f.expected}`, { param: key });
     }
     if (!f.accepts(value)) {
-      throw new BlocksnapError('InvalidArgument', `${where}.${key} must be ${f.expected}, got ${describeType(value)}`, { param: key });
+      throw new BlocksnapError('InvalidArgument', `${where}.${key} must be ${f.expected}, got ${shown(value)}`, { param: key });
     }
     out[key] = value;
   }
   return out as ParamsOf<S>;
+}
+
+/** What a refused param was: its type, and a number's value (a type alone does not say why 1000 is not a block size). */
+function shown(value: unknown): string {
+  return typeof value === 'number' || typeof value === 'bigint' ? `${String(value)} (${describeType(value)})` : describeType(value);
 }

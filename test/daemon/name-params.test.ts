@@ -62,6 +62,6 @@ t.test('a name over the limit is InvalidName, however long, and the message does
 t.test('a name that is not a string is still InvalidArgument, naming the param', async (t) => {
   const { call, naming } = await wire(t);
   for (const [method, params] of naming) {
-    await t.rejects(call(method, { ...params, name: 7 }), { code: 'InvalidArgument', message: /^params\.name must be a string, got an integer$/ }, method);
+    await t.rejects(call(method, { ...params, name: 7 }), { code: 'InvalidArgument', message: /^params\.name must be a string, got 7 \(an integer\)$/ }, method);
   }
 });

@@ -18,12 +18,12 @@ t.test('every complaint reads params.<name> must be <expectation>', async (t) =>
     [{}, /^params\.path must be an absolute path$/],
     [{ path: 'rel/x' }, /^params\.path must be an absolute path, got a string$/],
     [{ path: '/x\0y' }, /^params\.path must be an absolute path/],
-    [{ path: '/x', name: 3 }, /^params\.name must be a string of 1 to 4096 characters, got an integer$/],
+    [{ path: '/x', name: 3 }, /^params\.name must be a string of 1 to 4096 characters, got 3 \(an integer\)$/],
     [{ path: '/x', name: '' }, /^params\.name must be a string/],
     [{ path: '/x', name: 'x'.repeat(5000) }, /^params\.name must be a string/],
     [{ path: '/x', format: 'vmdk' }, /^params\.format must be one of "raw", "qcow2", got a string$/],
     [{ path: '/x', wait: 'yes' }, /^params\.wait must be a boolean, got a string$/],
-    [{ path: '/x', wait: 1 }, /^params\.wait must be a boolean, got an integer$/],
+    [{ path: '/x', wait: 1 }, /^params\.wait must be a boolean, got 1 \(an integer\)$/],
     [{ path: '/x', name: ['a'] }, /^params\.name must be a string.*got an array$/],
     [{ path: '/x', name: { a: 1 } }, /^params\.name must be a string.*got a map$/],
     [{ path: '/x', name: Buffer.from('a') }, /^params\.name must be a string.*got binary data$/],
@@ -41,8 +41,8 @@ t.test('methods without params say so', async (t) => {
 t.test('integers and free text', async (t) => {
   const s = { n: integer(1, 10), d: optional(text) };
   t.same(validateParams(s, { n: 10, d: '' }), { n: 10, d: '' });
-  t.throws(() => validateParams(s, { n: 11 }), { message: 'params.n must be an integer from 1 to 10, got an integer' });
-  t.throws(() => validateParams(s, { n: 1.5 }), { message: 'params.n must be an integer from 1 to 10, got a float' });
+  t.throws(() => validateParams(s, { n: 11 }), { message: 'params.n must be an integer from 1 to 10, got 11 (an integer)' });
+  t.throws(() => validateParams(s, { n: 1.5 }), { message: 'params.n must be an integer from 1 to 10, got 1.5 (a float)' });
 });
 
 t.test('inherited properties are never read as params', async (t) => {
