@@ -118,6 +118,17 @@ export class ImageRollbacks {
         'to keep the image as it is now and take snapshots again',
         { ...e.details, diskId: disk.id, snapshotId: snap.id, partlyRolledBack: true });
     }
+    if (disk.format === 'raw') {
+      // Stopped in its write pass (a full filesystem, an I/O error, a cancel): the bare error
+      // did not say that the disk now refuses snapshots, nor that a rerun writes only the rest.
+      const rerun = e.code === 'NoSpace' ? 'once the filesystem has room' : e.code === 'Cancelled' ? 'to finish it' : 'once the cause is fixed';
+      return new BlocksnapError(e.code,
+        `${e.message}. The rollback of disk ${disk.name} to ${snap.name} stopped partway and its image is partly rolled back: ` +
+        `the blocks it wrote hold the snapshot's content, the others what the disk held. The disk refuses snapshots until a rollback ` +
+        `completes: rerun it ${rerun} (it writes only what still differs), or \`blocksnap rollback ${disk.name} --abandon\` to keep the ` +
+        'image as it is now and take snapshots again',
+        { ...e.details, diskId: disk.id, snapshotId: snap.id, partlyRolledBack: true });
+    }
     return e;
   }
 

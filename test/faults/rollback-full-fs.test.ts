@@ -7,7 +7,7 @@
  * one whose new image, written beside the disk before it replaces it, cannot fit there.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, truncateSync } from 'node:fs';
+import { mkdirSync, truncateSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { Engine } from '../../src/engine';
@@ -69,6 +69,32 @@ t.test('a block whose data moved within it is rolled back on a full filesystem',
   ballast(images, 256 * 1024);
   await finished(engine, engine.startRollback(disk.id, snap.id));
   t.equal(await sha256File(img), want, 'bit-exact');
+});
+
+t.test('a raw rollback the filesystem runs out of room for says the disk is partly rolled back, and a rerun finishes it', async (t) => {
+  const BS = 64 * 1024;
+  const fx = await onSmallFs(t, BS);
+  if (fx === null) return;
+  const { engine, images } = fx;
+  const img = makeImage(join(images, 'c.raw'), 8 * MiB);
+  writeAt(img, 0, pattern('data', 4 * MiB));
+  const disk = await engine.addDisk({ path: img });
+  const snap = await snapshot(engine, disk.id, 'full');
+  const want = await sha256File(img);
+  // The guest trims everything; then the filesystem fills up, leaving room for a quarter of it.
+  punch(img, 0, 4 * MiB);
+  const filler = ballast(images, 1 * MiB);
+  const job = await engine.waitJob(engine.startRollback(disk.id, snap.id).id);
+  t.equal(job.state, 'failed');
+  t.match(job.error, {
+    code: 'NoSpace',
+    message: /rollback of disk .* to full stopped partway and its image is partly rolled back.*rerun it once the filesystem has room.*--abandon/,
+  });
+  t.match(engine.getDisk(disk.id).pendingRollback, { snapshotId: snap.id }, 'the journal stays: the disk refuses snapshots');
+  unlinkSync(filler);
+  await finished(engine, engine.startRollback(disk.id, snap.id));
+  t.equal(await sha256File(img), want, 'the rerun finishes it, bit-exact');
+  t.equal(engine.getDisk(disk.id).pendingRollback, null);
 });
 
 t.test('a rollback the daemon may not write is refused before it is journaled', async (t) => {
