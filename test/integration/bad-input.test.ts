@@ -166,6 +166,7 @@ t.test('an export\'s base given by name is looked for on the exported snapshot\'
   await d.json('snapshot', 'create', 'vm1', '--name', 'v1');
   const r = await d.cli('snapshot', 'export', 'v1', '--from', 'ch3', '-o', join(d.imageRoot, 'v1.bsnap'), '--json');
   t.equal(r.code, 1);
-  t.match(r.json(), { error: { code: 'SnapshotNotFound', message: 'no snapshot "ch3"' } }, 'another disk\'s snapshot of that name is not taken for the base');
+  t.match(r.json(), { error: { code: 'SnapshotNotFound', message: /^base s-[0-9a-f]+ \(ch3\) is a snapshot of disk ch, not of vm1: the base of an incremental export must be a snapshot of the same disk$/ } },
+    'another disk\'s snapshot of that name is not taken for the base, and the refusal says whose it is');
   t.notOk(existsSync(join(d.imageRoot, 'v1.bsnap')), 'nothing was written');
 });
