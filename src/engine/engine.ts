@@ -9,7 +9,6 @@
  * volumes of copy-on-write disks live in CowVolumes (cow-volumes.ts).
  */
 import { EventEmitter } from 'node:events';
-import { realpathSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import { Catalog } from '../catalog/catalog';
@@ -27,7 +26,7 @@ import { newId, looksLikeId } from './ids';
 import { DiskLocks, StoreLock } from './locks';
 import { JobRunner, type JobControl } from './jobs';
 import { defaultSnapshotName, nameFromPath, uniqueName, validateManualSnapshotName, validateName } from './names';
-import { checkDataDir, fenceDataDir, resolveExistingImage, resolveNewFile, resolveRoots } from './paths';
+import { checkDataDir, fenceDataDirOf, resolveExistingImage, resolveNewFile, resolveRoots } from './paths';
 import { removeInterruptedPartials, writePartial } from './partial-files';
 import { ModelCatalog } from '../catalog/model-records';
 import { Policies } from './policies';
@@ -219,9 +218,10 @@ export class Engine extends EventEmitter {
     const roots = resolveRoots(o.imageRoots);
     checkDataDir(dataDir);
     const lock = lockDataDir(dataDir);
-    const unfence = fenceDataDir(realpathSync(dataDir));
+    let unfence = (): void => undefined;
     let catalog: Catalog | undefined;
     try {
+      unfence = fenceDataDirOf(dataDir);
       catalog = Catalog.open(dataDir, blockSize, { log: o.logger ?? silent });
       const store = new BlockStore(dataDir);
       const engine = new Engine(dataDir, roots, catalog, store, lock, o.threads, o.logger ?? silent, o.replication);
@@ -604,8 +604,12 @@ export class Engine extends EventEmitter {
       this.catalog.txn(() => {
         freed = 0;
         if (digests.length > 0) this.catalog.freesSpace(); // may use the catalog's reserve on a full filesystem
+        // A digest can come twice (two writers of one block without RENAME_NOREPLACE); count it once.
+        const seen = new Set<string>();
         for (const d of digests) {
-          if (this.catalog.isReferenced(d)) continue;
+          const hex = d.toString('hex');
+          if (seen.has(hex) || this.catalog.isReferenced(d)) continue;
+          seen.add(hex);
           this.catalog.markFree(d);
           freed++;
         }

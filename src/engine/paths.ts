@@ -9,7 +9,7 @@
  * directory swapped for a symlink after the check would have the daemon read, with its own
  * rights, a file the client may not.
  */
-import { close, fstat, lstatSync, read, realpathSync, statSync } from 'node:fs';
+import { close, fstat, lstatSync, read, readdirSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, sep } from 'node:path';
 import { promisify } from 'node:util';
 import { BlocksnapError, errnoToCode, toBlocksnapError } from '../errors';
@@ -63,6 +63,24 @@ const dataDirs = new Set<string>();
 export function fenceDataDir(realDataDir: string): () => void {
   dataDirs.add(realDataDir);
   return () => { dataDirs.delete(realDataDir); };
+}
+
+/**
+ * Fences the data dir and, where one of its entries is a symlink (a store moved to another disk:
+ * `blocks -> /srv/big/blocks`), what that entry leads to as well, since the store follows it.
+ */
+export function fenceDataDirOf(dataDir: string): () => void {
+  const real = realpathSync(dataDir);
+  const unfences = [fenceDataDir(real)];
+  for (const e of readdirSync(real, { withFileTypes: true })) {
+    if (!e.isSymbolicLink()) continue;
+    try {
+      unfences.push(fenceDataDir(realpathSync(join(real, e.name))));
+    } catch {
+      // A dangling link leads nowhere a client could name.
+    }
+  }
+  return () => { for (const u of unfences) u(); };
 }
 
 function under(real: string, dir: string): boolean {

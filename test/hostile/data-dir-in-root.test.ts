@@ -4,7 +4,7 @@
  * back crashed LMDB and lost snapshots; a clone or a stream written there lands in the store.
  */
 import t, { type Test } from 'tap';
-import { readdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { Engine } from '../../src/engine';
 import { snapshot } from '../helpers/engine';
@@ -52,4 +52,22 @@ t.test('the rest of the image root stays usable', async (t) => {
   const { engine, root } = await rootHoldingDataDir(t);
   const img = makeImage(join(root, 'other.raw'), BS);
   t.match(await engine.addDisk({ path: img, name: 'other' }), { name: 'other' });
+});
+
+t.test('a block store moved into an image root behind a symlink is fenced too', async (t) => {
+  const dir = t.testdir();
+  const root = join(dir, 'images');
+  const dataDir = join(dir, 'data');
+  mkdirSync(join(root, 'moved-blocks'), { recursive: true });
+  mkdirSync(dataDir);
+  symlinkSync(join(root, 'moved-blocks'), join(dataDir, 'blocks'));
+  const engine = await Engine.open({ dataDir, imageRoots: [root], blockSize: BS });
+  t.teardown(() => engine.close());
+  const img = makeImage(join(root, 'vm.raw'), 2 * BS);
+  fillBlock(img, 0, BS, 'vm');
+  await engine.addDisk({ path: img, name: 'vm' });
+  await snapshot(engine, 'vm', 's1');
+  const fanout = readdirSync(join(root, 'moved-blocks')).find((d) => /^[0-9a-f]{3}$/.test(d))!;
+  const block = readdirSync(join(root, 'moved-blocks', fanout))[0]!;
+  await t.rejects(engine.addDisk({ path: join(root, 'moved-blocks', fanout, block), name: 'blk' }), { code: 'PathNotAllowed', message: /inside the daemon's data directory/ });
 });
