@@ -12,16 +12,21 @@ import { fillBlock, makeImage } from '../helpers/images';
 
 const BS = 64 * 1024;
 
-async function rootHoldingDataDir(t: Test) {
-  const root = t.testdir();
-  const dataDir = join(root, 'blocksnap-data');
+/** An engine on `dataDir` with root `root`, and disk vm there snapshotted as s1. */
+async function snapshotted(t: Test, root: string, dataDir: string) {
   const engine = await Engine.open({ dataDir, imageRoots: [root], blockSize: BS });
   t.teardown(() => engine.close());
   const img = makeImage(join(root, 'vm.raw'), 2 * BS);
   fillBlock(img, 0, BS, 'vm');
   await engine.addDisk({ path: img, name: 'vm' });
   await snapshot(engine, 'vm', 's1');
-  return { engine, root, dataDir };
+  return engine;
+}
+
+async function rootHoldingDataDir(t: Test) {
+  const root = t.testdir();
+  const dataDir = join(root, 'blocksnap-data');
+  return { engine: await snapshotted(t, root, dataDir), root, dataDir };
 }
 
 const refused = { code: 'PathNotAllowed', message: /inside the daemon's data directory .*blocksnap-data/ };
@@ -61,12 +66,7 @@ t.test('a block store moved into an image root behind a symlink is fenced too', 
   mkdirSync(join(root, 'moved-blocks'), { recursive: true });
   mkdirSync(dataDir);
   symlinkSync(join(root, 'moved-blocks'), join(dataDir, 'blocks'));
-  const engine = await Engine.open({ dataDir, imageRoots: [root], blockSize: BS });
-  t.teardown(() => engine.close());
-  const img = makeImage(join(root, 'vm.raw'), 2 * BS);
-  fillBlock(img, 0, BS, 'vm');
-  await engine.addDisk({ path: img, name: 'vm' });
-  await snapshot(engine, 'vm', 's1');
+  const engine = await snapshotted(t, root, dataDir);
   const fanout = readdirSync(join(root, 'moved-blocks')).find((d) => /^[0-9a-f]{3}$/.test(d))!;
   const block = readdirSync(join(root, 'moved-blocks', fanout))[0]!;
   await t.rejects(engine.addDisk({ path: join(root, 'moved-blocks', fanout, block), name: 'blk' }), { code: 'PathNotAllowed', message: /inside the daemon's data directory/ });
