@@ -50,6 +50,31 @@ function progressed(engine: Engine, jobId: string): Promise<void> {
   });
 }
 
+/**
+ * Test hook: the next `n` qcow2 writes wait for their job's cancel before they start, so the
+ * cancel always lands while the rollback is journaled and writing, however fast the write would be.
+ * `started()` resolves once the next held write is waiting.
+ */
+function holdQcow2Writes(t: Test, n: number): { started(): Promise<void> } {
+  const native = require('../../src/native') as { writeQcow2: typeof writeQcow2 };
+  const real = native.writeQcow2;
+  const waiting: (() => void)[] = [];
+  const arrivals: Promise<void>[] = Array.from({ length: n }, () => new Promise<void>((resolve) => waiting.push(resolve)));
+  let held = 0;
+  native.writeQcow2 = async (o) => {
+    if (held === n) return real(o);
+    waiting[held++]!();
+    await new Promise<void>((resolve) => {
+      if (o.signal?.aborted) resolve();
+      else o.signal?.addEventListener('abort', () => resolve(), { once: true });
+    });
+    return real(o);
+  };
+  t.teardown(() => { native.writeQcow2 = real; });
+  let next = 0;
+  return { started: () => arrivals[next++]! };
+}
+
 /** A qcow2 disk full of 0x41, snapshotted as `base`, then changed to 0x42 (a copy of that kept as raw). */
 async function changedQcow2(engine: Engine, images: string, size = '256M') {
   const img = join(images, 'vm.qcow2');
@@ -123,11 +148,10 @@ t.test('qcow2', { skip: haveQemu() }, async (t) => {
   t.test('once the disk file was replaced, a rollback that stops keeps the journal, and so does a rerun', async (t) => {
     const { dataDir, images } = dirs(t);
     const { engine } = await open(t, dataDir, images);
-    // Large enough that the rerun, reading blocks the first attempt left cached, is still writing
-    // when it is cancelled on its first progress.
-    const { img, disk, base } = await changedQcow2(engine, images, '1G');
+    const { img, disk, base } = await changedQcow2(engine, images, '8M');
+    const held = holdQcow2Writes(t, 2);
     const first = engine.startRollback(disk.id, base.id);
-    await progressed(engine, first.id);
+    await held.started();
     // The state a rename over the disk leaves: the disk's path names another file than the one journaled.
     copyFileSync(img, `${img}.copy`);
     renameSync(`${img}.copy`, img);
@@ -136,7 +160,7 @@ t.test('qcow2', { skip: haveQemu() }, async (t) => {
     t.match(engine.getDisk(disk.id).pendingRollback, { snapshotId: base.id, jobId: first.id }, 'the disk file is not the one journaled: the journal stays');
     t.throws(() => engine.startSnapshot(disk.id), { code: 'RollbackIncomplete', message: /run the rollback again .*--abandon/ }, 'snapshots are refused, naming both ways out');
     const rerun = engine.startRollback(disk.id, base.id);
-    await progressed(engine, rerun.id);
+    await held.started();
     engine.cancelJob(rerun.id);
     t.equal((await engine.waitJob(rerun.id)).state, 'cancelled');
     t.match(engine.getDisk(disk.id).pendingRollback, { jobId: rerun.id }, 'a rerun keeps the first attempt\'s file: cancelled, its journal stays');
@@ -147,7 +171,7 @@ t.test('qcow2', { skip: haveQemu() }, async (t) => {
   t.test('a qcow2 journal without the disk file (an older version wrote it) keeps the old behaviour', async (t) => {
     const { dataDir, images } = dirs(t);
     let { engine } = await open(t, dataDir, images);
-    const { img, disk, base, changed } = await changedQcow2(engine, images);
+    const { img, disk, base, changed } = await changedQcow2(engine, images, '8M');
     await engine.close();
     const catalog = Catalog.open(dataDir, BS);
     catalog.txn(() => catalog.putDisk({ ...catalog.getDisk(disk.id)!, pendingRollback: { snapshotId: base.id, startedAt: new Date().toISOString(), jobId: 'j-00000000000000aa' } }));
@@ -155,8 +179,9 @@ t.test('qcow2', { skip: haveQemu() }, async (t) => {
     ({ engine } = await open(t, dataDir, images));
     t.match(engine.getDisk(disk.id).pendingRollback, { snapshotId: base.id, jobId: 'j-00000000000000aa' }, 'the start keeps it');
     t.throws(() => engine.startSnapshot(disk.id), { code: 'RollbackIncomplete' });
+    const held = holdQcow2Writes(t, 1);
     const rerun = engine.startRollback(disk.id, base.id);
-    await progressed(engine, rerun.id);
+    await held.started();
     engine.cancelJob(rerun.id);
     t.equal((await engine.waitJob(rerun.id)).state, 'cancelled');
     t.match(engine.getDisk(disk.id).pendingRollback, { snapshotId: base.id }, 'a cancelled rerun keeps it: it cannot tell whether the rename happened');
