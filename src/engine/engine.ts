@@ -133,6 +133,7 @@ export class Engine extends EventEmitter {
       catalog, model: new ModelCatalog(catalog), diskLocks: this.diskLocks, log,
       quota: () => this.quota, now: () => this.clock(), isPinned: (id: string) => this.pins.has(id), afterDelete: () => this.scheduleSweep(),
       isCloneBase: (id: string) => this.isCloneBase(id),
+      cloneOn: (id: string, except?: string) => this.cloneOn(id, except),
       snapshotBusy: (snap: SnapshotRecord, subject: string, then: string) => this.snapshotBusy(snap, subject, then),
     };
     this.policies = new Policies(this, internals);
@@ -164,7 +165,12 @@ export class Engine extends EventEmitter {
    * written. `except`: a disk not counted as a holder.
    */
   private isCloneBase(snapshotId: string, except?: string): boolean {
-    return this.catalog.allDisks().some((d) => d.cow?.baseSnapshotId === snapshotId && d.id !== except);
+    return this.cloneOn(snapshotId, except) !== undefined;
+  }
+
+  /** A copy-on-write disk resting on the snapshot (not `except`), if any. */
+  private cloneOn(snapshotId: string, except?: string): DiskRecord | undefined {
+    return this.catalog.allDisks().find((d) => d.cow?.baseSnapshotId === snapshotId && d.id !== except);
   }
 
   /**
@@ -173,7 +179,7 @@ export class Engine extends EventEmitter {
    * on that snapshot too (a clone --cow of the disk's latest snapshot).
    */
   private refuseCloneBase(s: SnapshotRecord, removing?: string): void {
-    const clone = this.catalog.allDisks().find((d) => d.cow?.baseSnapshotId === s.id && d.id !== removing);
+    const clone = this.cloneOn(s.id, removing);
     if (clone) {
       throw new BlocksnapError('SnapshotHasClones',
         `snapshot ${s.id} is the base of copy-on-write disk ${clone.name}; remove that disk (or snapshot it, which moves its base) first`,

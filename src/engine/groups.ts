@@ -152,13 +152,13 @@ export class SnapshotGroups {
     const members = g.snapshotIds.map((id) => this.i.catalog.getSnapshot(id)).filter((s): s is SnapshotRecord => s !== undefined);
     for (const s of members) {
       if (this.i.isPinned(s.id)) throw this.i.snapshotBusy(s, `member ${s.id} (${s.name}) of group ${g.name}`, 'delete the group');
-      if (this.i.isCloneBase(s.id)) {
+      const clone = this.i.cloneOn(s.id);
+      if (clone) {
         // Snapshotting the clone moves its base off the member; removing it may itself be refused
         // (its own snapshots may be members of this group).
-        const clone = this.i.catalog.allDisks().find((d) => d.cow?.baseSnapshotId === s.id);
         throw new BlocksnapError('SnapshotHasClones',
-          `member ${s.id} of group ${g.name} is the base of copy-on-write disk ${clone?.name ?? '?'}; snapshot that disk (which moves its base to the new snapshot), then delete the group`,
-          { snapshotId: s.id, ...(clone ? { diskId: clone.id } : {}) });
+          `member ${s.id} of group ${g.name} is the base of copy-on-write disk ${clone.name}; snapshot that disk (which moves its base to the new snapshot), then delete the group`,
+          { snapshotId: s.id, diskId: clone.id });
       }
       if (this.i.catalog.getDisk(s.diskId)?.pendingRollback?.snapshotId === s.id) {
         throw new BlocksnapError('SnapshotBusy', `member ${s.id} of group ${g.name} is the target of an interrupted rollback; rerun the rollback (or abandon it with rollback --abandon) first`);

@@ -1,6 +1,6 @@
 import type { BlocksnapError } from '../errors';
 import type { Catalog } from '../catalog/catalog';
-import type { SnapshotRecord } from '../catalog/records';
+import type { DiskRecord, SnapshotRecord } from '../catalog/records';
 import type { ModelCatalog } from '../catalog/model-records';
 import type { EngineLogger } from './engine';
 import type { DiskLocks } from './locks';
@@ -24,6 +24,8 @@ export interface EngineInternals {
   snapshotBusy(s: SnapshotRecord, subject: string, then: string): BlocksnapError;
   /** The snapshot is the base of a copy-on-write disk (SnapshotHasClones: never deleted). */
   isCloneBase(snapshotId: string): boolean;
+  /** The copy-on-write disk resting on the snapshot, if any; `except`: a disk not counted. */
+  cloneOn(snapshotId: string, except?: string): DiskRecord | undefined;
   /** Lets the sweeper unlink blocks that deletes just freed. */
   afterDelete(): void;
 }

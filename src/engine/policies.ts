@@ -354,10 +354,9 @@ export class Policies {
     if (toBlocksnapError(err).code !== 'SnapshotQuotaExceeded') return err;
     const disk = this.i.catalog.getDisk(diskId);
     if (!disk) return err;
-    const disks = this.i.catalog.allDisks();
     const why = (s: SnapshotRecord): true | string => {
       // The disk's own base moves to the snapshot the run takes (engine.ts, startSnapshot).
-      const clone = disks.find((d) => d.cow?.baseSnapshotId === s.id && d.id !== diskId);
+      const clone = this.i.cloneOn(s.id, diskId);
       if (clone) return `is the base of copy-on-write disk ${clone.name}`;
       if (disk.pendingRollback?.snapshotId === s.id) return `is the target of the disk's unfinished rollback (rerun it to finish, or abandon it)`;
       if (this.i.isPinned(s.id)) {

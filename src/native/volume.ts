@@ -180,7 +180,10 @@ export class Volume {
       const native = new (addon().Volume)({
         storeDir: spec.storeDir, granuleDir: spec.granuleDir, blockSize: spec.blockSize, sizeBytes: spec.sizeBytes, baseDigests: spec.baseDigests,
         layers: spec.layers.map((l) => ({ dataPath: l.dataPath, mapPath: l.mapPath })), writable: spec.writable,
-        backgroundVerify: spec.backgroundVerify, onVerifyDamage: verifierFoundDamage,
+        // What the background verifier finds damaged, no request waits for: taken as a reader's
+        // finding (fromNative → store/damage-reports.ts), so the block is recorded for repair now
+        // rather than when some later read needs its damaged part.
+        backgroundVerify: spec.backgroundVerify, onVerifyDamage: (err: unknown) => void fromNative(err),
       });
       return new Volume(native, spec.sizeBytes, spec.writable);
     } catch (err) {
@@ -379,15 +382,6 @@ export class Volume {
     const layers = this.native.layerCount();
     if (!Number.isInteger(value) || value < 0 || value > layers) invalid(name, `an integer from 0 to ${layers}`, value);
   }
-}
-
-/**
- * A damaged base block found by a volume's background verifier, which no request waits for:
- * reported as a reader's finding (fromNative → store/damage-reports.ts), so the engine records it
- * for repair now rather than when some later read needs the damaged part of the block.
- */
-function verifierFoundDamage(err: unknown): void {
-  fromNative(err);
 }
 
 async function call<T>(op: () => Promise<T>): Promise<T> {
