@@ -18,7 +18,7 @@ import { BlockStore } from '../store/block-store';
 import { DEFAULT_BLOCK_SIZE, DIGEST_SIZE, isValidBlockSize } from '../store/format';
 import { scanImage, lockDataDir, writtenDigestsOf, type DataDirLock } from '../native';
 import {
-  checkBackingAsGiven, checkNotInUse, checkRollbackTarget, checkStillRaw, consistencyNow, detectFormat, fileIdentity, imageFormatOf, inspectImage,
+  checkBackingAsGiven, checkNotInUse, checkRollbackTarget, checkSizeKept, checkStillRaw, consistencyNow, detectFormat, fileIdentity, imageFormatOf, inspectImage,
 } from './image-access';
 import { changedSince, stampImage } from './image-stamp';
 import { cloneImage, removeRollbackTemp } from './image-writes';
@@ -549,6 +549,7 @@ export class Engine extends EventEmitter {
         onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
       });
       written = scan.writtenDigests;
+      checkSizeKept(path, format, scan.sizeBytes);
       const tScanned = performance.now();
       // Every block of the image was hashed, and each listed as damaged was written again: only
       // one found damaged while the scan ran can be left (block-repair.ts).

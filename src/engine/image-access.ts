@@ -264,6 +264,26 @@ export function rollbackTempPath(path: string): string {
 }
 
 /**
+ * ImageResized when the image's guest size is no longer the `scanned` one. A scan reads the size
+ * once, at its start: an image shrunk while it ran reads as zeros where it was cut, and one grown
+ * keeps its new end out, so the snapshot would hold a disk of neither size. An image that cannot be
+ * read now (removed, renamed over) is left to the stamp check, which makes the snapshot
+ * crash-consistent: its blocks were all read whole.
+ */
+export function checkSizeKept(path: string, format: ImageFormat, scanned: number): void {
+  let now: number;
+  try {
+    now = format === 'qcow2' ? qcow2Header(path).sizeBytes : statSync(path).size;
+  } catch {
+    return;
+  }
+  if (now === scanned) return;
+  throw new BlocksnapError('ImageResized',
+    `${path} changed size while the snapshot read it (${scanned} bytes at its start, ${now} now), so the snapshot would hold a disk of neither size; take the snapshot again`,
+    { path, scannedBytes: scanned, sizeBytes: now });
+}
+
+/**
  * Refuses a qcow2 rollback that would drop what the file holds besides the guest's content: the
  * new image is written from the snapshot's content alone. Internal snapshots are not part of it,
  * nor are persistent dirty bitmaps, whose loss would break without a word the chain of
