@@ -3,21 +3,16 @@
  * it since its last snapshot; the same command leaves an image disk's file alone. So a COW disk
  * holding such writes is removed only when the operator says to discard them.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { served } from '../helpers/cow';
-import { openEngine, snapshot } from '../helpers/engine';
-import { fillBlock, makeImage, pattern } from '../helpers/images';
+import { engineWithSnapshot, snapshot } from '../helpers/engine';
+import { pattern } from '../helpers/images';
 
 const BS = 64 * 1024;
 
-async function writtenClone(t: Parameters<typeof openEngine>[0]) {
-  const f = await openEngine(t, { blockSize: BS });
-  const img = makeImage(join(f.images, 'a.raw'), 4 * BS);
-  fillBlock(img, 0, BS, 'base');
-  await f.engine.addDisk({ path: img, name: 'a' });
-  await snapshot(f.engine, 'a', 'base');
+async function writtenClone(t: Test) {
+  const f = await engineWithSnapshot(t, { blockSize: BS, blocks: 4, filled: 1, disk: 'a', snapshot: 'base' });
   const d = await f.engine.cloneCow('base', 'c');
   const b = await served(f.engine, 'c');
   await b.write!(BS, pattern('unsaved', 4096), true);

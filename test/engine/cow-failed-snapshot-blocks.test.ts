@@ -5,23 +5,17 @@
  * over a base block recorded missing.
  */
 import { existsSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
 import t from 'tap';
 import type { VerifyResult } from '../../src/engine/types';
 import { served } from '../helpers/cow';
-import { openEngine, snapshot } from '../helpers/engine';
-import { fillBlock, makeImage, pattern } from '../helpers/images';
+import { engineWithSnapshot } from '../helpers/engine';
+import { pattern } from '../helpers/images';
 import { blockPath, sha } from '../helpers/store-damage';
 
 const BS = 64 * 1024;
 
 t.test('a failed snapshot of a COW disk frees the blocks its scan stored', async (t) => {
-  const { engine, dataDir, images } = await openEngine(t, { blockSize: BS });
-  const img = makeImage(join(images, 'a.raw'), 4 * BS);
-  fillBlock(img, 0, BS, 'base-0');
-  fillBlock(img, 1, BS, 'base-1');
-  await engine.addDisk({ path: img, name: 'a' });
-  await snapshot(engine, 'a', 'base');
+  const { engine, dataDir } = await engineWithSnapshot(t, { blockSize: BS, blocks: 4, filled: 2, disk: 'a', snapshot: 'base' });
   await engine.cloneCow('base', 'c');
   const b = await served(engine, 'c');
   await b.write!(2 * BS, pattern('new-2', BS), true);
@@ -29,7 +23,7 @@ t.test('a failed snapshot of a COW disk frees the blocks its scan stored', async
   await engine.exports.stop('c');
 
   // Block 1 is read from the base, unwritten: recorded missing, it fails the snapshot before its commit.
-  rmSync(blockPath(dataDir, sha(pattern('base-1', BS))));
+  rmSync(blockPath(dataDir, sha(pattern('a-1', BS))));
   const verify = await engine.waitJob(engine.startVerify().id);
   t.equal((verify.result as VerifyResult).problems.length, 1, 'verify records the missing base block');
   const failed = await engine.waitJob(engine.startSnapshot('c').id);

@@ -3,22 +3,17 @@
  * never ends by itself, so the refusal names it and the command that stops it; a job is named
  * for what it is and how to see or stop it.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { join } from 'node:path';
-import { finished, openEngine, snapshot } from '../helpers/engine';
-import { fillBlock, makeImage } from '../helpers/images';
+import { engineWithSnapshot, finished } from '../helpers/engine';
 
 const BLOCK = 64 * 1024;
 
-async function exportedSnapshot(t: Parameters<typeof openEngine>[0]) {
-  const f = await openEngine(t, { blockSize: BLOCK });
-  const img = makeImage(join(f.images, 'vm.img'), 2 * BLOCK);
-  fillBlock(img, 0, BLOCK, 'zero');
-  await f.engine.addDisk({ path: img, name: 'vm' });
-  const snap = await snapshot(f.engine, 'vm', 'one');
+async function exportedSnapshot(t: Test) {
+  const f = await engineWithSnapshot(t, { blockSize: BLOCK, blocks: 2, filled: 1, disk: 'vm', snapshot: 'one' });
   f.engine.exports.setEndpoint('/run/test/nbd.sock');
   f.engine.exports.start('one', { name: 'vm-one' });
-  return { ...f, snap };
+  return f;
 }
 
 t.test('snapshot delete of an exported snapshot names the export and how to stop it', async (t) => {

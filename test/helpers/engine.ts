@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Engine } from '../../src/engine';
 import type { Job } from '../../src/engine/types';
+import { fillBlock, makeImage } from './images';
 
 export interface Fixture { engine: Engine; dataDir: string; images: string }
 
@@ -38,4 +39,17 @@ export async function finished(engine: Engine, job: Job): Promise<Job> {
 export async function snapshot(engine: Engine, disk: string, name?: string): Promise<import('../../src/engine/types').Snapshot> {
   const job = await finished(engine, engine.startSnapshot(disk, name === undefined ? {} : { name }));
   return job.result as import('../../src/engine/types').Snapshot;
+}
+
+/**
+ * openEngine with one raw image disk `disk` of `blocks` blocks, the first `filled` of them block
+ * i holding pattern(`<disk>-i`), snapshotted as `snapshot`.
+ */
+export async function engineWithSnapshot(t: Test, o: { blockSize: number; blocks: number; filled: number; disk: string; snapshot: string }) {
+  const f = await openEngine(t, { blockSize: o.blockSize });
+  const img = makeImage(join(f.images, `${o.disk}.raw`), o.blocks * o.blockSize);
+  for (let i = 0; i < o.filled; i++) fillBlock(img, i, o.blockSize, `${o.disk}-${i}`);
+  await f.engine.addDisk({ path: img, name: o.disk });
+  const snap = await snapshot(f.engine, o.disk, o.snapshot);
+  return { ...f, img, snap };
 }
