@@ -16,7 +16,7 @@ import { DIGEST_SIZE } from '../store/format';
 import { looksLikeId } from './ids';
 import { uniqueName, validateName } from './names';
 import type { OffsiteInternals } from './offsite-internals';
-import type { SnapshotType } from './types';
+import type { SnapshotConsistency, SnapshotType } from './types';
 
 export interface ImportedSnapshot {
   id: string;
@@ -28,6 +28,7 @@ export interface ImportedSnapshot {
   sizeBytes: number;
   blockSize: number;
   blockCount: number;
+  consistency?: SnapshotConsistency | null;
 }
 
 /**
@@ -101,7 +102,7 @@ export function commitImported(x: OffsiteInternals, disk: DiskRecord, s: Importe
       id: s.id, diskId: disk.id, name, description: s.description, status: 'available', type: importedType(s),
       parentId: parent ? parent.id : null, createdAt: s.createdAt, completedAt: new Date().toISOString(),
       sizeBytes: s.sizeBytes, blockSize: s.blockSize, blockCount: s.blockCount, logicalBytes: 0, changedBlocks: 0, newBytes: 0,
-      error: null, jobId, tags: {}, groupId: null,
+      error: null, jobId, tags: {}, groupId: null, ...(s.consistency ? { consistency: s.consistency } : {}),
     };
     const stats = commitDelta(x.catalog, rec, map, parent ? readView(x.catalog, parent) : null);
     const done: SnapshotRecord = { ...rec, ...stats };

@@ -369,7 +369,7 @@ export class Replication {
           snapshot: {
             id: s.id, diskId: s.diskId, diskName: disk?.name ?? s.diskId, name: s.name, description: s.description, type: s.type,
             parentId: s.parentId, createdAt: s.createdAt, completedAt: s.completedAt, sizeBytes: s.sizeBytes, blockSize: s.blockSize,
-            blockCount: s.blockCount, logicalBytes: s.logicalBytes,
+            blockCount: s.blockCount, logicalBytes: s.logicalBytes, consistency: s.consistency ?? null,
           },
           host: this.remotes.hostId, replicatedAt: new Date().toISOString(), map: view,
         });

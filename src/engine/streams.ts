@@ -104,7 +104,7 @@ export class SnapshotStreams {
             snapshot: {
               id: snap.id, diskId: snap.diskId, diskName: disk?.name ?? snap.diskId, name: snap.name, description: snap.description, type: snap.type,
               parentId: snap.parentId, createdAt: snap.createdAt, sizeBytes: snap.sizeBytes, blockSize: snap.blockSize, blockCount: snap.blockCount,
-              logicalBytes: snap.logicalBytes,
+              logicalBytes: snap.logicalBytes, consistency: snap.consistency ?? null,
             },
             base: base && baseView ? { id: base.id, viewSha256: viewSha256(baseView) } : null,
             exportedAt: this.x.now().toISOString(),

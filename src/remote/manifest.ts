@@ -5,7 +5,8 @@
  *
  *   format "blocksnap-manifest", version 1,
  *   snapshot {id, diskId, diskName, name, description, type, parentId, createdAt, completedAt,
- *             sizeBytes, blockSize, blockCount, logicalBytes},
+ *             sizeBytes, blockSize, blockCount, logicalBytes, consistency (absent before it was
+ *             carried)},
  *   host, replicatedAt,
  *   map     base64 of blockCount × 32 bytes (SHA-256 per block, 32 zero bytes for ZERO),
  *   sha256  hex SHA-256 of the JSON text of the object without this field, in this key order.
@@ -16,27 +17,16 @@
 import { createHash } from 'node:crypto';
 import { BlocksnapError } from '../errors';
 import { DIGEST_SIZE } from '../store/format';
-import { checkIncomingSnapshot, checkTimestamp, distinctDigests, isIsoTimestamp } from '../stream/snapshot-fields';
+import { checkIncomingSnapshot, checkTimestamp, distinctDigests, isIsoTimestamp, type IncomingSnapshot } from '../stream/snapshot-fields';
 
 export const MANIFEST_FORMAT = 'blocksnap-manifest';
 export const MANIFEST_VERSION = 1;
 /** The longest host name a manifest may carry (a DNS name is at most 253 characters). */
 const HOST_MAX = 255;
 
-export interface ManifestSnapshot {
-  id: string;
-  diskId: string;
-  diskName: string;
-  name: string;
-  description: string;
-  type: 'manual' | 'auto';
-  parentId: string | null;
-  createdAt: string;
+/** The stream header's snapshot record, and when the snapshot was completed. */
+export interface ManifestSnapshot extends IncomingSnapshot {
   completedAt: string | null;
-  sizeBytes: number;
-  blockSize: number;
-  blockCount: number;
-  logicalBytes: number;
 }
 
 export interface Manifest {

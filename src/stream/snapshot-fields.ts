@@ -6,6 +6,7 @@
  * in one place, and the first wrong one is named.
  */
 import { NAME_MAX } from '../engine/names';
+import type { SnapshotConsistency } from '../engine/types';
 import { BlocksnapError } from '../errors';
 import { DIGEST_SIZE, isValidBlockSize, isZeroDigest } from '../store/format';
 
@@ -23,7 +24,11 @@ export const MAX_SIZE_BYTES = Number.MAX_SAFE_INTEGER;
 export interface IncomingSnapshot {
   id: string; diskId: string; diskName: string; name: string; description: string; type: 'manual' | 'auto';
   parentId: string | null; createdAt: string; sizeBytes: number; blockSize: number; blockCount: number; logicalBytes: number;
+  /** Absent in streams and manifests written before it was carried: unknown (null) here then. */
+  consistency?: SnapshotConsistency | null;
 }
+
+const CONSISTENCIES: readonly unknown[] = ['offline', 'crash', 'point-in-time'] satisfies SnapshotConsistency[];
 
 /** Reports a bad field; the caller turns it into its own error (StreamCorrupt, RemoteCorrupt). */
 export type FieldError = (field: string, why: string) => Error;
@@ -74,6 +79,9 @@ export function checkIncomingSnapshot(v: unknown, fail: FieldError, prefix = 'sn
   if (!isCount(s.blockCount, MAX_BLOCK_COUNT)) throw fail(f('blockCount'), `is not an integer from 0 to ${MAX_BLOCK_COUNT}`);
   if (s.blockCount !== Math.ceil(s.sizeBytes / (s.blockSize as number))) throw fail(f('blockCount'), 'is not ceil(sizeBytes / blockSize)');
   if (!isCount(s.logicalBytes, s.sizeBytes as number)) throw fail(f('logicalBytes'), 'is not an integer from 0 to sizeBytes');
+  if (s.consistency !== undefined && s.consistency !== null && !CONSISTENCIES.includes(s.consistency)) {
+    throw fail(f('consistency'), 'is none of null, "offline", "crash", "point-in-time"');
+  }
   return s as unknown as IncomingSnapshot;
 }
 

@@ -16,7 +16,7 @@ function header(): StreamHeader {
     snapshot: {
       id: 's-0123456789abcdef', diskId: 'd-0123456789abcdef', diskName: 'vm', name: 'monday', description: 'before the upgrade',
       type: 'manual', parentId: null, createdAt: '2026-01-01T00:00:00.000Z', sizeBytes: 2 * B + 100, blockSize: B, blockCount: 3,
-      logicalBytes: B,
+      logicalBytes: B, consistency: 'crash',
     },
     base: null,
     exportedAt: '2026-01-02T00:00:00.000Z',
@@ -55,6 +55,12 @@ t.test('a header with every field well-formed is read back as written', async (t
   t.same(await headerOf(header()), header());
 });
 
+t.test('a header written before consistency was carried is read without it', async (t) => {
+  const h = header();
+  delete h.snapshot.consistency;
+  t.same(await headerOf(h), h);
+});
+
 t.test('each header field of the wrong type or shape is StreamCorrupt naming the field', async (t) => {
   const cases: Array<[string, (h: any) => void]> = [
     ['snapshot.createdAt', (h) => { h.snapshot.createdAt = 12345; }],
@@ -70,6 +76,7 @@ t.test('each header field of the wrong type or shape is StreamCorrupt naming the
     ['snapshot.blockSize', (h) => { h.snapshot.blockSize = 1000; }],
     ['snapshot.logicalBytes', (h) => { h.snapshot.logicalBytes = 3 * B; }],
     ['snapshot.blockCount', (h) => { h.snapshot.blockCount = 4; }],
+    ['snapshot.consistency', (h) => { h.snapshot.consistency = 'eventual'; }],
     ['base', (h) => { h.base = 'none'; }],
     ['base.viewSha256', (h) => { h.base = { id: 's-00112233445566ff', viewSha256: 'zz' }; }],
     ['exportedAt', (h) => { delete h.exportedAt; }],
