@@ -13,7 +13,7 @@
  * read costs a 4 KiB pread, not a whole verified block; a damaged block is an EIO naming the
  * digest, never wrong data. ZERO blocks never reach the Volume: they are holes in the reply.
  */
-import type { Extent, NbdBackend, ReadPiece } from '../nbd/backend';
+import type { BackendWrite, Extent, NbdBackend, ReadPiece } from '../nbd/backend';
 import type { Volume } from '../native/volume';
 import { DIGEST_SIZE } from '../store/format';
 import type { OpenVolume } from './cow-volumes';
@@ -38,6 +38,11 @@ export class VolumeBackend implements NbdBackend {
 
   write(offset: number, data: Buffer, fua: boolean): Promise<void> {
     return this.v.gate.run(() => this.v.volume.write(offset, data, fua));
+  }
+
+  /** One pass through the gate for all of `fn`'s writes: a snapshot's instant waits for the last. */
+  writeAsOne<T>(fn: (write: BackendWrite) => Promise<T>): Promise<T> {
+    return this.v.gate.run(() => fn((offset, data, fua) => this.v.volume.write(offset, data, fua)));
   }
 
   zero(offset: number, length: number, mayTrim: boolean, fua: boolean): Promise<void> {

@@ -14,6 +14,9 @@
  *   extents may share flags (the server merges them).
  * - A writable backend acknowledges a write only once a later `flush` will make it durable, and
  *   makes it durable before returning when `fua` is set.
+ * - A backend that records instants between requests (a served copy-on-write disk's snapshot)
+ *   has `writeAsOne`: a write longer than one piece is applied a piece at a time inside it, so
+ *   that no instant falls between two pieces of one request.
  */
 export interface ReadPiece {
   offset: number;
@@ -28,6 +31,8 @@ export interface Extent {
   flags: number;
 }
 
+export type BackendWrite = (offset: number, data: Buffer, fua: boolean) => Promise<void>;
+
 export interface NbdBackend {
   readonly size: number;
   readonly writable: boolean;
@@ -36,6 +41,8 @@ export interface NbdBackend {
   readInto(offset: number, length: number, target: Buffer, at: number): Promise<void>;
   extents(offset: number, length: number): Promise<Extent[]>;
   write?(offset: number, data: Buffer, fua: boolean): Promise<void>;
+  /** Runs `fn`; every write made through the function it is given falls on one side of any instant. */
+  writeAsOne?<T>(fn: (write: BackendWrite) => Promise<T>): Promise<T>;
   /** Zeros a range; `mayTrim` allows leaving a hole (NBD_CMD_FLAG_NO_HOLE not set). */
   zero?(offset: number, length: number, mayTrim: boolean, fua: boolean): Promise<void>;
   trim?(offset: number, length: number, fua: boolean): Promise<void>;

@@ -21,7 +21,7 @@ import { BlocksnapError } from '../errors';
 import type { ByteBudget } from '../byte-budget';
 import { ConnectionClosed, type ByteReader } from './byte-reader';
 import type { ReplyBuffers } from './reply-buffers';
-import type { Extent, NbdExport, ReadPiece } from './backend';
+import type { BackendWrite, Extent, NbdExport, ReadPiece } from './backend';
 import * as C from './constants';
 import { drained } from './drained';
 import { BASE_ALLOCATION_ID, MAX_PAYLOAD, MAX_REQUEST_LENGTH, ProtocolViolation, type Negotiated } from './handshake';
@@ -281,36 +281,63 @@ export class Transmission {
    * next is taken off the socket, so it holds one piece of memory whatever its length. A client
    * gone mid-payload may leave the pieces before the cut written: the write was never
    * acknowledged. Once the connection shuts down the rest of the payload is dropped.
+   *
+   * The pieces go through the backend's `writeAsOne`, so a snapshot's instant falls before or
+   * after the whole request, never between two pieces. The first piece is taken before that, so
+   * the instant waits only for a payload already arriving; each later one must arrive within
+   * stallMs, or the connection is closed: a client stopped mid-payload must not hold snapshots off.
    */
   private async streamedWrite(req: Request): Promise<void> {
-    let error: unknown = null;
     try {
       this.checkFlags(req);
       this.writable(req);
     } catch (err) {
-      error = err;
+      await this.discard(req.length);
+      this.fail(req, err);
+      return;
     }
     const fua = (req.flags & C.NBD_CMD_FLAG_FUA) !== 0;
-    for (let done = 0; done < req.length;) {
-      const n = Math.min(MAX_REQUEST_LENGTH, req.length - done);
-      if (error !== null) {
-        await this.discard(n);
-      } else {
-        const piece = await this.reader.take(n);
-        if (this.closing) {
-          error = shuttingDown();
+    const backend = this.exp.backend;
+    let piece: Buffer | null = await this.reader.take(Math.min(MAX_REQUEST_LENGTH, req.length));
+    let error: unknown = null;
+    const writeAll = async (write: BackendWrite): Promise<void> => {
+      for (let done = 0; done < req.length;) {
+        const n = Math.min(MAX_REQUEST_LENGTH, req.length - done);
+        if (error !== null) {
+          await this.discard(n);
         } else {
-          try {
-            await this.exp.backend.write!(req.offset + done, piece, fua);
-          } catch (err) {
-            error = err;
+          piece ??= await this.takeWithin(n);
+          if (this.closing) {
+            error = shuttingDown();
+          } else {
+            try {
+              await write(req.offset + done, piece, fua);
+            } catch (err) {
+              error = err;
+            }
           }
+          piece = null;
         }
+        done += n;
       }
-      done += n;
-    }
+    };
+    if (backend.writeAsOne) await backend.writeAsOne(writeAll);
+    else await writeAll((offset, data, f) => backend.write!(offset, data, f));
     if (error !== null) this.fail(req, error);
     else this.ok(req);
+  }
+
+  /** The next n bytes of a payload; a client that takes longer than stallMs to send them is dropped. */
+  private async takeWithin(n: number): Promise<Buffer> {
+    const timer = setTimeout(() => {
+      this.log.warn({ export: this.exp.name, awaitedBytes: n }, 'an NBD client stopped in the middle of a write payload for too long: closing the connection');
+      this.socket.destroy();
+    }, this.stallMs);
+    try {
+      return await this.reader.take(n);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private async serve(req: Request, hold: Hold): Promise<void> {

@@ -112,6 +112,17 @@ t.test('a write beyond 2^25 closes the connection', async (t) => {
   t.ok(await c.closes());
 });
 
+t.test('a client stopped in the middle of a long write\'s payload is dropped after the stall limit', async (t) => {
+  // The payload's later pieces are awaited inside the backend's writeAsOne: a served disk's
+  // snapshot waits for them, so a client that stops sending must not hold it off for long.
+  const backend = new MemoryBackend(40 * MiB);
+  const { socketPath } = await startServer(t, { big: backend }, { replyStallMs: 300 });
+  const c = await attached(socketPath, 'big');
+  c.request(C.NBD_CMD_WRITE, 0, 8 * MiB, 0, 1n, pattern(5 * MiB, 5));
+  t.ok(await c.closes(10_000), 'the connection is closed');
+  t.equal(backend.writes, 1, 'only the piece that arrived whole was written');
+});
+
 t.test('a refused long write has its payload consumed: the connection stays in step', async (t) => {
   const { socketPath, backend } = await big(t, { writable: false });
   const c = await attached(socketPath, 'big');
