@@ -2,6 +2,7 @@
  * Human output: sizes in IEC units, relative times, aligned tables. Pure functions, so the
  * output is testable without a terminal and stable for the same input.
  */
+import { CONTROL_RE } from '../engine/text-fields';
 
 const IEC_UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'] as const;
 
@@ -68,9 +69,25 @@ export interface Column<T> {
   align?: Align;
 }
 
+const CONTROL_CHARS = new RegExp(CONTROL_RE.source, 'g');
+
+/**
+ * `s` with its control characters written out (`\n`, `\x1b`): text from the daemon may hold what
+ * this build refuses but an older one took (a description, a path, a message quoting one), and a
+ * terminal must not act on it, nor a line break split one line of output.
+ */
+export function printable(s: string): string {
+  return s.replace(CONTROL_CHARS, (c) => {
+    if (c === '\n') return '\\n';
+    if (c === '\t') return '\\t';
+    if (c === '\r') return '\\r';
+    return `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`;
+  });
+}
+
 /** Columns separated by two spaces, headers in capitals; the last column is not padded. */
 export function table<T>(rows: readonly T[], columns: readonly Column<T>[]): string {
-  const cells = rows.map((r) => columns.map((c) => c.value(r)));
+  const cells = rows.map((r) => columns.map((c) => printable(c.value(r))));
   const widths = columns.map((c, i) => Math.max(c.header.length, ...cells.map((row) => row[i]!.length)));
   const line = (values: string[]): string =>
     values
@@ -87,7 +104,7 @@ export function table<T>(rows: readonly T[], columns: readonly Column<T>[]): str
 /** "key: value" lines with the values aligned. */
 export function details(pairs: ReadonlyArray<readonly [string, string]>): string {
   const width = Math.max(0, ...pairs.map(([k]) => k.length)) + 1;
-  return pairs.map(([k, v]) => `${`${k}:`.padEnd(width)} ${v}`).join('\n');
+  return pairs.map(([k, v]) => `${`${k}:`.padEnd(width)} ${printable(v)}`).join('\n');
 }
 
 export function percent(done: number, total: number): string {

@@ -5,6 +5,7 @@
  */
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import { exitStatusFor } from './exit-status';
+import { printable } from './format';
 
 export interface Output {
   readonly json: boolean;
@@ -37,7 +38,7 @@ export function reportError(err: unknown, json: boolean, to: NodeJS.WritableStre
   if (json) {
     to.write(`${JSON.stringify({ error: { code: e.code, message: e.message } })}\n`);
   } else {
-    process.stderr.write(`blocksnap: ${e.message}${e.code === 'Internal' && !(err instanceof BlocksnapError) && e.stack ? `\n${e.stack}` : ''} [${e.code}]\n`);
+    process.stderr.write(`blocksnap: ${printable(e.message)}${e.code === 'Internal' && !(err instanceof BlocksnapError) && e.stack ? `\n${e.stack}` : ''} [${e.code}]\n`);
   }
   return exitStatusFor(e.code);
 }

@@ -4,7 +4,7 @@
  */
 import type { Job } from '../engine/types';
 import type { Policy, PolicySpec } from '../engine/policies';
-import type { RetentionInput } from '../engine/retention';
+import { KEEP_MAX, RETENTION_DAYS_MAX, type RetentionInput } from '../engine/retention';
 import { nextDue } from '../scheduler/due-times';
 import type { CallContext, Method } from './methods';
 import { groupDiskList, integerList, stringList, stringMap } from './model-params';
@@ -19,8 +19,8 @@ const wait = optional(boolean);
 const policyFields = {
   description: optional(text), weekdays: optional(integerList(1, 7)), timeZone: optional(string), enabled: optional(boolean),
   replicateTo: optional(text),
-  retentionDays: optional(integer(-1, 65_536)), keepLast: optional(integer(0)), keepHourly: optional(integer(0)),
-  keepDaily: optional(integer(0)), keepWeekly: optional(integer(0)), keepMonthly: optional(integer(0)), keepYearly: optional(integer(0)),
+  retentionDays: optional(integer(-1, RETENTION_DAYS_MAX)), keepLast: optional(integer(0, KEEP_MAX)), keepHourly: optional(integer(0, KEEP_MAX)),
+  keepDaily: optional(integer(0, KEEP_MAX)), keepWeekly: optional(integer(0, KEEP_MAX)), keepMonthly: optional(integer(0, KEEP_MAX)), keepYearly: optional(integer(0, KEEP_MAX)),
 };
 
 type PolicyParams = ParamsOf<typeof policyFields> & { name?: string; hours?: number[] };

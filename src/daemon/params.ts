@@ -110,6 +110,15 @@ export function validateParams<S extends Shape>(shape: S, params: Params, where 
 }
 
 /** What a refused param was: its type, and a number's value (a type alone does not say why 1000 is not a block size). */
+/** What was sent, as far as it helps: a number's value, a short string itself, a long one's length. */
 function shown(value: unknown): string {
-  return typeof value === 'number' || typeof value === 'bigint' ? `${String(value)} (${describeType(value)})` : describeType(value);
+  if (typeof value === 'number' || typeof value === 'bigint') return `${String(value)} (${describeType(value)})`;
+  if (typeof value === 'string') {
+    if (value.length === 0) return 'an empty string';
+    return value.length <= SHOWN_STRING_MAX ? `${JSON.stringify(value)} (a string)` : `a string of ${value.length} characters`;
+  }
+  return describeType(value);
 }
+
+/** Longest string a refusal quotes (JSON-escaped, so control characters show as escapes). */
+const SHOWN_STRING_MAX = 64;

@@ -26,6 +26,7 @@ import { newId, looksLikeId } from './ids';
 import { DiskLocks, StoreLock } from './locks';
 import { JobRunner, type JobControl } from './jobs';
 import { defaultSnapshotName, nameFromPath, uniqueName, validateManualSnapshotName, validateName } from './names';
+import { validateDescription } from './text-fields';
 import { checkDataDir, fenceDataDirOf, resolveExistingImage, resolveNewFile, resolveRoots } from './paths';
 import { removeInterruptedPartials, writePartial } from './partial-files';
 import { ModelCatalog } from '../catalog/model-records';
@@ -72,7 +73,6 @@ export interface EngineOptions {
   replication?: ReplicationOptions;
 }
 
-const DESCRIPTION_MAX = 1024;
 
 const silent: EngineLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -447,10 +447,7 @@ export class Engine extends EventEmitter {
     } else {
       name = uniqueName(defaultSnapshotName(now), taken);
     }
-    const description = o.description ?? '';
-    if (typeof description !== 'string' || description.length > DESCRIPTION_MAX) {
-      throw new BlocksnapError('InvalidArgument', `description must be a string of at most ${DESCRIPTION_MAX} characters`);
-    }
+    const description = validateDescription(o.description ?? '');
     const tags = withTags({}, o.tags ?? {});
     const type = o.type ?? 'manual';
     const jobId = newId('j');

@@ -18,6 +18,7 @@ import type { Engine } from './engine';
 import type { EngineInternals } from './internals';
 import { looksLikeId, newId } from './ids';
 import { uniqueName, validateManualSnapshotName } from './names';
+import { validateDescription } from './text-fields';
 import { resolveExistingImage } from './paths';
 import { servedWithClients } from './cow-disks';
 import { checkNotInUse, checkRollbackTarget, checkStillRaw, inspectImage } from './image-access';
@@ -26,7 +27,6 @@ import { removeSnapshot } from './remove-snapshot';
 import type { Disk, Job } from './types';
 
 export const GROUP_DISKS_MAX = 64;
-const DESCRIPTION_MAX = 1024;
 
 export type Group = GroupRecord;
 
@@ -61,10 +61,7 @@ export class SnapshotGroups {
     const disks = o.disks.map((ref) => this.engine.getDisk(ref));
     const ids = new Set(disks.map((d) => d.id));
     if (ids.size !== disks.length) throw new BlocksnapError('InvalidArgument', 'a disk appears twice in the group');
-    const desc = o.description ?? '';
-    if (typeof desc !== 'string' || desc.length > DESCRIPTION_MAX) {
-      throw new BlocksnapError('InvalidArgument', `description must be a string of at most ${DESCRIPTION_MAX} characters`);
-    }
+    const desc = validateDescription(o.description ?? '');
     const now = this.i.now();
     const snapsOf = new Map(disks.map((d) => [d.id, this.i.catalog.snapshotsOfDisk(d.id)]));
     const nameTaken = (n: string): boolean => this.i.model.allGroups().some((g) => g.name === n) || disks.some((d) => snapsOf.get(d.id)!.some((s) => s.name === n));

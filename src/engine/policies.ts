@@ -24,12 +24,12 @@ import type { Engine } from './engine';
 import type { EngineInternals } from './internals';
 import { looksLikeId, newId } from './ids';
 import { POLICY_NAME_MAX, uniqueName, validateName } from './names';
+import { validateDescription } from './text-fields';
 import { quotaEvictions } from './quotas';
 import { expiredSnapshots, resolveRetention, type Retention, type RetentionInput } from './retention';
 import { validateTimeZone } from './time-zone';
 import type { Job } from './types';
 
-const DESCRIPTION_MAX = 1024;
 
 export interface Policy extends Omit<PolicyRecord, 'history' | 'scheduleChangedAt'> {
   /** When hours, weekdays, time zone or enabled last changed (updatedAt for older records). */
@@ -82,13 +82,6 @@ function intList(what: string, v: unknown, min: number, max: number): number[] {
   return [...new Set(v as number[])].sort((a, b) => a - b);
 }
 
-function description(v: unknown): string {
-  if (typeof v !== 'string' || v.length > DESCRIPTION_MAX) {
-    throw new BlocksnapError('InvalidArgument', `description must be a string of at most ${DESCRIPTION_MAX} characters`);
-  }
-  return v;
-}
-
 /** `auto-<policy>-20261122T020000Z`: the UTC time the run started, sortable and unambiguous. */
 export function autoSnapshotName(policyName: string, at: Date): string {
   const iso = at.toISOString();
@@ -106,7 +99,7 @@ export class Policies {
     const now = this.i.now().toISOString();
     const rec: PolicyRecord = {
       id: newId('p'), name,
-      description: spec.description === undefined ? '' : description(spec.description),
+      description: spec.description === undefined ? '' : validateDescription(spec.description),
       hours: intList('hours', spec.hours, 0, 23),
       weekdays: spec.weekdays === undefined ? [1, 2, 3, 4, 5, 6, 7] : intList('weekdays', spec.weekdays, 1, 7),
       timeZone: spec.timeZone === undefined ? 'UTC' : validateTimeZone(spec.timeZone),
@@ -134,7 +127,7 @@ export class Policies {
     const cur = this.resolve(ref);
     const next: PolicyRecord = { ...cur, updatedAt: this.i.now().toISOString() };
     if (patch.name !== undefined) next.name = this.checkName(patch.name, cur.id);
-    if (patch.description !== undefined) next.description = description(patch.description);
+    if (patch.description !== undefined) next.description = validateDescription(patch.description);
     if (patch.hours !== undefined) next.hours = intList('hours', patch.hours, 0, 23);
     if (patch.weekdays !== undefined) next.weekdays = intList('weekdays', patch.weekdays, 1, 7);
     if (patch.timeZone !== undefined) next.timeZone = validateTimeZone(patch.timeZone);
@@ -184,7 +177,8 @@ export class Policies {
 
   unbind(ref: string, diskRefs: string[]): Policy {
     const p = this.resolve(ref);
-    const disks = diskRefs.map((d) => this.engine.getDisk(d));
+    // A disk named twice (by name and by id, say) is unbound once, as bind binds it once.
+    const disks = [...new Map(diskRefs.map((r) => this.engine.getDisk(r)).map((d) => [d.id, d])).values()];
     this.i.model.txn(() => {
       for (const d of disks) {
         if (this.i.model.getBinding(d.id)?.policyId !== p.id) {

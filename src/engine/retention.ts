@@ -34,7 +34,7 @@ export const KEEP_RULES = ['keepLast', 'keepHourly', 'keepDaily', 'keepWeekly', 
 export type KeepRule = (typeof KEEP_RULES)[number];
 
 export const RETENTION_DAYS_MAX = 65_536;
-const KEEP_MAX = 65_536;
+export const KEEP_MAX = 65_536;
 const DAY_MS = 86_400_000;
 
 export const KEEP_FOREVER: Readonly<Retention> = { days: -1, keepLast: 0, keepHourly: 0, keepDaily: 0, keepWeekly: 0, keepMonthly: 0, keepYearly: 0 };

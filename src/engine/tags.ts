@@ -4,14 +4,13 @@
  * tag set copied from there fits here.
  */
 import { BlocksnapError } from '../errors';
+import { CONTROL_RE, charCount } from './text-fields';
 
 export const TAG_KEY_MAX = 128;
 export const TAG_VALUE_MAX = 256;
 export const TAGS_PER_SNAPSHOT_MAX = 20;
 
 const KEY_RE = /^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$/;
-// eslint-disable-next-line no-control-regex
-const CONTROL_RE = /[\u0000-\u001f\u007f]/;
 
 export function validateTagKey(key: unknown): string {
   if (typeof key !== 'string' || key.length === 0 || key.length > TAG_KEY_MAX || !KEY_RE.test(key)) {
@@ -22,7 +21,7 @@ export function validateTagKey(key: unknown): string {
 }
 
 export function validateTagValue(key: string, value: unknown): string {
-  if (typeof value !== 'string' || value.length > TAG_VALUE_MAX || CONTROL_RE.test(value)) {
+  if (typeof value !== 'string' || charCount(value) > TAG_VALUE_MAX || CONTROL_RE.test(value)) {
     throw new BlocksnapError('InvalidArgument', `invalid value for tag ${key}: use at most ${TAG_VALUE_MAX} characters without control characters`);
   }
   return value;

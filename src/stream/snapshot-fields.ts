@@ -6,12 +6,11 @@
  * in one place, and the first wrong one is named.
  */
 import { NAME_MAX } from '../engine/names';
+import { DESCRIPTION_MAX, charCount } from '../engine/text-fields';
 import type { SnapshotConsistency } from '../engine/types';
 import { BlocksnapError } from '../errors';
 import { DIGEST_SIZE, isValidBlockSize, isZeroDigest } from '../store/format';
 
-/** The longest description `snapshot create` accepts. */
-export const DESCRIPTION_MAX = 1024;
 /**
  * The most blocks a snapshot may have: its packed map (32 bytes per block) is held in one Buffer,
  * and 2^27 × 32 bytes = 4 GiB is the largest Buffer Node allocates on 64-bit hosts. With the
@@ -63,7 +62,8 @@ export function checkIncomingSnapshot(v: unknown, fail: FieldError, prefix = 'sn
   const f = (k: string): string => `${prefix}.${k}`;
   const str = (k: string, max: number, min = 0): string => {
     const x = s[k];
-    if (typeof x !== 'string' || x.length < min || x.length > max) throw fail(f(k), `is not a string of ${min} to ${max} characters`);
+    // Characters as the engine counts them when it takes a description (text-fields.ts).
+    if (typeof x !== 'string' || charCount(x) < min || charCount(x) > max) throw fail(f(k), `is not a string of ${min} to ${max} characters`);
     return x;
   };
   if (!isIdOf('s', s.id)) throw fail(f('id'), 'is not a snapshot id');

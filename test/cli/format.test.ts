@@ -1,5 +1,7 @@
 import t from 'tap';
 import { count, details, formatBytes, formatDuration, relativeTime, table } from '../../src/cli/format';
+import { reportError } from '../../src/cli/output';
+import { BlocksnapError } from '../../src/errors';
 import { ProgressBar, renderProgress } from '../../src/cli/progress';
 import { gcView, verifyView } from '../../src/cli/views';
 
@@ -40,6 +42,21 @@ t.test('tables align columns; right-aligned numbers; no trailing spaces', async 
 
 t.test('details align the values', async (t) => {
   t.equal(details([['id', 'd-1'], ['format', 'raw']]), 'id:     d-1\nformat: raw');
+});
+
+t.test('control characters in values are written out, so a terminal never acts on them', async (t) => {
+  // Text an older daemon took, a path, or a message quoting one, may hold them.
+  t.equal(details([['description', 'x\u001b[31mred\nline2\ttab\u009b2J']]), 'description: x\\x1b[31mred\\nline2\\ttab\\x9b2J');
+  t.equal(table([{ p: '/img/a\nb.raw' }], [{ header: 'path', value: (r) => r.p }]), 'PATH\n/img/a\\nb.raw');
+  const written: string[] = [];
+  const write = process.stderr.write;
+  process.stderr.write = ((s: string) => { written.push(s); return true; }) as typeof process.stderr.write;
+  try {
+    reportError(new BlocksnapError('ImageNotFound', 'no image at /img/\u001b[2J.raw'), false);
+  } finally {
+    process.stderr.write = write;
+  }
+  t.same(written, ['blocksnap: no image at /img/\\x1b[2J.raw [ImageNotFound]\n'], 'and in an error message');
 });
 
 t.test('the progress line shows bytes, rate and ETA, and fits the width', async (t) => {

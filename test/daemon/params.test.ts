@@ -16,13 +16,13 @@ t.test('nil counts as absent', async (t) => {
 t.test('every complaint reads params.<name> must be <expectation>', async (t) => {
   const cases: Array<[Record<string, unknown>, RegExp]> = [
     [{}, /^params\.path must be an absolute path$/],
-    [{ path: 'rel/x' }, /^params\.path must be an absolute path, got a string$/],
+    [{ path: 'rel/x' }, /^params\.path must be an absolute path, got "rel\/x" \(a string\)$/],
     [{ path: '/x\0y' }, /^params\.path must be an absolute path/],
     [{ path: '/x', name: 3 }, /^params\.name must be a string of 1 to 4096 characters, got 3 \(an integer\)$/],
-    [{ path: '/x', name: '' }, /^params\.name must be a string/],
-    [{ path: '/x', name: 'x'.repeat(5000) }, /^params\.name must be a string/],
-    [{ path: '/x', format: 'vmdk' }, /^params\.format must be one of "raw", "qcow2", got a string$/],
-    [{ path: '/x', wait: 'yes' }, /^params\.wait must be a boolean, got a string$/],
+    [{ path: '/x', name: '' }, /^params\.name must be a string of 1 to 4096 characters, got an empty string$/],
+    [{ path: '/x', name: 'x'.repeat(5000) }, /^params\.name must be a string of 1 to 4096 characters, got a string of 5000 characters$/],
+    [{ path: '/x', format: 'vmdk' }, /^params\.format must be one of "raw", "qcow2", got "vmdk" \(a string\)$/],
+    [{ path: '/x', wait: 'yes' }, /^params\.wait must be a boolean, got "yes" \(a string\)$/],
     [{ path: '/x', wait: 1 }, /^params\.wait must be a boolean, got 1 \(an integer\)$/],
     [{ path: '/x', name: ['a'] }, /^params\.name must be a string.*got an array$/],
     [{ path: '/x', name: { a: 1 } }, /^params\.name must be a string.*got a map$/],

@@ -85,7 +85,7 @@ t.test('param errors share one message format', async (t) => {
   c.send({ id: 1, method: 'snapshot.create', params: { disk: 'x', name: 5 } });
   t.match(await c.response(1), { error: { code: 'InvalidArgument', message: /^params\.name must be a string/ } });
   c.send({ id: 2, method: 'clone', params: { snapshot: 's', path: '/x', format: 'vmdk' } });
-  t.match(await c.response(2), { error: { message: 'params.format must be one of "raw", "qcow2", got a string' } });
+  t.match(await c.response(2), { error: { message: 'params.format must be one of "raw", "qcow2", got "vmdk" (a string)' } });
 });
 
 for (const [what, bytes, code] of [

@@ -39,6 +39,14 @@ t.test('a refused policy name is told the policy limit of 100, not the 128 of ot
   t.equal(f.engine.policies.create({ name: 'x'.repeat(100), hours: [1] }).name.length, 100, 'the limit itself is accepted');
 });
 
+t.test('unbinding a disk named twice (by name and by id) unbinds it once, as binding does', async (t) => {
+  const f = await openSmallEngine(t);
+  const a = await smallDisk(f, 'a', 1);
+  f.engine.policies.create({ name: 'one', hours: [1] });
+  t.same(f.engine.policies.bind('one', ['a', a.id]).diskIds, [a.id]);
+  t.same(f.engine.policies.unbind('one', ['a', a.id]).diskIds, [], 'not DiskNotBound for the second mention');
+});
+
 t.test('bindings: a disk has at most one policy; unbinding checks; removed disks drop out', async (t) => {
   const f = await openSmallEngine(t);
   const a = await smallDisk(f, 'a', 1);

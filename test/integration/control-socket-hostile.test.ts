@@ -48,7 +48,7 @@ t.test('job ids and remote names too long for a catalog key are InvalidArgument,
     ['import', { remote: long, snapshot: 's', disk: 'd' }, 'remote'],
   ];
   for (const [method, params, param] of calls) {
-    await t.rejects(c.call(method, params), { code: 'InvalidArgument', message: `params.${param} must be a string of 1 to 128 characters, got a string` }, method);
+    await t.rejects(c.call(method, params), { code: 'InvalidArgument', message: `params.${param} must be a string of 1 to 128 characters, got a string of 4096 characters` }, method);
   }
   await t.rejects(c.call('job.show', { job: 'x'.repeat(128) }), { code: 'JobNotFound' }, 'the longest key allowed is looked up');
 });

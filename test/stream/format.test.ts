@@ -61,6 +61,12 @@ t.test('a header written before consistency was carried is read without it', asy
   t.same(await headerOf(h), h);
 });
 
+t.test('a description of 1024 characters of two UTF-16 units each is read: counted as the engine counts it', async (t) => {
+  const h = header();
+  h.snapshot.description = '\u{1F600}'.repeat(1024);
+  t.same(await headerOf(h), h);
+});
+
 t.test('each header field of the wrong type or shape is StreamCorrupt naming the field', async (t) => {
   const cases: Array<[string, (h: any) => void]> = [
     ['snapshot.createdAt', (h) => { h.snapshot.createdAt = 12345; }],

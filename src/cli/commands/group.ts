@@ -36,7 +36,7 @@ export function registerGroup(program: Command): void {
   detachOption(clientOptions(group.command('create').argument('<disks...>', 'disk ids or names (all disks of the VM)')), 'the member snapshot jobs')
     .description('snapshot several disks together; all member snapshots start only when every disk is free')
     .option('--name <name>', 'group name, also the name of each member snapshot (default: group-<UTC time>)')
-    .option('--description <text>', 'free text kept with the group and its snapshots')
+    .option('--description <text>', 'free text kept with the group and its snapshots (at most 1024 characters, no control characters)')
     .option('--no-wait', 'print the group as started and return at once')
     .addHelpText('after', examples([
       'blocksnap group create web1-root web1-data --name before-upgrade',

@@ -2,6 +2,7 @@ import { Option, type Command } from 'commander';
 import { BlocksnapError } from '../../errors';
 import type { PolicyRunResult } from '../../engine/policies';
 import { validateTimeZone } from '../../engine/time-zone';
+import { KEEP_MAX, RETENTION_DAYS_MAX } from '../../engine/retention';
 import { POLICY_NAME_MAX, validateName } from '../../engine/names';
 import { integerOption, parseIntegerList } from '../arguments';
 import { clientOptions, detachOption, examples, withClient, type ClientFlags } from '../context';
@@ -33,17 +34,17 @@ const KEEP_FLAGS = ['keepLast', 'keepHourly', 'keepDaily', 'keepWeekly', 'keepMo
 /** Schedule and retention options shared by create and update. */
 function policyOptions(cmd: Command): Command {
   return clientOptions(cmd)
-    .option('--description <text>', 'free text kept with the policy')
+    .option('--description <text>', 'free text kept with the policy (at most 1024 characters, no control characters)')
     .option('--hours <list>', 'hours of the day to run at, 0-23 (e.g. 2,14 or 0-23)', (v) => parseIntegerList(v, 0, 23))
     .option('--weekdays <list>', 'ISO weekdays to run on, 1 Monday - 7 Sunday (default: 1-7)', (v) => parseIntegerList(v, 1, 7))
     .option('--time-zone <zone>', 'IANA time zone the hours and retention periods are in (default: UTC)')
-    .option('--retention-days <days>', 'delete automatic snapshots older than this; -1 keeps them forever (the quota still applies)', integerOption(-1, 65_536))
-    .option('--keep-last <n>', 'keep the n newest automatic snapshots', integerOption(0))
-    .option('--keep-hourly <n>', 'keep the newest snapshot of each of the n newest hours', integerOption(0))
-    .option('--keep-daily <n>', 'keep the newest snapshot of each of the n newest days', integerOption(0))
-    .option('--keep-weekly <n>', 'keep the newest snapshot of each of the n newest ISO weeks', integerOption(0))
-    .option('--keep-monthly <n>', 'keep the newest snapshot of each of the n newest months', integerOption(0))
-    .option('--keep-yearly <n>', 'keep the newest snapshot of each of the n newest years', integerOption(0))
+    .option('--retention-days <days>', 'delete automatic snapshots older than this; -1 keeps them forever (the quota still applies)', integerOption(-1, RETENTION_DAYS_MAX))
+    .option('--keep-last <n>', 'keep the n newest automatic snapshots', integerOption(0, KEEP_MAX))
+    .option('--keep-hourly <n>', 'keep the newest snapshot of each of the n newest hours', integerOption(0, KEEP_MAX))
+    .option('--keep-daily <n>', 'keep the newest snapshot of each of the n newest days', integerOption(0, KEEP_MAX))
+    .option('--keep-weekly <n>', 'keep the newest snapshot of each of the n newest ISO weeks', integerOption(0, KEEP_MAX))
+    .option('--keep-monthly <n>', 'keep the newest snapshot of each of the n newest months', integerOption(0, KEEP_MAX))
+    .option('--keep-yearly <n>', 'keep the newest snapshot of each of the n newest years', integerOption(0, KEEP_MAX))
     .option('--replicate-to <remote>', 'after each run, replicate the disk\'s automatic snapshots to this remote (a job)');
 }
 

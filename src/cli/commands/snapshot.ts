@@ -11,7 +11,7 @@ export function registerSnapshot(program: Command): void {
   jobOptions(snapshot.command('create').argument('<disk>', 'disk id or name'))
     .description('take an incremental point-in-time snapshot of a disk')
     .option('--name <name>', 'snapshot name: 1-128 of A-Z a-z 0-9 . _ -, not starting with "auto" (default: snap-<UTC time>)')
-    .option('--description <text>', 'free text kept with the snapshot')
+    .option('--description <text>', 'free text kept with the snapshot (at most 1024 characters, no control characters)')
     .addHelpText('after', examples([
       'blocksnap snapshot create web1 --name before-upgrade',
       'blocksnap snapshot create web1 --description "nightly" --json',
