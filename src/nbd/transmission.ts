@@ -300,29 +300,28 @@ export class Transmission {
     const backend = this.exp.backend;
     let piece: Buffer | null = await this.reader.take(Math.min(MAX_REQUEST_LENGTH, req.length));
     let error: unknown = null;
+    let done = 0;
     const writeAll = async (write: BackendWrite): Promise<void> => {
-      for (let done = 0; done < req.length;) {
+      while (done < req.length && error === null) {
         const n = Math.min(MAX_REQUEST_LENGTH, req.length - done);
-        if (error !== null) {
-          await this.discard(n);
+        piece ??= await this.takeWithin(n);
+        if (this.closing) {
+          error = shuttingDown();
         } else {
-          piece ??= await this.takeWithin(n);
-          if (this.closing) {
-            error = shuttingDown();
-          } else {
-            try {
-              await write(req.offset + done, piece, fua);
-            } catch (err) {
-              error = err;
-            }
+          try {
+            await write(req.offset + done, piece, fua);
+          } catch (err) {
+            error = err;
           }
-          piece = null;
         }
+        piece = null;
         done += n;
       }
     };
     if (backend.writeAsOne) await backend.writeAsOne(writeAll);
     else await writeAll((offset, data, f) => backend.write!(offset, data, f));
+    // What follows a failed piece is read and dropped outside writeAsOne: it holds nothing up.
+    if (done < req.length) await this.discard(req.length - done);
     if (error !== null) this.fail(req, error);
     else this.ok(req);
   }
