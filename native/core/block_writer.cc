@@ -76,6 +76,11 @@ bool BlockWriter::needs_repair(const Digest& digest) const noexcept {
   return i >= 0 && repair_state_[i].load(std::memory_order_acquire) != 2;
 }
 
+bool BlockWriter::missing(const Digest& digest) const {
+  struct stat st;
+  return ::stat(block_file_path(store_dir_, digest).c_str(), &st) != 0 && errno == ENOENT;
+}
+
 std::vector<uint8_t> BlockWriter::repaired() const {
   std::vector<uint8_t> out;
   for (size_t i = 0; i < damaged_.size(); ++i)

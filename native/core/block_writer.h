@@ -58,6 +58,11 @@ class BlockWriter {
   // a block even where it would skip it otherwise (equal to the parent's). Cheap: a binary search
   // of a list that is empty but for a damaged store.
   bool needs_repair(const Digest& digest) const noexcept;
+  // Whether the block file of `digest` is absent (ENOENT): removed by hand or lost, while a
+  // snapshot still names it. A scan stores such a block where it equals the parent's, as it does
+  // a damaged one, so a snapshot of an unchanged disk writes it again rather than name the loss.
+  // One stat.
+  bool missing(const Digest& digest) const;
   // The damaged digests this writer has rewritten, packed (n × 32), each once.
   std::vector<uint8_t> repaired() const;
 

@@ -104,9 +104,9 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
             const auto t0 = std::chrono::steady_clock::now();
             if (const std::optional<InPlaceHash> h = source->hash_cached(offset, len)) {
               speed.record(true, elapsed_ns(t0), len);
-              // Equal to the parent's, but damaged in the store: read below and stored again.
+              // Equal to the parent's, but damaged or missing in the store: read below and stored again.
               const bool final_digest = !behind || (!h->zero && std::memcmp(parent, h->digest.data(), kDigestSize) == 0 &&
-                                                    !writer->needs_repair(h->digest));
+                                                    !writer->needs_repair(h->digest) && !writer->missing(h->digest));
               if (behind) odds.record(final_digest);
               if (final_digest) {
                 counters.bytes_read.fetch_add(len, std::memory_order_relaxed);
@@ -132,7 +132,9 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
           if (time_copy) speed.record(false, elapsed_ns(copy_start), len);
           const bool same_as_parent =
               i < parent_count && std::memcmp(p.parent_digests.data() + i * kDigestSize, out, kDigestSize) == 0;
-          if (behind && (!same_as_parent || writer->needs_repair(digest))) buf = behind->submit(std::move(buf), digest, len, i, std::move(marks));
+          if (behind && (!same_as_parent || writer->needs_repair(digest) || writer->missing(digest))) {
+            buf = behind->submit(std::move(buf), digest, len, i, std::move(marks));
+          }
           control.add_done(len);
       } catch (Error& e) {
           if (!e.block_index) e.block_index = i;

@@ -117,6 +117,23 @@ TEST(qcow2_written_image_reads_back_exactly_in_every_layout) {
   }
 }
 
+TEST(qcow2_written_image_leaves_the_zero_pages_of_its_clusters_holes) {
+  TempDir dir;
+  const std::vector<std::vector<uint8_t>> blocks = {pattern(kBlock, 3), {}, {}, {}};
+  const auto digests = store_blocks(dir.path(), blocks);
+  const std::string img = dir / "img-2m";
+  write_image(img, dir.path(), digests, 4 * kBlock, 21, 3);  // 2 MiB clusters
+  struct stat st{};
+  REQUIRE(::stat(img.c_str(), &st) == 0);
+  CHECK_EQ(static_cast<uint64_t>(st.st_size) % (2u << 20), 0u);
+  // Header, L1, one data cluster, its L2, a refcount block and table: six 2 MiB clusters in
+  // size, of which the 64 KiB of data and a few pages of metadata are written.
+  CHECK(static_cast<uint64_t>(st.st_size) >= 6 * (2u << 20));
+  CHECK(static_cast<uint64_t>(st.st_blocks) * 512 < 512 * 1024);
+  auto src = open_qcow2_source(img);
+  CHECK(read_all(*src) == expected_content(blocks));
+}
+
 // Names a backing file in the header of an image written without one, as `qemu-img rebase -u`
 // does: the name goes after the header, in the first cluster.
 static void set_backing_name(const std::string& img, const std::string& name) {

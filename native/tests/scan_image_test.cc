@@ -217,3 +217,33 @@ TEST(scan_rewrites_a_damaged_block_even_where_it_equals_the_parent) {
   CHECK(hashed.repaired_digests.empty());
   CHECK_THROWS_CODE(read_block(dir.path(), da, buf), ErrorCode::DigestMismatch);
 }
+
+TEST(scan_writes_a_missing_block_again_where_it_equals_the_parent) {
+  TempDir dir;
+  const std::string img = dir / "img";
+  make_sparse_file(img, 3 * kBlock);
+  const auto a = pattern(kBlock, 31), b = pattern(kBlock, 32);
+  write_bytes(img, 0, a);
+  write_bytes(img, 1 * kBlock, b);
+  write_bytes(img, 2 * kBlock, a);  // the same block twice: written once
+
+  JobControl control;
+  ScanParams p{.image_path = img, .store_dir = dir.path(), .block_size = kBlock, .threads = 2};
+  const ScanResult first = scan_image(p, control, nullptr);
+  const Digest da = digest_at(first, 0);
+  REQUIRE(std::filesystem::remove(block_file_path(dir.path(), da)));
+
+  // Unchanged since the parent, and not marked: the file is looked for all the same.
+  ScanParams incremental = p;
+  incremental.parent_digests = first.digests;
+  const ScanResult again = scan_image(incremental, control, nullptr);
+  CHECK_EQ(again.blocks_written, 1u);
+  CHECK(again.digests == first.digests);
+  CHECK(again.repaired_digests.empty());
+  AlignedBuffer buf;
+  REQUIRE(read_block(dir.path(), da, buf, {.expected_length = kBlock}) == kBlock);
+  CHECK(std::memcmp(buf.data(), a.data(), kBlock) == 0);
+
+  // Present again: the next scan of the unchanged image writes nothing.
+  CHECK_EQ(scan_image(incremental, control, nullptr).blocks_written, 0u);
+}

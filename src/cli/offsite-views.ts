@@ -66,7 +66,8 @@ export function restoreView(r: RestoreResult): string {
 
 export function importView(r: ImportResult): string {
   const named = r.renamedFrom === null ? r.name : `${r.name} (the disk already had a snapshot named ${r.renamedFrom})`;
-  return `Imported snapshot ${r.snapshotId} as ${named} into disk ${r.diskId}${r.parentId ? ` on top of ${r.parentId}` : ''}: stored ${count(r.storedBlocks, 'new block')} (${formatBytes(r.storedBytes)}), ${r.presentBlocks} already here.`;
+  return `Imported snapshot ${r.snapshotId} as ${named} into disk ${r.diskId}${r.parentId ? ` on top of ${r.parentId}` : ''}: stored ${count(r.storedBlocks, 'new block')} (${formatBytes(r.storedBytes)}), ${r.presentBlocks} already here` +
+    `${r.repairedBlocks > 0 ? `, ${count(r.repairedBlocks, 'damaged or missing block')} written again` : ''}.`;
 }
 
 export function remoteGcView(r: RemoteGcResult): string {

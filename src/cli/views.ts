@@ -139,7 +139,8 @@ export function jobDetails(j: Job): string {
   pairs.push(
     ['progress', `${amount(j, j.doneBytes)} of ${amount(j, j.totalBytes)} (${percent(j.doneBytes, j.totalBytes)})`],
     ['started', `${j.startedAt} (${relativeTime(j.startedAt)})`],
-    ['finished', j.finishedAt ?? '-'],
+    // An interrupted job's end is when it was last seen running: the daemon stopped soon after.
+    [j.state === 'interrupted' ? 'last seen' : 'finished', j.finishedAt ?? '-'],
     ['elapsed', elapsed(j)],
   );
   if (j.error) pairs.push(['error', `${j.error.message} [${j.error.code}]`]);
@@ -200,8 +201,11 @@ export function flattenView(r: FlattenResult): string {
 export function rollbackView(j: Job): string {
   const r = j.result as RollbackResult | null;
   if (r === null || typeof r !== 'object') return `Rolled back disk ${j.diskId} to snapshot ${j.snapshotId}.`;
-  return (
-    `Rolled back disk ${r.diskId} to snapshot ${r.snapshotId} in ${elapsed(j)}: ` +
-    `${count(r.blocksWritten, 'block')} written (${formatBytes(r.bytesWritten)}), ${count(r.holesPunched, 'hole')} punched, ${r.blocksUnchanged} unchanged.`
-  );
+  const done = `Rolled back disk ${r.diskId} to snapshot ${r.snapshotId} in ${elapsed(j)}: `;
+  // A qcow2 rollback writes the whole snapshot as a new image: its counts are not a difference.
+  if (r.newImage) {
+    return `${done}a new qcow2 image of the snapshot replaced the disk file, ${count(r.blocksWritten, 'block')} of data ` +
+      `(${formatBytes(r.bytesWritten)}) and ${count(r.blocksUnchanged, 'zero block')} left unallocated.`;
+  }
+  return `${done}${count(r.blocksWritten, 'block')} written (${formatBytes(r.bytesWritten)}), ${count(r.holesPunched, 'hole')} punched, ${r.blocksUnchanged} unchanged.`;
 }

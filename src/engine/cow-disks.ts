@@ -152,7 +152,7 @@ export class CowDisks {
    */
   async rollback(disk: DiskRecord, target: SnapshotRecord, ctl: JobControl): Promise<RollbackResult> {
     const result: RollbackResult = {
-      diskId: disk.id, snapshotId: target.id, sizeBytes: disk.sizeBytes, blocksWritten: 0, bytesWritten: 0, holesPunched: 0, blocksUnchanged: 0,
+      diskId: disk.id, snapshotId: target.id, sizeBytes: disk.sizeBytes, blocksWritten: 0, bytesWritten: 0, holesPunched: 0, blocksUnchanged: 0, newImage: false,
     };
     const { open, release } = await this.x.volumes.acquire(disk.id);
     try {

@@ -44,6 +44,8 @@ export interface RollbackWrite {
   holesPunched: number;
   /** Blocks left as they were (raw) or, in a fresh qcow2, ZERO blocks left unallocated. */
   blocksUnchanged: number;
+  /** A fresh image replaced the disk file (qcow2): the counts are the snapshot's, not a difference. */
+  newImage: boolean;
 }
 
 export interface CloneWrite { sizeBytes: number; bytesWritten: number }
@@ -75,7 +77,8 @@ export async function rollbackImage(path: string, format: ImageFormat, w: Conten
       throw new BlocksnapError(e.code, e.message, { ...e.details, imageUnchanged: true });
     }
     try {
-      return await applyImage({ ...common, imagePath: path, mode: 'update', ...(w.threads ? { threads: w.threads } : {}) });
+      const r = await applyImage({ ...common, imagePath: path, mode: 'update', ...(w.threads ? { threads: w.threads } : {}) });
+      return { blocksWritten: r.blocksWritten, bytesWritten: r.bytesWritten, holesPunched: r.holesPunched, blocksUnchanged: r.blocksUnchanged, newImage: false };
     } finally {
       lock.release();
     }
@@ -88,7 +91,7 @@ export async function rollbackImage(path: string, format: ImageFormat, w: Conten
     compressionType: info.compressionType,
     ...(info.backingFile !== null && info.backingFormat !== null ? { backing: { file: info.backingFile, format: info.backingFormat } } : {}),
   });
-  return { blocksWritten: r.blocksWritten, bytesWritten: r.bytesWritten, holesPunched: 0, blocksUnchanged: zeroBlocks(w.digests) };
+  return { blocksWritten: r.blocksWritten, bytesWritten: r.bytesWritten, holesPunched: 0, blocksUnchanged: zeroBlocks(w.digests), newImage: true };
 }
 
 /** `dirFd`: the held directory of `target` (partial-files.ts) to create it in. */

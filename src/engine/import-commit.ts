@@ -67,6 +67,15 @@ const IMPORT_REPAIR_HINT = 'the import did not carry it (this host had it); impo
   'whose image holds its good content, which writes it again, then retry';
 
 /**
+ * BlockMissing for a block the import relies on (it did not carry it) whose file this store lost
+ * while its snapshots still name it; recorded for repair, as any reader records one.
+ */
+export function lostLocalBlock(x: OffsiteInternals, hex: string): BlocksnapError {
+  x.repair.reportFound(hex, 'missing');
+  return new BlocksnapError('BlockMissing', `block ${hex} is missing from the store, though snapshots here reference it: ${IMPORT_REPAIR_HINT}`, { digest: hex });
+}
+
+/**
  * Before commitImported, under the shared store lock: a block of `map` listed as damaged in the
  * store that the import did not write again (`repaired`, hex) is read again, and fails the import
  * if it still is damaged (block-repair.ts).

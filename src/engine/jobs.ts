@@ -4,7 +4,9 @@
  * survives a restart and a job that was running when the daemon died reads `interrupted`.
  * A job whose whole effect is one catalog transaction may record its success in that same
  * transaction (JobControl.succeededWith), so that no crash can leave the effect committed and the
- * job `interrupted`. Progress ticks stay in memory (they change several times a second).
+ * job `interrupted`. Progress ticks are written at most every PROGRESS_RECORD_MS (they change
+ * several times a second), so that an interrupted job says how far it got and when it was last
+ * seen running.
  */
 import { EventEmitter } from 'node:events';
 import { BlocksnapError, toBlocksnapError } from '../errors';
@@ -28,6 +30,9 @@ export interface JobControl {
 
 interface Running { job: Job; abort: AbortController; done: Promise<Job> }
 
+/** How often a running job's progress is written to the catalog. */
+export const PROGRESS_RECORD_MS = 5_000;
+
 export class JobRunner {
   private readonly running = new Map<string, Running>();
 
@@ -41,8 +46,10 @@ export class JobRunner {
       for (const j of all) {
         if (j.state !== 'running') continue;
         interrupted.push(j);
+        // Last seen running then: the daemon stopped within PROGRESS_RECORD_MS of it. The time of
+        // this start would add however long the daemon was down.
         this.catalog.putJob({
-          ...j, state: 'interrupted', finishedAt: new Date().toISOString(),
+          ...j, state: 'interrupted', finishedAt: j.progressAt ?? j.startedAt,
           error: { code: 'Interrupted', message: 'the daemon stopped while this job was running' },
         });
       }
@@ -69,14 +76,27 @@ export class JobRunner {
       if (code !== 'NoSpace' && code !== 'IOError') throw err;
     }
     const abort = new AbortController();
+    let recordedAt = Date.now();
+    // Once its success is committed (succeededWith) a job's record must not read `running` again.
+    let settled = false;
     const ctl: JobControl = {
       job, signal: abort.signal,
       progress: (done, total) => {
         job.doneBytes = done;
         job.totalBytes = total;
+        if (!settled && Date.now() - recordedAt >= PROGRESS_RECORD_MS) {
+          recordedAt = Date.now();
+          job.progressAt = new Date(recordedAt).toISOString();
+          try {
+            this.catalog.txn(() => this.catalog.putJob(job));
+          } catch {
+            // A full data dir: the progress stays in memory, as the job's end will be written when it can.
+          }
+        }
         this.events.emit('job', { ...job });
       },
       succeededWith: (result) => {
+        settled = true;
         this.catalog.putJob({ ...job, state: 'succeeded', result, error: null, finishedAt: new Date().toISOString() });
       },
     };

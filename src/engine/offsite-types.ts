@@ -89,6 +89,8 @@ export interface ImportResult {
   storedBytes: number;
   /** Blocks the local store held already. */
   presentBlocks: number;
+  /** Blocks the local store held damaged or had lost (recorded for repair), written again from the import. */
+  repairedBlocks: number;
 }
 
 export interface RemoteGcResult {

@@ -156,7 +156,7 @@ export class RemoteRestore {
           try {
             const digests = distinctDigests(m.map, m.snapshot.sizeBytes, m.snapshot.blockSize);
             const total = [...digests.values()].reduce((a, b) => a + b, 0);
-            const res: ImportResult = { snapshotId: m.snapshot.id, diskId: disk.id, parentId: null, name: m.snapshot.name, renamedFrom: null, storedBlocks: 0, storedBytes: 0, presentBlocks: 0 };
+            const res: ImportResult = { snapshotId: m.snapshot.id, diskId: disk.id, parentId: null, name: m.snapshot.name, renamedFrom: null, storedBlocks: 0, storedBytes: 0, presentBlocks: 0, repairedBlocks: 0 };
             let done = 0;
             ctl.progress(0, total);
             await runPool(digests.entries(), concurrency, async ([hex, len]) => {
@@ -168,10 +168,14 @@ export class RemoteRestore {
               } else {
                 const data = await fetchBlock(store, remote.prefix, hex, len, ctl.signal);
                 if (await writeBlock(this.x.store.dir, hex, data, { repair })) {
-                  if (repair) repaired.push(hex);
                   stored.push(Buffer.from(hex, 'hex'));
-                  res.storedBlocks++;
-                  res.storedBytes += data.length;
+                  if (repair) {
+                    repaired.push(hex);
+                    res.repairedBlocks++;
+                  } else {
+                    res.storedBlocks++;
+                    res.storedBytes += data.length;
+                  }
                 } else {
                   res.presentBlocks++;
                   present.push(hex);

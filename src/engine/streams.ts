@@ -27,7 +27,7 @@ import { fileSink, fileSource, type ByteSink, type ByteSource } from '../stream/
 import { StreamReader, StreamWriter, viewSha256, type StreamHeader } from '../stream/format';
 import { distinctDigests } from '../stream/snapshot-fields';
 import { newId } from './ids';
-import { checkImportDamage, checkImportable, commitImported, syncFoundBlocks } from './import-commit';
+import { checkImportDamage, checkImportable, commitImported, lostLocalBlock, syncFoundBlocks } from './import-commit';
 import type { OffsiteInternals } from './offsite-internals';
 import type { ExportResult, ImportResult } from './offsite-types';
 import { openCheckedFile, resolveExistingImage, resolveNewFile, type CheckedFile } from './paths';
@@ -91,8 +91,7 @@ export class SnapshotStreams {
         try {
           const view = readView(this.x.catalog, snap);
           const baseView = base ? readView(this.x.catalog, base) : null;
-          const have = new Set<string>();
-          if (baseView) for (let i = 0; i * DIGEST_SIZE < baseView.length; i++) if (!isZeroDigest(baseView, i * DIGEST_SIZE)) have.add(baseView.toString('hex', i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE));
+          const have = baseView ? viewDigests(baseView) : new Set<string>();
           const send: string[] = [];
           for (let i = 0; i < snap.blockCount; i++) {
             if (isZeroDigest(view, i * DIGEST_SIZE)) continue;
@@ -171,7 +170,13 @@ export class SnapshotStreams {
           file = source === null ? null : openCheckedFile(source, from as string);
           const size = file ? (await file.stat()).size : null;
           const r = new StreamReader(file ? fileSource(file) : (from as InChannel));
-          const progress = (): void => ctl.progress(r.bytesRead, size ?? r.bytesRead);
+          const counts = { blocks: 0, bytes: 0 };
+          /** Block bytes the stream carries, known once its map is read: a stream through the socket has no size. */
+          let carries = 0;
+          const progress = (): void => {
+            if (size !== null) ctl.progress(r.bytesRead, size);
+            else ctl.progress(counts.bytes, carries);
+          };
           const h = await r.preamble();
           const s = h.snapshot;
           checkImportable(this.x, s, this.x.catalog.getDisk(disk.id)!);
@@ -188,10 +193,14 @@ export class SnapshotStreams {
           // Each named digest with the length its positions require (blockSize, or the shorter last block).
           const wanted = distinctDigests(map, s.sizeBytes, s.blockSize,
             (hex) => new BlocksnapError('StreamCorrupt', `the stream's map names block ${hex} at positions that need different lengths`, { digest: hex }));
+          // The exporter sends each named block its base's view lacks (docs/stream-format.md).
+          const baseRec = h.base ? this.x.catalog.getSnapshot(h.base.id) : undefined;
+          const baseHas = baseRec ? viewDigests(readView(this.x.catalog, baseRec)) : new Set<string>();
+          for (const [hex, length] of wanted) if (!baseHas.has(hex)) carries += length;
           const carried = new Set<string>();
           /** Blocks the snapshot will reference that this import found in the store already. */
           const present: string[] = [];
-          const res: ImportResult = { snapshotId: s.id, diskId: disk.id, parentId: null, name: s.name, renamedFrom: null, storedBlocks: 0, storedBytes: 0, presentBlocks: 0 };
+          const res: ImportResult = { snapshotId: s.id, diskId: disk.id, parentId: null, name: s.name, renamedFrom: null, storedBlocks: 0, storedBytes: 0, presentBlocks: 0, repairedBlocks: 0 };
           const releaseStore = await this.x.storeLock.acquireShared();
           /** Blocks this import added to the store: handed to the sweeper if the stream is refused. */
           const stored: Buffer[] = [];
@@ -199,7 +208,6 @@ export class SnapshotStreams {
           const repaired: string[] = [];
           let committed = false;
           try {
-            const counts = { blocks: 0, bytes: 0 };
             progress();
             for (;;) {
               if (ctl.signal.aborted) throw new BlocksnapError('Cancelled', 'import cancelled');
@@ -219,10 +227,14 @@ export class SnapshotStreams {
               counts.bytes += rec.data.length;
               const repair = this.x.repair.damaged.has(rec.digest);
               if (await writeBlock(this.x.store.dir, hex, rec.data, { repair })) {
-                if (repair) repaired.push(hex);
                 stored.push(Buffer.from(rec.digest));
-                res.storedBlocks++;
-                res.storedBytes += rec.data.length;
+                if (repair) {
+                  repaired.push(hex);
+                  res.repairedBlocks++;
+                } else {
+                  res.storedBlocks++;
+                  res.storedBytes += rec.data.length;
+                }
               } else {
                 res.presentBlocks++;
                 present.push(hex);
@@ -235,6 +247,8 @@ export class SnapshotStreams {
               const wrongLength = (have: number): Error => new BlocksnapError('StreamCorrupt',
                 `the stream's map puts block ${hex} at a position of ${length} bytes; the block this host has under that digest has ${have}`, { digest: hex });
               if (!(await hasBlockOfLength(this.x.store.dir, hex, length, wrongLength))) {
+                // Snapshots here name it: the base is here, and the store lost the file.
+                if (this.x.catalog.isReferenced(Buffer.from(hex, 'hex'))) throw lostLocalBlock(this.x, hex);
                 throw new BlocksnapError(h.base ? 'BaseMissing' : 'StreamCorrupt', `block ${hex} of snapshot ${s.id} is neither in the stream nor in the local store`, { digest: hex });
               }
               present.push(hex);
@@ -270,4 +284,11 @@ export class SnapshotStreams {
 
 function requireAvailable(s: SnapshotRecord): void {
   if (s.status !== 'available') throw new BlocksnapError('SnapshotNotAvailable', `snapshot ${s.id} is ${s.status}`);
+}
+
+/** The distinct non-ZERO digests of a packed view, as hex. */
+function viewDigests(view: Buffer): Set<string> {
+  const out = new Set<string>();
+  for (let i = 0; i * DIGEST_SIZE < view.length; i++) if (!isZeroDigest(view, i * DIGEST_SIZE)) out.add(view.toString('hex', i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE));
+  return out;
 }

@@ -96,6 +96,11 @@ export interface Job {
   progressUnit: 'bytes' | 'blocks';
   startedAt: string;
   finishedAt: string | null;
+  /**
+   * When doneBytes/totalBytes were last written to the catalog (every PROGRESS_RECORD_MS while the
+   * job runs): what a crash leaves of its progress. Absent before the first such write.
+   */
+  progressAt?: string;
   result: unknown;            // kind-specific, set when succeeded
   error: { code: string; message: string } | null;
 }
@@ -138,6 +143,8 @@ export interface FlattenResult { diskId: string; path: string; format: ImageForm
 export interface RollbackResult {
   diskId: string; snapshotId: string; sizeBytes: number;
   blocksWritten: number; bytesWritten: number; holesPunched: number; blocksUnchanged: number;
+  /** qcow2: a fresh image of the snapshot replaced the disk file; blocksWritten are its data blocks, blocksUnchanged its ZERO ones. */
+  newImage: boolean;
 }
 
 /**

@@ -3,7 +3,8 @@ import { count, details, formatBytes, formatDuration, relativeTime, table } from
 import { reportError } from '../../src/cli/output';
 import { BlocksnapError } from '../../src/errors';
 import { ProgressBar, renderProgress } from '../../src/cli/progress';
-import { gcView, verifyView } from '../../src/cli/views';
+import { gcView, rollbackView, verifyView } from '../../src/cli/views';
+import type { Job } from '../../src/engine/types';
 
 t.test('sizes are IEC with three significant digits', async (t) => {
   const cases: Array<[number, string]> = [
@@ -57,6 +58,18 @@ t.test('control characters in values are written out, so a terminal never acts o
     process.stderr.write = write;
   }
   t.same(written, ['blocksnap: no image at /img/\\x1b[2J.raw [ImageNotFound]\n'], 'and in an error message');
+});
+
+t.test('a rollback says what it did: in place, the blocks that differed; qcow2, the new image it wrote', async (t) => {
+  const job = (result: object): Job => ({
+    id: 'j-0000000000000001', kind: 'rollback', state: 'succeeded', diskId: 'd-1', snapshotId: 's-1', target: null, doneBytes: 0, totalBytes: 0,
+    progressUnit: 'bytes', startedAt: '2026-01-01T00:00:00.000Z', finishedAt: '2026-01-01T00:00:02.000Z', result, error: null,
+  });
+  const base = { diskId: 'd-1', snapshotId: 's-1', sizeBytes: 0, bytesWritten: 8 * 1024 * 1024 };
+  t.equal(rollbackView(job({ ...base, blocksWritten: 2, holesPunched: 1, blocksUnchanged: 5, newImage: false })),
+    'Rolled back disk d-1 to snapshot s-1 in 0:02: 2 blocks written (8 MiB), 1 hole punched, 5 unchanged.');
+  t.equal(rollbackView(job({ ...base, blocksWritten: 2, holesPunched: 0, blocksUnchanged: 6, newImage: true })),
+    'Rolled back disk d-1 to snapshot s-1 in 0:02: a new qcow2 image of the snapshot replaced the disk file, 2 blocks of data (8 MiB) and 6 zero blocks left unallocated.');
 });
 
 t.test('the progress line shows bytes, rate and ETA, and fits the width', async (t) => {

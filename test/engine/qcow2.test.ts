@@ -65,11 +65,17 @@ for (const v of variants) {
     qemuIo(img, 'qcow2', 'write -P 0xee 1M 2M', 'write -z 20M 1M', 'write -P 0x42 16M 64k');
     t.not(compare(img, 'qcow2', qClone.path, 'qcow2').status, 0, 'the change is visible');
     const before = info(img);
-    await finished(engine, engine.startRollback(disk.id, snap.id));
+    const rolled = await finished(engine, engine.startRollback(disk.id, snap.id));
+    t.match(rolled.result, { newImage: true, blocksWritten: Math.ceil(snap.logicalBytes / snap.blockSize) }, 'a new image of the snapshot\'s data blocks');
     const after = check(img);
     t.equal(after.status, 0, `after rollback: qemu-img check clean ${after.stdout}${after.stderr}`);
     t.equal(compare(img, 'qcow2', qClone.path, 'qcow2').status, 0, 'after rollback: identical to the clone');
     const now = info(img);
+    // QEMU writes the same content into as much room: what it leaves of each cluster is a hole.
+    const byQemu = join(images, 'by-qemu.qcow2');
+    qemuImg('convert', '-f', 'qcow2', '-O', 'qcow2', ...v.create, img, byQemu);
+    const room = (i: Record<string, unknown>): number => i['actual-size'] as number;
+    t.ok(room(now) <= 1.25 * room(info(byQemu)) + 256 * 1024, `as sparse as QEMU's own image (${room(now)} against ${room(info(byQemu))} bytes)`);
     t.equal(now['cluster-size'], before['cluster-size'], 'cluster size kept');
     t.equal((now['format-specific'] as { data: { compat: string } }).data.compat, (before['format-specific'] as { data: { compat: string } }).data.compat, 'compat level kept');
     t.same(engine.getDisk(disk.id).pendingRollback, null);
@@ -172,6 +178,21 @@ t.test('an overlay given through a symlink whose relative backing name QEMU woul
   });
   t.same(engine.listDisks(), [], 'nothing registered');
   t.match(await engine.addDisk({ path: join(images, 'real', 'vm.qcow2') }), { format: 'qcow2' }, 'by its real path it registers');
+});
+
+t.test('the command an ambiguous backing name\'s refusal gives works on this QEMU, and the image then registers by its link', async (t) => {
+  const { engine, images } = await openEngine(t);
+  mkdirSync(join(images, 'real'));
+  mkdirSync(join(images, 'vms'));
+  qemuImg('create', '-f', 'raw', join(images, 'real', 'base.raw'), '4M');
+  qemuImg('create', '-f', 'raw', join(images, 'vms', 'base.raw'), '4M');
+  qemuImg('create', '-f', 'qcow2', '-b', 'base.raw', '-F', 'raw', join(images, 'real', 'vm.qcow2'));
+  symlinkSync(join('..', 'real', 'vm.qcow2'), join(images, 'vms', 'vm.qcow2'));
+  const err = await engine.addDisk({ path: join(images, 'vms', 'vm.qcow2') }).then(() => null, (e: Error) => e);
+  const command = /qemu-img rebase (.*)$/.exec(err?.message ?? '');
+  t.same(command?.[1]?.split(' '), ['-u', '-b', join(images, 'real', 'base.raw'), '-F', 'raw', join(images, 'real', 'vm.qcow2')]);
+  qemuImg('rebase', ...command![1]!.split(' '));
+  t.match(await engine.addDisk({ path: join(images, 'vms', 'vm.qcow2') }), { format: 'qcow2' });
 });
 
 t.test('an overlay given through a symlink whose backing name resolves to the same file either way registers', async (t) => {

@@ -1,11 +1,12 @@
 /**
  * A block file gone from the store (removed by hand, lost by the filesystem) is repaired like a
- * damaged one. Dedup never looks at a block equal to the parent's, so unless the loss is known the
- * next snapshot of the disk would commit `available` referencing the missing file, and so would
- * every snapshot after it. Once `store verify` or a reader (here a clone) has met the missing
- * file, the next snapshot of a disk whose image holds the bytes writes it again: the old
- * snapshots restore bit-exact and verify is clean. A snapshot that would reference the missing
- * block without writing it (a copy-on-write disk's unwritten block) fails instead.
+ * damaged one. A snapshot's scan finds the loss itself: it looks for the file of every block
+ * equal to the parent's and writes a missing one again from the image (before, it committed
+ * `available` referencing the missing file, and so did every snapshot after it). Once `store
+ * verify` or a reader (here a clone) has recorded it, the next snapshot of a disk whose image
+ * holds the bytes writes it again too: the old snapshots restore bit-exact and verify is clean. A
+ * snapshot that would reference the missing block without writing it (a copy-on-write disk's
+ * unwritten block) fails instead.
  */
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -43,6 +44,22 @@ t.test('found by verify: the next snapshot of the disk, its block unchanged, wri
   const after = (await c.call<Job>('store.verify', { wait: true })).result as VerifyResult;
   t.same(after.problems, [], 'verify is clean');
   t.equal(after.awaitingRepair, 0, 'and nothing is listed any more');
+});
+
+t.test('recorded by nothing: the next snapshot of the unchanged disk finds the file gone and writes it again', async (t) => {
+  const { layout, image, c } = await snapshottedDisk(t, { label: 'mn', blocks: 4 });
+  const sha1 = ImageWriter.contentSha(image);
+  const lost = sha(pattern('mn-1', BLOCK));
+  rmSync(blockPath(layout.dataDir, lost));
+
+  const s2 = await c.call<Job>('snapshot.create', { disk: 'vm', name: 's2', wait: true });
+  t.equal(s2.state, 'succeeded');
+  t.equal((s2.result as Snapshot).changedBlocks, 0, 'no block changed');
+  t.equal(payloadDigest(layout.dataDir, lost), lost, 'the block file is there again, with the right bytes');
+  const target = join(layout.imageRoot, 'copy.img');
+  t.equal((await c.call<Job>('clone', { snapshot: 's1', path: target, wait: true })).state, 'succeeded', 'the old snapshot clones');
+  t.equal(ImageWriter.contentSha(target), sha1, 'bit-exact');
+  t.same(((await c.call<Job>('store.verify', { wait: true })).result as VerifyResult).problems, [], 'verify is clean');
 });
 
 t.test('found by a clone, no verify: the next snapshot of the disk writes it again', async (t) => {
