@@ -25,6 +25,27 @@ Digest digest_at(const ScanResult& r, uint64_t i) {
   return d;
 }
 
+struct ScannedABA {
+  std::vector<uint8_t> a;
+  ScanParams params;
+  ScanResult first;
+};
+
+// dir/img holds blocks a, b, a (pattern seeds `seed`, `seed + 1`): a block twice, stored and
+// repaired once. Scanned into dir's store.
+ScannedABA scanned_a_b_a(const TempDir& dir, uint8_t seed) {
+  const std::string img = dir / "img";
+  make_sparse_file(img, 3 * kBlock);
+  const auto a = pattern(kBlock, seed), b = pattern(kBlock, static_cast<uint8_t>(seed + 1));
+  write_bytes(img, 0, a);
+  write_bytes(img, 1 * kBlock, b);
+  write_bytes(img, 2 * kBlock, a);
+  JobControl control;
+  ScanParams p{.image_path = img, .store_dir = dir.path(), .block_size = kBlock, .threads = 2};
+  ScanResult first = scan_image(p, control, nullptr);
+  return {a, p, std::move(first)};
+}
+
 }  // namespace
 
 TEST(scan_hashes_data_skips_holes_and_stores_new_blocks) {
@@ -172,16 +193,8 @@ TEST(scan_hash_only_of_a_cached_image_gives_the_digests_of_a_storing_scan) {
 
 TEST(scan_rewrites_a_damaged_block_even_where_it_equals_the_parent) {
   TempDir dir;
-  const std::string img = dir / "img";
-  make_sparse_file(img, 3 * kBlock);
-  const auto a = pattern(kBlock, 11), b = pattern(kBlock, 12);
-  write_bytes(img, 0, a);
-  write_bytes(img, 1 * kBlock, b);
-  write_bytes(img, 2 * kBlock, a);  // the same block twice: repaired once
-
+  const auto [a, p, first] = scanned_a_b_a(dir, 11);
   JobControl control;
-  ScanParams p{.image_path = img, .store_dir = dir.path(), .block_size = kBlock, .threads = 2};
-  const ScanResult first = scan_image(p, control, nullptr);
   const Digest da = digest_at(first, 0);
   const std::string path = block_file_path(dir.path(), da);
   std::vector<uint8_t> bad = a;
@@ -190,7 +203,7 @@ TEST(scan_rewrites_a_damaged_block_even_where_it_equals_the_parent) {
   AlignedBuffer buf;
   CHECK_THROWS_CODE(read_block(dir.path(), da, buf), ErrorCode::DigestMismatch);
 
-  // Unchanged since the parent: without the mark nothing is looked up, and the damage stays.
+  // Unchanged since the parent: without the mark the file, being there, is taken as it is.
   ScanParams incremental = p;
   incremental.parent_digests = first.digests;
   const ScanResult unmarked = scan_image(incremental, control, nullptr);
@@ -220,16 +233,8 @@ TEST(scan_rewrites_a_damaged_block_even_where_it_equals_the_parent) {
 
 TEST(scan_writes_a_missing_block_again_where_it_equals_the_parent) {
   TempDir dir;
-  const std::string img = dir / "img";
-  make_sparse_file(img, 3 * kBlock);
-  const auto a = pattern(kBlock, 31), b = pattern(kBlock, 32);
-  write_bytes(img, 0, a);
-  write_bytes(img, 1 * kBlock, b);
-  write_bytes(img, 2 * kBlock, a);  // the same block twice: written once
-
+  const auto [a, p, first] = scanned_a_b_a(dir, 31);
   JobControl control;
-  ScanParams p{.image_path = img, .store_dir = dir.path(), .block_size = kBlock, .threads = 2};
-  const ScanResult first = scan_image(p, control, nullptr);
   const Digest da = digest_at(first, 0);
   REQUIRE(std::filesystem::remove(block_file_path(dir.path(), da)));
 

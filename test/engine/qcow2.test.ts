@@ -163,14 +163,22 @@ t.test('a backing chain that refers back into itself, or is deeper than 64 image
   t.same(engine.listDisks().length, 1);
 });
 
-t.test('an overlay given through a symlink whose relative backing name QEMU would resolve to another file is refused', async (t) => {
-  const { engine, images } = await openEngine(t);
+/**
+ * vms/vm.qcow2 links to real/vm.qcow2, whose relative backing name base.raw names vms/base.raw
+ * from the link (what QEMU opening it reads) and real/base.raw from the real path.
+ */
+function ambiguousLink(images: string): void {
   mkdirSync(join(images, 'real'));
   mkdirSync(join(images, 'vms'));
   qemuImg('create', '-f', 'raw', join(images, 'real', 'base.raw'), '4M');
   qemuImg('create', '-f', 'raw', join(images, 'vms', 'base.raw'), '4M');
   qemuImg('create', '-f', 'qcow2', '-b', 'base.raw', '-F', 'raw', join(images, 'real', 'vm.qcow2'));
   symlinkSync(join('..', 'real', 'vm.qcow2'), join(images, 'vms', 'vm.qcow2'));
+}
+
+t.test('an overlay given through a symlink whose relative backing name QEMU would resolve to another file is refused', async (t) => {
+  const { engine, images } = await openEngine(t);
+  ambiguousLink(images);
   // QEMU opening vms/vm.qcow2 reads vms/base.raw; the real path's directory has another base.raw.
   await t.rejects(engine.addDisk({ path: join(images, 'vms', 'vm.qcow2') }), {
     code: 'BackingFileAmbiguous',
@@ -182,12 +190,7 @@ t.test('an overlay given through a symlink whose relative backing name QEMU woul
 
 t.test('the command an ambiguous backing name\'s refusal gives works on this QEMU, and the image then registers by its link', async (t) => {
   const { engine, images } = await openEngine(t);
-  mkdirSync(join(images, 'real'));
-  mkdirSync(join(images, 'vms'));
-  qemuImg('create', '-f', 'raw', join(images, 'real', 'base.raw'), '4M');
-  qemuImg('create', '-f', 'raw', join(images, 'vms', 'base.raw'), '4M');
-  qemuImg('create', '-f', 'qcow2', '-b', 'base.raw', '-F', 'raw', join(images, 'real', 'vm.qcow2'));
-  symlinkSync(join('..', 'real', 'vm.qcow2'), join(images, 'vms', 'vm.qcow2'));
+  ambiguousLink(images);
   const err = await engine.addDisk({ path: join(images, 'vms', 'vm.qcow2') }).then(() => null, (e: Error) => e);
   const command = /qemu-img rebase (.*)$/.exec(err?.message ?? '');
   t.same(command?.[1]?.split(' '), ['-u', '-b', join(images, 'real', 'base.raw'), '-F', 'raw', join(images, 'real', 'vm.qcow2')]);
