@@ -85,6 +85,19 @@ export function printable(s: string): string {
   });
 }
 
+// Every control character but the line break and the tab that lay out human output.
+// eslint-disable-next-line no-control-regex
+const UNSAFE_CHARS = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+
+/**
+ * Human output as a whole, written out where a terminal would act on it (escape sequences): the
+ * last guard for text no view passed through `printable` (an error message quoting a path in a
+ * line of a policy's history, say). Line breaks stay, as the views put them there.
+ */
+export function terminalSafe(s: string): string {
+  return s.replace(UNSAFE_CHARS, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
 /** Columns separated by two spaces, headers in capitals; the last column is not padded. */
 export function table<T>(rows: readonly T[], columns: readonly Column<T>[]): string {
   const cells = rows.map((r) => columns.map((c) => printable(c.value(r))));

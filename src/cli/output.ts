@@ -5,7 +5,7 @@
  */
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import { exitStatusFor } from './exit-status';
-import { printable } from './format';
+import { printable, terminalSafe } from './format';
 
 export interface Output {
   readonly json: boolean;
@@ -22,12 +22,12 @@ export function createOutput(json: boolean, to: NodeJS.WritableStream = process.
     result(value, human) {
       if (json) to.write(`${JSON.stringify(value, null, 2)}\n`);
       else {
-        const text = human(value);
+        const text = terminalSafe(human(value));
         if (text !== '') to.write(text.endsWith('\n') ? text : `${text}\n`);
       }
     },
     note(text) {
-      if (!json) process.stderr.write(`${text}\n`);
+      if (!json) process.stderr.write(`${terminalSafe(text)}\n`);
     },
   };
 }

@@ -9,6 +9,7 @@
  */
 import { isAbsolute } from 'node:path';
 import { BlocksnapError } from '../errors';
+import { charCount } from '../engine/text-fields';
 import { describeType, type Params } from './protocol/messages';
 
 export interface Field<T, Optional extends boolean = false> {
@@ -115,10 +116,16 @@ function shown(value: unknown): string {
   if (typeof value === 'number' || typeof value === 'bigint') return `${String(value)} (${describeType(value)})`;
   if (typeof value === 'string') {
     if (value.length === 0) return 'an empty string';
-    return value.length <= SHOWN_STRING_MAX ? `${JSON.stringify(value)} (a string)` : `a string of ${value.length} characters`;
+    const n = charCount(value);
+    return n <= SHOWN_STRING_MAX ? `${quoted(value)} (a string)` : `a string of ${n} characters`;
   }
   return describeType(value);
 }
 
-/** Longest string a refusal quotes (JSON-escaped, so control characters show as escapes). */
+/** Longest string a refusal quotes, in characters. */
 const SHOWN_STRING_MAX = 64;
+
+/** JSON-quoted, DEL and the C1 controls (which JSON leaves raw) escaped too: no control character reaches a client's terminal. */
+function quoted(s: string): string {
+  return JSON.stringify(s).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}

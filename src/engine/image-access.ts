@@ -168,12 +168,14 @@ export function checkBackingAsGiven(given: string, real: string, facts: Qcow2Inf
   for (let i = 1; i < facts.chain.length; i++) fromGiven.push(resolveBackingName(fromGiven[i - 1]!, facts.chain[i - 1]!.backingFile!));
   const at = firstDifference(fromGiven.map((path) => ({ path })), facts.chain);
   if (at < 0) return;
-  // The image whose relative backing name resolves two ways, and the file it means from its real path.
-  const referrer = facts.chain[at - 1]!;
+  // The image whose relative backing name resolves two ways, and the file it means from its real
+  // path; none when the link itself no longer leads to the real path (changed meanwhile).
+  const referrer = at > 0 ? facts.chain[at - 1]! : null;
   const meant = facts.chain[at]!;
+  const rebase = referrer ? `: qemu-img rebase -u -b ${meant.path} -F ${meant.format} ${referrer.path}` : '';
   throw new BlocksnapError('BackingFileAmbiguous',
     `${given} links to ${real}; QEMU opening ${given} reads ${fromGiven[at]!}, but from the real path it is ${meant.path}. Register the image by its real path (and point the VM at it), ` +
-    `or give it an absolute backing name: qemu-img rebase -u -b ${meant.path} -F ${meant.format} ${referrer.path}`,
+    `or give it an absolute backing name${rebase}`,
     { path: given, realPath: real, backingFile: facts.backingFile });
 }
 

@@ -4,9 +4,9 @@
  * survives a restart and a job that was running when the daemon died reads `interrupted`.
  * A job whose whole effect is one catalog transaction may record its success in that same
  * transaction (JobControl.succeededWith), so that no crash can leave the effect committed and the
- * job `interrupted`. Progress ticks are written at most every PROGRESS_RECORD_MS (they change
- * several times a second), so that an interrupted job says how far it got and when it was last
- * seen running.
+ * job `interrupted`. Progress ticks stay in memory (they change several times a second); every
+ * PROGRESS_RECORD_MS the running jobs are written in one transaction, progress and all, so that
+ * an interrupted job says how far it got and when it was last seen running.
  */
 import { EventEmitter } from 'node:events';
 import { BlocksnapError, toBlocksnapError } from '../errors';
@@ -28,13 +28,20 @@ export interface JobControl {
   succeededWith(result: unknown): void;
 }
 
-interface Running { job: Job; abort: AbortController; done: Promise<Job> }
+interface Running {
+  job: Job;
+  abort: AbortController;
+  done: Promise<Job>;
+  /** Its success is committed (succeededWith): its record must not read `running` again. */
+  settled: boolean;
+}
 
 /** How often a running job's progress is written to the catalog. */
 export const PROGRESS_RECORD_MS = 5_000;
 
 export class JobRunner {
   private readonly running = new Map<string, Running>();
+  private recordTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly catalog: Catalog, private readonly events: EventEmitter) {}
 
@@ -76,27 +83,16 @@ export class JobRunner {
       if (code !== 'NoSpace' && code !== 'IOError') throw err;
     }
     const abort = new AbortController();
-    let recordedAt = Date.now();
-    // Once its success is committed (succeededWith) a job's record must not read `running` again.
-    let settled = false;
+    const entry: Running = { job, abort, settled: false, done: Promise.resolve(job) };
     const ctl: JobControl = {
       job, signal: abort.signal,
       progress: (done, total) => {
         job.doneBytes = done;
         job.totalBytes = total;
-        if (!settled && Date.now() - recordedAt >= PROGRESS_RECORD_MS) {
-          recordedAt = Date.now();
-          job.progressAt = new Date(recordedAt).toISOString();
-          try {
-            this.catalog.txn(() => this.catalog.putJob(job));
-          } catch {
-            // A full data dir: the progress stays in memory, as the job's end will be written when it can.
-          }
-        }
         this.events.emit('job', { ...job });
       },
       succeededWith: (result) => {
-        settled = true;
+        entry.settled = true;
         this.catalog.putJob({ ...job, state: 'succeeded', result, error: null, finishedAt: new Date().toISOString() });
       },
     };
@@ -111,6 +107,10 @@ export class JobRunner {
       }
       job.finishedAt = new Date().toISOString();
       this.running.delete(id);
+      if (this.running.size === 0 && this.recordTimer) {
+        clearInterval(this.recordTimer);
+        this.recordTimer = null;
+      }
       try {
         this.catalog.txn(() => this.catalog.putJob(job));
       } catch {
@@ -119,9 +119,29 @@ export class JobRunner {
       this.events.emit('job', { ...job });
       return { ...job };
     })();
-    this.running.set(id, { job, abort, done });
+    entry.done = done;
+    this.running.set(id, entry);
+    this.recordTimer ??= setInterval(() => this.recordRunning(), PROGRESS_RECORD_MS).unref();
     this.events.emit('job', { ...job });
     return { ...job };
+  }
+
+  /** Writes every running job as it stands now (progressAt: now). */
+  private recordRunning(): void {
+    const live = [...this.running.values()].filter((r) => !r.settled);
+    if (live.length === 0) return;
+    const at = new Date().toISOString();
+    try {
+      this.catalog.txn(() => {
+        for (const r of live) {
+          r.job.progressAt = at;
+          this.catalog.putJob(r.job);
+        }
+      });
+    } catch {
+      // A full data dir or a closing catalog: the progress stays in memory, as a job's end is
+      // written when it can be.
+    }
   }
 
   get(id: string): Job {

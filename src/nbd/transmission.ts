@@ -284,8 +284,9 @@ export class Transmission {
    *
    * The pieces go through the backend's `writeAsOne`, so a snapshot's instant falls before or
    * after the whole request, never between two pieces. The first piece is taken before that, so
-   * the instant waits only for a payload already arriving; each later one must arrive within
-   * stallMs, or the connection is closed: a client stopped mid-payload must not hold snapshots off.
+   * the instant waits only for a payload already arriving; the rest of it must arrive within
+   * stallMs, or the connection is closed: a client stopped or crawling mid-payload must not hold
+   * snapshots off, nor the requests of every other client that wait behind a closing gate.
    */
   private async streamedWrite(req: Request): Promise<void> {
     try {
@@ -302,9 +303,12 @@ export class Transmission {
     let error: unknown = null;
     let done = 0;
     const writeAll = async (write: BackendWrite): Promise<void> => {
+      // One deadline for the whole rest, not one per piece: seven pieces each just inside a
+      // per-piece limit would hold the gate for seven times that.
+      const deadline = Date.now() + this.stallMs;
       while (done < req.length && error === null) {
         const n = Math.min(MAX_REQUEST_LENGTH, req.length - done);
-        piece ??= await this.takeWithin(n);
+        piece ??= await this.takeBy(n, deadline);
         if (this.closing) {
           error = shuttingDown();
         } else {
@@ -326,12 +330,12 @@ export class Transmission {
     else this.ok(req);
   }
 
-  /** The next n bytes of a payload; a client that takes longer than stallMs to send them is dropped. */
-  private async takeWithin(n: number): Promise<Buffer> {
+  /** The next n bytes of a payload; a client that has not sent them by `deadline` (ms) is dropped. */
+  private async takeBy(n: number, deadline: number): Promise<Buffer> {
     const timer = setTimeout(() => {
-      this.log.warn({ export: this.exp.name, awaitedBytes: n }, 'an NBD client stopped in the middle of a write payload for too long: closing the connection');
+      this.log.warn({ export: this.exp.name, awaitedBytes: n }, 'an NBD client took too long to send the rest of a long write\'s payload: closing the connection');
       this.socket.destroy();
-    }, this.stallMs);
+    }, Math.max(0, deadline - Date.now()));
     try {
       return await this.reader.take(n);
     } finally {

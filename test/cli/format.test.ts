@@ -1,5 +1,5 @@
 import t from 'tap';
-import { count, details, formatBytes, formatDuration, relativeTime, table } from '../../src/cli/format';
+import { count, details, formatBytes, formatDuration, relativeTime, table, terminalSafe } from '../../src/cli/format';
 import { reportError } from '../../src/cli/output';
 import { BlocksnapError } from '../../src/errors';
 import { ProgressBar, renderProgress } from '../../src/cli/progress';
@@ -58,6 +58,7 @@ t.test('control characters in values are written out, so a terminal never acts o
     process.stderr.write = write;
   }
   t.same(written, ['blocksnap: no image at /img/\\x1b[2J.raw [ImageNotFound]\n'], 'and in an error message');
+  t.equal(terminalSafe('run 1 failed: /img/\u001b]0;x\u0007.raw\nrun 2\tok'), 'run 1 failed: /img/\\x1b]0;x\\x07.raw\nrun 2\tok', 'and in any human output, line breaks and tabs kept');
 });
 
 t.test('a rollback says what it did: in place, the blocks that differed; qcow2, the new image it wrote', async (t) => {

@@ -22,6 +22,7 @@ t.test('every complaint reads params.<name> must be <expectation>', async (t) =>
     [{ path: '/x', name: '' }, /^params\.name must be a string of 1 to 4096 characters, got an empty string$/],
     [{ path: '/x', name: 'x'.repeat(5000) }, /^params\.name must be a string of 1 to 4096 characters, got a string of 5000 characters$/],
     [{ path: '/x', format: 'vmdk' }, /^params\.format must be one of "raw", "qcow2", got "vmdk" \(a string\)$/],
+    [{ path: '/x', format: 'a\u009b2J\u001b' }, /^params\.format must be one of "raw", "qcow2", got "a\\u009b2J\\u001b" \(a string\)$/],
     [{ path: '/x', wait: 'yes' }, /^params\.wait must be a boolean, got "yes" \(a string\)$/],
     [{ path: '/x', wait: 1 }, /^params\.wait must be a boolean, got 1 \(an integer\)$/],
     [{ path: '/x', name: ['a'] }, /^params\.name must be a string.*got an array$/],

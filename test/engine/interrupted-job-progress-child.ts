@@ -1,7 +1,8 @@
 /**
  * An engine in a child process whose snapshot job reports progress and is then SIGKILLed, mid-job.
- * The scan is held (a test hook): it reports 3 of 8 MiB at once (too soon to be recorded), then,
- * past PROGRESS_RECORD_MS, 5 of 8 MiB (recorded), and is killed.
+ * The scan is held (a test hook): it reports 3 of 8 MiB at once, recorded with the running jobs
+ * PROGRESS_RECORD_MS later; 500 ms after that it reports 5 of 8 MiB (not recorded yet) and is
+ * killed.
  *
  *   node -e 'require(<ts-node register>); require(<this file>)' DATA_DIR IMAGE_ROOT DISK
  */

@@ -32,7 +32,7 @@ t.test('a snapshot job SIGKILLed mid-scan reads interrupted with its last record
   engine = await Engine.open({ dataDir, imageRoots: [images], blockSize: BS });
   t.teardown(() => engine.close());
   const job = engine.listJobs().find((j) => j.kind === 'snapshot')!;
-  t.match(job, { state: 'interrupted', doneBytes: 5 * MiB, totalBytes: 8 * MiB }, 'the progress recorded before the kill');
+  t.match(job, { state: 'interrupted', doneBytes: 3 * MiB, totalBytes: 8 * MiB }, 'the progress last recorded before the kill');
   t.ok(job.progressAt !== undefined && job.finishedAt === job.progressAt, 'its end is when that progress was recorded');
   t.ok(Date.parse(job.finishedAt!) - Date.parse(job.startedAt) < 30_000, 'not the time of the restart');
 });

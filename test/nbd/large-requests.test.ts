@@ -123,6 +123,19 @@ t.test('a client stopped in the middle of a long write\'s payload is dropped aft
   t.equal(backend.writes, 1, 'only the piece that arrived whole was written');
 });
 
+t.test('the rest of a long write\'s payload has one deadline: pieces each just in time do not hold the gate for longer', async (t) => {
+  const backend = new MemoryBackend(40 * MiB);
+  const { socketPath } = await startServer(t, { big: backend }, { replyStallMs: 300 });
+  const c = await attached(socketPath, 'big');
+  c.request(C.NBD_CMD_WRITE, 0, 12 * MiB, 0, 1n, pattern(4 * MiB, 6));
+  await new Promise((r) => setTimeout(r, 200));
+  c.write(pattern(4 * MiB, 7));
+  await new Promise((r) => setTimeout(r, 200));
+  c.write(pattern(4 * MiB, 8));
+  t.ok(await c.closes(10_000), 'the connection is closed');
+  t.ok(backend.writes < 3, `the last piece, late overall, was not written (${backend.writes} written)`);
+});
+
 t.test('a refused long write has its payload consumed: the connection stays in step', async (t) => {
   const { socketPath, backend } = await big(t, { writable: false });
   const c = await attached(socketPath, 'big');
