@@ -35,16 +35,24 @@ async function onSmallFs(t: Test, blockSize: number): Promise<{ engine: Engine; 
   return { engine, images };
 }
 
+/**
+ * On a small filesystem: an 8 MiB raw image whose first `dataBytes` hold pattern(`label`),
+ * registered and snapshotted as `name`; `want` is the image's SHA-256 at the snapshot.
+ */
+async function snapshottedOnSmallFs(t: Test, blockSize: number, label: string, dataBytes: number, name?: string) {
+  const fx = await onSmallFs(t, blockSize);
+  if (fx === null) return null;
+  const img = makeImage(join(fx.images, `${label}.raw`), 8 * MiB);
+  writeAt(img, 0, pattern(label, dataBytes));
+  const disk = await fx.engine.addDisk({ path: img });
+  const snap = await snapshot(fx.engine, disk.id, name);
+  return { ...fx, img, disk, snap, want: await sha256File(img) };
+}
+
 t.test('a rollback that frees as much as it writes succeeds on a full filesystem', async (t) => {
-  const BS = 64 * 1024;
-  const fx = await onSmallFs(t, BS);
+  const fx = await snapshottedOnSmallFs(t, 64 * 1024, 'front', 4 * MiB);
   if (fx === null) return;
-  const { engine, images } = fx;
-  const img = makeImage(join(images, 'a.raw'), 8 * MiB);
-  writeAt(img, 0, pattern('front', 4 * MiB));
-  const disk = await engine.addDisk({ path: img });
-  const snap = await snapshot(engine, disk.id);
-  const want = await sha256File(img);
+  const { engine, images, img, disk, snap, want } = fx;
   // The guest trims the front half and fills the back half: the image takes the same space.
   punch(img, 0, 4 * MiB);
   writeAt(img, 4 * MiB, pattern('back', 4 * MiB));
@@ -56,14 +64,9 @@ t.test('a rollback that frees as much as it writes succeeds on a full filesystem
 });
 
 t.test('a block whose data moved within it is rolled back on a full filesystem', async (t) => {
-  const fx = await onSmallFs(t, 4 * MiB);
+  const fx = await snapshottedOnSmallFs(t, 4 * MiB, 'first-half', 2 * MiB);
   if (fx === null) return;
-  const { engine, images } = fx;
-  const img = makeImage(join(images, 'b.raw'), 8 * MiB);
-  writeAt(img, 0, pattern('first half', 2 * MiB));
-  const disk = await engine.addDisk({ path: img });
-  const snap = await snapshot(engine, disk.id);
-  const want = await sha256File(img);
+  const { engine, images, img, disk, snap, want } = fx;
   punch(img, 0, 2 * MiB);
   writeAt(img, 2 * MiB, pattern('second half', 2 * MiB));
   ballast(images, 256 * 1024);
@@ -72,15 +75,9 @@ t.test('a block whose data moved within it is rolled back on a full filesystem',
 });
 
 t.test('a raw rollback the filesystem runs out of room for says the disk is partly rolled back, and a rerun finishes it', async (t) => {
-  const BS = 64 * 1024;
-  const fx = await onSmallFs(t, BS);
+  const fx = await snapshottedOnSmallFs(t, 64 * 1024, 'data', 4 * MiB, 'full');
   if (fx === null) return;
-  const { engine, images } = fx;
-  const img = makeImage(join(images, 'c.raw'), 8 * MiB);
-  writeAt(img, 0, pattern('data', 4 * MiB));
-  const disk = await engine.addDisk({ path: img });
-  const snap = await snapshot(engine, disk.id, 'full');
-  const want = await sha256File(img);
+  const { engine, images, img, disk, snap, want } = fx;
   // The guest trims everything; then the filesystem fills up, leaving room for a quarter of it.
   punch(img, 0, 4 * MiB);
   const filler = ballast(images, 1 * MiB);
