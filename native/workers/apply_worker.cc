@@ -8,28 +8,14 @@ namespace blocksnap::js {
 
 namespace {
 
-class ApplyWorker : public JobWorker {
- public:
-  ApplyWorker(Napi::Env env, ApplyParams params, Napi::Function on_progress)
-      : JobWorker(env, "blocksnap.applyImage", on_progress), params_(std::move(params)) {}
-
- private:
-  void run(JobControl& control, const ProgressFn& progress) override {
-    result_ = blocksnap::apply_image(params_, control, progress);
-  }
-
-  Napi::Value result(Napi::Env env) override {
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("blocksWritten", static_cast<double>(result_.blocks_written));
-    o.Set("bytesWritten", static_cast<double>(result_.bytes_written));
-    o.Set("holesPunched", static_cast<double>(result_.holes_punched));
-    o.Set("blocksUnchanged", static_cast<double>(result_.blocks_unchanged));
-    return o;
-  }
-
-  ApplyParams params_;
-  ApplyResult result_;
-};
+Napi::Value apply_result(Napi::Env env, const ApplyResult& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("blocksWritten", static_cast<double>(r.blocks_written));
+  o.Set("bytesWritten", static_cast<double>(r.bytes_written));
+  o.Set("holesPunched", static_cast<double>(r.holes_punched));
+  o.Set("blocksUnchanged", static_cast<double>(r.blocks_unchanged));
+  return o;
+}
 
 }  // namespace
 
@@ -43,7 +29,10 @@ Napi::Value apply_image(const Napi::CallbackInfo& info) {
   else o.invalid("mode", "must be 'create' or 'update'");
   p.threads = o.threads();
   Napi::Function on_progress = o.function("onProgress");
-  return (new ApplyWorker(info.Env(), std::move(p), on_progress))->start();
+  return start_job(
+      info.Env(), "blocksnap.applyImage", on_progress,
+      [p = std::move(p)](JobControl& control, const ProgressFn& progress) { return blocksnap::apply_image(p, control, progress); },
+      apply_result);
 }
 
 }  // namespace blocksnap::js

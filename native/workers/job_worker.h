@@ -11,6 +11,8 @@
 
 #include <memory>
 #include <optional>
+#include <type_traits>
+#include <utility>
 
 #include "core/error.h"
 #include "core/parallel.h"
@@ -42,5 +44,31 @@ class JobWorker : public Napi::AsyncWorker {
   std::optional<Napi::ThreadSafeFunction> progress_;
   std::optional<Error> error_;
 };
+
+// A job that is one call on the pool thread and one conversion of its result on the JS thread.
+// Both are callables, so a job owning what it works on (a moved params struct, a frozen volume
+// source) needs no class of its own.
+template <typename Run, typename ToJs>
+class CallJob final : public JobWorker {
+ public:
+  using Result = std::invoke_result_t<Run&, JobControl&, const ProgressFn&>;
+
+  CallJob(Napi::Env env, const char* name, Napi::Function on_progress, Run run, ToJs to_js)
+      : JobWorker(env, name, on_progress), run_(std::move(run)), to_js_(std::move(to_js)) {}
+
+ private:
+  void run(JobControl& control, const ProgressFn& progress) override { result_.emplace(run_(control, progress)); }
+  Napi::Value result(Napi::Env env) override { return to_js_(env, *result_); }
+
+  Run run_;
+  ToJs to_js_;
+  std::optional<Result> result_;
+};
+
+// Queues run(control, progress) and settles the promise with to_js(env, result).
+template <typename Run, typename ToJs>
+Napi::Object start_job(Napi::Env env, const char* name, Napi::Function on_progress, Run run, ToJs to_js) {
+  return (new CallJob<Run, ToJs>(env, name, on_progress, std::move(run), std::move(to_js)))->start();
+}
 
 }  // namespace blocksnap::js

@@ -10,28 +10,14 @@ namespace blocksnap::js {
 
 namespace {
 
-class Qcow2WriteWorker : public JobWorker {
- public:
-  Qcow2WriteWorker(Napi::Env env, Qcow2WriteParams params, Napi::Function on_progress)
-      : JobWorker(env, "blocksnap.writeQcow2", on_progress), params_(std::move(params)) {}
-
- private:
-  void run(JobControl& control, const ProgressFn& progress) override {
-    result_ = write_qcow2_image(params_, control, progress);
-  }
-
-  Napi::Value result(Napi::Env env) override {
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("sizeBytes", static_cast<double>(result_.size_bytes));
-    o.Set("blocksWritten", static_cast<double>(result_.blocks_written));
-    o.Set("bytesWritten", static_cast<double>(result_.bytes_written));
-    o.Set("fileBytes", static_cast<double>(result_.file_bytes));
-    return o;
-  }
-
-  Qcow2WriteParams params_;
-  Qcow2WriteResult result_;
-};
+Napi::Value qcow2_write_result(Napi::Env env, const Qcow2WriteResult& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("sizeBytes", static_cast<double>(r.size_bytes));
+  o.Set("blocksWritten", static_cast<double>(r.blocks_written));
+  o.Set("bytesWritten", static_cast<double>(r.bytes_written));
+  o.Set("fileBytes", static_cast<double>(r.file_bytes));
+  return o;
+}
 
 }  // namespace
 
@@ -63,7 +49,10 @@ Napi::Value write_qcow2(const Napi::CallbackInfo& info) {
   if (o.has("replace")) p.replace = o.string("replace");
   p.threads = o.threads();
   Napi::Function on_progress = o.function("onProgress");
-  return (new Qcow2WriteWorker(info.Env(), std::move(p), on_progress))->start();
+  return start_job(
+      info.Env(), "blocksnap.writeQcow2", on_progress,
+      [p = std::move(p)](JobControl& control, const ProgressFn& progress) { return write_qcow2_image(p, control, progress); },
+      qcow2_write_result);
 }
 
 Napi::Value qcow2_header(const Napi::CallbackInfo& info) {

@@ -11,27 +11,13 @@ namespace blocksnap::js {
 
 namespace {
 
-class ScanWorker : public JobWorker {
- public:
-  ScanWorker(Napi::Env env, ScanParams params, Napi::Function on_progress)
-      : JobWorker(env, "blocksnap.scanImage", on_progress), params_(std::move(params)) {}
-
- private:
-  void run(JobControl& control, const ProgressFn& progress) override {
-    result_ = scan_image(params_, control, progress);
-  }
-
-  Napi::Value result(Napi::Env env) override {
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("sizeBytes", static_cast<double>(result_.size_bytes));
-    o.Set("blockCount", static_cast<double>(result_.block_count));
-    set_scan_counts(env, o, result_);
-    return o;
-  }
-
-  ScanParams params_;
-  ScanResult result_;
-};
+Napi::Value scan_result(Napi::Env env, const ScanResult& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("sizeBytes", static_cast<double>(r.size_bytes));
+  o.Set("blockCount", static_cast<double>(r.block_count));
+  set_scan_counts(env, o, r);
+  return o;
+}
 
 }  // namespace
 
@@ -72,7 +58,10 @@ Napi::Value scan_image(const Napi::CallbackInfo& info) {
   p.write_blocks = o.boolean("writeBlocks", true);
   p.threads = o.threads();
   Napi::Function on_progress = o.function("onProgress");
-  return (new ScanWorker(info.Env(), std::move(p), on_progress))->start();
+  return start_job(
+      info.Env(), "blocksnap.scanImage", on_progress,
+      [p = std::move(p)](JobControl& control, const ProgressFn& progress) { return blocksnap::scan_image(p, control, progress); },
+      scan_result);
 }
 
 }  // namespace blocksnap::js

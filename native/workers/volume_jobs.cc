@@ -28,70 +28,24 @@ std::unique_ptr<VolumeSource> frozen_source(Napi::Env env, const Options& o, Cow
   }
 }
 
-class ScanBlocksWorker : public JobWorker {
- public:
-  ScanBlocksWorker(Napi::Env env, std::unique_ptr<VolumeSource> source, ScanBlocksParams params, Napi::Function on_progress)
-      : JobWorker(env, "blocksnap.volume.scanBlocks", on_progress), source_(std::move(source)), params_(std::move(params)) {}
+Napi::Value scan_blocks_result(Napi::Env env, const ScanBlocksResult& r) {
+  Napi::Object o = Napi::Object::New(env);
+  set_scan_counts(env, o, r);
+  return o;
+}
 
- private:
-  void run(JobControl& control, const ProgressFn& progress) override {
-    CowVolume::VerifierPause pause;
-    result_ = scan_volume_blocks(*source_, params_, control, progress);
-  }
-
-  Napi::Value result(Napi::Env env) override {
-    Napi::Object o = Napi::Object::New(env);
-    set_scan_counts(env, o, result_);
-    return o;
-  }
-
-  std::unique_ptr<VolumeSource> source_;
-  ScanBlocksParams params_;
-  ScanBlocksResult result_;
+// What both writers report and flattenTo returns.
+struct FlattenResult {
+  uint64_t size_bytes = 0;
+  uint64_t bytes_written = 0;
 };
 
-class FlattenWorker : public JobWorker {
- public:
-  FlattenWorker(Napi::Env env, std::unique_ptr<BlockSource> source, std::string image_path,
-                std::shared_ptr<const UniqueFd> dir, bool qcow2, unsigned threads, Napi::Function on_progress)
-      : JobWorker(env, "blocksnap.volume.flattenTo", on_progress),
-        source_(std::move(source)),
-        image_path_(std::move(image_path)),
-        dir_(std::move(dir)),
-        qcow2_(qcow2),
-        threads_(threads) {}
-
- private:
-  void run(JobControl& control, const ProgressFn& progress) override {
-    CowVolume::VerifierPause pause;
-    // Both writers take the same two settings and report the same two numbers we return.
-    const auto write = [&](auto options, auto writer) {
-      options.image_path = image_path_;
-      options.dir = dir_;
-      options.threads = threads_;
-      const auto r = writer(*source_, options, control, progress);
-      size_bytes_ = r.size_bytes;
-      bytes_written_ = r.bytes_written;
-    };
-    if (qcow2_) write(Qcow2ImageOptions{}, write_qcow2_from_source);
-    else write(RawWriteParams{}, write_raw_from_source);
-  }
-
-  Napi::Value result(Napi::Env env) override {
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("sizeBytes", static_cast<double>(size_bytes_));
-    o.Set("bytesWritten", static_cast<double>(bytes_written_));
-    return o;
-  }
-
-  std::unique_ptr<BlockSource> source_;
-  std::string image_path_;
-  std::shared_ptr<const UniqueFd> dir_;
-  bool qcow2_;
-  unsigned threads_;
-  uint64_t size_bytes_ = 0;
-  uint64_t bytes_written_ = 0;
-};
+Napi::Value flatten_result(Napi::Env env, const FlattenResult& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("sizeBytes", static_cast<double>(r.size_bytes));
+  o.Set("bytesWritten", static_cast<double>(r.bytes_written));
+  return o;
+}
 
 }  // namespace
 
@@ -111,7 +65,13 @@ Napi::Value start_scan_blocks(const Napi::CallbackInfo& info, const std::shared_
   p.threads = o.threads();
   Napi::Function on_progress = o.function("onProgress");
   std::unique_ptr<VolumeSource> source = frozen_source(info.Env(), o, *volume);
-  return (new ScanBlocksWorker(info.Env(), std::move(source), std::move(p), on_progress))->start();
+  return start_job(
+      info.Env(), "blocksnap.volume.scanBlocks", on_progress,
+      [source = std::move(source), p = std::move(p)](JobControl& control, const ProgressFn& progress) {
+        CowVolume::VerifierPause pause;
+        return scan_volume_blocks(*source, p, control, progress);
+      },
+      scan_blocks_result);
 }
 
 Napi::Value start_flatten(const Napi::CallbackInfo& info, const std::shared_ptr<CowVolume>& volume) {
@@ -123,7 +83,22 @@ Napi::Value start_flatten(const Napi::CallbackInfo& info, const std::shared_ptr<
   const unsigned threads = o.threads();
   Napi::Function on_progress = o.function("onProgress");
   std::unique_ptr<VolumeSource> source = frozen_source(info.Env(), o, *volume);
-  return (new FlattenWorker(info.Env(), std::move(source), std::move(image_path), std::move(dir), format == "qcow2", threads, on_progress))->start();
+  return start_job(
+      info.Env(), "blocksnap.volume.flattenTo", on_progress,
+      [source = std::move(source), image_path = std::move(image_path), dir = std::move(dir), qcow2 = format == "qcow2", threads](
+          JobControl& control, const ProgressFn& progress) {
+        CowVolume::VerifierPause pause;
+        // Both writers take the same settings and report the same two numbers.
+        const auto write = [&](auto options, auto writer) {
+          options.image_path = image_path;
+          options.dir = dir;
+          options.threads = threads;
+          const auto r = writer(*source, options, control, progress);
+          return FlattenResult{r.size_bytes, r.bytes_written};
+        };
+        return qcow2 ? write(Qcow2ImageOptions{}, write_qcow2_from_source) : write(RawWriteParams{}, write_raw_from_source);
+      },
+      flatten_result);
 }
 
 }  // namespace blocksnap::js
