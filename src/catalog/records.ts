@@ -1,4 +1,4 @@
-import type { Disk, DiskFormat, Snapshot, SnapshotConsistency, SnapshotStatus, SnapshotType } from '../engine/types';
+import type { Disk, DiskFormat, Snapshot, SnapshotConsistency } from '../engine/types';
 
 /** What the catalog stores for a disk; the public Disk adds derived fields. */
 export interface DiskRecord {
@@ -50,24 +50,12 @@ export interface CowRecord {
   layers: string[];
 }
 
-/** What the catalog stores for a snapshot; uniqueBytes is derived on read (it changes as the chain changes). */
-export interface SnapshotRecord {
-  id: string;
-  diskId: string;
-  name: string;
-  description: string;
-  status: SnapshotStatus;
-  type: SnapshotType;
-  parentId: string | null;
-  createdAt: string;
-  completedAt: string | null;
-  sizeBytes: number;
-  blockSize: number;
-  blockCount: number;
-  logicalBytes: number;
-  changedBlocks: number;
-  newBytes: number;
-  error: Snapshot['error'];
+/**
+ * What the catalog stores for a snapshot: Snapshot's fields but those derived on read (uniqueBytes
+ * changes as the chain changes; progress is the running job's), the ones older records lack
+ * (optional here, defaulted on read), and the job that made it.
+ */
+export interface SnapshotRecord extends Omit<Snapshot, 'uniqueBytes' | 'progress' | 'tags' | 'groupId' | 'consistency'> {
   jobId: string | null;
   /** Absent in records written before tags existed: read as no tags. */
   tags?: Record<string, string>;

@@ -71,12 +71,11 @@ export interface ScanOptions {
   signal?: AbortSignal;
 }
 
-export interface ScanResult {
-  sizeBytes: number;
-  blockCount: number;
-  /** blockCount × 32 bytes, ZERO blocks as 32 zero bytes. */
+/** What every scan reports (scan_counts.h), scanImage and Volume.scanBlocks alike. */
+export interface ScanCounts {
+  /** One digest of 32 bytes per block scanned, in order; ZERO blocks as 32 zero bytes. */
   digests: Buffer;
-  /** Bytes actually read from the image (holes are not read). */
+  /** Bytes actually read (holes are not read). */
   bytesRead: number;
   /** Blocks that are holes or all zero. */
   zeroBlocks: number;
@@ -91,6 +90,12 @@ export interface ScanResult {
    * them back (markFree). A failed scan's error carries them instead (writtenDigestsOf).
    */
   writtenDigests: Buffer;
+}
+
+/** digests holds blockCount digests. */
+export interface ScanResult extends ScanCounts {
+  sizeBytes: number;
+  blockCount: number;
 }
 
 export interface ApplyOptions {

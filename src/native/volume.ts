@@ -11,7 +11,7 @@ import { LAYER_ID_PATTERN } from '../store/cow-format';
 import { DIGEST_SIZE, isValidBlockSize } from '../store/format';
 import {
   fromNative, invalid, nativeAddon, requireDigestList, requireObject, requirePath, runJob,
-  type JobOptions, type NativeJob,
+  type JobOptions, type NativeJob, type ScanCounts,
 } from './index';
 import { IoBatches } from './io-batches';
 import { MissBackoff } from './miss-backoff';
@@ -61,19 +61,8 @@ export interface ScanBlocksOptions extends JobOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-export interface ScanBlocksResult {
-  /** blocks.length × 32 in the order of `blocks`, ZERO as 32 zero bytes. */
-  digests: Buffer;
-  bytesRead: number;
-  zeroBlocks: number;
-  /** Block files this scan created in the store. */
-  blocksWritten: number;
-  bytesWritten: number;
-  /** The damagedDigests this scan wrote again from good bytes (n × 32, each once). */
-  repairedDigests: Buffer;
-  /** As ScanResult's: the block files this scan created, which an uncommitted snapshot hands back. */
-  writtenDigests: Buffer;
-}
+/** digests holds one digest per entry of `blocks`, in their order. */
+export type ScanBlocksResult = ScanCounts;
 
 export interface FlattenOptions extends JobOptions {
   layerCount: number;
