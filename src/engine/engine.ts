@@ -22,7 +22,7 @@ import {
 } from './image-access';
 import { changedSince, stampImage } from './image-stamp';
 import { cloneImage, removeRollbackTemp } from './image-writes';
-import { newId, looksLikeId } from './ids';
+import { looksLikeId, newId, resolveIdOrName } from './ids';
 import { DiskLocks, StoreLock } from './locks';
 import { JobRunner, type JobControl } from './jobs';
 import { defaultSnapshotName, nameFromPath, uniqueName, validateManualSnapshotName, validateName } from './names';
@@ -945,14 +945,8 @@ export class Engine extends EventEmitter {
   // ---------------------------------------------------------------- resolution and views
 
   private resolveDisk(ref: string): DiskRecord {
-    if (typeof ref !== 'string' || ref.length === 0) throw new BlocksnapError('InvalidArgument', 'a disk id or name is required');
-    if (looksLikeId('d', ref)) {
-      const d = this.catalog.getDisk(ref);
-      if (d) return d;
-    }
-    const byName = this.catalog.allDisks().filter((d) => d.name === ref);
-    if (byName.length === 1) return byName[0]!;
-    throw new BlocksnapError('DiskNotFound', `no disk ${JSON.stringify(ref)}`);
+    return resolveIdOrName(ref, { prefix: 'd', noun: 'disk', notFound: 'DiskNotFound' },
+      (id) => this.catalog.getDisk(id), () => this.catalog.allDisks());
   }
 
   /**

@@ -16,7 +16,7 @@ import type { GroupRecord } from '../catalog/model-records';
 import type { SnapshotRecord } from '../catalog/records';
 import type { Engine } from './engine';
 import type { EngineInternals } from './internals';
-import { looksLikeId, newId } from './ids';
+import { newId, resolveIdOrName } from './ids';
 import { uniqueName, validateManualSnapshotName } from './names';
 import { validateDescription } from './text-fields';
 import { resolveExistingImage } from './paths';
@@ -291,14 +291,8 @@ export class SnapshotGroups {
   }
 
   private resolve(ref: string): GroupRecord {
-    if (typeof ref !== 'string' || ref.length === 0) throw new BlocksnapError('InvalidArgument', 'a group id or name is required');
-    if (looksLikeId('g', ref)) {
-      const g = this.i.model.getGroup(ref);
-      if (g) return g;
-    }
-    const byName = this.i.model.allGroups().filter((g) => g.name === ref);
-    if (byName.length === 1) return byName[0]!;
-    throw new BlocksnapError('GroupNotFound', `no group ${JSON.stringify(ref)}`);
+    return resolveIdOrName(ref, { prefix: 'g', noun: 'group', notFound: 'GroupNotFound' },
+      (id) => this.i.model.getGroup(id), () => this.i.model.allGroups());
   }
 }
 

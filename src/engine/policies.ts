@@ -22,7 +22,7 @@ import type { PolicyBinding, PolicyEvent, PolicyRecord, PolicyReplication } from
 import type { SnapshotRecord } from '../catalog/records';
 import type { Engine } from './engine';
 import type { EngineInternals } from './internals';
-import { looksLikeId, newId } from './ids';
+import { newId, resolveIdOrName } from './ids';
 import { POLICY_NAME_MAX, uniqueName, validateName } from './names';
 import { validateDescription } from './text-fields';
 import { quotaEvictions } from './quotas';
@@ -457,14 +457,8 @@ export class Policies {
   }
 
   private resolve(ref: string): PolicyRecord {
-    if (typeof ref !== 'string' || ref.length === 0) throw new BlocksnapError('InvalidArgument', 'a policy id or name is required');
-    if (looksLikeId('p', ref)) {
-      const p = this.i.model.getPolicy(ref);
-      if (p) return p;
-    }
-    const byName = this.i.model.allPolicies().filter((p) => p.name === ref);
-    if (byName.length === 1) return byName[0]!;
-    throw new BlocksnapError('PolicyNotFound', `no policy ${JSON.stringify(ref)}`);
+    return resolveIdOrName(ref, { prefix: 'p', noun: 'policy', notFound: 'PolicyNotFound' },
+      (id) => this.i.model.getPolicy(id), () => this.i.model.allPolicies());
   }
 
   private view(p: PolicyRecord): Policy {
