@@ -18,6 +18,7 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("applyImage", Napi::Function::New(env, blocksnap::js::apply_image, "applyImage"));
   exports.Set("verifyBlocks", Napi::Function::New(env, blocksnap::js::verify_blocks, "verifyBlocks"));
   exports.Set("lockFile", Napi::Function::New(env, blocksnap::js::lock_file, "lockFile"));
+  exports.Set("lockDirectory", Napi::Function::New(env, blocksnap::js::lock_directory, "lockDirectory"));
   exports.Set("hashBuffer", Napi::Function::New(env, blocksnap::js::hash_buffer, "hashBuffer"));
   exports.Set("writeQcow2", Napi::Function::New(env, blocksnap::js::write_qcow2, "writeQcow2"));
   exports.Set("qcow2Header", Napi::Function::New(env, blocksnap::js::qcow2_header, "qcow2Header"));

@@ -18,4 +18,10 @@ namespace blocksnap {
 // Throws DataDirLocked (naming the holder's pid when the file has one) if someone else holds it.
 UniqueFd lock_file_exclusive(const std::string& path);
 
+// An exclusive flock() on the directory itself, which an operator cannot delete from under a
+// running daemon the way a lock file can be (a second daemon would then lock a new file of the
+// same name). Throws DataDirLocked naming the pid in holder_file; returns an empty descriptor
+// where the filesystem has no flock on directories.
+UniqueFd lock_directory_exclusive(const std::string& dir, const std::string& holder_file);
+
 }  // namespace blocksnap

@@ -18,6 +18,7 @@ import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { BlocksnapError } from '../errors';
+import { formatBytes } from '../size-text';
 import { lengthen, reserveTarget, spareTarget } from './space-reserve';
 import { catalogWriteError, classifyCatalogWrite, fsSpace, type FsSpace } from './write-errors';
 import type { Job } from '../engine/types';
@@ -134,7 +135,7 @@ export class Catalog {
         // full filesystem (see admit).
         const space = fsSpace(dataDir);
         if (space !== null && space.availableBytes < 16 * TXN_BASE_BYTES) {
-          throw new BlocksnapError('NoSpace', `the catalog could not be written: the filesystem of the data dir ${dataDir} is full (${space.availableBytes} bytes free). Free space on that filesystem, then start the daemon again`,
+          throw new BlocksnapError('NoSpace', `the catalog could not be written: the filesystem of the data dir ${dataDir} is full (${formatBytes(space.availableBytes)} free). Free space on that filesystem, then start the daemon again`,
             { dataDir, availableBytes: space.availableBytes });
         }
       }
@@ -234,7 +235,7 @@ export class Catalog {
     }
     throw new BlocksnapError('NoSpace',
       `the catalog could not be written: the filesystem of the data dir ${this.dataDir} is full ` +
-      `(${space.availableBytes} bytes free; this change may need up to ${need} bytes). ${deletion ? ROOM_USED_UP : NO_SPACE_ADVICE}`,
+      `(${formatBytes(space.availableBytes)} free; this change may need up to ${formatBytes(need)}). ${deletion ? ROOM_USED_UP : NO_SPACE_ADVICE}`,
       { dataDir: this.dataDir, errno: 'ENOSPC', availableBytes: space.availableBytes, mayNeedBytes: need });
   }
 

@@ -10,6 +10,7 @@
 import { statfsSync } from 'node:fs';
 import { constants } from 'node:os';
 import { BlocksnapError } from '../errors';
+import { formatBytes } from '../size-text';
 
 export interface FsSpace { availableBytes: number; totalBytes: number }
 
@@ -81,11 +82,11 @@ export function classifyCatalogWrite(err: unknown, dataDir: string, space: FsSpa
   if (space !== null && space.availableBytes < nearlyFullBytes(space.totalBytes)) {
     return {
       code: 'NoSpace', errno, details,
-      what: `the catalog could not be written: the filesystem of the data dir ${dataDir} is full (${space.availableBytes} bytes free), ` +
+      what: `the catalog could not be written: the filesystem of the data dir ${dataDir} is full (${formatBytes(space.availableBytes)} free), ` +
         'and LMDB reports a write that only partly fit as an I/O error (EIO), so this is lack of space, most likely not a failing disk',
     };
   }
-  const free = space === null ? 'its free space could not be read' : `it has ${space.availableBytes} bytes free, so this is not lack of space`;
+  const free = space === null ? 'its free space could not be read' : `it has ${formatBytes(space.availableBytes)} free, so this is not lack of space`;
   return {
     code: 'IOError', errno, details,
     what: `the catalog could not be written: I/O error (EIO) on the filesystem of the data dir ${dataDir} (${lmdb}); ${free}: check that disk (kernel log, SMART)`,

@@ -11,6 +11,7 @@
 import { EventEmitter } from 'node:events';
 import { basename, resolve } from 'node:path';
 import { BlocksnapError, toBlocksnapError } from '../errors';
+import { formatBytes } from '../size-text';
 import { Catalog } from '../catalog/catalog';
 import type { DiskRecord, SnapshotRecord } from '../catalog/records';
 import { commitDelta, distinctBlocks, readView, removeFromChain, uniqueBytes } from '../catalog/block-map';
@@ -406,7 +407,7 @@ export class Engine extends EventEmitter {
     const written = disk.cow ? this.volumes.overlayBytes(disk.id, disk.cow.layers) : 0;
     if (written > 0 && !o.discardWrites) {
       throw new BlocksnapError('DiskHasWrites',
-        `copy-on-write disk ${disk.name} holds ${written} bytes written since ${disk.headSnapshotId ? 'its last snapshot' : 'it was cloned'}, which removing it deletes; ` +
+        `copy-on-write disk ${disk.name} holds ${formatBytes(written)} written since ${disk.headSnapshotId ? 'its last snapshot' : 'it was cloned'}, which removing it deletes; ` +
         `snapshot it first (blocksnap snapshot create ${disk.name}), or remove it with them (disk remove --discard-writes)`,
         { diskId: disk.id, overlayBytes: written });
     }

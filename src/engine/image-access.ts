@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { accessSync, closeSync, constants, fstatSync, lstatSync, readSync, statfsSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { BlocksnapError, toBlocksnapError } from '../errors';
+import { formatBytes } from '../size-text';
 import { checkAttributesCopyable, probeImageLocks, qcow2Header, type CheckedBacking, type ImageLocks, type Qcow2Header } from '../native';
 import type { DiskRecord, JournaledFile } from '../catalog/records';
 import { openCheckedFile, resolveExistingImage } from './paths';
@@ -368,11 +369,11 @@ export function checkRollbackSpace(path: string, header: Pick<Qcow2Header, 'clus
   const others = space.reserved?.get(key) ?? 0;
   space.reserved?.set(key, others + needed);
   if (others + needed <= free) return;
-  const together = others > 0 ? ` (${sizeText(others + needed)} with the other rollbacks of the group on that filesystem)` : '';
+  const together = others > 0 ? ` (${formatBytes(others + needed)} with the other rollbacks of the group on that filesystem)` : '';
   throw new BlocksnapError('NoSpace',
-    `rolling back ${path} needs about ${sizeText(needed)}${together} free in ${dir}, where its new image is written whole ` +
-    `(the snapshot's ${sizeText(space.snapshot.logicalBytes)} of data plus qcow2 metadata) before it replaces the disk file; ` +
-    `${sizeText(free)} is free there. Free some space, or clone the snapshot to another filesystem instead`,
+    `rolling back ${path} needs about ${formatBytes(needed)}${together} free in ${dir}, where its new image is written whole ` +
+    `(the snapshot's ${formatBytes(space.snapshot.logicalBytes)} of data plus qcow2 metadata) before it replaces the disk file; ` +
+    `${formatBytes(free)} is free there. Free some space, or clone the snapshot to another filesystem instead`,
     { path, neededBytes: others + needed, freeBytes: free });
 }
 
@@ -418,11 +419,4 @@ function staleRollbackBytes(path: string): number {
   } catch {
     return 0;
   }
-}
-
-function sizeText(n: number): string {
-  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  let i = 0;
-  while (n >= 1024 * 1024 ** i && i < units.length - 1) i++;
-  return i === 0 ? `${n} bytes` : `${(n / 1024 ** i).toFixed(1)} ${units[i]}`;
 }

@@ -163,6 +163,7 @@ interface NativeAddon {
   verifyBlocks(o: object): NativeJob<VerifyResult>;
   hashBuffer(data: Buffer): Buffer;
   lockFile(path: string): { release(): void };
+  lockDirectory(dir: string, holderFile: string): { release(): void };
   writeQcow2(o: object): NativeJob<Qcow2WriteResult>;
   qcow2Header(path: string, namedAs?: string): Qcow2Header;
   probeImageLocks(path: string): ImageLocks;
@@ -547,22 +548,26 @@ export interface DataDirLock {
 }
 
 /**
- * Takes the data directory's lock (an OFD lock on `<data-dir>/lock`, created with the directory
- * if missing), synchronously. Fails with DataDirLocked while another process, or another holder
- * in this process, has it. Held until release(); dropping the object without release() frees it
- * only whenever the garbage collector gets to it, so always release.
+ * Takes the data directory's lock, synchronously: an flock() on the directory itself, which
+ * deleting `<data-dir>/lock` cannot undo, and an OFD lock on that file (created with the directory
+ * if missing), which records the holder's pid for operators. Fails with DataDirLocked while
+ * another process, or another holder in this process, has it. Held until release(); dropping the
+ * object without release() frees it only whenever the garbage collector gets to it, so always
+ * release.
  */
 export function lockDataDir(dataDir: string): DataDirLock {
   requirePath(dataDir, 'dataDir');
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const path = join(dataDir, 'lock');
-  let handle: { release(): void };
+  const handles: { release(): void }[] = [];
   try {
-    handle = nativeAddon().lockFile(path);
+    handles.push(nativeAddon().lockDirectory(dataDir, path));
+    handles.push(nativeAddon().lockFile(path));
   } catch (err) {
+    for (const h of handles) h.release();
     throw fromNative(err);
   }
-  return { path, release: () => handle.release() };
+  return { path, release: () => { for (const h of handles) h.release(); } };
 }
 
 export interface JobOptions {

@@ -8,8 +8,8 @@
  * by the scan that stores a block or by a volume that verified a block whole. A block's granule file goes
  * with the block, unlinked first, so an interrupted sweep never leaves one without its block.
  */
-import { existsSync, mkdirSync } from 'node:fs';
-import { readdir, rm, unlink } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
+import { lstat, mkdir, readdir, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BLOCKS_DIR, FANOUT_HEX_CHARS, TMP_DIR, blockPath } from './format';
 import { GRANULES_DIR, granulePath, granuleTmpDir } from './granule-format';
@@ -64,14 +64,31 @@ export class BlockStore {
    * which costs its volume nothing (it is a cache).
    */
   async removeTempFiles(): Promise<number> {
-    const granuleTmp = granuleTmpDir(this.granuleDir);
-    return (await emptyDir(join(this.dir, TMP_DIR))) + (existsSync(granuleTmp) ? await emptyDir(granuleTmp) : 0);
+    return (await emptyDir(join(this.dir, TMP_DIR))) + (await emptyDir(granuleTmpDir(this.granuleDir)));
   }
 }
 
+/**
+ * Empties one of the store's own temp directories and counts what it removed. Everything in it is
+ * a leftover, whatever its name or kind, but nothing outside it is ours: a temp directory that is
+ * a symlink (or any other non-directory) is replaced by a real one, and its target is never
+ * entered; a directory inside it is removed with its content, symlinks in it unlinked, not followed.
+ */
 async function emptyDir(dir: string): Promise<number> {
+  let st;
+  try {
+    st = await lstat(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw err;
+  }
+  if (!st.isDirectory()) {
+    await unlink(dir);
+    await mkdir(dir, { mode: 0o700 });
+    return 1;
+  }
   const names = await readdir(dir);
-  for (const n of names) await rm(join(dir, n), { force: true });
+  for (const n of names) await rm(join(dir, n), { force: true, recursive: true });
   return names.length;
 }
 

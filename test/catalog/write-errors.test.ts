@@ -67,12 +67,12 @@ t.test('ENOSPC and EDQUOT are NoSpace naming the data dir', async (t) => {
 t.test('EIO is NoSpace on a (nearly) full filesystem, IOError with space free', async (t) => {
   const f = classifyCatalogWrite(CAPTURED.shortWrite, DATA_DIR, full)!;
   t.equal(f.code, 'NoSpace', 'a short write on a full filesystem');
-  t.match(f.what, new RegExp(`data dir ${DATA_DIR} is full \\(12288 bytes free\\).*I/O error \\(EIO\\).*lack of space, most likely not a failing disk`));
+  t.match(f.what, new RegExp(`data dir ${DATA_DIR} is full \\(12 KiB free\\).*I/O error \\(EIO\\).*lack of space, most likely not a failing disk`));
   const almost = { availableBytes: 900 * 1024, totalBytes: 24 * MiB };
   t.equal(classifyCatalogWrite(CAPTURED.shortWrite, DATA_DIR, almost)?.code, 'NoSpace', 'what the part that fit left over still counts as full');
   const io = classifyCatalogWrite(CAPTURED.shortWrite, DATA_DIR, roomy)!;
   t.equal(io.code, 'IOError', 'with 40 GiB free it is an I/O error');
-  t.match(io.what, /I\/O error \(EIO\) .*Input\/output error.*bytes free, so this is not lack of space: check that disk/);
+  t.match(io.what, /I\/O error \(EIO\) .*Input\/output error.*B free, so this is not lack of space: check that disk/);
   t.equal(classifyCatalogWrite(CAPTURED.shortWrite, DATA_DIR, null)?.code, 'IOError', 'free space unknown: the error as it is');
   t.equal(nearlyFullBytes(24 * MiB), Math.floor(24 * MiB / 20), 'a twentieth of a small filesystem');
   t.equal(nearlyFullBytes(4 * MiB), MiB, 'at least 1 MiB');

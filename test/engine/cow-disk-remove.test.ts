@@ -23,7 +23,7 @@ async function writtenClone(t: Test) {
 t.test('disk remove of a COW disk holding writes no snapshot has is refused, and keeps the disk and its overlay', async (t) => {
   const { engine, d } = await writtenClone(t);
   await t.rejects(engine.removeDisk('c'), {
-    code: 'DiskHasWrites', message: /holds 4096 bytes written since it was cloned.*disk remove --discard-writes/, details: { diskId: d.id, overlayBytes: 4096 },
+    code: 'DiskHasWrites', message: /holds 4 KiB written since it was cloned.*disk remove --discard-writes/, details: { diskId: d.id, overlayBytes: 4096 },
   });
   t.match(engine.getDisk('c'), { cow: { overlayBytes: 4096 } });
   t.ok(existsSync(d.path), 'the overlay directory is still there');

@@ -88,7 +88,7 @@ t.test('catalog writes on a full filesystem: NoSpace, nothing half-committed, de
   const big = record('s-4', 'd-2', null, 10 * N, 4);
   t.throws(() => take(c, big, 'big', 0, 10 * N), {
     code: 'NoSpace',
-    message: new RegExp(`^the catalog could not be written: the filesystem of the data dir ${dataDir} is full \\(\\d+ bytes free; this change may need up to \\d+ bytes\\)\\. Free space on that filesystem; deleting snapshots frees space`),
+    message: new RegExp(`^the catalog could not be written: the filesystem of the data dir ${dataDir} is full \\([\\d.]+ [KMG]?i?B free; this change may need up to [\\d.]+ [KMG]?i?B\\)\\. Free space on that filesystem; deleting snapshots frees space`),
   }, 'a change that may not fit in the free space and the spare is NoSpace naming the data dir');
   t.equal(c.getSnapshot('s-4'), undefined, 'nothing of it was committed: no snapshot record');
   t.equal(c.deltaSize('s-4'), 0, 'no map entry');

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { readFileSync } from 'node:fs';
+import { readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 
@@ -32,4 +32,14 @@ t.test('another process cannot take a held lock', async (t) => {
     try { require(${JSON.stringify(addon)}).lockFile(${JSON.stringify(join(dataDir, 'lock'))}); console.log('locked'); }
     catch (e) { console.log(e.code); }`], { encoding: 'utf8' });
   t.equal(child.stdout.trim(), 'DataDirLocked');
+});
+
+t.test('deleting the lock file does not let a second holder in', async (t) => {
+  const dataDir = t.testdir();
+  const lock = lockDataDir(dataDir);
+  t.teardown(() => lock.release());
+  unlinkSync(lock.path);
+  t.throws(() => lockDataDir(dataDir), { code: 'DataDirLocked', message: new RegExp(`^${dataDir} is locked by another blocksnap process$`) });
+  lock.release();
+  lockDataDir(dataDir).release();
 });
