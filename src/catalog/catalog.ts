@@ -14,7 +14,7 @@
  * may have is refused whole with NoSpace before LMDB writes; what LMDB still fails is NoSpace or
  * IOError (write-errors.ts).
  */
-import { mkdirSync, statSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { BlocksnapError } from '../errors';
@@ -219,6 +219,10 @@ export class Catalog {
    */
   private admit(): void {
     if (this.writes === 0) return;
+    // The same goes for a file LMDB may not write (a filesystem remounted read-only after an
+    // error, an immutable catalog file): access(2) sees both, and its error is classified as the
+    // write's would be.
+    accessSync(this.path, constants.W_OK);
     const space = fsSpace(this.dataDir);
     if (space === null) return;
     if (this.mayNeed(this.fileBytes()) <= space.availableBytes) return;

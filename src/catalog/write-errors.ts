@@ -5,7 +5,9 @@
  * A full filesystem shows up in two ways: ENOSPC when not one byte of a write fit, and a bare
  * `Input/output error` (code 5) when only part of a multi-page write fit: LMDB turns a short
  * write into EIO. So an EIO on a (nearly) full filesystem is taken for what it most likely is,
- * and only an EIO with space free is reported as an I/O error.
+ * and only an EIO with space free is reported as an I/O error. A filesystem remounted read-only
+ * (ext4 does that after an error) or a catalog file made immutable fails the same writes with
+ * EROFS or EPERM: reported as I/O errors that say so, never as a bug.
  */
 import { statfsSync } from 'node:fs';
 import { constants } from 'node:os';
@@ -14,12 +16,16 @@ import { formatBytes } from '../size-text';
 
 export interface FsSpace { availableBytes: number; totalBytes: number }
 
-export type CatalogErrno = 'ENOSPC' | 'EDQUOT' | 'EIO';
+export type CatalogErrno = 'ENOSPC' | 'EDQUOT' | 'EIO' | 'EROFS' | 'EPERM' | 'EACCES' | 'EFBIG';
 
 const BY_NUMBER = new Map<number, CatalogErrno>([
   [constants.errno.ENOSPC, 'ENOSPC'],
   [constants.errno.EDQUOT, 'EDQUOT'],
   [constants.errno.EIO, 'EIO'],
+  [constants.errno.EROFS, 'EROFS'],
+  [constants.errno.EPERM, 'EPERM'],
+  [constants.errno.EACCES, 'EACCES'],
+  [constants.errno.EFBIG, 'EFBIG'],
 ]);
 
 // strerror's text, for an error that lost its code on the way (the message is what LMDB keeps).
@@ -27,6 +33,10 @@ const BY_TEXT: Array<[RegExp, CatalogErrno]> = [
   [/^No space left on device\b/, 'ENOSPC'],
   [/^Disk quota exceeded\b/, 'EDQUOT'],
   [/^Input\/output error\b/, 'EIO'],
+  [/^Read-only file system\b/, 'EROFS'],
+  [/^Operation not permitted\b/, 'EPERM'],
+  [/^Permission denied\b/, 'EACCES'],
+  [/^File too large\b/, 'EFBIG'],
 ];
 
 /** The errno of a storage failure as lmdb-js (or Node's fs) reports it, or null for anything else. */
@@ -34,7 +44,7 @@ export function storageErrno(err: unknown): CatalogErrno | null {
   if (!(err instanceof Error) || err instanceof BlocksnapError) return null;
   const code = (err as { code?: unknown }).code;
   if (typeof code === 'number') return BY_NUMBER.get(code) ?? null;
-  if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EIO') return code;
+  if (typeof code === 'string') return [...BY_NUMBER.values()].find((e) => e === code) ?? null;
   if (code !== undefined) return null;
   for (const [re, errno] of BY_TEXT) if (re.test(err.message)) return errno;
   return null;
@@ -73,11 +83,28 @@ export interface CatalogWriteFailure {
 export function classifyCatalogWrite(err: unknown, dataDir: string, space: FsSpace | null): CatalogWriteFailure | null {
   const errno = storageErrno(err);
   if (errno === null) return null;
-  const lmdb = (err as Error).message;
+  // LMDB follows strerror with the page it was writing and buffer sizes that are not always
+  // initialised: only strerror means anything to an operator.
+  const lmdb = (err as Error).message.replace(/: Attempting to write page\b.*$/s, '');
   const details: Record<string, unknown> = { dataDir, errno, cause: lmdb, ...(space ? { availableBytes: space.availableBytes } : {}) };
   if (errno === 'ENOSPC' || errno === 'EDQUOT') {
     const full = errno === 'ENOSPC' ? 'is full' : 'is over the disk quota of the daemon\'s user';
     return { code: 'NoSpace', errno, details, what: `the catalog could not be written: the filesystem of the data dir ${dataDir} ${full} (${errno})` };
+  }
+  if (errno === 'EROFS') {
+    return {
+      code: 'IOError', errno, details,
+      what: `the catalog could not be written: the filesystem of the data dir ${dataDir} is read-only (EROFS); ` +
+        'if it was remounted read-only after an error, check the kernel log and the filesystem, remount it read-write and restart the daemon',
+    };
+  }
+  if (errno === 'EPERM' || errno === 'EACCES' || errno === 'EFBIG') {
+    const why = errno === 'EFBIG' ? 'is over the largest file the daemon may write (ulimit -f)' : 'may not be written by the daemon';
+    return {
+      code: 'IOError', errno, details,
+      what: `the catalog could not be written: its file in the data dir ${dataDir} ${why} (${errno}); ` +
+        'check the owner, mode and attributes (lsattr) of the files there',
+    };
   }
   if (space !== null && space.availableBytes < nearlyFullBytes(space.totalBytes)) {
     return {

@@ -42,7 +42,10 @@ t.test('the errno of a storage failure, from the number lmdb-js gives or from th
   t.equal(storageErrno(new Error('Input/output error')), 'EIO', 'by text when the code is lost');
   t.equal(storageErrno(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' })), 'ENOSPC', 'a Node fs error');
   t.equal(storageErrno(lmdbError('MDB_MAP_FULL: Environment mapsize limit reached', -30792)), null, 'another LMDB error is left alone');
-  t.equal(storageErrno(lmdbError('Permission denied', 13)), null, 'another errno is left alone');
+  t.equal(storageErrno(lmdbError('Read-only file system: Attempting to write page at position 77824, size 4096, blocks 1, buffer sizes 4096 677636762 350517072', 30)), 'EROFS');
+  t.equal(storageErrno(lmdbError('Operation not permitted: Attempting to write page at position 81920', 1)), 'EPERM');
+  t.equal(storageErrno(new Error('Permission denied')), 'EACCES', 'by text when the code is lost');
+  t.equal(storageErrno(lmdbError('Too many open files', 24)), null, 'another errno is left alone');
   t.equal(storageErrno(new BlocksnapError('SnapshotNotFound', 'No space left on device')), null, 'an error the transaction threw itself');
   t.equal(storageErrno(new TypeError('x is undefined')), null);
   t.equal(storageErrno('No space left on device'), null, 'not an Error');
@@ -53,7 +56,7 @@ t.test('ENOSPC and EDQUOT are NoSpace naming the data dir', async (t) => {
     const f = classifyCatalogWrite(err, DATA_DIR, full)!;
     t.equal(f.code, 'NoSpace');
     t.equal(f.what, `the catalog could not be written: the filesystem of the data dir ${DATA_DIR} is full (ENOSPC)`);
-    t.match(f.details, { dataDir: DATA_DIR, errno: 'ENOSPC', cause: err.message, availableBytes: full.availableBytes }, 'LMDB\'s text stays in the details');
+    t.match(f.details, { dataDir: DATA_DIR, errno: 'ENOSPC', cause: 'No space left on device', availableBytes: full.availableBytes }, 'strerror stays in the details, not LMDB\'s page and buffer sizes');
   }
   t.equal(classifyCatalogWrite(CAPTURED.enospc, DATA_DIR, roomy)?.code, 'NoSpace', 'whatever statfs says afterwards');
   t.equal(classifyCatalogWrite(CAPTURED.enospc, DATA_DIR, null)?.code, 'NoSpace', 'or when it cannot be read');
@@ -77,6 +80,16 @@ t.test('EIO is NoSpace on a (nearly) full filesystem, IOError with space free', 
   t.equal(nearlyFullBytes(24 * MiB), Math.floor(24 * MiB / 20), 'a twentieth of a small filesystem');
   t.equal(nearlyFullBytes(4 * MiB), MiB, 'at least 1 MiB');
   t.equal(nearlyFullBytes(10 * 1024 * 1024 * MiB), 64 * MiB, 'at most 64 MiB');
+});
+
+t.test('a read-only filesystem or a catalog file that may not be written is an IOError saying so', async (t) => {
+  const rofs = classifyCatalogWrite(lmdbError('Read-only file system: Attempting to write page at position 77824, size 4096, blocks 1, buffer sizes 4096 677636762 350517072', 30), DATA_DIR, roomy)!;
+  t.match(rofs, { code: 'IOError', errno: 'EROFS', details: { cause: 'Read-only file system' } });
+  t.match(rofs.what, new RegExp(`data dir ${DATA_DIR} is read-only \\(EROFS\\); .*remount it read-write`));
+  t.notMatch(rofs.what, /buffer sizes/, 'LMDB\'s uninitialised numbers are not the message');
+  const eperm = classifyCatalogWrite(lmdbError('Operation not permitted: Attempting to write page at position 81920, size 4096, blocks 1, buffer sizes 4096 7 0', 1), DATA_DIR, roomy)!;
+  t.match(eperm, { code: 'IOError', errno: 'EPERM' });
+  t.match(eperm.what, /may not be written by the daemon \(EPERM\); check the owner, mode and attributes/);
 });
 
 t.test('errors that are not storage failures are not classified', async (t) => {
