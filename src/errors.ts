@@ -18,7 +18,7 @@ export const ERROR_CODES = {
   DiskHasWrites: 'The copy-on-write disk holds writes no snapshot has; snapshot it first, or pass --discard-writes to remove it with them.',
   DiskAlreadyRegistered: 'This image file is already registered as a disk.',
   SnapshotNotAvailable: 'The snapshot is not available (it is still being created or failed).',
-  SnapshotBusy: 'The snapshot is being read by a running job (a clone) or served as an NBD export and cannot be deleted now.',
+  SnapshotBusy: 'The snapshot is being read by a running job (a clone, a stream export, a replication) or served as an NBD export and cannot be deleted now.',
   SnapshotQuotaExceeded: 'The disk already has as many manual snapshots as its quota allows; delete one first.',
   SnapshotInGroup: 'The snapshot belongs to a snapshot group and is deleted only with its group.',
   SnapshotHasClones: 'The snapshot is the base of a copy-on-write disk (clone --cow) and cannot be deleted while that disk exists.',

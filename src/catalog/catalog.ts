@@ -20,7 +20,7 @@ import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { BlocksnapError } from '../errors';
 import { formatBytes } from '../size-text';
 import { lengthen, reserveTarget, spareTarget } from './space-reserve';
-import { catalogWriteError, classifyCatalogWrite, fsSpace, type FsSpace } from './write-errors';
+import { catalogWriteError, classifyCatalogWrite, fsSpace, nearlyFullBytes, type FsSpace } from './write-errors';
 import type { Job } from '../engine/types';
 import {
   CATALOG_FILE, META_BLOCK_SIZE, META_CREATED_AT, META_SCHEMA_VERSION, META_STORE_TOTALS, SCHEMA_VERSION,
@@ -237,9 +237,12 @@ export class Catalog {
         'the data dir\'s filesystem is full: a deletion uses the room the catalog keeps for deletions; it grows back once there is space');
       return;
     }
+    // The bound grows with the catalog, so a large change can be refused on a filesystem far from full.
+    const state = space.availableBytes < nearlyFullBytes(space.totalBytes) ? 'is full' : 'has too little free space for this change';
     throw new BlocksnapError('NoSpace',
-      `the catalog could not be written: the filesystem of the data dir ${this.dataDir} is full ` +
-      `(${formatBytes(space.availableBytes)} free; this change may need up to ${formatBytes(need)}). ${deletion ? ROOM_USED_UP : NO_SPACE_ADVICE}`,
+      `the catalog could not be written: the filesystem of the data dir ${this.dataDir} ${state} ` +
+      `(${formatBytes(space.availableBytes)} free; a change of ${this.writes} entries to a catalog of ${formatBytes(room.usedBytes)} may need up to ${formatBytes(need)}). ` +
+      `${deletion ? ROOM_USED_UP : NO_SPACE_ADVICE}`,
       { dataDir: this.dataDir, errno: 'ENOSPC', availableBytes: space.availableBytes, mayNeedBytes: need });
   }
 

@@ -162,8 +162,8 @@ export function chainTable(chains: ChainSummary[]): string {
 export function storeStatsView(s: StoreStats): string {
   return details([
     ['data dir', s.dataDir],
-    ['blocks', String(s.blocks)],
-    ['stored', `${formatBytes(s.bytes)} (${s.bytes} bytes)`],
+    ['blocks', `${s.blocks} referenced`],
+    ['stored', `${formatBytes(s.bytes)} (${s.bytes} bytes) referenced`],
     ['block size', formatBytes(s.blockSize)],
     ['pending free', count(s.pendingFreeBlocks, 'block')],
   ]);

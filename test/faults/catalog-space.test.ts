@@ -88,7 +88,7 @@ t.test('catalog writes on a full filesystem: NoSpace, nothing half-committed, de
   const big = record('s-4', 'd-2', null, 10 * N, 4);
   t.throws(() => take(c, big, 'big', 0, 10 * N), {
     code: 'NoSpace',
-    message: new RegExp(`^the catalog could not be written: the filesystem of the data dir ${dataDir} is full \\([\\d.]+ [KMG]?i?B free; this change may need up to [\\d.]+ [KMG]?i?B\\)\\. Free space on that filesystem; deleting snapshots frees space`),
+    message: new RegExp(`^the catalog could not be written: the filesystem of the data dir ${dataDir} is full \\([\\d.]+ [KMG]?i?B free; a change of \\d+ entries to a catalog of [\\d.]+ [KMG]?i?B may need up to [\\d.]+ [KMG]?i?B\\)\\. Free space on that filesystem; deleting snapshots frees space`),
   }, 'a change that may not fit in the free space and the spare is NoSpace naming the data dir');
   t.equal(c.getSnapshot('s-4'), undefined, 'nothing of it was committed: no snapshot record');
   t.equal(c.deltaSize('s-4'), 0, 'no map entry');
@@ -189,4 +189,18 @@ t.test('a catalog to migrate on a full filesystem is refused before the migratio
   const check = open({ path: join(dataDir, CATALOG_FILE), compression: false, readOnly: true });
   t.equal(check.openDB<unknown, string>({ name: 'meta' }).get(META_SCHEMA_VERSION), 1, 'the catalog was not migrated: nothing was written');
   await check.close();
+});
+
+t.test('a change refused on a filesystem with plenty free says it has too little for this change, not that it is full', async (t) => {
+  const small = smallFsOrSkip(t, 'bscs-', 16);
+  if (small === null) return;
+  const dataDir = join(small.fs.dir, 'data');
+  const c = Catalog.open(dataDir, BS, { log: { info() {}, warn() {} } });
+  t.teardown(() => c.close());
+  c.txn(() => c.putDisk({ id: 'd-1', name: 'd-1', path: '/x/d-1', format: 'raw', sizeBytes: 80_000 * BS, createdAt: '', headSnapshotId: null, pendingRollback: null, cow: null }));
+  // 80,000 entries may need up to 80,000 × 256 bytes past the catalog: more than the ~14 MiB free.
+  t.throws(() => take(c, record('s-1', 'd-1', null, 80_000, 1), 'huge', 0, 80_000), {
+    code: 'NoSpace',
+    message: new RegExp(`^the catalog could not be written: the filesystem of the data dir ${dataDir} has too little free space for this change \\([\\d.]+ MiB free; a change of \\d+ entries`),
+  });
 });

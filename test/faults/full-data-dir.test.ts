@@ -122,7 +122,7 @@ t.test('on a full data dir, snapshot delete commits and frees space; a write tha
   const tooBig = await snap('b', 'b1');
   t.equal(tooBig.state, 'failed', 'a snapshot whose catalog commit cannot be written fails');
   t.equal(tooBig.error?.code, 'NoSpace', 'with NoSpace, not Internal');
-  t.match(tooBig.error?.message, new RegExp(`^the catalog could not be written: the filesystem of the data dir ${layout.dataDir} is full \\([\\d.]+ [KMG]?i?B free; this change may need up to [\\d.]+ [KMG]?i?B\\)\\. Free space on that filesystem`), 'naming the data dir');
+  t.match(tooBig.error?.message, new RegExp(`^the catalog could not be written: the filesystem of the data dir ${layout.dataDir} is full \\([\\d.]+ [KMG]?i?B free; a change of \\d+ entries to a catalog of [\\d.]+ [KMG]?i?B may need up to [\\d.]+ [KMG]?i?B\\)\\. Free space on that filesystem`), 'naming the data dir');
   t.match(await c.call<Snapshot>('snapshot.show', { snapshot: 'b1' }), { status: 'error', error: { code: 'NoSpace' } }, 'the failed snapshot reads error');
   t.ok(catalogRoom(layout.dataDir).tail >= roomBefore - 256 * 1024, 'and took little of the catalog\'s room (recording the failure)');
 

@@ -8,14 +8,14 @@ export function registerStore(program: Command): void {
   const store = program.command('store').description('the content-addressed block store');
 
   clientOptions(store.command('stats'))
-    .description('distinct stored blocks and their size')
+    .description('the distinct blocks snapshots reference and their size (a crash\'s leftovers, which store gc reclaims, are not counted)')
     .addHelpText('after', examples(['blocksnap store stats', 'blocksnap store stats --json']))
     .action(async (flags: ClientFlags) => {
       await withClient(flags, async (client, out) => out.result(await client.call<StoreStats>('store.stats'), storeStatsView));
     });
 
   jobOptions(store.command('gc'))
-    .description('remove blocks no snapshot references (crash leftovers, cancelled snapshots)')
+    .description('remove block files no snapshot references (left by a crash mid-snapshot or mid-delete; failed and cancelled snapshots free their own) and temp files')
     .addHelpText('after', examples(['blocksnap store gc', 'blocksnap store gc --json']))
     .action(async (flags: JobFlags) => {
       await withClient(flags, async (client, out) => {
