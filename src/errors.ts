@@ -82,7 +82,7 @@ export const ERROR_CODES = {
   UnknownMethod: 'The request names a method the daemon does not have.',
   VersionMismatch: 'Client and daemon speak incompatible protocol versions.',
   DaemonUnavailable: 'No daemon answers on the socket.',
-  SocketInUse: 'A live daemon already listens on this socket path.',
+  SocketInUse: 'A live daemon already listens on this socket path, or something other than a socket (a directory, a symlink, a file) is there.',
   Internal: 'An unexpected internal error; the message has details. Please report it.',
 } as const;
 

@@ -263,6 +263,18 @@ void CowVolume::push_layer(const LayerFiles& files) {
   layers_.push_back(std::move(next));
 }
 
+bool CowVolume::pop_empty_top() {
+  std::unique_lock lock(stack_mutex_);
+  check_writes_allowed();
+  if (layers_.size() < 2 || layers_.back()->map.any_set(0, layers_.back()->map.granules())) return false;
+  // Open before changing anything: if the layer below cannot be opened for writing, the volume
+  // goes on as it was.
+  auto below = std::make_shared<CowLayer>(layers_[layers_.size() - 2]->files, size_, true);
+  layers_.pop_back();
+  layers_.back() = std::move(below);
+  return true;
+}
+
 std::vector<uint32_t> CowVolume::dirty_blocks(size_t layer_count) const {
   std::shared_lock lock(stack_mutex_);
   check_open();

@@ -100,6 +100,11 @@ class CowVolume {
   // Flushes the top, freezes it and opens `files` as the new writable top. The caller keeps
   // writes, zeros and flushes out meanwhile.
   void push_layer(const LayerFiles& files);
+  // Undoes a push_layer whose top took no write: closes the top and makes the layer below the
+  // writable top again (reopened for writing, as a volume opened on it would). False, and nothing
+  // changes, when the top holds a written granule or is the only layer. The caller keeps writes,
+  // zeros and flushes out meanwhile.
+  bool pop_empty_top();
   // Sorted block indexes with any granule set in the bottom `layer_count` layers.
   std::vector<uint32_t> dirty_blocks(size_t layer_count) const;
   // The content through the bottom `layer_count` layers and the base, as a BlockSource that

@@ -127,6 +127,7 @@ class VolumeWrap : public Napi::ObjectWrap<VolumeWrap> {
                         InstanceMethod<&VolumeWrap::flush>("flush"),
                         InstanceMethod<&VolumeWrap::extents>("extents"),
                         InstanceMethod<&VolumeWrap::push_layer>("pushLayer"),
+                        InstanceMethod<&VolumeWrap::pop_empty_top>("popEmptyTop"),
                         InstanceMethod<&VolumeWrap::dirty_blocks>("dirtyBlocks"),
                         InstanceMethod<&VolumeWrap::scan_blocks>("scanBlocks"),
                         InstanceMethod<&VolumeWrap::flatten_to>("flattenTo"),
@@ -326,6 +327,13 @@ class VolumeWrap : public Napi::ObjectWrap<VolumeWrap> {
     LayerFiles files = layer_files(info.Env(), info[0]);
     auto volume = volume_;
     return queue_volume_task(info.Env(), "blocksnap.volume.pushLayer", [volume, files] { volume->push_layer(files); });
+  }
+
+  Napi::Value pop_empty_top(const Napi::CallbackInfo& info) {
+    auto volume = volume_;
+    auto popped = std::make_shared<bool>(false);
+    return queue_volume_task(info.Env(), "blocksnap.volume.popEmptyTop", [volume, popped] { *popped = volume->pop_empty_top(); },
+                             [popped](Napi::Env env) -> Napi::Value { return Napi::Boolean::New(env, *popped); });
   }
 
   Napi::Value dirty_blocks(const Napi::CallbackInfo& info) {

@@ -35,7 +35,9 @@ export function diskDetails(d: Disk): string {
   ];
   if (d.cow) {
     pairs.push(['origin', d.cow.originSnapshotId], ['base', d.cow.baseSnapshotId],
-      ['overlay', `${formatBytes(d.cow.overlayBytes)} in ${d.cow.layers.length} layer(s)`]);
+      ['overlay', `${formatBytes(d.cow.overlayBytes)} in ${d.cow.layers.length} layer(s)`],
+      ['written', d.cow.writtenBytes === null ? 'unknown (a layer map cannot be read)'
+        : `${formatBytes(d.cow.writtenBytes)} since the base snapshot`]);
   }
   if (d.pendingRollback) {
     pairs.push(['rollback', `INTERRUPTED rollback to ${d.pendingRollback.snapshotId} (job ${d.pendingRollback.jobId}); rerun it to finish (blocksnap rollback ${d.name} ${d.pendingRollback.snapshotId}), or leave the image as it is now (blocksnap rollback ${d.name} --abandon)`]);

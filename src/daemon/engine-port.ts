@@ -32,7 +32,7 @@ export interface DaemonEngine extends Pick<EventEmitter, 'on' | 'off'> {
   /** Remotes, replication and snapshot streams. */
   readonly offsite: Pick<Offsite, 'replication' | 'remoteRestore' | 'remoteGc' | 'streams'>;
   /** NBD exports of snapshots. */
-  readonly exports: Pick<Exports, 'start' | 'startDisk' | 'list' | 'get' | 'stop'>;
+  readonly exports: Pick<Exports, 'start' | 'startDisk' | 'list' | 'get' | 'stop' | 'endpoint'>;
 
   startRollback(diskRef: string, snapRef: string, o?: { force?: boolean }): Job;
   abandonRollback(diskRef: string, snapRef?: string): RollbackAbandoned;

@@ -98,6 +98,7 @@ export const METHODS: Readonly<Record<string, Method>> = {
       startedAt: ctx.info.startedAt,
       dataDir: ctx.engine.dataDir,
       imageRoots: ctx.engine.imageRoots,
+      nbdSocket: ctx.engine.exports.endpoint(),
     }),
   }),
 

@@ -143,7 +143,12 @@ function startFailed(log: Logger, err: unknown, config: DaemonConfig, socketOpti
   const e = toBlocksnapError(err);
   let message = e.message;
   if (e.code === 'DataDirLocked') message = `another blocksnap daemon is already using the data directory ${config.dataDir} (${e.message})`;
-  if (e.code === 'SocketInUse') message = `${e.message}; is another blocksnap daemon running? Use ${socketOption} to choose another path`;
+  if (e.code === 'SocketInUse') {
+    // Something other than a socket is at the path: no daemon is involved, the path is wrong.
+    message = e.details?.found !== undefined
+      ? `${e.message}; name a path for the socket with ${socketOption} (a socket is never created through a symbolic link or over another file)`
+      : `${e.message}; is another blocksnap daemon running? Use ${socketOption} to choose another path`;
+  }
   log.fatal({ code: e.code, err: e.code === 'Internal' ? err : undefined }, message);
   say(`${message} [${e.code}]`);
   // A bad --image-root or --data-dir is a usage error like any other the CLI reports (exit 2).

@@ -5,7 +5,7 @@
  * is removed. A path that exists but is not a socket is never removed: it is someone's file.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, constants, fstatSync, openSync, readFileSync, readlinkSync, type Stats } from 'node:fs';
 import { lstat, mkdir, unlink } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
@@ -52,7 +52,8 @@ export async function claimSocketPath(path: string): Promise<{ removedStale: boo
     throw toBlocksnapError(err);
   }
   if (!st.isSocket()) {
-    throw new BlocksnapError('SocketInUse', `${path} exists and is not a socket; refusing to replace it`, { path });
+    const found = fileKind(path, st);
+    throw new BlocksnapError('SocketInUse', `${path} is ${found}, not a socket; refusing to replace it`, { path, found });
   }
   if ((await probeSocket(path)) === 'live') {
     throw new BlocksnapError('SocketInUse', `a daemon is already listening on ${path}`, { path });
@@ -63,6 +64,21 @@ export async function claimSocketPath(path: string): Promise<{ removedStale: boo
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw toBlocksnapError(err);
   }
   return { removedStale: true };
+}
+
+/** What is at a path that should be a socket, for the refusal (lstat: a symlink is not followed). */
+function fileKind(path: string, st: Stats): string {
+  if (st.isDirectory()) return 'a directory';
+  if (st.isSymbolicLink()) {
+    try {
+      return `a symbolic link to ${readlinkSync(path)}`;
+    } catch {
+      return 'a symbolic link';
+    }
+  }
+  if (st.isFile()) return 'a regular file';
+  if (st.isFIFO()) return 'a named pipe';
+  return 'a device file';
 }
 
 /** Linux O_PATH: a descriptor that names an inode without opening it for I/O (works on sockets); libuv adds O_CLOEXEC. */

@@ -137,20 +137,24 @@ export class CowDisks {
 
   /**
    * Refused while a writable export has clients, unless forced (then they are dropped first):
-   * a client would see its disk change under it.
+   * a client would see its disk change under it. The drop starts at once; `rollback` waits for
+   * it (the promise returned), so no request of a dropped client lands after the instant.
    */
-  checkRollback(disk: DiskRecord, force: boolean): void {
+  checkRollback(disk: DiskRecord, force: boolean): Promise<void> {
     const busy = servedWithClients(this.x.exports, disk, force);
-    if (busy.length === 0) return;
-    for (const e of busy) this.x.exports.dropClients(e.name, 'the disk was rolled back (forced)');
-    this.x.log.warn({ diskId: disk.id, exports: busy.map((e) => e.name) }, 'rolling back a served disk: its clients were dropped (forced)');
+    if (busy.length === 0) return Promise.resolve();
+    this.x.log.warn({ diskId: disk.id, exports: busy.map((e) => e.name) }, 'rolling back a served disk: its clients are dropped (forced)');
+    return Promise.all(busy.map((e) => this.x.exports.dropClients(e.name, 'the disk was rolled back (forced)'))).then(
+      () => undefined,
+      (err: unknown) => this.x.log.warn({ err, diskId: disk.id }, 'dropping the clients of a rolled back disk failed'));
   }
 
   /**
    * The instant rollback: a fresh empty layer over the target's view; the old layers go. The new
    * head and the job's success commit together (JobControl.succeededWith).
    */
-  async rollback(disk: DiskRecord, target: SnapshotRecord, ctl: JobControl): Promise<RollbackResult> {
+  async rollback(disk: DiskRecord, target: SnapshotRecord, ctl: JobControl, dropped: Promise<void>): Promise<RollbackResult> {
+    await dropped;
     const result: RollbackResult = {
       diskId: disk.id, snapshotId: target.id, sizeBytes: disk.sizeBytes, blocksWritten: 0, bytesWritten: 0, holesPunched: 0, blocksUnchanged: 0, newImage: false,
     };
@@ -180,15 +184,25 @@ export class CowDisks {
     return result;
   }
 
-  /** Writes the disk as of now (an instant, as for a snapshot) to a new image file (the engine names it). */
+  /**
+   * Writes the disk as of now (an instant, as for a snapshot) to a new image file (the engine
+   * names it). The instant's layer is folded back afterwards, whatever the outcome, when nothing
+   * was written meanwhile (CowVolumes.foldEmptyTop).
+   */
   async flatten(disk: DiskRecord, path: string, format: ImageFormat, ctl: JobControl, dirFd?: number): Promise<FlattenResult> {
+    if (ctl.signal.aborted) throw new BlocksnapError('Cancelled', 'the job was cancelled before it started');
     const { open, release } = await this.x.volumes.acquire(disk.id);
     try {
       const { frozen } = await this.x.volumes.freeze(open, disk.id);
-      const r = await open.volume.flattenTo({
-        layerCount: frozen, imagePath: path, ...(dirFd !== undefined ? { dirFd } : {}), format, signal: ctl.signal, onProgress: (d, t) => ctl.progress(d, t),
-      });
-      return { diskId: disk.id, path, format, sizeBytes: r.sizeBytes, bytesWritten: r.bytesWritten };
+      try {
+        const r = await open.volume.flattenTo({
+          layerCount: frozen, imagePath: path, ...(dirFd !== undefined ? { dirFd } : {}), format, signal: ctl.signal, onProgress: (d, t) => ctl.progress(d, t),
+        });
+        return { diskId: disk.id, path, format, sizeBytes: r.sizeBytes, bytesWritten: r.bytesWritten };
+      } finally {
+        await this.x.volumes.foldEmptyTop(open, disk.id).catch((err: unknown) =>
+          this.x.log.warn({ err, diskId: disk.id }, 'the layer of a flatten\'s instant stays; the next snapshot or rollback folds it'));
+      }
     } catch (err) {
       throw toBlocksnapError(err);
     } finally {

@@ -19,6 +19,7 @@ import type { Catalog } from '../catalog/catalog';
 import type { CowRecord, DiskRecord } from '../catalog/records';
 import { readView } from '../catalog/block-map';
 import { createLayer, Volume, type LayerFiles } from '../native/volume';
+import { writtenBytes } from '../store/cow-map-writes';
 import { newId } from './ids';
 import type { EngineLogger } from './engine';
 
@@ -230,6 +231,35 @@ export class CowVolumes {
   }
 
   /**
+   * Undoes the freeze of a job that needed the instant only while it ran (a flatten): when the
+   * top layer took no write since, it goes and the layer below takes writes again, so such jobs
+   * do not pile up layers. A top that took writes stays; the next snapshot or rollback folds it.
+   * Returns whether the top went. The volume drops the layer before the catalog does: a catalog
+   * that no longer listed a layer still taking writes would lose them at the next start.
+   */
+  async foldEmptyTop(open: OpenVolume, diskId: string): Promise<boolean> {
+    const reopen = await open.gate.close();
+    try {
+      const top = this.x.catalog.getDisk(diskId)!.cow!.layers.at(-1)!;
+      if (!(await open.volume.popEmptyTop())) return false;
+      try {
+        this.x.catalog.txn(() => {
+          const d = this.x.catalog.getDisk(diskId)!;
+          this.x.catalog.putDisk({ ...d, cow: { ...d.cow!, layers: d.cow!.layers.filter((id) => id !== top) } });
+        });
+      } catch (err) {
+        // The catalog still lists the empty top: it takes the writes again, as it did.
+        await open.volume.pushLayer(this.files(diskId, top));
+        throw err;
+      }
+      this.dropLayers(diskId, [top]);
+      return true;
+    } finally {
+      reopen();
+    }
+  }
+
+  /**
    * unlinkLayers off the caller's path, for layers the catalog no longer lists: freeing the
    * extents of a layer that took 230 MB of writes takes ~70 ms, which a snapshot or rollback need
    * not wait for. A crash before the unlink leaves files the next start removes as unlisted.
@@ -272,6 +302,20 @@ export class CowVolumes {
       }
     }
     return total;
+  }
+
+  /**
+   * Bytes of the disk written since its base (its last snapshot or rollback, or the clone), by
+   * the layers' map bits as last flushed, TRIMs and zeroes included; null when a map cannot be
+   * read (the disk's volume would not open either).
+   */
+  writtenBytes(disk: DiskRecord): number | null {
+    try {
+      return writtenBytes(disk.cow!.layers.map((l) => this.files(disk.id, l).mapPath), disk.sizeBytes);
+    } catch (err) {
+      this.x.log.warn({ err, diskId: disk.id }, 'a layer map of a copy-on-write disk cannot be read');
+      return null;
+    }
   }
 
   /** Deletes the disk's layer files, once a volume of it that is still flushing has closed. */

@@ -404,12 +404,14 @@ export class Engine extends EventEmitter {
     if (member) throw snapshotInGroup(member);
     const served = this.exports.ofDisk(disk.id);
     if (served.length > 0) throw new BlocksnapError('DiskExported', `disk ${disk.name} is exported as ${served[0]!.name}; stop the export first`, { export: served[0]!.name });
-    const written = disk.cow ? this.volumes.overlayBytes(disk.id, disk.cow.layers) : 0;
-    if (written > 0 && !o.discardWrites) {
+    // By the map bits, not the data files' space: a TRIM or zeroes set bits over holes.
+    const written = disk.cow ? this.volumes.writtenBytes(disk) : 0;
+    if (written !== 0 && !o.discardWrites) {
+      const what = written === null ? 'writes whose extent its unreadable layer maps hide' : `${formatBytes(written)} written`;
       throw new BlocksnapError('DiskHasWrites',
-        `copy-on-write disk ${disk.name} holds ${formatBytes(written)} written since ${disk.headSnapshotId ? 'its last snapshot' : 'it was cloned'}, which removing it deletes; ` +
+        `copy-on-write disk ${disk.name} holds ${what} since ${disk.headSnapshotId ? 'its last snapshot' : 'it was cloned'}, which removing it deletes; ` +
         `snapshot it first (blocksnap snapshot create ${disk.name}), or remove it with them (disk remove --discard-writes)`,
-        { diskId: disk.id, overlayBytes: written });
+        { diskId: disk.id, writtenBytes: written, overlayBytes: this.volumes.overlayBytes(disk.id, disk.cow!.layers) });
     }
     // Its own base goes with the disk; a base of another COW disk stays (which may be its own base too).
     for (const s of snaps) this.refuseCloneBase(s, disk.id);
@@ -720,15 +722,16 @@ export class Engine extends EventEmitter {
     // the in-use probe would report as a QEMU process (DiskInUse) instead of DiskBusy.
     const release = this.diskLocks.acquire(disk.id, jobId);
     if (disk.cow) {
+      let dropped: Promise<void>;
       try {
-        this.cow.checkRollback(disk, o.force === true);
+        dropped = this.cow.checkRollback(disk, o.force === true);
       } catch (err) {
         release();
         throw err;
       }
       return this.jobs.start(jobId, 'rollback', { diskId: disk.id, snapshotId: snap.id, target: null }, async (ctl) => {
         try {
-          return await this.cow.rollback(disk, snap, ctl);
+          return await this.cow.rollback(disk, snap, ctl, dropped);
         } finally {
           release();
         }
@@ -995,7 +998,7 @@ export class Engine extends EventEmitter {
   }
 
   private publicDisk(d: DiskRecord): Disk {
-    const cow = d.cow ? { ...d.cow, overlayBytes: this.volumes.overlayBytes(d.id, d.cow.layers) } : null;
+    const cow = d.cow ? { ...d.cow, overlayBytes: this.volumes.overlayBytes(d.id, d.cow.layers), writtenBytes: this.volumes.writtenBytes(d) } : null;
     const p = d.pendingRollback;
     const pendingRollback = p ? { snapshotId: p.snapshotId, startedAt: p.startedAt, jobId: p.jobId } : null;
     const formatSource = d.cow ? null : d.formatSource ?? 'detected';

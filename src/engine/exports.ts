@@ -7,7 +7,8 @@
  * be deleted under a client (SnapshotBusy) and deleting other snapshots keeps the blocks of its
  * view referenced. A writable export of a COW disk holds a lease on the disk's shared volume (at
  * most one such export per disk). Stopping an export drops its connections first, then lets go
- * of what it holds.
+ * of what it holds, and answers once that is done: a writable export's volume is then closed,
+ * so every write its clients got an answer for is durable (a crash right after loses none).
  *
  * The table serves the NBD server (ExportTable) without knowing it: the daemon attaches a server
  * and tells the table its socket path, which is also what makes `start` possible at all.
@@ -55,8 +56,8 @@ interface Entry extends NbdExport {
   readonly diskId: string;
   readonly startedAt: string;
   readonly conns: Set<ExportConnection>;
-  /** Lets go of the pin or the volume lease. */
-  readonly unpin: () => void;
+  /** Lets go of the pin or the volume lease; resolves once the volume it held is closed. */
+  readonly unpin: () => Promise<void>;
 }
 
 export class Exports implements ExportTable {
@@ -68,6 +69,11 @@ export class Exports implements ExportTable {
   /** Set by the daemon once its NBD server listens (null: NBD is off and exports are refused). */
   setEndpoint(socketPath: string | null): void {
     this.socketPath = socketPath;
+  }
+
+  /** The NBD socket exports are served on; null when the daemon serves none. */
+  endpoint(): string | null {
+    return this.socketPath;
   }
 
   /** A read-only export of an available snapshot; the default name is the snapshot id. */
@@ -86,9 +92,9 @@ export class Exports implements ExportTable {
     });
     const backend = new SnapshotVolumeBackend(volume, this.x.blockSize, snap.sizeBytes, view);
     const unpin = this.x.pin(snap.id);
-    const release = (): void => {
+    const release = async (): Promise<void> => {
       unpin();
-      backend.close().catch((err: unknown) => this.x.log.error({ err, snapshotId: snap.id }, 'closing the volume of a stopped export failed'));
+      await backend.close().catch((err: unknown) => this.x.log.error({ err, snapshotId: snap.id }, 'closing the volume of a stopped export failed'));
     };
     const entry = this.add(name, `snapshot ${snap.name} (${snap.id}), read-only`, backend, snap.id, snap.diskId, release);
     this.x.log.info({ export: name, snapshotId: snap.id }, 'export started');
@@ -117,9 +123,8 @@ export class Exports implements ExportTable {
       if (won) throw new BlocksnapError('DiskExported', `disk ${disk.name} was exported meanwhile, as ${won.name}`, { export: won.name });
       throw new BlocksnapError('NameTaken', `an export named ${JSON.stringify(name)} was started meanwhile`);
     }
-    const unpin = (): void => {
+    const unpin = (): Promise<void> =>
       release().catch((err: unknown) => this.x.log.error({ err, diskId: disk.id }, 'closing the volume of a stopped export failed'));
-    };
     const entry = this.add(name, `copy-on-write disk ${disk.name} (${disk.id}), writable`, new VolumeBackend(open, disk.sizeBytes), null, disk.id, unpin);
     this.x.log.info({ export: name, diskId: disk.id }, 'writable export started');
     return this.info(entry);
@@ -174,7 +179,7 @@ export class Exports implements ExportTable {
     }
   }
 
-  private add(name: string, description: string, backend: Entry['backend'], snapshotId: string | null, diskId: string, unpin: () => void): Entry {
+  private add(name: string, description: string, backend: Entry['backend'], snapshotId: string | null, diskId: string, unpin: () => Promise<void>): Entry {
     const conns = new Set<ExportConnection>();
     const entry: Entry = {
       name, description, backend, snapshotId, diskId, startedAt: new Date().toISOString(), conns, unpin,
@@ -198,7 +203,9 @@ export class Exports implements ExportTable {
   /**
    * Removes the export at once (no new client can attach) and drops its clients; once they have
    * answered the requests they were running (bounded by the server's shutdown grace), closes its
-   * volume and unpins its snapshot. Closing the volume first would fail those reads.
+   * volume and unpins its snapshot. Closing the volume first would fail those reads. Resolves
+   * once the volume is closed, a writable one flushed: an answer before would leave the clients'
+   * unflushed writes to a crash in between.
    */
   async stop(name: string): Promise<ExportInfo> {
     const e = this.entry(name);
@@ -207,7 +214,7 @@ export class Exports implements ExportTable {
     try {
       await Promise.all([...e.conns].map((c) => c.close('the export was stopped')));
     } finally {
-      e.unpin();
+      await e.unpin();
     }
     this.x.log.info({ export: name, droppedConnections: before.connections }, 'export stopped');
     return { ...before, connections: 0 };
@@ -228,9 +235,12 @@ export class Exports implements ExportTable {
     return [...this.entries.values()].filter((e) => e.snapshotId === null && e.diskId === diskId).map((e) => this.info(e));
   }
 
-  /** Drops the export's clients and keeps serving it (a forced rollback). */
-  dropClients(name: string, reason: string): void {
-    for (const c of [...this.entry(name).conns]) void c.close(reason);
+  /**
+   * Drops the export's clients and keeps serving it (a forced rollback). Resolves once they have
+   * answered the requests they were running, so none of their writes lands after.
+   */
+  async dropClients(name: string, reason: string): Promise<void> {
+    await Promise.all([...this.entry(name).conns].map((c) => c.close(reason)));
   }
 
   // ExportTable, for the NBD server

@@ -91,6 +91,7 @@ interface NativeVolume {
   flush(): Promise<void>;
   extents(offset: number, length: number): Promise<VolumeExtent[]>;
   pushLayer(files: LayerFiles): Promise<void>;
+  popEmptyTop(): Promise<boolean>;
   dirtyBlocks(layerCount: number): Uint32Array;
   scanBlocks(o: object): NativeJob<ScanBlocksResult>;
   flattenTo(o: object): NativeJob<FlattenResult>;
@@ -262,6 +263,16 @@ export class Volume {
     requireLayerFiles(files, 'files');
     this.checkWritable();
     return call(() => this.native.pushLayer({ dataPath: files.dataPath, mapPath: files.mapPath }));
+  }
+
+  /**
+   * Undoes a pushLayer whose top took no write: closes the top, and the layer below takes writes
+   * again. False, and nothing changes, when the top holds a write or is the only layer. The
+   * caller keeps writes, zeros and flushes out meanwhile.
+   */
+  async popEmptyTop(): Promise<boolean> {
+    this.checkWritable();
+    return call(() => this.native.popEmptyTop());
   }
 
   /** Sorted indexes of the blocks with any granule set in the bottom `layerCount` layers. */

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readdirSync, statSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, statSync, symlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import * as C from '../../src/nbd/constants';
@@ -103,6 +103,34 @@ t.test('exports need --nbd-socket', async (t) => {
   const r = await d.cli('export', 'start', 's', '--json');
   t.equal(r.code, 1);
   t.match(r.json(), { error: { code: 'NbdNotEnabled' } });
+});
+
+t.test('export list on a daemon without --nbd-socket says it serves no NBD socket, not how to start an export', async (t) => {
+  const d = await freshDaemon(t);
+  const r = await d.cli('export', 'list');
+  t.equal(r.code, 0);
+  t.match(r.stdout, /No exports: the daemon serves no NBD socket\. Restart it with --nbd-socket PATH/);
+  t.notMatch(r.stdout, /export start/);
+});
+
+t.test('export list on a daemon serving NBD tells how to start an export', async (t) => {
+  const d = await nbdDaemon(t);
+  t.match((await d.cli('export', 'list')).stdout, /No exports\. Serve a snapshot with: blocksnap export start SNAPSHOT/);
+});
+
+t.test('--nbd-socket naming a directory or a symlink exits 1 saying what is there, with no word of another daemon', async (t) => {
+  const dir = tempDir(t);
+  const imageRoot = join(dir, 'images');
+  mkdirSync(imageRoot);
+  mkdirSync(join(dir, 'a-dir'));
+  symlinkSync(join(dir, 'elsewhere.sock'), join(dir, 'a-link'));
+  for (const [name, what] of [['a-dir', /is a directory, not a socket/], ['a-link', /is a symbolic link to .*elsewhere\.sock, not a socket/]] as const) {
+    const r = await runCli(['daemon', '--data-dir', join(dir, `data-${name}`), '--socket', join(dir, `${name}-d.sock`), '--image-root', imageRoot, '--nbd-socket', join(dir, name)]);
+    t.equal(r.code, 1, name);
+    t.match(r.stderr, what, name);
+    t.match(r.stderr, /--nbd-socket .*\[SocketInUse\]/, name);
+    t.notMatch(r.stderr, /another blocksnap daemon/, name);
+  }
 });
 
 t.test('the NBD socket takes connections as soon as the control socket answers', async (t) => {

@@ -74,8 +74,8 @@ export function registerDisk(program: Command): void {
     ]) + '\nThe disk may be exported and written meanwhile: the image holds what it read at the start.\n' +
       'The image is written beside PATH without a name and takes the name PATH only once complete.\n' +
       'While it runs, the disk takes no snapshot and no rollback (DiskBusy). Its start freezes the\n' +
-      'disk\'s overlay as a snapshot does, so each flatten leaves one more overlay layer, until the\n' +
-      'next snapshot or rollback of the disk folds them.\n')
+      'disk\'s overlay as a snapshot does; when it ends (or is cancelled), that layer is folded back\n' +
+      'unless the disk was written meanwhile: then it stays until the next snapshot or rollback.\n')
     .action(async (ref: string, path: string, flags: JobFlags & { format: 'raw' | 'qcow2' }) => {
       await withClient(flags, async (client, out) => {
         const job = await runJob(client, out, flags, 'disk.flatten', { disk: ref, path: resolve(path), format: flags.format }, `flatten ${ref}`);

@@ -4,8 +4,13 @@ import { validateExportName } from '../../engine/names';
 import { clientOptions, examples, withClient, type ClientFlags } from '../context';
 import { details, formatBytes, relativeTime, table } from '../format';
 
-function exportTable(list: ExportInfo[]): string {
-  if (list.length === 0) return 'No exports. Serve a snapshot with: blocksnap export start SNAPSHOT';
+/** `nbdSocket`: what the daemon's `version` says, asked only for an empty list (absent from older daemons). */
+function exportTable(list: ExportInfo[], nbdSocket?: string | null): string {
+  if (list.length === 0) {
+    if (nbdSocket === null) return 'No exports: the daemon serves no NBD socket. Restart it with --nbd-socket PATH to export snapshots and copy-on-write disks.';
+    if (nbdSocket === undefined) return 'No exports (the daemon serves them only when started with --nbd-socket PATH).';
+    return 'No exports. Serve a snapshot with: blocksnap export start SNAPSHOT, or a copy-on-write disk with: blocksnap export start DISK --writable';
+  }
   return table(list, [
     { header: 'name', value: (e) => e.name },
     { header: 'snapshot', value: (e) => e.snapshotId ?? '(disk)' },
@@ -49,7 +54,12 @@ export function registerExport(program: Command): void {
     .description('exports being served, with their clients')
     .addHelpText('after', examples(['blocksnap export list', 'blocksnap export list --json']))
     .action(async (flags: ClientFlags) => {
-      await withClient(flags, async (client, out) => out.result(await client.call<ExportInfo[]>('export.list'), exportTable));
+      await withClient(flags, async (client, out) => {
+        const list = await client.call<ExportInfo[]>('export.list');
+        // Only the daemon knows whether it serves NBD; an empty list asks it.
+        const nbdSocket = list.length === 0 ? (await client.call<{ nbdSocket?: string | null }>('version')).nbdSocket : undefined;
+        out.result(list, (l) => exportTable(l, nbdSocket));
+      });
     });
 
   clientOptions(exp.command('stop').argument('<name>', 'export name'))

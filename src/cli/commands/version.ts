@@ -12,6 +12,8 @@ interface DaemonVersion {
   startedAt: string;
   dataDir: string;
   imageRoots: string[];
+  /** Absent from daemons older than the field. */
+  nbdSocket?: string | null;
 }
 
 export function registerVersion(program: Command): void {
@@ -30,6 +32,7 @@ export function registerVersion(program: Command): void {
           ['started', d.startedAt],
           ['data dir', d.dataDir],
           ['image roots', d.imageRoots.join(', ')],
+          ...(d.nbdSocket !== undefined ? [['nbd socket', d.nbdSocket ?? 'none (started without --nbd-socket)'] as [string, string]] : []),
         ]));
       });
     });
