@@ -84,6 +84,8 @@ export class CowVolumes {
   private readonly slots = new Map<string, Slot>();
   /** Volumes whose last lease ended and that are still flushing: a reopen waits for them. */
   private readonly closing = new Map<string, Promise<void>>();
+  /** writtenBytes of each disk, with the state of the map files it was counted from. */
+  private readonly written = new Map<string, { key: string; bytes: number }>();
   /** Layer files being unlinked in the background (dropLayers). */
   private readonly dropping = new Set<Promise<void>>();
 
@@ -311,7 +313,18 @@ export class CowVolumes {
    */
   writtenBytes(disk: DiskRecord): number | null {
     try {
-      return writtenBytes(disk.cow!.layers.map((l) => this.files(disk.id, l).mapPath), disk.sizeBytes);
+      const maps = disk.cow!.layers.map((l) => this.files(disk.id, l).mapPath);
+      // Every disk list and show asks, and a 1 TiB disk's map is 32 MiB of bits: counted again
+      // only once a map file changed.
+      const key = maps.map((m) => {
+        const st = statSync(m, { bigint: true, throwIfNoEntry: false });
+        return st ? `${m}:${st.size}:${st.mtimeNs}:${st.ctimeNs}` : `${m}:-`;
+      }).join('|');
+      const known = this.written.get(disk.id);
+      if (known?.key === key) return known.bytes;
+      const bytes = writtenBytes(maps, disk.sizeBytes);
+      this.written.set(disk.id, { key, bytes });
+      return bytes;
     } catch (err) {
       this.x.log.warn({ err, diskId: disk.id }, 'a layer map of a copy-on-write disk cannot be read');
       return null;
@@ -322,6 +335,7 @@ export class CowVolumes {
   async removeDisk(diskId: string): Promise<void> {
     await this.closing.get(diskId)?.catch(() => undefined);
     rmSync(this.dirOf(diskId), { recursive: true, force: true });
+    this.written.delete(diskId);
   }
 
   /**
