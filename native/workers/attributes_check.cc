@@ -1,6 +1,7 @@
 #include "workers/attributes_check.h"
 
 #include "io/file_attributes.h"
+#include "io/inode_flags.h"
 #include "workers/args.h"
 #include "workers/js_error.h"
 
@@ -14,6 +15,20 @@ Napi::Value check_attributes_copyable(const Napi::CallbackInfo& info) {
   try {
     blocksnap::check_attributes_copyable(path, new_image_path);
     return env.Undefined();
+  } catch (const Error& e) {
+    throw to_js_error(env, e);
+  }
+}
+
+Napi::Value inode_flags(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string path = path_argument(info);
+  try {
+    const InodeFlags flags = blocksnap::inode_flags(path);
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("appendOnly", Napi::Boolean::New(env, flags.append_only));
+    out.Set("immutable", Napi::Boolean::New(env, flags.immutable));
+    return out;
   } catch (const Error& e) {
     throw to_js_error(env, e);
   }

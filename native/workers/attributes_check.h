@@ -10,4 +10,8 @@ namespace blocksnap::js {
 // scratch file and a few attribute calls, all in the image's directory.
 Napi::Value check_attributes_copyable(const Napi::CallbackInfo& info);
 
+// inodeFlags(path) → { appendOnly, immutable }: the chattr flags of the file or directory at
+// `path` (io/inode_flags.h: inode_flags). Synchronous: an open and an ioctl.
+Napi::Value inode_flags(const Napi::CallbackInfo& info);
+
 }  // namespace blocksnap::js

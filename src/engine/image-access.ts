@@ -9,7 +9,7 @@ import { accessSync, closeSync, constants, fstatSync, lstatSync, readSync, statf
 import { basename, dirname, join } from 'node:path';
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import { formatBytes } from '../size-text';
-import { checkAttributesCopyable, probeImageLocks, qcow2Header, type CheckedBacking, type ImageLocks, type Qcow2Header } from '../native';
+import { checkAttributesCopyable, inodeFlags, probeImageLocks, qcow2Header, type CheckedBacking, type ImageLocks, type Qcow2Header } from '../native';
 import type { DiskRecord, JournaledFile } from '../catalog/records';
 import { openCheckedFile, resolveExistingImage } from './paths';
 import type { DiskFormat, ImageFormat, SnapshotConsistency } from './types';
@@ -333,12 +333,36 @@ export function checkRollbackTarget(path: string, format: DiskFormat, space?: Ro
     }
     throw toBlocksnapError(err);
   }
+  checkNotLockedByFlags(path, format);
   if (format === 'qcow2') {
     const header = qcow2Header(path);
     checkQcow2Rollback(path, header);
     checkAttributesCopyable(path, rollbackTempPath(path));
     if (space !== undefined) checkRollbackSpace(path, header, space);
   }
+}
+
+/** Refuses a rollback that an append-only or immutable image (or qcow2 image directory) would fail. */
+function checkNotLockedByFlags(path: string, format: DiskFormat): void {
+  const file = lockingFlag(path);
+  if (file !== null) {
+    const how = format === 'qcow2' ? 'replaces it with a new image' : 'rewrites it in place';
+    throw new BlocksnapError('PermissionDenied', `${path} is ${file.text}, and a rollback ${how}; clear the flag (chattr -${file.letter} ${path}) first`, { path });
+  }
+  if (format !== 'qcow2') return;
+  const dir = dirname(path);
+  const flag = lockingFlag(dir);
+  if (flag !== null) {
+    throw new BlocksnapError('PermissionDenied',
+      `directory ${dir} is ${flag.text}, and a qcow2 rollback renames a new image over ${basename(path)} in it; clear the flag (chattr -${flag.letter} ${dir}) first`, { path });
+  }
+}
+
+function lockingFlag(path: string): { letter: 'a' | 'i'; text: string } | null {
+  const f = inodeFlags(path);
+  if (f.immutable) return { letter: 'i', text: 'immutable (chattr +i)' };
+  if (f.appendOnly) return { letter: 'a', text: 'append-only (chattr +a)' };
+  return null;
 }
 
 /** The snapshot a qcow2 rollback would write, for its space check (checkRollbackSpace). */

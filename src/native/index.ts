@@ -170,6 +170,7 @@ interface NativeAddon {
   holdImageLocks(path: string): { release(): void };
   openImageDir(path: string): NativeImageDir;
   checkAttributesCopyable(path: string, newImagePath: string): void;
+  inodeFlags(path: string): InodeFlags;
   socketPeer(fd: number): SocketPeer;
 }
 
@@ -453,6 +454,25 @@ export function checkAttributesCopyable(path: string, newImagePath: string): voi
   requirePath(newImagePath, 'newImagePath');
   try {
     nativeAddon().checkAttributesCopyable(path, newImagePath);
+  } catch (err) {
+    throw fromNative(err);
+  }
+}
+
+/** The chattr flags that keep even root from rewriting or replacing a file; see native/io/inode_flags.h. */
+export interface InodeFlags {
+  appendOnly: boolean;
+  immutable: boolean;
+}
+
+/**
+ * The append-only and immutable flags of the file or directory at `path` (symlinks followed);
+ * none on a filesystem that keeps no such flags, or for a device.
+ */
+export function inodeFlags(path: string): InodeFlags {
+  requirePath(path, 'path');
+  try {
+    return nativeAddon().inodeFlags(path);
   } catch (err) {
     throw fromNative(err);
   }
