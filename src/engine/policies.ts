@@ -405,11 +405,12 @@ export class Policies {
   /**
    * Deletes the disk's automatic snapshots that retention lets go, and its failed automatic
    * snapshots (the run that just succeeded supersedes them; their errors stay in the history).
-   * Never a manual snapshot, never a group member, never the base of a COW disk. A delete refused now (a clone reads it, the
-   * disk got busy) is left for the next run.
+   * Never a manual snapshot, never a group member, never the base of another COW disk. A COW disk's
+   * own base counts towards the keep rules like any snapshot of it: it is its newest, kept as such.
+   * A delete refused now (a clone reads it, the disk got busy) is left for the next run.
    */
   private async applyRetention(r: Retention, timeZone: string, diskId: string, nowMs: number, newest: string): Promise<string[]> {
-    const autos = this.i.catalog.snapshotsOfDisk(diskId).filter((s) => s.type === 'auto' && !s.groupId && !this.i.isCloneBase(s.id));
+    const autos = this.i.catalog.snapshotsOfDisk(diskId).filter((s) => s.type === 'auto' && !s.groupId && !this.i.cloneOn(s.id, diskId));
     const available = autos.filter((s) => s.status === 'available');
     const expired = new Set(expiredSnapshots(available, r, nowMs, timeZone));
     expired.delete(newest); // a retention shorter than the run itself must not eat what it just made

@@ -144,3 +144,16 @@ t.test('automatic snapshots the quota deleted to make room are in the run\'s exp
   t.same(third.expired, [first.snapshotId], 'the oldest went to make room, and the run says so');
   t.same(f.engine.policies.get('p').history.at(-1)?.expired, [first.snapshotId], 'so does its history entry');
 });
+
+t.test('keep-last 1 on a copy-on-write disk keeps one automatic snapshot: its own base counts', async (t) => {
+  const f = await openSmallEngine(t);
+  const src = await smallDisk(f, 'src', 2);
+  const base = (await finished(f.engine, f.engine.startSnapshot(src.id, { name: 'golden' }))).result as { id: string };
+  await f.engine.cloneCow(base.id, 'vm');
+  f.engine.policies.create({ name: 'p', hours: [1], retention: { keepLast: 1 } });
+  f.engine.policies.bind('p', ['vm']);
+  const first = (await f.engine.policies.run('p', new Date(Date.now() - 1000))).disks[0]!;
+  const second = (await f.engine.policies.run('p')).disks[0]!;
+  t.same(second.expired, [first.snapshotId], 'the previous run\'s snapshot, the disk\'s base until now, expired');
+  t.same(f.engine.listSnapshots('vm').map((s) => s.id), [second.snapshotId], 'one snapshot kept: the disk\'s base');
+});
