@@ -184,14 +184,10 @@ export class SnapshotGroups {
     if (stale.length === 0) return [];
     this.i.model.txn(() => {
       for (const g of stale) {
-        const kept: string[] = [];
-        for (const id of g.snapshotIds) {
-          const s = this.i.catalog.getSnapshot(id);
-          if (!s) continue;
-          if (this.mustStay(s)) kept.push(s.id); else removeSnapshot(this.i.catalog, s);
-        }
+        const members = g.snapshotIds.map((id) => this.i.catalog.getSnapshot(id)).filter((s): s is SnapshotRecord => s !== undefined);
+        const { kept, released } = this.dissolve(members, (s) => this.mustStay(s));
         const message = 'the daemon stopped while this group was being created; its partial members were removed' +
-          (kept.length > 0 ? ` except ${kept.join(', ')}, still in use (delete the group once they are free)` : '');
+          (kept.length > 0 ? ` except ${kept.join(', ')}, still in use (delete the group once they are free)` : '') + releasedNote(released);
         this.i.model.putGroup({ ...g, status: 'error', snapshotIds: kept, completedAt: this.i.now().toISOString(), error: { code: 'Interrupted', message } });
       }
     });
@@ -201,14 +197,37 @@ export class SnapshotGroups {
 
   /**
    * A member that finished while the group was still being created can be put to work before
-   * the group fails: read by a clone or an export (pinned), made the base of a copy-on-write
-   * disk, or made the target of a rollback that was then interrupted. Removing it with the
-   * failed group would let the sweeper unlink blocks those still read, or leave the disk's
-   * rollback journal naming a snapshot that no longer exists; it stays in the error group
+   * the group fails: read by a clone or an export (pinned), made the base of another disk's
+   * copy-on-write clone, or made the target of a rollback that was then interrupted. Removing it
+   * with the failed group would let the sweeper unlink blocks those still read, or leave the
+   * disk's rollback journal naming a snapshot that no longer exists; it stays in the error group
    * instead, for `group delete` (which refuses while it is in use).
    */
   private mustStay(s: SnapshotRecord): boolean {
-    return this.i.isPinned(s.id) || this.i.isCloneBase(s.id) || this.i.catalog.getDisk(s.diskId)?.pendingRollback?.snapshotId === s.id;
+    return this.i.isPinned(s.id) || this.i.cloneOn(s.id, s.diskId) !== undefined || this.i.catalog.getDisk(s.diskId)?.pendingRollback?.snapshotId === s.id;
+  }
+
+  /**
+   * Ends a failed group's members, in the caller's transaction. A member of a copy-on-write disk
+   * became that disk's base when it committed: the disk reads its blocks, so it cannot be
+   * removed, and `group delete` could never take it while the disk exists. It leaves the group,
+   * kept as a plain snapshot of its disk (deleted like any other once the disk has a newer one).
+   * Of the others, those `stay` keeps remain in the group; the rest are removed.
+   */
+  private dissolve(members: SnapshotRecord[], stay: (s: SnapshotRecord) => boolean): { kept: string[]; released: SnapshotRecord[] } {
+    const kept: string[] = [];
+    const released: SnapshotRecord[] = [];
+    for (const s of members) {
+      if (this.i.catalog.getDisk(s.diskId)?.cow?.baseSnapshotId === s.id) {
+        this.i.catalog.putSnapshot({ ...s, groupId: null });
+        released.push(s);
+      } else if (stay(s)) {
+        kept.push(s.id);
+      } else {
+        removeSnapshot(this.i.catalog, s);
+      }
+    }
+    return { kept, released };
   }
 
   // ---------------------------------------------------------------- internals
@@ -245,30 +264,35 @@ export class SnapshotGroups {
     return this.fail(g.id, failure);
   }
 
-  /** Removes whatever members exist (but those that must stay) and records the group's error. */
+  /**
+   * Ends whatever members exist (dissolve: those that must stay stay, a copy-on-write disk's base
+   * leaves the group) and records the group's error.
+   */
   private fail(groupId: string, error: { code: string; message: string }): Group {
     const g = this.i.model.getGroup(groupId)!;
     const members = g.snapshotIds.map((id) => this.i.catalog.getSnapshot(id)).filter((s): s is SnapshotRecord => s !== undefined);
-    let kept: string[];
+    let stay = (s: SnapshotRecord): boolean => this.mustStay(s);
     let releases: Array<() => void> = [];
     try {
       releases = this.lockAll(members.map((s) => s.diskId), `group:${g.id}`);
-      kept = members.filter((s) => this.mustStay(s)).map((s) => s.id);
     } catch {
       // A disk got busy the moment its member ended: leave the members to `group delete`.
-      kept = members.map((s) => s.id);
+      stay = () => true;
     }
-    const failed: GroupRecord = { ...g, status: 'error', snapshotIds: kept, completedAt: this.i.now().toISOString(), error };
+    let failed: GroupRecord = g;
+    let released: SnapshotRecord[] = [];
     try {
       this.i.model.txn(() => {
-        for (const s of members) if (!kept.includes(s.id)) removeSnapshot(this.i.catalog, this.i.catalog.getSnapshot(s.id)!);
+        const ended = this.dissolve(members, stay);
+        released = ended.released;
+        failed = { ...g, status: 'error', snapshotIds: ended.kept, completedAt: this.i.now().toISOString(), error: { ...error, message: error.message + releasedNote(ended.released) } };
         this.i.model.putGroup(failed);
       });
     } finally {
       for (const r of releases) r();
     }
     this.i.afterDelete();
-    this.i.log.warn({ groupId: g.id, code: error.code, keptMembers: kept.length }, 'group failed; its partial members were removed');
+    this.i.log.warn({ groupId: g.id, code: error.code, keptMembers: failed.snapshotIds.length, releasedMembers: released.map((s) => s.id) }, 'group failed; its partial members were removed');
     return failed;
   }
 
@@ -294,6 +318,15 @@ export class SnapshotGroups {
     return resolveIdOrName(ref, { prefix: 'g', noun: 'group', notFound: 'GroupNotFound' },
       (id) => this.i.model.getGroup(id), () => this.i.model.allGroups());
   }
+}
+
+/** What a failed group's error adds for the members dissolve released from it. */
+function releasedNote(released: SnapshotRecord[]): string {
+  if (released.length === 0) return '';
+  const ids = released.map((s) => s.id).join(', ');
+  return released.length === 1
+    ? `; ${ids} left the group and is kept as a plain snapshot of its copy-on-write disk, which reads it as its base (delete it like any snapshot once the disk has a newer one)`
+    : `; ${ids} left the group and are kept as plain snapshots of their copy-on-write disks, which read them as their bases (delete them like any snapshot once their disk has a newer one)`;
 }
 
 function groupNotAvailable(g: GroupRecord): BlocksnapError {

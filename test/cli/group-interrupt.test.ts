@@ -102,7 +102,7 @@ t.test('Ctrl-C on group create cancels the member snapshots and the group reads 
   const run = await interruptWhenRunning(d, ['group', 'create', 'a', 'b', '--name', 'g1'], 'snapshot', 2);
   t.equal(run.code, 130, run.stderr);
   t.match(run.stderr, /Cancelling group snapshot of a, b \(jobs j-[0-9a-f]{16}, j-[0-9a-f]{16}\)/);
-  t.match(run.stderr, /blocksnap: group g1 \(g-[0-9a-f]{16}\) was cancelled .*its partial members were removed; the disks were not touched\n$/);
+  t.match(run.stderr, /blocksnap: group g1 \(g-[0-9a-f]{16}\) was cancelled .*its partial members were removed; the disks were not touched\. The group's error: .*\n$/);
   t.same((await jobsOf(d, 'snapshot')).map((j) => j.state), ['cancelled', 'cancelled']);
   t.match(await d.json('group', 'show', 'g1'), { status: 'error', error: { code: 'Cancelled' }, snapshotIds: [] });
 });

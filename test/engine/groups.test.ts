@@ -287,3 +287,45 @@ t.test('a group left creating by a crash keeps a member that an interrupted roll
   await finished(second.engine, second.engine.startRollback(a.id, ma!));
   t.equal(await sha256File(a.path), want, 'the rerun completed the rollback');
 });
+
+t.test('a failed group releases the member of a copy-on-write disk, its base, as a plain snapshot of that disk', async (t) => {
+  const f = await openSmallEngine(t);
+  const origin = await smallDisk(f, 'origin', 2);
+  await f.engine.cloneCow((await snapshot(f.engine, origin.id, 'golden')).id, 'vm');
+  const bigPath = makeImage(join(f.images, 'big.raw'), 1024 * KiB64);
+  writeAt(bigPath, 0, randomData(1024 * KiB64)); // slow on purpose: the vm member commits first
+  const big = await f.engine.addDisk({ path: bigPath, name: 'big' });
+  const { group, done } = f.engine.groups.create({ disks: ['vm', big.id], name: 'g' });
+  const memberId = group.snapshotIds[0]!;
+  while (f.engine.getSnapshot(memberId).status !== 'available') await new Promise((r) => setImmediate(r));
+  const bigJob = f.engine.listJobs().find((j) => j.kind === 'snapshot' && j.diskId === big.id && j.state === 'running');
+  if (!bigJob) throw new Error('the big member finished before the test could cancel it: make it slower');
+  f.engine.cancelJob(bigJob.id);
+  const g = await done;
+  t.equal(g.status, 'error');
+  t.same(g.snapshotIds, [], 'no member left in the group');
+  t.match(g.error?.message, `${memberId} left the group and is kept as a plain snapshot of its copy-on-write disk`);
+  t.equal(f.engine.getSnapshot(memberId).groupId, null, 'the vm member is a plain snapshot of its disk');
+  t.equal(f.engine.getDisk('vm').cow?.baseSnapshotId, memberId, 'still the disk\'s base');
+  t.equal(f.engine.groups.delete(g.id).id, g.id, 'the failed group can be deleted');
+});
+
+t.test('a group left creating by a crash releases the member of a copy-on-write disk, its base', async (t) => {
+  const dir = t.testdir();
+  const first = await openSmallEngine(t, { dir });
+  const origin = await smallDisk(first, 'origin', 2);
+  const b = await smallDisk(first, 'b', 2);
+  await first.engine.cloneCow((await snapshot(first.engine, origin.id, 'golden')).id, 'vm');
+  const g = await first.engine.groups.create({ disks: ['vm', b.id], name: 'cut' }).done;
+  const [mvm, mb] = g.snapshotIds;
+  await first.engine.close();
+  await crashWindow(first.dataDir, g.id);
+
+  const second = await openSmallEngine(t, { dir });
+  const after = second.engine.groups.get(g.id);
+  t.equal(after.status, 'error');
+  t.same(after.snapshotIds, [], 'no member left in the group');
+  t.equal(second.engine.getSnapshot(mvm!).groupId, null, 'the vm member is a plain snapshot of its disk');
+  t.throws(() => second.engine.getSnapshot(mb!), { code: 'SnapshotNotFound' }, 'the other member was removed');
+  t.equal(second.engine.groups.delete(g.id).id, g.id, 'the failed group can be deleted');
+});

@@ -9,7 +9,8 @@ import { EXIT } from '../exit-status';
 import { followCall, InterruptedWait } from '../follow';
 import { groupDetails, groupRollbackView, groupTable } from '../model-views';
 
-const CREATE_CANCEL_NOTE = 'Cancelling stops every member snapshot: the group ends in status error and its partial members are removed; the disks are not touched.';
+const CREATE_CANCEL_NOTE = 'Cancelling stops every member snapshot: the group ends in status error and its partial members are removed ' +
+  '(a copy-on-write disk\'s finished member, its base, is kept as a plain snapshot of it); the disks are not touched.';
 
 const ROLLBACK_CANCEL_NOTE = 'Cancelling stops every member rollback: a disk whose rollback finished stays rolled back; a raw disk whose rollback ' +
   'is writing is left partly rolled back and refuses snapshots until a rollback of it completes or is abandoned; the others are left as they were.';
@@ -18,7 +19,8 @@ const CREATE_INTERRUPT_HELP = `
 Ctrl-C asks, on a terminal, whether to cancel the member snapshots, detach (leave them
 running) or keep waiting; without a terminal it cancels them, unless --detach-on-interrupt is
 given. A cancelled group ends in status error with its partial members removed, as a failed
-one. Either way it exits 130.
+one (a copy-on-write disk's finished member, which is its base, leaves the group and is kept as
+a plain snapshot of that disk). Either way it exits 130.
 `;
 
 const ROLLBACK_INTERRUPT_HELP = `
@@ -41,7 +43,7 @@ export function registerGroup(program: Command): void {
     .addHelpText('after', examples([
       'blocksnap group create web1-root web1-data --name before-upgrade',
       'blocksnap group create web1-root web1-data web1-logs --description "release 42" --json',
-    ]) + '\nEither every member becomes available, or the group ends in status error and its\npartial members are removed. Fails with DiskBusy, starting nothing, if any disk is busy.\n' + CREATE_INTERRUPT_HELP)
+    ]) + '\nEither every member becomes available, or the group ends in status error and its\npartial members are removed (a copy-on-write disk\'s finished member, which is its base, is\nkept as a plain snapshot of that disk; the error names it). Fails with DiskBusy, starting nothing, if any disk is busy.\n' + CREATE_INTERRUPT_HELP)
     .action(async (disks: string[], flags: JobFlags & { name?: string; description?: string }) => {
       if (flags.name !== undefined) validateManualSnapshotName(flags.name, 'group');
       await withClient(flags, async (client, out) => {
@@ -57,9 +59,11 @@ export function registerGroup(program: Command): void {
           });
           g = r.result;
           if (r.cancelRequested && g.status === 'error' && g.error?.code === 'Cancelled') {
-            const kept = g.snapshotIds.length === 0 ? 'its partial members were removed'
-              : `its partial members were removed but ${g.snapshotIds.length} in use, which stay until: blocksnap group delete ${g.id}`;
-            throw new InterruptedWait(r.jobs, true, `group ${g.name} (${g.id}) was cancelled (jobs ${r.jobs.map((j) => j.id).join(', ')}): it reads error and ${kept}; the disks were not touched`);
+            const kept = g.snapshotIds.length === 0 ? ''
+              : ` but ${g.snapshotIds.length} in use, which stay in it until they are free and: blocksnap group delete ${g.id}`;
+            // The group's error names a copy-on-write disk's member that left the group as a plain snapshot.
+            throw new InterruptedWait(r.jobs, true, `group ${g.name} (${g.id}) was cancelled (jobs ${r.jobs.map((j) => j.id).join(', ')}): ` +
+              `it reads error and its partial members were removed${kept}; the disks were not touched. The group's error: ${g.error.message}`);
           }
         }
         if (g.status === 'error' && g.error) {
