@@ -197,7 +197,10 @@ export class Policies {
    */
   async run(ref: string, now: Date = this.i.now(), o: { started?: (job: Job) => void } = {}): Promise<PolicyRunResult> {
     const p = this.resolve(ref);
-    const runs = this.liveBindings(p.id).map((b) => {
+    const bindings = this.liveBindings(p.id);
+    // Before the retention of this run deletes the failed snapshots that are their only trace.
+    for (const b of bindings) this.recoverInterrupted(p.id, b.diskId);
+    const runs = bindings.map((b) => {
       try {
         const r = this.startRun(p.id, b.diskId, now, now);
         o.started?.(r.job);
@@ -213,9 +216,14 @@ export class Policies {
 
   // ---------------------------------------------------------------- for the scheduler
 
+  /** Every policy with its bindings (bindings of removed disks are dropped on the way). */
+  bound(): Array<{ policy: PolicyRecord; bindings: PolicyBinding[] }> {
+    return this.i.model.allPolicies().map((policy) => ({ policy, bindings: this.liveBindings(policy.id) }));
+  }
+
   /** Enabled policies with their bindings (bindings of removed disks are dropped on the way). */
   scheduled(): Array<{ policy: PolicyRecord; bindings: PolicyBinding[] }> {
-    return this.i.model.allPolicies().filter((p) => p.enabled).map((policy) => ({ policy, bindings: this.liveBindings(policy.id) }));
+    return this.bound().filter(({ policy }) => policy.enabled);
   }
 
   /**
@@ -237,8 +245,11 @@ export class Policies {
    * made since that due time, it was the scheduled run for it: unless the schedule changed since,
    * the due time is owed again (lastDueAt moves to just before it) and the scheduler takes one
    * catch-up snapshot, as after any downtime. Event and lastDueAt change in one transaction, so a crash right after still
-   * leaves the catch-up owed and the event written once. Called once per binding by a starting
-   * scheduler, after the engine's recovery.
+   * leaves the catch-up owed and the event written once. Called once per binding of every policy,
+   * enabled or not (a `policy run` of a disabled one can be interrupted too), by a starting
+   * scheduler, after the engine's recovery; and by `run` before its retention, which would
+   * otherwise delete the snapshot that is the only trace of such a run. A second call finds the
+   * event written and adds nothing.
    */
   recoverInterrupted(policyId: string, diskId: string): PolicyEvent[] {
     return this.i.model.txn(() => {

@@ -15,8 +15,9 @@
  * - Due times before the binding or the last change of the schedule (hours, weekdays, time zone,
  *   enabled) are not owed. Other policy updates change nothing here: a due time waiting for a busy
  *   disk still runs. One waiting across a schedule change is recorded as skipped, saying so.
- * - A run the daemon died in (SIGKILL, power loss) is found on the first pass for its binding:
- *   recorded as failed (Interrupted) and its due time taken again (Policies.recoverInterrupted).
+ * - A run the daemon died in (SIGKILL, power loss) is found on the first pass for its binding, of
+ *   any policy, enabled or not, and recorded as failed (Interrupted); a scheduled run's due time
+ *   is taken again (Policies.recoverInterrupted).
  * - The wall clock stepped back (a clock that ran ahead corrected by NTP) leaves the handled due
  *   times in the future, which would hold the policy back until the clock caught up. Beyond
  *   CLOCK_STEP_TOLERANCE_MS that is logged as a warning and brought back to now, so the next due
@@ -33,7 +34,7 @@ import { scheduleChangedAt, type Policies } from '../engine/policies';
 import { systemClock, type Clock, type Timer } from './clock';
 import { nextDue, previousDue } from './due-times';
 
-export type SchedulerPolicies = Pick<Policies, 'scheduled' | 'startScheduled' | 'recordNotTaken' | 'recoverInterrupted' | 'clampFuture'>;
+export type SchedulerPolicies = Pick<Policies, 'bound' | 'scheduled' | 'startScheduled' | 'recordNotTaken' | 'recoverInterrupted' | 'clampFuture'>;
 
 /**
  * How far in the future a handled time may lie before the wall clock is taken to have been set
@@ -133,9 +134,10 @@ export class Scheduler {
     const seen = new Set<string>();
     let scheduled;
     try {
+      // Every policy's: a `policy run` of a disabled one may have been interrupted too. Recovery
+      // may move a binding's lastDueAt back, so the scheduled bindings are read after it.
+      this.recoverInterrupted(this.policies.bound());
       scheduled = this.policies.scheduled();
-      // Recovery may move a binding's lastDueAt back: read the bindings again after it.
-      if (this.recoverInterrupted(scheduled)) scheduled = this.policies.scheduled();
     } catch (err) {
       this.log.error({ err }, 'scheduler could not read the policies');
       return;
@@ -154,9 +156,8 @@ export class Scheduler {
   }
 
   /** Once per binding: records the runs the daemon died in and makes their due time owed again. */
-  private recoverInterrupted(scheduled: ReturnType<SchedulerPolicies['scheduled']>): boolean {
-    let any = false;
-    for (const { policy, bindings } of scheduled) {
+  private recoverInterrupted(bound: ReturnType<SchedulerPolicies['bound']>): void {
+    for (const { policy, bindings } of bound) {
       for (const b of bindings) {
         const key = `${policy.id}/${b.diskId}`;
         if (this.recovered.has(key)) continue;
@@ -170,13 +171,11 @@ export class Scheduler {
         }
         this.recovered.add(key);
         for (const e of events) {
-          any = true;
           this.log.warn({ policyId: policy.id, policy: policy.name, diskId: b.diskId, snapshotId: e.snapshotId, dueAt: e.dueAt },
             'a policy run was interrupted by a daemon stop; recorded as failed (Interrupted)');
         }
       }
     }
-    return any;
   }
 
   private consider(policy: PolicyRecord, b: PolicyBinding, now: Date, t: number): void {

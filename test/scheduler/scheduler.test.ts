@@ -269,21 +269,22 @@ t.test('a schedule change while a due time waits for a busy disk: recorded as sk
 /**
  * What a daemon killed during a scheduled snapshot leaves in the catalog: the binding's lastDueAt
  * written when the run started, and the snapshot still `creating` (the engine's recovery turns it
- * into error/Interrupted when it opens).
+ * into error/Interrupted when it opens). `manual`: a `policy run` of the policy, disabled, at
+ * `dueIso` instead, which leaves the binding as it was.
  */
-async function killedDuringRun(t: Test, startIso: string, dueIso: string): Promise<{ clock: ManualClock; f: ModelFixture; disk: { id: string }; snapId: string }> {
+async function killedDuringRun(t: Test, startIso: string, dueIso: string, o: { manual?: boolean } = {}): Promise<{ clock: ManualClock; f: ModelFixture; disk: { id: string }; snapId: string }> {
   const clock = new ManualClock(startIso);
   const dir = t.testdir();
   const f0 = await openSmallEngine(t, { dir, now: () => clock.now() });
   const disk = await smallDisk(f0, 'vm', 2);
-  f0.engine.policies.create({ name: 'nightly', hours: [Number(dueIso.slice(11, 13))] });
+  f0.engine.policies.create({ name: 'nightly', hours: [Number(dueIso.slice(11, 13))], ...(o.manual ? { enabled: false } : {}) });
   f0.engine.policies.bind('nightly', [disk.id]);
   await f0.engine.close();
   const c = Catalog.open(f0.dataDir, KiB64);
   const m = new ModelCatalog(c);
   const snapId = 's-00000000000000aa';
   c.txn(() => {
-    m.putBinding({ ...m.getBinding(disk.id)!, lastDueAt: new Date(dueIso).toISOString() });
+    if (!o.manual) m.putBinding({ ...m.getBinding(disk.id)!, lastDueAt: new Date(dueIso).toISOString() });
     c.putSnapshot({
       id: snapId, diskId: disk.id, name: 'auto-nightly-x', description: 'policy nightly', status: 'creating', type: 'auto', parentId: null,
       createdAt: new Date(Date.parse(dueIso) + 5000).toISOString(), completedAt: null, sizeBytes: 0, blockSize: KiB64, blockCount: 0,
@@ -328,4 +329,24 @@ t.test('an interrupted run is recorded once, and owes nothing a newer schedule c
   t.same(history.map((e) => [e.outcome, e.snapshotId, e.error?.code]), [['failed', snapId, 'Interrupted']]);
   t.notMatch(history[0]?.error?.message, /taken again/, 'the event does not promise a catch-up');
   t.equal(f.engine.listSnapshots(disk.id).filter((s) => s.status === 'available').length, 0, 'no catch-up');
+});
+
+t.test('a policy run of a disabled policy the daemon died in is recorded as failed (Interrupted)', async (t) => {
+  const { clock, f, snapId } = await killedDuringRun(t, '2027-01-04T00:30:00Z', '2027-01-04T01:00:00Z', { manual: true });
+  const scheduler = new Scheduler(f.engine.policies, { clock });
+  t.teardown(() => scheduler.stop());
+  clock.set('2027-01-04T01:10:00Z');
+  await scheduler.tick();
+  await scheduler.idle();
+  const history = f.engine.policies.get('nightly').history;
+  t.same(history.map((e) => [e.outcome, e.snapshotId, e.error?.code]), [['failed', snapId, 'Interrupted']]);
+});
+
+t.test('a policy run records an interrupted run of its policy before its retention deletes that snapshot', async (t) => {
+  const { clock, f, snapId } = await killedDuringRun(t, '2027-01-04T00:30:00Z', '2027-01-04T01:00:00Z', { manual: true });
+  clock.set('2027-01-04T01:10:00Z');
+  const run = await f.engine.policies.run('nightly');
+  t.same(run.disks[0]?.expired, [snapId], 'the run deleted the failed snapshot');
+  const history = f.engine.policies.get('nightly').history;
+  t.same(history.map((e) => [e.outcome, e.snapshotId, e.error?.code ?? null]), [['failed', snapId, 'Interrupted'], ['created', run.disks[0]!.snapshotId, null]]);
 });
