@@ -157,12 +157,15 @@ export class SnapshotGroups {
           `member ${s.id} of group ${g.name} is the base of copy-on-write disk ${clone.name}; snapshot that disk (which moves its base to the new snapshot), then delete the group`,
           { snapshotId: s.id, diskId: clone.id });
       }
-      if (this.i.catalog.getDisk(s.diskId)?.pendingRollback?.snapshotId === s.id) {
-        throw new BlocksnapError('SnapshotBusy', `member ${s.id} of group ${g.name} is the target of an interrupted rollback; rerun the rollback (or abandon it with rollback --abandon) first`);
-      }
     }
+    // A running rollback keeps its journal set too: its disk is busy (DiskBusy), not interrupted.
     const releases = this.lockAll(members.map((s) => s.diskId), `delete:${g.id}`);
     try {
+      for (const s of members) {
+        if (this.i.catalog.getDisk(s.diskId)?.pendingRollback?.snapshotId === s.id) {
+          throw new BlocksnapError('SnapshotBusy', `member ${s.id} of group ${g.name} is the target of an interrupted rollback; rerun the rollback (or abandon it with rollback --abandon) first`);
+        }
+      }
       this.i.model.txn(() => {
         for (const s of members) removeSnapshot(this.i.catalog, this.i.catalog.getSnapshot(s.id)!);
         this.i.model.deleteGroup(g.id);

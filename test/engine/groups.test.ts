@@ -329,3 +329,14 @@ t.test('a group left creating by a crash releases the member of a copy-on-write 
   t.throws(() => second.engine.getSnapshot(mb!), { code: 'SnapshotNotFound' }, 'the other member was removed');
   t.equal(second.engine.groups.delete(g.id).id, g.id, 'the failed group can be deleted');
 });
+
+t.test('group delete while a member disk\'s rollback runs is refused as DiskBusy, as snapshot delete is', async (t) => {
+  const f = await openSmallEngine(t);
+  const [a, b] = [await smallDisk(f, 'a', 3), await smallDisk(f, 'b', 3)];
+  const g = await f.engine.groups.create({ disks: [a.id, b.id], name: 'pair' }).done;
+  fillBlock(a.path, 0, KiB64, 'changed');
+  const rollback = f.engine.startRollback(a.id, g.snapshotIds[0]!);
+  t.throws(() => f.engine.groups.delete('pair'), { code: 'DiskBusy' });
+  await finished(f.engine, rollback);
+  t.equal(f.engine.groups.delete('pair').id, g.id, 'deleted once the rollback is done');
+});
