@@ -468,7 +468,7 @@ export class Engine extends EventEmitter {
       // a snapshot that fails, is cancelled or is cut off by a crash must not cost a good one.
       // A copy-on-write disk's own base moves to the new snapshot in the same commit, so by the
       // time the room is made it holds nothing: only other disks resting on it keep it.
-      quotaEvictions(disk.name, this.catalog.snapshotsOfDisk(disk.id), type, this.quota, (s) => this.quotaEvictable(disk, s, disk.id));
+      quotaEvictions(disk.name, this.catalog.snapshotsOfDisk(disk.id), type, this.quota, (s) => this.quotaEvictable(disk, s, disk.id), disk.cow?.baseSnapshotId ?? null);
       this.catalog.txn(() => this.catalog.putSnapshot(snap));
     } catch (err) {
       release();

@@ -242,7 +242,7 @@ export class SnapshotGroups {
     if (d.pendingRollback) {
       throw new BlocksnapError('RollbackIncomplete', `a rollback of disk ${d.name} did not finish; run it again (or abandon it: blocksnap rollback ${d.name} --abandon) before taking a group snapshot`, { diskId: d.id });
     }
-    quotaEvictions(d.name, snaps, 'manual', this.i.quota(), () => false);
+    quotaEvictions(d.name, snaps, 'manual', this.i.quota(), () => false, d.cow?.baseSnapshotId ?? null);
   }
 
   /**

@@ -39,7 +39,11 @@ export interface QuotaBlocker { snapshotId: string; reason: string }
  * in the order they would go. Manual: nothing, or SnapshotQuotaExceeded. Auto: refused with
  * SnapshotQuotaExceeded when too few of them could go. `evictable` answers true, or false or the
  * reason one cannot be deleted now ("is exported as web1-base"): the refusal names the oldest of
- * those that cannot and why, so the operator knows what to stop or remove.
+ * those that cannot and why, so the operator knows what to stop or remove. `ownBase`: the base
+ * of a copy-on-write disk, not counted against the manual quota: it cannot be deleted while it is
+ * the base, and the new snapshot replaces it as such, so counting it would leave a disk at a
+ * quota of one neither a new manual snapshot nor a deletable one (an automatic one counts it as
+ * deletable instead, through `evictable`).
  */
 export function quotaEvictions(
   diskName: string,
@@ -47,9 +51,10 @@ export function quotaEvictions(
   type: SnapshotType,
   quota: SnapshotQuota,
   evictable: (s: SnapshotRecord) => boolean | string,
+  ownBase: string | null = null,
 ): SnapshotRecord[] {
   const limit = quota[type];
-  const same = snaps.filter((s) => s.type === type);
+  const same = snaps.filter((s) => s.type === type && (type === 'auto' || s.id !== ownBase));
   // The new snapshot counts too: once it commits, the disk must be back within its quota.
   const excess = same.length - limit + 1;
   if (excess <= 0) return [];

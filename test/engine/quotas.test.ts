@@ -91,3 +91,15 @@ t.test('a full automatic quota names the oldest snapshots it cannot delete and w
   t.match(err?.message, 's-1 is a member of group g-1; s-2 is still being created; s-3 is exported as vm-3; s-4 is in use');
   t.match(err?.message, /; and 2 more$/);
 });
+
+t.test('a copy-on-write disk at a manual quota of one takes another manual snapshot, then the older one can go', async (t) => {
+  const f = await openSmallEngine(t, { snapshotQuota: { manual: 1 } });
+  const origin = await smallDisk(f, 'origin', 2);
+  await f.engine.cloneCow((await snapshot(f.engine, origin.id, 'golden')).id, 'vm');
+  const first = await snapshot(f.engine, 'vm', 'm1');
+  const second = await snapshot(f.engine, 'vm', 'm2');
+  t.equal(f.engine.getDisk('vm').cow?.baseSnapshotId, second.id, 'the new one is the disk\'s base');
+  t.throws(() => f.engine.startSnapshot('vm', { name: 'm3' }), { code: 'SnapshotQuotaExceeded' }, 'm1 counts once it is no longer the base');
+  await f.engine.deleteSnapshot(first.id);
+  t.same(f.engine.listSnapshots('vm').map((s) => s.name), ['m2']);
+});
