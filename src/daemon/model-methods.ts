@@ -62,7 +62,7 @@ export function modelMethods(method: MethodFactory, settle: Settle): Record<stri
       params: { policy: string, name: optional(objectName), hours: optional(integerList(0, 23)), ...policyFields },
       run: (ctx, p) => servedPolicy(ctx.engine.policies.update(p.policy, policySpec(p))),
     }),
-    'policy.delete': method({ params: { policy: string }, run: (ctx, p) => ctx.engine.policies.delete(p.policy) }),
+    'policy.delete': method({ params: { policy: string }, run: (ctx, p) => ({ ...ctx.engine.policies.delete(p.policy), nextRunAt: null }) }),
     'policy.bind': method({ params: { policy: string, disks: stringList }, run: (ctx, p) => servedPolicy(ctx.engine.policies.bind(p.policy, p.disks)) }),
     'policy.unbind': method({ params: { policy: string, disks: stringList }, run: (ctx, p) => servedPolicy(ctx.engine.policies.unbind(p.policy, p.disks)) }),
     'policy.run': method({ params: { policy: string }, run: (ctx, p) => ctx.engine.policies.run(p.policy, undefined, { started: (j) => ctx.announce?.(j) }) }),

@@ -254,7 +254,8 @@ export class SnapshotGroups {
     await Promise.all(jobs.map(async (j) => {
       const end = await this.engine.waitJob(j.id);
       if (end.state === 'succeeded' || outcome.failure) return;
-      outcome.failure = { code: end.error?.code ?? 'Internal', message: `member snapshot of disk ${j.diskId}: ${end.error?.message ?? end.state}` };
+      const disk = j.diskId === null ? undefined : this.i.catalog.getDisk(j.diskId);
+      outcome.failure = { code: end.error?.code ?? 'Internal', message: `member snapshot of disk ${disk ? `${disk.name} (${j.diskId})` : j.diskId}: ${end.error?.message ?? end.state}` };
       for (const other of jobs) if (other.id !== j.id) this.engine.cancelJob(other.id);
     }));
     const failure = outcome.failure;

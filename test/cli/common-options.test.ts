@@ -91,3 +91,12 @@ t.test('blocksnap --help lists --socket and --json, and says they work before th
   t.match(r.stdout, /--socket PATH \(env BLOCKSNAP_SOCKET\) and --json, after the command\nor before it/);
   t.match(r.stdout, /\$ blocksnap --json disk list/);
 });
+
+t.test('policy update --help shows no creation defaults: update keeps what it is not given', async (t) => {
+  ensureBuilt();
+  const update = await runCli(['policy', 'update', '--help']);
+  t.notMatch(update.stdout, /\(default:\s+(1-7|UTC)\)/);
+  const create = await runCli(['policy', 'create', '--help']);
+  t.match(create.stdout, /--weekdays <list>\s+ISO weekdays to run on, 1 Monday - 7 Sunday\s+\(default:\s+1-7\)/);
+  t.match(create.stdout, /--time-zone <zone>\s+IANA time zone the hours and retention periods are in\s+\(default: UTC\)/);
+});

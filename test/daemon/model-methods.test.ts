@@ -54,3 +54,13 @@ t.test('policy, group and tag methods validate their params and reach the engine
   t.equal((await call('group.delete', { group: 'pair2' })).id, g2.id);
   t.equal((await call('group.delete', { group: 'pair' })).name, 'pair');
 });
+
+t.test('policy.delete answers the deleted Policy with nextRunAt null, as every policy method answers a Policy', async (t) => {
+  const f = await openSmallEngine(t);
+  const ctx: CallContext = {
+    engine: f.engine, info: { version: 'test', pid: process.pid, startedAt: '' }, watch() {}, unwatch() {}, channels: new StreamChannels(() => undefined),
+  };
+  lookupMethod('policy.create')!.call(ctx, { name: 'daily', hours: [2] });
+  const deleted = await lookupMethod('policy.delete')!.call(ctx, { policy: 'daily' }) as { name: string; nextRunAt: unknown };
+  t.match(deleted, { name: 'daily', nextRunAt: null });
+});

@@ -340,3 +340,11 @@ t.test('group delete while a member disk\'s rollback runs is refused as DiskBusy
   await finished(f.engine, rollback);
   t.equal(f.engine.groups.delete('pair').id, g.id, 'deleted once the rollback is done');
 });
+
+t.test('a failed group\'s error names the member\'s disk by name', async (t) => {
+  const f = await openSmallEngine(t);
+  const [a, b] = [await smallDisk(f, 'root', 2), await smallDisk(f, 'logs', 2)];
+  unlinkSync(b.path);
+  const g = await f.engine.groups.create({ disks: [a.id, b.id] }).done;
+  t.match(g.error?.message, `member snapshot of disk logs (${b.id}): `);
+});

@@ -31,13 +31,17 @@ interface PolicyFlags extends ClientFlags {
 
 const KEEP_FLAGS = ['keepLast', 'keepHourly', 'keepDaily', 'keepWeekly', 'keepMonthly', 'keepYearly'] as const;
 
-/** Schedule and retention options shared by create and update. */
-function policyOptions(cmd: Command): Command {
+/**
+ * Schedule and retention options shared by create and update; `creating` shows the defaults a
+ * new policy gets (update keeps what it is not given).
+ */
+function policyOptions(cmd: Command, creating: boolean): Command {
+  const byDefault = (text: string): string => (creating ? ` (default: ${text})` : '');
   return clientOptions(cmd)
     .option('--description <text>', 'free text kept with the policy (at most 1024 characters, no control characters)')
     .option('--hours <list>', 'hours of the day to run at, 0-23 (e.g. 2,14 or 0-23)', (v) => parseIntegerList(v, 0, 23))
-    .option('--weekdays <list>', 'ISO weekdays to run on, 1 Monday - 7 Sunday (default: 1-7)', (v) => parseIntegerList(v, 1, 7))
-    .option('--time-zone <zone>', 'IANA time zone the hours and retention periods are in (default: UTC)')
+    .option('--weekdays <list>', `ISO weekdays to run on, 1 Monday - 7 Sunday${byDefault('1-7')}`, (v) => parseIntegerList(v, 1, 7))
+    .option('--time-zone <zone>', `IANA time zone the hours and retention periods are in${byDefault('UTC')}`)
     .option('--retention-days <days>', 'delete automatic snapshots older than this; -1 keeps them forever (the quota still applies)', integerOption(-1, RETENTION_DAYS_MAX))
     .option('--keep-last <n>', 'keep the n newest automatic snapshots', integerOption(0, KEEP_MAX))
     .option('--keep-hourly <n>', 'keep the newest snapshot of each of the n newest hours', integerOption(0, KEEP_MAX))
@@ -63,7 +67,8 @@ const RETENTION_HELP = `
 Retention applies to the disk's automatic snapshots only, after each run; manual snapshots and
 group members are never expired by a policy. Give it in days (as the cloud services do) or as
 keep rules (as Proxmox Backup Server and restic do), not both. Without either, automatic
-snapshots are kept until the per-disk quota (256) makes room by deleting the oldest.
+snapshots are kept until the daemon's per-disk automatic-snapshot quota (default 256) makes room
+by deleting the oldest.
 `;
 
 const UPDATE_HELP = `
@@ -91,7 +96,7 @@ exist (blocksnap remote add).
 export function registerPolicy(program: Command): void {
   const policy = program.command('policy').description('automatic snapshot policies: schedule, retention, disks');
 
-  policyOptions(policy.command('create'))
+  policyOptions(policy.command('create'), true)
     .description('create an automatic snapshot policy')
     .requiredOption('--name <name>', 'policy name: 1-100 of A-Z a-z 0-9 . _ -')
     .addOption(new Option('--disabled', 'create it disabled (the scheduler skips it until `policy update --enable`)'))
@@ -125,7 +130,7 @@ export function registerPolicy(program: Command): void {
       await withClient(flags, async (client, out) => out.result(await client.call<ServedPolicy>('policy.show', { policy: ref }), policyDetails));
     });
 
-  policyOptions(policy.command('update').argument('<policy>', 'policy id or name'))
+  policyOptions(policy.command('update').argument('<policy>', 'policy id or name'), false)
     .description('change a policy; options not given keep their value, but any retention option replaces the whole retention')
     .option('--name <name>', 'new name')
     .option('--enable', 'let the scheduler run it')
