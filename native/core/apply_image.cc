@@ -24,6 +24,7 @@
 #include "io/direct_io.h"
 #include "io/extents.h"
 #include "io/file_io.h"
+#include "io/open_regular.h"
 #include "io/page_cache.h"
 #include "io/punch_hole.h"
 #include "io/unique_fd.h"
@@ -131,8 +132,8 @@ class CheckedBlocks {
     for (const auto& [digest, e] : entries_) {
       if (!e.kept || e.read_again.load(std::memory_order_relaxed) || e.cached_before.empty()) continue;
       const std::string path = block_file_path(store_dir_, digest);
-      UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-      if (fd) drop_pages_not_resident(fd.get(), 0, e.cached_before.size() * static_cast<size_t>(::sysconf(_SC_PAGESIZE)), e.cached_before);
+      UniqueFd fd(open_retry(path.c_str(), kOpenRegularFlags));
+      if (fd && opened_regular(fd.get())) drop_pages_not_resident(fd.get(), 0, e.cached_before.size() * static_cast<size_t>(::sysconf(_SC_PAGESIZE)), e.cached_before);
     }
   }
 

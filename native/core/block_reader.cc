@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/store_layout.h"
 #include "io/file_io.h"
+#include "io/open_regular.h"
 #include "io/page_cache.h"
 #include "io/unique_fd.h"
 
@@ -52,12 +53,11 @@ BlockHeader check_block_header(const uint8_t (&raw_header)[kBlockHeaderSize], ui
   return header;
 }
 
-size_t read_block(const std::string& store_dir, const Digest& digest, AlignedBuffer& buf,
-                  const BlockReadOptions& options) {
-  const std::string path = block_file_path(store_dir, digest);
-  UniqueFd fd(open_retry(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+UniqueFd open_block_file(const std::string& path, const Digest& digest) {
+  UniqueFd fd(open_retry(path.c_str(), kOpenRegularFlags));
   if (!fd) {
-    if (errno == ENOENT) {
+    const int err = errno;
+    if (err == ENOENT) {
       Error e(ErrorCode::BlockMissing, "block " + to_hex(digest) + " is missing from the store");
       e.sys_errno = ENOENT;
       e.syscall = "open";
@@ -65,8 +65,17 @@ size_t read_block(const std::string& store_dir, const Digest& digest, AlignedBuf
       e.digest = digest;
       throw e;
     }
-    throw std::move(Error::system(errno, "open", path)).with_digest(digest);
+    if (refused_as_not_regular(path.c_str(), err)) throw corrupt(path, digest, "not a regular file");
+    throw std::move(Error::system(err, "open", path)).with_digest(digest);
   }
+  if (!opened_regular(fd.get())) throw corrupt(path, digest, "not a regular file");
+  return fd;
+}
+
+size_t read_block(const std::string& store_dir, const Digest& digest, AlignedBuffer& buf,
+                  const BlockReadOptions& options) {
+  const std::string path = block_file_path(store_dir, digest);
+  UniqueFd fd = open_block_file(path, digest);
 
   const BlockHeader header = check_block_header(fd.get(), path, digest, options.expected_length);
   const uint64_t file_size = kBlockHeaderSize + header.payload_length;

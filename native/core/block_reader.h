@@ -10,6 +10,7 @@
 #include "core/aligned_buffer.h"
 #include "core/block_format.h"
 #include "core/digest.h"
+#include "io/unique_fd.h"
 
 namespace blocksnap {
 
@@ -40,6 +41,12 @@ BlockHeader check_block_header(int fd, const std::string& path, const Digest& di
 // The same for a header already read of a file of `file_size` bytes.
 BlockHeader check_block_header(const uint8_t (&raw_header)[kBlockHeaderSize], uint64_t file_size, const std::string& path, const Digest& digest,
                                std::optional<uint64_t> expected_length);
+
+// Opens the block file at `path` for reading: never follows a symlink, never waits on a FIFO
+// (io/open_regular.h). Throws BlockMissing (no file), BlockCorrupt "not a regular file" (a
+// symlink, directory, FIFO, socket or device under the block's name: damage a repair replaces
+// like any other), IOError; each with the digest.
+UniqueFd open_block_file(const std::string& path, const Digest& digest);
 
 // Fills `buf` with the payload and returns its length. Throws BlockMissing (no file),
 // BlockCorrupt (header or length wrong), DigestMismatch (payload hash differs), IOError.

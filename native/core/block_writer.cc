@@ -78,7 +78,8 @@ bool BlockWriter::needs_repair(const Digest& digest) const noexcept {
 
 bool BlockWriter::missing(const Digest& digest) const {
   struct stat st;
-  return ::stat(block_file_path(store_dir_, digest).c_str(), &st) != 0 && errno == ENOENT;
+  if (::lstat(block_file_path(store_dir_, digest).c_str(), &st) != 0) return errno == ENOENT;
+  return !S_ISREG(st.st_mode);
 }
 
 std::vector<uint8_t> BlockWriter::repaired() const {
@@ -113,17 +114,19 @@ bool BlockWriter::put_block(const Digest& digest, const uint8_t* data, size_t le
   }
   bool replace = false;
   struct stat st;
-  if (::stat(path.c_str(), &st) == 0) {
+  // lstat: a symlink under the block's name is damage even where it leads to a right-sized file.
+  if (::lstat(path.c_str(), &st) == 0) {
     if (S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) == kBlockHeaderSize + len) {
       // Already stored, maybe by a concurrent job that has not fsynced the directory yet: this
       // scan's snapshot will reference the block, so its directory entry must be durable too.
       touched_[fanout_index(digest)].store(true, std::memory_order_relaxed);
       return false;
     }
-    // A wrong-sized file under a content address can only be damage; the fresh copy replaces it.
+    // A wrong-sized file, or anything but a regular file, under a content address can only be
+    // damage; the fresh copy replaces it.
     replace = true;
   } else if (errno != ENOENT) {
-    throw Error::system(errno, "stat", path);
+    throw Error::system(errno, "lstat", path);
   }
 
   std::string tmp = write_temp(digest, data, len, frame);
@@ -222,8 +225,25 @@ bool BlockWriter::publish(const std::string& tmp, const Digest& digest, bool rep
       make_dir(fanout_dir_path(store_dir_, digest));
       continue;
     }
+    // rename(2) replaces a symlink, a FIFO or any other non-directory itself, never following
+    // it; only a directory under the block's name refuses a file.
+    if (replace && errno == EISDIR && attempt < 2) {
+      remove_directory_in_way(path, digest);
+      continue;
+    }
     throw Error::system(errno, "rename", path);
   }
+}
+
+void BlockWriter::remove_directory_in_way(const std::string& path, const Digest& digest) {
+  if (::rmdir(path.c_str()) == 0 || errno == ENOENT) return;
+  if (errno != ENOTEMPTY && errno != EEXIST) throw std::move(Error::system(errno, "rmdir", path)).with_digest(digest);
+  // What is in a directory nobody should have made there is not blocksnap's to delete.
+  Error e(ErrorCode::BlockCorrupt, "block " + to_hex(digest) + " cannot be written again: " + path +
+                                       " is a directory that is not empty; remove it by hand, then take the snapshot again");
+  e.path = path;
+  e.digest = digest;
+  throw e;
 }
 
 void BlockWriter::make_dir(const std::string& dir) {

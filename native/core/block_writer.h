@@ -20,7 +20,10 @@
 // file has the right size, so "present" would reuse it. Instead the first put of each of those
 // digests writes a fresh file to tmp/ exactly like a new block (fsync) and renames it over the
 // damaged one: the name always holds a whole file, the damaged one until the rename, the fresh
-// one after. Later puts of the digest find the repaired file.
+// one after. Later puts of the digest find the repaired file. Anything but a regular file under a
+// block's name is damage too (a symlink is never taken for the file it leads to): the rename
+// replaces it, never following it; an empty directory, which a rename cannot replace, is removed
+// first (a crash between the two leaves the block missing, which the next scan writes again).
 #pragma once
 
 #include <array>
@@ -58,10 +61,10 @@ class BlockWriter {
   // a block even where it would skip it otherwise (equal to the parent's). Cheap: a binary search
   // of a list that is empty but for a damaged store.
   bool needs_repair(const Digest& digest) const noexcept;
-  // Whether the block file of `digest` is absent (ENOENT): removed by hand or lost, while a
-  // snapshot still names it. A scan stores such a block where it equals the parent's, as it does
+  // Whether the block file of `digest` is absent (ENOENT) or not a regular file (a symlink, a
+  // directory, a FIFO in its place): removed by hand or lost, while a snapshot still names it. A scan stores such a block where it equals the parent's, as it does
   // a damaged one, so a snapshot of an unchanged disk writes it again rather than name the loss.
-  // One stat.
+  // One lstat.
   bool missing(const Digest& digest) const;
   // The damaged digests this writer has rewritten, packed (n × 32), each once.
   std::vector<uint8_t> repaired() const;
@@ -77,6 +80,9 @@ class BlockWriter {
   // The same for a header and a payload apart, staged into one aligned buffer.
   bool write_staged_front(int fd, const std::string& tmp, const uint8_t* header, const uint8_t* data, size_t len);
   bool publish(const std::string& tmp, const Digest& digest, bool replace);
+  // An empty directory under a block's name, which rename(2) cannot replace, goes (rmdir); a
+  // directory with anything in it stays, and the put fails BlockCorrupt saying to remove it.
+  void remove_directory_in_way(const std::string& path, const Digest& digest);
   void make_dir(const std::string& dir);
 
   // Index of `digest` in damaged_, or -1.

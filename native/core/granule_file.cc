@@ -14,6 +14,7 @@
 #include "core/little_endian.h"
 #include "core/store_layout.h"
 #include "io/file_io.h"
+#include "io/open_regular.h"
 #include "io/unique_fd.h"
 
 namespace blocksnap {
@@ -90,10 +91,10 @@ std::string granule_file_path(const std::string& granule_dir, const Digest& d) {
 
 std::optional<GranuleDigests> load_granule_file(const std::string& granule_dir, const Digest& block, uint64_t raw_length) {
   const std::string path = granule_file_path(granule_dir, block);
-  UniqueFd fd(open_retry(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  if (!fd) return std::nullopt;
+  UniqueFd fd(open_retry(path.c_str(), kOpenRegularFlags));
+  if (!fd || !opened_regular(fd.get())) return std::nullopt;
   struct stat st;
-  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 || static_cast<size_t>(st.st_size) > kMaxGranuleFileSize)
+  if (::fstat(fd.get(), &st) != 0 || st.st_size <= 0 || static_cast<size_t>(st.st_size) > kMaxGranuleFileSize)
     return std::nullopt;
   std::vector<uint8_t> data(static_cast<size_t>(st.st_size));
   try {

@@ -14,13 +14,12 @@
 #include "core/store_layout.h"
 #include "io/direct_io.h"
 #include "io/file_io.h"
+#include "io/open_regular.h"
 #include "io/page_cache.h"
 
 namespace blocksnap {
 
 namespace {
-
-constexpr int kBlockOpenFlags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW;
 
 // Open block files kept by all volumes of the process together (kept_files_budget()).
 std::atomic<size_t> g_kept_files{0};
@@ -100,13 +99,7 @@ std::shared_ptr<const BlockFileCache::OpenBlock> BlockFileCache::keep_file(const
 std::shared_ptr<const BlockFileCache::OpenBlock> BlockFileCache::file(const Digest& d) {
   if (auto kept = kept_file(d)) return kept;
   std::string path = block_file_path(store_dir_, d);
-  UniqueFd fd(open_retry(path.c_str(), kBlockOpenFlags));
-  if (!fd) {
-    Error e = errno == ENOENT ? Error(ErrorCode::BlockMissing, "block " + to_hex(d) + " is missing from the store")
-                              : Error::system(errno, "open", path);
-    e.path = path;
-    throw std::move(e).with_digest(d);
-  }
+  UniqueFd fd = open_block_file(path, d);
   return keep_file(d, std::move(fd), std::move(path));
 }
 
@@ -119,8 +112,9 @@ std::shared_ptr<const BlockFileCache::OpenBlock> BlockFileCache::cached_file(con
   try {
     if (auto kept = kept_file(d)) return kept;
     std::string path = block_file_path(store_dir_, d);
-    UniqueFd fd(open_cached(path.c_str(), kBlockOpenFlags));
-    if (!fd) return nullptr;  // a lookup that would read the disk, or a failure file() reports
+    UniqueFd fd(open_cached(path.c_str(), kOpenRegularFlags));
+    // A lookup that would read the disk, or a failure (not a regular file included) file() reports.
+    if (!fd || !opened_regular(fd.get())) return nullptr;
     return keep_file(d, std::move(fd), std::move(path));
   } catch (...) {
     return nullptr;

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "io/file_io.h"
+#include "io/open_regular.h"
 #include "volume/cow_format.h"
 
 namespace blocksnap {
@@ -17,7 +18,8 @@ namespace blocksnap {
 namespace {
 
 UniqueFd open_data(const std::string& path, uint64_t size, bool writable) {
-  UniqueFd fd(open_retry(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW));
+  // O_NONBLOCK: a FIFO under the layer's name must not hang the open (io/open_regular.h).
+  UniqueFd fd(open_retry(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY));
   if (!fd) throw Error::image(errno, "open", path);
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) throw Error::system(errno, "fstat", path);
@@ -28,6 +30,7 @@ UniqueFd open_data(const std::string& path, uint64_t size, bool writable) {
     e.path = path;
     throw e;
   }
+  clear_nonblock(fd.get());
   return fd;
 }
 

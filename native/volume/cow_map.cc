@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "io/file_io.h"
+#include "io/open_regular.h"
 #include "volume/cow_format.h"
 
 namespace blocksnap {
@@ -82,11 +83,13 @@ void CowMap::create(const std::string& path, uint64_t virtual_size, const std::s
 }
 
 CowMap::CowMap(const std::string& path, uint64_t virtual_size, bool writable) : path_(path) {
-  fd_.reset(open_retry(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW));
+  // O_NONBLOCK: a FIFO under the map's name must not hang the open (io/open_regular.h).
+  fd_.reset(open_retry(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY));
   if (!fd_) throw Error::image(errno, "open", path);
   struct stat st;
   if (::fstat(fd_.get(), &st) != 0) throw Error::system(errno, "fstat", path);
   if (!S_ISREG(st.st_mode)) corrupt(path, "not a regular file");
+  clear_nonblock(fd_.get());
 
   uint8_t header[kCowMapHeaderSize];
   if (read_at(fd_.get(), header, sizeof header, 0, path) != sizeof header)
