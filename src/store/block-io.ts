@@ -10,7 +10,7 @@
  */
 import { createHash, randomBytes, webcrypto } from 'node:crypto';
 import { constants } from 'node:fs';
-import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
+import { lstat, mkdir, open, rename, rmdir, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { BlocksnapError } from '../errors';
 import { BLOCK_FORMAT_VERSION, BLOCK_HEADER_SIZE, BLOCK_MAGIC, DIGEST_SIZE, TMP_DIR, blockPath } from './format';
@@ -47,7 +47,8 @@ export function encodeHeader(digest: Buffer, rawLength: number): Buffer {
  */
 export async function presentBlockLength(storeDir: string, digestHex: string): Promise<number | null> {
   try {
-    const st = await stat(blockPath(storeDir, digestHex));
+    // lstat: a symlink in a block's place is damage, even where it leads to a right-sized file.
+    const st = await lstat(blockPath(storeDir, digestHex));
     return st.isFile() ? st.size - BLOCK_HEADER_SIZE : null;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
@@ -88,15 +89,22 @@ export async function readBlock(storeDir: string, digestHex: string): Promise<Bu
  */
 export async function readBlockUnhashed(storeDir: string, digestHex: string, into?: Buffer): Promise<Buffer> {
   const path = blockPath(storeDir, digestHex);
+  const notRegular = (): BlocksnapError => damaged(new BlocksnapError('BlockCorrupt', `block file ${path} is not a regular file`, { digest: digestHex, path }));
   let file;
   try {
-    file = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    // O_NONBLOCK: a FIFO in a block's place would block the open until some writer came, holding
+    // a thread of the pool that neither a cancel nor SIGTERM reaches.
+    file = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw damaged(new BlocksnapError('BlockMissing', `block ${digestHex} is missing from the store`, { digest: digestHex, path }));
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw damaged(new BlocksnapError('BlockMissing', `block ${digestHex} is missing from the store`, { digest: digestHex, path }));
+    if ((code === 'ELOOP' || code === 'ENXIO') && await notRegularFile(path)) throw notRegular();
     throw err;
   }
   try {
-    const { size } = await file.stat();
+    const st = await file.stat();
+    if (!st.isFile()) throw notRegular();
+    const { size } = st;
     if (size < BLOCK_HEADER_SIZE) throw damaged(new BlocksnapError('BlockCorrupt', `block file ${path} is shorter than its header`, { digest: digestHex, path }));
     const buf = into !== undefined && into.length >= size ? into : Buffer.allocUnsafe(size);
     let got = 0;
@@ -115,6 +123,15 @@ export async function readBlockUnhashed(storeDir: string, digestHex: string, int
     return buf.subarray(BLOCK_HEADER_SIZE, got);
   } finally {
     await file.close();
+  }
+}
+
+/** ELOOP also means too many symlinks on the way to the last component: ask what is there. */
+async function notRegularFile(path: string): Promise<boolean> {
+  try {
+    return !(await lstat(path)).isFile();
+  } catch {
+    return false;
   }
 }
 
@@ -186,7 +203,38 @@ export async function writeBlock(storeDir: string, digestHex: string, data: Buff
     await unlink(tmp);
     return false;
   }
-  await rename(tmp, final); // atomic: a repair replaces the damaged file whole
+  try {
+    await renameIntoPlace(tmp, final, digestHex);
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
   await fsyncDir(fanout);
   return true;
+}
+
+/**
+ * rename(2) of a finished block file to its name: atomic, so a repair replaces a damaged file
+ * whole, and it replaces a symlink or a FIFO there itself, never following it. Only a directory
+ * refuses a file: an empty one is removed first; one with anything in it is not ours to delete.
+ */
+async function renameIntoPlace(tmp: string, final: string, digestHex: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await rename(tmp, final);
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EISDIR' || attempt >= 2) throw err;
+    }
+    try {
+      await rmdir(final);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') continue;
+      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
+      throw new BlocksnapError('BlockCorrupt',
+        `block ${digestHex} cannot be written again: ${final} is a directory that is not empty; remove it by hand, then try again`,
+        { digest: digestHex, path: final });
+    }
+  }
 }

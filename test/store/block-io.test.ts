@@ -1,6 +1,7 @@
 import { randomFillSync } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import t, { type Test } from 'tap';
 import { verifyBlocks } from '../../src/native';
 import { hasBlock, readBlock, readBlockUnhashed, sha256, writeBlock } from '../../src/store/block-io';
@@ -59,4 +60,48 @@ t.test('an unhashed read checks the header but leaves the digest to the receiver
   writeFileSync(path, flipped.subarray(0, flipped.length - 1));
   await t.rejects(readBlockUnhashed(dir, hex), { code: 'BlockCorrupt' });
   await t.rejects(readBlockUnhashed(dir, '00'.repeat(32)), { code: 'BlockMissing' });
+});
+
+/** A block stored, then its file moved aside for something else to take its name; returns [hex, data, aside]. */
+async function movedAside(dir: string): Promise<[string, Buffer, string]> {
+  const data = randomFillSync(Buffer.alloc(65536));
+  const hex = sha256(data).toString('hex');
+  await writeBlock(dir, hex, data);
+  const aside = join(dirname(dir), 'aside');
+  renameSync(blockPath(dir, hex), aside);
+  return [hex, data, aside];
+}
+
+t.test('a FIFO in place of a block is read as corrupt, without waiting for a writer', async (t) => {
+  const dir = store(t);
+  const [hex] = await movedAside(dir);
+  t.equal(spawnSync('mkfifo', [blockPath(dir, hex)]).status, 0);
+  await t.rejects(readBlock(dir, hex), { code: 'BlockCorrupt', message: /not a regular file/ });
+});
+
+t.test('a symlink to a good copy in place of a block is corrupt, and a write replaces the link', async (t) => {
+  const dir = store(t);
+  const [hex, data, aside] = await movedAside(dir);
+  symlinkSync(aside, blockPath(dir, hex));
+  await t.rejects(readBlock(dir, hex), { code: 'BlockCorrupt', message: /not a regular file/ });
+  t.notOk(await hasBlock(dir, hex), 'a link is not the block');
+  t.equal(await writeBlock(dir, hex, data), true);
+  t.ok(lstatSync(blockPath(dir, hex)).isFile());
+  t.ok((await readBlock(dir, hex)).equals(data));
+});
+
+t.test('a repair removes an empty directory in place of a block, and leaves one with something in it', async (t) => {
+  const dir = store(t);
+  const [hex, data] = await movedAside(dir);
+  const path = blockPath(dir, hex);
+  mkdirSync(path);
+  t.equal(await writeBlock(dir, hex, data, { repair: true }), true);
+  t.ok((await readBlock(dir, hex)).equals(data));
+
+  rmSync(path);
+  mkdirSync(path);
+  writeFileSync(join(path, 'keep'), 'x');
+  await t.rejects(writeBlock(dir, hex, data, { repair: true }), { code: 'BlockCorrupt', message: `${path} is a directory that is not empty; remove it by hand` });
+  t.equal(readFileSync(join(path, 'keep'), 'utf8'), 'x');
+  t.same(readdirSync(join(dir, 'tmp')), [], 'no temp file left');
 });
