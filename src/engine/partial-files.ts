@@ -86,18 +86,33 @@ export async function writePartial<T>(target: string, jobId: string, write: (par
   const dirPath = dirname(target);
   const dir = openTargetDir(dirPath, target);
   const name = partialName(jobId);
+  const partial = join(dirPath, name);
   try {
-    const r = await write(join(dirPath, name), { dir, dirFd: dir.fd, name, create: () => partialFile(dir, name) });
+    const r = await write(partial, { dir, dirFd: dir.fd, name, create: () => partialFile(dir, name) });
     publishIn(dir, name, target);
     return r;
   } catch (err) {
     try {
       dir.unlink(name);
     } catch { /* the error that stopped the job says more */ }
-    throw err;
+    throw aboutTarget(err, partial, target);
   } finally {
     dir.release();
   }
+}
+
+/**
+ * A writer's error (ENOSPC, EMFILE, EIO…) names the path it wrote through: the partial name, which
+ * the operator never saw (the file had no name at all where the filesystem has O_TMPFILE) and
+ * which is gone by now either way. Told of the target instead, and that it was not created.
+ */
+function aboutTarget(err: unknown, partial: string, target: string): unknown {
+  if (!(err instanceof Error) || !err.message.includes(partial)) return err;
+  const e = toBlocksnapError(err);
+  const details = e.details === undefined ? undefined : { ...e.details, ...(e.details.path === partial ? { path: target } : {}) };
+  const told = new BlocksnapError(e.code, `${e.message.split(partial).join(target)}; ${target} was not created`, details);
+  told.stack = e.stack;
+  return told;
 }
 
 /**

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { BlocksnapError } from '../../src/errors';
 import { partialPath, removeInterruptedPartials, writePartial } from '../../src/engine/partial-files';
 import { finished, openEngine, snapshot } from '../helpers/engine';
 import { makeImage, MiB, writeAt, pattern } from '../helpers/images';
@@ -36,6 +37,15 @@ t.test('a failed write leaves neither name', async (t) => {
     throw new Error('disk on fire');
   }), /disk on fire/);
   t.same(readdirSync(dir), []);
+});
+
+t.test('a failed write names the target, not the partial name, and says it was not created', async (t) => {
+  const dir = t.testdir();
+  const target = join(dir, 'clone.img');
+  const partial = partialPath(target, 'j_full');
+  await t.rejects(writePartial(target, 'j_full', async () => {
+    throw new BlocksnapError('NoSpace', `write ${partial}: No space left on device (ENOSPC)`, { errno: 28, path: partial });
+  }), { code: 'NoSpace', message: `write ${target}: No space left on device (ENOSPC); ${target} was not created`, details: { errno: 28, path: target } });
 });
 
 t.test('recovery removes the partial files of interrupted clone and flatten jobs, and nothing else', async (t) => {
