@@ -112,7 +112,7 @@ export class Catalog {
     const path = join(dataDir, CATALOG_FILE);
     const noSpaceAtOpen = (err: unknown): unknown => {
       const f = classifyCatalogWrite(err, dataDir, fsSpace(dataDir));
-      return f === null ? err : catalogWriteError(f, 'Free space on that filesystem, then start the daemon again');
+      return f === null ? err : catalogWriteError(f, f.code === 'NoSpace' ? 'Free space on that filesystem, then start the daemon again' : 'Then start the daemon again');
     };
     let root: RootDatabase;
     try {

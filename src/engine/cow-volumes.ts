@@ -84,7 +84,7 @@ export class CowVolumes {
   private readonly slots = new Map<string, Slot>();
   /** Volumes whose last lease ended and that are still flushing: a reopen waits for them. */
   private readonly closing = new Map<string, Promise<void>>();
-  /** writtenBytes of each disk, with the state of the map files it was counted from. */
+  /** writtenBytes of each disk without an open volume, with the layers it was counted from. */
   private readonly written = new Map<string, { key: string; bytes: number }>();
   /** Layer files being unlinked in the background (dropLayers). */
   private readonly dropping = new Set<Promise<void>>();
@@ -110,6 +110,7 @@ export class CowVolumes {
 
   /** The disk's volume, opened on first use; `release` closes it after its last user. */
   async acquire(diskId: string): Promise<{ open: OpenVolume; release: () => Promise<void> }> {
+    this.written.delete(diskId);
     let slot = this.slots.get(diskId);
     if (!slot) {
       // Opening while the previous volume still flushes would read a bitmap missing its last bits.
@@ -314,16 +315,16 @@ export class CowVolumes {
   writtenBytes(disk: DiskRecord): number | null {
     try {
       const maps = disk.cow!.layers.map((l) => this.files(disk.id, l).mapPath);
-      // Every disk list and show asks, and a 1 TiB disk's map is 32 MiB of bits: counted again
-      // only once a map file changed.
-      const key = maps.map((m) => {
-        const st = statSync(m, { bigint: true, throwIfNoEntry: false });
-        return st ? `${m}:${st.size}:${st.mtimeNs}:${st.ctimeNs}` : `${m}:-`;
-      }).join('|');
+      // Every disk list and show asks, and a 1 TiB disk's map is 32 MiB of bits. Only this
+      // daemon writes the maps, and only through an open volume: while none is open (or closing)
+      // the count of the same layers cannot change. An open one's is counted afresh each time.
+      const settled = !this.slots.has(disk.id) && !this.closing.has(disk.id);
+      const key = disk.cow!.layers.join(',');
       const known = this.written.get(disk.id);
-      if (known?.key === key) return known.bytes;
+      if (settled && known?.key === key) return known.bytes;
       const bytes = writtenBytes(maps, disk.sizeBytes);
-      this.written.set(disk.id, { key, bytes });
+      if (settled) this.written.set(disk.id, { key, bytes });
+      else this.written.delete(disk.id);
       return bytes;
     } catch (err) {
       this.x.log.warn({ err, diskId: disk.id }, 'a layer map of a copy-on-write disk cannot be read');

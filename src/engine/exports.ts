@@ -123,8 +123,12 @@ export class Exports implements ExportTable {
       if (won) throw new BlocksnapError('DiskExported', `disk ${disk.name} was exported meanwhile, as ${won.name}`, { export: won.name });
       throw new BlocksnapError('NameTaken', `an export named ${JSON.stringify(name)} was started meanwhile`);
     }
-    const unpin = (): Promise<void> =>
-      release().catch((err: unknown) => this.x.log.error({ err, diskId: disk.id }, 'closing the volume of a stopped export failed'));
+    // A job (snapshot, flatten) may hold the volume too, and then release() does not close it:
+    // the flush is ours, so the clients' writes are durable when stop answers either way.
+    const unpin = async (): Promise<void> => {
+      await open.volume.flush().catch((err: unknown) => this.x.log.error({ err, diskId: disk.id }, 'flushing the volume of a stopped export failed'));
+      await release().catch((err: unknown) => this.x.log.error({ err, diskId: disk.id }, 'closing the volume of a stopped export failed'));
+    };
     const entry = this.add(name, `copy-on-write disk ${disk.name} (${disk.id}), writable`, new VolumeBackend(open, disk.sizeBytes), null, disk.id, unpin);
     this.x.log.info({ export: name, diskId: disk.id }, 'writable export started');
     return this.info(entry);

@@ -584,10 +584,11 @@ export function lockDataDir(dataDir: string): DataDirLock {
     handles.push(nativeAddon().lockDirectory(dataDir, path));
     handles.push(nativeAddon().lockFile(path));
   } catch (err) {
-    for (const h of handles) h.release();
+    for (const h of [...handles].reverse()) h.release();
     throw fromNative(err);
   }
-  return { path, release: () => { for (const h of handles) h.release(); } };
+  // The file's lock first: a daemon that gets the directory's must find the file's free too.
+  return { path, release: () => { for (const h of [...handles].reverse()) h.release(); } };
 }
 
 export interface JobOptions {
