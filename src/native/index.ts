@@ -408,13 +408,8 @@ export interface Qcow2Header {
  * what is wrong.
  */
 export function qcow2Header(path: string, o: { namedAs?: string } = {}): Qcow2Header {
-  requirePath(path, 'path');
   if (o.namedAs !== undefined) requirePath(o.namedAs, 'namedAs');
-  try {
-    return nativeAddon().qcow2Header(path, o.namedAs);
-  } catch (err) {
-    throw fromNative(err);
-  }
+  return onPath(path, (addon) => addon.qcow2Header(path, o.namedAs));
 }
 
 /** QEMU permissions other open files hold on an image (bytes 100+) and refuse to share (bytes 200+). */
@@ -422,23 +417,13 @@ export interface ImageLocks { held: string[]; notShared: string[] }
 
 /** Which QEMU image locks others hold on `path`; see native/io/qemu_lock.h. */
 export function probeImageLocks(path: string): ImageLocks {
-  requirePath(path, 'path');
-  try {
-    return nativeAddon().probeImageLocks(path);
-  } catch (err) {
-    throw fromNative(err);
-  }
+  return onPath(path, (addon) => addon.probeImageLocks(path));
 }
 
 /** Holds QEMU's locks for every permission on `path` until release(), so QEMU refuses to open it. */
 export function holdImageLocks(path: string): { release(): void } {
-  requirePath(path, 'path');
-  try {
-    const h = nativeAddon().holdImageLocks(path);
-    return { release: () => h.release() };
-  } catch (err) {
-    throw fromNative(err);
-  }
+  const h = onPath(path, (addon) => addon.holdImageLocks(path));
+  return { release: () => h.release() };
 }
 
 /**
@@ -470,9 +455,14 @@ export interface InodeFlags {
  * none on a filesystem that keeps no such flags, or for a device.
  */
 export function inodeFlags(path: string): InodeFlags {
+  return onPath(path, (addon) => addon.inodeFlags(path));
+}
+
+/** A synchronous call of the addon about one file: the path checked, a native error mapped. */
+function onPath<T>(path: string, call: (addon: NativeAddon) => T): T {
   requirePath(path, 'path');
   try {
-    return nativeAddon().inodeFlags(path);
+    return call(nativeAddon());
   } catch (err) {
     throw fromNative(err);
   }
