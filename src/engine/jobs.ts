@@ -74,13 +74,11 @@ export class JobRunner {
     };
     try {
       this.catalog.txn(() => this.catalog.putJob(job));
-    } catch (err) {
+    } catch {
       // The caller holds locks (and may have written records) that only `run` gives back: refused
-      // here, a snapshot's disk would stay busy until a restart. So on a full data dir the job
-      // runs unrecorded (its own catalog writes fail the same way), and its end is recorded when
-      // that can be written.
-      const code = toBlocksnapError(err).code;
-      if (code !== 'NoSpace' && code !== 'IOError') throw err;
+      // here, a snapshot's disk would stay busy until a restart. So whatever kept the start from
+      // being written (a full or read-only data dir, or a fault), the job runs unrecorded; its own
+      // catalog writes fail the same way, and its end is recorded when that can be written.
     }
     const abort = new AbortController();
     const entry: Running = { job, abort, settled: false, done: Promise.resolve(job) };
