@@ -205,9 +205,17 @@ export function rollbackView(j: Job): string {
   if (r === null || typeof r !== 'object') return `Rolled back disk ${j.diskId} to snapshot ${j.snapshotId}.`;
   const done = `Rolled back disk ${r.diskId} to snapshot ${r.snapshotId} in ${elapsed(j)}: `;
   // A qcow2 rollback writes the whole snapshot as a new image: its counts are not a difference.
-  if (r.newImage) {
-    return `${done}a new qcow2 image of the snapshot replaced the disk file, ${count(r.blocksWritten, 'block')} of data ` +
-      `(${formatBytes(r.bytesWritten)}) and ${count(r.blocksUnchanged, 'zero block')} left unallocated.`;
-  }
-  return `${done}${count(r.blocksWritten, 'block')} written (${formatBytes(r.bytesWritten)}), ${count(r.holesPunched, 'hole')} punched, ${r.blocksUnchanged} unchanged.`;
+  const what = r.newImage
+    ? `a new qcow2 image of the snapshot replaced the disk file, ${count(r.blocksWritten, 'block')} of data ` +
+      `(${formatBytes(r.bytesWritten)}) and ${count(r.blocksUnchanged, 'zero block')} left unallocated.`
+    : `${count(r.blocksWritten, 'block')} written (${formatBytes(r.bytesWritten)}), ${count(r.holesPunched, 'hole')} punched, ${r.blocksUnchanged} unchanged.`;
+  return `${done}${what}${resized(r)}`;
+}
+
+/** An image resized since the snapshot is cut or extended to the snapshot's size: the guest's disk changes size. */
+function resized(r: RollbackResult): string {
+  // Results of versions before the field have no previous size.
+  if (typeof r.previousSizeBytes !== 'number' || r.previousSizeBytes === r.sizeBytes) return '';
+  const cut = r.previousSizeBytes > r.sizeBytes ? `; what lay past ${formatBytes(r.sizeBytes)} is gone` : '';
+  return ` The disk's size went from ${formatBytes(r.previousSizeBytes)} back to the snapshot's ${formatBytes(r.sizeBytes)}${cut}.`;
 }

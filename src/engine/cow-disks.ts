@@ -156,7 +156,7 @@ export class CowDisks {
   async rollback(disk: DiskRecord, target: SnapshotRecord, ctl: JobControl, dropped: Promise<void>): Promise<RollbackResult> {
     await dropped;
     const result: RollbackResult = {
-      diskId: disk.id, snapshotId: target.id, sizeBytes: disk.sizeBytes, blocksWritten: 0, bytesWritten: 0, holesPunched: 0, blocksUnchanged: 0, newImage: false,
+      diskId: disk.id, snapshotId: target.id, sizeBytes: disk.sizeBytes, previousSizeBytes: disk.sizeBytes, blocksWritten: 0, bytesWritten: 0, holesPunched: 0, blocksUnchanged: 0, newImage: false,
     };
     const { open, release } = await this.x.volumes.acquire(disk.id);
     try {

@@ -41,7 +41,7 @@ export class ImageRollbacks {
     const format = imageFormatOf(disk);
     // A qcow2 rollback's new image keeps the backing name and format: a format the header does
     // not record is probed, and only from a backing file checked against the roots.
-    const { qcow2 } = inspectImage(path, format, this.x.imageRoots);
+    const { qcow2, sizeBytes: previousSizeBytes } = inspectImage(path, format, this.x.imageRoots);
     const view = readView(this.x.catalog, snap);
     let previous: PendingRollbackRecord | null = null;
     const journal = this.x.catalog.txn(() => {
@@ -64,7 +64,7 @@ export class ImageRollbacks {
     } catch (err) {
       throw this.rollbackStopped(disk, snap, journal, toBlocksnapError(err), previous);
     }
-    const result: RollbackResult = { diskId: disk.id, snapshotId: snap.id, sizeBytes: snap.sizeBytes, ...r };
+    const result: RollbackResult = { diskId: disk.id, snapshotId: snap.id, sizeBytes: snap.sizeBytes, previousSizeBytes, ...r };
     // The job's success commits with the journal's end: a crash after it must not leave the job
     // `interrupted`, which would invite a rerun over what the VM wrote since.
     this.x.catalog.txn(() => {

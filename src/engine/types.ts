@@ -143,6 +143,8 @@ export interface FlattenResult { diskId: string; path: string; format: ImageForm
 
 export interface RollbackResult {
   diskId: string; snapshotId: string; sizeBytes: number;
+  /** The disk's size as the rollback found it: an image resized since the snapshot takes the snapshot's size again. */
+  previousSizeBytes: number;
   blocksWritten: number; bytesWritten: number; holesPunched: number; blocksUnchanged: number;
   /** qcow2: a fresh image of the snapshot replaced the disk file; blocksWritten are its data blocks, blocksUnchanged its ZERO ones. */
   newImage: boolean;

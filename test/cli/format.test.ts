@@ -66,11 +66,25 @@ t.test('a rollback says what it did: in place, the blocks that differed; qcow2, 
     id: 'j-0000000000000001', kind: 'rollback', state: 'succeeded', diskId: 'd-1', snapshotId: 's-1', target: null, doneBytes: 0, totalBytes: 0,
     progressUnit: 'bytes', startedAt: '2026-01-01T00:00:00.000Z', finishedAt: '2026-01-01T00:00:02.000Z', result, error: null,
   });
-  const base = { diskId: 'd-1', snapshotId: 's-1', sizeBytes: 0, bytesWritten: 8 * 1024 * 1024 };
+  const base = { diskId: 'd-1', snapshotId: 's-1', sizeBytes: 0, previousSizeBytes: 0, bytesWritten: 8 * 1024 * 1024 };
   t.equal(rollbackView(job({ ...base, blocksWritten: 2, holesPunched: 1, blocksUnchanged: 5, newImage: false })),
     'Rolled back disk d-1 to snapshot s-1 in 0:02: 2 blocks written (8 MiB), 1 hole punched, 5 unchanged.');
   t.equal(rollbackView(job({ ...base, blocksWritten: 2, holesPunched: 0, blocksUnchanged: 6, newImage: true })),
     'Rolled back disk d-1 to snapshot s-1 in 0:02: a new qcow2 image of the snapshot replaced the disk file, 2 blocks of data (8 MiB) and 6 zero blocks left unallocated.');
+});
+
+t.test('a rollback across a resize says the disk\'s size changed back, and what a shrink cut off', async (t) => {
+  const job = (result: object): Job => ({
+    id: 'j-0000000000000001', kind: 'rollback', state: 'succeeded', diskId: 'd-1', snapshotId: 's-1', target: null, doneBytes: 0, totalBytes: 0,
+    progressUnit: 'bytes', startedAt: '2026-01-01T00:00:00.000Z', finishedAt: '2026-01-01T00:00:02.000Z', result, error: null,
+  });
+  const r = { diskId: 'd-1', snapshotId: 's-1', bytesWritten: 0, blocksWritten: 0, holesPunched: 0, blocksUnchanged: 64, newImage: false };
+  t.equal(rollbackView(job({ ...r, sizeBytes: 256 * 1024 ** 2, previousSizeBytes: 300 * 1024 ** 2 })),
+    'Rolled back disk d-1 to snapshot s-1 in 0:02: 0 blocks written (0 B), 0 holes punched, 64 unchanged. ' +
+    'The disk\'s size went from 300 MiB back to the snapshot\'s 256 MiB; what lay past 256 MiB is gone.');
+  t.equal(rollbackView(job({ ...r, sizeBytes: 256 * 1024 ** 2, previousSizeBytes: 128 * 1024 ** 2 })),
+    'Rolled back disk d-1 to snapshot s-1 in 0:02: 0 blocks written (0 B), 0 holes punched, 64 unchanged. ' +
+    'The disk\'s size went from 128 MiB back to the snapshot\'s 256 MiB.');
 });
 
 t.test('the progress line shows bytes, rate and ETA, and fits the width', async (t) => {

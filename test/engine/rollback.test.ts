@@ -36,9 +36,10 @@ t.test('rollback restores a size that is not a multiple of the block size', asyn
   t.equal(snap.blockCount, 6);
   const before = await sha256File(img);
   makeImage(img, 9 * BS); // the image is replaced by a bigger, empty one
-  await finished(engine, engine.startRollback(disk.id, snap.id));
+  const job = await finished(engine, engine.startRollback(disk.id, snap.id));
   t.equal(statSync(img).size, 5 * BS + 12345);
   t.equal(await sha256File(img), before);
+  t.match(job.result, { sizeBytes: 5 * BS + 12345, previousSizeBytes: 9 * BS }, 'the result names the size it found too');
 });
 
 t.test('a 64 GiB sparse image snapshots quickly and stays sparse after rollback', async (t) => {
