@@ -125,7 +125,7 @@ export class Catalog {
     const meta = root.openDB<unknown, string>({ name: 'meta' });
     const version = meta.get(META_SCHEMA_VERSION);
     try {
-      if (version !== undefined && version !== 1 && version !== SCHEMA_VERSION) {
+      if (version !== undefined && version !== 1 && version !== 2 && version !== SCHEMA_VERSION) {
         throw new BlocksnapError('CatalogVersion',
           `catalog ${path} has schema version ${String(version)}; this blocksnap reads version ${SCHEMA_VERSION}` +
           (typeof version === 'number' && version > SCHEMA_VERSION ? ' (it was written by a newer blocksnap: upgrade)' : ''));
@@ -139,7 +139,7 @@ export class Catalog {
             { dataDir, availableBytes: space.availableBytes });
         }
       }
-      if (version === 1) migrateFrom1(root, meta);
+      if (version === 1 || version === 2) migrate(root, meta, version);
       if (version === undefined) {
         root.transactionSync(() => {
           meta.putSync(META_SCHEMA_VERSION, SCHEMA_VERSION);
@@ -430,11 +430,14 @@ export class Catalog {
   deleteJob(id: string): void { this.jobs.removeSync(id); }
 }
 
-/** Schema 1 → 2: disk records gain `cow` (null: every disk of a version 1 catalog is an image file). */
-function migrateFrom1(root: RootDatabase, meta: Database<unknown, string>): void {
+/**
+ * To the current schema, in one transaction. 1 → 2: disk records gain `cow` (null: every disk of
+ * a version 1 catalog is an image file). 2 → 3: no record changes (schema.ts).
+ */
+function migrate(root: RootDatabase, meta: Database<unknown, string>, from: 1 | 2): void {
   const disks = root.openDB<DiskRecord, string>({ name: 'disks' });
   root.transactionSync(() => {
-    for (const { key, value } of disks.getRange()) disks.putSync(key, { ...value, cow: value.cow ?? null });
+    if (from === 1) for (const { key, value } of disks.getRange()) disks.putSync(key, { ...value, cow: value.cow ?? null });
     meta.putSync(META_SCHEMA_VERSION, SCHEMA_VERSION);
   });
 }

@@ -27,13 +27,20 @@
  * Version 2 added `cow` to disk records (copy-on-write disks); a version 1 catalog is migrated
  * when opened, in one transaction: every disk gets `cow: null`.
  *
+ * Version 3 changes no record: it marks the data dirs whose copy-on-write layers may hold
+ * version 2 layer maps (native/volume/cow_format.h), which versions reading schema 2 take for
+ * corrupt. The version is the whole data dir's, not only the catalog's: a change to the shape of
+ * any file under it (layer maps, granule files, block files) needs a bump too, so that an older
+ * daemon refuses the data dir (CatalogVersion, "upgrade") instead of failing on what it holds.
+ * Versions 1 and 2 are migrated when opened.
+ *
  * The last three databases, the `tags`/`groupId` fields of snapshot records, the
  * `scheduleChangedAt` field of policy records and the `formatSource` field of disk records were
  * added without a version bump: they are new keys and optional fields that an older record
  * simply lacks (read as no tags, no group, a schedule last changed at the policy's updatedAt, a
  * format detected at `disk add`), not a change of any existing shape.
  */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 export const CATALOG_FILE = 'catalog.mdb';
 
 export const META_SCHEMA_VERSION = 'schemaVersion';
