@@ -179,9 +179,18 @@ export class DaemonClient extends EventEmitter<DaemonClientEvents> {
  * The daemon's error as a BlocksnapError. A code this client does not know (a newer daemon) is
  * kept as is: scripts match on the daemon's code, not on this client's registry.
  */
-function remoteError(e: Record<string, unknown>): BlocksnapError {
+export function remoteError(e: Record<string, unknown>): BlocksnapError {
   const code = typeof e.code === 'string' ? e.code : 'Internal';
   const message = typeof e.message === 'string' ? e.message : 'the daemon returned an error without a message';
   const details = isPlainMap(e.details) ? e.details : undefined;
-  return new BlocksnapError(code as ErrorCode, message, details);
+  return new BlocksnapError(code as ErrorCode, message + olderDaemonHint(code, message), details);
+}
+
+/**
+ * This client sends only methods and params its own version's daemon knows. A daemon that does
+ * not know one is older (protocol 1 grows by additions), which its answer alone does not say.
+ */
+function olderDaemonHint(code: string, message: string): string {
+  const older = code === 'UnknownMethod' || (code === 'InvalidArgument' && /^params\.[\w.]+ must be absent/.test(message));
+  return older ? '; the daemon is older than this client: upgrade and restart it (blocksnap version shows both)' : '';
 }

@@ -1,6 +1,6 @@
 import t from 'tap';
-import { remoteSnapshotTable } from '../../src/cli/offsite-views';
-import type { RemoteSnapshotEntry } from '../../src/engine/offsite-types';
+import { importView, remoteSnapshotTable } from '../../src/cli/offsite-views';
+import type { ImportResult, RemoteSnapshotEntry } from '../../src/engine/offsite-types';
 
 t.test('remote snapshots: a damaged manifest is a row of its own, explained with the command that removes it', async (t) => {
   const snaps: RemoteSnapshotEntry[] = [
@@ -21,4 +21,14 @@ t.test('remote snapshots: a damaged manifest is a row of its own, explained with
   t.match(out, /s-0000000000000002: manifest .* fails its checksum/);
   t.match(out, /blocksnap remote delete offsite s-0000000000000002 --force/);
   t.notMatch(remoteSnapshotTable(snaps.slice(0, 1), 'offsite'), /cannot be read/, 'nothing about damage when there is none');
+});
+
+t.test('an import names the snapshot, and a rename only when the daemon reports one', async (t) => {
+  const r = { snapshotId: 's-0000000000000001', diskId: 'd-0000000000000001', parentId: null, storedBlocks: 2, storedBytes: 8192, presentBlocks: 1, repairedBlocks: 0 };
+  t.equal(importView({ ...r, name: 'nightly', renamedFrom: null } as ImportResult),
+    'Imported snapshot s-0000000000000001 as nightly into disk d-0000000000000001: stored 2 new blocks (8 KiB), 1 already here.');
+  t.match(importView({ ...r, name: 'nightly-2', renamedFrom: 'nightly' } as ImportResult), /as nightly-2 \(the disk already had a snapshot named nightly\)/);
+  // A daemon from before these result fields sends neither: no rename may be made up.
+  t.equal(importView(r as unknown as ImportResult),
+    'Imported snapshot s-0000000000000001 into disk d-0000000000000001: stored 2 new blocks (8 KiB), 1 already here.');
 });
