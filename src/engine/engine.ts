@@ -23,7 +23,7 @@ import {
 } from './image-access';
 import { changedSince, stampImage } from './image-stamp';
 import { cloneImage, removeRollbackTemp } from './image-writes';
-import { looksLikeId, newId, resolveIdOrName } from './ids';
+import { looksLikeId, newId, resolveIdOrName, someOf } from './ids';
 import { DiskLocks, StoreLock } from './locks';
 import { JobRunner, type JobControl } from './jobs';
 import { defaultSnapshotName, nameFromPath, uniqueName, validateManualSnapshotName, validateName } from './names';
@@ -960,6 +960,11 @@ export class Engine extends EventEmitter {
    * as its id would: that check then says whose it is, where "no snapshot" sent the user looking
    * for a typo in a name `snapshot show` finds.
    */
+  /** A snapshot's id and its disk's name, which tell apart snapshots of one name. */
+  private snapshotOfDisk(s: SnapshotRecord): string {
+    return `${s.id} of disk ${this.catalog.getDisk(s.diskId)?.name ?? s.diskId}`;
+  }
+
   private resolveSnapshot(ref: string, diskId?: string, otherDisks = false): SnapshotRecord {
     if (typeof ref !== 'string' || ref.length === 0) throw new BlocksnapError('InvalidArgument', 'a snapshot id or name is required');
     if (looksLikeId('s', ref)) {
@@ -970,7 +975,7 @@ export class Engine extends EventEmitter {
     const byName = pool.filter((s) => s.name === ref);
     if (byName.length === 1) return byName[0]!;
     if (byName.length > 1) {
-      throw new BlocksnapError('AmbiguousName', `${byName.length} snapshots are named ${JSON.stringify(ref)} (${byName.map((s) => s.id).join(', ')}); use the id`);
+      throw new BlocksnapError('AmbiguousName', `${byName.length} snapshots are named ${JSON.stringify(ref)} (${someOf(byName.map((s) => this.snapshotOfDisk(s)))}); use the id`);
     }
     if (diskId && otherDisks) {
       const elsewhere = this.catalog.allSnapshots().filter((s) => s.name === ref);
@@ -978,7 +983,7 @@ export class Engine extends EventEmitter {
       if (elsewhere.length > 1) {
         throw new BlocksnapError('SnapshotNotFound',
           `disk ${this.catalog.getDisk(diskId)?.name ?? diskId} has no snapshot ${JSON.stringify(ref)}; ` +
-          `${elsewhere.length} snapshots of other disks have that name (${elsewhere.map((s) => s.id).join(', ')})`);
+          `${elsewhere.length} snapshots of other disks have that name (${someOf(elsewhere.map((s) => this.snapshotOfDisk(s)))})`);
       }
     }
     throw new BlocksnapError('SnapshotNotFound', `no snapshot ${JSON.stringify(ref)}`);

@@ -9,6 +9,15 @@ export function newId(prefix: IdPrefix): string {
   return `${prefix}-${randomBytes(8).toString('hex')}`;
 }
 
+/**
+ * Up to `max` items, and how many more: a message names a few of many (a policy over 2,000 disks
+ * gives 2,000 snapshots one name) rather than growing with the catalog.
+ */
+export function someOf(items: string[], max = 5): string {
+  const shown = items.slice(0, max).join(', ');
+  return items.length > max ? `${shown} and ${items.length - max} more` : shown;
+}
+
 export function looksLikeId(prefix: IdPrefix, ref: string): boolean {
   return ref.length === 18 && ref.startsWith(`${prefix}-`) && /^[0-9a-f]{16}$/.test(ref.slice(2));
 }

@@ -42,8 +42,13 @@ export const PROGRESS_RECORD_MS = 5_000;
 export class JobRunner {
   private readonly running = new Map<string, Running>();
   private recordTimer: NodeJS.Timeout | null = null;
+  /**
+   * The finished jobs the catalog keeps, oldest first: the history is trimmed as each job ends,
+   * not only at a start, since a policy over many disks adds a job per disk per run.
+   */
+  private readonly history: string[] = [];
 
-  constructor(private readonly catalog: Catalog, private readonly events: EventEmitter) {}
+  constructor(private readonly catalog: Catalog, private readonly events: EventEmitter, private readonly historyLimit = JOB_HISTORY_LIMIT) {}
 
   /** Marks the jobs a crash left `running` as interrupted, trims the history, and returns them. */
   recover(): Job[] {
@@ -60,8 +65,10 @@ export class JobRunner {
           error: { code: 'Interrupted', message: 'the daemon stopped while this job was running' },
         });
       }
-      const finished = all.filter((j) => j.state !== 'running').sort((a, b) => a.startedAt.localeCompare(b.startedAt));
-      for (const j of finished.slice(0, Math.max(0, finished.length - JOB_HISTORY_LIMIT))) this.catalog.deleteJob(j.id);
+      const finished = all.sort((a, b) => a.startedAt.localeCompare(b.startedAt));
+      const cut = Math.max(0, finished.length - this.historyLimit);
+      for (const j of finished.slice(0, cut)) this.catalog.deleteJob(j.id);
+      this.history.splice(0, this.history.length, ...finished.slice(cut).map((j) => j.id));
     });
     return interrupted;
   }
@@ -110,7 +117,13 @@ export class JobRunner {
         this.recordTimer = null;
       }
       try {
-        this.catalog.txn(() => this.catalog.putJob(job));
+        const cut = Math.max(0, this.history.length + 1 - this.historyLimit);
+        this.catalog.txn(() => {
+          this.catalog.putJob(job);
+          for (const old of this.history.slice(0, cut)) this.catalog.deleteJob(old);
+        });
+        this.history.splice(0, cut);
+        this.history.push(id);
       } catch {
         // The catalog may be closing under a crash-stop; the in-memory record still answers waiters.
       }

@@ -9,7 +9,7 @@ import type { RemoteConfig } from '../remote/config';
 import { idsOfManifestKey, join, manifestKey, MANIFESTS } from '../remote/layout';
 import { decodeManifest, type Manifest } from '../remote/manifest';
 import type { ObjectStore } from '../remote/object-store';
-import { looksLikeId } from './ids';
+import { looksLikeId, someOf } from './ids';
 import type { DamagedRemoteSnapshot, RemoteSnapshot } from './offsite-types';
 
 export interface Located { key: string; manifest: Manifest }
@@ -48,11 +48,11 @@ export async function locate(remote: RemoteConfig, store: ObjectStore, ref: stri
     const all = await readManifests(remote, store, signal);
     const byName = all.filter((m) => m.damage === null && m.manifest!.snapshot.name === ref);
     if (byName.length > 1) {
-      throw new BlocksnapError('AmbiguousName', `${byName.length} snapshots on remote ${remote.name} are named ${JSON.stringify(ref)} (${byName.map((m) => m.snapshotId).join(', ')}); use the id`);
+      throw new BlocksnapError('AmbiguousName', `${byName.length} snapshots on remote ${remote.name} are named ${JSON.stringify(ref)} (${someOf(byName.map((m) => m.snapshotId))}); use the id`);
     }
     const damaged = all.filter((m) => m.damage !== null);
     if (damaged.length > 0) {
-      throw new BlocksnapError('RemoteCorrupt', `remote ${remote.name} has ${damaged.length} manifest(s) that cannot be read (${listIds(damaged)}), which may be named ${JSON.stringify(ref)} too; use the snapshot's id`, { snapshots: damaged.map((m) => m.snapshotId) });
+      throw new BlocksnapError('RemoteCorrupt', `remote ${remote.name} has ${damaged.length} manifest(s) that cannot be read (${someOf(damaged.map((m) => m.snapshotId))}), which may be named ${JSON.stringify(ref)} too; use the snapshot's id`, { snapshots: damaged.map((m) => m.snapshotId) });
     }
     if (byName.length === 1) return byName[0]!;
   }
@@ -88,11 +88,6 @@ export function usable(m: ManifestRead): Located {
   return { key: m.key, manifest: m.manifest! };
 }
 
-/** Up to five snapshot ids, and how many more. */
-function listIds(ms: ManifestRead[]): string {
-  const shown = ms.slice(0, 5).map((m) => m.snapshotId).join(', ');
-  return ms.length > 5 ? `${shown} and ${ms.length - 5} more` : shown;
-}
 
 /** A manifest of this remote, not of one whose prefix lies under its manifests/. */
 function isManifestKey(prefix: string, key: string): boolean {
