@@ -416,16 +416,19 @@ export class Policies {
   /**
    * Deletes the disk's automatic snapshots that retention lets go, and its failed automatic
    * snapshots (the run that just succeeded supersedes them; their errors stay in the history).
-   * Never a manual snapshot, never a group member, never the base of another COW disk. A COW disk's
-   * own base counts towards the keep rules like any snapshot of it: it is its newest, kept as such.
-   * A delete refused now (a clone reads it, the disk got busy) is left for the next run.
+   * Never a manual snapshot, never a group member, never the base of another COW disk; yet those
+   * two count towards the keep rules like any automatic snapshot (a pinned one still is the
+   * newest, or its day's), so that each pin does not keep one more snapshot than the rules say.
+   * A COW disk's own base is its newest, kept as such. A delete refused now (a clone reads it,
+   * the disk got busy) is left for the next run.
    */
   private async applyRetention(r: Retention, timeZone: string, diskId: string, nowMs: number, newest: string): Promise<string[]> {
-    const autos = this.i.catalog.snapshotsOfDisk(diskId).filter((s) => s.type === 'auto' && !s.groupId && !this.i.cloneOn(s.id, diskId));
-    const available = autos.filter((s) => s.status === 'available');
-    const expired = new Set(expiredSnapshots(available, r, nowMs, timeZone));
+    const autos = this.i.catalog.snapshotsOfDisk(diskId).filter((s) => s.type === 'auto');
+    const held = (s: SnapshotRecord): boolean => Boolean(s.groupId) || this.i.cloneOn(s.id, diskId) !== undefined;
+    const expired = new Set(expiredSnapshots(autos.filter((s) => s.status === 'available'), r, nowMs, timeZone));
+    for (const s of autos) if (held(s)) expired.delete(s.id);
     expired.delete(newest); // a retention shorter than the run itself must not eat what it just made
-    for (const s of autos) if (s.status === 'error') expired.add(s.id);
+    for (const s of autos) if (s.status === 'error' && !held(s)) expired.add(s.id);
     const deleted: string[] = [];
     for (const id of expired) {
       try {

@@ -145,6 +145,19 @@ t.test('automatic snapshots the quota deleted to make room are in the run\'s exp
   t.same(f.engine.policies.get('p').history.at(-1)?.expired, [first.snapshotId], 'so does its history entry');
 });
 
+t.test('a snapshot another disk rests on counts towards keep-last: it is kept, yet keeps no older one with it', async (t) => {
+  const f = await openSmallEngine(t);
+  await smallDisk(f, 'r', 2);
+  f.engine.policies.create({ name: 'p', hours: [1], retention: { keepLast: 2 } });
+  f.engine.policies.bind('p', ['r']);
+  const a1 = (await f.engine.policies.run('p', new Date(Date.now() - 2000))).disks[0]!;
+  const a2 = (await f.engine.policies.run('p', new Date(Date.now() - 1000))).disks[0]!;
+  await f.engine.cloneCow(a2.snapshotId!, 'rc');
+  const a3 = (await f.engine.policies.run('p')).disks[0]!;
+  t.same(a3.expired, [a1.snapshotId], 'the two newest are the rule\'s, the pinned one among them: the oldest goes');
+  t.same(f.engine.listSnapshots('r').map((s) => s.id).sort(), [a2.snapshotId, a3.snapshotId].sort());
+});
+
 t.test('keep-last 1 on a copy-on-write disk keeps one automatic snapshot: its own base counts', async (t) => {
   const f = await openSmallEngine(t);
   const src = await smallDisk(f, 'src', 2);
