@@ -139,7 +139,7 @@ Qcow2Header parse_qcow2_header(std::span<const uint8_t> head, uint64_t file_size
                           (n.empty() ? "" : ": " + n) + ")");
   }
   if (q.incompatible & kIncompatCorrupt)
-    corrupt(path, "QEMU marked it corrupt (the corrupt bit is set); repair it with qemu-img check -r all first");
+    corrupt(path, "QEMU marked it corrupt (the corrupt bit is set); repair it with qemu-img check -r all first, once no VM or other QEMU process has it open");
   if (q.incompatible & kIncompatDataFile)
     unsupported(path, "images with an external data file are not supported");
   if (q.crypt_method != 0)
@@ -357,7 +357,8 @@ class Qcow2Source final : public BlockSource {
         continue;
       }
       if (l2_offset % cluster_ != 0) corrupt(path_, "L2 table offset " + hex(l2_offset) + " is not cluster aligned");
-      if (l2_offset >= file_.size || cluster_ > file_.size - l2_offset)
+      const uint64_t file_size = file_size_reaching(l2_offset + cluster_);
+      if (l2_offset >= file_size || cluster_ > file_size - l2_offset)
         corrupt(path_, "L2 table at " + hex(l2_offset) + " lies outside the file");
       // Local, not per-thread scratch: a backing read inside this loop reads its own L2 entries.
       std::vector<uint8_t> l2(count * entry_bytes_);
@@ -430,7 +431,8 @@ class Qcow2Source final : public BlockSource {
     }
     void flush_data() {
       if (data_len == 0) return;
-      if (data_host >= src.file_.size) corrupt(src.path_, "data cluster at " + hex(data_host) + " lies beyond the end of the file");
+      if (data_host >= src.file_size_reaching(data_host + 1))
+        corrupt(src.path_, "data cluster at " + hex(data_host) + " lies beyond the end of the file");
       const size_t got = read_at(src.file_.fd.get(), buf + (data_guest - base), data_len, data_host, src.path_);
       // A last cluster cut short by the end of the file reads as zeros past it, as in QEMU.
       if (got < data_len) std::memset(buf + (data_guest - base) + got, 0, data_len - got);
@@ -454,6 +456,22 @@ class Qcow2Source final : public BlockSource {
       return result;
     }
   };
+
+  // The file's size, looked up again (fstat) only when `end` lies past the largest size seen so
+  // far. The image may be written while it is read: a running QEMU appends the clusters it
+  // allocates, and the L2 entries, read afresh for every request, name them. Against the size
+  // seen at open they would look like offsets past the end of the file, and a live VM's image
+  // like a corrupt one. The size seen is shared by the scan threads and only ever raised.
+  uint64_t file_size_reaching(uint64_t end) const {
+    uint64_t seen = size_seen_.load(std::memory_order_relaxed);
+    if (end <= seen) return seen;
+    struct stat st;
+    if (::fstat(file_.fd.get(), &st) != 0) throw Error::system(errno, "fstat", path_);
+    const uint64_t now = static_cast<uint64_t>(st.st_size);
+    while (seen < now && !size_seen_.compare_exchange_weak(seen, now, std::memory_order_relaxed)) {
+    }
+    return now;
+  }
 
   void check_data_offset(uint64_t host) const {
     if (host % cluster_ != 0) corrupt(path_, "data cluster offset " + hex(host) + " is not cluster aligned");
@@ -505,9 +523,10 @@ class Qcow2Source final : public BlockSource {
     const uint64_t coffset = entry & ((uint64_t{1} << csize_shift) - 1);
     const uint64_t sectors = ((entry >> csize_shift) & csize_mask) + 1;
     const uint64_t csize = sectors * 512 - (coffset & 511);
-    if (coffset >= file_.size) corrupt(path_, "compressed cluster at " + hex(coffset) + " lies beyond the end of the file");
+    const uint64_t file_size = file_size_reaching(coffset + csize);
+    if (coffset >= file_size) corrupt(path_, "compressed cluster at " + hex(coffset) + " lies beyond the end of the file");
     // The sector count rounds up, so the last compressed cluster may end past the file.
-    const uint64_t avail = std::min(csize, file_.size - coffset);
+    const uint64_t avail = std::min(csize, file_size - coffset);
     s.compressed.resize(avail);
     const size_t got = read_at(file_.fd.get(), s.compressed.data(), avail, coffset, path_);
     r.bytes_read += got;
@@ -533,6 +552,7 @@ class Qcow2Source final : public BlockSource {
   const uint64_t id_ = next_source_id.fetch_add(1, std::memory_order_relaxed);
   std::string path_;
   ImageFile file_;
+  mutable std::atomic<uint64_t> size_seen_{file_.size};  // see file_size_reaching
   Qcow2Header h_;
   uint64_t cluster_ = 0, entry_bytes_ = 8, l2_entries_ = 0;
   std::vector<uint64_t> l1_;  // L2 table offsets (flags stripped); 0 = unallocated

@@ -11,7 +11,11 @@
 //
 // What is cached: the header and the L1 table (bounded by QEMU's own 32 MiB L1 limit). L2 tables
 // are read per request, only the entries the request covers, so the source stays immutable and
-// all scan threads share it.
+// all scan threads share it. An image a running QEMU writes meanwhile is read as it is then: its
+// file's size is looked up again whenever an offset lies past the size last seen, so clusters
+// appended after the open are read, not called past the end; a region that got its first L2
+// table after the open reads as it was at the open (unallocated), which a snapshot taken while a
+// VM writes (crash-consistent) may hold.
 #pragma once
 
 #include <sys/types.h>

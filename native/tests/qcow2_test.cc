@@ -2,6 +2,7 @@
 // headers. (Images made by QEMU itself are covered by test/engine/qcow2.test.ts.)
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cstring>
@@ -384,6 +385,90 @@ TEST(qcow2_table_offsets_outside_the_file_fail_on_read) {
   std::vector<uint8_t> buf(kBlock);
   CHECK_THROWS_CODE(s->read(0, kBlock, buf.data()), ErrorCode::ImageCorrupt);
   CHECK_THROWS_CODE(s->read(0, kBlock * 2, buf.data()), ErrorCode::InvalidArgument);
+}
+
+namespace {
+
+// `data` deflated raw (no zlib header, 4 KiB window), as QEMU compresses a qcow2 cluster.
+std::vector<uint8_t> deflate_cluster(const std::vector<uint8_t>& data) {
+  z_stream z{};
+  REQUIRE(deflateInit2(&z, Z_BEST_SPEED, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) == Z_OK);
+  std::vector<uint8_t> out(deflateBound(&z, data.size()));
+  z.next_in = const_cast<uint8_t*>(data.data());
+  z.avail_in = static_cast<uInt>(data.size());
+  z.next_out = out.data();
+  z.avail_out = static_cast<uInt>(out.size());
+  const int ret = deflate(&z, Z_FINISH);
+  out.resize(out.size() - z.avail_out);
+  deflateEnd(&z);
+  REQUIRE(ret == Z_STREAM_END);
+  return out;
+}
+
+uint64_t file_size(const std::string& path) {
+  struct stat st;
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  return static_cast<uint64_t>(st.st_size);
+}
+
+}  // namespace
+
+// A running QEMU appends the clusters it allocates while the image is scanned, and the L2 entries
+// read on each request name them: they are read, not taken for offsets past the end of the file.
+TEST(qcow2_clusters_appended_after_the_open_are_read) {
+  TempDir dir;
+  const auto digests = store_blocks(dir.path(), {pattern(kBlock, 1), {}, {}, {}});
+  const std::string img = dir / "growing.qcow2";
+  write_image(img, dir.path(), digests, 4 * kBlock, 16, 3);
+  const Qcow2Header h = read_qcow2_header(img);
+  const std::vector<uint8_t> file = read_file(img);
+  const uint64_t l2 = qcow2::get_be64(file.data() + h.l1_offset) & qcow2::kOffsetMask;
+  REQUIRE(l2 != 0);
+
+  auto s = open_qcow2_source(img);
+  // After the open: a data cluster for guest cluster 1 and a compressed one for cluster 2, each
+  // appended to the file before its L2 entry is written, as QEMU orders them.
+  const uint64_t data_at = (file_size(img) + kBlock - 1) / kBlock * kBlock;
+  write_bytes(img, data_at, pattern(kBlock, 7));
+  patch(img, l2 + 8, be64(qcow2::kFlagCopied | data_at));
+  const uint64_t compressed_at = data_at + kBlock;
+  const std::vector<uint8_t> deflated = deflate_cluster(pattern(kBlock, 8));
+  write_bytes(img, compressed_at, deflated);
+  const uint64_t sectors = (deflated.size() + 511) / 512;
+  patch(img, l2 + 16, be64(qcow2::kFlagCompressed | (sectors - 1) << (62 - (16 - 8)) | compressed_at));
+
+  std::vector<uint8_t> buf(kBlock);
+  CHECK(!s->read(kBlock, kBlock, buf.data()).zero);
+  CHECK(buf == pattern(kBlock, 7));
+  CHECK(!s->read(2 * kBlock, kBlock, buf.data()).zero);
+  CHECK(buf == pattern(kBlock, 8));
+
+  // Past the end of the file as it is now: still corrupt.
+  patch(img, l2 + 24, be64(qcow2::kFlagCopied | (data_at + 64 * kBlock)));
+  CHECK_THROWS_CODE(s->read(3 * kBlock, kBlock, buf.data()), ErrorCode::ImageCorrupt);
+  std::vector<uint8_t> all(4 * kBlock);
+  CHECK_THROWS_CODE(s->read(0, 4 * kBlock, all.data()), ErrorCode::ImageCorrupt);
+}
+
+// The same with QEMU as the writer: qemu-io allocates clusters in an image already open for the
+// scan, as a running VM does between the scan's open and its reads.
+TEST(qcow2_clusters_qemu_allocated_after_the_open_are_read) {
+  TempDir dir;
+  const std::string img = dir / "live.qcow2";
+  std::string out;
+  const auto qemu_io = [&](const std::string& cmd) {
+    if (run_command("qemu-io -f qcow2 -c '" + cmd + "' '" + img + "'", out) != 0) throw std::runtime_error("qemu-io: " + out);
+  };
+  if (run_command("qemu-img create -q -f qcow2 -o cluster_size=65536 '" + img + "' 8M", out) != 0)
+    throw std::runtime_error("qemu-img create: " + out);
+  qemu_io("write -P 0x61 0 64k");
+  auto s = open_qcow2_source(img);
+  const uint64_t size_at_open = file_size(img);
+  qemu_io("write -P 0x62 4M 1M");
+  REQUIRE(file_size(img) > size_at_open);
+  std::vector<uint8_t> buf(1 << 20);
+  CHECK(!s->read(4 << 20, buf.size(), buf.data()).zero);
+  CHECK(std::all_of(buf.begin(), buf.end(), [](uint8_t b) { return b == 0x62; }));
 }
 
 namespace {
