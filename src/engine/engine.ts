@@ -19,9 +19,9 @@ import { BlockStore } from '../store/block-store';
 import { DEFAULT_BLOCK_SIZE, DIGEST_SIZE, isValidBlockSize } from '../store/format';
 import { scanImage, lockDataDir, writtenDigestsOf, type DataDirLock } from '../native';
 import {
-  checkBackingAsGiven, checkNotInUse, checkRollbackTarget, checkSizeKept, checkStillRaw, consistencyNow, detectFormat, fileIdentity, imageFormatOf, inspectImage,
+  checkBackingAsGiven, checkNotInUse, checkRollbackTarget, checkSizeKept, checkStillRaw, detectFormat, fileIdentity, imageFormatOf, inspectImage,
 } from './image-access';
-import { changedSince, stampImage } from './image-stamp';
+import { ScanWatch } from './scan-consistency';
 import { cloneImage, removeRollbackTemp } from './image-writes';
 import { looksLikeId, newId, resolveIdOrName, someOf } from './ids';
 import { DiskLocks, StoreLock } from './locks';
@@ -532,13 +532,14 @@ export class Engine extends EventEmitter {
     const t0 = performance.now();
     const releaseStore = await this.storeLock.acquireShared();
     let written: Buffer | undefined;
+    let watch: ScanWatch | undefined;
     try {
       const path = this.revalidateDiskPath(disk);
       const format = imageFormatOf(disk);
       const { backingChain } = inspectImage(path, format, this.imageRoots);
-      // A VM writing during the scan makes the snapshot crash-consistent; asked before and after.
-      const before = consistencyNow(path);
-      const stamp = stampImage(path);
+      // A VM writing the image or a backing file during the scan makes the snapshot crash-consistent.
+      const scanWatch = new ScanWatch(path, backingChain);
+      watch = scanWatch;
       const parent = snap.parentId ? this.catalog.getSnapshot(snap.parentId) : undefined;
       const parentView = parent ? readView(this.catalog, parent) : null;
       const tScan = performance.now();
@@ -560,7 +561,7 @@ export class Engine extends EventEmitter {
         this.repair.settle(scan.digests, repaired, retry);
         const cur = this.catalog.getSnapshot(snap.id);
         if (cur?.status !== 'creating') throw new BlocksnapError('Internal', `snapshot ${snap.id} changed state during its job`);
-        const consistency = before === 'crash' || changedSince(path, stamp) ? 'crash' : consistencyNow(path);
+        const consistency = scanWatch.consistency();
         const sized: SnapshotRecord = { ...cur, sizeBytes: scan.sizeBytes, blockCount: scan.blockCount, consistency };
         const stats = commitDelta(this.catalog, sized, scan.digests, parentView);
         const available: SnapshotRecord = { ...sized, ...stats, status: 'available', completedAt: new Date().toISOString() };
@@ -577,7 +578,8 @@ export class Engine extends EventEmitter {
       }, 'snapshot available');
       return this.publicSnapshot(done);
     } catch (err) {
-      throw this.failSnapshot(snap.id, toBlocksnapError(err), written ?? writtenDigestsOf(err));
+      const e = toBlocksnapError(err);
+      throw this.failSnapshot(snap.id, watch ? watch.failure(e) : e, written ?? writtenDigestsOf(err));
     } finally {
       releaseStore();
       this.scheduleSweep();

@@ -249,9 +249,12 @@ export function checkNotInUse(path: string, force: boolean): string | null {
   return what;
 }
 
-/** `crash` while a QEMU process holds write permission on the image, `offline` otherwise. */
-export function consistencyNow(path: string): SnapshotConsistency {
-  return probeImageLocks(path).held.includes('write') ? 'crash' : 'offline';
+/**
+ * `crash` while a QEMU process holds write permission on any of `files` (an image and its backing
+ * files), `offline` otherwise.
+ */
+export function consistencyNow(files: readonly string[]): SnapshotConsistency {
+  return files.some((f) => probeImageLocks(f).held.includes('write')) ? 'crash' : 'offline';
 }
 
 /** The longest file name Linux filesystems take (NAME_MAX), in bytes. */
