@@ -18,8 +18,11 @@
  *    cannot add up to clients × maxFrameBytes. A client waits for the budget with its socket
  *    paused; holders are being read under the frame deadline, so the wait is bounded;
  *  - outgoing data is bounded: progress events are dropped for a client whose socket buffer is
- *    above a high-water mark (the final response still carries the end state), and a client that
- *    stops reading altogether is disconnected rather than buffered for without limit;
+ *    above a high-water mark (a job's last event and the final response still carry the end
+ *    state), and a client that leaves more than that of what cannot be dropped (answers, stream
+ *    data) unread is disconnected rather than buffered for without limit. Progress alone never
+ *    gets a client disconnected: one stopped for a while (a CLI suspended with Ctrl-Z, a frozen
+ *    terminal) has missed only progress, and still gets its job's end when it reads again;
  *  - while the daemon does not read a client (pushing back), it still looks at the socket every
  *    pausedProbeMs: a socket nobody reads never reports its peer's hang-up, and the requests in
  *    flight of a client that is gone may wait for that very client (its stream's job) for ever.
@@ -55,7 +58,10 @@ export interface ConnectionLimits {
   eventHighWaterBytes: number;
   /** Above this many unsent bytes, the client is disconnected: it is not reading. */
   maxBufferedBytes: number;
-  /** A client whose buffer stays above the high-water mark this long without draining is disconnected. */
+  /**
+   * A client that leaves more than eventHighWaterBytes of answers and stream data (progress events
+   * do not count) unread this long without draining is disconnected.
+   */
   stallTimeoutMs: number;
   /** A client that sends no successful hello within this time is disconnected. */
   helloTimeoutMs: number;
@@ -136,6 +142,8 @@ export class Connection {
   /** jobId → number of active subscriptions (a wait and a watch may overlap). */
   private readonly watched = new Map<string, number>();
   private droppedEvents = 0;
+  /** Bytes of progress events written but not yet taken by the kernel: the part of writableLength that was droppable. */
+  private unsentEventBytes = 0;
   /** Resolved when the last request in flight answered (for drain). */
   private idleWaiters: Array<() => void> = [];
   private helloTimer: NodeJS.Timeout | undefined;
@@ -568,14 +576,32 @@ export class Connection {
       socket.destroy();
       return;
     }
-    socket.write(bytes);
-    if (socket.writableLength > limits.eventHighWaterBytes && this.stallTimer === undefined) {
-      this.stallTimer = setTimeout(() => {
-        this.log.warn({ buffered: socket.writableLength }, `client read nothing for ${limits.stallTimeoutMs} ms: disconnecting`);
-        socket.destroy();
-      }, limits.stallTimeoutMs);
-      this.stallTimer.unref();
+    if (!droppable) {
+      socket.write(bytes);
+      this.armStallTimer();
+      return;
     }
+    const n = bytes.length;
+    this.unsentEventBytes += n;
+    // The callback runs once the kernel took the bytes, or the socket failed: either way they left the buffer.
+    socket.write(bytes, () => { this.unsentEventBytes -= n; });
+  }
+
+  /**
+   * Starts the clock on a client that leaves too much of what cannot be dropped unread. Progress
+   * events below the high-water mark are left out: the most they add up to is bounded by the
+   * mark itself, since none is written above it.
+   */
+  private armStallTimer(): void {
+    const socket = this.socket;
+    const limits = this.host.limits;
+    if (this.stallTimer !== undefined) return;
+    if (socket.writableLength - this.unsentEventBytes <= limits.eventHighWaterBytes) return;
+    this.stallTimer = setTimeout(() => {
+      this.log.warn({ buffered: socket.writableLength, events: this.unsentEventBytes }, `client read nothing for ${limits.stallTimeoutMs} ms: disconnecting`);
+      socket.destroy();
+    }, limits.stallTimeoutMs);
+    this.stallTimer.unref();
   }
 
   private clearStallTimer(): void {

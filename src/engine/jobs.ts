@@ -7,6 +7,9 @@
  * job `interrupted`. Progress ticks stay in memory (they change several times a second); every
  * PROGRESS_RECORD_MS the running jobs are written in one transaction, progress and all, so that
  * an interrupted job says how far it got and when it was last seen running.
+ * Progress events go out at most every PROGRESS_EVENT_MS per job, whatever the job's own pace
+ * (gc ticks once a block): every one is sent to each client following the job. The last value
+ * held back is sent before the job's end, and a job that succeeded ends with its progress whole.
  */
 import { EventEmitter } from 'node:events';
 import { BlocksnapError, toBlocksnapError } from '../errors';
@@ -38,6 +41,17 @@ interface Running {
 
 /** How often a running job's progress is written to the catalog. */
 export const PROGRESS_RECORD_MS = 5_000;
+
+/** The shortest time between two progress events of one job (docs/protocol.md: about 4 a second). */
+export const PROGRESS_EVENT_MS = 250;
+
+/**
+ * A succeeded job did all its work: its count may stop short of an estimated total (an import's
+ * stream length counts framing its data bytes do not), which would read 99 % for a finished job.
+ */
+function wholeProgress(job: Job): Pick<Job, 'doneBytes'> {
+  return { doneBytes: Math.max(job.doneBytes, job.totalBytes) };
+}
 
 export class JobRunner {
   private readonly running = new Map<string, Running>();
@@ -89,26 +103,47 @@ export class JobRunner {
     }
     const abort = new AbortController();
     const entry: Running = { job, abort, settled: false, done: Promise.resolve(job) };
+    let lastEventAt = -Infinity;
+    /** Set while a progress value is held back: sends it once PROGRESS_EVENT_MS have passed. */
+    let heldBack: NodeJS.Timeout | null = null;
+    const sendProgress = (): void => {
+      if (heldBack !== null) clearTimeout(heldBack);
+      heldBack = null;
+      lastEventAt = performance.now();
+      this.events.emit('job', { ...job });
+    };
     const ctl: JobControl = {
       job, signal: abort.signal,
       progress: (done, total) => {
         job.doneBytes = done;
         job.totalBytes = total;
-        this.events.emit('job', { ...job });
+        if (job.state !== 'running' || heldBack !== null) return; // the held-back send takes the new value
+        const wait = lastEventAt + PROGRESS_EVENT_MS - performance.now();
+        if (wait <= 0) sendProgress();
+        else heldBack = setTimeout(sendProgress, wait);
       },
       succeededWith: (result) => {
         entry.settled = true;
-        this.catalog.putJob({ ...job, state: 'succeeded', result, error: null, finishedAt: new Date().toISOString() });
+        this.catalog.putJob({ ...job, ...wholeProgress(job), state: 'succeeded', result, error: null, finishedAt: new Date().toISOString() });
       },
     };
     const done = (async (): Promise<Job> => {
+      let result: unknown;
+      let error: BlocksnapError | null = null;
       try {
-        job.result = await run(ctl);
-        job.state = 'succeeded';
+        result = await run(ctl);
       } catch (err) {
-        const e = toBlocksnapError(err);
-        job.state = e.code === 'Cancelled' ? 'cancelled' : 'failed';
-        job.error = { code: e.code, message: e.message };
+        error = toBlocksnapError(err);
+      }
+      // A follower sees how far the job got before it sees the end.
+      if (heldBack !== null) sendProgress();
+      if (error === null) {
+        job.result = result;
+        job.state = 'succeeded';
+        Object.assign(job, wholeProgress(job));
+      } else {
+        job.state = error.code === 'Cancelled' ? 'cancelled' : 'failed';
+        job.error = { code: error.code, message: error.message };
       }
       job.finishedAt = new Date().toISOString();
       this.running.delete(id);

@@ -175,6 +175,38 @@ for (const { what, o, message } of connectionLimits) {
   });
 }
 
+t.test('a waiting client that stops reading while its job sends progress is not disconnected, and gets the end', async (t) => {
+  const d = await startFakeDaemon({ eventHighWaterBytes: 16 * 1024, stallTimeoutMs: 100 });
+  t.teardown(() => d.stop());
+  const c = await clientWaitingForJob(d);
+  t.teardown(() => c.close());
+  c.socket.pause();
+  const id = d.engine.lastJobId;
+  // Far more than the kernel's socket buffers and the high-water mark hold together.
+  for (let i = 1; i <= 20_000; i++) d.engine.progress(id, i, 20_000);
+  await sleep(500); // five stall timeouts
+  t.notOk(c.closed, 'still connected although it read nothing');
+  d.engine.finish(id);
+  await sleep(500);
+  t.notOk(c.closed, 'still connected once its job ended');
+  c.socket.resume();
+  t.match(await c.response(1), { result: { state: 'succeeded' } });
+  t.ok(c.messages.some((m) => m.event === 'progress' && (m.job as { state: string }).state === 'succeeded'), 'the job\'s last event came too');
+});
+
+t.test('a client that leaves answers unread beyond the high-water mark is disconnected after stallTimeoutMs', async (t) => {
+  const d = await startFakeDaemon({ eventHighWaterBytes: 16 * 1024, stallTimeoutMs: 100 });
+  t.teardown(() => d.stop());
+  // A listing of about 1 MB: more than the kernel's socket buffers take.
+  for (let i = 0; i < 2000; i++) await d.engine.addDisk({ path: `/fake/images/disk-${i}-${'p'.repeat(400)}.img`, name: `disk-${i}` });
+  const c = await RawClient.ready(d.socketPath);
+  t.teardown(() => c.close());
+  c.socket.pause();
+  c.send({ id: 1, method: 'disk.list' });
+  await waitFor('the daemon to drop the client', () => d.server.clientCount === 0, 5000);
+  t.pass('disconnected');
+});
+
 t.test('a client that hangs up while its job.wait runs is dropped at once, not when the job ends', async (t) => {
   const d = await startFakeDaemon({ pausedProbeMs: 50 });
   t.teardown(() => d.stop());
