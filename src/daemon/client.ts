@@ -13,6 +13,7 @@ export interface ClientOptions {
   socketPath: string;
   /** Sent in hello; shows up in the daemon's debug log. */
   clientName?: string;
+  /** For connect(), and again for the answer to hello. */
   connectTimeoutMs?: number;
   /** Largest response accepted; listings of big catalogs can be large. */
   maxFrameBytes?: number;
@@ -46,6 +47,23 @@ function connectError(path: string, err: NodeJS.ErrnoException): BlocksnapError 
   }
 }
 
+/** What an NBD server sends first (the NBD greeting), as the daemon's NBD socket does. */
+const NBD_GREETING = Buffer.from('NBDMAGIC');
+
+/**
+ * Whatever went wrong before hello was answered means no blocksnap daemon speaks on the socket:
+ * said so, rather than as the garbage decoded (the NBD greeting read as a frame length is a
+ * FrameTooLarge of 1.3 GB).
+ */
+function notBlocksnap(path: string, firstBytes: Buffer, err: unknown): BlocksnapError {
+  if (firstBytes.length >= NBD_GREETING.length && firstBytes.subarray(0, NBD_GREETING.length).equals(NBD_GREETING)) {
+    return new BlocksnapError('DaemonUnavailable',
+      `${path} is an NBD socket (it sent the NBD greeting), not the daemon's control socket: pass the control socket with --socket (or BLOCKSNAP_SOCKET)`, { socket: path });
+  }
+  const why = err instanceof Error ? err.message : String(err);
+  return new BlocksnapError('DaemonUnavailable', `${path} is not a blocksnap control socket: what it sent is not the blocksnap protocol (${why})`, { socket: path });
+}
+
 export interface DaemonClientEvents {
   progress: [event: ProgressEvent];
   /** A chunk of a snapshot stream the daemon sends (snapshot.export with a stream id). */
@@ -60,8 +78,10 @@ export class DaemonClient extends EventEmitter<DaemonClientEvents> {
   private nextId = 1;
   private closedError: BlocksnapError | null = null;
   private hello: HelloResult | null = null;
+  /** Until hello is answered: the first bytes the peer sent, to tell what it is if it is not a daemon. */
+  private firstBytes: Buffer | null = Buffer.alloc(0);
 
-  private constructor(socket: Socket, socketPath: string, maxFrameBytes: number) {
+  private constructor(socket: Socket, private readonly socketPath: string, maxFrameBytes: number) {
     super();
     this.socket = socket;
     this.decoder = new FrameDecoder(maxFrameBytes);
@@ -76,12 +96,13 @@ export class DaemonClient extends EventEmitter<DaemonClientEvents> {
 
   /** Connects and completes the hello exchange. */
   static async connect(o: ClientOptions): Promise<DaemonClient> {
+    const timeoutMs = o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     const socket = await new Promise<Socket>((resolve, reject) => {
       const s = connect(o.socketPath);
       const timer = setTimeout(() => {
         s.destroy();
-        reject(new BlocksnapError('DaemonUnavailable', `the daemon on ${o.socketPath} did not accept the connection within ${o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS} ms`));
-      }, o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
+        reject(new BlocksnapError('DaemonUnavailable', `the daemon on ${o.socketPath} did not accept the connection within ${timeoutMs} ms`));
+      }, timeoutMs);
       s.once('connect', () => {
         clearTimeout(timer);
         resolve(s);
@@ -92,13 +113,24 @@ export class DaemonClient extends EventEmitter<DaemonClientEvents> {
       });
     });
     const client = new DaemonClient(socket, o.socketPath, o.maxFrameBytes ?? DEFAULT_CLIENT_MAX_FRAME_BYTES);
+    // A Unix socket accepts from its listen backlog whether or not anyone serves it (a stopped or
+    // frozen daemon, another program): without a deadline on the answer, the command would hang.
+    const timer = setTimeout(() => {
+      client.closedError ??= new BlocksnapError('DaemonUnavailable',
+        `connected to ${o.socketPath} but no blocksnap daemon answered within ${formatSeconds(timeoutMs)} (is the daemon stopped or frozen, or is this another program's socket?)`,
+        { socket: o.socketPath });
+      socket.destroy();
+    }, timeoutMs);
     try {
       const params: Params = { protocol: PROTOCOL_VERSION };
       if (o.clientName !== undefined) params.client = o.clientName;
       client.hello = await client.call<HelloResult>('hello', params);
+      client.firstBytes = null;
     } catch (err) {
       client.close();
       throw err;
+    } finally {
+      clearTimeout(timer);
     }
     return client;
   }
@@ -134,12 +166,16 @@ export class DaemonClient extends EventEmitter<DaemonClientEvents> {
   }
 
   private onData(chunk: Buffer): void {
+    if (this.firstBytes !== null && this.firstBytes.length < NBD_GREETING.length) {
+      this.firstBytes = Buffer.concat([this.firstBytes, chunk.subarray(0, NBD_GREETING.length - this.firstBytes.length)]);
+    }
     let payloads: Buffer[];
     try {
       payloads = this.decoder.push(chunk);
       for (const p of payloads) this.onMessage(decodeMessage(p));
     } catch (err) {
-      this.closedError = err instanceof BlocksnapError ? err : new BlocksnapError('ProtocolError', String(err));
+      if (this.firstBytes !== null) this.closedError = notBlocksnap(this.socketPath, this.firstBytes, err);
+      else this.closedError = err instanceof BlocksnapError ? err : new BlocksnapError('ProtocolError', String(err));
       this.socket.destroy();
     }
   }
@@ -173,6 +209,11 @@ export class DaemonClient extends EventEmitter<DaemonClientEvents> {
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
   }
+}
+
+/** "5 s", or "0.2 s" for a short test timeout. */
+function formatSeconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(1))} s`;
 }
 
 /**
