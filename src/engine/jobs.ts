@@ -37,6 +37,8 @@ interface Running {
   done: Promise<Job>;
   /** Its success is committed (succeededWith): its record must not read `running` again. */
   settled: boolean;
+  /** Cancelled by the daemon's shutdown, not by a user: its error says so. */
+  stoppedByShutdown: boolean;
 }
 
 /** How often a running job's progress is written to the catalog. */
@@ -102,7 +104,7 @@ export class JobRunner {
       // catalog writes fail the same way, and its end is recorded when that can be written.
     }
     const abort = new AbortController();
-    const entry: Running = { job, abort, settled: false, done: Promise.resolve(job) };
+    const entry: Running = { job, abort, settled: false, stoppedByShutdown: false, done: Promise.resolve(job) };
     let lastEventAt = -Infinity;
     /** Set while a progress value is held back: sends it once PROGRESS_EVENT_MS have passed. */
     let heldBack: NodeJS.Timeout | null = null;
@@ -143,7 +145,8 @@ export class JobRunner {
         Object.assign(job, wholeProgress(job));
       } else {
         job.state = error.code === 'Cancelled' ? 'cancelled' : 'failed';
-        job.error = { code: error.code, message: error.message };
+        const message = error.code === 'Cancelled' && entry.stoppedByShutdown ? `the daemon was shutting down, which cancelled the job (${error.message})` : error.message;
+        job.error = { code: error.code, message };
       }
       job.finishedAt = new Date().toISOString();
       this.running.delete(id);
@@ -229,7 +232,10 @@ export class JobRunner {
   /** Cancels every running job and waits until each has stopped at a safe point. */
   async shutdown(): Promise<void> {
     const all = [...this.running.values()];
-    for (const r of all) r.abort.abort();
+    for (const r of all) {
+      if (!r.abort.signal.aborted) r.stoppedByShutdown = true;
+      r.abort.abort();
+    }
     await Promise.all(all.map((r) => r.done));
   }
 }
