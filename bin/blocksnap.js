@@ -1,8 +1,7 @@
 #!/usr/bin/env node
 'use strict';
 // The compiled CLI (npm run build). Exit through exitCode so buffered stdout is flushed first.
-require('../dist/cli/main.js')
-  .main(process.argv)
-  .then((status) => {
-    process.exitCode = status;
-  });
+const cli = require('../dist/cli/main.js');
+cli.main(process.argv).then((status) => {
+  process.exitCode = cli.finalStatus(status);
+});

@@ -71,7 +71,7 @@ export function jobOptions(cmd: Command): Command {
 
 /** Adds --detach-on-interrupt to a command that waits for the job(s) it starts. */
 export function detachOption(cmd: Command, what = 'the job'): Command {
-  return cmd.option('--detach-on-interrupt', `on Ctrl-C without a terminal, leave ${what} running instead of cancelling ${what === 'the job' ? 'it' : 'them'}`);
+  return cmd.option('--detach-on-interrupt', `on Ctrl-C without a terminal, or SIGTERM, leave ${what} running instead of cancelling ${what === 'the job' ? 'it' : 'them'}`);
 }
 
 /** Connects, runs `fn`, disconnects. */

@@ -1,7 +1,8 @@
 /**
  * The `blocksnap` command line. Parsing is commander's; this file owns the exit status contract:
- * 0 success, 1 an operation failed, 2 the command line is wrong, 130 a wait was interrupted. With
- * --json even parse errors are printed as {"error":{...}} on stdout.
+ * 0 success, 1 an operation failed, 2 the command line is wrong, 130 a wait was interrupted by
+ * Ctrl-C (128 + the signal's number for SIGTERM and SIGHUP). With --json even parse errors are
+ * printed as {"error":{...}} on stdout.
  */
 import { Command, CommanderError } from 'commander';
 import { BlocksnapError } from '../errors';
@@ -38,6 +39,13 @@ export function buildProgram(): Command {
 Every client command takes --socket PATH (env BLOCKSNAP_SOCKET) and --json, after the command
 or before it (given both ways, the one after the command wins).
 A DISK or SNAPSHOT argument is an id (d-..., s-...) or a unique name.
+
+A command that waits for jobs answers Ctrl-C: on a terminal it asks whether to cancel them,
+detach (leave them running) or keep waiting (Ctrl-C again at the question detaches; Ctrl-D
+keeps waiting); without a terminal it cancels them, or leaves them running with
+--detach-on-interrupt. SIGTERM is answered as Ctrl-C without a terminal; SIGHUP (the terminal
+went away) leaves them running (a stream to stdout or from stdin is cancelled: it ends with the
+command). It says which and exits 128 + the signal's number: 130, 143 (SIGTERM), 129 (SIGHUP).
 
 Examples:
   $ blocksnap daemon --data-dir /var/lib/blocksnap --image-root /var/lib/libvirt/images
@@ -85,7 +93,7 @@ function usageText(text: string): string {
 /** Runs the CLI and resolves with the process exit status. */
 export async function main(argv: string[] = process.argv): Promise<number> {
   const json = argv.slice(2).includes('--json');
-  quietOnClosedStdout();
+  watchStdout(json);
   const program = buildProgram();
   // commander prints its own parse errors to stderr, here in the shape of every other error
   // (docs/errors.md), so a script matching "[Code]" on stderr sees usage errors too; with --json
@@ -123,22 +131,37 @@ export async function main(argv: string[] = process.argv): Promise<number> {
 }
 
 /**
- * A reader that stops early (`blocksnap job list | head -1`) closes the pipe: what is left to
- * print goes nowhere, as with any other command-line tool, and the exit status stays the
- * command's (the request was made; only its output was cut). Without a listener, EPIPE is an
- * unhandled 'error' event and a stack trace.
+ * Failures to write stdout. Without a listener each is an unhandled 'error' event and a stack trace.
+ *  - A reader that stops early (`blocksnap job list | head -1`) closes the pipe: what is left to
+ *    print goes nowhere, as with any other command-line tool, and the exit status stays the
+ *    command's (the request was made; only its output was cut).
+ *  - Any other failure (`> /dev/full`: ENOSPC; EIO) lost output someone wanted: it is reported
+ *    (IOError, on stderr since stdout is what failed) and the command exits 1. A command whose
+ *    stdout carries a stream (`snapshot export -o -`) listens itself and reports StreamClosed, so
+ *    this one then stays silent.
  */
 let stdoutWatched = false;
-function quietOnClosedStdout(): void {
+let stdoutFailed = false;
+function watchStdout(json: boolean): void {
   if (stdoutWatched) return;
   stdoutWatched = true;
-  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code !== 'EPIPE') throw err;
-  });
+  const onError = (err: NodeJS.ErrnoException): void => {
+    if (err.code === 'EPIPE' || stdoutFailed) return;
+    if (process.stdout.listeners('error').some((l) => l !== onError)) return;
+    stdoutFailed = true;
+    reportError(new BlocksnapError('IOError', `cannot write the output: ${err.code ?? err.message}`), json, process.stderr);
+    if (!process.exitCode) process.exitCode = EXIT.failed;
+  };
+  process.stdout.on('error', onError);
+}
+
+/** The exit status of a command that returned `status`: a failed stdout turns success into failure. */
+export function finalStatus(status: number): number {
+  return status === EXIT.ok && stdoutFailed ? EXIT.failed : status;
 }
 
 if (require.main === module) {
   void main().then((status) => {
-    process.exitCode = status;
+    process.exitCode = finalStatus(status);
   });
 }

@@ -50,7 +50,7 @@ export async function exportToStream(
       // see is the write's error, not the closed connection it caused.
       const job = await client.call<Job>('snapshot.export', { ...params, stream: STREAM_ID, wait: false });
       // A stream has no one to hand over to: Ctrl-C cancels the job, with no question asked.
-      done = await followJob(client, job, { label, detachOnInterrupt: false, interactive: false, interruptedBefore: early.interrupted });
+      done = await followJob(client, job, { label, detachOnInterrupt: false, interactive: false, endsWithConnection: true, interruptedBefore: early.interrupted });
     } catch (err) {
       throw broken ?? err;
     }
@@ -114,7 +114,7 @@ export async function importFromStream(
   const pumped = pump.catch(() => input.destroy());
   try {
     // As for an export: the stream ends with this connection, so Ctrl-C cancels, asking nothing.
-    return await followJob(client, job, { label, detachOnInterrupt: false, interactive: false, interruptedBefore: early.interrupted });
+    return await followJob(client, job, { label, detachOnInterrupt: false, interactive: false, endsWithConnection: true, interruptedBefore: early.interrupted });
   } finally {
     early.dispose();
     input.destroy();

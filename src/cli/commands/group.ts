@@ -20,7 +20,7 @@ Ctrl-C asks, on a terminal, whether to cancel the member snapshots, detach (leav
 running) or keep waiting; without a terminal it cancels them, unless --detach-on-interrupt is
 given. A cancelled group ends in status error with its partial members removed, as a failed
 one (a copy-on-write disk's finished member, which is its base, leaves the group and is kept as
-a plain snapshot of that disk). Either way it exits 130.
+a plain snapshot of that disk). Either way it exits 130 (SIGTERM, SIGHUP: see blocksnap --help).
 `;
 
 const ROLLBACK_INTERRUPT_HELP = `
@@ -29,7 +29,7 @@ running) or keep waiting; without a terminal it cancels them, unless --detach-on
 given. A cancel says what each disk was left in: rolled back (its rollback had finished), as
 it was, or partly rolled back (a raw disk whose rollback was writing), which refuses snapshots
 until a rollback of it completes or is abandoned (blocksnap rollback DISK --abandon). Either
-way it exits 130.
+way it exits 130 (SIGTERM, SIGHUP: see blocksnap --help).
 `;
 
 export function registerGroup(program: Command): void {
@@ -63,7 +63,7 @@ export function registerGroup(program: Command): void {
               : ` but ${g.snapshotIds.length} in use, which stay in it until they are free and: blocksnap group delete ${g.id}`;
             // The group's error names a copy-on-write disk's member that left the group as a plain snapshot.
             throw new InterruptedWait(r.jobs, true, `group ${g.name} (${g.id}) was cancelled (jobs ${r.jobs.map((j) => j.id).join(', ')}): ` +
-              `it reads error and its partial members were removed${kept}; the disks were not touched. The group's error: ${g.error.message}`);
+              `it reads error and its partial members were removed${kept}; the disks were not touched. The group's error: ${g.error.message}`, r.signal);
           }
         }
         if (g.status === 'error' && g.error) {
@@ -106,7 +106,7 @@ export function registerGroup(program: Command): void {
           });
           r = f.result;
           if (f.cancelRequested && r.jobs.some((j) => j.state === 'cancelled')) {
-            throw new InterruptedWait(r.jobs, true, `group rollback ${ref} was cancelled:\n${await disksLeft(client, r.jobs)}`);
+            throw new InterruptedWait(r.jobs, true, `group rollback ${ref} was cancelled:\n${await disksLeft(client, r.jobs)}`, f.signal);
           }
         }
         out.result(r, groupRollbackView);

@@ -34,7 +34,7 @@ export function registerJob(program: Command): void {
 
   clientOptions(job.command('wait').argument('<job>', 'job id'))
     .description('wait for a job to end, with a progress bar on a terminal')
-    .option('--detach-on-interrupt', 'on Ctrl-C without a terminal, leave the job running instead of cancelling it')
+    .option('--detach-on-interrupt', 'on Ctrl-C without a terminal, or SIGTERM, leave the job running instead of cancelling it')
     .addHelpText('after', examples(['blocksnap job wait j-0123456789abcdef', 'blocksnap job wait j-0123456789abcdef --json']) +
       '\nExits 0 when the job succeeded, 1 with its error otherwise.\n')
     .action(async (id: string, flags: ClientFlags & { detachOnInterrupt?: boolean }) => {

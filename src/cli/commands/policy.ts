@@ -186,7 +186,8 @@ export function registerPolicy(program: Command): void {
       '\nCtrl-C asks, on a terminal, whether to cancel the run\'s snapshots, detach (leave them running)\n' +
       'or keep waiting; without a terminal it cancels them, unless --detach-on-interrupt is given.\n' +
       'A cancelled snapshot is removed and its disk\'s run recorded as failed (Cancelled); retention\n' +
-      'runs only after a snapshot that completed. Either way it exits 130.\n')
+      'runs only after a snapshot that completed. Either way it exits 130 (SIGTERM, SIGHUP: see\n' +
+      'blocksnap --help).\n')
     .action(async (ref: string, flags: ClientFlags & { detachOnInterrupt?: boolean }) => {
       await withClient(flags, async (client, out) => {
         const f = await followCall<PolicyRunResult>(client, 'policy.run', { policy: ref }, {
@@ -195,7 +196,7 @@ export function registerPolicy(program: Command): void {
         const r = f.result;
         const cancelled = r.disks.filter((d) => d.error?.code === 'Cancelled');
         if (f.cancelRequested && cancelled.length > 0) {
-          throw new InterruptedWait(f.jobs, true, `policy run ${ref} was cancelled (jobs ${f.jobs.map((j) => j.id).join(', ')}):\n${policyRunView(r)}`);
+          throw new InterruptedWait(f.jobs, true, `policy run ${ref} was cancelled (jobs ${f.jobs.map((j) => j.id).join(', ')}):\n${policyRunView(r)}`, f.signal);
         }
         out.result(r, policyRunView);
         if (r.disks.some((d) => d.outcome !== 'created')) process.exitCode = EXIT.failed;
