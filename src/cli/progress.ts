@@ -1,7 +1,9 @@
 /**
  * A one-line progress bar on a terminal: bytes done of total, throughput over the last few
  * seconds (a moving window, so a stall shows up as a falling rate instead of being averaged
- * away), and the ETA that rate implies. Redraws at most ten times a second.
+ * away), and the ETA that rate implies. Redraws at most ten times a second. A terminal too narrow
+ * for everything loses the bar before the numbers; one with TERM=dumb gets no escape codes (a
+ * carriage return and spaces take the line back).
  */
 import { formatBytes, formatDuration, formatRate } from './format';
 
@@ -32,10 +34,16 @@ export function renderProgress(p: ProgressLine): string {
   const rate = !Number.isFinite(p.rate) ? '-' : blocks ? `${p.rate.toFixed(0)} blocks/s` : formatRate(p.rate);
   const eta = Number.isFinite(p.rate) && p.rate > 0 && p.total > p.done ? `ETA ${formatDuration((p.total - p.done) / p.rate)}` : '';
   const tail = ` ${pctText}  ${amounts}  ${rate}${eta ? `  ${eta}` : ''}`;
-  const barWidth = Math.max(10, Math.min(40, p.width - p.label.length - tail.length - 4));
-  const filled = Math.round(pct * barWidth);
-  const bar = `[${'#'.repeat(filled)}${'-'.repeat(barWidth - filled)}]`;
-  return `${p.label} ${bar}${tail}`.slice(0, Math.max(20, p.width - 1));
+  // The last column stays free: a line that fills it wraps on some terminals.
+  const fit = Math.max(20, p.width - 1);
+  const barWidth = Math.min(40, fit - p.label.length - tail.length - 3);
+  if (barWidth >= 10) {
+    const filled = Math.round(pct * barWidth);
+    return `${p.label} [${'#'.repeat(filled)}${'-'.repeat(barWidth - filled)}]${tail}`;
+  }
+  // Too narrow for a bar: the numbers say more than the bar or the whole label.
+  const label = p.label.slice(0, Math.max(0, fit - tail.length));
+  return `${label}${tail}`.slice(0, fit);
 }
 
 export class ProgressBar {
@@ -45,10 +53,14 @@ export class ProgressBar {
   private lastDraw = 0;
   private drawn = false;
   private last: { done: number; total: number; unit: 'bytes' | 'blocks' } = { done: 0, total: 0, unit: 'bytes' };
+  /** TERM=dumb: no erase-line escape; the longest line drawn, for spaces to cover instead. */
+  private readonly dumb: boolean;
+  private widest = 0;
 
-  constructor(stream: NodeJS.WriteStream, label: string) {
+  constructor(stream: NodeJS.WriteStream, label: string, o: { dumb?: boolean } = {}) {
     this.stream = stream;
     this.label = label;
+    this.dumb = o.dumb ?? process.env.TERM === 'dumb';
   }
 
   update(done: number, total: number, now: number = Date.now(), unit: 'bytes' | 'blocks' = 'bytes'): void {
@@ -63,7 +75,7 @@ export class ProgressBar {
   /** Removes the line, e.g. before printing a prompt or the result. */
   clear(): void {
     if (!this.drawn) return;
-    this.stream.write('\r\x1b[2K');
+    this.stream.write(this.dumb ? `\r${' '.repeat(this.widest)}\r` : '\r\x1b[2K');
     this.drawn = false;
   }
 
@@ -79,7 +91,12 @@ export class ProgressBar {
     const rate = span >= 500 && first && lastSample ? ((lastSample.done - first.done) * 1000) / span : NaN;
     // A terminal that reports no size (a serial console, `script`) has 0 columns: use 80.
     const line = renderProgress({ label: this.label, done: this.last.done, total: this.last.total, unit: this.last.unit, rate, width: this.stream.columns || 80 });
-    this.stream.write(`\r\x1b[2K${line}`);
+    if (this.dumb) {
+      this.stream.write(`\r${line.padEnd(this.widest)}`);
+      this.widest = Math.max(this.widest, line.length);
+    } else {
+      this.stream.write(`\r\x1b[2K${line}`);
+    }
     this.drawn = true;
   }
 }

@@ -122,3 +122,27 @@ t.test('a progress bar on a terminal that reports 0 columns is drawn 80 wide, no
   t.match(line, /^snapshot vm1 \[#+-+\]  50%  512 MiB\/1 GiB/);
   t.ok(line.length > 40 && line.length < 80, `${line.length} columns`);
 });
+
+t.test('a narrow terminal loses the bar, then the end of the label, before rate and ETA', async (t) => {
+  const at = (width: number, label = 'snapshot vm1'): string =>
+    renderProgress({ label, done: 512 * 1024 ** 2, total: 1024 ** 3, rate: 128 * 1024 ** 2, width });
+  t.equal(at(60), 'snapshot vm1  50%  512 MiB/1 GiB  128 MiB/s  ETA 0:04');
+  t.equal(at(50), 'snapshot  50%  512 MiB/1 GiB  128 MiB/s  ETA 0:04');
+  for (const width of [40, 50, 60, 80]) t.ok(at(width).length < width, `fits ${width} columns`);
+  t.match(at(46), /128 MiB\/s  ETA 0:04$/, 'rate and ETA at 46 columns');
+});
+
+t.test('with TERM=dumb the bar writes no escape codes', async (t) => {
+  let written = '';
+  const stream = { columns: 80, write: (s: string) => { written += s; return true; } } as unknown as NodeJS.WriteStream;
+  const term = process.env.TERM;
+  process.env.TERM = 'dumb';
+  t.teardown(() => { if (term === undefined) delete process.env.TERM; else process.env.TERM = term; });
+  const bar = new ProgressBar(stream, 'snapshot vm1');
+  bar.update(512 * 1024 * 1024, 1024 * 1024 * 1024, 1_000);
+  bar.update(1024 * 1024 * 1024, 1024 * 1024 * 1024, 2_000);
+  bar.clear();
+  t.notMatch(written, /\x1b/);
+  t.match(written, /^\rsnapshot vm1 \[#+-+\]  50%/);
+  t.match(written, /\r {40,}\r$/, 'cleared with spaces');
+});
