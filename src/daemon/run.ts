@@ -37,7 +37,8 @@ export async function runDaemon(flags: DaemonFlags): Promise<number> {
     config = resolveConfig(flags);
     gid = config.socketGroup !== undefined ? resolveGroup(config.socketGroup) : undefined;
   } catch (err) {
-    say(toBlocksnapError(err).message);
+    const e = toBlocksnapError(err);
+    say(`${e.message} [${e.code}]`);
     return DAEMON_EXIT.usage;
   }
   const log = createLogger(config.logLevel);

@@ -135,6 +135,18 @@ t.test('a daemon given a data dir or image root that is not a directory exits 2 
   t.match(badData.stderr, /data directory .*afile is not a directory \[InvalidArgument\]/);
 });
 
+t.test('a daemon given a bad socket mode or group exits 2 with the code, as every other error', async (t) => {
+  const dir = tempDir(t);
+  const start = (...extra: string[]): ReturnType<typeof runCli> =>
+    runCli(['daemon', '--data-dir', join(dir, 'data'), '--socket', join(dir, 'd.sock'), '--image-root', dir, ...extra]);
+  const mode = await start('--socket-mode', '999');
+  t.equal(mode.code, 2);
+  t.match(mode.stderr, /^blocksnap daemon: --socket-mode must be an octal mode string .* \[InvalidArgument\]\n$/);
+  const group = await start('--socket-group', 'no-such-group-here');
+  t.equal(group.code, 2);
+  t.match(group.stderr, /^blocksnap daemon: socket group "no-such-group-here" does not exist \[InvalidArgument\]\n$/);
+});
+
 /** A daemon with two disks, vm1 and ch. */
 async function twoDisks(t: Test): Promise<Awaited<ReturnType<typeof freshDaemon>>> {
   const d = await freshDaemon(t);
