@@ -68,6 +68,7 @@ export const ERROR_CODES = {
   RemoteBusy: 'Another host holds a conflicting lease on the remote (a gc, or replications while gc waits); retry later.',
   CredentialsInsecure: 'The credentials file is readable or writable by group or others (it must be mode 0600 or stricter), or is not a regular file.',
   CredentialsInvalid: 'The credentials file cannot be read or does not hold an access key id and a secret access key.',
+  NotAuthorized: 'The client\'s user (as the kernel reports it on the socket) may not make this call: adding a remote is kept for root and the daemon\'s own user.',
   SnapshotExists: 'A snapshot with this id already exists in the local catalog (it was imported or created here before).',
   StreamCorrupt: 'A snapshot stream is damaged or truncated: a checksum, a block digest or the framing does not match. Nothing was committed.',
   BaseMissing: 'The stream or remote snapshot is incremental and its base snapshot is not in the local catalog (or has different content).',

@@ -155,7 +155,7 @@ export class Connection {
   private hangUpTimer: NodeJS.Timeout | undefined;
   private readonly closedPromise: Promise<void>;
 
-  constructor(id: number, socket: Socket, host: ConnectionHost, log: Logger) {
+  constructor(id: number, socket: Socket, host: ConnectionHost, log: Logger, peerUid: number | undefined) {
     this.id = id;
     this.socket = socket;
     this.host = host;
@@ -167,6 +167,7 @@ export class Connection {
       channels: this.channels,
       engine: host.engine,
       info: host.info,
+      peerUid,
       watch: (jobId) => this.watched.set(jobId, (this.watched.get(jobId) ?? 0) + 1),
       unwatch: (jobId) => {
         const n = this.watched.get(jobId);

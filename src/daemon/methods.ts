@@ -38,6 +38,11 @@ export interface CallContext {
   announce?(job: Job): void;
   /** The connection's stream channels (snapshot export/import through the socket). */
   readonly channels: StreamChannels;
+  /**
+   * The client's uid as the kernel gave it when the client connected (SO_PEERCRED), never as the
+   * client says; undefined when the kernel would not say, which no call takes as root.
+   */
+  readonly peerUid: number | undefined;
 }
 
 interface MethodSpec<S extends Shape> {

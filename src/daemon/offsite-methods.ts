@@ -5,6 +5,7 @@
  */
 import { BlocksnapError } from '../errors';
 import type { Job } from '../engine/types';
+import { requireDaemonUser } from './client-rights';
 import type { CallContext, Method } from './methods';
 import { absolutePath, boolean, integer, key, objectName, oneOf, optional, string, text, type Field, type ParamsOf, type Shape } from './params';
 import { STREAM_CHUNK_BYTES, STREAM_WINDOW_BYTES } from './stream-channels';
@@ -54,9 +55,13 @@ export function offsiteMethods(method: MethodFactory, settle: Settle): Record<st
   return {
     'remote.add': method({
       params: { name: objectName, endpoint: string, bucket: string, prefix: optional(text), region: optional(string), credentialsFile: absolutePath },
-      run: (ctx, p) => ctx.engine.offsite.replication.addRemote({
-        name: p.name, endpoint: p.endpoint, bucket: p.bucket, credentialsFile: p.credentialsFile, ...defined({ prefix: p.prefix, region: p.region }),
-      }),
+      run: (ctx, p) => {
+        // Checked before the file is looked at: the refusal says nothing about it.
+        requireDaemonUser(ctx, 'add a remote', 'the daemon reads its credentials file with its own rights and signs with it for the endpoint given; ask the administrator to add it');
+        return ctx.engine.offsite.replication.addRemote({
+          name: p.name, endpoint: p.endpoint, bucket: p.bucket, credentialsFile: p.credentialsFile, ...defined({ prefix: p.prefix, region: p.region }),
+        });
+      },
     }),
     'remote.list': method({ params: {}, run: (ctx) => ctx.engine.offsite.replication.listRemotes() }),
     'remote.show': method({ params: { remote: key }, run: (ctx, p) => ctx.engine.offsite.replication.getRemote(p.remote) }),

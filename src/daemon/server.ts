@@ -140,7 +140,7 @@ export class DaemonServer implements ConnectionHost {
       this.refuse(socket, `the daemon serves at most ${this.options.maxConnectionsPerUser} clients of one user at once and uid ${uid} has that many connected; close some (or raise --max-connections-per-user)`, '--max-connections-per-user');
       return;
     }
-    const conn = new Connection(this.nextConnectionId++, socket, this, this.log);
+    const conn = new Connection(this.nextConnectionId++, socket, this, this.log, uid);
     this.connections.add(conn);
     if (uid !== undefined) this.perUser.set(uid, ofUser + 1);
     void conn.closed.then(() => {

@@ -82,6 +82,9 @@ export function validateRegion(region: unknown): string {
   return region;
 }
 
+/** Linux O_PATH: names the inode without opening it, so no driver's open runs; libuv adds O_CLOEXEC. */
+const O_PATH = 0o10000000;
+
 /**
  * Reads the credentials file. It must be a regular file (not followed through a symlink), owned
  * by the daemon's user or root, and neither group nor others may read or write it: the same rule
@@ -89,19 +92,24 @@ export function validateRegion(region: unknown): string {
  * (`aws_access_key_id`, `aws_secret_access_key`, `aws_session_token`; the `aws_` prefix is
  * optional; `[section]` lines and `#`/`;` comments are ignored), or one JSON object
  * `{"accessKeyId", "secretAccessKey", "sessionToken"?}`. Error messages never quote the content.
+ *
+ * The file is pinned with an O_PATH descriptor and checked before it is opened for reading, and
+ * then opened through that descriptor (/proc/self/fd/N), never by its name again: opening a
+ * device or a FIFO can act on it (a tape rewinds, a watchdog arms, a FIFO's writer wakes), and a
+ * name checked first could be swapped for one before the open.
  */
 export function readCredentials(path: string): Credentials {
   if (!isAbsolute(path)) throw new BlocksnapError('InvalidArgument', `credentials file ${JSON.stringify(path)} must be an absolute path`);
+  let pinned: number;
+  try {
+    pinned = openSync(path, O_PATH | constants.O_NOFOLLOW);
+  } catch (err) {
+    throw new BlocksnapError('CredentialsInvalid', `cannot open credentials file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { path });
+  }
   let fd: number;
   try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ELOOP') throw new BlocksnapError('CredentialsInsecure', `credentials file ${path} is a symlink; name the file itself`, { path });
-    throw new BlocksnapError('CredentialsInvalid', `cannot open credentials file ${path}: ${code ?? (err as Error).message}`, { path });
-  }
-  try {
-    const st = fstatSync(fd);
+    const st = fstatSync(pinned);
+    if (st.isSymbolicLink()) throw new BlocksnapError('CredentialsInsecure', `credentials file ${path} is a symlink; name the file itself`, { path });
     if (!st.isFile()) throw new BlocksnapError('CredentialsInsecure', `credentials file ${path} is not a regular file`, { path });
     if ((st.mode & 0o077) !== 0) {
       throw new BlocksnapError('CredentialsInsecure',
@@ -111,6 +119,16 @@ export function readCredentials(path: string): Credentials {
     if (st.uid !== uid && st.uid !== 0) {
       throw new BlocksnapError('CredentialsInsecure', `credentials file ${path} is owned by uid ${st.uid}, not by the daemon's user (${uid}) or root`, { path });
     }
+    try {
+      fd = openSync(`/proc/self/fd/${pinned}`, constants.O_RDONLY | constants.O_NONBLOCK);
+    } catch (err) {
+      throw new BlocksnapError('CredentialsInvalid', `cannot open credentials file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { path });
+    }
+  } finally {
+    closeSync(pinned);
+  }
+  try {
+    const st = fstatSync(fd);
     if (st.size > CREDENTIALS_MAX_BYTES) throw new BlocksnapError('CredentialsInvalid', `credentials file ${path} is larger than ${CREDENTIALS_MAX_BYTES} bytes`, { path });
     const buf = Buffer.alloc(st.size);
     let got = 0;

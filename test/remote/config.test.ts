@@ -1,4 +1,6 @@
-import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import {
@@ -51,4 +53,18 @@ t.test('remote settings are validated with clear messages', async (t) => {
   t.throws(() => validateRegion('EU'), { code: 'InvalidArgument' });
   t.equal(validateRemoteName('off-site.1'), 'off-site.1');
   t.throws(() => validateRemoteName('-x'), { code: 'InvalidName' });
+});
+
+t.test('credentials file: its type is checked before anything opens it', async (t) => {
+  // A socket cannot be opened at all (ENXIO): refused as "not a regular file" shows that the
+  // check ran on the inode first, as it must for a device, whose open alone can act on it.
+  // Not under t.testdir(): a socket's path must fit in 108 bytes.
+  const dir = mkdtempSync(join(tmpdir(), 'bsc-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const sock = join(dir, 's.sock');
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(sock, resolve));
+  t.teardown(() => server.close());
+  t.throws(() => readCredentials(sock), { code: 'CredentialsInsecure', message: /not a regular file/ });
+  t.throws(() => readCredentials('/dev/null'), { code: 'CredentialsInsecure', message: /not a regular file/ });
 });
