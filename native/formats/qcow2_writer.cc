@@ -19,6 +19,7 @@
 #include "formats/qcow2_format.h"
 #include "formats/store_source.h"
 #include "io/file_attributes.h"
+#include "io/inode_flags.h"
 #include "io/file_io.h"
 #include "io/qemu_lock.h"
 
@@ -214,7 +215,12 @@ Qcow2WriteResult write_qcow2_from_source(const BlockSource& source, const Qcow2I
   RemoveCreatedOnFailure cleanup(image);
   const int fd = image.fd.get();
   const std::string& path = p.image_path;
-  if (!p.replace.empty()) hold_qemu_locks(fd, path);
+  if (!p.replace.empty()) {
+    hold_qemu_locks(fd, path);
+    // While the file is empty: btrfs takes NOCOW only then, and compression acts on what is
+    // written after it is set. The other flags come with the rest of the attributes at the end.
+    apply_carried_flags(fd, read_carried_flags(replaced_lock.get(), p.replace), true, path, p.replace);
+  }
 
   const uint64_t unit = std::max(p.chunk_size, cluster);  // whole chunks and whole clusters
   const uint64_t units = div_round_up(size, unit);

@@ -1,7 +1,9 @@
 #include "io/file_attributes.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
@@ -54,6 +56,9 @@ namespace blocksnap {
 //   appraisal refuse the new image, and an HMAC cannot be written from user space at all.
 // - An access ACL the new file has and the old one lacks is removed: the directory's default ACL
 //   gives every file created in it one, which would admit whoever it names to the disk.
+// - The owner and group: the same rule (refuse_owner). A daemon not running as root rolls back
+//   only a disk file of its own user, in one of its groups.
+// - Inode flags and the project id (inode_flags.h): the same rule too.
 //
 // The rollback can copy only once the whole new image is written, long after the engine
 // journaled it: a refusal then leaves the disk refusing snapshots until the cause is fixed and the
@@ -131,6 +136,38 @@ void set_xattrs(int fd, const std::vector<Xattr>& attrs, const std::string& path
   }
 }
 
+std::string user_name(uid_t uid) {
+  std::vector<char> buf(16384);
+  struct passwd pw, *found = nullptr;
+  if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) != 0 || !found) return std::to_string(uid);
+  return std::to_string(uid) + " (" + found->pw_name + ")";
+}
+
+std::string group_name(gid_t gid) {
+  std::vector<char> buf(16384);
+  struct group gr, *found = nullptr;
+  if (::getgrgid_r(gid, &gr, buf.data(), buf.size(), &found) != 0 || !found) return std::to_string(gid);
+  return std::to_string(gid) + " (" + found->gr_name + ")";
+}
+
+// The new file is the daemon's and would stay so: a daemon not running as root can give a file
+// neither to another user nor to a group it is not a member of (and root cannot either where the
+// filesystem forbids it: NFS with root_squash). The disk's owner would then lose access to its
+// own disk, which only root could give back; so it is refused, as a label that cannot be set.
+[[noreturn]] void refuse_owner(int err, const FileAttributes& attrs, const std::string& path, const std::string& from) {
+  if (err != EPERM) throw Error::system(err, "fchown", path);
+  Error e(ErrorCode::PermissionDenied,
+          "cannot give the new image " + path + " the owner and group of " + from + ", user " + user_name(attrs.uid) +
+              " and group " + group_name(attrs.gid) + " (fchown: " + describe_errno(err) + "); the rollback is refused and " +
+              from + " left as it was, rather than giving the disk to the daemon's user (uid " + std::to_string(::geteuid()) +
+              ") and locking its owner out: a daemon not running as root can give a file only its own user and one of its "
+              "groups. Run the daemon as root, or clone the snapshot to a new image instead");
+  e.sys_errno = err;
+  e.syscall = "fchown";
+  e.path = from;
+  throw e;
+}
+
 std::string random_suffix() {
   uint64_t r = 0;
   if (getrandom(&r, sizeof r, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof r)) {
@@ -180,6 +217,7 @@ FileAttributes read_file_attributes(int fd, const std::string& path) {
   out.uid = st.st_uid;
   out.gid = st.st_gid;
   out.mode = st.st_mode & 07777;
+  out.flags = read_carried_flags(fd, path);
   for (const std::string& name : list_xattrs(fd, path)) {
     if (name == "security.ima" || name == "security.evm") continue;
     std::optional<std::string> value = get_xattr(fd, name);
@@ -205,13 +243,8 @@ void apply_file_attributes(int fd, const FileAttributes& attrs, const std::strin
   // from the old ACL the same way, so setting the ACL last leaves both as they were. Labels
   // last: once relabelled (to a VM's svirt category), the policy may no longer let the daemon
   // change the file's mode or ACL.
-  //
-  // A daemon not running as root cannot give the file away, but may keep its group (one it is a
-  // member of), which is how such a daemon usually shares images with QEMU.
-  if (::fchown(fd, attrs.uid, attrs.gid) != 0) {
-    if (errno != EPERM) throw Error::system(errno, "fchown", path);
-    if (::fchown(fd, static_cast<uid_t>(-1), attrs.gid) != 0 && errno != EPERM) throw Error::system(errno, "fchown", path);
-  }
+  if (::fchown(fd, attrs.uid, attrs.gid) != 0) refuse_owner(errno, attrs, path, from);
+  apply_carried_flags(fd, attrs.flags, false, path, from);
   set_xattrs(fd, attrs.plain, path, from);
   if (::fchmod(fd, attrs.mode) != 0) throw Error::system(errno, "fchmod", path);
   if (!attrs.has_access_acl && get_xattr(fd, kAccessAcl) && ::fremovexattr(fd, kAccessAcl) != 0 && errno != ENODATA)

@@ -1,5 +1,5 @@
 // What a file carries besides its bytes: owner, group, mode, extended attributes (POSIX ACLs,
-// security labels, trusted.* and user.*). A qcow2 rollback renames a new image over the disk and
+// security labels, trusted.* and user.*), inode flags and project id (inode_flags.h). A qcow2 rollback renames a new image over the disk and
 // must give it all of that, or refuse; the engine asks the same question of a scratch file before
 // it journals the rollback, so that a rollback bound to be refused is refused before anything
 // was written.
@@ -9,6 +9,8 @@
 
 #include <string>
 #include <vector>
+
+#include "io/inode_flags.h"
 
 namespace blocksnap {
 
@@ -25,6 +27,7 @@ struct FileAttributes {
   std::vector<Xattr> access;  // system.*: POSIX ACLs (NFS lists system.nfs4_acl)
   std::vector<Xattr> labels;  // security.* but security.ima and security.evm
   bool has_access_acl = false;
+  CarriedFlags flags;
 };
 
 // Everything of `fd` the caller can read. Fails (IOError, PermissionDenied) where an attribute
@@ -32,7 +35,9 @@ struct FileAttributes {
 FileAttributes read_file_attributes(int fd, const std::string& path);
 
 // Gives `fd`, a file this process created, the attributes `attrs` of `from`, and removes an
-// access ACL it has that `from` lacks. What cannot be set refuses with the errno's code
+// access ACL it has that `from` lacks. An owner or group that cannot be given (a daemon not
+// running as root, which can give a file only its own user and one of its groups) refuses with
+// PermissionDenied naming both. What else cannot be set refuses with the errno's code
 // (PermissionDenied, NoSpace, IOError) and a message naming the attribute, `to_path` (the new
 // image, in messages only) and `from`; the error's path is `from`.
 void apply_file_attributes(int fd, const FileAttributes& attrs, const std::string& to_path, const std::string& from);

@@ -1,7 +1,10 @@
 // A qcow2 rollback renames a new image over the disk: the extended attributes of the old one
 // (labels, ACLs, trusted.* and user.*) must be on the new one, or the rollback must be refused
 // with the old image left in place. Real files, real attributes.
+#include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
@@ -362,12 +365,12 @@ TEST(qcow2_rollback_sets_user_attributes_before_a_mode_that_forbids_them) {
   CHECK_EQ(stat_of(img).st_mode & 07777, 0440u);
 }
 
-// A daemon not running as root cannot give the new file the old one's owner, but keeps its group
-// when it is a member: how such a daemon usually shares images with QEMU. Here the thread is a
-// member of group 4242 only through its own supplementary list and lacks CAP_CHOWN.
-TEST(qcow2_rollback_keeps_the_group_when_the_owner_cannot_be_kept) {
+// A daemon not running as root keeps the group of a disk file of its own when it is a member:
+// how such a daemon usually shares images with QEMU. Here the thread is a member of group 4242
+// only through its own supplementary list and lacks CAP_CHOWN.
+TEST(qcow2_rollback_keeps_the_group_of_its_own_file) {
   if (::geteuid() != 0) {
-    note("keeps_the_group", "skipped: making the image another user's needs root");
+    note("keeps_the_group", "skipped: giving the image a group the test is not in needs root");
     return;
   }
   constexpr gid_t kGroup = 4242;
@@ -375,7 +378,7 @@ TEST(qcow2_rollback_keeps_the_group_when_the_owner_cannot_be_kept) {
   const Store store = make_store(dir / "store");
   const std::string img = dir / "disk.qcow2";
   write_image(store, img, store.now);
-  REQUIRE(::chown(img.c_str(), 65534, kGroup) == 0);
+  REQUIRE(::chown(img.c_str(), 0, kGroup) == 0);
   REQUIRE(::chmod(img.c_str(), 0660) == 0);
 
   without_capabilities({CAP_CHOWN}, [&] {
@@ -507,6 +510,66 @@ TEST(attributes_check_refuses_a_mode_the_rollback_could_not_set) {
   REQUIRE(::chown(img.c_str(), kNobody, kNobody) == 0);
   REQUIRE(::chmod(img.c_str(), 0640) == 0);
   without_capabilities({CAP_FOWNER}, [&] { check_refuses_like_the_rollback(store, dir, "fchmod", "fchmod"); });
+}
+
+// A daemon not running as root cannot give the new image another user (the owner would be locked
+// out of its own disk, and only root could give it back), nor a group it is not a member of: the
+// check refuses both, naming owner and group, with the rollback's very error.
+TEST(attributes_check_refuses_an_owner_or_group_the_rollback_could_not_give) {
+  if (::geteuid() != 0) {
+    note("attributes_check_refuses_an_owner", "skipped: making the image another user's needs root");
+    return;
+  }
+  constexpr gid_t kGroup = 4242, kOtherGroup = 4243;
+  for (const auto& [uid, gid, what] : {std::tuple<uid_t, gid_t, const char*>{kNobody, kGroup, "user 65534"},
+                                       std::tuple<uid_t, gid_t, const char*>{0, kOtherGroup, "group 4243"}}) {
+    TempDir dir;
+    const Store store = make_store(dir / "store");
+    const std::string img = dir / "disk.qcow2";
+    write_image(store, img, store.now);
+    REQUIRE(::chown(img.c_str(), uid, gid) == 0);
+    REQUIRE(::chmod(img.c_str(), 0660) == 0);
+    without_capabilities({CAP_CHOWN}, [&] {
+      const gid_t groups[] = {kGroup};
+      REQUIRE(::syscall(SYS_setgroups, 1, groups) == 0);
+      check_refuses_like_the_rollback(store, dir, "fchown", what);
+    });
+    const struct stat st = stat_of(img);
+    CHECK_EQ(st.st_uid, uid);
+    CHECK_EQ(st.st_gid, gid);
+  }
+}
+
+// The inode flags a host sets on images (nodump for backups, noatime) are the new image's too.
+TEST(qcow2_rollback_carries_the_inode_flags) {
+  TempDir dir;
+  const Store store = make_store(dir / "store");
+  const std::string img = dir / "disk.qcow2";
+  write_image(store, img, store.now);
+  const int set = FS_NODUMP_FL | FS_NOATIME_FL;
+  {
+    const int fd = ::open(img.c_str(), O_RDONLY | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    int flags = 0;
+    const bool ok = ::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && (flags |= set, ::ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0);
+    const int err = errno;
+    ::close(fd);
+    if (!ok) {
+      note("carries_the_inode_flags", "skipped: " + dir.path() + " takes no chattr +d +A: " + describe_errno(err));
+      return;
+    }
+  }
+  const ino_t before = stat_of(img).st_ino;
+  check_attributes_copyable(img, new_image_of(dir.path(), "disk.qcow2"));
+  roll_back(store, dir.path(), "disk.qcow2");
+  CHECK(stat_of(img).st_ino != before);
+  CHECK(content(img) == expected_then());
+  const int fd = ::open(img.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  int flags = 0;
+  REQUIRE(::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0);
+  ::close(fd);
+  CHECK_EQ(flags & set, set);
 }
 
 // What the rollback can copy, the check lets through, leaving the image and its directory as
