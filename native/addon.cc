@@ -29,6 +29,8 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("inodeFlags", Napi::Function::New(env, blocksnap::js::inode_flags, "inodeFlags"));
   exports.Set("Volume", blocksnap::js::volume_class(env));
   exports.Set("createVolumeLayer", Napi::Function::New(env, blocksnap::js::create_volume_layer, "createVolumeLayer"));
+  exports.Set("countWrittenBytes", Napi::Function::New(env, blocksnap::js::count_written_bytes, "countWrittenBytes"));
+  exports.Set("countWrittenBytesNow", Napi::Function::New(env, blocksnap::js::count_written_bytes_now, "countWrittenBytesNow"));
   exports.Set("socketPeer", Napi::Function::New(env, blocksnap::js::socket_peer, "socketPeer"));
   return exports;
 }

@@ -82,61 +82,91 @@ void CowMap::create(const std::string& path, uint64_t virtual_size, const std::s
   }
 }
 
+CowMapHeader read_cow_map_header(int fd, const std::string& path, uint64_t virtual_size) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) throw Error::system(errno, "fstat", path);
+  if (!S_ISREG(st.st_mode)) corrupt(path, "not a regular file");
+  clear_nonblock(fd);
+
+  uint8_t header[kCowMapHeaderSize];
+  if (read_at(fd, header, sizeof header, 0, path) != sizeof header)
+    corrupt(path, "file of " + std::to_string(st.st_size) + " bytes is shorter than the header");
+  if (std::memcmp(header + kCowMagicOffset, kCowMapMagic, sizeof kCowMapMagic) != 0) corrupt(path, "field 'magic' is not BSCOWMAP");
+  CowMapHeader h;
+  const uint16_t version = get_le<uint16_t>(header + kCowVersionOffset);
+  h.granule_size = cow_granule_size_of(version);
+  if (h.granule_size == 0)
+    corrupt(path, "field 'version' is " + std::to_string(version) + ", expected " + std::to_string(kCowMapVersion1) + " or " + std::to_string(kCowMapVersion));
+  check_field(path, "flags", get_le<uint16_t>(header + kCowFlagsOffset), 0);
+  check_field(path, "header size", get_le<uint32_t>(header + kCowHeaderSizeOffset), kCowMapHeaderSize);
+  check_field(path, "granule size", get_le<uint32_t>(header + kCowGranuleSizeOffset), h.granule_size);
+  check_field(path, "reserved", get_le<uint32_t>(header + kCowReservedOffset), 0);
+  check_field(path, "virtual size", get_le<uint64_t>(header + kCowVirtualSizeOffset), virtual_size);
+  h.granules = cow_granule_count(virtual_size, h.granule_size);
+  check_field(path, "granule count", get_le<uint64_t>(header + kCowGranuleCountOffset), h.granules);
+  const char* id = reinterpret_cast<const char*>(header + kCowLayerIdOffset);
+  h.layer_id.assign(id, strnlen(id, kCowLayerIdSize));
+  for (size_t i = kCowLayerIdOffset + h.layer_id.size(); i < kCowMapHeaderSize; ++i)
+    if (header[i] != 0) corrupt(path, "byte " + std::to_string(i) + " of the header is not zero");
+  if (!is_valid_layer_id(h.layer_id)) corrupt(path, "field 'layer id' is not 1 to 32 characters of [A-Za-z0-9._-]");
+  check_field(path, "file size", static_cast<uint64_t>(st.st_size), kCowMapHeaderSize + cow_bitmap_bytes(h.granules));
+  return h;
+}
+
 CowMap::CowMap(const std::string& path, uint64_t virtual_size, bool writable) : path_(path) {
   // O_NONBLOCK: a FIFO under the map's name must not hang the open (io/open_regular.h).
   fd_.reset(open_retry(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY));
   if (!fd_) throw Error::image(errno, "open", path);
-  struct stat st;
-  if (::fstat(fd_.get(), &st) != 0) throw Error::system(errno, "fstat", path);
-  if (!S_ISREG(st.st_mode)) corrupt(path, "not a regular file");
-  clear_nonblock(fd_.get());
-
-  uint8_t header[kCowMapHeaderSize];
-  if (read_at(fd_.get(), header, sizeof header, 0, path) != sizeof header)
-    corrupt(path, "file of " + std::to_string(st.st_size) + " bytes is shorter than the header");
-  if (std::memcmp(header + kCowMagicOffset, kCowMapMagic, sizeof kCowMapMagic) != 0) corrupt(path, "field 'magic' is not BSCOWMAP");
-  const uint16_t version = get_le<uint16_t>(header + kCowVersionOffset);
-  granule_size_ = cow_granule_size_of(version);
-  if (granule_size_ == 0)
-    corrupt(path, "field 'version' is " + std::to_string(version) + ", expected " + std::to_string(kCowMapVersion1) + " or " + std::to_string(kCowMapVersion));
+  CowMapHeader h = read_cow_map_header(fd_.get(), path, virtual_size);
+  granule_size_ = h.granule_size;
   granule_shift_ = static_cast<unsigned>(std::countr_zero(granule_size_));
-  check_field(path, "flags", get_le<uint16_t>(header + kCowFlagsOffset), 0);
-  check_field(path, "header size", get_le<uint32_t>(header + kCowHeaderSizeOffset), kCowMapHeaderSize);
-  check_field(path, "granule size", get_le<uint32_t>(header + kCowGranuleSizeOffset), granule_size_);
-  check_field(path, "reserved", get_le<uint32_t>(header + kCowReservedOffset), 0);
-  check_field(path, "virtual size", get_le<uint64_t>(header + kCowVirtualSizeOffset), virtual_size);
-  granules_ = cow_granule_count(virtual_size, granule_size_);
-  check_field(path, "granule count", get_le<uint64_t>(header + kCowGranuleCountOffset), granules_);
-  const char* id = reinterpret_cast<const char*>(header + kCowLayerIdOffset);
-  layer_id_.assign(id, strnlen(id, kCowLayerIdSize));
-  for (size_t i = kCowLayerIdOffset + layer_id_.size(); i < kCowMapHeaderSize; ++i)
-    if (header[i] != 0) corrupt(path, "byte " + std::to_string(i) + " of the header is not zero");
-  if (!is_valid_layer_id(layer_id_)) corrupt(path, "field 'layer id' is not 1 to 32 characters of [A-Za-z0-9._-]");
+  granules_ = h.granules;
+  layer_id_ = std::move(h.layer_id);
 
   bitmap_bytes_ = cow_bitmap_bytes(granules_);
-  check_field(path, "file size", static_cast<uint64_t>(st.st_size), kCowMapHeaderSize + bitmap_bytes_);
   words_ = std::vector<std::atomic<uint64_t>>((bitmap_bytes_ + 7) / 8);
   dirty_ = std::vector<std::atomic<bool>>((bitmap_bytes_ + kCowMapPageSize - 1) / kCowMapPageSize);
   setting_ = std::vector<std::atomic<uint32_t>>(dirty_.size());
   std::vector<uint8_t> bytes(words_.size() * 8, 0);
   if (read_at(fd_.get(), bytes.data(), bitmap_bytes_, kCowMapHeaderSize, path) != bitmap_bytes_)
     corrupt(path, "bitmap truncated while reading");
-  for (size_t w = 0; w < words_.size(); ++w) words_[w].store(get_le<uint64_t>(bytes.data() + w * 8), std::memory_order_relaxed);
+  uint64_t set = 0;
+  for (size_t w = 0; w < words_.size(); ++w) {
+    const uint64_t word = get_le<uint64_t>(bytes.data() + w * 8);
+    words_[w].store(word, std::memory_order_relaxed);
+    set += static_cast<uint64_t>(std::popcount(word));
+  }
   if (granules_ % 64 != 0 && !words_.empty() && (words_.back().load() >> (granules_ % 64)) != 0)
     corrupt(path, "bits are set past the last granule");
+  set_count_.store(set, std::memory_order_release);
 }
 
-void CowMap::set(uint64_t g) noexcept {
+bool CowMap::set(uint64_t g) noexcept {
   const uint64_t bit = uint64_t{1} << (g % 64);
   // Already set: whoever set it counted itself in before the bit could be seen (below), so a
   // flush after this caller's acknowledgement writes the bit even if that set() is not done.
-  if (words_[g / 64].load(std::memory_order_acquire) & bit) return;
+  if (words_[g / 64].load(std::memory_order_acquire) & bit) return false;
   const size_t page = (g / 8) / kCowMapPageSize;
   setting_[page].fetch_add(1, std::memory_order_acq_rel);
-  words_[g / 64].fetch_or(bit, std::memory_order_acq_rel);
+  const bool was_clear = (words_[g / 64].fetch_or(bit, std::memory_order_acq_rel) & bit) == 0;
+  if (was_clear) set_count_.fetch_add(1, std::memory_order_acq_rel);
   // After the bit: a flush that clears the flag before this store copies the page after it too.
   dirty_[page].store(true, std::memory_order_release);
   setting_[page].fetch_sub(1, std::memory_order_release);
+  return was_clear;
+}
+
+uint64_t CowMap::piece_word(uint64_t w) const noexcept {
+  if (granule_size_ == kCowGranuleSize) return w < words_.size() ? words_[w].load(std::memory_order_acquire) : 0;
+  // Version 1: 16 pieces per granule, so word w holds granules 4w..4w+3.
+  static_assert(kCowGranuleSizeV1 / kCowGranuleSize == 16);
+  const uint64_t g = w * 4;
+  if (g / 64 >= words_.size()) return 0;
+  const uint64_t nibble = (words_[g / 64].load(std::memory_order_acquire) >> (g % 64)) & 0xF;
+  uint64_t out = 0;
+  for (unsigned b = 0; b < 4; ++b)
+    if (nibble & (1u << b)) out |= uint64_t{0xFFFF} << (16 * b);
+  return out;
 }
 
 bool CowMap::any_set(uint64_t first, uint64_t end) const noexcept {

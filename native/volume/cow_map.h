@@ -50,7 +50,14 @@ class CowMap {
   // Whether the granule holding byte `pos` is set.
   bool test_at(uint64_t pos) const noexcept { return test(granule_of(pos)); }
   // Sets the bit of granule g (whose data the caller has already written) and marks its page dirty.
-  void set(uint64_t g) noexcept;
+  // True when this call set it (it was clear): of concurrent calls for one granule, exactly one.
+  bool set(uint64_t g) noexcept;
+  // Bits set, kept as they are set: what the layer holds, without a pass over the bitmap.
+  uint64_t set_count() const noexcept { return set_count_.load(std::memory_order_acquire); }
+  // Bits 0..63 of the word are 4 KiB pieces 64w..64w+63 of the disk (kCowGranuleSize) set in this
+  // map: the word itself in a version 2 map, each 64 KiB granule spread over its 16 pieces in
+  // version 1, so that maps of both versions can be ORed.
+  uint64_t piece_word(uint64_t w) const noexcept;
   // Whether any granule of [first, end) is set (a word at a time).
   bool any_set(uint64_t first, uint64_t end) const noexcept;
 
@@ -76,7 +83,16 @@ class CowMap {
   std::vector<std::atomic<uint64_t>> words_;
   std::vector<std::atomic<bool>> dirty_;
   std::vector<std::atomic<uint32_t>> setting_;
+  std::atomic<uint64_t> set_count_{0};
 };
+
+// The header of a map file at `fd`, checked against `virtual_size` (ImageCorrupt naming the field).
+struct CowMapHeader {
+  uint32_t granule_size = 0;
+  uint64_t granules = 0;
+  std::string layer_id;
+};
+CowMapHeader read_cow_map_header(int fd, const std::string& path, uint64_t virtual_size);
 
 // 1..32 characters of [A-Za-z0-9._-]: what the engine's ids are, and safe as a file name.
 bool is_valid_layer_id(const std::string& id);

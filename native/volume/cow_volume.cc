@@ -20,6 +20,7 @@
 #include "io/punch_hole.h"
 #include "volume/cow_format.h"
 #include "volume/volume_source.h"
+#include "volume/written_count.h"
 
 namespace blocksnap {
 
@@ -61,6 +62,7 @@ CowVolume::CowVolume(const VolumeSpec& spec)
   base_ = std::make_shared<const BaseView>(cache_, block_size_, size_, spec.base_digests, nullptr);
   for (size_t i = 0; i < spec.layers.size(); ++i)
     layers_.push_back(std::make_shared<CowLayer>(spec.layers[i], size_, writable_ && i + 1 == spec.layers.size()));
+  written_pieces_.store(written_pieces(layers_, size_), std::memory_order_release);
   if (writable_ && spec.background_verify && base_->uses_granules()) {
     verify_queued_.assign(base_->block_count(), false);
     on_verify_damage_ = spec.on_verify_damage;
@@ -169,7 +171,23 @@ void CowVolume::write_granule(CowLayer& top, LayerStack below, uint64_t g, uint6
     std::memcpy(buf.data() + (from - begin), bytes, to - from);
     write_at(top.data.get(), buf.data(), end - begin, begin, top.files.data_path);
   }
-  top.map.set(g);
+  set_top_bit(top, below, g);
+}
+
+void CowVolume::set_top_bit(CowLayer& top, LayerStack below, uint64_t g) {
+  // Only the call that set the bit counts it; the layers below are frozen while the shared stack
+  // lock is held, so what it adds cannot change under it.
+  if (top.map.set(g)) written_pieces_.fetch_add(pieces_added(top.map, below, g, size_), std::memory_order_acq_rel);
+}
+
+uint64_t CowVolume::written_bytes() const {
+  std::shared_lock lock(stack_mutex_);
+  return closed_ ? written_at_close_ : written_bytes_locked();
+}
+
+uint64_t CowVolume::written_bytes_locked() const {
+  const bool last_set = size_ > 0 && layer_at(layers_, size_ - 1) >= 0;
+  return written_bytes_of(written_pieces_.load(std::memory_order_acquire), last_set, size_);
 }
 
 CowVolume::GranuleRunLock::GranuleRunLock(CowVolume& v, uint64_t first, uint64_t last) : v_(v) {
@@ -188,7 +206,7 @@ CowVolume::GranuleRunLock::~GranuleRunLock() {
   for (size_t k = 0; k < count_; ++k) v_.granule_locks_[(begin_ + k) % stripes].unlock();
 }
 
-void CowVolume::zero_granules(CowLayer& top, uint64_t first, uint64_t last, bool may_punch) {
+void CowVolume::zero_granules(CowLayer& top, LayerStack below, uint64_t first, uint64_t last, bool may_punch) {
   // One punch (or one run of zero writes) for the whole run, then the bits, under the run's
   // granule locks: a copy-up in one of these granules rewrites the whole granule with what it
   // read below, so it must land wholly before the zeros or see their bits and write only its part.
@@ -198,7 +216,7 @@ void CowVolume::zero_granules(CowLayer& top, uint64_t first, uint64_t last, bool
   const uint64_t len = std::min(size_, (last + 1) * gs) - begin;
   if (!may_punch || !punch_hole(top.data.get(), begin, len, top.files.data_path))
     write_zeros(top.data.get(), begin, len, top.files.data_path);
-  for (uint64_t g = first; g <= last; ++g) top.map.set(g);
+  for (uint64_t g = first; g <= last; ++g) set_top_bit(top, below, g);
 }
 
 void CowVolume::zero(uint64_t offset, uint64_t len, bool may_punch, bool fua) {
@@ -212,7 +230,7 @@ void CowVolume::zero(uint64_t offset, uint64_t len, bool may_punch, bool fua) {
       if (pos == g_begin && g_end <= end) {
         // Whole granules, as many as the range covers.
         const uint64_t whole_end = end == size_ ? end : end / gs * gs;
-        zero_granules(top, g, (whole_end - 1) / gs, may_punch);
+        zero_granules(top, below, g, (whole_end - 1) / gs, may_punch);
         pos = whole_end;
         continue;
       }
@@ -318,6 +336,9 @@ void CowVolume::rebase(std::vector<uint8_t> base_digests, size_t drop_layers) {
   auto next = std::make_shared<const BaseView>(cache_, block_size_, size_, std::move(base_digests), base_.get());
   base_ = std::move(next);
   layers_.erase(layers_.begin(), layers_.begin() + static_cast<ptrdiff_t>(drop_layers));
+  // Bits of the dropped layers are now the base's: one pass over what stays (none when only the
+  // top stays, as after a snapshot: its own count).
+  if (drop_layers > 0) written_pieces_.store(written_pieces(layers_, size_), std::memory_order_release);
 }
 
 void CowVolume::queue_verify(const BaseView& base, uint64_t i) {
@@ -409,6 +430,7 @@ void CowVolume::close() {
       flush_error = std::current_exception();
     }
   }
+  written_at_close_ = written_bytes_locked();
   layers_.clear();
   base_.reset();
   closed_ = true;

@@ -116,6 +116,11 @@ class CowVolume {
   void rebase(std::vector<uint8_t> base_digests, size_t drop_layers);
   // Flushes if writable and closes every file; later calls throw.
   void close();
+  // Bytes of the disk written since the base: set in any layer's map, TRIMs and zeroes included,
+  // bits not flushed yet included (volume/written_count.h). Kept as bits are set, so asking costs
+  // nothing whatever the size; it equals written_bytes_of_maps of the layers once flushed. After
+  // close(), the count at the close (which flushed, unless it threw).
+  uint64_t written_bytes() const;
 
   const std::string& store_dir() const noexcept { return store_dir_; }
   const std::string& granule_dir() const noexcept { return granule_dir_; }
@@ -144,8 +149,11 @@ class CowVolume {
   void modify(uint64_t offset, uint64_t len, bool fua, F&& apply);
   void write_granule(CowLayer& top, LayerStack below, uint64_t g, uint64_t from, uint64_t to, const uint8_t* bytes);
   // Granules first..last of the top, whole, made to read as zeros (a hole where may_punch allows).
-  void zero_granules(CowLayer& top, uint64_t first, uint64_t last, bool may_punch);
+  void zero_granules(CowLayer& top, LayerStack below, uint64_t first, uint64_t last, bool may_punch);
+  // Sets granule g of the top and counts the pieces that adds to written_pieces_.
+  void set_top_bit(CowLayer& top, LayerStack below, uint64_t g);
   void flush_locked();
+  uint64_t written_bytes_locked() const;
   // Background verification (see the class comment): queues block i of the base when it is
   // not verified whole yet; the thread verifies what is queued.
   void queue_verify(const BaseView& base, uint64_t i);
@@ -178,6 +186,10 @@ class CowVolume {
   std::vector<std::shared_ptr<CowLayer>> layers_;
   std::shared_ptr<const BaseView> base_;
   bool closed_ = false;
+  // 4 KiB pieces set in any layer (written_bytes): counted afresh when the stack loses layers,
+  // added to as the top's bits are set.
+  std::atomic<uint64_t> written_pieces_{0};
+  uint64_t written_at_close_ = 0;
 
   std::mutex flush_mutex_;  // one flush at a time; taken after stack_mutex_
   std::atomic<bool> failed_{false};

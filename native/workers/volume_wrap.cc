@@ -14,6 +14,7 @@
 #include "core/digest.h"
 #include "core/error.h"
 #include "volume/cow_volume.h"
+#include "volume/written_count.h"
 #include "workers/args.h"
 #include "workers/js_error.h"
 #include "workers/volume_jobs.h"
@@ -133,6 +134,7 @@ class VolumeWrap : public Napi::ObjectWrap<VolumeWrap> {
                         InstanceMethod<&VolumeWrap::flatten_to>("flattenTo"),
                         InstanceMethod<&VolumeWrap::rebase>("rebase"),
                         InstanceMethod<&VolumeWrap::store_bytes_read>("storeBytesRead"),
+                        InstanceMethod<&VolumeWrap::written_bytes>("writtenBytes"),
                         InstanceMethod<&VolumeWrap::close>("close")});
   }
 
@@ -362,6 +364,11 @@ class VolumeWrap : public Napi::ObjectWrap<VolumeWrap> {
     return Napi::Number::New(info.Env(), static_cast<double>(volume_->store_bytes_read()));
   }
 
+  // writtenBytes(): CowVolume::written_bytes, on the JS thread (a counter, whatever the size).
+  Napi::Value written_bytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(or_js_error(info.Env(), [&] { return volume_->written_bytes(); })));
+  }
+
   Napi::Value close(const Napi::CallbackInfo& info) {
     auto volume = volume_;
     return queue_volume_task(info.Env(), "blocksnap.volume.close", [volume] { volume->close(); });
@@ -381,6 +388,45 @@ Napi::Value create_volume_layer(const Napi::CallbackInfo& info) {
   const uint64_t size = o.integer("sizeBytes");
   const std::string id = o.string("layerId");
   return queue_volume_task(info.Env(), "blocksnap.createVolumeLayer", [files, size, id] { create_cow_layer(files, size, id); });
+}
+
+namespace {
+
+struct MapsToCount {
+  std::vector<std::string> map_paths;
+  uint64_t size_bytes;
+};
+
+MapsToCount maps_to_count(const Napi::CallbackInfo& info) {
+  Options o(info);
+  MapsToCount m;
+  Napi::Value paths = info[0].As<Napi::Object>().Get("mapPaths");
+  if (!paths.IsArray()) throw Napi::TypeError::New(info.Env(), "options.mapPaths must be an array of strings");
+  Napi::Array a = paths.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value p = a.Get(i);
+    if (!p.IsString()) throw Napi::TypeError::New(info.Env(), "options.mapPaths must be an array of strings");
+    std::string s = p.As<Napi::String>().Utf8Value();
+    if (s.empty() || s.find('\0') != std::string::npos) o.invalid("mapPaths", "must hold non-empty paths without NUL characters");
+    m.map_paths.push_back(std::move(s));
+  }
+  m.size_bytes = o.integer("sizeBytes");
+  return m;
+}
+
+}  // namespace
+
+Napi::Value count_written_bytes(const Napi::CallbackInfo& info) {
+  MapsToCount m = maps_to_count(info);
+  auto bytes = std::make_shared<uint64_t>(0);
+  return queue_volume_task(
+      info.Env(), "blocksnap.countWrittenBytes", [m = std::move(m), bytes] { *bytes = written_bytes_of_maps(m.map_paths, m.size_bytes); },
+      [bytes](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, static_cast<double>(*bytes)); });
+}
+
+Napi::Value count_written_bytes_now(const Napi::CallbackInfo& info) {
+  const MapsToCount m = maps_to_count(info);
+  return Napi::Number::New(info.Env(), static_cast<double>(or_js_error(info.Env(), [&] { return written_bytes_of_maps(m.map_paths, m.size_bytes); })));
 }
 
 }  // namespace blocksnap::js

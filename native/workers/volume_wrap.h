@@ -12,4 +12,9 @@ Napi::Function volume_class(Napi::Env env);
 // createVolumeLayer({ dataPath, mapPath, sizeBytes, layerId }) → Promise<void>
 Napi::Value create_volume_layer(const Napi::CallbackInfo& info);
 
+// countWrittenBytes({ mapPaths, sizeBytes }) → Promise<number>: written_bytes_of_maps
+// (volume/written_count.h) on the pool. countWrittenBytesNow: the same on the calling thread.
+Napi::Value count_written_bytes(const Napi::CallbackInfo& info);
+Napi::Value count_written_bytes_now(const Napi::CallbackInfo& info);
+
 }  // namespace blocksnap::js

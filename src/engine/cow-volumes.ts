@@ -18,8 +18,7 @@ import { BlocksnapError } from '../errors';
 import type { Catalog } from '../catalog/catalog';
 import type { CowRecord, DiskRecord } from '../catalog/records';
 import { readView } from '../catalog/block-map';
-import { createLayer, Volume, type LayerFiles } from '../native/volume';
-import { writtenBytes } from '../store/cow-map-writes';
+import { countWrittenBytes, countWrittenBytesNow, createLayer, Volume, type LayerFiles } from '../native/volume';
 import { newId } from './ids';
 import type { EngineLogger } from './engine';
 
@@ -86,6 +85,10 @@ export class CowVolumes {
   private readonly closing = new Map<string, Promise<void>>();
   /** writtenBytes of each disk without an open volume, with the layers it was counted from. */
   private readonly written = new Map<string, { key: string; bytes: number }>();
+  /** The volume of each disk that has one open or closing: it keeps the disk's written count. */
+  private readonly live = new Map<string, Volume>();
+  /** The first counts after start (warmWrittenCounts), off the event loop. */
+  private warming: Promise<void> | null = null;
   /** Layer files being unlinked in the background (dropLayers). */
   private readonly dropping = new Set<Promise<void>>();
 
@@ -139,10 +142,19 @@ export class CowVolumes {
         if (this.slots.get(diskId) === s) this.slots.delete(diskId);
         const closed = open.volume.close();
         this.closing.set(diskId, closed);
+        let flushed = false;
         try {
           await closed;
+          flushed = true;
         } finally {
-          if (this.closing.get(diskId) === closed) this.closing.delete(diskId);
+          if (this.closing.get(diskId) === closed) {
+            this.closing.delete(diskId);
+            if (this.live.get(diskId) === open.volume) this.live.delete(diskId);
+            // Flushed, the files hold every bit the volume counted: its count is theirs, so the
+            // next listing need not read the maps. A failed flush left them behind it.
+            const layers = this.x.catalog.getDisk(diskId)?.cow?.layers;
+            if (flushed && layers && !this.slots.has(diskId)) this.written.set(diskId, { key: layers.join(','), bytes: open.volume.writtenBytes() });
+          }
         }
       },
     };
@@ -156,6 +168,7 @@ export class CowVolumes {
     const disk = this.x.catalog.getDisk(diskId);
     if (!disk?.cow) throw new BlocksnapError('NotCowDisk', `disk ${diskId} is not a copy-on-write disk`);
     const volume = Volume.open(this.spec(disk, disk.cow));
+    this.live.set(diskId, volume);
     return { diskId, volume, gate: new IoGate() };
   }
 
@@ -279,6 +292,7 @@ export class CowVolumes {
   /** Resolves once every layer file dropLayers was given is gone. */
   async idle(): Promise<void> {
     while (this.dropping.size > 0) await Promise.all([...this.dropping]);
+    await this.warming;
   }
 
   unlinkLayers(diskId: string, layerIds: string[]): void {
@@ -309,27 +323,51 @@ export class CowVolumes {
 
   /**
    * Bytes of the disk written since its base (its last snapshot or rollback, or the clone), by
-   * the layers' map bits as last flushed, TRIMs and zeroes included; null when a map cannot be
-   * read (the disk's volume would not open either).
+   * the layers' map bits, TRIMs and zeroes included (native/volume.ts, Volume.writtenBytes); null
+   * when a map cannot be read (the disk's volume would not open either). Every disk list and show
+   * asks, and a 1 TiB disk's map is 32 MiB of bits: an open volume keeps the count as it sets bits,
+   * and a closed one's is kept from its close, or counted once from the files (only this daemon
+   * writes the maps, and only through an open volume, so it cannot change meanwhile).
    */
   writtenBytes(disk: DiskRecord): number | null {
     try {
-      const maps = disk.cow!.layers.map((l) => this.files(disk.id, l).mapPath);
-      // Every disk list and show asks, and a 1 TiB disk's map is 32 MiB of bits. Only this
-      // daemon writes the maps, and only through an open volume: while none is open (or closing)
-      // the count of the same layers cannot change. An open one's is counted afresh each time.
-      const settled = !this.slots.has(disk.id) && !this.closing.has(disk.id);
+      const live = this.live.get(disk.id);
+      if (live) return live.writtenBytes();
       const key = disk.cow!.layers.join(',');
       const known = this.written.get(disk.id);
-      if (settled && known?.key === key) return known.bytes;
-      const bytes = writtenBytes(maps, disk.sizeBytes);
-      if (settled) this.written.set(disk.id, { key, bytes });
-      else this.written.delete(disk.id);
+      if (known?.key === key) return known.bytes;
+      const bytes = countWrittenBytesNow(this.mapPaths(disk), disk.sizeBytes);
+      if (!this.slots.has(disk.id)) this.written.set(disk.id, { key, bytes });
       return bytes;
     } catch (err) {
       this.x.log.warn({ err, diskId: disk.id }, 'a layer map of a copy-on-write disk cannot be read');
       return null;
     }
+  }
+
+  /**
+   * At start: counts the written bytes of every copy-on-write disk on the libuv pool, so that the
+   * first listings find them counted. A disk whose volume opens meanwhile is left to it.
+   */
+  warmWrittenCounts(): void {
+    const disks = this.x.catalog.allDisks().filter((d) => d.cow);
+    if (disks.length === 0) return;
+    this.warming = (async () => {
+      for (const d of disks) {
+        const key = d.cow!.layers.join(',');
+        try {
+          const bytes = await countWrittenBytes(this.mapPaths(d), d.sizeBytes);
+          const now = this.x.catalog.getDisk(d.id)?.cow?.layers.join(',');
+          if (now === key && !this.slots.has(d.id) && !this.closing.has(d.id) && !this.written.has(d.id)) this.written.set(d.id, { key, bytes });
+        } catch {
+          // Counted (and the failure told) when a listing asks.
+        }
+      }
+    })().finally(() => { this.warming = null; });
+  }
+
+  private mapPaths(disk: DiskRecord): string[] {
+    return disk.cow!.layers.map((l) => this.files(disk.id, l).mapPath);
   }
 
   /** Deletes the disk's layer files, once a volume of it that is still flushing has closed. */

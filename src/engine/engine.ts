@@ -271,6 +271,7 @@ export class Engine extends EventEmitter {
     const jobs = interrupted.length;
     this.offsite.replication.releaseInterrupted(interrupted);
     const layers = this.volumes.removeUnlisted();
+    this.volumes.warmWrittenCounts();
     const tmp = await this.store.removeTempFiles();
     await this.sweepNow();
     const pending = this.catalog.allDisks().filter((d) => d.pendingRollback);

@@ -38,7 +38,7 @@ export interface CowInfo {
   originSnapshotId: string;   // the snapshot `clone --cow` was made from
   baseSnapshotId: string;     // the snapshot the overlays sit on (the latest snapshot or rollback target)
   overlayBytes: number;       // bytes allocated by the overlay layers' data files (TRIM and zeroes take none)
-  writtenBytes: number | null; // bytes of the disk written since the base (map bits, as last flushed); null: a layer map is unreadable
+  writtenBytes: number | null; // bytes of the disk written since the base (map bits, TRIMs and zeroes included; an open volume's not yet flushed too); null: a layer map is unreadable
   layers: string[];           // overlay layer ids, bottom → top (the top takes writes)
 }
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { served } from '../helpers/cow';
 import { engineWithSnapshot } from '../helpers/engine';
 import { pattern } from '../helpers/images';
-import { writtenBytes } from '../../src/store/cow-map-writes';
+import { countWrittenBytesNow as writtenBytes } from '../../src/native/volume';
 import type { CowVolumes } from '../../src/engine/cow-volumes';
 
 const BS = 64 * 1024;
