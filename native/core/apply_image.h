@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "core/held_bytes.h"
 #include "core/parallel.h"
 #include "io/unique_fd.h"
 
@@ -33,7 +34,7 @@ struct ApplyParams {
   std::string store_dir;
   uint64_t block_size = 0;
   uint64_t size_bytes = 0;
-  std::vector<uint8_t> digests;  // ceil(size_bytes / block_size) × 32
+  HeldBytes digests;  // ceil(size_bytes / block_size) × 32
   ApplyMode mode = ApplyMode::Create;
   unsigned threads = 0;
 };

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "core/held_bytes.h"
 #include "core/parallel.h"
 #include "formats/block_source.h"
 #include "formats/qcow2_reader.h"
@@ -30,7 +31,7 @@ struct ScanParams {
   std::string store_dir;
   std::string granule_dir;  // where to write the granule file of each block stored; empty: none
   uint64_t block_size = 0;
-  std::vector<uint8_t> parent_digests;  // parent block count × 32; may be empty
+  HeldBytes parent_digests;  // parent block count × 32; may be empty
   // Digests of blocks known to be damaged in the store (n × 32, BlockWriter::set_damaged): a block
   // that hashes to one is stored again over the damaged file, even where it equals the parent's.
   std::vector<uint8_t> damaged_digests;

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/held_bytes.h"
 #include "core/digest.h"
 #include "core/parallel.h"
 
@@ -17,7 +18,7 @@ const char* verify_reason_name(VerifyReason r) noexcept;  // the wire strings: '
 
 struct VerifyParams {
   std::string store_dir;
-  std::vector<uint8_t> digests;  // n × 32, distinct
+  HeldBytes digests;  // n × 32, distinct
   unsigned threads = 0;
 };
 

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "core/held_bytes.h"
 #include "core/parallel.h"
 #include "formats/block_source.h"
 #include "formats/qcow2_format.h"
@@ -58,7 +59,7 @@ struct Qcow2WriteParams : Qcow2ImageOptions {
   std::string store_dir;
   uint64_t block_size = 0;
   uint64_t size_bytes = 0;       // virtual size; rounded up to 512 bytes, as QEMU counts sectors
-  std::vector<uint8_t> digests;  // ceil(size_bytes / block_size) × 32
+  HeldBytes digests;  // ceil(size_bytes / block_size) × 32
 };
 
 struct Qcow2WriteResult {

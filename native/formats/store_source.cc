@@ -11,7 +11,7 @@
 
 namespace blocksnap {
 
-StoreSource::StoreSource(std::string store_dir, uint64_t block_size, uint64_t size_bytes, std::vector<uint8_t> digests)
+StoreSource::StoreSource(std::string store_dir, uint64_t block_size, uint64_t size_bytes, HeldBytes digests)
     : store_dir_(std::move(store_dir)), block_size_(block_size), size_bytes_(size_bytes), digests_(std::move(digests)) {
   if (!is_valid_block_size(block_size_)) throw Error(ErrorCode::InvalidArgument, "invalid block size");
   const uint64_t blocks = size_bytes_ / block_size_ + (size_bytes_ % block_size_ != 0);

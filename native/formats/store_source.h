@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/held_bytes.h"
 #include "formats/block_source.h"
 
 namespace blocksnap {
@@ -17,7 +18,7 @@ namespace blocksnap {
 class StoreSource final : public BlockSource {
  public:
   // Throws InvalidArgument for a bad block size or a digest array of the wrong length.
-  StoreSource(std::string store_dir, uint64_t block_size, uint64_t size_bytes, std::vector<uint8_t> digests);
+  StoreSource(std::string store_dir, uint64_t block_size, uint64_t size_bytes, HeldBytes digests);
 
   uint64_t size() const override { return size_bytes_; }
   // Any range; blocks it overlaps are read whole. Errors carry the block index and digest.
@@ -32,7 +33,7 @@ class StoreSource final : public BlockSource {
   std::string store_dir_;
   uint64_t block_size_;
   uint64_t size_bytes_;
-  std::vector<uint8_t> digests_;
+  HeldBytes digests_;
   mutable std::atomic<uint64_t> blocks_read_{0}, bytes_read_{0};
 };
 

@@ -101,6 +101,16 @@ std::vector<uint8_t> Options::bytes(const char* name, bool required) const {
   return std::vector<uint8_t>(a.Data(), a.Data() + a.ByteLength());
 }
 
+HeldBytes Options::held_bytes(const char* name, bool required) const {
+  Napi::Value v = get(name);
+  if (v.IsUndefined() && !required) return {};
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    type_error(env_, name, "a Buffer");
+  auto a = v.As<Napi::Uint8Array>();
+  auto keeper = std::make_shared<Napi::Reference<Napi::Uint8Array>>(Napi::Persistent(a));
+  return HeldBytes(a.Data(), a.ByteLength(), std::move(keeper));
+}
+
 std::string path_argument(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "path must be a string");
   return info[0].As<Napi::String>().Utf8Value();

@@ -13,6 +13,7 @@
 
 #include "core/block_format.h"
 #include "core/digest.h"
+#include "core/held_bytes.h"
 #include "io/unique_fd.h"
 
 namespace blocksnap::js {
@@ -37,6 +38,12 @@ class Options {
   // A copy of a Buffer / Uint8Array: JS may change the original while the job runs.
   // Absent (undefined) gives an empty vector when `required` is false.
   std::vector<uint8_t> bytes(const char* name, bool required) const;
+  // A Buffer / Uint8Array lent, not copied: the result holds a reference to it, so the memory
+  // stays put, and the caller must not change it until the job settles (the engine's digest
+  // lists, which it never changes). For inputs as large as a view (32 bytes per block), whose
+  // copy on the JS thread would hold the event loop. Must be destroyed on the JS thread (a job's
+  // parameters are: the worker is deleted there). Absent gives empty bytes when not `required`.
+  HeldBytes held_bytes(const char* name, bool required) const;
   // Empty when absent.
   Napi::Function function(const char* name) const;
   // A directory descriptor lent by JS (openImageDir's fd), duplicated here so that the job owns
@@ -66,7 +73,7 @@ void read_snapshot_content(const Options& o, Params& p) {
   p.block_size = o.integer("blockSize");
   if (!is_valid_block_size(p.block_size)) o.invalid("blockSize", "must be a power of two from 64 KiB to 64 MiB");
   p.size_bytes = o.integer("sizeBytes");
-  p.digests = o.bytes("digests", true);
+  p.digests = o.held_bytes("digests", true);
   const uint64_t blocks = (p.size_bytes + p.block_size - 1) / p.block_size;
   if (p.digests.size() != blocks * kDigestSize)
     o.invalid("digests", "must be ceil(sizeBytes / blockSize) * 32 = " + std::to_string(blocks * kDigestSize) +

@@ -11,7 +11,7 @@ namespace blocksnap::js {
 
 namespace {
 
-Napi::Value scan_result(Napi::Env env, const ScanResult& r) {
+Napi::Value scan_result(Napi::Env env, ScanResult& r) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("sizeBytes", static_cast<double>(r.size_bytes));
   o.Set("blockCount", static_cast<double>(r.block_count));
@@ -51,7 +51,7 @@ Napi::Value scan_image(const Napi::CallbackInfo& info) {
   if (o.has("granuleDir")) p.granule_dir = o.string("granuleDir");
   p.block_size = o.integer("blockSize");
   if (!is_valid_block_size(p.block_size)) o.invalid("blockSize", "must be a power of two from 64 KiB to 64 MiB");
-  p.parent_digests = o.bytes("parentDigests", false);
+  p.parent_digests = o.held_bytes("parentDigests", false);
   if (p.parent_digests.size() % kDigestSize != 0) o.invalid("parentDigests", "must be a multiple of 32 bytes long");
   p.damaged_digests = o.bytes("damagedDigests", false);
   if (p.damaged_digests.size() % kDigestSize != 0) o.invalid("damagedDigests", "must be a multiple of 32 bytes long");

@@ -31,7 +31,7 @@ Napi::Value verify_blocks(const Napi::CallbackInfo& info) {
   Options o(info);
   VerifyParams p;
   p.store_dir = o.string("storeDir");
-  p.digests = o.bytes("digests", true);
+  p.digests = o.held_bytes("digests", true);
   if (p.digests.size() % kDigestSize != 0) o.invalid("digests", "must be a multiple of 32 bytes long");
   p.threads = o.threads();
   Napi::Function on_progress = o.function("onProgress");

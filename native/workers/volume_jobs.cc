@@ -28,7 +28,7 @@ std::unique_ptr<VolumeSource> frozen_source(Napi::Env env, const Options& o, Cow
   }
 }
 
-Napi::Value scan_blocks_result(Napi::Env env, const ScanBlocksResult& r) {
+Napi::Value scan_blocks_result(Napi::Env env, ScanBlocksResult& r) {
   Napi::Object o = Napi::Object::New(env);
   set_scan_counts(env, o, r);
   return o;

@@ -52,7 +52,8 @@ export interface ScanOptions {
   /**
    * The parent snapshot's digests (parent block count × 32 bytes, ZERO as 32 zero bytes). A block
    * whose digest equals the parent's at the same index is neither looked up in nor written to
-   * the store.
+   * the store. Lent to the job, not copied (32 bytes a block is 512 MiB for a 64 TiB image): it
+   * must not change until the job settles.
    */
   parentDigests?: Buffer;
   /**
@@ -104,7 +105,7 @@ export interface ApplyOptions {
   blockSize: number;
   /** Exact final size of the image. */
   sizeBytes: number;
-  /** Target content, ceil(sizeBytes / blockSize) × 32 bytes. */
+  /** Target content, ceil(sizeBytes / blockSize) × 32 bytes; lent to the job: unchanged until it settles. */
   digests: Buffer;
   /**
    * create: a new 0600 file (never through a symlink, nameless until complete: partial-files.ts),
@@ -138,7 +139,7 @@ export interface VerifyProblem {
 
 export interface VerifyOptions {
   storeDir: string;
-  /** Packed list (n × 32 bytes) of distinct stored digests to check. */
+  /** Packed list (n × 32 bytes) of distinct stored digests to check; lent to the job: unchanged until it settles. */
   digests: Buffer;
   threads?: number;
   /** In blocks checked. */
@@ -299,7 +300,7 @@ export interface Qcow2WriteOptions {
   blockSize: number;
   /** Virtual size; the image gets it rounded up to 512 bytes (QEMU counts sectors). */
   sizeBytes: number;
-  /** Content, ceil(sizeBytes / blockSize) × 32 bytes; ZERO blocks allocate nothing. */
+  /** Content, ceil(sizeBytes / blockSize) × 32 bytes; ZERO blocks allocate nothing. Lent to the job: unchanged until it settles. */
   digests: Buffer;
   /** log2 of the cluster size, 9..21; default 16 (64 KiB). */
   clusterBits?: number;
