@@ -85,6 +85,7 @@ export const ERROR_CODES = {
   VersionMismatch: 'Client and daemon speak incompatible protocol versions.',
   DaemonUnavailable: 'No daemon answers on the socket.',
   SocketInUse: 'A live daemon already listens on this socket path, or something other than a socket (a directory, a symlink, a file) is there.',
+  UntrustedPath: 'The data directory, a file or directory one of its symbolic links leads to, or the directory of a socket is owned by a user other than root and the one the daemon runs as, or others than its owner may write to it (group- or world-writable; the directory of a socket may be if it has the sticky bit, like /tmp); the daemon refuses to start.',
   Internal: 'An unexpected internal error; the message has details. Please report it.',
 } as const;
 

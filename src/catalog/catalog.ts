@@ -14,7 +14,7 @@
  * may have is refused whole with NoSpace before LMDB writes; what LMDB still fails is NoSpace or
  * IOError (write-errors.ts).
  */
-import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
+import { accessSync, chmodSync, constants, lstatSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { BlocksnapError } from '../errors';
@@ -37,6 +37,23 @@ export interface CatalogLog {
 }
 
 const silent: CatalogLog = { info() {}, warn() {} };
+
+/** Takes group and other access away from the catalog's files, which older versions created 0644. */
+function keepPrivate(files: string[], log: CatalogLog): void {
+  for (const file of files) {
+    try {
+      const st = lstatSync(file);
+      if (st.isFile() && (st.mode & 0o077) !== 0) {
+        chmodSync(file, st.mode & 0o700);
+        log.info({ file, mode: (st.mode & 0o777).toString(8) }, 'made the catalog file private (mode 0600)');
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      // Not fatal: the catalog works; the operator is told to fix its mode.
+      log.warn({ file, err: (err as Error).message }, 'cannot make the catalog file private; chmod 600 it');
+    }
+  }
+}
 
 const KiB = 1024;
 /** The most afterCommit adds to the room at once (about 20 ms of the daemon's thread). */
@@ -118,10 +135,13 @@ export class Catalog {
     try {
       // maxDbs: lmdb-js opens 12 named databases by default, and schema.ts lists more (an open
       // setting, not stored in the file: a catalog opened with fewer still reads its own).
-      root = open({ path, compression: false, maxDbs: MAX_DBS, ...(o.mapSize !== undefined ? { mapSize: o.mapSize } : {}) });
+      // permissionsMode (not in lmdb-js's typings, passed on to mdb_env_open): LMDB's 0664 would
+      // let every user read disk paths, names, tags and remotes in a data dir others may search.
+      root = open({ path, compression: false, maxDbs: MAX_DBS, ...(o.mapSize !== undefined ? { mapSize: o.mapSize } : {}), ...{ permissionsMode: 0o600 } });
     } catch (err) {
       throw noSpaceAtOpen(err);
     }
+    keepPrivate([path, `${path}-lock`], o.log ?? silent);
     const meta = root.openDB<unknown, string>({ name: 'meta' });
     const version = meta.get(META_SCHEMA_VERSION);
     try {

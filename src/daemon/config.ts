@@ -9,19 +9,24 @@ import { BlocksnapError } from '../errors';
 import { isPlainMap } from './protocol/messages';
 import { DEFAULT_MAX_FRAME_BYTES, ABSOLUTE_MAX_FRAME_BYTES } from './protocol/frame';
 import { integer, oneOf, optional, string, validateParams, type Field, type ParamsOf } from './params';
-import { checkSocketPath, defaultDataDir, defaultSocketPath } from './paths';
-import { DEFAULT_SOCKET_MODE } from './socket-file';
+import { checkSocketPath, defaultDataDirOf, defaultSocketOf, type DefaultPath } from './paths';
+import { DEFAULT_SOCKET_MODE, GROUP_SOCKET_MODE } from './socket-file';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export interface DaemonConfig {
   dataDir: string;
+  /** Where the data dir came from when no option or config key named it (for messages). */
+  dataDirDefault: DefaultPath | undefined;
   socketPath: string;
+  /** Where the socket path came from when no option or config key named it. */
+  socketDefault: DefaultPath | undefined;
   imageRoots: string[];
   /** True when no root was configured and the working directory became the only root. */
   imageRootsDefaulted: boolean;
   socketGroup: string | undefined;
+  /** --socket-mode, else 0660 with a socket group and 0600 without one. */
   socketMode: number;
   /** Unix socket of the NBD server (same mode and group as the control socket); undefined: no NBD. */
   nbdSocket: string | undefined;
@@ -136,14 +141,24 @@ export function resolveConfig(flags: DaemonFlags, cwd: string = process.cwd()): 
     throw new BlocksnapError('InvalidArgument', `--idle-timeout must be a whole number of seconds from 0 to ${7 * 24 * 3600}`);
   }
 
+  const dataDir = fromFlag(flags.dataDir) ?? fromFile(file.dataDir);
+  const socket = fromFlag(flags.socket) ?? fromFile(file.socket);
+  const dataDirDefault = dataDir === undefined ? defaultDataDirOf() : undefined;
+  const socketDefault = socket === undefined ? defaultSocketOf() : undefined;
+  const socketGroup = flags.socketGroup ?? file.socketGroup;
+  const socketPath = checkSocketPath(socket ?? socketDefault!.path);
   return {
-    dataDir: fromFlag(flags.dataDir) ?? fromFile(file.dataDir) ?? defaultDataDir(),
-    socketPath: checkSocketPath(fromFlag(flags.socket) ?? fromFile(file.socket) ?? defaultSocketPath()),
+    dataDir: dataDir ?? dataDirDefault!.path,
+    dataDirDefault,
+    socketPath,
+    socketDefault,
     imageRoots: roots ?? [cwd],
     imageRootsDefaulted: roots === undefined,
-    socketGroup: flags.socketGroup ?? file.socketGroup,
-    socketMode: modeText !== undefined ? parseInt(modeText, 8) : DEFAULT_SOCKET_MODE,
-    nbdSocket: nbdSocketPath(fromFlag(flags.nbdSocket) ?? fromFile(file.nbdSocket), fromFlag(flags.socket) ?? fromFile(file.socket) ?? defaultSocketPath()),
+    socketGroup,
+    // Without a chosen group, the daemon's primary group would get the socket: often a shared one
+    // (users, kvm), whose every member could then roll back the daemon's disks.
+    socketMode: modeText !== undefined ? parseInt(modeText, 8) : socketGroup !== undefined ? GROUP_SOCKET_MODE : DEFAULT_SOCKET_MODE,
+    nbdSocket: nbdSocketPath(fromFlag(flags.nbdSocket) ?? fromFile(file.nbdSocket), socketPath),
     logLevel: logLevel as LogLevel,
     maxFrameBytes,
     maxConnections,

@@ -20,20 +20,53 @@ function current(): Who {
   return { env: process.env, uid: typeof process.getuid === 'function' ? process.getuid() : -1 };
 }
 
-function userDataDir(env: NodeJS.ProcessEnv): string {
+/**
+ * A default path and where it came from, for the message when it cannot be created: a daemon
+ * started with `su` or from cron often has a HOME or XDG_RUNTIME_DIR that names nothing it may
+ * create, and the raw errno names neither the variable nor the option that would fix it.
+ */
+export interface DefaultPath {
+  path: string;
+  /** The variable (and its value) or rule the path was made from. */
+  from: string;
+  /** What to pass or set instead. */
+  instead: string;
+}
+
+function userDataDir(env: NodeJS.ProcessEnv): DefaultPath {
   const xdg = env.XDG_DATA_HOME;
-  return join(xdg !== undefined && xdg.startsWith('/') ? xdg : join(homedir(), '.local', 'share'), 'blocksnap');
+  const instead = 'pass --data-dir DIR, or set XDG_DATA_HOME to a directory the daemon\'s user may create';
+  if (xdg !== undefined && xdg.startsWith('/')) return { path: join(xdg, 'blocksnap'), from: `$XDG_DATA_HOME/blocksnap, XDG_DATA_HOME=${xdg}`, instead };
+  const home = env.HOME !== undefined && env.HOME !== '' ? `HOME=${env.HOME}` : 'the home directory in the user database';
+  return { path: join(homedir(), '.local', 'share', 'blocksnap'), from: `~/.local/share/blocksnap, ${home}`, instead };
+}
+
+export function defaultDataDirOf(who: Who = current()): DefaultPath {
+  return who.uid === 0 ? { path: '/var/lib/blocksnap', from: "root's default", instead: 'pass --data-dir DIR' } : userDataDir(who.env);
 }
 
 export function defaultDataDir(who: Who = current()): string {
-  return who.uid === 0 ? '/var/lib/blocksnap' : userDataDir(who.env);
+  return defaultDataDirOf(who).path;
+}
+
+export function defaultSocketOf(who: Who = current()): DefaultPath {
+  if (who.uid === 0) return { path: '/run/blocksnap/blocksnap.sock', from: "root's default", instead: 'pass --socket PATH' };
+  const runtime = who.env.XDG_RUNTIME_DIR;
+  if (runtime !== undefined && runtime.startsWith('/')) {
+    return {
+      path: join(runtime, 'blocksnap', 'blocksnap.sock'),
+      from: `$XDG_RUNTIME_DIR/blocksnap, XDG_RUNTIME_DIR=${runtime}`,
+      // su and sudo keep the caller's XDG_RUNTIME_DIR, which names a directory of another user.
+      instead: 'pass --socket PATH, or unset XDG_RUNTIME_DIR if it is not this user\'s runtime directory (after su or sudo) to put the socket in the data directory',
+    };
+  }
+  // Without a runtime dir (no login session), the per-user data dir is the one private place we know.
+  const data = userDataDir(who.env);
+  return { path: join(data.path, 'blocksnap.sock'), from: `the default data directory, as XDG_RUNTIME_DIR is not set: ${data.from}`, instead: 'pass --socket PATH' };
 }
 
 export function defaultSocketPath(who: Who = current()): string {
-  if (who.uid === 0) return '/run/blocksnap/blocksnap.sock';
-  const runtime = who.env.XDG_RUNTIME_DIR;
-  // Without a runtime dir (no login session), the per-user data dir is the one private place we know.
-  return join(runtime !== undefined && runtime.startsWith('/') ? join(runtime, 'blocksnap') : userDataDir(who.env), 'blocksnap.sock');
+  return defaultSocketOf(who).path;
 }
 
 /** The socket a client uses: --socket, else $BLOCKSNAP_SOCKET, else the default. */

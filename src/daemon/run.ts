@@ -5,6 +5,8 @@
  * daemon whose engine is not open. Stop order: refuse new work, close the engine (it cancels jobs
  * at a safe point, which answers every waiting client), close the connections, exit 0.
  */
+import { statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { toBlocksnapError } from '../errors';
 import { EXIT, exitStatusFor } from '../cli/exit-status';
@@ -15,7 +17,9 @@ import { resolveConfig, type DaemonConfig, type DaemonFlags } from './config';
 import { DEFAULT_LIMITS } from './connection';
 import { createLogger } from './logger';
 import { DaemonServer } from './server';
-import { claimSocketPath, resolveGroup } from './socket-file';
+import { checkSocketGroup, claimSocketPath, resolveGroup } from './socket-file';
+import { makeDataDir, makeSocketDir } from './start-dirs';
+import { checkDataDirTrusted, checkSocketDirTrusted } from './trusted-dirs';
 import { NbdServer } from '../nbd/server';
 import { hardLinkWarning } from './hard-link-guard';
 
@@ -54,6 +58,7 @@ export async function runDaemon(flags: DaemonFlags): Promise<number> {
   let engine: Engine;
   try {
     // Checked before the engine opens: refusing here is cheaper than a crash recovery first.
+    prepareDirs(config, gid, log);
     const { removedStale } = await claimSocketPath(config.socketPath);
     if (removedStale) log.info({ socket: config.socketPath }, 'removed a stale socket file');
     const engineOptions: Parameters<typeof Engine.open>[0] = {
@@ -139,11 +144,36 @@ async function stop(engine: Engine, server: DaemonServer, nbd: NbdServer | null,
   return status;
 }
 
+/**
+ * Creates the data dir and the sockets' directories, and refuses ones another user controls or a
+ * socket group the daemon cannot give its sockets to, all before anything else is created.
+ */
+function prepareDirs(config: DaemonConfig, gid: number | undefined, log: Logger): void {
+  if (gid !== undefined) checkSocketGroup(config.socketGroup!, gid, [config.socketPath, ...(config.nbdSocket !== undefined ? [config.nbdSocket] : [])]);
+  makeDataDir(config.dataDir, config.dataDirDefault);
+  checkDataDirTrusted(config.dataDir);
+  makeSocketDir(config.socketPath, config.socketDefault, '--socket');
+  checkSocketDirTrusted(config.socketPath, '--socket');
+  if (config.nbdSocket !== undefined) {
+    makeSocketDir(config.nbdSocket, undefined, '--nbd-socket');
+    checkSocketDirTrusted(config.nbdSocket, '--nbd-socket');
+  }
+  for (const socket of [config.socketPath, config.nbdSocket]) {
+    if (gid === undefined || socket === undefined) continue;
+    const dir = dirname(socket);
+    if ((statSync(dir).mode & 0o010) === 0) {
+      log.warn({ socket, dir, group: config.socketGroup }, `members of group ${config.socketGroup} cannot reach the socket ${socket}: its directory ${dir} is private to the daemon's user; choose a socket path in another directory`);
+    }
+  }
+}
+
 /** `socketOption`: the option that names the socket whose claim failed, for a SocketInUse. */
 function startFailed(log: Logger, err: unknown, config: DaemonConfig, socketOption: '--socket' | '--nbd-socket' = '--socket'): number {
   const e = toBlocksnapError(err);
   let message = e.message;
   if (e.code === 'DataDirLocked') message = `another blocksnap daemon is already using the data directory ${config.dataDir} (${e.message})`;
+  // A socket of another user the daemon may neither probe nor remove: only another path helps.
+  if (e.code === 'PermissionDenied' && e.details?.owner !== undefined) message = `${e.message}; choose another path with ${socketOption}`;
   if (e.code === 'SocketInUse') {
     // Something other than a socket is at the path: no daemon is involved, the path is wrong.
     message = e.details?.found !== undefined

@@ -107,7 +107,13 @@ export class DaemonServer implements ConnectionHost {
     } finally {
       process.umask(oldUmask);
     }
-    await setSocketAccess(socketPath, this.options.socketMode, this.options.socketGid);
+    try {
+      await setSocketAccess(socketPath, this.options.socketMode, this.options.socketGid);
+    } catch (err) {
+      // close() unlinks the socket: a daemon that did not start leaves no socket file behind.
+      await new Promise<void>((resolve) => this.server.close(() => resolve()));
+      throw err;
+    }
     this.engine.on('job', this.onJob);
   }
 

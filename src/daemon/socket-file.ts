@@ -5,13 +5,17 @@
  * is removed. A path that exists but is not a socket is never removed: it is someone's file.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, constants, fstatSync, openSync, readFileSync, readlinkSync, type Stats } from 'node:fs';
+import { chmodSync, chownSync, closeSync, constants, fstatSync, openSync, readFileSync, readlinkSync, statSync, type Stats } from 'node:fs';
 import { lstat, mkdir, unlink } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { BlocksnapError, toBlocksnapError } from '../errors';
+import { daemonUser, describeUser } from './user-names';
 
-export const DEFAULT_SOCKET_MODE = 0o660;
+/** Without --socket-group: only the daemon's user (and root) may connect. */
+export const DEFAULT_SOCKET_MODE = 0o600;
+/** With --socket-group: its members too. */
+export const GROUP_SOCKET_MODE = 0o660;
 const PROBE_TIMEOUT_MS = 1_000;
 
 export type ProbeResult = 'live' | 'stale';
@@ -41,6 +45,8 @@ export function probeSocket(path: string): Promise<ProbeResult> {
 /**
  * Makes `path` free for listen(): creates the parent directory (0755, so that group members can
  * reach the socket) and removes a stale socket. Returns whether a stale socket was removed.
+ * A socket of another user that cannot be probed or removed (a sticky /tmp) is refused with its
+ * owner named (`details.owner`): only that user, or another path, can resolve it.
  */
 export async function claimSocketPath(path: string): Promise<{ removedStale: boolean }> {
   await mkdir(dirname(path), { recursive: true, mode: 0o755 });
@@ -55,15 +61,54 @@ export async function claimSocketPath(path: string): Promise<{ removedStale: boo
     const found = fileKind(path, st);
     throw new BlocksnapError('SocketInUse', `${path} is ${found}, not a socket; refusing to replace it`, { path, found });
   }
-  if ((await probeSocket(path)) === 'live') {
-    throw new BlocksnapError('SocketInUse', `a daemon is already listening on ${path}`, { path });
+  const foreign = st.uid !== process.geteuid!();
+  let probe: ProbeResult;
+  try {
+    probe = await probeSocket(path);
+  } catch (err) {
+    const e = toBlocksnapError(err);
+    if (!foreign || e.code !== 'PermissionDenied') throw e;
+    throw new BlocksnapError('PermissionDenied',
+      `${path} is a socket of ${describeUser(st.uid)} that ${daemonUser()} may not connect to, so it cannot tell whether a daemon listens there (${e.message})`,
+      { path, owner: st.uid });
+  }
+  if (probe === 'live') {
+    throw new BlocksnapError('SocketInUse', `a daemon${foreign ? ` of ${describeUser(st.uid)}` : ''} is already listening on ${path}`, { path });
   }
   try {
     await unlink(path);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw toBlocksnapError(err);
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return { removedStale: true };
+    if (!foreign || (code !== 'EPERM' && code !== 'EACCES')) throw toBlocksnapError(err);
+    const sticky = stickyDir(dirname(path)) ? ` (${dirname(path)} is a sticky directory: only a file's owner may remove it there)` : '';
+    throw new BlocksnapError('PermissionDenied',
+      `${path} is a stale socket of ${describeUser(st.uid)} that ${daemonUser()} may not remove${sticky}: ${(err as Error).message}`,
+      { path, owner: st.uid });
   }
   return { removedStale: true };
+}
+
+function stickyDir(dir: string): boolean {
+  try {
+    return (statSync(dir).mode & 0o1000) !== 0;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Refuses a --socket-group the daemon cannot give its sockets to, before anything is created:
+ * only root may give a file to a group its owner is not in, and the chown would fail only once the
+ * engine had opened and the socket was bound.
+ */
+export function checkSocketGroup(group: string, gid: number, socketPaths: string[]): void {
+  if (process.geteuid!() === 0) return;
+  if (process.getegid!() === gid || process.getgroups!().includes(gid)) return;
+  throw new BlocksnapError('PermissionDenied',
+    `cannot give the socket ${socketPaths.join(' and ')} to group ${group} (gid ${gid}): ${daemonUser()} is not a member of group ${group}, ` +
+    'and only root may give a file to a group its owner is not in. Add the user to the group (it applies from the next login), or start the daemon without --socket-group',
+    { group, gid });
 }
 
 /** What is at a path that should be a socket, for the refusal (lstat: a symlink is not followed). */
@@ -102,7 +147,15 @@ export async function setSocketAccess(path: string, mode: number, gid: number | 
       throw new BlocksnapError('SocketInUse', `${path} was replaced by something that is not a socket while the daemon was starting`, { path });
     }
     const pinned = `/proc/self/fd/${fd}`;
-    if (gid !== undefined) chownSync(pinned, -1, gid);
+    if (gid !== undefined) {
+      try {
+        chownSync(pinned, -1, gid);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'EPERM') throw toBlocksnapError(err);
+        throw new BlocksnapError('PermissionDenied', `cannot give the socket ${path} to gid ${gid}: ${daemonUser()} is not a member of that group (EPERM)`, { path, gid });
+      }
+    }
     chmodSync(pinned, mode);
   } finally {
     closeSync(fd);

@@ -1,5 +1,5 @@
 /**
- * The NBD server: a Unix socket (mode 0660 by default, like the control socket) on which each
+ * The NBD server: a Unix socket (the control socket's mode and group) on which each
  * connection negotiates one export by name and then reads and writes it. Exports come from an
  * ExportTable (the engine's); the server holds only its connections.
  *
@@ -101,7 +101,13 @@ export class NbdServer {
     } finally {
       process.umask(oldUmask);
     }
-    await setSocketAccess(path, this.o.socketMode, this.o.socketGid);
+    try {
+      await setSocketAccess(path, this.o.socketMode, this.o.socketGid);
+    } catch (err) {
+      // close() unlinks the socket: a daemon that did not start leaves no socket file behind.
+      await new Promise<void>((resolve) => this.server.close(() => resolve()));
+      throw err;
+    }
   }
 
   /**

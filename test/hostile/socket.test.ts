@@ -1,6 +1,6 @@
 /**
- * The socket is the daemon's only door: mode 0660 (owner and group), never created or removed
- * through a symlink, and a user outside the group cannot even connect. The uid checks run a
+ * The socket is the daemon's only door: mode 0600 (its user only) or 0660 with a socket group,
+ * never created or removed through a symlink, and a user outside the group cannot even connect. The uid checks run a
  * client as `nobody` with setpriv; they skip, saying so, where the machine cannot switch users.
  */
 import { spawnSync } from 'node:child_process';
@@ -16,13 +16,13 @@ function layoutIn(t: Test) {
   return makeLayout(dir);
 }
 
-t.test('the socket is created with mode 0660', async (t) => {
+t.test('the socket is created with mode 0600: without a chosen group, only the daemon\'s user may connect', async (t) => {
   const layout = layoutIn(t);
   const d = await DaemonProcess.start(layout);
   t.teardown(() => d.kill());
   const st = lstatSync(layout.socketPath);
   t.ok(st.isSocket(), 'a socket');
-  t.equal((st.mode & 0o777).toString(8), '660', 'mode 0660');
+  t.equal((st.mode & 0o777).toString(8), '600', 'mode 0600');
   t.equal(await d.stop(), 0);
 });
 
@@ -64,6 +64,7 @@ t.test('a user outside the socket group cannot connect', async (t) => {
   const d = await DaemonProcess.start(layout, ['--socket-group', 'daemon']);
   t.teardown(() => d.kill());
   t.equal(statSync(layout.socketPath).gid, 1, 'the socket belongs to the configured group');
+  t.equal((statSync(layout.socketPath).mode & 0o777).toString(8), '660', 'mode 0660: the group may connect');
   t.equal(connectAs(layout.socketPath, []), 'EACCES', 'nobody, in no group, is refused by the kernel');
   t.equal(connectAs(layout.socketPath, ['daemon']), 'connected', 'the same uid in the socket group connects');
 });

@@ -1,0 +1,60 @@
+/**
+ * Running the real daemon and clients as users other than root, for the checks that only another
+ * uid can make: which files another user may read, whose socket may be removed. Tests run as root
+ * in CI; the uids need no account (the kernel checks numbers only), so nothing is added to the
+ * host. Elsewhere, or where those uids cannot read the build, the tests skip saying why.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { BIN, ensureBuilt } from '../integration/fixtures/harness';
+
+/** Two users that share a primary group (like `users`), and a third outside it. */
+export const USER_A = { uid: 23456, gid: 23400 };
+export const USER_B = { uid: 23457, gid: 23400 };
+export const USER_C = { uid: 23458, gid: 23458 };
+
+export interface Who { uid: number; gid: number }
+
+/** False where the tests can run as other users, else the reason they skip. */
+export function asUserSkip(): string | false {
+  if (process.getuid?.() !== 0) return 'needs root to run the daemon as another user';
+  ensureBuilt();
+  const r = spawnSync(process.execPath, [BIN, '--version'], { ...USER_A, encoding: 'utf8', env: cleanEnv({}) });
+  return r.status === 0 ? false : `uid ${USER_A.uid} cannot run ${BIN} (is the checkout readable by other users?): ${r.stderr}`;
+}
+
+/**
+ * A login-less environment, as cron, `su` or a system service gives: no XDG_* variables. HOME is
+ * always set, to a path that does not exist unless given: these uids have no account to take a
+ * home from, and the CLI computes its default paths from it.
+ */
+export function cleanEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/nonexistent', ...env };
+}
+
+/** `blocksnap daemon ARGS` as `who`, in `cwd` (the default image root). */
+export function spawnDaemonAs(who: Who, args: string[], env: NodeJS.ProcessEnv, cwd: string): ChildProcess & { log(): string } {
+  const proc = spawn(process.execPath, [BIN, 'daemon', '--log-level', 'info', ...args], { ...who, cwd, env: cleanEnv(env), stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  proc.stderr!.on('data', (c: Buffer) => { log += c.toString(); });
+  return Object.assign(proc, { log: () => log });
+}
+
+/** Runs the daemon as `who` until it exits; for refusals at start. */
+export function runDaemonAs(who: Who, args: string[], env: NodeJS.ProcessEnv, cwd: string): { status: number | null; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, 'daemon', '--log-level', 'silent', ...args], { ...who, cwd, env: cleanEnv(env), encoding: 'utf8', timeout: 60_000 });
+  return { status: r.status, stderr: r.stderr };
+}
+
+/** Connects to a Unix socket as `who`: "connected" or the errno code. */
+export function connectAs(who: Who, socketPath: string): string {
+  const script = `const s=require('net').connect(${JSON.stringify(socketPath)});` +
+    `s.on('connect',()=>{process.stdout.write('connected');s.destroy()});s.on('error',e=>process.stdout.write(e.code))`;
+  const r = spawnSync(process.execPath, ['-e', script], { ...who, encoding: 'utf8', timeout: 10_000 });
+  return r.stdout || `connect failed: ${r.stderr || r.error?.message}`;
+}
+
+/** A socket file of `who` that nothing listens on (its process was killed), with `mode`. */
+export function staleSocketOf(who: Who, path: string, mode: number): void {
+  const script = `process.umask(${0o777 & ~mode});require('net').createServer().listen(process.argv[1],()=>process.kill(process.pid,'SIGKILL'))`;
+  spawnSync(process.execPath, ['-e', script, path], { ...who, timeout: 10_000 });
+}
