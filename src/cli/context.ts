@@ -5,7 +5,7 @@
 import { Option, type Command } from 'commander';
 import { DaemonClient } from '../daemon/client';
 import { PACKAGE_VERSION } from '../daemon/build-info';
-import { checkSocketPath, clientSocketPath, defaultSocketPath, SOCKET_ENV } from '../daemon/paths';
+import { checkSocketPath, clientSocketPath, defaultSocketPath, shownDefault, SOCKET_ENV } from '../daemon/paths';
 import type { Job } from '../engine/types';
 import { BlocksnapError } from '../errors';
 import { followJob, noteEarlyInterrupt } from './follow';
@@ -24,7 +24,7 @@ export interface JobFlags extends ClientFlags {
 /** Adds --socket and --json. */
 export function clientOptions(cmd: Command): Command {
   return cmd
-    .addOption(new Option('--socket <path>', `daemon socket (default: $${SOCKET_ENV}, else ${defaultSocketPath()})`))
+    .addOption(new Option('--socket <path>', `daemon socket (default: $${SOCKET_ENV}, else ${shownDefault(defaultSocketPath())})`))
     .option('--json', 'print one JSON value on stdout (errors too)');
 }
 
@@ -43,7 +43,7 @@ const COMMON_OPTIONS = ['socket', 'json'] as const;
 export function commonOptions(program: Command): Command {
   return program
     .enablePositionalOptions()
-    .addOption(new Option('--socket <path>', `daemon socket, for the command that follows (a client's default: $${SOCKET_ENV}, else ${defaultSocketPath()})`))
+    .addOption(new Option('--socket <path>', `daemon socket, for the command that follows (a client's default: $${SOCKET_ENV}, else ${shownDefault(defaultSocketPath())})`))
     .option('--json', 'print one JSON value on stdout (errors too), for the client command that follows')
     .hook('preAction', (_program, command) => {
       for (const key of COMMON_OPTIONS) {

@@ -9,7 +9,7 @@ import { BlocksnapError } from '../errors';
 import { isPlainMap } from './protocol/messages';
 import { DEFAULT_MAX_FRAME_BYTES, ABSOLUTE_MAX_FRAME_BYTES } from './protocol/frame';
 import { integer, oneOf, optional, string, validateParams, type Field, type ParamsOf } from './params';
-import { checkSocketPath, defaultDataDirOf, defaultSocketOf, type DefaultPath } from './paths';
+import { checkSocketPath, defaultDataDirOf, defaultSocketOf, existingDefault, type DefaultPath } from './paths';
 import { DEFAULT_SOCKET_MODE, GROUP_SOCKET_MODE } from './socket-file';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -146,9 +146,9 @@ export function resolveConfig(flags: DaemonFlags, cwd: string = process.cwd()): 
   const dataDirDefault = dataDir === undefined ? defaultDataDirOf() : undefined;
   const socketDefault = socket === undefined ? defaultSocketOf() : undefined;
   const socketGroup = flags.socketGroup ?? file.socketGroup;
-  const socketPath = checkSocketPath(socket ?? socketDefault!.path);
+  const socketPath = checkSocketPath(socket ?? existingDefault(socketDefault!, 'socket'));
   return {
-    dataDir: dataDir ?? dataDirDefault!.path,
+    dataDir: dataDir ?? existingDefault(dataDirDefault!, 'data directory'),
     dataDirDefault,
     socketPath,
     socketDefault,

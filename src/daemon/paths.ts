@@ -38,7 +38,31 @@ function userDataDir(env: NodeJS.ProcessEnv): DefaultPath {
   const instead = 'pass --data-dir DIR, or set XDG_DATA_HOME to a directory the daemon\'s user may create';
   if (xdg !== undefined && xdg.startsWith('/')) return { path: join(xdg, 'blocksnap'), from: `$XDG_DATA_HOME/blocksnap, XDG_DATA_HOME=${xdg}`, instead };
   const home = env.HOME !== undefined && env.HOME !== '' ? `HOME=${env.HOME}` : 'the home directory in the user database';
-  return { path: join(homedir(), '.local', 'share', 'blocksnap'), from: `~/.local/share/blocksnap, ${home}`, instead };
+  const base = homeDir();
+  // A container's arbitrary uid often has neither: there is then no default, and only what
+  // needs the path says so (`--help` must still print).
+  if (base === null) return { path: '', from: 'no home directory: HOME is not set and this uid has no entry in the user database', instead };
+  return { path: join(base, '.local', 'share', 'blocksnap'), from: `~/.local/share/blocksnap, ${home}`, instead };
+}
+
+function homeDir(): string | null {
+  try {
+    const h = homedir();
+    return h === '' ? null : h;
+  } catch {
+    return null;
+  }
+}
+
+/** A default as `--help` shows it: there may be none. */
+export function shownDefault(p: string): string {
+  return p === '' ? 'none, as there is no home directory' : p;
+}
+
+/** Refuses a default that does not exist (userDataDir), naming why and what to pass. */
+export function existingDefault(d: DefaultPath, what: string): string {
+  if (d.path === '') throw new BlocksnapError('InvalidArgument', `there is no default ${what}: ${d.from}; ${d.instead}`);
+  return d.path;
 }
 
 export function defaultDataDirOf(who: Who = current()): DefaultPath {
@@ -62,6 +86,7 @@ export function defaultSocketOf(who: Who = current()): DefaultPath {
   }
   // Without a runtime dir (no login session), the per-user data dir is the one private place we know.
   const data = userDataDir(who.env);
+  if (data.path === '') return { ...data, instead: 'pass --socket PATH' };
   return { path: join(data.path, 'blocksnap.sock'), from: `the default data directory, as XDG_RUNTIME_DIR is not set: ${data.from}`, instead: 'pass --socket PATH' };
 }
 
@@ -73,7 +98,9 @@ export function defaultSocketPath(who: Who = current()): string {
 export function clientSocketPath(option: string | undefined, who: Who = current()): string {
   if (option !== undefined && option !== '') return option;
   const env = who.env[SOCKET_ENV];
-  return env !== undefined && env !== '' ? env : defaultSocketPath(who);
+  if (env !== undefined && env !== '') return env;
+  const d = defaultSocketOf(who);
+  return d.path === '' ? existingDefault({ ...d, instead: `pass --socket PATH or set ${SOCKET_ENV}` }, 'daemon socket') : d.path;
 }
 
 export function checkSocketPath(path: string): string {

@@ -1,6 +1,6 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { CONFIG_FILE_KEYS, LOG_LEVELS, type DaemonFlags } from '../../daemon/config';
-import { defaultDataDir, defaultSocketPath } from '../../daemon/paths';
+import { defaultDataDir, defaultSocketPath, shownDefault } from '../../daemon/paths';
 import { examples } from '../context';
 
 function positiveInt(value: string): number {
@@ -52,8 +52,8 @@ export function registerDaemon(program: Command): void {
     .command('daemon')
     .description('run the daemon in the foreground until SIGTERM or SIGINT')
     .option('--config <file>', 'JSON file with the same settings (the command line wins)')
-    .option('--data-dir <dir>', `catalog and block store (default: ${defaultDataDir()})`)
-    .option('--socket <path>', `Unix socket to listen on (default: ${defaultSocketPath()})`)
+    .option('--data-dir <dir>', `catalog and block store (default: ${shownDefault(defaultDataDir())})`)
+    .option('--socket <path>', `Unix socket to listen on (default: ${shownDefault(defaultSocketPath())})`)
     .option('--image-root <dir>', 'directory images may be registered in and cloned into; repeatable (default: the working directory)', collect)
     .option('--nbd-socket <path>', 'also serve NBD exports on this Unix socket (same mode and group as --socket)')
     .option('--socket-group <group>', 'group whose members may use the socket (mode 0660); without it only the daemon\'s user may')
