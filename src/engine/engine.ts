@@ -100,7 +100,7 @@ export class Engine extends EventEmitter {
   private closing = false;
   private quota: SnapshotQuota = resolveQuota(undefined);
   private clock: () => Date = () => new Date();
-  /** Lets clients name paths in the data dir again, once it is closed (paths.ts, fenceDataDir). */
+  /** Lets clients name paths in the data dir again, once it is closed (data-dir-fence.ts). */
   private unfence: () => void = () => undefined;
   /** Automatic snapshot policies and snapshot groups (policies.ts, groups.ts). */
   readonly policies: Policies;

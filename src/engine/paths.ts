@@ -9,11 +9,12 @@
  * directory swapped for a symlink after the check would have the daemon read, with its own
  * rights, a file the client may not.
  */
-import { close, fstat, lstatSync, read, readdirSync, realpathSync, statSync } from 'node:fs';
+import { close, fstat, lstatSync, read, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, sep } from 'node:path';
 import { promisify } from 'node:util';
 import { BlocksnapError, errnoToCode, toBlocksnapError } from '../errors';
 import { openImageDir } from '../native';
+import { fencingDataDir } from './data-dir-fence';
 import type { ReadableFile } from '../stream/byte-io';
 
 export function resolveRoots(roots: string[]): string[] {
@@ -51,49 +52,15 @@ export function checkDataDir(dataDir: string): void {
   }
 }
 
-/**
- * The real paths of the data directories open in this process. Whatever the roots say, nothing
- * in one is a client's to name: an image root that holds the data dir (the README's quick start
- * runs the daemon with both in one directory) would otherwise let a socket user register the
- * catalog or a block file as a disk and roll it back, or clone over the store.
- */
-const dataDirs = new Set<string>();
-
-/** Keeps clients out of `realDataDir` until the returned function is called. */
-export function fenceDataDir(realDataDir: string): () => void {
-  dataDirs.add(realDataDir);
-  return () => { dataDirs.delete(realDataDir); };
-}
-
-/**
- * Fences the data dir and, where one of its entries is a symlink (a store moved to another disk:
- * `blocks -> /srv/big/blocks`), what that entry leads to as well, since the store follows it.
- */
-export function fenceDataDirOf(dataDir: string): () => void {
-  const real = realpathSync(dataDir);
-  const unfences = [fenceDataDir(real)];
-  for (const e of readdirSync(real, { withFileTypes: true })) {
-    if (!e.isSymbolicLink()) continue;
-    try {
-      unfences.push(fenceDataDir(realpathSync(join(real, e.name))));
-    } catch {
-      // A dangling link leads nowhere a client could name.
-    }
-  }
-  return () => { for (const u of unfences) u(); };
-}
+export { fenceDataDirOf } from './data-dir-fence';
 
 function under(real: string, dir: string): boolean {
   return real === dir || real.startsWith(dir.endsWith(sep) ? dir : dir + sep);
 }
 
-function dataDirOf(real: string): string | undefined {
-  for (const d of dataDirs) if (under(real, d)) return d;
-  return undefined;
-}
-
+/** Whether the real path `real` lies inside a root and outside every data dir (data-dir-fence.ts). */
 export function insideRoots(real: string, roots: string[]): boolean {
-  return dataDirOf(real) === undefined && roots.some((r) => under(real, r));
+  return roots.some((r) => under(real, r)) && fencingDataDir(real) === undefined;
 }
 
 function requireAbsolute(p: unknown): string {
@@ -103,13 +70,20 @@ function requireAbsolute(p: unknown): string {
   return p;
 }
 
+/**
+ * The refusal of a path that resolves (or whose longest existing part resolves) to `real`, not
+ * inside the roots. One fixed answer for everything outside them, whether it exists, is a
+ * directory or leads on through a symlink: any difference, or the real path it leads to, would
+ * tell a client about places it may not look.
+ */
 function notAllowed(p: string, real: string, roots: string[]): BlocksnapError {
-  const shown = real === p ? p : `${p} (resolves to ${real})`;
-  const dataDir = dataDirOf(real);
-  if (dataDir !== undefined) {
-    return new BlocksnapError('PathNotAllowed', `${shown} is inside the daemon's data directory ${dataDir}, which holds its catalog and block store; no image may be read or written there`, { path: p });
+  if (roots.some((r) => under(real, r))) {
+    const dataDir = fencingDataDir(real);
+    if (dataDir !== undefined) {
+      return new BlocksnapError('PathNotAllowed', `${p} is inside the daemon's data directory ${dataDir}, which holds its catalog and block store; no image may be read or written there`, { path: p });
+    }
   }
-  return new BlocksnapError('PathNotAllowed', `${shown} is outside the image roots: ${roots.join(', ')}`, { path: p });
+  return new BlocksnapError('PathNotAllowed', `${p} is outside the image roots: ${roots.join(', ')}`, { path: p });
 }
 
 /** An existing image file inside a root; returns its real path. */
@@ -119,21 +93,7 @@ export function resolveExistingImage(p: unknown, roots: string[]): string {
   try {
     real = realpathSync(path);
   } catch (err) {
-    const code = errnoToCode((err as NodeJS.ErrnoException).code);
-    if (code === 'ImageNotFound') {
-      // Say "not allowed" rather than "not found" for paths outside the roots: existence is information.
-      const parentReal = realParentOrNull(path);
-      if (parentReal !== null && !insideRoots(parentReal, roots)) throw notAllowed(path, parentReal, roots);
-      throw new BlocksnapError('ImageNotFound', `image ${path} does not exist`, { path });
-    }
-    const errno = (err as NodeJS.ErrnoException).code;
-    if (errno === 'EINVAL' || errno === 'ELOOP') {
-      // realpath saw a symlink and then readlink found none (or links kept leading on): the path
-      // is being swapped while it is resolved, the race the root check exists for.
-      throw new BlocksnapError('PathNotAllowed', `image ${path} changed while it was being resolved (a symlink swapped in or out, or a symlink loop); refused`, { path });
-    }
-    if (errno === 'ENOTDIR') throw notADirectoryOnTheWay(path, roots);
-    throw pathError(`image ${path}`, path, err);
+    throw unresolved(path, path, `image ${path}`, err, roots);
   }
   if (!insideRoots(real, roots)) throw notAllowed(path, real, roots);
   const st = lstatSync(real);
@@ -187,10 +147,7 @@ export function resolveNewFile(p: unknown, roots: string[]): string {
   try {
     parentReal = realpathSync(dirname(path));
   } catch (err) {
-    const errno = (err as NodeJS.ErrnoException).code;
-    if (errno === 'ENOENT') throw new BlocksnapError('ImageNotFound', `directory ${dirname(path)} does not exist`, { path });
-    if (errno === 'ENOTDIR') throw notADirectoryOnTheWay(path, roots);
-    throw pathError(`directory ${dirname(path)}`, path, err);
+    throw unresolved(path, dirname(path), `directory ${dirname(path)}`, err, roots);
   }
   const target = join(parentReal, base);
   if (!insideRoots(target, roots)) throw notAllowed(path, target, roots);
@@ -206,12 +163,79 @@ export function resolveNewFile(p: unknown, roots: string[]): string {
   throw new BlocksnapError('FileExists', `${path} already exists; blocksnap never overwrites a file`, { path });
 }
 
-function realParentOrNull(path: string): string | null {
-  try {
-    return realpathSync(dirname(path));
-  } catch {
-    return null;
+/**
+ * Why `resolved` (the client's `path`, or its directory for a new file) could not be resolved
+ * (`err`, from realpath). Decided first by where the resolution got to: anything not inside a
+ * root is refused as notAllowed says, the same whatever stopped it, so that "does not exist",
+ * "not a directory" or "permission denied" is only ever said of a place inside a root.
+ */
+function unresolved(path: string, resolved: string, what: string, err: unknown, roots: string[]): BlocksnapError {
+  const reached = realPrefix(resolved);
+  if (!insideRoots(reached.real, roots)) return notAllowed(path, reached.real, roots);
+  const errno = (err as NodeJS.ErrnoException).code;
+  if (errno === 'EINVAL' || errno === 'ELOOP' || reached.errno === null) {
+    // realpath saw a symlink and then readlink found none (or links kept leading on), or the
+    // walk here found the whole path after realpath had not: the path is being swapped while it
+    // is resolved, the race the root check exists for.
+    return new BlocksnapError('PathNotAllowed', `${what} changed while it was being resolved (a symlink swapped in or out, or a symlink loop); refused`, { path });
   }
+  if (errno === 'ENOENT') {
+    return new BlocksnapError('ImageNotFound', what === `image ${path}` ? `image ${path} does not exist` : `${what} does not exist`, { path });
+  }
+  if (errno === 'ENOTDIR') {
+    return new BlocksnapError('ImageNotFound', reached.errno === 'ENOTDIR'
+      ? `${path} does not exist: ${reached.real} is not a directory`
+      : `${path} does not exist: part of it is not a directory`, { path });
+  }
+  return pathError(what, path, err);
+}
+
+/** How far a path resolves: the real path of its longest existing part, and the errno that stopped it (null: none did). */
+interface RealPrefix { real: string; errno: string | null }
+
+/** Symlinks followed before giving up, as the kernel does (MAXSYMLINKS). */
+const MAX_SYMLINKS = 40;
+
+/**
+ * Resolves `path` as realpath does, one component at a time, up to the first that cannot be:
+ * where a missing file or directory would be, had it existed. A component that is not a
+ * directory but has more after it stops there (ENOTDIR), its own real path the answer.
+ */
+function realPrefix(path: string): RealPrefix {
+  let todo = path.split(sep).filter((c) => c !== '' && c !== '.');
+  let real: string = sep;
+  let links = 0;
+  while (todo.length > 0) {
+    const [c, ...rest] = todo as [string, ...string[]];
+    if (c === '..') {
+      real = dirname(real);
+      todo = rest;
+      continue;
+    }
+    const next = join(real, c);
+    let st;
+    try {
+      st = lstatSync(next);
+    } catch (err) {
+      return { real, errno: (err as NodeJS.ErrnoException).code ?? 'EIO' };
+    }
+    if (st.isSymbolicLink()) {
+      if (++links > MAX_SYMLINKS) return { real, errno: 'ELOOP' };
+      let target: string;
+      try {
+        target = readlinkSync(next);
+      } catch (err) {
+        return { real, errno: (err as NodeJS.ErrnoException).code ?? 'EIO' };
+      }
+      if (isAbsolute(target)) real = sep;
+      todo = [...target.split(sep).filter((t) => t !== '' && t !== '.'), ...rest];
+      continue;
+    }
+    if (rest.length > 0 && !st.isDirectory()) return { real: next, errno: 'ENOTDIR' };
+    real = next;
+    todo = rest;
+  }
+  return { real, errno: null };
 }
 
 /** An errno met while resolving a client's path, worded for the path rather than the syscall. */
@@ -222,23 +246,4 @@ function pathError(what: string, path: string, err: unknown): BlocksnapError {
   }
   if (errno === 'ELOOP') return new BlocksnapError('PathNotAllowed', `${what}: too many levels of symlinks (a symlink loop); refused`, { path });
   return new BlocksnapError(errnoToCode(errno), `${what}: ${(err as Error).message}`, { path });
-}
-
-/**
- * ENOTDIR: some directory of the path is a file. Names it when it lies inside a root; outside
- * them, as for a missing file, existence is not reported.
- */
-function notADirectoryOnTheWay(path: string, roots: string[]): BlocksnapError {
-  for (let d = dirname(path); d !== dirname(d); d = dirname(d)) {
-    let real: string;
-    try {
-      if (statSync(d).isDirectory()) break;
-      real = realpathSync(d);
-    } catch {
-      continue;
-    }
-    if (!insideRoots(real, roots)) return notAllowed(path, real, roots);
-    return new BlocksnapError('ImageNotFound', `${path} does not exist: ${d} is not a directory`, { path });
-  }
-  return new BlocksnapError('ImageNotFound', `${path} does not exist: part of it is not a directory`, { path });
 }
