@@ -179,13 +179,26 @@ std::string random_suffix() {
   return buf;
 }
 
+// The refusal of a rollback whose new image the daemon may not create beside the disk `path`:
+// the temp file the open named is one the operator never heard of, the directory is what to fix.
+[[noreturn]] void refuse_directory(const Error& e, const std::string& path) {
+  const std::string dir = parent_dir(path);
+  Error out(e.code(), "the daemon may not create files in " + dir + " (" + e.syscall + ": " + describe_errno(e.sys_errno) +
+                          "), which a qcow2 rollback of " + path +
+                          " needs: it writes the disk's new image in that directory, then renames it over the disk");
+  out.sys_errno = e.sys_errno;
+  out.syscall = e.syscall;
+  out.path = path;
+  throw out;
+}
+
 // A file in `dir` that no name leads to once this returns, made as the rollback makes its new
 // image (create_in), so it gets what that file gets (the default ACL's access ACL, the policy's
-// label) and its creation fails as that one's would (`new_image_path` in the message): a
-// directory the daemon may not write refuses the rollback here too. Where it has a name (no
+// label) and its creation fails as that one's would: a directory the daemon may not write
+// refuses the rollback here too (naming the directory, not the file). Where it has a name (no
 // O_TMPFILE), that is unlinked as soon as it exists, so a crash during the check leaves nothing
 // in the disk's directory but in that instant.
-UniqueFd create_scratch(int dir, const std::string& new_image_path) {
+UniqueFd create_scratch(int dir, const std::string& path, const std::string& new_image_path) {
   for (int attempt = 0;; ++attempt) {
     const std::string name = ".blocksnap-attributes-" + random_suffix();
     bool nameless = false;
@@ -194,6 +207,7 @@ UniqueFd create_scratch(int dir, const std::string& new_image_path) {
       fd = create_in(dir, name, new_image_path, nameless);
     } catch (const Error& e) {
       if (e.sys_errno == EEXIST && attempt < 8) continue;
+      if (e.sys_errno == EACCES || e.sys_errno == EPERM || e.sys_errno == EROFS) refuse_directory(e, path);
       throw;
     }
     if (nameless) return fd;
@@ -263,7 +277,7 @@ void check_attributes_copyable(const std::string& path, const std::string& new_i
   if (name.empty() || name == "." || name == "..") throw Error(ErrorCode::InvalidArgument, path + " does not name a file");
   const UniqueFd dir = open_image_dir(parent_dir(path));
   const ImageFile image = open_image_in(dir.get(), name, path);
-  const UniqueFd scratch = create_scratch(dir.get(), new_image_path);
+  const UniqueFd scratch = create_scratch(dir.get(), path, new_image_path);
   copy_file_attributes(image.fd.get(), scratch.get(), path, new_image_path);
 }
 

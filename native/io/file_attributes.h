@@ -52,7 +52,7 @@ void copy_file_attributes(int from_fd, int to_fd, const std::string& from_path, 
 // scratch file is made as the rollback's new image is (create_in): unnamed (O_TMPFILE) or,
 // where it cannot be (or BLOCKSNAP_NO_TMPFILE is set, for tests), a uniquely named file unlinked
 // as soon as it exists; it is gone once this returns either way. A directory the daemon may not create the new image in refuses too, as the
-// rollback would.
+// rollback would, the message naming the directory (the new image's name means nothing to an operator).
 void check_attributes_copyable(const std::string& path, const std::string& new_image_path);
 
 }  // namespace blocksnap
