@@ -193,9 +193,11 @@ Qcow2WriteResult write_qcow2_from_source(const BlockSource& source, const Qcow2I
   control.set_total(size_bytes);
 
   // Rollback: QEMU must not open either file while the new one is written and renamed. Both
-  // names are in one directory, opened once: the stale file is removed, the new one created, named
-  // and renamed over the old one through it, and the old name must still be the file locked here,
-  // so a directory of the path swapped for a symlink meanwhile sends none of the three elsewhere.
+  // names are in one directory, opened once: the new one is created, named and renamed over the
+  // old one through it, and the old name must still be the file locked here, so a directory of the
+  // path swapped for a symlink meanwhile sends neither elsewhere. The new name is the caller's,
+  // random: nothing found under it is removed (whoever may write the directory could have put it
+  // there, and it is not ours), so a name taken fails FileExists before anything is written.
   UniqueFd replaced_lock;
   struct stat replaced {};
   UniqueFd held_dir;
@@ -208,8 +210,6 @@ Qcow2WriteResult write_qcow2_from_source(const BlockSource& source, const Qcow2I
     replaced_lock = open_and_hold_qemu_locks(p.replace);
     if (::fstat(replaced_lock.get(), &replaced) != 0) throw Error::system(errno, "fstat", p.replace);
     require_entry(held_dir.get(), replace_name, replaced, p.replace);
-    if (::unlinkat(held_dir.get(), base_name(p.image_path).c_str(), 0) != 0 && errno != ENOENT)
-      throw Error::system(errno, "unlink", p.image_path);
   }
   ImageFile image = open_image_for_write(p.image_path, true, held_dir ? held_dir.get() : p.dir ? p.dir->get() : -1);
   RemoveCreatedOnFailure cleanup(image);

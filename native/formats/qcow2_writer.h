@@ -32,7 +32,7 @@ namespace blocksnap {
 // The file-side options, shared by both entry points.
 struct Qcow2ImageOptions {
   // The file to create (0600, never through a symlink, named only once complete: image_file.h).
-  // With `replace` set, a stale file of that name from an interrupted run is removed first.
+  // With `replace` set, a name already taken (by anything) refuses it: FileExists, nothing removed.
   std::string image_path;
   // The held directory to create image_path in (see image_file.h); absent, it is opened from the
   // path. With `replace`, the directory is always opened here, once, for both names.

@@ -649,3 +649,26 @@ TEST(attributes_check_refuses_a_directory_the_new_image_cannot_be_created_in) {
   });
   REQUIRE(::chmod(dir.path().c_str(), 0700) == 0);
 }
+
+// Whoever may write the disk's directory can put anything under the new image's name; the
+// writer removes none of it (a root daemon would delete another user's file) and refuses.
+TEST(qcow2_rollback_removes_nothing_it_finds_under_the_new_images_name) {
+  TempDir dir;
+  const Store store = make_store(dir / "store");
+  const std::string img = dir / "disk.qcow2";
+  write_image(store, img, store.now);
+  const struct stat before = stat_of(img);
+  const std::vector<uint8_t> theirs = pattern(100, 7);
+  for (const bool unnamed : {true, false}) {
+    std::optional<NoTmpfile> named;
+    if (!unnamed) named.emplace();
+    const std::string planted = dir / ".disk.qcow2.blocksnap-rollback";
+    write_bytes(planted, 0, theirs);
+    const std::optional<Error> e = error_of([&] { roll_back(store, dir.path(), "disk.qcow2"); });
+    REQUIRE(e.has_value());
+    CHECK(e->code() == ErrorCode::FileExists);
+    CHECK(read_file(planted) == theirs);
+    CHECK_EQ(stat_of(img).st_ino, before.st_ino);
+    std::filesystem::remove(planted);
+  }
+}

@@ -76,6 +76,30 @@ Napi::Value open_image_dir(const Napi::CallbackInfo& info) {
     if (errno == ENOENT) return Napi::Boolean::New(info.Env(), false);
     throw to_js_error(info.Env(), Error::system(errno, "unlink", where(name)));
   }, "unlink"));
+  // Removes `name` only if it is a regular file owned by one of `uids`: a leftover the daemon
+  // itself made. Anything else under that name (a directory, a symlink, a file of another user
+  // planted in a directory they may write) is left where it is. Stat and unlink both go through
+  // the held descriptor; in a sticky directory nobody but the owner can swap the entry in between.
+  h.Set("removeOwnFile", Napi::Function::New(env, [dir, where](const Napi::CallbackInfo& info) -> Napi::Value {
+    Napi::Env env = info.Env();
+    const std::string name = entry_name(info, 0);
+    if (info.Length() < 2 || !info[1].IsArray()) throw Napi::TypeError::New(env, "uids must be an array of numbers");
+    const Napi::Array uids = info[1].As<Napi::Array>();
+    struct stat st;
+    if (::fstatat(dir->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno == ENOENT) return Napi::String::New(env, "absent");
+      throw to_js_error(env, Error::system(errno, "stat", where(name)));
+    }
+    bool ours = false;
+    for (uint32_t i = 0; i < uids.Length(); ++i) {
+      const Napi::Value v = uids.Get(i);
+      if (v.IsNumber() && static_cast<uid_t>(v.As<Napi::Number>().Uint32Value()) == st.st_uid) ours = true;
+    }
+    if (!S_ISREG(st.st_mode) || !ours) return Napi::String::New(env, "kept");
+    if (::unlinkat(dir->get(), name.c_str(), 0) == 0) return Napi::String::New(env, "removed");
+    if (errno == ENOENT) return Napi::String::New(env, "absent");
+    throw to_js_error(env, Error::system(errno, "unlink", where(name)));
+  }, "removeOwnFile"));
   h.Set("createFile", Napi::Function::New(env, [dir, where](const Napi::CallbackInfo& info) -> Napi::Value {
     const std::string name = entry_name(info, 0);
     try {

@@ -33,6 +33,14 @@ export interface PendingRollbackRecord extends NonNullable<Disk['pendingRollback
    * was recorded, whose rollbacks must be rerun (or abandoned) as before.
    */
   imageBefore?: JournaledFile;
+  /**
+   * The name, in the disk's directory, a qcow2 rollback gives its new image once complete, until
+   * it is renamed over the disk: random per attempt, so that nobody can put something there
+   * first, and journaled so that what a crash leaves under it is found and removed. Absent in
+   * raw disks' journals and in those written before the name was random
+   * (`.<name>.blocksnap-rollback`).
+   */
+  tempName?: string;
 }
 
 /** A file by device and inode, and its birth time where the filesystem keeps one (an inode number can be reused). */

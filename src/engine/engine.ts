@@ -22,7 +22,7 @@ import {
   checkBackingAsGiven, checkNotInUse, checkRollbackTarget, checkSizeKept, checkStillRaw, detectFormat, fileIdentity, imageFormatOf, inspectImage,
 } from './image-access';
 import { ScanWatch } from './scan-consistency';
-import { cloneImage, removeRollbackTemp } from './image-writes';
+import { cloneImage, removeRollbackLeftovers } from './image-writes';
 import { looksLikeId, newId, resolveIdOrName, someOf } from './ids';
 import { DiskLocks, StoreLock } from './locks';
 import { JobRunner, type JobControl } from './jobs';
@@ -279,7 +279,7 @@ export class Engine extends EventEmitter {
     for (const d of pending) {
       if (d.format !== 'qcow2') continue;
       try {
-        if (await removeRollbackTemp(d.path, this.imageRoots)) rollbackTempFiles++;
+        rollbackTempFiles += await removeRollbackLeftovers(d.path, this.imageRoots, d.pendingRollback!.tempName);
       } catch (err) {
         this.log.warn({ err, diskId: d.id }, 'could not remove the new image of an interrupted rollback; a rerun of the rollback removes it');
       }
@@ -742,7 +742,7 @@ export class Engine extends EventEmitter {
     }
     try {
       const path = this.revalidateDiskPath(disk);
-      checkRollbackTarget(path, disk.format, { snapshot: snap });
+      checkRollbackTarget(path, disk.format, { snapshot: snap, leftover: disk.pendingRollback?.tempName });
       // The new image names the same backing file: a chain a snapshot would refuse is refused
       // here too, before the job starts (the job checks it again before the journal: image-rollback.ts).
       if (disk.format === 'qcow2') inspectImage(path, disk.format, this.imageRoots);

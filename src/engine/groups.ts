@@ -132,7 +132,7 @@ export class SnapshotGroups {
       const real = resolveExistingImage(disk.path, this.engine.imageRoots);
       if (real !== disk.path) throw new BlocksnapError('PathNotAllowed', `${disk.path} now resolves to ${real}; re-register the disk if that is intended`);
       checkStillRaw(disk, real);
-      checkRollbackTarget(real, disk.format, { snapshot: s, reserved });
+      checkRollbackTarget(real, disk.format, { snapshot: s, reserved, leftover: disk.pendingRollback?.tempName });
       // As startRollback checks it, but before any member's rollback starts.
       if (disk.format === 'qcow2') inspectImage(real, disk.format, this.engine.imageRoots);
       checkNotInUse(real, o.force === true);

@@ -4,7 +4,7 @@
  * it (a running VM, qemu-nbd, qemu-img), read from QEMU's own OFD image locks. Stateless: every
  * answer is read from the file when asked, because all of it can change between two jobs.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { accessSync, closeSync, constants, fstatSync, lstatSync, readSync, statfsSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { BlocksnapError, toBlocksnapError } from '../errors';
@@ -261,16 +261,34 @@ export function consistencyNow(files: readonly string[]): SnapshotConsistency {
 const NAME_MAX = 255;
 
 /**
- * The new image of a qcow2 rollback is written here, beside the disk, then renamed over it. An
- * image whose name leaves no room for the suffix gets a digest of its name instead: with the
- * suffixed name the rollback failed (ENAMETOOLONG) after it was journaled, every rerun failed
- * the same way, and the disk could be neither rolled back nor snapshotted again.
+ * The name a qcow2 rollback's new image gets beside the disk once complete, until it is renamed
+ * over it: random, so that whoever may write the disk's directory cannot put anything there first
+ * (a fixed name let them block every rollback with a directory there, and a root daemon removed
+ * another user's file of that name). The rollback journals it (PendingRollbackRecord.tempName) to
+ * find what a crash leaves. An image whose name leaves no room for the suffix gets a digest of its
+ * name instead: with the suffixed name the rollback failed (ENAMETOOLONG) after it was journaled,
+ * every rerun failed the same way, and the disk could be neither rolled back nor snapshotted again.
  */
-export function rollbackTempPath(path: string): string {
+export function rollbackTempName(path: string): string {
+  const random = randomBytes(8).toString('hex');
+  const base = basename(path);
+  const name = `.${base}.blocksnap-rollback-${random}`;
+  if (Buffer.byteLength(name) <= NAME_MAX) return name;
+  return `.blocksnap-rollback-${nameDigest(base)}-${random}`;
+}
+
+/**
+ * The fixed names earlier versions gave the new image (`.<name>.blocksnap-rollback`, or a digest
+ * of a long name): a journal from before the name was random may have left a file there.
+ */
+export function legacyRollbackTempName(path: string): string {
   const base = basename(path);
   const name = `.${base}.blocksnap-rollback`;
-  if (Buffer.byteLength(name) <= NAME_MAX) return join(dirname(path), name);
-  return join(dirname(path), `.blocksnap-rollback-${createHash('sha256').update(base).digest('hex').slice(0, 32)}`);
+  return Buffer.byteLength(name) <= NAME_MAX ? name : `.blocksnap-rollback-${nameDigest(base)}`;
+}
+
+function nameDigest(base: string): string {
+  return createHash('sha256').update(base).digest('hex').slice(0, 32);
 }
 
 /**
@@ -340,7 +358,7 @@ export function checkRollbackTarget(path: string, format: DiskFormat, space?: Ro
   if (format === 'qcow2') {
     const header = qcow2Header(path);
     checkQcow2Rollback(path, header);
-    checkAttributesCopyable(path, rollbackTempPath(path));
+    checkAttributesCopyable(path, join(dirname(path), rollbackTempName(path)));
     if (space !== undefined) checkRollbackSpace(path, header, space);
   }
 }
@@ -376,6 +394,8 @@ export interface RollbackSpace {
    * filesystem; this one's is added. Each fitting alone, together they may not.
    */
   reserved?: Map<string, number>;
+  /** The new image an earlier attempt journaled (its tempName): the rollback removes it first. */
+  leftover?: string | undefined;
 }
 
 /**
@@ -391,7 +411,7 @@ export function checkRollbackSpace(path: string, header: Pick<Qcow2Header, 'clus
   const needed = image + MiB + Math.ceil(image / 1024);
   const fs = statfsSync(dir);
   // Blocks reserved for root are the daemon's too when it runs as root.
-  const free = (process.geteuid?.() === 0 ? fs.bfree : fs.bavail) * fs.bsize + staleRollbackBytes(path);
+  const free = (process.geteuid?.() === 0 ? fs.bfree : fs.bavail) * fs.bsize + leftoverBytes(dir, space.leftover);
   const key = String(statSync(dir).dev);
   const others = space.reserved?.get(key) ?? 0;
   space.reserved?.set(key, others + needed);
@@ -438,10 +458,11 @@ export function qcow2ImageBytes(o: { sizeBytes: number; logicalBytes: number; bl
   return (used + blocks + table) * cluster;
 }
 
-/** Space a new image an earlier rollback left under the temp name holds: the writer removes it first. */
-function staleRollbackBytes(path: string): number {
+/** Space the new image an earlier attempt left under `name` holds, if it is still there. */
+function leftoverBytes(dir: string, name: string | undefined): number {
+  if (name === undefined) return 0;
   try {
-    const st = lstatSync(rollbackTempPath(path));
+    const st = lstatSync(join(dir, name));
     return st.isFile() ? st.blocks * 512 : 0;
   } catch {
     return 0;

@@ -9,8 +9,8 @@ import { BlocksnapError, toBlocksnapError } from '../errors';
 import type { Catalog } from '../catalog/catalog';
 import type { DiskRecord, PendingRollbackRecord, SnapshotRecord } from '../catalog/records';
 import { readView } from '../catalog/block-map';
-import { imageFormatOf, inspectImage, journaledFile, stillSameFile } from './image-access';
-import { rollbackImage } from './image-writes';
+import { imageFormatOf, inspectImage, journaledFile, rollbackTempName, stillSameFile } from './image-access';
+import { removeRollbackLeftovers, rollbackImage } from './image-writes';
 import type { JobControl } from './jobs';
 import type { EngineLogger } from './engine';
 import type { AbandonedImage, RollbackResult } from './types';
@@ -52,15 +52,20 @@ export class ImageRollbacks {
       // count as "as it was". A journal without one (raw, or written by an older version) stays so.
       const before = d.pendingRollback ? d.pendingRollback.imageBefore : format === 'qcow2' ? journaledFile(path) ?? undefined : undefined;
       if (before !== undefined) j.imageBefore = before;
+      if (format === 'qcow2') j.tempName = rollbackTempName(path);
       this.x.catalog.putDisk({ ...d, pendingRollback: j });
       return j;
     });
     let r: Awaited<ReturnType<typeof rollbackImage>>;
     try {
+      // What an earlier attempt's crash left (when the start could not remove it), before this
+      // attempt needs the room for its own new image.
+      const earlier = (previous as PendingRollbackRecord | null)?.tempName;
+      if (earlier !== undefined) await removeRollbackLeftovers(path, this.x.imageRoots, earlier);
       r = await rollbackImage(path, format, {
         storeDir: this.x.storeDir, blockSize: this.x.blockSize, sizeBytes: snap.sizeBytes, digests: view,
         ...(this.x.threads ? { threads: this.x.threads } : {}), onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
-      }, qcow2);
+      }, qcow2, journal.tempName);
     } catch (err) {
       throw this.rollbackStopped(disk, snap, journal, toBlocksnapError(err), previous);
     }

@@ -14,16 +14,17 @@
  *
  * The new image of a qcow2 rollback has no name while it is written (O_TMPFILE, like every file
  * a job creates: partial-files.ts), so a daemon killed meanwhile leaves nothing beside the disk,
- * wherever the disk's directory went. It gets its temp name once complete and fsynced, and is
- * renamed over the disk at once. A kill in between, or while it is written on a filesystem
- * without O_TMPFILE (where it is created under its temp name), leaves it under that name, as
- * large as the disk; the next start removes it (removeRollbackTemp), since a rerun is not bound
- * to come (the disk may be removed instead).
+ * wherever the disk's directory went. It gets its temp name (random, journaled: rollbackTempName)
+ * once complete and fsynced, and is renamed over the disk at once. A kill in between, or while it
+ * is written on a filesystem without O_TMPFILE (where it is created under its temp name), leaves
+ * it under that name, as large as the disk; the next start removes it (removeRollbackLeftovers),
+ * since a rerun is not bound to come (the disk may be removed instead), and so does a rerun.
  */
-import { basename, dirname } from 'node:path';
+import { lstatSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import { applyImage, holdImageLocks, openImageDir, writeQcow2, type ImageDir } from '../native';
-import { checkQcow2Rollback, rollbackTempPath, type Qcow2Info } from './image-access';
+import { checkQcow2Rollback, legacyRollbackTempName, type Qcow2Info } from './image-access';
 import { insideRoots } from './paths';
 import type { ImageFormat } from './types';
 
@@ -63,8 +64,10 @@ function zeroBlocks(digests: Buffer): number {
 /**
  * `qcow2`: a qcow2 image as inspectImage read it, just before the rollback was journaled: the
  * new image takes its cluster size, version, compression type, backing name and backing format.
+ * `tempName`: the name the journal gave its new image in the disk's directory (rollbackTempName).
  */
-export async function rollbackImage(path: string, format: ImageFormat, w: ContentWrite, qcow2: Qcow2Info | null = null): Promise<RollbackWrite> {
+export async function rollbackImage(path: string, format: ImageFormat, w: ContentWrite, qcow2: Qcow2Info | null = null,
+  tempName?: string): Promise<RollbackWrite> {
   const common = { storeDir: w.storeDir, blockSize: w.blockSize, sizeBytes: w.sizeBytes, digests: w.digests, onProgress: w.onProgress, signal: w.signal };
   if (format === 'raw') {
     let lock: ReturnType<typeof holdImageLocks>;
@@ -84,10 +87,12 @@ export async function rollbackImage(path: string, format: ImageFormat, w: Conten
     }
   }
   const info = qcow2;
-  if (info === null) throw new BlocksnapError('Internal', `a rollback of the qcow2 image ${path} was started without its inspected header`);
+  if (info === null || tempName === undefined) {
+    throw new BlocksnapError('Internal', `a rollback of the qcow2 image ${path} was started without its inspected header or its journaled temp name`);
+  }
   checkQcow2Rollback(path, info);
   const r = await writeQcow2({
-    ...common, imagePath: rollbackTempPath(path), ...(w.threads ? { threads: w.threads } : {}), replace: path, clusterBits: info.clusterBits, version: info.version,
+    ...common, imagePath: join(dirname(path), tempName), ...(w.threads ? { threads: w.threads } : {}), replace: path, clusterBits: info.clusterBits, version: info.version,
     compressionType: info.compressionType,
     ...(info.backingFile !== null && info.backingFormat !== null ? { backing: { file: info.backingFile, format: info.backingFormat } } : {}),
   });
@@ -109,23 +114,45 @@ export async function cloneImage(target: string, format: ImageFormat, w: Content
 }
 
 /**
- * Removes what an interrupted qcow2 rollback of the image at `path` left under its temp name;
- * true when there was a file. Only in the image's directory opened without following a symlink
- * (a directory of the path swapped for one must not send the unlink elsewhere), and the unlink
- * goes through that descriptor, so a swap after the check cannot either.
+ * Removes what an interrupted qcow2 rollback of the image at `path` left beside it; the number of
+ * files removed. Only files the daemon made: a regular file under the name the journal gave the
+ * new image (`tempName`), owned by the daemon's user or, since a root daemon gives the new image
+ * the disk's owner before naming it, by the disk's owner; and under the fixed name of earlier
+ * versions, owned by the daemon's user only, since anyone who may write the directory could have
+ * put a file of theirs there. Anything else is left where it is. Only in the image's directory
+ * opened without following a symlink (a directory of the path swapped for one must not send the
+ * unlink elsewhere), and the unlink goes through that descriptor, so a swap after the check
+ * cannot either.
  */
-export async function removeRollbackTemp(path: string, roots: string[]): Promise<boolean> {
+export async function removeRollbackLeftovers(path: string, roots: string[], tempName: string | undefined): Promise<number> {
   const dir = dirname(path);
-  if (!insideRoots(dir, roots)) return false;
+  if (!insideRoots(dir, roots)) return 0;
   let held: ImageDir;
   try {
     held = openImageDir(dir);
   } catch {
-    return false;
+    return 0;
   }
+  const self = process.geteuid?.() ?? -1;
   try {
-    return held.unlink(basename(rollbackTempPath(path)));
+    let removed = 0;
+    if (tempName !== undefined) {
+      const owners = [self];
+      const diskOwner = ownerOf(path);
+      if (diskOwner !== null) owners.push(diskOwner);
+      if (held.removeOwnFile(tempName, owners) === 'removed') removed++;
+    }
+    if (held.removeOwnFile(legacyRollbackTempName(path), [self]) === 'removed') removed++;
+    return removed;
   } finally {
     held.release();
+  }
+}
+
+function ownerOf(path: string): number | null {
+  try {
+    return lstatSync(path).uid;
+  } catch {
+    return null;
   }
 }

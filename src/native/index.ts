@@ -180,6 +180,7 @@ interface NativeImageDir {
   link(from: string, to: string): void;
   rename(from: string, to: string, replace: boolean): void;
   unlink(name: string): boolean;
+  removeOwnFile(name: string, uids: number[]): OwnFileRemoval;
   createFile(name: string): number;
   linkFile(fd: number, name: string): void;
   openFile(name: string): number;
@@ -432,7 +433,7 @@ export function holdImageLocks(path: string): { release(): void } {
  * image, a rollback that could not give that image the disk's owner, mode or an extended attribute
  * (a label or ACL the daemon may not set: PermissionDenied naming it), or could not create it in
  * the disk's directory at all. The same copy is tried on a scratch file there that no name leads
- * to once this returns; the disk is only read. `newImagePath` (rollbackTempPath) names the new
+ * to once this returns; the disk is only read. `newImagePath` (a rollbackTempName beside it) names the new
  * image in the message. See native/io/file_attributes.h.
  */
 export function checkAttributesCopyable(path: string, newImagePath: string): void {
@@ -504,6 +505,11 @@ export interface ImageDir {
   /** True if there was such a name. */
   unlink(name: string): boolean;
   /**
+   * Unlinks `name` only if it is a regular file owned by one of `uids` (a leftover the daemon
+   * made); anything else there is `kept`, whoever put it there.
+   */
+  removeOwnFile(name: string, uids: number[]): OwnFileRemoval;
+  /**
    * A new 0600 file, open for reading and writing, that is to be called `name`: it has no name
    * (O_TMPFILE) until linkFile gives it one, so a daemon killed while writing it leaves nothing.
    * Where the filesystem cannot, it is created under `name` (O_EXCL, O_NOFOLLOW) at once. FileExists
@@ -521,6 +527,9 @@ export interface ImageDir {
   sync(): void;
   release(): void;
 }
+
+/** What ImageDir.removeOwnFile did. */
+export type OwnFileRemoval = 'removed' | 'absent' | 'kept';
 
 /**
  * Opens `path` (a real path, checked against the image roots) as an ImageDir. A symlink on the
@@ -542,6 +551,7 @@ export function openImageDir(path: string): ImageDir {
     link: wrap((from: string, to: string) => d.link(from, to)),
     rename: wrap((from: string, to: string, replace = false) => d.rename(from, to, replace)),
     unlink: wrap((name: string) => d.unlink(name)),
+    removeOwnFile: wrap((name: string, uids: number[]) => d.removeOwnFile(name, uids)),
     createFile: wrap((name: string) => d.createFile(name)),
     linkFile: wrap((fd: number, name: string) => d.linkFile(fd, name)),
     openFile: wrap((name: string) => d.openFile(name)),

@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { finished, openEngine, snapshot } from '../helpers/engine';
@@ -323,7 +323,7 @@ t.test('a cancelled qcow2 rollback leaves the image as it was, journals nothing,
     t.equal(engine.getDisk(disk.id).pendingRollback, null, 'nothing left journaled');
     t.equal(compare(img, 'qcow2', changed.path, 'raw').status, 0, 'the image was not touched');
     t.equal(check(img).status, 0);
-    t.throws(() => readFileSync(join(images, '.cancel.qcow2.blocksnap-rollback')), { code: 'ENOENT' }, 'no temp file left');
+    t.notOk(readdirSync(images).some((n) => n.startsWith('.cancel.qcow2.blocksnap-rollback')), 'no temp file left');
   } else {
     t.comment(`the rollback ${done.state} before the cancel arrived`);
   }
