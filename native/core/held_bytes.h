@@ -2,6 +2,14 @@
 // the memory alive. The addon lends a JS Buffer this way (workers/args.h, Options::held_bytes):
 // a digest list is 32 bytes per block, 512 MiB for a 64 TiB image, and copying it on the JS
 // thread before the job starts held the event loop for seconds.
+//
+// Two rules make the lending sound, and every caller keeps them:
+//  - The reference keeps the Buffer object alive, not its memory: a Buffer lent to a job is never
+//    transferred (postMessage) or detached while the job runs. The engine's views (readView,
+//    Buffer.concat of manifest maps) are plain Buffers nothing else holds.
+//  - The keeper of a JS Buffer releases a napi reference, which only the JS thread may do: the
+//    last copy of such HeldBytes dies with its job, which the addon destroys on the JS thread
+//    (the job's completion), never on a worker.
 #pragma once
 
 #include <cstddef>

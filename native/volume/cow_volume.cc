@@ -63,6 +63,7 @@ CowVolume::CowVolume(const VolumeSpec& spec)
   for (size_t i = 0; i < spec.layers.size(); ++i)
     layers_.push_back(std::make_shared<CowLayer>(spec.layers[i], size_, writable_ && i + 1 == spec.layers.size()));
   written_pieces_.store(written_pieces(layers_, size_), std::memory_order_release);
+  last_piece_set_.store(last_piece_set_locked(), std::memory_order_release);
   if (writable_ && spec.background_verify && base_->uses_granules()) {
     verify_queued_.assign(base_->block_count(), false);
     on_verify_damage_ = spec.on_verify_damage;
@@ -177,17 +178,22 @@ void CowVolume::write_granule(CowLayer& top, LayerStack below, uint64_t g, uint6
 void CowVolume::set_top_bit(CowLayer& top, LayerStack below, uint64_t g) {
   // Only the call that set the bit counts it; the layers below are frozen while the shared stack
   // lock is held, so what it adds cannot change under it.
-  if (top.map.set(g)) written_pieces_.fetch_add(pieces_added(top.map, below, g, size_), std::memory_order_acq_rel);
+  if (!top.map.set(g)) return;
+  if (size_ > 0 && g == (size_ - 1) / top.map.granule_size()) last_piece_set_.store(true, std::memory_order_release);
+  written_pieces_.fetch_add(pieces_added(top.map, below, g, size_), std::memory_order_acq_rel);
 }
 
 uint64_t CowVolume::written_bytes() const {
-  std::shared_lock lock(stack_mutex_);
-  return closed_ ? written_at_close_ : written_bytes_locked();
+  if (count_closed_.load(std::memory_order_acquire)) return written_at_close_.load(std::memory_order_acquire);
+  return live_written_bytes();
 }
 
-uint64_t CowVolume::written_bytes_locked() const {
-  const bool last_set = size_ > 0 && layer_at(layers_, size_ - 1) >= 0;
-  return written_bytes_of(written_pieces_.load(std::memory_order_acquire), last_set, size_);
+uint64_t CowVolume::live_written_bytes() const {
+  return written_bytes_of(written_pieces_.load(std::memory_order_acquire), last_piece_set_.load(std::memory_order_acquire), size_);
+}
+
+bool CowVolume::last_piece_set_locked() const {
+  return size_ > 0 && layer_at(layers_, size_ - 1) >= 0;
 }
 
 CowVolume::GranuleRunLock::GranuleRunLock(CowVolume& v, uint64_t first, uint64_t last) : v_(v) {
@@ -338,7 +344,10 @@ void CowVolume::rebase(std::vector<uint8_t> base_digests, size_t drop_layers) {
   layers_.erase(layers_.begin(), layers_.begin() + static_cast<ptrdiff_t>(drop_layers));
   // Bits of the dropped layers are now the base's: one pass over what stays (none when only the
   // top stays, as after a snapshot: its own count).
-  if (drop_layers > 0) written_pieces_.store(written_pieces(layers_, size_), std::memory_order_release);
+  if (drop_layers > 0) {
+    written_pieces_.store(written_pieces(layers_, size_), std::memory_order_release);
+    last_piece_set_.store(last_piece_set_locked(), std::memory_order_release);
+  }
 }
 
 void CowVolume::queue_verify(const BaseView& base, uint64_t i) {
@@ -430,7 +439,8 @@ void CowVolume::close() {
       flush_error = std::current_exception();
     }
   }
-  written_at_close_ = written_bytes_locked();
+  written_at_close_.store(live_written_bytes(), std::memory_order_release);
+  count_closed_.store(true, std::memory_order_release);
   layers_.clear();
   base_.reset();
   closed_ = true;

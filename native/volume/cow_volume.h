@@ -119,7 +119,9 @@ class CowVolume {
   // Bytes of the disk written since the base: set in any layer's map, TRIMs and zeroes included,
   // bits not flushed yet included (volume/written_count.h). Kept as bits are set, so asking costs
   // nothing whatever the size; it equals written_bytes_of_maps of the layers once flushed. After
-  // close(), the count at the close (which flushed, unless it threw).
+  // close(), the count at the close (which flushed, unless it threw). Takes no lock: it is asked
+  // on the JS thread, and close, push_layer and rebase hold the stack lock across fdatasync or a
+  // map read.
   uint64_t written_bytes() const;
 
   const std::string& store_dir() const noexcept { return store_dir_; }
@@ -153,7 +155,11 @@ class CowVolume {
   // Sets granule g of the top and counts the pieces that adds to written_pieces_.
   void set_top_bit(CowLayer& top, LayerStack below, uint64_t g);
   void flush_locked();
-  uint64_t written_bytes_locked() const;
+  // The count as the atomics below stand.
+  uint64_t live_written_bytes() const;
+  // Whether a layer holds the disk's last piece (shorter than 4 KiB when the size is not a
+  // multiple of it): counted afresh with the pieces, under the exclusive stack lock.
+  bool last_piece_set_locked() const;
   // Background verification (see the class comment): queues block i of the base when it is
   // not verified whole yet; the thread verifies what is queued.
   void queue_verify(const BaseView& base, uint64_t i);
@@ -189,7 +195,9 @@ class CowVolume {
   // 4 KiB pieces set in any layer (written_bytes): counted afresh when the stack loses layers,
   // added to as the top's bits are set.
   std::atomic<uint64_t> written_pieces_{0};
-  uint64_t written_at_close_ = 0;
+  std::atomic<bool> last_piece_set_{false};
+  std::atomic<uint64_t> written_at_close_{0};
+  std::atomic<bool> count_closed_{false};
 
   std::mutex flush_mutex_;  // one flush at a time; taken after stack_mutex_
   std::atomic<bool> failed_{false};

@@ -411,7 +411,7 @@ export function checkRollbackSpace(path: string, header: Pick<Qcow2Header, 'clus
   const needed = image + MiB + Math.ceil(image / 1024);
   const fs = statfsSync(dir);
   // Blocks reserved for root are the daemon's too when it runs as root.
-  const free = (process.geteuid?.() === 0 ? fs.bfree : fs.bavail) * fs.bsize + leftoverBytes(dir, space.leftover);
+  const free = (process.geteuid?.() === 0 ? fs.bfree : fs.bavail) * fs.bsize + leftoverBytes(path, space.leftover);
   const key = String(statSync(dir).dev);
   const others = space.reserved?.get(key) ?? 0;
   space.reserved?.set(key, others + needed);
@@ -458,13 +458,28 @@ export function qcow2ImageBytes(o: { sizeBytes: number; logicalBytes: number; bl
   return (used + blocks + table) * cluster;
 }
 
-/** Space the new image an earlier attempt left under `name` holds, if it is still there. */
-function leftoverBytes(dir: string, name: string | undefined): number {
+/**
+ * Space the new image an earlier attempt left under `name` beside the disk at `path` holds, if
+ * it is still there and the rollback will remove it: only a file of the owners
+ * removeRollbackLeftovers takes (one another user put under the name stays, and so does its space).
+ */
+function leftoverBytes(path: string, name: string | undefined): number {
   if (name === undefined) return 0;
   try {
-    const st = lstatSync(join(dir, name));
-    return st.isFile() ? st.blocks * 512 : 0;
+    const st = lstatSync(join(dirname(path), name));
+    return st.isFile() && rollbackLeftoverOwners(path).includes(st.uid) ? st.blocks * 512 : 0;
   } catch {
     return 0;
   }
+}
+
+/** Whose file under a journaled rollback name is the rollback's own: the daemon's user, or the disk's owner (a root daemon gives the new image the disk's owner before it names it). */
+export function rollbackLeftoverOwners(path: string): number[] {
+  const owners = [process.geteuid?.() ?? -1];
+  try {
+    owners.push(lstatSync(path).uid);
+  } catch {
+    // No disk file: only the daemon's own.
+  }
+  return owners;
 }

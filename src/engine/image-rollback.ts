@@ -43,6 +43,11 @@ export class ImageRollbacks {
     // not record is probed, and only from a backing file checked against the roots.
     const { qcow2, sizeBytes: previousSizeBytes } = inspectImage(path, format, this.x.imageRoots);
     const view = readView(this.x.catalog, snap);
+    // What an earlier attempt's crash left (when the start could not remove it) goes before the
+    // journal takes this attempt's name: a crash in between must not leave a disk-sized file that
+    // no record names. A removal that fails fails this attempt with the earlier name journaled.
+    const earlier = this.x.catalog.getDisk(disk.id)?.pendingRollback?.tempName;
+    if (earlier !== undefined) await removeRollbackLeftovers(path, this.x.imageRoots, earlier);
     let previous: PendingRollbackRecord | null = null;
     const journal = this.x.catalog.txn(() => {
       const d = this.x.catalog.getDisk(disk.id)!;
@@ -58,10 +63,6 @@ export class ImageRollbacks {
     });
     let r: Awaited<ReturnType<typeof rollbackImage>>;
     try {
-      // What an earlier attempt's crash left (when the start could not remove it), before this
-      // attempt needs the room for its own new image.
-      const earlier = (previous as PendingRollbackRecord | null)?.tempName;
-      if (earlier !== undefined) await removeRollbackLeftovers(path, this.x.imageRoots, earlier);
       r = await rollbackImage(path, format, {
         storeDir: this.x.storeDir, blockSize: this.x.blockSize, sizeBytes: snap.sizeBytes, digests: view,
         ...(this.x.threads ? { threads: this.x.threads } : {}), onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,

@@ -20,11 +20,10 @@
  * it under that name, as large as the disk; the next start removes it (removeRollbackLeftovers),
  * since a rerun is not bound to come (the disk may be removed instead), and so does a rerun.
  */
-import { lstatSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import { applyImage, holdImageLocks, openImageDir, writeQcow2, type ImageDir } from '../native';
-import { checkQcow2Rollback, legacyRollbackTempName, type Qcow2Info } from './image-access';
+import { checkQcow2Rollback, legacyRollbackTempName, rollbackLeftoverOwners, type Qcow2Info } from './image-access';
 import { insideRoots } from './paths';
 import type { ImageFormat } from './types';
 
@@ -136,12 +135,7 @@ export async function removeRollbackLeftovers(path: string, roots: string[], tem
   const self = process.geteuid?.() ?? -1;
   try {
     let removed = 0;
-    if (tempName !== undefined) {
-      const owners = [self];
-      const diskOwner = ownerOf(path);
-      if (diskOwner !== null) owners.push(diskOwner);
-      if (held.removeOwnFile(tempName, owners) === 'removed') removed++;
-    }
+    if (tempName !== undefined && held.removeOwnFile(tempName, rollbackLeftoverOwners(path)) === 'removed') removed++;
     if (held.removeOwnFile(legacyRollbackTempName(path), [self]) === 'removed') removed++;
     return removed;
   } finally {
@@ -149,10 +143,3 @@ export async function removeRollbackLeftovers(path: string, roots: string[], tem
   }
 }
 
-function ownerOf(path: string): number | null {
-  try {
-    return lstatSync(path).uid;
-  } catch {
-    return null;
-  }
-}

@@ -7,9 +7,10 @@
  * one whose new image, written beside the disk before it replaces it, cannot fit there.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, truncateSync, unlinkSync } from 'node:fs';
+import { chownSync, mkdirSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
+import type { Catalog } from '../../src/catalog/catalog';
 import { Engine } from '../../src/engine';
 import type { BlocksnapError } from '../../src/errors';
 import { finished, snapshot } from '../helpers/engine';
@@ -181,4 +182,25 @@ t.test('a group rollback counts its qcow2 members\' new images together', { skip
   t.throws(() => engine.groups.rollback(g.id), { code: 'NoSpace', message: /with the other rollbacks of the group on that filesystem/ },
     'each would fit alone, both do not: refused before either starts');
   t.same([a, b].map((d) => engine.getDisk(d.id).pendingRollback), [null, null], 'nothing journaled');
+});
+
+t.test('a file of another user under a journaled rollback name does not count as room the rollback gets back', { skip: haveQemu() || (process.geteuid?.() !== 0 && 'needs root to give a file to another user') }, async (t) => {
+  // The rollback removes only its own leftover there; counting another's, it started, wrote until
+  // the filesystem was full and failed as the check is there to prevent.
+  const fx = await onSmallFs(t, 64 * 1024);
+  if (fx === null) return;
+  const { engine, images } = fx;
+  const img = qcow2Disk(join(images, 'vm.qcow2'), '16M', '8M');
+  const disk = await engine.addDisk({ path: img });
+  const snap = await snapshot(engine, disk.id);
+  qemuIo(img, 'qcow2', 'write -P 0x42 0 8M');
+  const tempName = '.vm.qcow2.blocksnap-rollback-00112233445566ff';
+  const catalog = (engine as unknown as { catalog: Catalog }).catalog;
+  catalog.txn(() => catalog.putDisk({ ...catalog.getDisk(disk.id)!, pendingRollback: { snapshotId: snap.id, startedAt: new Date().toISOString(), jobId: 'j-0000000000000001', tempName } }));
+  const theirs = join(images, tempName);
+  writeFileSync(theirs, pattern('theirs', 8 * MiB));
+  chownSync(theirs, 65534, 65534);
+  ballast(images, 4 * MiB);
+  t.throws(() => engine.startRollback(disk.id, snap.id), { code: 'NoSpace' }, 'refused: the 8 MiB there are not the rollback\'s to free');
+  t.equal(statSync(theirs).uid, 65534, 'and the file is left where it is');
 });
