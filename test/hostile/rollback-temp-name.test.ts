@@ -43,6 +43,20 @@ async function qcow2Disk(t: Test) {
   return { engine: () => engine, reopen, dataDir, images, img, snap, base };
 }
 
+/**
+ * With the engine closed, the journal of a rollback cut off between the naming of its new image
+ * and the rename; returns the journaled name. The caller reopens the engine.
+ */
+async function journalCutOffRollback(d: Awaited<ReturnType<typeof qcow2Disk>>): Promise<string> {
+  await d.engine().close();
+  const catalog = Catalog.open(d.dataDir, BS);
+  const disk = catalog.allDisks().find((x) => x.name === 'vm')!;
+  const tempName = '.vm.qcow2.blocksnap-rollback-00112233445566ff';
+  catalog.txn(() => catalog.putDisk({ ...disk, pendingRollback: { snapshotId: d.snap.id, startedAt: new Date().toISOString(), jobId: 'j-0000000000000001', tempName } }));
+  await catalog.close();
+  return tempName;
+}
+
 t.test('something put under the old fixed temp name neither blocks a qcow2 rollback nor is removed', { skip: haveQemu() }, async (t) => {
   const d = await qcow2Disk(t);
   mkdirSync(join(d.images, LEGACY, 'x'), { recursive: true });
@@ -64,13 +78,7 @@ t.test('a rollback\'s new image gets a fresh random name each time, a long one t
 
 t.test('the start removes what a crash left under the journaled name, and under the old one only the daemon\'s own regular file', { skip: haveQemu() }, async (t) => {
   const d = await qcow2Disk(t);
-  await d.engine().close();
-  // The journal of a rollback cut off between the naming of its new image and the rename.
-  const catalog = Catalog.open(d.dataDir, BS);
-  const disk = catalog.allDisks().find((x) => x.name === 'vm')!;
-  const tempName = '.vm.qcow2.blocksnap-rollback-00112233445566ff';
-  catalog.txn(() => catalog.putDisk({ ...disk, pendingRollback: { snapshotId: d.snap.id, startedAt: new Date().toISOString(), jobId: 'j-0000000000000001', tempName } }));
-  await catalog.close();
+  const tempName = await journalCutOffRollback(d);
   writeFileSync(join(d.images, tempName), 'the new image');
   writeFileSync(join(d.images, LEGACY), 'an older version\'s new image');
   await d.reopen();
@@ -80,12 +88,7 @@ t.test('the start removes what a crash left under the journaled name, and under 
 
 t.test('the start leaves a file of another user under the old fixed name, and anything not a regular file', { skip: haveQemu() || (!asRoot && 'needs root to give a file to another user') }, async (t) => {
   const d = await qcow2Disk(t);
-  await d.engine().close();
-  const catalog = Catalog.open(d.dataDir, BS);
-  const disk = catalog.allDisks().find((x) => x.name === 'vm')!;
-  const tempName = '.vm.qcow2.blocksnap-rollback-00112233445566ff';
-  catalog.txn(() => catalog.putDisk({ ...disk, pendingRollback: { snapshotId: d.snap.id, startedAt: new Date().toISOString(), jobId: 'j-0000000000000001', tempName } }));
-  await catalog.close();
+  const tempName = await journalCutOffRollback(d);
   writeFileSync(join(d.images, LEGACY), 'theirs');
   chownSync(join(d.images, LEGACY), NOBODY, NOBODY);
   mkdirSync(join(d.images, tempName));
