@@ -8,7 +8,7 @@ import type { BenchContext, Question } from './lib/context';
 import { alternate, median, repeat, type Measured, type Sample } from './lib/measure';
 import { SectionBuilder } from './lib/report';
 import { RSS_LIMIT, growth, mibText, ratioText, standardImage, timedCall, tryMeasure } from './lib/questions';
-import { opensslSha256 } from './lib/system';
+import { FLOOR_TOOL, cachedHashFloor, opensslSha256 } from './lib/system';
 
 export const full: Question = {
   name: 'full',
@@ -50,6 +50,7 @@ export const full: Question = {
     // ours: in a long run the same code hashed a third slower late than alone, and a ceiling
     // taken minutes apart would put that into the ratio.
     const ceilings: number[] = [];
+    const floors: number[] = [];
     const rescan = await ctx.withDaemon('full-rescan', { imageRoot: img.root }, async (d) => {
       const disk = await d.addDisk(img.path);
       await d.snapshot(disk);
@@ -57,13 +58,17 @@ export const full: Question = {
         const speed = opensslSha256(2, ctx.scale >= 0.5 ? 3 : 1);
         if (speed !== null) ceilings.push(speed);
         ctx.prepareCache('warm', img.path);
+        const floor = cachedHashFloor(img.path, 2);
+        if (floor !== null) floors.push(img.data / floor);
         return (await timedCall(d, () => d.snapshot(disk))).sample;
       });
     });
     const ceiling = ceilings.length > 0 ? median(ceilings) : null;
     peak = Math.max(peak, rescan.peakRssBytes ?? 0);
     const rate = img.data / rescan.seconds;
-    s.add(c, 'blocksnap snapshot (daemon)', 'ours', rescan, { logicalBytes: img.size, note: `hashes ${(rate / 1e6).toFixed(0)} MB/s of data; openssl 2 threads ${ceiling ? (ceiling / 1e6).toFixed(0) : '?'} MB/s (median of runs taken in turn with these)` });
+    const floor = floors.length > 0 ? median(floors) : null;
+    const floorText = floor === null ? 'python3 not installed' : `${(floor / 1e6).toFixed(0)} MB/s${ceiling ? `, ${((floor / ceiling) * 100).toFixed(0)}% of openssl` : ''}`;
+    s.add(c, 'blocksnap snapshot (daemon)', 'ours', rescan, { logicalBytes: img.size, note: `hashes ${(rate / 1e6).toFixed(0)} MB/s of data; openssl 2 threads ${ceiling ? (ceiling / 1e6).toFixed(0) : '?'} MB/s; the floor (${FLOOR_TOOL}, 2 threads) ${floorText} (medians of runs taken in turn with these)` });
     s.target('hashing on both cores, warm', '≥ 85% of openssl speed -multi 2', ceiling ? `${((rate / ceiling) * 100).toFixed(0)}%` : 'n/a', ceiling ? rate / ceiling >= 0.85 : null);
     s.target('daemon peak RSS', '< 256 MiB', mibText(peak), peak > 0 ? peak < RSS_LIMIT : null);
     s.note('MB/s is of the logical (virtual) size. Growth: store (data dir) for blocksnap, repository for restic and borg, the copy for cp and qemu-img.');

@@ -1,9 +1,11 @@
 /**
  * What the bench asks of the machine: dropping the page cache, disk usage, running a peer under
- * `/usr/bin/time -v` for its peak RSS, installing missing peers from Debian, the SHA-256 ceiling.
+ * `/usr/bin/time -v` for its peak RSS, installing missing peers from Debian, the SHA-256 ceiling
+ * and the floor of hashing cached bytes.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, openSync, readSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 export const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
@@ -50,6 +52,21 @@ export function warm(path: string, ranges?: Array<{ offset: number; length: numb
   } finally {
     closeSync(fd);
   }
+}
+
+/** The floor's row: reading cached 4 MiB blocks and hashing them with OpenSSL, outside blocksnap. */
+export const FLOOR_TOOL = 'pread + SHA-256 of each block (python3 hashlib)';
+
+/**
+ * Seconds to read and SHA-256 every 4 MiB block of `path` (already cached) on `threads` threads,
+ * outside blocksnap (cached-hash-floor.py): the cheapest way to hash cached bytes here, with the
+ * one copy out of the page cache that every read makes. null without python3.
+ */
+export function cachedHashFloor(path: string, threads: number): number | null {
+  if (!has('python3')) return null;
+  const r = spawnSync('python3', [join(__dirname, 'cached-hash-floor.py'), path, String(threads)], { encoding: 'utf8' });
+  const seconds = Number(r.stdout.trim());
+  return r.status === 0 && seconds > 0 ? seconds : null;
 }
 
 /** Allocated bytes under `path` (what a user sees grow on their disk). */
