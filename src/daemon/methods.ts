@@ -18,6 +18,8 @@ import type { StreamChannels } from './stream-channels';
 
 export interface DaemonInfo {
   version: string;
+  /** src/daemon/build-info.ts buildId(). */
+  build: string;
   pid: number;
   startedAt: string;
 }
@@ -97,6 +99,7 @@ export const METHODS: Readonly<Record<string, Method>> = {
     params: {},
     run: (ctx) => ({
       version: ctx.info.version,
+      build: ctx.info.build,
       protocol: PROTOCOL_VERSION,
       node: process.version,
       pid: ctx.info.pid,

@@ -12,7 +12,7 @@ import { toBlocksnapError } from '../errors';
 import { EXIT, exitStatusFor } from '../cli/exit-status';
 import { Engine } from '../engine';
 import { Scheduler } from '../scheduler/scheduler';
-import { PACKAGE_VERSION } from './build-info';
+import { PACKAGE_VERSION, buildId } from './build-info';
 import { resolveConfig, type DaemonConfig, type DaemonFlags } from './config';
 import { DEFAULT_LIMITS } from './connection';
 import { createLogger } from './logger';
@@ -48,7 +48,7 @@ export async function runDaemon(flags: DaemonFlags): Promise<number> {
   const log = createLogger(config.logLevel);
   installProcessGuards(log);
 
-  log.info({ version: PACKAGE_VERSION, dataDir: config.dataDir, socket: config.socketPath, imageRoots: config.imageRoots }, 'starting');
+  log.info({ version: PACKAGE_VERSION, build: buildId(), dataDir: config.dataDir, socket: config.socketPath, imageRoots: config.imageRoots }, 'starting');
   if (config.imageRootsDefaulted) {
     log.warn({ imageRoot: config.imageRoots[0] }, 'no --image-root given: the working directory is the only image root');
   }
@@ -89,7 +89,7 @@ export async function runDaemon(flags: DaemonFlags): Promise<number> {
     }
     engine.exports.setEndpoint(config.nbdSocket);
   }
-  const info = { version: PACKAGE_VERSION, pid: process.pid, startedAt: new Date().toISOString() };
+  const info = { version: PACKAGE_VERSION, build: buildId(), pid: process.pid, startedAt: new Date().toISOString() };
   const server = new DaemonServer(engine, info, {
     socketPath: config.socketPath,
     socketMode: config.socketMode,

@@ -189,7 +189,7 @@ interface NativeImageDir {
 }
 
 // src/native/ and dist/native/ are both two levels below the package root.
-const ADDON_PATH = join(__dirname, '..', '..', 'build', 'Release', 'blocksnap_native.node');
+export const ADDON_PATH = join(__dirname, '..', '..', 'build', 'Release', 'blocksnap_native.node');
 
 let addon: NativeAddon | undefined;
 

@@ -11,7 +11,7 @@ t.test('policy, group and tag methods validate their params and reach the engine
   const a = await smallDisk(f, 'a', 2);
   const b = await smallDisk(f, 'b', 2);
   const ctx: CallContext = {
-    engine: f.engine, info: { version: 'test', pid: process.pid, startedAt: '' }, watch() {}, unwatch() {}, channels: new StreamChannels(() => undefined), peerUid: process.getuid!(),
+    engine: f.engine, info: { version: 'test', build: 'test', pid: process.pid, startedAt: '' }, watch() {}, unwatch() {}, channels: new StreamChannels(() => undefined), peerUid: process.getuid!(),
   };
   const call = (name: string, params: Record<string, unknown> = {}): Promise<any> => lookupMethod(name)!.call(ctx, params);
 
@@ -58,7 +58,7 @@ t.test('policy, group and tag methods validate their params and reach the engine
 t.test('policy.delete answers the deleted Policy with nextRunAt null, as every policy method answers a Policy', async (t) => {
   const f = await openSmallEngine(t);
   const ctx: CallContext = {
-    engine: f.engine, info: { version: 'test', pid: process.pid, startedAt: '' }, watch() {}, unwatch() {}, channels: new StreamChannels(() => undefined), peerUid: process.getuid!(),
+    engine: f.engine, info: { version: 'test', build: 'test', pid: process.pid, startedAt: '' }, watch() {}, unwatch() {}, channels: new StreamChannels(() => undefined), peerUid: process.getuid!(),
   };
   lookupMethod('policy.create')!.call(ctx, { name: 'daily', hours: [2] });
   const deleted = await lookupMethod('policy.delete')!.call(ctx, { policy: 'daily' }) as { name: string; nextRunAt: unknown };

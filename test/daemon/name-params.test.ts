@@ -23,7 +23,7 @@ async function wire(t: Test) {
   const credentials = join(f.dataDir, '..', 'credentials');
   writeFileSync(credentials, 'aws_access_key_id = AKIA\naws_secret_access_key = secret\n', { mode: 0o600 });
   const ctx: CallContext = {
-    engine: f.engine, info: { version: 'test', pid: process.pid, startedAt: '' }, watch() {}, unwatch() {}, channels: new StreamChannels(() => undefined), peerUid: process.getuid!(),
+    engine: f.engine, info: { version: 'test', build: 'test', pid: process.pid, startedAt: '' }, watch() {}, unwatch() {}, channels: new StreamChannels(() => undefined), peerUid: process.getuid!(),
   };
   const call = (name: string, params: Record<string, unknown>): Promise<unknown> => lookupMethod(name)!.call(ctx, params);
   // Each method with every param it needs but the name.

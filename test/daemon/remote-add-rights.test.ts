@@ -21,7 +21,7 @@ t.test('remote.add from another user is refused before its credentials file is l
   const secret = join(f.dataDir, '..', 'secret.cred');
   writeFileSync(secret, 'aws_access_key_id = AKIAROOT\naws_secret_access_key = rootsecret\n', { mode: 0o600 });
   const ctxOf = (peerUid: number | undefined): CallContext => ({
-    engine: f.engine, info: { version: 'test', pid: process.pid, startedAt: '' }, watch() {}, unwatch() {}, channels: new StreamChannels(() => undefined), peerUid,
+    engine: f.engine, info: { version: 'test', build: 'test', pid: process.pid, startedAt: '' }, watch() {}, unwatch() {}, channels: new StreamChannels(() => undefined), peerUid,
   });
   const add = (peerUid: number | undefined, name: string, credentialsFile: string): Promise<unknown> =>
     lookupMethod('remote.add')!.call(ctxOf(peerUid), { name, endpoint: 'http://127.0.0.1:9', bucket: 'stolen', credentialsFile });

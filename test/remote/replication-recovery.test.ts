@@ -201,7 +201,7 @@ t.test('a manifest overwritten with garbage is listed as damaged, stops gc namin
   ], 'the listing shows the damaged one by what its key says, after the others');
   t.same((await rep.remoteSnapshots('off', 'vm')).map((s) => s.id), [s2.id, s1.id], 'also when asked by the disk\'s name');
   const ctx: CallContext = {
-    engine: a.engine, info: { version: 'test', pid: process.pid, startedAt: '' }, watch() {}, unwatch() {}, channels: new StreamChannels(() => undefined), peerUid: process.getuid!(),
+    engine: a.engine, info: { version: 'test', build: 'test', pid: process.pid, startedAt: '' }, watch() {}, unwatch() {}, channels: new StreamChannels(() => undefined), peerUid: process.getuid!(),
   };
   const listOnWire = (params: Record<string, unknown>): Promise<unknown> => lookupMethod('remote.snapshots')!.call(ctx, { remote: 'off', ...params });
   t.match(await listOnWire({ damaged: true }), [{ id: s2.id }, { id: s1.id, damaged: { code: 'RemoteCorrupt' } }], 'on the wire, to a client that asks for damaged entries');
