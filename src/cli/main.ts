@@ -81,7 +81,24 @@ Examples:
     cmd.commands.forEach(configure);
   };
   configure(program);
+  program.hook('preAction', (_program, action) => refuseEmptyArguments(action));
   return program;
+}
+
+/**
+ * No argument of any command means anything when empty (an id, a name, a path, a key), and the
+ * daemon's refusal would name its protocol parameter (`params.job`), not what the user typed.
+ */
+function refuseEmptyArguments(cmd: Command): void {
+  cmd.registeredArguments.forEach((arg, i) => {
+    const value: unknown = cmd.processedArgs[i];
+    const values = Array.isArray(value) ? value : [value];
+    if (values.some((v) => v === '')) {
+      const path = [] as string[];
+      for (let c: Command | null = cmd; c?.parent; c = c.parent) path.unshift(c.name());
+      throw new BlocksnapError('InvalidArgument', `the <${arg.name()}> argument of ${path.join(' ')} is empty (see blocksnap ${path.join(' ')} --help)`);
+    }
+  });
 }
 
 /** commander's "error: message\n(hint)" as "blocksnap: message [InvalidArgument]\n(hint)". */

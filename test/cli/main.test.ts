@@ -184,3 +184,15 @@ t.test('daemon help names every key of the config file, and explains those no op
   t.match(help, /blockSize bytes per block of a new data directory/);
   t.match(help, /threads native worker threads per job/);
 });
+
+t.test('an empty argument is refused by the CLI, naming the argument as --help does, before any daemon is asked', async (t) => {
+  ensureBuilt();
+  // No daemon listens on this socket: the refusal must come first, or this would be DaemonUnavailable.
+  const socket = ['--socket', '/nonexistent/blocksnap.sock'];
+  const human = await runCli(['job', 'cancel', '', ...socket]);
+  t.equal(human.code, 2);
+  t.equal(human.stderr, 'blocksnap: the <job> argument of job cancel is empty (see blocksnap job cancel --help) [InvalidArgument]\n');
+  const json = await runCli(['group', 'create', 'web1-root', '', '--json', ...socket]);
+  t.equal(json.code, 2);
+  t.match(json.json(), { error: { code: 'InvalidArgument', message: 'the <disks> argument of group create is empty (see blocksnap group create --help)' } });
+});
