@@ -93,6 +93,8 @@ export class Transmission {
   private readonly abort = new AbortController();
   /** Replies held back while a simple read reply longer than one piece is being written. */
   private heldBack: Array<() => void> | null = null;
+  /** The socket is corked until the current tick's replies are all queued (corkForTick). */
+  private corkedForTick = false;
   /** Settles when the last such reply has been written: they go out one at a time. */
   private exclusive: Promise<void> = Promise.resolve();
   private readonly exp: NbdExport;
@@ -618,6 +620,7 @@ export class Transmission {
         onWritten?.();
         return;
       }
+      this.corkForTick();
       this.socket.cork();
       // The callback runs once the socket is done with the Buffer, written or failed.
       parts.forEach((p, i) => this.socket.write(p, () => {
@@ -645,11 +648,30 @@ export class Transmission {
     }
   }
 
+  /**
+   * Holds the socket's writes until the replies made in this tick are all queued, then sends them
+   * in one writev. Requests finish in bursts (a batch of writes completes at once, then each
+   * request's continuation makes its reply): written one by one, a burst of 16 4 KiB writes cost
+   * 16 system calls where one does (each 2-3 µs on a VM). The uncork runs from process.nextTick,
+   * after the promise jobs that are making replies now, before any I/O is polled: no reply waits
+   * for later work.
+   */
+  private corkForTick(): void {
+    if (this.corkedForTick) return;
+    this.corkedForTick = true;
+    this.socket.cork();
+    process.nextTick(() => {
+      this.corkedForTick = false;
+      this.socket.uncork();
+    });
+  }
+
   /** One reply: its parts go out in one writev (corked), never interleaved with another reply's. */
   private send(...parts: Buffer[]): void {
     const written = (): void => { this.repliesWritten++; };
     const emit = (): void => {
       if (this.socket.destroyed) return;
+      this.corkForTick();
       if (parts.length === 1) {
         this.socket.write(parts[0]!, written);
         return;
