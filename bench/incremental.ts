@@ -15,6 +15,9 @@ import { RSS_LIMIT, growth, mibText, ratioText, standardImage, timedCall, type S
 
 type Pattern = 'clustered' | 'scattered';
 
+/** The scattered case's comparison row. */
+export const FULL_OF_CHANGED = 'blocksnap full snapshot of the changed image, empty store (daemon)';
+
 function change(pattern: Pattern, ctx: BenchContext, path: string, size: number, seed: number): Change {
   return pattern === 'clustered'
     ? clusteredChange(path, size, seed, sequentialChangeBytes(ctx.scale))
@@ -40,6 +43,11 @@ export const incremental: Question = {
         // The peers back up the very states blocksnap snapshots (after its run k, peer run k), on
         // top of the same base, instead of each resetting the image and replaying the changes.
         const peers = ci === 0 ? await PeerIncrements.start(ctx, s, c, work, pattern) : null;
+        // Scattered writes leave every block changed and the former holes holding data, so the
+        // fair "full snapshot" to compare with is one of the image as it is after each change,
+        // into an empty store: taken right after each incremental, of the same state, so that the
+        // two medians have the same number of runs and the disk's drift lands on both.
+        const fullNow: Sample[] = [];
         const ours = await ctx.withDaemon(`inc-${pattern}-${cache}`, { imageRoot: img.root }, async (d) => {
           const disk = await d.addDisk(work);
           ctx.prepareCache(cache, work);
@@ -49,25 +57,26 @@ export const incremental: Question = {
             ctx.prepareCache(cache, work);
             const { value, bytes } = await growth(d, () => timedCall(d, () => d.snapshot(disk)));
             if (peers && run < ctx.peerRuns) await peers.backup(cache, run);
+            if (pattern === 'scattered') {
+              fullNow.push(await ctx.withDaemon(`inc-${pattern}-${cache}-full-${run}`, { imageRoot: img.root }, async (f) => {
+                const same = await f.addDisk(work);
+                ctx.prepareCache(cache, work);
+                return (await timedCall(f, () => f.snapshot(same))).sample;
+              }));
+            }
             return { ...value.sample, growthBytes: bytes, extra: { changedBlocks: ch.blocks.size, newBytes: value.value.newBytes } };
           });
         });
         peak = Math.max(peak, ours.peakRssBytes ?? 0, fullSample?.peakRssBytes ?? 0);
-        // Scattered writes leave every block changed and the former holes holding data, so the
-        // fair "full snapshot" to compare with is one of the image as it is now, into an empty store.
-        const fullNow = pattern === 'scattered'
-          ? await ctx.withDaemon(`inc-${pattern}-${cache}-full`, { imageRoot: img.root }, async (d) => {
-            const disk = await d.addDisk(work);
-            ctx.prepareCache(cache, work);
-            return (await timedCall(d, () => d.snapshot(disk))).sample;
-          })
-          : undefined;
         const limit = await repeat(ctx.runs, async () => { ctx.prepareCache(cache, work); return ctx.peers.ddExtents(work, img.extents); });
         s.add(c, 'dd bs=4M (allocated data)', 'limit', limit, { logicalBytes: img.data });
         s.add(c, 'blocksnap full snapshot (daemon), 1 run', 'ours', await repeat(1, async () => fullSample!), { logicalBytes: img.size, limit: { tool: 'dd bs=4M (allocated data)' } });
-        if (fullNow) {
-          s.add(c, 'blocksnap full snapshot of the changed image, empty store (daemon), 1 run', 'ours', await repeat(1, async () => fullNow),
-            { logicalBytes: img.size, limit: { tool: 'dd bs=4M (allocated data)' } });
+        const full = fullNow.length > 0 ? await repeat(fullNow.length, async (run) => fullNow[run]!) : null;
+        if (full) {
+          s.add(c, FULL_OF_CHANGED, 'ours', full, {
+            logicalBytes: img.size, limit: { tool: 'dd bs=4M (allocated data)' },
+            note: 'after each incremental, of the same state of the image',
+          });
         }
         const changedBytes = (ours.extra.changedBlocks ?? 0) * BLOCK;
         const row = s.add(c, 'blocksnap incremental (daemon)', 'ours', ours, {
@@ -82,7 +91,7 @@ export const incremental: Question = {
           s.target('store growth, clustered 1%', '≤ 1.05× the changed 4 MiB blocks', `${mibText(ours.growthBytes)} for ${mibText(changedBytes)} (${ratioText(g)})`, g === null ? null : g <= 1.05);
         }
         if (pattern === 'scattered') {
-          const r = fullNow && row.seconds !== null ? row.seconds / fullNow.seconds : null;
+          const r = full && row.seconds !== null ? row.seconds / full.seconds : null;
           s.target(`incremental, scattered, ${cache}`, 'no slower than a full snapshot', `${ratioText(r)} a full snapshot of the same image`, r === null ? null : r <= 1.0);
         }
         await peers?.report(img.size);

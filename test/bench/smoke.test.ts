@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Row, Section } from '../../bench/lib/report';
+import { FULL_OF_CHANGED } from '../../bench/incremental';
 import { FLOOR_TOOL } from '../../bench/lib/system';
 
 const ROOT = join(__dirname, '..', '..');
@@ -21,7 +22,7 @@ const EXPECTED: Record<string, Array<[string, string[]]>> = {
   ],
   incremental: [
     ['clustered, warm', ['dd bs=4M (allocated data)', 'blocksnap full snapshot (daemon), 1 run', 'blocksnap incremental (daemon)']],
-    ['scattered, warm', ['dd bs=4M (allocated data)', 'blocksnap incremental (daemon)', 'blocksnap full snapshot of the changed image, empty store (daemon), 1 run']],
+    ['scattered, warm', ['dd bs=4M (allocated data)', 'blocksnap incremental (daemon)', FULL_OF_CHANGED]],
   ],
   sparse: [
     ['sparse snapshot, warm', ['dd bs=4M (the data extents)', 'cp --sparse=always + sync', 'blocksnap snapshot (daemon)']],
