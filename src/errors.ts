@@ -38,6 +38,7 @@ export const ERROR_CODES = {
   ImageCorrupt: 'The image metadata is malformed (a qcow2 header, table or cluster offset outside the file or the format), or QEMU marked the image corrupt.',
   ImageHasInternalSnapshots: 'The qcow2 image holds internal snapshots (qemu-img snapshot -l) that a rollback would drop; it is refused.',
   ImageHasBitmaps: 'The qcow2 image holds persistent dirty bitmaps (qemu-img info lists them) that a rollback would drop; it is refused.',
+  ImageHasHardLinks: 'The qcow2 image file has other names (hard links); a rollback renames a new image over one name and would leave the others on the old content, so it is refused.',
   ImageResized: 'The image changed size while a snapshot read it; take the snapshot again.',
   ImageChanged: 'The image was written while a snapshot read it, and the qcow2 tables the scan followed changed under it; take the snapshot again.',
   BackingFileAmbiguous: 'The qcow2 image, given through a symlink in another directory, has a relative backing file name that names another file from there than from the real path (QEMU resolves it from the path it opens); register the image by its real path or give it an absolute backing name.',

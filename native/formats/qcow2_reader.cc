@@ -142,8 +142,13 @@ Qcow2Header parse_qcow2_header(std::span<const uint8_t> head, uint64_t file_size
     corrupt(path, "QEMU marked it corrupt (the corrupt bit is set); repair it with qemu-img check -r all first, once no VM or other QEMU process has it open");
   if (q.incompatible & kIncompatDataFile)
     unsupported(path, "images with an external data file are not supported");
-  if (q.crypt_method != 0)
-    unsupported(path, "encrypted qcow2 images are not supported (encryption method " + std::to_string(q.crypt_method) + ")");
+  if (q.crypt_method != 0) {
+    // The header's crypt_method: 1 is QEMU's legacy AES-CBC, 2 LUKS (docs/interop/qcow2.txt).
+    const std::string method = q.crypt_method == 1   ? "AES, encrypt.format=aes"
+                               : q.crypt_method == 2 ? "LUKS, encrypt.format=luks"
+                                                     : "method " + std::to_string(q.crypt_method);
+    unsupported(path, "encrypted qcow2 images are not supported (" + method + ")");
+  }
   if (q.incompatible & kIncompatCompressionType) {
     if (q.header_length <= kOffCompressionType) corrupt(path, "the compression type bit is set but the header has no compression type");
     if (q.compression_type != kCompressionZlib && q.compression_type != kCompressionZstd)

@@ -286,6 +286,23 @@ TEST(qcow2_virtual_size_is_whole_sectors_as_qemu_reads_it) {
   CHECK_EQ(open_qcow2_source(img)->size(), kBlock - 512);
 }
 
+TEST(qcow2_encrypted_images_are_refused_naming_the_method) {
+  TempDir dir;
+  const auto digests = store_blocks(dir.path(), {pattern(kBlock, 5)});
+  const std::string img = dir / "enc.qcow2";
+  write_image(img, dir.path(), digests, kBlock, 16, 3);
+  for (const auto& [method, name] : std::vector<std::pair<uint32_t, std::string>>{{1, "(AES, encrypt.format=aes)"}, {2, "(LUKS, encrypt.format=luks)"}}) {
+    patch(img, qcow2::kOffCryptMethod, be32(method));
+    try {
+      open_qcow2_source(img);
+      ::harness::fail(__FILE__, __LINE__, "an encrypted image opened");
+    } catch (const Error& e) {
+      CHECK(e.code() == ErrorCode::UnsupportedFormat);
+      CHECK(std::string(e.what()).find("encrypted qcow2 images are not supported " + name) != std::string::npos);
+    }
+  }
+}
+
 TEST(qcow2_damaged_headers_fail_with_a_code) {
   TempDir dir;
   const auto digests = store_blocks(dir.path(), {pattern(kBlock, 5), {}});

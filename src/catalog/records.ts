@@ -15,7 +15,7 @@ export interface DiskRecord {
   /**
    * How an image file's format was chosen at `disk add`: `given` with --format, `detected` from
    * the file's first bytes. Only a detected raw disk is refused once its image starts with the
-   * qcow2 magic (checkStillRaw). Absent for a copy-on-write disk, and in records written before
+   * qcow2 magic (checkFormatKept). Absent for a copy-on-write disk, and in records written before
    * it was recorded, which read as `detected`, the default.
    */
   formatSource?: FormatSource;

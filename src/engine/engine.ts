@@ -19,7 +19,7 @@ import { BlockStore } from '../store/block-store';
 import { DEFAULT_BLOCK_SIZE, DIGEST_SIZE, isValidBlockSize } from '../store/format';
 import { scanImage, lockDataDir, writtenDigestsOf, type DataDirLock } from '../native';
 import {
-  checkBackingAsGiven, checkNotInUse, checkRollbackTarget, checkSizeKept, checkStillRaw, detectFormat, fileIdentity, imageFormatOf, inspectImage,
+  checkBackingAsGiven, checkFormatKept, checkNotInUse, checkRollbackTarget, checkSizeKept, detectFormat, fileIdentity, imageFormatOf, inspectImage,
 } from './image-access';
 import { ScanWatch } from './scan-consistency';
 import { cloneImage, removeRollbackLeftovers } from './image-writes';
@@ -352,7 +352,7 @@ export class Engine extends EventEmitter {
   /**
    * `disk add PATH --format raw` of a disk registered as raw: records that raw is the operator's
    * choice, so that an image whose guest wrote the qcow2 magic at its start keeps being read as
-   * raw (checkStillRaw), with its snapshots. Nothing else changes.
+   * raw (checkFormatKept), with its snapshots. Nothing else changes.
    */
   private confirmRaw(disk: DiskRecord): Disk {
     if (disk.formatSource !== 'given') {
@@ -994,14 +994,14 @@ export class Engine extends EventEmitter {
 
   /**
    * The registered path must still resolve to itself inside a root: a swapped symlink is refused.
-   * A disk detected as raw must not have become a qcow2 image since (checkStillRaw).
+   * Its image must still have the format the disk was registered with (checkFormatKept).
    */
   private revalidateDiskPath(disk: DiskRecord): string {
     const real = resolveExistingImage(disk.path, this.imageRoots);
     if (real !== disk.path) {
       throw new BlocksnapError('PathNotAllowed', `${disk.path} now resolves to ${real}; re-register the disk if that is intended`);
     }
-    checkStillRaw(disk, real);
+    checkFormatKept(disk, real);
     return real;
   }
 

@@ -21,7 +21,7 @@ import { uniqueName, validateManualSnapshotName } from './names';
 import { validateDescription } from './text-fields';
 import { resolveExistingImage } from './paths';
 import { servedWithClients } from './cow-disks';
-import { checkNotInUse, checkRollbackTarget, checkStillRaw, inspectImage } from './image-access';
+import { checkFormatKept, checkNotInUse, checkRollbackTarget, inspectImage } from './image-access';
 import { quotaEvictions } from './quotas';
 import { removeSnapshot } from './remove-snapshot';
 import type { Disk, Job } from './types';
@@ -131,7 +131,7 @@ export class SnapshotGroups {
       }
       const real = resolveExistingImage(disk.path, this.engine.imageRoots);
       if (real !== disk.path) throw new BlocksnapError('PathNotAllowed', `${disk.path} now resolves to ${real}; re-register the disk if that is intended`);
-      checkStillRaw(disk, real);
+      checkFormatKept(disk, real);
       checkRollbackTarget(real, disk.format, { snapshot: s, reserved, leftover: disk.pendingRollback?.tempName });
       // As startRollback checks it, but before any member's rollback starts.
       if (disk.format === 'qcow2') inspectImage(real, disk.format, this.engine.imageRoots);

@@ -33,18 +33,31 @@ export function detectFormat(path: string): ImageFormat {
 }
 
 /**
- * Refuses (NotAnImage) to read or write as raw the image of a disk whose format was detected as
- * raw at `disk add` and which now starts with the qcow2 magic: it was converted to qcow2 under
- * the same name (qemu-img convert, then mv) or replaced by a qcow2 image, and read as raw, a
- * snapshot would hold the qcow2 file's bytes instead of the guest's disk and a rollback would
- * write raw blocks into it. A qcow2 disk whose image is no longer qcow2 is refused the same way,
- * by its header check. A disk registered with --format raw stays raw whatever its first bytes:
- * a guest may itself write a qcow2 header at the start of its raw disk (a nested VM's image on a
- * whole disk), which only the operator can tell (`disk add PATH --format raw` of the registered
- * disk records that choice, Engine.confirmRaw). A record from before the choice was recorded
- * counts as detected (formatSource). `path` is the disk's checked real path.
+ * Refuses (NotAnImage) to read or write an image in the format its disk was registered with when
+ * the file no longer has it, naming what happened and the ways out.
+ *
+ * A disk whose format was detected as raw at `disk add` and whose image now starts with the qcow2
+ * magic was converted to qcow2 under the same name (qemu-img convert, then mv) or replaced by a
+ * qcow2 image: read as raw, a snapshot would hold the qcow2 file's bytes instead of the guest's
+ * disk and a rollback would write raw blocks into it. A disk registered with --format raw stays
+ * raw whatever its first bytes: a guest may itself write a qcow2 header at the start of its raw
+ * disk (a nested VM's image on a whole disk), which only the operator can tell (`disk add PATH
+ * --format raw` of the registered disk records that choice, Engine.confirmRaw). A record from
+ * before the choice was recorded counts as detected (formatSource).
+ *
+ * A qcow2 disk whose image no longer starts with the magic was converted to raw or replaced; its
+ * header check would refuse it too, but only as "not a qcow2 image", without the ways out.
+ * `path` is the disk's checked real path.
  */
-export function checkStillRaw(disk: { id: string; name: string; format: DiskFormat; formatSource?: 'detected' | 'given' }, path: string): void {
+export function checkFormatKept(disk: { id: string; name: string; format: DiskFormat; formatSource?: 'detected' | 'given' }, path: string): void {
+  if (disk.format === 'qcow2') {
+    if (detectFormat(path) === 'qcow2') return;
+    throw new BlocksnapError('NotAnImage',
+      `${path} no longer starts with the qcow2 magic (QFI\\xfb), but disk ${disk.name} was registered as qcow2: the image was converted ` +
+      'to raw or replaced by another file, and it is not read or written as qcow2. Convert it back to qcow2 (qemu-img convert -f raw -O qcow2), ' +
+      `or register it again as raw (blocksnap disk remove ${disk.name} [--delete-snapshots], then blocksnap disk add ${path} --format raw)`,
+      { path, diskId: disk.id, format: 'qcow2', found: 'raw' });
+  }
   if (disk.format !== 'raw' || disk.formatSource === 'given' || detectFormat(path) !== 'qcow2') return;
   throw new BlocksnapError('NotAnImage',
     `${path} now starts with the qcow2 magic (QFI\\xfb), but disk ${disk.name} was registered as raw (detected): the image was ` +
@@ -144,7 +157,9 @@ function checkedBackingFile(image: string, name: string, roots: string[]): strin
     return resolveExistingImage(name, roots);
   } catch (err) {
     if (err instanceof BlocksnapError && err.code === 'PathNotAllowed') {
-      throw new BlocksnapError('PathNotAllowed', `${image} has the backing file ${name}, which lies outside every image root`, { path: image, backingFile: name });
+      // The same words whether the name or a symlink on its way leads out: where it leads is not
+      // told (a path outside the roots is refused alike whatever is there).
+      throw new BlocksnapError('PathNotAllowed', `${image} has the backing file ${name}, which is outside every image root or leads out of them through a symlink`, { path: image, backingFile: name });
     }
     if (err instanceof BlocksnapError && err.code === 'ImageNotFound') {
       throw new BlocksnapError('ImageNotFound', `the backing file ${name} of ${image} does not exist`, { path: image, backingFile: name });
@@ -356,10 +371,25 @@ export function checkRollbackTarget(path: string, format: DiskFormat, space?: Ro
   }
   checkNotLockedByFlags(path, format);
   if (format === 'qcow2') {
+    checkSingleName(path);
     const header = qcow2Header(path);
     checkQcow2Rollback(path, header);
     checkAttributesCopyable(path, join(dirname(path), rollbackTempName(path)));
     if (space !== undefined) checkRollbackSpace(path, header, space);
+  }
+}
+
+/**
+ * A qcow2 rollback renames a new image over the disk's name: any other name of the file (a hard
+ * link) would keep the content from before the rollback, and a VM opening the image by that name
+ * would not be rolled back at all, without a word.
+ */
+function checkSingleName(path: string): void {
+  const links = statSync(path).nlink;
+  if (links > 1) {
+    throw new BlocksnapError('ImageHasHardLinks',
+      `${path} has ${links} names (hard links), and a qcow2 rollback replaces only this one: the others would keep the content from before the rollback; ` +
+      `remove the other names (find "$(stat -c %m ${path})" -xdev -samefile ${path} lists them all) or clone the snapshot to a new image instead`, { path, links });
   }
 }
 

@@ -2,7 +2,7 @@
  * A disk registered as raw by detection (disk add without --format) whose image is then
  * converted to qcow2 under the same name is refused by snapshot, rollback and group rollback
  * (NotAnImage, naming what happened and the ways out), instead of being read or written as the
- * qcow2 file's raw bytes. A disk registered with --format raw stays raw whatever its image starts
+ * qcow2 file's raw bytes; so is a qcow2 disk whose image was converted to raw. A disk registered with --format raw stays raw whatever its image starts
  * with: only the operator can tell a guest's own bytes from a conversion.
  */
 import { renameSync, writeFileSync } from 'node:fs';
@@ -65,6 +65,28 @@ t.test('a detected raw disk converted to qcow2 is refused by snapshot and rollba
   t.equal(again.changedBlocks, 0, 'converted back, the disk is snapshotted as before, unchanged');
   t.equal(again.sizeBytes, 8 * KiB64);
   await finished(f.engine, f.engine.startRollback('vm', 'base'));
+});
+
+t.test('a qcow2 disk converted to raw is refused by snapshot and rollback, naming the ways out, and taken again once converted back', { skip: noQemu }, async (t) => {
+  const f = await openSmallEngine(t);
+  const path = join(f.images, 'vm.qcow2');
+  qemuImg('create', '-q', '-f', 'qcow2', path, String(8 * KiB64));
+  await f.engine.addDisk({ path, name: 'vm' });
+  await snapshot(f.engine, 'vm', 'base');
+
+  convert(path, 'qcow2', 'raw');
+  const converted = await sha256File(path);
+  const err = await snapshotFails(f.engine, 'vm', 'after');
+  t.equal(err.code, 'NotAnImage', 'the snapshot is refused');
+  t.match(err.message, /no longer starts with the qcow2 magic \(QFI\\xfb\), but disk vm was registered as qcow2/, 'saying what happened');
+  t.match(err.message, /qemu-img convert -f raw -O qcow2/, 'and naming the ways out: convert it back');
+  t.match(err.message, new RegExp(`blocksnap disk remove vm \\[--delete-snapshots\\], then blocksnap disk add ${path} --format raw`), 'or register it again as raw');
+  t.throws(() => f.engine.startRollback('vm', 'base'), { code: 'NotAnImage', details: { format: 'qcow2', found: 'raw' } }, 'a rollback is refused before it starts');
+  t.equal(await sha256File(path), converted, 'the image was not touched');
+
+  convert(path, 'raw', 'qcow2');
+  const again = await snapshot(f.engine, 'vm', 'again');
+  t.equal(again.changedBlocks, 0, 'converted back, the disk is snapshotted as before, unchanged');
 });
 
 t.test('group rollback refuses, starting nothing, when a member disk detected as raw was converted to qcow2', { skip: noQemu }, async (t) => {

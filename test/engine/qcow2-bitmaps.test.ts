@@ -2,11 +2,12 @@
  * A qcow2 rollback writes a new image from the snapshot alone, so what the image holds besides
  * the guest's content must be refused or kept: persistent dirty bitmaps (`qemu-img bitmap`,
  * libvirt's incremental backups) would be dropped, so such a rollback is refused untouched; the
- * compression type the image was created with is kept. Judged by qemu-img on real files.
+ * compression type the image was created with is kept. The new image takes one name only, so an
+ * image with other names (hard links) is refused too. Judged by qemu-img on real files.
  */
 import t, { type Test } from 'tap';
-import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, linkSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { finished, openEngine, snapshot } from '../helpers/engine';
 import { check, compare, haveQemu, info, qemuImg, qemuIo, run } from '../helpers/qemu';
 import type { CloneResult } from '../../src/engine/types';
@@ -95,4 +96,23 @@ t.test('a rollback keeps the compression type (zstd) of an image without compres
   qemuIo(d.img, 'qcow2', 'write -P 2 0 1M');
   await rollsBack(t, d);
   t.equal(specific(d.img)['compression-type'], 'zstd', 'still zstd');
+});
+
+t.test('rollback of a hard-linked image is refused: the other name would keep the old content', async (t) => {
+  const d = await snapshotted(t);
+  const other = join(dirname(d.img), 'vm-by-another-name.qcow2');
+  linkSync(d.img, other);
+  qemuIo(d.img, 'qcow2', 'write -P 2 0 1M');
+  const before = readFileSync(d.img);
+
+  t.throws(() => d.engine.startRollback(d.disk.id, d.snap.id), {
+    code: 'ImageHasHardLinks',
+    message: new RegExp(`${d.img} has 2 names \\(hard links\\).*-samefile ${d.img}`),
+    details: { path: d.img, links: 2 },
+  });
+  t.ok(readFileSync(d.img).equals(before), 'the image is byte-identical');
+  t.equal(d.engine.getDisk(d.disk.id).pendingRollback, null, 'nothing was journaled');
+
+  unlinkSync(other);
+  await rollsBack(t, d);
 });

@@ -103,7 +103,10 @@ t.test('disk add refuses a backing file outside the roots without opening it', {
   const viaLink = await watchedFifo(t, join(outside, 'fifo-via-link'));
   symlinkSync(viaLink.path, join(root, 'base-link'));
   overlay(join(root, 'over-link.qcow2'), 'base-link', 'raw');
-  t.equal((await add(join(root, 'over-link.qcow2'))).code, 'PathNotAllowed', 'a backing name that is a symlink to a FIFO outside');
+  const linked = await add(join(root, 'over-link.qcow2'));
+  t.equal(linked.code, 'PathNotAllowed', 'a backing name that is a symlink to a FIFO outside');
+  t.match(linked.message, /has the backing file \S*\/base-link, which is outside every image root or leads out of them through a symlink$/,
+    'the message fits a name inside a root that leads out, and does not tell where');
   t.notOk(await viaLink.opened(), 'the FIFO behind the symlink was never opened');
 
   // Inside the roots, a FIFO is no image either, and is refused unopened as well.
