@@ -49,7 +49,7 @@ async function main(): Promise<void> {
 
     const layer = { dataPath: join(work, 'top.data'), mapPath: join(work, 'top.map') };
     await createLayer(layer, size, 'top');
-    const v = Volume.open({ storeDir: store, blockSize: BLOCK, sizeBytes: size, baseDigests: scan.digests, layers: [layer], writable: true });
+    const v = await Volume.open({ storeDir: store, blockSize: BLOCK, sizeBytes: size, baseDigests: scan.digests, layers: [layer], writable: true });
     const seqOps = size / MiB;
     const seqVerify = await rate(seqOps, 4, (i) => v.read(i * MiB, MiB));
     const seq = await rate(seqOps, 4, (i) => v.read(i * MiB, MiB));

@@ -61,11 +61,12 @@ Digest sha256_marked(const uint8_t* data, size_t len, size_t piece, std::vector<
 bool sha256_piece_matches(const Digest* from, uint64_t offset, const uint8_t* data, size_t len, const Digest& to, bool last);
 
 // Stands for ZERO in digest arrays; SHA-256 never yields it in practice.
-inline bool is_zero_digest(const Digest& d) noexcept {
-  for (uint8_t b : d)
-    if (b != 0) return false;
-  return true;
+inline bool is_zero_digest(const uint8_t* d) noexcept {
+  uint64_t words[4];
+  std::memcpy(words, d, sizeof words);
+  return (words[0] | words[1] | words[2] | words[3]) == 0;
 }
+inline bool is_zero_digest(const Digest& d) noexcept { return is_zero_digest(d.data()); }
 
 std::string to_hex(const Digest& d);
 

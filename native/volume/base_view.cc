@@ -143,45 +143,44 @@ void BlockFileCache::record_granules(const Digest& d, uint64_t raw_length, std::
   put_bounded(granules_, d, std::move(g), kMaxGranuleSets);
 }
 
-BaseView::BaseView(std::shared_ptr<BlockFileCache> cache, uint64_t block_size, uint64_t size, std::vector<uint8_t> digests,
+BaseView::BaseView(std::shared_ptr<BlockFileCache> cache, uint64_t block_size, uint64_t size, std::span<const uint8_t> digests,
                    const BaseView* previous)
     : cache_(std::move(cache)),
       block_size_(block_size),
       size_(size),
       block_count_((size + block_size - 1) / block_size),
-      digests_(std::move(digests)),
+      digests_(block_count_ * kDigestSize),
       verified_((block_count_ + 63) / 64),
       // A block of one granule has its content digest: granule files would add nothing.
       granule_words_(cache_->uses_granules() && block_size > kGranuleSize ? (granule_count(block_size) + 63) / 64 : 0),
       granule_bits_(block_count_ * granule_words_) {
-  if (digests_.size() != block_count_ * kDigestSize)
+  if (digests.size() != block_count_ * kDigestSize)
     throw Error(ErrorCode::InvalidArgument, "base digests must be ceil(size / block size) × 32 bytes");
+  for (uint64_t i = 0; i < block_count_; ++i) {
+    const uint8_t* d = digests.data() + i * kDigestSize;
+    if (!is_zero_digest(d)) std::memcpy(digests_.data() + i * kDigestSize, d, kDigestSize);
+  }
   if (previous == nullptr || previous->block_size_ != block_size_) return;
   const bool granules = granule_words_ != 0 && previous->granule_words_ == granule_words_;
   const uint64_t common = std::min(block_count_, previous->block_count_);
   for (uint64_t i = 0; i < common; ++i) {
-    if (std::memcmp(&digests_[i * kDigestSize], &previous->digests_[i * kDigestSize], kDigestSize) != 0) continue;
+    if (std::memcmp(digests_.data() + i * kDigestSize, previous->digests_.data() + i * kDigestSize, kDigestSize) != 0) continue;
     if (previous->verified(i)) verified_[i / 64].fetch_or(uint64_t{1} << (i % 64), std::memory_order_relaxed);
     // The last block may have grown or shrunk with the size: its granules then mean other bytes.
     if (granules && block_length(i) == previous->block_length(i))
       for (uint64_t w = 0; w < granule_words_; ++w)
-        granule_bits_[i * granule_words_ + w].store(previous->granule_bits_[i * granule_words_ + w].load(std::memory_order_acquire),
-                                                    std::memory_order_relaxed);
+        if (const uint64_t bits = previous->granule_bits_[i * granule_words_ + w].load(std::memory_order_acquire); bits != 0)
+          granule_bits_[i * granule_words_ + w].store(bits, std::memory_order_relaxed);
   }
 }
 
 Digest BaseView::digest(uint64_t i) const {
   Digest d;
-  std::memcpy(d.data(), &digests_[i * kDigestSize], kDigestSize);
+  std::memcpy(d.data(), digests_.data() + i * kDigestSize, kDigestSize);
   return d;
 }
 
-bool BaseView::zero_block(uint64_t i) const noexcept {
-  const uint8_t* p = &digests_[i * kDigestSize];
-  for (size_t k = 0; k < kDigestSize; ++k)
-    if (p[k] != 0) return false;
-  return true;
-}
+bool BaseView::zero_block(uint64_t i) const noexcept { return is_zero_digest(digests_.data() + i * kDigestSize); }
 
 bool BaseView::all_zero(uint64_t offset, uint64_t len) const noexcept {
   if (len == 0) return true;

@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,7 @@
 #include "core/granule_file.h"
 #include "io/unique_fd.h"
 #include "volume/digest_lru.h"
+#include "volume/zeroed_memory.h"
 
 namespace blocksnap {
 
@@ -109,14 +111,14 @@ class BlockFileCache {
 
 class BaseView {
  public:
-  // `digests`: ceil(size / block_size) × 32, ZERO as 32 zero bytes. `previous` (may be null)
-  // passes on what it verified for block indexes whose digest did not change.
-  BaseView(std::shared_ptr<BlockFileCache> cache, uint64_t block_size, uint64_t size, std::vector<uint8_t> digests,
+  // `digests`: ceil(size / block_size) × 32, ZERO as 32 zero bytes, copied (only the blocks that
+  // are not ZERO: the copy costs memory for those alone). `previous` (may be null) passes on what
+  // it verified for block indexes whose digest did not change.
+  BaseView(std::shared_ptr<BlockFileCache> cache, uint64_t block_size, uint64_t size, std::span<const uint8_t> digests,
            const BaseView* previous);
 
   uint64_t block_size() const noexcept { return block_size_; }
   uint64_t block_count() const noexcept { return block_count_; }
-  const std::vector<uint8_t>& digests() const noexcept { return digests_; }
   Digest digest(uint64_t i) const;
   bool zero_block(uint64_t i) const noexcept;
   // True when [offset, offset + len) lies in ZERO blocks only.
@@ -169,10 +171,12 @@ class BaseView {
   uint64_t block_size_;
   uint64_t size_;
   uint64_t block_count_;
-  std::vector<uint8_t> digests_;
-  mutable std::vector<std::atomic<uint64_t>> verified_;
+  // By block, in memory that costs only the pages written (volume/zeroed_memory.h): for a sparse
+  // disk of many TiB, most digests are ZERO and most blocks are never verified.
+  ZeroedPages digests_;
+  ZeroedWords verified_;
   uint64_t granule_words_;  // per block; 0 when granules are not used
-  mutable std::vector<std::atomic<uint64_t>> granule_bits_;
+  ZeroedWords granule_bits_;
   mutable std::array<std::mutex, 16> verify_locks_;
 };
 

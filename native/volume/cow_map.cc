@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "io/extents.h"
 #include "io/file_io.h"
 #include "io/open_regular.h"
 #include "volume/cow_format.h"
@@ -124,17 +125,33 @@ CowMap::CowMap(const std::string& path, uint64_t virtual_size, bool writable) : 
   layer_id_ = std::move(h.layer_id);
 
   bitmap_bytes_ = cow_bitmap_bytes(granules_);
-  words_ = std::vector<std::atomic<uint64_t>>((bitmap_bytes_ + 7) / 8);
+  words_ = ZeroedWords((bitmap_bytes_ + 7) / 8);
   dirty_ = std::vector<std::atomic<bool>>((bitmap_bytes_ + kCowMapPageSize - 1) / kCowMapPageSize);
   setting_ = std::vector<std::atomic<uint32_t>>(dirty_.size());
-  std::vector<uint8_t> bytes(words_.size() * 8, 0);
-  if (read_at(fd_.get(), bytes.data(), bitmap_bytes_, kCowMapHeaderSize, path) != bitmap_bytes_)
-    corrupt(path, "bitmap truncated while reading");
+  populated_ = std::vector<std::atomic<bool>>(dirty_.size());
+  // Only the data extents: holes read as zeros, which the words already are. A chunk at a time,
+  // storing only words with a bit set, so memory grows with the bits and not the bitmap.
+  constexpr uint64_t kChunk = uint64_t{1} << 20;
+  std::vector<uint8_t> chunk;
   uint64_t set = 0;
-  for (size_t w = 0; w < words_.size(); ++w) {
-    const uint64_t word = get_le<uint64_t>(bytes.data() + w * 8);
-    words_[w].store(word, std::memory_order_relaxed);
-    set += static_cast<uint64_t>(std::popcount(word));
+  const ExtentMap extents = ExtentMap::scan(fd_.get(), kCowMapHeaderSize + bitmap_bytes_, path);
+  for (const Extent& e : extents.overlapping(kCowMapHeaderSize, kCowMapHeaderSize + bitmap_bytes_)) {
+    // In bitmap bytes, widened to whole words (the bytes added lie in a hole or in the extent).
+    const uint64_t begin = (std::max<uint64_t>(e.begin, kCowMapHeaderSize) - kCowMapHeaderSize) / 8 * 8;
+    const uint64_t end = std::min(bitmap_bytes_, (e.end - kCowMapHeaderSize + 7) / 8 * 8);
+    for (uint64_t at = begin; at < end; at += kChunk) {
+      const uint64_t n = std::min(kChunk, end - at);
+      chunk.assign((n + 7) / 8 * 8, 0);
+      if (read_at(fd_.get(), chunk.data(), n, kCowMapHeaderSize + at, path) != n) corrupt(path, "bitmap truncated while reading");
+      for (uint64_t k = 0; k < n; k += 8) {
+        const uint64_t word = get_le<uint64_t>(chunk.data() + k);
+        if (word == 0) continue;
+        const uint64_t w = (at + k) / 8;
+        populated_[w * 8 / kCowMapPageSize].store(true, std::memory_order_relaxed);
+        words_[w].store(word, std::memory_order_relaxed);
+        set += static_cast<uint64_t>(std::popcount(word));
+      }
+    }
   }
   if (granules_ % 64 != 0 && !words_.empty() && (words_.back().load() >> (granules_ % 64)) != 0)
     corrupt(path, "bits are set past the last granule");
@@ -147,6 +164,7 @@ bool CowMap::set(uint64_t g) noexcept {
   // flush after this caller's acknowledgement writes the bit even if that set() is not done.
   if (words_[g / 64].load(std::memory_order_acquire) & bit) return false;
   const size_t page = (g / 8) / kCowMapPageSize;
+  populated_[page].store(true, std::memory_order_release);
   setting_[page].fetch_add(1, std::memory_order_acq_rel);
   const bool was_clear = (words_[g / 64].fetch_or(bit, std::memory_order_acq_rel) & bit) == 0;
   if (was_clear) set_count_.fetch_add(1, std::memory_order_acq_rel);
@@ -170,8 +188,13 @@ uint64_t CowMap::piece_word(uint64_t w) const noexcept {
 }
 
 bool CowMap::any_set(uint64_t first, uint64_t end) const noexcept {
+  constexpr uint64_t kPageGranules = kCowMapPageSize * 8;
   end = std::min(end, granules_);
   while (first < end) {
+    if (!populated_[first / kPageGranules].load(std::memory_order_acquire)) {
+      first = (first / kPageGranules + 1) * kPageGranules;
+      continue;
+    }
     const uint64_t w = first / 64;
     const uint64_t lo = first % 64;
     const uint64_t hi = std::min<uint64_t>(64, end - w * 64);

@@ -2,10 +2,13 @@
 // open and written back page by page at flush.
 //
 // State: one atomic bit per granule (4 KiB; 64 KiB in a version 1 map), set = the granule's
-// content is in the layer's .data, and per 4 KiB bitmap page a dirty flag and a count of set()
-// calls under way. A bit only ever goes 0 -> 1 during a layer's life, so readers need no lock:
-// seeing a stale 0 means reading the layer below, which is what the not-yet-acknowledged write
-// would have replaced anyway.
+// content is in the layer's .data, in memory that costs only the pages holding a set bit
+// (volume/zeroed_memory.h); and per 4 KiB bitmap page a dirty flag, a count of set() calls under
+// way and whether it holds a set bit. Opening reads only the bitmap's data extents (a clear
+// bitmap is a hole in the file), so a fresh layer of a 15 TiB disk opens without reading or
+// holding its 480 MiB of zeros. A bit only ever goes 0 -> 1 during a layer's life, so readers
+// need no lock: seeing a stale 0 means reading the layer below, which is what the
+// not-yet-acknowledged write would have replaced anyway.
 //
 // A writer that finds a granule's bit set writes its data there and is acknowledged without
 // touching the map, even while the set() that made the bit is still under way. A flush after that
@@ -23,6 +26,7 @@
 
 #include "io/unique_fd.h"
 #include "volume/cow_format.h"
+#include "volume/zeroed_memory.h"
 
 namespace blocksnap {
 
@@ -58,7 +62,8 @@ class CowMap {
   // map: the word itself in a version 2 map, each 64 KiB granule spread over its 16 pieces in
   // version 1, so that maps of both versions can be ORed.
   uint64_t piece_word(uint64_t w) const noexcept;
-  // Whether any granule of [first, end) is set (a word at a time).
+  // Whether any granule of [first, end) is set: a word at a time, skipping the bitmap pages that
+  // hold no set bit.
   bool any_set(uint64_t first, uint64_t end) const noexcept;
 
   struct PageCopy {
@@ -80,9 +85,12 @@ class CowMap {
   uint32_t granule_size_ = 0;
   unsigned granule_shift_ = 0;
   uint64_t bitmap_bytes_ = 0;
-  std::vector<std::atomic<uint64_t>> words_;
+  // Bitmap words, as the file stores them (little-endian).
+  ZeroedWords words_;
   std::vector<std::atomic<bool>> dirty_;
   std::vector<std::atomic<uint32_t>> setting_;
+  // By bitmap page: it holds a set bit. Set before the bit: any_set sees every set() that returned.
+  std::vector<std::atomic<bool>> populated_;
   std::atomic<uint64_t> set_count_{0};
 };
 

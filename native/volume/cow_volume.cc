@@ -59,7 +59,7 @@ CowVolume::CowVolume(const VolumeSpec& spec)
       cache_(std::make_shared<BlockFileCache>(spec.store_dir, spec.granule_dir, spec.writable)) {
   if (!is_valid_block_size(block_size_)) invalid("invalid block size");
   if (writable_ && spec.layers.empty()) invalid("a writable volume needs at least one layer");
-  base_ = std::make_shared<const BaseView>(cache_, block_size_, size_, spec.base_digests, nullptr);
+  base_ = std::make_shared<const BaseView>(cache_, block_size_, size_, std::span(spec.base_digests.data(), spec.base_digests.size()), nullptr);
   for (size_t i = 0; i < spec.layers.size(); ++i)
     layers_.push_back(std::make_shared<CowLayer>(spec.layers[i], size_, writable_ && i + 1 == spec.layers.size()));
   written_pieces_.store(written_pieces(layers_, size_), std::memory_order_release);
@@ -327,19 +327,24 @@ std::unique_ptr<VolumeSource> CowVolume::source(size_t layer_count) const {
   return std::make_unique<VolumeSource>(std::move(layers), base_, size_);
 }
 
-std::vector<uint8_t> CowVolume::base_digests() const {
-  std::shared_lock lock(stack_mutex_);
-  check_open();
-  return base_->digests();
-}
-
-void CowVolume::rebase(std::vector<uint8_t> base_digests, size_t drop_layers) {
+void CowVolume::rebase(std::span<const uint8_t> base_digests, size_t drop_layers) {
+  const auto check = [&] {
+    check_open();
+    if (drop_layers > layers_.size() || (writable_ && drop_layers == layers_.size()))
+      invalid("cannot drop " + std::to_string(drop_layers) + " of " + std::to_string(layers_.size()) + " layers" +
+              (writable_ ? " (the writable top stays)" : ""));
+  };
+  // The new view is made under the shared lock, I/O going on: it copies the digests and compares
+  // every block with the old view's, which for a 15 TiB disk is 4 million blocks. What the old
+  // view verifies meanwhile is not carried over, and is verified again when next needed.
+  std::shared_ptr<const BaseView> next;
+  {
+    std::shared_lock lock(stack_mutex_);
+    check();
+    next = std::make_shared<const BaseView>(cache_, block_size_, size_, base_digests, base_.get());
+  }
   std::unique_lock lock(stack_mutex_);
-  check_open();
-  if (drop_layers > layers_.size() || (writable_ && drop_layers == layers_.size()))
-    invalid("cannot drop " + std::to_string(drop_layers) + " of " + std::to_string(layers_.size()) + " layers" +
-            (writable_ ? " (the writable top stays)" : ""));
-  auto next = std::make_shared<const BaseView>(cache_, block_size_, size_, std::move(base_digests), base_.get());
+  check();  // only close() can have run meanwhile: the caller keeps stack changes out
   base_ = std::move(next);
   layers_.erase(layers_.begin(), layers_.begin() + static_cast<ptrdiff_t>(drop_layers));
   // Bits of the dropped layers are now the base's: one pass over what stays (none when only the

@@ -3,7 +3,9 @@
 //
 // State: the layer stack (bottom → top) and the base view, swapped only by push_layer and rebase
 // under the stack lock held exclusively; every I/O holds it shared, so I/O never sees a half-made
-// stack and rebase waits for reads in flight. Jobs reading a frozen prefix (scan, flatten) take
+// stack and a swap waits for the I/O in flight. A rebase makes its new view (proportional to the
+// disk's size) before it takes the lock exclusively; a new top's map costs what its file holds,
+// nothing for a fresh layer (volume/cow_map.h). Jobs reading a frozen prefix (scan, flatten) take
 // shared pointers to the layers they need and drop the lock, so the top keeps taking writes.
 //
 // Writes: a granule (4 KiB; 64 KiB in a layer made before map version 2) whose bit is clear in
@@ -42,11 +44,13 @@
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "core/error.h"
+#include "core/held_bytes.h"
 #include "formats/block_source.h"
 #include "volume/base_view.h"
 #include "volume/cow_layer.h"
@@ -60,7 +64,8 @@ struct VolumeSpec {
   std::string granule_dir;
   uint64_t block_size = 0;
   uint64_t size_bytes = 0;
-  std::vector<uint8_t> base_digests;  // ceil(size_bytes / block_size) × 32
+  // ceil(size_bytes / block_size) × 32; copied by the constructor, which keeps no reference to it.
+  HeldBytes base_digests;
   std::vector<LayerFiles> layers;     // bottom → top
   bool writable = false;              // the top layer takes writes (needs a layer)
   // Writable volumes with granule files: verify the blocks writes land in on an idle thread
@@ -110,10 +115,10 @@ class CowVolume {
   // The content through the bottom `layer_count` layers and the base, as a BlockSource that
   // stays valid (and unchanged) whatever happens to the volume afterwards.
   std::unique_ptr<VolumeSource> source(size_t layer_count) const;
-  // The current base digests (for callers comparing against the base).
-  std::vector<uint8_t> base_digests() const;
-  // Replaces the base and closes the bottom `drop_layers` layers.
-  void rebase(std::vector<uint8_t> base_digests, size_t drop_layers);
+  // Replaces the base and closes the bottom `drop_layers` layers. The new view is made before the
+  // stack lock is taken exclusively, so I/O waits only for the swap; the caller keeps other
+  // changes of the stack (push_layer, pop_empty_top, rebase) out until it returns.
+  void rebase(std::span<const uint8_t> base_digests, size_t drop_layers);
   // Flushes if writable and closes every file; later calls throw.
   void close();
   // Bytes of the disk written since the base: set in any layer's map, TRIMs and zeroes included,

@@ -13,6 +13,7 @@
 
 #include "core/digest.h"
 #include "core/error.h"
+#include "core/held_bytes.h"
 #include "volume/cow_volume.h"
 #include "volume/written_count.h"
 #include "workers/args.h"
@@ -117,7 +118,8 @@ class VolumeWrap : public Napi::ObjectWrap<VolumeWrap> {
  public:
   static Napi::Function define(Napi::Env env) {
     return DefineClass(env, "Volume",
-                       {InstanceMethod<&VolumeWrap::size_bytes>("sizeBytes"),
+                       {StaticMethod<&VolumeWrap::open>("open"),
+                        InstanceMethod<&VolumeWrap::size_bytes>("sizeBytes"),
                         InstanceMethod<&VolumeWrap::layer_count>("layerCount"),
                         InstanceMethod<&VolumeWrap::read_into>("readInto"),
                         InstanceMethod<&VolumeWrap::write>("write"),
@@ -138,7 +140,43 @@ class VolumeWrap : public Napi::ObjectWrap<VolumeWrap> {
                         InstanceMethod<&VolumeWrap::close>("close")});
   }
 
+  // new Volume(spec): opens on the calling thread. Volume.open(spec) (below) opens on the pool
+  // and makes the object with the volume it opened.
   explicit VolumeWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<VolumeWrap>(info) {
+    if (adopting_ != nullptr) {
+      volume_ = std::move(*adopting_);
+      return;
+    }
+    VolumeSpec spec = parse_spec(info);
+    spec.base_digests = Options(info).held_bytes("baseDigests", true);
+    volume_ = or_js_error(info.Env(), [&] { return std::make_shared<CowVolume>(spec); });
+  }
+
+  // Volume.open(spec) → Promise<Volume>: the open on the pool. It reads every layer's map and
+  // copies the base view (32 bytes per block: 120 MiB for 15 TiB), which on the JS thread held
+  // every export and client of the daemon for seconds. The view is lent, not copied here
+  // (core/held_bytes.h): the caller leaves it unchanged until the promise settles.
+  static Napi::Value open(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info.This().IsFunction()) throw Napi::TypeError::New(env, "open must be called as Volume.open");
+    VolumeSpec spec = parse_spec(info);
+    spec.base_digests = Options(info).held_bytes("baseDigests", true);
+    auto ctor = std::make_shared<Napi::FunctionReference>(Napi::Persistent(info.This().As<Napi::Function>()));
+    auto opened = std::make_shared<std::shared_ptr<CowVolume>>();
+    return queue_volume_task(
+        env, "blocksnap.volume.open", [spec, opened] { *opened = std::make_shared<CowVolume>(spec); },
+        [ctor, opened](Napi::Env) -> Napi::Value {
+          adopting_ = opened.get();
+          struct Reset {
+            ~Reset() { adopting_ = nullptr; }
+          } reset;
+          return ctor->Value().New({});
+        });
+  }
+
+ private:
+  // The spec of new Volume(spec) and Volume.open(spec), but for baseDigests.
+  static VolumeSpec parse_spec(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Options o(info);
     VolumeSpec spec;
@@ -146,7 +184,6 @@ class VolumeWrap : public Napi::ObjectWrap<VolumeWrap> {
     if (o.has("granuleDir")) spec.granule_dir = o.string("granuleDir");
     spec.block_size = o.integer("blockSize");
     spec.size_bytes = o.integer("sizeBytes");
-    spec.base_digests = o.bytes("baseDigests", true);
     spec.writable = o.boolean("writable", false);
     spec.background_verify = o.boolean("backgroundVerify", false);
     if (Napi::Function on_damage = o.function("onVerifyDamage"); !on_damage.IsEmpty() && spec.background_verify)
@@ -155,10 +192,12 @@ class VolumeWrap : public Napi::ObjectWrap<VolumeWrap> {
     if (!layers.IsArray()) throw Napi::TypeError::New(env, "options.layers must be an array");
     Napi::Array a = layers.As<Napi::Array>();
     for (uint32_t i = 0; i < a.Length(); ++i) spec.layers.push_back(layer_files(env, a.Get(i)));
-    volume_ = or_js_error(env, [&] { return std::make_shared<CowVolume>(spec); });
+    return spec;
   }
 
- private:
+  // The volume Volume.open opened, for the constructor it calls (on the JS thread).
+  static inline thread_local std::shared_ptr<CowVolume>* adopting_ = nullptr;
+
   Napi::Value size_bytes(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(volume_->size())); }
 
   Napi::Value layer_count(const Napi::CallbackInfo& info) {
@@ -338,26 +377,35 @@ class VolumeWrap : public Napi::ObjectWrap<VolumeWrap> {
                              [popped](Napi::Env env) -> Napi::Value { return Napi::Boolean::New(env, *popped); });
   }
 
+  // dirtyBlocks(layerCount) → Promise<Uint32Array>, on the pool: it visits every block of the
+  // disk in each frozen layer's map.
   Napi::Value dirty_blocks(const Napi::CallbackInfo& info) {
     const uint64_t k = arg_integer(info, 0, "layerCount");
-    const std::vector<uint32_t> blocks = or_js_error(info.Env(), [&] { return volume_->dirty_blocks(k); });
-    Napi::Uint32Array out = Napi::Uint32Array::New(info.Env(), blocks.size());
-    if (!blocks.empty()) std::memcpy(out.Data(), blocks.data(), blocks.size() * sizeof(uint32_t));
-    return out;
+    auto volume = volume_;
+    auto blocks = std::make_shared<std::vector<uint32_t>>();
+    return queue_volume_task(
+        info.Env(), "blocksnap.volume.dirtyBlocks", [volume, blocks, k] { *blocks = volume->dirty_blocks(k); },
+        [blocks](Napi::Env env) -> Napi::Value {
+          Napi::Uint32Array out = Napi::Uint32Array::New(env, blocks->size());
+          if (!blocks->empty()) std::memcpy(out.Data(), blocks->data(), blocks->size() * sizeof(uint32_t));
+          return out;
+        });
   }
 
   Napi::Value scan_blocks(const Napi::CallbackInfo& info) { return start_scan_blocks(info, volume_); }
 
   Napi::Value flatten_to(const Napi::CallbackInfo& info) { return start_flatten(info, volume_); }
 
+  // rebase(baseDigests, dropLayers) → Promise<void>, on the pool, the view lent as for open.
   Napi::Value rebase(const Napi::CallbackInfo& info) {
     if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
       throw Napi::TypeError::New(info.Env(), "baseDigests must be a Buffer");
     auto a = info[0].As<Napi::Uint8Array>();
-    std::vector<uint8_t> digests(a.Data(), a.Data() + a.ByteLength());
+    const HeldBytes digests(a.Data(), a.ByteLength(), std::make_shared<Napi::Reference<Napi::Uint8Array>>(Napi::Persistent(a)));
     const uint64_t drop = arg_integer(info, 1, "dropLayers");
-    or_js_error(info.Env(), [&] { volume_->rebase(std::move(digests), drop); });
-    return info.Env().Undefined();
+    auto volume = volume_;
+    return queue_volume_task(info.Env(), "blocksnap.volume.rebase",
+                             [volume, digests, drop] { volume->rebase(std::span(digests.data(), digests.size()), drop); });
   }
 
   Napi::Value store_bytes_read(const Napi::CallbackInfo& info) {

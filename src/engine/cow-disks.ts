@@ -79,7 +79,7 @@ export class CowDisks {
         const cow = this.x.catalog.getDisk(disk.id)!.cow!;
         const base = this.x.catalog.getSnapshot(cow.baseSnapshotId)!;
         const digests = readView(this.x.catalog, base);
-        const blocks = open.volume.dirtyBlocks(frozen);
+        const blocks = await open.volume.dirtyBlocks(frozen);
         const scan = await open.volume.scanBlocks({
           blocks, layerCount: frozen, damagedDigests: this.x.repair.forScan(), ...(this.x.threads ? { threads: this.x.threads } : {}),
           // Progress in bytes, as every snapshot job reports it (the volume counts blocks).
@@ -116,7 +116,9 @@ export class CowDisks {
           });
           return available;
         });
-        open.volume.rebase(digests, frozen);
+        // I/O goes on during the rebase: the stack before it (base, frozen layers, top) and after
+        // it (the new base, top) read the same.
+        await open.volume.rebase(digests, frozen);
         this.x.volumes.dropLayers(disk.id, dropped);
         const ms = (a: number, b: number): number => Math.round(b - a);
         this.x.log.info({
@@ -172,7 +174,7 @@ export class CowDisks {
           this.x.catalog.putDisk({ ...cur, headSnapshotId: target.id, cow: { ...cur.cow!, baseSnapshotId: target.id, layers: cur.cow!.layers.slice(frozen) } });
           ctl.succeededWith(result);
         });
-        open.volume.rebase(view, frozen);
+        await open.volume.rebase(view, frozen);
         this.x.volumes.dropLayers(disk.id, old);
       } finally {
         reopen();

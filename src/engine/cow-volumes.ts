@@ -167,7 +167,7 @@ export class CowVolumes {
   private async openNow(diskId: string): Promise<OpenVolume> {
     const disk = this.x.catalog.getDisk(diskId);
     if (!disk?.cow) throw new BlocksnapError('NotCowDisk', `disk ${diskId} is not a copy-on-write disk`);
-    const volume = Volume.open(this.spec(disk, disk.cow));
+    const volume = await Volume.open(this.spec(disk, disk.cow));
     this.live.set(diskId, volume);
     return { diskId, volume, gate: new IoGate() };
   }

@@ -86,7 +86,7 @@ export class Exports implements ExportTable {
     const name = validateExportName(o.name ?? snap.id);
     if (this.entries.has(name)) throw new BlocksnapError('NameTaken', `an export named ${JSON.stringify(name)} is already served`);
     const view = readView(this.x.catalog, snap);
-    const volume = Volume.open({
+    const volume = Volume.openNow({
       storeDir: this.x.storeDir, granuleDir: this.x.granuleDir, blockSize: this.x.blockSize, sizeBytes: snap.sizeBytes, baseDigests: view,
       layers: [], writable: false,
     });

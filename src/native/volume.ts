@@ -92,17 +92,17 @@ interface NativeVolume {
   extents(offset: number, length: number): Promise<VolumeExtent[]>;
   pushLayer(files: LayerFiles): Promise<void>;
   popEmptyTop(): Promise<boolean>;
-  dirtyBlocks(layerCount: number): Uint32Array;
+  dirtyBlocks(layerCount: number): Promise<Uint32Array>;
   scanBlocks(o: object): NativeJob<ScanBlocksResult>;
   flattenTo(o: object): NativeJob<FlattenResult>;
-  rebase(baseDigests: Buffer, dropLayers: number): void;
+  rebase(baseDigests: Buffer, dropLayers: number): Promise<void>;
   storeBytesRead(): number;
   writtenBytes(): number;
   close(): Promise<void>;
 }
 
 interface VolumeAddon {
-  Volume: new (spec: object) => NativeVolume;
+  Volume: { new (spec: object): NativeVolume; open(spec: object): Promise<NativeVolume> };
   createVolumeLayer(o: object): Promise<void>;
   countWrittenBytes(o: object): Promise<number>;
   countWrittenBytesNow(o: object): number;
@@ -186,31 +186,30 @@ export class Volume {
     this.writes = new IoBatches((w) => this.native.writeBatch(w.map((x) => x.offset), w.map((x) => x.data)), BATCHES_IN_FLIGHT, BATCH_ITEMS);
   }
 
-  /** Opens every layer and validates its map header (ImageCorrupt naming the file and field). */
-  static open(spec: VolumeSpec): Volume {
-    requireObject(spec, 'spec');
-    requirePath(spec.storeDir, 'storeDir');
-    if (spec.granuleDir !== undefined) requirePath(spec.granuleDir, 'granuleDir');
-    if (!isValidBlockSize(spec.blockSize)) invalid('blockSize', 'a power of two from 64 KiB to 64 MiB', spec.blockSize);
-    requireSize(spec.sizeBytes, 'sizeBytes');
-    requireDigestList(spec.baseDigests, 'baseDigests');
-    const expected = Math.ceil(spec.sizeBytes / spec.blockSize) * DIGEST_SIZE;
-    if (spec.baseDigests.length !== expected) invalid('baseDigests', `ceil(sizeBytes / blockSize) * ${DIGEST_SIZE} = ${expected} bytes long`, spec.baseDigests);
-    if (!Array.isArray(spec.layers)) invalid('layers', 'an array', spec.layers);
-    spec.layers.forEach((l, i) => requireLayerFiles(l, `layers[${i}]`));
-    if (typeof spec.writable !== 'boolean') invalid('writable', 'a boolean', spec.writable);
-    if (spec.writable && spec.layers.length === 0) invalid('layers', 'at least one layer for a writable volume', spec.layers);
-    if (spec.backgroundVerify !== undefined && typeof spec.backgroundVerify !== 'boolean') invalid('backgroundVerify', 'a boolean', spec.backgroundVerify);
+  /**
+   * Opens every layer and validates its map header (ImageCorrupt naming the file and field), on
+   * the libuv pool: the open reads each layer's map and copies the base view, seconds for a disk
+   * of many TiB, which on the event loop would hold every export and client of the daemon. A
+   * bad argument or a failed open rejects. `spec.baseDigests` is lent: leave it unchanged until
+   * the promise settles.
+   */
+  static async open(spec: VolumeSpec): Promise<Volume> {
+    const native = nativeSpec(spec);
     try {
-      const native = new (addon().Volume)({
-        storeDir: spec.storeDir, granuleDir: spec.granuleDir, blockSize: spec.blockSize, sizeBytes: spec.sizeBytes, baseDigests: spec.baseDigests,
-        layers: spec.layers.map((l) => ({ dataPath: l.dataPath, mapPath: l.mapPath })), writable: spec.writable,
-        // What the background verifier finds damaged, no request waits for: taken as a reader's
-        // finding (fromNative → store/damage-reports.ts), so the block is recorded for repair now
-        // rather than when some later read needs its damaged part.
-        backgroundVerify: spec.backgroundVerify, onVerifyDamage: (err: unknown) => void fromNative(err),
-      });
-      return new Volume(native, spec.sizeBytes, spec.writable);
+      return new Volume(await addon().Volume.open(native), spec.sizeBytes, spec.writable);
+    } catch (err) {
+      throw fromNative(err);
+    }
+  }
+
+  /**
+   * open on the calling thread, for a caller that cannot wait: a volume without layers (a
+   * read-only snapshot export) costs the copy of its base view only.
+   */
+  static openNow(spec: VolumeSpec): Volume {
+    const native = nativeSpec(spec);
+    try {
+      return new Volume(new (addon().Volume)(native), spec.sizeBytes, spec.writable);
     } catch (err) {
       throw fromNative(err);
     }
@@ -310,14 +309,13 @@ export class Volume {
     return call(() => this.native.popEmptyTop());
   }
 
-  /** Sorted indexes of the blocks with any granule set in the bottom `layerCount` layers. */
-  dirtyBlocks(layerCount: number): Uint32Array {
+  /**
+   * Sorted indexes of the blocks with any granule set in the bottom `layerCount` layers, found on
+   * the libuv pool (every block of the disk is looked up in each layer's map).
+   */
+  async dirtyBlocks(layerCount: number): Promise<Uint32Array> {
     this.checkLayerCount(layerCount);
-    try {
-      return this.native.dirtyBlocks(layerCount);
-    } catch (err) {
-      throw fromNative(err);
-    }
+    return call(() => this.native.dirtyBlocks(layerCount));
   }
 
   /**
@@ -347,16 +345,15 @@ export class Volume {
 
   /**
    * Replaces the base view and closes the bottom `dropLayers` layers, whose content the new base
-   * now holds. Waits for reads in flight; a writable volume keeps its top.
+   * now holds. The new view is made on the libuv pool while I/O goes on (a copy of `baseDigests`,
+   * compared with the old view block by block); I/O waits only for the swap. A writable volume
+   * keeps its top. `baseDigests` is lent: leave it unchanged until the promise settles; keep
+   * other changes of the layer stack out meanwhile.
    */
-  rebase(baseDigests: Buffer, dropLayers: number): void {
+  async rebase(baseDigests: Buffer, dropLayers: number): Promise<void> {
     requireDigestList(baseDigests, 'baseDigests');
     this.checkLayerCount(dropLayers, 'dropLayers');
-    try {
-      this.native.rebase(baseDigests, dropLayers);
-    } catch (err) {
-      throw fromNative(err);
-    }
+    return call(() => this.native.rebase(baseDigests, dropLayers));
   }
 
   /**
@@ -450,4 +447,29 @@ function requireLayerFiles(value: unknown, name: string): void {
   const files = value as LayerFiles;
   requirePath(files.dataPath, `${name}.dataPath`);
   requirePath(files.mapPath, `${name}.mapPath`);
+}
+
+/** The checked spec, as the addon takes it. */
+function nativeSpec(spec: VolumeSpec): object {
+  requireObject(spec, 'spec');
+  requirePath(spec.storeDir, 'storeDir');
+  if (spec.granuleDir !== undefined) requirePath(spec.granuleDir, 'granuleDir');
+  if (!isValidBlockSize(spec.blockSize)) invalid('blockSize', 'a power of two from 64 KiB to 64 MiB', spec.blockSize);
+  requireSize(spec.sizeBytes, 'sizeBytes');
+  requireDigestList(spec.baseDigests, 'baseDigests');
+  const expected = Math.ceil(spec.sizeBytes / spec.blockSize) * DIGEST_SIZE;
+  if (spec.baseDigests.length !== expected) invalid('baseDigests', `ceil(sizeBytes / blockSize) * ${DIGEST_SIZE} = ${expected} bytes long`, spec.baseDigests);
+  if (!Array.isArray(spec.layers)) invalid('layers', 'an array', spec.layers);
+  spec.layers.forEach((l, i) => requireLayerFiles(l, `layers[${i}]`));
+  if (typeof spec.writable !== 'boolean') invalid('writable', 'a boolean', spec.writable);
+  if (spec.writable && spec.layers.length === 0) invalid('layers', 'at least one layer for a writable volume', spec.layers);
+  if (spec.backgroundVerify !== undefined && typeof spec.backgroundVerify !== 'boolean') invalid('backgroundVerify', 'a boolean', spec.backgroundVerify);
+  return {
+    storeDir: spec.storeDir, granuleDir: spec.granuleDir, blockSize: spec.blockSize, sizeBytes: spec.sizeBytes, baseDigests: spec.baseDigests,
+    layers: spec.layers.map((l) => ({ dataPath: l.dataPath, mapPath: l.mapPath })), writable: spec.writable,
+    // What the background verifier finds damaged, no request waits for: taken as a reader's
+    // finding (fromNative → store/damage-reports.ts), so the block is recorded for repair now
+    // rather than when some later read needs its damaged part.
+    backgroundVerify: spec.backgroundVerify, onVerifyDamage: (err: unknown) => void fromNative(err),
+  };
 }

@@ -19,7 +19,7 @@ async function main(): Promise<void> {
     info: (_obj: object, msg?: string) => { if (msg === 'rollback finished') die(); },
   };
   const engine = await Engine.open({ dataDir, imageRoots: [imageRoot], blockSize: 64 * 1024, logger });
-  Volume.prototype.rebase = die;
+  Volume.prototype.rebase = async () => die();
   await engine.waitJob(engine.startRollback(disk, snapshot).id);
   process.stderr.write('the rollback ended without being killed after its commit\n');
   process.exit(1);

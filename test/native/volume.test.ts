@@ -50,7 +50,7 @@ async function makeDisk(t: Test): Promise<Disk> {
   };
 }
 
-function openVolume(d: Disk, layers: LayerFiles[], writable: boolean, digests = d.digests): Volume {
+function openVolume(d: Disk, layers: LayerFiles[], writable: boolean, digests = d.digests): Promise<Volume> {
   return Volume.open({ storeDir: d.store, blockSize: BLOCK, sizeBytes: SIZE, baseDigests: digests, layers, writable });
 }
 
@@ -58,7 +58,7 @@ function openVolume(d: Disk, layers: LayerFiles[], writable: boolean, digests = 
 async function writableDisk(t: Test): Promise<{ d: Disk; v: Volume }> {
   const d = await makeDisk(t);
   await createLayer(d.layer('a'), SIZE, 'a');
-  return { d, v: openVolume(d, [d.layer('a')], true) };
+  return { d, v: await openVolume(d, [d.layer('a')], true) };
 }
 
 /** Random writes, zeros, reads and flushes, mirrored into d.model; reads are checked against it. */
@@ -110,7 +110,7 @@ t.test('pushLayer, dirtyBlocks and scanBlocks give the digests of the content at
   // Writes after the push go to the new top and must not reach the scan of the frozen layer.
   await randomOps(t, v, d, rnd, 100);
 
-  const dirty = v.dirtyBlocks(1);
+  const dirty = await v.dirtyBlocks(1);
   t.ok(dirty.length > 0 && dirty.length <= Math.ceil(SIZE / BLOCK), `${dirty.length} dirty blocks`);
   const scan = await v.scanBlocks({ blocks: dirty, layerCount: 1, threads: 2 });
   const digests = Buffer.from(d.digests);
@@ -121,13 +121,13 @@ t.test('pushLayer, dirtyBlocks and scanBlocks give the digests of the content at
     'blocks not reported dirty kept their base digest');
 
   // The engine commits that snapshot, then rebases: the frozen layer is gone, reads do not change.
-  v.rebase(digests, 1);
+  await v.rebase(digests, 1);
   t.equal(v.layerCount(), 1);
   t.ok((await readAll(v)).equals(d.model), 'after the rebase the volume reads the same (from the new base)');
   await v.close();
 
   // The new base alone (no layers) is the content at the push: its blocks are in the store.
-  const snapshot = openVolume(d, [], false, digests);
+  const snapshot = await openVolume(d, [], false, digests);
   t.ok((await readAll(snapshot)).equals(atPush), 'the scanned blocks were stored');
   await snapshot.close();
 });
@@ -136,7 +136,7 @@ t.test('reopening after a flush keeps the flushed data', async (t) => {
   const { d, v } = await writableDisk(t);
   await randomOps(t, v, d, new Random(seedFrom('VOLUME_SEED')), 100);
   await v.flush();
-  const reopened = openVolume(d, [d.layer('a')], false);
+  const reopened = await openVolume(d, [d.layer('a')], false);
   t.ok((await readAll(reopened)).equals(d.model));
   await reopened.close();
   await v.close();
@@ -155,7 +155,7 @@ t.test('a whole-granule zero with mayPunch leaves a hole reported as hole+zero',
 
 t.test('extents report base ZERO blocks as hole+zero', async (t) => {
   const d = await makeDisk(t);
-  const v = openVolume(d, [], false);
+  const v = await openVolume(d, [], false);
   t.same(await v.extents(2 * BLOCK, 4 * BLOCK), [
     { length: BLOCK, flags: 0 }, { length: 2 * BLOCK, flags: 3 }, { length: BLOCK, flags: 0 },
   ]);
@@ -199,7 +199,9 @@ t.test('one failed write of a native batch fails alone', async (t) => {
 
 t.test('a read on the calling thread refuses a block not verified yet and serves it once verified', async (t) => {
   const d = await makeDisk(t);
-  const addon = nativeAddon() as unknown as { Volume: new (spec: unknown) => Record<string, (...a: unknown[]) => unknown> };
+  const addon = nativeAddon() as unknown as {
+    Volume: (new (spec: unknown) => Record<string, (...a: unknown[]) => unknown>) & { open(spec: unknown): Promise<unknown> };
+  };
   const raw = new addon.Volume({ storeDir: d.store, blockSize: BLOCK, sizeBytes: SIZE, baseDigests: d.digests, layers: [], writable: false });
   const out = Buffer.alloc(4 * KiB);
   t.equal(raw.readCached!(BLOCK + 100, 4 * KiB, out, 0), false, 'a first touch verifies: pool work');
@@ -218,14 +220,7 @@ t.test('a map with a bad header is ImageCorrupt naming the file', async (t) => {
   const map = readFileSync(files.mapPath);
   map.writeUInt16LE(7, COW_VERSION_OFFSET);
   writeFileSync(files.mapPath, map);
-  const err = (() => {
-    try {
-      openVolume(d, [files], true);
-    } catch (e) {
-      return e;
-    }
-    return undefined;
-  })();
+  const err = await openVolume(d, [files], true).then(() => undefined, (e: unknown) => e);
   t.ok(err instanceof BlocksnapError, 'a BlocksnapError');
   t.match(err, { code: 'ImageCorrupt', message: /version/, details: { path: files.mapPath } });
 });
@@ -233,7 +228,47 @@ t.test('a map with a bad header is ImageCorrupt naming the file', async (t) => {
 t.test('a map made for another size is ImageCorrupt', async (t) => {
   const d = await makeDisk(t);
   await createLayer(d.layer('a'), SIZE - 1, 'a');
-  t.throws(() => openVolume(d, [d.layer('a')], true), { code: 'ImageCorrupt' });
+  await t.rejects(openVolume(d, [d.layer('a')], true), { code: 'ImageCorrupt' });
+});
+
+t.test('an open that fails reports its coded error through the promise', async (t) => {
+  const d = await makeDisk(t);
+  const missing = Volume.open({ storeDir: d.store, blockSize: BLOCK, sizeBytes: SIZE, baseDigests: d.digests, layers: [d.layer('gone')], writable: true });
+  t.ok(missing instanceof Promise, 'the open does not throw: it runs on the pool');
+  await t.rejects(missing, { code: 'ImageNotFound', details: { path: d.layer('gone').dataPath } });
+});
+
+t.test('an open with a bad argument rejects with InvalidArgument', async (t) => {
+  const d = await makeDisk(t);
+  const short = Volume.open({ storeDir: d.store, blockSize: BLOCK, sizeBytes: SIZE, baseDigests: d.digests.subarray(32), layers: [], writable: false });
+  await t.rejects(short, { code: 'InvalidArgument', details: { argument: 'baseDigests' } });
+});
+
+t.test('reads during a rebase see the same content before, during and after it', async (t) => {
+  const { d, v } = await writableDisk(t);
+  await randomOps(t, v, d, new Random(seedFrom('VOLUME_SEED')), 100);
+  await createLayer(d.layer('b'), SIZE, 'b');
+  await v.pushLayer(d.layer('b'));
+  const dirty = await v.dirtyBlocks(1);
+  const scan = await v.scanBlocks({ blocks: dirty, layerCount: 1, threads: 2 });
+  const digests = Buffer.from(d.digests);
+  dirty.forEach((b, k) => scan.digests.copy(digests, b * DIGEST_SIZE, k * DIGEST_SIZE, (k + 1) * DIGEST_SIZE));
+  const [, ...reads] = await Promise.all([v.rebase(digests, 1), readAll(v), readAll(v), readAll(v)]);
+  t.ok(reads.every((r) => r.equals(d.model)), 'every read issued with the rebase equals the model');
+  t.equal(v.layerCount(), 1, 'the frozen layer is gone');
+  t.ok((await readAll(v)).equals(d.model), 'and after it');
+  await v.close();
+});
+
+t.test('a rebase that would drop the writable top rejects and changes nothing', async (t) => {
+  const { d, v } = await writableDisk(t);
+  const data = noise(3 * G);
+  await v.write(0, data, false);
+  data.copy(d.model, 0);
+  await t.rejects(v.rebase(d.digests, 1), { code: 'InvalidArgument' });
+  t.equal(v.layerCount(), 1);
+  t.ok((await readAll(v)).equals(d.model), 'the volume reads as before');
+  await v.close();
 });
 
 t.test('createLayer refuses to overwrite a layer', async (t) => {
@@ -245,7 +280,7 @@ t.test('createLayer refuses to overwrite a layer', async (t) => {
 t.test('I/O past the end, on a read-only volume or after close is refused', async (t) => {
   const d = await makeDisk(t);
   await createLayer(d.layer('a'), SIZE, 'a');
-  const ro = openVolume(d, [d.layer('a')], false);
+  const ro = await openVolume(d, [d.layer('a')], false);
   await t.rejects(ro.read(SIZE - 10, 11), { code: 'InvalidArgument' });
   await t.rejects(ro.write(0, Buffer.alloc(1), false), { code: 'InvalidArgument' });
   await ro.close();
@@ -255,7 +290,7 @@ t.test('I/O past the end, on a read-only volume or after close is refused', asyn
 t.test('a read with a bad length or target range is InvalidArgument, before anything is allocated', async (t) => {
   const d = await makeDisk(t);
   await createLayer(d.layer('a'), SIZE, 'a');
-  const ro = openVolume(d, [d.layer('a')], false);
+  const ro = await openVolume(d, [d.layer('a')], false);
   t.teardown(() => ro.close());
   await t.rejects(ro.read(0, -1), { code: 'InvalidArgument' });
   await t.rejects(ro.read(0, MAX_VOLUME_IO + 1), { code: 'InvalidArgument' });
@@ -286,7 +321,9 @@ t.test('flattenTo qcow2 writes an image whose content is the volume', async (t) 
 t.test('the raw binding throws or rejects on hostile arguments, never crashes', async (t) => {
   const { d, v } = await writableDisk(t);
   await v.close();
-  const addon = nativeAddon() as unknown as { Volume: new (spec: unknown) => Record<string, (...a: unknown[]) => unknown> };
+  const addon = nativeAddon() as unknown as {
+    Volume: (new (spec: unknown) => Record<string, (...a: unknown[]) => unknown>) & { open(spec: unknown): Promise<unknown> };
+  };
   const hostile: unknown[] = [undefined, null, -1, 0.5, NaN, 2 ** 53 + 2, '', 'x', {}, [], Buffer.alloc(3), new Uint16Array(2), () => 1];
   const spec = {
     storeDir: d.store, granuleDir: join(d.dir, 'granules'), blockSize: BLOCK, sizeBytes: SIZE, baseDigests: d.digests, layers: [d.layer('a')], writable: true,
@@ -304,8 +341,10 @@ t.test('the raw binding throws or rejects on hostile arguments, never crashes', 
   };
   for (const field of Object.keys(spec)) {
     for (const value of hostile) await record(() => new addon.Volume({ ...spec, [field]: value }));
+    for (const value of hostile) await record(() => addon.Volume.open({ ...spec, [field]: value }));
   }
   await record(() => (addon.Volume as unknown as () => unknown)());
+  await record(() => addon.Volume.open.call(undefined, spec));
   const raw = new addon.Volume(spec);
   for (const method of ['read', 'write', 'writeBatch', 'readCached', 'writeCopiesUp', 'zero', 'extents', 'pushLayer', 'dirtyBlocks', 'scanBlocks', 'flattenTo', 'rebase']) {
     for (const a of hostile) {
@@ -325,7 +364,7 @@ t.test('a damaged base block fails the read that first touches it with DigestMis
   const file = readFileSync(path);
   file[BLOCK_HEADER_SIZE + 10] ^= 0xff;
   writeFileSync(path, file);
-  const v = openVolume(d, [], false);
+  const v = await openVolume(d, [], false);
   await t.rejects(v.read(BLOCK + 4096, 4096), { code: 'DigestMismatch', details: { blockIndex: 1, digest } });
   t.ok((await v.read(0, BLOCK)).equals(d.base.subarray(0, BLOCK)), 'other blocks still read');
   await v.close();
