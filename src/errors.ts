@@ -67,7 +67,7 @@ export const ERROR_CODES = {
   RemoteError: 'The remote answered with an unexpected error; the message has its status and code.',
   RemoteCorrupt: 'An object read from the remote is damaged: a manifest fails its checksum or a block does not match its digest.',
   RemoteBusy: 'Another host holds a conflicting lease on the remote (a gc, or replications while gc waits); retry later.',
-  CredentialsInsecure: 'The credentials file is readable or writable by group or others (it must be mode 0600 or stricter), or is not a regular file.',
+  CredentialsInsecure: 'The credentials file is readable or writable by group or others (it must be mode 0600 or stricter), or is not a regular file, or its directory is another user\'s or writable by others.',
   CredentialsInvalid: 'The credentials file cannot be read or does not hold an access key id and a secret access key.',
   NotAuthorized: 'The client\'s user (as the kernel reports it on the socket) may not make this call: adding a remote is kept for root and the daemon\'s own user.',
   SnapshotExists: 'A snapshot with this id already exists in the local catalog (it was imported or created here before).',

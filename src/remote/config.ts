@@ -4,8 +4,8 @@
  * in the credentials file, which the daemon reads each time it connects, so rotating a key is an
  * edit of that file and no secret ever lands in the catalog, a log line or a response.
  */
-import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
-import { isAbsolute } from 'node:path';
+import { closeSync, constants, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { dirname, isAbsolute } from 'node:path';
 import { BlocksnapError } from '../errors';
 import { quotedName } from '../engine/names';
 
@@ -85,10 +85,30 @@ export function validateRegion(region: unknown): string {
 /** Linux O_PATH: names the inode without opening it, so no driver's open runs; libuv adds O_CLOEXEC. */
 const O_PATH = 0o10000000;
 
+const S_ISVTX = 0o1000;
+
+/**
+ * The file is read again at every connection, by its name: a user who may write its directory
+ * could put another file there under that name between two reads (one of the daemon's or root's
+ * own, with other keys), so the directory must be the daemon's user's or root's, written by no
+ * one else. A sticky directory (/tmp) passes: there only a file's owner may rename or remove it.
+ */
+function checkCredentialsDir(path: string, uid: number): void {
+  const dir = dirname(path);
+  const st = statSync(dir);
+  if (st.uid !== uid && st.uid !== 0) {
+    throw new BlocksnapError('CredentialsInsecure', `the directory ${dir} of credentials file ${path} is owned by uid ${st.uid}, not by the daemon's user (${uid}) or root; move the file to a directory of theirs`, { path });
+  }
+  if ((st.mode & 0o022) !== 0 && (st.mode & S_ISVTX) === 0) {
+    throw new BlocksnapError('CredentialsInsecure',
+      `the directory ${dir} of credentials file ${path} may be written by ${(st.mode & 0o002) !== 0 ? 'every user' : 'its group'} (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}), who could put another file under its name (chmod go-w ${dir}, or move the file)`, { path });
+  }
+}
+
 /**
  * Reads the credentials file. It must be a regular file (not followed through a symlink), owned
  * by the daemon's user or root, and neither group nor others may read or write it: the same rule
- * ssh applies to private keys. Accepted syntax: `key = value` lines as in ~/.aws/credentials
+ * ssh applies to private keys; its directory must be theirs too (checkCredentialsDir). Accepted syntax: `key = value` lines as in ~/.aws/credentials
  * (`aws_access_key_id`, `aws_secret_access_key`, `aws_session_token`; the `aws_` prefix is
  * optional; `[section]` lines and `#`/`;` comments are ignored), or one JSON object
  * `{"accessKeyId", "secretAccessKey", "sessionToken"?}`. Error messages never quote the content.
@@ -119,6 +139,7 @@ export function readCredentials(path: string): Credentials {
     if (st.uid !== uid && st.uid !== 0) {
       throw new BlocksnapError('CredentialsInsecure', `credentials file ${path} is owned by uid ${st.uid}, not by the daemon's user (${uid}) or root`, { path });
     }
+    checkCredentialsDir(path, uid);
     try {
       fd = openSync(`/proc/self/fd/${pinned}`, constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (err) {

@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -36,6 +36,30 @@ t.test('credentials file: regular, not a symlink, no group or other access', asy
   t.throws(() => readCredentials(join(dir, 'd')), { code: 'CredentialsInsecure' });
   t.throws(() => readCredentials(join(dir, 'missing')), { code: 'CredentialsInvalid' });
   t.throws(() => readCredentials('relative'), { code: 'InvalidArgument' });
+});
+
+t.test('credentials file: a directory others may write is refused, a sticky one is not', async (t) => {
+  const dir = t.testdir();
+  for (const [mode, who] of [[0o777, 'every user'], [0o775, 'its group']] as const) {
+    const open = join(dir, `open-${mode.toString(8)}`);
+    mkdirSync(open);
+    chmodSync(open, mode);
+    writeFileSync(join(open, 'c'), 'aws_access_key_id=AK\naws_secret_access_key=SK\n', { mode: 0o600 });
+    t.throws(() => readCredentials(join(open, 'c')), {
+      code: 'CredentialsInsecure',
+      message: new RegExp(`the directory ${open} of credentials file .* may be written by ${who} \\(mode 0${mode.toString(8)}\\).*chmod go-w ${open}`),
+    }, `a directory of mode ${mode.toString(8)}`);
+    chmodSync(open, mode | 0o1000);
+    t.same(readCredentials(join(open, 'c')).accessKeyId, 'AK', `sticky, mode ${(mode | 0o1000).toString(8)}: only the file's owner may replace it there`);
+  }
+});
+
+t.test('credentials file: a directory owned by another user is refused', { skip: process.getuid!() === 0 ? false : 'needs root to give a directory away' }, async (t) => {
+  const dir = join(t.testdir(), 'theirs');
+  mkdirSync(dir, { mode: 0o755 });
+  writeFileSync(join(dir, 'c'), 'aws_access_key_id=AK\naws_secret_access_key=SK\n', { mode: 0o600 });
+  chownSync(dir, 65534, 65534);
+  t.throws(() => readCredentials(join(dir, 'c')), { code: 'CredentialsInsecure', message: new RegExp(`the directory ${dir} of credentials file .* is owned by uid 65534`) });
 });
 
 t.test('remote settings are validated with clear messages', async (t) => {

@@ -19,7 +19,7 @@ export function registerRemote(program: Command): void {
     .addHelpText('after', `
 The credentials file is read by the daemon each time it connects, so the daemon's user must be able
 to read it; it must be a regular file owned by the daemon's user or root, not readable by group or
-others, in a directory only they can write. Only root or the daemon's own user may add a remote
+others, in a directory of theirs that no one else may write (a sticky one such as /tmp passes). Only root or the daemon's own user may add a remote
 (other users of the socket get NotAuthorized): the daemon reads the file with its own rights.
 Every user of the socket may then use the remote. Syntax as ~/.aws/credentials:
   aws_access_key_id = AKIA...
