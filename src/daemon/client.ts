@@ -5,6 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { BlocksnapError, type ErrorCode } from '../errors';
+import { buildId } from './build-info';
 import type { Job } from '../engine/types';
 import { FrameDecoder, frame } from './protocol/frame';
 import { decodeMessage, encodeMessage, isPlainMap, PROTOCOL_VERSION, type DataEvent, type Params, type ProgressEvent } from './protocol/messages';
@@ -22,6 +23,8 @@ export interface ClientOptions {
 export interface HelloResult {
   protocol: number;
   version: string;
+  /** Absent from daemons older than the field (src/daemon/build-info.ts). */
+  build?: string;
   pid: number;
 }
 
@@ -195,13 +198,13 @@ export class DaemonClient extends EventEmitter<DaemonClientEvents> {
     }
     if (msg.id === null && isPlainMap(msg.error)) {
       // An error the daemon could not attribute to a call is about the whole connection.
-      this.closedError = remoteError(msg.error);
+      this.closedError = remoteError(msg.error, this.hello ?? undefined);
       return;
     }
     const p = typeof msg.id === 'number' ? this.pending.get(msg.id) : undefined;
     if (p === undefined) return; // a response to a call that already failed locally
     this.pending.delete(msg.id as number);
-    if (isPlainMap(msg.error)) p.reject(remoteError(msg.error));
+    if (isPlainMap(msg.error)) p.reject(remoteError(msg.error, this.hello ?? undefined));
     else p.resolve(msg.result);
   }
 
@@ -218,20 +221,25 @@ function formatSeconds(ms: number): string {
 
 /**
  * The daemon's error as a BlocksnapError. A code this client does not know (a newer daemon) is
- * kept as is: scripts match on the daemon's code, not on this client's registry.
+ * kept as is: scripts match on the daemon's code, not on this client's registry. `daemon`: what
+ * it said in hello, once answered.
  */
-export function remoteError(e: Record<string, unknown>): BlocksnapError {
+export function remoteError(e: Record<string, unknown>, daemon?: Pick<HelloResult, 'version' | 'build'>): BlocksnapError {
   const code = typeof e.code === 'string' ? e.code : 'Internal';
   const message = typeof e.message === 'string' ? e.message : 'the daemon returned an error without a message';
   const details = isPlainMap(e.details) ? e.details : undefined;
-  return new BlocksnapError(code as ErrorCode, message + olderDaemonHint(code, message), details);
+  return new BlocksnapError(code as ErrorCode, message + otherBuildHint(code, message, daemon), details);
 }
 
 /**
- * This client sends only methods and params its own version's daemon knows. A daemon that does
- * not know one is older (protocol 1 grows by additions), which its answer alone does not say.
+ * This client sends only methods and params its own build's daemon knows. A daemon that does not
+ * know one runs other code (protocol 1 grows by additions: most likely an older build not yet
+ * restarted), which its answer alone does not say. A daemon of this very build refusing one is
+ * no version matter (a call made by hand, or a defect), and is reported as it worded it.
  */
-function olderDaemonHint(code: string, message: string): string {
-  const older = code === 'UnknownMethod' || (code === 'InvalidArgument' && /^params\.[\w.]+ must be absent/.test(message));
-  return older ? '; the daemon is older than this client: upgrade and restart it (blocksnap version shows both)' : '';
+function otherBuildHint(code: string, message: string, daemon?: Pick<HelloResult, 'version' | 'build'>): string {
+  const unknown = code === 'UnknownMethod' || (code === 'InvalidArgument' && /^params\.[\w.]+ must be absent/.test(message));
+  if (!unknown || (daemon?.build !== undefined && daemon.build === buildId())) return '';
+  const which = daemon === undefined ? '' : ` (${daemon.version}${daemon.build !== undefined ? `, build ${daemon.build}` : ''})`;
+  return `; the daemon${which} runs other code than this client, most likely an older build: upgrade and restart it (blocksnap version shows both)`;
 }

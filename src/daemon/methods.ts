@@ -92,7 +92,7 @@ export const METHODS: Readonly<Record<string, Method>> = {
           clientProtocol: p.protocol,
         });
       }
-      return { protocol: PROTOCOL_VERSION, version: ctx.info.version, pid: ctx.info.pid };
+      return { protocol: PROTOCOL_VERSION, version: ctx.info.version, build: ctx.info.build, pid: ctx.info.pid };
     },
   }),
   version: method({
