@@ -32,7 +32,7 @@ export const ERROR_CODES = {
   ImageNotFound: 'The image file does not exist.',
   NotAnImage: 'The path is not a regular file (a directory, device, socket, ...) or has an unsupported format.',
   UnsupportedFormat: 'The image format (or a feature of it) is not supported by this build.',
-  PathNotAllowed: 'The path resolves outside every configured image root.',
+  PathNotAllowed: 'The path resolves outside every configured image root, or into the daemon\'s data directory.',
   FileExists: 'The target file already exists; blocksnap never overwrites a file when cloning.',
   PermissionDenied: 'The operating system refused access to the file.',
   ImageCorrupt: 'The image metadata is malformed (a qcow2 header, table or cluster offset outside the file or the format), or QEMU marked the image corrupt.',
@@ -53,7 +53,7 @@ export const ERROR_CODES = {
   // store and data integrity
   DigestMismatch: 'A stored block does not match its digest: the block store is corrupt. The damaged block was not written anywhere.',
   BlockMissing: 'A block referenced by a snapshot is missing from the block store.',
-  BlockCorrupt: 'A block file has a bad header (wrong magic, version, flags or length).',
+  BlockCorrupt: 'A block file has a bad header (wrong magic, version, flags or length), or is not a regular file.',
   NoSpace: 'The filesystem is full (ENOSPC).',
   IOError: 'An I/O error from the operating system (the message names the call and errno).',
   CatalogVersion: 'The catalog was written by a different schema version that this build cannot open.',

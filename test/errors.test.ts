@@ -34,3 +34,11 @@ t.test('each documented exit status is the one the CLI uses', async (t) => {
 t.test('each documented code has a meaning', async (t) => {
   for (const [code, row] of documented) t.ok(row.meaning.length > 10, `${code} has a meaning`);
 });
+
+t.test('each documented meaning is the registry\'s, word for word (markdown aside)', async (t) => {
+  // The table sets names in code type (`auto`) and uses a real ellipsis; the registry quotes.
+  const words = (text: string): string => text.replace(/[`"]/g, '').replace(/…/g, '...');
+  for (const [code, row] of documented) {
+    if (registered.includes(code)) t.equal(words(row.meaning), words(ERROR_CODES[code as keyof typeof ERROR_CODES]), `meaning of ${code}`);
+  }
+});

@@ -37,7 +37,8 @@ export function buildProgram(): Command {
     .showHelpAfterError('(add --help for usage)')
     .addHelpText('after', `
 Every client command takes --socket PATH (env BLOCKSNAP_SOCKET) and --json, after the command
-or before it (given both ways, the one after the command wins).
+or before all of it (blocksnap --json disk list), not between its words (given both ways, the
+one after the command wins).
 A DISK or SNAPSHOT argument is an id (d-..., s-...) or a unique name.
 
 A command that waits for jobs answers Ctrl-C: on a terminal it asks whether to cancel them,
