@@ -88,7 +88,7 @@ t.test('blocksnap --help lists --socket and --json, and says they work before th
   const options = r.stdout.slice(r.stdout.indexOf('Options:'), r.stdout.indexOf('Commands:'));
   t.match(options, /^ {2}--socket <path> /m);
   t.match(options, /^ {2}--json /m);
-  t.match(r.stdout, /--socket PATH \(env BLOCKSNAP_SOCKET\) and --json, after the command\nor before it/);
+  t.match(r.stdout, /--socket PATH \(env BLOCKSNAP_SOCKET\) and --json, after the command\nor before all of it \(blocksnap --json disk list\), not between its words/);
   t.match(r.stdout, /\$ blocksnap --json disk list/);
 });
 
