@@ -138,7 +138,10 @@ export function errnoToCode(code: unknown): ErrorCode {
     case 'EISDIR': case 'ENOTDIR': return 'NotAnImage';
     case 'ENAMETOOLONG': return 'InvalidArgument'; // a client named a path the filesystem cannot hold
     case 'ELOOP': return 'PathNotAllowed'; // a symlink loop cannot be resolved, so it cannot be checked against the roots
-    case 'EIO': return 'IOError';
+    // What the system or a device refused, not a defect: a read-only filesystem (remounted so
+    // after an error, as docs/errors.md says of the data dir), a file past the filesystem's size
+    // limit, the process's or the system's open files used up, a device gone.
+    case 'EIO': case 'EROFS': case 'EFBIG': case 'EMFILE': case 'ENFILE': case 'ENXIO': case 'ENODEV': return 'IOError';
     default: return 'Internal';
   }
 }

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { ERROR_CODES } from '../src/errors';
+import { ERROR_CODES, toBlocksnapError } from '../src/errors';
 import { exitStatusFor } from '../src/cli/exit-status';
 
 /** Rows of the codes table in docs/errors.md: | `Code` | meaning | status | cause | */
@@ -41,4 +41,12 @@ t.test('each documented meaning is the registry\'s, word for word (markdown asid
   for (const [code, row] of documented) {
     if (registered.includes(code)) t.equal(words(row.meaning), words(ERROR_CODES[code as keyof typeof ERROR_CODES]), `meaning of ${code}`);
   }
+});
+
+t.test('errors the system or a device gives are IOError, not Internal', async (t) => {
+  for (const errno of ['EIO', 'EROFS', 'EFBIG', 'EMFILE', 'ENFILE', 'ENXIO', 'ENODEV']) {
+    const err = Object.assign(new Error(`${errno}: refused, open '/data/blocks/tmp/x'`), { code: errno });
+    t.match(toBlocksnapError(err), { code: 'IOError', message: new RegExp(errno) }, errno);
+  }
+  t.equal(toBlocksnapError(Object.assign(new Error('EDQUOT: disk quota exceeded'), { code: 'EDQUOT' })).code, 'NoSpace', 'a quota is space');
 });
