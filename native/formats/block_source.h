@@ -34,6 +34,14 @@ class BlockSource {
   // Fills buf[0, len) with the content at `offset` (offset + len <= size()), unless the result
   // says `zero`. Throws Error.
   virtual SourceRead read(uint64_t offset, size_t len, uint8_t* buf) const = 0;
+  // read(), for a caller that holds `known`, another source's content of the same range (null:
+  // all zeros), and keeps only what differs from it (a rollback's image falls through to its
+  // backing file wherever the two agree). A source that can tell without reading which of its
+  // pieces hold exactly `known` there (a store block, by its digest) copies those from `known`
+  // instead of reading them. Default: read().
+  virtual SourceRead read_knowing(uint64_t offset, size_t len, uint8_t* buf, const uint8_t* /*known*/) const {
+    return read(offset, len, buf);
+  }
   // A hint that [offset, offset + len) will be read soon. Default: nothing.
   virtual void will_need(uint64_t /*offset*/, size_t /*len*/) const {}
   // True when uncached ranges are read past the page cache (io/direct_io.h): no read-ahead

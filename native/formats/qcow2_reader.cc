@@ -571,6 +571,25 @@ std::unique_ptr<BlockSource> open_qcow2_source(const std::string& path, const Qc
   return std::make_unique<Qcow2Source>(path, open_image_checked(path), options, 0, seen);
 }
 
+std::unique_ptr<BlockSource> open_backing_chain(const std::string& image_path, const std::string& backing_name,
+                                                const std::string& backing_format, const std::vector<CheckedBacking>& checked) {
+  if (checked.empty()) throw Error(ErrorCode::InvalidArgument, "a backing chain needs its checked backing files");
+  // The header the image will have, as far as open_checked_backing looks at one.
+  Qcow2Header h;
+  h.backing_file = backing_name;
+  h.backing_format = backing_format;
+  const CheckedBacking& c = checked.front();
+  ImageFile f = open_checked_backing(image_path, h, c);
+  if (c.format == ImageFormat::Raw) {
+    if (checked.size() > 1) backing_changed(image_path, c.path + " is a raw image, which names no backing file");
+    return open_raw_source(std::move(f), c.path);
+  }
+  Qcow2OpenOptions options;
+  options.checked_backing = &checked;
+  std::set<FileId> seen;
+  return std::make_unique<Qcow2Source>(c.path, std::move(f), options, 1, seen);
+}
+
 Qcow2Link read_qcow2_link(const std::string& path, const std::string& named_as) {
   const ImageFile f = open_image_checked(path);
   Qcow2Link link;

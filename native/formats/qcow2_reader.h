@@ -116,6 +116,14 @@ Qcow2Link read_qcow2_link(const std::string& path, const std::string& named_as);
 // Opens a qcow2 image and its backing chain as a BlockSource.
 std::unique_ptr<BlockSource> open_qcow2_source(const std::string& path, const Qcow2OpenOptions& options = {});
 
+// The backing chain an image in the directory of `image_path` reads through when its header names
+// `backing_name` with `backing_format` ("raw", "qcow2", or empty to probe): what its unallocated
+// clusters read as (a new image that will name it, a rollback's). Read as a scan reads a chain:
+// exactly the files `checked` (nearest first, not empty), refused (NotAnImage) when the name no
+// longer leads to the first or the chain's headers now name another (see Qcow2OpenOptions).
+std::unique_ptr<BlockSource> open_backing_chain(const std::string& image_path, const std::string& backing_name,
+                                                const std::string& backing_format, const std::vector<CheckedBacking>& checked);
+
 // Where a backing file name refers to: absolute names as they are, relative ones against the
 // directory of the image that names them (QEMU's rule).
 std::string resolve_backing_path(const std::string& image_path, const std::string& backing_name);

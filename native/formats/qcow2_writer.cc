@@ -8,6 +8,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -165,20 +166,40 @@ void validate(const Qcow2ImageOptions& p, uint64_t size_bytes) {
     throw Error(ErrorCode::InvalidArgument, "backing format must be raw or qcow2");
 }
 
+// `under`: the backing chain the image names, as read now (open_backing_chain), or null.
+Qcow2WriteResult write_qcow2(const BlockSource& source, const Qcow2ImageOptions& p, JobControl& control,
+                             const ProgressFn& progress, const BlockSource* under);
+
 }  // namespace
 
 Qcow2WriteResult write_qcow2_image(const Qcow2WriteParams& params, JobControl& control, const ProgressFn& progress) {
   const StoreSource source(params.store_dir, params.block_size, params.size_bytes, params.digests);
   Qcow2ImageOptions options = params;
   options.chunk_size = params.block_size;  // whole blocks: each is read and verified once
-  Qcow2WriteResult result = write_qcow2_from_source(source, options, control, progress);
+  std::unique_ptr<BlockSource> backing;
+  if (!params.backing_file.empty()) {
+    // Without it the image would hold the backing file's data wherever the snapshot does.
+    if (params.checked_backing.empty())
+      throw Error(ErrorCode::InvalidArgument, "an image with a backing file is written against its checked backing chain");
+    backing = open_backing_chain(params.image_path, params.backing_file, params.backing_format, params.checked_backing);
+  }
+  Qcow2WriteResult result = write_qcow2(source, options, control, progress, backing.get());
+  // bytes_written stays the writer's: the data clusters written, which in a block that partly
+  // equals the backing file, or is partly zero, are fewer than the block's bytes.
   result.blocks_written = source.blocks_read();
-  result.bytes_written = source.bytes_read();
+  result.blocks_from_backing = source.blocks_known();
   return result;
 }
 
-Qcow2WriteResult write_qcow2_from_source(const BlockSource& source, const Qcow2ImageOptions& p, JobControl& control,
+Qcow2WriteResult write_qcow2_from_source(const BlockSource& source, const Qcow2ImageOptions& options, JobControl& control,
                                          const ProgressFn& progress) {
+  return write_qcow2(source, options, control, progress, nullptr);
+}
+
+namespace {
+
+Qcow2WriteResult write_qcow2(const BlockSource& source, const Qcow2ImageOptions& p, JobControl& control,
+                             const ProgressFn& progress, const BlockSource* under) {
   const uint64_t size_bytes = source.size();
   validate(p, size_bytes);
   const uint64_t size = (size_bytes + 511) & ~uint64_t{511};
@@ -249,11 +270,13 @@ Qcow2WriteResult write_qcow2_from_source(const BlockSource& source, const Qcow2I
   std::condition_variable turn_cv;
   uint64_t next_turn = 0;
   bool failed = false;
-  std::atomic<uint64_t> chunks_written{0}, bytes_written{0};
+  std::atomic<uint64_t> chunks_written{0}, bytes_written{0}, clusters_zeroed{0};
 
   ParallelRun run(control, units);
   run.run(effective_threads(p.threads, units), [&](ParallelRun& job) {
     AlignedBuffer buf(unit);
+    std::optional<AlignedBuffer> below;  // the backing chain's content of the unit
+    if (under) below.emplace(unit);
     uint64_t u;
     while (job.next(u)) {
       const uint64_t base = u * unit;
@@ -261,10 +284,20 @@ Qcow2WriteResult write_qcow2_from_source(const BlockSource& source, const Qcow2I
       try {
         // The tail past the source's end (up to the sector, or the last cluster) reads as zeros.
         const size_t want = static_cast<size_t>(std::min(unit_len, size_bytes - base));
-        const SourceRead r = source.read(base, want, buf.data());
+        // What the unit reads as where the image leaves it unallocated: the chain, zeros past its end.
+        bool below_zero = true;
+        if (under) {
+          const uint64_t from_chain = base < under->size() ? std::min<uint64_t>(want, under->size() - base) : 0;
+          if (from_chain != 0 && !under->read(base, static_cast<size_t>(from_chain), below->data()).zero) {
+            below_zero = false;
+            std::memset(below->data() + from_chain, 0, unit - from_chain);
+          }
+        }
+        const SourceRead r = below_zero ? source.read(base, want, buf.data())
+                                        : source.read_knowing(base, want, buf.data(), below->data());
         const bool unit_zero = r.zero;
         if (!unit_zero) std::memset(buf.data() + want, 0, unit - want);
-        uint64_t data_bytes = 0;
+        uint64_t data_bytes = 0, zeroed = 0;
         std::unique_lock lock(turn_mutex);
         // Units are claimed in order, so every earlier unit is held by a running thread; only a
         // failure (which ends the job) can keep a turn from coming.
@@ -277,11 +310,18 @@ Qcow2WriteResult write_qcow2_from_source(const BlockSource& source, const Qcow2I
             l2_index = c / l2_entries;
           }
           uint64_t entry = 0;
-          if (!unit_zero && !is_all_zero(buf.data() + off, cluster)) {
+          const bool zero_here = unit_zero || is_all_zero(buf.data() + off, cluster);
+          const bool as_below = under != nullptr && (below_zero ? zero_here
+                                                                : zero_here ? is_all_zero(below->data() + off, cluster)
+                                                                            : std::memcmp(buf.data() + off, below->data() + off, cluster) == 0);
+          if (as_below) {
+            // Unallocated: it reads the same through to the backing chain.
+          } else if (!zero_here) {
             entry = out.append(buf.data() + off) | kFlagCopied;
             data_bytes += std::min(cluster, size_bytes - (base + off));
           } else if (backing) {
             entry = p.version >= 3 ? kFlagZero : (out.append(nullptr) | kFlagCopied);
+            ++zeroed;
           }
           if (entry != 0) {
             put_be64(&l2[(c % l2_entries) * 8], entry);
@@ -296,6 +336,7 @@ Qcow2WriteResult write_qcow2_from_source(const BlockSource& source, const Qcow2I
           chunks_written.fetch_add(1, std::memory_order_relaxed);
           bytes_written.fetch_add(data_bytes, std::memory_order_relaxed);
         }
+        clusters_zeroed.fetch_add(zeroed, std::memory_order_relaxed);
         control.add_done(want);
       } catch (...) {
         {
@@ -311,6 +352,7 @@ Qcow2WriteResult write_qcow2_from_source(const BlockSource& source, const Qcow2I
   out.flush();
   result.blocks_written = chunks_written;
   result.bytes_written = bytes_written;
+  result.clusters_zeroed = clusters_zeroed;
 
   // Refcounts (16 bit): R blocks and T table clusters at the end must count themselves too.
   const uint64_t used = out.next() / cluster;
@@ -367,5 +409,7 @@ Qcow2WriteResult write_qcow2_from_source(const BlockSource& source, const Qcow2I
   }
   return result;
 }
+
+}  // namespace
 
 }  // namespace blocksnap

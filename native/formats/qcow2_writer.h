@@ -9,6 +9,12 @@
 // clusters in v3 and, in v2 (which has no zero flag), allocated clusters left as holes in the
 // file (they read as zeros and take no space).
 //
+// Given the backing chain's content (a rollback of an overlay always gives it), every cluster that
+// reads the same from the chain (zeros past its end) is left unallocated, data or zeros: the image
+// then holds only where it differs from its backing file, as the overlay did, instead of a copy of
+// the backing file's data. Clusters are compared byte for byte; a store block whose digest is the
+// chain's content there is not even read from the store (StoreSource::read_knowing).
+//
 // The content comes from a BlockSource: a snapshot in the store (StoreSource: every block verified
 // against its digest, invariant 6) or any other source, such as an image or a copy-on-write volume
 // being flattened. Threads read units in parallel and take turns laying them out, so the file is
@@ -25,6 +31,7 @@
 #include "core/parallel.h"
 #include "formats/block_source.h"
 #include "formats/qcow2_format.h"
+#include "formats/qcow2_reader.h"
 #include "io/unique_fd.h"
 
 namespace blocksnap {
@@ -60,13 +67,21 @@ struct Qcow2WriteParams : Qcow2ImageOptions {
   uint64_t block_size = 0;
   uint64_t size_bytes = 0;       // virtual size; rounded up to 512 bytes, as QEMU counts sectors
   HeldBytes digests;  // ceil(size_bytes / block_size) × 32
+  // With backing_file: the backing files the engine checked (nearest first), the chain the new
+  // image's content is compared with (open_backing_chain, resolved from image_path's directory).
+  std::vector<CheckedBacking> checked_backing;
 };
 
 struct Qcow2WriteResult {
   uint64_t size_bytes = 0;      // virtual size written
   uint64_t blocks_written = 0;  // store: non-ZERO blocks copied; source: chunks that held data
-  uint64_t bytes_written = 0;   // store: their bytes; source: bytes of data clusters (within the size)
+  uint64_t bytes_written = 0;   // bytes of data clusters written (within the size)
   uint64_t file_bytes = 0;      // size of the resulting file
+  // Store: non-ZERO blocks left unallocated unread, their digest being the backing chain's content.
+  uint64_t blocks_from_backing = 0;
+  // Clusters that read as zeros over data of the backing chain: zero clusters (v3), or allocated
+  // clusters left as holes in the file (v2).
+  uint64_t clusters_zeroed = 0;
 };
 
 // Both: progress in bytes of the virtual size. Durable (file and directory fsynced) when it
@@ -76,6 +91,7 @@ Qcow2WriteResult write_qcow2_image(const Qcow2WriteParams& params, JobControl& c
 // Any content (a raw or qcow2 image, a copy-on-write volume): the virtual size is source.size()
 // rounded up to 512 bytes. The source is read from `threads` threads at once, at offsets that are
 // multiples of the read unit (max(chunk_size, cluster)), each read a whole unit except at the end.
+// Nothing is left to a backing file options name: every zero cluster then hides it.
 Qcow2WriteResult write_qcow2_from_source(const BlockSource& source, const Qcow2ImageOptions& options,
                                          JobControl& control, const ProgressFn& progress);
 

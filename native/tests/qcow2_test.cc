@@ -15,6 +15,7 @@
 #include "core/block_format.h"
 #include "core/block_writer.h"
 #include "core/digest.h"
+#include "core/store_layout.h"
 #include "formats/block_source.h"
 #include "formats/qcow2_format.h"
 #include "formats/qcow2_reader.h"
@@ -65,6 +66,11 @@ Qcow2WriteResult write_image(const std::string& path, const std::string& store, 
   p.version = version;
   p.backing_file = backing;
   p.backing_format = backing_format;
+  // The chain as the engine would check it: the name resolved, a file without a symlink on its way.
+  if (!backing.empty()) {
+    const std::string named = resolve_backing_path(path, backing);
+    p.checked_backing = {{named, named, backing_format == "qcow2" ? ImageFormat::Qcow2 : ImageFormat::Raw}};
+  }
   JobControl control;
   return write_qcow2_image(p, control, nullptr);
 }
@@ -161,6 +167,59 @@ TEST(qcow2_zero_clusters_hide_the_backing_file) {
   }
 }
 
+// Blocks of 16 clusters of 4 KiB over a raw backing file of three blocks: the image must hold only
+// what differs from it, as the overlay it replaces did.
+TEST(qcow2_image_with_a_backing_file_holds_only_what_differs_from_it) {
+  TempDir dir;
+  const std::string base = dir / "base.raw";
+  make_sparse_file(base, 3 * kBlock);
+  write_bytes(base, 0, pattern(3 * kBlock, 9));
+  const auto under = pattern(3 * kBlock, 9);
+  std::vector<uint8_t> same(under.begin(), under.begin() + kBlock);
+  std::vector<uint8_t> one_cluster_changed(under.begin() + kBlock, under.begin() + 2 * kBlock);
+  one_cluster_changed[5 * 4096 + 7] ^= 0xff;
+  // The same, one cluster changed, ZERO over backing data, ZERO past the backing file's end.
+  const std::vector<std::vector<uint8_t>> blocks = {same, one_cluster_changed, {}, {}};
+  const auto digests = store_blocks(dir.path(), blocks);
+  // A block whose digest is what the backing file holds is never read: its store file may be gone.
+  const Digest d0 = sha256(same.data(), same.size());
+  REQUIRE(::unlink(block_file_path(dir.path(), d0).c_str()) == 0);
+  for (uint32_t version : {2u, 3u}) {
+    const std::string img = dir / ("over-v" + std::to_string(version));
+    const Qcow2WriteResult r = write_image(img, dir.path(), digests, 4 * kBlock, 12, version, "base.raw", "raw");
+    CHECK(read_all(*open_qcow2_source(img)) == expected_content(blocks));
+    CHECK_EQ(r.blocks_from_backing, 1u);
+    CHECK_EQ(r.blocks_written, 1u);
+    CHECK_EQ(r.bytes_written, 4096u);  // of the block read, only the cluster that differs
+    // The 16 clusters of block 2 read as zeros over the backing file's data; those of block 3 are
+    // unallocated, as the backing file ends before them.
+    CHECK_EQ(r.clusters_zeroed, 16u);
+    // Header, L1, one L2 table, one data cluster, a refcount block and table; in v2 (no zero
+    // flag) the zeroed clusters are allocated too, as holes in the file.
+    CHECK_EQ(r.file_bytes, (version == 3 ? 6u : 6u + 16u) * 4096u);
+  }
+}
+
+TEST(qcow2_image_with_a_backing_file_is_written_only_against_its_checked_chain) {
+  TempDir dir;
+  make_sparse_file(dir / "base.raw", kBlock);
+  const auto digests = store_blocks(dir.path(), {pattern(kBlock, 1)});
+  Qcow2WriteParams p;
+  p.image_path = dir / "over.qcow2";
+  p.store_dir = dir.path();
+  p.block_size = kBlock;
+  p.size_bytes = kBlock;
+  p.digests = digests;
+  p.backing_file = "base.raw";
+  p.backing_format = "raw";
+  JobControl control;
+  CHECK_THROWS_CODE(write_qcow2_image(p, control, nullptr), ErrorCode::InvalidArgument);
+  p.checked_backing = {{dir / "other.raw", dir / "base.raw", ImageFormat::Raw}};
+  CHECK_THROWS_CODE(write_qcow2_image(p, control, nullptr), ErrorCode::NotAnImage);
+  struct stat st{};
+  CHECK(::stat(p.image_path.c_str(), &st) != 0);
+}
+
 TEST(qcow2_unallocated_clusters_read_through_a_chain) {
   TempDir dir;
   const std::string base = dir / "base.raw";
@@ -247,7 +306,9 @@ TEST(qcow2_link_reads_one_header_and_opens_no_backing_file) {
   TempDir dir;
   const auto none = store_blocks(dir.path(), {{}});
   const std::string img = dir / "over.qcow2";
+  make_sparse_file(dir / "base.raw", kBlock);  // written against it, then gone: never opened below
   write_image(img, dir.path(), none, kBlock, 16, 3, "base.raw", "raw");
+  REQUIRE(::unlink((dir / "base.raw").c_str()) == 0);
   const Qcow2Link l = read_qcow2_link(img, "/vms/over.qcow2");
   CHECK_EQ(l.header.backing_file, std::string("base.raw"));
   CHECK_EQ(l.backing_path, std::string("/vms/base.raw"));

@@ -123,4 +123,19 @@ Napi::Function Options::function(const char* name) const {
   return v.As<Napi::Function>();
 }
 
+std::vector<CheckedBacking> checked_backing_chain(const Options& o) {
+  std::vector<CheckedBacking> chain;
+  const std::vector<Options> links = o.objects("backingChain");
+  if (links.size() > kMaxBackingDepth) o.invalid("backingChain", "must hold at most " + std::to_string(kMaxBackingDepth) + " backing files");
+  for (const Options& l : links) {
+    CheckedBacking c{l.string("path"), l.string("realPath"), ImageFormat::Raw};
+    if (c.path[0] != '/' || c.real[0] != '/') o.invalid("backingChain", "paths must be absolute");
+    const std::string f = l.string("format");
+    if (f == "qcow2") c.format = ImageFormat::Qcow2;
+    else if (f != "raw") o.invalid("backingChain", "formats must be 'raw' or 'qcow2'");
+    chain.push_back(std::move(c));
+  }
+  return chain;
+}
+
 }  // namespace blocksnap::js

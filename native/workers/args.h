@@ -14,6 +14,7 @@
 #include "core/block_format.h"
 #include "core/digest.h"
 #include "core/held_bytes.h"
+#include "formats/qcow2_reader.h"
 #include "io/unique_fd.h"
 
 namespace blocksnap::js {
@@ -62,6 +63,10 @@ class Options {
 
 // info[0] as a path (TypeError unless it is a string): the calls that take only a path.
 std::string path_argument(const Napi::CallbackInfo& info);
+
+// `backingChain`: the backing files of a qcow2 image as the engine checked them (CheckedBacking,
+// nearest first; empty when absent), the only ones a job may read besides the image.
+std::vector<CheckedBacking> checked_backing_chain(const Options& o);
 
 // The options of a job that makes an image hold a snapshot's content (applyImage, writeQcow2):
 // imagePath, storeDir, blockSize, sizeBytes and digests, checked against each other.

@@ -16,6 +16,8 @@ Napi::Value qcow2_write_result(Napi::Env env, const Qcow2WriteResult& r) {
   o.Set("blocksWritten", static_cast<double>(r.blocks_written));
   o.Set("bytesWritten", static_cast<double>(r.bytes_written));
   o.Set("fileBytes", static_cast<double>(r.file_bytes));
+  o.Set("blocksFromBacking", static_cast<double>(r.blocks_from_backing));
+  o.Set("clustersZeroed", static_cast<double>(r.clusters_zeroed));
   return o;
 }
 
@@ -39,6 +41,11 @@ Napi::Value write_qcow2(const Napi::CallbackInfo& info) {
     p.backing_file = o.string("backingFile");
     p.backing_format = o.string("backingFormat");
     if (p.backing_format != "raw" && p.backing_format != "qcow2") o.invalid("backingFormat", "must be 'raw' or 'qcow2'");
+    // What the image's content is compared with, so that it holds only where it differs.
+    p.checked_backing = checked_backing_chain(o);
+    if (p.checked_backing.empty()) o.invalid("backingChain", "must name the checked backing files of backingFile");
+  } else if (o.has("backingChain")) {
+    o.invalid("backingChain", "is for an image with a backing file only");
   }
   if (o.has("compressionType")) {
     const std::string c = o.string("compressionType");

@@ -33,17 +33,7 @@ Napi::Value scan_image(const Napi::CallbackInfo& info) {
   if (p.format == ImageFormat::Qcow2) {
     // Never the headers' names: a scan reads only backing files the engine checked against the
     // image roots, so an image that names one and comes without it is refused.
-    std::vector<CheckedBacking>& chain = p.checked_backing.emplace();
-    const std::vector<Options> links = o.objects("backingChain");
-    if (links.size() > kMaxBackingDepth) o.invalid("backingChain", "must hold at most " + std::to_string(kMaxBackingDepth) + " backing files");
-    for (const Options& l : links) {
-      CheckedBacking c{l.string("path"), l.string("realPath"), ImageFormat::Raw};
-      if (c.path[0] != '/' || c.real[0] != '/') o.invalid("backingChain", "paths must be absolute");
-      const std::string f = l.string("format");
-      if (f == "qcow2") c.format = ImageFormat::Qcow2;
-      else if (f != "raw") o.invalid("backingChain", "formats must be 'raw' or 'qcow2'");
-      chain.push_back(std::move(c));
-    }
+    p.checked_backing = checked_backing_chain(o);
   } else if (o.has("backingChain")) {
     o.invalid("backingChain", "is for qcow2 images only");
   }

@@ -204,12 +204,24 @@ export function rollbackView(j: Job): string {
   const r = j.result as RollbackResult | null;
   if (r === null || typeof r !== 'object') return `Rolled back disk ${j.diskId} to snapshot ${j.snapshotId}.`;
   const done = `Rolled back disk ${r.diskId} to snapshot ${r.snapshotId} in ${elapsed(j)}: `;
-  // A qcow2 rollback writes the whole snapshot as a new image: its counts are not a difference.
   const what = r.newImage
-    ? `a new qcow2 image of the snapshot replaced the disk file, ${count(r.blocksWritten, 'block')} of data ` +
-      `(${formatBytes(r.bytesWritten)}) and ${count(r.blocksUnchanged, 'zero block')} left unallocated.`
+    ? newImageCounts(r)
     : `${count(r.blocksWritten, 'block')} written (${formatBytes(r.bytesWritten)}), ${count(r.holesPunched, 'hole')} punched, ${r.blocksUnchanged} unchanged.`;
   return `${done}${what}${resized(r)}`;
+}
+
+/**
+ * A qcow2 rollback writes a new image: what went into it, not a difference. Zero blocks are not
+ * called unallocated: over the backing file's data they are zero clusters, or in a v2 image
+ * allocated clusters. Results of earlier versions have no backing counts (their blocksUnchanged
+ * were the zero blocks).
+ */
+function newImageCounts(r: RollbackResult): string {
+  const fromBacking = r.blocksFromBacking ?? 0;
+  const backing = fromBacking > 0 ? `, ${count(fromBacking, 'block')} left to the backing file, which holds the same data` : '';
+  const zeroed = (r.clustersZeroed ?? 0) > 0 ? `; ${count(r.clustersZeroed!, 'cluster')} hide the backing file's data with zeros` : '';
+  return `a new qcow2 image of the snapshot replaced the disk file: ${count(r.blocksWritten, 'block')} written ` +
+    `(${formatBytes(r.bytesWritten)})${backing}, ${count(r.blocksUnchanged - fromBacking, 'zero block')}${zeroed}.`;
 }
 
 /** An image resized since the snapshot is cut or extended to the snapshot's size: the guest's disk changes size. */

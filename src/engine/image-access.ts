@@ -432,7 +432,9 @@ export interface RollbackSpace {
  * Refuses (NoSpace) a qcow2 rollback whose new image cannot fit beside the disk: it is written
  * whole before it replaces the old one, whose space comes back only then. Run out of space, the
  * rollback leaves the disk as it was, but only after writing all it could, and its error does not
- * say how much it wanted; this refuses before anything starts and says so.
+ * say how much it wanted; this refuses before anything starts and says so. For an overlay it asks
+ * for as much: how much of the snapshot's data its backing file already holds (and the new image
+ * leaves to it) is known only by reading all of that, the rollback's own work.
  */
 export function checkRollbackSpace(path: string, header: Pick<Qcow2Header, 'clusterBits' | 'backingFile'>, space: RollbackSpace): void {
   const dir = dirname(path);
@@ -447,9 +449,13 @@ export function checkRollbackSpace(path: string, header: Pick<Qcow2Header, 'clus
   space.reserved?.set(key, others + needed);
   if (others + needed <= free) return;
   const together = others > 0 ? ` (${formatBytes(others + needed)} with the other rollbacks of the group on that filesystem)` : '';
+  // Which blocks equal the backing file's is known only once the rollback has read it all.
+  const overlay = header.backingFile !== null
+    ? '; as an overlay, it holds only what differs from its backing file, which may be much less, but that is known only once the rollback has read the backing file'
+    : '';
   throw new BlocksnapError('NoSpace',
     `rolling back ${path} needs about ${formatBytes(needed)}${together} free in ${dir}, where its new image is written whole ` +
-    `(the snapshot's ${formatBytes(space.snapshot.logicalBytes)} of data plus qcow2 metadata) before it replaces the disk file; ` +
+    `(the snapshot's ${formatBytes(space.snapshot.logicalBytes)} of data plus qcow2 metadata${overlay}) before it replaces the disk file; ` +
     `${formatBytes(free)} is free there. Free some space, or clone the snapshot to another filesystem instead`,
     { path, neededBytes: others + needed, freeBytes: free });
 }

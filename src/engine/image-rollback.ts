@@ -41,7 +41,8 @@ export class ImageRollbacks {
     const format = imageFormatOf(disk);
     // A qcow2 rollback's new image keeps the backing name and format: a format the header does
     // not record is probed, and only from a backing file checked against the roots.
-    const { qcow2, sizeBytes: previousSizeBytes } = inspectImage(path, format, this.x.imageRoots);
+    // Its content is compared with the backing chain checked here, the one a snapshot would read.
+    const { qcow2, backingChain, sizeBytes: previousSizeBytes } = inspectImage(path, format, this.x.imageRoots);
     const view = readView(this.x.catalog, snap);
     // What an earlier attempt's crash left (when the start could not remove it) goes before the
     // journal takes this attempt's name: a crash in between must not leave a disk-sized file that
@@ -66,7 +67,7 @@ export class ImageRollbacks {
       r = await rollbackImage(path, format, {
         storeDir: this.x.storeDir, blockSize: this.x.blockSize, sizeBytes: snap.sizeBytes, digests: view,
         ...(this.x.threads ? { threads: this.x.threads } : {}), onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
-      }, qcow2, journal.tempName);
+      }, { qcow2, backingChain }, journal.tempName);
     } catch (err) {
       throw this.rollbackStopped(disk, snap, journal, toBlocksnapError(err), previous);
     }

@@ -7,9 +7,12 @@
  *   The image is never half old, half new, whatever the crash point: before the rename it is
  *   the old image, after it the new one, and the engine's journal (pendingRollback) makes a
  *   rerun write it again. The new image keeps the old one's cluster size, compat level (v2/v3),
- *   compression type and backing file name and format; it holds the snapshot's full content, so
- *   it reads the same whatever the backing file holds now. Space: up to the snapshot's allocated
- *   bytes beside the old image until the rename. QEMU's locks are held on both files throughout.
+ *   compression type and backing file name and format. Where it has a backing file it holds only
+ *   what differs from what that chain reads at the rollback (read as a scan reads it: the chain
+ *   inspectImage checked), as the overlay did: a copy of the backing file's data in every
+ *   rolled-back overlay would cost each the backing file's size. Space: up to the snapshot's
+ *   allocated bytes beside the old image until the rename (less for an overlay, by how much is
+ *   known only once the chain is read). QEMU's locks are held on both files throughout.
  * - qcow2 clone: a fresh v3 image with 64 KiB clusters and no backing file.
  *
  * The new image of a qcow2 rollback has no name while it is written (O_TMPFILE, like every file
@@ -23,7 +26,7 @@
 import { dirname, join } from 'node:path';
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import { applyImage, holdImageLocks, openImageDir, writeQcow2, type ImageDir } from '../native';
-import { checkQcow2Rollback, legacyRollbackTempName, rollbackLeftoverOwners, type Qcow2Info } from './image-access';
+import { checkQcow2Rollback, legacyRollbackTempName, rollbackLeftoverOwners, type ImageFacts } from './image-access';
 import { insideRoots } from './paths';
 import type { ImageFormat } from './types';
 
@@ -39,13 +42,21 @@ export interface ContentWrite {
 }
 
 export interface RollbackWrite {
+  /** Blocks written: raw, those that differed; a fresh qcow2, the snapshot's blocks copied into it from the store. */
   blocksWritten: number;
   bytesWritten: number;
   holesPunched: number;
-  /** Blocks left as they were (raw) or, in a fresh qcow2, ZERO blocks left unallocated. */
+  /**
+   * Blocks not written: raw, those equal already; a fresh qcow2, ZERO blocks and blocksFromBacking
+   * (blocksWritten + blocksUnchanged = the block count).
+   */
   blocksUnchanged: number;
-  /** A fresh image replaced the disk file (qcow2): the counts are the snapshot's, not a difference. */
+  /** A fresh image replaced the disk file (qcow2). */
   newImage: boolean;
+  /** qcow2: data blocks left unallocated because the backing chain reads the same there. */
+  blocksFromBacking?: number;
+  /** qcow2: clusters that read as zeros over the backing chain's data (zero clusters; in v2, allocated clusters left as holes). */
+  clustersZeroed?: number;
 }
 
 export interface CloneWrite { sizeBytes: number; bytesWritten: number }
@@ -61,12 +72,13 @@ function zeroBlocks(digests: Buffer): number {
 }
 
 /**
- * `qcow2`: a qcow2 image as inspectImage read it, just before the rollback was journaled: the
- * new image takes its cluster size, version, compression type, backing name and backing format.
+ * `image`: a qcow2 image as inspectImage read it, just before the rollback was journaled: the
+ * new image takes its cluster size, version, compression type, backing name and backing format,
+ * and is compared with the backing chain checked then.
  * `tempName`: the name the journal gave its new image in the disk's directory (rollbackTempName).
  */
-export async function rollbackImage(path: string, format: ImageFormat, w: ContentWrite, qcow2: Qcow2Info | null = null,
-  tempName?: string): Promise<RollbackWrite> {
+export async function rollbackImage(path: string, format: ImageFormat, w: ContentWrite,
+  image: Pick<ImageFacts, 'qcow2' | 'backingChain'> = { qcow2: null, backingChain: [] }, tempName?: string): Promise<RollbackWrite> {
   const common = { storeDir: w.storeDir, blockSize: w.blockSize, sizeBytes: w.sizeBytes, digests: w.digests, onProgress: w.onProgress, signal: w.signal };
   if (format === 'raw') {
     let lock: ReturnType<typeof holdImageLocks>;
@@ -85,7 +97,7 @@ export async function rollbackImage(path: string, format: ImageFormat, w: Conten
       lock.release();
     }
   }
-  const info = qcow2;
+  const info = image.qcow2;
   if (info === null || tempName === undefined) {
     throw new BlocksnapError('Internal', `a rollback of the qcow2 image ${path} was started without its inspected header or its journaled temp name`);
   }
@@ -93,9 +105,14 @@ export async function rollbackImage(path: string, format: ImageFormat, w: Conten
   const r = await writeQcow2({
     ...common, imagePath: join(dirname(path), tempName), ...(w.threads ? { threads: w.threads } : {}), replace: path, clusterBits: info.clusterBits, version: info.version,
     compressionType: info.compressionType,
-    ...(info.backingFile !== null && info.backingFormat !== null ? { backing: { file: info.backingFile, format: info.backingFormat } } : {}),
+    ...(info.backingFile !== null && info.backingFormat !== null
+      ? { backing: { file: info.backingFile, format: info.backingFormat, chain: image.backingChain } } : {}),
   });
-  return { blocksWritten: r.blocksWritten, bytesWritten: r.bytesWritten, holesPunched: 0, blocksUnchanged: zeroBlocks(w.digests), newImage: true };
+  return {
+    blocksWritten: r.blocksWritten, bytesWritten: r.bytesWritten, holesPunched: 0,
+    blocksUnchanged: zeroBlocks(w.digests) + r.blocksFromBacking, newImage: true,
+    blocksFromBacking: r.blocksFromBacking, clustersZeroed: r.clustersZeroed,
+  };
 }
 
 /** `dirFd`: the held directory of `target` (partial-files.ts) to create it in. */

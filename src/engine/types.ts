@@ -146,8 +146,15 @@ export interface RollbackResult {
   /** The disk's size as the rollback found it: an image resized since the snapshot takes the snapshot's size again. */
   previousSizeBytes: number;
   blocksWritten: number; bytesWritten: number; holesPunched: number; blocksUnchanged: number;
-  /** qcow2: a fresh image of the snapshot replaced the disk file; blocksWritten are its data blocks, blocksUnchanged its ZERO ones. */
+  /**
+   * qcow2: a fresh image of the snapshot replaced the disk file; blocksWritten are the blocks
+   * copied into it, blocksUnchanged its ZERO blocks and blocksFromBacking.
+   */
   newImage: boolean;
+  /** qcow2 (absent from results of earlier versions): data blocks left unallocated, the backing chain holding the same there. */
+  blocksFromBacking?: number;
+  /** qcow2 (absent from results of earlier versions): clusters that read as zeros over the backing chain's data. */
+  clustersZeroed?: number;
 }
 
 /**

@@ -224,17 +224,13 @@ export async function scanImage(o: ScanOptions): Promise<ScanResult> {
   if (o.backingChain !== undefined) {
     if (o.format !== 'qcow2') invalid('backingChain', 'absent for a raw image', o.backingChain);
     if (!Array.isArray(o.backingChain)) invalid('backingChain', 'an array', o.backingChain);
-    for (const l of o.backingChain) {
-      requirePath(l?.path, 'backingChain[].path');
-      requirePath(l?.realPath, 'backingChain[].realPath');
-      if (l.format !== 'raw' && l.format !== 'qcow2') invalid('backingChain[].format', "'raw' or 'qcow2'", l.format);
-    }
+    requireCheckedChain(o.backingChain, 'backingChain');
   }
   return runJob(o, (onProgress) =>
     nativeAddon().scanImage({
       imagePath: o.imagePath,
       format: o.format,
-      backingChain: o.backingChain?.map((l) => ({ path: l.path, realPath: l.realPath, format: l.format })),
+      backingChain: o.backingChain && checkedChain(o.backingChain),
       storeDir: o.storeDir,
       granuleDir: o.granuleDir,
       blockSize: o.blockSize,
@@ -307,8 +303,12 @@ export interface Qcow2WriteOptions {
   clusterBits?: number;
   /** qcow2 version (compat 0.10 = 2, 1.1 = 3); default 3. */
   version?: 2 | 3;
-  /** Backing file name as it should be stored (relative names stay relative), with its format. */
-  backing?: { file: string; format: 'raw' | 'qcow2' };
+  /**
+   * Backing file name as it should be stored (relative names stay relative), with its format and
+   * the backing files as checked (CheckedBacking, nearest first, from inspectImage; resolved from
+   * imagePath's directory): the image holds only what differs from what that chain reads now.
+   */
+  backing?: { file: string; format: 'raw' | 'qcow2'; chain: CheckedBacking[] };
   /**
    * What QEMU compresses clusters written compressed later with; default zlib, zstd only for
    * version 3. Nothing is written compressed here.
@@ -333,6 +333,23 @@ export interface Qcow2WriteResult {
   bytesWritten: number;
   /** Size of the resulting file. */
   fileBytes: number;
+  /** Non-ZERO blocks left unallocated, unread, their content being the backing chain's there. */
+  blocksFromBacking: number;
+  /** Clusters that read as zeros over the backing chain's data (zero clusters; in v2, allocated and left as holes). */
+  clustersZeroed: number;
+}
+
+function requireCheckedChain(chain: CheckedBacking[], name: string): void {
+  for (const l of chain) {
+    requirePath(l?.path, `${name}[].path`);
+    requirePath(l?.realPath, `${name}[].realPath`);
+    if (l.format !== 'raw' && l.format !== 'qcow2') invalid(`${name}[].format`, "'raw' or 'qcow2'", l.format);
+  }
+}
+
+/** A checked chain as the addon takes it: only its own fields. */
+function checkedChain(chain: CheckedBacking[]): CheckedBacking[] {
+  return chain.map((l) => ({ path: l.path, realPath: l.realPath, format: l.format }));
 }
 
 /** Writes a fresh qcow2 image holding `digests` (verified store blocks); see native/formats/qcow2_writer.h. */
@@ -353,6 +370,8 @@ export async function writeQcow2(o: Qcow2WriteOptions): Promise<Qcow2WriteResult
     requireObject(o.backing, 'backing');
     requirePath(o.backing.file, 'backing.file');
     if (o.backing.format !== 'raw' && o.backing.format !== 'qcow2') invalid('backing.format', "'raw' or 'qcow2'", o.backing.format);
+    if (!Array.isArray(o.backing.chain) || o.backing.chain.length === 0) invalid('backing.chain', 'a non-empty array', o.backing.chain);
+    requireCheckedChain(o.backing.chain, 'backing.chain');
   }
   if (o.compressionType !== undefined && o.compressionType !== 'zlib' && o.compressionType !== 'zstd') {
     invalid('compressionType', "'zlib' or 'zstd'", o.compressionType);
@@ -362,6 +381,7 @@ export async function writeQcow2(o: Qcow2WriteOptions): Promise<Qcow2WriteResult
     nativeAddon().writeQcow2({
       imagePath: o.imagePath, storeDir: o.storeDir, blockSize: o.blockSize, sizeBytes: o.sizeBytes, digests: o.digests,
       clusterBits: o.clusterBits, version: o.version, backingFile: o.backing?.file, backingFormat: o.backing?.format,
+      backingChain: o.backing && checkedChain(o.backing.chain),
       compressionType: o.compressionType, replace: o.replace, dirFd: o.dirFd, threads: o.threads, onProgress,
     }),
     () => o.sizeBytes,

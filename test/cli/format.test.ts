@@ -69,8 +69,22 @@ t.test('a rollback says what it did: in place, the blocks that differed; qcow2, 
   const base = { diskId: 'd-1', snapshotId: 's-1', sizeBytes: 0, previousSizeBytes: 0, bytesWritten: 8 * 1024 * 1024 };
   t.equal(rollbackView(job({ ...base, blocksWritten: 2, holesPunched: 1, blocksUnchanged: 5, newImage: false })),
     'Rolled back disk d-1 to snapshot s-1 in 0:02: 2 blocks written (8 MiB), 1 hole punched, 5 unchanged.');
-  t.equal(rollbackView(job({ ...base, blocksWritten: 2, holesPunched: 0, blocksUnchanged: 6, newImage: true })),
-    'Rolled back disk d-1 to snapshot s-1 in 0:02: a new qcow2 image of the snapshot replaced the disk file, 2 blocks of data (8 MiB) and 6 zero blocks left unallocated.');
+  t.equal(rollbackView(job({ ...base, blocksWritten: 2, holesPunched: 0, blocksUnchanged: 6, newImage: true, blocksFromBacking: 0, clustersZeroed: 0 })),
+    'Rolled back disk d-1 to snapshot s-1 in 0:02: a new qcow2 image of the snapshot replaced the disk file: 2 blocks written (8 MiB), 6 zero blocks.');
+});
+
+t.test('a qcow2 rollback of an overlay says which blocks it left to the backing file and what it zeroed over it', async (t) => {
+  const job = (result: object): Job => ({
+    id: 'j-0000000000000001', kind: 'rollback', state: 'succeeded', diskId: 'd-1', snapshotId: 's-1', target: null, doneBytes: 0, totalBytes: 0,
+    progressUnit: 'bytes', startedAt: '2026-01-01T00:00:00.000Z', finishedAt: '2026-01-01T00:00:02.000Z', result, error: null,
+  });
+  const base = { diskId: 'd-1', snapshotId: 's-1', sizeBytes: 0, previousSizeBytes: 0, bytesWritten: 4 * 1024 * 1024, holesPunched: 0, newImage: true };
+  t.equal(rollbackView(job({ ...base, blocksWritten: 1, blocksUnchanged: 73, blocksFromBacking: 63, clustersZeroed: 16 })),
+    'Rolled back disk d-1 to snapshot s-1 in 0:02: a new qcow2 image of the snapshot replaced the disk file: 1 block written (4 MiB), ' +
+    '63 blocks left to the backing file, which holds the same data, 10 zero blocks; 16 clusters hide the backing file\'s data with zeros.');
+  t.equal(rollbackView(job({ ...base, blocksWritten: 1, blocksUnchanged: 6 })),
+    'Rolled back disk d-1 to snapshot s-1 in 0:02: a new qcow2 image of the snapshot replaced the disk file: 1 block written (4 MiB), 6 zero blocks.',
+    'a result of an earlier version, without the backing counts');
 });
 
 t.test('a rollback across a resize says the disk\'s size changed back, and what a shrink cut off', async (t) => {

@@ -9,12 +9,15 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { finished, openEngine, snapshot } from '../helpers/engine';
-import { check, compare, haveQemu, holdWithNbd, info, qemuImg, qemuIo } from '../helpers/qemu';
+import { check, compare, haveQemu, holdWithNbd, info, map, ownRanges, qemuImg, qemuIo, run } from '../helpers/qemu';
 import type { CloneResult, Disk } from '../../src/engine/types';
 import type { Engine } from '../../src/engine';
 
 const missing = haveQemu();
 if (missing) t.plan(0, missing);
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
 
 async function cloneTo(engine: Engine, snap: string, path: string, format: 'raw' | 'qcow2'): Promise<CloneResult> {
   return (await finished(engine, engine.startClone(snap, path, { format }))).result as CloneResult;
@@ -107,11 +110,43 @@ t.test('a three-deep backing chain with relative names reads through every level
   const i = info(top);
   t.equal(i['backing-filename'], 'mid.qcow2', 'the backing file name is kept as it was, relative');
   t.equal(i['backing-filename-format'], 'qcow2');
-
-  // The new top holds the full snapshot content: it no longer depends on what the chain holds.
-  qemuIo(join(dir, 'mid.qcow2'), 'qcow2', 'write -P 0x55 0 4M');
-  t.equal(compare(top, 'qcow2', clone.path, 'raw').status, 0, 'unaffected by later writes to the backing file');
+  t.same(ownRanges(top), [[3 * MiB, 3 * MiB + 64 * KiB], [12 * MiB, 13 * MiB]], 'the new top holds only what the chain below does not');
 });
+
+// An overlay on a golden image rolled back: the new image must hold only where the snapshot
+// differs from what the backing file holds, as the overlay did, not a copy of the golden data.
+for (const compat of ['1.1', '0.10']) {
+  t.test(`a rolled-back overlay (compat ${compat}) holds only what differs from its backing file`, async (t) => {
+    const { engine, images } = await openEngine(t);
+    const golden = join(images, 'golden.raw');
+    qemuImg('create', '-f', 'raw', golden, '32M');
+    qemuIo(golden, 'raw', 'write -P 5 0 24M');
+    const img = join(images, 'vm.qcow2');
+    qemuImg('create', '-f', 'qcow2', '-o', `compat=${compat}`, '-b', 'golden.raw', '-F', 'raw', img, '32M');
+    // Block 0 differs in its first MiB; block 2 is zeroed over the golden data.
+    qemuIo(img, 'qcow2', 'write -P 6 0 1M', 'write -z 8M 4M');
+    const disk = await engine.addDisk({ path: img });
+    const snap = await snapshot(engine, disk.id, 's1');
+    const clone = await cloneTo(engine, snap.id, join(images, 's1.raw'), 'raw');
+
+    qemuIo(img, 'qcow2', 'write -P 7 0 1M', 'write -P 8 16M 4M', 'write -P 9 28M 1M', 'write -P 10 9M 1M');
+    const rolled = await finished(engine, engine.startRollback(disk.id, snap.id));
+    const c = check(img);
+    t.equal(c.status, 0, `qemu-img check clean ${c.stdout}${c.stderr}`);
+    t.equal(compare(img, 'qcow2', clone.path, 'raw').status, 0, 'reads as the snapshot');
+    t.equal(run('qemu-io', ['-f', 'qcow2', '-c', 'read -P 0 8M 4M', img]).stdout.includes('Pattern verification failed'), false,
+      'the ZERO block reads as zeros over the golden data');
+    t.same(ownRanges(img), [[0, MiB], [8 * MiB, 12 * MiB]], 'only the changed MiB and the zeroed block are the image\'s own');
+    if (compat === '1.1') {
+      t.match(map(img).filter((e) => e.depth === 0), [{ start: 0, length: MiB, data: true }, { start: 8 * MiB, length: 4 * MiB, zero: true, data: false }],
+        'the zeroed block is zero clusters');
+    }
+    t.match(rolled.result, { newImage: true, blocksWritten: 1, bytesWritten: MiB, blocksFromBacking: 4, blocksUnchanged: 7, clustersZeroed: 64 },
+      'the changed MiB of block 0 written, blocks 1, 3, 4, 5 left to the backing file, block 2 zeroed over it, 6 and 7 zero');
+    t.ok((info(img)['actual-size'] as number) < 4 * MiB, `the overlay stays small (${info(img)['actual-size'] as number} bytes)`);
+    t.match(info(img), { 'backing-filename': 'golden.raw', 'backing-filename-format': 'raw' });
+  });
+}
 
 t.test('a backing file outside every image root is refused', async (t) => {
   const { engine, images } = await openEngine(t);

@@ -63,6 +63,25 @@ export function info(image: string): Record<string, unknown> {
   return JSON.parse(must('qemu-img', ['info', '-U', '--output=json', image])) as Record<string, unknown>;
 }
 
+export interface MapExtent { start: number; length: number; depth: number; present?: boolean; zero: boolean; data: boolean }
+
+/** `qemu-img map`: where each range of `image` is read from (depth 0: the image itself, 1: its backing file, ...). */
+export function map(image: string): MapExtent[] {
+  return JSON.parse(must('qemu-img', ['map', '-U', '--output=json', image])) as MapExtent[];
+}
+
+/** The ranges the image itself holds (data, zero clusters, allocated clusters), neighbours merged: [start, end) pairs. */
+export function ownRanges(image: string): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  for (const e of map(image)) {
+    if (e.depth !== 0 || e.present === false) continue;
+    const last = out[out.length - 1];
+    if (last && last[1] === e.start) last[1] += e.length;
+    else out.push([e.start, e.start + e.length]);
+  }
+  return out;
+}
+
 /** qemu-nbd serving `image` read-write on a Unix socket, holding it like a running VM. */
 export async function holdWithNbd(image: string, format: 'raw' | 'qcow2', socket: string): Promise<{ stop(): Promise<void> }> {
   const child: ChildProcess = spawn('qemu-nbd', ['-f', format, '-k', socket, '--persistent', image], { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -3,7 +3,7 @@
  * codes crossing into JS, and a scan → writeQcow2 → scan round trip through the typed API.
  */
 import t from 'tap';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, realpathSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   holdImageLocks, nativeAddon, probeImageLocks, qcow2Header, scanImage, writeQcow2,
@@ -24,6 +24,9 @@ t.test('the raw binding throws TypeError for garbage', async (t) => {
   t.throws(() => addon.writeQcow2!({ ...w, clusterBits: 30 }), { code: 'InvalidArgument' });
   t.throws(() => addon.writeQcow2!({ ...w, version: 4 }), { code: 'InvalidArgument' });
   t.throws(() => addon.writeQcow2!({ ...w, backingFile: 'b', backingFormat: 'vmdk' }), { code: 'InvalidArgument' });
+  const chain = [{ path: '/b', realPath: '/b', format: 'raw' }];
+  t.throws(() => addon.writeQcow2!({ ...w, backingFile: 'b', backingFormat: 'raw' }), { code: 'InvalidArgument' }, 'a backing file comes with its checked chain');
+  t.throws(() => addon.writeQcow2!({ ...w, backingChain: chain }), { code: 'InvalidArgument' }, 'and a chain only with a backing file');
   t.throws(() => addon.writeQcow2!({ ...w, compressionType: 'lz4' }), { code: 'InvalidArgument' });
   t.throws(() => addon.writeQcow2!({ ...w, version: 2, compressionType: 'zstd' }), { code: 'InvalidArgument' });
 });
@@ -33,7 +36,8 @@ t.test('the typed wrapper names the bad argument', async (t) => {
   await t.rejects(writeQcow2({ ...ok, digests: Buffer.alloc(64) }), { code: 'InvalidArgument', message: /^digests must be/ });
   await t.rejects(writeQcow2({ ...ok, clusterBits: 8 }), { code: 'InvalidArgument', message: /^clusterBits must be/ });
   await t.rejects(writeQcow2({ ...ok, version: 1 as 2 }), { code: 'InvalidArgument', message: /^version must be/ });
-  await t.rejects(writeQcow2({ ...ok, backing: { file: '', format: 'raw' } }), { code: 'InvalidArgument', message: /^backing\.file must be/ });
+  await t.rejects(writeQcow2({ ...ok, backing: { file: '', format: 'raw', chain: [] } }), { code: 'InvalidArgument', message: /^backing\.file must be/ });
+  await t.rejects(writeQcow2({ ...ok, backing: { file: 'b', format: 'raw', chain: [] } }), { code: 'InvalidArgument', message: /^backing\.chain must be/ });
   await t.rejects(writeQcow2({ ...ok, compressionType: 'lz4' as 'zstd' }), { code: 'InvalidArgument', message: /^compressionType must be/ });
   await t.rejects(scanImage({ imagePath: '/x', storeDir: '/y', blockSize: BS, format: 'vmdk' as 'raw' }), { code: 'InvalidArgument', message: /^format must be/ });
   t.throws(() => qcow2Header(''), { code: 'InvalidArgument' });
@@ -60,7 +64,14 @@ t.test('qcow2Header resolves the backing name from the name the image is known b
   const store = join(dir, 'blocks');
   mkdirSync(store);
   const img = join(dir, 'over.qcow2');
-  await writeQcow2({ imagePath: img, storeDir: store, blockSize: BS, sizeBytes: BS, digests: Buffer.alloc(32), backing: { file: 'missing.raw', format: 'raw' } });
+  // Written against its backing file, which is gone before the header is read.
+  const base = join(dir, 'missing.raw');
+  writeFileSync(base, Buffer.alloc(BS));
+  await writeQcow2({
+    imagePath: img, storeDir: store, blockSize: BS, sizeBytes: BS, digests: Buffer.alloc(32),
+    backing: { file: 'missing.raw', format: 'raw', chain: [{ path: base, realPath: realpathSync(base), format: 'raw' }] },
+  });
+  unlinkSync(base);
   t.match(qcow2Header(img), { backingFile: 'missing.raw', backingPath: join(dir, 'missing.raw'), backingFormat: 'raw' }, 'a missing backing file is no error here');
   t.match(qcow2Header(img, { namedAs: '/vms/over.qcow2' }), { backingPath: '/vms/missing.raw' });
   const h = qcow2Header(img);
