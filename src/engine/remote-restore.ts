@@ -20,6 +20,7 @@ import type { OffsiteInternals } from './offsite-internals';
 import type { ImportResult, RestoreResult } from './offsite-types';
 import { cloneImage } from './image-writes';
 import { runPool } from './pool';
+import { writeFully } from '../write-fully';
 import { resolveNewFile } from './paths';
 import { writePartial, type PartialAt } from './partial-files';
 import { locate, usable } from './remote-manifests';
@@ -116,8 +117,7 @@ export class RemoteRestore {
         res.downloadedBlocks++;
         res.downloadedBytes += data.length;
         for (const i of indexes) {
-          const bytesWritten = await file.write(data, i * s.blockSize);
-          if (bytesWritten !== data.length) throw new BlocksnapError('IOError', `short write to ${target}`);
+          await writeFully(file, data, i * s.blockSize, target);
           done += data.length;
         }
         ctl.progress(Math.min(done, total), total);

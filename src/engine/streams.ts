@@ -126,10 +126,10 @@ export class SnapshotStreams {
           try {
             // A stream file, like a clone, has its name only once complete, and is created in its
             // directory held open, never by path (partial-files.ts).
-            const w = target === null ? await emit(to as OutChannel) : await writePartial(target, jobId, async (_partial, at) => {
+            const w = target === null ? await emit(to as OutChannel) : await writePartial(target, jobId, async (partial, at) => {
               const file = at.create();
               try {
-                const written = await emit(fileSink(file));
+                const written = await emit(fileSink(file, partial));
                 await file.complete();
                 return written;
               } finally {

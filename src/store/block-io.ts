@@ -15,6 +15,7 @@ import { dirname, join } from 'node:path';
 import { BlocksnapError } from '../errors';
 import { BLOCK_FORMAT_VERSION, BLOCK_HEADER_SIZE, BLOCK_MAGIC, DIGEST_SIZE, TMP_DIR, blockPath } from './format';
 import { reportStoreDamage } from './damage-reports';
+import { writevFully } from '../write-fully';
 
 export function sha256(data: Buffer): Buffer {
   return createHash('sha256').update(data).digest();
@@ -190,8 +191,7 @@ export async function writeBlock(storeDir: string, digestHex: string, data: Buff
   const tmp = join(storeDir, TMP_DIR, `${digestHex}.${randomBytes(6).toString('hex')}`);
   const file = await open(tmp, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600);
   try {
-    const { bytesWritten } = await file.writev([encodeHeader(digest, data.length), data], 0);
-    if (bytesWritten !== BLOCK_HEADER_SIZE + data.length) throw new BlocksnapError('IOError', `short write to ${tmp}: ${bytesWritten} bytes`);
+    await writevFully(file, [encodeHeader(digest, data.length), data], 0, tmp);
     await file.sync();
   } catch (err) {
     await file.close().catch(() => undefined);

@@ -3,7 +3,7 @@
  * and read through these two interfaces only, so a stream file and a stream piped through the
  * daemon's socket (src/daemon/stream-channels.ts) are the same bytes by construction.
  */
-import { BlocksnapError } from '../errors';
+import { writevFully, type GatheringFile } from '../write-fully';
 
 /** Takes bytes in order; `write` resolves once the bytes are handed on (and may wait for room). */
 export interface ByteSink {
@@ -16,18 +16,15 @@ export interface ByteSource {
 }
 
 /** What fileSink needs of a file: positioned gathered writes (a FileHandle has them). */
-export interface WritableFile {
-  writev(buffers: Buffer[], position: number): Promise<{ bytesWritten: number }>;
-}
+export type WritableFile = GatheringFile;
 
-/** Writes sequentially into a file from offset 0. */
-export function fileSink(file: WritableFile): ByteSink {
+/** Writes sequentially into a file from offset 0; `what` names it in errors. */
+export function fileSink(file: WritableFile, what = 'the stream\'s file'): ByteSink {
   let offset = 0;
   return {
     async write(parts) {
       const total = parts.reduce((a, p) => a + p.length, 0);
-      const { bytesWritten } = await file.writev(parts, offset);
-      if (bytesWritten !== total) throw new BlocksnapError('IOError', `short write of a stream (${bytesWritten} of ${total} bytes)`);
+      await writevFully(file, parts, offset, what);
       offset += total;
     },
   };
