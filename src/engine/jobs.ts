@@ -63,6 +63,13 @@ export class JobRunner {
    * not only at a start, since a policy over many disks adds a job per disk per run.
    */
   private readonly history: string[] = [];
+  /**
+   * Ended jobs whose end the catalog could not take (a read-only, full or failing data dir):
+   * what `job show`, `job list` and waiters are told until a later write gets it in. Without
+   * them a job's stored record would say `running` forever, or a job never stored would be
+   * JobNotFound, and the error that ended it would be lost. At most historyLimit, oldest dropped.
+   */
+  private readonly unwrittenEnds = new Map<string, Job>();
 
   constructor(private readonly catalog: Catalog, private readonly events: EventEmitter, private readonly historyLimit = JOB_HISTORY_LIMIT) {}
 
@@ -154,17 +161,8 @@ export class JobRunner {
         clearInterval(this.recordTimer);
         this.recordTimer = null;
       }
-      try {
-        const cut = Math.max(0, this.history.length + 1 - this.historyLimit);
-        this.catalog.txn(() => {
-          this.catalog.putJob(job);
-          for (const old of this.history.slice(0, cut)) this.catalog.deleteJob(old);
-        });
-        this.history.splice(0, cut);
-        this.history.push(id);
-      } catch {
-        // The catalog may be closing under a crash-stop; the in-memory record still answers waiters.
-      }
+      this.unwrittenEnds.set(id, { ...job });
+      this.writeEnds();
       this.events.emit('job', { ...job });
       return { ...job };
     })();
@@ -175,8 +173,32 @@ export class JobRunner {
     return { ...job };
   }
 
-  /** Writes every running job as it stands now (progressAt: now). */
+  /**
+   * Writes the ends not yet written, trimming the history by as many, in one transaction. One that
+   * fails (the catalog closing under a crash-stop, a data dir gone read-only or full) leaves them
+   * in memory, answering for the catalog, and the next end or progress tick tries again.
+   */
+  private writeEnds(): void {
+    const ends = [...this.unwrittenEnds.values()];
+    try {
+      const cut = Math.max(0, this.history.length + ends.length - this.historyLimit);
+      this.catalog.txn(() => {
+        for (const j of ends) this.catalog.putJob(j);
+        for (const old of this.history.slice(0, cut)) this.catalog.deleteJob(old);
+      });
+      this.history.splice(0, cut);
+      for (const j of ends) {
+        this.history.push(j.id);
+        this.unwrittenEnds.delete(j.id);
+      }
+    } catch {
+      while (this.unwrittenEnds.size > this.historyLimit) this.unwrittenEnds.delete(this.unwrittenEnds.keys().next().value!);
+    }
+  }
+
+  /** Writes every running job as it stands now (progressAt: now), and the ends not yet written. */
   private recordRunning(): void {
+    if (this.unwrittenEnds.size > 0) this.writeEnds();
     const live = [...this.running.values()].filter((r) => !r.settled);
     if (live.length === 0) return;
     const at = new Date().toISOString();
@@ -196,6 +218,8 @@ export class JobRunner {
   get(id: string): Job {
     const r = this.running.get(id);
     if (r) return { ...r.job };
+    const ended = this.unwrittenEnds.get(id);
+    if (ended) return { ...ended };
     const j = this.catalog.getJob(id);
     if (!j) throw new BlocksnapError('JobNotFound', `no job ${JSON.stringify(id)}`);
     return j;
@@ -204,8 +228,9 @@ export class JobRunner {
   list(): Job[] {
     const stored = this.catalog.allJobs();
     const ids = new Set(stored.map((j) => j.id));
-    const unrecorded = [...this.running.values()].map((r) => r.job).filter((j) => !ids.has(j.id)); // see start()
-    return [...stored.map((j) => this.running.get(j.id)?.job ?? j), ...unrecorded]
+    const inMemory = [...[...this.running.values()].map((r) => r.job), ...this.unwrittenEnds.values()];
+    const unrecorded = inMemory.filter((j) => !ids.has(j.id)); // see start() and writeEnds()
+    return [...stored.map((j) => this.running.get(j.id)?.job ?? this.unwrittenEnds.get(j.id) ?? j), ...unrecorded]
       .map((j) => ({ ...j })).sort((a, b) => a.startedAt.localeCompare(b.startedAt));
   }
 
