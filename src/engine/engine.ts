@@ -26,7 +26,7 @@ import { cloneImage, removeRollbackLeftovers } from './image-writes';
 import { looksLikeId, newId, resolveIdOrName, someOf } from './ids';
 import { DiskLocks, StoreLock } from './locks';
 import { JobRunner, type JobControl } from './jobs';
-import { defaultSnapshotName, nameFromPath, uniqueName, validateManualSnapshotName, validateName } from './names';
+import { defaultSnapshotName, nameFromPath, snapshotNameTaken, uniqueName, validateManualSnapshotName, validateName } from './names';
 import { validateDescription } from './text-fields';
 import { checkDataDir, fenceDataDirOf, resolveExistingImage, resolveNewFile, resolveRoots } from './paths';
 import { removeInterruptedPartials, writePartial } from './partial-files';
@@ -447,7 +447,8 @@ export class Engine extends EventEmitter {
     let name: string;
     if (o.name !== undefined) {
       name = o.type === 'auto' ? validateName('snapshot', o.name) : validateManualSnapshotName(o.name);
-      if (taken(name)) throw new BlocksnapError('NameTaken', `disk ${disk.name} already has a snapshot named ${JSON.stringify(name)}`);
+      const holder = this.catalog.snapshotsOfDisk(disk.id).find((s) => s.name === name);
+      if (holder) throw snapshotNameTaken(disk.name, holder);
     } else {
       name = uniqueName(defaultSnapshotName(now), taken);
     }

@@ -17,7 +17,7 @@ import type { SnapshotRecord } from '../catalog/records';
 import type { Engine } from './engine';
 import type { EngineInternals } from './internals';
 import { newId, resolveIdOrName } from './ids';
-import { uniqueName, validateManualSnapshotName } from './names';
+import { snapshotNameTaken, uniqueName, validateManualSnapshotName } from './names';
 import { validateDescription } from './text-fields';
 import { resolveExistingImage } from './paths';
 import { servedWithClients } from './cow-disks';
@@ -69,8 +69,10 @@ export class SnapshotGroups {
     if (o.name !== undefined) {
       name = validateManualSnapshotName(o.name, 'group');
       if (this.i.model.allGroups().some((g) => g.name === name)) throw new BlocksnapError('NameTaken', `a group named ${JSON.stringify(name)} exists already`);
-      const clash = disks.find((d) => snapsOf.get(d.id)!.some((s) => s.name === name));
-      if (clash) throw new BlocksnapError('NameTaken', `disk ${clash.name} already has a snapshot named ${JSON.stringify(name)}`);
+      for (const d of disks) {
+        const holder = snapsOf.get(d.id)!.find((s) => s.name === name);
+        if (holder) throw snapshotNameTaken(d.name, holder);
+      }
     } else {
       name = uniqueName(defaultGroupName(now), nameTaken);
     }

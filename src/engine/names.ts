@@ -1,4 +1,5 @@
 import { BlocksnapError } from '../errors';
+import type { SnapshotRecord } from '../catalog/records';
 
 export const NAME_MAX = 128;
 /** Leaves room for "auto-" and "-YYYYMMDDTHHMMSSZ" within a snapshot name. */
@@ -74,4 +75,16 @@ export function nameFromPath(file: string): string {
 export function defaultSnapshotName(now: Date): string {
   const iso = now.toISOString();
   return `snap-${iso.slice(0, 10).replace(/-/g, '')}-${iso.slice(11, 19).replace(/:/g, '')}`;
+}
+
+/**
+ * A snapshot name taken by another snapshot of the disk. One that failed (`error`, a NoSpace
+ * say) keeps its name for its record of why: the message says so and how to free the name, as a
+ * retry after the cause is fixed runs into it.
+ */
+export function snapshotNameTaken(diskName: string, holder: SnapshotRecord): BlocksnapError {
+  const failed = holder.status === 'error'
+    ? `; it is the failed snapshot ${holder.id}${holder.error ? ` (${holder.error.code})` : ''}, kept to say why: delete it (blocksnap snapshot delete ${holder.id}) to use the name again`
+    : '';
+  return new BlocksnapError('NameTaken', `disk ${diskName} already has a snapshot named ${JSON.stringify(holder.name)}${failed}`, { snapshotId: holder.id, status: holder.status });
 }

@@ -89,6 +89,26 @@ t.test('a qcow2 disk converted to raw is refused by snapshot and rollback, namin
   t.equal(again.changedBlocks, 0, 'converted back, the disk is snapshotted as before, unchanged');
 });
 
+t.test('retrying a failed snapshot under its name says the failed one holds it, and how to free it', { skip: noQemu }, async (t) => {
+  const f = await openSmallEngine(t);
+  const path = join(f.images, 'vm.qcow2');
+  qemuImg('create', '-q', '-f', 'qcow2', path, String(8 * KiB64));
+  await f.engine.addDisk({ path, name: 'vm' });
+  convert(path, 'qcow2', 'raw');
+  await snapshotFails(f.engine, 'vm', 'nightly');
+  const failed = f.engine.listSnapshots('vm').find((s) => s.name === 'nightly')!;
+  t.equal(failed.status, 'error', 'the failed snapshot keeps its name, to say why');
+
+  convert(path, 'raw', 'qcow2');
+  t.throws(() => f.engine.startSnapshot('vm', { name: 'nightly' }), {
+    code: 'NameTaken',
+    message: `disk vm already has a snapshot named "nightly"; it is the failed snapshot ${failed.id} (NotAnImage), kept to say why: delete it (blocksnap snapshot delete ${failed.id}) to use the name again`,
+    details: { snapshotId: failed.id, status: 'error' },
+  });
+  await f.engine.deleteSnapshot(failed.id);
+  t.equal((await snapshot(f.engine, 'vm', 'nightly')).status, 'available', 'deleted, the name is free');
+});
+
 t.test('group rollback refuses, starting nothing, when a member disk detected as raw was converted to qcow2', { skip: noQemu }, async (t) => {
   const f = await openSmallEngine(t);
   const a = await smallDisk(f, 'vm', 4);
