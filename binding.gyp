@@ -7,6 +7,7 @@
         "native/workers/apply_worker.cc",
         "native/workers/args.cc",
         "native/workers/attributes_check.cc",
+        "native/workers/blocking_js_call.cc",
         "native/workers/data_dir_lock.cc",
         "native/workers/fd_handle.cc",
         "native/workers/hash_buffer.cc",

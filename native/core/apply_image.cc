@@ -263,6 +263,8 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
   //  1. compare every block of the image with its target, as a scan reads it, and read and
   //     check the stored block of every one that differs: a damaged or missing block fails the
   //     rollback here, the image as it was (Error::image_unchanged);
+  //  then before_write, so that the caller's record that the image may have changed is durable
+  //  before it has;
   //  2. punch the ZERO targets that hold data, then write the blocks that differ, reading them
   //     again (from the page cache, mostly: CheckedBlocks).
   // Punches come first so that on a full filesystem a rollback that fits does not fail with
@@ -351,7 +353,10 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
       }
     }
   }, progress);
-  // Cancelled between the passes: nothing was written yet.
+  // Cancelled between the passes, or while the caller recorded that the writing begins: nothing
+  // was written yet.
+  if (control.cancelled()) throw Error(ErrorCode::Cancelled, "the job was cancelled");
+  if (p.before_write) p.before_write();
   if (control.cancelled()) throw Error(ErrorCode::Cancelled, "the job was cancelled");
   touched = true;
 

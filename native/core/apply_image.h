@@ -5,12 +5,14 @@
 // current content differs are written, and ZERO targets become holes, so rolling back a disk
 // costs its changed blocks, not its size; and every stored block the update needs is checked
 // before it writes or punches anything, so a damaged store fails a rollback with the image as it
-// was (Error::image_unchanged). Within a written block only its non-zero pages are
+// was (Error::image_unchanged), and the caller may record that the image is about to change before
+// it does (ApplyParams::before_write). Within a written block only its non-zero pages are
 // written; its zero pages stay or become holes, so the image takes the space of its data. An
 // update punches before it writes, so a rollback that fits also fits on a full filesystem.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,6 +39,11 @@ struct ApplyParams {
   HeldBytes digests;  // ceil(size_bytes / block_size) × 32
   ApplyMode mode = ApplyMode::Create;
   unsigned threads = 0;
+  // Update: called on the calling thread once every block has been compared and every stored
+  // block the update needs checked, before the first change to the image, which waits for it to
+  // return (a rollback's journal records there, durably, that its image may no longer be as it
+  // was). A throw stops the update with the image as it was (Error::image_unchanged).
+  std::function<void()> before_write;
 };
 
 struct ApplyResult {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 
 #include "core/apply_image.h"
 #include "core/block_format.h"
@@ -69,8 +70,11 @@ struct Snapshot {
   // What an update of `target` throws; a test that calls this needs it to fail, so one that
   // succeeds ends the test.
   Error failed_update(const std::string& target, JobControl& control) const {
+    return failed_update(params(target, ApplyMode::Update), control);
+  }
+  static Error failed_update(const ApplyParams& p, JobControl& control) {
     try {
-      apply_image(params(target, ApplyMode::Update), control, nullptr);
+      apply_image(p, control, nullptr);
     } catch (const Error& e) {
       return e;
     }
@@ -153,6 +157,66 @@ TEST(apply_update_cancelled_before_it_writes_leaves_the_image_unchanged) {
   CHECK(e.code() == ErrorCode::Cancelled);
   CHECK(e.image_unchanged);
   CHECK(read_file(target) == before);
+}
+
+TEST(apply_update_calls_before_write_once_before_it_changes_the_image) {
+  Snapshot s;
+  const std::string target = s.blank_target();
+  write_bytes(target, 6 * kBlock, pattern(kBlock, 8));  // punched
+  const std::vector<uint8_t> before = read_file(target);
+  ApplyParams p = s.params(target, ApplyMode::Update);
+  int calls = 0;
+  bool unchanged_then = false;
+  p.before_write = [&] {
+    ++calls;
+    unchanged_then = read_file(target) == before;
+  };
+  JobControl control;
+  apply_image(p, control, nullptr);
+  CHECK_EQ(calls, 1);
+  CHECK(unchanged_then);
+  CHECK(read_file(target) == read_file(s.source));
+}
+
+namespace {
+
+// What an update of a blank image fails with when `stop` (its before_write) stops it, checked to
+// have left the image as it was and to say so.
+Error stopped_at_before_write(const std::function<void(JobControl&)>& stop) {
+  Snapshot s;
+  const std::string target = s.blank_target();
+  const std::vector<uint8_t> before = read_file(target);
+  ApplyParams p = s.params(target, ApplyMode::Update);
+  JobControl control;
+  p.before_write = [&] { stop(control); };
+  const Error e = Snapshot::failed_update(p, control);
+  CHECK(e.image_unchanged);
+  CHECK(read_file(target) == before);
+  return e;
+}
+
+}  // namespace
+
+TEST(apply_update_stopped_by_before_write_leaves_the_image_unchanged) {
+  const Error e = stopped_at_before_write([](JobControl&) { throw Error(ErrorCode::NoSpace, "the journal could not be written"); });
+  CHECK(e.code() == ErrorCode::NoSpace);
+}
+
+TEST(apply_update_cancelled_while_before_write_runs_leaves_the_image_unchanged) {
+  const Error e = stopped_at_before_write([](JobControl& control) { control.cancel(); });
+  CHECK(e.code() == ErrorCode::Cancelled);
+}
+
+TEST(apply_update_that_finds_a_damaged_block_never_calls_before_write) {
+  Snapshot s;
+  damage_payload(s.stored(8), 5, 0xff);
+  const std::string target = s.blank_target();
+  ApplyParams p = s.params(target, ApplyMode::Update);
+  bool called = false;
+  p.before_write = [&] { called = true; };
+  JobControl control;
+  CHECK_THROWS_CODE(apply_image(p, control, nullptr), ErrorCode::DigestMismatch);
+  CHECK(!called);
 }
 
 TEST(apply_create_removes_the_file_when_it_fails) {

@@ -1,7 +1,9 @@
 #include "workers/apply_worker.h"
 
 #include "core/apply_image.h"
+#include "core/error.h"
 #include "workers/args.h"
+#include "workers/blocking_js_call.h"
 #include "workers/job_worker.h"
 
 namespace blocksnap::js {
@@ -28,6 +30,12 @@ Napi::Value apply_image(const Napi::CallbackInfo& info) {
   else if (mode == "update") p.mode = ApplyMode::Update;
   else o.invalid("mode", "must be 'create' or 'update'");
   p.threads = o.threads();
+  if (Napi::Function before_write = o.function("beforeWrite"); !before_write.IsEmpty()) {
+    if (p.mode != ApplyMode::Update) o.invalid("beforeWrite", "must be absent for mode 'create'");
+    p.before_write = [call = blocking_js_call(info.Env(), before_write, "blocksnap.applyImage.beforeWrite")] {
+      if (!call()) throw Error(ErrorCode::Cancelled, "the apply was stopped before its first write by its caller");
+    };
+  }
   Napi::Function on_progress = o.function("onProgress");
   return start_job(
       info.Env(), "blocksnap.applyImage", on_progress,

@@ -41,6 +41,15 @@ export interface PendingRollbackRecord extends NonNullable<Disk['pendingRollback
    * (`.<name>.blocksnap-rollback`).
    */
   tempName?: string;
+  /**
+   * For a raw disk: whether the unfinished rollback may have written to the image. False while
+   * it only compares the image and checks the stored blocks it needs; set, and committed, before
+   * its first write (or from the start, when an earlier attempt's journal says so: the image may
+   * be partly rolled back already). A journal that says false is an image as it was: cleared at
+   * the next start, and abandoned as `unchanged`. Absent in qcow2 journals and in raw journals
+   * written before it was recorded, which count as possibly written.
+   */
+  writesBegun?: boolean;
 }
 
 /** A file by device and inode, and its birth time where the filesystem keeps one (an inode number can be reused). */

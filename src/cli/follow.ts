@@ -268,12 +268,22 @@ export async function followJob(client: DaemonClient, job: Job, o: FollowOptions
     ]);
     if (outcome === 'detached') throw new InterruptedWait(latest, false, undefined, watch.signal);
     if (outcome.state === 'succeeded') return outcome;
-    if (watch.cancelRequested && outcome.state === 'cancelled') throw new InterruptedWait(outcome, true, undefined, watch.signal);
+    if (watch.cancelRequested && outcome.state === 'cancelled') throw new InterruptedWait(outcome, true, cancelledMessage(outcome, watch.signal), watch.signal);
     throw jobError(outcome);
   } finally {
     watch.dispose();
     bar?.clear();
   }
+}
+
+/**
+ * The message of a job this wait cancelled, with what the job's error adds to the cancel itself:
+ * a rollback's says what it left the disk in (as it was, or partly rolled back), which the
+ * default message would drop. undefined (the default message) when it adds nothing.
+ */
+function cancelledMessage(job: Job, signal: WaitSignal): string | undefined {
+  const added = /^the job was cancelled(?: before it started)?([.;:,] )(.+)$/s.exec(job.error?.message ?? '');
+  return added === null ? undefined : `job ${job.id} was cancelled${onSignalText(signal)}${added[1]}${added[2]}`;
 }
 
 /**

@@ -255,8 +255,9 @@ export class Engine extends EventEmitter {
    * become `interrupted`, freed blocks are swept and temp files removed (nothing writes yet).
    * Interrupted rollbacks stay journaled on their disk until rerun; the new image an interrupted
    * qcow2 rollback was writing beside its disk is removed (a rerun writes it afresh anyway), and
-   * the journal of one whose disk file is still the one journaled goes too: it was cut off before
-   * its rename, so the disk is as it was.
+   * the journal of one that never touched its image goes too, the job's error saying so: a qcow2
+   * one whose disk file is still the one journaled (cut off before its rename), a raw one whose
+   * journal says no write had begun (cut off while it compared and checked).
    */
   private async recover(): Promise<void> {
     const stale = this.catalog.allSnapshots().filter((s) => s.status === 'creating');
@@ -284,7 +285,7 @@ export class Engine extends EventEmitter {
         this.log.warn({ err, diskId: d.id }, 'could not remove the new image of an interrupted rollback; a rerun of the rollback removes it');
       }
     }
-    const untouched = pending.filter((d) => this.rollbacks.clearUntouchedRollback(d, d.pendingRollback!.jobId, 'interrupted by an unclean stop'));
+    const untouched = pending.filter((d) => this.rollbacks.clearUntouchedRollback(d, d.pendingRollback!.jobId, 'interrupted by an unclean stop', true));
     const stillPending = pending.filter((d) => !untouched.includes(d));
     if (stale.length || jobs || tmp || pending.length || layers || partialFiles) {
       this.log.warn({

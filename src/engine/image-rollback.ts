@@ -34,8 +34,9 @@ export class ImageRollbacks {
    * A qcow2 rollback touches the disk only with the rename of its new image over it, so its
    * journal also names the disk file as it was; one that stops while the disk's path still names
    * that file clears the journal again (clearUntouchedRollback). A raw rollback checks every
-   * stored block it needs before it writes any, and one that fails before its first write
-   * (`imageUnchanged`) clears a journal it wrote itself.
+   * stored block it needs before it writes any, and commits `writesBegun` to its journal before
+   * its first write: one that fails before (`imageUnchanged`) clears a journal it wrote itself,
+   * and one cut off there (a crash) leaves a journal that the next start clears.
    */
   async run(disk: DiskRecord, snap: SnapshotRecord, ctl: JobControl, path: string): Promise<RollbackResult> {
     const format = imageFormatOf(disk);
@@ -59,6 +60,9 @@ export class ImageRollbacks {
       const before = d.pendingRollback ? d.pendingRollback.imageBefore : format === 'qcow2' ? journaledFile(path) ?? undefined : undefined;
       if (before !== undefined) j.imageBefore = before;
       if (format === 'qcow2') j.tempName = rollbackTempName(path);
+      // Nothing written yet, unless an earlier attempt may have written (a journal without the
+      // field, from an older version, may have).
+      if (format === 'raw') j.writesBegun = d.pendingRollback ? d.pendingRollback.writesBegun !== false : false;
       this.x.catalog.putDisk({ ...d, pendingRollback: j });
       return j;
     });
@@ -67,6 +71,7 @@ export class ImageRollbacks {
       r = await rollbackImage(path, format, {
         storeDir: this.x.storeDir, blockSize: this.x.blockSize, sizeBytes: snap.sizeBytes, digests: view,
         ...(this.x.threads ? { threads: this.x.threads } : {}), onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
+        ...(journal.writesBegun === false ? { beforeWrite: () => this.markWritesBegun(disk, journal.jobId) } : {}),
       }, { qcow2, backingChain }, journal.tempName);
     } catch (err) {
       throw this.rollbackStopped(disk, snap, journal, toBlocksnapError(err), previous);
@@ -84,6 +89,22 @@ export class ImageRollbacks {
   }
 
   /**
+   * Records in the raw disk's journal that its rollback (job `jobId`) is about to write, durably:
+   * the apply waits for this before its first write, and a throw stops it with the image as it
+   * was. From here on the journal stays until a rollback completes or is abandoned.
+   */
+  private markWritesBegun(disk: DiskRecord, jobId: string): void {
+    this.x.catalog.txn(() => {
+      const d = this.x.catalog.getDisk(disk.id);
+      const p = d?.pendingRollback;
+      if (!d || !p || p.jobId !== jobId) {
+        throw new BlocksnapError('Internal', `the journal of the rollback of disk ${disk.name} (job ${jobId}) is gone before its first write`, { diskId: disk.id });
+      }
+      this.x.catalog.putDisk({ ...d, pendingRollback: { ...p, writesBegun: true } });
+    });
+  }
+
+  /**
    * The error a rollback that did not finish ends with, once its journal is settled: cleared
    * when the disk file is still the one journaled (qcow2) or when this attempt journaled it and
    * wrote nothing (raw), and the message says what the image holds and the way out where the
@@ -92,7 +113,7 @@ export class ImageRollbacks {
   private rollbackStopped(disk: DiskRecord, snap: SnapshotRecord, journal: PendingRollbackRecord, e: BlocksnapError,
     previous: PendingRollbackRecord | null): BlocksnapError {
     const why = e.code === 'Cancelled' ? 'cancelled' : `failed (${e.code})`;
-    if (this.clearUntouchedRollback(disk, journal.jobId, why)) {
+    if (disk.format === 'qcow2' && this.clearUntouchedRollback(disk, journal.jobId, why)) {
       return new BlocksnapError(e.code, `${e.message}; disk ${disk.name} is as it was (the rollback's new image never replaced it) and takes snapshots as before`, e.details);
     }
     const damaged = e.code === 'DigestMismatch' || e.code === 'BlockCorrupt' || e.code === 'BlockMissing';
@@ -163,31 +184,43 @@ export class ImageRollbacks {
   }
 
   /**
-   * Clears the journal `jobId` wrote on `disk` when its image is a qcow2 file the rollback never
-   * touched: the disk's path still names the file journaled. True when it did.
+   * Clears the journal `jobId` wrote on `disk` when the rollback never touched its image
+   * (untouchedImage): a qcow2 disk whose path still names the file journaled, a raw disk whose
+   * journal says no write had begun. True when it did. `interrupted`: at start, after a crash,
+   * where the job's record (interrupted) then says so too.
    */
-  clearUntouchedRollback(disk: DiskRecord, jobId: string, why: string): boolean {
-    if (disk.format !== 'qcow2') return false;
+  clearUntouchedRollback(disk: DiskRecord, jobId: string, why: string, interrupted = false): boolean {
     try {
       return this.x.catalog.txn(() => {
         const d = this.x.catalog.getDisk(disk.id);
         const p = d?.pendingRollback;
-        if (!d || !p || p.jobId !== jobId || p.imageBefore === undefined || !stillSameFile(d.path, p.imageBefore)) return false;
+        if (!d || !p || p.jobId !== jobId || !untouchedImage(d, p)) return false;
         this.x.catalog.putDisk({ ...d, pendingRollback: null });
-        this.x.log.warn({ diskId: d.id, snapshotId: p.snapshotId, jobId }, `qcow2 rollback ${why} before its new image replaced the disk file; the disk is unchanged and its rollback journal was cleared`);
+        const stage = d.format === 'qcow2' ? 'before its new image replaced the disk file' : 'before it wrote anything';
+        const job = interrupted ? this.x.catalog.getJob(jobId) : undefined;
+        if (job?.state === 'interrupted' && job.error) {
+          this.x.catalog.putJob({ ...job, error: { ...job.error, message: `${job.error.message}, ${stage}: disk ${d.name} is as it was and takes snapshots as before` } });
+        }
+        this.x.log.warn({ diskId: d.id, snapshotId: p.snapshotId, jobId }, `${d.format} rollback ${why} ${stage}; the disk is unchanged and its rollback journal was cleared`);
         return true;
       });
     } catch (err) {
       // The journal stays: the disk refuses snapshots until a rerun, as before, and the next start looks again.
-      this.x.log.error({ err, diskId: disk.id }, 'could not clear the journal of a qcow2 rollback that left its disk unchanged');
+      this.x.log.error({ err, diskId: disk.id }, `could not clear the journal of a ${disk.format} rollback that left its disk unchanged`);
       return false;
     }
   }
 }
 
+/** Whether the unfinished rollback `p` of `d` certainly left the image as it was. */
+function untouchedImage(d: DiskRecord, p: PendingRollbackRecord): boolean {
+  if (d.format === 'raw') return p.writesBegun === false;
+  return p.imageBefore !== undefined && stillSameFile(d.path, p.imageBefore);
+}
+
 /** What the image holds once the unfinished rollback `p` of `d` is abandoned (RollbackAbandoned). */
 export function abandonedImage(d: DiskRecord, p: PendingRollbackRecord): AbandonedImage {
-  if (d.format !== 'qcow2') return 'partial';
+  if (d.format !== 'qcow2') return p.writesBegun === false ? 'unchanged' : 'partial';
   if (p.imageBefore === undefined) return 'unknown';
   return stillSameFile(d.path, p.imageBefore) ? 'unchanged' : 'replaced';
 }
@@ -198,8 +231,10 @@ export function abandonedMessage(d: DiskRecord, image: AbandonedImage, target: s
     case 'partial':
       return `The rollback of ${d.name} to ${target} was abandoned. The image keeps what it left: blocks the rollback had written hold ` +
         `${target}'s content, the others what the disk held before, possibly a mix of the two. ${rest}`;
-    case 'unchanged':
-      return `The rollback of ${d.name} to ${target} was abandoned. The image is the one from before it: its new image never replaced the disk file. ${rest}`;
+    case 'unchanged': {
+      const why = d.format === 'qcow2' ? 'its new image never replaced the disk file' : 'it stopped before it wrote anything';
+      return `The rollback of ${d.name} to ${target} was abandoned. The image is the one from before it: ${why}. ${rest}`;
+    }
     case 'replaced':
       return `The rollback of ${d.name} to ${target} was abandoned. The disk file is no longer the one from before it: the rollback's new image ` +
         `(${target}'s content) was renamed over it, unless something else replaced the file. ${rest}`;

@@ -41,6 +41,16 @@ export interface ContentWrite {
   signal: AbortSignal;
 }
 
+export interface RollbackContent extends ContentWrite {
+  /**
+   * Raw: called once the apply has compared the image and checked every stored block it needs,
+   * before its first write, which waits for it (applyImage's beforeWrite): the journal's record
+   * that the image may no longer be as it was. A qcow2 rollback changes the disk only by the
+   * rename of its new image, which the journal's `imageBefore` tells.
+   */
+  beforeWrite?: () => void;
+}
+
 export interface RollbackWrite {
   /** Blocks written: raw, those that differed; a fresh qcow2, the snapshot's blocks copied into it from the store. */
   blocksWritten: number;
@@ -77,7 +87,7 @@ function zeroBlocks(digests: Buffer): number {
  * and is compared with the backing chain checked then.
  * `tempName`: the name the journal gave its new image in the disk's directory (rollbackTempName).
  */
-export async function rollbackImage(path: string, format: ImageFormat, w: ContentWrite,
+export async function rollbackImage(path: string, format: ImageFormat, w: RollbackContent,
   image: Pick<ImageFacts, 'qcow2' | 'backingChain'> = { qcow2: null, backingChain: [] }, tempName?: string): Promise<RollbackWrite> {
   const common = { storeDir: w.storeDir, blockSize: w.blockSize, sizeBytes: w.sizeBytes, digests: w.digests, onProgress: w.onProgress, signal: w.signal };
   if (format === 'raw') {
@@ -91,7 +101,9 @@ export async function rollbackImage(path: string, format: ImageFormat, w: Conten
       throw new BlocksnapError(e.code, e.message, { ...e.details, imageUnchanged: true });
     }
     try {
-      const r = await applyImage({ ...common, imagePath: path, mode: 'update', ...(w.threads ? { threads: w.threads } : {}) });
+      const r = await applyImage({
+        ...common, imagePath: path, mode: 'update', ...(w.threads ? { threads: w.threads } : {}), ...(w.beforeWrite ? { beforeWrite: w.beforeWrite } : {}),
+      });
       return { blocksWritten: r.blocksWritten, bytesWritten: r.bytesWritten, holesPunched: r.holesPunched, blocksUnchanged: r.blocksUnchanged, newImage: false };
     } finally {
       lock.release();

@@ -14,7 +14,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { BlocksnapError, isErrorCode } from '../errors';
+import { BlocksnapError, isErrorCode, toBlocksnapError } from '../errors';
 import { DIGEST_SIZE, isValidBlockSize } from '../store/format';
 import { reportStoreDamage } from '../store/damage-reports';
 
@@ -117,6 +117,13 @@ export interface ApplyOptions {
   threads?: number;
   onProgress?: (doneBytes: number, totalBytes: number) => void;
   signal?: AbortSignal;
+  /**
+   * update: called once every block has been compared and every stored block the update needs
+   * checked, before the first change to the image, which waits for it to return: what it does
+   * (synchronously) is done before the image changes. A throw stops the apply with the image as
+   * it was; the apply then fails with what it threw, marked imageUnchanged.
+   */
+  beforeWrite?: () => void;
 }
 
 /** Every block is counted exactly once: blocksWritten + holesPunched + blocksUnchanged = block count. */
@@ -258,20 +265,43 @@ export async function applyImage(o: ApplyOptions): Promise<ApplyResult> {
     invalid('digests', `ceil(sizeBytes / blockSize) * ${DIGEST_SIZE} = ${expected} bytes long`, o.digests);
   }
   if (o.mode !== 'create' && o.mode !== 'update') invalid('mode', "'create' or 'update'", o.mode);
-  return runJob(o, (onProgress) =>
-    nativeAddon().applyImage({
-      imagePath: o.imagePath,
-      storeDir: o.storeDir,
-      blockSize: o.blockSize,
-      sizeBytes: o.sizeBytes,
-      digests: o.digests,
-      mode: o.mode,
-      dirFd: o.dirFd,
-      threads: o.threads,
-      onProgress,
-    }),
-    () => o.sizeBytes,
-  );
+  if (o.beforeWrite !== undefined && (typeof o.beforeWrite !== 'function' || o.mode !== 'update')) {
+    invalid('beforeWrite', "a function, in mode 'update'", o.beforeWrite);
+  }
+  const hook = o.beforeWrite;
+  // The addon learns only whether to go on: what the hook threw is kept here and becomes the
+  // apply's error, as a throwing progress callback's does.
+  let stoppedBy: { err: unknown } | undefined;
+  const beforeWrite = hook === undefined ? undefined : (): boolean => {
+    try {
+      hook();
+      return true;
+    } catch (err) {
+      stoppedBy = { err };
+      return false;
+    }
+  };
+  try {
+    return await runJob(o, (onProgress) =>
+      nativeAddon().applyImage({
+        imagePath: o.imagePath,
+        storeDir: o.storeDir,
+        blockSize: o.blockSize,
+        sizeBytes: o.sizeBytes,
+        digests: o.digests,
+        mode: o.mode,
+        dirFd: o.dirFd,
+        threads: o.threads,
+        onProgress,
+        beforeWrite,
+      }),
+      () => o.sizeBytes,
+    );
+  } catch (err) {
+    if (stoppedBy === undefined) throw err;
+    const e = toBlocksnapError(stoppedBy.err);
+    throw new BlocksnapError(e.code, e.message, { ...e.details, imageUnchanged: true });
+  }
 }
 
 export async function verifyBlocks(o: VerifyOptions): Promise<VerifyResult> {

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { buildProgram } from '../../src/cli/main';
 import { interruptQuestion } from '../../src/cli/follow';
 import { rollbackCancelNote } from '../../src/cli/commands/rollback';
@@ -19,6 +19,8 @@ import type { Disk, Job } from '../../src/engine/types';
 import { DaemonProcess, connect, makeLayout, sleep } from '../crash/daemon-process';
 import { BIN, ensureBuilt, runCli } from '../integration/fixtures/harness';
 import { makeImage, randomData, writeAt } from '../helpers/images';
+import { startFakeDaemon } from '../daemon/fixtures/fake-daemon';
+import { waitFor as until } from '../daemon/fixtures/wait-for';
 
 function helpOf(name: string): string {
   const cmd = buildProgram().commands.find((c: Command) => c.name() === name)!;
@@ -33,7 +35,8 @@ t.test('rollback help explains --abandon and what an unfinished rollback leaves'
   t.match(help, /--abandon clear the journal of an unfinished rollback without finishing it/);
   t.match(help, /\[snapshot\]/, 'the snapshot may be left out (with --abandon)');
   t.match(help, /leaves it partly\s+rolled back, and the disk refuses snapshots/);
-  t.match(help, /a damaged or missing block in the store, or a cancel before the writing began, leaves the disk\s+as it was/);
+  t.match(help, /a damaged or missing block in the store, or a cancel or a crash before the writing began, leaves\s+the disk as it was/);
+  t.match(help, /A cancelled rollback says which\./);
   t.match(help, /possibly a mix of blocks from before and from the snapshot/);
   t.match(help, /refused with NoSpace before it starts/);
 });
@@ -121,4 +124,35 @@ t.test('Ctrl-C on a raw rollback at a terminal warns before cancelling', { skip:
   t.equal(job.state, 'cancelled');
   if (/stopped before it wrote anything/.test(job.error?.message ?? '')) t.equal(pending, null, 'cancelled before it wrote: nothing journaled, as warned');
   else t.match(pending, { snapshotId: /^s-/ }, 'cancelled while it wrote: the raw rollback stays journaled, as warned');
+  t.match(out.replace(/\r/g, ''), `job ${job.id} was cancelled. ${job.error?.message.replace(/^the job was cancelled\. /, '') ?? ''}`, 'and the CLI said which');
+});
+
+/** `blocksnap rollback a base` against a stand-in daemon whose cancelled jobs end with `message`, interrupted once it runs. */
+async function cancelledRollback(t: Test, message: string, extra: string[] = []): Promise<{ code: number | null; stdout: string; stderr: string; job: string }> {
+  const d = await startFakeDaemon();
+  t.teardown(() => d.stop());
+  await d.engine.addDisk({ path: '/fake/images/a.img', name: 'a' });
+  d.engine.cancelError = { code: 'Cancelled', message };
+  ensureBuilt();
+  const p = spawn(process.execPath, [BIN, 'rollback', 'a', 'base', '--socket', d.socketPath, ...extra]);
+  let stdout = '';
+  let stderr = '';
+  p.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
+  p.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
+  const ended = new Promise<number | null>((resolve) => p.on('close', (code) => resolve(code)));
+  await until('the rollback to start', () => d.engine.listJobs().length > 0, 10_000);
+  p.kill('SIGINT');
+  return { code: await ended, stdout, stderr, job: d.engine.lastJobId };
+}
+
+t.test('a cancelled rollback says what it left the disk in', async (t) => {
+  const r = await cancelledRollback(t, 'the job was cancelled. The rollback of disk a to base stopped before it wrote anything: the disk is as it was and takes snapshots as before.');
+  t.equal(r.code, 130, 'exit 130, as for any Ctrl-C');
+  t.match(r.stderr, `blocksnap: job ${r.job} was cancelled. The rollback of disk a to base stopped before it wrote anything: the disk is as it was and takes snapshots as before.\n`);
+});
+
+t.test('a cancelled rollback says what it left the disk in, in JSON too', async (t) => {
+  const r = await cancelledRollback(t, 'the job was cancelled. The rollback of disk a to base stopped partway and its image is partly rolled back: rerun it', ['--json']);
+  t.equal(r.code, 130);
+  t.match(JSON.parse(r.stdout), { error: { code: 'Cancelled', message: `job ${r.job} was cancelled. The rollback of disk a to base stopped partway and its image is partly rolled back: rerun it` } });
 });

@@ -85,6 +85,9 @@ async function restartedUntouched(t: Test, k: Killed, env: NodeJS.ProcessEnv = {
   t.equal(compare(k.img, 'qcow2', k.changed, 'raw').status, 0, 'and the disk file is left alone');
   await d.waitForLog(/recovered from an unclean stop/);
   t.match(d.stderr(), /"rollbacksCleared":\["d-[0-9a-f]{16}"\]/, 'the start logged the cleared journal');
+  t.match((await c.call<Job[]>('job.list')).find((j) => j.kind === 'rollback'), {
+    state: 'interrupted', error: { message: /, before its new image replaced the disk file: disk vm is as it was and takes snapshots as before$/ },
+  }, 'the job\'s error says the disk is as it was');
   const after = await c.call<Job>('snapshot.create', { disk: 'vm', name: 'after', wait: true });
   t.equal(after.state, 'succeeded', 'a snapshot of the disk works at once');
   return d;

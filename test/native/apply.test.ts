@@ -170,3 +170,35 @@ t.test('apply progress ends with done equal to the image size', async (t) => {
     onProgress: (d, n) => calls.push([d, n]) });
   t.same(calls[calls.length - 1], [scan.sizeBytes, scan.sizeBytes]);
 });
+
+/** A blank image of the snapshot's size in `dir`, and an update of it to the snapshot with `o` added. */
+async function blankUpdate(dir: string, o: Partial<Parameters<typeof applyImage>[0]>) {
+  const { source, store, scan } = await snapshot(dir);
+  const target = join(dir, 'target');
+  makeImage(target, scan.sizeBytes);
+  const before = read(target);
+  const update = (): Promise<unknown> =>
+    applyImage({ imagePath: target, storeDir: store, blockSize: BS, sizeBytes: scan.sizeBytes, digests: scan.digests, mode: 'update', ...o });
+  return { source, target, before, update };
+}
+
+t.test('apply update calls beforeWrite once, with the image still as it was, and writes after it returned', async (t) => {
+  const seen: boolean[] = [];
+  const u = await blankUpdate(t.testdir(), { beforeWrite: () => { seen.push(read(u.target).equals(u.before)); } });
+  await u.update();
+  t.same(seen, [true], 'called once, before any change');
+  t.same(read(u.target), read(u.source));
+});
+
+t.test('a throwing beforeWrite fails apply update with what it threw, marked imageUnchanged, the image untouched', async (t) => {
+  const u = await blankUpdate(t.testdir(), { beforeWrite: () => { throw new BlocksnapError('NoSpace', 'no room for the journal'); } });
+  await t.rejects(u.update(), { code: 'NoSpace', message: 'no room for the journal', details: { imageUnchanged: true } });
+  t.ok(read(u.target).equals(u.before));
+});
+
+t.test('apply update cancelled while beforeWrite runs writes nothing', async (t) => {
+  const abort = new AbortController();
+  const u = await blankUpdate(t.testdir(), { signal: abort.signal, beforeWrite: () => abort.abort() });
+  await t.rejects(u.update(), { code: 'Cancelled', details: { imageUnchanged: true } });
+  t.ok(read(u.target).equals(u.before));
+});

@@ -52,6 +52,7 @@ t.test('the raw binding rejects bad values with code InvalidArgument', async (t)
   }
   t.throws(() => addon.applyImage({ ...scan, sizeBytes: 65537, digests: Buffer.alloc(32), mode: 'create' }), { code: 'InvalidArgument' });
   t.throws(() => addon.applyImage({ ...scan, sizeBytes: 0, digests: Buffer.alloc(0), mode: 'overwrite' }), { code: 'InvalidArgument' });
+  t.throws(() => addon.applyImage({ ...scan, sizeBytes: 0, digests: Buffer.alloc(0), mode: 'create', beforeWrite: () => true }), { code: 'InvalidArgument' });
 });
 
 t.test('the wrappers reject wrong arguments with InvalidArgument in one message format', async (t) => {
@@ -68,6 +69,7 @@ t.test('the wrappers reject wrong arguments with InvalidArgument in one message 
     [applyImage({ ...base, sizeBytes: 65537, digests: Buffer.alloc(32), mode: 'create' }), /^digests must be ceil\(sizeBytes \/ blockSize\) \* 32 = 64 bytes long/],
     [applyImage({ ...base, sizeBytes: -1, digests: Buffer.alloc(0), mode: 'create' }), /^sizeBytes must be a non-negative safe integer, got -1$/],
     [applyImage({ ...base, sizeBytes: 0, digests: Buffer.alloc(0), mode: 'copy' as never }), /^mode must be 'create' or 'update', got "copy"$/],
+    [applyImage({ ...base, sizeBytes: 0, digests: Buffer.alloc(0), mode: 'create', beforeWrite: () => {} }), /^beforeWrite must be a function, in mode 'update', got /],
     [verifyBlocks({ storeDir: '/y', digests: [] as never }), /^digests must be a Buffer, got an array$/],
   ];
   for (const [promise, message] of cases) {
