@@ -76,6 +76,8 @@ export class SnapshotGroups {
     } else {
       name = uniqueName(defaultGroupName(now), nameTaken);
     }
+    // Every disk and image file free, and no two members on one file, before any member starts.
+    this.i.diskLocks.checkFree(disks, '; no member of the group was started');
     for (const d of disks) this.checkSnapshotable(d, snapsOf.get(d.id)!);
 
     const group: GroupRecord = {
@@ -119,11 +121,16 @@ export class SnapshotGroups {
     if (g.status !== 'available') throw groupNotAvailable(g);
     const members = g.snapshotIds.map((id) => this.member(g, id));
     const reserved = new Map<string, number>();
-    for (const s of members) {
+    const disks = members.map((s) => {
       const disk = this.i.catalog.getDisk(s.diskId);
       if (!disk) throw new BlocksnapError('DiskNotFound', `disk ${s.diskId} of group ${g.name} no longer exists`);
-      const holder = this.i.diskLocks.holder(disk.id);
-      if (holder !== undefined) throw new BlocksnapError('DiskBusy', `disk ${disk.name} of group ${g.name} is busy with job ${holder}`, { diskId: disk.id, jobId: holder });
+      return disk;
+    });
+    // The disks and their image files: a member whose file another disk's job holds would be
+    // refused only once the members before it had started.
+    this.i.diskLocks.checkFree(disks, `; no member of group ${g.name} was rolled back`);
+    for (const [k, s] of members.entries()) {
+      const disk = disks[k]!;
       if (s.status !== 'available') throw new BlocksnapError('SnapshotNotAvailable', `member ${s.id} of group ${g.name} is ${s.status}`);
       if (disk.cow) {
         // Its rollback changes only its layers (under the data dir, not an image root); what
@@ -239,8 +246,6 @@ export class SnapshotGroups {
 
   /** The start checks of a manual snapshot, for every disk before any member starts. */
   private checkSnapshotable(d: Disk, snaps: SnapshotRecord[]): void {
-    const holder = this.i.diskLocks.holder(d.id);
-    if (holder !== undefined) throw new BlocksnapError('DiskBusy', `disk ${d.name} is busy with job ${holder}; no member of the group was started`, { diskId: d.id, jobId: holder });
     if (d.pendingRollback) {
       throw new BlocksnapError('RollbackIncomplete', `a rollback of disk ${d.name} did not finish; run it again (or abandon it: blocksnap rollback ${d.name} --abandon) before taking a group snapshot`, { diskId: d.id });
     }

@@ -52,6 +52,33 @@ export class DiskLocks {
   holder(diskId: string): string | undefined {
     return this.holders.get(diskId);
   }
+
+  /**
+   * Throws the DiskBusy that acquiring each of `disks` would, or that acquiring them together
+   * would (two of them on one image file), taking nothing: for a group, which must find every
+   * member free before it starts any. `after` ends the messages.
+   */
+  checkFree(disks: Array<{ id: string; name: string }>, after: string): void {
+    const mine = new Map<string, { id: string; name: string }>(); // image file → the listed disk on it
+    for (const d of disks) {
+      const holder = this.holders.get(d.id);
+      if (holder !== undefined) throw new BlocksnapError('DiskBusy', `disk ${d.name} is busy with job ${holder}${after}`, { diskId: d.id, jobId: holder });
+      const file = this.fileOf(d.id);
+      if (file === null) continue;
+      const fileHolder = this.files.get(file);
+      if (fileHolder !== undefined) {
+        const job = this.holders.get(fileHolder)!;
+        throw new BlocksnapError('DiskBusy', `disk ${d.name} has the same image file as disk ${fileHolder}, which is busy with job ${job}${after}`,
+          { diskId: d.id, jobId: job, sameFileAs: fileHolder });
+      }
+      const twin = mine.get(file);
+      if (twin !== undefined) {
+        throw new BlocksnapError('DiskBusy', `disks ${twin.name} and ${d.name} have the same image file, which one job at a time may use${after}`,
+          { diskId: d.id, sameFileAs: twin.id });
+      }
+      mine.set(file, d);
+    }
+  }
 }
 
 type Waiter = { exclusive: boolean; grant: () => void };
