@@ -98,6 +98,11 @@ export class Engine extends EventEmitter {
   /** Blocks were freed while a sweep could not start (or had already read the free list). */
   private sweepWanted = false;
   private closing = false;
+
+  /** Whether close() has begun: a job cancelled now was cancelled by the daemon's shutdown. */
+  get shuttingDown(): boolean {
+    return this.closing;
+  }
   private quota: SnapshotQuota = resolveQuota(undefined);
   private clock: () => Date = () => new Date();
   /** Lets clients name paths in the data dir again, once it is closed (data-dir-fence.ts). */

@@ -231,7 +231,7 @@ export class Policies {
    * a restart does not take it again. Throws at once when the snapshot cannot start (DiskBusy...).
    */
   startScheduled(policyId: string, diskId: string, dueAt: Date, now: Date): PolicyDiskRun {
-    const run = this.startRun(policyId, diskId, dueAt, now);
+    const run = this.startRun(policyId, diskId, dueAt, now, true);
     this.markHandled(diskId, policyId, dueAt);
     return run;
   }
@@ -318,7 +318,7 @@ export class Policies {
     });
   }
 
-  private startRun(policyId: string, diskId: string, dueAt: Date, now: Date): PolicyDiskRun {
+  private startRun(policyId: string, diskId: string, dueAt: Date, now: Date, scheduled = false): PolicyDiskRun {
     const p = this.i.model.getPolicy(policyId);
     if (!p) throw new BlocksnapError('PolicyNotFound', `no policy ${policyId}`);
     const before = this.i.catalog.snapshotsOfDisk(diskId);
@@ -343,11 +343,30 @@ export class Policies {
       } else {
         e = { ...this.event(dueAt, now, diskId, 'failed', job.snapshotId, evicted, null), error: end.error };
       }
-      this.i.model.txn(() => this.i.model.appendPolicyEvent(p.id, e));
+      // A scheduled run the daemon's stop cancelled is owed again, as one a crash cut off is
+      // (recoverInterrupted): a clean restart must not cost a backup a SIGKILL would not.
+      const owed = scheduled && end.state === 'cancelled' && this.engine.shuttingDown;
+      this.i.model.txn(() => {
+        if (owed && this.oweAgain(p.id, diskId, dueAt) && e.error) e.error = { ...e.error, message: `${e.error.message}; the due time is taken again at the next start` };
+        this.i.model.appendPolicyEvent(p.id, e);
+      });
       this.i.log.info({ policyId: p.id, diskId, snapshotId: job.snapshotId, outcome: e.outcome, expired: e.expired.length }, 'policy run');
       return e;
     })();
     return { job, done };
+  }
+
+  /**
+   * Moves the disk's last handled due time back to just before `dueAt`, so the scheduler takes
+   * it (one catch-up) when it next runs; unless a later due time was handled meanwhile or the
+   * schedule changed since, which start afresh. Inside the caller's transaction. Whether it did.
+   */
+  private oweAgain(policyId: string, diskId: string, dueAt: Date): boolean {
+    const p = this.i.model.getPolicy(policyId);
+    const b = this.i.model.getBinding(diskId);
+    if (!p || !b || b.policyId !== policyId || b.lastDueAt !== dueAt.toISOString() || b.lastDueAt <= scheduleChangedAt(p)) return false;
+    this.i.model.putBinding({ ...b, lastDueAt: new Date(dueAt.getTime() - 1).toISOString() });
+    return true;
   }
 
   /**
