@@ -61,6 +61,7 @@ export const ERROR_CODES = {
   // remotes, replication and streams
   RemoteNotFound: 'No remote has this name.',
   RemoteExists: 'A remote with this name is already configured.',
+  RemoteInUse: 'A policy replicates to this remote; change or delete the policy first.',
   RemoteUnreachable: 'The remote endpoint did not answer (connection refused, DNS failure, timeout) after retries.',
   RemoteAuthFailed: 'The remote refused the credentials (wrong access key or secret, or no permission on the bucket).',
   RemoteBucketMissing: 'The remote bucket does not exist.',

@@ -154,6 +154,7 @@ export class Engine extends EventEmitter {
         this.catalog.txn(() => { for (const d of digests) this.catalog.markFree(d); });
         this.scheduleSweep();
       },
+      policiesReplicatingTo: (name) => this.policies.list().filter((p) => p.replicateTo === name).map((p) => p.name),
     }, replication);
     this.volumes = new CowVolumes({ catalog, dataDir, storeDir: store.dir, granuleDir: store.granuleDir, blockSize: catalog.blockSize, log });
     this.exports = new Exports({

@@ -38,4 +38,6 @@ export interface OffsiteInternals {
    * list and are unlinked once no snapshot is writing (call without holding the store lock).
    */
   releaseOrphans(digests: Buffer[]): void;
+  /** The names of the policies that replicate to the remote `name`. */
+  policiesReplicatingTo(name: string): string[];
 }

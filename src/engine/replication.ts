@@ -139,8 +139,19 @@ export class Replication {
   listRemotes(): Remote[] { return this.remotes.list(); }
   getRemote(name: string): Remote { return this.remotes.get(name); }
 
+  /**
+   * Refused while a policy replicates to it: each later run of the policy would fail to
+   * replicate, and a remote added again under the name (another bucket, perhaps) would be used
+   * without a word.
+   */
   removeRemote(name: string): Remote {
     this.x.assertOpen();
+    const using = this.x.policiesReplicatingTo(this.remotes.get(name).name);
+    if (using.length > 0) {
+      throw new BlocksnapError('RemoteInUse',
+        `remote ${name} is where ${using.length === 1 ? `policy ${using[0]}` : `policies ${using.join(', ')}`} ${using.length === 1 ? 'replicates' : 'replicate'}; ` +
+        `change that first (blocksnap policy update ${using[0]} --no-replicate-to, or --replicate-to another remote)`, { remote: name, policies: using });
+    }
     const r = this.remotes.remove(name);
     this.x.log.info({ remote: r.name }, 'remote removed (its bucket is untouched)');
     return r;
