@@ -61,7 +61,7 @@ ${examples([
 
   clientOptions(remote.command('remove').argument('<remote>', 'remote name'))
     .alias('rm')
-    .description('forget a remote; the bucket and its contents are not touched')
+    .description('forget a remote; the bucket and its contents are not touched; refused (RemoteInUse) while a policy replicates to it')
     .addHelpText('after', examples(['blocksnap remote remove offsite']))
     .action(async (name: string, flags: ClientFlags) => {
       await withClient(flags, async (client, out) => out.result(await client.call<Remote>('remote.remove', { remote: name }), (r) => `Removed remote ${r.name}.`));
