@@ -129,16 +129,26 @@ function qcow2Disk(path: string, virtual: string, data: string): string {
   return path;
 }
 
+/**
+ * On a small filesystem: a 16 MiB qcow2 disk vm.qcow2 holding 8 MiB, snapshotted, then all 8 MiB
+ * rewritten; null when the test cannot run here (onSmallFs said why).
+ */
+async function changedQcow2OnSmallFs(t: Test) {
+  const fx = await onSmallFs(t, 64 * 1024);
+  if (fx === null) return null;
+  const img = qcow2Disk(join(fx.images, 'vm.qcow2'), '16M', '8M');
+  const disk = await fx.engine.addDisk({ path: img });
+  const snap = await snapshot(fx.engine, disk.id);
+  qemuIo(img, 'qcow2', 'write -P 0x42 0 8M');
+  return { ...fx, img, disk, snap };
+}
+
 t.test('a qcow2 rollback whose new image cannot fit beside the disk is refused before it starts', { skip: haveQemu() }, async (t) => {
   // Started, it wrote until the filesystem was full, failed with NoSpace, and left the disk
   // refusing every snapshot (RollbackIncomplete) though the image was never touched.
-  const fx = await onSmallFs(t, 64 * 1024);
+  const fx = await changedQcow2OnSmallFs(t);
   if (fx === null) return;
-  const { engine, images } = fx;
-  const img = qcow2Disk(join(images, 'vm.qcow2'), '16M', '8M');
-  const disk = await engine.addDisk({ path: img });
-  const snap = await snapshot(engine, disk.id);
-  qemuIo(img, 'qcow2', 'write -P 0x42 0 8M');
+  const { engine, images, img, disk, snap } = fx;
   const changed = await sha256File(img);
   const ball = ballast(images, 4 * MiB);
   const refusal = (() => {
@@ -209,13 +219,9 @@ t.test('a group rollback counts its qcow2 members\' new images together', { skip
 t.test('a file of another user under a journaled rollback name does not count as room the rollback gets back', { skip: haveQemu() || (process.geteuid?.() !== 0 && 'needs root to give a file to another user') }, async (t) => {
   // The rollback removes only its own leftover there; counting another's, it started, wrote until
   // the filesystem was full and failed as the check is there to prevent.
-  const fx = await onSmallFs(t, 64 * 1024);
+  const fx = await changedQcow2OnSmallFs(t);
   if (fx === null) return;
-  const { engine, images } = fx;
-  const img = qcow2Disk(join(images, 'vm.qcow2'), '16M', '8M');
-  const disk = await engine.addDisk({ path: img });
-  const snap = await snapshot(engine, disk.id);
-  qemuIo(img, 'qcow2', 'write -P 0x42 0 8M');
+  const { engine, images, disk, snap } = fx;
   const tempName = '.vm.qcow2.blocksnap-rollback-00112233445566ff';
   const catalog = (engine as unknown as { catalog: Catalog }).catalog;
   catalog.txn(() => catalog.putDisk({ ...catalog.getDisk(disk.id)!, pendingRollback: { snapshotId: snap.id, startedAt: new Date().toISOString(), jobId: 'j-0000000000000001', tempName } }));
