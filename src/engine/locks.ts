@@ -27,17 +27,9 @@ export class DiskLocks {
 
   /** Takes the disk and its image file for jobId, or throws DiskBusy naming the job that holds either. */
   acquire(diskId: string, jobId: string): () => void {
-    const holder = this.holders.get(diskId);
-    if (holder !== undefined) {
-      throw new BlocksnapError('DiskBusy', `disk ${diskId} is busy with job ${holder}`, { diskId, jobId: holder });
-    }
     const file = this.fileOf(diskId);
-    const fileHolder = file === null ? undefined : this.files.get(file);
-    if (fileHolder !== undefined) {
-      const job = this.holders.get(fileHolder)!;
-      throw new BlocksnapError('DiskBusy', `disk ${diskId} has the same image file as disk ${fileHolder}, which is busy with job ${job}`,
-        { diskId, jobId: job, sameFileAs: fileHolder });
-    }
+    const busy = this.busy({ id: diskId, name: diskId }, file, '');
+    if (busy) throw busy;
     this.holders.set(diskId, jobId);
     if (file !== null) this.files.set(file, diskId);
     let released = false;
@@ -47,6 +39,17 @@ export class DiskLocks {
       this.holders.delete(diskId);
       if (file !== null) this.files.delete(file);
     };
+  }
+
+  /** The DiskBusy a job on the disk (whose image file is `file`) would meet now, or undefined. */
+  private busy(d: { id: string; name: string }, file: string | null, after: string): BlocksnapError | undefined {
+    const holder = this.holders.get(d.id);
+    if (holder !== undefined) return new BlocksnapError('DiskBusy', `disk ${d.name} is busy with job ${holder}${after}`, { diskId: d.id, jobId: holder });
+    const fileHolder = file === null ? undefined : this.files.get(file);
+    if (fileHolder === undefined) return undefined;
+    const job = this.holders.get(fileHolder)!;
+    return new BlocksnapError('DiskBusy', `disk ${d.name} has the same image file as disk ${fileHolder}, which is busy with job ${job}${after}`,
+      { diskId: d.id, jobId: job, sameFileAs: fileHolder });
   }
 
   holder(diskId: string): string | undefined {
@@ -61,16 +64,10 @@ export class DiskLocks {
   checkFree(disks: Array<{ id: string; name: string }>, after: string): void {
     const mine = new Map<string, { id: string; name: string }>(); // image file → the listed disk on it
     for (const d of disks) {
-      const holder = this.holders.get(d.id);
-      if (holder !== undefined) throw new BlocksnapError('DiskBusy', `disk ${d.name} is busy with job ${holder}${after}`, { diskId: d.id, jobId: holder });
       const file = this.fileOf(d.id);
+      const busy = this.busy(d, file, after);
+      if (busy) throw busy;
       if (file === null) continue;
-      const fileHolder = this.files.get(file);
-      if (fileHolder !== undefined) {
-        const job = this.holders.get(fileHolder)!;
-        throw new BlocksnapError('DiskBusy', `disk ${d.name} has the same image file as disk ${fileHolder}, which is busy with job ${job}${after}`,
-          { diskId: d.id, jobId: job, sameFileAs: fileHolder });
-      }
       const twin = mine.get(file);
       if (twin !== undefined) {
         throw new BlocksnapError('DiskBusy', `disks ${twin.name} and ${d.name} have the same image file, which one job at a time may use${after}`,
