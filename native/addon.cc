@@ -22,6 +22,7 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("hashBuffer", Napi::Function::New(env, blocksnap::js::hash_buffer, "hashBuffer"));
   exports.Set("writeQcow2", Napi::Function::New(env, blocksnap::js::write_qcow2, "writeQcow2"));
   exports.Set("qcow2Header", Napi::Function::New(env, blocksnap::js::qcow2_header, "qcow2Header"));
+  exports.Set("probeBackingFormat", Napi::Function::New(env, blocksnap::js::probe_backing_format, "probeBackingFormat"));
   exports.Set("probeImageLocks", Napi::Function::New(env, blocksnap::js::probe_image_locks, "probeImageLocks"));
   exports.Set("holdImageLocks", Napi::Function::New(env, blocksnap::js::hold_image_locks, "holdImageLocks"));
   exports.Set("openImageDir", Napi::Function::New(env, blocksnap::js::open_image_dir, "openImageDir"));

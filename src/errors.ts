@@ -35,6 +35,7 @@ export const ERROR_CODES = {
   PathNotAllowed: 'The path resolves outside every configured image root, or into the daemon\'s data directory.',
   FileExists: 'The target file already exists; blocksnap never overwrites a file when cloning.',
   PermissionDenied: 'The operating system refused access to the file.',
+  ImageTooLarge: 'The image\'s virtual size has more blocks than a snapshot may hold (2^27, 512 TiB with 4 MiB blocks).',
   ImageCorrupt: 'The image metadata is malformed (a qcow2 header, table or cluster offset outside the file or the format), or QEMU marked the image corrupt.',
   ImageHasInternalSnapshots: 'The qcow2 image holds internal snapshots (qemu-img snapshot -l) that a rollback would drop; it is refused.',
   ImageHasBitmaps: 'The qcow2 image holds persistent dirty bitmaps (qemu-img info lists them) that a rollback would drop; it is refused.',

@@ -21,6 +21,7 @@ const char* error_code_name(ErrorCode code) noexcept {
     case ErrorCode::DataDirLocked: return "DataDirLocked";
     case ErrorCode::UnsupportedFormat: return "UnsupportedFormat";
     case ErrorCode::ImageCorrupt: return "ImageCorrupt";
+    case ErrorCode::ImageTooLarge: return "ImageTooLarge";
   }
   return "Internal";
 }

@@ -29,6 +29,7 @@ enum class ErrorCode {
   DataDirLocked,
   UnsupportedFormat,
   ImageCorrupt,
+  ImageTooLarge,
 };
 
 const char* error_code_name(ErrorCode code) noexcept;

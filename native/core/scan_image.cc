@@ -49,6 +49,14 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
   ScanResult result;
   result.size_bytes = size;
   result.block_count = (size + p.block_size - 1) / p.block_size;
+  // The engine refuses such an image before it starts a scan; this one may have grown since.
+  if (result.block_count > kMaxBlockCount) {
+    Error e(ErrorCode::ImageTooLarge, p.image_path + " has a virtual size of " + std::to_string(size) + " bytes, " +
+                                          std::to_string(result.block_count) + " blocks of " + std::to_string(p.block_size) +
+                                          " bytes; a snapshot holds at most " + std::to_string(kMaxBlockCount) + " blocks");
+    e.path = p.image_path;
+    throw e;
+  }
   result.digests.assign(result.block_count * kDigestSize, 0);
   control.set_total(size);
 

@@ -53,7 +53,13 @@ struct ScanResult {
   std::vector<uint8_t> written_digests;
 };
 
-// Progress is in bytes of the image. Throws Error (see core/error.h).
+// The most blocks a snapshot may have (MAX_BLOCK_COUNT in src/stream/snapshot-fields.ts): its
+// map (32 bytes a block) must fit in one buffer, and a stream or a remote carries no more. A
+// header's virtual size alone, without data, can claim far more.
+inline constexpr uint64_t kMaxBlockCount = uint64_t{1} << 27;
+
+// Progress is in bytes of the image. Throws Error (see core/error.h); ImageTooLarge, before
+// anything is allocated for it, for an image of more than kMaxBlockCount blocks.
 ScanResult scan_image(const ScanParams& params, JobControl& control, const ProgressFn& progress);
 
 }  // namespace blocksnap

@@ -10,6 +10,8 @@
 
 #include "core/error.h"
 #include "core/image_file.h"
+#include "formats/backing_name.h"
+#include "formats/format_probe.h"
 #include "formats/qcow2_format.h"
 #include "io/file_io.h"
 
@@ -201,15 +203,13 @@ Qcow2Header read_header(const ImageFile& f, const std::string& path) {
 
 Qcow2Header read_qcow2_header(const std::string& path) { return read_header(open_image_for_read(path), path); }
 
-std::string resolve_backing_path(const std::string& image_path, const std::string& backing_name) {
-  if (!backing_name.empty() && backing_name[0] == '/') return backing_name;
-  return parent_dir(image_path) + "/" + backing_name;
-}
-
 namespace {
 
-void refuse_json_backing(const std::string& image, const Qcow2Header& h) {
-  if (h.backing_file.rfind("json:", 0) == 0) unsupported(image, "json: backing file specifications are not supported");
+// The format QEMU probes the backing file `f` as, which it opens as `name`; `path` is the file read.
+ImageFormat probe_file(const ImageFile& f, const std::string& image, const std::string& name, const std::string& path) {
+  uint8_t head[kProbeBytes];
+  const size_t n = read_at(f.fd.get(), head, sizeof head, 0, path);
+  return probe_backing_format(std::span<const uint8_t>(head, n), image, name);
 }
 
 // The backing format `h` records; none when it records none (QEMU then probes the file).
@@ -223,7 +223,6 @@ std::optional<ImageFormat> declared_backing_format(const std::string& image, con
 // Only where no checked chain was given (tools, tests): the engine never has a backing file
 // opened before it checked its path (read_qcow2_link).
 ImageFormat backing_format_of(const std::string& image, const Qcow2Header& h, const std::string& backing) {
-  refuse_json_backing(image, h);
   // Opening it would only say ENOENT of a path the user never typed: name the image that refers to it.
   struct stat st;
   if (::stat(backing.c_str(), &st) != 0 && errno == ENOENT) {
@@ -234,8 +233,7 @@ ImageFormat backing_format_of(const std::string& image, const Qcow2Header& h, co
   if (const auto declared = declared_backing_format(image, h)) return *declared;
   // No format recorded: probe, as QEMU does.
   ImageFile f = open_image_for_read(backing);
-  uint8_t magic[4] = {};
-  return read_at(f.fd.get(), magic, 4, 0, backing) == 4 && get_be32(magic) == kMagic ? ImageFormat::Qcow2 : ImageFormat::Raw;
+  return probe_file(f, image, backing, backing);
 }
 
 struct FileId {
@@ -260,7 +258,6 @@ FileId file_id(int fd, const std::string& path) {
 // real path without following a symlink, and only if the header still names it the way it did
 // when it was checked (see Qcow2OpenOptions::checked_backing).
 ImageFile open_checked_backing(const std::string& image, const Qcow2Header& h, const CheckedBacking& c) {
-  refuse_json_backing(image, h);
   const std::string named = resolve_backing_path(image, h.backing_file);
   if (named != c.path) backing_changed(image, "its header names \"" + h.backing_file + "\", which is " + named + ", not " + c.path);
   ImageFile f = open_image_checked(c.real);
@@ -274,8 +271,7 @@ ImageFile open_checked_backing(const std::string& image, const Qcow2Header& h, c
   if (const auto declared = declared_backing_format(image, h)) {
     format = *declared;
   } else {
-    uint8_t magic[4] = {};
-    format = read_at(f.fd.get(), magic, 4, 0, c.real) == 4 && get_be32(magic) == kMagic ? ImageFormat::Qcow2 : ImageFormat::Raw;
+    format = probe_file(f, image, c.path, c.real);
   }
   if (format != c.format) backing_changed(image, c.path + " is now read as " + (format == ImageFormat::Qcow2 ? "qcow2" : "raw"));
   return f;
@@ -598,7 +594,6 @@ Qcow2Link read_qcow2_link(const std::string& path, const std::string& named_as) 
   link.dev = id.dev;
   link.ino = id.ino;
   if (link.header.backing_file.empty()) return link;
-  refuse_json_backing(path, link.header);
   link.backing_format = declared_backing_format(path, link.header);
   link.backing_path = resolve_backing_path(named_as, link.header.backing_file);
   return link;

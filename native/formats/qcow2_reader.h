@@ -29,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include "formats/backing_name.h"
 #include "formats/block_source.h"
 
 namespace blocksnap {
@@ -109,8 +110,8 @@ struct Qcow2Link {
 // Reads the header of the qcow2 image at the checked real path `path` (open_image_checked: never
 // through a symlink, only a regular file), which QEMU knows as `named_as`: the path a client gave
 // for the disk image, the resolved backing name for a backing file. Throws NotAnImage,
-// ImageCorrupt, or UnsupportedFormat (also for a json: backing name and a backing format other
-// than raw and qcow2).
+// ImageCorrupt, or UnsupportedFormat (also for a backing name QEMU reads as a protocol, see
+// formats/backing_name.h, and a backing format other than raw and qcow2).
 Qcow2Link read_qcow2_link(const std::string& path, const std::string& named_as);
 
 // Opens a qcow2 image and its backing chain as a BlockSource.
@@ -123,9 +124,5 @@ std::unique_ptr<BlockSource> open_qcow2_source(const std::string& path, const Qc
 // longer leads to the first or the chain's headers now name another (see Qcow2OpenOptions).
 std::unique_ptr<BlockSource> open_backing_chain(const std::string& image_path, const std::string& backing_name,
                                                 const std::string& backing_format, const std::vector<CheckedBacking>& checked);
-
-// Where a backing file name refers to: absolute names as they are, relative ones against the
-// directory of the image that names them (QEMU's rule).
-std::string resolve_backing_path(const std::string& image_path, const std::string& backing_name);
 
 }  // namespace blocksnap

@@ -252,3 +252,15 @@ TEST(scan_writes_a_missing_block_again_where_it_equals_the_parent) {
   // Present again: the next scan of the unchanged image writes nothing.
   CHECK_EQ(scan_image(incremental, control, nullptr).blocks_written, 0u);
 }
+
+TEST(scan_refuses_an_image_of_more_blocks_than_a_snapshot_holds_before_allocating_for_it) {
+  TempDir dir;
+  const std::string img = dir.path() + "/big.qcow2";
+  std::string out;
+  // 9 TiB, 2^27 + 2^24 blocks of 64 KiB, in a file of a few MiB.
+  if (run_command("qemu-img create -q -f qcow2 -o cluster_size=2M '" + img + "' 9T", out) != 0)
+    throw std::runtime_error("qemu-img create: " + out);
+  JobControl control;
+  ScanParams p{.image_path = img, .format = ImageFormat::Qcow2, .store_dir = dir.path(), .block_size = kBlock, .threads = 2};
+  CHECK_THROWS_CODE(scan_image(p, control, nullptr), ErrorCode::ImageTooLarge);
+}

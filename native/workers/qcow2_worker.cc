@@ -1,6 +1,9 @@
 #include "workers/qcow2_worker.h"
 
+#include "core/image_file.h"
+#include "formats/format_probe.h"
 #include "formats/qcow2_reader.h"
+#include "io/file_io.h"
 #include "formats/qcow2_writer.h"
 #include "workers/args.h"
 #include "workers/job_worker.h"
@@ -88,6 +91,23 @@ Napi::Value qcow2_header(const Napi::CallbackInfo& info) {
     o.Set("dev", Napi::BigInt::New(env, static_cast<uint64_t>(l.dev)));
     o.Set("ino", Napi::BigInt::New(env, static_cast<uint64_t>(l.ino)));
     return o;
+  } catch (const Error& e) {
+    throw to_js_error(env, e);
+  }
+}
+
+Napi::Value probe_backing_format(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string path = path_argument(info);
+  if (info.Length() < 3 || !info[1].IsString() || !info[2].IsString())
+    throw Napi::TypeError::New(env, "the second and third arguments (image, name) must be strings");
+  const std::string image = info[1].As<Napi::String>().Utf8Value();
+  const std::string name = info[2].As<Napi::String>().Utf8Value();
+  try {
+    const ImageFile f = open_image_checked(path);
+    uint8_t head[kProbeBytes];
+    const size_t n = read_at(f.fd.get(), head, sizeof head, 0, path);
+    return Napi::String::New(env, blocksnap::probe_backing_format(std::span<const uint8_t>(head, n), image, name) == ImageFormat::Qcow2 ? "qcow2" : "raw");
   } catch (const Error& e) {
     throw to_js_error(env, e);
   }

@@ -19,7 +19,8 @@ import { BlockStore } from '../store/block-store';
 import { DEFAULT_BLOCK_SIZE, DIGEST_SIZE, isValidBlockSize } from '../store/format';
 import { scanImage, lockDataDir, writtenDigestsOf, type DataDirLock } from '../native';
 import {
-  checkBackingAsGiven, checkFormatKept, checkNotInUse, checkRollbackTarget, checkSizeKept, detectFormat, fileIdentity, imageFormatOf, inspectImage,
+  checkBackingAsGiven, checkBlockCount, checkFormatKept, checkNotInUse, checkRollbackTarget, checkSizeKept, detectFormat, fileIdentity, imageFormatOf, imageSize,
+  inspectImage,
 } from './image-access';
 import { ScanWatch } from './scan-consistency';
 import { cloneImage, removeRollbackLeftovers } from './image-writes';
@@ -330,6 +331,7 @@ export class Engine extends EventEmitter {
     }
     const format = p.format ?? detectFormat(path);
     const facts = inspectImage(path, format, this.imageRoots);
+    checkBlockCount(path, facts.sizeBytes, this.blockSize);
     if (facts.qcow2 !== null) checkBackingAsGiven(p.path, path, facts.qcow2);
     const same = this.registeredAs(path);
     if (same !== undefined && p.format === 'raw' && same.format === 'raw' && same.path === path && (p.name === undefined || p.name === same.name)) {
@@ -462,6 +464,7 @@ export class Engine extends EventEmitter {
     const description = validateDescription(o.description ?? '');
     const tags = withTags({}, o.tags ?? {});
     const type = o.type ?? 'manual';
+    this.checkSnapshotSize(disk.id);
     const jobId = newId('j');
     const release = this.diskLocks.acquire(disk.id, jobId);
     let snap: SnapshotRecord;
@@ -545,7 +548,8 @@ export class Engine extends EventEmitter {
     try {
       const path = this.revalidateDiskPath(disk);
       const format = imageFormatOf(disk);
-      const { backingChain } = inspectImage(path, format, this.imageRoots);
+      const { backingChain, sizeBytes } = inspectImage(path, format, this.imageRoots);
+      checkBlockCount(path, sizeBytes, this.blockSize);
       // A VM writing the image or a backing file during the scan makes the snapshot crash-consistent.
       const scanWatch = new ScanWatch(path, backingChain);
       watch = scanWatch;
@@ -998,6 +1002,24 @@ export class Engine extends EventEmitter {
       }
     }
     throw new BlocksnapError('SnapshotNotFound', `no snapshot ${JSON.stringify(ref)}`);
+  }
+
+  /**
+   * Refuses (ImageTooLarge) a snapshot of disk `diskId` whose image has grown past the blocks a
+   * snapshot may hold since `disk add` checked it, before a snapshot record is made for it: no
+   * failed record is left for a size known in advance. Only the size is judged here; whatever else
+   * keeps the image from being read, the snapshot's job finds and records as before.
+   */
+  checkSnapshotSize(diskId: string): void {
+    const disk = this.catalog.getDisk(diskId);
+    if (!disk || disk.cow) return;
+    let size: number;
+    try {
+      size = imageSize(this.revalidateDiskPath(disk), imageFormatOf(disk));
+    } catch {
+      return;
+    }
+    checkBlockCount(disk.path, size, this.blockSize);
   }
 
   /**

@@ -250,6 +250,7 @@ export class SnapshotGroups {
       throw new BlocksnapError('RollbackIncomplete', `a rollback of disk ${d.name} did not finish; run it again (or abandon it: blocksnap rollback ${d.name} --abandon) before taking a group snapshot`, { diskId: d.id });
     }
     quotaEvictions(d.name, snaps, 'manual', this.i.quota(), () => false, d.cow?.baseSnapshotId ?? null);
+    this.engine.checkSnapshotSize(d.id);
   }
 
   /**

@@ -9,7 +9,8 @@ import { accessSync, closeSync, constants, fstatSync, lstatSync, readSync, statf
 import { basename, dirname, join } from 'node:path';
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import { formatBytes } from '../size-text';
-import { checkAttributesCopyable, inodeFlags, probeImageLocks, qcow2Header, type CheckedBacking, type ImageLocks, type Qcow2Header } from '../native';
+import { MAX_BLOCK_COUNT } from '../stream/snapshot-fields';
+import { checkAttributesCopyable, inodeFlags, probeBackingFormat, probeImageLocks, qcow2Header, type CheckedBacking, type ImageLocks, type Qcow2Header } from '../native';
 import type { DiskRecord, JournaledFile } from '../catalog/records';
 import { openCheckedFile, resolveExistingImage } from './paths';
 import type { DiskFormat, ImageFormat, SnapshotConsistency } from './types';
@@ -67,6 +68,28 @@ export function checkFormatKept(disk: { id: string; name: string; format: DiskFo
     `if the guest itself wrote these bytes at the start of its raw disk, confirm its format with blocksnap disk add ${path} --format raw ` +
     '(the disk and its snapshots stay)',
     { path, diskId: disk.id, format: 'raw', found: 'qcow2' });
+}
+
+/**
+ * The guest-visible size of the image at the checked real path `path` now: its header's virtual
+ * size for qcow2 (the backing chain is not read), its file size for raw.
+ */
+export function imageSize(path: string, format: ImageFormat): number {
+  return format === 'qcow2' ? qcow2Header(path).sizeBytes : rawSize(path);
+}
+
+/**
+ * Refuses (ImageTooLarge) an image of `sizeBytes` with more blocks of `blockSize` than a snapshot
+ * may hold (MAX_BLOCK_COUNT, the most a stream or a remote carries). A qcow2 header can claim
+ * petabytes in a file of a few MiB, and a scan holds 32 bytes a block for the whole size.
+ */
+export function checkBlockCount(path: string, sizeBytes: number, blockSize: number): void {
+  const blocks = Math.ceil(sizeBytes / blockSize);
+  if (blocks <= MAX_BLOCK_COUNT) return;
+  throw new BlocksnapError('ImageTooLarge',
+    `${path} has a virtual size of ${formatBytes(sizeBytes)} (${sizeBytes} bytes), ${blocks} blocks of ${formatBytes(blockSize)}; ` +
+    `a snapshot holds at most ${MAX_BLOCK_COUNT} blocks (${formatBytes(MAX_BLOCK_COUNT * blockSize)} with this store's block size)`,
+    { path, sizeBytes, blocks, maxBlocks: MAX_BLOCK_COUNT });
 }
 
 /** The size of the regular file at the checked real path `path`, never through a symlink. */
@@ -134,7 +157,8 @@ export function inspectImage(path: string, format: ImageFormat, roots: string[])
     }
     const name = image.backingPath;
     const realPath = checkedBackingFile(path, name, roots);
-    const linkFormat = image.backingFormat ?? detectFormat(realPath);
+    // Unrecorded, the format is QEMU's probe's: a file another format claims is refused, not read as raw.
+    const linkFormat = image.backingFormat ?? probeBackingFormat(realPath, { image: chain[chain.length - 1]!.path, name });
     // The name a backing file is reached by is where QEMU resolves its own backing name from, as the scan does.
     const next = linkFormat === 'qcow2' ? qcow2Header(realPath, { namedAs: name }) : null;
     const id = next === null ? lstatSync(realPath, { bigint: true }) : next;
@@ -156,6 +180,9 @@ function checkedBackingFile(image: string, name: string, roots: string[]): strin
   try {
     return resolveExistingImage(name, roots);
   } catch (err) {
+    if (err instanceof BlocksnapError && err.code === 'PathNotAllowed' && err.details?.symlinkLoop === true) {
+      throw new BlocksnapError('PathNotAllowed', `${image} has the backing file ${name}, which is a symlink loop (too many levels of symlinks)`, { path: image, backingFile: name });
+    }
     if (err instanceof BlocksnapError && err.code === 'PathNotAllowed') {
       // The same words whether the name or a symlink on its way leads out: where it leads is not
       // told (a path outside the roots is refused alike whatever is there).
@@ -195,8 +222,13 @@ export function checkBackingAsGiven(given: string, real: string, facts: Qcow2Inf
     { path: given, realPath: real, backingFile: facts.backingFile });
 }
 
-/** Where QEMU looks for the backing file `name` of the image it opened as `image` (resolve_backing_path in native/formats/qcow2_reader.cc). */
+/**
+ * Where QEMU looks for the backing file `name` of the image it opened as `image`
+ * (resolve_backing_path in native/formats/backing_name.cc). The names here passed that function
+ * when their headers were read, which refuses every protocol name but an absolute `file:` one.
+ */
 function resolveBackingName(image: string, name: string): string {
+  if (name.startsWith('file:')) return name.slice('file:'.length);
   if (name.startsWith('/')) return name;
   const slash = image.lastIndexOf('/');
   return `${slash < 0 ? '.' : slash === 0 ? '/' : image.slice(0, slash)}/${name}`;

@@ -173,6 +173,10 @@ function unresolved(path: string, resolved: string, what: string, err: unknown, 
   const reached = realPrefix(resolved);
   if (!insideRoots(reached.real, roots)) return notAllowed(path, reached.real, roots);
   const errno = (err as NodeJS.ErrnoException).code;
+  if (errno === 'ELOOP' && reached.errno === 'ELOOP') {
+    // Both walks gave up on links leading on inside the roots: a loop, not a race.
+    return new BlocksnapError('PathNotAllowed', `${what} is a symlink loop (too many levels of symlinks); refused`, { path, symlinkLoop: true });
+  }
   if (errno === 'EINVAL' || errno === 'ELOOP' || reached.errno === null) {
     // realpath saw a symlink and then readlink found none (or links kept leading on), or the
     // walk here found the whole path after realpath had not: the path is being swapped while it

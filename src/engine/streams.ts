@@ -18,6 +18,7 @@
  * a snapshot running meanwhile may have found them and will reference them, so they go on the
  * free list and the sweeper unlinks them once no snapshot is writing.
  */
+import { ByteBudget } from '../byte-budget';
 import { BlocksnapError } from '../errors';
 import { readView } from '../catalog/block-map';
 import type { SnapshotRecord } from '../catalog/records';
@@ -44,8 +45,22 @@ export interface StreamChannel {
 export type OutChannel = ByteSink & StreamChannel;
 export type InChannel = ByteSource & StreamChannel;
 
+/**
+ * The bytes of block maps all imports may hold at once. An import holds its whole map (32 bytes a
+ * block, up to 4 GiB for the 2^27 blocks a header may claim) until it commits, and a client sends
+ * it at its own pace: without a shared bound, a few clients with forged headers, each on its own
+ * disk, would hold many GiB of daemon memory. A map larger than the whole budget is granted once
+ * no other import holds one (ByteBudget), so it waits rather than fail.
+ */
+export const IMPORT_MAP_BUDGET = 1024 * 1024 * 1024;
+
 export class SnapshotStreams {
-  constructor(private readonly x: OffsiteInternals) {}
+  /** Map bytes held by running imports (IMPORT_MAP_BUDGET). */
+  readonly mapBudget: ByteBudget;
+
+  constructor(private readonly x: OffsiteInternals, mapBudgetBytes = IMPORT_MAP_BUDGET) {
+    this.mapBudget = new ByteBudget(mapBudgetBytes);
+  }
 
   /**
    * The base of an incremental export: a snapshot of the same disk, whether named or given by id.
@@ -163,6 +178,7 @@ export class SnapshotStreams {
     try {
       return this.x.jobs.start(jobId, 'import', { diskId: disk.id, snapshotId: null, target: source }, async (ctl): Promise<ImportResult> => {
         let file: CheckedFile | null = null;
+        let mapBytes = 0;
         const stopOnCancel = (): void => { if (typeof from !== 'string') from.close(new BlocksnapError('Cancelled', 'import cancelled')); };
         ctl.signal.addEventListener('abort', stopOnCancel);
         try {
@@ -189,6 +205,9 @@ export class SnapshotStreams {
               throw new BlocksnapError('BaseMissing', `snapshot ${h.base.id} exists here with different content than the stream's base`, { baseId: h.base.id });
             }
           }
+          // Waits, reading nothing more (the sender is held back), while other imports hold their maps.
+          if (!(await this.mapBudget.acquire(s.blockCount * DIGEST_SIZE, ctl.signal))) throw new BlocksnapError('Cancelled', 'import cancelled');
+          mapBytes = s.blockCount * DIGEST_SIZE;
           const map = await r.map(s.blockCount);
           // Each named digest with the length its positions require (blockSize, or the shorter last block).
           const wanted = distinctDigests(map, s.sizeBytes, s.blockSize,
@@ -249,7 +268,9 @@ export class SnapshotStreams {
               if (!(await hasBlockOfLength(this.x.store.dir, hex, length, wrongLength))) {
                 // Snapshots here name it: the base is here, and the store lost the file.
                 if (this.x.catalog.isReferenced(Buffer.from(hex, 'hex'))) throw lostLocalBlock(this.x, hex);
-                throw new BlocksnapError(h.base ? 'BaseMissing' : 'StreamCorrupt', `block ${hex} of snapshot ${s.id} is neither in the stream nor in the local store`, { digest: hex });
+                // The base is here with the stream's content (checked above), and no snapshot here
+                // names the block: the stream's map names a block its sender should have carried.
+                throw new BlocksnapError('StreamCorrupt', `block ${hex} of snapshot ${s.id} is neither in the stream nor in the local store`, { digest: hex });
               }
               present.push(hex);
             }
@@ -267,6 +288,7 @@ export class SnapshotStreams {
             if (!committed) this.x.releaseOrphans(stored);
           }
         } finally {
+          this.mapBudget.release(mapBytes);
           ctl.signal.removeEventListener('abort', stopOnCancel);
           try {
             await file?.close();

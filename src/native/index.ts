@@ -174,6 +174,7 @@ interface NativeAddon {
   lockDirectory(dir: string, holderFile: string): { release(): void };
   writeQcow2(o: object): NativeJob<Qcow2WriteResult>;
   qcow2Header(path: string, namedAs?: string): Qcow2Header;
+  probeBackingFormat(path: string, image: string, name: string): 'raw' | 'qcow2';
   probeImageLocks(path: string): ImageLocks;
   holdImageLocks(path: string): { release(): void };
   openImageDir(path: string): NativeImageDir;
@@ -456,12 +457,25 @@ export interface Qcow2Header {
  * file was reached by, whose directory a relative name is resolved from. Opens no other file:
  * every backing file is checked against the image roots before anything opens it, even to probe
  * its format (inspectImage). Synchronous, a few small reads; NotAnImage, ImageCorrupt or
- * UnsupportedFormat (also for a json: backing name or a backing format but raw and qcow2) naming
- * what is wrong.
+ * UnsupportedFormat (also for a backing name QEMU reads as a protocol, native/formats/backing_name.h,
+ * or a backing format but raw and qcow2) naming what is wrong.
  */
 export function qcow2Header(path: string, o: { namedAs?: string } = {}): Qcow2Header {
   if (o.namedAs !== undefined) requirePath(o.namedAs, 'namedAs');
   return onPath(path, (addon) => addon.qcow2Header(path, o.namedAs));
+}
+
+/**
+ * The format QEMU probes a backing file as when its image `image` records none: the checked real
+ * path `path` (opened without following a symlink), which QEMU opens as `name`. qcow2 by its
+ * magic, raw when no format QEMU probes claims the file; UnsupportedFormat when one does (vmdk,
+ * vhdx, vpc, vdi, qed, luks, ...: native/formats/format_probe.h), which would otherwise be read as
+ * raw while the VM sees the disk inside it.
+ */
+export function probeBackingFormat(path: string, o: { image: string; name: string }): 'raw' | 'qcow2' {
+  requirePath(o.image, 'image');
+  requirePath(o.name, 'name');
+  return onPath(path, (addon) => addon.probeBackingFormat(path, o.image, o.name));
 }
 
 /** QEMU permissions other open files hold on an image (bytes 100+) and refuse to share (bytes 200+). */

@@ -201,10 +201,23 @@ export class StreamReader {
     return checkHeader(h);
   }
 
+  /**
+   * The map of `blockCount` blocks, checksum verified. Copied into one buffer and hashed piece by
+   * piece as it arrives: a large map is never held twice (its chunks, then their join), and the
+   * buffer's pages are touched, so held, only as bytes arrive, not when a header claims them.
+   */
   async map(blockCount: number): Promise<Buffer> {
-    const view = await this.read(blockCount * DIGEST_SIZE);
+    const n = blockCount * DIGEST_SIZE;
+    const view = Buffer.allocUnsafe(n);
+    const hash = createHash('sha256');
+    for (let at = 0; at < n;) {
+      const piece = await this.read(Math.min(this.chunk, n - at));
+      piece.copy(view, at);
+      hash.update(piece);
+      at += piece.length;
+    }
     const sum = await this.read(DIGEST_SIZE);
-    if (!createHash('sha256').update(view).digest().equals(sum)) throw corrupt('block map fails its checksum');
+    if (!hash.digest().equals(sum)) throw corrupt('block map fails its checksum');
     return view;
   }
 

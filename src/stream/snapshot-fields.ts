@@ -32,10 +32,25 @@ const CONSISTENCIES: readonly unknown[] = ['offline', 'crash', 'point-in-time'] 
 /** Reports a bad field; the caller turns it into its own error (StreamCorrupt, RemoteCorrupt). */
 export type FieldError = (field: string, why: string) => Error;
 
-const ISO_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
+const ISO_RE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-](\d{2}):(\d{2}))$/;
 
+/**
+ * An ISO 8601 timestamp naming a real instant. The shape alone lets through dates no calendar
+ * has (2026-02-30) and 24:00, which Date.parse quietly moves to another day: each field must be
+ * in range, the day one its month has.
+ */
 export function isIsoTimestamp(v: unknown): v is string {
-  return typeof v === 'string' && ISO_RE.test(v) && !Number.isNaN(Date.parse(v));
+  if (typeof v !== 'string') return false;
+  const m = ISO_RE.exec(v);
+  if (m === null) return false;
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const date = new Date(Date.UTC(year, month - 1, day));
+  // Date.UTC maps years 0-99 to 1900-1999; setUTCFullYear does not.
+  date.setUTCFullYear(year);
+  if (date.getUTCFullYear() !== year || date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day) return false;
+  if (hour > 23 || minute > 59 || second > 59) return false;
+  if (m[9] !== undefined && (Number(m[9]) > 23 || Number(m[10]) > 59)) return false;
+  return !Number.isNaN(Date.parse(v));
 }
 
 /** The id shape of src/engine/ids.ts: prefix, dash, 16 lowercase hex digits. */

@@ -29,6 +29,16 @@ export async function secondEngine(t: Test, a: Fixture, blockSize: number): Prom
   return { engine, dataDir, images };
 }
 
+/** The code and message a call (sync or async) was refused with, or code 'ok' when it was not. */
+export async function refusal(p: () => unknown): Promise<{ code: string; message: string }> {
+  try {
+    await p();
+  } catch (err) {
+    return err as { code: string; message: string };
+  }
+  return { code: 'ok', message: '' };
+}
+
 /** Waits for a job and fails the test with the job's error if it did not succeed. */
 export async function finished(engine: Engine, job: Job): Promise<Job> {
   const done = await engine.waitJob(job.id);

@@ -94,6 +94,13 @@ t.test('hostile values in every field of every entry point throw or reject, neve
       calls++;
     }
   }
+  // The backing file, the image naming it and the name QEMU opens it by (the last two in messages only).
+  for (const value of [...HOSTILE, detached(16), join(dir, 'no-such-file'), dir, '/dev/null', `${dir}/${'n'.repeat(5000)}`]) {
+    for (const args of [[value, image, 'b.raw'], [image, value, 'b.raw'], [image, image, value], [value]]) {
+      seen.add(await outcome(() => addon.probeBackingFormat!(...args)));
+      calls++;
+    }
+  }
   t.ok(calls > 1000, `${calls} hostile calls made, outcomes: ${[...seen].sort().join(', ')}`);
   t.ok([...seen].some((s) => s.startsWith('threw TypeError')), 'wrong types throw TypeError');
   t.ok([...seen].some((s) => s === 'threw InvalidArgument'), 'bad values throw InvalidArgument');

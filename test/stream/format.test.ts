@@ -67,10 +67,24 @@ t.test('a description of 1024 characters of two UTF-16 units each is read: count
   t.same(await headerOf(h), h);
 });
 
+t.test('timestamps on a leap day, at the last second of a day and with an offset are read', async (t) => {
+  for (const at of ['2024-02-29T23:59:59Z', '2026-12-31T23:59:59.999999999-12:00', '2000-02-29T00:00:00+14:00']) {
+    const h = header();
+    h.snapshot.createdAt = at;
+    t.same(await headerOf(h), h, at);
+  }
+});
+
 t.test('each header field of the wrong type or shape is StreamCorrupt naming the field', async (t) => {
   const cases: Array<[string, (h: any) => void]> = [
     ['snapshot.createdAt', (h) => { h.snapshot.createdAt = 12345; }],
     ['snapshot.createdAt', (h) => { h.snapshot.createdAt = 'yesterday'; }],
+    ['snapshot.createdAt', (h) => { h.snapshot.createdAt = '2026-02-30T00:00:00Z'; }],
+    ['snapshot.createdAt', (h) => { h.snapshot.createdAt = '2025-02-29T00:00:00Z'; }],
+    ['snapshot.createdAt', (h) => { h.snapshot.createdAt = '2026-13-01T00:00:00Z'; }],
+    ['snapshot.createdAt', (h) => { h.snapshot.createdAt = '2026-01-01T24:00:00Z'; }],
+    ['snapshot.createdAt', (h) => { h.snapshot.createdAt = '2026-01-01T00:60:00Z'; }],
+    ['snapshot.createdAt', (h) => { h.snapshot.createdAt = '2026-01-01T00:00:00+24:00'; }],
     ['snapshot.description', (h) => { h.snapshot.description = { x: [1, 2] }; }],
     ['snapshot.description', (h) => { h.snapshot.description = 'x'.repeat(1025); }],
     ['snapshot.name', (h) => { h.snapshot.name = 7; }],
