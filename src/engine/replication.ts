@@ -35,7 +35,7 @@ import { DEFAULT_LEASE_TIMING, Lease, leaseKey, type LeaseTiming } from '../remo
 import { decodeManifest, encodeManifest } from '../remote/manifest';
 import type { ObjectStore } from '../remote/object-store';
 import { RemoteRegistry } from '../remote/registry';
-import { S3Store } from '../remote/s3-store';
+import { DEFAULT_S3_TIMEOUTS, S3Store, type S3Timeouts } from '../remote/s3-store';
 import { distinctDigests } from '../stream/snapshot-fields';
 import { looksLikeId, newId } from './ids';
 import type { JobControl } from './jobs';
@@ -66,6 +66,8 @@ export interface ReplicationOptions {
   leaseTiming?: LeaseTiming;
   /** Opens the object store of a remote; S3 by default. */
   openStore?: (remote: RemoteConfig, onRetry: () => void) => ObjectStore;
+  /** How long one S3 attempt may take (tests shorten it against a storage that never answers). */
+  s3Timeouts?: S3Timeouts;
 }
 
 /** A block read from the store for upload: `data` is a view of `buf` (header included). */
@@ -90,6 +92,8 @@ interface UploadRun {
   prefetched: Map<string, Promise<LoadedBlock>>;
   /** Block reads in progress, and those waiting for their turn (loadBlock). */
   reads: { active: number; waiting: Array<() => void> };
+  /** The writer lease once held: every block PUT from then on stops when it lapses (sendBlock). */
+  lease: Lease | null;
 }
 
 interface SnapshotPlan {
@@ -114,7 +118,8 @@ export class Replication {
   constructor(private readonly x: OffsiteInternals, o: ReplicationOptions = {}) {
     this.remotes = new RemoteRegistry(x.catalog);
     this.leaseTiming = o.leaseTiming ?? DEFAULT_LEASE_TIMING;
-    this.openStoreFn = o.openStore ?? ((remote, onRetry) => new S3Store(remote, readCredentials(remote.credentialsFile), { onRetry }));
+    const timeouts = o.s3Timeouts ?? DEFAULT_S3_TIMEOUTS;
+    this.openStoreFn = o.openStore ?? ((remote, onRetry) => new S3Store(remote, readCredentials(remote.credentialsFile), { onRetry, timeouts, log: x.log }));
   }
 
   open(remote: RemoteConfig, onRetry: () => void = () => undefined): ObjectStore {
@@ -282,7 +287,7 @@ export class Replication {
     setMaxListeners(2 * concurrency + LIST_MIN_BLOCKS, ctl.signal);
     const run: UploadRun = {
       store, remote, concurrency, ctl, res, present: new Set(), credit: () => undefined, blockSize: this.x.catalog.blockSize, buffers: [], prefetched: new Map(),
-      reads: { active: 0, waiting: [] },
+      reads: { active: 0, waiting: [] }, lease: null,
     };
     // Taking the lease stops with the job: a lease that is only half taken when the job fails
     // is deleted in the background like any other (releaseLater).
@@ -332,7 +337,7 @@ export class Replication {
         timing: this.leaseTiming, isStale: (id) => this.isStaleJob(id), signal: AbortSignal.any([ctl.signal, leaseAbort.signal]),
       });
       leasing = taking;
-      taking.catch(() => undefined); // awaited below
+      taking.then((l) => { run.lease = l; }, () => undefined); // awaited below
       if (single?.askParent && single.unsure.length < LIST_MIN_BLOCKS) {
         early = this.uploadBlocks(run, single.unsure, taking);
         early.catch(() => undefined); // awaited below with the manifest questions
@@ -517,9 +522,15 @@ export class Replication {
     }, ctl.signal);
   }
 
-  /** PUTs one block read for upload and gives its buffer back to the run (the PUT has returned, so its body was sent). */
+  /**
+   * PUTs one block read for upload and gives its buffer back to the run (the PUT has returned, so
+   * its body was sent). Under the lease, a PUT that outlives it is aborted: a gc of another host
+   * may by then take this writer for dead and sweep, and a block landing after its mark would be
+   * relied on by the manifest (an early upload, before the lease, is asked about again: uploadBlocks).
+   */
   private async sendBlock(run: UploadRun, hex: string, block: LoadedBlock): Promise<void> {
-    await this.putBlock(run.store, run.remote, hex, block.data, run.ctl.signal);
+    const put = (signal: AbortSignal): Promise<void> => this.putBlock(run.store, run.remote, hex, block.data, signal);
+    await (run.lease ? run.lease.whileHeld(run.ctl.signal, put) : put(run.ctl.signal));
     run.res.uploadedBlocks++;
     run.res.uploadedBytes += block.data.length;
     run.buffers.push(block.buf);

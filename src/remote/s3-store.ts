@@ -20,14 +20,46 @@ import { DEFAULT_RETRY, Transient, withRetry, type RetryPolicy } from './retry';
 // The daemon's stderr is its log; the SDK's notice about future Node.js versions is not a daemon event.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
+/** The SDK's logger interface, reporting warnings and errors to `log` (nothing without one). */
+function sdkLogger(remote: string, log: S3Log | undefined): { debug(): void; info(): void; warn(...a: unknown[]): void; error(...a: unknown[]): void } {
+  const text = (a: unknown[]): string => a.map((x) => (typeof x === 'string' ? x : x instanceof Error ? x.message : JSON.stringify(x))).join(' ');
+  return {
+    debug() {},
+    info() {},
+    warn: (...a) => log?.warn({ remote, sdk: true }, text(a)),
+    error: (...a) => log?.error({ remote, sdk: true }, text(a)),
+  };
+}
+
 const DELETE_BATCH = 1000; // the S3 API's limit per DeleteObjects request
+
+/**
+ * How long one attempt may take before it is abandoned (and retried, as any failure to get an
+ * answer is). A storage that hangs with its connections open (a stopped gateway, a wedged OSD)
+ * sends nothing at all, and without these a request waits for it forever.
+ */
+export interface S3Timeouts {
+  /** To establish a TCP connection. */
+  connectMs: number;
+  /** Without a byte sent or received on the connection. */
+  idleMs: number;
+  /** For one request, body included: a trickle that keeps the idle timer quiet still ends. */
+  requestMs: number;
+}
+
+/** The whole-request limit lets a block of the largest size (64 MiB) through a 1 Mbit/s link. */
+export const DEFAULT_S3_TIMEOUTS: S3Timeouts = { connectMs: 5000, idleMs: 30_000, requestMs: 600_000 };
+
+/** Where the SDK's own warnings go: the daemon's log, not a plain line on its stderr. */
+export interface S3Log {
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
 
 export interface S3StoreOptions {
   retry?: RetryPolicy;
-  /** Time to establish a TCP connection. */
-  connectTimeoutMs?: number;
-  /** Time for one request, body included. */
-  requestTimeoutMs?: number;
+  timeouts?: S3Timeouts;
+  log?: S3Log;
   /** Called on every retry (the job counts them). */
   onRetry?: () => void;
 }
@@ -40,10 +72,13 @@ export class S3Store implements ObjectStore {
   readonly description: string;
   private readonly client: S3Client;
   private readonly retry: RetryPolicy;
+  private readonly timeouts: S3Timeouts;
 
   constructor(private readonly remote: RemoteConfig, credentials: Credentials, private readonly o: S3StoreOptions = {}) {
     this.description = `${remote.endpoint}/${remote.bucket}${remote.prefix ? `/${remote.prefix}` : ''}`;
     this.retry = o.retry ?? DEFAULT_RETRY;
+    const timeouts = this.timeouts = o.timeouts ?? DEFAULT_S3_TIMEOUTS;
+    const sdkLog = sdkLogger(remote.name, o.log);
     const config: S3ClientConfig = {
       endpoint: remote.endpoint,
       region: remote.region,
@@ -52,7 +87,11 @@ export class S3Store implements ObjectStore {
       maxAttempts: 1,
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
-      requestHandler: { connectionTimeout: o.connectTimeoutMs ?? 5000, requestTimeout: o.requestTimeoutMs ?? 120_000 },
+      logger: sdkLog,
+      // Without throwOnRequestTimeout the SDK only logs that requestTimeout passed and goes on waiting.
+      requestHandler: {
+        connectionTimeout: timeouts.connectMs, socketTimeout: timeouts.idleMs, requestTimeout: timeouts.requestMs, throwOnRequestTimeout: true, logger: sdkLog,
+      },
     };
     this.client = new S3Client(config);
   }
@@ -86,7 +125,7 @@ export class S3Store implements ObjectStore {
     const where = `${what} ${this.description}: ${key}`;
     if (status === undefined) {
       // No HTTP answer at all: refused, reset, DNS, timeout. Worth retrying; unreachable in the end.
-      const why = e.code ?? e.name ?? e.message ?? 'no answer';
+      const why = e.name === 'TimeoutError' ? this.timedOut(e.message ?? '') : e.code ?? e.name ?? e.message ?? 'no answer';
       return new Transient(new BlocksnapError('RemoteUnreachable', `${where}: cannot reach ${this.remote.endpoint} (${why})`, { remote: this.remote.name }));
     }
     if (status === 403 || AUTH_CODES.has(code)) {
@@ -99,6 +138,15 @@ export class S3Store implements ObjectStore {
     const final = new BlocksnapError('RemoteError', `${where}: ${status} ${code}${e.message && e.message !== code ? `: ${e.message}` : ''}`, { remote: this.remote.name, status });
     if (status >= 500 || status === 429 || code === 'SlowDown' || code === 'RequestTimeout') return new Transient(final);
     return final;
+  }
+
+  /** Which of the timeouts ended an attempt, from the SDK's message (its error has no other mark). */
+  private timedOut(message: string): string {
+    const t = this.timeouts;
+    if (message.includes('establish a connection')) return `no connection within ${t.connectMs} ms`;
+    if (message.includes('inactivity')) return `nothing received for ${t.idleMs} ms`;
+    if (message.includes('requestTimeout')) return `no whole answer within ${t.requestMs} ms`;
+    return `timed out: ${message}`;
   }
 
   async put(key: string, body: Buffer, signal?: AbortSignal, o: PutOptions = {}): Promise<void> {

@@ -107,3 +107,23 @@ t.test('a gc sweeps only its own prefix\'s blocks, not those of a remote whose p
   await finished(inner.engine, inner.engine.offsite.remoteRestore.startRestore('off', s.id, out));
   t.equal(await sha256File(out), await sha256File(d.path), 'the other remote\'s snapshot still restores');
 });
+
+t.test('a block upload still under way when the writer lease can no longer be renewed is aborted, not landed', async (t) => {
+  const shared = new MemoryStore();
+  const a = await openHost(t, shared, { leaseTiming: timing });
+  const d = await a.disk('vm', 8);
+  const s = await snapshot(a.engine, d.id);
+  let renewals = true;
+  a.store.hook = async (op, key) => {
+    if (op === 'put' && key.includes('/leases/writer.') && !renewals) throw new BlocksnapError('RemoteUnreachable', 'no route to the store');
+    if (op === 'put' && isBlockKey(key)) {
+      // The storage holds the upload back past the lease's lifetime while renewals fail: a gc of
+      // another host may meanwhile take this writer for dead and sweep.
+      renewals = false;
+      await sleep(timing.ttlMs + timing.skewMs + 200);
+    }
+  };
+  const job = await a.engine.waitJob(a.engine.offsite.replication.startReplicate(s.id, 'off').id);
+  t.match(job, { state: 'failed', error: { code: 'RemoteBusy' } });
+  t.same([...shared.objects.keys()].filter(isBlockKey), [], 'no block landed after the lease lapsed');
+});

@@ -96,3 +96,13 @@ t.test('a listing that says it is truncated but gives no way on fails instead of
   await t.rejects((async () => { for await (const o of store.list('manifests/')) got.push(o.key); })(), { code: 'RemoteError', message: /truncated/ });
   t.equal(got.length, 1000, 'after the first page');
 });
+
+t.test('the SDK\'s warnings go to the daemon\'s log, named by remote', async (t) => {
+  const logged: Array<[object, string | undefined]> = [];
+  const log = { warn: (o: object, msg?: string) => { logged.push([o, msg]); }, error: (o: object, msg?: string) => { logged.push([o, msg]); } };
+  const store = new S3Store(remote, { accessKeyId: 'a', secretAccessKey: 'b' }, { log });
+  t.teardown(() => store.close());
+  const client = (store as unknown as { client: { config: { logger: { warn(m: string): void } } } }).client;
+  client.config.logger.warn('socket usage at capacity');
+  t.same(logged, [[{ remote: 'off', sdk: true }, 'socket usage at capacity']]);
+});
