@@ -272,7 +272,16 @@ export class Replication {
       if (snaps.length === 0) throw new BlocksnapError('SnapshotNotFound', `disk ${disk.name} has no available snapshot to replicate`);
       return { snaps, diskId: disk.id };
     }
-    const snap = this.x.resolveSnapshot(ref);
+    let snap: SnapshotRecord;
+    try {
+      snap = this.x.resolveSnapshot(ref);
+    } catch (err) {
+      // The source may be either: a disk name typed on a host where that disk is not registered
+      // (a rebuilt one) would otherwise read as a missing snapshot.
+      const e = toBlocksnapError(err);
+      if (e.code !== 'SnapshotNotFound' || looksLikeId('s', ref)) throw err;
+      throw new BlocksnapError('SnapshotNotFound', `no snapshot or disk ${JSON.stringify(ref)}`);
+    }
     if (snap.status !== 'available') throw new BlocksnapError('SnapshotNotAvailable', `snapshot ${snap.id} is ${snap.status}`);
     return { snaps: [snap], diskId: snap.diskId };
   }
