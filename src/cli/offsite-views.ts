@@ -1,6 +1,6 @@
 /** Human-readable output of the remote, replication and stream commands (--json prints the objects). */
 import type {
-  ExportResult, ImportResult, Remote, RemoteCheck, RemoteGcResult, RemoteSnapshotEntry, ReplicateResult, RestoreResult,
+  ExportResult, ImportResult, Remote, RemoteCheck, RemoteGcResult, RemoteSnapshotEntry, RemoteVerifyResult, ReplicateResult, RestoreResult,
 } from '../engine/offsite-types';
 import { count, details, formatBytes, table } from './format';
 
@@ -69,6 +69,25 @@ export function importView(r: ImportResult): string {
   const named = r.name == null ? '' : r.renamedFrom == null ? ` as ${r.name}` : ` as ${r.name} (the disk already had a snapshot named ${r.renamedFrom})`;
   return `Imported snapshot ${r.snapshotId}${named} into disk ${r.diskId}${r.parentId ? ` on top of ${r.parentId}` : ''}: stored ${count(r.storedBlocks, 'new block')} (${formatBytes(r.storedBytes)}), ${r.presentBlocks} already here` +
     `${r.repairedBlocks > 0 ? `, ${count(r.repairedBlocks, 'damaged or missing block')} written again` : ''}.`;
+}
+
+/** Whether remote verify leaves damage behind: the command then exits 1, after its result. */
+export function remoteVerifyLeftDamage(r: RemoteVerifyResult): boolean {
+  return r.problems.some((p) => !p.repaired) || r.damagedManifests.length > 0;
+}
+
+export function remoteVerifyView(r: RemoteVerifyResult): string {
+  const left = r.problems.filter((p) => !p.repaired);
+  const lines = [
+    `Verified ${count(r.checkedBlocks, 'block')} (${formatBytes(r.checkedBytes)}) of ${count(r.snapshots, 'snapshot')} on ${r.remote}: ` +
+    (r.problems.length === 0 ? 'all intact.' : `${r.problems.length} damaged or missing, ${r.problems.length - left.length} uploaded again.`),
+  ];
+  for (const p of r.problems) {
+    lines.push(`  ${p.key}: ${p.problem}${p.repaired ? ', uploaded again' : ''} (${count(p.snapshots.length, 'snapshot')}: ${p.snapshots.slice(0, 5).join(', ')}${p.snapshots.length > 5 ? ', ...' : ''})`);
+  }
+  for (const key of r.damagedManifests) lines.push(`  ${key}: the manifest cannot be read; its blocks were not checked`);
+  if (left.length > 0) lines.push(`Run "blocksnap remote verify ${r.remote} --repair" on a host that holds ${left.length === 1 ? 'the block' : 'these blocks'}.`);
+  return lines.join('\n');
 }
 
 export function remoteGcView(r: RemoteGcResult): string {

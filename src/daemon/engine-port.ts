@@ -30,7 +30,7 @@ export interface DaemonEngine extends Pick<EventEmitter, 'on' | 'off'> {
   readonly policies: Pick<Policies, 'create' | 'list' | 'get' | 'update' | 'delete' | 'bind' | 'unbind' | 'run'>;
   readonly groups: Pick<SnapshotGroups, 'create' | 'list' | 'get' | 'rollback' | 'delete'>;
   /** Remotes, replication and snapshot streams. */
-  readonly offsite: Pick<Offsite, 'replication' | 'remoteRestore' | 'remoteGc' | 'streams'>;
+  readonly offsite: Pick<Offsite, 'replication' | 'remoteRestore' | 'remoteGc' | 'remoteVerify' | 'streams'>;
   /** NBD exports of snapshots. */
   readonly exports: Pick<Exports, 'start' | 'startDisk' | 'list' | 'get' | 'stop' | 'endpoint'>;
 

@@ -90,6 +90,10 @@ export function offsiteMethods(method: MethodFactory, settle: Settle): Record<st
       params: { remote: key, graceSeconds: optional(integer(0, 10 * 365 * 86_400)), wait },
       run: (ctx, p) => settle(ctx, ctx.engine.offsite.remoteGc.startRemoteGc(p.remote, defined({ graceSeconds: p.graceSeconds })), p.wait),
     }),
+    'remote.verify': method({
+      params: { remote: key, snapshot: optional(string), repair: optional(boolean), concurrency, wait },
+      run: (ctx, p) => settle(ctx, ctx.engine.offsite.remoteVerify.startRemoteVerify(p.remote, p.snapshot, defined({ repair: p.repair, concurrency: p.concurrency })), p.wait),
+    }),
     replicate: method({
       params: { source: string, remote: key, concurrency, wait },
       run: (ctx, p) => settle(ctx, ctx.engine.offsite.replication.startReplicate(p.source, p.remote, defined({ concurrency: p.concurrency })), p.wait),

@@ -99,7 +99,7 @@ export class JobRunner {
   start(id: string, kind: JobKind, refs: Pick<Job, 'diskId' | 'snapshotId' | 'target'>, run: (ctl: JobControl) => Promise<unknown>): Job {
     const job: Job = {
       id, kind, state: 'running', ...refs, doneBytes: 0, totalBytes: 0,
-      progressUnit: kind === 'verify' || kind === 'gc' || kind === 'remote-gc' ? 'blocks' : 'bytes',
+      progressUnit: kind === 'verify' || kind === 'gc' || kind === 'remote-gc' || kind === 'remote-verify' ? 'blocks' : 'bytes',
       startedAt: new Date().toISOString(), finishedAt: null, result: null, error: null,
     };
     try {

@@ -93,6 +93,28 @@ export interface ImportResult {
   repairedBlocks: number;
 }
 
+/** A block a remote's manifests reference that is not there intact. */
+export interface RemoteBlockProblem {
+  digest: string;
+  key: string;
+  problem: 'missing' | 'damaged';
+  /** The snapshots on the remote that reference it (their restores fail with RemoteCorrupt). */
+  snapshots: string[];
+  /** Uploaded again from this host's store (remote verify --repair). */
+  repaired: boolean;
+}
+
+export interface RemoteVerifyResult {
+  remote: string;
+  /** Manifests whose blocks were checked. */
+  snapshots: number;
+  checkedBlocks: number;
+  checkedBytes: number;
+  problems: RemoteBlockProblem[];
+  /** Keys of manifests that cannot be read: their blocks are unknown, so not checked. */
+  damagedManifests: string[];
+}
+
 export interface RemoteGcResult {
   remote: string;
   manifests: number;

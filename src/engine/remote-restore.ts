@@ -76,7 +76,7 @@ export class RemoteRestore {
         // A block listed as damaged here is downloaded too, and written over the damaged file (block-repair.ts).
         const repair = this.x.repair.damaged.has(Buffer.from(hex, 'hex'));
         if (!(await hasBlockOfLength(this.x.store.dir, hex, len, wrongLength(hex, len))) || repair) {
-          const data = await fetchBlock(store, remote.prefix, hex, len, ctl.signal);
+          const data = await fetchBlock(store, remote, s.id, hex, len, ctl.signal);
           res.downloadedBlocks++;
           res.downloadedBytes += data.length;
           if (await writeBlock(this.x.store.dir, hex, data, { repair })) {
@@ -113,7 +113,7 @@ export class RemoteRestore {
       let done = 0;
       ctl.progress(0, total);
       await runPool(where.entries(), concurrency, async ([hex, indexes]) => {
-        const data = await fetchBlock(store, remote.prefix, hex, blockLen(s.sizeBytes, s.blockSize, indexes[0]!), ctl.signal);
+        const data = await fetchBlock(store, remote, s.id, hex, blockLen(s.sizeBytes, s.blockSize, indexes[0]!), ctl.signal);
         res.downloadedBlocks++;
         res.downloadedBytes += data.length;
         for (const i of indexes) {
@@ -166,7 +166,7 @@ export class RemoteRestore {
                 res.presentBlocks++;
                 present.push(hex);
               } else {
-                const data = await fetchBlock(store, remote.prefix, hex, len, ctl.signal);
+                const data = await fetchBlock(store, remote, m.snapshot.id, hex, len, ctl.signal);
                 if (await writeBlock(this.x.store.dir, hex, data, { repair })) {
                   stored.push(Buffer.from(hex, 'hex'));
                   if (repair) {
@@ -230,13 +230,18 @@ function wrongLength(hex: string, len: number): (have: number) => Error {
   return (have) => new BlocksnapError('RemoteCorrupt', `the manifest puts block ${hex} at a position of ${len} bytes; the block this host has under that digest has ${have}`, { digest: hex });
 }
 
-/** Downloads one block and checks it against its digest and expected length before anyone uses it. */
-async function fetchBlock(store: ObjectStore, prefix: string, hex: string, length: number, signal?: AbortSignal): Promise<Buffer> {
-  const key = blockKey(prefix, hex);
+/**
+ * Downloads one block and checks it against its digest and expected length before anyone uses it.
+ * A block damaged or lost in the bucket fails the job with the way out: a host that holds the
+ * block (one that replicated the snapshot) uploads it again.
+ */
+async function fetchBlock(store: ObjectStore, remote: RemoteConfig, snapshotId: string, hex: string, length: number, signal?: AbortSignal): Promise<Buffer> {
+  const key = blockKey(remote.prefix, hex);
   const data = await store.get(key, signal);
-  if (!data) throw new BlocksnapError('RemoteCorrupt', `block ${key} named by a manifest is missing from the remote`, { key, digest: hex });
+  const repair = `; on a host that holds the block, \`blocksnap remote verify ${remote.name} ${snapshotId} --repair\` uploads it again`;
+  if (!data) throw new BlocksnapError('RemoteCorrupt', `block ${key} named by a manifest is missing from the remote${repair}`, { key, digest: hex });
   if (data.length !== length || (await sha256Async(data)).toString('hex') !== hex) {
-    throw new BlocksnapError('RemoteCorrupt', `block ${key} does not match its digest (${data.length} bytes): nothing was written from it`, { key, digest: hex });
+    throw new BlocksnapError('RemoteCorrupt', `block ${key} does not match its digest (${data.length} bytes): nothing was written from it${repair}`, { key, digest: hex });
   }
   return data;
 }

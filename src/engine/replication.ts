@@ -440,7 +440,8 @@ export class Replication {
    */
   releaseInterrupted(jobs: Job[]): void {
     for (const job of jobs) {
-      const kind = job.kind === 'replicate' ? 'writer' : job.kind === 'remote-gc' ? 'gc' : null;
+      // A remote verify that repairs holds a writer lease too.
+      const kind = job.kind === 'replicate' || job.kind === 'remote-verify' ? 'writer' : job.kind === 'remote-gc' ? 'gc' : null;
       if (kind === null || job.target === null) continue;
       let remote: RemoteConfig;
       try {

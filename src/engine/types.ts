@@ -78,7 +78,7 @@ export interface SnapshotProgress {
 /** Every kind of job; help texts and docs name them from this list. */
 export const JOB_KINDS = [
   'snapshot', 'rollback', 'clone', 'verify', 'gc',
-  'replicate', 'restore', 'import', 'remote-gc', 'export', // off-host copies (offsite-types.ts)
+  'replicate', 'restore', 'import', 'remote-gc', 'remote-verify', 'export', // off-host copies (offsite-types.ts)
   'flatten',
 ] as const;
 export type JobKind = (typeof JOB_KINDS)[number];
@@ -93,7 +93,7 @@ export interface Job {
   target: string | null;      // clone path
   doneBytes: number;
   totalBytes: number;
-  /** What doneBytes/totalBytes count: bytes of image data, or blocks (verify, gc, remote-gc). */
+  /** What doneBytes/totalBytes count: bytes of image data, or blocks (verify, gc, remote-gc, remote-verify). */
   progressUnit: 'bytes' | 'blocks';
   startedAt: string;
   finishedAt: string | null;

@@ -1,6 +1,6 @@
 import t from 'tap';
-import { importView, remoteSnapshotTable } from '../../src/cli/offsite-views';
-import type { ImportResult, RemoteSnapshotEntry } from '../../src/engine/offsite-types';
+import { importView, remoteSnapshotTable, remoteVerifyLeftDamage, remoteVerifyView } from '../../src/cli/offsite-views';
+import type { ImportResult, RemoteSnapshotEntry, RemoteVerifyResult } from '../../src/engine/offsite-types';
 
 t.test('remote snapshots: a damaged manifest is a row of its own, explained with the command that removes it', async (t) => {
   const snaps: RemoteSnapshotEntry[] = [
@@ -31,4 +31,21 @@ t.test('an import names the snapshot, and a rename only when the daemon reports 
   // A daemon from before these result fields sends neither: no rename may be made up.
   t.equal(importView(r as unknown as ImportResult),
     'Imported snapshot s-0000000000000001 into disk d-0000000000000001: stored 2 new blocks (8 KiB), 1 already here.');
+});
+
+t.test('remote verify names each damaged block, and the repair while one is left', async (t) => {
+  const key = 'blocks/000/000588';
+  const r: RemoteVerifyResult = {
+    remote: 'offsite', snapshots: 2, checkedBlocks: 3, checkedBytes: 12582912, damagedManifests: [],
+    problems: [{ digest: '000588', key, problem: 'damaged', snapshots: ['s-0000000000000001'], repaired: false }],
+  };
+  const out = remoteVerifyView(r);
+  t.match(out, /^Verified 3 blocks \(12 MiB\) of 2 snapshots on offsite: 1 damaged or missing, 0 uploaded again\./);
+  t.match(out, /blocks\/000\/000588: damaged \(1 snapshot: s-0000000000000001\)/);
+  t.match(out, /Run "blocksnap remote verify offsite --repair" on a host that holds the block\./);
+  t.equal(remoteVerifyLeftDamage(r), true, 'exits 1');
+  const repaired = { ...r, problems: [{ ...r.problems[0]!, repaired: true }] };
+  t.notMatch(remoteVerifyView(repaired), /Run "blocksnap/);
+  t.equal(remoteVerifyLeftDamage(repaired), false);
+  t.match(remoteVerifyView({ ...r, problems: [] }), /of 2 snapshots on offsite: all intact\.$/);
 });

@@ -153,3 +153,23 @@ t.test('the gc lease of a remote gc a crash interrupted is deleted as the next d
   t.notOk(shared.objects.has(lease), 'the restarted daemon deleted it');
   t.match(await replicate(other, s.id), { replicated: [s.id] }, 'and the other host replicates');
 });
+
+t.test('the writer lease of a remote verify --repair a crash interrupted is deleted as the next daemon starts', async (t) => {
+  const shared = new MemoryStore();
+  const dir = t.testdir();
+  const first = await openHost(t, shared, { dir });
+  const hostId = first.engine.offsite.replication.remotes.hostId;
+  await first.engine.close();
+  const jobId = 'j-00000000000000ab';
+  const catalog = Catalog.open(join(dir, 'data'), KiB64);
+  catalog.putJob({
+    id: jobId, kind: 'remote-verify', state: 'running', diskId: null, snapshotId: null, target: 'off', doneBytes: 0, totalBytes: 0,
+    progressUnit: 'blocks', startedAt: new Date().toISOString(), finishedAt: null, result: null, error: null,
+  });
+  await catalog.close();
+  const lease = leaseKey('site', 'writer', hostId, jobId);
+  await shared.put(lease, Buffer.from('{}'));
+  const again = await openHost(t, shared, { dir });
+  await again.engine.offsite.replication.settleReleases();
+  t.notOk(shared.objects.has(lease), 'no gc of another host waits it out');
+});

@@ -1,10 +1,11 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import type { Remote, RemoteCheck, RemoteGcResult, RemoteSnapshotEntry } from '../../engine/offsite-types';
+import type { Remote, RemoteCheck, RemoteGcResult, RemoteSnapshotEntry, RemoteVerifyResult } from '../../engine/offsite-types';
 import { clientOptions, examples, jobOptions, runJob, withClient, type ClientFlags, type JobFlags } from '../context';
-import { remoteCheckView, remoteDetails, remoteGcView, remoteSnapshotTable, remoteTable } from '../offsite-views';
+import { EXIT } from '../exit-status';
+import { remoteCheckView, remoteDetails, remoteGcView, remoteSnapshotTable, remoteTable, remoteVerifyLeftDamage, remoteVerifyView } from '../offsite-views';
 import { validateBucket, validateEndpoint, validatePrefix, validateRegion, validateRemoteName } from '../../remote/config';
-import { parseGraceSeconds } from './numbers';
+import { parseConcurrency, parseGraceSeconds } from './numbers';
 
 export function registerRemote(program: Command): void {
   const remote = program.command('remote').description('S3-compatible object stores that hold off-host copies of snapshots');
@@ -126,6 +127,34 @@ ${examples(['blocksnap remote gc offsite', 'blocksnap remote gc offsite --grace 
       await withClient(flags, async (client, out) => {
         const job = await runJob(client, out, flags, 'remote.gc', params, `remote gc ${name}`);
         if (job !== null) out.result(job.result as RemoteGcResult, remoteGcView);
+      });
+    });
+
+  jobOptions(remote.command('verify').argument('<remote>', 'remote name').argument('[snapshot]', 'a snapshot on the remote (id or name); all of them when omitted'))
+    .description('read every block the remote\'s snapshots reference and check it against its digest; --repair uploads damaged ones again')
+    .option('--repair', 'upload each damaged or missing block again from this host\'s store, where it holds the block intact')
+    .option('--concurrency <n>', 'blocks read (and uploaded) at once (1-64, default 4)')
+    .addHelpText('after', `
+Replication asks only whether a block exists on the remote, never reads it back, so a block damaged
+in the bucket (bit rot, a truncated object) or lost stays so however often the snapshot is
+replicated, and its restores fail with RemoteCorrupt. verify finds such blocks before a restore
+needs them; it downloads every block it checks. With --repair, a host whose store holds the block
+(one that replicated the snapshot, or imported it) uploads it again, under a writer lease as
+replication does, so a gc of any host sweeps nothing meanwhile. A block this host does not hold is
+reported unrepaired: run the repair on a host that has it. Exit status 1 while a damaged block is
+left unrepaired. Manifests that cannot be read are reported, and their blocks are not checked.
+${examples(['blocksnap remote verify offsite', 'blocksnap remote verify offsite s-0123456789abcdef --repair'])}`)
+    .action(async (name: string, snapshot: string | undefined, flags: JobFlags & { repair?: boolean; concurrency?: string }) => {
+      const params: Record<string, unknown> = { remote: name };
+      if (snapshot !== undefined) params.snapshot = snapshot;
+      if (flags.repair === true) params.repair = true;
+      if (flags.concurrency !== undefined) params.concurrency = parseConcurrency(flags.concurrency);
+      await withClient(flags, async (client, out) => {
+        const job = await runJob(client, out, flags, 'remote.verify', params, `remote verify ${name}`);
+        if (job === null) return;
+        const r = job.result as RemoteVerifyResult;
+        out.result(r, remoteVerifyView);
+        if (remoteVerifyLeftDamage(r)) process.exitCode = EXIT.failed;
       });
     });
 }

@@ -1,0 +1,113 @@
+/**
+ * Remote verify: reads every block that a remote's snapshots (or one of them) reference and checks
+ * it against its digest, so that damage in the bucket (bit rot, a truncated or lost object) is
+ * found before a restore needs the block. Replication never reads a block back: it asks only
+ * whether one exists, so a damaged block stays damaged however often the snapshot is replicated.
+ *
+ * repair: a damaged or missing block this host holds intact is uploaded again, over the damaged
+ * object, signed with its digest as the payload hash (the storage refuses a body that does not
+ * match), and under a writer lease like any replication's block (docs/design.md "Remote gc"): no
+ * gc of any host sweeps while it lives, and an upload that outlives it is aborted.
+ */
+import { toBlocksnapError } from '../errors';
+import type { RemoteConfig } from '../remote/config';
+import { blockKey } from '../remote/layout';
+import { Lease } from '../remote/leases';
+import type { ObjectStore } from '../remote/object-store';
+import { presentBlockLength, readBlock, sha256Async } from '../store/block-io';
+import { distinctDigests } from '../stream/snapshot-fields';
+import { newId } from './ids';
+import type { JobControl } from './jobs';
+import type { OffsiteInternals } from './offsite-internals';
+import type { RemoteBlockProblem, RemoteVerifyResult } from './offsite-types';
+import { runPool } from './pool';
+import { locate, readManifests, usable, type ManifestRead } from './remote-manifests';
+import { checkConcurrency, type Replication } from './replication';
+import type { Job } from './types';
+
+export class RemoteVerify {
+  /** `replication`: the remotes, their object stores and lease timing. */
+  constructor(private readonly x: OffsiteInternals, private readonly replication: Replication) {}
+
+  /** Every snapshot of the remote, or the one `snapRef` names (a damaged manifest of it is refused, as restore does). */
+  startRemoteVerify(remoteName: string, snapRef?: string, o: { repair?: boolean; concurrency?: number } = {}): Job {
+    this.x.assertOpen();
+    const remote = this.replication.remotes.get(remoteName);
+    const concurrency = checkConcurrency(o.concurrency);
+    return this.x.jobs.start(newId('j'), 'remote-verify', { diskId: null, snapshotId: null, target: remote.name },
+      (ctl) => this.runVerify(remote, snapRef, o.repair === true, concurrency, ctl));
+  }
+
+  private async runVerify(remote: RemoteConfig, snapRef: string | undefined, repair: boolean, concurrency: number, ctl: JobControl): Promise<RemoteVerifyResult> {
+    const store = this.replication.open(remote);
+    let lease: Lease | null = null;
+    try {
+      const manifests: ManifestRead[] = snapRef === undefined ? await readManifests(remote, store, ctl.signal) : [await locate(remote, store, snapRef, ctl.signal)];
+      if (snapRef !== undefined) usable(manifests[0]!);
+      // Each distinct block once, with the snapshots that need it (for the report).
+      const blocks = new Map<string, { length: number; snapshots: string[] }>();
+      for (const m of manifests) {
+        if (m.manifest === null) continue;
+        const s = m.manifest.snapshot;
+        for (const [hex, length] of distinctDigests(m.manifest.map, s.sizeBytes, s.blockSize)) {
+          const b = blocks.get(hex);
+          if (b) b.snapshots.push(s.id); else blocks.set(hex, { length, snapshots: [s.id] });
+        }
+      }
+      const res: RemoteVerifyResult = {
+        remote: remote.name, snapshots: manifests.filter((m) => m.manifest !== null).length, checkedBlocks: 0, checkedBytes: 0, problems: [],
+        damagedManifests: manifests.filter((m) => m.damage !== null).map((m) => m.key),
+      };
+      ctl.progress(0, blocks.size);
+      await runPool(blocks, concurrency, async ([hex, b]) => {
+        const problem = await checkBlock(store, blockKey(remote.prefix, hex), hex, b.length, ctl.signal);
+        if (problem !== null) res.problems.push({ digest: hex, key: blockKey(remote.prefix, hex), problem, snapshots: b.snapshots, repaired: false });
+        res.checkedBlocks++;
+        res.checkedBytes += b.length;
+        ctl.progress(res.checkedBlocks, blocks.size);
+      }, ctl.signal);
+      res.problems.sort((a, b) => a.key.localeCompare(b.key));
+      if (res.problems.length > 0) {
+        this.x.log.warn({ remote: remote.name, damaged: res.problems.length, first: res.problems[0]!.key }, 'remote verify found damaged or missing blocks');
+      }
+      if (repair && res.problems.length > 0) {
+        lease = await Lease.writer(store, remote.prefix, this.replication.remotes.hostId, ctl.job.id, {
+          timing: this.replication.leaseTiming, signal: ctl.signal, isStale: (id) => this.replication.isStaleJob(id),
+        });
+        const held = lease;
+        await runPool(res.problems, concurrency, async (p) => {
+          const data = await this.intactLocalBlock(p.digest);
+          if (data === null) return;
+          await held.whileHeld(ctl.signal, (signal) => store.put(p.key, data, signal, { sha256: p.digest }));
+          p.repaired = true;
+          this.x.log.info({ remote: remote.name, key: p.key }, 'remote block uploaded again');
+        }, ctl.signal);
+      }
+      return res;
+    } finally {
+      await lease?.release();
+      store.close();
+    }
+  }
+
+  /** This host's copy of a block, verified; null when it has none, or a damaged one (listed for repair by the read). */
+  private async intactLocalBlock(hex: string): Promise<Buffer | null> {
+    // A block this host never had is not a damaged one of its store: not read, so not listed.
+    if ((await presentBlockLength(this.x.store.dir, hex)) === null) return null;
+    try {
+      return await readBlock(this.x.store.dir, hex);
+    } catch (err) {
+      const code = toBlocksnapError(err).code;
+      if (code === 'BlockMissing' || code === 'BlockCorrupt' || code === 'DigestMismatch') return null;
+      throw err;
+    }
+  }
+}
+
+/** What is wrong with one remote block: null when it is there with the length and digest its manifests give. */
+async function checkBlock(store: ObjectStore, key: string, hex: string, length: number, signal: AbortSignal): Promise<RemoteBlockProblem['problem'] | null> {
+  const data = await store.get(key, signal);
+  if (data === null) return 'missing';
+  if (data.length !== length || (await sha256Async(data)).toString('hex') !== hex) return 'damaged';
+  return null;
+}
