@@ -1,6 +1,7 @@
 /**
- * Restore as qcow2 and the snapshot quota of a remote import, against a real Ceph radosgw
- * (test/infra/ceph) with two daemons standing for two hosts. QEMU's tools judge the qcow2 file.
+ * Restore as qcow2, the snapshot quota of a remote import, and remote verify's repair of a block
+ * damaged in the bucket, against a real Ceph radosgw (test/infra/ceph) with two daemons standing
+ * for two hosts. QEMU's tools judge the qcow2 file.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
@@ -69,6 +70,27 @@ if (ceph) {
     const r = await b.cli('restore', 'off', 's1', join(b.imageRoot, 'bad.qcow2'), '--format', 'qcow2', '--json');
     t.equal(r.json().error.code, 'RemoteCorrupt');
     t.notOk(existsSync(join(b.imageRoot, 'bad.qcow2')));
+  });
+
+  t.test('a block damaged in the bucket is found by remote verify and uploaded again by the host that holds it', async (t) => {
+    const { bucket, a, b } = await replicatedSnapshot(t, ceph, 'verify', { size: 24 * MiB, blocks: [0, 2] });
+    const key = (await listKeys(ceph, bucket, 'blocks/'))[0]!.key;
+    const good = join(a.imageRoot, 'good.raw');
+    await a.json('restore', 'off', 's1', good);
+    await putObject(ceph, bucket, key, Buffer.alloc(BLOCK, 7));
+    const restore = await b.cli('restore', 'off', 's1', join(b.imageRoot, 'bad.raw'), '--json');
+    t.match(restore.json().error, { code: 'RemoteCorrupt', message: /blocksnap remote verify off s-[0-9a-f]{16} --repair/ });
+
+    const found = await b.cli('remote', 'verify', 'off', '--repair', '--json');
+    t.equal(found.code, 1, 'damage left: exit 1');
+    t.match(found.json().problems, [{ key, problem: 'damaged', repaired: false }], 'host b never held the block');
+    const repaired = await a.cli('remote', 'verify', 'off', 's1', '--repair', '--json');
+    t.equal(repaired.code, 0);
+    t.match(repaired.json().problems, [{ key, repaired: true }]);
+    t.equal((await b.cli('remote', 'verify', 'off', '--json')).code, 0, 'clean now');
+    const out = join(b.imageRoot, 'restored.raw');
+    await b.json('restore', 'off', 's1', out);
+    t.ok(readFileSync(out).equals(readFileSync(good)), 'and the snapshot restores');
   });
 
   t.test('a remote import counts against the disk snapshot quota', async (t) => {
