@@ -90,16 +90,23 @@ export class RemoteVerify {
     }
   }
 
-  /** This host's copy of a block, verified; null when it has none, or a damaged one (listed for repair by the read). */
+  /**
+   * This host's copy of a block, verified; null when it has none, or a damaged one (listed for
+   * repair by the read). Read under the shared store lock: a sweep unlinking the block between
+   * the look and the read would have it listed as missing from the store.
+   */
   private async intactLocalBlock(hex: string): Promise<Buffer | null> {
-    // A block this host never had is not a damaged one of its store: not read, so not listed.
-    if ((await presentBlockLength(this.x.store.dir, hex)) === null) return null;
+    const release = await this.x.storeLock.acquireShared();
     try {
+      // A block this host never had is not a damaged one of its store: not read, so not listed.
+      if ((await presentBlockLength(this.x.store.dir, hex)) === null) return null;
       return await readBlock(this.x.store.dir, hex);
     } catch (err) {
       const code = toBlocksnapError(err).code;
       if (code === 'BlockMissing' || code === 'BlockCorrupt' || code === 'DigestMismatch') return null;
       throw err;
+    } finally {
+      release();
     }
   }
 }
