@@ -20,9 +20,18 @@ import { DEFAULT_RETRY, Transient, withRetry, type RetryPolicy } from './retry';
 // The daemon's stderr is its log; the SDK's notice about future Node.js versions is not a daemon event.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
-/** The SDK's logger interface, reporting warnings and errors to `log` (nothing without one). */
+/** The SDK's logger interface for its HTTP handler, reporting warnings and errors to `log` (nothing without one). */
 function sdkLogger(remote: string, log: S3Log | undefined): { debug(): void; info(): void; warn(...a: unknown[]): void; error(...a: unknown[]): void } {
-  const text = (a: unknown[]): string => a.map((x) => (typeof x === 'string' ? x : x instanceof Error ? x.message : JSON.stringify(x))).join(' ');
+  const one = (x: unknown): string => {
+    if (typeof x === 'string') return x;
+    if (x instanceof Error) return x.message;
+    try {
+      return JSON.stringify(x) ?? String(x);
+    } catch {
+      return String(x); // circular: a log line must not fail the request that wrote it
+    }
+  };
+  const text = (a: unknown[]): string => a.map(one).join(' ');
   return {
     debug() {},
     info() {},
@@ -87,7 +96,8 @@ export class S3Store implements ObjectStore {
       maxAttempts: 1,
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
-      logger: sdkLog,
+      // The HTTP handler's warnings only: a client-level logger would log every failed command
+      // with its input, a block's body included.
       // Without throwOnRequestTimeout the SDK only logs that requestTimeout passed and goes on waiting.
       requestHandler: {
         connectionTimeout: timeouts.connectMs, socketTimeout: timeouts.idleMs, requestTimeout: timeouts.requestMs, throwOnRequestTimeout: true, logger: sdkLog,

@@ -97,12 +97,15 @@ t.test('a listing that says it is truncated but gives no way on fails instead of
   t.equal(got.length, 1000, 'after the first page');
 });
 
-t.test('the SDK\'s warnings go to the daemon\'s log, named by remote', async (t) => {
+t.test('the HTTP handler\'s warnings go to the daemon\'s log, named by remote; a failed request is not logged with its body', async (t) => {
   const logged: Array<[object, string | undefined]> = [];
   const log = { warn: (o: object, msg?: string) => { logged.push([o, msg]); }, error: (o: object, msg?: string) => { logged.push([o, msg]); } };
-  const store = new S3Store(remote, { accessKeyId: 'a', secretAccessKey: 'b' }, { log });
+  const store = new S3Store(remote, { accessKeyId: 'a', secretAccessKey: 'b' }, { log, retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1 } });
   t.teardown(() => store.close());
-  const client = (store as unknown as { client: { config: { logger: { warn(m: string): void } } } }).client;
-  client.config.logger.warn('socket usage at capacity');
+  // Nothing listens on the endpoint's port: refused at once.
+  await t.rejects(store.put('k', Buffer.from('block body')), { code: 'RemoteUnreachable' });
+  t.same(logged, [], 'the failure is the caller\'s to report');
+  const handler = (store as unknown as { client: { config: { requestHandler: { httpHandlerConfigs(): { logger: { warn(m: string): void } } } } } }).client.config.requestHandler;
+  handler.httpHandlerConfigs().logger.warn('socket usage at capacity');
   t.same(logged, [[{ remote: 'off', sdk: true }, 'socket usage at capacity']]);
 });
