@@ -425,6 +425,7 @@ export class Catalog {
 
   freeDigests(): Buffer[] { return [...this.free.getKeys()].map((k) => Buffer.from(k)); }
   freeCount(): number { return this.free.getCount(); }
+  isFree(digest: Buffer): boolean { return this.free.doesExist(digest); }
   removeFree(digest: Buffer): void { this.free.removeSync(digest); }
   /** Puts an unreferenced digest on the free list (a block stored by an import that then failed), for the sweeper. */
   markFree(digest: Buffer): void { if (!this.refs.doesExist(digest)) this.free.putSync(digest, Date.now()); }

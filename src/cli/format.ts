@@ -8,8 +8,8 @@ import { formatBytes } from '../size-text';
 export { formatBytes };
 
 /** "1 block", "0 blocks", "64 blocks". */
-export function count(n: number, noun: string): string {
-  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+export function count(n: number, noun: string, plural = `${noun}s`): string {
+  return `${n} ${n === 1 ? noun : plural}`;
 }
 
 /** A rate in IEC units per second. */

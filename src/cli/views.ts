@@ -1,5 +1,6 @@
 /** Human renderings of the engine's objects, one function per shape. */
 import type { ChainSummary, CloneResult, Disk, FlattenResult, GcResult, Job, RollbackResult, Snapshot, SnapshotConsistency, StoreStats, VerifyResult } from '../engine/types';
+import type { UnremovableEntry } from '../store/block-store';
 import { count, details, formatBytes, formatDuration, formatRate, percent, relativeTime, table } from './format';
 
 export function diskTable(disks: Disk[]): string {
@@ -162,21 +163,50 @@ export function chainTable(chains: ChainSummary[]): string {
 }
 
 export function storeStatsView(s: StoreStats): string {
+  const stuck = s.unremovable ?? [];
+  const pending = stuck.length > 0
+    ? `${count(s.pendingFreeBlocks, 'block')} (the sweep could not unlink ${stuck.length}, below)`
+    : count(s.pendingFreeBlocks, 'block');
   return details([
     ['data dir', s.dataDir],
     ['blocks', `${s.blocks} referenced`],
     ['stored', `${formatBytes(s.bytes)} (${s.bytes} bytes) referenced`],
     ['block size', formatBytes(s.blockSize)],
-    ['pending free', count(s.pendingFreeBlocks, 'block')],
-  ]);
+    ['pending free', pending],
+  ]) + (stuck.length > 0 ? `\nFreed block files the sweep could not unlink:\n${unremovableLines(stuck)}\n${REMOVE_BY_HAND}` : '');
+}
+
+const REMOVE_BY_HAND = 'Remove these by hand (a directory with its content; chattr -i first for an immutable file), then run store gc: ' +
+  'until then they hold their space, and nothing else is held back.';
+
+function unremovableLines(entries: UnremovableEntry[]): string {
+  return entries.map((e) => `  ${e.path}: ${e.message}`).join('\n');
+}
+
+function strayLines(n: number, examples: string[]): string {
+  const more = n > examples.length ? `\n  … and ${n - examples.length} more` : '';
+  return `${count(n, 'stray entry', 'stray entries')} under the store (no block's name; left alone, remove them by hand):\n` +
+    `${examples.map((p) => `  ${p}`).join('\n')}${more}`;
 }
 
 export function gcView(r: GcResult): string {
-  return `Removed ${count(r.removedBlocks, 'unreferenced block')} (${formatBytes(r.removedBytes)}) and ${count(r.removedTempFiles, 'temp file')}; kept ${count(r.keptBlocks, 'block')}.`;
+  const orphans = (r.orphanBlocks ?? 0) > 0 ? `, ${r.orphanBlocks} of them (${formatBytes(r.orphanBytes)}) left by a crash` : '';
+  const lines = [`Removed ${count(r.removedBlocks, 'unreferenced block')} (${formatBytes(r.removedBytes)})${orphans} and ${count(r.removedTempFiles, 'temp file')}; kept ${count(r.keptBlocks, 'block')}.`];
+  if ((r.unremovableEntries ?? 0) > 0) {
+    const more = r.unremovableEntries > r.unremovable.length ? `\n  … and ${r.unremovableEntries - r.unremovable.length} more (see the daemon's log)` : '';
+    lines.push(`Could not remove ${count(r.unremovableEntries, 'entry', 'entries')}:\n${unremovableLines(r.unremovable)}${more}\n${REMOVE_BY_HAND}`);
+  }
+  if ((r.strayEntries ?? 0) > 0) lines.push(strayLines(r.strayEntries, r.strayExamples));
+  return lines.join('\n');
 }
 
 export function verifyView(r: VerifyResult): string {
-  if (r.problems.length === 0) return `Checked ${count(r.checkedBlocks, 'block')}: all intact.`;
+  const survey: string[] = [];
+  if ((r.unreferencedBlocks ?? 0) > 0) survey.push(`${count(r.unreferencedBlocks, 'block file')} no snapshot references (left by a crash, unless a snapshot running meanwhile commits them): store gc removes them.`);
+  if ((r.strayEntries ?? 0) > 0) survey.push(strayLines(r.strayEntries, r.strayExamples));
+  if ((r.unreadable ?? []).length > 0) survey.push(`Could not read:\n${unremovableLines(r.unreadable)}\nTheir blocks were not listed; give the daemon's user back access to them.`);
+  const tail = survey.length > 0 ? `\n${survey.join('\n')}` : '';
+  if (r.problems.length === 0) return `Checked ${count(r.checkedBlocks, 'block')}: all intact.${tail}`;
   const rows = table(r.problems, [
     { header: 'block', value: (p) => p.digest },
     { header: 'problem', value: (p) => p.reason },
@@ -189,7 +219,7 @@ export function verifyView(r: VerifyResult): string {
       'since), or import a snapshot that carries it; that snapshot writes the block again, and the snapshots above restore again. ' +
       'Then run store verify again to confirm.'
     : '';
-  return `Checked ${count(r.checkedBlocks, 'block')}: ${r.problems.length} DAMAGED.\n${rows}${repair}`;
+  return `Checked ${count(r.checkedBlocks, 'block')}: ${r.problems.length} DAMAGED.\n${rows}${repair}${tail}`;
 }
 
 export function cloneView(r: CloneResult): string {

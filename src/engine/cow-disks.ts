@@ -18,6 +18,7 @@ import { commitDelta, readView } from '../catalog/block-map';
 import { DIGEST_SIZE } from '../store/format';
 import { withWrittenDigests } from '../native';
 import type { CowVolumes } from './cow-volumes';
+import { withDamageGuidance } from './damage-guidance';
 import type { ExportInfo, Exports } from './exports';
 import type { JobControl } from './jobs';
 import type { StoreLock } from './locks';
@@ -80,10 +81,15 @@ export class CowDisks {
         const base = this.x.catalog.getSnapshot(cow.baseSnapshotId)!;
         const digests = readView(this.x.catalog, base);
         const blocks = await open.volume.dirtyBlocks(frozen);
+        // A block partly written since the base is read whole from the base under the writes: a
+        // damaged base block fails the scan here, before the check of unwritten ones below.
         const scan = await open.volume.scanBlocks({
           blocks, layerCount: frozen, damagedDigests: this.x.repair.forScan(), ...(this.x.threads ? { threads: this.x.threads } : {}),
           // Progress in bytes, as every snapshot job reports it (the volume counts blocks).
           onProgress: (d, t) => ctl.progress(d * this.x.blockSize, t * this.x.blockSize), signal: ctl.signal,
+        }).catch((err: unknown) => {
+          throw withDamageGuidance(err, `the base of copy-on-write disk ${disk.name}, snapshot ${base.name} (${base.id})`,
+            'snapshot this disk again');
         });
         written = scan.writtenDigests;
         const tScanned = performance.now();

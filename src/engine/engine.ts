@@ -15,7 +15,7 @@ import { formatBytes } from '../size-text';
 import { Catalog } from '../catalog/catalog';
 import type { DiskRecord, SnapshotRecord } from '../catalog/records';
 import { commitDelta, distinctBlocks, readView, removeFromChain, uniqueBytes } from '../catalog/block-map';
-import { BlockStore } from '../store/block-store';
+import { BlockStore, type UnremovableEntry } from '../store/block-store';
 import { DEFAULT_BLOCK_SIZE, DIGEST_SIZE, isValidBlockSize } from '../store/format';
 import { scanImage, lockDataDir, writtenDigestsOf, type DataDirLock } from '../native';
 import {
@@ -44,6 +44,7 @@ import { Exports } from './exports';
 import { CowVolumes } from './cow-volumes';
 import { CowDisks } from './cow-disks';
 import { BlockRepair, hexDigests } from './block-repair';
+import { withDamageGuidance } from './damage-guidance';
 import { abandonedImage, abandonedMessage, ImageRollbacks } from './image-rollback';
 import { collectGarbage, verifyStore, type StoreMaintenanceInternals } from './store-maintenance';
 import type {
@@ -98,6 +99,8 @@ export class Engine extends EventEmitter {
   private sweeping: Promise<void> | null = null;
   /** Blocks were freed while a sweep could not start (or had already read the free list). */
   private sweepWanted = false;
+  /** Freed block files the last sweep could not unlink, by digest (hex), for `store stats`. */
+  private unremovable = new Map<string, UnremovableEntry>();
   private closing = false;
 
   /** Whether close() has begun: a job cancelled now was cancelled by the daemon's shutdown. */
@@ -245,6 +248,10 @@ export class Engine extends EventEmitter {
       await engine.recover();
       const groups = engine.groups.recover();
       if (groups.length > 0) engine.log.warn({ groups }, 'groups left half made by an unclean stop are now error; their members were removed');
+      // In the background, as after a delete: a crash after a large delete leaves a free list that
+      // takes minutes to unlink, and nothing needs it gone first (a snapshot or gc waits for the
+      // store lock the sweep holds).
+      engine.scheduleSweep();
       return engine;
     } catch (err) {
       if (catalog) await catalog.close();
@@ -259,7 +266,7 @@ export class Engine extends EventEmitter {
   /**
    * Resolves what a crash left: snapshots still `creating` become `error` (they never committed a
    * map, so they hold no references; blocks they wrote are orphans for gc), jobs still `running`
-   * become `interrupted`, freed blocks are swept and temp files removed (nothing writes yet).
+   * become `interrupted`, temp files removed (nothing writes yet); freed blocks are swept once the engine is open.
    * Interrupted rollbacks stay journaled on their disk until rerun; the new image an interrupted
    * qcow2 rollback was writing beside its disk is removed (a rerun writes it afresh anyway), and
    * the journal of one that never touched its image goes too, the job's error saying so: a qcow2
@@ -281,7 +288,7 @@ export class Engine extends EventEmitter {
     const layers = this.volumes.removeUnlisted();
     this.volumes.warmWrittenCounts();
     const tmp = await this.store.removeTempFiles();
-    await this.sweepNow();
+    const pendingFree = this.catalog.freeCount(); // swept once open (Engine.open)
     const pending = this.catalog.allDisks().filter((d) => d.pendingRollback);
     let rollbackTempFiles = 0;
     for (const d of pending) {
@@ -297,8 +304,10 @@ export class Engine extends EventEmitter {
     if (stale.length || jobs || tmp || pending.length || layers || partialFiles) {
       this.log.warn({
         snapshots: stale.map((s) => s.id), interruptedJobs: jobs, tempFiles: tmp, pendingRollbacks: stillPending.map((d) => d.id), rollbackTempFiles,
-        rollbacksCleared: untouched.map((d) => d.id), unlistedLayerFiles: layers, partialFiles,
-      }, 'recovered from an unclean stop');
+        rollbacksCleared: untouched.map((d) => d.id), unlistedLayerFiles: layers, partialFiles, pendingFree,
+      }, stale.length > 0
+        ? 'recovered from an unclean stop; the interrupted snapshots may have left block files no snapshot references: store verify counts them, store gc removes them'
+        : 'recovered from an unclean stop');
     }
   }
 
@@ -828,6 +837,8 @@ export class Engine extends EventEmitter {
             ...(this.threads ? { threads: this.threads } : {}), onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
           }, at.dirFd));
           return { path: target, sizeBytes: r.sizeBytes, format, snapshotId: snap.id, bytesWritten: r.bytesWritten };
+        } catch (err) {
+          throw withDamageGuidance(err, `snapshot ${this.snapshotNamed(snap)}`, 'clone it again (no file was left at the target)');
         } finally {
           unpin();
         }
@@ -875,7 +886,9 @@ export class Engine extends EventEmitter {
 
   storeStats(): StoreStats {
     const t = this.catalog.totals();
-    return { blocks: t.blocks, bytes: t.bytes, pendingFreeBlocks: this.catalog.freeCount(), blockSize: this.blockSize, dataDir: this.dataDir };
+    // What gc or a later sweep removed meanwhile is off the free list, and no longer listed.
+    const unremovable = [...this.unremovable].filter(([hex]) => this.catalog.isFree(Buffer.from(hex, 'hex'))).map(([, e]) => e).slice(0, 100);
+    return { blocks: t.blocks, bytes: t.bytes, pendingFreeBlocks: this.catalog.freeCount(), unremovable, blockSize: this.blockSize, dataDir: this.dataDir };
   }
 
   listChains(diskRef?: string): ChainSummary[] {
@@ -927,24 +940,31 @@ export class Engine extends EventEmitter {
       .finally(() => { this.sweeping = null; release(); });
   }
 
-  private async sweepNow(): Promise<void> {
-    const release = await this.storeLock.acquireExclusive();
-    try {
-      await this.sweepLocked();
-    } finally {
-      release();
-    }
-  }
-
+  /**
+   * Unlinks what the free list holds and no snapshot references (the store lock, held exclusively,
+   * keeps snapshots from storing or committing meanwhile: invariant 2). A file it cannot unlink is
+   * logged and stays on the list, and the others go all the same; a shutdown stops it between
+   * blocks, and what it unlinked so far leaves the list.
+   */
   private async sweepLocked(): Promise<void> {
     const free = this.catalog.freeDigests();
+    const gone: Buffer[] = [];
+    const unremovable = new Map<string, UnremovableEntry>();
     for (const d of free) {
-      if (!this.catalog.isReferenced(d)) await this.store.remove(d);
+      if (this.closing) break;
+      if (this.catalog.isReferenced(d)) continue;
+      const r = await this.store.reclaim(d);
+      if (r.unremovable) unremovable.set(d.toString('hex'), r.unremovable); else gone.push(d);
+    }
+    if (!this.closing) this.unremovable = unremovable;
+    if (unremovable.size > 0) {
+      this.log.error({ entries: unremovable.size, first: [...unremovable.values()].slice(0, 20) },
+        'freed block files could not be unlinked and stay pending; remove them by hand (store stats lists them), then run store gc');
     }
     this.catalog.txn(() => {
-      const gone = free.filter((d) => !this.catalog.isReferenced(d));
-      for (const d of gone) this.catalog.removeFree(d);
-      this.repair.forget(gone); // an unlinked damaged block is damaged no more
+      const unlinked = gone.filter((d) => !this.catalog.isReferenced(d));
+      for (const d of unlinked) this.catalog.removeFree(d);
+      this.repair.forget(unlinked); // an unlinked damaged block is damaged no more
     });
   }
 
@@ -978,6 +998,11 @@ export class Engine extends EventEmitter {
   /** A snapshot's id and its disk's name, which tell apart snapshots of one name. */
   private snapshotOfDisk(s: SnapshotRecord): string {
     return `${s.id} of disk ${this.catalog.getDisk(s.diskId)?.name ?? s.diskId}`;
+  }
+
+  /** A snapshot as the operator knows it: its name, id and disk. */
+  private snapshotNamed(s: SnapshotRecord): string {
+    return `${s.name} (${this.snapshotOfDisk(s)})`;
   }
 
   private resolveSnapshot(ref: string, diskId?: string, otherDisks = false): SnapshotRecord {

@@ -9,6 +9,7 @@ import { BlocksnapError, toBlocksnapError } from '../errors';
 import type { Catalog } from '../catalog/catalog';
 import type { DiskRecord, PendingRollbackRecord, SnapshotRecord } from '../catalog/records';
 import { readView } from '../catalog/block-map';
+import { SNAPSHOT_REWRITES, VERIFY_NAMES_SHARERS, isDamageCode } from './damage-guidance';
 import { imageFormatOf, inspectImage, journaledFile, rollbackTempName, stillSameFile } from './image-access';
 import { removeRollbackLeftovers, rollbackImage } from './image-writes';
 import type { JobControl } from './jobs';
@@ -116,12 +117,11 @@ export class ImageRollbacks {
     if (disk.format === 'qcow2' && this.clearUntouchedRollback(disk, journal.jobId, why)) {
       return new BlocksnapError(e.code, `${e.message}; disk ${disk.name} is as it was (the rollback's new image never replaced it) and takes snapshots as before`, e.details);
     }
-    const damaged = e.code === 'DigestMismatch' || e.code === 'BlockCorrupt' || e.code === 'BlockMissing';
+    const damaged = isDamageCode(e.code);
     if (disk.format === 'raw' && e.details?.imageUnchanged === true) {
       const { imageUnchanged: _, ...details } = e.details;
       const check = damaged
-        ? ` \`blocksnap store verify\` names the damaged block and every snapshot that shares it; repair the block and rerun (a snapshot ` +
-          'of any disk whose image still holds its content writes it again: docs/errors.md), or roll back to a snapshot that does not share it.'
+        ? ` ${VERIFY_NAMES_SHARERS}; repair the block and rerun (${SNAPSHOT_REWRITES}), or roll back to a snapshot that does not share it.`
         : '';
       const restored = this.restoreRawJournal(disk, journal.jobId, previous, why);
       if (previous === null) {
@@ -141,8 +141,8 @@ export class ImageRollbacks {
       return new BlocksnapError(e.code,
         `${e.message}. The rollback of disk ${disk.name} to ${snap.name} stopped there and its image is partly rolled back: ` +
         `the blocks it wrote before it stopped hold the snapshot's content, the others what the disk held. The disk refuses snapshots until ` +
-        `a rollback completes. Ways out: \`blocksnap store verify\` names the damaged block and every snapshot that shares it; rerun this rollback ` +
-        `once the block is repaired (a snapshot of another disk whose image holds its content writes it again: docs/errors.md); roll back to another snapshot that does not share it; or \`blocksnap rollback ${disk.name} --abandon\` ` +
+        `a rollback completes. Ways out: ${VERIFY_NAMES_SHARERS}; rerun this rollback ` +
+        `once the block is repaired (${SNAPSHOT_REWRITES}); roll back to another snapshot that does not share it; or \`blocksnap rollback ${disk.name} --abandon\` ` +
         'to keep the image as it is now and take snapshots again',
         { ...e.details, diskId: disk.id, snapshotId: snap.id, partlyRolledBack: true });
     }

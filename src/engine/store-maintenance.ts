@@ -4,11 +4,11 @@
  * keeps the sweeper, which unlinks what deletes free as they happen (docs/design.md, "Deleting
  * and gc" and "Damaged blocks").
  */
-import { statSync } from 'node:fs';
+import { lstatSync } from 'node:fs';
 import { BlocksnapError } from '../errors';
 import type { Catalog } from '../catalog/catalog';
 import { readView, viewDigests } from '../catalog/block-map';
-import type { BlockStore } from '../store/block-store';
+import type { BlockStore, UnremovableEntry } from '../store/block-store';
 import { verifyBlocks } from '../native';
 import type { BlockRepair } from './block-repair';
 import type { JobControl } from './jobs';
@@ -56,20 +56,47 @@ export async function verifyStore(x: StoreMaintenanceInternals, ctl: JobControl)
   if (problems.length > 0) x.log.error({ problems: problems.length }, 'store verify found damaged blocks');
   const disksOf = (snapshots: string[]): string[] =>
     [...new Set(snapshots.map((id) => x.catalog.getSnapshot(id)?.diskId).filter((d): d is string => d !== undefined))];
+  const survey = await surveyStore(x);
   return {
     checkedBlocks: r.checked,
     problems: problems.map((p) => {
       const snapshots = owners.get(p.digest) ?? [];
-      return { ...p, snapshots, disks: disksOf(snapshots), repairable: p.reason !== 'io-error' };
+      const message = p.reason === 'io-error' ? ioErrorMessage(p.message, x.store.pathOf(Buffer.from(p.digest, 'hex'))) : p.message;
+      return { ...p, message, snapshots, disks: disksOf(snapshots), repairable: p.reason !== 'io-error' };
     }),
     awaitingRepair,
+    ...survey,
   };
+}
+
+/** A read refused for its permissions is the file's owner or mode, which no snapshot rewrites. */
+function ioErrorMessage(message: string, path: string): string {
+  if (!/permission denied|EACCES|EPERM|not permitted/i.test(message)) return message;
+  return `${message}; the daemon's user may not read ${path}: give it back its owner and mode (as its neighbours have), then run store verify again`;
+}
+
+/**
+ * What `store gc` would find besides referenced blocks: block files no snapshot referenced when
+ * listed (crash leftovers, or blocks a snapshot running meanwhile has not committed yet), entries
+ * that are no block's, and fan-out directories that cannot be read.
+ */
+async function surveyStore(x: StoreMaintenanceInternals): Promise<Pick<VerifyResult, 'unreferencedBlocks' | 'strayEntries' | 'strayExamples' | 'unreadable'>> {
+  const strays = new FirstFew<string>(STRAYS_NAMED);
+  const unreadable: UnremovableEntry[] = [];
+  let unreferencedBlocks = 0;
+  for await (const e of x.store.entries()) {
+    if (e.kind === 'stray') strays.add(e.path);
+    else if (e.kind === 'unreadable') unreadable.push(e.entry);
+    else if (!x.catalog.isReferenced(Buffer.from(e.hex, 'hex'))) unreferencedBlocks++;
+  }
+  return { unreferencedBlocks, strayEntries: strays.count, strayExamples: strays.listed, unreadable };
 }
 
 /**
  * Reclaims every block file no snapshot references (crash leftovers: a failed or cancelled snapshot frees its own) and
  * temp files. Holds the store lock exclusively: it waits for running snapshots to commit, and
- * snapshots started meanwhile wait for it.
+ * snapshots started meanwhile wait for it. An entry it cannot remove or read is reported with its
+ * path for the operator to remove by hand, and the others are reclaimed all the same.
  */
 export async function collectGarbage(x: StoreMaintenanceInternals, ctl: JobControl): Promise<GcResult> {
   const release = await x.storeLock.acquireExclusive();
@@ -78,31 +105,82 @@ export async function collectGarbage(x: StoreMaintenanceInternals, ctl: JobContr
     // Only what was free before the listing: a digest freed while it runs may name a file the
     // listing had already passed (referenced then), which only the sweeper will unlink now.
     const free = x.catalog.freeDigests();
-    const removed: Buffer[] = [];
+    const freeHex = new Set(free.map((d) => d.toString('hex')));
+    const reclaimed = new Set<string>();
+    const met = new Set<string>();
+    const unremovable = new FirstFew<UnremovableEntry>(UNREMOVABLE_LISTED);
+    const strays = new FirstFew<string>(STRAYS_NAMED);
     let removedBlocks = 0;
     let removedBytes = 0;
+    let orphanBlocks = 0;
+    let orphanBytes = 0;
     let keptBlocks = 0;
     const total = x.catalog.totals().blocks + x.catalog.freeCount();
-    for await (const hex of x.store.list()) {
+    for await (const e of x.store.entries()) {
       if (ctl.signal.aborted) throw new BlocksnapError('Cancelled', 'gc cancelled');
-      const digest = Buffer.from(hex, 'hex');
+      if (e.kind === 'stray') { strays.add(e.path); continue; }
+      if (e.kind === 'unreadable') { unremovable.add(e.entry); continue; }
+      const digest = Buffer.from(e.hex, 'hex');
       if (x.catalog.isReferenced(digest)) {
         keptBlocks++;
       } else {
         const size = fileSizeOrZero(x.store.pathOf(digest));
-        if (await x.store.remove(digest)) { removedBlocks++; removedBytes += size; }
-        removed.push(digest);
+        met.add(e.hex);
+        const r = await x.store.reclaim(digest);
+        if (r.unremovable) {
+          unremovable.add(r.unremovable);
+        } else {
+          reclaimed.add(e.hex);
+          if (r.removed) {
+            removedBlocks++; removedBytes += size;
+            // Not on the free list, so no delete freed it: a snapshot or import a crash cut off wrote it.
+            if (!freeHex.has(e.hex)) { orphanBlocks++; orphanBytes += size; }
+          }
+        }
       }
       ctl.progress(keptBlocks + removedBlocks, Math.max(total, keptBlocks + removedBlocks));
     }
+    // A freed block the listing did not meet is gone already, or in a fan-out directory it could
+    // not read: asked by name, the first is confirmed, the second reported, and stays on the list.
+    for (const d of free) {
+      const hex = d.toString('hex');
+      if (met.has(hex) || x.catalog.isReferenced(d)) continue;
+      const r = await x.store.reclaim(d);
+      if (r.unremovable) unremovable.add(r.unremovable); else reclaimed.add(hex);
+    }
+    const gone = [...reclaimed].map((hex) => Buffer.from(hex, 'hex'));
     x.catalog.txn(() => {
-      for (const d of free) if (!x.catalog.isReferenced(d)) x.catalog.removeFree(d);
-      x.repair.forget(removed);
+      for (const d of free) if (reclaimed.has(d.toString('hex')) && !x.catalog.isReferenced(d)) x.catalog.removeFree(d);
+      x.repair.forget(gone);
     });
-    x.log.info({ removedBlocks, removedBytes, removedTempFiles }, 'gc finished');
-    return { removedBlocks, removedBytes, removedTempFiles, keptBlocks };
+    if (unremovable.count > 0) {
+      x.log.error({ entries: unremovable.count, first: unremovable.listed }, 'gc could not remove some store entries; they must be removed by hand');
+    }
+    x.log.info({ removedBlocks, removedBytes, orphanBlocks, removedTempFiles, strayEntries: strays.count }, 'gc finished');
+    return {
+      removedBlocks, removedBytes, removedTempFiles, keptBlocks, orphanBlocks, orphanBytes,
+      unremovableEntries: unremovable.count, unremovable: unremovable.listed, strayEntries: strays.count, strayExamples: strays.listed,
+    };
   } finally {
     release();
+  }
+}
+
+/** Lists at most this many unremovable entries by path; the count covers them all. */
+const UNREMOVABLE_LISTED = 100;
+/** Names at most this many stray entries; the count covers them all (a stray directory may hold thousands). */
+const STRAYS_NAMED = 10;
+
+/** Counts what it is given and keeps the first `most` of it, for a result that names a few. */
+class FirstFew<T> {
+  count = 0;
+  readonly listed: T[] = [];
+
+  constructor(private readonly most: number) {}
+
+  add(item: T): void {
+    this.count++;
+    if (this.listed.length < this.most) this.listed.push(item);
   }
 }
 
@@ -122,9 +200,11 @@ function snapshotsReferencing(catalog: Catalog, wanted: Set<string>): Map<string
   return out;
 }
 
+/** A block file's size; 0 for anything else under its name (a directory has no bytes of a block). */
 function fileSizeOrZero(p: string): number {
   try {
-    return statSync(p).size;
+    const st = lstatSync(p);
+    return st.isFile() ? st.size : 0;
   } catch {
     return 0;
   }

@@ -27,6 +27,7 @@ import { DIGEST_SIZE, isZeroDigest } from '../store/format';
 import { fileSink, fileSource, type ByteSink, type ByteSource } from '../stream/byte-io';
 import { StreamReader, StreamWriter, viewSha256, type StreamHeader } from '../stream/format';
 import { distinctDigests } from '../stream/snapshot-fields';
+import { withDamageGuidance } from './damage-guidance';
 import { newId } from './ids';
 import { checkImportDamage, checkImportable, commitImported, lostLocalBlock, syncFoundBlocks } from './import-commit';
 import type { OffsiteInternals } from './offsite-internals';
@@ -153,6 +154,9 @@ export class SnapshotStreams {
             });
             this.x.log.info({ snapshotId: snap.id, baseId: base?.id ?? null, path: target, blocks: w.blocks, bytes: w.bytes }, 'snapshot exported');
             return { snapshotId: snap.id, baseId: base?.id ?? null, path: target, blocks: w.blocks, bytes: w.bytes };
+          } catch (err) {
+            throw withDamageGuidance(err, `snapshot ${snap.name} (${snap.id} of disk ${header.snapshot.diskName})`,
+              'export it again (what was written of this stream is incomplete, and an import refuses it)');
           } finally {
             ctl.signal.removeEventListener('abort', stopOnCancel);
           }

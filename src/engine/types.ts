@@ -2,6 +2,7 @@
  * Public shapes of the engine: what the daemon serialises to clients. Field names are part of the
  * outside contract (`--json` output), so they only ever grow.
  */
+import type { UnremovableEntry } from '../store/block-store';
 
 export type ImageFormat = 'raw' | 'qcow2';
 /** How a disk is stored: an image file, or a copy-on-write disk of blocksnap's own (clone --cow). */
@@ -119,11 +120,27 @@ export interface StoreStats {
   blocks: number;             // distinct referenced blocks
   bytes: number;              // their raw size
   pendingFreeBlocks: number;  // unreferenced, waiting for the sweeper
+  /** Freed block files the last sweep could not unlink (first 100): they stay pending until removed by hand. */
+  unremovable: UnremovableEntry[];
   blockSize: number;
   dataDir: string;
 }
 
-export interface GcResult { removedBlocks: number; removedBytes: number; removedTempFiles: number; keptBlocks: number; }
+export interface GcResult {
+  removedBlocks: number;
+  removedBytes: number;
+  removedTempFiles: number;
+  keptBlocks: number;
+  /** Of the removed: block files no delete had freed, left by a snapshot or import a crash cut off. */
+  orphanBlocks: number;
+  orphanBytes: number;
+  /** Entries it could not remove or read (first 100 listed), to be removed by hand; the rest were reclaimed. */
+  unremovableEntries: number;
+  unremovable: UnremovableEntry[];
+  /** Entries under blocks/ that are no block's (not touched), and the first 10 of them. */
+  strayEntries: number;
+  strayExamples: string[];
+}
 
 export interface VerifyResult {
   checkedBlocks: number;
@@ -135,6 +152,13 @@ export interface VerifyResult {
   problems: Array<{ digest: string; reason: string; message: string; snapshots: string[]; disks: string[]; repairable: boolean }>;
   /** Blocks listed as damaged once this run ended, each written again by the next snapshot or import that produces it. */
   awaitingRepair: number;
+  /** Block files no snapshot referenced when listed: what `store gc` reclaims (or a running snapshot commits). */
+  unreferencedBlocks: number;
+  /** Entries under blocks/ that are no block's, and the first 10 of them. */
+  strayEntries: number;
+  strayExamples: string[];
+  /** Fan-out directories that could not be read: their blocks were neither listed nor counted. */
+  unreadable: UnremovableEntry[];
 }
 
 export interface CloneResult { path: string; sizeBytes: number; format: ImageFormat; snapshotId: string; bytesWritten: number; }

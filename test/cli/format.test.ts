@@ -3,8 +3,11 @@ import { count, details, formatBytes, formatDuration, relativeTime, table, termi
 import { reportError } from '../../src/cli/output';
 import { BlocksnapError } from '../../src/errors';
 import { ProgressBar, renderProgress } from '../../src/cli/progress';
-import { gcView, rollbackView, verifyView } from '../../src/cli/views';
+import { gcView, rollbackView, storeStatsView, verifyView } from '../../src/cli/views';
 import type { Job } from '../../src/engine/types';
+
+const NOTHING_STRAY = { unreferencedBlocks: 0, strayEntries: 0, strayExamples: [], unreadable: [] };
+const GC_NOTHING_ELSE = { strayEntries: 0, strayExamples: [], orphanBlocks: 0, orphanBytes: 0, unremovableEntries: 0, unremovable: [] };
 
 t.test('sizes are IEC with three significant digits', async (t) => {
   const cases: Array<[number, string]> = [
@@ -111,14 +114,49 @@ t.test('the progress line shows bytes, rate and ETA, and fits the width', async 
 t.test('counts of one are singular in human output', async (t) => {
   t.equal(count(1, 'block'), '1 block');
   t.equal(count(0, 'block'), '0 blocks');
-  t.equal(verifyView({ checkedBlocks: 1, problems: [], awaitingRepair: 0 }), 'Checked 1 block: all intact.');
-  t.equal(gcView({ removedBlocks: 1, removedBytes: 4096, removedTempFiles: 1, keptBlocks: 2 }),
+  t.equal(verifyView({ checkedBlocks: 1, problems: [], awaitingRepair: 0, ...NOTHING_STRAY }), 'Checked 1 block: all intact.');
+  t.equal(gcView({ ...GC_NOTHING_ELSE, removedBlocks: 1, removedBytes: 4096, removedTempFiles: 1, keptBlocks: 2 }),
     'Removed 1 unreferenced block (4 KiB) and 1 temp file; kept 2 blocks.');
+});
+
+t.test('gc says which of the blocks it removed a crash left', async (t) => {
+  t.equal(gcView({ ...GC_NOTHING_ELSE, removedBlocks: 3, removedBytes: 3 << 20, orphanBlocks: 2, orphanBytes: 2 << 20, removedTempFiles: 0, keptBlocks: 1 }),
+    'Removed 3 unreferenced blocks (3 MiB), 2 of them (2 MiB) left by a crash and 0 temp files; kept 1 block.');
+});
+
+t.test('gc lists the entries it could not remove, each with its path, and says to remove them by hand', async (t) => {
+  const out = gcView({
+    ...GC_NOTHING_ELSE, removedBlocks: 0, removedBytes: 0, removedTempFiles: 0, keptBlocks: 0,
+    unremovableEntries: 1, unremovable: [{ path: '/d/blocks/abc/abcd', code: 'ENOTEMPTY', message: 'a directory with entries in it (ENOTEMPTY)' }],
+  });
+  t.match(out, /Could not remove 1 entry:\n {2}\/d\/blocks\/abc\/abcd: a directory with entries in it \(ENOTEMPTY\)/);
+  t.match(out, /Remove these by hand/);
+});
+
+t.test('gc names the first stray entries and counts the rest', async (t) => {
+  const out = gcView({ ...GC_NOTHING_ELSE, removedBlocks: 0, removedBytes: 0, removedTempFiles: 0, keptBlocks: 0, strayEntries: 12, strayExamples: ['/d/blocks/zzz'] });
+  t.match(out, /12 stray entries under the store/);
+  t.match(out, /\n {2}\/d\/blocks\/zzz\n {2}… and 11 more$/);
+});
+
+t.test('verify counts the block files store gc would remove', async (t) => {
+  t.match(verifyView({ checkedBlocks: 1, problems: [], awaitingRepair: 0, ...NOTHING_STRAY, unreferencedBlocks: 4 }),
+    /^Checked 1 block: all intact\.\n4 block files no snapshot references .*store gc removes them\.$/);
+});
+
+t.test('store stats lists the freed block files the sweep could not unlink', async (t) => {
+  const out = storeStatsView({
+    blocks: 1, bytes: 1, pendingFreeBlocks: 2, blockSize: 4 << 20, dataDir: '/d',
+    unremovable: [{ path: '/d/blocks/abc/abcd', code: 'EPERM', message: 'not permitted (EPERM)' }],
+  });
+  t.match(out, /pending free: 2 blocks \(the sweep could not unlink 1, below\)/);
+  t.match(out, /could not unlink:\n {2}\/d\/blocks\/abc\/abcd: not permitted \(EPERM\)/);
+  t.match(out, /Remove these by hand/);
 });
 
 t.test('verify names the disks of a damaged block and says how to repair it', async (t) => {
   const out = verifyView({
-    checkedBlocks: 3, awaitingRepair: 1,
+    checkedBlocks: 3, awaitingRepair: 1, ...NOTHING_STRAY,
     problems: [{ digest: 'ab'.repeat(32), reason: 'digest-mismatch', message: 'bad', snapshots: ['s-1'], disks: ['d-1'], repairable: true }],
   });
   t.match(out, /1 DAMAGED/);

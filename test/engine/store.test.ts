@@ -42,6 +42,7 @@ t.test('gc reclaims block files no snapshot references and keeps the rest', asyn
   const job = await finished(engine, engine.startGc());
   const r = job.result as GcResult;
   t.equal(r.removedBlocks, 3);
+  t.equal(r.orphanBlocks, 3, 'no delete had freed them');
   t.equal(r.keptBlocks, 4);
   t.equal(blockFiles(dataDir).length, 4);
 });
@@ -106,10 +107,10 @@ t.test('blocks freed while a sweep is under way are swept when it ends', async (
 t.test('a snapshot deleted while gc lists the store has its blocks swept, not orphaned', async (t) => {
   const { engine, dataDir, snaps } = await threeGenerations(t);
   // Test hook: the delete lands after gc has listed every block file (all referenced then).
-  const store = (engine as unknown as { store: { list(): AsyncGenerator<string> } }).store;
-  const list = store.list.bind(store);
-  store.list = async function* () {
-    yield* list();
+  const store = (engine as unknown as { store: { entries(): AsyncGenerator<unknown> } }).store;
+  const entries = store.entries.bind(store);
+  store.entries = async function* () {
+    yield* entries();
     await engine.deleteSnapshot(snaps[0]!.id);
   };
   const gc = (await finished(engine, engine.startGc())).result as GcResult;

@@ -5,6 +5,11 @@
  * host. Elsewhere, or where those uids cannot read the build, the tests skip saying why.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Test } from 'tap';
+import { DaemonClient } from '../../src/daemon/client';
 import { BIN, ensureBuilt } from '../integration/fixtures/harness';
 
 /** Two users that share a primary group (like `users`), and a third outside it. */
@@ -57,4 +62,42 @@ export function connectAs(who: Who, socketPath: string): string {
 export function staleSocketOf(who: Who, path: string, mode: number): void {
   const script = `process.umask(${0o777 & ~mode});require('net').createServer().listen(process.argv[1],()=>process.kill(process.pid,'SIGKILL'))`;
   spawnSync(process.execPath, ['-e', script, path], { ...who, timeout: 10_000 });
+}
+
+/** A scratch dir others may search, with a home (and images in it) owned by USER_A. */
+export function scratch(t: Test): { dir: string; home: string; images: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'bsnr-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  chmodSync(dir, 0o755);
+  const home = join(dir, 'home');
+  const images = join(home, 'images');
+  mkdirSync(images, { recursive: true });
+  for (const d of [home, images]) chownSync(d, USER_A.uid, USER_A.gid);
+  return { dir, home, images };
+}
+
+/** Resolves once the daemon answers on `socketPath` (root may connect whatever its mode). */
+async function listening(d: ReturnType<typeof spawnDaemonAs>, socketPath: string): Promise<void> {
+  for (let i = 0; ; i++) {
+    if (d.exitCode !== null) throw new Error(`daemon exited ${d.exitCode}:\n${d.log()}`);
+    try {
+      (await DaemonClient.connect({ socketPath, connectTimeoutMs: 1000 })).close();
+      return;
+    } catch {
+      if (i > 1200) throw new Error(`daemon did not come up:\n${d.log()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
+/** `blocksnap daemon ARGS` as `who`, answering on `socketPath`; killed at teardown. */
+export async function startedAs(t: Test, who: Who, args: string[], env: NodeJS.ProcessEnv, cwd: string, socketPath: string) {
+  const d = spawnDaemonAs(who, args, env, cwd);
+  const exited = new Promise((r) => d.once('exit', r));
+  t.teardown(async () => {
+    if (d.exitCode === null && d.signalCode === null) d.kill('SIGKILL');
+    await exited;
+  });
+  await listening(d, socketPath);
+  return d;
 }

@@ -3,57 +3,18 @@
  * are its own unless a socket group is chosen, and what stops it at start (a group it is not in, a
  * default path it cannot create, another user's stale socket) is said in words that name the fix.
  */
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, chownSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import t, { type Test } from 'tap';
-import { DaemonClient } from '../../src/daemon/client';
-import { asUserSkip, connectAs, runDaemonAs, spawnDaemonAs, staleSocketOf, USER_A, USER_B, USER_C, type Who } from '../helpers/as-user';
+import t from 'tap';
+import { asUserSkip, connectAs, runDaemonAs, scratch, startedAs, staleSocketOf, USER_A, USER_B, USER_C } from '../helpers/as-user';
 
 const skip = asUserSkip();
 
-/** A scratch dir others may search, with a home (and images in it) owned by USER_A. */
-function scratch(t: Test): { dir: string; home: string; images: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'bsnr-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  chmodSync(dir, 0o755);
-  const home = join(dir, 'home');
-  const images = join(home, 'images');
-  mkdirSync(images, { recursive: true });
-  for (const d of [home, images]) chownSync(d, USER_A.uid, USER_A.gid);
-  return { dir, home, images };
-}
-
 const mode = (p: string): string => (statSync(p).mode & 0o7777).toString(8).padStart(4, '0');
-
-/** Resolves once the daemon answers on `socketPath` (root may connect whatever its mode). */
-async function listening(d: ReturnType<typeof spawnDaemonAs>, socketPath: string): Promise<void> {
-  for (let i = 0; ; i++) {
-    if (d.exitCode !== null) throw new Error(`daemon exited ${d.exitCode}:\n${d.log()}`);
-    try {
-      (await DaemonClient.connect({ socketPath, connectTimeoutMs: 1000 })).close();
-      return;
-    } catch {
-      if (i > 1200) throw new Error(`daemon did not come up:\n${d.log()}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-}
-
-async function started(t: Test, who: Who, args: string[], env: NodeJS.ProcessEnv, cwd: string, socketPath: string) {
-  const d = spawnDaemonAs(who, args, env, cwd);
-  const exited = new Promise((r) => d.once('exit', r));
-  t.teardown(async () => {
-    if (d.exitCode === null && d.signalCode === null) d.kill('SIGKILL');
-    await exited;
-  });
-  await listening(d, socketPath);
-  return d;
-}
 
 t.test('with default paths and no runtime dir, the socket, data dir and catalog are the daemon user\'s alone', { skip }, async (t) => {
   const { home, images } = scratch(t);
-  await started(t, USER_A, [], { HOME: home }, images, join(home, '.local/share/blocksnap/blocksnap.sock'));
+  await startedAs(t, USER_A, [], { HOME: home }, images, join(home, '.local/share/blocksnap/blocksnap.sock'));
   const data = join(home, '.local/share/blocksnap');
   t.equal(mode(data), '0700', 'the data dir, which holds the socket, is private');
   t.equal(mode(join(data, 'blocksnap.sock')), '0600', 'without --socket-group the socket is the user\'s only');
@@ -80,7 +41,7 @@ t.test('with --socket-group, its members may connect; a group the daemon is not 
   t.notOk(existsSync(nbd), 'no NBD socket is left behind');
   t.notOk(existsSync(dataDir), 'the engine never opened');
 
-  await started(t, USER_A, ['--data-dir', dataDir, '--socket', socket, '--socket-group', String(USER_A.gid)], {}, images, socket);
+  await startedAs(t, USER_A, ['--data-dir', dataDir, '--socket', socket, '--socket-group', String(USER_A.gid)], {}, images, socket);
   t.equal(mode(socket), '0660', 'a chosen group gets the socket');
   t.equal(statSync(socket).gid, USER_A.gid);
   t.equal(connectAs(USER_B, socket), 'connected', 'a member of the group connects');
@@ -90,7 +51,7 @@ t.test('with --socket-group, its members may connect; a group the daemon is not 
 t.test('a socket group that cannot reach the socket in the private data dir is warned about', { skip }, async (t) => {
   const { home, images } = scratch(t);
   const socket = join(home, '.local/share/blocksnap/blocksnap.sock');
-  const d = await started(t, USER_A, ['--socket-group', String(USER_A.gid)], { HOME: home }, images, socket);
+  const d = await startedAs(t, USER_A, ['--socket-group', String(USER_A.gid)], { HOME: home }, images, socket);
   t.equal(mode(socket), '0660', 'the socket is the group\'s');
   t.equal(connectAs(USER_B, socket), 'EACCES', 'but its members cannot reach it in the 0700 data dir');
   t.match(d.log(), `members of group ${USER_A.gid} cannot reach the socket ${socket}: its directory ${join(home, '.local/share/blocksnap')} is private`);

@@ -8,15 +8,20 @@ export function registerStore(program: Command): void {
   const store = program.command('store').description('the content-addressed block store');
 
   clientOptions(store.command('stats'))
-    .description('the distinct blocks snapshots reference and their size (a crash\'s leftovers, which store gc reclaims, are not counted)')
-    .addHelpText('after', examples(['blocksnap store stats', 'blocksnap store stats --json']))
+    .description('the distinct blocks snapshots reference and their size (a crash\'s leftovers, which store gc reclaims, are not counted: store verify counts them)')
+    .addHelpText('after', examples(['blocksnap store stats', 'blocksnap store stats --json']) +
+      '\nFreed block files the sweep could not unlink (a directory with entries under a block\'s name, an immutable file) are listed\n' +
+      'with their cause under pending free: remove them by hand, then run store gc.\n')
     .action(async (flags: ClientFlags) => {
       await withClient(flags, async (client, out) => out.result(await client.call<StoreStats>('store.stats'), storeStatsView));
     });
 
   jobOptions(store.command('gc'))
     .description('remove block files no snapshot references (left by a crash mid-snapshot or mid-delete; failed and cancelled snapshots free their own) and temp files')
-    .addHelpText('after', examples(['blocksnap store gc', 'blocksnap store gc --json']))
+    .addHelpText('after', examples(['blocksnap store gc', 'blocksnap store gc --json']) +
+      '\nSays how many of the removed blocks a crash left (orphans). An entry it cannot remove or read is listed with its path\n' +
+      'and cause, to remove by hand, and the rest are reclaimed all the same; entries under the store that are no block\'s are\n' +
+      'counted, a few named, and left alone.\n')
     .action(async (flags: JobFlags) => {
       await withClient(flags, async (client, out) => {
         const job = await runJob(client, out, flags, 'store.gc', {}, 'gc');
@@ -27,7 +32,8 @@ export function registerStore(program: Command): void {
   jobOptions(store.command('verify'))
     .description('re-read every referenced block and check it against its digest')
     .addHelpText('after', examples(['blocksnap store verify', 'blocksnap store verify --json']) +
-      '\nExits 1 when a damaged or missing block is found; the output names it and the snapshots using it.\n')
+      '\nExits 1 when a damaged or missing block is found; the output names it and the snapshots using it.\n' +
+      'Also counts block files no snapshot references (store gc removes them) and entries under the store that are no block\'s.\n')
     .action(async (flags: JobFlags) => {
       await withClient(flags, async (client, out) => {
         const job = await runJob(client, out, flags, 'store.verify', {}, 'verify');
