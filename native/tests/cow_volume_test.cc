@@ -205,7 +205,7 @@ TEST(cow_trim_of_whole_granules_leaves_a_hole) {
   std::memcpy(expected.data(), bytes.data(), bytes.size());
   std::memset(expected.data() + kG, 0, 2 * kG);
   CHECK(f.read_all(v) == expected);
-  const auto extents = v.extents(0, kBlock);
+  const auto extents = v.extents(0, kBlock, 1024);
   REQUIRE(extents.size() == 3);
   CHECK(extents[0].length == kG && extents[0].flags == 0);
   CHECK(extents[1].length == 2 * kG && extents[1].flags == kExtentHoleZero);
@@ -215,11 +215,30 @@ TEST(cow_trim_of_whole_granules_leaves_a_hole) {
 TEST(cow_base_zero_blocks_are_holes_in_extents) {
   Fixture f;
   CowVolume v(f.spec(false));
-  const auto extents = v.extents(0, kSize);
+  const auto extents = v.extents(0, kSize, 1024);
   REQUIRE(extents.size() == 3);
   CHECK(extents[0].length == 2 * kBlock && extents[0].flags == 0);
   CHECK(extents[1].length == kBlock && extents[1].flags == kExtentHoleZero);
   CHECK(extents[2].length == kBlock && extents[2].flags == 0);
+}
+
+TEST(cow_extents_stop_at_the_count_asked_for_each_whole) {
+  Fixture f;
+  CowVolume v(f.spec(true));
+  // Over base block 2 (ZERO): two granules written, then every other one: 63 extents.
+  const auto bytes = pattern(2 * kG, 3);
+  v.write(2 * kBlock, bytes.data(), bytes.size(), false);
+  for (uint64_t g = 3; g < kBlock / kG; g += 2) v.write(2 * kBlock + g * kG, bytes.data(), kG, false);
+  const auto all = v.extents(2 * kBlock, kBlock, 1024);
+  REQUIRE(all.size() == 63);
+
+  const auto one = v.extents(2 * kBlock, kBlock, 1);
+  REQUIRE(one.size() == 1);
+  CHECK(one[0].length == 2 * kG && one[0].flags == 0);  // whole: not cut at the first granule
+  const auto three = v.extents(2 * kBlock, kBlock, 3);
+  REQUIRE(three.size() == 3);
+  for (size_t i = 0; i < three.size(); ++i) CHECK(three[i].length == all[i].length && three[i].flags == all[i].flags);
+  CHECK(v.extents(2 * kBlock, kBlock, 63).size() == 63);
 }
 
 TEST(cow_concurrent_partial_writes_to_shared_granules_all_land) {

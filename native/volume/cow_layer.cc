@@ -54,11 +54,28 @@ uint64_t same_source_end(LayerStack layers, int source, uint64_t pos, uint64_t e
   return run_end;
 }
 
-void append(std::vector<VolumeExtent>& out, uint64_t length, uint32_t flags) {
-  if (length == 0) return;
-  if (!out.empty() && out.back().flags == flags) out.back().length += length;
-  else out.push_back({length, flags});
-}
+// Merged extents from the start of a range, up to a count: full() once the extent after the
+// last wanted one has begun, which is when the last wanted one is known to be whole.
+class ExtentList {
+ public:
+  explicit ExtentList(size_t max) : max_(std::max<size_t>(max, 1)) {}
+  // Appends a run, merged with the last extent when the flags match; false once full.
+  bool append(uint64_t length, uint32_t flags) {
+    if (length == 0) return !full();
+    if (!out_.empty() && out_.back().flags == flags) out_.back().length += length;
+    else out_.push_back({length, flags});
+    return !full();
+  }
+  bool full() const noexcept { return out_.size() > max_; }
+  std::vector<VolumeExtent> take() {
+    if (full()) out_.pop_back();
+    return std::move(out_);
+  }
+
+ private:
+  size_t max_;
+  std::vector<VolumeExtent> out_;
+};
 
 }  // namespace
 
@@ -150,34 +167,34 @@ uint64_t read_layers(LayerStack layers, uint64_t offset, size_t len, uint8_t* ou
   return read_runs(layers, nullptr, offset, len, out);
 }
 
-std::vector<VolumeExtent> stack_extents(LayerStack layers, const BaseView& base, uint64_t offset, uint64_t len) {
-  std::vector<VolumeExtent> out;
+std::vector<VolumeExtent> stack_extents(LayerStack layers, const BaseView& base, uint64_t offset, uint64_t len,
+                                        size_t max_extents) {
+  ExtentList out(max_extents);
   const uint64_t end = offset + len;
-  for (uint64_t pos = offset; pos < end;) {
+  for (uint64_t pos = offset; pos < end && !out.full();) {
     const int source = layer_at(layers, pos);
     const uint64_t run_end = same_source_end(layers, source, pos, end);
     if (source < 0) {
       for (uint64_t p = pos; p < run_end;) {
         const uint64_t i = p / base.block_size();
         const uint64_t e = std::min(run_end, (i + 1) * base.block_size());
-        append(out, e - p, base.zero_block(i) ? kExtentHoleZero : 0);
+        if (!out.append(e - p, base.zero_block(i) ? kExtentHoleZero : 0)) break;
         p = e;
       }
     } else {
       const CowLayer& layer = *layers[static_cast<size_t>(source)];
       for (uint64_t p = pos; p < run_end;) {
         const uint64_t data = seek_clipped(layer.data.get(), p, run_end, SEEK_DATA, layer.files.data_path);
-        append(out, data - p, kExtentHoleZero);
-        if (data >= run_end) break;
+        if (!out.append(data - p, kExtentHoleZero) || data >= run_end) break;
         uint64_t hole = seek_clipped(layer.data.get(), data, run_end, SEEK_HOLE, layer.files.data_path);
         if (hole <= data) hole = run_end;  // the file changed under us: call the rest data
-        append(out, hole - data, 0);
+        if (!out.append(hole - data, 0)) break;
         p = hole;
       }
     }
     pos = run_end;
   }
-  return out;
+  return out.take();
 }
 
 }  // namespace blocksnap

@@ -74,7 +74,10 @@ struct VolumeExtent {
 inline constexpr uint32_t kExtentHoleZero = 3;
 
 // NBD base:allocation of [offset, offset + len): base ZERO blocks and holes in a layer's .data
-// are 3, everything else 0; adjacent runs with the same flags are merged.
-std::vector<VolumeExtent> stack_extents(LayerStack layers, const BaseView& base, uint64_t offset, uint64_t len);
+// are 3, everything else 0; adjacent runs with the same flags are merged. At most `max_extents`
+// (at least 1), the first ones of the range, each whole: the walk stops at the start of the next,
+// so a request that takes one extent of a fragmented range costs one extent, not the range.
+std::vector<VolumeExtent> stack_extents(LayerStack layers, const BaseView& base, uint64_t offset, uint64_t len,
+                                        size_t max_extents);
 
 }  // namespace blocksnap

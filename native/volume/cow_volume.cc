@@ -271,11 +271,11 @@ void CowVolume::flush_locked() {
   }
 }
 
-std::vector<VolumeExtent> CowVolume::extents(uint64_t offset, uint64_t len) const {
+std::vector<VolumeExtent> CowVolume::extents(uint64_t offset, uint64_t len, size_t max_extents) const {
   std::shared_lock lock(stack_mutex_);
   check_open();
   check_range(offset, len, size_);
-  return stack_extents(layers_, *base_, offset, len);
+  return stack_extents(layers_, *base_, offset, len, max_extents);
 }
 
 void CowVolume::push_layer(const LayerFiles& files) {

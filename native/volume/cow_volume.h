@@ -100,7 +100,8 @@ class CowVolume {
   bool write_copies_up(uint64_t offset, size_t len) const noexcept;
   void zero(uint64_t offset, uint64_t len, bool may_punch, bool fua);
   void flush();
-  std::vector<VolumeExtent> extents(uint64_t offset, uint64_t len) const;
+  // The first `max_extents` extents of the range (stack_extents).
+  std::vector<VolumeExtent> extents(uint64_t offset, uint64_t len, size_t max_extents) const;
 
   // Flushes the top, freezes it and opens `files` as the new writable top. The caller keeps
   // writes, zeros and flushes out meanwhile.

@@ -27,6 +27,8 @@ namespace {
 
 // The largest read or write one call may ask for: what an NBD request can carry.
 constexpr uint64_t kMaxIo = 32ull << 20;
+// The most extents one call returns: far more than an NBD reply carries (1024).
+constexpr uint64_t kMaxExtentsPerCall = 1ull << 20;
 
 uint64_t arg_integer(const Napi::CallbackInfo& info, size_t i, const char* name) {
   Napi::Env env = info.Env();
@@ -347,10 +349,18 @@ class VolumeWrap : public Napi::ObjectWrap<VolumeWrap> {
   Napi::Value extents(const Napi::CallbackInfo& info) {
     const uint64_t offset = arg_integer(info, 0, "offset");
     const uint64_t len = arg_integer(info, 1, "length");
+    // One JS object per extent returned: the walk stops at the count the caller can use.
+    const uint64_t max = arg_integer(info, 2, "max");
+    if (max == 0 || max > kMaxExtentsPerCall) {
+      Napi::Error err = Napi::RangeError::New(info.Env(), "max must be 1 to " + std::to_string(kMaxExtentsPerCall) + " extents");
+      err.Set("code", Napi::String::New(info.Env(), "InvalidArgument"));
+      throw err;
+    }
     auto volume = volume_;
     auto out = std::make_shared<std::vector<VolumeExtent>>();
     return queue_volume_task(
-        info.Env(), "blocksnap.volume.extents", [volume, out, offset, len] { *out = volume->extents(offset, len); },
+        info.Env(), "blocksnap.volume.extents",
+        [volume, out, offset, len, max] { *out = volume->extents(offset, len, static_cast<size_t>(max)); },
         [out](Napi::Env env) -> Napi::Value {
           Napi::Array a = Napi::Array::New(env, out->size());
           for (size_t i = 0; i < out->size(); ++i) {

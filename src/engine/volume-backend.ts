@@ -32,8 +32,8 @@ export class VolumeBackend implements NbdBackend {
     return this.v.gate.run(() => this.v.volume.readInto(offset, length, target, at));
   }
 
-  extents(offset: number, length: number): Promise<Extent[]> {
-    return this.v.gate.run(() => this.v.volume.extents(offset, length));
+  extents(offset: number, length: number, max: number): Promise<Extent[]> {
+    return this.v.gate.run(() => this.v.volume.extents(offset, length, max));
   }
 
   write(offset: number, data: Buffer, fua: boolean): Promise<void> {
@@ -92,8 +92,8 @@ export class SnapshotVolumeBackend implements NbdBackend {
     return this.volume.readInto(offset, length, target, at);
   }
 
-  extents(offset: number, length: number): Promise<Extent[]> {
-    return this.volume.extents(offset, length);
+  extents(offset: number, length: number, max: number): Promise<Extent[]> {
+    return this.volume.extents(offset, length, max);
   }
 
   close(): Promise<void> {

@@ -89,7 +89,7 @@ interface NativeVolume {
   writeCopiesUp(offset: number, length: number): boolean;
   zero(offset: number, length: number, mayPunch: boolean, fua: boolean): Promise<void>;
   flush(): Promise<void>;
-  extents(offset: number, length: number): Promise<VolumeExtent[]>;
+  extents(offset: number, length: number, max: number): Promise<VolumeExtent[]>;
   pushLayer(files: LayerFiles): Promise<void>;
   popEmptyTop(): Promise<boolean>;
   dirtyBlocks(layerCount: number): Promise<Uint32Array>;
@@ -283,10 +283,14 @@ export class Volume {
     return call(() => this.native.flush());
   }
 
-  /** NBD base:allocation of [offset, offset + length): base ZERO blocks and layer holes are 3, the rest 0. */
-  async extents(offset: number, length: number): Promise<VolumeExtent[]> {
+  /**
+   * NBD base:allocation of [offset, offset + length): base ZERO blocks and layer holes are 3, the
+   * rest 0. The first `max` extents (1 to 2^20), each whole: the walk stops there, so its cost
+   * follows what is returned, not how fragmented the range is.
+   */
+  async extents(offset: number, length: number, max: number): Promise<VolumeExtent[]> {
     this.checkRange(offset, length);
-    return call(() => this.native.extents(offset, length));
+    return call(() => this.native.extents(offset, length, max));
   }
 
   /**

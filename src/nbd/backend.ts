@@ -10,8 +10,10 @@
  *   reads a range lying inside one data piece into the caller's Buffer; it throws a
  *   BlocksnapError on failure (DigestMismatch, BlockMissing, IOError...), which the client sees
  *   as EIO with the message.
- * - `extents` describes [offset, offset + length) in order for `base:allocation`; adjacent
- *   extents may share flags (the server merges them).
+ * - `extents` describes [offset, offset + length) in order for `base:allocation`, or, once it has
+ *   `max` extents, the start of it (a reply carries at most that many: walking a fragmented range
+ *   past them would cost work no client sees); adjacent extents may share flags (the server
+ *   merges them).
  * - A writable backend acknowledges a write only once a later `flush` will make it durable, and
  *   makes it durable before returning when `fua` is set.
  * - A backend that records instants between requests (a served copy-on-write disk's snapshot)
@@ -39,7 +41,8 @@ export interface NbdBackend {
   layout(offset: number, length: number): ReadPiece[];
   /** Fills target[at, at + length) with [offset, offset + length); the caller owns the Buffer. */
   readInto(offset: number, length: number, target: Buffer, at: number): Promise<void>;
-  extents(offset: number, length: number): Promise<Extent[]>;
+  /** The first extents of [offset, offset + length), at most `max` of them. */
+  extents(offset: number, length: number, max: number): Promise<Extent[]>;
   write?(offset: number, data: Buffer, fua: boolean): Promise<void>;
   /** Runs `fn`; every write made through the function it is given falls on one side of any instant. */
   writeAsOne?<T>(fn: (write: BackendWrite) => Promise<T>): Promise<T>;

@@ -6,6 +6,9 @@
  * Flow control: bytes not yet asked for are buffered up to `highWater`; beyond it the socket is
  * paused, so a client that pipelines faster than the backend answers cannot grow the daemon's
  * memory. A take larger than highWater resumes the socket until it is satisfied.
+ *
+ * `arrived(n)` waits for bytes without taking them: the server takes memory budget for a write's
+ * payload only once it is here, so a client that stops mid-payload holds none of it.
  */
 import type { Socket } from 'node:net';
 
@@ -19,10 +22,11 @@ export class ByteReader {
   private chunks: Buffer[] = [];
   private buffered = 0;
   private want = 0;
-  private waiter: { resolve: (b: Buffer) => void; reject: (e: Error) => void } | null = null;
+  /** A take (`take`: resolves with the bytes) or an arrived (resolves with nothing taken). */
+  private waiter: { take: boolean; resolve: (b: Buffer | null) => void; reject: (e: Error) => void } | null = null;
   private ended = false;
 
-  constructor(private readonly socket: Socket, private readonly highWater = 4 * 1024 * 1024) {
+  constructor(private readonly socket: Socket, readonly highWater = 4 * 1024 * 1024) {
     socket.on('data', (c: Buffer) => this.push(c));
     const end = (): void => this.finish();
     socket.on('end', end);
@@ -34,12 +38,27 @@ export class ByteReader {
 
   /** The next n bytes; rejects with ConnectionClosed when the peer goes away first. */
   take(n: number): Promise<Buffer> {
-    if (this.waiter) throw new Error('ByteReader.take is not reentrant');
-    if (this.buffered >= n) return Promise.resolve(this.consume(n));
+    // A take resolves with the bytes (wait's null is for arrived); no async wrapper on the hot path.
+    return this.wait(n, true) as Promise<Buffer>;
+  }
+
+  /**
+   * Resolves once the next n bytes (at most highWater: the socket is not paused before they are
+   * all here) have arrived, leaving them to a take; rejects with ConnectionClosed when the peer
+   * goes away first.
+   */
+  async arrived(n: number): Promise<void> {
+    if (n > this.highWater) throw new Error(`ByteReader.arrived(${n}) asks for more than the ${this.highWater} bytes buffered`);
+    await this.wait(n, false);
+  }
+
+  private wait(n: number, take: boolean): Promise<Buffer | null> {
+    if (this.waiter) throw new Error('ByteReader waits are not reentrant');
+    if (this.buffered >= n) return Promise.resolve(take ? this.consume(n) : null);
     if (this.ended) return Promise.reject(new ConnectionClosed());
     this.want = n;
     if (this.socket.isPaused()) this.socket.resume();
-    return new Promise((resolve, reject) => { this.waiter = { resolve, reject }; });
+    return new Promise((resolve, reject) => { this.waiter = { take, resolve, reject }; });
   }
 
   private push(c: Buffer): void {
@@ -48,7 +67,7 @@ export class ByteReader {
     if (this.waiter && this.buffered >= this.want) {
       const w = this.waiter;
       this.waiter = null;
-      w.resolve(this.consume(this.want));
+      w.resolve(w.take ? this.consume(this.want) : null);
     }
     if (!this.waiter && this.buffered >= this.highWater) this.socket.pause();
   }

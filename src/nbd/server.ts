@@ -20,7 +20,7 @@ import { ByteReader, ConnectionClosed } from './byte-reader';
 import { Handshake, ProtocolViolation } from './handshake';
 import { ByteBudget } from '../byte-budget';
 import { ReplyBuffers } from './reply-buffers';
-import { REPLY_STALL_MS, Transmission } from './transmission';
+import { STALL_MS, Transmission } from './transmission';
 
 export interface NbdLog {
   debug(obj: object, msg?: string): void;
@@ -40,8 +40,11 @@ export interface NbdServerOptions {
   maxHandshakes?: number;
   /** How long connections ended from this side may take to finish their running requests. */
   shutdownGraceMs?: number;
-  /** How long a client may leave its replies untaken, while some are queued, before it is dropped. */
-  replyStallMs?: number;
+  /**
+   * How long a client may leave its replies untaken, while some are queued, or take to send a
+   * write's payload, before it is dropped (STALL_MS).
+   */
+  stallMs?: number;
 }
 
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -50,6 +53,12 @@ export const SHUTDOWN_GRACE_MS = 2_000;
 
 /** 64 MiB: sixteen 4 MiB pieces, or many small requests, across every client at once. */
 export const NBD_BYTES_IN_FLIGHT = 64 * 1024 * 1024;
+/**
+ * Of those, what writes longer than a piece may hold while the rest of their payload arrives
+ * (one piece each): half, so that clients stopped in the middle of one leave the other half to
+ * everything else.
+ */
+export const NBD_LONG_WRITE_BYTES = NBD_BYTES_IN_FLIGHT / 2;
 
 export class NbdServer {
   private readonly server: Server;
@@ -59,6 +68,7 @@ export class NbdServer {
   private readonly transmissions = new Set<Transmission>();
   /** Request data held over all connections, queued replies included: the daemon's NBD memory stays within this. */
   private readonly budget = new ByteBudget(NBD_BYTES_IN_FLIGHT);
+  private readonly longWrites = new ByteBudget(NBD_LONG_WRITE_BYTES);
   /** Idle reply Buffers kept for reuse: at most half the bytes that may be in flight. */
   private readonly buffers = new ReplyBuffers(NBD_BYTES_IN_FLIGHT / 2);
   private nextId = 1;
@@ -165,8 +175,8 @@ export class NbdServer {
       });
       // NBD_OPT_EXPORT_NAME has no error reply, so a client that used it as the server began to close just goes.
       if (n === null || this.stopping) return;
-      const t = new Transmission(socket, reader, n, this.log, this.budget, this.buffers, this.o.shutdownGraceMs ?? SHUTDOWN_GRACE_MS,
-        this.o.replyStallMs ?? REPLY_STALL_MS);
+      const t = new Transmission(socket, reader, n, this.log, this.budget, this.longWrites, this.buffers,
+        this.o.shutdownGraceMs ?? SHUTDOWN_GRACE_MS, this.o.stallMs ?? STALL_MS);
       transmission = t;
       this.transmissions.add(t);
       detach = n.export.attach({ close: (reason) => {

@@ -7,9 +7,14 @@
  * never interleave mid-message; the one reply written over several stretches (a simple read
  * longer than a piece) holds the others back until it is out.
  *
- * Memory: a READ or WRITE holds up to one piece (MAX_REQUEST_LENGTH) of the server's ByteBudget
- * from its header until its payload is written to the backend, or its reply to the socket.
- * Longer ones, up to MAX_PAYLOAD, are served a piece at a time within that one piece of budget.
+ * Memory: a READ holds up to one piece (MAX_REQUEST_LENGTH) of the server's ByteBudget from its
+ * header until its reply is written to the socket; a WRITE holds its payload's bytes (at most a
+ * piece) from the time they have all arrived until they are written to the backend, so a client
+ * stopped mid-payload holds none of the budget, only its own input buffer (ByteReader's
+ * highWater), and is dropped after stallMs. Longer ones, up to MAX_PAYLOAD, are served a piece at
+ * a time within that one piece of budget; a long write holds its piece while the rest of its
+ * payload arrives, so long writes together hold at most their own share of the budget
+ * (`longWrites`), and the other requests keep the rest.
  *
  * A malformed request header (bad magic, a write payload over MAX_PAYLOAD) closes the
  * connection: the byte stream cannot be resynchronised. A well-formed request that is invalid
@@ -33,8 +38,11 @@ const MAX_IN_FLIGHT = 16;
  * client that never reads its replies cannot take the whole server's budget on its own.
  */
 export const CONNECTION_BYTES = 4 * MAX_REQUEST_LENGTH;
-/** 30 s: far longer than any client that reads at all takes to take a reply. */
-export const REPLY_STALL_MS = 30_000;
+/**
+ * 30 s: far longer than any client that reads at all takes to take a reply, or that sends at all
+ * takes to send a payload.
+ */
+export const STALL_MS = 30_000;
 const SIMPLE_HEADER_SIZE = 16;
 const STRUCTURED_HEADER_SIZE = 20;
 /** Most descriptors in one BLOCK_STATUS reply; the client asks again for the rest. */
@@ -55,7 +63,10 @@ export interface Request {
   flags: number;
   type: number;
   handle: Buffer;
+  /** The offset, clamped to 2^53 - 1 (none that large is in bounds): for arithmetic. */
   offset: number;
+  /** The offset as the client sent it: for messages. */
+  sentOffset: bigint;
   length: number;
   payload: Buffer | null;
 }
@@ -106,12 +117,21 @@ export class Transmission {
     private readonly log: TransmissionLog,
     /** Shared by the server's connections: request data in flight (memory). */
     private readonly budget: ByteBudget,
+    /**
+     * Shared too: what of `budget` writes longer than a piece may hold while the rest of their
+     * payload arrives, so that clients stopped in the middle of one cannot take all of it.
+     */
+    private readonly longWrites: ByteBudget,
     /** Shared by the server's connections: the Buffers read replies are built in. */
     private readonly buffers: ReplyBuffers,
     /** How long shutdown() lets running requests finish before the socket is destroyed. */
     private readonly graceMs: number,
-    /** How long replies may sit unsent with nothing of them taken before the client is dropped. */
-    private readonly stallMs: number = REPLY_STALL_MS,
+    /**
+     * How long replies may sit unsent with nothing of them taken, or a write's payload take to
+     * arrive (a write's whole payload, or a long one's first piece, then all the rest), before the
+     * client is dropped.
+     */
+    private readonly stallMs: number = STALL_MS,
   ) {
     this.exp = n.export;
     socket.once('close', () => {
@@ -165,38 +185,26 @@ export class Transmission {
         await this.idle();
         return;
       }
-      const bytes = budgetBytes(req);
-      const granted = !this.closing && (bytes === 0 || await this.budget.acquire(bytes, this.abort.signal));
-      if (!granted && this.socket.destroyed) throw new ConnectionClosed();
-      // Granted as the shutdown began: not run either, so nothing reaches the backend after it.
-      if (!granted || this.closing) {
-        if (granted) this.budget.release(bytes);
+      if (this.closing) {
         await this.refuse(req);
         continue;
       }
-      this.held += bytes;
-      this.inFlight++;
-      const hold = new Hold(() => {
-        this.budget.release(bytes);
-        this.held -= bytes;
-        this.wakeLoop();
-      });
       if (req.type === C.NBD_CMD_WRITE && req.length > MAX_REQUEST_LENGTH) {
         // Its payload comes off the socket a piece at a time, and only this loop reads the socket.
-        try {
-          await this.streamedWrite(req);
-        } finally {
-          this.finished(hold);
-        }
+        await this.streamedWrite(req);
         continue;
       }
+      if (req.type === C.NBD_CMD_WRITE) await this.arrival(req.length, Date.now() + this.stallMs);
+      const hold = await this.hold(budgetBytes(req));
+      if (hold === null) {
+        if (this.socket.destroyed) throw new ConnectionClosed();
+        await this.refuse(req);
+        continue;
+      }
+      this.inFlight++;
       if (req.type === C.NBD_CMD_WRITE) {
-        try {
-          req.payload = await this.reader.take(req.length);
-        } catch (err) {
-          this.finished(hold);
-          throw err;
-        }
+        // Here already (arrival), so taken at once: nothing the client does can fail it now.
+        req.payload = await this.reader.take(req.length);
         if (this.closing) {
           this.fail(req, shuttingDown());
           this.finished(hold);
@@ -205,6 +213,26 @@ export class Transmission {
       }
       void this.serve(req, hold).finally(() => this.finished(hold));
     }
+  }
+
+  /**
+   * Takes `bytes` of the budget for a request once they fit, as this connection's; null (nothing
+   * taken) when the connection closes or shuts down first: a request granted as the shutdown
+   * began is not run either, so nothing reaches the backend after it.
+   */
+  private async hold(bytes: number): Promise<Hold | null> {
+    if (this.closing) return null;
+    if (bytes > 0 && !await this.budget.acquire(bytes, this.abort.signal)) return null;
+    if (this.closing) {
+      this.budget.release(bytes);
+      return null;
+    }
+    this.held += bytes;
+    return new Hold(() => {
+      this.budget.release(bytes);
+      this.held -= bytes;
+      this.wakeLoop();
+    });
   }
 
   /**
@@ -228,9 +256,9 @@ export class Transmission {
     });
   }
 
-  private finished(hold: Hold): void {
+  private finished(hold: Hold | null): void {
     this.inFlight--;
-    if (!hold.handedOff) hold.release();
+    if (hold && !hold.handedOff) hold.release();
     this.wakeLoop();
     if (this.inFlight === 0) {
       const w = this.idleWaiters;
@@ -261,7 +289,7 @@ export class Transmission {
     if (type === C.NBD_CMD_WRITE && length > MAX_PAYLOAD) throw new ProtocolViolation(`a write of ${length} bytes exceeds the ${MAX_PAYLOAD}-byte maximum`);
     // Offsets past 2^53 cannot be in bounds of any export; keep them out of float arithmetic.
     const offset = offset64 > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(offset64);
-    return { flags, type, handle, offset, length, payload: null };
+    return { flags, type, handle, offset, sentOffset: offset64, length, payload: null };
   }
 
   /** Answers a request read while the connection shuts down, without running it. */
@@ -285,10 +313,13 @@ export class Transmission {
    * acknowledged. Once the connection shuts down the rest of the payload is dropped.
    *
    * The pieces go through the backend's `writeAsOne`, so a snapshot's instant falls before or
-   * after the whole request, never between two pieces. The first piece is taken before that, so
-   * the instant waits only for a payload already arriving; the rest of it must arrive within
+   * after the whole request, never between two pieces. The first piece has arrived before that,
+   * so the instant waits only for a payload already arriving; the rest of it must arrive within
    * stallMs, or the connection is closed: a client stopped or crawling mid-payload must not hold
-   * snapshots off, nor the requests of every other client that wait behind a closing gate.
+   * snapshots off, nor the requests of every other client that wait behind a closing gate. Its
+   * piece of budget is held meanwhile (taking budget inside the gate could wait for requests that
+   * wait for the gate), from the long writes' share, so that clients stopped there leave the rest
+   * of the budget to the others.
    */
   private async streamedWrite(req: Request): Promise<void> {
     try {
@@ -299,9 +330,28 @@ export class Transmission {
       this.fail(req, err);
       return;
     }
+    await this.arrival(MAX_REQUEST_LENGTH, Date.now() + this.stallMs);
+    const shared = await this.longWrites.acquire(MAX_REQUEST_LENGTH, this.abort.signal);
+    const hold = shared ? await this.hold(MAX_REQUEST_LENGTH) : null;
+    if (hold === null) {
+      if (shared) this.longWrites.release(MAX_REQUEST_LENGTH);
+      if (this.socket.destroyed) throw new ConnectionClosed();
+      await this.refuse(req);
+      return;
+    }
+    this.inFlight++;
+    try {
+      await this.writePieces(req);
+    } finally {
+      this.finished(hold);
+      this.longWrites.release(MAX_REQUEST_LENGTH);
+    }
+  }
+
+  private async writePieces(req: Request): Promise<void> {
     const fua = (req.flags & C.NBD_CMD_FLAG_FUA) !== 0;
     const backend = this.exp.backend;
-    let piece: Buffer | null = await this.reader.take(Math.min(MAX_REQUEST_LENGTH, req.length));
+    let piece: Buffer | null = await this.reader.take(MAX_REQUEST_LENGTH);
     let error: unknown = null;
     let done = 0;
     const writeAll = async (write: BackendWrite): Promise<void> => {
@@ -310,7 +360,10 @@ export class Transmission {
       const deadline = Date.now() + this.stallMs;
       while (done < req.length && error === null) {
         const n = Math.min(MAX_REQUEST_LENGTH, req.length - done);
-        piece ??= await this.takeBy(n, deadline);
+        if (piece === null) {
+          await this.arrival(n, deadline);
+          piece = await this.reader.take(n);
+        }
         if (this.closing) {
           error = shuttingDown();
         } else {
@@ -332,14 +385,18 @@ export class Transmission {
     else this.ok(req);
   }
 
-  /** The next n bytes of a payload; a client that has not sent them by `deadline` (ms) is dropped. */
-  private async takeBy(n: number, deadline: number): Promise<Buffer> {
+  /**
+   * Waits for the next n bytes of a write's payload to be here (not taken: ByteReader.arrived); a
+   * client that has not sent them by `deadline` (ms) is dropped, which is logged.
+   */
+  private async arrival(n: number, deadline: number): Promise<void> {
     const timer = setTimeout(() => {
-      this.log.warn({ export: this.exp.name, awaitedBytes: n }, 'an NBD client took too long to send the rest of a long write\'s payload: closing the connection');
+      this.log.warn({ export: this.exp.name, awaitedBytes: n, receivedBytes: this.reader.bufferedBytes },
+        'an NBD client took too long to send a write\'s payload: closing the connection');
       this.socket.destroy();
     }, Math.max(0, deadline - Date.now()));
     try {
-      return await this.reader.take(n);
+      await this.reader.arrived(n);
     } finally {
       clearTimeout(timer);
     }
@@ -376,7 +433,7 @@ export class Transmission {
 
   private inBounds(req: Request, errno: number): void {
     if (req.offset + req.length > this.exp.backend.size) {
-      throw new RequestError(errno, `range ${req.offset}+${req.length} lies beyond the end of the export (${this.exp.backend.size} bytes)`);
+      throw new RequestError(errno, `range ${req.sentOffset}+${req.length} lies beyond the end of the export (${this.exp.backend.size} bytes)`);
     }
   }
 
@@ -552,13 +609,14 @@ export class Transmission {
     if (!this.n.structured || !this.n.blockStatus) throw new RequestError(C.NBD_EINVAL, 'no metadata context was selected for this export');
     if (req.length === 0) throw new RequestError(C.NBD_EINVAL, 'a block status request needs a non-zero length');
     this.inBounds(req, C.NBD_EINVAL);
+    // Asked for no more than the reply carries: a fragmented range costs what is sent, not its size.
+    const limit = (req.flags & C.NBD_CMD_FLAG_REQ_ONE) ? 1 : MAX_EXTENTS;
     const merged: Extent[] = [];
-    for (const e of await this.exp.backend.extents(req.offset, req.length)) {
+    for (const e of await this.exp.backend.extents(req.offset, req.length, limit)) {
       if (e.length === 0) continue;
       const last = merged[merged.length - 1];
       if (last && last.flags === e.flags) last.length += e.length; else merged.push({ ...e });
     }
-    const limit = (req.flags & C.NBD_CMD_FLAG_REQ_ONE) ? 1 : MAX_EXTENTS;
     const list = merged.slice(0, limit);
     const payload = Buffer.alloc(4 + 8 * list.length);
     payload.writeUInt32BE(BASE_ALLOCATION_ID, 0);

@@ -148,7 +148,7 @@ t.test('a whole-granule zero with mayPunch leaves a hole reported as hole+zero',
   const before = allocatedBytes(d.layer('a').dataPath);
   await v.zero(2 * G, 4 * G, true, false);
   t.ok(allocatedBytes(d.layer('a').dataPath) <= before - 4 * G, 'the space was released');
-  t.same(await v.extents(0, 8 * G), [{ length: 2 * G, flags: 0 }, { length: 4 * G, flags: 3 }, { length: 2 * G, flags: 0 }]);
+  t.same(await v.extents(0, 8 * G, 1024), [{ length: 2 * G, flags: 0 }, { length: 4 * G, flags: 3 }, { length: 2 * G, flags: 0 }]);
   t.ok((await v.read(2 * G, 4 * G)).equals(Buffer.alloc(4 * G)));
   await v.close();
 });
@@ -156,9 +156,22 @@ t.test('a whole-granule zero with mayPunch leaves a hole reported as hole+zero',
 t.test('extents report base ZERO blocks as hole+zero', async (t) => {
   const d = await makeDisk(t);
   const v = await openVolume(d, [], false);
-  t.same(await v.extents(2 * BLOCK, 4 * BLOCK), [
+  t.same(await v.extents(2 * BLOCK, 4 * BLOCK, 1024), [
     { length: BLOCK, flags: 0 }, { length: 2 * BLOCK, flags: 3 }, { length: BLOCK, flags: 0 },
   ]);
+  await v.close();
+});
+
+t.test('extents stop at the count asked for, the last one whole', async (t) => {
+  const { v } = await writableDisk(t);
+  // Over the ZERO blocks 3 and 4: two granules written, then every other one.
+  await v.write(3 * BLOCK, noise(2 * G), false);
+  for (let g = 3; g < (2 * BLOCK) / G; g += 2) await v.write(3 * BLOCK + g * G, noise(G), false);
+  const all = await v.extents(3 * BLOCK, 2 * BLOCK, 1024);
+  t.equal(all.length, (2 * BLOCK) / G - 1);
+  t.same(await v.extents(3 * BLOCK, 2 * BLOCK, 1), [{ length: 2 * G, flags: 0 }], 'not cut at the first granule');
+  t.same(await v.extents(3 * BLOCK, 2 * BLOCK, 5), all.slice(0, 5));
+  await t.rejects(v.extents(0, BLOCK, 0), { code: 'InvalidArgument' });
   await v.close();
 });
 

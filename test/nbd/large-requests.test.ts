@@ -116,7 +116,7 @@ t.test('a client stopped in the middle of a long write\'s payload is dropped aft
   // The payload's later pieces are awaited inside the backend's writeAsOne: a served disk's
   // snapshot waits for them, so a client that stops sending must not hold it off for long.
   const backend = new MemoryBackend(40 * MiB);
-  const { socketPath } = await startServer(t, { big: backend }, { replyStallMs: 300 });
+  const { socketPath } = await startServer(t, { big: backend }, { stallMs: 300 });
   const c = await attached(socketPath, 'big');
   c.request(C.NBD_CMD_WRITE, 0, 8 * MiB, 0, 1n, pattern(5 * MiB, 5));
   t.ok(await c.closes(10_000), 'the connection is closed');
@@ -125,7 +125,7 @@ t.test('a client stopped in the middle of a long write\'s payload is dropped aft
 
 t.test('the rest of a long write\'s payload has one deadline: pieces each just in time do not hold the gate for longer', async (t) => {
   const backend = new MemoryBackend(40 * MiB);
-  const { socketPath } = await startServer(t, { big: backend }, { replyStallMs: 300 });
+  const { socketPath } = await startServer(t, { big: backend }, { stallMs: 300 });
   const c = await attached(socketPath, 'big');
   c.request(C.NBD_CMD_WRITE, 0, 12 * MiB, 0, 1n, pattern(4 * MiB, 6));
   await new Promise((r) => setTimeout(r, 200));

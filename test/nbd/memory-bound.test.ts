@@ -48,7 +48,7 @@ t.test('one client that never reads holds at most its share, and others are stil
 });
 
 t.test('a client that takes none of its replies for too long is dropped, and its bytes come back', async (t) => {
-  const { socketPath, server } = await startServer(t, { rw: new MemoryBackend(4 * MiB) }, { replyStallMs: 300 });
+  const { socketPath, server } = await startServer(t, { rw: new MemoryBackend(4 * MiB) }, { stallMs: 300 });
   const hog = await attached(socketPath, 'rw');
   flood(hog, 32);
   // The client's socket is paused, so it would not see the close: ask the server.
@@ -62,8 +62,8 @@ t.test('a client that takes none of its replies for too long is dropped, and its
 t.test('a client that reads slowly but steadily is not taken for a stalled one', async (t) => {
   // The limit is far above a step (~150 ms) so that a loaded machine, where this process may not
   // run for a while, does not pass for a stalled reader; the whole read still lasts longer.
-  const replyStallMs = 2000;
-  const { socketPath, server } = await startServer(t, { rw: new MemoryBackend(4 * MiB) }, { replyStallMs });
+  const stallMs = 2000;
+  const { socketPath, server } = await startServer(t, { rw: new MemoryBackend(4 * MiB) }, { stallMs });
   const slow = await attached(socketPath, 'rw');
   slow.socket.pause();
   for (let i = 0; i < 8; i++) slow.request(C.NBD_CMD_READ, 0, 4 * MiB, 0, BigInt(i));
@@ -81,7 +81,7 @@ t.test('a client that reads slowly but steadily is not taken for a stalled one',
     while (slow.socket.bytesRead < target && Date.now() < until) await new Promise((r) => setImmediate(r));
     slow.socket.pause();
   }
-  t.ok(Date.now() - started > replyStallMs, 'the whole read outlasted the stall limit');
+  t.ok(Date.now() - started > stallMs, 'the whole read outlasted the stall limit');
   t.ok(backedUp > 0, `replies waited for the slow reader (${backedUp} bytes unsent at most)`);
   t.notOk(slow.closed, 'still connected');
   for (let i = 0; i < 8; i++) {
