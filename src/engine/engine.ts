@@ -14,7 +14,7 @@ import { BlocksnapError, toBlocksnapError } from '../errors';
 import { formatBytes } from '../size-text';
 import { Catalog } from '../catalog/catalog';
 import type { DiskRecord, SnapshotRecord } from '../catalog/records';
-import { commitDelta, distinctBlocks, readView, removeFromChain, uniqueBytes } from '../catalog/block-map';
+import { ChainLinks, commitDelta, distinctBlocks, readView, removeFromChain, uniqueBytes } from '../catalog/block-map';
 import { BlockStore, type UnremovableEntry } from '../store/block-store';
 import { DEFAULT_BLOCK_SIZE, DIGEST_SIZE, isValidBlockSize } from '../store/format';
 import { scanImage, lockDataDir, writtenDigestsOf, type DataDirLock } from '../native';
@@ -36,6 +36,7 @@ import { Policies } from './policies';
 import { SnapshotGroups } from './groups';
 import { quotaEvictions, quotaExcess, resolveQuota, type SnapshotQuota } from './quotas';
 import { removeSnapshot } from './remove-snapshot';
+import { DELETE_BATCH, type DeleteBatch } from './delete-in-batches';
 import { snapshotProgress } from './progress';
 import { withTags, withoutTags } from './tags';
 import { Offsite } from './offsite';
@@ -72,6 +73,11 @@ export interface EngineOptions {
   /** The time snapshots and policies are stamped with (tests move it; default: the system clock). */
   now?: () => Date;
   logger?: EngineLogger;
+  /**
+   * Snapshots a policy run's retention deletes per catalog transaction, serving requests between
+   * transactions (default 64; tests make batches small to see the daemon serve between them).
+   */
+  deleteBatch?: number;
   /** How remotes' object stores are opened and lease timing (tests observe and hold back requests; default: S3). */
   replication?: ReplicationOptions;
 }
@@ -108,6 +114,7 @@ export class Engine extends EventEmitter {
     return this.closing;
   }
   private quota: SnapshotQuota = resolveQuota(undefined);
+  private deleteBatch: DeleteBatch = DELETE_BATCH;
   private clock: () => Date = () => new Date();
   /** Lets clients name paths in the data dir again, once it is closed (data-dir-fence.ts). */
   private unfence: () => void = () => undefined;
@@ -145,6 +152,9 @@ export class Engine extends EventEmitter {
       isCloneBase: (id: string) => this.isCloneBase(id),
       cloneOn: (id: string, except?: string) => this.cloneOn(id, except),
       snapshotBusy: (snap: SnapshotRecord, subject: string, then: string) => this.snapshotBusy(snap, subject, then),
+      refuseDelete: (snap: SnapshotRecord) => { this.refuseDelete(snap); this.refuseDeleteLocked(snap); },
+      shuttingDown: () => this.closing,
+      deleteBatch: () => this.deleteBatch,
     };
     this.policies = new Policies(this, internals);
     this.groups = new SnapshotGroups(this, internals);
@@ -245,6 +255,7 @@ export class Engine extends EventEmitter {
       engine.unfence = unfence;
       engine.quota = resolveQuota(o.snapshotQuota);
       if (o.now) engine.clock = o.now;
+      if (o.deleteBatch !== undefined) engine.deleteBatch = { ...DELETE_BATCH, snapshots: Math.max(1, Math.floor(o.deleteBatch)) };
       await engine.recover();
       const groups = engine.groups.recover();
       if (groups.length > 0) engine.log.warn({ groups }, 'groups left half made by an unclean stop are now error; their members were removed');
@@ -317,6 +328,7 @@ export class Engine extends EventEmitter {
     this.closing = true;
     await this.exports.stopAll();
     await this.jobs.shutdown();
+    await this.policies.settle(); // a run's retention and its event, after its snapshot's job
     await this.offsite.replication.settleReleases(); // ended replications' leases, deleted after their result
     await this.volumes.closeAll();
     while (this.sweeping) await this.sweeping;
@@ -439,9 +451,9 @@ export class Engine extends EventEmitter {
       const before = this.publicDisk(disk);
       this.catalog.txn(() => {
         // Leaves first: a leaf's removal pushes nothing down, so the whole chain costs O(entries).
-        for (const s of this.catalog.snapshotsOfDisk(disk.id).reverse()) {
-          removeFromChain(this.catalog, this.catalog.getSnapshot(s.id)!);
-        }
+        const chain = this.catalog.snapshotsOfDisk(disk.id);
+        const links = new ChainLinks(chain);
+        for (const s of chain.reverse()) removeFromChain(this.catalog, this.catalog.getSnapshot(s.id)!, links);
         this.catalog.deleteDisk(disk.id);
       });
       if (disk.cow) await this.volumes.removeDisk(disk.id);
@@ -534,7 +546,8 @@ export class Engine extends EventEmitter {
         if (!disk) return [];
         const evict = quotaExcess(this.catalog.snapshotsOfDisk(diskId), this.quota, committed, (s) => this.quotaEvictable(disk, s));
         // Re-read each: removing one re-parents its children.
-        for (const s of evict) removeSnapshot(this.catalog, this.catalog.getSnapshot(s.id)!);
+        const links = ChainLinks.of(this.catalog, diskId);
+        for (const s of evict) removeSnapshot(this.catalog, this.catalog.getSnapshot(s.id)!, links);
         return evict.map((s) => s.id);
       });
       if (ids.length > 0) {
@@ -708,15 +721,10 @@ export class Engine extends EventEmitter {
   async deleteSnapshot(ref: string): Promise<Snapshot> {
     this.assertOpen();
     const snap = this.resolveSnapshot(ref);
-    if (snap.groupId) throw snapshotInGroup(snap);
-    this.refuseCloneBase(snap);
-    if (this.pins.has(snap.id)) throw this.snapshotBusy(snap, `snapshot ${snap.id} (${snap.name})`, 'delete it');
+    this.refuseDelete(snap);
     const release = this.diskLocks.acquire(snap.diskId, `delete:${snap.id}`);
     try {
-      const disk = this.catalog.getDisk(snap.diskId)!;
-      if (disk.pendingRollback?.snapshotId === snap.id) {
-        throw new BlocksnapError('SnapshotBusy', `snapshot ${snap.id} is the target of an interrupted rollback of disk ${disk.name}; rerun the rollback (or abandon it: blocksnap rollback ${disk.name} --abandon) first`);
-      }
+      this.refuseDeleteLocked(snap);
       const before = this.publicSnapshot(snap);
       const freed = this.catalog.txn(() => removeSnapshot(this.catalog, snap));
       this.log.info({ snapshotId: snap.id, freedBlocks: freed.length }, 'snapshot deleted');
@@ -724,6 +732,24 @@ export class Engine extends EventEmitter {
       return before;
     } finally {
       release();
+    }
+  }
+
+  /** Why `snap` may not be deleted now: a group member, the base of a COW disk, pinned. */
+  private refuseDelete(snap: SnapshotRecord): void {
+    if (snap.groupId) throw snapshotInGroup(snap);
+    this.refuseCloneBase(snap);
+    if (this.pins.has(snap.id)) throw this.snapshotBusy(snap, `snapshot ${snap.id} (${snap.name})`, 'delete it');
+  }
+
+  /**
+   * What only the disk lock's holder may ask: whether `snap` is the target of an interrupted
+   * rollback (a running one holds the lock: DiskBusy first).
+   */
+  private refuseDeleteLocked(snap: SnapshotRecord): void {
+    const disk = this.catalog.getDisk(snap.diskId)!;
+    if (disk.pendingRollback?.snapshotId === snap.id) {
+      throw new BlocksnapError('SnapshotBusy', `snapshot ${snap.id} is the target of an interrupted rollback of disk ${disk.name}; rerun the rollback (or abandon it: blocksnap rollback ${disk.name} --abandon) first`);
     }
   }
 

@@ -5,6 +5,7 @@ import type { ModelCatalog } from '../catalog/model-records';
 import type { EngineLogger } from './engine';
 import type { DiskLocks } from './locks';
 import type { SnapshotQuota } from './quotas';
+import type { DeleteBatch } from './delete-in-batches';
 
 /**
  * What the engine hands its own model modules (policies, groups) beyond its public API: the
@@ -26,6 +27,16 @@ export interface EngineInternals {
   isCloneBase(snapshotId: string): boolean;
   /** The copy-on-write disk resting on the snapshot, if any; `except`: a disk not counted. */
   cloneOn(snapshotId: string, except?: string): DiskRecord | undefined;
+  /**
+   * Throws why the snapshot may not be deleted now, as deleteSnapshot would: a group member, the
+   * base of a copy-on-write disk, pinned, the target of an interrupted rollback. The caller holds
+   * the disk lock.
+   */
+  refuseDelete(s: SnapshotRecord): void;
+  /** How many snapshots deleteInBatches deletes per transaction (EngineOptions.deleteBatch). */
+  deleteBatch(): DeleteBatch;
+  /** Whether the engine is closing: work that can stop between steps stops. */
+  shuttingDown(): boolean;
   /** Lets the sweeper unlink blocks that deletes just freed. */
   afterDelete(): void;
 }

@@ -26,6 +26,7 @@ import { newId, resolveIdOrName } from './ids';
 import { POLICY_NAME_MAX, uniqueName, validateName } from './names';
 import { validateDescription } from './text-fields';
 import { quotaEvictions } from './quotas';
+import { deleteInBatches } from './delete-in-batches';
 import { expiredSnapshots, resolveRetention, type Retention, type RetentionInput } from './retention';
 import { validateTimeZone } from './time-zone';
 import type { Job } from './types';
@@ -91,6 +92,8 @@ export function autoSnapshotName(policyName: string, at: Date): string {
 export class Policies {
   /** `policyId/diskId` → the replication job running for it. */
   private readonly replicating = new Map<string, string>();
+  /** Runs not yet ended: their retention yields between batches, so a stop waits for them (settle). */
+  private readonly running = new Set<Promise<unknown>>();
 
   constructor(private readonly engine: Engine, private readonly i: EngineInternals) {}
 
@@ -353,6 +356,8 @@ export class Policies {
       this.i.log.info({ policyId: p.id, diskId, snapshotId: job.snapshotId, outcome: e.outcome, expired: e.expired.length }, 'policy run');
       return e;
     })();
+    const tracked = done.catch(() => undefined).finally(() => this.running.delete(tracked));
+    this.running.add(tracked);
     return { job, done };
   }
 
@@ -433,6 +438,14 @@ export class Policies {
   }
 
   /**
+   * Resolves once every run started so far has ended: its retention deleted what it could before
+   * the stop, and its event is written. For the engine's close, after its jobs ended.
+   */
+  async settle(): Promise<void> {
+    while (this.running.size > 0) await Promise.all([...this.running]);
+  }
+
+  /**
    * Deletes the disk's automatic snapshots that retention lets go, and its failed automatic
    * snapshots (the run that just succeeded supersedes them; their errors stay in the history).
    * Never a manual snapshot, never a group member, never the base of another COW disk; yet those
@@ -448,14 +461,11 @@ export class Policies {
     for (const s of autos) if (held(s)) expired.delete(s.id);
     expired.delete(newest); // a retention shorter than the run itself must not eat what it just made
     for (const s of autos) if (s.status === 'error' && !held(s)) expired.add(s.id);
-    const deleted: string[] = [];
-    for (const id of expired) {
-      try {
-        await this.engine.deleteSnapshot(id);
-        deleted.push(id);
-      } catch (err) {
-        this.i.log.warn({ snapshotId: id, code: toBlocksnapError(err).code }, 'retention could not delete a snapshot now; the next run retries');
-      }
+    const { deleted, refused } = await deleteInBatches(this.i, diskId, [...expired]);
+    const byCode = new Map<string, string[]>();
+    for (const r of refused) byCode.set(r.error.code, [...(byCode.get(r.error.code) ?? []), r.id]);
+    for (const [code, snapshotIds] of byCode) {
+      this.i.log.warn({ diskId, code, snapshotIds }, 'retention could not delete snapshots now; the next run retries');
     }
     return deleted;
   }

@@ -11,12 +11,12 @@ export const KiB64 = 64 * 1024;
 export interface ModelFixture { engine: Engine; dataDir: string; images: string }
 
 /** `dir` reuses a test directory made earlier (t.testdir() would empty it). */
-export async function openSmallEngine(t: Test, o: { snapshotQuota?: Partial<SnapshotQuota>; dir?: string; now?: () => Date } = {}): Promise<ModelFixture> {
+export async function openSmallEngine(t: Test, o: { snapshotQuota?: Partial<SnapshotQuota>; dir?: string; now?: () => Date; deleteBatch?: number } = {}): Promise<ModelFixture> {
   const dir = o.dir ?? t.testdir();
   const dataDir = join(dir, 'data');
   const images = join(dir, 'images');
   mkdirSync(images, { recursive: true });
-  const engine = await Engine.open({ dataDir, imageRoots: [images], blockSize: KiB64, threads: 1, ...(o.snapshotQuota ? { snapshotQuota: o.snapshotQuota } : {}), ...(o.now ? { now: o.now } : {}) });
+  const engine = await Engine.open({ dataDir, imageRoots: [images], blockSize: KiB64, threads: 1, ...(o.snapshotQuota ? { snapshotQuota: o.snapshotQuota } : {}), ...(o.now ? { now: o.now } : {}), ...(o.deleteBatch ? { deleteBatch: o.deleteBatch } : {}) });
   t.teardown(() => engine.close());
   return { engine, dataDir, images };
 }
