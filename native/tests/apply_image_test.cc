@@ -94,6 +94,62 @@ TEST(apply_create_makes_a_sparse_bit_exact_copy) {
   CHECK(allocated_bytes(s.dir / "copy") < 5 * kBlock);
 }
 
+namespace {
+
+constexpr uint64_t kPageBlock = 4 * 1024 * 1024;
+constexpr uint64_t kPage = 4096;
+
+// Two 4 MiB blocks whose data pages alternate with zero pages, the first opening with a run of
+// data long enough to be written past the page cache: a clone mixes both kinds of write.
+struct AlternatingPages {
+  TempDir dir;
+  std::string source = dir / "source";
+  ScanResult scan;
+  uint64_t data_bytes = 0;
+
+  AlternatingPages() {
+    ::mkdir((dir / "store").c_str(), 0700);
+    make_sparse_file(source, 2 * kPageBlock);
+    const uint64_t long_run = kPageBlock / 4 + kPage;
+    write_bytes(source, 0, pattern(long_run, 7));
+    data_bytes += long_run;
+    for (uint64_t at = long_run + kPage; at < 2 * kPageBlock; at += 2 * kPage) {
+      write_bytes(source, at, pattern(kPage, static_cast<uint8_t>(at / kPage)));
+      data_bytes += kPage;
+    }
+    JobControl control;
+    scan = scan_image({.image_path = source, .store_dir = dir / "store", .block_size = kPageBlock}, control, nullptr);
+  }
+
+  std::string clone() const {
+    const std::string copy = dir / "copy";
+    JobControl control;
+    apply_image({.image_path = copy, .store_dir = dir / "store", .block_size = kPageBlock, .size_bytes = scan.size_bytes,
+                 .digests = scan.digests, .mode = ApplyMode::Create, .threads = 2},
+                control, nullptr);
+    return copy;
+  }
+};
+
+}  // namespace
+
+TEST(apply_create_of_pages_between_holes_is_bit_exact_and_allocates_only_the_data) {
+  AlternatingPages a;
+  const std::string copy = a.clone();
+  CHECK(read_file(copy) == read_file(a.source));
+  // Past the data, only the filesystem's blocks that map so many extents (ext4: 3 pages).
+  CHECK(allocated_bytes(copy) < a.data_bytes + 16 * kPage);
+}
+
+TEST(apply_create_of_pages_between_holes_leaves_the_copy_uncached) {
+  AlternatingPages a;
+  const std::string copy = a.clone();
+  const int fd = ::open(copy.c_str(), O_RDONLY | O_CLOEXEC);
+  const std::vector<uint8_t> pages = resident_pages(fd, 0, static_cast<size_t>(2 * kPageBlock));
+  ::close(fd);
+  CHECK_EQ(blocksnap::resident_count(pages), 0u);
+}
+
 TEST(apply_create_refuses_an_existing_file) {
   Snapshot s;
   JobControl control;
