@@ -548,7 +548,7 @@ export class Connection {
   /** Answers with an error and closes: for streams that can no longer be trusted. */
   private fail(id: RequestId | null, err: BlocksnapError): void {
     if (this.state === 'closing') return;
-    this.log.warn({ code: err.code, msg: err.message }, 'closing connection after a protocol error');
+    this.log.warn({ code: err.code, reason: err.message }, 'closing connection after a protocol error');
     this.reply(id, err);
     this.close();
   }

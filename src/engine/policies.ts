@@ -418,7 +418,7 @@ export class Policies {
       job = this.engine.offsite.replication.startReplicate(diskId, remote, { only: (s) => s.type === 'auto' });
     } catch (err) {
       const e = toBlocksnapError(err);
-      this.i.log.warn({ policyId, diskId, remote, code: e.code, msg: e.message }, 'policy replication could not start; the next run retries');
+      this.i.log.warn({ policyId, diskId, remote, code: e.code, reason: e.message }, 'policy replication could not start; the next run retries');
       return { remote, jobId: null, state: 'failed', error: { code: e.code, message: e.message } };
     }
     this.replicating.set(key, job.id);
@@ -432,7 +432,7 @@ export class Policies {
         // The catalog is closing (daemon stop): the job's own record still tells its end.
       }
       if (ok) this.i.log.info({ policyId, diskId, remote, jobId: job.id }, 'policy replication finished');
-      else this.i.log.warn({ policyId, diskId, remote, jobId: job.id, code: end.error?.code, msg: end.error?.message }, 'policy replication failed; the next run retries');
+      else this.i.log.warn({ policyId, diskId, remote, jobId: job.id, code: end.error?.code, reason: end.error?.message }, 'policy replication failed; the next run retries');
     });
     return { remote, jobId: job.id, state: 'running', error: null };
   }
