@@ -4,8 +4,12 @@
  * the data dir and recovers from a crash), and only then listen, so that no client ever reaches a
  * daemon whose engine is not open. Stop order: refuse new work, close the engine (it cancels jobs
  * at a safe point, which answers every waiting client), close the connections, exit 0.
+ * SIGHUP stops it as SIGTERM does: it comes when the terminal or ssh session of a daemon started
+ * in the foreground goes away, and left to its default it would kill the daemon mid-job with no
+ * log line and its sockets left behind. There is nothing to reload: settings are read at start.
  */
 import { statSync } from 'node:fs';
+import { constants } from 'node:os';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { toBlocksnapError } from '../errors';
@@ -25,6 +29,9 @@ import { hardLinkWarning } from './hard-link-guard';
 
 /** How long closing the connections may take after the engine stopped. */
 const CONNECTION_CLOSE_TIMEOUT_MS = 5_000;
+
+/** The signals that stop the daemon cleanly. */
+const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
 
 /** Exit statuses of the daemon process. */
 export const DAEMON_EXIT = { ok: 0, failed: 1, usage: 2 } as const;
@@ -116,14 +123,13 @@ export async function runDaemon(flags: DaemonFlags): Promise<number> {
       if (stopping) {
         // Every on-disk state is crash-safe, so an impatient second signal may cut the shutdown short.
         log.warn({ signal }, 'second signal: exiting without waiting for jobs to stop');
-        process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+        process.exit(128 + constants.signals[signal]);
       }
       stopping = true;
       log.info({ signal }, 'shutting down');
       void scheduler.stop().then(() => stop(engine, server, nbd, log)).then(resolve);
     };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
+    for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
   });
 }
 

@@ -1,7 +1,8 @@
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { freshDaemon, runCli, startDaemon, tempDir } from './fixtures/harness';
+import { BIN, freshDaemon, runCli, startDaemon, tempDir } from './fixtures/harness';
 import { BLOCK, MiB, makeImage, scribble, sha256File } from './fixtures/images';
 
 t.test('a restart keeps every snapshot, and they still restore', async (t) => {
@@ -85,4 +86,25 @@ t.test('a stale socket file left by a killed daemon is replaced at start', async
   const again = await startDaemon(t, { dataDir: d.dataDir, imageRoot: d.imageRoot, socketPath: d.socketPath });
   await again.waitForLog(/removed a stale socket file/);
   t.match(await again.json('disk', 'list'), []);
+});
+
+t.test('SIGHUP stops the daemon cleanly: the running job ends cancelled, exit 0, no socket left', async (t) => {
+  const dir = tempDir(t);
+  const nbdSocket = join(dir, 'nbd.sock');
+  const d = await freshDaemon(t, ['--nbd-socket', nbdSocket]);
+  makeImage(join(d.imageRoot, 'vm.img'), 16 * MiB, [0]);
+  await d.json('disk', 'add', 'vm.img', '--name', 'vm');
+  // An import whose stream never comes runs until something stops it.
+  const imp = spawn(process.execPath, [BIN, 'snapshot', 'import', '-i', '-', '--disk', 'vm', '--socket', d.socketPath], { stdio: ['pipe', 'ignore', 'ignore'] });
+  t.teardown(() => imp.kill('SIGKILL'));
+  let job: { id: string; state: string } | undefined;
+  while (job === undefined) job = (await d.json<Array<{ id: string; kind: string; state: string }>>('job', 'list')).find((j) => j.kind === 'import');
+  t.equal(job.state, 'running');
+
+  t.equal(await d.stop('SIGHUP'), 0);
+  t.match(d.stderr(), /"signal":"SIGHUP".*"msg":"shutting down"/);
+  t.notOk(existsSync(d.socketPath), 'the control socket is removed');
+  t.notOk(existsSync(nbdSocket), 'the NBD socket is removed');
+  const again = await startDaemon(t, { dataDir: d.dataDir, imageRoot: d.imageRoot, socketPath: d.socketPath });
+  t.match(await again.json('job', 'show', job.id), { state: 'cancelled', error: { code: 'Cancelled', message: /^the daemon was shutting down/ } });
 });

@@ -50,7 +50,7 @@ function configHelp(): string {
 export function registerDaemon(program: Command): void {
   program
     .command('daemon')
-    .description('run the daemon in the foreground until SIGTERM or SIGINT')
+    .description('run the daemon in the foreground until SIGTERM, SIGINT or SIGHUP, each of which stops it cleanly')
     .option('--config <file>', 'JSON file with the same settings (the command line wins)')
     .option('--data-dir <dir>', `catalog and block store (default: ${shownDefault(defaultDataDir())})`)
     .option('--socket <path>', `Unix socket to listen on (default: ${shownDefault(defaultSocketPath())})`)
