@@ -27,6 +27,7 @@ import { cloneImage, removeRollbackLeftovers } from './image-writes';
 import { looksLikeId, newId, resolveIdOrName, someOf } from './ids';
 import { DiskLocks, StoreLock } from './locks';
 import { JobRunner, type JobControl } from './jobs';
+import { JOB_HISTORY_LIMIT } from '../catalog/schema';
 import { defaultSnapshotName, nameFromPath, snapshotNameTaken, uniqueName, validateManualSnapshotName, validateName } from './names';
 import { validateDescription } from './text-fields';
 import { checkDataDir, fenceDataDirOf, resolveExistingImage, resolveNewFile, resolveRoots } from './paths';
@@ -144,7 +145,7 @@ export class Engine extends EventEmitter {
     replication: ReplicationOptions = {},
   ) {
     super();
-    this.jobs = new JobRunner(catalog, this);
+    this.jobs = new JobRunner(catalog, this, JOB_HISTORY_LIMIT, log);
     this.repair = new BlockRepair({ catalog, storeDir: store.dir, log, threads });
     const internals = {
       catalog, model: new ModelCatalog(catalog), diskLocks: this.diskLocks, log,
@@ -310,15 +311,25 @@ export class Engine extends EventEmitter {
         this.log.warn({ err, diskId: d.id }, 'could not remove the new image of an interrupted rollback; a rerun of the rollback removes it');
       }
     }
-    const untouched = pending.filter((d) => this.rollbacks.clearUntouchedRollback(d, d.pendingRollback!.jobId, 'interrupted by an unclean stop', true));
+    // A rollback whose job ended (failed, or cancelled by a clean stop) left its journal knowingly;
+    // only one whose job this start marked interrupted was cut off by an unclean stop.
+    const cutOffJobs = new Set(interrupted.map((j) => j.id));
+    const cutOff = (d: DiskRecord): boolean => cutOffJobs.has(d.pendingRollback!.jobId);
+    const untouched = pending.filter((d) => this.rollbacks.clearUntouchedRollback(d, d.pendingRollback!.jobId,
+      cutOff(d) ? 'interrupted by an unclean stop' : 'that had stopped', true));
     const stillPending = pending.filter((d) => !untouched.includes(d));
-    if (stale.length || jobs || tmp || pending.length || layers || partialFiles) {
+    if (stale.length || jobs || tmp || pending.some(cutOff) || layers || partialFiles) {
       this.log.warn({
-        snapshots: stale.map((s) => s.id), interruptedJobs: jobs, tempFiles: tmp, pendingRollbacks: stillPending.map((d) => d.id), rollbackTempFiles,
+        snapshots: stale.map((s) => s.id), interruptedJobs: jobs, tempFiles: tmp, pendingRollbacks: stillPending.filter(cutOff).map((d) => d.id), rollbackTempFiles,
         rollbacksCleared: untouched.map((d) => d.id), unlistedLayerFiles: layers, partialFiles, pendingFree,
       }, stale.length > 0
         ? 'recovered from an unclean stop; the interrupted snapshots may have left block files no snapshot references: store verify counts them, store gc removes them'
         : 'recovered from an unclean stop');
+    }
+    for (const d of stillPending) {
+      const p = d.pendingRollback!;
+      this.log.warn({ diskId: d.id, snapshotId: p.snapshotId, jobId: p.jobId },
+        `${rollbackIncomplete(d).message}; until then the disk refuses snapshots`);
     }
   }
 

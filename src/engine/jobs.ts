@@ -10,12 +10,22 @@
  * Progress events go out at most every PROGRESS_EVENT_MS per job, whatever the job's own pace
  * (gc ticks once a block): every one is sent to each client following the job. The last value
  * held back is sent before the job's end, and a job that succeeded ends with its progress whole.
+ * Every job's end is logged once, with its id, kind, what it worked on and, for one that failed or
+ * was cancelled, its error: the reply goes to one client, which may be gone, while the log is
+ * what the operator reads later (a snapshot that failed NoSpace, a raw rollback a stop cut short).
  */
 import { EventEmitter } from 'node:events';
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import type { Catalog } from '../catalog/catalog';
 import { JOB_HISTORY_LIMIT } from '../catalog/schema';
 import type { Job, JobKind } from './types';
+
+/** Where job ends are logged (the engine's logger). */
+export interface JobLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
 
 export interface JobControl {
   readonly job: Job;
@@ -71,7 +81,8 @@ export class JobRunner {
    */
   private readonly unwrittenEnds = new Map<string, Job>();
 
-  constructor(private readonly catalog: Catalog, private readonly events: EventEmitter, private readonly historyLimit = JOB_HISTORY_LIMIT) {}
+  constructor(private readonly catalog: Catalog, private readonly events: EventEmitter, private readonly historyLimit = JOB_HISTORY_LIMIT,
+    private readonly log: JobLogger | null = null) {}
 
   /** Marks the jobs a crash left `running` as interrupted, trims the history, and returns them. */
   recover(): Job[] {
@@ -163,6 +174,7 @@ export class JobRunner {
       }
       this.unwrittenEnds.set(id, { ...job });
       this.writeEnds();
+      this.logEnd(job);
       this.events.emit('job', { ...job });
       return { ...job };
     })();
@@ -171,6 +183,16 @@ export class JobRunner {
     this.recordTimer ??= setInterval(() => this.recordRunning(), PROGRESS_RECORD_MS).unref();
     this.events.emit('job', { ...job });
     return { ...job };
+  }
+
+  private logEnd(job: Job): void {
+    if (this.log === null) return;
+    const fields = {
+      jobId: job.id, kind: job.kind, state: job.state, diskId: job.diskId, snapshotId: job.snapshotId, target: job.target,
+      ms: Date.parse(job.finishedAt!) - Date.parse(job.startedAt),
+    };
+    if (job.error === null) this.log.info(fields, `job ${job.state}`);
+    else this.log[job.state === 'failed' ? 'error' : 'warn']({ ...fields, code: job.error.code, reason: job.error.message }, `job ${job.state}`);
   }
 
   /**
