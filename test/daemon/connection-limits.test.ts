@@ -305,7 +305,11 @@ t.test('refusals of one user past its limit cannot pile up and lock another user
     s.on('error', () => { got = 'refused'; });
     s.on('close', () => { got = 'refused'; });
     setTimeout(() => { process.stdout.write(got); process.exit(0); }, 500);
-  `], { uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'inherit'] });
+  `], {
+    uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'inherit'],
+    // tap's process-info hook in NODE_OPTIONS would write its record into .tap/ as that user, and fail.
+    env: { ...process.env, NODE_OPTIONS: '' },
+  });
   let out = '';
   child.stdout.on('data', (b: Buffer) => { out += b.toString(); });
   await new Promise((resolve) => child.once('close', resolve));
