@@ -298,18 +298,16 @@ t.test('refusals of one user past its limit cannot pile up and lock another user
   }
   // Another user connects: it must be served (the daemon waits for its hello), not dropped.
   // Spawned, not run synchronously: the daemon under test shares this process's event loop.
-  const child = spawn(process.execPath, ['-e', `
+  // Through env -u: tap's process-info hook, which it adds to every child's NODE_OPTIONS, would
+  // write its record into .tap/ as that user on exit, and fail.
+  const child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, '-e', `
     const s = require('node:net').connect(${JSON.stringify(d.socketPath)});
     let got = 'accepted';
     s.on('data', () => { got = 'refused'; });
     s.on('error', () => { got = 'refused'; });
     s.on('close', () => { got = 'refused'; });
     setTimeout(() => { process.stdout.write(got); process.exit(0); }, 500);
-  `], {
-    uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'inherit'],
-    // tap's process-info hook in NODE_OPTIONS would write its record into .tap/ as that user, and fail.
-    env: { ...process.env, NODE_OPTIONS: '' },
-  });
+  `], { uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (b: Buffer) => { out += b.toString(); });
   await new Promise((resolve) => child.once('close', resolve));
