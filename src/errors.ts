@@ -77,6 +77,7 @@ export const ERROR_CODES = {
   BaseMissing: 'The stream or remote snapshot is incremental and its base snapshot is not in the local catalog (or has different content).',
   BlockSizeMismatch: 'The stream or remote snapshot has blocks of another size than this store; only a store created with that block size can import it.',
   StreamClosed: 'A snapshot stream through the socket ended early: the client disconnected, or the job writing or reading it ended. Nothing was committed.',
+  StreamStalled: 'The client of an import stream through the socket sent nothing for 30 s while the import waited for its bytes; the import failed and nothing was committed.',
   // NBD exports
   NbdNotEnabled: 'The daemon serves no NBD socket (it was started without --nbd-socket), so nothing can be exported.',
   ExportNotFound: 'No NBD export has this name.',

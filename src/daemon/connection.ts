@@ -45,7 +45,7 @@ import { isFinished, type DaemonEngine } from './engine-port';
 import { lookupMethod, type CallContext, type DaemonInfo } from './methods';
 import { peerOf } from './socket-peer';
 import { FRAME_HEADER_BYTES, FrameDecoder, frame } from './protocol/frame';
-import { StreamChannels } from './stream-channels';
+import { STREAM_STALL_MS, StreamChannels } from './stream-channels';
 import { decodeRequestPayload, encodeMessage, parseRequest, type ErrorBody, type RequestId, type ServerMessage } from './protocol/messages';
 
 export interface ConnectionLimits {
@@ -63,6 +63,8 @@ export interface ConnectionLimits {
    * do not count) unread this long without draining is disconnected.
    */
   stallTimeoutMs: number;
+  /** An import stream whose client sends nothing this long while the job waits for it fails (StreamStalled). */
+  streamStallMs: number;
   /** A client that sends no successful hello within this time is disconnected. */
   helloTimeoutMs: number;
   /** A frame must arrive whole within this time of its first byte (while the daemon reads the client). */
@@ -91,6 +93,7 @@ export const DEFAULT_LIMITS: Omit<ConnectionLimits, 'maxFrameBytes'> = {
   eventHighWaterBytes: 256 * 1024,
   maxBufferedBytes: 16 * 1024 * 1024,
   stallTimeoutMs: 30_000,
+  streamStallMs: STREAM_STALL_MS,
   helloTimeoutMs: 10_000,
   frameTimeoutMs: 30_000,
   maxInFlight: 64,
@@ -162,7 +165,7 @@ export class Connection {
     this.log = log.child({ conn: id });
     this.decoder = new FrameDecoder(host.limits.maxFrameBytes);
     // Stream data is never dropped: the channel's credit window bounds it instead.
-    this.channels = new StreamChannels((e) => this.send(e, false), () => this.updateIdleTimer());
+    this.channels = new StreamChannels((e) => this.send(e, false), () => this.updateIdleTimer(), host.limits.streamStallMs);
     this.ctx = {
       channels: this.channels,
       engine: host.engine,

@@ -19,7 +19,10 @@
  * a closed channel fails the pending read or write with its error, so the job never waits forever
  * for a client that is gone. A client that shuts down its sending side can neither feed an import
  * nor acknowledge an export any more: an import it has not ended fails then, an export once it
- * runs out of credit.
+ * runs out of credit. A client that stays connected but sends nothing while an import waits for its
+ * bytes (a stalled ssh upstream of `snapshot import -i -`) fails the import after the stall limit
+ * (StreamStalled): from its first block to its commit an import holds the shared store lock, which
+ * a queued gc, and every snapshot behind that gc, waits for.
  */
 import { BlocksnapError } from '../errors';
 import type { InChannel, OutChannel } from '../engine/streams';
@@ -29,6 +32,8 @@ import type { DataEvent } from './protocol/messages';
 export const STREAM_CHUNK_BYTES = 256 * 1024;
 /** Bytes the sender may have in flight, unacknowledged. */
 export const STREAM_WINDOW_BYTES = 4 * 1024 * 1024;
+/** An import waiting this long for a client that sends nothing fails (as long as the NBD server waits for a payload). */
+export const STREAM_STALL_MS = 30_000;
 
 const closedError = (why: string): BlocksnapError => new BlocksnapError('StreamClosed', why);
 
@@ -99,8 +104,10 @@ class IncomingChannel implements InChannel {
   private ended = false;
   private closed: Error | null = null;
   private reader: { resolve(b: Buffer): void; reject(err: Error): void } | null = null;
+  /** Runs while the job waits for bytes the client has not sent: only the client can be slow then. */
+  private stallTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly id: string) {}
+  constructor(private readonly id: string, private readonly stallMs: number) {}
 
   /** Queues one chunk (or the end); resolves once the job has taken it. */
   push(data: Buffer | undefined, end: boolean): Promise<void> {
@@ -140,12 +147,14 @@ class IncomingChannel implements InChannel {
     return new Promise<Buffer>((resolve, reject) => {
       this.reader = { resolve, reject };
       this.feed();
+      if (this.reader !== null) this.watchForStall();
     });
   }
 
   close(err: Error): void {
     if (this.closed) return;
     this.closed = err;
+    this.stopWatching();
     for (const q of this.queue.splice(0)) q.taken.reject(err);
     this.queued = 0;
     const r = this.reader;
@@ -153,16 +162,30 @@ class IncomingChannel implements InChannel {
     r?.reject(err);
   }
 
+  private watchForStall(): void {
+    this.stallTimer = setTimeout(() => {
+      this.close(new BlocksnapError('StreamStalled',
+        `stream ${this.id}: the client sent nothing for ${this.stallMs / 1000} s while the import waited for its bytes`, { stallMs: this.stallMs }));
+    }, this.stallMs);
+  }
+
+  private stopWatching(): void {
+    if (this.stallTimer !== undefined) clearTimeout(this.stallTimer);
+    this.stallTimer = undefined;
+  }
+
   private feed(): void {
     const r = this.reader;
     if (!r) return;
     const next = this.queue.shift();
     if (next) {
+      this.stopWatching();
       this.reader = null;
       this.queued -= next.data.length;
       next.taken.resolve();
       r.resolve(next.data);
     } else if (this.ended) {
+      this.stopWatching();
       this.reader = null;
       r.resolve(Buffer.alloc(0));
     }
@@ -173,8 +196,15 @@ export class StreamChannels {
   private readonly channels = new Map<string, OutgoingChannel | IncomingChannel>();
   private closedWith: Error | null = null;
 
-  /** `dropped` is told when a channel goes: the connection may have become idle. */
-  constructor(private readonly send: (e: DataEvent) => void, private readonly dropped: () => void = () => undefined) {}
+  /**
+   * `dropped` is told when a channel goes: the connection may have become idle. `stallMs`: how
+   * long an import waits for a client that sends nothing (STREAM_STALL_MS).
+   */
+  constructor(
+    private readonly send: (e: DataEvent) => void,
+    private readonly dropped: () => void = () => undefined,
+    private readonly stallMs: number = STREAM_STALL_MS,
+  ) {}
 
   /** Channels open: each one's job still needs this connection. */
   get size(): number {
@@ -186,7 +216,7 @@ export class StreamChannels {
   }
 
   openIn(id: string): InChannel {
-    return this.add(id, new IncomingChannel(id));
+    return this.add(id, new IncomingChannel(id, this.stallMs));
   }
 
   /** Forgets the channel once `done` settles (its job ended): late data and acks then fail. */

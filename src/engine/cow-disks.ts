@@ -69,14 +69,16 @@ export class CowDisks {
 
   /** Steps (1) to (3) above; returns the committed snapshot record. */
   async snapshot(disk: DiskRecord, snap: SnapshotRecord, ctl: JobControl): Promise<SnapshotRecord> {
-    const t0 = performance.now();
     const { open, release } = await this.x.volumes.acquire(disk.id);
     try {
-      const { frozen, at, flushMs, pauseMs } = await this.x.volumes.freeze(open, disk.id);
-      const tFrozen = performance.now();
-      const releaseStore = await this.x.storeLock.acquireShared();
+      // The instant comes once the lock is held: a snapshot queued behind a gc, and cancelled
+      // there, leaves no frozen layer, and its point in time is not the minutes it waited.
+      const releaseStore = await this.x.storeLock.acquireShared(ctl.signal);
       let written: Buffer | undefined;
       try {
+        const t0 = performance.now();
+        const { frozen, at, flushMs, pauseMs } = await this.x.volumes.freeze(open, disk.id);
+        const tFrozen = performance.now();
         const cow = this.x.catalog.getDisk(disk.id)!.cow!;
         const base = this.x.catalog.getSnapshot(cow.baseSnapshotId)!;
         const digests = readView(this.x.catalog, base);

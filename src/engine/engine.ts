@@ -575,7 +575,7 @@ export class Engine extends EventEmitter {
   private async runSnapshot(disk: DiskRecord, snap: SnapshotRecord, ctl: JobControl): Promise<Snapshot> {
     if (disk.cow) return this.runCowSnapshot(disk, snap, ctl);
     const t0 = performance.now();
-    const releaseStore = await this.storeLock.acquireShared();
+    const releaseStore = await this.storeLock.acquireShared(ctl.signal);
     let written: Buffer | undefined;
     let watch: ScanWatch | undefined;
     try {

@@ -10,7 +10,9 @@
  *   before their scan until their commit, because a scan that finds a block file already present
  *   does not write it again and will reference it at commit: that file must not be unlinked in
  *   between. The sweeper and gc hold it exclusive. Waiting writers are served before a waiting
- *   exclusive holder only when no exclusive holder is queued, so gc cannot starve.
+ *   exclusive holder only when no exclusive holder is queued, so gc cannot starve; so a shared
+ *   holder that is slow delays every later one behind a queued gc, and a wait must be one its job
+ *   can leave: every wait takes the job's AbortSignal.
  */
 import { BlocksnapError } from '../errors';
 
@@ -80,6 +82,9 @@ export class DiskLocks {
 
 type Waiter = { exclusive: boolean; grant: () => void };
 
+/** Why a wait for the store lock ended without it: the job was cancelled (or the daemon is stopping). */
+const cancelledWaiting = (): BlocksnapError => new BlocksnapError('Cancelled', 'the job was cancelled while waiting for the store lock');
+
 export class StoreLock {
   private shared = 0;
   private exclusive = false;
@@ -93,12 +98,19 @@ export class StoreLock {
 
   get sharedHolders(): number { return this.shared; }
 
-  acquireShared(): Promise<() => void> {
-    return this.enqueue(false);
+  /** Waiters not yet granted the lock. */
+  get waiting(): number { return this.queue.length; }
+
+  /**
+   * Resolves to the releaser once granted; rejects with Cancelled, holding nothing, as soon as
+   * `signal` aborts before that.
+   */
+  acquireShared(signal: AbortSignal): Promise<() => void> {
+    return this.enqueue(false, signal);
   }
 
-  acquireExclusive(): Promise<() => void> {
-    return this.enqueue(true);
+  acquireExclusive(signal: AbortSignal): Promise<() => void> {
+    return this.enqueue(true, signal);
   }
 
   /** Exclusive without waiting: null when anyone holds or waits for the lock. */
@@ -108,9 +120,26 @@ export class StoreLock {
     return this.releaser(true);
   }
 
-  private enqueue(exclusive: boolean): Promise<() => void> {
-    return new Promise((resolve) => {
-      this.queue.push({ exclusive, grant: () => resolve(this.releaser(exclusive)) });
+  private enqueue(exclusive: boolean, signal: AbortSignal): Promise<() => void> {
+    if (signal.aborted) return Promise.reject(cancelledWaiting());
+    return new Promise((resolve, reject) => {
+      const w: Waiter = {
+        exclusive,
+        grant: () => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(this.releaser(exclusive));
+        },
+      };
+      const onAbort = (): void => {
+        const i = this.queue.indexOf(w);
+        if (i < 0) return;
+        this.queue.splice(i, 1);
+        reject(cancelledWaiting());
+        // A queued exclusive holder that leaves may have been all that kept shared ones waiting.
+        this.drain();
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.queue.push(w);
       this.drain();
     });
   }

@@ -67,7 +67,7 @@ export class RemoteRestore {
     const total = fetchTotal + s.sizeBytes;
     const res: RestoreResult = { remote: remote.name, snapshotId: s.id, path: target, sizeBytes: s.sizeBytes, format: 'qcow2', downloadedBlocks: 0, downloadedBytes: 0 };
     const staged: Buffer[] = [];
-    const releaseStore = await this.x.storeLock.acquireShared();
+    const releaseStore = await this.x.storeLock.acquireShared(ctl.signal);
     try {
       let done = 0;
       ctl.progress(0, total);
@@ -145,7 +145,7 @@ export class RemoteRestore {
           checkImportable(this.x, m.snapshot, this.x.catalog.getDisk(disk.id)!);
           // Shared store lock from the first block written to the commit: the sweeper and gc must not
           // unlink a block this import found present and will reference.
-          const releaseStore = await this.x.storeLock.acquireShared();
+          const releaseStore = await this.x.storeLock.acquireShared(ctl.signal);
           /** Blocks this import added to the store: handed to the sweeper if it fails. */
           const stored: Buffer[] = [];
           /** Blocks the snapshot will reference that this import found in the store already. */

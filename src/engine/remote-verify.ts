@@ -7,7 +7,10 @@
  * repair: a damaged or missing block this host holds intact is uploaded again, over the damaged
  * object, signed with its digest as the payload hash (the storage refuses a body that does not
  * match), and under a writer lease like any replication's block (docs/design.md "Remote gc"): no
- * gc of any host sweeps while it lives, and an upload that outlives it is aborted.
+ * gc of any host sweeps while it lives, and an upload that outlives it is aborted. The local
+ * copies are read first, up to REPAIR_BATCH_BYTES at a time, and the lease is taken only for
+ * uploading what was read: reading waits for the local store lock (behind a gc of this store, say),
+ * and a lease held meanwhile would hold off the bucket's gc on every host.
  */
 import { toBlocksnapError } from '../errors';
 import type { RemoteConfig } from '../remote/config';
@@ -25,6 +28,9 @@ import { locate, readManifests, usable, type ManifestRead } from './remote-manif
 import { checkConcurrency, type Replication } from './replication';
 import type { Job } from './types';
 
+/** Bytes of local blocks read ahead of one writer lease: memory, against leases taken. */
+export const REPAIR_BATCH_BYTES = 64 * 1024 * 1024;
+
 export class RemoteVerify {
   /** `replication`: the remotes, their object stores and lease timing. */
   constructor(private readonly x: OffsiteInternals, private readonly replication: Replication) {}
@@ -40,7 +46,6 @@ export class RemoteVerify {
 
   private async runVerify(remote: RemoteConfig, snapRef: string | undefined, repair: boolean, concurrency: number, ctl: JobControl): Promise<RemoteVerifyResult> {
     const store = this.replication.open(remote);
-    let lease: Lease | null = null;
     try {
       const manifests: ManifestRead[] = snapRef === undefined ? await readManifests(remote, store, ctl.signal) : [await locate(remote, store, snapRef, ctl.signal)];
       if (snapRef !== undefined) usable(manifests[0]!);
@@ -70,23 +75,36 @@ export class RemoteVerify {
       if (res.problems.length > 0) {
         this.x.log.warn({ remote: remote.name, damaged: res.problems.length, first: res.problems[0]!.key }, 'remote verify found damaged or missing blocks');
       }
-      if (repair && res.problems.length > 0) {
-        lease = await Lease.writer(store, remote.prefix, this.replication.remotes.hostId, ctl.job.id, {
-          timing: this.replication.leaseTiming, signal: ctl.signal, isStale: (id) => this.replication.isStaleJob(id),
-        });
-        const held = lease;
-        await runPool(res.problems, concurrency, async (p) => {
-          const data = await this.intactLocalBlock(p.digest);
-          if (data === null) return;
-          await held.whileHeld(ctl.signal, (signal) => store.put(p.key, data, signal, { sha256: p.digest }));
-          p.repaired = true;
-          this.x.log.info({ remote: remote.name, key: p.key }, 'remote block uploaded again');
-        }, ctl.signal);
+      if (repair) {
+        for (const batch of batches(res.problems, (p) => blocks.get(p.digest)!.length, REPAIR_BATCH_BYTES)) {
+          await this.repairBatch(remote, store, batch, concurrency, ctl);
+        }
       }
       return res;
     } finally {
-      await lease?.release();
       store.close();
+    }
+  }
+
+  /** Uploads again, under one writer lease, those of `problems` this host holds intact. */
+  private async repairBatch(remote: RemoteConfig, store: ObjectStore, problems: RemoteBlockProblem[], concurrency: number, ctl: JobControl): Promise<void> {
+    const found: Array<{ p: RemoteBlockProblem; data: Buffer }> = [];
+    await runPool(problems, concurrency, async (p) => {
+      const data = await this.intactLocalBlock(p.digest, ctl.signal);
+      if (data !== null) found.push({ p, data });
+    }, ctl.signal);
+    if (found.length === 0) return;
+    const lease = await Lease.writer(store, remote.prefix, this.replication.remotes.hostId, ctl.job.id, {
+      timing: this.replication.leaseTiming, signal: ctl.signal, isStale: (id) => this.replication.isStaleJob(id),
+    });
+    try {
+      await runPool(found, concurrency, async ({ p, data }) => {
+        await lease.whileHeld(ctl.signal, (signal) => store.put(p.key, data, signal, { sha256: p.digest }));
+        p.repaired = true;
+        this.x.log.info({ remote: remote.name, key: p.key }, 'remote block uploaded again');
+      }, ctl.signal);
+    } finally {
+      await lease.release();
     }
   }
 
@@ -95,8 +113,8 @@ export class RemoteVerify {
    * repair by the read). Read under the shared store lock: a sweep unlinking the block between
    * the look and the read would have it listed as missing from the store.
    */
-  private async intactLocalBlock(hex: string): Promise<Buffer | null> {
-    const release = await this.x.storeLock.acquireShared();
+  private async intactLocalBlock(hex: string, signal: AbortSignal): Promise<Buffer | null> {
+    const release = await this.x.storeLock.acquireShared(signal);
     try {
       // A block this host never had is not a damaged one of its store: not read, so not listed.
       if ((await presentBlockLength(this.x.store.dir, hex)) === null) return null;
@@ -109,6 +127,25 @@ export class RemoteVerify {
       release();
     }
   }
+}
+
+/** `items` in order, cut into runs of at most `limit` bytes each (a longer item alone). */
+export function batches<T>(items: T[], bytesOf: (item: T) => number, limit: number): T[][] {
+  const out: T[][] = [];
+  let run: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const n = bytesOf(item);
+    if (run.length > 0 && bytes + n > limit) {
+      out.push(run);
+      run = [];
+      bytes = 0;
+    }
+    run.push(item);
+    bytes += n;
+  }
+  if (run.length > 0) out.push(run);
+  return out;
 }
 
 /** What is wrong with one remote block: null when it is there with the length and digest its manifests give. */

@@ -39,7 +39,7 @@ export async function verifyStore(x: StoreMaintenanceInternals, ctl: JobControl)
   });
   let problems = r.problems;
   if (problems.length > 0) {
-    const releaseStore = await x.storeLock.acquireShared();
+    const releaseStore = await x.storeLock.acquireShared(ctl.signal);
     try {
       const suspects = problems.filter((p) => x.catalog.isReferenced(Buffer.from(p.digest, 'hex')));
       problems = suspects.length === 0 ? [] : (await verifyBlocks({
@@ -99,7 +99,7 @@ async function surveyStore(x: StoreMaintenanceInternals): Promise<Pick<VerifyRes
  * path for the operator to remove by hand, and the others are reclaimed all the same.
  */
 export async function collectGarbage(x: StoreMaintenanceInternals, ctl: JobControl): Promise<GcResult> {
-  const release = await x.storeLock.acquireExclusive();
+  const release = await x.storeLock.acquireExclusive(ctl.signal);
   try {
     const removedTempFiles = await x.store.removeTempFiles();
     // Only what was free before the listing: a digest freed while it runs may name a file the

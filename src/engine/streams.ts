@@ -224,7 +224,14 @@ export class SnapshotStreams {
           /** Blocks the snapshot will reference that this import found in the store already. */
           const present: string[] = [];
           const res: ImportResult = { snapshotId: s.id, diskId: disk.id, parentId: null, name: s.name, renamedFrom: null, storedBlocks: 0, storedBytes: 0, presentBlocks: 0, repairedBlocks: 0 };
-          const releaseStore = await this.x.storeLock.acquireShared();
+          /**
+           * The shared store lock, from the first block's arrival (or the stream's end) to the
+           * commit: a sender that stops before sending a block holds nothing a gc waits for, and
+           * so nothing every later snapshot would wait for behind that gc. Once held, a slow sender
+           * keeps it until the stream ends or stalls (the channel's stall limit).
+           */
+          let releaseStore = (): void => {};
+          const takeStore = async (): Promise<void> => { releaseStore = await this.x.storeLock.acquireShared(ctl.signal); };
           /** Blocks this import added to the store: handed to the sweeper if the stream is refused. */
           const stored: Buffer[] = [];
           /** Blocks listed as damaged that this import wrote again (block-repair.ts). */
@@ -232,9 +239,10 @@ export class SnapshotStreams {
           let committed = false;
           try {
             progress();
-            for (;;) {
+            for (let first = true; ; first = false) {
               if (ctl.signal.aborted) throw new BlocksnapError('Cancelled', 'import cancelled');
               const rec = await r.next(s.blockSize, counts);
+              if (first) await takeStore();
               if (rec === null) break;
               const hex = rec.digest.toString('hex');
               const length = wanted.get(hex);

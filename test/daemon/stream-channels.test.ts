@@ -134,3 +134,29 @@ t.test('a connection that goes away spares an import whose end has arrived', asy
   await queued;
   t.throws(() => channels.openIn('later'), { code: 'StreamClosed' }, 'no channel opens on a closed connection');
 });
+
+t.test('an import whose client sends nothing for the stall limit fails StreamStalled, committing nothing', async (t) => {
+  const { engine, images, snapId } = await withSnapshot(t);
+  await finished(engine, engine.offsite.streams.startExport(snapId, join(images, 'one.bsnap')));
+  const bytes = readFileSync(join(images, 'one.bsnap'));
+  await engine.deleteSnapshot(snapId);
+  const channels = new StreamChannels(() => undefined, () => undefined, 50);
+  const job = engine.offsite.streams.startImport(channels.openIn('s'), 'vm');
+  // The first block (4 MiB) whole, then nothing: the import holds the store lock and waits.
+  for (let off = 0; off < 5 * MiB; off += STREAM_CHUNK_BYTES) await channels.data('s', bytes.subarray(off, off + STREAM_CHUNK_BYTES), false);
+  t.match(await engine.waitJob(job.id), { state: 'failed', error: { code: 'StreamStalled', message: /sent nothing for 0.05 s/ } });
+  t.same(engine.listSnapshots('vm'), [], 'nothing committed');
+  await finished(engine, engine.startGc()); // and the store lock is free
+});
+
+t.test('the stall limit runs only while the import waits for the client', async (t) => {
+  const channels = new StreamChannels(() => undefined, () => undefined, 20);
+  const ch = channels.openIn('s');
+  // Sent before the job asks for it, and left unread far longer than the limit (the job busy,
+  // or waiting for a lock): the client was not late.
+  const taken = channels.data('s', Buffer.from('abc'), false);
+  await new Promise((r) => setTimeout(r, 100));
+  t.same(await ch.read(3), Buffer.from('abc'));
+  await taken;
+  await t.rejects(ch.read(3), { code: 'StreamStalled' }, 'once it waits, the limit runs');
+});

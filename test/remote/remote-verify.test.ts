@@ -3,13 +3,15 @@
  * references, and with --repair a host that holds the good block uploads it again, under a
  * writer lease, so that the snapshot restores. Engines on one in-memory bucket (memory-engine.ts).
  */
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import type { RemoteVerifyResult } from '../../src/engine/offsite-types';
 import type { VerifyResult } from '../../src/engine/types';
 import type { LeaseTiming } from '../../src/remote/leases';
 import { finished, snapshot } from '../helpers/engine';
 import { sha256File } from '../helpers/images';
+import { stalledSender } from '../helpers/stalled-sender';
 import { MemoryStore } from './memory-store';
 import { isBlockKey, isLeaseKey, openHost, replicate, type Host } from './memory-engine';
 
@@ -26,6 +28,10 @@ async function replicated(h: Host, shared: MemoryStore): Promise<{ id: string; p
   const s = await snapshot(h.engine, d.id);
   await replicate(h, s.id);
   return { id: s.id, path: d.path, keys: [...shared.objects.keys()].filter(isBlockKey).sort() };
+}
+
+async function until(cond: () => boolean): Promise<void> {
+  while (!cond()) await new Promise((r) => setTimeout(r, 10));
 }
 
 function flipBit(shared: MemoryStore, key: string): void {
@@ -108,4 +114,68 @@ t.test('a repair waits while a gc of another host holds its lease, and uploads o
   await finished(b.engine, gc);
   t.same(blockPuts, [true], 'the block went up after the gc had ended');
   t.same(r.problems.map((p) => p.repaired), [true]);
+});
+
+/**
+ * Host `a` busy as in the field: an import of a stream from another host whose sender stalls in
+ * its last block holds a's store lock, and a gc queued behind it keeps every new shared holder
+ * waiting. `free()` lets both finish.
+ */
+async function lockHeldBehindGc(t: Test, shared: MemoryStore, a: Host): Promise<{ free(): Promise<void> }> {
+  const other = await openHost(t, shared);
+  await other.disk('src', 8);
+  const sent = await snapshot(other.engine, 'src');
+  await finished(other.engine, other.engine.offsite.streams.startExport(sent.id, join(other.images, 'src.bsnap')));
+  const bytes = readFileSync(join(other.images, 'src.bsnap'));
+  const into = await a.disk('in', 8);
+  const sender = stalledSender(bytes, bytes.length - 1000);
+  const imp = a.engine.offsite.streams.startImport(sender.channel, into.id);
+  await until(() => a.engine.getJob(imp.id).doneBytes === 7 * 64 * 1024);
+  const gc = a.engine.startGc();
+  return {
+    async free() {
+      sender.resume();
+      await finished(a.engine, imp);
+      await finished(a.engine, gc);
+    },
+  };
+}
+
+/** Until the job has checked every remote block: what is left is reading this host's copies. */
+async function checkedAll(h: Host, jobId: string): Promise<void> {
+  await until(() => { const j = h.engine.getJob(jobId); return j.totalBytes > 0 && j.doneBytes === j.totalBytes; });
+}
+
+t.test('a repair reads its local blocks before it takes the writer lease, so waiting for the store lock holds no lease', async (t) => {
+  const shared = new MemoryStore();
+  const a = await openHost(t, shared, { leaseTiming: timing });
+  const s = await replicated(a, shared);
+  flipBit(shared, s.keys[0]!);
+  const busy = await lockHeldBehindGc(t, shared, a);
+  const leasePuts: string[] = [];
+  a.store.hook = (op, key) => { if (op === 'put' && isLeaseKey(key)) leasePuts.push(key); };
+  const job = a.engine.offsite.remoteVerify.startRemoteVerify('off', s.id, { repair: true });
+  await checkedAll(a, job.id);
+  await new Promise((r) => setTimeout(r, 100));
+  t.equal(a.engine.getJob(job.id).state, 'running', 'the repair waits for the store lock');
+  t.same(leasePuts, [], 'and holds no writer lease meanwhile');
+  await busy.free();
+  const r = (await finished(a.engine, job)).result as RemoteVerifyResult;
+  t.same(r.problems.map((p) => p.repaired), [true]);
+  t.ok(leasePuts.length > 0, 'the lease was taken for the upload');
+  t.same([...shared.objects.keys()].filter(isLeaseKey), [], 'and given back');
+});
+
+t.test('a repair cancelled while it waits for the store lock ends at once and leaves no lease', async (t) => {
+  const shared = new MemoryStore();
+  const a = await openHost(t, shared, { leaseTiming: timing });
+  const s = await replicated(a, shared);
+  flipBit(shared, s.keys[0]!);
+  const busy = await lockHeldBehindGc(t, shared, a);
+  const job = a.engine.offsite.remoteVerify.startRemoteVerify('off', s.id, { repair: true });
+  await checkedAll(a, job.id);
+  a.engine.cancelJob(job.id);
+  t.match(await a.engine.waitJob(job.id), { state: 'cancelled', error: { message: /while waiting for the store lock/ } });
+  t.same([...shared.objects.keys()].filter(isLeaseKey), [], 'no lease left in the bucket');
+  await busy.free();
 });
