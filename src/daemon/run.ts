@@ -12,7 +12,7 @@ import { statSync } from 'node:fs';
 import { constants } from 'node:os';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
-import { toBlocksnapError } from '../errors';
+import { toBlocksnapError, type BlocksnapError } from '../errors';
 import { EXIT, exitStatusFor } from '../cli/exit-status';
 import { Engine } from '../engine';
 import { Scheduler } from '../scheduler/scheduler';
@@ -21,7 +21,7 @@ import { resolveConfig, type DaemonConfig, type DaemonFlags } from './config';
 import { DEFAULT_LIMITS } from './connection';
 import { createLogger } from './logger';
 import { DaemonServer } from './server';
-import { checkSocketGroup, claimSocketPath, resolveGroup } from './socket-file';
+import { checkSocketGroup, claimSocketPath, refuseTakenSocketPath, resolveGroup } from './socket-file';
 import { makeDataDir, makeSocketDir } from './start-dirs';
 import { checkDataDirTrusted, checkSocketDirTrusted } from './trusted-dirs';
 import { NbdServer } from '../nbd/server';
@@ -62,9 +62,19 @@ export async function runDaemon(flags: DaemonFlags): Promise<number> {
   const hardLinks = hardLinkWarning();
   if (hardLinks !== null) log.warn(hardLinks);
 
+  // Checked before the engine opens: refusing here is cheaper than a crash recovery first, and
+  // before the data dir is made, so that a refused start leaves none (with its block size fixed).
+  const sockets: Array<['--socket' | '--nbd-socket', string]> = [['--socket', config.socketPath]];
+  if (config.nbdSocket !== undefined) sockets.push(['--nbd-socket', config.nbdSocket]);
+  for (const [option, socket] of sockets) {
+    try {
+      await refuseTakenSocketPath(socket);
+    } catch (err) {
+      return startFailed(log, err, config, option);
+    }
+  }
   let engine: Engine;
   try {
-    // Checked before the engine opens: refusing here is cheaper than a crash recovery first.
     prepareDirs(config, gid, log);
     const { removedStale } = await claimSocketPath(config.socketPath);
     if (removedStale) log.info({ socket: config.socketPath }, 'removed a stale socket file');
@@ -173,6 +183,18 @@ function prepareDirs(config: DaemonConfig, gid: number | undefined, log: Logger)
   }
 }
 
+/**
+ * A refusal that a restart cannot mend: the command line, the config or the filesystem must be
+ * changed first. Exit 2 tells a service manager so (RestartPreventExitStatus=2 in the README's
+ * unit). Another daemon on the data dir or the socket (DataDirLocked, a live SocketInUse) may go
+ * away, and an I/O error may pass: those exit 1 and are retried.
+ */
+function refusedForGood(e: BlocksnapError): boolean {
+  if (exitStatusFor(e.code) === EXIT.usage) return true; // a bad --image-root or --data-dir, as the CLI reports it
+  if (e.code === 'UntrustedPath') return true;
+  return e.code === 'SocketInUse' && e.details?.found !== undefined; // a file, not a daemon, at the socket path
+}
+
 /** `socketOption`: the option that names the socket whose claim failed, for a SocketInUse. */
 function startFailed(log: Logger, err: unknown, config: DaemonConfig, socketOption: '--socket' | '--nbd-socket' = '--socket'): number {
   const e = toBlocksnapError(err);
@@ -188,8 +210,7 @@ function startFailed(log: Logger, err: unknown, config: DaemonConfig, socketOpti
   }
   log.fatal({ code: e.code, err: e.code === 'Internal' ? err : undefined }, message);
   say(`${message} [${e.code}]`);
-  // A bad --image-root or --data-dir is a usage error like any other the CLI reports (exit 2).
-  return exitStatusFor(e.code) === EXIT.usage ? DAEMON_EXIT.usage : DAEMON_EXIT.failed;
+  return refusedForGood(e) ? DAEMON_EXIT.usage : DAEMON_EXIT.failed;
 }
 
 /**

@@ -57,6 +57,40 @@ export async function claimSocketPath(path: string): Promise<{ removedStale: boo
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { removedStale: false };
     throw toBlocksnapError(err);
   }
+  await refuseTaken(path, st);
+  const foreign = st.uid !== process.geteuid!();
+  try {
+    await unlink(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return { removedStale: true };
+    if (!foreign || (code !== 'EPERM' && code !== 'EACCES')) throw toBlocksnapError(err);
+    const sticky = stickyDir(dirname(path)) ? ` (${dirname(path)} is a sticky directory: only a file's owner may remove it there)` : '';
+    throw new BlocksnapError('PermissionDenied',
+      `${path} is a stale socket of ${describeUser(st.uid)} that ${daemonUser()} may not remove${sticky}: ${(err as Error).message}`,
+      { path, owner: st.uid });
+  }
+  return { removedStale: true };
+}
+
+/**
+ * Refuses a socket path that a live daemon or something other than a socket holds, as
+ * claimSocketPath does, but creates and removes nothing: asked of every socket before the data dir
+ * is made, so that a start refused for its socket leaves no data dir behind. What it cannot see
+ * yet (a missing or unreadable directory) is left for claimSocketPath to report.
+ */
+export async function refuseTakenSocketPath(path: string): Promise<void> {
+  let st;
+  try {
+    st = await lstat(path);
+  } catch {
+    return;
+  }
+  await refuseTaken(path, st);
+}
+
+/** Throws unless `st` (the lstat of `path`) is a socket no daemon listens on. */
+async function refuseTaken(path: string, st: Stats): Promise<void> {
   if (!st.isSocket()) {
     const found = fileKind(path, st);
     throw new BlocksnapError('SocketInUse', `${path} is ${found}, not a socket; refusing to replace it`, { path, found });
@@ -75,18 +109,6 @@ export async function claimSocketPath(path: string): Promise<{ removedStale: boo
   if (probe === 'live') {
     throw new BlocksnapError('SocketInUse', `a daemon${foreign ? ` of ${describeUser(st.uid)}` : ''} is already listening on ${path}`, { path });
   }
-  try {
-    await unlink(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return { removedStale: true };
-    if (!foreign || (code !== 'EPERM' && code !== 'EACCES')) throw toBlocksnapError(err);
-    const sticky = stickyDir(dirname(path)) ? ` (${dirname(path)} is a sticky directory: only a file's owner may remove it there)` : '';
-    throw new BlocksnapError('PermissionDenied',
-      `${path} is a stale socket of ${describeUser(st.uid)} that ${daemonUser()} may not remove${sticky}: ${(err as Error).message}`,
-      { path, owner: st.uid });
-  }
-  return { removedStale: true };
 }
 
 function stickyDir(dir: string): boolean {

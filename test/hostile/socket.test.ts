@@ -35,7 +35,7 @@ t.test('a symlink at the socket path is refused and left alone', async (t) => {
     symlinkSync(target, layout.socketPath);
     const d = DaemonProcess.spawn(layout);
     const { code } = await d.exited;
-    t.equal(code, 1, `the daemon refuses to start on a symlink to ${what}`);
+    t.equal(code, 2, `the daemon refuses to start on a symlink to ${what}, for good`);
     t.match(d.stderr(), /SocketInUse/, 'with SocketInUse');
     t.ok(lstatSync(layout.socketPath).isSymbolicLink(), 'the symlink is still there');
   }

@@ -25,7 +25,7 @@ async function refused(t: Test, layout: Layout, extraArgs: string[], message: st
   const listened = await d.ready().then(() => true, () => false);
   await d.kill();
   t.notOk(listened, 'the daemon never listened');
-  t.equal((await d.exited).code, 1, 'it refused to start');
+  t.equal((await d.exited).code, 2, 'it refused to start, for good: a restart cannot mend it');
   t.match(d.stderr(), message);
   t.match(d.stderr(), /\[UntrustedPath\]/);
   t.notOk(existsSync(join(layout.dataDir, 'catalog.mdb')), 'the engine never opened');

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { BIN, freshDaemon, runCli, startDaemon, tempDir } from './fixtures/harness';
@@ -107,4 +107,26 @@ t.test('SIGHUP stops the daemon cleanly: the running job ends cancelled, exit 0,
   t.notOk(existsSync(nbdSocket), 'the NBD socket is removed');
   const again = await startDaemon(t, { dataDir: d.dataDir, imageRoot: d.imageRoot, socketPath: d.socketPath });
   t.match(await again.json('job', 'show', job.id), { state: 'cancelled', error: { code: 'Cancelled', message: /^the daemon was shutting down/ } });
+});
+
+t.test('a --socket path that is a regular file is refused for good: exit 2, and no data dir is made', async (t) => {
+  const dir = tempDir(t);
+  mkdirSync(join(dir, 'img'));
+  writeFileSync(join(dir, 'f'), '');
+  const r = await runCli(['daemon', '--data-dir', join(dir, 'data'), '--socket', join(dir, 'f'), '--image-root', join(dir, 'img')]);
+  t.equal(r.code, 2);
+  t.match(r.stderr, /blocksnap daemon: .*f is a regular file, not a socket.*--socket.* \[SocketInUse\]/);
+  t.notOk(existsSync(join(dir, 'data')));
+});
+
+t.test('an --nbd-socket a live daemon holds is refused before the data dir is made: exit 1', async (t) => {
+  const dir = tempDir(t);
+  const nbdSocket = join(dir, 'nbd.sock');
+  const d = await freshDaemon(t, ['--nbd-socket', nbdSocket]);
+  const r = await runCli(['daemon', '--data-dir', join(dir, 'new', 'data'), '--socket', join(dir, 'new.sock'), '--nbd-socket', nbdSocket, '--image-root', d.imageRoot]);
+  t.equal(r.code, 1, 'the other daemon may stop: a restart may succeed');
+  t.match(r.stderr, /a daemon is already listening on .*nbd\.sock.*--nbd-socket.* \[SocketInUse\]/);
+  t.notOk(existsSync(join(dir, 'new')), 'no data dir, so none keeps a block size it was never meant to have');
+  t.notOk(existsSync(join(dir, 'new.sock')));
+  t.match(await d.json('disk', 'list'), [], 'the first daemon is unharmed');
 });

@@ -118,7 +118,7 @@ t.test('export list on a daemon serving NBD tells how to start an export', async
   t.match((await d.cli('export', 'list')).stdout, /No exports\. Serve a snapshot with: blocksnap export start SNAPSHOT/);
 });
 
-t.test('--nbd-socket naming a directory or a symlink exits 1 saying what is there, with no word of another daemon', async (t) => {
+t.test('--nbd-socket naming a directory or a symlink exits 2 saying what is there, with no word of another daemon', async (t) => {
   const dir = tempDir(t);
   const imageRoot = join(dir, 'images');
   mkdirSync(imageRoot);
@@ -126,7 +126,7 @@ t.test('--nbd-socket naming a directory or a symlink exits 1 saying what is ther
   symlinkSync(join(dir, 'elsewhere.sock'), join(dir, 'a-link'));
   for (const [name, what] of [['a-dir', /is a directory, not a socket/], ['a-link', /is a symbolic link to .*elsewhere\.sock, not a socket/]] as const) {
     const r = await runCli(['daemon', '--data-dir', join(dir, `data-${name}`), '--socket', join(dir, `${name}-d.sock`), '--image-root', imageRoot, '--nbd-socket', join(dir, name)]);
-    t.equal(r.code, 1, name);
+    t.equal(r.code, 2, name);
     t.match(r.stderr, what, name);
     t.match(r.stderr, /--nbd-socket .*\[SocketInUse\]/, name);
     t.notMatch(r.stderr, /another blocksnap daemon/, name);

@@ -68,7 +68,9 @@ export function registerDaemon(program: Command): void {
     .addHelpText('after', examples([
       'blocksnap daemon --data-dir /var/lib/blocksnap --image-root /var/lib/libvirt/images',
       'blocksnap daemon --config /etc/blocksnap.json --log-level debug',
-    ]) + '\nLogs are JSON lines on stderr. Only one daemon may use a data directory at a time.\n' + configHelp())
+    ]) + '\nLogs are JSON lines on stderr. Only one daemon may use a data directory at a time.\n' +
+      'A start refused for good (a bad option or config, a file that is not a socket at a socket path, a\n' +
+      'directory another user may write) exits 2; one another daemon holds up (its data dir or socket) exits 1.\n' + configHelp())
     .action(async (flags: DaemonFlags) => {
       // Loaded only here: client commands never load the engine, LMDB or the native addon.
       const { runDaemon } = await import('../../daemon/run');
