@@ -5,6 +5,7 @@
  * commits in the same kind of transaction as the snapshots it names. Writes run inside Catalog.txn.
  */
 import type { Database } from 'lmdb';
+import { BlocksnapError } from '../errors';
 import type { Catalog } from './catalog';
 import type { Retention } from '../engine/retention';
 
@@ -138,6 +139,12 @@ export class ModelCatalog {
   getGroup(id: string): GroupRecord | undefined { return this.groups.get(id); }
   putGroup(g: GroupRecord): void { this.groups.putSync(g.id, g); }
   deleteGroup(id: string): void { this.groups.removeSync(id); }
+  /** Appends a member to the group's list, in the transaction that commits the member's record. */
+  addGroupMember(groupId: string, snapshotId: string): void {
+    const g = this.groups.get(groupId);
+    if (!g) throw new BlocksnapError('GroupNotFound', `group ${groupId} no longer exists`, { groupId });
+    this.groups.putSync(g.id, { ...g, snapshotIds: [...g.snapshotIds, snapshotId] });
+  }
   allGroups(): GroupRecord[] {
     return [...this.groups.getRange()].map((e) => e.value).sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
   }

@@ -233,11 +233,21 @@ export function flattenView(r: FlattenResult): string {
 export function rollbackView(j: Job): string {
   const r = j.result as RollbackResult | null;
   if (r === null || typeof r !== 'object') return `Rolled back disk ${j.diskId} to snapshot ${j.snapshotId}.`;
+  if (r.discardedSinceSnapshotId !== undefined) return `Rolled back copy-on-write disk ${r.diskId} to snapshot ${r.snapshotId} in ${elapsed(j)}: ${overlayDiscarded(r)}`;
   const done = `Rolled back disk ${r.diskId} to snapshot ${r.snapshotId} in ${elapsed(j)}: `;
   const what = r.newImage
     ? newImageCounts(r)
     : `${count(r.blocksWritten, 'block')} written (${formatBytes(r.bytesWritten)}), ${count(r.holesPunched, 'hole')} punched, ${r.blocksUnchanged} unchanged.`;
   return `${done}${what}${resized(r)}`;
+}
+
+/** A copy-on-write disk's rollback writes nothing: it drops the overlay, and with it the writes since the disk's base. */
+function overlayDiscarded(r: RollbackResult): string {
+  const since = `since snapshot ${r.discardedSinceSnapshotId}`;
+  const replaced = 'its overlay was replaced by an empty one over the snapshot';
+  if (r.discardedBytes === null || r.discardedBytes === undefined) return `${replaced}, discarding the writes made ${since} (how much is unknown: a layer map could not be read).`;
+  if (r.discardedBytes === 0) return `${replaced}; nothing had been written ${since}.`;
+  return `${replaced}, discarding the ${formatBytes(r.discardedBytes)} written ${since}.`;
 }
 
 /**

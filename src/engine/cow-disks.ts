@@ -165,14 +165,19 @@ export class CowDisks {
    */
   async rollback(disk: DiskRecord, target: SnapshotRecord, ctl: JobControl, dropped: Promise<void>): Promise<RollbackResult> {
     await dropped;
-    const result: RollbackResult = {
-      diskId: disk.id, snapshotId: target.id, sizeBytes: disk.sizeBytes, previousSizeBytes: disk.sizeBytes, blocksWritten: 0, bytesWritten: 0, holesPunched: 0, blocksUnchanged: 0, newImage: false,
-    };
     const { open, release } = await this.x.volumes.acquire(disk.id);
+    let result: RollbackResult;
     try {
       // The gate stays closed until the stack is the target's: no write may land in between.
       const reopen = await open.gate.close();
       try {
+        // Counted with the gate closed: exactly the writes the dropped layers take with them.
+        const before = this.x.catalog.getDisk(disk.id)!;
+        const r: RollbackResult = {
+          diskId: disk.id, snapshotId: target.id, sizeBytes: disk.sizeBytes, previousSizeBytes: disk.sizeBytes, blocksWritten: 0, bytesWritten: 0, holesPunched: 0, blocksUnchanged: 0, newImage: false,
+          discardedBytes: this.x.volumes.writtenBytes(before), discardedSinceSnapshotId: before.cow!.baseSnapshotId,
+        };
+        result = r;
         const { frozen } = await this.x.volumes.pushFresh(open, disk.id);
         const d = this.x.catalog.getDisk(disk.id)!;
         const old = d.cow!.layers.slice(0, frozen);
@@ -180,7 +185,7 @@ export class CowDisks {
         this.x.catalog.txn(() => {
           const cur = this.x.catalog.getDisk(disk.id)!;
           this.x.catalog.putDisk({ ...cur, headSnapshotId: target.id, cow: { ...cur.cow!, baseSnapshotId: target.id, layers: cur.cow!.layers.slice(frozen) } });
-          ctl.succeededWith(result);
+          ctl.succeededWith(r);
         });
         await open.volume.rebase(view, frozen);
         this.x.volumes.dropLayers(disk.id, old);

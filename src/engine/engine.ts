@@ -129,6 +129,7 @@ export class Engine extends EventEmitter {
   /** Open volumes of copy-on-write disks (cow-volumes.ts) and the operations on such disks. */
   private readonly volumes: CowVolumes;
   private readonly cow: CowDisks;
+  private readonly model: ModelCatalog;
   private readonly rollbacks: ImageRollbacks;
   private readonly maintenance: StoreMaintenanceInternals;
   /** Blocks found damaged, and their repair by the next snapshot or import that produces them (block-repair.ts). */
@@ -147,8 +148,9 @@ export class Engine extends EventEmitter {
     super();
     this.jobs = new JobRunner(catalog, this, JOB_HISTORY_LIMIT, log);
     this.repair = new BlockRepair({ catalog, storeDir: store.dir, log, threads });
+    this.model = new ModelCatalog(catalog);
     const internals = {
-      catalog, model: new ModelCatalog(catalog), diskLocks: this.diskLocks, log,
+      catalog, model: this.model, diskLocks: this.diskLocks, log,
       quota: () => this.quota, now: () => this.clock(), isPinned: (id: string) => this.pins.has(id), afterDelete: () => this.scheduleSweep(),
       isCloneBase: (id: string) => this.isCloneBase(id),
       cloneOn: (id: string, except?: string) => this.cloneOn(id, except),
@@ -513,7 +515,13 @@ export class Engine extends EventEmitter {
       // A copy-on-write disk's own base moves to the new snapshot in the same commit, so by the
       // time the room is made it holds nothing: only other disks resting on it keep it.
       quotaEvictions(disk.name, this.catalog.snapshotsOfDisk(disk.id), type, this.quota, (s) => this.quotaEvictable(disk, s, disk.id), disk.cow?.baseSnapshotId ?? null);
-      this.catalog.txn(() => this.catalog.putSnapshot(snap));
+      this.catalog.txn(() => {
+        this.catalog.putSnapshot(snap);
+        // A group member commits with its place in the group's list: a crash between two commits
+        // would leave a snapshot naming a group that does not list it, which its group's recovery
+        // and deletion would not find.
+        if (snap.groupId) this.model.addGroupMember(snap.groupId, snap.id);
+      });
     } catch (err) {
       release();
       throw err;

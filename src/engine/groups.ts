@@ -9,7 +9,10 @@
  * (SnapshotInGroup) but can be rolled back or cloned on its own.
  *
  * States: creating → available | error. After a crash, a group still `creating` becomes `error`
- * and its members are removed at the next start (recover()).
+ * and its members are removed at the next start (recover()). Each member's record commits with its
+ * place in the group's list (Engine.startSnapshot), so the list names every member; a catalog
+ * written before that held snapshots naming a group that did not list them, which recover() and
+ * `group delete` also take (membersOf).
  */
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import type { GroupRecord } from '../catalog/model-records';
@@ -90,12 +93,16 @@ export class SnapshotGroups {
       for (const d of disks) jobs.push(this.engine.startSnapshot(d.id, { name, description: desc, groupId: group.id }));
     } catch (err) {
       // Not expected after the checks above (it would be a catalog failure): undo what started.
+      // The group reads `error` at once; its members are ended once their cancelled jobs are.
+      const e = toBlocksnapError(err);
+      const error = { code: e.code, message: e.message };
       for (const j of jobs) this.engine.cancelJob(j.id);
-      this.i.model.txn(() => this.i.model.putGroup({ ...group, status: 'error', error: { code: toBlocksnapError(err).code, message: toBlocksnapError(err).message } }));
+      this.i.model.txn(() => this.i.model.putGroup({ ...(this.i.model.getGroup(group.id) ?? group), status: 'error', error }));
+      Promise.all(jobs.map((j) => this.engine.waitJob(j.id))).then(() => this.fail(group.id, error)).catch((failErr: unknown) =>
+        this.i.log.error({ err: failErr, groupId: group.id }, 'could not end the members of a group that failed to start; group delete ends them'));
       throw err;
     }
-    const started: GroupRecord = { ...group, snapshotIds: jobs.map((j) => j.snapshotId!) };
-    this.i.model.txn(() => this.i.model.putGroup(started));
+    const started = this.i.model.getGroup(group.id)!;
     this.i.log.info({ groupId: group.id, disks: group.diskIds }, 'group snapshot started');
     const done = this.settle(started, jobs);
     // Nobody may wait for it (--no-wait): a failure to even record the outcome must still be seen.
@@ -155,7 +162,7 @@ export class SnapshotGroups {
   delete(ref: string): Group {
     const g = this.resolve(ref);
     if (g.status === 'creating') throw groupNotAvailable(g);
-    const members = g.snapshotIds.map((id) => this.i.catalog.getSnapshot(id)).filter((s): s is SnapshotRecord => s !== undefined);
+    const members = this.membersOf(g);
     for (const s of members) {
       if (this.i.isPinned(s.id)) throw this.i.snapshotBusy(s, `member ${s.id} (${s.name}) of group ${g.name}`, 'delete the group');
       const clone = this.i.cloneOn(s.id);
@@ -189,20 +196,43 @@ export class SnapshotGroups {
 
   /**
    * At start, before any job: a group a crash left `creating` loses its members and reads `error`
-   * (members that must stay, see mustStay, stay in it).
+   * (members that must stay, see mustStay, stay in it). Then what a catalog written before members
+   * were listed in their own commit can hold: a failed group's unlisted members are removed as its
+   * error says they were, and members of a group that was deleted leave it (removed, or kept as
+   * plain snapshots when they must stay). Returns the ids of the groups that were `creating`.
    */
   recover(): string[] {
-    const stale = this.i.model.allGroups().filter((g) => g.status === 'creating');
-    if (stale.length === 0) return [];
+    const groups = this.i.model.allGroups();
+    const stale = groups.filter((g) => g.status === 'creating');
+    const named = new Map<string, SnapshotRecord[]>();
+    for (const s of this.i.catalog.allSnapshots()) {
+      if (!s.groupId) continue;
+      const list = named.get(s.groupId);
+      if (list) list.push(s); else named.set(s.groupId, [s]);
+    }
+    const unlisted = (g: GroupRecord): SnapshotRecord[] => (named.get(g.id) ?? []).filter((s) => !g.snapshotIds.includes(s.id));
+    const failed = groups.filter((g) => g.status === 'error' && unlisted(g).length > 0);
+    const orphans = [...named.entries()].filter(([id]) => this.i.model.getGroup(id) === undefined).flatMap(([, list]) => list);
+    if (stale.length === 0 && failed.length === 0 && orphans.length === 0) return [];
     this.i.model.txn(() => {
       for (const g of stale) {
-        const members = g.snapshotIds.map((id) => this.i.catalog.getSnapshot(id)).filter((s): s is SnapshotRecord => s !== undefined);
+        const members = [...listedMembers(this.i.catalog, g), ...unlisted(g)];
         const { kept, released } = this.dissolve(members, (s) => this.mustStay(s));
         const message = 'the daemon stopped while this group was being created; its partial members were removed' +
           (kept.length > 0 ? ` except ${kept.join(', ')}, still in use (delete the group once they are free)` : '') + releasedNote(released);
         this.i.model.putGroup({ ...g, status: 'error', snapshotIds: kept, completedAt: this.i.now().toISOString(), error: { code: 'Interrupted', message } });
       }
+      for (const g of failed) {
+        const { kept } = this.dissolve(unlisted(g), (s) => this.mustStay(s));
+        this.i.model.putGroup({ ...g, snapshotIds: [...g.snapshotIds, ...kept] });
+      }
+      const { kept } = this.dissolve(orphans, (s) => this.mustStay(s));
+      for (const id of kept) this.i.catalog.putSnapshot({ ...this.i.catalog.getSnapshot(id)!, groupId: null });
     });
+    if (failed.length > 0 || orphans.length > 0) {
+      this.i.log.warn({ groups: failed.map((g) => g.id), unlistedMembers: failed.flatMap((g) => unlisted(g).map((s) => s.id)), membersOfDeletedGroups: orphans.map((s) => s.id) },
+        'members their failed or deleted group did not list were removed (or kept as plain snapshots while in use)');
+    }
     this.i.afterDelete();
     return stale.map((g) => g.id);
   }
@@ -282,7 +312,7 @@ export class SnapshotGroups {
    */
   private fail(groupId: string, error: { code: string; message: string }): Group {
     const g = this.i.model.getGroup(groupId)!;
-    const members = g.snapshotIds.map((id) => this.i.catalog.getSnapshot(id)).filter((s): s is SnapshotRecord => s !== undefined);
+    const members = this.membersOf(g);
     let stay = (s: SnapshotRecord): boolean => this.mustStay(s);
     let releases: Array<() => void> = [];
     try {
@@ -320,6 +350,16 @@ export class SnapshotGroups {
     return releases;
   }
 
+  /**
+   * The group's members that exist: those it lists, and any snapshot of its disks naming it that
+   * it does not list (left by a crash under a version that listed members after their commit).
+   */
+  private membersOf(g: GroupRecord): SnapshotRecord[] {
+    const listed = listedMembers(this.i.catalog, g);
+    const unlisted = g.diskIds.flatMap((id) => this.i.catalog.snapshotsOfDisk(id)).filter((s) => s.groupId === g.id && !g.snapshotIds.includes(s.id));
+    return [...listed, ...unlisted];
+  }
+
   private member(g: GroupRecord, id: string): SnapshotRecord {
     const s = this.i.catalog.getSnapshot(id);
     if (!s) throw new BlocksnapError('SnapshotNotFound', `member ${id} of group ${g.name} no longer exists`);
@@ -330,6 +370,10 @@ export class SnapshotGroups {
     return resolveIdOrName(ref, { prefix: 'g', noun: 'group', notFound: 'GroupNotFound' },
       (id) => this.i.model.getGroup(id), () => this.i.model.allGroups());
   }
+}
+
+function listedMembers(catalog: EngineInternals['catalog'], g: GroupRecord): SnapshotRecord[] {
+  return g.snapshotIds.map((id) => catalog.getSnapshot(id)).filter((s): s is SnapshotRecord => s !== undefined);
 }
 
 /** What a failed group's error adds for the members dissolve released from it. */

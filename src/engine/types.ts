@@ -179,6 +179,14 @@ export interface RollbackResult {
   blocksFromBacking?: number;
   /** qcow2 (absent from results of earlier versions): clusters that read as zeros over the backing chain's data. */
   clustersZeroed?: number;
+  /**
+   * Copy-on-write disk (absent otherwise, and from results of earlier versions): its overlay was
+   * dropped for a fresh one over the snapshot, nothing written. The bytes written since its base
+   * that went with it, counted as `disk show` counts them (null: an unreadable layer map hid them).
+   */
+  discardedBytes?: number | null;
+  /** Copy-on-write disk: the base those writes were made over (its last snapshot or rollback target, or the clone's source). */
+  discardedSinceSnapshotId?: string;
 }
 
 /**

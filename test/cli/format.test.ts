@@ -64,42 +64,54 @@ t.test('control characters in values are written out, so a terminal never acts o
   t.equal(terminalSafe('run 1 failed: /img/\u001b]0;x\u0007.raw\nrun 2\tok'), 'run 1 failed: /img/\\x1b]0;x\\x07.raw\nrun 2\tok', 'and in any human output, line breaks and tabs kept');
 });
 
-t.test('a rollback says what it did: in place, the blocks that differed; qcow2, the new image it wrote', async (t) => {
-  const job = (result: object): Job => ({
+/** A rollback job that took two seconds and succeeded with `result`. */
+function rollbackJob(result: object): Job {
+  return {
     id: 'j-0000000000000001', kind: 'rollback', state: 'succeeded', diskId: 'd-1', snapshotId: 's-1', target: null, doneBytes: 0, totalBytes: 0,
     progressUnit: 'bytes', startedAt: '2026-01-01T00:00:00.000Z', finishedAt: '2026-01-01T00:00:02.000Z', result, error: null,
-  });
+  };
+}
+
+/** A copy-on-write disk's rollback result but for what it discarded. */
+const COW_ROLLBACK = { diskId: 'd-1', snapshotId: 's-1', sizeBytes: 0, previousSizeBytes: 0, bytesWritten: 0, blocksWritten: 0, holesPunched: 0, blocksUnchanged: 0, newImage: false, discardedSinceSnapshotId: 's-2' };
+
+t.test('a rollback says what it did: in place, the blocks that differed; qcow2, the new image it wrote', async (t) => {
   const base = { diskId: 'd-1', snapshotId: 's-1', sizeBytes: 0, previousSizeBytes: 0, bytesWritten: 8 * 1024 * 1024 };
-  t.equal(rollbackView(job({ ...base, blocksWritten: 2, holesPunched: 1, blocksUnchanged: 5, newImage: false })),
+  t.equal(rollbackView(rollbackJob({ ...base, blocksWritten: 2, holesPunched: 1, blocksUnchanged: 5, newImage: false })),
     'Rolled back disk d-1 to snapshot s-1 in 0:02: 2 blocks written (8 MiB), 1 hole punched, 5 unchanged.');
-  t.equal(rollbackView(job({ ...base, blocksWritten: 2, holesPunched: 0, blocksUnchanged: 6, newImage: true, blocksFromBacking: 0, clustersZeroed: 0 })),
+  t.equal(rollbackView(rollbackJob({ ...base, blocksWritten: 2, holesPunched: 0, blocksUnchanged: 6, newImage: true, blocksFromBacking: 0, clustersZeroed: 0 })),
     'Rolled back disk d-1 to snapshot s-1 in 0:02: a new qcow2 image of the snapshot replaced the disk file: 2 blocks written (8 MiB), 6 zero blocks.');
 });
 
 t.test('a qcow2 rollback of an overlay says which blocks it left to the backing file and what it zeroed over it', async (t) => {
-  const job = (result: object): Job => ({
-    id: 'j-0000000000000001', kind: 'rollback', state: 'succeeded', diskId: 'd-1', snapshotId: 's-1', target: null, doneBytes: 0, totalBytes: 0,
-    progressUnit: 'bytes', startedAt: '2026-01-01T00:00:00.000Z', finishedAt: '2026-01-01T00:00:02.000Z', result, error: null,
-  });
   const base = { diskId: 'd-1', snapshotId: 's-1', sizeBytes: 0, previousSizeBytes: 0, bytesWritten: 4 * 1024 * 1024, holesPunched: 0, newImage: true };
-  t.equal(rollbackView(job({ ...base, blocksWritten: 1, blocksUnchanged: 73, blocksFromBacking: 63, clustersZeroed: 16 })),
+  t.equal(rollbackView(rollbackJob({ ...base, blocksWritten: 1, blocksUnchanged: 73, blocksFromBacking: 63, clustersZeroed: 16 })),
     'Rolled back disk d-1 to snapshot s-1 in 0:02: a new qcow2 image of the snapshot replaced the disk file: 1 block written (4 MiB), ' +
     '63 blocks left to the backing file, which holds the same data, 10 zero blocks; 16 clusters hide the backing file\'s data with zeros.');
-  t.equal(rollbackView(job({ ...base, blocksWritten: 1, blocksUnchanged: 6 })),
+  t.equal(rollbackView(rollbackJob({ ...base, blocksWritten: 1, blocksUnchanged: 6 })),
     'Rolled back disk d-1 to snapshot s-1 in 0:02: a new qcow2 image of the snapshot replaced the disk file: 1 block written (4 MiB), 6 zero blocks.',
     'a result of an earlier version, without the backing counts');
 });
 
+t.test('a copy-on-write rollback says its overlay was replaced, and how much written since its base went with it', async (t) => {
+  t.equal(rollbackView(rollbackJob({ ...COW_ROLLBACK, discardedBytes: 12 * 1024 ** 2 })),
+    'Rolled back copy-on-write disk d-1 to snapshot s-1 in 0:02: its overlay was replaced by an empty one over the snapshot, discarding the 12 MiB written since snapshot s-2.');
+  t.equal(rollbackView(rollbackJob({ ...COW_ROLLBACK, discardedBytes: 0 })),
+    'Rolled back copy-on-write disk d-1 to snapshot s-1 in 0:02: its overlay was replaced by an empty one over the snapshot; nothing had been written since snapshot s-2.');
+});
+
+t.test('a copy-on-write rollback whose layer map could not be read says how much it discarded is unknown', async (t) => {
+  t.equal(rollbackView(rollbackJob({ ...COW_ROLLBACK, discardedBytes: null })),
+    'Rolled back copy-on-write disk d-1 to snapshot s-1 in 0:02: its overlay was replaced by an empty one over the snapshot, ' +
+    'discarding the writes made since snapshot s-2 (how much is unknown: a layer map could not be read).');
+});
+
 t.test('a rollback across a resize says the disk\'s size changed back, and what a shrink cut off', async (t) => {
-  const job = (result: object): Job => ({
-    id: 'j-0000000000000001', kind: 'rollback', state: 'succeeded', diskId: 'd-1', snapshotId: 's-1', target: null, doneBytes: 0, totalBytes: 0,
-    progressUnit: 'bytes', startedAt: '2026-01-01T00:00:00.000Z', finishedAt: '2026-01-01T00:00:02.000Z', result, error: null,
-  });
   const r = { diskId: 'd-1', snapshotId: 's-1', bytesWritten: 0, blocksWritten: 0, holesPunched: 0, blocksUnchanged: 64, newImage: false };
-  t.equal(rollbackView(job({ ...r, sizeBytes: 256 * 1024 ** 2, previousSizeBytes: 300 * 1024 ** 2 })),
+  t.equal(rollbackView(rollbackJob({ ...r, sizeBytes: 256 * 1024 ** 2, previousSizeBytes: 300 * 1024 ** 2 })),
     'Rolled back disk d-1 to snapshot s-1 in 0:02: 0 blocks written (0 B), 0 holes punched, 64 unchanged. ' +
     'The disk\'s size went from 300 MiB back to the snapshot\'s 256 MiB; what lay past 256 MiB is gone.');
-  t.equal(rollbackView(job({ ...r, sizeBytes: 256 * 1024 ** 2, previousSizeBytes: 128 * 1024 ** 2 })),
+  t.equal(rollbackView(rollbackJob({ ...r, sizeBytes: 256 * 1024 ** 2, previousSizeBytes: 128 * 1024 ** 2 })),
     'Rolled back disk d-1 to snapshot s-1 in 0:02: 0 blocks written (0 B), 0 holes punched, 64 unchanged. ' +
     'The disk\'s size went from 128 MiB back to the snapshot\'s 256 MiB.');
 });

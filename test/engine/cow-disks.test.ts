@@ -196,6 +196,21 @@ t.test('rollback of a COW disk is instant and reads as the target', async (t) =>
   t.same(readdirSync(now.path).sort(), [`${now.cow!.layers[0]}.data`, `${now.cow!.layers[0]}.map`], 'the old layers are gone');
 });
 
+t.test('a COW rollback\'s result counts the writes since the disk\'s base that it discarded', async (t) => {
+  const { engine } = await origin(t);
+  await engine.cloneCow('base', 'c');
+  const b = await served(engine, 'c');
+  const s1 = await snapshot(engine, 'c', 'one');
+  await b.write!(0, pattern('later', 2 * BS), true);
+  await b.write!(5 * BS, pattern('more', 4096), true);
+  const written = engine.getDisk('c').cow!.writtenBytes;
+  const first = await finished(engine, engine.startRollback('c', 'one', { force: true }));
+  t.match(first.result, { discardedBytes: written, discardedSinceSnapshotId: s1.id }, 'what disk show counted as written');
+  t.ok(written !== null && written >= 2 * BS + 4096);
+  const again = await finished(engine, engine.startRollback('c', 'one', { force: true }));
+  t.match(again.result, { discardedBytes: 0, discardedSinceSnapshotId: s1.id }, 'nothing written since the rollback');
+});
+
 t.test('flatten writes the COW disk as of its start to a raw image', async (t) => {
   const { engine, images, content } = await origin(t);
   await engine.cloneCow('base', 'c');

@@ -130,6 +130,28 @@ t.test('a member that fails makes the group error and removes the partial member
   t.equal(f.engine.groups.delete('broken').status, 'error', 'a failed group can be deleted');
 });
 
+t.test('a group whose second member fails to start reads error, and ends up listing no member', async (t) => {
+  const f = await openSmallEngine(t);
+  await smallDisk(f, 'a', 2);
+  await smallDisk(f, 'b', 2);
+  // A catalog failure at the second member's start, which the checks before cannot foresee.
+  const start = f.engine.startSnapshot.bind(f.engine);
+  let calls = 0;
+  f.engine.startSnapshot = (disk, o) => {
+    calls++;
+    if (calls === 2) throw new BlocksnapError('Internal', 'the catalog could not be written');
+    return start(disk, o);
+  };
+  t.throws(() => f.engine.groups.create({ disks: ['a', 'b'], name: 'g1' }), { code: 'Internal' });
+  t.equal(f.engine.groups.get('g1').status, 'error', 'error at once');
+  const member = f.engine.listJobs().find((j) => j.kind === 'snapshot')!;
+  t.equal((await f.engine.waitJob(member.id)).state, 'cancelled', 'the started member was cancelled');
+  // The group ends its members once their jobs have ended: in the same turn, before the next one.
+  await new Promise((r) => setImmediate(r));
+  t.same(f.engine.groups.get('g1').snapshotIds, [], 'and left the list');
+  t.same(f.engine.listSnapshots(), [], 'no snapshot is left');
+});
+
 t.test('a group left creating by a crash becomes error at the next start, without its members', async (t) => {
   const dir = t.testdir();
   const first = await openSmallEngine(t, { dir });
