@@ -287,15 +287,19 @@ function cancelledMessage(job: Job, signal: WaitSignal): string | undefined {
 }
 
 /**
- * A connection lost while waiting (the daemon stopped or died) says which jobs were being waited
- * for: they may still run, or have been stopped with the daemon.
+ * A wait cut off by the daemon (its connection lost, or a wait refused because it is shutting down)
+ * says which jobs were being waited for: they may still run, or have been stopped with the daemon,
+ * and a rollback's error says what it left the disk in.
  */
 function lostWhileWaiting(err: unknown, jobs: Job[]): unknown {
-  if (!(err instanceof BlocksnapError) || err.code !== 'DaemonUnavailable' || jobs.length === 0) return err;
+  if (!(err instanceof BlocksnapError) || jobs.length === 0) return err;
   const ids = jobs.map((j) => j.id).join(', ');
   const see = jobs.length === 1 ? `blocksnap job show ${ids}` : 'blocksnap job list';
-  return new BlocksnapError('DaemonUnavailable', `${err.message} while waiting for job${jobs.length === 1 ? '' : 's'} ${ids}; once the daemon answers, see: ${see}`,
-    { ...err.details, jobIds: jobs.map((j) => j.id) });
+  const details = { ...err.details, jobIds: jobs.map((j) => j.id) };
+  const which = `job${jobs.length === 1 ? '' : 's'} ${ids}`;
+  if (err.code === 'DaemonUnavailable') return new BlocksnapError(err.code, `${err.message} while waiting for ${which}; once the daemon answers, see: ${see}`, details);
+  if (err.code === 'ShuttingDown') return new BlocksnapError(err.code, `${err.message} and cancels the jobs still running at a safe point; once it is back, see what became of ${which}: ${see}`, details);
+  return err;
 }
 
 /** How a call followed by followCall ended. */

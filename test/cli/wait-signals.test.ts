@@ -91,10 +91,11 @@ t.test('SIGTERM on a terminal asks nothing: it cancels, even with the Ctrl-C que
 });
 
 /**
- * A daemon that starts the job and dies while it is waited for: answers hello and snapshot.create,
- * then drops the connection on job.wait.
+ * A daemon that starts the job and stops while it is waited for: answers hello and snapshot.create,
+ * then, on job.wait, drops the connection ('dies') or answers ShuttingDown ('stops': the wait
+ * arrived after its shutdown began).
  */
-function dyingDaemon(t: Test): { socket: string; waited: () => boolean } {
+function dyingDaemon(t: Test, how: 'dies' | 'stops' = 'dies'): { socket: string; waited: () => boolean } {
   const socket = join(tempDir(t), 'd.sock');
   let waited = false;
   const job = {
@@ -110,7 +111,8 @@ function dyingDaemon(t: Test): { socket: string; waited: () => boolean } {
         else if (m.method === 'snapshot.create') s.write(frame(encodeMessage({ id: m.id, result: job })));
         else if (m.method === 'job.wait') {
           waited = true;
-          s.destroy();
+          if (how === 'dies') s.destroy();
+          else s.write(frame(encodeMessage({ id: m.id, error: { code: 'ShuttingDown', message: 'the daemon is shutting down' } })));
         }
       }
     });
@@ -126,4 +128,11 @@ t.test('a wait cut off by a lost connection names the job', async (t) => {
   const r = await signalled(d.socket, [], d.waited, null);
   t.equal(r.code, 1, r.stderr);
   t.match(r.stderr, /closed the connection while waiting for job j-00000000000000aa; once the daemon answers, see: blocksnap job show j-00000000000000aa \[DaemonUnavailable\]\n$/);
+});
+
+t.test('a wait the daemon refuses as it shuts down names the job it cancels', async (t) => {
+  const d = dyingDaemon(t, 'stops');
+  const r = await signalled(d.socket, [], d.waited, null);
+  t.equal(r.code, 1, r.stderr);
+  t.match(r.stderr, /the daemon is shutting down and cancels the jobs still running at a safe point; once it is back, see what became of job j-00000000000000aa: blocksnap job show j-00000000000000aa \[ShuttingDown\]\n$/);
 });
