@@ -26,6 +26,7 @@ import { makeDataDir, makeSocketDir } from './start-dirs';
 import { checkDataDirTrusted, checkSocketDirTrusted } from './trusted-dirs';
 import { NbdServer } from '../nbd/server';
 import { hardLinkWarning } from './hard-link-guard';
+import { ownFdLimitWarning } from './fd-limit';
 
 /** How long closing the connections may take after the engine stopped. */
 const CONNECTION_CLOSE_TIMEOUT_MS = 5_000;
@@ -61,6 +62,8 @@ export async function runDaemon(flags: DaemonFlags): Promise<number> {
   }
   const hardLinks = hardLinkWarning();
   if (hardLinks !== null) log.warn(hardLinks);
+  const fds = ownFdLimitWarning(config.maxConnections);
+  if (fds !== null) log.warn({ limit: fds.limit, needed: fds.needed }, fds.message);
 
   // Checked before the engine opens: refusing here is cheaper than a crash recovery first, and
   // before the data dir is made, so that a refused start leaves none (with its block size fixed).

@@ -1,0 +1,43 @@
+/**
+ * The open-file limit against what --max-connections asks for. Past RLIMIT_NOFILE, libuv accepts
+ * each new client and closes it at once to keep its listening socket from spinning, and tells
+ * Node nothing: clients see the daemon hang up on them and the log stays silent. So the start
+ * says so while it can. Node has already raised the soft limit to the hard one by then, so the
+ * limit read here is the one the daemon runs with.
+ */
+import { readFileSync } from 'node:fs';
+
+/**
+ * Descriptors the daemon holds besides one per client: the catalog and its lock, the listening
+ * sockets, stdio, and for each running job its image, block files in flight on every worker
+ * thread, and a target or stream.
+ */
+export const FD_RESERVE = 256;
+
+/** The soft RLIMIT_NOFILE from /proc/self/limits; null when unlimited or unreadable. */
+export function openFileLimit(limits: string): number | null {
+  const m = /^Max open files\s+(\d+|unlimited)\s/m.exec(limits);
+  return m === null || m[1] === 'unlimited' ? null : Number(m[1]);
+}
+
+/** The warning the start logs, or null when the limit leaves room for every client. */
+export function fdLimitWarning(limit: number | null, maxConnections: number): { limit: number; needed: number; message: string } | null {
+  const needed = maxConnections + FD_RESERVE;
+  if (limit === null || limit >= needed) return null;
+  return {
+    limit, needed,
+    message: `the open-file limit (RLIMIT_NOFILE) is ${limit}, below the ${needed} that --max-connections ${maxConnections} needs with room for jobs: ` +
+      'past it, new clients are disconnected unanswered and nothing is logged; raise it (LimitNOFILE= in a systemd unit, ulimit -n) or lower --max-connections',
+  };
+}
+
+/** The warning for this process, or null (also where /proc cannot be read). */
+export function ownFdLimitWarning(maxConnections: number): ReturnType<typeof fdLimitWarning> {
+  let text: string;
+  try {
+    text = readFileSync('/proc/self/limits', 'utf8');
+  } catch {
+    return null;
+  }
+  return fdLimitWarning(openFileLimit(text), maxConnections);
+}
