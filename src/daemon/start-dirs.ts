@@ -6,7 +6,7 @@
  * The data dir is created first and 0700: without a runtime dir, the socket's directory is the data
  * dir, and created as the socket's (0755) it would have left the catalog open to every user.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { BlocksnapError, type ErrorCode } from '../errors';
 import { checkDataDir } from '../engine/paths';
@@ -21,9 +21,36 @@ function codeOf(err: unknown): ErrorCode {
   }
 }
 
+/**
+ * mkdir -p, one level at a time. Node's recursive mkdir retries a directory for as long as it gets
+ * ENOENT while its parent exists, which under /proc (a parent that exists but takes no new entry)
+ * is forever, at full CPU. Here the second ENOENT is the answer.
+ */
+function makeDirs(dir: string, mode: number): void {
+  try {
+    mkdirSync(dir, { mode });
+    return;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' && statSync(dir).isDirectory()) return;
+    if (code !== 'ENOENT' || dirname(dir) === dir) throw err;
+  }
+  makeDirs(dirname(dir), mode);
+  try {
+    mkdirSync(dir, { mode });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' && statSync(dir).isDirectory()) return; // made meanwhile by another
+    if (code === 'ENOENT') {
+      throw Object.assign(new Error(`${dirname(dir)} exists but takes no new directory (${(err as Error).message})`), { code: 'ENOENT' });
+    }
+    throw err;
+  }
+}
+
 function create(dir: string, mode: number, what: string, given: DefaultPath | undefined, option: string): void {
   try {
-    mkdirSync(dir, { recursive: true, mode });
+    makeDirs(dir, mode);
   } catch (err) {
     const message = (err as Error).message;
     throw new BlocksnapError(codeOf(err), given !== undefined
