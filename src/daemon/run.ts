@@ -50,6 +50,9 @@ export async function runDaemon(flags: DaemonFlags): Promise<number> {
     gid = config.socketGroup !== undefined ? resolveGroup(config.socketGroup) : undefined;
   } catch (err) {
     const e = toBlocksnapError(err);
+    // The log level is among the settings refused: a refusal is logged whatever it would have been,
+    // so that a pipeline that reads only the JSON lines still sees why the daemon did not start.
+    createLogger('info').fatal({ code: e.code }, e.message);
     say(`${e.message} [${e.code}]`);
     return DAEMON_EXIT.usage;
   }

@@ -141,10 +141,19 @@ t.test('a daemon given a bad socket mode or group exits 2 with the code, as ever
     runCli(['daemon', '--data-dir', join(dir, 'data'), '--socket', join(dir, 'd.sock'), '--image-root', dir, ...extra]);
   const mode = await start('--socket-mode', '999');
   t.equal(mode.code, 2);
-  t.match(mode.stderr, /^blocksnap daemon: --socket-mode must be an octal mode string .* \[InvalidArgument\]\n$/);
+  t.match(mode.stderr, /\nblocksnap daemon: --socket-mode must be an octal mode string .* \[InvalidArgument\]\n$/);
   const group = await start('--socket-group', 'no-such-group-here');
   t.equal(group.code, 2);
-  t.match(group.stderr, /^blocksnap daemon: socket group "no-such-group-here" does not exist \[InvalidArgument\]\n$/);
+  t.match(group.stderr, /\nblocksnap daemon: socket group "no-such-group-here" does not exist \[InvalidArgument\]\n$/);
+});
+
+t.test('a daemon refused for its settings logs the refusal as a JSON line too, before the plain one', async (t) => {
+  const dir = tempDir(t);
+  const r = await runCli(['daemon', '--data-dir', join(dir, 'data'), '--socket', join(dir, 'd.sock'), '--image-root', dir, '--socket-group', 'no-such-group-here']);
+  t.equal(r.code, 2);
+  const [json, plain] = r.stderr.trimEnd().split('\n');
+  t.match(JSON.parse(json!), { level: 'fatal', code: 'InvalidArgument', msg: 'socket group "no-such-group-here" does not exist' });
+  t.equal(plain, 'blocksnap daemon: socket group "no-such-group-here" does not exist [InvalidArgument]');
 });
 
 /** A daemon with two disks, vm1 and ch. */
