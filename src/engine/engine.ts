@@ -583,10 +583,12 @@ export class Engine extends EventEmitter {
   private async runSnapshot(disk: DiskRecord, snap: SnapshotRecord, ctl: JobControl): Promise<Snapshot> {
     if (disk.cow) return this.runCowSnapshot(disk, snap, ctl);
     const t0 = performance.now();
-    const releaseStore = await this.storeLock.acquireShared(ctl.signal);
+    let releaseStore: (() => void) | undefined;
     let written: Buffer | undefined;
     let watch: ScanWatch | undefined;
     try {
+      // Inside the try: a cancel while queued for the lock removes the record like any other.
+      releaseStore = await this.storeLock.acquireShared(ctl.signal);
       const path = this.revalidateDiskPath(disk);
       const format = imageFormatOf(disk);
       const { backingChain, sizeBytes } = inspectImage(path, format, this.imageRoots);
@@ -635,7 +637,7 @@ export class Engine extends EventEmitter {
       const e = toBlocksnapError(err);
       throw this.failSnapshot(snap.id, watch ? watch.failure(e) : e, written ?? writtenDigestsOf(err));
     } finally {
-      releaseStore();
+      releaseStore?.();
       this.scheduleSweep();
     }
   }

@@ -93,6 +93,7 @@ t.test('a snapshot queued for the lock behind a gc ends at once when cancelled, 
   t.equal(b.engine.getJob(snap.id).state, 'running', 'the snapshot waits behind the gc');
   b.engine.cancelJob(snap.id);
   t.match(await endsSoon(t, b, snap), { state: 'cancelled', error: { code: 'Cancelled', message: /while waiting for the store lock/ } });
+  t.same(b.engine.listSnapshots('other').map((s) => s.name), [], 'the cancelled snapshot disappears');
   t.equal(b.engine.getJob(gc.id).state, 'running', 'the gc still waits for the import');
   await held.free();
   await finished(b.engine, gc);
