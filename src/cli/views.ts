@@ -202,7 +202,8 @@ export function gcView(r: GcResult): string {
 
 export function verifyView(r: VerifyResult): string {
   const survey: string[] = [];
-  if ((r.unreferencedBlocks ?? 0) > 0) survey.push(`${count(r.unreferencedBlocks, 'block file')} no snapshot references (left by a crash, unless a snapshot running meanwhile commits them): store gc removes them.`);
+  if ((r.unreferencedBlocks ?? 0) > 0) survey.push(`${count(r.unreferencedBlocks, 'block file')} no snapshot references and no delete freed (left by a crash, unless a snapshot running meanwhile commits them): store gc removes them.`);
+  if ((r.pendingFreeBlocks ?? 0) > 0) survey.push(`${count(r.pendingFreeBlocks, 'freed block file')} not unlinked yet: the sweep unlinks them, and store stats names any it could not.`);
   if ((r.strayEntries ?? 0) > 0) survey.push(strayLines(r.strayEntries, r.strayExamples));
   if ((r.unreadable ?? []).length > 0) survey.push(`Could not read:\n${unremovableLines(r.unreadable)}\nTheir blocks were not listed; give the daemon's user back access to them.`);
   const tail = survey.length > 0 ? `\n${survey.join('\n')}` : '';

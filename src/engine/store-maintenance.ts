@@ -77,19 +77,24 @@ function ioErrorMessage(message: string, path: string): string {
 
 /**
  * What `store gc` would find besides referenced blocks: block files no snapshot referenced when
- * listed (crash leftovers, or blocks a snapshot running meanwhile has not committed yet), entries
- * that are no block's, and fan-out directories that cannot be read.
+ * listed, apart as gc tells them apart (a delete freed them, or nothing did: crash leftovers, or
+ * blocks a snapshot running meanwhile has not committed yet), entries that are no block's, and
+ * fan-out directories that cannot be read.
  */
-async function surveyStore(x: StoreMaintenanceInternals): Promise<Pick<VerifyResult, 'unreferencedBlocks' | 'strayEntries' | 'strayExamples' | 'unreadable'>> {
+async function surveyStore(x: StoreMaintenanceInternals): Promise<Pick<VerifyResult, 'unreferencedBlocks' | 'pendingFreeBlocks' | 'strayEntries' | 'strayExamples' | 'unreadable'>> {
   const strays = new FirstFew<string>(STRAYS_NAMED);
   const unreadable: UnremovableEntry[] = [];
   let unreferencedBlocks = 0;
+  let pendingFreeBlocks = 0;
   for await (const e of x.store.entries()) {
-    if (e.kind === 'stray') strays.add(e.path);
-    else if (e.kind === 'unreadable') unreadable.push(e.entry);
-    else if (!x.catalog.isReferenced(Buffer.from(e.hex, 'hex'))) unreferencedBlocks++;
+    if (e.kind === 'stray') { strays.add(e.path); continue; }
+    if (e.kind === 'unreadable') { unreadable.push(e.entry); continue; }
+    const digest = Buffer.from(e.hex, 'hex');
+    if (x.catalog.isReferenced(digest)) continue;
+    if (x.catalog.isFree(digest)) pendingFreeBlocks++;
+    else unreferencedBlocks++;
   }
-  return { unreferencedBlocks, strayEntries: strays.count, strayExamples: strays.listed, unreadable };
+  return { unreferencedBlocks, pendingFreeBlocks, strayEntries: strays.count, strayExamples: strays.listed, unreadable };
 }
 
 /**

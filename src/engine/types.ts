@@ -152,8 +152,13 @@ export interface VerifyResult {
   problems: Array<{ digest: string; reason: string; message: string; snapshots: string[]; disks: string[]; repairable: boolean }>;
   /** Blocks listed as damaged once this run ended, each written again by the next snapshot or import that produces it. */
   awaitingRepair: number;
-  /** Block files no snapshot referenced when listed: what `store gc` reclaims (or a running snapshot commits). */
+  /**
+   * Block files no snapshot referenced and no delete had freed when listed: left by a crash, what
+   * `store gc` reclaims (or a running snapshot commits).
+   */
   unreferencedBlocks: number;
+  /** Block files a delete freed that were still waiting for the sweep (or that it could not unlink). */
+  pendingFreeBlocks: number;
   /** Entries under blocks/ that are no block's, and the first 10 of them. */
   strayEntries: number;
   strayExamples: string[];

@@ -6,7 +6,7 @@ import { ProgressBar, renderProgress } from '../../src/cli/progress';
 import { gcView, rollbackView, storeStatsView, verifyView } from '../../src/cli/views';
 import type { Job } from '../../src/engine/types';
 
-const NOTHING_STRAY = { unreferencedBlocks: 0, strayEntries: 0, strayExamples: [], unreadable: [] };
+const NOTHING_STRAY = { unreferencedBlocks: 0, pendingFreeBlocks: 0, strayEntries: 0, strayExamples: [], unreadable: [] };
 const GC_NOTHING_ELSE = { strayEntries: 0, strayExamples: [], orphanBlocks: 0, orphanBytes: 0, unremovableEntries: 0, unremovable: [] };
 
 t.test('sizes are IEC with three significant digits', async (t) => {
@@ -154,6 +154,12 @@ t.test('gc names the first stray entries and counts the rest', async (t) => {
 t.test('verify counts the block files store gc would remove', async (t) => {
   t.match(verifyView({ checkedBlocks: 1, problems: [], awaitingRepair: 0, ...NOTHING_STRAY, unreferencedBlocks: 4 }),
     /^Checked 1 block: all intact\.\n4 block files no snapshot references .*store gc removes them\.$/);
+});
+
+t.test('verify does not lay freed block files waiting for the sweep to a crash', async (t) => {
+  const out = verifyView({ checkedBlocks: 1, problems: [], awaitingRepair: 0, ...NOTHING_STRAY, pendingFreeBlocks: 2 });
+  t.match(out, /^Checked 1 block: all intact\.\n2 freed block files not unlinked yet: the sweep unlinks them, and store stats names any it could not\.$/);
+  t.notMatch(out, /crash/);
 });
 
 t.test('store stats lists the freed block files the sweep could not unlink', async (t) => {

@@ -166,6 +166,15 @@ t.test('verify counts block files no snapshot references', async (t) => {
   t.same(v.problems, []);
 });
 
+t.test('verify counts a freed block file the sweep could not unlink as pending free, not as a crash leftover', async (t) => {
+  const f = await openEngine(t, { blockSize: BS });
+  await freedWithStuckBlock(f, 2, 1);
+  orphanFile(f.dataDir, 10);
+  const v = (await finished(f.engine, f.engine.startVerify())).result as VerifyResult;
+  t.equal(v.pendingFreeBlocks, 1);
+  t.equal(v.unreferencedBlocks, 1, 'only the file no delete freed');
+});
+
 t.test('the engine answers before the sweep of what a cut-off delete freed is done, and a snapshot started then keeps the blocks it stores again', async (t) => {
   const f = await openEngine(t, { blockSize: BS });
   const { disk, snap } = await snapshotted(f, 'a', 8);

@@ -33,7 +33,8 @@ export function registerStore(program: Command): void {
     .description('re-read every referenced block and check it against its digest')
     .addHelpText('after', examples(['blocksnap store verify', 'blocksnap store verify --json']) +
       '\nExits 1 when a damaged or missing block is found; the output names it and the snapshots using it.\n' +
-      'Also counts block files no snapshot references (store gc removes them) and entries under the store that are no block\'s.\n')
+      'Also counts block files no snapshot references: those no delete freed (left by a crash; store gc removes them) apart from\n' +
+      'freed ones the sweep has not unlinked yet; and entries under the store that are no block\'s.\n')
     .action(async (flags: JobFlags) => {
       await withClient(flags, async (client, out) => {
         const job = await runJob(client, out, flags, 'store.verify', {}, 'verify');
