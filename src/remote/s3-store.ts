@@ -40,6 +40,22 @@ function sdkLogger(remote: string, log: S3Log | undefined): { debug(): void; inf
   };
 }
 
+/**
+ * A response body read whole, or abandoned as soon as `attempt` aborts: the stream is destroyed,
+ * which frees its connection, instead of waiting for the rest to trickle in.
+ */
+async function readBody(body: { transformToByteArray(): Promise<Uint8Array> }, attempt: AbortSignal): Promise<Uint8Array> {
+  const stream = body as unknown as { destroy?(err: Error): void };
+  const abandon = (): void => stream.destroy?.(new Error('the body read was abandoned'));
+  attempt.addEventListener('abort', abandon, { once: true });
+  try {
+    if (attempt.aborted) abandon();
+    return await body.transformToByteArray();
+  } finally {
+    attempt.removeEventListener('abort', abandon);
+  }
+}
+
 const DELETE_BATCH = 1000; // the S3 API's limit per DeleteObjects request
 
 /**
@@ -52,7 +68,10 @@ export interface S3Timeouts {
   connectMs: number;
   /** Without a byte sent or received on the connection. */
   idleMs: number;
-  /** For one request, body included: a trickle that keeps the idle timer quiet still ends. */
+  /**
+   * For one attempt, a response body's read included: a trickle that keeps the idle timer quiet
+   * still ends.
+   */
   requestMs: number;
 }
 
@@ -110,15 +129,29 @@ export class S3Store implements ObjectStore {
     this.client.destroy();
   }
 
-  private run<T>(what: string, key: string, fn: () => Promise<T>, signal?: AbortSignal, sha256?: string): Promise<T> {
+  /**
+   * One call, retried by retry.ts. `fn` gets the attempt's signal: the job's, joined with the
+   * whole-attempt limit. The SDK's requestTimeout stops counting once the response headers are
+   * in, so only this limit bounds a body that trickles in.
+   */
+  private run<T>(what: string, key: string, fn: (attempt: AbortSignal) => Promise<T>, signal?: AbortSignal, sha256?: string): Promise<T> {
     const opts: { policy: RetryPolicy; signal?: AbortSignal; onRetry?: () => void } = { policy: this.retry };
     if (signal) opts.signal = signal;
     if (this.o.onRetry) opts.onRetry = this.o.onRetry;
     return withRetry(async () => {
+      const attempt = new AbortController();
+      const limit = setTimeout(() => attempt.abort(new Error(`no whole answer within ${this.timeouts.requestMs} ms`)), this.timeouts.requestMs);
+      // A listener, not AbortSignal.any: a job's signal lives for millions of attempts.
+      const cancel = (): void => attempt.abort(signal?.reason);
+      signal?.addEventListener('abort', cancel, { once: true });
+      if (signal?.aborted) cancel();
       try {
-        return await fn();
+        return await fn(attempt.signal);
       } catch (err) {
-        throw this.classify(err, what, key, signal, sha256);
+        throw this.classify(err, what, key, signal, sha256, attempt.signal.aborted);
+      } finally {
+        clearTimeout(limit);
+        signal?.removeEventListener('abort', cancel);
       }
     }, opts);
   }
@@ -126,9 +159,14 @@ export class S3Store implements ObjectStore {
   /**
    * Maps an SDK failure to a final BlocksnapError, wrapped in Transient when a retry may cure it.
    * `sha256`: the payload hash a PUT was signed with, so that a refused body is a DigestMismatch.
+   * `overTime`: the whole-attempt limit ended it.
    */
-  private classify(err: unknown, what: string, key: string, signal?: AbortSignal, sha256?: string): Error {
+  private classify(err: unknown, what: string, key: string, signal?: AbortSignal, sha256?: string, overTime = false): Error {
     if (signal?.aborted) return new BlocksnapError('Cancelled', `${what} cancelled`);
+    if (overTime) {
+      const why = `no whole answer within ${this.timeouts.requestMs} ms`;
+      return new Transient(new BlocksnapError('RemoteUnreachable', `${what} ${this.description}: ${key}: cannot reach ${this.remote.endpoint} (${why})`, { remote: this.remote.name }));
+    }
     const e = err as { name?: string; code?: string; Code?: string; message?: string; $metadata?: { httpStatusCode?: number } };
     const status = e.$metadata?.httpStatusCode;
     const code = e.Code ?? e.name ?? e.code ?? 'Error';
@@ -160,7 +198,7 @@ export class S3Store implements ObjectStore {
   }
 
   async put(key: string, body: Buffer, signal?: AbortSignal, o: PutOptions = {}): Promise<void> {
-    await this.run('PUT', key, () => {
+    await this.run('PUT', key, (attempt) => {
       const cmd = new PutObjectCommand({ Bucket: this.remote.bucket, Key: key, Body: body, ContentLength: body.length });
       const sha256 = o.sha256;
       if (sha256 !== undefined) {
@@ -171,15 +209,15 @@ export class S3Store implements ObjectStore {
           return next(args);
         }, { step: 'build', name: 'blocksnapPayloadSha256' });
       }
-      return this.client.send(cmd, signal ? { abortSignal: signal } : {});
+      return this.client.send(cmd, { abortSignal: attempt });
     }, signal, o.sha256);
   }
 
   async get(key: string, signal?: AbortSignal): Promise<Buffer | null> {
-    return this.run('GET', key, async () => {
+    return this.run('GET', key, async (attempt) => {
       try {
-        const res = await this.client.send(new GetObjectCommand({ Bucket: this.remote.bucket, Key: key }), signal ? { abortSignal: signal } : {});
-        const bytes = await res.Body!.transformToByteArray();
+        const res = await this.client.send(new GetObjectCommand({ Bucket: this.remote.bucket, Key: key }), { abortSignal: attempt });
+        const bytes = await readBody(res.Body!, attempt);
         return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       } catch (err) {
         if ((err as { name?: string }).name === 'NoSuchKey') return null;
@@ -189,9 +227,9 @@ export class S3Store implements ObjectStore {
   }
 
   async head(key: string, signal?: AbortSignal): Promise<ObjectInfo | null> {
-    return this.run('HEAD', key, async () => {
+    return this.run('HEAD', key, async (attempt) => {
       try {
-        const res = await this.client.send(new HeadObjectCommand({ Bucket: this.remote.bucket, Key: key }), signal ? { abortSignal: signal } : {});
+        const res = await this.client.send(new HeadObjectCommand({ Bucket: this.remote.bucket, Key: key }), { abortSignal: attempt });
         return { key, size: res.ContentLength ?? 0, lastModified: res.LastModified ?? new Date(0) };
       } catch (err) {
         // A HEAD answer has no body, so a missing bucket reads as a missing key here; puts say which.
@@ -204,9 +242,9 @@ export class S3Store implements ObjectStore {
   async *list(prefix: string, signal?: AbortSignal): AsyncGenerator<ObjectInfo> {
     let token: string | undefined;
     do {
-      const page = await this.run('LIST', prefix, () => this.client.send(new ListObjectsV2Command({
+      const page = await this.run('LIST', prefix, (attempt) => this.client.send(new ListObjectsV2Command({
         Bucket: this.remote.bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}),
-      }), signal ? { abortSignal: signal } : {}), signal);
+      }), { abortSignal: attempt }), signal);
       for (const o of page.Contents ?? []) {
         if (o.Key) yield { key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified ?? new Date(0) };
       }
@@ -219,9 +257,9 @@ export class S3Store implements ObjectStore {
   }
 
   async listPage(prefix: string, startAfter: string, signal?: AbortSignal): Promise<{ objects: ObjectInfo[]; more: boolean }> {
-    const page = await this.run('LIST', prefix, () => this.client.send(new ListObjectsV2Command({
+    const page = await this.run('LIST', prefix, (attempt) => this.client.send(new ListObjectsV2Command({
       Bucket: this.remote.bucket, Prefix: prefix, StartAfter: startAfter,
-    }), signal ? { abortSignal: signal } : {}), signal);
+    }), { abortSignal: attempt }), signal);
     const objects = (page.Contents ?? []).filter((o) => o.Key).map((o) => ({ key: o.Key!, size: o.Size ?? 0, lastModified: o.LastModified ?? new Date(0) }));
     return { objects, more: page.IsTruncated === true };
   }
@@ -230,14 +268,14 @@ export class S3Store implements ObjectStore {
     if (keys.length === 1) {
       // One key (a lease): DeleteObject answers 204 without a body, where DeleteObjects answers
       // with XML, which a radosgw without tcp_nodelay holds back ~40 ms behind its headers.
-      await this.run('DELETE', keys[0]!, () => this.client.send(new DeleteObjectCommand({ Bucket: this.remote.bucket, Key: keys[0]! }), signal ? { abortSignal: signal } : {}), signal);
+      await this.run('DELETE', keys[0]!, (attempt) => this.client.send(new DeleteObjectCommand({ Bucket: this.remote.bucket, Key: keys[0]! }), { abortSignal: attempt }), signal);
       return;
     }
     for (let i = 0; i < keys.length; i += DELETE_BATCH) {
       const batch = keys.slice(i, i + DELETE_BATCH);
-      const res = await this.run('DELETE', batch[0]!, () => this.client.send(new DeleteObjectsCommand({
+      const res = await this.run('DELETE', batch[0]!, (attempt) => this.client.send(new DeleteObjectsCommand({
         Bucket: this.remote.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
-      }), signal ? { abortSignal: signal } : {}), signal);
+      }), { abortSignal: attempt }), signal);
       const failed = (res.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey');
       if (failed.length > 0) {
         throw new BlocksnapError('RemoteError', `DELETE ${this.description}: ${failed.length} object(s) not deleted, first ${failed[0]!.Key}: ${failed[0]!.Code} ${failed[0]!.Message ?? ''}`, { remote: this.remote.name });
