@@ -16,7 +16,7 @@ async function tricklingServer(t: Test): Promise<{ endpoint: string; begun: () =
   const open = new Set<ServerResponse>();
   let begun = 0;
   let cutOff = 0;
-  const server = createServer((req, res) => {
+  const server = createServer((_req, res) => {
     begun++;
     open.add(res);
     res.writeHead(200, { 'Content-Length': String(BODY_BYTES), 'Content-Type': 'application/octet-stream' });
