@@ -4,9 +4,11 @@
  * the data dir and recovers from a crash), and only then listen, so that no client ever reaches a
  * daemon whose engine is not open. Stop order: refuse new work, close the engine (it cancels jobs
  * at a safe point, which answers every waiting client), close the connections, exit 0.
- * SIGHUP stops it as SIGTERM does: it comes when the terminal or ssh session of a daemon started
- * in the foreground goes away, and left to its default it would kill the daemon mid-job with no
- * log line and its sockets left behind. There is nothing to reload: settings are read at start.
+ * SIGHUP stops it as SIGTERM does, as `kill -HUP` sends it: left to its default it would kill the
+ * daemon mid-job with no log line and its sockets left behind. It also comes when the terminal or
+ * ssh session of a daemon started in the foreground goes away, but then the daemon's stdio is a
+ * hung-up tty and Node.js itself aborts on exit (restoring the tty's modes fails), so the README
+ * sends such daemons to systemd or `setsid`. There is nothing to reload: settings are read at start.
  */
 import { statSync } from 'node:fs';
 import { constants } from 'node:os';

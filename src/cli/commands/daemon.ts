@@ -69,6 +69,8 @@ export function registerDaemon(program: Command): void {
       'blocksnap daemon --data-dir /var/lib/blocksnap --image-root /var/lib/libvirt/images',
       'blocksnap daemon --config /etc/blocksnap.json --log-level debug',
     ]) + '\nLogs are JSON lines on stderr. Only one daemon may use a data directory at a time.\n' +
+      'On a terminal that may close, run it under systemd or detached (setsid -f blocksnap daemon … < /dev/null >> LOG 2>&1):\n' +
+      'once its terminal has gone, Node.js cannot exit cleanly and may leave the socket behind for the next start to remove.\n' +
       'A start refused for good (a bad option or config, a file that is not a socket at a socket path, a\n' +
       'directory another user may write) exits 2; one another daemon holds up (its data dir or socket) exits 1.\n' + configHelp())
     .action(async (flags: DaemonFlags) => {
