@@ -140,7 +140,7 @@ export class S3Store implements ObjectStore {
     if (this.o.onRetry) opts.onRetry = this.o.onRetry;
     return withRetry(async () => {
       const attempt = new AbortController();
-      const limit = setTimeout(() => attempt.abort(new Error(`no whole answer within ${this.timeouts.requestMs} ms`)), this.timeouts.requestMs);
+      const limit = setTimeout(() => attempt.abort(new Error(this.overTime())), this.timeouts.requestMs);
       // A listener, not AbortSignal.any: a job's signal lives for millions of attempts.
       const cancel = (): void => attempt.abort(signal?.reason);
       signal?.addEventListener('abort', cancel, { once: true });
@@ -163,17 +163,13 @@ export class S3Store implements ObjectStore {
    */
   private classify(err: unknown, what: string, key: string, signal?: AbortSignal, sha256?: string, overTime = false): Error {
     if (signal?.aborted) return new BlocksnapError('Cancelled', `${what} cancelled`);
-    if (overTime) {
-      const why = `no whole answer within ${this.timeouts.requestMs} ms`;
-      return new Transient(new BlocksnapError('RemoteUnreachable', `${what} ${this.description}: ${key}: cannot reach ${this.remote.endpoint} (${why})`, { remote: this.remote.name }));
-    }
     const e = err as { name?: string; code?: string; Code?: string; message?: string; $metadata?: { httpStatusCode?: number } };
     const status = e.$metadata?.httpStatusCode;
     const code = e.Code ?? e.name ?? e.code ?? 'Error';
     const where = `${what} ${this.description}: ${key}`;
-    if (status === undefined) {
-      // No HTTP answer at all: refused, reset, DNS, timeout. Worth retrying; unreachable in the end.
-      const why = e.name === 'TimeoutError' ? this.timedOut(e.message ?? '') : e.code ?? e.name ?? e.message ?? 'no answer';
+    if (status === undefined || overTime) {
+      // No whole HTTP answer: refused, reset, DNS, a timeout. Worth retrying; unreachable in the end.
+      const why = overTime ? this.overTime() : e.name === 'TimeoutError' ? this.timedOut(e.message ?? '') : e.code ?? e.name ?? e.message ?? 'no answer';
       return new Transient(new BlocksnapError('RemoteUnreachable', `${where}: cannot reach ${this.remote.endpoint} (${why})`, { remote: this.remote.name }));
     }
     if (status === 403 || AUTH_CODES.has(code)) {
@@ -188,12 +184,17 @@ export class S3Store implements ObjectStore {
     return final;
   }
 
+  /** Why an attempt that the whole-attempt limit (the SDK's, or run's own) ended failed. */
+  private overTime(): string {
+    return `no whole answer within ${this.timeouts.requestMs} ms`;
+  }
+
   /** Which of the timeouts ended an attempt, from the SDK's message (its error has no other mark). */
   private timedOut(message: string): string {
     const t = this.timeouts;
     if (message.includes('establish a connection')) return `no connection within ${t.connectMs} ms`;
     if (message.includes('inactivity')) return `nothing received for ${t.idleMs} ms`;
-    if (message.includes('requestTimeout')) return `no whole answer within ${t.requestMs} ms`;
+    if (message.includes('requestTimeout')) return this.overTime();
     return `timed out: ${message}`;
   }
 
