@@ -390,6 +390,8 @@ export class Transmission {
    * client that has not sent them by `deadline` (ms) is dropped, which is logged.
    */
   private async arrival(n: number, deadline: number): Promise<void> {
+    // The common case, on every write: the payload came with its header, and no timer is armed.
+    if (this.reader.bufferedBytes >= n) return;
     const timer = setTimeout(() => {
       this.log.warn({ export: this.exp.name, awaitedBytes: n, receivedBytes: this.reader.bufferedBytes },
         'an NBD client took too long to send a write\'s payload: closing the connection');
