@@ -65,6 +65,10 @@ export function restoreView(r: RestoreResult): string {
 }
 
 export function importView(r: ImportResult): string {
+  if (r.mended) {
+    return `Snapshot ${r.snapshotId} (${r.name}) was here already with the same blocks: nothing committed; ` +
+      `${count(r.repairedBlocks, 'damaged or missing block')} written again from the stream, ${r.presentBlocks} it carried intact here.`;
+  }
   // A daemon older than the names in the result sends neither (protocol additions may be absent).
   const named = r.name == null ? '' : r.renamedFrom == null ? ` as ${r.name}` : ` as ${r.name} (the disk already had a snapshot named ${r.renamedFrom})`;
   return `Imported snapshot ${r.snapshotId}${named} into disk ${r.diskId}${r.parentId ? ` on top of ${r.parentId}` : ''}: stored ${count(r.storedBlocks, 'new block')} (${formatBytes(r.storedBytes)}), ${r.presentBlocks} already here` +

@@ -217,7 +217,8 @@ export function verifyView(r: VerifyResult): string {
   ]);
   const repair = r.problems.some((p) => p.repairable !== false)
     ? '\nTo repair: snapshot a disk whose image still holds the block\'s content (the disks above, if that part of the image has not changed ' +
-      'since), or import a snapshot that carries it; that snapshot writes the block again, and the snapshots above restore again. ' +
+      'since), or import a stream of one of the snapshots above exported before the damage (it mends that snapshot in place); ' +
+      'either writes the block again, and the snapshots above restore again. ' +
       'Then run store verify again to confirm.'
     : '';
   return `Checked ${count(r.checkedBlocks, 'block')}: ${r.problems.length} DAMAGED.\n${rows}${repair}${tail}`;

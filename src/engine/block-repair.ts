@@ -42,7 +42,8 @@ const REASON_OF: Record<DamageCode, DamageReason> = { DigestMismatch: 'digest-mi
 /** An io-error says nothing about the file's content: a block is listed for what can be repaired. */
 const REPAIRABLE: ReadonlySet<VerifyProblem['reason']> = new Set<DamageReason>(['digest-mismatch', 'corrupt-header', 'missing']);
 
-const CODE_OF: Record<VerifyProblem['reason'], ErrorCode> = {
+/** The error code of each problem a block check reports. */
+export const CODE_OF: Record<VerifyProblem['reason'], ErrorCode> = {
   'digest-mismatch': 'DigestMismatch', 'corrupt-header': 'BlockCorrupt', missing: 'BlockMissing', 'io-error': 'IOError',
 };
 
@@ -92,6 +93,11 @@ export class BlockRepair {
     }
   }
 
+  /** Records for repair the blocks a check (`check`) found missing or damaged; an io-error is not listed. */
+  reportProblems(problems: VerifyProblem[]): void {
+    for (const p of problems) if (REPAIRABLE.has(p.reason)) this.reportFound(p.digest, p.reason as DamageReason);
+  }
+
   /** The listed digests, packed, for a scan (ScanOptions.damagedDigests); undefined when none. */
   forScan(): Buffer | undefined {
     return this.damaged.packed();
@@ -109,18 +115,28 @@ export class BlockRepair {
     const suspects = this.damaged.inView(view, new Set(repaired));
     if (suspects.length === 0) return;
     const startedAt = Date.now();
-    const r = await verifyBlocks({
-      storeDir: this.x.storeDir, digests: Buffer.concat(suspects), ...(this.x.threads ? { threads: this.x.threads } : {}), ...(signal ? { signal } : {}),
-    });
-    const bad = new Set(r.problems.map((p) => p.digest));
+    const problems = await this.check(Buffer.concat(suspects), signal);
+    const bad = new Set(problems.map((p) => p.digest));
     const intact = suspects.filter((d) => !bad.has(d.toString('hex')));
     if (intact.length > 0) this.forgetIntact(intact, startedAt);
-    const p = r.problems[0];
+    const p = problems[0];
     if (p === undefined) return;
-    const more = r.problems.length > 1 ? ` (and ${r.problems.length - 1} more damaged or missing block${r.problems.length > 2 ? 's' : ''})` : '';
+    const more = problems.length > 1 ? ` (and ${problems.length - 1} more damaged or missing block${problems.length > 2 ? 's' : ''})` : '';
     throw new BlocksnapError(CODE_OF[p.reason],
       `block ${p.digest} is ${p.reason === 'missing' ? 'missing from' : 'damaged in'} the store (${p.message})${more} and this snapshot would reference it without having written it again: ${hint}`,
-      { digest: p.digest, damagedBlocks: r.problems.map((q) => q.digest) });
+      { digest: p.digest, damagedBlocks: problems.map((q) => q.digest) });
+  }
+
+  /**
+   * Reads the blocks `digests` (n × 32, distinct) and checks each against its digest: those
+   * missing, damaged or unreadable, as `store verify` reports them. Records nothing.
+   */
+  async check(digests: Buffer, signal?: AbortSignal): Promise<VerifyProblem[]> {
+    if (digests.length === 0) return [];
+    const r = await verifyBlocks({
+      storeDir: this.x.storeDir, digests, ...(this.x.threads ? { threads: this.x.threads } : {}), ...(signal ? { signal } : {}),
+    });
+    return r.problems;
   }
 
   /**
@@ -167,13 +183,14 @@ export class BlockRepair {
 
   /**
    * Forgets the marks of blocks written again, durably, outside a snapshot (a restore that
-   * downloads a listed block to write its image from the store).
+   * downloads a listed block to write its image from the store; an import that mends a snapshot
+   * here). `from` says where the good bytes came from, for the log.
    */
-  forgetRepaired(hexes: string[]): void {
+  forgetRepaired(hexes: string[], from: string): void {
     if (hexes.length === 0) return;
     try {
       this.x.catalog.txn(() => { for (const hex of hexes) this.damaged.clear(Buffer.from(hex, 'hex')); });
-      this.x.log.info({ digests: hexes }, 'damaged blocks written again from a remote');
+      this.x.log.info({ digests: hexes }, `damaged or missing blocks written again from ${from}`);
     } catch (err) {
       this.x.log.warn({ err }, 'could not forget repaired blocks; the next snapshot or store verify does');
     }

@@ -18,7 +18,8 @@ export function isDamageCode(code: ErrorCode): boolean {
 export const VERIFY_NAMES_SHARERS = '`blocksnap store verify` names the damaged block and every snapshot that shares it';
 
 /** How a damaged block is written again. */
-export const SNAPSHOT_REWRITES = 'a snapshot of any disk whose image still holds its content writes it again: docs/errors.md';
+export const SNAPSHOT_REWRITES = 'a snapshot of any disk whose image still holds its content writes it again, and so does importing a stream ' +
+  'of that snapshot exported before the damage (the snapshot stays as it is): docs/errors.md';
 
 /**
  * `err` with the snapshot that could not be read and the way out added to its message, when it

@@ -63,7 +63,8 @@ function importedType(s: ImportedSnapshot): SnapshotType {
 }
 
 /** What an import that would reference a damaged block it did not carry tells the operator. */
-const IMPORT_REPAIR_HINT = 'the import did not carry it (this host had it); import a full snapshot that carries it, or snapshot a disk ' +
+const IMPORT_REPAIR_HINT = 'the import did not carry it (this host had it); import a full stream of a snapshot that carries it (a stream of a snapshot ' +
+  'that is here mends it in place), or snapshot a disk ' +
   'whose image holds its good content, which writes it again, then retry';
 
 /**

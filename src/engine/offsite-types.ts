@@ -89,8 +89,18 @@ export interface ImportResult {
   storedBytes: number;
   /** Blocks the local store held already. */
   presentBlocks: number;
-  /** Blocks the local store held damaged or had lost (recorded for repair), written again from the import. */
+  /**
+   * Blocks the local store held damaged or had lost, written again from the import: those recorded
+   * for repair, or, when `mended`, every one of the snapshot's blocks found so.
+   */
   repairedBlocks: number;
+  /**
+   * True when the snapshot was here already with the same block map (a stream of the same
+   * snapshot): nothing was committed, the catalog is as it was, and the import only wrote again
+   * the snapshot's blocks that were missing or damaged (`repairedBlocks`; `presentBlocks`, those
+   * it carried that were intact). `name`, `parentId` are the local snapshot's.
+   */
+  mended: boolean;
 }
 
 /** A block a remote's manifests reference that is not there intact. */

@@ -87,7 +87,7 @@ export class RemoteRestore {
         done += len;
         ctl.progress(done, total);
       }, ctl.signal);
-      this.x.repair.forgetRepaired(repaired);
+      this.x.repair.forgetRepaired(repaired, 'a remote');
       const w = await cloneImage(target, 'qcow2', {
         storeDir: this.x.store.dir, blockSize: s.blockSize, sizeBytes: s.sizeBytes, digests: m.map, signal: ctl.signal,
         onProgress: (d) => ctl.progress(fetchTotal + Math.min(d, s.sizeBytes), total),
@@ -156,7 +156,7 @@ export class RemoteRestore {
           try {
             const digests = distinctDigests(m.map, m.snapshot.sizeBytes, m.snapshot.blockSize);
             const total = [...digests.values()].reduce((a, b) => a + b, 0);
-            const res: ImportResult = { snapshotId: m.snapshot.id, diskId: disk.id, parentId: null, name: m.snapshot.name, renamedFrom: null, storedBlocks: 0, storedBytes: 0, presentBlocks: 0, repairedBlocks: 0 };
+            const res: ImportResult = { snapshotId: m.snapshot.id, diskId: disk.id, parentId: null, name: m.snapshot.name, renamedFrom: null, storedBlocks: 0, storedBytes: 0, presentBlocks: 0, repairedBlocks: 0, mended: false };
             let done = 0;
             ctl.progress(0, total);
             await runPool(digests.entries(), concurrency, async ([hex, len]) => {

@@ -12,6 +12,10 @@
  * Either end may instead be a channel through the daemon's socket to the client's stdin or stdout
  * (src/daemon/stream-channels.ts): the same bytes, written and read by the same code.
  *
+ * A stream of a snapshot that is here already, with the same map, mends it instead of being
+ * refused: the snapshot's blocks that are missing or damaged are written again from the stream,
+ * and nothing is committed (import-mend.ts).
+ *
  * Import refuses (BaseMissing) a stream whose base is not here with the very same content (the
  * SHA-256 of the base's packed view), and (StreamCorrupt) any damage; nothing is committed then.
  * Blocks stored before the damage was found are unreferenced: they cannot be unlinked here, since
@@ -30,11 +34,13 @@ import { distinctDigests } from '../stream/snapshot-fields';
 import { withDamageGuidance } from './damage-guidance';
 import { newId } from './ids';
 import { checkImportDamage, checkImportable, commitImported, lostLocalBlock, syncFoundBlocks } from './import-commit';
+import { checkSameMap, snapshotToMend, unmended } from './import-mend';
 import type { OffsiteInternals } from './offsite-internals';
 import type { ExportResult, ImportResult } from './offsite-types';
 import { openCheckedFile, resolveExistingImage, resolveNewFile, type CheckedFile } from './paths';
 import { writePartial } from './partial-files';
 import type { Job } from './types';
+import type { VerifyProblem } from '../native';
 
 /**
  * The other end of a stream that is not a file: the daemon's socket channel to a client's stdin
@@ -199,7 +205,9 @@ export class SnapshotStreams {
           };
           const h = await r.preamble();
           const s = h.snapshot;
-          checkImportable(this.x, s, this.x.catalog.getDisk(disk.id)!);
+          // A stream of a snapshot that is here already mends it (import-mend.ts): no quota counts.
+          const mending = snapshotToMend(this.x, s, disk.id);
+          if (!mending) checkImportable(this.x, s, this.x.catalog.getDisk(disk.id)!);
           if (h.base) {
             const base = this.x.catalog.getSnapshot(h.base.id);
             if (!base || base.status !== 'available') {
@@ -213,6 +221,7 @@ export class SnapshotStreams {
           if (!(await this.mapBudget.acquire(s.blockCount * DIGEST_SIZE, ctl.signal))) throw new BlocksnapError('Cancelled', 'import cancelled');
           mapBytes = s.blockCount * DIGEST_SIZE;
           const map = await r.map(s.blockCount);
+          if (mending) checkSameMap(this.x, mending, map);
           // Each named digest with the length its positions require (blockSize, or the shorter last block).
           const wanted = distinctDigests(map, s.sizeBytes, s.blockSize,
             (hex) => new BlocksnapError('StreamCorrupt', `the stream's map names block ${hex} at positions that need different lengths`, { digest: hex }));
@@ -223,7 +232,10 @@ export class SnapshotStreams {
           const carried = new Set<string>();
           /** Blocks the snapshot will reference that this import found in the store already. */
           const present: string[] = [];
-          const res: ImportResult = { snapshotId: s.id, diskId: disk.id, parentId: null, name: s.name, renamedFrom: null, storedBlocks: 0, storedBytes: 0, presentBlocks: 0, repairedBlocks: 0 };
+          const res: ImportResult = {
+            snapshotId: s.id, diskId: disk.id, parentId: null, name: s.name, renamedFrom: null, storedBlocks: 0, storedBytes: 0, presentBlocks: 0, repairedBlocks: 0,
+            mended: mending !== undefined,
+          };
           /**
            * The shared store lock, from the first block's arrival (or the stream's end) to the
            * commit: a sender that stops before sending a block holds nothing a gc waits for, and
@@ -236,13 +248,24 @@ export class SnapshotStreams {
           const stored: Buffer[] = [];
           /** Blocks listed as damaged that this import wrote again (block-repair.ts). */
           const repaired: string[] = [];
+          /**
+           * When mending: the snapshot's blocks found missing or damaged, by hex. Read under the
+           * store lock, which the blocks' rewrites hold too, so no gc runs in between.
+           */
+          let damaged = new Map<string, VerifyProblem>();
           let committed = false;
           try {
             progress();
             for (let first = true; ; first = false) {
               if (ctl.signal.aborted) throw new BlocksnapError('Cancelled', 'import cancelled');
               const rec = await r.next(s.blockSize, counts);
-              if (first) await takeStore();
+              if (first) {
+                await takeStore();
+                if (mending) {
+                  const digests = Buffer.concat([...wanted.keys()].map((hex) => Buffer.from(hex, 'hex')));
+                  damaged = new Map((await this.x.repair.check(digests, ctl.signal)).map((p) => [p.digest, p]));
+                }
+              }
               if (rec === null) break;
               const hex = rec.digest.toString('hex');
               const length = wanted.get(hex);
@@ -256,7 +279,7 @@ export class SnapshotStreams {
               carried.add(hex);
               counts.blocks++;
               counts.bytes += rec.data.length;
-              const repair = this.x.repair.damaged.has(rec.digest);
+              const repair = mending ? damaged.has(hex) : this.x.repair.damaged.has(rec.digest);
               if (await writeBlock(this.x.store.dir, hex, rec.data, { repair })) {
                 stored.push(Buffer.from(rec.digest));
                 if (repair) {
@@ -271,6 +294,17 @@ export class SnapshotStreams {
                 present.push(hex);
               }
               progress();
+            }
+            if (mending) {
+              // Nothing to commit: the snapshot's record and view are as they were.
+              const left = [...damaged.values()].filter((p) => !carried.has(p.digest));
+              this.x.repair.forgetRepaired(repaired, `a stream of snapshot ${s.id}`);
+              if (left.length > 0) throw unmended(this.x, s.id, left, res.repairedBlocks);
+              res.parentId = mending.parentId;
+              res.name = mending.name;
+              res.renamedFrom = mending.name === s.name ? null : s.name;
+              this.x.log.info({ snapshotId: s.id, diskId: disk.id, path: source, repairedBlocks: res.repairedBlocks }, 'snapshot mended from a stream of itself');
+              return res;
             }
             for (const [hex, length] of wanted) {
               // A block the stream left out because this host has it: the map may still put it where its length cannot fit.

@@ -33,6 +33,15 @@ t.test('an import names the snapshot, and a rename only when the daemon reports 
     'Imported snapshot s-0000000000000001 into disk d-0000000000000001: stored 2 new blocks (8 KiB), 1 already here.');
 });
 
+t.test('an import that mended a snapshot here says nothing was committed and how many blocks it wrote again', async (t) => {
+  const r = {
+    snapshotId: 's-0000000000000001', diskId: 'd-0000000000000001', parentId: null, name: 'nightly', renamedFrom: null,
+    storedBlocks: 0, storedBytes: 0, presentBlocks: 3, repairedBlocks: 2, mended: true,
+  };
+  t.equal(importView(r),
+    'Snapshot s-0000000000000001 (nightly) was here already with the same blocks: nothing committed; 2 damaged or missing blocks written again from the stream, 3 it carried intact here.');
+});
+
 t.test('remote verify names each damaged block, and the repair while one is left', async (t) => {
   const key = 'blocks/000/000588';
   const r: RemoteVerifyResult = {

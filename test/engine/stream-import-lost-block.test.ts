@@ -32,7 +32,7 @@ t.test('an incremental import relying on a block this store lost is BlockMissing
   const lost = sha(pattern('vm-0', BS));
   rmSync(blockPath(b.dataDir, lost));
   const refused = await importIt(streams.s2inc);
-  t.match(refused.error, { code: 'BlockMissing', message: new RegExp(`block ${lost} is missing from the store, though snapshots here reference it: .*import a full snapshot that carries it`) });
+  t.match(refused.error, { code: 'BlockMissing', message: new RegExp(`block ${lost} is missing from the store, though snapshots here reference it: .*import a full stream of a snapshot that carries it`) });
   t.throws(() => b.engine.getSnapshot(s2.id), { code: 'SnapshotNotFound' }, 'nothing committed');
 
   const full = await importIt(streams.s2full);

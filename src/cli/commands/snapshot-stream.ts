@@ -68,7 +68,8 @@ export function registerSnapshotStreams(program: Command): void {
     });
 
   jobOptions(snapshot.command('import'))
-    .description('recreate a snapshot from a stream file (same id and content), on top of its base, under a local disk')
+    .description('recreate a snapshot from a stream file (same id and content), on top of its base, under a local disk; ' +
+      'a stream of a snapshot that is here already (same id and block map, --disk its disk) mends it: its damaged or missing blocks are written again, nothing else changes')
     .requiredOption('-i, --input <file>', 'stream file inside an image root, or - for stdin')
     .requiredOption('--disk <disk>', 'local disk the snapshot joins (id or name)')
     .addHelpText('after', examples([
