@@ -24,12 +24,29 @@ export interface ManifestRead { key: string; diskId: string; snapshotId: string;
 /** Every manifest of this remote, each decoded or with its damage: one damaged manifest fails none of the others. */
 export async function readManifests(remote: RemoteConfig, store: ObjectStore, signal?: AbortSignal): Promise<ManifestRead[]> {
   const out: ManifestRead[] = [];
-  for await (const o of store.list(`${join(remote.prefix, MANIFESTS)}/`, signal)) {
-    if (!isManifestKey(remote.prefix, o.key)) continue;
-    const raw = await store.get(o.key, signal);
-    if (raw) out.push(readManifest(raw, o.key));
+  for (const key of await manifestKeys(remote, store, signal)) {
+    const m = await readManifestAt(store, key, signal);
+    if (m) out.push(m);
   }
   return out;
+}
+
+/**
+ * The keys of this remote's manifests, listed whole before any is read: a walk that reads one
+ * manifest at a time (remote verify) holds one map, not all, and no listing stays open meanwhile.
+ */
+export async function manifestKeys(remote: RemoteConfig, store: ObjectStore, signal?: AbortSignal): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const o of store.list(`${join(remote.prefix, MANIFESTS)}/`, signal)) {
+    if (isManifestKey(remote.prefix, o.key)) keys.push(o.key);
+  }
+  return keys;
+}
+
+/** The manifest at a listed key, decoded or with its damage; null when it is gone since the listing. */
+export async function readManifestAt(store: ObjectStore, key: string, signal?: AbortSignal): Promise<ManifestRead | null> {
+  const raw = await store.get(key, signal);
+  return raw ? readManifest(raw, key) : null;
 }
 
 /**

@@ -18,13 +18,15 @@ import { blockKey } from '../remote/layout';
 import { Lease } from '../remote/leases';
 import type { ObjectStore } from '../remote/object-store';
 import { presentBlockLength, readBlock, sha256Async } from '../store/block-io';
-import { distinctDigests } from '../stream/snapshot-fields';
+import { DigestSet } from '../store/digest-set';
+import { DIGEST_SIZE, isZeroDigest } from '../store/format';
+import { blockLengthAt } from '../stream/snapshot-fields';
 import { newId } from './ids';
 import type { JobControl } from './jobs';
 import type { OffsiteInternals } from './offsite-internals';
 import type { RemoteBlockProblem, RemoteVerifyResult } from './offsite-types';
 import { runPool } from './pool';
-import { locate, readManifests, usable, type ManifestRead } from './remote-manifests';
+import { locate, manifestKeys, readManifestAt, usable, type ManifestRead } from './remote-manifests';
 import { checkConcurrency, type Replication } from './replication';
 import type { Job } from './types';
 
@@ -47,36 +49,58 @@ export class RemoteVerify {
   private async runVerify(remote: RemoteConfig, snapRef: string | undefined, repair: boolean, concurrency: number, ctl: JobControl): Promise<RemoteVerifyResult> {
     const store = this.replication.open(remote);
     try {
-      const manifests: ManifestRead[] = snapRef === undefined ? await readManifests(remote, store, ctl.signal) : [await locate(remote, store, snapRef, ctl.signal)];
-      if (snapRef !== undefined) usable(manifests[0]!);
-      // Each distinct block once, with the snapshots that need it (for the report).
-      const blocks = new Map<string, { length: number; snapshots: string[] }>();
-      for (const m of manifests) {
-        if (m.manifest === null) continue;
-        const s = m.manifest.snapshot;
-        for (const [hex, length] of distinctDigests(m.manifest.map, s.sizeBytes, s.blockSize)) {
-          const b = blocks.get(hex);
-          if (b) b.snapshots.push(s.id); else blocks.set(hex, { length, snapshots: [s.id] });
+      const res: RemoteVerifyResult = { remote: remote.name, snapshots: 0, checkedBlocks: 0, checkedBytes: 0, problems: [], damagedManifests: [] };
+      // Manifests are read one at a time, and each block is checked under the first that names
+      // it: what stays in memory is the set of digests checked (DigestSet) and the problems found,
+      // never every map at once (a bucket's maps can be many gigabytes). A problem, kept with the
+      // length its block must have for repair's batches, gains each later snapshot that needs it.
+      const checked = new DigestSet();
+      const bad = new Map<string, { problem: RemoteBlockProblem; length: number }>();
+      // Grows as each manifest is read: how many blocks are left is known only at the last one.
+      let total = 0;
+      const checkManifest = async (m: ManifestRead): Promise<void> => {
+        if (m.damage !== null) res.damagedManifests.push(m.key);
+        if (m.manifest === null) return;
+        res.snapshots++;
+        const { snapshot: s, map } = m.manifest;
+        const fresh: number[] = [];
+        for (let at = 0; at < map.length; at += DIGEST_SIZE) {
+          if (isZeroDigest(map, at)) continue;
+          if (checked.add(map, at)) fresh.push(at / DIGEST_SIZE);
+          else if (bad.size > 0) {
+            const b = bad.get(map.toString('hex', at, at + DIGEST_SIZE));
+            if (b !== undefined && b.problem.snapshots.at(-1) !== s.id) b.problem.snapshots.push(s.id);
+          }
+        }
+        total += fresh.length;
+        ctl.progress(res.checkedBlocks, total);
+        await runPool(fresh, concurrency, async (i) => {
+          const hex = map.toString('hex', i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE);
+          const length = blockLengthAt(i, s.sizeBytes, s.blockSize);
+          const key = blockKey(remote.prefix, hex);
+          const problem = await checkBlock(store, key, hex, length, ctl.signal);
+          if (problem !== null) bad.set(hex, { problem: { digest: hex, key, problem, snapshots: [s.id], repaired: false }, length });
+          res.checkedBlocks++;
+          res.checkedBytes += length;
+          ctl.progress(res.checkedBlocks, total);
+        }, ctl.signal);
+      };
+      if (snapRef !== undefined) {
+        const m = await locate(remote, store, snapRef, ctl.signal);
+        usable(m);
+        await checkManifest(m);
+      } else {
+        for (const key of await manifestKeys(remote, store, ctl.signal)) {
+          const m = await readManifestAt(store, key, ctl.signal);
+          if (m !== null) await checkManifest(m);
         }
       }
-      const res: RemoteVerifyResult = {
-        remote: remote.name, snapshots: manifests.filter((m) => m.manifest !== null).length, checkedBlocks: 0, checkedBytes: 0, problems: [],
-        damagedManifests: manifests.filter((m) => m.damage !== null).map((m) => m.key),
-      };
-      ctl.progress(0, blocks.size);
-      await runPool(blocks, concurrency, async ([hex, b]) => {
-        const problem = await checkBlock(store, blockKey(remote.prefix, hex), hex, b.length, ctl.signal);
-        if (problem !== null) res.problems.push({ digest: hex, key: blockKey(remote.prefix, hex), problem, snapshots: b.snapshots, repaired: false });
-        res.checkedBlocks++;
-        res.checkedBytes += b.length;
-        ctl.progress(res.checkedBlocks, blocks.size);
-      }, ctl.signal);
-      res.problems.sort((a, b) => a.key.localeCompare(b.key));
+      res.problems = [...bad.values()].map((b) => b.problem).sort((a, b) => a.key.localeCompare(b.key));
       if (res.problems.length > 0) {
         this.x.log.warn({ remote: remote.name, damaged: res.problems.length, first: res.problems[0]!.key }, 'remote verify found damaged or missing blocks');
       }
       if (repair) {
-        for (const batch of batches(res.problems, (p) => blocks.get(p.digest)!.length, REPAIR_BATCH_BYTES)) {
+        for (const batch of batches(res.problems, (p) => bad.get(p.digest)!.length, REPAIR_BATCH_BYTES)) {
           await this.repairBatch(remote, store, batch, concurrency, ctl);
         }
       }

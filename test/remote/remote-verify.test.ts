@@ -3,6 +3,7 @@
  * references, and with --repair a host that holds the good block uploads it again, under a
  * writer lease, so that the snapshot restores. Engines on one in-memory bucket (memory-engine.ts).
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
@@ -10,7 +11,8 @@ import type { RemoteVerifyResult } from '../../src/engine/offsite-types';
 import type { VerifyResult } from '../../src/engine/types';
 import type { LeaseTiming } from '../../src/remote/leases';
 import { finished, snapshot } from '../helpers/engine';
-import { sha256File } from '../helpers/images';
+import { fillBlock, pattern, sha256File } from '../helpers/images';
+import { KiB64 } from '../helpers/model';
 import { stalledSender } from '../helpers/stalled-sender';
 import { MemoryStore } from './memory-store';
 import { isBlockKey, isLeaseKey, openHost, replicate, type Host } from './memory-engine';
@@ -59,6 +61,41 @@ t.test('a block with a flipped bit and a lost block are reported with the snapsh
     [s.keys[0], 'damaged', [s.id], false],
     [s.keys[1], 'missing', [s.id], false],
   ]);
+});
+
+/** Two snapshots of one 8-block disk, the second with block 0 rewritten: they share the other 7 blocks. */
+async function twoSnapshots(h: Host): Promise<{ first: string; second: string }> {
+  const d = await h.disk('vm', 8);
+  const first = await snapshot(h.engine, d.id);
+  fillBlock(d.path, 0, KiB64, 'vm-0-again');
+  const second = await snapshot(h.engine, d.id);
+  await replicate(h, first.id);
+  await replicate(h, second.id);
+  return { first: first.id, second: second.id };
+}
+
+t.test('manifests are read one at a time, each block checked under the first that names it, once', async (t) => {
+  const shared = new MemoryStore();
+  const a = await openHost(t, shared);
+  await twoSnapshots(a);
+  const reads: string[] = [];
+  a.store.hook = (op, key) => { if (op === 'get') reads.push(key); };
+  const r = await verify(a);
+  const blocks = reads.filter(isBlockKey);
+  t.equal(blocks.length, new Set(blocks).size, 'no block is read twice');
+  t.equal(r.checkedBlocks, 9, '8 blocks, and the one the second snapshot rewrote');
+  const runs = reads.map((k) => (isBlockKey(k) ? 'block' : 'manifest')).filter((kind, i, all) => i === 0 || all[i - 1] !== kind);
+  t.same(runs, ['manifest', 'block', 'manifest', 'block'], 'the second manifest is read once the first one\'s blocks are checked');
+});
+
+t.test('a damaged block two snapshots share is reported once, with both', async (t) => {
+  const shared = new MemoryStore();
+  const a = await openHost(t, shared);
+  const s = await twoSnapshots(a);
+  const sharedKey = [...shared.objects.keys()].filter(isBlockKey).sort().find((k) => k.endsWith(createHash('sha256').update(pattern('vm-7', KiB64)).digest('hex')))!;
+  flipBit(shared, sharedKey);
+  const r = await verify(a);
+  t.same(r.problems.map((p) => [p.key, p.problem, [...p.snapshots].sort()]), [[sharedKey, 'damaged', [s.first, s.second].sort()]]);
 });
 
 t.test('with repair, a host that holds the blocks uploads them again and the snapshot restores', async (t) => {
