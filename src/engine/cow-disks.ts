@@ -130,7 +130,7 @@ export class CowDisks {
         this.x.volumes.dropLayers(disk.id, dropped);
         const ms = (a: number, b: number): number => Math.round(b - a);
         this.x.log.info({
-          snapshotId: snap.id, diskId: disk.id, dirtyBlocks: blocks.length, bytesRead: scan.bytesRead, newBytes: done.newBytes,
+          jobId: ctl.job.id, snapshotId: snap.id, diskId: disk.id, dirtyBlocks: blocks.length, bytesRead: scan.bytesRead, newBytes: done.newBytes,
           instantMs: ms(t0, tFrozen), flushMs, pauseMs, scanMs: ms(tFrozen, tScanned), commitMs: ms(tScanned, performance.now()),
         }, 'point-in-time snapshot available');
         return done;
@@ -195,7 +195,7 @@ export class CowDisks {
     } finally {
       await release();
     }
-    this.x.log.info({ diskId: disk.id, snapshotId: target.id }, 'copy-on-write disk rolled back');
+    this.x.log.info({ jobId: ctl.job.id, diskId: disk.id, snapshotId: target.id }, 'copy-on-write disk rolled back');
     return result;
   }
 

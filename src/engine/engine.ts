@@ -628,7 +628,7 @@ export class Engine extends EventEmitter {
       });
       const ms = (a: number, b: number): number => Math.round(b - a);
       this.log.info({
-        snapshotId: snap.id, diskId: disk.id, changedBlocks: done.changedBlocks, newBytes: done.newBytes, bytesRead: scan.bytesRead,
+        jobId: ctl.job.id, snapshotId: snap.id, diskId: disk.id, changedBlocks: done.changedBlocks, newBytes: done.newBytes, bytesRead: scan.bytesRead,
         ...(repaired.length > 0 ? { repairedBlocks: repaired } : {}),
         prepareMs: ms(t0, tScan), scanMs: ms(tScan, tScanned), commitMs: ms(tScanned, performance.now()),
       }, 'snapshot available');
@@ -921,7 +921,7 @@ export class Engine extends EventEmitter {
     return this.jobs.start(jobId, 'flatten', { diskId: disk.id, snapshotId: null, target }, async (ctl): Promise<FlattenResult> => {
       try {
         const r = await writePartial(target, jobId, (partial, at) => this.cow.flatten(disk, partial, format, ctl, at.dirFd));
-        this.log.info({ diskId: disk.id, path: target, format, bytesWritten: r.bytesWritten }, 'copy-on-write disk flattened');
+        this.log.info({ jobId, diskId: disk.id, path: target, format, bytesWritten: r.bytesWritten }, 'copy-on-write disk flattened');
         return { ...r, path: target };
       } finally {
         release();

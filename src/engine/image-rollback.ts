@@ -85,7 +85,7 @@ export class ImageRollbacks {
       this.x.catalog.putDisk({ ...d, pendingRollback: null, headSnapshotId: snap.id, sizeBytes: snap.sizeBytes });
       ctl.succeededWith(result);
     });
-    this.x.log.info({ diskId: disk.id, snapshotId: snap.id, blocksWritten: r.blocksWritten, holesPunched: r.holesPunched }, 'rollback finished');
+    this.x.log.info({ jobId: ctl.job.id, diskId: disk.id, snapshotId: snap.id, blocksWritten: r.blocksWritten, holesPunched: r.holesPunched }, 'rollback finished');
     return result;
   }
 
@@ -178,7 +178,7 @@ export class ImageRollbacks {
         return true;
       });
     } catch (err) {
-      this.x.log.error({ err, diskId: disk.id }, 'could not restore the journal of a raw rollback that left its disk unchanged');
+      this.x.log.error({ err, diskId: disk.id, jobId }, 'could not restore the journal of a raw rollback that left its disk unchanged');
       return false;
     }
   }
@@ -206,7 +206,7 @@ export class ImageRollbacks {
       });
     } catch (err) {
       // The journal stays: the disk refuses snapshots until a rerun, as before, and the next start looks again.
-      this.x.log.error({ err, diskId: disk.id }, `could not clear the journal of a ${disk.format} rollback that left its disk unchanged`);
+      this.x.log.error({ err, diskId: disk.id, jobId }, `could not clear the journal of a ${disk.format} rollback that left its disk unchanged`);
       return false;
     }
   }

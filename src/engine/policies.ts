@@ -353,7 +353,7 @@ export class Policies {
         if (owed && this.oweAgain(p.id, diskId, dueAt) && e.error) e.error = { ...e.error, message: `${e.error.message}; the due time is taken again at the next start` };
         this.i.model.appendPolicyEvent(p.id, e);
       });
-      this.i.log.info({ policyId: p.id, diskId, snapshotId: job.snapshotId, outcome: e.outcome, expired: e.expired.length }, 'policy run');
+      this.i.log.info({ policyId: p.id, diskId, jobId: job.id, snapshotId: job.snapshotId, outcome: e.outcome, expired: e.expired.length }, 'policy run');
       return e;
     })();
     const tracked = done.catch(() => undefined).finally(() => this.running.delete(tracked));

@@ -41,7 +41,7 @@ export class RemoteGc {
       await this.replication.settleReleases();
       lease = await Lease.gc(store, remote.prefix, this.replication.remotes.hostId, ctl.job.id, {
         timing: this.replication.leaseTiming, signal: ctl.signal, isStale: (id) => this.replication.isStaleJob(id),
-        onWait: (w) => this.x.log.info({ remote: remote.name, writers: w.map((l) => `${l.host}/${l.jobId}`) }, 'remote gc waits for replications to finish'),
+        onWait: (w) => this.x.log.info({ remote: remote.name, jobId: ctl.job.id, writers: w.map((l) => `${l.host}/${l.jobId}`) }, 'remote gc waits for replications to finish'),
       });
       const waitedSeconds = Math.round((Date.now() - started) / 100) / 10;
       // Mark. A manifest that cannot be read makes the whole gc fail: what it references is unknown.
@@ -84,7 +84,7 @@ export class RemoteGc {
         ctl.progress(seen, Math.max(seen, referenced.size));
       }
       await flush();
-      this.x.log.info({ ...res }, 'remote gc finished');
+      this.x.log.info({ jobId: ctl.job.id, ...res }, 'remote gc finished');
       return res;
     } finally {
       await lease?.release();

@@ -93,7 +93,7 @@ export class RemoteRestore {
         onProgress: (d) => ctl.progress(fetchTotal + Math.min(d, s.sizeBytes), total),
       }, at.dirFd);
       res.sizeBytes = w.sizeBytes;
-      this.x.log.info({ remote: remote.name, snapshotId: s.id, path: target, format: 'qcow2', downloadedBytes: res.downloadedBytes }, 'restore finished');
+      this.x.log.info({ jobId: ctl.job.id, remote: remote.name, snapshotId: s.id, path: target, format: 'qcow2', downloadedBytes: res.downloadedBytes }, 'restore finished');
       return res;
     } finally {
       releaseStore();
@@ -123,7 +123,7 @@ export class RemoteRestore {
         ctl.progress(Math.min(done, total), total);
       }, ctl.signal);
       await file.complete();
-      this.x.log.info({ remote: remote.name, snapshotId: s.id, path: target, downloadedBytes: res.downloadedBytes }, 'restore finished');
+      this.x.log.info({ jobId: ctl.job.id, remote: remote.name, snapshotId: s.id, path: target, downloadedBytes: res.downloadedBytes }, 'restore finished');
       return res;
     } finally {
       await file.close();
@@ -191,7 +191,7 @@ export class RemoteRestore {
             res.parentId = rec.parentId;
             res.name = rec.name;
             res.renamedFrom = rec.name === m.snapshot.name ? null : m.snapshot.name;
-            this.x.log.info({ remote: remote.name, snapshotId: rec.id, diskId: disk.id, storedBytes: res.storedBytes }, 'snapshot imported from remote');
+            this.x.log.info({ jobId, remote: remote.name, snapshotId: rec.id, diskId: disk.id, storedBytes: res.storedBytes }, 'snapshot imported from remote');
             return res;
           } finally {
             releaseStore();

@@ -97,7 +97,7 @@ export class RemoteVerify {
       }
       res.problems = [...bad.values()].map((b) => b.problem).sort((a, b) => a.key.localeCompare(b.key));
       if (res.problems.length > 0) {
-        this.x.log.warn({ remote: remote.name, damaged: res.problems.length, first: res.problems[0]!.key }, 'remote verify found damaged or missing blocks');
+        this.x.log.warn({ remote: remote.name, jobId: ctl.job.id, damaged: res.problems.length, first: res.problems[0]!.key }, 'remote verify found damaged or missing blocks');
       }
       if (repair) {
         for (const batch of batches(res.problems, (p) => bad.get(p.digest)!.length, REPAIR_BATCH_BYTES)) {
@@ -125,7 +125,7 @@ export class RemoteVerify {
       await runPool(found, concurrency, async ({ p, data }) => {
         await lease.whileHeld(ctl.signal, (signal) => store.put(p.key, data, signal, { sha256: p.digest }));
         p.repaired = true;
-        this.x.log.info({ remote: remote.name, key: p.key }, 'remote block uploaded again');
+        this.x.log.info({ remote: remote.name, jobId: ctl.job.id, key: p.key }, 'remote block uploaded again');
       }, ctl.signal);
     } finally {
       await lease.release();

@@ -401,7 +401,7 @@ export class Replication {
         await lease.whileHeld(ctl.signal, (signal) => store.put(key, body, signal));
         res.manifestBytes += body.length;
         res.replicated.push(s.id);
-        this.x.log.info({ remote: remote.name, snapshotId: s.id, uploadedBlocks: res.uploadedBlocks, uploadedBytes: res.uploadedBytes }, 'snapshot replicated');
+        this.x.log.info({ jobId: ctl.job.id, remote: remote.name, snapshotId: s.id, uploadedBlocks: res.uploadedBlocks, uploadedBytes: res.uploadedBytes }, 'snapshot replicated');
       }
       ctl.progress(total, total);
       return res;

@@ -53,7 +53,7 @@ export async function verifyStore(x: StoreMaintenanceInternals, ctl: JobControl)
   // Damaged blocks are listed for repair by the next snapshot or import that produces them;
   // listed ones found intact (repaired meanwhile) are forgotten (block-repair.ts).
   const awaitingRepair = x.repair.afterVerify(problems, checked, startedAt, r.problems.map((p) => p.digest));
-  if (problems.length > 0) x.log.error({ problems: problems.length }, 'store verify found damaged blocks');
+  if (problems.length > 0) x.log.error({ jobId: ctl.job.id, problems: problems.length }, 'store verify found damaged blocks');
   const disksOf = (snapshots: string[]): string[] =>
     [...new Set(snapshots.map((id) => x.catalog.getSnapshot(id)?.diskId).filter((d): d is string => d !== undefined))];
   const survey = await surveyStore(x);
@@ -159,9 +159,9 @@ export async function collectGarbage(x: StoreMaintenanceInternals, ctl: JobContr
       x.repair.forget(gone);
     });
     if (unremovable.count > 0) {
-      x.log.error({ entries: unremovable.count, first: unremovable.listed }, 'gc could not remove some store entries; they must be removed by hand');
+      x.log.error({ jobId: ctl.job.id, entries: unremovable.count, first: unremovable.listed }, 'gc could not remove some store entries; they must be removed by hand');
     }
-    x.log.info({ removedBlocks, removedBytes, orphanBlocks, removedTempFiles, strayEntries: strays.count }, 'gc finished');
+    x.log.info({ jobId: ctl.job.id, removedBlocks, removedBytes, orphanBlocks, removedTempFiles, strayEntries: strays.count }, 'gc finished');
     return {
       removedBlocks, removedBytes, removedTempFiles, keptBlocks, orphanBlocks, orphanBytes,
       unremovableEntries: unremovable.count, unremovable: unremovable.listed, strayEntries: strays.count, strayExamples: strays.listed,

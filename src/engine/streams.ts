@@ -158,7 +158,7 @@ export class SnapshotStreams {
                 await file.close();
               }
             });
-            this.x.log.info({ snapshotId: snap.id, baseId: base?.id ?? null, path: target, blocks: w.blocks, bytes: w.bytes }, 'snapshot exported');
+            this.x.log.info({ jobId, snapshotId: snap.id, baseId: base?.id ?? null, path: target, blocks: w.blocks, bytes: w.bytes }, 'snapshot exported');
             return { snapshotId: snap.id, baseId: base?.id ?? null, path: target, blocks: w.blocks, bytes: w.bytes };
           } catch (err) {
             throw withDamageGuidance(err, `snapshot ${snap.name} (${snap.id} of disk ${header.snapshot.diskName})`,
@@ -327,7 +327,7 @@ export class SnapshotStreams {
             res.parentId = rec.parentId;
             res.name = rec.name;
             res.renamedFrom = rec.name === s.name ? null : s.name;
-            this.x.log.info({ snapshotId: s.id, diskId: disk.id, path: source, storedBytes: res.storedBytes }, 'snapshot imported from a stream');
+            this.x.log.info({ jobId, snapshotId: s.id, diskId: disk.id, path: source, storedBytes: res.storedBytes }, 'snapshot imported from a stream');
             return res;
           } finally {
             releaseStore();

@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
-import { Engine } from '../../src/engine';
+import { Engine, type EngineLogger } from '../../src/engine';
 import { BlocksnapError } from '../../src/errors';
 import type { LeaseTiming } from '../../src/remote/leases';
 import type { ObjectInfo, ObjectStore, PutOptions } from '../../src/remote/object-store';
@@ -83,7 +83,7 @@ export interface Host {
  * A host with remote `off` (prefix `site` unless told) on `shared`; removed at teardown unless `dir`
  * is given (then its data dir is `dir`/data, opened again if it exists).
  */
-export async function openHost(t: Test, shared: MemoryStore, o: { leaseTiming?: LeaseTiming; dir?: string; prefix?: string } = {}): Promise<Host> {
+export async function openHost(t: Test, shared: MemoryStore, o: { leaseTiming?: LeaseTiming; dir?: string; prefix?: string; logger?: EngineLogger } = {}): Promise<Host> {
   // Each host its own data dir, hence its own host id.
   const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'blocksnap-host-'));
   const dataDir = join(dir, 'data');
@@ -91,7 +91,7 @@ export async function openHost(t: Test, shared: MemoryStore, o: { leaseTiming?: 
   mkdirSync(images, { recursive: true });
   const store = new FaultStore(shared);
   const engine = await Engine.open({
-    dataDir, imageRoots: [images], blockSize: KiB64, threads: 1,
+    dataDir, imageRoots: [images], blockSize: KiB64, threads: 1, ...(o.logger ? { logger: o.logger } : {}),
     replication: { openStore: () => store, ...(o.leaseTiming ? { leaseTiming: o.leaseTiming } : {}) },
   });
   t.teardown(async () => {
