@@ -115,6 +115,23 @@ t.test('a usage error the parser finds is printed like every other error, with i
   t.match(typo.stderr, /^blocksnap: unknown command 'lst' \[InvalidArgument\]\n\(Did you mean one of list, ls\?\)\n/);
 });
 
+t.test('under --json a usage error the parser finds is the error object on stdout, alone, with exit 2', async (t) => {
+  ensureBuilt();
+  const cases: Array<{ args: string[]; message: RegExp }> = [
+    { args: ['--json', 'disk', 'list', '--bogus'], message: /^unknown option '--bogus'$/ },
+    { args: ['disk', 'lst', '--json'], message: /^unknown command 'lst'/ },
+    { args: ['--json', 'nosuch'], message: /^unknown command 'nosuch'$/ },
+    { args: ['disk', 'list', '--json', '--socket'], message: /^option '--socket <path>' argument missing$/ },
+    { args: ['remote', 'verify', '--json'], message: /^missing required argument 'remote'$/ },
+  ];
+  for (const c of cases) {
+    const r = await runCli(c.args);
+    t.equal(r.code, 2, `${c.args.join(' ')} exits 2`);
+    t.match(r.json(), { error: { code: 'InvalidArgument', message: c.message } }, c.args.join(' '));
+    t.equal(r.stderr, '', `${c.args.join(' ')} prints nothing on stderr`);
+  }
+});
+
 t.test('no command, or a group without its command, prints the usage and exits 2', async (t) => {
   ensureBuilt();
   for (const args of [[], ['disk'], ['snapshot']]) {
