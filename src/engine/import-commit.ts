@@ -11,8 +11,10 @@
 import { BlocksnapError } from '../errors';
 import { commitDelta, readView } from '../catalog/block-map';
 import type { DiskRecord, SnapshotRecord } from '../catalog/records';
-import { syncPresent } from '../store/block-io';
-import { DIGEST_SIZE } from '../store/format';
+import { syncPresent, type FoundBlock } from '../store/block-io';
+import { reportStoreDamage } from '../store/damage-reports';
+import { BLOCK_HEADER_SIZE, DIGEST_SIZE } from '../store/format';
+import { SNAPSHOT_REWRITES, VERIFY_NAMES_SHARERS } from './damage-guidance';
 import { looksLikeId } from './ids';
 import { uniqueName, validateName } from './names';
 import type { OffsiteInternals } from './offsite-internals';
@@ -74,6 +76,21 @@ const IMPORT_REPAIR_HINT = 'the import did not carry it (this host had it); impo
 export function lostLocalBlock(x: OffsiteInternals, hex: string): BlocksnapError {
   x.repair.reportFound(hex, 'missing');
   return new BlocksnapError('BlockMissing', `block ${hex} is missing from the store, though snapshots here reference it: ${IMPORT_REPAIR_HINT}`, { digest: hex });
+}
+
+/**
+ * BlockCorrupt for a block the import relies on (it did not carry it) whose file here has the
+ * wrong size for where the map puts it, and fails its own checks: the store's damage, not the
+ * stream's; recorded for repair, as any reader records one.
+ */
+export function damagedLocalBlock(hex: string, length: number, found: Extract<FoundBlock, { kind: 'damaged' }>): BlocksnapError {
+  const what = found.size === null ? `its file ${found.path} is not a regular file`
+    : `its file ${found.path} has ${found.size} bytes where a block of ${length} bytes takes ${BLOCK_HEADER_SIZE + length}`;
+  const e = new BlocksnapError('BlockCorrupt',
+    `block ${hex} is damaged in the store: ${what}, and the import did not carry it (this host had it). The block is recorded for repair. ` +
+    `${VERIFY_NAMES_SHARERS}; ${SNAPSHOT_REWRITES}. Then import again`, { digest: hex, path: found.path });
+  reportStoreDamage(e);
+  return e;
 }
 
 /**

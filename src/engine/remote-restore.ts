@@ -7,7 +7,7 @@
  */
 import { BlocksnapError } from '../errors';
 import type { RemoteConfig } from '../remote/config';
-import { hasBlockOfLength, sha256Async, writeBlock } from '../store/block-io';
+import { findBlock, sha256Async, writeBlock } from '../store/block-io';
 import { DIGEST_SIZE, isZeroDigest } from '../store/format';
 import { blockKey } from '../remote/layout';
 import type { Manifest } from '../remote/manifest';
@@ -75,14 +75,16 @@ export class RemoteRestore {
       await runPool(digests.entries(), concurrency, async ([hex, len]) => {
         // A block listed as damaged here is downloaded too, and written over the damaged file (block-repair.ts).
         const repair = this.x.repair.damaged.has(Buffer.from(hex, 'hex'));
-        if (!(await hasBlockOfLength(this.x.store.dir, hex, len, wrongLength(hex, len))) || repair) {
+        const found = await findBlock(this.x.store.dir, hex, len);
+        if (found.kind === 'otherLength') throw wrongLength(hex, len, found.length);
+        // A file here of the wrong size is damage (recorded): the download is written over it.
+        if (found.kind !== 'present' || repair) {
           const data = await fetchBlock(store, remote, s.id, hex, len, ctl.signal);
           res.downloadedBlocks++;
           res.downloadedBytes += data.length;
-          if (await writeBlock(this.x.store.dir, hex, data, { repair })) {
-            if (repair) repaired.push(hex);
-            else staged.push(Buffer.from(hex, 'hex'));
-          }
+          const wrote = await writeBlock(this.x.store.dir, hex, data, { repair: repair || found.kind === 'damaged' });
+          if (wrote === 'repaired') repaired.push(hex);
+          else if (wrote === 'stored') staged.push(Buffer.from(hex, 'hex'));
         }
         done += len;
         ctl.progress(done, total);
@@ -162,14 +164,18 @@ export class RemoteRestore {
             await runPool(digests.entries(), concurrency, async ([hex, len]) => {
               // A block listed as damaged here is downloaded all the same, and written over the damaged file.
               const repair = this.x.repair.damaged.has(Buffer.from(hex, 'hex'));
-              if (await hasBlockOfLength(this.x.store.dir, hex, len, wrongLength(hex, len)) && !repair) {
+              const found = await findBlock(this.x.store.dir, hex, len);
+              if (found.kind === 'otherLength') throw wrongLength(hex, len, found.length);
+              if (found.kind === 'present' && !repair) {
                 res.presentBlocks++;
                 present.push(hex);
               } else {
+                // A file here of the wrong size is damage (recorded): the download is written over it.
                 const data = await fetchBlock(store, remote, m.snapshot.id, hex, len, ctl.signal);
-                if (await writeBlock(this.x.store.dir, hex, data, { repair })) {
+                const wrote = await writeBlock(this.x.store.dir, hex, data, { repair: repair || found.kind === 'damaged' });
+                if (wrote !== 'present') {
                   stored.push(Buffer.from(hex, 'hex'));
-                  if (repair) {
+                  if (wrote === 'repaired') {
                     repaired.push(hex);
                     res.repairedBlocks++;
                   } else {
@@ -225,9 +231,9 @@ function groupByDigest(map: Buffer): Map<string, number[]> {
   return out;
 }
 
-/** A manifest that puts a block this host has where its length cannot fit: forged, or corrupt past its checksum. */
-function wrongLength(hex: string, len: number): (have: number) => Error {
-  return (have) => new BlocksnapError('RemoteCorrupt', `the manifest puts block ${hex} at a position of ${len} bytes; the block this host has under that digest has ${have}`, { digest: hex });
+/** A manifest that puts a block this host has intact where its length cannot fit: forged, or corrupt past its checksum. */
+function wrongLength(hex: string, len: number, have: number): Error {
+  return new BlocksnapError('RemoteCorrupt', `the manifest puts block ${hex} at a position of ${len} bytes; the block this host has under that digest has ${have}`, { digest: hex });
 }
 
 /**

@@ -26,14 +26,14 @@ import { ByteBudget } from '../byte-budget';
 import { BlocksnapError } from '../errors';
 import { readView } from '../catalog/block-map';
 import type { SnapshotRecord } from '../catalog/records';
-import { hasBlockOfLength, readBlock, sha256Async, writeBlock } from '../store/block-io';
+import { findBlock, readBlock, sha256Async, writeBlock } from '../store/block-io';
 import { DIGEST_SIZE, isZeroDigest } from '../store/format';
 import { fileSink, fileSource, type ByteSink, type ByteSource } from '../stream/byte-io';
 import { StreamReader, StreamWriter, viewSha256, type StreamHeader } from '../stream/format';
 import { distinctDigests } from '../stream/snapshot-fields';
 import { withDamageGuidance } from './damage-guidance';
 import { newId } from './ids';
-import { checkImportDamage, checkImportable, commitImported, lostLocalBlock, syncFoundBlocks } from './import-commit';
+import { checkImportDamage, checkImportable, commitImported, damagedLocalBlock, lostLocalBlock, syncFoundBlocks } from './import-commit';
 import { checkSameMap, snapshotToMend, unmended } from './import-mend';
 import type { OffsiteInternals } from './offsite-internals';
 import type { ExportResult, ImportResult } from './offsite-types';
@@ -280,9 +280,10 @@ export class SnapshotStreams {
               counts.blocks++;
               counts.bytes += rec.data.length;
               const repair = mending ? damaged.has(hex) : this.x.repair.damaged.has(rec.digest);
-              if (await writeBlock(this.x.store.dir, hex, rec.data, { repair })) {
+              const wrote = await writeBlock(this.x.store.dir, hex, rec.data, { repair });
+              if (wrote !== 'present') {
                 stored.push(Buffer.from(rec.digest));
-                if (repair) {
+                if (wrote === 'repaired') {
                   repaired.push(hex);
                   res.repairedBlocks++;
                 } else {
@@ -307,11 +308,16 @@ export class SnapshotStreams {
               return res;
             }
             for (const [hex, length] of wanted) {
-              // A block the stream left out because this host has it: the map may still put it where its length cannot fit.
+              // A block the stream left out because this host has it: the map may still put it where its
+              // length cannot fit, and the file here may be damaged.
               if (carried.has(hex)) continue;
-              const wrongLength = (have: number): Error => new BlocksnapError('StreamCorrupt',
-                `the stream's map puts block ${hex} at a position of ${length} bytes; the block this host has under that digest has ${have}`, { digest: hex });
-              if (!(await hasBlockOfLength(this.x.store.dir, hex, length, wrongLength))) {
+              const found = await findBlock(this.x.store.dir, hex, length);
+              if (found.kind === 'otherLength') {
+                throw new BlocksnapError('StreamCorrupt',
+                  `the stream's map puts block ${hex} at a position of ${length} bytes; the block this host has under that digest has ${found.length}`, { digest: hex });
+              }
+              if (found.kind === 'damaged') throw damagedLocalBlock(hex, length, found);
+              if (found.kind === 'absent') {
                 // Snapshots here name it: the base is here, and the store lost the file.
                 if (this.x.catalog.isReferenced(Buffer.from(hex, 'hex'))) throw lostLocalBlock(this.x, hex);
                 // The base is here with the stream's content (checked above), and no snapshot here

@@ -3,13 +3,14 @@
  * the store and somewhere else one block at a time (replication, streams), where the data
  * arrives from or leaves for the network, not an image. Same format and the same durability as
  * the native writer (native/core/block_writer.cc): header + payload written to `tmp/`, fsynced,
- * renamed into place without replacing an existing file, fan-out directory fsynced. Every read
- * checks the header; readBlock also checks the SHA-256 of the payload, so a block leaves the store
- * only if it is right. readBlockUnhashed leaves that check to a receiver that makes it anyway (an
- * S3 PUT signed with the digest as its payload hash: see replication.ts).
+ * renamed into place (over a file already there only where that file is damage), fan-out
+ * directory fsynced. Every read checks the header; readBlock also checks the SHA-256 of the
+ * payload, so a block leaves the store only if it is right. readBlockUnhashed leaves that check to
+ * a receiver that makes it anyway (an S3 PUT signed with the digest as its payload hash: see
+ * replication.ts).
  */
 import { createHash, randomBytes, webcrypto } from 'node:crypto';
-import { constants } from 'node:fs';
+import { constants, type Stats } from 'node:fs';
 import { lstat, mkdir, open, rename, rmdir, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { BlocksnapError } from '../errors';
@@ -41,35 +42,50 @@ export function encodeHeader(digest: Buffer, rawLength: number): Buffer {
   return h;
 }
 
-/**
- * The raw length of the block file with this digest, or null when there is none. A block coming
- * from elsewhere is checked against its position's length before it is written; one already here
- * is checked with this, since the map that names it may be forged.
- */
+/** The raw length of the block file with this digest, or null when there is none (or it is not a regular file). */
 export async function presentBlockLength(storeDir: string, digestHex: string): Promise<number | null> {
+  const st = await lstatOrNull(blockPath(storeDir, digestHex));
+  return st?.isFile() ? st.size - BLOCK_HEADER_SIZE : null;
+}
+
+/** What findBlock found. */
+export type FoundBlock =
+  | { kind: 'present' | 'absent' }
+  | { kind: 'otherLength'; length: number }
+  | { kind: 'damaged'; path: string; size: number | null; error: BlocksnapError };
+
+/**
+ * What the store holds under a digest that a map puts where a block of `length` bytes goes:
+ * - `present`: a regular file of the size such a block takes (its content is checked when read);
+ * - `absent`: no file;
+ * - `otherLength`: an intact block of another length, which the digest proves is the block's
+ *   true length: the map is wrong, not the store;
+ * - `damaged`: anything else (a truncated or overwritten file, a symlink), recorded for repair.
+ * Only a file of the wrong size is read, to tell the last two apart: a rare path.
+ */
+export async function findBlock(storeDir: string, digestHex: string, length: number): Promise<FoundBlock> {
+  const path = blockPath(storeDir, digestHex);
+  const st = await lstatOrNull(path);
+  if (st === null) return { kind: 'absent' };
+  if (st.isFile() && st.size === BLOCK_HEADER_SIZE + length) return { kind: 'present' };
+  try {
+    return { kind: 'otherLength', length: (await readBlock(storeDir, digestHex)).length };
+  } catch (err) {
+    if (!(err instanceof BlocksnapError)) throw err;
+    if (err.code === 'BlockMissing') return { kind: 'absent' }; // removed since the lstat
+    if (err.code !== 'BlockCorrupt' && err.code !== 'DigestMismatch') throw err;
+    return { kind: 'damaged', path, size: st.isFile() ? st.size : null, error: err };
+  }
+}
+
+async function lstatOrNull(path: string): Promise<Stats | null> {
   try {
     // lstat: a symlink in a block's place is damage, even where it leads to a right-sized file.
-    const st = await lstat(blockPath(storeDir, digestHex));
-    return st.isFile() ? st.size - BLOCK_HEADER_SIZE : null;
+    return await lstat(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw err;
   }
-}
-
-/** True when a block file with this digest is present (its content is checked when read). */
-export async function hasBlock(storeDir: string, digestHex: string): Promise<boolean> {
-  return (await presentBlockLength(storeDir, digestHex)) !== null;
-}
-
-/**
- * True when the block is present with `length` bytes, false when absent; `mismatch` makes the
- * error for one present with another length (a map from elsewhere that puts it where it cannot fit).
- */
-export async function hasBlockOfLength(storeDir: string, digestHex: string, length: number, mismatch: (have: number) => Error): Promise<boolean> {
-  const have = await presentBlockLength(storeDir, digestHex);
-  if (have !== null && have !== length) throw mismatch(have);
-  return have !== null;
 }
 
 /** Reads one block's raw bytes, verified: BlockMissing, BlockCorrupt or DigestMismatch otherwise. */
@@ -168,19 +184,33 @@ export async function syncPresent(storeDir: string, digestsHex: Iterable<string>
   await Promise.all(Array.from({ length: Math.min(8, dirs.length) }, worker));
 }
 
+/** What writeBlock did: wrote a new file, wrote over a damaged one (or in a listed missing one's place), or found the block present. */
+export type BlockWrite = 'stored' | 'repaired' | 'present';
+
 /**
  * Stores `data` as the block `digestHex`, durably, after checking that the digest is right. A
- * block already present is left alone (it has the same content by construction), unless
- * `repair`: the digest is known to be damaged in the store (catalog/damaged-blocks.ts), and the
- * fresh file is renamed over the damaged one, which keeps its name until then. Returns true when
- * this call created (or repaired) the file.
+ * regular file of the right size already there is left alone: its content is not read (hashing
+ * every present block would cost dedup its point: docs/design.md, "Damaged blocks"). Any other
+ * file under the name, a wrong-sized one or a symlink, can only be damage, as the native writer
+ * judges it: it is recorded, and the fresh file is renamed over it. So is a file that keeps its
+ * size when `repair` says the digest is listed as damaged (catalog/damaged-blocks.ts).
  */
-export async function writeBlock(storeDir: string, digestHex: string, data: Buffer, o: { repair?: boolean } = {}): Promise<boolean> {
+export async function writeBlock(storeDir: string, digestHex: string, data: Buffer, o: { repair?: boolean } = {}): Promise<BlockWrite> {
   const digest = await sha256Async(data);
   if (digest.toString('hex') !== digestHex) throw new BlocksnapError('Internal', `refusing to store data under digest ${digestHex}: it hashes to ${digest.toString('hex')}`);
   const final = blockPath(storeDir, digestHex);
-  const repair = o.repair === true;
-  if (!repair && await hasBlock(storeDir, digestHex)) return false;
+  const size = BLOCK_HEADER_SIZE + data.length;
+  let repair = o.repair === true;
+  if (!repair) {
+    const st = await lstatOrNull(final);
+    if (st?.isFile() && st.size === size) return 'present';
+    if (st !== null) {
+      damaged(new BlocksnapError('BlockCorrupt', st.isFile()
+        ? `block file ${final} has ${st.size} bytes; block ${digestHex} takes ${size}`
+        : `block file ${final} is not a regular file`, { digest: digestHex, path: final }));
+      repair = true;
+    }
+  }
   const fanout = dirname(final);
   try {
     await mkdir(fanout, { mode: 0o700 });
@@ -199,9 +229,12 @@ export async function writeBlock(storeDir: string, digestHex: string, data: Buff
     throw err;
   }
   await file.close();
-  if (!repair && await hasBlock(storeDir, digestHex)) { // another writer published it meanwhile
-    await unlink(tmp);
-    return false;
+  if (!repair) { // another writer may have published it meanwhile
+    const st = await lstatOrNull(final);
+    if (st?.isFile() && st.size === size) {
+      await unlink(tmp);
+      return 'present';
+    }
   }
   try {
     await renameIntoPlace(tmp, final, digestHex);
@@ -210,7 +243,7 @@ export async function writeBlock(storeDir: string, digestHex: string, data: Buff
     throw err;
   }
   await fsyncDir(fanout);
-  return true;
+  return repair ? 'repaired' : 'stored';
 }
 
 /**

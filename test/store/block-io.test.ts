@@ -4,7 +4,8 @@ import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, sy
 import { dirname, join } from 'node:path';
 import t, { type Test } from 'tap';
 import { verifyBlocks } from '../../src/native';
-import { hasBlock, readBlock, readBlockUnhashed, sha256, writeBlock } from '../../src/store/block-io';
+import { findBlock, readBlock, readBlockUnhashed, sha256, writeBlock } from '../../src/store/block-io';
+import { watchStoreDamage } from '../../src/store/damage-reports';
 import { blockPath } from '../../src/store/format';
 
 function store(t: Test): string {
@@ -17,9 +18,8 @@ t.test('a block written from TypeScript is the native format: the native verifie
   const dir = store(t);
   const data = randomFillSync(Buffer.alloc(1024 * 1024 + 17));
   const hex = sha256(data).toString('hex');
-  t.equal(await writeBlock(dir, hex, data), true);
-  t.equal(await writeBlock(dir, hex, data), false, 'a present block is left alone');
-  t.ok(await hasBlock(dir, hex));
+  t.equal(await writeBlock(dir, hex, data), 'stored');
+  t.equal(await writeBlock(dir, hex, data), 'present', 'a present block is left alone');
   t.same(readdirSync(join(dir, 'tmp')), [], 'no temp file left');
   const r = await verifyBlocks({ storeDir: dir, digests: Buffer.from(hex, 'hex') });
   t.same(r, { checked: 1, problems: [] });
@@ -84,8 +84,7 @@ t.test('a symlink to a good copy in place of a block is corrupt, and a write rep
   const [hex, data, aside] = await movedAside(dir);
   symlinkSync(aside, blockPath(dir, hex));
   await t.rejects(readBlock(dir, hex), { code: 'BlockCorrupt', message: /not a regular file/ });
-  t.notOk(await hasBlock(dir, hex), 'a link is not the block');
-  t.equal(await writeBlock(dir, hex, data), true);
+  t.equal(await writeBlock(dir, hex, data), 'repaired', 'a link is not the block');
   t.ok(lstatSync(blockPath(dir, hex)).isFile());
   t.ok((await readBlock(dir, hex)).equals(data));
 });
@@ -95,7 +94,7 @@ t.test('a repair removes an empty directory in place of a block, and leaves one 
   const [hex, data] = await movedAside(dir);
   const path = blockPath(dir, hex);
   mkdirSync(path);
-  t.equal(await writeBlock(dir, hex, data, { repair: true }), true);
+  t.equal(await writeBlock(dir, hex, data, { repair: true }), 'repaired');
   t.ok((await readBlock(dir, hex)).equals(data));
 
   rmSync(path);
@@ -104,4 +103,47 @@ t.test('a repair removes an empty directory in place of a block, and leaves one 
   await t.rejects(writeBlock(dir, hex, data, { repair: true }), { code: 'BlockCorrupt', message: `${path} is a directory that is not empty; remove it by hand` });
   t.equal(readFileSync(join(path, 'keep'), 'utf8'), 'x');
   t.same(readdirSync(join(dir, 'tmp')), [], 'no temp file left');
+});
+
+t.test('a write replaces a wrong-sized file under the block\'s name, and records the damage', async (t) => {
+  const dir = store(t);
+  const data = randomFillSync(Buffer.alloc(65536));
+  const hex = sha256(data).toString('hex');
+  await writeBlock(dir, hex, data);
+  const path = blockPath(dir, hex);
+  writeFileSync(path, readFileSync(path).subarray(0, 4096));
+  const found: string[] = [];
+  t.teardown(watchStoreDamage(dir, (digest, code) => found.push(`${code} ${digest}`)));
+  t.equal(await writeBlock(dir, hex, data), 'repaired');
+  t.ok((await readBlock(dir, hex)).equals(data));
+  t.same(found, [`BlockCorrupt ${hex}`]);
+});
+
+t.test('a write leaves a right-sized file alone without reading it', async (t) => {
+  const dir = store(t);
+  const data = randomFillSync(Buffer.alloc(65536));
+  const hex = sha256(data).toString('hex');
+  await writeBlock(dir, hex, data);
+  const path = blockPath(dir, hex);
+  const flipped = readFileSync(path);
+  flipped[100] ^= 1;
+  writeFileSync(path, flipped);
+  t.equal(await writeBlock(dir, hex, data), 'present', 'damage that keeps the size is left to the damaged list');
+  t.ok(readFileSync(path).equals(flipped));
+});
+
+t.test('findBlock tells a right-sized file, no file, an intact block of another length and a damaged file apart', async (t) => {
+  const dir = store(t);
+  const data = randomFillSync(Buffer.alloc(65536));
+  const hex = sha256(data).toString('hex');
+  t.same(await findBlock(dir, hex, data.length), { kind: 'absent' });
+  await writeBlock(dir, hex, data);
+  t.same(await findBlock(dir, hex, data.length), { kind: 'present' });
+  t.same(await findBlock(dir, hex, 4096), { kind: 'otherLength', length: data.length }, 'the map is wrong, not the store');
+  const path = blockPath(dir, hex);
+  writeFileSync(path, readFileSync(path).subarray(0, 4096));
+  const found: string[] = [];
+  t.teardown(watchStoreDamage(dir, (digest, code) => found.push(`${code} ${digest}`)));
+  t.match(await findBlock(dir, hex, data.length), { kind: 'damaged', path, size: 4096, error: { code: 'BlockCorrupt' } });
+  t.same(found, [`BlockCorrupt ${hex}`], 'recorded for repair');
 });
