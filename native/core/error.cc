@@ -22,6 +22,7 @@ const char* error_code_name(ErrorCode code) noexcept {
     case ErrorCode::UnsupportedFormat: return "UnsupportedFormat";
     case ErrorCode::ImageCorrupt: return "ImageCorrupt";
     case ErrorCode::ImageTooLarge: return "ImageTooLarge";
+    case ErrorCode::ImageReplaced: return "ImageReplaced";
   }
   return "Internal";
 }

@@ -30,6 +30,7 @@ enum class ErrorCode {
   UnsupportedFormat,
   ImageCorrupt,
   ImageTooLarge,
+  ImageReplaced,
 };
 
 const char* error_code_name(ErrorCode code) noexcept;

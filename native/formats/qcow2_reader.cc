@@ -141,7 +141,12 @@ Qcow2Header parse_qcow2_header(std::span<const uint8_t> head, uint64_t file_size
                           (n.empty() ? "" : ": " + n) + ")");
   }
   if (q.incompatible & kIncompatCorrupt)
-    corrupt(path, "QEMU marked it corrupt (the corrupt bit is set); repair it with qemu-img check -r all first, once no VM or other QEMU process has it open");
+    // A repair can fail; the way out then is a snapshot written to a new file, which needs
+    // nothing of this one.
+    corrupt(path,
+            "QEMU marked it corrupt (the corrupt bit is set); repair it with qemu-img check -r all first, once no VM or other "
+            "QEMU process has it open. If that cannot repair it, write a snapshot to a new image (blocksnap clone SNAPSHOT NEW "
+            "--format qcow2) and, with the VM stopped, move it into place (mv NEW " + path + ")");
   if (q.incompatible & kIncompatDataFile)
     unsupported(path, "images with an external data file are not supported");
   if (q.crypt_method != 0) {

@@ -42,7 +42,7 @@ void require_entry(int dir, const std::string& name, const struct stat& locked, 
   if (::fstatat(dir, name.c_str(), &entry, AT_SYMLINK_NOFOLLOW) == 0 && entry.st_dev == locked.st_dev &&
       entry.st_ino == locked.st_ino)
     return;
-  Error e(ErrorCode::NotAnImage, path + " is no longer the image this rollback locked (moved, replaced, or a symlink swapped into its path); refusing to replace it");
+  Error e(ErrorCode::ImageReplaced, path + " is no longer the image this rollback locked (moved, replaced, or a symlink swapped into its path); refusing to replace it");
   e.path = path;
   throw e;
 }

@@ -18,6 +18,7 @@ import { ChainLinks, commitDelta, distinctBlocks, readView, removeFromChain, uni
 import { BlockStore, type UnremovableEntry } from '../store/block-store';
 import { DEFAULT_BLOCK_SIZE, DIGEST_SIZE, isValidBlockSize } from '../store/format';
 import { scanImage, lockDataDir, writtenDigestsOf, type DataDirLock } from '../native';
+import { checkNotBacking } from './backing-dependents';
 import {
   checkBackingAsGiven, checkBlockCount, checkFormatKept, checkNotInUse, checkRollbackTarget, checkSizeKept, detectFormat, fileIdentity, imageFormatOf, imageSize,
   inspectImage,
@@ -816,6 +817,8 @@ export class Engine extends EventEmitter {
       if (disk.format === 'qcow2') inspectImage(path, disk.format, this.imageRoots);
       const inUse = checkNotInUse(path, o.force === true);
       if (inUse) this.log.warn({ diskId: disk.id, holder: inUse }, 'rolling back an image in use (forced)');
+      const backing = checkNotBacking(this.catalog, disk, path, this.imageRoots, o.force === true);
+      if (backing) this.log.warn({ diskId: disk.id, backing }, 'rolling back the backing file of other disks (forced)');
     } catch (err) {
       release();
       throw err;

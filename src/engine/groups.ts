@@ -24,6 +24,7 @@ import { snapshotNameTaken, uniqueName, validateManualSnapshotName } from './nam
 import { validateDescription } from './text-fields';
 import { resolveExistingImage } from './paths';
 import { servedWithClients } from './cow-disks';
+import { checkNotBacking } from './backing-dependents';
 import { checkFormatKept, checkNotInUse, checkRollbackTarget, inspectImage } from './image-access';
 import { quotaEvictions } from './quotas';
 import { removeSnapshot } from './remove-snapshot';
@@ -152,6 +153,7 @@ export class SnapshotGroups {
       // As startRollback checks it, but before any member's rollback starts.
       if (disk.format === 'qcow2') inspectImage(real, disk.format, this.engine.imageRoots);
       checkNotInUse(real, o.force === true);
+      checkNotBacking(this.i.catalog, disk, real, this.engine.imageRoots, o.force === true);
     }
     const jobs = members.map((s) => this.engine.startRollback(s.diskId, s.id, o.force === true ? { force: true } : {}));
     this.i.log.info({ groupId: g.id, jobs: jobs.map((j) => j.id) }, 'group rollback started');

@@ -12,6 +12,7 @@ import { formatBytes } from '../size-text';
 import { MAX_BLOCK_COUNT } from '../stream/snapshot-fields';
 import { checkAttributesCopyable, inodeFlags, probeBackingFormat, probeImageLocks, qcow2Header, type CheckedBacking, type ImageLocks, type Qcow2Header } from '../native';
 import type { DiskRecord, JournaledFile } from '../catalog/records';
+import { checkNotBindMounted } from './bind-mounts';
 import { openCheckedFile, resolveExistingImage } from './paths';
 import type { DiskFormat, ImageFormat, SnapshotConsistency } from './types';
 
@@ -385,7 +386,8 @@ export function checkQcow2Rollback(path: string, info: Pick<Qcow2Header, 'intern
  * fails after that leaves the disk refusing snapshots until it is rerun, and a rerun would fail
  * the same way. The daemon must be allowed to write the image: a raw rollback writes it in place,
  * and a qcow2 rollback, which renames a new image over it, must not replace a file its owner
- * made read-only. A qcow2 image must hold no internal snapshots nor persistent bitmaps, and its new image must be able
+ * made read-only. A qcow2 image must have no other name (a hard link, a bind mount: checkSingleName,
+ * checkNotBindMounted) and hold no internal snapshots nor persistent bitmaps, and its new image must be able
  * to take the disk file's owner, mode and extended attributes (tried on a scratch file): the
  * rollback copies them only once the whole image is written, and refuses then if one cannot be
  * set, so that a rollback never changes who may access the disk. Given `space`, the new image
@@ -404,6 +406,7 @@ export function checkRollbackTarget(path: string, format: DiskFormat, space?: Ro
   checkNotLockedByFlags(path, format);
   if (format === 'qcow2') {
     checkSingleName(path);
+    checkNotBindMounted(path);
     const header = qcow2Header(path);
     checkQcow2Rollback(path, header);
     checkAttributesCopyable(path, join(dirname(path), rollbackTempName(path)));

@@ -67,6 +67,12 @@ export class ImageRollbacks {
       this.x.catalog.putDisk({ ...d, pendingRollback: j });
       return j;
     });
+    // A raw rollback writes the file the path names as the apply opens it. Replaced meanwhile
+    // (`mv other img.raw`), the writes go to a file no name leads to any more, and the one the VM
+    // opens was never rolled back: the path must still name the file taken here once the apply is
+    // done. Taken before the apply opens it, so a replacement in between fails a rollback that did
+    // write the file now at the path; a rerun then finds it all equal.
+    const written = format === 'raw' ? journaledFile(path) : undefined;
     let r: Awaited<ReturnType<typeof rollbackImage>>;
     try {
       r = await rollbackImage(path, format, {
@@ -77,6 +83,7 @@ export class ImageRollbacks {
     } catch (err) {
       throw this.rollbackStopped(disk, snap, journal, toBlocksnapError(err), previous);
     }
+    if (written !== undefined && (written === null || !stillSameFile(path, written))) throw this.rawImageReplaced(disk, snap, journal.jobId, path);
     const result: RollbackResult = { diskId: disk.id, snapshotId: snap.id, sizeBytes: snap.sizeBytes, previousSizeBytes, ...r };
     // The job's success commits with the journal's end: a crash after it must not leave the job
     // `interrupted`, which would invite a rerun over what the VM wrote since.
@@ -103,6 +110,21 @@ export class ImageRollbacks {
       }
       this.x.catalog.putDisk({ ...d, pendingRollback: { ...p, writesBegun: true } });
     });
+  }
+
+  /**
+   * The error a raw rollback ends with when the disk's path no longer names the file it wrote
+   * (ImageReplaced). The journal stays: the file at the path is not the snapshot, so the disk
+   * refuses snapshots until a rerun rolls that file back or the rollback is abandoned, and the
+   * head stays where it was.
+   */
+  private rawImageReplaced(disk: DiskRecord, snap: SnapshotRecord, jobId: string, path: string): BlocksnapError {
+    this.x.log.warn({ diskId: disk.id, snapshotId: snap.id, jobId, path }, 'raw rollback wrote a file that its path no longer names; the rollback journal is kept');
+    return new BlocksnapError('ImageReplaced',
+      `${path} was replaced (moved, or another file renamed over it) while the rollback of disk ${disk.name} to ${snap.name} wrote it: ` +
+      'its writes went to the file the path named before, and the file the path names now was not rolled back. The disk refuses snapshots ' +
+      `until a rollback completes: rerun it to roll back the file now at ${path}, or \`blocksnap rollback ${disk.name} --abandon\` to keep that file as it is`,
+      { path, diskId: disk.id, snapshotId: snap.id });
   }
 
   /**
