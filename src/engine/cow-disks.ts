@@ -108,6 +108,7 @@ export class CowDisks {
           const cur = this.x.catalog.getSnapshot(snap.id);
           if (cur?.status !== 'creating') throw new BlocksnapError('Internal', `snapshot ${snap.id} changed state during its job`);
           const d = this.x.catalog.getDisk(disk.id)!;
+          assertOneSize(d, base, open.volume.sizeBytes, digests.length / DIGEST_SIZE, this.x.blockSize);
           const parent = d.headSnapshotId ? this.x.catalog.getSnapshot(d.headSnapshotId) : undefined;
           const sized: SnapshotRecord = {
             ...cur, parentId: parent?.id ?? null, createdAt: at.toISOString(), sizeBytes: d.sizeBytes,
@@ -161,12 +162,15 @@ export class CowDisks {
 
   /**
    * The instant rollback: a fresh empty layer over the target's view; the old layers go. The new
-   * head and the job's success commit together (JobControl.succeededWith).
+   * head and the job's success commit together (JobControl.succeededWith). The disk takes the
+   * target's size: to another size through a new volume (CowVolumes.resizeTo), whose clients
+   * connected meanwhile are dropped once it serves, since they were told the old size.
    */
   async rollback(disk: DiskRecord, target: SnapshotRecord, ctl: JobControl, dropped: Promise<void>): Promise<RollbackResult> {
     await dropped;
     const { open, release } = await this.x.volumes.acquire(disk.id);
     let result: RollbackResult;
+    let resized = false;
     try {
       // The gate stays closed until the stack is the target's: no write may land in between.
       const reopen = await open.gate.close();
@@ -174,28 +178,42 @@ export class CowDisks {
         // Counted with the gate closed: exactly the writes the dropped layers take with them.
         const before = this.x.catalog.getDisk(disk.id)!;
         const r: RollbackResult = {
-          diskId: disk.id, snapshotId: target.id, sizeBytes: disk.sizeBytes, previousSizeBytes: disk.sizeBytes, blocksWritten: 0, bytesWritten: 0, holesPunched: 0, blocksUnchanged: 0, newImage: false,
+          diskId: disk.id, snapshotId: target.id, sizeBytes: target.sizeBytes, previousSizeBytes: before.sizeBytes, blocksWritten: 0, bytesWritten: 0, holesPunched: 0, blocksUnchanged: 0, newImage: false,
           discardedBytes: this.x.volumes.writtenBytes(before), discardedSinceSnapshotId: before.cow!.baseSnapshotId,
         };
         result = r;
-        const { frozen } = await this.x.volumes.pushFresh(open, disk.id);
-        const d = this.x.catalog.getDisk(disk.id)!;
-        const old = d.cow!.layers.slice(0, frozen);
-        const view = readView(this.x.catalog, target);
-        this.x.catalog.txn(() => {
+        const commit = (layers: (current: string[]) => string[]): void => this.x.catalog.txn(() => {
           const cur = this.x.catalog.getDisk(disk.id)!;
-          this.x.catalog.putDisk({ ...cur, headSnapshotId: target.id, cow: { ...cur.cow!, baseSnapshotId: target.id, layers: cur.cow!.layers.slice(frozen) } });
+          this.x.catalog.putDisk({
+            ...cur, sizeBytes: target.sizeBytes, headSnapshotId: target.id,
+            cow: { ...cur.cow!, baseSnapshotId: target.id, layers: layers(cur.cow!.layers) },
+          });
           ctl.succeededWith(r);
         });
-        await open.volume.rebase(view, frozen);
-        this.x.volumes.dropLayers(disk.id, old);
+        if (target.sizeBytes === before.sizeBytes) {
+          const { frozen } = await this.x.volumes.pushFresh(open, disk.id);
+          const old = this.x.catalog.getDisk(disk.id)!.cow!.layers.slice(0, frozen);
+          const view = readView(this.x.catalog, target);
+          commit((layers) => layers.slice(frozen));
+          await open.volume.rebase(view, frozen);
+          this.x.volumes.dropLayers(disk.id, old);
+        } else {
+          const old = await this.x.volumes.resizeTo(open, disk.id, target, (layer) => commit(() => [layer]));
+          this.x.volumes.dropLayers(disk.id, old);
+          resized = true;
+        }
       } finally {
         reopen();
       }
     } finally {
       await release();
     }
-    this.x.log.info({ jobId: ctl.job.id, diskId: disk.id, snapshotId: target.id }, 'copy-on-write disk rolled back');
+    if (resized) {
+      await Promise.all(this.x.exports.ofDisk(disk.id).filter((e) => e.connections > 0).map((e) =>
+        this.x.exports.dropClients(e.name, 'the disk was rolled back to a snapshot of another size').catch((err: unknown) =>
+          this.x.log.warn({ err, diskId: disk.id }, 'dropping the clients of a resized disk failed'))));
+    }
+    this.x.log.info({ jobId: ctl.job.id, diskId: disk.id, snapshotId: target.id, sizeBytes: target.sizeBytes }, 'copy-on-write disk rolled back');
     return result;
   }
 
@@ -239,4 +257,18 @@ export function servedWithClients(exports: Exports, disk: DiskRecord, force: boo
       { diskId: disk.id, export: busy[0]!.name });
   }
   return busy;
+}
+
+/**
+ * A snapshot of a copy-on-write disk records the disk's size beside a view whose unwritten blocks
+ * are the base's, cut at the base's size, and whose written ones were read from the volume at its
+ * size: unless all three agree, the tail block's length disagrees with the recorded size and the
+ * snapshot could never be restored. Refused before it is committed.
+ */
+function assertOneSize(disk: DiskRecord, base: SnapshotRecord, volumeBytes: number, blocks: number, blockSize: number): void {
+  if (disk.sizeBytes === base.sizeBytes && volumeBytes === disk.sizeBytes && blocks === Math.ceil(disk.sizeBytes / blockSize)) return;
+  throw new BlocksnapError('Internal',
+    `copy-on-write disk ${disk.name} is recorded as ${disk.sizeBytes} bytes, its base snapshot ${base.id} as ${base.sizeBytes} bytes and its ` +
+    `volume serves ${volumeBytes} bytes in ${blocks} blocks; a snapshot of it would not restore, so none is committed`,
+    { diskId: disk.id, sizeBytes: disk.sizeBytes, baseSizeBytes: base.sizeBytes, volumeBytes });
 }

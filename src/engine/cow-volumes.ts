@@ -16,7 +16,7 @@ import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BlocksnapError } from '../errors';
 import type { Catalog } from '../catalog/catalog';
-import type { CowRecord, DiskRecord } from '../catalog/records';
+import type { CowRecord, DiskRecord, SnapshotRecord } from '../catalog/records';
 import { readView } from '../catalog/block-map';
 import { countWrittenBytes, countWrittenBytesNow, createLayer, Volume, type LayerFiles } from '../native/volume';
 import { newId } from './ids';
@@ -64,7 +64,8 @@ export class IoGate {
 
 export interface OpenVolume {
   readonly diskId: string;
-  readonly volume: Volume;
+  /** Replaced only by a rollback to a snapshot of another size (CowVolumes.resizeTo), gate closed. */
+  volume: Volume;
   readonly gate: IoGate;
 }
 
@@ -244,6 +245,38 @@ export class CowVolumes {
       throw err;
     }
     return { frozen: open.volume.layerCount() - 1, at: new Date() };
+  }
+
+  /**
+   * A rollback to a snapshot of another size: a volume's size is fixed when it opens, so the disk
+   * gets a new volume over `base`'s view with one fresh layer of `base`'s size, and the old one
+   * closes. The caller has closed the gate; `commit` records the new layer in the catalog (in the
+   * transaction that makes `base` the disk's), and until it has, a failure leaves the old volume
+   * serving as it was. Returns the layers the old volume had, for the caller to drop.
+   */
+  async resizeTo(open: OpenVolume, diskId: string, base: SnapshotRecord, commit: (layerId: string) => void): Promise<string[]> {
+    const disk = this.x.catalog.getDisk(diskId)!;
+    const layerId = await this.newLayer(diskId, base.sizeBytes);
+    let next: Volume;
+    try {
+      next = await Volume.open(this.spec({ ...disk, sizeBytes: base.sizeBytes }, { ...disk.cow!, baseSnapshotId: base.id, layers: [layerId] }));
+    } catch (err) {
+      this.unlinkLayers(diskId, [layerId]);
+      throw err;
+    }
+    try {
+      commit(layerId);
+    } catch (err) {
+      await next.close().catch(() => undefined);
+      this.unlinkLayers(diskId, [layerId]);
+      throw err;
+    }
+    const old = open.volume;
+    open.volume = next;
+    this.live.set(diskId, next);
+    // What the old volume holds is discarded by the rollback: a failed close loses nothing.
+    await old.close().catch((err: unknown) => this.x.log.warn({ err, diskId }, 'closing the volume a rollback replaced failed'));
+    return disk.cow!.layers;
   }
 
   /**

@@ -129,7 +129,7 @@ export class Exports implements ExportTable {
       await open.volume.flush().catch((err: unknown) => this.x.log.error({ err, diskId: disk.id }, 'flushing the volume of a stopped export failed'));
       await release().catch((err: unknown) => this.x.log.error({ err, diskId: disk.id }, 'closing the volume of a stopped export failed'));
     };
-    const entry = this.add(name, `copy-on-write disk ${disk.name} (${disk.id}), writable`, new VolumeBackend(open, disk.sizeBytes), null, disk.id, unpin);
+    const entry = this.add(name, `copy-on-write disk ${disk.name} (${disk.id}), writable`, new VolumeBackend(open), null, disk.id, unpin);
     this.x.log.info({ export: name, diskId: disk.id }, 'writable export started');
     return this.info(entry);
   }

@@ -84,12 +84,14 @@ export class ImageRollbacks {
       throw this.rollbackStopped(disk, snap, journal, toBlocksnapError(err), previous);
     }
     if (written !== undefined && (written === null || !stillSameFile(path, written))) throw this.rawImageReplaced(disk, snap, journal.jobId, path);
-    const result: RollbackResult = { diskId: disk.id, snapshotId: snap.id, sizeBytes: snap.sizeBytes, previousSizeBytes, ...r };
+    // The size written, not the snapshot's: a qcow2 image's is rounded up to 512 bytes, and a
+    // record of the snapshot's would tell the next rollback of a cut that did not happen.
+    const result: RollbackResult = { diskId: disk.id, snapshotId: snap.id, previousSizeBytes, ...r };
     // The job's success commits with the journal's end: a crash after it must not leave the job
     // `interrupted`, which would invite a rerun over what the VM wrote since.
     this.x.catalog.txn(() => {
       const d = this.x.catalog.getDisk(disk.id)!;
-      this.x.catalog.putDisk({ ...d, pendingRollback: null, headSnapshotId: snap.id, sizeBytes: snap.sizeBytes });
+      this.x.catalog.putDisk({ ...d, pendingRollback: null, headSnapshotId: snap.id, sizeBytes: r.sizeBytes });
       ctl.succeededWith(result);
     });
     this.x.log.info({ jobId: ctl.job.id, diskId: disk.id, snapshotId: snap.id, blocksWritten: r.blocksWritten, holesPunched: r.holesPunched }, 'rollback finished');

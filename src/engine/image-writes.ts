@@ -52,6 +52,8 @@ export interface RollbackContent extends ContentWrite {
 }
 
 export interface RollbackWrite {
+  /** The image's virtual size as written: the snapshot's, rounded up to 512 bytes for qcow2. */
+  sizeBytes: number;
   /** Blocks written: raw, those that differed; a fresh qcow2, the snapshot's blocks copied into it from the store. */
   blocksWritten: number;
   bytesWritten: number;
@@ -104,7 +106,10 @@ export async function rollbackImage(path: string, format: ImageFormat, w: Rollba
       const r = await applyImage({
         ...common, imagePath: path, mode: 'update', ...(w.threads ? { threads: w.threads } : {}), ...(w.beforeWrite ? { beforeWrite: w.beforeWrite } : {}),
       });
-      return { blocksWritten: r.blocksWritten, bytesWritten: r.bytesWritten, holesPunched: r.holesPunched, blocksUnchanged: r.blocksUnchanged, newImage: false };
+      return {
+        sizeBytes: w.sizeBytes, blocksWritten: r.blocksWritten, bytesWritten: r.bytesWritten, holesPunched: r.holesPunched, blocksUnchanged: r.blocksUnchanged,
+        newImage: false,
+      };
     } finally {
       lock.release();
     }
@@ -121,7 +126,7 @@ export async function rollbackImage(path: string, format: ImageFormat, w: Rollba
       ? { backing: { file: info.backingFile, format: info.backingFormat, chain: image.backingChain } } : {}),
   });
   return {
-    blocksWritten: r.blocksWritten, bytesWritten: r.bytesWritten, holesPunched: 0,
+    sizeBytes: r.sizeBytes, blocksWritten: r.blocksWritten, bytesWritten: r.bytesWritten, holesPunched: 0,
     blocksUnchanged: zeroBlocks(w.digests) + r.blocksFromBacking, newImage: true,
     blocksFromBacking: r.blocksFromBacking, clustersZeroed: r.clustersZeroed,
   };

@@ -21,7 +21,12 @@ import type { OpenVolume } from './cow-volumes';
 export class VolumeBackend implements NbdBackend {
   readonly writable = true;
 
-  constructor(private readonly v: OpenVolume, readonly size: number) {}
+  constructor(private readonly v: OpenVolume) {}
+
+  /** The volume's: a rollback to a snapshot of another size gives the disk a volume of that size. */
+  get size(): number {
+    return this.v.volume.sizeBytes;
+  }
 
   /** The volume reads zeros where nothing was written: one data piece. */
   layout(offset: number, length: number): ReadPiece[] {

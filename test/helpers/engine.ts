@@ -63,3 +63,16 @@ export async function engineWithSnapshot(t: Test, o: { blockSize: number; blocks
   const snap = await snapshot(f.engine, o.disk, o.snapshot);
   return { ...f, img, snap };
 }
+
+/**
+ * A snapshot of another size under `disk`, as `snapshot import --disk` makes one: `snap` is
+ * exported to a stream in `images`, deleted, and imported again under `disk`. Returns its record.
+ */
+export async function importedUnder(f: Fixture, snapRef: string, disk: string): Promise<import('../../src/engine/types').Snapshot> {
+  const snap = f.engine.getSnapshot(snapRef);
+  const stream = join(f.images, `${snap.id}.bsnap`);
+  await finished(f.engine, f.engine.offsite.streams.startExport(snap.id, stream));
+  await f.engine.deleteSnapshot(snap.id);
+  await finished(f.engine, f.engine.offsite.streams.startImport(stream, disk));
+  return f.engine.getSnapshot(snap.id);
+}
