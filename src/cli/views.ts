@@ -29,11 +29,15 @@ export function diskDetails(d: Disk): string {
     ['name', d.name],
     ['path', d.path],
     ['format', formatText(d)],
-    ['size', `${formatBytes(d.sizeBytes)} (${d.sizeBytes} bytes)`],
+    ['size', `${exactSize(d.sizeBytes)} as last recorded (add, snapshot or rollback)`],
     ['snapshots', String(d.snapshotCount)],
     ['head', d.headSnapshotId ?? '-'],
     ['created', `${d.createdAt} (${relativeTime(d.createdAt)})`],
   ];
+  // Said only when it differs: the image was resized since, or a rollback was abandoned midway.
+  // Absent from disks of earlier daemons.
+  if (d.imageBytes === null) pairs.push(['image size', 'unknown (the image cannot be read)']);
+  else if (d.imageBytes !== undefined && d.imageBytes !== d.sizeBytes) pairs.push(['image size', `${exactSize(d.imageBytes)} now`]);
   if (d.cow) {
     pairs.push(['origin', d.cow.originSnapshotId], ['base', d.cow.baseSnapshotId],
       ['overlay', `${formatBytes(d.cow.overlayBytes)} in ${d.cow.layers.length} layer(s)`],
@@ -84,7 +88,7 @@ export function snapshotDetails(s: Snapshot): string {
     ['parent', s.parentId ?? '-'],
     ['created', `${s.createdAt} (${relativeTime(s.createdAt)})`],
     ['completed', s.completedAt ?? '-'],
-    ['size', `${formatBytes(s.sizeBytes)} (${count(s.blockCount, 'block')} of ${formatBytes(s.blockSize)})`],
+    ['size', `${exactSize(s.sizeBytes)}, ${count(s.blockCount, 'block')} of ${formatBytes(s.blockSize)}`],
     ['logical', formatBytes(s.logicalBytes)],
     ['changed', count(s.changedBlocks, 'block')],
     ['new', formatBytes(s.newBytes)],
@@ -235,7 +239,7 @@ export function flattenView(r: FlattenResult): string {
 export function rollbackView(j: Job): string {
   const r = j.result as RollbackResult | null;
   if (r === null || typeof r !== 'object') return `Rolled back disk ${j.diskId} to snapshot ${j.snapshotId}.`;
-  if (r.discardedSinceSnapshotId !== undefined) return `Rolled back copy-on-write disk ${r.diskId} to snapshot ${r.snapshotId} in ${elapsed(j)}: ${overlayDiscarded(r)}`;
+  if (r.discardedSinceSnapshotId !== undefined) return `Rolled back copy-on-write disk ${r.diskId} to snapshot ${r.snapshotId} in ${elapsed(j)}: ${overlayDiscarded(r)}${resized(r)}`;
   const done = `Rolled back disk ${r.diskId} to snapshot ${r.snapshotId} in ${elapsed(j)}: `;
   const what = r.newImage
     ? newImageCounts(r)
@@ -266,10 +270,18 @@ function newImageCounts(r: RollbackResult): string {
     `(${formatBytes(r.bytesWritten)})${backing}, ${count(r.blocksUnchanged - fromBacking, 'zero block')}${zeroed}.`;
 }
 
-/** An image resized since the snapshot is cut or extended to the snapshot's size: the guest's disk changes size. */
+/**
+ * An image resized since the snapshot is cut or extended to the snapshot's size: the guest's disk
+ * changes size. In exact bytes: a resize of a few bytes rounds to no change at all.
+ */
 function resized(r: RollbackResult): string {
   // Results of versions before the field have no previous size.
   if (typeof r.previousSizeBytes !== 'number' || r.previousSizeBytes === r.sizeBytes) return '';
-  const cut = r.previousSizeBytes > r.sizeBytes ? `; what lay past ${formatBytes(r.sizeBytes)} is gone` : '';
-  return ` The disk's size went from ${formatBytes(r.previousSizeBytes)} back to the snapshot's ${formatBytes(r.sizeBytes)}${cut}.`;
+  const cut = r.previousSizeBytes > r.sizeBytes ? `; what lay past byte ${r.sizeBytes} is gone` : '';
+  return ` The disk's size went from ${exactSize(r.previousSizeBytes)} back to the snapshot's ${exactSize(r.sizeBytes)}${cut}.`;
+}
+
+/** A size with its exact byte count beside it, unless it is a count of bytes already. */
+function exactSize(bytes: number): string {
+  return bytes < 1024 ? formatBytes(bytes) : `${formatBytes(bytes)} (${bytes} bytes)`;
 }

@@ -1110,12 +1110,22 @@ export class Engine extends EventEmitter {
     return real;
   }
 
+  /** Disk.imageBytes: one fstat, or one header read for qcow2, per disk shown. */
+  private imageBytesNow(d: DiskRecord): number | null {
+    if (d.format === 'cow') return d.sizeBytes;
+    try {
+      return imageSize(d.path, d.format);
+    } catch {
+      return null;
+    }
+  }
+
   private publicDisk(d: DiskRecord): Disk {
     const cow = d.cow ? { ...d.cow, overlayBytes: this.volumes.overlayBytes(d.id, d.cow.layers), writtenBytes: this.volumes.writtenBytes(d) } : null;
     const p = d.pendingRollback;
     const pendingRollback = p ? { snapshotId: p.snapshotId, startedAt: p.startedAt, jobId: p.jobId } : null;
     const formatSource = d.cow ? null : d.formatSource ?? 'detected';
-    return { ...d, pendingRollback, cow, formatSource, snapshotCount: this.catalog.snapshotsOfDisk(d.id).length };
+    return { ...d, imageBytes: this.imageBytesNow(d), pendingRollback, cow, formatSource, snapshotCount: this.catalog.snapshotsOfDisk(d.id).length };
   }
 
   /** `children`: the snapshot's children when the caller has them at hand (listings). */

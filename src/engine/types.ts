@@ -20,6 +20,12 @@ export interface Disk {
   path: string;               // realpath of the image; a COW disk: its overlay directory
   format: DiskFormat;
   sizeBytes: number;          // size at registration or at the last snapshot/rollback
+  /**
+   * The image's size now, read when asked: a raw file's length, a qcow2 header's virtual size, a
+   * copy-on-write disk's size; null when the image cannot be read. It differs from sizeBytes
+   * after the image was resized since, or after an abandoned rollback.
+   */
+  imageBytes: number | null;
   createdAt: string;          // ISO 8601
   headSnapshotId: string | null; // parent of the next snapshot (last snapshot or rollback target)
   snapshotCount: number;

@@ -110,10 +110,10 @@ t.test('a rollback across a resize says the disk\'s size changed back, and what 
   const r = { diskId: 'd-1', snapshotId: 's-1', bytesWritten: 0, blocksWritten: 0, holesPunched: 0, blocksUnchanged: 64, newImage: false };
   t.equal(rollbackView(rollbackJob({ ...r, sizeBytes: 256 * 1024 ** 2, previousSizeBytes: 300 * 1024 ** 2 })),
     'Rolled back disk d-1 to snapshot s-1 in 0:02: 0 blocks written (0 B), 0 holes punched, 64 unchanged. ' +
-    'The disk\'s size went from 300 MiB back to the snapshot\'s 256 MiB; what lay past 256 MiB is gone.');
+    'The disk\'s size went from 300 MiB (314572800 bytes) back to the snapshot\'s 256 MiB (268435456 bytes); what lay past byte 268435456 is gone.');
   t.equal(rollbackView(rollbackJob({ ...r, sizeBytes: 256 * 1024 ** 2, previousSizeBytes: 128 * 1024 ** 2 })),
     'Rolled back disk d-1 to snapshot s-1 in 0:02: 0 blocks written (0 B), 0 holes punched, 64 unchanged. ' +
-    'The disk\'s size went from 128 MiB back to the snapshot\'s 256 MiB.');
+    'The disk\'s size went from 128 MiB (134217728 bytes) back to the snapshot\'s 256 MiB (268435456 bytes).');
 });
 
 t.test('the progress line shows bytes, rate and ETA, and fits the width', async (t) => {
