@@ -1,4 +1,4 @@
-import type { Disk, DiskFormat, Snapshot, SnapshotConsistency } from '../engine/types';
+import type { Disk, DiskFormat, Snapshot, SnapshotConsistency, SnapshotWarning } from '../engine/types';
 
 /** What the catalog stores for a disk; the public Disk adds derived fields. */
 export interface DiskRecord {
@@ -19,6 +19,13 @@ export interface DiskRecord {
    * it was recorded, which read as `detected`, the default.
    */
   formatSource?: FormatSource;
+  /**
+   * The path an image disk was registered (or relocated) by, when it is not the image's real path
+   * (a symlink): a job refuses the disk once this name leads to another file (checkDiskPath).
+   * Absent when the two are the same, for a copy-on-write disk, and in records written before it
+   * was recorded.
+   */
+  givenPath?: string;
 }
 
 export type FormatSource = 'detected' | 'given';
@@ -72,7 +79,7 @@ export interface CowRecord {
  * changes as the chain changes; progress is the running job's), the ones older records lack
  * (optional here, defaulted on read), and the job that made it.
  */
-export interface SnapshotRecord extends Omit<Snapshot, 'uniqueBytes' | 'progress' | 'tags' | 'groupId' | 'consistency'> {
+export interface SnapshotRecord extends Omit<Snapshot, 'uniqueBytes' | 'progress' | 'tags' | 'groupId' | 'consistency' | 'warnings'> {
   jobId: string | null;
   /** Absent in records written before tags existed: read as no tags. */
   tags?: Record<string, string>;
@@ -80,6 +87,8 @@ export interface SnapshotRecord extends Omit<Snapshot, 'uniqueBytes' | 'progress
   groupId?: string | null;
   /** Absent in records written before it was recorded. */
   consistency?: SnapshotConsistency;
+  /** Absent when there is none, and in records written before it was recorded. */
+  warnings?: SnapshotWarning[];
 }
 
 export interface StoreTotals { blocks: number; bytes: number }

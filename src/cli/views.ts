@@ -28,6 +28,7 @@ export function diskDetails(d: Disk): string {
     ['id', d.id],
     ['name', d.name],
     ['path', d.path],
+    ...(d.givenPath ? [['given path', `${d.givenPath} (leads to path; checked before every snapshot and rollback)`] as [string, string]] : []),
     ['format', formatText(d)],
     ['size', `${exactSize(d.sizeBytes)} as last recorded (add, snapshot or rollback)`],
     ['snapshots', String(d.snapshotCount)],
@@ -95,6 +96,7 @@ export function snapshotDetails(s: Snapshot): string {
     ['unique', formatBytes(s.uniqueBytes)],
   ];
   if (s.consistency) pairs.push(['consistency', consistencyText(s.consistency)]);
+  for (const w of s.warnings ?? []) pairs.push(['warning', `${w.message} [${w.code}]`]);
   if (s.description !== '') pairs.splice(2, 0, ['description', s.description]);
   if (s.progress) {
     const p = s.progress;

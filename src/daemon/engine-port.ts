@@ -19,6 +19,7 @@ export interface DaemonEngine extends Pick<EventEmitter, 'on' | 'off'> {
   listDisks(): Disk[];
   getDisk(ref: string): Disk;
   removeDisk(ref: string, o?: { deleteSnapshots?: boolean; discardWrites?: boolean }): Promise<Disk>;
+  relocateDisk(ref: string, path: string): Disk;
 
   startSnapshot(diskRef: string, o?: { name?: string; description?: string }): Job;
   listSnapshots(diskRef?: string): Snapshot[];

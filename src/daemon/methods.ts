@@ -116,6 +116,10 @@ export const METHODS: Readonly<Record<string, Method>> = {
   }),
   'disk.list': method({ params: {}, run: (ctx) => ctx.engine.listDisks() }),
   'disk.show': method({ params: { disk: string }, run: (ctx, p) => ctx.engine.getDisk(p.disk) }),
+  'disk.relocate': method({
+    params: { disk: string, path: absolutePath },
+    run: (ctx, p) => ctx.engine.relocateDisk(p.disk, p.path),
+  }),
   'disk.remove': method({
     params: { disk: string, deleteSnapshots: optional(boolean), discardWrites: optional(boolean) },
     run: (ctx, p) => ctx.engine.removeDisk(p.disk, {

@@ -20,10 +20,11 @@ import { DEFAULT_BLOCK_SIZE, DIGEST_SIZE, isValidBlockSize } from '../store/form
 import { scanImage, lockDataDir, writtenDigestsOf, type DataDirLock } from '../native';
 import { checkNotBacking } from './backing-dependents';
 import {
-  checkBackingAsGiven, checkBlockCount, checkFormatKept, checkNotInUse, checkRollbackTarget, checkSizeKept, detectFormat, fileIdentity, imageFormatOf, imageSize,
-  inspectImage,
+  checkBackingAsGiven, checkBlockCount, checkNotInUse, checkRollbackTarget, checkSizeKept, detectFormat, fileIdentity, imageFormatOf, imageSize,
+  inspectImage, type ImageFacts,
 } from './image-access';
 import { ScanWatch } from './scan-consistency';
+import { checkDiskPath, checkRelocatedFormat } from './disk-path';
 import { cloneImage, removeRollbackLeftovers } from './image-writes';
 import { looksLikeId, newId, resolveIdOrName, someOf } from './ids';
 import { DiskLocks, StoreLock } from './locks';
@@ -365,17 +366,12 @@ export class Engine extends EventEmitter {
       throw new BlocksnapError('InvalidArgument', `format must be "raw" or "qcow2", not ${JSON.stringify(p.format)}`);
     }
     const format = p.format ?? detectFormat(path);
-    const facts = inspectImage(path, format, this.imageRoots);
-    checkBlockCount(path, facts.sizeBytes, this.blockSize);
-    if (facts.qcow2 !== null) checkBackingAsGiven(p.path, path, facts.qcow2);
+    const facts = this.checkImage(p.path, path, format);
     const same = this.registeredAs(path);
     if (same !== undefined && p.format === 'raw' && same.format === 'raw' && same.path === path && (p.name === undefined || p.name === same.name)) {
       return this.confirmRaw(same);
     }
-    if (same !== undefined) {
-      const through = same.path === path ? '' : ` (${same.path} is the same file)`;
-      throw new BlocksnapError('DiskAlreadyRegistered', `${path} is already registered as disk ${same.name}${through}`, { path, diskId: same.id });
-    }
+    if (same !== undefined) throw alreadyRegistered(path, same);
     const taken = (n: string): boolean => this.catalog.allDisks().some((d) => d.name === n);
     let name: string;
     if (p.name !== undefined) {
@@ -387,10 +383,58 @@ export class Engine extends EventEmitter {
     const rec: DiskRecord = {
       id: newId('d'), name, path, format, sizeBytes: facts.sizeBytes, createdAt: new Date().toISOString(),
       headSnapshotId: null, pendingRollback: null, cow: null, formatSource: p.format !== undefined ? 'given' : 'detected',
+      ...(p.path !== path ? { givenPath: p.path } : {}),
     };
     this.catalog.txn(() => this.catalog.putDisk(rec));
     this.log.info({ diskId: rec.id, path }, 'disk registered');
     return this.publicDisk(rec);
+  }
+
+  /**
+   * What `disk add` and `disk relocate` check of the image `given` names, whose real path is
+   * `path`: its format and chain (inspectImage), its size, and that QEMU opening `given` reads the
+   * same backing files as the engine.
+   */
+  private checkImage(given: string, path: string, format: ImageFormat): ImageFacts {
+    const facts = inspectImage(path, format, this.imageRoots);
+    checkBlockCount(path, facts.sizeBytes, this.blockSize);
+    if (facts.qcow2 !== null) checkBackingAsGiven(given, path, facts.qcow2);
+    return facts;
+  }
+
+  /**
+   * Points an image disk at the image `given` names, keeping its snapshots: for an image moved
+   * (a storage move that left a symlink behind) or replaced under its name (a libvirt external
+   * snapshot's overlay, a retargeted jailer link), which every job refuses until then
+   * (checkDiskPath). The image must pass what `disk add` checks and have the disk's format
+   * (checkRelocatedFormat). Snapshots stay valid: they hold the guest's blocks by content, and the
+   * next one is an increment over the head whatever file it reads, so one of a different image
+   * only records more changed blocks. Nothing else of the disk depends on its file but an
+   * unfinished rollback's journal (the file it was replacing, the new image beside it), so a disk
+   * with one is refused. Under the disk lock: no job of the disk runs meanwhile.
+   */
+  relocateDisk(ref: string, given: string): Disk {
+    this.assertOpen();
+    const disk = this.resolveDisk(ref);
+    if (disk.cow) {
+      throw new BlocksnapError('InvalidArgument', `disk ${disk.name} is a copy-on-write disk, whose overlay files the daemon keeps; it has no image to relocate`, { diskId: disk.id });
+    }
+    if (disk.pendingRollback) throw rollbackIncomplete(disk);
+    const path = resolveExistingImage(given, this.imageRoots);
+    checkRelocatedFormat(disk, path);
+    const facts = this.checkImage(given, path, imageFormatOf(disk));
+    const same = this.registeredAs(path);
+    if (same !== undefined && same.id !== disk.id) throw alreadyRegistered(path, same);
+    const release = this.diskLocks.acquire(disk.id, `relocate:${disk.id}`);
+    try {
+      const { givenPath: _was, ...rest } = this.catalog.getDisk(disk.id)!;
+      const moved: DiskRecord = { ...rest, path, sizeBytes: facts.sizeBytes, ...(given !== path ? { givenPath: given } : {}) };
+      this.catalog.txn(() => this.catalog.putDisk(moved));
+      this.log.info({ diskId: disk.id, from: disk.path, path, givenPath: moved.givenPath }, 'disk relocated');
+      return this.publicDisk(moved);
+    } finally {
+      release();
+    }
   }
 
   /**
@@ -590,12 +634,12 @@ export class Engine extends EventEmitter {
     try {
       // Inside the try: a cancel while queued for the lock removes the record like any other.
       releaseStore = await this.storeLock.acquireShared(ctl.signal);
-      const path = this.revalidateDiskPath(disk);
+      const path = checkDiskPath(disk, this.imageRoots);
       const format = imageFormatOf(disk);
       const { backingChain, sizeBytes } = inspectImage(path, format, this.imageRoots);
       checkBlockCount(path, sizeBytes, this.blockSize);
       // A VM writing the image or a backing file during the scan makes the snapshot crash-consistent.
-      const scanWatch = new ScanWatch(path, backingChain);
+      const scanWatch = new ScanWatch(path, backingChain, disk.name);
       watch = scanWatch;
       const parent = snap.parentId ? this.catalog.getSnapshot(snap.parentId) : undefined;
       const parentView = parent ? readView(this.catalog, parent) : null;
@@ -619,7 +663,8 @@ export class Engine extends EventEmitter {
         const cur = this.catalog.getSnapshot(snap.id);
         if (cur?.status !== 'creating') throw new BlocksnapError('Internal', `snapshot ${snap.id} changed state during its job`);
         const consistency = scanWatch.consistency();
-        const sized: SnapshotRecord = { ...cur, sizeBytes: scan.sizeBytes, blockCount: scan.blockCount, consistency };
+        const warnings = scanWatch.warnings();
+        const sized: SnapshotRecord = { ...cur, sizeBytes: scan.sizeBytes, blockCount: scan.blockCount, consistency, ...(warnings.length > 0 ? { warnings } : {}) };
         const stats = commitDelta(this.catalog, sized, scan.digests, parentView);
         const available: SnapshotRecord = { ...sized, ...stats, status: 'available', completedAt: new Date().toISOString() };
         this.catalog.putSnapshot(available);
@@ -810,7 +855,7 @@ export class Engine extends EventEmitter {
       });
     }
     try {
-      const path = this.revalidateDiskPath(disk);
+      const path = checkDiskPath(disk, this.imageRoots);
       checkRollbackTarget(path, disk.format, { snapshot: snap, leftover: disk.pendingRollback?.tempName });
       // The new image names the same backing file: a chain a snapshot would refuse is refused
       // here too, before the job starts (the job checks it again before the journal: image-rollback.ts).
@@ -825,7 +870,7 @@ export class Engine extends EventEmitter {
     }
     return this.jobs.start(jobId, 'rollback', { diskId: disk.id, snapshotId: snap.id, target: null }, async (ctl) => {
       try {
-        return await this.rollbacks.run(disk, snap, ctl, this.revalidateDiskPath(disk));
+        return await this.rollbacks.run(disk, snap, ctl, checkDiskPath(disk, this.imageRoots));
       } finally {
         release();
       }
@@ -1090,24 +1135,11 @@ export class Engine extends EventEmitter {
     if (!disk || disk.cow) return;
     let size: number;
     try {
-      size = imageSize(this.revalidateDiskPath(disk), imageFormatOf(disk));
+      size = imageSize(checkDiskPath(disk, this.imageRoots), imageFormatOf(disk));
     } catch {
       return;
     }
     checkBlockCount(disk.path, size, this.blockSize);
-  }
-
-  /**
-   * The registered path must still resolve to itself inside a root: a swapped symlink is refused.
-   * Its image must still have the format the disk was registered with (checkFormatKept).
-   */
-  private revalidateDiskPath(disk: DiskRecord): string {
-    const real = resolveExistingImage(disk.path, this.imageRoots);
-    if (real !== disk.path) {
-      throw new BlocksnapError('PathNotAllowed', `${disk.path} now resolves to ${real}; re-register the disk if that is intended`);
-    }
-    checkFormatKept(disk, real);
-    return real;
   }
 
   /** Disk.imageBytes: one fstat, or one header read for qcow2, per disk shown. */
@@ -1125,7 +1157,7 @@ export class Engine extends EventEmitter {
     const p = d.pendingRollback;
     const pendingRollback = p ? { snapshotId: p.snapshotId, startedAt: p.startedAt, jobId: p.jobId } : null;
     const formatSource = d.cow ? null : d.formatSource ?? 'detected';
-    return { ...d, imageBytes: this.imageBytesNow(d), pendingRollback, cow, formatSource, snapshotCount: this.catalog.snapshotsOfDisk(d.id).length };
+    return { ...d, imageBytes: this.imageBytesNow(d), pendingRollback, cow, formatSource, givenPath: d.givenPath ?? null, snapshotCount: this.catalog.snapshotsOfDisk(d.id).length };
   }
 
   /** `children`: the snapshot's children when the caller has them at hand (listings). */
@@ -1133,7 +1165,7 @@ export class Engine extends EventEmitter {
     const { jobId: _jobId, ...rest } = s;
     const job = s.status === 'creating' && s.jobId ? this.jobs.ifRunning(s.jobId) : undefined;
     return {
-      ...rest, tags: s.tags ?? {}, groupId: s.groupId ?? null, consistency: s.consistency ?? null, uniqueBytes: uniqueBytes(this.catalog, s, children),
+      ...rest, tags: s.tags ?? {}, groupId: s.groupId ?? null, consistency: s.consistency ?? null, warnings: s.warnings ?? [], uniqueBytes: uniqueBytes(this.catalog, s, children),
       progress: job ? snapshotProgress(job) : null,
     };
   }
@@ -1143,6 +1175,11 @@ function requireAvailable(s: SnapshotRecord): void {
   if (s.status !== 'available') {
     throw new BlocksnapError('SnapshotNotAvailable', `snapshot ${s.id} is ${s.status}${s.error ? ` (${s.error.code}: ${s.error.message})` : ''}`);
   }
+}
+
+function alreadyRegistered(path: string, same: DiskRecord): BlocksnapError {
+  const through = same.path === path ? '' : ` (${same.path} is the same file)`;
+  return new BlocksnapError('DiskAlreadyRegistered', `${path} is already registered as disk ${same.name}${through}`, { path, diskId: same.id });
 }
 
 function snapshotInGroup(s: SnapshotRecord): BlocksnapError {

@@ -22,10 +22,10 @@ import type { EngineInternals } from './internals';
 import { newId, resolveIdOrName } from './ids';
 import { snapshotNameTaken, uniqueName, validateManualSnapshotName } from './names';
 import { validateDescription } from './text-fields';
-import { resolveExistingImage } from './paths';
+import { checkDiskPath } from './disk-path';
 import { servedWithClients } from './cow-disks';
 import { checkNotBacking } from './backing-dependents';
-import { checkFormatKept, checkNotInUse, checkRollbackTarget, inspectImage } from './image-access';
+import { checkNotInUse, checkRollbackTarget, inspectImage } from './image-access';
 import { quotaEvictions } from './quotas';
 import { removeSnapshot } from './remove-snapshot';
 import type { Disk, Job } from './types';
@@ -146,9 +146,7 @@ export class SnapshotGroups {
         servedWithClients(this.engine.exports, disk, o.force === true);
         continue;
       }
-      const real = resolveExistingImage(disk.path, this.engine.imageRoots);
-      if (real !== disk.path) throw new BlocksnapError('PathNotAllowed', `${disk.path} now resolves to ${real}; re-register the disk if that is intended`);
-      checkFormatKept(disk, real);
+      const real = checkDiskPath(disk, this.engine.imageRoots);
       checkRollbackTarget(real, disk.format, { snapshot: s, reserved, leftover: disk.pendingRollback?.tempName });
       // As startRollback checks it, but before any member's rollback starts.
       if (disk.format === 'qcow2') inspectImage(real, disk.format, this.engine.imageRoots);

@@ -57,7 +57,7 @@ export function checkFormatKept(disk: { id: string; name: string; format: DiskFo
     throw new BlocksnapError('NotAnImage',
       `${path} no longer starts with the qcow2 magic (QFI\\xfb), but disk ${disk.name} was registered as qcow2: the image was converted ` +
       'to raw or replaced by another file, and it is not read or written as qcow2. Convert it back to qcow2 (qemu-img convert -f raw -O qcow2), ' +
-      `or register it again as raw (blocksnap disk remove ${disk.name} [--delete-snapshots], then blocksnap disk add ${path} --format raw)`,
+      `or register it again as raw, which deletes its snapshots (blocksnap disk remove ${disk.name} --delete-snapshots, then blocksnap disk add ${path} --format raw)`,
       { path, diskId: disk.id, format: 'qcow2', found: 'raw' });
   }
   if (disk.format !== 'raw' || disk.formatSource === 'given' || detectFormat(path) !== 'qcow2') return;
@@ -65,7 +65,7 @@ export function checkFormatKept(disk: { id: string; name: string; format: DiskFo
     `${path} now starts with the qcow2 magic (QFI\\xfb), but disk ${disk.name} was registered as raw (detected): the image was ` +
     'converted to qcow2 or replaced by a qcow2 image, and it is not read or written as raw (a snapshot would hold the qcow2 file\'s bytes ' +
     'instead of the disk\'s, a rollback would write raw blocks into it). Convert it back to raw (qemu-img convert -f qcow2 -O raw), ' +
-    `or register it again as qcow2 (blocksnap disk remove ${disk.name} [--delete-snapshots], then blocksnap disk add ${path} --format qcow2); ` +
+    `or register it again as qcow2, which deletes its snapshots (blocksnap disk remove ${disk.name} --delete-snapshots, then blocksnap disk add ${path} --format qcow2); ` +
     `if the guest itself wrote these bytes at the start of its raw disk, confirm its format with blocksnap disk add ${path} --format raw ` +
     '(the disk and its snapshots stay)',
     { path, diskId: disk.id, format: 'raw', found: 'qcow2' });

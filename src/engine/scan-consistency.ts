@@ -5,23 +5,48 @@
  * serving it, a block-commit into it). So every file is probed for QEMU's write lock and stamped
  * (image-stamp.ts) before the scan, and again after it: held either time, or changed, and the
  * snapshot is `crash`-consistent (what a power cut would leave), else `offline`.
+ *
+ * The image itself held by QEMU for reading only, either time, is told as a warning
+ * (ImageHeldReadOnly) whatever the consistency: that is how QEMU holds the backing file of a
+ * running VM's overlay, so the VM writes elsewhere, and a snapshot of this file, however
+ * consistent, misses its writes. That is what a libvirt external snapshot leaves behind a disk
+ * registered by the old file. A read-only export or a qemu-img reading the image looks the same,
+ * so it is a warning, not a refusal.
  */
 import { BlocksnapError } from '../errors';
-import type { CheckedBacking } from '../native';
+import { probeImageLocks, type CheckedBacking, type ImageLocks } from '../native';
 import { consistencyNow } from './image-access';
 import { anyChangedSince, stampImages, type ImageStamp } from './image-stamp';
-import type { SnapshotConsistency } from './types';
+import type { SnapshotConsistency, SnapshotWarning } from './types';
 
 export class ScanWatch {
   private readonly files: string[];
   private readonly before: SnapshotConsistency;
   private readonly stamps: ImageStamp[];
+  private readonly readOnlyBefore: ImageLocks | null;
 
-  /** Taken just before the scan of `path` (a checked real path) and its `backingChain` starts. */
-  constructor(private readonly path: string, backingChain: readonly CheckedBacking[]) {
+  /**
+   * Taken just before the scan of `path` (a checked real path) and its `backingChain` starts;
+   * `diskName` is for messages.
+   */
+  constructor(private readonly path: string, backingChain: readonly CheckedBacking[], private readonly diskName: string) {
     this.files = [path, ...backingChain.map((b) => b.realPath)];
     this.before = consistencyNow(this.files);
+    this.readOnlyBefore = heldReadOnly(path);
     this.stamps = stampImages(this.files);
+  }
+
+  /** What the snapshot is to carry besides its consistency, asked once the scan has read everything. */
+  warnings(): SnapshotWarning[] {
+    const locks = this.readOnlyBefore ?? heldReadOnly(this.path);
+    if (locks === null) return [];
+    const notShared = locks.notShared.length > 0 ? ` and does not share ${locks.notShared.join(', ')}` : '';
+    return [{
+      code: 'ImageHeldReadOnly',
+      message: `a QEMU process had ${this.path} open for reading only (it holds ${locks.held.join(', ')}${notShared}), as QEMU holds the backing file ` +
+        'of a running VM\'s overlay: that VM writes to its overlay, which this snapshot does not hold. If the disk\'s image is now that overlay ' +
+        `(a libvirt external snapshot, a retargeted link), point the disk at it: blocksnap disk relocate ${this.diskName} PATH`,
+    }];
   }
 
   /** The snapshot's consistency, asked once the scan has read everything. */
@@ -53,4 +78,10 @@ export class ScanWatch {
       return true; // a file that cannot be probed now was replaced or removed under the scan
     }
   }
+}
+
+/** QEMU's locks on `path` when some process holds it but not for writing, else null. */
+function heldReadOnly(path: string): ImageLocks | null {
+  const locks = probeImageLocks(path);
+  return locks.held.length > 0 && !locks.held.includes('write') ? locks : null;
 }

@@ -39,6 +39,11 @@ export interface Disk {
    * copy-on-write disk.
    */
   formatSource: 'detected' | 'given' | null;
+  /**
+   * The path an image file was registered or relocated by when it differs from `path` (through a
+   * symlink), else null: a snapshot or rollback is refused once it leads to another file.
+   */
+  givenPath: string | null;
 }
 
 export interface CowInfo {
@@ -69,11 +74,20 @@ export interface Snapshot {
   error: { code: string; message: string } | null;
   /** null for snapshots recorded before this field existed. */
   consistency: SnapshotConsistency | null;
+  /** What the scan found that the snapshot may not be what the operator meant; [] when nothing (and for snapshots recorded before it existed). */
+  warnings: SnapshotWarning[];
   tags: Record<string, string>;
   groupId: string | null;     // g-<16 hex> when taken as a member of a snapshot group
   /** Live progress of the scan while status is `creating`, else null. */
   progress: SnapshotProgress | null;
 }
+
+/**
+ * `ImageHeldReadOnly`: a QEMU process held the image open for reading only (consistent read, not
+ * write) when the scan started or ended, as QEMU holds the backing file of a running VM's overlay:
+ * that VM writes its overlay, which the snapshot does not hold.
+ */
+export interface SnapshotWarning { code: 'ImageHeldReadOnly'; message: string }
 
 export interface SnapshotProgress {
   doneBytes: number;

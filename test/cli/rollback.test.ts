@@ -44,7 +44,7 @@ t.test('rollback help explains --abandon and what an unfinished rollback leaves'
 t.test('disk show names both ways out of an unfinished rollback', async (t) => {
   const disk: Disk = {
     id: 'd-0123456789abcdef', name: 'vm', path: '/images/vm.img', format: 'raw', sizeBytes: 1 << 20, imageBytes: 1 << 20, createdAt: '2026-01-01T00:00:00.000Z',
-    headSnapshotId: null, snapshotCount: 1, pendingRollback: { snapshotId: 's-0123456789abcdef', startedAt: '2026-01-01T00:00:00.000Z', jobId: 'j-1' }, cow: null, formatSource: 'detected',
+    headSnapshotId: null, snapshotCount: 1, pendingRollback: { snapshotId: 's-0123456789abcdef', startedAt: '2026-01-01T00:00:00.000Z', jobId: 'j-1' }, cow: null, formatSource: 'detected', givenPath: null,
   };
   const shown = diskDetails(disk).replace(/\s+/g, ' ');
   t.match(shown, 'blocksnap rollback vm s-0123456789abcdef');

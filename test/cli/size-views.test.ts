@@ -12,12 +12,12 @@ const snap: Snapshot = {
   id: 's-0123456789abcdef', diskId: 'd-0123456789abcdef', name: 'one', description: '', status: 'available', type: 'manual',
   parentId: null, createdAt: '2027-01-01T00:00:00.000Z', completedAt: '2027-01-01T00:00:01.000Z', sizeBytes: 4 * MiB + 1,
   blockSize: 4 * MiB, blockCount: 2, logicalBytes: 8 * MiB, changedBlocks: 2, newBytes: 8 * MiB, uniqueBytes: 8 * MiB,
-  error: null, consistency: null, tags: {}, groupId: null, progress: null,
+  error: null, consistency: null, warnings: [], tags: {}, groupId: null, progress: null,
 };
 
 const disk: Disk = {
   id: 'd-0123456789abcdef', name: 'vm', path: '/images/vm.img', format: 'raw', sizeBytes: 1048579, imageBytes: 1048579,
-  createdAt: '2027-01-01T00:00:00.000Z', headSnapshotId: null, snapshotCount: 1, pendingRollback: null, cow: null, formatSource: 'detected',
+  createdAt: '2027-01-01T00:00:00.000Z', headSnapshotId: null, snapshotCount: 1, pendingRollback: null, cow: null, formatSource: 'detected', givenPath: null,
 };
 
 function line(text: string, label: string): string | undefined {

@@ -6,7 +6,7 @@ const snap: Snapshot = {
   id: 's-0123456789abcdef', diskId: 'd-0123456789abcdef', name: 'one', description: '', status: 'available', type: 'manual',
   parentId: null, createdAt: '2027-01-01T00:00:00.000Z', completedAt: '2027-01-01T00:00:01.000Z', sizeBytes: 4 << 20,
   blockSize: 4 << 20, blockCount: 1, logicalBytes: 4 << 20, changedBlocks: 1, newBytes: 4 << 20, uniqueBytes: 4 << 20,
-  error: null, consistency: null, tags: {}, groupId: null, progress: null,
+  error: null, consistency: null, warnings: [], tags: {}, groupId: null, progress: null,
 };
 
 function consistencyLine(c: SnapshotConsistency | null): string | undefined {
@@ -38,4 +38,9 @@ t.test('no consistency line for a snapshot recorded before the field; an unknown
 
 t.test('the table shows the bare value', async (t) => {
   t.match(snapshotTable([{ ...snap, consistency: 'point-in-time' }]), /\bpoint-in-time$/m);
+});
+
+t.test('each warning of a snapshot is shown with its code', async (t) => {
+  const warned = snapshotDetails({ ...snap, consistency: 'offline', warnings: [{ code: 'ImageHeldReadOnly', message: 'a QEMU process had /i/a.qcow2 open for reading only' }] });
+  t.match(warned, /^warning: +a QEMU process had \/i\/a\.qcow2 open for reading only \[ImageHeldReadOnly\]$/m);
 });

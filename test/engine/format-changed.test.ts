@@ -48,7 +48,7 @@ t.test('a detected raw disk converted to qcow2 is refused by snapshot and rollba
   t.equal(err.code, 'NotAnImage', 'the snapshot is refused');
   t.match(err.message, REFUSAL, 'saying what happened');
   t.match(err.message, /qemu-img convert -f qcow2 -O raw/, 'and naming the ways out: convert it back');
-  t.match(err.message, new RegExp(`blocksnap disk remove vm \\[--delete-snapshots\\], then blocksnap disk add ${vm.path} --format qcow2`), 'or register it again as qcow2');
+  t.match(err.message, new RegExp(`register it again as qcow2, which deletes its snapshots \\(blocksnap disk remove vm --delete-snapshots, then blocksnap disk add ${vm.path} --format qcow2`), 'or register it again as qcow2');
   t.match(err.message, new RegExp(`confirm its format with blocksnap disk add ${vm.path} --format raw \\(the disk and its snapshots stay\\)`),
     'or, for a guest\'s own bytes, confirm raw');
   const after = f.engine.getDisk('vm');
@@ -80,7 +80,7 @@ t.test('a qcow2 disk converted to raw is refused by snapshot and rollback, namin
   t.equal(err.code, 'NotAnImage', 'the snapshot is refused');
   t.match(err.message, /no longer starts with the qcow2 magic \(QFI\\xfb\), but disk vm was registered as qcow2/, 'saying what happened');
   t.match(err.message, /qemu-img convert -f raw -O qcow2/, 'and naming the ways out: convert it back');
-  t.match(err.message, new RegExp(`blocksnap disk remove vm \\[--delete-snapshots\\], then blocksnap disk add ${path} --format raw`), 'or register it again as raw');
+  t.match(err.message, new RegExp(`register it again as raw, which deletes its snapshots \\(blocksnap disk remove vm --delete-snapshots, then blocksnap disk add ${path} --format raw`), 'or register it again as raw');
   t.throws(() => f.engine.startRollback('vm', 'base'), { code: 'NotAnImage', details: { format: 'qcow2', found: 'raw' } }, 'a rollback is refused before it starts');
   t.equal(await sha256File(path), converted, 'the image was not touched');
 

@@ -21,7 +21,11 @@ export function registerDisk(program: Command): void {
       'Give --format raw for a raw disk whose guest may write a qcow2 header at its very start (a\n' +
       'nested VM\'s image on a whole disk): it stays raw whatever it starts with. Given for the image\n' +
       'of a disk already registered as raw, --format raw confirms that choice in place (the disk and\n' +
-      'its snapshots stay).\n')
+      'its snapshots stay).\n' +
+      'A disk keeps its image\'s real path. Given through a symlink (a Firecracker jailer\'s rootfs link, a\n' +
+      'libvirt volume name), PATH is remembered too (givenPath in disk show): once it leads to another\n' +
+      'file, snapshot and rollback are refused (PathNotAllowed) rather than read the old one, until\n' +
+      'disk relocate says which file is the disk\'s image.\n')
     .action(async (path: string, flags: ClientFlags & { name?: string; format?: 'raw' | 'qcow2' }) => {
       if (flags.name !== undefined) validateName('disk', flags.name);
       await withClient(flags, async (client, out) => {
@@ -62,6 +66,28 @@ export function registerDisk(program: Command): void {
         out.result(d, (v) => (v.cow
           ? `Removed copy-on-write disk ${v.name} (${v.id}) and its overlay files.`
           : `Removed disk ${v.name} (${v.id}); the image file ${v.path} was not touched.`));
+      });
+    });
+
+  clientOptions(disk.command('relocate').argument('<disk>', 'disk id or name').argument('<path>', 'the image file the disk is now (relative paths are resolved here)'))
+    .description('point a disk at its image\'s new path, keeping its snapshots')
+    .addHelpText('after', examples([
+      'blocksnap disk relocate web1 /srv/images/web1.img',
+      'blocksnap disk relocate vm1 /var/lib/libvirt/images/vm1.snap1.qcow2',
+    ]) + '\nFor an image that was moved (a storage move that left a symlink behind), or replaced under the\n' +
+      'path the disk was registered by (a libvirt external snapshot, a retargeted Firecracker jailer\n' +
+      'link): snapshot and rollback refuse such a disk (PathNotAllowed) until it is relocated.\n' +
+      'PATH must pass every check of disk add (inside an image root, a regular file, no other disk\'s\n' +
+      'image, its backing files inside the roots) and have the disk\'s format (NotAnImage otherwise).\n' +
+      'The snapshots stay valid, since they hold the guest\'s blocks by content: the next snapshot is an\n' +
+      'increment over the last one, of whatever differs in the new image. Refused while a job runs on\n' +
+      'the disk (DiskBusy) and while a rollback of it is unfinished (RollbackIncomplete). Given through a\n' +
+      'symlink, PATH is remembered as disk add remembers it (givenPath): once it leads to another file,\n' +
+      'snapshot and rollback are refused again until the next relocate.\n')
+    .action(async (ref: string, path: string, flags: ClientFlags) => {
+      await withClient(flags, async (client, out) => {
+        const d = await client.call<Disk>('disk.relocate', { disk: ref, path: resolve(path) });
+        out.result(d, (v) => `Relocated disk ${v.name} (${v.id}); its snapshots stay.\n${diskDetails(v)}`);
       });
     });
 
