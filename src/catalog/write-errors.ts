@@ -59,10 +59,23 @@ export function nearlyFullBytes(totalBytes: number): number {
   return Math.min(64 * 1024 * 1024, Math.max(1024 * 1024, Math.floor(totalBytes / 20)));
 }
 
+/** What statfs(2) reports of a filesystem, as statfsSync gives it. */
+export interface StatfsFigures { blocks: number; bfree: number; bavail: number; bsize: number }
+
+/**
+ * The space of a filesystem from its statfs figures, or null for one that keeps none: ramfs,
+ * tmpfs mounted with size=0 and many FUSE filesystems report 0 blocks in all. Such a filesystem
+ * is not full; it has no limit to check against. `asRoot` counts the blocks reserved for root.
+ */
+export function statfsSpace(s: StatfsFigures, asRoot = false): FsSpace | null {
+  if (s.blocks === 0) return null;
+  return { availableBytes: (asRoot ? s.bfree : s.bavail) * s.bsize, totalBytes: s.blocks * s.bsize };
+}
+
+/** The space of the filesystem of `dir`, or null when it cannot be read or is not kept (statfsSpace). */
 export function fsSpace(dir: string): FsSpace | null {
   try {
-    const s = statfsSync(dir);
-    return { availableBytes: s.bavail * s.bsize, totalBytes: s.blocks * s.bsize };
+    return statfsSpace(statfsSync(dir));
   } catch {
     return null;
   }

@@ -12,6 +12,7 @@ import { formatBytes } from '../size-text';
 import { MAX_BLOCK_COUNT } from '../stream/snapshot-fields';
 import { checkAttributesCopyable, inodeFlags, probeBackingFormat, probeImageLocks, qcow2Header, type CheckedBacking, type ImageLocks, type Qcow2Header } from '../native';
 import type { DiskRecord, JournaledFile } from '../catalog/records';
+import { statfsSpace } from '../catalog/write-errors';
 import { checkNotBindMounted } from './bind-mounts';
 import { openCheckedFile, resolveExistingImage } from './paths';
 import type { DiskFormat, ImageFormat, SnapshotConsistency } from './types';
@@ -469,16 +470,19 @@ export interface RollbackSpace {
  * rollback leaves the disk as it was, but only after writing all it could, and its error does not
  * say how much it wanted; this refuses before anything starts and says so. For an overlay it asks
  * for as much: how much of the snapshot's data its backing file already holds (and the new image
- * leaves to it) is known only by reading all of that, the rollback's own work.
+ * leaves to it) is known only by reading all of that, the rollback's own work. A filesystem that
+ * keeps no space figures (ramfs, many FUSE filesystems: statfsSpace) has no limit to check: the
+ * rollback goes ahead.
  */
 export function checkRollbackSpace(path: string, header: Pick<Qcow2Header, 'clusterBits' | 'backingFile'>, space: RollbackSpace): void {
   const dir = dirname(path);
   const image = qcow2ImageBytes({ ...space.snapshot, clusterBits: header.clusterBits, backing: header.backingFile !== null });
   // Filesystem metadata of the new file (extent blocks), generously.
   const needed = image + MiB + Math.ceil(image / 1024);
-  const fs = statfsSync(dir);
   // Blocks reserved for root are the daemon's too when it runs as root.
-  const free = (process.geteuid?.() === 0 ? fs.bfree : fs.bavail) * fs.bsize + leftoverBytes(path, space.leftover);
+  const fs = statfsSpace(statfsSync(dir), process.geteuid?.() === 0);
+  if (fs === null) return;
+  const free = fs.availableBytes + leftoverBytes(path, space.leftover);
   const key = String(statSync(dir).dev);
   const others = space.reserved?.get(key) ?? 0;
   space.reserved?.set(key, others + needed);

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { open } from 'lmdb';
 import t from 'tap';
 import { BlocksnapError } from '../../src/errors';
-import { catalogWriteError, classifyCatalogWrite, fsSpace, nearlyFullBytes, storageErrno, type FsSpace } from '../../src/catalog/write-errors';
+import { catalogWriteError, classifyCatalogWrite, fsSpace, nearlyFullBytes, statfsSpace, storageErrno, type FsSpace } from '../../src/catalog/write-errors';
 import { ballast, smallFsOrSkip } from '../faults/small-fs';
 
 const MiB = 1024 * 1024;
@@ -49,6 +49,18 @@ t.test('the errno of a storage failure, from the number lmdb-js gives or from th
   t.equal(storageErrno(new BlocksnapError('SnapshotNotFound', 'No space left on device')), null, 'an error the transaction threw itself');
   t.equal(storageErrno(new TypeError('x is undefined')), null);
   t.equal(storageErrno('No space left on device'), null, 'not an Error');
+});
+
+t.test('a filesystem\'s space is its statfs figures: what an unprivileged user may take, or with root\'s reserve', async (t) => {
+  const s = { blocks: 1000, bfree: 300, bavail: 250, bsize: 4096 };
+  t.same(statfsSpace(s), { availableBytes: 250 * 4096, totalBytes: 1000 * 4096 });
+  t.same(statfsSpace(s, true), { availableBytes: 300 * 4096, totalBytes: 1000 * 4096 });
+});
+
+t.test('a filesystem that reports 0 blocks in all keeps no figures, and is not full', async (t) => {
+  // What ramfs, tmpfs with size=0 and many FUSE filesystems report.
+  t.equal(statfsSpace({ blocks: 0, bfree: 0, bavail: 0, bsize: 4096 }), null);
+  t.equal(statfsSpace({ blocks: 0, bfree: 0, bavail: 0, bsize: 4096 }, true), null);
 });
 
 t.test('ENOSPC and EDQUOT are NoSpace naming the data dir', async (t) => {
