@@ -373,7 +373,6 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
   if (control.cancelled()) throw Error(ErrorCode::Cancelled, "the job was cancelled");
   if (p.before_write) p.before_write();
   if (control.cancelled()) throw Error(ErrorCode::Cancelled, "the job was cancelled");
-  touched = true;
 
   std::vector<uint64_t> punches;
   std::vector<uint64_t> writes;
@@ -383,8 +382,12 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
   }
 
   // Pass 2. Shrink before writing so that no block is written into a tail about to be cut;
-  // growing is left to the end, where the new tail becomes a hole.
-  if (image.size > p.size_bytes) set_size(fd, p.size_bytes, path);
+  // growing is left to the end, where the new tail becomes a hole. A failed ftruncate changes
+  // nothing, so an image whose size cannot change (a FUSE file without truncate, one over the
+  // file size limit) is left as it was when resizing is the first change, or the only one.
+  const bool shrink = image.size > p.size_bytes;
+  if (shrink) set_size(fd, p.size_bytes, path);
+  touched = shrink || !punches.empty() || !writes.empty();
   ParallelRun punch(control, punches.size());
   punch.run(effective_threads(p.threads, punches.size()), [&](ParallelRun& job) {
     std::vector<uint8_t> zeros;
@@ -428,7 +431,10 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
 
   struct stat st;
   if (::fstat(fd, &st) != 0) throw Error::system(errno, "fstat", path);
-  if (static_cast<uint64_t>(st.st_size) != p.size_bytes) set_size(fd, p.size_bytes, path);
+  if (static_cast<uint64_t>(st.st_size) != p.size_bytes) {
+    set_size(fd, p.size_bytes, path);
+    touched = true;
+  }
   fsync_file(fd, path);
   // Clean now: leave the page cache as it was.
   written.drop(fd);

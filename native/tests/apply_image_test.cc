@@ -1,8 +1,10 @@
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstring>
 #include <functional>
 
@@ -273,6 +275,57 @@ TEST(apply_update_that_finds_a_damaged_block_never_calls_before_write) {
   JobControl control;
   CHECK_THROWS_CODE(apply_image(p, control, nullptr), ErrorCode::DigestMismatch);
   CHECK(!called);
+}
+
+namespace {
+
+// Holds the file size limit (RLIMIT_FSIZE) at `bytes` while it lives: a file cannot grow past it
+// (ftruncate fails with EFBIG, SIGXFSZ ignored), as a file whose size cannot change at all.
+class FileSizeLimit {
+ public:
+  explicit FileSizeLimit(uint64_t bytes) : old_handler_(::signal(SIGXFSZ, SIG_IGN)) {
+    ::getrlimit(RLIMIT_FSIZE, &old_);
+    const rlimit limit{.rlim_cur = bytes, .rlim_max = old_.rlim_max};
+    ::setrlimit(RLIMIT_FSIZE, &limit);
+  }
+  ~FileSizeLimit() {
+    ::setrlimit(RLIMIT_FSIZE, &old_);
+    ::signal(SIGXFSZ, old_handler_);
+  }
+  FileSizeLimit(const FileSizeLimit&) = delete;
+  FileSizeLimit& operator=(const FileSizeLimit&) = delete;
+
+ private:
+  rlimit old_{};
+  sighandler_t old_handler_;
+};
+
+}  // namespace
+
+TEST(apply_update_whose_resize_fails_before_any_write_leaves_the_image_unchanged) {
+  Snapshot s;
+  // A snapshot whose second half is ZERO, of an image that holds its first half only: resizing
+  // is the update's one change.
+  const std::string longer = s.dir / "longer";
+  make_sparse_file(longer, 4 * kBlock);
+  write_bytes(longer, 0, pattern(kBlock, 4));
+  JobControl scanned;
+  const ScanResult scan = scan_image({.image_path = longer, .store_dir = s.dir / "store", .block_size = kBlock}, scanned, nullptr);
+  const std::string target = s.dir / "target";
+  make_sparse_file(target, 2 * kBlock);
+  write_bytes(target, 0, pattern(kBlock, 4));
+  const std::vector<uint8_t> before = read_file(target);
+  ApplyParams p{.image_path = target, .store_dir = s.dir / "store", .block_size = kBlock, .size_bytes = scan.size_bytes,
+                .digests = scan.digests, .mode = ApplyMode::Update, .threads = 2};
+  JobControl control;
+  const Error e = [&] {
+    FileSizeLimit limit(2 * kBlock);
+    return Snapshot::failed_update(p, control);
+  }();
+  CHECK_EQ(e.sys_errno, EFBIG);
+  CHECK(e.syscall == "ftruncate");
+  CHECK(e.image_unchanged);
+  CHECK(read_file(target) == before);
 }
 
 TEST(apply_create_removes_the_file_when_it_fails) {

@@ -6,6 +6,7 @@
  * holds. Copy-on-write disks roll back in cow-disks.ts.
  */
 import { BlocksnapError, toBlocksnapError } from '../errors';
+import { formatBytes } from '../size-text';
 import type { Catalog } from '../catalog/catalog';
 import type { DiskRecord, PendingRollbackRecord, SnapshotRecord } from '../catalog/records';
 import { readView } from '../catalog/block-map';
@@ -148,15 +149,20 @@ export class ImageRollbacks {
         ? ` ${VERIFY_NAMES_SHARERS}; repair the block and rerun (${SNAPSHOT_REWRITES}), or roll back to a snapshot that does not share it.`
         : '';
       const restored = this.restoreRawJournal(disk, journal.jobId, previous, why);
+      // Resizing is the first change a rollback to another size makes, and a filesystem may
+      // refuse it (a FUSE file without truncate): that is no partial rollback.
+      const stopped = e.details?.syscall === 'ftruncate'
+        ? `could not resize its image to the snapshot's ${formatBytes(snap.sizeBytes)} and wrote nothing`
+        : 'stopped before it wrote anything';
       if (previous === null) {
         const kept = restored
           ? 'takes snapshots as before'
           : `its rollback journal could not be cleared (see the daemon's log): \`blocksnap rollback ${disk.name} --abandon\` clears it`;
-        return new BlocksnapError(e.code, `${e.message}. The rollback of disk ${disk.name} to ${snap.name} stopped before it wrote anything: ` +
+        return new BlocksnapError(e.code, `${e.message}. The rollback of disk ${disk.name} to ${snap.name} ${stopped}: ` +
           `the disk is as it was and ${kept}.${check}`, { ...details, diskId: disk.id, snapshotId: snap.id });
       }
       const earlier = this.x.catalog.getSnapshot((previous as PendingRollbackRecord).snapshotId)?.name ?? (previous as PendingRollbackRecord).snapshotId;
-      return new BlocksnapError(e.code, `${e.message}. This rollback of disk ${disk.name} to ${snap.name} stopped before it wrote anything, but an earlier ` +
+      return new BlocksnapError(e.code, `${e.message}. This rollback of disk ${disk.name} to ${snap.name} ${stopped}, but an earlier ` +
         `rollback to ${earlier} had left the image partly rolled back, and the disk refuses snapshots until a rollback completes or is abandoned ` +
         `(\`blocksnap rollback ${disk.name} --abandon\` keeps the image as it is now).${check}`,
         { ...details, diskId: disk.id, snapshotId: snap.id, partlyRolledBack: true });
