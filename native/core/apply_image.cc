@@ -38,6 +38,7 @@ struct Counters {
   std::atomic<uint64_t> bytes_written{0};
   std::atomic<uint64_t> holes_punched{0};
   std::atomic<uint64_t> blocks_unchanged{0};
+  std::atomic<uint64_t> blocks_zeroed{0};
 };
 
 // The blocks the apply wrote, with which of their pages were cached before it touched them. The
@@ -271,7 +272,7 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
     sync_created_entry(image, path);
     cleanup.disarm();
     ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-    return {counters.blocks_written, counters.bytes_written, 0, counters.blocks_unchanged};
+    return {counters.blocks_written, counters.bytes_written, 0, counters.blocks_unchanged, 0};
   }
 
   // An update (a rollback) runs in two passes, and the image is touched only by the second:
@@ -395,11 +396,13 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
     while (job.next(k)) {
       const uint64_t i = punches[k];
       const size_t len = block_len(i);
-      if (!punch_hole(fd, i * p.block_size, len, path)) {
+      if (punch_hole(fd, i * p.block_size, len, path)) {
+        counters.holes_punched.fetch_add(1, std::memory_order_relaxed);
+      } else {
         zeros.resize(len);
         write_at(fd, zeros.data(), len, i * p.block_size, path);
+        counters.blocks_zeroed.fetch_add(1, std::memory_order_relaxed);
       }
-      counters.holes_punched.fetch_add(1, std::memory_order_relaxed);
     }
   }, progress);
 
@@ -438,7 +441,8 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
   fsync_file(fd, path);
   // Clean now: leave the page cache as it was.
   written.drop(fd);
-  return {counters.blocks_written, counters.bytes_written, counters.holes_punched, counters.blocks_unchanged};
+  return {counters.blocks_written, counters.bytes_written, counters.holes_punched, counters.blocks_unchanged,
+          counters.blocks_zeroed};
 }
 
 }  // namespace

@@ -49,10 +49,12 @@ struct ApplyParams {
 struct ApplyResult {
   uint64_t blocks_written = 0;    // blocks copied from the store
   uint64_t bytes_written = 0;     // their bytes
-  uint64_t holes_punched = 0;     // ZERO targets that held data (punched, or zero-filled where
-                                  // the filesystem cannot punch)
+  uint64_t holes_punched = 0;     // ZERO targets that held data, punched
   uint64_t blocks_unchanged = 0;  // blocks that already held the target content (in Create mode,
-                                  // the ZERO blocks); the three counts add up to the block count
+                                  // the ZERO blocks)
+  uint64_t blocks_zeroed = 0;     // ZERO targets that held data, zero-filled where the filesystem
+                                  // cannot punch (ext2, many FUSE filesystems); the four counts
+                                  // add up to the block count
 };
 
 // Progress is in bytes of the image. Durable (image fsynced, and for Create its directory

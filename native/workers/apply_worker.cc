@@ -16,6 +16,7 @@ Napi::Value apply_result(Napi::Env env, const ApplyResult& r) {
   o.Set("bytesWritten", static_cast<double>(r.bytes_written));
   o.Set("holesPunched", static_cast<double>(r.holes_punched));
   o.Set("blocksUnchanged", static_cast<double>(r.blocks_unchanged));
+  o.Set("blocksZeroed", static_cast<double>(r.blocks_zeroed));
   return o;
 }
 

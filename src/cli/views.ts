@@ -245,8 +245,14 @@ export function rollbackView(j: Job): string {
   const done = `Rolled back disk ${r.diskId} to snapshot ${r.snapshotId} in ${elapsed(j)}: `;
   const what = r.newImage
     ? newImageCounts(r)
-    : `${count(r.blocksWritten, 'block')} written (${formatBytes(r.bytesWritten)}), ${count(r.holesPunched, 'hole')} punched, ${r.blocksUnchanged} unchanged.`;
+    : `${count(r.blocksWritten, 'block')} written (${formatBytes(r.bytesWritten)}), ${count(r.holesPunched, 'hole')} punched, ${zeroFilled(r)}${r.blocksUnchanged} unchanged.`;
   return `${done}${what}${resized(r)}`;
+}
+
+/** Where the filesystem cannot punch holes, the blocks that had to become zeros were written as zeros instead: they take space. */
+function zeroFilled(r: RollbackResult): string {
+  const n = r.blocksZeroed ?? 0;
+  return n > 0 ? `${count(n, 'block')} zeroed (the filesystem cannot punch holes), ` : '';
 }
 
 /** A copy-on-write disk's rollback writes nothing: it drops the overlay, and with it the writes since the disk's base. */

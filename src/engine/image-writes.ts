@@ -58,6 +58,8 @@ export interface RollbackWrite {
   blocksWritten: number;
   bytesWritten: number;
   holesPunched: number;
+  /** raw: ZERO targets that held data, zero-filled where the filesystem cannot punch holes. */
+  blocksZeroed?: number;
   /**
    * Blocks not written: raw, those equal already; a fresh qcow2, ZERO blocks and blocksFromBacking
    * (blocksWritten + blocksUnchanged = the block count).
@@ -107,8 +109,8 @@ export async function rollbackImage(path: string, format: ImageFormat, w: Rollba
         ...common, imagePath: path, mode: 'update', ...(w.threads ? { threads: w.threads } : {}), ...(w.beforeWrite ? { beforeWrite: w.beforeWrite } : {}),
       });
       return {
-        sizeBytes: w.sizeBytes, blocksWritten: r.blocksWritten, bytesWritten: r.bytesWritten, holesPunched: r.holesPunched, blocksUnchanged: r.blocksUnchanged,
-        newImage: false,
+        sizeBytes: w.sizeBytes, blocksWritten: r.blocksWritten, bytesWritten: r.bytesWritten, holesPunched: r.holesPunched,
+        blocksZeroed: r.blocksZeroed, blocksUnchanged: r.blocksUnchanged, newImage: false,
       };
     } finally {
       lock.release();

@@ -200,6 +200,11 @@ export interface RollbackResult {
    * copied into it, blocksUnchanged its ZERO blocks and blocksFromBacking.
    */
   newImage: boolean;
+  /**
+   * raw (absent from results of earlier versions): ZERO targets that held data, zero-filled where
+   * the filesystem cannot punch holes (ext2, many FUSE filesystems); holesPunched counts the others.
+   */
+  blocksZeroed?: number;
   /** qcow2 (absent from results of earlier versions): data blocks left unallocated, the backing chain holding the same there. */
   blocksFromBacking?: number;
   /** qcow2 (absent from results of earlier versions): clusters that read as zeros over the backing chain's data. */

@@ -126,13 +126,15 @@ export interface ApplyOptions {
   beforeWrite?: () => void;
 }
 
-/** Every block is counted exactly once: blocksWritten + holesPunched + blocksUnchanged = block count. */
+/** Every block is counted exactly once: blocksWritten + holesPunched + blocksZeroed + blocksUnchanged = block count. */
 export interface ApplyResult {
   /** Blocks copied from the store (each verified against its digest before writing). */
   blocksWritten: number;
   bytesWritten: number;
-  /** ZERO targets that held data: punched (or zero-filled where the filesystem cannot punch). */
+  /** ZERO targets that held data, punched. */
   holesPunched: number;
+  /** ZERO targets that held data, zero-filled where the filesystem cannot punch holes (ext2, many FUSE filesystems). */
+  blocksZeroed: number;
   /** Blocks that already held the target content, so nothing was written: in update mode equal
    * blocks and ZERO targets already zero; in create mode every ZERO block (left as a hole). */
   blocksUnchanged: number;

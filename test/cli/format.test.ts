@@ -79,6 +79,8 @@ t.test('a rollback says what it did: in place, the blocks that differed; qcow2, 
   const base = { diskId: 'd-1', snapshotId: 's-1', sizeBytes: 0, previousSizeBytes: 0, bytesWritten: 8 * 1024 * 1024 };
   t.equal(rollbackView(rollbackJob({ ...base, blocksWritten: 2, holesPunched: 1, blocksUnchanged: 5, newImage: false })),
     'Rolled back disk d-1 to snapshot s-1 in 0:02: 2 blocks written (8 MiB), 1 hole punched, 5 unchanged.');
+  t.equal(rollbackView(rollbackJob({ ...base, blocksWritten: 2, holesPunched: 0, blocksZeroed: 1, blocksUnchanged: 5, newImage: false })),
+    'Rolled back disk d-1 to snapshot s-1 in 0:02: 2 blocks written (8 MiB), 0 holes punched, 1 block zeroed (the filesystem cannot punch holes), 5 unchanged.');
   t.equal(rollbackView(rollbackJob({ ...base, blocksWritten: 2, holesPunched: 0, blocksUnchanged: 6, newImage: true, blocksFromBacking: 0, clustersZeroed: 0 })),
     'Rolled back disk d-1 to snapshot s-1 in 0:02: a new qcow2 image of the snapshot replaced the disk file: 2 blocks written (8 MiB), 6 zero blocks.');
 });

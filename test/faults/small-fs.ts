@@ -59,21 +59,25 @@ export function smallFsOrSkip(t: Test, prefix: string, mib: number): { fs: Small
 
 /**
  * A filesystem mounted under a fresh temp dir, or null after recording why the test cannot run
- * here: `ext2`, a loop-mounted ext2 image of `mib` MiB (a filesystem that cannot punch holes);
- * `unaccounted`, ramfs (tmpfs with size=0 where ramfs is missing), whose statfs reports 0 blocks
- * in all, as many FUSE filesystems do.
+ * here: `no-punch`, bindfs (FUSE) over a dir beside it, which cannot punch holes (nor can ext2 on
+ * kernels that mount it with the ext2 driver); `unaccounted`, ramfs (tmpfs with size=0 where
+ * ramfs is missing), whose statfs reports 0 blocks in all, as many FUSE filesystems do.
  */
-export function mountedOrSkip(t: Test, prefix: string, kind: 'ext2' | 'unaccounted', mib = 32): { dir: string; tempDir: string } | null {
+export function mountedOrSkip(t: Test, prefix: string, kind: 'no-punch' | 'unaccounted'): { dir: string; tempDir: string } | null {
   const tempDir = mkdtempSync(join(tmpdir(), prefix));
   t.teardown(() => rmSync(tempDir, { recursive: true, force: true }));
   const dir = join(tempDir, kind);
   mkdirSync(dir);
-  const image = join(tempDir, `${kind}.img`);
-  const why = process.getuid?.() !== 0
-    ? 'mounting a filesystem needs root'
-    : kind === 'ext2'
-      ? run('truncate', ['-s', `${mib}M`, image]) ?? run('mkfs.ext2', ['-q', '-F', '-m', '0', image]) ?? run('mount', ['-o', 'loop', image, dir])
-      : run('mount', ['-t', 'ramfs', '-o', 'mode=0700', 'ramfs', dir]) && run('mount', ['-t', 'tmpfs', '-o', 'size=0,mode=0700', 'tmpfs', dir]);
+  let why: string | null;
+  if (process.getuid?.() !== 0) {
+    why = 'mounting a filesystem needs root';
+  } else if (kind === 'no-punch') {
+    const under = join(tempDir, 'under');
+    mkdirSync(under);
+    why = run('bindfs', [under, dir]);
+  } else {
+    why = run('mount', ['-t', 'ramfs', '-o', 'mode=0700', 'ramfs', dir]) && run('mount', ['-t', 'tmpfs', '-o', 'size=0,mode=0700', 'tmpfs', dir]);
+  }
   if (why !== null) {
     t.comment(`skipped: ${why}`);
     t.pass(`nothing to check without a ${kind} filesystem`, { skip: why });

@@ -27,7 +27,7 @@ t.test('apply create makes a sparse, bit-exact copy', async (t) => {
   const copy = join(dir, 'copy');
   const r = await applyImage({ imagePath: copy, storeDir: store, blockSize: BS, sizeBytes: scan.sizeBytes, digests: scan.digests, mode: 'create' });
   t.same(read(copy), read(source));
-  t.same(r, { blocksWritten: 6, bytesWritten: 5 * BS + 4321, holesPunched: 0, blocksUnchanged: 11 }, 'ZERO blocks need no write');
+  t.same(r, { blocksWritten: 6, bytesWritten: 5 * BS + 4321, holesPunched: 0, blocksUnchanged: 11, blocksZeroed: 0 }, 'ZERO blocks need no write');
   t.ok(allocatedBytes(copy) <= 6 * BS, `only data is allocated (${allocatedBytes(copy)} bytes)`);
   t.equal(statSync(copy).mode & 0o777, 0o600);
 });
@@ -77,6 +77,7 @@ t.test('apply update punches holes where the target is ZERO', async (t) => {
   const before = allocatedBytes(target);
   const r = await applyImage({ imagePath: target, storeDir: store, blockSize: BS, sizeBytes: scan.sizeBytes, digests: scan.digests, mode: 'update' });
   t.equal(r.holesPunched, 2);
+  t.equal(r.blocksZeroed, 0, 'none written as zeros where the filesystem punches');
   t.equal(r.blocksWritten, 0);
   t.same(read(target), read(source));
   t.ok(allocatedBytes(target) <= before - 2 * BS, 'the punched blocks no longer take space');
