@@ -97,6 +97,11 @@ export function resolveExistingImage(p: unknown, roots: string[]): string {
   }
   if (!insideRoots(real, roots)) throw notAllowed(path, real, roots);
   const st = lstatSync(real);
+  if (st.isBlockDevice()) {
+    throw new BlocksnapError('NotAnImage',
+      `${path} is a block device, and blocksnap does not support block devices (LVM volumes, partitions, loop devices) yet: ` +
+      'it takes raw and qcow2 image files only', { path });
+  }
   if (!st.isFile()) throw new BlocksnapError('NotAnImage', `${path} is not a regular file`, { path });
   return real;
 }

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { spawnSync } from 'node:child_process';
 import { linkSync, mkdirSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Engine } from '../../src/engine';
@@ -25,6 +26,19 @@ t.test('bad paths are refused with their codes', async (t) => {
   symlinkSync('/etc/passwd', join(images, 'escape.raw'));
   await t.rejects(engine.addDisk({ path: join(images, 'escape.raw') }), { code: 'PathNotAllowed' });
   await t.rejects(engine.addDisk({ path: 'relative.raw' }), { code: 'InvalidArgument' });
+});
+
+t.test('a block device inside an image root is refused, saying block devices are not supported yet', {
+  skip: process.getuid?.() === 0 ? false : 'making a device node needs root',
+}, async (t) => {
+  const { engine, images } = await openEngine(t);
+  const dev = join(images, 'lv');
+  // A node of loop device 7:5; nothing opens it.
+  t.equal(spawnSync('mknod', [dev, 'b', '7', '5']).status, 0, 'mknod');
+  await t.rejects(engine.addDisk({ path: dev }), {
+    code: 'NotAnImage',
+    message: `${dev} is a block device, and blocksnap does not support block devices (LVM volumes, partitions, loop devices) yet: it takes raw and qcow2 image files only`,
+  });
 });
 
 t.test('a path with a name over the filesystem limit is an invalid argument, not an internal error', async (t) => {

@@ -25,7 +25,9 @@ export function registerDisk(program: Command): void {
       'A disk keeps its image\'s real path. Given through a symlink (a Firecracker jailer\'s rootfs link, a\n' +
       'libvirt volume name), PATH is remembered too (givenPath in disk show): once it leads to another\n' +
       'file, snapshot and rollback are refused (PathNotAllowed) rather than read the old one, until\n' +
-      'disk relocate says which file is the disk\'s image.\n')
+      'disk relocate says which file is the disk\'s image.\n' +
+      'Block devices (LVM volumes, partitions, loop devices) are not supported yet: they are refused\n' +
+      '(NotAnImage).\n')
     .action(async (path: string, flags: ClientFlags & { name?: string; format?: 'raw' | 'qcow2' }) => {
       if (flags.name !== undefined) validateName('disk', flags.name);
       await withClient(flags, async (client, out) => {
