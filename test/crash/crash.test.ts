@@ -1,8 +1,9 @@
 /**
- * SIGKILL the real daemon at random moments (mid-job and during start-up recovery) and check
- * every crash invariant after each restart; rounds.ts says which. CI runs 30 rounds, the long
- * run is `npm run torture -- --rounds 500`. A failure names its seed: BLOCKSNAP_TORTURE_SEED
- * replays it.
+ * SIGKILL the real daemon at random moments (mid-job, just after a job was accepted, and during
+ * start-up recovery) of a mixed workload and check every crash invariant after each restart;
+ * rounds.ts says which. CI runs 30 rounds at a 64 KiB block size, the long run is `npm run
+ * torture -- --rounds 500`, which alternates 64 KiB and 4 MiB stores. A failure names its seed:
+ * BLOCKSNAP_TORTURE_SEED replays it.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';

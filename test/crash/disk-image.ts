@@ -17,7 +17,8 @@ const POOL_SIZE = 40;
 export class ImageWriter {
   private readonly pool: Buffer[] = [];
 
-  constructor(readonly blockSize: number) {
+  /** `blocks`: the image size a resize stays around (5/8 to 5/4 of it). */
+  constructor(readonly blockSize: number, readonly blocks = 32) {
     for (let k = 0; k < POOL_SIZE; k++) this.pool.push(pattern(`pool-${k}`, blockSize));
   }
 
@@ -57,7 +58,7 @@ export class ImageWriter {
           writeSync(fd, rng.bytes(len), 0, len, index * this.blockSize + rng.int(0, room - len));
           done.push(`bytes@${index}`);
         } else {
-          const newSize = rng.int(20, 40) * this.blockSize + (rng.chance(0.3) ? rng.int(1, this.blockSize - 1) : 0);
+          const newSize = rng.int(Math.round(this.blocks * 5 / 8), Math.round(this.blocks * 5 / 4)) * this.blockSize + (rng.chance(0.3) ? rng.int(1, this.blockSize - 1) : 0);
           ftruncateSync(fd, newSize);
           done.push(`resize:${newSize}`);
         }
