@@ -248,7 +248,8 @@ void BlockWriter::remove_directory_in_way(const std::string& path, const Digest&
 
 void BlockWriter::make_dir(const std::string& dir) {
   if (::mkdir(dir.c_str(), 0700) == 0) {
-    // The new directory's own entry lives in the store directory: made durable by sync().
+    // The new directory's entry lives in the store directory: made durable by sync(), as for
+    // every fan-out directory touched.
     store_dir_touched_.store(true, std::memory_order_relaxed);
   } else if (errno != EEXIST) {
     throw Error::system(errno, "mkdir", dir);
@@ -259,7 +260,10 @@ void BlockWriter::sync() {
   std::vector<std::string> dirs;
   for (size_t i = 0; i < touched_.size(); ++i)
     if (touched_[i].exchange(false, std::memory_order_relaxed)) dirs.push_back(fanout_dir_path(store_dir_, i));
-  if (store_dir_touched_.exchange(false, std::memory_order_relaxed)) dirs.push_back(store_dir_);
+  // A fan-out directory this scan did not create may be another job's, made and not yet fsynced
+  // in the store directory (that job may yet fail before it does): its entry is made durable here
+  // too, once per scan, whoever created it.
+  if (store_dir_touched_.exchange(false, std::memory_order_relaxed) || !dirs.empty()) dirs.push_back(store_dir_);
   // One at a time, each directory fsync waits for its own journal commit; several in flight
   // share commits.
   const unsigned workers = static_cast<unsigned>(std::min<size_t>(kSyncThreads, dirs.size()));

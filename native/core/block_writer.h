@@ -2,9 +2,10 @@
 //
 // A block becomes visible only complete: header+payload go to tmp/<hex>.<random>, which is
 // fsynced and then renamed to <hex[0..3]>/<hex>. What is not yet durable after put() is the
-// directory entry of that rename (and, for a fanout directory put() had to create, the store
-// directory's entry for it); sync() fsyncs every directory the scan depended on, once each and
-// several at a time, and must return before any snapshot referencing these blocks is committed.
+// directory entry of that rename, and the store directory's entry for its fanout directory, which
+// another job may have created and not yet fsynced; sync() fsyncs every directory the scan
+// depended on (the store directory whenever a fanout was touched), once each and several at a
+// time, and must return before any snapshot referencing these blocks is committed.
 // Deferring the directory fsyncs to sync() keeps them off the path of each block: a first
 // snapshot into an empty store creates a fanout directory for nearly every block.
 //

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "io/durable_dirs.h"
 #include "io/file_io.h"
 #include "io/open_regular.h"
 #include "volume/cow_format.h"
@@ -82,6 +83,9 @@ class ExtentList {
 void create_cow_layer(const LayerFiles& files, uint64_t size, const std::string& layer_id, uint16_t map_version) {
   if (!is_valid_layer_id(layer_id))
     throw Error(ErrorCode::InvalidArgument, "layer id must be 1 to 32 characters of [A-Za-z0-9._-]");
+  // The catalog commit that names the layer follows: the directories' own names must be durable.
+  make_dirs_durably(parent_dir(files.data_path), 0700);
+  if (parent_dir(files.map_path) != parent_dir(files.data_path)) make_dirs_durably(parent_dir(files.map_path), 0700);
   {
     UniqueFd fd(open_retry(files.data_path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600));
     if (!fd) throw Error::image(errno, "open", files.data_path);

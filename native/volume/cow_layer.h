@@ -23,8 +23,9 @@ struct LayerFiles {
 };
 
 // Creates both files of an empty layer: .data sparse of `size` bytes, .map with a clear bitmap;
-// O_EXCL, never through a symlink, 0600, both fsynced and then their directories. A failure
-// removes what it created. `map_version` is the current one except in tests of older layers.
+// O_EXCL, never through a symlink, 0600, both fsynced and then their directories, which are
+// created (0700, each new level fsynced in its parent) where missing. A failure removes the files
+// it created. `map_version` is the current one except in tests of older layers.
 // Throws FileExists, InvalidArgument, NoSpace, IOError.
 void create_cow_layer(const LayerFiles& files, uint64_t size, const std::string& layer_id, uint16_t map_version = kCowMapVersion);
 

@@ -14,10 +14,11 @@
  * may have is refused whole with NoSpace before LMDB writes; what LMDB still fails is NoSpace or
  * IOError (write-errors.ts).
  */
-import { accessSync, chmodSync, constants, lstatSync, mkdirSync, statSync } from 'node:fs';
+import { accessSync, chmodSync, closeSync, constants, lstatSync, openSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { BlocksnapError } from '../errors';
+import { fsyncDirSync, makeDirsDurably } from '../durable-dirs';
 import { formatBytes } from '../size-text';
 import { lengthen, reserveTarget, spareTarget } from './space-reserve';
 import { catalogWriteError, classifyCatalogWrite, fsSpace, nearlyFullBytes, type FsSpace } from './write-errors';
@@ -37,6 +38,23 @@ export interface CatalogLog {
 }
 
 const silent: CatalogLog = { info() {}, warn() {} };
+
+/**
+ * Creates the catalog's file empty (LMDB sets a new environment up in an empty file) and fsyncs the
+ * data dir, so that no commit lands in a file whose name a power cut could still take away. An
+ * existing file is left to LMDB.
+ */
+function createDurably(path: string, dataDir: string): void {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return;
+    throw err;
+  }
+  closeSync(fd);
+  fsyncDirSync(dataDir);
+}
 
 /** Takes group and other access away from the catalog's files, which older versions created 0644. */
 function keepPrivate(files: string[], log: CatalogLog): void {
@@ -125,7 +143,7 @@ export class Catalog {
    * the filesystem has space.
    */
   static open(dataDir: string, blockSize: number, o: { mapSize?: number; log?: CatalogLog } = {}): Catalog {
-    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    makeDirsDurably(dataDir, 0o700);
     const path = join(dataDir, CATALOG_FILE);
     const noSpaceAtOpen = (err: unknown): unknown => {
       const f = classifyCatalogWrite(err, dataDir, fsSpace(dataDir));
@@ -133,6 +151,7 @@ export class Catalog {
     };
     let root: RootDatabase;
     try {
+      createDurably(path, dataDir);
       // maxDbs: lmdb-js opens 12 named databases by default, and schema.ts lists more (an open
       // setting, not stored in the file: a catalog opened with fewer still reads its own).
       // permissionsMode (not in lmdb-js's typings, passed on to mdb_env_open): LMDB's 0664 would

@@ -11,7 +11,7 @@
  * wholly before or wholly after the instant. Only the holder of the disk lock closes the gate,
  * so there is one closer at a time.
  */
-import { mkdirSync, readdirSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { readdirSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BlocksnapError } from '../errors';
@@ -106,7 +106,6 @@ export class CowVolumes {
 
   /** Creates a fresh empty layer of the disk; returns its id. */
   async newLayer(diskId: string, sizeBytes: number): Promise<string> {
-    mkdirSync(this.dirOf(diskId), { recursive: true, mode: 0o700 });
     const id = newId('l');
     await createLayer(this.files(diskId, id), sizeBytes, id);
     return id;

@@ -11,7 +11,7 @@
 import { BlocksnapError } from '../errors';
 import { commitDelta, readView } from '../catalog/block-map';
 import type { DiskRecord, SnapshotRecord } from '../catalog/records';
-import { syncPresent, type FoundBlock } from '../store/block-io';
+import { syncStoreEntries, type FoundBlock } from '../store/block-io';
 import { reportStoreDamage } from '../store/damage-reports';
 import { BLOCK_HEADER_SIZE, DIGEST_SIZE } from '../store/format';
 import { SNAPSHOT_REWRITES, VERIFY_NAMES_SHARERS } from './damage-guidance';
@@ -104,10 +104,11 @@ export async function checkImportDamage(x: OffsiteInternals, map: Buffer, repair
 
 /**
  * Before commitImported: makes durable the directory entries of the blocks an import found in the
- * store already and no committed snapshot references (see syncPresent); the others are durable.
+ * store already and no committed snapshot references, and the store directory's (see
+ * syncStoreEntries); the others are durable.
  */
 export async function syncFoundBlocks(x: OffsiteInternals, found: string[]): Promise<void> {
-  await syncPresent(x.store.dir, found.filter((hex) => !x.catalog.isReferenced(Buffer.from(hex, 'hex'))));
+  await syncStoreEntries(x.store.dir, found.filter((hex) => !x.catalog.isReferenced(Buffer.from(hex, 'hex'))));
 }
 
 /** `repaired`: the blocks listed as damaged that the import wrote again (hex); their marks go in the commit. */

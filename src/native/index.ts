@@ -11,10 +11,10 @@
  * Every async call runs off the JS thread on its own worker threads (one buffer of `blockSize`
  * bytes each), so memory does not grow with the image size beyond the digest array.
  */
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { BlocksnapError, isErrorCode, toBlocksnapError } from '../errors';
+import { makeDirsDurably } from '../durable-dirs';
 import { DIGEST_SIZE, isValidBlockSize } from '../store/format';
 import { reportStoreDamage } from '../store/damage-reports';
 
@@ -644,7 +644,7 @@ export interface DataDirLock {
  */
 export function lockDataDir(dataDir: string): DataDirLock {
   requirePath(dataDir, 'dataDir');
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  makeDirsDurably(dataDir, 0o700);
   const path = join(dataDir, 'lock');
   const handles: { release(): void }[] = [];
   try {

@@ -114,8 +114,8 @@ function addon(): VolumeAddon {
 
 /**
  * Creates an empty layer: .data sparse of `sizeBytes`, .map with its header and a clear bitmap;
- * O_EXCL, never through a symlink, 0600, both fsynced and the directory fsynced. FileExists if
- * either file exists.
+ * O_EXCL, never through a symlink, 0600, both fsynced and the directory fsynced; the directory is
+ * created where missing, each new level fsynced in its parent. FileExists if either file exists.
  */
 export async function createLayer(files: LayerFiles, sizeBytes: number, layerId: string): Promise<void> {
   requireLayerFiles(files, 'files');

@@ -4,7 +4,8 @@
  * arrives from or leaves for the network, not an image. Same format and the same durability as
  * the native writer (native/core/block_writer.cc): header + payload written to `tmp/`, fsynced,
  * renamed into place (over a file already there only where that file is damage), fan-out
- * directory fsynced. Every read checks the header; readBlock also checks the SHA-256 of the
+ * directory fsynced, and the store directory fsynced once per job before its commit
+ * (syncStoreEntries). Every read checks the header; readBlock also checks the SHA-256 of the
  * payload, so a block leaves the store only if it is right. readBlockUnhashed leaves that check to
  * a receiver that makes it anyway (an S3 PUT signed with the digest as its payload hash: see
  * replication.ts).
@@ -169,14 +170,16 @@ export async function fsyncDir(path: string): Promise<void> {
 }
 
 /**
- * Makes the directory entries of blocks found already present durable: another job may have just
- * renamed one into place and not yet fsynced its fan-out directory, and a snapshot about to
- * reference it must not lose it to a power cut. Each fan-out directory once, a few at a time.
- * Blocks a committed snapshot references are durable already (their writer synced before that
- * commit); callers pass only the others.
+ * Run by a job before it commits a snapshot of blocks it wrote (writeBlock) or found present: makes
+ * durable the directory entries a power cut must not take from it. `presentHex`, blocks found
+ * already present: another job may have just renamed one into place and not yet fsynced its fan-out
+ * directory. Blocks a committed snapshot references are durable already (their writer synced
+ * before that commit); callers pass only the others. Each fan-out directory once, a few at a time,
+ * and the store directory once, for the entries of fan-out directories, whoever made them: one
+ * another job made may not be durable yet (that job may yet fail before its own sync).
  */
-export async function syncPresent(storeDir: string, digestsHex: Iterable<string>): Promise<void> {
-  const dirs = [...new Set([...digestsHex].map((hex) => dirname(blockPath(storeDir, hex))))];
+export async function syncStoreEntries(storeDir: string, presentHex: Iterable<string>): Promise<void> {
+  const dirs = [...new Set([...presentHex].map((hex) => dirname(blockPath(storeDir, hex)))), storeDir];
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < dirs.length) await fsyncDir(dirs[next++]!);
@@ -188,12 +191,14 @@ export async function syncPresent(storeDir: string, digestsHex: Iterable<string>
 export type BlockWrite = 'stored' | 'repaired' | 'present';
 
 /**
- * Stores `data` as the block `digestHex`, durably, after checking that the digest is right. A
- * regular file of the right size already there is left alone: its content is not read (hashing
- * every present block would cost dedup its point: docs/design.md, "Damaged blocks"). Any other
- * file under the name, a wrong-sized one or a symlink, can only be damage, as the native writer
- * judges it: it is recorded, and the fresh file is renamed over it. So is a file that keeps its
- * size when `repair` says the digest is listed as damaged (catalog/damaged-blocks.ts).
+ * Stores `data` as the block `digestHex` after checking that the digest is right: file fsynced,
+ * renamed into place, fan-out directory fsynced, and the store directory where this call created
+ * the fan-out directory; one another job made is left to the job's syncStoreEntries. A regular
+ * file of the right size already there is left alone: its content is not read (hashing every
+ * present block would cost dedup its point: docs/design.md, "Damaged blocks"). Any other file
+ * under the name, a wrong-sized one or a symlink, can only be damage, as the native writer judges
+ * it: it is recorded, and the fresh file is renamed over it. So is a file that keeps its size when
+ * `repair` says the digest is listed as damaged (catalog/damaged-blocks.ts).
  */
 export async function writeBlock(storeDir: string, digestHex: string, data: Buffer, o: { repair?: boolean } = {}): Promise<BlockWrite> {
   const digest = await sha256Async(data);

@@ -8,10 +8,10 @@
  * by the scan that stores a block or by a volume that verified a block whole. A block's granule file goes
  * with the block, unlinked first, so an interrupted sweep never leaves one without its block.
  */
-import { mkdirSync } from 'node:fs';
 import { lstat, mkdir, readdir, rm, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BlocksnapError } from '../errors';
+import { makeDirsDurably } from '../durable-dirs';
 import { BLOCKS_DIR, FANOUT_HEX_CHARS, TMP_DIR, blockPath } from './format';
 import { GRANULES_DIR, granulePath, granuleTmpDir } from './granule-format';
 
@@ -37,7 +37,8 @@ export class BlockStore {
   constructor(dataDir: string) {
     this.dir = join(dataDir, BLOCKS_DIR);
     this.granuleDir = join(dataDir, GRANULES_DIR);
-    mkdirSync(join(this.dir, TMP_DIR), { recursive: true, mode: 0o700 });
+    // Durably: the snapshots committed later reference files under blocks/.
+    makeDirsDurably(join(this.dir, TMP_DIR), 0o700);
   }
 
   pathOf(digest: Buffer): string {

@@ -1,0 +1,55 @@
+/**
+ * Creating directories whose names must survive a power cut: by POSIX a new entry is durable only
+ * once its parent directory is fsynced (ext4 and XFS happen to commit it with the next fsync of
+ * anything; btrfs's log tree and other filesystems need not). The native twin, for directories
+ * made on a worker thread, is native/io/durable_dirs.cc.
+ */
+import { closeSync, constants, fsyncSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+/** fsync(2) of a directory: makes the names created or removed in it durable. */
+export function fsyncDirSync(dir: string): void {
+  const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * mkdir -p, one level at a time; returns the levels it created, outermost first. Node's recursive
+ * mkdir retries a directory for as long as it gets ENOENT while its parent exists, which under
+ * /proc (a parent that exists but takes no new entry) is forever, at full CPU. Here the second
+ * ENOENT is the answer.
+ */
+export function makeDirs(dir: string, mode: number): string[] {
+  try {
+    mkdirSync(dir, { mode });
+    return [dir];
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' && statSync(dir).isDirectory()) return [];
+    if (code !== 'ENOENT' || dirname(dir) === dir) throw err;
+  }
+  const created = makeDirs(dirname(dir), mode);
+  try {
+    mkdirSync(dir, { mode });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' && statSync(dir).isDirectory()) return created; // made meanwhile by another
+    if (code === 'ENOENT') {
+      throw Object.assign(new Error(`${dirname(dir)} exists but takes no new directory (${(err as Error).message})`), { code: 'ENOENT' });
+    }
+    throw err;
+  }
+  return [...created, dir];
+}
+
+/**
+ * makeDirs, then the parent of each level it created fsynced, once each: for a directory that
+ * something committed later will name. A level that exists already is taken as its creator left it.
+ */
+export function makeDirsDurably(dir: string, mode: number): void {
+  for (const level of makeDirs(dir, mode)) fsyncDirSync(dirname(level));
+}
