@@ -30,7 +30,7 @@ export function diskDetails(d: Disk): string {
     ['path', d.path],
     ...(d.givenPath ? [['given path', `${d.givenPath} (leads to path; checked before every snapshot and rollback)`] as [string, string]] : []),
     ['format', formatText(d)],
-    ['size', `${exactSize(d.sizeBytes)} as last recorded (add, snapshot or rollback)`],
+    ['size', `${exactSize(d.sizeBytes)} as last recorded (add, snapshot, rollback or relocate)`],
     ['snapshots', String(d.snapshotCount)],
     ['head', d.headSnapshotId ?? '-'],
     ['created', `${d.createdAt} (${relativeTime(d.createdAt)})`],

@@ -18,7 +18,7 @@ import { ChainLinks, commitDelta, distinctBlocks, readView, removeFromChain, uni
 import { BlockStore, type UnremovableEntry } from '../store/block-store';
 import { DEFAULT_BLOCK_SIZE, DIGEST_SIZE, isValidBlockSize } from '../store/format';
 import { scanImage, lockDataDir, writtenDigestsOf, type DataDirLock } from '../native';
-import { checkNotBacking } from './backing-dependents';
+import { backingDependents, checkNotBacking } from './backing-dependents';
 import {
   checkBackingAsGiven, checkBlockCount, checkNotInUse, checkRollbackTarget, checkSizeKept, detectFormat, fileIdentity, imageFormatOf, imageSize,
   inspectImage, type ImageFacts,
@@ -419,7 +419,7 @@ export class Engine extends EventEmitter {
     if (disk.cow) {
       throw new BlocksnapError('InvalidArgument', `disk ${disk.name} is a copy-on-write disk, whose overlay files the daemon keeps; it has no image to relocate`, { diskId: disk.id });
     }
-    if (disk.pendingRollback) throw rollbackIncomplete(disk);
+    if (disk.pendingRollback) throw rollbackIncomplete(disk, 'relocating it');
     const path = resolveExistingImage(given, this.imageRoots);
     checkRelocatedFormat(disk, path);
     const facts = this.checkImage(given, path, imageFormatOf(disk));
@@ -658,12 +658,13 @@ export class Engine extends EventEmitter {
       const repaired = hexDigests(scan.repairedDigests);
       const retry = 'take the snapshot again, which writes it again from the image';
       await this.repair.checkBeforeCommit(scan.digests, repaired, retry, ctl.signal);
+      // Before the transaction: naming the overlays over the image reads their headers.
+      const warnings = scanWatch.warnings(() => backingDependents(this.catalog, disk, path, this.imageRoots).map((d) => d.name).sort());
       const done = this.catalog.txn(() => {
         this.repair.settle(scan.digests, repaired, retry);
         const cur = this.catalog.getSnapshot(snap.id);
         if (cur?.status !== 'creating') throw new BlocksnapError('Internal', `snapshot ${snap.id} changed state during its job`);
         const consistency = scanWatch.consistency();
-        const warnings = scanWatch.warnings();
         const sized: SnapshotRecord = { ...cur, sizeBytes: scan.sizeBytes, blockCount: scan.blockCount, consistency, ...(warnings.length > 0 ? { warnings } : {}) };
         const stats = commitDelta(this.catalog, sized, scan.digests, parentView);
         const available: SnapshotRecord = { ...sized, ...stats, status: 'available', completedAt: new Date().toISOString() };
@@ -1186,10 +1187,12 @@ function snapshotInGroup(s: SnapshotRecord): BlocksnapError {
   return new BlocksnapError('SnapshotInGroup', `snapshot ${s.id} belongs to group ${s.groupId}; delete the group instead`, { snapshotId: s.id, groupId: s.groupId });
 }
 
-function rollbackIncomplete(d: DiskRecord): BlocksnapError {
+/** `refused`: what the error refuses, when it is not a snapshot (relocating the disk). */
+function rollbackIncomplete(d: DiskRecord, refused?: string): BlocksnapError {
   const p = d.pendingRollback!;
+  const until = refused === undefined ? '' : `, and ${refused} is refused until a rollback completes or is abandoned`;
   return new BlocksnapError('RollbackIncomplete',
-    `a rollback of disk ${d.name} to ${p.snapshotId} (job ${p.jobId}) did not finish; run the rollback again to complete it, ` +
+    `a rollback of disk ${d.name} to ${p.snapshotId} (job ${p.jobId}) did not finish${until}; run the rollback again to complete it, ` +
     `or abandon it (blocksnap rollback ${d.name} --abandon) to keep the image as it is now`,
     { diskId: d.id, snapshotId: p.snapshotId });
 }

@@ -142,6 +142,13 @@ export class ImageRollbacks {
     if (disk.format === 'qcow2' && this.clearUntouchedRollback(disk, journal.jobId, why)) {
       return new BlocksnapError(e.code, `${e.message}; disk ${disk.name} is as it was (the rollback's new image never replaced it) and takes snapshots as before`, e.details);
     }
+    if (disk.format === 'qcow2' && e.code === 'ImageReplaced') {
+      // The path no longer names the file journaled, so the journal could not be cleared: the bare
+      // error did not say that the disk now refuses snapshots, nor how to end that.
+      return new BlocksnapError(e.code, `${e.message}. The rollback of disk ${disk.name} to ${snap.name} did not replace the file now at ` +
+        `its path, and the disk refuses snapshots until a rollback completes: rerun it to roll back that file, or ` +
+        `\`blocksnap rollback ${disk.name} --abandon\` to keep it as it is`, { ...e.details, diskId: disk.id, snapshotId: snap.id });
+    }
     const damaged = isDamageCode(e.code);
     if (disk.format === 'raw' && e.details?.imageUnchanged === true) {
       const { imageUnchanged: _, ...details } = e.details;

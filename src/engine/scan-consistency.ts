@@ -11,7 +11,9 @@
  * running VM's overlay, so the VM writes elsewhere, and a snapshot of this file, however
  * consistent, misses its writes. That is what a libvirt external snapshot leaves behind a disk
  * registered by the old file. A read-only export or a qemu-img reading the image looks the same,
- * so it is a warning, not a refusal.
+ * so it is a warning, not a refusal. A golden image under registered linked clones is held so
+ * whenever one of them runs: the warning then names them, and points nowhere else, as the disk's
+ * image is the right file.
  */
 import { BlocksnapError } from '../errors';
 import { probeImageLocks, type CheckedBacking, type ImageLocks } from '../native';
@@ -36,17 +38,23 @@ export class ScanWatch {
     this.stamps = stampImages(this.files);
   }
 
-  /** What the snapshot is to carry besides its consistency, asked once the scan has read everything. */
-  warnings(): SnapshotWarning[] {
+  /**
+   * What the snapshot is to carry besides its consistency, asked once the scan has read
+   * everything. `dependents`: the names of the registered disks that are overlays over the image,
+   * asked only when it was held.
+   */
+  warnings(dependents: () => string[]): SnapshotWarning[] {
     const locks = this.readOnlyBefore ?? heldReadOnly(this.path);
     if (locks === null) return [];
     const notShared = locks.notShared.length > 0 ? ` and does not share ${locks.notShared.join(', ')}` : '';
-    return [{
-      code: 'ImageHeldReadOnly',
-      message: `a QEMU process had ${this.path} open for reading only (it holds ${locks.held.join(', ')}${notShared}), as QEMU holds the backing file ` +
-        'of a running VM\'s overlay: that VM writes to its overlay, which this snapshot does not hold. If the disk\'s image is now that overlay ' +
-        `(a libvirt external snapshot, a retargeted link), point the disk at it: blocksnap disk relocate ${this.diskName} PATH`,
-    }];
+    const held = `a QEMU process had ${this.path} open for reading only (it holds ${locks.held.join(', ')}${notShared}), as QEMU holds the backing file ` +
+      'of a running VM\'s overlay: that VM writes to its overlay, which this snapshot does not hold';
+    const names = dependents();
+    const message = names.length > 0
+      ? `${held}. It is the backing file of registered disk${names.length > 1 ? 's' : ''} ${names.join(', ')}, whose own snapshots hold what their VMs write`
+      : `${held}. If the disk's image is now that overlay (a libvirt external snapshot, a retargeted link), point the disk at it: ` +
+        `blocksnap disk relocate ${this.diskName} PATH`;
+    return [{ code: 'ImageHeldReadOnly', message }];
   }
 
   /** The snapshot's consistency, asked once the scan has read everything. */

@@ -19,7 +19,7 @@ export interface Disk {
   name: string;
   path: string;               // realpath of the image; a COW disk: its overlay directory
   format: DiskFormat;
-  sizeBytes: number;          // size at registration or at the last snapshot/rollback
+  sizeBytes: number;          // size at registration or at the last snapshot/rollback/relocate
   /**
    * The image's size now, read when asked: a raw file's length, a qcow2 header's virtual size, a
    * copy-on-write disk's size; null when the image cannot be read. It differs from sizeBytes

@@ -52,7 +52,7 @@ t.test('a copy-on-write rollback to a snapshot of another size says the disk\'s 
 });
 
 t.test('disk show says its size is the one last recorded', async (t) => {
-  t.equal(line(diskDetails(disk), 'size'), '1 MiB (1048579 bytes) as last recorded (add, snapshot or rollback)');
+  t.equal(line(diskDetails(disk), 'size'), '1 MiB (1048579 bytes) as last recorded (add, snapshot, rollback or relocate)');
   t.equal(line(diskDetails(disk), 'image size'), undefined, 'no second size while the image has the recorded one');
 });
 

@@ -37,6 +37,12 @@ t.test('a moved image is refused with the relocate command, and relocated it kee
   t.match(two, { parentId: f.snap.id, changedBlocks: 0 }, 'the next snapshot is an increment over the head');
 });
 
+t.test('relocate records the size of the image it points the disk at', async (t) => {
+  const f = await engineWithSnapshot(t, { blockSize: BS, blocks: 4, filled: 2, disk: 'vm', snapshot: 'one' });
+  const bigger = makeImage(join(f.images, 'bigger.raw'), 6 * BS);
+  t.equal(f.engine.relocateDisk('vm', bigger).sizeBytes, 6 * BS);
+});
+
 t.test('an image moved away without a link is refused with the relocate command', async (t) => {
   const f = await engineWithSnapshot(t, { blockSize: BS, blocks: 4, filled: 1, disk: 'vm', snapshot: 'one' });
   renameSync(f.img, join(f.images, 'elsewhere.raw'));
@@ -98,7 +104,10 @@ t.test('relocate is refused while a rollback of the disk is unfinished', async (
   await catalog.close();
   engine = await Engine.open({ dataDir, imageRoots: [images], blockSize: BS });
   t.teardown(() => engine.close());
-  t.throws(() => engine.relocateDisk('vm', moveAndLink(img)), { code: 'RollbackIncomplete' });
+  t.throws(() => engine.relocateDisk('vm', moveAndLink(img)), {
+    code: 'RollbackIncomplete',
+    message: /^a rollback of disk vm to .* did not finish, and relocating it is refused until a rollback completes or is abandoned; run the rollback again/,
+  });
 });
 
 t.test('relocate refuses a copy-on-write disk, which has no image', async (t) => {

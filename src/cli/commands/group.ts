@@ -91,9 +91,9 @@ export function registerGroup(program: Command): void {
   detachOption(clientOptions(group.command('rollback').argument('<group>', 'group id or name')), 'the member rollback jobs')
     .description('roll every member disk back to its member snapshot (stop the VM first)')
     .option('--no-wait', 'print the started rollback jobs and return at once')
-    .option('--force', 'roll back even while a QEMU process holds an image; drops the NBD clients of copy-on-write members\' writable exports')
+    .option('--force', 'roll back even while a QEMU process holds an image, or a member\'s image is the backing file of other registered disks; drops the NBD clients of copy-on-write members\' writable exports')
     .addHelpText('after', examples(['blocksnap group rollback before-upgrade', 'blocksnap group rollback before-upgrade --json']) +
-      '\nRefuses, starting nothing, unless every disk passes the rollback checks (free, image in\nplace, not open in QEMU, member available). Exits 1 when any member rollback failed.\n' + ROLLBACK_INTERRUPT_HELP)
+      '\nRefuses, starting nothing, unless every disk passes the rollback checks (free, image in\nplace, not open in QEMU, member available, not the backing file of other registered disks\n(ImageIsBackingFile, unless --force), and for qcow2 not bind-mounted (ImageBindMounted) nor\nhard-linked (ImageHasHardLinks)). Exits 1 when any member rollback failed.\n' + ROLLBACK_INTERRUPT_HELP)
     .action(async (ref: string, flags: JobFlags & { force?: boolean }) => {
       await withClient(flags, async (client, out) => {
         const params = { group: ref, wait: flags.wait, ...(flags.force ? { force: true } : {}) };
