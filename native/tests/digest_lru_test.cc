@@ -1,5 +1,3 @@
-#include <dirent.h>
-
 #include <algorithm>
 #include <cstring>
 
@@ -11,6 +9,7 @@
 #include "core/digest.h"
 #include "tests/base_snapshot.h"
 #include "tests/harness.h"
+#include "tests/open_fds.h"
 #include "tests/temp_dir.h"
 #include "volume/base_view.h"
 #include "volume/digest_lru.h"
@@ -21,14 +20,6 @@ using namespace testing_support;
 namespace {
 
 Digest numbered(uint32_t n) { return sha256(&n, sizeof n); }
-
-size_t open_fds() {
-  size_t n = 0;
-  DIR* d = opendir("/proc/self/fd");
-  while (readdir(d) != nullptr) ++n;
-  closedir(d);
-  return n;
-}
 
 }  // namespace
 

@@ -64,7 +64,25 @@ size_t BlockFileCache::kept_files_budget() noexcept {
   return budget;
 }
 
+size_t BlockFileCache::kept_files() noexcept { return g_kept_files.load(std::memory_order_relaxed); }
+
 BlockFileCache::~BlockFileCache() { g_kept_files.fetch_sub(files_.size(), std::memory_order_relaxed); }
+
+void BlockFileCache::close() noexcept {
+  // Moved out and destroyed after the lock is released: closing up to kMaxFiles files and freeing
+  // payloads of a block each should not hold up a reader of another volume's source.
+  DigestLru<std::shared_ptr<const AlignedBuffer>> payloads;
+  DigestLru<std::shared_ptr<const OpenBlock>> files;
+  DigestLru<std::shared_ptr<const GranuleDigests>> granules;
+  {
+    std::lock_guard lock(mutex_);
+    closed_ = true;
+    std::swap(payloads, payloads_);
+    std::swap(files, files_);
+    std::swap(granules, granules_);
+    g_kept_files.fetch_sub(files.size(), std::memory_order_relaxed);
+  }
+}
 
 std::shared_ptr<const AlignedBuffer> BlockFileCache::payload(const Digest& d) {
   std::lock_guard lock(mutex_);
@@ -74,6 +92,7 @@ std::shared_ptr<const AlignedBuffer> BlockFileCache::payload(const Digest& d) {
 
 void BlockFileCache::put_payload(const Digest& d, std::shared_ptr<const AlignedBuffer> payload) {
   std::lock_guard lock(mutex_);
+  if (closed_) return;
   put_bounded(payloads_, d, std::move(payload), kMaxPayloads);
 }
 
@@ -86,7 +105,7 @@ std::shared_ptr<const BlockFileCache::OpenBlock> BlockFileCache::kept_file(const
 std::shared_ptr<const BlockFileCache::OpenBlock> BlockFileCache::keep_file(const Digest& d, UniqueFd fd, std::string path) {
   auto block = std::make_shared<OpenBlock>(OpenBlock{std::move(fd), std::move(path)});
   std::lock_guard lock(mutex_);
-  if (!files_.put(d, block)) return block;
+  if (closed_ || !files_.put(d, block)) return block;
   g_kept_files.fetch_add(1, std::memory_order_relaxed);
   while (files_.size() > kMinFiles &&
          (files_.size() > kMaxFiles || g_kept_files.load(std::memory_order_relaxed) > kept_files_budget())) {
@@ -131,7 +150,7 @@ std::shared_ptr<const GranuleDigests> BlockFileCache::granules(const Digest& d, 
   if (!loaded) return nullptr;
   auto g = std::make_shared<const GranuleDigests>(std::move(*loaded));
   std::lock_guard lock(mutex_);
-  put_bounded(granules_, d, g, kMaxGranuleSets);
+  if (!closed_) put_bounded(granules_, d, g, kMaxGranuleSets);
   return g;
 }
 
@@ -140,7 +159,7 @@ void BlockFileCache::record_granules(const Digest& d, uint64_t raw_length, std::
   auto g = std::make_shared<const GranuleDigests>(GranuleDigests{d, raw_length, std::move(marks)});
   store_granule_file(granule_dir_, *g);
   std::lock_guard lock(mutex_);
-  put_bounded(granules_, d, std::move(g), kMaxGranuleSets);
+  if (!closed_) put_bounded(granules_, d, std::move(g), kMaxGranuleSets);
 }
 
 BaseView::BaseView(std::shared_ptr<BlockFileCache> cache, uint64_t block_size, uint64_t size, std::span<const uint8_t> digests,

@@ -80,6 +80,13 @@ class BlockFileCache {
   // Closes the kept file of `d`, found damaged: the next file() opens the name again, which a
   // snapshot may have repaired meanwhile (a fresh file renamed over it, core/block_writer.h).
   void forget_file(const Digest& d) noexcept;
+  // Closes the kept files and drops the kept payloads and granule digests, at once rather than
+  // when the last view lets the cache go: the volume closing it may stay unreleased for long (a
+  // wrapper not yet collected), and a closed block file kept open holds its fd, the process's
+  // budget of kept files and, once deleted, its disk space. From then on the cache keeps
+  // nothing, so a reader that outlives the volume (a VolumeSource) holds a file only while it
+  // reads. A file a reader is using stays open until that reader lets it go.
+  void close() noexcept;
 
   static constexpr size_t kMaxPayloads = 4;
   // Open block files: up to kMaxFiles per volume (4 GiB of 4 MiB blocks served without an open
@@ -90,6 +97,8 @@ class BlockFileCache {
   static constexpr size_t kMaxGranuleSets = 64;
   // How many open block files all volumes of the process keep together.
   static size_t kept_files_budget() noexcept;
+  // How many open block files all caches of the process keep now.
+  static size_t kept_files() noexcept;
 
   ~BlockFileCache();
   BlockFileCache(const BlockFileCache&) = delete;
@@ -104,6 +113,7 @@ class BlockFileCache {
   bool record_granules_;
   std::atomic<uint64_t> bytes_read_{0};
   std::mutex mutex_;
+  bool closed_ = false;  // under mutex_
   DigestLru<std::shared_ptr<const AlignedBuffer>> payloads_;
   DigestLru<std::shared_ptr<const OpenBlock>> files_;
   DigestLru<std::shared_ptr<const GranuleDigests>> granules_;

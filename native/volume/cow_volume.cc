@@ -448,6 +448,9 @@ void CowVolume::close() {
   count_closed_.store(true, std::memory_order_release);
   layers_.clear();
   base_.reset();
+  // The cache outlives the volume's I/O (VolumeSources share it, store_bytes_read reads it), but
+  // its files close now: no read of this volume is in flight under the exclusive lock.
+  cache_->close();
   closed_ = true;
   if (flush_error) std::rethrow_exception(flush_error);
 }
