@@ -395,11 +395,11 @@ export class Engine extends EventEmitter {
    * `path`: its format and chain (inspectImage), its size, and that QEMU opening `given` reads the
    * same backing files as the engine.
    */
-  private checkImage(given: string, path: string, format: ImageFormat): ImageFacts {
+  private checkImage(given: string, path: string, format: ImageFormat): Omit<ImageFacts, 'sizeBytes'> & { sizeBytes: number } {
     const facts = inspectImage(path, format, this.imageRoots);
-    checkBlockCount(path, facts.sizeBytes, this.blockSize);
+    const sizeBytes = checkBlockCount(path, facts.sizeBytes, this.blockSize);
     if (facts.qcow2 !== null) checkBackingAsGiven(given, path, facts.qcow2);
-    return facts;
+    return { ...facts, sizeBytes };
   }
 
   /**
@@ -1134,7 +1134,7 @@ export class Engine extends EventEmitter {
   checkSnapshotSize(diskId: string): void {
     const disk = this.catalog.getDisk(diskId);
     if (!disk || disk.cow) return;
-    let size: number;
+    let size: bigint;
     try {
       size = imageSize(checkDiskPath(disk, this.imageRoots), imageFormatOf(disk));
     } catch {
@@ -1147,7 +1147,7 @@ export class Engine extends EventEmitter {
   private imageBytesNow(d: DiskRecord): number | null {
     if (d.format === 'cow') return d.sizeBytes;
     try {
-      return imageSize(d.path, d.format);
+      return Number(imageSize(d.path, d.format));
     } catch {
       return null;
     }

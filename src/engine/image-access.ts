@@ -76,29 +76,31 @@ export function checkFormatKept(disk: { id: string; name: string; format: DiskFo
  * The guest-visible size of the image at the checked real path `path` now: its header's virtual
  * size for qcow2 (the backing chain is not read), its file size for raw.
  */
-export function imageSize(path: string, format: ImageFormat): number {
-  return format === 'qcow2' ? qcow2Header(path).sizeBytes : rawSize(path);
+export function imageSize(path: string, format: ImageFormat): bigint {
+  return format === 'qcow2' ? BigInt(qcow2Header(path).sizeBytes) : rawSize(path);
 }
 
 /**
  * Refuses (ImageTooLarge) an image of `sizeBytes` with more blocks of `blockSize` than a snapshot
  * may hold (MAX_BLOCK_COUNT, the most a stream or a remote carries). A qcow2 header can claim
  * petabytes in a file of a few MiB, and a scan holds 32 bytes a block for the whole size.
+ * Returns the size as a number, exact: MAX_BLOCK_COUNT blocks of MAX_BLOCK_SIZE are 2^53 bytes.
+ * Counted in bigint, so that a size past 2^53 is neither rounded into the limit nor misreported.
  */
-export function checkBlockCount(path: string, sizeBytes: number, blockSize: number): void {
-  const blocks = Math.ceil(sizeBytes / blockSize);
-  if (blocks <= MAX_BLOCK_COUNT) return;
+export function checkBlockCount(path: string, sizeBytes: bigint, blockSize: number): number {
+  const blocks = (sizeBytes + BigInt(blockSize) - 1n) / BigInt(blockSize);
+  if (blocks <= BigInt(MAX_BLOCK_COUNT)) return Number(sizeBytes);
   throw new BlocksnapError('ImageTooLarge',
-    `${path} has a virtual size of ${formatBytes(sizeBytes)} (${sizeBytes} bytes), ${blocks} blocks of ${formatBytes(blockSize)}; ` +
+    `${path} has a virtual size of ${formatBytes(Number(sizeBytes))} (${sizeBytes} bytes), ${blocks} blocks of ${formatBytes(blockSize)}; ` +
     `a snapshot holds at most ${MAX_BLOCK_COUNT} blocks (${formatBytes(MAX_BLOCK_COUNT * blockSize)} with this store's block size)`,
-    { path, sizeBytes, blocks, maxBlocks: MAX_BLOCK_COUNT });
+    { path, sizeBytes: Number(sizeBytes), blocks: Number(blocks), maxBlocks: MAX_BLOCK_COUNT });
 }
 
 /** The size of the regular file at the checked real path `path`, never through a symlink. */
-function rawSize(path: string): number {
+function rawSize(path: string): bigint {
   const { fd } = openCheckedFile(path);
   try {
-    return fstatSync(fd).size;
+    return fstatSync(fd, { bigint: true }).size;
   } finally {
     closeSync(fd);
   }
@@ -122,8 +124,13 @@ export interface Qcow2Info extends Omit<Qcow2Header, 'backingPath' | 'backingFor
 }
 
 export interface ImageFacts {
-  /** Guest-visible size: the file size of a raw image, the virtual size of a qcow2 one. */
-  sizeBytes: number;
+  /**
+   * Guest-visible size: the file size of a raw image, the virtual size of a qcow2 one. A bigint:
+   * a sparse raw file may be up to 2^63 - 1 bytes, which a number rounds (a qcow2 header claiming
+   * more than 2^53 is refused as corrupt, native/formats/qcow2_format.h); a number once
+   * checkBlockCount took it.
+   */
+  sizeBytes: bigint;
   qcow2: Qcow2Info | null;
   /**
    * The backing files as checked, nearest first: what a scan of this image may read, and all it
@@ -174,7 +181,7 @@ export function inspectImage(path: string, format: ImageFormat, roots: string[])
     image = next;
   }
   const { backingPath: _name, backingFormat: _declared, dev: _dev, ino: _ino, ...header } = top;
-  return { sizeBytes: top.sizeBytes, qcow2: { ...header, backingFormat: chain[1]?.format ?? null, chain }, backingChain };
+  return { sizeBytes: BigInt(top.sizeBytes), qcow2: { ...header, backingFormat: chain[1]?.format ?? null, chain }, backingChain };
 }
 
 /** The real path of the backing file `name` of `image`, if it is an image file inside a root. */
@@ -348,16 +355,16 @@ function nameDigest(base: string): string {
  * crash-consistent: its blocks were all read whole.
  */
 export function checkSizeKept(path: string, format: ImageFormat, scanned: number): void {
-  let now: number;
+  let now: bigint;
   try {
-    now = format === 'qcow2' ? qcow2Header(path).sizeBytes : statSync(path).size;
+    now = format === 'qcow2' ? BigInt(qcow2Header(path).sizeBytes) : statSync(path, { bigint: true }).size;
   } catch {
     return;
   }
-  if (now === scanned) return;
+  if (now === BigInt(scanned)) return;
   throw new BlocksnapError('ImageResized',
     `${path} changed size while the snapshot read it (${scanned} bytes at its start, ${now} now), so the snapshot would hold a disk of neither size; take the snapshot again`,
-    { path, scannedBytes: scanned, sizeBytes: now });
+    { path, scannedBytes: scanned, sizeBytes: Number(now) });
 }
 
 /**

@@ -87,7 +87,7 @@ export class ImageRollbacks {
     if (written !== undefined && (written === null || !stillSameFile(path, written))) throw this.rawImageReplaced(disk, snap, journal.jobId, path);
     // The size written, not the snapshot's: a qcow2 image's is rounded up to 512 bytes, and a
     // record of the snapshot's would tell the next rollback of a cut that did not happen.
-    const result: RollbackResult = { diskId: disk.id, snapshotId: snap.id, previousSizeBytes, ...r };
+    const result: RollbackResult = { diskId: disk.id, snapshotId: snap.id, previousSizeBytes: Number(previousSizeBytes), ...r };
     // The job's success commits with the journal's end: a crash after it must not leave the job
     // `interrupted`, which would invite a rerun over what the VM wrote since.
     this.x.catalog.txn(() => {

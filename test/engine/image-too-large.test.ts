@@ -4,8 +4,13 @@
  * claim petabytes in a file of a few MiB, and a scan holds 32 bytes a block for the whole size.
  * With 64 KiB blocks the limit is 8 TiB.
  */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
+import { Engine } from '../../src/engine';
+import { checkBlockCount } from '../../src/engine/image-access';
+import { MAX_BLOCK_SIZE } from '../../src/store/format';
 import { openEngine, refusal } from '../helpers/engine';
 import { haveQemu, qemuImg } from '../helpers/qemu';
 
@@ -51,4 +56,42 @@ t.test('a group snapshot with a member grown past the limit is refused before an
   t.equal(r.code, 'ImageTooLarge', r.message);
   t.same([...engine.listSnapshots('a'), ...engine.listSnapshots('b')], [], 'no member snapshot was made');
   t.same(engine.groups.list(), [], 'no group record was made');
+});
+
+t.test('an image of 2^63 - 1 bytes is refused with its exact size and block count', async (t) => {
+  const r = await refusal(() => checkBlockCount('/images/huge.raw', 2n ** 63n - 1n, BS));
+  t.equal(r.code, 'ImageTooLarge', r.message);
+  t.match(r.message, '(9223372036854775807 bytes), 140737488355328 blocks of 64 KiB');
+});
+
+t.test('one byte past the most blocks of the largest block size is refused, not rounded into the limit', async (t) => {
+  t.equal(checkBlockCount('/images/edge.raw', 2n ** 53n, MAX_BLOCK_SIZE), 2 ** 53, 'the limit itself is taken, as a number');
+  const r = await refusal(() => checkBlockCount('/images/over.raw', 2n ** 53n + 1n, MAX_BLOCK_SIZE));
+  t.equal(r.code, 'ImageTooLarge', r.message);
+  t.match(r.message, `(9007199254740993 bytes), ${2 ** 27 + 1} blocks of 64 MiB`);
+});
+
+// Sizes past 2^53 come from the file's stat as they are: the raw file needs a filesystem that
+// takes files of 2^63 - 1 bytes (tmpfs does, ext4 does not).
+function hugeRawFile(): { dir: string; img: string } | null {
+  try {
+    const dir = mkdtempSync('/dev/shm/blocksnap-too-large-');
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const img = join(dir, 'huge.raw');
+    // truncate(1): Node's own truncate takes no length past 2^53.
+    execFileSync('truncate', ['-s', String(2n ** 63n - 1n), img], { stdio: 'pipe' });
+    return { dir, img };
+  } catch {
+    return null;
+  }
+}
+const huge = hugeRawFile();
+
+t.test('disk add of a sparse raw file of 2^63 - 1 bytes gives its exact size', { skip: huge === null && 'no file of 2^63 - 1 bytes on /dev/shm' }, async (t) => {
+  const { dir, img } = huge!;
+  const engine = await Engine.open({ dataDir: join(t.testdir(), 'data'), imageRoots: [dir], blockSize: BS });
+  t.teardown(() => engine.close());
+  const r = await refusal(() => engine.addDisk({ path: img, format: 'raw' }));
+  t.equal(r.code, 'ImageTooLarge', r.message);
+  t.match(r.message, '(9223372036854775807 bytes)');
 });
