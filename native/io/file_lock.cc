@@ -54,9 +54,12 @@ UniqueFd lock_file_exclusive(const std::string& path) {
   lock.l_type = F_WRLCK;
   lock.l_whence = SEEK_SET;  // l_start = l_len = 0: the whole file, however it grows
   if (::fcntl(fd.get(), F_OFD_SETLK, &lock) != 0) {
-    if (errno != EAGAIN && errno != EACCES) throw Error::system(errno, "fcntl(F_OFD_SETLK)", path);
+    // Kept before holder_pid's read, which may set errno, and which the call's arguments may run
+    // in either order with.
+    const int err = errno;
+    if (err != EAGAIN && err != EACCES) throw Error::system(err, "fcntl(F_OFD_SETLK)", path);
     // OFD locks do not report their owner; the pid the holder wrote is the best hint we have.
-    throw locked_error(path, holder_pid(fd.get()), errno, "fcntl(F_OFD_SETLK)");
+    throw locked_error(path, holder_pid(fd.get()), err, "fcntl(F_OFD_SETLK)");
   }
 
   const std::string pid = std::to_string(::getpid()) + "\n";
