@@ -66,7 +66,8 @@ Napi::Value open_image_dir(const Napi::CallbackInfo& info) {
       // writer of this directory remains possible there, and only there).
       struct stat st;
       if (::fstatat(dir->get(), to.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) errno = EEXIST;
-      else if (errno == ENOENT) r = ::renameat(dir->get(), from.c_str(), dir->get(), to.c_str());
+      else if (errno != ENOENT) throw to_js_error(info.Env(), Error::image(errno, "fstatat", where(to)));
+      else r = ::renameat(dir->get(), from.c_str(), dir->get(), to.c_str());
     }
     if (r != 0) throw to_js_error(info.Env(), Error::image(errno, "rename", where(to)));
   }, "rename"));
