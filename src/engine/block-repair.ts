@@ -29,6 +29,7 @@ import { DamagedBlocks, hexDigests, viewHolds, type DamageReason } from '../cata
 import { verifyBlocks, type VerifyProblem } from '../native';
 import { watchStoreDamage, type DamageCode } from '../store/damage-reports';
 import type { EngineLogger } from './engine';
+import type { JobControl } from './jobs';
 
 export interface BlockRepairInternals {
   readonly catalog: Catalog;
@@ -104,21 +105,21 @@ export class BlockRepair {
   }
 
   /**
-   * Before the commit of a snapshot or import whose view is `view` (n × 32) and which rewrote
+   * Before the commit of a snapshot or import (job `ctl`) whose view is `view` (n × 32) and which rewrote
    * `repaired` (hex): the listed digests it references and did not rewrite are read and checked
    * again. Those intact are forgotten (a stale mark: a repair whose commit a crash cut off, an
    * error that was not the file's); a damaged one fails with its error, whose message ends with
    * `hint` (what the operator can do). The caller holds the store lock shared, so nothing it
    * references is unlinked meanwhile.
    */
-  async checkBeforeCommit(view: Buffer, repaired: Iterable<string>, hint: string, signal?: AbortSignal): Promise<void> {
+  async checkBeforeCommit(view: Buffer, repaired: Iterable<string>, hint: string, ctl: JobControl): Promise<void> {
     const suspects = this.damaged.inView(view, new Set(repaired));
     if (suspects.length === 0) return;
     const startedAt = Date.now();
-    const problems = await this.check(Buffer.concat(suspects), signal);
+    const problems = await this.check(Buffer.concat(suspects), ctl.signal);
     const bad = new Set(problems.map((p) => p.digest));
     const intact = suspects.filter((d) => !bad.has(d.toString('hex')));
-    if (intact.length > 0) this.forgetIntact(intact, startedAt);
+    if (intact.length > 0) this.forgetIntact(intact, startedAt, ctl.job.id);
     const p = problems[0];
     if (p === undefined) return;
     const more = problems.length > 1 ? ` (and ${problems.length - 1} more damaged or missing block${problems.length > 2 ? 's' : ''})` : '';
@@ -184,15 +185,15 @@ export class BlockRepair {
   /**
    * Forgets the marks of blocks written again, durably, outside a snapshot (a restore that
    * downloads a listed block to write its image from the store; an import that mends a snapshot
-   * here). `from` says where the good bytes came from, for the log.
+   * here) by job `jobId`. `from` says where the good bytes came from, for the log.
    */
-  forgetRepaired(hexes: string[], from: string): void {
+  forgetRepaired(hexes: string[], from: string, jobId: string): void {
     if (hexes.length === 0) return;
     try {
       this.x.catalog.txn(() => { for (const hex of hexes) this.damaged.clear(Buffer.from(hex, 'hex')); });
-      this.x.log.info({ digests: hexes }, `damaged or missing blocks written again from ${from}`);
+      this.x.log.info({ jobId, digests: hexes }, `damaged or missing blocks written again from ${from}`);
     } catch (err) {
-      this.x.log.warn({ err }, 'could not forget repaired blocks; the next snapshot or store verify does');
+      this.x.log.warn({ err, jobId }, 'could not forget repaired blocks; the next snapshot or store verify does');
     }
   }
 
@@ -201,14 +202,14 @@ export class BlockRepair {
     for (const d of digests) this.damaged.clear(d);
   }
 
-  private forgetIntact(digests: Buffer[], startedAt: number): void {
+  private forgetIntact(digests: Buffer[], startedAt: number, jobId: string): void {
     try {
       this.x.catalog.txn(() => {
         for (const d of digests) if ((this.damaged.get(d)?.at ?? Infinity) < startedAt) this.damaged.clear(d);
       });
-      this.x.log.info({ digests: digests.map((d) => d.toString('hex')) }, 'blocks listed as damaged read intact: no longer listed');
+      this.x.log.info({ jobId, digests: digests.map((d) => d.toString('hex')) }, 'blocks listed as damaged read intact: no longer listed');
     } catch (err) {
-      this.x.log.warn({ err }, 'could not forget blocks listed as damaged that read intact; store verify does');
+      this.x.log.warn({ err, jobId }, 'could not forget blocks listed as damaged that read intact; store verify does');
     }
   }
 }

@@ -101,7 +101,7 @@ export class CowDisks {
         const repaired = hexDigests(scan.repairedDigests);
         const hint = `copy-on-write disk ${disk.name} reads that block from its base wherever it was not written, so its content there is ` +
           'damaged or missing too; snapshot a disk whose image holds the block\'s good content (or import a snapshot that carries it), which writes it again, then retry';
-        await this.x.repair.checkBeforeCommit(digests, repaired, hint, ctl.signal);
+        await this.x.repair.checkBeforeCommit(digests, repaired, hint, ctl);
         const dropped = cow.layers.slice(0, frozen);
         const done = this.x.catalog.txn(() => {
           this.x.repair.settle(digests, repaired, hint);

@@ -575,7 +575,7 @@ export class Engine extends EventEmitter {
       try {
         const done = await this.runSnapshot(disk, snap, ctl);
         if (type === 'auto') {
-          const evicted = this.evictOverQuota(disk.id, snap.id);
+          const evicted = this.evictOverQuota(disk.id, snap.id, jobId);
           o.quotaEvicted?.(evicted);
         }
         return done;
@@ -603,7 +603,7 @@ export class Engine extends EventEmitter {
    * own excess. Never throws: the snapshot is committed whatever happens here, and what could not
    * go now is left to that next commit. Returns the ids deleted.
    */
-  private evictOverQuota(diskId: string, committed: string): string[] {
+  private evictOverQuota(diskId: string, committed: string, jobId: string): string[] {
     try {
       const ids = this.catalog.txn(() => {
         const disk = this.catalog.getDisk(diskId);
@@ -615,12 +615,12 @@ export class Engine extends EventEmitter {
         return evict.map((s) => s.id);
       });
       if (ids.length > 0) {
-        this.log.info({ diskId, snapshotId: committed, evicted: ids }, 'automatic snapshot quota: deleted failed and oldest automatic snapshots');
+        this.log.info({ jobId, diskId, snapshotId: committed, evicted: ids }, 'automatic snapshot quota: deleted failed and oldest automatic snapshots');
         this.scheduleSweep();
       }
       return ids;
     } catch (err) {
-      this.log.warn({ err, diskId, snapshotId: committed }, 'automatic snapshot quota: could not delete the excess now; the next automatic snapshot does');
+      this.log.warn({ err, jobId, diskId, snapshotId: committed }, 'automatic snapshot quota: could not delete the excess now; the next automatic snapshot does');
       return [];
     }
   }
@@ -657,7 +657,7 @@ export class Engine extends EventEmitter {
       // one found damaged while the scan ran can be left (block-repair.ts).
       const repaired = hexDigests(scan.repairedDigests);
       const retry = 'take the snapshot again, which writes it again from the image';
-      await this.repair.checkBeforeCommit(scan.digests, repaired, retry, ctl.signal);
+      await this.repair.checkBeforeCommit(scan.digests, repaired, retry, ctl);
       // Before the transaction: naming the overlays over the image reads their headers.
       const warnings = scanWatch.warnings(() => backingDependents(this.catalog, disk, path, this.imageRoots).map((d) => d.name).sort());
       const done = this.catalog.txn(() => {
@@ -682,7 +682,7 @@ export class Engine extends EventEmitter {
       return this.publicSnapshot(done);
     } catch (err) {
       const e = toBlocksnapError(err);
-      throw this.failSnapshot(snap.id, watch ? watch.failure(e) : e, written ?? writtenDigestsOf(err));
+      throw this.failSnapshot(snap.id, ctl.job.id, watch ? watch.failure(e) : e, written ?? writtenDigestsOf(err));
     } finally {
       releaseStore?.();
       this.scheduleSweep();
@@ -693,7 +693,7 @@ export class Engine extends EventEmitter {
     try {
       return this.publicSnapshot(await this.cow.snapshot(disk, snap, ctl));
     } catch (err) {
-      throw this.failSnapshot(snap.id, toBlocksnapError(err), writtenDigestsOf(err));
+      throw this.failSnapshot(snap.id, ctl.job.id, toBlocksnapError(err), writtenDigestsOf(err));
     } finally {
       this.scheduleSweep();
     }
@@ -707,7 +707,7 @@ export class Engine extends EventEmitter {
    * snapshot committed meanwhile stays (markFree and the sweep both check). Returns the error to
    * throw: a NoSpace one says what became of that space.
    */
-  private failSnapshot(id: string, e: BlocksnapError, written?: Buffer): BlocksnapError {
+  private failSnapshot(id: string, jobId: string, e: BlocksnapError, written?: Buffer): BlocksnapError {
     const digests: Buffer[] = [];
     for (let o = 0; written && o < written.length; o += DIGEST_SIZE) digests.push(written.subarray(o, o + DIGEST_SIZE));
     let freed = 0;
@@ -736,13 +736,13 @@ export class Engine extends EventEmitter {
     } catch (txnErr) {
       // Left `creating`, the snapshot becomes `error` at the next start (recover()); its blocks
       // stay in the store, unreferenced, until `store gc`.
-      this.log.error({ err: txnErr, snapshotId: id, orphanedBlocks: digests.length }, 'could not record the snapshot failure');
+      this.log.error({ err: txnErr, jobId, snapshotId: id, orphanedBlocks: digests.length }, 'could not record the snapshot failure');
       if (digests.length === 0) return e;
       return e.code === 'NoSpace'
         ? new BlocksnapError(e.code, `${e.message}; the ${digests.length} block(s) this snapshot had stored could not be freed: run blocksnap store gc to give their space back`, e.details)
         : e;
     }
-    if (freed > 0) this.log.info({ snapshotId: id, freedBlocks: freed }, 'blocks of the failed or cancelled snapshot freed');
+    if (freed > 0) this.log.info({ jobId, snapshotId: id, freedBlocks: freed }, 'blocks of the failed or cancelled snapshot freed');
     return told;
   }
 
@@ -862,9 +862,9 @@ export class Engine extends EventEmitter {
       // here too, before the job starts (the job checks it again before the journal: image-rollback.ts).
       if (disk.format === 'qcow2') inspectImage(path, disk.format, this.imageRoots);
       const inUse = checkNotInUse(path, o.force === true);
-      if (inUse) this.log.warn({ diskId: disk.id, holder: inUse }, 'rolling back an image in use (forced)');
+      if (inUse) this.log.warn({ jobId, diskId: disk.id, holder: inUse }, 'rolling back an image in use (forced)');
       const backing = checkNotBacking(this.catalog, disk, path, this.imageRoots, o.force === true);
-      if (backing) this.log.warn({ diskId: disk.id, backing }, 'rolling back the backing file of other disks (forced)');
+      if (backing) this.log.warn({ jobId, diskId: disk.id, backing }, 'rolling back the backing file of other disks (forced)');
     } catch (err) {
       release();
       throw err;

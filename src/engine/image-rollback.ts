@@ -95,7 +95,7 @@ export class ImageRollbacks {
       this.x.catalog.putDisk({ ...d, pendingRollback: null, headSnapshotId: snap.id, sizeBytes: r.sizeBytes });
       ctl.succeededWith(result);
     });
-    this.x.log.info({ jobId: ctl.job.id, diskId: disk.id, snapshotId: snap.id, blocksWritten: r.blocksWritten, holesPunched: r.holesPunched }, 'rollback finished');
+    this.x.log.info({ jobId: ctl.job.id, diskId: disk.id, snapshotId: snap.id, blocksWritten: r.blocksWritten, holesPunched: r.holesPunched, blocksZeroed: r.blocksZeroed }, 'rollback finished');
     return result;
   }
 

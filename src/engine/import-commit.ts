@@ -16,6 +16,7 @@ import { reportStoreDamage } from '../store/damage-reports';
 import { BLOCK_HEADER_SIZE, DIGEST_SIZE } from '../store/format';
 import { SNAPSHOT_REWRITES, VERIFY_NAMES_SHARERS } from './damage-guidance';
 import { looksLikeId } from './ids';
+import type { JobControl } from './jobs';
 import { uniqueName, validateName } from './names';
 import type { OffsiteInternals } from './offsite-internals';
 import type { SnapshotConsistency, SnapshotType } from './types';
@@ -98,8 +99,8 @@ export function damagedLocalBlock(hex: string, length: number, found: Extract<Fo
  * store that the import did not write again (`repaired`, hex) is read again, and fails the import
  * if it still is damaged (block-repair.ts).
  */
-export async function checkImportDamage(x: OffsiteInternals, map: Buffer, repaired: string[], signal?: AbortSignal): Promise<void> {
-  await x.repair.checkBeforeCommit(map, repaired, IMPORT_REPAIR_HINT, signal);
+export async function checkImportDamage(x: OffsiteInternals, map: Buffer, repaired: string[], ctl: JobControl): Promise<void> {
+  await x.repair.checkBeforeCommit(map, repaired, IMPORT_REPAIR_HINT, ctl);
 }
 
 /**

@@ -89,7 +89,7 @@ export class RemoteRestore {
         done += len;
         ctl.progress(done, total);
       }, ctl.signal);
-      this.x.repair.forgetRepaired(repaired, 'a remote');
+      this.x.repair.forgetRepaired(repaired, 'a remote', ctl.job.id);
       const w = await cloneImage(target, 'qcow2', {
         storeDir: this.x.store.dir, blockSize: s.blockSize, sizeBytes: s.sizeBytes, digests: m.map, signal: ctl.signal,
         onProgress: (d) => ctl.progress(fetchTotal + Math.min(d, s.sizeBytes), total),
@@ -191,7 +191,7 @@ export class RemoteRestore {
               ctl.progress(done, total);
             }, ctl.signal);
             await syncFoundBlocks(this.x, present);
-            await checkImportDamage(this.x, m.map, repaired, ctl.signal);
+            await checkImportDamage(this.x, m.map, repaired, ctl);
             const rec = commitImported(this.x, this.x.catalog.getDisk(disk.id)!, m.snapshot, m.map, jobId, repaired);
             committed = true;
             res.parentId = rec.parentId;

@@ -368,7 +368,7 @@ export class Replication {
         // parent lacks go up (whatever the answers, those are needed; a HEAD skips any already there).
         const [mine, parentDigests] = there.get(s.id) === true ? [true, null] : await settleAll([
           there.has(s.id) ? Promise.resolve(false) : store.head(key, ctl.signal).then((o) => o !== null),
-          plan.askParent ? this.parentOnRemote(store, remote, s, plan.parent, ctl.signal) : Promise.resolve(null),
+          plan.askParent ? this.parentOnRemote(store, remote, s, plan.parent, ctl) : Promise.resolve(null),
           early ?? this.uploadBlocks(run, plan.unsure),
         ] as const);
         if (mine) {
@@ -559,16 +559,16 @@ export class Replication {
    * locally (`local`) a HEAD asks only whether the manifest exists; otherwise the manifest is
    * fetched. A damaged one teaches nothing.
    */
-  private async parentOnRemote(store: ObjectStore, remote: RemoteConfig, s: SnapshotRecord, local: Set<string> | null, signal: AbortSignal): Promise<Iterable<string> | null> {
+  private async parentOnRemote(store: ObjectStore, remote: RemoteConfig, s: SnapshotRecord, local: Set<string> | null, ctl: JobControl): Promise<Iterable<string> | null> {
     const key = manifestKey(remote.prefix, s.diskId, s.parentId!);
-    if (local !== null) return (await store.head(key, signal)) ? local : null;
-    const raw = await store.get(key, signal);
+    if (local !== null) return (await store.head(key, ctl.signal)) ? local : null;
+    const raw = await store.get(key, ctl.signal);
     if (!raw) return null;
     try {
       const m = decodeManifest(raw, key);
       return distinctDigests(m.map, m.snapshot.sizeBytes, m.snapshot.blockSize).keys();
     } catch (err) {
-      this.x.log.warn({ key, err: toBlocksnapError(err).message }, 'ignoring a damaged parent manifest; checking blocks one by one');
+      this.x.log.warn({ jobId: ctl.job.id, key, err: toBlocksnapError(err).message }, 'ignoring a damaged parent manifest; checking blocks one by one');
       return null;
     }
   }

@@ -299,12 +299,12 @@ export class SnapshotStreams {
             if (mending) {
               // Nothing to commit: the snapshot's record and view are as they were.
               const left = [...damaged.values()].filter((p) => !carried.has(p.digest));
-              this.x.repair.forgetRepaired(repaired, `a stream of snapshot ${s.id}`);
+              this.x.repair.forgetRepaired(repaired, `a stream of snapshot ${s.id}`, jobId);
               if (left.length > 0) throw unmended(this.x, s.id, left, res.repairedBlocks);
               res.parentId = mending.parentId;
               res.name = mending.name;
               res.renamedFrom = mending.name === s.name ? null : s.name;
-              this.x.log.info({ snapshotId: s.id, diskId: disk.id, path: source, repairedBlocks: res.repairedBlocks }, 'snapshot mended from a stream of itself');
+              this.x.log.info({ jobId, snapshotId: s.id, diskId: disk.id, path: source, repairedBlocks: res.repairedBlocks }, 'snapshot mended from a stream of itself');
               return res;
             }
             for (const [hex, length] of wanted) {
@@ -327,7 +327,7 @@ export class SnapshotStreams {
               present.push(hex);
             }
             await syncFoundBlocks(this.x, present);
-            await checkImportDamage(this.x, map, repaired, ctl.signal);
+            await checkImportDamage(this.x, map, repaired, ctl);
             const rec = commitImported(this.x, this.x.catalog.getDisk(disk.id)!, s, map, jobId, repaired);
             committed = true;
             res.parentId = rec.parentId;

@@ -2,12 +2,14 @@
  * A line an off-host job logs about its work carries the job's id, the one its caller was given,
  * as the line of the job's end does. Engines on one in-memory bucket (memory-engine.ts).
  */
-import { copyFileSync } from 'node:fs';
+import { copyFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import type { EngineLogger } from '../../src/engine';
 import type { Job } from '../../src/engine/types';
 import { finished, snapshot } from '../helpers/engine';
+import { pattern } from '../helpers/images';
+import { blockPath, sha } from '../helpers/store-damage';
 import { MemoryStore } from './memory-store';
 import { isBlockKey, openHost, type Host } from './memory-engine';
 
@@ -43,6 +45,15 @@ t.test('"restore finished" carries the restore job\'s id', async (t) => {
   const { snapshotId } = await replicated(h);
   const job = await finished(h.engine, h.engine.offsite.remoteRestore.startRestore('off', snapshotId, join(h.images, 'restored.raw')));
   t.same(jobIdsOf(lines, 'restore finished'), [job.id]);
+});
+
+t.test('a qcow2 restore\'s line about the blocks it wrote again carries the restore job\'s id', async (t) => {
+  const { h, lines } = await loggedHost(t, new MemoryStore());
+  const { snapshotId } = await replicated(h);
+  rmSync(blockPath(h.dataDir, sha(pattern('vm-0', 64 * 1024))));
+  await finished(h.engine, h.engine.startVerify());
+  const job = await finished(h.engine, h.engine.offsite.remoteRestore.startRestore('off', snapshotId, join(h.images, 'r.qcow2'), { format: 'qcow2' }));
+  t.same(jobIdsOf(lines, 'damaged or missing blocks written again from a remote'), [job.id]);
 });
 
 t.test('"remote gc finished" carries the remote gc job\'s id', async (t) => {
