@@ -88,20 +88,34 @@ function notAllowed(p: string, real: string, roots: string[]): BlocksnapError {
 
 /** An existing image file inside a root; returns its real path. */
 export function resolveExistingImage(p: unknown, roots: string[]): string {
+  return resolveExistingFile(p, roots, 'image', (path) => new BlocksnapError('NotAnImage',
+    `${path} is a block device, and blocksnap does not support block devices (LVM volumes, partitions, loop devices) yet: ` +
+    'it takes raw and qcow2 image files only', { path }));
+}
+
+/**
+ * An existing snapshot stream file inside a root; returns its real path. A device is refused: the
+ * daemon opens only regular files, and a stream must end at its end record (StreamReader), which
+ * a partition holding one rarely does. Standard input takes the stream's bytes copied off it, read
+ * with the client's rights.
+ */
+export function resolveExistingStream(p: unknown, roots: string[]): string {
+  return resolveExistingFile(p, roots, 'stream file', (path) => new BlocksnapError('NotAnImage',
+    `${path} is a block device; a snapshot stream is imported from a regular file inside an image root or through ` +
+    'standard input (blocksnap snapshot import -i - --disk DISK): copy the stream\'s bytes off the device into one of them', { path }));
+}
+
+function resolveExistingFile(p: unknown, roots: string[], noun: string, blockDevice: (path: string) => BlocksnapError): string {
   const path = requireAbsolute(p);
   let real: string;
   try {
     real = realpathSync(path);
   } catch (err) {
-    throw unresolved(path, path, `image ${path}`, err, roots);
+    throw unresolved(path, path, `${noun} ${path}`, err, roots);
   }
   if (!insideRoots(real, roots)) throw notAllowed(path, real, roots);
   const st = lstatSync(real);
-  if (st.isBlockDevice()) {
-    throw new BlocksnapError('NotAnImage',
-      `${path} is a block device, and blocksnap does not support block devices (LVM volumes, partitions, loop devices) yet: ` +
-      'it takes raw and qcow2 image files only', { path });
-  }
+  if (st.isBlockDevice()) throw blockDevice(path);
   if (!st.isFile()) throw new BlocksnapError('NotAnImage', `${path} is not a regular file`, { path });
   return real;
 }
@@ -189,7 +203,7 @@ function unresolved(path: string, resolved: string, what: string, err: unknown, 
     return new BlocksnapError('PathNotAllowed', `${what} changed while it was being resolved (a symlink swapped in or out, or a symlink loop); refused`, { path });
   }
   if (errno === 'ENOENT') {
-    return new BlocksnapError('ImageNotFound', what === `image ${path}` ? `image ${path} does not exist` : `${what} does not exist`, { path });
+    return new BlocksnapError('ImageNotFound', `${what} does not exist`, { path });
   }
   if (errno === 'ENOTDIR') {
     return new BlocksnapError('ImageNotFound', reached.errno === 'ENOTDIR'

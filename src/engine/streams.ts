@@ -37,7 +37,7 @@ import { checkImportDamage, checkImportable, commitImported, damagedLocalBlock, 
 import { checkSameMap, snapshotToMend, unmended } from './import-mend';
 import type { OffsiteInternals } from './offsite-internals';
 import type { ExportResult, ImportResult } from './offsite-types';
-import { openCheckedFile, resolveExistingImage, resolveNewFile, type CheckedFile } from './paths';
+import { openCheckedFile, resolveExistingStream, resolveNewFile, type CheckedFile } from './paths';
 import { writePartial } from './partial-files';
 import type { Job } from './types';
 import type { VerifyProblem } from '../native';
@@ -181,7 +181,7 @@ export class SnapshotStreams {
     this.x.assertOpen();
     // Checked (inside a root, a regular file) here, opened in the job: see openCheckedFile for
     // what may have changed in between.
-    const source = typeof from === 'string' ? resolveExistingImage(from, this.x.imageRoots) : null;
+    const source = typeof from === 'string' ? resolveExistingStream(from, this.x.imageRoots) : null;
     const disk = this.x.resolveDisk(diskRef);
     const jobId = newId('j');
     const release = this.x.diskLocks.acquire(disk.id, jobId);
