@@ -144,6 +144,7 @@ export class RemoteRestore {
         const store = this.replication.open(remote);
         try {
           const { manifest: m } = usable(await locate(remote, store, snapRef, ctl.signal));
+          if (this.x.catalog.getSnapshot(m.snapshot.id)) throw alreadyHere(remote.name, m.snapshot.id);
           checkImportable(this.x, m.snapshot, this.x.catalog.getDisk(disk.id)!);
           // Shared store lock from the first block written to the commit: the sweeper and gc must not
           // unlink a block this import found present and will reference.
@@ -250,4 +251,17 @@ async function fetchBlock(store: ObjectStore, remote: RemoteConfig, snapshotId: 
     throw new BlocksnapError('RemoteCorrupt', `block ${key} does not match its digest (${data.length} bytes): nothing was written from it${repair}`, { key, digest: hex });
   }
   return data;
+}
+
+/**
+ * SnapshotExists for a remote snapshot that is here already, with the remote's way to mend it: an
+ * import commits a snapshot and never mends one, while a qcow2 restore downloads into the store
+ * every block of the snapshot listed as damaged or found missing (runRestoreQcow2).
+ */
+function alreadyHere(remote: string, id: string): BlocksnapError {
+  return new BlocksnapError('SnapshotExists',
+    `snapshot ${id} is already in this catalog, and an import from a remote does not mend a snapshot that is here. To write its damaged or missing ` +
+    `blocks again from remote ${remote}: blocksnap store verify, which records them, then blocksnap restore ${remote} ${id} PATH --format qcow2, ` +
+    'which downloads each recorded block into the store before it writes the image at PATH (delete that image afterwards if it is not wanted)',
+    { snapshotId: id });
 }
