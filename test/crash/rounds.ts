@@ -15,8 +15,9 @@
  *  - an image is only ever changed by a rollback: after a crash it holds either its old content
  *    or (rollback finished) the target's; an interrupted raw rollback is reported on the disk and a
  *    rerun completes it bit-exactly; a qcow2 rollback never leaves one (it replaces the file whole);
- *  - a clone, flatten or export cut off leaves no file, or a complete one under its final name, and
- *    nothing else is left in the image root;
+ *  - a clone, flatten or export cut off leaves no file, or a complete one under its final name (a
+ *    stream file is read whole and its content compared, stream-content.ts), and nothing else is
+ *    left in the image root;
  *  - the copy-on-write disk is there or not, as its create or remove got, and flattens to its base;
  *  - after `store gc`: `store stats` is exactly the distinct non-zero blocks of the surviving
  *    snapshots' content (computed by the test from the clones), the blocks directory holds exactly
@@ -37,6 +38,7 @@ import { ImageWriter } from './disk-image';
 import { contentSha, createQcow2, mutateQcow2, type ImageFormat } from './qcow2-image';
 import { leftAfterDeletingAll } from './store-empty';
 import { storeFiles } from './store-files';
+import { streamContentSha } from './stream-content';
 
 export interface TortureOptions {
   rounds: number;
@@ -181,6 +183,8 @@ class Torture {
   private adoptable: Adoptable[] = [];
   private policyRan = false;
   private failedImports: string[] = [];
+  /** Stream files found whole and holding their snapshot's content. */
+  private readonly streamsRead = new Set<string>();
   private roundNo = 0;
   /** Moving average of how long a round's jobs took to end, to aim the kills. */
   private jobMs = 60;
@@ -513,7 +517,7 @@ class Torture {
 
       await this.checkSnapshots(c);
       await this.checkDisks(c, rollbacks);
-      this.checkImageRoot();
+      await this.checkImageRoot();
       await this.checkCow(c);
       const expected = await this.checkClones(c);
       await this.checkStore(c, expected);
@@ -633,8 +637,9 @@ class Torture {
   /**
    * Nothing but the disks and the output directories in the image root (no temp image of a
    * qcow2 rollback, no partial file), and in those only files the rounds asked for, each complete.
+   * A stream file is read once, the round it appears: it stays for a later import.
    */
-  private checkImageRoot(): void {
+  private async checkImageRoot(): Promise<void> {
     const root = this.layout.imageRoot;
     const expected = new Set([...OUTPUT_DIRS, ...[...this.disks.values()].map((d) => d.path.slice(root.length + 1))]);
     const stray = readdirSync(root).filter((n) => !expected.has(n));
@@ -651,8 +656,16 @@ class Torture {
     }
     this.outputs.clear();
     for (const f of readdirSync(join(root, 'streams'))) {
-      if (!this.exports.has(join(root, 'streams', f))) this.fail(`left in streams/: ${f}, which no export was asked to write`);
+      const path = join(root, 'streams', f);
+      const s = this.exports.get(path);
+      if (!s) this.fail(`left in streams/: ${f}, which no export was asked to write`);
+      if (this.streamsRead.has(path)) continue;
+      const sha = await streamContentSha(path).catch((err: Error) => this.lose(`export of ${s.key} left ${f} under its final name, not a whole stream: ${err.message}`));
+      if (sha !== s.sha) this.lose(`export of ${s.key} left ${f}, whose content is not the snapshot's`);
+      this.streamsRead.add(path);
+      this.stats.killedOutputsComplete++;
     }
+    for (const path of this.streamsRead) if (!this.exports.has(path)) this.streamsRead.delete(path);
   }
 
   /** The copy-on-write disk is there exactly when its create (or not its remove) got through, and holds its base. */
