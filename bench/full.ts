@@ -38,8 +38,8 @@ export const full: Question = {
       else [cp, ours] = [await repeat(limitRuns, cpRun), await repeat(ctx.runs, ourRun)];
       s.add(c, 'cp --sparse=always + sync', 'limit', cp, { logicalBytes: img.size, limit: { tool: 'dd bs=4M (read)' } });
       peak = Math.max(peak, ours.peakRssBytes ?? 0);
-      const row = s.add(c, 'blocksnap snapshot (daemon)', 'ours', ours, { logicalBytes: img.size, limit: { tool: 'cp --sparse=always + sync' } });
-      if (cache === 'cold') s.target('full snapshot, cold', '≤ 1.15× cp --sparse=always', ratioText(row.ratio), row.ratio === null ? null : row.ratio <= 1.15);
+      const row = s.add(c, 'blocksnap snapshot (daemon)', 'ours', ours, { logicalBytes: img.size, limit: { tool: 'cp --sparse=always + sync' }, paired: limitRuns === ctx.runs });
+      if (cache === 'cold') s.target('full snapshot, cold', '≤ 1.15× cp --sparse=always', ratioText(row.ratio), row.ratio === null ? null : row.ratio <= 1.15, s.samplesOf(row));
 
       if (i === 0) await peerRows(ctx, s, c, img.path);
     }

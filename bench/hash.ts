@@ -53,11 +53,11 @@ export const hash: Question = {
       if (floorKnown) s.add(c, FLOOR_TOOL, 'limit', floor!, { logicalBytes: size, limit: { tool } });
       else s.missing(c, FLOOR_TOOL, 'python3 not installed');
       const row = s.add(c, 'blocksnap native scan, hash only (engine API)', 'ours', m!, {
-        logicalBytes: size, limit: { tool },
+        logicalBytes: size, limit: { tool }, paired: true,
         note: floorKnown ? `${((floor!.seconds / m!.seconds) * 100).toFixed(0)}% of the floor's rate` : '',
       });
       const frac = row.ratio ? 1 / row.ratio : null;
-      s.target(`scan hashing, ${c}`, '≥ 85% of the OpenSSL ceiling', frac === null ? 'n/a' : `${(frac * 100).toFixed(0)}% (${ratioText(row.ratio)} its time)`, frac === null ? null : frac >= 0.85);
+      s.target(`scan hashing, ${c}`, '≥ 85% of the OpenSSL ceiling', frac === null ? 'n/a' : `${(frac * 100).toFixed(0)}% (${ratioText(row.ratio)} its time)`, frac === null ? null : frac >= 0.85, s.samplesOf(row));
     }
     s.note('The scan hashes each cached block where it lies (a read-only mapping) or reads it into its buffer, whichever it timed faster here, and checks it for zeros; the ceiling hashes one 4 MiB buffer over and over. Their runs alternate.');
     s.note(`The floor (${FLOOR_TOOL}) does only what any scan of a cached file must: one copy out of the page cache and the hash, with as many threads. Its ratio to the ceiling is what this machine allows; the target (85% of the ceiling) can be met only where that copy costs less than a sixth of hashing.`);

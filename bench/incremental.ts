@@ -84,7 +84,7 @@ export const incremental: Question = {
           note: `${ours.extra.changedBlocks} blocks changed (${mibText(changedBytes)}); growth ${ratioText(ours.growthBytes !== null && changedBytes ? ours.growthBytes / changedBytes : null)} of them`,
         });
         if (pattern === 'clustered' && cache === 'cold') {
-          s.target('incremental, clustered 1%, cold', '≤ 1.15× dd of the allocated data', ratioText(row.ratio), row.ratio === null ? null : row.ratio <= 1.15);
+          s.target('incremental, clustered 1%, cold', '≤ 1.15× dd of the allocated data', ratioText(row.ratio), row.ratio === null ? null : row.ratio <= 1.15, s.samplesOf(row));
         }
         if (pattern === 'clustered' && ci === 0) {
           const g = ours.growthBytes !== null && changedBytes > 0 ? ours.growthBytes / changedBytes : null;
@@ -92,7 +92,7 @@ export const incremental: Question = {
         }
         if (pattern === 'scattered') {
           const r = full && row.seconds !== null ? row.seconds / full.seconds : null;
-          s.target(`incremental, scattered, ${cache}`, 'no slower than a full snapshot', `${ratioText(r)} a full snapshot of the same image`, r === null ? null : r <= 1.0);
+          s.target(`incremental, scattered, ${cache}`, 'no slower than a full snapshot', `${ratioText(r)} a full snapshot of the same image`, r === null ? null : r <= 1.0, Math.min(row.samples.length, full?.samples.length ?? 0));
         }
         await peers?.report(img.size);
       }

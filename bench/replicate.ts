@@ -109,7 +109,6 @@ function rbdPipe(env: NodeJS.ProcessEnv): Promise<Sample> {
 
 export const replicateQuestion: Question = {
   name: 'replicate',
-  defaultRuns: 1,
   // Most of its time is Ceph's (and its start); the ratio to raw PUT holds at 192 blocks (0.98x measured).
   defaultRunScale: 0.25,
   // A cluster comes up in about a minute where Ceph is installed; installing it takes many.
@@ -147,8 +146,8 @@ export const replicateQuestion: Question = {
         const rawFull = await repeat(ctx.runs, async (run) => rawFullSamples[run]!);
         const fullCase = `full, ${+(img.size / 2 ** 30).toFixed(2)} GiB image`;
         s.add(fullCase, `raw PUT of ${fullBlocks} × 4 MiB`, 'limit', rawFull);
-        const fr = s.add(fullCase, 'blocksnap replicate', 'ours', full, { limit: { tool: `raw PUT of ${fullBlocks} × 4 MiB` }, note: `${fullBlocks} blocks uploaded` });
-        s.target('full replication', '≥ 0.8× raw PUT throughput', fr.ratio === null ? '–' : `${(1 / fr.ratio).toFixed(2)}× raw PUT`, fr.ratio === null ? null : 1 / fr.ratio >= 0.8);
+        const fr = s.add(fullCase, 'blocksnap replicate', 'ours', full, { limit: { tool: `raw PUT of ${fullBlocks} × 4 MiB` }, paired: true, note: `${fullBlocks} blocks uploaded` });
+        s.target('full replication', '≥ 0.8× raw PUT throughput', fr.ratio === null ? '–' : `${(1 / fr.ratio).toFixed(2)}× raw PUT`, fr.ratio === null ? null : 1 / fr.ratio >= 0.8, s.samplesOf(fr));
 
         // Incremental: one remote; each run changes 1% of the blocks and replicates the new snapshot.
         const incBucket = await newBucket(ceph, 'inc');
@@ -168,8 +167,8 @@ export const replicateQuestion: Question = {
         await deleteBucket(ceph, incBucket);
         await deleteBucket(ceph, rawBucket);
         s.add('1% incremental', `raw PUT of ${incBlocks} × 4 MiB`, 'limit', rawInc);
-        const ir = s.add('1% incremental', 'blocksnap replicate', 'ours', inc, { limit: { tool: `raw PUT of ${incBlocks} × 4 MiB` }, note: `${incBlocks} blocks uploaded of ${img.size / BLOCK}` });
-        s.target('1% incremental replication', '≥ 0.8× raw PUT throughput', ir.ratio === null ? '–' : `${(1 / ir.ratio).toFixed(2)}× raw PUT`, ir.ratio === null ? null : 1 / ir.ratio >= 0.8);
+        const ir = s.add('1% incremental', 'blocksnap replicate', 'ours', inc, { limit: { tool: `raw PUT of ${incBlocks} × 4 MiB` }, paired: true, note: `${incBlocks} blocks uploaded of ${img.size / BLOCK}` });
+        s.target('1% incremental replication', '≥ 0.8× raw PUT throughput', ir.ratio === null ? '–' : `${(1 / ir.ratio).toFixed(2)}× raw PUT`, ir.ratio === null ? null : 1 / ir.ratio >= 0.8, s.samplesOf(ir));
 
         // Peer: Ceph's own incremental copy between two RBD images of the same cluster.
         try {

@@ -66,10 +66,10 @@ export const rollbackClone: Question = {
       s.add(rb, 'dd bs=4M write of the differing blocks + fsync', 'limit', wr);
       const budget = inc.seconds + 1.2 * wr.seconds;
       const row = s.add(rb, 'blocksnap rollback (daemon)', 'ours', rollback, {
-        logicalBytes: img.size, limit: { tool: 'blocksnap incremental of the same change (daemon)' },
+        logicalBytes: img.size, limit: { tool: 'blocksnap incremental of the same change (daemon)' }, paired: true,
         note: `${rollback.extra.blocksWritten} blocks written and ${rollback.extra.holesPunched} punched for ${rollback.extra.changedBlocks} changed; budget incremental + 1.2× write = ${budget.toFixed(2)} s`,
       });
-      s.target(`rollback, ${cache}`, '≤ incremental + 1.2× writing the differing blocks', `${row.seconds?.toFixed(2)} s vs ${budget.toFixed(2)} s`, row.seconds === null ? null : row.seconds <= budget);
+      s.target(`rollback, ${cache}`, '≤ incremental + 1.2× writing the differing blocks', `${row.seconds?.toFixed(2)} s vs ${budget.toFixed(2)} s`, row.seconds === null ? null : row.seconds <= budget, Math.min(rollback.samples.length, inc.samples.length, wr.samples.length));
 
       s.add(cl, 'cp --sparse=always + sync', 'limit', await repeat(ctx.sideRuns, async () => { ctx.prepareCache(cache, img.path); return ctx.peers.cpSparse(img.path, cloned); }), { logicalBytes: img.size });
       s.add(cl, 'blocksnap clone (daemon)', 'ours', clone, { logicalBytes: img.size, limit: { tool: 'cp --sparse=always + sync' } });

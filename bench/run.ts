@@ -76,7 +76,7 @@ async function main(argv: string[]): Promise<number> {
         const qctx = defaultRun ? defaultRunContext(ctx, q) : ctx;
         const section = await q.run(qctx);
         process.stdout.write(`\n${markdown(section)}`);
-        writeJson(args.outDir, q.name, { ...info, scale: qctx.scale, finishedAt: new Date().toISOString(), seconds: (Date.now() - t0) / 1000, section });
+        writeJson(args.outDir, q.name, { ...info, scale: qctx.scale, runs: qctx.runs, peerRuns: qctx.peerRuns, sideRuns: qctx.sideRuns, finishedAt: new Date().toISOString(), seconds: (Date.now() - t0) / 1000, section });
         log(`${q.name}: ${((Date.now() - t0) / 1000).toFixed(0)} s`);
       } catch (err) {
         failed++;
@@ -96,12 +96,11 @@ async function main(argv: string[]): Promise<number> {
 /**
  * The default run (no question named) answers every question in under 10 minutes on 2 cores:
  * at half the stated sizes (the targets are ratios measured in the same run, which hold at that
- * size), in the cache states the targets read, with one run where a question says so. --scale,
- * --runs and --cache given on the command line win.
+ * size), in the cache states the targets read. --scale, --runs and --cache given on the command
+ * line win.
  */
 function defaultRunContext(ctx: BenchContext, q: Question): BenchContext {
   let c = ctx.withScale(q.defaultRunScale ?? DEFAULT_RUN_SCALE);
-  if (q.defaultRuns !== undefined && q.defaultRuns < c.runs) c = c.withRuns(q.defaultRuns);
   if (q.defaultCaches !== undefined) c = c.withDefaultCaches(q.defaultCaches);
   return c;
 }

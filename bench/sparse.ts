@@ -78,7 +78,7 @@ export const sparse: Question = {
       peak = Math.max(peak, ours.peakRssBytes ?? 0);
       const row = s.add(c, 'blocksnap snapshot (daemon)', 'ours', ours, { logicalBytes: size, limit: { tool: DD } });
       if (ci === 0) {
-        s.target(`sparse snapshot, ${cache}`, '≤ 1.3× reading the data', ratioText(row.ratio), row.ratio === null ? null : row.ratio <= 1.3);
+        s.target(`sparse snapshot, ${cache}`, '≤ 1.3× reading the data', ratioText(row.ratio), row.ratio === null ? null : row.ratio <= 1.3, s.samplesOf(row));
         const budget = s.find(c, READ_AND_WRITE);
         if (budget?.seconds && row.seconds) {
           s.note(`${c}: the snapshot took ${(row.seconds / budget.seconds).toFixed(2)}× the time the disk took to read the extents and write as many bytes at once (${READ_AND_WRITE}).`);

@@ -23,12 +23,6 @@ export class BenchContext {
     this.peerBases = peerBases ?? new Map();
   }
 
-  /** The same context with `runs` timed runs per figure (the peer bases stay shared). */
-  withRuns(runs: number): BenchContext {
-    return new BenchContext({ ...this.args, runs, peerRuns: Math.min(this.args.peerRuns, runs), sideRuns: Math.min(this.args.sideRuns, runs) },
-      this.scratch, this.peers, this.log, this.peerBases);
-  }
-
   get scale(): number { return this.args.scale; }
   get runs(): number { return this.args.runs; }
   get peerRuns(): number { return this.args.peerRuns; }
@@ -94,8 +88,6 @@ export class BenchContext {
 export interface Question {
   name: string;
   run(ctx: BenchContext): Promise<Section>;
-  /** Timed runs in the default run (every question), where fewer than --runs keep it short. */
-  defaultRuns?: number;
   /** Cache states of the default run (every question) when not all: those its targets read. */
   defaultCaches?: Cache[];
   /**

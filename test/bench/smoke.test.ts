@@ -68,7 +68,7 @@ const run = spawnSync('env', ['-u', 'NODE_OPTIONS', process.execPath, join(ROOT,
   '--scale', '0.01', '--runs', '1', '--cache', 'both', '--out', out, '--work', work], { cwd: ROOT, encoding: 'utf8', timeout: 540_000 });
 
 t.equal(run.status, 0, `the bench exits 0\n${run.stderr.slice(-4000)}`);
-t.match(run.stdout, /\| case \| tool \| wall s \|/, 'it prints markdown tables');
+t.match(run.stdout, /\| case \| tool \| runs \| wall s /, 'it prints markdown tables');
 t.ok(existsSync(join(out, 'report.md')), 'it writes report.md');
 
 for (const [name, cases] of Object.entries(EXPECTED)) {
