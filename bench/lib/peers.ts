@@ -6,7 +6,7 @@
  * default lz4). Every helper returns one timed Sample; callers drop the page cache first when
  * they want a cold figure.
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Extent } from './images';
 import type { Sample } from './measure';
@@ -44,13 +44,16 @@ export class Peers {
     return { seconds: r.seconds, peakRssBytes: r.peakRssBytes };
   }
 
-  /** Writes `bytes` of data into a new file with `dd bs=4M` and fsyncs it. */
-  async ddWrite(bytes: number): Promise<Sample> {
+  /**
+   * Copies `src` into a new file with `dd bs=4M` and fsyncs it. The source should be in the page
+   * cache, so that the time is the writing's (a source such as /dev/urandom would put its own
+   * generation inside the figure).
+   */
+  async ddWriteFrom(src: string): Promise<Sample> {
     const out = join(this.scratch, 'dd-write.out');
-    const count = Math.max(1, Math.round(bytes / (4 * 1024 * 1024)));
     try {
-      const r = await runCommand('dd', ['if=/dev/urandom', `of=${out}`, 'bs=4M', `count=${count}`, 'conv=fsync', 'status=none']);
-      return { seconds: r.seconds, peakRssBytes: r.peakRssBytes, growthBytes: count * 4 * 1024 * 1024 };
+      const r = await runCommand('dd', [`if=${src}`, `of=${out}`, 'bs=4M', 'conv=fsync', 'status=none']);
+      return { seconds: r.seconds, peakRssBytes: r.peakRssBytes, growthBytes: statSync(src).size };
     } finally {
       rmSync(out, { force: true });
     }

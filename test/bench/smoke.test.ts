@@ -34,7 +34,7 @@ const EXPECTED: Record<string, Array<[string, string[]]>> = {
     ['sparse snapshot', ['dd of the extents + dd oflag=direct of as many bytes, at once']],
   ],
   'rollback-clone': [
-    ['rollback, warm', ['blocksnap incremental of the same change (daemon)', 'dd bs=4M write of the differing blocks + fsync', 'blocksnap rollback (daemon)']],
+    ['rollback, warm', ['blocksnap incremental of the same change (daemon)', 'dd bs=4M write of the blocks the rollback writes + fsync', 'blocksnap rollback (daemon)']],
     ['clone, warm', ['cp --sparse=always + sync', 'blocksnap clone (daemon)']],
   ],
   'delete-list': [
