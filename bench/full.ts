@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { BenchContext, Question } from './lib/context';
 import { alternate, median, repeat, type Measured, type Sample } from './lib/measure';
 import { SectionBuilder } from './lib/report';
-import { RSS_LIMIT, growth, mibText, ratioText, standardImage, timedCall, tryMeasure } from './lib/questions';
+import { RSS_LIMIT, growth, mibText, ratioText, resticCompression, standardImage, timedCall, tryMeasure } from './lib/questions';
 import { FLOOR_TOOL, cachedHashFloor, opensslSha256 } from './lib/system';
 
 export const full: Question = {
@@ -77,7 +77,7 @@ export const full: Question = {
   },
 };
 
-/** qemu-img convert, restic backup, borg create (none, default) of the same image. */
+/** qemu-img convert, restic backup (off, default), borg create (none, default) of the same image. */
 export async function peerRows(ctx: BenchContext, s: SectionBuilder, c: string, image: string): Promise<void> {
   const cache = c.endsWith('cold') ? 'cold' : 'warm';
   const limit = { tool: 'cp --sparse=always + sync' };
@@ -87,14 +87,16 @@ export async function peerRows(ctx: BenchContext, s: SectionBuilder, c: string, 
     const m = await tryMeasure(s, c, 'qemu-img convert', () => repeat(ctx.peerRuns, async () => { ctx.prepareCache(cache, image); return p.qemuConvert(image, copy); }));
     if (m) s.add(c, 'qemu-img convert + sync', 'peer', m, { logicalBytes: statSize(image), limit });
   } else s.missing(c, 'qemu-img convert', ctx.peers.absent);
-  if (p.has('restic')) {
-    const repo = join(ctx.scratch, 'restic-full');
-    const m = await tryMeasure(s, c, 'restic backup', () => repeat(ctx.peerRuns, async () => { await p.resticInit(repo); ctx.prepareCache(cache, image); return p.resticBackup(repo, image); }));
+  for (const comp of ['none', 'default'] as const) {
+    const tool = `restic backup (${resticCompression(comp)})`;
+    if (!p.has('restic')) { s.missing(c, tool, ctx.peers.absent); continue; }
+    const repo = join(ctx.scratch, `restic-full-${comp}`);
+    const m = await tryMeasure(s, c, tool, () => repeat(ctx.peerRuns, async () => { await p.resticInit(repo); ctx.prepareCache(cache, image); return p.resticBackup(repo, image, comp); }));
     if (m) {
-      s.add(c, 'restic backup', 'peer', m, { logicalBytes: statSize(image), limit });
-      ctx.peerBases.set('restic', repo);
+      s.add(c, tool, 'peer', m, { logicalBytes: statSize(image), limit });
+      ctx.peerBases.set(`restic-${comp}`, repo);
     }
-  } else s.missing(c, 'restic backup', ctx.peers.absent);
+  }
   for (const comp of ['none', 'default'] as const) {
     const tool = `borg create (compression ${comp === 'none' ? 'none' : 'default lz4'})`;
     if (!p.has('borg')) { s.missing(c, tool, ctx.peers.absent); continue; }

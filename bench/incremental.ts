@@ -11,7 +11,7 @@ import type { BenchContext, Cache, Question } from './lib/context';
 import { BLOCK, clusteredChange, scatteredChange, sequentialChangeBytes, type Change } from './lib/images';
 import { repeat, type Sample } from './lib/measure';
 import { SectionBuilder } from './lib/report';
-import { RSS_LIMIT, growth, mibText, ratioText, standardImage, timedCall, type StandardImage } from './lib/questions';
+import { RSS_LIMIT, growth, mibText, ratioText, resticCompression, standardImage, timedCall, type StandardImage } from './lib/questions';
 
 type Pattern = 'clustered' | 'scattered';
 
@@ -115,9 +115,9 @@ async function copySparse(ctx: BenchContext, img: StandardImage, to: string): Pr
 }
 
 /**
- * restic and borg (default compression) backing up the same changes on top of the same base: the
- * full question's repositories when it ran (they already hold the base image's chunks), otherwise
- * a fresh repository with the unchanged image backed up first. A peer that fails is reported as
+ * restic (compression off and default) and borg (default compression) backing up the same changes
+ * on top of the same base: the full question's repositories when it ran (they already hold the
+ * base image's chunks), otherwise a fresh repository with the unchanged image backed up first. A peer that fails is reported as
  * such and skipped for the rest of the case; it never ends the run.
  */
 class PeerIncrements {
@@ -131,14 +131,17 @@ class PeerIncrements {
     const me = new PeerIncrements(ctx, s, c, work, pattern);
     const p = ctx.peers;
     const defs = [
-      { tool: 'restic backup', cmd: 'restic', base: 'restic', init: (r: string) => p.resticInit(r), backup: (r: string) => p.resticBackup(r, work) },
+      ...(['none', 'default'] as const).map((comp) => ({
+        tool: `restic backup (${resticCompression(comp)})`, cmd: 'restic', base: `restic-${comp}`, init: (r: string) => p.resticInit(r),
+        backup: (r: string) => p.resticBackup(r, work, comp),
+      })),
       { tool: 'borg create (default lz4)', cmd: 'borg', base: 'borg-default', init: (r: string) => p.borgInit(r),
         backup: (r: string, name: string) => p.borgCreate(r, name, work, 'default') },
     ];
     for (const t of defs) {
       if (!p.has(t.cmd)) { s.missing(c, t.tool, p.absent); continue; }
       const shared = ctx.peerBases.get(t.base);
-      const repo = shared ?? join(ctx.scratch, `inc-${t.cmd}`);
+      const repo = shared ?? join(ctx.scratch, `inc-${t.base}`);
       const entry = { tool: t.tool, repo, backup: (name: string) => t.backup(repo, name), samples: [] as Sample[], error: undefined as Error | undefined };
       if (shared === undefined) {
         ctx.log(`incremental: ${c}: ${t.cmd} backs up the base`);

@@ -12,7 +12,7 @@ import type { BenchContext, Question } from './lib/context';
 import { BLOCK, clusteredChange, sequentialChangeBytes } from './lib/images';
 import { median, repeat, type Measured, type Sample } from './lib/measure';
 import { SectionBuilder } from './lib/report';
-import { RSS_LIMIT, mibText, standardImage, timedCall, tryMeasure } from './lib/questions';
+import { RSS_LIMIT, mibText, resticCompression, standardImage, timedCall, tryMeasure } from './lib/questions';
 import { diskUsage } from './lib/system';
 
 export const rollbackClone: Question = {
@@ -146,19 +146,21 @@ async function restorePeers(ctx: BenchContext, s: SectionBuilder, c: string, ima
   const limit = { tool: 'cp --sparse=always + sync' };
   const target = join(ctx.scratch, 'restore');
   // The full question's repositories already hold this image; back it up here only without them.
-  if (p.has('restic')) {
-    const shared = ctx.peerBases.get('restic');
-    const repo = shared ?? join(ctx.scratch, 'restore-restic');
-    const m = await tryMeasure(s, c, 'restic restore', async () => {
+  for (const comp of ['none', 'default'] as const) {
+    const tool = `restic restore (${resticCompression(comp)})`;
+    if (!p.has('restic')) { s.missing(c, tool, ctx.peers.absent); continue; }
+    const shared = ctx.peerBases.get(`restic-${comp}`);
+    const repo = shared ?? join(ctx.scratch, `restore-restic-${comp}`);
+    const m = await tryMeasure(s, c, tool, async () => {
       if (shared === undefined) {
         await p.resticInit(repo);
-        await p.resticBackup(repo, image);
+        await p.resticBackup(repo, image, comp);
       }
       return repeat(ctx.peerRuns, async () => { ctx.prepareCache(cache); return p.resticRestore(repo, image, target); });
     });
-    if (m) s.add(c, 'restic restore', 'peer', m, { logicalBytes: size, limit });
+    if (m) s.add(c, tool, 'peer', m, { logicalBytes: size, limit });
     if (shared === undefined) rmSync(repo, { recursive: true, force: true });
-  } else s.missing(c, 'restic restore', ctx.peers.absent);
+  }
   for (const comp of ['none', 'default'] as const) {
     const tool = `borg extract --sparse (compression ${comp === 'none' ? 'none' : 'default lz4'})`;
     if (!p.has('borg')) { s.missing(c, tool, ctx.peers.absent); continue; }

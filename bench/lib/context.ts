@@ -12,8 +12,8 @@ export type Cache = 'cold' | 'warm';
 export class BenchContext {
   /**
    * Peer repositories holding one backup of the standard image (restic: its only snapshot of that
-   * path; borg: archive a0), keyed 'restic', 'borg-none' and 'borg-default'. The full question
-   * makes them; the incremental and restore questions use them instead of backing the same 3 GiB
+   * path; borg: archive a0), keyed 'restic-none', 'restic-default', 'borg-none' and
+   * 'borg-default'. The full question makes them; the incremental and restore questions use them instead of backing the same 3 GiB
    * up again (minutes per peer at full size).
    */
   readonly peerBases: Map<string, string>;

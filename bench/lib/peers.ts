@@ -1,9 +1,9 @@
 /**
  * The physical limits and the peers, run the way a user would run them on the same file:
  * `dd bs=4M` (sequential read), `cp --sparse=always` (sparse copy, then `sync` of the copy so it is
- * as durable as a snapshot), `qemu-img convert`/`compare`, `restic backup`/`restore` (Debian's
- * default repository format), `borg create`/`extract` (unencrypted, compression none and the
- * default lz4). Every helper returns one timed Sample; callers drop the page cache first when
+ * as durable as a snapshot), `qemu-img convert`/`compare`, `restic backup`/`restore` (the
+ * repository format restic creates by default, v2 from 0.14 on: encrypted, compression off and the
+ * default auto, zstd), `borg create`/`extract` (unencrypted, compression none and the default lz4). Every helper returns one timed Sample; callers drop the page cache first when
  * they want a cold figure.
  */
 import { mkdirSync, rmSync, statSync } from 'node:fs';
@@ -11,6 +11,9 @@ import { basename, dirname, join } from 'node:path';
 import type { Extent } from './images';
 import type { Sample } from './measure';
 import { diskUsage, ensurePeers, runCommand } from './system';
+
+/** A peer's compression: off, or the peer's default (restic: auto, zstd; borg: lz4). */
+export type Compression = 'none' | 'default';
 
 /** Peer command → Debian package. */
 const PEER_PACKAGES: Record<string, string> = { restic: 'restic', borg: 'borgbackup', 'qemu-img': 'qemu-utils' };
@@ -96,10 +99,11 @@ export class Peers {
     await runCommand('restic', ['init', '--quiet'], { env: this.resticEnv(repo) });
   }
 
-  /** `restic backup FILE`; growth is the repository's. */
-  async resticBackup(repo: string, file: string): Promise<Sample> {
+  /** `restic backup [--compression off] FILE`; growth is the repository's. */
+  async resticBackup(repo: string, file: string, compression: Compression): Promise<Sample> {
     const before = diskUsage(repo);
-    const r = await runCommand('restic', ['backup', '--quiet', basename(file)], { env: this.resticEnv(repo), cwd: dirname(file) });
+    const args = ['backup', '--quiet', ...(compression === 'none' ? ['--compression', 'off'] : []), basename(file)];
+    const r = await runCommand('restic', args, { env: this.resticEnv(repo), cwd: dirname(file) });
     return { seconds: r.seconds, peakRssBytes: r.peakRssBytes, growthBytes: diskUsage(repo) - before };
   }
 
@@ -132,7 +136,7 @@ export class Peers {
   }
 
   /** `borg create [--compression none] REPO::NAME FILE`; growth is the repository's. */
-  async borgCreate(repo: string, archive: string, file: string, compression: 'none' | 'default'): Promise<Sample> {
+  async borgCreate(repo: string, archive: string, file: string, compression: Compression): Promise<Sample> {
     const before = diskUsage(repo);
     const args = ['create', ...(compression === 'none' ? ['--compression', 'none'] : []), `${repo}::${archive}`, basename(file)];
     const r = await runCommand('borg', args, { env: this.borgEnv(), cwd: dirname(file) });

@@ -7,8 +7,12 @@ import { since, type Measured, type Sample } from './measure';
 import type { BenchDaemon } from './daemon';
 import type { SectionBuilder } from './report';
 import { diskUsage } from './system';
+import type { Compression } from './peers';
 
 export const RSS_LIMIT = 256 * MiB;
+
+/** How a restic row names its compression. */
+export const resticCompression = (c: Compression): string => (c === 'none' ? 'compression off' : 'compression default auto, zstd');
 
 export interface StandardImage {
   path: string;

@@ -51,9 +51,9 @@ const EXPECTED: Record<string, Array<[string, string[]]>> = {
 
 /** Peer rows appear either measured or as "not installed", never silently absent. */
 const PEERS: Record<string, string[]> = {
-  full: ['qemu-img convert', 'restic backup', 'borg create (compression none)', 'borg create (compression default lz4)'],
-  incremental: ['restic backup', 'borg create (default lz4)'],
-  'rollback-clone': ['restic restore', 'borg extract --sparse (compression none)', 'borg extract --sparse (compression default lz4)'],
+  full: ['qemu-img convert', 'restic backup (compression off)', 'restic backup (compression default auto, zstd)', 'borg create (compression none)', 'borg create (compression default lz4)'],
+  incremental: ['restic backup (compression off)', 'restic backup (compression default auto, zstd)', 'borg create (default lz4)'],
+  'rollback-clone': ['restic restore (compression off)', 'restic restore (compression default auto, zstd)', 'borg extract --sparse (compression none)', 'borg extract --sparse (compression default lz4)'],
 };
 
 // The bench is a program of its own: started through env(1) without NODE_OPTIONS, it does not
