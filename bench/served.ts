@@ -13,10 +13,10 @@
  * faster than the scanning one.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BenchContext, Question } from './lib/context';
-import { BLOCK, GiB, MiB, blocks, clusteredWrites, dataBytes, sequentialChangeBytes, stripedLayout, writeImage, type PlannedWrite } from './lib/images';
+import { BLOCK, DataSource, GiB, MiB, blocks, clusteredWrites, dataBytes, sequentialChangeBytes, stripedLayout, writeImage, type PlannedWrite } from './lib/images';
 import { repeat } from './lib/measure';
 import { SectionBuilder } from './lib/report';
 import { ratioText, timedCall } from './lib/questions';
@@ -24,19 +24,33 @@ import { readAndStore } from './lib/disk-floor';
 import { canDropCaches } from './lib/system';
 import type { Snapshot } from '../src/engine/types';
 
-interface Write extends PlannedWrite { pattern: number }
+/**
+ * The data a change writes, random and new for each change, in a file qemu-io can write from
+ * (`write -s`, which takes each write's bytes from the start of the file). Every write starts at
+ * the file's start: the 4 KiB writes repeat one page, but each lands in a 4 MiB block of its own
+ * content, and the blocks of the sequential write all differ, so nothing deduplicates that would
+ * not on a real disk (bench/lib/images.ts).
+ */
+interface Source { path: string; data: Buffer }
 
-/** The clustered 1% change of the other questions, each write a byte pattern qemu-io can also write. */
-function changeWrites(size: number, seed: number, sequentialBytes: number): Write[] {
-  return clusteredWrites(size, seed, sequentialBytes).map((w, i) => ({ ...w, pattern: 1 + ((seed * 31 + i) % 254) }));
+function randomSource(dir: string, tag: string, length: number): Source {
+  const path = join(dir, `served-${process.pid}-${tag}.src`);
+  const data = new DataSource(`served-${tag}`).next(length, 'random');
+  writeFileSync(path, data);
+  return { path, data };
 }
 
-function writeFile(path: string, writes: Write[]): void {
+/** The clustered 1% change of the other questions, and its data. */
+function change(dir: string, size: number, seed: number, sequentialBytes: number): { writes: PlannedWrite[]; src: Source } {
+  const writes = clusteredWrites(size, seed, sequentialBytes);
+  return { writes, src: randomSource(dir, String(seed), Math.max(...writes.map((w) => w.length))) };
+}
+
+function writeFile(path: string, writes: PlannedWrite[], src: Source): void {
   const fd = openSync(path, 'r+');
   try {
     for (const w of writes) {
-      const buf = Buffer.alloc(w.length, w.pattern);
-      for (let done = 0; done < buf.length;) done += writeSync(fd, buf, done, buf.length - done, w.offset + done);
+      for (let done = 0; done < w.length;) done += writeSync(fd, src.data, done, w.length - done, w.offset + done);
     }
     fsyncSync(fd);
   } finally {
@@ -45,8 +59,8 @@ function writeFile(path: string, writes: Write[]): void {
 }
 
 /** The same writes through an NBD export with qemu-io, ending with a flush. */
-function writeNbd(uri: string, writes: Write[]): void {
-  const cmds = writes.flatMap((w) => ['-c', `write -P ${w.pattern} ${w.offset} ${w.length}`]);
+function writeNbd(uri: string, writes: PlannedWrite[], src: Source): void {
+  const cmds = writes.flatMap((w) => ['-c', `write -s ${src.path} ${w.offset} ${w.length}`]);
   const r = spawnSync('qemu-io', ['-f', 'raw', ...cmds, '-c', 'flush', uri], { encoding: 'utf8', maxBuffer: 64 * MiB });
   if (r.status !== 0 || /error|failed/i.test(r.stdout + r.stderr)) throw new Error(`qemu-io: ${(r.stdout + r.stderr).slice(0, 600)}`);
 }
@@ -56,7 +70,7 @@ function writeNbd(uri: string, writes: Write[]): void {
  * client leaves) with QEMU's cache mode `unsafe`, which sends no flush. Resolves once the write is
  * acknowledged; the returned function disconnects.
  */
-async function writeNbdUnflushed(uri: string, w: Write): Promise<() => Promise<void>> {
+async function writeNbdUnflushed(uri: string, w: PlannedWrite, src: Source): Promise<() => Promise<void>> {
   const q = spawn('qemu-io', ['-f', 'raw', '-t', 'unsafe', uri], { stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   const exited = new Promise<void>((resolve) => q.on('exit', () => resolve()));
@@ -69,7 +83,7 @@ async function writeNbdUnflushed(uri: string, w: Write): Promise<() => Promise<v
     q.stdout!.on('data', check);
     q.stderr!.on('data', check);
     q.on('exit', () => reject(new Error(`qemu-io exited before the write: ${out.slice(0, 600)}`)));
-    q.stdin!.write(`write -P ${w.pattern} ${w.offset} ${w.length}\n`);
+    q.stdin!.write(`write -s ${src.path} ${w.offset} ${w.length}\n`);
   });
   return async () => { q.stdin!.end('quit\n'); await exited; };
 }
@@ -88,16 +102,26 @@ export const served: Question = {
     writeImage(img, size, extents, 'served');
     const seqBytes = sequentialChangeBytes(ctx.scale);
     const label = `${(size / GiB).toFixed(size < GiB ? 2 : 0)} GiB disk, 1% change`;
+    const srcDir = existsSync('/dev/shm') ? '/dev/shm' : ctx.scratch;
     let seed = 1;
+    // Each change's data is written, then its source removed: a source kept in /dev/shm is RAM.
+    const applied = <T>(fn: (writes: PlannedWrite[], src: Source) => T): T => {
+      const { writes, src } = change(srcDir, size, seed++, seqBytes);
+      try {
+        return fn(writes, src);
+      } finally {
+        rmSync(src.path, { force: true });
+      }
+    };
 
     await ctx.withDaemon('served', { imageRoot: root, nbd: true, infoLog: true }, async (d) => {
       const disk = await d.addDisk(img, 'scanned');
       const base = await timedCall(d, () => d.snapshot(disk, 'base'));
-      s.add(`${label}: first snapshot`, 'full scan of the image (disk add + snapshot)', 'ours', await repeat(1, async () => base.sample),
+      s.add(`${label}: first snapshot`, 'full scan of the image (snapshot of the added disk)', 'ours', await repeat(1, async () => base.sample),
         { logicalBytes: size, note: 'makes the base the clone is made from' });
 
       const scanned = await repeat(ctx.runs, async () => {
-        writeFile(img, changeWrites(size, seed++, seqBytes));
+        applied((writes, src) => writeFile(img, writes, src));
         ctx.prepareCache('warm', img);
         return (await timedCall(d, () => d.snapshot(disk))).sample;
       });
@@ -105,15 +129,14 @@ export const served: Question = {
 
       await d.call('clone.cow', { snapshot: 'base', name: 'served' });
       const exp = await d.call<{ uri: string }>('export.start', { disk: 'served', writable: true, name: 'served' });
-      writeNbd(exp.uri, changeWrites(size, seed++, seqBytes));
+      applied((writes, src) => writeNbd(exp.uri, writes, src));
       const first = await timedCall(d, () => d.snapshot('served'));
       s.add(`${label}: first snapshot of the clone`, 'served disk, point-in-time', 'ours', await repeat(1, async () => first.sample),
         { logicalBytes: size, note: `records the clone's full map; ${(first.value as Snapshot).changedBlocks} map entries` });
 
-      let last: { writes: Write[]; stored: number } = { writes: [], stored: 0 };
+      let last: { writes: PlannedWrite[]; stored: number } = { writes: [], stored: 0 };
       const servedRuns = await repeat(ctx.runs, async () => {
-        const writes = changeWrites(size, seed++, seqBytes);
-        writeNbd(exp.uri, writes);
+        const writes = applied((w, src) => { writeNbd(exp.uri, w, src); return w; });
         const t = await timedCall(d, () => d.snapshot('served'));
         last = { writes, stored: Math.round((t.value as Snapshot).newBytes / BLOCK) };
         return { ...t.sample, extra: { changedBlocks: (t.value as Snapshot).changedBlocks } };
@@ -136,7 +159,7 @@ export const served: Question = {
           { logicalBytes: size, limit: { tool: 'scanning the image (warm cache)' }, note: 'the reads and writes a served snapshot cannot avoid, right after the writes' });
         if (floor.seconds && ours.seconds) {
           s.note(`The served snapshot took ${(ours.seconds / floor.seconds).toFixed(2)}× the disk's own time for its reads and writes; ` +
-            `at that floor it would be ${scanRow.seconds ? (scanRow.seconds / floor.seconds).toFixed(1) : '–'}× faster than scanning.`);
+            `at that floor it would be ${scanRow.seconds ? (scanRow.seconds / floor.seconds).toFixed(1) : '–'}× faster than scanning.`);;
         }
       }
 
@@ -146,11 +169,16 @@ export const served: Question = {
       const unflushedBytes = blocks(512 * MiB * ctx.scale, 4 * MiB);
       const phases: { pause: number; flushed: number }[] = [];
       for (let i = 0; i < ctx.runs; i++) {
-        const disconnect = await writeNbdUnflushed(exp.uri, { offset: 0, length: unflushedBytes, pattern: 1 + (seed++ % 254) });
+        const src = randomSource(srcDir, `unflushed-${seed++}`, unflushedBytes);
         try {
-          await d.snapshot('served');
+          const disconnect = await writeNbdUnflushed(exp.uri, { offset: 0, length: unflushedBytes }, src);
+          try {
+            await d.snapshot('served');
+          } finally {
+            await disconnect();
+          }
         } finally {
-          await disconnect();
+          rmSync(src.path, { force: true });
         }
         const rec = d.lastLog('point-in-time snapshot available');
         if (typeof rec?.pauseMs !== 'number' || typeof rec.flushMs !== 'number') throw new Error('the daemon logged no pause for the snapshot');
