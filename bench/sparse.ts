@@ -12,13 +12,15 @@ import { RSS_LIMIT, growth, mibText, ratioText, timedCall, tryMeasure } from './
 import { runCommand } from './lib/system';
 
 const DD = 'dd bs=4M (the data extents)';
-const READ_AND_WRITE = 'dd of the extents + dd oflag=direct of as many bytes, at once';
+const READ_AND_WRITE = 'reference workload: dd of the extents + dd oflag=direct of as many bytes, at once';
 
 /**
- * What the disk gives a snapshot of this image: the extents read like the `dd` limit while as
- * many bytes are written with O_DIRECT and fsynced. A disk whose reads and writes share one budget
- * (a virtual disk with a throughput cap) makes this the sum of both, and no snapshot can beat it.
- * The bytes written come from RAM (`/dev/shm` when there is one), so that only the image is read.
+ * A reference workload, not a lower bound: the extents read like the `dd` limit while as many
+ * bytes are written with O_DIRECT and fsynced. It shows what a disk whose reads and writes share
+ * one budget (a virtual disk with a throughput cap) takes for both at once, done one plain way;
+ * O_DIRECT at queue depth 1 is slower than buffered writes synced at the end, so a snapshot can
+ * beat it. The bytes written come from RAM (`/dev/shm` when there is one), so that only the image
+ * is read.
  */
 async function readWhileWriting(ctx: BenchContext, img: string, extents: Extent[], src: string): Promise<Sample> {
   const out = join(ctx.scratch, 'read-write.out');
@@ -81,7 +83,7 @@ export const sparse: Question = {
         s.target(`sparse snapshot, ${cache}`, '≤ 1.3× reading the data', ratioText(row.ratio), row.ratio === null ? null : row.ratio <= 1.3, s.samplesOf(row));
         const budget = s.find(c, READ_AND_WRITE);
         if (budget?.seconds && row.seconds) {
-          s.note(`${c}: the snapshot took ${(row.seconds / budget.seconds).toFixed(2)}× the time the disk took to read the extents and write as many bytes at once (${READ_AND_WRITE}).`);
+          s.note(`${c}: the snapshot took ${(row.seconds / budget.seconds).toFixed(2)}× the reference workload's time (${READ_AND_WRITE}).`);
         }
         if (ctx.peers.has('qemu-img')) {
           const m = await tryMeasure(s, c, 'qemu-img convert + sync', () => repeat(ctx.peerRuns, async () => { ctx.prepareSparse(cache, img, extents); return ctx.peers.qemuConvert(img, copy); }));

@@ -31,7 +31,7 @@ const EXPECTED: Record<string, Array<[string, string[]]>> = {
   sparse: [
     ['sparse snapshot, warm', ['dd bs=4M (the data extents)', 'cp --sparse=always + sync', 'blocksnap snapshot (daemon)']],
     // Measured in the first cache state only (cold where the page cache can be dropped).
-    ['sparse snapshot', ['dd of the extents + dd oflag=direct of as many bytes, at once']],
+    ['sparse snapshot', ['reference workload: dd of the extents + dd oflag=direct of as many bytes, at once']],
   ],
   'rollback-clone': [
     ['rollback, warm', ['blocksnap incremental of the same change (daemon)', 'dd bs=4M write of the blocks the rollback writes + fsync', 'blocksnap rollback (daemon)']],

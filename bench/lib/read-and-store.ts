@@ -1,9 +1,9 @@
 /**
- * The disk's floor for a snapshot that stores new blocks: the blocks it must read, read cold,
- * while as many 4 MiB files as it stores are written and fdatasynced, three at a time (the block
- * store's writers also overlap their fsyncs). A virtual disk whose reads and writes share one
- * throughput budget makes this the sum of both, and no snapshot that reads and stores those
- * bytes can beat it. Runs in this process on libuv's pool: no process start-up in the figure.
+ * A reference workload for a snapshot that stores new blocks: the blocks it must read, read
+ * cold by one serial reader, while as many 4 MiB files as it stores are written and fdatasynced,
+ * three at a time. It is what this disk takes for that I/O done one plain way, not a lower bound:
+ * more readers, or writes whose syncs are batched, can finish sooner, and a snapshot may. Runs in
+ * this process on libuv's pool: no process start-up in the figure.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
