@@ -11,7 +11,7 @@ import type { BenchContext, Cache, Question } from './lib/context';
 import { BLOCK, clusteredChange, scatteredChange, sequentialChangeBytes, type Change } from './lib/images';
 import { repeat, type Sample } from './lib/measure';
 import { SectionBuilder } from './lib/report';
-import { RSS_LIMIT, growth, mibText, ratioText, resticCompression, standardImage, timedCall, type StandardImage } from './lib/questions';
+import { growth, mibText, ratioText, resticCompression, rssTarget, sizeText, standardImage, timedCall, type StandardImage } from './lib/questions';
 
 type Pattern = 'clustered' | 'scattered';
 
@@ -97,7 +97,7 @@ export const incremental: Question = {
         await peers?.report(img.size);
       }
     }
-    s.target('daemon peak RSS', '< 256 MiB', mibText(peak), peak > 0 ? peak < RSS_LIMIT : null);
+    rssTarget(s, peak, `${sizeText(img.size)}; stated for 4 GiB`);
     s.note('Each run applies a new change of the same pattern and snapshots it on top of the previous one. Growth is of the whole data dir (blocks and catalog) for blocksnap, of the repository for the peers.');
     s.note('The dd limit reads only the data extents of the generated layout (holes are free for every tool here).');
     return s.build();

@@ -95,9 +95,10 @@ async function main(argv: string[]): Promise<number> {
 
 /**
  * The default run (no question named) answers every question in under 10 minutes on 2 cores:
- * at half the stated sizes (the targets are ratios measured in the same run, which hold at that
- * size), in the cache states the targets read. --scale, --runs and --cache given on the command
- * line win.
+ * at half the stated sizes, in the cache states the targets read. The ratio targets compare
+ * figures measured in the same run, which hold at that size; the absolute ones (delete time, peak
+ * RSS) name in their verdict the size they were measured at and the size they are stated for.
+ * --scale, --runs and --cache given on the command line win.
  */
 function defaultRunContext(ctx: BenchContext, q: Question): BenchContext {
   let c = ctx.withScale(q.defaultRunScale ?? DEFAULT_RUN_SCALE);

@@ -11,6 +11,17 @@ import type { Compression } from './peers';
 
 export const RSS_LIMIT = 256 * MiB;
 
+/**
+ * The RSS target, an absolute limit stated for the question's full size: the verdict names the
+ * size it was measured at, since a run at a smaller --scale does not show it for the stated one.
+ */
+export function rssTarget(s: SectionBuilder, peak: number, measuredAt: string): void {
+  s.target(`daemon peak RSS (${measuredAt})`, '< 256 MiB', mibText(peak), peak > 0 ? peak < RSS_LIMIT : null);
+}
+
+/** The size of an image as a target names it. */
+export const sizeText = (bytes: number): string => (bytes >= GiB ? `${+(bytes / GiB).toFixed(2)} GiB image` : `${+(bytes / MiB).toFixed(0)} MiB image`);
+
 /** How a restic row names its compression. */
 export const resticCompression = (c: Compression): string => (c === 'none' ? 'compression off' : 'compression default auto, zstd');
 
