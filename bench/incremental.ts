@@ -12,6 +12,7 @@ import { BLOCK, clusteredChange, scatteredChange, sequentialChangeBytes, type Ch
 import { repeat, type Sample } from './lib/measure';
 import { SectionBuilder } from './lib/report';
 import { growth, mibText, ratioText, resticCompression, rssTarget, sizeText, standardImage, timedCall, type StandardImage } from './lib/questions';
+import { allocatedExtents } from './lib/system';
 
 type Pattern = 'clustered' | 'scattered';
 
@@ -68,8 +69,11 @@ export const incremental: Question = {
           });
         });
         peak = Math.max(peak, ours.peakRssBytes ?? 0, fullSample?.peakRssBytes ?? 0);
-        const limit = await repeat(ctx.runs, async () => { ctx.prepareCache(cache, work); return ctx.peers.ddExtents(work, img.extents); });
-        s.add(c, 'dd bs=4M (allocated data)', 'limit', limit, { logicalBytes: img.data });
+        // The data as the changes left it: clustered writes that land in holes add to it.
+        const allocated = allocatedExtents(work) ?? img.extents;
+        const limit = await repeat(ctx.runs, async () => { ctx.prepareCache(cache, work); return ctx.peers.ddExtents(work, allocated); });
+        s.add(c, 'dd bs=4M (allocated data)', 'limit', limit, { logicalBytes: allocated.reduce((n, e) => n + e.length, 0),
+          note: allocated === img.extents ? 'the original layout\'s extents (no python3 to list the changed image\'s)' : 'the changed image\'s data extents (SEEK_DATA)' });
         s.add(c, 'blocksnap full snapshot (daemon), 1 run', 'ours', await repeat(1, async () => fullSample!), { logicalBytes: img.size, limit: { tool: 'dd bs=4M (allocated data)' } });
         const full = fullNow.length > 0 ? await repeat(fullNow.length, async (run) => fullNow[run]!) : null;
         if (full) {

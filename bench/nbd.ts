@@ -59,11 +59,18 @@ function timed(cmd: string, args: string[]): number {
   return since(t0);
 }
 
-export async function runNbd(scale: number, runs: number, log: (s: string) => void): Promise<Section> {
+/**
+ * `workDir`: where the image, the store and the overlays go (the question's scratch directory,
+ * on the disk the other questions use), unless its path is too long for the sockets below it.
+ * `keep` leaves them there.
+ */
+export async function runNbd(scale: number, runs: number, log: (s: string) => void, workDir = tmpdir(), keep = false): Promise<Section> {
   const s = new SectionBuilder('nbd', 'NBD: a snapshot served by blocksnap against the same content served by qemu-nbd');
   ensureBuilt();
-  // Short paths: Unix sockets are limited to 108 bytes.
-  const dir = mkdtempSync(join(tmpdir(), 'bsnbd-'));
+  // Room for the longest socket name (a daemon's control socket, 108 bytes at most) below it.
+  const base = workDir.length <= 64 ? workDir : tmpdir();
+  if (base !== workDir) log(`nbd: ${workDir} is too long a path for the sockets: working under ${base}`);
+  const dir = mkdtempSync(join(base, 'bsnbd-'));
   const procs: ChildProcess[] = [];
   try {
     const size = Math.max(64 * MiB, Math.round((1024 * MiB * scale) / MiB) * MiB);
@@ -229,13 +236,13 @@ export async function runNbd(scale: number, runs: number, log: (s: string) => vo
   } finally {
     for (const p of procs) if (p.exitCode === null) p.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 200));
-    rmSync(dir, { recursive: true, force: true });
+    if (!keep) rmSync(dir, { recursive: true, force: true });
   }
 }
 
 export const nbd: Question = {
   name: 'nbd',
-  run: (ctx: BenchContext) => runNbd(ctx.scale, ctx.runs, ctx.log),
+  run: (ctx: BenchContext) => runNbd(ctx.scale, ctx.runs, ctx.log, ctx.scratch, ctx.args.keep),
 };
 
 if (require.main === module) {

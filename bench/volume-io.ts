@@ -2,8 +2,8 @@
  * `ts-node --transpile-only bench/volume-io.ts [--size-mib N] [--ops N] [--depth N] [--work DIR]`:
  * I/O through a copy-on-write Volume from JS (src/native/volume.ts) on a base snapshot of random
  * data: 1 MiB sequential reads (first pass verifies every base block, second reads in place),
- * 4 KiB random reads, 4 KiB random writes (first touch of a granule = copy-up of 64 KiB, then
- * overwrites of the same offsets), and the flush after them. Not yet part of `npm run bench`.
+ * 4 KiB random reads, 4 KiB random writes (each fills a 4 KiB granule whole, so a first touch
+ * copies nothing up; then overwrites of the same offsets), and the flush after them. Not yet part of `npm run bench`.
  */
 import { mkdirSync, mkdtempSync, openSync, closeSync, writeSync, ftruncateSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -65,11 +65,11 @@ async function main(): Promise<void> {
     await v.close();
 
     const rows: Array<[string, string]> = [
-      ['volume', `${size / MiB} MiB, block ${BLOCK / MiB} MiB, granule 64 KiB, queue depth ${depth}, ${ops} random ops`],
+      ['volume', `${size / MiB} MiB, block ${BLOCK / MiB} MiB, granule 4 KiB, queue depth ${depth}, ${ops} random ops`],
       ['1 MiB sequential read, first pass (verifies every block)', `${seqVerify.toFixed(0)} MiB/s`],
       ['1 MiB sequential read, verified base', `${seq.toFixed(0)} MiB/s`],
       ['4 KiB random read, base', `${randRead.toFixed(0)} IOPS`],
-      ['4 KiB random write, first touch (64 KiB copy-up)', `${copyUp.toFixed(0)} IOPS`],
+      ['4 KiB random write, first touch (a whole granule, nothing copied up)', `${copyUp.toFixed(0)} IOPS`],
       ['flush after those writes', `${flushMs} ms`],
       ['4 KiB random write, granule already in the top layer', `${overwrite.toFixed(0)} IOPS`],
       ['4 KiB random read, mostly top layer', `${randReadLayer.toFixed(0)} IOPS`],

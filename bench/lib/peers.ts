@@ -41,7 +41,7 @@ export class Peers {
   }
 
   /** `dd bs=4M` of each data extent in turn: the bytes a hole-aware reader cannot avoid. */
-  async ddExtents(path: string, extents: Extent[]): Promise<Sample> {
+  async ddExtents(path: string, extents: Array<Pick<Extent, 'offset' | 'length'>>): Promise<Sample> {
     const script = extents.map((e) => `dd if='${path}' of=/dev/null bs=4M iflag=skip_bytes,count_bytes skip=${e.offset} count=${e.length} status=none`).join(' && ');
     const r = await runCommand('sh', ['-c', script]);
     return { seconds: r.seconds, peakRssBytes: r.peakRssBytes };

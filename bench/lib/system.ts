@@ -141,3 +141,26 @@ export function opensslSha256(threads: number, seconds: number): number | null {
   const m = /^sha256\s+([\d.]+)k\s*$/m.exec(r.stdout);
   return m ? Number(m[1]) * 1000 : null;
 }
+
+/**
+ * The data extents of `path` as the filesystem holds them now (SEEK_DATA/SEEK_HOLE, through
+ * python3, which has both), for a limit that reads what a hole-aware reader must after writes
+ * changed the layout. null without python3.
+ */
+export function allocatedExtents(path: string): Array<{ offset: number; length: number }> | null {
+  if (!has('python3')) return null;
+  const script = [
+    'import os, sys',
+    'fd = os.open(sys.argv[1], os.O_RDONLY); end = os.fstat(fd).st_size; off = 0',
+    'while off < end:',
+    '    try: start = os.lseek(fd, off, os.SEEK_DATA)',
+    '    except OSError: break',
+    '    stop = os.lseek(fd, start, os.SEEK_HOLE); print(start, stop - start); off = stop',
+  ].join('\n');
+  const r = spawnSync('python3', ['-c', script, path], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`listing the data extents of ${path}: ${r.stderr}`);
+  return r.stdout.trim().split('\n').filter((l) => l !== '').map((l) => {
+    const [offset, length] = l.split(' ').map(Number);
+    return { offset: offset!, length: length! };
+  });
+}
