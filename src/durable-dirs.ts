@@ -48,8 +48,12 @@ export function makeDirs(dir: string, mode: number): string[] {
 
 /**
  * makeDirs, then the parent of each level it created fsynced, once each: for a directory that
- * something committed later will name. A level that exists already is taken as its creator left it.
+ * something committed later will name. The deepest level that existed already has its parent
+ * fsynced too: another job may have just made it and not yet synced its name (two COW clones
+ * racing for `cow/`), and what this caller commits will name it as well.
  */
 export function makeDirsDurably(dir: string, mode: number): void {
-  for (const level of makeDirs(dir, mode)) fsyncDirSync(dirname(level));
+  const created = makeDirs(dir, mode);
+  const existing = created.length > 0 ? dirname(created[0]!) : dir;
+  for (const level of [existing, ...created]) fsyncDirSync(dirname(level));
 }

@@ -35,6 +35,9 @@ void make_levels(const std::string& dir, mode_t mode, std::vector<std::string>& 
 void make_dirs_durably(const std::string& dir, mode_t mode) {
   std::vector<std::string> created;
   make_levels(dir, mode, created);
+  // The deepest level that existed already is synced in its parent as well: another job may have
+  // just made it without syncing its name yet, and what the caller commits names it too.
+  fsync_dir(parent_dir(created.empty() ? dir : parent_dir(created.front())));
   for (const std::string& level : created) fsync_dir(parent_dir(level));
 }
 

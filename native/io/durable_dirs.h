@@ -10,7 +10,8 @@
 namespace blocksnap {
 
 // mkdir -p of `dir`, each missing level with `mode`, then the parent of each level it created
-// fsynced once. A level that exists already is taken as its creator left it. Throws IOError,
+// fsynced once, and the parent of the deepest level that existed already (another job may have
+// made it and not synced its name yet). Throws IOError,
 // NoSpace, PermissionDenied (Error::system), naming the level that failed.
 void make_dirs_durably(const std::string& dir, mode_t mode);
 

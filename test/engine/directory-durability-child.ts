@@ -39,6 +39,9 @@ async function main(): Promise<void> {
   mark('snapshot-b');
   await x.cloneCow('sa', 'c');
   mark('clone-cow');
+  // cow/ exists now: this clone syncs its name in the data dir again rather than trust its maker.
+  await x.cloneCow('sa', 'c2');
+  mark('clone-cow-2');
   await waitFor(x, x.offsite.streams.startExport(a.id, join(images, 'a.bsnap')).id);
   await x.close();
 

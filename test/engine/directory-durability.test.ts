@@ -117,3 +117,10 @@ t.test('a snapshot that finds every block present, in fan-out directories anothe
   const by = deadline(r, after, 'snapshot-b', '/x/data');
   t.ok(r.fsyncs.some((f) => fdPath(f) === join(r.root, 'x', 'data', 'blocks') && f.start > after && f.end < by), 'blocks/ fsynced in step snapshot-b');
 });
+
+t.test('a COW clone made after cow/ exists fsyncs the data dir, whose entry cow/ another job made, before its commit', { skip: missing }, async (t) => {
+  const r = runTraced(t);
+  const after = r.marks.find((m) => pathArg(m) === join(r.root, 'marks', 'clone-cow'))!.end;
+  const by = deadline(r, after, 'clone-cow-2', '/x/data');
+  t.ok(r.fsyncs.some((f) => fdPath(f) === join(r.root, 'x', 'data') && f.start > after && f.end < by), 'the data dir fsynced in step clone-cow-2');
+});
