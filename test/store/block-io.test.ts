@@ -47,7 +47,8 @@ t.test('reading refuses a missing, truncated or altered block with the store\'s 
   await t.rejects(writeBlock(dir, '00'.repeat(32), data), { code: 'Internal' }, 'data is never stored under a wrong digest');
 });
 
-t.test('an unhashed read checks the header but leaves the digest to the receiver', async (t) => {
+/** A block stored in a fresh store, then a byte of its payload flipped in its file, which keeps its size. */
+async function flippedBlock(t: Test): Promise<{ dir: string; hex: string; data: Buffer; path: string; flipped: Buffer }> {
   const dir = store(t);
   const data = randomFillSync(Buffer.alloc(65536));
   const hex = sha256(data).toString('hex');
@@ -56,6 +57,11 @@ t.test('an unhashed read checks the header but leaves the digest to the receiver
   const flipped = readFileSync(path);
   flipped[100] ^= 1;
   writeFileSync(path, flipped);
+  return { dir, hex, data, path, flipped };
+}
+
+t.test('an unhashed read checks the header but leaves the digest to the receiver', async (t) => {
+  const { dir, hex, path, flipped } = await flippedBlock(t);
   t.ok((await readBlockUnhashed(dir, hex)).equals(flipped.subarray(64)), 'the payload as stored, unhashed');
   writeFileSync(path, flipped.subarray(0, flipped.length - 1));
   await t.rejects(readBlockUnhashed(dir, hex), { code: 'BlockCorrupt' });
@@ -120,14 +126,7 @@ t.test('a write replaces a wrong-sized file under the block\'s name, and records
 });
 
 t.test('a write leaves a right-sized file alone without reading it', async (t) => {
-  const dir = store(t);
-  const data = randomFillSync(Buffer.alloc(65536));
-  const hex = sha256(data).toString('hex');
-  await writeBlock(dir, hex, data);
-  const path = blockPath(dir, hex);
-  const flipped = readFileSync(path);
-  flipped[100] ^= 1;
-  writeFileSync(path, flipped);
+  const { dir, hex, data, path, flipped } = await flippedBlock(t);
   t.equal(await writeBlock(dir, hex, data), 'present', 'damage that keeps the size is left to the damaged list');
   t.ok(readFileSync(path).equals(flipped));
 });
