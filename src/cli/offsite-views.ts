@@ -64,10 +64,12 @@ export function restoreView(r: RestoreResult): string {
   return `Restored ${r.snapshotId} from ${r.remote} to ${r.path} (${formatBytes(r.sizeBytes)}; downloaded ${count(r.downloadedBlocks, 'block')}, ${formatBytes(r.downloadedBytes)}).`;
 }
 
-export function importView(r: ImportResult): string {
+/** `remote`: the remote the snapshot came from; a stream otherwise. */
+export function importView(r: ImportResult, remote?: string): string {
   if (r.mended) {
+    const rest = remote === undefined ? `the stream, ${r.presentBlocks} it carried intact here` : `remote ${remote}, ${r.presentBlocks} intact here (not downloaded)`;
     return `Snapshot ${r.snapshotId} (${r.name}) was here already with the same blocks: nothing committed; ` +
-      `${count(r.repairedBlocks, 'damaged or missing block')} written again from the stream, ${r.presentBlocks} it carried intact here.`;
+      `${count(r.repairedBlocks, 'damaged or missing block')} written again from ${rest}.`;
   }
   // A daemon older than the names in the result sends neither (protocol additions may be absent).
   const named = r.name == null ? '' : r.renamedFrom == null ? ` as ${r.name}` : ` as ${r.name} (the disk already had a snapshot named ${r.renamedFrom})`;

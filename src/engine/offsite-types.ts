@@ -95,10 +95,11 @@ export interface ImportResult {
    */
   repairedBlocks: number;
   /**
-   * True when the snapshot was here already with the same block map (a stream of the same
-   * snapshot): nothing was committed, the catalog is as it was, and the import only wrote again
-   * the snapshot's blocks that were missing or damaged (`repairedBlocks`; `presentBlocks`, those
-   * it carried that were intact). `name`, `parentId` are the local snapshot's.
+   * True when the snapshot was here already with the same block map (a stream or a remote copy of
+   * the same snapshot): nothing was committed, the catalog is as it was, and the import only wrote
+   * again the snapshot's blocks that were missing or damaged (`repairedBlocks`; `presentBlocks`,
+   * those found intact: a stream's, those it carried; a remote's, all the others, not downloaded).
+   * `name`, `parentId` are the local snapshot's.
    */
   mended: boolean;
 }

@@ -3,7 +3,9 @@
  *
  * restore: manifest → a new raw file, every block verified against its digest before writing; or
  *   a new qcow2 file, written by the native writer from blocks staged (verified) in the store.
- * import: manifest → the local store (missing blocks only) and catalog (import-commit.ts).
+ * import: manifest → the local store (missing blocks only) and catalog (import-commit.ts); or,
+ *   for a snapshot that is here with the manifest's map, the local snapshot's missing or damaged
+ *   blocks written again, nothing committed (import-mend.ts).
  */
 import { BlocksnapError } from '../errors';
 import type { RemoteConfig } from '../remote/config';
@@ -15,6 +17,7 @@ import type { ObjectStore } from '../remote/object-store';
 import { distinctDigests } from '../stream/snapshot-fields';
 import { newId } from './ids';
 import { checkImportDamage, checkImportable, commitImported, syncFoundBlocks } from './import-commit';
+import { checkSameMap, damageOf, REMOTE_COPY, settleMend, snapshotToMend } from './import-mend';
 import type { JobControl } from './jobs';
 import type { OffsiteInternals } from './offsite-internals';
 import type { ImportResult, RestoreResult } from './offsite-types';
@@ -26,6 +29,7 @@ import { writePartial, type PartialAt } from './partial-files';
 import { locate, usable } from './remote-manifests';
 import { checkConcurrency, type Replication } from './replication';
 import type { Job } from './types';
+import type { SnapshotRecord } from '../catalog/records';
 
 export class RemoteRestore {
   /** `replication`: the remotes and their object stores. */
@@ -144,7 +148,12 @@ export class RemoteRestore {
         const store = this.replication.open(remote);
         try {
           const { manifest: m } = usable(await locate(remote, store, snapRef, ctl.signal));
-          if (this.x.catalog.getSnapshot(m.snapshot.id)) throw alreadyHere(remote.name, m.snapshot.id);
+          // A remote copy of a snapshot that is here mends it (import-mend.ts): no quota counts.
+          const mending = snapshotToMend(this.x, m.snapshot, disk.id, REMOTE_COPY);
+          if (mending) {
+            checkSameMap(this.x, mending, m.map, REMOTE_COPY);
+            return await this.mend(remote, store, m, mending, concurrency, ctl);
+          }
           checkImportable(this.x, m.snapshot, this.x.catalog.getDisk(disk.id)!);
           // Shared store lock from the first block written to the commit: the sweeper and gc must not
           // unlink a block this import found present and will reference.
@@ -214,6 +223,44 @@ export class RemoteRestore {
       throw err;
     }
   }
+
+  /**
+   * The local snapshot `here`, whose view is the manifest's map: its blocks found missing or
+   * damaged are downloaded (each checked against its digest: RemoteCorrupt otherwise) and written
+   * over, under the shared store lock from before the check until the last is renamed. Downloads
+   * nothing for a block present and sound; commits nothing.
+   */
+  private async mend(remote: RemoteConfig, store: ObjectStore, m: Manifest, here: SnapshotRecord, concurrency: number, ctl: JobControl): Promise<ImportResult> {
+    const s = m.snapshot;
+    const res: ImportResult = {
+      snapshotId: s.id, diskId: here.diskId, parentId: null, name: s.name, renamedFrom: null, storedBlocks: 0, storedBytes: 0, presentBlocks: 0, repairedBlocks: 0, mended: true,
+    };
+    const releaseStore = await this.x.storeLock.acquireShared(ctl.signal);
+    /** Written again (hex): their repair marks go once all are. */
+    const repaired: string[] = [];
+    try {
+      const digests = distinctDigests(m.map, s.sizeBytes, s.blockSize);
+      const damaged = await damageOf(this.x, digests.keys(), ctl.signal);
+      res.presentBlocks = digests.size - damaged.size;
+      const total = [...damaged.keys()].reduce((a, hex) => a + digests.get(hex)!, 0);
+      let done = 0;
+      ctl.progress(0, total);
+      await runPool(damaged.keys(), concurrency, async (hex) => {
+        const len = digests.get(hex)!;
+        const data = await fetchBlock(store, remote, s.id, hex, len, ctl.signal);
+        await writeBlock(this.x.store.dir, hex, data, { repair: true });
+        repaired.push(hex);
+        res.repairedBlocks++;
+        done += len;
+        ctl.progress(done, total);
+      }, ctl.signal);
+    } finally {
+      releaseStore();
+    }
+    settleMend(this.x, here, s.name, res, repaired, `remote ${remote.name}`, ctl.job.id);
+    this.x.log.info({ jobId: ctl.job.id, remote: remote.name, snapshotId: s.id, diskId: here.diskId, repairedBlocks: res.repairedBlocks }, 'snapshot mended from a remote copy of itself');
+    return res;
+  }
 }
 
 function blockLen(sizeBytes: number, blockSize: number, index: number): number {
@@ -251,17 +298,4 @@ async function fetchBlock(store: ObjectStore, remote: RemoteConfig, snapshotId: 
     throw new BlocksnapError('RemoteCorrupt', `block ${key} does not match its digest (${data.length} bytes): nothing was written from it${repair}`, { key, digest: hex });
   }
   return data;
-}
-
-/**
- * SnapshotExists for a remote snapshot that is here already, with the remote's way to mend it: an
- * import commits a snapshot and never mends one, while a qcow2 restore downloads into the store
- * every block of the snapshot listed as damaged or found missing (runRestoreQcow2).
- */
-function alreadyHere(remote: string, id: string): BlocksnapError {
-  return new BlocksnapError('SnapshotExists',
-    `snapshot ${id} is already in this catalog, and an import from a remote does not mend a snapshot that is here. To write its damaged or missing ` +
-    `blocks again from remote ${remote}: blocksnap store verify, which records them, then blocksnap restore ${remote} ${id} PATH --format qcow2, ` +
-    'which downloads each recorded block into the store before it writes the image at PATH (delete that image afterwards if it is not wanted)',
-    { snapshotId: id });
 }

@@ -34,7 +34,7 @@ import { distinctDigests } from '../stream/snapshot-fields';
 import { withDamageGuidance } from './damage-guidance';
 import { newId } from './ids';
 import { checkImportDamage, checkImportable, commitImported, damagedLocalBlock, lostLocalBlock, syncFoundBlocks } from './import-commit';
-import { checkSameMap, snapshotToMend, unmended } from './import-mend';
+import { checkSameMap, damageOf, settleMend, snapshotToMend, STREAM, unmended } from './import-mend';
 import type { OffsiteInternals } from './offsite-internals';
 import type { ExportResult, ImportResult } from './offsite-types';
 import { openCheckedFile, resolveExistingStream, resolveNewFile, type CheckedFile } from './paths';
@@ -206,7 +206,7 @@ export class SnapshotStreams {
           const h = await r.preamble();
           const s = h.snapshot;
           // A stream of a snapshot that is here already mends it (import-mend.ts): no quota counts.
-          const mending = snapshotToMend(this.x, s, disk.id);
+          const mending = snapshotToMend(this.x, s, disk.id, STREAM);
           if (!mending) checkImportable(this.x, s, this.x.catalog.getDisk(disk.id)!);
           if (h.base) {
             const base = this.x.catalog.getSnapshot(h.base.id);
@@ -221,7 +221,7 @@ export class SnapshotStreams {
           if (!(await this.mapBudget.acquire(s.blockCount * DIGEST_SIZE, ctl.signal))) throw new BlocksnapError('Cancelled', 'import cancelled');
           mapBytes = s.blockCount * DIGEST_SIZE;
           const map = await r.map(s.blockCount);
-          if (mending) checkSameMap(this.x, mending, map);
+          if (mending) checkSameMap(this.x, mending, map, STREAM);
           // Each named digest with the length its positions require (blockSize, or the shorter last block).
           const wanted = distinctDigests(map, s.sizeBytes, s.blockSize,
             (hex) => new BlocksnapError('StreamCorrupt', `the stream's map names block ${hex} at positions that need different lengths`, { digest: hex }));
@@ -261,10 +261,7 @@ export class SnapshotStreams {
               const rec = await r.next(s.blockSize, counts);
               if (first) {
                 await takeStore();
-                if (mending) {
-                  const digests = Buffer.concat([...wanted.keys()].map((hex) => Buffer.from(hex, 'hex')));
-                  damaged = new Map((await this.x.repair.check(digests, ctl.signal)).map((p) => [p.digest, p]));
-                }
+                if (mending) damaged = await damageOf(this.x, wanted.keys(), ctl.signal);
               }
               if (rec === null) break;
               const hex = rec.digest.toString('hex');
@@ -299,11 +296,8 @@ export class SnapshotStreams {
             if (mending) {
               // Nothing to commit: the snapshot's record and view are as they were.
               const left = [...damaged.values()].filter((p) => !carried.has(p.digest));
-              this.x.repair.forgetRepaired(repaired, `a stream of snapshot ${s.id}`, jobId);
+              settleMend(this.x, mending, s.name, res, repaired, `a stream of snapshot ${s.id}`, jobId);
               if (left.length > 0) throw unmended(this.x, s.id, left, res.repairedBlocks);
-              res.parentId = mending.parentId;
-              res.name = mending.name;
-              res.renamedFrom = mending.name === s.name ? null : s.name;
               this.x.log.info({ jobId, snapshotId: s.id, diskId: disk.id, path: source, repairedBlocks: res.repairedBlocks }, 'snapshot mended from a stream of itself');
               return res;
             }

@@ -42,6 +42,15 @@ t.test('an import that mended a snapshot here says nothing was committed and how
     'Snapshot s-0000000000000001 (nightly) was here already with the same blocks: nothing committed; 2 damaged or missing blocks written again from the stream, 3 it carried intact here.');
 });
 
+t.test('an import from a remote that mended a snapshot here names the remote and the blocks it did not download', async (t) => {
+  const r = {
+    snapshotId: 's-0000000000000001', diskId: 'd-0000000000000001', parentId: null, name: 'nightly', renamedFrom: null,
+    storedBlocks: 0, storedBytes: 0, presentBlocks: 3, repairedBlocks: 2, mended: true,
+  };
+  t.equal(importView(r, 'offsite'),
+    'Snapshot s-0000000000000001 (nightly) was here already with the same blocks: nothing committed; 2 damaged or missing blocks written again from remote offsite, 3 intact here (not downloaded).');
+});
+
 t.test('remote verify names each damaged block, and the repair while one is left', async (t) => {
   const key = 'blocks/000/000588';
   const r: RemoteVerifyResult = {
