@@ -39,23 +39,47 @@ void check(int ok, const char* what) {
 
 }  // namespace
 
-Digest sha256_marked(const uint8_t* data, size_t len, size_t piece, std::vector<Digest>& marks) {
+struct MarkedSha256::State {
+  SHA256_CTX ctx;
+};
+
+MarkedSha256::MarkedSha256(size_t piece) : state_(std::make_unique<State>()), piece_(piece) {
   if (piece == 0 || piece % SHA256_CBLOCK != 0) throw std::invalid_argument("sha256_marked: piece must be a multiple of 64");
-  marks.clear();
-  marks.reserve((len + piece - 1) / piece);
-  SHA256_CTX c;
-  check(SHA256_Init(&c), "SHA256_Init");
-  for (size_t at = 0; at < len; at += piece) {
-    const size_t n = std::min(piece, len - at);
-    check(SHA256_Update(&c, data + at, n), "SHA256_Update");
-    marks.emplace_back();
-    if (at + n < len) put_state(c, marks.back());
+  check(SHA256_Init(&state_->ctx), "SHA256_Init");
+}
+
+MarkedSha256::~MarkedSha256() = default;
+
+void MarkedSha256::update(const uint8_t* data, size_t len) {
+  while (len > 0) {
+    // Up to the next piece boundary at most, where the running state is a mark.
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(len, piece_ - total_ % piece_));
+    check(SHA256_Update(&state_->ctx, data, n), "SHA256_Update");
+    total_ += n;
+    data += n;
+    len -= n;
+    if (total_ % piece_ == 0) {
+      marks_.emplace_back();
+      put_state(state_->ctx, marks_.back());
+    }
   }
+}
+
+Digest MarkedSha256::finish(std::vector<Digest>& marks) {
   Digest out;
-  check(SHA256_Final(out.data(), &c), "SHA256_Final");
-  if (marks.empty()) marks.emplace_back();
-  marks.back() = out;
+  check(SHA256_Final(out.data(), &state_->ctx), "SHA256_Final");
+  // The last piece's mark is the digest: a message ending on a boundary already has its entry.
+  if (total_ == 0 || total_ % piece_ != 0) marks_.emplace_back();
+  marks_.back() = out;
+  marks = std::move(marks_);
+  marks_.clear();
   return out;
+}
+
+Digest sha256_marked(const uint8_t* data, size_t len, size_t piece, std::vector<Digest>& marks) {
+  MarkedSha256 hasher(piece);
+  hasher.update(data, len);
+  return hasher.finish(marks);
 }
 
 bool sha256_piece_matches(const Digest* from, uint64_t offset, const uint8_t* data, size_t len, const Digest& to, bool last) {

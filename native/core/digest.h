@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -53,6 +54,26 @@ class Sha256 {
 // (core/granule_file.h): any one piece can then be checked without hashing the others. Costs the
 // same as sha256(): the states are the values the hash computes anyway.
 Digest sha256_marked(const uint8_t* data, size_t len, size_t piece, std::vector<Digest>& marks);
+
+// sha256_marked for a message that arrives in parts of any size (a block hashed as its read
+// fills the buffer, core/hash_as_read.h): the same marks and digest as one sha256_marked of the
+// parts joined. Throws like sha256_marked.
+class MarkedSha256 {
+ public:
+  explicit MarkedSha256(size_t piece);
+  ~MarkedSha256();
+  MarkedSha256(const MarkedSha256&) = delete;
+  MarkedSha256& operator=(const MarkedSha256&) = delete;
+  void update(const uint8_t* data, size_t len);
+  Digest finish(std::vector<Digest>& marks);
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+  size_t piece_;
+  uint64_t total_ = 0;
+  std::vector<Digest> marks_;
+};
 
 // Checks one piece against the marks above: whether data[0, len), found at `offset` (a multiple
 // of 64) of the message, hashes from the mark before it (`from`; null for the first piece) to

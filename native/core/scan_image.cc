@@ -12,9 +12,9 @@
 #include "core/digest.h"
 #include "core/error.h"
 #include "core/granule_file.h"
+#include "core/hash_as_read.h"
 #include "core/hash_in_place.h"
 #include "core/write_behind.h"
-#include "core/zero_detect.h"
 
 namespace blocksnap {
 
@@ -127,15 +127,15 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
           }
 
           const auto copy_start = std::chrono::steady_clock::now();
-          const SourceRead got = source->read(offset, len, buf.data());
+          HashAsRead hash(buf.data(), behind && behind->wants_marks() ? kGranuleSize : 0);
+          const SourceRead got = source->read_in_pieces(offset, len, buf.data(), [&hash](size_t n) { hash.filled(n); });
           counters.bytes_read.fetch_add(got.bytes_read, std::memory_order_relaxed);
-          if (got.zero || is_all_zero(buf.data(), len)) {
+          if (got.zero || hash.all_zero()) {
             counters.zero_blocks.fetch_add(1, std::memory_order_relaxed);
             control.add_done(len);
             continue;
           }
-          const Digest digest = behind && behind->wants_marks() ? sha256_marked(buf.data(), len, kGranuleSize, marks)
-                                                                : sha256(buf.data(), len);
+          const Digest digest = hash.finish(marks);
           std::memcpy(out, digest.data(), kDigestSize);
           if (time_copy) speed.record(false, elapsed_ns(copy_start), len);
           const bool same_as_parent =

@@ -29,13 +29,16 @@ class RawSource final : public BlockSource {
 
   uint64_t size() const override { return image_.size; }
 
-  SourceRead read(uint64_t offset, size_t len, uint8_t* buf) const override {
+  SourceRead read(uint64_t offset, size_t len, uint8_t* buf) const override { return read_in_pieces(offset, len, buf, FilledFn{}); }
+
+  SourceRead read_in_pieces(uint64_t offset, size_t len, uint8_t* buf, const FilledFn& filled) const override {
     const uint64_t end = offset + len;
     auto pieces = extents_.overlapping(offset, end);
     if (pieces.empty()) return {0, true};
     const std::vector<uint8_t> cached_before = cache_.before_read(offset, len);
     SourceRead r;
-    r.bytes_read = read_data_range(image_.fd.get(), direct_ ? direct_.get() : -1, pieces, offset, len, buf, cached_before, path_);
+    r.bytes_read =
+        read_data_range(image_.fd.get(), direct_ ? direct_.get() : -1, pieces, offset, len, buf, cached_before, path_, filled);
     cache_.after_read(offset, len, cached_before);
     return r;
   }

@@ -16,6 +16,7 @@
 
 #include "core/hash_in_place.h"
 #include "core/image_file.h"
+#include "io/data_read.h"
 
 namespace blocksnap {
 
@@ -34,6 +35,14 @@ class BlockSource {
   // Fills buf[0, len) with the content at `offset` (offset + len <= size()), unless the result
   // says `zero`. Throws Error.
   virtual SourceRead read(uint64_t offset, size_t len, uint8_t* buf) const = 0;
+  // read(), telling `filled` as buf[0, n) becomes final (n grows and ends at len), so that the
+  // caller can hash each piece while it is still in the CPU's cache (core/hash_as_read.h). Not
+  // called when the result says `zero`. Default: read(), then filled(len).
+  virtual SourceRead read_in_pieces(uint64_t offset, size_t len, uint8_t* buf, const FilledFn& filled) const {
+    const SourceRead r = read(offset, len, buf);
+    if (!r.zero) filled(len);
+    return r;
+  }
   // read(), for a caller that holds `known`, another source's content of the same range (null:
   // all zeros), and keeps only what differs from it (a rollback's image falls through to its
   // backing file wherever the two agree). A source that can tell without reading which of its

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -22,5 +23,19 @@ namespace blocksnap {
 // bytes read from the file. Errors throw like read_at.
 uint64_t read_data_range(int fd, int direct, std::span<const Extent> pieces, uint64_t offset, size_t len, uint8_t* buf,
                          const std::vector<uint8_t>& cached_before, const std::string& path);
+
+// How much of a range read through the page cache read_data_range reads at a time when it
+// reports its progress: small enough that a piece is still in the CPU's L2 cache when the caller
+// hashes it, large enough that the system calls cost little (measured in bench/README.md).
+inline constexpr size_t kFillPiece = 256 * 1024;
+
+// Told that buf[0, n) of the range now holds its final content; n grows and ends at the range's
+// length.
+using FilledFn = std::function<void(size_t n)>;
+
+// read_data_range, telling `filled` as the buffer fills: through the page cache kFillPiece at a
+// time, a direct read an extent at a time.
+uint64_t read_data_range(int fd, int direct, std::span<const Extent> pieces, uint64_t offset, size_t len, uint8_t* buf,
+                         const std::vector<uint8_t>& cached_before, const std::string& path, const FilledFn& filled);
 
 }  // namespace blocksnap

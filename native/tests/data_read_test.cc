@@ -4,6 +4,8 @@
 #include <algorithm>
 
 #include "core/aligned_buffer.h"
+#include "core/digest.h"
+#include "core/hash_as_read.h"
 #include "io/data_read.h"
 #include "io/direct_io.h"
 #include "io/extents.h"
@@ -51,6 +53,22 @@ struct SparseBlock {
                                  buf.data(), cached_before, path);
     return std::vector<uint8_t>(buf.data(), buf.data() + kBlock);
   }
+
+  // Reads the block through the cache in pieces, hashing each as it is filled, the way a scan
+  // does; `fills` gets each length reported.
+  Digest read_hashing(std::vector<uint8_t>& content, std::vector<size_t>& fills) const {
+    AlignedBuffer buf(kBlock);
+    std::fill(buf.data(), buf.data() + kBlock, uint8_t{0xee});
+    HashAsRead hash(buf.data(), 0);
+    read_data_range(fd.get(), -1, extents.overlapping(0, kBlock), 0, kBlock, buf.data(), resident_pages(fd.get(), 0, kBlock), path,
+                    [&](size_t n) {
+                      fills.push_back(n);
+                      hash.filled(n);
+                    });
+    content.assign(buf.data(), buf.data() + kBlock);
+    std::vector<Digest> marks;
+    return hash.finish(marks);
+  }
 };
 
 }  // namespace
@@ -84,4 +102,32 @@ TEST(data_read_of_a_partly_cached_range_reads_through_the_cache) {
   // Read through the cache, the data pages are now resident; a direct read would have left
   // only the one page read above.
   CHECK(resident_count(resident_pages(b.fd.get(), 0, kBlock)) > 1);
+}
+
+TEST(data_read_in_pieces_reports_growing_prefixes_and_hashes_like_a_one_shot_digest) {
+  TempDir dir;
+  SparseBlock b(dir);
+  std::vector<uint8_t> content;
+  std::vector<size_t> fills;
+  CHECK(b.read_hashing(content, fills) == sha256(b.expected.data(), kBlock));
+  CHECK(content == b.expected);
+  REQUIRE(!fills.empty());
+  CHECK(std::is_sorted(fills.begin(), fills.end()));
+  CHECK_EQ(fills.back(), kBlock);
+  // Each of the two data extents is read a piece at a time.
+  CHECK(fills.size() >= 2 * (kPiece / kFillPiece));
+}
+
+TEST(data_read_in_pieces_of_a_file_truncated_after_its_extents_were_mapped_reads_the_rest_as_zeros) {
+  TempDir dir;
+  SparseBlock b(dir);
+  // Mid-piece in the last data extent: that piece's read comes back short, the rest reads nothing.
+  const uint64_t cut = 3 * kPiece + kFillPiece + 1000;
+  REQUIRE(::truncate(b.path.c_str(), static_cast<off_t>(cut)) == 0);
+  std::fill(b.expected.begin() + static_cast<ptrdiff_t>(cut), b.expected.end(), uint8_t{0});
+  std::vector<uint8_t> content;
+  std::vector<size_t> fills;
+  CHECK(b.read_hashing(content, fills) == sha256(b.expected.data(), kBlock));
+  CHECK(content == b.expected);
+  CHECK_EQ(fills.back(), kBlock);
 }

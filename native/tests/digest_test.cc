@@ -83,3 +83,30 @@ TEST(digest_marked_refuses_a_piece_that_is_not_whole_hash_blocks) {
   }
   CHECK(threw);
 }
+
+TEST(digest_marked_in_parts_of_any_size_equals_it_in_one) {
+  std::vector<uint8_t> data(7 * 128 + 33);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i * 29 + 3);
+  std::vector<Digest> whole_marks;
+  const Digest whole = sha256_marked(data.data(), data.size(), 128, whole_marks);
+  // Parts that end before, on and past the mark boundaries, one of them empty.
+  for (size_t part : {size_t{1}, size_t{63}, size_t{128}, size_t{200}, data.size()}) {
+    MarkedSha256 hasher(128);
+    hasher.update(data.data(), 0);
+    for (size_t at = 0; at < data.size(); at += part) hasher.update(data.data() + at, std::min(part, data.size() - at));
+    std::vector<Digest> marks;
+    CHECK(hasher.finish(marks) == whole);
+    CHECK(marks == whole_marks);
+  }
+}
+
+TEST(digest_marked_of_a_message_ending_on_a_mark_has_one_mark_per_piece) {
+  std::vector<uint8_t> data(3 * 128, 0x5a);
+  MarkedSha256 hasher(128);
+  hasher.update(data.data(), data.size());
+  std::vector<Digest> marks;
+  const Digest d = hasher.finish(marks);
+  CHECK(d == sha256(data.data(), data.size()));
+  CHECK_EQ(marks.size(), size_t{3});
+  CHECK(marks.back() == d);
+}
