@@ -300,6 +300,39 @@ bool BaseView::read_whole_direct(uint64_t i, uint8_t* frame) const {
   return true;
 }
 
+void BaseView::verify(uint64_t i) const {
+  if (i >= block_count_ || zero_block(i) || verified(i)) return;
+  const uint64_t len = block_length(i);
+  const Digest d = digest(i);
+  std::shared_ptr<const GranuleDigests> granules;
+  if (granule_words_ != 0) {
+    std::lock_guard lock(verify_locks_[i % verify_locks_.size()]);
+    granules = cache_->granules(d, len);
+  }
+  if (!granules) {
+    // As a first read of the block would: whole, and kept among the payloads for that read.
+    thread_local AlignedBuffer whole;
+    whole.reserve(static_cast<size_t>(len));
+    read(i * block_size_, static_cast<size_t>(len), whole.data());
+    return;
+  }
+  // 64 KiB at a time into one small buffer: the granules stay in the page cache for the read, and
+  // a buffer of a whole block would be fresh memory, dear on a virtual machine.
+  thread_local AlignedBuffer granule(kGranuleSize);
+  uint64_t bytes_read = 0;
+  try {
+    for (uint64_t k = 0, count = granule_count(len); k < count; ++k)
+      if (!granule_verified(i, k))
+        bytes_read += read_granules(i, d, *granules, k * kGranuleSize, static_cast<size_t>(std::min<uint64_t>(kGranuleSize, len - k * kGranuleSize)),
+                                    granule.data());
+  } catch (Error& e) {
+    cache_->count_read(bytes_read);
+    if (!e.block_index) e.block_index = i;
+    throw;
+  }
+  cache_->count_read(bytes_read);
+}
+
 bool BaseView::granules_verified(uint64_t i, uint64_t x, size_t len) const noexcept {
   if (granule_words_ == 0 || len == 0) return false;
   for (uint64_t k = x / kGranuleSize, last = (x + len - 1) / kGranuleSize; k <= last; ++k)

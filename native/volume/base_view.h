@@ -157,6 +157,11 @@ class BaseView {
   // a copy in fresh pages, which a virtual machine pays for twice (core/aligned_buffer.h), and
   // reaches the disk as requests of ~1 MiB. Throws like read().
   bool read_whole_direct(uint64_t i, uint8_t* frame) const;
+  // Verifies what of block i is not verified yet without serving it: the granules left, one by
+  // one, where a granule file is had (each checked against its mark, as a first touch would), or
+  // else the whole block, kept like a read's. For verification read-ahead (volume/verify_ahead.h):
+  // the read that follows finds the block verified. Throws like read().
+  void verify(uint64_t i) const;
 
  private:
   uint64_t read_in_block(uint64_t i, uint64_t x, size_t len, uint8_t* out) const;

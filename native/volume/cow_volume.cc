@@ -96,13 +96,21 @@ void CowVolume::read(uint64_t offset, size_t len, uint8_t* out) const {
   check_open();
   check_range(offset, len, size_);
   read_through(layers_, *base_, offset, len, out);
+  verify_ahead_.note_read(*base_, offset, len);
 }
 
 bool CowVolume::read_cached(uint64_t offset, size_t len, uint8_t* out) const noexcept {
   // Not even a lock is waited for: the stack's writers (a new layer, a rebase, close) flush.
   std::shared_lock lock(stack_mutex_, std::try_to_lock);
   if (!lock.owns_lock() || closed_ || offset > size_ || len > size_ - offset) return false;
-  return read_through_cached(layers_, *base_, offset, len, out);
+  if (!read_through_cached(layers_, *base_, offset, len, out)) return false;
+  verify_ahead_.note_read(*base_, offset, len);
+  return true;
+}
+
+std::shared_ptr<const BaseView> CowVolume::base_now() const {
+  std::shared_lock lock(stack_mutex_);
+  return closed_ ? nullptr : base_;
 }
 
 template <typename F>
@@ -428,10 +436,14 @@ void CowVolume::stop_verifier() {
   verifier_.join();
 }
 
-CowVolume::~CowVolume() { stop_verifier(); }
+CowVolume::~CowVolume() {
+  stop_verifier();
+  verify_ahead_.stop();
+}
 
 void CowVolume::close() {
   stop_verifier();
+  verify_ahead_.stop();
   // What it holds (the addon's thread-safe function) is let go now, not when JS collects the volume.
   on_verify_damage_ = nullptr;
   std::unique_lock lock(stack_mutex_);

@@ -32,6 +32,9 @@
 // VolumeSpec::on_verify_damage, so that it is recorded for repair now: a read may never need the
 // damaged part, or need it only after the disk that held the good content has changed. Other
 // errors it swallows (the read or scan that needs the block meets them again).
+//
+// Verification read-ahead: sequential reads have the base blocks ahead of them verified on a
+// thread of their own (volume/verify_ahead.h), stopped and joined by close() too.
 #pragma once
 
 #include <array>
@@ -54,6 +57,7 @@
 #include "formats/block_source.h"
 #include "volume/base_view.h"
 #include "volume/cow_layer.h"
+#include "volume/verify_ahead.h"
 #include "volume/volume_source.h"
 
 namespace blocksnap {
@@ -129,6 +133,10 @@ class CowVolume {
   // on the JS thread, and close, push_layer and rebase hold the stack lock across fdatasync or a
   // map read.
   uint64_t written_bytes() const;
+
+  // Returns once the verification read-ahead (volume/verify_ahead.h) has nothing queued or
+  // under way: what it verified is then visible to reads.
+  void wait_for_verify_ahead() const { verify_ahead_.wait_idle(); }
 
   const std::string& store_dir() const noexcept { return store_dir_; }
   const std::string& granule_dir() const noexcept { return granule_dir_; }
@@ -222,6 +230,11 @@ class CowVolume {
   static inline std::atomic<int> reads_running_{0};
   static constexpr std::chrono::milliseconds kVerifyAfterQuiet{50};
   std::thread verifier_;  // writable volumes using granule files only
+  // Reads note themselves here (const reads: the read-ahead is not the volume's state). Last, so
+  // that it goes first; close() and the destructor stop it before anything it uses.
+  mutable VerifyAhead verify_ahead_{[this] { return base_now(); }};
+  // The base view, or null once closed: for the read-ahead thread.
+  std::shared_ptr<const BaseView> base_now() const;
 };
 
 }  // namespace blocksnap
