@@ -2,7 +2,8 @@
  * Creating directories whose names must survive a power cut: by POSIX a new entry is durable only
  * once its parent directory is fsynced (ext4 and XFS happen to commit it with the next fsync of
  * anything; btrfs's log tree and other filesystems need not). The native twin, for directories
- * made on a worker thread, is native/io/durable_dirs.cc.
+ * made on a worker thread, is native/io/durable_dirs.cc; it makes only directories inside the data
+ * dir, so it gives every level it makes the one private mode.
  */
 import { closeSync, constants, fsyncSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -18,7 +19,16 @@ export function fsyncDirSync(dir: string): void {
 }
 
 /**
- * mkdir -p, one level at a time; returns the levels it created, outermost first. Node's recursive
+ * Missing ancestors of a directory made here: search for all, as `mkdir -p` makes them under umask
+ * 022. They are the operator's layout (/srv/blocksnap holding data/ and run/), not the daemon's
+ * private space: made with the private directory's 0700, one would hide a socket kept beside it
+ * from the socket's group. What is private is so by its own mode.
+ */
+export const ANCESTOR_MODE = 0o755;
+
+/**
+ * mkdir -p, one level at a time: `dir` with `mode`, its missing ancestors with ANCESTOR_MODE (both
+ * less the umask); returns the levels it created, outermost first. Node's recursive
  * mkdir retries a directory for as long as it gets ENOENT while its parent exists, which under
  * /proc (a parent that exists but takes no new entry) is forever, at full CPU. Here the second
  * ENOENT is the answer.
@@ -32,7 +42,7 @@ export function makeDirs(dir: string, mode: number): string[] {
     if (code === 'EEXIST' && statSync(dir).isDirectory()) return [];
     if (code !== 'ENOENT' || dirname(dir) === dir) throw err;
   }
-  const created = makeDirs(dirname(dir), mode);
+  const created = makeDirs(dirname(dir), ANCESTOR_MODE);
   try {
     mkdirSync(dir, { mode });
   } catch (err) {

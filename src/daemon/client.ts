@@ -44,7 +44,7 @@ function connectError(path: string, err: NodeJS.ErrnoException): BlocksnapError 
       return new BlocksnapError('DaemonUnavailable', `no blocksnap daemon is listening on ${path} (start one with "blocksnap daemon", or pass --socket)`, { socket: path });
     case 'EACCES':
     case 'EPERM':
-      return new BlocksnapError('PermissionDenied', `cannot connect to ${path}: permission denied (only the daemon's user may connect, and the members of its --socket-group if it has one: is your user in that group?)`, { socket: path });
+      return new BlocksnapError('PermissionDenied', `cannot connect to ${path}: permission denied (only the daemon's user may connect, and the members of its --socket-group if it has one: is your user in that group, and may it search every directory above the socket?)`, { socket: path });
     default:
       return new BlocksnapError('DaemonUnavailable', `cannot connect to ${path}: ${err.message}`, { socket: path });
   }

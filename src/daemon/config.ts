@@ -70,7 +70,7 @@ const stringList: Field<string[]> = {
 const octalMode: Field<string> = {
   expected: 'an octal mode string such as "0660"',
   optional: false,
-  accepts: (v): v is string => typeof v === 'string' && /^0?[0-7]{3}$/.test(v),
+  accepts: (v): v is string => typeof v === 'string' && /^[0-7]{3,4}$/.test(v),
 };
 
 const FILE_SHAPE = {
@@ -121,6 +121,7 @@ export function resolveConfig(flags: DaemonFlags, cwd: string = process.cwd()): 
   const flagRoots = flags.imageRoot !== undefined && flags.imageRoot.length > 0 ? flags.imageRoot.map((r) => resolve(cwd, r)) : undefined;
   const fileRoots = file.imageRoots?.map((r) => resolve(fileDir, r));
   const roots = flagRoots ?? fileRoots;
+  refuseWholeFilesystem(roots, cwd);
 
   const logLevel = flags.logLevel ?? file.logLevel ?? 'info';
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
@@ -129,6 +130,9 @@ export function resolveConfig(flags: DaemonFlags, cwd: string = process.cwd()): 
   const modeText = flags.socketMode ?? file.socketMode;
   if (modeText !== undefined && !octalMode.accepts(modeText)) {
     throw new BlocksnapError('InvalidArgument', `--socket-mode must be ${octalMode.expected}`);
+  }
+  if (modeText !== undefined && modeText.length === 4 && modeText[0] !== '0') {
+    throw new BlocksnapError('InvalidArgument', `--socket-mode ${modeText} is refused: setuid, setgid and sticky bits mean nothing on a socket; give the permission bits only, such as "0660"`);
   }
   const maxFrameBytes = flags.maxFrameBytes ?? file.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
   if (!Number.isSafeInteger(maxFrameBytes) || maxFrameBytes < 1024 || maxFrameBytes > ABSOLUTE_MAX_FRAME_BYTES) {
@@ -169,6 +173,25 @@ export function resolveConfig(flags: DaemonFlags, cwd: string = process.cwd()): 
     manualSnapshotQuota: flags.manualSnapshotQuota ?? file.manualSnapshotQuota,
     autoSnapshotQuota: flags.autoSnapshotQuota ?? file.autoSnapshotQuota,
   };
+}
+
+/**
+ * `/` as an image root would let every socket user register, read and roll back any file on the
+ * host (/etc/shadow, a setuid binary) with the daemon's rights; no host keeps its images there.
+ * With no root configured it would be the working directory, which is `/` for a service started
+ * with no WorkingDirectory= or for `sudo` from `/`. A root that leads to `/` by a symbolic link is
+ * refused when the engine resolves it (engine/paths.ts).
+ */
+function refuseWholeFilesystem(roots: string[] | undefined, cwd: string): void {
+  const why = 'every socket user could then read and overwrite any file on the host with the daemon\'s rights';
+  if (roots === undefined && resolve(cwd) === '/') {
+    throw new BlocksnapError('InvalidArgument',
+      `no --image-root given and the working directory is /, which would be the image root: ${why}; name the directory that holds the images with --image-root (or imageRoots in the config file)`,
+      { imageRoot: '/' });
+  }
+  if (roots?.includes('/') === true) {
+    throw new BlocksnapError('InvalidArgument', `image root / is refused: ${why}; name the directory that holds the images`, { imageRoot: '/' });
+  }
 }
 
 /** The NBD socket path, checked like the control socket's and never the same file. */

@@ -51,6 +51,14 @@ function defined<T extends Record<string, unknown>>(o: T): { [K in keyof T]?: Ex
   return out as { [K in keyof T]?: Exclude<T[K], undefined> };
 }
 
+/*
+ * A remote is the administrator's (only they may add one, remote.add says why), and so are the
+ * backups on it: whoever else is let in on the socket may replicate to it, restore from it and
+ * check it, but not unhook it or destroy what it holds, which they could not put back.
+ */
+const UNHOOKS = 'a remote is added with the daemon\'s credentials, so only who may add it back may remove it; ask the administrator';
+const DESTROYS = 'the backups on a remote are the administrator\'s, and may be the only copy left; ask the administrator';
+
 export function offsiteMethods(method: MethodFactory, settle: Settle): Record<string, Method> {
   return {
     'remote.add': method({
@@ -65,7 +73,13 @@ export function offsiteMethods(method: MethodFactory, settle: Settle): Record<st
     }),
     'remote.list': method({ params: {}, run: (ctx) => ctx.engine.offsite.replication.listRemotes() }),
     'remote.show': method({ params: { remote: key }, run: (ctx, p) => ctx.engine.offsite.replication.getRemote(p.remote) }),
-    'remote.remove': method({ params: { remote: key }, run: (ctx, p) => ctx.engine.offsite.replication.removeRemote(p.remote) }),
+    'remote.remove': method({
+      params: { remote: key },
+      run: (ctx, p) => {
+        requireDaemonUser(ctx, 'remove a remote', UNHOOKS);
+        return ctx.engine.offsite.replication.removeRemote(p.remote);
+      },
+    }),
     'remote.check': method({ params: { remote: key }, run: (ctx, p) => ctx.engine.offsite.replication.checkRemote(p.remote) }),
     'remote.snapshots': method({
       params: { remote: key, disk: optional(string), damaged: optional(boolean) },
@@ -84,11 +98,17 @@ export function offsiteMethods(method: MethodFactory, settle: Settle): Record<st
     }),
     'remote.delete': method({
       params: { remote: key, snapshot: string, force: optional(boolean) },
-      run: (ctx, p) => ctx.engine.offsite.replication.deleteRemoteSnapshot(p.remote, p.snapshot, defined({ force: p.force })),
+      run: (ctx, p) => {
+        requireDaemonUser(ctx, 'delete a snapshot from a remote', DESTROYS);
+        return ctx.engine.offsite.replication.deleteRemoteSnapshot(p.remote, p.snapshot, defined({ force: p.force }));
+      },
     }),
     'remote.gc': method({
       params: { remote: key, graceSeconds: optional(integer(0, 10 * 365 * 86_400)), wait },
-      run: (ctx, p) => settle(ctx, ctx.engine.offsite.remoteGc.startRemoteGc(p.remote, defined({ graceSeconds: p.graceSeconds })), p.wait),
+      run: (ctx, p) => {
+        requireDaemonUser(ctx, 'collect garbage on a remote', DESTROYS);
+        return settle(ctx, ctx.engine.offsite.remoteGc.startRemoteGc(p.remote, defined({ graceSeconds: p.graceSeconds })), p.wait);
+      },
     }),
     'remote.verify': method({
       params: { remote: key, snapshot: optional(string), repair: optional(boolean), concurrency, wait },

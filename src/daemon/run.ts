@@ -10,9 +10,7 @@
  * hung-up tty and Node.js itself aborts on exit (restoring the tty's modes fails), so the README
  * sends such daemons to systemd or `setsid`. There is nothing to reload: settings are read at start.
  */
-import { statSync } from 'node:fs';
 import { constants } from 'node:os';
-import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { toBlocksnapError, type BlocksnapError } from '../errors';
 import { EXIT, exitStatusFor } from '../cli/exit-status';
@@ -25,6 +23,7 @@ import { createLogger } from './logger';
 import { DaemonServer } from './server';
 import { checkSocketGroup, claimSocketPath, refuseTakenSocketPath, resolveGroup } from './socket-file';
 import { makeDataDir, makeSocketDir } from './start-dirs';
+import { openSocketModeWarning, unreachableSocketWarning } from './socket-warnings';
 import { checkDataDirTrusted, checkSocketDirTrusted } from './trusted-dirs';
 import { NbdServer } from '../nbd/server';
 import { hardLinkWarning } from './hard-link-guard';
@@ -65,6 +64,8 @@ export async function runDaemon(flags: DaemonFlags): Promise<number> {
   if (config.imageRootsDefaulted) {
     log.warn({ imageRoot: config.imageRoots[0] }, 'no --image-root given: the working directory is the only image root');
   }
+  const openMode = openSocketModeWarning(config.socketMode, config.nbdSocket !== undefined);
+  if (openMode !== null) log.warn({ mode: config.socketMode.toString(8) }, openMode);
   const hardLinks = hardLinkWarning();
   if (hardLinks !== null) log.warn(hardLinks);
   const fds = ownFdLimitWarning(config.maxConnections);
@@ -182,12 +183,11 @@ function prepareDirs(config: DaemonConfig, gid: number | undefined, log: Logger)
     makeSocketDir(config.nbdSocket, undefined, '--nbd-socket');
     checkSocketDirTrusted(config.nbdSocket, '--nbd-socket');
   }
+  const group = gid !== undefined ? { name: config.socketGroup!, gid } : undefined;
   for (const socket of [config.socketPath, config.nbdSocket]) {
-    if (gid === undefined || socket === undefined) continue;
-    const dir = dirname(socket);
-    if ((statSync(dir).mode & 0o010) === 0) {
-      log.warn({ socket, dir, group: config.socketGroup }, `members of group ${config.socketGroup} cannot reach the socket ${socket}: its directory ${dir} is private to the daemon's user; choose a socket path in another directory`);
-    }
+    if (socket === undefined) continue;
+    const unreachable = unreachableSocketWarning(socket, config.socketMode, group);
+    if (unreachable !== null) log.warn({ socket, group: config.socketGroup ?? null }, unreachable);
   }
 }
 

@@ -4,7 +4,8 @@
  * daemon started by su, sudo or cron) fails with a bare "EACCES: mkdir '/run/user/1001'" otherwise.
  *
  * The data dir is created first and 0700: without a runtime dir, the socket's directory is the data
- * dir, and created as the socket's (0755) it would have left the catalog open to every user.
+ * dir, and created as the socket's (0755) it would have left the catalog open to every user. Its
+ * missing parents are made 0755 (durable-dirs.ts), as a socket kept beside it must be reachable.
  */
 import { dirname } from 'node:path';
 import { BlocksnapError, type ErrorCode } from '../errors';

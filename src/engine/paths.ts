@@ -29,6 +29,8 @@ export function resolveRoots(roots: string[]): string[] {
       throw new BlocksnapError('InvalidArgument', `image root ${r} ${why}`);
     }
     if (!statSync(real).isDirectory()) throw new BlocksnapError('InvalidArgument', `image root ${r} is not a directory`);
+    // A root of / admits every file on the host (daemon/config.ts says why), however it was named.
+    if (real === '/') throw new BlocksnapError('InvalidArgument', `image root ${r} is the whole filesystem (/): name the directory that holds the images`);
     return real;
   });
 }

@@ -4,10 +4,11 @@ import { join } from 'node:path';
 import t from 'tap';
 import { makeDataDir, makeSocketDir } from '../../src/daemon/start-dirs';
 
-t.test('a data dir whose parents are missing is made, every level private', async (t) => {
+t.test('a data dir whose parents are missing is made private, its parents searchable by all', async (t) => {
   const dir = join(t.testdir(), 'a', 'b', 'data');
   makeDataDir(dir, undefined);
-  for (const d of [dir, join(dir, '..'), join(dir, '..', '..')]) t.equal(statSync(d).mode & 0o777 & ~process.umask(), 0o700 & ~process.umask(), d);
+  t.equal(statSync(dir).mode & 0o777, 0o700 & ~process.umask(), 'the data dir');
+  for (const d of [join(dir, '..'), join(dir, '..', '..')]) t.equal(statSync(d).mode & 0o777, 0o755 & ~process.umask(), d);
 });
 
 t.test('a data dir under /proc is refused at once, naming the parent that takes no directory', async (t) => {

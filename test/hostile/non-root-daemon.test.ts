@@ -54,7 +54,18 @@ t.test('a socket group that cannot reach the socket in the private data dir is w
   const d = await startedAs(t, USER_A, ['--socket-group', String(USER_A.gid)], { HOME: home }, images, socket);
   t.equal(mode(socket), '0660', 'the socket is the group\'s');
   t.equal(connectAs(USER_B, socket), 'EACCES', 'but its members cannot reach it in the 0700 data dir');
-  t.match(d.log(), `members of group ${USER_A.gid} cannot reach the socket ${socket}: its directory ${join(home, '.local/share/blocksnap')} is private`);
+  t.match(d.log(), `members of group ${USER_A.gid} cannot reach the socket ${socket}: the directory ${join(home, '.local/share/blocksnap')} (mode 0700) above it does not let them search it`);
+});
+
+t.test('a directory the start makes for both the data dir and the socket is left searchable, so the group connects', { skip }, async (t) => {
+  const { home, images } = scratch(t);
+  const shared = join(home, 'blocksnap');
+  const socket = join(shared, 'run', 'd.sock');
+  const d = await startedAs(t, USER_A, ['--data-dir', join(shared, 'data'), '--socket', socket, '--socket-group', String(USER_A.gid)], {}, images, socket);
+  t.equal(mode(shared), (0o755 & ~process.umask()).toString(8).padStart(4, '0'), 'made as a parent of the data dir, not private as the data dir is');
+  t.equal(mode(join(shared, 'data')), '0700', 'the data dir is');
+  t.equal(connectAs(USER_B, socket), 'connected', 'a member of the group reaches the socket');
+  t.notMatch(d.log(), 'cannot reach the socket', 'and nothing is warned about');
 });
 
 t.test('a default data or socket directory that cannot be created is named with its variable and the option to pass', { skip }, async (t) => {

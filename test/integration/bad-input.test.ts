@@ -147,6 +147,30 @@ t.test('a daemon given a bad socket mode or group exits 2 with the code, as ever
   t.match(group.stderr, /\nblocksnap daemon: socket group "no-such-group-here" does not exist \[InvalidArgument\]\n$/);
 });
 
+t.test('a daemon asked for socket bits beyond the permissions exits 2 saying those bits are refused', async (t) => {
+  const dir = tempDir(t);
+  const r = await runCli(['daemon', '--data-dir', join(dir, 'data'), '--socket', join(dir, 'd.sock'), '--image-root', dir, '--socket-mode', '4770']);
+  t.equal(r.code, 2);
+  t.match(r.stderr, /\nblocksnap daemon: --socket-mode 4770 is refused: setuid, setgid and sticky bits mean nothing on a socket; .* \[InvalidArgument\]\n$/);
+  t.notOk(existsSync(join(dir, 'data')), 'before the data dir is made');
+});
+
+t.test('a daemon started in / without --image-root exits 2 naming --image-root, and makes nothing', async (t) => {
+  const dir = tempDir(t);
+  const r = await runCli(['daemon', '--data-dir', join(dir, 'data'), '--socket', join(dir, 'd.sock')], {}, '/');
+  t.equal(r.code, 2);
+  t.match(r.stderr, /\nblocksnap daemon: no --image-root given and the working directory is \/, .*--image-root .* \[InvalidArgument\]\n$/);
+  t.notOk(existsSync(join(dir, 'data')));
+});
+
+t.test('a daemon given --image-root / exits 2, and makes nothing', async (t) => {
+  const dir = tempDir(t);
+  const r = await runCli(['daemon', '--data-dir', join(dir, 'data'), '--socket', join(dir, 'd.sock'), '--image-root', '/']);
+  t.equal(r.code, 2);
+  t.match(r.stderr, /\nblocksnap daemon: image root \/ is refused: every socket user could then read and overwrite any file on the host .* \[InvalidArgument\]\n$/);
+  t.notOk(existsSync(join(dir, 'data')));
+});
+
 t.test('a daemon refused for its settings logs the refusal as a JSON line too, before the plain one', async (t) => {
   const dir = tempDir(t);
   const r = await runCli(['daemon', '--data-dir', join(dir, 'data'), '--socket', join(dir, 'd.sock'), '--image-root', dir, '--socket-group', 'no-such-group-here']);

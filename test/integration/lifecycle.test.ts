@@ -78,6 +78,14 @@ t.test('without --image-root the working directory is the only root, and the log
   t.equal(await d.stop(), 0);
 });
 
+t.test('a socket mode that lets every local user connect is warned about at start', async (t) => {
+  const dir = tempDir(t);
+  mkdirSync(join(dir, 'img'));
+  const d = await startDaemon(t, { dataDir: join(dir, 'data'), imageRoot: join(dir, 'img'), socketPath: join(dir, 's.sock'), extraArgs: ['--socket-mode', '0666'] });
+  await d.waitForLog(/"level":"warn",.*"msg":"--socket-mode 0666 lets every local user connect to the daemon: any of them may use it/);
+  t.equal(await d.stop(), 0);
+});
+
 t.test('a stale socket file left by a killed daemon is replaced at start', async (t) => {
   const d = await freshDaemon(t);
   d.proc.kill('SIGKILL');
