@@ -1,4 +1,4 @@
-import type { Disk, DiskFormat, Snapshot, SnapshotConsistency, SnapshotWarning } from '../engine/types';
+import type { DiskFormat, RollbackJournal, Snapshot, SnapshotConsistency, SnapshotWarning } from '../engine/types';
 
 /** What the catalog stores for a disk; the public Disk adds derived fields. */
 export interface DiskRecord {
@@ -31,7 +31,7 @@ export interface DiskRecord {
 export type FormatSource = 'detected' | 'given';
 
 /** A rollback's journal (docs/design.md, invariant 4); the public Disk shows it without `imageBefore`. */
-export interface PendingRollbackRecord extends NonNullable<Disk['pendingRollback']> {
+export interface PendingRollbackRecord extends RollbackJournal {
   /**
    * The disk file as it was before the unfinished rollback began, for a qcow2 disk: a qcow2
    * rollback changes the disk only by renaming its new image over it, so while the disk's path

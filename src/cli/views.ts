@@ -3,6 +3,12 @@ import type { ChainSummary, CloneResult, Disk, FlattenResult, GcResult, Job, Rol
 import type { UnremovableEntry } from '../store/block-store';
 import { count, details, formatBytes, formatDuration, formatRate, percent, relativeTime, table } from './format';
 
+/** A daemon from before `running` was said reports only unfinished rollbacks: those read as interrupted. */
+function rollbackNote(d: Disk): string {
+  if (!d.pendingRollback) return '';
+  return d.pendingRollback.running === true ? '  (rollback running)' : '  (rollback interrupted)';
+}
+
 export function diskTable(disks: Disk[]): string {
   if (disks.length === 0) return 'No disks. Register one with: blocksnap disk add PATH';
   return table(disks, [
@@ -12,7 +18,7 @@ export function diskTable(disks: Disk[]): string {
     { header: 'size', value: (d) => formatBytes(d.sizeBytes), align: 'right' },
     { header: 'snapshots', value: (d) => String(d.snapshotCount), align: 'right' },
     { header: 'created', value: (d) => relativeTime(d.createdAt) },
-    { header: 'path', value: (d) => d.path + (d.pendingRollback ? '  (rollback interrupted)' : '') },
+    { header: 'path', value: (d) => d.path + rollbackNote(d) },
   ]);
 }
 
@@ -45,8 +51,11 @@ export function diskDetails(d: Disk): string {
       ['written', d.cow.writtenBytes === null ? 'unknown (a layer map cannot be read)'
         : `${formatBytes(d.cow.writtenBytes)} since the base snapshot`]);
   }
-  if (d.pendingRollback) {
-    pairs.push(['rollback', `INTERRUPTED rollback to ${d.pendingRollback.snapshotId} (job ${d.pendingRollback.jobId}); rerun it to finish (blocksnap rollback ${d.name} ${d.pendingRollback.snapshotId}), or leave the image as it is now (blocksnap rollback ${d.name} --abandon)`]);
+  const p = d.pendingRollback;
+  if (p?.running === true) {
+    pairs.push(['rollback', `rollback to ${p.snapshotId} running (job ${p.jobId})`]);
+  } else if (p) {
+    pairs.push(['rollback', `INTERRUPTED rollback to ${p.snapshotId} (job ${p.jobId}); rerun it to finish (blocksnap rollback ${d.name} ${p.snapshotId}), or leave the image as it is now (blocksnap rollback ${d.name} --abandon)`]);
   }
   return details(pairs);
 }

@@ -528,8 +528,7 @@ export class Engine extends EventEmitter {
   startSnapshot(diskRef: string, o: SnapshotCreateOptions = {}): Job {
     this.assertOpen();
     const disk = this.resolveDisk(diskRef);
-    // A running rollback keeps its journal set too: then the disk is busy (below), not left unfinished.
-    if (disk.pendingRollback && this.diskLocks.holder(disk.id) === undefined) throw rollbackIncomplete(disk);
+    this.refuseUnfinishedRollback(disk);
     const now = this.clock();
     const taken = (n: string): boolean => this.catalog.snapshotsOfDisk(disk.id).some((s) => s.name === n);
     let name: string;
@@ -1153,10 +1152,27 @@ export class Engine extends EventEmitter {
     }
   }
 
+  /**
+   * The journal's own job holds the disk: its rollback runs, and will end the journal itself. A
+   * rerun holds the disk under its own job id only until it rewrites the journal as its own.
+   */
+  private rollbackRunning(d: DiskRecord): boolean {
+    return d.pendingRollback !== null && this.diskLocks.holder(d.id) === d.pendingRollback.jobId;
+  }
+
+  /**
+   * RollbackIncomplete for a disk whose rollback stopped unfinished. A rollback that runs keeps
+   * its journal set too: then the disk is busy, which the disk lock reports (DiskBusy), not left
+   * unfinished. `refused`: what is refused, when it is not a snapshot.
+   */
+  private refuseUnfinishedRollback(d: DiskRecord, refused?: string): void {
+    if (d.pendingRollback && this.diskLocks.holder(d.id) === undefined) throw rollbackIncomplete(d, refused);
+  }
+
   private publicDisk(d: DiskRecord): Disk {
     const cow = d.cow ? { ...d.cow, overlayBytes: this.volumes.overlayBytes(d.id, d.cow.layers), writtenBytes: this.volumes.writtenBytes(d) } : null;
     const p = d.pendingRollback;
-    const pendingRollback = p ? { snapshotId: p.snapshotId, startedAt: p.startedAt, jobId: p.jobId } : null;
+    const pendingRollback = p ? { snapshotId: p.snapshotId, startedAt: p.startedAt, jobId: p.jobId, running: this.rollbackRunning(d) } : null;
     const formatSource = d.cow ? null : d.formatSource ?? 'detected';
     return { ...d, imageBytes: this.imageBytesNow(d), pendingRollback, cow, formatSource, givenPath: d.givenPath ?? null, snapshotCount: this.catalog.snapshotsOfDisk(d.id).length };
   }

@@ -14,6 +14,9 @@ export type SnapshotType = 'manual' | 'auto';
  * point-in-time: taken by blocksnap between two writes of a copy-on-write disk it serves. */
 export type SnapshotConsistency = 'crash' | 'offline' | 'point-in-time';
 
+/** An unfinished rollback as a disk journals it: its target, its start and the job that began it. */
+export interface RollbackJournal { snapshotId: string; startedAt: string; jobId: string }
+
 export interface Disk {
   id: string;                 // d-<16 hex>
   name: string;
@@ -29,8 +32,13 @@ export interface Disk {
   createdAt: string;          // ISO 8601
   headSnapshotId: string | null; // parent of the next snapshot (last snapshot or rollback target)
   snapshotCount: number;
-  /** Set while a rollback is journaled and not finished (crash or failure): rerun it to complete, or abandon it (`rollback --abandon`). */
-  pendingRollback: { snapshotId: string; startedAt: string; jobId: string } | null;
+  /**
+   * Set while a rollback is journaled and not finished. `running` tells the two cases apart: the
+   * job that wrote the journal still holds the disk (it ends the journal itself), or it stopped
+   * (crash, failure, cancel) and the rollback must be rerun to complete or abandoned
+   * (`rollback --abandon`).
+   */
+  pendingRollback: (RollbackJournal & { running: boolean }) | null;
   /** A copy-on-write disk's stack; null for an image file. */
   cow: CowInfo | null;
   /**
@@ -234,7 +242,7 @@ export type AbandonedImage = 'partial' | 'unchanged' | 'replaced' | 'unknown';
 export interface RollbackAbandoned {
   diskId: string;
   /** The journal that was cleared: the rollback that will not be finished. */
-  abandoned: { snapshotId: string; startedAt: string; jobId: string };
+  abandoned: RollbackJournal;
   image: AbandonedImage;
   /** `image` in words, for the operator. */
   message: string;

@@ -14,7 +14,6 @@ import t, { type Test } from 'tap';
 import { buildProgram } from '../../src/cli/main';
 import { interruptQuestion } from '../../src/cli/follow';
 import { rollbackCancelNote } from '../../src/cli/commands/rollback';
-import { diskDetails } from '../../src/cli/views';
 import type { Disk, Job } from '../../src/engine/types';
 import { DaemonProcess, connect, makeLayout, sleep } from '../crash/daemon-process';
 import { BIN, ensureBuilt, runCli } from '../integration/fixtures/harness';
@@ -39,16 +38,6 @@ t.test('rollback help explains --abandon and what an unfinished rollback leaves'
   t.match(help, /A cancelled rollback says which\./);
   t.match(help, /possibly a mix of blocks from before and from the snapshot/);
   t.match(help, /refused with NoSpace before it starts/);
-});
-
-t.test('disk show names both ways out of an unfinished rollback', async (t) => {
-  const disk: Disk = {
-    id: 'd-0123456789abcdef', name: 'vm', path: '/images/vm.img', format: 'raw', sizeBytes: 1 << 20, imageBytes: 1 << 20, createdAt: '2026-01-01T00:00:00.000Z',
-    headSnapshotId: null, snapshotCount: 1, pendingRollback: { snapshotId: 's-0123456789abcdef', startedAt: '2026-01-01T00:00:00.000Z', jobId: 'j-1' }, cow: null, formatSource: 'detected', givenPath: null,
-  };
-  const shown = diskDetails(disk).replace(/\s+/g, ' ');
-  t.match(shown, 'blocksnap rollback vm s-0123456789abcdef');
-  t.match(shown, 'blocksnap rollback vm --abandon');
 });
 
 t.test('rollback --abandon refuses options that would not act, before connecting', async (t) => {
