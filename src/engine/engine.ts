@@ -419,7 +419,7 @@ export class Engine extends EventEmitter {
     if (disk.cow) {
       throw new BlocksnapError('InvalidArgument', `disk ${disk.name} is a copy-on-write disk, whose overlay files the daemon keeps; it has no image to relocate`, { diskId: disk.id });
     }
-    if (disk.pendingRollback) throw rollbackIncomplete(disk, 'relocating it');
+    this.refuseUnfinishedRollback(disk, 'relocating it');
     const path = resolveExistingImage(given, this.imageRoots);
     checkRelocatedFormat(disk, path);
     const facts = this.checkImage(given, path, imageFormatOf(disk));

@@ -4,13 +4,14 @@
  * path passes what `disk add` checks, and a disk whose state is tied to its file (a running job,
  * an unfinished rollback) is not relocated.
  */
-import { linkSync, renameSync, symlinkSync } from 'node:fs';
+import { copyFileSync, linkSync, renameSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { Catalog } from '../../src/catalog/catalog';
 import { Engine } from '../../src/engine';
 import { engineWithSnapshot, finished, snapshot } from '../helpers/engine';
 import { fillBlock, makeImage, readAt } from '../helpers/images';
+import { holdRawRollback } from '../helpers/held-rollback';
 import { qemuImg } from '../helpers/qemu';
 
 const BS = 64 * 1024;
@@ -114,4 +115,17 @@ t.test('relocate refuses a copy-on-write disk, which has no image', async (t) =>
   const f = await engineWithSnapshot(t, { blockSize: BS, blocks: 4, filled: 1, disk: 'vm', snapshot: 'one' });
   await f.engine.cloneCow('one', 'c');
   t.throws(() => f.engine.relocateDisk('c', f.img), { code: 'InvalidArgument', message: /copy-on-write disk/ });
+});
+
+t.test('relocate is refused as busy, not unfinished, while a rollback of the disk runs', async (t) => {
+  const f = await engineWithSnapshot(t, { blockSize: BS, blocks: 4, filled: 1, disk: 'vm', snapshot: 'one' });
+  fillBlock(f.img, 0, BS, 'changed');
+  const held = holdRawRollback(t);
+  const rollback = f.engine.startRollback('vm', 'one');
+  await held.reached;
+  const copy = join(f.images, 'vm-copy.raw');
+  copyFileSync(f.img, copy);
+  t.throws(() => f.engine.relocateDisk('vm', copy), { code: 'DiskBusy', message: new RegExp(`is busy with job ${rollback.id}$`) });
+  held.release();
+  await finished(f.engine, rollback);
 });
