@@ -93,7 +93,7 @@ export class Engine extends EventEmitter {
     const d = this.catalog.getDisk(diskId);
     const id = d === undefined || d.cow !== null ? null : fileIdentity(d.path);
     return id === null ? null : `${id.dev}:${id.ino}`;
-  });
+  }, (diskId) => this.catalog.getDisk(diskId)?.name ?? diskId);
   // Deletes while the store lock is held cannot sweep; they leave that to its release.
   private readonly storeLock = new StoreLock(() => {
     if (!this.sweepWanted) return;

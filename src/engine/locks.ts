@@ -24,13 +24,17 @@ export class DiskLocks {
   /**
    * `fileOf` names a disk's image file by an identity two paths of one file share (device and
    * inode), or null for a disk whose file is its own by construction or cannot be read now.
+   * `nameOf` gives the disk's name for messages: the operator knows disks by the names they gave.
    */
-  constructor(private readonly fileOf: (diskId: string) => string | null = () => null) {}
+  constructor(
+    private readonly fileOf: (diskId: string) => string | null = () => null,
+    private readonly nameOf: (diskId: string) => string = (diskId) => diskId,
+  ) {}
 
   /** Takes the disk and its image file for jobId, or throws DiskBusy naming the job that holds either. */
   acquire(diskId: string, jobId: string): () => void {
     const file = this.fileOf(diskId);
-    const busy = this.busy({ id: diskId, name: diskId }, file, '');
+    const busy = this.busy({ id: diskId, name: this.nameOf(diskId) }, file, '');
     if (busy) throw busy;
     this.holders.set(diskId, jobId);
     if (file !== null) this.files.set(file, diskId);
@@ -50,7 +54,7 @@ export class DiskLocks {
     const fileHolder = file === null ? undefined : this.files.get(file);
     if (fileHolder === undefined) return undefined;
     const job = this.holders.get(fileHolder)!;
-    return new BlocksnapError('DiskBusy', `disk ${d.name} has the same image file as disk ${fileHolder}, which is busy with job ${job}${after}`,
+    return new BlocksnapError('DiskBusy', `disk ${d.name} has the same image file as disk ${this.nameOf(fileHolder)}, which is busy with job ${job}${after}`,
       { diskId: d.id, jobId: job, sameFileAs: fileHolder });
   }
 
