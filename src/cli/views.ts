@@ -200,7 +200,7 @@ function unremovableLines(entries: UnremovableEntry[]): string {
 
 function strayLines(n: number, examples: string[]): string {
   const more = n > examples.length ? `\n  … and ${n - examples.length} more` : '';
-  return `${count(n, 'stray entry', 'stray entries')} under the store (no block's name; left alone, remove them by hand):\n` +
+  return `${count(n, 'stray entry', 'stray entries')} under the store (no block's; left alone, remove them by hand):\n` +
     `${examples.map((p) => `  ${p}`).join('\n')}${more}`;
 }
 

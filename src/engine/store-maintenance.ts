@@ -92,6 +92,7 @@ async function surveyStore(x: StoreMaintenanceInternals): Promise<Pick<VerifyRes
     const digest = Buffer.from(e.hex, 'hex');
     if (x.catalog.isReferenced(digest)) continue;
     if (x.catalog.isFree(digest)) pendingFreeBlocks++;
+    else if (isOtherThanFile(x.store.pathOf(digest))) strays.add(x.store.pathOf(digest));
     else unreferencedBlocks++;
   }
   return { unreferencedBlocks, pendingFreeBlocks, strayEntries: strays.count, strayExamples: strays.listed, unreadable };
@@ -129,7 +130,12 @@ export async function collectGarbage(x: StoreMaintenanceInternals, ctl: JobContr
       if (x.catalog.isReferenced(digest)) {
         keptBlocks++;
       } else {
-        const size = fileSizeOrZero(x.store.pathOf(digest));
+        const path = x.store.pathOf(digest);
+        // Neither referenced nor freed, and no file (a directory): no block, so no crash orphan
+        // either, but something someone put there, left to them as verify reports it. A snapshot
+        // that stores the block later replaces it.
+        if (!freeHex.has(e.hex) && isOtherThanFile(path)) { strays.add(path); continue; }
+        const size = fileSizeOrZero(path);
         met.add(e.hex);
         const r = await x.store.reclaim(digest);
         if (r.unremovable) {
@@ -203,6 +209,15 @@ function snapshotsReferencing(catalog: Catalog, wanted: Set<string>): Map<string
     }
   }
   return out;
+}
+
+/** Something is at `p`, and it is no regular file (a directory, a symlink): no block file. */
+function isOtherThanFile(p: string): boolean {
+  try {
+    return !lstatSync(p).isFile();
+  } catch {
+    return false;
+  }
 }
 
 /** A block file's size; 0 for anything else under its name (a directory has no bytes of a block). */

@@ -165,7 +165,7 @@ export interface GcResult {
   /** Entries it could not remove or read (first 100 listed), to be removed by hand; the rest were reclaimed. */
   unremovableEntries: number;
   unremovable: UnremovableEntry[];
-  /** Entries under blocks/ that are no block's (not touched), and the first 10 of them. */
+  /** Entries under blocks/ that are no block's (a directory under an unreferenced block's name included) (not touched), and the first 10 of them. */
   strayEntries: number;
   strayExamples: string[];
 }
@@ -187,7 +187,7 @@ export interface VerifyResult {
   unreferencedBlocks: number;
   /** Block files a delete freed that were still waiting for the sweep (or that it could not unlink). */
   pendingFreeBlocks: number;
-  /** Entries under blocks/ that are no block's, and the first 10 of them. */
+  /** Entries under blocks/ that are no block's (a directory under an unreferenced block's name included), and the first 10 of them. */
   strayEntries: number;
   strayExamples: string[];
   /** Fan-out directories that could not be read: their blocks were neither listed nor counted. */

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { existsSync, mkdirSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
@@ -117,15 +117,45 @@ t.test('gc reports an entry it cannot remove with its path and reclaims the rest
   t.equal(f.engine.storeStats().pendingFreeBlocks, 1, 'it stays on the free list');
 });
 
-t.test('gc removes an empty directory under a block\'s name that no snapshot references', async (t) => {
+/** An empty directory under the name of a block that nothing references or freed. */
+function emptyDirectoryUnderABlockName(dataDir: string): string {
+  const path = join(dataDir, 'blocks', 'abc', `abc${'d'.repeat(61)}`);
+  mkdirSync(path, { recursive: true });
+  return path;
+}
+
+t.test('gc reports an empty directory under a block\'s name as a stray entry, not as a removed orphan block', async (t) => {
   const f = await openEngine(t, { blockSize: BS });
   await snapshotted(f, 'a', 1);
-  const stray = join(f.dataDir, 'blocks', 'abc', `abc${'d'.repeat(61)}`);
-  mkdirSync(stray, { recursive: true });
+  const dir = emptyDirectoryUnderABlockName(f.dataDir);
   const r = (await finished(f.engine, f.engine.startGc())).result as GcResult;
-  t.notOk(existsSync(stray));
-  t.equal(r.unremovableEntries, 0);
-  t.equal(r.keptBlocks, 1);
+  t.match(r, { removedBlocks: 0, removedBytes: 0, orphanBlocks: 0, orphanBytes: 0, keptBlocks: 1, unremovableEntries: 0, strayEntries: 1, strayExamples: [dir] });
+});
+
+t.test('gc leaves an empty directory under a block\'s name, as it leaves every stray entry', async (t) => {
+  const f = await openEngine(t, { blockSize: BS });
+  await snapshotted(f, 'a', 1);
+  const dir = emptyDirectoryUnderABlockName(f.dataDir);
+  await finished(f.engine, f.engine.startGc());
+  t.ok(existsSync(dir));
+});
+
+t.test('a snapshot that stores a block replaces a directory under its name', async (t) => {
+  const f = await openEngine(t, { blockSize: BS });
+  const path = fileOf(f.dataDir, 'b0');
+  mkdirSync(path, { recursive: true });
+  await snapshotted(f, 'b', 1);
+  t.ok(lstatSync(path).isFile());
+  const v = (await finished(f.engine, f.engine.startVerify())).result as VerifyResult;
+  t.same(v.problems, [], 'and the block reads whole');
+});
+
+t.test('verify counts an empty directory under a block\'s name as a stray entry, not as an unreferenced block', async (t) => {
+  const f = await openEngine(t, { blockSize: BS });
+  await snapshotted(f, 'a', 1);
+  const dir = emptyDirectoryUnderABlockName(f.dataDir);
+  const v = (await finished(f.engine, f.engine.startVerify())).result as VerifyResult;
+  t.match(v, { unreferencedBlocks: 0, strayEntries: 1, strayExamples: [dir] });
 });
 
 t.test('gc says how many of the blocks it removed no delete had freed (crash orphans)', async (t) => {
