@@ -27,6 +27,7 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("holdImageLocks", Napi::Function::New(env, blocksnap::js::hold_image_locks, "holdImageLocks"));
   exports.Set("openImageDir", Napi::Function::New(env, blocksnap::js::open_image_dir, "openImageDir"));
   exports.Set("checkAttributesCopyable", Napi::Function::New(env, blocksnap::js::check_attributes_copyable, "checkAttributesCopyable"));
+  exports.Set("accessAcl", Napi::Function::New(env, blocksnap::js::access_acl, "accessAcl"));
   exports.Set("inodeFlags", Napi::Function::New(env, blocksnap::js::inode_flags, "inodeFlags"));
   exports.Set("Volume", blocksnap::js::volume_class(env));
   exports.Set("createVolumeLayer", Napi::Function::New(env, blocksnap::js::create_volume_layer, "createVolumeLayer"));

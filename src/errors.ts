@@ -74,7 +74,7 @@ export const ERROR_CODES = {
   RemoteBusy: 'Another host holds a conflicting lease on the remote (a gc, or replications while gc waits); retry later.',
   CredentialsInsecure: 'The credentials file is readable or writable by group or others (it must be mode 0600 or stricter), or is not a regular file, or its directory is another user\'s or writable by others.',
   CredentialsInvalid: 'The credentials file cannot be read or does not hold an access key id and a secret access key.',
-  NotAuthorized: 'The client\'s user (as the kernel reports it on the socket) may not make this call: adding a remote is kept for root and the daemon\'s own user.',
+  NotAuthorized: 'The client\'s user (as the kernel reports it on the socket) may not make this call, or may not use a path it named: adding or removing a remote, deleting a snapshot from one and a remote\'s gc are kept for root and the daemon\'s own user, and every path a client who is neither names is used only as far as that client\'s own user could.',
   SnapshotExists: 'A snapshot with this id already exists in the local catalog (it was imported or created here before), and the import cannot mend it: its stream or remote manifest holds other content under that id (another block map or size), names another disk than the snapshot\'s, or the local snapshot is not available.',
   StreamCorrupt: 'A snapshot stream is damaged or truncated: a checksum, a block digest or the framing does not match. Nothing was committed.',
   BaseMissing: 'The stream or remote snapshot is incremental and its base snapshot is not in the local catalog (or has different content).',

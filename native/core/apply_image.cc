@@ -209,7 +209,7 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
 
   const bool update = p.mode == ApplyMode::Update;
   control.set_total(p.size_bytes);
-  ImageFile image = open_image_for_write(p.image_path, !update, p.dir ? p.dir->get() : -1);
+  ImageFile image = open_image_for_write(p.image_path, !update, p.dir ? p.dir->get() : -1, p.owner);
   RemoveCreatedOnFailure cleanup(image, !update);
   const int fd = image.fd.get();
   const std::string& path = p.image_path;

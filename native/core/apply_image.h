@@ -14,9 +14,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "core/image_file.h"
 #include "core/held_bytes.h"
 #include "core/parallel.h"
 #include "io/unique_fd.h"
@@ -33,6 +35,8 @@ struct ApplyParams {
   // Create: the directory to create image_path's last component in, held by the caller since it
   // checked it (see image_file.h); absent, the directory is opened from the path.
   std::shared_ptr<const UniqueFd> dir;
+  // Create: who the new file is given to before it has a name (image_file.h); absent: the daemon's user.
+  std::optional<FileOwner> owner;
   std::string store_dir;
   uint64_t block_size = 0;
   uint64_t size_bytes = 0;

@@ -212,7 +212,7 @@ void name_created(ImageFile& image, const std::string& path) {
   image.nameless = false;
 }
 
-ImageFile open_image_for_write(const std::string& path, bool create, int dir_fd) {
+ImageFile open_image_for_write(const std::string& path, bool create, int dir_fd, const std::optional<FileOwner>& owner) {
   if (!create) return open_existing_checked(path, O_RDWR);
   const size_t slash = path.rfind('/');
   std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
@@ -226,6 +226,12 @@ ImageFile open_image_for_write(const std::string& path, bool create, int dir_fd)
   }
   bool nameless = false;
   UniqueFd fd = create_in(dir.get(), name, path, nameless);
+  if (owner && ::fchown(fd.get(), owner->uid, owner->gid) != 0) {
+    const int err = errno;
+    // Created under its name (no O_TMPFILE): it must not stay behind, nor under the daemon's owner.
+    if (!nameless) ::unlinkat(dir.get(), name.c_str(), 0);
+    throw Error::system(err, "fchown", path);
+  }
   ImageFile image = finish_open(std::move(fd), path);
   image.dir = std::move(dir);
   image.name = std::move(name);

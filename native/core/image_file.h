@@ -2,7 +2,10 @@
 #pragma once
 
 #include <cstdint>
+#include <sys/types.h>
+
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "io/unique_fd.h"
@@ -45,6 +48,13 @@ ImageFile open_image_checked(const std::string& path);
 // messages only.
 ImageFile open_image_in(int dir_fd, const std::string& name, const std::string& path);
 
+// Who a created file is given to (fchown) while it has no name yet: the client that asked for it,
+// so that the name never leads to a file of the daemon's that this client could not read.
+struct FileOwner {
+  uid_t uid;
+  gid_t gid;
+};
+
 // Read-write, for apply. `create` makes a new 0600 file and fails FileExists if the path exists;
 // otherwise the file must already exist. Never goes through a symlink (an existing file is opened
 // in its directory opened by open_image_dir, like open_image_checked), so a link planted where an
@@ -52,8 +62,11 @@ ImageFile open_image_in(int dir_fd, const std::string& name, const std::string& 
 //
 // A created file is made in a directory opened once (open_image_dir of the path's directory, or
 // a duplicate of `dir_fd` when the caller holds it already) by create_in, so nothing is ever
-// created outside that directory, even for an instant. It has no name until name_created.
-ImageFile open_image_for_write(const std::string& path, bool create, int dir_fd = -1);
+// created outside that directory, even for an instant. It has no name until name_created. With
+// `owner`, the created file is given to that user and group first (failing PermissionDenied,
+// IOError, ... with nothing created).
+ImageFile open_image_for_write(const std::string& path, bool create, int dir_fd = -1,
+                               const std::optional<FileOwner>& owner = std::nullopt);
 
 // A new 0600 file in `dir_fd` that is to be called `name` once complete: nameless (O_TMPFILE),
 // so that a process killed while writing it leaves nothing anywhere (the kernel frees the inode;

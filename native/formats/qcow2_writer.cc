@@ -232,7 +232,7 @@ Qcow2WriteResult write_qcow2(const BlockSource& source, const Qcow2ImageOptions&
     if (::fstat(replaced_lock.get(), &replaced) != 0) throw Error::system(errno, "fstat", p.replace);
     require_entry(held_dir.get(), replace_name, replaced, p.replace);
   }
-  ImageFile image = open_image_for_write(p.image_path, true, held_dir ? held_dir.get() : p.dir ? p.dir->get() : -1);
+  ImageFile image = open_image_for_write(p.image_path, true, held_dir ? held_dir.get() : p.dir ? p.dir->get() : -1, p.owner);
   RemoveCreatedOnFailure cleanup(image);
   const int fd = image.fd.get();
   const std::string& path = p.image_path;

@@ -24,9 +24,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "core/image_file.h"
 #include "core/held_bytes.h"
 #include "core/parallel.h"
 #include "formats/block_source.h"
@@ -44,6 +46,8 @@ struct Qcow2ImageOptions {
   // The held directory to create image_path in (see image_file.h); absent, it is opened from the
   // path. With `replace`, the directory is always opened here, once, for both names.
   std::shared_ptr<const UniqueFd> dir;
+  // Who the new file is given to before it has a name (image_file.h); absent: the daemon's user.
+  std::optional<FileOwner> owner;
   uint32_t cluster_bits = 16;
   uint32_t version = 3;
   std::string backing_file;      // stored as given; empty for none

@@ -43,7 +43,7 @@ RawWriteResult write_raw_from_source(const BlockSource& source, const RawWritePa
     throw Error(ErrorCode::InvalidArgument, "the read size must be a power of two from 4 KiB to 64 MiB");
   const uint64_t size = source.size();
   control.set_total(size);
-  ImageFile image = open_image_for_write(p.image_path, true, p.dir ? p.dir->get() : -1);
+  ImageFile image = open_image_for_write(p.image_path, true, p.dir ? p.dir->get() : -1, p.owner);
   RemoveCreatedOnFailure cleanup(image);
   const int fd = image.fd.get();
   const std::string& path = p.image_path;

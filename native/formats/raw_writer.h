@@ -7,8 +7,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "core/image_file.h"
 #include "core/parallel.h"
 #include "formats/block_source.h"
 #include "io/unique_fd.h"
@@ -18,6 +20,7 @@ namespace blocksnap {
 struct RawWriteParams {
   std::string image_path;                 // created 0600, named only once complete (image_file.h), never through a symlink
   std::shared_ptr<const UniqueFd> dir;    // held directory to create it in (see image_file.h); absent: opened from the path
+  std::optional<FileOwner> owner;         // who the file is given to before it has a name; absent: the daemon's user
   uint64_t chunk_size = 4 * 1024 * 1024;  // bytes a thread reads at a time: a power of two, 4 KiB to 64 MiB
   unsigned threads = 0;                   // 0 = one per core
 };

@@ -281,4 +281,12 @@ void check_attributes_copyable(const std::string& path, const std::string& new_i
   copy_file_attributes(image.fd.get(), scratch.get(), path, new_image_path);
 }
 
+std::optional<std::string> access_acl(const std::string& path) {
+  std::vector<char> buf(kXattrFirstBuffer);
+  const ssize_t n = read_growing(buf, [&](char* b, size_t size) { return ::getxattr(path.c_str(), kAccessAcl, b, size); });
+  if (n >= 0) return std::string(buf.data(), static_cast<size_t>(n));
+  if (errno == ENODATA || errno == ENOTSUP || errno == EOPNOTSUPP) return std::nullopt;
+  throw Error::image(errno, "getxattr", path);
+}
+
 }  // namespace blocksnap

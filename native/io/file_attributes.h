@@ -7,6 +7,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,5 +55,11 @@ void copy_file_attributes(int from_fd, int to_fd, const std::string& from_path, 
 // as soon as it exists; it is gone once this returns either way. A directory the daemon may not create the new image in refuses too, as the
 // rollback would, the message naming the directory (the new image's name means nothing to an operator).
 void check_attributes_copyable(const std::string& path, const std::string& new_image_path);
+
+// The POSIX access ACL of the file or directory at `path` (symlinks followed), in the kernel's
+// binary form (system.posix_acl_access), for deciding what another user may do with it; nullopt
+// when it has none or its filesystem keeps none. Fails (IOError, PermissionDenied, ImageNotFound)
+// where the attribute cannot be read.
+std::optional<std::string> access_acl(const std::string& path);
 
 }  // namespace blocksnap

@@ -78,6 +78,16 @@ std::shared_ptr<const UniqueFd> Options::directory(const char* name) const {
   return std::make_shared<const UniqueFd>(std::move(fd));
 }
 
+std::optional<FileOwner> Options::owner() const {
+  if (!has("ownerUid") && !has("ownerGid")) return std::nullopt;
+  const uint64_t uid = integer("ownerUid");
+  const uint64_t gid = integer("ownerGid");
+  // (uid_t)-1 means "leave unchanged" to fchown, which is not what a caller naming an owner wants.
+  if (uid >= UINT32_MAX) invalid("ownerUid", "must be a uid below 4294967295");
+  if (gid >= UINT32_MAX) invalid("ownerGid", "must be a gid below 4294967295");
+  return FileOwner{static_cast<uid_t>(uid), static_cast<gid_t>(gid)};
+}
+
 bool Options::boolean(const char* name, bool fallback) const {
   Napi::Value v = get(name);
   if (v.IsUndefined()) return fallback;

@@ -8,12 +8,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/block_format.h"
 #include "core/digest.h"
 #include "core/held_bytes.h"
+#include "core/image_file.h"
 #include "formats/qcow2_reader.h"
 #include "io/unique_fd.h"
 
@@ -50,6 +52,8 @@ class Options {
   // A directory descriptor lent by JS (openImageDir's fd), duplicated here so that the job owns
   // its copy whatever JS does with the original meanwhile. Null when absent.
   std::shared_ptr<const UniqueFd> directory(const char* name) const;
+  // `ownerUid` and `ownerGid`, both or neither: who a created file is given to. Absent: nullopt.
+  std::optional<FileOwner> owner() const;
 
   [[noreturn]] void invalid(const char* name, const std::string& what) const;
 
@@ -74,6 +78,7 @@ template <typename Params>
 void read_snapshot_content(const Options& o, Params& p) {
   p.image_path = o.string("imagePath");
   if (o.has("dirFd")) p.dir = o.directory("dirFd");
+  p.owner = o.owner();
   p.store_dir = o.string("storeDir");
   p.block_size = o.integer("blockSize");
   if (!is_valid_block_size(p.block_size)) o.invalid("blockSize", "must be a power of two from 64 KiB to 64 MiB");

@@ -34,4 +34,16 @@ Napi::Value inode_flags(const Napi::CallbackInfo& info) {
   }
 }
 
+Napi::Value access_acl(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string path = path_argument(info);
+  try {
+    const std::optional<std::string> acl = blocksnap::access_acl(path);
+    if (!acl) return env.Null();
+    return Napi::Buffer<char>::Copy(env, acl->data(), acl->size());
+  } catch (const Error& e) {
+    throw to_js_error(env, e);
+  }
+}
+
 }  // namespace blocksnap::js

@@ -14,4 +14,8 @@ Napi::Value check_attributes_copyable(const Napi::CallbackInfo& info);
 // `path` (io/inode_flags.h: inode_flags). Synchronous: an open and an ioctl.
 Napi::Value inode_flags(const Napi::CallbackInfo& info);
 
+// accessAcl(path) → Buffer | null: the POSIX access ACL of the file or directory at `path`, in the
+// kernel's binary form (io/file_attributes.h: access_acl). Synchronous: one getxattr.
+Napi::Value access_acl(const Napi::CallbackInfo& info);
+
 }  // namespace blocksnap::js

@@ -78,6 +78,7 @@ Napi::Value start_flatten(const Napi::CallbackInfo& info, const std::shared_ptr<
   Options o(info);
   std::string image_path = o.string("imagePath");
   std::shared_ptr<const UniqueFd> dir = o.directory("dirFd");
+  std::optional<FileOwner> owner = o.owner();
   const std::string format = o.string("format");
   if (format != "raw" && format != "qcow2") o.invalid("format", "must be 'raw' or 'qcow2'");
   const unsigned threads = o.threads();
@@ -85,13 +86,14 @@ Napi::Value start_flatten(const Napi::CallbackInfo& info, const std::shared_ptr<
   std::unique_ptr<VolumeSource> source = frozen_source(info.Env(), o, *volume);
   return start_job(
       info.Env(), "blocksnap.volume.flattenTo", on_progress,
-      [source = std::move(source), image_path = std::move(image_path), dir = std::move(dir), qcow2 = format == "qcow2", threads](
+      [source = std::move(source), image_path = std::move(image_path), dir = std::move(dir), owner, qcow2 = format == "qcow2", threads](
           JobControl& control, const ProgressFn& progress) {
         CowVolume::VerifierPause pause;
         // Both writers take the same settings and report the same two numbers.
         const auto write = [&](auto options, auto writer) {
           options.image_path = image_path;
           options.dir = dir;
+          options.owner = owner;
           options.threads = threads;
           const auto r = writer(*source, options, control, progress);
           return FlattenResult{r.size_bytes, r.bytes_written};

@@ -44,6 +44,7 @@ import type { Job } from '../engine/types';
 import { isFinished, type DaemonEngine } from './engine-port';
 import { lookupMethod, type CallContext, type DaemonInfo } from './methods';
 import { peerOf } from './socket-peer';
+import type { UserCredentials } from '../engine/user-access';
 import { FRAME_HEADER_BYTES, FrameDecoder, frame } from './protocol/frame';
 import { STREAM_STALL_MS, StreamChannels } from './stream-channels';
 import { decodeRequestPayload, encodeMessage, parseRequest, type ErrorBody, type RequestId, type ServerMessage } from './protocol/messages';
@@ -158,7 +159,7 @@ export class Connection {
   private hangUpTimer: NodeJS.Timeout | undefined;
   private readonly closedPromise: Promise<void>;
 
-  constructor(id: number, socket: Socket, host: ConnectionHost, log: Logger, peerUid: number | undefined) {
+  constructor(id: number, socket: Socket, host: ConnectionHost, log: Logger, peerUid: number | undefined, peerCredentials?: UserCredentials) {
     this.id = id;
     this.socket = socket;
     this.host = host;
@@ -171,6 +172,7 @@ export class Connection {
       engine: host.engine,
       info: host.info,
       peerUid,
+      peerCredentials,
       watch: (jobId) => this.watched.set(jobId, (this.watched.get(jobId) ?? 0) + 1),
       unwatch: (jobId) => {
         const n = this.watched.get(jobId);

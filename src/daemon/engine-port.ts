@@ -7,6 +7,7 @@ import type { EventEmitter } from 'node:events';
 import type { ChainSummary, Disk, ImageFormat, Job, RollbackAbandoned, Snapshot, StoreStats } from '../engine/types';
 import type { Policies } from '../engine/policies';
 import type { SnapshotGroups } from '../engine/groups';
+import type { UserAccess } from '../engine/user-access';
 import type { Offsite } from '../engine/offsite';
 import type { Exports } from '../engine/exports';
 
@@ -15,11 +16,11 @@ export interface DaemonEngine extends Pick<EventEmitter, 'on' | 'off'> {
   readonly imageRoots: string[];
   close(): Promise<void>;
 
-  addDisk(p: { path: string; name?: string; format?: ImageFormat }): Promise<Disk>;
+  addDisk(p: { path: string; name?: string; format?: ImageFormat }, user?: UserAccess): Promise<Disk>;
   listDisks(): Disk[];
   getDisk(ref: string): Disk;
   removeDisk(ref: string, o?: { deleteSnapshots?: boolean; discardWrites?: boolean }): Promise<Disk>;
-  relocateDisk(ref: string, path: string): Disk;
+  relocateDisk(ref: string, path: string, user?: UserAccess): Disk;
 
   startSnapshot(diskRef: string, o?: { name?: string; description?: string }): Job;
   listSnapshots(diskRef?: string): Snapshot[];
@@ -37,9 +38,9 @@ export interface DaemonEngine extends Pick<EventEmitter, 'on' | 'off'> {
 
   startRollback(diskRef: string, snapRef: string, o?: { force?: boolean }): Job;
   abandonRollback(diskRef: string, snapRef?: string): RollbackAbandoned;
-  startClone(snapRef: string, path: string, o?: { format?: ImageFormat }): Job;
+  startClone(snapRef: string, path: string, o?: { format?: ImageFormat; user?: UserAccess }): Job;
   cloneCow(snapRef: string, name: string): Promise<Disk>;
-  startFlatten(diskRef: string, path: string, o?: { format?: ImageFormat }): Job;
+  startFlatten(diskRef: string, path: string, o?: { format?: ImageFormat; user?: UserAccess }): Job;
   startVerify(): Job;
   startGc(): Job;
 

@@ -15,6 +15,8 @@ import { matchesTags } from '../engine/tags';
 import { offsiteMethods } from './offsite-methods';
 import { exportMethods } from './export-methods';
 import type { StreamChannels } from './stream-channels';
+import type { UserCredentials } from '../engine/user-access';
+import { clientAccess, withUser } from './client-rights';
 
 export interface DaemonInfo {
   version: string;
@@ -45,6 +47,12 @@ export interface CallContext {
    * client says; undefined when the kernel would not say, which no call takes as root.
    */
   readonly peerUid: number | undefined;
+  /**
+   * The client's uid, gid and supplementary groups, read when it connected (SO_PEERCRED and
+   * /proc/PID/status, peer-credentials.ts); undefined when they could not be, and then a client
+   * that is neither root nor the daemon's user may name no path (client-rights.ts).
+   */
+  readonly peerCredentials?: UserCredentials | undefined;
 }
 
 interface MethodSpec<S extends Shape> {
@@ -112,13 +120,13 @@ export const METHODS: Readonly<Record<string, Method>> = {
 
   'disk.add': method({
     params: { path: absolutePath, name: optional(objectName), format },
-    run: (ctx, p) => ctx.engine.addDisk(p),
+    run: (ctx, p) => ctx.engine.addDisk(p, clientAccess(ctx)),
   }),
   'disk.list': method({ params: {}, run: (ctx) => ctx.engine.listDisks() }),
   'disk.show': method({ params: { disk: string }, run: (ctx, p) => ctx.engine.getDisk(p.disk) }),
   'disk.relocate': method({
     params: { disk: string, path: absolutePath },
-    run: (ctx, p) => ctx.engine.relocateDisk(p.disk, p.path),
+    run: (ctx, p) => ctx.engine.relocateDisk(p.disk, p.path, clientAccess(ctx)),
   }),
   'disk.remove': method({
     params: { disk: string, deleteSnapshots: optional(boolean), discardWrites: optional(boolean) },
@@ -158,7 +166,7 @@ export const METHODS: Readonly<Record<string, Method>> = {
   }),
   clone: method({
     params: { snapshot: string, path: absolutePath, format, wait },
-    run: (ctx, p) => settle(ctx, ctx.engine.startClone(p.snapshot, p.path, p.format === undefined ? {} : { format: p.format }), p.wait),
+    run: (ctx, p) => settle(ctx, ctx.engine.startClone(p.snapshot, p.path, withUser(ctx, p.format === undefined ? {} : { format: p.format })), p.wait),
   }),
 
   'clone.cow': method({
@@ -167,7 +175,7 @@ export const METHODS: Readonly<Record<string, Method>> = {
   }),
   'disk.flatten': method({
     params: { disk: string, path: absolutePath, format, wait },
-    run: (ctx, p) => settle(ctx, ctx.engine.startFlatten(p.disk, p.path, p.format === undefined ? {} : { format: p.format }), p.wait),
+    run: (ctx, p) => settle(ctx, ctx.engine.startFlatten(p.disk, p.path, withUser(ctx, p.format === undefined ? {} : { format: p.format })), p.wait),
   }),
 
   'chain.list': method({ params: { disk: optional(string) }, run: (ctx, p) => ctx.engine.listChains(p.disk) }),

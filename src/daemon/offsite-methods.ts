@@ -5,7 +5,7 @@
  */
 import { BlocksnapError } from '../errors';
 import type { Job } from '../engine/types';
-import { requireDaemonUser } from './client-rights';
+import { clientAccess, requireDaemonUser, withUser } from './client-rights';
 import type { CallContext, Method } from './methods';
 import { absolutePath, boolean, integer, key, objectName, oneOf, optional, string, text, type Field, type ParamsOf, type Shape } from './params';
 import { STREAM_CHUNK_BYTES, STREAM_WINDOW_BYTES } from './stream-channels';
@@ -120,7 +120,7 @@ export function offsiteMethods(method: MethodFactory, settle: Settle): Record<st
     }),
     restore: method({
       params: { remote: key, snapshot: string, path: absolutePath, format: optional(oneOf('raw', 'qcow2')), concurrency, wait },
-      run: (ctx, p) => settle(ctx, ctx.engine.offsite.remoteRestore.startRestore(p.remote, p.snapshot, p.path, defined({ format: p.format, concurrency: p.concurrency })), p.wait),
+      run: (ctx, p) => settle(ctx, ctx.engine.offsite.remoteRestore.startRestore(p.remote, p.snapshot, p.path, withUser(ctx, defined({ format: p.format, concurrency: p.concurrency }))), p.wait),
     }),
     import: method({
       params: { remote: key, snapshot: string, disk: string, concurrency, wait },
@@ -132,7 +132,7 @@ export function offsiteMethods(method: MethodFactory, settle: Settle): Record<st
         const streams = ctx.engine.offsite.streams;
         const o = defined({ base: p.base });
         const job = p.stream === undefined
-          ? streams.startExport(p.snapshot, onePlace(p.path, p.stream), o)
+          ? streams.startExport(p.snapshot, onePlace(p.path, p.stream), withUser(ctx, o))
           : throughChannel(ctx, onePlace(p.stream, p.path, 'stream'), () => ctx.channels.openOut(p.stream!), (ch) => streams.startExport(p.snapshot, ch, o));
         return settle(ctx, job, p.wait);
       },
@@ -142,7 +142,7 @@ export function offsiteMethods(method: MethodFactory, settle: Settle): Record<st
       run: (ctx, p) => {
         const streams = ctx.engine.offsite.streams;
         const job = p.stream === undefined
-          ? streams.startImport(onePlace(p.path, p.stream), p.disk)
+          ? streams.startImport(onePlace(p.path, p.stream), p.disk, clientAccess(ctx))
           : throughChannel(ctx, onePlace(p.stream, p.path, 'stream'), () => ctx.channels.openIn(p.stream!), (ch) => streams.startImport(ch, p.disk));
         return settle(ctx, job, p.wait);
       },

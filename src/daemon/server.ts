@@ -13,6 +13,7 @@ import type { DaemonEngine } from './engine-port';
 import type { DaemonInfo } from './methods';
 import { claimSocketPath, setSocketAccess } from './socket-file';
 import { peerOf } from './socket-peer';
+import { peerCredentials } from './peer-credentials';
 import { frame } from './protocol/frame';
 import { encodeMessage } from './protocol/messages';
 
@@ -140,13 +141,16 @@ export class DaemonServer implements ConnectionHost {
       return;
     }
     // Read once at accept: SO_PEERCRED is fixed when the client connects.
-    const uid = peerOf(socket)?.uid;
+    const peer = peerOf(socket);
+    const uid = peer?.uid;
     const ofUser = uid === undefined ? 0 : this.perUser.get(uid) ?? 0;
     if (uid !== undefined && ofUser >= this.options.maxConnectionsPerUser) {
       this.refuse(socket, `the daemon serves at most ${this.options.maxConnectionsPerUser} clients of one user at once and uid ${uid} has that many connected; close some (or raise --max-connections-per-user)`, '--max-connections-per-user');
       return;
     }
-    const conn = new Connection(this.nextConnectionId++, socket, this, this.log, uid);
+    // Only a client whose rights are checked needs its groups (client-rights.ts).
+    const credentials = uid === 0 || uid === process.getuid?.() ? undefined : peerCredentials(peer);
+    const conn = new Connection(this.nextConnectionId++, socket, this, this.log, uid, credentials);
     this.connections.add(conn);
     if (uid !== undefined) this.perUser.set(uid, ofUser + 1);
     void conn.closed.then(() => {

@@ -24,6 +24,7 @@ import type { JobControl } from './jobs';
 import type { StoreLock } from './locks';
 import { hexDigests, type BlockRepair } from './block-repair';
 import { newId } from './ids';
+import type { PartialAt } from './partial-files';
 import type { EngineLogger } from './engine';
 import type { FlattenResult, ImageFormat, RollbackResult } from './types';
 
@@ -222,14 +223,14 @@ export class CowDisks {
    * names it). The instant's layer is folded back afterwards, whatever the outcome, when nothing
    * was written meanwhile (CowVolumes.foldEmptyTop).
    */
-  async flatten(disk: DiskRecord, path: string, format: ImageFormat, ctl: JobControl, dirFd?: number): Promise<FlattenResult> {
+  async flatten(disk: DiskRecord, path: string, format: ImageFormat, ctl: JobControl, at?: Pick<PartialAt, 'dirFd' | 'owner'>): Promise<FlattenResult> {
     if (ctl.signal.aborted) throw new BlocksnapError('Cancelled', 'the job was cancelled before it started');
     const { open, release } = await this.x.volumes.acquire(disk.id);
     try {
       const { frozen } = await this.x.volumes.freeze(open, disk.id);
       try {
         const r = await open.volume.flattenTo({
-          layerCount: frozen, imagePath: path, ...(dirFd !== undefined ? { dirFd } : {}), format, signal: ctl.signal, onProgress: (d, t) => ctl.progress(d, t),
+          layerCount: frozen, imagePath: path, ...(at !== undefined ? { dirFd: at.dirFd } : {}), ...(at?.owner !== undefined ? { owner: at.owner } : {}), format, signal: ctl.signal, onProgress: (d, t) => ctl.progress(d, t),
         });
         return { diskId: disk.id, path, format, sizeBytes: r.sizeBytes, bytesWritten: r.bytesWritten };
       } finally {

@@ -20,7 +20,7 @@ import { DEFAULT_BLOCK_SIZE, DIGEST_SIZE, isValidBlockSize } from '../store/form
 import { scanImage, lockDataDir, writtenDigestsOf, type DataDirLock } from '../native';
 import { backingDependents, checkNotBacking } from './backing-dependents';
 import {
-  checkBackingAsGiven, checkBlockCount, checkNotInUse, checkRollbackTarget, checkSizeKept, detectFormat, fileIdentity, imageFormatOf, imageSize,
+  checkBackingAsGiven, checkBlockCount, checkNotInUse, checkNotSetId, checkRollbackTarget, checkSizeKept, detectFormat, fileIdentity, imageFormatOf, imageSize,
   inspectImage, type ImageFacts,
 } from './image-access';
 import { ScanWatch } from './scan-consistency';
@@ -34,6 +34,7 @@ import { defaultSnapshotName, nameFromPath, snapshotNameTaken, uniqueName, valid
 import { validateDescription } from './text-fields';
 import { checkDataDir, fenceDataDirOf, resolveExistingImage, resolveNewFile, resolveRoots } from './paths';
 import { removeInterruptedPartials, writePartial } from './partial-files';
+import { newFileFor, resolvedFor, type UserAccess } from './user-access';
 import { ModelCatalog } from '../catalog/model-records';
 import { Policies } from './policies';
 import { SnapshotGroups } from './groups';
@@ -359,14 +360,17 @@ export class Engine extends EventEmitter {
 
   // ---------------------------------------------------------------- disks
 
-  async addDisk(p: { path: string; name?: string; format?: ImageFormat }): Promise<Disk> {
+  /** `user`: the client's rights, when it is neither root nor the daemon's user (user-access.ts). */
+  async addDisk(p: { path: string; name?: string; format?: ImageFormat }, user?: UserAccess): Promise<Disk> {
     this.assertOpen();
-    const path = resolveExistingImage(p.path, this.imageRoots);
+    const path = resolvedFor(user, p.path, () => resolveExistingImage(p.path, this.imageRoots));
+    // Read for snapshots, written by rollbacks.
+    user?.checkFile(path, p.path, ['read', 'write']);
     if (p.format !== undefined && p.format !== 'raw' && p.format !== 'qcow2') {
       throw new BlocksnapError('InvalidArgument', `format must be "raw" or "qcow2", not ${JSON.stringify(p.format)}`);
     }
     const format = p.format ?? detectFormat(path);
-    const facts = this.checkImage(p.path, path, format);
+    const facts = this.checkImage(p.path, path, format, user);
     const same = this.registeredAs(path);
     if (same !== undefined && p.format === 'raw' && same.format === 'raw' && same.path === path && (p.name === undefined || p.name === same.name)) {
       return this.confirmRaw(same);
@@ -393,10 +397,13 @@ export class Engine extends EventEmitter {
   /**
    * What `disk add` and `disk relocate` check of the image `given` names, whose real path is
    * `path`: its format and chain (inspectImage), its size, and that QEMU opening `given` reads the
-   * same backing files as the engine.
+   * same backing files as the engine. No setuid or setgid bit (checkNotSetId); for `user`, each
+   * backing file must be readable by it.
    */
-  private checkImage(given: string, path: string, format: ImageFormat): Omit<ImageFacts, 'sizeBytes'> & { sizeBytes: number } {
+  private checkImage(given: string, path: string, format: ImageFormat, user?: UserAccess): Omit<ImageFacts, 'sizeBytes'> & { sizeBytes: number } {
+    checkNotSetId(path);
     const facts = inspectImage(path, format, this.imageRoots);
+    for (const b of facts.backingChain) user?.checkFile(b.realPath, b.path, ['read']);
     const sizeBytes = checkBlockCount(path, facts.sizeBytes, this.blockSize);
     if (facts.qcow2 !== null) checkBackingAsGiven(given, path, facts.qcow2);
     return { ...facts, sizeBytes };
@@ -413,16 +420,17 @@ export class Engine extends EventEmitter {
    * unfinished rollback's journal (the file it was replacing, the new image beside it), so a disk
    * with one is refused. Under the disk lock: no job of the disk runs meanwhile.
    */
-  relocateDisk(ref: string, given: string): Disk {
+  relocateDisk(ref: string, given: string, user?: UserAccess): Disk {
     this.assertOpen();
     const disk = this.resolveDisk(ref);
     if (disk.cow) {
       throw new BlocksnapError('InvalidArgument', `disk ${disk.name} is a copy-on-write disk, whose overlay files the daemon keeps; it has no image to relocate`, { diskId: disk.id });
     }
     this.refuseUnfinishedRollback(disk, 'relocating it');
-    const path = resolveExistingImage(given, this.imageRoots);
+    const path = resolvedFor(user, given, () => resolveExistingImage(given, this.imageRoots));
+    user?.checkFile(path, given, ['read', 'write']);
     checkRelocatedFormat(disk, path);
-    const facts = this.checkImage(given, path, imageFormatOf(disk));
+    const facts = this.checkImage(given, path, imageFormatOf(disk), user);
     const same = this.registeredAs(path);
     if (same !== undefined && same.id !== disk.id) throw alreadyRegistered(path, same);
     const release = this.diskLocks.acquire(disk.id, `relocate:${disk.id}`);
@@ -912,7 +920,8 @@ export class Engine extends EventEmitter {
     }
   }
 
-  startClone(snapRef: string, path: string, o: { format?: ImageFormat } = {}): Job {
+  /** `o.user`: the client's rights, when it is neither root nor the daemon's user; the clone is given to it. */
+  startClone(snapRef: string, path: string, o: { format?: ImageFormat; user?: UserAccess } = {}): Job {
     this.assertOpen();
     const snap = this.resolveSnapshot(snapRef);
     requireAvailable(snap);
@@ -920,7 +929,7 @@ export class Engine extends EventEmitter {
     if (format !== 'raw' && format !== 'qcow2') {
       throw new BlocksnapError('InvalidArgument', `format must be "raw" or "qcow2", not ${JSON.stringify(format)}`);
     }
-    const target = resolveNewFile(path, this.imageRoots);
+    const target = newFileFor(o.user, path, () => resolveNewFile(path, this.imageRoots));
     const unpin = this.pinSnapshot(snap.id);
     try {
       const jobId = newId('j');
@@ -930,7 +939,7 @@ export class Engine extends EventEmitter {
           const r = await writePartial(target, jobId, (partial, at) => cloneImage(partial, format, {
             storeDir: this.store.dir, blockSize: this.blockSize, sizeBytes: snap.sizeBytes, digests: view,
             ...(this.threads ? { threads: this.threads } : {}), onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
-          }, at.dirFd));
+          }, at), o.user?.owner);
           return { path: target, sizeBytes: r.sizeBytes, format, snapshotId: snap.id, bytesWritten: r.bytesWritten };
         } catch (err) {
           throw withDamageGuidance(err, `snapshot ${this.snapshotNamed(snap)}`, 'clone it again (no file was left at the target)');
@@ -954,8 +963,11 @@ export class Engine extends EventEmitter {
     return this.publicDisk(await this.cow.clone(snap, valid));
   }
 
-  /** Writes a copy-on-write disk, as of the moment the job starts, to a new raw or qcow2 image. */
-  startFlatten(diskRef: string, path: string, o: { format?: ImageFormat } = {}): Job {
+  /**
+   * Writes a copy-on-write disk, as of the moment the job starts, to a new raw or qcow2 image;
+   * `o.user` as for startClone.
+   */
+  startFlatten(diskRef: string, path: string, o: { format?: ImageFormat; user?: UserAccess } = {}): Job {
     this.assertOpen();
     const disk = this.resolveDisk(diskRef);
     if (!disk.cow) throw new BlocksnapError('NotCowDisk', `disk ${disk.name} is an image file already; clone one of its snapshots instead`);
@@ -963,12 +975,12 @@ export class Engine extends EventEmitter {
     if (format !== 'raw' && format !== 'qcow2') {
       throw new BlocksnapError('InvalidArgument', `format must be "raw" or "qcow2", not ${JSON.stringify(format)}`);
     }
-    const target = resolveNewFile(path, this.imageRoots);
+    const target = newFileFor(o.user, path, () => resolveNewFile(path, this.imageRoots));
     const jobId = newId('j');
     const release = this.diskLocks.acquire(disk.id, jobId);
     return this.jobs.start(jobId, 'flatten', { diskId: disk.id, snapshotId: null, target }, async (ctl): Promise<FlattenResult> => {
       try {
-        const r = await writePartial(target, jobId, (partial, at) => this.cow.flatten(disk, partial, format, ctl, at.dirFd));
+        const r = await writePartial(target, jobId, (partial, at) => this.cow.flatten(disk, partial, format, ctl, at), o.user?.owner);
         this.log.info({ jobId, diskId: disk.id, path: target, format, bytesWritten: r.bytesWritten }, 'copy-on-write disk flattened');
         return { ...r, path: target };
       } finally {

@@ -73,6 +73,22 @@ export function checkFormatKept(disk: { id: string; name: string; format: DiskFo
 }
 
 /**
+ * Refuses (NotAnImage) a file with the setuid or setgid bit, whoever asks: no disk image has
+ * either, and a raw rollback writes the disk's file in place with the daemon's rights, which keep
+ * them (root holds CAP_FSETID). A setuid-root program registered or relocated as a disk would,
+ * once rolled back to a snapshot of other content, run that content as root.
+ */
+export function checkNotSetId(path: string): void {
+  const mode = statSync(path).mode;
+  if ((mode & 0o6000) === 0) return;
+  const bits = [(mode & 0o4000) !== 0 ? 'setuid' : '', (mode & 0o2000) !== 0 ? 'setgid' : ''].filter((b) => b !== '').join(' and ');
+  throw new BlocksnapError('NotAnImage',
+    `${path} has the ${bits} bit (mode ${(mode & 0o7777).toString(8).padStart(4, '0')}), which no disk image has: it is a program, ` +
+    'and a rollback would rewrite it keeping the bit; clear it (chmod ug-s) if this file really is a disk image',
+    { path, mode: mode & 0o7777 });
+}
+
+/**
  * The guest-visible size of the image at the checked real path `path` now: its header's virtual
  * size for qcow2 (the backing chain is not read), its file size for raw.
  */
@@ -399,9 +415,11 @@ export function checkQcow2Rollback(path: string, info: Pick<Qcow2Header, 'intern
  * to take the disk file's owner, mode and extended attributes (tried on a scratch file): the
  * rollback copies them only once the whole image is written, and refuses then if one cannot be
  * set, so that a rollback never changes who may access the disk. Given `space`, the new image
- * must fit beside the disk (checkRollbackSpace).
+ * must fit beside the disk (checkRollbackSpace). A file given the setuid or setgid bit since it
+ * was registered is refused as `disk add` refuses it (checkNotSetId).
  */
 export function checkRollbackTarget(path: string, format: DiskFormat, space?: RollbackSpace): void {
+  checkNotSetId(path);
   try {
     accessSync(path, constants.W_OK);
   } catch (err) {

@@ -29,6 +29,7 @@ import { applyImage, holdImageLocks, openImageDir, writeQcow2, type ImageDir } f
 import { checkQcow2Rollback, legacyRollbackTempName, rollbackLeftoverOwners, type ImageFacts } from './image-access';
 import { insideRoots } from './paths';
 import type { ImageFormat } from './types';
+import type { PartialAt } from './partial-files';
 
 export interface ContentWrite {
   storeDir: string;
@@ -134,11 +135,11 @@ export async function rollbackImage(path: string, format: ImageFormat, w: Rollba
   };
 }
 
-/** `dirFd`: the held directory of `target` (partial-files.ts) to create it in. */
-export async function cloneImage(target: string, format: ImageFormat, w: ContentWrite, dirFd?: number): Promise<CloneWrite> {
+/** `at`: the held directory of `target` to create it in, and who to give it to (partial-files.ts). */
+export async function cloneImage(target: string, format: ImageFormat, w: ContentWrite, at?: Pick<PartialAt, 'dirFd' | 'owner'>): Promise<CloneWrite> {
   const common = {
     storeDir: w.storeDir, blockSize: w.blockSize, sizeBytes: w.sizeBytes, digests: w.digests, onProgress: w.onProgress, signal: w.signal,
-    ...(dirFd !== undefined ? { dirFd } : {}),
+    ...(at !== undefined ? { dirFd: at.dirFd } : {}), ...(at?.owner !== undefined ? { owner: at.owner } : {}),
   };
   if (format === 'raw') {
     const r = await applyImage({ ...common, imagePath: target, mode: 'create', ...(w.threads ? { threads: w.threads } : {}) });

@@ -26,12 +26,16 @@
  * leaving an image-sized partial file in the moved one forever). Before publishing, the path must
  * still lead to the held directory, so the result is never given a name where the client will
  * not find it.
+ *
+ * A file made for a client other than root or the daemon's user is given to that client (owner
+ * and group) as soon as it is created, before it has any name: the name the client asked for
+ * never leads to a file of the daemon's that the client could not read or remove.
  */
-import { close, fstatSync, fsync, ftruncate, write, writev } from 'node:fs';
+import { close, closeSync, fchownSync, fstatSync, fsync, ftruncate, write, writev } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { BlocksnapError, toBlocksnapError } from '../errors';
-import { openImageDir, type ImageDir } from '../native';
+import { openImageDir, type FileOwner, type ImageDir } from '../native';
 
 export function partialPath(target: string, jobId: string): string {
   return join(dirname(target), partialName(jobId));
@@ -47,6 +51,8 @@ export interface PartialAt {
   /** For the native writers (`dirFd`): they create the file in this directory and name it once complete. */
   dirFd: number;
   name: string;
+  /** For the native writers (`owner`): who the file is given to before it has a name; absent, the daemon's user. */
+  owner?: FileOwner;
   /** For writers in TypeScript: creates the file in the held directory, nameless until `complete()`. */
   create(): PartialFile;
 }
@@ -61,8 +67,20 @@ export interface PartialFile {
   close(): Promise<void>;
 }
 
-function partialFile(dir: ImageDir, name: string): PartialFile {
+function partialFile(dir: ImageDir, name: string, owner: FileOwner | undefined): PartialFile {
   const fd = dir.createFile(name);
+  if (owner !== undefined) {
+    try {
+      fchownSync(fd, owner.uid, owner.gid);
+    } catch (err) {
+      closeSync(fd);
+      // Created under its name where there is no O_TMPFILE: not left behind as the daemon's.
+      try {
+        dir.unlink(name);
+      } catch { /* the fchown's error says more */ }
+      throw toBlocksnapError(err);
+    }
+  }
   return {
     truncate: (length) => promisify(ftruncate)(fd, length),
     write: async (data, position) => (await promisify(write)(fd, data, 0, data.length, position)).bytesWritten,
@@ -80,15 +98,16 @@ function partialFile(dir: ImageDir, name: string): PartialFile {
 /**
  * Runs `write` against the partial name of `target`, then publishes it; a failure leaves neither
  * name. `write` must create the file in `at.dir` (the native writers' `dirFd`, or `at.create`),
- * never by the path, which is for messages, and give it the partial name once complete.
+ * never by the path, which is for messages, and give it the partial name once complete. `owner`:
+ * who the file is given to (the writers pass `at.owner` on); absent, it stays the daemon's user's.
  */
-export async function writePartial<T>(target: string, jobId: string, write: (partial: string, at: PartialAt) => Promise<T>): Promise<T> {
+export async function writePartial<T>(target: string, jobId: string, write: (partial: string, at: PartialAt) => Promise<T>, owner?: FileOwner): Promise<T> {
   const dirPath = dirname(target);
   const dir = openTargetDir(dirPath, target);
   const name = partialName(jobId);
   const partial = join(dirPath, name);
   try {
-    const r = await write(partial, { dir, dirFd: dir.fd, name, create: () => partialFile(dir, name) });
+    const r = await write(partial, { dir, dirFd: dir.fd, name, ...(owner !== undefined ? { owner } : {}), create: () => partialFile(dir, name, owner) });
     publishIn(dir, name, target);
     return r;
   } catch (err) {

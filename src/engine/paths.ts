@@ -216,7 +216,7 @@ function unresolved(path: string, resolved: string, what: string, err: unknown, 
 }
 
 /** How far a path resolves: the real path of its longest existing part, and the errno that stopped it (null: none did). */
-interface RealPrefix { real: string; errno: string | null }
+export interface RealPrefix { real: string; errno: string | null }
 
 /** Symlinks followed before giving up, as the kernel does (MAXSYMLINKS). */
 const MAX_SYMLINKS = 40;
@@ -226,7 +226,7 @@ const MAX_SYMLINKS = 40;
  * where a missing file or directory would be, had it existed. A component that is not a
  * directory but has more after it stops there (ENOTDIR), its own real path the answer.
  */
-function realPrefix(path: string): RealPrefix {
+export function realPrefix(path: string): RealPrefix {
   let todo = path.split(sep).filter((c) => c !== '' && c !== '.');
   let real: string = sep;
   let links = 0;

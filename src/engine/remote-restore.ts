@@ -26,6 +26,7 @@ import { runPool } from './pool';
 import { writeFully } from '../write-fully';
 import { resolveNewFile } from './paths';
 import { writePartial, type PartialAt } from './partial-files';
+import { newFileFor, type UserAccess } from './user-access';
 import { locate, usable } from './remote-manifests';
 import { checkConcurrency, type Replication } from './replication';
 import type { Job } from './types';
@@ -35,13 +36,14 @@ export class RemoteRestore {
   /** `replication`: the remotes and their object stores. */
   constructor(private readonly x: OffsiteInternals, private readonly replication: Replication) {}
 
-  startRestore(remoteName: string, snapRef: string, path: string, o: { format?: string; concurrency?: number } = {}): Job {
+  /** `o.user`: the client's rights, when it is neither root nor the daemon's user; the image is given to it. */
+  startRestore(remoteName: string, snapRef: string, path: string, o: { format?: string; concurrency?: number; user?: UserAccess } = {}): Job {
     this.x.assertOpen();
     const remote = this.replication.remotes.get(remoteName);
     const concurrency = checkConcurrency(o.concurrency);
     const format = o.format ?? 'raw';
     if (format !== 'raw' && format !== 'qcow2') throw new BlocksnapError('InvalidArgument', `format must be "raw" or "qcow2", not ${JSON.stringify(format)}`);
-    const target = resolveNewFile(path, this.x.imageRoots);
+    const target = newFileFor(o.user, path, () => resolveNewFile(path, this.x.imageRoots));
     const jobId = newId('j');
     return this.x.jobs.start(jobId, 'restore', { diskId: null, snapshotId: null, target }, async (ctl) => {
       const store = this.replication.open(remote);
@@ -50,7 +52,7 @@ export class RemoteRestore {
         // Written under a partial name, given `target` once complete (partial-files.ts).
         const r = await writePartial(target, jobId, (partial, at) => (format === 'raw'
           ? this.runRestore(remote, store, manifest, partial, at, concurrency, ctl)
-          : this.runRestoreQcow2(remote, store, manifest, partial, at, concurrency, ctl)));
+          : this.runRestoreQcow2(remote, store, manifest, partial, at, concurrency, ctl)), o.user?.owner);
         return { ...r, path: target };
       } finally {
         store.close();
@@ -97,7 +99,7 @@ export class RemoteRestore {
       const w = await cloneImage(target, 'qcow2', {
         storeDir: this.x.store.dir, blockSize: s.blockSize, sizeBytes: s.sizeBytes, digests: m.map, signal: ctl.signal,
         onProgress: (d) => ctl.progress(fetchTotal + Math.min(d, s.sizeBytes), total),
-      }, at.dirFd);
+      }, at);
       res.sizeBytes = w.sizeBytes;
       this.x.log.info({ jobId: ctl.job.id, remote: remote.name, snapshotId: s.id, path: target, format: 'qcow2', downloadedBytes: res.downloadedBytes }, 'restore finished');
       return res;

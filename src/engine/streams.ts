@@ -38,6 +38,7 @@ import { checkSameMap, damageOf, settleMend, snapshotToMend, STREAM, unmended } 
 import type { OffsiteInternals } from './offsite-internals';
 import type { ExportResult, ImportResult } from './offsite-types';
 import { openCheckedFile, resolveExistingStream, resolveNewFile, type CheckedFile } from './paths';
+import { newFileFor, resolvedFor, type UserAccess } from './user-access';
 import { writePartial } from './partial-files';
 import type { Job } from './types';
 import type { VerifyProblem } from '../native';
@@ -96,15 +97,18 @@ export class SnapshotStreams {
     return base;
   }
 
-  /** Exports to a new file at `to` (a path inside an image root), or through a channel. */
-  startExport(snapRef: string, to: string | OutChannel, o: { base?: string } = {}): Job {
+  /**
+   * Exports to a new file at `to` (a path inside an image root), or through a channel. `o.user`:
+   * the client's rights, when it is neither root nor the daemon's user; the file is given to it.
+   */
+  startExport(snapRef: string, to: string | OutChannel, o: { base?: string; user?: UserAccess } = {}): Job {
     this.x.assertOpen();
     const snap = this.x.resolveSnapshot(snapRef);
     requireAvailable(snap);
     const base = o.base === undefined ? null : this.resolveBase(o.base, snap);
     if (base) requireAvailable(base);
     if (base?.id === snap.id) throw new BlocksnapError('InvalidArgument', 'a snapshot cannot be exported over itself');
-    const target = typeof to === 'string' ? resolveNewFile(to, this.x.imageRoots) : null;
+    const target = typeof to === 'string' ? newFileFor(o.user, to, () => resolveNewFile(to, this.x.imageRoots)) : null;
     const unpins = [this.x.pin(snap.id), ...(base ? [this.x.pin(base.id)] : [])];
     const unpin = (): void => unpins.forEach((u) => u());
     try {
@@ -157,7 +161,7 @@ export class SnapshotStreams {
               } finally {
                 await file.close();
               }
-            });
+            }, o.user?.owner);
             this.x.log.info({ jobId, snapshotId: snap.id, baseId: base?.id ?? null, path: target, blocks: w.blocks, bytes: w.bytes }, 'snapshot exported');
             return { snapshotId: snap.id, baseId: base?.id ?? null, path: target, blocks: w.blocks, bytes: w.bytes };
           } catch (err) {
@@ -177,11 +181,13 @@ export class SnapshotStreams {
   }
 
   /** Imports from a stream file at `from` (inside an image root), or from a channel. */
-  startImport(from: string | InChannel, diskRef: string): Job {
+  /** `user`: the client's rights, when it is neither root nor the daemon's user; it must be able to read the file. */
+  startImport(from: string | InChannel, diskRef: string, user?: UserAccess): Job {
     this.x.assertOpen();
     // Checked (inside a root, a regular file) here, opened in the job: see openCheckedFile for
     // what may have changed in between.
-    const source = typeof from === 'string' ? resolveExistingStream(from, this.x.imageRoots) : null;
+    const source = typeof from === 'string' ? resolvedFor(user, from, () => resolveExistingStream(from, this.x.imageRoots)) : null;
+    if (source !== null) user?.checkFile(source, from as string, ['read']);
     const disk = this.x.resolveDisk(diskRef);
     const jobId = newId('j');
     const release = this.x.diskLocks.acquire(disk.id, jobId);

@@ -114,6 +114,8 @@ export interface ApplyOptions {
   mode: 'create' | 'update';
   /** create: the held directory (ImageDir.fd) to create the file in, by the last component of imagePath. */
   dirFd?: number;
+  /** create: who the new file is given to before it has a name; absent, it stays the daemon's user's. */
+  owner?: FileOwner;
   threads?: number;
   onProgress?: (doneBytes: number, totalBytes: number) => void;
   signal?: AbortSignal;
@@ -182,6 +184,7 @@ interface NativeAddon {
   openImageDir(path: string): NativeImageDir;
   checkAttributesCopyable(path: string, newImagePath: string): void;
   inodeFlags(path: string): InodeFlags;
+  accessAcl(path: string): Buffer | null;
   socketPeer(fd: number): SocketPeer;
 }
 
@@ -294,6 +297,7 @@ export async function applyImage(o: ApplyOptions): Promise<ApplyResult> {
         digests: o.digests,
         mode: o.mode,
         dirFd: o.dirFd,
+        ...ownerOptions(o.owner),
         threads: o.threads,
         onProgress,
         beforeWrite,
@@ -354,6 +358,8 @@ export interface Qcow2WriteOptions {
   replace?: string;
   /** The held directory (ImageDir.fd) to create the file in, by the last component of imagePath (not with replace). */
   dirFd?: number;
+  /** Who the new file is given to before it has a name (not with replace); absent, it stays the daemon's user's. */
+  owner?: FileOwner;
   /** Threads reading and verifying store blocks; default one per core. */
   threads?: number;
   onProgress?: (doneBytes: number, totalBytes: number) => void;
@@ -415,7 +421,7 @@ export async function writeQcow2(o: Qcow2WriteOptions): Promise<Qcow2WriteResult
       imagePath: o.imagePath, storeDir: o.storeDir, blockSize: o.blockSize, sizeBytes: o.sizeBytes, digests: o.digests,
       clusterBits: o.clusterBits, version: o.version, backingFile: o.backing?.file, backingFormat: o.backing?.format,
       backingChain: o.backing && checkedChain(o.backing.chain),
-      compressionType: o.compressionType, replace: o.replace, dirFd: o.dirFd, threads: o.threads, onProgress,
+      compressionType: o.compressionType, replace: o.replace, dirFd: o.dirFd, ...ownerOptions(o.owner), threads: o.threads, onProgress,
     }),
     () => o.sizeBytes,
   );
@@ -510,6 +516,25 @@ export function checkAttributesCopyable(path: string, newImagePath: string): voi
   } catch (err) {
     throw fromNative(err);
   }
+}
+
+/** A user and group to give a file the daemon creates for a client (fchown before it is named). */
+export interface FileOwner {
+  uid: number;
+  gid: number;
+}
+
+/** The native writers' owner options: both or neither. */
+export function ownerOptions(owner: FileOwner | undefined): { ownerUid?: number; ownerGid?: number } {
+  return owner === undefined ? {} : { ownerUid: owner.uid, ownerGid: owner.gid };
+}
+
+/**
+ * The POSIX access ACL of the file or directory at `path` (symlinks followed), in the kernel's
+ * binary form (system.posix_acl_access), or null when it has none; see native/io/file_attributes.h.
+ */
+export function accessAcl(path: string): Buffer | null {
+  return onPath(path, (addon) => addon.accessAcl(path));
 }
 
 /** The chattr flags that keep even root from rewriting or replacing a file; see native/io/inode_flags.h. */

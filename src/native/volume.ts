@@ -10,8 +10,8 @@ import { BlocksnapError } from '../errors';
 import { LAYER_ID_PATTERN } from '../store/cow-format';
 import { DIGEST_SIZE, isValidBlockSize } from '../store/format';
 import {
-  fromNative, invalid, nativeAddon, requireDigestList, requireObject, requirePath, runJob,
-  type JobOptions, type NativeJob, type ScanCounts,
+  fromNative, invalid, nativeAddon, ownerOptions, requireDigestList, requireObject, requirePath, runJob,
+  type FileOwner, type JobOptions, type NativeJob, type ScanCounts,
 } from './index';
 import { IoBatches } from './io-batches';
 import { MissBackoff } from './miss-backoff';
@@ -70,6 +70,8 @@ export interface FlattenOptions extends JobOptions {
   imagePath: string;
   /** The held directory (ImageDir.fd) to create the file in, by the last component of imagePath. */
   dirFd?: number;
+  /** Who the new file is given to before it has a name; absent, it stays the daemon's user's. */
+  owner?: FileOwner;
   format: 'raw' | 'qcow2';
   /** In bytes of the volume. */
   onProgress?: (done: number, total: number) => void;
@@ -343,7 +345,7 @@ export class Volume {
     requirePath(o.imagePath, 'imagePath');
     if (o.format !== 'raw' && o.format !== 'qcow2') invalid('format', "'raw' or 'qcow2'", o.format);
     return runJob(o, (onProgress) =>
-      this.native.flattenTo({ layerCount: o.layerCount, imagePath: o.imagePath, dirFd: o.dirFd, format: o.format, threads: o.threads, onProgress }),
+      this.native.flattenTo({ layerCount: o.layerCount, imagePath: o.imagePath, dirFd: o.dirFd, ...ownerOptions(o.owner), format: o.format, threads: o.threads, onProgress }),
     () => this.sizeBytes);
   }
 

@@ -1,0 +1,208 @@
+/**
+ * What a client who is neither root nor the daemon's user may do with the paths it names: what
+ * the kernel would let that user do, no more. The daemon opens images, creates clones and
+ * writes rollbacks with its own rights (root's, usually); a socket-group member who could name
+ * any file inside the image roots would otherwise read a root-only file through a snapshot, or
+ * overwrite one (a setuid binary) by relocating a disk onto it and rolling it back.
+ *
+ * Decided as the kernel decides for a process of that uid, primary gid and supplementary groups
+ * (generic_permission): search on every directory of the real path from `/` down, then the
+ * owner's, the group's or the others' bits of the file, and the file's or a directory's POSIX
+ * access ACL where it has one (posix_acl_permission: the named user and group entries, limited
+ * by the mask). Not decided: capabilities the user holds (CAP_DAC_OVERRIDE of a non-root
+ * process), LSM policy (SELinux, AppArmor), a read-only mount, NFSv4 ACLs and chattr flags, all of
+ * which only ever refuse more: the daemon's own open still meets the ones that apply to it.
+ *
+ * The real path is checked, and the daemon later opens that real path without following a
+ * symlink, so a path swapped after the check is refused rather than opened (paths.ts).
+ */
+import { statSync, type Stats } from 'node:fs';
+import { dirname, sep } from 'node:path';
+import { BlocksnapError } from '../errors';
+import { accessAcl, type FileOwner } from '../native';
+import { realPrefix } from './paths';
+
+/** A client's user as the kernel reported it (SO_PEERCRED) and its groups (/proc/PID/status). */
+export interface UserCredentials {
+  uid: number;
+  gid: number;
+  groups: readonly number[];
+}
+
+export type Right = 'read' | 'write' | 'search';
+
+const BIT: Readonly<Record<Right, number>> = { read: 4, write: 2, search: 1 };
+
+/** The rights of one user on the files a call names; the engine asks it before it opens or creates them. */
+export class UserAccess {
+  constructor(private readonly who: UserCredentials) {}
+
+  /** Who the files made for this user are given to. */
+  get owner(): FileOwner {
+    return { uid: this.who.uid, gid: this.who.gid };
+  }
+
+  /** Refuses (NotAuthorized) unless the user may reach the existing file at `real` and has `rights` on it; `given` names it. */
+  checkFile(real: string, given: string, rights: readonly Right[]): void {
+    this.checkReach(real, given);
+    const st = statSync(real);
+    for (const right of rights) this.require(real, st, right, given, `${right} ${given}`);
+  }
+
+  /** Refuses unless the user could create a file in the existing directory `realDir`: search to it, write and search on it. */
+  checkCreateIn(realDir: string, given: string): void {
+    this.checkReach(realDir, given);
+    const st = statSync(realDir);
+    this.require(realDir, st, 'search', given, `create ${given} (search directory ${realDir})`);
+    this.require(realDir, st, 'write', given, `create ${given} (write directory ${realDir})`);
+  }
+
+  /**
+   * For a path that did not resolve to what the call needs (missing, already there, not a
+   * regular file): refuses as checkFile would had it been there, when the user could not have
+   * searched the directories on the way, so that the answer tells this user nothing of a
+   * directory it may not look into.
+   */
+  checkReachOf(given: string): void {
+    const reached = realPrefix(given);
+    this.checkReach(reached.real, given);
+    if (reached.errno === null) return;
+    let st: Stats;
+    try {
+      st = statSync(reached.real);
+    } catch {
+      return;
+    }
+    if (st.isDirectory()) this.require(reached.real, st, 'search', given, `search directory ${reached.real}`);
+  }
+
+  /** Search on every directory above `real`, from `/` down. */
+  private checkReach(real: string, given: string): void {
+    const dirs: string[] = [];
+    for (let d = dirname(real); ; d = dirname(d)) {
+      dirs.unshift(d);
+      if (d === sep) break;
+    }
+    for (const d of dirs) this.require(d, statSync(d), 'search', given, `search directory ${d}`);
+  }
+
+  private require(path: string, st: Stats, right: Right, given: string, what: string): void {
+    if (this.allows(path, st, BIT[right])) return;
+    const mode = (st.mode & 0o7777).toString(8).padStart(4, '0');
+    throw new BlocksnapError('NotAuthorized',
+      `uid ${this.who.uid} may not ${what}: ${path} is mode ${mode}, owner ${st.uid}, group ${st.gid}${this.acl(path) === null ? '' : ', with an ACL'}; ` +
+      'the daemon acts on a path a client names only as far as the client\'s own user could',
+      { path: given, uid: this.who.uid, right, deniedOn: path });
+  }
+
+  private inGroup(gid: number): boolean {
+    return gid === this.who.gid || this.who.groups.includes(gid);
+  }
+
+  private acl(path: string): Buffer | null {
+    return accessAcl(path);
+  }
+
+  /** Whether the user holds every right in `want` (a mask of 4, 2, 1) on `path`, whose stat is `st`. */
+  private allows(path: string, st: Stats, want: number): boolean {
+    const acl = this.acl(path);
+    if (acl !== null) return aclAllows(parseAcl(acl, path), st, this.who.uid, (g) => this.inGroup(g), want);
+    let bits: number;
+    if (st.uid === this.who.uid) bits = st.mode >> 6;
+    else if (this.inGroup(st.gid)) bits = st.mode >> 3;
+    else bits = st.mode;
+    return (bits & want) === want;
+  }
+}
+
+interface AclEntry {
+  tag: number;
+  perm: number;
+  id: number;
+}
+
+// include/uapi/linux/posix_acl.h and posix_acl_xattr.h
+const ACL_USER_OBJ = 0x01;
+const ACL_USER = 0x02;
+const ACL_GROUP_OBJ = 0x04;
+const ACL_GROUP = 0x08;
+const ACL_MASK = 0x10;
+const ACL_OTHER = 0x20;
+const ACL_XATTR_VERSION = 2;
+
+/** The entries of a system.posix_acl_access value: a version word, then (tag u16, perm u16, id u32) each, little-endian. */
+export function parseAcl(value: Buffer, path: string): AclEntry[] {
+  if (value.length < 4 || (value.length - 4) % 8 !== 0 || value.readUInt32LE(0) !== ACL_XATTR_VERSION) {
+    throw new BlocksnapError('UnsupportedFormat', `${path} has a POSIX ACL in a form this build does not read (${value.length} bytes)`, { path });
+  }
+  const entries: AclEntry[] = [];
+  for (let at = 4; at < value.length; at += 8) {
+    entries.push({ tag: value.readUInt16LE(at), perm: value.readUInt16LE(at + 2), id: value.readUInt32LE(at + 4) });
+  }
+  return entries;
+}
+
+/**
+ * posix_acl_permission (fs/posix_acl.c), over the entries in the order the kernel keeps them:
+ * the owner's entry alone decides for the owner; a named user's entry, limited by the mask,
+ * decides for that user; otherwise the owning group's and the named groups' entries the user
+ * is in grant if one of them holds every wanted right (limited by the mask), refuse if none
+ * does; only a user in none of them gets the others' entry.
+ */
+export function aclAllows(entries: readonly AclEntry[], st: Pick<Stats, 'uid' | 'gid'>, uid: number, inGroup: (gid: number) => boolean, want: number): boolean {
+  const masked = (i: number): boolean => {
+    const mask = entries.slice(i + 1).find((e) => e.tag === ACL_MASK);
+    const perm = entries[i]!.perm & (mask === undefined ? 7 : mask.perm);
+    return (perm & want) === want;
+  };
+  let found = false;
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
+    switch (e.tag) {
+      case ACL_USER_OBJ:
+        if (st.uid === uid) return (e.perm & want) === want;
+        break;
+      case ACL_USER:
+        if (e.id === uid) return masked(i);
+        break;
+      case ACL_GROUP_OBJ:
+      case ACL_GROUP:
+        if (inGroup(e.tag === ACL_GROUP_OBJ ? st.gid : e.id)) {
+          found = true;
+          if ((e.perm & want) === want) return masked(i);
+        }
+        break;
+      case ACL_MASK:
+        break;
+      case ACL_OTHER:
+        return !found && (e.perm & want) === want;
+      default:
+        return false;
+    }
+  }
+  return false;
+}
+
+/**
+ * `resolve()` of the path `given` for `user` (none: root or the daemon's user, unchecked). A
+ * refusal that tells what is there (missing, already there, not a regular file) is given only
+ * when the user could have searched the directories on the way; otherwise it is NotAuthorized
+ * as for an existing file.
+ */
+export function resolvedFor<T>(user: UserAccess | undefined, given: string, resolve: () => T): T {
+  try {
+    return resolve();
+  } catch (err) {
+    if (user !== undefined && err instanceof BlocksnapError && TELLING.has(err.code)) user.checkReachOf(given);
+    throw err;
+  }
+}
+
+const TELLING = new Set(['ImageNotFound', 'FileExists', 'NotAnImage', 'PermissionDenied']);
+
+/** The real path of a new file `given` resolved to (resolveNewFile), checked for `user`: it may create it. */
+export function newFileFor(user: UserAccess | undefined, given: string, resolve: () => string): string {
+  const target = resolvedFor(user, given, resolve);
+  user?.checkCreateIn(dirname(target), given);
+  return target;
+}
