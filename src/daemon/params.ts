@@ -17,6 +17,8 @@ export interface Field<T, Optional extends boolean = false> {
   readonly expected: string;
   readonly optional: Optional;
   accepts(value: unknown): value is T;
+  /** A refusal more precise than `expected` for some values it does not accept; null for the rest. */
+  refusal?(value: unknown): string | null;
 }
 
 export type Shape = Record<string, Field<unknown, boolean>>;
@@ -65,11 +67,19 @@ export const text: Field<string> = field(
 
 export const boolean: Field<boolean> = field('a boolean', (v): v is boolean => typeof v === 'boolean');
 
-/** Paths cross a process boundary: the daemon's working directory is not the client's. */
-export const absolutePath: Field<string> = field(
-  'an absolute path',
-  (v): v is string => typeof v === 'string' && v.length > 0 && v.length <= MAX_STRING_LENGTH && isAbsolute(v) && !v.includes('\0'),
-);
+/**
+ * Paths cross a process boundary: the daemon's working directory is not the client's. The bound
+ * is the kernel's PATH_MAX; a longer absolute path is told as too long, not as not absolute.
+ */
+export const absolutePath: Field<string> = {
+  ...field(
+    'an absolute path',
+    (v): v is string => typeof v === 'string' && v.length > 0 && v.length <= MAX_STRING_LENGTH && isAbsolute(v) && !v.includes('\0'),
+  ),
+  refusal: (v) => typeof v === 'string' && v.length > MAX_STRING_LENGTH && isAbsolute(v)
+    ? `at most ${MAX_STRING_LENGTH} characters long (PATH_MAX), got an absolute path of ${charCount(v)} characters: the path is too long`
+    : null,
+};
 
 export function integer(min: number, max: number = Number.MAX_SAFE_INTEGER): Field<number> {
   return field(`an integer from ${min} to ${max}`, (v): v is number => Number.isSafeInteger(v) && (v as number) >= min && (v as number) <= max);
@@ -80,7 +90,7 @@ export function oneOf<const V extends readonly string[]>(...values: V): Field<V[
 }
 
 export function optional<T>(f: Field<T>): Field<T, true> {
-  return { expected: f.expected, optional: true, accepts: f.accepts };
+  return { expected: f.expected, optional: true, accepts: f.accepts, ...(f.refusal ? { refusal: f.refusal } : {}) };
 }
 
 /**
@@ -103,6 +113,8 @@ export function validateParams<S extends Shape>(shape: S, params: Params, where 
       throw new BlocksnapError('InvalidArgument', `${where}.${key} must be ${f.expected}`, { param: key });
     }
     if (!f.accepts(value)) {
+      const refusal = f.refusal?.(value) ?? null;
+      if (refusal !== null) throw new BlocksnapError('InvalidArgument', `${where}.${key} must be ${refusal}`, { param: key });
       throw new BlocksnapError('InvalidArgument', `${where}.${key} must be ${f.expected}, got ${shown(value)}`, { param: key });
     }
     out[key] = value;

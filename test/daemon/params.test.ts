@@ -18,6 +18,7 @@ t.test('every complaint reads params.<name> must be <expectation>', async (t) =>
     [{}, /^params\.path must be an absolute path$/],
     [{ path: 'rel/x' }, /^params\.path must be an absolute path, got "rel\/x" \(a string\)$/],
     [{ path: '/x\0y' }, /^params\.path must be an absolute path/],
+    [{ path: `/${'x'.repeat(4096)}` }, /^params\.path must be at most 4096 characters long \(PATH_MAX\), got an absolute path of 4097 characters: the path is too long$/],
     [{ path: '/x', name: 3 }, /^params\.name must be a string of 1 to 4096 characters, got 3 \(an integer\)$/],
     [{ path: '/x', name: '' }, /^params\.name must be a string of 1 to 4096 characters, got an empty string$/],
     [{ path: '/x', name: 'x'.repeat(5000) }, /^params\.name must be a string of 1 to 4096 characters, got a string of 5000 characters$/],
