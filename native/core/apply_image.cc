@@ -102,16 +102,21 @@ constexpr size_t kDirectRunMin = size_t{1} << 20;
 // hole. `current` is where the image held data there before (empty for a new file, which is all
 // hole): zero pages over data are punched, or written as zeros where the filesystem cannot punch.
 // Punches go first, so that a block whose data moved within it fits where it was on a full
-// filesystem.
-void write_block_sparse(int fd, int direct_out, const uint8_t* buf, size_t len, uint64_t offset,
-                        std::span<const Extent> current, const std::string& path) {
+// filesystem. Returns the bytes written: the data pages, and zero pages written as zeros; a page
+// left or made a hole is not written, and a report must not count it.
+uint64_t write_block_sparse(int fd, int direct_out, const uint8_t* buf, size_t len, uint64_t offset,
+                            std::span<const Extent> current, const std::string& path) {
+  uint64_t written = 0;
   for_each_run(buf, len, [&](size_t b, size_t f, bool zero) {
-    if (zero && overlaps(current, offset + b, offset + f) && !punch_hole(fd, offset + b, f - b, path))
+    if (zero && overlaps(current, offset + b, offset + f) && !punch_hole(fd, offset + b, f - b, path)) {
       write_at(fd, buf + b, f - b, offset + b, path);
+      written += f - b;
+    }
   });
   size_t cached_begin = len, cached_end = 0;
   for_each_run(buf, len, [&](size_t b, size_t f, bool zero) {
     if (zero) return;
+    written += f - b;
     if (direct_out >= 0 && f - b >= kDirectRunMin && write_direct(fd, buf + b, f - b, offset + b, path, direct_out)) return;
     write_at(fd, buf + b, f - b, offset + b, path);
     cached_begin = std::min(cached_begin, b);
@@ -121,6 +126,7 @@ void write_block_sparse(int fd, int direct_out, const uint8_t* buf, size_t len, 
   // are read and the final fsync finds little left to do.
   if (cached_begin < cached_end)
     ::sync_file_range(fd, static_cast<off_t>(offset + cached_begin), static_cast<off_t>(cached_end - cached_begin), SYNC_FILE_RANGE_WRITE);
+  return written;
 }
 
 // What a rollback found a block to need by comparing the image with its target.
@@ -223,9 +229,9 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
     return d;
   };
   Counters counters;
-  const auto count_written = [&](size_t len) {
+  const auto count_written = [&](uint64_t bytes) {
     counters.blocks_written.fetch_add(1, std::memory_order_relaxed);
-    counters.bytes_written.fetch_add(len, std::memory_order_relaxed);
+    counters.bytes_written.fetch_add(bytes, std::memory_order_relaxed);
   };
   const auto tag_block = [&](Error& e, uint64_t i, const Digest& target) {
     if (!e.block_index) e.block_index = i;
@@ -257,8 +263,7 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
             read_options.expected_length = len;
             read_options.keep_page_cache = true;
             read_block(p.store_dir, target, buf, read_options);
-            write_block_sparse(fd, direct_out ? direct_out.get() : -1, buf.data(), len, i * p.block_size, {}, path);
-            count_written(len);
+            count_written(write_block_sparse(fd, direct_out ? direct_out.get() : -1, buf.data(), len, i * p.block_size, {}, path));
           }
           control.add_done(len);
         } catch (Error& e) {
@@ -421,9 +426,9 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
       try {
         checked.read_again(target, len, buf);
         std::vector<uint8_t> cached_before = resident_pages(fd, offset, len);
-        write_block_sparse(fd, -1, buf.data(), len, offset, extents.overlapping(offset, offset + len), path);
+        const uint64_t bytes = write_block_sparse(fd, -1, buf.data(), len, offset, extents.overlapping(offset, offset + len), path);
         written.add(offset, len, std::move(cached_before));
-        count_written(len);
+        count_written(bytes);
         control.add_done(len - 2 * third(len));
       } catch (Error& e) {
         tag_block(e, i, target);

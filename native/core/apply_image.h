@@ -52,7 +52,8 @@ struct ApplyParams {
 
 struct ApplyResult {
   uint64_t blocks_written = 0;    // blocks copied from the store
-  uint64_t bytes_written = 0;     // their bytes
+  uint64_t bytes_written = 0;     // bytes written into the image: their data pages, not the zero
+                                  // pages left holes
   uint64_t holes_punched = 0;     // ZERO targets that held data, punched
   uint64_t blocks_unchanged = 0;  // blocks that already held the target content (in Create mode,
                                   // the ZERO blocks)

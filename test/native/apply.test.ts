@@ -32,6 +32,31 @@ t.test('apply create makes a sparse, bit-exact copy', async (t) => {
   t.equal(statSync(copy).mode & 0o777, 0o600);
 });
 
+t.test('apply create counts the data pages it writes, not the zero pages of a block it leaves holes', async (t) => {
+  const dir = t.testdir();
+  const source = join(dir, 'source');
+  makeImage(source, 2 * BS, [[0, noise(BS / 2)], [BS + BS / 4, noise(4096)]]);
+  const store = makeStore(dir);
+  const scan = await scanImage({ imagePath: source, storeDir: store, blockSize: BS });
+  const r = await applyImage({ imagePath: join(dir, 'copy'), storeDir: store, blockSize: BS, sizeBytes: scan.sizeBytes, digests: scan.digests, mode: 'create' });
+  t.equal(r.blocksWritten, 2);
+  t.equal(r.bytesWritten, BS / 2 + 4096);
+});
+
+t.test('apply update counts the data pages it writes, not the zero pages of a block over a hole', async (t) => {
+  const dir = t.testdir();
+  const source = join(dir, 'source');
+  makeImage(source, 2 * BS, [[0, noise(BS / 2)]]);
+  const store = makeStore(dir);
+  const scan = await scanImage({ imagePath: source, storeDir: store, blockSize: BS });
+  const target = join(dir, 'target');
+  makeImage(target, 2 * BS, []);
+  const r = await applyImage({ imagePath: target, storeDir: store, blockSize: BS, sizeBytes: scan.sizeBytes, digests: scan.digests, mode: 'update' });
+  t.equal(r.blocksWritten, 1);
+  t.equal(r.bytesWritten, BS / 2);
+  t.same(read(target), read(source));
+});
+
 t.test('apply create of an all-ZERO image makes a file of the right size with nothing allocated', async (t) => {
   const dir = t.testdir();
   const store = makeStore(dir);
