@@ -206,7 +206,9 @@ function strayLines(n: number, examples: string[]): string {
 
 export function gcView(r: GcResult): string {
   const orphans = (r.orphanBlocks ?? 0) > 0 ? `, ${r.orphanBlocks} of them (${formatBytes(r.orphanBytes)}) left by a crash` : '';
-  const lines = [`Removed ${count(r.removedBlocks, 'unreferenced block')} (${formatBytes(r.removedBytes)})${orphans} and ${count(r.removedTempFiles, 'temp file')}; kept ${count(r.keptBlocks, 'block')}.`];
+  const dirs = (r.removedEmptyDirs ?? 0) > 0 ? ` and ${count(r.removedEmptyDirs, 'empty fan-out directory', 'empty fan-out directories')}` : '';
+  const temps = count(r.removedTempFiles, 'temp file');
+  const lines = [`Removed ${count(r.removedBlocks, 'unreferenced block')} (${formatBytes(r.removedBytes)})${orphans}${dirs ? ', ' : ' and '}${temps}${dirs}; kept ${count(r.keptBlocks, 'block')}.`];
   if ((r.unremovableEntries ?? 0) > 0) {
     const more = r.unremovableEntries > r.unremovable.length ? `\n  … and ${r.unremovableEntries - r.unremovable.length} more (see the daemon's log)` : '';
     lines.push(`Could not remove ${count(r.unremovableEntries, 'entry', 'entries')}:\n${unremovableLines(r.unremovable)}${more}\n${REMOVE_BY_HAND}`);

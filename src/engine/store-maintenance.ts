@@ -159,6 +159,7 @@ export async function collectGarbage(x: StoreMaintenanceInternals, ctl: JobContr
       const r = await x.store.reclaim(d);
       if (r.unremovable) unremovable.add(r.unremovable); else reclaimed.add(hex);
     }
+    const removedEmptyDirs = await x.store.removeEmptyFanouts();
     const gone = [...reclaimed].map((hex) => Buffer.from(hex, 'hex'));
     x.catalog.txn(() => {
       for (const d of free) if (reclaimed.has(d.toString('hex')) && !x.catalog.isReferenced(d)) x.catalog.removeFree(d);
@@ -167,9 +168,9 @@ export async function collectGarbage(x: StoreMaintenanceInternals, ctl: JobContr
     if (unremovable.count > 0) {
       x.log.error({ jobId: ctl.job.id, entries: unremovable.count, first: unremovable.listed }, 'gc could not remove some store entries; they must be removed by hand');
     }
-    x.log.info({ jobId: ctl.job.id, removedBlocks, removedBytes, orphanBlocks, removedTempFiles, strayEntries: strays.count }, 'gc finished');
+    x.log.info({ jobId: ctl.job.id, removedBlocks, removedBytes, orphanBlocks, removedTempFiles, removedEmptyDirs, strayEntries: strays.count }, 'gc finished');
     return {
-      removedBlocks, removedBytes, removedTempFiles, keptBlocks, orphanBlocks, orphanBytes,
+      removedBlocks, removedBytes, removedTempFiles, removedEmptyDirs, keptBlocks, orphanBlocks, orphanBytes,
       unremovableEntries: unremovable.count, unremovable: unremovable.listed, strayEntries: strays.count, strayExamples: strays.listed,
     };
   } finally {

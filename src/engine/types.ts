@@ -158,6 +158,8 @@ export interface GcResult {
   removedBlocks: number;
   removedBytes: number;
   removedTempFiles: number;
+  /** Fan-out directories under blocks/ found empty and removed (a failed snapshot leaves them). */
+  removedEmptyDirs: number;
   keptBlocks: number;
   /** Of the removed: block files no delete had freed, left by a snapshot or import a crash cut off. */
   orphanBlocks: number;

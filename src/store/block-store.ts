@@ -12,6 +12,7 @@ import { lstat, mkdir, readdir, rm, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BlocksnapError } from '../errors';
 import { makeDirsDurably } from '../durable-dirs';
+import { fsyncDir } from './block-io';
 import { BLOCKS_DIR, FANOUT_HEX_CHARS, TMP_DIR, blockPath } from './format';
 import { GRANULES_DIR, granulePath, granuleTmpDir } from './granule-format';
 
@@ -98,6 +99,39 @@ export class BlockStore {
         else yield { kind: 'stray', path: join(dir, n) };
       }
     }
+  }
+
+  /**
+   * Removes the fan-out directories left empty (by a snapshot that failed, or by gc itself) and
+   * counts them: each holds an inode, and a store short of inodes would otherwise never get back
+   * those a failed snapshot took. Only safe while no block is being stored (StoreLock
+   * exclusive): a writer makes a fan-out directory before it renames a block into it. The store
+   * directory is fsynced when any went, so that the count holds across a power cut.
+   */
+  async removeEmptyFanouts(): Promise<number> {
+    let fanouts: string[];
+    try {
+      fanouts = await readdir(this.dir);
+    } catch (err) {
+      throw storeError(err, `cannot list the block store ${this.dir}`);
+    }
+    let removed = 0;
+    for (const f of fanouts) {
+      if (f === TMP_DIR || !FANOUT.test(f)) continue;
+      try {
+        await rmdir(join(this.dir, f));
+        removed++;
+      } catch (err) {
+        // Not empty, not a directory (a stray, which gc reports), gone, or not ours to remove:
+        // an empty directory kept costs one inode, and gc's other work must not stop for it.
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'ENOTDIR' && code !== 'ENOENT' && code !== 'EACCES' && code !== 'EPERM') {
+          throw storeError(err, `cannot remove the empty fan-out directory ${join(this.dir, f)}`);
+        }
+      }
+    }
+    if (removed > 0) await fsyncDir(this.dir);
+    return removed;
   }
 
   /**

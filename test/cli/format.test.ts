@@ -7,7 +7,7 @@ import { gcView, rollbackView, storeStatsView, verifyView } from '../../src/cli/
 import type { Job } from '../../src/engine/types';
 
 const NOTHING_STRAY = { unreferencedBlocks: 0, pendingFreeBlocks: 0, strayEntries: 0, strayExamples: [], unreadable: [] };
-const GC_NOTHING_ELSE = { strayEntries: 0, strayExamples: [], orphanBlocks: 0, orphanBytes: 0, unremovableEntries: 0, unremovable: [] };
+const GC_NOTHING_ELSE = { removedEmptyDirs: 0, strayEntries: 0, strayExamples: [], orphanBlocks: 0, orphanBytes: 0, unremovableEntries: 0, unremovable: [] };
 
 t.test('sizes are IEC with three significant digits', async (t) => {
   const cases: Array<[number, string]> = [
@@ -136,6 +136,11 @@ t.test('counts of one are singular in human output', async (t) => {
 t.test('gc says which of the blocks it removed a crash left', async (t) => {
   t.equal(gcView({ ...GC_NOTHING_ELSE, removedBlocks: 3, removedBytes: 3 << 20, orphanBlocks: 2, orphanBytes: 2 << 20, removedTempFiles: 0, keptBlocks: 1 }),
     'Removed 3 unreferenced blocks (3 MiB), 2 of them (2 MiB) left by a crash and 0 temp files; kept 1 block.');
+});
+
+t.test('gc counts the empty fan-out directories it removed, when there were any', async (t) => {
+  t.equal(gcView({ ...GC_NOTHING_ELSE, removedBlocks: 0, removedBytes: 0, removedTempFiles: 0, removedEmptyDirs: 68, keptBlocks: 0 }),
+    'Removed 0 unreferenced blocks (0 B), 0 temp files and 68 empty fan-out directories; kept 0 blocks.');
 });
 
 t.test('gc lists the entries it could not remove, each with its path, and says to remove them by hand', async (t) => {
