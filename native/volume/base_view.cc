@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "core/block_format.h"
 #include "core/block_reader.h"
@@ -23,6 +24,13 @@ namespace {
 
 // Open block files kept by all volumes of the process together (kept_files_budget()).
 std::atomic<size_t> g_kept_files{0};
+
+// Every cache alive, for trim_to_budget(). Taken before any cache's own lock, never after.
+std::mutex g_caches_mutex;
+std::vector<BlockFileCache*>& live_caches() {
+  static auto* caches = new std::vector<BlockFileCache*>;  // never destroyed: caches may outlive statics
+  return *caches;
+}
 
 template <typename T>
 void put_bounded(DigestLru<T>& lru, const Digest& d, T value, size_t max) {
@@ -53,20 +61,43 @@ bool each_block_piece(uint64_t block_size, uint64_t offset, size_t len, F&& f) {
 
 }  // namespace
 
-// A quarter of RLIMIT_NOFILE as it was at the first call: the daemon's sockets, images and store
-// writers need the rest.
+// The daemon's sockets, images and store writers need the other three quarters.
 size_t BlockFileCache::kept_files_budget() noexcept {
-  static const size_t budget = [] {
-    rlimit r{};
-    if (getrlimit(RLIMIT_NOFILE, &r) != 0 || r.rlim_cur == RLIM_INFINITY) return size_t{4096};
-    return std::max<size_t>(kMinFiles, static_cast<size_t>(r.rlim_cur / 4));
-  }();
-  return budget;
+  rlimit r{};
+  if (getrlimit(RLIMIT_NOFILE, &r) != 0 || r.rlim_cur == RLIM_INFINITY) return size_t{4096};
+  return static_cast<size_t>(r.rlim_cur / 4);
 }
 
 size_t BlockFileCache::kept_files() noexcept { return g_kept_files.load(std::memory_order_relaxed); }
 
-BlockFileCache::~BlockFileCache() { g_kept_files.fetch_sub(files_.size(), std::memory_order_relaxed); }
+void BlockFileCache::register_cache() {
+  std::lock_guard registry(g_caches_mutex);
+  live_caches().push_back(this);
+}
+
+BlockFileCache::~BlockFileCache() {
+  {
+    std::lock_guard registry(g_caches_mutex);
+    auto& caches = live_caches();
+    caches.erase(std::find(caches.begin(), caches.end(), this));
+  }
+  g_kept_files.fetch_sub(files_.size(), std::memory_order_relaxed);
+}
+
+void BlockFileCache::trim_to_budget() noexcept {
+  std::lock_guard registry(g_caches_mutex);
+  const size_t budget = kept_files_budget();
+  while (g_kept_files.load(std::memory_order_relaxed) > budget) {
+    BlockFileCache* most = nullptr;
+    for (BlockFileCache* c : live_caches())
+      if (most == nullptr || c->kept_count_.load(std::memory_order_relaxed) > most->kept_count_.load(std::memory_order_relaxed)) most = c;
+    if (most == nullptr) return;
+    std::lock_guard lock(most->mutex_);
+    if (!most->files_.evict_oldest()) return;  // the counts moved meanwhile: another trim got there
+    most->kept_count_.fetch_sub(1, std::memory_order_relaxed);
+    g_kept_files.fetch_sub(1, std::memory_order_relaxed);
+  }
+}
 
 void BlockFileCache::close() noexcept {
   // Moved out and destroyed after the lock is released: closing up to kMaxFiles files and freeing
@@ -80,6 +111,7 @@ void BlockFileCache::close() noexcept {
     std::swap(payloads, payloads_);
     std::swap(files, files_);
     std::swap(granules, granules_);
+    kept_count_.store(0, std::memory_order_relaxed);
     g_kept_files.fetch_sub(files.size(), std::memory_order_relaxed);
   }
 }
@@ -104,14 +136,18 @@ std::shared_ptr<const BlockFileCache::OpenBlock> BlockFileCache::kept_file(const
 
 std::shared_ptr<const BlockFileCache::OpenBlock> BlockFileCache::keep_file(const Digest& d, UniqueFd fd, std::string path) {
   auto block = std::make_shared<OpenBlock>(OpenBlock{std::move(fd), std::move(path)});
-  std::lock_guard lock(mutex_);
-  if (closed_ || !files_.put(d, block)) return block;
-  g_kept_files.fetch_add(1, std::memory_order_relaxed);
-  while (files_.size() > kMinFiles &&
-         (files_.size() > kMaxFiles || g_kept_files.load(std::memory_order_relaxed) > kept_files_budget())) {
-    files_.evict_oldest();
-    g_kept_files.fetch_sub(1, std::memory_order_relaxed);
+  {
+    std::lock_guard lock(mutex_);
+    if (closed_ || !files_.put(d, block)) return block;
+    kept_count_.fetch_add(1, std::memory_order_relaxed);
+    g_kept_files.fetch_add(1, std::memory_order_relaxed);
+    if (files_.size() > kMaxFiles) {
+      files_.evict_oldest();
+      kept_count_.fetch_sub(1, std::memory_order_relaxed);
+      g_kept_files.fetch_sub(1, std::memory_order_relaxed);
+    }
   }
+  if (g_kept_files.load(std::memory_order_relaxed) > kept_files_budget()) trim_to_budget();
   return block;
 }
 
@@ -124,7 +160,10 @@ std::shared_ptr<const BlockFileCache::OpenBlock> BlockFileCache::file(const Dige
 
 void BlockFileCache::forget_file(const Digest& d) noexcept {
   std::lock_guard lock(mutex_);
-  if (files_.erase(d)) g_kept_files.fetch_sub(1, std::memory_order_relaxed);
+  if (files_.erase(d)) {
+    kept_count_.fetch_sub(1, std::memory_order_relaxed);
+    g_kept_files.fetch_sub(1, std::memory_order_relaxed);
+  }
 }
 
 std::shared_ptr<const BlockFileCache::OpenBlock> BlockFileCache::cached_file(const Digest& d) noexcept {

@@ -50,7 +50,9 @@ class BlockFileCache {
   // `granule_dir` empty: no granule files are read or written. `record_granules`: write the
   // granule file of every block this cache's views verify whole.
   explicit BlockFileCache(std::string store_dir, std::string granule_dir = {}, bool record_granules = false)
-      : store_dir_(std::move(store_dir)), granule_dir_(std::move(granule_dir)), record_granules_(record_granules) {}
+      : store_dir_(std::move(store_dir)), granule_dir_(std::move(granule_dir)), record_granules_(record_granules) {
+    register_cache();
+  }
   const std::string& store_dir() const noexcept { return store_dir_; }
   bool uses_granules() const noexcept { return !granule_dir_.empty(); }
 
@@ -90,12 +92,16 @@ class BlockFileCache {
 
   static constexpr size_t kMaxPayloads = 4;
   // Open block files: up to kMaxFiles per volume (4 GiB of 4 MiB blocks served without an open
-  // per read), fewer once all volumes together hold a quarter of RLIMIT_NOFILE, never fewer
-  // than kMinFiles.
-  static constexpr size_t kMinFiles = 64;
+  // per read), and all volumes together at most kept_files_budget(): past it, the cache keeping
+  // the most files closes its least recently used one, whichever volume's open made the excess,
+  // so that volumes left idle give up their files to those reading and N exports share the
+  // budget evenly. A volume may keep none: a file is needed only while a read uses it (the read
+  // holds it, not the cache), and the budget is what leaves the daemon's sockets, images and
+  // store writers their descriptors.
   static constexpr size_t kMaxFiles = 1024;
   static constexpr size_t kMaxGranuleSets = 64;
-  // How many open block files all volumes of the process keep together.
+  // How many open block files all volumes of the process keep together: a quarter of the soft
+  // RLIMIT_NOFILE, read at each open (the limit an operator raised with prlimit counts at once).
   static size_t kept_files_budget() noexcept;
   // How many open block files all caches of the process keep now.
   static size_t kept_files() noexcept;
@@ -107,6 +113,10 @@ class BlockFileCache {
  private:
   std::shared_ptr<const OpenBlock> kept_file(const Digest& d);
   std::shared_ptr<const OpenBlock> keep_file(const Digest& d, UniqueFd fd, std::string path);
+  void register_cache();
+  // Closes kept files, one at a time from the cache keeping the most, until all caches together
+  // keep no more than kept_files_budget(). Called holding no cache's lock.
+  static void trim_to_budget() noexcept;
 
   std::string store_dir_;
   std::string granule_dir_;
@@ -116,6 +126,8 @@ class BlockFileCache {
   bool closed_ = false;  // under mutex_
   DigestLru<std::shared_ptr<const AlignedBuffer>> payloads_;
   DigestLru<std::shared_ptr<const OpenBlock>> files_;
+  // files_.size(), for trim_to_budget() to compare caches without taking each one's lock.
+  std::atomic<size_t> kept_count_{0};
   DigestLru<std::shared_ptr<const GranuleDigests>> granules_;
 };
 

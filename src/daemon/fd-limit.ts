@@ -14,6 +14,13 @@ import { readFileSync } from 'node:fs';
  */
 export const FD_RESERVE = 256;
 
+/**
+ * The share of the limit that copy-on-write volumes (served exports, jobs reading one) may hold
+ * in block files kept open between reads, all together (native/volume/base_view.h): the rest
+ * must hold the clients and the reserve.
+ */
+export const KEPT_BLOCK_FILES_SHARE = 1 / 4;
+
 /** The soft RLIMIT_NOFILE from /proc/self/limits; null when unlimited or unreadable. */
 export function openFileLimit(limits: string): number | null {
   const m = /^Max open files\s+(\d+|unlimited)\s/m.exec(limits);
@@ -22,11 +29,12 @@ export function openFileLimit(limits: string): number | null {
 
 /** The warning the start logs, or null when the limit leaves room for every client. */
 export function fdLimitWarning(limit: number | null, maxConnections: number): { limit: number; needed: number; message: string } | null {
-  const needed = maxConnections + FD_RESERVE;
+  const needed = Math.ceil((maxConnections + FD_RESERVE) / (1 - KEPT_BLOCK_FILES_SHARE));
   if (limit === null || limit >= needed) return null;
   return {
     limit, needed,
-    message: `the open-file limit (RLIMIT_NOFILE) is ${limit}, below the ${needed} that --max-connections ${maxConnections} needs with room for jobs: ` +
+    message: `the open-file limit (RLIMIT_NOFILE) is ${limit}, below the ${needed} that --max-connections ${maxConnections} needs with room for jobs ` +
+      'and for the block files served volumes keep open (a quarter of the limit): ' +
       'past it, new clients are disconnected unanswered and nothing is logged; raise it (LimitNOFILE= in a systemd unit, ulimit -n) or lower --max-connections',
   };
 }

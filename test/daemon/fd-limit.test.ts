@@ -1,6 +1,7 @@
 /**
- * The start warns when the open-file limit leaves no room for --max-connections clients: past it
- * clients are dropped unanswered and nothing else is logged.
+ * The start warns when the open-file limit leaves no room for --max-connections clients beside
+ * the block files volumes keep open: past it clients are dropped unanswered and nothing else is
+ * logged.
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
@@ -22,11 +23,15 @@ t.test('the soft open-file limit is read from /proc/self/limits', async (t) => {
 
 t.test('a limit below the clients plus the reserve is warned of, naming both and the ways out', async (t) => {
   const w = fdLimitWarning(1024, 1024);
-  t.match(w, { limit: 1024, needed: 1024 + FD_RESERVE, message: /RLIMIT_NOFILE\) is 1024, below the 1280 that --max-connections 1024 needs.*LimitNOFILE=.*lower --max-connections/ });
+  t.match(w, { limit: 1024, needed: 1707, message: /RLIMIT_NOFILE\) is 1024, below the 1707 that --max-connections 1024 needs.*LimitNOFILE=.*lower --max-connections/ });
+});
+
+t.test('a limit holding the clients and the reserve but not the quarter kept block files may take is warned of', async (t) => {
+  t.match(fdLimitWarning(1024 + FD_RESERVE, 1024), { needed: 1707, message: /block files served volumes keep open \(a quarter of the limit\)/ });
 });
 
 t.test('a limit that leaves room for every client is not warned of', async (t) => {
-  t.equal(fdLimitWarning(1024 + FD_RESERVE, 1024), null);
+  t.equal(fdLimitWarning(1707, 1024), null);
   t.equal(fdLimitWarning(null, 1024), null);
 });
 
@@ -45,5 +50,5 @@ t.test('the daemon started under a low limit logs the warning', async (t) => {
   await seen;
   p.kill('SIGTERM');
   await exited;
-  t.match(err, /"limit":300,"needed":356,"msg":"the open-file limit \(RLIMIT_NOFILE\) is 300/);
+  t.match(err, /"limit":300,"needed":475,"msg":"the open-file limit \(RLIMIT_NOFILE\) is 300/);
 });
