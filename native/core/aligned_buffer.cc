@@ -2,9 +2,11 @@
 
 #include <sys/mman.h>
 
+#include <condition_variable>
 #include <cstdlib>
 #include <mutex>
 #include <new>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -14,11 +16,14 @@ namespace {
 
 constexpr size_t kHugePage = size_t{2} << 20;
 
+using Clock = std::chrono::steady_clock;
+
 // Freed huge buffers by capacity, most recently freed last.
 class HugeBufferPool {
  public:
   void* take(size_t capacity) noexcept {
     std::lock_guard lock(mutex_);
+    last_use_ = Clock::now();
     for (size_t i = free_.size(); i-- > 0;) {
       if (free_[i].second != capacity) continue;
       void* p = free_[i].first;
@@ -39,6 +44,9 @@ class HugeBufferPool {
       return false;
     }
     bytes_ += capacity;
+    last_use_ = Clock::now();
+    start_releaser();
+    if (bytes_ == capacity) pooled_.notify_one();
     size_t n = 0;
     for (; bytes_ > AlignedBuffer::kMaxPooledBytes; ++n) {
       ::munmap(free_[n].first, free_[n].second);
@@ -51,11 +59,58 @@ class HugeBufferPool {
     std::lock_guard lock(mutex_);
     return bytes_;
   }
+  size_t release_if_idle(Clock::duration idle) noexcept {
+    std::vector<std::pair<void*, size_t>> freed;
+    {
+      std::lock_guard lock(mutex_);
+      if (Clock::now() - last_use_ < idle) return 0;
+      freed.swap(free_);
+      bytes_ = 0;
+    }
+    size_t bytes = 0;
+    for (const auto& [p, capacity] : freed) {
+      ::munmap(p, capacity);
+      bytes += capacity;
+    }
+    return bytes;
+  }
 
  private:
+  // Under mutex_. The thread lives as long as the process (the pool is never destroyed) and
+  // wakes once per idle period while the pool holds anything, never while it is empty.
+  void start_releaser() noexcept {
+    if (releaser_started_) return;
+    try {
+      std::thread([this] { release_when_idle(); }).detach();
+      releaser_started_ = true;
+    } catch (...) {
+      // No thread: the pool keeps its bytes as it did before there was one.
+    }
+  }
+  [[noreturn]] void release_when_idle() noexcept {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      if (bytes_ == 0) {
+        pooled_.wait(lock, [this] { return bytes_ != 0; });
+        continue;
+      }
+      const Clock::time_point due = last_use_ + AlignedBuffer::kPoolIdleRelease;
+      if (Clock::now() < due) {
+        pooled_.wait_until(lock, due);
+        continue;
+      }
+      lock.unlock();
+      release_if_idle(AlignedBuffer::kPoolIdleRelease);
+      lock.lock();
+    }
+  }
+
   std::mutex mutex_;
+  std::condition_variable pooled_;  // bytes_ went from 0 to more
   std::vector<std::pair<void*, size_t>> free_;
   size_t bytes_ = 0;
+  Clock::time_point last_use_;
+  bool releaser_started_ = false;
 };
 
 // Never destroyed: buffers may be freed by threads still running while the process exits.
@@ -110,6 +165,10 @@ void AlignedBuffer::release() noexcept {
 }
 
 size_t AlignedBuffer::pooled_bytes() noexcept { return pool().bytes(); }
+
+size_t AlignedBuffer::release_pool_if_idle(std::chrono::steady_clock::duration idle) noexcept {
+  return pool().release_if_idle(idle);
+}
 
 void AlignedBuffer::reserve(size_t size) {
   if (size <= size_) return;

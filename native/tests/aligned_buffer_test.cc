@@ -1,3 +1,4 @@
+#include <chrono>
 #include <vector>
 
 #include "core/aligned_buffer.h"
@@ -69,4 +70,19 @@ TEST(aligned_buffer_huge_buffers_start_on_a_huge_page_boundary) {
   AlignedBuffer a(kBlock + 4096);
   CHECK_EQ(reinterpret_cast<uintptr_t>(a.data()) % (2 * 1024 * 1024), uintptr_t{0});
   a.data()[kBlock + 4095] = 1;  // the whole size is mapped
+}
+
+TEST(aligned_buffer_pool_left_idle_unmaps_every_buffer) {
+  { AlignedBuffer a(kBlock); }
+  REQUIRE(AlignedBuffer::pooled_bytes() >= kBlock);
+  CHECK(AlignedBuffer::release_pool_if_idle(std::chrono::seconds{0}) >= kBlock);
+  CHECK_EQ(AlignedBuffer::pooled_bytes(), size_t{0});
+}
+
+TEST(aligned_buffer_pool_in_use_keeps_its_buffers) {
+  { AlignedBuffer a(kBlock); }
+  const size_t pooled = AlignedBuffer::pooled_bytes();
+  REQUIRE(pooled >= kBlock);
+  CHECK_EQ(AlignedBuffer::release_pool_if_idle(std::chrono::hours{1}), size_t{0});
+  CHECK_EQ(AlignedBuffer::pooled_bytes(), pooled);
 }
