@@ -19,6 +19,7 @@ import { looksLikeId } from './ids';
 import type { JobControl } from './jobs';
 import { uniqueName, validateName } from './names';
 import type { OffsiteInternals } from './offsite-internals';
+import { quotaCounted } from './quotas';
 import type { SnapshotConsistency, SnapshotType } from './types';
 
 export interface ImportedSnapshot {
@@ -53,7 +54,7 @@ export function checkImportable(x: OffsiteInternals, s: ImportedSnapshot, disk: 
   }
   const type = importedType(s);
   const limit = x.quota()[type];
-  const count = x.catalog.snapshotsOfDisk(disk.id).filter((o) => o.type === type).length;
+  const count = quotaCounted(x.catalog.snapshotsOfDisk(disk.id), type).length;
   if (count >= limit) {
     throw new BlocksnapError('SnapshotQuotaExceeded',
       `disk ${disk.name} has ${count} ${type === 'auto' ? 'automatic' : 'manual'} snapshots, its quota is ${limit}; delete one before importing another`,

@@ -27,6 +27,16 @@ export function resolveQuota(q: Partial<SnapshotQuota> | undefined): SnapshotQuo
   return out;
 }
 
+/**
+ * The snapshots of `type` that count against the disk's quota. A failed manual snapshot does not:
+ * it holds no blocks, nothing ever deletes it, and a cron taking snapshots of a moved image would
+ * otherwise fill the quota with failures and go on refusing once the image is back. A failed
+ * automatic one counts, as the next available one deletes it first.
+ */
+export function quotaCounted(snaps: SnapshotRecord[], type: SnapshotType): SnapshotRecord[] {
+  return snaps.filter((s) => s.type === type && (type === 'auto' || s.status !== 'error'));
+}
+
 /** How many undeletable snapshots a refusal names (the message stays readable on a full disk). */
 export const QUOTA_BLOCKERS_NAMED = 5;
 
@@ -54,7 +64,7 @@ export function quotaEvictions(
   ownBase: string | null = null,
 ): SnapshotRecord[] {
   const limit = quota[type];
-  const same = snaps.filter((s) => s.type === type && (type === 'auto' || s.id !== ownBase));
+  const same = quotaCounted(snaps, type).filter((s) => type === 'auto' || s.id !== ownBase);
   // The new snapshot counts too: once it commits, the disk must be back within its quota.
   const excess = same.length - limit + 1;
   if (excess <= 0) return [];
