@@ -53,7 +53,7 @@ import { withDamageGuidance } from './damage-guidance';
 import { abandonedImage, abandonedMessage, ImageRollbacks } from './image-rollback';
 import { collectGarbage, verifyStore, type StoreMaintenanceInternals } from './store-maintenance';
 import type {
-  ChainSummary, CloneResult, Disk, FlattenResult, ImageFormat, Job, RollbackAbandoned, Snapshot,
+  ChainSummary, CloneResult, Disk, FlattenResult, ImageFormat, Job, JobKind, RollbackAbandoned, Snapshot,
   SnapshotCreateOptions, StoreStats,
 } from './types';
 
@@ -88,6 +88,15 @@ export interface EngineOptions {
 
 
 const silent: EngineLogger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** How many of the jobs a crash interrupted the start's recovery line names (it stays one line after a busy crash). */
+const RECOVERY_JOBS_NAMED = 10;
+
+/**
+ * The kinds of job that store blocks before a commit references them: cut off by a crash, they
+ * leave block files no snapshot references (one that fails or is cancelled frees its own).
+ */
+const STORING_KINDS: ReadonlySet<JobKind> = new Set<JobKind>(['snapshot', 'import']);
 
 export class Engine extends EventEmitter {
   private readonly diskLocks = new DiskLocks((diskId) => {
@@ -324,12 +333,14 @@ export class Engine extends EventEmitter {
       cutOff(d) ? 'interrupted by an unclean stop' : 'that had stopped', true));
     const stillPending = pending.filter((d) => !untouched.includes(d));
     if (stale.length || jobs || tmp || pending.some(cutOff) || layers || partialFiles) {
+      const named = interrupted.slice(0, RECOVERY_JOBS_NAMED).map((j) => ({ id: j.id, kind: j.kind }));
+      const orphans = stale.length > 0 || interrupted.some((j) => STORING_KINDS.has(j.kind));
       this.log.warn({
-        snapshots: stale.map((s) => s.id), interruptedJobs: jobs, tempFiles: tmp, pendingRollbacks: stillPending.filter(cutOff).map((d) => d.id), rollbackTempFiles,
+        snapshots: stale.map((s) => s.id), interruptedJobs: jobs, interrupted: named, tempFiles: tmp, pendingRollbacks: stillPending.filter(cutOff).map((d) => d.id), rollbackTempFiles,
         rollbacksCleared: untouched.map((d) => d.id), unlistedLayerFiles: layers, partialFiles, pendingFree,
-      }, stale.length > 0
-        ? 'recovered from an unclean stop; the interrupted snapshots may have left block files no snapshot references: store verify counts them, store gc removes them'
-        : 'recovered from an unclean stop');
+      }, 'recovered from an unclean stop' +
+        (jobs > 0 ? ` that interrupted ${named.map((j) => `${j.kind} ${j.id}`).join(', ')}${jobs > named.length ? ` and ${jobs - named.length} more jobs` : ''}` : '') +
+        (orphans ? '; the interrupted snapshots and imports may have left block files no snapshot references: store verify counts them, store gc removes them' : ''));
     }
     for (const d of stillPending) {
       const p = d.pendingRollback!;
