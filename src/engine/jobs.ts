@@ -39,6 +39,12 @@ export interface JobControl {
    * written since.
    */
   succeededWith(result: unknown): void;
+  /**
+   * Records the snapshot the job works on once it is known (an import learns it from its
+   * stream's header or its remote's manifest), written at once so that an import cancelled, or
+   * cut off by a crash, still says which snapshot it carried.
+   */
+  recordSnapshot(snapshotId: string): void;
 }
 
 interface Running {
@@ -145,6 +151,15 @@ export class JobRunner {
       succeededWith: (result) => {
         entry.settled = true;
         this.catalog.putJob({ ...job, ...wholeProgress(job), state: 'succeeded', result, error: null, finishedAt: new Date().toISOString() });
+      },
+      recordSnapshot: (snapshotId) => {
+        job.snapshotId = snapshotId;
+        try {
+          this.catalog.txn(() => this.catalog.putJob(job));
+        } catch {
+          // As at the start: the record in memory answers, and the next progress tick or the end writes it.
+        }
+        this.events.emit('job', { ...job });
       },
     };
     const done = (async (): Promise<Job> => {

@@ -49,6 +49,7 @@ export class RemoteRestore {
       const store = this.replication.open(remote);
       try {
         const { manifest } = usable(await locate(remote, store, snapRef, ctl.signal));
+        ctl.recordSnapshot(manifest.snapshot.id);
         // Written under a partial name, given `target` once complete (partial-files.ts).
         const r = await writePartial(target, jobId, (partial, at) => (format === 'raw'
           ? this.runRestore(remote, store, manifest, partial, at, concurrency, ctl)
@@ -150,6 +151,7 @@ export class RemoteRestore {
         const store = this.replication.open(remote);
         try {
           const { manifest: m } = usable(await locate(remote, store, snapRef, ctl.signal));
+          ctl.recordSnapshot(m.snapshot.id);
           // A remote copy of a snapshot that is here mends it (import-mend.ts): no quota counts.
           const mending = snapshotToMend(this.x, m.snapshot, disk.id, REMOTE_COPY);
           if (mending) {

@@ -211,6 +211,7 @@ export class SnapshotStreams {
           };
           const h = await r.preamble();
           const s = h.snapshot;
+          ctl.recordSnapshot(s.id);
           // A stream of a snapshot that is here already mends it (import-mend.ts): no quota counts.
           const mending = snapshotToMend(this.x, s, disk.id, STREAM);
           if (!mending) checkImportable(this.x, s, this.x.catalog.getDisk(disk.id)!);
