@@ -67,6 +67,16 @@ export const PROGRESS_EVENT_MS = 250;
  * A succeeded job did all its work: its count may stop short of an estimated total (an import's
  * stream length counts framing its data bytes do not), which would read 99 % for a finished job.
  */
+/**
+ * A cancel as the job reports it, whatever request or wait it stopped first (an S3 GET, a retry's
+ * back-off): "the job was cancelled", as other kinds say, then `left`, what the job left behind.
+ * Other errors, and a Cancelled the job's own signal did not cause, pass unchanged.
+ */
+export function asJobCancel(err: unknown, signal: AbortSignal, left = ''): unknown {
+  if (!signal.aborted || !(err instanceof BlocksnapError) || err.code !== 'Cancelled') return err;
+  return new BlocksnapError('Cancelled', `the job was cancelled${left}`, err.details);
+}
+
 function wholeProgress(job: Job): Pick<Job, 'doneBytes'> {
   return { doneBytes: Math.max(job.doneBytes, job.totalBytes) };
 }

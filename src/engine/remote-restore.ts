@@ -18,7 +18,7 @@ import { distinctDigests } from '../stream/snapshot-fields';
 import { newId } from './ids';
 import { checkImportDamage, checkImportable, commitImported, syncFoundBlocks } from './import-commit';
 import { checkSameMap, damageOf, REMOTE_COPY, settleMend, snapshotToMend } from './import-mend';
-import type { JobControl } from './jobs';
+import { asJobCancel, type JobControl } from './jobs';
 import type { OffsiteInternals } from './offsite-internals';
 import type { ImportResult, RestoreResult } from './offsite-types';
 import { cloneImage } from './image-writes';
@@ -55,6 +55,9 @@ export class RemoteRestore {
           ? this.runRestore(remote, store, manifest, partial, at, concurrency, ctl)
           : this.runRestoreQcow2(remote, store, manifest, partial, at, concurrency, ctl)), o.user?.owner);
         return { ...r, path: target };
+      } catch (err) {
+        // Published only once complete (writePartial): a cancelled restore never made the target.
+        throw asJobCancel(err, ctl.signal, `; ${target} was not created`);
       } finally {
         store.close();
       }
@@ -217,6 +220,8 @@ export class RemoteRestore {
             releaseStore();
             if (!committed) this.x.releaseOrphans(stored);
           }
+        } catch (err) {
+          throw asJobCancel(err, ctl.signal);
         } finally {
           store.close();
           release();

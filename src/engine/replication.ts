@@ -38,7 +38,7 @@ import { RemoteRegistry } from '../remote/registry';
 import { DEFAULT_S3_TIMEOUTS, S3Store, type S3Timeouts } from '../remote/s3-store';
 import { distinctDigests } from '../stream/snapshot-fields';
 import { looksLikeId, newId } from './ids';
-import type { JobControl } from './jobs';
+import { asJobCancel, type JobControl } from './jobs';
 import type { OffsiteInternals } from './offsite-internals';
 import type {
   DamagedRemoteSnapshot, Remote, RemoteCheck, RemoteSnapshot, RemoteSnapshotEntry, ReplicateResult,
@@ -248,6 +248,8 @@ export class Replication {
       return this.x.jobs.start(newId('j'), 'replicate', { diskId, snapshotId: snaps.length === 1 ? snaps[0]!.id : null, target: remote.name }, async (ctl) => {
         try {
           return await this.runReplicate(remote, snaps, concurrency, ctl);
+        } catch (err) {
+          throw asJobCancel(err, ctl.signal);
         } finally {
           unpinAll();
         }

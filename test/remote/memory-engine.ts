@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { Test } from 'tap';
 import { Engine, type EngineLogger } from '../../src/engine';
 import { BlocksnapError } from '../../src/errors';
+import type { Job } from '../../src/engine/types';
 import type { LeaseTiming } from '../../src/remote/leases';
 import type { ObjectInfo, ObjectStore, PutOptions } from '../../src/remote/object-store';
 import { finished } from '../helpers/engine';
@@ -123,3 +124,26 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
 
 export const isBlockKey = (k: string): boolean => k.startsWith('site/blocks/');
 export const isLeaseKey = (k: string): boolean => k.startsWith('site/leases/');
+
+/**
+ * Starts a job and cancels it while its first `op` of a block is held (after `whileHeld` looked at
+ * it running); returns how it ended.
+ */
+export async function cancelledAt(h: Host, op: Op, start: () => Job, whileHeld: (job: Job) => void = () => undefined): Promise<Job> {
+  let held = false;
+  let release!: () => void;
+  const released = new Promise<void>((r) => { release = r; });
+  h.store.hook = async (o, key) => {
+    if (o !== op || !isBlockKey(key)) return;
+    held = true;
+    await released;
+  };
+  const job = start();
+  while (!held) await sleep(5);
+  whileHeld(h.engine.getJob(job.id));
+  h.engine.cancelJob(job.id);
+  release();
+  const end = await h.engine.waitJob(job.id);
+  h.store.hook = () => undefined;
+  return end;
+}
