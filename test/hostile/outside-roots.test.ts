@@ -29,7 +29,11 @@ async function setUp(t: Test) {
   symlinkSync(join(outside, 'secret.raw'), join(root, 'to-existing'));
   symlinkSync(join(outside, 'missing.raw'), join(root, 'to-missing'));
   symlinkSync(join(outside, 'nodir', 'x.raw'), join(root, 'to-missing-dir'));
-  return { engine, root, outside };
+  // A root is a directory, not a string prefix: a sibling named like it lies outside it.
+  const sibling = join(dir, 'images2');
+  mkdirSync(sibling);
+  makeImage(join(sibling, 'evil.raw'), BS);
+  return { engine, root, outside, sibling };
 }
 
 async function refusal(p: Promise<unknown> | (() => unknown)): Promise<{ code: string; message: string }> {
@@ -67,6 +71,18 @@ t.test('clone: the same refusal whatever is outside the roots', async (t) => {
     join(outside, 'file', 'copy.raw'),
     join(root, 'to-missing-dir', 'copy.raw'),
   ]) t.same(await clone(path), fixed(path), path);
+});
+
+t.test('disk add refuses an image in a sibling directory whose name begins with the root\'s', async (t) => {
+  const { engine, root, sibling } = await setUp(t);
+  const path = join(sibling, 'evil.raw');
+  t.same(await refusal(engine.addDisk({ path })), { code: 'PathNotAllowed', message: `${path} is outside the image roots: ${root}` });
+});
+
+t.test('clone refuses a target in a sibling directory whose name begins with the root\'s', async (t) => {
+  const { engine, root, sibling } = await setUp(t);
+  const path = join(sibling, 'copy.raw');
+  t.same(await refusal(() => engine.startClone('s1', path)), { code: 'PathNotAllowed', message: `${path} is outside the image roots: ${root}` });
 });
 
 t.test('inside a root, a missing file or directory is still reported as missing', async (t) => {
