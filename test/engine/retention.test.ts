@@ -58,6 +58,15 @@ t.test('rules combine in order, each counting only periods not already covered (
   t.same(kept, ['2026-11-20T12:00:00.000Z', '2026-11-21T12:00:00.000Z', '2026-11-22T00:00:00.000Z', '2026-11-22T12:00:00.000Z', '2026-11-23T00:00:00.000Z']);
 });
 
+t.test('a period covered only in part by an earlier rule counts as covered: its older snapshots are not kept again', async (t) => {
+  const snaps = every('2026-11-19T00:00:00Z', 8 * H, 12); // 19th 00:00 .. 22nd 16:00, three a day
+  const gone = new Set(expiredSnapshots(snaps, resolveRetention({ keepLast: 2, keepDaily: 2 }), Date.parse('2026-11-22T17:00:00Z'), 'UTC'));
+  const kept = snaps.filter((s) => !gone.has(s.id)).map((s) => s.id);
+  // keep-last 2 keeps 22nd 16:00 and 08:00, covering the 22nd though its 00:00 is left; keep-daily 2
+  // then skips that 00:00 and takes the newest of the 21st and of the 20th.
+  t.same(kept, ['2026-11-20T16:00:00.000Z', '2026-11-21T16:00:00.000Z', '2026-11-22T08:00:00.000Z', '2026-11-22T16:00:00.000Z']);
+});
+
 t.test('weekly, monthly and yearly buckets', async (t) => {
   const snaps = at(
     '2024-12-31T10:00:00Z', // ISO week 2025-W1 (a Tuesday), year 2024
