@@ -125,6 +125,18 @@ t.test('identical blocks across disks are one stored block with several referenc
   t.same(distinctBlocks(c, [c.getSnapshot('s-1')!, c.getSnapshot('s-2')!]), { blocks: 2, bytes: 2 * BS });
 });
 
+t.test('a block three snapshots reference stays until the last of them is deleted', async (t) => {
+  const c = open(t);
+  const block = Buffer.alloc(32, 1);
+  for (const n of [1, 2, 3]) take(c, { ...snap(`s-${n}`, null, 1), diskId: `d-000000000000000${n}` }, [1]);
+  const remove = (id: string) => c.txn(() => removeFromChain(c, c.getSnapshot(id)!));
+  t.same(remove('s-1'), []);
+  t.same(remove('s-2'), []);
+  t.ok(c.isReferenced(block) && !c.isFree(block), 'one reference left: not freed');
+  t.same(remove('s-3'), [block]);
+  t.ok(!c.isReferenced(block) && c.isFree(block), 'the last reference gone: on the free list');
+});
+
 t.test('a freed digest committed again is taken back from the free list', async (t) => {
   const c = open(t);
   take(c, snap('s-1', null, 1), [1]);
