@@ -214,7 +214,6 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
     throw Error(ErrorCode::InvalidArgument, "digests must hold ceil(sizeBytes / blockSize) × 32 bytes");
 
   const bool update = p.mode == ApplyMode::Update;
-  control.set_total(p.size_bytes);
   ImageFile image = open_image_for_write(p.image_path, !update, p.dir ? p.dir->get() : -1, p.owner);
   RemoveCreatedOnFailure cleanup(image, !update);
   const int fd = image.fd.get();
@@ -238,7 +237,20 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
     if (!e.digest && !is_zero_digest(target)) e.digest = target;
   };
 
+  // Where the apply stands, told at once: a phase change is what a caller deciding on a cancel
+  // must see.
+  const auto report = [&] {
+    if (progress) progress(control.done(), control.total());
+  };
+
   if (!update) {
+    // Progress counts the blocks to write, each by its length: the ZERO blocks need no work.
+    uint64_t to_write = 0;
+    for (uint64_t i = 0; i < block_count; ++i)
+      if (!is_zero_digest(target_of(i))) to_write += block_len(i);
+    control.set_total(to_write);
+    control.set_phase(JobPhase::Writing);
+    report();
     // A clone's long runs of data go to its new file past the cache: a buffered write fills fresh
     // page-cache pages only for them to be written back and dropped after the fsync (as the short
     // runs' pages are). Each block is checked as it is read; a damaged one fails the clone, whose
@@ -264,8 +276,8 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
             read_options.keep_page_cache = true;
             read_block(p.store_dir, target, buf, read_options);
             count_written(write_block_sparse(fd, direct_out ? direct_out.get() : -1, buf.data(), len, i * p.block_size, {}, path));
+            control.add_done(len);
           }
-          control.add_done(len);
         } catch (Error& e) {
           tag_block(e, i, target);
           throw;
@@ -277,7 +289,7 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
     sync_created_entry(image, path);
     cleanup.disarm();
     ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-    return {counters.blocks_written, counters.bytes_written, 0, counters.blocks_unchanged, 0};
+    return {counters.blocks_written, counters.bytes_written, 0, counters.blocks_unchanged, 0, control.total()};
   }
 
   // An update (a rollback) runs in two passes, and the image is touched only by the second:
@@ -290,8 +302,10 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
   //     again (from the page cache, mostly: CheckedBlocks).
   // Punches come first so that on a full filesystem a rollback that fits does not fail with
   // NoSpace because it wrote before it punched, and again on every rerun.
-  // Progress: a block that needs writing counts two thirds in the first pass and a third in the
-  // second, any other block in full in the first.
+  // Progress follows the work, not the image's virtual size: the first pass counts the data bytes
+  // it compares (a hole costs nothing), the second the length of each block it writes (a punch
+  // costs next to nothing). The second pass's total is known only once the first is done, so
+  // the total grows there, with the phase; done never goes back.
 
   // The extent map is taken once: this apply is the image's only writer, and the write pass
   // touches only blocks whose extents it does not change for another.
@@ -302,7 +316,9 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
   // per core as a scan does, some reading while the others hash.
   const UniqueFd direct = open_direct_twin(fd);
   const unsigned threads = effective_threads(p.threads != 0 || !direct ? p.threads : 2 * core_count(), block_count);
-  const auto third = [](size_t len) { return len / 3; };
+  control.set_total(extents.data_bytes());
+  control.set_phase(JobPhase::Comparing);
+  report();
 
   // Pass 1. Each thread prefetches its next block; the first block of each is prefetched before
   // the pass, so that every block's residency is recorded before anything (a read-ahead, the
@@ -318,10 +334,7 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
   // One element per block, each written by the one thread that claimed the block.
   std::vector<Need> needs(block_count, Need::Nothing);
   CheckedBlocks checked(p.store_dir);
-  const auto unchanged = [&](size_t len) {
-    counters.blocks_unchanged.fetch_add(1, std::memory_order_relaxed);
-    control.add_done(len);
-  };
+  const auto unchanged = [&] { counters.blocks_unchanged.fetch_add(1, std::memory_order_relaxed); };
   InPlaceOdds odds;
   for (unsigned t = 0; t < threads; ++t) prefetch(uint64_t{t} * p.block_size);
   ParallelRun compare(control, block_count);
@@ -358,16 +371,14 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
           same = is_zero_digest(target) ? current_zero : !current_zero && sha256(buf.data(), len) == target;
         }
         if (*same) {
-          unchanged(len);
+          unchanged();
         } else if (is_zero_digest(target)) {
           needs[i] = Need::Punch;
-          control.add_done(len);
         } else {
           needs[i] = Need::Write;
-          control.add_done(third(len));
           checked.check(target, len, buf);
-          control.add_done(third(len));
         }
+        control.add_done(extents.data_bytes(offset, offset + len));
       } catch (Error& e) {
         tag_block(e, i, target);
         throw;
@@ -382,10 +393,18 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
 
   std::vector<uint64_t> punches;
   std::vector<uint64_t> writes;
+  uint64_t to_write = 0;
   for (uint64_t i = 0; i < block_count; ++i) {
-    if (needs[i] == Need::Punch) punches.push_back(i);
-    else if (needs[i] == Need::Write) writes.push_back(i);
+    if (needs[i] == Need::Punch) {
+      punches.push_back(i);
+    } else if (needs[i] == Need::Write) {
+      writes.push_back(i);
+      to_write += block_len(i);
+    }
   }
+  control.set_total(control.done() + to_write);
+  control.set_phase(JobPhase::Writing);
+  report();
 
   // Pass 2. Shrink before writing so that no block is written into a tail about to be cut;
   // growing is left to the end, where the new tail becomes a hole. A failed ftruncate changes
@@ -429,7 +448,7 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
         const uint64_t bytes = write_block_sparse(fd, -1, buf.data(), len, offset, extents.overlapping(offset, offset + len), path);
         written.add(offset, len, std::move(cached_before));
         count_written(bytes);
-        control.add_done(len - 2 * third(len));
+        control.add_done(len);
       } catch (Error& e) {
         tag_block(e, i, target);
         throw;
@@ -447,7 +466,7 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
   // Clean now: leave the page cache as it was.
   written.drop(fd);
   return {counters.blocks_written, counters.bytes_written, counters.holes_punched, counters.blocks_unchanged,
-          counters.blocks_zeroed};
+          counters.blocks_zeroed, control.total()};
 }
 
 }  // namespace

@@ -60,9 +60,13 @@ struct ApplyResult {
   uint64_t blocks_zeroed = 0;     // ZERO targets that held data, zero-filled where the filesystem
                                   // cannot punch (ext2, many FUSE filesystems); the four counts
                                   // add up to the block count
+  uint64_t progress_total = 0;    // what progress counted as the whole work (apply_image)
 };
 
-// Progress is in bytes of the image. Durable (image fsynced, and for Create its directory
+// Progress is in bytes of work, and the phase is set: a Create writes (Writing), its total the
+// length of the blocks that are not ZERO; an Update compares (Comparing) the data bytes of the
+// image, then writes (Writing) the blocks that differ, its total growing by their length as it
+// starts to, before which before_write was called. Durable (image fsynced, and for Create its directory
 // entry) when it returns. Throws Error.
 ApplyResult apply_image(const ApplyParams& params, JobControl& control, const ProgressFn& progress);
 

@@ -15,6 +15,11 @@
 
 namespace blocksnap {
 
+// Which pass of a job is running, for whoever decides whether to cancel it: a rollback cancelled
+// while it compares leaves its image as it was, one cancelled while it writes does not. Jobs of
+// a single pass leave it None.
+enum class JobPhase : uint8_t { None, Comparing, Writing };
+
 // Shared between a running job and whoever may cancel it (the JS thread).
 class JobControl {
  public:
@@ -27,14 +32,18 @@ class JobControl {
   uint64_t total() const noexcept { return total_.load(std::memory_order_relaxed); }
   void add_done(uint64_t n) noexcept { done_.fetch_add(n, std::memory_order_relaxed); }
   uint64_t done() const noexcept { return done_.load(std::memory_order_relaxed); }
+  void set_phase(JobPhase p) noexcept { phase_.store(p, std::memory_order_relaxed); }
+  JobPhase phase() const noexcept { return phase_.load(std::memory_order_relaxed); }
 
  private:
   std::atomic<bool> cancelled_{false};
   std::atomic<uint64_t> total_{0};
   std::atomic<uint64_t> done_{0};
+  std::atomic<JobPhase> phase_{JobPhase::None};
 };
 
-// Called from the waiting thread, never from a worker, at least every kProgressInterval.
+// Called from the waiting thread, never from a worker, at least every kProgressInterval, and by a
+// job as it changes phase (JobControl::phase, which a report carries).
 using ProgressFn = std::function<void(uint64_t done, uint64_t total)>;
 
 inline constexpr std::chrono::milliseconds kProgressInterval{200};

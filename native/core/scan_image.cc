@@ -58,7 +58,9 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
     throw e;
   }
   result.digests.assign(result.block_count * kDigestSize, 0);
-  control.set_total(size);
+  // Progress counts the bytes the scan may have to read: an image whose data sits at its end
+  // must not show most of its scan done before it has read any.
+  control.set_total(source->data_bytes(0, size));
 
   const uint64_t parent_count = p.parent_digests.size() / kDigestSize;
   std::optional<BlockWriter> writer;
@@ -120,7 +122,7 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
                 counters.bytes_read.fetch_add(len, std::memory_order_relaxed);
                 if (h->zero) counters.zero_blocks.fetch_add(1, std::memory_order_relaxed);
                 else std::memcpy(out, h->digest.data(), kDigestSize);
-                control.add_done(len);
+                control.add_done(source->data_bytes(offset, len));
                 continue;
               }
             }
@@ -132,7 +134,7 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
           counters.bytes_read.fetch_add(got.bytes_read, std::memory_order_relaxed);
           if (got.zero || hash.all_zero()) {
             counters.zero_blocks.fetch_add(1, std::memory_order_relaxed);
-            control.add_done(len);
+            control.add_done(source->data_bytes(offset, len));
             continue;
           }
           const Digest digest = hash.finish(marks);
@@ -143,7 +145,7 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
           if (behind && (!same_as_parent || writer->needs_repair(digest) || writer->missing(digest))) {
             buf = behind->submit(std::move(buf), digest, len, i, std::move(marks));
           }
-          control.add_done(len);
+          control.add_done(source->data_bytes(offset, len));
       } catch (Error& e) {
           if (!e.block_index) e.block_index = i;
           throw;
@@ -173,6 +175,7 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
   result.zero_blocks = counters.zero_blocks;
   result.blocks_written = counters.blocks_written;
   result.bytes_written = counters.bytes_written;
+  result.progress_total = control.total();
   return result;
 }
 

@@ -51,6 +51,7 @@ struct ScanResult {
   // Block files this scan created, n × 32: what the engine frees again if the snapshot is not
   // committed after all. A failed scan puts them on its Error (Error::written_digests).
   std::vector<uint8_t> written_digests;
+  uint64_t progress_total = 0;  // what progress counted as the whole work: the data bytes
 };
 
 // The most blocks a snapshot may have (MAX_BLOCK_COUNT in src/stream/snapshot-fields.ts): its
@@ -58,7 +59,8 @@ struct ScanResult {
 // header's virtual size alone, without data, can claim far more.
 inline constexpr uint64_t kMaxBlockCount = uint64_t{1} << 27;
 
-// Progress is in bytes of the image. Throws Error (see core/error.h); ImageTooLarge, before
+// Progress is in bytes the scan may have to read (BlockSource::data_bytes): for a raw image its
+// data, for a qcow2 image its virtual size. Throws Error (see core/error.h); ImageTooLarge, before
 // anything is allocated for it, for an image of more than kMaxBlockCount blocks.
 ScanResult scan_image(const ScanParams& params, JobControl& control, const ProgressFn& progress);
 

@@ -58,6 +58,8 @@ class RawSource final : public BlockSource {
 
   bool reads_direct() const override { return static_cast<bool>(direct_); }
 
+  uint64_t data_bytes(uint64_t offset, uint64_t len) const override { return extents_.data_bytes(offset, offset + len); }
+
   void will_need(uint64_t offset, size_t len) const override {
     // Direct reads want nothing brought into the cache ahead of them: the disk is kept busy by
     // the scan threads' own reads instead.

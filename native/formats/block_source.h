@@ -51,6 +51,10 @@ class BlockSource {
   virtual SourceRead read_knowing(uint64_t offset, size_t len, uint8_t* buf, const uint8_t* /*known*/) const {
     return read(offset, len, buf);
   }
+  // The bytes of [offset, offset + len) a read may have to read, known without reading: what a
+  // scan's progress counts, so that it follows the reading and not the virtual size. A raw
+  // file's data extents; default: all of them.
+  virtual uint64_t data_bytes(uint64_t /*offset*/, uint64_t len) const { return len; }
   // A hint that [offset, offset + len) will be read soon. Default: nothing.
   virtual void will_need(uint64_t /*offset*/, size_t /*len*/) const {}
   // True when uncached ranges are read past the page cache (io/direct_io.h): no read-ahead

@@ -70,6 +70,12 @@ uint64_t ExtentMap::data_bytes() const noexcept {
   return n;
 }
 
+uint64_t ExtentMap::data_bytes(uint64_t begin, uint64_t end) const noexcept {
+  uint64_t n = 0;
+  for (const Extent& e : overlapping(begin, end)) n += std::min(e.end, end) - std::max(e.begin, begin);
+  return n;
+}
+
 bool range_has_data(int fd, uint64_t offset, uint64_t len, const std::string& path) {
   uint64_t data = 0;
   switch (seek(fd, offset, SEEK_DATA, data, path)) {

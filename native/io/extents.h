@@ -31,6 +31,8 @@ class ExtentMap {
   std::span<const Extent> overlapping(uint64_t begin, uint64_t end) const noexcept;
 
   uint64_t data_bytes() const noexcept;
+  // The bytes of [begin, end) that are data.
+  uint64_t data_bytes(uint64_t begin, uint64_t end) const noexcept;
 
  private:
   std::vector<Extent> extents_;  // sorted, disjoint, non-empty

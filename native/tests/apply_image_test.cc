@@ -7,6 +7,8 @@
 #include <csignal>
 #include <cstring>
 #include <functional>
+#include <optional>
+#include <vector>
 
 #include "core/apply_image.h"
 #include "core/block_format.h"
@@ -94,6 +96,80 @@ TEST(apply_create_makes_a_sparse_bit_exact_copy) {
   CHECK_EQ(r.blocks_written, 4u);
   CHECK(read_file(s.dir / "copy") == read_file(s.source));
   CHECK(allocated_bytes(s.dir / "copy") < 5 * kBlock);
+}
+
+namespace {
+
+struct Report {
+  uint64_t done;
+  uint64_t total;
+  JobPhase phase;
+};
+
+// A disk of 32 blocks whose data, 4 blocks, sits at its end, snapshotted; then 2 of those blocks
+// overwritten, for a rollback to write back.
+struct DataAtTheEnd {
+  TempDir dir;
+  std::string image = dir / "image";
+  ScanResult scan;
+
+  DataAtTheEnd() {
+    ::mkdir((dir / "store").c_str(), 0700);
+    make_sparse_file(image, 32 * kBlock);
+    write_bytes(image, 28 * kBlock, pattern(4 * kBlock, 1));
+    JobControl control;
+    scan = scan_image({.image_path = image, .store_dir = dir / "store", .block_size = kBlock}, control, nullptr);
+    write_bytes(image, 29 * kBlock, pattern(kBlock, 2));
+    write_bytes(image, 31 * kBlock, pattern(kBlock, 3));
+  }
+
+  ApplyParams params(ApplyMode mode, const std::string& target) const {
+    return {.image_path = target, .store_dir = dir / "store", .block_size = kBlock, .size_bytes = scan.size_bytes,
+            .digests = scan.digests, .mode = mode, .threads = 2};
+  }
+};
+
+}  // namespace
+
+TEST(apply_update_progress_counts_the_data_compared_then_the_blocks_written) {
+  DataAtTheEnd d;
+  ApplyParams p = d.params(ApplyMode::Update, d.image);
+  JobControl control;
+  std::vector<Report> reports;
+  std::optional<Report> at_before_write;
+  p.before_write = [&] { at_before_write = Report{control.done(), control.total(), control.phase()}; };
+  const ApplyResult r = apply_image(p, control, [&](uint64_t done, uint64_t total) { reports.push_back({done, total, control.phase()}); });
+  CHECK_EQ(r.blocks_written, 2u);
+  CHECK_EQ(r.bytes_written, 2 * kBlock);
+
+  // Compared: the 4 data blocks, none of the 28 holes before them.
+  CHECK(!reports.empty() && reports.front().phase == JobPhase::Comparing);
+  CHECK(!reports.empty() && reports.front().total == 4 * kBlock);
+  CHECK(at_before_write && at_before_write->phase == JobPhase::Comparing);
+  CHECK(at_before_write && at_before_write->done == 4 * kBlock && at_before_write->total == 4 * kBlock);
+  // Then written: the total grows by the 2 blocks to write as the phase changes, and is reported then.
+  const auto boundary = std::find_if(reports.begin(), reports.end(), [](const Report& x) { return x.phase == JobPhase::Writing; });
+  CHECK(boundary != reports.end());
+  if (boundary != reports.end()) {
+    CHECK_EQ(boundary->done, 4 * kBlock);
+    CHECK_EQ(boundary->total, 6 * kBlock);
+    CHECK(std::all_of(boundary, reports.end(), [](const Report& x) { return x.phase == JobPhase::Writing; }));
+  }
+  for (size_t k = 1; k < reports.size(); ++k) CHECK(reports[k].done >= reports[k - 1].done);
+  CHECK_EQ(control.done(), 6 * kBlock);
+  CHECK_EQ(r.progress_total, 6 * kBlock);
+  CHECK(control.phase() == JobPhase::Writing);
+}
+
+TEST(apply_create_progress_counts_the_blocks_it_writes) {
+  DataAtTheEnd d;
+  JobControl control;
+  std::vector<Report> reports;
+  const ApplyResult r = apply_image(d.params(ApplyMode::Create, d.dir / "copy"), control,
+                                    [&](uint64_t done, uint64_t total) { reports.push_back({done, total, control.phase()}); });
+  CHECK_EQ(r.progress_total, 4 * kBlock);
+  CHECK_EQ(control.done(), 4 * kBlock);
+  CHECK(!reports.empty() && reports.front().phase == JobPhase::Writing);
 }
 
 namespace {

@@ -2,13 +2,17 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "core/aligned_buffer.h"
 #include "core/block_format.h"
 #include "core/block_reader.h"
 #include "core/scan_image.h"
 #include "core/store_layout.h"
+#include "formats/block_source.h"
 #include "tests/harness.h"
 #include "tests/temp_dir.h"
 
@@ -77,11 +81,42 @@ TEST(scan_hashes_data_skips_holes_and_stores_new_blocks) {
   CHECK_EQ(r.written_digests.size(), 3 * kDigestSize);
   CHECK(r.bytes_read <= 3 * kBlock + 1000 + 2 * 4096);  // holes are not read
   CHECK(read_file(block_file_path(dir.path(), digest_at(r, 5))).size() == kBlockHeaderSize + 1000);
-  CHECK_EQ(control.done(), r.size_bytes);
+  CHECK_EQ(control.done(), r.progress_total);
 
   ScanParams again = p;
   again.parent_digests = r.digests;
   CHECK_EQ(scan_image(again, control, nullptr).blocks_written, 0u);
+}
+
+TEST(scan_progress_counts_the_data_bytes_not_the_virtual_size) {
+  TempDir dir;
+  const std::string img = dir / "img";
+  make_sparse_file(img, 64 * kBlock);
+  write_bytes(img, 62 * kBlock, pattern(2 * kBlock, 4));  // the data sits at the end
+  JobControl control;
+  std::vector<std::pair<uint64_t, uint64_t>> reports;
+  const ScanResult r = scan_image({.image_path = img, .store_dir = dir.path(), .block_size = kBlock, .threads = 1}, control,
+                                  [&](uint64_t done, uint64_t total) { reports.emplace_back(done, total); });
+  CHECK_EQ(r.progress_total, 2 * kBlock);
+  CHECK_EQ(control.done(), 2 * kBlock);
+  for (const auto& [done, total] : reports) {
+    CHECK_EQ(total, 2 * kBlock);
+    CHECK(done <= total);
+  }
+}
+
+TEST(a_raw_source_weighs_a_hole_nothing_and_data_by_its_bytes) {
+  TempDir dir;
+  const std::string img = dir / "img";
+  make_sparse_file(img, 64 * kBlock);
+  write_bytes(img, 62 * kBlock, pattern(2 * kBlock, 4));
+  const std::unique_ptr<BlockSource> source = open_raw_source(img);
+  // So a scan of this image reports nothing done before it reaches the data, and half once it
+  // has read one of the two data blocks.
+  CHECK_EQ(source->data_bytes(0, 62 * kBlock), 0u);
+  CHECK_EQ(source->data_bytes(62 * kBlock, kBlock), kBlock);
+  CHECK_EQ(source->data_bytes(61 * kBlock + 100, kBlock), 100u);
+  CHECK_EQ(source->data_bytes(0, 64 * kBlock), 2 * kBlock);
 }
 
 TEST(scan_of_an_empty_image_has_no_blocks) {

@@ -17,6 +17,7 @@ Napi::Value apply_result(Napi::Env env, const ApplyResult& r) {
   o.Set("holesPunched", static_cast<double>(r.holes_punched));
   o.Set("blocksUnchanged", static_cast<double>(r.blocks_unchanged));
   o.Set("blocksZeroed", static_cast<double>(r.blocks_zeroed));
+  o.Set("progressTotal", static_cast<double>(r.progress_total));
   return o;
 }
 

@@ -4,7 +4,9 @@
 // job's own worker threads and then only waits, reporting progress every 200 ms through a
 // thread-safe function; Execute() never touches N-API. The progress function is released as
 // soon as the job ends so a finished job never keeps the event loop (and the process) alive.
-// Progress calls may arrive after the promise settles; the TypeScript wrapper drops them.
+// Progress calls queued before the end may arrive after the promise settles; the TypeScript
+// wrapper drops them. So the end is reported once more, on the JS thread just before the promise
+// settles, with where the job stopped: a job's last phase is known however it ended.
 #pragma once
 
 #include <napi.h>
@@ -38,10 +40,12 @@ class JobWorker : public Napi::AsyncWorker {
   void OnOK() override;
   void OnError(const Napi::Error& e) override;
   void release_progress();
+  void report_end();
 
   Napi::Promise::Deferred deferred_;
   std::shared_ptr<JobControl> control_ = std::make_shared<JobControl>();
   std::optional<Napi::ThreadSafeFunction> progress_;
+  Napi::FunctionReference on_progress_;
   std::optional<Error> error_;
 };
 
@@ -64,6 +68,9 @@ class CallJob final : public JobWorker {
   ToJs to_js_;
   std::optional<Result> result_;
 };
+
+// A phase as progress reports carry it: 'comparing', 'writing', or undefined for None.
+Napi::Value phase_value(Napi::Env env, JobPhase phase);
 
 // Queues run(control, progress) and settles the promise with to_js(env, result).
 template <typename Run, typename ToJs>

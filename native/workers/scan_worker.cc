@@ -15,6 +15,7 @@ Napi::Value scan_result(Napi::Env env, ScanResult& r) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("sizeBytes", static_cast<double>(r.size_bytes));
   o.Set("blockCount", static_cast<double>(r.block_count));
+  o.Set("progressTotal", static_cast<double>(r.progress_total));
   set_scan_counts(env, o, r);
   return o;
 }

@@ -262,7 +262,7 @@ export async function followJob(client: DaemonClient, job: Job, o: FollowOptions
     const outcome = await Promise.race([
       client.waitJob(job.id, (j) => {
         latest = j;
-        if (!watch.prompting) bar?.update(j.doneBytes, j.totalBytes, Date.now(), j.progressUnit);
+        if (!watch.prompting) bar?.update(j.doneBytes, j.totalBytes, Date.now(), j.progressUnit, j.phase);
       }).catch((err: unknown) => { throw lostWhileWaiting(err, [job]); }),
       watch.detached,
     ]);

@@ -5,6 +5,7 @@
  * for everything loses the bar before the numbers; one with TERM=dumb gets no escape codes (a
  * carriage return and spaces take the line back).
  */
+import type { JobPhase } from '../engine/types';
 import { formatBytes, formatDuration, formatRate } from './format';
 
 const REDRAW_INTERVAL_MS = 100;
@@ -22,6 +23,8 @@ export interface ProgressLine {
   /** Units per second, or NaN while unknown. */
   rate: number;
   unit?: 'bytes' | 'blocks';
+  /** The pass a job of two is in: the operator deciding on a cancel needs it (Job.phase). */
+  phase?: JobPhase;
   width: number;
 }
 
@@ -33,7 +36,7 @@ export function renderProgress(p: ProgressLine): string {
   const amounts = blocks ? `${p.done}/${p.total} blocks` : `${formatBytes(p.done)}/${formatBytes(p.total)}`;
   const rate = !Number.isFinite(p.rate) ? '-' : blocks ? `${p.rate.toFixed(0)} blocks/s` : formatRate(p.rate);
   const eta = Number.isFinite(p.rate) && p.rate > 0 && p.total > p.done ? `ETA ${formatDuration((p.total - p.done) / p.rate)}` : '';
-  const tail = ` ${pctText}  ${amounts}  ${rate}${eta ? `  ${eta}` : ''}`;
+  const tail = ` ${pctText}${p.phase ? ` ${p.phase}` : ''}  ${amounts}  ${rate}${eta ? `  ${eta}` : ''}`;
   // The last column stays free: a line that fills it wraps on some terminals.
   const fit = Math.max(20, p.width - 1);
   const barWidth = Math.min(40, fit - p.label.length - tail.length - 3);
@@ -52,7 +55,7 @@ export class ProgressBar {
   private samples: Sample[] = [];
   private lastDraw = 0;
   private drawn = false;
-  private last: { done: number; total: number; unit: 'bytes' | 'blocks' } = { done: 0, total: 0, unit: 'bytes' };
+  private last: { done: number; total: number; unit: 'bytes' | 'blocks'; phase?: JobPhase } = { done: 0, total: 0, unit: 'bytes' };
   /** TERM=dumb: no erase-line escape; the longest line drawn, for spaces to cover instead. */
   private readonly dumb: boolean;
   private widest = 0;
@@ -63,11 +66,12 @@ export class ProgressBar {
     this.dumb = o.dumb ?? process.env.TERM === 'dumb';
   }
 
-  update(done: number, total: number, now: number = Date.now(), unit: 'bytes' | 'blocks' = 'bytes'): void {
-    this.last = { done, total, unit };
+  update(done: number, total: number, now: number = Date.now(), unit: 'bytes' | 'blocks' = 'bytes', phase?: JobPhase): void {
+    const phaseChanged = phase !== this.last.phase;
+    this.last = { done, total, unit, ...(phase !== undefined ? { phase } : {}) };
     this.samples.push({ at: now, done });
     while (this.samples.length > 2 && now - this.samples[0]!.at > RATE_WINDOW_MS) this.samples.shift();
-    if (now - this.lastDraw < REDRAW_INTERVAL_MS) return;
+    if (now - this.lastDraw < REDRAW_INTERVAL_MS && !phaseChanged) return;
     this.lastDraw = now;
     this.draw();
   }
@@ -90,7 +94,10 @@ export class ProgressBar {
     const span = first && lastSample ? lastSample.at - first.at : 0;
     const rate = span >= 500 && first && lastSample ? ((lastSample.done - first.done) * 1000) / span : NaN;
     // A terminal that reports no size (a serial console, `script`) has 0 columns: use 80.
-    const line = renderProgress({ label: this.label, done: this.last.done, total: this.last.total, unit: this.last.unit, rate, width: this.stream.columns || 80 });
+    const line = renderProgress({
+      label: this.label, done: this.last.done, total: this.last.total, unit: this.last.unit, rate, width: this.stream.columns || 80,
+      ...(this.last.phase !== undefined ? { phase: this.last.phase } : {}),
+    });
     if (this.dumb) {
       this.stream.write(`\r${line.padEnd(this.widest)}`);
       this.widest = Math.max(this.widest, line.length);

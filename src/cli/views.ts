@@ -123,7 +123,7 @@ function amount(j: Job, n: number): string {
 }
 
 function jobProgress(j: Job): string {
-  if (j.state === 'running') return `${percent(j.doneBytes, j.totalBytes)} of ${amount(j, j.totalBytes)}`;
+  if (j.state === 'running') return `${percent(j.doneBytes, j.totalBytes)} of ${amount(j, j.totalBytes)}${j.phase ? `, ${j.phase}` : ''}`;
   return j.error ? j.error.code : `done in ${elapsed(j)}`;
 }
 
@@ -156,6 +156,7 @@ export function jobDetails(j: Job): string {
   if (j.target !== null) pairs.push(['target', j.target]);
   pairs.push(
     ['progress', `${amount(j, j.doneBytes)} of ${amount(j, j.totalBytes)} (${percent(j.doneBytes, j.totalBytes)})`],
+    ...(j.phase !== undefined ? [['phase', j.phase] as [string, string]] : []),
     ['started', `${j.startedAt} (${relativeTime(j.startedAt)})`],
     // An interrupted job's end is when it was last seen running: the daemon stopped soon after.
     [j.state === 'interrupted' ? 'last seen' : 'finished', j.finishedAt ?? '-'],

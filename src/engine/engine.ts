@@ -949,7 +949,7 @@ export class Engine extends EventEmitter {
           const view = readView(this.catalog, snap);
           const r = await writePartial(target, jobId, (partial, at) => cloneImage(partial, format, {
             storeDir: this.store.dir, blockSize: this.blockSize, sizeBytes: snap.sizeBytes, digests: view,
-            ...(this.threads ? { threads: this.threads } : {}), onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
+            ...(this.threads ? { threads: this.threads } : {}), onProgress: (d, t, phase) => ctl.progress(d, t, phase), signal: ctl.signal,
           }, at), o.user?.owner);
           return { path: target, sizeBytes: r.sizeBytes, format, snapshotId: snap.id, bytesWritten: r.bytesWritten };
         } catch (err) {

@@ -78,7 +78,7 @@ export class ImageRollbacks {
     try {
       r = await rollbackImage(path, format, {
         storeDir: this.x.storeDir, blockSize: this.x.blockSize, sizeBytes: snap.sizeBytes, digests: view,
-        ...(this.x.threads ? { threads: this.x.threads } : {}), onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
+        ...(this.x.threads ? { threads: this.x.threads } : {}), onProgress: (d, t, phase) => ctl.progress(d, t, phase), signal: ctl.signal,
         ...(journal.writesBegun === false ? { beforeWrite: () => this.markWritesBegun(disk, journal.jobId) } : {}),
       }, { qcow2, backingChain }, journal.tempName);
     } catch (err) {

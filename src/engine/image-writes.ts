@@ -25,7 +25,7 @@
  */
 import { dirname, join } from 'node:path';
 import { BlocksnapError, toBlocksnapError } from '../errors';
-import { applyImage, holdImageLocks, openImageDir, writeQcow2, type ImageDir } from '../native';
+import { applyImage, holdImageLocks, openImageDir, writeQcow2, type ImageDir, type JobPhase } from '../native';
 import { checkQcow2Rollback, legacyRollbackTempName, rollbackLeftoverOwners, type ImageFacts } from './image-access';
 import { insideRoots } from './paths';
 import type { ImageFormat } from './types';
@@ -38,7 +38,7 @@ export interface ContentWrite {
   /** ceil(sizeBytes / blockSize) × 32 bytes, ZERO as 32 zero bytes. */
   digests: Buffer;
   threads?: number;
-  onProgress: (done: number, total: number) => void;
+  onProgress: (done: number, total: number, phase?: JobPhase) => void;
   signal: AbortSignal;
 }
 

@@ -18,7 +18,7 @@ import { EventEmitter } from 'node:events';
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import type { Catalog } from '../catalog/catalog';
 import { JOB_HISTORY_LIMIT } from '../catalog/schema';
-import type { Job, JobKind } from './types';
+import type { Job, JobKind, JobPhase } from './types';
 
 /** Where job ends are logged (the engine's logger). */
 export interface JobLogger {
@@ -30,7 +30,8 @@ export interface JobLogger {
 export interface JobControl {
   readonly job: Job;
   readonly signal: AbortSignal;
-  progress(doneBytes: number, totalBytes: number): void;
+  /** `phase`: the pass the job is in, for a job of two passes (Job.phase); kept until another is given. */
+  progress(doneBytes: number, totalBytes: number, phase?: JobPhase): void;
   /**
    * Call inside the catalog transaction that commits the job's effect: records in it that the
    * job succeeded with `result`, which the job then returns (its end is recorded again, as for
@@ -150,9 +151,10 @@ export class JobRunner {
     };
     const ctl: JobControl = {
       job, signal: abort.signal,
-      progress: (done, total) => {
+      progress: (done, total, phase) => {
         job.doneBytes = done;
         job.totalBytes = total;
+        if (phase !== undefined) job.phase = phase;
         if (job.state !== 'running' || heldBack !== null) return; // the held-back send takes the new value
         const wait = lastEventAt + PROGRESS_EVENT_MS - performance.now();
         if (wait <= 0) sendProgress();

@@ -3,6 +3,9 @@
  * outside contract (`--json` output), so they only ever grow.
  */
 import type { UnremovableEntry } from '../store/block-store';
+import type { JobPhase } from '../native';
+
+export type { JobPhase };
 
 export type ImageFormat = 'raw' | 'qcow2';
 /** How a disk is stored: an image file, or a copy-on-write disk of blocksnap's own (clone --cow). */
@@ -124,6 +127,13 @@ export interface Job {
   totalBytes: number;
   /** What doneBytes/totalBytes count: bytes of image data, or blocks (verify, gc, remote-gc, remote-verify). */
   progressUnit: 'bytes' | 'blocks';
+  /**
+   * Which pass the job is in, for a job of two (absent for the others): a raw rollback is
+   * 'comparing' until its first change to the image, then 'writing' (cancelled while 'comparing',
+   * the image is as it was; while 'writing', it may be partly rolled back); a raw clone is
+   * 'writing' throughout. Kept once the job ends: the pass it ended in.
+   */
+  phase?: JobPhase;
   startedAt: string;
   finishedAt: string | null;
   /**

@@ -66,7 +66,10 @@ export interface ScanOptions {
   writeBlocks?: boolean;
   /** Worker threads; default one per core. */
   threads?: number;
-  /** Bytes of the image processed: at least every 250 ms while running, and once at the end. */
+  /**
+   * Bytes processed, of the bytes the scan may have to read (a raw image's data, a qcow2 image's
+   * virtual size): at least every 250 ms while running, and once at the end.
+   */
   onProgress?: (doneBytes: number, totalBytes: number) => void;
   /** Abort rejects the promise with code 'Cancelled' within about one block per thread. */
   signal?: AbortSignal;
@@ -97,6 +100,8 @@ export interface ScanCounts {
 export interface ScanResult extends ScanCounts {
   sizeBytes: number;
   blockCount: number;
+  /** The total progress counted: the bytes the scan may have had to read (onProgress). */
+  progressTotal: number;
 }
 
 export interface ApplyOptions {
@@ -117,7 +122,13 @@ export interface ApplyOptions {
   /** create: who the new file is given to before it has a name; absent, it stays the daemon's user's. */
   owner?: FileOwner;
   threads?: number;
-  onProgress?: (doneBytes: number, totalBytes: number) => void;
+  /**
+   * Bytes of work and the pass doing them (JobPhase). create: 'writing' the blocks that are not
+   * ZERO, each by its length. update: 'comparing' the image's data bytes, then 'writing' the
+   * blocks that differ, each by its length; the total grows by those as the phase changes, after
+   * beforeWrite returned, and a phase change is never dropped.
+   */
+  onProgress?: (doneBytes: number, totalBytes: number, phase?: JobPhase) => void;
   signal?: AbortSignal;
   /**
    * update: called once every block has been compared and every stored block the update needs
@@ -140,6 +151,8 @@ export interface ApplyResult {
   /** Blocks that already held the target content, so nothing was written: in update mode equal
    * blocks and ZERO targets already zero; in create mode every ZERO block (left as a hole). */
   blocksUnchanged: number;
+  /** The total progress counted (onProgress). */
+  progressTotal: number;
 }
 
 export interface VerifyProblem {
@@ -253,7 +266,7 @@ export async function scanImage(o: ScanOptions): Promise<ScanResult> {
       threads: o.threads,
       onProgress,
     }),
-    (r) => r.sizeBytes,
+    (r) => r.progressTotal,
   );
 }
 
@@ -302,7 +315,7 @@ export async function applyImage(o: ApplyOptions): Promise<ApplyResult> {
         onProgress,
         beforeWrite,
       }),
-      () => o.sizeBytes,
+      (r) => r.progressTotal,
     );
   } catch (err) {
     if (stoppedBy === undefined) throw err;
@@ -685,11 +698,14 @@ export function lockDataDir(dataDir: string): DataDirLock {
 
 export interface JobOptions {
   threads?: number;
-  onProgress?: (done: number, total: number) => void;
+  onProgress?: (done: number, total: number, phase?: JobPhase) => void;
   signal?: AbortSignal;
 }
 
-type Progress = (done: number, total: number) => void;
+/** Which pass of a job of two runs (core/parallel.h): a rollback cancelled while 'comparing' leaves its image as it was. */
+export type JobPhase = 'comparing' | 'writing';
+
+type Progress = (done: number, total: number, phase?: JobPhase) => void;
 
 /**
  * Runs one native job: wires the signal to its cancel function, filters progress, and maps a
@@ -716,10 +732,12 @@ export async function runJob<T>(
   let job: NativeJob<T> | undefined;
   // A throwing progress callback is the caller's bug: it stops the job and becomes the rejection,
   // instead of escaping as an uncaught exception from inside the addon's callback.
-  const report = (done: number, total: number): void => {
+  let lastPhase: JobPhase | undefined;
+  const report = (done: number, total: number, phase?: JobPhase): void => {
     if (settled || userProgress === undefined || progressError !== undefined) return;
+    lastPhase = phase;
     try {
-      userProgress(done, total);
+      userProgress(done, total, phase);
     } catch (err) {
       progressError = err;
       job?.cancel();
@@ -733,7 +751,7 @@ export async function runJob<T>(
     const result = await job.promise;
     if (progressError !== undefined) throw progressError;
     const total = finalTotal(result);
-    report(total, total);
+    report(total, total, lastPhase);
     return result;
   } catch (err) {
     if (progressError !== undefined) throw progressError;

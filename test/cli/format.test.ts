@@ -3,7 +3,7 @@ import { count, details, formatBytes, formatDuration, relativeTime, table, termi
 import { reportError } from '../../src/cli/output';
 import { BlocksnapError } from '../../src/errors';
 import { ProgressBar, renderProgress } from '../../src/cli/progress';
-import { gcView, rollbackView, storeStatsView, verifyView } from '../../src/cli/views';
+import { gcView, jobDetails, jobTable, rollbackView, storeStatsView, verifyView } from '../../src/cli/views';
 import type { Job } from '../../src/engine/types';
 
 const NOTHING_STRAY = { unreferencedBlocks: 0, pendingFreeBlocks: 0, strayEntries: 0, strayExamples: [], unreadable: [] };
@@ -123,6 +123,18 @@ t.test('the progress line shows bytes, rate and ETA, and fits the width', async 
   t.match(line, /^snapshot vm1 \[#+-+\]  50%  512 MiB\/1 GiB  128 MiB\/s  ETA 0:04$/);
   t.ok(line.length < 100);
   t.match(renderProgress({ label: 'x', done: 0, total: 0, rate: NaN, width: 80 }), /0%  0 B\/0 B  -$/);
+});
+
+t.test('the progress line of a job of two passes says which pass runs', async (t) => {
+  const line = renderProgress({ label: 'rollback vm1', done: 300 * 1024 ** 2, total: 540 * 1024 ** 2, rate: NaN, phase: 'writing', width: 100 });
+  t.match(line, /^rollback vm1 \[#+-+\]  55% writing  300 MiB\/540 MiB  -$/);
+});
+
+t.test('job show and job list say which pass a running rollback is in', async (t) => {
+  const running: Job = { ...rollbackJob({}), state: 'running', finishedAt: null, result: null, doneBytes: 100, totalBytes: 400, phase: 'comparing' };
+  t.match(jobDetails(running), /^ *phase: +comparing$/m);
+  t.match(jobTable([running]), /25% of 400 B, comparing/);
+  t.notMatch(jobDetails(rollbackJob({})), /phase/, 'a job without a phase shows none');
 });
 
 t.test('counts of one are singular in human output', async (t) => {

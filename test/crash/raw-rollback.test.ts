@@ -84,15 +84,18 @@ t.test('a raw rollback killed while it compares and checks leaves the disk as it
 });
 
 t.test('a raw rollback killed while it writes stays journaled, and a rerun completes it', async (t) => {
-  // Past two thirds of the progress, every block needing a write, the compare pass is over: the
-  // progress seen lags the rollback's, never leads it.
+  // Once the job says it writes and its progress has moved on since, a block has been written:
+  // the progress seen lags the rollback's, never leads it.
   const k = await killedDuringRollback(t, async (c, job) => {
     let now = job;
-    for (let i = 0; i < 60_000 && now.state === 'running' && !(now.totalBytes > 0 && now.doneBytes > 0.7 * now.totalBytes); i++) {
+    let writingFrom: number | null = null;
+    for (let i = 0; i < 60_000 && now.state === 'running' && !(writingFrom !== null && now.doneBytes > writingFrom); i++) {
       await sleep(1);
       now = await c.call<Job>('job.show', { job: job.id });
+      if (now.phase === 'writing' && writingFrom === null) writingFrom = now.doneBytes;
     }
     t.equal(now.state, 'running', 'the rollback was writing');
+    t.equal(now.phase, 'writing', 'and said so');
   });
   t.match(k.journal, { jobId: k.job.id, writesBegun: true }, 'the journal says the rollback writes');
   const partly = await sha256File(k.img);

@@ -74,3 +74,16 @@ t.test('a job that failed keeps the progress it made', async (t) => {
   t.equal(end.state, 'failed');
   t.equal(end.doneBytes, 400);
 });
+
+t.test('a job keeps the phase it last reported, in its events and its record', async (t) => {
+  const { runner, events } = runnerWithEvents(t);
+  runner.start('j-0000000000000009', 'rollback', refs, async (ctl) => {
+    ctl.progress(1, 4, 'comparing');
+    ctl.progress(2, 6, 'writing');
+    ctl.progress(3, 6);
+  });
+  const end = await runner.wait('j-0000000000000009');
+  t.equal(end.phase, 'writing', 'a report without a phase keeps the last one');
+  const phases = events.filter((j) => j.state === 'running').map((j) => j.phase);
+  t.same(phases.filter((p, i) => i === 0 || p !== phases[i - 1]), ['comparing', 'writing'], 'each event carries the phase as it then was');
+});

@@ -80,8 +80,9 @@ t.test('a raw rollback killed once its journal says it writes stays journaled, a
   const job = engine.listJobs().find((j) => j.kind === 'rollback');
   t.equal(job?.state, 'interrupted');
   t.equal(job?.error?.message, 'the daemon stopped while this job was running', 'the job\'s error claims nothing about the disk');
-  await finished(engine, engine.startRollback('r', 'base'));
+  const rerun = await finished(engine, engine.startRollback('r', 'base'));
   t.equal(engine.getDisk('r').pendingRollback, null, 'a rerun completes it');
+  t.equal(rerun.phase, 'writing', 'the rerun, which has no write to journal first, tells its phase all the same');
 });
 
 t.test('a raw rollback journaled as writing is abandoned as partial', async (t) => {
@@ -127,6 +128,7 @@ t.test('a raw rollback cancelled once its journal says it writes, before its fir
   jobId = engine.startRollback('r', 'base').id;
   const done = await engine.waitJob(jobId);
   t.equal(done.state, 'cancelled');
+  t.equal(done.phase, 'comparing', 'the job says it stopped before writing');
   t.match(done.error?.message, /stopped before it wrote anything: the disk is as it was and takes snapshots as before/);
   t.equal(engine.getDisk('r').pendingRollback, null, 'the marked journal was cleared');
   t.equal(await sha256File(s.img), before, 'nothing was written');

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { existsSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { BlocksnapError } from '../../src/errors';
@@ -27,7 +27,9 @@ t.test('apply create makes a sparse, bit-exact copy', async (t) => {
   const copy = join(dir, 'copy');
   const r = await applyImage({ imagePath: copy, storeDir: store, blockSize: BS, sizeBytes: scan.sizeBytes, digests: scan.digests, mode: 'create' });
   t.same(read(copy), read(source));
-  t.same(r, { blocksWritten: 6, bytesWritten: 5 * BS + 4321, holesPunched: 0, blocksUnchanged: 11, blocksZeroed: 0 }, 'ZERO blocks need no write');
+  t.same(r, {
+    blocksWritten: 6, bytesWritten: 5 * BS + 4321, holesPunched: 0, blocksUnchanged: 11, blocksZeroed: 0, progressTotal: 5 * BS + 4321,
+  }, 'ZERO blocks need no write, nor count as work');
   t.ok(allocatedBytes(copy) <= 6 * BS, `only data is allocated (${allocatedBytes(copy)} bytes)`);
   t.equal(statSync(copy).mode & 0o777, 0o600);
 });
@@ -188,13 +190,35 @@ t.test('apply update of a missing image rejects with ImageNotFound', async (t) =
   );
 });
 
-t.test('apply progress ends with done equal to the image size', async (t) => {
+t.test('apply create progress ends with the length of the blocks it wrote done, writing', async (t) => {
   const dir = t.testdir();
   const { store, scan } = await snapshot(dir);
-  const calls: Array<[number, number]> = [];
+  const calls: Array<[number, number, string | undefined]> = [];
   await applyImage({ imagePath: join(dir, 'copy'), storeDir: store, blockSize: BS, sizeBytes: scan.sizeBytes, digests: scan.digests, mode: 'create',
-    onProgress: (d, n) => calls.push([d, n]) });
-  t.same(calls[calls.length - 1], [scan.sizeBytes, scan.sizeBytes]);
+    onProgress: (d, n, phase) => calls.push([d, n, phase]) });
+  t.same(calls[calls.length - 1], [5 * BS + 4321, 5 * BS + 4321, 'writing']);
+});
+
+t.test('apply update progress counts the data compared, then the blocks written, and never goes back', async (t) => {
+  const dir = t.testdir();
+  // 64 blocks whose data, 8 blocks, sits at the end; 3 of them then overwritten.
+  const image = join(dir, 'image');
+  makeImage(image, 64 * BS, [[56 * BS, noise(8 * BS)]]);
+  const store = makeStore(dir);
+  const scan = await scanImage({ imagePath: image, storeDir: store, blockSize: BS });
+  const fd = openSync(image, 'r+');
+  writeSync(fd, noise(BS), 0, BS, 57 * BS);
+  writeSync(fd, noise(2 * BS), 0, 2 * BS, 60 * BS);
+  closeSync(fd);
+  const calls: Array<[number, number, string | undefined]> = [];
+  const r = await applyImage({ imagePath: image, storeDir: store, blockSize: BS, sizeBytes: scan.sizeBytes, digests: scan.digests, mode: 'update',
+    onProgress: (d, n, phase) => calls.push([d, n, phase]) });
+  t.equal(r.bytesWritten, 3 * BS);
+  t.ok(calls.every(([d], i) => i === 0 || d >= calls[i - 1]![0]), 'done never decreases');
+  const phases = calls.map(([, , phase]) => phase).filter((p, i, all) => i === 0 || p !== all[i - 1]);
+  t.ok(phases.join() === 'writing' || phases.join() === 'comparing,writing', `comparing, then writing (${phases.join()})`);
+  t.ok(calls.every(([d, n, phase]) => phase !== 'comparing' || (n === 8 * BS && d <= n)), 'comparing counts the 8 data blocks, not the 56 holes');
+  t.same(calls[calls.length - 1], [8 * BS + 3 * BS, 8 * BS + 3 * BS, 'writing'], 'writing adds the bytes it wrote');
 });
 
 /** A blank image of the snapshot's size in `dir`, and an update of it to the snapshot with `o` added. */

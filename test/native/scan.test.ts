@@ -185,6 +185,17 @@ t.test('progress is reported in bytes and ends with done equal to total', async 
   t.ok(calls.every(([d, n]) => d <= n && n === 3 * BS + 5));
 });
 
+t.test('a scan counts the image\'s data, not its virtual size: data at the end is not half done before it is read', async (t) => {
+  const dir = t.testdir();
+  const img = join(dir, 'img');
+  makeImage(img, 1024 * BS, [[1020 * BS, noise(4 * BS)]]);
+  const calls: Array<[number, number]> = [];
+  const r = await scanImage({ imagePath: img, storeDir: makeStore(dir), blockSize: BS, onProgress: (d, n) => calls.push([d, n]) });
+  t.equal(r.progressTotal, 4 * BS);
+  t.ok(calls.every(([d, n]) => n === 4 * BS && d <= n), 'every report is of the 4 data blocks, the 1020 holes count nothing');
+  t.same(calls[calls.length - 1], [4 * BS, 4 * BS]);
+});
+
 t.test('progress is reported while a long scan runs', async (t) => {
   const dir = t.testdir();
   const img = join(dir, 'img');
