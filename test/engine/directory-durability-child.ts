@@ -4,14 +4,15 @@
  *
  *   node -e 'require(<ts-node register>); require(<this file>)' ROOT
  *
- * `<root>/images` holds the images; the data dirs are `<root>/x/data` and `<root>/y/data`, with
- * `x` and `y` missing at the start.
+ * `<root>/images` holds the images; the data dirs are `<root>/x/data`, `<root>/y/data` and
+ * `<root>/z/data`, with `x`, `y` and `z` missing at the start.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Engine } from '../../src/engine';
 import type { Snapshot } from '../../src/engine/types';
 import { fillBlock, makeImage } from '../helpers/images';
+import { stalledSender } from '../helpers/stalled-sender';
 
 const BS = 64 * 1024;
 
@@ -35,7 +36,7 @@ async function main(): Promise<void> {
   }
   const a = await waitFor(x, x.startSnapshot('a', { name: 'sa' }).id) as Snapshot;
   mark('snapshot-a');
-  await waitFor(x, x.startSnapshot('b', { name: 'sb' }).id);
+  const b = await waitFor(x, x.startSnapshot('b', { name: 'sb' }).id) as Snapshot;
   mark('snapshot-b');
   await x.cloneCow('sa', 'c');
   mark('clone-cow');
@@ -43,6 +44,7 @@ async function main(): Promise<void> {
   await x.cloneCow('sa', 'c2');
   mark('clone-cow-2');
   await waitFor(x, x.offsite.streams.startExport(a.id, join(images, 'a.bsnap')).id);
+  await waitFor(x, x.offsite.streams.startExport(b.id, join(images, 'b.bsnap')).id);
   await x.close();
 
   const y = await Engine.open({ dataDir: join(root, 'y', 'data'), imageRoots: [images], blockSize: BS });
@@ -51,6 +53,22 @@ async function main(): Promise<void> {
   await waitFor(y, y.offsite.streams.startImport(join(images, 'a.bsnap'), disk.id).id);
   mark('import');
   await y.close();
+
+  // The same blocks from two streams: the first import stores them and is held before its end
+  // record, so the second finds them present, unreferenced, in the store.
+  const z = await Engine.open({ dataDir: join(root, 'z', 'data'), imageRoots: [images], blockSize: BS });
+  for (const name of ['z1', 'z2']) await z.addDisk({ path: makeImage(join(images, `${name}.raw`), 4 * BS), name });
+  mark('open-z');
+  const bytes = readFileSync(join(images, 'b.bsnap'));
+  const held = stalledSender(bytes, bytes.length - 1);
+  const first = z.offsite.streams.startImport(held.channel, 'z1');
+  await held.stalled();
+  mark('import-held');
+  await waitFor(z, z.offsite.streams.startImport(join(images, 'a.bsnap'), 'z2').id);
+  mark('import-found');
+  held.resume();
+  await waitFor(z, first.id);
+  await z.close();
 }
 
 main().catch((err: unknown) => {

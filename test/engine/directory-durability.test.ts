@@ -1,7 +1,8 @@
 /**
  * Every directory the daemon creates, and the catalog's file, is durable in its parent before the
- * catalog commit that may depend on it: observed for real, by running engines under strace and
- * reading the order of mkdir, fsync and the catalog's fdatasync (LMDB's commit) in the trace.
+ * catalog commit that may depend on it, and so is every block file, its content before its rename
+ * into place and its name after: observed for real, by running engines under strace and reading
+ * the order of mkdir, rename, fsync and the catalog's fdatasync (LMDB's commit) in the trace.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -39,10 +40,15 @@ function parseTrace(text: string): Call[] {
 
 /** The path a mkdir, mkdirat or openat names (its first quoted argument). */
 const pathArg = (c: Call): string => /"((?:[^"\\]|\\.)*)"/.exec(c.args)![1]!;
+/** The old and new paths of a rename, renameat or renameat2. */
+const renamed = (c: Call): { from: string; to: string } => {
+  const [from, to] = [...c.args.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!);
+  return { from: from!, to: to! };
+};
 /** The path of a descriptor argument as `-y` prints it: `20</tmp/x>`, `24</tmp/#1234>(deleted)`. */
 const fdPath = (c: Call): string => /^\d+<(.*)>/.exec(c.args)![1]!;
 
-interface Traced { root: string; created: Call[]; fsyncs: Call[]; commits: Call[]; marks: Call[] }
+interface Traced { root: string; created: Call[]; renames: Call[]; fsyncs: Call[]; commits: Call[]; marks: Call[] }
 
 /** The child's steps under strace, once for all tests of this file. */
 let traced: Traced | undefined;
@@ -53,16 +59,17 @@ function runTraced(t: Test): Traced {
   mkdirSync(join(root, 'marks'));
   const trace = join(root, 'trace');
   const main = `require(${JSON.stringify(TS_NODE)}); require(${JSON.stringify(join(__dirname, 'directory-durability-child.ts'))})`;
-  const child = spawnSync('strace', ['-f', '-y', '-o', trace, '-e', 'trace=mkdir,mkdirat,openat,fsync,fdatasync', process.execPath, '-e', main, root], {
+  const child = spawnSync('strace', ['-f', '-y', '-o', trace, '-e', 'trace=mkdir,mkdirat,openat,rename,renameat,renameat2,fsync,fdatasync', process.execPath, '-e', main, root], {
     cwd: join(__dirname, '..', '..'), encoding: 'utf8', timeout: 300_000,
   });
   if (child.status !== 0) throw new Error(`the traced engines failed: ${child.stderr.slice(-2000)}`);
   const calls = parseTrace(readFileSync(trace, 'utf8')).filter((c) => !c.ret.startsWith('-1'));
-  const inDataDirs = (c: Call): boolean => /^\/[xy](\/|$)/.test(pathArg(c).slice(root.length)) && pathArg(c).startsWith(root);
+  const inDataDirs = (c: Call): boolean => /^\/[xyz](\/|$)/.test(pathArg(c).slice(root.length)) && pathArg(c).startsWith(root);
   traced = {
     root,
     created: calls.filter((c) => (c.name.startsWith('mkdir') && inDataDirs(c)) ||
       (c.name === 'openat' && c.args.includes('O_EXCL') && pathArg(c).endsWith('/catalog.mdb'))),
+    renames: calls.filter((c) => c.name.startsWith('rename') && renamed(c).to.startsWith(root)),
     fsyncs: calls.filter((c) => c.name === 'fsync'),
     commits: calls.filter((c) => c.name === 'fdatasync' && fdPath(c).endsWith('/catalog.mdb')),
     marks: calls.filter((c) => c.name.startsWith('mkdir') && dirname(pathArg(c)) === join(root, 'marks')),
@@ -86,7 +93,7 @@ function stepOf(r: Traced, line: number): string | undefined {
 t.test('the steps create the data dirs, their parents, the catalog file, the store, fan-out and COW directories', { skip: missing }, async (t) => {
   const r = runTraced(t);
   const names = r.created.map((c) => pathArg(c).slice(r.root.length));
-  for (const expected of ['/x', '/x/data', '/x/data/catalog.mdb', '/x/data/blocks', '/x/data/blocks/tmp', '/x/data/cow', '/y', '/y/data', '/y/data/blocks']) {
+  for (const expected of ['/x', '/x/data', '/x/data/catalog.mdb', '/x/data/blocks', '/x/data/blocks/tmp', '/x/data/cow', '/y', '/y/data', '/y/data/blocks', '/z', '/z/data', '/z/data/blocks']) {
     t.ok(names.includes(expected), `${expected} was created`);
   }
   t.ok(names.some((n) => /^\/x\/data\/cow\/[^/]+$/.test(n)), 'a COW disk directory was created');
@@ -123,4 +130,42 @@ t.test('a COW clone made after cow/ exists fsyncs the data dir, whose entry cow/
   const after = r.marks.find((m) => pathArg(m) === join(r.root, 'marks', 'clone-cow'))!.end;
   const by = deadline(r, after, 'clone-cow-2', '/x/data');
   t.ok(r.fsyncs.some((f) => fdPath(f) === join(r.root, 'x', 'data') && f.start > after && f.end < by), 'the data dir fsynced in step clone-cow-2');
+});
+
+/** The block files renamed into the store of `dataDir` during `step`. */
+function blocksStored(r: Traced, step: string, dataDir: string): Call[] {
+  const store = join(r.root, dataDir, 'blocks');
+  return r.renames.filter((c) => stepOf(r, c.end) === step && dirname(dirname(renamed(c).to)) === store);
+}
+
+/** Each block file of the step: its temp file fsynced before its rename, its fan-out directory after it, before the step's commit. */
+function checkBlockFiles(t: Test, r: Traced, step: string, dataDir: string): void {
+  const stored = blocksStored(r, step, dataDir);
+  t.ok(stored.length > 0, `step ${step} stored block files`);
+  for (const c of stored) {
+    const { from, to } = renamed(c);
+    const by = deadline(r, c.end, step, dataDir);
+    t.ok(r.fsyncs.some((f) => fdPath(f) === from && f.end < c.start), `${from.slice(r.root.length)} fsynced before its rename`);
+    t.ok(r.fsyncs.some((f) => fdPath(f) === dirname(to) && f.start > c.end && f.end < by), `${to.slice(r.root.length)}: fan-out directory fsynced after the rename, before the commit`);
+  }
+}
+
+t.test('a snapshot\'s block files (the native writer) are durable, content and name, before its commit', { skip: missing }, async (t) => {
+  checkBlockFiles(t, runTraced(t), 'snapshot-a', '/x/data');
+});
+
+t.test('an import\'s block files (the stream writer) are durable, content and name, before its commit', { skip: missing }, async (t) => {
+  checkBlockFiles(t, runTraced(t), 'import', '/y/data');
+});
+
+t.test('an import that finds its blocks stored by another import not yet committed fsyncs their fan-out directories before its commit', { skip: missing }, async (t) => {
+  const r = runTraced(t);
+  const fanouts = [...new Set(blocksStored(r, 'import-held', '/z/data').map((c) => dirname(renamed(c).to)))];
+  t.ok(fanouts.length > 0, 'the held import stored the blocks');
+  t.equal(blocksStored(r, 'import-found', '/z/data').length, 0, 'the second import stored none');
+  const after = r.marks.find((m) => pathArg(m) === join(r.root, 'marks', 'import-held'))!.end;
+  const by = deadline(r, after, 'import-found', '/z/data');
+  for (const dir of [...fanouts, join(r.root, 'z', 'data', 'blocks')]) {
+    t.ok(r.fsyncs.some((f) => fdPath(f) === dir && f.start > after && f.end < by), `${dir.slice(r.root.length)} fsynced in step import-found`);
+  }
 });
