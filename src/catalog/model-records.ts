@@ -86,7 +86,15 @@ export interface GroupRecord {
   createdAt: string;
   completedAt: string | null;
   error: { code: string; message: string } | null;
+  /**
+   * `point-in-time`: every member is a copy-on-write disk, all cut at one instant. `per-disk`:
+   * each member is as consistent as its own snapshot says, at its own moment. Absent in groups
+   * created before it was recorded.
+   */
+  consistency?: GroupConsistency;
 }
+
+export type GroupConsistency = 'point-in-time' | 'per-disk';
 
 export const POLICY_HISTORY_LIMIT = 100;
 

@@ -87,6 +87,11 @@ export function groupTable(groups: Group[]): string {
   ]);
 }
 
+const GROUP_CONSISTENCY_TEXT: Record<string, string> = {
+  'point-in-time': 'point-in-time (copy-on-write disks, all cut at one instant)',
+  'per-disk': 'per disk (each member at its own moment, as its snapshot\'s consistency says)',
+};
+
 export function groupDetails(g: Group): string {
   const pairs: Array<[string, string]> = [
     ['id', g.id],
@@ -98,6 +103,7 @@ export function groupDetails(g: Group): string {
     ['completed', g.completedAt ?? '-'],
   ];
   if (g.description !== '') pairs.splice(2, 0, ['description', g.description]);
+  if (g.consistency) pairs.push(['consistency', GROUP_CONSISTENCY_TEXT[g.consistency] ?? g.consistency]);
   if (g.error) pairs.push(['error', `${g.error.message} [${g.error.code}]`]);
   return details(pairs);
 }

@@ -18,6 +18,7 @@ import { commitDelta, readView } from '../catalog/block-map';
 import { DIGEST_SIZE } from '../store/format';
 import { withWrittenDigests } from '../native';
 import type { CowVolumes } from './cow-volumes';
+import type { SharedInstant } from './shared-instant';
 import { withDamageGuidance } from './damage-guidance';
 import type { ExportInfo, Exports } from './exports';
 import type { JobControl } from './jobs';
@@ -68,8 +69,20 @@ export class CowDisks {
     return rec;
   }
 
-  /** Steps (1) to (3) above; returns the committed snapshot record. */
-  async snapshot(disk: DiskRecord, snap: SnapshotRecord, ctl: JobControl): Promise<SnapshotRecord> {
+  /**
+   * Steps (1) to (3) above; returns the committed snapshot record. `instant`: the group's, which
+   * this member meets at step (1) or leaves when it fails first.
+   */
+  async snapshot(disk: DiskRecord, snap: SnapshotRecord, ctl: JobControl, instant?: SharedInstant): Promise<SnapshotRecord> {
+    try {
+      return await this.snapshotNow(disk, snap, ctl, instant);
+    } catch (err) {
+      instant?.leave(disk.id, err);
+      throw err;
+    }
+  }
+
+  private async snapshotNow(disk: DiskRecord, snap: SnapshotRecord, ctl: JobControl, instant: SharedInstant | undefined): Promise<SnapshotRecord> {
     const { open, release } = await this.x.volumes.acquire(disk.id);
     try {
       // The instant comes once the lock is held: a snapshot queued behind a gc, and cancelled
@@ -78,7 +91,7 @@ export class CowDisks {
       let written: Buffer | undefined;
       try {
         const t0 = performance.now();
-        const { frozen, at, flushMs, pauseMs } = await this.x.volumes.freeze(open, disk.id);
+        const { frozen, at, flushMs, pauseMs } = await this.x.volumes.freeze(open, disk.id, instant ? { instant, signal: ctl.signal } : undefined);
         const tFrozen = performance.now();
         const cow = this.x.catalog.getDisk(disk.id)!.cow!;
         const base = this.x.catalog.getSnapshot(cow.baseSnapshotId)!;

@@ -21,6 +21,7 @@ import { readView } from '../catalog/block-map';
 import { countWrittenBytes, countWrittenBytesNow, createLayer, Volume, type LayerFiles } from '../native/volume';
 import { newId } from './ids';
 import type { EngineLogger } from './engine';
+import type { SharedInstant } from './shared-instant';
 
 export const COW_DIR = 'cow';
 
@@ -185,29 +186,40 @@ export class CowVolumes {
    * The instant: between two requests, freezes the top layer under a fresh one and records it.
    * Returns how many layers are now frozen (everything below the new top), the instant, and how
    * long I/O was held. What does not need the pause is done before it, with I/O flowing: the new
-   * layer's files are made and the top is flushed, so the flush inside the pause covers only what
-   * was written since (otherwise a guest that wrote a GiB it never flushed would have every request
-   * held until all of it reached the disk).
+   * layer's files are made and the top is flushed, so that pushing the layer inside the pause
+   * flushes only what was written since (otherwise a guest that wrote a GiB it never flushed would
+   * have every request held until all of it reached the disk). With `shared`, the instant is the
+   * group's (shared-instant.ts): the gate closes once every member has flushed, and the layer is
+   * pushed once every member's gate is closed.
    */
-  async freeze(open: OpenVolume, diskId: string): Promise<{ frozen: number; at: Date; flushMs: number; pauseMs: number }> {
+  async freeze(open: OpenVolume, diskId: string, shared?: { instant: SharedInstant; signal: AbortSignal }): Promise<{ frozen: number; at: Date; flushMs: number; pauseMs: number }> {
     const layerId = await this.newLayer(diskId, this.x.catalog.getDisk(diskId)!.sizeBytes);
     const flushStart = performance.now();
     let start: number;
     let reopen: () => void;
     try {
       await open.volume.flush();
+      await shared?.instant.meet(diskId, 'flushed', shared.signal);
       start = performance.now();
       reopen = await open.gate.close();
     } catch (err) {
       this.unlinkLayers(diskId, [layerId]);
       throw err;
     }
+    shared?.instant.held(start);
     const flushMs = roundMs(start - flushStart);
     let pushed: { frozen: number; at: Date };
     try {
-      pushed = await this.pushFresh(open, diskId, layerId);
+      try {
+        await shared?.instant.meet(diskId, 'held', shared.signal, () => this.listLayer(diskId, layerId));
+      } catch (err) {
+        this.unlinkLayers(diskId, [layerId]);
+        throw err;
+      }
+      pushed = await this.pushFresh(open, diskId, layerId, shared !== undefined);
     } finally {
       reopen();
+      shared?.instant.reopen(performance.now());
     }
     const pauseMs = roundMs(performance.now() - start);
     this.x.log.debug({ diskId, flushMs, pauseMs }, 'copy-on-write instant: I/O was held');
@@ -218,25 +230,27 @@ export class CowVolumes {
    * Puts a fresh empty layer on top; the caller has closed the gate. The catalog lists the layer
    * before the volume writes to it: if the push then fails, an empty top layer changes nothing
    * a reader sees, whereas a layer taking writes that the catalog does not list would be
-   * removed, with its writes, at the next start. `made` is a layer newLayer already created.
+   * removed, with its writes, at the next start. `made` is a layer newLayer already created;
+   * `listed`, that the caller's transaction listed it already (listLayer).
    */
-  async pushFresh(open: OpenVolume, diskId: string, made?: string): Promise<{ frozen: number; at: Date }> {
+  async pushFresh(open: OpenVolume, diskId: string, made?: string, listed = false): Promise<{ frozen: number; at: Date }> {
     const layerId = made ?? await this.newLayer(diskId, this.x.catalog.getDisk(diskId)!.sizeBytes);
-    const setLayers = (change: (layers: string[]) => string[]): void => this.x.catalog.txn(() => {
-      const d = this.x.catalog.getDisk(diskId)!;
-      this.x.catalog.putDisk({ ...d, cow: { ...d.cow!, layers: change(d.cow!.layers) } });
-    });
-    try {
-      setLayers((l) => [...l, layerId]);
-    } catch (err) {
-      this.unlinkLayers(diskId, [layerId]);
-      throw err;
+    if (!listed) {
+      try {
+        this.x.catalog.txn(() => this.listLayer(diskId, layerId));
+      } catch (err) {
+        this.unlinkLayers(diskId, [layerId]);
+        throw err;
+      }
     }
     try {
       await open.volume.pushLayer(this.files(diskId, layerId));
     } catch (err) {
       try {
-        setLayers((l) => l.filter((id) => id !== layerId));
+        this.x.catalog.txn(() => {
+          const d = this.x.catalog.getDisk(diskId)!;
+          this.x.catalog.putDisk({ ...d, cow: { ...d.cow!, layers: d.cow!.layers.filter((id) => id !== layerId) } });
+        });
         this.unlinkLayers(diskId, [layerId]);
       } catch (undo) {
         this.x.log.warn({ err: undo, diskId, layerId }, 'an empty layer stays listed after a failed push; the next snapshot folds it in');
@@ -244,6 +258,12 @@ export class CowVolumes {
       throw err;
     }
     return { frozen: open.volume.layerCount() - 1, at: new Date() };
+  }
+
+  /** Lists `layerId` on top of the disk's layers, in the caller's catalog transaction. */
+  listLayer(diskId: string, layerId: string): void {
+    const d = this.x.catalog.getDisk(diskId)!;
+    this.x.catalog.putDisk({ ...d, cow: { ...d.cow!, layers: [...d.cow!.layers, layerId] } });
   }
 
   /**

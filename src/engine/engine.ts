@@ -24,6 +24,7 @@ import {
   inspectImage, type ImageFacts,
 } from './image-access';
 import { ScanWatch } from './scan-consistency';
+import type { SharedInstant } from './shared-instant';
 import { checkDiskPath, checkRelocatedFormat } from './disk-path';
 import { cloneImage, removeRollbackLeftovers } from './image-writes';
 import { looksLikeId, newId, resolveIdOrName, someOf } from './ids';
@@ -591,7 +592,7 @@ export class Engine extends EventEmitter {
     }
     return this.jobs.start(jobId, 'snapshot', { diskId: disk.id, snapshotId: snap.id, target: null }, async (ctl) => {
       try {
-        const done = await this.runSnapshot(disk, snap, ctl);
+        const done = await this.runSnapshot(disk, snap, ctl, o.instant);
         if (type === 'auto') {
           const evicted = this.evictOverQuota(disk.id, snap.id, jobId);
           o.quotaEvicted?.(evicted);
@@ -643,8 +644,8 @@ export class Engine extends EventEmitter {
     }
   }
 
-  private async runSnapshot(disk: DiskRecord, snap: SnapshotRecord, ctl: JobControl): Promise<Snapshot> {
-    if (disk.cow) return this.runCowSnapshot(disk, snap, ctl);
+  private async runSnapshot(disk: DiskRecord, snap: SnapshotRecord, ctl: JobControl, instant?: SharedInstant): Promise<Snapshot> {
+    if (disk.cow) return this.runCowSnapshot(disk, snap, ctl, instant);
     const t0 = performance.now();
     let releaseStore: (() => void) | undefined;
     let written: Buffer | undefined;
@@ -707,9 +708,9 @@ export class Engine extends EventEmitter {
     }
   }
 
-  private async runCowSnapshot(disk: DiskRecord, snap: SnapshotRecord, ctl: JobControl): Promise<Snapshot> {
+  private async runCowSnapshot(disk: DiskRecord, snap: SnapshotRecord, ctl: JobControl, instant?: SharedInstant): Promise<Snapshot> {
     try {
-      return this.publicSnapshot(await this.cow.snapshot(disk, snap, ctl));
+      return this.publicSnapshot(await this.cow.snapshot(disk, snap, ctl, instant));
     } catch (err) {
       throw this.failSnapshot(snap.id, ctl.job.id, toBlocksnapError(err), writtenDigestsOf(err));
     } finally {

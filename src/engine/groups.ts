@@ -1,8 +1,10 @@
 /**
  * Snapshot groups ("instance snapshots"): one snapshot of each of several disks of a VM, taken
- * together and handled as one. A group is created only when every disk is free at that moment:
- * every check runs first and every member snapshot starts in the same turn of the event loop, so
- * no other job can slip in between and no member starts while another disk would refuse. Then
+ * together and handled as one. Its copy-on-write members share one instant (shared-instant.ts);
+ * image files are scanned, each at its own moment. A group is created only when every disk is
+ * free at that moment: every check runs first and every member snapshot starts in the same turn
+ * of the event loop, so no other job can slip in between and no member starts while another disk
+ * would refuse. Then
  * either every member becomes `available` (the group too), or the group ends `error` and its
  * members are removed (except those already in use, see mustStay, which stay in the error group
  * until `group delete`): a group is never left half made. A member cannot be deleted on its own
@@ -28,6 +30,7 @@ import { checkNotBacking } from './backing-dependents';
 import { checkNotInUse, checkRollbackTarget, inspectImage } from './image-access';
 import { quotaEvictions } from './quotas';
 import { removeSnapshot } from './remove-snapshot';
+import { SharedInstant } from './shared-instant';
 import type { Disk, Job } from './types';
 
 export const GROUP_DISKS_MAX = 64;
@@ -84,14 +87,18 @@ export class SnapshotGroups {
     this.i.diskLocks.checkFree(disks, '; no member of the group was started');
     for (const d of disks) this.checkSnapshotable(d, snapsOf.get(d.id)!);
 
+    // An image file is read while its VM may write it, over the seconds its scan takes: only
+    // copy-on-write members can share an instant.
+    const cow = disks.filter((d) => d.cow).map((d) => d.id);
+    const instant = cow.length > 1 ? new SharedInstant(new Set(cow), (fn) => this.i.catalog.txn(fn)) : undefined;
     const group: GroupRecord = {
       id: newId('g'), name, description: desc, status: 'creating', diskIds: disks.map((d) => d.id), snapshotIds: [],
-      createdAt: now.toISOString(), completedAt: null, error: null,
+      createdAt: now.toISOString(), completedAt: null, error: null, consistency: cow.length === disks.length ? 'point-in-time' : 'per-disk',
     };
     this.i.model.txn(() => this.i.model.putGroup(group));
     const jobs: Job[] = [];
     try {
-      for (const d of disks) jobs.push(this.engine.startSnapshot(d.id, { name, description: desc, groupId: group.id }));
+      for (const d of disks) jobs.push(this.engine.startSnapshot(d.id, { name, description: desc, groupId: group.id, ...(d.cow && instant ? { instant } : {}) }));
     } catch (err) {
       // Not expected after the checks above (it would be a catalog failure): undo what started.
       // The group reads `error` at once; its members are ended once their cancelled jobs are.
@@ -105,7 +112,7 @@ export class SnapshotGroups {
     }
     const started = this.i.model.getGroup(group.id)!;
     this.i.log.info({ groupId: group.id, disks: group.diskIds }, 'group snapshot started');
-    const done = this.settle(started, jobs);
+    const done = this.settle(started, jobs, instant);
     // Nobody may wait for it (--no-wait): a failure to even record the outcome must still be seen.
     done.catch((err: unknown) => this.i.log.error({ err, groupId: group.id }, 'could not record the outcome of a group snapshot'));
     return { group: started, jobs, done };
@@ -285,25 +292,28 @@ export class SnapshotGroups {
 
   /**
    * Waits for every member. The first member that does not succeed cancels the others; then the
-   * members that exist are removed and the group reads `error` with that member's error.
+   * members that exist are removed and the group reads `error` with that member's error. A member
+   * the shared instant released because another left before it is not that member: the leaver's
+   * own error names the cause.
    */
-  private async settle(g: GroupRecord, jobs: Job[]): Promise<Group> {
-    const outcome: { failure: { code: string; message: string } | null } = { failure: null };
+  private async settle(g: GroupRecord, jobs: Job[], instant: SharedInstant | undefined): Promise<Group> {
+    const failures: Array<{ code: string; message: string; released: boolean }> = [];
     await Promise.all(jobs.map(async (j) => {
       const end = await this.engine.waitJob(j.id);
-      if (end.state === 'succeeded' || outcome.failure) return;
+      if (end.state === 'succeeded') return;
       const disk = j.diskId === null ? undefined : this.i.catalog.getDisk(j.diskId);
-      outcome.failure = { code: end.error?.code ?? 'Internal', message: `member snapshot of disk ${disk ? `${disk.name} (${j.diskId})` : j.diskId}: ${end.error?.message ?? end.state}` };
-      for (const other of jobs) if (other.id !== j.id) this.engine.cancelJob(other.id);
+      const released = j.diskId !== null && instant?.releasedBy(j.diskId) === true;
+      failures.push({ code: end.error?.code ?? 'Internal', message: `member snapshot of disk ${disk ? `${disk.name} (${j.diskId})` : j.diskId}: ${end.error?.message ?? end.state}`, released });
+      if (failures.length === 1) for (const other of jobs) if (other.id !== j.id) this.engine.cancelJob(other.id);
     }));
-    const failure = outcome.failure;
-    if (failure === null) {
+    const first = failures.find((f) => !f.released) ?? failures[0];
+    if (first === undefined) {
       const done: GroupRecord = { ...this.i.model.getGroup(g.id)!, status: 'available', completedAt: this.i.now().toISOString() };
       this.i.model.txn(() => this.i.model.putGroup(done));
-      this.i.log.info({ groupId: g.id }, 'group available');
+      this.i.log.info({ groupId: g.id, ...(instant ? { instantPauseMs: instant.pauseMs } : {}) }, 'group available');
       return done;
     }
-    return this.fail(g.id, failure);
+    return this.fail(g.id, { code: first.code, message: first.message });
   }
 
   /**

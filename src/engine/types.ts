@@ -4,6 +4,7 @@
  */
 import type { UnremovableEntry } from '../store/block-store';
 import type { JobPhase } from '../native';
+import type { SharedInstant } from './shared-instant';
 
 export type { JobPhase };
 
@@ -267,6 +268,8 @@ export interface SnapshotCreateOptions {
   tags?: Record<string, string>;
   /** Set by snapshot groups for their members; such a snapshot is deleted only with its group. */
   groupId?: string;
+  /** Set by snapshot groups for their copy-on-write members: the instant they all share. */
+  instant?: SharedInstant;
   /**
    * For an automatic snapshot: called, before its job ends, with the ids of the automatic
    * snapshots the quota deleted once it was available (none when it did not become available).

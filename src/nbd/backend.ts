@@ -18,7 +18,8 @@
  *   makes it durable before returning when `fua` is set.
  * - A backend that records instants between requests (a served copy-on-write disk's snapshot)
  *   has `writeAsOne`: a write longer than one piece is applied a piece at a time inside it, so
- *   that no instant falls between two pieces of one request.
+ *   that no instant falls between two pieces of a request that completes (the pieces of one
+ *   abandoned mid-payload stay written, and the instant falls after them).
  */
 export interface ReadPiece {
   offset: number;

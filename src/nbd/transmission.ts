@@ -312,8 +312,10 @@ export class Transmission {
    * gone mid-payload may leave the pieces before the cut written: the write was never
    * acknowledged. Once the connection shuts down the rest of the payload is dropped.
    *
-   * The pieces go through the backend's `writeAsOne`, so a snapshot's instant falls before or
-   * after the whole request, never between two pieces. The first piece has arrived before that,
+   * The pieces go through the backend's `writeAsOne`, so a snapshot's instant never falls between
+   * two pieces of a request that completes. Of one whose client is gone mid-payload, the pieces
+   * that arrived stay written and an instant waiting for it falls after them, as a disk that lost
+   * power mid-write may hold part of it. The first piece has arrived before that,
    * so the instant waits only for a payload already arriving; the rest of it must arrive within
    * stallMs, or the connection is closed: a client stopped or crawling mid-payload must not hold
    * snapshots off, nor the requests of every other client that wait behind a closing gate. Its

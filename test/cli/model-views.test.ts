@@ -59,6 +59,8 @@ t.test('group views', async (t) => {
   t.match(groupTable([g]), /pre\s+error\s+2/);
   t.match(groupTable([]), /No groups/);
   t.match(groupDetails(g), /description: rel 42[\s\S]*snapshots:\s+-[\s\S]*error:\s+gone \[ImageNotFound\]/);
+  t.notMatch(groupDetails(g), /consistency/, 'a group recorded before its consistency shows none');
+  t.match(groupDetails({ ...g, consistency: 'per-disk' }), /consistency:\s+per disk \(each member at its own moment/);
   const job = { id: 'j-1', diskId: 'd-1', snapshotId: 's-1', state: 'failed', error: { code: 'DigestMismatch', message: 'bad block' } } as Job;
   t.match(groupRollbackView({ groupId: g.id, jobs: [job] }), /d-1: rollback to s-1 failed \(bad block \[DigestMismatch\]\)/);
 });

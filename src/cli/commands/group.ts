@@ -36,7 +36,7 @@ export function registerGroup(program: Command): void {
   const group = program.command('group').description('snapshot groups: several disks of one VM snapshotted, rolled back and deleted together');
 
   detachOption(clientOptions(group.command('create').argument('<disks...>', 'disk ids or names (all disks of the VM)')), 'the member snapshot jobs')
-    .description('snapshot several disks together; all member snapshots start only when every disk is free')
+    .description('snapshot several disks together; all member snapshots start only when every disk is free. Copy-on-write disks are cut at one instant (consistency point-in-time); image files are each read at their own moment (per-disk)')
     .option('--name <name>', 'group name, also the name of each member snapshot (default: group-<UTC time>)')
     .option('--description <text>', 'free text kept with the group and its snapshots (at most 1024 characters, no control characters)')
     .option('--no-wait', 'print the group as started and return at once')
