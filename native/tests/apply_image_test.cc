@@ -554,3 +554,16 @@ TEST(apply_update_of_a_cached_image_is_bit_exact_and_keeps_it_cached) {
   }
   CHECK(read_file(c.target) == read_file(c.source));
 }
+
+// A block of zeros held whole in the page cache is recognised without a read (core/hash_in_place.h),
+// and is the target only where the target is ZERO: zeros a guest wrote over data (written, not
+// punched, so the blocks stay allocated and cached) are written back with the snapshot's data.
+TEST(apply_update_writes_back_data_blocks_overwritten_with_cached_zeros) {
+  ChangedImage c;
+  write_bytes(c.target, 0, read_file(c.source));
+  write_bytes(c.target, 0, std::vector<uint8_t>(3 * kBigBlock, 0));
+  (void)read_file(c.target);
+  const ApplyResult r = c.rollback();
+  CHECK_EQ(r.blocks_written, 3u);
+  CHECK(read_file(c.target) == read_file(c.source));
+}
