@@ -69,15 +69,16 @@ export const boolean: Field<boolean> = field('a boolean', (v): v is boolean => t
 
 /**
  * Paths cross a process boundary: the daemon's working directory is not the client's. The bound
- * is the kernel's PATH_MAX; a longer absolute path is told as too long, not as not absolute.
+ * is the kernel's PATH_MAX, in bytes of UTF-8; a longer absolute path is told as too long, not as
+ * not absolute.
  */
 export const absolutePath: Field<string> = {
   ...field(
     'an absolute path',
-    (v): v is string => typeof v === 'string' && v.length > 0 && v.length <= MAX_STRING_LENGTH && isAbsolute(v) && !v.includes('\0'),
+    (v): v is string => typeof v === 'string' && v.length > 0 && Buffer.byteLength(v) <= MAX_STRING_LENGTH && isAbsolute(v) && !v.includes('\0'),
   ),
-  refusal: (v) => typeof v === 'string' && v.length > MAX_STRING_LENGTH && isAbsolute(v)
-    ? `at most ${MAX_STRING_LENGTH} characters long (PATH_MAX), got an absolute path of ${charCount(v)} characters: the path is too long`
+  refusal: (v) => typeof v === 'string' && Buffer.byteLength(v) > MAX_STRING_LENGTH && isAbsolute(v)
+    ? `at most ${MAX_STRING_LENGTH} bytes long (PATH_MAX), got an absolute path of ${Buffer.byteLength(v)} bytes: the path is too long`
     : null,
 };
 

@@ -39,7 +39,7 @@ import { newFileFor, resolvedFor, type UserAccess } from './user-access';
 import { ModelCatalog } from '../catalog/model-records';
 import { Policies } from './policies';
 import { SnapshotGroups } from './groups';
-import { quotaEvictions, quotaExcess, resolveQuota, type SnapshotQuota } from './quotas';
+import { failedManualPast, quotaEvictions, quotaExcess, resolveQuota, type SnapshotQuota } from './quotas';
 import { removeSnapshot } from './remove-snapshot';
 import { DELETE_BATCH, type DeleteBatch } from './delete-in-batches';
 import { snapshotProgress } from './progress';
@@ -94,10 +94,11 @@ const silent: EngineLogger = { debug() {}, info() {}, warn() {}, error() {} };
 const RECOVERY_JOBS_NAMED = 10;
 
 /**
- * The kinds of job that store blocks before a commit references them: cut off by a crash, they
- * leave block files no snapshot references (one that fails or is cancelled frees its own).
+ * The kinds of job that store blocks before a commit references them (a qcow2 restore stages the
+ * blocks it downloads): cut off by a crash, they leave block files no snapshot references (one
+ * that fails or is cancelled frees its own).
  */
-const STORING_KINDS: ReadonlySet<JobKind> = new Set<JobKind>(['snapshot', 'import']);
+const STORING_KINDS: ReadonlySet<JobKind> = new Set<JobKind>(['snapshot', 'import', 'restore']);
 
 export class Engine extends EventEmitter {
   private readonly diskLocks = new DiskLocks((diskId) => {
@@ -750,7 +751,10 @@ export class Engine extends EventEmitter {
         const cur = this.catalog.getSnapshot(id);
         if (cur?.status !== 'creating') return;
         if (e.code === 'Cancelled') this.catalog.deleteSnapshotRecord(cur);
-        else this.catalog.putSnapshot({ ...cur, status: 'error', error: { code: told.code, message: told.message } });
+        else {
+          this.catalog.putSnapshot({ ...cur, status: 'error', error: { code: told.code, message: told.message } });
+          if (cur.type === 'manual') for (const old of failedManualPast(this.catalog.snapshotsOfDisk(cur.diskId))) this.catalog.deleteSnapshotRecord(old);
+        }
       });
     } catch (txnErr) {
       // Left `creating`, the snapshot becomes `error` at the next start (recover()); its blocks

@@ -29,12 +29,28 @@ export function resolveQuota(q: Partial<SnapshotQuota> | undefined): SnapshotQuo
 
 /**
  * The snapshots of `type` that count against the disk's quota. A failed manual snapshot does not:
- * it holds no blocks, nothing ever deletes it, and a cron taking snapshots of a moved image would
- * otherwise fill the quota with failures and go on refusing once the image is back. A failed
+ * it holds no blocks, and a cron taking snapshots of a moved image would otherwise fill the quota
+ * with failures and go on refusing once the image is back (the newest FAILED_MANUAL_KEPT stay). A failed
  * automatic one counts, as the next available one deletes it first.
  */
 export function quotaCounted(snaps: SnapshotRecord[], type: SnapshotType): SnapshotRecord[] {
   return snaps.filter((s) => s.type === type && (type === 'auto' || s.status !== 'error'));
+}
+
+/**
+ * Failed manual snapshots a disk keeps, newest first: enough to show an operator what has been
+ * failing, while a cron against a moved image, whose failures the quota no longer counts, cannot
+ * grow the catalog without end. Older ones go in the transaction that records a new failure.
+ */
+export const FAILED_MANUAL_KEPT = 16;
+
+/**
+ * The failed manual snapshots of a disk past the newest FAILED_MANUAL_KEPT (`snaps` oldest first,
+ * as snapshotsOfDisk gives them). A group's member stays: its group record names it.
+ */
+export function failedManualPast(snaps: SnapshotRecord[], kept: number = FAILED_MANUAL_KEPT): SnapshotRecord[] {
+  const failed = snaps.filter((s) => s.type === 'manual' && s.status === 'error' && !s.groupId);
+  return failed.slice(0, Math.max(0, failed.length - kept));
 }
 
 /** How many undeletable snapshots a refusal names (the message stays readable on a full disk). */

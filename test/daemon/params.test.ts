@@ -18,7 +18,10 @@ t.test('every complaint reads params.<name> must be <expectation>', async (t) =>
     [{}, /^params\.path must be an absolute path$/],
     [{ path: 'rel/x' }, /^params\.path must be an absolute path, got "rel\/x" \(a string\)$/],
     [{ path: '/x\0y' }, /^params\.path must be an absolute path/],
-    [{ path: `/${'x'.repeat(4096)}` }, /^params\.path must be at most 4096 characters long \(PATH_MAX\), got an absolute path of 4097 characters: the path is too long$/],
+    [{ path: `/${'x'.repeat(4096)}` }, /^params\.path must be at most 4096 bytes long \(PATH_MAX\), got an absolute path of 4097 bytes: the path is too long$/],
+    // PATH_MAX counts bytes: 2,049 emoji are 4,098 UTF-16 units, 2,049 code points and 8,197 bytes.
+    [{ path: `/${'\u{1F600}'.repeat(2049)}` }, /^params\.path must be at most 4096 bytes long \(PATH_MAX\), got an absolute path of 8197 bytes: the path is too long$/],
+    [{ path: `/${'\u00e9'.repeat(3000)}` }, /^params\.path must be at most 4096 bytes long \(PATH_MAX\), got an absolute path of 6001 bytes: the path is too long$/],
     [{ path: '/x', name: 3 }, /^params\.name must be a string of 1 to 4096 characters, got 3 \(an integer\)$/],
     [{ path: '/x', name: '' }, /^params\.name must be a string of 1 to 4096 characters, got an empty string$/],
     [{ path: '/x', name: 'x'.repeat(5000) }, /^params\.name must be a string of 1 to 4096 characters, got a string of 5000 characters$/],

@@ -1,7 +1,7 @@
 /**
  * What the start's recovery line says about the jobs a crash cut off: which they were, by kind
- * and id, and, when one of them stored blocks before a commit (a snapshot or an import), that
- * store gc removes what it left.
+ * and id, and, when one of them stored blocks before a commit (a snapshot, an import or a qcow2
+ * restore's staged blocks), that store gc removes what it left.
  */
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
@@ -39,6 +39,12 @@ async function startAfterCrash(t: Test, jobs: Array<{ id: string; kind: JobKind 
 t.test('an interrupted import names itself and points at store gc', async (t) => {
   const [line] = await startAfterCrash(t, [{ id: 'j-00000000000000a1', kind: 'import' }]);
   t.match(line, /that interrupted import j-00000000000000a1;/);
+  t.match(line, /store verify counts them, store gc removes them$/);
+});
+
+t.test('an interrupted restore, which stages its blocks in the store, points at store gc too', async (t) => {
+  const [line] = await startAfterCrash(t, [{ id: 'j-00000000000000a2', kind: 'restore' }]);
+  t.match(line, /that interrupted restore j-00000000000000a2;/);
   t.match(line, /store verify counts them, store gc removes them$/);
 });
 
