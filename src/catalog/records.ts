@@ -1,3 +1,4 @@
+import type { UserCredentials } from '../engine/user-access';
 import type { DiskFormat, RollbackJournal, Snapshot, SnapshotConsistency, SnapshotWarning } from '../engine/types';
 
 /** What the catalog stores for a disk; the public Disk adds derived fields. */
@@ -26,6 +27,13 @@ export interface DiskRecord {
    * was recorded.
    */
   givenPath?: string;
+  /**
+   * The user who registered (or last relocated) an image disk when it was neither root nor the
+   * daemon's user: every job that opens the image or its backing files checks them again with
+   * these rights (registrant-access.ts). Absent for a disk root or the daemon's user registered
+   * or relocated last, for a copy-on-write disk, and in records written before it was recorded.
+   */
+  registeredBy?: UserCredentials;
 }
 
 export type FormatSource = 'detected' | 'given';

@@ -35,14 +35,16 @@
  * Versions 1 and 2 are migrated when opened.
  *
  * The last three databases, the `tags`/`groupId` fields of snapshot records, the
- * `scheduleChangedAt` field of policy records, and the `formatSource` and `givenPath` fields and
+ * `scheduleChangedAt` field of policy records, and the `formatSource`, `givenPath` and `registeredBy` fields and
  * the rollback journal's `writesBegun` field of disk records were added without a version bump:
  * they are new keys and optional fields that an older record simply lacks (read as no tags, no
  * group, a schedule last changed at the policy's updatedAt, a format detected at `disk add`, no
  * name besides the real path, a raw rollback that may have written), not a change of any existing
  * shape. An older version reading a journal with `writesBegun` ignores it and takes the rollback as
  * possibly written, the safe side; one reading a `givenPath` ignores it, and checks the real path
- * only, as it always did.
+ * only, as it always did. A disk record's `registeredBy` was added so too: absent, the disk is
+ * opened with the daemon's rights as before; an older version ignores it, and with it the checks
+ * of the registering user's rights after `disk add`.
  */
 export const SCHEMA_VERSION = 3;
 export const CATALOG_FILE = 'catalog.mdb';

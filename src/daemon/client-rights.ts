@@ -4,7 +4,8 @@
  * registered, by anyone. What the daemon opens or creates by a path the client names is another
  * matter: a client that is neither root nor the daemon's own user gets there only what its own
  * user could do (user-access.ts): register or relocate onto an image it may read and write,
- * import a stream it may read, create a file where it may create one, which is then its own.
+ * import a stream it may read, create a file where it may create one, which is then its own;
+ * a disk it registers is opened afterwards only as far as it could (registrant-access.ts).
  * A few calls are kept for root and the daemon's own user altogether.
  */
 import { BlocksnapError } from '../errors';

@@ -14,12 +14,17 @@ import { BlocksnapError } from '../errors';
 import type { DiskRecord } from '../catalog/records';
 import { checkFormatKept, detectFormat } from './image-access';
 import { resolveExistingImage } from './paths';
+import { checkRegistrantImage } from './registrant-access';
 
-/** The disk's checked real path, once its paths still lead to it and its format is kept (checkFormatKept). */
+/**
+ * The disk's checked real path, once its paths still lead to it, the user who registered it may
+ * still read and write it (checkRegistrantImage), and its format is kept (checkFormatKept).
+ */
 export function checkDiskPath(disk: DiskRecord, roots: string[]): string {
   const real = existingImage(disk, roots);
   if (real !== disk.path) throw imageMoved(disk, disk.path, real);
   if (disk.givenPath !== undefined) checkGivenPath(disk, disk.givenPath, roots);
+  checkRegistrantImage(disk, real);
   checkFormatKept(disk, real);
   return real;
 }

@@ -36,6 +36,7 @@ import { validateDescription } from './text-fields';
 import { checkDataDir, fenceDataDirOf, resolveExistingImage, resolveNewFile, resolveRoots } from './paths';
 import { removeInterruptedPartials, writePartial } from './partial-files';
 import { newFileFor, resolvedFor, type UserAccess } from './user-access';
+import { checkRegistrantImage, inspectDiskImage } from './registrant-access';
 import { ModelCatalog } from '../catalog/model-records';
 import { Policies } from './policies';
 import { SnapshotGroups } from './groups';
@@ -401,6 +402,7 @@ export class Engine extends EventEmitter {
       id: newId('d'), name, path, format, sizeBytes: facts.sizeBytes, createdAt: new Date().toISOString(),
       headSnapshotId: null, pendingRollback: null, cow: null, formatSource: p.format !== undefined ? 'given' : 'detected',
       ...(p.path !== path ? { givenPath: p.path } : {}),
+      ...(user !== undefined ? { registeredBy: user.credentials } : {}),
     };
     this.catalog.txn(() => this.catalog.putDisk(rec));
     this.log.info({ diskId: rec.id, path }, 'disk registered');
@@ -415,8 +417,7 @@ export class Engine extends EventEmitter {
    */
   private checkImage(given: string, path: string, format: ImageFormat, user?: UserAccess): Omit<ImageFacts, 'sizeBytes'> & { sizeBytes: number } {
     checkNotSetId(path);
-    const facts = inspectImage(path, format, this.imageRoots);
-    for (const b of facts.backingChain) user?.checkFile(b.realPath, b.path, ['read']);
+    const facts = inspectImage(path, format, this.imageRoots, user);
     const sizeBytes = checkBlockCount(path, facts.sizeBytes, this.blockSize);
     if (facts.qcow2 !== null) checkBackingAsGiven(given, path, facts.qcow2);
     return { ...facts, sizeBytes };
@@ -448,8 +449,11 @@ export class Engine extends EventEmitter {
     if (same !== undefined && same.id !== disk.id) throw alreadyRegistered(path, same);
     const release = this.diskLocks.acquire(disk.id, `relocate:${disk.id}`);
     try {
-      const { givenPath: _was, ...rest } = this.catalog.getDisk(disk.id)!;
-      const moved: DiskRecord = { ...rest, path, sizeBytes: facts.sizeBytes, ...(given !== path ? { givenPath: given } : {}) };
+      // Root or the daemon's user relocating the disk takes it over; another client's rights replace those recorded.
+      const { givenPath: _was, registeredBy: _by, ...rest } = this.catalog.getDisk(disk.id)!;
+      const moved: DiskRecord = {
+        ...rest, path, sizeBytes: facts.sizeBytes, ...(given !== path ? { givenPath: given } : {}), ...(user !== undefined ? { registeredBy: user.credentials } : {}),
+      };
       this.catalog.txn(() => this.catalog.putDisk(moved));
       this.log.info({ diskId: disk.id, from: disk.path, path, givenPath: moved.givenPath }, 'disk relocated');
       return this.publicDisk(moved);
@@ -656,7 +660,7 @@ export class Engine extends EventEmitter {
       releaseStore = await this.storeLock.acquireShared(ctl.signal);
       const path = checkDiskPath(disk, this.imageRoots);
       const format = imageFormatOf(disk);
-      const { backingChain, sizeBytes } = inspectImage(path, format, this.imageRoots);
+      const { backingChain, sizeBytes } = inspectDiskImage(disk, path, this.imageRoots);
       checkBlockCount(path, sizeBytes, this.blockSize);
       // A VM writing the image or a backing file during the scan makes the snapshot crash-consistent.
       const scanWatch = new ScanWatch(path, backingChain, disk.name);
@@ -883,7 +887,7 @@ export class Engine extends EventEmitter {
       checkRollbackTarget(path, disk.format, { snapshot: snap, leftover: disk.pendingRollback?.tempName });
       // The new image names the same backing file: a chain a snapshot would refuse is refused
       // here too, before the job starts (the job checks it again before the journal: image-rollback.ts).
-      if (disk.format === 'qcow2') inspectImage(path, disk.format, this.imageRoots);
+      if (disk.format === 'qcow2') inspectDiskImage(disk, path, this.imageRoots);
       const inUse = checkNotInUse(path, o.force === true);
       if (inUse) this.log.warn({ jobId, diskId: disk.id, holder: inUse }, 'rolling back an image in use (forced)');
       const backing = checkNotBacking(this.catalog, disk, path, this.imageRoots, o.force === true);
@@ -1170,10 +1174,11 @@ export class Engine extends EventEmitter {
     checkBlockCount(disk.path, size, this.blockSize);
   }
 
-  /** Disk.imageBytes: one fstat, or one header read for qcow2, per disk shown. */
+  /** Disk.imageBytes: one fstat, or one header read for qcow2, per disk shown; null when its registrant may no longer read it. */
   private imageBytesNow(d: DiskRecord): number | null {
     if (d.format === 'cow') return d.sizeBytes;
     try {
+      checkRegistrantImage(d, d.path);
       return Number(imageSize(d.path, d.format));
     } catch {
       return null;
@@ -1202,7 +1207,11 @@ export class Engine extends EventEmitter {
     const p = d.pendingRollback;
     const pendingRollback = p ? { snapshotId: p.snapshotId, startedAt: p.startedAt, jobId: p.jobId, running: this.rollbackRunning(d) } : null;
     const formatSource = d.cow ? null : d.formatSource ?? 'detected';
-    return { ...d, imageBytes: this.imageBytesNow(d), pendingRollback, cow, formatSource, givenPath: d.givenPath ?? null, snapshotCount: this.catalog.snapshotsOfDisk(d.id).length };
+    const { registeredBy, ...shown } = d;
+    return {
+      ...shown, imageBytes: this.imageBytesNow(d), pendingRollback, cow, formatSource, givenPath: d.givenPath ?? null,
+      registeredBy: registeredBy === undefined ? null : { uid: registeredBy.uid }, snapshotCount: this.catalog.snapshotsOfDisk(d.id).length,
+    };
   }
 
   /** `children`: the snapshot's children when the caller has them at hand (listings). */

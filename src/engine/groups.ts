@@ -27,7 +27,8 @@ import { validateDescription } from './text-fields';
 import { checkDiskPath } from './disk-path';
 import { servedWithClients } from './cow-disks';
 import { checkNotBacking } from './backing-dependents';
-import { checkNotInUse, checkRollbackTarget, inspectImage } from './image-access';
+import { checkNotInUse, checkRollbackTarget } from './image-access';
+import { inspectDiskImage } from './registrant-access';
 import { quotaEvictions } from './quotas';
 import { removeSnapshot } from './remove-snapshot';
 import { SharedInstant } from './shared-instant';
@@ -156,7 +157,7 @@ export class SnapshotGroups {
       const real = checkDiskPath(disk, this.engine.imageRoots);
       checkRollbackTarget(real, disk.format, { snapshot: s, reserved, leftover: disk.pendingRollback?.tempName });
       // As startRollback checks it, but before any member's rollback starts.
-      if (disk.format === 'qcow2') inspectImage(real, disk.format, this.engine.imageRoots);
+      if (disk.format === 'qcow2') inspectDiskImage(disk, real, this.engine.imageRoots);
       checkNotInUse(real, o.force === true);
       checkNotBacking(this.i.catalog, disk, real, this.engine.imageRoots, o.force === true);
     }

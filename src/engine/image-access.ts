@@ -16,6 +16,7 @@ import { statfsSpace } from '../catalog/write-errors';
 import { checkNotBindMounted } from './bind-mounts';
 import { openCheckedFile, resolveExistingImage } from './paths';
 import type { DiskFormat, ImageFormat, SnapshotConsistency } from './types';
+import type { UserAccess } from './user-access';
 
 const QCOW2_MAGIC = Buffer.from([0x51, 0x46, 0x49, 0xfb]);
 
@@ -168,9 +169,11 @@ const MAX_BACKING_DEPTH = 64;
  * daemon's rights, an error would describe it ("not a qcow2 image", "does not exist"), and a FIFO
  * or a device could block the open or act on it. Whoever can write inside a root can change the
  * chain after this check, so a scan is handed the checked chain and reads exactly that
- * (`backingChain`), never the names it finds in the headers then.
+ * (`backingChain`), never the names it finds in the headers then. For `user` (a client that is
+ * neither root nor the daemon's user, or the one who registered the disk), each backing file must
+ * also be one that user may read, checked before it is opened.
  */
-export function inspectImage(path: string, format: ImageFormat, roots: string[]): ImageFacts {
+export function inspectImage(path: string, format: ImageFormat, roots: string[], user?: UserAccess): ImageFacts {
   if (format === 'raw') return { sizeBytes: rawSize(path), qcow2: null, backingChain: [] };
   const top = qcow2Header(path);
   const chain: Qcow2Info['chain'] = [{ path, format: 'qcow2', backingFile: top.backingFile }];
@@ -182,6 +185,7 @@ export function inspectImage(path: string, format: ImageFormat, roots: string[])
     }
     const name = image.backingPath;
     const realPath = checkedBackingFile(path, name, roots);
+    user?.checkFile(realPath, name, ['read']);
     // Unrecorded, the format is QEMU's probe's: a file another format claims is refused, not read as raw.
     const linkFormat = image.backingFormat ?? probeBackingFormat(realPath, { image: chain[chain.length - 1]!.path, name });
     // The name a backing file is reached by is where QEMU resolves its own backing name from, as the scan does.

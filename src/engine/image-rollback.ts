@@ -11,7 +11,8 @@ import type { Catalog } from '../catalog/catalog';
 import type { DiskRecord, PendingRollbackRecord, SnapshotRecord } from '../catalog/records';
 import { readView } from '../catalog/block-map';
 import { SNAPSHOT_REWRITES, VERIFY_NAMES_SHARERS, isDamageCode } from './damage-guidance';
-import { imageFormatOf, inspectImage, journaledFile, rollbackTempName, stillSameFile } from './image-access';
+import { imageFormatOf, journaledFile, rollbackTempName, stillSameFile } from './image-access';
+import { inspectDiskImage } from './registrant-access';
 import { removeRollbackLeftovers, rollbackImage } from './image-writes';
 import type { JobControl } from './jobs';
 import type { EngineLogger } from './engine';
@@ -45,7 +46,7 @@ export class ImageRollbacks {
     // A qcow2 rollback's new image keeps the backing name and format: a format the header does
     // not record is probed, and only from a backing file checked against the roots.
     // Its content is compared with the backing chain checked here, the one a snapshot would read.
-    const { qcow2, backingChain, sizeBytes: previousSizeBytes } = inspectImage(path, format, this.x.imageRoots);
+    const { qcow2, backingChain, sizeBytes: previousSizeBytes } = inspectDiskImage(disk, path, this.x.imageRoots);
     const view = readView(this.x.catalog, snap);
     // What an earlier attempt's crash left (when the start could not remove it) goes before the
     // journal takes this attempt's name: a crash in between must not leave a disk-sized file that

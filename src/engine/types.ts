@@ -56,6 +56,12 @@ export interface Disk {
    * symlink), else null: a snapshot or rollback is refused once it leads to another file.
    */
   givenPath: string | null;
+  /**
+   * The user who registered or last relocated an image disk, when it was neither root nor the
+   * daemon's user: its jobs open the image and backing files only as far as that user could. Null
+   * otherwise.
+   */
+  registeredBy: { uid: number } | null;
 }
 
 export interface CowInfo {

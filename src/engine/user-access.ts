@@ -8,8 +8,8 @@
  * Decided as the kernel decides for a process of that uid, primary gid and supplementary groups
  * (generic_permission): search on every directory of the real path from `/` down, then the
  * owner's, the group's or the others' bits of the file, and the file's or a directory's POSIX
- * access ACL where it has one (posix_acl_permission: the named user and group entries, limited
- * by the mask). Not decided: capabilities the user holds (CAP_DAC_OVERRIDE of a non-root
+ * access ACL where it has one and its mask (the mode's group bits) is not empty
+ * (posix_acl_permission: the named user and group entries, limited by the mask). Not decided: capabilities the user holds (CAP_DAC_OVERRIDE of a non-root
  * process), LSM policy (SELinux, AppArmor), a read-only mount, NFSv4 ACLs and chattr flags, all of
  * which only ever refuse more: the daemon's own open still meets the ones that apply to it.
  *
@@ -36,6 +36,11 @@ const BIT: Readonly<Record<Right, number>> = { read: 4, write: 2, search: 1 };
 /** The rights of one user on the files a call names; the engine asks it before it opens or creates them. */
 export class UserAccess {
   constructor(private readonly who: UserCredentials) {}
+
+  /** The user's uid, gid and groups, as a disk it registers records them (DiskRecord.registeredBy). */
+  get credentials(): UserCredentials {
+    return { uid: this.who.uid, gid: this.who.gid, groups: [...this.who.groups] };
+  }
 
   /** Who the files made for this user are given to. */
   get owner(): FileOwner {
@@ -103,13 +108,18 @@ export class UserAccess {
     return accessAcl(path);
   }
 
-  /** Whether the user holds every right in `want` (a mask of 4, 2, 1) on `path`, whose stat is `st`. */
+  /**
+   * Whether the user holds every right in `want` (a mask of 4, 2, 1) on `path`, whose stat is
+   * `st`. As acl_permission_check (fs/namei.c): the owner gets the owner's bits, ACL or not; the
+   * ACL is consulted only when the mode's group bits, which hold its mask, are not all 0, and
+   * otherwise the mode bits decide.
+   */
   private allows(path: string, st: Stats, want: number): boolean {
-    const acl = this.acl(path);
+    if (st.uid === this.who.uid) return ((st.mode >> 6) & want) === want;
+    const acl = (st.mode & 0o070) === 0 ? null : this.acl(path);
     if (acl !== null) return aclAllows(parseAcl(acl, path), st, this.who.uid, (g) => this.inGroup(g), want);
     let bits: number;
-    if (st.uid === this.who.uid) bits = st.mode >> 6;
-    else if (this.inGroup(st.gid)) bits = st.mode >> 3;
+    if (this.inGroup(st.gid)) bits = st.mode >> 3;
     else bits = st.mode;
     return (bits & want) === want;
   }

@@ -9,7 +9,7 @@ import type { Disk } from '../../src/engine/types';
 
 const disk: Disk = {
   id: 'd-0123456789abcdef', name: 'fc', path: '/images/a.raw', format: 'raw', sizeBytes: 1 << 20, imageBytes: 1 << 20, createdAt: '2026-01-01T00:00:00.000Z',
-  headSnapshotId: null, snapshotCount: 0, pendingRollback: null, cow: null, formatSource: 'detected', givenPath: null,
+  headSnapshotId: null, snapshotCount: 0, pendingRollback: null, cow: null, formatSource: 'detected', givenPath: null, registeredBy: null,
 };
 
 function relocateHelp(): string {

@@ -12,7 +12,7 @@ const journal = { snapshotId: 's-0123456789abcdef', startedAt: '2026-01-01T00:00
 function diskWith(pendingRollback: Disk['pendingRollback']): Disk {
   return {
     id: 'd-0123456789abcdef', name: 'vm', path: '/images/vm.img', format: 'raw', sizeBytes: 1 << 20, imageBytes: 1 << 20, createdAt: '2026-01-01T00:00:00.000Z',
-    headSnapshotId: null, snapshotCount: 1, pendingRollback, cow: null, formatSource: 'detected', givenPath: null,
+    headSnapshotId: null, snapshotCount: 1, pendingRollback, cow: null, formatSource: 'detected', givenPath: null, registeredBy: null,
   };
 }
 

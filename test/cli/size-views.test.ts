@@ -17,7 +17,7 @@ const snap: Snapshot = {
 
 const disk: Disk = {
   id: 'd-0123456789abcdef', name: 'vm', path: '/images/vm.img', format: 'raw', sizeBytes: 1048579, imageBytes: 1048579,
-  createdAt: '2027-01-01T00:00:00.000Z', headSnapshotId: null, snapshotCount: 1, pendingRollback: null, cow: null, formatSource: 'detected', givenPath: null,
+  createdAt: '2027-01-01T00:00:00.000Z', headSnapshotId: null, snapshotCount: 1, pendingRollback: null, cow: null, formatSource: 'detected', givenPath: null, registeredBy: null,
 };
 
 function line(text: string, label: string): string | undefined {

@@ -1,73 +1,13 @@
 /**
  * A client that is neither root nor the daemon's user gets, for the paths it names, only what its
- * own user could do: the method table is called with a context carrying such a peer (its uid,
- * gid and groups as the kernel would give them), on real files the test gives that user or not.
- * The daemon (this process) runs as root, so the files can be given any owner; elsewhere the
- * tests skip saying so.
+ * own user could do (fixtures/client-context.ts calls the method table as such a client).
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import type { Disk, Job } from '../../src/engine/types';
-import type { UserCredentials } from '../../src/engine/user-access';
-import { lookupMethod, type CallContext } from '../../src/daemon/methods';
-import { StreamChannels } from '../../src/daemon/stream-channels';
-import { openSmallEngine, type ModelFixture } from '../helpers/model';
-import { fillBlock, makeImage } from '../helpers/images';
-
-const KiB64 = 64 * 1024;
-const USER: UserCredentials = { uid: 23456, gid: 23400, groups: [23400] };
-const notRoot = process.getuid?.() !== 0 ? 'needs root to give files to another user' : false;
-
-interface Fixture extends ModelFixture {
-  /** Calls `method` as USER (or as `who`). */
-  call<T>(method: string, params: Record<string, unknown>, who?: { uid: number; credentials?: UserCredentials }): Promise<T>;
-  /** A 2-block raw image at `name` in the root, owned by `owner` with `mode`. */
-  image(name: string, owner: { uid: number; gid: number }, mode: number): string;
-  /** A directory in the root, owned by `owner` with `mode`. */
-  dir(name: string, owner: { uid: number; gid: number }, mode: number): string;
-}
-
-const ROOT = { uid: 0, gid: 0 };
-
-async function fixture(t: Test): Promise<Fixture> {
-  const f = await openSmallEngine(t);
-  // The test dir's ancestors are searchable by anyone (0755 or 1777), as an image root must be.
-  chmodSync(f.images, 0o755);
-  const ctx = (uid: number, credentials: UserCredentials | undefined): CallContext => ({
-    engine: f.engine, info: { version: 'test', build: 'test', pid: process.pid, startedAt: '' }, watch() {}, unwatch() {},
-    channels: new StreamChannels(() => undefined), peerUid: uid, peerCredentials: credentials,
-  });
-  return {
-    ...f,
-    call: async <T>(method: string, params: Record<string, unknown>, who: { uid: number; credentials?: UserCredentials } = { uid: USER.uid, credentials: USER }) =>
-      await lookupMethod(method)!.call(ctx(who.uid, who.credentials), params) as T,
-    image: (name, owner, mode) => {
-      const path = makeImage(join(f.images, name), 2 * KiB64);
-      fillBlock(path, 0, KiB64, name);
-      chownSync(path, owner.uid, owner.gid);
-      chmodSync(path, mode);
-      return path;
-    },
-    dir: (name, owner, mode) => {
-      const path = join(f.images, name);
-      mkdirSync(path, { recursive: true });
-      chownSync(path, owner.uid, owner.gid);
-      chmodSync(path, mode);
-      return path;
-    },
-  };
-}
-
-/** A snapshot of an image USER may use, for the clone tests. */
-async function userSnapshot(f: Fixture): Promise<string> {
-  const path = f.image('mine.raw', USER, 0o600);
-  await f.call<Disk>('disk.add', { path, name: 'mine' });
-  const job = await f.call<Job>('snapshot.create', { disk: 'mine', name: 's1', wait: true });
-  if (job.state !== 'succeeded') throw new Error(`snapshot.create ended ${job.state}`);
-  return 's1';
-}
+import { clientFixture as fixture, notRoot, ROOT, USER, userSnapshot } from './fixtures/client-context';
 
 t.test('a client may not register a root-only file', { skip: notRoot }, async (t) => {
   const f = await fixture(t);
@@ -223,4 +163,16 @@ t.test('an ACL is evaluated as the kernel does: a named user entry, limited by t
   await t.rejects(f.call('disk.add', { path }), { code: 'NotAuthorized', message: /may not write .*with an ACL/ }, 'the mask withholds write');
   setfacl('m::rw');
   t.match(await f.call<Disk>('disk.add', { path, name: 'acl' }), { name: 'acl' }, 'the named entry grants read and write');
+});
+
+t.test('an ACL whose mask is empty is passed over, as the kernel does: the mode bits decide', { skip: notRoot || spawnSync('setfacl', ['--version']).status !== 0 ? 'needs root and setfacl' : false }, async (t) => {
+  const f = await fixture(t);
+  const dir = f.dir('acl', ROOT, 0o701);
+  for (const spec of [`u:${USER.uid}:r--`, 'm::---']) {
+    const r = spawnSync('setfacl', ['-m', spec, dir], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(r.stderr);
+  }
+  t.equal(statSync(dir).mode & 0o777, 0o701, 'the mask is the mode\'s group bits');
+  const path = f.image('acl/x.raw', USER, 0o600);
+  t.match(await f.call<Disk>('disk.add', { path, name: 'x' }), { name: 'x' }, 'the others\' search bit lets the user reach its file');
 });
