@@ -11,7 +11,7 @@ import { Catalog } from '../../src/catalog/catalog';
 import { Engine } from '../../src/engine';
 import { engineWithSnapshot, finished, snapshot } from '../helpers/engine';
 import { fillBlock, makeImage, readAt } from '../helpers/images';
-import { holdRawRollback } from '../helpers/held-rollback';
+import { runningRollback } from '../helpers/held-rollback';
 import { qemuImg } from '../helpers/qemu';
 
 const BS = 64 * 1024;
@@ -119,13 +119,10 @@ t.test('relocate refuses a copy-on-write disk, which has no image', async (t) =>
 
 t.test('relocate is refused as busy, not unfinished, while a rollback of the disk runs', async (t) => {
   const f = await engineWithSnapshot(t, { blockSize: BS, blocks: 4, filled: 1, disk: 'vm', snapshot: 'one' });
-  fillBlock(f.img, 0, BS, 'changed');
-  const held = holdRawRollback(t);
-  const rollback = f.engine.startRollback('vm', 'one');
-  await held.reached;
+  const { rollback, release } = await runningRollback(t, f.engine, f.img, 'vm', 'one', BS);
   const copy = join(f.images, 'vm-copy.raw');
   copyFileSync(f.img, copy);
   t.throws(() => f.engine.relocateDisk('vm', copy), { code: 'DiskBusy', message: new RegExp(`is busy with job ${rollback.id}$`) });
-  held.release();
+  release();
   await finished(f.engine, rollback);
 });

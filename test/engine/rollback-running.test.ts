@@ -7,20 +7,16 @@ import t from 'tap';
 import { Catalog } from '../../src/catalog/catalog';
 import { Engine } from '../../src/engine';
 import { engineWithSnapshot, finished } from '../helpers/engine';
-import { holdRawRollback } from '../helpers/held-rollback';
-import { fillBlock } from '../helpers/images';
+import { runningRollback } from '../helpers/held-rollback';
 
 const BS = 64 * 1024;
 
 t.test('a disk whose rollback runs shows its journal as running', async (t) => {
   const f = await engineWithSnapshot(t, { blockSize: BS, blocks: 4, filled: 2, disk: 'vm', snapshot: 'one' });
-  fillBlock(f.img, 0, BS, 'changed');
-  const held = holdRawRollback(t);
-  const rollback = f.engine.startRollback('vm', 'one');
-  await held.reached;
+  const { rollback, release } = await runningRollback(t, f.engine, f.img, 'vm', 'one', BS);
   t.match(f.engine.getDisk('vm').pendingRollback, { snapshotId: f.snap.id, jobId: rollback.id, running: true });
   t.match(f.engine.listDisks()[0]!.pendingRollback, { running: true }, 'and so does the listing');
-  held.release();
+  release();
   await finished(f.engine, rollback);
   t.equal(f.engine.getDisk('vm').pendingRollback, null, 'its end clears the journal');
 });
