@@ -3,10 +3,12 @@
  * id, and the progress events of subscribed jobs. Used by the CLI; usable by any Node program.
  */
 import { EventEmitter } from 'node:events';
+import { statSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { BlocksnapError, type ErrorCode } from '../errors';
 import { buildId } from './build-info';
 import type { Job } from '../engine/types';
+import { fileKind } from './socket-file';
 import { FrameDecoder, frame } from './protocol/frame';
 import { decodeMessage, encodeMessage, isPlainMap, PROTOCOL_VERSION, type DataEvent, type Params, type ProgressEvent } from './protocol/messages';
 
@@ -36,12 +38,31 @@ interface Pending {
 const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
 const DEFAULT_CLIENT_MAX_FRAME_BYTES = 512 * 1024 * 1024;
 
+/**
+ * What is at a socket path that refused the connection, when it is not a socket: a --socket given
+ * the data dir, an image or the socket's directory is a wrong path, not a daemon that is down.
+ */
+function notASocket(path: string): string | null {
+  try {
+    const st = statSync(path);
+    return st.isSocket() ? null : fileKind(path, st);
+  } catch {
+    return null;
+  }
+}
+
 function connectError(path: string, err: NodeJS.ErrnoException): BlocksnapError {
   switch (err.code) {
     case 'ENOENT':
     case 'ECONNREFUSED':
-    case 'ENOTSOCK':
+    case 'ENOTSOCK': {
+      const found = err.code === 'ENOENT' ? null : notASocket(path);
+      if (found !== null) {
+        return new BlocksnapError('DaemonUnavailable',
+          `${path} is ${found}, not a socket: pass the daemon's control socket (its --socket) with --socket or BLOCKSNAP_SOCKET`, { socket: path, found });
+      }
       return new BlocksnapError('DaemonUnavailable', `no blocksnap daemon is listening on ${path} (start one with "blocksnap daemon", or pass --socket)`, { socket: path });
+    }
     case 'EACCES':
     case 'EPERM':
       return new BlocksnapError('PermissionDenied', `cannot connect to ${path}: permission denied (only the daemon's user may connect, and the members of its --socket-group if it has one: is your user in that group, and may it search every directory above the socket?)`, { socket: path });

@@ -133,8 +133,8 @@ export function checkSocketGroup(group: string, gid: number, socketPaths: string
     { group, gid });
 }
 
-/** What is at a path that should be a socket, for the refusal (lstat: a symlink is not followed). */
-function fileKind(path: string, st: Stats): string {
+/** What is at a path that should be a socket, for a refusal; a symlink is named only if `st` is lstat's. */
+export function fileKind(path: string, st: Stats): string {
   if (st.isDirectory()) return 'a directory';
   if (st.isSymbolicLink()) {
     try {
