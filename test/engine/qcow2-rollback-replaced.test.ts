@@ -4,12 +4,12 @@
  * (ImageReplaced), and the journal stays, as the path no longer names the file journaled: the
  * error says that the disk refuses snapshots until a rerun or an abandon.
  */
-import { copyFileSync, renameSync } from 'node:fs';
-import { join } from 'node:path';
+import { renameSync } from 'node:fs';
 import t, { type Test } from 'tap';
 import { BlocksnapError } from '../../src/errors';
-import { finished, openEngine, snapshot } from '../helpers/engine';
-import { compare, haveQemu, qemuImg, qemuIo } from '../helpers/qemu';
+import { finished } from '../helpers/engine';
+import { compare, haveQemu } from '../helpers/qemu';
+import { qcow2ChangedSinceBase } from '../helpers/qcow2-changed';
 import type { writeQcow2 } from '../../src/native';
 
 /**
@@ -18,17 +18,7 @@ import type { writeQcow2 } from '../../src/native';
  * writer starts, and the writer then fails as the real one does at its rename.
  */
 async function replacedDuringRollback(t: Test) {
-  const { engine, images } = await openEngine(t);
-  const img = join(images, 'vm.qcow2');
-  qemuImg('create', '-q', '-f', 'qcow2', img, '8M');
-  qemuIo(img, 'qcow2', 'write -P 0x41 0 8M');
-  const disk = await engine.addDisk({ path: img, name: 'vm' });
-  const base = await snapshot(engine, 'vm', 'base');
-  const wanted = join(images, '..', 'base.raw');
-  qemuImg('convert', '-f', 'qcow2', '-O', 'raw', img, wanted);
-  qemuIo(img, 'qcow2', 'write -P 0x42 0 4M');
-  const other = join(images, 'other.qcow2');
-  copyFileSync(img, other);
+  const { engine, img, disk, base, wanted, other } = await qcow2ChangedSinceBase(t);
   const native = require('../../src/native') as { writeQcow2: typeof writeQcow2 };
   const real = native.writeQcow2;
   native.writeQcow2 = async () => {
