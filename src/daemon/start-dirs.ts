@@ -7,11 +7,13 @@
  * dir, and created as the socket's (0755) it would have left the catalog open to every user. Its
  * missing parents are made 0755 (durable-dirs.ts), as a socket kept beside it must be reachable.
  */
+import { accessSync, constants, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { BlocksnapError, type ErrorCode } from '../errors';
 import { checkDataDir } from '../engine/paths';
 import { makeDirs, makeDirsDurably } from '../durable-dirs';
 import type { DefaultPath } from './paths';
+import { daemonUser, describeUser } from './user-names';
 
 function codeOf(err: unknown): ErrorCode {
   switch ((err as NodeJS.ErrnoException).code) {
@@ -38,6 +40,32 @@ export function makeDataDir(dataDir: string, given: DefaultPath | undefined): vo
   checkDataDir(dataDir);
   // Durably: the catalog created in it next must not lose its directory to a power cut.
   create(dataDir, () => makeDirsDurably(dataDir, 0o700), 'data directory', given, '--data-dir');
+  checkDataDirUsable(dataDir);
+}
+
+/**
+ * A data dir that exists but that the daemon's user may not read or write (made by root, or by
+ * another run as another user; a read-only mount) fails later at a scandir or at opening its lock
+ * file, with a bare errno that names neither the data dir nor whose it is.
+ */
+function checkDataDirUsable(dataDir: string): void {
+  try {
+    accessSync(dataDir, constants.R_OK | constants.W_OK | constants.X_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EROFS') {
+      throw new BlocksnapError('PermissionDenied', `the data directory ${dataDir} (--data-dir) is on a read-only filesystem: remount it read-write, or pass another --data-dir`, { path: dataDir });
+    }
+    if (code !== 'EACCES' && code !== 'EPERM') throw err;
+    const st = statSync(dataDir);
+    const mode = (st.mode & 0o7777).toString(8).padStart(4, '0');
+    const fix = st.uid === process.geteuid!()
+      ? 'give its owner read, write and search rights (chmod u+rwx)'
+      : 'run the daemon as that user, chown -R it to the daemon\'s user';
+    throw new BlocksnapError('PermissionDenied',
+      `the data directory ${dataDir} (--data-dir) is not readable and writable by ${daemonUser()}: it is owned by ${describeUser(st.uid)}, ` +
+      `mode ${mode}. ${fix[0]!.toUpperCase()}${fix.slice(1)}, or pass another --data-dir`, { path: dataDir });
+  }
 }
 
 /** 0755 where missing, so that a --socket-group can reach the socket. */
