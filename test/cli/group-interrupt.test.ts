@@ -8,7 +8,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { DaemonClient } from '../../src/daemon/client';
-import { BIN, freshDaemon, type Daemon } from '../integration/fixtures/harness';
+import { BIN, CLI_START_MS, freshDaemon, type Daemon } from '../integration/fixtures/harness';
 import { MiB, makeImage } from '../integration/fixtures/images';
 
 interface Run { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
@@ -50,13 +50,20 @@ async function interruptWhenRunning(d: Daemon, args: string[], kind: string, cou
     p.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
   });
   // Asked straight over the socket: a CLI run per look would be slower than a snapshot of these disks.
+  // A SIGINT sent before the CLI started its jobs would find no handler and tell nothing: never
+  // interrupt early.
   const c = await DaemonClient.connect({ socketPath: d.socketPath });
   try {
-    for (const until = Date.now() + 10_000; Date.now() < until;) {
+    for (const until = Date.now() + CLI_START_MS; ;) {
       const jobs = await c.call<JobView[]>('job.list', {});
       if (jobs.filter((j) => j.kind === kind && j.state === 'running').length >= count) break;
+      if (p.exitCode !== null || p.signalCode !== null) throw new Error(`the CLI exited before ${count} ${kind} jobs ran:\n${stderr}`);
+      if (Date.now() > until) throw new Error(`${count} ${kind} jobs did not run within ${CLI_START_MS / 1000} s:\n${stderr}`);
       await new Promise((r) => setTimeout(r, 2));
     }
+  } catch (err) {
+    p.kill('SIGKILL');
+    throw err;
   } finally {
     c.close();
   }

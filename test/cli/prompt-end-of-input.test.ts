@@ -4,7 +4,7 @@
  * Ctrl-C, leaving no way to cancel or detach but to kill the CLI.
  */
 import t from 'tap';
-import { BIN, ensureBuilt } from '../integration/fixtures/harness';
+import { BIN, CLI_START_MS, ensureBuilt } from '../integration/fixtures/harness';
 import { startFakeDaemon } from '../daemon/fixtures/fake-daemon';
 import { waitFor } from '../daemon/fixtures/wait-for';
 import { PtyRun } from '../helpers/pty';
@@ -19,7 +19,7 @@ t.test('Ctrl-D at the prompt keeps waiting, and the next Ctrl-C asks again', asy
   await d.engine.addDisk({ path: '/fake/images/a.img', name: 'a' });
   const run = new PtyRun([process.execPath, BIN, 'snapshot', 'create', 'a', '--socket', d.socketPath]);
   t.teardown(() => run.kill());
-  await waitFor('the job to start', () => d.engine.listJobs().length > 0, 10_000);
+  await waitFor('the job to start', () => d.engine.listJobs().length > 0, CLI_START_MS);
   const job = d.engine.lastJobId;
 
   run.type('\x03');

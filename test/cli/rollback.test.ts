@@ -16,7 +16,7 @@ import { interruptQuestion } from '../../src/cli/follow';
 import { rollbackCancelNote } from '../../src/cli/commands/rollback';
 import type { Disk, Job } from '../../src/engine/types';
 import { DaemonProcess, connect, makeLayout, sleep } from '../crash/daemon-process';
-import { BIN, ensureBuilt, runCli } from '../integration/fixtures/harness';
+import { BIN, CLI_START_MS, ensureBuilt, runCli } from '../integration/fixtures/harness';
 import { makeImage, randomData, writeAt } from '../helpers/images';
 import { startFakeDaemon } from '../daemon/fixtures/fake-daemon';
 import { waitFor as until } from '../daemon/fixtures/wait-for';
@@ -129,7 +129,7 @@ async function cancelledRollback(t: Test, message: string, extra: string[] = [])
   p.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
   p.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
   const ended = new Promise<number | null>((resolve) => p.on('close', (code) => resolve(code)));
-  await until('the rollback to start', () => d.engine.listJobs().length > 0, 10_000);
+  await until('the rollback to start', () => d.engine.listJobs().length > 0, CLI_START_MS);
   p.kill('SIGINT');
   return { code: await ended, stdout, stderr, job: d.engine.lastJobId };
 }

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { FrameDecoder, frame } from '../../src/daemon/protocol/frame';
 import { decodeMessage, encodeMessage, PROTOCOL_VERSION } from '../../src/daemon/protocol/messages';
-import { BIN, ensureBuilt, tempDir } from '../integration/fixtures/harness';
+import { BIN, CLI_START_MS, ensureBuilt, tempDir } from '../integration/fixtures/harness';
 import { startFakeDaemon, type FakeDaemon } from '../daemon/fixtures/fake-daemon';
 import { waitFor } from '../daemon/fixtures/wait-for';
 import { PtyRun } from '../helpers/pty';
@@ -30,7 +30,7 @@ async function signalled(socket: string, extra: string[], ready: () => boolean, 
     p.on('error', reject);
     p.on('close', (code) => resolve({ code, stdout, stderr }));
   });
-  await waitFor('the job to start', ready, 10_000);
+  await waitFor('the job to start', ready, CLI_START_MS);
   if (signal !== null) p.kill(signal);
   return ended;
 }
@@ -81,7 +81,7 @@ t.test('SIGTERM on a terminal asks nothing: it cancels, even with the Ctrl-C que
   const d = await daemonWithDisk(t);
   const run = new PtyRun([process.execPath, BIN, 'snapshot', 'create', 'a', '--socket', d.socketPath]);
   t.teardown(() => run.kill());
-  await waitFor('the job to start', started(d), 10_000);
+  await waitFor('the job to start', started(d), CLI_START_MS);
   run.type('\x03');
   await run.until('the question', (o) => o.includes('or keep [w]aiting? [w] '));
   run.signal('SIGTERM');

@@ -54,14 +54,15 @@ export function runDaemonAs(who: Who, args: string[], env: NodeJS.ProcessEnv, cw
 export function connectAs(who: Who, socketPath: string): string {
   const script = `const s=require('net').connect(${JSON.stringify(socketPath)});` +
     `s.on('connect',()=>{process.stdout.write('connected');s.destroy()});s.on('error',e=>process.stdout.write(e.code))`;
-  const r = spawnSync(process.execPath, ['-e', script], { ...who, encoding: 'utf8', timeout: 10_000 });
+  // A node start on a loaded machine can take seconds: only a hang should reach the timeout.
+  const r = spawnSync(process.execPath, ['-e', script], { ...who, encoding: 'utf8', timeout: 60_000 });
   return r.stdout || `connect failed: ${r.stderr || r.error?.message}`;
 }
 
 /** A socket file of `who` that nothing listens on (its process was killed), with `mode`. */
 export function staleSocketOf(who: Who, path: string, mode: number): void {
   const script = `process.umask(${0o777 & ~mode});require('net').createServer().listen(process.argv[1],()=>process.kill(process.pid,'SIGKILL'))`;
-  spawnSync(process.execPath, ['-e', script, path], { ...who, timeout: 10_000 });
+  spawnSync(process.execPath, ['-e', script, path], { ...who, timeout: 60_000 });
 }
 
 /** A scratch dir others may search, with a home (and images in it) owned by USER_A. */

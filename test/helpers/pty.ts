@@ -36,8 +36,11 @@ export class PtyRun {
     this.proc.kill(signal);
   }
 
-  /** Resolves once the output satisfies `done`; fails after `ms` or when the command ended first. */
-  async until(what: string, done: (output: string) => boolean, ms = 10_000): Promise<void> {
+  /**
+   * Resolves once the output satisfies `done`; fails after `ms` or when the command ended first.
+   * Long by default: a CLI's start on a loaded machine alone can take seconds.
+   */
+  async until(what: string, done: (output: string) => boolean, ms = 60_000): Promise<void> {
     const deadline = Date.now() + ms;
     while (!done(this.output)) {
       if (this.proc.exitCode !== null) throw new Error(`the command ended before ${what}; its output:\n${this.output}`);

@@ -87,7 +87,8 @@ export async function holdWithNbd(image: string, format: 'raw' | 'qcow2', socket
   const child: ChildProcess = spawn('qemu-nbd', ['-f', format, '-k', socket, '--persistent', image], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
-  const deadline = Date.now() + 10_000;
+  // Generous: on a loaded machine starting qemu-nbd and opening the image can take seconds.
+  const deadline = Date.now() + 60_000;
   // The socket can appear before qemu-nbd has taken its image locks: wait for the write lock too.
   while (!existsSync(socket) || !probeImageLocks(image).held.includes('write')) {
     if (child.exitCode !== null || Date.now() > deadline) {

@@ -49,7 +49,8 @@ function connectAs(socketPath: string, groups: string[]): string {
   const script = `const s=require('net').connect(${JSON.stringify(socketPath)});` +
     `s.on('connect',()=>{process.stdout.write('connected');s.destroy()});s.on('error',e=>process.stdout.write(e.code))`;
   const args = ['--reuid=nobody', '--regid=nogroup', ...(groups.length ? [`--groups=${groups.join(',')}`] : ['--clear-groups']), process.execPath, '-e', script];
-  const r = spawnSync('setpriv', args, { encoding: 'utf8', timeout: 10_000 });
+  // A node start on a loaded machine can take seconds: only a hang should reach the timeout.
+  const r = spawnSync('setpriv', args, { encoding: 'utf8', timeout: 60_000 });
   return r.stdout || `setpriv failed: ${r.stderr || r.error?.message}`;
 }
 
