@@ -85,7 +85,7 @@ function notAllowed(p: string, real: string, roots: string[]): BlocksnapError {
       return new BlocksnapError('PathNotAllowed', `${p} is inside the daemon's data directory ${dataDir}, which holds its catalog and block store; no image may be read or written there`, { path: p });
     }
   }
-  return new BlocksnapError('PathNotAllowed', `${p} is outside the image roots: ${roots.join(', ')}`, { path: p });
+  return new BlocksnapError('PathNotAllowed', `${p} is outside the image roots, itself or through a symbolic link on its way: ${roots.join(', ')}`, { path: p });
 }
 
 /** An existing image file inside a root; returns its real path. */

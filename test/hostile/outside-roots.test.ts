@@ -48,7 +48,7 @@ async function refusal(p: Promise<unknown> | (() => unknown)): Promise<{ code: s
 t.test('disk add: the same refusal whatever is outside the roots', async (t) => {
   const { engine, root, outside } = await setUp(t);
   const add = (path: string) => refusal(engine.addDisk({ path }));
-  const fixed = (path: string) => ({ code: 'PathNotAllowed', message: `${path} is outside the image roots: ${root}` });
+  const fixed = (path: string) => ({ code: 'PathNotAllowed', message: `${path} is outside the image roots, itself or through a symbolic link on its way: ${root}` });
   for (const path of [
     join(outside, 'secret.raw'), // exists
     join(outside, 'missing.raw'), // does not, in a directory that does
@@ -64,7 +64,7 @@ t.test('disk add: the same refusal whatever is outside the roots', async (t) => 
 t.test('clone: the same refusal whatever is outside the roots', async (t) => {
   const { engine, root, outside } = await setUp(t);
   const clone = (path: string) => refusal(() => engine.startClone('s1', path));
-  const fixed = (path: string) => ({ code: 'PathNotAllowed', message: `${path} is outside the image roots: ${root}` });
+  const fixed = (path: string) => ({ code: 'PathNotAllowed', message: `${path} is outside the image roots, itself or through a symbolic link on its way: ${root}` });
   for (const path of [
     join(outside, 'copy.raw'),
     join(outside, 'nodir', 'copy.raw'),
@@ -76,13 +76,13 @@ t.test('clone: the same refusal whatever is outside the roots', async (t) => {
 t.test('disk add refuses an image in a sibling directory whose name begins with the root\'s', async (t) => {
   const { engine, root, sibling } = await setUp(t);
   const path = join(sibling, 'evil.raw');
-  t.same(await refusal(engine.addDisk({ path })), { code: 'PathNotAllowed', message: `${path} is outside the image roots: ${root}` });
+  t.same(await refusal(engine.addDisk({ path })), { code: 'PathNotAllowed', message: `${path} is outside the image roots, itself or through a symbolic link on its way: ${root}` });
 });
 
 t.test('clone refuses a target in a sibling directory whose name begins with the root\'s', async (t) => {
   const { engine, root, sibling } = await setUp(t);
   const path = join(sibling, 'copy.raw');
-  t.same(await refusal(() => engine.startClone('s1', path)), { code: 'PathNotAllowed', message: `${path} is outside the image roots: ${root}` });
+  t.same(await refusal(() => engine.startClone('s1', path)), { code: 'PathNotAllowed', message: `${path} is outside the image roots, itself or through a symbolic link on its way: ${root}` });
 });
 
 t.test('inside a root, a missing file or directory is still reported as missing', async (t) => {
