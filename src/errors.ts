@@ -42,7 +42,7 @@ export const ERROR_CODES = {
   ImageHasHardLinks: 'The qcow2 image file has other names (hard links); a rollback renames a new image over one name and would leave the others on the old content, so it is refused.',
   ImageIsBackingFile: 'The image is the backing file of other registered disks (qcow2 overlays over it); rolling it back would change what their guests see, so it is refused unless forced.',
   ImageBindMounted: 'The qcow2 image file is a mount point, or is bind-mounted on another path; a rollback renames a new image over its name, which the mount would not follow (or the kernel refuses), so it is refused.',
-  ImageReplaced: 'The image file at the disk\'s path was replaced (moved, renamed over) while a rollback wrote it, so the file the path names now was not rolled back; rerun the rollback, or abandon it.',
+  ImageReplaced: 'The image file at the disk\'s path was replaced (moved, renamed over) while a rollback wrote it, so the file the path names now was not rolled back; rerun the rollback, or abandon it. Also: a file a client\'s rights were checked on was replaced before the job opened it, and was neither read nor written.',
   ImageResized: 'The image changed size while a snapshot read it; take the snapshot again.',
   ImageChanged: 'The image was written while a snapshot read it, and the qcow2 tables the scan followed changed under it; take the snapshot again.',
   BackingFileAmbiguous: 'The qcow2 image, given through a symlink in another directory, has a relative backing file name that names another file from there than from the real path (QEMU resolves it from the path it opens); register the image by its real path or give it an absolute backing name.',

@@ -214,7 +214,7 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
     throw Error(ErrorCode::InvalidArgument, "digests must hold ceil(sizeBytes / blockSize) × 32 bytes");
 
   const bool update = p.mode == ApplyMode::Update;
-  ImageFile image = open_image_for_write(p.image_path, !update, p.dir ? p.dir->get() : -1, p.owner);
+  ImageFile image = open_image_for_write(p.image_path, !update, p.dir ? p.dir->get() : -1, p.owner, update ? p.image_id : std::nullopt);
   RemoveCreatedOnFailure cleanup(image, !update);
   const int fd = image.fd.get();
   const std::string& path = p.image_path;

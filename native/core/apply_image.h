@@ -37,6 +37,9 @@ struct ApplyParams {
   std::shared_ptr<const UniqueFd> dir;
   // Create: who the new file is given to before it has a name (image_file.h); absent: the daemon's user.
   std::optional<FileOwner> owner;
+  // Update: the file whose rights were checked for the client the disk belongs to; the image
+  // opened must be it (require_identity), before anything is written. None for root's disks.
+  std::optional<FileIdentity> image_id;
   std::string store_dir;
   uint64_t block_size = 0;
   uint64_t size_bytes = 0;

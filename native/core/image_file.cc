@@ -82,17 +82,32 @@ ImageFile open_in(int dir_fd, const std::string& name, const std::string& path, 
 // An existing file at a checked path, through its directory opened without following a symlink:
 // O_NOFOLLOW alone guards the last component, and the comparison with /proc/self/fd that would
 // guard the others is impossible where /proc is not mounted.
-ImageFile open_existing_checked(const std::string& path, int access) {
+ImageFile open_existing_checked(const std::string& path, int access, const std::optional<FileIdentity>& expected) {
   const size_t slash = path.rfind('/');
   const std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
   if (name.empty() || name == "." || name == "..") throw Error(ErrorCode::InvalidArgument, path + " does not name a file");
   const UniqueFd dir = open_image_dir(parent_dir(path));
-  return open_in(dir.get(), name, path, access);
+  ImageFile image = open_in(dir.get(), name, path, access);
+  require_identity(image.fd.get(), expected, path);
+  return image;
 }
 
 }  // namespace
 
-ImageFile open_image_checked(const std::string& path) { return open_existing_checked(path, O_RDONLY); }
+void require_identity(int fd, const std::optional<FileIdentity>& expected, const std::string& path) {
+  if (!expected) return;
+  struct stat st;
+  if (::fstat(fd, &st) != 0) throw Error::system(errno, "fstat", path);
+  if (static_cast<uint64_t>(st.st_dev) == expected->dev && static_cast<uint64_t>(st.st_ino) == expected->ino) return;
+  Error e(ErrorCode::ImageReplaced, path + " is no longer the file whose rights were checked for this job (another file or directory was renamed " +
+                                        "over it since); refusing to open it");
+  e.path = path;
+  throw e;
+}
+
+ImageFile open_image_checked(const std::string& path, const std::optional<FileIdentity>& expected) {
+  return open_existing_checked(path, O_RDONLY, expected);
+}
 
 ImageFile open_image_for_read(const std::string& path) {
   UniqueFd fd(open_retry(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
@@ -212,8 +227,9 @@ void name_created(ImageFile& image, const std::string& path) {
   image.nameless = false;
 }
 
-ImageFile open_image_for_write(const std::string& path, bool create, int dir_fd, const std::optional<FileOwner>& owner) {
-  if (!create) return open_existing_checked(path, O_RDWR);
+ImageFile open_image_for_write(const std::string& path, bool create, int dir_fd, const std::optional<FileOwner>& owner,
+                               const std::optional<FileIdentity>& expected) {
+  if (!create) return open_existing_checked(path, O_RDWR, expected);
   const size_t slash = path.rfind('/');
   std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
   if (name.empty() || name == "." || name == "..") throw Error(ErrorCode::InvalidArgument, path + " does not name a file");

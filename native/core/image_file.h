@@ -31,6 +31,19 @@ struct ImageFile {
 // directory is ImageNotFound. Relative paths (tools, tests) are opened as given.
 UniqueFd open_image_dir(const std::string& dir);
 
+// A file the engine decided a client's rights on (st_dev, st_ino), and holds open until the job
+// that uses it ends, so that no other file can take its inode number meanwhile. Whoever may write
+// a directory on the path can rename another file (or directory) over it after that decision: the
+// file a job opens for that client must be this one, or the rights decided were another file's.
+struct FileIdentity {
+  uint64_t dev = 0;
+  uint64_t ino = 0;
+};
+
+// Refuses (ImageReplaced) unless `fd` is the file `expected` names; nothing without one (root's
+// and the daemon's own jobs). `path` is for messages.
+void require_identity(int fd, const std::optional<FileIdentity>& expected, const std::string& path);
+
 // Read-only. Follows symlinks, as a qcow2 backing file name may; a disk image itself is opened
 // with open_image_checked.
 ImageFile open_image_for_read(const std::string& path);
@@ -39,7 +52,8 @@ ImageFile open_image_for_read(const std::string& path);
 // absolute path (the engine passes the real path it checked against the image roots), so a
 // symlink swapped in after that check is refused (NotAnImage) instead of read. The file is opened
 // like open_image_in, in its directory opened by open_image_dir, so this holds without /proc too.
-ImageFile open_image_checked(const std::string& path);
+// With `expected`, the file opened must be that one (require_identity).
+ImageFile open_image_checked(const std::string& path, const std::optional<FileIdentity>& expected = std::nullopt);
 
 // Read-only, for a file a client named that the daemon reads (a stream to import): `name`, one
 // component, in `dir_fd`, a directory opened by open_image_dir, so that no symlink anywhere on the
@@ -65,8 +79,10 @@ struct FileOwner {
 // created outside that directory, even for an instant. It has no name until name_created. With
 // `owner`, the created file is given to that user and group first (failing PermissionDenied,
 // IOError, ... with nothing created).
+// An existing file opened with `expected` must be that one (require_identity).
 ImageFile open_image_for_write(const std::string& path, bool create, int dir_fd = -1,
-                               const std::optional<FileOwner>& owner = std::nullopt);
+                               const std::optional<FileOwner>& owner = std::nullopt,
+                               const std::optional<FileIdentity>& expected = std::nullopt);
 
 // A new 0600 file in `dir_fd` that is to be called `name` once complete: nameless (O_TMPFILE),
 // so that a process killed while writing it leaves nothing anywhere (the kernel frees the inode;

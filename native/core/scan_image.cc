@@ -43,7 +43,7 @@ ScanResult scan_image(const ScanParams& p, JobControl& control, const ProgressFn
   if (p.parent_digests.size() % kDigestSize != 0)
     throw Error(ErrorCode::InvalidArgument, "parent digests must be a multiple of 32 bytes");
 
-  const std::unique_ptr<BlockSource> source = open_block_source(p.image_path, p.format, p.checked_backing ? &*p.checked_backing : nullptr);
+  const std::unique_ptr<BlockSource> source = open_block_source(p.image_path, p.format, p.checked_backing ? &*p.checked_backing : nullptr, p.image_id);
   const uint64_t size = source->size();
 
   ScanResult result;

@@ -28,6 +28,9 @@ struct ScanParams {
   // qcow2: the backing files the engine checked, nearest first, and all that is read besides the
   // image (Qcow2OpenOptions::checked_backing). Unset: the headers' names are followed (tools, tests).
   std::optional<std::vector<CheckedBacking>> checked_backing;
+  // The file whose rights were checked for the client the disk belongs to: the image opened must
+  // be it (require_identity). None for root's and the daemon's own disks.
+  std::optional<FileIdentity> image_id;
   std::string store_dir;
   std::string granule_dir;  // where to write the granule file of each block stored; empty: none
   uint64_t block_size = 0;

@@ -87,13 +87,15 @@ std::unique_ptr<BlockSource> open_raw_source(ImageFile image, const std::string&
   return std::make_unique<RawSource>(path, std::move(image));
 }
 
-std::unique_ptr<BlockSource> open_block_source(const std::string& path, ImageFormat format, const std::vector<CheckedBacking>* checked_backing) {
+std::unique_ptr<BlockSource> open_block_source(const std::string& path, ImageFormat format, const std::vector<CheckedBacking>* checked_backing,
+                                               const std::optional<FileIdentity>& image_id) {
   if (format == ImageFormat::Qcow2) {
     Qcow2OpenOptions options;
     options.checked_backing = checked_backing;
+    options.image_id = image_id;
     return open_qcow2_source(path, options);
   }
-  return std::make_unique<RawSource>(path, open_image_checked(path));  // the disk itself: see open_image_checked
+  return std::make_unique<RawSource>(path, open_image_checked(path, image_id));  // the disk itself: see open_image_checked
 }
 
 }  // namespace blocksnap

@@ -73,9 +73,11 @@ struct CheckedBacking;
 
 // Opens `path` as `format`. A qcow2 source opens its backing chain too: exactly `checked_backing`
 // when given (see Qcow2OpenOptions), else by the names in the headers. Throws Error
-// (ImageNotFound, NotAnImage, ImageCorrupt, UnsupportedFormat, ...).
+// (ImageNotFound, NotAnImage, ImageCorrupt, UnsupportedFormat, ...). With `image_id`, the file
+// opened at `path` must be that one (ImageReplaced otherwise: require_identity).
 std::unique_ptr<BlockSource> open_block_source(const std::string& path, ImageFormat format,
-                                               const std::vector<CheckedBacking>* checked_backing = nullptr);
+                                               const std::vector<CheckedBacking>* checked_backing = nullptr,
+                                               const std::optional<FileIdentity>& image_id = std::nullopt);
 
 // A raw file; exposed for qcow2 backing files and tests.
 std::unique_ptr<BlockSource> open_raw_source(const std::string& path);

@@ -265,7 +265,7 @@ FileId file_id(int fd, const std::string& path) {
 ImageFile open_checked_backing(const std::string& image, const Qcow2Header& h, const CheckedBacking& c) {
   const std::string named = resolve_backing_path(image, h.backing_file);
   if (named != c.path) backing_changed(image, "its header names \"" + h.backing_file + "\", which is " + named + ", not " + c.path);
-  ImageFile f = open_image_checked(c.real);
+  ImageFile f = open_image_checked(c.real, c.id);
   // The name QEMU opens may lead elsewhere by now (a symlink on it repointed): the file opened is
   // still the checked one, but no longer the VM's. Only compared, never read through the name.
   struct stat named_st;
@@ -569,7 +569,7 @@ class Qcow2Source final : public BlockSource {
 
 std::unique_ptr<BlockSource> open_qcow2_source(const std::string& path, const Qcow2OpenOptions& options) {
   std::set<FileId> seen;
-  return std::make_unique<Qcow2Source>(path, open_image_checked(path), options, 0, seen);
+  return std::make_unique<Qcow2Source>(path, open_image_checked(path, options.image_id), options, 0, seen);
 }
 
 std::unique_ptr<BlockSource> open_backing_chain(const std::string& image_path, const std::string& backing_name,
@@ -591,8 +591,8 @@ std::unique_ptr<BlockSource> open_backing_chain(const std::string& image_path, c
   return std::make_unique<Qcow2Source>(c.path, std::move(f), options, 1, seen);
 }
 
-Qcow2Link read_qcow2_link(const std::string& path, const std::string& named_as) {
-  const ImageFile f = open_image_checked(path);
+Qcow2Link read_qcow2_link(const std::string& path, const std::string& named_as, const std::optional<FileIdentity>& expected) {
+  const ImageFile f = open_image_checked(path, expected);
   Qcow2Link link;
   link.header = read_header(f, path);
   const FileId id = file_id(f.fd.get(), path);

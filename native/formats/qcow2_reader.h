@@ -73,6 +73,8 @@ struct CheckedBacking {
   std::string path;  // the name QEMU opens: the referring image's backing name, resolved (resolve_backing_path)
   std::string real;  // the real path `path` led to when it was checked, and the only file read for it
   ImageFormat format;
+  // The file whose rights were checked for the client (require_identity); none for root's jobs.
+  std::optional<FileIdentity> id = std::nullopt;
 };
 
 struct Qcow2OpenOptions {
@@ -88,6 +90,8 @@ struct Qcow2OpenOptions {
   // headers read now name this same chain: every backing name resolving to `path`, `path` still
   // leading to the file opened, the formats as checked, the chain no longer and no shorter.
   const std::vector<CheckedBacking>* checked_backing = nullptr;
+  // The top image must be this file (require_identity); none for root's jobs.
+  std::optional<FileIdentity> image_id;
 };
 
 // One qcow2 file of a backing chain, read on its own. The engine follows a chain one file at a
@@ -112,7 +116,8 @@ struct Qcow2Link {
 // for the disk image, the resolved backing name for a backing file. Throws NotAnImage,
 // ImageCorrupt, or UnsupportedFormat (also for a backing name QEMU reads as a protocol, see
 // formats/backing_name.h, and a backing format other than raw and qcow2).
-Qcow2Link read_qcow2_link(const std::string& path, const std::string& named_as);
+// With `expected`, the file opened must be that one (require_identity) before anything is read.
+Qcow2Link read_qcow2_link(const std::string& path, const std::string& named_as, const std::optional<FileIdentity>& expected = std::nullopt);
 
 // Opens a qcow2 image and its backing chain as a BlockSource.
 std::unique_ptr<BlockSource> open_qcow2_source(const std::string& path, const Qcow2OpenOptions& options = {});

@@ -229,6 +229,7 @@ Qcow2WriteResult write_qcow2(const BlockSource& source, const Qcow2ImageOptions&
     held_dir = open_image_dir(parent_dir(p.replace));
     replace_name = base_name(p.replace);
     replaced_lock = open_and_hold_qemu_locks(p.replace);
+    require_identity(replaced_lock.get(), p.replace_id, p.replace);
     if (::fstat(replaced_lock.get(), &replaced) != 0) throw Error::system(errno, "fstat", p.replace);
     require_entry(held_dir.get(), replace_name, replaced, p.replace);
   }

@@ -59,6 +59,9 @@ struct Qcow2ImageOptions {
   // meanwhile, and the new file takes the replaced file's owner, group, mode and extended
   // attributes (one it cannot set refuses the rollback; see qcow2_writer.cc).
   std::string replace;
+  // The file whose rights were checked for the client the disk belongs to: `replace`, opened and
+  // locked, must be it (require_identity) before its attributes are read or anything is written.
+  std::optional<FileIdentity> replace_id;
   // Bytes a thread reads from a source at a time (a power of two, 4 KiB to 64 MiB; raised to the
   // cluster size when smaller). write_qcow2_image reads whole store blocks instead.
   uint64_t chunk_size = 4 * 1024 * 1024;

@@ -31,6 +31,8 @@ Napi::Value apply_image(const Napi::CallbackInfo& info) {
   if (mode == "create") p.mode = ApplyMode::Create;
   else if (mode == "update") p.mode = ApplyMode::Update;
   else o.invalid("mode", "must be 'create' or 'update'");
+  p.image_id = o.identity("imageId");
+  if (p.image_id && p.mode != ApplyMode::Update) o.invalid("imageId", "is for mode 'update' only");
   p.threads = o.threads();
   if (Napi::Function before_write = o.function("beforeWrite"); !before_write.IsEmpty()) {
     if (p.mode != ApplyMode::Update) o.invalid("beforeWrite", "must be absent for mode 'create'");

@@ -88,6 +88,32 @@ std::optional<FileOwner> Options::owner() const {
   return FileOwner{static_cast<uid_t>(uid), static_cast<gid_t>(gid)};
 }
 
+namespace {
+
+std::optional<FileIdentity> identity_of(Napi::Env env, Napi::Value v, const char* name) {
+  if (v.IsUndefined()) return std::nullopt;
+  if (!v.IsObject()) type_error(env, name, "an object { dev, ino }");
+  const Napi::Object id = v.As<Napi::Object>();
+  FileIdentity out;
+  for (auto [key, field] : {std::pair{"dev", &out.dev}, std::pair{"ino", &out.ino}}) {
+    const Napi::Value n = id.Get(key);
+    if (!n.IsBigInt()) type_error(env, name, "an object of two bigints { dev, ino }");
+    bool lossless = false;
+    *field = n.As<Napi::BigInt>().Uint64Value(&lossless);
+    if (!lossless) type_error(env, name, "an object of two unsigned 64-bit bigints { dev, ino }");
+  }
+  return out;
+}
+
+}  // namespace
+
+std::optional<FileIdentity> Options::identity(const char* name) const { return identity_of(env_, get(name), name); }
+
+std::optional<FileIdentity> identity_argument(const Napi::CallbackInfo& info, size_t index) {
+  if (info.Length() <= index) return std::nullopt;
+  return identity_of(info.Env(), info[index], "expected");
+}
+
 bool Options::boolean(const char* name, bool fallback) const {
   Napi::Value v = get(name);
   if (v.IsUndefined()) return fallback;
@@ -138,7 +164,7 @@ std::vector<CheckedBacking> checked_backing_chain(const Options& o) {
   const std::vector<Options> links = o.objects("backingChain");
   if (links.size() > kMaxBackingDepth) o.invalid("backingChain", "must hold at most " + std::to_string(kMaxBackingDepth) + " backing files");
   for (const Options& l : links) {
-    CheckedBacking c{l.string("path"), l.string("realPath"), ImageFormat::Raw};
+    CheckedBacking c{l.string("path"), l.string("realPath"), ImageFormat::Raw, l.identity("id")};
     if (c.path[0] != '/' || c.real[0] != '/') o.invalid("backingChain", "paths must be absolute");
     const std::string f = l.string("format");
     if (f == "qcow2") c.format = ImageFormat::Qcow2;

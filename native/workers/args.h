@@ -54,6 +54,8 @@ class Options {
   std::shared_ptr<const UniqueFd> directory(const char* name) const;
   // `ownerUid` and `ownerGid`, both or neither: who a created file is given to. Absent: nullopt.
   std::optional<FileOwner> owner() const;
+  // `{ dev, ino }` (bigints): the file a job must open (FileIdentity). Absent: nullopt.
+  std::optional<FileIdentity> identity(const char* name) const;
 
   [[noreturn]] void invalid(const char* name, const std::string& what) const;
 
@@ -67,6 +69,9 @@ class Options {
 
 // info[0] as a path (TypeError unless it is a string): the calls that take only a path.
 std::string path_argument(const Napi::CallbackInfo& info);
+
+// info[index] as a FileIdentity ({ dev, ino }, bigints); nullopt when absent or undefined.
+std::optional<FileIdentity> identity_argument(const Napi::CallbackInfo& info, size_t index);
 
 // `backingChain`: the backing files of a qcow2 image as the engine checked them (CheckedBacking,
 // nearest first; empty when absent), the only ones a job may read besides the image.

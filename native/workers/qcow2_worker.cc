@@ -57,6 +57,8 @@ Napi::Value write_qcow2(const Napi::CallbackInfo& info) {
     p.compression_type = c == "zstd" ? qcow2::kCompressionZstd : qcow2::kCompressionZlib;
   }
   if (o.has("replace")) p.replace = o.string("replace");
+  p.replace_id = o.identity("replaceId");
+  if (p.replace_id && p.replace.empty()) o.invalid("replaceId", "is for a rollback (replace) only");
   p.threads = o.threads();
   Napi::Function on_progress = o.function("onProgress");
   return start_job(
@@ -73,8 +75,9 @@ Napi::Value qcow2_header(const Napi::CallbackInfo& info) {
     if (!info[1].IsString()) throw Napi::TypeError::New(env, "the second argument (namedAs) must be a string");
     named_as = info[1].As<Napi::String>().Utf8Value();
   }
+  const std::optional<FileIdentity> expected = identity_argument(info, 2);
   try {
-    const Qcow2Link l = read_qcow2_link(path, named_as);
+    const Qcow2Link l = read_qcow2_link(path, named_as, expected);
     const Qcow2Header& h = l.header;
     Napi::Object o = Napi::Object::New(env);
     o.Set("version", h.version);
@@ -103,8 +106,9 @@ Napi::Value probe_backing_format(const Napi::CallbackInfo& info) {
     throw Napi::TypeError::New(env, "the second and third arguments (image, name) must be strings");
   const std::string image = info[1].As<Napi::String>().Utf8Value();
   const std::string name = info[2].As<Napi::String>().Utf8Value();
+  const std::optional<FileIdentity> expected = identity_argument(info, 3);
   try {
-    const ImageFile f = open_image_checked(path);
+    const ImageFile f = open_image_checked(path, expected);
     uint8_t head[kProbeBytes];
     const size_t n = read_at(f.fd.get(), head, sizeof head, 0, path);
     return Napi::String::New(env, blocksnap::probe_backing_format(std::span<const uint8_t>(head, n), image, name) == ImageFormat::Qcow2 ? "qcow2" : "raw");

@@ -38,6 +38,7 @@ Napi::Value scan_image(const Napi::CallbackInfo& info) {
   } else if (o.has("backingChain")) {
     o.invalid("backingChain", "is for qcow2 images only");
   }
+  p.image_id = o.identity("imageId");
   p.store_dir = o.string("storeDir");
   if (o.has("granuleDir")) p.granule_dir = o.string("granuleDir");
   p.block_size = o.integer("blockSize");

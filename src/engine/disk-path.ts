@@ -14,18 +14,28 @@ import { BlocksnapError } from '../errors';
 import type { DiskRecord } from '../catalog/records';
 import { checkFormatKept, detectFormat } from './image-access';
 import { resolveExistingImage } from './paths';
-import { checkRegistrantImage } from './registrant-access';
+import { checkRegistrantImage, registrantAccess } from './registrant-access';
+import type { UserAccess } from './user-access';
+import type { FileIdentity } from '../native';
 
 /**
  * The disk's checked real path, once its paths still lead to it, the user who registered it may
- * still read and write it (checkRegistrantImage), and its format is kept (checkFormatKept).
+ * still read and write it (checkRegistrantImage), and its format is kept (checkFormatKept). With
+ * `user`, the job's rights of that user (registrantAccess), the image decided on stays held by it
+ * for the job's opens (UserAccess.identity).
  */
-export function checkDiskPath(disk: DiskRecord, roots: string[]): string {
+export function checkDiskPath(disk: DiskRecord, roots: string[], user?: UserAccess): string {
   const real = existingImage(disk, roots);
   if (real !== disk.path) throw imageMoved(disk, disk.path, real);
   if (disk.givenPath !== undefined) checkGivenPath(disk, disk.givenPath, roots);
-  checkRegistrantImage(disk, real);
-  checkFormatKept(disk, real);
+  const own = user === undefined ? registrantAccess(disk) : undefined;
+  const who = user ?? own;
+  try {
+    checkRegistrantImage(disk, real, who);
+    checkFormatKept(disk, real, who?.identity(real));
+  } finally {
+    own?.release();
+  }
   return real;
 }
 
@@ -77,8 +87,8 @@ function imageMoved(disk: DiskRecord, path: string, now: string): BlocksnapError
  * next snapshot would read a qcow2 file's bytes as a raw disk, or fail on a raw one as qcow2. A disk
  * given as raw stays raw whatever its image starts with, as at every job (checkFormatKept).
  */
-export function checkRelocatedFormat(disk: DiskRecord, real: string): void {
-  const found = detectFormat(real);
+export function checkRelocatedFormat(disk: DiskRecord, real: string, expected?: FileIdentity): void {
+  const found = detectFormat(real, expected);
   if (found === disk.format || (disk.format === 'raw' && disk.formatSource === 'given')) return;
   throw new BlocksnapError('NotAnImage',
     `${real} is a ${found} image, and disk ${disk.name} is ${disk.format}: relocate keeps a disk's format. Convert the image ` +

@@ -36,7 +36,7 @@ import { validateDescription } from './text-fields';
 import { checkDataDir, fenceDataDirOf, resolveExistingImage, resolveNewFile, resolveRoots } from './paths';
 import { removeInterruptedPartials, writePartial } from './partial-files';
 import { newFileFor, resolvedFor, type UserAccess } from './user-access';
-import { checkRegistrantImage, inspectDiskImage } from './registrant-access';
+import { checkRegistrantImage, inspectDiskImage, registrantAccess } from './registrant-access';
 import { ModelCatalog } from '../catalog/model-records';
 import { Policies } from './policies';
 import { SnapshotGroups } from './groups';
@@ -376,6 +376,15 @@ export class Engine extends EventEmitter {
 
   /** `user`: the client's rights, when it is neither root nor the daemon's user (user-access.ts). */
   async addDisk(p: { path: string; name?: string; format?: ImageFormat }, user?: UserAccess): Promise<Disk> {
+    try {
+      return this.addDiskAs(p, user);
+    } finally {
+      // What the user's rights were decided on was held for the reads here (inspectImage).
+      user?.release();
+    }
+  }
+
+  private addDiskAs(p: { path: string; name?: string; format?: ImageFormat }, user?: UserAccess): Disk {
     this.assertOpen();
     const path = resolvedFor(user, p.path, () => resolveExistingImage(p.path, this.imageRoots));
     // Read for snapshots, written by rollbacks.
@@ -383,7 +392,7 @@ export class Engine extends EventEmitter {
     if (p.format !== undefined && p.format !== 'raw' && p.format !== 'qcow2') {
       throw new BlocksnapError('InvalidArgument', `format must be "raw" or "qcow2", not ${JSON.stringify(p.format)}`);
     }
-    const format = p.format ?? detectFormat(path);
+    const format = p.format ?? detectFormat(path, user?.identity(path));
     const facts = this.checkImage(p.path, path, format, user);
     const same = this.registeredAs(path);
     if (same !== undefined && p.format === 'raw' && same.format === 'raw' && same.path === path && (p.name === undefined || p.name === same.name)) {
@@ -435,6 +444,14 @@ export class Engine extends EventEmitter {
    * with one is refused. Under the disk lock: no job of the disk runs meanwhile.
    */
   relocateDisk(ref: string, given: string, user?: UserAccess): Disk {
+    try {
+      return this.relocateDiskAs(ref, given, user);
+    } finally {
+      user?.release();
+    }
+  }
+
+  private relocateDiskAs(ref: string, given: string, user?: UserAccess): Disk {
     this.assertOpen();
     const disk = this.resolveDisk(ref);
     if (disk.cow) {
@@ -443,7 +460,7 @@ export class Engine extends EventEmitter {
     this.refuseUnfinishedRollback(disk, 'relocating it');
     const path = resolvedFor(user, given, () => resolveExistingImage(given, this.imageRoots));
     user?.checkFile(path, given, ['read', 'write']);
-    checkRelocatedFormat(disk, path);
+    checkRelocatedFormat(disk, path, user?.identity(path));
     const facts = this.checkImage(given, path, imageFormatOf(disk), user);
     const same = this.registeredAs(path);
     if (same !== undefined && same.id !== disk.id) throw alreadyRegistered(path, same);
@@ -655,12 +672,15 @@ export class Engine extends EventEmitter {
     let releaseStore: (() => void) | undefined;
     let written: Buffer | undefined;
     let watch: ScanWatch | undefined;
+    // The files its registrant's rights were decided on, held until the scan has opened them.
+    const user = registrantAccess(disk);
     try {
       // Inside the try: a cancel while queued for the lock removes the record like any other.
       releaseStore = await this.storeLock.acquireShared(ctl.signal);
-      const path = checkDiskPath(disk, this.imageRoots);
+      const path = checkDiskPath(disk, this.imageRoots, user);
       const format = imageFormatOf(disk);
-      const { backingChain, sizeBytes } = inspectDiskImage(disk, path, this.imageRoots);
+      const { backingChain, sizeBytes } = inspectDiskImage(disk, path, this.imageRoots, user);
+      const imageId = user?.identity(path);
       checkBlockCount(path, sizeBytes, this.blockSize);
       // A VM writing the image or a backing file during the scan makes the snapshot crash-consistent.
       const scanWatch = new ScanWatch(path, backingChain, disk.name);
@@ -669,7 +689,7 @@ export class Engine extends EventEmitter {
       const parentView = parent ? readView(this.catalog, parent) : null;
       const tScan = performance.now();
       const scan = await scanImage({
-        imagePath: path, format, ...(format === 'qcow2' ? { backingChain } : {}), storeDir: this.store.dir, granuleDir: this.store.granuleDir, blockSize: this.blockSize,
+        imagePath: path, format, ...(format === 'qcow2' ? { backingChain } : {}), ...(imageId ? { imageId } : {}), storeDir: this.store.dir, granuleDir: this.store.granuleDir, blockSize: this.blockSize,
         ...(parentView ? { parentDigests: parentView } : {}), damagedDigests: this.repair.forScan(),
         ...(this.threads ? { threads: this.threads } : {}),
         onProgress: (d, t) => ctl.progress(d, t), signal: ctl.signal,
@@ -708,6 +728,7 @@ export class Engine extends EventEmitter {
       const e = toBlocksnapError(err);
       throw this.failSnapshot(snap.id, ctl.job.id, watch ? watch.failure(e) : e, written ?? writtenDigestsOf(err));
     } finally {
+      user?.release();
       releaseStore?.();
       this.scheduleSweep();
     }
@@ -950,7 +971,12 @@ export class Engine extends EventEmitter {
       throw new BlocksnapError('InvalidArgument', `format must be "raw" or "qcow2", not ${JSON.stringify(format)}`);
     }
     const target = newFileFor(o.user, path, () => resolveNewFile(path, this.imageRoots));
-    const unpin = this.pinSnapshot(snap.id);
+    // The target's directory stays held (newFileFor) until writePartial has opened it, or the job ends.
+    const pin = this.pinSnapshot(snap.id);
+    const unpin = (): void => {
+      pin();
+      o.user?.release();
+    };
     try {
       const jobId = newId('j');
       return this.jobs.start(jobId, 'clone', { diskId: snap.diskId, snapshotId: snap.id, target }, async (ctl): Promise<CloneResult> => {
@@ -959,7 +985,7 @@ export class Engine extends EventEmitter {
           const r = await writePartial(target, jobId, (partial, at) => cloneImage(partial, format, {
             storeDir: this.store.dir, blockSize: this.blockSize, sizeBytes: snap.sizeBytes, digests: view,
             ...(this.threads ? { threads: this.threads } : {}), onProgress: (d, t, phase) => ctl.progress(d, t, phase), signal: ctl.signal,
-          }, at), o.user?.owner);
+          }, at), o.user);
           return { path: target, sizeBytes: r.sizeBytes, format, snapshotId: snap.id, bytesWritten: r.bytesWritten };
         } catch (err) {
           throw withDamageGuidance(err, `snapshot ${this.snapshotNamed(snap)}`, 'clone it again (no file was left at the target)');
@@ -997,10 +1023,15 @@ export class Engine extends EventEmitter {
     }
     const target = newFileFor(o.user, path, () => resolveNewFile(path, this.imageRoots));
     const jobId = newId('j');
-    const release = this.diskLocks.acquire(disk.id, jobId);
+    const unlock = this.diskLocks.acquire(disk.id, jobId);
+    // The target's directory stays held (newFileFor) until writePartial has opened it, or the job ends.
+    const release = (): void => {
+      unlock();
+      o.user?.release();
+    };
     return this.jobs.start(jobId, 'flatten', { diskId: disk.id, snapshotId: null, target }, async (ctl): Promise<FlattenResult> => {
       try {
-        const r = await writePartial(target, jobId, (partial, at) => this.cow.flatten(disk, partial, format, ctl, at), o.user?.owner);
+        const r = await writePartial(target, jobId, (partial, at) => this.cow.flatten(disk, partial, format, ctl, at), o.user);
         this.log.info({ jobId, diskId: disk.id, path: target, format, bytesWritten: r.bytesWritten }, 'copy-on-write disk flattened');
         return { ...r, path: target };
       } finally {
@@ -1166,10 +1197,14 @@ export class Engine extends EventEmitter {
     const disk = this.catalog.getDisk(diskId);
     if (!disk || disk.cow) return;
     let size: bigint;
+    const user = registrantAccess(disk);
     try {
-      size = imageSize(checkDiskPath(disk, this.imageRoots), imageFormatOf(disk));
+      const path = checkDiskPath(disk, this.imageRoots, user);
+      size = imageSize(path, imageFormatOf(disk), user?.identity(path));
     } catch {
       return;
+    } finally {
+      user?.release();
     }
     checkBlockCount(disk.path, size, this.blockSize);
   }
@@ -1177,11 +1212,14 @@ export class Engine extends EventEmitter {
   /** Disk.imageBytes: one fstat, or one header read for qcow2, per disk shown; null when its registrant may no longer read it. */
   private imageBytesNow(d: DiskRecord): number | null {
     if (d.format === 'cow') return d.sizeBytes;
+    const user = registrantAccess(d);
     try {
-      checkRegistrantImage(d, d.path);
-      return Number(imageSize(d.path, d.format));
+      checkRegistrantImage(d, d.path, user);
+      return Number(imageSize(d.path, d.format, user?.identity(d.path)));
     } catch {
       return null;
+    } finally {
+      user?.release();
     }
   }
 

@@ -10,7 +10,7 @@ import { basename, dirname, join } from 'node:path';
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import { formatBytes } from '../size-text';
 import { MAX_BLOCK_COUNT } from '../stream/snapshot-fields';
-import { checkAttributesCopyable, inodeFlags, probeBackingFormat, probeImageLocks, qcow2Header, type CheckedBacking, type ImageLocks, type Qcow2Header } from '../native';
+import { checkAttributesCopyable, inodeFlags, probeBackingFormat, probeImageLocks, qcow2Header, type CheckedBacking, type FileIdentity, type ImageLocks, type Qcow2Header } from '../native';
 import type { DiskRecord, JournaledFile } from '../catalog/records';
 import { statfsSpace } from '../catalog/write-errors';
 import { checkNotBindMounted } from './bind-mounts';
@@ -25,8 +25,8 @@ const QCOW2_MAGIC = Buffer.from([0x51, 0x46, 0x49, 0xfb]);
  * opened without following a symlink (openCheckedFile): this runs on the daemon's only thread,
  * where a FIFO swapped in after the check would have blocked the open, and every client, forever.
  */
-export function detectFormat(path: string): ImageFormat {
-  const { fd } = openCheckedFile(path);
+export function detectFormat(path: string, expected?: FileIdentity): ImageFormat {
+  const { fd } = openCheckedFile(path, path, expected);
   try {
     const head = Buffer.alloc(4);
     const n = readSync(fd, head, 0, 4, 0);
@@ -51,18 +51,18 @@ export function detectFormat(path: string): ImageFormat {
  *
  * A qcow2 disk whose image no longer starts with the magic was converted to raw or replaced; its
  * header check would refuse it too, but only as "not a qcow2 image", without the ways out.
- * `path` is the disk's checked real path.
+ * `path` is the disk's checked real path; `expected`, the file the rights of its registrant were decided on.
  */
-export function checkFormatKept(disk: { id: string; name: string; format: DiskFormat; formatSource?: 'detected' | 'given' }, path: string): void {
+export function checkFormatKept(disk: { id: string; name: string; format: DiskFormat; formatSource?: 'detected' | 'given' }, path: string, expected?: FileIdentity): void {
   if (disk.format === 'qcow2') {
-    if (detectFormat(path) === 'qcow2') return;
+    if (detectFormat(path, expected) === 'qcow2') return;
     throw new BlocksnapError('NotAnImage',
       `${path} no longer starts with the qcow2 magic (QFI\\xfb), but disk ${disk.name} was registered as qcow2: the image was converted ` +
       'to raw or replaced by another file, and it is not read or written as qcow2. Convert it back to qcow2 (qemu-img convert -f raw -O qcow2), ' +
       `or register it again as raw, which deletes its snapshots (blocksnap disk remove ${disk.name} --delete-snapshots, then blocksnap disk add ${path} --format raw)`,
       { path, diskId: disk.id, format: 'qcow2', found: 'raw' });
   }
-  if (disk.format !== 'raw' || disk.formatSource === 'given' || detectFormat(path) !== 'qcow2') return;
+  if (disk.format !== 'raw' || disk.formatSource === 'given' || detectFormat(path, expected) !== 'qcow2') return;
   throw new BlocksnapError('NotAnImage',
     `${path} now starts with the qcow2 magic (QFI\\xfb), but disk ${disk.name} was registered as raw (detected): the image was ` +
     'converted to qcow2 or replaced by a qcow2 image, and it is not read or written as raw (a snapshot would hold the qcow2 file\'s bytes ' +
@@ -91,10 +91,11 @@ export function checkNotSetId(path: string): void {
 
 /**
  * The guest-visible size of the image at the checked real path `path` now: its header's virtual
- * size for qcow2 (the backing chain is not read), its file size for raw.
+ * size for qcow2 (the backing chain is not read), its file size for raw. With `expected`, the file
+ * read must be the one a client's rights were decided on (FileIdentity).
  */
-export function imageSize(path: string, format: ImageFormat): bigint {
-  return format === 'qcow2' ? BigInt(qcow2Header(path).sizeBytes) : rawSize(path);
+export function imageSize(path: string, format: ImageFormat, expected?: FileIdentity): bigint {
+  return format === 'qcow2' ? BigInt(qcow2Header(path, expected ? { expected } : {}).sizeBytes) : rawSize(path, expected);
 }
 
 /**
@@ -114,8 +115,8 @@ export function checkBlockCount(path: string, sizeBytes: bigint, blockSize: numb
 }
 
 /** The size of the regular file at the checked real path `path`, never through a symlink. */
-function rawSize(path: string): bigint {
-  const { fd } = openCheckedFile(path);
+function rawSize(path: string, expected?: FileIdentity): bigint {
+  const { fd } = openCheckedFile(path, path, expected);
   try {
     return fstatSync(fd, { bigint: true }).size;
   } finally {
@@ -171,11 +172,15 @@ const MAX_BACKING_DEPTH = 64;
  * chain after this check, so a scan is handed the checked chain and reads exactly that
  * (`backingChain`), never the names it finds in the headers then. For `user` (a client that is
  * neither root nor the daemon's user, or the one who registered the disk), each backing file must
- * also be one that user may read, checked before it is opened.
+ * also be one that user may read, checked before it is opened; each file opened for it, the image
+ * (whose rights the caller had `user` decide) and each backing file, must be the one decided on
+ * (FileIdentity), and the chain returned names them so that the job's reads are held to them too.
  */
 export function inspectImage(path: string, format: ImageFormat, roots: string[], user?: UserAccess): ImageFacts {
-  if (format === 'raw') return { sizeBytes: rawSize(path), qcow2: null, backingChain: [] };
-  const top = qcow2Header(path);
+  const expected = user?.identity(path);
+  if (user !== undefined && expected === undefined) throw new BlocksnapError('Internal', `the rights on ${path} were not decided before it was inspected`, { path });
+  if (format === 'raw') return { sizeBytes: rawSize(path, expected), qcow2: null, backingChain: [] };
+  const top = qcow2Header(path, { ...(expected ? { expected } : {}) });
   const chain: Qcow2Info['chain'] = [{ path, format: 'qcow2', backingFile: top.backingFile }];
   const backingChain: CheckedBacking[] = [];
   const seen = new Set([`${top.dev}:${top.ino}`]);
@@ -185,18 +190,19 @@ export function inspectImage(path: string, format: ImageFormat, roots: string[],
     }
     const name = image.backingPath;
     const realPath = checkedBackingFile(path, name, roots);
-    user?.checkFile(realPath, name, ['read']);
+    const decided = user?.checkFile(realPath, name, ['read']);
+    const held = decided ? { expected: decided } : {};
     // Unrecorded, the format is QEMU's probe's: a file another format claims is refused, not read as raw.
-    const linkFormat = image.backingFormat ?? probeBackingFormat(realPath, { image: chain[chain.length - 1]!.path, name });
+    const linkFormat = image.backingFormat ?? probeBackingFormat(realPath, { image: chain[chain.length - 1]!.path, name, ...held });
     // The name a backing file is reached by is where QEMU resolves its own backing name from, as the scan does.
-    const next = linkFormat === 'qcow2' ? qcow2Header(realPath, { namedAs: name }) : null;
+    const next = linkFormat === 'qcow2' ? qcow2Header(realPath, { namedAs: name, ...held }) : null;
     const id = next === null ? lstatSync(realPath, { bigint: true }) : next;
     if (seen.has(`${id.dev}:${id.ino}`)) {
       throw new BlocksnapError('ImageCorrupt', `${path}: malformed qcow2 image: the backing chain refers back to an image already in it`, { path });
     }
     seen.add(`${id.dev}:${id.ino}`);
     chain.push({ path: name, format: linkFormat, backingFile: next?.backingFile ?? null });
-    backingChain.push({ path: name, realPath, format: linkFormat });
+    backingChain.push({ path: name, realPath, format: linkFormat, ...(decided ? { id: decided } : {}) });
     if (next === null) break;
     image = next;
   }

@@ -12,7 +12,8 @@ import type { DiskRecord, PendingRollbackRecord, SnapshotRecord } from '../catal
 import { readView } from '../catalog/block-map';
 import { SNAPSHOT_REWRITES, VERIFY_NAMES_SHARERS, isDamageCode } from './damage-guidance';
 import { imageFormatOf, journaledFile, rollbackTempName, stillSameFile } from './image-access';
-import { inspectDiskImage } from './registrant-access';
+import { asRegistrantOf, checkRegistrantImage, inspectDiskImage } from './registrant-access';
+import type { UserAccess } from './user-access';
 import { removeRollbackLeftovers, rollbackImage } from './image-writes';
 import type { JobControl } from './jobs';
 import type { EngineLogger } from './engine';
@@ -42,11 +43,19 @@ export class ImageRollbacks {
    * and one cut off there (a crash) leaves a journal that the next start clears.
    */
   async run(disk: DiskRecord, snap: SnapshotRecord, ctl: JobControl, path: string): Promise<RollbackResult> {
+    return await asRegistrantOf(disk, (user) => this.runAs(disk, snap, ctl, path, user));
+  }
+
+  /** run, `user` holding the files the rights of the disk's registrant were decided on (registrant-access.ts). */
+  private async runAs(disk: DiskRecord, snap: SnapshotRecord, ctl: JobControl, path: string, user: UserAccess | undefined): Promise<RollbackResult> {
     const format = imageFormatOf(disk);
+    // Decided again here, held until the apply or the new image's rename has opened the file.
+    if (user !== undefined) checkRegistrantImage(disk, path, user);
+    const imageId = user?.identity(path);
     // A qcow2 rollback's new image keeps the backing name and format: a format the header does
     // not record is probed, and only from a backing file checked against the roots.
     // Its content is compared with the backing chain checked here, the one a snapshot would read.
-    const { qcow2, backingChain, sizeBytes: previousSizeBytes } = inspectDiskImage(disk, path, this.x.imageRoots);
+    const { qcow2, backingChain, sizeBytes: previousSizeBytes } = inspectDiskImage(disk, path, this.x.imageRoots, user);
     const view = readView(this.x.catalog, snap);
     // What an earlier attempt's crash left (when the start could not remove it) goes before the
     // journal takes this attempt's name: a crash in between must not leave a disk-sized file that
@@ -81,6 +90,7 @@ export class ImageRollbacks {
         storeDir: this.x.storeDir, blockSize: this.x.blockSize, sizeBytes: snap.sizeBytes, digests: view,
         ...(this.x.threads ? { threads: this.x.threads } : {}), onProgress: (d, t, phase) => ctl.progress(d, t, phase), signal: ctl.signal,
         ...(journal.writesBegun === false ? { beforeWrite: () => this.markWritesBegun(disk, journal.jobId) } : {}),
+        ...(imageId ? { imageId } : {}),
       }, { qcow2, backingChain }, journal.tempName);
     } catch (err) {
       throw this.rollbackStopped(disk, snap, journal, toBlocksnapError(err), previous);

@@ -25,7 +25,7 @@
  */
 import { dirname, join } from 'node:path';
 import { BlocksnapError, toBlocksnapError } from '../errors';
-import { applyImage, holdImageLocks, openImageDir, writeQcow2, type ImageDir, type JobPhase } from '../native';
+import { applyImage, holdImageLocks, openImageDir, writeQcow2, type FileIdentity, type ImageDir, type JobPhase } from '../native';
 import { checkQcow2Rollback, legacyRollbackTempName, rollbackLeftoverOwners, type ImageFacts } from './image-access';
 import { insideRoots } from './paths';
 import type { ImageFormat } from './types';
@@ -50,6 +50,12 @@ export interface RollbackContent extends ContentWrite {
    * rename of its new image, which the journal's `imageBefore` tells.
    */
   beforeWrite?: () => void;
+  /**
+   * The image whose rights were decided for the disk's registrant (registrant-access.ts), held by
+   * the job: the file the apply writes, or the qcow2 rollback replaces and takes the attributes of,
+   * must be it (FileIdentity). Absent for root's and the daemon's own disks.
+   */
+  imageId?: FileIdentity;
 }
 
 export interface RollbackWrite {
@@ -108,6 +114,7 @@ export async function rollbackImage(path: string, format: ImageFormat, w: Rollba
     try {
       const r = await applyImage({
         ...common, imagePath: path, mode: 'update', ...(w.threads ? { threads: w.threads } : {}), ...(w.beforeWrite ? { beforeWrite: w.beforeWrite } : {}),
+        ...(w.imageId ? { imageId: w.imageId } : {}),
       });
       return {
         sizeBytes: w.sizeBytes, blocksWritten: r.blocksWritten, bytesWritten: r.bytesWritten, holesPunched: r.holesPunched,
@@ -123,7 +130,7 @@ export async function rollbackImage(path: string, format: ImageFormat, w: Rollba
   }
   checkQcow2Rollback(path, info);
   const r = await writeQcow2({
-    ...common, imagePath: join(dirname(path), tempName), ...(w.threads ? { threads: w.threads } : {}), replace: path, clusterBits: info.clusterBits, version: info.version,
+    ...common, imagePath: join(dirname(path), tempName), ...(w.threads ? { threads: w.threads } : {}), replace: path, ...(w.imageId ? { replaceId: w.imageId } : {}), clusterBits: info.clusterBits, version: info.version,
     compressionType: info.compressionType,
     ...(info.backingFile !== null && info.backingFormat !== null
       ? { backing: { file: info.backingFile, format: info.backingFormat, chain: image.backingChain } } : {}),

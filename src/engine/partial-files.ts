@@ -36,6 +36,8 @@ import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { BlocksnapError, toBlocksnapError } from '../errors';
 import { openImageDir, type FileOwner, type ImageDir } from '../native';
+import { replacedAfterCheck } from './paths';
+import type { UserAccess } from './user-access';
 
 export function partialPath(target: string, jobId: string): string {
   return join(dirname(target), partialName(jobId));
@@ -101,9 +103,25 @@ function partialFile(dir: ImageDir, name: string, owner: FileOwner | undefined):
  * never by the path, which is for messages, and give it the partial name once complete. `owner`:
  * who the file is given to (the writers pass `at.owner` on); absent, it stays the daemon's user's.
  */
-export async function writePartial<T>(target: string, jobId: string, write: (partial: string, at: PartialAt) => Promise<T>, owner?: FileOwner): Promise<T> {
+export async function writePartial<T>(target: string, jobId: string, write: (partial: string, at: PartialAt) => Promise<T>, user?: UserAccess): Promise<T> {
   const dirPath = dirname(target);
-  const dir = openTargetDir(dirPath, target);
+  const owner = user?.owner;
+  let dir: ImageDir;
+  try {
+    dir = openTargetDir(dirPath, target);
+    // The directory the client's rights were decided on (newFileFor), held since: the one opened
+    // now must be it, or another was renamed over it (or over one on its path) meanwhile.
+    const decided = user?.identity(dirPath);
+    if (decided !== undefined) {
+      const st = fstatSync(dir.fd, { bigint: true });
+      if (st.dev !== decided.dev || st.ino !== decided.ino) {
+        dir.release();
+        throw replacedAfterCheck(dirPath);
+      }
+    }
+  } finally {
+    user?.release();
+  }
   const name = partialName(jobId);
   const partial = join(dirPath, name);
   try {

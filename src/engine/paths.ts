@@ -9,11 +9,11 @@
  * directory swapped for a symlink after the check would have the daemon read, with its own
  * rights, a file the client may not.
  */
-import { close, fstat, lstatSync, read, readlinkSync, realpathSync, statSync } from 'node:fs';
+import { close, closeSync, fstat, fstatSync, lstatSync, read, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, sep } from 'node:path';
 import { promisify } from 'node:util';
 import { BlocksnapError, errnoToCode, toBlocksnapError } from '../errors';
-import { openImageDir } from '../native';
+import { openImageDir, type FileIdentity } from '../native';
 import { fencingDataDir } from './data-dir-fence';
 import type { ReadableFile } from '../stream/byte-io';
 
@@ -133,9 +133,11 @@ export interface CheckedFile extends ReadableFile {
  * any component, and only if it is a regular file, without blocking on a FIFO: the path was
  * checked earlier, and whoever can write inside a root can change what it leads to since.
  * NotAnImage when it now leads through a symlink or to something else than a regular file,
- * ImageNotFound when it is gone; `path`, as the client gave it, is for messages.
+ * ImageNotFound when it is gone; `path`, as the client gave it, is for messages. With `expected`,
+ * the file whose rights were decided for a client (UserAccess), the file opened must be it
+ * (ImageReplaced otherwise), before anything is read.
  */
-export function openCheckedFile(real: string, path: string = real): CheckedFile {
+export function openCheckedFile(real: string, path: string = real, expected?: FileIdentity): CheckedFile {
   let fd: number;
   try {
     const dir = openImageDir(dirname(real));
@@ -149,12 +151,29 @@ export function openCheckedFile(real: string, path: string = real): CheckedFile 
     if (e.code === 'ImageNotFound') throw new BlocksnapError('ImageNotFound', `${path} was removed or moved after it was checked`, { path });
     throw e;
   }
+  if (expected !== undefined) {
+    const st = fstatSync(fd, { bigint: true });
+    if (st.dev !== expected.dev || st.ino !== expected.ino) {
+      closeSync(fd);
+      throw replacedAfterCheck(path);
+    }
+  }
   return {
     fd,
     stat: async () => ({ size: (await promisify(fstat)(fd)).size }),
     read: async (buffer, offset, length, position) => ({ bytesRead: (await promisify(read)(fd, buffer, offset, length, position)).bytesRead }),
     close: () => promisify(close)(fd),
   };
+}
+
+/**
+ * The refusal of a file, or a directory to create one in, that is no longer the one whose rights
+ * were decided for the client (UserAccess): another was renamed over it, or over a directory on
+ * its path, since. The words are the native layer's (require_identity in native/core/image_file.cc).
+ */
+export function replacedAfterCheck(path: string): BlocksnapError {
+  return new BlocksnapError('ImageReplaced',
+    `${path} is no longer the file whose rights were checked for this job (another file or directory was renamed over it since); refusing to open it`, { path });
 }
 
 /** A file to be created inside a root: its parent must exist; the file must not. Returns the real target path. */

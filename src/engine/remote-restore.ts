@@ -53,13 +53,15 @@ export class RemoteRestore {
         // Written under a partial name, given `target` once complete (partial-files.ts).
         const r = await writePartial(target, jobId, (partial, at) => (format === 'raw'
           ? this.runRestore(remote, store, manifest, partial, at, concurrency, ctl)
-          : this.runRestoreQcow2(remote, store, manifest, partial, at, concurrency, ctl)), o.user?.owner);
+          : this.runRestoreQcow2(remote, store, manifest, partial, at, concurrency, ctl)), o.user);
         return { ...r, path: target };
       } catch (err) {
         // Published only once complete (writePartial): a cancelled restore never made the target.
         throw asJobCancel(err, ctl.signal, `; ${target} was not created`);
       } finally {
         store.close();
+        // The target's directory stays held (newFileFor) until writePartial has opened it, or the job ends.
+        o.user?.release();
       }
     });
   }

@@ -25,7 +25,7 @@
 import { ByteBudget } from '../byte-budget';
 import { BlocksnapError } from '../errors';
 import { readView } from '../catalog/block-map';
-import type { SnapshotRecord } from '../catalog/records';
+import type { DiskRecord, SnapshotRecord } from '../catalog/records';
 import { findBlock, readBlock, sha256Async, writeBlock } from '../store/block-io';
 import { DIGEST_SIZE, isZeroDigest } from '../store/format';
 import { fileSink, fileSource, type ByteSink, type ByteSource } from '../stream/byte-io';
@@ -41,7 +41,7 @@ import { openCheckedFile, resolveExistingStream, resolveNewFile, type CheckedFil
 import { newFileFor, resolvedFor, type UserAccess } from './user-access';
 import { writePartial } from './partial-files';
 import type { Job } from './types';
-import type { VerifyProblem } from '../native';
+import type { FileIdentity, VerifyProblem } from '../native';
 
 /**
  * The other end of a stream that is not a file: the daemon's socket channel to a client's stdin
@@ -110,7 +110,11 @@ export class SnapshotStreams {
     if (base?.id === snap.id) throw new BlocksnapError('InvalidArgument', 'a snapshot cannot be exported over itself');
     const target = typeof to === 'string' ? newFileFor(o.user, to, () => resolveNewFile(to, this.x.imageRoots)) : null;
     const unpins = [this.x.pin(snap.id), ...(base ? [this.x.pin(base.id)] : [])];
-    const unpin = (): void => unpins.forEach((u) => u());
+    // The target's directory stays held (newFileFor) until writePartial has opened it, or the job ends.
+    const unpin = (): void => {
+      unpins.forEach((u) => u());
+      o.user?.release();
+    };
     try {
       const jobId = newId('j');
       return this.x.jobs.start(jobId, 'export', { diskId: snap.diskId, snapshotId: snap.id, target }, async (ctl): Promise<ExportResult> => {
@@ -161,7 +165,7 @@ export class SnapshotStreams {
               } finally {
                 await file.close();
               }
-            }, o.user?.owner);
+            }, o.user);
             this.x.log.info({ jobId, snapshotId: snap.id, baseId: base?.id ?? null, path: target, blocks: w.blocks, bytes: w.bytes }, 'snapshot exported');
             return { snapshotId: snap.id, baseId: base?.id ?? null, path: target, blocks: w.blocks, bytes: w.bytes };
           } catch (err) {
@@ -185,12 +189,33 @@ export class SnapshotStreams {
   startImport(from: string | InChannel, diskRef: string, user?: UserAccess): Job {
     this.x.assertOpen();
     // Checked (inside a root, a regular file) here, opened in the job: see openCheckedFile for
-    // what may have changed in between.
+    // what may have changed in between. The file the user's rights were decided on is held until
+    // then, and the job opens only that one (sourceId).
     const source = typeof from === 'string' ? resolvedFor(user, from, () => resolveExistingStream(from, this.x.imageRoots)) : null;
-    if (source !== null) user?.checkFile(source, from as string, ['read']);
-    const disk = this.x.resolveDisk(diskRef);
-    const jobId = newId('j');
-    const release = this.x.diskLocks.acquire(disk.id, jobId);
+    let sourceId: FileIdentity | undefined;
+    let release: () => void = () => user?.release();
+    try {
+      if (source !== null) sourceId = user?.checkFile(source, from as string, ['read']);
+      const disk = this.x.resolveDisk(diskRef);
+      const jobId = newId('j');
+      const unlock = this.x.diskLocks.acquire(disk.id, jobId);
+      let released = false;
+      release = () => {
+        if (released) return;
+        released = true;
+        user?.release();
+        unlock();
+      };
+      return this.startImportJob(from, source, sourceId, disk, jobId, release);
+    } catch (err) {
+      release();
+      throw err;
+    }
+  }
+
+  /** startImport's job, once the source is checked and the disk locked; `release` undoes both when it ends. */
+  private startImportJob(from: string | InChannel, source: string | null, sourceId: FileIdentity | undefined, disk: DiskRecord, jobId: string,
+    release: () => void): Job {
     try {
       return this.x.jobs.start(jobId, 'import', { diskId: disk.id, snapshotId: null, target: source }, async (ctl): Promise<ImportResult> => {
         let file: CheckedFile | null = null;
@@ -199,7 +224,7 @@ export class SnapshotStreams {
         ctl.signal.addEventListener('abort', stopOnCancel);
         try {
           // Inside the try: a failed open must release the disk lock too.
-          file = source === null ? null : openCheckedFile(source, from as string);
+          file = source === null ? null : openCheckedFile(source, from as string, sourceId);
           const size = file ? (await file.stat()).size : null;
           const r = new StreamReader(file ? fileSource(file) : (from as InChannel));
           const counts = { blocks: 0, bytes: 0 };

@@ -13,14 +13,27 @@
  * process), LSM policy (SELinux, AppArmor), a read-only mount, NFSv4 ACLs and chattr flags, all of
  * which only ever refuse more: the daemon's own open still meets the ones that apply to it.
  *
- * The real path is checked, and the daemon later opens that real path without following a
- * symlink, so a path swapped after the check is refused rather than opened (paths.ts).
+ * The rights are decided on the files themselves, not on their names: the real path is walked one
+ * component at a time, each directory and then the file opened (O_PATH, never through a symlink)
+ * from the one before, and search, read and write decided on what each descriptor is (fstat, and
+ * the ACL through /proc/self/fd). The file's descriptor is then held until the job that uses it
+ * ends (release()), and every open a job makes for this user compares what it opened with it
+ * (FileIdentity, in the native layer): whoever may write a directory on the path can rename
+ * another file over it, or another directory over one on the way, after the decision, and the
+ * daemon would otherwise read or write, with its own rights, a file the user may not.
  */
-import { statSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, statSync, type Stats } from 'node:fs';
 import { dirname, sep } from 'node:path';
-import { BlocksnapError } from '../errors';
-import { accessAcl, type FileOwner } from '../native';
+import { BlocksnapError, toBlocksnapError } from '../errors';
+import { accessAcl, type FileIdentity, type FileOwner } from '../native';
 import { realPrefix } from './paths';
+
+/**
+ * open(2)'s O_PATH (Linux, every architecture Node runs on): a descriptor that only names the
+ * file, opened without read or write rights to it and without side effects (a FIFO, a device);
+ * fstat and /proc/self/fd work on it. node:fs does not export the constant.
+ */
+const O_PATH = 0o10000000;
 
 /** A client's user as the kernel reported it (SO_PEERCRED) and its groups (/proc/PID/status). */
 export interface UserCredentials {
@@ -35,7 +48,24 @@ const BIT: Readonly<Record<Right, number>> = { read: 4, write: 2, search: 1 };
 
 /** The rights of one user on the files a call names; the engine asks it before it opens or creates them. */
 export class UserAccess {
+  /** The files and directories decided, by real path, each held open until release(). */
+  private readonly decided = new Map<string, { fd: number; id: FileIdentity }>();
+
   constructor(private readonly who: UserCredentials) {}
+
+  /**
+   * The file or directory at the real path `real` as its rights were last decided here, held open
+   * since: what a job's open must be (FileIdentity); undefined if none was decided.
+   */
+  identity(real: string): FileIdentity | undefined {
+    return this.decided.get(real)?.id;
+  }
+
+  /** Closes what was held for the jobs of this call; the identities given out must no longer be used. */
+  release(): void {
+    for (const { fd } of this.decided.values()) closeSync(fd);
+    this.decided.clear();
+  }
 
   /** The user's uid, gid and groups, as a disk it registers records them (DiskRecord.registeredBy). */
   get credentials(): UserCredentials {
@@ -47,19 +77,81 @@ export class UserAccess {
     return { uid: this.who.uid, gid: this.who.gid };
   }
 
-  /** Refuses (NotAuthorized) unless the user may reach the existing file at `real` and has `rights` on it; `given` names it. */
-  checkFile(real: string, given: string, rights: readonly Right[]): void {
-    this.checkReach(real, given);
-    const st = statSync(real);
-    for (const right of rights) this.require(real, st, right, given, `${right} ${given}`);
+  /**
+   * Refuses (NotAuthorized) unless the user may reach the existing file at `real` and has `rights`
+   * on it; `given` names it. The file decided on is held (identity(real)) until release().
+   */
+  checkFile(real: string, given: string, rights: readonly Right[]): FileIdentity {
+    const held = this.walk(real, given, false);
+    try {
+      for (const right of rights) this.require(real, held, right, given, `${right} ${given}`);
+    } catch (err) {
+      closeSync(held.fd);
+      throw err;
+    }
+    return this.hold(real, held);
   }
 
-  /** Refuses unless the user could create a file in the existing directory `realDir`: search to it, write and search on it. */
-  checkCreateIn(realDir: string, given: string): void {
-    this.checkReach(realDir, given);
-    const st = statSync(realDir);
-    this.require(realDir, st, 'search', given, `create ${given} (search directory ${realDir})`);
-    this.require(realDir, st, 'write', given, `create ${given} (write directory ${realDir})`);
+  /**
+   * Refuses unless the user could create a file in the existing directory `realDir`: search to it,
+   * write and search on it. The directory decided on is held (identity(realDir)) until release().
+   */
+  checkCreateIn(realDir: string, given: string): FileIdentity {
+    const held = this.walk(realDir, given, true);
+    try {
+      this.require(realDir, held, 'search', given, `create ${given} (search directory ${realDir})`);
+      this.require(realDir, held, 'write', given, `create ${given} (write directory ${realDir})`);
+    } catch (err) {
+      closeSync(held.fd);
+      throw err;
+    }
+    return this.hold(realDir, held);
+  }
+
+  private hold(real: string, held: Held): FileIdentity {
+    const st = fstatSync(held.fd, { bigint: true });
+    const was = this.decided.get(real);
+    if (was !== undefined) closeSync(was.fd);
+    const id = { dev: st.dev, ino: st.ino };
+    this.decided.set(real, { fd: held.fd, id });
+    return id;
+  }
+
+  /**
+   * The real path `real` opened one component at a time from `/`, search on each directory
+   * decided on the descriptor it was opened as before the next is opened from it, as the kernel
+   * walks a path for a process of this user: a directory renamed or swapped for a symlink on the
+   * way is met as it is then, never by a name looked up again. Returns the last component, open
+   * (O_PATH), and its stat; the caller decides on it and closes it.
+   */
+  private walk(real: string, given: string, directory: boolean): Held {
+    const names = real.split(sep).filter((c) => c !== '');
+    let at: Held = opened(sep, openSync(sep, O_PATH | constants.O_DIRECTORY), true);
+    let path: string = sep;
+    try {
+      for (let i = 0; i < names.length; i++) {
+        this.require(path, at, 'search', given, `search directory ${path}`);
+        const last = i === names.length - 1;
+        const next = path === sep ? `${sep}${names[i]!}` : `${path}${sep}${names[i]!}`;
+        const wantDir = !last || directory;
+        let fd: number;
+        try {
+          fd = openSync(`/proc/self/fd/${at.fd}/${names[i]!}`, O_PATH | constants.O_NOFOLLOW | (wantDir ? constants.O_DIRECTORY : 0));
+        } catch (err) {
+          throw walkError(next, given, err);
+        }
+        closeSync(at.fd);
+        at = opened(next, fd, wantDir);
+        path = next;
+      }
+      if (!directory && !at.st.isFile()) {
+        throw new BlocksnapError('NotAnImage', `${given} is no longer a regular file (it was replaced after it was checked); refusing it`, { path: given });
+      }
+      return at;
+    } catch (err) {
+      closeSync(at.fd);
+      throw err;
+    }
   }
 
   /**
@@ -78,7 +170,7 @@ export class UserAccess {
     } catch {
       return;
     }
-    if (st.isDirectory()) this.require(reached.real, st, 'search', given, `search directory ${reached.real}`);
+    if (st.isDirectory()) this.require(reached.real, { st, acl: () => accessAcl(reached.real) }, 'search', given, `search directory ${reached.real}`);
   }
 
   /** Search on every directory above `real`, from `/` down. */
@@ -88,14 +180,15 @@ export class UserAccess {
       dirs.unshift(d);
       if (d === sep) break;
     }
-    for (const d of dirs) this.require(d, statSync(d), 'search', given, `search directory ${d}`);
+    for (const d of dirs) this.require(d, { st: statSync(d), acl: () => accessAcl(d) }, 'search', given, `search directory ${d}`);
   }
 
-  private require(path: string, st: Stats, right: Right, given: string, what: string): void {
-    if (this.allows(path, st, BIT[right])) return;
+  private require(path: string, on: Decided, right: Right, given: string, what: string): void {
+    if (this.allows(path, on, BIT[right])) return;
+    const st = on.st;
     const mode = (st.mode & 0o7777).toString(8).padStart(4, '0');
     throw new BlocksnapError('NotAuthorized',
-      `uid ${this.who.uid} may not ${what}: ${path} is mode ${mode}, owner ${st.uid}, group ${st.gid}${this.acl(path) === null ? '' : ', with an ACL'}; ` +
+      `uid ${this.who.uid} may not ${what}: ${path} is mode ${mode}, owner ${st.uid}, group ${st.gid}${on.acl() === null ? '' : ', with an ACL'}; ` +
       'the daemon acts on a path a client names only as far as the client\'s own user could',
       { path: given, uid: this.who.uid, right, deniedOn: path });
   }
@@ -104,25 +197,60 @@ export class UserAccess {
     return gid === this.who.gid || this.who.groups.includes(gid);
   }
 
-  private acl(path: string): Buffer | null {
-    return accessAcl(path);
-  }
-
   /**
-   * Whether the user holds every right in `want` (a mask of 4, 2, 1) on `path`, whose stat is
-   * `st`. As acl_permission_check (fs/namei.c): the owner gets the owner's bits, ACL or not; the
-   * ACL is consulted only when the mode's group bits, which hold its mask, are not all 0, and
-   * otherwise the mode bits decide.
+   * Whether the user holds every right in `want` (a mask of 4, 2, 1) on `path`, whose stat and
+   * ACL `on` gives. As acl_permission_check (fs/namei.c): the owner gets the owner's bits, ACL or
+   * not; the ACL is consulted only when the mode's group bits, which hold its mask, are not all 0,
+   * and otherwise the mode bits decide.
    */
-  private allows(path: string, st: Stats, want: number): boolean {
+  private allows(path: string, on: Decided, want: number): boolean {
+    const st = on.st;
     if (st.uid === this.who.uid) return ((st.mode >> 6) & want) === want;
-    const acl = (st.mode & 0o070) === 0 ? null : this.acl(path);
+    const acl = (st.mode & 0o070) === 0 ? null : on.acl();
     if (acl !== null) return aclAllows(parseAcl(acl, path), st, this.who.uid, (g) => this.inGroup(g), want);
     let bits: number;
     if (this.inGroup(st.gid)) bits = st.mode >> 3;
     else bits = st.mode;
     return (bits & want) === want;
   }
+}
+
+/** What rights are decided on: a file's or directory's stat, and its access ACL read when needed. */
+interface Decided {
+  st: Stats;
+  acl(): Buffer | null;
+}
+
+/** A file or directory open (O_PATH) as a walk met it, decided on through its descriptor. */
+interface Held extends Decided {
+  fd: number;
+}
+
+function opened(path: string, fd: number, directory: boolean): Held {
+  let st: Stats;
+  try {
+    st = fstatSync(fd);
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+  if (directory && !st.isDirectory()) {
+    closeSync(fd);
+    throw new BlocksnapError('NotAnImage', `${path} is no longer a directory (it was replaced after it was checked); refusing it`, { path });
+  }
+  let acl: Buffer | null | undefined;
+  // Through /proc/self/fd the ACL read is the descriptor's file's, whatever its name leads to now.
+  return { fd, st, acl: () => (acl === undefined ? (acl = accessAcl(`/proc/self/fd/${fd}`)) : acl) };
+}
+
+/** Why a walk could not open `path` (a component of the client's `given`), which it had resolved just before. */
+function walkError(path: string, given: string, err: unknown): BlocksnapError {
+  const errno = (err as NodeJS.ErrnoException).code;
+  if (errno === 'ENOENT') return new BlocksnapError('ImageNotFound', `${given} was removed or moved after it was checked (${path} is gone)`, { path: given });
+  if (errno === 'ELOOP' || errno === 'ENOTDIR') {
+    return new BlocksnapError('NotAnImage', `${given} changed after it was checked: ${path} is no longer a directory (a symlink or file was swapped into the path); refusing it`, { path: given });
+  }
+  return toBlocksnapError(err);
 }
 
 interface AclEntry {

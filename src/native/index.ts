@@ -25,6 +25,20 @@ export interface CheckedBacking {
   /** The real path `path` led to when it was checked: what a scan reads. */
   realPath: string;
   format: 'raw' | 'qcow2';
+  /** The file whose rights were checked for a client (FileIdentity): the one opened must be it. */
+  id?: FileIdentity;
+}
+
+/**
+ * A file (st_dev, st_ino) whose rights were decided for a client who is neither root nor the
+ * daemon's user, and which the engine holds open until the job that uses it ends, so that no other
+ * file can take its inode number meanwhile. A job given one opens its path and refuses
+ * (ImageReplaced) a file that is not it: another one renamed over the path, or a directory on it
+ * swapped, after the rights were decided.
+ */
+export interface FileIdentity {
+  dev: bigint;
+  ino: bigint;
 }
 
 export interface ScanOptions {
@@ -40,6 +54,8 @@ export interface ScanOptions {
    * backing file is refused.
    */
   backingChain?: CheckedBacking[];
+  /** The file imagePath must lead to (FileIdentity); absent for root's and the daemon's own disks. */
+  imageId?: FileIdentity;
   /** `<data-dir>/blocks`; must exist. Fanout directories and `tmp/` are created on demand. */
   storeDir: string;
   /**
@@ -121,6 +137,8 @@ export interface ApplyOptions {
   dirFd?: number;
   /** create: who the new file is given to before it has a name; absent, it stays the daemon's user's. */
   owner?: FileOwner;
+  /** update: the file imagePath must lead to (FileIdentity), checked before anything is written. */
+  imageId?: FileIdentity;
   threads?: number;
   /**
    * Bytes of work and the pass doing them (JobPhase). create: 'writing' the blocks that are not
@@ -190,8 +208,8 @@ interface NativeAddon {
   lockFile(path: string): { release(): void };
   lockDirectory(dir: string, holderFile: string): { release(): void };
   writeQcow2(o: object): NativeJob<Qcow2WriteResult>;
-  qcow2Header(path: string, namedAs?: string): Qcow2Header;
-  probeBackingFormat(path: string, image: string, name: string): 'raw' | 'qcow2';
+  qcow2Header(path: string, namedAs?: string, expected?: FileIdentity): Qcow2Header;
+  probeBackingFormat(path: string, image: string, name: string, expected?: FileIdentity): 'raw' | 'qcow2';
   probeImageLocks(path: string): ImageLocks;
   holdImageLocks(path: string): { release(): void };
   openImageDir(path: string): NativeImageDir;
@@ -257,6 +275,7 @@ export async function scanImage(o: ScanOptions): Promise<ScanResult> {
       imagePath: o.imagePath,
       format: o.format,
       backingChain: o.backingChain && checkedChain(o.backingChain),
+      imageId: o.imageId && identity(o.imageId),
       storeDir: o.storeDir,
       granuleDir: o.granuleDir,
       blockSize: o.blockSize,
@@ -311,6 +330,7 @@ export async function applyImage(o: ApplyOptions): Promise<ApplyResult> {
         mode: o.mode,
         dirFd: o.dirFd,
         ...ownerOptions(o.owner),
+        imageId: o.imageId && identity(o.imageId),
         threads: o.threads,
         onProgress,
         beforeWrite,
@@ -369,6 +389,8 @@ export interface Qcow2WriteOptions {
    * QEMU's image locks meanwhile; the new file takes this file's owner, group and mode.
    */
   replace?: string;
+  /** With replace: the file `replace` must lead to (FileIdentity), checked before its attributes are read or anything is written. */
+  replaceId?: FileIdentity;
   /** The held directory (ImageDir.fd) to create the file in, by the last component of imagePath (not with replace). */
   dirFd?: number;
   /** Who the new file is given to before it has a name (not with replace); absent, it stays the daemon's user's. */
@@ -401,7 +423,13 @@ function requireCheckedChain(chain: CheckedBacking[], name: string): void {
 
 /** A checked chain as the addon takes it: only its own fields. */
 function checkedChain(chain: CheckedBacking[]): CheckedBacking[] {
-  return chain.map((l) => ({ path: l.path, realPath: l.realPath, format: l.format }));
+  return chain.map((l) => ({ path: l.path, realPath: l.realPath, format: l.format, ...(l.id ? { id: identity(l.id) } : {}) }));
+}
+
+/** A FileIdentity as the addon takes it: only its own fields. */
+function identity(id: FileIdentity): FileIdentity {
+  if (typeof id?.dev !== 'bigint' || typeof id.ino !== 'bigint') invalid('id', 'an object of two bigints { dev, ino }', id);
+  return { dev: id.dev, ino: id.ino };
 }
 
 /** Writes a fresh qcow2 image holding `digests` (verified store blocks); see native/formats/qcow2_writer.h. */
@@ -434,7 +462,7 @@ export async function writeQcow2(o: Qcow2WriteOptions): Promise<Qcow2WriteResult
       imagePath: o.imagePath, storeDir: o.storeDir, blockSize: o.blockSize, sizeBytes: o.sizeBytes, digests: o.digests,
       clusterBits: o.clusterBits, version: o.version, backingFile: o.backing?.file, backingFormat: o.backing?.format,
       backingChain: o.backing && checkedChain(o.backing.chain),
-      compressionType: o.compressionType, replace: o.replace, dirFd: o.dirFd, ...ownerOptions(o.owner), threads: o.threads, onProgress,
+      compressionType: o.compressionType, replace: o.replace, replaceId: o.replaceId && identity(o.replaceId), dirFd: o.dirFd, ...ownerOptions(o.owner), threads: o.threads, onProgress,
     }),
     () => o.sizeBytes,
   );
@@ -481,9 +509,9 @@ export interface Qcow2Header {
  * UnsupportedFormat (also for a backing name QEMU reads as a protocol, native/formats/backing_name.h,
  * or a backing format but raw and qcow2) naming what is wrong.
  */
-export function qcow2Header(path: string, o: { namedAs?: string } = {}): Qcow2Header {
+export function qcow2Header(path: string, o: { namedAs?: string; expected?: FileIdentity } = {}): Qcow2Header {
   if (o.namedAs !== undefined) requirePath(o.namedAs, 'namedAs');
-  return onPath(path, (addon) => addon.qcow2Header(path, o.namedAs));
+  return onPath(path, (addon) => addon.qcow2Header(path, o.namedAs, o.expected && identity(o.expected)));
 }
 
 /**
@@ -493,10 +521,10 @@ export function qcow2Header(path: string, o: { namedAs?: string } = {}): Qcow2He
  * vhdx, vpc, vdi, qed, luks, ...: native/formats/format_probe.h), which would otherwise be read as
  * raw while the VM sees the disk inside it.
  */
-export function probeBackingFormat(path: string, o: { image: string; name: string }): 'raw' | 'qcow2' {
+export function probeBackingFormat(path: string, o: { image: string; name: string; expected?: FileIdentity }): 'raw' | 'qcow2' {
   requirePath(o.image, 'image');
   requirePath(o.name, 'name');
-  return onPath(path, (addon) => addon.probeBackingFormat(path, o.image, o.name));
+  return onPath(path, (addon) => addon.probeBackingFormat(path, o.image, o.name, o.expected && identity(o.expected)));
 }
 
 /** QEMU permissions other open files hold on an image (bytes 100+) and refuse to share (bytes 200+). */
