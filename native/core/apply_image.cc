@@ -304,8 +304,10 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
   // NoSpace because it wrote before it punched, and again on every rerun.
   // Progress follows the work, not the image's virtual size: the first pass counts the data bytes
   // it compares (a hole costs nothing), the second the length of each block it writes (a punch
-  // costs next to nothing). The second pass's total is known only once the first is done, so
-  // the total grows there, with the phase; done never goes back.
+  // costs next to nothing). Which blocks need writing is known only as the first pass compares
+  // them, so the total starts as the most the second pass may write (every block whose target is
+  // not ZERO) and drops each block found not to need it: done only grows and the total only
+  // shrinks, so the share done never goes back, at the switch of phase or anywhere else.
 
   // The extent map is taken once: this apply is the image's only writer, and the write pass
   // touches only blocks whose extents it does not change for another.
@@ -316,7 +318,10 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
   // per core as a scan does, some reading while the others hash.
   const UniqueFd direct = open_direct_twin(fd);
   const unsigned threads = effective_threads(p.threads != 0 || !direct ? p.threads : 2 * core_count(), block_count);
-  control.set_total(extents.data_bytes());
+  uint64_t may_write = 0;
+  for (uint64_t i = 0; i < block_count; ++i)
+    if (!is_zero_digest(target_of(i))) may_write += block_len(i);
+  control.set_total(extents.data_bytes() + may_write);
   control.set_phase(JobPhase::Comparing);
   report();
 
@@ -379,6 +384,7 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
           checked.check(target, len, buf);
         }
         control.add_done(extents.data_bytes(offset, offset + len));
+        if (needs[i] != Need::Write && !is_zero_digest(target)) control.drop_from_total(len);
       } catch (Error& e) {
         tag_block(e, i, target);
         throw;
@@ -393,16 +399,10 @@ ApplyResult apply(const ApplyParams& p, JobControl& control, const ProgressFn& p
 
   std::vector<uint64_t> punches;
   std::vector<uint64_t> writes;
-  uint64_t to_write = 0;
   for (uint64_t i = 0; i < block_count; ++i) {
-    if (needs[i] == Need::Punch) {
-      punches.push_back(i);
-    } else if (needs[i] == Need::Write) {
-      writes.push_back(i);
-      to_write += block_len(i);
-    }
+    if (needs[i] == Need::Punch) punches.push_back(i);
+    else if (needs[i] == Need::Write) writes.push_back(i);
   }
-  control.set_total(control.done() + to_write);
   control.set_phase(JobPhase::Writing);
   report();
 

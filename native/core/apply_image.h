@@ -68,9 +68,10 @@ struct ApplyResult {
 
 // Progress is in bytes of work, and the phase is set: a Create writes (Writing), its total the
 // length of the blocks that are not ZERO; an Update compares (Comparing) the data bytes of the
-// image, then writes (Writing) the blocks that differ, its total growing by their length as it
-// starts to, before which before_write was called. Durable (image fsynced, and for Create its directory
-// entry) when it returns. Throws Error.
+// image, then writes (Writing) the blocks that differ, before which before_write was called. An
+// Update's total starts with the length of every block whose target is not ZERO, and loses each
+// one the comparison finds needs no write, so done over total never goes back. Durable (image
+// fsynced, and for Create its directory entry) when it returns. Throws Error.
 ApplyResult apply_image(const ApplyParams& params, JobControl& control, const ProgressFn& progress);
 
 }  // namespace blocksnap

@@ -30,6 +30,9 @@ class JobControl {
   // the job has opened its input, so the job sets it.
   void set_total(uint64_t n) noexcept { total_.store(n, std::memory_order_relaxed); }
   uint64_t total() const noexcept { return total_.load(std::memory_order_relaxed); }
+  // For a total set as the most the job may do, once part of that turns out not to be needed:
+  // done over total then never goes back, as a total that grows would make it.
+  void drop_from_total(uint64_t n) noexcept { total_.fetch_sub(n, std::memory_order_relaxed); }
   void add_done(uint64_t n) noexcept { done_.fetch_add(n, std::memory_order_relaxed); }
   uint64_t done() const noexcept { return done_.load(std::memory_order_relaxed); }
   void set_phase(JobPhase p) noexcept { phase_.store(p, std::memory_order_relaxed); }

@@ -63,7 +63,7 @@ struct ScanResult {
 inline constexpr uint64_t kMaxBlockCount = uint64_t{1} << 27;
 
 // Progress is in bytes the scan may have to read (BlockSource::data_bytes): for a raw image its
-// data, for a qcow2 image its virtual size. Throws Error (see core/error.h); ImageTooLarge, before
+// data, for a qcow2 image the allocated clusters of its chain as the reader sees them. Throws Error (see core/error.h); ImageTooLarge, before
 // anything is allocated for it, for an image of more than kMaxBlockCount blocks.
 ScanResult scan_image(const ScanParams& params, JobControl& control, const ProgressFn& progress);
 

@@ -53,7 +53,8 @@ class BlockSource {
   }
   // The bytes of [offset, offset + len) a read may have to read, known without reading: what a
   // scan's progress counts, so that it follows the reading and not the virtual size. A raw
-  // file's data extents; default: all of them.
+  // file's data extents, a qcow2 image's allocated clusters (through its backing chain where it
+  // leaves them unallocated), a snapshot's blocks that are not ZERO; default: all of them.
   virtual uint64_t data_bytes(uint64_t /*offset*/, uint64_t len) const { return len; }
   // A hint that [offset, offset + len) will be read soon. Default: nothing.
   virtual void will_need(uint64_t /*offset*/, size_t /*len*/) const {}

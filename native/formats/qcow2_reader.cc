@@ -388,7 +388,74 @@ class Qcow2Source final : public BlockSource {
     return rq.finish();
   }
 
+  // Data, compressed and allocated clusters count in full, zero clusters not at all, and an
+  // unallocated range counts what the backing chain holds there: the bytes a read of the range
+  // reads, the chain as the reader sees it. The L2 entries are read afresh, as a read does.
+  uint64_t data_bytes(uint64_t offset, uint64_t len) const override {
+    if (offset >= h_.size) return 0;
+    const uint64_t end = offset + std::min(len, h_.size - offset);
+    uint64_t total = 0;
+    // Neighbouring unallocated ranges go to the backing chain as one: per cluster, a large image's
+    // chain would be asked millions of times.
+    uint64_t back_begin = 0, back_end = 0;
+    const auto unallocated = [&](uint64_t b, uint64_t f) {
+      if (back_end != b) {
+        total += backing_data_bytes(back_begin, back_end);
+        back_begin = b;
+      }
+      back_end = f;
+    };
+    for (uint64_t pos = offset; pos < end;) {
+      const uint64_t c = pos / cluster_;
+      const uint64_t l1i = c / l2_entries_;
+      const uint64_t first = c % l2_entries_;
+      const uint64_t count = std::min(l2_entries_ - first, (end - 1) / cluster_ - c + 1);
+      const uint64_t span_end = std::min(end, (c + count) * cluster_);
+      const uint64_t l2_offset = l1i < l1_.size() ? l1_[l1i] : 0;
+      if (l2_offset == 0) {
+        unallocated(pos, span_end);
+        pos = span_end;
+        continue;
+      }
+      if (l2_offset % cluster_ != 0) corrupt(path_, "L2 table offset " + hex(l2_offset) + " is not cluster aligned");
+      std::vector<uint8_t> l2(count * entry_bytes_);
+      if (read_at(file_.fd.get(), l2.data(), l2.size(), l2_offset + first * entry_bytes_, path_) != l2.size())
+        corrupt(path_, "L2 table at " + hex(l2_offset) + " lies outside the file");
+      for (uint64_t k = 0; k < count; ++k) {
+        const uint64_t cs = (c + k) * cluster_;
+        const uint64_t b = std::max(pos, cs), f = std::min(span_end, cs + cluster_);
+        const uint64_t entry = get_be64(l2.data() + k * entry_bytes_);
+        if (entry & kFlagCompressed) {
+          total += f - b;
+        } else if (!h_.extended_l2()) {
+          if (entry & kFlagZero) continue;
+          if ((entry & kOffsetMask) == 0) unallocated(b, f);
+          else total += f - b;
+        } else {
+          const uint64_t bitmap = get_be64(l2.data() + k * entry_bytes_ + 8);
+          const uint64_t sub = cluster_ / kSubclustersPerCluster;
+          for (uint64_t p = b; p < f;) {
+            const unsigned i = static_cast<unsigned>((p - cs) / sub);
+            const uint64_t q = std::min(f, cs + (i + 1) * sub);
+            const bool zero = bitmap >> (32 + i) & 1, allocated = bitmap >> i & 1;
+            if (allocated && !zero) total += q - p;
+            else if (!zero) unallocated(p, q);
+            p = q;
+          }
+        }
+      }
+      pos = span_end;
+    }
+    return total + backing_data_bytes(back_begin, back_end);
+  }
+
  private:
+  // The backing chain's data in guest [b, f); past its end the range reads as zeros.
+  uint64_t backing_data_bytes(uint64_t b, uint64_t f) const {
+    if (!backing_ || b >= f || b >= backing_->size()) return 0;
+    return backing_->data_bytes(b, std::min(f, backing_->size()) - b);
+  }
+
   // Collects one read request's pieces, merging neighbours so that contiguous host data and
   // contiguous backing ranges are each read with one call, and zero ranges are only filled in
   // when something else in the request is not zero.

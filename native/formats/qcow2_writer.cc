@@ -211,7 +211,20 @@ Qcow2WriteResult write_qcow2(const BlockSource& source, const Qcow2ImageOptions&
   // An empty image has no L1 table: a cluster reserved for one would be leaked (qemu-img check).
   const uint64_t l1_clusters = div_round_up(l1_entries * 8, cluster);
   const bool backing = !p.backing_file.empty();
-  control.set_total(size_bytes);
+  // Progress is the data read: the source's (a snapshot's blocks that are not ZERO) and the
+  // backing chain's, the clusters it allocates; a sparse image's holes cost nothing to lay out.
+  // Weighed by the virtual size, a 1 TiB image holding 2 GiB would sit near 0 % and jump to 100.
+  const auto chain_part = [&](uint64_t base, uint64_t want) -> uint64_t {
+    return under != nullptr && base < under->size() ? std::min<uint64_t>(want, under->size() - base) : 0;
+  };
+  const auto work_in = [&](uint64_t base, uint64_t want) {
+    return source.data_bytes(base, want) + (under != nullptr ? under->data_bytes(base, chain_part(base, want)) : 0);
+  };
+  control.set_total(work_in(0, size_bytes));
+  // A rollback (`replace`) leaves the disk as it was until its new image is renamed over it: a
+  // cancel while the image is laid out, compared with the backing chain, changes nothing.
+  if (!p.replace.empty()) control.set_phase(JobPhase::Comparing);
+  if (progress) progress(control.done(), control.total());
 
   // Rollback: QEMU must not open either file while the new one is written and renamed. Both
   // names are in one directory, opened once: the new one is created, named and renamed over the
@@ -288,7 +301,7 @@ Qcow2WriteResult write_qcow2(const BlockSource& source, const Qcow2ImageOptions&
         // What the unit reads as where the image leaves it unallocated: the chain, zeros past its end.
         bool below_zero = true;
         if (under) {
-          const uint64_t from_chain = base < under->size() ? std::min<uint64_t>(want, under->size() - base) : 0;
+          const uint64_t from_chain = chain_part(base, want);
           if (from_chain != 0 && !under->read(base, static_cast<size_t>(from_chain), below->data()).zero) {
             below_zero = false;
             std::memset(below->data() + from_chain, 0, unit - from_chain);
@@ -338,7 +351,7 @@ Qcow2WriteResult write_qcow2(const BlockSource& source, const Qcow2ImageOptions&
           bytes_written.fetch_add(data_bytes, std::memory_order_relaxed);
         }
         clusters_zeroed.fetch_add(zeroed, std::memory_order_relaxed);
-        control.add_done(want);
+        control.add_done(work_in(base, want));
       } catch (...) {
         {
           std::lock_guard lock(turn_mutex);
@@ -354,6 +367,7 @@ Qcow2WriteResult write_qcow2(const BlockSource& source, const Qcow2ImageOptions&
   result.blocks_written = chunks_written;
   result.bytes_written = bytes_written;
   result.clusters_zeroed = clusters_zeroed;
+  result.progress_total = control.total();
 
   // Refcounts (16 bit): R blocks and T table clusters at the end must count themselves too.
   const uint64_t used = out.next() / cluster;
@@ -402,6 +416,10 @@ Qcow2WriteResult write_qcow2(const BlockSource& source, const Qcow2ImageOptions&
     require_entry(image.dir.get(), replace_name, replaced, p.replace);
     if (::renameat(image.dir.get(), image.name.c_str(), image.dir.get(), replace_name.c_str()) != 0)
       throw Error::system(errno, "rename", path);
+    // Told once it is so: a rollback that failed before the rename must not read as one that
+    // changed the disk.
+    control.set_phase(JobPhase::Writing);
+    if (progress) progress(control.done(), control.total());
     cleanup.disarm();
     sync_created_entry(image, p.replace);
   } else {

@@ -89,9 +89,12 @@ struct Qcow2WriteResult {
   // Clusters that read as zeros over data of the backing chain: zero clusters (v3), or allocated
   // clusters left as holes in the file (v2).
   uint64_t clusters_zeroed = 0;
+  uint64_t progress_total = 0;  // what progress counted as the whole work (below)
 };
 
-// Both: progress in bytes of the virtual size. Durable (file and directory fsynced) when it
+// Both: progress in bytes of data read, the source's (BlockSource::data_bytes: a snapshot's blocks
+// that are not ZERO) and the backing chain's where one is compared; a rollback (`replace`) is
+// Comparing until its new image is renamed over the disk, Writing from then on. Durable (file and directory fsynced) when it
 // returns; a failure or cancellation leaves no new file. Throws Error.
 Qcow2WriteResult write_qcow2_image(const Qcow2WriteParams& params, JobControl& control, const ProgressFn& progress);
 

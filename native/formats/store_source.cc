@@ -19,6 +19,18 @@ StoreSource::StoreSource(std::string store_dir, uint64_t block_size, uint64_t si
     throw Error(ErrorCode::InvalidArgument, "digests must hold ceil(sizeBytes / blockSize) × 32 bytes");
 }
 
+uint64_t StoreSource::data_bytes(uint64_t offset, uint64_t len) const {
+  if (offset >= size_bytes_) return 0;
+  const uint64_t end = offset + std::min(len, size_bytes_ - offset);
+  uint64_t total = 0;
+  for (uint64_t i = offset / block_size_; i * block_size_ < end; ++i) {
+    const uint8_t* d = digests_.data() + i * kDigestSize;
+    if (std::all_of(d, d + kDigestSize, [](uint8_t b) { return b == 0; })) continue;
+    total += std::min(end, (i + 1) * block_size_) - std::max(offset, i * block_size_);
+  }
+  return total;
+}
+
 SourceRead StoreSource::read_knowing(uint64_t offset, size_t len, uint8_t* buf, const uint8_t* known) const {
   if (offset > size_bytes_ || len > size_bytes_ - offset)
     throw Error(ErrorCode::InvalidArgument, "read past the end of the snapshot");

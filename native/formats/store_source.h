@@ -28,6 +28,8 @@ class StoreSource final : public BlockSource {
   // A non-ZERO block whose digest is the SHA-256 of `known`'s bytes there is copied from `known`,
   // not read: hashing what the caller holds costs less than reading and verifying a store block.
   SourceRead read_knowing(uint64_t offset, size_t len, uint8_t* buf, const uint8_t* known) const override;
+  // The part of the range in blocks that are not ZERO: ZERO blocks are never read.
+  uint64_t data_bytes(uint64_t offset, uint64_t len) const override;
 
   uint64_t block_size() const { return block_size_; }
   // Non-ZERO blocks read so far and their bytes (a block read twice counts twice).

@@ -142,12 +142,13 @@ TEST(apply_update_progress_counts_the_data_compared_then_the_blocks_written) {
   CHECK_EQ(r.blocks_written, 2u);
   CHECK_EQ(r.bytes_written, 2 * kBlock);
 
-  // Compared: the 4 data blocks, none of the 28 holes before them.
+  // Compared: the 4 data blocks, none of the 28 holes before them; and at first the 4 blocks of
+  // the snapshot that may need writing, of which the comparison finds 2 do not.
   CHECK(!reports.empty() && reports.front().phase == JobPhase::Comparing);
-  CHECK(!reports.empty() && reports.front().total == 4 * kBlock);
+  CHECK(!reports.empty() && reports.front().total == 8 * kBlock);
   CHECK(at_before_write && at_before_write->phase == JobPhase::Comparing);
-  CHECK(at_before_write && at_before_write->done == 4 * kBlock && at_before_write->total == 4 * kBlock);
-  // Then written: the total grows by the 2 blocks to write as the phase changes, and is reported then.
+  CHECK(at_before_write && at_before_write->done == 4 * kBlock && at_before_write->total == 6 * kBlock);
+  // Then written: the 2 blocks left in the total, the phase reported as it changes.
   const auto boundary = std::find_if(reports.begin(), reports.end(), [](const Report& x) { return x.phase == JobPhase::Writing; });
   CHECK(boundary != reports.end());
   if (boundary != reports.end()) {
@@ -155,7 +156,12 @@ TEST(apply_update_progress_counts_the_data_compared_then_the_blocks_written) {
     CHECK_EQ(boundary->total, 6 * kBlock);
     CHECK(std::all_of(boundary, reports.end(), [](const Report& x) { return x.phase == JobPhase::Writing; }));
   }
-  for (size_t k = 1; k < reports.size(); ++k) CHECK(reports[k].done >= reports[k - 1].done);
+  for (size_t k = 1; k < reports.size(); ++k) {
+    CHECK(reports[k].done >= reports[k - 1].done);
+    // done / total never goes back: done × the earlier total against the earlier done × total.
+    CHECK(static_cast<unsigned __int128>(reports[k].done) * reports[k - 1].total >=
+          static_cast<unsigned __int128>(reports[k - 1].done) * reports[k].total);
+  }
   CHECK_EQ(control.done(), 6 * kBlock);
   CHECK_EQ(r.progress_total, 6 * kBlock);
   CHECK(control.phase() == JobPhase::Writing);

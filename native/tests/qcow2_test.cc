@@ -15,6 +15,7 @@
 #include "core/block_format.h"
 #include "core/block_writer.h"
 #include "core/digest.h"
+#include "core/scan_image.h"
 #include "core/store_layout.h"
 #include "formats/block_source.h"
 #include "formats/qcow2_format.h"
@@ -197,7 +198,42 @@ TEST(qcow2_image_with_a_backing_file_holds_only_what_differs_from_it) {
     // Header, L1, one L2 table, one data cluster, a refcount block and table; in v2 (no zero
     // flag) the zeroed clusters are allocated too, as holes in the file.
     CHECK_EQ(r.file_bytes, (version == 3 ? 6u : 6u + 16u) * 4096u);
+    // Progress: the 2 blocks of the snapshot that are not ZERO, and the backing file's 3 of data.
+    CHECK_EQ(r.progress_total, 5 * kBlock);
   }
+}
+
+// A scan's progress follows what it reads: a data cluster in full, a zero cluster not at all,
+// and an unallocated one what the backing chain holds there (a hole in it nothing).
+TEST(qcow2_source_weighs_its_allocated_clusters_and_its_chain_data) {
+  TempDir dir;
+  const std::string base = dir / "base.raw";
+  make_sparse_file(base, 4 * kBlock);
+  write_bytes(base, 0, pattern(2 * kBlock, 9));
+  // Block 0 differs from the backing file (data), block 1 is ZERO over its data (a zero cluster),
+  // block 2 reads as the hole below it (unallocated), block 3 is data.
+  const auto digests = store_blocks(dir.path(), {pattern(kBlock, 3), {}, {}, pattern(kBlock, 5)});
+  write_image(dir / "over.qcow2", dir.path(), digests, 4 * kBlock, 16, 3, "base.raw", "raw");
+  auto over = open_qcow2_source(dir / "over.qcow2");
+  CHECK_EQ(over->data_bytes(0, 4 * kBlock), 2 * kBlock);
+  CHECK_EQ(over->data_bytes(kBlock, 2 * kBlock), 0u);
+  CHECK_EQ(over->data_bytes(3 * kBlock + 4096, kBlock), kBlock - 4096);  // clipped at the virtual size
+
+  // Nothing allocated: the backing file's data, through the chain.
+  const auto none = store_blocks(dir.path(), {{}, {}, {}, {}});
+  write_image(dir / "mid.qcow2", dir.path(), none, 4 * kBlock, 16, 3);
+  set_backing_name(dir / "mid.qcow2", "base.raw");
+  auto mid = open_qcow2_source(dir / "mid.qcow2");
+  CHECK_EQ(mid->data_bytes(0, 4 * kBlock), 2 * kBlock);
+  CHECK_EQ(mid->data_bytes(kBlock / 2, kBlock), kBlock);
+
+  JobControl control;
+  std::vector<std::pair<uint64_t, uint64_t>> reports;
+  const ScanResult r = scan_image({.image_path = dir / "over.qcow2", .format = ImageFormat::Qcow2, .store_dir = dir.path(), .block_size = kBlock, .threads = 1},
+                                  control, [&](uint64_t done, uint64_t total) { reports.emplace_back(done, total); });
+  CHECK_EQ(r.progress_total, 2 * kBlock);
+  CHECK_EQ(control.done(), 2 * kBlock);
+  for (const auto& [done, total] : reports) CHECK(total == 2 * kBlock && done <= total);
 }
 
 TEST(qcow2_image_with_a_backing_file_is_written_only_against_its_checked_chain) {

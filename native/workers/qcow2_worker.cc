@@ -21,6 +21,7 @@ Napi::Value qcow2_write_result(Napi::Env env, const Qcow2WriteResult& r) {
   o.Set("fileBytes", static_cast<double>(r.file_bytes));
   o.Set("blocksFromBacking", static_cast<double>(r.blocks_from_backing));
   o.Set("clustersZeroed", static_cast<double>(r.clusters_zeroed));
+  o.Set("progressTotal", static_cast<double>(r.progress_total));
   return o;
 }
 

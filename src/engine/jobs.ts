@@ -8,7 +8,8 @@
  * PROGRESS_RECORD_MS the running jobs are written in one transaction, progress and all, so that
  * an interrupted job says how far it got and when it was last seen running.
  * Progress events go out at most every PROGRESS_EVENT_MS per job, whatever the job's own pace
- * (gc ticks once a block): every one is sent to each client following the job. The last value
+ * (gc ticks once a block), and at once as a job enters a phase: every one is sent to each client
+ * following the job. The last value
  * held back is sent before the job's end, and a job that succeeded ends with its progress whole.
  * Every job's end is logged once, with its id, kind, what it worked on and, for one that failed or
  * was cancelled, its error: the reply goes to one client, which may be gone, while the log is
@@ -152,10 +153,15 @@ export class JobRunner {
     const ctl: JobControl = {
       job, signal: abort.signal,
       progress: (done, total, phase) => {
+        const newPhase = phase !== undefined && phase !== job.phase;
         job.doneBytes = done;
         job.totalBytes = total;
         if (phase !== undefined) job.phase = phase;
-        if (job.state !== 'running' || heldBack !== null) return; // the held-back send takes the new value
+        if (job.state !== 'running') return;
+        // Sent at once, not held back behind the pace: a phase a later value replaced before its
+        // turn would never reach a follower, who may be deciding on a cancel by it.
+        if (newPhase) return sendProgress();
+        if (heldBack !== null) return; // the held-back send takes the new value
         const wait = lastEventAt + PROGRESS_EVENT_MS - performance.now();
         if (wait <= 0) sendProgress();
         else heldBack = setTimeout(sendProgress, wait);

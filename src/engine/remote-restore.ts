@@ -76,7 +76,9 @@ export class RemoteRestore {
     const s = m.snapshot;
     const digests = distinctDigests(m.map, s.sizeBytes, s.blockSize);
     const fetchTotal = [...digests.values()].reduce((a, b) => a + b, 0);
-    const total = fetchTotal + s.sizeBytes;
+    // The image is written counting the snapshot's data, as the native writer weighs it: counted
+    // by the virtual size, the writing would restart the share done from a smaller one.
+    const total = fetchTotal + dataBytes(m.map, s.sizeBytes, s.blockSize);
     const res: RestoreResult = { remote: remote.name, snapshotId: s.id, path: target, sizeBytes: s.sizeBytes, format: 'qcow2', downloadedBlocks: 0, downloadedBytes: 0 };
     const staged: Buffer[] = [];
     const releaseStore = await this.x.storeLock.acquireShared(ctl.signal);
@@ -104,7 +106,7 @@ export class RemoteRestore {
       this.x.repair.forgetRepaired(repaired, 'a remote', ctl.job.id);
       const w = await cloneImage(target, 'qcow2', {
         storeDir: this.x.store.dir, blockSize: s.blockSize, sizeBytes: s.sizeBytes, digests: m.map, signal: ctl.signal,
-        onProgress: (d) => ctl.progress(fetchTotal + Math.min(d, s.sizeBytes), total),
+        onProgress: (d) => ctl.progress(fetchTotal + Math.min(d, total - fetchTotal), total),
       }, at);
       res.sizeBytes = w.sizeBytes;
       this.x.log.info({ jobId: ctl.job.id, remote: remote.name, snapshotId: s.id, path: target, format: 'qcow2', downloadedBytes: res.downloadedBytes }, 'restore finished');
@@ -276,6 +278,13 @@ export class RemoteRestore {
 
 function blockLen(sizeBytes: number, blockSize: number, index: number): number {
   return Math.min(blockSize, sizeBytes - index * blockSize);
+}
+
+/** The bytes of the blocks that are not ZERO, repeats included: what writing the image reads. */
+function dataBytes(map: Buffer, sizeBytes: number, blockSize: number): number {
+  let n = 0;
+  for (let i = 0; i * DIGEST_SIZE < map.length; i++) if (!isZeroDigest(map, i * DIGEST_SIZE)) n += blockLen(sizeBytes, blockSize, i);
+  return n;
 }
 
 /** Block indexes per distinct non-ZERO digest: each block is downloaded once however often it repeats. */

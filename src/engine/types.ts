@@ -137,8 +137,10 @@ export interface Job {
   /**
    * Which pass the job is in, for a job of two (absent for the others): a raw rollback is
    * 'comparing' until its first change to the image, then 'writing' (cancelled while 'comparing',
-   * the image is as it was; while 'writing', it may be partly rolled back); a raw clone is
-   * 'writing' throughout. Kept once the job ends: the pass it ended in.
+   * the image is as it was; while 'writing', it may be partly rolled back); a qcow2 rollback is
+   * 'comparing' while it builds its new image beside the disk and 'writing' once that image
+   * replaced the disk; a raw clone is 'writing' throughout. Kept once the job ends: the pass it
+   * ended in.
    */
   phase?: JobPhase;
   startedAt: string;

@@ -84,7 +84,8 @@ export interface ScanOptions {
   threads?: number;
   /**
    * Bytes processed, of the bytes the scan may have to read (a raw image's data, a qcow2 image's
-   * virtual size): at least every 250 ms while running, and once at the end.
+   * allocated clusters through its backing chain): at least every 250 ms while running, and once
+   * at the end.
    */
   onProgress?: (doneBytes: number, totalBytes: number) => void;
   /** Abort rejects the promise with code 'Cancelled' within about one block per thread. */
@@ -143,8 +144,9 @@ export interface ApplyOptions {
   /**
    * Bytes of work and the pass doing them (JobPhase). create: 'writing' the blocks that are not
    * ZERO, each by its length. update: 'comparing' the image's data bytes, then 'writing' the
-   * blocks that differ, each by its length; the total grows by those as the phase changes, after
-   * beforeWrite returned, and a phase change is never dropped.
+   * blocks that differ, each by its length, after beforeWrite returned. The total starts with the
+   * length of every block that is not ZERO and loses each the comparison finds needs no write, so
+   * done over total never goes back. A phase change is never dropped.
    */
   onProgress?: (doneBytes: number, totalBytes: number, phase?: JobPhase) => void;
   signal?: AbortSignal;
@@ -397,7 +399,12 @@ export interface Qcow2WriteOptions {
   owner?: FileOwner;
   /** Threads reading and verifying store blocks; default one per core. */
   threads?: number;
-  onProgress?: (doneBytes: number, totalBytes: number) => void;
+  /**
+   * Bytes of data read: the snapshot's blocks that are not ZERO, and the backing chain's allocated
+   * data where one is compared. With replace, 'comparing' until the new image is renamed over the
+   * file (nothing of it changed before), 'writing' from then on.
+   */
+  onProgress?: (doneBytes: number, totalBytes: number, phase?: JobPhase) => void;
   signal?: AbortSignal;
 }
 
@@ -411,6 +418,8 @@ export interface Qcow2WriteResult {
   blocksFromBacking: number;
   /** Clusters that read as zeros over the backing chain's data (zero clusters; in v2, allocated and left as holes). */
   clustersZeroed: number;
+  /** The total progress counted: the data read, the snapshot's and the backing chain's (onProgress). */
+  progressTotal: number;
 }
 
 function requireCheckedChain(chain: CheckedBacking[], name: string): void {
@@ -464,7 +473,7 @@ export async function writeQcow2(o: Qcow2WriteOptions): Promise<Qcow2WriteResult
       backingChain: o.backing && checkedChain(o.backing.chain),
       compressionType: o.compressionType, replace: o.replace, replaceId: o.replaceId && identity(o.replaceId), dirFd: o.dirFd, ...ownerOptions(o.owner), threads: o.threads, onProgress,
     }),
-    () => o.sizeBytes,
+    (r) => r.progressTotal,
   );
 }
 

@@ -12,6 +12,7 @@ import { manifestKey } from '../../src/remote/layout';
 import { haveQemu, must, run } from '../helpers/qemu';
 import { useCeph, type Ceph } from '../infra/ceph/fixture';
 import { credentialsFile, listKeys, newBucket, putObject } from '../infra/ceph/s3';
+import { follow, neverBack } from './fixtures/follow-job';
 import { freshDaemon, type Daemon } from './fixtures/harness';
 import { BLOCK, MiB, makeImage, scribble } from './fixtures/images';
 
@@ -61,6 +62,25 @@ if (ceph) {
     t.equal(blockFiles(b), 0, 'the blocks staged for the writer are swept afterwards');
     const again = await b.cli('restore', 'off', 's1', qcow, '--format', 'qcow2', '--json');
     t.equal(again.json().error.code, 'FileExists');
+  });
+
+  t.test('a qcow2 restore counts the blocks it downloads and then the data it writes, never going back', { skip: noQemu }, async (t) => {
+    const { b, s } = await replicatedSnapshot(t, ceph, 'qcow2progress', { size: 40 * MiB + 12288, blocks: [0, 1, 4, 9] });
+    const f = await follow(t, b, 'restore', { remote: 'off', snapshot: s.id, path: join(b.imageRoot, 'p.qcow2'), format: 'qcow2' });
+    // 5 blocks of data (block 5 scribbled): 20 MiB downloaded, then 20 MiB written, not the 40 MiB virtual size.
+    t.match(f.end, { totalBytes: 2 * 5 * BLOCK, doneBytes: 2 * 5 * BLOCK });
+    neverBack(t, 'qcow2 restore', f);
+  });
+
+  t.test('replicate, remote import and raw restore never show their share done going back', async (t) => {
+    const { a, b, s } = await replicatedSnapshot(t, ceph, 'neverback', { size: 40 * MiB, blocks: [0, 3, 7] });
+    scribble(join(a.imageRoot, 'vm.img'), 2 * BLOCK, BLOCK);
+    await a.json('snapshot', 'create', 'vm', '--name', 's2');
+    neverBack(t, 'replicate', await follow(t, a, 'replicate', { source: 'vm', remote: 'off' }));
+    neverBack(t, 'raw restore', await follow(t, b, 'restore', { remote: 'off', snapshot: s.id, path: join(b.imageRoot, 'p.raw') }));
+    makeImage(join(b.imageRoot, 'vm.img'), 40 * MiB, []);
+    await b.json('disk', 'add', 'vm.img', '--name', 'vm');
+    neverBack(t, 'remote import', await follow(t, b, 'import', { remote: 'off', snapshot: s.id, disk: 'vm' }));
   });
 
   t.test('a restore that finds a damaged block leaves no qcow2 file behind', { skip: noQemu }, async (t) => {

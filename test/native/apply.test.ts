@@ -199,7 +199,7 @@ t.test('apply create progress ends with the length of the blocks it wrote done, 
   t.same(calls[calls.length - 1], [5 * BS + 4321, 5 * BS + 4321, 'writing']);
 });
 
-t.test('apply update progress counts the data compared, then the blocks written, and never goes back', async (t) => {
+t.test('apply update progress counts the data compared, then the blocks written, and its share done never goes back', async (t) => {
   const dir = t.testdir();
   // 64 blocks whose data, 8 blocks, sits at the end; 3 of them then overwritten.
   const image = join(dir, 'image');
@@ -217,7 +217,10 @@ t.test('apply update progress counts the data compared, then the blocks written,
   t.ok(calls.every(([d], i) => i === 0 || d >= calls[i - 1]![0]), 'done never decreases');
   const phases = calls.map(([, , phase]) => phase).filter((p, i, all) => i === 0 || p !== all[i - 1]);
   t.ok(phases.join() === 'writing' || phases.join() === 'comparing,writing', `comparing, then writing (${phases.join()})`);
-  t.ok(calls.every(([d, n, phase]) => phase !== 'comparing' || (n === 8 * BS && d <= n)), 'comparing counts the 8 data blocks, not the 56 holes');
+  t.ok(calls.every(([d, n], i) => i === 0 || d / n >= calls[i - 1]![0] / calls[i - 1]![1]), 'the share done never decreases, at the change of phase either');
+  t.ok(calls.every(([d, n, phase]) => phase !== 'comparing' || (n <= 16 * BS && n >= 11 * BS && d <= 8 * BS)),
+    'comparing counts the 8 data blocks, not the 56 holes, and at most the 8 blocks it may write');
+  t.equal(calls[0]![1], 16 * BS, 'the total starts as the data to compare and every block that may need writing');
   t.same(calls[calls.length - 1], [8 * BS + 3 * BS, 8 * BS + 3 * BS, 'writing'], 'writing adds the bytes it wrote');
 });
 
