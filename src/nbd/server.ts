@@ -135,6 +135,7 @@ export class NbdServer {
       await closed;
     } finally {
       clearTimeout(late);
+      this.buffers.release();
     }
   }
 

@@ -61,3 +61,33 @@ t.test('Buffers the pool did not make are never taken in', async (t) => {
   pool.give(sliced);
   t.equal(pool.idle, 0, 'nor a view that does not start at the Buffer\'s start');
 });
+
+/** Polls until `cond` holds; the deadline is generous, for a loaded machine. */
+async function until(cond: () => boolean, what: string, deadlineMs = 30_000): Promise<void> {
+  const end = Date.now() + deadlineMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+t.test('free Buffers are let go once the pool has gone unused for its period', async (t) => {
+  const pool = new ReplyBuffers(1024 * KiB, 50);
+  const a = pool.take(64 * KiB);
+  const b = pool.take(64 * KiB);
+  pool.give(a);
+  pool.give(b);
+  t.ok(pool.idle > 0);
+  await until(() => pool.idle === 0, 'the release');
+  t.not(pool.take(64 * KiB).buffer, a.buffer, 'a later reply gets fresh memory');
+});
+
+t.test('a pool released once keeps and releases again what it is given later', async (t) => {
+  const pool = new ReplyBuffers(1024 * KiB, 50);
+  pool.give(pool.take(8 * KiB));
+  await until(() => pool.idle === 0, 'the first release');
+  const c = pool.take(8 * KiB);
+  pool.give(c);
+  t.ok(pool.idle > 0, 'kept again');
+  await until(() => pool.idle === 0, 'the second release');
+});
