@@ -3,6 +3,7 @@
  * so codes are never renamed or reused. Every code here is documented in docs/errors.md, and a
  * test fails when the two disagree.
  */
+import { reportFdExhaustion } from './fd-exhaustion';
 
 export const ERROR_CODES = {
   // usage and validation
@@ -125,6 +126,8 @@ export class BlocksnapError extends Error {
 export function toBlocksnapError(err: unknown): BlocksnapError {
   if (err instanceof BlocksnapError) return err;
   if (err instanceof Error) {
+    // Said here, where Node's errno code is still on the error: EMFILE becomes an IOError below.
+    reportFdExhaustion(err);
     const code = (err as { code?: unknown }).code;
     const mapped = isErrorCode(code) ? code : errnoToCode(code);
     const wrapped = new BlocksnapError(mapped, err.message);

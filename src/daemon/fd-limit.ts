@@ -1,8 +1,8 @@
 /**
  * The open-file limit against what --max-connections asks for. Past RLIMIT_NOFILE, libuv accepts
  * each new client and closes it at once to keep its listening socket from spinning, and tells
- * Node nothing: clients see the daemon hang up on them and the log stays silent. So the start
- * says so while it can. Node has already raised the soft limit to the hard one by then, so the
+ * Node nothing: clients see the daemon hang up on them, and only a probe of the daemon's own
+ * (daemon/fd-exhaustion-log.ts) can tell. So the start says so while it can. Node has already raised the soft limit to the hard one by then, so the
  * limit read here is the one the daemon runs with.
  */
 import { readFileSync } from 'node:fs';
@@ -35,7 +35,7 @@ export function fdLimitWarning(limit: number | null, maxConnections: number): { 
     limit, needed,
     message: `the open-file limit (RLIMIT_NOFILE) is ${limit}, below the ${needed} that --max-connections ${maxConnections} needs with room for jobs ` +
       'and for the block files served volumes keep open (a quarter of the limit): ' +
-      'past it, new clients are disconnected unanswered and nothing is logged; raise it (LimitNOFILE= in a systemd unit, ulimit -n) or lower --max-connections',
+      'past it, new clients are disconnected unanswered (a warning says so when it happens); raise it (LimitNOFILE= in a systemd unit, ulimit -n) or lower --max-connections',
   };
 }
 

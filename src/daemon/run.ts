@@ -28,6 +28,7 @@ import { checkDataDirTrusted, checkSocketDirTrusted } from './trusted-dirs';
 import { NbdServer } from '../nbd/server';
 import { hardLinkWarning } from './hard-link-guard';
 import { ownFdLimitWarning } from './fd-limit';
+import { FdExhaustionLog } from './fd-exhaustion-log';
 
 /** How long closing the connections may take after the engine stopped. */
 const CONNECTION_CLOSE_TIMEOUT_MS = 5_000;
@@ -59,6 +60,8 @@ export async function runDaemon(flags: DaemonFlags): Promise<number> {
   }
   const log = createLogger(config.logLevel);
   installProcessGuards(log);
+  // From the start: the engine's recovery and the first clients may already run out.
+  new FdExhaustionLog(log).start();
 
   log.info({ version: PACKAGE_VERSION, build: buildId(), dataDir: config.dataDir, socket: config.socketPath, imageRoots: config.imageRoots }, 'starting');
   if (config.imageRootsDefaulted) {

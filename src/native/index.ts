@@ -17,6 +17,7 @@ import { BlocksnapError, isErrorCode, toBlocksnapError } from '../errors';
 import { makeDirsDurably } from '../durable-dirs';
 import { DIGEST_SIZE, isValidBlockSize } from '../store/format';
 import { reportStoreDamage } from '../store/damage-reports';
+import { reportFdExhaustion } from '../fd-exhaustion';
 
 /** A backing file of a qcow2 image as it was checked against the image roots. */
 export interface CheckedBacking {
@@ -813,6 +814,7 @@ export function fromNative(err: unknown): BlocksnapError {
   if (Buffer.isBuffer(native.writtenDigests)) withWrittenDigests(e, native.writtenDigests);
   // A damaged block file found by any native reader is recorded for repair (store/damage-reports.ts).
   reportStoreDamage(e);
+  reportFdExhaustion(e);
   return e;
 }
 
