@@ -69,6 +69,7 @@ CowVolume::CowVolume(const VolumeSpec& spec)
     on_verify_damage_ = spec.on_verify_damage;
     try {
       verifier_ = std::thread([this] { verify_loop(); });
+      background_verify_ = true;
     } catch (const std::system_error&) {
       // No thread to be had: snapshots verify what copy-ups left, as without granule files.
     }
@@ -160,7 +161,7 @@ bool CowVolume::write_copies_up(uint64_t offset, size_t len) const noexcept {
 }
 
 void CowVolume::write_granule(CowLayer& top, LayerStack below, uint64_t g, uint64_t from, uint64_t to, const uint8_t* bytes) {
-  if (verifier_.joinable()) {
+  if (background_verify_) {
     last_write_ns_.store(std::chrono::steady_clock::now().time_since_epoch().count(), std::memory_order_relaxed);
     queue_verify(*base_, g * top.map.granule_size() / block_size_);
   }
@@ -442,6 +443,7 @@ CowVolume::~CowVolume() {
 }
 
 void CowVolume::close() {
+  std::lock_guard closing(close_mutex_);
   stop_verifier();
   verify_ahead_.stop();
   // What it holds (the addon's thread-safe function) is let go now, not when JS collects the volume.

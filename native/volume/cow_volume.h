@@ -230,6 +230,12 @@ class CowVolume {
   static inline std::atomic<int> reads_running_{0};
   static constexpr std::chrono::milliseconds kVerifyAfterQuiet{50};
   std::thread verifier_;  // writable volumes using granule files only
+  // Whether verifier_ was started: set by the constructor only, so that writes may ask it while
+  // close() joins (and so changes) verifier_.
+  bool background_verify_ = false;
+  // close() may run twice at once (the addon queues each on the pool): the second waits for the
+  // first rather than join the same threads with it.
+  std::mutex close_mutex_;
   // Reads note themselves here (const reads: the read-ahead is not the volume's state). Last, so
   // that it goes first; close() and the destructor stop it before anything it uses.
   mutable VerifyAhead verify_ahead_{[this] { return base_now(); }};
