@@ -62,6 +62,9 @@ export const ERROR_CODES = {
   NoSpace: 'The filesystem is full (ENOSPC).',
   IOError: 'An I/O error from the operating system (the message names the call and errno).',
   CatalogVersion: 'The catalog was written by a different schema version that this build cannot open.',
+  CatalogMissing: 'The catalog is missing (or empty) beside a block store that holds blocks: the daemon does not start a new, empty catalog over them unless told to (--new-catalog).',
+  CatalogDamaged: 'The catalog file is damaged (truncated or overwritten): the daemon does not start on it, nor over a new one.',
+  CatalogMismatch: 'The catalog is not known to be the block store\'s (another data dir\'s, older than the store, or new beside its blocks): deleting blocks is held until the right catalog is back or this one is accepted (store accept-catalog).',
   DataDirLocked: 'Another blocksnap daemon already uses this data directory.',
   // remotes, replication and streams
   RemoteNotFound: 'No remote has this name.',

@@ -14,6 +14,7 @@
  * may have is refused whole with NoSpace before LMDB writes; what LMDB still fails is NoSpace or
  * IOError (write-errors.ts).
  */
+import { randomBytes } from 'node:crypto';
 import { accessSync, chmodSync, closeSync, constants, lstatSync, openSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
@@ -24,8 +25,9 @@ import { lengthen, reserveTarget, spareTarget } from './space-reserve';
 import { catalogWriteError, classifyCatalogWrite, fsSpace, nearlyFullBytes, type FsSpace } from './write-errors';
 import type { Job } from '../engine/types';
 import {
-  CATALOG_FILE, META_BLOCK_SIZE, META_CREATED_AT, META_SCHEMA_VERSION, META_STORE_TOTALS, SCHEMA_VERSION,
+  CATALOG_FILE, META_BLOCK_SIZE, META_CREATED_AT, META_GENERATION, META_SCHEMA_VERSION, META_STORE_ID, META_STORE_TOTALS, SCHEMA_VERSION,
 } from './schema';
+import type { StoreStamp } from '../store/store-stamp';
 import type { DiskRecord, SnapshotRecord, StoreTotals } from './records';
 
 export type MapKey = [string, number];
@@ -99,8 +101,20 @@ export interface CatalogRoom {
   usedBytes: number;
 }
 
+/** What the catalog says of itself, for the store's stamp: storeId is undefined in a catalog an older version wrote. */
+export interface CatalogIdentity { storeId: string | undefined; generation: number }
+
+/** A new catalog's identity. */
+export function newStoreId(): string {
+  return randomBytes(16).toString('hex');
+}
+
 export class Catalog {
   private depth = 0;
+  /** The running transaction changed which blocks are referenced or freed: the generation moves on. */
+  private storeChanged = false;
+  /** Told each new generation once it is committed (writes the store's stamp); null while deletions are held. */
+  private stamp: ((s: StoreStamp) => void) | null = null;
   /** The running transaction deletes snapshots, which is how space is freed: it may use the reserve. */
   private frees = false;
   /**
@@ -185,6 +199,8 @@ export class Catalog {
           meta.putSync(META_BLOCK_SIZE, blockSize);
           meta.putSync(META_CREATED_AT, new Date().toISOString());
           meta.putSync(META_STORE_TOTALS, { blocks: 0, bytes: 0 } satisfies StoreTotals);
+          meta.putSync(META_STORE_ID, newStoreId());
+          meta.putSync(META_GENERATION, 0);
         });
       }
     } catch (err) {
@@ -220,13 +236,24 @@ export class Catalog {
   txn<T>(fn: () => T): T {
     if (this.depth > 0) return this.root.transactionSync(fn); // a child transaction: the outermost one decides
     let value: T;
+    let stamped: StoreStamp | null = null;
     this.depth++;
     this.frees = false;
     this.starts = false;
     this.writes = 0;
+    this.storeChanged = false;
     try {
       value = this.root.transactionSync(() => {
         const v = fn();
+        // Not while deletions are held: the generation then stays behind the stamp's, so the
+        // catalog is still known as an older one at the next start.
+        if (this.storeChanged && this.stamp !== null) {
+          const id = this.identity();
+          if (id.storeId !== undefined) {
+            stamped = { storeId: id.storeId, generation: id.generation + 1 };
+            this.meta.putSync(META_GENERATION, stamped.generation);
+          }
+        }
         this.admit();
         return v;
       });
@@ -238,7 +265,45 @@ export class Catalog {
       this.depth--;
     }
     if (this.writes > 0) this.afterCommit();
+    if (stamped !== null) this.tellStamp(stamped);
     return value;
+  }
+
+  /** A consistent copy of the catalog (one read transaction) at `path`, which must not exist; LMDB's data only. */
+  async copyTo(path: string): Promise<void> {
+    await this.root.backup(path, false);
+  }
+
+  /** The catalog's identity and generation (store-stamp.ts). */
+  identity(): CatalogIdentity {
+    const storeId = this.meta.get(META_STORE_ID);
+    const generation = this.meta.get(META_GENERATION);
+    return { storeId: typeof storeId === 'string' ? storeId : undefined, generation: typeof generation === 'number' ? generation : 0 };
+  }
+
+  /** Sets the identity and generation (in a txn): a catalog from before stamps, or one the operator accepted. */
+  setIdentity(storeId: string, generation: number): void {
+    this.meta.putSync(META_STORE_ID, storeId);
+    this.meta.putSync(META_GENERATION, generation);
+  }
+
+  /**
+   * From now on, every commit that changes which blocks are referenced or freed moves the
+   * generation on and hands it to `write` (the store's stamp); null stops both, while deletions
+   * are held.
+   */
+  stampWith(write: ((s: StoreStamp) => void) | null): void {
+    this.stamp = write;
+  }
+
+  private tellStamp(s: StoreStamp): void {
+    try {
+      this.stamp?.(s);
+    } catch (err) {
+      // The catalog is ahead of the stamp, which the next start takes as current: nothing is held
+      // back, and the stamp is written again with the next generation.
+      this.log.warn({ err, generation: s.generation }, 'could not write the block store\'s stamp; the next change writes it');
+    }
   }
 
   /**
@@ -416,6 +481,7 @@ export class Catalog {
       this.refs.putSync(digest, [cur[0] + 1, cur[1]]);
       return false;
     }
+    this.storeChanged = true;
     this.refs.putSync(digest, [1, rawBytes]);
     this.free.removeSync(digest);
     this.adjustTotals(1, rawBytes);
@@ -430,6 +496,7 @@ export class Catalog {
       this.refs.putSync(digest, [cur[0] - 1, cur[1]]);
       return false;
     }
+    this.storeChanged = true;
     this.refs.removeSync(digest);
     this.free.putSync(digest, Date.now());
     this.adjustTotals(-1, -cur[1]);

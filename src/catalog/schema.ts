@@ -3,7 +3,8 @@
  * database's key or value shape is a schema version bump; the catalog refuses to open a version
  * it does not know (CatalogVersion).
  *
- *   meta       string key -> msgpack       schemaVersion, blockSize, storeTotals, createdAt
+ *   meta       string key -> msgpack       schemaVersion, blockSize, storeTotals, createdAt,
+ *                                          storeId, generation (store-stamp.ts)
  *   disks      diskId -> DiskRecord
  *   snapshots  snapshotId -> SnapshotRecord
  *   diskSnaps  [diskId, snapshotId] -> 1       index: a disk's snapshots
@@ -34,7 +35,7 @@
  * daemon refuses the data dir (CatalogVersion, "upgrade") instead of failing on what it holds.
  * Versions 1 and 2 are migrated when opened.
  *
- * The last three databases, the `tags`/`groupId` fields of snapshot records, the
+ * The last three databases, the `storeId` and `generation` meta keys, the `tags`/`groupId` fields of snapshot records, the
  * `scheduleChangedAt` field of policy records, and the `formatSource`, `givenPath` and `registeredBy` fields and
  * the rollback journal's `writesBegun` field of disk records were added without a version bump:
  * they are new keys and optional fields that an older record simply lacks (read as no tags, no
@@ -53,6 +54,13 @@ export const META_SCHEMA_VERSION = 'schemaVersion';
 export const META_BLOCK_SIZE = 'blockSize';
 export const META_STORE_TOTALS = 'storeTotals';
 export const META_CREATED_AT = 'createdAt';
+/**
+ * The catalog's identity and the count of its commits that changed the set of referenced or freed
+ * blocks, mirrored in the store's stamp (store-stamp.ts). Added without a version bump: a catalog
+ * that lacks them is one an older version wrote, given an identity at its first start.
+ */
+export const META_STORE_ID = 'storeId';
+export const META_GENERATION = 'generation';
 
 export const REMOTES_DB = 'remotes';
 export const DAMAGED_DB = 'damaged';

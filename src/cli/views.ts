@@ -1,5 +1,7 @@
 /** Human renderings of the engine's objects, one function per shape. */
-import type { ChainSummary, CloneResult, Disk, FlattenResult, GcResult, Job, RollbackResult, Snapshot, SnapshotConsistency, StoreStats, VerifyResult } from '../engine/types';
+import type {
+  CatalogAccepted, CatalogBackup, ChainSummary, CloneResult, Disk, FlattenResult, GcResult, Job, RollbackResult, Snapshot, SnapshotConsistency, StoreStats, VerifyResult,
+} from '../engine/types';
 import type { UnremovableEntry } from '../store/block-store';
 import { count, details, formatBytes, formatDuration, formatRate, percent, relativeTime, table } from './format';
 
@@ -189,7 +191,22 @@ export function storeStatsView(s: StoreStats): string {
     ['stored', `${formatBytes(s.bytes)} (${s.bytes} bytes) referenced`],
     ['block size', formatBytes(s.blockSize)],
     ['pending free', pending],
-  ]) + (stuck.length > 0 ? `\nFreed block files the sweep could not unlink:\n${unremovableLines(stuck)}\n${REMOVE_BY_HAND}` : '');
+  ]) + (stuck.length > 0 ? `\nFreed block files the sweep could not unlink:\n${unremovableLines(stuck)}\n${REMOVE_BY_HAND}` : '') +
+    heldLine(s.catalogHold);
+}
+
+/** The reason deletions are held, as the daemon gives it. */
+function heldLine(hold: { message: string } | null | undefined): string {
+  return hold ? `\nDELETIONS HELD: ${hold.message}.` : '';
+}
+
+export function catalogBackupView(r: CatalogBackup): string {
+  return `Backed up the catalog to ${r.path} (${formatBytes(r.bytes)}, generation ${r.generation}).`;
+}
+
+export function catalogAcceptedView(r: CatalogAccepted): string {
+  if (!r.accepted) return `The catalog is the block store's already (generation ${r.generation}); nothing was changed.`;
+  return `Accepted the catalog as the block store's (it was ${r.previousHold}; now generation ${r.generation}): deletions resume, and store gc removes every block it does not reference.`;
 }
 
 const REMOVE_BY_HAND = 'Remove these by hand (a directory with its content; chattr -i first for an immutable file), then run store gc: ' +
@@ -224,7 +241,7 @@ export function verifyView(r: VerifyResult): string {
   if ((r.pendingFreeBlocks ?? 0) > 0) survey.push(`${count(r.pendingFreeBlocks, 'freed block file')} not unlinked yet: the sweep unlinks them, and store stats names any it could not.`);
   if ((r.strayEntries ?? 0) > 0) survey.push(strayLines(r.strayEntries, r.strayExamples));
   if ((r.unreadable ?? []).length > 0) survey.push(`Could not read:\n${unremovableLines(r.unreadable)}\nTheir blocks were not listed; give the daemon's user back access to them.`);
-  const tail = survey.length > 0 ? `\n${survey.join('\n')}` : '';
+  const tail = (survey.length > 0 ? `\n${survey.join('\n')}` : '') + heldLine(r.catalogHold);
   if (r.problems.length === 0) return `Checked ${count(r.checkedBlocks, 'block')}: all intact.${tail}`;
   const rows = table(r.problems, [
     { header: 'block', value: (p) => p.digest },

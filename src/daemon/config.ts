@@ -42,6 +42,8 @@ export interface DaemonConfig {
   /** Snapshots per disk; undefined keeps the engine's default (256 each). */
   manualSnapshotQuota: number | undefined;
   autoSnapshotQuota: number | undefined;
+  /** --new-catalog: command line only, so that it is given for one start and not kept in a file. */
+  newCatalog: boolean;
 }
 
 /** What the command line may set; every key is optional and overrides the config file. */
@@ -60,6 +62,7 @@ export interface DaemonFlags {
   idleTimeout?: number;
   manualSnapshotQuota?: number;
   autoSnapshotQuota?: number;
+  newCatalog?: boolean;
 }
 
 const stringList: Field<string[]> = {
@@ -172,6 +175,7 @@ export function resolveConfig(flags: DaemonFlags, cwd: string = process.cwd()): 
     threads: file.threads,
     manualSnapshotQuota: flags.manualSnapshotQuota ?? file.manualSnapshotQuota,
     autoSnapshotQuota: flags.autoSnapshotQuota ?? file.autoSnapshotQuota,
+    newCatalog: flags.newCatalog === true,
   };
 }
 

@@ -4,7 +4,7 @@
  * daemon states exactly which engine calls the wire exposes. The real Engine satisfies it.
  */
 import type { EventEmitter } from 'node:events';
-import type { ChainSummary, Disk, ImageFormat, Job, RollbackAbandoned, Snapshot, StoreStats } from '../engine/types';
+import type { CatalogAccepted, CatalogBackup, ChainSummary, Disk, ImageFormat, Job, RollbackAbandoned, Snapshot, StoreStats } from '../engine/types';
 import type { Policies } from '../engine/policies';
 import type { SnapshotGroups } from '../engine/groups';
 import type { UserAccess } from '../engine/user-access';
@@ -46,6 +46,8 @@ export interface DaemonEngine extends Pick<EventEmitter, 'on' | 'off'> {
 
   listChains(diskRef?: string): ChainSummary[];
   storeStats(): StoreStats;
+  backupCatalog(path: string): Promise<CatalogBackup>;
+  acceptCatalog(): CatalogAccepted;
 
   listJobs(): Job[];
   getJob(id: string): Job;

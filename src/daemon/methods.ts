@@ -16,7 +16,7 @@ import { offsiteMethods } from './offsite-methods';
 import { exportMethods } from './export-methods';
 import type { StreamChannels } from './stream-channels';
 import type { UserCredentials } from '../engine/user-access';
-import { clientAccess, withUser } from './client-rights';
+import { clientAccess, requireDaemonUser, withUser } from './client-rights';
 
 export interface DaemonInfo {
   version: string;
@@ -182,6 +182,20 @@ export const METHODS: Readonly<Record<string, Method>> = {
   'store.stats': method({ params: {}, run: (ctx) => ctx.engine.storeStats() }),
   'store.gc': method({ params: { wait }, run: (ctx, p) => settle(ctx, ctx.engine.startGc(), p.wait) }),
   'store.verify': method({ params: { wait }, run: (ctx, p) => settle(ctx, ctx.engine.startVerify(), p.wait) }),
+  'catalog.backup': method({
+    params: { path: absolutePath },
+    run: (ctx, p) => {
+      requireDaemonUser(ctx, 'back up the catalog', 'the copy holds every disk\'s path, names and remotes, written with the daemon\'s rights');
+      return ctx.engine.backupCatalog(p.path);
+    },
+  }),
+  'catalog.accept': method({
+    params: {},
+    run: (ctx) => {
+      requireDaemonUser(ctx, 'accept the catalog as the block store\'s', 'store gc then deletes every block it does not reference');
+      return ctx.engine.acceptCatalog();
+    },
+  }),
 
   ...offsiteMethods(method, settle),
   ...modelMethods(method, settle),

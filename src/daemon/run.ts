@@ -97,6 +97,7 @@ export async function runDaemon(flags: DaemonFlags): Promise<number> {
     };
     if (config.blockSize !== undefined) engineOptions.blockSize = config.blockSize;
     if (config.threads !== undefined) engineOptions.threads = config.threads;
+    if (config.newCatalog) engineOptions.newCatalog = true;
     const quota: { manual?: number; auto?: number } = {};
     if (config.manualSnapshotQuota !== undefined) quota.manual = config.manualSnapshotQuota;
     if (config.autoSnapshotQuota !== undefined) quota.auto = config.autoSnapshotQuota;
@@ -203,6 +204,8 @@ function prepareDirs(config: DaemonConfig, gid: number | undefined, log: Logger)
 function refusedForGood(e: BlocksnapError): boolean {
   if (exitStatusFor(e.code) === EXIT.usage) return true; // a bad --image-root or --data-dir, as the CLI reports it
   if (e.code === 'UntrustedPath') return true;
+  // The catalog must be put back (or --new-catalog given): a restart finds it as it was.
+  if (e.code === 'CatalogMissing' || e.code === 'CatalogDamaged') return true;
   return e.code === 'SocketInUse' && e.details?.found !== undefined; // a file, not a daemon, at the socket path
 }
 

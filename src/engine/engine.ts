@@ -54,9 +54,11 @@ import { BlockRepair, hexDigests } from './block-repair';
 import { withDamageGuidance } from './damage-guidance';
 import { abandonedImage, abandonedMessage, ImageRollbacks } from './image-rollback';
 import { collectGarbage, verifyStore, type StoreMaintenanceInternals } from './store-maintenance';
+import { backupCatalog } from './catalog-backup';
+import { acceptCatalog, catalogAbsent, pairCatalog, probeCatalog, refuseMissingCatalog, storeInUse, type CatalogHold } from './catalog-pairing';
 import type {
   ChainSummary, CloneResult, Disk, FlattenResult, ImageFormat, Job, JobKind, RollbackAbandoned, Snapshot,
-  SnapshotCreateOptions, StoreStats,
+  SnapshotCreateOptions, StoreStats, CatalogAccepted, CatalogBackup,
 } from './types';
 
 export interface EngineLogger {
@@ -86,6 +88,8 @@ export interface EngineOptions {
   deleteBatch?: number;
   /** How remotes' object stores are opened and lease timing (tests observe and hold back requests; default: S3). */
   replication?: ReplicationOptions;
+  /** Creates a new, empty catalog where there is none beside a store of blocks, which is otherwise refused (CatalogMissing). */
+  newCatalog?: boolean;
 }
 
 
@@ -119,6 +123,8 @@ export class Engine extends EventEmitter {
   private readonly pins = new Map<string, number>();
   private readonly jobs: JobRunner;
   private sweeping: Promise<void> | null = null;
+  /** Set when the catalog is not known to be the store's (catalog-pairing.ts): nothing in the store or cow/ is deleted. */
+  private catalogHold: CatalogHold | null = null;
   /** Blocks were freed while a sweep could not start (or had already read the free list). */
   private sweepWanted = false;
   /** Freed block files the last sweep could not unlink, by digest (hex), for `store stats`. */
@@ -195,7 +201,7 @@ export class Engine extends EventEmitter {
       pin: (id) => this.pinSnapshot(id),
     });
     this.cow = new CowDisks({ catalog, volumes: this.volumes, exports: this.exports, storeLock: this.storeLock, log, threads, blockSize: catalog.blockSize, repair: this.repair });
-    this.maintenance = { catalog, store, storeLock: this.storeLock, repair: this.repair, log, threads };
+    this.maintenance = { catalog, store, storeLock: this.storeLock, repair: this.repair, log, threads, catalogHold: () => this.catalogHold };
     this.rollbacks = new ImageRollbacks({ catalog, storeDir: store.dir, blockSize: catalog.blockSize, threads, log, imageRoots });
   }
 
@@ -267,9 +273,13 @@ export class Engine extends EventEmitter {
     let catalog: Catalog | undefined;
     try {
       unfence = fenceDataDirOf(dataDir);
+      const hadBlocks = storeInUse(dataDir);
+      if (!refuseMissingCatalog(dataDir, o.newCatalog === true, o.logger ?? silent) && !catalogAbsent(dataDir)) probeCatalog(dataDir, o.logger ?? silent);
       catalog = Catalog.open(dataDir, blockSize, { log: o.logger ?? silent });
       const store = new BlockStore(dataDir);
       const engine = new Engine(dataDir, roots, catalog, store, lock, o.threads, o.logger ?? silent, o.replication);
+      // Before recovery, which removes copy-on-write layer files the catalog does not list.
+      engine.catalogHold = pairCatalog(catalog, dataDir, hadBlocks, engine.log);
       engine.unfence = unfence;
       engine.quota = resolveQuota(o.snapshotQuota);
       if (o.now) engine.clock = o.now;
@@ -314,7 +324,8 @@ export class Engine extends EventEmitter {
     const interrupted = this.jobs.recover();
     const jobs = interrupted.length;
     this.offsite.replication.releaseInterrupted(interrupted);
-    const layers = this.volumes.removeUnlisted();
+    // A catalog that is not the store's does not list the layers of disks it never heard of.
+    const layers = this.catalogHold === null ? this.volumes.removeUnlisted() : 0;
     this.volumes.warmWrittenCounts();
     const tmp = await this.store.removeTempFiles();
     const pendingFree = this.catalog.freeCount(); // swept once open (Engine.open)
@@ -1046,7 +1057,34 @@ export class Engine extends EventEmitter {
     const t = this.catalog.totals();
     // What gc or a later sweep removed meanwhile is off the free list, and no longer listed.
     const unremovable = [...this.unremovable].filter(([hex]) => this.catalog.isFree(Buffer.from(hex, 'hex'))).map(([, e]) => e).slice(0, 100);
-    return { blocks: t.blocks, bytes: t.bytes, pendingFreeBlocks: this.catalog.freeCount(), unremovable, blockSize: this.blockSize, dataDir: this.dataDir };
+    return {
+      blocks: t.blocks, bytes: t.bytes, pendingFreeBlocks: this.catalog.freeCount(), unremovable, blockSize: this.blockSize, dataDir: this.dataDir,
+      catalogHold: this.catalogHold,
+    };
+  }
+
+  /** A consistent copy of the catalog at `path` (absolute, not existing), while the daemon serves. */
+  async backupCatalog(path: string): Promise<CatalogBackup> {
+    this.assertOpen();
+    return backupCatalog(this.catalog, path);
+  }
+
+  /**
+   * The operator's word that this catalog is the store's (after CatalogMismatch): deletions resume,
+   * and gc removes what the catalog does not reference.
+   */
+  acceptCatalog(): CatalogAccepted {
+    this.assertOpen();
+    const was = this.catalogHold;
+    if (was === null) {
+      const id = this.catalog.identity();
+      return { accepted: false, previousHold: null, storeId: id.storeId!, generation: id.generation };
+    }
+    const stamp = acceptCatalog(this.catalog, this.dataDir);
+    this.catalogHold = null;
+    this.log.warn({ reason: was.reason, storeId: stamp.storeId, generation: stamp.generation }, 'the catalog was accepted as the block store\'s: deletions resume');
+    this.scheduleSweep();
+    return { accepted: true, previousHold: was.reason, ...stamp };
   }
 
   listChains(diskRef?: string): ChainSummary[] {
@@ -1080,6 +1118,7 @@ export class Engine extends EventEmitter {
    */
   startGc(): Job {
     this.assertOpen();
+    if (this.catalogHold !== null) throw new BlocksnapError('CatalogMismatch', `store gc is refused: ${this.catalogHold.message}`, { reason: this.catalogHold.reason });
     return this.jobs.start(newId('j'), 'gc', { diskId: null, snapshotId: null, target: null }, (ctl) => collectGarbage(this.maintenance, ctl));
   }
 
@@ -1088,6 +1127,7 @@ export class Engine extends EventEmitter {
    * the free list already runs, the sweep is wanted: the store lock's release starts it.
    */
   private scheduleSweep(): void {
+    if (this.catalogHold !== null) return;
     if (this.catalog.freeCount() === 0) return;
     if (this.sweeping) { this.sweepWanted = true; return; }
     const release = this.storeLock.tryExclusive();

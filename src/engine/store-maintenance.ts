@@ -23,6 +23,8 @@ export interface StoreMaintenanceInternals {
   readonly repair: BlockRepair;
   readonly log: EngineLogger;
   readonly threads: number | undefined;
+  /** Why deletions are held (catalog-pairing.ts): verify says so, as its unreferenced blocks are then not gc's. */
+  readonly catalogHold: () => { reason: string; message: string } | null;
 }
 
 /**
@@ -66,6 +68,7 @@ export async function verifyStore(x: StoreMaintenanceInternals, ctl: JobControl)
     }),
     awaitingRepair,
     ...survey,
+    catalogHold: x.catalogHold(),
   };
 }
 

@@ -171,6 +171,24 @@ export interface StoreStats {
   unremovable: UnremovableEntry[];
   blockSize: number;
   dataDir: string;
+  /** Why deletions are held (the catalog is not known to be the store's), or null. */
+  catalogHold?: { reason: string; message: string } | null;
+}
+
+/** A catalog backup written (`store backup-catalog`): the catalog's generation and id when copied. */
+export interface CatalogBackup {
+  path: string;
+  bytes: number;
+  generation: number;
+  storeId: string | null;
+}
+
+/** What `store accept-catalog` did: nothing (`accepted: false`) when the catalog was the store's already. */
+export interface CatalogAccepted {
+  accepted: boolean;
+  previousHold: string | null;
+  storeId: string;
+  generation: number;
 }
 
 export interface GcResult {
@@ -213,6 +231,8 @@ export interface VerifyResult {
   strayExamples: string[];
   /** Fan-out directories that could not be read: their blocks were neither listed nor counted. */
   unreadable: UnremovableEntry[];
+  /** Why deletions are held (the catalog is not known to be the store's), or null. */
+  catalogHold?: { reason: string; message: string } | null;
 }
 
 export interface CloneResult { path: string; sizeBytes: number; format: ImageFormat; snapshotId: string; bytesWritten: number; }

@@ -65,6 +65,7 @@ export function registerDaemon(program: Command): void {
     .option('--idle-timeout <seconds>', 'disconnect a client with no request running, no job watched and no stream open for this long; 0: never (default: 900)', nonNegativeInt)
     .option('--manual-snapshot-quota <n>', 'manual snapshots per disk (default: 256)', positiveInt)
     .option('--auto-snapshot-quota <n>', 'automatic snapshots per disk; over it, once a new one is available, failed then oldest automatic ones go (default: 256)', positiveInt)
+    .option('--new-catalog', 'create a new, empty catalog where the data dir has none but its block store holds blocks (refused otherwise: CatalogMissing); deleting blocks then waits for store accept-catalog. Give it for one start only')
     .addHelpText('after', examples([
       'blocksnap daemon --data-dir /var/lib/blocksnap --image-root /var/lib/libvirt/images',
       'blocksnap daemon --config /etc/blocksnap.json --log-level debug',
@@ -72,7 +73,8 @@ export function registerDaemon(program: Command): void {
       'On a terminal that may close, run it under systemd or detached (setsid -f blocksnap daemon … < /dev/null >> LOG 2>&1):\n' +
       'once its terminal has gone, Node.js cannot exit cleanly and may leave the socket behind for the next start to remove.\n' +
       'A start refused for good (a bad option or config, a file that is not a socket at a socket path, a\n' +
-      'directory another user may write) exits 2; one another daemon holds up (its data dir or socket) exits 1.\n' + configHelp())
+      'directory another user may write, a missing or damaged catalog beside a store of blocks) exits 2; one another daemon\n' +
+      'holds up (its data dir or socket) exits 1.\n' + configHelp())
     .action(async (flags: DaemonFlags) => {
       // Loaded only here: client commands never load the engine, LMDB or the native addon.
       const { runDaemon } = await import('../../daemon/run');

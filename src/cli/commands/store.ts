@@ -2,7 +2,9 @@ import type { Command } from 'commander';
 import type { GcResult, StoreStats, VerifyResult } from '../../engine/types';
 import { EXIT } from '../exit-status';
 import { clientOptions, examples, jobOptions, runJob, withClient, type ClientFlags, type JobFlags } from '../context';
-import { gcView, storeStatsView, verifyView } from '../views';
+import { resolve } from 'node:path';
+import type { CatalogAccepted, CatalogBackup } from '../../engine/types';
+import { catalogAcceptedView, catalogBackupView, gcView, storeStatsView, verifyView } from '../views';
 
 export function registerStore(program: Command): void {
   const store = program.command('store').description('the content-addressed block store');
@@ -27,6 +29,28 @@ export function registerStore(program: Command): void {
         const job = await runJob(client, out, flags, 'store.gc', {}, 'gc');
         if (job !== null) out.result(job.result as GcResult, gcView);
       });
+    });
+
+  clientOptions(store.command('backup-catalog').argument('<path>', 'a new file (never replaced)'))
+    .description('write a consistent copy of the running daemon\'s catalog to a new file (root or the daemon\'s user)')
+    .addHelpText('after', examples(['blocksnap store backup-catalog /srv/backup/blocksnap-catalog-$(date +%F).mdb']) +
+      '\nThe blocks in the store are of no use without the catalog (their block maps are only in it), so keep its backups off\n' +
+      'the data dir\'s disk, or replicate snapshots to a remote. A copy made with cp or rsync while the daemon runs may be torn.\n' +
+      'To restore: stop the daemon, put the copy in place as <data-dir>/catalog.mdb (mode 0600, the daemon\'s user), start it: if\n' +
+      'the store changed since the copy, the daemon holds deletions and says so; store accept-catalog then lets gc go on.\n')
+    .action(async (path: string, flags: ClientFlags) => {
+      await withClient(flags, async (client, out) =>
+        out.result(await client.call<CatalogBackup>('catalog.backup', { path: resolve(path) }), catalogBackupView));
+    });
+
+  clientOptions(store.command('accept-catalog'))
+    .description('take the catalog as the block store\'s after the daemon held deletions for it (CatalogMismatch); root or the daemon\'s user')
+    .addHelpText('after', examples(['blocksnap store stats', 'blocksnap store accept-catalog']) +
+      '\nstore stats says why deletions are held. Accepted, the catalog decides alone again: store gc deletes every block it does not\n' +
+      'reference (those of snapshots only another or a newer catalog knew), and deletes free blocks as before. Put back the right\n' +
+      'catalog instead if there is one; import from a remote what you need first otherwise.\n')
+    .action(async (flags: ClientFlags) => {
+      await withClient(flags, async (client, out) => out.result(await client.call<CatalogAccepted>('catalog.accept'), catalogAcceptedView));
     });
 
   jobOptions(store.command('verify'))
