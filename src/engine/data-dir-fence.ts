@@ -82,6 +82,14 @@ function refresh(f: Fence): void {
   }
 }
 
+/** Records the fenced directories and files afresh, forgetting those gone since. */
+function rebuild(f: Fence): void {
+  f.ids.clear();
+  f.containers.clear();
+  record(f, f.dataDir, true);
+  refresh(f);
+}
+
 /** Keeps clients out of the data dir `dataDir` until the returned function is called. */
 export function fenceDataDirOf(dataDir: string): () => void {
   const real = realpathSync(dataDir);
@@ -128,7 +136,12 @@ export function fencingDataDir(real: string): string | undefined {
   }
   for (const f of fences) {
     const fenced = (): boolean => stats.some((st) => f.ids.has(idOf(st)));
-    if (fenced()) return f.dataDir;
+    // Looked at again before a refusal: a data dir entry replaced since (the catalog's stamp is
+    // renamed over at every change) freed an inode number that any new file may get.
+    if (fenced()) {
+      rebuild(f);
+      if (fenced()) return f.dataDir;
+    }
     // A directory the store made since it was last looked at.
     if (stats.some((st) => f.devices.has(st.dev) && st.isDirectory() && !f.ids.has(idOf(st)))) {
       refresh(f);
