@@ -32,6 +32,7 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("Volume", blocksnap::js::volume_class(env));
   exports.Set("createVolumeLayer", Napi::Function::New(env, blocksnap::js::create_volume_layer, "createVolumeLayer"));
   exports.Set("countWrittenBytes", Napi::Function::New(env, blocksnap::js::count_written_bytes, "countWrittenBytes"));
+  exports.Set("closeIdleBlockFiles", Napi::Function::New(env, blocksnap::js::close_idle_block_files, "closeIdleBlockFiles"));
   exports.Set("countWrittenBytesNow", Napi::Function::New(env, blocksnap::js::count_written_bytes_now, "countWrittenBytesNow"));
   exports.Set("socketPeer", Napi::Function::New(env, blocksnap::js::socket_peer, "socketPeer"));
   return exports;

@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/block_format.h"
@@ -85,4 +86,20 @@ TEST(digest_lru_erases_one_entry_and_keeps_the_order_of_the_others) {
   CHECK(lru.find(numbered(0)) == nullptr);
   REQUIRE(lru.find(numbered(2)) != nullptr);
   CHECK_EQ(*lru.find(numbered(2)), 2);
+}
+
+TEST(digest_lru_evicts_the_entries_unused_since_a_cutoff_and_keeps_those_used_after) {
+  DigestLru<int> lru;
+  for (uint32_t n = 0; n < 3; ++n) CHECK(lru.put(numbered(n), static_cast<int>(n)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  const auto cutoff = DigestLru<int>::Clock::now();
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  REQUIRE(lru.find(numbered(1)) != nullptr);  // used after the cutoff
+  CHECK(lru.put(numbered(3), 3));
+  const std::vector<int> out = lru.evict_unused_since(cutoff);
+  CHECK(out == (std::vector<int>{0, 2}));
+  CHECK_EQ(lru.size(), size_t{2});
+  CHECK(lru.find(numbered(1)) != nullptr);
+  CHECK(lru.find(numbered(3)) != nullptr);
+  CHECK(lru.evict_unused_since(cutoff).empty());
 }

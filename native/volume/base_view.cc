@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 #include <vector>
 
 #include "core/block_format.h"
@@ -97,6 +98,30 @@ void BlockFileCache::trim_to_budget() noexcept {
     most->kept_count_.fetch_sub(1, std::memory_order_relaxed);
     g_kept_files.fetch_sub(1, std::memory_order_relaxed);
   }
+}
+
+size_t BlockFileCache::close_idle(std::chrono::steady_clock::duration idle) {
+  const auto cutoff = std::chrono::steady_clock::now() - idle;
+  // Destroyed after the locks are released, as close() does: closing files and unmapping
+  // payloads should not hold up the readers of any volume.
+  std::vector<std::shared_ptr<const OpenBlock>> files;
+  std::vector<std::shared_ptr<const AlignedBuffer>> payloads;
+  std::vector<std::shared_ptr<const GranuleDigests>> granules;
+  {
+    std::lock_guard registry(g_caches_mutex);
+    for (BlockFileCache* c : live_caches()) {
+      std::lock_guard lock(c->mutex_);
+      auto f = c->files_.evict_unused_since(cutoff);
+      c->kept_count_.fetch_sub(f.size(), std::memory_order_relaxed);
+      g_kept_files.fetch_sub(f.size(), std::memory_order_relaxed);
+      std::move(f.begin(), f.end(), std::back_inserter(files));
+      auto p = c->payloads_.evict_unused_since(cutoff);
+      std::move(p.begin(), p.end(), std::back_inserter(payloads));
+      auto g = c->granules_.evict_unused_since(cutoff);
+      std::move(g.begin(), g.end(), std::back_inserter(granules));
+    }
+  }
+  return files.size();
 }
 
 void BlockFileCache::close() noexcept {

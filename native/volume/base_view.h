@@ -27,6 +27,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -105,6 +106,12 @@ class BlockFileCache {
   static size_t kept_files_budget() noexcept;
   // How many open block files all caches of the process keep now.
   static size_t kept_files() noexcept;
+  // In every cache of the process, closes the kept block files and drops the payloads and granule
+  // digests that no read has used for `idle` or longer; returns how many files it closed. An
+  // export nobody reads would otherwise hold its files (and up to kMaxPayloads blocks of memory)
+  // for as long as it is served. A read holds the file it uses, not the cache, so a file closed
+  // here stays open until a read under way lets it go, and the next read opens it again.
+  static size_t close_idle(std::chrono::steady_clock::duration idle);
 
   ~BlockFileCache();
   BlockFileCache(const BlockFileCache&) = delete;

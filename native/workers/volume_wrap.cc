@@ -1,5 +1,6 @@
 #include "workers/volume_wrap.h"
 
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -485,6 +486,12 @@ Napi::Value count_written_bytes(const Napi::CallbackInfo& info) {
 Napi::Value count_written_bytes_now(const Napi::CallbackInfo& info) {
   const MapsToCount m = maps_to_count(info);
   return Napi::Number::New(info.Env(), static_cast<double>(or_js_error(info.Env(), [&] { return written_bytes_of_maps(m.map_paths, m.size_bytes); })));
+}
+
+Napi::Value close_idle_block_files(const Napi::CallbackInfo& info) {
+  const Options o(info);
+  const auto idle = std::chrono::milliseconds(o.integer("idleMs"));
+  return Napi::Number::New(info.Env(), static_cast<double>(or_js_error(info.Env(), [&] { return BlockFileCache::close_idle(idle); })));
 }
 
 }  // namespace blocksnap::js

@@ -17,4 +17,8 @@ Napi::Value create_volume_layer(const Napi::CallbackInfo& info);
 Napi::Value count_written_bytes(const Napi::CallbackInfo& info);
 Napi::Value count_written_bytes_now(const Napi::CallbackInfo& info);
 
+// closeIdleBlockFiles({ idleMs }) → number: BlockFileCache::close_idle (volume/base_view.h) over
+// every volume of the process, on the calling thread; the count of block files it closed.
+Napi::Value close_idle_block_files(const Napi::CallbackInfo& info);
+
 }  // namespace blocksnap::js

@@ -37,6 +37,8 @@ export interface DaemonConfig {
   maxConnectionsPerUser: number;
   /** 0: idle clients are never disconnected. */
   idleTimeoutSeconds: number;
+  /** How long a block file copy-on-write volumes keep open may go unread before it is closed. */
+  blockFileIdleSeconds: number;
   blockSize: number | undefined;
   threads: number | undefined;
   /** Snapshots per disk; undefined keeps the engine's default (256 each). */
@@ -60,6 +62,7 @@ export interface DaemonFlags {
   maxConnections?: number;
   maxConnectionsPerUser?: number;
   idleTimeout?: number;
+  blockFileIdle?: number;
   manualSnapshotQuota?: number;
   autoSnapshotQuota?: number;
   newCatalog?: boolean;
@@ -76,6 +79,11 @@ const octalMode: Field<string> = {
   accepts: (v): v is string => typeof v === 'string' && /^[0-7]{3,4}$/.test(v),
 };
 
+/** The longest --block-file-idle: a day. */
+const MAX_BLOCK_FILE_IDLE_SECONDS = 24 * 3600;
+/** Long enough that a guest reading now and then does not reopen its files each time. */
+export const DEFAULT_BLOCK_FILE_IDLE_SECONDS = 30;
+
 const FILE_SHAPE = {
   dataDir: optional(string),
   socket: optional(string),
@@ -88,6 +96,7 @@ const FILE_SHAPE = {
   maxConnections: optional(integer(1, 65_536)),
   maxConnectionsPerUser: optional(integer(1, 65_536)),
   idleTimeout: optional(integer(0, 7 * 24 * 3600)),
+  blockFileIdle: optional(integer(1, MAX_BLOCK_FILE_IDLE_SECONDS)),
   blockSize: optional(integer(64 * 1024, 64 * 1024 * 1024)),
   threads: optional(integer(1, 256)),
   manualSnapshotQuota: optional(integer(1, 65_536)),
@@ -148,6 +157,11 @@ export function resolveConfig(flags: DaemonFlags, cwd: string = process.cwd()): 
     throw new BlocksnapError('InvalidArgument', `--idle-timeout must be a whole number of seconds from 0 to ${7 * 24 * 3600}`);
   }
 
+  const blockFileIdleSeconds = flags.blockFileIdle ?? file.blockFileIdle ?? DEFAULT_BLOCK_FILE_IDLE_SECONDS;
+  if (!Number.isSafeInteger(blockFileIdleSeconds) || blockFileIdleSeconds < 1 || blockFileIdleSeconds > MAX_BLOCK_FILE_IDLE_SECONDS) {
+    throw new BlocksnapError('InvalidArgument', `--block-file-idle must be a whole number of seconds from 1 to ${MAX_BLOCK_FILE_IDLE_SECONDS}`);
+  }
+
   const dataDir = fromFlag(flags.dataDir) ?? fromFile(file.dataDir);
   const socket = fromFlag(flags.socket) ?? fromFile(file.socket);
   const dataDirDefault = dataDir === undefined ? defaultDataDirOf() : undefined;
@@ -171,6 +185,7 @@ export function resolveConfig(flags: DaemonFlags, cwd: string = process.cwd()): 
     maxConnections,
     maxConnectionsPerUser: Math.min(maxConnections, flags.maxConnectionsPerUser ?? file.maxConnectionsPerUser ?? 256),
     idleTimeoutSeconds,
+    blockFileIdleSeconds,
     blockSize: file.blockSize,
     threads: file.threads,
     manualSnapshotQuota: flags.manualSnapshotQuota ?? file.manualSnapshotQuota,

@@ -29,6 +29,7 @@ import { NbdServer } from '../nbd/server';
 import { hardLinkWarning } from './hard-link-guard';
 import { ownFdLimitWarning } from './fd-limit';
 import { FdExhaustionLog } from './fd-exhaustion-log';
+import { startIdleBlockFileSweep } from './idle-block-files';
 
 /** How long closing the connections may take after the engine stopped. */
 const CONNECTION_CLOSE_TIMEOUT_MS = 5_000;
@@ -139,6 +140,7 @@ export async function runDaemon(flags: DaemonFlags): Promise<number> {
   log.info({ socket: config.socketPath, mode: config.socketMode.toString(8), group: config.socketGroup ?? null }, 'listening');
   const scheduler = new Scheduler(engine.policies, { log: log.child({ component: 'scheduler' }) });
   scheduler.start();
+  const stopFileSweep = startIdleBlockFileSweep(config.blockFileIdleSeconds * 1000, log.child({ component: 'volumes' }));
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -150,6 +152,7 @@ export async function runDaemon(flags: DaemonFlags): Promise<number> {
       }
       stopping = true;
       log.info({ signal }, 'shutting down');
+      stopFileSweep();
       void scheduler.stop().then(() => stop(engine, server, nbd, log)).then(resolve);
     };
     for (const signal of STOP_SIGNALS) process.on(signal, onSignal);

@@ -108,6 +108,7 @@ interface VolumeAddon {
   createVolumeLayer(o: object): Promise<void>;
   countWrittenBytes(o: object): Promise<number>;
   countWrittenBytesNow(o: object): number;
+  closeIdleBlockFiles(o: object): number;
 }
 
 function addon(): VolumeAddon {
@@ -152,6 +153,20 @@ export function countWrittenBytesNow(mapPaths: string[], sizeBytes: number): num
   requireSize(sizeBytes, 'sizeBytes');
   try {
     return addon().countWrittenBytesNow({ mapPaths, sizeBytes });
+  } catch (err) {
+    throw fromNative(err);
+  }
+}
+
+/**
+ * Closes the block files every volume of the process keeps open between reads, and drops the
+ * verified payloads it keeps, where no read has used them for `idleMs` or longer; returns how
+ * many files it closed. A read under way holds its file until it ends (native/volume/base_view.h).
+ */
+export function closeIdleBlockFiles(idleMs: number): number {
+  if (!Number.isSafeInteger(idleMs) || idleMs < 0) invalid('idleMs', 'a non-negative integer', idleMs);
+  try {
+    return addon().closeIdleBlockFiles({ idleMs });
   } catch (err) {
     throw fromNative(err);
   }

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { CONFIG_FILE_KEYS, LOG_LEVELS, type DaemonFlags } from '../../daemon/config';
+import { CONFIG_FILE_KEYS, DEFAULT_BLOCK_FILE_IDLE_SECONDS, LOG_LEVELS, type DaemonFlags } from '../../daemon/config';
 import { defaultDataDir, defaultSocketPath, shownDefault } from '../../daemon/paths';
 import { examples } from '../context';
 
@@ -63,6 +63,7 @@ export function registerDaemon(program: Command): void {
     .option('--max-connections <n>', 'most clients at once (default: 1024)', positiveInt)
     .option('--max-connections-per-user <n>', 'most clients of one user (peer uid) at once (default: 256, at most --max-connections)', positiveInt)
     .option('--idle-timeout <seconds>', 'disconnect a client with no request running, no job watched and no stream open for this long; 0: never (default: 900)', nonNegativeInt)
+    .option('--block-file-idle <seconds>', `close a block file a served export or copy-on-write disk keeps open once no read has used it for this long, 1 to 86400 (default: ${DEFAULT_BLOCK_FILE_IDLE_SECONDS})`, positiveInt)
     .option('--manual-snapshot-quota <n>', 'manual snapshots per disk (default: 256)', positiveInt)
     .option('--auto-snapshot-quota <n>', 'automatic snapshots per disk; over it, once a new one is available, failed then oldest automatic ones go (default: 256)', positiveInt)
     .option('--new-catalog', 'create a new, empty catalog where the data dir has none but its block store holds blocks (refused otherwise: CatalogMissing); deleting blocks then waits for store accept-catalog. Give it for one start only')
