@@ -16,8 +16,8 @@ import { haveQemu, qemuImg, qemuIo } from '../helpers/qemu';
 import { daemonWithOutside, type DaemonWithOutside } from './daemon-with-outside';
 
 const BLOCK = 64 * 1024;
-/** Far longer than a refusal takes; a daemon that waited on a FIFO would pass it. */
-const PROMPT_MS = 10_000;
+/** Far longer than a refusal takes, even on a loaded machine; a daemon that waited on a FIFO would pass it. */
+const PROMPT_MS = 60_000;
 
 function setUp(t: Test): Promise<DaemonWithOutside> {
   return daemonWithOutside(t, BLOCK);
