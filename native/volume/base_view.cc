@@ -247,6 +247,10 @@ BaseView::BaseView(std::shared_ptr<BlockFileCache> cache, uint64_t block_size, u
   const bool granules = granule_words_ != 0 && previous->granule_words_ == granule_words_;
   const uint64_t common = std::min(block_count_, previous->block_count_);
   for (uint64_t i = 0; i < common; ++i) {
+    // A ZERO block has no verified state or granules to carry over. Comparing it would read pages
+    // of both views that nothing wrote, and some kernels back such reads with fresh pages rather
+    // than the shared zero page, so a sparse disk's view would cost its whole size.
+    if (is_zero_digest(digests.data() + i * kDigestSize)) continue;
     if (std::memcmp(digests_.data() + i * kDigestSize, previous->digests_.data() + i * kDigestSize, kDigestSize) != 0) continue;
     if (previous->verified(i)) verified_[i / 64].fetch_or(uint64_t{1} << (i % 64), std::memory_order_relaxed);
     // The last block may have grown or shrunk with the size: its granules then mean other bytes.
