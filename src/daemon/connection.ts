@@ -61,7 +61,7 @@ export interface ConnectionLimits {
   maxBufferedBytes: number;
   /**
    * A client that leaves more than eventHighWaterBytes of answers and stream data (progress events
-   * do not count) unread this long without draining is disconnected.
+   * do not count) unread, and reads none of it for this long, is disconnected.
    */
   stallTimeoutMs: number;
   /** An import stream whose client sends nothing this long while the job waits for it fails (StreamStalled). */
@@ -152,6 +152,8 @@ export class Connection {
   private idleWaiters: Array<() => void> = [];
   private helloTimer: NodeJS.Timeout | undefined;
   private stallTimer: NodeJS.Timeout | undefined;
+  /** Writes (answers and events) the kernel has taken whole from the write buffer: a stalled client takes none. */
+  private writesTaken = 0;
   private frameTimer: NodeJS.Timeout | undefined;
   private probeTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
@@ -583,14 +585,14 @@ export class Connection {
       return;
     }
     if (!droppable) {
-      socket.write(bytes);
+      socket.write(bytes, () => { this.writesTaken++; });
       this.armStallTimer();
       return;
     }
     const n = bytes.length;
     this.unsentEventBytes += n;
     // The callback runs once the kernel took the bytes, or the socket failed: either way they left the buffer.
-    socket.write(bytes, () => { this.unsentEventBytes -= n; });
+    socket.write(bytes, () => { this.unsentEventBytes -= n; this.writesTaken++; });
   }
 
   /**
@@ -603,11 +605,31 @@ export class Connection {
     const limits = this.host.limits;
     if (this.stallTimer !== undefined) return;
     if (socket.writableLength - this.unsentEventBytes <= limits.eventHighWaterBytes) return;
+    const taken = this.writesTaken;
+    const queued = this.unsentInWrite();
     this.stallTimer = setTimeout(() => {
+      // 'drain' comes only when the buffer is empty, which a client that reads steadily may not
+      // let happen for a long while: one large answer, or the next answers written as it reads.
+      // Any write the kernel took whole since the clock started, or any part of the write under way,
+      // shows that it reads, so the clock starts again.
+      if (this.writesTaken !== taken || this.unsentInWrite() !== queued) {
+        this.stallTimer = undefined;
+        this.armStallTimer();
+        return;
+      }
       this.log.warn({ buffered: socket.writableLength, events: this.unsentEventBytes }, `client read nothing for ${limits.stallTimeoutMs} ms: disconnecting`);
       socket.destroy();
     }, limits.stallTimeoutMs);
     this.stallTimer.unref();
+  }
+
+  /**
+   * The bytes of the write under way that the kernel has not taken yet: libuv's count, which
+   * falls as a client reads through one large answer, while the stream's own count falls only
+   * when that whole write is done. Undefined where the socket has no handle (closed).
+   */
+  private unsentInWrite(): number | undefined {
+    return (this.socket as unknown as { _handle?: { writeQueueSize?: number } })._handle?.writeQueueSize;
   }
 
   private clearStallTimer(): void {

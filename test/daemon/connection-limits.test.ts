@@ -216,6 +216,29 @@ t.test('a client that leaves answers unread beyond the high-water mark is discon
   t.pass('disconnected');
 });
 
+t.test('a client that reads one large answer slowly, for longer than stallTimeoutMs, is not disconnected', async (t) => {
+  const d = await startFakeDaemon({ eventHighWaterBytes: 16 * 1024, stallTimeoutMs: 300, maxBufferedBytes: 256 * 1024 * 1024 });
+  t.teardown(() => d.stop());
+  // A listing of about 16 MB, read in bursts every 100 ms: it takes many stall timeouts to read,
+  // and the stream's buffer never empties (no 'drain') until the last burst.
+  for (let i = 0; i < 2000; i++) await d.engine.addDisk({ path: `/fake/images/disk-${i}-${'p'.repeat(8000)}.img`, name: `disk-${i}` });
+  const c = await RawClient.ready(d.socketPath);
+  t.teardown(() => c.close());
+  c.socket.pause();
+  let bursts = 0;
+  const reader = setInterval(() => {
+    bursts++;
+    c.socket.resume();
+    setImmediate(() => c.socket.pause());
+  }, 100);
+  t.teardown(() => clearInterval(reader));
+  c.send({ id: 1, method: 'disk.list' });
+  const answer = await c.until(() => c.messages.find((m) => m.id === 1), ARRIVES_MS, 'the listing');
+  t.ok(bursts > 3, `the answer took ${bursts} bursts of reading, more than one stall timeout`);
+  t.equal((answer as { result: unknown[] }).result.length, 2000, 'the whole listing arrived');
+  t.equal(d.server.clientCount, 1, 'the client is still connected');
+});
+
 t.test('a client that hangs up while its job.wait runs is dropped at once, not when the job ends', async (t) => {
   const d = await startFakeDaemon({ pausedProbeMs: 50 });
   t.teardown(() => d.stop());
