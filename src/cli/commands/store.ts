@@ -33,7 +33,7 @@ export function registerStore(program: Command): void {
 
   clientOptions(store.command('backup-catalog').argument('<path>', 'a new file (never replaced)'))
     .description('write a consistent copy of the running daemon\'s catalog to a new file (root or the daemon\'s user)')
-    .addHelpText('after', examples(['blocksnap store backup-catalog /srv/backup/blocksnap-catalog-$(date +%F).mdb']) +
+    .addHelpText('after', examples(['blocksnap store backup-catalog /srv/backup/blocksnap-catalog.mdb']) +
       '\nThe blocks in the store are of no use without the catalog (their block maps are only in it), so keep its backups off\n' +
       'the data dir\'s disk, or replicate snapshots to a remote. A copy made with cp or rsync while the daemon runs may be torn.\n' +
       'To restore: stop the daemon, put the copy in place as <data-dir>/catalog.mdb (mode 0600, the daemon\'s user), start it: if\n' +
