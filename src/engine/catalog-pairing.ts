@@ -147,7 +147,13 @@ export function pairCatalog(catalog: Catalog, dataDir: string, hadBlocks: boolea
   const current = { storeId: id.storeId!, generation: id.generation };
   if (stamp === null || stamp.generation !== current.generation) {
     if (stamp !== null) log.info({ generation: current.generation, stamped: stamp.generation }, 'the block store\'s stamp was one change behind the catalog (a stop between the two); it is brought up to date');
-    writeStamp(dataDir, current);
+    try {
+      writeStamp(dataDir, current);
+    } catch (err) {
+      // A full data dir must still start, to delete snapshots and free space. A stamp left behind
+      // the catalog holds nothing back: the next start takes the catalog ahead of it as current.
+      log.warn({ err: (err as Error).message, generation: current.generation }, 'could not write the block store\'s stamp; the next change writes it');
+    }
   }
   catalog.stampWith((s) => writeStamp(dataDir, s));
   return null;
