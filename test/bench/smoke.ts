@@ -61,13 +61,14 @@ export const PEERS: Record<string, string[]> = {
 /** Runs the bench on `questions` and checks its output and the JSON of each. */
 export function smoke(t: Test, questions: string[]): void {
   // The bench is a program of its own: started through env(1) without NODE_OPTIONS, it does not
-  // inherit the test runner's module hooks (which would load bench/run.ts as an ES module).
+  // inherit the test runner's module hooks (which would load bench/run.ts as an ES module); the
+  // suite's cached transpiler loads its TypeScript.
   const out = t.testdir();
   // Under the system temp dir: the daemons' socket paths must stay under 108 bytes.
   const work = mkdtempSync(join(tmpdir(), 'bs-smoke-'));
   t.teardown(() => rmSync(work, { recursive: true, force: true }));
   // --cache both: the default run measures only the cache states targets read; this run covers both code paths.
-  const run = spawnSync('env', ['-u', 'NODE_OPTIONS', process.execPath, join(ROOT, 'node_modules', '.bin', 'ts-node'), '--transpile-only', join(ROOT, 'bench', 'run.ts'),
+  const run = spawnSync('env', ['-u', 'NODE_OPTIONS', process.execPath, '-r', join(ROOT, 'test', 'helpers', 'ts-require.js'), join(ROOT, 'bench', 'run.ts'),
     ...questions, '--scale', '0.01', '--runs', '1', '--cache', 'both', '--out', out, '--work', work], { cwd: ROOT, encoding: 'utf8', timeout: 540_000 });
 
   t.equal(run.status, 0, `the bench exits 0\n${run.stderr.slice(-4000)}`);

@@ -17,7 +17,7 @@ import type { Snapshot } from '../../src/engine/types';
 import { DaemonProcess, connect, makeLayout } from './daemon-process';
 
 const MiB = 1024 * 1024;
-const TS_NODE = '@isaacs/ts-node-temp-fork-for-pr-2009/register/transpile-only';
+const TS_REQUIRE = join(__dirname, '..', 'helpers', 'ts-require.js');
 
 function randomImage(path: string, mib: number): void {
   const fd = openSync(path, 'w', 0o600);
@@ -37,7 +37,7 @@ t.test('killed right after a member\'s commit: the group lists it, and the next 
   let c = await connect(layout);
   for (const n of ['a', 'b']) await c.call('disk.add', { path: join(layout.imageRoot, `${n}.raw`), name: n });
 
-  const main = `require(${JSON.stringify(TS_NODE)}); require(${JSON.stringify(join(__dirname, 'group-member-commit-kill-child.ts'))})`;
+  const main = `require(${JSON.stringify(TS_REQUIRE)}); require(${JSON.stringify(join(__dirname, 'group-member-commit-kill-child.ts'))})`;
   const watcher = spawn(process.execPath, ['-e', main, join(layout.dataDir, 'catalog.mdb'), String(d.pid)], {
     cwd: join(__dirname, '..', '..'), stdio: ['ignore', 'pipe', 'inherit'],
   });

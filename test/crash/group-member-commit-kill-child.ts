@@ -4,7 +4,7 @@
  * commit, before the group is settled. Prints what the catalog held at that moment, as JSON:
  * the member, its group, and whether the group's member list named it.
  *
- *   node -e 'require(<ts-node register>); require(<this file>)' CATALOG_PATH DAEMON_PID
+ *   node -e 'require(<test/helpers/ts-require.js>); require(<this file>)' CATALOG_PATH DAEMON_PID
  */
 import { open } from 'lmdb';
 

@@ -2,7 +2,7 @@
  * Engines in a child process, run under strace by directory-durability.test.ts: each step ends by
  * creating a marker directory `<root>/marks/<step>`, so that the trace shows where its answer came.
  *
- *   node -e 'require(<ts-node register>); require(<this file>)' ROOT
+ *   node -e 'require(<test/helpers/ts-require.js>); require(<this file>)' ROOT
  *
  * `<root>/images` holds the images; the data dirs are `<root>/x/data`, `<root>/y/data` and
  * `<root>/z/data`, with `x`, `y` and `z` missing at the start.

@@ -9,7 +9,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import t, { type Test } from 'tap';
 
-const TS_NODE = '@isaacs/ts-node-temp-fork-for-pr-2009/register/transpile-only';
+const TS_REQUIRE = join(__dirname, '..', 'helpers', 'ts-require.js');
 const missing = spawnSync('strace', ['-V']).error ? 'strace is not installed (apt-get install strace)' : false;
 
 /** One system call of the trace: `start` and `end` are the indexes of its first and last line. */
@@ -58,7 +58,7 @@ function runTraced(t: Test): Traced {
   mkdirSync(join(root, 'images'));
   mkdirSync(join(root, 'marks'));
   const trace = join(root, 'trace');
-  const main = `require(${JSON.stringify(TS_NODE)}); require(${JSON.stringify(join(__dirname, 'directory-durability-child.ts'))})`;
+  const main = `require(${JSON.stringify(TS_REQUIRE)}); require(${JSON.stringify(join(__dirname, 'directory-durability-child.ts'))})`;
   const child = spawnSync('strace', ['-f', '-y', '-o', trace, '-e', 'trace=mkdir,mkdirat,openat,rename,renameat,renameat2,fsync,fdatasync', process.execPath, '-e', main, root], {
     cwd: join(__dirname, '..', '..'), encoding: 'utf8', timeout: 300_000,
   });

@@ -3,7 +3,7 @@
  * and then holds the rest: once the job has recorded the snapshot it carries, the process is
  * SIGKILLed, mid-import.
  *
- *   node -e 'require(<ts-node register>); require(<this file>)' DATA_DIR IMAGE_ROOT STREAM_FILE DISK
+ *   node -e 'require(<test/helpers/ts-require.js>); require(<this file>)' DATA_DIR IMAGE_ROOT STREAM_FILE DISK
  */
 import { readFileSync } from 'node:fs';
 import { Engine } from '../../src/engine';

@@ -12,7 +12,7 @@ import type { InChannel } from '../../src/engine/streams';
 import { engineWithSnapshot, finished, secondEngine } from '../helpers/engine';
 import { makeImage } from '../helpers/images';
 
-const TS_NODE = '@isaacs/ts-node-temp-fork-for-pr-2009/register/transpile-only';
+const TS_REQUIRE = join(__dirname, '..', 'helpers', 'ts-require.js');
 const BS = 64 * 1024;
 
 /** Host a with snapshot s1 of 8 blocks exported to a stream file; host b with an empty disk. */
@@ -54,7 +54,7 @@ t.test('a running import names its snapshot, and a cancelled one keeps it', asyn
 t.test('an import a crash cut off still names its snapshot', async (t) => {
   const { a, b, stream, disk } = await hosts(t);
   await b.engine.close();
-  const main = `require(${JSON.stringify(TS_NODE)}); require(${JSON.stringify(join(__dirname, 'import-snapshot-id-child.ts'))})`;
+  const main = `require(${JSON.stringify(TS_REQUIRE)}); require(${JSON.stringify(join(__dirname, 'import-snapshot-id-child.ts'))})`;
   const child = spawnSync(process.execPath, ['-e', main, b.dataDir, b.images, stream, disk.id], { cwd: join(__dirname, '..', '..'), encoding: 'utf8', timeout: 120_000 });
   t.equal(child.signal, 'SIGKILL', `the child was killed mid-import: ${child.stderr}`);
   const again = await Engine.open({ dataDir: b.dataDir, imageRoots: [b.images], blockSize: BS });

@@ -4,7 +4,7 @@
  * PROGRESS_RECORD_MS later; 500 ms after that it reports 5 of 8 MiB (not recorded yet) and is
  * killed.
  *
- *   node -e 'require(<ts-node register>); require(<this file>)' DATA_DIR IMAGE_ROOT DISK
+ *   node -e 'require(<test/helpers/ts-require.js>); require(<this file>)' DATA_DIR IMAGE_ROOT DISK
  */
 import { Engine } from '../../src/engine';
 import { PROGRESS_RECORD_MS } from '../../src/engine/jobs';

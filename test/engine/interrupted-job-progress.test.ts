@@ -10,7 +10,7 @@ import t from 'tap';
 import { Engine } from '../../src/engine';
 import { fillBlock, makeImage } from '../helpers/images';
 
-const TS_NODE = '@isaacs/ts-node-temp-fork-for-pr-2009/register/transpile-only';
+const TS_REQUIRE = join(__dirname, '..', 'helpers', 'ts-require.js');
 const BS = 64 * 1024;
 const MiB = 1024 * 1024;
 
@@ -25,7 +25,7 @@ t.test('a snapshot job SIGKILLed mid-scan reads interrupted with its last record
   await engine.addDisk({ path: img, name: 'vm' });
   await engine.close();
 
-  const main = `require(${JSON.stringify(TS_NODE)}); require(${JSON.stringify(join(__dirname, 'interrupted-job-progress-child.ts'))})`;
+  const main = `require(${JSON.stringify(TS_REQUIRE)}); require(${JSON.stringify(join(__dirname, 'interrupted-job-progress-child.ts'))})`;
   const child = spawnSync(process.execPath, ['-e', main, dataDir, images, 'vm'], { cwd: join(__dirname, '..', '..'), encoding: 'utf8', timeout: 120_000 });
   t.equal(child.signal, 'SIGKILL', `the child was killed mid-job: ${child.stderr}`);
 

@@ -20,7 +20,7 @@ import { finished, snapshot } from '../helpers/engine';
 import { check, haveQemu, qemuImg, qemuIo, run } from '../helpers/qemu';
 import type { RollbackChildReport } from './rollback-child';
 
-const TS_NODE = '@isaacs/ts-node-temp-fork-for-pr-2009/register/transpile-only';
+const TS_REQUIRE = join(__dirname, '..', 'helpers', 'ts-require.js');
 /** The daemon's user, QEMU's user (the disk's owner), and the group both are in. No passwd entries needed. */
 const DAEMON = 4242;
 const QEMU = 4244;
@@ -69,7 +69,7 @@ else t.test('a daemon not running as root refuses a qcow2 rollback that would gi
   const before = fileState(img);
   const namesBefore = readdirSync(images).sort();
 
-  const main = `require(${JSON.stringify(TS_NODE)}); require(${JSON.stringify(join(__dirname, 'rollback-child.ts'))})`;
+  const main = `require(${JSON.stringify(TS_REQUIRE)}); require(${JSON.stringify(join(__dirname, 'rollback-child.ts'))})`;
   // Without the test runner's NODE_OPTIONS: its hooks would write their reports where this user may not.
   const child = spawnSync('setpriv', [`--reuid=${DAEMON}`, `--regid=${DAEMON}`, `--groups=${SHARED}`, '--', 'env', '-u', 'NODE_OPTIONS',
     process.execPath, '-e', main, dataDir, images, disk.id, snap.id], { cwd: join(__dirname, '..', '..'), encoding: 'utf8', timeout: 300_000 });

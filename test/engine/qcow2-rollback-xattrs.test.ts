@@ -69,7 +69,7 @@ else t.test('a qcow2 rollback keeps the image\'s extended attributes and POSIX A
   t.same(engine.getDisk(disk.id).pendingRollback, null);
 });
 
-const TS_NODE = '@isaacs/ts-node-temp-fork-for-pr-2009/register/transpile-only';
+const TS_REQUIRE = join(__dirname, '..', 'helpers', 'ts-require.js');
 const CAP_SYS_ADMIN = 21n;
 
 /** The image file as a rollback refused before it started must leave it: the same inode, bytes, times, owner, mode and attributes. */
@@ -111,7 +111,7 @@ if (!missing) t.test('a qcow2 rollback that cannot keep an attribute is refused 
   const before = fileState(img);
   const namesBefore = readdirSync(images).sort();
 
-  const main = `require(${JSON.stringify(TS_NODE)}); require(${JSON.stringify(join(__dirname, 'rollback-child.ts'))})`;
+  const main = `require(${JSON.stringify(TS_REQUIRE)}); require(${JSON.stringify(join(__dirname, 'rollback-child.ts'))})`;
   const child = spawnSync('setpriv', ['--bounding-set', '-sys_admin', '--inh-caps', '-sys_admin', '--', process.execPath, '-e', main, dataDir, images, disk.id, snap.id], {
     cwd: join(__dirname, '..', '..'), encoding: 'utf8', timeout: 300_000,
   });

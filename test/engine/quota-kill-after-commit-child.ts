@@ -4,7 +4,7 @@
  * available" right after the commit, before the quota deletes anything. Nothing after that
  * commit runs, as when the daemon is killed there.
  *
- *   node -e 'require(<ts-node register>); require(<this file>)' DATA_DIR IMAGE_ROOT DISK AUTO_QUOTA
+ *   node -e 'require(<test/helpers/ts-require.js>); require(<this file>)' DATA_DIR IMAGE_ROOT DISK AUTO_QUOTA
  */
 import { Engine } from '../../src/engine';
 import type { EngineLogger } from '../../src/engine/engine';

@@ -9,7 +9,7 @@ import t from 'tap';
 import { finished } from '../helpers/engine';
 import { openSmallEngine, smallDisk } from '../helpers/model';
 
-const TS_NODE = '@isaacs/ts-node-temp-fork-for-pr-2009/register/transpile-only';
+const TS_REQUIRE = join(__dirname, '..', 'helpers', 'ts-require.js');
 
 t.test('killed between an automatic snapshot\'s commit and its evictions: nothing lost, the next one restores the quota', async (t) => {
   const dir = t.testdir();
@@ -20,7 +20,7 @@ t.test('killed between an automatic snapshot\'s commit and its evictions: nothin
   const a2 = await auto('auto-2');
   await f.engine.close();
 
-  const main = `require(${JSON.stringify(TS_NODE)}); require(${JSON.stringify(join(__dirname, 'quota-kill-after-commit-child.ts'))})`;
+  const main = `require(${JSON.stringify(TS_REQUIRE)}); require(${JSON.stringify(join(__dirname, 'quota-kill-after-commit-child.ts'))})`;
   const child = spawnSync(process.execPath, ['-e', main, f.dataDir, f.images, 'y', '2'], {
     cwd: join(__dirname, '..', '..'), encoding: 'utf8', timeout: 120_000,
   });

@@ -7,7 +7,7 @@
  *    write pass leaves in the catalog);
  *  - `at-apply`: when the apply is called, before it compares anything.
  *
- *   node -e 'require(<ts-node register>); require(<this file>)' DATA_DIR IMAGE_ROOT DISK SNAPSHOT POINT
+ *   node -e 'require(<test/helpers/ts-require.js>); require(<this file>)' DATA_DIR IMAGE_ROOT DISK SNAPSHOT POINT
  */
 import { Engine } from '../../src/engine';
 import type { applyImage } from '../../src/native';

@@ -17,13 +17,13 @@ import { finished, snapshot } from '../helpers/engine';
 import { fillBlock, makeImage, sha256File } from '../helpers/images';
 import { KiB64 } from '../helpers/model';
 
-const TS_NODE = '@isaacs/ts-node-temp-fork-for-pr-2009/register/transpile-only';
+const TS_REQUIRE = join(__dirname, '..', 'helpers', 'ts-require.js');
 
 type KillPoint = 'before-mark' | 'after-mark' | 'at-apply';
 
 /** Runs the rollback of `disk` to `snap` in an engine that kills itself at `point` (raw-rollback-kill-child.ts). */
 function killedAt(t: Test, point: KillPoint, dataDir: string, images: string, disk: string, snap: string): void {
-  const main = `require(${JSON.stringify(TS_NODE)}); require(${JSON.stringify(join(__dirname, 'raw-rollback-kill-child.ts'))})`;
+  const main = `require(${JSON.stringify(TS_REQUIRE)}); require(${JSON.stringify(join(__dirname, 'raw-rollback-kill-child.ts'))})`;
   const child = spawnSync(process.execPath, ['-e', main, dataDir, images, disk, snap, point], {
     cwd: join(__dirname, '..', '..'), encoding: 'utf8', timeout: 120_000,
   });

@@ -15,7 +15,7 @@ import { snapshot } from '../helpers/engine';
 import { MiB, makeImage, pattern, sha256File, writeAt } from '../helpers/images';
 import type { RollbackChildReport } from './rollback-child';
 
-const TS_NODE = '@isaacs/ts-node-temp-fork-for-pr-2009/register/transpile-only';
+const TS_REQUIRE = join(__dirname, '..', 'helpers', 'ts-require.js');
 const GiB = 1024 * MiB;
 
 t.test('a rollback that cannot resize the image leaves the disk as it was and says nothing was written', {
@@ -36,7 +36,7 @@ t.test('a rollback that cannot resize the image leaves the disk as it was and sa
   truncateSync(img, 8 * MiB);
   const before = await sha256File(img);
 
-  const main = `require(${JSON.stringify(TS_NODE)}); require(${JSON.stringify(join(__dirname, 'rollback-child.ts'))})`;
+  const main = `require(${JSON.stringify(TS_REQUIRE)}); require(${JSON.stringify(join(__dirname, 'rollback-child.ts'))})`;
   const child = spawnSync('prlimit', [`--fsize=${512 * MiB}`, '--', 'env', '-u', 'NODE_OPTIONS',
     process.execPath, '-e', main, dataDir, images, disk.id, snap.id], { cwd: join(__dirname, '..', '..'), encoding: 'utf8', timeout: 300_000 });
   t.equal(child.status, 0, `the child engine ran: ${child.stderr}`);

@@ -4,7 +4,7 @@
  * what became of each as one line of JSON. Capabilities are per thread, and the engine's native
  * work runs on threads of its own, so a process of its own is the one way to run it without one.
  *
- *   node -e 'require(<ts-node register>); require(<this file>)' DATA_DIR IMAGE_ROOT DISK SNAPSHOT
+ *   node -e 'require(<test/helpers/ts-require.js>); require(<this file>)' DATA_DIR IMAGE_ROOT DISK SNAPSHOT
  */
 import { readFileSync } from 'node:fs';
 import { Engine } from '../../src/engine';

@@ -4,7 +4,7 @@
  * For a copy-on-write disk the first thing after its catalog transaction is the rebase of the open
  * volume; for an image file, the "rollback finished" log line.
  *
- *   node -e 'require(<ts-node register>); require(<this file>)' DATA_DIR IMAGE_ROOT DISK SNAPSHOT
+ *   node -e 'require(<test/helpers/ts-require.js>); require(<this file>)' DATA_DIR IMAGE_ROOT DISK SNAPSHOT
  */
 import { Engine, type EngineLogger } from '../../src/engine';
 import { Volume } from '../../src/native/volume';

@@ -13,11 +13,11 @@ import { snapshot } from '../helpers/engine';
 import { fillBlock, makeImage, pattern } from '../helpers/images';
 import { KiB64 } from '../helpers/model';
 
-const TS_NODE = '@isaacs/ts-node-temp-fork-for-pr-2009/register/transpile-only';
+const TS_REQUIRE = join(__dirname, '..', 'helpers', 'ts-require.js');
 
 /** Runs the rollback of `disk` to `snap` in an engine that dies right after its commit. */
 function killedAfterRollbackCommit(t: Test, dataDir: string, images: string, disk: string, snap: string): void {
-  const main = `require(${JSON.stringify(TS_NODE)}); require(${JSON.stringify(join(__dirname, 'rollback-kill-child.ts'))})`;
+  const main = `require(${JSON.stringify(TS_REQUIRE)}); require(${JSON.stringify(join(__dirname, 'rollback-kill-child.ts'))})`;
   const child = spawnSync(process.execPath, ['-e', main, dataDir, images, disk, snap], {
     cwd: join(__dirname, '..', '..'), encoding: 'utf8', timeout: 120_000,
   });

@@ -3,7 +3,7 @@
  * (dir-store.ts) and stops short of its manifest: once every block is up and the writer lease is
  * held, it prints `holding <jobId>` and waits to be killed, as a daemon killed mid-replication.
  *
- *   node -e 'require(<ts-node register>); require(<this file>)' DATA_DIR IMAGE_ROOT BUCKET_DIR SNAPSHOT LEASE_TTL_MS
+ *   node -e 'require(<test/helpers/ts-require.js>); require(<this file>)' DATA_DIR IMAGE_ROOT BUCKET_DIR SNAPSHOT LEASE_TTL_MS
  */
 import { Engine } from '../../src/engine';
 import { DEFAULT_LEASE_TIMING } from '../../src/remote/leases';

@@ -18,7 +18,7 @@ import { DirStore } from './dir-store';
 import { MemoryStore } from './memory-store';
 import { isLeaseKey, openHost, replicate, sleep } from './memory-engine';
 
-const TS_NODE = '@isaacs/ts-node-temp-fork-for-pr-2009/register/transpile-only';
+const TS_REQUIRE = join(__dirname, '..', 'helpers', 'ts-require.js');
 
 t.test('a daemon killed mid-replication: the next one deletes the dead job\'s writer lease as it starts, and its gc does not wait', async (t) => {
   const dir = t.testdir();
@@ -47,7 +47,7 @@ t.test('a daemon killed mid-replication: the next one deletes the dead job\'s wr
   await engine.close();
 
   // Required from -e: a .ts main module would go through the ES module loader tap hooks into children.
-  const main = `require(${JSON.stringify(TS_NODE)}); require(${JSON.stringify(join(__dirname, 'crashed-writer.ts'))})`;
+  const main = `require(${JSON.stringify(TS_REQUIRE)}); require(${JSON.stringify(join(__dirname, 'crashed-writer.ts'))})`;
   const child = spawn(process.execPath, ['-e', main, dataDir, images, bucketDir, s.id, String(ttlMs)], {
     cwd: join(__dirname, '..', '..'), stdio: ['ignore', 'pipe', 'pipe'],
   });
