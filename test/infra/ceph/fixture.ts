@@ -1,9 +1,12 @@
 /**
  * A real single-node Ceph with radosgw for the tests (ceph-local.sh), shared by the test files of
  * one run: tap runs files in parallel and Ceph's ports are fixed, so the first user brings the
- * cluster up under a lock, later users reuse it, and the last one to leave tears it down. Users
- * are pid markers; a marker of a dead process does not count, so a killed test run does not keep
- * the cluster alive forever (the next run's last user stops it).
+ * cluster up under a lock and later users reuse it. Users are pid markers; a marker of a dead
+ * process does not count. Outside tap the last user to leave tears the cluster down. Under tap
+ * (TAP=1 in test processes and their children) it stays up for the run's later files, since
+ * bringing it up is ~30 s of waiting and six files use it; the run's `after` program
+ * (stop-unused.ts) stops it once no process uses it, and a killed run's cluster is reused or
+ * stopped by the next.
  *
  * When the Ceph packages are missing and cannot be installed (not root), tests skip with that
  * reason; any other failure to come up fails the test with the script's output.
@@ -82,7 +85,8 @@ export function cephInstallable(): { ok: true } | { ok: false; why: string } {
 
 /**
  * Brings Ceph up, or joins the cluster another process of this run brought up. `release` leaves it;
- * the last user to leave stops it. Throws with the script's output when Ceph does not come up.
+ * the last user to leave stops it, unless under tap. Throws with the script's output when Ceph
+ * does not come up.
  */
 export function acquireCeph(): { ceph: Ceph; release: () => void } {
   const ceph = withLock((): Ceph => {
@@ -110,13 +114,22 @@ export function acquireCeph(): { ceph: Ceph; release: () => void } {
       released = true;
       withLock(() => {
         rmSync(join(USERS, String(process.pid)), { force: true });
-        if (liveUsers().length === 0) {
-          spawnSync(SCRIPT, ['down', CLUSTER]);
-          rmSync(ENV_FILE, { force: true });
-        }
+        if (process.env.TAP !== '1') stopWhenUnused();
       });
     },
   };
+}
+
+function stopWhenUnused(): void {
+  if (liveUsers().length > 0) return;
+  spawnSync(SCRIPT, ['down', CLUSTER]);
+  rmSync(ENV_FILE, { force: true });
+}
+
+/** Stops the cluster when no live process uses it (the tap run's `after` program). */
+export function stopUnusedCeph(): void {
+  if (!existsSync(CLUSTER)) return;
+  withLock(stopWhenUnused);
 }
 
 /** Ceph for this test file, released at its end; null (and a skip) when it cannot run here. */
