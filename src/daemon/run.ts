@@ -207,8 +207,9 @@ function prepareDirs(config: DaemonConfig, gid: number | undefined, log: Logger)
 function refusedForGood(e: BlocksnapError): boolean {
   if (exitStatusFor(e.code) === EXIT.usage) return true; // a bad --image-root or --data-dir, as the CLI reports it
   if (e.code === 'UntrustedPath') return true;
-  // The catalog must be put back (or --new-catalog given): a restart finds it as it was.
-  if (e.code === 'CatalogMissing' || e.code === 'CatalogDamaged') return true;
+  // The catalog must be put back (or --new-catalog given), or a newer blocksnap installed: a
+  // restart finds it as it was.
+  if (e.code === 'CatalogMissing' || e.code === 'CatalogDamaged' || e.code === 'CatalogVersion') return true;
   return e.code === 'SocketInUse' && e.details?.found !== undefined; // a file, not a daemon, at the socket path
 }
 

@@ -74,8 +74,8 @@ export function registerDaemon(program: Command): void {
       'On a terminal that may close, run it under systemd or detached (setsid -f blocksnap daemon … < /dev/null >> LOG 2>&1):\n' +
       'once its terminal has gone, Node.js cannot exit cleanly and may leave the socket behind for the next start to remove.\n' +
       'A start refused for good (a bad option or config, a file that is not a socket at a socket path, a\n' +
-      'directory another user may write, a missing or damaged catalog beside a store of blocks) exits 2; one another daemon\n' +
-      'holds up (its data dir or socket) exits 1.\n' + configHelp())
+      'directory another user may write, a missing or damaged catalog beside a store of blocks, a catalog\n' +
+      'a newer blocksnap wrote) exits 2; one another daemon holds up (its data dir or socket) exits 1.\n' + configHelp())
     .action(async (flags: DaemonFlags) => {
       // Loaded only here: client commands never load the engine, LMDB or the native addon.
       const { runDaemon } = await import('../../daemon/run');
