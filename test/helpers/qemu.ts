@@ -82,9 +82,14 @@ export function ownRanges(image: string): Array<[number, number]> {
   return out;
 }
 
-/** qemu-nbd serving `image` read-write on a Unix socket, holding it like a running VM. */
+/**
+ * qemu-nbd serving `image` read-write on a Unix socket, holding it like a running VM. It dies with
+ * the test process (setpriv --pdeathsig), so a test file the runner kills on its timeout leaves no
+ * qemu-nbd behind holding its image.
+ */
 export async function holdWithNbd(image: string, format: 'raw' | 'qcow2', socket: string): Promise<{ stop(): Promise<void> }> {
-  const child: ChildProcess = spawn('qemu-nbd', ['-f', format, '-k', socket, '--persistent', image], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child: ChildProcess = spawn('setpriv', ['--pdeathsig', 'SIGKILL', '--', 'qemu-nbd', '-f', format, '-k', socket, '--persistent', image],
+    { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
   // Generous: on a loaded machine starting qemu-nbd and opening the image can take seconds.
