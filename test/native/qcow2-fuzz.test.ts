@@ -1,8 +1,9 @@
 /**
- * A short libFuzzer run of the qcow2 reader (native/fuzz/qcow2_fuzz.cc, built with clang and
- * AddressSanitizer) from a seed corpus of small real images made by qemu-img and qemu-io: v2 and
- * v3, tiny clusters, zero clusters, extended L2, compressed clusters, a backing file reference, a
- * persistent dirty bitmap (the bitmaps header extension).
+ * A short libFuzzer run of the qcow2 reader (native/fuzz/qcow2_fuzz.cc, built with clang,
+ * AddressSanitizer and UBSan in the build the C++ unit tests use, test/helpers/sanitized-build.ts)
+ * from a seed corpus of small real images made by qemu-img and qemu-io: v2 and v3, tiny clusters,
+ * zero clusters, extended L2, compressed clusters, a backing file reference, a persistent dirty
+ * bitmap (the bitmaps header extension).
  * Any crash, hang, leak or sanitizer report fails the test. Longer runs: npm run fuzz:qcow2.
  */
 import t from 'tap';
@@ -10,13 +11,11 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { haveQemu, qemuImg, qemuIo } from '../helpers/qemu';
+import { buildSanitized, noClang, SANITIZED_DIR } from '../helpers/sanitized-build';
 
-const root = join(__dirname, '..', '..');
 const SECONDS = 20;
 
-const noClang = spawnSync('clang++', ['--version']).status !== 0
-  ? 'clang is not installed (apt-get install clang libclang-rt-14-dev)' : false;
-const skip = noClang || haveQemu();
+const skip = noClang() || haveQemu();
 if (skip) t.plan(0, skip);
 
 function seedCorpus(dir: string): void {
@@ -37,16 +36,16 @@ function seedCorpus(dir: string): void {
 }
 
 t.test(`the qcow2 reader survives ${SECONDS} s of libFuzzer`, async (t) => {
-  const build = spawnSync('npm', ['run', '--silent', 'build:fuzz'], { cwd: root, encoding: 'utf8', maxBuffer: 64 << 20 });
+  const build = buildSanitized();
   t.equal(build.status, 0, 'the fuzz target builds');
-  if (build.status !== 0) return t.comment(`${build.stdout}\n${build.stderr}`.slice(-4000));
+  if (build.status !== 0) return t.comment(build.out.slice(-4000));
 
   const dir = t.testdir();
   const corpus = join(dir, 'corpus');
   mkdirSync(corpus);
   seedCorpus(corpus);
   const seeds = readdirSync(corpus).length;
-  const r = spawnSync(join(root, 'build-fuzz', 'qcow2_fuzz'), [
+  const r = spawnSync(join(SANITIZED_DIR, 'qcow2_fuzz'), [
     `-max_total_time=${SECONDS}`, '-max_len=131072', '-timeout=10', '-rss_limit_mb=1024',
     `-artifact_prefix=${dir}/`, corpus,
   ], { encoding: 'utf8', maxBuffer: 64 << 20, timeout: (SECONDS + 60) * 1000 });
