@@ -9,7 +9,7 @@ import { join } from 'node:path';
 export const ROOT = join(__dirname, '..', '..');
 export const SANITIZED_DIR = join(ROOT, 'build-sanitized');
 
-/** Whether clang and its sanitizer runtimes are here; the reason to skip otherwise. */
+/** The reason to skip when clang is missing (its runtimes missing fail the build, saying so), else false. */
 export function noClang(): string | false {
   return spawnSync('clang++', ['--version']).status !== 0 ? 'clang is not installed (apt-get install clang libclang-rt-14-dev)' : false;
 }
